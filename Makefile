@@ -1,0 +1,38 @@
+# The README's two commands: `make demo` and `make test`. Each creates .venv and installs what
+# it needs; `make test` also installs OpenSSH's sshd (the tests start a real one on 127.0.0.1).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Parallel test workers: the CI machine has 2 cores.
+WORKERS ?= 2
+
+.PHONY: demo test bench sshd clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-app: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@ $(VENV)/.installed-app
+
+demo: $(VENV)/.installed-app
+	$(BIN)/report-keeper --demo
+
+sshd:
+	@bash tools/ensure-sshd.sh
+
+test: $(VENV)/.installed-test sshd
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile -q
+
+bench: $(VENV)/.installed-test sshd
+	$(BIN)/python benchmarks/verify_year.py
+	$(BIN)/python benchmarks/download.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache snapshot_report.html

@@ -1,0 +1,35 @@
+"""Shared fixtures: deterministic runs, no developer config, snapshots in snapshots/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAPSHOT_ROOT = ROOT / "snapshots"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """Never read the developer's config or write to their data dirs."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    monkeypatch.delenv("REPORT_KEEPER_CONFIG", raising=False)
+    monkeypatch.delenv("REPORT_KEEPER_NOW", raising=False)
+    yield
+
+
+# pytest-textual-snapshot keeps SVGs next to the tests by default (and its snap_compare fixture
+# hard-codes its extension class); ours live in the top-level snapshots/<test module>/ folder.
+import pytest_textual_snapshot  # noqa: E402
+
+
+def _snapshot_dirname(cls, *, test_location):
+    return str(SNAPSHOT_ROOT / test_location.basename)
+
+
+pytest_textual_snapshot.SVGImageExtension.dirname = classmethod(_snapshot_dirname)

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from datetime import date, time, timedelta
+from pathlib import Path
+
+import pytest
+
+from tui.core.config import ConfigError, load_config, parse_duration
+
+GOOD = """
+[defaults]
+grace = "90m"
+
+[profile.default]
+host = "127.0.0.1"
+port = 2222
+username = "abcftp"
+key = "keys/id_ed25519"
+known_hosts = "known_hosts"
+remote_dir = "upload/ALMA/Daily_Report"
+local_dir = "reports"
+timezone = "America/Chicago"
+
+[[profile.default.report]]
+name = "Loans Per Patron From 3 Days Ago"
+schedule = "daily"
+at = "07:00"
+grace = "2h"
+expected_columns = ["Patron ID", "Loans"]
+closed_days = ["2026-12-24..2027-01-01", "2027-04-03"]
+
+[profile.other]
+host = "files.example.org"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "config.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_full_profile(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    prof = cfg.profile()
+    assert prof.name == "default" and prof.port == 2222
+    assert prof.key == tmp_path / "keys" / "id_ed25519"
+    assert prof.local_dir == tmp_path / "reports"
+    assert str(prof.timezone) == "America/Chicago"
+    report = prof.report_for("Loans Per Patron From 3 Days Ago")
+    assert report.configured and report.at == time(7, 0) and report.grace == timedelta(hours=2)
+    assert report.is_closed(date(2026, 12, 31)) and report.is_closed(date(2027, 4, 3))
+    assert not report.is_closed(date(2027, 1, 2))
+    assert report.covered_day(date(2026, 6, 5)) == date(2026, 6, 2)
+
+
+def test_auto_discovery_uses_defaults(tmp_path):
+    prof = load_config(write(tmp_path, GOOD)).profile("other")
+    report = prof.report_for("Some other report")
+    assert not report.configured
+    assert report.name == "Some other report"
+    assert report.grace == timedelta(minutes=90)  # top-level [defaults]
+    assert report.schedule is None  # inferred from history
+
+
+def test_classify_uses_pattern_then_names(tmp_path):
+    text = GOOD + '\n[[profile.other.report]]\nname = "Dotted"\npattern = "^(?P<name>Dotted)\\\\.(?P<ts>\\\\d{8}_\\\\d{4})"\n'
+    prof = load_config(write(tmp_path, text)).profile("other")
+    report, parsed = prof.classify("Dotted.20260602_0700.xlsx")
+    assert report.name == "Dotted" and parsed.source == "pattern"
+    report, parsed = prof.classify("Other_20260602_0700.xlsx")
+    assert report.name == "Other" and not report.configured
+
+
+@pytest.mark.parametrize(
+    "text, key, reason",
+    [
+        ('[profile.default]\nhost = "h"\nport = "22"\n', "profile.default.port", "whole number"),
+        ('[profile.default]\nhost = "h"\nport = 70000\n', "profile.default.port", "out of range"),
+        ('[profile.default]\nhost = "h"\nhots = "x"\n', "profile.default.hots", "unknown key"),
+        ('[profile.default]\nhost = "h"\ntimezone = "Mars/Base"\n', "profile.default.timezone", "unknown time zone"),
+        ('[profile.default]\nhost = "h"\n[[profile.default.report]]\nname = "R"\ngrace = "soon"\n',
+         "profile.default.report[0].grace", "not a duration"),
+        ('[profile.default]\nhost = "h"\n[[profile.default.report]]\nname = "R"\nat = "25:00"\n',
+         "profile.default.report[0].at", "not a valid time"),
+        ('[profile.default]\nhost = "h"\n[[profile.default.report]]\nname = "R"\nclosed_days = ["2026-13-01"]\n',
+         "profile.default.report[0].closed_days", "not a day"),
+        ('[profile.default]\nhost = "h"\n[[profile.default.report]]\nname = "R"\npattern = "(?P<name>x)"\n',
+         "profile.default.report[0].pattern", "named groups"),
+        ('[profile.default]\nhost = "h"\n[[profile.default.report]]\nschedule = "daily"\n',
+         "profile.default.report[0].name", "needs a name"),
+        ('[profile.default]\nport = 22\n', "profile.default.host", "missing"),
+        ('[profile.default]\nhost = "h"\n[[profile.default.report]]\nname = "R"\n[[profile.default.report]]\nname = "r"\n',
+         "profile.default.report[1].name", "configured twice"),
+    ],
+)
+def test_bad_values_name_file_key_and_reason(tmp_path, text, key, reason):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == key
+    assert reason in err.value.reason
+    assert str(path) in str(err.value) and key in str(err.value)
+
+
+def test_broken_toml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[profile.default\nhost="))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="report-keeper --demo"):
+        load_config(None)  # default location inside the test's empty XDG dirs
+
+
+def test_unknown_profile_lists_known_ones(tmp_path):
+    with pytest.raises(ConfigError, match="profiles: default, other"):
+        load_config(write(tmp_path, GOOD)).profile("nope")
+
+
+def test_durations():
+    assert parse_duration("1h30m") == timedelta(minutes=90)
+    assert parse_duration("1d") == timedelta(days=1)
+    with pytest.raises(ValueError):
+        parse_duration("")

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tui.core.names import escape_name, parse_name, refusal_reason, stem_of
+
+CHI = ZoneInfo("America/Chicago")
+BASE = "Loans Per Patron From 3 Days Ago"
+
+
+@pytest.mark.parametrize(
+    "filename, expected",
+    [
+        (f"{BASE}_20260602_070512.xlsx", datetime(2026, 6, 2, 7, 5, 12)),
+        (f"{BASE}_20260602070512.xlsx", datetime(2026, 6, 2, 7, 5, 12)),
+        (f"{BASE}-2026-06-02_07-05-12.xlsx", datetime(2026, 6, 2, 7, 5, 12)),
+        (f"{BASE} 2026-06-02T07:05:12.xlsx", datetime(2026, 6, 2, 7, 5, 12)),
+        (f"{BASE}_20260602_0705.xlsx", datetime(2026, 6, 2, 7, 5)),
+        (f"{BASE}_202606020705.xlsx", datetime(2026, 6, 2, 7, 5)),
+        (f"{BASE}_2026-06-02_07-05.xlsx", datetime(2026, 6, 2, 7, 5)),
+        (f"{BASE} 2026-06-02T07:05.xlsx", datetime(2026, 6, 2, 7, 5)),
+    ],
+)
+def test_recognised_trailing_timestamps(filename, expected):
+    parsed = parse_name(filename, tz=CHI)
+    assert parsed.base == BASE
+    assert parsed.source == "name"
+    assert parsed.delivered_at == expected.replace(tzinfo=CHI)
+
+
+def test_names_with_dots_unicode_and_spaces():
+    parsed = parse_name("Prêts v2.1 final – été_20261201_070000.xlsx", tz=CHI)
+    assert parsed.base == "Prêts v2.1 final – été"
+    assert parsed.delivered_at.hour == 7
+    assert stem_of("a.b.c.xlsx") == "a.b.c"
+    assert stem_of("noext") == "noext"
+
+
+def test_no_timestamp_falls_back_to_mtime():
+    mtime = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+    parsed = parse_name("Weekly summary.xlsx", mtime=mtime, tz=CHI)
+    assert (parsed.base, parsed.delivered_at, parsed.source) == ("Weekly summary", mtime, "mtime")
+    assert parse_name("Weekly summary.xlsx").source == "none"
+
+
+def test_impossible_dates_are_not_timestamps():
+    parsed = parse_name("Report_20260230_070000.xlsx", tz=CHI)
+    assert parsed.source == "none"
+    assert parsed.base == "Report_20260230_070000"
+
+
+def test_a_name_that_is_only_a_timestamp_keeps_it_as_base():
+    parsed = parse_name("20260602_070000.xlsx", tz=CHI)
+    assert parsed.base == "20260602_070000"
+
+
+def test_pattern_override():
+    pattern = re.compile(r"^(?P<name>.+?)\.(?P<ts>\d{8}_\d{4})\.xlsx$")
+    parsed = parse_name("Loans.20260602_0700.xlsx", tz=CHI, pattern=pattern)
+    assert parsed.base == "Loans"
+    assert parsed.source == "pattern"
+    assert parsed.delivered_at == datetime(2026, 6, 2, 7, 0, tzinfo=CHI)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [".", "..", "", "a/b.xlsx", "..\\evil.xlsx", "nul\x00.xlsx", "bell\x07.xlsx", "line\nbreak.xlsx",
+     "esc\x1b[31m.xlsx", "spoof\u202eslx.exe", "x" * 300 + ".xlsx", "bad\udcff.xlsx"],
+)
+def test_hostile_names_are_refused(name):
+    assert refusal_reason(name)
+
+
+@pytest.mark.parametrize("name", ["Report_20260602_070000.xlsx", "[bold red]markup[link=x].xlsx", "été.xlsx", "a b c.xlsx"])
+def test_ordinary_names_are_accepted(name):
+    assert refusal_reason(name) is None
+
+
+def test_escape_name_shows_controls():
+    assert escape_name("a\x1b[31mb") == "a\\u001b[31mb"
+    assert escape_name("spoof\u202e") == "spoof\\u202e"

@@ -1,0 +1,57 @@
+"""Entry point: the TUI and the headless commands (SPEC "Command-line contract").
+
+Each subcommand lives in ``tui/commands/<name>.py`` with ``add_arguments(parser)`` and
+``run(args) -> int``; they are imported lazily so ``verify`` starts without Textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from tui import __version__
+from tui.core.status import Exit
+
+SUBCOMMANDS = {
+    "verify": "verify local .xlsx reports (files or folders), no server",
+    "sync": "list the server, download every new report, verify it, record it",
+    "check": "evaluate schedule, verification and deadlines; test the connection",
+    "demo-server": "run only the embedded demo SFTP server",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="report-keeper",
+        description="Keeps scheduled Alma Analytics reports safe. Without a command, opens the TUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"report-keeper {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="config file (default: the user config dir)")
+    parser.add_argument("--profile", metavar="NAME", help="profile in the config (default: 'default')")
+    parser.add_argument("--demo", action="store_true", help="open the TUI against the embedded demo server")
+    parser.add_argument("--local-dir", metavar="D", help="with --demo: keep downloads in D")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in SUBCOMMANDS.items():
+        module = importlib.import_module(f"tui.commands.{name.replace('-', '_')}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 on usage errors, but our contract says 3
+        return int(Exit.USAGE) if exc.code not in (0, None) else 0
+    if args.command:
+        module = importlib.import_module(f"tui.commands.{args.command.replace('-', '_')}")
+        return int(module.run(args))
+    from tui.commands import tui_app
+
+    return int(tui_app.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

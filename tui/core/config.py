@@ -1,0 +1,458 @@
+"""Configuration (SPEC "Configuration"): TOML profiles, report entries and defaults.
+
+Every problem is reported as one ``ConfigError`` naming the file, the key and the reason, so
+the commands can print it and exit 3.
+
+Layout::
+
+    [defaults]                      # optional: report settings for every profile
+    grace = "2h"
+
+    [profile.default]
+    host = "files.example.org"
+    ...
+    [profile.default.defaults]      # optional: report settings for this profile
+    [[profile.default.report]]
+    name = "Loans Per Patron From 3 Days Ago"
+    ...
+
+With no ``[[report]]`` entries, every distinct base name in ``remote_dir`` is a report with the
+defaults (auto-discovery); with entries, files of other base names are still tracked with the
+defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import platformdirs
+
+from tui.core.names import ParsedName, parse_name
+
+APP_NAME = "report-keeper"
+CONFIG_ENV = "REPORT_KEEPER_CONFIG"
+DEFAULT_PROFILE = "default"
+
+
+class ConfigError(Exception):
+    """A configuration problem: file, key and reason in one sentence."""
+
+    def __init__(self, file: str | os.PathLike | None, key: str | None, reason: str):
+        self.file = str(file) if file is not None else None
+        self.key = key
+        self.reason = reason
+        where = self.file or "configuration"
+        if key:
+            where += f": {key}"
+        super().__init__(f"{where}: {reason}")
+
+
+def default_config_path() -> Path:
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def system_timezone() -> tzinfo:
+    """The machine's IANA zone (TZ, /etc/timezone, /etc/localtime), else UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    except OSError:
+        pass
+    try:
+        target = os.readlink("/etc/localtime")
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    for name in candidates:
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
+
+
+# --------------------------------------------------------------------------------------------
+# Report settings
+
+
+@dataclass(frozen=True)
+class DayRange:
+    first: date
+    last: date
+
+    def __contains__(self, day: date) -> bool:
+        return self.first <= day <= self.last
+
+    def __str__(self) -> str:
+        return self.first.isoformat() if self.first == self.last else f"{self.first}..{self.last}"
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    name: str
+    schedule: str | None = None  # None: inferred from history
+    at: time | None = None  # None: inferred from history
+    grace: timedelta = timedelta(hours=2)
+    lag_days: int = 3
+    anonymize_days: int = 7
+    retention_days: int = 60
+    min_rows: int = 1
+    expected_columns: tuple[str, ...] = ()
+    closed_days: tuple[DayRange, ...] = ()
+    pattern: re.Pattern[str] | None = None
+    configured: bool = False  # an explicit [[report]] entry, not auto-discovered
+
+    def is_closed(self, day: date) -> bool:
+        return any(day in r for r in self.closed_days)
+
+    def covered_day(self, run_day: date) -> date:
+        """The loan day a run on ``run_day`` reports on."""
+        return run_day - timedelta(days=self.lag_days)
+
+
+REPORT_KEYS = {
+    "name", "schedule", "at", "grace", "lag_days", "anonymize_days", "retention_days",
+    "min_rows", "expected_columns", "closed_days", "pattern",
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    host: str
+    port: int | None = None  # None: from ~/.ssh/config, else 22
+    username: str | None = None  # None: from ~/.ssh/config, else the local user
+    key: Path | None = None
+    known_hosts: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
+    remote_dir: str = "."
+    local_dir: Path = field(default_factory=lambda: default_data_dir() / "reports")
+    timezone: tzinfo = field(default_factory=system_timezone)
+    concurrency: int = 4
+    connect_timeout: float = 15.0
+    ssh_config: Path | None = None  # None: ~/.ssh/config when it exists
+    ledger: Path | None = None  # None: the user data dir
+    reports: tuple[ReportConfig, ...] = ()
+    defaults: ReportConfig = field(default_factory=lambda: ReportConfig(name=""))
+    source: str | None = None  # the config file it came from
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.ledger or default_data_dir() / f"ledger-{self.name}.sqlite3"
+
+    def report_for(self, base_name: str) -> ReportConfig:
+        """The configured report of this base name, else the defaults under that name."""
+        for report in self.reports:
+            if report.name == base_name:
+                return report
+        folded = base_name.casefold().strip()
+        for report in self.reports:
+            if report.name.casefold().strip() == folded:
+                return report
+        return replace(self.defaults, name=base_name, configured=False)
+
+    def classify(self, filename: str, mtime: datetime | None = None) -> tuple[ReportConfig, ParsedName]:
+        """Which report a file belongs to, and what its name says about the delivery."""
+        for report in self.reports:
+            if report.pattern is not None and report.pattern.search(filename):
+                return report, parse_name(filename, mtime=mtime, tz=self.timezone, pattern=report.pattern)
+        parsed = parse_name(filename, mtime=mtime, tz=self.timezone)
+        return self.report_for(parsed.base), parsed
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    profiles: dict[str, Profile]
+
+    def profile(self, name: str | None = None) -> Profile:
+        wanted = name or DEFAULT_PROFILE
+        if wanted in self.profiles:
+            return self.profiles[wanted]
+        if name is None and len(self.profiles) == 1:
+            return next(iter(self.profiles.values()))
+        known = ", ".join(sorted(self.profiles)) or "none"
+        raise ConfigError(self.path, f"profile.{wanted}", f"no such profile (profiles: {known}); pick one with --profile")
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+
+
+_DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?\s*(?:(\d+)\s*s)?\s*$", re.I)
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"2h"``, ``"90m"``, ``"1h30m"``, ``"1d"``, ``"45s"``."""
+    m = _DURATION.match(text or "")
+    if not m or not any(m.groups()):
+        raise ValueError(f"{text!r} is not a duration; write e.g. \"2h\", \"90m\" or \"1h30m\"")
+    d, h, mi, s = (int(g or 0) for g in m.groups())
+    return timedelta(days=d, hours=h, minutes=mi, seconds=s)
+
+
+def parse_clock_time(text: str) -> time:
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*", text or "")
+    if not m:
+        raise ValueError(f"{text!r} is not a time of day; write e.g. \"07:00\"")
+    try:
+        return time(int(m[1]), int(m[2]), int(m[3] or 0))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a valid time of day") from None
+
+
+def parse_day_range(text: str) -> DayRange:
+    parts = [p.strip() for p in str(text).split("..")]
+    if len(parts) not in (1, 2):
+        raise ValueError(f"{text!r} is not a day or a range; write \"2026-12-24\" or \"2026-12-24..2027-01-01\"")
+    try:
+        first = date.fromisoformat(parts[0])
+        last = date.fromisoformat(parts[-1])
+    except ValueError:
+        raise ValueError(f"{text!r} is not a day or a range; write \"2026-12-24\" or \"2026-12-24..2027-01-01\"") from None
+    if last < first:
+        raise ValueError(f"{text!r} ends before it starts")
+    return DayRange(first, last)
+
+
+class _Reader:
+    """Typed access to one TOML table with errors naming file and key."""
+
+    def __init__(self, file: Path | None, prefix: str, table: dict[str, Any]):
+        self.file, self.prefix, self.table = file, prefix, table
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, reason: str) -> ConfigError:
+        return ConfigError(self.file, self.key(name), reason)
+
+    def unknown(self, allowed: set[str]) -> None:
+        for name in self.table:
+            if name not in allowed:
+                hint = ", ".join(sorted(allowed))
+                raise self.error(name, f"unknown key (known keys here: {hint})")
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        if name not in self.table:
+            return default
+        value = self.table[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.error(name, f"expected {_kind_name(kinds)}, got a boolean")
+        if not isinstance(value, kinds):
+            raise self.error(name, f"expected {_kind_name(kinds)}, got {type(value).__name__} {value!r}")
+        return value
+
+    def convert(self, name: str, fn, default: Any = None) -> Any:
+        if name not in self.table:
+            return default
+        try:
+            return fn(self.table[name])
+        except (ValueError, TypeError) as exc:
+            raise self.error(name, str(exc)) from None
+
+    def int_in(self, name: str, low: int, high: int, default: int) -> int:
+        value = self.get(name, int, default)
+        if not low <= value <= high:
+            raise self.error(name, f"{value} is out of range ({low}..{high})")
+        return value
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "a whole number", float: "a number", list: "a list", dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _schedule_check(text: str) -> str:
+    if not isinstance(text, str):
+        raise TypeError("expected a string like \"daily\", \"weekly:MON,THU\" or \"monthly:1\"")
+    try:
+        from tui.core.schedule import parse_schedule
+    except ImportError:  # the schedule model is optional for config loading
+        return text
+    parse_schedule(text)
+    return text
+
+
+def _pattern(text: Any) -> re.Pattern[str]:
+    if not isinstance(text, str):
+        raise TypeError("expected a regular expression string")
+    try:
+        compiled = re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    if "name" not in compiled.groupindex or "ts" not in compiled.groupindex:
+        raise ValueError("the pattern needs the named groups (?P<name>...) and (?P<ts>...)")
+    return compiled
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("expected a list of strings")
+    return tuple(value)
+
+
+def _day_ranges(value: Any) -> tuple[DayRange, ...]:
+    if not isinstance(value, list):
+        raise TypeError("expected a list like [\"2026-12-24..2027-01-01\", \"2027-04-03\"]")
+    out = []
+    for item in value:
+        if isinstance(item, date) and not isinstance(item, datetime):
+            out.append(DayRange(item, item))
+        else:
+            out.append(parse_day_range(item))
+    return tuple(out)
+
+
+def _report(reader: _Reader, base: ReportConfig, *, need_name: bool) -> ReportConfig:
+    reader.unknown(REPORT_KEYS if need_name else REPORT_KEYS - {"name"})
+    name = base.name
+    if need_name:
+        name = reader.get("name", str)
+        if not name or not name.strip():
+            raise reader.error("name", "every [[report]] needs a name: the report's base name in file names")
+    return replace(
+        base,
+        name=name,
+        schedule=reader.convert("schedule", _schedule_check, base.schedule),
+        at=reader.convert("at", parse_clock_time, base.at),
+        grace=reader.convert("grace", parse_duration, base.grace),
+        lag_days=reader.int_in("lag_days", 0, 366, base.lag_days),
+        anonymize_days=reader.int_in("anonymize_days", 1, 3660, base.anonymize_days),
+        retention_days=reader.int_in("retention_days", 1, 36600, base.retention_days),
+        min_rows=reader.int_in("min_rows", 0, 10**9, base.min_rows),
+        expected_columns=reader.convert("expected_columns", _str_list, base.expected_columns),
+        closed_days=reader.convert("closed_days", _day_ranges, base.closed_days),
+        pattern=reader.convert("pattern", _pattern, base.pattern),
+        configured=need_name,
+    )
+
+
+PROFILE_KEYS = {
+    "host", "port", "username", "key", "known_hosts", "remote_dir", "local_dir", "timezone",
+    "concurrency", "connect_timeout", "ssh_config", "ledger", "report", "defaults",
+}
+
+
+def _path(value: Any, relative_to: Path | None) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError("expected a path string")
+    p = Path(value).expanduser()
+    if not p.is_absolute() and relative_to is not None:
+        p = relative_to / p
+    return p
+
+
+def _zone(value: Any) -> tzinfo:
+    if not isinstance(value, str):
+        raise TypeError("expected an IANA time zone name like \"America/Chicago\"")
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name like \"America/Chicago\"") from None
+
+
+def _profile(file: Path | None, name: str, table: Any, top_defaults: ReportConfig) -> Profile:
+    prefix = f"profile.{name}"
+    if not isinstance(table, dict):
+        raise ConfigError(file, prefix, "expected a table: [profile.NAME]")
+    r = _Reader(file, prefix, table)
+    r.unknown(PROFILE_KEYS)
+    host = r.get("host", str)
+    if not host:
+        raise r.error("host", "missing: the SFTP server's host name or a Host alias from ~/.ssh/config")
+    base_dir = file.parent if file else None
+    defaults = top_defaults
+    if "defaults" in table:
+        d = r.get("defaults", dict)
+        defaults = _report(_Reader(file, f"{prefix}.defaults", d), top_defaults, need_name=False)
+    reports = []
+    raw_reports = r.get("report", list, [])
+    seen: set[str] = set()
+    for i, entry in enumerate(raw_reports):
+        key = f"{prefix}.report[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(file, key, "expected a table: [[profile.NAME.report]]")
+        report = _report(_Reader(file, key, entry), defaults, need_name=True)
+        if report.name.casefold() in seen:
+            raise ConfigError(file, f"{key}.name", f"the report {report.name!r} is configured twice")
+        seen.add(report.name.casefold())
+        reports.append(report)
+    kwargs: dict[str, Any] = dict(
+        name=name,
+        host=host,
+        port=r.int_in("port", 1, 65535, 22) if "port" in table else None,
+        username=r.get("username", str),
+        key=r.convert("key", lambda v: _path(v, base_dir)),
+        remote_dir=r.get("remote_dir", str, "."),
+        timezone=r.convert("timezone", _zone, None) or system_timezone(),
+        concurrency=r.int_in("concurrency", 1, 32, 4),
+        connect_timeout=float(r.get("connect_timeout", (int, float), 15.0)),
+        ssh_config=r.convert("ssh_config", lambda v: _path(v, base_dir)),
+        ledger=r.convert("ledger", lambda v: _path(v, base_dir)),
+        reports=tuple(reports),
+        defaults=defaults,
+        source=str(file) if file else None,
+    )
+    if kwargs["connect_timeout"] <= 0:
+        raise r.error("connect_timeout", "must be more than 0 seconds")
+    if "known_hosts" in table:
+        kwargs["known_hosts"] = r.convert("known_hosts", lambda v: _path(v, base_dir))
+    if "local_dir" in table:
+        kwargs["local_dir"] = r.convert("local_dir", lambda v: _path(v, base_dir))
+    else:
+        kwargs["local_dir"] = default_data_dir() / "reports" / name
+    return Profile(**kwargs)
+
+
+def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
+    top = _Reader(file, "", data)
+    top.unknown({"profile", "defaults"})
+    top_defaults = ReportConfig(name="")
+    if "defaults" in data:
+        top_defaults = _report(_Reader(file, "defaults", top.get("defaults", dict)), top_defaults, need_name=False)
+    profiles_table = top.get("profile", dict, {})
+    if not profiles_table:
+        raise ConfigError(file, "profile", "no profile configured; add a [profile.default] table with host, username and remote_dir")
+    profiles = {name: _profile(file, name, t, top_defaults) for name, t in profiles_table.items()}
+    return Config(path=file, profiles=profiles)
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read and check a config file (``None``: the default location)."""
+    file = Path(path).expanduser() if path is not None else default_config_path()
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        if path is None:
+            reason = "no config file here; create one (see README: Configuration) or try `report-keeper --demo`"
+        else:
+            reason = "the file does not exist"
+        raise ConfigError(file, None, reason) from None
+    except IsADirectoryError:
+        raise ConfigError(file, None, "this is a folder, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(file, None, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(file, None, "is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, None, f"is not valid TOML: {exc}") from None
+    return parse_config(data, file)

@@ -1,0 +1,141 @@
+"""Report file names: base name and delivery time (SPEC "File names"), and untrusted names.
+
+Alma appends a timestamp to the report name when "Add Timestamp" is ticked; its exact format is
+not documented, so parsing is tolerant: a trailing ``YYYYMMDD_HHMMSS``, ``YYYYMMDDHHMMSS``,
+``YYYY-MM-DD_HH-MM-SS`` or ``YYYY-MM-DDTHH:MM:SS`` (and the ``HHMM`` precision variants),
+separated from the name by ``_``, ``-`` or a space. A report may set ``pattern``, a regex with
+the named groups ``name`` and ``ts``. Where no timestamp parses, the delivery time is the
+server's modification time.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timezone, tzinfo
+from pathlib import PurePosixPath
+
+# A trailing timestamp at the end of the stem, after a separator.
+_TS_BODY = r"""
+    (?P<Y>\d{4}) (?P<ds>-?) (?P<mo>\d{2}) (?P=ds) (?P<d>\d{2})
+    (?:[T_ -]?)
+    (?P<H>\d{2}) (?P<ts>[:.-]?) (?P<mi>\d{2}) (?: (?P=ts) (?P<S>\d{2}) )?
+    (?: [.,]\d{1,6} )?
+"""
+_TRAILING_TS = re.compile(r"^(?P<name>.*?\S)[ _-]+(?P<stamp>" + _TS_BODY + r")$", re.X)
+_TS_ONLY = re.compile(r"^(?P<stamp>" + _TS_BODY + r")$", re.X)
+
+# Bidirectional and other invisible format characters that can make a name display as another.
+_SPOOFING_FORMAT_CHARS = {
+    "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e",
+    "\u2066", "\u2067", "\u2068", "\u2069", "\ufeff",
+}
+MAX_NAME_BYTES = 255
+
+
+@dataclass(frozen=True)
+class ParsedName:
+    """What a file name says about the delivery it holds."""
+
+    filename: str
+    base: str  # the report's base name: the stem without the trailing timestamp
+    delivered_at: datetime | None  # aware
+    source: str  # "name" | "pattern" | "mtime" | "none"
+    stamp: str | None = None  # the timestamp text as found in the name
+
+
+def stem_of(filename: str) -> str:
+    """The file name without its last extension (``a.b.xlsx`` → ``a.b``)."""
+    suffix = PurePosixPath(filename).suffix
+    return filename[: -len(suffix)] if suffix and suffix != filename else filename
+
+
+def _to_datetime(m: re.Match, tz: tzinfo) -> datetime | None:
+    try:
+        naive = datetime(
+            int(m["Y"]), int(m["mo"]), int(m["d"]), int(m["H"]), int(m["mi"]), int(m["S"] or 0)
+        )
+    except ValueError:  # 2026-02-30, 25:00 ... : not a timestamp after all
+        return None
+    return naive.replace(tzinfo=tz)
+
+
+def parse_timestamp(text: str, tz: tzinfo | None = None) -> datetime | None:
+    """A timestamp in one of the recognised forms, or None."""
+    m = _TS_ONLY.match(text.strip())
+    return _to_datetime(m, tz or timezone.utc) if m else None
+
+
+def parse_name(
+    filename: str,
+    *,
+    mtime: datetime | None = None,
+    tz: tzinfo | None = None,
+    pattern: re.Pattern[str] | None = None,
+) -> ParsedName:
+    """Base name and delivery time of a report file.
+
+    ``tz`` is the library's time zone: a timestamp in a name is local wall time there.
+    ``mtime`` (aware) is the fallback when the name carries no timestamp.
+    """
+    zone = tz or timezone.utc
+    stem = stem_of(filename)
+    if pattern is not None:
+        m = pattern.search(filename) or pattern.search(stem)
+        if m is not None:
+            base = (m.groupdict().get("name") or stem).strip() or stem
+            stamp = m.groupdict().get("ts")
+            when = parse_timestamp(stamp, zone) if stamp else None
+            if when is not None:
+                return ParsedName(filename, base, when, "pattern", stamp)
+            return _fallback(filename, base, mtime)
+    m = _TRAILING_TS.match(stem)
+    if m is not None:
+        when = _to_datetime(m, zone)
+        if when is not None:
+            return ParsedName(filename, m["name"].strip(), when, "name", m["stamp"])
+    return _fallback(filename, stem.strip() or filename, mtime)
+
+
+def _fallback(filename: str, base: str, mtime: datetime | None) -> ParsedName:
+    if mtime is not None:
+        return ParsedName(filename, base, mtime, "mtime")
+    return ParsedName(filename, base, None, "none")
+
+
+def refusal_reason(name: str) -> str | None:
+    """Why a server-supplied file name must not be written locally, or None if it is safe.
+
+    SPEC "The SFTP side": ``.``, ``..``, names containing ``/``, ``\\``, NUL or a control
+    character are refused. Invisible bidirectional controls (which make a name display as
+    another) and names too long for local file systems are refused too.
+    """
+    if name in ("", ".", ".."):
+        return f"the name {name!r} is not a file name"
+    if "/" in name or "\\" in name:
+        return "the name contains a path separator ('/' or '\\') and could write outside the folder"
+    if "\x00" in name:
+        return "the name contains a NUL byte"
+    for ch in name:
+        if unicodedata.category(ch) == "Cc":
+            return f"the name contains the control character U+{ord(ch):04X}"
+        if ch in _SPOOFING_FORMAT_CHARS:
+            return f"the name contains the invisible direction control U+{ord(ch):04X}"
+        if 0xDC80 <= ord(ch) <= 0xDCFF:
+            return "the name is not valid UTF-8"
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        return f"the name is longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def escape_name(name: str) -> str:
+    """A printable form of an untrusted name: control and format characters as ``\\uXXXX``."""
+    out = []
+    for ch in name:
+        cat = unicodedata.category(ch)
+        if cat in ("Cc", "Cf", "Cs") or ch in _SPOOFING_FORMAT_CHARS:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
