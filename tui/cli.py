@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 2 on usage errors, but our contract says 3
         return int(Exit.USAGE) if exc.code not in (0, None) else 0
+    from tui.core.logs import setup_logging
+
+    setup_logging()
     if args.command:
         module = importlib.import_module(f"tui.commands.{args.command.replace('-', '_')}")
         return int(module.run(args))
