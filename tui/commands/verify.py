@@ -1,0 +1,244 @@
+"""``report-keeper verify PATH... [--json]``: verify local reports, no server needed.
+
+Works on any folder of reports, also ones downloaded earlier by hand. Imports only what it
+needs (no Textual; rich only for the human table) so a folder is checked in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tui.commands.common import add_profile_arguments, fail_usage, print_json
+from tui.core import status as st
+
+log = logging.getLogger("report_keeper.verify")
+
+FOLDER_SUFFIXES = (".xlsx", ".xlsm")
+
+EPILOG = """\
+PATH may be a report file or a folder. In a folder, every *.xlsx and *.xlsm file directly
+inside it is verified (not sub-folders; hidden files, Excel lock files "~$..." and partial
+downloads "*.part" are skipped). A file named explicitly is verified whatever its extension,
+so a renamed .xls or .csv is reported as unreadable.
+
+A PATH that does not exist is reported as an unreadable entry (exit 2) and the others are
+still verified. A folder holding no reports is a usage error (exit 3).
+
+Report settings (expected_columns, min_rows, closed_days, lag_days, pattern) come from the
+config file when one exists: --config FILE, else the default location. Without a config the
+defaults apply (min_rows 1, any header, no closed days). A missing default config is fine; a
+config that exists but is invalid, or an explicit --config that cannot be loaded, exits 3.
+
+Exit codes: 0 all reports ok, 1 warnings (an empty report on an open day), 2 critical
+(unreadable or wrong-schema report, missing file), 3 usage or configuration error.
+With --json exactly one JSON document is printed on stdout:
+{"status": "ok|warning|critical", "files": [{"path", "name", "report", "delivered_at",
+"status", "rows", "header_row", "columns", "message", ...}]}, sorted by delivery time.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="report files or folders of reports")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parser.add_argument(
+        "--jobs", type=int, default=None, metavar="N",
+        help="verify N files at a time in threads (default 1: the reader holds the GIL, so "
+        "threads rarely help)",
+    )
+    add_profile_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tui.core.config import ConfigError
+
+    try:
+        profile = _profile(args)
+    except ConfigError as exc:
+        return fail_usage(str(exc))
+    try:
+        files = collect(args.paths)
+    except _UsageError as exc:
+        return fail_usage(str(exc))
+
+    from tui.core.validate import validate_many
+
+    items = [_item(path, profile) for path in files]
+    jobs = args.jobs if args.jobs and args.jobs > 0 else None
+    results = validate_many(items, max_workers=jobs)
+    results.sort(key=_sort_key)
+    code = st.worst(st.severity(r.status) for r in results)
+    log.info("verified %d files: %s", len(results), st.overall_name(code))
+    if args.json:
+        print_json({"status": st.overall_name(code), "files": [r.to_json() for r in results]})
+    else:
+        _print_table(results, code)
+    return int(code)
+
+
+class _UsageError(Exception):
+    pass
+
+
+def collect(paths: list[str]) -> list[Path]:
+    """The files to verify, in argument order, folders expanded (non-recursive), no duplicates.
+
+    Raises ``_UsageError`` for a folder with no reports. A path that does not exist is kept:
+    the validator reports it as unreadable.
+    """
+    out: list[Path] = []
+    seen: set[str] = set()
+
+    def add(p: Path) -> None:
+        key = os.path.realpath(p)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            found = sorted(
+                (c for c in _entries(p) if _is_report_file(c)),
+                key=lambda c: c.name,
+            )
+            if not found:
+                raise _UsageError(
+                    f"no reports in the folder {raw}: it holds no {' or '.join('*' + s for s in FOLDER_SUFFIXES)} "
+                    "files (sub-folders are not searched). Point verify at the folder holding the "
+                    "downloaded reports, or name the files."
+                )
+            for c in found:
+                add(c)
+        else:
+            add(p)
+    return out
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError as exc:
+        raise _UsageError(f"cannot list the folder {folder}: {exc.strerror or exc}") from None
+
+
+def _is_report_file(p: Path) -> bool:
+    name = p.name
+    if name.startswith((".", "~$")) or not name.lower().endswith(FOLDER_SUFFIXES):
+        return False
+    try:
+        return p.is_file()
+    except OSError:
+        return False
+
+
+def _profile(args: argparse.Namespace):
+    """The profile whose report settings apply, or None when no config exists.
+
+    An explicit ``--config`` must load; the default location may simply be absent.
+    """
+    from tui.core.config import ConfigError, default_config_path, load_config
+
+    explicit = getattr(args, "config", None)
+    wanted = getattr(args, "profile", None)
+    if explicit is None and not default_config_path().exists():
+        if wanted:
+            raise ConfigError(default_config_path(), None, f"--profile {wanted} given but there is no config file; pass --config FILE")
+        return None
+    return load_config(explicit).profile(wanted)
+
+
+def _item(path: Path, profile) -> tuple[Path, Any, datetime | None, dict[str, Any]]:
+    """``validate_many`` work item: which report the file is, and when it was delivered."""
+    from tui.core.config import ReportConfig
+    from tui.core.names import parse_name
+
+    tz = profile.timezone if profile is not None else _local_zone()
+    try:
+        mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).astimezone(tz)
+    except OSError:
+        mtime = None
+    if profile is not None:
+        report, parsed = profile.classify(path.name, mtime)
+    else:
+        parsed = parse_name(path.name, mtime=mtime, tz=tz)
+        report = ReportConfig(name=parsed.base)  # SPEC defaults: min_rows 1, any header
+    return path, report, parsed.delivered_at, {"name": path.name, "report_name": report.name}
+
+
+_ZONE = None
+
+
+def _local_zone():
+    global _ZONE
+    if _ZONE is None:
+        from tui.core.config import system_timezone
+
+        _ZONE = system_timezone()
+    return _ZONE
+
+
+def _sort_key(result) -> tuple:
+    when = result.delivered_at
+    stamp = when.timestamp() if when is not None else float("inf")
+    return (stamp, result.name)
+
+
+STATUS_STYLES = {
+    st.OK: "green",
+    st.EMPTY_CLOSED: "green",
+    st.EMPTY: "yellow",
+    st.CHANGED: "yellow",
+    st.SCHEMA: "bold red",
+    st.UNREADABLE: "bold red",
+}
+
+
+def _print_table(results, code) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from tui.core.names import escape_name
+
+    console = Console(highlight=False)
+    table = Table(show_lines=False, expand=False, pad_edge=False, box=None, header_style="bold")
+    table.add_column("Delivered", no_wrap=True)
+    table.add_column("File", overflow="fold")
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Rows", justify="right", no_wrap=True)
+    table.add_column("Header", justify="right", no_wrap=True)
+    for r in results:
+        when = r.delivered_at.strftime("%Y-%m-%d %H:%M") if r.delivered_at else "-"
+        table.add_row(
+            Text(when),
+            Text(escape_name(r.name)),  # Text: never interpreted as markup
+            Text(r.status, style=STATUS_STYLES.get(r.status, "")),
+            Text("-" if r.rows is None else str(r.rows)),
+            Text("-" if r.header_row is None else f"row {r.header_row}"),
+        )
+    console.print(table)
+    problems = [r for r in results if r.status != st.OK]
+    if problems:
+        console.print()
+    for r in problems:
+        line = Text()
+        line.append(escape_name(r.name), style="bold")
+        line.append(f" ({r.status}): ", style=STATUS_STYLES.get(r.status, ""))
+        line.append(r.message)
+        console.print(line)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: st.VALIDATOR_STATUSES.index(kv[0])))
+    overall = st.overall_name(code)
+    console.print(
+        Text(f"{len(results)} file{'s' if len(results) != 1 else ''}: {summary}. Overall: {overall}.",
+             style={"ok": "green", "warning": "yellow", "critical": "bold red"}[overall])
+    )
