@@ -33,3 +33,4 @@ def _snapshot_dirname(cls, *, test_location):
 
 
 pytest_textual_snapshot.SVGImageExtension.dirname = classmethod(_snapshot_dirname)
+from tests.fixtures_sshd import *  # noqa

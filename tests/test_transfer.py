@@ -1,0 +1,442 @@
+"""The transfer queue against real servers, with real faults (cut connections, full disks...)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import pwd
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from tests.fixtures_sshd import ServerInfo, TcpProxy
+from tui.core.model import RemoteFile
+from tui.sftp.client import connect
+from tui.sftp.errors import AuthFailed, PermissionDenied, RemoteFileGone
+from tui.sftp.transfer import (
+    CHANGED,
+    NEW,
+    SAME,
+    Cancelled,
+    Done,
+    Failed,
+    Queued,
+    Retrying,
+    Running,
+    TransferQueue,
+    changed_name,
+    download,
+    part_name,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _put(info: ServerInfo, name: str, size: int, seed: int = 0) -> bytes:
+    data = hashlib.sha256(f"{seed}:{name}".encode()).digest() * (size // 32 + 1)
+    data = bytes(b ^ (i & 0xFF) for i, b in enumerate(data[:size])) if size < 100_000 else data[:size]
+    (info.root / name).write_bytes(data)
+    return data
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def _listing(info: ServerInfo, **opts) -> dict[str, RemoteFile]:
+    async with await connect(info.options(**opts)) as conn:
+        listing = await conn.listdir(info.remote_dir)
+    return {f.name: f for f in listing.files}
+
+
+def _factory(info: ServerInfo, **opts):
+    async def make():
+        return await connect(info.options(**opts))
+
+    return make
+
+
+def _entries(folder: Path) -> list[str]:
+    return sorted(os.listdir(folder)) if folder.exists() else []
+
+
+async def test_queue_downloads_files_intact_private_and_in_order_of_events(sftp_server, tmp_path):
+    sizes = {"r_20260601_070000.xlsx": 300_000, "r_20260602_070000.xlsx": 5_000_000,
+             "empty.xlsx": 0, "r_20260603_070000.xlsx": 1}
+    data = {n: _put(sftp_server, n, s) for n, s in sizes.items()}
+    files = await _listing(sftp_server)
+    events = []
+    out = tmp_path / "reports"
+    async with TransferQueue(_factory(sftp_server), concurrency=2, on_event=events.append) as q:
+        for f in files.values():
+            q.add(f, sftp_server.remote_dir, out)
+        jobs = await q.join()
+    assert [j.state for j in jobs] == ["done"] * 4
+    assert q.connections_opened == 1
+    for job in jobs:
+        path = out / job.name
+        assert path.read_bytes() == data[job.name]
+        assert job.result.sha256 == _sha(data[job.name]) and job.result.status == NEW
+        assert path.stat().st_mode & 0o777 == 0o600
+    assert out.stat().st_mode & 0o777 == 0o700
+    assert _entries(out) == sorted(sizes)  # no part files left
+    for job in jobs:
+        mine = [e for e in events if e.job_id == job.id]
+        assert isinstance(mine[0], Queued) and isinstance(mine[-1], Done)
+        assert all(isinstance(e, Running) for e in mine[1:-1])
+        assert mine[-2].bytes == mine[-2].total == sizes[job.name]
+        assert mine[-1].sha256 == _sha(data[job.name]) and mine[-1].path == str(out / job.name)
+
+
+async def test_concurrency_is_bounded(sftp_server, tmp_path):
+    for i in range(6):
+        _put(sftp_server, f"f{i}.xlsx", 200_000)
+    files = await _listing(sftp_server)
+    running: set[int] = set()
+    peak = [0]
+
+    def on_event(e):
+        if isinstance(e, Running):
+            running.add(e.job_id)
+            peak[0] = max(peak[0], len(running))
+        elif isinstance(e, (Done, Failed)):
+            running.discard(e.job_id)
+
+    async with TransferQueue(_factory(sftp_server), concurrency=2, on_event=on_event) as q:
+        for f in files.values():
+            q.add(f, sftp_server.remote_dir, tmp_path / "out")
+        jobs = await q.join()
+    assert all(j.state == "done" for j in jobs)
+    assert 1 <= peak[0] <= 2
+
+
+async def test_progress_events_collapse(embedded_sftp, tmp_path):
+    _put(embedded_sftp, "big.xlsx", 12_000_000)
+    files = await _listing(embedded_sftp)
+    events = asyncio.Queue()
+    async with TransferQueue(_factory(embedded_sftp), events=events, progress_interval=3600) as q:
+        q.add(files["big.xlsx"], ".", tmp_path / "out")
+        await q.join()
+    seen = []
+    while not events.empty():
+        seen.append(events.get_nowait())
+    running = [e for e in seen if isinstance(e, Running)]
+    # the attempt's start, the first block, the last block: nothing in between
+    assert len(running) == 3
+    assert running[-1].bytes == 12_000_000 and running[-1].rate > 0
+    assert isinstance(seen[-1], Done)
+
+
+async def test_cut_connection_resumes_from_part_file(sftp_server, tmp_path):
+    size = 10_000_000
+    data = _put(sftp_server, "r_20260601_070000.xlsx", size)
+    files = await _listing(sftp_server)
+    events = []
+    async with TcpProxy(sftp_server.port, cut_after=4_000_000) as proxy:
+        kh = tmp_path / "kh_proxy"
+        kh.write_bytes(f"[127.0.0.1]:{proxy.port} ".encode() + sftp_server.host_key.export_public_key())
+        async with TransferQueue(_factory(sftp_server, port=proxy.port, known_hosts=kh),
+                                 on_event=events.append, backoff_base=0.01) as q:
+            job = q.add(files["r_20260601_070000.xlsx"], sftp_server.remote_dir, tmp_path / "out")
+            await q.join()
+    assert proxy.cuts == 1 and proxy.connections == 2
+    assert job.state == "done", job.error
+    assert (tmp_path / "out" / job.name).read_bytes() == data
+    assert job.result.sha256 == _sha(data)
+    assert job.attempts == 2 and q.connections_opened == 2
+    retry = [e for e in events if isinstance(e, Retrying)]
+    assert len(retry) == 1 and "connection" in retry[0].reason.lower()
+    # resumed, not restarted: the second attempt started inside the file and fetched the rest only
+    assert 0 < job.result.resumed_from < size
+    assert job.result.transferred == size - job.result.resumed_from < size
+    done = [e for e in events if isinstance(e, Done)][0]
+    assert done.resumed_from == job.result.resumed_from and done.attempts == 2
+    assert _entries(tmp_path / "out") == [job.name]
+
+
+async def test_file_deleted_after_listing_fails_alone_without_retry(sftp_server, tmp_path):
+    _put(sftp_server, "keep.xlsx", 1000)
+    _put(sftp_server, "gone.xlsx", 1000)
+    files = await _listing(sftp_server)
+    (sftp_server.root / "gone.xlsx").unlink()
+    async with TransferQueue(_factory(sftp_server), backoff_base=0.01) as q:
+        gone = q.add(files["gone.xlsx"], sftp_server.remote_dir, tmp_path / "out")
+        keep = q.add(files["keep.xlsx"], sftp_server.remote_dir, tmp_path / "out")
+        await q.join()
+    assert keep.state == "done"
+    assert gone.state == "failed" and isinstance(gone.error, RemoteFileGone) and gone.attempts == 1
+    assert "gone.xlsx" in str(gone.error) and "no longer on" in str(gone.error)
+    assert _entries(tmp_path / "out") == ["keep.xlsx"]  # not even an empty part file
+
+
+class _DenyingSFTP(asyncssh.SFTPServer):
+    def open(self, path, pflags, attrs):
+        if b"secret" in path:
+            raise asyncssh.SFTPPermissionDenied("Permission denied")
+        return super().open(path, pflags, attrs)
+
+
+async def test_permission_denied_on_one_file_others_complete(request, tmp_path, make_embedded_sftp):
+    await _permission_denied(await make_embedded_sftp(_DenyingSFTP), tmp_path, {})
+
+
+async def test_permission_denied_on_one_file_others_complete_sshd(sftp_server_sshd, tmp_path):
+    info = sftp_server_sshd
+    opts = {}
+    if os.geteuid() == 0:  # root reads everything: use an unprivileged account for this test
+        try:
+            pwd.getpwnam("nobody")
+        except KeyError:
+            pytest.skip("running as root and there is no 'nobody' account")
+        opts["username"] = "nobody"
+    await _permission_denied(info, tmp_path, opts, chmod=True)
+
+
+@pytest.fixture
+def sftp_server_sshd(sshd, tmp_path):
+    import shutil
+    import tempfile
+
+    sub = Path(tempfile.mkdtemp(prefix="t-", dir=sshd.root))
+    os.chmod(sub, 0o755)
+    kh = tmp_path / "known_hosts"
+    shutil.copy(sshd.known_hosts, kh)
+    (tmp_path / "empty_ssh_config").write_text("")
+    yield ServerInfo("sshd", sshd.host, sshd.port, sshd.username, sshd.key, kh, sub,
+                     sshd.host_key, None, sub.name, tmp_path / "empty_ssh_config")
+    shutil.rmtree(sub, ignore_errors=True)
+
+
+async def _permission_denied(info: ServerInfo, tmp_path: Path, opts: dict, chmod: bool = False):
+    for name in ("a.xlsx", "secret.xlsx", "z.xlsx"):
+        _put(info, name, 50_000)
+        os.chmod(info.root / name, 0o644)
+    if chmod:
+        os.chmod(info.root / "secret.xlsx", 0o000)
+    files = await _listing(info, **opts)
+    out = tmp_path / "out"
+    async with TransferQueue(_factory(info, **opts), backoff_base=0.01) as q:
+        jobs = [q.add(f, info.remote_dir, out) for f in files.values()]
+        await q.join()
+    states = {j.name: j.state for j in jobs}
+    assert states == {"a.xlsx": "done", "secret.xlsx": "failed", "z.xlsx": "done"}
+    secret = [j for j in jobs if j.name == "secret.xlsx"][0]
+    assert isinstance(secret.error, PermissionDenied) and secret.attempts == 1
+    assert "read access" in str(secret.error)
+    assert _entries(out) == ["a.xlsx", "z.xlsx"]
+
+
+_DISK_FULL_CHILD = r"""
+import asyncio, json, resource, sys
+from pathlib import Path
+from tui.sftp.client import ConnectOptions, connect
+from tui.sftp.transfer import download
+from tui.sftp.errors import SftpError
+
+args = json.loads(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (args["limit"], args["limit"]))
+
+async def main():
+    opts = ConnectOptions(host="127.0.0.1", port=args["port"], username=args["user"],
+                          key=Path(args["key"]), known_hosts=Path(args["known_hosts"]),
+                          ssh_config=Path(args["ssh_config"]), use_agent=False)
+    conn = await connect(opts)
+    listing = await conn.listdir(args["remote_dir"])
+    remote = [f for f in listing.files if f.name == args["name"]][0]
+    try:
+        await download(conn, remote, args["remote_dir"], Path(args["local_dir"]))
+        out = {"ok": True}
+    except SftpError as exc:
+        out = {"ok": False, "kind": type(exc).__name__, "message": str(exc), "transient": exc.transient}
+    await conn.close()
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("size", [3_000_000, 6_000_000], ids=["inline-writes", "writer-thread"])
+async def test_local_disk_full_gives_clear_error_and_no_partial_final_file(sftp_server, tmp_path, size):
+    data = _put(sftp_server, "r_20260601_070000.xlsx", size)
+    out = tmp_path / "out"
+    args = dict(limit=1_000_000, port=sftp_server.port, user=sftp_server.username,
+                key=str(sftp_server.key), known_hosts=str(sftp_server.known_hosts),
+                ssh_config=str(sftp_server.ssh_config), remote_dir=sftp_server.remote_dir,
+                name="r_20260601_070000.xlsx", local_dir=str(out))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _DISK_FULL_CHILD, json.dumps(args), cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    result = json.loads(stdout)
+    assert result["ok"] is False and result["kind"] == "LocalDiskFull"
+    assert "no room" in result["message"] and "Free some space" in result["message"]
+    assert result["transient"] is False
+    assert "Traceback" not in stderr.decode()
+    remote = (await _listing(sftp_server))["r_20260601_070000.xlsx"]
+    part = out / part_name(remote)
+    assert _entries(out) == [part.name]  # nothing under the final name
+    assert part.stat().st_size == 1_000_000 and part.read_bytes() == data[:1_000_000]
+    # space freed: the next download resumes from the part file
+    async with await connect(sftp_server.options()) as conn:
+        result = await download(conn, remote, sftp_server.remote_dir, out)
+    assert result.resumed_from == 1_000_000 and result.transferred == size - 1_000_000
+    assert result.sha256 == _sha(data) and (out / remote.name).read_bytes() == data
+    assert _entries(out) == [remote.name]
+
+
+async def test_cancel_keeps_part_and_next_run_resumes(sftp_server, tmp_path):
+    size = 12_000_000
+    data = _put(sftp_server, "big.xlsx", size)
+    files = await _listing(sftp_server)
+    out = tmp_path / "out"
+    events = []
+    q = TransferQueue(_factory(sftp_server), on_event=events.append, progress_interval=0)
+
+    def on_event(e):
+        events.append(e)
+        if isinstance(e, Running) and e.bytes > 0 and not q.paused:
+            q.pause()  # hold the transfer between two blocks, then cancel it there
+
+    q._on_event = on_event
+    async with q:
+        job = q.add(files["big.xlsx"], sftp_server.remote_dir, out)
+        while not q.paused:
+            await asyncio.sleep(0.01)
+        assert q.cancel(job.id)
+        await q.join()
+        assert not q.cancel(job.id)
+    assert job.state == "cancelled"
+    assert isinstance(events[-1], Cancelled)
+    part = out / part_name(files["big.xlsx"])
+    assert _entries(out) == [part.name]
+    have = part.stat().st_size
+    assert 0 < have < size and part.read_bytes() == data[:have]
+    async with TransferQueue(_factory(sftp_server)) as q2:
+        job2 = q2.add(files["big.xlsx"], sftp_server.remote_dir, out)
+        await q2.join()
+    assert job2.state == "done" and job2.result.resumed_from == have
+    assert (out / "big.xlsx").read_bytes() == data
+
+
+async def test_cancel_all_and_pause_hold_queued_jobs(embedded_sftp, tmp_path):
+    for i in range(3):
+        _put(embedded_sftp, f"f{i}.xlsx", 1000)
+    files = await _listing(embedded_sftp)
+    events = []
+    async with TransferQueue(_factory(embedded_sftp), on_event=events.append) as q:
+        q.pause()
+        jobs = [q.add(f, ".", tmp_path / "out") for f in files.values()]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not any(isinstance(e, Running) for e in events)  # paused: nothing started
+        q.cancel_all()
+        q.resume()
+        await q.join()
+    assert [j.state for j in jobs] == ["cancelled"] * 3
+    assert _entries(tmp_path / "out") == []
+
+
+async def test_auth_failure_is_not_retried_and_stops_the_queue(sftp_server, tmp_path):
+    _put(sftp_server, "a.xlsx", 10)
+    _put(sftp_server, "b.xlsx", 10)
+    files = await _listing(sftp_server)
+    stranger = tmp_path / "id_stranger"
+    stranger.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key())
+    calls = []
+
+    async def factory():
+        calls.append(1)
+        return await connect(sftp_server.options(key=stranger))
+
+    async with TransferQueue(factory, backoff_base=0.01) as q:
+        jobs = [q.add(f, sftp_server.remote_dir, tmp_path / "out") for f in files.values()]
+        await q.join()
+    assert len(calls) == 1
+    assert all(j.state == "failed" and isinstance(j.error, AuthFailed) and j.attempts == 1 for j in jobs)
+
+
+async def test_existing_file_never_overwritten(sftp_server, tmp_path):
+    name = "r_20260601_070000.xlsx"
+    data = _put(sftp_server, name, 20_000)
+    os.utime(sftp_server.root / name, (1_780_300_800, 1_780_300_800))  # 2026-06-01T08:00Z
+    files = await _listing(sftp_server)
+    out = tmp_path / "out"
+    out.mkdir()
+    async with await connect(sftp_server.options()) as conn:
+        (out / name).write_bytes(data)  # already held, identical
+        same = await download(conn, files[name], sftp_server.remote_dir, out)
+        assert same.status == SAME and same.path == out / name
+        (out / name).write_bytes(b"an older copy")
+        changed = await download(conn, files[name], sftp_server.remote_dir, out)
+        again = await download(conn, files[name], sftp_server.remote_dir, out)
+    assert changed.status == CHANGED
+    assert changed.path.name == "r_20260601_070000 (changed 2026-06-01T0800Z).xlsx"
+    assert changed.path.name == changed_name(name, files[name])
+    assert changed.path.read_bytes() == data and (out / name).read_bytes() == b"an older copy"
+    assert again.status == SAME and again.path == changed.path
+    assert len(_entries(out)) == 2
+
+
+async def test_server_file_changed_after_listing_is_fetched_fresh(sftp_server, tmp_path):
+    _put(sftp_server, "r.xlsx", 100_000, seed=1)
+    files = await _listing(sftp_server)
+    newer = _put(sftp_server, "r.xlsx", 150_000, seed=2)
+    events = []
+    async with TransferQueue(_factory(sftp_server), on_event=events.append, backoff_base=0.01) as q:
+        job = q.add(files["r.xlsx"], sftp_server.remote_dir, tmp_path / "out")
+        await q.join()
+    assert job.state == "done" and job.attempts == 2
+    assert "changed on the server" in [e for e in events if isinstance(e, Retrying)][0].reason
+    assert (tmp_path / "out" / "r.xlsx").read_bytes() == newer
+    assert _entries(tmp_path / "out") == ["r.xlsx"]
+
+
+class _HostileSFTP(asyncssh.SFTPServer):
+    """Lists names no client may write, and serves data for them if asked."""
+
+    HOSTILE = [b"../evil.xlsx", b"sub/evil.xlsx", b"..\\evil.xlsx", b"evil\x1b]0;pwned\x07.xlsx",
+               b"evil\x00.xlsx", b"\xe2\x80\xaeevil.xlsx", b"evil\xff.xlsx"]
+
+    async def scandir(self, path):
+        async for entry in super().scandir(path):
+            yield entry
+        for name in self.HOSTILE:
+            attrs = asyncssh.SFTPAttrs(type=asyncssh.FILEXFER_TYPE_REGULAR, size=5,
+                                       permissions=0o100644, mtime=1_780_000_000)
+            yield asyncssh.SFTPName(name, attrs=attrs)
+
+
+async def test_hostile_names_refused_and_never_written(make_embedded_sftp, tmp_path):
+    info = await make_embedded_sftp(_HostileSFTP)
+    _put(info, "fine.xlsx", 10)
+    async with await connect(info.options()) as conn:
+        listing = await conn.listdir(".")
+        assert [f.name for f in listing.files] == ["fine.xlsx"]
+        refused = dict(listing.refused)
+        assert len(refused) == len(_HostileSFTP.HOSTILE)
+        assert all(reason for reason in refused.values())
+    out = tmp_path / "deep" / "out"
+    mtime = datetime.fromtimestamp(1_780_000_000, timezone.utc)
+    async with TransferQueue(_factory(info)) as q:
+        jobs = [q.add(RemoteFile(n, 5, mtime), ".", out) for n in refused]
+        await q.join()
+    assert all(j.state == "failed" and "refused" in str(j.error) for j in jobs)
+    assert _entries(out) == []
+    for dirpath, dirnames, filenames in os.walk(tmp_path):
+        assert not [n for n in filenames + dirnames if "evil" in n], dirpath
+
+
+async def test_long_name_uses_a_short_part_file(embedded_sftp, tmp_path):
+    name = "L" * 240 + ".xlsx"  # allowed (<= 255 bytes), but its part name would not be
+    data = _put(embedded_sftp, name, 5000)
+    files = await _listing(embedded_sftp)
+    assert len(part_name(files[name]).encode()) <= 255
+    async with await connect(embedded_sftp.options()) as conn:
+        result = await download(conn, files[name], ".", tmp_path / "out")
+    assert result.path.read_bytes() == data and _entries(tmp_path / "out") == [name]

@@ -1,0 +1,475 @@
+"""The SFTP client: connecting with verified host keys, listing, small file helpers.
+
+Public API::
+
+    opts = ConnectOptions.from_profile(profile)          # or ConnectOptions(host=..., ...)
+    conn = await connect(opts, host_key_policy=policy, passphrase_cb=None)
+    listing = await conn.listdir(profile.remote_dir)     # Listing(files, refused, others)
+    await conn.download_bytes(path) / upload_bytes(path, data) / remove(path) / stat(path)
+    await conn.close()                                   # also: async with conn: ...
+
+``host_key_policy`` decides about a host key that is not in known_hosts. It is either
+one of the strings ``"reject"`` (headless default: raise :class:`HostKeyUnknown`),
+``"remember"`` (headless ``--accept-new-host-key``: append it to known_hosts) and
+``"once"`` (accept for this connection only), or an async callable
+``async (HostKeyInfo) -> "once" | "remember" | "reject"`` (the TUI shows a modal).
+A key that differs from the one recorded for the host is always refused with
+:class:`HostKeyChanged`; no policy can override that.
+
+Authentication: the profile's key file when set (its passphrase is asked from
+``passphrase_cb(path)``, an async callable returning it or None; three tries), plus the
+keys of ssh-agent; without a key file, ssh-agent and the ``IdentityFile`` entries of
+``~/.ssh/config`` (else the default ``~/.ssh/id_*``). ``Host`` aliases of ``~/.ssh/config``
+(or ``ConnectOptions.ssh_config``) resolve host, port and user. Authentication failures
+are :class:`AuthFailed` and never retried. Ciphers prefer AES-GCM (fast with AES-NI).
+Timeouts: ``connect_timeout`` (TCP + key exchange), ``login_timeout`` (whole login) ->
+:class:`ConnectTimeout`; keepalives every ``keepalive_interval`` s, the connection is
+dropped after ``keepalive_count_max`` unanswered ones.
+
+Remote names are untrusted: the listing decodes them as UTF-8 with surrogate escapes
+(so undecodable bytes survive a round trip) and refuses every name for which
+:func:`tui.core.names.refusal_reason` gives a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import stat as statmod
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Literal, Union
+
+import asyncssh
+
+from tui.core import clock
+from tui.core.model import RemoteFile
+from tui.core.names import refusal_reason
+from tui.sftp.errors import (
+    AuthFailed,
+    ConnectFailed,
+    ConnectTimeout,
+    HostKeyChanged,
+    HostKeyUnknown,
+    SftpError,
+    translate,
+)
+
+log = logging.getLogger("report_keeper.sftp.client")
+
+Decision = Literal["once", "remember", "reject"]
+HostKeyPolicy = Union[str, Callable[["HostKeyInfo"], Awaitable[str]]]
+PassphraseCallback = Callable[[Path], Awaitable["str | None"]]
+
+#: Preferred ciphers first; the rest of asyncssh's defaults follow.
+PREFERRED_CIPHERS = (b"aes128-gcm@openssh.com", b"aes256-gcm@openssh.com")
+#: SSH channel window and packet size: large values cut per-packet overhead on fast links.
+WINDOW = 8 * 1024 * 1024
+MAX_PKTSIZE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class HostKeyInfo:
+    """A server host key shown to the user for a decision."""
+
+    host: str
+    port: int
+    key_type: str  # e.g. "ssh-ed25519"
+    fingerprint: str  # "SHA256:..."
+    known_hosts: Path | None
+    key: Any = field(repr=False, compare=False, default=None)  # asyncssh.SSHKey
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """Everything needed to open one SFTP connection."""
+
+    host: str
+    port: int | None = None  # None: from ~/.ssh/config, else 22
+    username: str | None = None  # None: from ~/.ssh/config, else the local user
+    key: Path | None = None
+    known_hosts: Path | None = None  # None: ~/.ssh/known_hosts
+    connect_timeout: float = 15.0  # TCP connect + key exchange
+    login_timeout: float = 30.0  # the whole login, authentication included
+    keepalive_interval: float = 30.0
+    keepalive_count_max: int = 3
+    ssh_config: Path | None = None  # None: ~/.ssh/config when it exists
+    use_agent: bool = True
+    # SFTP read size: OpenSSH's maximum. Reads are pipelined, so larger blocks gain little,
+    # and a broken connection loses at most the blocks in flight beyond the written prefix.
+    block_size: int = 261120
+
+    @classmethod
+    def from_profile(cls, profile: Any) -> "ConnectOptions":
+        """Options from a :class:`tui.core.config.Profile`."""
+        timeout = float(getattr(profile, "connect_timeout", 15.0) or 15.0)
+        return cls(
+            host=profile.host,
+            port=profile.port,
+            username=profile.username,
+            key=Path(profile.key).expanduser() if profile.key else None,
+            known_hosts=Path(profile.known_hosts).expanduser() if profile.known_hosts else None,
+            connect_timeout=timeout,
+            login_timeout=max(30.0, 2 * timeout),
+            ssh_config=Path(profile.ssh_config).expanduser() if getattr(profile, "ssh_config", None) else None,
+        )
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return (self.known_hosts or Path("~/.ssh/known_hosts")).expanduser()
+
+    @property
+    def display_port(self) -> int:
+        return self.port or 22
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One listing of a remote folder."""
+
+    remote_dir: str
+    files: list[RemoteFile]  # regular files with safe names, sorted by name
+    refused: list[tuple[str, str]]  # (untrusted name, reason): never written locally
+    others: list[tuple[str, str]] = field(default_factory=list)  # (name, kind): folders, links...
+
+
+class _KeyCatcher(asyncssh.SSHClient):
+    """Records the host key the server presented; trusts only keys approved this session."""
+
+    def __init__(self, approved: list) -> None:
+        self.approved = approved
+        self.seen: tuple[str, str, int, Any] | None = None
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: Any) -> bool:
+        self.seen = (host, addr, port, key)
+        return any(key == k for k in self.approved)
+
+
+def _key_info(host: str, port: int, key: Any, known_hosts: Path | None) -> HostKeyInfo:
+    return HostKeyInfo(
+        host=host,
+        port=port,
+        key_type=key.get_algorithm(),
+        fingerprint=key.get_fingerprint("sha256"),
+        known_hosts=known_hosts,
+        key=key,
+    )
+
+
+def _known_keys_for(path: Path, host: str, addr: str | None, port: int) -> list:
+    """Host keys recorded for this host in known_hosts (any key type)."""
+    if not path.is_file():
+        return []
+    try:
+        known = asyncssh.read_known_hosts(str(path))
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read known_hosts %s: %s", path, exc)
+        return []
+    trusted = known.match(host, addr or "", port if port != 22 else None)[0]
+    unique: list = []
+    for key in trusted:  # a key can match by name and by address
+        if not any(key == k for k in unique):
+            unique.append(key)
+    return unique
+
+
+def remember_host_key(path: Path, host: str, port: int, key: Any) -> None:
+    """Append a host key to known_hosts (created 0600 in a 0700 folder when missing)."""
+    path = path.expanduser()
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    pattern = host if port == 22 else f"[{host}]:{port}"
+    line = pattern.encode() + b" " + key.export_public_key("openssh").split(b" ")[0] + b" "
+    line += key.export_public_key("openssh").split(b" ")[1].strip() + b"\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        with open(path, "rb") as existing:
+            data = existing.read()
+        if data and not data.endswith(b"\n"):
+            line = b"\n" + line
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    log.info("recorded host key of %s port %d (%s) in %s", host, port,
+             key.get_fingerprint("sha256"), path)
+
+
+def _cipher_list() -> list[str]:
+    from asyncssh.encryption import get_default_encryption_algs
+
+    defaults = get_default_encryption_algs()
+    ordered = [c for c in PREFERRED_CIPHERS if c in defaults] + [c for c in defaults if c not in PREFERRED_CIPHERS]
+    return [c.decode("ascii") for c in ordered]
+
+
+async def _load_key(opts: ConnectOptions, passphrase_cb: PassphraseCallback | None) -> list | None:
+    """The profile's key file, decrypted via the passphrase callback when needed."""
+    if opts.key is None:
+        return None
+    path = opts.key.expanduser()
+    if not path.is_file():
+        raise AuthFailed(f"The key file '{path}' does not exist.",
+                         "Fix the 'key' setting of the profile or remove it to use ssh-agent.")
+    try:
+        return [asyncssh.read_private_key(str(path))]
+    except (asyncssh.KeyEncryptionError, asyncssh.KeyImportError, OSError) as exc:
+        encrypted = isinstance(exc, asyncssh.KeyEncryptionError) or "assphrase" in str(exc)
+        if not encrypted:
+            raise AuthFailed(f"The key file '{path}' could not be read ({exc}).",
+                             "Check that it is an OpenSSH private key readable by you.") from None
+    if passphrase_cb is None:
+        raise AuthFailed(f"The key file '{path}' is protected by a passphrase and none can be asked here.",
+                         "Load the key into ssh-agent (ssh-add) or run the app interactively.")
+    for _attempt in range(3):
+        passphrase = await passphrase_cb(path)
+        if passphrase is None:
+            raise AuthFailed(f"No passphrase was given for '{path}'.", "Connect again and enter it.")
+        try:
+            return [asyncssh.read_private_key(str(path), passphrase)]
+        except (asyncssh.KeyEncryptionError, asyncssh.KeyImportError) as exc:
+            log.info("wrong passphrase for %s (%s)", path, exc)
+    raise AuthFailed(f"The passphrase for '{path}' was wrong three times.", "Connect again and retype it.")
+
+
+class SftpConnection:
+    """One SSH connection with one SFTP session; safe for many concurrent requests."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient,
+                 opts: ConnectOptions, host_key: HostKeyInfo | None) -> None:
+        self.ssh = conn
+        self.sftp = sftp
+        self.opts = opts
+        self.host_key = host_key
+        self._closed = False
+
+    @property
+    def host(self) -> str:
+        return self.opts.host
+
+    @property
+    def port(self) -> int:
+        return self.opts.display_port
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self.ssh.is_closed()
+
+    def _err(self, exc: BaseException, path: str | None = None) -> SftpError:
+        return translate(exc, host=self.opts.host, port=self.opts.display_port, path=path)
+
+    @staticmethod
+    def join(remote_dir: str, name: str) -> str:
+        if remote_dir in ("", "."):
+            return name
+        return remote_dir.rstrip("/") + "/" + name if remote_dir != "/" else "/" + name
+
+    async def listdir(self, remote_dir: str) -> Listing:
+        """Regular files of ``remote_dir`` with size and aware mtime; unsafe names refused."""
+        try:
+            entries = await self.sftp.readdir(remote_dir or ".")
+        except (asyncssh.Error, OSError) as exc:
+            raise self._err(exc, path=remote_dir) from None
+        files: list[RemoteFile] = []
+        refused: list[tuple[str, str]] = []
+        others: list[tuple[str, str]] = []
+        for entry in entries:
+            name = entry.filename
+            if isinstance(name, bytes):  # defensive: a bytes-mode session
+                name = name.decode("utf-8", "surrogateescape")
+            if name in (".", ".."):
+                continue  # every server lists these; they are not deliveries
+            reason = refusal_reason(name)
+            if reason is not None:
+                refused.append((name, reason))
+                continue
+            attrs = entry.attrs
+            kind = _kind(attrs)
+            if kind != "file":
+                others.append((name, kind))
+                continue
+            if attrs.mtime is not None:
+                mtime = datetime.fromtimestamp(attrs.mtime, timezone.utc)
+            else:
+                mtime = clock.now()
+            files.append(RemoteFile(name=name, size=int(attrs.size or 0), mtime=mtime))
+        files.sort(key=lambda f: f.name)
+        log.info("listed %s: %d files, %d refused names, %d other entries",
+                 remote_dir, len(files), len(refused), len(others))
+        return Listing(remote_dir=remote_dir, files=files, refused=refused, others=others)
+
+    async def stat(self, path: str) -> asyncssh.SFTPAttrs:
+        try:
+            return await self.sftp.stat(path)
+        except (asyncssh.Error, OSError) as exc:
+            raise self._err(exc, path=path) from None
+
+    async def upload_bytes(self, path: str, data: bytes) -> None:
+        """Write a small file on the server (the connection test's probe)."""
+        try:
+            async with self.sftp.open(path, "wb") as f:
+                await f.write(data)
+        except (asyncssh.Error, OSError) as exc:
+            raise self._err(exc, path=path) from None
+
+    async def download_bytes(self, path: str, limit: int = 16 * 1024 * 1024) -> bytes:
+        """Read a small remote file into memory (at most ``limit`` bytes)."""
+        try:
+            async with self.sftp.open(path, "rb") as f:
+                return await f.read(limit, 0)
+        except (asyncssh.Error, OSError) as exc:
+            raise self._err(exc, path=path) from None
+
+    async def remove(self, path: str) -> None:
+        try:
+            await self.sftp.remove(path)
+        except (asyncssh.Error, OSError) as exc:
+            raise self._err(exc, path=path) from None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.sftp.exit()
+        except Exception:  # noqa: BLE001 - closing a broken session must not raise
+            pass
+        self.ssh.close()
+        try:
+            await asyncio.wait_for(self.ssh.wait_closed(), 5)
+        except (asyncio.TimeoutError, OSError, asyncssh.Error):
+            pass
+
+    async def __aenter__(self) -> "SftpConnection":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _kind(attrs: asyncssh.SFTPAttrs) -> str:
+    if attrs.type == asyncssh.FILEXFER_TYPE_REGULAR:
+        return "file"
+    if attrs.permissions is not None and attrs.type in (None, asyncssh.FILEXFER_TYPE_UNKNOWN):
+        if statmod.S_ISREG(attrs.permissions):
+            return "file"
+    return {
+        asyncssh.FILEXFER_TYPE_DIRECTORY: "folder",
+        asyncssh.FILEXFER_TYPE_SYMLINK: "link",
+    }.get(attrs.type, "special")
+
+
+async def _decide(policy: HostKeyPolicy, info: HostKeyInfo) -> str:
+    if isinstance(policy, str):
+        decision = policy
+    else:
+        result = policy(info)
+        decision = await result if inspect.isawaitable(result) else result
+    if decision not in ("once", "remember", "reject"):
+        raise ValueError(f"host key policy returned {decision!r}")
+    return decision
+
+
+async def _open(opts: ConnectOptions, catcher: _KeyCatcher, client_keys: list | None) -> Any:
+    known = opts.known_hosts_path
+    kwargs: dict[str, Any] = dict(
+        port=opts.port if opts.port is not None else (),
+        # An empty trust list (not None) keeps verification on when known_hosts is missing.
+        known_hosts=str(known) if known.is_file() else ([], [], []),
+        client_factory=lambda: catcher,
+        connect_timeout=opts.connect_timeout,
+        login_timeout=opts.login_timeout,
+        keepalive_interval=opts.keepalive_interval,
+        keepalive_count_max=opts.keepalive_count_max,
+        encryption_algs=_cipher_list(),
+        window=WINDOW,
+        max_pktsize=MAX_PKTSIZE,
+    )
+    if opts.username:
+        kwargs["username"] = opts.username
+    if opts.ssh_config is not None:
+        kwargs["config"] = [str(opts.ssh_config)]
+    if client_keys is not None:
+        kwargs["client_keys"] = client_keys
+    if not opts.use_agent:
+        kwargs["agent_path"] = None
+    return await asyncssh.connect(opts.host, **kwargs)
+
+
+async def connect(opts: ConnectOptions, *, host_key_policy: HostKeyPolicy = "reject",
+                  passphrase_cb: PassphraseCallback | None = None) -> SftpConnection:
+    """Open an SSH connection and an SFTP session, verifying the host key.
+
+    Raises :class:`HostKeyUnknown`, :class:`HostKeyChanged`, :class:`AuthFailed`,
+    :class:`ConnectTimeout` or :class:`ConnectFailed` (all :class:`SftpError`).
+    """
+    if opts.ssh_config is not None and not opts.ssh_config.expanduser().is_file():
+        err = ConnectFailed(f"The ssh config file '{opts.ssh_config}' does not exist.",
+                            "Fix or remove the ssh_config setting of the profile.")
+        err.transient = False
+        raise err
+    client_keys = await _load_key(opts, passphrase_cb)
+    approved: list = []
+    decided: HostKeyInfo | None = None
+    for _round in range(2):
+        catcher = _KeyCatcher(approved)
+        try:
+            conn = await _open(opts, catcher, client_keys)
+        except asyncssh.HostKeyNotVerifiable:
+            if catcher.seen is None or decided is not None:
+                raise ConnectFailed(
+                    f"The host key of {opts.host} port {opts.display_port} could not be verified"
+                    + (" (the server presented another key after it was confirmed)." if decided else "."),
+                    "Connect again; if it repeats, ask the server's administrator.",
+                ) from None
+            host, addr, port, key = catcher.seen
+            info = _key_info(host, port, key, opts.known_hosts_path)
+            recorded = _known_keys_for(opts.known_hosts_path, host, addr, port)
+            if recorded:
+                log.warning("host key of %s port %d changed: now %s", host, port, info.fingerprint)
+                raise HostKeyChanged(host, port, info.key_type, info.fingerprint,
+                                     str(opts.known_hosts_path),
+                                     tuple(k.get_fingerprint("sha256") for k in recorded)) from None
+            decision = await _decide(host_key_policy, info)
+            log.info("unknown host key of %s port %d (%s): %s", host, port, info.fingerprint, decision)
+            if decision == "reject":
+                raise HostKeyUnknown(host, port, info.key_type, info.fingerprint,
+                                     str(opts.known_hosts_path)) from None
+            if decision == "remember":
+                try:
+                    remember_host_key(opts.known_hosts_path, host, port, key)
+                except OSError as exc:
+                    raise ConnectFailed(
+                        f"Could not record the host key in {opts.known_hosts_path}: {exc.strerror or exc}.",
+                        "Check that the file is writable, or accept the key for this session only.",
+                    ) from None
+            approved.append(key)
+            decided = info
+            continue
+        except (asyncio.TimeoutError, TimeoutError):
+            raise ConnectTimeout(
+                f"{opts.host} port {opts.display_port} did not complete the login within "
+                f"{opts.login_timeout:g} s.",
+                "Check the host name, port and network (VPN?); timeouts can be raised in the profile.",
+            ) from None
+        except (asyncssh.Error, OSError, ValueError) as exc:
+            raise translate(exc, host=opts.host, port=opts.display_port) from None
+        try:
+            sftp = await conn.start_sftp_client(path_errors="surrogateescape")
+        except (asyncssh.Error, OSError) as exc:
+            conn.close()
+            raise ConnectFailed(
+                f"{opts.host} accepted the login but refused the SFTP service ({exc}).",
+                "Ask the server's administrator whether this account may use SFTP.",
+            ) from None
+        host_key = decided
+        if host_key is None:
+            key = conn.get_server_host_key()
+            if key is not None:
+                host_key = _key_info(opts.host, opts.display_port, key, opts.known_hosts_path)
+        log.info("connected to %s port %d", opts.host, opts.display_port)
+        return SftpConnection(conn, sftp, opts, host_key)
+    raise ConnectFailed(f"Could not connect to {opts.host}.", "Connect again.")  # not reached

@@ -1,0 +1,236 @@
+"""Errors of the SFTP side, each with a message a person can act on.
+
+Every class carries ``what`` (what happened) and ``todo`` (what to do about it);
+``str(err)`` joins both. ``transient`` says whether retrying later can help: a lost
+connection or a timeout is transient, a refused login or a host key is not (retrying an
+authentication failure can lock the account, and a host key needs a person's decision).
+
+Messages name hosts, ports and file names (shown escaped by the UI) but never file
+contents. :func:`translate` turns asyncssh and OS exceptions into these classes.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+import asyncssh
+
+log = logging.getLogger("report_keeper.sftp.errors")
+
+
+class SftpError(Exception):
+    """Base of every error of the SFTP side."""
+
+    transient: bool = False
+    kind: str = "sftp"
+
+    def __init__(self, what: str, todo: str = "") -> None:
+        self.what = what
+        self.todo = todo
+        super().__init__(what)
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.todo}".strip()
+
+
+class HostKeyUnknown(SftpError):
+    """The server's host key is not in known_hosts and nobody confirmed it."""
+
+    kind = "host-key-unknown"
+
+    def __init__(self, host: str, port: int, key_type: str, fingerprint: str,
+                 known_hosts: str | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.key_type = key_type
+        self.fingerprint = fingerprint
+        self.known_hosts = known_hosts
+        super().__init__(
+            f"The host key of {host} port {port} is not known yet ({key_type} {fingerprint}).",
+            "Check the fingerprint with the server's administrator, then confirm it in the app "
+            "or run again with --accept-new-host-key to record it in "
+            f"{known_hosts or 'known_hosts'}.",
+        )
+
+
+class HostKeyChanged(SftpError):
+    """The server presented a key different from the one recorded in known_hosts."""
+
+    kind = "host-key-changed"
+
+    def __init__(self, host: str, port: int, key_type: str, fingerprint: str,
+                 known_hosts: str | None = None, expected: tuple[str, ...] = ()) -> None:
+        self.host = host
+        self.port = port
+        self.key_type = key_type
+        self.fingerprint = fingerprint
+        self.known_hosts = known_hosts
+        self.expected = expected
+        super().__init__(
+            f"WARNING: the host key of {host} port {port} has CHANGED: the server now presents "
+            f"{key_type} {fingerprint}, which differs from the key recorded in "
+            f"{known_hosts or 'known_hosts'}. Someone may be intercepting the connection; "
+            "nothing was sent or downloaded.",
+            "Ask the server's administrator whether the key was replaced on purpose; only then "
+            f"remove the old entry for {host} from {known_hosts or 'known_hosts'} and connect again.",
+        )
+
+
+class AuthFailed(SftpError):
+    """The server refused the login (never retried)."""
+
+    kind = "auth"
+
+
+class ConnectFailed(SftpError):
+    """The server could not be reached, or the connection broke."""
+
+    transient = True
+    kind = "connection"
+
+
+class ConnectTimeout(ConnectFailed):
+    """Connecting or logging in took longer than the configured timeout."""
+
+
+class ConnectionLost(ConnectFailed):
+    """An established connection broke (a transfer resumes after reconnecting)."""
+
+
+class RemoteFileGone(SftpError):
+    """The file disappeared from the server between the listing and the download."""
+
+    kind = "gone"
+
+
+class PermissionDenied(SftpError):
+    """The server refused access to one file or folder."""
+
+    kind = "permission"
+
+
+class LocalDiskFull(SftpError):
+    """The local disk (or the process's file size limit) has no room for the download."""
+
+    kind = "disk-full"
+
+
+class LocalWriteFailed(SftpError):
+    """The local folder cannot be written (permissions, read-only file system, ...)."""
+
+    kind = "local"
+
+
+class TransferFailed(SftpError):
+    """A transfer failed for another reason; ``transient`` says whether a retry can help."""
+
+    kind = "transfer"
+
+    def __init__(self, what: str, todo: str = "", *, transient: bool = False) -> None:
+        super().__init__(what, todo)
+        self.transient = transient
+
+
+class Cancelled(SftpError):
+    """The transfer was cancelled by the user."""
+
+    kind = "cancelled"
+
+
+def _short(exc: BaseException) -> str:
+    """The reason text of an exception; asyncssh reasons carry no file contents."""
+    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    return str(reason).strip().rstrip(".")
+
+
+def translate(exc: BaseException, *, host: str = "", port: int | None = None,
+              path: str | None = None, local_path: str | None = None) -> SftpError:
+    """An :class:`SftpError` for any exception raised while talking to a server.
+
+    ``path`` is the remote file concerned (for messages), ``local_path`` the local one.
+    """
+    if isinstance(exc, SftpError):
+        return exc
+    where = f"{host} port {port}" if host and port else (host or "the server")
+    what_file = f"'{path}'" if path else "the file"
+    if isinstance(exc, asyncssh.SFTPNoSuchFile):
+        return RemoteFileGone(
+            f"{what_file} is no longer on {where} (it was deleted or renamed after the listing).",
+            "Refresh the listing; if the file was not downloaded before, it is lost on the server.",
+        )
+    if isinstance(exc, asyncssh.SFTPPermissionDenied):
+        return PermissionDenied(
+            f"{where} refused access to {what_file} (permission denied).",
+            "Ask the server's administrator to grant this account read access to it.",
+        )
+    if isinstance(exc, asyncssh.SFTPConnectionLost) or isinstance(exc, asyncssh.ConnectionLost):
+        return ConnectionLost(
+            f"The connection to {where} was lost ({_short(exc)}).",
+            "The transfer resumes from where it stopped once the server is reachable again.",
+        )
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return AuthFailed(
+            f"{where} refused the login ({_short(exc)}).",
+            "Check the user name and the key (or load it into ssh-agent); this is not retried "
+            "automatically, so the account is not locked out.",
+        )
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):  # client.connect() reports these in detail
+        return ConnectFailed(f"The host key of {where} could not be verified ({_short(exc)}).",
+                             "Check known_hosts and connect again.")
+    if isinstance(exc, asyncssh.KeyImportError) or isinstance(exc, asyncssh.KeyEncryptionError):
+        return AuthFailed(
+            f"The private key could not be used ({_short(exc)}).",
+            "Check the key path and its passphrase in the profile.",
+        )
+    if isinstance(exc, asyncssh.SFTPError):
+        return TransferFailed(
+            f"{where} reported an error for {what_file}: {_short(exc)}.",
+            "It is retried automatically; if it persists, ask the server's administrator.",
+            transient=True,
+        )
+    if isinstance(exc, asyncssh.DisconnectError):
+        return ConnectionLost(
+            f"{where} closed the connection ({_short(exc)}).",
+            "It is retried automatically; if it persists, check the server.",
+        )
+    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError since 3.11
+        return ConnectTimeout(
+            f"{where} did not answer in time.",
+            "Check the host name, the port and the network (VPN?); the connection timeout "
+            "can be raised in the profile.",
+        )
+    if isinstance(exc, OSError):
+        if local_path is not None:
+            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                return LocalDiskFull(
+                    f"The local disk has no room left for '{local_path}' "
+                    f"({'disk full' if exc.errno == errno.ENOSPC else 'file size or quota limit reached'}). "
+                    "Nothing partial was written under the final name; what arrived is kept in a "
+                    "hidden .part file and the download resumes from there.",
+                    "Free some space in the local folder (or choose another local_dir) and run again.",
+                )
+            return LocalWriteFailed(
+                f"Could not write '{local_path}': {exc.strerror or exc}.",
+                "Check that the local folder exists and is writable by you.",
+            )
+        if exc.errno in (errno.ECONNREFUSED,):
+            return ConnectFailed(
+                f"{where} refused the connection (nothing listens on that port).",
+                "Check the host name and port in the profile.",
+            )
+        if isinstance(exc, (ConnectionError, BrokenPipeError)):
+            return ConnectionLost(
+                f"The connection to {where} was lost ({exc.strerror or exc}).",
+                "It is retried automatically.",
+            )
+        return ConnectFailed(
+            f"Could not reach {where}: {exc.strerror or exc}.",
+            "Check the host name, the port and the network.",
+        )
+    log.debug("untranslated exception %s", type(exc).__name__)
+    return TransferFailed(
+        f"Unexpected error talking to {where}: {type(exc).__name__}: {_short(exc)}.",
+        "Try again; if it persists, report it with the log file.",
+    )
+
