@@ -1,0 +1,277 @@
+"""The ledger: history, local states, verification cache, schema versioning, crash safety."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from tui.core import ledger as ledger_mod
+from tui.core.ledger import Ledger, LedgerError
+from tui.core.model import RemoteFile, VerifyResult
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def report_of(f: RemoteFile):
+    return f.name.split("_")[0], f.mtime
+
+
+def files(n: int, start: int = 0, size: int = 1000) -> list[RemoteFile]:
+    return [RemoteFile(f"Loans_{i:05d}.xlsx", size + i, T0 + timedelta(hours=i)) for i in range(start, start + n)]
+
+
+@pytest.fixture
+def led(tmp_path):
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        yield led
+
+
+def test_new_ledger_is_versioned_wal_and_private(tmp_path):
+    path = tmp_path / "sub" / "ledger.sqlite3"
+    led = Ledger.open(path)
+    assert led.schema_version() == ledger_mod.SCHEMA_VERSION
+    led.close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
+        ledger_mod.SCHEMA_VERSION
+    )
+    conn.close()
+
+
+def test_default_path_is_in_user_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert ledger_mod.default_path("main") == tmp_path / "data" / "report-keeper" / "ledger-main.sqlite3"
+    led = Ledger.open(None, profile="main")
+    assert led.path == tmp_path / "data" / "report-keeper" / "ledger-main.sqlite3"
+    assert led.path.exists()
+    led.close()
+
+
+def test_newer_schema_is_refused_with_advice(tmp_path):
+    path = tmp_path / "l.sqlite3"
+    Ledger.open(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerError, match="newer than this release.*upgrade"):
+        Ledger.open(path)
+
+
+def test_not_a_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "l.sqlite3"
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(LedgerError, match="not a readable SQLite database.*move it aside"):
+        Ledger.open(path)
+    assert path.read_bytes().startswith(b"this is not sqlite")  # nothing lost
+
+
+def test_listing_new_gone_back_and_history_outlives_server(led):
+    change = led.record_listing(None, report_of, files(3), T0)
+    assert change.new == ("Loans_00000.xlsx", "Loans_00001.xlsx", "Loans_00002.xlsx")
+    change = led.record_listing(None, report_of, files(2, start=1), T0 + timedelta(days=1))
+    assert change.gone == ("Loans_00000.xlsx",) and change.new == ()
+    # A later listing still missing it does not move gone_at.
+    led.record_listing(None, report_of, files(2, start=1), T0 + timedelta(days=2))
+    d = {x.name: x for x in led.deliveries()}
+    assert len(d) == 3
+    gone = d["Loans_00000.xlsx"]
+    assert not gone.on_server and gone.gone_at == T0 + timedelta(days=1)
+    assert gone.extra["lost"] is True  # never downloaded
+    assert [x.name for x in led.lost()] == ["Loans_00000.xlsx"]
+    assert d["Loans_00001.xlsx"].first_seen == T0 and d["Loans_00001.xlsx"].last_seen == T0 + timedelta(days=2)
+    assert d["Loans_00001.xlsx"].report == "Loans"
+    # It comes back: no longer gone.
+    change = led.record_listing(None, report_of, files(3), T0 + timedelta(days=3))
+    assert change.back == ("Loans_00000.xlsx",)
+    assert {x.name for x in led.deliveries() if x.on_server} == {f.name for f in files(3)}
+    assert led.last_listing() == T0 + timedelta(days=3)
+
+
+def test_downloaded_file_gone_from_server_is_not_lost(led):
+    led.record_listing(None, report_of, files(2), T0)
+    f = files(1)[0]
+    led.record_download(f.name, size=f.size, sha256="a" * 64, local_path="/x/" + f.name, mtime=f.mtime, when=T0)
+    led.record_listing(None, report_of, [], T0 + timedelta(days=61))
+    lost = {d.name: d.extra["lost"] for d in led.deliveries()}
+    assert lost == {"Loans_00000.xlsx": False, "Loans_00001.xlsx": True}
+
+
+def test_local_states_and_changed_flag(led):
+    fs = files(4)
+    led.record_listing(None, report_of, fs, T0)
+    assert set(led.local_states().values()) == {"new"}
+    led.record_download(fs[0].name, size=fs[0].size, sha256="0" * 64, local_path="/l/0", mtime=fs[0].mtime)
+    led.record_download(fs[1].name, size=fs[1].size, sha256="1" * 64, local_path="/l/1", mtime=fs[1].mtime)
+    led.record_partial(fs[2].name, size=fs[2].size, mtime=fs[2].mtime, part_path="/l/.2.part", bytes_done=10)
+    assert led.local_state(fs[0].name) == "downloaded"
+    assert led.local_state(fs[2].name) == "partial"
+    assert led.local_state(fs[3].name) == "new"
+    assert led.partials()[fs[2].name]["bytes_done"] == 10
+    # The server's copy of file 1 changes after the download.
+    changed = RemoteFile(fs[1].name, fs[1].size + 7, fs[1].mtime + timedelta(minutes=5))
+    change = led.record_listing(None, report_of, [fs[0], changed, fs[2], fs[3]], T0 + timedelta(hours=1))
+    assert change.changed == (fs[1].name,)
+    assert led.local_state(fs[1].name) == "changed"
+    d = {x.name: x for x in led.deliveries()}
+    assert d[fs[1].name].changed and d[fs[1].name].extra["local_state"] == "changed"
+    assert not d[fs[0].name].changed
+    # Fetched beside the old copy: downloaded again, the flag is kept as history.
+    led.record_download(changed.name, size=changed.size, sha256="2" * 64, local_path="/l/1 (2)", mtime=changed.mtime)
+    assert led.local_state(fs[1].name) == "downloaded"
+    d = {x.name: x for x in led.deliveries()}
+    assert d[fs[1].name].changed and d[fs[1].name].extra["downloads"] == 2
+    assert d[fs[1].name].local_path == "/l/1 (2)"
+    assert [x.local_path for x in led.downloads(fs[1].name)] == ["/l/1", "/l/1 (2)"]
+    # A completed download clears the partial record.
+    led.record_download(fs[2].name, size=fs[2].size, sha256="3" * 64, local_path="/l/2", mtime=fs[2].mtime)
+    assert led.partials() == {} and led.local_state(fs[2].name) == "downloaded"
+
+
+def test_verification_cache_and_deliveries_carry_results(led):
+    fs = files(1)
+    led.record_listing(None, report_of, fs, T0)
+    sha = "f" * 64
+    led.record_download(fs[0].name, size=fs[0].size, sha256=sha, local_path="/l/a.xlsx", mtime=fs[0].mtime)
+    assert led.cached_verification(sha, "ctx") is None
+    result = VerifyResult(
+        path="/l/a.xlsx", name=fs[0].name, report="Loans", delivered_at=T0, status="ok", rows=42,
+        header_row=3, columns=("Primary Identifier", "Loan Date"), message="42 rows", sheet="Sheet1",
+    )
+    led.record_verification(result, sha256=sha, context="ctx")
+    cached = led.cached_verification(sha, "ctx")
+    assert cached == result
+    assert led.cached_verification(sha, "other context") is None
+    moved = led.cached_verification(sha, "ctx", path="/elsewhere/b.xlsx", name="b.xlsx")
+    assert moved.path == "/elsewhere/b.xlsx" and moved.name == "b.xlsx" and moved.rows == 42
+    d = led.deliveries("Loans")[0]
+    assert (d.verification, d.rows, d.sha256) == ("ok", 42, sha)
+    assert d.extra["header_row"] == 3 and d.extra["columns"] == ("Primary Identifier", "Loan Date")
+    assert led.deliveries("Other") == []
+
+
+def test_refused_names_are_recorded_verbatim(led):
+    hostile = [("..", "not a file name"), ("a\x00b.xlsx", "NUL"), ("x/../../etc", "separator")]
+    led.record_listing(None, report_of, files(1), T0, refused=hostile)
+    led.record_listing(None, report_of, files(1), T0 + timedelta(days=1), refused=hostile[:1])
+    got = {r.name: r for r in led.refused()}
+    assert set(got) == {"..", "a\x00b.xlsx", "x/../../etc"}
+    assert got[".."].last_seen == T0 + timedelta(days=1) and got[".."].first_seen == T0
+    assert [r.name for r in led.refused(current=True)] == [".."]
+
+
+def test_profiles_are_kept_apart(tmp_path):
+    with Ledger.open(tmp_path / "l.sqlite3", profile="a") as led:
+        led.record_listing("a", report_of, files(2), T0)
+        led.record_listing("b", report_of, files(1, start=5), T0)
+        assert len(led.deliveries()) == 2
+        assert [d.name for d in led.deliveries(profile="b")] == ["Loans_00005.xlsx"]
+
+
+def test_ten_thousand_files(led):
+    many = files(10_000)
+    led.record_listing(None, report_of, many, T0)
+    led.record_downloads(
+        [dict(name=f.name, size=f.size, sha256=f"{i:064x}", local_path=f"/l/{f.name}", mtime=f.mtime)
+         for i, f in enumerate(many[:5000])]
+    )
+    change = led.record_listing(None, report_of, many[100:], T0 + timedelta(days=1))
+    assert len(change.gone) == 100 and change.new == ()
+    states = led.local_states()
+    assert sum(1 for s in states.values() if s == "downloaded") == 5000
+    delivered = led.deliveries()
+    assert len(delivered) == 10_000
+    assert sum(d.extra["lost"] for d in delivered) == 0  # the 100 gone ones were downloaded
+
+
+def test_failed_write_rolls_back(led):
+    led.record_listing(None, report_of, files(2), T0)
+
+    def bad_report_of(f):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        led.record_listing(None, bad_report_of, files(3, start=10), T0 + timedelta(days=1))
+    # Nothing of the failed listing is there: neither new files nor gone marks.
+    assert [d.on_server for d in led.deliveries()] == [True, True]
+    assert led.last_listing() == T0
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from datetime import datetime, timedelta, timezone
+    from tui.core.ledger import Ledger
+    from tui.core.model import RemoteFile
+    T0 = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    led = Ledger.open(sys.argv[1])
+    start = len(led.deliveries())
+    i = start
+    while True:
+        fs = [RemoteFile(f"R_{k:06d}.xlsx", 100 + k, T0 + timedelta(minutes=k)) for k in range(i + 1)]
+        led.record_listing(None, lambda f: ("R", f.mtime), fs, T0 + timedelta(minutes=i))
+        led.record_downloads([
+            dict(name=fs[i].name, size=fs[i].size, sha256="%064x" % (i * 5 + j),
+                 local_path="/l/%d/%d" % (i, j), mtime=fs[i].mtime)
+            for j in range(5)
+        ])
+        i += 1
+        if i - start == 30:
+            print("ready", flush=True)
+    """
+)
+
+
+def _check_consistent(path: Path, rounds: int) -> int:
+    led = Ledger.open(path)
+    try:
+        assert led.integrity_ok()
+        n_files = len(led.deliveries())
+        with led._lock:
+            n_listings = led._conn.execute("SELECT COUNT(*) FROM listings").fetchone()[0]
+            per_name = dict(led._conn.execute("SELECT name, COUNT(*) FROM downloads GROUP BY name"))
+        # Each listing adds exactly one file; each download batch is all or nothing; only a
+        # file whose listing was the last transaction before a kill has no downloads.
+        assert n_listings == n_files
+        assert set(per_name.values()) <= {5}
+        assert n_files - len(per_name) <= rounds
+        return n_files
+    finally:
+        led.close()
+
+
+def test_crash_at_any_point_leaves_it_consistent_and_resumable(tmp_path):
+    path = tmp_path / "crash.sqlite3"
+    previous = 0
+    for _round in range(3):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert child.stdout.readline().strip() == "ready"
+        finally:
+            child.send_signal(signal.SIGKILL)  # mid-write: it never stops writing
+            child.wait()
+        n = _check_consistent(path, _round + 1)
+        assert n >= previous + 30  # the next run picked up where the last one stopped
+        previous = n
+
+
+def test_write_failure_is_a_ledger_error_with_advice(led):
+    led.record_listing(None, report_of, files(1), T0)
+    led._conn.execute("PRAGMA query_only = ON")  # as a read-only file system would behave
+    with pytest.raises(LedgerError, match="could not write the ledger .*nothing of this step"):
+        led.record_listing(None, report_of, files(3), T0 + timedelta(days=1))
+    led._conn.execute("PRAGMA query_only = OFF")
+    assert [d.name for d in led.deliveries()] == ["Loans_00000.xlsx"]
+    led.record_listing(None, report_of, files(3), T0 + timedelta(days=1))  # usable again
+    assert len(led.deliveries()) == 3

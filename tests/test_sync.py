@@ -1,0 +1,482 @@
+"""The sync service and ``report-keeper sync`` against real SFTP servers.
+
+The embedded demo server (asyncssh) and a real OpenSSH sshd serve the demo scenario; every
+download is checked byte for byte against the server's file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tui.core import demo_data
+from tui.core import status as st
+from tui.core.ledger import Ledger
+from tui.sftp import transfer
+from tui.sftp.demo_server import profile_toml, start_demo_server
+from tui.sftp.sync import Listed, SyncService, Verified
+
+NOW = "2026-06-10T14:00:00+00:00"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def pinned(monkeypatch):
+    monkeypatch.setenv("REPORT_KEEPER_NOW", NOW)
+
+
+@pytest.fixture
+async def demo(tmp_path, pinned):
+    server = await start_demo_server(
+        tmp_path / "server", local_dir=tmp_path / "local", ledger=tmp_path / "ledger.sqlite3"
+    )
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    with Ledger.open(tmp_path / "ledger.sqlite3", profile="demo") as led:
+        yield led
+
+
+def assert_identical(result, server_dir: Path, local_dir: Path) -> None:
+    for d in result.downloaded:
+        local = Path(d["path"])
+        assert local.parent == local_dir
+        assert local.stat().st_mode & 0o777 == 0o600
+        assert d["sha256"] == sha(local) == sha(server_dir / d["name"])
+
+
+async def test_sync_downloads_exactly_what_is_new_then_nothing(demo, ledger):
+    scenario = demo.scenario
+    server_dir = demo.root / demo.remote_dir
+    local = Path(demo.profile.local_dir)
+    events = []
+    async with SyncService(demo.profile, ledger) as service:
+        result = await service.sync(on_event=events.append)
+        assert result.error is None and result.failed == []
+        assert sorted(d["name"] for d in result.downloaded) == sorted(f.name for f in scenario.files)
+        assert result.skipped == []
+        assert_identical(result, server_dir, local)
+        assert local.stat().st_mode & 0o777 == 0o700
+        assert not [p for p in local.iterdir() if p.name.endswith(".part")]
+        # Every file verified; the scenario's cases come out as the validator's statuses.
+        by_name = {v.name: v for v in result.files}
+        assert len(by_name) == len(scenario.files)
+        assert by_name[scenario.file_of("corrupt").name].status == st.UNREADABLE
+        assert by_name[scenario.file_of("empty").name].status == st.EMPTY
+        assert by_name[scenario.file_of("empty-closed").name].status == st.EMPTY_CLOSED
+        assert by_name[scenario.file_of("late").name].status == st.OK
+        assert result.status == st.Exit.CRITICAL  # the corrupt file
+        assert isinstance(events[0], Listed) and events[0].wanted == len(scenario.files)
+        assert sum(isinstance(e, transfer.Done) for e in events) == len(scenario.files)
+        assert sum(isinstance(e, Verified) for e in events) == len(scenario.files)
+        # SPEC JSON shape.
+        doc = json.loads(json.dumps(result.to_json()))
+        assert doc["status"] == "critical"
+        assert set(doc) >= {"status", "downloaded", "skipped", "failed", "refused", "files"}
+        assert set(doc["downloaded"][0]) >= {"name", "size", "sha256", "path"}
+        assert set(doc["files"][0]) >= {"path", "name", "report", "delivered_at", "status", "rows",
+                                        "header_row", "columns", "message"}
+        # The ledger holds it all.
+        deliveries = {d.name: d for d in ledger.deliveries()}
+        assert len(deliveries) == len(scenario.files)
+        assert all(d.downloaded and d.sha256 and d.verification for d in deliveries.values())
+        assert deliveries[scenario.file_of("corrupt").name].verification == st.UNREADABLE
+        late = deliveries[scenario.file_of("late").name]
+        assert late.delivered_at == scenario.file_of("late").delivered_at
+        assert late.report == demo_data.DAILY
+
+        # Second run: nothing new, nothing downloaded, the local files untouched.
+        before = {p.name: p.stat().st_mtime_ns for p in local.iterdir()}
+        again = await service.sync()
+        assert again.downloaded == [] and again.failed == [] and again.files == []
+        assert sorted(again.skipped) == sorted(f.name for f in scenario.files)
+        assert again.status == st.Exit.OK
+        assert {p.name: p.stat().st_mtime_ns for p in local.iterdir()} == before
+
+        # A new delivery arrives: exactly that one is fetched.
+        new_name = demo_data.file_name(demo_data.DAILY, scenario.now + timedelta(hours=3))
+        (server_dir / new_name).write_bytes((server_dir / scenario.files[-1].name).read_bytes())
+        third = await service.sync()
+        assert [d["name"] for d in third.downloaded] == [new_name]
+        assert_identical(third, server_dir, local)
+        # Same bytes as a file verified before, same report settings except the day: not cached
+        # across days (closed days depend on it), but the listing now shows it downloaded.
+        listing = await service.list_remote()
+        assert {e.local_state for e in listing.entries} == {"downloaded"}
+
+
+async def test_listing_is_annotated_for_the_remote_screen(demo, ledger):
+    scenario = demo.scenario
+    async with SyncService(demo.profile, ledger) as service:
+        listing = await service.list_remote()
+        assert len(listing.entries) == len(scenario.files)
+        assert {e.local_state for e in listing.entries} == {"new"}
+        oldest = min(listing.entries, key=lambda e: e.delivered_at)
+        assert oldest.name == scenario.near_deletion.name
+        assert oldest.delete_on == oldest.delivered_at + timedelta(days=60)
+        assert 0 < oldest.days_left() < 14
+        assert oldest.report == demo_data.DAILY and oldest.delivered_source == "name"
+        one = scenario.file_of("late").name
+        result = await service.download([one, "no such file.xlsx"])
+        assert [d["name"] for d in result.downloaded] == [one]
+        assert result.failed[0]["name"] == "no such file.xlsx"
+        assert "not in the latest listing" in result.failed[0]["error"]
+        listing = await service.list_remote()
+        late = listing.entry(one)
+        assert late.local_state == "downloaded" and late.verification == st.OK and late.rows
+        assert len(listing.wanted) == len(scenario.files) - 1
+
+
+async def test_changed_server_file_is_fetched_beside_the_old_one(demo, ledger):
+    scenario = demo.scenario
+    server_dir = demo.root / demo.remote_dir
+    local = Path(demo.profile.local_dir)
+    async with SyncService(demo.profile, ledger) as service:
+        await service.sync()
+        target = scenario.files[-3]
+        old_sha = sha(local / target.name)
+        # Alma (or someone) replaces the file on the server with other content.
+        donor = next(f for f in scenario.files if f.kind == "ok" and f.name != target.name
+                     and f.report == target.report)
+        path = server_dir / target.name
+        path.write_bytes((server_dir / donor.name).read_bytes())
+        ts = target.delivered_at.timestamp() + 3600
+        os.utime(path, (ts, ts))
+        listing = await service.list_remote()
+        assert listing.entry(target.name).local_state == "changed"
+        result = await service.sync()
+        assert [d["name"] for d in result.downloaded] == [target.name]
+        assert result.changed == [target.name]
+        new_path = Path(result.downloaded[0]["path"])
+        assert new_path != local / target.name and "(changed " in new_path.name
+        assert sha(local / target.name) == old_sha  # never overwritten
+        assert sha(new_path) == sha(path)
+        verdict = result.files[0]
+        assert verdict.status == st.CHANGED and new_path.name in verdict.message
+        assert result.status == st.Exit.WARNING
+        d = next(d for d in ledger.deliveries() if d.name == target.name)
+        assert d.changed and d.extra["downloads"] == 2 and d.local_path == str(new_path)
+        assert ledger.local_state(target.name) == "downloaded"
+        assert (await service.sync()).downloaded == []
+
+
+async def test_file_gone_before_download_is_lost_and_critical(demo, ledger):
+    scenario = demo.scenario
+    server_dir = demo.root / demo.remote_dir
+    async with SyncService(demo.profile, ledger) as service:
+        await service.list_remote()
+        victim = scenario.files[0].name
+        (server_dir / victim).unlink()  # the 60-day retention strikes before anyone downloads
+        result = await service.sync()
+        assert result.lost == [victim]
+        assert result.status == st.Exit.CRITICAL
+        assert victim not in [d["name"] for d in result.downloaded]
+        assert [d.name for d in ledger.lost()] == [victim]
+
+
+async def test_interrupted_sync_resumes_from_part_files_and_ledger_stays_consistent(demo, ledger):
+    server_dir = demo.root / demo.remote_dir
+    local = Path(demo.profile.local_dir)
+    big_name = "Full Loan History_20260610_080000.xlsx"
+    big = server_dir / big_name
+    big.write_bytes(os.urandom(12 * 1024 * 1024))
+    async with SyncService(demo.profile, ledger) as service:
+        task = None
+
+        def on_event(event):
+            if (isinstance(event, transfer.Running) and event.name == big_name
+                    and 0 < event.bytes < event.total):
+                task.cancel()  # Ctrl-C in the middle of the big file
+
+        task = asyncio.ensure_future(service.sync(on_event=on_event))
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        parts = [p for p in local.iterdir() if p.name.endswith(".part")]
+        big_part = local / transfer.part_name(next(e.remote for e in service.last_listing.entries
+                                                   if e.name == big_name))
+        assert big_part in parts and 0 < big_part.stat().st_size < big.stat().st_size
+        assert not (local / big_name).exists()  # nothing partial under the final name
+        # The ledger is consistent: every recorded download is complete and identical.
+        assert ledger.integrity_ok()
+        for d in ledger.deliveries():
+            if d.downloaded:
+                assert sha(d.local_path) == d.sha256 == sha(server_dir / d.name)
+        assert ledger.local_state(big_name) == "partial"
+        assert (await service.list_remote()).entry(big_name).local_state == "partial"
+
+        result = await service.sync()
+        assert result.failed == []
+        done = {d["name"]: d for d in result.downloaded}
+        assert done[big_name]["resumed_from"] > 0  # resumed, not restarted
+        assert sha(local / big_name) == sha(big)
+        assert not [p for p in local.iterdir() if p.name.endswith(".part")]
+        every = {d.name for d in ledger.deliveries() if d.downloaded}
+        assert every == {p.name for p in server_dir.iterdir()}
+        assert ledger.partials() == {}
+
+
+async def test_verification_is_served_from_the_cache(demo, ledger):
+    async with SyncService(demo.profile, ledger) as service:
+        await service.sync()
+        d = next(d for d in ledger.deliveries() if d.verification == st.OK)
+        report = demo.profile.report_for(d.report)
+        verdict, cached = await service.verify_file(Path(d.local_path), report, d.delivered_at,
+                                                    sha256=d.sha256, name=d.name)
+        assert cached and verdict.status == st.OK and verdict.rows == d.rows
+        # Other settings (a closed day) are another cache entry.
+        other = replace(report, min_rows=10**6)
+        verdict, cached = await service.verify_file(Path(d.local_path), other, d.delivered_at,
+                                                    sha256=d.sha256, name=d.name)
+        assert not cached
+
+
+async def test_connection_failure_is_a_critical_result(tmp_path, pinned, ledger):
+    from tests.fixtures_sshd import free_port
+
+    profile = demo_data.demo_config(port=free_port(), local_dir=tmp_path / "local",
+                                    known_hosts=tmp_path / "kh", key=None)
+    async with SyncService(profile, ledger) as service:
+        result = await service.sync()
+    assert result.status == st.Exit.CRITICAL and result.error_kind == "connection"
+    assert "refused the connection" in result.error
+    assert ledger.deliveries() == [] and ledger.last_listing() is None
+
+
+async def test_unknown_host_key_is_refused_unless_accepted(demo, ledger):
+    demo.known_hosts_path.write_text("")
+    async with SyncService(demo.profile, ledger) as service:
+        result = await service.sync()
+    assert result.status == st.Exit.CRITICAL and result.error_kind == "host-key-unknown"
+    assert demo.host_key_fingerprint in result.error
+    async with SyncService(demo.profile, ledger, host_key_policy="remember") as service:
+        result = await service.sync()
+    assert result.error is None and result.downloaded
+    assert f"[127.0.0.1]:{demo.port} ssh-ed25519" in demo.known_hosts_path.read_text()
+
+
+@pytest.mark.sshd
+async def test_sync_against_real_openssh(sshd, tmp_path, pinned):
+    """The same sync against OpenSSH's sshd (internal-sftp)."""
+    import tempfile
+
+    sub = Path(tempfile.mkdtemp(prefix="sync-", dir=sshd.root))
+    os.chmod(sub, 0o755)
+    scenario = demo_data.generate(sub)
+    profile = demo_data.demo_config(
+        host=sshd.host, port=sshd.port, username=sshd.username, key=sshd.key,
+        known_hosts=sshd.known_hosts, local_dir=tmp_path / "local",
+    )
+    profile = replace(profile, remote_dir=f"{sub.name}/{demo_data.DEMO_REMOTE_DIR}",
+                      ssh_config=sshd.ssh_config)
+    with Ledger.open(tmp_path / "ledger.sqlite3", profile="demo") as led:
+        async with SyncService(profile, led) as service:
+            first = await service.sync()
+            assert first.error is None and first.failed == []
+            assert sorted(d["name"] for d in first.downloaded) == sorted(f.name for f in scenario.files)
+            assert_identical(first, scenario.directory, Path(profile.local_dir))
+            second = await service.sync()
+            assert second.downloaded == [] and len(second.skipped) == len(scenario.files)
+            assert second.status == st.Exit.OK
+
+
+# ------------------------------------------------------------------ the CLI
+
+
+@pytest.fixture
+def cli_server(tmp_path):
+    """``report-keeper demo-server`` in a subprocess; yields its config file."""
+    env = {**os.environ, "REPORT_KEEPER_NOW": NOW, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui", "demo-server", "--dir", str(tmp_path / "served")],
+        stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )
+    config = None
+    for line in proc.stdout:
+        m = re.match(r"\s+config:\s+(.*)$", line)
+        if m:
+            config = Path(m[1].strip())
+        if line.startswith("Press Ctrl-C"):
+            break
+    assert config is not None, "demo-server did not print its config"
+    yield config, tmp_path / "served" / demo_data.DEMO_REMOTE_DIR
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=20)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "REPORT_KEEPER_NOW": NOW}
+    return subprocess.run([sys.executable, "-m", "tui", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=120)
+
+
+def test_sync_cli_json_and_exit_codes(cli_server, tmp_path):
+    config, served = cli_server
+    done = run_cli("sync", "--config", str(config), "--profile", "demo", "--json")
+    assert done.returncode == 2, done.stderr  # the corrupt file is critical
+    doc = json.loads(done.stdout)  # exactly one JSON document on stdout
+    assert doc["status"] == "critical"
+    assert len(doc["downloaded"]) == len(list(served.iterdir()))
+    assert {f["status"] for f in doc["files"]} == {"ok", "empty", "empty-closed", "unreadable"}
+    assert "Status: CRITICAL" in done.stderr  # human output went elsewhere
+    again = run_cli("sync", "--config", str(config), "--profile", "demo")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "0 downloaded" in again.stdout and "Status: OK" in again.stdout
+
+
+def test_sync_cli_config_error_exits_3(tmp_path):
+    bad = tmp_path / "config.toml"
+    bad.write_text("[profile.demo]\nhost = 'x'\nbogus = 1\n")
+    done = run_cli("sync", "--config", str(bad), "--profile", "demo", "--json")
+    assert done.returncode == 3
+    assert "bogus" in done.stderr and done.stdout == ""
+
+
+def test_sync_cli_unknown_host_key_and_accept(tmp_path, cli_server):
+    config, _served = cli_server
+    text = config.read_text()
+    kh = Path(re.search(r'known_hosts = "(.*)"', text)[1])
+    kh.write_text("")
+    done = run_cli("sync", "--config", str(config), "--profile", "demo", "--json")
+    assert done.returncode == 2
+    doc = json.loads(done.stdout)
+    assert "--accept-new-host-key" in doc["error"] and doc["downloaded"] == []
+    ok = run_cli("sync", "--config", str(config), "--profile", "demo", "--json",
+                 "--accept-new-host-key")
+    assert json.loads(ok.stdout)["downloaded"] and ok.returncode == 2  # the corrupt file
+    assert "ssh-ed25519" in kh.read_text()
+
+
+def test_profile_toml_round_trips(tmp_path, pinned):
+    from tui.core.config import load_config
+
+    profile = demo_data.demo_config(port=2222, key=tmp_path / "k", known_hosts=tmp_path / "kh",
+                                    local_dir=tmp_path / "local", ledger=tmp_path / "l.sqlite3")
+    path = tmp_path / "c.toml"
+    path.write_text(profile_toml(profile))
+    loaded = load_config(path).profile("demo")
+    assert (loaded.host, loaded.port, loaded.remote_dir, loaded.local_dir) == (
+        profile.host, 2222, profile.remote_dir, profile.local_dir)
+    assert loaded.timezone.key == "America/Chicago"
+    assert [(r.name, r.schedule, r.at, r.grace, r.closed_days, r.expected_columns) for r in loaded.reports] == [
+        (r.name, r.schedule, r.at, r.grace, r.closed_days, r.expected_columns) for r in profile.reports]
+
+
+def test_sync_cli_ctrl_c_keeps_what_it_has_and_the_next_run_completes(cli_server):
+    config, served = cli_server
+    big = served / "Full Loan History_20260610_080000.xlsx"
+    big.write_bytes(os.urandom(64 * 1024 * 1024))
+    env = {**os.environ, "REPORT_KEEPER_NOW": NOW, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui", "sync", "--config", str(config), "--profile", "demo", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )
+    for line in proc.stderr:
+        if line.startswith("Listed "):
+            proc.send_signal(signal.SIGINT)  # Ctrl-C as soon as the downloads start
+            break
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    doc = json.loads(out)
+    assert doc["status"] == "critical" and doc["error"].startswith("Interrupted")
+    assert big.name in [f["name"] for f in doc["failed"]]
+    assert "Traceback" not in err
+    for d in doc["downloaded"]:  # whatever was reported done is complete and identical
+        assert sha(d["path"]) == d["sha256"] == sha(served / d["name"])
+    again = run_cli("sync", "--config", str(config), "--profile", "demo", "--json")
+    second = json.loads(again.stdout)
+    assert second["failed"] == []
+    names = {d["name"] for d in doc["downloaded"]} | {d["name"] for d in second["downloaded"]}
+    assert names == {p.name for p in served.iterdir()}
+    local = Path(re.search(r'local_dir = "(.*)"', config.read_text())[1])
+    assert sha(local / big.name) == sha(big)
+
+
+async def test_hostile_names_are_refused_reported_and_never_written(demo, ledger):
+    server_dir = demo.root / demo.remote_dir
+    hostile = ["bell\x07report_20260610_070000.xlsx", "back\\slash_20260610_070000.xlsx",
+               "esc\x1b[31mred_20260610_070000.xlsx"]
+    for name in hostile:
+        (server_dir / name).write_bytes(b"x")
+    async with SyncService(demo.profile, ledger) as service:
+        result = await service.sync()
+    refused = {r["name"]: r["reason"] for r in result.refused}
+    assert set(refused) == {"bell\\u0007report_20260610_070000.xlsx",
+                            "back\\slash_20260610_070000.xlsx",
+                            "esc\\u001b[31mred_20260610_070000.xlsx"}
+    assert "control character" in refused["bell\\u0007report_20260610_070000.xlsx"]
+    local = Path(demo.profile.local_dir)
+    assert len(list(local.iterdir())) == len(demo.scenario.files)  # only the real reports
+    assert sorted(r.name for r in ledger.refused()) == sorted(hostile)
+    # The human summary shows them escaped: no terminal escape sequence reaches the screen.
+    import io
+
+    from tui.commands.sync import _summary
+
+    out = io.StringIO()
+    _summary(result, demo.profile, out)
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert "REFUSED      esc\\u001b[31mred_20260610_070000.xlsx" in out.getvalue()
+
+
+async def test_connection_cut_mid_sync_reconnects_and_completes(demo, ledger):
+    from tests.fixtures_sshd import TcpProxy
+
+    server_dir = demo.root / demo.remote_dir
+    big = server_dir / "Full Loan History_20260610_080000.xlsx"
+    big.write_bytes(os.urandom(8 * 1024 * 1024))
+    async with TcpProxy(demo.port, cut_after=3 * 1024 * 1024) as proxy:
+        kh = demo.known_hosts_path.read_text().replace(f"]:{demo.port} ", f"]:{proxy.port} ")
+        demo.known_hosts_path.write_text(kh)
+        profile = replace(demo.profile, port=proxy.port)
+        async with SyncService(profile, ledger) as service:
+            result = await service.sync()
+            assert result.failed == [] and result.error is None
+            assert proxy.cuts == 1 and proxy.connections >= 2
+            assert sorted(d["name"] for d in result.downloaded) == sorted(
+                p.name for p in server_dir.iterdir())
+            assert_identical(result, server_dir, Path(profile.local_dir))
+            # The service's own connection died with the cut; it reconnects by itself.
+            again = await service.sync()
+            assert again.downloaded == [] and again.error is None
+
+
+async def test_on_queue_hands_the_transfer_queue_to_the_ui(demo, ledger):
+    """The TUI pauses, resumes and cancels single files through the queue it is handed."""
+    scenario = demo.scenario
+    victim = scenario.files[5].name
+    seen = {}
+
+    def on_queue(queue):
+        seen["queue"] = queue
+
+    def on_event(event):
+        if isinstance(event, transfer.Queued) and event.name == victim:
+            seen["queue"].cancel(event.job_id)
+
+    async with SyncService(demo.profile, ledger) as service:
+        result = await service.sync(on_event=on_event, on_queue=on_queue)
+        assert isinstance(seen["queue"], transfer.TransferQueue)
+        assert [f["name"] for f in result.failed] == [victim]
+        assert "resumes next time" in result.failed[0]["error"]
+        assert len(result.downloaded) == len(scenario.files) - 1
+        assert ledger.local_state(victim) == "new"
+        retry = await service.download([victim])
+        assert [d["name"] for d in retry.downloaded] == [victim] and retry.failed == []

@@ -1,0 +1,260 @@
+"""``report-keeper sync``: list the server, download every new report, verify it, record it.
+
+Headless and cron-friendly: monitoring-plugin exit codes and, with ``--json``, exactly one
+JSON document on stdout (human output then goes to stderr). On a terminal the progress is a
+rich display; otherwise plain lines, one per finished file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections import Counter
+from typing import Any, TextIO
+
+from tui.commands.common import add_profile_arguments, fail_usage, print_json
+from tui.core import status as st
+from tui.core.names import escape_name
+
+log = logging.getLogger("report_keeper.commands.sync")
+
+EPILOG = """\
+Lists the profile's remote_dir, downloads every file not yet held locally (into local_dir,
+files 0600 in a 0700 folder; a part file left by an interrupted run is resumed), verifies each
+new file and records everything in the ledger. A file already downloaded is skipped; a server
+file that changed after its download is fetched beside the old copy and flagged "changed".
+
+An unknown server host key is refused unless --accept-new-host-key is given (which records it
+in the profile's known_hosts); a changed host key is always refused.
+
+Exit codes: 0 all well, 1 warnings (empty report, changed file, refused file names),
+2 critical (connection or login failure, failed download, unreadable or wrong-schema report,
+a file lost from the server), 3 usage or configuration error.
+With --json one document: {"status", "downloaded": [{"name", "size", "sha256", "path"}],
+"skipped": [name], "failed": [{"name", "error"}], "refused": [{"name", "reason"}],
+"files": [verified file], "lost": [name], "error"}.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    add_profile_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parser.add_argument(
+        "--accept-new-host-key", action="store_true",
+        help="accept and record an unknown server host key (never a changed one)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from tui.commands.common import load_profile
+    from tui.core.config import ConfigError
+    from tui.core.ledger import Ledger, LedgerError
+    from tui.core.logs import setup_logging
+
+    setup_logging()
+    try:
+        profile = load_profile(args)
+    except ConfigError as exc:
+        return fail_usage(str(exc))
+    try:
+        ledger = Ledger.open(profile.ledger_path, profile=profile.name)
+    except LedgerError as exc:
+        return fail_usage(str(exc))
+    out: TextIO = sys.stderr if args.json else sys.stdout
+    policy = "remember" if args.accept_new_host_key else "reject"
+    holder: dict[str, Any] = {}
+    try:
+        result = asyncio.run(_sync(profile, ledger, policy, out, holder))
+    except KeyboardInterrupt:
+        from tui.sftp.sync import SyncResult
+
+        service = holder.get("service")
+        result = (service.current if service is not None else None) or SyncResult()
+        result.error = (
+            "Interrupted. Files completed so far are recorded; partial downloads are kept and "
+            "resume on the next sync."
+        )
+        result.error_kind = "interrupted"
+        result.finish()
+    except LedgerError as exc:
+        from tui.sftp.sync import SyncResult
+
+        service = holder.get("service")
+        result = (service.current if service is not None else None) or SyncResult()
+        result.error = f"The {exc}."
+        result.error_kind = "ledger"
+        result.finish()
+    finally:
+        ledger.close()
+    if args.json:
+        print_json(result.to_json())
+    _summary(result, profile, out)
+    log.info("sync finished: %s, %d downloaded, %d failed", st.overall_name(result.status),
+             len(result.downloaded), len(result.failed))
+    return int(result.status)
+
+
+async def _sync(profile: Any, ledger: Any, policy: str, out: TextIO, holder: dict[str, Any]):
+    from tui.sftp.sync import SyncService
+
+    async with SyncService(profile, ledger, host_key_policy=policy) as service:
+        holder["service"] = service
+        if out.isatty():
+            display = _RichProgress(out)
+        else:
+            display = _PlainProgress(out)
+        with display:
+            return await service.sync(on_event=display.on_event)
+
+
+class _PlainProgress:
+    """One line per finished file; nothing per block (logs and cron mails stay small)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.done: dict[str, Any] = {}
+
+    def __enter__(self) -> "_PlainProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.out.flush()
+
+    def line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def on_event(self, event: Any) -> None:
+        from tui.sftp import transfer
+        from tui.sftp.sync import Listed, Verified
+
+        if isinstance(event, Listed):
+            self.line(f"Listed {event.files} files: {event.wanted} to download"
+                      + (f", {event.refused} names refused" if event.refused else "") + ".")
+        elif isinstance(event, transfer.Done):
+            self.done[event.name] = event
+        elif isinstance(event, transfer.Retrying):
+            self.line(f"retrying    {escape_name(event.name)}: {event.reason}")
+        elif isinstance(event, transfer.Failed):
+            self.line(f"FAILED      {escape_name(event.name)}: {event.reason}")
+        elif isinstance(event, Verified):
+            done = self.done.pop(event.name, None)
+            size = f"  {_size(done.size)}" if done is not None else ""
+            resumed = f" (resumed at {_size(done.resumed_from)})" if done and done.resumed_from else ""
+            rows = f", {event.result.rows} rows" if event.result.rows is not None else ""
+            self.line(f"{event.result.status:12}{escape_name(event.name)}{size}{resumed}{rows}")
+
+
+class _RichProgress:
+    """A rich progress display: an overall bar and one bar per running file."""
+
+    def __init__(self, out: TextIO) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.console = Console(file=out)
+        self.progress = Progress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.overall = None
+        self.tasks: dict[int, Any] = {}
+        self.sizes: dict[int, int] = {}
+        self.done_bytes: dict[int, int] = {}
+
+    def __enter__(self) -> "_RichProgress":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def _label(self, name: str) -> str:
+        name = escape_name(name)
+        return name if len(name) <= 48 else name[:22] + "…" + name[-25:]
+
+    def on_event(self, event: Any) -> None:
+        from rich.text import Text
+
+        from tui.sftp import transfer
+        from tui.sftp.sync import Listed, Verified
+
+        p = self.progress
+        if isinstance(event, Listed):
+            p.console.print(Text(f"Listed {event.files} files: {event.wanted} to download."))
+            self.overall = p.add_task("all files", total=0)
+        elif isinstance(event, transfer.Queued):
+            self.sizes[event.job_id] = event.size
+            if self.overall is not None:
+                p.update(self.overall, total=sum(self.sizes.values()))
+        elif isinstance(event, transfer.Running):
+            task = self.tasks.get(event.job_id)
+            if task is None:
+                task = self.tasks[event.job_id] = p.add_task(self._label(event.name), total=event.total)
+            p.update(task, completed=event.bytes, total=event.total)
+            self.done_bytes[event.job_id] = event.bytes
+            if self.overall is not None:
+                p.update(self.overall, completed=sum(self.done_bytes.values()))
+        elif isinstance(event, (transfer.Done, transfer.Failed, transfer.Cancelled)):
+            task = self.tasks.pop(event.job_id, None)
+            if task is not None:
+                p.remove_task(task)
+            if isinstance(event, transfer.Done):
+                self.done_bytes[event.job_id] = event.size
+            if isinstance(event, transfer.Failed):
+                p.console.print(Text(f"FAILED {escape_name(event.name)}: {event.reason}", style="red"))
+            if self.overall is not None:
+                p.update(self.overall, completed=sum(self.done_bytes.values()))
+        elif isinstance(event, transfer.Retrying):
+            p.console.print(Text(f"retrying {escape_name(event.name)}: {event.reason}", style="yellow"))
+        elif isinstance(event, Verified):
+            if event.result.status != st.OK:
+                p.console.print(Text(f"{event.result.status}: {escape_name(event.name)}", style="yellow"))
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _summary(result: Any, profile: Any, out: TextIO) -> None:
+    w = out.write
+    if result.error_kind == "interrupted":
+        w(f"{result.error} {len(result.downloaded)} files were downloaded before that.\n")
+    elif result.error:
+        w(f"Sync failed: {result.error}\n")
+    else:
+        total = sum(d["size"] for d in result.downloaded)
+        w(f"{profile.host}:{profile.remote_dir}: {result.listed} files on the server, "
+          f"{len(result.downloaded)} downloaded ({_size(total)}) to {profile.local_dir}, "
+          f"{len(result.skipped)} already held.\n")
+    if result.files:
+        counts = Counter(f.status for f in result.files)
+        w("Verified: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".\n")
+        for f in result.files:
+            if f.status != st.OK:
+                w(f"  {f.status.upper():12} {escape_name(f.name)}: {f.message}\n")
+    for item in result.failed:
+        w(f"  FAILED       {escape_name(item['name'])}: {item['error']}\n")
+    for item in result.refused:
+        w(f"  REFUSED      {item['name']}: {item['reason']} (not downloaded)\n")
+    for name in result.lost:
+        w(f"  LOST         {name}: it vanished from the server before it was downloaded\n")
+    w(f"Status: {st.overall_name(result.status).upper()}\n")
+    out.flush()

@@ -1,0 +1,791 @@
+"""The ledger: an embedded SQLite record of everything the product has seen and done.
+
+History outlives the server's 60-day retention: every remote file ever listed, every
+download (size, sha256, local path, time), every verification result, every refused
+name. The schedule evaluation and the TUI read it through :meth:`Ledger.deliveries`.
+
+Durability: WAL journal, ``synchronous=FULL``, and every write is one ``BEGIN
+IMMEDIATE … COMMIT`` transaction, so a crash at any point leaves the file consistent
+and the next run picks up where this one stopped (a download is recorded only once its
+file is complete under the final name; a part file is recorded separately as partial).
+
+The schema is versioned from day one: ``meta.schema_version`` plus the ``MIGRATIONS``
+list; a ledger written by a newer release is refused with a clear message rather than
+misread.
+
+Stored times are UTC ISO 8601 strings with microseconds, so they sort as text.
+Cell values never reach the ledger: only counts, column names and statuses.
+
+Public API (``profile`` defaults to the one the ledger was opened for)::
+
+    led = Ledger.open(path | None, profile="default")     # None: default_path(profile)
+    led.record_listing(profile, report_of, listing, when, refused=()) -> ListingChange
+    led.record_download(name, size=, sha256=, local_path=, mtime=, when=)
+    led.record_partial(name, size=, mtime=, part_path=, bytes_done=) / clear_partial(name)
+    led.record_verification(verify_result, sha256=, context=verification_context(report, at))
+    led.cached_verification(sha256, context, path=, name=) -> VerifyResult | None
+    led.deliveries(report=None) -> list[model.Delivery]     # everything ever seen
+    led.local_state(name) / local_states() -> "new" | "downloaded" | "changed" | "partial"
+    led.downloads(name=None), partials(), refused(current=False), lost(), last_listing()
+
+Errors are :class:`LedgerError` (``str()`` says what to do); a failed write changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from tui.core import clock
+from tui.core.model import Delivery, RemoteFile, VerifyResult
+
+log = logging.getLogger("report_keeper.ledger")
+
+APP_NAME = "report-keeper"
+
+# Local states of a remote file (SPEC / TUI "Remote" screen).
+NEW = "new"
+DOWNLOADED = "downloaded"
+CHANGED = "changed"
+PARTIAL = "partial"
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema.
+    """
+    CREATE TABLE remote_files (
+        id INTEGER PRIMARY KEY,
+        profile TEXT NOT NULL,
+        name TEXT NOT NULL,
+        report TEXT NOT NULL,
+        delivered_at TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime TEXT,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        gone_at TEXT,
+        changed_at TEXT,
+        UNIQUE (profile, name)
+    );
+    CREATE INDEX remote_files_report ON remote_files (profile, report, delivered_at);
+    CREATE TABLE listings (
+        id INTEGER PRIMARY KEY,
+        profile TEXT NOT NULL,
+        at TEXT NOT NULL,
+        files INTEGER NOT NULL,
+        refused INTEGER NOT NULL
+    );
+    CREATE INDEX listings_profile ON listings (profile, at);
+    CREATE TABLE downloads (
+        id INTEGER PRIMARY KEY,
+        profile TEXT NOT NULL,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime TEXT,
+        sha256 TEXT NOT NULL,
+        local_path TEXT NOT NULL,
+        downloaded_at TEXT NOT NULL
+    );
+    CREATE INDEX downloads_name ON downloads (profile, name, id);
+    CREATE INDEX downloads_sha ON downloads (sha256);
+    CREATE TABLE partials (
+        profile TEXT NOT NULL,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime TEXT,
+        part_path TEXT NOT NULL,
+        bytes_done INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (profile, name)
+    );
+    CREATE TABLE verifications (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT,
+        context TEXT NOT NULL DEFAULT '',
+        path TEXT NOT NULL,
+        name TEXT NOT NULL,
+        report TEXT,
+        delivered_at TEXT,
+        status TEXT NOT NULL,
+        rows INTEGER,
+        header_row INTEGER,
+        columns TEXT NOT NULL,
+        message TEXT NOT NULL,
+        sheet TEXT,
+        missing_columns TEXT NOT NULL,
+        verified_at TEXT NOT NULL
+    );
+    CREATE INDEX verifications_sha ON verifications (sha256, context, id);
+    CREATE INDEX verifications_path ON verifications (path, id);
+    CREATE TABLE refused (
+        profile TEXT NOT NULL,
+        name TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        PRIMARY KEY (profile, name)
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class LedgerError(Exception):
+    """The ledger cannot be opened or written; ``str()`` says what to do."""
+
+
+def default_path(profile: str = "default") -> Path:
+    """``<user data dir>/report-keeper/ledger-<profile>.sqlite3``."""
+    from platformdirs import user_data_dir
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in profile) or "default"
+    return Path(user_data_dir(APP_NAME, appauthor=False)) / f"ledger-{safe}.sqlite3"
+
+
+#: Bump when the validator's behaviour changes, so cached results are not reused.
+VERIFY_CACHE_VERSION = "1"
+
+
+def verification_context(report: Any, delivered_at: datetime | None) -> str:
+    """What a verification result depends on besides the bytes: the cache key's other half.
+
+    ``report`` is a ``ReportConfig`` (or None for the defaults); the covered loan day and
+    whether it is closed come from ``delivered_at`` and ``lag_days``.
+    """
+    covered = None
+    closed = False
+    if delivered_at is not None and report is not None:
+        covered = delivered_at.date() - timedelta(days=int(getattr(report, "lag_days", 0) or 0))
+        check = getattr(report, "is_closed", None)
+        closed = bool(check(covered)) if check else False
+    key = {
+        "v": VERIFY_CACHE_VERSION,
+        "report": getattr(report, "name", None),
+        "expected_columns": [" ".join(c.split()).casefold()
+                             for c in (getattr(report, "expected_columns", ()) or ())],
+        "min_rows": getattr(report, "min_rows", None),
+        "anonymize_days": getattr(report, "anonymize_days", None),
+        "covered": covered.isoformat() if covered else None,
+        "closed": closed,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("the ledger stores aware datetimes only")
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class Download:
+    """One completed download as recorded."""
+
+    name: str
+    size: int
+    mtime: datetime | None
+    sha256: str
+    local_path: str
+    downloaded_at: datetime
+
+
+@dataclass(frozen=True)
+class Refusal:
+    name: str
+    reason: str
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class ListingChange:
+    """What one recorded listing changed: names new, gone, back and changed on the server."""
+
+    new: tuple[str, ...] = ()
+    gone: tuple[str, ...] = ()
+    back: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+
+ReportOf = Callable[[RemoteFile], "tuple[str, datetime]"]
+
+
+class Ledger:
+    """One SQLite ledger file. Thread-safe (one connection behind a lock)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | None, profile: str) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self.path = path
+        self.profile = profile
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: str | Path | None = None, profile: str = "default") -> "Ledger":
+        """Open (creating and migrating as needed) the ledger at ``path``.
+
+        ``path=None`` uses :func:`default_path` for ``profile``; ``":memory:"`` is allowed
+        for throwaway use.
+        """
+        if path is None:
+            path = default_path(profile)
+        memory = str(path) == ":memory:"
+        p = None if memory else Path(path).expanduser()
+        if p is not None:
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise LedgerError(
+                    f"cannot create the ledger folder {p.parent}: {exc.strerror or exc}; "
+                    "check its permissions or pass another location"
+                ) from exc
+        try:
+            conn = sqlite3.connect(
+                ":memory:" if memory else str(p),
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,
+                timeout=30.0,
+            )
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if not memory:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    log.warning("ledger %s: journal mode is %s, not WAL", p, mode)
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.OperationalError as exc:
+            raise LedgerError(
+                f"cannot open the ledger {path}: {exc}; check the file and its folder permissions"
+            ) from exc
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(
+                f"the ledger {path} is not a readable SQLite database ({exc}); move it aside "
+                "and run again to start a new one"
+            ) from exc
+        if p is not None:
+            try:
+                p.chmod(0o600)
+            except OSError:
+                pass
+        ledger = cls(conn, p, profile)
+        try:
+            ledger._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise LedgerError(
+                f"the ledger {path} is not a readable SQLite database ({exc}); move it aside "
+                "and run again to start a new one"
+            ) from exc
+        except LedgerError:
+            conn.close()
+            raise
+        return ledger
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolled back on any exception."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                else:
+                    conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                # Disk full, read-only file system, a lock held too long: nothing was written.
+                raise LedgerError(
+                    f"could not write the ledger {self.path or ':memory:'} ({exc}); nothing of "
+                    "this step was recorded. Check free disk space and the file's permissions, "
+                    "then run again"
+                ) from exc
+
+    def _migrate(self) -> None:
+        with self._write() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"the ledger {self.path} has schema version {version}, newer than this "
+                    f"release understands ({SCHEMA_VERSION}); upgrade report-keeper"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                log.info("ledger: migrating schema %d -> %d", number, number + 1)
+                # executescript would COMMIT our transaction; run statement by statement.
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            if version != SCHEMA_VERSION:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(SCHEMA_VERSION),),
+                )
+                if version == 0:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?)",
+                        (_ts(clock.now()),),
+                    )
+
+    def schema_version(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def integrity_ok(self) -> bool:
+        """``PRAGMA integrity_check`` passes."""
+        with self._lock:
+            return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    def _p(self, profile: str | None) -> str:
+        return profile if profile is not None else self.profile
+
+    # ------------------------------------------------------------------ writes
+    def record_listing(
+        self,
+        profile: str | None,
+        report_of: ReportOf,
+        listing: Iterable[RemoteFile],
+        when: datetime | None = None,
+        refused: Iterable[tuple[str, str]] = (),
+    ) -> ListingChange:
+        """Record one *successful* listing of the remote folder.
+
+        ``report_of(remote_file) -> (report base name, delivered_at)``. Files absent from
+        this listing get ``gone_at`` (once); files back again lose it. A file whose size or
+        mtime differs from its latest download gets ``changed_at`` (kept forever).
+        ``refused``: ``(name, reason)`` pairs of names refused as unsafe.
+        """
+        profile = self._p(profile)
+        when_s = _ts(when or clock.now())
+        files = list(listing)
+        refused = list(refused)
+        with self._write() as conn:
+            existing = {
+                row[0]: row[1:]
+                for row in conn.execute(
+                    "SELECT name, size, mtime, gone_at, changed_at FROM remote_files WHERE profile = ?",
+                    (profile,),
+                )
+            }
+            last_dl = {
+                row[0]: (row[1], row[2])
+                for row in conn.execute(
+                    "SELECT d.name, d.size, d.mtime FROM downloads d JOIN ("
+                    " SELECT name, MAX(id) AS id FROM downloads WHERE profile = ? GROUP BY name"
+                    ") m ON d.id = m.id",
+                    (profile,),
+                )
+            }
+            inserts, updates, changed_now = [], [], []
+            new, back, changed = [], [], []
+            seen = set()
+            for f in files:
+                if f.name in seen:
+                    continue
+                seen.add(f.name)
+                mtime_s = _ts(f.mtime)
+                old = existing.get(f.name)
+                if old is None:
+                    report, delivered_at = report_of(f)
+                    inserts.append(
+                        (profile, f.name, report, _ts(delivered_at), f.size, mtime_s, when_s, when_s)
+                    )
+                    new.append(f.name)
+                    continue
+                _size, _mtime, gone_at, changed_at = old
+                if gone_at is not None:
+                    back.append(f.name)
+                updates.append((f.size, mtime_s, when_s, profile, f.name))
+                dl = last_dl.get(f.name)
+                if dl is not None and (dl[0] != f.size or dl[1] != mtime_s) and changed_at is None:
+                    changed_now.append((when_s, profile, f.name))
+                    changed.append(f.name)
+            conn.executemany(
+                "INSERT INTO remote_files (profile, name, report, delivered_at, size, mtime,"
+                " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                inserts,
+            )
+            conn.executemany(
+                "UPDATE remote_files SET size = ?, mtime = ?, last_seen = ?, gone_at = NULL"
+                " WHERE profile = ? AND name = ?",
+                updates,
+            )
+            conn.executemany(
+                "UPDATE remote_files SET changed_at = ? WHERE profile = ? AND name = ?", changed_now
+            )
+            gone = [n for n, old in existing.items() if n not in seen and old[2] is None]
+            conn.executemany(
+                "UPDATE remote_files SET gone_at = ? WHERE profile = ? AND name = ?",
+                [(when_s, profile, n) for n in gone],
+            )
+            conn.executemany(
+                "INSERT INTO refused (profile, name, reason, first_seen, last_seen)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (profile, name) DO UPDATE SET"
+                " reason = excluded.reason, last_seen = excluded.last_seen",
+                [(profile, n, r, when_s, when_s) for n, r in refused],
+            )
+            conn.execute(
+                "INSERT INTO listings (profile, at, files, refused) VALUES (?, ?, ?, ?)",
+                (profile, when_s, len(seen), len(refused)),
+            )
+        log.info(
+            "ledger: listing of %d files recorded (%d new, %d gone, %d changed, %d refused)",
+            len(seen), len(new), len(gone), len(changed), len(refused),
+        )
+        return ListingChange(tuple(new), tuple(gone), tuple(back), tuple(changed))
+
+    def record_partial(
+        self,
+        name: str,
+        *,
+        size: int,
+        mtime: datetime | None,
+        part_path: str | Path,
+        bytes_done: int,
+        when: datetime | None = None,
+        profile: str | None = None,
+    ) -> None:
+        """A transfer stopped (or is running) with ``bytes_done`` in ``part_path``."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO partials (profile, name, size, mtime, part_path, bytes_done, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (profile, name) DO UPDATE SET"
+                " size = excluded.size, mtime = excluded.mtime, part_path = excluded.part_path,"
+                " bytes_done = excluded.bytes_done, updated_at = excluded.updated_at",
+                (self._p(profile), name, size, _ts(mtime), str(part_path), bytes_done,
+                 _ts(when or clock.now())),
+            )
+
+    def clear_partial(self, name: str, *, profile: str | None = None) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "DELETE FROM partials WHERE profile = ? AND name = ?", (self._p(profile), name)
+            )
+
+    def record_download(
+        self,
+        name: str,
+        *,
+        size: int,
+        sha256: str,
+        local_path: str | Path,
+        mtime: datetime | None = None,
+        when: datetime | None = None,
+        profile: str | None = None,
+    ) -> None:
+        """A complete file is in place under ``local_path``; clears its partial record.
+
+        ``mtime`` is the server's modification time of the copy that was downloaded (it is
+        how a later change on the server is detected).
+        """
+        profile = self._p(profile)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO downloads (profile, name, size, mtime, sha256, local_path, downloaded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (profile, name, size, _ts(mtime), sha256, str(local_path), _ts(when or clock.now())),
+            )
+            conn.execute("DELETE FROM partials WHERE profile = ? AND name = ?", (profile, name))
+
+    def record_downloads(self, rows: Sequence[dict], profile: str | None = None) -> None:
+        """Many :meth:`record_download` calls in one transaction (keys as its arguments)."""
+        profile = self._p(profile)
+        now_s = _ts(clock.now())
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO downloads (profile, name, size, mtime, sha256, local_path, downloaded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (profile, r["name"], r["size"], _ts(r.get("mtime")), r["sha256"],
+                     str(r["local_path"]), _ts(r.get("when")) or now_s)
+                    for r in rows
+                ],
+            )
+            conn.executemany(
+                "DELETE FROM partials WHERE profile = ? AND name = ?",
+                [(profile, r["name"]) for r in rows],
+            )
+
+    def record_verification(
+        self, result: VerifyResult, *, sha256: str | None = None, context: str = "",
+        when: datetime | None = None,
+    ) -> None:
+        """Store a validator result; ``sha256``+``context`` make it reusable by the cache.
+
+        ``context`` should capture whatever else the result depends on (the report's
+        expected columns, min_rows, whether its day is closed); ``""`` when nothing.
+        """
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO verifications (sha256, context, path, name, report, delivered_at,"
+                " status, rows, header_row, columns, message, sheet, missing_columns, verified_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sha256, context, result.path, result.name, result.report,
+                    _ts(result.delivered_at), result.status, result.rows, result.header_row,
+                    json.dumps(list(result.columns), ensure_ascii=False), result.message,
+                    result.sheet, json.dumps(list(result.missing_columns), ensure_ascii=False),
+                    _ts(when or clock.now()),
+                ),
+            )
+
+    # ------------------------------------------------------------------ reads
+    def cached_verification(
+        self, sha256: str, context: str = "", *, path: str | None = None,
+        name: str | None = None,
+    ) -> VerifyResult | None:
+        """The latest result for this content (and context), or None.
+
+        ``path``/``name`` replace the stored ones so the result describes the file asked
+        about (the same bytes may sit under another name).
+        """
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT path, name, report, delivered_at, status, rows, header_row, columns,"
+                " message, sheet, missing_columns FROM verifications"
+                " WHERE sha256 = ? AND context = ? ORDER BY id DESC LIMIT 1",
+                (sha256, context),
+            ).fetchone()
+        if row is None:
+            return None
+        result = _verify_from_row(row)
+        if path is not None or name is not None:
+            from dataclasses import replace
+
+            result = replace(result, path=path or result.path, name=name or result.name)
+        return result
+
+    def downloads(self, name: str | None = None, profile: str | None = None) -> list[Download]:
+        """Completed downloads, oldest first (of one remote name when given)."""
+        sql = "SELECT name, size, mtime, sha256, local_path, downloaded_at FROM downloads WHERE profile = ?"
+        args: list = [self._p(profile)]
+        if name is not None:
+            sql += " AND name = ?"
+            args.append(name)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
+        return [Download(r[0], r[1], _dt(r[2]), r[3], r[4], _dt(r[5])) for r in rows]
+
+    def partials(self, profile: str | None = None) -> dict[str, dict]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT name, size, mtime, part_path, bytes_done, updated_at FROM partials"
+                " WHERE profile = ?",
+                (self._p(profile),),
+            ).fetchall()
+        return {
+            r[0]: {"size": r[1], "mtime": _dt(r[2]), "part_path": r[3], "bytes_done": r[4],
+                   "updated_at": _dt(r[5])}
+            for r in rows
+        }
+
+    def refused(self, profile: str | None = None, *, current: bool = False) -> list[Refusal]:
+        """Names refused as unsafe, ever (``current=True``: in the latest listing only)."""
+        profile = self._p(profile)
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT name, reason, first_seen, last_seen FROM refused WHERE profile = ?"
+                " ORDER BY first_seen, name",
+                (profile,),
+            ).fetchall()
+        out = [Refusal(r[0], r[1], _dt(r[2]), _dt(r[3])) for r in rows]
+        if current:
+            latest = self.last_listing(profile)
+            out = [r for r in out if r.last_seen == latest]
+        return out
+
+    def last_listing(self, profile: str | None = None) -> datetime | None:
+        """When the latest successful listing was recorded."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT MAX(at) FROM listings WHERE profile = ?", (self._p(profile),)
+            ).fetchone()
+        return _dt(row[0]) if row else None
+
+    def local_states(self, profile: str | None = None) -> dict[str, str]:
+        """``{name: "new"|"downloaded"|"changed"|"partial"}`` for every known remote file."""
+        profile = self._p(profile)
+        with self._lock:
+            remote = self._conn.execute(
+                "SELECT name, size, mtime FROM remote_files WHERE profile = ?", (profile,)
+            ).fetchall()
+            latest = {
+                d[0]: (d[1], d[2])
+                for d in self._conn.execute(
+                    "SELECT name, size, mtime FROM downloads WHERE profile = ? ORDER BY id", (profile,)
+                )
+            }
+            partial = {
+                r[0] for r in self._conn.execute("SELECT name FROM partials WHERE profile = ?", (profile,))
+            }
+        return {
+            name: _state(size, mtime, *latest.get(name, (None, None)), name in partial)
+            for name, size, mtime in remote
+        }
+
+    def local_state(self, name: str, profile: str | None = None) -> str:
+        """Local state of one remote file: new, downloaded, changed or partial.
+
+        ``changed``: the server's current copy differs (size or mtime) from the latest
+        download; ``partial``: a transfer stopped with a part file and nothing complete.
+        """
+        profile = self._p(profile)
+        with self._lock:
+            r = self._conn.execute(
+                "SELECT size, mtime FROM remote_files WHERE profile = ? AND name = ?",
+                (profile, name),
+            ).fetchone()
+            d = self._conn.execute(
+                "SELECT size, mtime FROM downloads WHERE profile = ? AND name = ?"
+                " ORDER BY id DESC LIMIT 1",
+                (profile, name),
+            ).fetchone()
+            p = self._conn.execute(
+                "SELECT 1 FROM partials WHERE profile = ? AND name = ?", (profile, name)
+            ).fetchone()
+        if r is None:
+            return DOWNLOADED if d is not None else (PARTIAL if p else NEW)
+        return _state(r[0], r[1], d[0] if d else None, d[1] if d else None, p is not None)
+
+    def deliveries(self, report: str | None = None, profile: str | None = None) -> list[Delivery]:
+        """Every remote file ever seen (also long gone from the server), oldest first.
+
+        Each carries its latest download and the latest verification of that download's
+        content. ``extra`` holds ``local_state``, ``lost`` (gone, never downloaded),
+        ``changed_at``, ``downloads`` (count) and ``header_row``/``columns``.
+        """
+        profile = self._p(profile)
+        sql = (
+            "SELECT name, report, delivered_at, size, mtime, first_seen, last_seen, gone_at,"
+            " changed_at FROM remote_files WHERE profile = ?"
+        )
+        args: list = [profile]
+        if report is not None:
+            sql += " AND report = ?"
+            args.append(report)
+        sql += " ORDER BY delivered_at, name"
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+            # Latest download per name and how many: one ordered pass (no correlated joins).
+            latest: dict[str, tuple] = {}
+            count: dict[str, int] = {}
+            for d in self._conn.execute(
+                "SELECT name, size, mtime, sha256, local_path, downloaded_at FROM downloads"
+                " WHERE profile = ? ORDER BY id",
+                (profile,),
+            ):
+                latest[d[0]] = d[1:]
+                count[d[0]] = count.get(d[0], 0) + 1
+            partial = {
+                r[0] for r in self._conn.execute("SELECT name FROM partials WHERE profile = ?", (profile,))
+            }
+            verifs: dict[str, tuple] = {}
+            for v in self._conn.execute(
+                "SELECT sha256, status, rows, message, header_row, columns FROM verifications"
+                " WHERE sha256 IS NOT NULL ORDER BY id"
+            ):
+                verifs[v[0]] = v[1:]
+        out = []
+        for r in rows:
+            name, rep, delivered_at, size, mtime, first_seen, last_seen, gone_at, changed_at = r
+            dsize, dmtime, sha, local_path, downloaded_at = latest.get(name, (None,) * 5)
+            v = verifs.get(sha) if sha else None
+            state = _state(size, mtime, dsize, dmtime, name in partial)
+            out.append(
+                Delivery(
+                    name=name,
+                    report=rep,
+                    delivered_at=_dt(delivered_at),
+                    size=size,
+                    mtime=_dt(mtime),
+                    first_seen=_dt(first_seen),
+                    last_seen=_dt(last_seen),
+                    on_server=gone_at is None,
+                    gone_at=_dt(gone_at),
+                    downloaded_at=_dt(downloaded_at),
+                    local_path=local_path,
+                    sha256=sha,
+                    verification=v[0] if v else None,
+                    rows=v[1] if v else None,
+                    message=v[2] if v else "",
+                    changed=changed_at is not None,
+                    extra={
+                        "local_state": state,
+                        "lost": gone_at is not None and downloaded_at is None,
+                        "changed_at": _dt(changed_at),
+                        "downloads": count.get(name, 0),
+                        "header_row": v[3] if v else None,
+                        "columns": tuple(json.loads(v[4])) if v else (),
+                    },
+                )
+            )
+        return out
+
+    def lost(self, profile: str | None = None) -> list[Delivery]:
+        """Files that vanished from the server without ever being downloaded (forever)."""
+        return [d for d in self.deliveries(profile=profile) if d.extra["lost"]]
+
+    def reports(self, profile: str | None = None) -> list[str]:
+        with self._lock:
+            return [
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT DISTINCT report FROM remote_files WHERE profile = ? ORDER BY report",
+                    (self._p(profile),),
+                )
+            ]
+
+
+def _state(size, mtime, dsize, dmtime, partial: bool) -> str:
+    if dsize is None:
+        return PARTIAL if partial else NEW
+    if dsize != size or dmtime != mtime:
+        return PARTIAL if partial else CHANGED
+    return DOWNLOADED
+
+
+def _verify_from_row(row) -> VerifyResult:
+    (path, name, report, delivered_at, status, rows, header_row, columns, message, sheet,
+     missing) = row
+    return VerifyResult(
+        path=path,
+        name=name,
+        report=report,
+        delivered_at=_dt(delivered_at),
+        status=status,
+        rows=rows,
+        header_row=header_row,
+        columns=tuple(json.loads(columns)),
+        message=message,
+        sheet=sheet,
+        missing_columns=tuple(json.loads(missing)),
+    )

@@ -1,0 +1,532 @@
+"""The sync service: list the server, download what is new, verify it, record it all.
+
+Used by ``report-keeper sync`` and by the TUI (no Textual here). One service talks to one
+profile's server through one connection (re-opened when it breaks) and writes everything
+it learns into the :class:`tui.core.ledger.Ledger`.
+
+Public API::
+
+    service = SyncService(profile, ledger, connect_factory=None,
+                          host_key_policy="reject", passphrase_cb=None)
+    listing = await service.list_remote()            # RemoteListing: entries, refused, ...
+    result = await service.download(names=None, on_event=cb, on_queue=hook)  # None: all new
+    result = await service.sync(on_event=cb)          # list + download + verify + record
+    await service.close()                             # also: async with service: ...
+
+``list_remote`` raises :class:`tui.sftp.errors.SftpError` when the server cannot be
+listed; ``sync`` turns that into a critical :class:`SyncResult` instead (``result.error``).
+``on_event`` receives the transfer queue's events (``tui.sftp.transfer.Queued``,
+``Running``, ``Retrying``, ``Done``, ``Failed``, ``Cancelled``) and this module's
+:class:`Listed` and :class:`Verified`. Cancelling the task that runs ``download``/``sync``
+stops the transfers, keeps their part files (the next run resumes them) and records them
+as partial in the ledger.
+
+Each completed download is recorded in the ledger as soon as it is in place, before it is
+verified, so an interruption at any point loses nothing already fetched. Verification runs
+in threads (``asyncio.to_thread``) and is served from the ledger's cache when the same
+bytes were verified before under the same report settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable
+
+from tui.core import clock
+from tui.core import status as st
+from tui.core.ledger import CHANGED, NEW, PARTIAL, Ledger, verification_context
+from tui.core.model import RemoteFile, VerifyResult
+from tui.core.names import escape_name
+from tui.sftp.client import ConnectOptions, Listing, SftpConnection, connect
+from tui.sftp.errors import SftpError
+from tui.sftp import transfer
+
+log = logging.getLogger("report_keeper.sftp.sync")
+
+VERIFY_THREADS = 2  # the validator is CPU-bound: no more threads than a small machine's cores
+
+
+# ------------------------------------------------------------------------ records
+
+
+@dataclass(frozen=True)
+class RemoteEntry:
+    """One file of the server folder, annotated for people (the TUI's Remote screen)."""
+
+    remote: RemoteFile
+    report: str
+    delivered_at: datetime  # aware, profile time zone
+    delivered_source: str  # "name" | "pattern" | "mtime"
+    delete_on: datetime  # delivered_at + retention_days
+    local_state: str  # new | downloaded | changed | partial
+    verification: str | None = None  # validator status of the latest local copy
+    rows: int | None = None
+    local_path: str | None = None
+    changed: bool = False  # the server copy changed after a download (kept as history)
+    message: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.remote.name
+
+    @property
+    def size(self) -> int:
+        return self.remote.size
+
+    @property
+    def mtime(self) -> datetime:
+        return self.remote.mtime
+
+    def days_left(self, now: datetime | None = None) -> float:
+        """Days until the server deletes it (negative: overdue)."""
+        return (self.delete_on - (now or clock.now())).total_seconds() / 86400
+
+    @property
+    def wanted(self) -> bool:
+        """Not yet held locally in its current server version."""
+        return self.local_state in (NEW, PARTIAL, CHANGED)
+
+
+@dataclass(frozen=True)
+class RemoteListing:
+    remote_dir: str
+    listed_at: datetime
+    entries: list[RemoteEntry]
+    refused: list[tuple[str, str]]  # (untrusted name, reason)
+    others: list[tuple[str, str]] = field(default_factory=list)  # (name, kind): folders...
+    gone: tuple[str, ...] = ()  # names missing since the previous listing
+    lost: tuple[str, ...] = ()  # of those, never downloaded: lost for good
+
+    @cached_property
+    def _by_name(self) -> dict[str, RemoteEntry]:
+        return {e.name: e for e in self.entries}
+
+    def entry(self, name: str) -> RemoteEntry | None:
+        return self._by_name.get(name)
+
+    @property
+    def wanted(self) -> list[RemoteEntry]:
+        return [e for e in self.entries if e.wanted]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """Event: a listing arrived."""
+
+    files: int
+    wanted: int
+    refused: int
+    name: str = ""
+    job_id: int = 0
+
+
+@dataclass(frozen=True)
+class Verified:
+    """Event: one downloaded file was verified (``cached``: served from the ledger)."""
+
+    name: str
+    result: VerifyResult
+    cached: bool = False
+    job_id: int = 0
+
+
+@dataclass
+class SyncResult:
+    """What one sync (or download) did; ``to_json()`` gives the SPEC ``sync`` shape."""
+
+    status: st.Exit = st.Exit.OK
+    downloaded: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    refused: list[dict[str, str]] = field(default_factory=list)
+    files: list[VerifyResult] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # gone from the server, never downloaded
+    changed: list[str] = field(default_factory=list)  # fetched beside an older copy
+    error: str | None = None  # the connection or listing failed
+    error_kind: str | None = None
+    listed: int = 0
+
+    def finish(self) -> "SyncResult":
+        codes = [st.severity(f.status) for f in self.files]
+        if self.refused:
+            codes.append(st.Exit.WARNING)
+        if self.failed or self.lost or self.error:
+            codes.append(st.Exit.CRITICAL)
+        self.status = st.worst(codes)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": st.overall_name(self.status),
+            "downloaded": [
+                {k: d[k] for k in ("name", "size", "sha256", "path", "resumed_from", "changed")}
+                for d in self.downloaded
+            ],
+            "skipped": list(self.skipped),
+            "failed": list(self.failed),
+            "refused": list(self.refused),
+            "files": [f.to_json() for f in self.files],
+            "lost": list(self.lost),
+            "error": self.error,
+        }
+
+
+EventCallback = Callable[[Any], Any]
+ConnectFactory = Callable[[], Awaitable[SftpConnection]]
+
+
+class SyncService:
+    """List, download, verify and record for one profile."""
+
+    def __init__(
+        self,
+        profile: Any,
+        ledger: Ledger,
+        connect_factory: ConnectFactory | None = None,
+        host_key_policy: Any = "reject",
+        passphrase_cb: Any = None,
+    ) -> None:
+        self.profile = profile
+        self.ledger = ledger
+        self.host_key_policy = host_key_policy
+        self.passphrase_cb = passphrase_cb
+        if connect_factory is None:
+            opts = ConnectOptions.from_profile(profile)
+
+            async def connect_factory() -> SftpConnection:  # noqa: F811
+                return await connect(opts, host_key_policy=self.host_key_policy,
+                                     passphrase_cb=self.passphrase_cb)
+
+        self._factory = connect_factory
+        self._conn: SftpConnection | None = None
+        self._conn_lock = asyncio.Lock()
+        self.last_listing: RemoteListing | None = None
+        #: The result being filled by the running download/sync (what an interrupted run did).
+        self.current: SyncResult | None = None
+        self._verify_sem = asyncio.Semaphore(VERIFY_THREADS)
+
+    @property
+    def local_dir(self) -> Path:
+        return Path(self.profile.local_dir).expanduser()
+
+    @property
+    def remote_dir(self) -> str:
+        return self.profile.remote_dir
+
+    # ------------------------------------------------------------ connection
+    async def connection(self) -> SftpConnection:
+        """The service's connection, opened (again) when needed. Raises SftpError."""
+        async with self._conn_lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = await self._factory()
+            return self._conn
+
+    async def close(self) -> None:
+        async with self._conn_lock:
+            if self._conn is not None:
+                await self._conn.close()
+                self._conn = None
+
+    async def __aenter__(self) -> "SyncService":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ listing
+    def _classify(self, f: RemoteFile) -> tuple[Any, datetime, str]:
+        report, parsed = self.profile.classify(f.name, f.mtime)
+        delivered = parsed.delivered_at or f.mtime.astimezone(self.profile.timezone)
+        return report, delivered, parsed.source
+
+    async def list_remote(self) -> RemoteListing:
+        """List the server folder, record it in the ledger, annotate every file."""
+        conn = await self.connection()
+        listing: Listing = await conn.listdir(self.remote_dir)
+        # Classifying and recording 10,000 names takes a few tenths of a second: off the loop.
+        return await asyncio.to_thread(self._record, listing)
+
+    def _record(self, listing: Listing) -> RemoteListing:
+        when = clock.now()
+        classified: dict[str, tuple[Any, datetime, str]] = {}
+
+        def report_of(f: RemoteFile) -> tuple[str, datetime]:
+            report, delivered, _src = classified[f.name]
+            return report.name, delivered
+
+        for f in listing.files:
+            classified[f.name] = self._classify(f)
+        change = self.ledger.record_listing(
+            None, report_of, listing.files, when, refused=listing.refused
+        )
+        history = {d.name: d for d in self.ledger.deliveries()}
+        on_disk = _part_files(self.local_dir)
+        entries = []
+        for f in listing.files:
+            report, delivered, source = classified[f.name]
+            d = history.get(f.name)
+            state = d.extra["local_state"] if d is not None else NEW
+            if state in (NEW, CHANGED) and transfer.part_name(f) in on_disk:
+                state = PARTIAL
+            entries.append(
+                RemoteEntry(
+                    remote=f,
+                    report=report.name,
+                    delivered_at=delivered,
+                    delivered_source=source,
+                    delete_on=delivered + timedelta(days=report.retention_days),
+                    local_state=state,
+                    verification=d.verification if d is not None else None,
+                    rows=d.rows if d is not None else None,
+                    local_path=d.local_path if d is not None else None,
+                    changed=bool(d.changed) if d is not None else False,
+                    message=d.message if d is not None else "",
+                )
+            )
+        lost = tuple(n for n in change.gone if history.get(n) is not None and history[n].extra["lost"])
+        for name in lost:
+            log.warning("%s vanished from the server without being downloaded: lost",
+                        escape_name(name))
+        result = RemoteListing(
+            remote_dir=listing.remote_dir,
+            listed_at=when,
+            entries=entries,
+            refused=list(listing.refused),
+            others=list(listing.others),
+            gone=change.gone,
+            lost=lost,
+        )
+        self.last_listing = result
+        return result
+
+    # ------------------------------------------------------------ download
+    async def download(
+        self,
+        names: Iterable[str] | None = None,
+        on_event: EventCallback | None = None,
+        *,
+        listing: RemoteListing | None = None,
+        on_queue: Callable[[transfer.TransferQueue], Any] | None = None,
+    ) -> SyncResult:
+        """Download ``names`` (None: every file not yet held), verify and record them.
+
+        Uses the latest listing (listing first when there is none). Files already held in
+        their current server version are ``skipped`` unless named explicitly.
+        ``on_queue(queue)`` receives the :class:`tui.sftp.transfer.TransferQueue` before the
+        first file starts (for pause, resume and per-file cancel from a UI).
+        """
+        result = SyncResult()
+        self.current = result
+        listing = listing or self.last_listing or await self.list_remote()
+        if names is None:
+            targets = listing.wanted
+            result.skipped = [e.name for e in listing.entries if not e.wanted]
+        else:
+            targets = []
+            for name in dict.fromkeys(names):
+                entry = listing.entry(name)
+                if entry is None:
+                    result.failed.append({
+                        "name": name,
+                        "error": "It is not in the latest listing of the server folder. "
+                                 "Refresh the listing; it may have been deleted.",
+                    })
+                else:
+                    targets.append(entry)
+        await self._transfer(targets, result, on_event, on_queue)
+        return result.finish()
+
+    async def _transfer(self, targets: list[RemoteEntry], result: SyncResult,
+                        on_event: EventCallback | None,
+                        on_queue: Callable[[transfer.TransferQueue], Any] | None = None) -> None:
+        if not targets:
+            return
+        by_name = {e.name: e for e in targets}
+        verifications: list[asyncio.Task] = []
+
+        def emit(event: Any) -> None:
+            if on_event is not None:
+                try:
+                    on_event(event)
+                except Exception:  # noqa: BLE001 - a broken UI callback must not stop syncing
+                    log.exception("sync event callback failed")
+
+        def on_transfer(event: Any) -> None:
+            emit(event)
+            if isinstance(event, transfer.Done):
+                entry = by_name[event.name]
+                job = queue.jobs.get(event.job_id)
+                # The queue re-reads size and mtime when a file changed mid-download.
+                remote = job.remote if job is not None else entry.remote
+                self._record_done(entry, remote, event, result)
+                verifications.append(asyncio.ensure_future(self._verify(entry, event, result, emit)))
+
+        try:
+            first = await self.connection()
+        except SftpError as exc:
+            for e in targets:
+                result.failed.append({"name": e.name, "error": str(exc)})
+            result.error, result.error_kind = str(exc), exc.kind
+            return
+        queue = transfer.TransferQueue(
+            self._factory,
+            concurrency=int(getattr(self.profile, "concurrency", 4) or 4),
+            on_event=on_transfer,
+            connection=first,
+        )
+        if on_queue is not None:
+            try:
+                on_queue(queue)
+            except Exception:  # noqa: BLE001 - a broken UI hook must not stop syncing
+                log.exception("sync queue hook failed")
+        try:
+            for e in sorted(targets, key=lambda e: e.delivered_at):
+                queue.add(e.remote, self.remote_dir, self.local_dir)
+            jobs = await queue.join()
+            if verifications:
+                await asyncio.gather(*verifications)
+        except asyncio.CancelledError:
+            await queue.close()
+            self._record_partials(queue)
+            for job in queue.jobs.values():
+                if job.state != transfer.DONE:
+                    result.failed.append({
+                        "name": job.name,
+                        "error": "Interrupted before it was complete; what arrived is kept in a "
+                                 "part file and the next sync resumes from there.",
+                    })
+            for task in verifications:
+                task.cancel()
+            raise
+        await queue.close()
+        if self._conn is first and first.closed:
+            self._conn = None
+        for job in jobs:
+            if job.state == transfer.FAILED:
+                err = job.error
+                result.failed.append({"name": job.name, "error": str(err) if err else "failed"})
+                self._record_partial(job)
+            elif job.state == transfer.CANCELLED:
+                result.failed.append({"name": job.name, "error": "cancelled; it resumes next time"})
+                self._record_partial(job)
+        result.files.sort(key=lambda v: (v.delivered_at is None, v.delivered_at, v.name))
+        result.downloaded.sort(key=lambda d: d["name"])
+
+    def _record_done(self, entry: RemoteEntry, remote: RemoteFile, event: Any,
+                     result: SyncResult) -> None:
+        try:
+            self.ledger.record_download(
+                entry.name, size=event.size, sha256=event.sha256, local_path=event.path,
+                mtime=remote.mtime,
+            )
+        except Exception as exc:  # noqa: BLE001 - the file is safe on disk; say so
+            log.error("could not record the download of %s: %s", escape_name(entry.name),
+                      type(exc).__name__)
+            result.failed.append({
+                "name": entry.name,
+                "error": f"Downloaded to '{event.path}', but the ledger could not record it "
+                         f"({type(exc).__name__}: {exc}). Check the ledger file and its disk; "
+                         "the copy on disk is kept and the next sync records it.",
+            })
+        changed = event.status == transfer.CHANGED
+        if changed:
+            result.changed.append(entry.name)
+        result.downloaded.append({
+            "name": entry.name, "size": event.size, "sha256": event.sha256, "path": event.path,
+            "resumed_from": event.resumed_from, "changed": changed, "status": event.status,
+        })
+        log.info("recorded download of %s (%s)", escape_name(entry.name), event.status)
+
+    def _record_partials(self, queue: transfer.TransferQueue) -> None:
+        for job in queue.jobs.values():
+            if job.state != transfer.DONE:
+                self._record_partial(job)
+
+    def _record_partial(self, job: Any) -> None:
+        part = job.local_dir / transfer.part_name(job.remote)
+        try:
+            have = part.stat().st_size
+        except OSError:
+            return
+        try:
+            self.ledger.record_partial(
+                job.name, size=job.remote.size, mtime=job.remote.mtime, part_path=part,
+                bytes_done=have,
+            )
+        except Exception:  # noqa: BLE001 - the part file on disk is what resumes anyway
+            log.exception("could not record the partial download of %s", escape_name(job.name))
+
+    async def _verify(self, entry: RemoteEntry, event: Any, result: SyncResult,
+                      emit: Callable[[Any], None]) -> None:
+        report = self.profile.report_for(entry.report)
+        verdict, cached = await self.verify_file(
+            Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.name
+        )
+        if event.status == transfer.CHANGED and verdict.status == st.OK:
+            verdict = replace(
+                verdict,
+                status=st.CHANGED,
+                message=(
+                    f"The server's copy changed after it was downloaded; the new copy is kept "
+                    f"beside the old one as '{Path(event.path).name}'. {verdict.message}"
+                ).strip(),
+            )
+        result.files.append(verdict)
+        emit(Verified(entry.name, verdict, cached))
+
+    async def verify_file(self, path: Path, report: Any, delivered_at: datetime | None, *,
+                          sha256: str, name: str | None = None) -> tuple[VerifyResult, bool]:
+        """Verify one local file (from the ledger's cache when possible) and record it."""
+        context = verification_context(report, delivered_at)
+        cached = self.ledger.cached_verification(sha256, context, path=str(path), name=name)
+        if cached is not None:
+            return replace(cached, delivered_at=delivered_at), True
+        from tui.core.validate import validate_file
+
+        async with self._verify_sem:
+            verdict = await asyncio.to_thread(
+                validate_file, path, report, delivered_at, name=name
+            )
+        try:
+            self.ledger.record_verification(verdict, sha256=sha256, context=context)
+        except Exception as exc:  # noqa: BLE001 - the verdict stands; only the cache misses it
+            log.error("could not record the verification of %s: %s", escape_name(name or path.name),
+                      type(exc).__name__)
+        return verdict, False
+
+    # ------------------------------------------------------------ sync
+    async def sync(
+        self,
+        on_event: EventCallback | None = None,
+        on_queue: Callable[[transfer.TransferQueue], Any] | None = None,
+    ) -> SyncResult:
+        """List the server, download every file not yet held, verify, record."""
+        try:
+            listing = await self.list_remote()
+        except SftpError as exc:
+            result = SyncResult(error=str(exc), error_kind=exc.kind)
+            return result.finish()
+        wanted = listing.wanted
+        self.current = SyncResult(listed=len(listing.entries))
+        if on_event is not None:
+            try:
+                on_event(Listed(len(listing.entries), len(wanted), len(listing.refused)))
+            except Exception:  # noqa: BLE001
+                log.exception("sync event callback failed")
+        result = await self.download(None, on_event, listing=listing, on_queue=on_queue)
+        result.listed = len(listing.entries)
+        result.refused = [{"name": escape_name(n), "reason": r} for n, r in listing.refused]
+        result.lost = [escape_name(n) for n in listing.lost]
+        return result.finish()
+
+
+def _part_files(local_dir: Path) -> set[str]:
+    try:
+        return {p.name for p in local_dir.iterdir() if p.name.endswith(".part")}
+    except OSError:
+        return set()
