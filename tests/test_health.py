@@ -1,0 +1,218 @@
+"""Health evaluation over the scenario history: every run day's status, every problem's dates."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from tests import scenario as sc
+from tui.core import model
+from tui.core.health import ConnectionStatus, evaluate, evaluate_report, fmt_day
+from tui.core.status import Exit
+
+D = date
+
+
+def _key(p, report):
+    return (report, p.kind, p.severity, p.day, p.file, p.rescue_by, p.delete_on)
+
+
+@pytest.fixture(scope="module")
+def health():
+    return evaluate(sc.profile(), sc.deliveries(), now=sc.NOW)
+
+
+def test_every_run_day_has_the_expected_status(health):
+    for name in (sc.DAILY, sc.WEEKLY):
+        got = {r.day: r.status for r in health.report(name).runs}
+        assert got == sc.expected_run_statuses(name), name
+    assert len(health.report(sc.DAILY).runs) == 71  # Thu 1 Oct .. Thu 10 Dec
+
+
+def test_problems_are_exactly_the_expected_ones(health):
+    got = sorted(_key(p, r.name) for r in health.reports for p in r.problems)
+    want = sorted((e.report, e.kind, e.severity, e.day, e.file, e.rescue_by, e.delete_on)
+                  for e in sc.EXPECTED_PROBLEMS)
+    assert got == want
+    assert health.exit_code == Exit.CRITICAL == sc.EXPECTED_EXIT
+    assert health.status == "critical"
+    assert health.report(sc.DAILY).status == "critical"
+    assert health.report(sc.WEEKLY).status == "warning"
+
+
+def test_problems_are_ordered_by_urgency(health):
+    problems = health.problems
+    severities = [p.severity for p in problems]
+    assert severities == sorted(severities, key=lambda s: s != "critical")
+    # The one that can still be rescued comes first, then the other criticals.
+    assert (problems[0].kind, problems[0].day) == ("missing", D(2026, 12, 7))
+    assert problems[0].next_step == (
+        "Re-run 'Loans Per Patron From 3 Days Ago' in Alma Analytics for loans of Fri 4 Dec "
+        "before Fri 11 Dec"
+    )
+    # Among warnings: the open rescue (13 Dec) before the deletion date (23 Dec), then the rest.
+    warnings = [(p.kind, p.day) for p in problems if p.severity == "warning"]
+    assert warnings[:2] == [("empty", D(2026, 12, 9)), ("near-deletion", D(2026, 10, 24))]
+    assert all(p.next_step for p in problems)
+
+
+def test_run_details_duplicates_closed_days_and_dates(health):
+    daily = health.report(sc.DAILY)
+    dup = daily.run(D(2026, 11, 15))
+    assert dup.status == "on-time" and len(dup.files) == 2
+    assert dup.files == tuple(p.name for p in sc.planned(sc.DAILY, D(2026, 11, 15)))
+    holiday = daily.run(D(2026, 11, 29))
+    assert holiday.closed and holiday.covered_day == D(2026, 11, 26)
+    assert holiday.verification == "empty-closed" and holiday.rows == 0
+    assert daily.run(D(2026, 11, 26)).closed is False  # the run ON the holiday covers 23 Nov
+    bad = daily.run(D(2026, 12, 4))
+    assert (bad.verification, bad.rows) == ("unreadable", None)
+    assert (bad.covered_day, bad.rescue_by, bad.delete_on) == (D(2026, 12, 1), D(2026, 12, 8), D(2027, 2, 2))
+    missing = daily.run(D(2026, 12, 7))
+    assert missing.files == () and missing.delivered_at is None and missing.delete_on is None
+    assert daily.run(D(2026, 12, 10)).status == "pending"
+    assert daily.last_delivery.name == sc.name_of(sc.DAILY, D(2026, 12, 9))
+    assert daily.last_rows == 0
+    assert daily.on_time_streak == 1  # 9 Dec on time after the late 8 Dec
+    assert not daily.inferred and str(daily.schedule) == "daily"
+
+
+def test_dst_change_runs_are_on_time(health):
+    daily = health.report(sc.DAILY)
+    for day in (D(2026, 10, 31), D(2026, 11, 1), D(2026, 11, 2)):
+        run = daily.run(day)
+        assert run.status == "on-time", day
+        assert run.files == (sc.name_of(sc.DAILY, day),)
+
+
+def test_unconfigured_schedule_is_inferred_and_said_so(health):
+    weekly = health.report(sc.WEEKLY)
+    assert weekly.inferred and str(weekly.schedule) == "weekly:MON,THU"
+    assert weekly.at.strftime("%H:%M") == "06:00" and weekly.confidence > 0.85
+    doc = weekly.to_json()
+    assert doc["inferred"] is True and doc["schedule"] == "weekly:MON,THU"
+
+
+def test_a_day_later_the_rescue_window_has_closed_and_pending_became_missing():
+    later = sc.NOW + timedelta(days=1)  # Fri 11 Dec 08:00
+    h = evaluate(sc.profile(), sc.deliveries(now=later), now=later)
+    daily = h.report(sc.DAILY)
+    assert daily.run(D(2026, 12, 10)).status == "missing"
+    assert daily.run(D(2026, 12, 11)).status == "pending"
+    by = {(p.kind, p.day): p for p in daily.problems}
+    assert by[("missing", D(2026, 12, 7))].severity == "warning"  # rescue-by 11 Dec has come
+    assert by[("missing", D(2026, 12, 7))].next_step.startswith("Too late to re-run")
+    assert by[("missing", D(2026, 12, 10))].severity == "critical"
+    assert by[("missing", D(2026, 12, 10))].rescue_by == D(2026, 12, 14)
+
+
+def test_pending_turns_missing_when_the_deadline_passes():
+    deliveries = sc.deliveries()
+    at_deadline = datetime(2026, 12, 10, 9, 0, tzinfo=sc.TZ)
+    after = at_deadline + timedelta(minutes=1)
+    assert evaluate(sc.profile(), deliveries, now=at_deadline).report(sc.DAILY).run(D(2026, 12, 10)).status == "pending"
+    assert evaluate(sc.profile(), deliveries, now=after).report(sc.DAILY).run(D(2026, 12, 10)).status == "missing"
+
+
+def test_listing_decides_what_is_still_on_the_server():
+    near = sc.name_of(sc.DAILY, D(2026, 10, 24))
+    listing = [model.RemoteFile(d.name, d.size, d.mtime) for d in sc.deliveries() if d.on_server and d.name != near]
+    h = evaluate(sc.profile(), sc.deliveries(), now=sc.NOW, listing=listing)
+    kinds = {(p.kind, p.file) for p in h.report(sc.DAILY).problems}
+    assert ("lost", near) in kinds and ("near-deletion", near) not in kinds
+
+
+def test_lost_files_are_remembered_forever_and_old_gaps_fade():
+    far = sc.NOW + timedelta(days=400)
+    h = evaluate(sc.profile(), sc.deliveries(), now=far)
+    daily = h.report(sc.DAILY)
+    lost = [p for p in daily.problems if p.kind == "lost"]
+    assert [p.file for p in lost] == [sc.name_of(sc.DAILY, D(2026, 10, 5))]
+    assert not [p for p in daily.problems if p.kind in ("schema", "unreadable", "late", "empty")]
+    assert daily.run(D(2026, 11, 10)).status == "missing"  # the runs keep the whole history
+
+
+def test_exit_codes_for_warnings_only_and_all_well():
+    clean = [d for d in sc.deliveries() if d.report == sc.WEEKLY]
+    # Weekly alone: one late (warning) and one old missing (warning).
+    assert evaluate(sc.profile(), clean, now=sc.NOW).report(sc.WEEKLY).exit == Exit.WARNING
+    # A fresh run of on-time, verified daily deliveries: all well.
+    start = D(2026, 12, 1)
+    good = [
+        model.Delivery(
+            name=f"{sc.DAILY}_{day:%Y%m%d}_070500.xlsx", report=sc.DAILY,
+            delivered_at=datetime(day.year, day.month, day.day, 7, 5, tzinfo=sc.TZ),
+            size=1, mtime=None, first_seen=sc.NOW, last_seen=sc.NOW, on_server=True,
+            downloaded_at=sc.NOW, verification="ok", rows=5,
+        )
+        for day in (start + timedelta(days=i) for i in range(10))
+    ]
+    h = evaluate(sc.profile(), good, now=sc.NOW)
+    assert h.exit_code == Exit.OK and h.status == "ok" and h.problems == []
+    assert h.report(sc.DAILY).on_time_streak == 10  # 1 Dec .. today (10 Dec, delivered 07:05)
+    assert h.report(sc.WEEKLY).runs == ()  # no history, no schedule: nothing to expect... yet
+
+
+def test_validator_empty_status_follows_the_covered_day():
+    ds = sc.deliveries()
+    # The validator saw the holiday file as "empty" (it may not know the covered day): fine.
+    holiday = sc.name_of(sc.DAILY, D(2026, 11, 29))
+    # An "empty-closed" verdict for a file covering an open day is still an empty report.
+    open_day = sc.name_of(sc.DAILY, D(2026, 12, 2))
+    ds = [dataclasses.replace(d, verification="empty", rows=0) if d.name == holiday else
+          dataclasses.replace(d, verification="empty-closed", rows=0) if d.name == open_day else d
+          for d in ds]
+    h = evaluate(sc.profile(), ds, now=sc.NOW)
+    empties = {p.file for p in h.report(sc.DAILY).problems if p.kind == "empty"}
+    assert holiday not in empties and open_day in empties
+
+
+def test_configured_report_without_history_expects_the_last_week():
+    profile = sc.profile()
+    daily_cfg = profile.report_for(sc.DAILY)
+    r = evaluate_report(daily_cfg, [], tz=sc.TZ, now=sc.NOW)
+    assert [x.status for x in r.runs] == ["missing"] * 7 + ["pending"]
+    assert r.last_delivery is None and r.exit == Exit.CRITICAL
+
+
+def test_a_missing_run_covering_a_closed_day_is_a_warning():
+    profile = sc.profile()
+    ds = [d for d in sc.deliveries() if not (d.report == sc.DAILY and d.name == sc.name_of(sc.DAILY, D(2026, 11, 30)))]
+    h = evaluate(profile, ds, now=sc.NOW)
+    p = [p for p in h.report(sc.DAILY).problems if p.day == D(2026, 11, 30)]
+    assert [(x.kind, x.severity) for x in p] == [("missing", "warning")]
+    assert "closed day" in p[0].message
+
+
+def test_connection_problems_come_first_and_set_the_exit_code():
+    ds = [d for d in sc.deliveries() if d.report == sc.WEEKLY]
+    failed = evaluate(sc.profile(), ds, now=sc.NOW,
+                      connection=ConnectionStatus(ok=False, message="refused", write_test="skipped"))
+    assert failed.exit_code == Exit.CRITICAL
+    assert (failed.problems[0].kind, failed.problems[0].severity) == ("connection", "critical")
+    ro = evaluate(sc.profile(), [], now=sc.NOW,
+                  connection=ConnectionStatus(ok=True, message="read only", write_test="read-only"))
+    ro_conn = [p for p in ro.problems if p.kind == "connection"]
+    assert [p.severity for p in ro_conn] == ["warning"]
+
+
+def test_json_has_the_spec_shape(health):
+    doc = json.loads(json.dumps(health.to_json()))
+    assert set(doc) >= {"status", "connection", "reports"}
+    assert doc["connection"] == {"ok": None, "message": doc["connection"]["message"],
+                                 "write_test": "skipped", "steps": {}}
+    rep = doc["reports"][0]
+    assert set(rep) >= {"name", "status", "last_delivery", "runs", "problems"}
+    assert set(rep["runs"][0]) >= {"day", "status", "files", "verification"}
+    assert set(rep["problems"][0]) >= {"severity", "kind", "day", "file", "rescue_by", "delete_on", "message"}
+    assert rep["last_delivery"] == datetime(2026, 12, 9, 7, 5, 11, tzinfo=sc.TZ).astimezone(timezone.utc).isoformat()
+    statuses = {r["status"] for r in doc["reports"] for r in r["runs"]}
+    assert statuses == {"on-time", "late", "missing", "pending"}
+
+
+def test_fmt_day():
+    assert fmt_day(D(2026, 6, 2)) == "Tue 2 Jun"
+    assert fmt_day(D(2026, 6, 2), D(2027, 6, 2)) == "Tue 2 Jun 2026"

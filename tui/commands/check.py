@@ -1,0 +1,218 @@
+"""``report-keeper check``: schedule, verification, deadlines and the connection, for cron.
+
+Online (default): list the server folder (no downloads) and record the listing in the ledger,
+run the connection test (upload, download, compare, delete a probe file), then evaluate the
+ledger's whole history. ``--offline``: the ledger alone (the connection test is "skipped").
+
+The human output is one screenful: an overall status line, the connection, each report's last
+delivery, then the problems ordered by urgency, each with its next step in plain words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import sqlite3
+import sys
+from datetime import datetime
+from typing import Any
+
+from tui.commands.common import add_profile_arguments, fail_usage, print_json
+from tui.core import status as st
+
+log = logging.getLogger("report_keeper.check")
+
+SCREEN_LINES = 24
+
+EPILOG = """\
+Exit codes: 0 all well; 1 warnings (empty report, late delivery, a file near deletion, a
+read-only account); 2 critical (missing delivery, unreadable or wrong-schema report, connection
+or login failure, a file lost from the server); 3 usage or configuration error.
+
+With --json exactly one JSON document is printed on stdout:
+{"status", "now", "connection": {"ok", "message", "write_test", "steps"},
+ "reports": [{"name", "status", "last_delivery", "schedule", "inferred", "on_time_streak",
+   "runs": [{"day", "status", "files", "verification", ...}],
+   "problems": [{"severity", "kind", "day", "file", "rescue_by", "delete_on", "message",
+                 "next_step"}]}]}
+REPORT_KEEPER_NOW (ISO 8601) replaces the clock.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    add_profile_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parser.add_argument("--offline", action="store_true",
+                        help="use the ledger alone: no listing, no connection test")
+    parser.add_argument("--accept-new-host-key", action="store_true",
+                        help="trust and record an unknown server host key (never a changed one)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tui.core.clock import ClockError
+    from tui.core.config import ConfigError
+    from tui.core.ledger import Ledger, LedgerError
+
+    try:
+        from tui.core import clock
+
+        clock.now()
+        profile = _load_profile(args)
+    except (ConfigError, ClockError) as exc:
+        return fail_usage(str(exc))
+    try:
+        ledger = Ledger.open(profile.ledger_path, profile=profile.name)
+    except LedgerError as exc:
+        return fail_usage(str(exc))
+    try:
+        if args.offline:
+            from tui.core.health import ConnectionStatus
+
+            connection = ConnectionStatus.skipped()
+        else:
+            policy = "remember" if args.accept_new_host_key else "reject"
+            connection = asyncio.run(_online(profile, ledger, policy))
+        report = _evaluate(profile, ledger, connection)
+    except sqlite3.Error as exc:  # locked for too long by another run, disk full, damaged
+        log.error("check: ledger error %s", type(exc).__name__)
+        sys.stderr.write(
+            f"report-keeper: the ledger {profile.ledger_path} could not be read or written ({exc}); "
+            "wait for a running sync to finish and try again, or check the disk\n"
+        )
+        return int(st.Exit.CRITICAL)
+    finally:
+        ledger.close()
+    code = report.exit_code
+    log.info("check: %s (%d problems)", report.status, len(report.problems))
+    if args.json:
+        print_json(report.to_json())
+    else:
+        sys.stdout.write(render(report, profile, width=shutil.get_terminal_size((100, 24)).columns))
+        sys.stdout.flush()
+    return int(code)
+
+
+def _load_profile(args: argparse.Namespace):
+    from tui.commands.common import load_profile
+
+    return load_profile(args)
+
+
+async def _online(profile: Any, ledger: Any, policy: str):
+    """List and record, then run the connection test; failures become the connection status."""
+    from tui.core.health import ConnectionStatus
+    from tui.sftp.conntest import probe_connection
+    from tui.sftp.errors import SftpError
+    from tui.sftp.sync import SyncService
+
+    service = SyncService(profile, ledger, host_key_policy=policy)
+    try:
+        try:
+            listing = await service.list_remote()
+        except SftpError as exc:
+            log.warning("check: listing failed: %s", type(exc).__name__)
+            return ConnectionStatus(ok=False, message=str(exc), write_test="skipped")
+        log.info("check: listed %d files", len(listing.entries))
+        try:
+            conn = await service.connection()
+            result = await probe_connection(conn, profile.remote_dir)
+        except SftpError as exc:  # the connection broke between listing and test
+            return ConnectionStatus(ok=False, message=str(exc), write_test="failed")
+        return ConnectionStatus.from_result(result)
+    finally:
+        await service.close()
+
+
+def _evaluate(profile: Any, ledger: Any, connection: Any):
+    from tui.core.health import evaluate
+
+    return evaluate(profile, ledger.deliveries(), connection=connection)
+
+
+# ------------------------------------------------------------------------------ human output
+
+_MARK = {"critical": "CRIT", "warning": "WARN"}
+
+
+def _when(moment: datetime | None, tz: Any) -> str:
+    if moment is None:
+        return "never"
+    local = moment.astimezone(tz)
+    return f"{local:%a} {local.day} {local:%b} {local:%H:%M}"
+
+
+def _rows(line: str, width: int) -> int:
+    """Terminal rows a line takes once wrapped at ``width`` columns."""
+    return max(1, -(-len(line) // max(width, 20)))
+
+
+def render(report: Any, profile: Any, *, width: int = 100, max_lines: int = SCREEN_LINES) -> str:
+    """The human output of ``check``: one screenful (``max_lines``), most urgent first."""
+    from tui.core.health import fmt_day
+    from tui.core.names import escape_name
+
+    tz = profile.timezone
+    today = report.now.astimezone(tz).date()
+    problems = report.problems
+    crit = sum(1 for p in problems if p.severity == "critical")
+    warn = len(problems) - crit
+    counts = []
+    if crit:
+        counts.append(f"{crit} critical")
+    if warn:
+        counts.append(f"{warn} warning{'s' if warn != 1 else ''}")
+    lines = [
+        f"{report.status.upper()}: {', '.join(counts) or 'all well'} · {len(report.reports)} "
+        f"report{'s' if len(report.reports) != 1 else ''} · {_when(report.now, tz)} ({tz})"
+    ]
+    c = report.connection
+    if c.ok is None:
+        lines.append(f"Connection: {c.message}")
+    elif c.ok:
+        lines.append(f"Connection: ok, write test {c.write_test}: {c.message}")
+    else:
+        lines.append(f"Connection: FAILED: {c.message}")
+    for r in report.reports:
+        sched = f"{r.schedule.describe()} at {r.at:%H:%M}" + (" (inferred)" if r.inferred else "")
+        last = r.last_delivery
+        if last is None:
+            tail = "last delivery: never"
+        else:
+            extra = f"{last.rows} rows" if last.rows is not None else (
+                "not downloaded yet" if not last.downloaded else "not verified")
+            tail = f"last: {_when(last.delivered_at, tz)} ({extra})"
+        lines.append(f"  {r.status.upper():8} {escape_name(r.name)} · {sched} · {tail}"
+                     f" · on time {r.on_time_streak} in a row")
+    if not any(r.last_delivery for r in report.reports):
+        lines.append("The ledger holds no delivery yet: run 'report-keeper sync' (or 'check' without "
+                     "--offline) so the server's folder is listed.")
+    if not problems:
+        lines.append("No problems: every expected report arrived on time and verified.")
+        return "\n".join(lines) + "\n"
+    lines.append("Problems, most urgent first:")
+    used = sum(_rows(line, width) for line in lines)
+    shown = 0
+    for i, p in enumerate(problems):
+        day = f" {fmt_day(p.day, today)}" if p.day else ""
+        pair = [f" {_MARK[p.severity]} {p.kind}{day}: {escape_name(p.message)}",
+                f"      -> {escape_name(p.next_step)}"]
+        need = sum(_rows(line, width) for line in pair)
+        reserve = 0 if i == len(problems) - 1 else _rows(" ... and N more", width) + 1
+        if shown and used + need + reserve > max_lines:
+            break
+        lines.extend(pair)
+        used += need
+        shown += 1
+    rest = problems[shown:]
+    if rest:
+        kinds: dict[str, int] = {}
+        for p in rest:
+            kinds[p.kind] = kinds.get(p.kind, 0) + 1
+        summary = ", ".join(f"{n} {k}" for k, n in kinds.items())
+        lines.append(f" ... and {len(rest)} more ({summary}): see 'report-keeper check --json' "
+                     "or the Health screen")
+    return "\n".join(lines) + "\n"

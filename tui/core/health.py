@@ -1,0 +1,589 @@
+"""Health of the reports: schedule, verification and deadlines over the delivery history.
+
+Pure data, no I/O: the input is a list of ``model.Delivery`` (the ledger's history), the
+profile (time zone, report settings), the time "now" and optionally the current server listing
+and the connection test; the output is a ``HealthReport`` that the ``check`` command prints and
+the TUI's health screen and heatmap render.
+
+Rules (SPEC "Schedule and deadlines"), for every expected run day R of a report:
+
+- a delivery belongs to the latest run whose on-time window had opened when it arrived
+  (window: R at-1h .. R at+grace, in the profile's zone; matched with a polars as-of join);
+- **on-time**: its first delivery is inside the window; **late**: after it (before the next
+  run's window); **missing**: none and the deadline has passed; **pending**: none yet and the
+  deadline has not passed; more than one delivery: all kept and listed (``RunDay.files``);
+- ``covered_day`` = R - lag_days; ``rescue_by`` = covered_day + anonymize_days (a manual re-run in
+  Alma works *before* that date); ``delete_on`` = delivery date + retention_days.
+
+Problems, and how long they are reported (so that an old, unfixable event does not keep cron
+alerting for ever, while nothing actionable is hidden; the runs themselves keep all history):
+
+- a configured report with a schedule but no delivery yet is expected over the last
+  ``NO_HISTORY_DAYS`` days; one with neither schedule nor history expects nothing yet;
+- missing: critical while it can still be rescued (today < rescue_by), then a warning for runs
+  within the last ``retention_days``; a missing run whose covered day is closed is a warning;
+- empty (no rows on an open covered day): warning, within ``retention_days``;
+- late: warning, for runs within the last ``LATE_DAYS`` days;
+- schema, unreadable: critical, within ``retention_days``;
+- near-deletion: warning, a file on the server, not downloaded, within ``NEAR_DELETION_DAYS``
+  days of its delete-on date;
+- lost: critical, for ever: seen on the server, never downloaded, gone from the server;
+- changed: warning, for ever: the server's copy changed after we downloaded it;
+- connection: critical when the connection test failed, warning when the account is read-only.
+
+Problems are ordered by urgency: connection failures first, then critical before warning, and
+within a severity the soonest action date (rescue-by, delete-on) first.
+
+Public API: ``evaluate(profile, deliveries, *, now=None, listing=None, connection=None)
+-> HealthReport``; ``evaluate_report(report, deliveries, *, tz, now, listing_names=None)
+-> ReportHealth``; ``ConnectionStatus``; ``fmt_day(date, today)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from typing import Any, Iterable
+
+import polars as pl
+
+from tui.core import clock
+from tui.core import model
+from tui.core import status as st
+from tui.core.model import Delivery, Problem, RunDay
+from tui.core.schedule import Schedule, Timing, infer_schedule, parse_schedule
+
+log = logging.getLogger("report_keeper.health")
+
+NEAR_DELETION_DAYS = 14
+LATE_DAYS = 7
+NO_HISTORY_DAYS = 7  # a report with no delivery at all is evaluated over the last week
+DEFAULT_AT = time(7, 0)
+
+WARNING = "warning"
+CRITICAL = "critical"
+_SEVERITY_CODE = {WARNING: st.Exit.WARNING, CRITICAL: st.Exit.CRITICAL}
+
+# Worst first: which verification status describes a run with several files.
+_VERIFICATION_RANK = {
+    st.UNREADABLE: 6,
+    st.SCHEMA: 5,
+    st.EMPTY: 4,
+    st.CHANGED: 3,
+    st.EMPTY_CLOSED: 2,
+    st.OK: 1,
+}
+
+
+def fmt_day(day: date, today: date | None = None) -> str:
+    """``Tue 2 Jun``; the year is added when ``day`` is more than 180 days from ``today``."""
+    text = f"{day:%a} {day.day} {day:%b}"
+    if today is not None and abs((day - today).days) > 180:
+        text += f" {day.year}"
+    return text
+
+
+def _d(value: date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True)
+class ConnectionStatus:
+    """The connection part of ``check`` (SPEC JSON ``connection``)."""
+
+    ok: bool | None  # None: not tested (--offline)
+    message: str
+    write_test: str  # ok | read-only | failed | skipped
+    steps: dict[str, str] = field(default_factory=dict)  # upload/download/delete -> outcome
+
+    @classmethod
+    def skipped(cls, message: str = "not tested (--offline): the ledger alone was used") -> "ConnectionStatus":
+        return cls(ok=None, message=message, write_test="skipped")
+
+    @classmethod
+    def from_result(cls, result: Any) -> "ConnectionStatus":
+        """From ``tui.sftp.conntest.ConnTestResult`` (or anything with the same fields)."""
+        steps = {k: getattr(result, k) for k in ("upload", "download", "delete") if getattr(result, k, None)}
+        return cls(ok=result.ok, message=result.message, write_test=result.write_test, steps=steps)
+
+    def problem(self) -> Problem | None:
+        if self.ok is False:
+            return Problem(
+                severity=CRITICAL,
+                kind="connection",
+                message=f"Connection failed: {self.message}",
+                next_step="Fix the connection (host, key, known_hosts, network), then run 'report-keeper check' again",
+            )
+        if self.write_test == "read-only":
+            return Problem(
+                severity=WARNING,
+                kind="connection",
+                message=f"The account cannot write to the report folder (read-only): {self.message}",
+                next_step="Downloads work; if Alma must deliver here, ask the server's administrator for write permission",
+            )
+        if self.write_test == "failed" and self.ok:
+            return Problem(
+                severity=WARNING,
+                kind="connection",
+                message=f"The connection test's probe failed: {self.message}",
+                next_step="Run the connection test again ('t' in the TUI); tell the server's administrator if it persists",
+            )
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "message": self.message, "write_test": self.write_test, "steps": dict(self.steps)}
+
+
+@dataclass(frozen=True)
+class ReportHealth:
+    """One report: its schedule, every expected run day and its problems."""
+
+    name: str
+    exit: st.Exit
+    schedule: Schedule
+    at: time
+    grace: timedelta
+    inferred: bool
+    confidence: float | None  # inferred schedules only
+    runs: tuple[RunDay, ...]
+    problems: tuple[Problem, ...]
+    last_delivery: Delivery | None
+    on_time_streak: int
+    covered_lag_days: int = 3
+
+    @property
+    def status(self) -> str:
+        return st.overall_name(self.exit)
+
+    @property
+    def last_rows(self) -> int | None:
+        return self.last_delivery.rows if self.last_delivery else None
+
+    def run(self, day: date) -> RunDay | None:
+        for r in self.runs:
+            if r.day == day:
+                return r
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        last = self.last_delivery
+        return {
+            "name": self.name,
+            "status": self.status,
+            "last_delivery": model.iso(last.delivered_at) if last else None,
+            "last_file": last.name if last else None,
+            "last_rows": last.rows if last else None,
+            "schedule": str(self.schedule),
+            "schedule_text": self.schedule.describe(),
+            "at": self.at.strftime("%H:%M"),
+            "grace_minutes": int(self.grace.total_seconds() // 60),
+            "inferred": self.inferred,
+            "confidence": self.confidence,
+            "on_time_streak": self.on_time_streak,
+            "runs": [_run_json(r) for r in self.runs],
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+def _run_json(r: RunDay) -> dict[str, Any]:
+    return {
+        "day": r.day.isoformat(),
+        "status": r.status,
+        "files": list(r.files),
+        "verification": r.verification,
+        "rows": r.rows,
+        "delivered_at": model.iso(r.delivered_at),
+        "covered_day": _d(r.covered_day),
+        "rescue_by": _d(r.rescue_by),
+        "delete_on": _d(r.delete_on),
+        "closed": r.closed,
+        "duplicate": len(r.files) > 1,
+    }
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """Everything ``check`` says: per report health, the connection, the overall verdict."""
+
+    now: datetime
+    reports: tuple[ReportHealth, ...]
+    connection: ConnectionStatus
+
+    @property
+    def problems(self) -> list[Problem]:
+        """All problems, the connection's first, ordered by urgency."""
+        items = [p for r in self.reports for p in r.problems]
+        conn = self.connection.problem()
+        if conn is not None:
+            items.append(conn)
+        return sorted(items, key=urgency_key(self.now.date()))
+
+    @property
+    def exit_code(self) -> st.Exit:
+        codes = [r.exit for r in self.reports]
+        conn = self.connection.problem()
+        if conn is not None:
+            codes.append(_SEVERITY_CODE[conn.severity])
+        return st.worst(codes)
+
+    @property
+    def status(self) -> str:
+        return st.overall_name(self.exit_code)
+
+    def report(self, name: str) -> ReportHealth:
+        for r in self.reports:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "now": self.now.isoformat(),
+            "connection": self.connection.to_json(),
+            "reports": [r.to_json() for r in self.reports],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Ordering
+
+
+def urgency_key(today: date):
+    """Sort key for problems: connection first, critical first, soonest open action date first."""
+
+    def key(p: Problem) -> tuple:
+        action = None
+        if p.kind in ("missing", "empty", "unreadable") and p.rescue_by is not None and p.rescue_by > today:
+            action = p.rescue_by
+        elif p.kind == "near-deletion":
+            action = p.delete_on
+        return (
+            0 if p.kind == "connection" else 1,
+            0 if p.severity == CRITICAL else 1,
+            action is None,
+            action or date.max,
+            -(p.day.toordinal() if p.day else 0),
+            p.file or "",
+        )
+
+    return key
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def _timing_for(report, deliveries: list[Delivery], tz: tzinfo) -> tuple[Timing, bool, float | None]:
+    inferred = report.schedule is None or report.at is None
+    confidence = None
+    guess = None
+    if inferred:
+        guess = infer_schedule(deliveries, tz)
+        confidence = guess.confidence
+    schedule = parse_schedule(report.schedule) if report.schedule is not None else guess.schedule
+    at = report.at if report.at is not None else guess.at
+    if deliveries:
+        first = min(d.delivered_at for d in deliveries).astimezone(tz).date()
+        schedule = schedule.anchored(first)
+    return Timing(schedule, at, report.grace, tz), inferred, confidence
+
+
+def _run_frame(timing: Timing, days: list[date]) -> pl.DataFrame:
+    starts, deadlines = [], []
+    for day in days:
+        s, e = timing.window(day)
+        starts.append(s)
+        deadlines.append(e)
+    return pl.DataFrame(
+        {"day": days, "win_start": starts, "deadline": deadlines},
+        schema={"day": pl.Date, "win_start": pl.Datetime("us", "UTC"), "deadline": pl.Datetime("us", "UTC")},
+    )
+
+
+def _delivery_frame(deliveries: list[Delivery]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "idx": list(range(len(deliveries))),
+            "at": [d.delivered_at.astimezone(timezone.utc) for d in deliveries],
+        },
+        schema={"idx": pl.Int64, "at": pl.Datetime("us", "UTC")},
+    ).sort("at")
+
+
+def _worst_verification(statuses: Iterable[str | None]) -> str | None:
+    known = [s for s in statuses if s in _VERIFICATION_RANK]
+    return max(known, key=_VERIFICATION_RANK.__getitem__) if known else None
+
+
+def evaluate_report(
+    report,
+    deliveries: Iterable[Delivery],
+    *,
+    tz: tzinfo,
+    now: datetime | None = None,
+    listing_names: set[str] | None = None,
+) -> ReportHealth:
+    """Health of one report (``report``: a ``config.ReportConfig``) from its deliveries."""
+    now = (now or clock.now()).astimezone(timezone.utc)
+    today = now.astimezone(tz).date()
+    history = sorted(deliveries, key=lambda d: d.delivered_at)
+    if listing_names is not None:  # the current listing decides what is still on the server
+        history = [
+            d if d.on_server == (d.name in listing_names) else replace(
+                d, on_server=d.name in listing_names,
+                gone_at=None if d.name in listing_names else (d.gone_at or now),
+            )
+            for d in history
+        ]
+    timing, inferred, confidence = _timing_for(report, history, tz)
+    schedule = timing.schedule
+
+    # Expected run days: from the run of the first delivery (the ledger knows nothing earlier)
+    # to today.
+    if history:
+        days = schedule.run_days(timing.run_day_of(history[0].delivered_at), today)
+    elif report.schedule is not None:  # configured, nothing seen yet: expect the last week
+        days = schedule.run_days(today - timedelta(days=NO_HISTORY_DAYS), today)
+    else:  # no schedule and no history: nothing to infer from, nothing to expect yet
+        days = []
+
+    # Which run each delivery belongs to: the latest run whose window had opened (as-of join).
+    runs_df = _run_frame(timing, days)
+    by_run: dict[date, list[Delivery]] = {}
+    if history and days:
+        joined = _delivery_frame(history).join_asof(
+            runs_df.select("win_start", "day"), left_on="at", right_on="win_start", strategy="backward"
+        )
+        grouped = (
+            joined.filter(pl.col("day").is_not_null())
+            .group_by("day")
+            .agg(pl.col("idx").sort_by("at"))
+        )
+        for day, idxs in grouped.iter_rows():
+            by_run[day] = [history[i] for i in idxs]
+
+    runs: list[RunDay] = []
+    problems: list[Problem] = []
+    for day, deadline in runs_df.select("day", "deadline").iter_rows():
+        files = by_run.get(day, [])
+        covered = report.covered_day(day)
+        closed = report.is_closed(covered)
+        rescue_by = covered + timedelta(days=report.anonymize_days)
+        if files:
+            first = files[0]
+            state = model.ON_TIME if first.delivered_at <= deadline else model.LATE
+            verification = _worst_verification(_normalise(d.verification, closed) for d in files)
+            ok_rows = [d.rows for d in files if d.rows is not None and _normalise(d.verification, closed) == st.OK]
+            any_rows = [d.rows for d in files if d.rows is not None]
+            rows = ok_rows[0] if ok_rows else (any_rows[0] if any_rows else None)
+            delete_on = first.delivered_at.astimezone(tz).date() + timedelta(days=report.retention_days)
+            delivered_at = first.delivered_at
+        else:
+            state = model.PENDING if now <= deadline else model.MISSING
+            verification = rows = delete_on = delivered_at = None
+        run = RunDay(
+            day=day,
+            status=state,
+            files=tuple(d.name for d in files),
+            verification=verification,
+            rows=rows,
+            delivered_at=delivered_at,
+            rescue_by=rescue_by,
+            delete_on=delete_on,
+            closed=closed,
+            covered_day=covered,
+        )
+        runs.append(run)
+        problems.extend(_run_problems(report, run, files, today, timing))
+
+    for d in history:
+        problems.extend(_file_problems(report, d, today, tz, timing))
+
+    problems.sort(key=urgency_key(today))
+    code = st.worst(_SEVERITY_CODE[p.severity] for p in problems)
+    streak = 0
+    for run in reversed(runs):
+        if run.status == model.PENDING:
+            continue
+        if run.status != model.ON_TIME:
+            break
+        streak += 1
+    return ReportHealth(
+        name=report.name,
+        exit=code,
+        schedule=schedule,
+        at=timing.at,
+        grace=timing.grace,
+        inferred=inferred,
+        confidence=confidence,
+        runs=tuple(runs),
+        problems=tuple(problems),
+        last_delivery=history[-1] if history else None,
+        on_time_streak=streak,
+        covered_lag_days=report.lag_days,
+    )
+
+
+def _normalise(verification: str | None, closed: bool) -> str | None:
+    """Empty is fine when the covered loan day is closed, and only then."""
+    if verification in (st.EMPTY, st.EMPTY_CLOSED):
+        return st.EMPTY_CLOSED if closed else st.EMPTY
+    return verification
+
+
+def _rerun_step(name: str, covered: date, rescue_by: date, today: date) -> str:
+    if today < rescue_by:
+        return (
+            f"Re-run '{name}' in Alma Analytics for loans of {fmt_day(covered, today)} "
+            f"before {fmt_day(rescue_by, today)}"
+        )
+    return (
+        f"Too late to re-run: the loans of {fmt_day(covered, today)} were anonymized on "
+        f"{fmt_day(rescue_by, today)}; note the gap in your records"
+    )
+
+
+def _run_problems(report, run: RunDay, files: list[Delivery], today: date, timing: Timing) -> list[Problem]:
+    name = report.name
+    age = (today - run.day).days
+    within_retention = age <= report.retention_days
+    rescuable = today < run.rescue_by
+    out: list[Problem] = []
+    if run.status == model.MISSING:
+        due = timing.deadline(run.day).astimezone(timing.tz).strftime("%H:%M")
+        if run.closed:
+            if within_retention:
+                out.append(Problem(
+                    severity=WARNING, kind="missing", day=run.day, rescue_by=run.rescue_by,
+                    message=f"No delivery of '{name}' for {fmt_day(run.day, today)} (due by {due}); "
+                    f"it covers {fmt_day(run.covered_day, today)}, a closed day",
+                    next_step="Nothing to rescue (closed day); check that the schedule in Alma is still active",
+                ))
+        elif rescuable or within_retention:
+            out.append(Problem(
+                severity=CRITICAL if rescuable else WARNING, kind="missing", day=run.day, rescue_by=run.rescue_by,
+                message=f"No delivery of '{name}' for {fmt_day(run.day, today)} (due by {due}); "
+                f"it covers loans of {fmt_day(run.covered_day, today)}",
+                next_step=_rerun_step(name, run.covered_day, run.rescue_by, today),
+            ))
+        return out
+    if run.status == model.LATE and age <= LATE_DAYS:
+        first = files[0]
+        delay = first.delivered_at - timing.deadline(run.day)
+        out.append(Problem(
+            severity=WARNING, kind="late", day=run.day, file=first.name, delete_on=run.delete_on,
+            message=f"'{name}' for {fmt_day(run.day, today)} arrived "
+            f"{first.delivered_at.astimezone(timing.tz):%a %H:%M}, {_human_delta(delay)} after the deadline",
+            next_step="Nothing is lost; if it keeps happening, check the report's schedule in Alma "
+            "or raise 'grace' in the config",
+        ))
+    if not within_retention:
+        return out
+    for d in files:
+        v = _normalise(d.verification, run.closed)
+        if v == st.EMPTY:
+            out.append(Problem(
+                severity=WARNING, kind="empty", day=run.day, file=d.name, rescue_by=run.rescue_by,
+                delete_on=run.delete_on,
+                message=f"'{d.name}' has no data rows, but {fmt_day(run.covered_day, today)} was an open day",
+                next_step=_rerun_step(name, run.covered_day, run.rescue_by, today) if rescuable else
+                "Too late to re-run; if the library was closed that day, add it to 'closed_days'",
+            ))
+        elif v == st.SCHEMA:
+            out.append(Problem(
+                severity=CRITICAL, kind="schema", day=run.day, file=d.name, delete_on=run.delete_on,
+                message=f"'{d.name}' does not have the expected columns",
+                next_step="Open the file and compare its header with 'expected_columns'; fix the analysis "
+                "in Alma Analytics, or update 'expected_columns' if the change is intended",
+            ))
+        elif v == st.UNREADABLE:
+            out.append(Problem(
+                severity=CRITICAL, kind="unreadable", day=run.day, file=d.name, rescue_by=run.rescue_by,
+                delete_on=run.delete_on,
+                message=f"'{d.name}' is not a readable Excel file",
+                next_step="Download it again ('report-keeper sync'); if it stays unreadable: "
+                + _lower_first(_rerun_step(name, run.covered_day, run.rescue_by, today)),
+            ))
+    return out
+
+
+def _file_problems(report, d: Delivery, today: date, tz: tzinfo, timing: Timing) -> list[Problem]:
+    out: list[Problem] = []
+    delete_on = d.delivered_at.astimezone(tz).date() + timedelta(days=report.retention_days)
+    run_day = timing.run_day_of(d.delivered_at)
+    covered = report.covered_day(run_day)
+    if not d.downloaded and not d.on_server:
+        out.append(Problem(
+            severity=CRITICAL, kind="lost", day=run_day, file=d.name, delete_on=delete_on,
+            message=f"'{d.name}' was never downloaded and is gone from the server",
+            next_step=_rerun_step(
+                report.name, covered, covered + timedelta(days=report.anonymize_days), today
+            ) + "; run 'report-keeper sync' daily (e.g. from cron) so it does not happen again",
+        ))
+    elif not d.downloaded and d.on_server and today >= delete_on - timedelta(days=NEAR_DELETION_DAYS):
+        left = (delete_on - today).days
+        when = "today" if left == 0 else (f"in {left} days" if left > 0 else f"{-left} days ago (overdue)")
+        out.append(Problem(
+            severity=WARNING, kind="near-deletion", day=run_day, file=d.name, delete_on=delete_on,
+            message=f"'{d.name}' is not downloaded yet and the server deletes it on {fmt_day(delete_on, today)} ({when})",
+            next_step=f"Run 'report-keeper sync' (or press 'd' in the TUI) before {fmt_day(delete_on, today)}",
+        ))
+    if d.changed or d.verification == st.CHANGED:
+        out.append(Problem(
+            severity=WARNING, kind="changed", day=run_day, file=d.name, delete_on=delete_on,
+            message=f"The server's copy of '{d.name}' changed after it was downloaded",
+            next_step="Both copies are kept side by side in the local folder; compare them and keep the right one",
+        ))
+    return out
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _human_delta(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min" if minutes else f"{hours} h"
+    return f"{hours // 24} days"
+
+
+def report_names(profile, deliveries: Iterable[Delivery]) -> list[str]:
+    """Configured reports first (config order), then every other report name in the history."""
+    names = [r.name for r in profile.reports]
+    for d in sorted(deliveries, key=lambda d: d.report):
+        if d.report not in names:
+            names.append(d.report)
+    return names
+
+
+def evaluate(
+    profile,
+    deliveries: Iterable[Delivery],
+    *,
+    now: datetime | None = None,
+    listing: Iterable[model.RemoteFile] | None = None,
+    connection: ConnectionStatus | None = None,
+) -> HealthReport:
+    """Health of every report of ``profile`` (``config.Profile``) from the delivery history.
+
+    ``listing``: the server's current listing; when given, it decides which files are still on
+    the server (else ``Delivery.on_server`` as the ledger recorded it). ``connection``: the
+    connection test (None: skipped).
+    """
+    tz = profile.timezone
+    now = (now or clock.now()).astimezone(tz)  # local: HealthReport.now.date() is "today"
+    items = list(deliveries)
+    listing_names = {f.name for f in listing} if listing is not None else None
+    reports = []
+    for name in report_names(profile, items):
+        cfg = profile.report_for(name)
+        mine = [d for d in items if d.report == name]
+        reports.append(evaluate_report(cfg, mine, tz=tz, now=now, listing_names=listing_names))
+    log.info("evaluated %d reports, %d deliveries", len(reports), len(items))
+    return HealthReport(now=now, reports=tuple(reports), connection=connection or ConnectionStatus.skipped())

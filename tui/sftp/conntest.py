@@ -1,0 +1,163 @@
+"""The connection test, like Alma's "Test FTP": upload a probe, download and compare it, delete it.
+
+Public API::
+
+    result = await probe_connection(conn, remote_dir)            # on an open SftpConnection
+    result = await connect_and_test(opts, remote_dir, host_key_policy="reject")
+    result.ok, result.message, result.write_test, result.upload, result.download, result.delete
+
+``write_test`` is ``"ok"`` (all three steps passed), ``"read-only"`` (the server refused the
+upload with "permission denied": downloads still work, so it is a warning, not a failure),
+``"failed"`` (a step failed otherwise, or the copy read back differs) or ``"skipped"`` (no
+connection). Each step is ``"ok"``, ``"denied"``, ``"failed"``, ``"mismatch"`` (download only)
+or ``"skipped"``. ``ok`` is False when the connection or the test failed.
+
+The probe is a small text file named ``.report-keeper-probe-<random>.txt`` in the report folder,
+holding no data of the library; it is removed again, and a probe left behind (delete refused)
+is named in the message so a person can remove it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from tui.core import clock
+from tui.sftp.errors import PermissionDenied, SftpError, translate
+
+log = logging.getLogger("report_keeper.sftp.conntest")
+
+OK = "ok"
+READ_ONLY = "read-only"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+PROBE_PREFIX = ".report-keeper-probe-"
+
+
+@dataclass(frozen=True)
+class ConnTestResult:
+    ok: bool
+    message: str
+    write_test: str  # ok | read-only | failed | skipped
+    upload: str = SKIPPED  # ok | denied | failed | skipped
+    download: str = SKIPPED  # ok | failed | mismatch | skipped
+    delete: str = SKIPPED  # ok | denied | failed | skipped
+    probe: str | None = None  # remote path of the probe file
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "message": self.message,
+            "write_test": self.write_test,
+            "steps": {"upload": self.upload, "download": self.download, "delete": self.delete},
+        }
+
+
+def _join(remote_dir: str, name: str) -> str:
+    if remote_dir in ("", "."):
+        return name
+    return remote_dir.rstrip("/") + "/" + name if remote_dir != "/" else "/" + name
+
+
+def probe_bytes() -> bytes:
+    stamp = clock.now().isoformat()
+    return (
+        "Report Keeper connection test probe file.\n"
+        f"Written at {stamp} and deleted right away; safe to delete if left behind.\n"
+        f"{secrets.token_hex(16)}\n"
+    ).encode()
+
+
+async def probe_connection(conn: Any, remote_dir: str) -> ConnTestResult:
+    """Upload, download, compare and delete a probe in ``remote_dir`` over ``conn``.
+
+    ``conn``: a ``tui.sftp.client.SftpConnection`` (``upload_bytes``, ``download_bytes``,
+    ``remove``). Never raises for server-side failures: they end up in the result.
+    """
+    name = f"{PROBE_PREFIX}{secrets.token_hex(4)}.txt"
+    path = _join(remote_dir, name)
+    where = remote_dir or "the home folder"
+    data = probe_bytes()
+
+    try:
+        await conn.upload_bytes(path, data)
+    except PermissionDenied:
+        log.info("connection test: upload refused (read-only account)")
+        return ConnTestResult(
+            ok=True,
+            message=f"Connected and listed {where}; the server refused the test upload, so this "
+            "account is read-only there (downloads work)",
+            write_test=READ_ONLY, upload="denied", probe=path,
+        )
+    except SftpError as exc:
+        log.warning("connection test: upload failed: %s", exc)
+        return ConnTestResult(
+            ok=False, message=f"The test upload to {where} failed: {exc}", write_test=FAILED,
+            upload=FAILED, probe=path,
+        )
+
+    download = OK
+    problem = ""
+    try:
+        back = await conn.download_bytes(path, limit=len(data) + 1024)
+        if back != data:
+            download = "mismatch"
+            problem = "the probe read back differs from what was uploaded"
+    except SftpError as exc:
+        download = FAILED
+        problem = f"downloading the probe failed: {exc}"
+
+    try:
+        await conn.remove(path)
+        delete = OK
+    except SftpError as exc:
+        delete = "denied" if isinstance(exc, PermissionDenied) else FAILED
+        left = f"deleting the probe failed ({exc}); remove '{path}' by hand"
+        problem = f"{problem}; {left}" if problem else left
+
+    if problem:
+        log.warning("connection test failed: download %s, delete %s", download, delete)
+        return ConnTestResult(
+            ok=False, message=f"Connection test in {where}: {problem}", write_test=FAILED,
+            upload=OK, download=download, delete=delete, probe=path,
+        )
+    log.info("connection test passed")
+    return ConnTestResult(
+        ok=True, message=f"Upload ok, download ok, delete ok in {where}", write_test=OK,
+        upload=OK, download=OK, delete=OK, probe=path,
+    )
+
+
+async def connect_and_test(
+    opts: Any,
+    remote_dir: str,
+    *,
+    host_key_policy: Any = "reject",
+    passphrase_cb: Any = None,
+) -> ConnTestResult:
+    """Connect with ``opts`` (``client.ConnectOptions``), list ``remote_dir``, run the test.
+
+    Connection, authentication, host-key and listing failures give ``ok=False`` and
+    ``write_test="skipped"`` with the error's message (what happened and what to do).
+    """
+    from tui.sftp.client import connect
+
+    try:
+        conn = await connect(opts, host_key_policy=host_key_policy, passphrase_cb=passphrase_cb)
+    except SftpError as exc:
+        return ConnTestResult(ok=False, message=str(exc), write_test=SKIPPED)
+    except OSError as exc:
+        return ConnTestResult(ok=False, message=str(translate(exc, host=opts.host, port=opts.port)),
+                              write_test=SKIPPED)
+    try:
+        try:
+            await conn.listdir(remote_dir)
+        except SftpError as exc:
+            return ConnTestResult(ok=False, message=f"Connected, but listing failed: {exc}",
+                                  write_test=SKIPPED)
+        return await probe_connection(conn, remote_dir)
+    finally:
+        await conn.close()
