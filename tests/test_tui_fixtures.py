@@ -1,0 +1,128 @@
+"""Shared helpers of the TUI tests (no tests here): a real demo SFTP server in its own thread.
+
+The embedded demo server (``tui.sftp.demo_server``) runs on 127.0.0.1 in a background event
+loop, so both Pilot tests (pytest-asyncio's loop) and snapshot tests (``snap_compare`` runs
+the app with ``app.run()``, its own loop) talk to it over real TCP. The scenario is generated
+once per test module with the clock pinned; every test gets its own ledger and download
+folder (a profile copy), so tests never share state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+FIXED_NOW = "2026-10-15T14:00:00+00:00"
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread; ``run(coro)`` waits for the result."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="test-server-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Awaitable[Any], timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        async def drain() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            self.run(drain(), 10)
+        except Exception:  # noqa: BLE001 - stopping anyway
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(autouse=True)
+def _pinned_clock(monkeypatch):
+    """Every TUI test runs at the same moment (after conftest cleared the variable)."""
+    monkeypatch.setenv("REPORT_KEEPER_NOW", FIXED_NOW)
+    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
+
+
+@pytest.fixture(scope="module")
+def server_loop():
+    loop = LoopThread()
+    yield loop
+    loop.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_remote(server_loop, tmp_path_factory):
+    """A running demo server with the demo scenario (generated at FIXED_NOW)."""
+    from datetime import datetime
+
+    from tui.sftp.demo_server import start_demo_server
+
+    root = tmp_path_factory.mktemp("demo-server")
+    now = datetime.fromisoformat(FIXED_NOW)
+    server = server_loop.run(start_demo_server(dir=root / "root", now=now, keys_dir=root / "keys"))
+    yield server
+    server_loop.run(server.close())
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh HOME, so local folders show as ``~/reports`` (stable in snapshots)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+def profile_for(server: Any, home: Path, **changes: Any) -> Any:
+    """The demo server's profile with this test's own ledger and download folder."""
+    return replace(
+        server.profile,
+        local_dir=home / "reports",
+        ledger=home / ".ledger.sqlite3",
+        **changes,
+    )
+
+
+def known_hosts_for_port(server: Any, port: int, path: Path) -> Path:
+    """A known_hosts trusting the demo host key on another port (a proxy in front of it)."""
+    line = server.known_hosts_path.read_text().strip()
+    key = line.split(" ", 1)[1]
+    path.write_text(f"[127.0.0.1]:{port} {key}\n")
+    path.chmod(0o600)
+    return path
+
+
+async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 60.0, step: float = 0.05) -> None:
+    """Let the app run until ``condition()`` holds; fail with a clear message otherwise."""
+    loops = int(timeout / step)
+    for _ in range(loops):
+        if condition():
+            return
+        await pilot.pause(step)
+    app = pilot.app
+    state = {
+        "connection": (app.connection.state, app.connection.message),
+        "snapshot": app.snapshot.version,
+        "workers": [(w.group, w.name, w.state.name) for w in app.workers],
+        "board": app.board.counts(),
+        "screen": type(app.screen).__name__,
+    }
+    raise AssertionError(f"condition not reached within {timeout:g} s: {state}")
+
+
+def settled(app: Any) -> bool:
+    """The listing has come back and the snapshot after it is on screen."""
+    busy = any(w.group in ("listing", "snapshot", "download", "conntest") and not w.is_finished
+               for w in app.workers)
+    return not busy and app.connection.state in ("connected", "failed") and app.snapshot.version > 1

@@ -1,0 +1,307 @@
+"""Pilot tests of the whole TUI flow against real SFTP servers on 127.0.0.1.
+
+The demo server (real asyncssh SFTP, real .xlsx files) runs in a background thread; the app
+runs headless at 80x24 and is driven with keys only.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import asyncssh
+
+from tests.fixtures_sshd import TcpProxy
+from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
+    _pinned_clock,
+    demo_remote,
+    home,
+    known_hosts_for_port,
+    profile_for,
+    server_loop,
+    settled,
+    wait_for,
+)
+from tui.app import create_app
+from tui.core.ledger import Ledger
+from tui.widgets.transfers import CANCELLED, DONE
+
+
+def _app(profile, **kw):
+    ledger = Ledger.open(profile.ledger_path, profile=profile.name)
+    return create_app(profile, ledger=ledger, demo=True, **kw)
+
+
+def _wanted(server) -> set[str]:
+    root = server.root / server.remote_dir
+    return {p.name for p in root.iterdir() if p.is_file()}
+
+
+async def test_select_all_new_download_and_see_it_everywhere(demo_remote, home):
+    profile = profile_for(demo_remote, home)
+    app = _app(profile)
+    on_server = _wanted(demo_remote)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        assert app.connection.state == "connected"
+        assert app.screen.__class__.__name__ == "HealthScreen"
+        assert {r.name for r in app.snapshot.rows} == on_server
+        assert all(r.state == "new" for r in app.snapshot.rows)
+
+        await pilot.press("2")
+        remote = app.screen
+        assert remote.__class__.__name__ == "RemoteScreen"
+        table = remote.query_one("DataTable")
+        assert table.row_count == len(on_server)
+        await pilot.press("a")
+        assert remote.selected == on_server
+        await pilot.press("d")
+        assert set(app.board.jobs) == on_server
+        await pilot.press("3")
+        assert app.screen.__class__.__name__ == "QueueScreen"
+        await wait_for(pilot, lambda: not app.board.active and app.snapshot.version > 2 and settled(app), 60)
+
+        # files on disk, byte-identical sizes, private modes
+        local = Path(profile.local_dir)
+        assert {p.name for p in local.iterdir() if not p.name.startswith(".")} == on_server
+        for name in on_server:
+            assert (local / name).stat().st_size == (demo_remote.root / demo_remote.remote_dir / name).stat().st_size
+            assert (local / name).stat().st_mode & 0o077 == 0
+        # the ledger knows
+        assert set(app.ledger.local_states().values()) == {"downloaded"}
+        # the queue shows every file done
+        assert app.board.counts()[DONE] == len(on_server)
+        queue_table = app.screen.query_one("DataTable")
+        assert queue_table.row_count == len(on_server)
+        # the remote screen shows them downloaded and verified (the corrupt one unreadable)
+        await pilot.press("2")
+        await pilot.pause()
+        assert all(r.state == "downloaded" for r in app.snapshot.rows)
+        statuses = {r.verification for r in app.snapshot.rows}
+        assert "ok" in statuses and "unreadable" in statuses and None not in statuses
+        corrupt = demo_remote.scenario.file_of("corrupt").name
+        assert str(table.get_cell(corrupt, "local")) == "✓ downloaded"
+        assert "unread" in str(table.get_cell(corrupt, "check"))
+        # health: the near-deletion warning is gone once everything is downloaded
+        await pilot.press("1")
+        assert not [p for p in app.snapshot.health.problems if p.kind == "near-deletion"]
+        assert app.snapshot.local_files == len(on_server)
+        # keys 4 and 5 open the verification and heatmap screens of the same app
+        await pilot.press("4")
+        assert app.screen.__class__.__name__ == "VerifyScreen"
+        await pilot.press("5")
+        assert app.screen.__class__.__name__ == "HeatmapScreen"
+        await pilot.press("1")
+        assert app.screen.__class__.__name__ == "HealthScreen"
+
+
+async def test_sort_filter_selection_and_details(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        await pilot.press("2")
+        remote = app.screen
+        table = remote.query_one("DataTable")
+        newest = remote.shown[0]
+        await pilot.press("s")  # oldest first
+        assert remote.shown[0] != newest and remote.shown[-1] == newest
+        await pilot.press("s")  # deletes soonest
+        days = [remote.rows[n].days_left for n in remote.shown]
+        assert days == sorted(days)
+        await pilot.press("space")
+        assert remote.selected == {remote.shown[0]}
+        assert table.cursor_row == 1  # space moves on, so space space ... selects a run
+        await pilot.press("escape")
+        assert remote.selected == set()
+        await pilot.press("slash", *"Weekly", "enter")
+        assert remote.filter_text == "Weekly"
+        assert remote.shown and all("Weekly" in n for n in remote.shown)
+        assert table.row_count == len(remote.shown)
+        await pilot.press("enter")
+        assert app.screen.__class__.__name__ == "FileDetailsModal"
+        await pilot.press("escape")
+        assert app.screen is remote
+        await pilot.press("escape")  # clears the filter
+        assert remote.filter_text == "" and table.row_count == len(remote.rows)
+
+
+async def test_auth_refused_is_shown_not_crashed(demo_remote, home, tmp_path):
+    wrong = tmp_path / "wrong_key"
+    wrong.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key("openssh"))
+    wrong.chmod(0o600)
+    app = _app(profile_for(demo_remote, home, key=wrong))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        assert app.connection.state == "failed"
+        assert "refused the login" in app.connection.message
+        assert "✗ connection failed" in app.sub_title
+        health = app.snapshot.health
+        assert health.status == "critical"
+        assert any(p.kind == "connection" for p in health.problems)
+        await pilot.press("2")
+        empty = app.screen.query_one("#remote-empty")
+        assert empty.display and "could not be listed" in str(empty.render())
+        # d with nothing listed: nothing queued, no crash
+        await pilot.press("d")
+        assert not app.board.jobs
+
+
+async def test_server_unreachable_then_refresh(demo_remote, home):
+    from tests.fixtures_sshd import free_port
+
+    dead = free_port()  # nothing listens there
+    app = _app(profile_for(demo_remote, home, port=dead))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        assert app.connection.state == "failed"
+        assert "refused the connection" in app.connection.message
+        await pilot.press("r")
+        await wait_for(pilot, lambda: settled(app) and app.snapshot.version >= 3)
+        assert app.connection.state == "failed"
+
+
+async def test_connection_cut_mid_transfer_resumes(demo_remote, home, tmp_path, server_loop):
+    biggest = max((demo_remote.root / demo_remote.remote_dir).iterdir(), key=lambda p: p.stat().st_size)
+    proxy = TcpProxy(demo_remote.port, cut_after=40_000)
+    server_loop.run(proxy.start())
+    try:
+        known = known_hosts_for_port(demo_remote, proxy.port, tmp_path / "known_hosts")
+        app = _app(profile_for(demo_remote, home, port=proxy.port, known_hosts=known))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: settled(app))
+            await pilot.press("2", "a", "d", "3")
+            await wait_for(pilot, lambda: not app.board.active and settled(app), 90)
+            assert proxy.cuts == 1
+            assert app.board.counts()[DONE] == len(app.snapshot.rows)
+            assert (Path(app.profile.local_dir) / biggest.name).read_bytes() == biggest.read_bytes()
+            assert app.connection.state == "connected"
+    finally:
+        server_loop.run(proxy.stop())
+
+
+async def test_keys_are_handled_while_a_slow_transfer_runs(demo_remote, home, tmp_path, server_loop):
+    proxy = TcpProxy(demo_remote.port, delay=0.001)  # slowed once logged in (see below)
+    server_loop.run(proxy.start())
+    try:
+        known = known_hosts_for_port(demo_remote, proxy.port, tmp_path / "known_hosts")
+        app = _app(profile_for(demo_remote, home, port=proxy.port, known_hosts=known))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: settled(app))
+            proxy.delay = 0.25  # every chunk now waits 0.25 s each way: a slow link
+            await pilot.press("2", "a", "d")
+            await wait_for(pilot, lambda: app.board.counts()["running"] > 0)
+            seen = []
+            for key, screen in (("3", "QueueScreen"), ("1", "HealthScreen"), ("2", "RemoteScreen"),
+                                ("question_mark", "HelpScreen"), ("escape", "RemoteScreen"),
+                                ("3", "QueueScreen")):
+                await pilot.press(key)
+                seen.append(app.screen.__class__.__name__)
+                assert app.board.active, "the transfer finished before the keys were tested"
+            assert seen == ["QueueScreen", "HealthScreen", "RemoteScreen", "HelpScreen",
+                            "RemoteScreen", "QueueScreen"]
+            await pilot.press("p")
+            assert app.board.paused
+            assert app._transfer_control is not None and app._transfer_control.paused  # the real queue
+            await pilot.press("p")
+            assert not app.board.paused and not app._transfer_control.paused
+            # c cancels the file under the cursor, on the real queue
+            await pilot.press("3")
+            queue_screen = app.screen
+            running = next(n for n in queue_screen.query_one("DataTable").rows
+                           if app.board.jobs[n.value].state in ("queued", "running"))
+            table = queue_screen.query_one("DataTable")
+            table.move_cursor(row=table.get_row_index(running), animate=False)
+            await pilot.press("c")
+            await wait_for(pilot, lambda: app.board.jobs[running.value].state == CANCELLED)
+            await pilot.press("x")  # cancel all: ends quickly, part files kept
+            await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
+            counts = app.board.counts()
+            assert counts[CANCELLED] > 0, counts
+            assert counts["failed"] == 0
+            # retry brings the cancelled ones back to the queue
+            await pilot.press("f")
+            assert app.board.counts()[CANCELLED] == 0 and app.board.active
+            await pilot.press("x")
+    finally:
+        server_loop.run(proxy.stop())
+
+
+async def test_unknown_host_key_asks_and_remembers(demo_remote, home, tmp_path):
+    known = tmp_path / "known_hosts"  # empty: the demo key is unknown
+    known.write_text("")
+    app = _app(profile_for(demo_remote, home, known_hosts=known))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "HostKeyModal"
+                       and bool(app.screen.query(".body")))
+        assert demo_remote.host_key_fingerprint in str(app.screen.query_one(".body").render())
+        await pilot.press("m")
+        await wait_for(pilot, lambda: settled(app))
+        assert app.connection.state == "connected"
+        assert f"[127.0.0.1]:{demo_remote.port}" in known.read_text()
+
+
+async def test_host_key_rejected(demo_remote, home, tmp_path):
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    app = _app(profile_for(demo_remote, home, known_hosts=known))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "HostKeyModal"
+                       and bool(app.screen.query(".body")))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: settled(app))
+        assert app.connection.state == "failed"
+        assert "not known yet" in app.connection.message
+        assert known.read_text() == ""
+
+
+async def test_connection_test_shows_alma_steps(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        await pilot.press("t")
+        await wait_for(pilot, lambda: app.connection.test is not None and settled(app))
+        test = app.connection.test
+        assert (test.upload, test.download, test.delete) == ("ok", "ok", "ok")
+        text = str(app.screen.query_one("#health-connection").render())
+        assert "upload ok, download ok, delete ok" in text
+
+
+async def test_help_and_palette_cover_every_binding(demo_remote, home):
+    from tui.screens.help import help_sections
+
+    app = _app(profile_for(demo_remote, home), auto_connect=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        assert app.screen.__class__.__name__ == "HelpScreen"
+        keys = {key for _title, rows in help_sections(app) for key, _d in rows}
+        for key in ("1", "2", "3", "?", "q", "r", "t", "space", "a", "d", "/", "s", "enter",
+                    "c", "x", "f", "p", "ctrl+p"):
+            assert key in keys, key
+        await pilot.press("escape")
+        # the palette offers every app action
+        from tui.app import ReportKeeperCommands
+
+        provider = ReportKeeperCommands(app.screen)
+        titles = [title for title, _cb, _h in provider._commands()]
+        for needed in ("Go to Health", "Go to Remote", "Go to Queue", "Refresh", "Test connection",
+                       "Download all new files", "Retry failed downloads", "Pause or resume downloads",
+                       "Cancel all downloads", "Help", "Quit"):
+            assert needed in titles
+        await pilot.press("ctrl+p")
+        assert app.screen.__class__.__name__ == "CommandPalette"
+        await pilot.press(*"Go to Remote")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "RemoteScreen"
+
+
+def test_config_error_is_one_line_and_exit_3(tmp_path, capsys):
+    from tui.commands import tui_app
+
+    bad = tmp_path / "config.toml"
+    bad.write_text("[profile.default]\nhost = 'x'\nport = 'twenty-two'\n")
+    code = tui_app.run(argparse.Namespace(config=str(bad), profile=None, demo=False, local_dir=None))
+    assert code == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "port" in err and "Traceback" not in err

@@ -1,0 +1,276 @@
+"""SVG snapshots of every screen of part 1 at 80x24 and 120x40, error states included.
+
+Deterministic: the clock is pinned (REPORT_KEEPER_NOW), the demo data is generated from it,
+HOME is a fresh folder (the local folder shows as ``~/reports``), notifications are cleared
+before the picture is taken, and the one volatile value a screen can show — the demo server's
+ephemeral port inside an error message — is masked as ``PORT`` before the screen is drawn.
+Host-key and passphrase modals are shown with fixed key data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
+    FIXED_NOW,
+    _pinned_clock,
+    demo_remote,
+    home,
+    profile_for,
+    server_loop,
+    settled,
+    wait_for,
+)
+from tui.app import create_app
+from tui.core.ledger import Ledger
+
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
+
+
+def _app(profile, **kw):
+    ledger = Ledger.open(profile.ledger_path, profile=profile.name)
+    return create_app(profile, ledger=ledger, demo=True, **kw)
+
+
+async def _settle(pilot, timeout: float = 60) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: settled(app) and not app.board.active, timeout)
+    await pilot.pause()
+
+
+async def _mask_port(pilot, port: int) -> None:
+    """Replace the ephemeral port in what the screens show, then redraw from it."""
+    app = pilot.app
+    conn = app.connection
+    conn.message = conn.message.replace(f"port {port}", "port PORT")
+    conn.listing_error = conn.listing_error.replace(f"port {port}", "port PORT")
+    for job in app.board.jobs.values():
+        job.reason = job.reason.replace(f"port {port}", "port PORT")
+        app.board._touch(job)
+    version = app.snapshot.version
+    app.load_snapshot()
+    await wait_for(pilot, lambda: app.snapshot.version > version and settled(app))
+    app._post_queue_changed()
+    await pilot.pause()
+
+
+def _finish(pilot):
+    pilot.app.clear_notifications()
+
+
+@pytest.fixture(scope="module")
+def synced(demo_remote, server_loop, tmp_path_factory):
+    """A home folder after one full sync (downloads, ledger, verifications), made once."""
+    from tui.sftp.sync import SyncService
+
+    base = tmp_path_factory.mktemp("synced")
+    profile = profile_for(demo_remote, base)
+
+    async def sync() -> None:
+        ledger = Ledger.open(profile.ledger_path, profile=profile.name)
+        try:
+            async with SyncService(profile, ledger) as service:
+                result = await service.sync()
+            assert not result.failed
+        finally:
+            ledger.close()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REPORT_KEEPER_NOW", FIXED_NOW)
+        server_loop.run(sync(), 120)
+    return base
+
+
+def _copy_home(template: Path, home: Path) -> None:
+    shutil.copytree(template, home, dirs_exist_ok=True)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_health_after_listing(snap_compare, demo_remote, home, size):
+    app = _app(profile_for(demo_remote, home))
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: app.connection.test is not None)
+        await _settle(pilot)
+        _finish(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_remote_all_new(snap_compare, demo_remote, home, size):
+    app = _app(profile_for(demo_remote, home))
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        await pilot.press("2", "s", "s")  # deletes soonest: the urgent files on top
+        await pilot.press("space", "space")
+        _finish(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_queue_after_download(snap_compare, demo_remote, home, size):
+    app = _app(profile_for(demo_remote, home))
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        await pilot.press("2", "slash", *"Weekly", "enter", "a", "d", "3")
+        await _settle(pilot)
+        await pilot.press("down")
+        _finish(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_remote_downloaded_and_verified(snap_compare, demo_remote, synced, home, size):
+    _copy_home(synced, home)
+    app = _app(profile_for(demo_remote, home))
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        await pilot.press("2")
+        if size == (80, 24):
+            await pilot.press("slash", *"_202609", "enter")  # September: corrupt file, holiday
+        _finish(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_health_after_download(snap_compare, demo_remote, synced, home, size):
+    _copy_home(synced, home)
+    app = _app(profile_for(demo_remote, home))
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        _finish(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_queue_empty(snap_compare, demo_remote, home, size):
+    app = _app(profile_for(demo_remote, home))
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        await pilot.press("3")
+        _finish(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help(snap_compare, demo_remote, home, size):
+    app = _app(profile_for(demo_remote, home), auto_connect=False)
+
+    async def run_before(pilot):
+        await pilot.pause()
+        await pilot.press("question_mark")
+        _finish(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_error_auth_refused_health_and_remote(snap_compare, demo_remote, home, tmp_path, size):
+    wrong = tmp_path / "wrong_key"
+    wrong.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key("openssh"))
+    wrong.chmod(0o600)
+    app = _app(profile_for(demo_remote, home, key=wrong))
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        await _mask_port(pilot, demo_remote.port)
+        if size == (120, 40):
+            await pilot.press("2")  # the remote screen's error state at the larger size
+        _finish(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_error_remote_unreachable(snap_compare, demo_remote, home, size):
+    app = _app(profile_for(demo_remote, home, port=47))  # nothing listens on port 47
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        await pilot.press("2")
+        _finish(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_queue_with_a_failed_file(snap_compare, demo_remote, home, size):
+    """A file deleted from the server between the listing and the download fails clearly."""
+    gone = sorted(f.name for f in demo_remote.scenario.files if f.report.startswith("Weekly"))[-2]
+    path = demo_remote.root / demo_remote.remote_dir / gone
+    data, stat = path.read_bytes(), path.stat()
+    app = _app(profile_for(demo_remote, home))
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        path.unlink()
+        await pilot.press("2", "slash", *"Weekly", "enter", "a", "d", "3")
+        await _settle(pilot)
+        await _mask_port(pilot, demo_remote.port)
+        table = app.screen.query_one("DataTable")
+        table.move_cursor(row=table.get_row_index(gone), animate=False)
+        await pilot.pause()
+        _finish(pilot)
+
+    try:
+        assert snap_compare(app, terminal_size=size, run_before=run_before)
+        assert app.board.jobs[gone].state == "failed"
+    finally:
+        path.write_bytes(data)  # the module's server serves the other tests unchanged
+        os.utime(path, (stat.st_atime, stat.st_mtime))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_host_key_modal(snap_compare, demo_remote, home, size):
+    from tui.screens.modals import HostKeyModal
+    from tui.sftp.client import HostKeyInfo
+
+    app = _app(profile_for(demo_remote, home), auto_connect=False)
+    info = HostKeyInfo(host="files.example.org", port=22, key_type="ssh-ed25519",
+                       fingerprint="SHA256:qVbM0m1vXr3bY7GkU3m6w8C2n1JmQk3o5yqSg8bXc0Q",
+                       known_hosts=Path("~/.ssh/known_hosts"))
+
+    async def run_before(pilot):
+        await pilot.pause()
+        app.push_screen(HostKeyModal(info))
+        await pilot.pause()
+        _finish(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_passphrase_modal(snap_compare, demo_remote, home, size):
+    from textual.widgets import Input
+
+    from tui.screens.modals import PassphraseModal
+
+    app = _app(profile_for(demo_remote, home), auto_connect=False)
+
+    async def run_before(pilot):
+        await pilot.pause()
+        app.push_screen(PassphraseModal(Path("~/.ssh/id_ed25519")))
+        await pilot.pause()
+        app.screen.query_one(Input).cursor_blink = False
+        await pilot.press(*"secret")
+        _finish(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

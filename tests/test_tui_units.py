@@ -1,0 +1,146 @@
+"""Unit tests of the TUI's plain parts: formatting, the transfer board, the bulk table."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable
+
+from tui.sftp import transfer
+from tui.widgets import formatting as fmt
+from tui.widgets.table import FastTable
+from tui.widgets.transfers import CANCELLED, DONE, FAILED, QUEUED, RETRYING, RUNNING, TransferBoard
+
+
+def test_sizes_rates_and_etas():
+    assert fmt.human_size(0) == "0 B"
+    assert fmt.human_size(999) == "999 B"
+    assert fmt.human_size(8_800) == "8.8 kB"
+    assert fmt.human_size(12_345) == "12 kB"
+    assert fmt.human_size(300_000_000) == "300 MB"
+    assert fmt.human_rate(2_500_000) == "2.5 MB/s"
+    assert fmt.human_rate(0) == "—"
+    assert fmt.human_eta(5.4) == "5s"
+    assert fmt.human_eta(125) == "2m05s"
+    assert fmt.human_eta(3 * 3600 + 120) == "3h02m"
+    assert fmt.human_eta(None) == "—"
+    assert fmt.human_age(timedelta(hours=5)) == "5h"
+    assert fmt.human_age(timedelta(days=12, hours=3)) == "12d"
+
+
+def test_deletion_cell_has_colour_and_glyph_as_it_nears():
+    far = fmt.deletion_cell(40, downloaded=False)
+    near = fmt.deletion_cell(10, downloaded=False)
+    urgent = fmt.deletion_cell(2, downloaded=False)
+    overdue = fmt.deletion_cell(-1, downloaded=False)
+    safe = fmt.deletion_cell(2, downloaded=True)
+    assert far.plain.strip() == "40d" and "green" in str(far.style)
+    assert near.plain.startswith("!") and "yellow" in str(near.style)
+    assert urgent.plain.startswith("‼") and "red" in str(urgent.style)
+    assert overdue.plain.startswith("✗")
+    assert "‼" not in safe.plain and "dim" in str(safe.style)  # downloaded: nothing to fear
+
+
+def test_untrusted_names_are_plain_text_never_markup():
+    hostile = "[bold red]Loans[/] $(rm -rf ~) \x1b[31m\u202eevil.xlsx"
+    text = fmt.name_text(hostile)
+    assert isinstance(text, Text)
+    assert "[bold red]Loans[/]" in text.plain  # shown literally
+    assert "\x1b" not in text.plain and "\\u001b" in text.plain
+    assert "\u202e" not in text.plain and "\\u202e" in text.plain
+    assert not text.spans  # no style came from the name
+
+
+def test_name_truncation_keeps_what_matters():
+    name = "Loans Per Patron From 3 Days Ago_20261015_070024.xlsx"
+    narrow = fmt.name_text(name, 18).plain
+    assert len(narrow) == 18 and narrow.startswith("Loans") and narrow.endswith(".xlsx")
+    tail = fmt.name_text(name, 24, keep_end=True).plain
+    assert len(tail) == 24 and tail.endswith("20261015_070024.xlsx")
+    wide = fmt.name_text(name, 40).plain
+    assert len(wide) == 40 and "070024.xlsx" in wide and wide.startswith("Loans")
+    assert fmt.name_text(name, 80).plain == name
+
+
+def test_local_time_uses_the_library_zone():
+    from zoneinfo import ZoneInfo
+
+    when = datetime(2026, 10, 15, 12, 0, tzinfo=timezone.utc)
+    assert fmt.local_time(when, ZoneInfo("America/Chicago")) == "10-15 07:00"
+    assert fmt.local_time(when, ZoneInfo("America/Chicago"), with_year=True) == "2026-10-15 07:00"
+    assert fmt.local_time(None, None) == "—"
+
+
+def test_transfer_board_follows_the_queue_events():
+    board = TransferBoard()
+    board.enqueue("a.xlsx", 100)
+    board.enqueue("b.xlsx", 50)
+    assert board.counts()[QUEUED] == 2 and board.active
+    board.apply(transfer.Queued(1, "a.xlsx", 100))
+    board.apply(transfer.Running(1, "a.xlsx", bytes=40, total=100, rate=20.0))
+    job = board.jobs["a.xlsx"]
+    assert job.state == RUNNING and job.eta == 3.0
+    assert board.totals() == (40, 150)
+    board.apply(transfer.Retrying(1, "a.xlsx", attempt=1, reason="The connection was lost.", delay=1.0))
+    assert job.state == RETRYING and job.reason.startswith("The connection")
+    board.apply(transfer.Done(1, "a.xlsx", size=100, sha256="ab", path="/x/a.xlsx"))
+    board.apply(transfer.Failed(2, "b.xlsx", reason="gone"))
+    assert board.counts()[DONE] == 1 and board.counts()[FAILED] == 1
+    assert not board.active
+    assert board.totals() == (100, 150)
+    assert board.names_in(FAILED) == ["b.xlsx"]
+    # versions only grow: the screens redraw changed rows only
+    before = board.jobs["b.xlsx"].version
+    board.set_verification("a.xlsx", "ok")
+    assert board.jobs["a.xlsx"].version > before
+    board.enqueue("b.xlsx", 50)  # retry
+    assert board.jobs["b.xlsx"].state == QUEUED and board.jobs["b.xlsx"].reason == ""
+    board.cancel_pending()
+    assert board.jobs["b.xlsx"].state == CANCELLED
+
+
+def test_progress_bar_text():
+    assert fmt.bar_text(0, 100, 8).plain == " " * 8
+    assert fmt.bar_text(100, 100, 8).plain == "█" * 8
+    half = fmt.bar_text(50, 100, 8).plain
+    assert half.startswith("████") and len(half) == 8
+
+
+class _Tables(App):
+    def compose(self) -> ComposeResult:
+        yield DataTable(id="plain")
+        yield FastTable(id="fast")
+
+
+async def test_fast_table_matches_add_row():
+    app = _Tables()
+    rows = [(f"k{i}", [Text(f"name {i}"), f"{i:05d}", Text(str(i * 3), justify="right")]) for i in range(500)]
+    async with app.run_test(size=(80, 24)) as pilot:
+        plain = app.query_one("#plain", DataTable)
+        fast = app.query_one("#fast", FastTable)
+        for table in (plain, fast):
+            table.add_column("Name", key="name", width=12)
+            table.add_column("Id", key="id", width=6)
+            table.add_column("N", key="n", width=5)
+        for key, cells in rows:
+            plain.add_row(*cells, key=key)
+        assert fast.add_keyed_rows(rows) == 500
+        await pilot.pause()
+        assert fast.row_count == plain.row_count == 500
+        assert fast.virtual_size == plain.virtual_size
+        for key in ("k0", "k250", "k499"):
+            assert fast.get_row(key) == plain.get_row(key)
+            assert fast.get_row_index(key) == plain.get_row_index(key)
+        fast.update_cell("k3", "id", "X")
+        assert fast.get_cell("k3", "id") == "X"
+        fast.move_cursor(row=499)
+        await pilot.pause()
+        assert fast.cursor_row == 499
+        try:
+            fast.add_keyed_rows([("k1", ["dup", "", ""])])
+        except Exception as exc:  # noqa: BLE001
+            assert "already exists" in str(exc)
+        else:  # pragma: no cover
+            raise AssertionError("a duplicate key must be refused")

@@ -1,0 +1,101 @@
+"""The TUI: ``report-keeper [--config F] [--profile P]`` and ``report-keeper --demo [--local-dir D]``.
+
+``--demo`` starts the embedded demo SFTP server in-process (127.0.0.1, ephemeral port, no
+config, no network) and points the app at it; downloads go to a temporary folder unless
+``--local-dir`` is given. A configuration problem prints one line and exits 3. Logs go to
+the user log dir (``tui.core.logs``), never cell values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from tui.core.status import Exit
+
+log = logging.getLogger("report_keeper.commands.tui_app")
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"report-keeper: {message}\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open the TUI; returns the exit code."""
+    from tui.core.logs import setup_logging
+
+    setup_logging()
+    if getattr(args, "local_dir", None) and not getattr(args, "demo", False):
+        _error("--local-dir only applies to --demo; set local_dir in the profile instead")
+        return int(Exit.USAGE)
+    try:
+        if getattr(args, "demo", False):
+            return asyncio.run(_run_demo(args))
+        return _run_configured(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run_configured(args: argparse.Namespace) -> int:
+    from tui.commands.common import load_profile
+    from tui.core.config import ConfigError
+    from tui.core.ledger import LedgerError
+
+    try:
+        profile = load_profile(args)
+    except ConfigError as exc:
+        _error(str(exc))
+        return int(Exit.USAGE)
+    from tui.app import create_app
+
+    try:
+        app = create_app(profile)
+    except LedgerError as exc:
+        _error(str(exc))
+        return int(Exit.USAGE)
+    log.info("TUI started for profile %s", profile.name)
+    try:
+        app.run()
+    finally:
+        app.ledger.close()
+    return int(app.return_code or 0)
+
+
+async def _run_demo(args: argparse.Namespace) -> int:
+    from tui.app import create_app
+    from tui.sftp.demo_server import start_demo_server
+
+    local_dir = getattr(args, "local_dir", None)
+    scratch = None
+    if local_dir is None:
+        scratch = Path(tempfile.mkdtemp(prefix="report-keeper-demo-downloads-"))
+        local_dir = scratch / "reports"
+    try:
+        server = await start_demo_server(local_dir=Path(local_dir).expanduser())
+    except OSError as exc:
+        _error(f"the demo server could not start: {exc}")
+        return int(Exit.CRITICAL)
+    try:
+        app = create_app(server.profile, demo=True)
+        log.info("demo TUI started against 127.0.0.1 port %d", server.port)
+        try:
+            await app.run_async()
+        finally:
+            if getattr(app, "_service", None) is not None:
+                try:
+                    await app._service.close()
+                except Exception:  # noqa: BLE001 - leaving anyway
+                    log.debug("closing the sync service failed", exc_info=True)
+            app.ledger.close()
+    finally:
+        await server.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if local_dir is not None and scratch is None:
+        sys.stdout.write(f"Demo downloads are in {local_dir}\n")
+    return int(app.return_code or 0)

@@ -1,0 +1,245 @@
+"""Health screen (key ``1``): the ``check`` summary, live.
+
+An overall banner; each report's last delivery, rows and on-time streak; the problems by
+urgency with their rescue-by and delete-on dates and next step; the connection test as Alma
+shows it (upload ok, download ok, delete ok); the local folder's size. ``r`` lists the server
+again and re-evaluates, ``t`` runs the connection test.
+
+Everything shown comes from the app's snapshot (``tui.core.health.HealthReport``, evaluated in
+a thread) and its connection info; texts that may hold server-supplied names are plain
+``Text`` after ``escape_name``, never markup.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from tui.core import clock
+from tui.core.names import escape_name
+from tui.widgets.formatting import home_relative, human_age, human_size, local_time, severity_text, short_day
+from tui.widgets.messages import ConnectionChanged, DataRefreshed, QueueChanged
+from tui.widgets.navbar import NavBar
+
+_STEP_STYLE = {"ok": "green", "denied": "yellow", "failed": "bold red", "mismatch": "bold red",
+               "skipped": "dim"}
+
+
+def banner_text(health: Any, connection: Any, error: str = "") -> tuple[str, Text]:
+    """(css class, text) of the overall banner."""
+    if health is None:
+        if error:
+            return "critical", Text(f"✗ {error}")
+        return "", Text("… evaluating the ledger", style="italic")
+    problems = health.problems
+    critical = sum(1 for p in problems if p.severity == "critical")
+    warnings = sum(1 for p in problems if p.severity == "warning")
+    empty = sum(1 for p in problems if p.kind == "empty")
+    status = health.status
+    if status == "ok":
+        text = Text("✓ ALL WELL · every report arrived and holds data")
+    else:
+        glyph = "✗" if status == "critical" else "!"
+        text = Text(f"{glyph} {status.upper()}")
+        parts = []
+        if critical:
+            parts.append(f"{critical} critical")
+        if warnings:
+            parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+        if empty:
+            parts.append(f"{empty} empty report{'s' if empty != 1 else ''}")
+        text.append(" · " + ", ".join(parts))
+    if connection is not None and connection.state == "failed":
+        text.append(" · no connection")
+    return status, text
+
+
+def reports_text(health: Any, tz: Any, now: datetime) -> Text:
+    text = Text()
+    text.append("Reports\n", style="bold underline")
+    if health is None or not health.reports:
+        text.append("  No report seen yet: list the server with r.\n", style="dim")
+        return text
+    for report in health.reports:
+        sev = report.status
+        glyph, style = {"ok": ("✓", "green"), "warning": ("!", "yellow"), "critical": ("✗", "bold red")}[sev]
+        text.append(f"  {glyph} ", style=style)
+        text.append(escape_name(report.name), style="bold")
+        schedule = getattr(report.schedule, "describe", lambda: str(report.schedule))()
+        text.append(f"  ({schedule}{', inferred' if report.inferred else ''})\n", style="dim")
+        last = report.last_delivery
+        text.append("    last: ")
+        if last is None:
+            text.append("never delivered", style="yellow")
+        else:
+            text.append(local_time(last.delivered_at, tz, with_year=True))
+            text.append(f" ({human_age(now - last.delivered_at)} ago)", style="dim")
+            rows = last.rows
+            if rows is None:
+                text.append(" · rows: not verified yet", style="dim")
+            else:
+                text.append(f" · {rows:,} rows", style="yellow" if rows == 0 else "")
+        text.append(f" · on time {report.on_time_streak} in a row\n",
+                    style="green" if report.on_time_streak else "yellow")
+    return text
+
+
+def problems_text(health: Any, today: Any) -> Text:
+    text = Text()
+    problems = health.problems if health is not None else []
+    text.append(f"Problems ({len(problems)})\n" if problems else "Problems\n", style="bold underline")
+    if health is None:
+        return text
+    if not problems:
+        text.append("  ✓ nothing to do\n", style="green")
+        return text
+    for p in problems:
+        text.append("  ")
+        text.append_text(severity_text(p.severity, p.kind))
+        if p.day is not None:
+            text.append(f" {short_day(p.day)}", style="bold")
+        text.append("\n    ")
+        text.append(escape_name(p.message))
+        dates = []
+        if p.rescue_by is not None:
+            days = (p.rescue_by - today).days
+            dates.append(("rescue by " + short_day(p.rescue_by) + f" ({days}d)", "bold red" if days <= 2 else "yellow"))
+        if p.delete_on is not None:
+            days = (p.delete_on - today).days
+            dates.append(("deleted on " + short_day(p.delete_on) + f" ({days}d)",
+                          "bold red" if days <= 3 else ("yellow" if days <= 14 else "dim")))
+        for label, style in dates:
+            text.append(" · ")
+            text.append(label, style=style)
+        if p.next_step:
+            text.append("\n    → ", style="cyan")
+            text.append(escape_name(p.next_step), style="italic")
+        text.append("\n")
+    return text
+
+
+def connection_text(connection: Any, tz: Any) -> Text:
+    text = Text()
+    text.append("Connection\n", style="bold underline")
+    state = connection.state
+    label, style = {
+        "idle": ("○ not connected yet", "dim"),
+        "connecting": ("◌ connecting…", "italic"),
+        "connected": ("● connected", "green"),
+        "failed": ("✗ failed", "bold red"),
+    }.get(state, (state, ""))
+    text.append(f"  {label}", style=style)
+    if connection.message and state == "failed":
+        text.append("\n    ")
+        text.append(escape_name(connection.message))
+    text.append("\n")
+    test = connection.test
+    text.append("  Test (upload, download, delete): ")
+    if connection.testing:
+        text.append("running…\n", style="italic")
+    elif test is None:
+        text.append("not run yet · press t\n", style="dim")
+    else:
+        for i, step in enumerate(("upload", "download", "delete")):
+            outcome = getattr(test, step, "skipped")
+            if i:
+                text.append(", ")
+            text.append(f"{step} {outcome}", style=_STEP_STYLE.get(outcome, ""))
+        if connection.tested_at is not None:
+            text.append(f" · at {local_time(connection.tested_at, tz)}", style="dim")
+        text.append("\n")
+        if test.write_test != "ok" or not test.ok:
+            text.append("    ")
+            text.append(escape_name(test.message), style="yellow" if test.ok else "red")
+            text.append("\n")
+    return text
+
+
+def local_text(profile: Any, snapshot: Any) -> Text:
+    text = Text()
+    text.append("Local folder\n", style="bold underline")
+    text.append(f"  {home_relative(profile.local_dir)}", style="bold")
+    text.append(f" · {snapshot.local_files} files, {human_size(snapshot.local_size)}\n")
+    if snapshot.refused:
+        text.append(f"  {len(snapshot.refused)} server names refused as unsafe (never written)\n",
+                    style="bold red")
+    return text
+
+
+class HealthScreen(Screen):
+    """What is wrong, what to do, by when."""
+
+    DEFAULT_CSS = """
+    HealthScreen #health-banner { height: auto; padding: 0 1; text-style: bold; background: $boost; }
+    HealthScreen #health-banner.ok { background: $success 35%; }
+    HealthScreen #health-banner.warning { background: $warning 35%; }
+    HealthScreen #health-banner.critical { background: $error 45%; }
+    HealthScreen VerticalScroll { height: 1fr; padding: 0 1; scrollbar-size-vertical: 1; }
+    HealthScreen VerticalScroll > Static { margin-bottom: 1; }
+    """
+    BINDINGS = [
+        Binding("r", "app.refresh", "Refresh", id="health.refresh"),
+        Binding("t", "app.test_connection", "Test connection", id="health.test"),
+        Binding("down,j", "scroll(1)", "Down", show=False),
+        Binding("up,k", "scroll(-1)", "Up", show=False),
+        Binding("pagedown", "scroll(10)", "Page down", show=False),
+        Binding("pageup", "scroll(-10)", "Page up", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield NavBar("health")
+        yield Static("", id="health-banner")
+        with VerticalScroll(id="health-body"):
+            yield Static("", id="health-reports")
+            yield Static("", id="health-problems")
+            yield Static("", id="health-connection")
+            yield Static("", id="health-local")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.render_all()
+
+    def on_screen_resume(self) -> None:
+        self.render_all()
+
+    def on_data_refreshed(self, message: DataRefreshed) -> None:
+        self.render_all()
+
+    def on_connection_changed(self, message: ConnectionChanged) -> None:
+        self.render_all()
+
+    def on_queue_changed(self, message: QueueChanged) -> None:
+        board = self.app.board
+        if board.active:
+            counts = board.counts()
+            self.query_one(NavBar).set_summary(
+                f"↓ {counts['done']}/{len(board.jobs)} downloaded")
+        else:
+            self.query_one(NavBar).set_summary("")
+
+    def render_all(self) -> None:
+        app = self.app
+        snapshot = app.snapshot
+        health = snapshot.health
+        tz = getattr(app.profile, "timezone", None)
+        now = clock.now()
+        today = now.astimezone(tz).date() if tz else now.date()
+        banner = self.query_one("#health-banner", Static)
+        css, text = banner_text(health, app.connection, snapshot.error)
+        banner.set_classes(css)
+        banner.update(text)
+        self.query_one("#health-reports", Static).update(reports_text(health, tz, now))
+        self.query_one("#health-problems", Static).update(problems_text(health, today))
+        self.query_one("#health-connection", Static).update(connection_text(app.connection, tz))
+        self.query_one("#health-local", Static).update(local_text(app.profile, snapshot))
+
+    def action_scroll(self, lines: int) -> None:
+        self.query_one(VerticalScroll).scroll_relative(y=lines, animate=False)

@@ -1,0 +1,236 @@
+"""Heatmap screen (key ``5``): a report's whole history as a calendar, the selected day beside it.
+
+The data is the schedule evaluation (``tui.core.health.HealthReport``): one ``ReportHealth`` per
+report with its run days and problems. The screen takes it in its constructor, from
+``set_health()``, or from the app's ``DataRefreshed`` message (``snapshot.health``). Below the
+calendar the panel shows the selected day: status, why (the day's problems), files, rows,
+rescue-by and delete-on. ``[`` and ``]`` switch report.
+
+File names come from the server: they are shown as plain ``Text`` after
+``names.escape_name``, never as markup.
+"""
+
+from __future__ import annotations
+
+from datetime import date, tzinfo
+from typing import Any, Sequence
+from zoneinfo import ZoneInfo
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from tui.core import heatmap as hm
+from tui.core.names import escape_name
+from tui.widgets.heatmap import HeatmapWidget
+from tui.widgets.navbar import NavBar
+
+from tui.widgets.messages import DataRefreshed
+
+
+_KIND_STYLE = {k: f"bold {s.color}" for k, s in hm.STYLES.items()}
+
+
+class HeatmapScreen(Screen):
+    """Calendar heatmap of every report; ``[``/``]`` switch report."""
+
+    DEFAULT_CSS = """
+    HeatmapScreen {
+        layout: vertical;
+    }
+    HeatmapScreen #heatmap-title {
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+    }
+    HeatmapScreen #heatmap-detail {
+        height: 1fr;
+        padding: 0 1;
+        border-top: solid $primary-muted;
+    }
+    """
+
+    BINDINGS = [
+        Binding("left_square_bracket", "switch_report(-1)", "Prev report", key_display="["),
+        Binding("right_square_bracket", "switch_report(1)", "Next report", key_display="]"),
+        Binding("home", "first_day", "First day", show=False),
+        Binding("end", "last_day", "Last day", show=False),
+    ]
+
+    def __init__(
+        self,
+        health: Any = None,
+        *,
+        tz: tzinfo | None = None,
+        report: str | None = None,
+        name: str | None = None,
+        id: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id)
+        self._tz = tz
+        self._health = health
+        self._index = 0
+        self._wanted_report = report
+        self._grid: hm.Grid | None = None
+        self._selected: date | None = None
+
+    # ------------------------------------------------------------------ compose
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield NavBar("heatmap")
+        yield Static(id="heatmap-title")
+        yield HeatmapWidget(id="heatmap")
+        with VerticalScroll(id="heatmap-detail"):
+            yield Static(id="heatmap-day")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(HeatmapWidget).focus()
+        if self._health is None:
+            self._health = self._app_health()
+        self._show()
+
+    def on_screen_resume(self) -> None:
+        health = self._app_health()
+        if health is not None and health is not self._health:
+            self.set_health(health)
+
+    def _app_health(self) -> Any:
+        return getattr(getattr(self.app, "snapshot", None), "health", None)
+
+    # ------------------------------------------------------------------ data
+    @property
+    def tz(self) -> tzinfo:
+        if self._tz is not None:
+            return self._tz
+        profile = getattr(self.app, "profile", None)
+        return getattr(profile, "timezone", None) or ZoneInfo("UTC")
+
+    @property
+    def reports(self) -> Sequence[Any]:
+        return tuple(getattr(self._health, "reports", ()) or ())
+
+    @property
+    def report(self) -> Any:
+        reports = self.reports
+        return reports[self._index] if reports else None
+
+    @property
+    def grid(self) -> hm.Grid | None:
+        return self._grid
+
+    def set_health(self, health: Any) -> None:
+        """New evaluation: keep the report (by name) and the selected day."""
+        current = getattr(self.report, "name", None)
+        self._health = health
+        if current is not None:
+            self._wanted_report = current
+        if self.is_mounted:
+            self._show()
+
+    def on_data_refreshed(self, message: DataRefreshed) -> None:
+        health = getattr(message.snapshot, "health", None)
+        if health is not None:
+            self.set_health(health)
+
+    def action_switch_report(self, step: int) -> None:
+        reports = self.reports
+        if len(reports) < 2:
+            self.notify("There is only one report.", timeout=2)
+            return
+        self._index = (self._index + step) % len(reports)
+        self._selected = None
+        self._show()
+
+    def action_first_day(self) -> None:
+        self.query_one(HeatmapWidget).action_first()
+
+    def action_last_day(self) -> None:
+        self.query_one(HeatmapWidget).action_last()
+
+    def _show(self) -> None:
+        reports = self.reports
+        if self._wanted_report is not None:
+            for i, r in enumerate(reports):
+                if r.name == self._wanted_report:
+                    self._index = i
+            self._wanted_report = None
+        self._index = min(self._index, max(0, len(reports) - 1))
+        title = self.query_one("#heatmap-title", Static)
+        widget = self.query_one(HeatmapWidget)
+        report = self.report
+        if report is None:
+            title.update(Text("Heatmap: no reports yet", style="bold"))
+            self.query_one("#heatmap-day", Static).update(
+                Text(
+                    "No deliveries are recorded yet. Refresh the server listing (r) or run "
+                    "'report-keeper sync'; every report then gets its calendar here."
+                )
+            )
+            return
+        today = hm.today_in(self.tz)
+        self._grid = hm.build_grid(report.runs, today=today)
+        title.update(self._title_text(report))
+        widget.set_grid(self._grid, select=self._selected)
+
+    def _title_text(self, report: Any) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(escape_name(report.name), style="bold")
+        n = len(self.reports)
+        if n > 1:
+            text.append(f" ({self._index + 1}/{n})", style="dim")
+        schedule = getattr(report, "schedule", None)
+        at = getattr(report, "at", None)
+        if schedule is not None:
+            describe = schedule.describe() if hasattr(schedule, "describe") else str(schedule)
+            text.append(f" · {describe}")
+            if at is not None:
+                text.append(f" at {at:%H:%M}")
+            if getattr(report, "inferred", False):
+                text.append(" (inferred)", style="dim")
+        if self._grid is not None:
+            first = self._grid.first_day
+            text.append(f" · since {first.day} {first:%b} {first.year}", style="dim")
+        return text
+
+    # ------------------------------------------------------------------ the selected day
+    def on_heatmap_widget_day_selected(self, message: HeatmapWidget.DaySelected) -> None:
+        self._selected = message.day
+        self.query_one("#heatmap-day", Static).update(self.detail_text(message.cell))
+
+    def detail_text(self, cell: hm.Cell | None) -> Text:
+        if cell is None or self.report is None or self._grid is None:
+            return Text("")
+        detail = hm.day_detail(
+            cell,
+            problems=getattr(self.report, "problems", ()),
+            tz=self.tz,
+            today=hm.today_in(self.tz),
+            thresholds=self._grid.thresholds,
+        )
+        out = Text()
+        style = _KIND_STYLE.get(detail.kind, "bold")
+        out.append(hm.glyph(cell) + " ", style=style)
+        out.append(detail.title, style="bold")
+        out.append("  ")
+        out.append(detail.meaning, style="italic")
+        if detail.facts:
+            out.append("\n")
+            for i, (label, value) in enumerate(detail.facts):
+                if i:
+                    out.append(" · ", style="dim")
+                out.append(f"{label} ", style="bold")
+                out.append(value)
+        for name in detail.files:
+            out.append("\nFile ", style="bold")
+            out.append(escape_name(name))
+        for reason in detail.reasons:
+            out.append("\nWhy ", style="bold")
+            out.append(escape_name(reason))
+        for step in detail.steps:
+            out.append("\nNext ", style="bold")
+            out.append(escape_name(step))
+        return out

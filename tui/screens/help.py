@@ -1,0 +1,107 @@
+"""Help (``?``): every key binding, read from the bindings themselves so it cannot drift."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+_KEY_NAMES = {
+    "question_mark": "?",
+    "slash": "/",
+    "space": "space",
+    "escape": "esc",
+    "enter": "enter",
+    "left_square_bracket": "[",
+    "right_square_bracket": "]",
+    "ctrl+p": "ctrl+p",
+}
+
+_SCREEN_TITLES = {
+    "health": "1 Health",
+    "remote": "2 Remote",
+    "queue": "3 Queue",
+    "verify": "4 Verify",
+    "heatmap": "5 Heatmap",
+}
+
+
+def _key_label(binding: Binding) -> str:
+    if binding.key_display:
+        return binding.key_display
+    keys = [k.strip() for k in binding.key.split(",")]
+    return "/".join(_KEY_NAMES.get(k, k) for k in keys)
+
+
+def _bindings(items: Iterable) -> list[tuple[str, str]]:
+    out = []
+    seen = set()
+    for item in items:
+        binding = item if isinstance(item, Binding) else Binding(*item)
+        if not binding.description:
+            continue
+        label = _key_label(binding)
+        if (label, binding.description) in seen:
+            continue
+        seen.add((label, binding.description))
+        out.append((label, binding.description))
+    return out
+
+
+def help_sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(title, [(key, description)]) for the app and every screen of the app."""
+    sections = [("Everywhere", _bindings(app.BINDINGS) + [("ctrl+p", "Command palette: every action")])]
+    for mode, screen_cls in app.MODES.items():
+        if isinstance(screen_cls, type):
+            rows = _bindings(getattr(screen_cls, "BINDINGS", []))
+            if rows:
+                sections.append((_SCREEN_TITLES.get(mode, mode), rows))
+    return sections
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every binding of the app, grouped by screen."""
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > Vertical {
+        width: 78; max-width: 100%; height: 100%; max-height: 100%;
+        border: thick $accent; background: $surface;
+    }
+    HelpScreen #help-title { height: 1; padding: 0 1; text-style: bold; background: $boost; }
+    HelpScreen VerticalScroll { height: 1fr; padding: 0 1; }
+    HelpScreen #help-foot { height: 1; padding: 0 1; color: $text-muted; }
+    """
+    BINDINGS = [
+        Binding("escape,question_mark,q", "close", "Close"),
+        Binding("down,j", "scroll(1)", "Down", show=False),
+        Binding("up,k", "scroll(-1)", "Up", show=False),
+        Binding("pagedown,space", "scroll(10)", "Page down", show=False),
+        Binding("pageup", "scroll(-10)", "Page up", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        for i, (title, rows) in enumerate(help_sections(self.app)):
+            if i:
+                text.append("\n")
+            text.append(f"{title}\n", style="bold underline")
+            for key, description in rows:
+                text.append(f"  {key:<12}", style="bold cyan")
+                text.append(f"{description}\n")
+        with Vertical():
+            yield Static("Report Keeper — keys", id="help-title")
+            with VerticalScroll(id="help-body"):
+                yield Static(text)
+            yield Static("↑/↓ scroll · esc, ? or q: close", id="help-foot")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_scroll(self, lines: int) -> None:
+        self.query_one(VerticalScroll).scroll_relative(y=lines, animate=False)

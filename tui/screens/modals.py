@@ -1,0 +1,171 @@
+"""Modal dialogs: host-key confirmation, key passphrase, file details.
+
+The SFTP client asks through async callbacks (``tui.sftp.client.connect(host_key_policy=...,
+passphrase_cb=...)``); the app pushes these modals and waits for their result:
+
+- :class:`HostKeyModal` dismisses with ``"once"``, ``"remember"`` or ``"reject"``;
+- :class:`PassphraseModal` dismisses with the passphrase, or ``None`` when cancelled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Static
+
+from tui.core.names import escape_name
+from tui.widgets.formatting import human_size, local_time, short_day, state_cell, verify_cell
+
+_MODAL_CSS = """
+{cls} {{ align: center middle; }}
+{cls} > Vertical {{
+    width: 76; max-width: 100%; height: auto; max-height: 100%;
+    border: thick $accent; background: $surface; padding: 0 1;
+}}
+{cls} .title {{ text-style: bold; height: auto; margin-bottom: 1; }}
+{cls} .body {{ height: auto; }}
+{cls} Horizontal {{ height: auto; margin-top: 1; }}
+{cls} Button {{ margin-right: 1; min-width: 10; }}
+"""
+
+
+class HostKeyModal(ModalScreen[str]):
+    """An unknown host key: accept once, accept and remember, or reject."""
+
+    DEFAULT_CSS = _MODAL_CSS.format(cls="HostKeyModal")
+    BINDINGS = [
+        Binding("o", "decide('once')", "Accept once"),
+        Binding("m", "decide('remember')", "Accept & remember"),
+        Binding("escape,n", "decide('reject')", "Reject"),
+    ]
+
+    def __init__(self, info: Any) -> None:
+        super().__init__()
+        self.info = info
+
+    def compose(self) -> ComposeResult:
+        info = self.info
+        body = Text()
+        body.append("The server ")
+        body.append(escape_name(str(getattr(info, "host", "?"))), style="bold")
+        port = getattr(info, "port", None)
+        if port and port != 22:
+            body.append(f" port {port}")
+        body.append(" presented a host key that is not in known_hosts yet:\n\n")
+        body.append(f"  {getattr(info, 'key_type', '?')}\n", style="bold")
+        body.append(f"  {getattr(info, 'fingerprint', '?')}\n\n", style="bold yellow")
+        body.append(
+            "Compare this SHA256 fingerprint with the one the server's administrator gave you. "
+            "Accept only if they match."
+        )
+        known = getattr(info, "known_hosts", None)
+        if known:
+            body.append(f"\n'Remember' adds it to {known}.", style="dim")
+        with Vertical():
+            yield Static("Unknown host key", classes="title")
+            yield Static(body, classes="body")
+            with Horizontal():
+                yield Button(Text("Accept once (o)"), id="once", variant="warning")
+                yield Button(Text("Accept & remember (m)"), id="remember", variant="primary")
+                yield Button(Text("Reject (n)"), id="reject", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#reject", Button).focus()  # the safe default
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id or "reject")
+
+    def action_decide(self, decision: str) -> None:
+        self.dismiss(decision)
+
+
+class PassphraseModal(ModalScreen["str | None"]):
+    """The passphrase of an encrypted key file (never logged, never stored)."""
+
+    DEFAULT_CSS = _MODAL_CSS.format(cls="PassphraseModal")
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, path: Any) -> None:
+        super().__init__()
+        self.path = path
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("Key passphrase", classes="title")
+            yield Static(Text(f"The key file {self.path} is protected by a passphrase."), classes="body")
+            yield Input(password=True, placeholder="passphrase (enter: unlock, escape: cancel)", id="passphrase")
+            with Horizontal():
+                yield Button("Unlock", id="ok", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self.dismiss(self.query_one(Input).value)
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class FileDetailsModal(ModalScreen[None]):
+    """Everything known about one remote file (Remote screen, ``enter``)."""
+
+    DEFAULT_CSS = _MODAL_CSS.format(cls="FileDetailsModal")
+    BINDINGS = [Binding("escape,enter,q", "close", "Close")]
+
+    def __init__(self, row: Any, job: Any = None) -> None:
+        super().__init__()
+        self.row = row
+        self.job = job
+
+    def compose(self) -> ComposeResult:
+        row = self.row
+        tz = getattr(self.app.profile, "timezone", None)
+        text = Text()
+
+        def line(label: str, value: Any) -> None:
+            text.append(f"{label:<13}", style="bold")
+            if isinstance(value, Text):
+                text.append_text(value)
+            else:
+                text.append(str(value))
+            text.append("\n")
+
+        line("Name", escape_name(row.name))
+        line("Report", escape_name(row.report))
+        line("Delivered", local_time(row.delivered_at, tz, with_year=True))
+        line("Size", f"{human_size(row.size)} ({row.size:,} bytes)")
+        if row.delete_on is not None:
+            line("Deleted on", f"{short_day(row.delete_on)} {row.delete_on:%Y} ({row.days_left} days)")
+        line("Local state", state_cell(row.state))
+        if row.local_path:
+            line("Local copy", escape_name(str(row.local_path)))
+        line("Verification", verify_cell(row.verification))
+        if row.message:
+            line("Message", row.message)
+        job = self.job
+        if job is not None:
+            line("Transfer", f"{job.state}" + (f": {job.reason}" if job.reason else ""))
+        with Vertical():
+            yield Static("File details", classes="title")
+            yield Static(text, classes="body")
+            yield Static(Text("escape: close", style="dim"))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,234 @@
+"""Queue screen (key ``3``): the downloads of this session.
+
+One row per file with its state (queued, running, retrying, done, failed, cancelled), a
+progress bar, bytes, rate and ETA; the reason of a failure or retry shows under the table for
+the file under the cursor. An overall bar sums every file. ``c`` cancels the file under the
+cursor, ``x`` cancels everything, ``f`` retries the failed files, ``p`` pauses and resumes.
+
+The screen redraws from the app's :class:`tui.widgets.transfers.TransferBoard` on each
+(replaceable) ``QueueChanged`` message, touching only the rows whose job changed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+
+from tui.widgets.table import FastTable
+
+from tui.core.names import escape_name
+from tui.widgets.formatting import home_relative, bar_text, human_eta, human_rate, human_size, name_text, verify_cell
+from tui.widgets.messages import QueueChanged
+from tui.widgets.navbar import NavBar
+from tui.widgets.transfers import CANCELLED, DONE, FAILED, QUEUED, RETRYING, RUNNING, JobView
+
+STATE_STYLE = {
+    QUEUED: ("… queued", "cyan"),
+    RUNNING: ("↓ running", "bold cyan"),
+    RETRYING: ("↻ retrying", "bold yellow"),
+    DONE: ("✓ done", "green"),
+    FAILED: ("✗ failed", "bold red"),
+    CANCELLED: ("- cancelled", "dim"),
+}
+WIDE = 110
+
+
+def _bytes_text(job: JobView) -> str:
+    if job.state == DONE:
+        return human_size(job.size)
+    return f"{human_size(job.bytes_done).replace(' ', '')}/{human_size(job.size).replace(' ', '')}"
+
+
+class QueueScreen(Screen):
+    """Downloads: per-file progress, an overall bar, cancel, retry, pause."""
+
+    DEFAULT_CSS = """
+    QueueScreen #queue-summary { height: 1; padding: 0 1; background: $boost; }
+    QueueScreen #queue-overall { height: 1; padding: 0 1; }
+    QueueScreen #queue-overall Bar { width: 1fr; }
+    QueueScreen DataTable { height: 1fr; scrollbar-size-vertical: 1; }
+    QueueScreen #queue-detail { height: auto; max-height: 4; padding: 0 1; background: $boost; }
+    QueueScreen #queue-empty { height: auto; padding: 1 2; color: $text-muted; }
+    """
+    BINDINGS = [
+        Binding("c", "cancel_one", "Cancel", id="queue.cancel"),
+        Binding("x", "app.cancel_all", "Cancel all", id="queue.cancel_all"),
+        Binding("f", "app.retry_failed", "Retry failed", id="queue.retry"),
+        Binding("p", "app.toggle_pause", "Pause/resume", id="queue.pause"),
+    ]
+    PALETTE_COMMANDS = (
+        ("Queue: cancel the file under the cursor", "cancel_one", "c"),
+    )
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._drawn: dict[str, int] = {}  # name -> job version drawn
+        self._wide: bool | None = None
+        self._last_summary = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield NavBar("queue")
+        yield Static("", id="queue-summary")
+        yield ProgressBar(total=1, show_eta=False, id="queue-overall")
+        yield FastTable(id="queue-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="queue-empty")
+        yield Static("", id="queue-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._setup_columns()
+        self._redraw()
+
+    def on_screen_resume(self) -> None:
+        self._redraw()
+        self.query_one(DataTable).focus()
+
+    def on_queue_changed(self, message: QueueChanged) -> None:
+        self._redraw()
+
+    def on_resize(self) -> None:
+        wide = self.size.width >= WIDE
+        if self._wide is not None and wide != self._wide:
+            self._setup_columns()
+            self._redraw()
+
+    def _name_width(self) -> int:
+        width = self.size.width or self.app.size.width or 80
+        fixed = 11 + 8 + 11 + 8 + 5
+        columns = 6
+        if self._wide:
+            fixed += 10
+            columns += 1
+        return max(14, width - fixed - 2 * columns - 3)
+
+    def _setup_columns(self) -> None:
+        table = self.query_one(DataTable)
+        self._wide = (self.size.width or self.app.size.width or 80) >= WIDE
+        table.clear(columns=True)
+        table.add_column("State", key="state", width=11)
+        table.add_column("Name", key="name", width=self._name_width())
+        table.add_column("Progress", key="bar", width=8)
+        table.add_column("Bytes", key="bytes", width=11)
+        table.add_column("Rate", key="rate", width=8)
+        table.add_column("ETA", key="eta", width=5)
+        if self._wide:
+            table.add_column("Check", key="check", width=10)
+        self._drawn = {}
+
+    def _cells(self, job: JobView) -> list[Any]:
+        label, style = STATE_STYLE.get(job.state, (job.state, ""))
+        if job.state == RETRYING and job.attempt:
+            label = f"↻ retry {job.attempt}"
+        cells: list[Any] = [
+            Text(label, style=style),
+            name_text(job.name, self._name_width(), keep_end=True),
+            bar_text(job.bytes_done if job.state != DONE else job.size, job.size, 8),
+            Text(_bytes_text(job), justify="right"),
+            Text(human_rate(job.rate) if job.state == RUNNING else "", justify="right"),
+            Text(human_eta(job.eta) if job.state == RUNNING else "", justify="right"),
+        ]
+        if self._wide:
+            cells.append(verify_cell(job.verification) if job.state == DONE else Text(""))
+        return cells
+
+    def _redraw(self) -> None:
+        board = self.app.board
+        table = self.query_one(DataTable)
+        keys = ("state", "name", "bar", "bytes", "rate", "eta", "check")
+        new_rows = []
+        for job in board.ordered():
+            drawn = self._drawn.get(job.name)
+            if drawn == job.version:
+                continue
+            cells = self._cells(job)
+            if drawn is None:
+                new_rows.append((job.name, cells))
+            else:
+                for key, cell in zip(keys, cells):
+                    table.update_cell(job.name, key, cell)
+            self._drawn[job.name] = job.version
+        if new_rows:
+            table.add_keyed_rows(new_rows)
+        self._update_summary()
+        self._update_detail()
+        empty = self.query_one("#queue-empty", Static)
+        if board.jobs:
+            empty.display = False
+        else:
+            empty.display = True
+            empty.update(Text("Nothing queued. On the Remote screen (2) press a to select every new "
+                              "file, then d to download."))
+
+    def _update_summary(self) -> None:
+        board = self.app.board
+        counts = board.counts()
+        done_bytes, total_bytes = board.totals()
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f"{len(board.jobs)} files", style="bold")
+        for state in (RUNNING, RETRYING, QUEUED, DONE, FAILED, CANCELLED):
+            if counts.get(state):
+                label, style = STATE_STYLE[state]
+                text.append(f" · {counts[state]} {label.split(' ', 1)[1]}", style=style)
+        if total_bytes:
+            text.append(f" · {human_size(done_bytes)} of {human_size(total_bytes)}")
+        rate = board.rate()
+        if rate:
+            text.append(f" · {human_rate(rate)}")
+            remaining = total_bytes - done_bytes
+            text.append(f" · ETA {human_eta(remaining / rate)}")
+        if board.paused:
+            text.append(" · PAUSED", style="bold reverse yellow")
+        self.query_one("#queue-summary", Static).update(text)
+        bar = self.query_one(ProgressBar)
+        if total_bytes:
+            bar.update(total=total_bytes, progress=done_bytes)
+        else:
+            bar.update(total=1, progress=1 if board.jobs and not board.active else 0)
+
+    def _cursor_name(self) -> str | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        try:
+            key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key
+        except Exception:  # noqa: BLE001 - empty table
+            return None
+        return key.value
+
+    def _update_detail(self) -> None:
+        detail = self.query_one("#queue-detail", Static)
+        name = self._cursor_name()
+        job = self.app.board.jobs.get(name) if name else None
+        if job is None or not (job.reason or job.state == DONE):
+            detail.display = False
+            return
+        text = Text(no_wrap=False)
+        if job.state == DONE:
+            text.append("✓ ", style="green")
+            text.append(home_relative(job.path) if job.path else escape_name(job.name))
+            if job.status == "changed":
+                text.append("  (the server copy changed: kept beside the older one)", style="yellow")
+        else:
+            label, style = STATE_STYLE.get(job.state, (job.state, ""))
+            text.append(f"{label}: ", style=style)
+            text.append(job.reason)
+        detail.update(text)
+        detail.display = True
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._update_detail()
+
+    def action_cancel_one(self) -> None:
+        name = self._cursor_name()
+        if name is None:
+            return
+        if self.app.cancel_one(name):
+            self.notify("Cancelled; its part file is kept, a later download resumes it.")

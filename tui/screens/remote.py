@@ -1,0 +1,441 @@
+"""Remote screen (key ``2``): the server folder as a table.
+
+Columns: selection, name (escaped, never markup), delivered at (the library's local time),
+size, age (wide terminals), days until the server deletes it (colour and glyph as the date
+nears), local state (new, downloaded, changed, partial; queued/running while in the queue) and
+verification. ``s`` cycles the sort, ``/`` filters by name, ``space`` toggles the selection,
+``a`` selects every file not yet downloaded, ``d`` downloads the selection (or all new files
+when nothing is selected), ``enter`` shows the details of a file.
+
+The rows come from the app's snapshot (the ledger, read in a thread); the table is filled in
+one pass with keys equal to the file names, so 10,000 files stay smooth.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Callable
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from tui.widgets.table import FastTable, cached_text
+
+from tui.core import clock
+from tui.widgets.formatting import (
+    deletion_cell,
+    human_age,
+    human_size,
+    local_time,
+    name_text,
+    state_cell,
+    verify_cell,
+)
+from tui.widgets.messages import DataRefreshed, QueueChanged, RemoteRow
+from tui.widgets.navbar import NavBar
+from tui.widgets.transfers import DONE, QUEUED, RETRYING, RUNNING
+
+WANTED_STATES = ("new", "partial", "changed")
+WIDE = 110  # from this terminal width on, the Age column and long labels are shown
+
+_STATE_RANK = {"new": 0, "partial": 1, "changed": 2, "downloaded": 3}
+
+
+def _delivered_key(r: RemoteRow) -> float:
+    return r.delivered_at.timestamp() if r.delivered_at else 0.0
+
+
+SORTS: tuple[tuple[str, Callable[[RemoteRow], Any], bool], ...] = (
+    ("newest first", _delivered_key, True),
+    ("oldest first", _delivered_key, False),
+    ("deletes soonest", lambda r: (r.days_left if r.days_left is not None else 10**6, r.name), False),
+    ("name", lambda r: r.name.casefold(), False),
+    ("largest first", lambda r: r.size, True),
+    ("local state", lambda r: (_STATE_RANK.get(r.state, 9), -_delivered_key(r)), False),
+)
+
+_SHORT_VERIFY = {"unreadable": "✗ unread."}
+
+
+class RemoteScreen(Screen):
+    """The server folder: what is there, what we have, what is about to be deleted."""
+
+    DEFAULT_CSS = """
+    RemoteScreen #remote-status { height: 1; padding: 0 1; background: $boost; }
+    RemoteScreen DataTable { height: 1fr; scrollbar-size-vertical: 1; }
+    RemoteScreen #remote-filter { dock: bottom; display: none; height: 3; }
+    RemoteScreen #remote-filter.shown { display: block; }
+    RemoteScreen #remote-empty { height: auto; padding: 1 2; display: none; }
+    RemoteScreen #remote-empty.shown { display: block; }
+    """
+
+    BINDINGS = [
+        Binding("space", "toggle_select", "Select", id="remote.select"),
+        Binding("a", "select_new", "All new", id="remote.select_new"),
+        Binding("d", "download", "Download", id="remote.download"),
+        Binding("slash", "filter", "Filter", key_display="/", id="remote.filter"),
+        Binding("s", "cycle_sort", "Sort", id="remote.sort"),
+        Binding("enter", "details", "Details", id="remote.details"),
+        Binding("r", "app.refresh", "Refresh", id="remote.refresh"),
+        Binding("escape", "clear", "Clear", show=False, id="remote.clear"),
+    ]
+    PALETTE_COMMANDS = (
+        ("Remote: select all new files", "select_new", "a"),
+        ("Remote: download the selection (or all new)", "download", "d"),
+        ("Remote: filter by name", "filter", "/"),
+        ("Remote: next sort order", "cycle_sort", "s"),
+        ("Remote: clear selection and filter", "clear", "escape"),
+    )
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.rows: dict[str, RemoteRow] = {}
+        self.shown: list[str] = []  # names in table order
+        self.selected: set[str] = set()
+        self.sort_index = 0
+        self.filter_text = ""
+        self._snapshot_version = -1
+        self._wide: bool | None = None
+        self._queue_versions: dict[str, int] = {}
+        self._filter_timer: Any = None
+        self._cell_cache: dict = {}
+        self._resize_timer: Any = None
+        self._fitted_width: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield NavBar("remote")
+        yield Static("", id="remote-status")
+        table = FastTable(id="remote-table", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield Static("", id="remote-empty")
+        yield Input(placeholder="filter by name (enter: keep, escape: clear)", id="remote-filter")
+        yield Footer()
+
+    # -- data -------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self._setup_columns()
+        self._take_snapshot()
+
+    def on_screen_resume(self) -> None:
+        self._take_snapshot()
+        self._update_queue_cells()
+        self.query_one(DataTable).focus()
+
+    def on_data_refreshed(self, message: DataRefreshed) -> None:
+        self._take_snapshot()
+
+    def on_queue_changed(self, message: QueueChanged) -> None:
+        self._update_queue_cells()
+
+    def on_resize(self) -> None:
+        """Fit the name column to the new width (debounced: 10,000 rows are redrawn)."""
+        if self._resize_timer is not None:
+            self._resize_timer.stop()
+
+        def refit() -> None:
+            if self._wide is None or self._fitted_width == self._name_width_for(self.size.width):
+                return
+            self._setup_columns()
+            self._populate()
+
+        self._resize_timer = self.set_timer(0.2, refit)
+
+    def _take_snapshot(self) -> None:
+        snapshot = self.app.snapshot
+        if snapshot.version == self._snapshot_version:
+            return
+        self._snapshot_version = snapshot.version
+        self.rows = {r.name: r for r in snapshot.rows}
+        self.selected &= set(self.rows)
+        self._populate()
+
+    def _name_width(self) -> int:
+        return self._name_width_for(self.size.width or self.app.size.width or 80)
+
+    @staticmethod
+    def _name_width_for(width: int) -> int:
+        fixed = 1 + 11 + 7 + 5 + 12 + 9  # sel, delivered, size, deletes, local, check
+        columns = 7
+        if width >= WIDE:
+            fixed += 4 + 4  # age; longer verification labels
+            columns += 1
+        return max(16, width - fixed - 2 * columns - 3)
+
+    def _setup_columns(self) -> None:
+        table = self.query_one(DataTable)
+        self._wide = (self.size.width or self.app.size.width or 80) >= WIDE
+        table.clear(columns=True)
+        self._fitted_width = self._name_width()
+        table.add_column(" ", key="sel", width=1)
+        table.add_column("Name", key="name", width=self._fitted_width)
+        table.add_column("Delivered", key="delivered", width=11)
+        table.add_column("Size", key="size", width=7)
+        if self._wide:
+            table.add_column("Age", key="age", width=4)
+        table.add_column("Deletes" if self._wide else "Del", key="deletes", width=5 if not self._wide else 7)
+        table.add_column("Local", key="local", width=12)
+        table.add_column("Check", key="check", width=9 if not self._wide else 13)
+
+    _SELECTED = Text("●", style="bold magenta")
+    _UNSELECTED = Text(" ")
+
+    def _sel_cell(self, name: str) -> Text:
+        return self._SELECTED if name in self.selected else self._UNSELECTED
+
+    def _local_cell(self, row: RemoteRow) -> Text:
+        job = self.app.board.jobs.get(row.name)
+        if job is not None and job.state in (QUEUED, RUNNING, RETRYING):
+            if job.state == RUNNING and job.size:
+                pct = int(100 * job.bytes_done / job.size)
+                return Text(f"↓ {pct:>3}%", style="bold cyan")
+            return Text("… queued" if job.state == QUEUED else "↻ retrying", style="cyan")
+        if job is not None and job.state == DONE and row.state != "downloaded":
+            return Text("✓ downloaded", style="green")
+        key = ("state", row.state)
+        cell = self._cell_cache.get(key)
+        if cell is None:
+            cell = self._cell_cache[key] = state_cell(row.state)
+        return cell
+
+    def _check_cell(self, row: RemoteRow) -> Text:
+        status = row.verification
+        job = self.app.board.jobs.get(row.name)
+        if job is not None and job.verification and job.version:
+            status = job.verification
+        key = ("check", status, self._wide)
+        cell = self._cell_cache.get(key)
+        if cell is None:
+            cell = verify_cell(status)
+            if not self._wide and status in _SHORT_VERIFY:
+                cell = Text(_SHORT_VERIFY[status], style=cell.style)
+            self._cell_cache[key] = cell
+        return cell
+
+    def _cells(self, row: RemoteRow, now_ts: float, name_width: int) -> list[Any]:
+        """The cells of one row; repeated values share one Text (10,000 rows stay cheap)."""
+        tz = getattr(self.app.profile, "timezone", None)
+        cache = self._cell_cache
+        cells: list[Any] = [
+            self._sel_cell(row.name),
+            name_text(row.name, name_width),
+            local_time(row.delivered_at, tz),
+            cached_text(cache, human_size(row.size), justify="right"),
+        ]
+        if self._wide:
+            age = now_ts - row.delivered_at.timestamp() if row.delivered_at else 0
+            cells.append(cached_text(cache, human_age(timedelta(seconds=age)), justify="right"))
+        key = ("del", row.days_left, row.state == "downloaded")
+        cell = cache.get(key)
+        if cell is None:
+            cell = cache[key] = deletion_cell(row.days_left, row.state == "downloaded")
+        cells.append(cell)
+        cells.append(self._local_cell(row))
+        cells.append(self._check_cell(row))
+        return cells
+
+    def _ordered(self) -> list[RemoteRow]:
+        _label, key, reverse = SORTS[self.sort_index]
+        rows = list(self.rows.values())
+        if self.filter_text:
+            needle = self.filter_text.casefold()
+            rows = [r for r in rows if needle in r.name.casefold()]
+        rows.sort(key=key, reverse=reverse)
+        return rows
+
+    def _populate(self, keep_cursor: bool = True) -> None:
+        """Fill the table in one pass (keys = file names), keeping the cursor on its file."""
+        table = self.query_one(DataTable)
+        current = None
+        if keep_cursor and self.shown and 0 <= table.cursor_row < len(self.shown):
+            current = self.shown[table.cursor_row]
+        ordered = self._ordered()
+        table.clear()
+        now_ts = clock.now().timestamp()
+        width = self._name_width()
+        table.add_keyed_rows((row.name, self._cells(row, now_ts, width)) for row in ordered)
+        self.shown = [r.name for r in ordered]
+        self._queue_versions = {}
+        if current is not None and current in self.rows:
+            try:
+                table.move_cursor(row=self.shown.index(current), animate=False)
+            except ValueError:
+                pass
+        self._update_status()
+        self._update_empty()
+
+    def _update_empty(self) -> None:
+        empty = self.query_one("#remote-empty", Static)
+        if self.rows:
+            empty.remove_class("shown")
+            return
+        conn = self.app.connection
+        if conn.state == "failed":
+            text = Text("The server could not be listed.\n", style="bold red")
+            text.append(conn.message, style="")
+            text.append("\n\nPress r to try again, t to run the connection test.", style="dim")
+        elif conn.state == "connecting":
+            text = Text("Listing the server folder…", style="italic")
+        else:
+            text = Text("No files known yet. Press r to list the server folder.", style="dim")
+        empty.update(text)
+        empty.add_class("shown")
+
+    def _update_status(self) -> None:
+        rows = self.rows.values()
+        new = sum(1 for r in rows if r.state in WANTED_STATES)
+        near = sum(1 for r in rows if r.state != "downloaded" and r.days_left is not None and r.days_left <= 14)
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f"{len(self.rows)} on server", style="bold")
+        text.append(f" · {new} new", style="bold cyan" if new else "")
+        if near:
+            text.append(f" · {near} near deletion", style="bold yellow")
+        if self.selected:
+            text.append(f" · {len(self.selected)} selected", style="bold magenta")
+        text.append(f" · sort: {SORTS[self.sort_index][0]}")
+        if self.filter_text:
+            text.append(f" · filter: {self.filter_text!r} ({len(self.shown)})", style="italic")
+        refused = len(self.app.snapshot.refused)
+        if refused:
+            text.append(f" · {refused} unsafe names refused", style="bold red")
+        self.query_one("#remote-status", Static).update(text)
+
+    def _update_queue_cells(self) -> None:
+        """Show queued/running/done in the Local column for files on the transfer board."""
+        table = self.query_one(DataTable)
+        board = self.app.board
+        for name, job in board.jobs.items():
+            if self._queue_versions.get(name) == job.version or name not in self.rows:
+                continue
+            self._queue_versions[name] = job.version
+            try:
+                table.update_cell(name, "local", self._local_cell(self.rows[name]))
+                table.update_cell(name, "check", self._check_cell(self.rows[name]))
+            except Exception:  # noqa: BLE001 - the row is filtered out right now
+                continue
+
+    # -- actions ----------------------------------------------------------------------------
+    def _cursor_name(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not self.shown or not 0 <= table.cursor_row < len(self.shown):
+            return None
+        return self.shown[table.cursor_row]
+
+    def _redraw_selection(self, names) -> None:
+        table = self.query_one(DataTable)
+        for name in names:
+            try:
+                table.update_cell(name, "sel", self._sel_cell(name))
+            except Exception:  # noqa: BLE001 - not shown under the current filter
+                continue
+        self._update_status()
+
+    def action_toggle_select(self) -> None:
+        name = self._cursor_name()
+        if name is None:
+            return
+        if name in self.selected:
+            self.selected.discard(name)
+        else:
+            self.selected.add(name)
+        self._redraw_selection([name])
+        table = self.query_one(DataTable)
+        if table.cursor_row < len(self.shown) - 1:
+            table.move_cursor(row=table.cursor_row + 1, animate=False)
+
+    def action_select_new(self) -> None:
+        """Select every file not yet downloaded (among those the filter shows)."""
+        wanted = {n for n in self.shown if self.rows[n].state in WANTED_STATES}
+        if not wanted:
+            self.notify("Every file shown is downloaded already.")
+            return
+        added = wanted - self.selected
+        self.selected |= wanted
+        self._redraw_selection(added)
+        self.notify(f"{len(wanted)} files not yet downloaded are selected. Press d to download them.")
+
+    def action_download(self) -> None:
+        names = [n for n in self.shown if n in self.selected] or sorted(self.selected)
+        if not names:
+            names = [r.name for r in sorted(self.rows.values(), key=_delivered_key) if r.state in WANTED_STATES]
+        if not names:
+            self.notify("Nothing to download: every file is downloaded already. "
+                        "Select files with space to fetch them again.")
+            return
+        added = self.app.queue_downloads(names)
+        cleared = set(self.selected)
+        self.selected.clear()
+        self._redraw_selection(cleared)
+        self._update_queue_cells()
+        self.notify(f"{added} files queued for download. Press 3 to watch the queue.")
+
+    def action_cycle_sort(self) -> None:
+        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        self._populate(keep_cursor=False)
+        self.query_one(DataTable).move_cursor(row=0, animate=False)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#remote-filter", Input)
+        box.add_class("shown")
+        box.value = self.filter_text
+        box.focus()
+
+    def action_clear(self) -> None:
+        box = self.query_one("#remote-filter", Input)
+        if box.has_class("shown") or self.filter_text:
+            box.remove_class("shown")
+            box.value = ""
+            if self.filter_text:
+                self.filter_text = ""
+                self._populate()
+            self.query_one(DataTable).focus()
+            return
+        if self.selected:
+            cleared = set(self.selected)
+            self.selected.clear()
+            self._redraw_selection(cleared)
+
+    @on(Input.Changed, "#remote-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        value = event.value
+
+        def apply() -> None:
+            if value != self.filter_text:
+                self.filter_text = value
+                self._populate()
+
+        self._filter_timer = self.set_timer(0.15, apply)
+
+    @on(Input.Submitted, "#remote-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        if event.value != self.filter_text:
+            self.filter_text = event.value
+            self._populate()
+        box = self.query_one("#remote-filter", Input)
+        box.remove_class("shown")
+        self.query_one(DataTable).focus()
+
+    def key_escape(self) -> None:
+        """Escape inside the filter box clears it (the box would swallow the binding)."""
+        if self.query_one("#remote-filter", Input).has_focus:
+            self.action_clear()
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_details()
+
+    def action_details(self) -> None:
+        name = self._cursor_name()
+        if name is None:
+            return
+        from tui.screens.modals import FileDetailsModal
+
+        self.app.push_screen(FileDetailsModal(self.rows[name], self.app.board.jobs.get(name)))

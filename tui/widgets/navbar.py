@@ -1,0 +1,53 @@
+"""One line under the header: the five screens with their keys, the current one highlighted,
+and a short transfer summary on the right."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+SCREENS = (
+    ("1", "health", "Health"),
+    ("2", "remote", "Remote"),
+    ("3", "queue", "Queue"),
+    ("4", "verify", "Verify"),
+    ("5", "heatmap", "Heatmap"),
+)
+
+
+class NavBar(Static):
+    """``1 Health  2 Remote  3 Queue  4 Verify  5 Heatmap`` with the current mode marked."""
+
+    DEFAULT_CSS = """
+    NavBar {
+        height: 1;
+        background: $panel;
+        color: $text-muted;
+    }
+    """
+
+    def __init__(self, current: str, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.current = current
+        self.summary = ""
+
+    def on_mount(self) -> None:
+        self.update(self._render_bar())
+
+    def set_summary(self, summary: str) -> None:
+        if summary != self.summary:
+            self.summary = summary
+            self.update(self._render_bar())
+
+    def _render_bar(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for key, mode, label in SCREENS:
+            if mode == self.current:
+                text.append(f" {key} {label} ", style="bold reverse")
+            else:
+                text.append(f" {key}", style="bold")
+                text.append(f" {label} ")
+        if self.summary:
+            text.append("  ")
+            text.append(self.summary, style="italic")
+        return text
