@@ -33,6 +33,7 @@ test: $(VENV)/.installed-test sshd
 bench: $(VENV)/.installed-test sshd
 	$(BIN)/python benchmarks/verify_year.py
 	$(BIN)/python benchmarks/download.py
+	$(BIN)/python benchmarks/tui.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache snapshot_report.html
