@@ -82,6 +82,10 @@ async def test_select_all_new_download_and_see_it_everywhere(demo_remote, home):
         corrupt = demo_remote.scenario.file_of("corrupt").name
         assert str(table.get_cell(corrupt, "local")) == "✓ downloaded"
         assert "unread" in str(table.get_cell(corrupt, "check"))
+        # the empty report of an open day raised its own toast (the holiday's did not)
+        empty = demo_remote.scenario.file_of("empty").name
+        toasts = [n for n in app._notifications if n.title == "Empty report"]
+        assert len(toasts) == 1 and empty in toasts[0].message
         # health: the near-deletion warning is gone once everything is downloaded
         await pilot.press("1")
         assert not [p for p in app.snapshot.health.problems if p.kind == "near-deletion"]

@@ -41,6 +41,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.worker import Worker, WorkerState
 
 from tui.core import clock
+from tui.core import status as st
 from tui.core.names import escape_name
 from tui.widgets.messages import (
     ConnectionChanged,
@@ -51,19 +52,10 @@ from tui.widgets.messages import (
     RemoteRow,
 )
 from tui.widgets.transfers import ACTIVE, FAILED, TransferBoard
+from tui.screens.verify import zero_row_toast
 
 log = logging.getLogger("report_keeper.app")
 
-try:  # engineer F's screens (keys 4 and 5)
-    from tui.screens.verify import VerifyScreen
-except ImportError as _exc:  # pragma: no cover - only while the screen is being written
-    VerifyScreen = None
-    log.debug("verify screen unavailable: %s", _exc)
-try:
-    from tui.screens.heatmap import HeatmapScreen
-except ImportError as _exc:  # pragma: no cover
-    HeatmapScreen = None
-    log.debug("heatmap screen unavailable: %s", _exc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,16 +234,16 @@ class ReportKeeperApp(App):
     ) -> None:
         modes: dict[str, Any] = {}
         from tui.screens.health import HealthScreen
+        from tui.screens.heatmap import HeatmapScreen
         from tui.screens.queue import QueueScreen
         from tui.screens.remote import RemoteScreen
+        from tui.screens.verify import VerifyScreen
 
         modes["health"] = HealthScreen
         modes["remote"] = RemoteScreen
         modes["queue"] = QueueScreen
-        if VerifyScreen is not None:
-            modes["verify"] = VerifyScreen
-        if HeatmapScreen is not None:
-            modes["heatmap"] = HeatmapScreen
+        modes["verify"] = VerifyScreen
+        modes["heatmap"] = HeatmapScreen
         self.MODES = modes
         super().__init__(ansi_color=ansi_color)
         self.profile = profile
@@ -516,10 +508,16 @@ class ReportKeeperApp(App):
             queue.pause()
 
     def _after_batch(self, result: Any) -> None:
+        empty = []
         for item in getattr(result, "files", ()) or ():
             name = getattr(item, "name", None)
             if name is not None:
                 self.board.set_verification(name, getattr(item, "status", None))
+            if getattr(item, "status", None) == st.EMPTY:
+                empty.append(item)
+        # A newly verified report with no data on an open day is worth a toast of its own:
+        # that day's loans are anonymized within days (issue 6, zero-row warnings).
+        zero_row_toast(self, empty)
         failed = getattr(result, "failed", ()) or ()
         for item in failed:
             name = item.get("name") if isinstance(item, dict) else getattr(item, "name", None)
@@ -542,9 +540,6 @@ class ReportKeeperApp(App):
 
     # -- actions ----------------------------------------------------------------------------
     def action_switch_mode(self, mode: str) -> None:  # type: ignore[override]
-        if mode not in self.MODES:
-            self.notify(f"The {mode} screen is not part of this build.", severity="warning")
-            return
         self.switch_mode(mode)
 
     def action_help(self) -> None:
