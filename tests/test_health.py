@@ -216,3 +216,26 @@ def test_json_has_the_spec_shape(health):
 def test_fmt_day():
     assert fmt_day(D(2026, 6, 2)) == "Tue 2 Jun"
     assert fmt_day(D(2026, 6, 2), D(2027, 6, 2)) == "Tue 2 Jun 2026"
+
+
+def _changed_problems(local_state, changed_days_ago):
+    """The changed file of the scenario, as the real ledger describes it."""
+    deliveries = sc.deliveries()
+    for d in deliveries:
+        if d.changed:
+            d.extra["local_state"] = local_state
+            d.extra["changed_at"] = sc.NOW - timedelta(days=changed_days_ago)
+    health = evaluate(sc.profile(), deliveries, now=sc.NOW)
+    return [p for p in health.problems if p.kind == "changed"]
+
+
+def test_a_changed_copy_not_yet_held_asks_for_a_sync():
+    (problem,) = _changed_problems("changed", 30)
+    assert "not held yet" in problem.message
+    assert problem.next_step.startswith("Run 'report-keeper sync'")
+
+
+def test_a_changed_copy_held_beside_the_old_one_warns_for_a_while_not_for_ever():
+    (problem,) = _changed_problems("downloaded", 3)
+    assert "side by side" in problem.next_step
+    assert _changed_problems("downloaded", 30) == []

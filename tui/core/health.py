@@ -28,7 +28,8 @@ alerting for ever, while nothing actionable is hidden; the runs themselves keep 
 - near-deletion: warning, a file on the server, not downloaded, within ``NEAR_DELETION_DAYS``
   days of its delete-on date;
 - lost: critical, for ever: seen on the server, never downloaded, gone from the server;
-- changed: warning, for ever: the server's copy changed after we downloaded it;
+- changed: warning while the server's changed copy is not held yet, then for ``CHANGED_DAYS``
+  days after the change was seen (both copies are kept; the ledger remembers it for ever);
 - connection: critical when the connection test failed, warning when the account is read-only.
 
 Problems are ordered by urgency: connection failures first, then critical before warning, and
@@ -58,6 +59,8 @@ log = logging.getLogger("report_keeper.health")
 
 NEAR_DELETION_DAYS = 14
 LATE_DAYS = 7
+#: A changed server copy, once both copies are held, is shown for this many days.
+CHANGED_DAYS = 14
 NO_HISTORY_DAYS = 7  # a report with no delivery at all is evaluated over the last week
 DEFAULT_AT = time(7, 0)
 
@@ -530,7 +533,16 @@ def _file_problems(report, d: Delivery, today: date, tz: tzinfo, timing: Timing)
             message=f"'{d.name}' is not downloaded yet and the server deletes it on {fmt_day(delete_on, today)} ({when})",
             next_step=f"Run 'report-keeper sync' (or press 'd' in the TUI) before {fmt_day(delete_on, today)}",
         ))
-    if d.changed or d.verification == st.CHANGED:
+    changed_at = d.extra.get("changed_at")
+    if d.extra.get("local_state") == "changed":
+        out.append(Problem(
+            severity=WARNING, kind="changed", day=run_day, file=d.name, delete_on=delete_on,
+            message=f"The server's copy of '{d.name}' changed after it was downloaded; the new copy is not held yet",
+            next_step=f"Run 'report-keeper sync' before {fmt_day(delete_on, today)}: the new copy is kept beside the old one",
+        ))
+    elif (d.changed or d.verification == st.CHANGED) and (
+        changed_at is None or (today - changed_at.astimezone(tz).date()).days <= CHANGED_DAYS
+    ):
         out.append(Problem(
             severity=WARNING, kind="changed", day=run_day, file=d.name, delete_on=delete_on,
             message=f"The server's copy of '{d.name}' changed after it was downloaded",
