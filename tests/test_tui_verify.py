@@ -15,14 +15,8 @@ from tests import xlsx_factory
 from tests.test_tui_heatmap import NOW, build_demo
 from tui.core import demo_data
 from tui.core import status as st
-from tui.screens.verify import (
-    EmptyReportsFound,
-    VerifyScreen,
-    cache_context,
-    empty_on_open_day,
-    find_local_reports,
-    verify_local,
-)
+from tui.core.local_reports import cache_context, empty_on_open_day, find_local_reports, verify_local
+from tui.screens.verify import EmptyReportsFound, VerifyScreen
 
 
 class VerifyApp(App):
