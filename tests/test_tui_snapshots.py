@@ -59,8 +59,11 @@ async def _mask_port(pilot, port: int) -> None:
     await pilot.pause()
 
 
-def _finish(pilot):
+async def _finish(pilot):
+    """Let debounced timers (column fitting, filters: 0.2 s) fire, then drop the toasts."""
+    await pilot.pause(0.3)
     pilot.app.clear_notifications()
+    await pilot.pause()
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +102,7 @@ def test_health_after_listing(snap_compare, demo_remote, home, size):
         await pilot.press("t")
         await wait_for(pilot, lambda: app.connection.test is not None)
         await _settle(pilot)
-        _finish(pilot)
+        await _finish(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -112,7 +115,7 @@ def test_remote_all_new(snap_compare, demo_remote, home, size):
         await _settle(pilot)
         await pilot.press("2", "s", "s")  # deletes soonest: the urgent files on top
         await pilot.press("space", "space")
-        _finish(pilot)
+        await _finish(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -126,7 +129,7 @@ def test_queue_after_download(snap_compare, demo_remote, home, size):
         await pilot.press("2", "slash", *"Weekly", "enter", "a", "d", "3")
         await _settle(pilot)
         await pilot.press("down")
-        _finish(pilot)
+        await _finish(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -141,7 +144,7 @@ def test_remote_downloaded_and_verified(snap_compare, demo_remote, synced, home,
         await pilot.press("2")
         if size == (80, 24):
             await pilot.press("slash", *"_202609", "enter")  # September: corrupt file, holiday
-        _finish(pilot)
+        await _finish(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -153,7 +156,7 @@ def test_health_after_download(snap_compare, demo_remote, synced, home, size):
 
     async def run_before(pilot):
         await _settle(pilot)
-        _finish(pilot)
+        await _finish(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -165,7 +168,7 @@ def test_queue_empty(snap_compare, demo_remote, home, size):
     async def run_before(pilot):
         await _settle(pilot)
         await pilot.press("3")
-        _finish(pilot)
+        await _finish(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -177,7 +180,7 @@ def test_help(snap_compare, demo_remote, home, size):
     async def run_before(pilot):
         await pilot.pause()
         await pilot.press("question_mark")
-        _finish(pilot)
+        await _finish(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -194,7 +197,7 @@ def test_error_auth_refused_health_and_remote(snap_compare, demo_remote, home, t
         await _mask_port(pilot, demo_remote.port)
         if size == (120, 40):
             await pilot.press("2")  # the remote screen's error state at the larger size
-        _finish(pilot)
+        await _finish(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -206,7 +209,7 @@ def test_error_remote_unreachable(snap_compare, demo_remote, home, size):
     async def run_before(pilot):
         await _settle(pilot)
         await pilot.press("2")
-        _finish(pilot)
+        await _finish(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -228,7 +231,7 @@ def test_queue_with_a_failed_file(snap_compare, demo_remote, home, size):
         table = app.screen.query_one("DataTable")
         table.move_cursor(row=table.get_row_index(gone), animate=False)
         await pilot.pause()
-        _finish(pilot)
+        await _finish(pilot)
 
     try:
         assert snap_compare(app, terminal_size=size, run_before=run_before)
@@ -252,7 +255,7 @@ def test_host_key_modal(snap_compare, demo_remote, home, size):
         await pilot.pause()
         app.push_screen(HostKeyModal(info))
         await pilot.pause()
-        _finish(pilot)
+        await _finish(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -271,6 +274,6 @@ def test_passphrase_modal(snap_compare, demo_remote, home, size):
         await pilot.pause()
         app.screen.query_one(Input).cursor_blink = False
         await pilot.press(*"secret")
-        _finish(pilot)
+        await _finish(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
