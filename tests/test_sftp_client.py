@@ -228,3 +228,45 @@ async def test_missing_ssh_config_file_is_a_clear_error(tmp_path: Path):
     with pytest.raises(ConnectFailed) as err:
         await connect(ConnectOptions(host="127.0.0.1", port=1, ssh_config=tmp_path / "nope"))
     assert "does not exist" in str(err.value) and not err.value.transient
+
+
+@pytest.fixture
+def ssh_agent(tmp_path: Path, monkeypatch):
+    """A real OpenSSH ssh-agent on a socket of the test's own, holding the test user's key."""
+    import shutil
+    import subprocess
+    import time
+
+    if not shutil.which("ssh-agent") or not shutil.which("ssh-add"):
+        pytest.skip("OpenSSH's ssh-agent is not installed (make test installs openssh-client)")
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        yield sock
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+
+
+async def test_ssh_agent_key_logs_in_without_a_key_file(sftp_server: ServerInfo, ssh_agent: Path,
+                                                        tmp_path: Path, monkeypatch):
+    import subprocess
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/id_* keys to fall back on
+    opts = ConnectOptions(host="127.0.0.1", port=sftp_server.port, username=sftp_server.username,
+                          known_hosts=sftp_server.known_hosts, ssh_config=sftp_server.ssh_config,
+                          connect_timeout=10)
+    # Without the key in the agent there is nothing to log in with.
+    with pytest.raises(AuthFailed):
+        await connect(opts)
+    subprocess.run(["ssh-add", str(sftp_server.key)], check=True, capture_output=True,
+                   env={**os.environ, "SSH_AUTH_SOCK": str(ssh_agent)})
+    async with await connect(opts) as conn:
+        listing = await conn.listdir(sftp_server.remote_dir)
+    assert listing.refused == []
