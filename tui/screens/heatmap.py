@@ -3,7 +3,7 @@
 The data is the schedule evaluation (``tui.core.health.HealthReport``): one ``ReportHealth`` per
 report with its run days and problems. The screen takes it in its constructor, from
 ``set_health()``, or from the app's ``DataRefreshed`` message (``snapshot.health``). Below the
-calendar the panel shows the selected day: status, why (the day's problems), files, rows,
+calendar (beside it on terminals of 110 columns and more) the panel shows the selected day: status, why (the day's problems), files, rows,
 rescue-by and delete-on. ``[`` and ``]`` switch report.
 
 File names come from the server: they are shown as plain ``Text`` after
@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Container, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
@@ -46,12 +46,30 @@ class HeatmapScreen(Screen):
         padding: 0 1;
         background: $panel;
     }
+    HeatmapScreen #heatmap-body {
+        layout: vertical;
+        height: 1fr;
+    }
     HeatmapScreen #heatmap-detail {
         height: 1fr;
         padding: 0 1;
         border-top: solid $primary-muted;
     }
+    /* From WIDE columns on, the selected day sits beside the calendar. */
+    HeatmapScreen #heatmap-body.wide {
+        layout: horizontal;
+    }
+    HeatmapScreen #heatmap-body.wide HeatmapWidget {
+        width: 3fr;
+    }
+    HeatmapScreen #heatmap-body.wide #heatmap-detail {
+        width: 2fr;
+        border-top: none;
+        border-left: solid $primary-muted;
+    }
     """
+
+    WIDE = 110
 
     BINDINGS = [
         Binding("left_square_bracket", "switch_report(-1)", "Prev report", key_display="["),
@@ -82,12 +100,17 @@ class HeatmapScreen(Screen):
         yield Header()
         yield NavBar("heatmap")
         yield Static(id="heatmap-title")
-        yield HeatmapWidget(id="heatmap")
-        with VerticalScroll(id="heatmap-detail"):
-            yield Static(id="heatmap-day")
+        with Container(id="heatmap-body"):
+            yield HeatmapWidget(id="heatmap")
+            with VerticalScroll(id="heatmap-detail"):
+                yield Static(id="heatmap-day")
         yield Footer()
 
+    def on_resize(self) -> None:
+        self.query_one("#heatmap-body").set_class(self.size.width >= self.WIDE, "wide")
+
     def on_mount(self) -> None:
+        self.query_one("#heatmap-body").set_class(self.app.size.width >= self.WIDE, "wide")
         self.query_one(HeatmapWidget).focus()
         if self._health is None:
             self._health = self._app_health()
