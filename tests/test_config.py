@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tui.core.config import ConfigError, load_config, parse_duration
+from tui.core.config import ConfigError, load_config
+from tui.core.schedule import parse_duration
 
 GOOD = """
 [defaults]
@@ -82,13 +83,15 @@ def test_classify_uses_pattern_then_names(tmp_path):
         ('[profile.default]\nhost = "h"\n[[profile.default.report]]\nname = "R"\ngrace = "soon"\n',
          "profile.default.report[0].grace", "not a duration"),
         ('[profile.default]\nhost = "h"\n[[profile.default.report]]\nname = "R"\nat = "25:00"\n',
-         "profile.default.report[0].at", "not a valid time"),
+         "profile.default.report[0].at", "not a time of day"),
         ('[profile.default]\nhost = "h"\n[[profile.default.report]]\nname = "R"\nclosed_days = ["2026-13-01"]\n',
          "profile.default.report[0].closed_days", "not a day"),
         ('[profile.default]\nhost = "h"\n[[profile.default.report]]\nname = "R"\npattern = "(?P<name>x)"\n',
          "profile.default.report[0].pattern", "named groups"),
         ('[profile.default]\nhost = "h"\n[[profile.default.report]]\nschedule = "daily"\n',
          "profile.default.report[0].name", "needs a name"),
+        ('[profile.default]\nhost = "h"\n[[profile.default.report]]\nname = "R"\nschedule = "fortnightly"\n',
+         "profile.default.report[0].schedule", "fortnightly"),
         ('[profile.default]\nport = 22\n', "profile.default.host", "missing"),
         ('[profile.default]\nhost = "h"\n[[profile.default.report]]\nname = "R"\n[[profile.default.report]]\nname = "r"\n',
          "profile.default.report[1].name", "configured twice"),

@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import platformdirs
 
 from tui.core.names import ParsedName, parse_name
+from tui.core.schedule import parse_at, parse_duration, parse_schedule
 
 APP_NAME = "report-keeper"
 CONFIG_ENV = "REPORT_KEEPER_CONFIG"
@@ -194,28 +195,6 @@ class Config:
 # Parsing
 
 
-_DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?\s*(?:(\d+)\s*s)?\s*$", re.I)
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"2h"``, ``"90m"``, ``"1h30m"``, ``"1d"``, ``"45s"``."""
-    m = _DURATION.match(text or "")
-    if not m or not any(m.groups()):
-        raise ValueError(f"{text!r} is not a duration; write e.g. \"2h\", \"90m\" or \"1h30m\"")
-    d, h, mi, s = (int(g or 0) for g in m.groups())
-    return timedelta(days=d, hours=h, minutes=mi, seconds=s)
-
-
-def parse_clock_time(text: str) -> time:
-    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*", text or "")
-    if not m:
-        raise ValueError(f"{text!r} is not a time of day; write e.g. \"07:00\"")
-    try:
-        return time(int(m[1]), int(m[2]), int(m[3] or 0))
-    except ValueError:
-        raise ValueError(f"{text!r} is not a valid time of day") from None
-
-
 def parse_day_range(text: str) -> DayRange:
     parts = [p.strip() for p in str(text).split("..")]
     if len(parts) not in (1, 2):
@@ -282,10 +261,6 @@ def _kind_name(kinds: tuple[type, ...]) -> str:
 def _schedule_check(text: str) -> str:
     if not isinstance(text, str):
         raise TypeError("expected a string like \"daily\", \"weekly:MON,THU\" or \"monthly:1\"")
-    try:
-        from tui.core.schedule import parse_schedule
-    except ImportError:  # the schedule model is optional for config loading
-        return text
     parse_schedule(text)
     return text
 
@@ -331,7 +306,7 @@ def _report(reader: _Reader, base: ReportConfig, *, need_name: bool) -> ReportCo
         base,
         name=name,
         schedule=reader.convert("schedule", _schedule_check, base.schedule),
-        at=reader.convert("at", parse_clock_time, base.at),
+        at=reader.convert("at", parse_at, base.at),
         grace=reader.convert("grace", parse_duration, base.grace),
         lag_days=reader.int_in("lag_days", 0, 366, base.lag_days),
         anonymize_days=reader.int_in("anonymize_days", 1, 3660, base.anonymize_days),
