@@ -110,7 +110,8 @@ def problems_text(health: Any, today: Any) -> Text:
         dates = []
         if p.rescue_by is not None:
             days = (p.rescue_by - today).days
-            dates.append(("rescue by " + short_day(p.rescue_by) + f" ({days}d)", "bold red" if days <= 2 else "yellow"))
+            left = f"{days}d" if days >= 0 else "passed"
+            dates.append(("rescue by " + short_day(p.rescue_by) + f" ({left})", "bold red" if days <= 2 else "yellow"))
         if p.delete_on is not None:
             days = (p.delete_on - today).days
             dates.append(("deleted on " + short_day(p.delete_on) + f" ({days}d)",
@@ -162,6 +163,35 @@ def connection_text(connection: Any, tz: Any) -> Text:
     return text
 
 
+def status_line(connection: Any, snapshot: Any) -> Text:
+    """One line under the banner: connection, the Alma-style test, the local folder."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    label, style = {
+        "idle": ("○ not connected", "dim"),
+        "connecting": ("◌ connecting…", "italic"),
+        "connected": ("● connected", "green"),
+        "failed": ("✗ no connection", "bold red"),
+    }.get(connection.state, (connection.state, ""))
+    text.append(label, style=style)
+    test = connection.test
+    text.append(" · test: ")
+    if connection.testing:
+        text.append("running…", style="italic")
+    elif test is None:
+        text.append("press t", style="dim")
+    else:
+        outcomes = [getattr(test, step, "skipped") for step in ("upload", "download", "delete")]
+        if all(o == "ok" for o in outcomes):
+            text.append("upload, download, delete ok", style=_STEP_STYLE["ok"])
+        else:
+            for i, (step, outcome) in enumerate(zip(("upload", "download", "delete"), outcomes)):
+                if i:
+                    text.append(", ")
+                text.append(f"{step} {outcome}", style=_STEP_STYLE.get(outcome, ""))
+    text.append(f" · local: {snapshot.local_files} files, {human_size(snapshot.local_size)}")
+    return text
+
+
 def local_text(profile: Any, snapshot: Any) -> Text:
     text = Text()
     text.append("Local folder\n", style="bold underline")
@@ -181,6 +211,7 @@ class HealthScreen(Screen):
     HealthScreen #health-banner.ok { background: $success 35%; }
     HealthScreen #health-banner.warning { background: $warning 35%; }
     HealthScreen #health-banner.critical { background: $error 45%; }
+    HealthScreen #health-status { height: 1; padding: 0 1; }
     HealthScreen VerticalScroll { height: 1fr; padding: 0 1; scrollbar-size-vertical: 1; }
     HealthScreen VerticalScroll > Static { margin-bottom: 1; }
     """
@@ -197,6 +228,7 @@ class HealthScreen(Screen):
         yield Header()
         yield NavBar("health")
         yield Static("", id="health-banner")
+        yield Static("", id="health-status")
         with VerticalScroll(id="health-body"):
             yield Static("", id="health-reports")
             yield Static("", id="health-problems")
@@ -236,10 +268,16 @@ class HealthScreen(Screen):
         css, text = banner_text(health, app.connection, snapshot.error)
         banner.set_classes(css)
         banner.update(text)
-        self.query_one("#health-reports", Static).update(reports_text(health, tz, now))
-        self.query_one("#health-problems", Static).update(problems_text(health, today))
-        self.query_one("#health-connection", Static).update(connection_text(app.connection, tz))
-        self.query_one("#health-local", Static).update(local_text(app.profile, snapshot))
+        self.query_one("#health-status", Static).update(status_line(app.connection, snapshot))
+        sections = {
+            "#health-reports": reports_text(health, tz, now),
+            "#health-problems": problems_text(health, today),
+            "#health-connection": connection_text(app.connection, tz),
+            "#health-local": local_text(app.profile, snapshot),
+        }
+        for selector, text in sections.items():
+            text.rstrip()  # the sections' margin is the only gap between them
+            self.query_one(selector, Static).update(text)
 
     def action_scroll(self, lines: int) -> None:
         self.query_one(VerticalScroll).scroll_relative(y=lines, animate=False)
