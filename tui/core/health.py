@@ -116,7 +116,7 @@ class ConnectionStatus:
                 severity=CRITICAL,
                 kind="connection",
                 message=f"Connection failed: {self.message}",
-                next_step="Fix the connection (host, key, known_hosts, network), then run 'report-keeper check' again",
+                next_step="Fix the connection (host, key, known_hosts, network), then run 'report-keeper check' again (r in the app)",
             )
         if self.write_test == "read-only":
             return Problem(
