@@ -248,3 +248,39 @@ def test_demo_server_cli_bad_port_is_a_usage_error():
     )
     assert done.returncode == 3
     assert "--port 70000 is not a port number" in done.stderr
+
+
+def test_the_demo_history_holds_every_case_but_not_the_newest_or_the_oldest(scenario):
+    synced = {f.name for f in scenario.already_synced}
+    kinds = {f.kind for f in scenario.already_synced}
+    assert kinds >= {"ok", "late", "empty", "empty-closed", "corrupt", "duplicate"}
+    assert scenario.near_deletion.name not in synced  # still to rescue: near deletion
+    newest = max(scenario.files, key=lambda f: f.delivered_at)
+    assert newest.name not in synced  # still new: something to download in the demo
+
+
+async def test_seed_history_is_a_real_previous_sync(tmp_path, pinned):
+    from tui.core.ledger import Ledger
+    from tui.core.health import evaluate
+    from tui.sftp.demo_server import seed_history
+
+    server = await start_demo_server(local_dir=tmp_path / "local")
+    try:
+        result = await seed_history(server)
+        wanted = {f.name for f in server.scenario.already_synced}
+        assert {d["name"] for d in result.downloaded} == wanted and not result.failed
+        on_disk = {p.name for p in (tmp_path / "local").iterdir() if not p.name.startswith(".")}
+        assert on_disk == wanted
+        ledger = Ledger.open(server.profile.ledger_path, profile=server.profile.name)
+        try:
+            states = ledger.local_states()
+            deliveries = ledger.deliveries()
+        finally:
+            ledger.close()
+        assert {n for n, s in states.items() if s == "downloaded"} == wanted
+        assert {n for n, s in states.items() if s == "new"} == {f.name for f in server.scenario.files} - wanted
+        # The health evaluation now sees the corrupt and the empty reports of the history.
+        kinds = {p.kind for p in evaluate(server.profile, deliveries).problems}
+        assert {"unreadable", "empty", "missing", "late", "near-deletion"} <= kinds
+    finally:
+        await server.close()

@@ -68,7 +68,7 @@ def _run_configured(args: argparse.Namespace) -> int:
 
 async def _run_demo(args: argparse.Namespace) -> int:
     from tui.app import create_app
-    from tui.sftp.demo_server import start_demo_server
+    from tui.sftp.demo_server import seed_history, start_demo_server
 
     local_dir = getattr(args, "local_dir", None)
     scratch = None
@@ -81,6 +81,10 @@ async def _run_demo(args: argparse.Namespace) -> int:
         _error(f"the demo server could not start: {exc}")
         return int(Exit.CRITICAL)
     try:
+        sys.stderr.write("report-keeper: preparing the demo (a previous sync of its older reports)...\n")
+        seeded = await seed_history(server)
+        if seeded is not None and seeded.failed:
+            log.warning("demo history: %d files could not be fetched", len(seeded.failed))
         app = create_app(server.profile, demo=True)
         log.info("demo TUI started against 127.0.0.1 port %d", server.port)
         try:

@@ -53,6 +53,11 @@ EMPTY_OPEN_AGO = 8
 CORRUPT_AGO = 15
 HOLIDAY_AGO = 20  # the run covering a closed day (the holiday is HOLIDAY_AGO + 3 days ago)
 DUPLICATE_AGO = 30
+# The demo opens as after weeks of use: a previous sync fetched the runs of SYNCED_FROM_AGO to
+# SYNCED_UNTIL_AGO days ago, so their verification shows at once (empty, holiday, corrupt...).
+# Older files (never fetched, some near deletion) and the newest ones are new.
+SYNCED_FROM_AGO = 42
+SYNCED_UNTIL_AGO = 4
 
 # Kinds of demo files.
 OK = "ok"
@@ -107,6 +112,13 @@ class DemoScenario:
 
     def files_on(self, day: date, report: str = DAILY) -> list[DemoFile]:
         return [f for f in self.files if f.run_day == day and f.report == report]
+
+    @property
+    def already_synced(self) -> tuple[DemoFile, ...]:
+        """The files a previous sync fetched (see ``SYNCED_FROM_AGO``)."""
+        first = self.today - timedelta(days=SYNCED_FROM_AGO)
+        last = self.today - timedelta(days=SYNCED_UNTIL_AGO)
+        return tuple(f for f in self.files if first <= f.run_day <= last)
 
     @property
     def near_deletion(self) -> DemoFile:
