@@ -126,16 +126,29 @@ def problems_text(health: Any, today: Any) -> Text:
     return text
 
 
+_CONNECTION_LABEL = {
+    "idle": ("○ not connected yet", "dim"),
+    "connecting": ("◌ connecting…", "italic"),
+    "connected": ("● connected", "green"),
+    "failed": ("✗ no connection", "bold red"),
+}
+_STEPS = ("upload", "download", "delete")
+
+
+def _append_steps(text: Text, test: Any) -> None:
+    """``upload ok, download ok, delete ok`` as Alma's Test FTP shows it, each step coloured."""
+    for i, step in enumerate(_STEPS):
+        outcome = getattr(test, step, "skipped")
+        if i:
+            text.append(", ")
+        text.append(f"{step} {outcome}", style=_STEP_STYLE.get(outcome, ""))
+
+
 def connection_text(connection: Any, tz: Any) -> Text:
     text = Text()
     text.append("Connection\n", style="bold underline")
     state = connection.state
-    label, style = {
-        "idle": ("○ not connected yet", "dim"),
-        "connecting": ("◌ connecting…", "italic"),
-        "connected": ("● connected", "green"),
-        "failed": ("✗ failed", "bold red"),
-    }.get(state, (state, ""))
+    label, style = _CONNECTION_LABEL.get(state, (state, ""))
     text.append(f"  {label}", style=style)
     if connection.message and state == "failed":
         text.append("\n    ")
@@ -148,11 +161,7 @@ def connection_text(connection: Any, tz: Any) -> Text:
     elif test is None:
         text.append("not run yet · press t\n", style="dim")
     else:
-        for i, step in enumerate(("upload", "download", "delete")):
-            outcome = getattr(test, step, "skipped")
-            if i:
-                text.append(", ")
-            text.append(f"{step} {outcome}", style=_STEP_STYLE.get(outcome, ""))
+        _append_steps(text, test)
         if connection.tested_at is not None:
             text.append(f" · at {local_time(connection.tested_at, tz)}", style="dim")
         text.append("\n")
@@ -166,12 +175,7 @@ def connection_text(connection: Any, tz: Any) -> Text:
 def status_line(connection: Any, snapshot: Any) -> Text:
     """One line under the banner: connection, the Alma-style test, the local folder."""
     text = Text(no_wrap=True, overflow="ellipsis")
-    label, style = {
-        "idle": ("○ not connected", "dim"),
-        "connecting": ("◌ connecting…", "italic"),
-        "connected": ("● connected", "green"),
-        "failed": ("✗ no connection", "bold red"),
-    }.get(connection.state, (connection.state, ""))
+    label, style = _CONNECTION_LABEL.get(connection.state, (connection.state, ""))
     text.append(label, style=style)
     test = connection.test
     text.append(" · test: ")
@@ -180,14 +184,10 @@ def status_line(connection: Any, snapshot: Any) -> Text:
     elif test is None:
         text.append("press t", style="dim")
     else:
-        outcomes = [getattr(test, step, "skipped") for step in ("upload", "download", "delete")]
-        if all(o == "ok" for o in outcomes):
+        if all(getattr(test, step, "skipped") == "ok" for step in _STEPS):
             text.append("upload, download, delete ok", style=_STEP_STYLE["ok"])
         else:
-            for i, (step, outcome) in enumerate(zip(("upload", "download", "delete"), outcomes)):
-                if i:
-                    text.append(", ")
-                text.append(f"{step} {outcome}", style=_STEP_STYLE.get(outcome, ""))
+            _append_steps(text, test)
     text.append(f" · local: {snapshot.local_files} files, {human_size(snapshot.local_size)}")
     return text
 
