@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
+import fcntl
 import hashlib
 import logging
 import os
@@ -307,6 +308,16 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
     try:
         try:
             fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:  # one writer per part file: the app and a scheduled sync may overlap
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                fd = -1
+                raise TransferFailed(
+                    f"Another Report Keeper process is downloading '{remote.name}' right now "
+                    "(the app and a scheduled sync at the same time).",
+                    "It is left to that process; nothing is lost. Refresh later to see it arrive.",
+                ) from None
             os.fchmod(fd, 0o600)
             have = os.fstat(fd).st_size
             if have > size:
