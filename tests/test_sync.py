@@ -480,3 +480,32 @@ async def test_on_queue_hands_the_transfer_queue_to_the_ui(demo, ledger):
         assert ledger.local_state(victim) == "new"
         retry = await service.download([victim])
         assert [d["name"] for d in retry.downloaded] == [victim] and retry.failed == []
+
+
+async def test_a_file_another_process_is_fetching_is_skipped_not_failed(demo, ledger):
+    """The app and a scheduled sync overlapping: the busy file is left to the other process."""
+    scenario = demo.scenario
+    busy = scenario.files[-1]
+    local = Path(demo.profile.local_dir)
+    async with SyncService(demo.profile, ledger) as service:
+        listing = await service.list_remote()
+        local.mkdir(parents=True, exist_ok=True, mode=0o700)
+        part = local / transfer.part_name(listing.entry(busy.name).remote)
+        part.write_bytes(b"")
+        holder = subprocess.Popen(
+            [sys.executable, "-c",
+             "import fcntl, sys, time; f = open(sys.argv[1], 'r+b'); fcntl.flock(f, fcntl.LOCK_EX);"
+             " print('locked', flush=True); time.sleep(60)", str(part)],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "locked"
+            result = await service.sync()
+        finally:
+            holder.kill()
+            holder.wait()
+    assert busy.name in result.skipped
+    assert busy.name not in {f["name"] for f in result.failed}
+    assert len(result.downloaded) == len(scenario.files) - 1
+    # Only the corrupt demo file makes this run critical, not the busy one.
+    assert result.failed == []
+    assert ledger.local_state(busy.name) == "new"

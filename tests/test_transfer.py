@@ -17,7 +17,7 @@ import pytest
 from tests.fixtures_sshd import ServerInfo, TcpProxy
 from tui.core.model import RemoteFile
 from tui.sftp.client import connect
-from tui.sftp.errors import AuthFailed, PermissionDenied, RemoteFileGone, TransferFailed
+from tui.sftp.errors import AuthFailed, FileBusy, PermissionDenied, RemoteFileGone
 from tui.sftp.transfer import (
     CHANGED,
     NEW,
@@ -461,7 +461,7 @@ async def test_a_file_another_process_is_downloading_is_left_to_it(embedded_sftp
     try:
         assert holder.stdout.readline().strip() == "locked"
         async with await connect(embedded_sftp.options()) as conn:
-            with pytest.raises(TransferFailed, match="Another Report Keeper process") as err:
+            with pytest.raises(FileBusy, match="Another Report Keeper process") as err:
                 await download(conn, files["busy.xlsx"], embedded_sftp.remote_dir, out)
         assert not err.value.transient
         assert part.read_bytes() == data[:1000]  # untouched

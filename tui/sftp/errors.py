@@ -132,6 +132,12 @@ class TransferFailed(SftpError):
         self.transient = transient
 
 
+class FileBusy(TransferFailed):
+    """Another process (the app, a scheduled sync) is downloading this file right now."""
+
+    kind = "busy"
+
+
 class Cancelled(SftpError):
     """The transfer was cancelled by the user."""
 

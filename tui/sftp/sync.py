@@ -43,7 +43,7 @@ from tui.core.ledger import CHANGED, NEW, PARTIAL, Ledger, verification_context
 from tui.core.model import RemoteFile, VerifyResult
 from tui.core.names import escape_name
 from tui.sftp.client import ConnectOptions, Listing, SftpConnection, connect
-from tui.sftp.errors import SftpError
+from tui.sftp.errors import FileBusy, SftpError
 from tui.sftp import transfer
 
 log = logging.getLogger("report_keeper.sftp.sync")
@@ -407,7 +407,11 @@ class SyncService:
         if self._conn is first and first.closed:
             self._conn = None
         for job in jobs:
-            if job.state == transfer.FAILED:
+            if job.state == transfer.FAILED and isinstance(job.error, FileBusy):
+                # The app and a scheduled sync overlapped: the other one is fetching it.
+                log.info("%s is being downloaded by another process: left to it", escape_name(job.name))
+                result.skipped.append(job.name)
+            elif job.state == transfer.FAILED:
                 err = job.error
                 result.failed.append({"name": job.name, "error": str(err) if err else "failed"})
                 self._record_partial(job)

@@ -69,6 +69,7 @@ from tui.sftp.errors import (
     Cancelled as CancelledError_,
     ConnectFailed,
     ConnectionLost,
+    FileBusy,
     HostKeyChanged,
     HostKeyUnknown,
     LocalWriteFailed,
@@ -313,7 +314,7 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             except BlockingIOError:
                 os.close(fd)
                 fd = -1
-                raise TransferFailed(
+                raise FileBusy(
                     f"Another Report Keeper process is downloading '{remote.name}' right now "
                     "(the app and a scheduled sync at the same time).",
                     "It is left to that process; nothing is lost. Refresh later to see it arrive.",
