@@ -309,3 +309,25 @@ def test_config_error_is_one_line_and_exit_3(tmp_path, capsys):
     assert code == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "port" in err and "Traceback" not in err
+
+
+async def test_changed_host_key_is_refused_loudly(demo_remote, home, tmp_path):
+    import asyncssh
+
+    impostor = asyncssh.generate_private_key("ssh-ed25519")
+    known = tmp_path / "known_hosts"
+    line = f"[127.0.0.1]:{demo_remote.port} {impostor.export_public_key('openssh').decode().strip()}\n"
+    known.write_text(line)
+    app = _app(profile_for(demo_remote, home, known_hosts=known))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "HostKeyChangedModal"
+                       and bool(app.screen.query(".body")))
+        body = str(app.screen.query_one(".body").render())
+        assert impostor.get_fingerprint("sha256") in body  # what known_hosts records
+        assert "CHANGED" in str(app.screen.query_one(".title").render())
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: settled(app))
+        assert app.screen.__class__.__name__ == "HealthScreen"
+        assert app.connection.state == "failed" and "CHANGED" in app.connection.message
+        assert known.read_text() == line  # never rewritten
+        assert not any(Path(profile_for(demo_remote, home).local_dir).glob("*.xlsx"))

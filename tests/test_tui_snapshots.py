@@ -261,6 +261,25 @@ def test_host_key_modal(snap_compare, demo_remote, home, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
+def test_host_key_changed_modal(snap_compare, demo_remote, home, size):
+    from tui.screens.modals import HostKeyChangedModal
+    from tui.sftp.errors import HostKeyChanged
+
+    app = _app(profile_for(demo_remote, home), auto_connect=False)
+    error = HostKeyChanged("files.example.org", 22, "ssh-ed25519",
+                           "SHA256:qVbM0m1vXr3bY7GkU3m6w8C2n1JmQk3o5yqSg8bXc0Q", "~/.ssh/known_hosts",
+                           ("SHA256:7bXc0Qm1vXr3bY7GkU3m6w8C2n1JmQk3o5yqSg8qVbM",))
+
+    async def run_before(pilot):
+        await pilot.pause()
+        app.push_screen(HostKeyChangedModal(error))
+        await pilot.pause()
+        await _finish(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_passphrase_modal(snap_compare, demo_remote, home, size):
     from textual.widgets import Input
 

@@ -382,7 +382,7 @@ class ReportKeeperApp(App):
     @work(exclusive=True, group="listing", exit_on_error=False)
     async def refresh_listing(self) -> None:
         """List the server folder (recorded in the ledger), then rebuild the snapshot."""
-        from tui.sftp.errors import SftpError
+        from tui.sftp.errors import HostKeyChanged, SftpError
 
         self.set_connection("connecting")
         try:
@@ -391,6 +391,10 @@ class ReportKeeperApp(App):
             log.info("listing failed: %s", exc.kind)
             self.connection.listing_error = str(exc)
             self.set_connection("failed", str(exc))
+            if isinstance(exc, HostKeyChanged):
+                from tui.screens.modals import HostKeyChangedModal
+
+                self.push_screen(HostKeyChangedModal(exc))
         else:
             self.connection.listing_error = ""
             count = len(getattr(listing, "entries", None) or getattr(listing, "files", None) or ())

@@ -4,7 +4,8 @@ The SFTP client asks through async callbacks (``tui.sftp.client.connect(host_key
 passphrase_cb=...)``); the app pushes these modals and waits for their result:
 
 - :class:`HostKeyModal` dismisses with ``"once"``, ``"remember"`` or ``"reject"``;
-- :class:`PassphraseModal` dismisses with the passphrase, or ``None`` when cancelled.
+- :class:`PassphraseModal` dismisses with the passphrase, or ``None`` when cancelled;
+- :class:`HostKeyChangedModal` says loudly that a changed host key was refused.
 """
 
 from __future__ import annotations
@@ -84,6 +85,59 @@ class HostKeyModal(ModalScreen[str]):
 
     def action_decide(self, decision: str) -> None:
         self.dismiss(decision)
+
+
+class HostKeyChangedModal(ModalScreen[None]):
+    """A host key that differs from known_hosts: refused, and said loudly (nothing to choose)."""
+
+    DEFAULT_CSS = _MODAL_CSS.format(cls="HostKeyChangedModal") + """
+    HostKeyChangedModal > Vertical { border: thick $error; }
+    HostKeyChangedModal .title { color: $error; }
+    """
+    BINDINGS = [Binding("escape,enter", "close", "Close")]
+
+    def __init__(self, error: Any) -> None:
+        super().__init__()
+        self.error = error
+
+    def compose(self) -> ComposeResult:
+        err = self.error
+        known = getattr(err, "known_hosts", None) or "known_hosts"
+        body = Text()
+        body.append("The server ")
+        body.append(escape_name(str(getattr(err, "host", "?"))), style="bold")
+        port = getattr(err, "port", None)
+        if port and port != 22:
+            body.append(f" port {port}")
+        body.append(" now presents this host key:\n\n")
+        body.append(f"  {getattr(err, 'key_type', '?')} {getattr(err, 'fingerprint', '?')}\n\n",
+                    style="bold red")
+        expected = tuple(getattr(err, "expected", ()) or ())
+        if expected:
+            body.append(f"but {known} records:\n")
+            for fp in expected:
+                body.append(f"  {fp}\n", style="bold")
+            body.append("\n")
+        body.append(
+            "Someone may be intercepting the connection, so it was refused: nothing was sent or "
+            "downloaded. Ask the server's administrator whether the key was replaced on purpose; "
+            f"only then remove the old entry for this server from {known} and refresh (r)."
+        )
+        with Vertical():
+            yield Static("Host key CHANGED: connection refused", classes="title")
+            yield Static(body, classes="body")
+            with Horizontal():
+                yield Button(Text("Close (esc)"), id="close", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#close", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
 
 
 class PassphraseModal(ModalScreen["str | None"]):
