@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from tui.core import demo_data
@@ -509,3 +510,45 @@ async def test_a_file_another_process_is_fetching_is_skipped_not_failed(demo, le
     # Only the corrupt demo file makes this run critical, not the busy one.
     assert result.failed == []
     assert ledger.local_state(busy.name) == "new"
+
+
+def test_sync_cli_asks_for_a_key_passphrase_on_a_terminal(cli_server, tmp_path):
+    """An encrypted key, no ssh-agent: on a terminal ``sync`` asks (getpass) and gets in."""
+    import pty
+
+    config, _served = cli_server
+    text = config.read_text()
+    plain = Path(re.search(r'key = "(.*)"', text)[1])
+    locked = tmp_path / "locked_key"
+    key = asyncssh.import_private_key(plain.read_bytes())
+    locked.write_bytes(key.export_private_key("pkcs8-pem", passphrase="correct horse"))
+    locked.chmod(0o600)
+    mine = tmp_path / "config.toml"
+    mine.write_text(text.replace(str(plain), str(locked)))
+    env = {**os.environ, "REPORT_KEEPER_NOW": NOW, "SSH_AUTH_SOCK": ""}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: report-keeper on a terminal of its own
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "tui", "sync", "--config", str(mine),
+                                   "--profile", "demo", "--json"], env)
+    seen = b""
+    try:
+        while b"Passphrase for" not in seen:
+            chunk = os.read(fd, 1024)
+            assert chunk, f"no passphrase prompt; got {seen!r}"
+            seen += chunk
+        assert str(locked).encode() in seen
+        os.write(fd, b"correct horse\n")
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 2  # the corrupt demo file, not a login failure
+    assert b"correct horse" not in seen.split(b"Passphrase for", 1)[1].split(b"\n", 1)[1]
+    assert b'"downloaded"' in seen and b"refused the login" not in seen

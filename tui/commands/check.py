@@ -19,7 +19,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from tui.commands.common import add_profile_arguments, fail_usage, print_json
+from tui.commands.common import add_profile_arguments, fail_usage, print_json, terminal_passphrase_cb
 from tui.core import status as st
 
 log = logging.getLogger("report_keeper.check")
@@ -109,7 +109,8 @@ async def _online(profile: Any, ledger: Any, policy: str):
     from tui.sftp.errors import SftpError
     from tui.sftp.sync import SyncService
 
-    service = SyncService(profile, ledger, host_key_policy=policy)
+    service = SyncService(profile, ledger, host_key_policy=policy,
+                          passphrase_cb=terminal_passphrase_cb())
     try:
         try:
             listing = await service.list_remote()

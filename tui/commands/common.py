@@ -24,6 +24,25 @@ def load_profile(args: argparse.Namespace):
     return config.profile(getattr(args, "profile", None))
 
 
+def terminal_passphrase_cb():
+    """A key passphrase callback for the headless commands: on a terminal it asks (getpass,
+    never echoed, never stored); without one (cron) there is nobody to ask, so None, and an
+    encrypted key must come from ssh-agent."""
+    if not sys.stdin.isatty():
+        return None
+
+    async def ask(path) -> str | None:
+        import asyncio
+        import getpass
+
+        try:
+            return await asyncio.to_thread(getpass.getpass, f"Passphrase for {path}: ")
+        except (EOFError, KeyboardInterrupt):
+            return None
+
+    return ask
+
+
 def print_json(document: dict[str, Any]) -> None:
     """Exactly one JSON document on stdout."""
     sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")

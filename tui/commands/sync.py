@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from typing import Any, TextIO
 
-from tui.commands.common import add_profile_arguments, fail_usage, print_json
+from tui.commands.common import add_profile_arguments, fail_usage, print_json, terminal_passphrase_cb
 from tui.core import status as st
 from tui.core.names import escape_name
 
@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
 async def _sync(profile: Any, ledger: Any, policy: str, out: TextIO, holder: dict[str, Any]):
     from tui.sftp.sync import SyncService
 
-    async with SyncService(profile, ledger, host_key_policy=policy) as service:
+    async with SyncService(profile, ledger, host_key_policy=policy,
+                           passphrase_cb=terminal_passphrase_cb()) as service:
         holder["service"] = service
         if out.isatty():
             display = _RichProgress(out)
