@@ -125,3 +125,14 @@ def test_durations():
     assert parse_duration("1d") == timedelta(days=1)
     with pytest.raises(ValueError):
         parse_duration("")
+
+
+def test_the_readme_config_example_loads(tmp_path):
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"```toml\n(.*?)```", readme, re.S)[1]
+    prof = load_config(write(tmp_path, example)).profile()
+    report = prof.report_for("Loans Per Patron From 3 Days Ago")
+    assert report.configured and report.schedule == "daily" and report.is_closed(date(2026, 12, 25))
+    assert prof.remote_dir == "upload/ALMA/Daily_Report"
