@@ -331,3 +331,18 @@ async def test_changed_host_key_is_refused_loudly(demo_remote, home, tmp_path):
         assert app.connection.state == "failed" and "CHANGED" in app.connection.message
         assert known.read_text() == line  # never rewritten
         assert not any(Path(profile_for(demo_remote, home).local_dir).glob("*.xlsx"))
+
+
+async def test_an_older_snapshot_never_replaces_a_newer_one(demo_remote, home):
+    """A cancelled snapshot worker still finishes; its late result must be dropped."""
+    from dataclasses import replace
+
+    app = _app(profile_for(demo_remote, home), auto_connect=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.snapshot.version >= 1 and not app.workers)
+        current = app.snapshot
+        newer = replace(current, version=current.version + 2)
+        older = replace(current, version=current.version + 1)
+        app._apply_snapshot(newer)
+        app._apply_snapshot(older)
+        assert app.snapshot is newer

@@ -376,6 +376,10 @@ class ReportKeeperApp(App):
         self.call_from_thread(self._apply_snapshot, snapshot)
 
     def _apply_snapshot(self, snapshot: DataSnapshot) -> None:
+        # Snapshot workers are exclusive, but a cancelled thread worker still finishes: an
+        # older snapshot arriving after a newer one must not replace it.
+        if snapshot.version < getattr(self.snapshot, "version", 0):
+            return
         self.snapshot = snapshot
         self._forward(DataRefreshed(snapshot))
 
