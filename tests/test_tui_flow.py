@@ -346,3 +346,41 @@ async def test_an_older_snapshot_never_replaces_a_newer_one(demo_remote, home):
         app._apply_snapshot(newer)
         app._apply_snapshot(older)
         assert app.snapshot is newer
+
+
+def test_a_dropped_ssh_session_closes_the_demo_cleanly(tmp_path):
+    """SIGHUP (the SSH session is gone) ends the app like q: temporary folders are removed."""
+    import os
+    import pty
+    import signal
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "TMPDIR": str(tmp_path), "TERM": "xterm-256color",
+           "REPORT_KEEPER_NOW": "2026-06-10T14:00:00+00:00"}
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(root)
+        os.execve(sys.executable, [sys.executable, "-m", "tui", "--demo"], env)
+    seen = b""
+    deadline = time.monotonic() + 60
+    try:
+        while b"Health" not in seen and time.monotonic() < deadline:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                break
+        assert b"Health" in seen, "the demo did not draw its first screen"
+        assert any(p.name.startswith("report-keeper-demo") for p in tmp_path.iterdir())
+        os.kill(pid, signal.SIGHUP)
+        while True:  # drain the terminal so the app can finish writing
+            try:
+                if not os.read(fd, 65536):
+                    break
+            except OSError:
+                break
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("report-keeper-demo")]

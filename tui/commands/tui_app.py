@@ -59,11 +59,29 @@ def _run_configured(args: argparse.Namespace) -> int:
         _error(str(exc))
         return int(Exit.USAGE)
     log.info("TUI started for profile %s", profile.name)
+
+    async def run_app() -> None:
+        _exit_on_hangup(app)
+        await app.run_async()
+
     try:
-        app.run()
+        asyncio.run(run_app())
     finally:
         app.ledger.close()
     return int(app.return_code or 0)
+
+
+def _exit_on_hangup(app) -> None:
+    """A dropped SSH session (SIGHUP) or a kill (SIGTERM) closes the app like ``q`` does, so
+    the demo's temporary folders are removed and the ledger is closed cleanly."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, app.exit)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
+            pass
 
 
 async def _run_demo(args: argparse.Namespace) -> int:
@@ -87,6 +105,7 @@ async def _run_demo(args: argparse.Namespace) -> int:
             log.warning("demo history: %d files could not be fetched", len(seeded.failed))
         app = create_app(server.profile, demo=True)
         log.info("demo TUI started against 127.0.0.1 port %d", server.port)
+        _exit_on_hangup(app)
         try:
             await app.run_async()
         finally:
