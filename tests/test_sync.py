@@ -21,6 +21,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from tests.locks import flock_held_elsewhere
 from tui.core import demo_data
 from tui.core import status as st
 from tui.core.ledger import Ledger
@@ -493,17 +494,8 @@ async def test_a_file_another_process_is_fetching_is_skipped_not_failed(demo, le
         local.mkdir(parents=True, exist_ok=True, mode=0o700)
         part = local / transfer.part_name(listing.entry(busy.name).remote)
         part.write_bytes(b"")
-        holder = subprocess.Popen(
-            [sys.executable, "-c",
-             "import fcntl, sys, time; f = open(sys.argv[1], 'r+b'); fcntl.flock(f, fcntl.LOCK_EX);"
-             " print('locked', flush=True); time.sleep(60)", str(part)],
-            stdout=subprocess.PIPE, text=True)
-        try:
-            assert holder.stdout.readline().strip() == "locked"
+        with flock_held_elsewhere(part):
             result = await service.sync()
-        finally:
-            holder.kill()
-            holder.wait()
     assert busy.name in result.skipped
     assert busy.name not in {f["name"] for f in result.failed}
     assert len(result.downloaded) == len(scenario.files) - 1

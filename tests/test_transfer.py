@@ -15,6 +15,7 @@ import asyncssh
 import pytest
 
 from tests.fixtures_sshd import ServerInfo, TcpProxy
+from tests.locks import flock_held_elsewhere
 from tui.core.model import RemoteFile
 from tui.sftp.client import connect
 from tui.sftp.errors import AuthFailed, FileBusy, PermissionDenied, RemoteFileGone
@@ -444,31 +445,19 @@ async def test_long_name_uses_a_short_part_file(embedded_sftp, tmp_path):
 
 async def test_a_file_another_process_is_downloading_is_left_to_it(embedded_sftp, tmp_path):
     """The app and a scheduled sync at the same time: one writer per part file."""
-    import subprocess
-
     data = _put(embedded_sftp, "busy.xlsx", 300_000)
     files = await _listing(embedded_sftp)
     out = tmp_path / "out"
     out.mkdir(mode=0o700)
     part = out / part_name(files["busy.xlsx"])
     part.write_bytes(data[:1000])
-    # Another process holds the part file, as a running download does.
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import fcntl, sys, time; f = open(sys.argv[1], 'r+b'); fcntl.flock(f, fcntl.LOCK_EX);"
-         " print('locked', flush=True); time.sleep(60)", str(part)],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with flock_held_elsewhere(part):  # as a running download holds its part file
         async with await connect(embedded_sftp.options()) as conn:
             with pytest.raises(FileBusy, match="Another Report Keeper process") as err:
                 await download(conn, files["busy.xlsx"], embedded_sftp.remote_dir, out)
         assert not err.value.transient
         assert part.read_bytes() == data[:1000]  # untouched
         assert not (out / "busy.xlsx").exists()
-    finally:
-        holder.kill()
-        holder.wait()
     # Once the other process is gone, the download resumes from its part file.
     async with await connect(embedded_sftp.options()) as conn:
         result = await download(conn, files["busy.xlsx"], embedded_sftp.remote_dir, out)
