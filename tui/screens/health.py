@@ -83,7 +83,7 @@ def reports_text(health: Any, tz: Any, now: datetime) -> Text:
             text.append(f" ({human_age(now - last.delivered_at)} ago)", style="dim")
             rows = last.rows
             if rows is None:
-                text.append(" · rows: not verified yet", style="dim")
+                text.append(" · not verified yet", style="dim")
             else:
                 text.append(f" · {rows:,} rows", style="yellow" if rows == 0 else "")
         text.append(f" · on time {report.on_time_streak} in a row\n",
