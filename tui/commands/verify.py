@@ -1,7 +1,9 @@
 """``report-keeper verify PATH... [--json]``: verify local reports, no server needed.
 
 Works on any folder of reports, also ones downloaded earlier by hand. Imports only what it
-needs (no Textual; rich only for the human table) so a folder is checked in well under a second.
+needs (no Textual, no Excel reader; rich only for the human table): the workbooks are read by
+worker processes with memory and time limits (``tui.core.isolation``), so whatever a file does
+to its reader, every file gets a result and exactly one JSON document is printed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ EPILOG = """\
 PATH may be a report file or a folder. In a folder, every *.xlsx and *.xlsm file directly
 inside it is verified (not sub-folders; hidden files, Excel lock files "~$..." and partial
 downloads "*.part" are skipped). A file named explicitly is verified whatever its extension,
-so a renamed .xls or .csv is reported as unreadable.
+so a renamed .xls or .csv is reported as unreadable. Something with a report's name that is
+not a regular file (a named pipe, a device) is listed as unreadable and never opened.
+
+Each workbook is read in a separate worker process limited to --max-memory MiB of address
+space (default 1024) and --max-seconds of wall time (default 120); a workbook that needs more,
+or that crashes the reader, is reported as unreadable and the other files are verified.
 
 A PATH that does not exist is reported as an unreadable entry (exit 2) and the others are
 still verified. A folder holding no reports is a usage error (exit 3).
@@ -48,11 +55,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="report files or folders of reports")
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     parser.add_argument(
-        "--jobs", type=int, default=None, metavar="N",
-        help="verify N files at a time in threads (default 1: the reader holds the GIL, so "
-        "threads rarely help)",
+        "--jobs", type=_positive_int, default=None, metavar="N",
+        help="read N files at a time, each in its own worker process (default: 2, or 1 on a "
+        "one-CPU machine)",
+    )
+    parser.add_argument(
+        "--max-memory", type=_memory_mib, default=None, metavar="MIB",
+        help="address space one workbook may use while it is read, in MiB (default 1024)",
+    )
+    parser.add_argument(
+        "--max-seconds", type=_seconds, default=None, metavar="S",
+        help="wall time one workbook may take to read (default 120)",
     )
     add_profile_arguments(parser)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 64, not {value}")
+    return value
+
+
+def _memory_mib(text: str) -> int:
+    value = _positive_number(text)
+    if not 64 <= value <= 1 << 20:
+        raise argparse.ArgumentTypeError(f"must be between 64 and 1048576 MiB, not {text}")
+    return int(value)
+
+
+def _seconds(text: str) -> float:
+    value = _positive_number(text)
+    if not 0.1 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be between 0.1 and 86400 seconds, not {text}")
+    return value
+
+
+def _positive_number(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,11 +118,21 @@ def run(args: argparse.Namespace) -> int:
     except _UsageError as exc:
         return fail_usage(str(exc))
 
+    from tui.core import isolation
     from tui.core.validate import validate_many
 
+    isolation.configure(
+        memory_limit=args.max_memory << 20 if args.max_memory else None,
+        time_limit=args.max_seconds,
+        size=args.jobs,
+    )
+    pool = isolation.shared_pool()
+    pool.prestart(min(pool.size, len(files)))  # the workers start while the items are built
     items = [_item(path, profile) for path in files]
-    jobs = args.jobs if args.jobs and args.jobs > 0 else None
-    results = validate_many(items, max_workers=jobs)
+    try:
+        results = validate_many(items, pool=pool)
+    finally:
+        isolation.shutdown()
     results.sort(key=_sort_key)
     code = st.worst(st.severity(r.status) for r in results)
     log.info("verified %d files: %s", len(results), st.overall_name(code))
@@ -129,11 +190,13 @@ def _entries(folder: Path) -> list[Path]:
 
 
 def _is_report_file(p: Path) -> bool:
+    """A report's name and not a folder. Named pipes, devices and the like are kept: the
+    validator lists them as unreadable without ever opening them for reading."""
     name = p.name
     if name.startswith((".", "~$")) or not name.lower().endswith(FOLDER_SUFFIXES):
         return False
     try:
-        return p.is_file()
+        return not p.is_dir()
     except OSError:
         return False
 

@@ -3,13 +3,18 @@
 Used by the Verify screen (in a thread worker) and usable from headless code. A result is
 cached in the ledger by the file's sha256 plus what it depends on besides the bytes (the
 report's expected columns, min_rows, whether the covered day is closed), so re-running over
-unchanged files is near-instant.
+unchanged files is near-instant. Workbooks are read by the shared pool of worker processes
+(``tui.core.isolation``): a file that crashes its reader is marked unreadable and cannot take
+the caller down. Something with a report's name that is not a regular file (a named pipe, a
+device) is listed, never opened for reading.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import stat
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,7 +65,7 @@ def find_local_reports(folder: str | Path, profile: Any = None, ledger: Any = No
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        if path.suffix.lower() != ".xlsx" or not path.is_file():
+        if path.suffix.lower() != ".xlsx" or path.is_dir():
             continue
         try:
             mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
@@ -96,10 +101,24 @@ def cache_context(report: Any, delivered_at: datetime | None) -> str:
 
 
 def file_sha256(path: Path, cancelled: Callable[[], bool] | None = None) -> str | None:
-    """The file's sha256 (None when it cannot be read or the run was cancelled)."""
+    """The file's sha256 (None when it cannot be read, is not a regular file, or the run was
+    cancelled). A named pipe is never read: opening one to read would wait for a writer."""
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        log.warning("cannot read %s for hashing: %s", path.name, exc.strerror or type(exc).__name__)
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        os.set_blocking(fd, True)
+    except OSError:
+        os.close(fd)
+        return None
+    try:
+        with os.fdopen(fd, "rb") as fh:
             while chunk := fh.read(1 << 20):
                 if cancelled is not None and cancelled():
                     return None
@@ -116,16 +135,35 @@ def verify_local(
     *,
     progress: Callable[[int, int, str], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    pool: Any = None,
 ) -> list[VerifyOutcome]:
     """Verify ``items``, from the ledger's cache when the same bytes were verified in the same
-    context, else with the validator (and record the result). Stops early when ``cancelled()``."""
+    context, else with the validator (and record the result). Stops early when ``cancelled()``
+    or when the worker pool is closed (the program is exiting); the outcomes so far come back
+    in the order of ``items``.
+
+    Files not in the cache are read by ``pool`` (default: the shared pool), as many at a time
+    as it has workers. The ledger is only touched from the calling thread."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    from tui.core import isolation
     from tui.core.validate import validate_file
 
-    out: list[VerifyOutcome] = []
+    pool = pool or isolation.shared_pool()
     total = len(items)
+    done = 0
+    outcomes: dict[int, VerifyOutcome] = {}
+
+    def tick(name: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total, name)
+
+    todo: list[tuple[int, LocalReport, str | None, str]] = []
     for i, item in enumerate(items):
         if cancelled is not None and cancelled():
-            break
+            return _in_order(outcomes)
         sha = file_sha256(item.path, cancelled)
         context = cache_context(item.report, item.delivered_at)
         result = None
@@ -135,18 +173,50 @@ def verify_local(
             except Exception as exc:  # noqa: BLE001 - a cache miss, not a failure
                 log.warning("verification cache unavailable: %s", type(exc).__name__)
         if result is not None:
-            out.append(VerifyOutcome(replace(result, delivered_at=item.delivered_at), sha, True))
+            outcomes[i] = VerifyOutcome(replace(result, delivered_at=item.delivered_at), sha, True)
+            tick(item.name)
         else:
-            result = validate_file(item.path, item.report, item.delivered_at, report_name=item.report_name)
-            if sha is not None and ledger is not None:
+            todo.append((i, item, sha, context))
+    if not todo:
+        return _in_order(outcomes)
+
+    def read(item: LocalReport) -> VerifyResult | None:
+        if cancelled is not None and cancelled():
+            return None
+        return validate_file(item.path, item.report, item.delivered_at, report_name=item.report_name, pool=pool)
+
+    threads = max(1, min(pool.size, len(todo)))
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify-local") as ex:
+        running = {ex.submit(read, item): (i, item, sha, context) for i, item, sha, context in todo}
+        stop = False
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                i, item, sha, context = running.pop(future)
+                if future.cancelled():
+                    continue
                 try:
-                    ledger.record_verification(result, sha256=sha, context=context)
-                except Exception as exc:  # noqa: BLE001 - shown, not cached
-                    log.warning("could not record the verification of %s: %s", item.name, type(exc).__name__)
-            out.append(VerifyOutcome(result, sha, False))
-        if progress is not None:
-            progress(i + 1, total, item.name)
-    return out
+                    result = future.result()
+                except isolation.PoolClosed:
+                    stop = True
+                    continue
+                if result is None:
+                    continue
+                if sha is not None and ledger is not None:
+                    try:
+                        ledger.record_verification(result, sha256=sha, context=context)
+                    except Exception as exc:  # noqa: BLE001 - shown, not cached
+                        log.warning("could not record the verification of %s: %s", item.name, type(exc).__name__)
+                outcomes[i] = VerifyOutcome(result, sha, False)
+                tick(item.name)
+            if stop or (cancelled is not None and cancelled()):
+                for future in running:
+                    future.cancel()
+    return _in_order(outcomes)
+
+
+def _in_order(outcomes: dict[int, VerifyOutcome]) -> list[VerifyOutcome]:
+    return [outcomes[i] for i in sorted(outcomes)]
 
 
 def empty_on_open_day(outcomes: Iterable[VerifyOutcome]) -> list[VerifyResult]:

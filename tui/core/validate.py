@@ -2,49 +2,76 @@
 
 ``validate_file`` never raises for bad input: every problem becomes a ``VerifyResult`` whose
 status is one of ``ok``, ``empty``, ``empty-closed``, ``schema`` or ``unreadable`` and whose
-message says what is wrong and what to do. Cell values never reach logs or messages: they hold
-patron data. Only column names (header cells) and configured names are ever repeated.
+message says what is wrong and what to do. Cell values never reach logs, messages or the
+ledger: they hold patron data. Only column names (header cells that look like names) and
+configured names are ever repeated; a sheet without a recognised header has its columns named
+by position ("column 1", ...).
 
-How a file is read:
+The workbook is never parsed in the calling process. ``validate_file``, ``validate_many`` and
+``preview_rows`` hand the file to a worker process of :mod:`tui.core.isolation` (address-space
+and time limits); a worker that dies on a file marks only that file unreadable. What runs in
+the worker (``worker_verify``, ``worker_preview``):
 
-1. The first bytes decide the container. A zip (xlsx) has its directory inspected with
-   ``zipfile`` *before* anything is inflated: an entry whose declared size is absurd, or whose
-   compression ratio is bomb-like, is refused. A CFB/OLE2 container is either an encrypted
-   (password-protected) workbook or a legacy ``.xls``; text is a CSV/HTML renamed to ``.xlsx``.
-2. fastexcel reads the first sheet with every cell as a string (``header_row=None``,
-   ``dtypes="string"``), so identifiers keep their leading zeros and nothing is guessed.
-3. The header row is the first row holding all ``expected_columns`` (case and spacing are
-   ignored), else the first row with at least two non-empty text cells; title rows (merged
-   or not) above it are skipped. Data rows are the non-blank rows below it, so trailing blank
-   or whitespace-only rows never count. A result whose rows hold only one message cell each
-   ("No Results") counts as empty.
+1. The file must be a regular file (a named pipe or a device is never opened for reading).
+   The first bytes decide the container. A CFB/OLE2 container is an encrypted workbook or a
+   legacy ``.xls``; text is a CSV/HTML renamed to ``.xlsx``.
+2. A zip is checked before the reader sees it, cheaply: every XML part is inflated once,
+   streaming and discarding, to measure its real size (the zip directory's sizes are not
+   trusted); a part that inflates far beyond any report, or at a bomb-like ratio, is refused.
+   Worksheets are scanned on the way for cell references beyond Excel's grid (row 1,048,576,
+   column XFD), and very long shared strings are checked for how often they are repeated.
+   Nothing structural is demanded beyond what the reader itself needs: when the reader fails,
+   the package's parts only choose the message ("a Word document", "a zip archive", ...).
+3. fastexcel reads the first sheet with every cell as a string (``header_row=None``,
+   ``dtypes="string"``), so identifiers keep their leading zeros and nothing is guessed. Its
+   Arrow data is read through nanoarrow (validity bitmaps and a few rows), not polars: the
+   worker stays small and starts fast.
+4. The header row is the first row holding all ``expected_columns`` (case and spacing are
+   ignored), else the first row with at least two non-empty text cells that look like column
+   names rather than values; title rows (merged or not) above it are skipped. Data rows are
+   the non-blank rows below it, so trailing blank or whitespace-only rows never count. A
+   result whose rows hold only one message cell each ("No Results") counts as empty.
+
+docs/WORKBOOK_ISOLATION.md explains the limits and why each check is where it is.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from tui.core import isolation
 from tui.core import status as st
 from tui.core.model import VerifyResult
 
 log = logging.getLogger("report_keeper.validate")
 
-# Zip bomb limits, checked on the zip directory before anything is inflated. A 100,000-row
-# Alma report inflates to a few tens of MiB at a ratio of 10-20; Excel's own maximum sheet
-# (1,048,576 rows) stays below these for any report a library would schedule.
-MAX_ENTRY_BYTES = 1 << 30  # 1 GiB declared uncompressed size of one entry
+# Zip bomb limits. The directory's declared sizes are checked first (cheap, refuses honest
+# bombs at once); then the real sizes are measured while inflating. A 100,000-row Alma report
+# inflates to a few tens of MiB at a ratio of 10-20; Excel's own maximum sheet stays below
+# these for any report a library would schedule.
+MAX_ENTRY_BYTES = 1 << 30  # 1 GiB uncompressed size of one part
 MAX_TOTAL_BYTES = 2 << 30  # 2 GiB for the whole package
-MAX_RATIO = 200  # uncompressed/compressed of one entry ...
-RATIO_MIN_BYTES = 64 << 20  # ... checked for entries above 64 MiB (tiny entries compress well)
+MAX_RATIO = 200  # uncompressed/compressed of one part ...
+RATIO_MIN_BYTES = 64 << 20  # ... checked for parts above 64 MiB (tiny parts compress well)
+INFLATE_CHUNK = 1 << 20  # inflate at most this much at a time (nothing is kept)
+
+EXCEL_MAX_ROWS = 1_048_576
+EXCEL_MAX_COLUMNS = 16_384  # column XFD
+LONG_SHARED_STRING = 16 << 10  # only shared strings longer than this are worth counting copies of
 
 HEADER_SCAN_ROWS = 40  # title rows are a handful; the header is searched in the first rows
 MESSAGE_MAX_ROWS = 3  # a "message only" result: at most this many one-cell rows
+COLUMN_NAME_MAX = 100  # a longer header cell is text, not a column name
 
 CFB_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
@@ -53,16 +80,28 @@ _NUMBER = re.compile(r"^[+-]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?%?$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
 _SPACES = re.compile(r"\s+")
 
+# Cell references the reader would place beyond Excel's grid: 3+ column letters (AAA is 703,
+# so only then can XFD be passed) or 7+ row digits (1,000,000 and up). Rare in real sheets, so
+# the scan costs one regex pass per worksheet.
+_FAR_REF = re.compile(rb'r=["\']([A-Za-z]{3,}|[A-Za-z]{0,2}(?=\d{7}))([0-9]*)["\']')
+_DIMENSION = re.compile(rb'<(?:[\w.-]+:)?dimension\b[^>]*?\bref\s*=\s*["\']([^"\']{0,200})["\']')
+_SI_START = re.compile(rb"<(?:[\w.-]+:)?si[\s>/]")
+_SHARED_CELL = re.compile(
+    rb'<(?:[\w.-]+:)?c\b[^>]{0,512}?\bt\s*=\s*["\']s["\'][^>]{0,512}>\s*<(?:[\w.-]+:)?v>\s*(\d{1,12})\s*<'
+)
+_REF = re.compile(r"^([A-Za-z]*)([0-9]*)$")
+
 
 class _Unreadable(Exception):
-    """Internal: the file is not a readable report; ``str()`` is the user-facing message."""
+    """Internal: the file is not a readable report; ``str()`` is the user-facing message,
+    ``reason`` a short code for the log."""
 
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
-@dataclass(frozen=True)
-class _Sheet:
-    name: str
-    frame: Any  # polars.DataFrame, every column Utf8, rows as in the sheet (0-based)
-    sheet_count: int = 1
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 # --------------------------------------------------------------------------- public API
@@ -75,106 +114,164 @@ def validate_file(
     *,
     name: str | None = None,
     report_name: str | None = None,
+    pool: isolation.WorkerPool | None = None,
 ) -> VerifyResult:
-    """Verify one local report file. Never raises for bad input.
+    """Verify one local report file in a worker process. Never raises for bad input.
 
     ``report`` is a ``tui.core.config.ReportConfig`` (``expected_columns``, ``min_rows``,
     ``lag_days``, ``anonymize_days``, ``is_closed(day)``) or None for the defaults (min_rows 1,
     any header, no closed days). ``delivered_at`` (aware) decides the covered day for
     ``closed_days``. ``name`` defaults to the file name, ``report_name`` to ``report.name``.
+    ``pool`` defaults to the process's shared pool. Raises ``isolation.PoolClosed`` only when
+    the pool was closed (the program is exiting): there is no result to record then.
     """
     p = Path(path)
     name = name if name is not None else p.name
     rname = report_name if report_name is not None else getattr(report, "name", None)
-
-    def result(status: str, message: str, **kw: Any) -> VerifyResult:
-        log.debug("verified %s: %s rows=%s", name, status, kw.get("rows"))
-        return VerifyResult(
-            path=str(p), name=name, report=rname, delivered_at=delivered_at,
-            status=status, message=message,
-            rows=kw.pop("rows", None), header_row=kw.pop("header_row", None), **kw,
-        )
-
+    pool = pool or isolation.shared_pool()
     try:
-        sheet = _read_first_sheet(p)
-        return _classify(sheet, report, delivered_at, result)
-    except _Unreadable as exc:
-        return result(st.UNREADABLE, str(exc))
-    except MemoryError:
-        return result(
-            st.UNREADABLE,
-            "The workbook is too large to read in memory. Open it in Excel to check it, "
-            "or ask for a smaller report.",
-        )
-    except Exception as exc:  # noqa: BLE001 - a bad file must never stop the rest
-        # The exception text may quote cell contents: log only its type.
-        log.warning("unexpected %s while verifying %s", type(exc).__name__, name)
-        return result(
-            st.UNREADABLE,
-            f"The workbook could not be read ({type(exc).__name__}). Open it in Excel to "
-            "check it; if Excel cannot open it either, download it again or re-run the report.",
-        )
+        reply = pool.call("verify", {"path": os.fsdecode(p), "rules": _rules(report, delivered_at)})
+        fields = _checked_fields(reply)
+    except isolation.PoolClosed:
+        raise
+    except isolation.WorkerFailed as exc:
+        fields = {"status": st.UNREADABLE, "message": _failure_message(exc.failure, pool)}
+    except OSError as exc:  # no worker could be started (process or memory limits of the host)
+        log.error("cannot start a workbook worker for %s: %s", name, exc.strerror or type(exc).__name__)
+        fields = {
+            "status": st.UNREADABLE,
+            "message": "The workbook was not read: no worker process could be started to read "
+            f"it ({exc.strerror or type(exc).__name__}). Free some memory or processes and verify again.",
+        }
+    result = VerifyResult(
+        path=str(p), name=name, report=rname, delivered_at=delivered_at,
+        status=fields["status"], message=fields["message"],
+        rows=fields.get("rows"), header_row=fields.get("header_row"),
+        columns=tuple(fields.get("columns") or ()), sheet=fields.get("sheet"),
+        missing_columns=tuple(fields.get("missing_columns") or ()),
+    )
+    log.debug("verified %s: %s rows=%s", name, result.status, result.rows)
+    if result.status == st.UNREADABLE and fields.get("reason"):
+        log.warning("%s is unreadable (%s)", name, fields["reason"])
+    return result
 
 
 def validate_many(
     items: Iterable[tuple[str | Path, Any, datetime | None, dict[str, Any]]],
     *,
     max_workers: int | None = None,
+    pool: isolation.WorkerPool | None = None,
 ) -> list[VerifyResult]:
     """Verify many files; the results come back in the order of ``items``.
 
-    Each item is ``(path, report_or_None, delivered_at, extra_kwargs)``. ``max_workers`` > 1
-    uses a thread pool. The default is 1: fastexcel 0.21 holds the GIL while parsing, so on
-    the benchmark (365 small reports, 2 CPUs) threads measured no faster than a plain loop.
+    Each item is ``(path, report_or_None, delivered_at, extra_kwargs)``. The files are read by
+    the pool's worker processes, as many at a time as it has workers (``max_workers`` caps
+    the number of files in flight). A file that kills its worker is marked unreadable; the
+    others go on.
     """
     work = list(items)
-    if max_workers is None or max_workers <= 1 or len(work) <= 1:
-        return [validate_file(p, r, d, **kw) for p, r, d, kw in work]
+    pool = pool or isolation.shared_pool()
+    threads = min(len(work), pool.size if not max_workers or max_workers < 1 else max_workers)
+    if threads <= 1:
+        return [validate_file(p, r, d, pool=pool, **kw) for p, r, d, kw in work]
+    pool.prestart(threads)
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="verify") as pool:
-        return list(pool.map(lambda it: validate_file(it[0], it[1], it[2], **it[3]), work))
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify") as ex:
+        return list(ex.map(lambda it: validate_file(it[0], it[1], it[2], pool=pool, **it[3]), work))
 
 
 def preview_rows(
-    path: str | Path, header_row: int | None, n: int = 10
+    path: str | Path, header_row: int | None, n: int = 10, *, pool: isolation.WorkerPool | None = None
 ) -> tuple[list[str], list[tuple[str, ...]]]:
     """Column names and the first ``n`` non-blank data rows below ``header_row`` (1-based).
 
     For the TUI's detail pane (which masks identifier-like columns with ``identifier_like``).
     With ``header_row`` None the columns are Excel letters and rows start at the top. Cells are
-    strings, ``""`` for empty ones. An unreadable file gives ``([], [])``.
+    strings, ``""`` for empty ones, at most ``PREVIEW_MAX_COLUMNS`` wide and
+    ``PREVIEW_MAX_CHARS`` long. Read in a worker process; an unreadable file gives ``([], [])``.
     """
+    pool = pool or isolation.shared_pool()
     try:
-        limit = (header_row or 0) + max(n, 0) * 4 + HEADER_SCAN_ROWS
-        sheet = _read_first_sheet(Path(path), n_rows=limit)
-    except Exception as exc:  # noqa: BLE001 - preview is best effort, the status says why
-        log.debug("no preview for %s: %s", Path(path).name, type(exc).__name__)
+        reply = pool.call("preview", {"path": os.fsdecode(Path(path)), "header_row": header_row, "n": int(n)})
+    except isolation.PoolClosed:
         return [], []
-    frame = sheet.frame
-    if frame.width == 0:
+    except isolation.WorkerFailed as exc:
+        log.debug("no preview for %s: %s", Path(path).name, exc.failure.kind)
         return [], []
-    rows = frame.rows()
-    if header_row is not None and 1 <= header_row <= len(rows):
-        header = [_clean(c) or "" for c in rows[header_row - 1]]
-        body = rows[header_row:]
-    else:
-        header = [column_letter(i) for i in range(frame.width)]
-        body = rows
-    width = len(header)
-    while width > 1 and not header[width - 1] and all(
-        _clean(r[width - 1]) is None for r in body[: n * 4]
-    ):
-        width -= 1
-    header = header[:width]
-    out: list[tuple[str, ...]] = []
-    for row in body:
-        cells = tuple((_clean(c) or "") for c in row[:width])
-        if any(cells):
-            out.append(cells)
-            if len(out) >= n:
-                break
-    return header, out
+    except OSError:
+        return [], []
+    result = reply.get("result") if reply.get("ok") else None
+    if not isinstance(result, dict):
+        return [], []
+    header = [str(c) for c in result.get("header") or []]
+    rows = [tuple(str(c) for c in row) for row in result.get("rows") or []]
+    return header, rows
+
+
+PREVIEW_MAX_COLUMNS = 256
+PREVIEW_MAX_CHARS = 500
+
+
+def _rules(report: Any, delivered_at: datetime | None) -> dict[str, Any]:
+    """What the classification needs from the report's settings, as plain data for a worker
+    (the closed-day rule is applied here, to the one covered day)."""
+    covered = _covered_day(report, delivered_at) if report is not None else None
+    return {
+        "expected": [str(c) for c in (getattr(report, "expected_columns", None) or ())],
+        "min_rows": int(getattr(report, "min_rows", 1) or 0) if report is not None else 1,
+        "covered": covered.isoformat() if covered is not None else None,
+        "closed": bool(covered is not None and _is_closed(report, covered)),
+        "anonymize_days": int(getattr(report, "anonymize_days", 7) or 7),
+    }
+
+
+_FIELDS = ("status", "message", "rows", "header_row", "columns", "sheet", "missing_columns", "reason")
+
+
+def _checked_fields(reply: dict) -> dict[str, Any]:
+    """The worker's reply as result fields, types checked (a worker is not trusted blindly)."""
+    result = reply.get("result") if reply.get("ok") else None
+    if not isinstance(result, dict) or result.get("status") not in st.VALIDATOR_STATUSES:
+        kind = reply.get("type") or reply.get("kind") or "no result"
+        log.warning("workbook worker gave no usable result (%s)", kind)
+        return {
+            "status": st.UNREADABLE,
+            "message": f"The workbook could not be read ({kind}). Open it in Excel to check it; if "
+            "Excel cannot open it either, download it again or re-run the report.",
+        }
+    out = {k: result.get(k) for k in _FIELDS}
+    out["message"] = str(out["message"] or "")
+    for key in ("rows", "header_row"):
+        if not isinstance(out[key], int) or isinstance(out[key], bool):
+            out[key] = None
+    for key in ("columns", "missing_columns"):
+        value = out[key]
+        out[key] = [str(c) for c in value] if isinstance(value, list) else []
+    out["sheet"] = str(out["sheet"]) if out["sheet"] is not None else None
+    return out
+
+
+def _failure_message(failure: isolation.Failure, pool: isolation.WorkerPool) -> str:
+    if failure.kind == isolation.MEMORY:
+        return (
+            "The workbook needs more memory than allowed to read "
+            f"({_human_bytes(pool.memory_limit)}); it may be damaged or hostile. It was not "
+            "read further and nothing else was affected. Open it in Excel to check it, or ask "
+            "for a smaller report."
+        )
+    if failure.kind == isolation.TIME:
+        seconds = failure.seconds or pool.time_limit
+        return (
+            f"Reading the workbook took longer than {seconds:g} s, so it was stopped; it may be "
+            "damaged or hostile. Open it in Excel to check it, or ask for a smaller report."
+        )
+    return (
+        "The workbook reader crashed on this file; it may be damaged or hostile. It was not "
+        "read further and nothing else was affected. Download it again; if that does not "
+        "help, open it in Excel to check it."
+    )
+
 
 
 _ID_NAME = re.compile(
@@ -220,25 +317,184 @@ def normalize_column(name: str | None) -> str:
     return _SPACES.sub(" ", str(name or "")).strip().casefold()
 
 
-# --------------------------------------------------------------------------- reading
+# --------------------------------------------------------------------------- in the worker
+
+
+def warm_up() -> None:
+    """Import the reader (a worker calls this at start, before any job)."""
+    import fastexcel  # noqa: F401
+    import nanoarrow  # noqa: F401
+
+
+def worker_verify(path: str, rules: dict[str, Any]) -> dict[str, Any]:
+    """Read and classify one file; plain fields only (never a cell value)."""
+    try:
+        sheet = _read_first_sheet(Path(path))
+        return _classify(sheet, _Rules.from_json(rules))
+    except _Unreadable as exc:
+        return {"status": st.UNREADABLE, "message": str(exc), "reason": exc.reason}
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bad file must never stop the rest
+        # The exception text may quote cell contents: only its type is passed on.
+        return {
+            "status": st.UNREADABLE,
+            "reason": type(exc).__name__,
+            "message": f"The workbook could not be read ({type(exc).__name__}). Open it in Excel to "
+            "check it; if Excel cannot open it either, download it again or re-run the report.",
+        }
+
+
+def worker_preview(path: str, header_row: int | None, n: int) -> dict[str, Any]:
+    """The detail pane's header and first rows (the only cells that leave a worker)."""
+    n = max(0, min(int(n), 100))
+    limit = (header_row or 0) + n * 4 + HEADER_SCAN_ROWS
+    try:
+        sheet = _read_first_sheet(Path(path), n_rows=limit)
+    except Exception as exc:  # noqa: BLE001 - preview is best effort, the status says why
+        if isinstance(exc, MemoryError):
+            raise
+        return {"header": [], "rows": []}
+    grid = sheet.grid
+    width = min(grid.width, PREVIEW_MAX_COLUMNS)
+    if width == 0 or grid.height == 0:
+        return {"header": [], "rows": []}
+    if header_row is not None and 1 <= header_row <= grid.height:
+        header = [_short(_clean(c)) for c in grid.row(header_row - 1, width)]
+        first = header_row
+    else:
+        header = [column_letter(i) for i in range(width)]
+        first = 0
+    body_end = min(grid.height, first + n * 4)
+    body = [grid.row(i, width) for i in range(first, body_end)]
+    while width > 1 and not header[width - 1] and all(_clean(r[width - 1]) is None for r in body):
+        width -= 1
+    header = header[:width]
+    out: list[list[str]] = []
+    for row in body:
+        cells = [_short(_clean(c)) for c in row[:width]]
+        if any(cells):
+            out.append(cells)
+            if len(out) >= n:
+                break
+    return {"header": header, "rows": out}
+
+
+def _short(text: str | None) -> str:
+    text = text or ""
+    return text if len(text) <= PREVIEW_MAX_CHARS else text[: PREVIEW_MAX_CHARS - 1] + "…"
+
+
+@dataclass(frozen=True)
+class _Rules:
+    expected: tuple[str, ...] = ()
+    min_rows: int = 1
+    covered: date | None = None
+    closed: bool = False
+    anonymize_days: int = 7
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> "_Rules":
+        covered = raw.get("covered")
+        return cls(
+            expected=tuple(str(c) for c in raw.get("expected") or ()),
+            min_rows=int(raw.get("min_rows", 1) or 0),
+            covered=date.fromisoformat(covered) if covered else None,
+            closed=bool(raw.get("closed")),
+            anonymize_days=int(raw.get("anonymize_days", 7) or 7),
+        )
+
+
+@dataclass(frozen=True)
+class _Sheet:
+    name: str
+    grid: "_Grid"
+    sheet_count: int = 1
+
+
+class _Grid:
+    """The first sheet as fastexcel's Arrow data (every column a string column), read through
+    nanoarrow: validity bitmaps for the counting, strings only for the rows looked at."""
+
+    def __init__(self, arrow_source: Any) -> None:
+        import nanoarrow
+
+        self._array = nanoarrow.c_array(arrow_source)  # keeps the buffers alive
+        view = self._array.view()
+        self.height = int(view.length)
+        self.width = int(view.n_children)
+        base = int(view.offset)
+        self._cols: list[tuple] = []
+        for i in range(self.width):
+            child = view.child(i)
+            kind = child.storage_type
+            start = base + int(child.offset)
+            if kind == "null" or child.null_count == child.length:
+                self._cols.append((None, 0, start, None, None))
+                continue
+            if kind not in ("string", "large_string"):
+                raise _Unreadable(
+                    "The workbook could not be read (unexpected column data). Open it in Excel "
+                    "to check it.", "arrow-" + str(kind),
+                )
+            validity = memoryview(child.buffer(0)) if child.null_count else None
+            self._cols.append((validity, 1, start, memoryview(child.buffer(1)), memoryview(child.buffer(2))))
+
+    def _valid(self, col: tuple, i: int) -> bool:
+        validity, kind, start, _, _ = col
+        if kind == 0:
+            return False
+        if validity is None:
+            return True
+        j = start + i
+        return bool(validity[j >> 3] >> (j & 7) & 1)
+
+    def value(self, col_index: int, i: int) -> str | None:
+        col = self._cols[col_index]
+        if not self._valid(col, i):
+            return None
+        _, _, start, offsets, data = col
+        j = start + i
+        return bytes(data[offsets[j] : offsets[j + 1]]).decode("utf-8", "replace")
+
+    def row(self, i: int, width: int | None = None) -> tuple[str | None, ...]:
+        return tuple(self.value(c, i) for c in range(min(self.width, width or self.width)))
+
+    def filled(self, i: int) -> int:
+        return sum(1 for col in self._cols if self._valid(col, i))
+
+    def nonblank_mask(self) -> int:
+        """Bit i set when row i has a non-empty cell (whitespace-only cells were read as null)."""
+        mask = 0
+        full = (1 << self.height) - 1
+        for validity, kind, start, _, _ in self._cols:
+            if kind == 0:
+                continue
+            if validity is None:
+                return full
+            mask |= (int.from_bytes(validity, "little") >> start) & full
+            if mask == full:
+                break
+        return mask
 
 
 def _read_first_sheet(path: Path, n_rows: int | None = None) -> _Sheet:
-    kind = _sniff(path)
-    if kind != "zip":
-        raise _Unreadable(kind)
-    _check_zip(path)
-    import fastexcel  # lazy: keeps `import tui.core.validate` cheap
+    with _open_regular(path) as fh:
+        kind = _sniff(path, fh)
+        if kind != "zip":
+            raise _Unreadable(kind, "not-xlsx")
+        names = _precheck_zip(path, fh)
+    import fastexcel
 
     try:
-        reader = fastexcel.read_excel(str(path))
-        names = reader.sheet_names
+        reader = fastexcel.read_excel(os.fsdecode(path))
+        sheet_names = reader.sheet_names
     except fastexcel.FastExcelError as exc:
-        raise _Unreadable(_damaged_message(exc)) from None
-    if not names:
+        raise _Unreadable(_reader_failed_message(exc, names), "reader") from None
+    if not sheet_names:
         raise _Unreadable(
             "The workbook has no sheets, so there is no report in it. Re-run the report in "
-            "Alma (or ask whoever made the file for a proper export)."
+            "Alma (or ask whoever made the file for a proper export).", "no-sheets",
         )
     try:
         sheet = reader.load_sheet(
@@ -249,23 +505,59 @@ def _read_first_sheet(path: Path, n_rows: int | None = None) -> _Sheet:
             whitespace_as_null=True,
             n_rows=n_rows,
         )
-        frame = sheet.to_polars()
+        grid = _Grid(sheet)
     except fastexcel.FastExcelError as exc:
-        raise _Unreadable(_damaged_message(exc)) from None
-    return _Sheet(name=names[0], frame=frame, sheet_count=len(names))
+        raise _Unreadable(_reader_failed_message(exc, names), "reader") from None
+    return _Sheet(name=sheet_names[0], grid=grid, sheet_count=len(sheet_names))
 
 
-def _sniff(path: Path) -> str:
+def _open_regular(path: Path):
+    """The file opened for reading, only if it is a regular file: a named pipe, a device or a
+    socket is never read (opening a pipe without O_NONBLOCK would wait for a writer)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise _Unreadable("The file does not exist. Check the path (it may have been moved or deleted).", "missing") from None
+    except IsADirectoryError:
+        raise _Unreadable("This is a folder, not a report file.", "folder") from None
+    except PermissionError:
+        raise _Unreadable("The file cannot be read: permission denied. Fix its permissions or run as its owner.", "permission") from None
+    except OSError as exc:
+        raise _Unreadable(f"The file cannot be read ({exc.strerror or type(exc).__name__}). Check the disk and path.", "os-error") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise _Unreadable("This is a folder, not a report file.", "folder")
+        if not stat.S_ISREG(mode):
+            raise _Unreadable(not_regular_message(mode), "not-regular")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def not_regular_message(mode: int) -> str:
+    """The message for a path that is not a regular file (it is never opened for reading)."""
+    if stat.S_ISFIFO(mode):
+        what = "a named pipe (FIFO)"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        what = "a device"
+    elif stat.S_ISSOCK(mode):
+        what = "a socket"
+    else:
+        what = "a special file"
+    return (
+        f"This is not a regular file but {what} with a report's name, so it was not read. "
+        "Remove it from the reports folder; it is not a delivery."
+    )
+
+
+def _sniff(path: Path, fh) -> str:
     """``"zip"`` or the unreadable message for what the file really is."""
     try:
-        with path.open("rb") as fh:
-            head = fh.read(4096)
-    except FileNotFoundError:
-        return "The file does not exist. Check the path (it may have been moved or deleted)."
-    except IsADirectoryError:
-        return "This is a folder, not a report file."
-    except PermissionError:
-        return "The file cannot be read: permission denied. Fix its permissions or run as its owner."
+        head = fh.read(4096)
+        fh.seek(0)
     except OSError as exc:
         return f"The file cannot be read ({exc.strerror or type(exc).__name__}). Check the disk and path."
     if not head:
@@ -276,7 +568,7 @@ def _sniff(path: Path) -> str:
     if head.startswith(ZIP_MAGICS):
         return "zip"
     if head.startswith(CFB_MAGIC):
-        return _cfb_message(path)
+        return _cfb_message(fh)
     if b"\0" not in head:
         text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
         if text.startswith((b"<!doctype html", b"<html", b"<table")):
@@ -301,9 +593,9 @@ def _sniff(path: Path) -> str:
     )
 
 
-def _cfb_message(path: Path) -> str:
+def _cfb_message(fh) -> str:
     """A CFB (OLE2) container: an encrypted workbook, a legacy .xls, or something else."""
-    names = _cfb_stream_markers(path)
+    names = _cfb_stream_markers(fh)
     if "EncryptedPackage" in names:
         return (
             "The workbook is password-protected (encrypted), so it cannot be checked. Remove "
@@ -324,78 +616,289 @@ def _cfb_message(path: Path) -> str:
 _CFB_MARKERS = ("EncryptedPackage", "Workbook", "Book")
 
 
-def _cfb_stream_markers(path: Path) -> set[str]:
+def _cfb_stream_markers(fh) -> set[str]:
     """Which known stream names occur in the CFB directory (UTF-16LE) of the file."""
     needles = {m: m.encode("utf-16-le") + b"\0\0" for m in _CFB_MARKERS}
     found: set[str] = set()
     tail = b""
     try:
-        with path.open("rb") as fh:
-            while True:
-                chunk = fh.read(1 << 20)
-                if not chunk:
-                    break
-                window = tail + chunk
-                for marker, needle in needles.items():
-                    # directory names start on a 128-byte boundary; require the name to be whole
-                    idx = window.find(needle)
-                    while idx != -1:
-                        if (fh.tell() - len(window) + idx) % 128 == 0:
-                            found.add(marker)
-                            break
-                        idx = window.find(needle, idx + 1)
-                tail = window[-64:]
+        fh.seek(0)
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                break
+            window = tail + chunk
+            for marker, needle in needles.items():
+                # directory names start on a 128-byte boundary; require the name to be whole
+                idx = window.find(needle)
+                while idx != -1:
+                    if (fh.tell() - len(window) + idx) % 128 == 0:
+                        found.add(marker)
+                        break
+                    idx = window.find(needle, idx + 1)
+            tail = window[-64:]
     except OSError:
         pass
     return found
 
 
-def _check_zip(path: Path) -> None:
-    """Refuse damaged zips, encrypted entries and zip bombs before anything is inflated."""
+# --------------------------------------------------------------------------- zip pre-checks
+
+
+def _precheck_zip(path: Path, fh) -> set[str]:
+    """Refuse damaged zips, encrypted parts and bombs before the reader inflates anything.
+
+    Returns the package's part names (lower case, ``/`` separators) for the messages."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
+        zf = zipfile.ZipFile(fh)
+        infos = zf.infolist()
     except zipfile.BadZipFile:
         raise _Unreadable(
             "The file is damaged or incomplete: its zip directory is missing (usually a "
             "download or delivery that was cut off). Download it again; if the server copy "
-            "is damaged too, re-run the report in Alma."
+            "is damaged too, re-run the report in Alma.", "zip-directory",
         ) from None
-    except (OSError, EOFError, ValueError, NotImplementedError):
+    except (OSError, EOFError, ValueError, NotImplementedError, struct.error):
         raise _Unreadable(
             "The file is damaged: its zip container cannot be read. Download it again; if "
-            "the server copy is damaged too, re-run the report in Alma."
+            "the server copy is damaged too, re-run the report in Alma.", "zip-container",
         ) from None
-    names = {i.filename for i in infos}
-    total = 0
+    names = {i.filename.replace("\\", "/").lower() for i in infos}
+    declared = 0
     for info in infos:
         if info.flag_bits & 0x1:
             raise _Unreadable(
                 "The workbook's zip entries are encrypted, so it cannot be checked. Ask for an "
-                "unprotected copy."
+                "unprotected copy.", "zip-encrypted",
             )
-        size, packed = info.file_size, max(info.compress_size, 1)
-        total += size
-        if size > MAX_ENTRY_BYTES or total > MAX_TOTAL_BYTES or (
-            size > RATIO_MIN_BYTES and size / packed > MAX_RATIO
-        ):
-            log.warning("refused zip bomb %s (entry of %d bytes, ratio %.0f)", path.name, size, size / packed)
+        declared += info.file_size
+        _refuse_if_bomb(info, info.file_size, declared)
+    # Real sizes, measured by inflating: shared strings first (their lengths are needed for
+    # the sheets' scan), then every other XML part.
+    parts = [i for i in infos if i.filename.lower().endswith((".xml", ".rels"))]
+    parts.sort(key=lambda i: not i.filename.lower().endswith("sharedstrings.xml"))
+    scan = _Scan(_memory_budget())
+    total = 0
+    for info in parts:
+        lower = info.filename.replace("\\", "/").lower()
+        if lower.endswith("sharedstrings.xml"):
+            mode = "sst"
+        elif "sheet" in lower.rsplit("/", 1)[-1] and "calcchain" not in lower:
+            mode = "sheet"
+        else:
+            mode = None
+        total = _inflate_part(fh, info, total, scan, mode)
+    return names
+
+
+class _Scan:
+    """What the pre-check learns while inflating: shared-string lengths, copies they would cost."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.si_lengths: list[int] = []
+        self.longest = 0
+        self.copy_bytes = 0
+
+
+def _memory_budget() -> int:
+    """The worker's address-space limit (what the reader may use), or the default."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return soft if soft not in (resource.RLIM_INFINITY, -1) and soft > 0 else isolation.DEFAULT_MEMORY_BYTES
+
+
+def _refuse_if_bomb(info: zipfile.ZipInfo, size: int, total: int, *, real: bool = False) -> None:
+    packed = max(info.compress_size, 1)
+    if size > MAX_ENTRY_BYTES or total > MAX_TOTAL_BYTES or (size > RATIO_MIN_BYTES and size / packed > MAX_RATIO):
+        lie = ""
+        if real and size > info.file_size:
+            lie = f" although its zip directory says {_human_bytes(info.file_size)}"
+        raise _Unreadable(
+            f"Refused: a part of the workbook inflates to {_human_bytes(size)} or more from "
+            f"{_human_bytes(info.compress_size)}{lie} (a 'zip bomb'), far more than any report. "
+            "It was not opened. Delete it and check where it came from.", "zip-bomb",
+        )
+
+
+def _inflate_part(fh, info: zipfile.ZipInfo, total: int, scan: _Scan, mode: str | None) -> int:
+    """Inflate one part, discarding the output, and return the package's running total.
+
+    Stored parts are as large as they are; parts in a method other than deflate are left to
+    the reader (their declared sizes were checked, and the worker's memory limit holds)."""
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        return total + info.file_size
+    try:
+        fh.seek(info.header_offset)
+        header = fh.read(30)
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            raise _Unreadable(_damaged("its zip container is inconsistent"), "zip-header")
+        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        fh.seek(info.header_offset + 30 + name_len + extra_len)
+    except (OSError, ValueError, struct.error):
+        raise _Unreadable(_damaged("its zip container is inconsistent"), "zip-header") from None
+    left = info.compress_size
+    inflater = zlib.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
+    size = 0
+    state = _PartScan(scan, mode)
+    while left > 0 or (inflater is not None and inflater.unconsumed_tail):
+        if inflater is not None and inflater.unconsumed_tail:
+            data = inflater.decompress(inflater.unconsumed_tail, INFLATE_CHUNK)
+        else:
+            raw = fh.read(min(left, 1 << 18))
+            if not raw:
+                break  # cut short: the reader says so
+            left -= len(raw)
+            if inflater is None:
+                data = raw
+            else:
+                try:
+                    data = inflater.decompress(raw, INFLATE_CHUNK)
+                except zlib.error:
+                    return total + size  # corrupt data: the reader reports it as damaged
+        if not data:
+            if inflater is not None and inflater.eof:
+                break
+            continue
+        size += len(data)
+        _refuse_if_bomb(info, size, total + size, real=True)
+        state.feed(data)
+        if inflater is not None and inflater.eof:
+            break
+    state.finish()
+    return total + size
+
+
+class _PartScan:
+    """Scanning of one part's inflated chunks. References are searched in each chunk plus the
+    previous chunk's last bytes (a match seen twice only raises twice); shared-string cells are
+    counted on whole cells only (the bytes after the last ``<c`` wait for the next chunk)."""
+
+    OVERLAP = 64
+    CARRY_MAX = 1 << 20
+
+    def __init__(self, scan: _Scan, mode: str | None) -> None:
+        self.scan, self.mode = scan, mode
+        self.tail = b""
+        self.seen = 0  # offset in the part of ``tail``'s first byte
+        self.first = True
+        self.last_si: int | None = None
+        self.carry = b""
+
+    def feed(self, data: bytes) -> None:
+        if self.mode is None:
+            return
+        window = self.tail + data
+        if self.mode == "sheet":
+            if self.first:
+                m = _DIMENSION.search(window, 0, 65536)
+                if m:
+                    _check_reference(m.group(1).decode("latin-1"), "dimension")
+            for m in _FAR_REF.finditer(window):
+                if m.start() and window[m.start() - 1] in b" \t\r\n":  # the attribute r, not xr
+                    _check_reference((m.group(1) + m.group(2)).decode("latin-1"), "cell")
+            if self.scan.longest > LONG_SHARED_STRING:
+                self._count_copies(data)
+        elif self.mode == "sst":
+            for m in _SI_START.finditer(window):
+                pos = self.seen + m.start()
+                if self.last_si is None or pos > self.last_si:
+                    if self.last_si is not None:
+                        self._string(pos - self.last_si)
+                    self.last_si = pos
+        self.first = False
+        keep = min(len(window), self.OVERLAP)
+        self.seen += len(window) - keep
+        self.tail = window[len(window) - keep :]
+
+    def _string(self, length: int) -> None:
+        self.scan.si_lengths.append(length)
+        self.scan.longest = max(self.scan.longest, length)
+
+    def _count_copies(self, data: bytes, final: bool = False) -> None:
+        """Every reference to a shared string becomes its own copy in the reader's cells: add
+        up the lengths referenced and refuse once they exceed what the worker may use."""
+        buf = self.carry + data
+        cut = len(buf) if final else buf.rfind(b"<c")
+        if cut <= 0 and len(buf) <= self.CARRY_MAX:
+            self.carry = buf
+            return
+        if cut <= 0:
+            cut = len(buf)
+        lengths = self.scan.si_lengths
+        for m in _SHARED_CELL.finditer(buf, 0, cut):
+            idx = int(m.group(1))
+            if idx < len(lengths):
+                self.scan.copy_bytes += lengths[idx]
+        self.carry = buf[cut:]
+        if self.scan.copy_bytes > self.scan.budget:
             raise _Unreadable(
-                f"Refused: the workbook would inflate to {_human_bytes(size)} from "
-                f"{_human_bytes(info.compress_size)} (a 'zip bomb'), far more than any report. "
-                "It was not opened. Delete it and check where it came from."
+                "The workbook needs more memory than allowed to read "
+                f"({_human_bytes(self.scan.budget)}): its cells repeat long shared texts, about "
+                f"{_human_bytes(self.scan.copy_bytes)} of copies or more. It may be damaged or "
+                "hostile and was not read. Open it in Excel to check it.", "shared-strings",
             )
-    if "xl/workbook.xml" not in names and "xl/workbook.bin" not in names:
+
+    def finish(self) -> None:
+        if self.mode == "sst" and self.last_si is not None:
+            end = self.seen + len(self.tail)
+            if end > self.last_si:
+                self._string(end - self.last_si)
+        if self.mode == "sheet" and self.scan.longest > LONG_SHARED_STRING:
+            self._count_copies(b"", final=True)
+
+
+def _check_reference(ref: str, where: str) -> None:
+    """Refuse a cell or range reference beyond Excel's grid (the reader would wrap it round
+    or size its grid by it)."""
+    for part in ref.split(":"):
+        m = _REF.match(part.strip().replace("$", ""))
+        if not m:
+            continue  # not a plain reference: the reader judges it
+        letters, digits = m.groups()
+        col = 0
+        for ch in letters.upper():
+            col = col * 26 + ord(ch) - 64
+            if col > EXCEL_MAX_COLUMNS:
+                break
+        row = int(digits[:12]) if digits else 0
+        if col > EXCEL_MAX_COLUMNS or row > EXCEL_MAX_ROWS:
+            shown = part if len(part) <= 24 else part[:21] + "..."
+            what = "row" if row > EXCEL_MAX_ROWS else "column"
+            limit = "row 1,048,576" if what == "row" else "column XFD (16,384)"
+            source = "its size (<dimension>)" if where == "dimension" else "a cell or row"
+            raise _Unreadable(
+                f"The workbook is damaged or hostile: {source} refers to {shown}, beyond Excel's "
+                f"last {limit}. It was not read. Excel cannot open it as it is either; ask for "
+                "the report again and check where the file came from.", f"beyond-grid-{what}",
+            )
+
+
+def _damaged(cause: str) -> str:
+    return (
+        f"The workbook is damaged: {cause}. Download it again; if the server copy is damaged "
+        "too, re-run the report in Alma."
+    )
+
+
+def _reader_failed_message(exc: Exception, names: set[str]) -> str:
+    """Why the reader failed, from the package's parts and a few structural words of the
+    reader's message (which may quote cell text, so it is never repeated)."""
+    if not any(n.endswith("workbook.xml") or n.endswith("workbook.bin") for n in names):
         if "word/document.xml" in names:
             what = "a Word document"
+        elif "ppt/presentation.xml" in names:
+            what = "a PowerPoint presentation"
         elif "mimetype" in names or "content.xml" in names:
             what = "an OpenDocument file"
         else:
             what = "a zip archive"
-        raise _Unreadable(
+        return (
             f"This is {what} saved with an .xlsx name, not an Excel workbook. Check that the "
             "right file was delivered; set the Alma schedule's format to Excel."
         )
+    return _damaged_message(exc)
 
 
 def _damaged_message(exc: Exception) -> str:
@@ -439,17 +942,27 @@ def _is_text(cell: str | None) -> bool:
     return cell is not None and not _NUMBER.match(cell) and not _DATE.match(cell)
 
 
-def _find_header(
-    head: list[tuple], expected: list[str]
-) -> tuple[int | None, tuple[str, ...]]:
-    """0-based header row index (or None) and the expected columns it lacks."""
+def _value_like(cell: str | None) -> bool:
+    """A header cell that reads like a value (an e-mail address, an identifier, a long text),
+    not like a column's name: it is never repeated as a column name."""
+    if cell is None:
+        return False
+    return len(cell) > COLUMN_NAME_MAX or "@" in cell or bool(_ID_VALUE.match(cell))
+
+
+def _find_header(head: list[tuple], expected: Sequence[str]) -> tuple[int | None, tuple[str, ...]]:
+    """0-based header row index (or None) and the expected columns it lacks.
+
+    Without expected columns, a row is a header when it has at least two text cells and
+    most of its non-empty cells read like column names rather than values: a sheet without a
+    header (data from the first row on) must not have its first row's cells taken as names."""
     wanted = [normalize_column(e) for e in expected]
     candidates: list[tuple[int, set[str]]] = []
     for i, row in enumerate(head):
         cells = [_clean(c) for c in row]
         texts = sum(1 for c in cells if _is_text(c))
         if not wanted:
-            if texts >= 2:
+            if texts >= 2 and _names_like(cells):
                 return i, ()
             continue
         if not any(cells):
@@ -457,95 +970,153 @@ def _find_header(
         present = {normalize_column(c) for c in cells if c is not None}
         if all(w in present for w in wanted):
             return i, ()
-        if texts >= 2:
+        if texts >= 2 and _names_like(cells):
             candidates.append((i, present))
     if not candidates:
         return None, tuple(expected)
     best_i, best_present = candidates[0]
-    if wanted:
-        best_score = -1
-        for i, present in candidates:
-            score = sum(1 for w in wanted if w in present)
-            if score > best_score:
-                best_i, best_present, best_score = i, present, score
+    best_score = -1
+    for i, present in candidates:
+        score = sum(1 for w in wanted if w in present)
+        if score > best_score:
+            best_i, best_present, best_score = i, present, score
     missing = tuple(e for e, w in zip(expected, wanted) if w not in best_present)
     return best_i, missing
 
 
-def _classify(sheet: _Sheet, report: Any, delivered_at: datetime | None, result) -> VerifyResult:
-    frame = sheet.frame
-    expected = [str(c) for c in (getattr(report, "expected_columns", None) or ())]
-    min_rows = int(getattr(report, "min_rows", 1) or 0)
-    if frame.width == 0 or frame.height == 0:
-        return _empty(result, report, delivered_at, sheet, None, (), _blank_sheet(sheet))
-    filled = _filled_counts(frame)
-    head = frame.head(HEADER_SCAN_ROWS).rows()
+def _names_like(cells: list[str | None]) -> bool:
+    filled = [c for c in cells if c is not None]
+    return sum(1 for c in filled if _value_like(c)) * 2 < len(filled)
+
+
+def positions(count: int) -> tuple[str, ...]:
+    """Column names by position, for a sheet whose header row was not recognised."""
+    return tuple(f"column {i}" for i in range(1, count + 1))
+
+
+def _used_width(grid: "_Grid", rows: Iterable[int]) -> int:
+    """The number of columns up to the last one holding a value in ``rows``."""
+    width = 0
+    for i in rows:
+        row = grid.row(i)
+        for c in range(len(row) - 1, width - 1, -1):
+            if _clean(row[c]) is not None:
+                width = c + 1
+                break
+    return width
+
+
+def _classify(sheet: _Sheet, rules: _Rules) -> dict[str, Any]:
+    grid = sheet.grid
+    expected = list(rules.expected)
+    if grid.width == 0 or grid.height == 0:
+        return _empty(rules, sheet, None, (), _blank_sheet(sheet))
+    nonblank = grid.nonblank_mask()
+    total_nonblank = nonblank.bit_count()
+    if total_nonblank == 0:
+        return _empty(rules, sheet, None, (), _blank_sheet(sheet))
+    head = [grid.row(i) for i in range(min(HEADER_SCAN_ROWS, grid.height))]
     header_idx, missing = _find_header(head, expected)
 
     if header_idx is None:
-        nonblank = [i for i, n in enumerate(filled[:HEADER_SCAN_ROWS]) if n]
-        total_nonblank = sum(1 for n in filled if n)
-        if total_nonblank == 0:
-            return _empty(result, report, delivered_at, sheet, None, (), _blank_sheet(sheet))
-        if total_nonblank <= MESSAGE_MAX_ROWS and all(filled[i] == 1 for i in nonblank):
+        rows_at = _bits(nonblank, MESSAGE_MAX_ROWS + 1)
+        if total_nonblank <= MESSAGE_MAX_ROWS and all(grid.filled(i) == 1 for i in rows_at):
             return _empty(
-                result, report, delivered_at, sheet, None, (),
+                rules, sheet, None, (),
                 "The report holds only a title or message (such as 'No Results'), no table.",
             )
-        # No row with two text cells: a one-column list. Its first non-blank row is the header.
-        header_idx = nonblank[0] if nonblank else next(i for i, n in enumerate(filled) if n)
-        missing = tuple(
-            e for e in expected
-            if normalize_column(e) not in {normalize_column(c) for c in frame.row(header_idx)}
-        )
+        return _no_header(sheet, rules, nonblank, total_nonblank)
 
-    header_cells = [_clean(c) for c in frame.row(header_idx)]
+    header_cells = [_clean(c) for c in grid.row(header_idx)]
     while header_cells and header_cells[-1] is None:
         header_cells.pop()
-    columns = tuple(c or "" for c in header_cells)
-    below = filled[header_idx + 1 :]
-    rows = sum(1 for n in below if n)
+    # A cell of the header row that reads like a value is named by its position instead.
+    columns = tuple(
+        f"column {i + 1}" if _value_like(c) else (c or "") for i, c in enumerate(header_cells)
+    )
+    below = nonblank >> (header_idx + 1)
+    rows = below.bit_count()
     header_row = header_idx + 1
-    common = dict(header_row=header_row, columns=columns, sheet=sheet.name)
+    common = dict(header_row=header_row, columns=list(columns), sheet=sheet.name)
 
     if missing:
         found = len([c for c in columns if c])
-        return result(
+        return _result(
             st.SCHEMA,
             f"Expected column{'s' if len(missing) > 1 else ''} missing: "
             + ", ".join(f"'{m}'" for m in missing)
             + f" (header on row {header_row}, {found} columns). The report's layout changed in "
             "Alma (a column renamed or removed): restore it in the Analytics report, or update "
             "expected_columns for this report in the config.",
-            rows=rows, missing_columns=missing, **common,
+            rows=rows, missing_columns=list(missing), **common,
         )
 
     if 0 < rows <= MESSAGE_MAX_ROWS and len(columns) >= 2:
-        data_idx = [header_idx + 1 + i for i, n in enumerate(below) if n]
-        if all(filled[i] == 1 and _is_text(_first_value(frame.row(i))) for i in data_idx):
+        data_idx = [header_idx + 1 + i for i in _bits(below, MESSAGE_MAX_ROWS)]
+        if all(grid.filled(i) == 1 and _is_text(_first_value(grid.row(i))) for i in data_idx):
             return _empty(
-                result, report, delivered_at, sheet, header_row, columns,
+                rules, sheet, header_row, columns,
                 f"The report holds only a message (such as 'No Results') below the header on "
                 f"row {header_row}, no data rows.",
             )
 
     if rows == 0:
+        return _empty(rules, sheet, header_row, columns, f"No data rows below the header on row {header_row}.")
+    if rows < rules.min_rows:
         return _empty(
-            result, report, delivered_at, sheet, header_row, columns,
-            f"No data rows below the header on row {header_row}.",
-        )
-    if rows < min_rows:
-        return _empty(
-            result, report, delivered_at, sheet, header_row, columns,
+            rules, sheet, header_row, columns,
             f"Only {rows} data row{'s' if rows != 1 else ''} below the header on row "
-            f"{header_row}; at least {min_rows} expected (min_rows).",
+            f"{header_row}; at least {rules.min_rows} expected (min_rows).",
             rows=rows,
         )
-    return result(
+    return _result(
         st.OK,
         f"{rows} data row{'s' if rows != 1 else ''} below the header on row {header_row}.",
         rows=rows, **common,
     )
+
+
+def _no_header(sheet: _Sheet, rules: _Rules, nonblank: int, rows: int) -> dict[str, Any]:
+    """No row reads like a header: every non-blank row is data, columns are positions."""
+    width = _used_width(sheet.grid, _bits(nonblank, HEADER_SCAN_ROWS))
+    columns = positions(max(width, 1))
+    what = (
+        f"No header row was recognised (no row with two or more column names), so the "
+        f"{len(columns)} column{'s' if len(columns) != 1 else ''} are named by position"
+    )
+    common = dict(header_row=None, columns=list(columns), sheet=sheet.name)
+    if rules.expected:
+        return _result(
+            st.SCHEMA,
+            f"Expected column{'s' if len(rules.expected) > 1 else ''} missing: "
+            + ", ".join(f"'{m}'" for m in rules.expected)
+            + f". {what}. The report's layout changed in Alma (its header row is gone or "
+            "renamed): restore it in the Analytics report, or update expected_columns for this "
+            "report in the config.",
+            rows=rows, missing_columns=list(rules.expected), **common,
+        )
+    if rows < rules.min_rows:
+        return _empty(
+            rules, sheet, None, columns,
+            f"{what}; only {rows} non-blank row{'s' if rows != 1 else ''}, at least "
+            f"{rules.min_rows} expected (min_rows).",
+            rows=rows,
+        )
+    return _result(st.OK, f"{rows} data row{'s' if rows != 1 else ''}. {what}.", rows=rows, **common)
+
+
+def _bits(mask: int, limit: int) -> list[int]:
+    """Indexes of the first ``limit`` set bits of ``mask``."""
+    out: list[int] = []
+    while mask and len(out) < limit:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+def _result(status: str, message: str, **fields: Any) -> dict[str, Any]:
+    return {"status": status, "message": message, **fields}
 
 
 def _blank_sheet(sheet: _Sheet) -> str:
@@ -556,18 +1127,6 @@ def _blank_sheet(sheet: _Sheet) -> str:
             "report is on another sheet, move it first."
         )
     return text
-
-
-SMALL_FRAME_ROWS = 2000  # below this, counting cells in Python beats a polars query
-
-
-def _filled_counts(frame) -> list[int]:
-    """Non-empty cells per row (whitespace-only cells were read as null)."""
-    if frame.height <= SMALL_FRAME_ROWS:
-        return [len(row) - row.count(None) for row in frame.rows()]
-    import polars as pl
-
-    return frame.select(pl.sum_horizontal(pl.all().is_not_null()).alias("n"))["n"].to_list()
 
 
 def _first_value(row: tuple) -> str | None:
@@ -585,20 +1144,19 @@ def _covered_day(report: Any, delivered_at: datetime | None) -> date | None:
 
 
 def _empty(
-    result, report, delivered_at, sheet: _Sheet, header_row, columns, what: str, rows: int = 0
-) -> VerifyResult:
-    covered = _covered_day(report, delivered_at) if report is not None else None
-    common = dict(rows=rows, header_row=header_row, columns=tuple(columns), sheet=sheet.name)
-    if covered is not None and _is_closed(report, covered):
-        return result(
+    rules: _Rules, sheet: _Sheet, header_row, columns, what: str, rows: int = 0
+) -> dict[str, Any]:
+    covered = rules.covered
+    common = dict(rows=rows, header_row=header_row, columns=list(columns), sheet=sheet.name)
+    if covered is not None and rules.closed:
+        return _result(
             st.EMPTY_CLOSED,
             f"{what} The report covers {covered.isoformat()}, a configured closed day, so "
             "this is expected.",
             **common,
         )
     if covered is not None:
-        anonymize = int(getattr(report, "anonymize_days", 7) or 7)
-        rescue_by = covered + timedelta(days=anonymize)
+        rescue_by = covered + timedelta(days=rules.anonymize_days)
         todo = (
             f"The report covers {covered.isoformat()}: if the library was open that day, check "
             f"the report in Alma and re-run it by hand before {rescue_by.isoformat()} (when "
@@ -611,7 +1169,7 @@ def _empty(
             "it by hand within a few days, before the loans are anonymized; if it was closed, "
             "add the day to closed_days in the config."
         )
-    return result(st.EMPTY, f"{what} {todo}", **common)
+    return _result(st.EMPTY, f"{what} {todo}", **common)
 
 
 def _is_closed(report: Any, day: date) -> bool:

@@ -492,6 +492,9 @@ class SyncService:
             return replace(cached, delivered_at=delivered_at), True
         from tui.core.validate import validate_file
 
+        # The workbook is read in a worker process of the shared pool (tui.core.isolation):
+        # a file that kills its reader comes back unreadable and the sync goes on. The thread
+        # only waits for the worker's answer.
         async with self._verify_sem:
             verdict = await asyncio.to_thread(
                 validate_file, path, report, delivered_at, name=name

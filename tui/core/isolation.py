@@ -1,0 +1,494 @@
+"""Untrusted workbooks are read in worker processes with a memory and a time limit.
+
+A native reader (calamine inside fastexcel) can abort the whole process on a crafted file:
+Rust's "memory allocation of N bytes failed" is a ``SIGABRT`` no ``except`` can catch. So the
+product never parses a workbook in its own process. A small pool of worker processes does,
+one job per worker at a time, and a worker that dies takes only its own job with it:
+
+    pool = shared_pool()                      # one per process: verify, sync and the app
+    reply = pool.call("verify", {...})        # a plain dict, or raises WorkerFailed
+    pool.close()                              # also at interpreter exit
+
+Design (see docs/WORKBOOK_ISOLATION.md for the reasons):
+
+- Workers are started with ``subprocess`` (fork+exec of ``python -m tui.core.isolation``),
+  never ``fork()`` alone: the parent may hold threads, an asyncio loop and an SSH session.
+- Each worker sets its own limits before importing the reader: ``RLIMIT_AS`` (address space,
+  1 GiB by default), no core dumps, and before each job a CPU-time limit as a backstop should
+  the parent vanish mid-job. The parent enforces the wall-time limit: on expiry it kills the
+  worker (SIGKILL), reaps it and starts a fresh one for the next job.
+- Jobs and replies are one JSON line each over the worker's stdin/stdout (never pickle: a
+  worker that has parsed hostile bytes is not trusted to send code). Replies are size-capped.
+  Only plain results cross back: statuses, counts, column names, messages, and the few cells
+  the Verify screen's preview shows.
+- A worker's death is attributed exactly: each worker runs one job at a time, so its job is
+  the one it died on. ``SIGABRT`` with Rust's allocation message, a ``MemoryError`` or a
+  ``SIGKILL`` we did not send mean "needs more memory than allowed"; an expired deadline or
+  ``SIGXCPU`` mean "took too long"; anything else is a crash of the reader.
+
+No Textual here; the module is safe to import anywhere (the reader is imported by workers only).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("report_keeper.isolation")
+
+DEFAULT_MEMORY_BYTES = 1 << 30  # address space of one worker
+DEFAULT_TIME_LIMIT = 120.0  # seconds of wall time for one workbook
+MAX_REPLY_BYTES = 64 << 20  # a reply larger than this is treated as a misbehaving worker
+STDERR_TAIL = 8192  # the last bytes of a worker's stderr kept to tell why it died
+CPU_SLACK = 5  # seconds of CPU beyond the wall-time limit before the kernel stops a worker
+MIN_MEMORY_BYTES = 64 << 20  # below this the interpreter and the reader cannot even start
+
+# What a worker's death means; the wording is the product's (validate.py turns it into a result).
+MEMORY = "memory"
+TIME = "time"
+CRASH = "crash"
+CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a job got no reply. ``detail`` is for logs (signal or exit code), never content."""
+
+    kind: str  # MEMORY | TIME | CRASH | CLOSED
+    detail: str
+    seconds: float = 0.0  # the wall-time limit, for TIME
+
+
+class WorkerFailed(Exception):
+    """The worker running a job died, was killed, or the pool is closed."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(f"{failure.kind}: {failure.detail}")
+        self.failure = failure
+
+
+class PoolClosed(WorkerFailed):
+    """The pool was closed (the program is exiting): no result, and nothing to record."""
+
+
+def default_size() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _package_root() -> str:
+    return str(Path(__file__).resolve().parents[2])
+
+
+class _Worker:
+    def __init__(self, memory_limit: int) -> None:
+        env = dict(os.environ)
+        root = _package_root()
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env.pop("PYTHONSTARTUP", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tui.core.isolation", str(memory_limit), str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            close_fds=True,
+            start_new_session=True,  # terminal signals (ctrl-c, ctrl-z, hang-up) stay with us
+            env=env,
+        )
+        self.pid = self.proc.pid
+        self.jobs = 0
+        self._stderr = b""
+
+    # -- one job
+    def run(self, line: bytes, time_limit: float) -> dict:
+        """Send one job line and wait for its reply; raises ``WorkerFailed`` (worker gone)."""
+        import select
+
+        deadline = time.monotonic() + time_limit
+        self.jobs += 1
+        try:
+            self.proc.stdin.write(line)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise WorkerFailed(self._death()) from None
+        out_fd, err_fd = self.proc.stdout.fileno(), self.proc.stderr.fileno()
+        poller = select.poll()
+        poller.register(out_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        poller.register(err_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        err_open = True
+        buf = bytearray()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill()
+                raise WorkerFailed(Failure(TIME, f"no reply within {time_limit:g} s", time_limit))
+            events = poller.poll(max(1, int(remaining * 1000)))
+            for fd, _ in events:
+                if fd == err_fd and err_open:
+                    chunk = _read(err_fd)
+                    if chunk:
+                        self._stderr = (self._stderr + chunk)[-STDERR_TAIL:]
+                    else:
+                        err_open = False
+                        poller.unregister(err_fd)
+                elif fd == out_fd:
+                    chunk = _read(out_fd)
+                    if not chunk:
+                        raise WorkerFailed(self._death())
+                    buf += chunk
+                    end = buf.find(b"\n")
+                    if end >= 0:
+                        try:
+                            reply = json.loads(bytes(buf[:end]))
+                        except ValueError:
+                            self.kill()
+                            raise WorkerFailed(Failure(CRASH, "unreadable reply")) from None
+                        if not isinstance(reply, dict):
+                            self.kill()
+                            raise WorkerFailed(Failure(CRASH, "unexpected reply"))
+                        return reply
+                    if len(buf) > MAX_REPLY_BYTES:
+                        self.kill()
+                        raise WorkerFailed(Failure(CRASH, "reply too large"))
+
+    def _death(self) -> Failure:
+        """The worker closed its output: wait for it and say why it ended."""
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.proc.returncode
+        try:  # whatever it managed to write before dying (bounded)
+            rest = _read(self.proc.stderr.fileno(), nonblocking=True)
+            self._stderr = (self._stderr + rest)[-STDERR_TAIL:]
+        except OSError:
+            pass
+        self.close_pipes()
+        tail = self._stderr
+        if code is not None and code < 0:
+            sig = -code
+            name = _signal_name(sig)
+            if sig == signal.SIGABRT and b"memory allocation of" in tail:
+                return Failure(MEMORY, f"{name}: allocation failed")
+            if sig == signal.SIGKILL:  # not ours (ours raise before getting here): the OOM killer
+                return Failure(MEMORY, f"{name} from outside")
+            if sig == signal.SIGXCPU:
+                return Failure(TIME, f"{name}: CPU limit")
+            return Failure(CRASH, name)
+        if b"MemoryError" in tail:
+            return Failure(MEMORY, f"exit {code}: MemoryError")
+        return Failure(CRASH, f"exit {code}")
+
+    # -- lifecycle
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not refused
+            log.error("worker %d did not end after SIGKILL", self.pid)
+        self.close_pipes()
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Ask an idle worker to end (EOF on its input), kill it if it lingers."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.close_pipes()
+
+    def close_pipes(self) -> None:
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def _read(fd: int, nonblocking: bool = False) -> bytes:
+    if nonblocking:
+        os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 1 << 20)
+    except BlockingIOError:
+        return b""
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+class WorkerPool:
+    """At most ``size`` worker processes, each running one job at a time.
+
+    ``call`` blocks the calling thread until a worker is free and has answered; any number of
+    threads may call at once (asyncio code calls it through ``asyncio.to_thread``). Workers
+    start on first use (or ``prestart``) and are reused; one that died is replaced on demand.
+    """
+
+    def __init__(
+        self,
+        size: int | None = None,
+        *,
+        memory_limit: int = DEFAULT_MEMORY_BYTES,
+        time_limit: float = DEFAULT_TIME_LIMIT,
+    ) -> None:
+        self.size = max(1, int(size or default_size()))
+        self.memory_limit = max(MIN_MEMORY_BYTES, int(memory_limit))
+        self.time_limit = float(time_limit)
+        self._cond = threading.Condition()
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._starting = 0
+        self._closed = False
+        self._owner = os.getpid()
+        self.started = 0  # workers started over the pool's life (for tests and logs)
+
+    # ------------------------------------------------------------------ public
+    def call(self, op: str, args: dict[str, Any], *, time_limit: float | None = None) -> dict:
+        """Run ``op`` in a worker; the worker's reply (a dict). Raises ``WorkerFailed`` when the
+        worker died or ran out of time (it is replaced), ``PoolClosed`` after ``close``."""
+        limit = float(time_limit or self.time_limit)
+        line = json.dumps({"op": op, "args": args, "seconds": limit}).encode() + b"\n"
+        worker = self._acquire()
+        healthy = False
+        try:
+            reply = worker.run(line, limit)
+            if reply.get("ok") is False and reply.get("kind") == MEMORY:
+                # the worker caught a MemoryError and is exiting: not reusable
+                raise WorkerFailed(Failure(MEMORY, "MemoryError"))
+            healthy = worker.alive
+            return reply
+        except WorkerFailed as exc:
+            if self._closed:
+                raise PoolClosed(Failure(CLOSED, "the pool was closed")) from None
+            log.warning("workbook worker %d: %s (%s)", worker.pid, exc.failure.kind, exc.failure.detail)
+            raise
+        finally:
+            self._release(worker, healthy)
+
+    def prestart(self, n: int | None = None) -> None:
+        """Start up to ``n`` (default: all) workers now, so their start-up overlaps other work."""
+        want = self.size if n is None else max(0, min(n, self.size))
+        started = []
+        with self._cond:
+            while not self._closed and len(self._idle) + len(self._busy) + self._starting + len(started) < want:
+                started.append(None)
+            self._starting += len(started)
+        for i in range(len(started)):
+            try:
+                started[i] = self._spawn()
+            except OSError as exc:
+                log.error("cannot start a workbook worker: %s", exc)
+        with self._cond:
+            self._starting -= len(started)
+            for w in started:
+                if w is not None:
+                    if self._closed:
+                        w.stop(0)
+                    else:
+                        self._idle.append(w)
+            self._cond.notify_all()
+
+    def worker_pids(self) -> list[int]:
+        with self._cond:
+            return [w.pid for w in (*self._idle, *self._busy)]
+
+    def busy_pids(self) -> list[int]:
+        with self._cond:
+            return [w.pid for w in self._busy]
+
+    def close(self) -> None:
+        """Stop every worker (idle ones politely, busy ones by SIGKILL) and refuse new jobs."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            idle, busy = list(self._idle), list(self._busy)
+            self._idle.clear()
+            self._cond.notify_all()
+        if os.getpid() != self._owner:  # an inherited copy after fork: the workers are not ours
+            return
+        for w in busy:
+            try:
+                w.proc.kill()  # its caller reaps it (run() sees the end of its output)
+            except OSError:
+                pass
+        for w in idle:
+            w.stop()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------------ internals
+    def _spawn(self) -> _Worker:
+        w = _Worker(self.memory_limit)
+        self.started += 1
+        log.debug("started workbook worker %d", w.pid)
+        return w
+
+    def _acquire(self) -> _Worker:
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise PoolClosed(Failure(CLOSED, "the pool was closed"))
+                while self._idle:
+                    w = self._idle.pop()
+                    if w.alive:
+                        self._busy.add(w)
+                        return w
+                    w.kill()  # died while idle (killed from outside): reap it, try another
+                if len(self._busy) + self._starting < self.size:
+                    self._starting += 1
+                    break
+                self._cond.wait()
+        try:
+            w = self._spawn()
+        except BaseException:
+            with self._cond:
+                self._starting -= 1
+                self._cond.notify()
+            raise
+        with self._cond:
+            self._starting -= 1
+            self._busy.add(w)
+        return w
+
+    def _release(self, w: _Worker, healthy: bool) -> None:
+        with self._cond:
+            self._busy.discard(w)
+            keep = healthy and not self._closed
+            if keep:
+                self._idle.append(w)
+            self._cond.notify()
+        if not keep:
+            if healthy:
+                w.stop(0.5)  # the pool closed meanwhile: end it politely
+            else:
+                w.kill()  # dead or misbehaving: kill (a no-op if dead) and reap, no zombie
+
+
+# ---------------------------------------------------------------------- the shared pool
+
+_SHARED: WorkerPool | None = None
+_SHARED_LOCK = threading.Lock()
+_SETTINGS: dict[str, Any] = {}
+
+
+def configure(
+    *, memory_limit: int | None = None, time_limit: float | None = None, size: int | None = None
+) -> None:
+    """Set the shared pool's limits (before first use; a running pool is replaced)."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if memory_limit is not None:
+            _SETTINGS["memory_limit"] = int(memory_limit)
+        if time_limit is not None:
+            _SETTINGS["time_limit"] = float(time_limit)
+        if size is not None:
+            _SETTINGS["size"] = int(size)
+        old, _SHARED = _SHARED, None
+    if old is not None:
+        old.close()
+
+
+def shared_pool() -> WorkerPool:
+    """The process's pool, created on first use (and again in a forked child)."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None or _SHARED.closed or _SHARED._owner != os.getpid():
+            _SHARED = WorkerPool(**_SETTINGS)
+        return _SHARED
+
+
+def shutdown() -> None:
+    """Close the shared pool (the app calls this on quit; it also runs at interpreter exit)."""
+    global _SHARED
+    with _SHARED_LOCK:
+        pool, _SHARED = _SHARED, None
+    if pool is not None and pool._owner == os.getpid():
+        pool.close()
+
+
+atexit.register(shutdown)
+
+
+# ---------------------------------------------------------------------- the worker side
+
+
+def _worker_main(argv: list[str]) -> int:
+    memory_limit, parent = int(argv[0]), int(argv[1])
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort must not dump a GiB to disk
+    if memory_limit > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Worker log records would go to stderr via logging's last resort: keep them quiet, the
+    # parent logs each result.
+    product = logging.getLogger("report_keeper")
+    product.addHandler(logging.NullHandler())
+    product.propagate = False
+
+    from tui.core import validate
+
+    validate.warm_up()
+    ops = {"verify": validate.worker_verify, "preview": validate.worker_preview}
+    out = sys.stdout.buffer
+    for raw in sys.stdin.buffer:
+        if os.getppid() != parent:
+            return 0  # the parent is gone: nobody wants the answer
+        try:
+            job = json.loads(raw)
+            op = ops[job["op"]]
+            _cpu_limit(float(job.get("seconds") or DEFAULT_TIME_LIMIT))
+            reply = {"ok": True, "result": op(**job["args"])}
+        except MemoryError:
+            out.write(b'{"ok": false, "kind": "memory"}\n')
+            out.flush()
+            return 3  # the heap may be in pieces: a fresh worker takes the next job
+        except Exception as exc:  # noqa: BLE001 - reported, the worker stays up
+            reply = {"ok": False, "kind": "error", "type": type(exc).__name__}
+        out.write(json.dumps(reply).encode() + b"\n")
+        out.flush()
+    return 0
+
+
+def _cpu_limit(seconds: float) -> None:
+    """Let this job use at most ``seconds`` (+ slack) more CPU time than used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = usage.ru_utime + usage.ru_stime
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = int(used + seconds + CPU_SLACK) + 1
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    except (ValueError, OSError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1:]))
