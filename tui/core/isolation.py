@@ -201,17 +201,10 @@ class _Worker:
             log.error("worker %d did not end after SIGKILL", self.pid)
         self.close_pipes()
 
-    def stop(self, grace: float = 1.0) -> None:
-        """Ask an idle worker to end (EOF on its input), kill it if it lingers."""
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self.close_pipes()
+    def stop(self) -> None:
+        """End an idle worker. It holds no state worth a goodbye, so SIGKILL (immediate, where a
+        polite EOF would cost a polling wait) and reap."""
+        self.kill()
 
     def close_pipes(self) -> None:
         for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
@@ -308,7 +301,7 @@ class WorkerPool:
             for w in started:
                 if w is not None:
                     if self._closed:
-                        w.stop(0)
+                        w.stop()
                     else:
                         self._idle.append(w)
             self._cond.notify_all()
@@ -322,7 +315,8 @@ class WorkerPool:
             return [w.pid for w in self._busy]
 
     def close(self) -> None:
-        """Stop every worker (idle ones politely, busy ones by SIGKILL) and refuse new jobs."""
+        """Stop every worker (SIGKILL: a worker holds nothing worth a goodbye) and refuse new
+        jobs; the callers of busy ones get ``PoolClosed``."""
         with self._cond:
             if self._closed:
                 return
@@ -387,7 +381,7 @@ class WorkerPool:
             self._cond.notify()
         if not keep:
             if healthy:
-                w.stop(0.5)  # the pool closed meanwhile: end it politely
+                w.stop()  # the pool closed meanwhile
             else:
                 w.kill()  # dead or misbehaving: kill (a no-op if dead) and reap, no zombie
 

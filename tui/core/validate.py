@@ -64,6 +64,10 @@ MAX_TOTAL_BYTES = 2 << 30  # 2 GiB for the whole package
 MAX_RATIO = 200  # uncompressed/compressed of one part ...
 RATIO_MIN_BYTES = 64 << 20  # ... checked for parts above 64 MiB (tiny parts compress well)
 INFLATE_CHUNK = 1 << 20  # inflate at most this much at a time (nothing is kept)
+# Deflate cannot expand data more than 1032 times: a part of at most this many compressed
+# bytes stays below RATIO_MIN_BYTES however it was made, so only parts that are scanned anyway
+# (worksheets, shared strings) or larger ones are inflated by the pre-check.
+SMALL_PART = RATIO_MIN_BYTES // 1032
 
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_COLUMNS = 16_384  # column XFD
@@ -685,6 +689,9 @@ def _precheck_zip(path: Path, fh) -> set[str]:
             mode = "sst"
         elif "sheet" in lower.rsplit("/", 1)[-1] and "calcchain" not in lower:
             mode = "sheet"
+        elif info.compress_size <= SMALL_PART:
+            total += info.file_size  # cannot inflate past the ratio check's floor: not worth a pass
+            continue
         else:
             mode = None
         total = _inflate_part(fh, info, total, scan, mode)
@@ -785,6 +792,7 @@ class _PartScan:
         self.first = True
         self.last_si: int | None = None
         self.carry = b""
+        self.scanning = False
 
     def feed(self, data: bytes) -> None:
         if self.mode is None:
@@ -801,6 +809,11 @@ class _PartScan:
             if self.scan.longest > LONG_SHARED_STRING:
                 self._count_copies(data)
         elif self.mode == "sst":
+            if self.seen + len(window) <= LONG_SHARED_STRING and not self.scanning:
+                # no string of a part this short can be long: wait until the part is longer
+                self.tail = window
+                return
+            self.scanning = True
             for m in _SI_START.finditer(window):
                 pos = self.seen + m.start()
                 if self.last_si is None or pos > self.last_si:
@@ -841,6 +854,8 @@ class _PartScan:
             )
 
     def finish(self) -> None:
+        if self.mode == "sst" and not self.scanning:
+            return  # the whole part is shorter than a long string
         if self.mode == "sst" and self.last_si is not None:
             end = self.seen + len(self.tail)
             if end > self.last_si:
@@ -950,7 +965,7 @@ def _value_like(cell: str | None) -> bool:
     return len(cell) > COLUMN_NAME_MAX or "@" in cell or bool(_ID_VALUE.match(cell))
 
 
-def _find_header(head: list[tuple], expected: Sequence[str]) -> tuple[int | None, tuple[str, ...]]:
+def _find_header(head: Iterable[tuple], expected: Sequence[str]) -> tuple[int | None, tuple[str, ...]]:
     """0-based header row index (or None) and the expected columns it lacks.
 
     Without expected columns, a row is a header when it has at least two text cells and
@@ -1015,7 +1030,7 @@ def _classify(sheet: _Sheet, rules: _Rules) -> dict[str, Any]:
     total_nonblank = nonblank.bit_count()
     if total_nonblank == 0:
         return _empty(rules, sheet, None, (), _blank_sheet(sheet))
-    head = [grid.row(i) for i in range(min(HEADER_SCAN_ROWS, grid.height))]
+    head = (grid.row(i) for i in range(min(HEADER_SCAN_ROWS, grid.height)))  # read as needed
     header_idx, missing = _find_header(head, expected)
 
     if header_idx is None:
