@@ -1,4 +1,4 @@
-"""Benchmark (issue 2, item 6): `report-keeper verify --json` against a plain openpyxl script.
+"""Benchmark: `report-keeper verify --json` against a plain openpyxl script.
 
     .venv/bin/python benchmarks/verify_year.py [--repeat 3] [--keep DIR]
 
@@ -6,8 +6,11 @@ Generates, into a temporary folder, a year of daily Alma-shaped reports (365 fil
 header on row 3 under a merged title) and one report of 100,000 rows. Then times, in the same
 run, whole processes (interpreter start-up included) of
 
-    report-keeper verify --json DIR                 (fastexcel + polars)
+    report-keeper verify --json DIR                 (fastexcel, in isolated worker processes)
     python benchmarks/openpyxl_verify.py DIR        (openpyxl read-only, same checks)
+
+`verify` always reads workbooks in worker processes with memory and time limits (there is no
+way to turn that off), so the figures include starting the workers and the pre-checks.
 
 and prints each best-of-N wall time and the ratios. Targets: year <= 0.25x openpyxl's time,
 100k-row file <= 0.15x. The two outputs are cross-checked (same row counts) so a fast wrong

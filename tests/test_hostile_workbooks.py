@@ -123,27 +123,33 @@ def test_a_dying_worker_is_attributed_to_its_own_file(hostile, tmp_path, pool):
 
 
 def slow_workbook(path: Path) -> Path:
-    """A legal sheet that takes the reader a noticeable time (Excel's widest rows, 60 of them)."""
-    rows = "".join(inline_row(r, [str(r)] * 16384) for r in range(1, 61))
+    """A legal sheet that takes the reader a noticeable time (Excel's widest rows, 30 of them)."""
+    rows = "".join(inline_row(r, [str(r)] * 16384) for r in range(1, 31))
     return package(path, sheet(rows))
+
+
+def hang(pool: isolation.WorkerPool) -> int:
+    """Start the pool's one worker and freeze it (SIGSTOP): its next job hangs as a reader
+    stuck in native code would."""
+    pool.prestart(1)
+    (pid,) = pool.worker_pids()
+    os.kill(pid, signal.SIGSTOP)
+    return pid
 
 
 def test_a_worker_past_its_time_limit_is_killed_reaped_and_replaced(tmp_path):
     good = write_report(tmp_path / "good.xlsx", n_rows=2)
-    slow = slow_workbook(tmp_path / "slow.xlsx")
-    pool = isolation.WorkerPool(1, time_limit=60)
+    pool = isolation.WorkerPool(1, time_limit=0.5)
     try:
-        assert validate_file(good, pool=pool).status == st.OK  # the worker is up and warm
-        (first,) = pool.worker_pids()
-        pool.time_limit = 0.2
+        first = hang(pool)
         started = time.monotonic()
-        result = validate_file(slow, pool=pool)
+        result = validate_file(good, pool=pool)
         assert time.monotonic() - started < 10
         assert result.status == st.UNREADABLE
-        assert "took longer than 0.2 s" in result.message
+        assert "took longer than 0.5 s" in result.message
         assert gone(first)
         pool.time_limit = 60
-        assert validate_file(good, pool=pool).status == st.OK
+        assert validate_file(good, pool=pool).status == st.OK  # a fresh worker
         assert pool.worker_pids() != [first]
     finally:
         pool.close()
@@ -151,17 +157,15 @@ def test_a_worker_past_its_time_limit_is_killed_reaped_and_replaced(tmp_path):
 
 def test_a_worker_killed_from_outside_fails_only_its_job(tmp_path):
     good = write_report(tmp_path / "good.xlsx", n_rows=2)
-    slow = slow_workbook(tmp_path / "slow.xlsx")
     pool = isolation.WorkerPool(1, time_limit=120)
     try:
-        assert validate_file(good, pool=pool).status == st.OK
+        pid = hang(pool)
         out = {}
-        t = threading.Thread(target=lambda: out.setdefault("r", validate_file(slow, pool=pool)))
+        t = threading.Thread(target=lambda: out.setdefault("r", validate_file(good, pool=pool)))
         t.start()
         deadline = time.monotonic() + 10
         while not pool.busy_pids() and time.monotonic() < deadline:
             time.sleep(0.01)
-        (pid,) = pool.busy_pids()
         os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
         t.join(30)
         assert out["r"].status == st.UNREADABLE and "memory" in out["r"].message
@@ -169,6 +173,48 @@ def test_a_worker_killed_from_outside_fails_only_its_job(tmp_path):
         assert validate_file(good, pool=pool).status == st.OK
     finally:
         pool.close()
+
+
+def test_a_cancelled_job_stops_its_worker_at_once(tmp_path):
+    good = write_report(tmp_path / "good.xlsx", n_rows=2)
+    pool = isolation.WorkerPool(1, time_limit=120)
+    try:
+        pid = hang(pool)
+        stop = threading.Event()
+        threading.Timer(0.3, stop.set).start()
+        started = time.monotonic()
+        with pytest.raises(isolation.Cancelled):
+            validate_file(good, pool=pool, cancel=stop.is_set)
+        assert time.monotonic() - started < 5
+        assert gone(pid)
+        assert validate_file(good, pool=pool).status == st.OK
+    finally:
+        pool.close()
+
+
+def test_a_program_exits_at_once_even_with_a_hung_reader(tmp_path):
+    """Threads still waiting on a worker do not hold up the interpreter's exit: the pool is
+    closed before threads are joined."""
+    good = write_report(tmp_path / "good.xlsx", n_rows=2)
+    script = f"""
+import os, signal, sys, time
+from concurrent.futures import ThreadPoolExecutor
+from tui.core import isolation
+from tui.core.validate import validate_file
+pool = isolation.shared_pool()
+pool.prestart(1)
+for pid in pool.worker_pids():
+    os.kill(pid, signal.SIGSTOP)
+ex = ThreadPoolExecutor(2)
+futures = [ex.submit(validate_file, {str(good)!r}) for _ in range(2)]
+time.sleep(0.5)
+print(" ".join(map(str, pool.worker_pids())), flush=True)
+"""
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert time.monotonic() - started < 20, "the exit waited for the hung worker"
+    assert done.returncode == 0, done.stderr
+    assert all(gone(int(pid)) for pid in done.stdout.split())
 
 
 def test_closing_the_pool_ends_every_worker_without_zombies(tmp_path):

@@ -317,6 +317,9 @@ class ReportKeeperApp(App):
                 await self._service.close()
             except Exception:  # noqa: BLE001 - leaving anyway
                 log.debug("closing the sync service failed", exc_info=True)
+        from tui.core import isolation
+
+        isolation.shutdown()  # stops workbook readers still running, so no thread waits on one
 
     def _update_subtitle(self) -> None:
         glyph = {

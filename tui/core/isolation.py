@@ -43,7 +43,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 log = logging.getLogger("report_keeper.isolation")
 
@@ -52,6 +52,7 @@ DEFAULT_TIME_LIMIT = 120.0  # seconds of wall time for one workbook
 MAX_REPLY_BYTES = 64 << 20  # a reply larger than this is treated as a misbehaving worker
 STDERR_TAIL = 8192  # the last bytes of a worker's stderr kept to tell why it died
 CPU_SLACK = 5  # seconds of CPU beyond the wall-time limit before the kernel stops a worker
+CANCEL_CHECK = 0.1  # seconds between looks at a caller's cancel flag while a job runs
 MIN_MEMORY_BYTES = 64 << 20  # below this the interpreter and the reader cannot even start
 
 # What a worker's death means; the wording is the product's (validate.py turns it into a result).
@@ -82,6 +83,10 @@ class PoolClosed(WorkerFailed):
     """The pool was closed (the program is exiting): no result, and nothing to record."""
 
 
+class Cancelled(PoolClosed):
+    """The caller cancelled the job; its worker was stopped. No result, nothing to record."""
+
+
 def default_size() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
@@ -110,8 +115,9 @@ class _Worker:
         self._stderr = b""
 
     # -- one job
-    def run(self, line: bytes, time_limit: float) -> dict:
-        """Send one job line and wait for its reply; raises ``WorkerFailed`` (worker gone)."""
+    def run(self, line: bytes, time_limit: float, cancel: Callable[[], bool] | None = None) -> dict:
+        """Send one job line and wait for its reply; raises ``WorkerFailed`` (worker gone) or
+        ``Cancelled`` (``cancel()`` became true: the worker is killed, it may be mid-parse)."""
         import select
 
         deadline = time.monotonic() + time_limit
@@ -132,6 +138,11 @@ class _Worker:
             if remaining <= 0:
                 self.kill()
                 raise WorkerFailed(Failure(TIME, f"no reply within {time_limit:g} s", time_limit))
+            if cancel is not None:
+                if cancel():
+                    self.kill()
+                    raise Cancelled(Failure(CLOSED, "cancelled by the caller"))
+                remaining = min(remaining, CANCEL_CHECK)
             events = poller.poll(max(1, int(remaining * 1000)))
             for fd, _ in events:
                 if fd == err_fd and err_open:
@@ -261,20 +272,26 @@ class WorkerPool:
         self.started = 0  # workers started over the pool's life (for tests and logs)
 
     # ------------------------------------------------------------------ public
-    def call(self, op: str, args: dict[str, Any], *, time_limit: float | None = None) -> dict:
+    def call(
+        self, op: str, args: dict[str, Any], *, time_limit: float | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> dict:
         """Run ``op`` in a worker; the worker's reply (a dict). Raises ``WorkerFailed`` when the
-        worker died or ran out of time (it is replaced), ``PoolClosed`` after ``close``."""
+        worker died or ran out of time (it is replaced), ``PoolClosed`` after ``close`` and
+        ``Cancelled`` when ``cancel()`` turned true while the job ran."""
         limit = float(time_limit or self.time_limit)
         line = json.dumps({"op": op, "args": args, "seconds": limit}).encode() + b"\n"
         worker = self._acquire()
         healthy = False
         try:
-            reply = worker.run(line, limit)
+            reply = worker.run(line, limit, cancel)
             if reply.get("ok") is False and reply.get("kind") == MEMORY:
                 # the worker caught a MemoryError and is exiting: not reusable
                 raise WorkerFailed(Failure(MEMORY, "MemoryError"))
             healthy = worker.alive
             return reply
+        except Cancelled:
+            raise
         except WorkerFailed as exc:
             if self._closed:
                 raise PoolClosed(Failure(CLOSED, "the pool was closed")) from None
@@ -428,7 +445,25 @@ def shutdown() -> None:
         pool.close()
 
 
-atexit.register(shutdown)
+def _register_exit_hook() -> None:
+    """Close the shared pool when the interpreter shuts down, *before* it joins the remaining
+    threads: a thread blocked on a worker's reply (a thread pool's, or an asyncio default
+    executor's) would otherwise hold the exit up until its job's time limit. Threading's own
+    exit hooks run in reverse order, so registering after ``concurrent.futures.thread`` (which
+    joins its threads from such a hook) puts ours first."""
+    import concurrent.futures.thread  # noqa: F401 - its hook must be registered before ours
+
+    hook = getattr(threading, "_register_atexit", None)
+    if hook is not None:
+        try:
+            hook(shutdown)
+            return
+        except RuntimeError:  # the interpreter is already shutting down
+            pass
+    atexit.register(shutdown)
+
+
+_register_exit_hook()
 
 
 # ---------------------------------------------------------------------- the worker side

@@ -183,7 +183,10 @@ def verify_local(
     def read(item: LocalReport) -> VerifyResult | None:
         if cancelled is not None and cancelled():
             return None
-        return validate_file(item.path, item.report, item.delivered_at, report_name=item.report_name, pool=pool)
+        return validate_file(
+            item.path, item.report, item.delivered_at, report_name=item.report_name, pool=pool,
+            cancel=cancelled,  # a cancelled run stops the worker reading this file at once
+        )
 
     threads = max(1, min(pool.size, len(todo)))
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify-local") as ex:

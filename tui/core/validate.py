@@ -47,7 +47,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from tui.core import isolation
 from tui.core import status as st
@@ -119,6 +119,7 @@ def validate_file(
     name: str | None = None,
     report_name: str | None = None,
     pool: isolation.WorkerPool | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> VerifyResult:
     """Verify one local report file in a worker process. Never raises for bad input.
 
@@ -127,14 +128,15 @@ def validate_file(
     any header, no closed days). ``delivered_at`` (aware) decides the covered day for
     ``closed_days``. ``name`` defaults to the file name, ``report_name`` to ``report.name``.
     ``pool`` defaults to the process's shared pool. Raises ``isolation.PoolClosed`` only when
-    the pool was closed (the program is exiting): there is no result to record then.
+    the pool was closed (the program is exiting) or ``cancel()`` turned true while the file was
+    read (``isolation.Cancelled``): there is no result to record then.
     """
     p = Path(path)
     name = name if name is not None else p.name
     rname = report_name if report_name is not None else getattr(report, "name", None)
     pool = pool or isolation.shared_pool()
     try:
-        reply = pool.call("verify", {"path": os.fsdecode(p), "rules": _rules(report, delivered_at)})
+        reply = pool.call("verify", {"path": os.fsdecode(p), "rules": _rules(report, delivered_at)}, cancel=cancel)
         fields = _checked_fields(reply)
     except isolation.PoolClosed:
         raise

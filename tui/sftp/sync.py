@@ -490,15 +490,22 @@ class SyncService:
         cached = self.ledger.cached_verification(sha256, context, path=str(path), name=name)
         if cached is not None:
             return replace(cached, delivered_at=delivered_at), True
+        import threading
+
         from tui.core.validate import validate_file
 
         # The workbook is read in a worker process of the shared pool (tui.core.isolation):
         # a file that kills its reader comes back unreadable and the sync goes on. The thread
         # only waits for the worker's answer.
+        stop = threading.Event()  # set when this task is cancelled: the worker is stopped too
         async with self._verify_sem:
-            verdict = await asyncio.to_thread(
-                validate_file, path, report, delivered_at, name=name
-            )
+            try:
+                verdict = await asyncio.to_thread(
+                    validate_file, path, report, delivered_at, name=name, cancel=stop.is_set
+                )
+            except BaseException:
+                stop.set()
+                raise
         try:
             self.ledger.record_verification(verdict, sha256=sha256, context=context)
         except Exception as exc:  # noqa: BLE001 - the verdict stands; only the cache misses it
