@@ -401,6 +401,9 @@ def test_verify_cli_limits_are_flags_and_bad_values_exit_3(tmp_path, capsys):
     for bad in (["--max-seconds", "nan"], ["--max-seconds", "-1"], ["--max-memory", "10"], ["--jobs", "0"]):
         assert main(["verify", *bad, str(slow)]) == 3
     capsys.readouterr()
+    # the flags were for that run: the shared pool is back to its defaults
+    pool = isolation.shared_pool()
+    assert (pool.time_limit, pool.memory_limit) == (isolation.DEFAULT_TIME_LIMIT, isolation.DEFAULT_MEMORY_BYTES)
 
 
 async def test_sync_verifies_every_new_file_even_beside_hostile_ones(tmp_path, monkeypatch, hostile):

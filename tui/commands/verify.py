@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         results = validate_many(items, pool=pool)
     finally:
-        isolation.shutdown()
+        isolation.configure()  # workers stopped, the defaults back for whatever runs next
     results.sort(key=_sort_key)
     code = st.worst(st.severity(r.status) for r in results)
     log.info("verified %d files: %s", len(results), st.overall_name(code))

@@ -413,9 +413,10 @@ _SETTINGS: dict[str, Any] = {}
 def configure(
     *, memory_limit: int | None = None, time_limit: float | None = None, size: int | None = None
 ) -> None:
-    """Set the shared pool's limits (before first use; a running pool is replaced)."""
+    """Set the shared pool's limits; None means the default. A running pool is replaced."""
     global _SHARED
     with _SHARED_LOCK:
+        _SETTINGS.clear()
         if memory_limit is not None:
             _SETTINGS["memory_limit"] = int(memory_limit)
         if time_limit is not None:
