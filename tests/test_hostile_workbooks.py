@@ -171,6 +171,12 @@ def test_a_worker_killed_from_outside_fails_only_its_job(tmp_path):
         assert out["r"].status == st.UNREADABLE and "memory" in out["r"].message
         assert gone(pid)
         assert validate_file(good, pool=pool).status == st.OK
+        # a worker that dies while idle is replaced, and the next file is not blamed for it
+        (idle,) = pool.worker_pids()
+        os.kill(idle, signal.SIGKILL)
+        time.sleep(0.1)
+        assert validate_file(good, pool=pool).status == st.OK
+        assert gone(idle)
     finally:
         pool.close()
 

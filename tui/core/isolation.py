@@ -87,6 +87,10 @@ class Cancelled(PoolClosed):
     """The caller cancelled the job; its worker was stopped. No result, nothing to record."""
 
 
+class _NotDelivered(Exception):
+    """The job could not be handed to the worker (it had died while idle)."""
+
+
 def default_size() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
@@ -126,7 +130,8 @@ class _Worker:
             self.proc.stdin.write(line)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
-            raise WorkerFailed(self._death()) from None
+            self.kill()
+            raise _NotDelivered() from None  # it died before this job: not this file's doing
         out_fd, err_fd = self.proc.stdout.fileno(), self.proc.stderr.fileno()
         poller = select.poll()
         poller.register(out_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
@@ -281,7 +286,15 @@ class WorkerPool:
         ``Cancelled`` when ``cancel()`` turned true while the job ran."""
         limit = float(time_limit or self.time_limit)
         line = json.dumps({"op": op, "args": args, "seconds": limit}).encode() + b"\n"
-        worker = self._acquire()
+        for _ in range(3):  # a worker found dead when handed the job is replaced, not blamed
+            worker = self._acquire()
+            try:
+                return self._run(worker, line, limit, cancel)
+            except _NotDelivered:
+                continue
+        raise WorkerFailed(Failure(CRASH, "no worker would take the job"))
+
+    def _run(self, worker: _Worker, line: bytes, limit: float, cancel: Callable[[], bool] | None) -> dict:
         healthy = False
         try:
             reply = worker.run(line, limit, cancel)

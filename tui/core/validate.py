@@ -444,6 +444,8 @@ class _Grid:
                     "to check it.", "arrow-" + str(kind),
                 )
             validity = memoryview(child.buffer(0)) if child.null_count else None
+            if validity is not None and validity.nbytes * 8 < start + self.height:
+                validity = None  # no bitmap (Arrow allows leaving it out when nothing is null)
             self._cols.append((validity, 1, start, memoryview(child.buffer(1)), memoryview(child.buffer(2))))
 
     def _valid(self, col: tuple, i: int) -> bool:
