@@ -257,6 +257,16 @@ def w_shared_string_bomb(folder: Path) -> Path:
     )
 
 
+def w_shared_string_1000(folder: Path) -> Path:
+    """The same 1 MB string referenced 1,000 times: 1 GB of copies, twice over (cells, Arrow)."""
+    big = "L" * 1_000_000
+    cells = "".join(f'<row r="{r}"><c r="A{r}" t="s"><v>1</v></c></row>' for r in range(5, 1005))
+    header = '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>0</v></c></row>'
+    return package(
+        _p(folder, "shared-string-1000"), sheet(header + cells), sst=shared_strings(["Loans Header", big])
+    )
+
+
 def w_lying_entry(folder: Path) -> Path:
     """The sheet's directory entry says 1,000 bytes; it inflates to 1.2 GB."""
     return package(_p(folder, "lying-entry-size"), inflating_sheet(1200, declared_size=1000))
@@ -410,6 +420,7 @@ CASES: dict[str, HostileCase] = {
         HostileCase("huge-dimension", w_huge_dimension, "ok", why="readers ignore <dimension>"),
         HostileCase("dimension-beyond-limit", w_dimension_beyond_limit, "unreadable", ("1,048,576",)),
         HostileCase("shared-string-bomb", w_shared_string_bomb, "unreadable", ("memory",)),
+        HostileCase("shared-string-1000", w_shared_string_1000, "unreadable", ("memory",)),
         HostileCase("lying-entry-size", w_lying_entry, "unreadable", ("zip bomb",)),
         HostileCase("declared-zip-bomb", w_declared_bomb, "unreadable", ("zip bomb",)),
         HostileCase("text-node-bomb", w_text_bomb, "unreadable", ("zip bomb",)),

@@ -166,6 +166,7 @@ def test_a_worker_killed_from_outside_fails_only_its_job(tmp_path):
         deadline = time.monotonic() + 10
         while not pool.busy_pids() and time.monotonic() < deadline:
             time.sleep(0.01)
+        time.sleep(0.5)  # the job is written right after the worker is taken
         os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
         t.join(30)
         assert out["r"].status == st.UNREADABLE and "memory" in out["r"].message

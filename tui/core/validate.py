@@ -849,7 +849,8 @@ class _PartScan:
             if idx < len(lengths):
                 self.scan.copy_bytes += lengths[idx]
         self.carry = buf[cut:]
-        if self.scan.copy_bytes > self.scan.budget:
+        # the copies live twice at once: in calamine's cells and in the Arrow column built from them
+        if 2 * self.scan.copy_bytes > self.scan.budget:
             raise _Unreadable(
                 "The workbook needs more memory than allowed to read "
                 f"({_human_bytes(self.scan.budget)}): its cells repeat long shared texts, about "
