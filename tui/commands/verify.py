@@ -107,6 +107,23 @@ def _positive_number(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tui.core import isolation
+    from tui.core.config import ConfigError
+
+    # The workbook readers start now, while the config is read and the folders listed.
+    isolation.configure(
+        memory_limit=args.max_memory << 20 if args.max_memory else None,
+        time_limit=args.max_seconds,
+        size=args.jobs,
+    )
+    isolation.shared_pool().prestart()
+    try:
+        return _run(args)
+    finally:
+        isolation.configure()  # workers stopped, the defaults back for whatever runs next
+
+
+def _run(args: argparse.Namespace) -> int:
     from tui.core.config import ConfigError
 
     try:
@@ -121,18 +138,8 @@ def run(args: argparse.Namespace) -> int:
     from tui.core import isolation
     from tui.core.validate import validate_many
 
-    isolation.configure(
-        memory_limit=args.max_memory << 20 if args.max_memory else None,
-        time_limit=args.max_seconds,
-        size=args.jobs,
-    )
-    pool = isolation.shared_pool()
-    pool.prestart(min(pool.size, len(files)))  # the workers start while the items are built
     items = [_item(path, profile) for path in files]
-    try:
-        results = validate_many(items, pool=pool)
-    finally:
-        isolation.configure()  # workers stopped, the defaults back for whatever runs next
+    results = validate_many(items, pool=isolation.shared_pool())
     results.sort(key=_sort_key)
     code = st.worst(st.severity(r.status) for r in results)
     log.info("verified %d files: %s", len(results), st.overall_name(code))

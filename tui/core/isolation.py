@@ -37,7 +37,6 @@ import logging
 import os
 import resource
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -101,6 +100,8 @@ def _package_root() -> str:
 
 class _Worker:
     def __init__(self, memory_limit: int) -> None:
+        import subprocess  # here, not at the top: workers import this module too, and start faster
+
         env = dict(os.environ)
         root = _package_root()
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -179,6 +180,8 @@ class _Worker:
 
     def _death(self) -> Failure:
         """The worker closed its output: wait for it and say why it ended."""
+        import subprocess
+
         try:
             code = self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -211,6 +214,8 @@ class _Worker:
             self.proc.kill()
         except OSError:
             pass
+        import subprocess
+
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not refused
