@@ -295,7 +295,7 @@ def test_a_ledger_inside_local_dir_is_a_configuration_error(tmp_path):
     assert done.returncode == 3 and done.stdout == ""
 
 
-@pytest.mark.parametrize("local_dir", ["{data}", "{data}/../report-keeper", "{ssh}", "{keys}"])
+@pytest.mark.parametrize("local_dir", ["{data}", "{data}/../report-keeper", "{ssh}", "{keys}", "{log}"])
 def test_local_dir_may_not_be_a_folder_of_the_products_own_files(tmp_path, local_dir, monkeypatch):
     from tui.core.config import ConfigError, default_data_dir, load_config
 
@@ -303,7 +303,9 @@ def test_local_dir_may_not_be_a_folder_of_the_products_own_files(tmp_path, local
     keys.mkdir()
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     ssh = Path("~/.ssh").expanduser()
-    value = local_dir.format(data=default_data_dir(), ssh=ssh, keys=keys)
+    from tui.core.logs import log_dir
+
+    value = local_dir.format(data=default_data_dir(), ssh=ssh, keys=keys, log=log_dir())
     config = tmp_path / "config.toml"
     config.write_text(
         f"[profile.default]\nhost = 'files.example.org'\nlocal_dir = '{value}'\n"

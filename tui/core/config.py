@@ -424,6 +424,7 @@ def _check_own_files(r: _Reader, profile: Profile, *, explicit_ledger: bool) -> 
         _resolved(platformdirs.user_config_dir(APP_NAME)): "report-keeper's config folder",
         _resolved(platformdirs.user_state_dir(APP_NAME)): "report-keeper's state and log folder",
         _resolved(platformdirs.user_cache_dir(APP_NAME)): "report-keeper's cache folder",
+        _resolved(platformdirs.user_log_dir(APP_NAME)): "report-keeper's log folder",
         _resolved(Path("~/.ssh")): "the SSH folder",
         _resolved(profile.known_hosts).parent: "the folder of known_hosts",
     }
