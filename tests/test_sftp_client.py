@@ -52,7 +52,7 @@ async def test_listing_refuses_unsafe_names(sftp_server: ServerInfo):
     reasons = dict(listing.refused)
     assert "control character" in reasons["esc\x1b[31mred.xlsx"]
     assert "separator" in reasons["back\\slash.xlsx"]
-    assert "UTF-8" in reasons["bad\udcff.xlsx"]
+    assert "UTF-8" in reasons["bad\\xff.xlsx"]  # shown escaped, never as undecodable text
 
 
 async def test_unknown_host_key_rejected_headless(sftp_server: ServerInfo, tmp_path: Path):

@@ -78,6 +78,7 @@ async def test_sync_downloads_exactly_what_is_new_then_nothing(demo, ledger):
         assert_identical(result, server_dir, local)
         assert local.stat().st_mode & 0o777 == 0o700
         assert not [p for p in local.iterdir() if p.name.endswith(".part")]
+        assert list(transfer.work_dir(local).iterdir()) == []  # no part file, no record left
         # Every file verified; the scenario's cases come out as the validator's statuses.
         by_name = {v.name: v for v in result.files}
         assert len(by_name) == len(scenario.files)
@@ -211,9 +212,10 @@ async def test_interrupted_sync_resumes_from_part_files_and_ledger_stays_consist
         task = asyncio.ensure_future(service.sync(on_event=on_event))
         with pytest.raises(asyncio.CancelledError):
             await task
-        parts = [p for p in local.iterdir() if p.name.endswith(".part")]
-        big_part = local / transfer.part_name(next(e.remote for e in service.last_listing.entries
-                                                   if e.name == big_name))
+        work = transfer.work_dir(local)
+        parts = [p for p in work.iterdir() if p.name.endswith(".part")]
+        big_part = transfer.part_path(local, next(e.remote for e in service.last_listing.entries
+                                                  if e.name == big_name))
         assert big_part in parts and 0 < big_part.stat().st_size < big.stat().st_size
         assert not (local / big_name).exists()  # nothing partial under the final name
         # The ledger is consistent: every recorded download is complete and identical.
@@ -229,7 +231,7 @@ async def test_interrupted_sync_resumes_from_part_files_and_ledger_stays_consist
         done = {d["name"]: d for d in result.downloaded}
         assert done[big_name]["resumed_from"] > 0  # resumed, not restarted
         assert sha(local / big_name) == sha(big)
-        assert not [p for p in local.iterdir() if p.name.endswith(".part")]
+        assert not [p for p in work.iterdir() if p.name.endswith(".part")]
         every = {d.name for d in ledger.deliveries() if d.downloaded}
         assert every == {p.name for p in server_dir.iterdir()}
         assert ledger.partials() == {}
@@ -425,7 +427,8 @@ async def test_hostile_names_are_refused_reported_and_never_written(demo, ledger
                             "esc\\u001b[31mred_20260610_070000.xlsx"}
     assert "control character" in refused["bell\\u0007report_20260610_070000.xlsx"]
     local = Path(demo.profile.local_dir)
-    assert len(list(local.iterdir())) == len(demo.scenario.files)  # only the real reports
+    # only the real reports (and report-keeper's private working folder)
+    assert len([p for p in local.iterdir() if p.name != ".report-keeper"]) == len(demo.scenario.files)
     assert sorted(r.name for r in ledger.refused()) == sorted(hostile)
     # The human summary shows them escaped: no terminal escape sequence reaches the screen.
     import io
@@ -491,9 +494,9 @@ async def test_a_file_another_process_is_fetching_is_skipped_not_failed(demo, le
     local = Path(demo.profile.local_dir)
     async with SyncService(demo.profile, ledger) as service:
         listing = await service.list_remote()
-        local.mkdir(parents=True, exist_ok=True, mode=0o700)
-        part = local / transfer.part_name(listing.entry(busy.name).remote)
-        part.write_bytes(b"")
+        fd, _have = transfer.open_part(local, listing.entry(busy.name).remote)
+        os.close(fd)
+        part = transfer.part_path(local, listing.entry(busy.name).remote)
         with flock_held_elsewhere(part):
             result = await service.sync()
     assert busy.name in result.skipped

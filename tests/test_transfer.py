@@ -32,7 +32,9 @@ from tui.sftp.transfer import (
     TransferQueue,
     changed_name,
     download,
-    part_name,
+    part_path,
+    part_progress,
+    work_dir,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +65,14 @@ def _factory(info: ServerInfo, **opts):
 
 
 def _entries(folder: Path) -> list[str]:
-    return sorted(os.listdir(folder)) if folder.exists() else []
+    """The files a person sees in a download folder (not report-keeper's working folder)."""
+    return sorted(n for n in os.listdir(folder) if n != ".report-keeper") if folder.exists() else []
+
+
+def _parts(folder: Path) -> list[str]:
+    """Part files in the folder's private working folder."""
+    work = work_dir(folder)
+    return sorted(n for n in os.listdir(work) if n.endswith(".part")) if work.exists() else []
 
 
 async def test_queue_downloads_files_intact_private_and_in_order_of_events(sftp_server, tmp_path):
@@ -172,7 +181,8 @@ async def test_file_deleted_after_listing_fails_alone_without_retry(sftp_server,
     assert keep.state == "done"
     assert gone.state == "failed" and isinstance(gone.error, RemoteFileGone) and gone.attempts == 1
     assert "gone.xlsx" in str(gone.error) and "no longer on" in str(gone.error)
-    assert _entries(tmp_path / "out") == ["keep.xlsx"]  # not even an empty part file
+    assert _entries(tmp_path / "out") == ["keep.xlsx"]
+    assert _parts(tmp_path / "out") == []  # not even an empty part file
 
 
 class _DenyingSFTP(asyncssh.SFTPServer):
@@ -280,15 +290,15 @@ async def test_local_disk_full_gives_clear_error_and_no_partial_final_file(sftp_
     assert result["transient"] is False
     assert "Traceback" not in stderr.decode()
     remote = (await _listing(sftp_server))["r_20260601_070000.xlsx"]
-    part = out / part_name(remote)
-    assert _entries(out) == [part.name]  # nothing under the final name
+    part = part_path(out, remote)
+    assert _entries(out) == [] and _parts(out) == [part.name]  # nothing under the final name
     assert part.stat().st_size == 1_000_000 and part.read_bytes() == data[:1_000_000]
     # space freed: the next download resumes from the part file
     async with await connect(sftp_server.options()) as conn:
         result = await download(conn, remote, sftp_server.remote_dir, out)
     assert result.resumed_from == 1_000_000 and result.transferred == size - 1_000_000
     assert result.sha256 == _sha(data) and (out / remote.name).read_bytes() == data
-    assert _entries(out) == [remote.name]
+    assert _entries(out) == [remote.name] and _parts(out) == []
 
 
 async def test_cancel_keeps_part_and_next_run_resumes(sftp_server, tmp_path):
@@ -314,8 +324,8 @@ async def test_cancel_keeps_part_and_next_run_resumes(sftp_server, tmp_path):
         assert not q.cancel(job.id)
     assert job.state == "cancelled"
     assert isinstance(events[-1], Cancelled)
-    part = out / part_name(files["big.xlsx"])
-    assert _entries(out) == [part.name]
+    part = part_path(out, files["big.xlsx"])
+    assert _entries(out) == [] and _parts(out) == [part.name]
     have = part.stat().st_size
     assert 0 < have < size and part.read_bytes() == data[:have]
     async with TransferQueue(_factory(sftp_server)) as q2:
@@ -437,7 +447,7 @@ async def test_long_name_uses_a_short_part_file(embedded_sftp, tmp_path):
     name = "L" * 240 + ".xlsx"  # allowed (<= 255 bytes), but its part name would not be
     data = _put(embedded_sftp, name, 5000)
     files = await _listing(embedded_sftp)
-    assert len(part_name(files[name]).encode()) <= 255
+    assert len(part_path(tmp_path / "out", files[name]).name.encode()) <= 255
     async with await connect(embedded_sftp.options()) as conn:
         result = await download(conn, files[name], ".", tmp_path / "out")
     assert result.path.read_bytes() == data and _entries(tmp_path / "out") == [name]
@@ -448,18 +458,60 @@ async def test_a_file_another_process_is_downloading_is_left_to_it(embedded_sftp
     data = _put(embedded_sftp, "busy.xlsx", 300_000)
     files = await _listing(embedded_sftp)
     out = tmp_path / "out"
-    out.mkdir(mode=0o700)
-    part = out / part_name(files["busy.xlsx"])
-    part.write_bytes(data[:1000])
+    async with await connect(embedded_sftp.options()) as conn:  # an interrupted download
+        task = asyncio.ensure_future(download(
+            conn, files["busy.xlsx"], embedded_sftp.remote_dir, out, max_requests=1,
+            progress=lambda done, total: task.cancel() if done else None))
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    have = part_progress(out, files["busy.xlsx"])
+    assert 0 < have < len(data)
+    part = part_path(out, files["busy.xlsx"])
     with flock_held_elsewhere(part):  # as a running download holds its part file
         async with await connect(embedded_sftp.options()) as conn:
             with pytest.raises(FileBusy, match="Another Report Keeper process") as err:
                 await download(conn, files["busy.xlsx"], embedded_sftp.remote_dir, out)
         assert not err.value.transient
-        assert part.read_bytes() == data[:1000]  # untouched
+        assert part.read_bytes() == data[:have]  # untouched
         assert not (out / "busy.xlsx").exists()
     # Once the other process is gone, the download resumes from its part file.
     async with await connect(embedded_sftp.options()) as conn:
         result = await download(conn, files["busy.xlsx"], embedded_sftp.remote_dir, out)
-    assert result.resumed_from == 1000
+    assert result.resumed_from == have
     assert (out / "busy.xlsx").read_bytes() == data
+
+
+async def test_a_part_is_resumed_only_when_its_record_names_this_server_copy(sftp_server, tmp_path):
+    """Size and mtime are recorded beside the part, not only trusted from a name."""
+    data = _put(sftp_server, "r_20260601_070000.xlsx", 3_000_000)
+    remote = (await _listing(sftp_server))["r_20260601_070000.xlsx"]
+    out = tmp_path / "out"
+
+    async def interrupted() -> int:
+        async with await connect(sftp_server.options()) as conn:
+            task = asyncio.ensure_future(download(
+                conn, remote, sftp_server.remote_dir, out, max_requests=1,
+                progress=lambda done, total: task.cancel() if done >= 1_500_000 else None))
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        return part_progress(out, remote)
+
+    have = await interrupted()
+    assert have >= 1_500_000
+    record = part_path(out, remote).with_suffix(".json")
+    forged = json.loads(record.read_text())
+    for key, value in (("mtime", "2020-01-01T00:00:00+00:00"), ("size", 1), ("name", "other.xlsx")):
+        doctored = {**forged, key: value}
+        record.write_text(json.dumps(doctored))
+        assert part_progress(out, remote) == 0
+        part_path(out, remote).write_bytes(os.urandom(have))  # its bytes are someone else's now
+        async with await connect(sftp_server.options()) as conn:
+            result = await download(conn, remote, sftp_server.remote_dir, out)
+        assert result.resumed_from == 0 and result.path.read_bytes() == data
+        result.path.unlink()
+        have = await interrupted()
+    # With its own record it resumes.
+    async with await connect(sftp_server.options()) as conn:
+        result = await download(conn, remote, sftp_server.remote_dir, out)
+    assert result.resumed_from == have > 0 and result.path.read_bytes() == data
+    assert _parts(out) == [] and os.listdir(work_dir(out)) == []

@@ -21,6 +21,7 @@ from typing import Any
 
 from tui.commands.common import add_profile_arguments, fail_usage, print_json, terminal_passphrase_cb
 from tui.core import status as st
+from tui.core.names import escape_name
 
 log = logging.getLogger("report_keeper.check")
 
@@ -76,8 +77,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             policy = "remember" if args.accept_new_host_key else "reject"
             connection = asyncio.run(_online(profile, ledger, policy))
+        # The disk too, online or not: a held copy gone from local_dir is missing (or lost).
+        ledger.reconcile_local(profile.local_dir)
         report = _evaluate(profile, ledger, connection)
-    except sqlite3.Error as exc:  # locked for too long by another run, disk full, damaged
+        refused = [{"name": escape_name(r.name), "reason": r.reason}
+                   for r in ledger.refused(current=True)]
+    except (sqlite3.Error, LedgerError) as exc:  # locked by another run too long, disk full, damaged
         log.error("check: ledger error %s", type(exc).__name__)
         sys.stderr.write(
             f"report-keeper: the ledger {profile.ledger_path} could not be read or written ({exc}); "
@@ -89,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     code = report.exit_code
     log.info("check: %s (%d problems)", report.status, len(report.problems))
     if args.json:
-        print_json(report.to_json())
+        doc = report.to_json()
+        doc["refused"] = refused  # server names refused as unsafe in the latest listing
+        print_json(doc)
     else:
         sys.stdout.write(render(report, profile, width=shutil.get_terminal_size((100, 24)).columns))
         sys.stdout.flush()

@@ -29,12 +29,19 @@ file that changed after its download is fetched beside the old copy and flagged 
 An unknown server host key is refused unless --accept-new-host-key is given (which records it
 in the profile's known_hosts); a changed host key is always refused.
 
+Every run also checks that each downloaded copy is still in local_dir with its size: a copy
+deleted, moved or damaged by hand is fetched again while the server has the file, and is
+"lost" once the server has deleted it too.
+
 Exit codes: 0 all well, 1 warnings (empty report, changed file, refused file names),
 2 critical (connection or login failure, failed download, unreadable or wrong-schema report,
 a file lost from the server), 3 usage or configuration error.
-With --json one document: {"status", "downloaded": [{"name", "size", "sha256", "path"}],
-"skipped": [name], "failed": [{"name", "error"}], "refused": [{"name", "reason"}],
-"files": [verified file], "lost": [name], "error"}.
+With --json one document: {"status", "downloaded": [{"name", "size", "sha256", "path",
+"resumed_from", "changed", "refetched"}], "skipped": [name], "failed": [{"name", "error"}],
+"refused": [{"name", "reason"}], "files": [verified file], "lost": [name],
+"refetched": [name], "missing_locally": [{"name", "path", "on_server"}], "error"}.
+Refused names are shown escaped (control characters as \\uXXXX, bytes that are not UTF-8
+as \\xNN).
 """
 
 
@@ -255,7 +262,14 @@ def _summary(result: Any, profile: Any, out: TextIO) -> None:
         w(f"  FAILED       {escape_name(item['name'])}: {item['error']}\n")
     for item in result.refused:
         w(f"  REFUSED      {item['name']}: {item['reason']} (not downloaded)\n")
+    missing = {m["name"]: m for m in result.missing_locally}
+    for name in result.refetched:
+        w(f"  FETCHED AGAIN {escape_name(name)}: the local copy was missing or damaged\n")
     for name in result.lost:
-        w(f"  LOST         {name}: it vanished from the server before it was downloaded\n")
+        if name in missing:
+            w(f"  LOST         {name}: the local copy is gone from {missing[name]['path']} and the "
+              "server has deleted the file; put the copy back from a backup\n")
+        else:
+            w(f"  LOST         {name}: it vanished from the server before it was downloaded\n")
     w(f"Status: {st.overall_name(result.status).upper()}\n")
     out.flush()

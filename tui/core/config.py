@@ -393,7 +393,50 @@ def _profile(file: Path | None, name: str, table: Any, top_defaults: ReportConfi
         kwargs["local_dir"] = r.convert("local_dir", lambda v: _path(v, base_dir))
     else:
         kwargs["local_dir"] = default_data_dir() / "reports" / name
-    return Profile(**kwargs)
+    profile = Profile(**kwargs)
+    _check_own_files(r, profile, explicit_ledger="ledger" in table)
+    return profile
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return Path(path).expanduser().resolve(strict=False)
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(Path(path).expanduser()))
+
+
+def _check_own_files(r: _Reader, profile: Profile, *, explicit_ledger: bool) -> None:
+    """Downloads land in ``local_dir`` under names the server chooses: no file of our own
+    may sit there. The ledger (with SQLite's ``-journal``/``-wal``/``-shm`` files beside it)
+    may not lie anywhere inside it, and it may not be a folder of report-keeper's own files
+    or of the SSH files it trusts (a server file named ``known_hosts`` or ``config`` would
+    land next to them)."""
+    local = _resolved(profile.local_dir)
+    ledger = _resolved(profile.ledger_path)
+    if ledger.is_relative_to(local):
+        key = "ledger" if explicit_ledger else "local_dir"
+        raise r.error(key, f"the ledger {profile.ledger_path} lies inside local_dir "
+                      f"{profile.local_dir}: a server file named like it or its journal could "
+                      "replace its history; keep the ledger outside local_dir (the default is "
+                      f"{default_data_dir()})")
+    own = {
+        _resolved(default_data_dir()): "report-keeper's data folder",
+        _resolved(platformdirs.user_config_dir(APP_NAME)): "report-keeper's config folder",
+        _resolved(platformdirs.user_state_dir(APP_NAME)): "report-keeper's state and log folder",
+        _resolved(platformdirs.user_cache_dir(APP_NAME)): "report-keeper's cache folder",
+        _resolved(platformdirs.user_log_dir(APP_NAME)): "report-keeper's log folder",
+        _resolved(Path("~/.ssh")): "the SSH folder",
+        _resolved(profile.known_hosts).parent: "the folder of known_hosts",
+    }
+    if profile.key is not None:
+        own.setdefault(_resolved(profile.key).parent, "the folder of the key file")
+    if profile.ssh_config is not None:
+        own.setdefault(_resolved(profile.ssh_config).parent, "the folder of the ssh config file")
+    what = own.get(local)
+    if what is not None:
+        raise r.error("local_dir", f"{profile.local_dir} is {what}: downloads get the names the "
+                      "server gives them, so no file of report-keeper's own may sit there; "
+                      "choose a folder of its own")
 
 
 def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:

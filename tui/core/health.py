@@ -27,7 +27,10 @@ alerting for ever, while nothing actionable is hidden; the runs themselves keep 
 - schema, unreadable: critical, within ``retention_days``;
 - near-deletion: warning, a file on the server, not downloaded, within ``NEAR_DELETION_DAYS``
   days of its delete-on date;
-- lost: critical, for ever: seen on the server, never downloaded, gone from the server;
+- lost: critical, for ever: seen on the server, never downloaded, gone from the server; and
+  critical while a downloaded copy is missing from the disk and the server's is gone too;
+- missing-locally: warning, a downloaded copy is missing from the disk (or has another size)
+  while the server still has the file (``sync`` fetches it again);
 - changed: warning while the server's changed copy is not held yet, then for ``CHANGED_DAYS``
   days after the change was seen (both copies are kept; the ledger remembers it for ever);
 - connection: critical when the connection test failed, warning when the account is read-only.
@@ -260,7 +263,7 @@ def urgency_key(today: date):
         action = None
         if p.kind in ("missing", "empty", "unreadable") and p.rescue_by is not None and p.rescue_by > today:
             action = p.rescue_by
-        elif p.kind == "near-deletion":
+        elif p.kind in ("near-deletion", "missing-locally"):
             action = p.delete_on
         return (
             0 if p.kind == "connection" else 1,
@@ -525,6 +528,26 @@ def _file_problems(report, d: Delivery, today: date, tz: tzinfo, timing: Timing)
                 report.name, covered, covered + timedelta(days=report.anonymize_days), today
             ) + "; run 'report-keeper sync' daily (e.g. from cron) so it does not happen again",
         ))
+    elif d.downloaded and d.extra.get("local_state") == "missing-locally":
+        where = d.local_path or "its place in local_dir"
+        if not d.on_server:
+            out.append(Problem(
+                severity=CRITICAL, kind="lost", day=run_day, file=d.name, delete_on=delete_on,
+                message=f"The copy of '{d.name}' is no longer at '{where}' (moved, deleted or "
+                "damaged) and the server has deleted the file: no copy is left",
+                next_step=f"Put the file back at '{where}' from a backup or wherever it was moved; "
+                "if there is no copy, " + _lower_first(_rerun_step(
+                    report.name, covered, covered + timedelta(days=report.anonymize_days), today)),
+            ))
+        else:
+            out.append(Problem(
+                severity=WARNING, kind="missing-locally", day=run_day, file=d.name,
+                delete_on=delete_on,
+                message=f"The copy of '{d.name}' is no longer at '{where}' (moved, deleted or "
+                f"damaged); the server still has it until {fmt_day(delete_on, today)}",
+                next_step=f"Run 'report-keeper sync' before {fmt_day(delete_on, today)}: it fetches "
+                "the file again",
+            ))
     elif not d.downloaded and d.on_server and today >= delete_on - timedelta(days=NEAR_DELETION_DAYS):
         left = (delete_on - today).days
         when = "today" if left == 0 else (f"in {left} days" if left > 0 else f"{-left} days ago (overdue)")

@@ -20,12 +20,15 @@ Public API (``profile`` defaults to the one the ledger was opened for)::
 
     led = Ledger.open(path | None, profile="default")     # None: default_path(profile)
     led.record_listing(profile, report_of, listing, when, refused=()) -> ListingChange
-    led.record_download(name, size=, sha256=, local_path=, mtime=, when=)
+    led.record_download(name, size=, sha256=, local_path=, mtime=, when=) -> bool (recorded now)
+    led.reconcile_local(local_dir=None) -> LocalCheck   # every held copy still on disk?
+    led.holds(name, size, mtime) -> bool                 # this server copy is held (on disk)
     led.record_partial(name, size=, mtime=, part_path=, bytes_done=) / clear_partial(name)
     led.record_verification(verify_result, sha256=, context=verification_context(report, at))
     led.cached_verification(sha256, context, path=, name=) -> VerifyResult | None
     led.deliveries(report=None) -> list[model.Delivery]     # everything ever seen
     led.local_state(name) / local_states() -> "new" | "downloaded" | "changed" | "partial"
+                                               | "missing-locally"
     led.downloads(name=None), partials(), refused(current=False), lost(), last_listing()
 
 Errors are :class:`LedgerError` (``str()`` says what to do); a failed write changes nothing.
@@ -56,6 +59,8 @@ NEW = "new"
 DOWNLOADED = "downloaded"
 CHANGED = "changed"
 PARTIAL = "partial"
+#: Downloaded, but the copy is no longer on the local disk with its recorded size.
+MISSING_LOCALLY = "missing-locally"
 
 MIGRATIONS: list[str] = [
     # 1: the first schema.
@@ -132,6 +137,16 @@ MIGRATIONS: list[str] = [
         last_seen TEXT NOT NULL,
         PRIMARY KEY (profile, name)
     );
+    """,
+    # Held copies found missing on disk (or with another size); the connection test's probe
+    # files, which older releases could record as deliveries, are not reports.
+    """
+    ALTER TABLE downloads ADD COLUMN missing_since TEXT;
+    DELETE FROM remote_files WHERE name GLOB '.report-keeper-probe-*';
+    DELETE FROM downloads WHERE name GLOB '.report-keeper-probe-*';
+    DELETE FROM partials WHERE name GLOB '.report-keeper-probe-*';
+    DELETE FROM refused WHERE name GLOB '.report-keeper-probe-*';
+    DELETE FROM verifications WHERE name GLOB '.report-keeper-probe-*'
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -218,6 +233,25 @@ class ListingChange:
     gone: tuple[str, ...] = ()
     back: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LocalCheck:
+    """What :meth:`Ledger.reconcile_local` found: held copies missing on disk, and changes."""
+
+    missing: tuple[tuple[str, str], ...] = ()  # (name, recorded path): every copy missing now
+    newly_missing: tuple[str, ...] = ()  # of those, noticed by this check
+    back: tuple[str, ...] = ()  # found again where they belong
+    relocated: tuple[tuple[str, str], ...] = ()  # (name, new path): found in the current local_dir
+
+
+def _storable(name: str) -> str:
+    """A name SQLite can store: undecodable bytes (surrogates) as ``\\xNN`` escapes."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 ReportOf = Callable[[RemoteFile], "tuple[str, datetime]"]
@@ -451,7 +485,7 @@ class Ledger:
                 "INSERT INTO refused (profile, name, reason, first_seen, last_seen)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (profile, name) DO UPDATE SET"
                 " reason = excluded.reason, last_seen = excluded.last_seen",
-                [(profile, n, r, when_s, when_s) for n, r in refused],
+                [(profile, _storable(n), r, when_s, when_s) for n, r in refused],
             )
             conn.execute(
                 "INSERT INTO listings (profile, at, files, refused) VALUES (?, ?, ?, ?)",
@@ -501,20 +535,96 @@ class Ledger:
         mtime: datetime | None = None,
         when: datetime | None = None,
         profile: str | None = None,
-    ) -> None:
+    ) -> bool:
         """A complete file is in place under ``local_path``; clears its partial record.
 
         ``mtime`` is the server's modification time of the copy that was downloaded (it is
-        how a later change on the server is detected).
+        how a later change on the server is detected). Returns False when exactly this copy
+        (name, size, mtime, sha256, path) was already recorded and is on disk: two processes
+        that both saw it arrive record it once.
         """
         profile = self._p(profile)
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO downloads (profile, name, size, mtime, sha256, local_path, downloaded_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (profile, name, size, _ts(mtime), sha256, str(local_path), _ts(when or clock.now())),
-            )
+            exists = conn.execute(
+                "SELECT 1 FROM downloads WHERE profile = ? AND name = ? AND size = ?"
+                " AND mtime IS ? AND sha256 = ? AND local_path = ? AND missing_since IS NULL",
+                (profile, name, size, _ts(mtime), sha256, str(local_path)),
+            ).fetchone()
+            if exists is None:
+                conn.execute(
+                    "INSERT INTO downloads (profile, name, size, mtime, sha256, local_path, downloaded_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (profile, name, size, _ts(mtime), sha256, str(local_path),
+                     _ts(when or clock.now())),
+                )
             conn.execute("DELETE FROM partials WHERE profile = ? AND name = ?", (profile, name))
+        return exists is None
+
+    def holds(self, name: str, size: int, mtime: datetime | None, profile: str | None = None) -> bool:
+        """The latest download of ``name`` is this server copy (size, mtime) and is on disk."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT size, mtime, missing_since FROM downloads WHERE profile = ? AND name = ?"
+                " ORDER BY id DESC LIMIT 1",
+                (self._p(profile), name),
+            ).fetchone()
+        return row is not None and row[0] == size and row[1] == _ts(mtime) and row[2] is None
+
+    def reconcile_local(self, local_dir: str | Path | None = None, *,
+                        when: datetime | None = None, profile: str | None = None) -> LocalCheck:
+        """Check that every held copy (each file's latest download) is on disk with its size.
+
+        A copy that is not is marked missing (``local_state`` "missing-locally") until it is
+        back; one found under the same file name in ``local_dir`` (the folder was moved and
+        the profile updated) has its path updated instead. Writes only when something changed.
+        """
+        import os
+        import stat as statmod
+
+        profile = self._p(profile)
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT d.id, d.name, d.size, d.local_path, d.missing_since FROM downloads d JOIN ("
+                " SELECT name, MAX(id) AS id FROM downloads WHERE profile = ? GROUP BY name"
+                ") m ON d.id = m.id",
+                (profile,),
+            ).fetchall()
+
+        def present(path: str, size: int) -> bool:
+            try:
+                info = os.stat(path)
+            except (OSError, ValueError):
+                return False
+            return statmod.S_ISREG(info.st_mode) and info.st_size == size
+
+        base = Path(local_dir).expanduser() if local_dir is not None else None
+        missing, newly, back, relocated = [], [], [], []
+        updates: list[tuple] = []
+        when_s = _ts(when or clock.now())
+        for id_, name, size, path, missing_since in rows:
+            if present(path, size):
+                if missing_since is not None:
+                    back.append(name)
+                    updates.append(("UPDATE downloads SET missing_since = NULL WHERE id = ?", (id_,)))
+                continue
+            moved = base / Path(path).name if base is not None else None
+            if moved is not None and str(moved) != path and present(str(moved), size):
+                relocated.append((name, str(moved)))
+                updates.append(("UPDATE downloads SET local_path = ?, missing_since = NULL WHERE id = ?",
+                                (str(moved), id_)))
+                continue
+            missing.append((name, path))
+            if missing_since is None:
+                newly.append(name)
+                updates.append(("UPDATE downloads SET missing_since = ? WHERE id = ?", (when_s, id_)))
+        if updates:
+            with self._write() as conn:
+                for sql, args in updates:
+                    conn.execute(sql, args)
+        if newly or back or relocated:
+            log.info("ledger: %d held copies missing on disk (%d newly), %d back, %d relocated",
+                     len(missing), len(newly), len(back), len(relocated))
+        return LocalCheck(tuple(missing), tuple(newly), tuple(back), tuple(relocated))
 
     def record_downloads(self, rows: Sequence[dict], profile: str | None = None) -> None:
         """Many :meth:`record_download` calls in one transaction (keys as its arguments)."""
@@ -639,18 +749,20 @@ class Ledger:
                 "SELECT name, size, mtime FROM remote_files WHERE profile = ?", (profile,)
             ).fetchall()
             latest = {
-                d[0]: (d[1], d[2])
+                d[0]: (d[1], d[2], d[3] is not None)
                 for d in self._conn.execute(
-                    "SELECT name, size, mtime FROM downloads WHERE profile = ? ORDER BY id", (profile,)
+                    "SELECT name, size, mtime, missing_since FROM downloads WHERE profile = ?"
+                    " ORDER BY id", (profile,)
                 )
             }
             partial = {
                 r[0] for r in self._conn.execute("SELECT name FROM partials WHERE profile = ?", (profile,))
             }
-        return {
-            name: _state(size, mtime, *latest.get(name, (None, None)), name in partial)
-            for name, size, mtime in remote
-        }
+        out = {}
+        for name, size, mtime in remote:
+            dsize, dmtime, missing = latest.get(name, (None, None, False))
+            out[name] = _state(size, mtime, dsize, dmtime, name in partial, missing)
+        return out
 
     def local_state(self, name: str, profile: str | None = None) -> str:
         """Local state of one remote file: new, downloaded, changed or partial.
@@ -665,7 +777,7 @@ class Ledger:
                 (profile, name),
             ).fetchone()
             d = self._conn.execute(
-                "SELECT size, mtime FROM downloads WHERE profile = ? AND name = ?"
+                "SELECT size, mtime, missing_since FROM downloads WHERE profile = ? AND name = ?"
                 " ORDER BY id DESC LIMIT 1",
                 (profile, name),
             ).fetchone()
@@ -673,15 +785,19 @@ class Ledger:
                 "SELECT 1 FROM partials WHERE profile = ? AND name = ?", (profile, name)
             ).fetchone()
         if r is None:
-            return DOWNLOADED if d is not None else (PARTIAL if p else NEW)
-        return _state(r[0], r[1], d[0] if d else None, d[1] if d else None, p is not None)
+            if d is not None:
+                return MISSING_LOCALLY if d[2] is not None else DOWNLOADED
+            return PARTIAL if p else NEW
+        return _state(r[0], r[1], d[0] if d else None, d[1] if d else None, p is not None,
+                      bool(d and d[2] is not None))
 
     def deliveries(self, report: str | None = None, profile: str | None = None) -> list[Delivery]:
         """Every remote file ever seen (also long gone from the server), oldest first.
 
         Each carries its latest download and the latest verification of that download's
         content. ``extra`` holds ``local_state``, ``lost`` (gone, never downloaded),
-        ``changed_at``, ``downloads`` (count) and ``header_row``/``columns``.
+        ``changed_at``, ``downloads`` (count), ``missing_locally``/``missing_since`` (the
+        latest copy is not on disk, see :meth:`reconcile_local`) and ``header_row``/``columns``.
         """
         profile = self._p(profile)
         sql = (
@@ -699,8 +815,8 @@ class Ledger:
             latest: dict[str, tuple] = {}
             count: dict[str, int] = {}
             for d in self._conn.execute(
-                "SELECT name, size, mtime, sha256, local_path, downloaded_at FROM downloads"
-                " WHERE profile = ? ORDER BY id",
+                "SELECT name, size, mtime, sha256, local_path, downloaded_at, missing_since"
+                " FROM downloads WHERE profile = ? ORDER BY id",
                 (profile,),
             ):
                 latest[d[0]] = d[1:]
@@ -717,9 +833,10 @@ class Ledger:
         out = []
         for r in rows:
             name, rep, delivered_at, size, mtime, first_seen, last_seen, gone_at, changed_at = r
-            dsize, dmtime, sha, local_path, downloaded_at = latest.get(name, (None,) * 5)
+            dsize, dmtime, sha, local_path, downloaded_at, missing_since = latest.get(name, (None,) * 6)
             v = verifs.get(sha) if sha else None
-            state = _state(size, mtime, dsize, dmtime, name in partial)
+            missing = missing_since is not None
+            state = _state(size, mtime, dsize, dmtime, name in partial, missing)
             out.append(
                 Delivery(
                     name=name,
@@ -740,7 +857,11 @@ class Ledger:
                     changed=changed_at is not None,
                     extra={
                         "local_state": state,
-                        "lost": gone_at is not None and downloaded_at is None,
+                        # Gone from the server with no copy here: never downloaded, or the
+                        # copy is missing from the disk.
+                        "lost": gone_at is not None and (downloaded_at is None or missing),
+                        "missing_locally": missing,
+                        "missing_since": _dt(missing_since),
                         "changed_at": _dt(changed_at),
                         "downloads": count.get(name, 0),
                         "header_row": v[3] if v else None,
@@ -751,7 +872,8 @@ class Ledger:
         return out
 
     def lost(self, profile: str | None = None) -> list[Delivery]:
-        """Files that vanished from the server without ever being downloaded (forever)."""
+        """Files gone from the server with no copy here: never downloaded (forever), or
+        downloaded but missing from the disk (until the copy is back)."""
         return [d for d in self.deliveries(profile=profile) if d.extra["lost"]]
 
     def reports(self, profile: str | None = None) -> list[str]:
@@ -765,12 +887,12 @@ class Ledger:
             ]
 
 
-def _state(size, mtime, dsize, dmtime, partial: bool) -> str:
+def _state(size, mtime, dsize, dmtime, partial: bool, missing: bool = False) -> str:
     if dsize is None:
         return PARTIAL if partial else NEW
     if dsize != size or dmtime != mtime:
         return PARTIAL if partial else CHANGED
-    return DOWNLOADED
+    return MISSING_LOCALLY if missing else DOWNLOADED
 
 
 def _verify_from_row(row) -> VerifyResult:

@@ -108,6 +108,7 @@ class Problem:
 
     severity: str  # "warning" | "critical"
     kind: str  # missing late empty schema unreadable near-deletion lost changed connection
+    #            missing-locally ...
     message: str
     next_step: str = ""
     day: Any = None  # date

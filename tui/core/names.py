@@ -10,6 +10,7 @@ server's modification time.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -32,6 +33,17 @@ _SPOOFING_FORMAT_CHARS = {
     "\u2066", "\u2067", "\u2068", "\u2069", "\ufeff",
 }
 MAX_NAME_BYTES = 255
+
+#: Names beginning with this (in any letter case) belong to report-keeper itself: its private
+#: working folder inside ``local_dir`` and the connection test's probe on the server. No server
+#: file under such a name is ever written locally, so none can land on a working file.
+RESERVED_PREFIX = ".report-keeper"
+#: The private working folder inside ``local_dir`` (part files and their records).
+WORK_DIR_NAME = ".report-keeper"
+#: The connection test's probe: ``.report-keeper-probe-<hex>.txt`` in the server folder.
+PROBE_PREFIX = ".report-keeper-probe-"
+_PROBE_NAME = re.compile(r"^\.report-keeper-probe-[0-9a-f]{8,32}\.txt$")
+RESERVED_REASON = "the name is reserved for report-keeper's own working files"
 
 
 @dataclass(frozen=True)
@@ -104,12 +116,18 @@ def _fallback(filename: str, base: str, mtime: datetime | None) -> ParsedName:
     return ParsedName(filename, base, None, "none")
 
 
+def is_probe_name(name: str) -> bool:
+    """The name of a connection-test probe (ours): listings skip it, it is never a report."""
+    return _PROBE_NAME.match(name) is not None
+
+
 def refusal_reason(name: str) -> str | None:
     """Why a server-supplied file name must not be written locally, or None if it is safe.
 
-    SPEC "The SFTP side": ``.``, ``..``, names containing ``/``, ``\\``, NUL or a control
-    character are refused. Invisible bidirectional controls (which make a name display as
-    another) and names too long for local file systems are refused too.
+    ``.``, ``..``, names containing ``/``, ``\\``, NUL or a control character are refused.
+    Invisible bidirectional controls (which make a name display as another), names too long
+    for local file systems and names reserved for the product's own working files are
+    refused too.
     """
     if name in ("", ".", ".."):
         return f"the name {name!r} is not a file name"
@@ -126,7 +144,58 @@ def refusal_reason(name: str) -> str | None:
             return "the name is not valid UTF-8"
     if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
         return f"the name is longer than {MAX_NAME_BYTES} bytes"
+    if name.casefold().startswith(RESERVED_PREFIX):
+        return RESERVED_REASON
     return None
+
+
+def decode_server_name(raw: bytes) -> tuple[str, str | None]:
+    """A name as the server sent it (bytes): ``(text, reason)``.
+
+    ``text`` is the name itself when it is valid UTF-8, else a readable escape of it
+    (``Caf\\xe9.xlsx``) that can be stored and shown but never names a local file;
+    ``reason`` says why the name is refused (None: safe to write).
+    """
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        shown = escape_name(raw.decode("utf-8", "backslashreplace"))
+        return shown, "the name is not valid UTF-8 (shown with \\x escapes); rename it on the server"
+    return name, refusal_reason(name)
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` whose UTF-8 encoding fits in ``limit`` bytes."""
+    data = text.encode("utf-8", "surrogateescape")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore")
+
+
+def split_suffix(name: str) -> tuple[str, str]:
+    """``("stem", ".ext")``; a "suffix" of more than 16 bytes (dot included) is part of the stem."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext.encode("utf-8", "surrogateescape")) > 15:
+        return name, ""
+    return stem, "." + ext
+
+
+def fit_name(name: str, tag: str = "", *, limit: int = MAX_NAME_BYTES) -> str:
+    """``name`` with ``tag`` inserted before its extension, within ``limit`` bytes.
+
+    When the result would be too long, the stem is shortened (on a character boundary) and
+    ends with ``~`` and 8 hex digits of the full name's hash, so two long names that share
+    their beginning still get different results; the tag and the extension are kept whole.
+    """
+    stem, suffix = split_suffix(name)
+    whole = f"{stem}{tag}{suffix}"
+    if len(whole.encode("utf-8", "surrogateescape")) <= limit:
+        return whole
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    keep = limit - len(f"~{digest}{tag}{suffix}".encode("utf-8", "surrogateescape"))
+    if keep < 1:
+        raise ValueError("the tag and extension alone are too long for a file name")
+    return f"{_cut_utf8(stem, keep).rstrip()}~{digest}{tag}{suffix}"
 
 
 def escape_name(name: str) -> str:

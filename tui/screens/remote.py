@@ -26,6 +26,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from tui.widgets.table import FastTable, cached_text
 
 from tui.core import clock
+from tui.core.names import escape_name
 from tui.widgets.formatting import (
     deletion_cell,
     human_age,
@@ -299,9 +300,12 @@ class RemoteScreen(Screen):
         text.append(f" · sort: {SORTS[self.sort_index][0]}")
         if self.filter_text:
             text.append(f" · filter: {self.filter_text!r} ({len(self.shown)})", style="italic")
-        refused = len(self.app.snapshot.refused)
+        refused = self.app.snapshot.refused
         if refused:
-            text.append(f" · {refused} unsafe names refused", style="bold red")
+            n = len(refused)
+            text.append(f" · {n} unsafe name{'s' if n != 1 else ''} refused: ", style="bold red")
+            shown = ", ".join(escape_name(name) for name, _reason in refused[:3])
+            text.append(shown + (", …" if n > 3 else ""), style="red")  # Text: never markup
         self.query_one("#remote-status", Static).update(text)
 
     def _update_queue_cells(self) -> None:

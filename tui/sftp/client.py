@@ -26,9 +26,10 @@ Timeouts: ``connect_timeout`` (TCP + key exchange), ``login_timeout`` (whole log
 :class:`ConnectTimeout`; keepalives every ``keepalive_interval`` s, the connection is
 dropped after ``keepalive_count_max`` unanswered ones.
 
-Remote names are untrusted: the listing decodes them as UTF-8 with surrogate escapes
-(so undecodable bytes survive a round trip) and refuses every name for which
-:func:`tui.core.names.refusal_reason` gives a reason.
+Remote names are untrusted bytes: the listing asks for them as bytes, refuses every name
+that is not valid UTF-8 (kept only as a readable ``\\xNN`` escape, never as a file name) or
+for which :func:`tui.core.names.refusal_reason` gives a reason, and sets the connection
+test's own probe files aside (``Listing.probes``): they are never reports.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import asyncssh
 
 from tui.core import clock
 from tui.core.model import RemoteFile
-from tui.core.names import refusal_reason
+from tui.core.names import decode_server_name, escape_name, is_probe_name
 from tui.sftp.errors import (
     AuthFailed,
     ConnectFailed,
@@ -134,6 +135,7 @@ class Listing:
     files: list[RemoteFile]  # regular files with safe names, sorted by name
     refused: list[tuple[str, str]]  # (untrusted name, reason): never written locally
     others: list[tuple[str, str]] = field(default_factory=list)  # (name, kind): folders, links...
+    probes: list[RemoteFile] = field(default_factory=list)  # the connection test's own files
 
 
 class _KeyCatcher(asyncssh.SSHClient):
@@ -268,38 +270,57 @@ class SftpConnection:
         return remote_dir.rstrip("/") + "/" + name if remote_dir != "/" else "/" + name
 
     async def listdir(self, remote_dir: str) -> Listing:
-        """Regular files of ``remote_dir`` with size and aware mtime; unsafe names refused."""
+        """Regular files of ``remote_dir`` with size and aware mtime; unsafe names refused.
+
+        A folder that does not exist (or cannot be read) is a :class:`ConnectFailed` that
+        names it: it is the profile's ``remote_dir`` that is wrong, not the files in it.
+        """
+        path = (remote_dir or ".").encode("utf-8", "surrogateescape")
         try:
-            entries = await self.sftp.readdir(remote_dir or ".")
+            # A bytes path makes the server's names arrive as the bytes they are.
+            entries = await self.sftp.readdir(path)
+        except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath, asyncssh.SFTPNotADirectory,
+                asyncssh.SFTPPermissionDenied) as exc:
+            denied = isinstance(exc, asyncssh.SFTPPermissionDenied)
+            err = ConnectFailed(
+                f"The folder '{escape_name(remote_dir or '.')}' does not exist on the server "
+                f"{self.opts.host} port {self.opts.display_port} (or is not readable"
+                + (": permission denied" if denied else "") + ").",
+                "Check remote_dir in the profile (a path relative to the login folder unless it "
+                "starts with '/'); no file was marked as gone.",
+            )
+            err.transient = False
+            raise err from None
         except (asyncssh.Error, OSError) as exc:
             raise self._err(exc, path=remote_dir) from None
         files: list[RemoteFile] = []
         refused: list[tuple[str, str]] = []
         others: list[tuple[str, str]] = []
+        probes: list[RemoteFile] = []
         for entry in entries:
-            name = entry.filename
-            if isinstance(name, bytes):  # defensive: a bytes-mode session
-                name = name.decode("utf-8", "surrogateescape")
-            if name in (".", ".."):
+            raw = entry.filename
+            if isinstance(raw, str):  # a server library that decoded it already
+                raw = raw.encode("utf-8", "surrogateescape")
+            if raw in (b".", b".."):
                 continue  # every server lists these; they are not deliveries
-            reason = refusal_reason(name)
+            name, reason = decode_server_name(raw)
+            attrs = entry.attrs
+            kind = _kind(attrs)
+            if reason is not None and kind == "file" and is_probe_name(name):
+                probes.append(RemoteFile(name=name, size=int(attrs.size or 0), mtime=_mtime(attrs)))
+                continue
             if reason is not None:
                 refused.append((name, reason))
                 continue
-            attrs = entry.attrs
-            kind = _kind(attrs)
             if kind != "file":
                 others.append((name, kind))
                 continue
-            if attrs.mtime is not None:
-                mtime = datetime.fromtimestamp(attrs.mtime, timezone.utc)
-            else:
-                mtime = clock.now()
-            files.append(RemoteFile(name=name, size=int(attrs.size or 0), mtime=mtime))
+            files.append(RemoteFile(name=name, size=int(attrs.size or 0), mtime=_mtime(attrs)))
         files.sort(key=lambda f: f.name)
-        log.info("listed %s: %d files, %d refused names, %d other entries",
-                 remote_dir, len(files), len(refused), len(others))
-        return Listing(remote_dir=remote_dir, files=files, refused=refused, others=others)
+        log.info("listed %s: %d files, %d refused names, %d other entries, %d probes",
+                 escape_name(remote_dir), len(files), len(refused), len(others), len(probes))
+        return Listing(remote_dir=remote_dir, files=files, refused=refused, others=others,
+                       probes=probes)
 
     async def stat(self, path: str) -> asyncssh.SFTPAttrs:
         try:
@@ -348,6 +369,12 @@ class SftpConnection:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _mtime(attrs: asyncssh.SFTPAttrs) -> datetime:
+    if attrs.mtime is not None:
+        return datetime.fromtimestamp(attrs.mtime, timezone.utc)
+    return clock.now()
 
 
 def _kind(attrs: asyncssh.SFTPAttrs) -> str:

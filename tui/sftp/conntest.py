@@ -14,7 +14,11 @@ or ``"skipped"``. ``ok`` is False when the connection or the test failed.
 
 The probe is a small text file named ``.report-keeper-probe-<random>.txt`` in the report folder,
 holding no data of the library; it is removed again, and a probe left behind (delete refused)
-is named in the message so a person can remove it.
+is named in the message so a person can remove it. Names of that form are reserved: every
+listing sets them aside, so a sync running at the same moment never takes the probe for a
+report. Probes an interrupted test left behind are removed by the next test: only files of
+that name that start with the probe's own first line and are more than
+``LEFTOVER_AGE`` seconds older than this test's probe (both times by the server's clock).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tui.core import clock
+from tui.core.names import PROBE_PREFIX, escape_name
 from tui.sftp.errors import PermissionDenied, SftpError, translate
 
 log = logging.getLogger("report_keeper.sftp.conntest")
@@ -34,7 +39,12 @@ READ_ONLY = "read-only"
 FAILED = "failed"
 SKIPPED = "skipped"
 
-PROBE_PREFIX = ".report-keeper-probe-"
+__all__ = ["PROBE_PREFIX", "ConnTestResult", "probe_bytes", "probe_connection", "connect_and_test"]
+
+#: The first line of every probe: how a leftover is recognised as ours.
+PROBE_HEADER = b"Report Keeper connection test probe file.\n"
+#: A probe older than this (server clock, against this test's probe) is a leftover.
+LEFTOVER_AGE = 300
 
 
 @dataclass(frozen=True)
@@ -64,8 +74,7 @@ def _join(remote_dir: str, name: str) -> str:
 
 def probe_bytes() -> bytes:
     stamp = clock.now().isoformat()
-    return (
-        "Report Keeper connection test probe file.\n"
+    return PROBE_HEADER + (
         f"Written at {stamp} and deleted right away; safe to delete if left behind.\n"
         f"{secrets.token_hex(16)}\n"
     ).encode()
@@ -99,6 +108,11 @@ async def probe_connection(conn: Any, remote_dir: str) -> ConnTestResult:
             upload=FAILED, probe=path,
         )
 
+    try:
+        own_mtime = (await conn.stat(path)).mtime
+    except (SftpError, AttributeError):
+        own_mtime = None
+
     download = OK
     problem = ""
     try:
@@ -118,6 +132,9 @@ async def probe_connection(conn: Any, remote_dir: str) -> ConnTestResult:
         left = f"deleting the probe failed ({exc}); remove '{path}' by hand"
         problem = f"{problem}; {left}" if problem else left
 
+    if own_mtime is not None:
+        await _remove_leftovers(conn, remote_dir, name, own_mtime)
+
     if problem:
         log.warning("connection test failed: download %s, delete %s", download, delete)
         return ConnTestResult(
@@ -129,6 +146,34 @@ async def probe_connection(conn: Any, remote_dir: str) -> ConnTestResult:
         ok=True, message=f"Upload ok, download ok, delete ok in {where}", write_test=OK,
         upload=OK, download=OK, delete=OK, probe=path,
     )
+
+
+async def _remove_leftovers(conn: Any, remote_dir: str, own: str, own_mtime: float) -> int:
+    """Delete probes earlier tests left behind (ours only); never raises."""
+    try:
+        listing = await conn.listdir(remote_dir)
+    except SftpError as exc:
+        log.info("connection test: could not look for leftover probes: %s", exc)
+        return 0
+    removed = 0
+    for f in getattr(listing, "probes", ()):
+        if f.name == own or f.mtime.timestamp() > own_mtime - LEFTOVER_AGE:
+            continue  # ours of this test, or a test running right now elsewhere
+        path = _join(remote_dir, f.name)
+        try:
+            head = await conn.download_bytes(path, limit=len(PROBE_HEADER))
+            if head != PROBE_HEADER:
+                log.info("connection test: %s is not one of our probes; left alone",
+                         escape_name(f.name))
+                continue
+            await conn.remove(path)
+            removed += 1
+        except SftpError as exc:
+            log.info("connection test: could not remove the leftover probe %s: %s",
+                     escape_name(f.name), exc)
+    if removed:
+        log.info("connection test: removed %d probe files left by interrupted tests", removed)
+    return removed
 
 
 async def connect_and_test(

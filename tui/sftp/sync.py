@@ -24,13 +24,22 @@ as partial in the ledger.
 Each completed download is recorded in the ledger as soon as it is in place, before it is
 verified, so an interruption at any point loses nothing already fetched. Verification runs
 in threads (``asyncio.to_thread``) and is served from the ledger's cache when the same
-bytes were verified before under the same report settings.
+bytes were verified before under the same report settings; a held copy whose verification
+was never recorded (the process died in between) is verified by the next ``sync``.
+
+Every listing also checks the disk (:meth:`tui.core.ledger.Ledger.reconcile_local`): a held
+copy that is gone or has another size is ``missing-locally``; ``sync`` fetches it again while
+the server still has it (``refetched``) and reports it ``lost`` once the server has not.
+
+Two processes syncing the same folder (the app and cron) never both count a file: the one
+that puts it in place lists it under ``downloaded``, the other under ``skipped``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -39,7 +48,14 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from tui.core import clock
 from tui.core import status as st
-from tui.core.ledger import CHANGED, NEW, PARTIAL, Ledger, verification_context
+from tui.core.ledger import (
+    CHANGED,
+    MISSING_LOCALLY,
+    NEW,
+    PARTIAL,
+    Ledger,
+    verification_context,
+)
 from tui.core.model import RemoteFile, VerifyResult
 from tui.core.names import escape_name
 from tui.sftp.client import ConnectOptions, Listing, SftpConnection, connect
@@ -63,7 +79,7 @@ class RemoteEntry:
     delivered_at: datetime  # aware, profile time zone
     delivered_source: str  # "name" | "pattern" | "mtime"
     delete_on: datetime  # delivered_at + retention_days
-    local_state: str  # new | downloaded | changed | partial
+    local_state: str  # new | downloaded | changed | partial | missing-locally
     verification: str | None = None  # validator status of the latest local copy
     rows: int | None = None
     local_path: str | None = None
@@ -88,8 +104,8 @@ class RemoteEntry:
 
     @property
     def wanted(self) -> bool:
-        """Not yet held locally in its current server version."""
-        return self.local_state in (NEW, PARTIAL, CHANGED)
+        """Not held locally in its current server version (or its copy went missing)."""
+        return self.local_state in (NEW, PARTIAL, CHANGED, MISSING_LOCALLY)
 
 
 @dataclass(frozen=True)
@@ -100,7 +116,11 @@ class RemoteListing:
     refused: list[tuple[str, str]]  # (untrusted name, reason)
     others: list[tuple[str, str]] = field(default_factory=list)  # (name, kind): folders...
     gone: tuple[str, ...] = ()  # names missing since the previous listing
-    lost: tuple[str, ...] = ()  # of those, never downloaded: lost for good
+    #: Gone from the server with no copy here: newly gone and never downloaded, plus every
+    #: held copy missing from the disk whose server file is gone.
+    lost: tuple[str, ...] = ()
+    #: Held copies not on the disk (or with another size): ``(name, recorded path)``.
+    missing_locally: tuple[tuple[str, str], ...] = ()
 
     @cached_property
     def _by_name(self) -> dict[str, RemoteEntry]:
@@ -145,8 +165,10 @@ class SyncResult:
     failed: list[dict[str, str]] = field(default_factory=list)
     refused: list[dict[str, str]] = field(default_factory=list)
     files: list[VerifyResult] = field(default_factory=list)
-    lost: list[str] = field(default_factory=list)  # gone from the server, never downloaded
+    lost: list[str] = field(default_factory=list)  # gone from the server, no copy here
     changed: list[str] = field(default_factory=list)  # fetched beside an older copy
+    refetched: list[str] = field(default_factory=list)  # fetched again: the copy went missing
+    missing_locally: list[dict[str, Any]] = field(default_factory=list)  # {name, path, on_server}
     error: str | None = None  # the connection or listing failed
     error_kind: str | None = None
     listed: int = 0
@@ -164,7 +186,8 @@ class SyncResult:
         return {
             "status": st.overall_name(self.status),
             "downloaded": [
-                {k: d[k] for k in ("name", "size", "sha256", "path", "resumed_from", "changed")}
+                {k: d.get(k, False) for k in ("name", "size", "sha256", "path", "resumed_from",
+                                              "changed", "refetched")}
                 for d in self.downloaded
             ],
             "skipped": list(self.skipped),
@@ -172,6 +195,8 @@ class SyncResult:
             "refused": list(self.refused),
             "files": [f.to_json() for f in self.files],
             "lost": list(self.lost),
+            "refetched": list(self.refetched),
+            "missing_locally": list(self.missing_locally),
             "error": self.error,
         }
 
@@ -264,6 +289,7 @@ class SyncService:
         change = self.ledger.record_listing(
             None, report_of, listing.files, when, refused=listing.refused
         )
+        disk = self.ledger.reconcile_local(self.local_dir)
         history = {d.name: d for d in self.ledger.deliveries()}
         on_disk = _part_files(self.local_dir)
         entries = []
@@ -271,7 +297,8 @@ class SyncService:
             report, delivered, source = classified[f.name]
             d = history.get(f.name)
             state = d.extra["local_state"] if d is not None else NEW
-            if state in (NEW, CHANGED) and transfer.part_name(f) in on_disk:
+            if (state in (NEW, CHANGED) and transfer.part_name(f) in on_disk
+                    and transfer.part_progress(self.local_dir, f)):
                 state = PARTIAL
             entries.append(
                 RemoteEntry(
@@ -288,10 +315,17 @@ class SyncService:
                     message=d.message if d is not None else "",
                 )
             )
-        lost = tuple(n for n in change.gone if history.get(n) is not None and history[n].extra["lost"])
+        lost = [n for n in change.gone if history.get(n) is not None and history[n].extra["lost"]]
+        listed = {f.name for f in listing.files}
+        for name, _path in disk.missing:
+            if name not in listed and name not in lost:
+                lost.append(name)
         for name in lost:
-            log.warning("%s vanished from the server without being downloaded: lost",
+            log.warning("%s is gone from the server and no copy is held here: lost",
                         escape_name(name))
+        for name, path in disk.missing:
+            log.warning("the copy of %s is missing from the disk (%s)", escape_name(name),
+                        escape_name(path))
         result = RemoteListing(
             remote_dir=listing.remote_dir,
             listed_at=when,
@@ -299,7 +333,8 @@ class SyncService:
             refused=list(listing.refused),
             others=list(listing.others),
             gone=change.gone,
-            lost=lost,
+            lost=tuple(lost),
+            missing_locally=disk.missing,
         )
         self.last_listing = result
         return result
@@ -338,8 +373,35 @@ class SyncService:
                     })
                 else:
                     targets.append(entry)
+        if targets:
+            self._adopt_legacy_parts(targets)  # quick: only partials the ledger recorded
         await self._transfer(targets, result, on_event, on_queue)
         return result.finish()
+
+    def _adopt_legacy_parts(self, targets: list[RemoteEntry]) -> None:
+        """Resume part files older releases left in local_dir, where they prove to be ours.
+
+        Their names (``.NAME.SIZE-MTIME.part``) are legal server names, so a file there is
+        adopted only when the ledger recorded exactly that path as this very server copy's
+        partial download and no download was ever stored under it; anything else stays
+        where it is, untouched.
+        """
+        try:
+            partials = {n: p for n, p in self.ledger.partials().items()
+                        if Path(p["part_path"]).parent == self.local_dir}
+            stored = {d.local_path for d in self.ledger.downloads()} if partials else set()
+        except Exception:  # noqa: BLE001 - without proof nothing is adopted
+            log.exception("could not read the ledger's partial downloads")
+            return
+        for entry in targets:
+            p = partials.get(entry.name)
+            if p is None:
+                continue
+            legacy = self.local_dir / transfer.legacy_part_name(entry.remote)
+            if (p["part_path"] != str(legacy) or p["size"] != entry.size
+                    or p["mtime"] != entry.mtime or str(legacy) in stored):
+                continue
+            transfer.adopt_legacy_part(self.local_dir, entry.remote)
 
     async def _transfer(self, targets: list[RemoteEntry], result: SyncResult,
                         on_event: EventCallback | None,
@@ -363,8 +425,15 @@ class SyncService:
                 job = queue.jobs.get(event.job_id)
                 # The queue re-reads size and mtime when a file changed mid-download.
                 remote = job.remote if job is not None else entry.remote
-                self._record_done(entry, remote, event, result)
-                verifications.append(asyncio.ensure_future(self._verify(entry, event, result, emit)))
+                if self._record_done(entry, remote, event, result):
+                    verifications.append(asyncio.ensure_future(self._verify(entry, event, result, emit)))
+
+        def already_held(remote: RemoteFile) -> bool:
+            # Asked once the part file is locked: another process may have just fetched it.
+            try:
+                return self.ledger.holds(remote.name, remote.size, remote.mtime)
+            except Exception:  # noqa: BLE001 - when in doubt, download
+                return False
 
         try:
             first = await self.connection()
@@ -386,7 +455,10 @@ class SyncService:
                 log.exception("sync queue hook failed")
         try:
             for e in sorted(targets, key=lambda e: e.delivered_at):
-                queue.add(e.remote, self.remote_dir, self.local_dir)
+                # Files not held at listing time: if another process fetches one meanwhile,
+                # it is left to that process (a file asked for again is fetched again).
+                queue.add(e.remote, self.remote_dir, self.local_dir,
+                          already_held=already_held if e.wanted else None)
             jobs = await queue.join()
             if verifications:
                 await asyncio.gather(*verifications)
@@ -422,9 +494,16 @@ class SyncService:
         result.downloaded.sort(key=lambda d: d["name"])
 
     def _record_done(self, entry: RemoteEntry, remote: RemoteFile, event: Any,
-                     result: SyncResult) -> None:
+                     result: SyncResult) -> bool:
+        """Record one finished download; True when this process should verify it.
+
+        A file placed by this run is ``downloaded``. ``same`` means those exact bytes were
+        already in place under the name (another process put them there a moment ago): it is
+        ``skipped`` here, and recorded and verified only if nobody had recorded it yet.
+        """
+        same = event.status == transfer.SAME
         try:
-            self.ledger.record_download(
+            recorded = self.ledger.record_download(
                 entry.name, size=event.size, sha256=event.sha256, local_path=event.path,
                 mtime=remote.mtime,
             )
@@ -437,14 +516,26 @@ class SyncService:
                          f"({type(exc).__name__}: {exc}). Check the ledger file and its disk; "
                          "the copy on disk is kept and the next sync records it.",
             })
-        changed = event.status == transfer.CHANGED
+            recorded = not same
+        if same:
+            result.skipped.append(entry.name)
+            log.info("%s was already in place (%s)", escape_name(entry.name),
+                     "recorded now" if recorded else "fetched by another process")
+            return recorded
+        changed = event.status == transfer.CHANGED and entry.local_state != MISSING_LOCALLY
+        refetched = entry.local_state == MISSING_LOCALLY
         if changed:
             result.changed.append(entry.name)
+        if refetched:
+            result.refetched.append(entry.name)
         result.downloaded.append({
             "name": entry.name, "size": event.size, "sha256": event.sha256, "path": event.path,
             "resumed_from": event.resumed_from, "changed": changed, "status": event.status,
+            "refetched": refetched,
         })
-        log.info("recorded download of %s (%s)", escape_name(entry.name), event.status)
+        log.info("recorded download of %s (%s%s)", escape_name(entry.name), event.status,
+                 ", fetched again" if refetched else "")
+        return True
 
     def _record_partials(self, queue: transfer.TransferQueue) -> None:
         for job in queue.jobs.values():
@@ -452,10 +543,9 @@ class SyncService:
                 self._record_partial(job)
 
     def _record_partial(self, job: Any) -> None:
-        part = job.local_dir / transfer.part_name(job.remote)
-        try:
-            have = part.stat().st_size
-        except OSError:
+        part = transfer.part_path(job.local_dir, job.remote)
+        have = transfer.part_progress(job.local_dir, job.remote)
+        if not have:
             return
         try:
             self.ledger.record_partial(
@@ -471,7 +561,8 @@ class SyncService:
         verdict, cached = await self.verify_file(
             Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.name
         )
-        if event.status == transfer.CHANGED and verdict.status == st.OK:
+        if (event.status == transfer.CHANGED and verdict.status == st.OK
+                and entry.local_state != MISSING_LOCALLY):
             verdict = replace(
                 verdict,
                 status=st.CHANGED,
@@ -533,14 +624,46 @@ class SyncService:
             except Exception:  # noqa: BLE001
                 log.exception("sync event callback failed")
         result = await self.download(None, on_event, listing=listing, on_queue=on_queue)
+        await self._verify_unverified(result, on_event)
         result.listed = len(listing.entries)
         result.refused = [{"name": escape_name(n), "reason": r} for n, r in listing.refused]
         result.lost = [escape_name(n) for n in listing.lost]
+        listed = {e.name for e in listing.entries}
+        result.missing_locally = [
+            {"name": escape_name(n), "path": p, "on_server": n in listed}
+            for n, p in listing.missing_locally
+        ]
         return result.finish()
+
+    async def _verify_unverified(self, result: SyncResult, on_event: EventCallback | None) -> None:
+        """Verify every held copy whose verification was never recorded (a run died first)."""
+        done = {v.name for v in result.files}
+        try:
+            todo = [d for d in await asyncio.to_thread(self.ledger.deliveries)
+                    if d.downloaded and d.sha256 and d.local_path and d.verification is None
+                    and not d.extra.get("missing_locally") and d.name not in done]
+        except Exception:  # noqa: BLE001 - the next run tries again
+            log.exception("could not read the ledger for unverified copies")
+            return
+        for d in todo:
+            log.info("verifying %s: its verification was never recorded", escape_name(d.name))
+            verdict, cached = await self.verify_file(
+                Path(d.local_path), self.profile.report_for(d.report), d.delivered_at,
+                sha256=d.sha256, name=d.name,
+            )
+            result.files.append(verdict)
+            if on_event is not None:
+                try:
+                    on_event(Verified(d.name, verdict, cached))
+                except Exception:  # noqa: BLE001
+                    log.exception("sync event callback failed")
+        if todo:
+            result.files.sort(key=lambda v: (v.delivered_at is None, v.delivered_at, v.name))
 
 
 def _part_files(local_dir: Path) -> set[str]:
+    """Names of the part files in the private working folder (one listing)."""
     try:
-        return {p.name for p in local_dir.iterdir() if p.name.endswith(".part")}
+        return {n for n in os.listdir(transfer.work_dir(local_dir)) if n.endswith(".part")}
     except OSError:
         return set()

@@ -10,6 +10,8 @@ Public API::
         queue.cancel(job.id) / queue.cancel_all() / queue.pause() / queue.resume()
         jobs = await queue.join()            # every Job ends "done", "failed" or "cancelled"
     remove_stale_parts(local_dir, names)     # join() does this for the files it finished
+    part_path(local_dir, remote) / part_progress(local_dir, remote)   # where a transfer stands
+    fd, have = open_part(local_dir, remote)  # the locked part file, as download() opens it
 
 ``factory`` is ``async () -> SftpConnection`` (e.g. ``lambda: connect(opts, host_key_policy=...)``);
 the queue opens one connection, shares it between its workers (SFTP multiplexes requests)
@@ -19,9 +21,14 @@ one every ``progress_interval`` seconds per file, plus the final one), :class:`R
 (attempt, reason, delay), :class:`Done` (sha256, path, status, resumed_from, transferred),
 :class:`Failed` (reason, error), :class:`Cancelled`.
 
-How a file is written (SPEC "Local state"):
-- into a hidden part file ``.<name>.<size>-<mtime>.part`` in the target folder, so a part
-  file only ever resumes the very server copy (same size, same mtime) it came from;
+How a file is written (docs/ARCHITECTURE.md, "Local files"):
+- into a part file in report-keeper's private working folder ``<local_dir>/.report-keeper/
+  parts/`` (0700; its name is refused as a server name, and no download is ever written
+  into it, so no server file can land on a part file). The part is named after a hash of
+  the remote name, created with ``O_EXCL``/``O_NOFOLLOW`` and locked (``flock``) while it
+  is written; beside it a small JSON record holds the remote name, size and mtime it
+  belongs to (written once 1 MiB has arrived, or when the transfer stops early), and a
+  part is resumed only when that record matches the server's copy;
 - blocks are requested many at a time but written and hashed strictly in order, so a part
   file is always a valid prefix: after a broken connection (or a full disk, or a cancel)
   the next attempt resumes at offset = part size, hashing the prefix it already has;
@@ -34,8 +41,12 @@ How a file is written (SPEC "Local state"):
   disk and the network overlap; memory stays bounded by the reads in flight (32 x 255 KB);
 - a final name that already exists is never overwritten: identical content gives status
   ``same``; different content is written beside it as ``<stem> (changed <server mtime
-  YYYY-MM-DDTHHMMZ>)<suffix>`` (then `` 2``, `` 3``... if needed) with status ``changed``;
-- names refused by :func:`tui.core.names.refusal_reason` are never written.
+  YYYY-MM-DDTHHMMZ>)<suffix>`` (then `` 2``, `` 3``... if needed) with status ``changed``,
+  the stem shortened when needed so the name stays within 255 bytes;
+- names refused by :func:`tui.core.names.refusal_reason` are never written;
+- ``already_held(remote)`` (optional) is asked once the part is locked: True means another
+  process has just finished this very copy, and the download stops with :class:`FileBusy`
+  before reading a byte.
 
 Errors are :mod:`tui.sftp.errors` classes. Transient ones (lost connection, timeouts,
 generic server failures, a server file that changed mid-download) are retried with
@@ -51,8 +62,10 @@ import concurrent.futures
 import errno
 import fcntl
 import hashlib
+import json
 import logging
 import os
+import stat as statmod
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -62,7 +75,7 @@ from typing import Any, Awaitable, Callable
 import asyncssh
 
 from tui.core.model import RemoteFile
-from tui.core.names import refusal_reason
+from tui.core.names import WORK_DIR_NAME, fit_name, refusal_reason
 from tui.sftp.client import SftpConnection
 from tui.sftp.errors import (
     AuthFailed,
@@ -89,6 +102,8 @@ MAX_REQUESTS = 32
 #: Downloads from this size on write through a thread of their own.
 THREADED_WRITES_FROM = 4 * 1024 * 1024
 _HASH_CHUNK = 1024 * 1024
+#: A part's record is written once this much is in it (or when the transfer stops before).
+RECORD_FROM = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -102,26 +117,269 @@ class DownloadResult:
     transferred: int = 0  # bytes received from the server in this call
 
 
+#: Sub-folder of the private working folder that holds part files and their records.
+PARTS_DIR = "parts"
+
+
+def _part_id(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
 def part_name(remote: RemoteFile) -> str:
-    """The hidden part file of one server copy (size and mtime make it specific)."""
+    """The part file of one remote file, inside :func:`work_dir` (one per remote name)."""
+    return f"{_part_id(remote.name)}.part"
+
+
+def _record_name(remote: RemoteFile) -> str:
+    return f"{_part_id(remote.name)}.json"
+
+
+def work_dir(local_dir: Path | str) -> Path:
+    """``<local_dir>/.report-keeper/parts``: where part files live."""
+    return Path(local_dir) / WORK_DIR_NAME / PARTS_DIR
+
+
+def part_path(local_dir: Path | str, remote: RemoteFile) -> Path:
+    return work_dir(local_dir) / part_name(remote)
+
+
+def legacy_part_name(remote: RemoteFile) -> str:
+    """Where older releases kept the part file: ``.<name>.<size>-<mtime>.part`` in local_dir.
+
+    Such a name is also a legal server name, so a file found there is never trusted on its
+    own: :func:`adopt_legacy_part` moves one in only when the caller has proven it ours.
+    """
     ident = f"{remote.size}-{int(remote.mtime.timestamp())}"
     name = f".{remote.name}.{ident}.part"
-    if len(name.encode("utf-8", "surrogateescape")) > 255:  # too long for local file systems
+    if len(name.encode("utf-8", "surrogateescape")) > 255:
         digest = hashlib.sha256(remote.name.encode("utf-8", "surrogateescape")).hexdigest()[:24]
         name = f".rk-{digest}.{ident}.part"
     return name
 
 
+def _part_record(remote: RemoteFile) -> dict[str, Any]:
+    from datetime import timezone
+
+    return {"name": remote.name, "size": remote.size,
+            "mtime": remote.mtime.astimezone(timezone.utc).isoformat()}
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            value = json.loads(f.read(65536))
+        return value if isinstance(value, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _write_record(work: Path, remote: RemoteFile) -> None:
+    """Write the part's record beside it (only ever while holding the part's lock).
+
+    The working folder is private (0700, ours), so the record is written in place; a
+    symlink planted under its name is refused, never followed.
+    """
+    fd = os.open(work / _record_name(remote),
+                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(_part_record(remote)).encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def _drop_record(work: Path, remote: RemoteFile) -> None:
+    try:
+        os.unlink(work / _record_name(remote))
+    except OSError:
+        pass
+
+
+def ensure_work_dir(local_dir: Path | str) -> Path:
+    """Create (0700) and check the private working folder; returns the parts folder.
+
+    Each level must be a real folder of ours (never a symlink): anything else there is
+    refused with :class:`LocalWriteFailed` rather than written through.
+    """
+    local_dir = Path(local_dir)
+    ensure_private_dir(local_dir)
+    for folder in (local_dir / WORK_DIR_NAME, work_dir(local_dir)):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise LocalWriteFailed(f"Could not create the working folder '{folder}': {exc.strerror or exc}.",
+                                   "Check local_dir in the profile and the folder's permissions.") from None
+        info = os.lstat(folder)
+        if not statmod.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            raise LocalWriteFailed(
+                f"'{folder}' is not report-keeper's private working folder (it is "
+                f"{'a symbolic link' if statmod.S_ISLNK(info.st_mode) else 'not a folder of yours'}).",
+                "Move it out of the way; report-keeper creates the folder itself.",
+            )
+        if info.st_mode & 0o777 != 0o700:
+            os.chmod(folder, 0o700)
+    return work_dir(local_dir)
+
+
+def part_progress(local_dir: Path | str, remote: RemoteFile) -> int:
+    """Bytes of this very server copy held in its part file (0: none, or another copy's)."""
+    work = work_dir(local_dir)
+    record = _read_record(work / _record_name(remote))
+    if record != _part_record(remote):
+        return 0
+    try:
+        info = os.lstat(work / part_name(remote))
+    except OSError:
+        return 0
+    if not statmod.S_ISREG(info.st_mode) or info.st_size > remote.size:
+        return 0
+    return info.st_size
+
+
+def _busy(remote: RemoteFile) -> FileBusy:
+    return FileBusy(
+        f"Another Report Keeper process is downloading '{remote.name}' right now "
+        "(the app and a scheduled sync at the same time).",
+        "It is left to that process; nothing is lost. Refresh later to see it arrive.",
+    )
+
+
+def open_part(local_dir: Path | str, remote: RemoteFile) -> tuple[int, int]:
+    """Open and lock the part file of ``remote`` (creating the working folder): ``(fd, bytes)``.
+
+    What :func:`download` does first; the caller owns (and must close) the descriptor, and
+    holds the part's lock until then. Raises :class:`FileBusy` when another process has it.
+    """
+    return _open_part(ensure_work_dir(local_dir), remote)
+
+
+def _open_part(work: Path, remote: RemoteFile) -> tuple[int, int]:
+    """Open (or create) and lock the part file of ``remote``; ``(fd, bytes to resume from)``.
+
+    Never follows a symlink, never writes into a file that is also linked elsewhere (a
+    final name left by a run stopped between placing and cleaning up), and resumes only a
+    part whose record names this very server copy; any other part is emptied first. The
+    record itself is written by the download once it has something worth resuming
+    (``RECORD_FROM`` bytes, or when it stops early), so small files cost no extra file.
+    """
+    path = work / part_name(remote)
+    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
+    for _attempt in range(4):
+        created = True
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            created = False
+            try:
+                fd = os.open(path, flags)
+            except FileNotFoundError:
+                continue  # removed in between: create it
+        try:
+            try:  # one writer per part file: the app and a scheduled sync may overlap
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise _busy(remote) from None
+            info = os.fstat(fd)
+            if not _still_there(path, info):
+                # Between opening and locking, its writer finished: it placed this file under
+                # its final name and removed the part. Never write into it; start again.
+                os.close(fd)
+                continue
+            if not statmod.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+                raise LocalWriteFailed(f"'{path}' is not a part file of report-keeper.",
+                                       "Remove it; the download then starts afresh.")
+            if info.st_nlink != 1:
+                if info.st_nlink > 1:  # also a final file: only our own entry goes
+                    os.unlink(path)
+                os.close(fd)
+                continue
+            have = info.st_size
+            if created:
+                _drop_record(work, remote)  # a record left without its part describes nothing
+            elif (_read_record(work / _record_name(remote)) != _part_record(remote)
+                  or have > remote.size):
+                os.ftruncate(fd, 0)  # another server copy's (or unproven) bytes: start afresh
+                _drop_record(work, remote)
+                have = 0
+            return fd, have
+        except BaseException:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            raise
+    raise LocalWriteFailed(f"Could not open a part file for '{remote.name}' in '{work}'.",
+                           "Try again; if it persists, check the folder.")
+
+
+def _still_there(path: Path, info: os.stat_result) -> bool:
+    """``path`` still names the file ``info`` describes (checked after taking its lock)."""
+    try:
+        now = os.lstat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (info.st_dev, info.st_ino)
+
+
+def _discard_part(work: Path, remote: RemoteFile) -> None:
+    """Remove the part and its record (called while holding the part's lock)."""
+    try:
+        os.unlink(work / part_name(remote))
+    except OSError:
+        pass
+    _drop_record(work, remote)
+
+
+def adopt_legacy_part(local_dir: Path | str, remote: RemoteFile) -> int:
+    """Move an older release's part file of ``remote`` into the working folder.
+
+    Only for a part the caller has proven to be ours (the ledger recorded it as this very
+    copy's partial download, and no download was ever stored under that name). Returns the
+    bytes adopted (0: nothing adopted; the file is then left exactly as it is).
+    """
+    local_dir = Path(local_dir)
+    old = local_dir / legacy_part_name(remote)
+    try:
+        fd = os.open(old, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # an older release is writing it right now
+        info = os.fstat(fd)
+        if (not statmod.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_uid != os.getuid()
+                or info.st_size > remote.size or not _still_there(old, info)):
+            return 0
+        work = ensure_work_dir(local_dir)
+        try:
+            os.link(old, work / part_name(remote))
+        except FileExistsError:
+            return 0  # a newer part exists; the old one stays as it is
+        _write_record(work, remote)
+        os.unlink(old)
+        log.info("adopted an older release's part file of %r (%d bytes)", remote.name, info.st_size)
+        return info.st_size
+    except OSError as exc:
+        log.warning("could not adopt the old part file of %r: %s", remote.name, exc)
+        return 0
+    finally:
+        os.close(fd)
+
+
 def changed_name(name: str, remote: RemoteFile, n: int = 1) -> str:
-    """The name a changed server copy is written under, beside the old one."""
-    stem, dot, suffix = name.rpartition(".")
-    if not dot or not stem:
-        stem, suffix = name, ""
-    else:
-        suffix = "." + suffix
-    stamp = remote.mtime.astimezone(__import__("datetime").timezone.utc).strftime("%Y-%m-%dT%H%MZ")
+    """The name a changed server copy is written under, beside the old one (<= 255 bytes)."""
+    from datetime import timezone
+
+    stamp = remote.mtime.astimezone(timezone.utc).strftime("%Y-%m-%dT%H%MZ")
     extra = f" {n}" if n > 1 else ""
-    return f"{stem} (changed {stamp}){extra}{suffix}"
+    return fit_name(name, f" (changed {stamp}){extra}")
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -146,6 +404,19 @@ def _sha256_file(path: Path, limit: int | None = None) -> "hashlib._Hash":
             h.update(chunk)
             if remaining is not None:
                 remaining -= len(chunk)
+    return h
+
+
+def _sha256_fd(fd: int, limit: int) -> "hashlib._Hash":
+    """The hash of the first ``limit`` bytes of an open file (the part being resumed)."""
+    h = hashlib.sha256()
+    offset = 0
+    while offset < limit:
+        chunk = os.pread(fd, min(_HASH_CHUNK, limit - offset), offset)
+        if not chunk:
+            break
+        h.update(chunk)
+        offset += len(chunk)
     return h
 
 
@@ -174,8 +445,12 @@ def _fsync_dir(path: Path) -> None:
 
 def _place(part: Path, local_dir: Path, remote: RemoteFile, digest: str) -> tuple[Path, str]:
     """Give a complete part file its final name without overwriting anything."""
-    candidates = [remote.name] + [changed_name(remote.name, remote, n) for n in range(1, 100)]
-    for i, name in enumerate(candidates):
+    def candidates():
+        yield remote.name
+        for n in range(1, 100):
+            yield changed_name(remote.name, remote, n)
+
+    for i, name in enumerate(candidates()):
         target = local_dir / name
         try:
             os.link(part, target)
@@ -187,6 +462,7 @@ def _place(part: Path, local_dir: Path, remote: RemoteFile, digest: str) -> tupl
                 same = False
             if same:
                 part.unlink()
+                _drop_record(part.parent, remote)
                 return target, SAME
             continue
         except OSError as exc:
@@ -196,8 +472,10 @@ def _place(part: Path, local_dir: Path, remote: RemoteFile, digest: str) -> tupl
             if target.exists():
                 continue
             os.rename(part, target)
+            _drop_record(part.parent, remote)
             return target, (NEW if i == 0 else CHANGED)
         part.unlink()
+        _drop_record(part.parent, remote)
         return target, (NEW if i == 0 else CHANGED)
     raise TransferFailed(f"Too many changed copies of '{remote.name}' in '{local_dir}'.",
                          "Move the old copies out of the folder and download again.")
@@ -216,31 +494,54 @@ def _finish(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: st
 
 
 def remove_stale_parts(local_dir: Path | str, names: "set[str] | None" = None) -> int:
-    """Remove part files left by server copies that changed since (one listing of the folder).
+    """Remove part files (and records) of ``names`` (all when None) nobody is writing.
 
-    Only part files of ``names`` (all when None) whose final file exists are removed: they
-    belong to a server copy that was replaced and then downloaded completely.
+    Called for files just downloaded completely: a part still there belongs to another
+    server copy of the same name. Only the private working folder is ever looked at, and
+    only its own file names (``<hash>.part``/``.json``), so a downloaded report
+    can never be taken for a part file; a part locked by another process is left alone.
     """
-    local_dir = Path(local_dir)
+    work = work_dir(local_dir)
     try:
-        entries = os.listdir(local_dir)
+        entries = os.listdir(work)
     except OSError:
         return 0
-    present = set(entries)
+    wanted = None if names is None else {_part_id(n) for n in names}
     removed = 0
     for n in entries:
-        if not (n.startswith(".") and n.endswith(".part")):
+        ident, dot, kind = n.partition(".")
+        if len(ident) != 32 or kind not in ("part", "json"):
             continue
-        base, _, ident = n[1:-len(".part")].rpartition(".")
-        if not base or not ident.replace("-", "").isdigit():
+        if wanted is not None and ident not in wanted:
             continue
-        if (names is None or base in names) and base in present:
+        path = work / n
+        if kind != "part":
+            if not (work / f"{ident}.part").exists():
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            continue
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            info = os.fstat(fd)
+            if not statmod.S_ISREG(info.st_mode) or not _still_there(path, info):
+                continue
+            os.unlink(path)
             try:
-                os.unlink(local_dir / n)
-                removed += 1
-                log.info("removed a stale part file of %r", base)
+                os.unlink(work / f"{ident}.json")
             except OSError:
                 pass
+            removed += 1
+            log.info("removed a stale part file (%s)", ident)
+        except OSError:  # locked by a running download, or already gone
+            continue
+        finally:
+            os.close(fd)
     return removed
 
 
@@ -265,7 +566,8 @@ _background: set[asyncio.Task] = set()
 async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, local_dir: Path | str, *,
                    progress: Callable[[int, int], Any] | None = None,
                    gate: asyncio.Event | None = None,
-                   max_requests: int = MAX_REQUESTS) -> DownloadResult:
+                   max_requests: int = MAX_REQUESTS,
+                   already_held: Callable[[RemoteFile], bool] | None = None) -> DownloadResult:
     """Download one file into ``local_dir`` safely; see the module docstring.
 
     ``progress(bytes_done, total)`` is called after every written block; ``gate``, when
@@ -277,23 +579,24 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
     if reason is not None:
         raise TransferFailed(f"The server-supplied name was refused: {reason}.",
                              "Nothing was written; ask the server's administrator to rename the file.")
-    ensure_private_dir(local_dir)
+    work = ensure_work_dir(local_dir)
     remote_path = SftpConnection.join(remote_dir, remote.name)
-    part = local_dir / part_name(remote)
 
     counter = [0]
     try:
-        return await _download(conn, remote, remote_path, local_dir, part, progress, gate,
-                               max_requests, counter)
+        return await _download(conn, remote, remote_path, local_dir, work, progress, gate,
+                               max_requests, counter, already_held)
     except SftpError as exc:
         exc.received = counter[0]  # type: ignore[attr-defined]
         raise
 
 
 async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, local_dir: Path,
-                    part: Path, progress: Callable[[int, int], Any] | None,
-                    gate: asyncio.Event | None, max_requests: int, counter: list[int]) -> DownloadResult:
+                    work: Path, progress: Callable[[int, int], Any] | None,
+                    gate: asyncio.Event | None, max_requests: int, counter: list[int],
+                    already_held: Callable[[RemoteFile], bool] | None) -> DownloadResult:
     size = remote.size
+    part = work / part_name(remote)
     local_err = lambda exc: translate(exc, host=conn.host, port=conn.port, path=remote.name,  # noqa: E731
                                       local_path=str(local_dir / remote.name))
     remote_err = lambda exc: translate(exc, host=conn.host, port=conn.port, path=remote.name)  # noqa: E731
@@ -301,31 +604,26 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
     try:
         # block_size=0: every f.read() below is exactly one SFTP request (no hidden tasks);
         # this function does the pipelining itself.
-        f = await conn.sftp.open(remote_path, "rb", block_size=0)
+        f = await conn.sftp.open(remote_path.encode("utf-8", "surrogateescape"), "rb", block_size=0)
     except (asyncssh.Error, OSError) as exc:
         raise remote_err(exc) from None
     fd = -1
     writer: concurrent.futures.ThreadPoolExecutor | None = None
+    placed = recorded = False
+    pos = have = 0
     try:
         try:
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:  # one writer per part file: the app and a scheduled sync may overlap
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                fd = -1
+            fd, have = _open_part(work, remote)
+            if already_held is not None and await asyncio.to_thread(already_held, remote):
+                if have == 0:
+                    _discard_part(work, remote)
                 raise FileBusy(
-                    f"Another Report Keeper process is downloading '{remote.name}' right now "
+                    f"'{remote.name}' was downloaded meanwhile by another Report Keeper process "
                     "(the app and a scheduled sync at the same time).",
-                    "It is left to that process; nothing is lost. Refresh later to see it arrive.",
-                ) from None
-            os.fchmod(fd, 0o600)
-            have = os.fstat(fd).st_size
-            if have > size:
-                os.ftruncate(fd, 0)
-                have = 0
+                    "Nothing to do: it is held, and counted by the process that fetched it.",
+                )
             if have:
-                h = await asyncio.to_thread(_sha256_file, part, have)
+                h = await asyncio.to_thread(_sha256_fd, fd, have)
                 log.info("resuming %r at %d of %d bytes", remote.name, have, size)
             else:
                 h = hashlib.sha256()
@@ -334,6 +632,7 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             raise local_err(exc) from None
         pos = have  # bytes of the server's file received in order
         written = have  # bytes of it in the part file
+        recorded = have > 0  # a resumed part's record matched already
         received = 0
         block = max(1024, conn.opts.block_size)
         inflight: deque[tuple[int, int, asyncio.Task]] = deque()
@@ -393,6 +692,12 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
                     rest = asyncio.ensure_future(f.read(n - len(data), pos))
                     inflight.appendleft((pos, n - len(data), rest))
                 fill()
+                if not recorded and pos >= RECORD_FROM:
+                    try:
+                        _write_record(work, remote)
+                    except OSError as exc:
+                        raise local_err(exc) from None
+                    recorded = True
                 if progress is not None:
                     progress(pos, size)  # received in order (the last block may be in the writer)
                     reported = pos
@@ -422,7 +727,13 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             final, status = await asyncio.to_thread(_finish, fd, part, local_dir, remote, digest)
         except OSError as exc:
             raise local_err(exc) from None
+        placed = True
     finally:
+        if fd >= 0 and not placed and not recorded and pos > have:
+            try:  # stopped early: what arrived can be resumed next time
+                _write_record(work, remote)
+            except OSError:
+                pass
         if writer is not None:
             if fd >= 0:
                 writer.submit(os.close, fd)  # after any write still queued
@@ -507,6 +818,8 @@ class Job:
     task: asyncio.Task | None = field(default=None, repr=False)
     cancel_requested: bool = False
     finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    #: Asked before the first byte: True when another process has just fetched this copy.
+    already_held: Callable[[RemoteFile], bool] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -544,9 +857,13 @@ class TransferQueue:
         self.connections_opened = 0
 
     # -- control
-    def add(self, remote: RemoteFile, remote_dir: str, local_dir: Path | str) -> Job:
-        """Queue one download; returns its :class:`Job` (``job.id`` for cancel)."""
-        job = Job(self._next_id, remote, remote_dir, Path(local_dir))
+    def add(self, remote: RemoteFile, remote_dir: str, local_dir: Path | str, *,
+            already_held: Callable[[RemoteFile], bool] | None = None) -> Job:
+        """Queue one download; returns its :class:`Job` (``job.id`` for cancel).
+
+        ``already_held(remote)``: see :func:`download` (the job then fails with FileBusy).
+        """
+        job = Job(self._next_id, remote, remote_dir, Path(local_dir), already_held=already_held)
         self._next_id += 1
         self.jobs[job.id] = job
         self._emit(Queued(job.id, remote.name, remote.size))
@@ -699,14 +1016,12 @@ class TransferQueue:
                 conn = None
                 try:
                     conn = await self._connection()
-                    try:
-                        resumed[0] = os.stat(job.local_dir / part_name(job.remote)).st_size
-                    except (OSError, ValueError):  # none yet, or a refused name
-                        resumed[0] = 0
+                    resumed[0] = part_progress(job.local_dir, job.remote)
                     started = time.monotonic()
                     self._emit(Running(job.id, job.name, resumed[0], job.remote.size, 0.0))
                     result = await download(conn, job.remote, job.remote_dir, job.local_dir,
-                                            progress=progress, gate=self._gate)
+                                            progress=progress, gate=self._gate,
+                                            already_held=job.already_held)
                 except SftpError as exc:
                     received = getattr(exc, "received", 0)
                     job.transferred += received
