@@ -22,7 +22,9 @@ log = logging.getLogger("report_keeper.commands.tui_app")
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"report-keeper: {message}\n")
+    from tui.commands.common import one_line
+
+    sys.stderr.write(f"report-keeper: {one_line(message)}\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +49,7 @@ def _run_configured(args: argparse.Namespace) -> int:
     from tui.core.ledger import LedgerError
 
     try:
-        profile = load_profile(args)
+        profile = load_profile(args, need_local_dir=True)
     except ConfigError as exc:
         _error(str(exc))
         return int(Exit.USAGE)
