@@ -96,7 +96,8 @@ async def _run_demo(args: argparse.Namespace) -> int:
         scratch = Path(tempfile.mkdtemp(prefix="report-keeper-demo-downloads-"))
         local_dir = scratch / "reports"
     try:
-        server = await start_demo_server(local_dir=Path(local_dir).expanduser())
+        # The app's own throwaway folder: writable, so the connection test (t) can upload its probe.
+        server = await start_demo_server(local_dir=Path(local_dir).expanduser(), writable=True)
     except OSError as exc:
         _error(f"the demo server could not start: {exc}")
         return int(Exit.CRITICAL)
