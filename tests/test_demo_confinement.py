@@ -283,3 +283,11 @@ async def test_keys_inside_the_served_folder_are_refused(tmp_path, pinned):
     with pytest.raises(OSError) as err:
         await start_demo_server(tmp_path / "served", keys_dir=tmp_path / "served" / ".keys")
     assert "inside the served folder" in str(err.value)
+
+
+async def test_a_clock_too_early_for_the_demo_history_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPORT_KEEPER_NOW", "1970-01-10T00:00:00Z")
+    with pytest.raises(OSError) as err:
+        await start_demo_server(tmp_path / "served", keys_dir=tmp_path / "keys")
+    assert "REPORT_KEEPER_NOW" in str(err.value) and "1970-03" in str(err.value)
+    assert not (tmp_path / "keys").exists()

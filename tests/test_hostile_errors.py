@@ -448,3 +448,19 @@ def test_an_unexpected_error_is_one_line_with_the_log_named(home, config, tmp_pa
     assert doc["status"] == "critical" and "RuntimeError" in doc["error"]
     log = (home / "state" / "report-keeper" / "log" / "report-keeper.log").read_text()
     assert "Traceback" in log and "simulated bug" in log
+
+
+def test_an_empty_config_name_is_one_line(home):
+    run = rk("sync", "--json", "--config", "", home=home)
+    one_line(run, 3, "empty")
+
+
+def test_a_closed_stdout_keeps_the_exit_code_and_prints_no_traceback(home, config):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPORT_KEEPER_")}
+    env.update({"XDG_STATE_HOME": str(home / "state"), "XDG_DATA_HOME": str(home / "data"),
+                "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run([sys.executable, "-m", "tui", "check", "--offline", "--json", "--config",
+                           str(config)], env=env, cwd=str(ROOT), stderr=subprocess.PIPE,
+                          preexec_fn=lambda: os.close(1), timeout=60)
+    assert proc.returncode in (0, 1, 2) and b"Traceback" not in proc.stderr
+    assert b"unexpected" not in proc.stderr, proc.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from tui import __version__
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     from tui.core.logs import setup_logging
 
     log_file = setup_logging()
+    if sys.stdout is None:  # started with stdout closed: results go nowhere, exit codes still tell
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     try:  # a pinned clock that cannot be used is a usage error for every command
         clock.check()
     except clock.ClockError as exc:
@@ -77,8 +80,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
-    import os
-
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

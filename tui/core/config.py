@@ -506,6 +506,8 @@ def _read_config_bytes(file: Path, explicit: bool) -> bytes:
 
 def load_config(path: str | os.PathLike | None = None) -> Config:
     """Read and check a config file (``None``: the default location)."""
+    if path is not None and not str(path).strip():
+        raise ConfigError(None, None, "the config file name is empty; name a config file (--config FILE)")
     file = Path(path).expanduser() if path is not None else default_config_path()
     raw = _read_config_bytes(file, explicit=path is not None or bool(os.environ.get(CONFIG_ENV)))
     try:

@@ -341,6 +341,20 @@ async def seed_history(server: "DemoServer") -> Any:
         ledger.close()
 
 
+def _check_history_fits(now) -> None:
+    """The generated reports reach ``HISTORY_DAYS`` back; their file times cannot precede 1970
+    (SFTP times count from then)."""
+    from datetime import timedelta
+
+    from tui.core import clock
+
+    span = timedelta(days=demo_data.HISTORY_DAYS + 2)
+    if (now or clock.now()) - span < clock.EARLIEST:
+        first = (clock.EARLIEST + span).date().isoformat()
+        raise OSError(errno.EINVAL, f"the demo's reports reach back {demo_data.HISTORY_DAYS} days, "
+                      f"before 1970 (where file times start): pin REPORT_KEEPER_NOW to {first} or later")
+
+
 def _needs_data(directory: Path) -> bool:
     return not directory.is_dir() or not any(directory.iterdir())
 
@@ -407,6 +421,7 @@ async def _start(dir, port, local_dir, ledger, keys_dir, now, writable, cleanup:
         root.mkdir(parents=True, exist_ok=True)
     scenario = None
     if _needs_data(root / demo_data.DEMO_REMOTE_DIR):
+        _check_history_fits(now)
         scenario = await asyncio.to_thread(demo_data.generate, root, now)
     if keys_dir is None:
         keys = _private_dir("report-keeper-demo-keys-")
