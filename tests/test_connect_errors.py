@@ -173,3 +173,32 @@ def test_sync_reports_the_new_host_key_type_once_and_does_not_retry(ecdsa_sshd: 
     assert "ecdsa-sha2-nistp256" in doc["error"] and "ssh-ed25519" in doc["error"]
     assert "retried" not in doc["error"] and doc["downloaded"] == []
     assert kh.read_bytes().count(b"\n") == 1
+
+
+async def test_a_connection_cut_during_the_key_exchange_is_not_mistaken_for_a_new_key(ssh_keys, tmp_path):
+    """The server has two key types, known_hosts holds one; the first handshake breaks off: a
+    transient loss (retried), not a host-key warning about the type known_hosts lacks."""
+    from tests.fixtures_sshd import TcpProxy
+    from tui.sftp.errors import ConnectionLost
+
+    known = asyncssh.generate_private_key("ecdsa-sha2-nistp256")
+    other = asyncssh.generate_private_key("ssh-ed25519")
+    server = await asyncssh.listen("127.0.0.1", 0, server_host_keys=[other, known],
+                                   authorized_client_keys=str(ssh_keys.public), sftp_factory=True)
+    port = server.sockets[0].getsockname()[1]
+    (tmp_path / "cfg").write_text("")
+    try:
+        async with TcpProxy(port, cut_after=60) as proxy:
+            kh = tmp_path / "known_hosts"
+            _known_hosts_with(kh, proxy.port, known)
+            opts = ConnectOptions(host="127.0.0.1", port=proxy.port, key=ssh_keys.private,
+                                  known_hosts=kh, ssh_config=tmp_path / "cfg", use_agent=False,
+                                  connect_timeout=10)
+            with pytest.raises(ConnectionLost) as err:
+                await connect(opts)
+            assert err.value.transient and proxy.cuts == 1
+            async with await connect(opts) as conn:  # the next try works: nothing was wrong
+                assert conn.host_key.fingerprint == known.get_fingerprint("sha256")
+    finally:
+        server.close()
+        await server.wait_closed()

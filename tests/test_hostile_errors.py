@@ -352,6 +352,7 @@ def _fuzz_configs(tmp_path: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
     (d / "profile-list.toml").write_text('[profile]\ndefault = ["x"]\n')
     (d / "big.toml").write_bytes(b"# " + b"x" * (3 * 1024 * 1024) + b"\n")
     (d / "nested.toml").write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    (d / "long-number.toml").write_text("[profile.default]\nport = " + "1" * 5000 + "\n")
     os.mkfifo(d / "fifo.toml")
     return {
         "folder": (str(d), ("folder",)),
@@ -365,12 +366,13 @@ def _fuzz_configs(tmp_path: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
         "fifo": (str(d / "fifo.toml"), ("not a regular file",)),
         "big": (str(d / "big.toml"), ("larger than",)),
         "nested": (str(d / "nested.toml"), ("nested too deeply",)),
+        "long-number": (str(d / "long-number.toml"), ("number too long",)),
         "missing": (str(d / "nope.toml"), ("does not exist",)),
     }
 
 
 FUZZ = ["folder", "non-utf8", "nul", "empty", "list", "array-of-tables", "profile-list",
-        "dev-zero", "fifo", "big", "nested", "missing"]
+        "dev-zero", "fifo", "big", "nested", "long-number", "missing"]
 
 
 @pytest.mark.parametrize("command,case", [

@@ -518,4 +518,6 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         raise ConfigError(file, None, f"is not valid TOML: {exc}") from None
     except RecursionError:
         raise ConfigError(file, None, "is not a usable config: its tables or lists are nested too deeply") from None
+    except ValueError:  # e.g. a number of thousands of digits (Python's int conversion limit)
+        raise ConfigError(file, None, "is not a usable config: it holds a number too long to read") from None
     return parse_config(data, file)

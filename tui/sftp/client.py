@@ -398,7 +398,7 @@ async def _decide(policy: HostKeyPolicy, info: HostKeyInfo) -> str:
 
 
 async def _open(opts: ConnectOptions, catcher: _KeyCatcher, client_keys: list | None,
-                *, any_host_key_type: bool = False) -> Any:
+                *, host_key_algs: list[str] | None = None) -> Any:
     known = opts.known_hosts_path
     kwargs: dict[str, Any] = dict(
         port=opts.port if opts.port is not None else (),
@@ -423,8 +423,8 @@ async def _open(opts: ConnectOptions, catcher: _KeyCatcher, client_keys: list | 
         kwargs["client_keys"] = client_keys
     if not opts.use_agent:
         kwargs["agent_path"] = None
-    if any_host_key_type:
-        kwargs["server_host_key_algs"] = "default"
+    if host_key_algs is not None:
+        kwargs["server_host_key_algs"] = host_key_algs
     return await asyncssh.connect(opts.host, **kwargs)
 
 
@@ -447,9 +447,21 @@ async def _host_key_mismatch(opts: ConnectOptions) -> HostKeyMismatch | None:
     """After a failed key exchange: the server's host key, if it is of a type known_hosts
     holds no key of for this host (a second handshake offering every type; it stops at the
     host key check, so nothing is ever sent to an unverified server)."""
+    from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
+
+    # Every type, those known_hosts holds for the host first (as OpenSSH orders them): a server
+    # that still has a recorded type presents it, so a key exchange that broke for another
+    # reason is not mistaken for a new key.
+    known = _known_keys_for(opts.known_hosts_path, opts.host, "", opts.display_port)
+    algs: list[str] = []
+    for alg in [a for k in known for a in k.sig_algorithms] + list(get_default_certificate_algs()) \
+            + list(get_default_public_key_algs()):
+        name = alg.decode("ascii")
+        if name not in algs:
+            algs.append(name)
     catcher = _KeyCatcher([])
     try:  # no keys, no agent: even a server that turns out trusted gets no login from this
-        conn = await _open(replace(opts, use_agent=False), catcher, [], any_host_key_type=True)
+        conn = await _open(replace(opts, use_agent=False), catcher, [], host_key_algs=algs)
     except asyncssh.HostKeyNotVerifiable:
         pass
     except (asyncssh.Error, OSError, ValueError, asyncio.TimeoutError, TimeoutError):

@@ -93,7 +93,7 @@ class HostKeyMismatch(HostKeyChanged):
         self.recorded = recorded
         where = known_hosts or "known_hosts"
         held = ", ".join(f"{t} {fp}" for t, fp in recorded) or "other key types"
-        offered = f"a {key_type} host key ({fingerprint})" if key_type else "host key types"
+        offered = f"a host key of type {key_type} ({fingerprint})" if key_type else "other host key types"
         pattern = host if port == 22 else f"[{host}]:{port}"
         self.what = (
             f"WARNING: {host} port {port} now offers only {offered}, but {where} holds only "
