@@ -50,6 +50,7 @@ class Jail:
         os.symlink(str(self.secret), self.served / "pre_abs")
         os.symlink(str(self.outside), self.served / "pre_dir")
         os.link(self.outside / "hard.txt", self.served / "pre_hard")
+        os.mkfifo(self.served / "pre_fifo")  # opening it would block the server
         self.report = sorted((self.served / REPORTS).iterdir())[0].name
         self.q = f'"{REPORTS}/{self.report}"'  # quoted for sftp's batch commands
         self.upload = base / "upload.txt"
@@ -187,7 +188,8 @@ async def test_asyncssh_cannot_leave_the_folder(writable_jail: Jail, version):
             await sftp.symlink(str(j.secret), "l2")
         with pytest.raises(denied):
             await sftp.link(f"{REPORTS}/{j.report}", "h1")
-        for path in ("pre_rel", "pre_abs", "pre_dir/secret.txt", "pre_hard", "../outside/secret.txt"):
+        for path in ("pre_rel", "pre_abs", "pre_dir/secret.txt", "pre_hard", "../outside/secret.txt",
+                     "pre_fifo"):
             with pytest.raises(denied):
                 async with sftp.open(path, "rb") as f:
                     await f.read()

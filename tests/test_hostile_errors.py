@@ -448,6 +448,7 @@ def test_an_unexpected_error_is_one_line_with_the_log_named(home, config, tmp_pa
     assert run.code == 2 and "Traceback" not in run.err and len(run.err.splitlines()) == 1
     doc = json.loads(run.out)
     assert doc["status"] == "critical" and "RuntimeError" in doc["error"]
+    assert doc["reports"] == [] and doc["connection"]["ok"] is None  # the shape of check's document
     log = (home / "state" / "report-keeper" / "log" / "report-keeper.log").read_text()
     assert "Traceback" in log and "simulated bug" in log
 

@@ -111,6 +111,14 @@ def fail_usage(message: str) -> int:
     return int(Exit.USAGE)
 
 
+#: The fields of each command's JSON document, empty: an error document keeps the shape.
+_EMPTY_FIELDS: dict[str | None, dict[str, Any]] = {
+    "sync": {"downloaded": [], "skipped": [], "failed": [], "refused": [], "files": [], "lost": []},
+    "check": {"connection": {"ok": None, "message": "", "write_test": "skipped", "steps": {}}, "reports": []},
+    "verify": {"files": []},
+}
+
+
 def fail_unexpected(exc: BaseException, args: argparse.Namespace, log_file: Path | None) -> int:
     """A bug reached the top: one line on stderr naming the log that holds the details (and,
     with ``--json``, one JSON document if none was printed yet); exit 2, because nothing
@@ -120,8 +128,10 @@ def fail_unexpected(exc: BaseException, args: argparse.Namespace, log_file: Path
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     message = one_line(f"unexpected error ({what}); this is a bug: {where}. Please report it.")
     if getattr(args, "json", False) and not _json_printed:
+        document = {"status": "critical", **_EMPTY_FIELDS.get(getattr(args, "command", None), {}),
+                    "error": message, "error_kind": "internal"}
         try:
-            print_json({"status": "critical", "error": message, "error_kind": "internal"})
+            print_json(document)
         except OSError:
             pass
     sys.stderr.write(f"report-keeper: {message}\n")

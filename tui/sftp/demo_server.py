@@ -117,11 +117,14 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
     def map_path(self, path: bytes) -> bytes:
         return self._confine(path)
 
-    def _single_link(self, local: bytes) -> None:
+    def _single_link(self, local: bytes, *, opening: bool = False) -> None:
         try:
             info = os.lstat(local)
         except OSError:
             return
+        if opening and not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            # a pipe or a device would block the server or read for ever
+            raise self._refuse("only regular files are served")
         if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
             raise self._refuse("a file with several hard links is not served (another of its "
                                "names may lie outside the served folder)")
@@ -138,7 +141,7 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
         writes = asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC
         if pflags & writes:
             self._change()
-        self._single_link(self.map_path(path))
+        self._single_link(self.map_path(path), opening=True)
         return super().open(path, pflags, attrs)
 
     def open56(self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs):
@@ -148,7 +151,7 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
         if (desired_access & (ACE4_WRITE_DATA | ACE4_APPEND_DATA | ACE4_WRITE_ATTRIBUTES)
                 or flags & FXF_APPEND_DATA or flags & FXF_ACCESS_DISPOSITION != FXF_OPEN_EXISTING):
             self._change()
-        self._single_link(self.map_path(path))
+        self._single_link(self.map_path(path), opening=True)
         return super().open56(path, desired_access, flags, attrs)
 
     # -- changes --------------------------------------------------------------------------
