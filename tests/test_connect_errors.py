@@ -3,7 +3,6 @@ only host key is of a type known_hosts does not hold for it (a host-key problem,
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil

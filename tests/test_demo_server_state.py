@@ -13,7 +13,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-06-10T14:00:00+00:00"
@@ -77,10 +76,10 @@ def test_a_served_folder_keeps_its_host_key_downloads_and_ledger_across_restarts
         assert not _inside(local_dir, served) and not _inside(keys, served)
         assert first.info["downloads"] == str(local_dir) and first.info["ledger"] == str(ledger)
         assert first.info["writable"].startswith("no")
-        code, doc, _ = _rk(home, "sync", "--config", str(first.config), "--profile", "demo", "--json")
+        _code, doc, _ = _rk(home, "sync", "--config", str(first.config), "--profile", "demo", "--json")
         assert doc["error"] is None and len(doc["downloaded"]) > 50, doc.get("error")
         fetched = {d["name"] for d in doc["downloaded"]}
-        code2, doc2, _ = _rk(home, "sync", "--config", str(first.config), "--profile", "demo", "--json")
+        _code2, doc2, _ = _rk(home, "sync", "--config", str(first.config), "--profile", "demo", "--json")
         assert doc2["error"] is None and doc2["downloaded"] == [] and set(doc2["skipped"]) >= fetched
         # the connection test of `check`: a read-only folder is a warning, not a failure
         _code, check, _ = _rk(home, "check", "--config", str(first.config), "--profile", "demo", "--json")

@@ -27,7 +27,6 @@ import tempfile
 from pathlib import Path
 
 from tui.commands.common import fail_usage
-from tui.core.status import Exit
 
 log = logging.getLogger("report_keeper.commands.demo_server")
 
