@@ -142,7 +142,15 @@ def test_without_a_folder_the_downloads_outlive_the_server(tmp_path):
         shutil.rmtree(local_dir.parent, ignore_errors=True)
 
 
-def test_writable_needs_no_folder_and_bad_folders_are_one_line(tmp_path):
+def test_without_a_folder_and_without_a_sync_nothing_is_left_behind(tmp_path):
+    server = Server(tmp_path / "home")
+    local_dir = Path(tomllib.loads(server.config.read_text())["profile"]["demo"]["local_dir"])
+    assert local_dir.parent.is_dir()
+    server.stop()
+    assert not local_dir.parent.exists()
+
+
+def test_bad_folders_are_one_line(tmp_path):
     home = tmp_path / "home"
     (tmp_path / "afile").write_text("x")
     done = subprocess.run([sys.executable, "-m", "tui", "demo-server", "--dir", str(tmp_path / "afile")],

@@ -9,7 +9,8 @@ live in a folder of the user data dir that belongs to D (``demo-server/<name>-<h
 path>``), kept when the server stops, so a restart on the same D presents the same host key
 and a client's earlier downloads stay where the config says. Without ``--dir`` the served
 folder and the keys are throwaway (removed on exit); the downloads and ledger of the printed
-config go to a temporary folder of their own that is kept on exit (its path is printed).
+config go to a temporary folder of their own that is kept on exit (its path is printed) once
+something was written there.
 """
 
 from __future__ import annotations
@@ -178,7 +179,11 @@ async def _serve(port: int, folder: str | None, writable: bool) -> int:
         await server.close()
         if lock is not None:
             os.close(lock)
-        sys.stdout.write(f"Demo server stopped. Downloads kept in {profile.local_dir}, "
-                         f"ledger in {profile.ledger_path}.\n")
+        if folder is None and not any(home.iterdir()):  # nobody synced: nothing to keep
+            home.rmdir()
+            sys.stdout.write("Demo server stopped.\n")
+        else:
+            sys.stdout.write(f"Demo server stopped. Downloads kept in {profile.local_dir}, "
+                             f"ledger in {profile.ledger_path}.\n")
         sys.stdout.flush()
     return 0
