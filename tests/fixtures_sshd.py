@@ -92,13 +92,15 @@ def _known_hosts_line(host: str, port: int, key: Any) -> bytes:
     return pattern.encode() + b" " + key.export_public_key().strip() + b"\n"
 
 
-def start_sshd(workdir: Path, user_pub: Path) -> ServerInfo:
-    """Start ``sshd -D -e -f cfg`` on a free 127.0.0.1 port; returns when it accepts."""
+def start_sshd(workdir: Path, user_pub: Path, host_key_type: str = "ssh-ed25519") -> ServerInfo:
+    """Start ``sshd -D -e -f cfg`` on a free 127.0.0.1 port; returns when it accepts.
+
+    ``host_key_type``: the only host key the server has (e.g. ``ecdsa-sha2-nistp256``)."""
     if SSHD is None:
         raise RuntimeError("sshd is not installed")
     workdir.mkdir(parents=True, exist_ok=True)
-    host_key = asyncssh.generate_private_key("ssh-ed25519")
-    host_key_path = workdir / "ssh_host_ed25519_key"
+    host_key = asyncssh.generate_private_key(host_key_type)
+    host_key_path = workdir / "ssh_host_key"
     _write_key(host_key, host_key_path)
     root = workdir / "root"
     root.mkdir(exist_ok=True)

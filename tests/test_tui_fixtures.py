@@ -70,7 +70,9 @@ def demo_remote(server_loop, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("demo-server")
     now = datetime.fromisoformat(FIXED_NOW)
-    server = server_loop.run(start_demo_server(dir=root / "root", now=now, keys_dir=root / "keys"))
+    # writable like the demo of `report-keeper --demo`: the connection test uploads a probe
+    server = server_loop.run(start_demo_server(dir=root / "root", now=now, keys_dir=root / "keys",
+                                               writable=True))
     yield server
     server_loop.run(server.close())
 

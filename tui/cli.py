@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from tui import __version__
@@ -50,15 +51,40 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 2 on usage errors, but our contract says 3
         return int(Exit.USAGE) if exc.code not in (0, None) else 0
+    from tui.commands.common import fail_unexpected, fail_usage
+    from tui.core import clock
     from tui.core.logs import setup_logging
 
-    setup_logging()
-    if args.command:
-        module = importlib.import_module(f"tui.commands.{args.command.replace('-', '_')}")
-        return int(module.run(args))
-    from tui.commands import tui_app
+    log_file = setup_logging()
+    if sys.stdout is None:  # started with stdout closed: results go nowhere, exit codes still tell
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    try:  # a pinned clock that cannot be used is a usage error for every command
+        clock.check()
+    except clock.ClockError as exc:
+        return fail_usage(str(exc))
+    try:
+        if args.command:
+            module = importlib.import_module(f"tui.commands.{args.command.replace('-', '_')}")
+            return int(module.run(args))
+        from tui.commands import tui_app
 
-    return int(tui_app.run(args))
+        return int(tui_app.run(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `report-keeper check | head -1`: the reader left
+        _silence_stdout()
+        return int(Exit.CRITICAL)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        return fail_unexpected(exc, args, log_file)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

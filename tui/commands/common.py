@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import unicodedata
+from pathlib import Path
 from typing import Any
 
 from tui.core.status import Exit
+
+log = logging.getLogger("report_keeper.commands")
+
+#: Set once a command has printed its JSON document (the last-resort handler must not add one).
+_json_printed = False
 
 
 def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,12 +24,41 @@ def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", metavar="NAME", default=argparse.SUPPRESS, help="profile name")
 
 
-def load_profile(args: argparse.Namespace):
-    """The selected profile; raises ``ConfigError`` (callers exit 3)."""
+def load_profile(args: argparse.Namespace, *, need_local_dir: bool = False):
+    """The selected profile; raises ``ConfigError`` (callers exit 3).
+
+    ``need_local_dir``: the command downloads, so ``local_dir`` must exist (it is created,
+    0700, when missing) and be writable; a folder that cannot be is a configuration error
+    reported once, not one failure per file.
+    """
     from tui.core.config import load_config
 
     config = load_config(getattr(args, "config", None))
-    return config.profile(getattr(args, "profile", None))
+    profile = config.profile(getattr(args, "profile", None))
+    if need_local_dir:
+        require_local_dir(profile)
+    return profile
+
+
+def require_local_dir(profile: Any) -> None:
+    """Create ``profile.local_dir`` when missing and check that it can be written."""
+    import os
+
+    from tui.core.config import ConfigError
+
+    path = Path(profile.local_dir)
+    key = f"profile.{profile.name}.local_dir"
+    todo = "choose a folder you can write to in local_dir, or fix the folder's permissions"
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(profile.source, key,
+                          f"{path} cannot be created ({exc.strerror or exc}); {todo}") from None
+    if not path.is_dir():
+        raise ConfigError(profile.source, key, f"{path} exists but is not a folder; {todo}")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(profile.source, key,
+                          f"{path} cannot be written (Permission denied); {todo}")
 
 
 def terminal_passphrase_cb():
@@ -45,10 +82,58 @@ def terminal_passphrase_cb():
 
 def print_json(document: dict[str, Any]) -> None:
     """Exactly one JSON document on stdout."""
+    global _json_printed
+    _json_printed = True
     sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
     sys.stdout.flush()
 
 
+def one_line(text: str, limit: int = 600) -> str:
+    """``text`` as one printable line: line breaks become spaces, other control and format
+    characters are escaped (a value from a file or a server cannot move the cursor or
+    recolour the terminal), and very long text is cut."""
+    out = []
+    for ch in str(text):
+        if ch in "\r\n\t":
+            out.append(" ")
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs"):
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) <= 0xFF else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    line = " ".join("".join(out).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def fail_usage(message: str) -> int:
-    sys.stderr.write(f"report-keeper: {message}\n")
+    """Print a usage or configuration error as one line on stderr; returns exit code 3."""
+    sys.stderr.write(f"report-keeper: {one_line(message)}\n")
+    sys.stderr.flush()
     return int(Exit.USAGE)
+
+
+#: The fields of each command's JSON document, empty: an error document keeps the shape.
+_EMPTY_FIELDS: dict[str | None, dict[str, Any]] = {
+    "sync": {"downloaded": [], "skipped": [], "failed": [], "refused": [], "files": [], "lost": []},
+    "check": {"connection": {"ok": None, "message": "", "write_test": "skipped", "steps": {}}, "reports": []},
+    "verify": {"files": []},
+}
+
+
+def fail_unexpected(exc: BaseException, args: argparse.Namespace, log_file: Path | None) -> int:
+    """A bug reached the top: one line on stderr naming the log that holds the details (and,
+    with ``--json``, one JSON document if none was printed yet); exit 2, because nothing
+    says the reports are safe."""
+    log.error("unexpected error", exc_info=exc)
+    where = f"the details are in {log_file}" if log_file else "run again with a writable log folder for details"
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    message = one_line(f"unexpected error ({what}); this is a bug: {where}. Please report it.")
+    if getattr(args, "json", False) and not _json_printed:
+        document = {"status": "critical", **_EMPTY_FIELDS.get(getattr(args, "command", None), {}),
+                    "error": message, "error_kind": "internal"}
+        try:
+            print_json(document)
+        except OSError:
+            pass
+    sys.stderr.write(f"report-keeper: {message}\n")
+    sys.stderr.flush()
+    return int(Exit.CRITICAL)

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging()
     try:
-        profile = load_profile(args)
+        profile = load_profile(args, need_local_dir=True)
     except ConfigError as exc:
         return fail_usage(str(exc))
     try:

@@ -22,7 +22,9 @@ log = logging.getLogger("report_keeper.commands.tui_app")
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"report-keeper: {message}\n")
+    from tui.commands.common import one_line
+
+    sys.stderr.write(f"report-keeper: {one_line(message)}\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +49,7 @@ def _run_configured(args: argparse.Namespace) -> int:
     from tui.core.ledger import LedgerError
 
     try:
-        profile = load_profile(args)
+        profile = load_profile(args, need_local_dir=True)
     except ConfigError as exc:
         _error(str(exc))
         return int(Exit.USAGE)
@@ -94,7 +96,8 @@ async def _run_demo(args: argparse.Namespace) -> int:
         scratch = Path(tempfile.mkdtemp(prefix="report-keeper-demo-downloads-"))
         local_dir = scratch / "reports"
     try:
-        server = await start_demo_server(local_dir=Path(local_dir).expanduser())
+        # The app's own throwaway folder: writable, so the connection test (t) can upload its probe.
+        server = await start_demo_server(local_dir=Path(local_dir).expanduser(), writable=True)
     except OSError as exc:
         _error(f"the demo server could not start: {exc}")
         return int(Exit.CRITICAL)

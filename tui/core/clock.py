@@ -2,37 +2,90 @@
 
 ``REPORT_KEEPER_NOW`` (ISO 8601 date-time) replaces the clock everywhere, so tests and
 demos are deterministic. A value without an offset is read as UTC.
+
+Accepted values lie in ``EARLIEST`` .. ``LATEST`` (1970-01-01T00:00:00Z, the epoch SFTP
+modification times count from, up to the end of 2099, UTC) with an offset between -12:00 and
++14:00 (the offsets clocks on Earth use). The range keeps every date the product computes from
+"now" (deadlines, rescue-by and delete-on dates up to a century ahead, a history of decades
+back) far from the limits of Python's dates, and keeps the schedule evaluation, which walks
+every run day of a report's history, short. The same range decides which timestamps in
+server file names are believable (:func:`plausible`).
 """
 
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 
 ENV_VAR = "REPORT_KEEPER_NOW"
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+MIN_OFFSET = timedelta(hours=-12)
+MAX_OFFSET = timedelta(hours=14)
+
+_EXAMPLE = "use e.g. 2026-06-10T09:00:00+00:00, or unset it to use the real clock"
+
 
 class ClockError(ValueError):
-    """REPORT_KEEPER_NOW holds something that is not an ISO 8601 date-time."""
+    """REPORT_KEEPER_NOW holds something that is not an accepted ISO 8601 date-time."""
+
+
+def _shown(value: str) -> str:
+    """The variable's value for a one-line message: quoted, escaped, at most 60 characters."""
+    text = value if len(value) <= 60 else value[:57] + "..."
+    return repr(text)
+
+
+def plausible(moment: datetime) -> bool:
+    """Whether an aware ``moment`` lies in the accepted range (``EARLIEST`` .. ``LATEST``)."""
+    try:
+        return EARLIEST <= moment <= LATEST
+    except (OverflowError, TypeError):
+        return False
+
+
+def pinned() -> datetime | None:
+    """The time ``REPORT_KEEPER_NOW`` pins, aware; None when it is unset or empty.
+
+    Raises :class:`ClockError` with a one-line message saying what is wrong and what to do.
+    """
+    raw = os.environ.get(ENV_VAR, "")
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ClockError(f"{ENV_VAR}={_shown(raw)} is not an ISO 8601 date-time; {_EXAMPLE}") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    offset = value.utcoffset()
+    if offset is not None and not MIN_OFFSET <= offset <= MAX_OFFSET:
+        raise ClockError(
+            f"{ENV_VAR}={_shown(raw)} has an offset no clock uses (accepted: -12:00 to +14:00); "
+            f"{_EXAMPLE}"
+        )
+    if not plausible(value):
+        raise ClockError(
+            f"{ENV_VAR}={_shown(raw)} is outside the accepted range 1970-01-01 to 2099-12-31 (UTC); "
+            f"{_EXAMPLE}"
+        )
+    return value
+
+
+def check() -> None:
+    """Raise :class:`ClockError` now if ``REPORT_KEEPER_NOW`` is set to a value ``now()`` refuses."""
+    pinned()
 
 
 def now(tz: tzinfo | None = None) -> datetime:
     """The current time, aware; in ``tz`` when given, else UTC."""
-    pinned = os.environ.get(ENV_VAR, "").strip()
-    if pinned:
-        try:
-            value = datetime.fromisoformat(pinned.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ClockError(
-                f"{ENV_VAR}={pinned!r} is not an ISO 8601 date-time; "
-                "use e.g. 2026-06-10T09:00:00+00:00 or unset it"
-            ) from exc
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-    else:
+    value = pinned()
+    if value is None:
         value = datetime.now(timezone.utc)
     return value.astimezone(tz or timezone.utc)
 
 
-def today(tz: tzinfo) -> "datetime.date":
+def today(tz: tzinfo) -> date:
     return now(tz).date()

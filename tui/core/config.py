@@ -23,8 +23,10 @@ defaults.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, tzinfo
@@ -40,6 +42,12 @@ from tui.core.schedule import parse_at, parse_duration, parse_schedule
 APP_NAME = "report-keeper"
 CONFIG_ENV = "REPORT_KEEPER_CONFIG"
 DEFAULT_PROFILE = "default"
+#: A config file is a few kilobytes; anything past this is not one (and /dev/zero never ends).
+MAX_CONFIG_BYTES = 1024 * 1024
+#: connect_timeout: more than 0, at most an hour (seconds).
+MAX_CONNECT_TIMEOUT = 3600.0
+#: grace: a delivery later than this after its run time is missing, not late.
+MAX_GRACE = timedelta(days=31)
 
 
 class ConfigError(Exception):
@@ -53,6 +61,12 @@ class ConfigError(Exception):
         if key:
             where += f": {key}"
         super().__init__(f"{where}: {reason}")
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value for a one-line message: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def default_config_path() -> Path:
@@ -235,7 +249,7 @@ class _Reader:
         if isinstance(value, bool) and bool not in kinds:
             raise self.error(name, f"expected {_kind_name(kinds)}, got a boolean")
         if not isinstance(value, kinds):
-            raise self.error(name, f"expected {_kind_name(kinds)}, got {type(value).__name__} {value!r}")
+            raise self.error(name, f"expected {_kind_name(kinds)}, got {type(value).__name__} {_shown(value)}")
         return value
 
     def convert(self, name: str, fn, default: Any = None) -> Any:
@@ -249,13 +263,39 @@ class _Reader:
     def int_in(self, name: str, low: int, high: int, default: int) -> int:
         value = self.get(name, int, default)
         if not low <= value <= high:
-            raise self.error(name, f"{value} is out of range ({low}..{high})")
+            raise self.error(name, f"{_shown(value)} is out of range ({low}..{high})")
+        return value
+
+    def seconds(self, name: str, low: float, high: float, default: float) -> float:
+        """A number of seconds, more than ``low`` and at most ``high`` (no nan, no infinity)."""
+        value = self.get(name, (int, float), default)
+        if isinstance(value, float) and math.isnan(value):
+            raise self.error(name, f"nan is not a number; give seconds between {low:g} and {high:g}")
+        if not low < value <= high:
+            raise self.error(name, f"{_shown(value)} is not between {low:g} (excluded) and {high:g} seconds")
+        return float(value)
+
+    def text(self, name: str, what: str, default: str | None = None) -> str | None:
+        """A string without control characters (they would corrupt logs and terminals)."""
+        value = self.get(name, str, default)
+        if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise self.error(name, f"{_shown(value)} contains a control character; {what}")
         return value
 
 
 def _kind_name(kinds: tuple[type, ...]) -> str:
     names = {str: "a string", int: "a whole number", float: "a number", list: "a list", dict: "a table"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _grace(value: Any) -> timedelta:
+    try:
+        grace = parse_duration(value)
+    except OverflowError:
+        grace = MAX_GRACE + timedelta(days=1)
+    if grace > MAX_GRACE:
+        raise ValueError(f"{_shown(value)} is too long: grace is at most 31 days (\"31d\")")
+    return grace
 
 
 def _schedule_check(text: str) -> str:
@@ -307,7 +347,7 @@ def _report(reader: _Reader, base: ReportConfig, *, need_name: bool) -> ReportCo
         name=name,
         schedule=reader.convert("schedule", _schedule_check, base.schedule),
         at=reader.convert("at", parse_at, base.at),
-        grace=reader.convert("grace", parse_duration, base.grace),
+        grace=reader.convert("grace", _grace, base.grace),
         lag_days=reader.int_in("lag_days", 0, 366, base.lag_days),
         anonymize_days=reader.int_in("anonymize_days", 1, 3660, base.anonymize_days),
         retention_days=reader.int_in("retention_days", 1, 36600, base.retention_days),
@@ -328,6 +368,8 @@ PROFILE_KEYS = {
 def _path(value: Any, relative_to: Path | None) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise TypeError("expected a path string")
+    if "\0" in value:
+        raise ValueError(f"{_shown(value)} contains a NUL character, which no path can hold")
     p = Path(value).expanduser()
     if not p.is_absolute() and relative_to is not None:
         p = relative_to / p
@@ -340,7 +382,7 @@ def _zone(value: Any) -> tzinfo:
     try:
         return ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}; use an IANA name like \"America/Chicago\"") from None
+        raise ValueError(f"unknown time zone {_shown(value)}; use an IANA name like \"America/Chicago\"") from None
 
 
 def _profile(file: Path | None, name: str, table: Any, top_defaults: ReportConfig) -> Profile:
@@ -350,8 +392,11 @@ def _profile(file: Path | None, name: str, table: Any, top_defaults: ReportConfi
     r = _Reader(file, prefix, table)
     r.unknown(PROFILE_KEYS)
     host = r.get("host", str)
-    if not host:
+    if not host or not host.strip():
         raise r.error("host", "missing: the SFTP server's host name or a Host alias from ~/.ssh/config")
+    if len(host) > 255 or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in host):
+        raise r.error("host", f"{_shown(host)} is not a host name (no spaces or control characters, "
+                      "at most 255 characters)")
     base_dir = file.parent if file else None
     defaults = top_defaults
     if "defaults" in table:
@@ -373,26 +418,25 @@ def _profile(file: Path | None, name: str, table: Any, top_defaults: ReportConfi
         name=name,
         host=host,
         port=r.int_in("port", 1, 65535, 22) if "port" in table else None,
-        username=r.get("username", str),
+        username=r.text("username", "write the account name the server expects"),
         key=r.convert("key", lambda v: _path(v, base_dir)),
-        remote_dir=r.get("remote_dir", str, "."),
+        remote_dir=r.text("remote_dir", "write the folder as the server names it", "."),
         timezone=r.convert("timezone", _zone, None) or system_timezone(),
         concurrency=r.int_in("concurrency", 1, 32, 4),
-        connect_timeout=float(r.get("connect_timeout", (int, float), 15.0)),
+        connect_timeout=r.seconds("connect_timeout", 0.0, MAX_CONNECT_TIMEOUT, 15.0),
         ssh_config=r.convert("ssh_config", lambda v: _path(v, base_dir)),
         ledger=r.convert("ledger", lambda v: _path(v, base_dir)),
         reports=tuple(reports),
         defaults=defaults,
         source=str(file) if file else None,
     )
-    if kwargs["connect_timeout"] <= 0:
-        raise r.error("connect_timeout", "must be more than 0 seconds")
     if "known_hosts" in table:
         kwargs["known_hosts"] = r.convert("known_hosts", lambda v: _path(v, base_dir))
     if "local_dir" in table:
         kwargs["local_dir"] = r.convert("local_dir", lambda v: _path(v, base_dir))
     else:
         kwargs["local_dir"] = default_data_dir() / "reports" / name
+    _check_kinds(r, kwargs)
     profile = Profile(**kwargs)
     _check_own_files(r, profile, explicit_ledger="ledger" in table)
     return profile
@@ -439,6 +483,28 @@ def _check_own_files(r: _Reader, profile: Profile, *, explicit_ledger: bool) -> 
                       "choose a folder of its own")
 
 
+#: Path settings and the kind of file system entry each must be when it already exists.
+_PATH_KINDS = {"key": "file", "known_hosts": "file", "ssh_config": "file", "ledger": "file",
+               "local_dir": "folder"}
+
+
+def _check_kinds(r: _Reader, values: dict[str, Any]) -> None:
+    """A path setting that names an existing entry of the wrong kind is a config error now,
+    not a puzzling failure later (a known_hosts folder read as "no key known", ...)."""
+    for key, kind in _PATH_KINDS.items():
+        path = values.get(key)
+        if path is None:
+            continue
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue  # missing (created later) or unreachable: the user of the path reports it
+        if kind == "folder" and not stat.S_ISDIR(mode):
+            raise r.error(key, f"{path} exists but is not a folder; point {key} at a folder")
+        if kind == "file" and stat.S_ISDIR(mode):
+            raise r.error(key, f"{path} is a folder; point {key} at a file")
+
+
 def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
     top = _Reader(file, "", data)
     top.unknown({"profile", "defaults"})
@@ -452,25 +518,49 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
     return Config(path=file, profiles=profiles)
 
 
-def load_config(path: str | os.PathLike | None = None) -> Config:
-    """Read and check a config file (``None``: the default location)."""
-    file = Path(path).expanduser() if path is not None else default_config_path()
+def _read_config_bytes(file: Path, explicit: bool) -> bytes:
+    """The file's bytes: a regular file of at most ``MAX_CONFIG_BYTES`` (never a device or a
+    pipe, which could block or never end)."""
     try:
-        raw = file.read_bytes()
+        info = os.stat(file)
     except FileNotFoundError:
-        if path is None:
-            reason = "no config file here; create one (see README: Configuration) or try `report-keeper --demo`"
-        else:
+        if explicit:
             reason = "the file does not exist"
+        else:
+            reason = "no config file here; create one (see README: Configuration) or try `report-keeper --demo`"
         raise ConfigError(file, None, reason) from None
-    except IsADirectoryError:
-        raise ConfigError(file, None, "this is a folder, not a config file") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(file, None, f"cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(file, None, "this is a folder, not a config file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(file, None, "is not a regular file (a device, pipe or socket); "
+                          "point it at a config file")
+    try:
+        with open(file, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(file, None, f"cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(file, None, f"is larger than {MAX_CONFIG_BYTES // 1024} KiB, too large for a "
+                          "config file; is it the right file?")
+    return raw
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read and check a config file (``None``: the default location)."""
+    if path is not None and not str(path).strip():
+        raise ConfigError(None, None, "the config file name is empty; name a config file (--config FILE)")
+    file = Path(path).expanduser() if path is not None else default_config_path()
+    raw = _read_config_bytes(file, explicit=path is not None or bool(os.environ.get(CONFIG_ENV)))
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(file, None, "is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, None, f"is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(file, None, "is not a usable config: its tables or lists are nested too deeply") from None
+    except ValueError:  # e.g. a number of thousands of digits (Python's int conversion limit)
+        raise ConfigError(file, None, "is not a usable config: it holds a number too long to read") from None
     return parse_config(data, file)

@@ -335,6 +335,13 @@ def evaluate_report(
     now = (now or clock.now()).astimezone(timezone.utc)
     today = now.astimezone(tz).date()
     history = sorted(deliveries, key=lambda d: d.delivered_at)
+    # A delivery time outside the clock's range (a ledger written before file-name timestamps
+    # were range-checked) would take the date arithmetic past year 1 or 9999: left out.
+    if not all(clock.plausible(d.delivered_at) for d in history):
+        dropped = [d for d in history if not clock.plausible(d.delivered_at)]
+        log.warning("%s: %d deliveries with an implausible time left out of the evaluation",
+                    report.name, len(dropped))
+        history = [d for d in history if clock.plausible(d.delivered_at)]
     if listing_names is not None:  # the current listing decides what is still on the server
         history = [
             d if d.on_server == (d.name in listing_names) else replace(

@@ -4,8 +4,9 @@ Alma appends a timestamp to the report name when "Add Timestamp" is ticked; its 
 not documented, so parsing is tolerant: a trailing ``YYYYMMDD_HHMMSS``, ``YYYYMMDDHHMMSS``,
 ``YYYY-MM-DD_HH-MM-SS`` or ``YYYY-MM-DDTHH:MM:SS`` (and the ``HHMM`` precision variants),
 separated from the name by ``_``, ``-`` or a space. A report may set ``pattern``, a regex with
-the named groups ``name`` and ``ts``. Where no timestamp parses, the delivery time is the
-server's modification time.
+the named groups ``name`` and ``ts``. Where no timestamp parses (or it lies outside the years
+1970..2199 that ``tui.core.clock.plausible`` accepts), the delivery time is the server's
+modification time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import PurePosixPath
+
+from tui.core import clock
 
 # A trailing timestamp at the end of the stem, after a separator.
 _TS_BODY = r"""
@@ -70,7 +73,10 @@ def _to_datetime(m: re.Match, tz: tzinfo) -> datetime | None:
         )
     except ValueError:  # 2026-02-30, 25:00 ... : not a timestamp after all
         return None
-    return naive.replace(tzinfo=tz)
+    when = naive.replace(tzinfo=tz)
+    # Year 1 or 9999 in a name is no delivery time: the mtime is used instead, and every date
+    # computed from a delivery (covered day, delete-on) stays within the product's range.
+    return when if clock.plausible(when) else None
 
 
 def parse_timestamp(text: str, tz: tzinfo | None = None) -> datetime | None:

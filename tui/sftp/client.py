@@ -22,9 +22,15 @@ keys of ssh-agent; without a key file, ssh-agent and the ``IdentityFile`` entrie
 ``~/.ssh/config`` (else the default ``~/.ssh/id_*``). ``Host`` aliases of ``~/.ssh/config``
 (or ``ConnectOptions.ssh_config``) resolve host, port and user. Authentication failures
 are :class:`AuthFailed` and never retried. Ciphers prefer AES-GCM (fast with AES-NI).
-Timeouts: ``connect_timeout`` (TCP + key exchange), ``login_timeout`` (whole login) ->
-:class:`ConnectTimeout`; keepalives every ``keepalive_interval`` s, the connection is
-dropped after ``keepalive_count_max`` unanswered ones.
+Timeouts: ``connect_timeout`` bounds the whole connection set-up (TCP, SSH greeting, key
+exchange, login) -> :class:`ConnectTimeout`, whose message says which step did not finish
+and the configured number of seconds; ``login_timeout`` is asyncssh's own limit for the login
+and never shorter than ``connect_timeout``. Keepalives every ``keepalive_interval`` s, the
+connection is dropped after ``keepalive_count_max`` unanswered ones.
+
+A server that offers only host key types known_hosts holds no key of for it fails the key
+exchange; a second handshake that accepts any type (and never logs in) learns what it offers,
+and :class:`HostKeyMismatch` (a :class:`HostKeyChanged`) names both sides. Never retried.
 
 Remote names are untrusted bytes: the listing asks for them as bytes, refuses every name
 that is not valid UTF-8 (kept only as a readable ``\\xNN`` escape, never as a file name) or
@@ -39,7 +45,7 @@ import inspect
 import logging
 import os
 import stat as statmod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Literal, Union
@@ -54,6 +60,7 @@ from tui.sftp.errors import (
     ConnectFailed,
     ConnectTimeout,
     HostKeyChanged,
+    HostKeyMismatch,
     HostKeyUnknown,
     SftpError,
     translate,
@@ -93,8 +100,8 @@ class ConnectOptions:
     username: str | None = None  # None: from ~/.ssh/config, else the local user
     key: Path | None = None
     known_hosts: Path | None = None  # None: ~/.ssh/known_hosts
-    connect_timeout: float = 15.0  # TCP connect + key exchange
-    login_timeout: float = 30.0  # the whole login, authentication included
+    connect_timeout: float = 15.0  # the whole set-up: TCP, greeting, key exchange, login
+    login_timeout: float = 30.0  # asyncssh's login limit (raised to connect_timeout if lower)
     keepalive_interval: float = 30.0
     keepalive_count_max: int = 3
     ssh_config: Path | None = None  # None: ~/.ssh/config when it exists
@@ -114,7 +121,7 @@ class ConnectOptions:
             key=Path(profile.key).expanduser() if profile.key else None,
             known_hosts=Path(profile.known_hosts).expanduser() if profile.known_hosts else None,
             connect_timeout=timeout,
-            login_timeout=max(30.0, 2 * timeout),
+            login_timeout=timeout,
             ssh_config=Path(profile.ssh_config).expanduser() if getattr(profile, "ssh_config", None) else None,
         )
 
@@ -139,11 +146,28 @@ class Listing:
 
 
 class _KeyCatcher(asyncssh.SSHClient):
-    """Records the host key the server presented; trusts only keys approved this session."""
+    """Records the host key the server presented; trusts only keys approved this session.
+    Also keeps the connection object, so a timeout can tell how far the set-up got."""
 
     def __init__(self, approved: list) -> None:
         self.approved = approved
         self.seen: tuple[str, str, int, Any] | None = None
+        self.conn: Any = None
+
+    def connection_made(self, conn: Any) -> None:
+        self.conn = conn
+
+    def stage(self) -> str:
+        """How far the set-up got: "tcp" (no connection), "greeting" (connected, the server
+        never spoke SSH), "kex" (no verified host key yet) or "login"."""
+        if self.conn is None:
+            return "tcp"
+        try:
+            if self.conn.get_extra_info("server_version") is None:
+                return "greeting"
+            return "login" if self.conn.get_server_host_key() is not None else "kex"
+        except Exception:  # noqa: BLE001 - a half-built connection object
+            return "greeting"
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: Any) -> bool:
         self.seen = (host, addr, port, key)
@@ -400,7 +424,8 @@ async def _decide(policy: HostKeyPolicy, info: HostKeyInfo) -> str:
     return decision
 
 
-async def _open(opts: ConnectOptions, catcher: _KeyCatcher, client_keys: list | None) -> Any:
+async def _open(opts: ConnectOptions, catcher: _KeyCatcher, client_keys: list | None,
+                *, host_key_algs: list[str] | None = None) -> Any:
     known = opts.known_hosts_path
     kwargs: dict[str, Any] = dict(
         port=opts.port if opts.port is not None else (),
@@ -408,7 +433,9 @@ async def _open(opts: ConnectOptions, catcher: _KeyCatcher, client_keys: list | 
         known_hosts=str(known) if known.is_file() else ([], [], []),
         client_factory=lambda: catcher,
         connect_timeout=opts.connect_timeout,
-        login_timeout=opts.login_timeout,
+        # Never below connect_timeout: the set-up's one limit is connect_timeout, whose
+        # expiry says which step did not finish.
+        login_timeout=max(opts.login_timeout, opts.connect_timeout),
         keepalive_interval=opts.keepalive_interval,
         keepalive_count_max=opts.keepalive_count_max,
         encryption_algs=_cipher_list(),
@@ -423,7 +450,64 @@ async def _open(opts: ConnectOptions, catcher: _KeyCatcher, client_keys: list | 
         kwargs["client_keys"] = client_keys
     if not opts.use_agent:
         kwargs["agent_path"] = None
+    if host_key_algs is not None:
+        kwargs["server_host_key_algs"] = host_key_algs
     return await asyncssh.connect(opts.host, **kwargs)
+
+
+def _timeout_error(opts: ConnectOptions, stage: str) -> ConnectTimeout:
+    where = f"{opts.host} port {opts.display_port}"
+    seconds = f"{opts.connect_timeout:g} s"
+    what = {
+        "tcp": f"{where} did not accept a connection within {seconds} (no answer: the host may be "
+               "down, or a firewall drops the traffic).",
+        "greeting": f"{where} accepted the connection but its SSH server did not answer within "
+                    f"{seconds}.",
+        "kex": f"{where} did not complete the login within {seconds}.",
+        "login": f"{where} did not complete the login within {seconds}.",
+    }[stage]
+    return ConnectTimeout(what, "Check the host name, the port and the network (VPN?); the wait "
+                          "can be raised with connect_timeout in the profile.")
+
+
+async def _host_key_mismatch(opts: ConnectOptions) -> HostKeyMismatch | None:
+    """After a failed key exchange: the server's host key, if it is of a type known_hosts
+    holds no key of for this host (a second handshake offering every type; it stops at the
+    host key check, so nothing is ever sent to an unverified server)."""
+    from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
+
+    # Every type, those known_hosts holds for the host first (as OpenSSH orders them): a server
+    # that still has a recorded type presents it, so a key exchange that broke for another
+    # reason is not mistaken for a new key.
+    known = _known_keys_for(opts.known_hosts_path, opts.host, "", opts.display_port)
+    algs: list[str] = []
+    for alg in [a for k in known for a in k.sig_algorithms] + list(get_default_certificate_algs()) \
+            + list(get_default_public_key_algs()):
+        name = alg.decode("ascii")
+        if name not in algs:
+            algs.append(name)
+    catcher = _KeyCatcher([])
+    try:  # no keys, no agent: even a server that turns out trusted gets no login from this
+        conn = await _open(replace(opts, use_agent=False), catcher, [], host_key_algs=algs)
+    except asyncssh.HostKeyNotVerifiable:
+        pass
+    except (asyncssh.Error, OSError, ValueError, asyncio.TimeoutError, TimeoutError):
+        return None
+    else:  # known_hosts trusts what it offered after all: not a host key problem
+        conn.close()
+        return None
+    if catcher.seen is None:
+        return None
+    host, addr, port, key = catcher.seen
+    recorded = _known_keys_for(opts.known_hosts_path, host, addr, port)
+    if not recorded or any(key == k for k in recorded):
+        return None
+    log.warning("host key of %s port %d: only %s offered, known_hosts holds %s", host, port,
+                key.get_algorithm(), ", ".join(k.get_algorithm() for k in recorded))
+    return HostKeyMismatch(
+        host, port, key.get_algorithm(), key.get_fingerprint("sha256"), str(opts.known_hosts_path),
+        tuple((k.get_algorithm(), k.get_fingerprint("sha256")) for k in recorded),
+    )
 
 
 async def connect(opts: ConnectOptions, *, host_key_policy: HostKeyPolicy = "reject",
@@ -477,11 +561,15 @@ async def connect(opts: ConnectOptions, *, host_key_policy: HostKeyPolicy = "rej
             decided = info
             continue
         except (asyncio.TimeoutError, TimeoutError):
-            raise ConnectTimeout(
-                f"{opts.host} port {opts.display_port} did not complete the login within "
-                f"{opts.login_timeout:g} s.",
-                "Check the host name, port and network (VPN?); timeouts can be raised in the profile.",
-            ) from None
+            raise _timeout_error(opts, catcher.stage()) from None
+        except (asyncssh.KeyExchangeFailed, asyncssh.ConnectionLost, ConnectionError) as exc:
+            # The key exchange failed, or the server hung up during it (OpenSSH does when no
+            # host key type matches): is it a host key of a type known_hosts lacks?
+            if catcher.stage() == "kex":
+                mismatch = await _host_key_mismatch(opts)
+                if mismatch is not None:
+                    raise mismatch from None
+            raise translate(exc, host=opts.host, port=opts.display_port) from None
         except (asyncssh.Error, OSError, ValueError) as exc:
             raise translate(exc, host=opts.host, port=opts.display_port) from None
         try:

@@ -1,11 +1,20 @@
-"""The embedded demo SFTP server (SPEC "Demo"): asyncssh on 127.0.0.1, chrooted, throwaway keys.
+"""The embedded demo SFTP server: asyncssh on 127.0.0.1, confined to one folder.
 
 ``await start_demo_server()`` generates the demo reports (``tui.core.demo_data``) in a
-temporary folder, makes a throwaway host key and a throwaway user key (files 0600 in a 0700
-folder), writes a known_hosts file that trusts exactly that host key, and serves the folder
-over SFTP on an ephemeral port of 127.0.0.1. Only the generated user key logs in, only as
-``demo``, only to SFTP (no shell, no exec, no port forwarding), and every path is confined
-to the folder (asyncssh's SFTP chroot).
+temporary folder (or serves ``dir``), makes a host key and a user key (files 0600 in a 0700
+folder: throwaway ones in a temporary folder, or kept in ``keys_dir`` and reused on the next
+start, so the host key of a served folder stays the same), writes a known_hosts file that
+trusts exactly that host key, and serves the folder over SFTP on 127.0.0.1. Only the user key
+logs in, only as ``demo``, only to SFTP (no shell, no exec, no port forwarding).
+
+Confinement (:class:`ConfinedSFTPServer`): every path is resolved inside the served folder
+(``..`` cannot climb above its top), and the server never follows a symbolic link: a path
+with a link anywhere in it is refused, links are never created (``symlink``), never moved or
+removed, and hard links are never created (``link``, ``hardlink@openssh.com``). Since no client
+can make or move a link, a check of a path stays true while it is used. Files with several
+hard links are not opened (one of the names may lie outside). A server started with
+``writable=False`` refuses every change (writes, uploads, renames, removals, new folders,
+attribute changes).
 
 ``DemoServer.profile`` is a ready :class:`tui.core.config.Profile` pointing at it, with its
 own empty ssh config file so a developer's ``~/.ssh/config`` cannot redirect the demo, its
@@ -21,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +77,136 @@ class _DemoSSHServer(asyncssh.SSHServer):
         return ok
 
 
+class ConfinedSFTPServer(asyncssh.SFTPServer):
+    """An SFTP server confined to ``root``: no path leaves it, no link is followed or made;
+    read-only unless ``writable``."""
+
+    def __init__(self, chan: Any, root: Path, writable: bool) -> None:
+        super().__init__(chan, chroot=os.fsencode(root))
+        self._root = os.fsencode(os.path.realpath(root))
+        self._writable = writable
+
+    # -- checks ---------------------------------------------------------------------------
+    def _refuse(self, why: str) -> asyncssh.SFTPPermissionDenied:
+        log.info("demo server: refused a request (%s)", why)
+        return asyncssh.SFTPPermissionDenied(why)
+
+    def _change(self) -> None:
+        if not self._writable:
+            raise self._refuse("the demo server is read-only (start it with --writable to allow changes)")
+
+    def _confine(self, path: bytes, *, last_may_be_link: bool = False) -> bytes:
+        """The local path of a client path: inside the served folder, no link on the way."""
+        local = super().map_path(path)  # the chroot: normalised, ".." stops at the top
+        local = local.rstrip(b"/")  # "/" maps to the root with a trailing slash
+        root = self._root
+        if local != root and not local.startswith(root + b"/"):
+            raise self._refuse("outside the served folder")
+        parts = [p for p in local[len(root):].split(b"/") if p]
+        current = root
+        for i, part in enumerate(parts):
+            current += b"/" + part
+            try:
+                mode = os.lstat(current).st_mode
+            except OSError:
+                break  # the rest does not exist (yet): nothing to follow
+            if stat.S_ISLNK(mode) and not (last_may_be_link and i == len(parts) - 1):
+                raise self._refuse("symbolic links are not followed by the demo server")
+        return local
+
+    def map_path(self, path: bytes) -> bytes:
+        return self._confine(path)
+
+    def _single_link(self, local: bytes, *, opening: bool = False) -> None:
+        try:
+            info = os.lstat(local)
+        except OSError:
+            return
+        if opening and not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            # a pipe or a device would block the server or read for ever
+            raise self._refuse("only regular files are served")
+        if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            raise self._refuse("a file with several hard links is not served (another of its "
+                               "names may lie outside the served folder)")
+
+    # -- reads ----------------------------------------------------------------------------
+    def lstat(self, path: bytes):
+        return os.lstat(self._confine(path, last_may_be_link=True))
+
+    def readlink(self, path: bytes) -> bytes:
+        raise self._refuse("symbolic links are not followed by the demo server")
+
+    # -- opening --------------------------------------------------------------------------
+    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs):
+        writes = asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC
+        if pflags & writes:
+            self._change()
+        self._single_link(self.map_path(path), opening=True)
+        return super().open(path, pflags, attrs)
+
+    def open56(self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs):
+        from asyncssh.constants import ACE4_APPEND_DATA, ACE4_WRITE_ATTRIBUTES, ACE4_WRITE_DATA
+        from asyncssh.constants import FXF_ACCESS_DISPOSITION, FXF_APPEND_DATA, FXF_OPEN_EXISTING
+
+        if (desired_access & (ACE4_WRITE_DATA | ACE4_APPEND_DATA | ACE4_WRITE_ATTRIBUTES)
+                or flags & FXF_APPEND_DATA or flags & FXF_ACCESS_DISPOSITION != FXF_OPEN_EXISTING):
+            self._change()
+        self._single_link(self.map_path(path), opening=True)
+        return super().open56(path, desired_access, flags, attrs)
+
+    # -- changes --------------------------------------------------------------------------
+    def _settable(self, path: bytes) -> None:
+        self._change()
+        local = self.map_path(path)
+        if local == self._root:
+            raise self._refuse("the served folder's own attributes cannot be changed")
+        self._single_link(local)
+
+    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs):
+        self._settable(path)
+        return super().setstat(path, attrs)
+
+    def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs):
+        self._settable(path)
+        return super().lsetstat(path, attrs)
+
+    def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs):
+        self._change()
+        return super().fsetstat(file_obj, attrs)
+
+    def remove(self, path: bytes):
+        self._change()
+        return super().remove(path)
+
+    def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs):
+        self._change()
+        return super().mkdir(path, attrs)
+
+    def rmdir(self, path: bytes):
+        self._change()
+        if self.map_path(path) == self._root:
+            raise self._refuse("the served folder itself cannot be removed")
+        return super().rmdir(path)
+
+    def rename(self, oldpath: bytes, newpath: bytes):
+        self._change()
+        if self.map_path(oldpath) == self._root:
+            raise self._refuse("the served folder itself cannot be moved")
+        return super().rename(oldpath, newpath)
+
+    def posix_rename(self, oldpath: bytes, newpath: bytes):
+        self._change()
+        if self._root in (self.map_path(oldpath), self.map_path(newpath)):
+            raise self._refuse("the served folder itself cannot be moved or replaced")
+        return super().posix_rename(oldpath, newpath)
+
+    def symlink(self, oldpath: bytes, newpath: bytes):
+        raise self._refuse("the demo server does not create links")
+
+    def link(self, oldpath: bytes, newpath: bytes):
+        raise self._refuse("the demo server does not create links")
+
+
 @dataclass
 class DemoServer:
     """A running demo server; ``await close()`` stops it and removes its temporary files."""
@@ -82,6 +222,7 @@ class DemoServer:
     host_key_fingerprint: str  # "SHA256:..."
     host_key_type: str
     profile: Profile
+    writable: bool
     scenario: demo_data.DemoScenario | None  # None when an existing folder was served
     _acceptor: Any = field(repr=False, default=None)
     _cleanup: list[Path] = field(repr=False, default_factory=list)
@@ -203,6 +344,20 @@ async def seed_history(server: "DemoServer") -> Any:
         ledger.close()
 
 
+def _check_history_fits(now) -> None:
+    """The generated reports reach ``HISTORY_DAYS`` back; their file times cannot precede 1970
+    (SFTP times count from then)."""
+    from datetime import timedelta
+
+    from tui.core import clock
+
+    span = timedelta(days=demo_data.HISTORY_DAYS + 2)
+    if (now or clock.now()) - span < clock.EARLIEST:
+        first = (clock.EARLIEST + span).date().isoformat()
+        raise OSError(errno.EINVAL, f"the demo's reports reach back {demo_data.HISTORY_DAYS} days, "
+                      f"before 1970 (where file times start): pin REPORT_KEEPER_NOW to {first} or later")
+
+
 def _needs_data(directory: Path) -> bool:
     return not directory.is_dir() or not any(directory.iterdir())
 
@@ -215,52 +370,82 @@ async def start_demo_server(
     ledger: str | Path | None = None,
     keys_dir: str | Path | None = None,
     now=None,
+    writable: bool = False,
 ) -> DemoServer:
     """Generate (if needed) and serve the demo folder on 127.0.0.1.
 
     ``dir``: the folder to serve (generated into when its report folder is missing or
     empty; a temporary folder removed on close when None). ``port=0``: an ephemeral
     port. ``local_dir``/``ledger``: where the profile downloads to and keeps its ledger
-    (a temporary folder when None). ``keys_dir``: where the throwaway keys go (a
-    temporary 0700 folder when None).
+    (inside the keys folder when None). ``keys_dir``: where the keys go: a temporary 0700
+    folder removed on close when None; a given folder keeps them, and the keys found there
+    are used again (the same host key on every start). ``writable``: whether SFTP clients
+    may change the served folder (the connection test uploads and deletes a probe).
     """
     cleanup: list[Path] = []
     try:
-        return await _start(dir, port, local_dir, ledger, keys_dir, now, cleanup)
+        return await _start(dir, port, local_dir, ledger, keys_dir, now, writable, cleanup)
     except BaseException:
         for path in cleanup:
             shutil.rmtree(path, ignore_errors=True)
         raise
 
 
-async def _start(dir, port, local_dir, ledger, keys_dir, now, cleanup: list[Path]) -> DemoServer:  # noqa: A002
+def _key_pair(keys: Path, name: str, comment: str | None = None) -> asyncssh.SSHKey:
+    """The key ``keys/name``: read when it is there (kept from an earlier start), else made."""
+    path = keys / name
+    if path.exists():
+        try:
+            return asyncssh.read_private_key(str(path))
+        except (OSError, asyncssh.KeyImportError) as exc:
+            raise OSError(errno.EINVAL, f"the demo key {path} cannot be read ({exc}); remove the "
+                          f"folder {keys} to start with new keys") from None
+    key = asyncssh.generate_private_key("ssh-ed25519", comment=comment)
+    _write_secret(path, key.export_private_key("openssh"))
+    return key
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+async def _start(dir, port, local_dir, ledger, keys_dir, now, writable, cleanup: list[Path]) -> DemoServer:  # noqa: A002
     if dir is None:
         root = _private_dir("report-keeper-demo-")
         cleanup.append(root)
     else:
         root = Path(dir).expanduser().resolve()
+        if root == Path(root.anchor):
+            raise OSError(errno.EINVAL, f"{root} is the whole file system; serve a folder of reports")
         root.mkdir(parents=True, exist_ok=True)
     scenario = None
     if _needs_data(root / demo_data.DEMO_REMOTE_DIR):
+        _check_history_fits(now)
         scenario = await asyncio.to_thread(demo_data.generate, root, now)
     if keys_dir is None:
         keys = _private_dir("report-keeper-demo-keys-")
         cleanup.append(keys)
     else:
         keys = Path(keys_dir).expanduser()
+        if _inside(keys, root):
+            raise OSError(errno.EINVAL, f"the keys folder {keys} lies inside the served folder "
+                          f"{root}; SFTP clients could read the keys")
         keys.mkdir(parents=True, exist_ok=True, mode=0o700)
         keys.chmod(0o700)
 
-    host_key = asyncssh.generate_private_key("ssh-ed25519")
-    user_key = asyncssh.generate_private_key("ssh-ed25519", comment="report-keeper demo user")
+    host_key = _key_pair(keys, "demo_host_ed25519")
+    user_key = _key_pair(keys, "demo_user_ed25519", comment="report-keeper demo user")
     client_key_path = keys / "demo_user_ed25519"
-    _write_secret(client_key_path, user_key.export_private_key("openssh"))
     _write_secret(keys / "demo_user_ed25519.pub", user_key.export_public_key("openssh"))
     ssh_config_path = keys / "ssh_config"
     _write_secret(ssh_config_path, b"# empty: the demo ignores ~/.ssh/config\n")
 
     def sftp_factory(chan):
-        return asyncssh.SFTPServer(chan, chroot=str(root).encode())
+        return ConfinedSFTPServer(chan, root, writable)
 
     try:
         acceptor = await asyncssh.listen(
@@ -321,9 +506,11 @@ async def _start(dir, port, local_dir, ledger, keys_dir, now, cleanup: list[Path
         host_key_fingerprint=host_key.get_fingerprint("sha256"),
         host_key_type=host_key.get_algorithm(),
         profile=profile,
+        writable=writable,
         scenario=scenario,
         _acceptor=acceptor,
         _cleanup=cleanup,
     )
-    log.info("demo server listening on %s port %d, serving %s", HOST, bound, root)
+    log.info("demo server listening on %s port %d, serving %s (%s)", HOST, bound, root,
+             "writable" if writable else "read-only")
     return server

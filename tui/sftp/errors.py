@@ -77,6 +77,38 @@ class HostKeyChanged(SftpError):
         )
 
 
+class HostKeyMismatch(HostKeyChanged):
+    """The server offers only host key types that known_hosts holds no key of for it.
+
+    A host key problem like :class:`HostKeyChanged` (and handled as one): the server's key was
+    replaced by one of another type, or someone else answers. ``key_type``/``fingerprint``
+    are what the server offers ("" when it could not be learnt), ``recorded`` the
+    ``(type, fingerprint)`` pairs known_hosts holds."""
+
+    def __init__(self, host: str, port: int, key_type: str, fingerprint: str,
+                 known_hosts: str | None = None,
+                 recorded: tuple[tuple[str, str], ...] = ()) -> None:
+        HostKeyChanged.__init__(self, host, port, key_type, fingerprint, known_hosts,
+                                tuple(fp for _t, fp in recorded))
+        self.recorded = recorded
+        where = known_hosts or "known_hosts"
+        held = ", ".join(f"{t} {fp}" for t, fp in recorded) or "other key types"
+        offered = f"a host key of type {key_type} ({fingerprint})" if key_type else "other host key types"
+        pattern = host if port == 22 else f"[{host}]:{port}"
+        self.what = (
+            f"WARNING: {host} port {port} now offers only {offered}, but {where} holds only "
+            f"{held} for it. The server's key may have been replaced, or someone may be "
+            "intercepting the connection; nothing was sent or downloaded."
+        )
+        self.todo = (
+            "Ask the server's administrator which host key the server has now. Only if they "
+            f"confirm {fingerprint or 'the new key'}: remove the old line "
+            f"(ssh-keygen -R '{pattern}' -f {where}) and connect again to accept the new key "
+            "explicitly. Until then every connection is refused."
+        )
+        Exception.__init__(self, self.what)
+
+
 class AuthFailed(SftpError):
     """The server refused the login (never retried)."""
 
