@@ -109,7 +109,8 @@ class SmtpServer:
             context.load_cert_chain(self.cert, key)
         kwargs: dict[str, Any] = {}
         if username is not None:
-            kwargs.update(authenticator=self._authenticate, auth_require_tls=security != "none")
+            # aiosmtpd only knows STARTTLS as "TLS"; with implicit TLS the whole session is encrypted
+            kwargs.update(authenticator=self._authenticate, auth_require_tls=security == "starttls")
         if security == "starttls":
             kwargs.update(tls_context=context, require_starttls=True)
         self.controller = Controller(

@@ -515,7 +515,7 @@ def _notify(r: _Reader) -> NotifyConfig:
         email_to=r.convert("email_to", _addresses, ()),
         email_from=r.convert("email_from", _address, None),
         smtp_host=r.convert("smtp_host", _smtp_host, None),
-        smtp_port=r.int_in("smtp_port", 1, 65535, 0) or None,
+        smtp_port=r.int_in("smtp_port", 1, 65535, 25) if "smtp_port" in r.table else None,
         smtp_security=r.get("smtp_security", str, "starttls"),
         smtp_username=r.get("smtp_username", str, None),
         smtp_password_env=r.convert("smtp_password_env", _env_name, None),

@@ -169,7 +169,12 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
     except ssl.SSLError as exc:
         raise SendError(f"TLS with {where} failed ({_clean(exc.reason or exc)}); check "
                         "smtp_security and smtp_port") from None
+    except ConnectionRefusedError:
+        raise SendError(f"could not reach {where} (connection refused); check smtp_host and "
+                        "smtp_port") from None
     except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+        if "timed out" in str(exc):  # smtplib reports a read timeout as a disconnection
+            raise SendError(f"{where} did not answer within {timeout:g} s") from None
         raise SendError(f"{where} closed the connection ({_clean(exc, secrets) or 'no reason given'})") from None
     except (TimeoutError, socket.timeout):
         raise SendError(f"{where} did not answer within {timeout:g} s") from None
@@ -192,6 +197,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
     """Redirects for GET only, at most ``MAX_REDIRECTS``, each to http or https."""
 
     max_redirections = MAX_REDIRECTS
+    max_repeats = 1  # the same address twice is a loop
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
         if req.get_method() != "GET":
@@ -209,6 +215,7 @@ def _opener() -> urllib.request.OpenerDirector:
         urllib.request.HTTPHandler(),
         urllib.request.HTTPSHandler(context=ssl.create_default_context()),
         _Redirects(),
+        urllib.request.HTTPDefaultErrorHandler(),  # a non-2xx answer raises HTTPError
         urllib.request.HTTPErrorProcessor(),
     ]
     opener = urllib.request.OpenerDirector()
@@ -246,8 +253,10 @@ def http_request(url: str, *, method: str = "GET", document: dict[str, Any] | No
         code = exc.code
         exc.close()
         if 300 <= code < 400:
-            raise SendError(f"{shown} answered with a redirect (HTTP {code}); a webhook's POST "
-                            "follows none: set the final address in the config") from None
+            why = ("a POST follows no redirect: set the final address in the config" if method == "POST"
+                   else f"at most {MAX_REDIRECTS} redirects, to http:// or https:// only, are followed")
+            raise SendError(f"{shown} answered with a redirect (HTTP {code}) that was not "
+                            f"followed; {why}") from None
         raise SendError(f"{shown} answered HTTP {code} {_clean(exc.reason, limit=60)}") from None
     except urllib.error.URLError as exc:
         reason = exc.reason
