@@ -351,3 +351,15 @@ def test_notify_test_without_channels_is_a_usage_error(tmp_path, capsys):
     assert main(["notify", "--test", "--config", str(cfg)]) == 3
     assert "no alert channel is configured" in capsys.readouterr().err
     assert main(["notify", "--config", str(cfg)]) == 3
+
+
+def test_the_readme_alerts_example_loads(tmp_path):
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    [example] = [b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if ".notify]" in b]
+    path = tmp_path / "config.toml"
+    path.write_text('[profile.default]\nhost = "files.example.org"\n' + example)
+    n = load_config(path).profile().notify
+    assert n.email_to == ("circ-team@example.edu",) and n.smtp_password_env == "RK_SMTP_PASSWORD"
+    assert n.webhook_url and n.ping_url and n.smtp_security == "starttls"
