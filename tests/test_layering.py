@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GUARDED = [ROOT / "tui" / "core", ROOT / "tui" / "sftp"]
+GUARDED = [ROOT / "tui" / "core", ROOT / "tui" / "sftp", ROOT / "tui" / "notify"]
 
 
 def _imports(path: Path) -> set[str]:

@@ -19,6 +19,9 @@ SUBCOMMANDS = {
     "sync": "list the server, download every new report, verify it, record it",
     "check": "evaluate schedule, verification and deadlines; test the connection",
     "demo-server": "run only the embedded demo SFTP server",
+    "init": "set up a profile: server, key, folder, reports; writes the config",
+    "schedule": "print or install the systemd timer (or crontab line) for unattended runs",
+    "notify": "send a test alert through every configured channel (--test)",
 }
 
 

@@ -37,7 +37,10 @@ With --json exactly one JSON document is printed on stdout:
  "reports": [{"name", "status", "last_delivery", "schedule", "inferred", "on_time_streak",
    "runs": [{"day", "status", "files", "verification", ...}],
    "problems": [{"severity", "kind", "day", "file", "rescue_by", "delete_on", "message",
-                 "next_step"}]}]}
+                 "next_step"}]}],
+ "notify": {"configured", "sent": [...], "failed": [...]}}
+Alerts (the profile's [notify] table) are sent after the evaluation; a failed send never
+changes the exit code: it is reported under notify.failed and tried again on the next run.
 REPORT_KEEPER_NOW (ISO 8601) replaces the clock.
 """
 
@@ -93,12 +96,19 @@ def run(args: argparse.Namespace) -> int:
         ledger.close()
     code = report.exit_code
     log.info("check: %s (%d problems)", report.status, len(report.problems))
+    # Alerts (e-mail, webhook, ping) once the result is known; they never change it.
+    from tui.notify.dispatch import after_check, summary_line
+
+    notify = after_check(profile, report, offline=args.offline)
     if args.json:
         doc = report.to_json()
         doc["refused"] = refused  # server names refused as unsafe in the latest listing
+        doc["notify"] = notify
         print_json(doc)
     else:
         sys.stdout.write(render(report, profile, width=shutil.get_terminal_size((100, 24)).columns))
+        if summary_line(notify):
+            sys.stdout.write(summary_line(notify) + "\n")
         sys.stdout.flush()
     return int(code)
 

@@ -39,9 +39,11 @@ a file lost from the server), 3 usage or configuration error.
 With --json one document: {"status", "downloaded": [{"name", "size", "sha256", "path",
 "resumed_from", "changed", "refetched"}], "skipped": [name], "failed": [{"name", "error"}],
 "refused": [{"name", "reason"}], "files": [verified file], "lost": [name],
-"refetched": [name], "missing_locally": [{"name", "path", "on_server"}], "error"}.
+"refetched": [name], "missing_locally": [{"name", "path", "on_server"}], "error",
+"notify": {"configured", "sent", "failed"}}.
 Refused names are shown escaped (control characters as \\uXXXX, bytes that are not UTF-8
-as \\xNN).
+as \\xNN). Alerts (the profile's [notify] table) are sent after the sync; a failed send never
+changes the exit code: it is reported under notify.failed and tried again on the next run.
 """
 
 
@@ -97,9 +99,15 @@ def run(args: argparse.Namespace) -> int:
         result.finish()
     finally:
         ledger.close()
+    # Alerts (e-mail, webhook, ping) once the result is recorded; they never change it.
+    from tui.notify.dispatch import after_sync, summary_line
+
+    notify = after_sync(profile, result) if result.error_kind != "interrupted" else None
     if args.json:
-        print_json(result.to_json())
+        print_json({**result.to_json(), **({"notify": notify} if notify is not None else {})})
     _summary(result, profile, out)
+    if notify is not None and summary_line(notify):
+        out.write(summary_line(notify) + "\n")
     log.info("sync finished: %s, %d downloaded, %d failed", st.overall_name(result.status),
              len(result.downloaded), len(result.failed))
     return int(result.status)

@@ -165,6 +165,7 @@ class Profile:
     reports: tuple[ReportConfig, ...] = ()
     defaults: ReportConfig = field(default_factory=lambda: ReportConfig(name=""))
     source: str | None = None  # the config file it came from
+    notify: "NotifyConfig" = field(default_factory=lambda: NotifyConfig())
 
     @property
     def ledger_path(self) -> Path:
@@ -361,7 +362,7 @@ def _report(reader: _Reader, base: ReportConfig, *, need_name: bool) -> ReportCo
 
 PROFILE_KEYS = {
     "host", "port", "username", "key", "known_hosts", "remote_dir", "local_dir", "timezone",
-    "concurrency", "connect_timeout", "ssh_config", "ledger", "report", "defaults",
+    "concurrency", "connect_timeout", "ssh_config", "ledger", "report", "defaults", "notify",
 }
 
 
@@ -429,6 +430,7 @@ def _profile(file: Path | None, name: str, table: Any, top_defaults: ReportConfi
         reports=tuple(reports),
         defaults=defaults,
         source=str(file) if file else None,
+        notify=_notify(_Reader(file, f"{prefix}.notify", r.get("notify", dict))) if "notify" in table else NotifyConfig(),
     )
     if "known_hosts" in table:
         kwargs["known_hosts"] = r.convert("known_hosts", lambda v: _path(v, base_dir))
@@ -503,6 +505,151 @@ def _check_kinds(r: _Reader, values: dict[str, Any]) -> None:
             raise r.error(key, f"{path} exists but is not a folder; point {key} at a folder")
         if kind == "file" and stat.S_ISDIR(mode):
             raise r.error(key, f"{path} is a folder; point {key} at a file")
+
+
+# --------------------------------------------------------------------------------------------
+# Alerts: [profile.NAME.notify]
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """Where alerts go. The SMTP password is never here: only the name of the environment
+    variable that holds it (``smtp_password_env``)."""
+
+    email_to: tuple[str, ...] = ()
+    email_from: str | None = None  # None: report-keeper@<this machine's name>
+    smtp_host: str | None = None
+    smtp_port: int | None = None  # None: 587 (starttls), 465 (tls), 25 (none)
+    smtp_security: str = "starttls"  # starttls | tls | none
+    smtp_username: str | None = None
+    smtp_password_env: str | None = None
+    webhook_url: str | None = None
+    ping_url: str | None = None
+
+    @property
+    def email(self) -> bool:
+        return bool(self.email_to)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.email_to or self.webhook_url or self.ping_url)
+
+    @property
+    def port(self) -> int:
+        if self.smtp_port is not None:
+            return self.smtp_port
+        return {"starttls": 587, "tls": 465}.get(self.smtp_security, 25)
+
+
+NOTIFY_KEYS = {
+    "email_to", "email_from", "smtp_host", "smtp_port", "smtp_security", "smtp_username",
+    "smtp_password_env", "webhook_url", "ping_url",
+}
+SMTP_SECURITY = ("starttls", "tls", "none")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}|\[[0-9A-Fa-f:.]+\]")
+
+
+def _printable(value: str) -> bool:
+    return value.isprintable() and value == value.strip()
+
+
+def _address(value: Any) -> str:
+    from email.utils import getaddresses
+
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError("expected an e-mail address like \"circ-team@example.edu\"")
+    if not _printable(value) or len(value) > 320:
+        raise ValueError("an e-mail address cannot hold control characters or surrounding spaces")
+    found = getaddresses([value])
+    if len(found) != 1:
+        raise ValueError(f"{value!r} holds several addresses; write one address per list item")
+    addr = found[0][1]
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not domain or " " in addr or "." not in domain.strip("."):
+        raise ValueError(f"{value!r} is not an e-mail address like \"circ-team@example.edu\"")
+    return value
+
+
+def _addresses(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise TypeError("expected a list of e-mail addresses like [\"circ-team@example.edu\"]")
+    return tuple(_address(v) for v in items)
+
+
+def _smtp_host(value: Any) -> str:
+    if not isinstance(value, str) or not _HOST.fullmatch(value):
+        raise ValueError("expected a host name or address like \"smtp.example.edu\" (no scheme, no port)")
+    return value
+
+
+def _env_name(value: Any) -> str:
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise ValueError("expected the NAME of an environment variable, like \"RK_SMTP_PASSWORD\" "
+                         "(letters, digits and _); the password itself goes in that variable")
+    return value
+
+
+def http_url(value: Any) -> str:
+    """An http(s) URL from the config; ``ValueError`` says why not. Also used for redirects."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or not value:
+        raise TypeError("expected an https:// URL")
+    if len(value) > 2048 or not value.isprintable() or any(c.isspace() for c in value):
+        raise ValueError("a URL cannot hold spaces or control characters (and at most 2048 characters)")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("only http:// and https:// URLs are allowed")
+    if not parts.hostname:
+        raise ValueError("the URL names no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("the URL holds a user name or password; a password never goes in the "
+                         "config file (use a token in the path, as the service issued it)")
+    return value
+
+
+def _notify(r: _Reader) -> NotifyConfig:
+    if "smtp_password" in r.table or "password" in r.table:
+        key = "smtp_password" if "smtp_password" in r.table else "password"
+        raise r.error(key, "a password never goes in the config file; put it in an environment "
+                      "variable and name that variable in smtp_password_env")
+    r.unknown(NOTIFY_KEYS)
+    n = NotifyConfig(
+        email_to=r.convert("email_to", _addresses, ()),
+        email_from=r.convert("email_from", _address, None),
+        smtp_host=r.convert("smtp_host", _smtp_host, None),
+        smtp_port=r.int_in("smtp_port", 1, 65535, 25) if "smtp_port" in r.table else None,
+        smtp_security=r.get("smtp_security", str, "starttls"),
+        smtp_username=r.get("smtp_username", str, None),
+        smtp_password_env=r.convert("smtp_password_env", _env_name, None),
+        webhook_url=r.convert("webhook_url", http_url, None),
+        ping_url=r.convert("ping_url", http_url, None),
+    )
+    if n.smtp_security not in SMTP_SECURITY:
+        raise r.error("smtp_security", f"{n.smtp_security!r} is not one of starttls, tls, none")
+    if n.smtp_username is not None and (not n.smtp_username or not _printable(n.smtp_username)):
+        raise r.error("smtp_username", "expected a user name without control characters or surrounding spaces")
+    if n.email_to and not n.smtp_host:
+        raise r.error("smtp_host", "missing: e-mail alerts (email_to) need the SMTP server's host name")
+    if not n.email_to:
+        for key in ("smtp_host", "email_from", "smtp_username", "smtp_password_env", "smtp_port"):
+            if key in r.table:
+                raise r.error("email_to", f"missing: {key} is set, but nobody to send e-mail to")
+    if n.smtp_username and not n.smtp_password_env:
+        raise r.error("smtp_password_env", "missing: smtp_username needs the name of the environment "
+                      "variable that holds its password")
+    if n.smtp_password_env and not n.smtp_username:
+        raise r.error("smtp_username", "missing: smtp_password_env is set, but no user name to log in with")
+    if n.smtp_username and n.smtp_security == "none":
+        raise r.error("smtp_security", "\"none\" would send the SMTP password unencrypted; use "
+                      "\"starttls\" or \"tls\" (or no smtp_username for a local relay)")
+    return n
 
 
 def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:

@@ -148,6 +148,27 @@ MIGRATIONS: list[str] = [
     DELETE FROM refused WHERE name GLOB '.report-keeper-probe-*';
     DELETE FROM verifications WHERE name GLOB '.report-keeper-probe-*'
     """,
+    # Alerts: what each channel (email, webhook) has been told, so that the app, cron's sync
+    # and check share one memory and nothing is sent twice. A row is written only after a
+    # successful send; ``state`` is 'open' (told as a problem) or 'closed' (told it ended).
+    """
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        profile TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        report TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        first_day TEXT,
+        last_day TEXT,
+        file TEXT,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        sent_at TEXT NOT NULL,
+        reminded_for TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX alerts_channel ON alerts (profile, channel)
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -875,6 +896,45 @@ class Ledger:
         """Files gone from the server with no copy here: never downloaded (forever), or
         downloaded but missing from the disk (until the copy is back)."""
         return [d for d in self.deliveries(profile=profile) if d.extra["lost"]]
+
+    # ------------------------------------------------------------------ alerts
+    def alert_rows(self, channel: str, profile: str | None = None) -> list[dict[str, Any]]:
+        """What ``channel`` has been told (see ``tui.core.alerts``), oldest first."""
+        with self._lock:
+            cur = self._conn.execute(
+                "SELECT id, report, kind, first_day, last_day, file, severity, state, sent_at,"
+                " reminded_for, updated_at FROM alerts WHERE profile = ? AND channel = ? ORDER BY id",
+                (self._p(profile), channel),
+            )
+            names = [c[0] for c in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def save_alert_rows(self, channel: str, rows: Sequence[dict[str, Any]],
+                        delete_ids: Iterable[int] = (), profile: str | None = None) -> None:
+        """After a successful send: upsert ``rows`` (by ``id``; no id: new) and drop ``delete_ids``."""
+        profile = self._p(profile)
+        now_s = _ts(clock.now())
+        cols = ("report", "kind", "first_day", "last_day", "file", "severity", "state", "sent_at",
+                "reminded_for")
+        with self._write() as conn:
+            for row in rows:
+                values = [row.get(c) for c in cols]
+                if row.get("id") is None:
+                    conn.execute(
+                        f"INSERT INTO alerts (profile, channel, {', '.join(cols)}, updated_at)"
+                        f" VALUES (?, ?, {', '.join('?' * len(cols))}, ?)",
+                        [profile, channel, *values, now_s],
+                    )
+                else:
+                    conn.execute(
+                        f"UPDATE alerts SET {', '.join(c + ' = ?' for c in cols)}, updated_at = ?"
+                        " WHERE id = ? AND profile = ? AND channel = ?",
+                        [*values, now_s, row["id"], profile, channel],
+                    )
+            conn.executemany(
+                "DELETE FROM alerts WHERE id = ? AND profile = ? AND channel = ?",
+                [(i, profile, channel) for i in delete_ids],
+            )
 
     def reports(self, profile: str | None = None) -> list[str]:
         with self._lock:

@@ -1,0 +1,184 @@
+"""When alerts are due: the grouping of problems and each channel's memory in a real ledger.
+
+The week of cron runs in ``test_alerts_week.py`` proves the common story end to end; these
+cover the other turns: a gap found after the fact, the connection judged by sync, check and
+check --offline, a file about to be deleted, several problems at once, another run holding
+the notify lock."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.locks import flock_held_elsewhere
+from tui.core import alerts as al
+from tui.core.config import parse_config
+from tui.core.health import ConnectionStatus, evaluate
+from tui.core.ledger import Ledger
+from tui.core.model import Delivery
+
+TZ = ZoneInfo("America/Chicago")
+A = "Loans Per Patron From 3 Days Ago"
+B = "Fines Daily"
+
+
+def _profile(tmp_path, notify: str = ""):
+    text = f"""
+[profile.default]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{tmp_path / 'ledger.sqlite3'}"
+[[profile.default.report]]
+name = "{A}"
+schedule = "daily"
+at = "07:00"
+[[profile.default.report]]
+name = "{B}"
+schedule = "daily"
+at = "07:00"
+"""
+    if notify:
+        text += "[profile.default.notify]\n" + notify
+    return parse_config(__import__("tomllib").loads(text)).profile()
+
+
+def _delivery(report: str, day: date, *, downloaded: bool = True) -> Delivery:
+    at = datetime.combine(day, time(7, 5), tzinfo=TZ)
+    return Delivery(name=f"{report}_{at:%Y%m%d_%H%M%S}.xlsx", report=report, delivered_at=at, size=10,
+                    mtime=at, first_seen=at, last_seen=at, on_server=True,
+                    downloaded_at=at if downloaded else None, verification="ok" if downloaded else None,
+                    rows=5 if downloaded else None)
+
+
+def _health(profile, days: dict[str, list[date]], now: date, connection=None, **kw):
+    deliveries = [_delivery(r, d, **kw) for r, ds in days.items() for d in ds]
+    return evaluate(profile, deliveries, now=datetime.combine(now, time(10), tzinfo=TZ),
+                    connection=connection)
+
+
+def _tell(ledger: Ledger, health, scope: str = al.SCOPE_FULL, channel: str = al.EMAIL) -> al.Plan:
+    """Plan, and record it as a successful send would."""
+    today = health.now.date()
+    plan = al.plan(channel, al.alerts_from(health, scope=scope), ledger.alert_rows(channel),
+                   today=today, sent_at=f"{today}T10:00:00", scope=scope)
+    ledger.save_alert_rows(channel, plan.tidy_save, plan.tidy_delete)
+    if plan.should_send:
+        ledger.save_alert_rows(channel, plan.save, plan.delete)
+    return plan
+
+
+def _week(first: date, n: int, skip=()) -> list[date]:
+    return [first + timedelta(days=i) for i in range(n) if first + timedelta(days=i) not in skip]
+
+
+def test_a_gap_found_after_the_fact_is_told_once_and_never_resolved(tmp_path):
+    profile = _profile(tmp_path)
+    wed = date(2026, 11, 25)
+    days = {A: _week(date(2026, 11, 23), 5, skip={wed}), B: _week(date(2026, 11, 23), 5)}
+    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+        plan = _tell(ledger, _health(profile, days, date(2026, 11, 27)))
+        assert [(a.kind, a.first_day, a.current) for a in plan.new] == [("missing", wed, False)]
+        assert plan.open == [] and plan.resolved == []
+        subject = al.compose(plan, profile="default", status="critical", where="h:d", now_text="now").subject
+        assert subject == f"[report-keeper] CRITICAL: missing '{A}' Wed 25 Nov — rescue by Sun 29 Nov"
+        # next day: nothing new, and no "resolved" for something already told as over
+        days[A].append(date(2026, 11, 28))
+        days[B].append(date(2026, 11, 28))
+        assert not _tell(ledger, _health(profile, days, date(2026, 11, 28))).should_send
+
+
+def test_several_problems_make_one_message_with_a_count(tmp_path):
+    profile = _profile(tmp_path)
+    days = {A: _week(date(2026, 11, 23), 4), B: _week(date(2026, 11, 23), 4)}
+    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+        assert not _tell(ledger, _health(profile, days, date(2026, 11, 26))).should_send
+        plan = _tell(ledger, _health(profile, days, date(2026, 11, 27)))
+        assert sorted(a.report for a in plan.new) == sorted([A, B])
+        msg = al.compose(plan, profile="default", status="critical", where="h:d", now_text="now")
+        assert msg.subject.endswith("Fri 27 Nov — rescue by Tue 1 Dec (+1 more)")
+        assert msg.body.count("* CRITICAL: missing") == 2
+        assert [p["kind"] for p in msg.document["new"]] == ["missing", "missing"]
+        # B delivers again the next day, A does not: one message, B ended, A still open
+        days[B].append(date(2026, 11, 28))
+        plan = _tell(ledger, _health(profile, days, date(2026, 11, 28)))
+        assert plan.new == [] and [a.report for a in plan.resolved] == [B]
+        msg = al.compose(plan, profile="default", status="critical", where="h:d", now_text="now")
+        assert msg.subject == f"[report-keeper] RESOLVED: '{B}' delivers again after missing Fri 27 Nov; 1 still open"
+
+
+def test_the_connection_is_judged_only_as_far_as_a_run_tested_it(tmp_path):
+    profile = _profile(tmp_path)
+    days = {A: _week(date(2026, 11, 23), 5), B: _week(date(2026, 11, 23), 5)}
+    now = date(2026, 11, 27)
+    failed = ConnectionStatus(ok=False, message="refused", write_test="skipped")
+    read_only = ConnectionStatus(ok=True, message="ro", write_test="read-only")
+    logged_in = ConnectionStatus(ok=True, message="sync connected", write_test="skipped")
+    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+        plan = _tell(ledger, _health(profile, days, now, failed))
+        assert [(a.kind, a.severity) for a in plan.new] == [("connection", "critical")]
+        # check --offline knows nothing about the connection: nothing ends
+        assert not _tell(ledger, _health(profile, days, now, ConnectionStatus.skipped()), al.SCOPE_NONE).should_send
+        # a sync that logged in proves the connection works again
+        plan = _tell(ledger, _health(profile, days, now, logged_in), al.SCOPE_LOGIN)
+        assert [(a.kind, a.severity) for a in plan.resolved] == [("connection", "critical")]
+        assert al.compose(plan, profile="p", status="ok", where="w", now_text="n").subject == \
+            "[report-keeper] RESOLVED: the connection works again"
+        # a read-only account (check's write test): told once; a sync cannot tell it ended
+        assert [(a.kind, a.severity) for a in _tell(ledger, _health(profile, days, now, read_only)).new] == [
+            ("connection", "warning")]
+        assert not _tell(ledger, _health(profile, days, now, logged_in), al.SCOPE_LOGIN).should_send
+        # worse: the read-only alert ends and the failure is news
+        plan = _tell(ledger, _health(profile, days, now, failed))
+        assert [(a.severity) for a in plan.new] == ["critical"]
+        assert [(a.severity) for a in plan.resolved] == ["warning"]
+
+
+def test_a_file_near_deletion_is_told_and_ends_when_downloaded(tmp_path):
+    profile = _profile(tmp_path)
+    first = date(2026, 10, 1)
+    days = {A: [first + timedelta(days=i) for i in range(58)], B: [first + timedelta(days=i) for i in range(58)]}
+    now = first + timedelta(days=57)
+    deliveries = [_delivery(r, d) for r, ds in days.items() for d in ds]
+    deliveries[0] = _delivery(A, first, downloaded=False)
+    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+        health = evaluate(profile, deliveries, now=datetime.combine(now, time(10), tzinfo=TZ))
+        plan = _tell(ledger, health)
+        assert [(a.kind, a.file) for a in plan.new] == [("near-deletion", deliveries[0].name)]
+        assert plan.new[0].headline(now) == f"'{deliveries[0].name}' not downloaded yet — the server deletes it on Mon 30 Nov"
+        deliveries[0] = _delivery(A, first)
+        health = evaluate(profile, deliveries, now=datetime.combine(now, time(11), tzinfo=TZ))
+        plan = _tell(ledger, health)
+        assert [a.kind for a in plan.resolved] == ["near-deletion"] and plan.new == []
+        assert ledger.alert_rows(al.EMAIL) == []
+
+
+def test_another_run_holding_the_notify_lock_is_left_to_send(tmp_path, monkeypatch):
+    from tui.notify import dispatch
+
+    profile = _profile(tmp_path, 'webhook_url = "http://127.0.0.1:9/hook"\n')
+    days = {A: _week(date(2026, 11, 23), 4), B: _week(date(2026, 11, 23), 5)}
+    health = _health(profile, days, date(2026, 11, 27))
+    Ledger.open(profile.ledger_path).close()
+    monkeypatch.setattr(dispatch, "LOCK_WAIT", 0.3)
+    lock = tmp_path / "ledger.sqlite3.notify-lock"
+    lock.write_bytes(b"")
+    with flock_held_elsewhere(lock):
+        doc = dispatch.after_check(profile, health, offline=True)
+    assert doc["sent"] == [] and doc["failed"] == [] and "left to it" in doc["note"]
+
+
+def test_alerts_never_break_the_run(tmp_path, monkeypatch):
+    from tui.notify import dispatch
+
+    profile = _profile(tmp_path, 'webhook_url = "http://127.0.0.1:9/hook"\n')
+    health = _health(profile, {A: [date(2026, 11, 23)]}, date(2026, 11, 27))
+
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(dispatch.al, "alerts_from", broken)
+    doc = dispatch.after_check(profile, health, offline=False)
+    assert [(f["channel"], f["error"]) for f in doc["failed"]] == [
+        ("alerts", "unexpected error (RuntimeError); see the log")]

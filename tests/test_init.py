@@ -1,0 +1,268 @@
+"""``report-keeper init`` end to end against the real OpenSSH sshd: unattended with flags,
+with a new key the server does not accept yet (the config is written, pending noted), and
+through a pseudo-terminal with typed answers (new key pair, host key confirmation, folder
+picker, report proposals). Each run has its own HOME, so ~/.ssh is the test's."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import tomllib
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pexpect
+import pytest
+
+from tests.xlsx_factory import write_report
+from tui.core import setup as su
+from tui.core.config import load_config
+from tui.core.model import RemoteFile
+
+TZ = ZoneInfo("America/Chicago")
+REPORT = "Loans Per Patron From 3 Days Ago"
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK",)}
+    env.update(HOME=str(home), REPORT_KEEPER_NOW="2026-11-26T16:00:00+00:00", TERM="dumb",
+               COLUMNS="100")
+    return env
+
+
+@pytest.fixture
+def site(sshd, tmp_path):
+    """A report folder on the real sshd with a week of daily deliveries and a sub-folder."""
+    sub = Path(tempfile.mkdtemp(prefix="init-", dir=sshd.root))
+    folder = sub / "upload" / "ALMA"
+    (sub / "upload" / "other").mkdir(parents=True)
+    folder.mkdir(parents=True)
+    for i in range(7):
+        day = date(2026, 11, 20) + timedelta(days=i)
+        at = datetime.combine(day, time(7, 3), tzinfo=TZ)
+        path = folder / f"{REPORT}_{at:%Y%m%d_%H%M%S}.xlsx"
+        write_report(path, n_rows=3, day=day, seed=i)
+        os.utime(path, (at.timestamp(), at.timestamp()))
+    (folder / "readme.txt").write_text("not a report")
+    for p in [sub, *sub.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    yield sub, home
+    shutil.rmtree(sub, ignore_errors=True)
+
+
+def _init(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tui", "init", *args], env=_env(home),
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.sshd
+def test_unattended_init_with_flags(sshd, site, tmp_path):
+    sub, home = site
+    cfg = tmp_path / "conf" / "config.toml"
+    res = _init(home, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(sshd.port),
+                "--username", sshd.username, "--key", str(sshd.key), "--remote-dir", f"{sub.name}/upload/ALMA",
+                "--local-dir", str(tmp_path / "reports"), "--timezone", "America/Chicago", "--yes",
+                "--accept-new-host-key")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Upload ok, download ok, delete ok" in res.stdout
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
+    assert not [p for p in cfg.parent.iterdir() if p.name != "config.toml"]  # no temp file left
+    prof = load_config(cfg).profile()
+    assert (prof.host, prof.port, prof.username, prof.key) == ("127.0.0.1", sshd.port, sshd.username, sshd.key)
+    assert prof.remote_dir == f"{sub.name}/upload/ALMA" and str(prof.timezone) == "America/Chicago"
+    [report] = prof.reports
+    assert (report.name, report.schedule, report.at) == (REPORT, "daily", time(7, 0))
+    assert (home / ".ssh" / "known_hosts").read_text().startswith(f"[127.0.0.1]:{sshd.port} ssh-ed25519 ")
+    # the profile works: check lists the folder and finds every report on time
+    env = _env(home)
+    res = subprocess.run([sys.executable, "-m", "tui", "check", "--config", str(cfg), "--json"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    doc = json.loads(res.stdout)
+    assert doc["connection"]["write_test"] == "ok"
+    [loans] = [r for r in doc["reports"] if r["name"] == REPORT]
+    assert loans["problems"] == [] and loans["schedule"] == "daily"
+
+    # an existing config is never overwritten without --force
+    before = cfg.read_text()
+    res = _init(home, "--config", str(cfg), "--host", "other.example.org", "--yes")
+    assert res.returncode == 3 and "exists; run again with --force" in res.stderr
+    assert cfg.read_text() == before
+    # with --force: a backup is kept and other profiles survive
+    cfg.write_text(before + '\n[profile.second]\nhost = "files.example.org"  # kept\n')
+    res = _init(home, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(sshd.port),
+                "--username", sshd.username, "--key", str(sshd.key), "--remote-dir", f"{sub.name}/upload",
+                "--timezone", "America/Chicago", "--yes", "--force")
+    assert res.returncode == 0, res.stdout + res.stderr
+    [backup] = [p for p in cfg.parent.iterdir() if ".bak-" in p.name]
+    assert "# kept" in backup.read_text() and stat.S_IMODE(backup.stat().st_mode) == 0o600
+    cfg_all = load_config(cfg)
+    assert set(cfg_all.profiles) == {"default", "second"} and "# kept" in cfg.read_text()
+    assert cfg_all.profile("default").remote_dir == f"{sub.name}/upload"
+
+
+@pytest.mark.sshd
+def test_unattended_init_with_a_new_key_not_yet_accepted(sshd, site, tmp_path):
+    sub, home = site
+    cfg = tmp_path / "config.toml"
+    args = ["--config", str(cfg), "--host", "127.0.0.1", "--port", str(sshd.port), "--username",
+            sshd.username, "--new-key", "--remote-dir", f"{sub.name}/upload/ALMA", "--timezone",
+            "America/Chicago", "--yes", "--accept-new-host-key"]
+    res = _init(home, *args)
+    assert res.returncode == 1, res.stdout + res.stderr
+    key = home / ".ssh" / "id_ed25519_report_keeper"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    public = key.with_suffix(".pub").read_text().strip()
+    assert "Send this line to your SFTP server's administrator" in res.stdout
+    assert public in res.stdout and public.startswith("ssh-ed25519 ")
+    assert "does not accept the new key yet" in res.stdout
+    text = cfg.read_text()
+    assert "# PENDING: the server does not accept the new key yet" in text
+    prof = load_config(cfg).profile()
+    assert prof.key == key and prof.remote_dir == f"{sub.name}/upload/ALMA" and prof.reports == ()
+
+    # the administrator adds the key; the written profile now works as it is
+    auth_file = next(Path(sshd.root).parent.glob("authorized_keys"))
+    with auth_file.open("a") as f:
+        f.write(public + "\n")
+    res = subprocess.run([sys.executable, "-m", "tui", "check", "--config", str(cfg), "--json"],
+                         env=_env(home), capture_output=True, text=True, timeout=120)
+    assert json.loads(res.stdout)["connection"]["write_test"] == "ok", res.stderr
+    # a second --new-key never overwrites the first key
+    res = _init(home, *args, "--force")
+    assert res.returncode == 1, res.stdout + res.stderr  # the second new key is not accepted yet
+    assert (home / ".ssh" / "id_ed25519_report_keeper_2").is_file()
+    assert key.with_suffix(".pub").read_text().strip() == public
+
+
+@pytest.mark.sshd
+def test_interactive_init_through_a_terminal(sshd, site, tmp_path):
+    sub, home = site
+    cfg = tmp_path / "config.toml"
+    child = pexpect.spawn(sys.executable, ["-m", "tui", "init", "--config", str(cfg)],
+                          env=_env(home), encoding="utf-8", timeout=60, dimensions=(40, 120))
+    try:
+        child.expect(r"SFTP server .*: ")
+        child.sendline("bad host/with path")
+        child.expect("is not a host name")
+        child.sendline("127.0.0.1")
+        child.expect(r"Port \[22\]: ")
+        child.sendline(str(sshd.port))
+        child.expect(r"User name on the server \[.*\]: ")
+        child.sendline(sshd.username)
+        child.expect(r"n\) create a new ed25519 key pair")
+        child.expect(r"Choice \[n\]: ")
+        child.sendline("")
+        child.expect(r"administrator.*\r\n\r\n(ssh-ed25519 \S+ \S+)\r\n")
+        public = child.match.group(1)
+        auth_file = next(Path(sshd.root).parent.glob("authorized_keys"))
+        with auth_file.open("a") as f:  # what the administrator does
+            f.write(public + "\n")
+        child.expect("Press Enter once the administrator has added it")
+        child.sendline("")
+        child.expect(r"(SHA256:\S+)\r\n")
+        assert child.match.group(1) == sshd.host_key.get_fingerprint("sha256")
+        child.expect(r"Is it the same\? \(yes records it\) \[y/N\]: ")
+        child.sendline("y")
+        child.expect("Connected.")
+        child.expect("Enter to choose this folder: ")
+        child.sendline(f"{sub.name}/upload")  # a path
+        child.expect(r"(\d+)\) ALMA/")
+        number = child.match.group(1).strip()
+        child.expect("Enter to choose this folder: ")
+        child.sendline("99")
+        child.expect("there is no folder 99 here")
+        child.expect("Enter to choose this folder: ")
+        child.sendline(number)  # a number
+        child.expect(r"ALMA: 0 folder\(s\), 8 file\(s\), 7 Excel report\(s\)")
+        child.expect("Enter to choose this folder: ")
+        child.sendline("")
+        child.expect(r"Local folder for the downloaded reports \[.*\]: ")
+        child.sendline(str(tmp_path / "reports"))
+        child.expect(r"Time zone of the library \[.*\]: ")
+        child.sendline("Mars/Olympus")
+        child.expect("is not a time zone")
+        child.sendline("America/Chicago")
+        child.expect(f"'{REPORT}': every day at 07:00 \\(fits 100% of its 7 files\\)")
+        child.expect(r"Keep this schedule\? y / e\(dit\) / s\(kip\) \[y\]: ")
+        child.sendline("e")
+        child.expect(r"Schedule .*\[daily\]: ")
+        child.sendline("")
+        child.expect(r"Time it runs \(HH:MM\) \[07:00\]: ")
+        child.sendline("07:15")
+        child.expect(r"Late after \(grace\) \[2h\]: ")
+        child.sendline("90m")
+        child.expect("Upload ok, download ok, delete ok")
+        child.expect("Wrote ")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0, child.before
+    prof = load_config(cfg).profile()
+    assert prof.remote_dir == f"{sub.name}/upload/ALMA" and prof.key == home / ".ssh" / "id_ed25519_report_keeper"
+    [report] = prof.reports
+    assert (report.name, report.schedule, report.at, report.grace) == (REPORT, "daily", time(7, 15), timedelta(minutes=90))
+    assert sshd.host_key.export_public_key().split()[1].decode() in (home / ".ssh" / "known_hosts").read_text()
+
+
+def test_stopping_halfway_writes_nothing(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    cfg = tmp_path / "config.toml"
+    child = pexpect.spawn(sys.executable, ["-m", "tui", "init", "--config", str(cfg)],
+                          env=_env(home), encoding="utf-8", timeout=30)
+    child.expect(r"SFTP server .*: ")
+    child.sendline("files.example.org")
+    child.expect(r"Port \[22\]: ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 3 and "nothing was written" in child.before and not cfg.exists()
+
+
+# ------------------------------------------------------------------------------ pieces
+
+
+def test_proposals_and_a_written_config_round_trip(tmp_path):
+    files = []
+    for i in range(8):  # Mondays and Thursdays at 06:05
+        day = date(2026, 11, 2) + timedelta(days=(i // 2) * 7 + (3 if i % 2 else 0))
+        at = datetime.combine(day, time(6, 5), tzinfo=TZ)
+        files.append(RemoteFile(f"Weekly Summary_{at:%Y%m%d_%H%M%S}.xlsx", 10, at))
+    files.append(RemoteFile("Once_20261101_080000.xlsx", 10, datetime(2026, 11, 1, 14, tzinfo=TZ)))
+    files.append(RemoteFile("notes.txt", 10, datetime(2026, 11, 1, 14, tzinfo=TZ)))
+    weekly, once = su.propose_reports(files, TZ)
+    assert (weekly.name, weekly.schedule, weekly.at, weekly.keep) == ("Weekly Summary", "weekly:MON,THU", time(6, 0), True)
+    assert (once.name, once.keep) == ("Once", False)  # one file says little: left to inference
+    answers = su.Answers(profile="lib \"main\"", host="127.0.0.1", port=2222, username="abc",
+                         key=tmp_path / "k", remote_dir="up/ALMA \"x\"", local_dir=tmp_path / "r",
+                         timezone="America/Chicago", reports=[weekly, once],
+                         pending=["the server could not be reached:\nnewline"])
+    text = su.render_config(answers)
+    path = tmp_path / "config.toml"
+    assert su.write_config(path, text) is None
+    prof = load_config(path).profile('lib "main"')
+    assert prof.remote_dir == 'up/ALMA "x"' and [r.name for r in prof.reports] == ["Weekly Summary"]
+    assert "# PENDING: the server could not be reached: newline" in text
+    assert "Found but not configured (tracked with an inferred schedule): Once" in text
+    assert tomllib.loads(text)["profile"]['lib "main"']["report"][0]["schedule"] == "weekly:MON,THU"
+    with pytest.raises(su.ConfigExists):
+        su.write_config(path, text)
+
+
+@pytest.mark.parametrize("check, bad", [
+    (su.check_host, "sftp://files.example.org"), (su.check_host, "a b"), (su.check_host, "-oProxyCommand=x"),
+    (su.check_port, "0"), (su.check_port, "ssh"), (su.check_username, "-l"), (su.check_username, "a b"),
+    (su.check_zone, "Mars/Olympus"),
+])
+def test_answers_are_checked(check, bad):
+    with pytest.raises(ValueError):
+        check(bad)

@@ -1,0 +1,211 @@
+"""``report-keeper schedule``: the generated units checked by systemd itself, and installing /
+uninstalling them (or the crontab line) twice over.
+
+``systemctl`` and ``crontab`` are the operating system's tools, not ours, and a test cannot
+enable a real user timer here (no user service manager runs in the test machine); so for
+install/uninstall they are replaced by small recorders on PATH that log every call and keep a
+crontab in a file. The units themselves are checked by the real ``systemd-analyze verify``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tui.cli import main
+
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+
+
+def _config(tmp_path: Path) -> Path:
+    folder = tmp_path / "my configs 100%"  # a space and a percent sign: both need quoting
+    folder.mkdir()
+    cfg = folder / "config.toml"
+    cfg.write_text(f"""
+[profile.library]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{tmp_path / 'ledger.sqlite3'}"
+[[profile.library.report]]
+name = "Loans Per Patron From 3 Days Ago"
+schedule = "daily"
+at = "07:00"
+grace = "2h"
+[[profile.library.report]]
+name = "Weekly Circulation Summary"
+schedule = "weekly:MON"
+at = "08:30"
+grace = "45m"
+""")
+    return cfg
+
+
+def _print(cfg: Path, capsys) -> str:
+    assert main(["schedule", "--config", str(cfg), "--profile", "library"]) == 0
+    return capsys.readouterr().out
+
+
+def _units(text: str) -> dict[str, str]:
+    out, name, lines = {}, None, []
+    for line in text.splitlines():
+        if line.startswith("# ~/.config/systemd/user/"):
+            name, lines = line.rsplit("/", 1)[1], []
+            out[name] = lines
+        elif line.startswith("# Or one crontab line"):
+            name = None
+        elif name:
+            lines.append(line)
+    return {k: "\n".join(v).strip() + "\n" for k, v in out.items()}
+
+
+def test_printed_units_and_crontab_line(tmp_path, capsys):
+    cfg = _config(tmp_path)
+    text = _print(cfg, capsys)
+    units = _units(text)
+    [service] = [n for n in units if n.endswith(".service")]
+    [timer] = [n for n in units if n.endswith(".timer")]
+    assert service.startswith("report-keeper-library-") and timer == service.replace(".service", ".timer")
+    # latest due: Weekly at 08:30 + 45m = 09:15, + 10 min margin = 09:25
+    assert "OnCalendar=*-*-* 09:25:00 America/Chicago" in units[timer]
+    assert "Persistent=true" in units[timer]
+    assert "'Weekly Circulation Summary' at 08:30 + grace 0h45" in text
+    execs = [l for l in units[service].splitlines() if l.startswith("ExecStart=")]
+    assert [shlex.split(l.split("=", 1)[1])[-5:] for l in execs] == [
+        [sub, "--config", str(cfg).replace("%", "%%"), "--profile", "library"] for sub in ("sync", "check")]
+    assert "SuccessExitStatus=1 2" in units[service]
+    [cron] = [l for l in text.splitlines() if " * * * " in l and not l.startswith("#")]
+    minute, hour = cron.split()[:2]
+    assert (int(hour), int(minute)) != (0, 0) and "\\%" in cron
+    command = cron.split(" * * * ", 1)[1].replace("\\%", "%")
+    words = shlex.split(command)
+    i = words.index("check")
+    assert words[i:i + 5] == ["check", "--config", str(cfg), "--profile", "library"]
+    assert words[i + 5:i + 7] == [">/dev/null", "#"]  # the marker is a shell comment
+
+
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed here")
+def test_systemd_accepts_the_generated_units(tmp_path, capsys):
+    cfg = _config(tmp_path)
+    units = _units(_print(cfg, capsys))
+    folder = tmp_path / "units"
+    folder.mkdir()
+    for name, text in units.items():
+        (folder / name).write_text(text)
+    # system mode: --user needs a running user manager, which the test machine does not have;
+    # the unit syntax is the same.
+    res = subprocess.run([SYSTEMD_ANALYZE, "verify", *sorted(str(p) for p in folder.iterdir())],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "ignoring" not in res.stderr.lower(), res.stderr
+    # and the calendar expression means what we say
+    [timer] = [t for n, t in units.items() if n.endswith(".timer")]
+    cal = next(l.split("=", 1)[1] for l in timer.splitlines() if l.startswith("OnCalendar="))
+    res = subprocess.run([SYSTEMD_ANALYZE, "calendar", cal], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "09:25:00 America/Chicago" in res.stdout, res.stdout + res.stderr
+
+
+_RECORDER = """#!{python}
+import os, sys
+from pathlib import Path
+log = Path({log!r})
+with log.open("a") as f:
+    f.write(" ".join([Path(sys.argv[0]).name] + sys.argv[1:]) + "\\n")
+name = Path(sys.argv[0]).name
+if name == "systemctl":
+    if sys.argv[1:] == ["--user", "show-environment"]:
+        sys.exit(0 if {systemd!r} else 1)
+    sys.exit(0)
+tab = Path({crontab!r})
+if sys.argv[1:] == ["-l"]:
+    if not tab.exists():
+        sys.stderr.write("no crontab for tester\\n")
+        sys.exit(1)
+    sys.stdout.write(tab.read_text())
+elif sys.argv[1:] == ["-"]:
+    tab.write_text(sys.stdin.read())
+"""
+
+
+def _tools(tmp_path: Path, monkeypatch, *, systemd: bool) -> tuple[Path, Path]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log, tab = tmp_path / "calls.log", tmp_path / "crontab.txt"
+    for name in ("systemctl", "crontab"):
+        p = bin_dir / name
+        p.write_text(_RECORDER.format(python=sys.executable, log=str(log), systemd=systemd, crontab=str(tab)))
+        p.chmod(p.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    return log, tab
+
+
+def _calls(log: Path) -> list[str]:
+    calls = log.read_text().splitlines() if log.exists() else []
+    log.write_text("")
+    return calls
+
+
+def test_install_and_uninstall_the_systemd_timer_idempotently(tmp_path, monkeypatch, capsys):
+    cfg = _config(tmp_path)
+    log, _tab = _tools(tmp_path, monkeypatch, systemd=True)
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    assert main([*args, "--install"]) == 0
+    unit_dir = tmp_path / "xdg" / "systemd" / "user"
+    files = sorted(p.name for p in unit_dir.iterdir())
+    assert len(files) == 2 and files[0].endswith(".service") and files[1].endswith(".timer")
+    timer = files[1]
+    assert _calls(log) == ["systemctl --user show-environment", "systemctl --user daemon-reload",
+                           f"systemctl --user enable --now {timer}"]
+    assert (unit_dir / files[0]).read_text() == _units(_print(cfg, capsys))[files[0]]
+    mtimes = [(unit_dir / f).stat().st_mtime_ns for f in files]
+    assert main([*args, "--install"]) == 0  # again: nothing rewritten, no reload
+    assert _calls(log) == ["systemctl --user show-environment", f"systemctl --user enable --now {timer}"]
+    assert [(unit_dir / f).stat().st_mtime_ns for f in files] == mtimes
+    assert main([*args, "--uninstall"]) == 0
+    calls = _calls(log)
+    assert f"systemctl --user disable --now {timer}" in calls and "systemctl --user daemon-reload" in calls
+    assert list(unit_dir.iterdir()) == []
+    assert main([*args, "--uninstall"]) == 0  # again: nothing to do
+    assert "nothing was installed" in capsys.readouterr().out
+    assert not any(c.startswith("systemctl --user disable") for c in _calls(log))
+
+
+def test_install_falls_back_to_a_crontab_line(tmp_path, monkeypatch, capsys):
+    cfg = _config(tmp_path)
+    log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    tab.write_text("MAILTO=someone@example.edu\n0 3 * * * /usr/bin/backup\n")
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    assert main([*args, "--install"]) == 0
+    assert main([*args, "--install"]) == 0
+    lines = tab.read_text().splitlines()
+    assert lines[:2] == ["MAILTO=someone@example.edu", "0 3 * * * /usr/bin/backup"]
+    assert len(lines) == 3 and "report-keeper-schedule" in lines[2]
+    assert "already installed" in capsys.readouterr().out
+    assert not (tmp_path / "xdg" / "systemd").exists()
+    # another profile's line is its own
+    other = cfg.parent / "other.toml"
+    other.write_text(cfg.read_text())
+    assert main(["schedule", "--config", str(other), "--profile", "library", "--install"]) == 0
+    assert len(tab.read_text().splitlines()) == 4
+    assert main([*args, "--uninstall"]) == 0
+    lines = tab.read_text().splitlines()
+    assert len(lines) == 3 and str(other).replace("%", "\\%") in lines[2]
+    assert main([*args, "--uninstall"]) == 0
+    assert len(tab.read_text().splitlines()) == 3
+
+
+def test_a_refusing_systemctl_is_reported(tmp_path, monkeypatch, capsys):
+    cfg = _config(tmp_path)
+    _tools(tmp_path, monkeypatch, systemd=True)
+    failing = tmp_path / "bin" / "systemctl"
+    failing.write_text(f"#!{sys.executable}\nimport sys\nif 'show-environment' in sys.argv: sys.exit(0)\n"
+                       "sys.stderr.write('Failed to enable unit: Access denied\\n'); sys.exit(1)\n")
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 2
+    assert "Access denied" in capsys.readouterr().err

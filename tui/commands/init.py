@@ -1,0 +1,469 @@
+"""``report-keeper init``: set up a profile, one question at a time, or unattended with flags.
+
+Asks (each question has a flag; ``--yes`` takes the defaults and asks nothing): host, port,
+user name, key (an existing key of ~/.ssh, ssh-agent, or a new ed25519 key pair), then
+connects (an unknown host key is shown with its SHA256 fingerprint and confirmed once),
+offers a folder picker over the server's real listing, the local folder and the time zone,
+proposes the reports the folder holds with their inferred schedules (keep, edit or skip
+each), runs the connection test and writes the config (0600, atomically; an existing file
+only with ``--force``, which keeps a backup and replaces only this profile in it).
+
+When the server cannot be reached or does not accept the key yet (the usual case right after
+``--new-key``), the answers are not lost: the config is written anyway, with what is pending
+noted in it and printed, and the exit code is 1. ``report-keeper check`` later completes the
+picture. Exit codes: 0 done; 1 written, something pending; 3 usage error (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import socket
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from tui.commands.common import fail_usage, terminal_passphrase_cb
+from tui.core.status import Exit
+
+EPILOG = """\
+Unattended example (writes the config even if the server does not accept the new key yet):
+  report-keeper init --host files.example.org --username abcftp --new-key \\
+      --remote-dir upload/ALMA/Daily_Report --timezone America/Chicago --yes
+An unknown host key is accepted unattended only with --accept-new-host-key (check its
+fingerprint with the server's administrator first).
+
+Exit codes: 0 the config is written and the connection test passed; 1 written, something is
+pending (key not accepted yet, server unreachable, host key not confirmed, test failed);
+3 usage error, or the config exists and --force was not given (nothing written).
+"""
+
+
+class Abort(Exception):
+    """The user ended the questions (end of input, Ctrl-C): nothing is written."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="where to write the config (default: the user config dir)")
+    parser.add_argument("--profile", metavar="NAME", default=argparse.SUPPRESS,
+                        help="profile name (default: 'default')")
+    parser.add_argument("--host", help="SFTP server host name, or a Host alias of ~/.ssh/config")
+    parser.add_argument("--port", help="SSH port (default 22)")
+    parser.add_argument("--username", help="user name on the server")
+    keys = parser.add_mutually_exclusive_group()
+    keys.add_argument("--key", metavar="F", help="private key file to log in with")
+    keys.add_argument("--new-key", action="store_true", help="create a new ed25519 key pair")
+    keys.add_argument("--agent", action="store_true", help="log in with the keys of ssh-agent")
+    parser.add_argument("--remote-dir", metavar="D", help="the server folder Alma delivers to")
+    parser.add_argument("--local-dir", metavar="D", help="where downloaded reports are kept")
+    parser.add_argument("--timezone", metavar="TZ", help="the library's time zone (IANA name)")
+    parser.add_argument("--yes", action="store_true", help="take every default, ask nothing")
+    parser.add_argument("--force", action="store_true",
+                        help="replace this profile in an existing config (a backup is kept)")
+    parser.add_argument("--accept-new-host-key", action="store_true",
+                        help="with --yes: trust and record an unknown server host key")
+
+
+class Prompter:
+    """Questions on a terminal (or any text stream); with ``--yes`` the defaults, silently."""
+
+    def __init__(self, ask: bool, out: TextIO, read: Callable[[str], str] | None = None) -> None:
+        self.interactive = ask
+        self.out = out
+        self._read = read or input
+
+    def say(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def read(self, prompt: str) -> str:
+        try:
+            return self._read(prompt)
+        except (EOFError, KeyboardInterrupt):
+            raise Abort() from None
+
+    def ask(self, label: str, default: str | None, check: Callable[[str], Any],
+            flag: str | None = None, flag_name: str = "") -> Any:
+        """The flag's value if given, else the answer (Enter: ``default``), re-asked until valid."""
+        if flag is not None:
+            try:
+                return check(flag)
+            except ValueError as exc:
+                raise UsageError(f"{flag_name}: {exc}") from None
+        if not self.interactive:
+            if default is None:
+                raise UsageError(f"{flag_name} is needed with --yes (no default for: {label})")
+            return check(default)
+        while True:
+            shown = f" [{default}]" if default not in (None, "") else ""
+            answer = self.read(f"{label}{shown}: ").strip()
+            if not answer and default is not None:
+                answer = default
+            try:
+                return check(answer)
+            except ValueError as exc:
+                self.say(f"  {exc}")
+
+    def confirm(self, label: str, default: bool) -> bool:
+        if not self.interactive:
+            return default
+        hint = "Y/n" if default else "y/N"
+        while True:
+            answer = self.read(f"{label} [{hint}]: ").strip().lower()
+            if not answer:
+                return default
+            if answer in ("y", "yes"):
+                return True
+            if answer in ("n", "no"):
+                return False
+            self.say("  please answer y or n")
+
+
+class UsageError(Exception):
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    from tui.core.config import DEFAULT_PROFILE, default_config_path
+
+    path = Path(getattr(args, "config", None) or default_config_path()).expanduser()
+    profile = getattr(args, "profile", None) or DEFAULT_PROFILE
+    if path.exists() and not args.force:
+        return fail_usage(f"{path} exists; run again with --force to replace profile '{profile}' in it "
+                          "(a backup is kept), or choose another file with --config")
+    if path.exists() and not path.is_file():
+        return fail_usage(f"{path} is not a file")
+    prompter = Prompter(not args.yes, sys.stdout)
+    try:
+        return asyncio.run(_init(args, path, profile, prompter))
+    except UsageError as exc:
+        return fail_usage(f"init: {exc}")
+    except Abort:
+        sys.stdout.write("\n")
+        return fail_usage("init: stopped before the end; nothing was written")
+
+
+async def _ask(prompter: Prompter, fn: Callable[..., Any], *a: Any, **kw: Any) -> Any:
+    """A question without blocking the event loop (the SSH connection keeps alive meanwhile)."""
+    return await asyncio.to_thread(fn, *a, **kw)
+
+
+async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter) -> int:
+    from tui.core import setup as su
+    from tui.core.config import default_data_dir, system_timezone
+
+    answers = su.Answers(profile=profile, host="")
+    if p.interactive:
+        p.say(f"Setting up profile '{profile}' in {path}. Enter keeps the [default]; Ctrl-C stops "
+              "without writing anything.")
+    aliases = su.ssh_config_hosts(Path("~/.ssh/config"))
+    if aliases and p.interactive and args.host is None:
+        p.say("Hosts of ~/.ssh/config: " + ", ".join(aliases))
+    answers.host = await _ask(p, p.ask, "SFTP server (host name or ~/.ssh/config alias)", None,
+                              su.check_host, args.host, "--host")
+    from_alias = answers.host in aliases
+    port = await _ask(p, p.ask, "Port", "" if from_alias else "22",
+                      lambda t: su.check_port(t) if t.strip() else None, args.port, "--port")
+    answers.port = port if port not in (None, 22) or args.port else None
+    default_user = "" if from_alias else getpass.getuser()
+    answers.username = await _ask(p, p.ask, "User name on the server", default_user,
+                                  lambda t: su.check_username(t) if t.strip() else None,
+                                  args.username, "--username")
+    new_key = await _choose_key(args, p, answers)
+
+    zone_default = getattr(system_timezone(), "key", "UTC")
+    tz_answer = args.timezone
+    # Connect, pick the folder, look at the reports.
+    conn = await _connect(args, p, answers, new_key)
+    try:
+        view = None
+        if conn is not None:
+            view = await _pick_folder(args, p, answers, conn)
+        else:
+            answers.remote_dir = await _ask(p, p.ask, "Folder on the server that Alma delivers to",
+                                            ".", _remote_dir, args.remote_dir, "--remote-dir")
+        local_default = str(default_data_dir() / "reports" / profile)
+        local = await _ask(p, p.ask, "Local folder for the downloaded reports", local_default,
+                           su.check_local_dir, args.local_dir, "--local-dir")
+        answers.local_dir = local
+        zone = await _ask(p, p.ask, "Time zone of the library", zone_default, su.check_zone,
+                          tz_answer, "--timezone")
+        answers.timezone = zone.key
+        if conn is not None:
+            await _reports(p, answers, view, zone)
+            await _conntest(p, answers, conn)
+    finally:
+        if conn is not None:
+            await conn.close()
+
+    # Write.
+    existing = path.read_text(encoding="utf-8") if path.exists() else None
+    try:
+        text = su.render_config(answers, existing)
+    except Exception:  # noqa: BLE001 - an unreadable old file: replaced whole (a backup is kept)
+        text = su.render_config(answers, None)
+    try:
+        backup = su.write_config(path, text, force=args.force)
+    except su.ConfigExists:
+        return fail_usage(f"{path} appeared meanwhile; nothing was written")
+    except OSError as exc:
+        return fail_usage(f"could not write {path}: {exc.strerror or exc}")
+    if answers.local_dir is not None:
+        try:
+            answers.local_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            answers.pending.append(f"the local folder {answers.local_dir} could not be created "
+                                   f"({exc.strerror or exc}); sync will try again")
+    p.say("")
+    p.say(f"Wrote {path} (readable only by you)" + (f"; the old file is kept as {backup}" if backup else "") + ".")
+    opt = ("" if str(path) == str(_default_path()) else f" --config {path}") + (
+        "" if profile == "default" else f" --profile {profile}")
+    if answers.pending:
+        p.say("Pending:")
+        for note in answers.pending:
+            p.say(f"  - {note}")
+        p.say(f"Then run: report-keeper check{opt}")
+    p.say(f"Next: 'report-keeper sync{opt}' downloads the reports; 'report-keeper schedule --install{opt}' "
+          "runs it every day; alerts: add a [profile." + profile + ".notify] table (README: Alerts).")
+    return int(Exit.WARNING if answers.pending else Exit.OK)
+
+
+def _default_path() -> Path:
+    from tui.core.config import default_config_path
+
+    return default_config_path()
+
+
+def _remote_dir(text: str) -> str:
+    text = text.strip() or "."
+    if not text.isprintable():
+        raise ValueError("a folder path has no control characters")
+    return text
+
+
+async def _choose_key(args: argparse.Namespace, p: Prompter, answers: Any):
+    """Sets ``answers.key``; returns the NewKey when one was created."""
+    from tui.sftp import setup as ss
+
+    ssh_dir = Path("~/.ssh").expanduser()
+    if args.key is not None:
+        key = Path(args.key).expanduser().absolute()
+        if not key.is_file():
+            raise UsageError(f"--key: {key} does not exist")
+        answers.key = key
+        return None
+    if args.agent:
+        return None
+    locals_ = ss.local_keys(ssh_dir)
+    agent = await ss.agent_keys()
+    if not args.new_key and not p.interactive:
+        if locals_:
+            answers.key = locals_[0].path
+            return None
+        if agent:
+            return None
+    if not args.new_key and p.interactive:
+        p.say("Key to log in with:")
+        choices: dict[str, Any] = {}
+        for i, k in enumerate(locals_, 1):
+            choices[str(i)] = k
+            p.say(f"  {i}) {_home(k.path)}  {k.algorithm} {k.fingerprint}")
+        if agent:
+            choices["a"] = "agent"
+            p.say(f"  a) ssh-agent ({len(agent)} key{'s' if len(agent) != 1 else ''}: "
+                  + ", ".join(k.comment or k.fingerprint for k in agent[:3]) + ")")
+        choices["n"] = "new"
+        p.say("  n) create a new ed25519 key pair for report-keeper")
+        default = "1" if locals_ else ("a" if agent else "n")
+
+        def pick(t: str) -> Any:
+            t = t.strip().lower()
+            if t not in choices:
+                raise ValueError(f"type one of {', '.join(choices)}")
+            return choices[t]
+
+        choice = await _ask(p, p.ask, "Choice", default, pick)
+        if choice == "agent":
+            return None
+        if choice != "new":
+            answers.key = choice.path
+            return None
+    path = ss.free_key_path(ssh_dir)
+    new = ss.generate_key(path, f"report-keeper@{socket.gethostname() or 'localhost'}")
+    answers.key = new.path
+    p.say("")
+    p.say(f"New key pair: {_home(new.path)} (private, readable only by you) and {_home(new.path)}.pub")
+    p.say("Send this line to your SFTP server's administrator (it is the public half, safe to send);")
+    p.say("they add it to the account's authorized keys:")
+    p.say("")
+    p.say(new.public_line)
+    p.say("")
+    return new
+
+
+def _home(path: Path) -> str:
+    home = str(Path.home())
+    text = str(path)
+    return "~" + text[len(home):] if text.startswith(home + os.sep) else text
+
+
+async def _connect(args: argparse.Namespace, p: Prompter, answers: Any, new_key: Any):
+    """An open SftpConnection, or None with the reason in ``answers.pending``."""
+    from tui.sftp.client import ConnectOptions, connect
+    from tui.sftp.errors import AuthFailed, HostKeyChanged, HostKeyUnknown, SftpError
+
+    if new_key is not None and p.interactive:
+        go = await _ask(p, p.ask, "Press Enter once the administrator has added it (or type "
+                        "'later' to finish without connecting)", "", lambda t: t.strip().lower())
+        if go == "later":
+            answers.pending.append("the new key is probably not accepted by the server yet: "
+                                   f"send {_home(new_key.path)}.pub to its administrator")
+            return None
+    opts = ConnectOptions(host=answers.host, port=answers.port, username=answers.username,
+                          key=answers.key, connect_timeout=15)
+
+    async def confirm(info: Any) -> str:
+        p.say(f"The server {info.host} port {info.port} presents the host key")
+        p.say(f"  {info.key_type} {info.fingerprint}")
+        p.say("It is not in your known_hosts yet. Compare the fingerprint with the one the server's "
+              "administrator gives you.")
+        ok = await _ask(p, p.confirm, "Is it the same? (yes records it)", False)
+        return "remember" if ok else "reject"
+
+    if p.interactive:
+        policy: Any = confirm
+    else:
+        policy = "remember" if args.accept_new_host_key else "reject"
+    if p.interactive:
+        p.say(f"Connecting to {answers.host}...")
+    try:
+        conn = await connect(opts, host_key_policy=policy, passphrase_cb=terminal_passphrase_cb())
+    except HostKeyUnknown as exc:
+        answers.pending.append(f"the server's host key was not confirmed ({exc.key_type} {exc.fingerprint}); "
+                               "check it with the administrator, then run 'report-keeper check "
+                               "--accept-new-host-key'")
+        return None
+    except HostKeyChanged as exc:
+        p.say(str(exc))
+        answers.pending.append("the server's host key CHANGED: nothing was sent; ask the administrator "
+                               "before removing the old entry from known_hosts")
+        return None
+    except AuthFailed as exc:
+        what = ("the server does not accept the new key yet: send the public key line above to its "
+                "administrator" if new_key is not None else f"the server refused the login: {exc}")
+        answers.pending.append(what)
+        return None
+    except SftpError as exc:
+        answers.pending.append(f"the server could not be reached: {exc}")
+        return None
+    if p.interactive:
+        p.say("Connected.")
+    return conn
+
+
+async def _pick_folder(args: argparse.Namespace, p: Prompter, answers: Any, conn: Any) -> Any:
+    """Sets ``answers.remote_dir``; returns the chosen folder's FolderView."""
+    from tui.core.names import escape_name
+    from tui.sftp.errors import SftpError
+    from tui.sftp.setup import folder_view
+
+    home = (await folder_view(conn, ".")).path
+    if args.remote_dir is not None or not p.interactive:
+        wanted = _remote_dir(args.remote_dir or ".")
+        try:
+            view = await folder_view(conn, wanted)
+        except SftpError as exc:
+            raise UsageError(f"--remote-dir: {exc}") from None
+        answers.remote_dir = wanted
+        return view
+    current = home
+    while True:
+        try:
+            view = await folder_view(conn, current)
+        except SftpError as exc:
+            p.say(f"  {exc}")
+            current = home
+            continue
+        reports = [f for f in view.files if f.name.lower().endswith((".xlsx", ".xlsm"))]
+        p.say("")
+        p.say(f"{escape_name(view.path)}: {len(view.folders)} folder(s), {len(view.files)} file(s), "
+              f"{len(reports)} Excel report(s)")
+        for i, name in enumerate(view.folders, 1):
+            p.say(f"  {i:3}) {escape_name(name)}/")
+        answer = (await _ask(p, p.read, "Number to open, '..' up, a path, or Enter to choose this folder: ")).strip()
+        if not answer:
+            break
+        if answer.isdigit() and 1 <= int(answer) <= len(view.folders):
+            current = view.path.rstrip("/") + "/" + view.folders[int(answer) - 1]
+        elif answer == "..":
+            current = view.path.rstrip("/").rsplit("/", 1)[0] or "/"
+        elif answer.isdigit():
+            p.say(f"  there is no folder {answer} here")
+        else:
+            current = answer if answer.startswith("/") else view.path.rstrip("/") + "/" + answer
+    chosen = view.path
+    prefix = home.rstrip("/") + "/"
+    answers.remote_dir = chosen[len(prefix):] if chosen.startswith(prefix) else (
+        "." if chosen == home else chosen)
+    return view
+
+
+async def _reports(p: Prompter, answers: Any, view: Any, zone: Any) -> None:
+    from tui.core import setup as su
+    from tui.core.names import escape_name
+    from tui.core.schedule import parse_at, parse_duration, parse_schedule
+
+    proposals = su.propose_reports(view.files, zone)
+    if not proposals:
+        p.say("No Excel reports in this folder yet: every report that arrives will be tracked, "
+              "its schedule inferred from its history.")
+        return
+    p.say("")
+    p.say(f"Reports found in {escape_name(answers.remote_dir)}:")
+    for r in proposals:
+        sure = f"fits {r.confidence:.0%} of its {r.files} files" if r.files > 1 else "only 1 file"
+        p.say(f"  '{escape_name(r.name)}': {r.describe()} ({sure})")
+        if not p.interactive:
+            continue
+        default = "y" if r.keep else "s"
+        if not r.keep:
+            p.say("    too few deliveries to be sure: 's' leaves the schedule to be inferred as history grows")
+
+        def choice(t: str) -> str:
+            t = t.strip().lower()[:1]
+            if t not in ("y", "e", "s"):
+                raise ValueError("type y (keep), e (edit) or s (skip)")
+            return t
+
+        c = await _ask(p, p.ask, "    Keep this schedule? y / e(dit) / s(kip)", default, choice)
+        if c == "s":
+            r.keep = False
+            continue
+        r.keep = True
+        if c == "e":
+            def sched(t: str) -> str:
+                parse_schedule(t)
+                return t.strip()
+
+            r.schedule = await _ask(p, p.ask, "    Schedule (daily, weekly:MON,THU, monthly:1, every 2 days)",
+                                    r.schedule, sched)
+            r.at = await _ask(p, p.ask, "    Time it runs (HH:MM)", f"{r.at:%H:%M}", parse_at)
+            minutes = int(r.grace.total_seconds() // 60)
+            r.grace = await _ask(p, p.ask, "    Late after (grace)", f"{minutes // 60}h", parse_duration)
+    answers.reports = proposals
+
+
+async def _conntest(p: Prompter, answers: Any, conn: Any) -> None:
+    from tui.sftp.conntest import probe_connection
+
+    result = await probe_connection(conn, answers.remote_dir)
+    p.say("")
+    p.say(f"Connection test (upload, download, delete a probe file): {result.message}")
+    if not result.ok:
+        answers.pending.append(f"the connection test failed: {result.message}")

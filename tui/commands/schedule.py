@@ -1,0 +1,72 @@
+"""``report-keeper schedule``: the systemd user timer (or crontab line) for unattended runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tui.commands.common import add_profile_arguments, fail_usage
+from tui.core.status import Exit
+
+EPILOG = """\
+Without options: prints the systemd user units (a service running 'report-keeper sync' and
+then 'report-keeper check' for this config and profile, and a daily timer after the latest
+report is due, in the profile's time zone, Persistent=true) and the equivalent crontab line.
+
+--install writes the units to ~/.config/systemd/user and enables the timer (systemctl --user),
+or, where systemd user units are unavailable, adds the crontab line; running it again
+changes nothing (or refreshes what changed). --uninstall removes both.
+
+A user timer runs only while you are logged in unless lingering is on:
+'loginctl enable-linger $USER'. The SMTP password is not written anywhere: put
+RK_SMTP_PASSWORD='...' (the name from smtp_password_env) in secrets.env beside the config
+file (mode 0600); the timer and the crontab line read it.
+
+Exit codes: 0 done; 2 systemctl or crontab refused (the message says why); 3 usage or
+configuration error.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    add_profile_arguments(parser)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--install", action="store_true", help="write and enable the timer (or crontab line)")
+    group.add_argument("--uninstall", action="store_true", help="remove the timer and the crontab line")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tui.commands.common import load_profile
+    from tui.core import unattended as un
+    from tui.core.config import ConfigError
+
+    try:
+        profile = load_profile(args)
+        plan = un.plan_schedule(profile, getattr(args, "config", None) or profile.source)
+    except (ConfigError, un.ScheduleError) as exc:
+        return fail_usage(str(exc))
+    out = sys.stdout
+    if args.install or args.uninstall:
+        try:
+            done = un.install(plan) if args.install else un.uninstall(plan)
+        except un.ScheduleError as exc:
+            sys.stderr.write(f"report-keeper: {exc}\n")
+            return int(Exit.CRITICAL)
+        if not done:
+            done = ["nothing was installed for this profile"]
+        for line in done:
+            out.write(f"{line}\n")
+        if args.install and any("systemd" in line for line in done):
+            out.write(f"Runs daily at {plan.at:%H:%M} ({un._tz_name(plan.tz)}); "
+                      f"see 'systemctl --user list-timers {plan.name}.timer'.\n"
+                      "To run while you are logged out: loginctl enable-linger $USER\n")
+        return int(Exit.OK)
+    out.write(f"# Daily at {plan.at:%H:%M} {un._tz_name(plan.tz)}: {plan.reason}.\n")
+    out.write("# 'report-keeper schedule --install' puts these in place.\n\n")
+    for name, text in un.systemd_units(plan).items():
+        out.write(f"# ~/.config/systemd/user/{name}\n{text}\n")
+    t = un.cron_time(plan)
+    out.write(f"# Or one crontab line (cron has no time zone: {t:%H:%M} on this machine's clock):\n")
+    out.write(un.crontab_line(plan) + "\n")
+    return int(Exit.OK)

@@ -1,0 +1,468 @@
+"""Alerts: which problems to tell a person about, when, and in what words (no network here).
+
+The health evaluation (``tui.core.health``) lists every problem of every expected run day. A
+person wants fewer, better messages: "'Loans…' has delivered nothing since Sat 28 Nov" once,
+not once per missing day and once per cron run. So problems are grouped into *alerts*, each
+about one condition (``docs/ALERTS.md`` explains the choices):
+
+- run problems (missing, late, empty, schema, unreadable) of one report: consecutive run days
+  with the same kind form one alert (a report that stops is one alert however long it lasts);
+  it is *current* while it reaches the report's latest decided run (not pending), and it
+  ends when a later run is fine (the report delivers again, the next file is readable...);
+- file problems (near-deletion, lost, changed): one alert per report, kind and file;
+- the connection: one alert per severity (failed, or read-only), so a change is news.
+
+Each channel (e-mail, webhook) remembers in the ledger what it has told (``alerts`` table),
+written only after a successful send, so a failed send is tried again on the next run. For
+each channel :func:`plan` compares the current alerts with that memory:
+
+- new: a current alert the channel was never told about (or that became critical);
+  also a past, non-current critical one never told (a gap found after the fact, while its
+  data can still be rescued);
+- reminder: a told, current alert whose earliest open rescue-by date is tomorrow, once;
+- resolved: a told alert that is no longer current (or no longer reported at all).
+
+A message goes out when any of the three is non-empty. Identity: ``(report, kind, days)``
+for run alerts, matched by overlapping run days (so a streak that grows or is split by a
+late file stays the same alert); ``(report, kind, file)`` for file alerts; ``("", connection,
+severity)`` for the connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Iterable
+
+from tui.core import model
+from tui.core.health import CRITICAL, WARNING, HealthReport, fmt_day, urgency_key
+from tui.core.model import Problem
+from tui.core.names import escape_name
+
+RUN_KINDS = ("missing", "late", "empty", "schema", "unreadable")
+OPEN = "open"
+CLOSED = "closed"
+
+EMAIL = "email"
+WEBHOOK = "webhook"
+
+#: How a run judged the connection: not at all (``check --offline``), only whether the login
+#: works (``sync``: a working sync says nothing about write permission), or fully (``check``).
+SCOPE_NONE = "none"
+SCOPE_LOGIN = "login"
+SCOPE_FULL = "full"
+
+#: Lines of a message body given to one alert's days before "... and N more".
+MAX_DAYS_LISTED = 8
+SUBJECT_NAME_MAX = 60
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
+
+
+def _day(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+def _short(name: str, limit: int = SUBJECT_NAME_MAX) -> str:
+    name = escape_name(name)
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One condition worth telling a person about (see the module docstring)."""
+
+    report: str  # "" for the connection
+    kind: str
+    severity: str
+    problems: tuple[Problem, ...]
+    first_day: date | None = None
+    last_day: date | None = None
+    file: str | None = None  # file alerts: the file; connection: its severity
+    current: bool = True
+    rescue_by: date | None = None  # the earliest rescue-by still ahead
+    delete_on: date | None = None  # the earliest delete-on among its problems
+    latest_ok: date | None = None  # run alerts that ended: the run that was fine again
+
+    @property
+    def days(self) -> list[date]:
+        return sorted({p.day for p in self.problems if p.day is not None})
+
+    @property
+    def files(self) -> list[str]:
+        return sorted({p.file for p in self.problems if p.file})
+
+    def matches(self, row: dict[str, Any]) -> bool:
+        if row["report"] != self.report or row["kind"] != self.kind:
+            return False
+        if self.kind in RUN_KINDS:
+            first, last = _day(row["first_day"]), _day(row["last_day"])
+            if first is None or last is None or self.first_day is None or self.last_day is None:
+                return False
+            return first <= self.last_day and self.first_day <= last
+        return row["file"] == self.file
+
+    def row(self, *, state: str, sent_at: str, reminded_for: date | None = None,
+            row_id: int | None = None) -> dict[str, Any]:
+        return {
+            "id": row_id, "report": self.report, "kind": self.kind, "first_day": _iso(self.first_day),
+            "last_day": _iso(self.last_day), "file": self.file, "severity": self.severity,
+            "state": state, "sent_at": sent_at, "reminded_for": _iso(reminded_for),
+        }
+
+    # -- words -------------------------------------------------------------------------------
+    def headline(self, today: date, *, ended: bool = False) -> str:
+        """``missing 'Loans…' Sat 28 Nov — rescue by Wed 2 Dec``: the subject's core.
+
+        ``ended``: how it reads once over (``'Loans…' delivers again after missing …``)."""
+        name = f"'{_short(self.report)}'"
+        if ended:
+            return self._ended(today, name)
+        if self.kind in RUN_KINDS:
+            days = self.days
+            when = fmt_day(days[0], today) if days else ""
+            if len(days) > 1:
+                when = f"since {when} ({len(days)} runs)" if self.current else f"{when} to {fmt_day(days[-1], today)}"
+            what = {"schema": "wrong columns in", "unreadable": "unreadable"}.get(self.kind, self.kind)
+            text = f"{what} {name} {when}".rstrip()
+        elif self.kind == "near-deletion":
+            text = f"'{_short(self.file or '')}' not downloaded yet"
+        elif self.kind == "lost":
+            text = f"lost '{_short(self.file or '')}' (gone from the server, never downloaded)"
+        elif self.kind == "changed":
+            text = f"changed on the server: '{_short(self.file or '')}'"
+        elif self.kind == "connection":
+            text = "connection failed" if self.severity == CRITICAL else "connection: account is read-only or the test failed"
+        else:
+            text = f"{self.kind} {name}"
+        if self.rescue_by is not None:
+            text += f" — rescue by {fmt_day(self.rescue_by, today)}"
+        elif self.kind == "near-deletion" and self.delete_on is not None:
+            text += f" — the server deletes it on {fmt_day(self.delete_on, today)}"
+        return text
+
+    def _ended(self, today: date, name: str) -> str:
+        days = self.days or [d for d in (self.first_day, self.last_day) if d is not None]
+        span = ""
+        if days:
+            span = fmt_day(days[0], today)
+            if days[-1] != days[0]:
+                span += f" to {fmt_day(days[-1], today)}"
+        if self.kind == "missing":
+            return f"{name} delivers again after missing {span}".rstrip()
+        if self.kind in RUN_KINDS:
+            what = {"schema": "wrong columns", "unreadable": "unreadable files"}.get(self.kind, self.kind)
+            return f"{name} is fine again after {what} {span}".rstrip()
+        if self.kind == "connection":
+            return "the connection works again" if self.severity == CRITICAL else "the connection test passes again"
+        if self.kind == "near-deletion":
+            return f"'{_short(self.file or '')}' is downloaded (or no longer near deletion)"
+        return f"{self.kind} '{_short(self.file or self.report)}' is no longer reported"
+
+    def to_json(self, *, resolved: bool = False) -> dict[str, Any]:
+        first = self.problems[0] if self.problems else None
+        return {
+            "report": self.report or None,
+            "kind": self.kind,
+            "severity": self.severity,
+            "day": _iso(self.first_day),
+            "last_day": _iso(self.last_day),
+            "days": [d.isoformat() for d in self.days],
+            "file": self.file if self.kind not in ("connection",) else None,
+            "files": self.files,
+            "rescue_by": _iso(self.rescue_by),
+            "delete_on": _iso(self.delete_on),
+            "current": self.current and not resolved,
+            "message": first.message if first else "",
+            "next_step": first.next_step if first else "",
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+def _from_row(row: dict[str, Any]) -> Alert:
+    """A told alert that no current problem matches any more (for the "resolved" list)."""
+    return Alert(
+        report=row["report"], kind=row["kind"], severity=row["severity"], problems=(),
+        first_day=_day(row["first_day"]), last_day=_day(row["last_day"]),
+        file=row["file"], current=False,
+    )
+
+
+def _rescue(problems: Iterable[Problem], today: date) -> date | None:
+    ahead = [p.rescue_by for p in problems if p.rescue_by is not None and p.rescue_by > today]
+    return min(ahead) if ahead else None
+
+
+def _delete_on(problems: Iterable[Problem]) -> date | None:
+    days = [p.delete_on for p in problems if p.delete_on is not None]
+    return min(days) if days else None
+
+
+def _worst(problems: Iterable[Problem]) -> str:
+    return CRITICAL if any(p.severity == CRITICAL for p in problems) else WARNING
+
+
+def alerts_from(health: HealthReport, *, scope: str = SCOPE_FULL) -> list[Alert]:
+    """The alerts of a health evaluation, most urgent first."""
+    today = health.now.date()
+    out: list[Alert] = []
+    for r in health.reports:
+        decided = [run.day for run in r.runs if run.status != model.PENDING]
+        latest = decided[-1] if decided else None
+        position = {run.day: i for i, run in enumerate(r.runs)}
+        by_kind: dict[str, dict[date, list[Problem]]] = {}
+        per_file: dict[tuple[str, str], list[Problem]] = {}
+        for p in r.problems:
+            if p.kind in RUN_KINDS and p.day in position:
+                by_kind.setdefault(p.kind, {}).setdefault(p.day, []).append(p)
+            else:
+                per_file.setdefault((p.kind, p.file or ""), []).append(p)
+        for kind, days in by_kind.items():
+            streaks: list[list[date]] = []
+            for day in sorted(days):
+                if streaks and position[day] == position[streaks[-1][-1]] + 1:
+                    streaks[-1].append(day)
+                else:
+                    streaks.append([day])
+            for streak in streaks:
+                problems = tuple(p for d in streak for p in days[d])
+                current = streak[-1] == latest
+                later_ok = None
+                if not current:
+                    later = [d for d in decided if d > streak[-1]]
+                    later_ok = later[0] if later else None
+                out.append(Alert(
+                    report=r.name, kind=kind, severity=_worst(problems), problems=problems,
+                    first_day=streak[0], last_day=streak[-1], current=current,
+                    rescue_by=_rescue(problems, today), delete_on=_delete_on(problems),
+                    latest_ok=later_ok,
+                ))
+        for (kind, file), problems in per_file.items():
+            out.append(Alert(
+                report=r.name, kind=kind, severity=_worst(problems), problems=tuple(problems),
+                first_day=min((p.day for p in problems if p.day), default=None),
+                last_day=max((p.day for p in problems if p.day), default=None),
+                file=file or None, current=True, rescue_by=_rescue(problems, today),
+                delete_on=_delete_on(problems),
+            ))
+    conn = health.connection.problem()
+    if conn is not None and scope != SCOPE_NONE and not (scope == SCOPE_LOGIN and conn.severity != CRITICAL):
+        out.append(Alert(report="", kind="connection", severity=conn.severity, problems=(conn,),
+                         file=conn.severity, current=True))
+    key = urgency_key(today)
+    return sorted(out, key=lambda a: min(key(q) for q in a.problems))
+
+
+def _judged(row: dict[str, Any], scope: str) -> bool:
+    """Whether this run can say that a told connection alert ended."""
+    if row["kind"] != "connection":
+        return True
+    if scope == SCOPE_NONE:
+        return False
+    if scope == SCOPE_LOGIN:  # a sync that connected proves the login, not write permission
+        return row["severity"] == CRITICAL
+    return True
+
+
+@dataclass
+class Plan:
+    """What one channel is to be told now, and how its memory changes once it was told."""
+
+    channel: str
+    today: date
+    new: list[Alert] = field(default_factory=list)
+    reminders: list[Alert] = field(default_factory=list)
+    resolved: list[Alert] = field(default_factory=list)
+    open: list[Alert] = field(default_factory=list)  # every current alert (told or not)
+    save: list[dict[str, Any]] = field(default_factory=list)  # after a successful send
+    delete: list[int] = field(default_factory=list)  # after a successful send
+    tidy_save: list[dict[str, Any]] = field(default_factory=list)  # bookkeeping, no send needed
+    tidy_delete: list[int] = field(default_factory=list)
+
+    @property
+    def should_send(self) -> bool:
+        return bool(self.new or self.reminders or self.resolved)
+
+    @property
+    def message_kind(self) -> str:
+        if self.new:
+            return "alert"
+        if self.reminders:
+            return "reminder"
+        return "resolved"
+
+
+def plan(channel: str, alerts: list[Alert], rows: list[dict[str, Any]], *, today: date,
+         sent_at: str, scope: str = SCOPE_FULL) -> Plan:
+    """Compare the current ``alerts`` with what ``channel`` was told (``rows``)."""
+    p = Plan(channel=channel, today=today)
+    tomorrow = today + timedelta(days=1)
+    used: set[int] = set()
+    for a in alerts:
+        row = next((r for r in rows if r["id"] not in used and a.matches(r)), None)
+        if a.current:
+            p.open.append(a)
+        if row is None or (row["state"] == CLOSED and a.current):
+            if not (a.current or a.severity == CRITICAL):
+                continue  # history: a past warning nobody needs to hear about now
+            p.new.append(a)
+            remind = a.rescue_by if (a.current and a.rescue_by == tomorrow) else None
+            p.save.append(a.row(state=OPEN if a.current else CLOSED, sent_at=sent_at,
+                                reminded_for=remind, row_id=row["id"] if row else None))
+            if row is not None:
+                used.add(row["id"])
+            continue
+        used.add(row["id"])
+        if row["state"] == CLOSED:  # told before; not current: keep the memory up to date
+            p.tidy_save.append(a.row(state=CLOSED, sent_at=row["sent_at"],
+                                     reminded_for=_day(row["reminded_for"]), row_id=row["id"]))
+            continue
+        if not a.current:
+            p.resolved.append(a)
+            p.save.append(a.row(state=CLOSED, sent_at=sent_at,
+                                reminded_for=_day(row["reminded_for"]), row_id=row["id"]))
+        elif a.severity == CRITICAL and row["severity"] != CRITICAL:
+            p.new.append(a)  # it got worse: news
+            p.save.append(a.row(state=OPEN, sent_at=sent_at, reminded_for=_day(row["reminded_for"]),
+                                row_id=row["id"]))
+        elif a.rescue_by == tomorrow and row["reminded_for"] is None:
+            p.reminders.append(a)
+            p.save.append(a.row(state=OPEN, sent_at=row["sent_at"], reminded_for=a.rescue_by,
+                                row_id=row["id"]))
+        else:
+            p.tidy_save.append(a.row(state=OPEN, sent_at=row["sent_at"],
+                                     reminded_for=_day(row["reminded_for"]), row_id=row["id"]))
+    for row in rows:
+        if row["id"] in used or not _judged(row, scope):
+            continue
+        if row["state"] == OPEN:
+            p.resolved.append(_from_row(row))
+            p.delete.append(row["id"])
+        else:
+            p.tidy_delete.append(row["id"])  # its problems are no longer reported: forget it
+    return p
+
+
+# --------------------------------------------------------------------------------------------
+# Words
+
+
+@dataclass(frozen=True)
+class Message:
+    subject: str
+    body: str
+    document: dict[str, Any]  # the webhook's JSON
+
+
+def _subject(p: Plan, status: str) -> str:
+    today = p.today
+    if p.new:
+        top = p.new[0]
+        label = top.severity.upper()
+        text = top.headline(today)
+        others = len({id(a) for a in p.open} | {id(a) for a in p.new}) - 1
+    elif p.reminders:
+        top = p.reminders[0]
+        label = f"REMINDER {top.severity.upper()}"
+        text = top.headline(today) + " (tomorrow)"
+        others = len(p.open) - 1
+    else:
+        top = p.resolved[0]
+        text = top.headline(today, ended=True)
+        others = len(p.resolved) - 1
+        text += f" (+{others} more)" if others else ""
+        if p.open:
+            text += f"; {len(p.open)} still open"
+        return f"[report-keeper] RESOLVED: {text}"
+    return f"[report-keeper] {label}: {text}" + (f" (+{others} more)" if others > 0 else "")
+
+
+def _alert_lines(a: Alert, today: date, *, resolved: bool = False) -> list[str]:
+    lines = [f"* {a.severity.upper() if not resolved else 'ENDED'}: {a.headline(today, ended=resolved)}"]
+    if resolved:
+        if a.kind == "missing" and a.latest_ok is not None:
+            lines.append(f"  '{escape_name(a.report)}' delivered again for {fmt_day(a.latest_ok, today)}.")
+        elif a.latest_ok is not None:
+            lines.append(f"  The run of {fmt_day(a.latest_ok, today)} is fine again.")
+        elif not a.problems:
+            lines.append("  No longer reported as a problem.")
+        rescuable = [q for q in a.problems if q.rescue_by is not None and q.rescue_by > today]
+        if rescuable:
+            lines.append("  Still to re-run by hand in Alma if not done yet:")
+            for q in rescuable[:MAX_DAYS_LISTED]:
+                lines.append(f"    {fmt_day(q.day, today)}: before {fmt_day(q.rescue_by, today)}")
+            if len(rescuable) > MAX_DAYS_LISTED:
+                lines.append(f"    ... and {len(rescuable) - MAX_DAYS_LISTED} more")
+        return lines
+    shown = a.problems[:MAX_DAYS_LISTED]
+    for q in shown:
+        lines.append(f"  {escape_name(q.message)}")
+        dates = []
+        if q.rescue_by is not None:
+            dates.append(f"rescue by {fmt_day(q.rescue_by, today)}")
+        if q.delete_on is not None:
+            dates.append(f"the server deletes it on {fmt_day(q.delete_on, today)}")
+        if q.file:
+            dates.append(f"file: {escape_name(q.file)}")
+        if dates:
+            lines.append("    " + "; ".join(dates))
+        if q.next_step:
+            lines.append(f"    Next step: {escape_name(q.next_step)}")
+    if len(a.problems) > len(shown):
+        lines.append(f"  ... and {len(a.problems) - len(shown)} more days: see 'report-keeper check'")
+    return lines
+
+
+def compose(p: Plan, *, profile: str, status: str, where: str, now_text: str,
+            kind: str | None = None) -> Message:
+    """The e-mail (subject and plain-text body) and the webhook document of a plan.
+
+    Only problem texts, dates, report and file names are used: never a cell value.
+    """
+    today = p.today
+    subject = _subject(p, status)
+    lines = [
+        f"Report Keeper, profile '{escape_name(profile)}' ({where}), {now_text}.",
+        f"Overall status: {status.upper()}.",
+        "",
+    ]
+    told = {id(a) for a in p.new} | {id(a) for a in p.reminders}
+    if p.new:
+        lines.append("New:")
+        for a in p.new:
+            lines.extend(_alert_lines(a, today))
+        lines.append("")
+    if p.reminders:
+        lines.append("Reminder: the last day to rescue the data is tomorrow:")
+        for a in p.reminders:
+            lines.extend(_alert_lines(a, today))
+        lines.append("")
+    still = [a for a in p.open if id(a) not in told]
+    if still:
+        lines.append("Still open (told before):")
+        for a in still:
+            lines.append(f"* {a.severity.upper()}: {a.headline(today)}")
+        lines.append("")
+    if p.resolved:
+        lines.append("Ended:")
+        for a in p.resolved:
+            lines.extend(_alert_lines(a, today, resolved=True))
+        lines.append("")
+    if not p.open:
+        lines.append("Nothing is open any more.")
+    lines.append("Details: run 'report-keeper check', or open the app's Health screen.")
+    body = "\n".join(lines) + "\n"
+    document = {
+        "profile": profile,
+        "status": status,
+        "message": kind or p.message_kind,
+        "subject": subject,
+        "text": subject,
+        "new": [a.to_json() for a in p.new],
+        "reminders": [a.to_json() for a in p.reminders],
+        "resolved": [a.to_json(resolved=True) for a in p.resolved],
+        "open": [a.to_json() for a in p.open],
+    }
+    return Message(subject=subject, body=body, document=document)

@@ -1,0 +1,242 @@
+"""Setting up a profile (``report-keeper init``; later the app's first run): no prompts, no SSH.
+
+- answer checks that raise ``ValueError`` with a reason a person can act on
+  (``check_host``, ``check_port``, ``check_username``, ``check_zone``, ``check_local_dir``);
+- ``ssh_config_hosts(path)``: the ``Host`` aliases of an ssh config, offered as hosts;
+- ``propose_reports(files, tz)``: the reports a folder holds, each with its inferred schedule;
+- ``render_config(answers, existing=None)``: the TOML text (tomlkit), merged into an existing
+  file's text when given (its other profiles and comments are kept); checked by loading it
+  with ``parse_config`` before anything is written;
+- ``write_config(path, text, force=False)``: written 0600 through a temporary file and a
+  rename; an existing file is replaced only with ``force``, after a backup copy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tomllib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import time, timedelta, tzinfo
+from pathlib import Path
+from typing import Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from tui.core import clock
+from tui.core.config import parse_config
+from tui.core.model import RemoteFile
+from tui.core.names import parse_name
+from tui.core.schedule import infer_schedule
+
+REPORT_SUFFIXES = (".xlsx", ".xlsm")
+#: Below this share of the history explained, a schedule is left to be inferred over time.
+CONFIDENT = 0.6
+_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:%-]{0,252}|\[[0-9A-Fa-f:.]+\]")
+
+
+class ConfigExists(Exception):
+    """The config file exists and ``force`` was not given."""
+
+
+def check_host(text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise ValueError("a host name is needed (or a Host alias from ~/.ssh/config)")
+    if not _HOST.fullmatch(text):
+        raise ValueError(f"{text!r} is not a host name: no spaces, no scheme (sftp://) and no path")
+    return text
+
+
+def check_port(text: str | int) -> int:
+    try:
+        port = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a port number (1 to 65535)") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{port} is not a port number (1 to 65535)")
+    return port
+
+
+def check_username(text: str) -> str:
+    text = text.strip()
+    if not text or not text.isprintable() or any(c.isspace() for c in text) or text.startswith("-"):
+        raise ValueError("a user name has no spaces or control characters and does not start with '-'")
+    return text
+
+
+def check_zone(text: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(text.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{text!r} is not a time zone; use an IANA name like America/Chicago") from None
+
+
+def check_local_dir(text: str) -> Path:
+    text = text.strip()
+    if not text or not text.isprintable():
+        raise ValueError("a folder path is needed")
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a folder")
+    return path.absolute()
+
+
+def ssh_config_hosts(path: Path) -> list[str]:
+    """``Host`` aliases (no wildcards) of an OpenSSH client config."""
+    try:
+        lines = path.expanduser().read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    hosts: list[str] = []
+    for line in lines:
+        words = line.strip().split()
+        if len(words) >= 2 and words[0].lower() == "host":
+            hosts += [w for w in words[1:] if not any(c in w for c in "*?!") and w not in hosts]
+    return hosts
+
+
+@dataclass
+class ReportProposal:
+    """A report found in the folder and the schedule its history suggests."""
+
+    name: str
+    files: int
+    schedule: str
+    at: time
+    grace: timedelta = timedelta(hours=2)
+    confidence: float = 0.0
+    keep: bool = True
+
+    def describe(self) -> str:
+        from tui.core.schedule import parse_schedule
+
+        return f"{parse_schedule(self.schedule).describe()} at {self.at:%H:%M}"
+
+
+def propose_reports(files: Iterable[RemoteFile], tz: tzinfo) -> list[ReportProposal]:
+    """One proposal per report base name among the folder's Excel files, most files first."""
+    by_report: dict[str, list] = defaultdict(list)
+    for f in files:
+        if not f.name.lower().endswith(REPORT_SUFFIXES):
+            continue
+        parsed = parse_name(f.name, mtime=f.mtime, tz=tz)
+        by_report[parsed.base].append(parsed.delivered_at or f.mtime)
+    out = []
+    for name, moments in by_report.items():
+        guess = infer_schedule(moments, tz)
+        sched = guess.schedule
+        if sched.kind == "every" and sched.anchor is not None:
+            text = f"every {sched.interval} days from {sched.anchor.isoformat()}"
+        else:
+            text = str(sched)
+        out.append(ReportProposal(name=name, files=len(moments), schedule=text, at=guess.at,
+                                  confidence=guess.confidence, keep=guess.confidence >= CONFIDENT))
+    return sorted(out, key=lambda p: (-p.files, p.name))
+
+
+@dataclass
+class Answers:
+    """Everything ``init`` learned; ``None`` leaves a setting to its default."""
+
+    profile: str
+    host: str
+    port: int | None = None
+    username: str | None = None
+    key: Path | None = None
+    remote_dir: str = "."
+    local_dir: Path | None = None
+    timezone: str | None = None
+    reports: list[ReportProposal] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+
+
+def _comment(text: str) -> str:
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
+def render_config(answers: Answers, existing: str | None = None) -> str:
+    """The config text with this profile (replacing one of the same name in ``existing``)."""
+    import tomlkit
+
+    doc = tomlkit.parse(existing) if existing is not None else tomlkit.document()
+    if existing is None:
+        doc.add(tomlkit.comment("Report Keeper configuration (see the README: Configuration)."))
+    profiles = doc.get("profile")
+    if profiles is None:
+        profiles = tomlkit.table(is_super_table=True)
+        doc.add("profile", profiles)
+    t = tomlkit.table()
+    now = clock.now()
+    t.add(tomlkit.comment(f"Written by 'report-keeper init' on {now:%Y-%m-%d %H:%M} UTC."))
+    for note in answers.pending:
+        t.add(tomlkit.comment(_comment(f"PENDING: {note}")))
+    t.add("host", answers.host)
+    if answers.port is not None:
+        t.add("port", answers.port)
+    if answers.username is not None:
+        t.add("username", answers.username)
+    if answers.key is not None:
+        t.add("key", str(answers.key))
+    t.add("remote_dir", answers.remote_dir)
+    if answers.local_dir is not None:
+        t.add("local_dir", str(answers.local_dir))
+    if answers.timezone is not None:
+        t.add("timezone", answers.timezone)
+    kept = [r for r in answers.reports if r.keep]
+    if kept:
+        reports = tomlkit.aot()
+        for r in kept:
+            rt = tomlkit.table()
+            rt.add("name", r.name)
+            rt.add("schedule", r.schedule)
+            rt.add("at", f"{r.at:%H:%M}")
+            minutes = int(r.grace.total_seconds() // 60)
+            rt.add("grace", f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m")
+            reports.append(rt)
+        t.add("report", reports)
+    skipped = [r.name for r in answers.reports if not r.keep]
+    if skipped:
+        t.add(tomlkit.comment(_comment(
+            "Found but not configured (tracked with an inferred schedule): " + ", ".join(skipped))))
+    profiles[answers.profile] = t
+    text = tomlkit.dumps(doc)
+    parse_config(tomllib.loads(text))  # what we write must load (raises ConfigError if not)
+    return text
+
+
+def write_config(path: Path, text: str, *, force: bool = False) -> Path | None:
+    """Write ``text`` to ``path`` (0600, atomically); returns the backup of an old file."""
+    path = path.expanduser()
+    if path.exists() and not force:
+        raise ConfigExists(str(path))
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    backup = None
+    if path.exists():
+        stamp = clock.now().strftime("%Y%m%dT%H%M%S")
+        backup = path.with_name(f"{path.name}.bak-{stamp}")
+        n = 1
+        while backup.exists():
+            n += 1
+            backup = path.with_name(f"{path.name}.bak-{stamp}-{n}")
+        shutil.copy2(path, backup)
+        os.chmod(backup, 0o600)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return backup

@@ -1,0 +1,309 @@
+"""Unattended runs: the systemd user timer (or crontab line) that runs ``sync`` then ``check``.
+
+``plan_schedule(profile, config_path)`` works out when and what to run; ``systemd_units()`` and
+``crontab_line()`` give the text; ``install()`` and ``uninstall()`` put it in place with the
+system's own tools (``systemctl --user``, else ``crontab``), idempotently. The tools are run
+through ``runner`` (``subprocess.run`` by default) so a caller can say where they are.
+
+When: every day, after the latest report of the profile is due: the largest ``at + grace`` of
+its reports (configured, else inferred from the ledger's history, else 07:00 + grace), plus
+``MARGIN``, rounded up to five minutes, in the profile's time zone. systemd's ``OnCalendar``
+takes the zone itself; cron has no zone, so the time is converted to the machine's zone for
+today (a daylight-saving change in one zone and not the other shifts it by an hour).
+``Persistent=true`` makes a timer missed while the machine was off run at the next boot.
+
+Secrets: an SMTP password is never written into a unit or a crontab. Both read
+``secrets.env`` beside the config file when it exists (``KEY='value'`` lines, mode 0600).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, tzinfo
+from pathlib import Path
+from typing import Any, Callable
+
+from tui.core import clock
+from tui.core.config import default_config_path, system_timezone
+
+MARGIN = timedelta(minutes=10)
+DEFAULT_AT = time(7, 0)
+MARKER = "# report-keeper-schedule"
+SECRETS_FILE = "secrets.env"
+
+Runner = Callable[..., subprocess.CompletedProcess]
+
+
+class ScheduleError(Exception):
+    """Something the user has to fix; ``str()`` says what."""
+
+
+@dataclass(frozen=True)
+class SchedulePlan:
+    profile: str
+    config: Path  # absolute
+    name: str  # unit base name: report-keeper-<profile>[-<hash>]
+    at: time  # local time of day in ``tz``
+    tz: tzinfo
+    command: tuple[str, ...]  # the program: (report-keeper,) or (python, -m, tui)
+    env_file: Path
+    reason: str  # which report decided the time
+
+    def argv(self, sub: str) -> list[str]:
+        return [*self.command, sub, "--config", str(self.config), "--profile", self.profile]
+
+    @property
+    def tag(self) -> str:
+        """The marker ending this profile's crontab line (``%`` escaped as cron wants)."""
+        return f"{MARKER} {self.name} {self.config}".replace("%", "\\%")
+
+
+def program() -> tuple[str, ...]:
+    """How to start this installation of report-keeper from a timer (absolute paths)."""
+    script = Path(sys.executable).parent / "report-keeper"
+    if script.is_file() and os.access(script, os.X_OK):
+        return (str(script),)
+    return (sys.executable, "-m", "tui")
+
+
+def _unit_name(profile: str, config: Path) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in profile)
+    name = f"report-keeper-{safe}"
+    if safe != profile or config != default_config_path().expanduser().absolute():
+        name += "-" + hashlib.sha256(f"{config}\0{profile}".encode()).hexdigest()[:8]
+    return name
+
+
+def _latest_due(profile: Any) -> tuple[timedelta, str]:
+    """The largest at + grace (from midnight) over the profile's reports, and whose it is."""
+    dues: list[tuple[timedelta, str]] = []
+    seen: set[str] = set()
+    ledger_path = Path(profile.ledger_path)
+    if ledger_path.is_file():
+        from tui.core.health import evaluate
+        from tui.core.ledger import Ledger, LedgerError
+
+        try:
+            with Ledger.open(ledger_path, profile=profile.name) as ledger:
+                health = evaluate(profile, ledger.deliveries())
+            for r in health.reports:
+                dues.append((timedelta(hours=r.at.hour, minutes=r.at.minute) + r.grace,
+                             f"'{r.name}' at {r.at:%H:%M}" + (" (inferred)" if r.inferred else "")
+                             + f" + grace {_hm(r.grace)}"))
+                seen.add(r.name)
+        except LedgerError:
+            pass
+    for r in profile.reports:
+        if r.name in seen:
+            continue
+        at = r.at or DEFAULT_AT
+        dues.append((timedelta(hours=at.hour, minutes=at.minute) + r.grace,
+                     f"'{r.name}' at {at:%H:%M}" + ("" if r.at else " (default)") + f" + grace {_hm(r.grace)}"))
+    if not dues:
+        d = profile.defaults
+        dues.append((timedelta(hours=DEFAULT_AT.hour) + d.grace,
+                     f"no report known yet: {DEFAULT_AT:%H:%M} + grace {_hm(d.grace)}"))
+    return max(dues, key=lambda x: x[0])
+
+
+def _hm(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}" if minutes % 60 else f"{minutes // 60}h"
+
+
+def plan_schedule(profile: Any, config_path: str | os.PathLike | None) -> SchedulePlan:
+    config = Path(config_path).expanduser() if config_path else default_config_path()
+    config = config.absolute()
+    due, reason = _latest_due(profile)
+    total = due + MARGIN
+    minutes = -(-int(total.total_seconds()) // 300) * 5  # up to five minutes
+    minutes %= 24 * 60
+    at = time(minutes // 60, minutes % 60)
+    plan = SchedulePlan(
+        profile=profile.name, config=config, name=_unit_name(profile.name, config), at=at,
+        tz=profile.timezone, command=program(), env_file=config.parent / SECRETS_FILE,
+        reason=f"{reason} + {int(MARGIN.total_seconds() // 60)} min",
+    )
+    for arg in (*plan.argv("sync"), str(plan.env_file)):
+        if not arg.isprintable():
+            raise ScheduleError(f"the path {arg!r} holds control characters; a timer cannot run it")
+    return plan
+
+
+# --------------------------------------------------------------------------------------------
+# Text
+
+
+def _systemd_quote(arg: str) -> str:
+    """One ExecStart argument: ``%`` and ``$`` doubled (systemd expands them), quoted if needed."""
+    arg = arg.replace("%", "%%").replace("$", "$$")
+    if arg and all(c.isalnum() or c in "-_./:=@+,%$" for c in arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _tz_name(tz: tzinfo) -> str:
+    return getattr(tz, "key", None) or str(tz)
+
+
+def systemd_units(plan: SchedulePlan) -> dict[str, str]:
+    """``{"<name>.service": text, "<name>.timer": text}``."""
+    exec_lines = "\n".join(
+        "ExecStart=" + " ".join(_systemd_quote(a) for a in plan.argv(sub)) for sub in ("sync", "check")
+    )
+    env_file = str(plan.env_file).replace("%", "%%")  # a path: no quotes, specifiers escaped
+    service = f"""\
+# Written by 'report-keeper schedule --install'; 'report-keeper schedule --uninstall' removes it.
+[Unit]
+Description=Report Keeper: sync and check of profile '{plan.profile}'
+
+[Service]
+Type=oneshot
+{exec_lines}
+# 1 (warning) and 2 (critical) are results, not failures of the run: check runs after sync.
+SuccessExitStatus=1 2
+# The SMTP password (see smtp_password_env) comes from this file when it exists.
+EnvironmentFile=-{env_file}
+Nice=10
+"""
+    timer = f"""\
+# Written by 'report-keeper schedule --install'; 'report-keeper schedule --uninstall' removes it.
+[Unit]
+Description=Report Keeper: daily run for profile '{plan.profile}' after its reports are due
+
+[Timer]
+# {plan.reason}
+OnCalendar=*-*-* {plan.at:%H:%M}:00 {_tz_name(plan.tz)}
+Persistent=true
+AccuracySec=1min
+Unit={plan.name}.service
+
+[Install]
+WantedBy=timers.target
+"""
+    return {f"{plan.name}.service": service, f"{plan.name}.timer": timer}
+
+
+def cron_time(plan: SchedulePlan, system_tz: tzinfo | None = None) -> time:
+    """The plan's time of day on the machine's clock (cron has no time zone)."""
+    today = clock.now(plan.tz).date()
+    local = datetime.combine(today, plan.at, tzinfo=plan.tz).astimezone(system_tz or system_timezone())
+    return local.time()
+
+
+def crontab_line(plan: SchedulePlan, system_tz: tzinfo | None = None) -> str:
+    """One crontab line (``%`` escaped, as cron wants), ending with its marker comment."""
+    t = cron_time(plan, system_tz)
+    env = shlex.quote(str(plan.env_file))
+    cmds = "; ".join(" ".join(shlex.quote(a) for a in plan.argv(sub)) + " >/dev/null" for sub in ("sync", "check"))
+    body = f"set -a; [ ! -r {env} ] || . {env}; set +a; {cmds}"
+    return f"{t.minute} {t.hour} * * * {body.replace('%', chr(92) + '%')} {plan.tag}"
+
+
+# --------------------------------------------------------------------------------------------
+# Installing
+
+
+def unit_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "systemd" / "user"
+
+
+def _run(runner: Runner, argv: list[str], **kw: Any) -> subprocess.CompletedProcess:
+    try:
+        return runner(argv, capture_output=True, text=True, timeout=60, **kw)
+    except FileNotFoundError:
+        return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: not found")
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(argv, 124, "", f"{argv[0]}: no answer within 60 s")
+
+
+def systemd_available(runner: Runner = subprocess.run) -> bool:
+    """A user service manager answers (``systemctl --user``)."""
+    return _run(runner, ["systemctl", "--user", "show-environment"]).returncode == 0
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return True
+
+
+def _check(result: subprocess.CompletedProcess, what: str) -> None:
+    if result.returncode != 0:
+        detail = " ".join((result.stderr or result.stdout or "").split())[:300]
+        raise ScheduleError(f"{what} failed (exit {result.returncode}): {detail or 'no message'}")
+
+
+def _crontab(runner: Runner) -> list[str]:
+    res = _run(runner, ["crontab", "-l"])
+    if res.returncode != 0:
+        if "no crontab" in (res.stderr or "").lower():
+            return []
+        _check(res, "crontab -l")
+    return res.stdout.splitlines()
+
+
+def _set_crontab(runner: Runner, lines: list[str]) -> None:
+    text = "\n".join(lines) + ("\n" if lines else "")
+    _check(_run(runner, ["crontab", "-"], input=text), "crontab -")
+
+
+def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
+    """Install (or refresh) the timer, else the crontab line; returns what was done."""
+    done: list[str] = []
+    if systemd_available(runner):
+        changed = False
+        for name, text in systemd_units(plan).items():
+            if _write_if_changed(unit_dir() / name, text):
+                changed = True
+                done.append(f"wrote {unit_dir() / name}")
+        if changed:
+            _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
+        _check(_run(runner, ["systemctl", "--user", "enable", "--now", f"{plan.name}.timer"]),
+               f"systemctl --user enable --now {plan.name}.timer")
+        done.append(f"enabled {plan.name}.timer (systemd user timer)")
+        return done
+    if _run(runner, ["crontab", "-l"]).returncode == 127:
+        raise ScheduleError("neither systemd user units (systemctl --user) nor crontab are available "
+                            "here; run the printed commands from your own scheduler")
+    current = _crontab(runner)
+    line = crontab_line(plan)
+    kept = [l for l in current if not l.endswith(plan.tag)]
+    if kept + [line] != current:
+        _set_crontab(runner, kept + [line])
+        done.append("installed the crontab line")
+    else:
+        done.append("the crontab line was already installed")
+    return done
+
+
+def uninstall(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
+    """Remove the timer and the crontab line of this profile wherever they are."""
+    done: list[str] = []
+    files = [unit_dir() / n for n in systemd_units(plan)]
+    if any(f.exists() for f in files):
+        if systemd_available(runner):
+            _run(runner, ["systemctl", "--user", "disable", "--now", f"{plan.name}.timer"])
+        for f in files:
+            if f.exists():
+                f.unlink()
+                done.append(f"removed {f}")
+        if systemd_available(runner):
+            _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
+    if _run(runner, ["crontab", "-l"]).returncode != 127:
+        current = _crontab(runner)
+        kept = [l for l in current if not l.endswith(plan.tag)]
+        if kept != current:
+            _set_crontab(runner, kept)
+            done.append("removed the crontab line")
+    return done

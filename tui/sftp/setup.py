@@ -1,0 +1,137 @@
+"""The SSH side of setting up a profile (``report-keeper init``; later the app's first run).
+
+Public API::
+
+    keys = local_keys(Path("~/.ssh"))          # [LocalKey]: key pairs found, with fingerprints
+    agent = await agent_keys()                  # [AgentKey] of ssh-agent (empty without one)
+    key = generate_key(path, comment)           # a new ed25519 pair, private 0600; NewKey
+    view = await folder_view(conn, path)        # FolderView: absolute path, folders, files
+
+No prompts here: the caller asks the questions and passes the answers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from tui.core.model import RemoteFile
+from tui.sftp.client import SftpConnection
+from tui.sftp.errors import SftpError, translate
+
+
+@dataclass(frozen=True)
+class LocalKey:
+    path: Path  # the private key
+    algorithm: str
+    fingerprint: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class AgentKey:
+    algorithm: str
+    fingerprint: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class NewKey:
+    path: Path
+    public_line: str  # "ssh-ed25519 AAAA... comment": what the server's administrator needs
+    fingerprint: str
+
+
+def local_keys(ssh_dir: Path) -> list[LocalKey]:
+    """Key pairs in ``ssh_dir``: a ``NAME.pub`` beside a private ``NAME``; ed25519 first."""
+    ssh_dir = ssh_dir.expanduser()
+    out: list[LocalKey] = []
+    try:
+        pubs = sorted(ssh_dir.glob("*.pub"))
+    except OSError:
+        return out
+    for pub in pubs:
+        private = pub.with_suffix("")
+        if not private.is_file():
+            continue
+        try:
+            key = asyncssh.read_public_key(str(pub))
+        except (OSError, asyncssh.KeyImportError, ValueError):
+            continue
+        comment = key.get_comment() or ""
+        out.append(LocalKey(private, key.get_algorithm(), key.get_fingerprint("sha256"), comment))
+    out.sort(key=lambda k: (k.algorithm != "ssh-ed25519", k.path.name))
+    return out
+
+
+async def agent_keys() -> list[AgentKey]:
+    """The keys ssh-agent holds (none when SSH_AUTH_SOCK is unset or the agent is gone)."""
+    if not os.environ.get("SSH_AUTH_SOCK"):
+        return []
+    try:
+        async with asyncssh.connect_agent() as agent:
+            keys = await agent.get_keys()
+    except (OSError, asyncssh.Error, ValueError):
+        return []
+    return [AgentKey(k.get_algorithm(), k.get_fingerprint("sha256"),
+                     (k.get_comment() or "")) for k in keys]
+
+
+def free_key_path(ssh_dir: Path, stem: str = "id_ed25519_report_keeper") -> Path:
+    """``~/.ssh/<stem>``, or ``<stem>_2``... when taken: a key is never overwritten."""
+    ssh_dir = ssh_dir.expanduser()
+    n = 1
+    while True:
+        path = ssh_dir / (stem if n == 1 else f"{stem}_{n}")
+        if not path.exists() and not path.with_suffix(".pub").exists():
+            return path
+        n += 1
+
+
+def generate_key(path: Path, comment: str) -> NewKey:
+    """A new ed25519 key pair without passphrase (cron must use it unattended): the private
+    half 0600 in a 0700 folder, never over an existing file."""
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = asyncssh.generate_private_key("ssh-ed25519", comment=comment)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, key.export_private_key("openssh"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    public = key.export_public_key("openssh")
+    fd = os.open(path.with_suffix(".pub"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, public)
+    finally:
+        os.close(fd)
+    return NewKey(path, public.decode().strip(), key.get_fingerprint("sha256"))
+
+
+@dataclass(frozen=True)
+class FolderView:
+    path: str  # absolute, as the server names it
+    folders: list[str]  # sub-folder names, sorted
+    files: list[RemoteFile]  # regular files with safe names
+    refused: int  # names refused as unsafe
+
+
+async def folder_view(conn: SftpConnection, path: str) -> FolderView:
+    """One folder of the server for the folder picker. Raises ``SftpError``."""
+    try:
+        absolute = await conn.sftp.realpath(path or ".")
+    except (asyncssh.Error, OSError) as exc:
+        raise translate(exc, host=conn.host, port=conn.port, path=path) from None
+    if isinstance(absolute, bytes):
+        absolute = absolute.decode("utf-8", "surrogateescape")
+    listing = await conn.listdir(absolute)
+    folders = sorted(name for name, kind in listing.others if kind == "folder")
+    return FolderView(absolute, folders, listing.files, len(listing.refused))
+
+
+__all__ = ["AgentKey", "FolderView", "LocalKey", "NewKey", "SftpError", "agent_keys",
+           "folder_view", "free_key_path", "generate_key", "local_keys"]
