@@ -275,3 +275,30 @@ def test_write_failure_is_a_ledger_error_with_advice(led):
     assert [d.name for d in led.deliveries()] == ["Loans_00000.xlsx"]
     led.record_listing(None, report_of, files(3), T0 + timedelta(days=1))  # usable again
     assert len(led.deliveries()) == 3
+
+
+def test_column_names_recorded_by_older_releases_are_forgotten(tmp_path):
+    """Older releases could record a data row's cells as the 'columns' of a sheet without a
+    recognisable header: upgrading forgets every column list recorded before it (the files
+    are verified again anyway), keeping statuses and counts."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(ledger_mod.MIGRATIONS[0])
+    conn.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema_version', '1');"
+        "INSERT INTO verifications (sha256, context, path, name, report, delivered_at, status,"
+        " rows, header_row, columns, message, sheet, missing_columns, verified_at) VALUES"
+        " ('ab', '', '/r/x.xlsx', 'x.xlsx', 'R', NULL, 'ok', 3, 1,"
+        " '[\"alice@example.org\", \"Alice Example\"]', '3 data rows', 'Sheet1', '[]',"
+        " '2026-06-01T07:00:00.000000+00:00');"
+    )
+    conn.commit()
+    conn.close()
+    with Ledger.open(path, profile="default") as led:
+        assert led.integrity_ok()
+    raw = sqlite3.connect(path).execute("SELECT status, rows, columns FROM verifications").fetchall()
+    assert raw == [("ok", 3, "[]")]
+    assert b"alice@example.org" not in path.read_bytes()

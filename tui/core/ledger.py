@@ -169,6 +169,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX alerts_channel ON alerts (profile, channel)
     """,
+    # Older releases could take a data row of a sheet without a recognisable header for its
+    # header and record its cells as column names: forget every column list recorded before
+    # this version (statuses and counts stay; held files are verified again on their next
+    # run, since the verification cache version changed too).
+    """
+    UPDATE verifications SET columns = '[]'
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -320,6 +327,8 @@ class Ledger:
                 if str(mode).lower() != "wal":
                     log.warning("ledger %s: journal mode is %s, not WAL", p, mode)
             conn.execute("PRAGMA synchronous = FULL")
+            # Overwritten and deleted content is zeroed, not left in free pages.
+            conn.execute("PRAGMA secure_delete = ON")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.OperationalError as exc:
             raise LedgerError(
