@@ -286,7 +286,8 @@ def test_all_well_exits_0_with_a_short_human_report(tmp_path, capsys, monkeypatc
         for i in range(7):
             day = sc.TODAY - timedelta(days=6 - i)
             at = sc.local(day, 7, 5)
-            path = xf.write_report(e.local_dir / sc.file_name(sc.DAILY, at), n_rows=3, seed=i)
+            path = xf.write_report(e.local_dir / sc.file_name(sc.DAILY, at), n_rows=3, seed=i,
+                                   day=day - timedelta(days=3))  # the loans of the covered day
             data = path.read_bytes()
             f = RemoteFile(path.name, len(data), at.astimezone(sc.timezone.utc))
             listing.append(f)

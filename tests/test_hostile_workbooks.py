@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -323,8 +324,9 @@ def test_verify_cli_on_100_good_reports_and_every_hostile_case(tmp_path):
     measured (the largest process by getrusage, the sum by sampling /proc) and stays under 1 GiB."""
     folder = tmp_path / "reports"
     folder.mkdir()
-    for i, (name, day) in enumerate(daily_names("Loans Daily", __import__("datetime").date(2026, 1, 1), 100)):
-        write_report(folder / name, loan_rows(5 + i % 7, seed=i))
+    for i, (name, day) in enumerate(daily_names("Loans Daily", date(2026, 1, 1), 100)):
+        # the rows describe the day each run covers (the default lag_days is 3)
+        write_report(folder / name, loan_rows(5 + i % 7, day=day - timedelta(days=3), seed=i))
     write_all(folder)
     probe = ROOT / "tests" / "hostile_workbooks.py"
     script = f"""

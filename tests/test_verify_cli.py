@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -38,9 +38,10 @@ def run_json(capsys, *argv) -> tuple[int, dict]:
 def folder(tmp_path) -> Path:
     d = tmp_path / "reports"
     d.mkdir()
-    # written out of order: the output is sorted by delivery time
-    write_report(d / name(26), n_rows=5)
-    write_report(d / name(24), n_rows=8, engine="openpyxl")
+    # written out of order: the output is sorted by delivery time; the rows describe the day
+    # each run covers (the default lag_days is 3)
+    write_report(d / name(26), n_rows=5, day=date(2026, 11, 23))
+    write_report(d / name(24), n_rows=8, engine="openpyxl", day=date(2026, 11, 21))
     write_report(d / name(25, "071500"), [])
     return d
 
@@ -65,7 +66,7 @@ def test_folder_json_shape_sorted_and_exit_code(capsys, folder):
 
 
 def test_all_ok_is_exit_0(capsys, tmp_path):
-    write_report(tmp_path / name(1), n_rows=2)
+    write_report(tmp_path / name(1), n_rows=2, day=date(2026, 10, 29))
     code, doc = run_json(capsys, tmp_path / name(1))
     assert (code, doc["status"]) == (0, "ok")
 

@@ -239,7 +239,9 @@ def _item(path: Path, profile) -> tuple[Path, Any, datetime | None, dict[str, An
     else:
         parsed = parse_name(path.name, mtime=mtime, tz=tz)
         report = ReportConfig(name=parsed.base)  # SPEC defaults: min_rows 1, any header
-    return path, report, parsed.delivered_at, {"name": path.name, "report_name": report.name}
+    # A name without a timestamp gives only the copy's mtime: no run, so no wrong-day verdict.
+    return path, report, parsed.delivered_at, {"name": path.name, "report_name": report.name,
+                                               "judge_day": parsed.source != "mtime"}
 
 
 _ZONE = None

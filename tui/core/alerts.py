@@ -5,8 +5,9 @@ person wants fewer, better messages: "'Loans…' has delivered nothing since Sat
 not once per missing day and once per cron run. So problems are grouped into *alerts*, each
 about one condition (``docs/ALERTS.md`` explains the choices):
 
-- run problems (missing, late, empty, schema, unreadable) of one report: consecutive run days
-  with the same kind form one alert (a report that stops is one alert however long it lasts);
+- run problems (missing, late, empty, schema, unreadable, wrong-day, stale, few-rows) of one
+  report: consecutive run days with the same kind form one alert (a report that stops is one
+  alert however long it lasts);
   it is *current* while it reaches the report's latest decided run (not pending), and it
   ends when a later run is fine (the report delivers again, the next file is readable...);
 - file problems (near-deletion, lost, changed): one alert per report, kind and file;
@@ -39,7 +40,13 @@ from tui.core.health import CRITICAL, WARNING, HealthReport, fmt_day, urgency_ke
 from tui.core.model import Problem
 from tui.core.names import escape_name
 
-RUN_KINDS = ("missing", "late", "empty", "schema", "unreadable")
+RUN_KINDS = ("missing", "late", "empty", "schema", "unreadable", "wrong-day", "stale", "few-rows")
+#: How a run problem's kind reads in a subject ("wrong columns in 'Loans…' Tue 2 Dec") and once
+#: it ended ("'Loans…' is fine again after wrong columns Tue 2 Dec").
+_WHAT = {"schema": "wrong columns in", "unreadable": "unreadable", "wrong-day": "rows of the wrong day in",
+         "stale": "repeated old rows in", "few-rows": "too few rows in"}
+_WHAT_ENDED = {"schema": "wrong columns", "unreadable": "unreadable files", "wrong-day": "rows of the wrong day",
+               "stale": "repeated old rows", "few-rows": "too few rows"}
 OPEN = "open"
 CLOSED = "closed"
 
@@ -125,7 +132,7 @@ class Alert:
             when = fmt_day(days[0], today) if days else ""
             if len(days) > 1:
                 when = f"since {when} ({len(days)} runs)" if self.current else f"{when} to {fmt_day(days[-1], today)}"
-            what = {"schema": "wrong columns in", "unreadable": "unreadable"}.get(self.kind, self.kind)
+            what = _WHAT.get(self.kind, self.kind)
             text = f"{what} {name} {when}".rstrip()
         elif self.kind == "near-deletion":
             text = f"'{_short(self.file or '')}' not downloaded yet"
@@ -153,7 +160,7 @@ class Alert:
         if self.kind == "missing":
             return f"{name} delivers again after missing {span}".rstrip()
         if self.kind in RUN_KINDS:
-            what = {"schema": "wrong columns", "unreadable": "unreadable files"}.get(self.kind, self.kind)
+            what = _WHAT_ENDED.get(self.kind, self.kind)
             return f"{name} is fine again after {what} {span}".rstrip()
         if self.kind == "connection":
             return "the connection works again" if self.severity == CRITICAL else "the connection test passes again"

@@ -132,6 +132,11 @@ class ReportConfig:
     closed_days: tuple[DayRange, ...] = ()
     pattern: re.Pattern[str] | None = None
     configured: bool = False  # an explicit [[report]] entry, not auto-discovered
+    # Content checks (docs/CONTENT_CHECKS.md): the column whose dates should fall on the
+    # covered day (None: the first "...date..." column holding dates; "": no date check), and
+    # the share of the weekday's usual row count below which a delivery has too few rows.
+    date_column: str | None = None
+    min_share: float = 0.2
 
     def is_closed(self, day: date) -> bool:
         return any(day in r for r in self.closed_days)
@@ -143,7 +148,7 @@ class ReportConfig:
 
 REPORT_KEYS = {
     "name", "schedule", "at", "grace", "lag_days", "anonymize_days", "retention_days",
-    "min_rows", "expected_columns", "closed_days", "pattern",
+    "min_rows", "expected_columns", "closed_days", "pattern", "date_column", "min_share",
 }
 
 
@@ -357,7 +362,26 @@ def _report(reader: _Reader, base: ReportConfig, *, need_name: bool) -> ReportCo
         closed_days=reader.convert("closed_days", _day_ranges, base.closed_days),
         pattern=reader.convert("pattern", _pattern, base.pattern),
         configured=need_name,
+        date_column=reader.convert("date_column", _date_column, base.date_column),
+        min_share=reader.convert("min_share", _share, base.min_share),
     )
+
+
+def _date_column(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError('expected a column name like "Loan Date" ("" switches the date check off)')
+    if len(value) > 100 or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError(f"{_shown(value)} is not a column name (at most 100 characters, no control characters)")
+    return value.strip()
+
+
+def _share(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("expected a number between 0 and 1, like 0.2 (0 switches the check off)")
+    if math.isnan(value) or not 0 <= value <= 1:
+        raise ValueError(f"{_shown(value)} is not between 0 and 1; 0.2 means fewer than a fifth of "
+                         "the usual rows is reported (0 switches the check off)")
+    return float(value)
 
 
 PROFILE_KEYS = {

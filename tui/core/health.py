@@ -46,13 +46,14 @@ Public API: ``evaluate(profile, deliveries, *, now=None, listing=None, connectio
 from __future__ import annotations
 
 import logging
+import statistics
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Iterable
 
 import polars as pl
 
-from tui.core import clock
+from tui.core import clock, content
 from tui.core import model
 from tui.core import status as st
 from tui.core.model import Delivery, Problem, RunDay
@@ -69,12 +70,29 @@ DEFAULT_AT = time(7, 0)
 
 WARNING = "warning"
 CRITICAL = "critical"
+
+# Content problems (what a delivery's rows hold; docs/CONTENT_CHECKS.md).
+WRONG_DAY = "wrong-day"
+STALE = "stale"
+FEW_ROWS = "few-rows"
+#: The order they are shown in: the cause first (a stale file repeats an earlier day's rows,
+#: so it is usually wrong-day too).
+CONTENT_KINDS = (STALE, WRONG_DAY, FEW_ROWS)
+#: A delivery whose rows equal those of one of the previous this many runs is stale.
+STALE_RUNS = 7
+#: Few rows: compared with the median of the last this many runs of the same weekday ...
+FEW_ROWS_HISTORY = 8
+#: ... once at least this many such runs with data exist.
+FEW_ROWS_MIN_HISTORY = 4
+#: Problems whose next step is a re-run before their rescue-by date.
+RESCUE_KINDS = ("missing", "empty", "unreadable", *CONTENT_KINDS)
 _SEVERITY_CODE = {WARNING: st.Exit.WARNING, CRITICAL: st.Exit.CRITICAL}
 
 # Worst first: which verification status describes a run with several files.
 _VERIFICATION_RANK = {
-    st.UNREADABLE: 6,
-    st.SCHEMA: 5,
+    st.UNREADABLE: 7,
+    st.SCHEMA: 6,
+    st.WRONG_DAY: 5,
     st.EMPTY: 4,
     st.CHANGED: 3,
     st.EMPTY_CLOSED: 2,
@@ -205,6 +223,7 @@ def _run_json(r: RunDay) -> dict[str, Any]:
         "delete_on": _d(r.delete_on),
         "closed": r.closed,
         "duplicate": len(r.files) > 1,
+        "content": list(r.content),
     }
 
 
@@ -261,7 +280,7 @@ def urgency_key(today: date):
 
     def key(p: Problem) -> tuple:
         action = None
-        if p.kind in ("missing", "empty", "unreadable") and p.rescue_by is not None and p.rescue_by > today:
+        if p.kind in RESCUE_KINDS and p.rescue_by is not None and p.rescue_by > today:
             action = p.rescue_by
         elif p.kind in ("near-deletion", "missing-locally"):
             action = p.delete_on
@@ -387,8 +406,8 @@ def evaluate_report(
         if files:
             first = files[0]
             state = model.ON_TIME if first.delivered_at <= deadline else model.LATE
-            verification = _worst_verification(_normalise(d.verification, closed) for d in files)
-            ok_rows = [d.rows for d in files if d.rows is not None and _normalise(d.verification, closed) == st.OK]
+            verification = _worst_verification(_file_status(d, closed, covered) for d in files)
+            ok_rows = [d.rows for d in files if d.rows is not None and _file_status(d, closed, covered) == st.OK]
             any_rows = [d.rows for d in files if d.rows is not None]
             rows = ok_rows[0] if ok_rows else (any_rows[0] if any_rows else None)
             delete_on = first.delivered_at.astimezone(tz).date() + timedelta(days=report.retention_days)
@@ -410,6 +429,9 @@ def evaluate_report(
         )
         runs.append(run)
         problems.extend(_run_problems(report, run, files, today, timing))
+
+    runs, found = _content_problems(report, runs, by_run, today)
+    problems.extend(found)
 
     for d in history:
         problems.extend(_file_problems(report, d, today, tz, timing))
@@ -444,6 +466,16 @@ def _normalise(verification: str | None, closed: bool) -> str | None:
     if verification in (st.EMPTY, st.EMPTY_CLOSED):
         return st.EMPTY_CLOSED if closed else st.EMPTY
     return verification
+
+
+def _file_status(d: Delivery, closed: bool, covered: date) -> str | None:
+    """A file's validator status as its run sees it: empty normalised by the closed-day rule,
+    and ok/wrong-day decided against the run's covered day (the schedule's run day, which
+    one file alone cannot always know)."""
+    v = _normalise(d.verification, closed)
+    if v in (st.OK, st.WRONG_DAY) and d.coverage is not None:
+        return st.WRONG_DAY if content.wrong_day(d.coverage, covered) is not None else st.OK
+    return v
 
 
 def _rerun_step(name: str, covered: date, rescue_by: date, today: date) -> str:
@@ -522,6 +554,131 @@ def _run_problems(report, run: RunDay, files: list[Delivery], today: date, timin
     return out
 
 
+_DATA_STATUSES = (st.OK, st.CHANGED, st.WRONG_DAY)
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _content_problems(
+    report, runs: list[RunDay], by_run: dict[date, list[Delivery]], today: date
+) -> tuple[list[RunDay], list[Problem]]:
+    """Wrong day, stale and few rows: what the delivered rows hold, from the ledger's
+    fingerprints, date coverage and row counts (one pass over the runs, oldest first).
+
+    Every run gets the content kinds its files show (``RunDay.content``, for the heatmap);
+    problems are reported for runs within ``retention_days``: wrong-day critical while the
+    covered day can be rescued (then a warning), stale and few-rows warnings."""
+    out_runs: list[RunDay] = []
+    problems: list[Problem] = []
+    seen: dict[str, tuple[int, Delivery, RunDay]] = {}  # fingerprint -> its latest run index
+    usual: dict[int, list[int]] = {}  # weekday of the covered day -> row counts, oldest first
+    share = float(getattr(report, "min_share", 0.2) or 0.0)
+    for i, run in enumerate(runs):
+        files = by_run.get(run.day, [])
+        kinds: set[str] = set()
+        report_it = (today - run.day).days <= report.retention_days
+        with_data = [
+            d for d in files
+            if d.rows and _file_status(d, run.closed, run.covered_day) in _DATA_STATUSES
+        ]
+        history = usual.get(run.covered_day.weekday(), [])[-FEW_ROWS_HISTORY:]
+        for d in with_data:
+            found = [
+                _wrong_day(report, run, d, today),
+                None if run.closed else _stale(report, run, d, i, seen, today),
+                None if run.closed else _few_rows(report, run, d, history, share, today),
+            ]
+            for p in found:
+                if p is not None:
+                    kinds.add(p.kind)
+                    if report_it:
+                        problems.append(p)
+        for d in with_data:
+            if d.fingerprint:
+                seen[d.fingerprint] = (i, d, run)
+        if with_data and not run.closed and run.rows:
+            usual.setdefault(run.covered_day.weekday(), []).append(run.rows)
+        if kinds:
+            run = replace(run, content=tuple(k for k in CONTENT_KINDS if k in kinds))
+        out_runs.append(run)
+    return out_runs, problems
+
+
+def _content_step(report, run: RunDay, check: str, today: date) -> str:
+    if today < run.rescue_by:
+        return (f"Open the analysis in Alma Analytics and check {check}; then "
+                + _lower_first(_rerun_step(report.name, run.covered_day, run.rescue_by, today)))
+    return (f"Check {check} in Alma Analytics before the next run; "
+            + _lower_first(_rerun_step(report.name, run.covered_day, run.rescue_by, today)))
+
+
+def _wrong_day(report, run: RunDay, d: Delivery, today: date) -> Problem | None:
+    described = content.wrong_day(d.coverage, run.covered_day)
+    if described is None:
+        return None
+    cov = d.coverage
+    top = cov.days[0][1]
+    rescuable = today < run.rescue_by
+    message = (
+        f"The rows of '{d.name}' describe loans of {fmt_day(described, today)} ({top} of "
+        f"{cov.values} dates in '{cov.column}'), but the run of {fmt_day(run.day, today)} "
+        f"covers {fmt_day(run.covered_day, today)}"
+    )
+    if run.closed:
+        return Problem(
+            severity=WARNING, kind=WRONG_DAY, day=run.day, file=d.name, delete_on=run.delete_on,
+            message=message + " (a closed day)",
+            next_step="Nothing to rescue (closed day); check the analysis's date filter in Alma "
+            "Analytics before the next run",
+        )
+    return Problem(
+        severity=CRITICAL if rescuable else WARNING, kind=WRONG_DAY, day=run.day, file=d.name,
+        rescue_by=run.rescue_by, delete_on=run.delete_on, message=message,
+        next_step=_content_step(report, run, "its date filter (the days-ago prompt, its time zone)", today),
+    )
+
+
+def _stale(report, run: RunDay, d: Delivery, index: int, seen: dict, today: date) -> Problem | None:
+    if not d.fingerprint or d.fingerprint not in seen:
+        return None
+    j, other, other_run = seen[d.fingerprint]
+    if j == index or index - j > STALE_RUNS:
+        return None
+    rows = f"{d.rows:,} row{'s' if d.rows != 1 else ''}"
+    return Problem(
+        severity=WARNING, kind=STALE, day=run.day, file=d.name, rescue_by=run.rescue_by,
+        delete_on=run.delete_on,
+        message=f"'{d.name}' holds exactly the same {rows} as '{other.name}' (the run of "
+        f"{fmt_day(other_run.day, today)}): Alma sent an earlier result again instead of the "
+        f"loans of {fmt_day(run.covered_day, today)}",
+        next_step=_content_step(report, run, "why it repeats an old result (a cached result, "
+                                "a date filter fixed to one day)", today),
+    )
+
+
+def _few_rows(report, run: RunDay, d: Delivery, history: list[int], share: float,
+              today: date) -> Problem | None:
+    if share <= 0 or len(history) < FEW_ROWS_MIN_HISTORY:
+        return None
+    median = statistics.median(history)
+    if not d.rows < share * median:
+        return None
+    weekday = _WEEKDAYS[run.covered_day.weekday()]
+    # "usually": the middle half of the comparable days (quartiles by nearest rank), so one
+    # odd day among them does not stretch the range.
+    ranked = sorted(history)
+    n = len(ranked)
+    low, high = ranked[-(-n // 4) - 1], ranked[-(-3 * n // 4) - 1]
+    usual_text = f"{low:,}" if low == high else f"{low:,}–{high:,}"
+    return Problem(
+        severity=WARNING, kind=FEW_ROWS, day=run.day, file=d.name, rescue_by=run.rescue_by,
+        delete_on=run.delete_on,
+        message=f"'{d.name}' has {d.rows:,} row{'s' if d.rows != 1 else ''} for loans of "
+        f"{fmt_day(run.covered_day, today)}; a {weekday} usually has {usual_text} (median "
+        f"{median:,g} over the last {len(history)} {weekday}s, warned below {share:.0%})",
+        next_step=_content_step(report, run, "whether it timed out or a filter narrowed it", today),
+    )
+
+
 def _file_problems(report, d: Delivery, today: date, tz: tzinfo, timing: Timing) -> list[Problem]:
     out: list[Problem] = []
     delete_on = d.delivered_at.astimezone(tz).date() + timedelta(days=report.retention_days)
@@ -593,6 +750,19 @@ def _human_delta(delta: timedelta) -> str:
     if hours < 48:
         return f"{hours} h {minutes:02d} min" if minutes else f"{hours} h"
     return f"{hours // 24} days"
+
+
+def content_problems_by_file(health: "HealthReport | None") -> dict[str, list[Problem]]:
+    """The content problems (stale, wrong-day, few-rows) of each file, by file name, in the
+    order of ``CONTENT_KINDS``: what the Verify screen shows beside a file's status."""
+    out: dict[str, list[Problem]] = {}
+    for r in getattr(health, "reports", ()) or ():
+        for p in r.problems:
+            if p.kind in CONTENT_KINDS and p.file:
+                out.setdefault(p.file, []).append(p)
+    for items in out.values():
+        items.sort(key=lambda p: CONTENT_KINDS.index(p.kind))
+    return out
 
 
 def report_names(profile, deliveries: Iterable[Delivery]) -> list[str]:

@@ -16,6 +16,9 @@ empty           no data rows although the covered loan day was open
 empty-closed    no data rows, the covered loan day is a configured closed day (fine)
 missing         nothing delivered and the deadline has passed
 broken          unreadable file or wrong columns (validator ``unreadable`` / ``schema``)
+stale           its rows are exactly those of one of the previous 7 runs
+wrong-day       its rows describe another loan day than the one the run covers
+few-rows        far fewer rows than the same weekday usually has
 pending         expected today, the deadline has not passed yet
 not-expected    not a run day of the report's schedule
 none            outside the history, or in the future
@@ -56,8 +59,15 @@ BROKEN = "broken"
 PENDING = "pending"
 NOT_EXPECTED = "not-expected"
 NONE = "none"
+WRONG_DAY = "wrong-day"
+STALE = "stale"
+FEW_ROWS = "few-rows"
 
-KINDS = (OK, UNVERIFIED, LATE, EMPTY, EMPTY_CLOSED, MISSING, BROKEN, PENDING, NOT_EXPECTED, NONE)
+KINDS = (OK, UNVERIFIED, LATE, EMPTY, EMPTY_CLOSED, MISSING, BROKEN, PENDING, NOT_EXPECTED, NONE,
+         WRONG_DAY, STALE, FEW_ROWS)
+#: Content kinds of a run (``RunDay.content``) as cell kinds, the cause first: a stale file
+#: repeats an earlier day's rows, so it is usually wrong-day too.
+_CONTENT = (STALE, WRONG_DAY, FEW_ROWS)
 
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -82,6 +92,9 @@ STYLES: dict[str, KindStyle] = {
     EMPTY_CLOSED: KindStyle("⌂", "blue", "closed"),
     MISSING: KindStyle("×", "bright_red", "missing", bold=True),
     BROKEN: KindStyle("!", "magenta", "unreadable/schema", bold=True),
+    WRONG_DAY: KindStyle("↔", "red", "wrong day", bold=True),
+    STALE: KindStyle("≡", "bright_magenta", "stale (repeat)", bold=True),
+    FEW_ROWS: KindStyle("▁", "bright_yellow", "few rows", bold=True),
     PENDING: KindStyle("…", "white", "pending"),
     NOT_EXPECTED: KindStyle("·", "bright_black", "not a run day"),
     NONE: KindStyle(" ", "default", "no data"),
@@ -96,6 +109,9 @@ MEANING: dict[str, str] = {
     EMPTY_CLOSED: "No data rows; the day it covers is a configured closed day, so that is fine.",
     MISSING: "Nothing was delivered for this run.",
     BROKEN: "The delivered file is unreadable or does not have the expected columns.",
+    WRONG_DAY: "Its rows describe another loan day than the one this run covers.",
+    STALE: "Its rows are exactly those of an earlier delivery: an old result sent again.",
+    FEW_ROWS: "Far fewer rows than this weekday usually has: a partial result?",
     PENDING: "Expected today; its deadline has not passed yet.",
     NOT_EXPECTED: "Not a run day of this report's schedule.",
     NONE: "No history for this day.",
@@ -188,6 +204,9 @@ def cell_kind(run: RunDay) -> str:
         return BROKEN
     if v in (st.EMPTY, st.EMPTY_CLOSED):
         return EMPTY_CLOSED if (v == st.EMPTY_CLOSED or run.closed) else EMPTY
+    for kind in _CONTENT:
+        if kind in run.content:
+            return kind
     if run.status == model.LATE:
         return LATE
     if v is None:
@@ -331,7 +350,7 @@ def day_detail(
         if run.covered_day is not None:
             covered = _fmt_day(run.covered_day) + (" (closed day)" if run.closed else "")
             facts.append(("Covers loans of", covered))
-        if run.rescue_by is not None and cell.kind in (MISSING, EMPTY, BROKEN, PENDING):
+        if run.rescue_by is not None and cell.kind in (MISSING, EMPTY, BROKEN, PENDING, *_CONTENT):
             left = ""
             if today is not None:
                 n = (run.rescue_by - today).days
@@ -369,7 +388,8 @@ def kind_of_day(grid: Grid, day: date) -> str:
 def legend() -> list[tuple[str, str, str]]:
     """(glyph, colour, label) for every kind shown in the legend, ok's shades first."""
     items = [("".join(OK_SHADES), "bright_green", "ok (rows: few→many)")]
-    for kind in (LATE, EMPTY, EMPTY_CLOSED, MISSING, BROKEN, UNVERIFIED, PENDING, NOT_EXPECTED):
+    for kind in (LATE, EMPTY, EMPTY_CLOSED, MISSING, BROKEN, STALE, WRONG_DAY, FEW_ROWS, UNVERIFIED,
+                 PENDING, NOT_EXPECTED):
         s = STYLES[kind]
         items.append((s.glyph, s.color, s.label))
     return items

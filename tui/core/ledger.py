@@ -43,11 +43,12 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from tui.core import clock
+from tui.core.content import CONTENT_VERSION, DateCoverage
 from tui.core.model import Delivery, RemoteFile, VerifyResult
 
 log = logging.getLogger("report_keeper.ledger")
@@ -176,6 +177,15 @@ MIGRATIONS: list[str] = [
     """
     UPDATE verifications SET columns = '[]'
     """,
+    # Content checks: what the rows hold without holding them. The rows' fingerprint (a hash),
+    # the date column's name and its days (counts per day, no cell), and which release of the
+    # content checks computed them (NULL: recorded before them; sync verifies such copies again).
+    """
+    ALTER TABLE verifications ADD COLUMN fingerprint TEXT;
+    ALTER TABLE verifications ADD COLUMN date_column TEXT;
+    ALTER TABLE verifications ADD COLUMN dates TEXT;
+    ALTER TABLE verifications ADD COLUMN content_version INTEGER
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -193,19 +203,21 @@ def default_path(profile: str = "default") -> Path:
 
 
 #: Bump when the validator's behaviour changes, so cached results are not reused.
-VERIFY_CACHE_VERSION = "2"  # 2: workbooks read in limited workers; columns by position without a header
+VERIFY_CACHE_VERSION = "3"  # 2: workbooks read in limited workers; columns by position without a header
+#                             3: row fingerprints and date coverage; wrong-day; the scheduled run day
 
 
-def verification_context(report: Any, delivered_at: datetime | None) -> str:
+def verification_context(report: Any, delivered_at: datetime | None, *, judge_day: bool = True) -> str:
     """What a verification result depends on besides the bytes: the cache key's other half.
 
     ``report`` is a ``ReportConfig`` (or None for the defaults); the covered loan day and
     whether it is closed come from ``delivered_at`` and ``lag_days``.
     """
-    covered = None
+    from tui.core.validate import covered_day_of
+
+    covered = covered_day_of(report, delivered_at)
     closed = False
-    if delivered_at is not None and report is not None:
-        covered = delivered_at.date() - timedelta(days=int(getattr(report, "lag_days", 0) or 0))
+    if covered is not None:
         check = getattr(report, "is_closed", None)
         closed = bool(check(covered)) if check else False
     key = {
@@ -217,6 +229,8 @@ def verification_context(report: Any, delivered_at: datetime | None) -> str:
         "anonymize_days": getattr(report, "anonymize_days", None),
         "covered": covered.isoformat() if covered else None,
         "closed": closed,
+        "date_column": getattr(report, "date_column", None),
+        "judge_day": judge_day,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -684,17 +698,22 @@ class Ledger:
         ``context`` should capture whatever else the result depends on (the report's
         expected columns, min_rows, whether its day is closed); ``""`` when nothing.
         """
+        dates = result.dates
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO verifications (sha256, context, path, name, report, delivered_at,"
-                " status, rows, header_row, columns, message, sheet, missing_columns, verified_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " status, rows, header_row, columns, message, sheet, missing_columns, verified_at,"
+                " fingerprint, date_column, dates, content_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sha256, context, result.path, result.name, result.report,
                     _ts(result.delivered_at), result.status, result.rows, result.header_row,
                     json.dumps(list(result.columns), ensure_ascii=False), result.message,
                     result.sheet, json.dumps(list(result.missing_columns), ensure_ascii=False),
                     _ts(when or clock.now()),
+                    result.fingerprint, dates.column if dates is not None else None,
+                    json.dumps(dates.stored()) if dates is not None else None,
+                    CONTENT_VERSION,
                 ),
             )
 
@@ -711,7 +730,7 @@ class Ledger:
         with self._lock:
             row = self._conn.execute(
                 "SELECT path, name, report, delivered_at, status, rows, header_row, columns,"
-                " message, sheet, missing_columns FROM verifications"
+                " message, sheet, missing_columns, fingerprint, date_column, dates FROM verifications"
                 " WHERE sha256 = ? AND context = ? ORDER BY id DESC LIMIT 1",
                 (sha256, context),
             ).fetchone()
@@ -856,7 +875,8 @@ class Ledger:
             }
             verifs: dict[str, tuple] = {}
             for v in self._conn.execute(
-                "SELECT sha256, status, rows, message, header_row, columns FROM verifications"
+                "SELECT sha256, status, rows, message, header_row, columns, fingerprint,"
+                " date_column, dates, content_version FROM verifications"
                 " WHERE sha256 IS NOT NULL ORDER BY id"
             ):
                 verifs[v[0]] = v[1:]
@@ -896,7 +916,11 @@ class Ledger:
                         "downloads": count.get(name, 0),
                         "header_row": v[3] if v else None,
                         "columns": tuple(json.loads(v[4])) if v else (),
+                        # verified by a release that computes fingerprints and dates
+                        "content_checked": bool(v and v[8] is not None and v[8] >= CONTENT_VERSION),
                     },
+                    fingerprint=v[5] if v else None,
+                    coverage=_coverage(v[6], v[7]) if v else None,
                 )
             )
         return out
@@ -964,9 +988,19 @@ def _state(size, mtime, dsize, dmtime, partial: bool, missing: bool = False) -> 
     return MISSING_LOCALLY if missing else DOWNLOADED
 
 
+def _coverage(column: str | None, dates: str | None):
+    """The stored date coverage (None when absent or unreadable)."""
+    if column is None or not dates:
+        return None
+    try:
+        return DateCoverage.from_stored(column, json.loads(dates))
+    except ValueError:
+        return None
+
+
 def _verify_from_row(row) -> VerifyResult:
     (path, name, report, delivered_at, status, rows, header_row, columns, message, sheet,
-     missing) = row
+     missing, fingerprint, date_column, dates) = row
     return VerifyResult(
         path=path,
         name=name,
@@ -979,4 +1013,7 @@ def _verify_from_row(row) -> VerifyResult:
         message=message,
         sheet=sheet,
         missing_columns=tuple(json.loads(missing)),
+        fingerprint=fingerprint,
+        date_column=date_column,
+        dates=_coverage(date_column, dates),
     )

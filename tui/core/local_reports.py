@@ -36,6 +36,8 @@ class LocalReport:
     report: Any  # tui.core.config.ReportConfig | None
     report_name: str | None
     delivered_at: datetime | None
+    #: delivered_at is the delivery's time (ledger, file name), not just the copy's mtime
+    day_known: bool = True
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ def find_local_reports(folder: str | Path, profile: Any = None, ledger: Any = No
             continue
         delivery = known.get(path.name)
         report_cfg = None
+        day_known = True
         if profile is not None:
             if delivery is not None:
                 report_cfg = profile.report_for(delivery.report)
@@ -80,24 +83,26 @@ def find_local_reports(folder: str | Path, profile: Any = None, ledger: Any = No
             else:
                 report_cfg, parsed = profile.classify(path.name, mtime)
                 delivered_at = parsed.delivered_at or mtime
+                day_known = parsed.source in ("name", "pattern")
         else:
             parsed = parse_name(path.name, mtime=mtime)
             delivered_at = delivery.delivered_at if delivery is not None else (parsed.delivered_at or mtime)
+            day_known = delivery is not None or parsed.source in ("name", "pattern")
         report_name = getattr(report_cfg, "name", None) or (delivery.report if delivery else None)
         if report_name is None and profile is None:
             report_name = parse_name(path.name).base or None
         if profile is not None and delivered_at is not None:
             delivered_at = delivered_at.astimezone(profile.timezone)
-        items.append(LocalReport(path, path.name, report_cfg, report_name, delivered_at))
+        items.append(LocalReport(path, path.name, report_cfg, report_name, delivered_at, day_known))
     return items
 
 
-def cache_context(report: Any, delivered_at: datetime | None) -> str:
+def cache_context(report: Any, delivered_at: datetime | None, *, judge_day: bool = True) -> str:
     """What a verification result depends on besides the file's bytes: the ledger's cache key
     (the same one ``sync`` uses, so files it verified come back from the cache here)."""
     from tui.core.ledger import verification_context
 
-    return verification_context(report, delivered_at)
+    return verification_context(report, delivered_at, judge_day=judge_day)
 
 
 def file_sha256(path: Path, cancelled: Callable[[], bool] | None = None) -> str | None:
@@ -147,7 +152,7 @@ def verify_local(
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     from tui.core import isolation
-    from tui.core.validate import validate_file
+    from tui.core.validate import covered_day_of, validate_file
 
     pool = pool or isolation.shared_pool()
     total = len(items)
@@ -165,7 +170,7 @@ def verify_local(
         if cancelled is not None and cancelled():
             return _in_order(outcomes)
         sha = file_sha256(item.path, cancelled)
-        context = cache_context(item.report, item.delivered_at)
+        context = cache_context(item.report, item.delivered_at, judge_day=item.day_known)
         result = None
         if sha is not None and ledger is not None:
             try:
@@ -173,7 +178,9 @@ def verify_local(
             except Exception as exc:  # noqa: BLE001 - a cache miss, not a failure
                 log.warning("verification cache unavailable: %s", type(exc).__name__)
         if result is not None:
-            outcomes[i] = VerifyOutcome(replace(result, delivered_at=item.delivered_at), sha, True)
+            result = replace(result, delivered_at=item.delivered_at,
+                             covered_day=covered_day_of(item.report, item.delivered_at))
+            outcomes[i] = VerifyOutcome(result, sha, True)
             tick(item.name)
         else:
             todo.append((i, item, sha, context))
@@ -186,6 +193,7 @@ def verify_local(
         return validate_file(
             item.path, item.report, item.delivered_at, report_name=item.report_name, pool=pool,
             cancel=cancelled,  # a cancelled run stops the worker reading this file at once
+            judge_day=item.day_known,
         )
 
     threads = max(1, min(pool.size, len(todo)))

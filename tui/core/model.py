@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 
@@ -26,6 +26,12 @@ class VerifyResult:
     message: str = ""
     sheet: str | None = None
     missing_columns: tuple[str, ...] = ()
+    # What the rows hold without holding them (tui.core.content): the rows' fingerprint, the
+    # date column's coverage, and the loan day the file was expected to cover.
+    fingerprint: str | None = None
+    date_column: str | None = None
+    dates: Any = None  # tui.core.content.DateCoverage | None
+    covered_day: date | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -40,6 +46,10 @@ class VerifyResult:
             "message": self.message,
             "sheet": self.sheet,
             "missing_columns": list(self.missing_columns),
+            "fingerprint": self.fingerprint,
+            "date_column": self.date_column,
+            "dates": self.dates.to_json() if self.dates is not None else None,
+            "covered_day": self.covered_day.isoformat() if self.covered_day is not None else None,
         }
 
 
@@ -73,6 +83,8 @@ class Delivery:
     message: str = ""
     changed: bool = False  # server copy changed after download
     extra: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str | None = None  # of the verified copy's data rows (tui.core.content)
+    coverage: Any = None  # tui.core.content.DateCoverage of its date column, or None
 
     @property
     def downloaded(self) -> bool:
@@ -100,6 +112,7 @@ class RunDay:
     delete_on: Any = None  # date: the server deletes the (first) file on this day
     closed: bool = False  # the covered loan day is a configured closed day
     covered_day: Any = None  # date: the loan day the run covers (day - lag_days)
+    content: tuple[str, ...] = ()  # content problems of its files: wrong-day, stale, few-rows
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,10 @@ EMPTY_CLOSED = "empty-closed"
 SCHEMA = "schema"
 UNREADABLE = "unreadable"
 CHANGED = "changed"
+#: Most dates of the report's date column fall on another day than the one it covers.
+WRONG_DAY = "wrong-day"
 
-VALIDATOR_STATUSES = (OK, EMPTY, EMPTY_CLOSED, SCHEMA, UNREADABLE, CHANGED)
+VALIDATOR_STATUSES = (OK, EMPTY, EMPTY_CLOSED, SCHEMA, UNREADABLE, CHANGED, WRONG_DAY)
 
 _SEVERITY = {
     OK: Exit.OK,
@@ -32,6 +34,7 @@ _SEVERITY = {
     CHANGED: Exit.WARNING,
     SCHEMA: Exit.CRITICAL,
     UNREADABLE: Exit.CRITICAL,
+    WRONG_DAY: Exit.CRITICAL,
 }
 
 OVERALL_NAMES = {Exit.OK: "ok", Exit.WARNING: "warning", Exit.CRITICAL: "critical"}

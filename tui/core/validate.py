@@ -49,7 +49,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from tui.core import isolation
+from tui.core import content, isolation
 from tui.core import status as st
 from tui.core.model import VerifyResult
 
@@ -120,6 +120,7 @@ def validate_file(
     report_name: str | None = None,
     pool: isolation.WorkerPool | None = None,
     cancel: Callable[[], bool] | None = None,
+    judge_day: bool = True,
 ) -> VerifyResult:
     """Verify one local report file in a worker process. Never raises for bad input.
 
@@ -127,6 +128,9 @@ def validate_file(
     ``lag_days``, ``anonymize_days``, ``is_closed(day)``) or None for the defaults (min_rows 1,
     any header, no closed days). ``delivered_at`` (aware) decides the covered day for
     ``closed_days``. ``name`` defaults to the file name, ``report_name`` to ``report.name``.
+    ``judge_day=False`` when ``delivered_at`` is only a local copy's modification time (a
+    file named without a timestamp): the covered day is then a guess, so the rows' day is
+    measured but never judged ``wrong-day``.
     ``pool`` defaults to the process's shared pool. Raises ``isolation.PoolClosed`` only when
     the pool was closed (the program is exiting) or ``cancel()`` turned true while the file was
     read (``isolation.Cancelled``): there is no result to record then.
@@ -135,8 +139,9 @@ def validate_file(
     name = name if name is not None else p.name
     rname = report_name if report_name is not None else getattr(report, "name", None)
     pool = pool or isolation.shared_pool()
+    covered = covered_day_of(report, delivered_at)
     try:
-        reply = pool.call("verify", {"path": os.fsdecode(p), "rules": _rules(report, delivered_at)}, cancel=cancel)
+        reply = pool.call("verify", {"path": os.fsdecode(p), "rules": _rules(report, covered)}, cancel=cancel)
         fields = _checked_fields(reply)
     except isolation.PoolClosed:
         raise
@@ -149,12 +154,19 @@ def validate_file(
             "message": "The workbook was not read: no worker process could be started to read "
             f"it ({exc.strerror or type(exc).__name__}). Free some memory or processes and verify again.",
         }
+    status, message = fields["status"], fields["message"]
+    dates = fields.get("dates")
+    described = content.wrong_day(dates, covered) if judge_day else None
+    if status == st.OK and described is not None:
+        status, message = st.WRONG_DAY, _wrong_day_message(report, dates, described, covered)
     result = VerifyResult(
         path=str(p), name=name, report=rname, delivered_at=delivered_at,
-        status=fields["status"], message=fields["message"],
+        status=status, message=message,
         rows=fields.get("rows"), header_row=fields.get("header_row"),
         columns=tuple(fields.get("columns") or ()), sheet=fields.get("sheet"),
         missing_columns=tuple(fields.get("missing_columns") or ()),
+        fingerprint=fields.get("fingerprint"), date_column=dates.column if dates else None,
+        dates=dates, covered_day=covered,
     )
     log.debug("verified %s: %s rows=%s", name, result.status, result.rows)
     if result.status == st.UNREADABLE and fields.get("reason"):
@@ -219,26 +231,66 @@ PREVIEW_MAX_COLUMNS = 256
 PREVIEW_MAX_CHARS = 500
 
 
-def _rules(report: Any, delivered_at: datetime | None) -> dict[str, Any]:
+def _rules(report: Any, covered: date | None) -> dict[str, Any]:
     """What the classification needs from the report's settings, as plain data for a worker
     (the closed-day rule is applied here, to the one covered day)."""
-    covered = _covered_day(report, delivered_at) if report is not None else None
+    date_column = getattr(report, "date_column", None)
     return {
         "expected": [str(c) for c in (getattr(report, "expected_columns", None) or ())],
         "min_rows": int(getattr(report, "min_rows", 1) or 0) if report is not None else 1,
         "covered": covered.isoformat() if covered is not None else None,
         "closed": bool(covered is not None and _is_closed(report, covered)),
         "anonymize_days": int(getattr(report, "anonymize_days", 7) or 7),
+        "date_column": str(date_column) if date_column is not None else None,
     }
 
 
-_FIELDS = ("status", "message", "rows", "header_row", "columns", "sheet", "missing_columns", "reason")
+def covered_day_of(report: Any, delivered_at: datetime | None) -> date | None:
+    """The loan day a delivery covers, as far as one file tells: its run day minus
+    ``lag_days``. The run day is the one the configured schedule assigns (a delivery just
+    before midnight can belong to the next day's run); without a configured schedule and
+    time (inferred from history by the health evaluation), the delivery's local date."""
+    if report is None or delivered_at is None:
+        return None
+    run_day = delivered_at.date()
+    schedule, at = getattr(report, "schedule", None), getattr(report, "at", None)
+    if schedule is not None and at is not None and delivered_at.tzinfo is not None:
+        from tui.core.schedule import Timing, parse_schedule
+
+        try:
+            sched = parse_schedule(schedule)
+            # "every N days" is anchored on the report's first delivery: history, not one file.
+            if not (sched.kind == "every" and sched.anchor is None and sched.interval > 1):
+                timing = Timing(sched, at, report.grace, delivered_at.tzinfo)
+                run_day = timing.run_day_of(delivered_at) or run_day
+        except (ValueError, OverflowError):
+            pass
+    return run_day - timedelta(days=int(getattr(report, "lag_days", 0) or 0))
+
+
+def _wrong_day_message(report: Any, dates: content.DateCoverage, described: date, covered: date) -> str:
+    top = dates.days[0][1] if dates.days else 0
+    anonymize = int(getattr(report, "anonymize_days", 7) or 7)
+    rescue_by = covered + timedelta(days=anonymize)
+    return (
+        f"The rows describe {described:%a} {described.isoformat()}: {top} of the {dates.values} "
+        f"dates in '{dates.column}' fall on that day, but the report covers "
+        f"{covered:%a} {covered.isoformat()}. Open the analysis in Alma Analytics and check its "
+        f"date filter; re-run it for loans of {covered.isoformat()} before "
+        f"{rescue_by.isoformat()} (when that day's loans are anonymized)."
+    )
+
+
+_FIELDS = ("status", "message", "rows", "header_row", "columns", "sheet", "missing_columns", "reason",
+           "fingerprint", "date_column", "dates")
+#: Statuses a worker may report (wrong-day is decided here, from the coverage it measured).
+_WORKER_STATUSES = (st.OK, st.EMPTY, st.EMPTY_CLOSED, st.SCHEMA, st.UNREADABLE)
 
 
 def _checked_fields(reply: dict) -> dict[str, Any]:
     """The worker's reply as result fields, types checked (a worker is not trusted blindly)."""
     result = reply.get("result") if reply.get("ok") else None
-    if not isinstance(result, dict) or result.get("status") not in st.VALIDATOR_STATUSES:
+    if not isinstance(result, dict) or result.get("status") not in _WORKER_STATUSES:
         kind = reply.get("type") or reply.get("kind") or "no result"
         log.warning("workbook worker gave no usable result (%s)", kind)
         return {
@@ -255,6 +307,8 @@ def _checked_fields(reply: dict) -> dict[str, Any]:
         value = out[key]
         out[key] = [str(c) for c in value] if isinstance(value, list) else []
     out["sheet"] = str(out["sheet"]) if out["sheet"] is not None else None
+    out["fingerprint"] = content.valid_fingerprint(result.get("fingerprint"))
+    out["dates"] = content.DateCoverage.from_stored(result.get("date_column"), result.get("dates"))
     return out
 
 
@@ -398,16 +452,19 @@ class _Rules:
     covered: date | None = None
     closed: bool = False
     anonymize_days: int = 7
+    date_column: str | None = None  # None: guess it; "": none
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "_Rules":
         covered = raw.get("covered")
+        date_column = raw.get("date_column")
         return cls(
             expected=tuple(str(c) for c in raw.get("expected") or ()),
             min_rows=int(raw.get("min_rows", 1) or 0),
             covered=date.fromisoformat(covered) if covered else None,
             closed=bool(raw.get("closed")),
             anonymize_days=int(raw.get("anonymize_days", 7) or 7),
+            date_column=str(date_column) if date_column is not None else None,
         )
 
 
@@ -470,6 +527,19 @@ class _Grid:
 
     def filled(self, i: int) -> int:
         return sum(1 for col in self._cols if self._valid(col, i))
+
+    def column_parts(self, index: int, first: int, stop: int) -> content.ColumnParts | None:
+        """Column ``index`` in rows ``first..stop-1`` as buffers (no per-cell work): which
+        rows hold a value, each value's byte length, the bytes. None: an all-empty column."""
+        validity, kind, start, offsets, data = self._cols[index]
+        n = stop - first
+        if kind == 0 or n <= 0:
+            return None
+        j = start + first
+        off = offsets[j : j + n + 1]
+        full = (1 << n) - 1
+        valid = full if validity is None else (int.from_bytes(validity, "little") >> j) & full
+        return content.ColumnParts(valid, content.rebased(off), data[off[0] : off[n]])
 
     def nonblank_mask(self) -> int:
         """Bit i set when row i has a non-empty cell (whitespace-only cells were read as null)."""
@@ -1071,6 +1141,17 @@ def _classify(sheet: _Sheet, rules: _Rules) -> dict[str, Any]:
             rows=rows, missing_columns=list(missing), **common,
         )
 
+    wanted = rules.date_column
+    if wanted and normalize_column(wanted) not in {normalize_column(c) for c in columns}:
+        return _result(
+            st.SCHEMA,
+            f"The date column '{wanted}' (date_column) is not in the header on row {header_row}. "
+            "The report's layout changed in Alma (a column renamed or removed): restore it in "
+            "the Analytics report, or change date_column for this report in the config "
+            '(date_column = "" switches the date check off).',
+            rows=rows, missing_columns=[wanted], **common,
+        )
+
     if 0 < rows <= MESSAGE_MAX_ROWS and len(columns) >= 2:
         data_idx = [header_idx + 1 + i for i in _bits(below, MESSAGE_MAX_ROWS)]
         if all(grid.filled(i) == 1 and _is_text(_first_value(grid.row(i))) for i in data_idx):
@@ -1082,18 +1163,34 @@ def _classify(sheet: _Sheet, rules: _Rules) -> dict[str, Any]:
 
     if rows == 0:
         return _empty(rules, sheet, header_row, columns, f"No data rows below the header on row {header_row}.")
+    first = header_idx + 1
+    found = _content_fields(grid, columns, first, first + below.bit_length(), rules)
     if rows < rules.min_rows:
         return _empty(
             rules, sheet, header_row, columns,
             f"Only {rows} data row{'s' if rows != 1 else ''} below the header on row "
             f"{header_row}; at least {rules.min_rows} expected (min_rows).",
-            rows=rows,
+            rows=rows, **found,
         )
-    return _result(
-        st.OK,
-        f"{rows} data row{'s' if rows != 1 else ''} below the header on row {header_row}.",
-        rows=rows, **common,
-    )
+    text = f"{rows} data row{'s' if rows != 1 else ''} below the header on row {header_row}."
+    dates = found.get("dates")
+    if wanted and dates is not None and dates["values"] == 0:
+        text += (
+            f" The date column '{wanted}' holds no dates (as YYYY-MM-DD or date cells), so the "
+            "day the rows describe was not checked."
+        )
+    return _result(st.OK, text, rows=rows, **common, **found)
+
+
+def _content_fields(grid: "_Grid", columns: Sequence[str], first: int, stop: int, rules: _Rules) -> dict[str, Any]:
+    """The rows' fingerprint and the date column's coverage (``tui.core.content``): hashes,
+    a column name and counts of days, never a cell value."""
+    out: dict[str, Any] = {"fingerprint": content.fingerprint(grid, first, stop)}
+    coverage = content.find_date_column(grid, columns, first, stop, rules.date_column, normalize_column)
+    if coverage is not None:
+        out["date_column"] = coverage.column
+        out["dates"] = coverage.stored()
+    return out
 
 
 def _no_header(sheet: _Sheet, rules: _Rules, nonblank: int, rows: int) -> dict[str, Any]:
@@ -1115,14 +1212,18 @@ def _no_header(sheet: _Sheet, rules: _Rules, nonblank: int, rows: int) -> dict[s
             "report in the config.",
             rows=rows, missing_columns=list(rules.expected), **common,
         )
+    # Every non-blank row is data: the fingerprint covers them all (no date column without
+    # a header).
+    low = nonblank & -nonblank
+    found = {"fingerprint": content.fingerprint(sheet.grid, low.bit_length() - 1, nonblank.bit_length())}
     if rows < rules.min_rows:
         return _empty(
             rules, sheet, None, columns,
             f"{what}; only {rows} non-blank row{'s' if rows != 1 else ''}, at least "
             f"{rules.min_rows} expected (min_rows).",
-            rows=rows,
+            rows=rows, **found,
         )
-    return _result(st.OK, f"{rows} data row{'s' if rows != 1 else ''}. {what}.", rows=rows, **common)
+    return _result(st.OK, f"{rows} data row{'s' if rows != 1 else ''}. {what}.", rows=rows, **common, **found)
 
 
 def _bits(mask: int, limit: int) -> list[int]:
@@ -1157,17 +1258,11 @@ def _first_value(row: tuple) -> str | None:
     return None
 
 
-def _covered_day(report: Any, delivered_at: datetime | None) -> date | None:
-    if delivered_at is None:
-        return None
-    return delivered_at.date() - timedelta(days=int(getattr(report, "lag_days", 0) or 0))
-
-
 def _empty(
-    rules: _Rules, sheet: _Sheet, header_row, columns, what: str, rows: int = 0
+    rules: _Rules, sheet: _Sheet, header_row, columns, what: str, rows: int = 0, **found: Any
 ) -> dict[str, Any]:
     covered = rules.covered
-    common = dict(rows=rows, header_row=header_row, columns=list(columns), sheet=sheet.name)
+    common = dict(rows=rows, header_row=header_row, columns=list(columns), sheet=sheet.name, **found)
     if covered is not None and rules.closed:
         return _result(
             st.EMPTY_CLOSED,

@@ -289,13 +289,32 @@ class VerifyScreen(Screen):
             )
         )
 
+    def on_data_refreshed(self, message: Any) -> None:
+        """A new health evaluation: the stale and few-rows verdicts may have changed."""
+        if self.outcomes:
+            self._fill()
+
     # ------------------------------------------------------------------ the list
+    def _content(self) -> dict[str, Any]:
+        """File name -> its content problem (wrong day, stale, few rows) from the health
+        evaluation: stale and few rows need the history, which one file cannot tell."""
+        from tui.core.health import content_problems_by_file
+
+        return content_problems_by_file(getattr(getattr(self.app, "snapshot", None), "health", None))
+
+    def _shown_status(self, o: VerifyOutcome, content: dict[str, Any]) -> tuple[str, list]:
+        """The status shown for a file and the content problems behind it (may be empty)."""
+        problems = content.get(o.result.name) or []
+        if problems and o.result.status in (st.OK, st.WRONG_DAY, st.CHANGED):
+            return problems[0].kind, problems
+        return o.result.status, []
+
     def _status_cell(self, status: str | None) -> Text:
         """Glyph and colour; with NO_COLOR glyph and weight only (Textual's monochrome filter
         would turn red into a dark grey that is hard to read)."""
         cell = verify_cell(status)
         if getattr(self.app, "no_color", False):
-            bold = status in (st.EMPTY, st.SCHEMA, st.UNREADABLE, st.CHANGED)
+            bold = status in (st.EMPTY, st.SCHEMA, st.UNREADABLE, st.CHANGED, st.WRONG_DAY, "stale", "few-rows")
             return Text(cell.plain, style="bold" if bold else "")
         return cell
 
@@ -304,11 +323,13 @@ class VerifyScreen(Screen):
 
     def _summary(self) -> Text:
         counts: dict[str, int] = {}
+        content = self._content()
         for o in self.outcomes:
-            counts[o.result.status] = counts.get(o.result.status, 0) + 1
+            shown = self._shown_status(o, content)[0]
+            counts[shown] = counts.get(shown, 0) + 1
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{len(self.outcomes)} local reports", style="bold")
-        for status in st.VALIDATOR_STATUSES:
+        for status in (*st.VALIDATOR_STATUSES, "stale", "few-rows"):
             if counts.get(status):
                 text.append("  ")
                 text.append_text(self._status_cell(status))
@@ -328,11 +349,13 @@ class VerifyScreen(Screen):
         shown = [o for o in self.outcomes if needle in o.result.name.casefold()]
         shown.sort(key=SORTS[self._sort][1])
         self._shown = shown
+        content = self._content()
         for o in shown:
             r = o.result
-            reason = (r.message or "").split("\n", 1)[0]
+            status, problems = self._shown_status(o, content)
+            reason = (problems[0].message if problems else r.message or "").split("\n", 1)[0]
             table.add_row(
-                self._status_cell(r.status),
+                self._status_cell(status),
                 local_time(r.delivered_at, self.tz),
                 Text(f"{r.rows:,}" if r.rows is not None else "—", justify="right"),
                 short_name(r.name, FILE_WIDTH),
@@ -463,6 +486,14 @@ class VerifyScreen(Screen):
             msg = Text()
             msg.append("Validator: ", style="bold")
             msg.append(r.message)
+            parts.append(msg)
+        for problem in self._shown_status(outcome, self._content())[1]:
+            msg = Text()
+            msg.append_text(self._status_cell(problem.kind))
+            msg.append(f" ({problem.severity}): ", style="bold")
+            msg.append(escape_name(problem.message))
+            msg.append("\nNext: ", style="bold")
+            msg.append(escape_name(problem.next_step))
             parts.append(msg)
         parts.append(self._preview_renderable(r))
         return Group(*parts)

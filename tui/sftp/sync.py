@@ -580,7 +580,10 @@ class SyncService:
         context = verification_context(report, delivered_at)
         cached = self.ledger.cached_verification(sha256, context, path=str(path), name=name)
         if cached is not None:
-            return replace(cached, delivered_at=delivered_at), True
+            from tui.core.validate import covered_day_of
+
+            return replace(cached, delivered_at=delivered_at,
+                           covered_day=covered_day_of(report, delivered_at)), True
         import threading
 
         from tui.core.validate import validate_file
@@ -636,16 +639,33 @@ class SyncService:
         return result.finish()
 
     async def _verify_unverified(self, result: SyncResult, on_event: EventCallback | None) -> None:
-        """Verify every held copy whose verification was never recorded (a run died first)."""
+        """Verify every held copy whose verification was never recorded (a run died first), or
+        was recorded by a release without the content checks (no fingerprint, no dates yet):
+        after an upgrade the first sync reads each held copy once more, so ``check`` can judge
+        the history without reading workbooks itself."""
         done = {v.name for v in result.files}
         try:
             todo = [d for d in await asyncio.to_thread(self.ledger.deliveries)
-                    if d.downloaded and d.sha256 and d.local_path and d.verification is None
+                    if d.downloaded and d.sha256 and d.local_path
+                    and (d.verification is None or not d.extra.get("content_checked"))
                     and not d.extra.get("missing_locally") and d.name not in done]
         except Exception:  # noqa: BLE001 - the next run tries again
             log.exception("could not read the ledger for unverified copies")
             return
+        # Copies verified by an older release: only the stored facts are brought up to date
+        # (not news for this run's output or exit code; check judges them from the ledger),
+        # as many at a time as there are workbook workers.
+        refresh = [d for d in todo if d.verification is not None]
+        if refresh:
+            await asyncio.gather(*(
+                self.verify_file(Path(d.local_path), self.profile.report_for(d.report),
+                                 d.delivered_at, sha256=d.sha256, name=d.name)
+                for d in refresh
+            ))
+            log.info("verified %d held copies again for their row fingerprints and dates", len(refresh))
         for d in todo:
+            if d.verification is not None:
+                continue
             log.info("verifying %s: its verification was never recorded", escape_name(d.name))
             verdict, cached = await self.verify_file(
                 Path(d.local_path), self.profile.report_for(d.report), d.delivered_at,

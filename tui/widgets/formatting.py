@@ -117,6 +117,10 @@ VERIFY_STYLE = {
     st.SCHEMA: ("✗ schema", "bold red"),
     st.UNREADABLE: ("✗ unreadable", "bold red"),
     st.CHANGED: ("≠ changed", "yellow"),
+    st.WRONG_DAY: ("↔ wrong day", "bold red"),
+    # Judged from the history (the health evaluation), shown where the file's status would be.
+    "stale": ("≡ stale", "bold magenta"),
+    "few-rows": ("▁ few rows", "bold yellow"),
 }
 
 
