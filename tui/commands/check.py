@@ -29,13 +29,14 @@ SCREEN_LINES = 24
 
 EPILOG = """\
 Exit codes: 0 all well; 1 warnings (empty report, late delivery, a file near deletion, a
-read-only account); 2 critical (missing delivery, unreadable or wrong-schema report, connection
-or login failure, a file lost from the server); 3 usage or configuration error.
+read-only account, a stale report, too few rows); 2 critical (missing delivery, unreadable or
+wrong-schema report, rows of the wrong day, connection or login failure, a file lost from the
+server); 3 usage or configuration error.
 
 With --json exactly one JSON document is printed on stdout:
 {"status", "now", "connection": {"ok", "message", "write_test", "steps"},
  "reports": [{"name", "status", "last_delivery", "schedule", "inferred", "on_time_streak",
-   "runs": [{"day", "status", "files", "verification", ...}],
+   "runs": [{"day", "status", "files", "verification", "content", ...}],
    "problems": [{"severity", "kind", "day", "file", "rescue_by", "delete_on", "message",
                  "next_step"}]}],
  "notify": {"configured", "sent": [...], "failed": [...]}}

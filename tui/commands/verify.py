@@ -41,11 +41,16 @@ config file when one exists: --config FILE, else the default location. Without a
 defaults apply (min_rows 1, any header, no closed days). A missing default config is fine; a
 config that exists but is invalid, or an explicit --config that cannot be loaded, exits 3.
 
+A report whose date column (date_column, or the first column named "...date..." holding
+dates) mostly falls on another day than the one its run covers is "wrong-day"; a file named
+without a timestamp is not judged (its modification time says nothing about its run).
+
 Exit codes: 0 all reports ok, 1 warnings (an empty report on an open day), 2 critical
-(unreadable or wrong-schema report, missing file), 3 usage or configuration error.
+(unreadable, wrong-schema or wrong-day report, missing file), 3 usage or configuration error.
 With --json exactly one JSON document is printed on stdout:
 {"status": "ok|warning|critical", "files": [{"path", "name", "report", "delivered_at",
-"status", "rows", "header_row", "columns", "message", ...}]}, sorted by delivery time.
+"status", "rows", "header_row", "columns", "message", "fingerprint", "date_column", "dates",
+"covered_day", ...}]}, sorted by delivery time.
 """
 
 
@@ -269,6 +274,7 @@ STATUS_STYLES = {
     st.CHANGED: "yellow",
     st.SCHEMA: "bold red",
     st.UNREADABLE: "bold red",
+    st.WRONG_DAY: "bold red",
 }
 
 

@@ -100,33 +100,42 @@ class DateCoverage:
     @classmethod
     def from_stored(cls, column: Any, raw: Any) -> "DateCoverage | None":
         """From a worker's reply or the ledger; None for anything malformed (a worker that
-        read a hostile file is not trusted to send well-formed data)."""
+        read a hostile file is not trusted to send well-formed data). Read for every file of
+        the history by ``check``: plain type tests, no generators."""
         try:
-            if not isinstance(column, str) or not isinstance(raw, dict):
+            if type(column) is not str or type(raw) is not dict:
                 return None
-            values, not_dates, distinct = raw.get("values"), raw.get("not_dates"), raw.get("distinct")
-            if not all(_count(v) for v in (values, not_dates, distinct)):
+            values, not_dates, distinct = raw["values"], raw["not_dates"], raw["distinct"]
+            days_raw = raw["days"]
+            if not (_count(values) and _count(not_dates) and _count(distinct)) or type(days_raw) is not list:
                 return None
-            days_raw = raw.get("days")
-            if not isinstance(days_raw, list) or len(days_raw) > TOP_DAYS:
+            if len(days_raw) > TOP_DAYS or len(days_raw) > distinct or (days_raw and not values):
                 return None
             days = []
+            total = 0
             for item in days_raw:
-                if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and _count(item[1])):
+                if type(item) is not list or len(item) != 2:
                     return None
-                days.append((_iso_day(item[0]), item[1]))
-            first, last = raw.get("first"), raw.get("last")
-            first_d = _iso_day(first) if first is not None else None
-            last_d = _iso_day(last) if last is not None else None
-            if sum(n for _, n in days) > values or len(days) > distinct or (days and values == 0):
+                text, n = item
+                if type(text) is not str or len(text) != 10 or not _count(n):
+                    return None
+                days.append((date.fromisoformat(text), n))
+                total += n
+            if total > values:
                 return None
-            return cls(column[:MAX_COLUMN_NAME], values, not_dates, first_d, last_d, tuple(days), distinct)
-        except (ValueError, TypeError):
+            first, last = raw.get("first"), raw.get("last")
+            return cls(
+                column[:MAX_COLUMN_NAME], values, not_dates,
+                _iso_day(first) if first is not None else None,
+                _iso_day(last) if last is not None else None,
+                tuple(days), distinct,
+            )
+        except (ValueError, TypeError, KeyError):
             return None
 
 
 def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 40
+    return type(value) is int and 0 <= value < 1 << 40
 
 
 def _iso_day(text: Any) -> date:

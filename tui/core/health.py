@@ -33,7 +33,10 @@ alerting for ever, while nothing actionable is hidden; the runs themselves keep 
   while the server still has the file (``sync`` fetches it again);
 - changed: warning while the server's changed copy is not held yet, then for ``CHANGED_DAYS``
   days after the change was seen (both copies are kept; the ledger remembers it for ever);
-- connection: critical when the connection test failed, warning when the account is read-only.
+- connection: critical when the connection test failed, warning when the account is read-only;
+- content (what the rows hold, from the ledger's fingerprints, date coverage and row counts;
+  docs/CONTENT_CHECKS.md), within ``retention_days``: wrong-day critical while rescuable, then
+  a warning; stale and few-rows warnings.
 
 Problems are ordered by urgency: connection failures first, then critical before warning, and
 within a severity the soonest action date (rescue-by, delete-on) first.
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Iterable
@@ -84,6 +88,8 @@ STALE_RUNS = 7
 FEW_ROWS_HISTORY = 8
 #: ... once at least this many such runs with data exist.
 FEW_ROWS_MIN_HISTORY = 4
+#: Validator statuses of a file whose rows count (for stale and few-rows).
+_DATA_STATUSES = (st.OK, st.CHANGED, st.WRONG_DAY)
 #: Problems whose next step is a re-run before their rescue-by date.
 RESCUE_KINDS = ("missing", "empty", "unreadable", *CONTENT_KINDS)
 _SEVERITY_CODE = {WARNING: st.Exit.WARNING, CRITICAL: st.Exit.CRITICAL}
@@ -398,6 +404,7 @@ def evaluate_report(
 
     runs: list[RunDay] = []
     problems: list[Problem] = []
+    data_files: dict[date, list[Delivery]] = {}  # per run: its files with data rows
     for day, deadline in runs_df.select("day", "deadline").iter_rows():
         files = by_run.get(day, [])
         covered = report.covered_day(day)
@@ -406,8 +413,10 @@ def evaluate_report(
         if files:
             first = files[0]
             state = model.ON_TIME if first.delivered_at <= deadline else model.LATE
-            verification = _worst_verification(_file_status(d, closed, covered) for d in files)
-            ok_rows = [d.rows for d in files if d.rows is not None and _file_status(d, closed, covered) == st.OK]
+            statuses = [_file_status(d, closed, covered) for d in files]
+            data_files[day] = [d for d, v in zip(files, statuses) if d.rows and v in _DATA_STATUSES]
+            verification = _worst_verification(statuses)
+            ok_rows = [d.rows for d, v in zip(files, statuses) if d.rows is not None and v == st.OK]
             any_rows = [d.rows for d in files if d.rows is not None]
             rows = ok_rows[0] if ok_rows else (any_rows[0] if any_rows else None)
             delete_on = first.delivered_at.astimezone(tz).date() + timedelta(days=report.retention_days)
@@ -430,7 +439,7 @@ def evaluate_report(
         runs.append(run)
         problems.extend(_run_problems(report, run, files, today, timing))
 
-    runs, found = _content_problems(report, runs, by_run, today)
+    runs, found = _content_problems(report, runs, data_files, today)
     problems.extend(found)
 
     for d in history:
@@ -554,12 +563,11 @@ def _run_problems(report, run: RunDay, files: list[Delivery], today: date, timin
     return out
 
 
-_DATA_STATUSES = (st.OK, st.CHANGED, st.WRONG_DAY)
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 def _content_problems(
-    report, runs: list[RunDay], by_run: dict[date, list[Delivery]], today: date
+    report, runs: list[RunDay], data_files: dict[date, list[Delivery]], today: date
 ) -> tuple[list[RunDay], list[Problem]]:
     """Wrong day, stale and few rows: what the delivered rows hold, from the ledger's
     fingerprints, date coverage and row counts (one pass over the runs, oldest first).
@@ -570,17 +578,16 @@ def _content_problems(
     out_runs: list[RunDay] = []
     problems: list[Problem] = []
     seen: dict[str, tuple[int, Delivery, RunDay]] = {}  # fingerprint -> its latest run index
-    usual: dict[int, list[int]] = {}  # weekday of the covered day -> row counts, oldest first
+    usual: dict[int, deque[int]] = {}  # weekday of the covered day -> its last row counts
     share = float(getattr(report, "min_share", 0.2) or 0.0)
     for i, run in enumerate(runs):
-        files = by_run.get(run.day, [])
+        with_data = data_files.get(run.day)
+        if not with_data:
+            out_runs.append(run)
+            continue
         kinds: set[str] = set()
         report_it = (today - run.day).days <= report.retention_days
-        with_data = [
-            d for d in files
-            if d.rows and _file_status(d, run.closed, run.covered_day) in _DATA_STATUSES
-        ]
-        history = usual.get(run.covered_day.weekday(), [])[-FEW_ROWS_HISTORY:]
+        history = list(usual.get(run.covered_day.weekday(), ()))
         for d in with_data:
             found = [
                 _wrong_day(report, run, d, today),
@@ -595,8 +602,8 @@ def _content_problems(
         for d in with_data:
             if d.fingerprint:
                 seen[d.fingerprint] = (i, d, run)
-        if with_data and not run.closed and run.rows:
-            usual.setdefault(run.covered_day.weekday(), []).append(run.rows)
+        if not run.closed and run.rows:
+            usual.setdefault(run.covered_day.weekday(), deque(maxlen=FEW_ROWS_HISTORY)).append(run.rows)
         if kinds:
             run = replace(run, content=tuple(k for k in CONTENT_KINDS if k in kinds))
         out_runs.append(run)

@@ -14,7 +14,9 @@ list; a ledger written by a newer release is refused with a clear message rather
 misread.
 
 Stored times are UTC ISO 8601 strings with microseconds, so they sort as text.
-Cell values never reach the ledger: only counts, column names and statuses.
+Cell values never reach the ledger: only counts, column names, statuses, and per verification
+the rows' fingerprint (a hash) and the date column's days with their counts
+(docs/CONTENT_CHECKS.md).
 
 Public API (``profile`` defaults to the one the ledger was opened for)::
 
@@ -722,7 +724,8 @@ class Ledger:
         self, sha256: str, context: str = "", *, path: str | None = None,
         name: str | None = None,
     ) -> VerifyResult | None:
-        """The latest result for this content (and context), or None.
+        """The latest result for this content (and context), or None. Results recorded
+        before the current content checks (no fingerprint or dates yet) are not reused.
 
         ``path``/``name`` replace the stored ones so the result describes the file asked
         about (the same bytes may sit under another name).
@@ -731,8 +734,9 @@ class Ledger:
             row = self._conn.execute(
                 "SELECT path, name, report, delivered_at, status, rows, header_row, columns,"
                 " message, sheet, missing_columns, fingerprint, date_column, dates FROM verifications"
-                " WHERE sha256 = ? AND context = ? ORDER BY id DESC LIMIT 1",
-                (sha256, context),
+                " WHERE sha256 = ? AND context = ? AND content_version >= ?"
+                " ORDER BY id DESC LIMIT 1",
+                (sha256, context, CONTENT_VERSION),
             ).fetchone()
         if row is None:
             return None

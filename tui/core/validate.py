@@ -1,8 +1,10 @@
 """The report validator (SPEC "Excel reports"): is a delivered workbook a sound report?
 
 ``validate_file`` never raises for bad input: every problem becomes a ``VerifyResult`` whose
-status is one of ``ok``, ``empty``, ``empty-closed``, ``schema`` or ``unreadable`` and whose
-message says what is wrong and what to do. Cell values never reach logs, messages or the
+status is one of ``ok``, ``empty``, ``empty-closed``, ``schema``, ``unreadable`` or
+``wrong-day`` and whose message says what is wrong and what to do. Every result with data rows
+also carries the rows' fingerprint and the date column's coverage (``tui.core.content``,
+docs/CONTENT_CHECKS.md): measured in the worker, judged here against the covered day. Cell values never reach logs, messages or the
 ledger: they hold patron data. Only column names (header cells that look like names) and
 configured names are ever repeated; a sheet without a recognised header has its columns named
 by position ("column 1", ...).
