@@ -534,3 +534,37 @@ def test_alerts_group_content_problems_by_run_and_name_them(seeded):
                                         "Wed 9 Dec to Thu 10 Dec — rescue by Sun 13 Dec")
     assert alerts["few-rows"].current and alerts["few-rows"].headline(cs.TODAY).startswith("too few rows in")
     assert alerts["stale"].headline(cs.TODAY, ended=True).endswith("is fine again after repeated old rows Wed 9 Dec")
+
+
+def test_a_hostile_date_header_is_shown_as_text_everywhere(tmp_path, capsys, monkeypatch):
+    """The date column's name comes from the file: in messages it is plain text (no markup, no
+    terminal escapes), in the ledger and the JSON a string like any column name."""
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.setenv("COLUMNS", "400")
+    hostile = "Loan Date [bold red]x[/] \x1b[2J\x1b]0;pwned\x07"
+    columns = (*xf.LOANS_COLUMNS[:2], hostile, *xf.LOANS_COLUMNS[3:])
+    path = xf.write_report(tmp_path / "Loans_20261124_070500.xlsx", _rows_on({D(2026, 11, 20): 6}),
+                           columns=columns)
+    assert main(["verify", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert "[bold red]x[/]" in out and "\x1b" not in out and "\x07" not in out
+    assert main(["verify", "--json", str(path)]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["files"][0]["date_column"] == hostile and doc["files"][0]["status"] == "wrong-day"
+
+
+def test_a_damaged_date_summary_in_the_ledger_is_ignored(tmp_path, files):
+    p = cs.planned(cs.WRONG_DAY)
+    path = tmp_path / p.name
+    path.write_bytes(files[p.name])
+    sha = hashlib.sha256(files[p.name]).hexdigest()
+    with Ledger.open(tmp_path / "l.sqlite3") as led:
+        led.record_listing(None, lambda f: (cs.REPORT, f.mtime),
+                           [RemoteFile(p.name, len(files[p.name]), p.delivered_at)])
+        led.record_download(p.name, size=len(files[p.name]), sha256=sha, local_path=str(path))
+        led.record_verification(validate_file(path, cs.profile().report_for(cs.REPORT), p.delivered_at), sha256=sha)
+        for damage in ("[" * 100_000, '{"values": "many"}', "not json"):
+            with led._write() as conn:
+                conn.execute("UPDATE verifications SET dates = ?", (damage,))
+            (d,) = led.deliveries()
+            assert d.coverage is None and d.fingerprint

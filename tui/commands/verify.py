@@ -309,7 +309,7 @@ def _print_table(results, code) -> None:
         line = Text()
         line.append(escape_name(r.name), style="bold")
         line.append(f" ({r.status}): ", style=STATUS_STYLES.get(r.status, ""))
-        line.append(r.message)
+        line.append(escape_name(r.message))  # may quote a sheet or column name from the file
         console.print(line)
     counts: dict[str, int] = {}
     for r in results:

@@ -61,6 +61,7 @@ from tui.core import clock, content
 from tui.core import model
 from tui.core import status as st
 from tui.core.model import Delivery, Problem, RunDay
+from tui.core.names import escape_name
 from tui.core.schedule import Schedule, Timing, infer_schedule, parse_schedule
 
 log = logging.getLogger("report_keeper.health")
@@ -627,7 +628,7 @@ def _wrong_day(report, run: RunDay, d: Delivery, today: date) -> Problem | None:
     rescuable = today < run.rescue_by
     message = (
         f"The rows of '{d.name}' describe loans of {fmt_day(described, today)} ({top} of "
-        f"{cov.values} dates in '{cov.column}'), but the run of {fmt_day(run.day, today)} "
+        f"{cov.values} dates in '{escape_name(cov.column)}'), but the run of {fmt_day(run.day, today)} "
         f"covers {fmt_day(run.covered_day, today)}"
     )
     if run.closed:

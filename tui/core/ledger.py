@@ -998,7 +998,7 @@ def _coverage(column: str | None, dates: str | None):
         return None
     try:
         return DateCoverage.from_stored(column, json.loads(dates))
-    except ValueError:
+    except (ValueError, RecursionError):  # a damaged or edited ledger: no coverage, no verdict
         return None
 
 

@@ -54,6 +54,7 @@ from typing import Any, Callable, Iterable, Sequence
 from tui.core import content, isolation
 from tui.core import status as st
 from tui.core.model import VerifyResult
+from tui.core.names import escape_name
 
 log = logging.getLogger("report_keeper.validate")
 
@@ -276,7 +277,7 @@ def _wrong_day_message(report: Any, dates: content.DateCoverage, described: date
     rescue_by = covered + timedelta(days=anonymize)
     return (
         f"The rows describe {described:%a} {described.isoformat()}: {top} of the {dates.values} "
-        f"dates in '{dates.column}' fall on that day, but the report covers "
+        f"dates in '{escape_name(dates.column)}' fall on that day, but the report covers "
         f"{covered:%a} {covered.isoformat()}. Open the analysis in Alma Analytics and check its "
         f"date filter; re-run it for loans of {covered.isoformat()} before "
         f"{rescue_by.isoformat()} (when that day's loans are anonymized)."

@@ -59,7 +59,7 @@ SORTS: tuple[tuple[str, Callable[[RemoteRow], Any], bool], ...] = (
     ("local state", lambda r: (_STATE_RANK.get(r.state, 9), -_delivered_key(r)), False),
 )
 
-_SHORT_VERIFY = {"unreadable": "✗ unread."}
+_SHORT_VERIFY = {"unreadable": "✗ unread.", "wrong-day": "↔ wr. day"}
 
 
 class RemoteScreen(Screen):

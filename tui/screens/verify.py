@@ -359,7 +359,7 @@ class VerifyScreen(Screen):
                 local_time(r.delivered_at, self.tz),
                 Text(f"{r.rows:,}" if r.rows is not None else "—", justify="right"),
                 short_name(r.name, FILE_WIDTH),
-                Text(reason, no_wrap=True, overflow="ellipsis"),
+                Text(escape_name(reason), no_wrap=True, overflow="ellipsis"),
                 key=r.path,
             )
         if keep is not None:
@@ -485,7 +485,7 @@ class VerifyScreen(Screen):
         if r.message:
             msg = Text()
             msg.append("Validator: ", style="bold")
-            msg.append(r.message)
+            msg.append(escape_name(r.message))  # may quote a sheet or column name from the file
             parts.append(msg)
         for problem in self._shown_status(outcome, self._content())[1]:
             msg = Text()
