@@ -118,7 +118,7 @@ def planned(run_day: date) -> Planned:
 def config_toml(*, host: str = "127.0.0.1", port: int = 22, username: str = "alma",
                 key: str | None = None, known_hosts: str | None = None, remote_dir: str = "reports",
                 local_dir: str = "local", ledger: str = "ledger.sqlite3",
-                ssh_config: str | None = None, min_share: float = 0.4) -> str:
+                ssh_config: str | None = None, min_share: float = 0.4, closed: bool = True) -> str:
     lines = ["[profile.default]", f'host = "{host}"', f"port = {port}", f'username = "{username}"']
     if key:
         lines.append(f'key = "{key}"')
@@ -131,7 +131,7 @@ def config_toml(*, host: str = "127.0.0.1", port: int = 22, username: str = "alm
         'timezone = "America/Chicago"', "",
         "[[profile.default.report]]", f'name = "{REPORT}"', 'schedule = "daily"', 'at = "07:00"',
         'grace = "2h"', f"lag_days = {LAG}", "anonymize_days = 7", "retention_days = 60",
-        f'closed_days = ["{CLOSED[0]}..{CLOSED[1]}"]',
+        f'closed_days = ["{CLOSED[0]}..{CLOSED[1]}"]' if closed else "closed_days = []",
         "expected_columns = [" + ", ".join(f'"{c}"' for c in xf.LOANS_COLUMNS) + "]",
         'date_column = "Loan Date"', f"min_share = {min_share}", "",
     ]

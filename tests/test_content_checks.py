@@ -257,6 +257,19 @@ def test_the_scenario_finds_stale_wrong_day_and_few_rows_and_nothing_else(seeded
     assert (first.kind, first.day) == ("wrong-day", cs.STALE_DAY)
 
 
+def test_the_weekly_rhythm_and_the_closed_week_are_what_keeps_them_quiet(seeded):
+    """The scenario's quiet days would be "few rows" if weekdays were not compared with their
+    own kind, or if the holiday week were not configured as closed."""
+    import statistics
+
+    weekday_median = statistics.median(cs.usual_rows(D(2026, 11, 2) + timedelta(days=i)) for i in range(5))
+    assert cs.usual_rows(D(2026, 11, 8)) < 0.4 * weekday_median  # a Sunday
+    open_week = evaluate(cs.profile(closed=False), seeded, now=cs.NOW)
+    few = {p.day for p in open_week.reports[0].problems if p.kind == "few-rows"}
+    holiday_runs = {cs.CLOSED[0] + timedelta(days=cs.LAG + i) for i in range(5)}
+    assert holiday_runs <= few
+
+
 def test_the_default_share_keeps_a_third_and_catches_a_tenth(seeded):
     health = evaluate(cs.profile(min_share=0.2), seeded, now=cs.NOW)
     assert [p for p in health.reports[0].problems if p.kind == "few-rows"] == []
