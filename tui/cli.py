@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "init": "set up a profile: server, key, folder, reports; writes the config",
     "schedule": "print or install the systemd timer (or crontab line) for unattended runs",
     "notify": "send a test alert through every configured channel (--test)",
+    "export": "write the kept reports as one table (parquet or csv), with coverage; no server",
 }
 
 

@@ -116,6 +116,9 @@ _EMPTY_FIELDS: dict[str | None, dict[str, Any]] = {
     "sync": {"downloaded": [], "skipped": [], "failed": [], "refused": [], "files": [], "lost": []},
     "check": {"connection": {"ok": None, "message": "", "write_test": "skipped", "steps": {}}, "reports": []},
     "verify": {"files": []},
+    "export": {"out": None, "rows": 0, "files": 0, "pseudonymized_columns": [], "days": {
+        "included": [], "empty": [], "closed": [], "missing": [], "excluded": []},
+        "superseded": [], "column_drift": []},
 }
 
 

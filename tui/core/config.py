@@ -137,6 +137,9 @@ class ReportConfig:
     # the share of the weekday's usual row count below which a delivery has too few rows.
     date_column: str | None = None
     min_share: float = 0.2
+    #: Columns ``export --pseudonymize`` replaces with keyed hashes; empty: the default rule
+    #: (headers naming an identifier, user id, patron id or e-mail; tui.core.pseudonym).
+    identifier_columns: tuple[str, ...] = ()
 
     def is_closed(self, day: date) -> bool:
         return any(day in r for r in self.closed_days)
@@ -149,6 +152,7 @@ class ReportConfig:
 REPORT_KEYS = {
     "name", "schedule", "at", "grace", "lag_days", "anonymize_days", "retention_days",
     "min_rows", "expected_columns", "closed_days", "pattern", "date_column", "min_share",
+    "identifier_columns",
 }
 
 
@@ -361,6 +365,7 @@ def _report(reader: _Reader, base: ReportConfig, *, need_name: bool) -> ReportCo
         expected_columns=reader.convert("expected_columns", _str_list, base.expected_columns),
         closed_days=reader.convert("closed_days", _day_ranges, base.closed_days),
         pattern=reader.convert("pattern", _pattern, base.pattern),
+        identifier_columns=reader.convert("identifier_columns", _str_list, base.identifier_columns),
         configured=need_name,
         date_column=reader.convert("date_column", _date_column, base.date_column),
         min_share=reader.convert("min_share", _share, base.min_share),

@@ -503,7 +503,10 @@ def _worker_main(argv: list[str]) -> int:
     from tui.core import validate
 
     validate.warm_up()
-    ops = {"verify": validate.worker_verify, "preview": validate.worker_preview}
+    from tui.core import export_read
+
+    ops = {"verify": validate.worker_verify, "preview": validate.worker_preview,
+           "table": export_read.worker_table}
     out = sys.stdout.buffer
     for raw in sys.stdin.buffer:
         if os.getppid() != parent:

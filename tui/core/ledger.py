@@ -188,6 +188,40 @@ MIGRATIONS: list[str] = [
     ALTER TABLE verifications ADD COLUMN dates TEXT;
     ALTER TABLE verifications ADD COLUMN content_version INTEGER
     """,
+    # Exports: what each export wrote and which source files (by sha256) it read, so a
+    # retention policy can tell which local copies the study already holds. ``role`` is
+    # 'rows' (its rows are in the export), 'empty' (counted as covered, no rows) or
+    # 'superseded' (another delivery of the same run day was exported instead).
+    """
+    CREATE TABLE exports (
+        id INTEGER PRIMARY KEY,
+        profile TEXT NOT NULL,
+        at TEXT NOT NULL,
+        out TEXT NOT NULL,
+        format TEXT NOT NULL,
+        reports TEXT NOT NULL,
+        since TEXT,
+        until TEXT,
+        pseudonymized INTEGER NOT NULL,
+        pseudonymized_columns TEXT NOT NULL,
+        key_id TEXT,
+        rows INTEGER NOT NULL,
+        files INTEGER NOT NULL,
+        status TEXT NOT NULL
+    );
+    CREATE INDEX exports_profile ON exports (profile, at);
+    CREATE TABLE export_sources (
+        export_id INTEGER NOT NULL REFERENCES exports (id) ON DELETE CASCADE,
+        sha256 TEXT NOT NULL,
+        name TEXT NOT NULL,
+        report TEXT NOT NULL,
+        run_day TEXT NOT NULL,
+        role TEXT NOT NULL,
+        rows INTEGER,
+        PRIMARY KEY (export_id, sha256, name)
+    );
+    CREATE INDEX export_sources_sha ON export_sources (sha256)
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -982,6 +1016,101 @@ class Ledger:
                     (self._p(profile),),
                 )
             ]
+
+    # ------------------------------------------------------------------ exports
+    def verification_statuses(self, sha256s: Iterable[str]) -> dict[str, tuple[str, int | None, int | None]]:
+        """The latest verification of each content: ``{sha256: (status, rows, header_row)}``."""
+        wanted = set(sha256s)
+        out: dict[str, tuple[str, int | None, int | None]] = {}
+        with self._lock:
+            for sha, status, rows, header_row in self._conn.execute(
+                "SELECT sha256, status, rows, header_row FROM verifications"
+                " WHERE sha256 IS NOT NULL ORDER BY id"
+            ):
+                if sha in wanted:
+                    out[sha] = (status, rows, header_row)
+        return out
+
+    def record_export(
+        self, *, out: str, format: str, reports: Sequence[str], since: str | None,
+        until: str | None, pseudonymized_columns: Sequence[str] | None, key_id: str | None,
+        rows: int, files: int, status: str, sources: Iterable[dict[str, Any]],
+        when: datetime | None = None, profile: str | None = None,
+    ) -> int:
+        """Record one written export and its sources (dicts with ``sha256``, ``name``,
+        ``report``, ``run_day``, ``role``, ``rows``); ``pseudonymized_columns`` None: the
+        export was not pseudonymized. Returns the export's id."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO exports (profile, at, out, format, reports, since, until, pseudonymized,"
+                " pseudonymized_columns, key_id, rows, files, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self._p(profile), _ts(when or clock.now()), out, format,
+                 json.dumps(list(reports), ensure_ascii=False), since, until,
+                 int(pseudonymized_columns is not None),
+                 json.dumps(list(pseudonymized_columns or ()), ensure_ascii=False), key_id,
+                 rows, files, status),
+            )
+            export_id = int(cur.lastrowid or 0)
+            conn.executemany(
+                "INSERT OR IGNORE INTO export_sources (export_id, sha256, name, report, run_day,"
+                " role, rows) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(export_id, s["sha256"], s["name"], s["report"], s["run_day"], s["role"], s.get("rows"))
+                 for s in sources],
+            )
+        return export_id
+
+    def exports(self, profile: str | None = None) -> list[dict[str, Any]]:
+        """Every recorded export of the profile, oldest first, each with its ``sources``."""
+        with self._lock:
+            cur = self._conn.execute(
+                "SELECT id, at, out, format, reports, since, until, pseudonymized,"
+                " pseudonymized_columns, key_id, rows, files, status FROM exports"
+                " WHERE profile = ? ORDER BY id",
+                (self._p(profile),),
+            )
+            names = [c[0] for c in cur.description]
+            rows = [dict(zip(names, r)) for r in cur.fetchall()]
+            sources: dict[int, list[dict[str, Any]]] = {}
+            for r in self._conn.execute(
+                "SELECT s.export_id, s.sha256, s.name, s.report, s.run_day, s.role, s.rows"
+                " FROM export_sources s JOIN exports e ON e.id = s.export_id WHERE e.profile = ?"
+                " ORDER BY s.export_id, s.run_day, s.name",
+                (self._p(profile),),
+            ):
+                sources.setdefault(r[0], []).append(
+                    {"sha256": r[1], "name": r[2], "report": r[3], "run_day": r[4], "role": r[5], "rows": r[6]}
+                )
+        for row in rows:
+            row["at"] = _dt(row["at"])
+            row["reports"] = json.loads(row["reports"])
+            row["pseudonymized"] = bool(row["pseudonymized"])
+            row["pseudonymized_columns"] = json.loads(row["pseudonymized_columns"])
+            row["sources"] = sources.get(row["id"], [])
+        return rows
+
+    def exported_sha256s(self, profile: str | None = None, roles: Sequence[str] = ("rows", "empty")) -> set[str]:
+        """Contents some export of the profile has included (by default: their rows, or as an
+        empty day): what a retention policy may delete locally."""
+        marks = ", ".join("?" * len(roles))
+        with self._lock:
+            return {
+                r[0] for r in self._conn.execute(
+                    "SELECT DISTINCT s.sha256 FROM export_sources s JOIN exports e ON e.id = s.export_id"
+                    f" WHERE e.profile = ? AND s.role IN ({marks})",
+                    (self._p(profile), *roles),
+                )
+            }
+
+    def download_sha256s(self, *, other_profiles: bool = False, profile: str | None = None) -> set[str]:
+        """Contents of every download recorded for the profile (or for every other profile)."""
+        op = "!=" if other_profiles else "="
+        with self._lock:
+            return {
+                r[0] for r in self._conn.execute(
+                    f"SELECT DISTINCT sha256 FROM downloads WHERE profile {op} ?", (self._p(profile),)
+                )
+            }
 
 
 def _state(size, mtime, dsize, dmtime, partial: bool, missing: bool = False) -> str:

@@ -1,0 +1,924 @@
+"""Export: the kept reports as one analysable table (parquet or csv), with honest coverage.
+
+What goes in, and under which run day, comes from the health evaluation
+(:func:`tui.core.health.evaluate`), the one home of those rules: each ``RunDay`` of a report
+names its deliveries, whether its covered (loan) day is closed, and its status. For each run
+day whose covered day is in the range:
+
+- the candidates are the day's deliveries held locally and recorded in the ledger: every
+  downloaded copy still on disk with its recorded size, including the older copy of a file the
+  server changed (``NAME (changed ...).xlsx`` is a newer copy of the same delivery);
+- the newest candidate that verified ``ok`` wins (newest by delivery time, then by the server
+  copy's time); the others are *superseded*. Its rows are read through the table cache
+  (``tui.core.export_cache``: a workbook is parsed only in a limited worker process, once per
+  content); a file whose table cannot be read gives way to the next ``ok`` candidate;
+- a day's coverage is ``included`` (a file's rows are in the table), ``empty`` (the newest
+  delivery has no data rows on an open day: a gap), ``closed`` (the covered day is a configured
+  closed day and no rows came: an empty delivery or none), ``missing`` (no delivery held:
+  none arrived, or it was never downloaded) or ``excluded`` (the files that came could not be
+  used: unreadable, wrong schema, modified locally, or the same bytes as another day's file);
+- a content (sha256) is included once: the same loans never twice.
+
+The table: ``report``, ``run_day``, ``covered_day``, ``delivered_at`` (UTC), ``source_file``,
+``source_sha256``, then the reports' own columns by header name, the union over all included
+files (a day without a column has nulls there; every change is listed in ``column_drift``).
+A column present with different types on different days gets a common type: integers and
+floats give floats, dates and date-times give date-times, anything else text. Identifier
+columns are always text; with a pseudonym key their values are replaced by pseudonyms
+(``tui.core.pseudonym``) while the table is written, so no raw identifier reaches the file.
+
+Written lazily and streamed (polars scans of the cached files, ``sink_parquet``/``sink_csv``),
+so memory does not grow with the number of files; into a private folder beside the target,
+then linked to its name (never over an existing file unless ``force``), mode 0600. Each
+export is recorded in the ledger with the sha256 of every source it used.
+
+Public API: ``run_export(profile, ledger, request, ...) -> ExportResult`` (blocking) and
+``export_reports(...)`` (the same, awaitable: the app's screens use it); ``ExportError`` is a
+usage or configuration problem (exit 3) whose ``str()`` is one line saying what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import secrets
+import shutil
+import stat
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tui.core import clock
+from tui.core import isolation
+from tui.core import model
+from tui.core import status as st
+from tui.core.export_cache import CacheError, CachedTable, ReadFailure, TableCache, cache_dir
+from tui.core.names import escape_name
+from tui.core.pseudonym import PseudonymKey, PseudonymKeyError, identifier_columns, load_key
+
+log = logging.getLogger("report_keeper.export")
+
+FIXED_COLUMNS = ("report", "run_day", "covered_day", "delivered_at", "source_file", "source_sha256")
+FORMATS = {".parquet": "parquet", ".csv": "csv"}
+#: A report column named like one of the fixed columns is renamed with this suffix.
+RENAMED_SUFFIX = " (from the file)"
+
+INCLUDED = "included"
+EMPTY = "empty"
+CLOSED = "closed"
+MISSING = "missing"
+EXCLUDED = "excluded"
+CATEGORIES = (INCLUDED, EMPTY, CLOSED, MISSING, EXCLUDED)
+
+_OK_LIKE = (st.OK, st.CHANGED)  # "changed" describes the server copy; its content verified ok
+_EMPTY_LIKE = (st.EMPTY, st.EMPTY_CLOSED)
+
+Progress = Callable[[int, int, str], None]
+
+
+class ExportError(Exception):
+    """A usage or configuration problem: nothing was written. ``str()`` is one line."""
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What to export (the command's options; the app's modal fills the same)."""
+
+    out: Path
+    reports: tuple[str, ...] = ()  # empty: every report of the profile
+    since: date | None = None  # covered days, inclusive
+    until: date | None = None
+    pseudonymize: bool = False
+    key_file: Path | None = None  # None: the profile's own key (created on first use)
+    force: bool = False  # replace an existing file
+
+    @property
+    def format(self) -> str:
+        return output_format(self.out)
+
+
+def output_format(out: str | os.PathLike[str]) -> str:
+    """``parquet`` or ``csv`` from the file name's extension; ``ExportError`` otherwise."""
+    suffix = Path(out).suffix.lower()
+    if suffix not in FORMATS:
+        raise ExportError(
+            f"cannot tell the format of {escape_name(str(out))!r}: name the output file "
+            "FILE.parquet (for analysis tools) or FILE.csv (for spreadsheets)"
+        )
+    return FORMATS[suffix]
+
+
+def parse_day(text: str, option: str = "--since") -> date:
+    """A ``YYYY-MM-DD`` day for ``--since``/``--until``; ``ExportError`` says what is wrong."""
+    try:
+        return date.fromisoformat(text.strip())
+    except (ValueError, AttributeError):
+        raise ExportError(
+            f"{option} {escape_name(str(text))!r} is not a day; write it as YYYY-MM-DD, e.g. 2026-09-01"
+        ) from None
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class HeldCopy:
+    """One local copy of a delivery, as the ledger recorded it and the disk still holds it."""
+
+    report: str
+    name: str  # the server's name of the delivery
+    path: Path
+    sha256: str
+    delivered_at: datetime
+    order: tuple[Any, ...]  # sorts oldest first: delivery time, server copy's time, download
+    verification: str | None
+    rows: int | None
+    header_row: int | None
+
+    @property
+    def file(self) -> str:
+        return self.path.name
+
+
+@dataclass
+class Day:
+    """One run day of one report in the range, and what the export made of it."""
+
+    report: str
+    run_day: date
+    covered_day: date
+    closed: bool
+    run_status: str
+    copies: list[HeldCopy] = field(default_factory=list)  # oldest first
+    not_held: list[str] = field(default_factory=list)  # deliveries without a local copy
+    category: str = MISSING
+    winner: HeldCopy | None = None
+    table: CachedTable | None = None
+    failures: dict[Path, ReadFailure] = field(default_factory=dict)
+    duplicate_of: "Day | None" = None
+
+
+@dataclass
+class ExportResult:
+    """What an export did (``to_json()`` is the command's JSON document)."""
+
+    out: Path
+    format: str
+    reports: tuple[str, ...]
+    since: date | None
+    until: date | None
+    days: list[Day]
+    rows: int
+    files: int
+    columns: tuple[str, ...]
+    pseudonymized_columns: tuple[str, ...] | None  # None: not pseudonymized
+    identifier_columns: tuple[str, ...]
+    missing_identifier_columns: tuple[str, ...]
+    column_drift: list[dict[str, Any]]
+    key: PseudonymKey | None
+    read: int  # workbooks parsed by this export (the others came from the cache)
+    cached: int
+    seconds: float
+    export_id: int | None = None
+    before_history: int = 0  # missing days before the ledger's first delivery of a report
+
+    # -- coverage
+    def of(self, category: str) -> list[Day]:
+        return [d for d in self.days if d.category == category]
+
+    @property
+    def exit_code(self) -> st.Exit:
+        if self.of(EXCLUDED):
+            return st.Exit.CRITICAL
+        if self.of(MISSING) or self.of(EMPTY):
+            return st.Exit.WARNING
+        return st.Exit.OK
+
+    @property
+    def status(self) -> str:
+        return st.overall_name(self.exit_code)
+
+    def excluded(self) -> list[dict[str, Any]]:
+        out = []
+        for d in self.of(EXCLUDED):
+            for copy, status, message in _excluded_files(d):
+                out.append({"day": d.covered_day.isoformat(), "file": escape_name(copy.file),
+                            "status": status, "report": d.report, "run_day": d.run_day.isoformat(),
+                            "message": message})
+        return out
+
+    def superseded(self) -> list[dict[str, Any]]:
+        out = []
+        for d in self.days:
+            by = d.winner or (d.copies[-1] if d.category in (EMPTY, CLOSED) and d.copies else None)
+            if by is None:
+                continue
+            for c in d.copies:
+                if c is by:
+                    continue
+                failure = d.failures.get(c.path)
+                out.append({"file": escape_name(c.file), "by": escape_name(by.file), "report": d.report,
+                            "day": d.covered_day.isoformat(), "run_day": d.run_day.isoformat(),
+                            "status": failure.status if failure else (c.verification or "unverified")})
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        days: dict[str, Any] = {c: sorted({d.covered_day.isoformat() for d in self.of(c)})
+                                for c in (INCLUDED, EMPTY, CLOSED, MISSING)}
+        days[EXCLUDED] = self.excluded()
+        by_report: dict[str, Any] = {}
+        for name in self.reports:
+            mine = [d for d in self.days if d.report == name]
+            by_report[name] = {c: [d.covered_day.isoformat() for d in mine if d.category == c] for c in CATEGORIES}
+        return {
+            "status": self.status,
+            "out": str(self.out),
+            "format": self.format,
+            "rows": self.rows,
+            "files": self.files,
+            "reports": list(self.reports),
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "columns": list(self.columns),
+            "pseudonymized_columns": list(self.pseudonymized_columns or ()),
+            "pseudonymized": self.pseudonymized_columns is not None,
+            "identifier_columns": list(self.identifier_columns),
+            "identifier_columns_not_found": list(self.missing_identifier_columns),
+            "key_file": str(self.key.path) if self.key else None,
+            "key_id": self.key.key_id if self.key else None,
+            "key_created": bool(self.key and self.key.created),
+            "days": days,
+            "days_by_report": by_report,
+            "superseded": self.superseded(),
+            "column_drift": self.column_drift,
+            "not_held": [{"day": d.covered_day.isoformat(), "file": escape_name(n), "report": d.report}
+                         for d in self.days for n in d.not_held],
+            "files_read": self.read,
+            "files_from_cache": self.cached,
+            "seconds": round(self.seconds, 3),
+            "export_id": self.export_id,
+        }
+
+    # -- words for people
+    def coverage_line(self) -> str:
+        counts = {c: len(self.of(c)) for c in CATEGORIES}
+        words = [f"{counts[INCLUDED]} included"]
+        if counts[EMPTY]:
+            words.append(f"{counts[EMPTY]} empty on an open day")
+        if counts[CLOSED]:
+            words.append(f"{counts[CLOSED]} closed")
+        if counts[MISSING]:
+            words.append(f"{counts[MISSING]} missing")
+        if counts[EXCLUDED]:
+            words.append(f"{counts[EXCLUDED]} excluded")
+        span = ""
+        covered = [d.covered_day for d in self.days]
+        if covered:
+            span = f" {min(covered).isoformat()} .. {max(covered).isoformat()}"
+        return f"Covered days{span}: " + ", ".join(words)
+
+    def summary_lines(self, limit: int = 8) -> list[str]:
+        what = ", ".join(repr(escape_name(r)) for r in self.reports)
+        lines = [
+            f"{self.status.upper()}: exported {self.rows:,} rows from {self.files} "
+            f"file{'s' if self.files != 1 else ''} of {what} to {escape_name(str(self.out))} ({self.format}, mode 0600)",
+            self.coverage_line(),
+        ]
+
+        def days(category: str, label: str) -> None:
+            items = self.of(category)
+            if not items:
+                return
+            shown = [f"{d.covered_day.isoformat()}" + (f" ({escape_name(d.report)})" if len(self.reports) > 1 else "")
+                     for d in items[:limit]]
+            more = f" and {len(items) - limit} more" if len(items) > limit else ""
+            lines.append(f"  {label}: " + ", ".join(shown) + more)
+
+        days(MISSING, "missing (no delivery held: a gap in the data)")
+        if any(d.not_held for d in self.of(MISSING)):
+            lines.append("    some were delivered but never downloaded: run 'report-keeper sync' first")
+        if self.before_history:
+            lines.append(f"    {self.before_history} of them lie before the ledger's first delivery")
+        days(EMPTY, "empty on an open day (no rows: a gap to note)")
+        excluded = self.excluded()
+        for e in excluded[:limit]:
+            lines.append(f"  excluded {e['day']}: {e['file']} ({e['status']}): {e['message']}")
+        if len(excluded) > limit:
+            lines.append(f"  ... and {len(excluded) - limit} more excluded files (see --json)")
+        superseded = self.superseded()
+        if superseded:
+            lines.append(f"Superseded: {len(superseded)} other deliveries of an exported run day "
+                         "(a re-run or a changed copy; the newest ok one is exported)")
+        for drift in self.column_drift[:limit]:
+            parts = []
+            if drift["added"]:
+                parts.append("added " + ", ".join(repr(c) for c in drift["added"]))
+            if drift["missing"]:
+                parts.append("without " + ", ".join(repr(c) for c in drift["missing"]))
+            if drift.get("reordered") and not parts:
+                parts.append("columns reordered")
+            lines.append(f"Column drift {drift['day']}: " + "; ".join(parts) + " (kept by name, nulls where absent)")
+        if len(self.column_drift) > limit:
+            lines.append(f"... and {len(self.column_drift) - limit} more column changes (see --json)")
+        if self.pseudonymized_columns is not None:
+            cols = ", ".join(repr(c) for c in self.pseudonymized_columns) or "none found"
+            lines.append(f"Pseudonymized: {cols} (key {self.key.key_id if self.key else '?'}: "
+                         f"{escape_name(str(self.key.path)) if self.key else '?'})")
+            if self.key is not None and self.key.created:
+                lines.append("  A new pseudonym key was created: back it up (see README, Pseudonyms); "
+                             "without it later exports cannot be joined with this one.")
+        elif self.identifier_columns:
+            lines.append("Not pseudonymized: " + ", ".join(repr(c) for c in self.identifier_columns)
+                         + " hold raw identifiers (use --pseudonymize before sharing)")
+        if self.missing_identifier_columns:
+            lines.append("identifier_columns not found in any file: "
+                         + ", ".join(repr(c) for c in self.missing_identifier_columns))
+        lines.append(f"Read {self.read} workbook{'s' if self.read != 1 else ''}, {self.cached} from the "
+                     f"cache, in {self.seconds:.1f} s.")
+        return lines
+
+    def toast(self) -> str:
+        """The app's notification: where the file is and the coverage in one breath."""
+        return f"{self.rows:,} rows → {self.out}\n{self.coverage_line()}"
+
+
+def _excluded_files(d: Day) -> list[tuple[HeldCopy, str, str]]:
+    out = []
+    for c in reversed(d.copies):
+        failure = d.failures.get(c.path)
+        if failure is not None:
+            out.append((c, failure.status, failure.message))
+        elif d.duplicate_of is not None and d.winner is None and c.verification in _OK_LIKE:
+            other = d.duplicate_of
+            out.append((c, "duplicate", f"the same content as {escape_name(other.winner.file) if other.winner else '?'}, "
+                                        f"exported for covered day {other.covered_day.isoformat()}"))
+        elif c.verification in (st.UNREADABLE, st.SCHEMA):
+            out.append((c, c.verification, "verification found it " + ("unreadable" if c.verification == st.UNREADABLE
+                                                                         else "without the expected columns")
+                        + ": 'report-keeper verify' says why"))
+        elif c.verification is None:
+            out.append((c, "unverified", "it could not be verified"))
+    return out
+
+
+# ----------------------------------------------------------------------------- running
+
+
+async def export_reports(
+    profile: Any, ledger: Any, request: ExportRequest, *, progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None, pool: isolation.WorkerPool | None = None,
+) -> ExportResult:
+    """:func:`run_export` in a thread: for the app (its screens never read a workbook)."""
+    return await asyncio.to_thread(run_export, profile, ledger, request, progress=progress,
+                                   cancelled=cancelled, pool=pool)
+
+
+class Cancelled(ExportError):
+    """The export was cancelled; nothing was written."""
+
+
+def run_export(
+    profile: Any, ledger: Any, request: ExportRequest, *, progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None, pool: isolation.WorkerPool | None = None,
+    now: datetime | None = None,
+) -> ExportResult:
+    """Export the profile's held reports as ``request`` says. Raises ``ExportError`` for usage
+    and configuration problems (nothing written) and ``Cancelled`` when ``cancelled()``."""
+    started = time.perf_counter()
+    fmt = request.format
+    if request.since and request.until and request.since > request.until:
+        raise ExportError(f"--since {request.since} is after --until {request.until}; "
+                          "give the first covered day first")
+    out = _check_out(request.out, force=request.force, profile=profile)
+    key = None
+    if request.pseudonymize:
+        try:
+            key = load_key(request.key_file, profile.name)
+        except PseudonymKeyError as exc:
+            raise ExportError(str(exc)) from None
+    pool = pool or isolation.shared_pool()
+    try:
+        cache = TableCache(cache_dir(Path(profile.ledger_path)), pool).open()
+    except CacheError as exc:
+        raise ExportError(str(exc)) from None
+    _refuse_own_folder(out, cache.folder, profile)
+
+    from tui.core.health import evaluate
+
+    now = now or clock.now()
+    ledger.reconcile_local(profile.local_dir)
+    deliveries = ledger.deliveries()
+    health = evaluate(profile, deliveries, now=now)
+    reports = _select_reports(health, request.reports, profile)
+    days, before = _plan(profile, ledger, health, reports, deliveries, request.since, request.until)
+    _verify_unverified(profile, ledger, days, pool, cancelled)
+    read_before = cache.built
+    try:
+        _resolve(days, cache, progress, cancelled)
+    except CacheError as exc:
+        raise ExportError(str(exc)) from None
+    _categorize(days)
+    included = [d for d in days if d.category == INCLUDED]
+
+    columns, drift, targets, renames = _union(included)
+    idents, missing_idents = _identifiers(profile, reports, included, renames)
+    if cancelled is not None and cancelled():
+        raise Cancelled("the export was cancelled; nothing was written")
+    if progress is not None:
+        progress(len(included), len(included), "writing")
+    _write(out, fmt, included, columns, targets, renames, idents, key, force=request.force)
+    rows = sum(d.table.rows for d in included if d.table is not None)
+    result = ExportResult(
+        out=out, format=fmt, reports=tuple(reports), since=request.since, until=request.until,
+        days=days, rows=rows, files=len(included), columns=(*FIXED_COLUMNS, *columns),
+        pseudonymized_columns=tuple(c for c in columns if c in idents) if key else None,
+        identifier_columns=tuple(c for c in columns if c in idents),
+        missing_identifier_columns=tuple(missing_idents), column_drift=drift, key=key,
+        read=cache.built - read_before, cached=cache.hits, seconds=0.0, before_history=before,
+    )
+    result.export_id = _record(ledger, result)
+    keep = {c.sha256 for d in days for c in d.copies}
+    try:
+        keep |= ledger.download_sha256s(other_profiles=True)
+        cache.prune(keep)
+    except Exception as exc:  # noqa: BLE001 - a cache left over is harmless, the export is done
+        log.warning("export cache not pruned: %s", type(exc).__name__)
+    result.seconds = time.perf_counter() - started
+    log.info("export: %d rows from %d files to %s (%s), %d read, %d cached, %.2f s",
+             rows, len(included), out.name, result.status, result.read, result.cached, result.seconds)
+    return result
+
+
+def _check_out(out: Path, *, force: bool, profile: Any) -> Path:
+    target = Path(os.path.abspath(Path(out).expanduser()))
+    output_format(target)
+    parent = target.parent
+    if not parent.is_dir():
+        raise ExportError(f"the folder {escape_name(str(parent))} does not exist; create it or name another output file")
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        return target
+    except OSError as exc:
+        raise ExportError(f"cannot use {escape_name(str(target))} ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ExportError(f"{escape_name(str(target))} is a folder; name a file such as export.parquet inside it")
+    if not force:
+        raise ExportError(f"{escape_name(str(target))} already exists; pass --force to replace it, or name another file")
+    if not stat.S_ISREG(info.st_mode) and not stat.S_ISLNK(info.st_mode):
+        raise ExportError(f"{escape_name(str(target))} is not a regular file; name another output file")
+    return target
+
+
+def _refuse_own_folder(out: Path, cache_folder: Path, profile: Any) -> None:
+    """The output may not land in the export cache or replace the ledger."""
+    resolved = Path(os.path.realpath(out))
+    cache = Path(os.path.realpath(cache_folder))
+    if resolved.is_relative_to(cache):
+        raise ExportError(f"{escape_name(str(out))} lies in the export cache; name a file elsewhere")
+    if resolved == Path(os.path.realpath(Path(profile.ledger_path))):
+        raise ExportError(f"{escape_name(str(out))} is the ledger; name another file")
+
+
+def _select_reports(health: Any, wanted: Sequence[str], profile: Any) -> list[str]:
+    names = [r.name for r in health.reports]
+    if not names:
+        raise ExportError(
+            f"nothing to export: the ledger of profile {escape_name(profile.name)!r} holds no "
+            "delivery and no report is configured; run 'report-keeper sync' first"
+        )
+    if not wanted:
+        return names
+    chosen = []
+    for w in wanted:
+        match = [n for n in names if n == w] or [n for n in names if n.casefold().strip() == w.casefold().strip()]
+        if not match:
+            known = "; ".join(repr(escape_name(n)) for n in names)
+            raise ExportError(f"no report named {escape_name(w)!r} in profile {escape_name(profile.name)!r} "
+                              f"(reports: {known})")
+        if match[0] not in chosen:
+            chosen.append(match[0])
+    return chosen
+
+
+def _plan(profile: Any, ledger: Any, health: Any, reports: list[str], deliveries: list[model.Delivery],
+          since: date | None, until: date | None) -> tuple[list[Day], int]:
+    """Every run day in the range and the copies held for it (from the health evaluation)."""
+    by_name = {d.name: d for d in deliveries}
+    downloads: dict[str, list[Any]] = {}
+    for dl in ledger.downloads():
+        downloads.setdefault(dl.name, []).append(dl)
+    copies_of: dict[str, list[tuple[Any, Any]]] = {}  # name -> [(download, delivery)]
+    shas: set[str] = set()
+    for name, rows in downloads.items():
+        delivery = by_name.get(name)
+        if delivery is None:
+            continue
+        seen: dict[str, Any] = {}
+        for dl in rows:  # oldest first; a path downloaded again keeps its latest record
+            seen[dl.local_path] = dl
+        latest = rows[-1]
+        held = []
+        for path, dl in seen.items():
+            if dl is latest and delivery.extra.get("missing_locally"):
+                continue
+            if not _on_disk(path, dl.size):
+                continue
+            held.append((dl, delivery))
+            shas.add(dl.sha256)
+        copies_of[name] = held
+    verified = ledger.verification_statuses(shas)
+
+    days: list[Day] = []
+    before = 0
+    for rh in health.reports:
+        if rh.name not in reports:
+            continue
+        cfg = profile.report_for(rh.name)
+        runs = list(rh.runs)
+        if since is not None and runs:
+            first_run = runs[0].day
+            lag = timedelta(days=cfg.lag_days)
+            if since < runs[0].covered_day:
+                for run_day in rh.schedule.run_days(since + lag, first_run - timedelta(days=1)):
+                    covered = cfg.covered_day(run_day)
+                    if until is not None and covered > until:
+                        continue
+                    days.append(Day(rh.name, run_day, covered, cfg.is_closed(covered), model.MISSING))
+                    before += 1
+        for run in runs:
+            covered = run.covered_day
+            if (since is not None and covered < since) or (until is not None and covered > until):
+                continue
+            if run.status == model.PENDING:
+                continue  # not due yet: neither covered nor a gap
+            day = Day(rh.name, run.day, covered, bool(run.closed), run.status)
+            for name in run.files:
+                held = copies_of.get(name, [])
+                if not held:
+                    day.not_held.append(name)
+                for dl, delivery in held:
+                    status, rows, header_row = verified.get(dl.sha256, (None, None, None))
+                    day.copies.append(HeldCopy(
+                        report=rh.name, name=name, path=Path(dl.local_path), sha256=dl.sha256,
+                        delivered_at=delivery.delivered_at,
+                        order=(delivery.delivered_at, dl.mtime or dl.downloaded_at, dl.downloaded_at, dl.local_path),
+                        verification=status, rows=rows, header_row=header_row,
+                    ))
+            day.copies.sort(key=lambda c: c.order)
+            days.append(day)
+    order = {name: i for i, name in enumerate(reports)}
+    days.sort(key=lambda d: (order[d.report], d.covered_day, d.run_day))
+    return days, before
+
+
+def _on_disk(path: str, size: int) -> bool:
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == size
+
+
+def _verify_unverified(profile: Any, ledger: Any, days: list[Day], pool: isolation.WorkerPool,
+                       cancelled: Callable[[], bool] | None) -> None:
+    """Copies whose verification was never recorded are verified now (and recorded)."""
+    from tui.core.local_reports import LocalReport, verify_local
+
+    todo = {c.path: (d, c) for d in days for c in d.copies if c.verification is None}
+    if not todo:
+        return
+    items = [LocalReport(c.path, c.path.name, profile.report_for(c.report), c.report, c.delivered_at)
+             for _, c in todo.values()]
+    for outcome in verify_local(items, ledger, pool=pool, cancelled=cancelled):
+        d, c = todo[Path(outcome.result.path)]
+        if outcome.sha256 != c.sha256:
+            continue  # the bytes changed: the table read reports it as modified
+        fresh = HeldCopy(c.report, c.name, c.path, c.sha256, c.delivered_at, c.order,
+                         outcome.result.status, outcome.result.rows, outcome.result.header_row)
+        d.copies[d.copies.index(c)] = fresh
+
+
+def _resolve(days: list[Day], cache: TableCache, progress: Progress | None,
+             cancelled: Callable[[], bool] | None) -> None:
+    """Find each day's winner: the newest ok copy whose table can be read (cache or worker),
+    as many files at a time as the pool has workers."""
+    tried: dict[int, int] = {id(d): 0 for d in days}
+    done = 0
+    total = sum(1 for d in days if any(c.verification in _OK_LIKE for c in d.copies))
+    pool_size = cache.pool.size if cache.pool is not None else 1
+    while True:
+        wave: list[tuple[Day, HeldCopy]] = []
+        for d in days:
+            if d.winner is not None:
+                continue
+            ok = [c for c in reversed(d.copies) if c.verification in _OK_LIKE]
+            if tried[id(d)] < len(ok):
+                wave.append((d, ok[tried[id(d)]]))
+                tried[id(d)] += 1
+        if not wave:
+            return
+
+        def read(item: tuple[Day, HeldCopy]) -> CachedTable | ReadFailure | None:
+            _, c = item
+            if cancelled is not None and cancelled():
+                return None
+            table = cache.get(c.sha256, c.header_row)
+            if table is not None:
+                return table
+            try:
+                return cache.build(c.path, c.sha256, c.header_row, cancel=cancelled)
+            except isolation.PoolClosed:  # cancelled, or the program is closing
+                return None
+
+        with ThreadPoolExecutor(max_workers=max(1, min(pool_size, len(wave))),
+                                thread_name_prefix="export-read") as ex:
+            for (d, c), got in zip(wave, ex.map(read, wave)):
+                if got is None:
+                    raise Cancelled("the export was cancelled; nothing was written")
+                if isinstance(got, ReadFailure):
+                    d.failures[c.path] = got
+                    log.warning("export: %s not read (%s)", escape_name(c.file), got.status)
+                else:
+                    d.winner, d.table = c, got
+                done += 1
+                if progress is not None:
+                    progress(min(done, total), max(total, done), c.file)
+        if cancelled is not None and cancelled():
+            raise Cancelled("the export was cancelled; nothing was written")
+
+
+def _categorize(days: list[Day]) -> None:
+    used: dict[str, Day] = {}
+    for d in days:
+        if d.winner is not None:
+            first = used.get(d.winner.sha256)
+            if first is not None:  # the same bytes as another day's file: never the same loans twice
+                d.duplicate_of, d.winner, d.table = first, None, None
+                d.category = EXCLUDED
+                continue
+            used[d.winner.sha256] = d
+            d.category = INCLUDED
+            continue
+        if d.copies:
+            latest = d.copies[-1]
+            if latest.verification in _EMPTY_LIKE and latest.path not in d.failures:
+                d.category = CLOSED if d.closed else EMPTY
+            else:
+                d.category = EXCLUDED
+            continue
+        d.category = CLOSED if d.closed else MISSING
+
+
+def _union(included: list[Day]) -> tuple[list[str], list[dict[str, Any]], dict[str, Any], dict[str, str]]:
+    """The reports' columns in order of first appearance, the drift between consecutive days
+    of a report, a common type per column, and renames of columns named like fixed ones."""
+    import polars as pl
+
+    order: list[str] = []
+    kinds: dict[str, set[Any]] = {}
+    renames: dict[str, str] = {}
+    drift: list[dict[str, Any]] = []
+    previous: dict[str, tuple[str, ...]] = {}
+    for d in included:
+        assert d.table is not None and d.winner is not None
+        cols = []
+        for name, dtype in d.table.schema:
+            final = name + RENAMED_SUFFIX if name in FIXED_COLUMNS else name
+            if final != name:
+                renames[name] = final
+            cols.append(final)
+            if final not in kinds:
+                order.append(final)
+                kinds[final] = set()
+            if dtype != pl.Null:
+                kinds[final].add(dtype)
+        prev = previous.get(d.report)
+        here = tuple(cols)
+        if prev is not None and prev != here:
+            added = [c for c in here if c not in prev]
+            missing = [c for c in prev if c not in here]
+            drift.append({"day": d.covered_day.isoformat(), "added": added, "missing": missing,
+                          "reordered": not added and not missing, "report": d.report,
+                          "file": escape_name(d.winner.file)})
+        previous[d.report] = here
+    targets = {name: _common_type(kinds[name]) for name in order}
+    return order, drift, targets, renames
+
+
+def _common_type(kinds: set[Any]) -> Any:
+    import polars as pl
+
+    if not kinds:
+        return pl.String
+    if len(kinds) == 1:
+        return next(iter(kinds))
+    if kinds <= {pl.Int64, pl.Float64}:
+        return pl.Float64
+    if all(k == pl.Date or isinstance(k, pl.Datetime) for k in kinds):
+        return pl.Datetime("us")
+    return pl.String
+
+
+def _identifiers(profile: Any, reports: list[str], included: list[Day], renames: dict[str, str]
+                 ) -> tuple[set[str], list[str]]:
+    """Identifier columns (final names) and configured ones found in no file."""
+    from tui.core.validate import normalize_column
+
+    found: set[str] = set()
+    missing: list[str] = []
+    for name in reports:
+        cfg = profile.report_for(name)
+        cols: list[str] = []
+        for d in included:
+            if d.report == name and d.table is not None:
+                cols.extend(c for c in d.table.columns if c not in cols)
+        configured = tuple(cfg.identifier_columns or ())
+        hits = identifier_columns(cols, configured)
+        found.update(renames.get(c, c) for c in hits)
+        if configured and cols:
+            have = {normalize_column(c) for c in cols}
+            missing.extend(c for c in configured if normalize_column(c) not in have and c not in missing)
+    return found, missing
+
+
+def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets: dict[str, Any],
+           renames: dict[str, str], idents: set[str], key: PseudonymKey | None, *, force: bool) -> None:
+    """Stream the table into a private folder beside ``out``, then put it in place (0600)."""
+    plan = _plan_frame(included, columns, targets, renames, idents, key)
+    try:
+        work = Path(_mkdtemp(out.parent))
+    except OSError as exc:
+        raise ExportError(f"cannot write in {escape_name(str(out.parent))} ({exc.strerror or exc}); "
+                          "check the folder's permissions and free space") from None
+    part = work / ("export." + fmt)
+    try:
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            if fmt == "parquet":
+                plan.sink_parquet(fh, compression="zstd")
+            else:
+                plan.sink_csv(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(part, 0o600)
+        _place(part, out, force=force)
+        _fsync_dir(out.parent)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError):
+            raise ExportError(f"{escape_name(str(out))} appeared while the export ran; nothing was "
+                              "replaced. Pass --force to replace it, or name another file") from None
+        raise ExportError(f"cannot write {escape_name(str(out))} ({exc.strerror or exc}); "
+                          "check the folder's permissions and free space") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _mkdtemp(parent: Path) -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix=".report-keeper-export-", dir=parent)
+
+
+def _place(part: Path, out: Path, *, force: bool) -> None:
+    if force:
+        os.replace(part, out)
+        return
+    try:
+        os.link(part, out)  # fails if ``out`` exists: never over a file that appeared meanwhile
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if os.path.lexists(out):  # a file system without hard links: check, then rename
+            raise FileExistsError(errno.EEXIST, "exists", str(out)) from None
+        os.rename(part, out)
+        return
+    os.unlink(part)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, Any],
+                renames: dict[str, str], idents: set[str], key: PseudonymKey | None) -> Any:
+    """The lazy table: consecutive files with the same columns are scanned together and
+    joined with their per-file values (report, days, source)."""
+    import polars as pl
+
+    prefix = f"__rk{secrets.token_hex(4)}_"
+    fixed_types = {
+        "report": pl.String, "run_day": pl.Date, "covered_day": pl.Date,
+        "delivered_at": pl.Datetime("us", "UTC"), "source_file": pl.String, "source_sha256": pl.String,
+    }
+    out_types = {**fixed_types, **{c: (pl.String if c in idents else targets[c]) for c in columns}}
+    if not included:
+        return pl.DataFrame(schema=out_types).lazy()
+    hasher = _pseudonymizer(key) if key is not None else None
+    groups: list[list[Day]] = []
+    for d in included:
+        if groups and groups[-1][0].table.schema == d.table.schema:  # type: ignore[union-attr]
+            groups[-1].append(d)
+        else:
+            groups.append([d])
+    frames = []
+    path_col = prefix + "path"
+    for group in groups:
+        paths = [str(d.table.path) for d in group]  # type: ignore[union-attr]
+        meta = pl.DataFrame(
+            {
+                path_col: paths,
+                prefix + "report": [d.report for d in group],
+                prefix + "run_day": [d.run_day for d in group],
+                prefix + "covered_day": [d.covered_day for d in group],
+                prefix + "delivered_at": [d.winner.delivered_at.astimezone(timezone.utc) for d in group],  # type: ignore[union-attr]
+                prefix + "source_file": [d.winner.file for d in group],  # type: ignore[union-attr]
+                prefix + "source_sha256": [d.winner.sha256 for d in group],  # type: ignore[union-attr]
+            },
+            schema={path_col: pl.String, **{prefix + k: v for k, v in fixed_types.items()}},
+        )
+        present = {renames.get(n, n): n for n in group[0].table.columns}  # type: ignore[union-attr]
+        lf = pl.scan_parquet(paths, include_file_paths=path_col).join(
+            meta.lazy(), on=path_col, how="left", maintain_order="left"
+        )
+        exprs = [pl.col(prefix + k).alias(k) for k in FIXED_COLUMNS]
+        for c in columns:
+            target = out_types[c]
+            if c in present:
+                e = pl.col(present[c]).cast(target)
+                if c in idents and hasher is not None:
+                    e = e.map_batches(hasher, return_dtype=pl.String, is_elementwise=True)
+            else:
+                e = pl.lit(None, dtype=target)
+            exprs.append(e.alias(c))
+        frames.append(lf.select(exprs))
+    return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+
+
+def _pseudonymizer(key: PseudonymKey) -> Callable[[Any], Any]:
+    import polars as pl
+
+    pseudonym = key.pseudonym
+
+    def apply(values: Any) -> Any:
+        return pl.Series(values.name, [None if v is None else pseudonym(v) for v in values.to_list()],
+                         dtype=pl.String)
+
+    return apply
+
+
+def _record(ledger: Any, result: ExportResult) -> int | None:
+    """The export and its sources in the ledger (for the retention policy)."""
+    sources: list[dict[str, Any]] = []
+    for d in result.days:
+        if d.category == INCLUDED and d.winner is not None:
+            sources.append({"sha256": d.winner.sha256, "name": d.winner.file, "report": d.report,
+                            "run_day": d.run_day.isoformat(), "role": "rows",
+                            "rows": d.table.rows if d.table else None})
+            by = d.winner
+        elif d.category in (EMPTY, CLOSED) and d.copies:
+            by = d.copies[-1]
+            sources.append({"sha256": by.sha256, "name": by.file, "report": d.report,
+                            "run_day": d.run_day.isoformat(), "role": "empty", "rows": 0})
+        else:
+            continue
+        for c in d.copies:
+            if c is not by:
+                sources.append({"sha256": c.sha256, "name": c.file, "report": d.report,
+                                "run_day": d.run_day.isoformat(), "role": "superseded", "rows": None})
+    try:
+        return ledger.record_export(
+            out=str(result.out), format=result.format, reports=result.reports,
+            since=result.since.isoformat() if result.since else None,
+            until=result.until.isoformat() if result.until else None,
+            pseudonymized_columns=result.pseudonymized_columns,
+            key_id=result.key.key_id if result.key else None,
+            rows=result.rows, files=result.files, status=result.status, sources=sources,
+        )
+    except Exception as exc:  # noqa: BLE001 - the file is written; say so, the caller decides
+        log.error("export written but not recorded in the ledger: %s", type(exc).__name__)
+        raise ExportError(
+            f"the export {escape_name(str(result.out))} was written, but the ledger could not record "
+            f"it ({exc}); a retention policy will not count its sources as exported until an "
+            "export is recorded"
+        ) from None
+
+
+__all__ = [
+    "CATEGORIES", "Cancelled", "Day", "ExportError", "ExportRequest", "ExportResult", "FIXED_COLUMNS",
+    "HeldCopy", "export_reports", "output_format", "parse_day", "run_export",
+]

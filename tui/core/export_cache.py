@@ -1,0 +1,277 @@
+"""The export's per-file cache: each report file's typed table, read once.
+
+A workbook is parsed only in a worker process (``tui.core.export_read``, job ``"table"``),
+which writes its table as an Arrow IPC stream into this folder. The parent reads that stream
+(one file's table at a time), names its columns, drops blank rows, settles the types and
+keeps the result as ``<sha256>-r<version>-h<header row>.parquet``. An export then only scans
+these files, so exporting again after one new day reads one workbook, not the other 364.
+
+Types, settled here once per file (the worker reports what fastexcel found):
+
+- numbers that are all whole (and within 2**53) become integers (``Int64``): counts stay
+  counts; any fraction keeps the column as floating point;
+- date cells whose values all fall on midnight become dates, others stay date-times
+  (microseconds, no time zone: a cell holds the wall-clock time Excel shows);
+- text, booleans and durations stay as they are; a column of several kinds was already read
+  as text by the worker; a column with no value at all is ``Null``.
+
+The folder: ``<ledger's folder>/<ledger's name>-export-cache/`` (0700, files 0600). It holds
+the reports' data as the workbooks do, raw values included also for pseudonymized exports
+(pseudonyms are computed when an export is written, so one cache serves every key), and is
+local temporary storage like the reports themselves. It is safe to delete at any time: the
+next export reads the workbooks again. Entries of files no longer held are removed by
+:func:`TableCache.prune` (every export calls it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import polars as pl
+
+from tui.core import isolation
+from tui.core.export_read import TABLE_READER_VERSION
+
+log = logging.getLogger("report_keeper.export_cache")
+
+#: Bump when the parent's settling of types changes (part of the cache key with the reader's).
+SETTLE_VERSION = "1"
+CACHE_VERSION = f"{TABLE_READER_VERSION}.{SETTLE_VERSION}"
+#: Left-over temporary files (a run killed mid-write) are removed once this old.
+STALE_SECONDS = 3600.0
+_EXACT_INT = 2**53
+
+#: The column types a cached table may hold (anything else is kept as text).
+ALLOWED = (pl.String, pl.Int64, pl.Float64, pl.Boolean, pl.Date, pl.Datetime, pl.Duration, pl.Null)
+
+
+class CacheError(Exception):
+    """The cache folder cannot be used; ``str()`` says what to do."""
+
+
+@dataclass(frozen=True)
+class CachedTable:
+    """One file's table in the cache."""
+
+    path: Path
+    sha256: str
+    rows: int
+    schema: tuple[tuple[str, pl.DataType], ...]  # column name and type, in the file's order
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.schema)
+
+
+@dataclass(frozen=True)
+class ReadFailure:
+    """Why a file's table could not be read (a message for people; never a cell value)."""
+
+    status: str  # "unreadable" | "modified"
+    message: str
+
+
+def cache_dir(ledger_path: Path) -> Path:
+    return ledger_path.parent / f"{ledger_path.stem}-export-cache"
+
+
+class TableCache:
+    """The cache folder of one ledger; thread-safe (each file is its own entry)."""
+
+    def __init__(self, folder: Path, pool: isolation.WorkerPool | None = None) -> None:
+        self.folder = Path(folder)
+        self.pool = pool
+        self.built = 0  # tables read from workbooks by this instance (tests, the summary)
+        self.hits = 0
+
+    def open(self) -> "TableCache":
+        """Create the folder (0700) or check it: a real folder of ours, not a link."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            info = os.lstat(self.folder)
+        except OSError as exc:
+            raise CacheError(
+                f"cannot create the export cache {self.folder} ({exc.strerror or exc}); check "
+                "the permissions of the ledger's folder"
+            ) from None
+        if not stat.S_ISDIR(info.st_mode):
+            raise CacheError(f"the export cache {self.folder} is not a folder; move it aside and export again")
+        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+            raise CacheError(f"the export cache {self.folder} belongs to another user; move it aside and export again")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.chmod(self.folder, 0o700)
+        return self
+
+    def entry(self, sha256: str, header_row: int | None) -> Path:
+        return self.folder / f"{sha256}-r{CACHE_VERSION}-h{header_row or 0}.parquet"
+
+    def get(self, sha256: str, header_row: int | None) -> CachedTable | None:
+        path = self.entry(sha256, header_row)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            _unlink(path)
+            return None
+        try:
+            schema = pl.read_parquet_schema(path)
+            rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+        except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
+            log.warning("export cache entry %s unusable (%s): read again", path.name, type(exc).__name__)
+            _unlink(path)
+            return None
+        self.hits += 1
+        return CachedTable(path, sha256, int(rows), tuple(schema.items()))
+
+    def build(
+        self, path: Path, sha256: str, header_row: int | None, *,
+        cancel: Callable[[], bool] | None = None,
+    ) -> CachedTable | ReadFailure:
+        """Read ``path`` in a worker and keep its table; ``sha256`` is what the ledger says the
+        file holds (a file whose bytes differ is not read into the export)."""
+        pool = self.pool or isolation.shared_pool()
+        stream = self.folder / f".tmp-{secrets.token_hex(8)}.arrows"
+        try:
+            try:
+                reply = pool.call(
+                    "table",
+                    {"path": os.fsdecode(path), "out": os.fsdecode(stream), "header_row": header_row},
+                    cancel=cancel,
+                )
+            except isolation.PoolClosed:
+                raise
+            except isolation.WorkerFailed as exc:
+                from tui.core.validate import _failure_message
+
+                return ReadFailure("unreadable", _failure_message(exc.failure, pool))
+            result = reply.get("result") if reply.get("ok") else None
+            if not isinstance(result, dict):
+                return ReadFailure("unreadable", "The workbook's table could not be read "
+                                   f"({reply.get('type') or reply.get('kind') or 'no result'}).")
+            if result.get("ok") is not True:
+                return ReadFailure("unreadable", str(result.get("message") or "The workbook's table could not be read."))
+            if result.get("sha256") != sha256:
+                return ReadFailure(
+                    "modified",
+                    "The local copy's content is no longer what was downloaded (its sha256 "
+                    "differs from the ledger's); it was not exported. Put the downloaded file "
+                    "back, or run 'report-keeper sync' to verify it again.",
+                )
+            names = result.get("names")
+            rows = result.get("rows")
+            if (not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+                    or len(set(names)) != len(names) or not isinstance(rows, int)):
+                return ReadFailure("unreadable", "The workbook's table could not be read (unexpected reply).")
+            return self._settle(stream, sha256, header_row, names, rows)
+        finally:
+            _unlink(stream)
+
+    def _settle(self, stream: Path, sha256: str, header_row: int | None, names: list[str],
+                rows: int) -> CachedTable | ReadFailure:
+        try:
+            df = pl.read_ipc_stream(stream)
+        except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
+            log.warning("table stream of %s unreadable: %s", sha256[:12], type(exc).__name__)
+            return ReadFailure("unreadable", "The workbook's table could not be read (damaged worker output).")
+        if df.width != len(names) or df.height != rows:
+            return ReadFailure("unreadable", "The workbook's table could not be read (unexpected worker output).")
+        df.columns = names
+        df = settle_types(df)
+        target = self.entry(sha256, header_row)
+        part = self.folder / f".tmp-{secrets.token_hex(8)}.parquet"
+        try:
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                df.write_parquet(fh, compression="lz4", statistics=False)
+            os.replace(part, target)
+        except OSError as exc:
+            _unlink(part)
+            raise CacheError(
+                f"cannot write to the export cache {self.folder} ({exc.strerror or exc}); free "
+                "some disk space or delete the folder"
+            ) from None
+        self.built += 1
+        return CachedTable(target, sha256, df.height, tuple(df.schema.items()))
+
+    def prune(self, keep: Iterable[str]) -> int:
+        """Delete entries whose file is not in ``keep`` (sha256s) or of an older version, and
+        temporary files left by a killed run. Returns how many files were removed."""
+        wanted = set(keep)
+        removed = 0
+        try:
+            entries = list(os.scandir(self.folder))
+        except OSError:
+            return 0
+        now = time.time()
+        for e in entries:
+            name = e.name
+            try:
+                if name.startswith(".tmp-"):
+                    if now - e.stat(follow_symlinks=False).st_mtime > STALE_SECONDS:
+                        _unlink(Path(e.path))
+                        removed += 1
+                    continue
+                sha, _, rest = name.partition("-")
+                if not name.endswith(".parquet"):
+                    continue
+                if sha not in wanted or not rest.startswith(f"r{CACHE_VERSION}-"):
+                    _unlink(Path(e.path))
+                    removed += 1
+            except OSError:
+                continue
+        if removed:
+            log.info("export cache: %d entries removed", removed)
+        return removed
+
+
+def settle_types(df: pl.DataFrame) -> pl.DataFrame:
+    """Blank rows dropped, whole numbers as integers, midnight date-times as dates."""
+    if df.width == 0:
+        return df
+    df = df.filter(~pl.all_horizontal(pl.all().is_null()))
+    casts = []
+    for name, dtype in df.schema.items():
+        col = df.get_column(name)
+        values = col.drop_nulls()
+        if dtype == pl.Float64:
+            if values.len() and _whole(values):
+                casts.append(pl.col(name).cast(pl.Int64))
+        elif isinstance(dtype, pl.Datetime):
+            as_us = values.cast(pl.Datetime("us"))
+            if values.len() and (as_us.dt.truncate("1d") == as_us).all():
+                casts.append(pl.col(name).cast(pl.Datetime("us")).cast(pl.Date))
+            else:
+                casts.append(pl.col(name).cast(pl.Datetime("us")))
+        elif isinstance(dtype, pl.Duration):
+            casts.append(pl.col(name).cast(pl.Duration("us")))
+        elif dtype.base_type() not in ALLOWED:
+            casts.append(pl.col(name).cast(pl.String))
+    return df.with_columns(casts) if casts else df
+
+
+def _whole(values: pl.Series) -> bool:
+    if not values.is_finite().all():
+        return False
+    if values.abs().max() >= _EXACT_INT:  # type: ignore[operator]
+        return False
+    return bool((values == values.floor()).all())
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("cannot remove %s: %s", path.name, exc.strerror or exc)
+
+
+__all__ = ["CacheError", "CachedTable", "ReadFailure", "TableCache", "cache_dir", "settle_types"]

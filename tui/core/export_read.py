@@ -1,0 +1,177 @@
+"""Reading a report's table with its cell types, inside a workbook worker process.
+
+``export`` needs every data row with its cells' own types, not just the counts verification
+needs. This runs in a worker of :mod:`tui.core.isolation` (job ``"table"``), with the same
+limits and the same cheap checks before the reader as verification (regular file, zip
+pre-checks); whatever a workbook does, only that file is lost. What it does:
+
+1. The file's bytes are read once, hashed (sha256) and parsed from that same copy, so the hash
+   it reports is the hash of exactly what was read, even if the file changes meanwhile.
+2. The header row (1-based, as verification found it) is read as text, so each column's name
+   is the header cell's exact text. A blank header cell, or one that reads like a value (an
+   e-mail address, an identifier), is named by position, ``column N``, as verification does;
+   a repeated name gets `` (2)``, `` (3)``. Without a header row every column is named by
+   position.
+3. The rows below it are read with the types fastexcel finds over *all* rows. fastexcel's
+   default "coerce" would turn a text cell in a column of numbers into a null: here every
+   column is first tried in strict mode, and a column holding cells of several kinds
+   (numbers and text, say) is read as text instead, so no cell is lost.
+4. The table is written as an Arrow IPC stream (nanoarrow, no polars in a worker) to the path
+   the parent named, created exclusively with mode 0600. Only the hash, the column names and
+   counts go back over the pipe.
+
+The parent turns that stream into the cached per-file table (``tui.core.export_cache``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+#: Bump when what a cached table holds for the same bytes changes (it is part of the cache key).
+TABLE_READER_VERSION = "1"
+
+
+def worker_table(path: str, out: str, header_row: int | None) -> dict[str, Any]:
+    """Read ``path``'s first sheet below ``header_row`` into an Arrow IPC stream at ``out``.
+
+    Returns ``{"ok": True, "sha256", "names", "rows", "width", "dtypes"}``, or
+    ``{"ok": False, "status": "unreadable", "message", "reason"}`` for a file that cannot be
+    read (never a cell value)."""
+    from tui.core import validate
+
+    try:
+        return _read_table(Path(path), out, header_row)
+    except validate._Unreadable as exc:
+        return {"ok": False, "status": "unreadable", "message": str(exc), "reason": exc.reason}
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bad file must never stop the rest
+        # The exception text may quote cell contents: only its type is passed on.
+        return {
+            "ok": False, "status": "unreadable", "reason": type(exc).__name__,
+            "message": f"The workbook's table could not be read ({type(exc).__name__}).",
+        }
+
+
+def _read_table(path: Path, out: str, header_row: int | None) -> dict[str, Any]:
+    import fastexcel
+    import nanoarrow
+    import nanoarrow.ipc
+
+    from tui.core import validate
+
+    with validate._open_regular(path) as fh:
+        data = fh.read()
+    sha256 = hashlib.sha256(data).hexdigest()
+    buf = io.BytesIO(data)
+    kind = validate._sniff(path, buf)
+    if kind != "zip":
+        raise validate._Unreadable(kind, "not-xlsx")
+    names = validate._precheck_zip(path, buf)
+    top = header_row if header_row is not None and header_row >= 1 else 0
+    try:
+        reader = fastexcel.read_excel(data)
+        if not reader.sheet_names:
+            raise validate._Unreadable("The workbook has no sheets.", "no-sheets")
+        # The whole sheet as text: the header's exact cells, and how many cells of each
+        # column below it hold something (a typed column must not hold fewer).
+        grid = validate._Grid(reader.load_sheet(
+            0, header_row=None, dtypes="string", skip_rows=0, whitespace_as_null=True,
+        ))
+        header_cells = list(grid.row(top - 1)) if 1 <= top <= grid.height else []
+        filled = [_count_valid(grid, c, top) for c in range(grid.width)]
+        del grid
+        common: dict[str, Any] = dict(
+            header_row=top - 1 if top else None,
+            schema_sample_rows=None,  # every row decides a column's type, not the first 1,000
+            whitespace_as_null=True,  # as verification: whitespace-only cells are blank
+        )
+        if not top:
+            common["skip_rows"] = 0
+        sheet = _load_typed(reader, common, filled)
+    except fastexcel.FastExcelError as exc:
+        raise validate._Unreadable(validate._reader_failed_message(exc, names), "reader") from None
+    array = nanoarrow.c_array(sheet)
+    width = int(array.n_children)
+    dtypes = [str(c.dtype) for c in sheet.selected_columns]
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "wb") as target:
+        with nanoarrow.ipc.StreamWriter.from_writable(target) as writer:
+            writer.write_stream(array)
+    return {
+        "ok": True,
+        "sha256": sha256,
+        "names": column_names(header_cells if top else None, width),
+        "rows": int(array.length),
+        "width": width,
+        "dtypes": dtypes,
+    }
+
+
+def _load_typed(reader: Any, common: dict[str, Any], filled: list[int]) -> Any:
+    """The sheet with a type per column. A column whose cells are of several kinds (numbers
+    and text, numbers and booleans) is read as text; so is one where the typed read would
+    leave a cell empty that holds text (fastexcel takes "n/a", "NA", "#N/A" in a column of
+    numbers for nulls): no cell is lost."""
+    import fastexcel
+    import nanoarrow
+
+    text: dict[int, str] = {}
+    try:
+        sheet = reader.load_sheet(0, dtype_coercion="strict", **common)
+    except fastexcel.UnsupportedColumnTypeCombinationError:
+        # Which columns mix kinds: each column alone, strictly (a load costs milliseconds).
+        probe = reader.load_sheet(0, n_rows=1, **common)
+        for i in range(len(probe.available_columns())):
+            try:
+                reader.load_sheet(0, dtype_coercion="strict", use_columns=[i], **common)
+            except fastexcel.UnsupportedColumnTypeCombinationError:
+                text[i] = "string"
+        sheet = reader.load_sheet(0, dtype_coercion="strict", dtypes=text, **common)
+    typed = nanoarrow.c_array(sheet)
+    lost = {}
+    for i in range(int(typed.n_children)):
+        child = typed.child(i)
+        if i < len(filled) and int(child.length) - int(child.null_count) < filled[i] and i not in text:
+            lost[i] = "string"
+    if not lost:
+        return sheet
+    return reader.load_sheet(0, dtype_coercion="strict", dtypes=text | lost, **common)
+
+
+def _count_valid(grid: Any, column: int, first: int) -> int:
+    """How many cells of ``column`` from row ``first`` (0-based) on hold something."""
+    validity, kind, start, _, _ = grid._cols[column]
+    if kind == 0 or first >= grid.height:
+        return 0
+    n = grid.height - first
+    if validity is None:
+        return n
+    bits = int.from_bytes(validity, "little") >> (start + first)
+    return (bits & ((1 << n) - 1)).bit_count()
+
+
+def column_names(header_cells: list[str | None] | None, width: int) -> list[str]:
+    """The export's name for each of ``width`` columns (see the module's docstring)."""
+    from tui.core import validate
+
+    names: list[str] = []
+    seen: set[str] = set()
+    for i in range(width):
+        cell = header_cells[i] if header_cells is not None and i < len(header_cells) else None
+        if cell is None or not cell.strip() or validate._value_like(cell.strip()):
+            name = f"column {i + 1}"
+        else:
+            name = cell
+        if name in seen:
+            n = 2
+            while f"{name} ({n})" in seen:
+                n += 1
+            name = f"{name} ({n})"
+        seen.add(name)
+        names.append(name)
+    return names

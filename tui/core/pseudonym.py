@@ -1,0 +1,160 @@
+"""Pseudonyms for identifier columns: a keyed hash, stable under one key, useless without it.
+
+``export --pseudonymize`` replaces every value of a report's identifier columns with
+``HMAC-SHA256(key, value)`` in hex, cut to its first 16 characters (64 bits: collisions among
+a library's patrons are vanishingly unlikely). The same key gives the same pseudonym for the
+same person in every export, so a semester's exports can be joined; without the key nobody can
+tell which person a pseudonym stands for, not even by hashing every possible identifier.
+
+The key: 32 random bytes, kept as 64 hex digits in ``<user data dir>/report-keeper/
+pseudonym-<profile>.key`` (created on first use, mode 0600), or the file named by
+``--key-file``. A key file must be a regular file owned by the user and readable by nobody
+else (as ssh demands of private keys); it is never created under a name the user typed (a
+typo would silently start a new key and break the joins). The key never reaches a log, the
+ledger or the JSON; its *id* (8 hex digits of a hash of the key) does, so two exports can be
+seen to share a key.
+
+Which columns: the report's ``identifier_columns`` (case and spacing ignored), else every
+column whose header contains "identifier", "user id", "patron id" or "email"
+(case-insensitive; ``_`` and ``-`` count as spaces, and "userid", "patronid", "e mail" too).
+
+A value is hashed as its text with surrounding whitespace removed; empty cells stay empty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+KEY_BYTES = 32
+PSEUDONYM_CHARS = 16
+MAX_KEY_FILE = 1024
+#: What a default identifier column's header contains (after folding case and separators).
+DEFAULT_NEEDLES = ("identifier", "user id", "userid", "patron id", "patronid", "email", "e mail")
+
+_SEPARATORS = re.compile(r"[\s_\-]+")
+
+
+class PseudonymKeyError(Exception):
+    """The key cannot be read or created; ``str()`` says what to do (exit 3)."""
+
+
+@dataclass(frozen=True)
+class PseudonymKey:
+    path: Path
+    secret: bytes
+    created: bool = False  # made by this run: the user should back it up
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"PseudonymKey(path={str(self.path)!r}, id={self.key_id!r}, created={self.created})"
+
+    @property
+    def key_id(self) -> str:
+        """8 hex digits naming the key (a hash of it; it reveals nothing of the key)."""
+        return hashlib.sha256(b"report-keeper pseudonym key id\0" + self.secret).hexdigest()[:8]
+
+    def pseudonym(self, value: str) -> str:
+        return pseudonym(self.secret, value)
+
+
+def pseudonym(secret: bytes, value: str) -> str:
+    """The pseudonym of one identifier (whitespace around it ignored)."""
+    return hmac.digest(secret, value.strip().encode("utf-8", "surrogatepass"), "sha256").hex()[:PSEUDONYM_CHARS]
+
+
+def default_key_path(profile: str) -> Path:
+    from tui.core.config import default_data_dir
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in profile) or "default"
+    return default_data_dir() / f"pseudonym-{safe}.key"
+
+
+def load_key(key_file: str | os.PathLike[str] | None, profile: str) -> PseudonymKey:
+    """The key named by ``key_file`` (it must exist), else the profile's default key, created
+    on first use."""
+    if key_file is not None:
+        return PseudonymKey(Path(key_file).expanduser(), _read(Path(key_file).expanduser()))
+    path = default_key_path(profile)
+    try:
+        return PseudonymKey(path, _read(path))
+    except FileNotFoundError:
+        pass
+    return _create(path)
+
+
+def _create(path: Path) -> PseudonymKey:
+    secret = secrets.token_bytes(KEY_BYTES)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError:  # another export created it meanwhile: use that one
+        return PseudonymKey(path, _read(path))
+    except OSError as exc:
+        raise PseudonymKeyError(
+            f"cannot create the pseudonym key {path} ({exc.strerror or exc}); fix the folder's "
+            "permissions or name an existing key with --key-file"
+        ) from None
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(secret.hex() + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        raise PseudonymKeyError(f"cannot write the pseudonym key {path} ({exc.strerror or exc})") from None
+    return PseudonymKey(path, secret, created=True)
+
+
+def _read(path: Path) -> bytes:
+    """The secret in a key file; raises ``FileNotFoundError`` when there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise PseudonymKeyError(f"cannot read the pseudonym key {path} ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise PseudonymKeyError(f"the pseudonym key {path} is not a regular file; name the key file itself")
+        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+            raise PseudonymKeyError(f"the pseudonym key {path} belongs to another user; use a key file of your own")
+        if info.st_mode & 0o077:
+            raise PseudonymKeyError(
+                f"the pseudonym key {path} can be read by other users (mode {stat.S_IMODE(info.st_mode):04o}); "
+                f"whoever reads it can link pseudonyms to people: run 'chmod 600 {path}' and try again"
+            )
+        raw = os.read(fd, MAX_KEY_FILE + 1)
+    finally:
+        os.close(fd)
+    text = raw.strip()
+    if re.fullmatch(rb"[0-9a-fA-F]{64}", text):
+        return bytes.fromhex(text.decode("ascii"))
+    if len(raw) == KEY_BYTES:
+        return raw  # 32 raw bytes (head -c 32 /dev/urandom > key)
+    raise PseudonymKeyError(
+        f"the pseudonym key {path} is not a key: it must hold 64 hex digits (32 bytes); "
+        "restore it from your backup, or omit --key-file to use the profile's own key"
+    )
+
+
+def _fold(name: str) -> str:
+    return _SEPARATORS.sub(" ", name).strip().casefold()
+
+
+def identifier_columns(columns: Iterable[str], configured: Sequence[str] = ()) -> list[str]:
+    """Which of ``columns`` are identifier columns (in their order)."""
+    if configured:
+        wanted = {_fold(c) for c in configured}
+        return [c for c in columns if _fold(c) in wanted]
+    return [c for c in columns if any(n in _fold(c) for n in DEFAULT_NEEDLES)]
