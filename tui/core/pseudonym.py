@@ -80,7 +80,15 @@ def load_key(key_file: str | os.PathLike[str] | None, profile: str) -> Pseudonym
     """The key named by ``key_file`` (it must exist), else the profile's default key, created
     on first use."""
     if key_file is not None:
-        return PseudonymKey(Path(key_file).expanduser(), _read(Path(key_file).expanduser()))
+        path = Path(key_file).expanduser()
+        try:
+            return PseudonymKey(path, _read(path))
+        except FileNotFoundError:
+            raise PseudonymKeyError(
+                f"the pseudonym key {path} does not exist (a key is never created under a name "
+                "given with --key-file: a typo would start a new key); name the key you kept, or "
+                f"omit --key-file to use the profile's own key {default_key_path(profile)}"
+            ) from None
     path = default_key_path(profile)
     try:
         return PseudonymKey(path, _read(path))

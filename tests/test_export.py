@@ -1,0 +1,440 @@
+"""``report-keeper export`` on real workbooks (both writers) and a real ledger: the table, its
+types and coverage, pseudonyms, the cache, hostile files, exit codes and the JSON shape."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import stat
+from datetime import date, timezone
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests import export_data as ed
+from tests import hostile_workbooks as hw
+from tui.cli import main
+from tui.core import isolation
+from tui.core.export import ExportError, ExportRequest, run_export
+from tui.core.export_cache import cache_dir
+
+D = date
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """The two weeks, built once for the tests that only read them (and export elsewhere)."""
+    return ed.build(tmp_path_factory.mktemp("export-shared"))
+
+
+@pytest.fixture
+def now(monkeypatch):
+    monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
+
+
+def export(env, capsys, *args: str) -> tuple[int, dict]:
+    code = main(["export", "--config", str(env.config), "--json", *args])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def day_of(run_day: date) -> str:
+    return ed.covered(run_day).isoformat()
+
+
+# ------------------------------------------------------------------------ the table
+
+
+def test_one_table_with_honest_coverage(shared, now, tmp_path, capsys):
+    out = tmp_path / "loans.parquet"
+    code, doc = export(shared, capsys, "--out", str(out))
+    rerun = shared.delivery(D(2026, 3, 3), 1)
+    first = shared.delivery(D(2026, 3, 3), 0)
+    changed = next(p for p in shared.paths if "(changed " in p)
+    original = shared.delivery(D(2026, 3, 4)).name
+
+    assert code == 2  # a file had to be excluded
+    assert doc["status"] == "critical"
+    assert doc["out"] == str(out)
+    assert set(doc) >= {"status", "out", "rows", "files", "pseudonymized_columns", "days",
+                        "superseded", "column_drift"}
+    assert set(doc["days"]) == {"included", "empty", "closed", "missing", "excluded"}
+    included_runs = [D(2026, 3, d) for d in (1, 2, 3, 4, 5, 6, 7, 10, 14)]
+    assert doc["days"]["included"] == [day_of(r) for r in included_runs]
+    assert doc["days"]["closed"] == [day_of(D(2026, 3, 8))] == [ed.CLOSED_DAY.isoformat()]
+    assert doc["days"]["empty"] == [day_of(D(2026, 3, 12))]
+    assert doc["days"]["missing"] == [day_of(D(2026, 3, 11)), day_of(D(2026, 3, 13))]
+    assert doc["days"]["excluded"] == [{
+        "day": day_of(D(2026, 3, 9)), "file": shared.delivery(D(2026, 3, 9)).name, "status": "unreadable",
+        "report": ed.REPORT, "run_day": "2026-03-09", "message": doc["days"]["excluded"][0]["message"],
+    }]
+    assert [n["file"] for n in doc["not_held"]] == [shared.delivery(D(2026, 3, 13)).name]
+    assert sorted((s["file"], s["by"]) for s in doc["superseded"]) == sorted([
+        (first.name, rerun.name),  # the manual re-run wins
+        (original, changed),  # the changed server copy wins over the first download
+    ])
+    drift = [{k: v for k, v in d.items() if k in ("day", "added", "missing", "reordered")}
+             for d in doc["column_drift"]]
+    assert drift == [
+        {"day": day_of(D(2026, 3, 6)), "added": ["Due Date"], "missing": [], "reordered": False},
+        {"day": day_of(D(2026, 3, 10)), "added": [], "missing": [], "reordered": True},
+        {"day": day_of(D(2026, 3, 14)), "added": ["Renewals"], "missing": [], "reordered": False},
+    ]
+    assert doc["pseudonymized_columns"] == []
+    assert doc["pseudonymized"] is False
+
+    df = pl.read_parquet(out)
+    # One row per data row of every included file, each file once.
+    winners = {d.name: d for d in shared.deliveries if d.kind == "ok" and d.downloaded}
+    winners.pop(first.name)
+    del winners[original]
+    expected_rows = sum(len(d.rows) for d in winners.values()) + len(shared.delivery(D(2026, 3, 4)).changed.rows)
+    assert df.height == doc["rows"] == expected_rows
+    assert doc["files"] == 9
+    assert df.columns[:6] == ["report", "run_day", "covered_day", "delivered_at", "source_file", "source_sha256"]
+    assert df.columns[6:] == [*ed.BASE, "Due Date", "Renewals"]  # the union, in first appearance
+    schema = df.schema
+    assert schema["report"] == pl.String and schema["source_file"] == pl.String
+    assert schema["run_day"] == pl.Date and schema["covered_day"] == pl.Date
+    assert schema["delivered_at"] == pl.Datetime("us", "UTC")
+    assert schema["Primary Identifier"] == pl.String  # identifiers stay text ...
+    assert schema["Item Barcode"] == pl.String
+    assert schema["Loan Date"] == pl.Datetime("us")  # date cells become dates (with their time)
+    assert schema["Due Date"] == pl.Date  # ... at midnight: dates
+    assert schema["Loans (Not In House)"] == pl.Int64  # integer counts stay integers
+    assert schema["Renewals"] == pl.String  # numbers and "n/a": no cell lost
+    ids = set(df["Primary Identifier"].to_list())
+    assert ed.ALWAYS_ID in ids and str(ed.NUMERIC_ID) in ids  # ... with their leading zeros
+    assert all(len(i) == 9 for i in ids if i != str(ed.NUMERIC_ID))
+    renewals = df.filter(pl.col("source_file") == shared.delivery(D(2026, 3, 14)).name)["Renewals"].to_list()
+    assert renewals[:3] == ["0", "n/a", "2"]
+
+    # Every row says where it came from; the sha256 is the file's.
+    per_file = df.group_by("source_file", "source_sha256", "run_day", "covered_day").len()
+    assert per_file.height == 9
+    for name, sha, run_day, covered, n in per_file.iter_rows():
+        assert sha == hashlib.sha256(shared.paths[name].read_bytes()).hexdigest()
+        assert covered == ed.covered(run_day)
+    by_file = dict(zip(per_file["source_file"], per_file["len"]))
+    assert by_file[rerun.name] == len(rerun.rows)
+    assert by_file[changed] == len(shared.delivery(D(2026, 3, 4)).changed.rows)
+    assert first.name not in by_file and original not in by_file  # never the same loans twice
+    delivered = df.filter(pl.col("source_file") == rerun.name)["delivered_at"][0]
+    assert delivered == rerun.at.astimezone(timezone.utc)
+    # Drift: a day without a column has nulls there.
+    assert df.filter(pl.col("run_day") == D(2026, 3, 1))["Due Date"].null_count() == 7 - 1
+    # The reordered day's values sit under their own names.
+    reordered = df.filter(pl.col("run_day") == D(2026, 3, 10))
+    assert reordered["Title"].str.starts_with("Synthetic Title").all()
+    assert reordered["Item Barcode"].str.starts_with("0").all()
+
+    # The file: mode 0600, nothing left beside it.
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loans.parquet"]
+
+
+def test_csv_has_the_same_table(shared, now, tmp_path, capsys):
+    code, doc = export(shared, capsys, "--out", str(tmp_path / "loans.csv"), "--since", "2026-02-26",
+                       "--until", "2026-03-03")
+    assert code == 0  # every covered day in the range is included
+    assert doc["days"]["included"] == [day_of(D(2026, 3, d)) for d in range(1, 7)]
+    text = (tmp_path / "loans.csv").read_text(encoding="utf-8")
+    header = text.splitlines()[0]
+    assert header.startswith("report,run_day,covered_day,delivered_at,source_file,source_sha256,Primary Identifier")
+    df = pl.read_csv(tmp_path / "loans.csv", infer_schema=False)
+    assert df.height == doc["rows"]
+    assert ed.ALWAYS_ID in set(df["Primary Identifier"].to_list())  # leading zeros in the text too
+    assert stat.S_IMODE(os.stat(tmp_path / "loans.csv").st_mode) == 0o600
+
+
+def test_human_summary(shared, now, tmp_path, capsys):
+    code = main(["export", "--config", str(shared.config), "--out", str(tmp_path / "x.parquet")])
+    out = capsys.readouterr()
+    assert code == 2
+    assert out.err == ""
+    lines = out.out.splitlines()
+    assert lines[0].startswith("CRITICAL: exported ")
+    assert "9 included, 1 empty on an open day, 1 closed, 2 missing, 1 excluded" in lines[1]
+    assert any("never downloaded" in line for line in lines)
+    assert any("Column drift" in line and "'Due Date'" in line for line in lines)
+    assert any(line.startswith("Not pseudonymized: 'Primary Identifier'") for line in lines)
+
+
+# ------------------------------------------------------------------------ pseudonyms
+
+
+def _raw_bytes_found(data: bytes, identifiers: set[str]) -> list[str]:
+    return sorted(i for i in identifiers if i.encode() in data)
+
+
+def test_pseudonyms_replace_identifiers_in_every_byte(shared, now, tmp_path, capsys):
+    ids = ed.identifiers_in(shared)
+    assert ed.ALWAYS_ID in ids and len(ids) > 50
+    code, doc = export(shared, capsys, "--out", str(tmp_path / "p.parquet"), "--pseudonymize")
+    assert code == 2
+    assert doc["pseudonymized_columns"] == ["Primary Identifier"]
+    key_path = Path(os.environ["XDG_DATA_HOME"]) / "report-keeper" / "pseudonym-default.key"
+    assert doc["key_file"] == str(key_path) and doc["key_created"] is True
+    assert stat.S_IMODE(os.stat(key_path).st_mode) == 0o600
+    secret = bytes.fromhex(key_path.read_text().strip())
+    assert len(secret) == 32
+
+    data = (tmp_path / "p.parquet").read_bytes()
+    assert _raw_bytes_found(data, ids) == []  # not in the pages, the dictionary, the statistics
+    df = pl.read_parquet(tmp_path / "p.parquet")
+    expected = hmac.new(secret, ed.ALWAYS_ID.encode(), hashlib.sha256).hexdigest()[:16]
+    always = df.filter(pl.col("Primary Identifier") == expected)
+    assert always.height == doc["files"]  # the same patron, the same pseudonym, every day
+    assert df["Primary Identifier"].str.len_chars().unique().to_list() == [16]
+    numeric = hmac.new(secret, str(ed.NUMERIC_ID).encode(), hashlib.sha256).hexdigest()[:16]
+    assert numeric in set(df["Primary Identifier"].to_list())
+
+    # CSV too; and again later: the same pseudonyms (the key is reused, not recreated).
+    code, doc2 = export(shared, capsys, "--out", str(tmp_path / "p.csv"), "--pseudonymize")
+    assert doc2["key_created"] is False and doc2["key_id"] == doc["key_id"]
+    text = (tmp_path / "p.csv").read_bytes()
+    assert _raw_bytes_found(text, ids) == []
+    again = pl.read_csv(tmp_path / "p.csv", infer_schema=False)
+    assert again["Primary Identifier"].to_list() == df["Primary Identifier"].to_list()
+
+    # Another key: other pseudonyms. A key file must be private.
+    other = tmp_path / "other.key"
+    other.write_text(os.urandom(32).hex() + "\n")
+    other.chmod(0o644)
+    code = main(["export", "--config", str(shared.config), "--out", str(tmp_path / "o.parquet"),
+                 "--pseudonymize", "--key-file", str(other)])
+    err = capsys.readouterr().err
+    assert code == 3 and "chmod 600" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o.parquet").exists()
+    other.chmod(0o600)
+    code, doc3 = export(shared, capsys, "--out", str(tmp_path / "o.parquet"), "--pseudonymize",
+                        "--key-file", str(other))
+    assert doc3["key_id"] != doc["key_id"] and doc3["key_file"] == str(other)
+    theirs = pl.read_parquet(tmp_path / "o.parquet")["Primary Identifier"]
+    assert not set(theirs.to_list()) & set(df["Primary Identifier"].to_list())
+    assert _raw_bytes_found((tmp_path / "o.parquet").read_bytes(), ids) == []
+
+    # Without --pseudonymize the raw identifiers are there (the scan above can find them).
+    code, _ = export(shared, capsys, "--out", str(tmp_path / "raw.csv"))
+    assert ed.ALWAYS_ID in _raw_bytes_found((tmp_path / "raw.csv").read_bytes(), ids)
+
+
+def test_identifier_columns_from_the_config(tmp_path, now, capsys):
+    env = ed.build(tmp_path / "env", extra_config='identifier_columns = ["item  BARCODE"]', until=D(2026, 3, 2))
+    code, doc = export(env, capsys, "--out", str(tmp_path / "x.parquet"), "--pseudonymize")
+    assert doc["pseudonymized_columns"] == ["Item Barcode"]
+    df = pl.read_parquet(tmp_path / "x.parquet")
+    assert ed.ALWAYS_ID in df["Primary Identifier"].to_list()  # the config names the columns
+    assert df["Item Barcode"].str.len_chars().unique().to_list() == [16]
+
+
+# ------------------------------------------------------------------------ the cache
+
+
+class CountingPool(isolation.WorkerPool):
+    """A real worker pool that counts the jobs it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs: list[str] = []
+
+    def call(self, op, args, **kw):
+        self.jobs.append(op)
+        return super().call(op, args, **kw)
+
+
+def test_exporting_again_reads_only_the_new_day(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 13))
+    pool = CountingPool()
+    ledger = env.ledger()
+    try:
+        first = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "a.parquet"), pool=pool)
+        assert pool.jobs.count("table") == first.read == first.files == 8
+        cache = cache_dir(env.ledger_path)
+        entries = sorted(p.name for p in cache.iterdir())
+        assert len(entries) == 8 and all(stat.S_IMODE(os.stat(cache / e).st_mode) == 0o600 for e in entries)
+        assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
+
+        # The next night's sync brings 03-14; the export reads that one workbook only.
+        env.sync(ledger, D(2026, 3, 14))
+        pool.jobs.clear()
+        second = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "b.parquet"), pool=pool)
+        assert pool.jobs.count("table") == 1 and second.read == 1
+        assert second.files == 9 and second.cached == 8
+        new = env.delivery(D(2026, 3, 14)).name
+        df = pl.read_parquet(tmp_path / "b.parquet")
+        assert df.filter(pl.col("source_file") == new).height == len(env.delivery(D(2026, 3, 14)).rows)
+        assert df.height == pl.read_parquet(tmp_path / "a.parquet").height + len(env.delivery(D(2026, 3, 14)).rows)
+
+        # Safe to delete: everything is read again, the same table comes out.
+        import shutil
+
+        shutil.rmtree(cache)
+        pool.jobs.clear()
+        third = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "c.parquet"), pool=pool)
+        assert pool.jobs.count("table") == 9 == third.read
+        assert pl.read_parquet(tmp_path / "c.parquet").equals(df)
+
+        # Each export is in the ledger, with the sha256 of every source it read.
+        exports = ledger.exports()
+        assert [e["files"] for e in exports] == [8, 9, 9]
+        roles = {s["name"]: s["role"] for s in exports[-1]["sources"]}
+        assert roles[new] == "rows"
+        assert roles[env.delivery(D(2026, 3, 3), 0).name] == "superseded"
+        assert roles[env.delivery(D(2026, 3, 8)).name] == "empty"  # the closed day's file
+        assert env.delivery(D(2026, 3, 9)).name not in roles  # excluded: not exported
+        assert ledger.exported_sha256s() == {s["sha256"] for s in exports[-1]["sources"]
+                                             if s["role"] in ("rows", "empty")}
+        assert {s["sha256"] for s in exports[-1]["sources"] if s["role"] == "rows"} == {
+            env.shas[n] for n, r in roles.items() if r == "rows"}
+        assert exports[-1]["out"] == str(tmp_path / "c.parquet") and exports[-1]["pseudonymized"] is False
+
+        # A file no longer held loses its cache entry at the next export.
+        (env.local / new).unlink()
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "d.parquet"), pool=pool)
+        assert not any(p.name.startswith(env.shas[new]) for p in cache.iterdir())
+    finally:
+        ledger.close()
+        pool.close()
+
+
+# ------------------------------------------------------------------------ hostile and odd files
+
+
+def test_a_workbook_that_kills_its_reader_is_excluded_and_the_rest_exported(tmp_path, monkeypatch):
+    """Even a file the ledger says verified ok (an older release's verdict) cannot take the
+    export down: its table is read in a worker that dies on it; that file alone is excluded."""
+    monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 7))
+    target = env.paths[env.delivery(D(2026, 3, 5)).name]
+    hostile = hw.w_far_corner(tmp_path)  # A1 and XFD1048576: a grid of 17 G cells
+    data = hostile.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    target.write_bytes(data)
+    ledger = env.ledger()
+    try:
+        from tui.core.model import VerifyResult
+
+        name = env.delivery(D(2026, 3, 5)).name
+        ledger.record_download(name, size=len(data), sha256=sha, local_path=str(target),
+                               when=ed.NOW)
+        ledger.record_verification(VerifyResult(str(target), name, ed.REPORT, None, "ok", 3, 1),
+                                   sha256=sha)
+        result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
+    finally:
+        ledger.close()
+    assert result.exit_code == 2
+    excluded = result.excluded()
+    assert [(e["day"], e["file"], e["status"]) for e in excluded] == [(day_of(D(2026, 3, 5)), name, "unreadable")]
+    assert "memory" in excluded[0]["message"]
+    assert result.files == 7 - 1 + 0  # 03-01..03-07 minus the hostile day (03-03 counts once)
+    assert pl.read_parquet(tmp_path / "x.parquet").height == result.rows > 0
+
+
+def test_a_local_copy_changed_since_download_is_not_exported(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    path = env.paths[env.delivery(D(2026, 3, 2)).name]
+    data = bytearray(path.read_bytes())
+    data[10] ^= 0x01  # the first zip entry's time stamp: same size, still a sound workbook
+    path.write_bytes(bytes(data))
+    ledger = env.ledger()
+    try:
+        result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
+    finally:
+        ledger.close()
+    assert [(e["file"], e["status"]) for e in result.excluded()] == [(path.name, "modified")]
+    assert result.files == 1 and result.exit_code == 2
+
+
+# ------------------------------------------------------------------------ exit codes and usage
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--out", "x.xlsx"], "FILE.parquet"),
+    (["--out", "x"], "FILE.parquet"),
+    (["--out", "x.parquet", "--since", "2026-13-01"], "--since '2026-13-01' is not a day"),
+    (["--out", "x.parquet", "--until", "yesterday"], "--until 'yesterday' is not a day"),
+    (["--out", "x.parquet", "--since", "2026-03-05", "--until", "2026-03-01"], "is after --until"),
+    (["--out", "x.parquet", "--report", "Nope"], "no report named 'Nope'"),
+    (["--out", "x.parquet", "--key-file", "k"], "--key-file is only used with --pseudonymize"),
+    (["--out", "x.parquet", "--pseudonymize", "--key-file", "missing.key"], "missing.key"),
+    (["--out", "no-such-folder/x.parquet"], "does not exist"),
+])
+def test_usage_errors_exit_3_with_one_line_and_write_nothing(shared, now, tmp_path, monkeypatch, capsys, args, says):
+    monkeypatch.chdir(tmp_path)
+    code = main(["export", "--config", str(shared.config), *args])
+    out = capsys.readouterr()
+    assert code == 3
+    assert out.out == ""
+    assert len(out.err.strip().splitlines()) == 1 and says in out.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_file_is_replaced_only_with_force(shared, now, tmp_path, capsys):
+    out = tmp_path / "x.csv"
+    out.write_text("keep me")
+    code = main(["export", "--config", str(shared.config), "--out", str(out)])
+    assert code == 3 and "--force" in capsys.readouterr().err
+    assert out.read_text() == "keep me"
+    code, doc = export(shared, capsys, "--out", str(out), "--force", "--until", "2026-03-03")
+    assert code == 0 and out.read_text().startswith("report,run_day")
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+
+
+def test_exit_codes_follow_the_coverage(shared, now, tmp_path, capsys):
+    # 0: included days and a closed one only
+    code, doc = export(shared, capsys, "--out", str(tmp_path / "a.parquet"), "--since", "2026-03-04",
+                       "--until", "2026-03-05")
+    assert code == 0 and doc["days"]["closed"] == ["2026-03-05"] and doc["status"] == "ok"
+    # 1: a missing day and an empty open day (gaps), nothing excluded
+    code, doc = export(shared, capsys, "--out", str(tmp_path / "b.parquet"), "--since", "2026-03-07")
+    assert code == 1 and doc["status"] == "warning"
+    assert doc["days"]["missing"] == ["2026-03-08", "2026-03-10"] and doc["days"]["empty"] == ["2026-03-09"]
+    # 2: the unreadable day is in the range
+    code, doc = export(shared, capsys, "--out", str(tmp_path / "c.parquet"), "--since", "2026-03-06",
+                       "--until", "2026-03-06")
+    assert code == 2 and doc["rows"] == 0 and doc["files"] == 0
+    assert pl.read_parquet(tmp_path / "c.parquet").columns == list(
+        ("report", "run_day", "covered_day", "delivered_at", "source_file", "source_sha256"))
+    # Before the ledger's first delivery the schedule's days are missing too.
+    code, doc = export(shared, capsys, "--out", str(tmp_path / "d.parquet"), "--since", "2026-02-20",
+                       "--until", "2026-02-27")
+    assert code == 1
+    assert doc["days"]["missing"] == [f"2026-02-{d:02d}" for d in range(20, 26)]
+    assert doc["days"]["included"] == ["2026-02-26", "2026-02-27"]
+
+
+def test_an_empty_ledger_is_a_usage_error(tmp_path, now, capsys):
+    (tmp_path / "config.toml").write_text(
+        '[profile.default]\nhost = "127.0.0.1"\nlocal_dir = "local"\nledger = "l.sqlite3"\n')
+    code = main(["export", "--config", str(tmp_path / "config.toml"), "--out", str(tmp_path / "x.parquet")])
+    assert code == 3 and "run 'report-keeper sync' first" in capsys.readouterr().err
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_export_never_uses_the_network(shared, now, tmp_path, capsys):
+    """The profile points at port 9 of 127.0.0.1 (nothing listens): an export that tried to
+    connect would fail or hang; it only reads the ledger and the local files."""
+    code, doc = export(shared, capsys, "--out", str(tmp_path / "x.parquet"), "--until", "2026-02-28")
+    assert code == 0 and doc["rows"] > 0
+
+
+def test_the_core_raises_export_errors_not_tracebacks(shared, now, tmp_path):
+    ledger = shared.ledger()
+    try:
+        (tmp_path / "x.parquet").write_bytes(b"")
+        with pytest.raises(ExportError, match="already exists"):
+            run_export(shared.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
+        (tmp_path / "dir.csv").mkdir()
+        with pytest.raises(ExportError, match="is a folder"):
+            run_export(shared.profile(), ledger, ExportRequest(out=tmp_path / "dir.csv", force=True))
+        with pytest.raises(ExportError, match="lies in the export cache"):
+            run_export(shared.profile(), ledger,
+                       ExportRequest(out=cache_dir(shared.ledger_path) / "x.parquet"))
+    finally:
+        ledger.close()
