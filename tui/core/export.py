@@ -123,6 +123,13 @@ def parse_day(text: str, option: str = "--since") -> date:
         ) from None
 
 
+def report_names(profile: Any, ledger: Any) -> list[str]:
+    """The reports an export can name: configured ones first, then every other in the ledger."""
+    names = [r.name for r in profile.reports]
+    names.extend(n for n in ledger.reports() if n not in names)
+    return names
+
+
 # ----------------------------------------------------------------------------- the plan
 
 
@@ -920,5 +927,5 @@ def _record(ledger: Any, result: ExportResult) -> int | None:
 
 __all__ = [
     "CATEGORIES", "Cancelled", "Day", "ExportError", "ExportRequest", "ExportResult", "FIXED_COLUMNS",
-    "HeldCopy", "export_reports", "output_format", "parse_day", "run_export",
+    "HeldCopy", "export_reports", "output_format", "parse_day", "report_names", "run_export",
 ]

@@ -144,6 +144,7 @@ class VerifyScreen(Screen):
         Binding("m", "toggle_mask", "Mask ids", id="verify.mask"),
         Binding("s", "cycle_sort", "Sort", id="verify.sort"),
         Binding("slash", "filter", "Filter", key_display="/", id="verify.filter"),
+        Binding("e", "export", "Export", id="verify.export"),
         Binding("escape", "close", "Close", show=False, id="verify.close"),
     ]
     PALETTE_COMMANDS = (
@@ -152,6 +153,7 @@ class VerifyScreen(Screen):
         ("Verify: show or mask identifier columns", "toggle_mask", "m"),
         ("Verify: next sort order", "cycle_sort", "s"),
         ("Verify: filter by name", "filter", "/"),
+        ("Export the kept reports as one table (parquet or csv)", "export", "e"),
     )
 
     def __init__(
@@ -411,6 +413,18 @@ class VerifyScreen(Screen):
             detail.remove_class("shown")
             self._detail = None
             self.query_one(DataTable).focus()
+
+    # ------------------------------------------------------------------ export
+    def action_export(self) -> None:
+        from tui.core import clock
+        from tui.screens.export import ExportModal, export_toast
+
+        if self.profile is None or self.ledger is None:
+            self.notify("Nothing to export: no profile is loaded.", severity="warning")
+            return
+        today = clock.now().astimezone(self.tz).date() if self.tz else clock.now().date()
+        self.app.push_screen(ExportModal(self.profile, self.ledger, today=today),
+                             callback=lambda result: export_toast(self.app, result) if result else None)
 
     # ------------------------------------------------------------------ details
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

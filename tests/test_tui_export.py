@@ -1,0 +1,149 @@
+"""The export modal through Pilot: ``e`` on the Verify screen, the form, the progress, the
+toast, the file and the ledger's record; bad input in the form; and an 80x24 snapshot."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import polars as pl
+import pytest
+from textual.app import App
+from textual.widgets import Checkbox, Input, Select
+
+from tests import export_data as ed
+from tui.screens.export import ExportModal, ExportProgress
+from tui.screens.verify import VerifyScreen
+
+HOME = "/home/librarian"  # never created: the default file goes there (no Documents folder)
+
+
+class ExportApp(App):
+    def __init__(self, env) -> None:
+        super().__init__()
+        self.env = env
+        self.profile = env.profile()
+        self.ledger = env.ledger()
+
+    def on_mount(self) -> None:
+        self.push_screen(VerifyScreen(profile=self.profile, ledger=self.ledger))
+
+    async def on_unmount(self) -> None:
+        self.ledger.close()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return ed.build(tmp_path_factory.mktemp("tui-export"))
+
+
+@pytest.fixture
+def env(built, monkeypatch):
+    monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
+    monkeypatch.setenv("HOME", HOME)
+    return built
+
+
+async def settle(pilot) -> None:
+    for _ in range(3):
+        await pilot.app.workers.wait_for_complete()
+        for screen in pilot.app.screen_stack:
+            for worker in list(screen.workers):
+                await worker.wait()
+        await pilot.pause()
+
+
+async def open_modal(pilot) -> ExportModal:
+    await settle(pilot)
+    for n in list(pilot.app._notifications):
+        pilot.app._unnotify(n)
+    await pilot.press("e")
+    await settle(pilot)
+    modal = pilot.app.screen
+    assert isinstance(modal, ExportModal)
+    return modal
+
+
+async def test_e_opens_the_form_and_the_export_runs_in_a_worker(env, tmp_path):
+    app = ExportApp(env)
+    progress: list[tuple[int, int]] = []
+
+    def hook(message) -> None:
+        if isinstance(message, ExportProgress):
+            progress.append((message.done, message.total))
+
+    async with app.run_test(size=(80, 24), message_hook=hook) as pilot:
+        modal = await open_modal(pilot)
+        # The reports come from the config and the ledger; the default file from the profile.
+        select = modal.query_one("#export-report", Select)
+        assert [str(o[0]) for o in select._options][:2] == ["All reports", ed.REPORT]
+        assert modal.query_one("#export-out", Input).value == f"{HOME}/report-keeper-default-2026-03-15.parquet"
+        assert modal.query_one("#export-pseudonymize", Checkbox).value is True  # safe by default
+
+        # Type the range, choose the report and csv with the keyboard, name the file.
+        await pilot.click("#export-since")
+        await pilot.press(*"2026-02-26")
+        await pilot.click("#export-until")
+        await pilot.press(*"2026-03-04")
+        modal.query_one("#export-report", Select).focus()
+        await pilot.press("enter", "down", "enter")
+        modal.query_one("#export-format", Select).focus()
+        await pilot.press("enter", "down", "enter")
+        await pilot.pause()
+        out_box = modal.query_one("#export-out", Input)
+        assert out_box.value.endswith("-2026-03-15.csv")  # the format changed the extension
+        target = tmp_path / "loans.csv"
+        out_box.value = str(target)
+        await pilot.click("#export-run")
+        await settle(pilot)
+
+        assert not isinstance(app.screen, ExportModal)  # closed when done
+        toasts = [n for n in app._notifications if n.title == "Export written"]
+        assert len(toasts) == 1
+        text = toasts[0].message
+        assert str(target) in text and "Covered days 2026-02-26 .. 2026-03-04: 7 included" in text
+        assert toasts[0].severity == "information"
+    assert progress and progress[-1][0] == progress[-1][1]
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    df = pl.read_csv(target, infer_schema=False)
+    assert df["report"].unique().to_list() == [ed.REPORT]
+    assert df["Primary Identifier"].str.len_chars().unique().to_list() == [16]  # pseudonymized
+    assert ed.ALWAYS_ID not in target.read_text()
+    ledger = env.ledger()
+    try:
+        record = ledger.exports()[-1]
+    finally:
+        ledger.close()
+    assert record["out"] == str(target) and record["pseudonymized"] is True
+    assert record["since"] == "2026-02-26" and record["until"] == "2026-03-04"
+    assert record["reports"] == [ed.REPORT]
+
+
+async def test_bad_input_is_one_line_in_the_form_and_nothing_is_written(env, tmp_path):
+    app = ExportApp(env)
+    async with app.run_test(size=(80, 24)) as pilot:
+        modal = await open_modal(pilot)
+        modal.query_one("#export-out", Input).value = str(tmp_path / "x.parquet")
+        modal.query_one("#export-since", Input).value = "2026-02-30"
+        await pilot.click("#export-run")
+        await settle(pilot)
+        message = str(modal.query_one("#export-message").render())
+        assert "is not a day" in message and "YYYY-MM-DD" in message
+        assert isinstance(app.screen, ExportModal)
+        modal.query_one("#export-since", Input).value = ""
+        (tmp_path / "x.parquet").write_text("keep")
+        await pilot.click("#export-run")
+        await settle(pilot)
+        assert "already exists" in str(modal.query_one("#export-message").render())
+        assert not modal.query_one("#export-run").disabled  # the form can be used again
+        assert (tmp_path / "x.parquet").read_text() == "keep"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ExportModal)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.parquet"]
+
+
+def test_snapshot_export_modal_80x24(snap_compare, built, monkeypatch):
+    monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
+    monkeypatch.setenv("HOME", HOME)
+    assert snap_compare(ExportApp(built), terminal_size=(80, 24), run_before=open_modal)

@@ -1,0 +1,257 @@
+"""The export modal (``e`` on the Verify screen, or the command palette there).
+
+A form for :mod:`tui.core.export`: which report, which covered (loan) days, the format,
+whether to pseudonymize identifier columns (on by default: the file is usually for someone
+else), and the file to write. ``Export`` runs the export in a worker through the core's async
+API (:func:`tui.core.export.export_reports`: the workbooks are read by the isolated worker
+processes, never here) with a progress bar; the modal then closes with the
+:class:`~tui.core.export.ExportResult` and the caller shows a toast (:func:`export_toast`).
+A usage problem (a bad day, an existing file) is shown in the form, one line, and nothing is
+written. ``escape`` closes the form, or stops a running export (nothing is written then).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, Static
+from textual.worker import Worker, WorkerState
+
+from tui.core.names import escape_name
+
+if TYPE_CHECKING:
+    from tui.core.export import ExportResult
+
+log = logging.getLogger("report_keeper.screens.export")
+
+ALL_REPORTS = "\x00all"  # the Select's value for "every report" (no report can be named so)
+FORMATS = (("Parquet (analysis tools)", ".parquet"), ("CSV (spreadsheets)", ".csv"))
+
+
+class ExportProgress(Message):
+    """Progress of the running export (a newer one replaces one still queued)."""
+
+    def __init__(self, done: int, total: int, name: str) -> None:
+        super().__init__()
+        self.done, self.total, self.name = done, total, name
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ExportProgress)
+
+
+def default_output(profile: Any, today: date, suffix: str = ".parquet") -> Path:
+    """``~/Documents/report-keeper-<profile>-<day>.parquet`` (the home folder without one)."""
+    home = Path.home()
+    folder = home / "Documents" if (home / "Documents").is_dir() else home
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in getattr(profile, "name", "default"))
+    return folder / f"report-keeper-{name}-{today.isoformat()}{suffix}"
+
+
+def export_toast(app: Any, result: "ExportResult") -> None:
+    """The notification after an export: where the file is and what it covers."""
+    severity = {0: "information", 1: "warning"}.get(int(result.exit_code), "error")
+    app.notify(result.toast(), title="Export written", severity=severity, timeout=20, markup=False)
+
+
+class ExportModal(ModalScreen["ExportResult | None"]):
+    """Report, covered days, format, pseudonymize, file; then export with a progress bar."""
+
+    DEFAULT_CSS = """
+    ExportModal { align: center middle; }
+    ExportModal > Vertical {
+        width: 78; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $accent; background: $surface; padding: 0 1;
+    }
+    ExportModal .title { text-style: bold; height: 1; margin-bottom: 1; }
+    ExportModal .row { height: 1; margin-bottom: 1; }
+    ExportModal .row Label { width: 14; }
+    ExportModal .row .to { width: 4; text-align: center; }
+    ExportModal #export-report, ExportModal #export-format, ExportModal #export-out { width: 1fr; }
+    ExportModal #export-since, ExportModal #export-until { width: 16; }
+    ExportModal #export-pseudonymize { margin-bottom: 1; }
+    ExportModal #export-message { height: auto; min-height: 1; }
+    ExportModal #export-progress-row { height: 1; display: none; }
+    ExportModal #export-progress-row.running { display: block; }
+    ExportModal #export-progress-label { width: auto; padding-right: 1; }
+    ExportModal .buttons { height: 1; margin-top: 1; }
+    ExportModal Button { margin-right: 2; min-width: 10; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel / stop", id="export.cancel")]
+
+    def __init__(self, profile: Any, ledger: Any, *, today: date, reports: list[str] | None = None,
+                 out: Path | None = None) -> None:
+        super().__init__()
+        self.profile = profile
+        self.ledger = ledger
+        self.today = today
+        self._reports = reports
+        self._out = out or default_output(profile, today)
+        self._cancel = False
+        self.running = False
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        options = [("All reports", ALL_REPORTS)] + [(escape_name(n), n) for n in self._reports or ()]
+        with Vertical():
+            yield Static("Export the kept reports as one table", classes="title")
+            with Horizontal(classes="row"):
+                yield Label("Report")
+                yield Select(options, value=ALL_REPORTS, allow_blank=False, compact=True, id="export-report")
+            with Horizontal(classes="row"):
+                yield Label("Covered days")
+                yield Input(placeholder="first YYYY-MM-DD", compact=True, id="export-since")
+                yield Static("to", classes="to")
+                yield Input(placeholder="last YYYY-MM-DD", compact=True, id="export-until")
+            with Horizontal(classes="row"):
+                yield Label("Format")
+                yield Select(FORMATS, value=self._out.suffix if self._out.suffix in (".parquet", ".csv") else ".parquet",
+                             allow_blank=False, compact=True, id="export-format")
+            with Horizontal(classes="row"):
+                yield Label("File")
+                yield Input(str(self._out), compact=True, id="export-out")
+            yield Checkbox("Pseudonymize identifier columns (keyed hash; the key stays here)",
+                           value=True, compact=True, id="export-pseudonymize")
+            yield Static(Text("No days given: every day held. Only local copies are read.", style="dim"),
+                         id="export-message")
+            with Horizontal(id="export-progress-row"):
+                yield Static("", id="export-progress-label")
+                yield ProgressBar(id="export-progress", show_eta=False)
+            with Horizontal(classes="buttons"):
+                yield Button("Export", id="export-run", variant="primary", compact=True)
+                yield Button("Cancel (esc)", id="export-cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#export-run", Button).focus()
+        if self._reports is None:
+            self._load_reports()
+
+    @work(thread=True, exclusive=True, group="export-names", exit_on_error=False)
+    def _load_reports(self) -> None:
+        from tui.core.export import report_names
+
+        names = report_names(self.profile, self.ledger)
+        self.app.call_from_thread(self._set_reports, names)
+
+    def _set_reports(self, names: list[str]) -> None:
+        self._reports = names
+        select = self.query_one("#export-report", Select)
+        select.set_options([("All reports", ALL_REPORTS)] + [(escape_name(n), n) for n in names])
+        select.value = ALL_REPORTS
+
+    # ------------------------------------------------------------------ form
+    @on(Select.Changed, "#export-format")
+    def _format_changed(self, event: Select.Changed) -> None:
+        box = self.query_one("#export-out", Input)
+        path = Path(box.value.strip() or str(self._out))
+        if isinstance(event.value, str) and path.suffix.lower() != event.value:
+            box.value = str(path.with_suffix(event.value))
+
+    def _say(self, text: str, style: str = "bold red") -> None:
+        self.query_one("#export-message", Static).update(Text(text, style=style))
+
+    def request(self) -> Any:
+        """The form as an ``ExportRequest``; raises ``ExportError`` with one line."""
+        from tui.core.export import ExportError, ExportRequest, output_format, parse_day
+
+        since_text = self.query_one("#export-since", Input).value.strip()
+        until_text = self.query_one("#export-until", Input).value.strip()
+        since = parse_day(since_text, "the first day") if since_text else None
+        until = parse_day(until_text, "the last day") if until_text else None
+        out_text = self.query_one("#export-out", Input).value.strip()
+        if not out_text:
+            raise ExportError("name the file to write, such as ~/loans.parquet")
+        out = Path(out_text).expanduser()
+        output_format(out)
+        report = self.query_one("#export-report", Select).value
+        reports = () if report in (ALL_REPORTS, Select.BLANK, None) else (str(report),)
+        if since and until and since > until:
+            raise ExportError(f"the first day {since} is after the last day {until}")
+        return ExportRequest(out=out, reports=reports, since=since, until=until,
+                             pseudonymize=self.query_one("#export-pseudonymize", Checkbox).value)
+
+    @on(Button.Pressed, "#export-run")
+    def action_run(self) -> None:
+        if self.running:
+            return
+        from tui.core.export import ExportError
+
+        try:
+            request = self.request()
+        except ExportError as exc:
+            self._say(str(exc))
+            return
+        self.running = True
+        self._cancel = False
+        self.query_one("#export-run", Button).disabled = True
+        self.query_one("#export-progress-row").add_class("running")
+        self.query_one(ProgressBar).update(total=None, progress=0)
+        self.query_one("#export-progress-label", Static).update("Reading the ledger…")
+        self._say("Exporting… (esc stops it; nothing is written then)", style="italic")
+        self._run(request)
+
+    @on(Button.Pressed, "#export-cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()
+
+    def action_cancel(self) -> None:
+        if self.running:
+            self._cancel = True
+            self._say("Stopping…", style="italic")
+            return
+        self.dismiss(None)
+
+    # ------------------------------------------------------------------ running
+    @work(exclusive=True, group="export", exit_on_error=False)
+    async def _run(self, request: Any) -> None:
+        from tui.core.export import Cancelled, ExportError, export_reports
+
+        try:
+            result = await export_reports(
+                self.profile, self.ledger, request,
+                progress=lambda done, total, name: self.post_message(ExportProgress(done, total, name)),
+                cancelled=lambda: self._cancel,
+            )
+        except Cancelled:
+            self.running = False
+            self.dismiss(None)
+            self.app.notify("Export stopped; nothing was written.", timeout=5)
+            return
+        except ExportError as exc:
+            self._stopped(str(exc))
+            return
+        self.running = False
+        self.dismiss(result)
+
+    def on_export_progress(self, message: ExportProgress) -> None:
+        bar = self.query_one(ProgressBar)
+        if message.name == "writing":
+            bar.update(total=None)
+            self.query_one("#export-progress-label", Static).update("Writing the table…")
+            return
+        bar.update(total=max(message.total, 1), progress=message.done)
+        self.query_one("#export-progress-label", Static).update(f"Reading {message.done}/{message.total}")
+
+    def _stopped(self, text: str) -> None:
+        self.running = False
+        self.query_one("#export-run", Button).disabled = False
+        self.query_one("#export-progress-row").remove_class("running")
+        self._say(text)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group not in ("export", "export-names") or event.state != WorkerState.ERROR:
+            return
+        event.stop()  # one sentence here; the traceback goes to the log
+        log.error("export failed", exc_info=event.worker.error)
+        if event.worker.group == "export":
+            self._stopped(f"The export stopped on an unexpected error ({type(event.worker.error).__name__}); "
+                          "the log file has the details. Nothing was written.")
