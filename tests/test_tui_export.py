@@ -53,6 +53,21 @@ async def settle(pilot) -> None:
         await pilot.pause()
 
 
+async def until(pilot, condition, timeout: float = 30.0) -> None:
+    """Let the app run until ``condition()`` holds (workers finish in their own time)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.05)
+    await settle(pilot)
+
+
+def message_of(modal) -> str:
+    return str(modal.query_one("#export-message").render())
+
+
 async def open_modal(pilot) -> ExportModal:
     await settle(pilot)
     for n in list(pilot.app._notifications):
@@ -95,9 +110,8 @@ async def test_e_opens_the_form_and_the_export_runs_in_a_worker(env, tmp_path):
         target = tmp_path / "loans.csv"
         out_box.value = str(target)
         await pilot.click("#export-run")
-        await settle(pilot)
+        await until(pilot, lambda: not isinstance(app.screen, ExportModal))  # closed when done
 
-        assert not isinstance(app.screen, ExportModal)  # closed when done
         toasts = [n for n in app._notifications if n.title == "Export written"]
         assert len(toasts) == 1
         text = toasts[0].message
@@ -125,16 +139,16 @@ async def test_bad_input_is_one_line_in_the_form_and_nothing_is_written(env, tmp
         modal = await open_modal(pilot)
         modal.query_one("#export-out", Input).value = str(tmp_path / "x.parquet")
         modal.query_one("#export-since", Input).value = "2026-02-30"
-        await pilot.click("#export-run")
-        await settle(pilot)
-        message = str(modal.query_one("#export-message").render())
-        assert "is not a day" in message and "YYYY-MM-DD" in message
+        modal.query_one("#export-run").focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: "is not a day" in message_of(modal))
+        assert "YYYY-MM-DD" in message_of(modal)
         assert isinstance(app.screen, ExportModal)
         modal.query_one("#export-since", Input).value = ""
         (tmp_path / "x.parquet").write_text("keep")
-        await pilot.click("#export-run")
-        await settle(pilot)
-        assert "already exists" in str(modal.query_one("#export-message").render())
+        await pilot.pause(0.3)  # a button ignores a second press within its 0.2 s "pressed" look
+        await pilot.press("enter")
+        await until(pilot, lambda: "already exists" in message_of(modal))
         assert not modal.query_one("#export-run").disabled  # the form can be used again
         assert (tmp_path / "x.parquet").read_text() == "keep"
         await pilot.press("escape")
