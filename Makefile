@@ -30,8 +30,13 @@ sshd:
 test: $(VENV)/.installed-test sshd
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile -q
 
-bench: $(VENV)/.installed-test sshd
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@touch $@ $(VENV)/.installed-test $(VENV)/.installed-app
+
+bench: $(VENV)/.installed-test $(VENV)/.installed-bench sshd
 	$(BIN)/python benchmarks/verify_year.py
+	$(BIN)/python benchmarks/export_year.py
 	$(BIN)/python benchmarks/download.py
 	$(BIN)/python benchmarks/tui.py
 

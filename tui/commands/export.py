@@ -99,9 +99,14 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
     )
     try:
-        from tui.core.export import run_export
+        from tui.core.export import NotRecorded, run_export
 
         result = run_export(profile, ledger, request)
+    except NotRecorded as exc:  # the file is there, the ledger does not know it: not a usage error
+        from tui.commands.common import one_line
+
+        sys.stderr.write(f"report-keeper: {one_line(str(exc))}\n")
+        return 2
     except ExportError as exc:
         return fail_usage(str(exc))
     except LedgerError as exc:

@@ -51,7 +51,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import polars as pl
 
 from tui.core import clock
 from tui.core import isolation
@@ -60,6 +62,11 @@ from tui.core import status as st
 from tui.core.export_cache import CacheError, CachedTable, ReadFailure, TableCache, cache_dir
 from tui.core.names import escape_name
 from tui.core.pseudonym import PseudonymKey, PseudonymKeyError, identifier_columns, load_key
+
+if TYPE_CHECKING:
+    from tui.core.config import Profile
+    from tui.core.health import HealthReport
+    from tui.core.ledger import Download, Ledger
 
 log = logging.getLogger("report_keeper.export")
 
@@ -123,7 +130,7 @@ def parse_day(text: str, option: str = "--since") -> date:
         ) from None
 
 
-def report_names(profile: Any, ledger: Any) -> list[str]:
+def report_names(profile: Profile, ledger: Ledger) -> list[str]:
     """The reports an export can name: configured ones first, then every other in the ledger."""
     names = [r.name for r in profile.reports]
     names.extend(n for n in ledger.reports() if n not in names)
@@ -142,7 +149,7 @@ class HeldCopy:
     path: Path
     sha256: str
     delivered_at: datetime
-    order: tuple[Any, ...]  # sorts oldest first: delivery time, server copy's time, download
+    order: tuple[datetime, datetime, datetime, str]  # oldest first: delivery, server copy, download
     verification: str | None
     rows: int | None
     header_row: int | None
@@ -377,7 +384,7 @@ def _excluded_files(d: Day) -> list[tuple[HeldCopy, str, str]]:
 
 
 async def export_reports(
-    profile: Any, ledger: Any, request: ExportRequest, *, progress: Progress | None = None,
+    profile: Profile, ledger: Ledger, request: ExportRequest, *, progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None, pool: isolation.WorkerPool | None = None,
 ) -> ExportResult:
     """:func:`run_export` in a thread: for the app (its screens never read a workbook)."""
@@ -389,8 +396,12 @@ class Cancelled(ExportError):
     """The export was cancelled; nothing was written."""
 
 
+class NotRecorded(ExportError):
+    """The file was written, but the ledger could not record the export (exit 2)."""
+
+
 def run_export(
-    profile: Any, ledger: Any, request: ExportRequest, *, progress: Progress | None = None,
+    profile: Profile, ledger: Ledger, request: ExportRequest, *, progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None, pool: isolation.WorkerPool | None = None,
     now: datetime | None = None,
 ) -> ExportResult:
@@ -401,7 +412,7 @@ def run_export(
     if request.since and request.until and request.since > request.until:
         raise ExportError(f"--since {request.since} is after --until {request.until}; "
                           "give the first covered day first")
-    out = _check_out(request.out, force=request.force, profile=profile)
+    out = _check_out(request.out, force=request.force)
     key = None
     if request.pseudonymize:
         try:
@@ -461,7 +472,7 @@ def run_export(
     return result
 
 
-def _check_out(out: Path, *, force: bool, profile: Any) -> Path:
+def _check_out(out: Path, *, force: bool) -> Path:
     target = Path(os.path.abspath(Path(out).expanduser()))
     output_format(target)
     parent = target.parent
@@ -482,7 +493,7 @@ def _check_out(out: Path, *, force: bool, profile: Any) -> Path:
     return target
 
 
-def _refuse_own_folder(out: Path, cache_folder: Path, profile: Any) -> None:
+def _refuse_own_folder(out: Path, cache_folder: Path, profile: Profile) -> None:
     """The output may not land in the export cache or replace the ledger."""
     resolved = Path(os.path.realpath(out))
     cache = Path(os.path.realpath(cache_folder))
@@ -492,7 +503,7 @@ def _refuse_own_folder(out: Path, cache_folder: Path, profile: Any) -> None:
         raise ExportError(f"{escape_name(str(out))} is the ledger; name another file")
 
 
-def _select_reports(health: Any, wanted: Sequence[str], profile: Any) -> list[str]:
+def _select_reports(health: HealthReport, wanted: Sequence[str], profile: Profile) -> list[str]:
     names = [r.name for r in health.reports]
     if not names:
         raise ExportError(
@@ -513,23 +524,23 @@ def _select_reports(health: Any, wanted: Sequence[str], profile: Any) -> list[st
     return chosen
 
 
-def _plan(profile: Any, ledger: Any, health: Any, reports: list[str], deliveries: list[model.Delivery],
+def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[str], deliveries: list[model.Delivery],
           since: date | None, until: date | None) -> tuple[list[Day], int]:
     """Every run day in the range and the copies held for it (from the health evaluation)."""
     by_name = {d.name: d for d in deliveries}
-    downloads: dict[str, list[Any]] = {}
+    downloads: dict[str, list[Download]] = {}
     for dl in ledger.downloads():
         downloads.setdefault(dl.name, []).append(dl)
-    copies_of: dict[str, list[tuple[Any, Any]]] = {}  # name -> [(download, delivery)]
+    copies_of: dict[str, list[tuple[Download, model.Delivery]]] = {}  # name -> copies
     shas: set[str] = set()
-    for name, rows in downloads.items():
+    for name, recorded in downloads.items():
         delivery = by_name.get(name)
         if delivery is None:
             continue
-        seen: dict[str, Any] = {}
-        for dl in rows:  # oldest first; a path downloaded again keeps its latest record
+        seen: dict[str, Download] = {}
+        for dl in recorded:  # oldest first; a path downloaded again keeps its latest record
             seen[dl.local_path] = dl
-        latest = rows[-1]
+        latest = recorded[-1]
         held = []
         for path, dl in seen.items():
             if dl is latest and delivery.extra.get("missing_locally"):
@@ -592,7 +603,7 @@ def _on_disk(path: str, size: int) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size == size
 
 
-def _verify_unverified(profile: Any, ledger: Any, days: list[Day], pool: isolation.WorkerPool,
+def _verify_unverified(profile: Profile, ledger: Ledger, days: list[Day], pool: isolation.WorkerPool,
                        cancelled: Callable[[], bool] | None) -> None:
     """Copies whose verification was never recorded are verified now (and recorded)."""
     from tui.core.local_reports import LocalReport, verify_local
@@ -682,13 +693,11 @@ def _categorize(days: list[Day]) -> None:
         d.category = CLOSED if d.closed else MISSING
 
 
-def _union(included: list[Day]) -> tuple[list[str], list[dict[str, Any]], dict[str, Any], dict[str, str]]:
+def _union(included: list[Day]) -> tuple[list[str], list[dict[str, Any]], dict[str, pl.DataType], dict[str, str]]:
     """The reports' columns in order of first appearance, the drift between consecutive days
     of a report, a common type per column, and renames of columns named like fixed ones."""
-    import polars as pl
-
     order: list[str] = []
-    kinds: dict[str, set[Any]] = {}
+    kinds: dict[str, set[pl.DataType]] = {}
     renames: dict[str, str] = {}
     drift: list[dict[str, Any]] = []
     previous: dict[str, tuple[str, ...]] = {}
@@ -718,21 +727,19 @@ def _union(included: list[Day]) -> tuple[list[str], list[dict[str, Any]], dict[s
     return order, drift, targets, renames
 
 
-def _common_type(kinds: set[Any]) -> Any:
-    import polars as pl
-
+def _common_type(kinds: set[pl.DataType]) -> pl.DataType:
     if not kinds:
-        return pl.String
+        return pl.String()
     if len(kinds) == 1:
         return next(iter(kinds))
-    if kinds <= {pl.Int64, pl.Float64}:
-        return pl.Float64
+    if all(k in (pl.Int64, pl.Float64) for k in kinds):
+        return pl.Float64()
     if all(k == pl.Date or isinstance(k, pl.Datetime) for k in kinds):
         return pl.Datetime("us")
-    return pl.String
+    return pl.String()
 
 
-def _identifiers(profile: Any, reports: list[str], included: list[Day], renames: dict[str, str]
+def _identifiers(profile: Profile, reports: list[str], included: list[Day], renames: dict[str, str]
                  ) -> tuple[set[str], list[str]]:
     """Identifier columns (final names) and configured ones found in no file."""
     from tui.core.validate import normalize_column
@@ -754,7 +761,7 @@ def _identifiers(profile: Any, reports: list[str], included: list[Day], renames:
     return found, missing
 
 
-def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets: dict[str, Any],
+def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets: dict[str, pl.DataType],
            renames: dict[str, str], idents: set[str], key: PseudonymKey | None, *, force: bool) -> None:
     """Stream the table into a private folder beside ``out``, then put it in place (0600)."""
     plan = _plan_frame(included, columns, targets, renames, idents, key)
@@ -821,18 +828,17 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, Any],
-                renames: dict[str, str], idents: set[str], key: PseudonymKey | None) -> Any:
+def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, pl.DataType],
+                renames: dict[str, str], idents: set[str], key: PseudonymKey | None) -> pl.LazyFrame:
     """The lazy table: consecutive files with the same columns are scanned together and
     joined with their per-file values (report, days, source)."""
-    import polars as pl
-
     prefix = f"__rk{secrets.token_hex(4)}_"
-    fixed_types = {
-        "report": pl.String, "run_day": pl.Date, "covered_day": pl.Date,
-        "delivered_at": pl.Datetime("us", "UTC"), "source_file": pl.String, "source_sha256": pl.String,
+    fixed_types: dict[str, pl.DataType] = {
+        "report": pl.String(), "run_day": pl.Date(), "covered_day": pl.Date(),
+        "delivered_at": pl.Datetime("us", "UTC"), "source_file": pl.String(), "source_sha256": pl.String(),
     }
-    out_types = {**fixed_types, **{c: (pl.String if c in idents else targets[c]) for c in columns}}
+    out_types: dict[str, pl.DataType] = {
+        **fixed_types, **{c: (pl.String() if c in idents else targets[c]) for c in columns}}
     if not included:
         return pl.DataFrame(schema=out_types).lazy()
     hasher = _pseudonymizer(key) if key is not None else None
@@ -876,19 +882,17 @@ def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, Any]
     return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
 
-def _pseudonymizer(key: PseudonymKey) -> Callable[[Any], Any]:
-    import polars as pl
-
+def _pseudonymizer(key: PseudonymKey) -> Callable[[pl.Series], pl.Series]:
     pseudonym = key.pseudonym
 
-    def apply(values: Any) -> Any:
+    def apply(values: pl.Series) -> pl.Series:
         return pl.Series(values.name, [None if v is None else pseudonym(v) for v in values.to_list()],
                          dtype=pl.String)
 
     return apply
 
 
-def _record(ledger: Any, result: ExportResult) -> int | None:
+def _record(ledger: Ledger, result: ExportResult) -> int | None:
     """The export and its sources in the ledger (for the retention policy)."""
     sources: list[dict[str, Any]] = []
     for d in result.days:
@@ -918,7 +922,7 @@ def _record(ledger: Any, result: ExportResult) -> int | None:
         )
     except Exception as exc:  # noqa: BLE001 - the file is written; say so, the caller decides
         log.error("export written but not recorded in the ledger: %s", type(exc).__name__)
-        raise ExportError(
+        raise NotRecorded(
             f"the export {escape_name(str(result.out))} was written, but the ledger could not record "
             f"it ({exc}); a retention policy will not count its sources as exported until an "
             "export is recorded"
@@ -927,5 +931,6 @@ def _record(ledger: Any, result: ExportResult) -> int | None:
 
 __all__ = [
     "CATEGORIES", "Cancelled", "Day", "ExportError", "ExportRequest", "ExportResult", "FIXED_COLUMNS",
+    "NotRecorded",
     "HeldCopy", "export_reports", "output_format", "parse_day", "report_names", "run_export",
 ]

@@ -30,7 +30,12 @@ from textual.worker import Worker, WorkerState
 from tui.core.names import escape_name
 
 if TYPE_CHECKING:
-    from tui.core.export import ExportResult
+    from textual.app import App
+    from textual.notifications import SeverityLevel
+
+    from tui.core.config import Profile
+    from tui.core.export import ExportRequest, ExportResult
+    from tui.core.ledger import Ledger
 
 log = logging.getLogger("report_keeper.screens.export")
 
@@ -49,17 +54,18 @@ class ExportProgress(Message):
         return isinstance(message, ExportProgress)
 
 
-def default_output(profile: Any, today: date, suffix: str = ".parquet") -> Path:
+def default_output(profile: Profile, today: date, suffix: str = ".parquet") -> Path:
     """``~/Documents/report-keeper-<profile>-<day>.parquet`` (the home folder without one)."""
     home = Path.home()
     folder = home / "Documents" if (home / "Documents").is_dir() else home
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in getattr(profile, "name", "default"))
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in profile.name)
     return folder / f"report-keeper-{name}-{today.isoformat()}{suffix}"
 
 
-def export_toast(app: Any, result: "ExportResult") -> None:
+def export_toast(app: App[Any], result: ExportResult) -> None:
     """The notification after an export: where the file is and what it covers."""
-    severity = {0: "information", 1: "warning"}.get(int(result.exit_code), "error")
+    code = int(result.exit_code)
+    severity: SeverityLevel = "information" if code == 0 else "warning" if code == 1 else "error"
     app.notify(result.toast(), title="Export written", severity=severity, timeout=20, markup=False)
 
 
@@ -88,7 +94,7 @@ class ExportModal(ModalScreen["ExportResult | None"]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel / stop", id="export.cancel")]
 
-    def __init__(self, profile: Any, ledger: Any, *, today: date, reports: list[str] | None = None,
+    def __init__(self, profile: Profile, ledger: Ledger, *, today: date, reports: list[str] | None = None,
                  out: Path | None = None) -> None:
         super().__init__()
         self.profile = profile
@@ -159,7 +165,7 @@ class ExportModal(ModalScreen["ExportResult | None"]):
     def _say(self, text: str, style: str = "bold red") -> None:
         self.query_one("#export-message", Static).update(Text(text, style=style))
 
-    def request(self) -> Any:
+    def request(self) -> ExportRequest:
         """The form as an ``ExportRequest``; raises ``ExportError`` with one line."""
         from tui.core.export import ExportError, ExportRequest, output_format, parse_day
 
@@ -212,15 +218,15 @@ class ExportModal(ModalScreen["ExportResult | None"]):
 
     # ------------------------------------------------------------------ running
     @work(exclusive=True, group="export", exit_on_error=False)
-    async def _run(self, request: Any) -> None:
+    async def _run(self, request: ExportRequest) -> None:
         from tui.core.export import Cancelled, ExportError, export_reports
 
+        def progress(done: int, total: int, name: str) -> None:  # called from the export's thread
+            self.post_message(ExportProgress(done, total, name))
+
         try:
-            result = await export_reports(
-                self.profile, self.ledger, request,
-                progress=lambda done, total, name: self.post_message(ExportProgress(done, total, name)),
-                cancelled=lambda: self._cancel,
-            )
+            result = await export_reports(self.profile, self.ledger, request, progress=progress,
+                                          cancelled=lambda: self._cancel)
         except Cancelled:
             self.running = False
             self.dismiss(None)
