@@ -438,3 +438,93 @@ def test_the_core_raises_export_errors_not_tracebacks(shared, now, tmp_path):
                        ExportRequest(out=cache_dir(shared.ledger_path) / "x.parquet"))
     finally:
         ledger.close()
+
+
+# ------------------------------------------------------------------------ more odd cases
+
+
+def _replace_copy(env, ledger, run_day: date, rows=None, data: bytes | None = None) -> Path:
+    """Put other content in a held copy and record it as a new download of the same delivery."""
+    from tui.core.ledger import verification_context
+    from tui.core.validate import validate_file
+    from tests import xlsx_factory as xf
+
+    d = env.delivery(run_day)
+    path = env.paths[d.name]
+    if data is None:
+        xf.write_report(path, rows, columns=ed.BASE, title=ed.REPORT)
+    else:
+        path.write_bytes(data)
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    ledger.record_download(d.name, size=len(data), sha256=sha, local_path=str(path), when=ed.NOW)
+    report = env.profile().report_for(ed.REPORT)
+    ledger.record_verification(validate_file(path, report, d.at), sha256=sha,
+                               context=verification_context(report, d.at))
+    return path
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_shown_as_text(tmp_path, monkeypatch):
+    """A patron-typed title such as '=HYPERLINK(...)' must not become a live formula when the
+    csv is opened in a spreadsheet; parquet keeps the cell exactly."""
+    monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    from tests import xlsx_factory as xf
+
+    rows = xf.loan_rows(4, day=ed.covered(D(2026, 3, 2)))
+    hostile = ['=HYPERLINK("http://127.0.0.1/x","open")', "+1+1", "@SUM(1)", "-2+3"]
+    for row, title in zip(rows, hostile):
+        row[4] = title
+    ledger = env.ledger()
+    try:
+        _replace_copy(env, ledger, D(2026, 3, 2), rows)
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.csv"))
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
+    finally:
+        ledger.close()
+    csv = pl.read_csv(tmp_path / "x.csv", infer_schema=False)
+    titles = csv.filter(pl.col("run_day") == "2026-03-02")["Title"].to_list()
+    assert titles == ["'" + t for t in hostile]
+    assert csv.filter(pl.col("run_day") == "2026-03-01")["Title"].str.starts_with("Synthetic").all()
+    exact = pl.read_parquet(tmp_path / "x.parquet").filter(pl.col("run_day") == D(2026, 3, 2))["Title"]
+    assert exact.to_list() == hostile
+
+
+def test_a_copy_never_verified_is_verified_now_and_the_same_bytes_twice_are_excluded(tmp_path, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 3))
+    ledger = env.ledger()
+    try:
+        # 03-02 holds the very bytes of 03-01 (Alma sent yesterday's file again)
+        _replace_copy(env, ledger, D(2026, 3, 2), data=env.paths[env.delivery(D(2026, 3, 1)).name].read_bytes())
+        # 03-03's verification was never recorded (the sync was killed before it could)
+        first = env.delivery(D(2026, 3, 3))
+        with sqlite3.connect(env.ledger_path) as conn:
+            conn.execute("DELETE FROM verifications WHERE sha256 = ?", (env.shas[first.name],))
+        result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
+        assert ledger.verification_statuses([env.shas[first.name]]) == {env.shas[first.name]: ("ok", len(first.rows), 3)}
+    finally:
+        ledger.close()
+    assert [(e["day"], e["status"]) for e in result.excluded()] == [(day_of(D(2026, 3, 2)), "duplicate")]
+    assert "exported for covered day " + day_of(D(2026, 3, 1)) in result.excluded()[0]["message"]
+    assert {d.run_day for d in result.of("included")} == {D(2026, 3, 1), D(2026, 3, 3)}
+    df = pl.read_parquet(tmp_path / "x.parquet")
+    assert df.filter(pl.col("run_day") == D(2026, 3, 3)).height == len(env.delivery(D(2026, 3, 3), 1).rows)
+
+
+def test_a_cancelled_export_writes_nothing(shared, now, tmp_path):
+    from tui.core.export import Cancelled
+
+    ledger = shared.ledger()
+    try:
+        with pytest.raises(Cancelled):
+            run_export(shared.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"), cancelled=lambda: True)
+        before = len(ledger.exports())
+        with pytest.raises(Cancelled):
+            run_export(shared.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"), cancelled=lambda: True)
+        assert len(ledger.exports()) == before  # nothing recorded either
+    finally:
+        ledger.close()
+    assert list(tmp_path.iterdir()) == []

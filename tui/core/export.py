@@ -765,6 +765,8 @@ def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets
            renames: dict[str, str], idents: set[str], key: PseudonymKey | None, *, force: bool) -> None:
     """Stream the table into a private folder beside ``out``, then put it in place (0600)."""
     plan = _plan_frame(included, columns, targets, renames, idents, key)
+    if fmt == "csv":
+        plan = _defuse_formulas(plan)
     try:
         work = Path(_mkdtemp(out.parent))
     except OSError as exc:
@@ -791,6 +793,21 @@ def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets
                           "check the folder's permissions and free space") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+#: What a spreadsheet takes for the start of a formula when it opens a csv file.
+FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def _defuse_formulas(plan: pl.LazyFrame) -> pl.LazyFrame:
+    """Text cells of a csv that a spreadsheet would run as formulas (``=HYPERLINK(...)`` in a
+    title a patron typed, a server file name starting with ``=``) get a leading ``'``, so they
+    are shown as text. Parquet keeps every cell exactly."""
+    text = [name for name, dtype in plan.collect_schema().items() if dtype == pl.String]
+    return plan.with_columns(
+        pl.when(pl.col(c).str.contains(FORMULA_START)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        for c in text
+    )
 
 
 def _mkdtemp(parent: Path) -> str:
