@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import stat
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,7 @@ class TableCache:
         self.pool = pool
         self.built = 0  # tables read from workbooks by this instance (tests, the summary)
         self.hits = 0
+        self._count = threading.Lock()  # the export reads several files at a time
 
     def open(self) -> "TableCache":
         """Create the folder (0700) or check it: a real folder of ours, not a link."""
@@ -128,7 +130,8 @@ class TableCache:
             log.warning("export cache entry %s unusable (%s): read again", path.name, type(exc).__name__)
             _unlink(path)
             return None
-        self.hits += 1
+        with self._count:
+            self.hits += 1
         return CachedTable(path, sha256, int(rows), tuple(schema.items()))
 
     def build(
@@ -198,7 +201,8 @@ class TableCache:
                 f"cannot write to the export cache {self.folder} ({exc.strerror or exc}); free "
                 "some disk space or delete the folder"
             ) from None
-        self.built += 1
+        with self._count:
+            self.built += 1
         return CachedTable(target, sha256, df.height, tuple(df.schema.items()))
 
     def prune(self, keep: Iterable[str]) -> int:
