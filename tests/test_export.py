@@ -528,3 +528,25 @@ def test_a_cancelled_export_writes_nothing(shared, now, tmp_path):
     finally:
         ledger.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_no_workbook_is_parsed_in_the_export_process_and_workers_stay_without_polars(shared, tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    probe = (
+        "import sys; from tui.cli import main; "
+        f"code = main(['export', '--config', {str(shared.config)!r}, '--out', {str(tmp_path / 'x.parquet')!r}]); "
+        "sys.stderr.write(str(code) + ' ' + (' '.join(m for m in ('fastexcel', 'nanoarrow', 'textual') "
+        "if m in sys.modules) or 'clean'))"
+    )
+    env = dict(os.environ, REPORT_KEEPER_NOW=ed.NOW_ISO)
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=root, env=env)
+    assert proc.stderr.strip().endswith("2 clean"), proc.stderr
+    # What a worker imports for the table job (its reader, nanoarrow, the validator): no polars,
+    # whose allocator would take most of a worker's address space.
+    check = ("import sys, tui.core.isolation, tui.core.validate, tui.core.export_read; "
+             "tui.core.validate.warm_up(); import nanoarrow.ipc; print('polars' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=root)
+    assert proc.stdout.strip() == "False", proc.stderr

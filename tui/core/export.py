@@ -326,8 +326,9 @@ class ExportResult:
             lines.append(f"  ... and {len(excluded) - limit} more excluded files (see --json)")
         superseded = self.superseded()
         if superseded:
-            lines.append(f"Superseded: {len(superseded)} other deliveries of an exported run day "
-                         "(a re-run or a changed copy; the newest ok one is exported)")
+            n = len(superseded)
+            lines.append(f"Superseded: {n} other {'delivery' if n == 1 else 'deliveries'} of a run day "
+                         "(a re-run or a changed copy; the newest one that verified ok counts)")
         for drift in self.column_drift[:limit]:
             parts = []
             if drift["added"]:
