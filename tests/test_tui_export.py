@@ -136,7 +136,12 @@ async def test_e_opens_the_form_and_the_export_runs_in_a_worker(env, tmp_path):
 async def test_bad_input_is_one_line_in_the_form_and_nothing_is_written(env, tmp_path):
     app = ExportApp(env)
     async with app.run_test(size=(80, 24)) as pilot:
-        modal = await open_modal(pilot)
+        # Opened the way the command palette's entry does it (the app runs the screen's action).
+        assert ("export", "e") in [(a, k) for _, a, k in VerifyScreen.PALETTE_COMMANDS]
+        await settle(pilot)
+        await app.run_action("export", app.screen)
+        await until(pilot, lambda: isinstance(app.screen, ExportModal))
+        modal = app.screen
         modal.query_one("#export-out", Input).value = str(tmp_path / "x.parquet")
         modal.query_one("#export-since", Input).value = "2026-02-30"
         modal.query_one("#export-run").focus()
