@@ -8,7 +8,7 @@ import hmac
 import json
 import os
 import stat
-from datetime import date, timezone
+from datetime import date, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
@@ -490,28 +490,55 @@ def test_csv_cells_a_spreadsheet_would_run_are_shown_as_text(tmp_path, monkeypat
     assert exact.to_list() == hostile
 
 
-def test_a_copy_never_verified_is_verified_now_and_the_same_bytes_twice_are_excluded(tmp_path, monkeypatch):
-    import sqlite3
-
+def test_rows_of_another_day_are_excluded_as_wrong_day(tmp_path, monkeypatch):
+    """The content checks' rule, judged against each run's covered day: 03-02 holds the loans
+    of 03-01's covered day (the very same file), 03-01 itself stays included."""
     monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
     env = ed.build(tmp_path / "env", until=D(2026, 3, 3))
     ledger = env.ledger()
     try:
-        # 03-02 holds the very bytes of 03-01 (Alma sent yesterday's file again)
         _replace_copy(env, ledger, D(2026, 3, 2), data=env.paths[env.delivery(D(2026, 3, 1)).name].read_bytes())
+        result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
+    finally:
+        ledger.close()
+    excluded = result.excluded()
+    assert [(e["day"], e["status"]) for e in excluded] == [(day_of(D(2026, 3, 2)), "wrong-day")]
+    assert "another day" in excluded[0]["message"]
+    assert {d.run_day for d in result.of("included")} == {D(2026, 3, 1), D(2026, 3, 3)}
+
+
+def test_the_same_rows_twice_are_exported_once_and_a_never_verified_copy_is_verified(tmp_path, monkeypatch):
+    import sqlite3
+
+    from tests import xlsx_factory as xf
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
+    # No date column judged: only the rows themselves can tell that 03-02 repeats 03-01.
+    env = ed.build(tmp_path / "env", extra_config='date_column = ""', until=D(2026, 3, 3))
+    ledger = env.ledger()
+    try:
+        # 03-02 holds 03-01's rows, written by the other writer: other bytes, the same rows
+        repeat = env.delivery(D(2026, 3, 1))
+        path = env.paths[env.delivery(D(2026, 3, 2)).name]
+        xf.write_report(path, repeat.rows, columns=ed.BASE, title=ed.REPORT,
+                        engine=xf.ENGINES[1 - xf.ENGINES.index(repeat.engine)])
+        assert path.read_bytes() != env.paths[repeat.name].read_bytes()
+        _replace_copy(env, ledger, D(2026, 3, 2), data=path.read_bytes())
         # 03-03's verification was never recorded (the sync was killed before it could)
         first = env.delivery(D(2026, 3, 3))
         with sqlite3.connect(env.ledger_path) as conn:
             conn.execute("DELETE FROM verifications WHERE sha256 = ?", (env.shas[first.name],))
         result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
-        assert ledger.verification_statuses([env.shas[first.name]]) == {env.shas[first.name]: ("ok", len(first.rows), 3)}
+        verified = ledger.verifications_of([env.shas[first.name]])[env.shas[first.name]]
+        assert (verified.status, verified.rows) == ("ok", len(first.rows))
     finally:
         ledger.close()
-    assert [(e["day"], e["status"]) for e in result.excluded()] == [(day_of(D(2026, 3, 2)), "duplicate")]
+    assert [(e["day"], e["status"]) for e in result.excluded()] == [(day_of(D(2026, 3, 2)), "stale")]
     assert "exported for covered day " + day_of(D(2026, 3, 1)) in result.excluded()[0]["message"]
     assert {d.run_day for d in result.of("included")} == {D(2026, 3, 1), D(2026, 3, 3)}
     df = pl.read_parquet(tmp_path / "x.parquet")
     assert df.filter(pl.col("run_day") == D(2026, 3, 3)).height == len(env.delivery(D(2026, 3, 3), 1).rows)
+    assert df.height == len(repeat.rows) + len(env.delivery(D(2026, 3, 3), 1).rows)
 
 
 def test_a_cancelled_export_writes_nothing(shared, now, tmp_path):
@@ -550,3 +577,38 @@ def test_no_workbook_is_parsed_in_the_export_process_and_workers_stay_without_po
              "tui.core.validate.warm_up(); import nanoarrow.ipc; print('polars' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=root)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_what_the_content_checks_found_is_honoured(tmp_path, monkeypatch, capsys):
+    """On the content checks' history: the stale repeat and the drifted day are excluded (their
+    rows are not the loans of the days they cover), the low Tuesday is exported but flagged,
+    the closed week's few rows are exported as they are."""
+    from tests import content_scenario as cs
+    from tui.core.ledger import Ledger
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", cs.NOW_ISO)
+    (tmp_path / "config.toml").write_text(cs.config_toml())
+    content = cs.write_files(tmp_path / "archive")
+    led = Ledger.open(tmp_path / "ledger.sqlite3")
+    try:
+        cs.seed_ledger(led, content, tmp_path / "local")
+    finally:
+        led.close()
+    code = main(["export", "--config", str(tmp_path / "config.toml"), "--out", str(tmp_path / "x.parquet"),
+                 "--json", "--since", "2026-11-20"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 2
+    covered = lambda run_day: (run_day - timedelta(days=cs.LAG)).isoformat()  # noqa: E731
+    excluded = {(e["day"], e["file"], e["status"]) for e in doc["days"]["excluded"]}
+    assert excluded == {
+        (covered(cs.STALE_DAY), cs.planned(cs.STALE_DAY).name, "wrong-day"),
+        (covered(cs.WRONG_DAY), cs.planned(cs.WRONG_DAY).name, "wrong-day"),
+    }
+    assert doc["few_rows"] == [{"day": covered(cs.FEW_DAY), "file": cs.planned(cs.FEW_DAY).name,
+                                "report": cs.REPORT}]
+    assert covered(cs.FEW_DAY) in doc["days"]["included"]
+    closed_week = [(cs.CLOSED[0] + timedelta(days=i)).isoformat() for i in range(5)]
+    assert set(closed_week) <= set(doc["days"]["included"])  # a closed day with rows: its rows count
+    df = pl.read_parquet(tmp_path / "x.parquet")
+    assert set(df["source_file"].unique()) & {cs.planned(cs.STALE_DAY).name, cs.planned(cs.WRONG_DAY).name} == set()
+    assert df.filter(pl.col("covered_day") == cs.FEW_DAY - timedelta(days=cs.LAG)).height == cs.planned(cs.FEW_DAY).rows

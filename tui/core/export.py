@@ -56,10 +56,12 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import polars as pl
 
 from tui.core import clock
+from tui.core import content
 from tui.core import isolation
 from tui.core import model
 from tui.core import status as st
 from tui.core.export_cache import CacheError, CachedTable, ReadFailure, TableCache, cache_dir
+from tui.core.model import VerifyResult
 from tui.core.names import escape_name
 from tui.core.pseudonym import PseudonymKey, PseudonymKeyError, identifier_columns, load_key
 
@@ -82,6 +84,7 @@ MISSING = "missing"
 EXCLUDED = "excluded"
 CATEGORIES = (INCLUDED, EMPTY, CLOSED, MISSING, EXCLUDED)
 
+FEW_ROWS = "few-rows"  # the content checks' finding (tui.core.health.FEW_ROWS)
 _OK_LIKE = (st.OK, st.CHANGED)  # "changed" describes the server copy; its content verified ok
 _EMPTY_LIKE = (st.EMPTY, st.EMPTY_CLOSED)
 
@@ -150,9 +153,10 @@ class HeldCopy:
     sha256: str
     delivered_at: datetime
     order: tuple[datetime, datetime, datetime, str]  # oldest first: delivery, server copy, download
-    verification: str | None
+    verification: str | None  # as the run sees it: wrong-day judged against its covered day
     rows: int | None
     header_row: int | None
+    fingerprint: str | None = None  # of its data rows (the same rows: the same loans)
 
     @property
     def file(self) -> str:
@@ -174,7 +178,8 @@ class Day:
     winner: HeldCopy | None = None
     table: CachedTable | None = None
     failures: dict[Path, ReadFailure] = field(default_factory=dict)
-    duplicate_of: "Day | None" = None
+    duplicate_of: "Day | None" = None  # its winner held the same rows as that day's
+    content: tuple[str, ...] = ()  # the evaluation's content findings for the run (few-rows, ...)
 
 
 @dataclass
@@ -216,6 +221,10 @@ class ExportResult:
     @property
     def status(self) -> str:
         return st.overall_name(self.exit_code)
+
+    def few_rows(self) -> list[Day]:
+        """Included days whose rows the evaluation found far fewer than usual (content checks)."""
+        return [d for d in self.of(INCLUDED) if FEW_ROWS in d.content]
 
     def excluded(self) -> list[dict[str, Any]]:
         out = []
@@ -272,6 +281,8 @@ class ExportResult:
             "column_drift": self.column_drift,
             "not_held": [{"day": d.covered_day.isoformat(), "file": escape_name(n), "report": d.report}
                          for d in self.days for n in d.not_held],
+            "few_rows": [{"day": d.covered_day.isoformat(), "file": escape_name(d.winner.file), "report": d.report}
+                         for d in self.few_rows() if d.winner is not None],
             "files_read": self.read,
             "files_from_cache": self.cached,
             "seconds": round(self.seconds, 3),
@@ -319,6 +330,11 @@ class ExportResult:
         if self.before_history:
             lines.append(f"    {self.before_history} of them lie before the ledger's first delivery")
         days(EMPTY, "empty on an open day (no rows: a gap to note)")
+        few = self.few_rows()
+        if few:
+            shown = ", ".join(d.covered_day.isoformat() for d in few[:limit])
+            more = f" and {len(few) - limit} more" if len(few) > limit else ""
+            lines.append(f"  included with far fewer rows than usual (perhaps partial): {shown}{more}")
         excluded = self.excluded()
         for e in excluded[:limit]:
             lines.append(f"  excluded {e['day']}: {e['file']} ({e['status']}): {e['message']}")
@@ -370,15 +386,25 @@ def _excluded_files(d: Day) -> list[tuple[HeldCopy, str, str]]:
             out.append((c, failure.status, failure.message))
         elif d.duplicate_of is not None and d.winner is None and c.verification in _OK_LIKE:
             other = d.duplicate_of
-            out.append((c, "duplicate", f"the same content as {escape_name(other.winner.file) if other.winner else '?'}, "
-                                        f"exported for covered day {other.covered_day.isoformat()}"))
-        elif c.verification in (st.UNREADABLE, st.SCHEMA):
-            out.append((c, c.verification, "verification found it " + ("unreadable" if c.verification == st.UNREADABLE
-                                                                         else "without the expected columns")
-                        + ": 'report-keeper verify' says why"))
-        elif c.verification is None:
-            out.append((c, "unverified", "it could not be verified"))
+            theirs = other.winner
+            same_bytes = theirs is not None and theirs.sha256 == c.sha256
+            out.append((c, "duplicate" if same_bytes else "stale",
+                        f"{'the same file' if same_bytes else 'the same rows'} as "
+                        f"{escape_name(theirs.file) if theirs else '?'}, exported for covered day "
+                        f"{other.covered_day.isoformat()}: Alma sent an earlier result again"))
+        elif c.verification not in (*_OK_LIKE, *_EMPTY_LIKE):
+            status = c.verification or "unverified"
+            out.append((c, status, _EXCLUDED_WHY.get(status, "verification found it " + status)
+                        + ": 'report-keeper verify' and 'report-keeper check' say more"))
     return out
+
+
+_EXCLUDED_WHY = {
+    st.UNREADABLE: "verification found it unreadable",
+    st.SCHEMA: "verification found it without the expected columns",
+    st.WRONG_DAY: "its rows describe loans of another day than the one its run covers",
+    "unverified": "it could not be verified",
+}
 
 
 # ----------------------------------------------------------------------------- running
@@ -441,7 +467,7 @@ def run_export(
         _resolve(days, cache, progress, cancelled)
     except CacheError as exc:
         raise ExportError(str(exc)) from None
-    _categorize(days)
+    _categorize(days, _stale_files(health))
     included = [d for d in days if d.category == INCLUDED]
 
     columns, drift, targets, renames = _union(included)
@@ -551,7 +577,7 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
             held.append((dl, delivery))
             shas.add(dl.sha256)
         copies_of[name] = held
-    verified = ledger.verification_statuses(shas)
+    verified = ledger.verifications_of(shas)
 
     days: list[Day] = []
     before = 0
@@ -576,24 +602,36 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
                 continue
             if run.status == model.PENDING:
                 continue  # not due yet: neither covered nor a gap
-            day = Day(rh.name, run.day, covered, bool(run.closed), run.status)
+            day = Day(rh.name, run.day, covered, bool(run.closed), run.status,
+                      content=tuple(getattr(run, "content", ()) or ()))
             for name in run.files:
                 held = copies_of.get(name, [])
                 if not held:
                     day.not_held.append(name)
                 for dl, delivery in held:
-                    status, rows, header_row = verified.get(dl.sha256, (None, None, None))
+                    v = verified.get(dl.sha256)
                     day.copies.append(HeldCopy(
                         report=rh.name, name=name, path=Path(dl.local_path), sha256=dl.sha256,
                         delivered_at=delivery.delivered_at,
                         order=(delivery.delivered_at, dl.mtime or dl.downloaded_at, dl.downloaded_at, dl.local_path),
-                        verification=status, rows=rows, header_row=header_row,
+                        verification=_as_run_sees(v, covered), rows=v.rows if v else None,
+                        header_row=v.header_row if v else None, fingerprint=v.fingerprint if v else None,
                     ))
             day.copies.sort(key=lambda c: c.order)
             days.append(day)
     order = {name: i for i, name in enumerate(reports)}
     days.sort(key=lambda d: (order[d.report], d.covered_day, d.run_day))
     return days, before
+
+
+def _as_run_sees(v: VerifyResult | None, covered: date) -> str | None:
+    """A copy's status for its run: rows that describe another loan day than the run's covered
+    day are ``wrong-day`` (the content checks' rule, as the health evaluation applies it)."""
+    if v is None:
+        return None
+    if v.status in (st.OK, st.WRONG_DAY) and v.dates is not None:
+        return st.WRONG_DAY if content.wrong_day(v.dates, covered) is not None else st.OK
+    return v.status
 
 
 def _on_disk(path: str, size: int) -> bool:
@@ -619,7 +657,8 @@ def _verify_unverified(profile: Profile, ledger: Ledger, days: list[Day], pool: 
         if outcome.sha256 != c.sha256:
             continue  # the bytes changed: the table read reports it as modified
         fresh = HeldCopy(c.report, c.name, c.path, c.sha256, c.delivered_at, c.order,
-                         outcome.result.status, outcome.result.rows, outcome.result.header_row)
+                         _as_run_sees(outcome.result, d.covered_day), outcome.result.rows,
+                         outcome.result.header_row, outcome.result.fingerprint)
         d.copies[d.copies.index(c)] = fresh
 
 
@@ -672,16 +711,36 @@ def _resolve(days: list[Day], cache: TableCache, progress: Progress | None,
             raise Cancelled("the export was cancelled; nothing was written")
 
 
-def _categorize(days: list[Day]) -> None:
-    used: dict[str, Day] = {}
+def _stale_files(health: HealthReport) -> set[str]:
+    """Files the evaluation found repeating an earlier delivery's rows (content checks)."""
+    from tui.core.health import STALE
+
+    return {p.file for r in health.reports for p in r.problems if p.kind == STALE and p.file}
+
+
+def _categorize(days: list[Day], stale: set[str]) -> None:
+    from tui.core.health import STALE
+
+    used: dict[str, Day] = {}  # sha256 and row fingerprint of each winner so far
     for d in days:
         if d.winner is not None:
-            first = used.get(d.winner.sha256)
-            if first is not None:  # the same bytes as another day's file: never the same loans twice
+            keys = [k for k in (d.winner.sha256, d.winner.fingerprint) if k]
+            first = next((used[k] for k in keys if k in used), None)
+            if first is not None:  # the same rows as another day's file: never the same loans twice
                 d.duplicate_of, d.winner, d.table = first, None, None
                 d.category = EXCLUDED
                 continue
-            used[d.winner.sha256] = d
+            only = len({c.name for c in d.copies}) == 1
+            if d.winner.name in stale or (STALE in d.content and only):
+                # The evaluation found it repeating an earlier day's rows (that day may lie
+                # outside the range): its rows are not the loans of this day.
+                d.failures[d.winner.path] = ReadFailure(
+                    "stale", "its rows repeat an earlier delivery's (the content checks found the "
+                    "same rows): Alma sent an earlier result again")
+                d.winner, d.table = None, None
+                d.category = EXCLUDED
+                continue
+            used.update((k, d) for k in keys)
             d.category = INCLUDED
             continue
         if d.copies:

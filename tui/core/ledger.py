@@ -1018,17 +1018,18 @@ class Ledger:
             ]
 
     # ------------------------------------------------------------------ exports
-    def verification_statuses(self, sha256s: Iterable[str]) -> dict[str, tuple[str, int | None, int | None]]:
-        """The latest verification of each content: ``{sha256: (status, rows, header_row)}``."""
+    def verifications_of(self, sha256s: Iterable[str]) -> dict[str, VerifyResult]:
+        """The latest verification of each content (whatever its context), by sha256."""
         wanted = set(sha256s)
-        out: dict[str, tuple[str, int | None, int | None]] = {}
+        out: dict[str, VerifyResult] = {}
         with self._lock:
-            for sha, status, rows, header_row in self._conn.execute(
-                "SELECT sha256, status, rows, header_row FROM verifications"
+            for row in self._conn.execute(
+                "SELECT sha256, path, name, report, delivered_at, status, rows, header_row, columns,"
+                " message, sheet, missing_columns, fingerprint, date_column, dates FROM verifications"
                 " WHERE sha256 IS NOT NULL ORDER BY id"
             ):
-                if sha in wanted:
-                    out[sha] = (status, rows, header_row)
+                if row[0] in wanted:
+                    out[row[0]] = _verify_from_row(row[1:])
         return out
 
     def record_export(
