@@ -1,12 +1,13 @@
 # The README's two commands: `make demo` and `make test`. Each creates .venv and installs what
 # it needs; `make test` also installs OpenSSH's sshd (the tests start a real one on 127.0.0.1).
+# `make lint` (ruff: lint and import order; mypy: types) installs the test extras the same way.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Parallel test workers: the CI machine has 2 cores.
 WORKERS ?= 2
 
-.PHONY: demo test bench sshd clean
+.PHONY: demo test lint bench sshd clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.11)")'
@@ -30,6 +31,10 @@ sshd:
 test: $(VENV)/.installed-test sshd
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile -q
 
+lint: $(VENV)/.installed-test
+	$(BIN)/python -m ruff check tui tests benchmarks
+	$(BIN)/python -m mypy
+
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	@touch $@ $(VENV)/.installed-test $(VENV)/.installed-app
@@ -41,4 +46,4 @@ bench: $(VENV)/.installed-test $(VENV)/.installed-bench sshd
 	$(BIN)/python benchmarks/tui.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache snapshot_report.html
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache snapshot_report.html

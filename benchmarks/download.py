@@ -48,7 +48,7 @@ def _cpu(who: int) -> float:
 
 async def _child(args: dict) -> dict:
     from tui.sftp.client import ConnectOptions, connect
-    from tui.sftp.transfer import TransferQueue
+    from tui.sftp.queue import TransferQueue
 
     opts = ConnectOptions(host="127.0.0.1", port=args["port"], username=args["user"],
                           key=Path(args["key"]), known_hosts=Path(args["known_hosts"]),

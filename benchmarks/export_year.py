@@ -31,7 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -103,7 +104,7 @@ def record(base: Path, archive: Path, days: range, now: datetime) -> None:
         listing = []
         for i in range(days.stop):
             day = FIRST + timedelta(days=i)
-            at = datetime.combine(day, dtime(7, 5), tzinfo=TZ).astimezone(timezone.utc)
+            at = datetime.combine(day, dtime(7, 5), tzinfo=TZ).astimezone(UTC)
             listing.append(RemoteFile(name_of(day), (archive / name_of(day)).stat().st_size, at))
 
         def report_of(f):
@@ -205,7 +206,8 @@ def main() -> int:
             wall, proc = timed(theirs_cmd, env)
             best["theirs"] = min(best["theirs"], wall)
         if doc["files_read"] != DAYS or doc["rows"] != DAYS * ROWS:
-            sys.exit(f"the export read {doc['files_read']} files and wrote {doc['rows']} rows; expected {DAYS} and {DAYS * ROWS}")
+            sys.exit(f"the export read {doc['files_read']} files and wrote {doc['rows']} rows; "
+                     f"expected {DAYS} and {DAYS * ROWS}")
         ratio = best["ours"] / best["theirs"]
         # The tables are compared in a process of their own: this one stays small, so the
         # processes it starts below do not inherit a large peak (Linux keeps a process's peak

@@ -30,7 +30,8 @@ def verify(path: Path) -> dict:
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 - baseline: any failure is "unreadable"
-        return {"name": path.name, "status": "unreadable", "rows": None, "header_row": None, "message": type(exc).__name__}
+        return {"name": path.name, "status": "unreadable", "rows": None, "header_row": None,
+                "message": type(exc).__name__}
     try:
         if not wb.sheetnames:
             return {"name": path.name, "status": "unreadable", "rows": None, "header_row": None, "message": "no sheets"}
@@ -53,8 +54,9 @@ def verify(path: Path) -> dict:
             rows = 0
         status = "ok" if rows >= 1 else "empty"
         return {"name": path.name, "status": status, "rows": rows, "header_row": header + 1, "message": ""}
-    except Exception as exc:  # noqa: BLE001
-        return {"name": path.name, "status": "unreadable", "rows": None, "header_row": None, "message": type(exc).__name__}
+    except Exception as exc:  # noqa: BLE001 - baseline: any failure is "unreadable"
+        return {"name": path.name, "status": "unreadable", "rows": None, "header_row": None,
+                "message": type(exc).__name__}
     finally:
         wb.close()
 

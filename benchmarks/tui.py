@@ -37,7 +37,7 @@ import os, sys, time, asyncio
 t_import = time.time()
 from tui.app import create_app
 from tui.core.ledger import Ledger
-from tui.core.demo_data import demo_config
+from tui.demo.data import demo_config
 from pathlib import Path
 folder = Path(sys.argv[1])
 profile = demo_config(local_dir=folder / "reports", ledger=folder / "ledger.sqlite3")
@@ -71,7 +71,7 @@ def prepare_ledger(folder: Path) -> None:
 
     async def go() -> None:
         from tui.core.ledger import Ledger
-        from tui.sftp.demo_server import start_demo_server
+        from tui.demo.server import start_demo_server
         from tui.sftp.sync import SyncService
 
         server = await start_demo_server(dir=folder / "server", local_dir=folder / "reports",
@@ -105,7 +105,7 @@ def cold_start(runs: int) -> dict:
 
 
 def make_folder(root: Path, files: int) -> Path:
-    from tui.core.demo_data import DAILY, DEMO_REMOTE_DIR
+    from tui.demo.data import DAILY, DEMO_REMOTE_DIR
 
     folder = root / DEMO_REMOTE_DIR
     folder.mkdir(parents=True)
@@ -124,7 +124,7 @@ def make_folder(root: Path, files: int) -> Path:
 async def big_listing(files: int) -> dict:
     from tui.app import create_app
     from tui.core.ledger import Ledger
-    from tui.sftp.demo_server import start_demo_server
+    from tui.demo.server import start_demo_server
     from tui.sftp.sync import SyncService
 
     root = Path(tempfile.mkdtemp(prefix="rk-bench-10k-"))
@@ -134,7 +134,7 @@ async def big_listing(files: int) -> dict:
     marks: dict[str, float] = {}
 
     class TimedService(SyncService):
-        async def list_remote(self):  # noqa: D401 - the real listing, timed
+        async def list_remote(self):  # the real listing, timed
             result = await super().list_remote()
             marks["listing_arrived"] = time.perf_counter()
             return result

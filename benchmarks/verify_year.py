@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.xlsx_factory import LOANS_COLUMNS, TITLE, daily_names, loan_rows, write_report  # noqa: E402
+from tests.xlsx_factory import LOANS_COLUMNS, TITLE, daily_names, loan_rows, write_report  # noqa: E402 - after sys.path names the repository
 
 TARGET_YEAR = 0.25
 TARGET_BIG = 0.15
@@ -135,7 +135,7 @@ def main() -> int:
 
         print(f"\n{'case':<24} {'report-keeper':>14} {'openpyxl':>10} {'ratio':>7} {'target':>7}   cpu ratio")
         ok = True
-        for (label, (ours, theirs)), target in zip(results.items(), (TARGET_YEAR, TARGET_BIG)):
+        for (label, (ours, theirs)), target in zip(results.items(), (TARGET_YEAR, TARGET_BIG), strict=True):
             ratio = ours[0] / theirs[0]
             ok &= ratio <= target
             mark = "ok" if ratio <= target else "MISSED"

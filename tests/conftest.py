@@ -25,7 +25,7 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
 
 # pytest-textual-snapshot keeps SVGs next to the tests by default (and its snap_compare fixture
 # hard-codes its extension class); ours live in the top-level snapshots/<test module>/ folder.
-import pytest_textual_snapshot  # noqa: E402
+import pytest_textual_snapshot  # noqa: E402 - after the fixtures above, as the plugin's docs do
 
 
 def _snapshot_dirname(cls, *, test_location):
@@ -33,4 +33,4 @@ def _snapshot_dirname(cls, *, test_location):
 
 
 pytest_textual_snapshot.SVGImageExtension.dirname = classmethod(_snapshot_dirname)
-from tests.fixtures_sshd import *  # noqa
+from tests.fixtures_sshd import *  # noqa: E402, F403 - its fixtures, for every test module

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -179,7 +179,7 @@ def seed_ledger(ledger, content: dict[str, bytes], local_dir: Path, *, profile_=
     prof = profile_ or profile()
     report = prof.report_for(REPORT)
     local_dir.mkdir(parents=True, exist_ok=True)
-    listing = [RemoteFile(p.name, len(content[p.name]), p.delivered_at.astimezone(timezone.utc)) for p in PLAN]
+    listing = [RemoteFile(p.name, len(content[p.name]), p.delivered_at.astimezone(UTC)) for p in PLAN]
     ledger.record_listing(None, lambda f: (REPORT, f.mtime), listing, when=NOW)
     items, shas = [], []
     for p in PLAN:

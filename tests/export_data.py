@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -71,7 +71,7 @@ class Delivery:
     rows: list[list[Any]] = field(default_factory=list)
     downloaded: bool = True
     engine: str = "xlsxwriter"
-    changed: "Delivery | None" = None  # the server's copy after a change (downloaded beside)
+    changed: Delivery | None = None  # the server's copy after a change (downloaded beside)
     changed_at: datetime | None = None
 
     @property
@@ -225,7 +225,7 @@ def replay_day(env: Env, ledger: Any, profile: Any, day: date) -> None:
     from tui.core.model import RemoteFile
     from tui.core.names import parse_name
     from tui.core.validate import validate_file
-    from tui.sftp.transfer import changed_name
+    from tui.sftp.download import changed_name
 
     when = datetime.combine(day, time(23, 0), tzinfo=TZ)
 
@@ -242,7 +242,7 @@ def replay_day(env: Env, ledger: Any, profile: Any, day: date) -> None:
     for d in env.deliveries:
         if d.at <= when:
             data, mtime = server_copy(d)
-            listing.append(RemoteFile(d.name, len(data), mtime.astimezone(timezone.utc)))
+            listing.append(RemoteFile(d.name, len(data), mtime.astimezone(UTC)))
     ledger.record_listing(None, report_of, listing, when=when)
     for d in env.deliveries:
         if not d.downloaded or d.at > when:
@@ -251,7 +251,7 @@ def replay_day(env: Env, ledger: Any, profile: Any, day: date) -> None:
         if d.at.date() == day:
             target = env.local / d.name
         elif d.changed is not None and d.changed_at is not None and d.changed_at.date() == day:
-            remote = RemoteFile(d.name, len(data), mtime.astimezone(timezone.utc))
+            remote = RemoteFile(d.name, len(data), mtime.astimezone(UTC))
             target = env.local / changed_name(d.name, remote)
         else:
             continue
@@ -259,7 +259,7 @@ def replay_day(env: Env, ledger: Any, profile: Any, day: date) -> None:
         target.chmod(0o600)
         sha = hashlib.sha256(data).hexdigest()
         ledger.record_download(d.name, size=len(data), sha256=sha, local_path=str(target),
-                               mtime=mtime.astimezone(timezone.utc), when=when)
+                               mtime=mtime.astimezone(UTC), when=when)
         report = profile.report_for(REPORT)
         result = validate_file(target, report, d.at)
         ledger.record_verification(result, sha256=sha, context=verification_context(report, d.at))

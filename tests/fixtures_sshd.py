@@ -22,9 +22,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import asyncssh
 import pytest
@@ -213,7 +214,7 @@ class TcpProxy:
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
-    async def start(self) -> "TcpProxy":
+    async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -226,7 +227,7 @@ class TcpProxy:
         if self._server is not None:
             await self._server.wait_closed()
 
-    async def __aenter__(self) -> "TcpProxy":
+    async def __aenter__(self) -> TcpProxy:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:

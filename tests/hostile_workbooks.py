@@ -20,9 +20,9 @@ import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 NS = "http://schemas.openxmlformats.org"
 MAIN = f"{NS}/spreadsheetml/2006/main"

@@ -38,7 +38,7 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
     """(certificate, key) PEM files of a self-signed CA-style certificate for 127.0.0.1."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "report-keeper test server")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name).issuer_name(name).public_key(key.public_key())
@@ -81,7 +81,7 @@ class Received:
 
 
 class _Handler:
-    def __init__(self, server: "SmtpServer") -> None:
+    def __init__(self, server: SmtpServer) -> None:
         self.server = server
 
     async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:
@@ -127,7 +127,7 @@ class SmtpServer:
         self.logins.append((login, ok))
         return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
-    def start(self) -> "SmtpServer":
+    def start(self) -> SmtpServer:
         self.controller.start()
         return self
 
@@ -166,7 +166,7 @@ class HttpServer:
     responses: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     port: int = 0
 
-    def start(self) -> "HttpServer":
+    def start(self) -> HttpServer:
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -175,7 +175,9 @@ class ExpectedProblem:
     delete_on: date | None
 
     def to_json(self) -> dict:
-        iso = lambda v: v.isoformat() if v else None  # noqa: E731
+        def iso(v: date | None) -> str | None:
+            return v.isoformat() if v else None
+
         return {"severity": self.severity, "kind": self.kind, "day": iso(self.day), "file": self.file,
                 "rescue_by": iso(self.rescue_by), "delete_on": iso(self.delete_on)}
 
@@ -274,7 +276,7 @@ def profile(**kwargs):
 
 
 def _utc(dt: datetime) -> datetime:
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 def deliveries(now: datetime = NOW) -> list[Delivery]:

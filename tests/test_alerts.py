@@ -7,10 +7,9 @@ the notify lock."""
 
 from __future__ import annotations
 
+import tomllib
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from tests.locks import flock_held_elsewhere
 from tui.core import alerts as al
@@ -41,7 +40,7 @@ at = "07:00"
 """
     if notify:
         text += "[profile.default.notify]\n" + notify
-    return parse_config(__import__("tomllib").loads(text)).profile()
+    return parse_config(tomllib.loads(text)).profile()
 
 
 def _delivery(report: str, day: date, *, downloaded: bool = True) -> Delivery:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from datetime import UTC
 from pathlib import Path
 
 import asyncssh
@@ -16,7 +17,6 @@ from tui.cli import main
 from tui.core.ledger import Ledger
 from tui.sftp.client import connect
 from tui.sftp.conntest import PROBE_PREFIX, connect_and_test, probe_connection
-
 
 # ------------------------------------------------------------------------------ helpers
 
@@ -289,7 +289,7 @@ def test_all_well_exits_0_with_a_short_human_report(tmp_path, capsys, monkeypatc
             path = xf.write_report(e.local_dir / sc.file_name(sc.DAILY, at), n_rows=3, seed=i,
                                    day=day - timedelta(days=3))  # the loans of the covered day
             data = path.read_bytes()
-            f = RemoteFile(path.name, len(data), at.astimezone(sc.timezone.utc))
+            f = RemoteFile(path.name, len(data), at.astimezone(UTC))
             listing.append(f)
             ledger.record_listing(None, lambda r: (sc.DAILY, r.mtime), listing, when=at + timedelta(minutes=30))
             sha = hashlib.sha256(data).hexdigest()

@@ -8,7 +8,7 @@ import hashlib
 import json
 import sqlite3
 from dataclasses import replace
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -183,14 +183,14 @@ def test_a_forged_worker_reply_cannot_set_a_status_or_smuggle_values():
     from tui.core.validate import _checked_fields
 
     forged = {"ok": True, "result": {"status": "wrong-day", "message": "x"}}
-    assert _checked_fields(forged)["status"] == "unreadable"
+    assert _checked_fields(forged).status == "unreadable"
     fields = _checked_fields({"ok": True, "result": {
         "status": "ok", "message": "m", "rows": 1, "fingerprint": "alice@example.org",
         "date_column": "Loan Date", "dates": {"values": 1, "not_dates": 0, "distinct": 1,
                                               "days": [["2026-11-20", 1]], "patron": "0001234"}}})
-    assert fields["fingerprint"] is None
-    assert fields["dates"].to_json()["days"] == [{"day": "2026-11-20", "rows": 1}]
-    assert "0001234" not in json.dumps(fields["dates"].to_json())
+    assert fields.fingerprint is None
+    assert fields.dates.to_json()["days"] == [{"day": "2026-11-20", "rows": 1}]
+    assert "0001234" not in json.dumps(fields.dates.to_json())
     assert content.valid_fingerprint("A" * 64) is None and content.valid_fingerprint("a" * 63) is None
 
 
@@ -300,7 +300,7 @@ def test_wrong_day_ages_like_a_missing_run(seeded):
 def _deliveries(rows_by_day: dict[date, int], *, verification: str = "ok", fingerprint=None) -> list[Delivery]:
     out = []
     for day, rows in rows_by_day.items():
-        when = at(day).astimezone(timezone.utc)
+        when = at(day).astimezone(UTC)
         out.append(Delivery(
             name=f"Loans_{day:%Y%m%d}_070400.xlsx", report="Loans", delivered_at=when, size=100,
             mtime=when, first_seen=when, last_seen=when, on_server=True, downloaded_at=when,
@@ -433,8 +433,8 @@ def test_a_ledger_from_before_the_content_checks_is_migrated(tmp_path):
 async def test_sync_verifies_copies_recorded_before_the_content_checks_once(tmp_path, monkeypatch):
     """After an upgrade the next sync reads each held copy again (not news: nothing in its
     output), so check can judge the history; the sync after that reads nothing."""
-    from tui.core import demo_data
-    from tui.sftp.demo_server import start_demo_server
+    from tui.demo import data as demo_data
+    from tui.demo.server import start_demo_server
     from tui.sftp.sync import SyncService
 
     monkeypatch.setenv("REPORT_KEEPER_NOW", "2026-06-10T14:00:00+00:00")

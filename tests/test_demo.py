@@ -9,17 +9,17 @@ import shutil
 import signal
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncssh
 import pytest
 
-from tui.core import demo_data
 from tui.core.status import EMPTY, EMPTY_CLOSED, OK, UNREADABLE
 from tui.core.validate import validate_file
+from tui.demo import data as demo_data
+from tui.demo.server import start_demo_server
 from tui.sftp.client import ConnectOptions, connect
-from tui.sftp.demo_server import start_demo_server
 from tui.sftp.errors import AuthFailed
 
 NOW = "2026-06-10T14:00:00+00:00"  # 09:00 in Chicago: today's 07:00 run has arrived
@@ -75,7 +75,7 @@ def test_scenario_has_every_case(scenario):
 def test_names_parse_to_report_and_delivery_time(scenario, tmp_path):
     profile = demo_data.demo_config(local_dir=tmp_path / "local")
     for f in scenario.files:
-        mtime = datetime.fromtimestamp((scenario.directory / f.name).stat().st_mtime, timezone.utc)
+        mtime = datetime.fromtimestamp((scenario.directory / f.name).stat().st_mtime, UTC)
         report, parsed = profile.classify(f.name, mtime)
         assert report.name == f.report and report.configured
         assert parsed.source == "name"
@@ -260,9 +260,9 @@ def test_the_demo_history_holds_every_case_but_not_the_newest_or_the_oldest(scen
 
 
 async def test_seed_history_is_a_real_previous_sync(tmp_path, pinned):
-    from tui.core.ledger import Ledger
     from tui.core.health import evaluate
-    from tui.sftp.demo_server import seed_history
+    from tui.core.ledger import Ledger
+    from tui.demo.seed import seed_history
 
     server = await start_demo_server(local_dir=tmp_path / "local")
     try:

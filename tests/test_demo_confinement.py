@@ -17,8 +17,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from tui.core import demo_data
-from tui.sftp.demo_server import start_demo_server
+from tui.demo import data as demo_data
+from tui.demo.server import start_demo_server
 
 NOW = "2026-06-10T09:00:00+00:00"
 SFTP = shutil.which("sftp")
@@ -121,14 +121,14 @@ async def test_openssh_sftp_cannot_leave_the_folder(writable_jail: Jail):
     assert (await j.sftp(f"ls {REPORTS}")).returncode == 0  # the session itself works
     attempts = {
         # the escape: a relative link made inside, then moved one level up
-        "relative link then rename": f"symlink ../../outside/secret.txt upload/l\nrename upload/l l2\nget l2 got1",
+        "relative link then rename": "symlink ../../outside/secret.txt upload/l\nrename upload/l l2\nget l2 got1",
         "relative link at the top": "symlink ../outside/secret.txt l3\nget l3 got2",
         "absolute link": f"symlink {j.secret} l4\nget l4 got3",
         "dot-dot read": "get ../../outside/secret.txt got4",
         "dot-dot read, absolute": f"get /../..{j.secret} got5",
         "dot-dot write": "put upload.txt ../outside/new.txt",
         "hard link": f"ln {j.q} h1\nget h1 got6",
-        "hard link to outside": f"ln ../outside/secret.txt h2",
+        "hard link to outside": "ln ../outside/secret.txt h2",
         "posix-rename out": f"rename {j.q} ../outside/moved.xlsx",
         "chmod outside": "chmod 777 ../outside/secret.txt",
         "chmod through a link": "chmod 777 pre_rel",

@@ -8,7 +8,7 @@ import hmac
 import json
 import os
 import stat
-from datetime import date, timedelta, timezone
+from datetime import UTC, date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -123,7 +123,7 @@ def test_one_table_with_honest_coverage(shared, now, tmp_path, capsys):
     assert by_file[changed] == len(shared.delivery(D(2026, 3, 4)).changed.rows)
     assert first.name not in by_file and original not in by_file  # never the same loans twice
     delivered = df.filter(pl.col("source_file") == rerun.name)["delivered_at"][0]
-    assert delivered == rerun.at.astimezone(timezone.utc)
+    assert delivered == rerun.at.astimezone(UTC)
     # Drift: a day without a column has nulls there.
     assert df.filter(pl.col("run_day") == D(2026, 3, 1))["Due Date"].null_count() == 7 - 1
     # The reordered day's values sit under their own names.
@@ -445,9 +445,9 @@ def test_the_core_raises_export_errors_not_tracebacks(shared, now, tmp_path):
 
 def _replace_copy(env, ledger, run_day: date, rows=None, data: bytes | None = None) -> Path:
     """Put other content in a held copy and record it as a new download of the same delivery."""
+    from tests import xlsx_factory as xf
     from tui.core.ledger import verification_context
     from tui.core.validate import validate_file
-    from tests import xlsx_factory as xf
 
     d = env.delivery(run_day)
     path = env.paths[d.name]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -208,7 +208,7 @@ def test_json_has_the_spec_shape(health):
     assert set(rep) >= {"name", "status", "last_delivery", "runs", "problems"}
     assert set(rep["runs"][0]) >= {"day", "status", "files", "verification"}
     assert set(rep["problems"][0]) >= {"severity", "kind", "day", "file", "rescue_by", "delete_on", "message"}
-    assert rep["last_delivery"] == datetime(2026, 12, 9, 7, 5, 11, tzinfo=sc.TZ).astimezone(timezone.utc).isoformat()
+    assert rep["last_delivery"] == datetime(2026, 12, 9, 7, 5, 11, tzinfo=sc.TZ).astimezone(UTC).isoformat()
     statuses = {r["status"] for r in doc["reports"] for r in r["runs"]}
     assert statuses == {"on-time", "late", "missing", "pending"}
 

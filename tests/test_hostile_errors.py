@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -160,7 +160,7 @@ def test_the_clock_api_refuses_out_of_range_values(monkeypatch):
     with pytest.raises(clock.ClockError):
         clock.now()
     monkeypatch.setenv("REPORT_KEEPER_NOW", "2026-06-10T09:00:00")  # naive: UTC
-    assert clock.now() == datetime(2026, 6, 10, 9, tzinfo=timezone.utc)
+    assert clock.now() == datetime(2026, 6, 10, 9, tzinfo=UTC)
     monkeypatch.setenv("REPORT_KEEPER_NOW", "1970-01-01T00:00:00Z")
     assert clock.now().year == 1970
     monkeypatch.setenv("REPORT_KEEPER_NOW", "2099-12-31T23:59:59+00:00")
@@ -218,8 +218,8 @@ def test_check_offline_at_the_ends_of_the_range_with_extreme_settings(value, hom
 
 
 @pytest.mark.parametrize("now", [
-    datetime(1970, 1, 1, tzinfo=timezone.utc),
-    datetime(2099, 12, 31, 23, 59, 59, tzinfo=timezone.utc),
+    datetime(1970, 1, 1, tzinfo=UTC),
+    datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC),
 ])
 def test_health_and_heatmap_at_the_ends_of_the_range(now):
     from tui.core.health import evaluate
@@ -238,7 +238,7 @@ def test_a_server_name_dated_outside_the_range_falls_back_to_the_mtime(year):
     """A name like ``X_99991231_2359.xlsx`` is no delivery time: the server's mtime is."""
     from tui.core.names import parse_name, parse_timestamp
 
-    mtime = datetime(2026, 6, 1, 7, tzinfo=timezone.utc)
+    mtime = datetime(2026, 6, 1, 7, tzinfo=UTC)
     parsed = parse_name(f"Loans_{year:04d}0630_120000.xlsx", mtime=mtime, tz=sc.TZ)
     assert parsed.delivered_at == mtime and parsed.source == "mtime"
     assert parse_timestamp(f"{year:04d}-06-30T12:00:00") is None
@@ -253,9 +253,9 @@ def test_health_survives_deliveries_recorded_with_absurd_times():
     history = sc.deliveries()
     odd = [
         replace(history[0], name="Loans Per Patron From 3 Days Ago_00010101_0000.xlsx",
-                delivered_at=datetime(1, 1, 1, tzinfo=timezone.utc)),
+                delivered_at=datetime(1, 1, 1, tzinfo=UTC)),
         replace(history[1], name="Loans Per Patron From 3 Days Ago_99991231_2359.xlsx",
-                delivered_at=datetime(9999, 12, 31, 23, 59, tzinfo=timezone.utc)),
+                delivered_at=datetime(9999, 12, 31, 23, 59, tzinfo=UTC)),
     ]
     started = time.monotonic()
     report = evaluate(sc.profile(), history + odd, now=sc.NOW)

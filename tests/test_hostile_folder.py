@@ -13,20 +13,20 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures_sshd import ServerInfo
 from tests.xlsx_factory import write_report
-from tui.core import demo_data
 from tui.core import status as st
 from tui.core.ledger import Ledger
-from tui.sftp import transfer
+from tui.demo import data as demo_data
+from tui.demo.server import profile_toml
 from tui.sftp.client import connect
 from tui.sftp.conntest import PROBE_PREFIX, probe_bytes, probe_connection
-from tui.sftp.demo_server import profile_toml
+from tui.sftp.parts import part_name
 from tui.sftp.sync import SyncService
 
 NOW = "2026-06-10T14:00:00+00:00"
@@ -65,7 +65,7 @@ def good_reports(info: ServerInfo, tmp_path: Path, days: int = 3) -> dict[str, b
         name = f"{REPORT}_{day:%Y%m%d}_070012.xlsx"
         src = write_report(tmp_path / "src" / name, n_rows=5, day=day - timedelta(days=3), seed=n)
         data = src.read_bytes()
-        put(info, name, data, mtime=datetime(2026, 6, 8 + n, 12, 0, 12, tzinfo=timezone.utc).timestamp())
+        put(info, name, data, mtime=datetime(2026, 6, 8 + n, 12, 0, 12, tzinfo=UTC).timestamp())
         out[name] = data
     return out
 
@@ -208,7 +208,7 @@ async def test_a_server_file_named_like_a_part_file_cannot_corrupt_another_repor
     put(sftp_server, impostor, os.urandom(st_.st_size // 2), mtime=st_.st_mtime - 86400)
     # Files named like this release's part file of the victim and its record, too.
     victim_remote = next(f for f in await _list(sftp_server) if f.name == victim)
-    forged = transfer.part_name(victim_remote)
+    forged = part_name(victim_remote)
     put(sftp_server, forged, os.urandom(1000))
     put(sftp_server, forged[:-len(".part")] + ".json",
         json.dumps({"name": victim, "size": st_.st_size, "mtime": victim_remote.mtime.isoformat()}).encode())
@@ -320,7 +320,7 @@ def test_local_dir_may_not_be_a_folder_of_the_products_own_files(tmp_path, local
 
 async def test_probe_files_are_never_reports_and_old_leftovers_are_cleaned(sftp_server, tmp_path):
     good = good_reports(sftp_server, tmp_path, days=2)
-    old = datetime(2026, 6, 1, tzinfo=timezone.utc).timestamp()
+    old = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
     leftover = f"{PROBE_PREFIX}0123abcd.txt"
     recent = f"{PROBE_PREFIX}89abcdef.txt"  # a test running right now in another process
     foreign = f"{PROBE_PREFIX}deadbeef.txt"  # not written by us: never deleted

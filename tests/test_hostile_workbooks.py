@@ -417,7 +417,7 @@ def test_verify_cli_limits_are_flags_and_bad_values_exit_3(tmp_path, capsys):
 
 async def test_sync_verifies_every_new_file_even_beside_hostile_ones(tmp_path, monkeypatch, hostile):
     from tui.core.ledger import Ledger
-    from tui.sftp.demo_server import start_demo_server
+    from tui.demo.server import start_demo_server
     from tui.sftp.sync import SyncService
 
     monkeypatch.setenv("REPORT_KEEPER_NOW", "2026-06-10T14:00:00+00:00")
@@ -442,8 +442,9 @@ async def test_sync_verifies_every_new_file_even_beside_hostile_ones(tmp_path, m
 
 
 async def test_the_verify_screen_survives_hostile_workbooks(tmp_path, hostile, monkeypatch):
-    from textual.app import App
-
+    from tests.stand_in import StandInApp
+    from tui.core.config import Profile
+    from tui.core.ledger import Ledger
     from tui.screens.verify import VerifyScreen
 
     local = tmp_path / "local"
@@ -456,11 +457,9 @@ async def test_the_verify_screen_survives_hostile_workbooks(tmp_path, hostile, m
             (local / src.name).write_bytes(src.read_bytes())
     write_report(local / "good.xlsx", n_rows=3)
 
-    class HostileApp(App):
-        def on_mount(self) -> None:
-            self.push_screen(VerifyScreen(local_dir=local))
-
-    app = HostileApp()
+    # The Verify screen alone, on a profile whose local folder holds the hostile files.
+    profile = Profile(name="hostile", host="127.0.0.1", local_dir=local)
+    app = StandInApp(profile, Ledger.open(":memory:", profile="hostile"), VerifyScreen)
     async with app.run_test(size=(100, 30)) as pilot:
         for _ in range(3):
             await pilot.app.workers.wait_for_complete()

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -41,7 +41,7 @@ def test_names_with_dots_unicode_and_spaces():
 
 
 def test_no_timestamp_falls_back_to_mtime():
-    mtime = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+    mtime = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     parsed = parse_name("Weekly summary.xlsx", mtime=mtime, tz=CHI)
     assert (parsed.base, parsed.delivered_at, parsed.source) == ("Weekly summary", mtime, "mtime")
     assert parse_name("Weekly summary.xlsx").source == "none"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,7 +18,7 @@ from tui.core.schedule import (
 )
 
 CHICAGO = ZoneInfo("America/Chicago")
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncssh
@@ -36,7 +36,7 @@ async def test_listing_regular_files_with_size_and_mtime(sftp_server: ServerInfo
         listing = await conn.listdir(sftp_server.remote_dir)
     assert [f.name for f in listing.files] == ["a.xlsx", "b_20260601_070000.xlsx"]
     assert listing.files[1].size == 1234
-    assert listing.files[0].mtime == datetime.fromtimestamp(1_780_000_000, timezone.utc)
+    assert listing.files[0].mtime == datetime.fromtimestamp(1_780_000_000, UTC)
     assert listing.files[0].mtime.tzinfo is not None
     assert listing.others == [("archive", "folder")]
     assert listing.refused == []
@@ -270,3 +270,18 @@ async def test_ssh_agent_key_logs_in_without_a_key_file(sftp_server: ServerInfo,
     async with await connect(opts) as conn:
         listing = await conn.listdir(sftp_server.remote_dir)
     assert listing.refused == []
+
+
+async def test_init_lists_the_keys_ssh_agent_holds(sftp_server: ServerInfo, ssh_agent: Path):
+    """What `init` offers from ssh-agent: each key's type and SHA256 fingerprint (the agent
+    hands out key pairs, not keys: the fingerprint comes from their public data)."""
+    import subprocess
+
+    from tui.sftp.setup import agent_keys
+
+    assert await agent_keys() == []
+    subprocess.run(["ssh-add", str(sftp_server.key)], check=True, capture_output=True,
+                   env={**os.environ, "SSH_AUTH_SOCK": str(ssh_agent)})
+    key = asyncssh.read_private_key(str(sftp_server.key))
+    [listed] = await agent_keys()
+    assert (listed.algorithm, listed.fingerprint) == (key.get_algorithm(), key.get_fingerprint("sha256"))

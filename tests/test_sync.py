@@ -22,11 +22,12 @@ import asyncssh
 import pytest
 
 from tests.locks import flock_held_elsewhere
-from tui.core import demo_data
 from tui.core import status as st
 from tui.core.ledger import Ledger
-from tui.sftp import transfer
-from tui.sftp.demo_server import profile_toml, start_demo_server
+from tui.demo import data as demo_data
+from tui.demo.server import profile_toml, start_demo_server
+from tui.sftp.parts import open_part, part_path, work_dir
+from tui.sftp.queue import Done, Queued, Running, TransferQueue
 from tui.sftp.sync import Listed, SyncService, Verified
 
 NOW = "2026-06-10T14:00:00+00:00"
@@ -78,7 +79,7 @@ async def test_sync_downloads_exactly_what_is_new_then_nothing(demo, ledger):
         assert_identical(result, server_dir, local)
         assert local.stat().st_mode & 0o777 == 0o700
         assert not [p for p in local.iterdir() if p.name.endswith(".part")]
-        assert list(transfer.work_dir(local).iterdir()) == []  # no part file, no record left
+        assert list(work_dir(local).iterdir()) == []  # no part file, no record left
         # Every file verified; the scenario's cases come out as the validator's statuses.
         by_name = {v.name: v for v in result.files}
         assert len(by_name) == len(scenario.files)
@@ -88,7 +89,7 @@ async def test_sync_downloads_exactly_what_is_new_then_nothing(demo, ledger):
         assert by_name[scenario.file_of("late").name].status == st.OK
         assert result.status == st.Exit.CRITICAL  # the corrupt file
         assert isinstance(events[0], Listed) and events[0].wanted == len(scenario.files)
-        assert sum(isinstance(e, transfer.Done) for e in events) == len(scenario.files)
+        assert sum(isinstance(e, Done) for e in events) == len(scenario.files)
         assert sum(isinstance(e, Verified) for e in events) == len(scenario.files)
         # SPEC JSON shape.
         doc = json.loads(json.dumps(result.to_json()))
@@ -205,16 +206,16 @@ async def test_interrupted_sync_resumes_from_part_files_and_ledger_stays_consist
         task = None
 
         def on_event(event):
-            if (isinstance(event, transfer.Running) and event.name == big_name
+            if (isinstance(event, Running) and event.name == big_name
                     and 0 < event.bytes < event.total):
                 task.cancel()  # Ctrl-C in the middle of the big file
 
         task = asyncio.ensure_future(service.sync(on_event=on_event))
         with pytest.raises(asyncio.CancelledError):
             await task
-        work = transfer.work_dir(local)
+        work = work_dir(local)
         parts = [p for p in work.iterdir() if p.name.endswith(".part")]
-        big_part = transfer.part_path(local, next(e.remote for e in service.last_listing.entries
+        big_part = part_path(local, next(e.remote for e in service.last_listing.entries
                                                   if e.name == big_name))
         assert big_part in parts and 0 < big_part.stat().st_size < big.stat().st_size
         assert not (local / big_name).exists()  # nothing partial under the final name
@@ -473,12 +474,12 @@ async def test_on_queue_hands_the_transfer_queue_to_the_ui(demo, ledger):
         seen["queue"] = queue
 
     def on_event(event):
-        if isinstance(event, transfer.Queued) and event.name == victim:
+        if isinstance(event, Queued) and event.name == victim:
             seen["queue"].cancel(event.job_id)
 
     async with SyncService(demo.profile, ledger) as service:
         result = await service.sync(on_event=on_event, on_queue=on_queue)
-        assert isinstance(seen["queue"], transfer.TransferQueue)
+        assert isinstance(seen["queue"], TransferQueue)
         assert [f["name"] for f in result.failed] == [victim]
         assert "resumes next time" in result.failed[0]["error"]
         assert len(result.downloaded) == len(scenario.files) - 1
@@ -494,9 +495,9 @@ async def test_a_file_another_process_is_fetching_is_skipped_not_failed(demo, le
     local = Path(demo.profile.local_dir)
     async with SyncService(demo.profile, ledger) as service:
         listing = await service.list_remote()
-        fd, _have = transfer.open_part(local, listing.entry(busy.name).remote)
+        fd, _have = open_part(local, listing.entry(busy.name).remote)
         os.close(fd)
-        part = transfer.part_path(local, listing.entry(busy.name).remote)
+        part = part_path(local, listing.entry(busy.name).remote)
         with flock_held_elsewhere(part):
             result = await service.sync()
     assert busy.name in result.skipped

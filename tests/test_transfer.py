@@ -8,7 +8,7 @@ import json
 import os
 import pwd
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncssh
@@ -18,24 +18,10 @@ from tests.fixtures_sshd import ServerInfo, TcpProxy
 from tests.locks import flock_held_elsewhere
 from tui.core.model import RemoteFile
 from tui.sftp.client import connect
+from tui.sftp.download import CHANGED, NEW, SAME, changed_name, download
 from tui.sftp.errors import AuthFailed, FileBusy, PermissionDenied, RemoteFileGone
-from tui.sftp.transfer import (
-    CHANGED,
-    NEW,
-    SAME,
-    Cancelled,
-    Done,
-    Failed,
-    Queued,
-    Retrying,
-    Running,
-    TransferQueue,
-    changed_name,
-    download,
-    part_path,
-    part_progress,
-    work_dir,
-)
+from tui.sftp.parts import part_path, part_progress, work_dir
+from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running, TransferQueue
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -246,7 +232,7 @@ _DISK_FULL_CHILD = r"""
 import asyncio, json, resource, sys
 from pathlib import Path
 from tui.sftp.client import ConnectOptions, connect
-from tui.sftp.transfer import download
+from tui.sftp.download import download
 from tui.sftp.errors import SftpError
 
 args = json.loads(sys.argv[1])
@@ -433,7 +419,7 @@ async def test_hostile_names_refused_and_never_written(make_embedded_sftp, tmp_p
         assert len(refused) == len(_HostileSFTP.HOSTILE)
         assert all(reason for reason in refused.values())
     out = tmp_path / "deep" / "out"
-    mtime = datetime.fromtimestamp(1_780_000_000, timezone.utc)
+    mtime = datetime.fromtimestamp(1_780_000_000, UTC)
     async with TransferQueue(_factory(info)) as q:
         jobs = [q.add(RemoteFile(n, 5, mtime), ".", out) for n in refused]
         await q.join()

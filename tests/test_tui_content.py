@@ -12,17 +12,21 @@ from textual.app import App
 from textual.widgets import DataTable, Static
 
 from tests import content_scenario as cs
+from tests.stand_in import StandInApp
 from tests.test_tui_verify import text_of
 from tui.core import heatmap as hm
+from tui.core.config import Profile
 from tui.core.health import HealthReport, evaluate
 from tui.core.ledger import Ledger
+from tui.screens.heatmap import HeatmapScreen
+from tui.screens.verify import VerifyScreen
+from tui.state import DataSnapshot
 from tui.widgets.heatmap import HeatmapWidget
-from tui.widgets.messages import DataSnapshot
 
 
 @dataclass
 class Built:
-    profile: object
+    profile: Profile
     ledger: Ledger
     health: HealthReport
 
@@ -43,29 +47,17 @@ def built(tmp_path, monkeypatch):
     b.ledger.close()
 
 
-class HeatmapApp(App):
+class HeatmapApp(App[None]):
+    """The heatmap screen with the state it reads (the profile, the snapshot's health)."""
+
     def __init__(self, built: Built, **kw) -> None:
         super().__init__(**kw)
         self.built = built
         self.profile = built.profile
-
-    def on_mount(self) -> None:
-        from tui.screens.heatmap import HeatmapScreen
-
-        self.push_screen(HeatmapScreen(self.built.health, tz=self.profile.timezone))
-
-
-class VerifyApp(App):
-    def __init__(self, built: Built, **kw) -> None:
-        super().__init__(**kw)
-        self.profile = built.profile
-        self.ledger = built.ledger
         self.snapshot = DataSnapshot(health=built.health)
 
     def on_mount(self) -> None:
-        from tui.screens.verify import VerifyScreen
-
-        self.push_screen(VerifyScreen(profile=self.profile, ledger=self.ledger))
+        self.push_screen(HeatmapScreen())
 
 
 async def test_heatmap_cells_legend_and_detail_name_each_content_problem(built):
@@ -119,7 +111,7 @@ def test_snapshot_heatmap_content_checks_120x40(snap_compare, tmp_path, monkeypa
 
 
 async def test_verify_screen_shows_the_history_verdicts_beside_the_files(built):
-    app = VerifyApp(built)
+    app = StandInApp(built.profile, built.ledger, VerifyScreen, health=built.health)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()

@@ -8,25 +8,23 @@ import stat
 
 import polars as pl
 import pytest
-from textual.app import App
 from textual.widgets import Checkbox, Input, Select
 
 from tests import export_data as ed
-from tui.screens.export import ExportModal, ExportProgress
+from tests.stand_in import StandInApp
+from tui.messages import ExportProgress
+from tui.screens.export import ExportModal
 from tui.screens.verify import VerifyScreen
 
 HOME = "/home/librarian"  # never created: the default file goes there (no Documents folder)
 
 
-class ExportApp(App):
-    def __init__(self, env) -> None:
-        super().__init__()
-        self.env = env
-        self.profile = env.profile()
-        self.ledger = env.ledger()
+class ExportApp(StandInApp):
+    """The Verify screen (where ``e`` opens the export form) on the export scenario."""
 
-    def on_mount(self) -> None:
-        self.push_screen(VerifyScreen(profile=self.profile, ledger=self.ledger))
+    def __init__(self, env) -> None:
+        super().__init__(env.profile(), env.ledger(), VerifyScreen)
+        self.env = env
 
     async def on_unmount(self) -> None:
         self.ledger.close()

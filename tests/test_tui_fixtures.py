@@ -1,6 +1,6 @@
 """Shared helpers of the TUI tests (no tests here): a real demo SFTP server in its own thread.
 
-The embedded demo server (``tui.sftp.demo_server``) runs on 127.0.0.1 in a background event
+The embedded demo server (``tui.demo.server``) runs on 127.0.0.1 in a background event
 loop, so both Pilot tests (pytest-asyncio's loop) and snapshot tests (``snap_compare`` runs
 the app with ``app.run()``, its own loop) talk to it over real TCP. The scenario is generated
 once per test module with the clock pinned; every test gets its own ledger and download
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -66,7 +67,7 @@ def demo_remote(server_loop, tmp_path_factory):
     """A running demo server with the demo scenario (generated at FIXED_NOW)."""
     from datetime import datetime
 
-    from tui.sftp.demo_server import start_demo_server
+    from tui.demo.server import start_demo_server
 
     root = tmp_path_factory.mktemp("demo-server")
     now = datetime.fromisoformat(FIXED_NOW)

@@ -24,7 +24,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
 )
 from tui.app import create_app
 from tui.core.ledger import Ledger
-from tui.widgets.transfers import CANCELLED, DONE
+from tui.core.model import CANCELLED, DONE
 
 
 def _app(profile, **kw):

@@ -6,18 +6,20 @@ from __future__ import annotations
 import hashlib
 import shutil
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 from textual.app import App
 
-from tui.core import demo_data
 from tui.core import heatmap as hm
 from tui.core.health import HealthReport, evaluate
 from tui.core.ledger import Ledger
 from tui.core.model import RemoteFile
 from tui.core.validate import validate_file
+from tui.demo import data as demo_data
+from tui.screens.heatmap import HeatmapScreen
+from tui.state import DataSnapshot
 from tui.widgets.heatmap import HeatmapWidget
 
 NOW = "2026-11-29T15:00:00+00:00"  # Sunday 09:00 in Chicago: today's run is on time already
@@ -43,7 +45,7 @@ def build_demo(tmp_path: Path, *, verify: bool = True, download_all: bool = True
     listing = []
     for path in sorted(demo.directory.iterdir()):
         st_ = path.stat()
-        listing.append(RemoteFile(path.name, st_.st_size, datetime.fromtimestamp(st_.st_mtime, timezone.utc)))
+        listing.append(RemoteFile(path.name, st_.st_size, datetime.fromtimestamp(st_.st_mtime, UTC)))
 
     def report_of(f: RemoteFile):
         report, parsed = profile.classify(f.name, f.mtime)
@@ -66,19 +68,18 @@ def build_demo(tmp_path: Path, *, verify: bool = True, download_all: bool = True
     return Scenario(demo, profile, ledger, local, health)
 
 
-class HeatmapApp(App):
-    """A bare app that shows the heatmap screen with the data it needs."""
+class HeatmapApp(App[None]):
+    """A bare app that shows the heatmap screen with the state it reads (profile, snapshot)."""
 
     def __init__(self, scenario: Scenario, **kw) -> None:
         super().__init__(**kw)
         self.scenario = scenario
         self.profile = scenario.profile
+        self.snapshot = DataSnapshot(health=scenario.health)
         self.selected: list[date] = []
 
     def on_mount(self) -> None:
-        from tui.screens.heatmap import HeatmapScreen
-
-        self.push_screen(HeatmapScreen(self.scenario.health, tz=self.profile.timezone))
+        self.push_screen(HeatmapScreen())
 
 
 @pytest.fixture
@@ -243,11 +244,14 @@ def test_snapshot_heatmap_no_color(snap_compare, tmp_path, monkeypatch):
 
 async def test_a_year_of_history_scrolls_with_the_cursor(monkeypatch):
     """More weeks than fit in 80 columns: the newest show first, the cursor drags the window."""
-    from types import SimpleNamespace
     from zoneinfo import ZoneInfo
 
     from tui.core import model
+    from tui.core.config import Profile
+    from tui.core.health import ConnectionStatus, ReportHealth
     from tui.core.model import RunDay
+    from tui.core.schedule import Schedule
+    from tui.core.status import Exit
 
     monkeypatch.setenv("REPORT_KEEPER_NOW", NOW)
     today = date(2026, 11, 29)
@@ -255,14 +259,18 @@ async def test_a_year_of_history_scrolls_with_the_cursor(monkeypatch):
         RunDay(day=today - timedelta(days=n), status=model.ON_TIME, verification="ok", rows=10 + n % 50)
         for n in range(400, -1, -1)
     )
-    report = SimpleNamespace(name="Long <b>history</b> [bold]x[/bold]", runs=runs, problems=())
-    health = SimpleNamespace(reports=(report,))
+    report = ReportHealth(name="Long <b>history</b> [bold]x[/bold]", exit=Exit.OK, schedule=Schedule("daily"),
+                          at=time(7, 0), grace=timedelta(hours=2), inferred=False, confidence=None,
+                          runs=runs, problems=(), last_delivery=None, on_time_streak=len(runs))
+    health = HealthReport(now=datetime.fromisoformat(NOW), reports=(report,),
+                          connection=ConnectionStatus.skipped())
 
-    class LongApp(App):
+    class LongApp(App[None]):
+        profile = Profile(name="long", host="127.0.0.1", timezone=ZoneInfo("America/Chicago"))
+        snapshot = DataSnapshot(health=health)
+
         def on_mount(self) -> None:
-            from tui.screens.heatmap import HeatmapScreen
-
-            self.push_screen(HeatmapScreen(health, tz=ZoneInfo("America/Chicago")))
+            self.push_screen(HeatmapScreen())
 
     app = LongApp()
     async with app.run_test(size=(80, 24)) as pilot:

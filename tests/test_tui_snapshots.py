@@ -49,9 +49,8 @@ async def _mask_port(pilot, port: int) -> None:
     conn = app.connection
     conn.message = conn.message.replace(f"port {port}", "port PORT")
     conn.listing_error = conn.listing_error.replace(f"port {port}", "port PORT")
-    for job in app.board.jobs.values():
-        job.reason = job.reason.replace(f"port {port}", "port PORT")
-        app.board._touch(job)
+    for job in list(app.board.jobs.values()):
+        app.board.set_reason(job.name, job.reason.replace(f"port {port}", "port PORT"))
     version = app.snapshot.version
     app.load_snapshot()
     await wait_for(pilot, lambda: app.snapshot.version > version and settled(app))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 
-from tui.sftp import transfer
+from tui.core.model import CANCELLED, DONE, FAILED, QUEUED, RETRYING, RUNNING
+from tui.sftp.queue import Done, Failed, Queued, Retrying, Running
+from tui.state import TransferBoard
 from tui.widgets import formatting as fmt
 from tui.widgets.table import FastTable
-from tui.widgets.transfers import CANCELLED, DONE, FAILED, QUEUED, RETRYING, RUNNING, TransferBoard
 
 
 def test_sizes_rates_and_etas():
@@ -67,7 +68,7 @@ def test_name_truncation_keeps_what_matters():
 def test_local_time_uses_the_library_zone():
     from zoneinfo import ZoneInfo
 
-    when = datetime(2026, 10, 15, 12, 0, tzinfo=timezone.utc)
+    when = datetime(2026, 10, 15, 12, 0, tzinfo=UTC)
     assert fmt.local_time(when, ZoneInfo("America/Chicago")) == "10-15 07:00"
     assert fmt.local_time(when, ZoneInfo("America/Chicago"), with_year=True) == "2026-10-15 07:00"
     assert fmt.local_time(None, None) == "—"
@@ -78,15 +79,15 @@ def test_transfer_board_follows_the_queue_events():
     board.enqueue("a.xlsx", 100)
     board.enqueue("b.xlsx", 50)
     assert board.counts()[QUEUED] == 2 and board.active
-    board.apply(transfer.Queued(1, "a.xlsx", 100))
-    board.apply(transfer.Running(1, "a.xlsx", bytes=40, total=100, rate=20.0))
+    board.apply(Queued(1, "a.xlsx", 100))
+    board.apply(Running(1, "a.xlsx", bytes=40, total=100, rate=20.0))
     job = board.jobs["a.xlsx"]
     assert job.state == RUNNING and job.eta == 3.0
     assert board.totals() == (40, 150)
-    board.apply(transfer.Retrying(1, "a.xlsx", attempt=1, reason="The connection was lost.", delay=1.0))
+    board.apply(Retrying(1, "a.xlsx", attempt=1, reason="The connection was lost.", delay=1.0))
     assert job.state == RETRYING and job.reason.startswith("The connection")
-    board.apply(transfer.Done(1, "a.xlsx", size=100, sha256="ab", path="/x/a.xlsx"))
-    board.apply(transfer.Failed(2, "b.xlsx", reason="gone"))
+    board.apply(Done(1, "a.xlsx", size=100, sha256="ab", path="/x/a.xlsx"))
+    board.apply(Failed(2, "b.xlsx", reason="gone"))
     assert board.counts()[DONE] == 1 and board.counts()[FAILED] == 1
     assert not board.active
     assert board.totals() == (100, 150)
@@ -140,7 +141,7 @@ async def test_fast_table_matches_add_row():
         assert fast.cursor_row == 499
         try:
             fast.add_keyed_rows([("k1", ["dup", "", ""])])
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - whatever it raises, its text is asserted
             assert "already exists" in str(exc)
         else:  # pragma: no cover
             raise AssertionError("a duplicate key must be refused")

@@ -8,30 +8,23 @@ import shutil
 
 import pytest
 from rich.console import Console
-from textual.app import App
 from textual.widgets import DataTable
 
 from tests import xlsx_factory
-from tests.test_tui_heatmap import NOW, build_demo
-from tui.core import demo_data
+from tests.stand_in import StandInApp
+from tests.test_tui_heatmap import NOW, Scenario, build_demo
 from tui.core import status as st
-from tui.core.local_reports import cache_context, empty_on_open_day, find_local_reports, verify_local
-from tui.screens.verify import EmptyReportsFound, VerifyScreen
+from tui.core.local_reports import empty_on_open_day, find_local_reports, verify_local
+from tui.demo import data as demo_data
+from tui.screens.verify import VerifyScreen
 
 
-class VerifyApp(App):
-    def __init__(self, scenario, **kw) -> None:
-        super().__init__(**kw)
+class VerifyApp(StandInApp):
+    """The Verify screen alone, on the demo scenario's profile and ledger."""
+
+    def __init__(self, scenario: Scenario, **kw) -> None:
+        super().__init__(scenario.profile, scenario.ledger, VerifyScreen, **kw)
         self.scenario = scenario
-        self.profile = scenario.profile
-        self.ledger = scenario.ledger
-        self.empty_found: list[str] = []
-
-    def on_mount(self) -> None:
-        self.push_screen(VerifyScreen(profile=self.profile, ledger=self.ledger))
-
-    def on_empty_reports_found(self, message: EmptyReportsFound) -> None:
-        self.empty_found.extend(r.name for r in message.results)
 
 
 @pytest.fixture
@@ -167,9 +160,9 @@ def test_cache_context_and_helpers_without_textual(scenario):
     # The cache key is the ledger's (shared with sync) and tells a closed day from an open one.
     from tui.core.ledger import verification_context
 
-    assert cache_context(holiday.report, holiday.delivered_at) == verification_context(holiday.report, holiday.delivered_at)
-    same_day_open = cache_context(holiday.report.__class__(name=holiday.report.name), holiday.delivered_at)
-    assert cache_context(holiday.report, holiday.delivered_at) != same_day_open
+    assert holiday.context == verification_context(holiday.report, holiday.delivered_at)
+    same_day_open = verification_context(holiday.report.__class__(name=holiday.report.name), holiday.delivered_at)
+    assert holiday.context != same_day_open
     assert holiday.delivered_at.tzinfo is not None and holiday.delivered_at.utcoffset().total_seconds() == -6 * 3600
     # Hidden and part files are not reports.
     (scenario.local / ".x.xlsx.part").write_bytes(b"partial")

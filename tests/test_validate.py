@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import zipfile
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ from tui.core.validate import (
 )
 
 REPORT = "Loans Per Patron From 3 Days Ago"
-DELIVERED = datetime(2026, 11, 26, 7, 0, 12, tzinfo=timezone.utc)  # covers 2026-11-23
+DELIVERED = datetime(2026, 11, 26, 7, 0, 12, tzinfo=UTC)  # covers 2026-11-23
 
 
 def report(**kw) -> ReportConfig:

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -126,7 +126,7 @@ def test_folder_scan_rules_and_explicit_files(capsys, tmp_path):
 
 def test_undated_name_falls_back_to_mtime(capsys, tmp_path):
     p = write_report(tmp_path / "Loans export.xlsx", n_rows=2)
-    when = datetime(2026, 10, 1, 7, 3, 0, tzinfo=timezone.utc).timestamp()
+    when = datetime(2026, 10, 1, 7, 3, 0, tzinfo=UTC).timestamp()
     os.utime(p, (when, when))
     _, doc = run_json(capsys, p)
     f = doc["files"][0]

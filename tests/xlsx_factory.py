@@ -25,9 +25,9 @@ import random
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Callable, Sequence
 
 ENGINES = ("xlsxwriter", "openpyxl")
 

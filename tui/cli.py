@@ -12,6 +12,9 @@ import os
 import sys
 
 from tui import __version__
+from tui.commands.common import fail_unexpected, fail_usage
+from tui.core import clock
+from tui.core.logs import setup_logging
 from tui.core.status import Exit
 
 SUBCOMMANDS = {
@@ -55,13 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 2 on usage errors, but our contract says 3
         return int(Exit.USAGE) if exc.code not in (0, None) else 0
-    from tui.commands.common import fail_unexpected, fail_usage
-    from tui.core import clock
-    from tui.core.logs import setup_logging
 
     log_file = setup_logging()
     if sys.stdout is None:  # started with stdout closed: results go nowhere, exit codes still tell
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+        sys.stdout = open(os.devnull, "w")  # for the life of the process
     try:  # a pinned clock that cannot be used is a usage error for every command
         clock.check()
     except clock.ClockError as exc:
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command:
             module = importlib.import_module(f"tui.commands.{args.command.replace('-', '_')}")
             return int(module.run(args))
-        from tui.commands import tui_app
+        from tui.commands import tui_app  # noqa: PLC0415 - Textual is loaded for the TUI only (the headless commands start without it)
 
         return int(tui_app.run(args))
     except KeyboardInterrupt:

@@ -16,12 +16,18 @@ import logging
 import shutil
 import sqlite3
 import sys
-from datetime import datetime
-from typing import Any
+from datetime import datetime, tzinfo
 
-from tui.commands.common import add_profile_arguments, fail_usage, print_json, terminal_passphrase_cb
+from tui.commands.common import add_profile_arguments, fail_usage, load_profile, print_json, terminal_passphrase_cb
+from tui.core import clock
 from tui.core import status as st
+from tui.core.clock import ClockError
+from tui.core.config import ConfigError, Profile
+from tui.core.health import ConnectionStatus, HealthReport, evaluate, fmt_day
+from tui.core.ledger import Ledger, LedgerError
+from tui.core.model import WriteTest
 from tui.core.names import escape_name
+from tui.notify.dispatch import after_check, summary_line
 
 log = logging.getLogger("report_keeper.check")
 
@@ -58,13 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tui.core.clock import ClockError
-    from tui.core.config import ConfigError
-    from tui.core.ledger import Ledger, LedgerError
-
     try:
-        from tui.core import clock
-
         clock.now()
         profile = _load_profile(args)
     except (ConfigError, ClockError) as exc:
@@ -75,8 +75,6 @@ def run(args: argparse.Namespace) -> int:
         return fail_usage(str(exc))
     try:
         if args.offline:
-            from tui.core.health import ConnectionStatus
-
             connection = ConnectionStatus.skipped()
         else:
             policy = "remember" if args.accept_new_host_key else "reject"
@@ -98,34 +96,28 @@ def run(args: argparse.Namespace) -> int:
     code = report.exit_code
     log.info("check: %s (%d problems)", report.status, len(report.problems))
     # Alerts (e-mail, webhook, ping) once the result is known; they never change it.
-    from tui.notify.dispatch import after_check, summary_line
-
     notify = after_check(profile, report, offline=args.offline)
     if args.json:
-        doc = report.to_json()
-        doc["refused"] = refused  # server names refused as unsafe in the latest listing
-        doc["notify"] = notify
-        print_json(doc)
+        # refused: server names refused as unsafe in the latest listing
+        print_json({**report.to_json(), "refused": refused, "notify": notify})
     else:
         sys.stdout.write(render(report, profile, width=shutil.get_terminal_size((100, 24)).columns))
-        if summary_line(notify):
-            sys.stdout.write(summary_line(notify) + "\n")
+        line = summary_line(notify)
+        if line:
+            sys.stdout.write(line + "\n")
         sys.stdout.flush()
     return int(code)
 
 
 def _load_profile(args: argparse.Namespace):
-    from tui.commands.common import load_profile
-
     return load_profile(args)
 
 
-async def _online(profile: Any, ledger: Any, policy: str):
+async def _online(profile: Profile, ledger: Ledger, policy: str) -> ConnectionStatus:
     """List and record, then run the connection test; failures become the connection status."""
-    from tui.core.health import ConnectionStatus
-    from tui.sftp.conntest import probe_connection
-    from tui.sftp.errors import SftpError
-    from tui.sftp.sync import SyncService
+    from tui.sftp.conntest import probe_connection  # noqa: PLC0415 - asyncssh only when online
+    from tui.sftp.errors import SftpError  # noqa: PLC0415 - see above
+    from tui.sftp.sync import SyncService  # noqa: PLC0415 - see above
 
     service = SyncService(profile, ledger, host_key_policy=policy,
                           passphrase_cb=terminal_passphrase_cb())
@@ -134,21 +126,19 @@ async def _online(profile: Any, ledger: Any, policy: str):
             listing = await service.list_remote()
         except SftpError as exc:
             log.warning("check: listing failed: %s", type(exc).__name__)
-            return ConnectionStatus(ok=False, message=str(exc), write_test="skipped")
+            return ConnectionStatus(ok=False, message=str(exc), write_test=WriteTest.SKIPPED)
         log.info("check: listed %d files", len(listing.entries))
         try:
             conn = await service.connection()
             result = await probe_connection(conn, profile.remote_dir)
         except SftpError as exc:  # the connection broke between listing and test
-            return ConnectionStatus(ok=False, message=str(exc), write_test="failed")
+            return ConnectionStatus(ok=False, message=str(exc), write_test=WriteTest.FAILED)
         return ConnectionStatus.from_result(result)
     finally:
         await service.close()
 
 
-def _evaluate(profile: Any, ledger: Any, connection: Any):
-    from tui.core.health import evaluate
-
+def _evaluate(profile: Profile, ledger: Ledger, connection: ConnectionStatus) -> HealthReport:
     return evaluate(profile, ledger.deliveries(), connection=connection)
 
 
@@ -157,7 +147,7 @@ def _evaluate(profile: Any, ledger: Any, connection: Any):
 _MARK = {"critical": "CRIT", "warning": "WARN"}
 
 
-def _when(moment: datetime | None, tz: Any) -> str:
+def _when(moment: datetime | None, tz: tzinfo) -> str:
     if moment is None:
         return "never"
     local = moment.astimezone(tz)
@@ -169,11 +159,8 @@ def _rows(line: str, width: int) -> int:
     return max(1, -(-len(line) // max(width, 20)))
 
 
-def render(report: Any, profile: Any, *, width: int = 100, max_lines: int = SCREEN_LINES) -> str:
+def render(report: HealthReport, profile: Profile, *, width: int = 100, max_lines: int = SCREEN_LINES) -> str:
     """The human output of ``check``: one screenful (``max_lines``), most urgent first."""
-    from tui.core.health import fmt_day
-    from tui.core.names import escape_name
-
     tz = profile.timezone
     today = report.now.astimezone(tz).date()
     problems = report.problems

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
 import json
 import logging
+import os
 import sys
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from tui.core.config import ConfigError, Profile, load_config
 from tui.core.status import Exit
 
 log = logging.getLogger("report_keeper.commands")
@@ -31,8 +35,6 @@ def load_profile(args: argparse.Namespace, *, need_local_dir: bool = False):
     0700, when missing) and be writable; a folder that cannot be is a configuration error
     reported once, not one failure per file.
     """
-    from tui.core.config import load_config
-
     config = load_config(getattr(args, "config", None))
     profile = config.profile(getattr(args, "profile", None))
     if need_local_dir:
@@ -40,12 +42,8 @@ def load_profile(args: argparse.Namespace, *, need_local_dir: bool = False):
     return profile
 
 
-def require_local_dir(profile: Any) -> None:
+def require_local_dir(profile: Profile) -> None:
     """Create ``profile.local_dir`` when missing and check that it can be written."""
-    import os
-
-    from tui.core.config import ConfigError
-
     path = Path(profile.local_dir)
     key = f"profile.{profile.name}.local_dir"
     todo = "choose a folder you can write to in local_dir, or fix the folder's permissions"
@@ -69,9 +67,6 @@ def terminal_passphrase_cb():
         return None
 
     async def ask(path) -> str | None:
-        import asyncio
-        import getpass
-
         try:
             return await asyncio.to_thread(getpass.getpass, f"Passphrase for {path}: ")
         except (EOFError, KeyboardInterrupt):
@@ -80,7 +75,7 @@ def terminal_passphrase_cb():
     return ask
 
 
-def print_json(document: dict[str, Any]) -> None:
+def print_json(document: Mapping[str, object]) -> None:
     """Exactly one JSON document on stdout."""
     global _json_printed
     _json_printed = True
@@ -112,7 +107,7 @@ def fail_usage(message: str) -> int:
 
 
 #: The fields of each command's JSON document, empty: an error document keeps the shape.
-_EMPTY_FIELDS: dict[str | None, dict[str, Any]] = {
+_EMPTY_FIELDS: dict[str | None, dict[str, object]] = {
     "sync": {"downloaded": [], "skipped": [], "failed": [], "refused": [], "files": [], "lost": []},
     "check": {"connection": {"ok": None, "message": "", "write_test": "skipped", "steps": {}}, "reports": []},
     "verify": {"files": []},

@@ -18,16 +18,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import fcntl
 import hashlib
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
 from pathlib import Path
 
 from tui.commands.common import fail_usage
+from tui.core.config import default_data_dir
+from tui.demo.server import start_demo_server
 
 log = logging.getLogger("report_keeper.commands.demo_server")
 
@@ -59,11 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tui.core.logs import setup_logging
-
     if not 0 <= args.port <= 65535:
         return fail_usage(f"--port {args.port} is not a port number (1-65535, or 0 for a free one)")
-    setup_logging()
     try:
         return asyncio.run(_serve(args.port, args.dir, args.writable))
     except KeyboardInterrupt:
@@ -72,8 +73,6 @@ def run(args: argparse.Namespace) -> int:
 
 def state_dir_for(folder: Path) -> Path:
     """The kept state (keys, config, downloads, ledger) of a served folder."""
-    from tui.core.config import default_data_dir
-
     real = folder.expanduser().resolve()
     digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", real.name).strip("-.")[:40] or "folder"
@@ -87,8 +86,6 @@ class _Busy(Exception):
 def _lock(state: Path) -> int:
     """Hold ``state/.lock`` while serving: two servers on one folder would overwrite each
     other's config and known_hosts."""
-    import fcntl
-
     fd = os.open(state / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -115,8 +112,6 @@ def _prepare(folder: str | None) -> tuple[dict, int | None, Path]:
 
 
 async def _serve(port: int, folder: str | None, writable: bool) -> int:
-    from tui.sftp.demo_server import start_demo_server
-
     try:
         kwargs, lock, home = _prepare(folder)
     except _Busy:
@@ -132,8 +127,6 @@ async def _serve(port: int, folder: str | None, writable: bool) -> int:
         if lock is not None:
             os.close(lock)
         else:
-            import shutil
-
             shutil.rmtree(home, ignore_errors=True)  # the unused download folder
         return fail_usage(f"demo-server: {exc.strerror or exc}")
     stop = asyncio.Event()

@@ -9,8 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
-from tui.commands.common import add_profile_arguments, fail_usage, print_json
+from tui.commands.common import add_profile_arguments, fail_usage, load_profile, one_line, print_json
+from tui.core import clock, isolation
+from tui.core.clock import ClockError
+from tui.core.config import ConfigError
+from tui.core.export_request import ExportError, ExportRequest, NotRecorded, output_format, parse_day
+from tui.core.ledger import Ledger, LedgerError
 
 log = logging.getLogger("report_keeper.export")
 
@@ -64,13 +70,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from tui.core import isolation
-    from tui.core.clock import ClockError
-    from tui.core.config import ConfigError
-    from tui.core.export import ExportError, ExportRequest, output_format, parse_day
-    from tui.core.ledger import Ledger, LedgerError
 
     try:
         output_format(args.out)
@@ -82,9 +81,6 @@ def run(args: argparse.Namespace) -> int:
         return fail_usage(str(exc))
     isolation.shared_pool().prestart()  # the workbook readers start while the ledger is read
     try:
-        from tui.commands.common import load_profile
-        from tui.core import clock
-
         clock.now()
         profile = load_profile(args)
     except (ConfigError, ClockError) as exc:
@@ -99,11 +95,10 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
     )
     try:
-        from tui.core.export import NotRecorded, run_export
+        from tui.core.export import run_export  # noqa: PLC0415 - polars (a quarter of a second) loads only once the options are valid
 
         result = run_export(profile, ledger, request)
     except NotRecorded as exc:  # the file is there, the ledger does not know it: not a usage error
-        from tui.commands.common import one_line
 
         sys.stderr.write(f"report-keeper: {one_line(str(exc))}\n")
         return 2

@@ -22,12 +22,21 @@ import getpass
 import os
 import socket
 import sys
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from tui.commands.common import fail_usage, terminal_passphrase_cb
+from tui.core import setup as su
+from tui.core.config import DEFAULT_PROFILE, default_config_path, default_data_dir, system_timezone
+from tui.core.names import escape_name
+from tui.core.schedule import parse_at, parse_duration, parse_schedule
 from tui.core.status import Exit
+from tui.sftp import setup as ss
+from tui.sftp.client import ConnectOptions, connect
+from tui.sftp.conntest import probe_connection
+from tui.sftp.errors import AuthFailed, HostKeyChanged, HostKeyUnknown, SftpError
+from tui.sftp.setup import folder_view
 
 EPILOG = """\
 Unattended example (writes the config even if the server does not accept the new key yet):
@@ -130,8 +139,6 @@ class UsageError(Exception):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tui.core.config import DEFAULT_PROFILE, default_config_path
-
     path = Path(getattr(args, "config", None) or default_config_path()).expanduser()
     profile = getattr(args, "profile", None) or DEFAULT_PROFILE
     if path.exists() and not args.force:
@@ -155,9 +162,6 @@ async def _ask(prompter: Prompter, fn: Callable[..., Any], *a: Any, **kw: Any) -
 
 
 async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter) -> int:
-    from tui.core import setup as su
-    from tui.core.config import default_data_dir, system_timezone
-
     answers = su.Answers(profile=profile, host="")
     if p.interactive:
         p.say(f"Setting up profile '{profile}' in {path}. Enter keeps the [default]; Ctrl-C stops "
@@ -235,8 +239,6 @@ async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter)
 
 
 def _default_path() -> Path:
-    from tui.core.config import default_config_path
-
     return default_config_path()
 
 
@@ -249,8 +251,6 @@ def _remote_dir(text: str) -> str:
 
 async def _choose_key(args: argparse.Namespace, p: Prompter, answers: Any):
     """Sets ``answers.key``; returns the NewKey when one was created."""
-    from tui.sftp import setup as ss
-
     ssh_dir = Path("~/.ssh").expanduser()
     if args.key is not None:
         key = Path(args.key).expanduser().absolute()
@@ -315,9 +315,6 @@ def _home(path: Path) -> str:
 
 async def _connect(args: argparse.Namespace, p: Prompter, answers: Any, new_key: Any):
     """An open SftpConnection, or None with the reason in ``answers.pending``."""
-    from tui.sftp.client import ConnectOptions, connect
-    from tui.sftp.errors import AuthFailed, HostKeyChanged, HostKeyUnknown, SftpError
-
     if new_key is not None and p.interactive:
         go = await _ask(p, p.ask, "Press Enter once the administrator has added it (or type "
                         "'later' to finish without connecting)", "", lambda t: t.strip().lower())
@@ -369,10 +366,6 @@ async def _connect(args: argparse.Namespace, p: Prompter, answers: Any, new_key:
 
 async def _pick_folder(args: argparse.Namespace, p: Prompter, answers: Any, conn: Any) -> Any:
     """Sets ``answers.remote_dir``; returns the chosen folder's FolderView."""
-    from tui.core.names import escape_name
-    from tui.sftp.errors import SftpError
-    from tui.sftp.setup import folder_view
-
     home = (await folder_view(conn, ".")).path
     if args.remote_dir is not None or not p.interactive:
         wanted = _remote_dir(args.remote_dir or ".")
@@ -415,10 +408,6 @@ async def _pick_folder(args: argparse.Namespace, p: Prompter, answers: Any, conn
 
 
 async def _reports(p: Prompter, answers: Any, view: Any, zone: Any) -> None:
-    from tui.core import setup as su
-    from tui.core.names import escape_name
-    from tui.core.schedule import parse_at, parse_duration, parse_schedule
-
     proposals = su.propose_reports(view.files, zone)
     if not proposals:
         p.say("No Excel reports in this folder yet: every report that arrives will be tracked, "
@@ -460,8 +449,6 @@ async def _reports(p: Prompter, answers: Any, view: Any, zone: Any) -> None:
 
 
 async def _conntest(p: Prompter, answers: Any, conn: Any) -> None:
-    from tui.sftp.conntest import probe_connection
-
     result = await probe_connection(conn, answers.remote_dir)
     p.say("")
     p.say(f"Connection test (upload, download, delete a probe file): {result.message}")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tui.commands.common import add_profile_arguments, fail_usage, print_json
+from tui.commands.common import add_profile_arguments, fail_usage, load_profile, print_json
+from tui.core.config import ConfigError
 from tui.core.status import Exit
+from tui.notify.dispatch import send_test
 
 EPILOG = """\
 Sends a test e-mail (email_to), a test POST to webhook_url and a success ping to ping_url,
@@ -28,9 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tui.commands.common import load_profile
-    from tui.core.config import ConfigError
-
     if not args.test:
         return fail_usage("notify: nothing to do; use 'report-keeper notify --test' to send a test message")
     try:
@@ -41,7 +40,6 @@ def run(args: argparse.Namespace) -> int:
         where = profile.source or "the config"
         return fail_usage(f"{where}: profile.{profile.name}.notify: no alert channel is configured; "
                           "add email_to (with smtp_host), webhook_url or ping_url (see README: Alerts)")
-    from tui.notify.dispatch import send_test
 
     outcomes = send_test(profile)
     code = Exit.OK if all(o.ok for o in outcomes) else Exit.CRITICAL

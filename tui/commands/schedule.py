@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tui.commands.common import add_profile_arguments, fail_usage
+from tui.commands.common import add_profile_arguments, fail_usage, load_profile
+from tui.core import unattended as un
+from tui.core.config import ConfigError
 from tui.core.status import Exit
 
 EPILOG = """\
@@ -37,10 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tui.commands.common import load_profile
-    from tui.core import unattended as un
-    from tui.core.config import ConfigError
-
     try:
         profile = load_profile(args)
         plan = un.plan_schedule(profile, getattr(args, "config", None) or profile.source)

@@ -12,11 +12,28 @@ import asyncio
 import logging
 import sys
 from collections import Counter
-from typing import Any, TextIO
+from typing import TextIO
 
-from tui.commands.common import add_profile_arguments, fail_usage, print_json, terminal_passphrase_cb
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.text import Text
+
+from tui.commands.common import add_profile_arguments, fail_usage, load_profile, print_json, terminal_passphrase_cb
 from tui.core import status as st
+from tui.core.config import ConfigError, Profile
+from tui.core.ledger import Ledger, LedgerError
 from tui.core.names import escape_name
+from tui.notify.dispatch import after_sync, summary_line
+from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running
+from tui.sftp.sync import Listed, SyncEvent, SyncResult, SyncService, Verified
 
 log = logging.getLogger("report_keeper.commands.sync")
 
@@ -59,12 +76,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tui.commands.common import load_profile
-    from tui.core.config import ConfigError
-    from tui.core.ledger import Ledger, LedgerError
-    from tui.core.logs import setup_logging
-
-    setup_logging()
     try:
         profile = load_profile(args, need_local_dir=True)
     except ConfigError as exc:
@@ -75,12 +86,10 @@ def run(args: argparse.Namespace) -> int:
         return fail_usage(str(exc))
     out: TextIO = sys.stderr if args.json else sys.stdout
     policy = "remember" if args.accept_new_host_key else "reject"
-    holder: dict[str, Any] = {}
+    holder: dict[str, SyncService] = {}
     try:
         result = asyncio.run(_sync(profile, ledger, policy, out, holder))
     except KeyboardInterrupt:
-        from tui.sftp.sync import SyncResult
-
         service = holder.get("service")
         result = (service.current if service is not None else None) or SyncResult()
         result.error = (
@@ -90,8 +99,6 @@ def run(args: argparse.Namespace) -> int:
         result.error_kind = "interrupted"
         result.finish()
     except LedgerError as exc:
-        from tui.sftp.sync import SyncResult
-
         service = holder.get("service")
         result = (service.current if service is not None else None) or SyncResult()
         result.error = f"The {exc}."
@@ -100,29 +107,24 @@ def run(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     # Alerts (e-mail, webhook, ping) once the result is recorded; they never change it.
-    from tui.notify.dispatch import after_sync, summary_line
-
     notify = after_sync(profile, result) if result.error_kind != "interrupted" else None
     if args.json:
         print_json({**result.to_json(), **({"notify": notify} if notify is not None else {})})
     _summary(result, profile, out)
-    if notify is not None and summary_line(notify):
-        out.write(summary_line(notify) + "\n")
+    line = summary_line(notify) if notify is not None else None
+    if line:
+        out.write(line + "\n")
     log.info("sync finished: %s, %d downloaded, %d failed", st.overall_name(result.status),
              len(result.downloaded), len(result.failed))
     return int(result.status)
 
 
-async def _sync(profile: Any, ledger: Any, policy: str, out: TextIO, holder: dict[str, Any]):
-    from tui.sftp.sync import SyncService
-
+async def _sync(profile: Profile, ledger: Ledger, policy: str, out: TextIO,
+                holder: dict[str, SyncService]) -> SyncResult:
     async with SyncService(profile, ledger, host_key_policy=policy,
                            passphrase_cb=terminal_passphrase_cb()) as service:
         holder["service"] = service
-        if out.isatty():
-            display = _RichProgress(out)
-        else:
-            display = _PlainProgress(out)
+        display: _RichProgress | _PlainProgress = _RichProgress(out) if out.isatty() else _PlainProgress(out)
         with display:
             return await service.sync(on_event=display.on_event)
 
@@ -132,9 +134,9 @@ class _PlainProgress:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.done: dict[str, Any] = {}
+        self.done: dict[str, Done] = {}
 
-    def __enter__(self) -> "_PlainProgress":
+    def __enter__(self) -> _PlainProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -144,37 +146,29 @@ class _PlainProgress:
         self.out.write(text + "\n")
         self.out.flush()
 
-    def on_event(self, event: Any) -> None:
-        from tui.sftp import transfer
-        from tui.sftp.sync import Listed, Verified
-
-        if isinstance(event, Listed):
-            self.line(f"Listed {event.files} files: {event.wanted} to download"
-                      + (f", {event.refused} names refused" if event.refused else "") + ".")
-        elif isinstance(event, transfer.Done):
-            self.done[event.name] = event
-        elif isinstance(event, transfer.Retrying):
-            self.line(f"retrying    {escape_name(event.name)}: {event.reason}")
-        elif isinstance(event, transfer.Failed):
-            self.line(f"FAILED      {escape_name(event.name)}: {event.reason}")
-        elif isinstance(event, Verified):
-            done = self.done.pop(event.name, None)
-            size = f"  {_size(done.size)}" if done is not None else ""
-            resumed = f" (resumed at {_size(done.resumed_from)})" if done and done.resumed_from else ""
-            rows = f", {event.result.rows} rows" if event.result.rows is not None else ""
-            self.line(f"{event.result.status:12}{escape_name(event.name)}{size}{resumed}{rows}")
+    def on_event(self, event: SyncEvent) -> None:
+        match event:
+            case Listed(files=files, wanted=wanted, refused=refused):
+                self.line(f"Listed {files} files: {wanted} to download"
+                          + (f", {refused} names refused" if refused else "") + ".")
+            case Done():
+                self.done[event.name] = event
+            case Retrying(name=name, reason=reason):
+                self.line(f"retrying    {escape_name(name)}: {reason}")
+            case Failed(name=name, reason=reason):
+                self.line(f"FAILED      {escape_name(name)}: {reason}")
+            case Verified(name=name, result=result):
+                done = self.done.pop(name, None)
+                size = f"  {_size(done.size)}" if done is not None else ""
+                resumed = f" (resumed at {_size(done.resumed_from)})" if done and done.resumed_from else ""
+                rows = f", {result.rows} rows" if result.rows is not None else ""
+                self.line(f"{result.status:12}{escape_name(name)}{size}{resumed}{rows}")
 
 
 class _RichProgress:
     """A rich progress display: an overall bar and one bar per running file."""
 
     def __init__(self, out: TextIO) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
         self.console = Console(file=out)
         self.progress = Progress(
             TextColumn("{task.description}", markup=False),
@@ -185,12 +179,12 @@ class _RichProgress:
             console=self.console,
             transient=False,
         )
-        self.overall = None
-        self.tasks: dict[int, Any] = {}
+        self.overall: TaskID | None = None
+        self.tasks: dict[int, TaskID] = {}
         self.sizes: dict[int, int] = {}
         self.done_bytes: dict[int, int] = {}
 
-    def __enter__(self) -> "_RichProgress":
+    def __enter__(self) -> _RichProgress:
         self.progress.__enter__()
         return self
 
@@ -201,43 +195,39 @@ class _RichProgress:
         name = escape_name(name)
         return name if len(name) <= 48 else name[:22] + "…" + name[-25:]
 
-    def on_event(self, event: Any) -> None:
-        from rich.text import Text
-
-        from tui.sftp import transfer
-        from tui.sftp.sync import Listed, Verified
-
+    def on_event(self, event: SyncEvent) -> None:
         p = self.progress
-        if isinstance(event, Listed):
-            p.console.print(Text(f"Listed {event.files} files: {event.wanted} to download."))
-            self.overall = p.add_task("all files", total=0)
-        elif isinstance(event, transfer.Queued):
-            self.sizes[event.job_id] = event.size
-            if self.overall is not None:
-                p.update(self.overall, total=sum(self.sizes.values()))
-        elif isinstance(event, transfer.Running):
-            task = self.tasks.get(event.job_id)
-            if task is None:
-                task = self.tasks[event.job_id] = p.add_task(self._label(event.name), total=event.total)
-            p.update(task, completed=event.bytes, total=event.total)
-            self.done_bytes[event.job_id] = event.bytes
-            if self.overall is not None:
-                p.update(self.overall, completed=sum(self.done_bytes.values()))
-        elif isinstance(event, (transfer.Done, transfer.Failed, transfer.Cancelled)):
-            task = self.tasks.pop(event.job_id, None)
-            if task is not None:
-                p.remove_task(task)
-            if isinstance(event, transfer.Done):
-                self.done_bytes[event.job_id] = event.size
-            if isinstance(event, transfer.Failed):
-                p.console.print(Text(f"FAILED {escape_name(event.name)}: {event.reason}", style="red"))
-            if self.overall is not None:
-                p.update(self.overall, completed=sum(self.done_bytes.values()))
-        elif isinstance(event, transfer.Retrying):
-            p.console.print(Text(f"retrying {escape_name(event.name)}: {event.reason}", style="yellow"))
-        elif isinstance(event, Verified):
-            if event.result.status != st.OK:
-                p.console.print(Text(f"{event.result.status}: {escape_name(event.name)}", style="yellow"))
+        match event:
+            case Listed(files=files, wanted=wanted):
+                p.console.print(Text(f"Listed {files} files: {wanted} to download."))
+                self.overall = p.add_task("all files", total=0)
+            case Queued(job_id=job_id, size=size):
+                self.sizes[job_id] = size
+                if self.overall is not None:
+                    p.update(self.overall, total=sum(self.sizes.values()))
+            case Running(job_id=job_id, name=name, bytes=done, total=total):
+                task = self.tasks.get(job_id)
+                if task is None:
+                    task = self.tasks[job_id] = p.add_task(self._label(name), total=total)
+                p.update(task, completed=done, total=total)
+                self.done_bytes[job_id] = done
+                if self.overall is not None:
+                    p.update(self.overall, completed=sum(self.done_bytes.values()))
+            case Done() | Failed() | Cancelled():
+                ended = self.tasks.pop(event.job_id, None)
+                if ended is not None:
+                    p.remove_task(ended)
+                if isinstance(event, Done):
+                    self.done_bytes[event.job_id] = event.size
+                if isinstance(event, Failed):
+                    p.console.print(Text(f"FAILED {escape_name(event.name)}: {event.reason}", style="red"))
+                if self.overall is not None:
+                    p.update(self.overall, completed=sum(self.done_bytes.values()))
+            case Retrying(name=name, reason=reason):
+                p.console.print(Text(f"retrying {escape_name(name)}: {reason}", style="yellow"))
+            case Verified(name=name, result=result):
+                if result.status != st.OK:
+                    p.console.print(Text(f"{result.status}: {escape_name(name)}", style="yellow"))
 
 
 def _size(n: int) -> str:
@@ -249,7 +239,7 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _summary(result: Any, profile: Any, out: TextIO) -> None:
+def _summary(result: SyncResult, profile: Profile, out: TextIO) -> None:
     w = out.write
     if result.error_kind == "interrupted":
         w(f"{result.error} {len(result.downloaded)} files were downloaded before that.\n")

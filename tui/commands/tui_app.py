@@ -12,26 +12,28 @@ import argparse
 import asyncio
 import logging
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
 
+from tui.app import create_app
+from tui.commands.common import load_profile, one_line
+from tui.core.config import ConfigError
+from tui.core.ledger import LedgerError
 from tui.core.status import Exit
+from tui.demo.seed import seed_history
+from tui.demo.server import start_demo_server
 
 log = logging.getLogger("report_keeper.commands.tui_app")
 
 
 def _error(message: str) -> None:
-    from tui.commands.common import one_line
-
     sys.stderr.write(f"report-keeper: {one_line(message)}\n")
 
 
 def run(args: argparse.Namespace) -> int:
     """Open the TUI; returns the exit code."""
-    from tui.core.logs import setup_logging
-
-    setup_logging()
     if getattr(args, "local_dir", None) and not getattr(args, "demo", False):
         _error("--local-dir only applies to --demo; set local_dir in the profile instead")
         return int(Exit.USAGE)
@@ -44,16 +46,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_configured(args: argparse.Namespace) -> int:
-    from tui.commands.common import load_profile
-    from tui.core.config import ConfigError
-    from tui.core.ledger import LedgerError
-
     try:
         profile = load_profile(args, need_local_dir=True)
     except ConfigError as exc:
         _error(str(exc))
         return int(Exit.USAGE)
-    from tui.app import create_app
 
     try:
         app = create_app(profile)
@@ -76,8 +73,6 @@ def _run_configured(args: argparse.Namespace) -> int:
 def _exit_on_hangup(app) -> None:
     """A dropped SSH session (SIGHUP) or a kill (SIGTERM) closes the app like ``q`` does, so
     the demo's temporary folders are removed and the ledger is closed cleanly."""
-    import signal
-
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGHUP, signal.SIGTERM):
         try:
@@ -87,9 +82,6 @@ def _exit_on_hangup(app) -> None:
 
 
 async def _run_demo(args: argparse.Namespace) -> int:
-    from tui.app import create_app
-    from tui.sftp.demo_server import seed_history, start_demo_server
-
     local_dir = getattr(args, "local_dir", None)
     scratch = None
     if local_dir is None:
@@ -111,12 +103,7 @@ async def _run_demo(args: argparse.Namespace) -> int:
         _exit_on_hangup(app)
         try:
             await app.run_async()
-        finally:
-            if getattr(app, "_service", None) is not None:
-                try:
-                    await app._service.close()
-                except Exception:  # noqa: BLE001 - leaving anyway
-                    log.debug("closing the sync service failed", exc_info=True)
+        finally:  # the app closed its sync service when it stopped
             app.ledger.close()
     finally:
         await server.close()

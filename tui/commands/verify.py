@@ -9,14 +9,20 @@ to its reader, every file gets a result and exactly one JSON document is printed
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import math
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
 
 from tui.commands.common import add_profile_arguments, fail_usage, print_json
+from tui.core import isolation
 from tui.core import status as st
+from tui.core.config import ConfigError, Profile, ReportConfig, default_config_path, load_config, system_timezone
+from tui.core.model import VerifyResult
+from tui.core.names import escape_name, parse_name
+from tui.core.validate import VerifyOptions, validate_many
 
 log = logging.getLogger("report_keeper.verify")
 
@@ -100,8 +106,6 @@ def _seconds(text: str) -> float:
 
 
 def _positive_number(text: str) -> float:
-    import math
-
     try:
         value = float(text)
     except ValueError:
@@ -112,9 +116,6 @@ def _positive_number(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tui.core import isolation
-    from tui.core.config import ConfigError
-
     # The workbook readers start now, while the config is read and the folders listed.
     isolation.configure(
         memory_limit=args.max_memory << 20 if args.max_memory else None,
@@ -129,8 +130,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tui.core.config import ConfigError
-
     try:
         profile = _profile(args)
     except ConfigError as exc:
@@ -139,9 +138,6 @@ def _run(args: argparse.Namespace) -> int:
         files = collect(args.paths)
     except _UsageError as exc:
         return fail_usage(str(exc))
-
-    from tui.core import isolation
-    from tui.core.validate import validate_many
 
     items = [_item(path, profile) for path in files]
     results = validate_many(items, pool=isolation.shared_pool())
@@ -213,55 +209,44 @@ def _is_report_file(p: Path) -> bool:
         return False
 
 
-def _profile(args: argparse.Namespace):
+def _profile(args: argparse.Namespace) -> Profile | None:
     """The profile whose report settings apply, or None when no config exists.
 
     An explicit ``--config`` must load; the default location may simply be absent.
     """
-    from tui.core.config import ConfigError, default_config_path, load_config
-
     explicit = getattr(args, "config", None)
     wanted = getattr(args, "profile", None)
     if explicit is None and not default_config_path().exists():
         if wanted:
-            raise ConfigError(default_config_path(), None, f"--profile {wanted} given but there is no config file; pass --config FILE")
+            raise ConfigError(default_config_path(), None,
+                              f"--profile {wanted} given but there is no config file; pass --config FILE")
         return None
     return load_config(explicit).profile(wanted)
 
 
-def _item(path: Path, profile) -> tuple[Path, Any, datetime | None, dict[str, Any]]:
+def _item(path: Path, profile: Profile | None) -> tuple[Path, ReportConfig, datetime | None, VerifyOptions]:
     """``validate_many`` work item: which report the file is, and when it was delivered."""
-    from tui.core.config import ReportConfig
-    from tui.core.names import parse_name
-
     tz = profile.timezone if profile is not None else _local_zone()
     try:
-        mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).astimezone(tz)
+        mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).astimezone(tz)
     except OSError:
         mtime = None
     if profile is not None:
         report, parsed = profile.classify(path.name, mtime)
     else:
         parsed = parse_name(path.name, mtime=mtime, tz=tz)
-        report = ReportConfig(name=parsed.base)  # SPEC defaults: min_rows 1, any header
+        report = ReportConfig(name=parsed.base)  # the defaults: min_rows 1, any header
     # A name without a timestamp gives only the copy's mtime: no run, so no wrong-day verdict.
-    return path, report, parsed.delivered_at, {"name": path.name, "report_name": report.name,
-                                               "judge_day": parsed.source != "mtime"}
+    return path, report, parsed.delivered_at, VerifyOptions(name=path.name, report_name=report.name,
+                                                            judge_day=parsed.source != "mtime")
 
 
-_ZONE = None
+@functools.cache
+def _local_zone() -> tzinfo:
+    return system_timezone()
 
 
-def _local_zone():
-    global _ZONE
-    if _ZONE is None:
-        from tui.core.config import system_timezone
-
-        _ZONE = system_timezone()
-    return _ZONE
-
-
-def _sort_key(result) -> tuple:
+def _sort_key(result: VerifyResult) -> tuple[float, str]:
     when = result.delivered_at
     stamp = when.timestamp() if when is not None else float("inf")
     return (stamp, result.name)
@@ -278,12 +263,10 @@ STATUS_STYLES = {
 }
 
 
-def _print_table(results, code) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    from tui.core.names import escape_name
+def _print_table(results: list[VerifyResult], code: st.Exit) -> None:
+    from rich.console import Console  # noqa: PLC0415 - rich only for the human table (--json prints without it)
+    from rich.table import Table  # noqa: PLC0415 - see above
+    from rich.text import Text  # noqa: PLC0415 - see above
 
     console = Console(highlight=False)
     table = Table(show_lines=False, expand=False, pad_edge=False, box=None, header_style="bold")
@@ -311,10 +294,11 @@ def _print_table(results, code) -> None:
         line.append(f" ({r.status}): ", style=STATUS_STYLES.get(r.status, ""))
         line.append(escape_name(r.message))  # may quote a sheet or column name from the file
         console.print(line)
-    counts: dict[str, int] = {}
+    counts: dict[st.VerifyStatus, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: st.VALIDATOR_STATUSES.index(kv[0])))
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(),
+                                                       key=lambda kv: st.VALIDATOR_STATUSES.index(kv[0])))
     overall = st.overall_name(code)
     console.print(
         Text(f"{len(results)} file{'s' if len(results) != 1 else ''}: {summary}. Overall: {overall}.",

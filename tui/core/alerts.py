@@ -31,22 +31,27 @@ severity)`` for the connection.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, Iterable
 
 from tui.core import model
 from tui.core.health import CRITICAL, WARNING, HealthReport, fmt_day, urgency_key
-from tui.core.model import Problem
+from tui.core.ledger import AlertRow
+from tui.core.model import JSONObject, Problem, ProblemKind
 from tui.core.names import escape_name
+from tui.core.status import Severity
 
-RUN_KINDS = ("missing", "late", "empty", "schema", "unreadable", "wrong-day", "stale", "few-rows")
+RUN_KINDS = (ProblemKind.MISSING, ProblemKind.LATE, ProblemKind.EMPTY, ProblemKind.SCHEMA,
+             ProblemKind.UNREADABLE, ProblemKind.WRONG_DAY, ProblemKind.STALE, ProblemKind.FEW_ROWS)
 #: How a run problem's kind reads in a subject ("wrong columns in 'Loans…' Tue 2 Dec") and once
 #: it ended ("'Loans…' is fine again after wrong columns Tue 2 Dec").
-_WHAT = {"schema": "wrong columns in", "unreadable": "unreadable", "wrong-day": "rows of the wrong day in",
-         "stale": "repeated old rows in", "few-rows": "too few rows in"}
-_WHAT_ENDED = {"schema": "wrong columns", "unreadable": "unreadable files", "wrong-day": "rows of the wrong day",
-               "stale": "repeated old rows", "few-rows": "too few rows"}
+_WHAT = {ProblemKind.SCHEMA: "wrong columns in", ProblemKind.UNREADABLE: "unreadable",
+         ProblemKind.WRONG_DAY: "rows of the wrong day in", ProblemKind.STALE: "repeated old rows in",
+         ProblemKind.FEW_ROWS: "too few rows in"}
+_WHAT_ENDED = {ProblemKind.SCHEMA: "wrong columns", ProblemKind.UNREADABLE: "unreadable files",
+               ProblemKind.WRONG_DAY: "rows of the wrong day", ProblemKind.STALE: "repeated old rows",
+               ProblemKind.FEW_ROWS: "too few rows"}
 OPEN = "open"
 CLOSED = "closed"
 
@@ -82,8 +87,8 @@ class Alert:
     """One condition worth telling a person about (see the module docstring)."""
 
     report: str  # "" for the connection
-    kind: str
-    severity: str
+    kind: ProblemKind
+    severity: Severity
     problems: tuple[Problem, ...]
     first_day: date | None = None
     last_day: date | None = None
@@ -101,7 +106,7 @@ class Alert:
     def files(self) -> list[str]:
         return sorted({p.file for p in self.problems if p.file})
 
-    def matches(self, row: dict[str, Any]) -> bool:
+    def matches(self, row: AlertRow) -> bool:
         if row["report"] != self.report or row["kind"] != self.kind:
             return False
         if self.kind in RUN_KINDS:
@@ -112,7 +117,7 @@ class Alert:
         return row["file"] == self.file
 
     def row(self, *, state: str, sent_at: str, reminded_for: date | None = None,
-            row_id: int | None = None) -> dict[str, Any]:
+            row_id: int | None = None) -> AlertRow:
         return {
             "id": row_id, "report": self.report, "kind": self.kind, "first_day": _iso(self.first_day),
             "last_day": _iso(self.last_day), "file": self.file, "severity": self.severity,
@@ -132,21 +137,22 @@ class Alert:
             when = fmt_day(days[0], today) if days else ""
             if len(days) > 1:
                 when = f"since {when} ({len(days)} runs)" if self.current else f"{when} to {fmt_day(days[-1], today)}"
-            what = _WHAT.get(self.kind, self.kind)
+            what = _WHAT.get(self.kind, str(self.kind))
             text = f"{what} {name} {when}".rstrip()
-        elif self.kind == "near-deletion":
+        elif self.kind == ProblemKind.NEAR_DELETION:
             text = f"'{_short(self.file or '')}' not downloaded yet"
-        elif self.kind == "lost":
+        elif self.kind == ProblemKind.LOST:
             text = f"lost '{_short(self.file or '')}' (gone from the server, never downloaded)"
-        elif self.kind == "changed":
+        elif self.kind == ProblemKind.CHANGED:
             text = f"changed on the server: '{_short(self.file or '')}'"
-        elif self.kind == "connection":
-            text = "connection failed" if self.severity == CRITICAL else "connection: account is read-only or the test failed"
+        elif self.kind == ProblemKind.CONNECTION:
+            text = ("connection failed" if self.severity == CRITICAL
+                    else "connection: account is read-only or the test failed")
         else:
             text = f"{self.kind} {name}"
         if self.rescue_by is not None:
             text += f" — rescue by {fmt_day(self.rescue_by, today)}"
-        elif self.kind == "near-deletion" and self.delete_on is not None:
+        elif self.kind == ProblemKind.NEAR_DELETION and self.delete_on is not None:
             text += f" — the server deletes it on {fmt_day(self.delete_on, today)}"
         return text
 
@@ -157,18 +163,18 @@ class Alert:
             span = fmt_day(days[0], today)
             if days[-1] != days[0]:
                 span += f" to {fmt_day(days[-1], today)}"
-        if self.kind == "missing":
+        if self.kind == ProblemKind.MISSING:
             return f"{name} delivers again after missing {span}".rstrip()
         if self.kind in RUN_KINDS:
-            what = _WHAT_ENDED.get(self.kind, self.kind)
+            what = _WHAT_ENDED.get(self.kind, str(self.kind))
             return f"{name} is fine again after {what} {span}".rstrip()
-        if self.kind == "connection":
+        if self.kind == ProblemKind.CONNECTION:
             return "the connection works again" if self.severity == CRITICAL else "the connection test passes again"
-        if self.kind == "near-deletion":
+        if self.kind == ProblemKind.NEAR_DELETION:
             return f"'{_short(self.file or '')}' is downloaded (or no longer near deletion)"
         return f"{self.kind} '{_short(self.file or self.report)}' is no longer reported"
 
-    def to_json(self, *, resolved: bool = False) -> dict[str, Any]:
+    def to_json(self, *, resolved: bool = False) -> JSONObject:
         first = self.problems[0] if self.problems else None
         return {
             "report": self.report or None,
@@ -177,7 +183,7 @@ class Alert:
             "day": _iso(self.first_day),
             "last_day": _iso(self.last_day),
             "days": [d.isoformat() for d in self.days],
-            "file": self.file if self.kind not in ("connection",) else None,
+            "file": self.file if self.kind != ProblemKind.CONNECTION else None,
             "files": self.files,
             "rescue_by": _iso(self.rescue_by),
             "delete_on": _iso(self.delete_on),
@@ -188,10 +194,10 @@ class Alert:
         }
 
 
-def _from_row(row: dict[str, Any]) -> Alert:
+def _from_row(row: AlertRow) -> Alert:
     """A told alert that no current problem matches any more (for the "resolved" list)."""
     return Alert(
-        report=row["report"], kind=row["kind"], severity=row["severity"], problems=(),
+        report=row["report"], kind=ProblemKind(row["kind"]), severity=Severity(row["severity"]), problems=(),
         first_day=_day(row["first_day"]), last_day=_day(row["last_day"]),
         file=row["file"], current=False,
     )
@@ -207,7 +213,7 @@ def _delete_on(problems: Iterable[Problem]) -> date | None:
     return min(days) if days else None
 
 
-def _worst(problems: Iterable[Problem]) -> str:
+def _worst(problems: Iterable[Problem]) -> Severity:
     return CRITICAL if any(p.severity == CRITICAL for p in problems) else WARNING
 
 
@@ -219,10 +225,10 @@ def alerts_from(health: HealthReport, *, scope: str = SCOPE_FULL) -> list[Alert]
         decided = [run.day for run in r.runs if run.status != model.PENDING]
         latest = decided[-1] if decided else None
         position = {run.day: i for i, run in enumerate(r.runs)}
-        by_kind: dict[str, dict[date, list[Problem]]] = {}
-        per_file: dict[tuple[str, str], list[Problem]] = {}
+        by_kind: dict[ProblemKind, dict[date, list[Problem]]] = {}
+        per_file: dict[tuple[ProblemKind, str], list[Problem]] = {}
         for p in r.problems:
-            if p.kind in RUN_KINDS and p.day in position:
+            if p.kind in RUN_KINDS and p.day is not None and p.day in position:
                 by_kind.setdefault(p.kind, {}).setdefault(p.day, []).append(p)
             else:
                 per_file.setdefault((p.kind, p.file or ""), []).append(p)
@@ -234,16 +240,16 @@ def alerts_from(health: HealthReport, *, scope: str = SCOPE_FULL) -> list[Alert]
                 else:
                     streaks.append([day])
             for streak in streaks:
-                problems = tuple(p for d in streak for p in days[d])
+                streak_problems = tuple(p for d in streak for p in days[d])
                 current = streak[-1] == latest
                 later_ok = None
                 if not current:
                     later = [d for d in decided if d > streak[-1]]
                     later_ok = later[0] if later else None
                 out.append(Alert(
-                    report=r.name, kind=kind, severity=_worst(problems), problems=problems,
+                    report=r.name, kind=kind, severity=_worst(streak_problems), problems=streak_problems,
                     first_day=streak[0], last_day=streak[-1], current=current,
-                    rescue_by=_rescue(problems, today), delete_on=_delete_on(problems),
+                    rescue_by=_rescue(streak_problems, today), delete_on=_delete_on(streak_problems),
                     latest_ok=later_ok,
                 ))
         for (kind, file), problems in per_file.items():
@@ -256,15 +262,15 @@ def alerts_from(health: HealthReport, *, scope: str = SCOPE_FULL) -> list[Alert]
             ))
     conn = health.connection.problem()
     if conn is not None and scope != SCOPE_NONE and not (scope == SCOPE_LOGIN and conn.severity != CRITICAL):
-        out.append(Alert(report="", kind="connection", severity=conn.severity, problems=(conn,),
+        out.append(Alert(report="", kind=ProblemKind.CONNECTION, severity=conn.severity, problems=(conn,),
                          file=conn.severity, current=True))
     key = urgency_key(today)
     return sorted(out, key=lambda a: min(key(q) for q in a.problems))
 
 
-def _judged(row: dict[str, Any], scope: str) -> bool:
+def _judged(row: AlertRow, scope: str) -> bool:
     """Whether this run can say that a told connection alert ended."""
-    if row["kind"] != "connection":
+    if row["kind"] != ProblemKind.CONNECTION:
         return True
     if scope == SCOPE_NONE:
         return False
@@ -283,9 +289,9 @@ class Plan:
     reminders: list[Alert] = field(default_factory=list)
     resolved: list[Alert] = field(default_factory=list)
     open: list[Alert] = field(default_factory=list)  # every current alert (told or not)
-    save: list[dict[str, Any]] = field(default_factory=list)  # after a successful send
+    save: list[AlertRow] = field(default_factory=list)  # after a successful send
     delete: list[int] = field(default_factory=list)  # after a successful send
-    tidy_save: list[dict[str, Any]] = field(default_factory=list)  # bookkeeping, no send needed
+    tidy_save: list[AlertRow] = field(default_factory=list)  # bookkeeping, no send needed
     tidy_delete: list[int] = field(default_factory=list)
 
     @property
@@ -301,14 +307,14 @@ class Plan:
         return "resolved"
 
 
-def plan(channel: str, alerts: list[Alert], rows: list[dict[str, Any]], *, today: date,
+def plan(channel: str, alerts: list[Alert], rows: list[AlertRow], *, today: date,
          sent_at: str, scope: str = SCOPE_FULL) -> Plan:
     """Compare the current ``alerts`` with what ``channel`` was told (``rows``)."""
     p = Plan(channel=channel, today=today)
     tomorrow = today + timedelta(days=1)
     used: set[int] = set()
     for a in alerts:
-        row = next((r for r in rows if r["id"] not in used and a.matches(r)), None)
+        row = next((r for r in rows if _id(r) not in used and a.matches(r)), None)
         if a.current:
             p.open.append(a)
         if row is None or (row["state"] == CLOSED and a.current):
@@ -319,9 +325,9 @@ def plan(channel: str, alerts: list[Alert], rows: list[dict[str, Any]], *, today
             p.save.append(a.row(state=OPEN if a.current else CLOSED, sent_at=sent_at,
                                 reminded_for=remind, row_id=row["id"] if row else None))
             if row is not None:
-                used.add(row["id"])
+                used.add(_id(row))
             continue
-        used.add(row["id"])
+        used.add(_id(row))
         if row["state"] == CLOSED:  # told before; not current: keep the memory up to date
             p.tidy_save.append(a.row(state=CLOSED, sent_at=row["sent_at"],
                                      reminded_for=_day(row["reminded_for"]), row_id=row["id"]))
@@ -342,14 +348,21 @@ def plan(channel: str, alerts: list[Alert], rows: list[dict[str, Any]], *, today
             p.tidy_save.append(a.row(state=OPEN, sent_at=row["sent_at"],
                                      reminded_for=_day(row["reminded_for"]), row_id=row["id"]))
     for row in rows:
-        if row["id"] in used or not _judged(row, scope):
+        if _id(row) in used or not _judged(row, scope):
             continue
         if row["state"] == OPEN:
             p.resolved.append(_from_row(row))
-            p.delete.append(row["id"])
+            p.delete.append(_id(row))
         else:
-            p.tidy_delete.append(row["id"])  # its problems are no longer reported: forget it
+            p.tidy_delete.append(_id(row))  # its problems are no longer reported: forget it
     return p
+
+
+def _id(row: AlertRow) -> int:
+    """A stored row's id (every row read from the ledger has one)."""
+    row_id = row["id"]
+    assert row_id is not None
+    return row_id
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,7 +373,7 @@ def plan(channel: str, alerts: list[Alert], rows: list[dict[str, Any]], *, today
 class Message:
     subject: str
     body: str
-    document: dict[str, Any]  # the webhook's JSON
+    document: JSONObject  # the webhook's JSON
 
 
 def _subject(p: Plan, status: str) -> str:
@@ -389,17 +402,18 @@ def _subject(p: Plan, status: str) -> str:
 def _alert_lines(a: Alert, today: date, *, resolved: bool = False) -> list[str]:
     lines = [f"* {a.severity.upper() if not resolved else 'ENDED'}: {a.headline(today, ended=resolved)}"]
     if resolved:
-        if a.kind == "missing" and a.latest_ok is not None:
+        if a.kind == ProblemKind.MISSING and a.latest_ok is not None:
             lines.append(f"  '{escape_name(a.report)}' delivered again for {fmt_day(a.latest_ok, today)}.")
         elif a.latest_ok is not None:
             lines.append(f"  The run of {fmt_day(a.latest_ok, today)} is fine again.")
         elif not a.problems:
             lines.append("  No longer reported as a problem.")
-        rescuable = [q for q in a.problems if q.rescue_by is not None and q.rescue_by > today]
+        rescuable = [(q.day, q.rescue_by) for q in a.problems
+                     if q.day is not None and q.rescue_by is not None and q.rescue_by > today]
         if rescuable:
             lines.append("  Still to re-run by hand in Alma if not done yet:")
-            for q in rescuable[:MAX_DAYS_LISTED]:
-                lines.append(f"    {fmt_day(q.day, today)}: before {fmt_day(q.rescue_by, today)}")
+            for day, rescue_by in rescuable[:MAX_DAYS_LISTED]:
+                lines.append(f"    {fmt_day(day, today)}: before {fmt_day(rescue_by, today)}")
             if len(rescuable) > MAX_DAYS_LISTED:
                 lines.append(f"    ... and {len(rescuable) - MAX_DAYS_LISTED} more")
         return lines
@@ -461,7 +475,7 @@ def compose(p: Plan, *, profile: str, status: str, where: str, now_text: str,
         lines.append("Nothing is open any more.")
     lines.append("Details: run 'report-keeper check', or open the app's Health screen.")
     body = "\n".join(lines) + "\n"
-    document = {
+    document: JSONObject = {
         "profile": profile,
         "status": status,
         "message": kind or p.message_kind,

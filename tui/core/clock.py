@@ -15,12 +15,12 @@ server file names are believable (:func:`plausible`).
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 ENV_VAR = "REPORT_KEEPER_NOW"
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 MIN_OFFSET = timedelta(hours=-12)
 MAX_OFFSET = timedelta(hours=14)
 
@@ -59,7 +59,7 @@ def pinned() -> datetime | None:
     except ValueError:
         raise ClockError(f"{ENV_VAR}={_shown(raw)} is not an ISO 8601 date-time; {_EXAMPLE}") from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     offset = value.utcoffset()
     if offset is not None and not MIN_OFFSET <= offset <= MAX_OFFSET:
         raise ClockError(
@@ -83,8 +83,8 @@ def now(tz: tzinfo | None = None) -> datetime:
     """The current time, aware; in ``tz`` when given, else UTC."""
     value = pinned()
     if value is None:
-        value = datetime.now(timezone.utc)
-    return value.astimezone(tz or timezone.utc)
+        value = datetime.now(UTC)
+    return value.astimezone(tz or UTC)
 
 
 def today(tz: tzinfo) -> date:

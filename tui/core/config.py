@@ -28,16 +28,21 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from email.utils import getaddresses
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
+from tui.core import clock
+from tui.core.model import Delivery
 from tui.core.names import ParsedName, parse_name
-from tui.core.schedule import parse_at, parse_duration, parse_schedule
+from tui.core.schedule import Timing, infer_schedule, parse_at, parse_duration, parse_schedule
 
 APP_NAME = "report-keeper"
 CONFIG_ENV = "REPORT_KEEPER_CONFIG"
@@ -53,7 +58,7 @@ MAX_GRACE = timedelta(days=31)
 class ConfigError(Exception):
     """A configuration problem: file, key and reason in one sentence."""
 
-    def __init__(self, file: str | os.PathLike | None, key: str | None, reason: str):
+    def __init__(self, file: str | os.PathLike[str] | None, key: str | None, reason: str) -> None:
         self.file = str(file) if file is not None else None
         self.key = key
         self.reason = reason
@@ -63,7 +68,7 @@ class ConfigError(Exception):
         super().__init__(f"{where}: {reason}")
 
 
-def _shown(value: Any, limit: int = 60) -> str:
+def _shown(value: object, limit: int = 60) -> str:
     """A value for a one-line message: its repr, cut to ``limit`` characters."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -141,12 +146,66 @@ class ReportConfig:
     #: (headers naming an identifier, user id, patron id or e-mail; tui.core.pseudonym).
     identifier_columns: tuple[str, ...] = ()
 
+    # The report's dates (docs/DOMAIN.md): every other module asks for them here.
+
     def is_closed(self, day: date) -> bool:
+        """Whether ``day`` is a configured closed day (a loan day with no activity)."""
         return any(day in r for r in self.closed_days)
 
     def covered_day(self, run_day: date) -> date:
-        """The loan day a run on ``run_day`` reports on."""
+        """The loan day a run on ``run_day`` reports on (``lag_days`` before it)."""
         return run_day - timedelta(days=self.lag_days)
+
+    def rescue_by(self, run_day: date) -> date:
+        """The day the covered day's loans are anonymized: a manual re-run in Alma works only
+        before it."""
+        return self.covered_day(run_day) + timedelta(days=self.anonymize_days)
+
+    def delete_at(self, delivered_at: datetime, tz: tzinfo) -> datetime:
+        """When the server deletes a delivery: ``retention_days`` after it arrived, on the
+        library's wall clock (``tz``)."""
+        return delivered_at.astimezone(tz) + timedelta(days=self.retention_days)
+
+    def delete_on(self, delivered_at: datetime, tz: tzinfo) -> date:
+        """The day the server deletes a delivery (the date of :meth:`delete_at`)."""
+        return self.delete_at(delivered_at, tz).date()
+
+    def timing(self, tz: tzinfo, history: Iterable[datetime] = ()) -> Timing:
+        """The report's schedule placed in the library's zone ``tz``.
+
+        The configured ``schedule`` and ``at``; whatever is not configured is inferred from
+        ``history`` (the report's delivery times; implausible ones are left out). An "every N
+        days" schedule without a start is anchored on the first delivery.
+        """
+        moments = sorted(m for m in history if clock.plausible(m))
+        inferred = self.schedule is None or self.at is None
+        guess = infer_schedule(moments, tz) if inferred else None
+        if self.schedule is not None:
+            schedule = parse_schedule(self.schedule)
+        else:
+            assert guess is not None
+            schedule = guess.schedule
+        if self.at is not None:
+            at = self.at
+        else:
+            assert guess is not None
+            at = guess.at
+        if moments:
+            schedule = schedule.anchored(moments[0].astimezone(tz).date())
+        return Timing(schedule, at, self.grace, tz, inferred=inferred,
+                      confidence=guess.confidence if guess is not None else None)
+
+    def run_day_of(self, delivered_at: datetime, timing: Timing | None = None) -> date:
+        """The run a delivery belongs to (its latest run whose on-time window had opened).
+
+        ``timing``: the report's schedule as :meth:`timing` placed it from the report's whole
+        history (what the health evaluation uses). Without it, the configured schedule in the
+        delivery's own time zone, with this delivery alone as the history for whatever is not
+        configured (so an unscheduled report's run day is the delivery's own day).
+        """
+        if timing is None:
+            timing = self.timing(delivered_at.tzinfo or UTC, (delivered_at,))
+        return timing.run_day_of(delivered_at)
 
 
 REPORT_KEYS = {
@@ -174,7 +233,7 @@ class Profile:
     reports: tuple[ReportConfig, ...] = ()
     defaults: ReportConfig = field(default_factory=lambda: ReportConfig(name=""))
     source: str | None = None  # the config file it came from
-    notify: "NotifyConfig" = field(default_factory=lambda: NotifyConfig())
+    notify: NotifyConfig = field(default_factory=lambda: NotifyConfig())
 
     @property
     def ledger_path(self) -> Path:
@@ -199,6 +258,15 @@ class Profile:
         parsed = parse_name(filename, mtime=mtime, tz=self.timezone)
         return self.report_for(parsed.base), parsed
 
+    def timings(self, deliveries: Iterable[Delivery]) -> dict[str, Timing]:
+        """Each report's :meth:`ReportConfig.timing` from its delivery history (by report
+        name): the run day of a delivery is ``timings[report].run_day_of(delivered_at)``, the
+        same the health evaluation finds."""
+        moments: dict[str, list[datetime]] = {}
+        for d in deliveries:
+            moments.setdefault(d.report, []).append(d.delivered_at)
+        return {name: self.report_for(name).timing(self.timezone, times) for name, times in moments.items()}
+
 
 @dataclass(frozen=True)
 class Config:
@@ -212,31 +280,39 @@ class Config:
         if name is None and len(self.profiles) == 1:
             return next(iter(self.profiles.values()))
         known = ", ".join(sorted(self.profiles)) or "none"
-        raise ConfigError(self.path, f"profile.{wanted}", f"no such profile (profiles: {known}); pick one with --profile")
+        raise ConfigError(self.path, f"profile.{wanted}",
+                          f"no such profile (profiles: {known}); pick one with --profile")
 
 
 # --------------------------------------------------------------------------------------------
 # Parsing
 
 
-def parse_day_range(text: str) -> DayRange:
+def parse_day_range(text: object) -> DayRange:
+    wrong = f"{text!r} is not a day or a range; write \"2026-12-24\" or \"2026-12-24..2027-01-01\""
     parts = [p.strip() for p in str(text).split("..")]
     if len(parts) not in (1, 2):
-        raise ValueError(f"{text!r} is not a day or a range; write \"2026-12-24\" or \"2026-12-24..2027-01-01\"")
+        raise ValueError(wrong)
     try:
         first = date.fromisoformat(parts[0])
         last = date.fromisoformat(parts[-1])
     except ValueError:
-        raise ValueError(f"{text!r} is not a day or a range; write \"2026-12-24\" or \"2026-12-24..2027-01-01\"") from None
+        raise ValueError(wrong) from None
     if last < first:
         raise ValueError(f"{text!r} ends before it starts")
     return DayRange(first, last)
 
 
+T = TypeVar("T")
+D = TypeVar("D")
+#: A TOML table as ``tomllib`` reads it: values are whatever the file holds.
+Table: TypeAlias = Mapping[str, object]
+
+
 class _Reader:
     """Typed access to one TOML table with errors naming file and key."""
 
-    def __init__(self, file: Path | None, prefix: str, table: dict[str, Any]):
+    def __init__(self, file: Path | None, prefix: str, table: Table) -> None:
         self.file, self.prefix, self.table = file, prefix, table
 
     def key(self, name: str) -> str:
@@ -251,18 +327,30 @@ class _Reader:
                 hint = ", ".join(sorted(allowed))
                 raise self.error(name, f"unknown key (known keys here: {hint})")
 
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-        if name not in self.table:
-            return default
+    def _checked(self, name: str, kinds: tuple[type, ...]) -> object:
         value = self.table[name]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
         if isinstance(value, bool) and bool not in kinds:
             raise self.error(name, f"expected {_kind_name(kinds)}, got a boolean")
         if not isinstance(value, kinds):
             raise self.error(name, f"expected {_kind_name(kinds)}, got {type(value).__name__} {_shown(value)}")
         return value
 
-    def convert(self, name: str, fn, default: Any = None) -> Any:
+    def get(self, name: str, kind: type[T], default: D) -> T | D:
+        """The value of ``name`` when it is a ``kind``; ``default`` when it is not set."""
+        if name not in self.table:
+            return default
+        value = self._checked(name, (kind,))
+        assert isinstance(value, kind)
+        return value
+
+    def table_at(self, name: str) -> Table:
+        """A sub-table (empty when not set)."""
+        value = self.get(name, dict, {})
+        return {str(k): v for k, v in value.items()}
+
+    def convert(self, name: str, fn: Callable[[object], T], default: D) -> T | D:
+        """``fn(value)`` of ``name`` (``default`` when it is not set); ``fn`` raises
+        ``ValueError`` or ``TypeError`` with the reason."""
         if name not in self.table:
             return default
         try:
@@ -278,7 +366,8 @@ class _Reader:
 
     def seconds(self, name: str, low: float, high: float, default: float) -> float:
         """A number of seconds, more than ``low`` and at most ``high`` (no nan, no infinity)."""
-        value = self.get(name, (int, float), default)
+        value = self._checked(name, (int, float)) if name in self.table else default
+        assert isinstance(value, (int, float))
         if isinstance(value, float) and math.isnan(value):
             raise self.error(name, f"nan is not a number; give seconds between {low:g} and {high:g}")
         if not low < value <= high:
@@ -298,7 +387,7 @@ def _kind_name(kinds: tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def _grace(value: Any) -> timedelta:
+def _grace(value: object) -> timedelta:
     try:
         grace = parse_duration(value)
     except OverflowError:
@@ -308,14 +397,14 @@ def _grace(value: Any) -> timedelta:
     return grace
 
 
-def _schedule_check(text: str) -> str:
+def _schedule_check(text: object) -> str:
     if not isinstance(text, str):
         raise TypeError("expected a string like \"daily\", \"weekly:MON,THU\" or \"monthly:1\"")
     parse_schedule(text)
     return text
 
 
-def _pattern(text: Any) -> re.Pattern[str]:
+def _pattern(text: object) -> re.Pattern[str]:
     if not isinstance(text, str):
         raise TypeError("expected a regular expression string")
     try:
@@ -327,16 +416,16 @@ def _pattern(text: Any) -> re.Pattern[str]:
     return compiled
 
 
-def _str_list(value: Any) -> tuple[str, ...]:
+def _str_list(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TypeError("expected a list of strings")
-    return tuple(value)
+    return tuple(str(v) for v in value)
 
 
-def _day_ranges(value: Any) -> tuple[DayRange, ...]:
+def _day_ranges(value: object) -> tuple[DayRange, ...]:
     if not isinstance(value, list):
         raise TypeError("expected a list like [\"2026-12-24..2027-01-01\", \"2027-04-03\"]")
-    out = []
+    out: list[DayRange] = []
     for item in value:
         if isinstance(item, date) and not isinstance(item, datetime):
             out.append(DayRange(item, item))
@@ -349,8 +438,8 @@ def _report(reader: _Reader, base: ReportConfig, *, need_name: bool) -> ReportCo
     reader.unknown(REPORT_KEYS if need_name else REPORT_KEYS - {"name"})
     name = base.name
     if need_name:
-        name = reader.get("name", str)
-        if not name or not name.strip():
+        name = reader.get("name", str, "")
+        if not name.strip():
             raise reader.error("name", "every [[report]] needs a name: the report's base name in file names")
     return replace(
         base,
@@ -372,7 +461,7 @@ def _report(reader: _Reader, base: ReportConfig, *, need_name: bool) -> ReportCo
     )
 
 
-def _date_column(value: Any) -> str:
+def _date_column(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError('expected a column name like "Loan Date" ("" switches the date check off)')
     if len(value) > 100 or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
@@ -380,7 +469,7 @@ def _date_column(value: Any) -> str:
     return value.strip()
 
 
-def _share(value: Any) -> float:
+def _share(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError("expected a number between 0 and 1, like 0.2 (0 switches the check off)")
     if math.isnan(value) or not 0 <= value <= 1:
@@ -395,7 +484,7 @@ PROFILE_KEYS = {
 }
 
 
-def _path(value: Any, relative_to: Path | None) -> Path:
+def _path(value: object, relative_to: Path | None) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise TypeError("expected a path string")
     if "\0" in value:
@@ -406,7 +495,7 @@ def _path(value: Any, relative_to: Path | None) -> Path:
     return p
 
 
-def _zone(value: Any) -> tzinfo:
+def _zone(value: object) -> tzinfo:
     if not isinstance(value, str):
         raise TypeError("expected an IANA time zone name like \"America/Chicago\"")
     try:
@@ -415,27 +504,30 @@ def _zone(value: Any) -> tzinfo:
         raise ValueError(f"unknown time zone {_shown(value)}; use an IANA name like \"America/Chicago\"") from None
 
 
-def _profile(file: Path | None, name: str, table: Any, top_defaults: ReportConfig) -> Profile:
+def _profile(file: Path | None, name: str, table: object, top_defaults: ReportConfig) -> Profile:
     prefix = f"profile.{name}"
     if not isinstance(table, dict):
         raise ConfigError(file, prefix, "expected a table: [profile.NAME]")
     r = _Reader(file, prefix, table)
     r.unknown(PROFILE_KEYS)
-    host = r.get("host", str)
-    if not host or not host.strip():
+    host = r.get("host", str, "")
+    if not host.strip():
         raise r.error("host", "missing: the SFTP server's host name or a Host alias from ~/.ssh/config")
     if len(host) > 255 or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in host):
         raise r.error("host", f"{_shown(host)} is not a host name (no spaces or control characters, "
                       "at most 255 characters)")
     base_dir = file.parent if file else None
+
+    def in_base(value: object) -> Path:
+        return _path(value, base_dir)
+
     defaults = top_defaults
     if "defaults" in table:
-        d = r.get("defaults", dict)
-        defaults = _report(_Reader(file, f"{prefix}.defaults", d), top_defaults, need_name=False)
+        defaults = _report(_Reader(file, f"{prefix}.defaults", r.table_at("defaults")), top_defaults,
+                           need_name=False)
     reports = []
-    raw_reports = r.get("report", list, [])
     seen: set[str] = set()
-    for i, entry in enumerate(raw_reports):
+    for i, entry in enumerate(r.get("report", list, [])):
         key = f"{prefix}.report[{i}]"
         if not isinstance(entry, dict):
             raise ConfigError(file, key, "expected a table: [[profile.NAME.report]]")
@@ -444,36 +536,44 @@ def _profile(file: Path | None, name: str, table: Any, top_defaults: ReportConfi
             raise ConfigError(file, f"{key}.name", f"the report {report.name!r} is configured twice")
         seen.add(report.name.casefold())
         reports.append(report)
-    kwargs: dict[str, Any] = dict(
+    port = r.int_in("port", 1, 65535, 22) if "port" in table else None
+    username = r.text("username", "write the account name the server expects")
+    key_file = r.convert("key", in_base, None)
+    remote_dir = r.text("remote_dir", "write the folder as the server names it", ".") or "."
+    timezone = r.convert("timezone", _zone, None) or system_timezone()
+    concurrency = r.int_in("concurrency", 1, 32, 4)
+    connect_timeout = r.seconds("connect_timeout", 0.0, MAX_CONNECT_TIMEOUT, 15.0)
+    ssh_config = r.convert("ssh_config", in_base, None)
+    ledger = r.convert("ledger", in_base, None)
+    notify = _notify(_Reader(file, f"{prefix}.notify", r.table_at("notify"))) if "notify" in table else NotifyConfig()
+    known_hosts = r.convert("known_hosts", in_base, None)
+    local_dir = r.convert("local_dir", in_base, None) or default_data_dir() / "reports" / name
+    _check_kinds(r, {"key": key_file, "known_hosts": known_hosts, "ssh_config": ssh_config,
+                     "ledger": ledger, "local_dir": local_dir})
+    profile = Profile(
         name=name,
         host=host,
-        port=r.int_in("port", 1, 65535, 22) if "port" in table else None,
-        username=r.text("username", "write the account name the server expects"),
-        key=r.convert("key", lambda v: _path(v, base_dir)),
-        remote_dir=r.text("remote_dir", "write the folder as the server names it", "."),
-        timezone=r.convert("timezone", _zone, None) or system_timezone(),
-        concurrency=r.int_in("concurrency", 1, 32, 4),
-        connect_timeout=r.seconds("connect_timeout", 0.0, MAX_CONNECT_TIMEOUT, 15.0),
-        ssh_config=r.convert("ssh_config", lambda v: _path(v, base_dir)),
-        ledger=r.convert("ledger", lambda v: _path(v, base_dir)),
+        port=port,
+        username=username,
+        key=key_file,
+        remote_dir=remote_dir,
+        timezone=timezone,
+        concurrency=concurrency,
+        connect_timeout=connect_timeout,
+        ssh_config=ssh_config,
+        ledger=ledger,
         reports=tuple(reports),
         defaults=defaults,
         source=str(file) if file else None,
-        notify=_notify(_Reader(file, f"{prefix}.notify", r.get("notify", dict))) if "notify" in table else NotifyConfig(),
+        notify=notify,
+        local_dir=local_dir,
+        **({"known_hosts": known_hosts} if known_hosts is not None else {}),
     )
-    if "known_hosts" in table:
-        kwargs["known_hosts"] = r.convert("known_hosts", lambda v: _path(v, base_dir))
-    if "local_dir" in table:
-        kwargs["local_dir"] = r.convert("local_dir", lambda v: _path(v, base_dir))
-    else:
-        kwargs["local_dir"] = default_data_dir() / "reports" / name
-    _check_kinds(r, kwargs)
-    profile = Profile(**kwargs)
     _check_own_files(r, profile, explicit_ledger="ledger" in table)
     return profile
 
 
-def _resolved(path: Path) -> Path:
+def _resolved(path: str | Path) -> Path:
     try:
         return Path(path).expanduser().resolve(strict=False)
     except (OSError, RuntimeError):
@@ -519,7 +619,7 @@ _PATH_KINDS = {"key": "file", "known_hosts": "file", "ssh_config": "file", "ledg
                "local_dir": "folder"}
 
 
-def _check_kinds(r: _Reader, values: dict[str, Any]) -> None:
+def _check_kinds(r: _Reader, values: dict[str, Path | None]) -> None:
     """A path setting that names an existing entry of the wrong kind is a config error now,
     not a puzzling failure later (a known_hosts folder read as "no key known", ...)."""
     for key, kind in _PATH_KINDS.items():
@@ -583,9 +683,7 @@ def _printable(value: str) -> bool:
     return value.isprintable() and value == value.strip()
 
 
-def _address(value: Any) -> str:
-    from email.utils import getaddresses
-
+def _address(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise TypeError("expected an e-mail address like \"circ-team@example.edu\"")
     if not _printable(value) or len(value) > 320:
@@ -600,30 +698,28 @@ def _address(value: Any) -> str:
     return value
 
 
-def _addresses(value: Any) -> tuple[str, ...]:
+def _addresses(value: object) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
         raise TypeError("expected a list of e-mail addresses like [\"circ-team@example.edu\"]")
     return tuple(_address(v) for v in items)
 
 
-def _smtp_host(value: Any) -> str:
+def _smtp_host(value: object) -> str:
     if not isinstance(value, str) or not _HOST.fullmatch(value):
         raise ValueError("expected a host name or address like \"smtp.example.edu\" (no scheme, no port)")
     return value
 
 
-def _env_name(value: Any) -> str:
+def _env_name(value: object) -> str:
     if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
         raise ValueError("expected the NAME of an environment variable, like \"RK_SMTP_PASSWORD\" "
                          "(letters, digits and _); the password itself goes in that variable")
     return value
 
 
-def http_url(value: Any) -> str:
+def http_url(value: object) -> str:
     """An http(s) URL from the config; ``ValueError`` says why not. Also used for redirects."""
-    from urllib.parse import urlsplit
-
     if not isinstance(value, str) or not value:
         raise TypeError("expected an https:// URL")
     if len(value) > 2048 or not value.isprintable() or any(c.isspace() for c in value):
@@ -681,15 +777,17 @@ def _notify(r: _Reader) -> NotifyConfig:
     return n
 
 
-def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
+def parse_config(data: Table, file: Path | None = None) -> Config:
     top = _Reader(file, "", data)
     top.unknown({"profile", "defaults"})
     top_defaults = ReportConfig(name="")
     if "defaults" in data:
-        top_defaults = _report(_Reader(file, "defaults", top.get("defaults", dict)), top_defaults, need_name=False)
-    profiles_table = top.get("profile", dict, {})
+        top_defaults = _report(_Reader(file, "defaults", top.table_at("defaults")), top_defaults,
+                               need_name=False)
+    profiles_table = top.table_at("profile")
     if not profiles_table:
-        raise ConfigError(file, "profile", "no profile configured; add a [profile.default] table with host, username and remote_dir")
+        raise ConfigError(file, "profile", "no profile configured; add a [profile.default] table "
+                          "with host, username and remote_dir")
     profiles = {name: _profile(file, name, t, top_defaults) for name, t in profiles_table.items()}
     return Config(path=file, profiles=profiles)
 
@@ -706,7 +804,8 @@ def _read_config_bytes(file: Path, explicit: bool) -> bytes:
             reason = "no config file here; create one (see README: Configuration) or try `report-keeper --demo`"
         raise ConfigError(file, None, reason) from None
     except (OSError, ValueError) as exc:
-        raise ConfigError(file, None, f"cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(file, None, f"cannot be read: {why}") from None
     if stat.S_ISDIR(info.st_mode):
         raise ConfigError(file, None, "this is a folder, not a config file")
     if not stat.S_ISREG(info.st_mode):
@@ -723,7 +822,7 @@ def _read_config_bytes(file: Path, explicit: bool) -> bytes:
     return raw
 
 
-def load_config(path: str | os.PathLike | None = None) -> Config:
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and check a config file (``None``: the default location)."""
     if path is not None and not str(path).strip():
         raise ConfigError(None, None, "the config file name is empty; name a config file (--config FILE)")

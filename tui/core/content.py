@@ -31,11 +31,15 @@ import struct
 import sys
 from array import array
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from itertools import accumulate
 from operator import itemgetter, sub
-from typing import Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # the model imports this module
+    from tui.core.model import JSONObject
 
 #: How many of the most frequent days a coverage summary keeps.
 TOP_DAYS = 5
@@ -73,7 +77,7 @@ class DateCoverage:
         day, n = self.days[0]
         return day if n * 2 > self.values else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         described = self.describes()
         return {
             "column": self.column,
@@ -86,7 +90,7 @@ class DateCoverage:
             "describes": described.isoformat() if described else None,
         }
 
-    def stored(self) -> dict[str, Any]:
+    def stored(self) -> JSONObject:
         """The ledger's form (the column's name is stored in its own field)."""
         return {
             "values": self.values,
@@ -98,7 +102,7 @@ class DateCoverage:
         }
 
     @classmethod
-    def from_stored(cls, column: Any, raw: Any) -> "DateCoverage | None":
+    def from_stored(cls, column: object, raw: object) -> DateCoverage | None:
         """From a worker's reply or the ledger; None for anything malformed (a worker that
         read a hostile file is not trusted to send well-formed data). Read for every file of
         the history by ``check``: plain type tests, no generators."""
@@ -134,17 +138,17 @@ class DateCoverage:
             return None
 
 
-def _count(value: Any) -> bool:
+def _count(value: object) -> bool:
     return type(value) is int and 0 <= value < 1 << 40
 
 
-def _iso_day(text: Any) -> date:
+def _iso_day(text: object) -> date:
     if not isinstance(text, str) or len(text) != 10:
         raise ValueError("not a day")
     return date.fromisoformat(text)
 
 
-def valid_fingerprint(value: Any) -> str | None:
+def valid_fingerprint(value: object) -> str | None:
     """A fingerprint from untrusted input (a worker's reply), or None."""
     return value if isinstance(value, str) and _HEX64.fullmatch(value) else None
 
@@ -169,11 +173,11 @@ def wrong_day(coverage: DateCoverage | None, covered: date | None) -> date | Non
 
 
 class ColumnSource(Protocol):
-    """What the worker's sheet (``validate._Grid``) offers for this module."""
+    """What the worker's sheet (``validate.Grid``) offers for this module."""
 
     width: int
 
-    def column_parts(self, index: int, first: int, stop: int) -> "ColumnParts | None": ...
+    def column_parts(self, index: int, first: int, stop: int) -> ColumnParts | None: ...
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,7 @@ class ColumnParts:
     data: memoryview
 
     @property
-    def lengths(self) -> array:
+    def lengths(self) -> array[int]:
         return array("q", map(sub, self.offsets[1:], self.offsets[:-1]))
 
 
@@ -202,7 +206,8 @@ def rebased(offsets: memoryview) -> memoryview:
     raw = offsets.cast("B")
     ones = int.from_bytes((b"\x01" + bytes(size - 1)) * len(offsets), sys.byteorder)
     value = int.from_bytes(raw, sys.byteorder) - base * ones
-    return memoryview(value.to_bytes(len(raw), sys.byteorder)).cast(offsets.format)
+    # The offsets' own integer format (typeshed only types the literal formats).
+    return memoryview(value.to_bytes(len(raw), sys.byteorder)).cast(offsets.format)  # type: ignore[call-overload,no-any-return]
 
 
 def fingerprint(grid: ColumnSource, first: int, stop: int) -> str | None:
@@ -263,13 +268,13 @@ def coverage_of(name: str, parts: ColumnParts | None) -> DateCoverage:
         lengths = parts.lengths
         keys = Counter(
             data[s : s + (11 if n > 10 else 10)]
-            for s, n in zip(accumulate(lengths, initial=0), lengths)
+            for s, n in zip(accumulate(lengths, initial=0), lengths, strict=False)  # starts: one more
             if n >= 10
         )
         filled = parts.valid.bit_count()
     per_day: Counter[date] = Counter()
-    for key, count in keys.items():
-        day = _day_of(key)
+    for cut, count in keys.items():
+        day = _day_of(cut)
         if day is not None:
             per_day[day] += count
     values = sum(per_day.values())
@@ -300,7 +305,7 @@ def _day_of(key: bytes) -> date | None:
 
 def find_date_column(
     grid: ColumnSource, columns: Sequence[str], first: int, stop: int, wanted: str | None,
-    normalize,
+    normalize: Callable[[str], str],
 ) -> DateCoverage | None:
     """The coverage of the report's date column in rows ``first..stop-1``.
 

@@ -32,48 +32,58 @@ so memory does not grow with the number of files; into a private folder beside t
 then linked to its name (never over an existing file unless ``force``), mode 0600. Each
 export is recorded in the ledger with the sha256 of every source it used.
 
-Public API: ``run_export(profile, ledger, request, ...) -> ExportResult`` (blocking) and
-``export_reports(...)`` (the same, awaitable: the app's screens use it); ``ExportError`` is a
-usage or configuration problem (exit 3) whose ``str()`` is one line saying what to do.
+Public API: ``run_export(profile, ledger, request, ...) -> ExportResult`` (blocking; the app
+runs it in a thread). The request and its errors are in :mod:`tui.core.export_request`:
+``ExportError`` is a usage or configuration problem (exit 3) whose ``str()`` is one line
+saying what to do.
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import os
 import secrets
 import shutil
 import stat
+import tempfile
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from tui.core import clock
-from tui.core import content
-from tui.core import isolation
-from tui.core import model
+from tui.core import clock, content, isolation, model
 from tui.core import status as st
-from tui.core.export_cache import CacheError, CachedTable, ReadFailure, TableCache, cache_dir
-from tui.core.model import VerifyResult
+from tui.core.export_cache import CachedTable, CacheError, ReadFailure, TableCache, cache_dir
+from tui.core.export_request import (
+    Cancelled,
+    ExportError,
+    ExportRequest,
+    NotRecorded,
+    output_format,
+    parse_day,
+    report_names,
+)
+from tui.core.health import STALE, evaluate
+from tui.core.local_reports import LocalReport, verify_local
+from tui.core.model import JSONObject, VerifyResult
 from tui.core.names import escape_name
 from tui.core.pseudonym import PseudonymKey, PseudonymKeyError, identifier_columns, load_key
+from tui.core.validate import normalize_column
 
 if TYPE_CHECKING:
     from tui.core.config import Profile
     from tui.core.health import HealthReport
-    from tui.core.ledger import Download, Ledger
+    from tui.core.ledger import Download, ExportSource, Ledger
 
 log = logging.getLogger("report_keeper.export")
 
 FIXED_COLUMNS = ("report", "run_day", "covered_day", "delivered_at", "source_file", "source_sha256")
-FORMATS = {".parquet": "parquet", ".csv": "csv"}
 #: A report column named like one of the fixed columns is renamed with this suffix.
 RENAMED_SUFFIX = " (from the file)"
 
@@ -89,55 +99,6 @@ _OK_LIKE = (st.OK, st.CHANGED)  # "changed" describes the server copy; its conte
 _EMPTY_LIKE = (st.EMPTY, st.EMPTY_CLOSED)
 
 Progress = Callable[[int, int, str], None]
-
-
-class ExportError(Exception):
-    """A usage or configuration problem: nothing was written. ``str()`` is one line."""
-
-
-@dataclass(frozen=True)
-class ExportRequest:
-    """What to export (the command's options; the app's modal fills the same)."""
-
-    out: Path
-    reports: tuple[str, ...] = ()  # empty: every report of the profile
-    since: date | None = None  # covered days, inclusive
-    until: date | None = None
-    pseudonymize: bool = False
-    key_file: Path | None = None  # None: the profile's own key (created on first use)
-    force: bool = False  # replace an existing file
-
-    @property
-    def format(self) -> str:
-        return output_format(self.out)
-
-
-def output_format(out: str | os.PathLike[str]) -> str:
-    """``parquet`` or ``csv`` from the file name's extension; ``ExportError`` otherwise."""
-    suffix = Path(out).suffix.lower()
-    if suffix not in FORMATS:
-        raise ExportError(
-            f"cannot tell the format of {escape_name(str(out))!r}: name the output file "
-            "FILE.parquet (for analysis tools) or FILE.csv (for spreadsheets)"
-        )
-    return FORMATS[suffix]
-
-
-def parse_day(text: str, option: str = "--since") -> date:
-    """A ``YYYY-MM-DD`` day for ``--since``/``--until``; ``ExportError`` says what is wrong."""
-    try:
-        return date.fromisoformat(text.strip())
-    except (ValueError, AttributeError):
-        raise ExportError(
-            f"{option} {escape_name(str(text))!r} is not a day; write it as YYYY-MM-DD, e.g. 2026-09-01"
-        ) from None
-
-
-def report_names(profile: Profile, ledger: Ledger) -> list[str]:
-    """The reports an export can name: configured ones first, then every other in the ledger."""
-    names = [r.name for r in profile.reports]
-    names.extend(n for n in ledger.reports() if n not in names)
-    return names
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -178,8 +139,28 @@ class Day:
     winner: HeldCopy | None = None
     table: CachedTable | None = None
     failures: dict[Path, ReadFailure] = field(default_factory=dict)
-    duplicate_of: "Day | None" = None  # its winner held the same rows as that day's
+    duplicate_of: Day | None = None  # its winner held the same rows as that day's
     content: tuple[str, ...] = ()  # the evaluation's content findings for the run (few-rows, ...)
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    """A report's columns changed from one included day to the next."""
+
+    day: date  # the covered day of the later file
+    report: str
+    file: str  # that file's name, escaped
+    added: tuple[str, ...]
+    missing: tuple[str, ...]
+
+    @property
+    def reordered(self) -> bool:
+        """The same columns in another order."""
+        return not self.added and not self.missing
+
+    def to_json(self) -> JSONObject:
+        return {"day": self.day.isoformat(), "added": list(self.added), "missing": list(self.missing),
+                "reordered": self.reordered, "report": self.report, "file": self.file}
 
 
 @dataclass
@@ -198,7 +179,7 @@ class ExportResult:
     pseudonymized_columns: tuple[str, ...] | None  # None: not pseudonymized
     identifier_columns: tuple[str, ...]
     missing_identifier_columns: tuple[str, ...]
-    column_drift: list[dict[str, Any]]
+    column_drift: list[ColumnDrift]
     key: PseudonymKey | None
     read: int  # workbooks parsed by this export (the others came from the cache)
     cached: int
@@ -226,8 +207,8 @@ class ExportResult:
         """Included days whose rows the evaluation found far fewer than usual (content checks)."""
         return [d for d in self.of(INCLUDED) if FEW_ROWS in d.content]
 
-    def excluded(self) -> list[dict[str, Any]]:
-        out = []
+    def excluded(self) -> list[JSONObject]:
+        out: list[JSONObject] = []
         for d in self.of(EXCLUDED):
             for copy, status, message in _excluded_files(d):
                 out.append({"day": d.covered_day.isoformat(), "file": escape_name(copy.file),
@@ -235,8 +216,8 @@ class ExportResult:
                             "message": message})
         return out
 
-    def superseded(self) -> list[dict[str, Any]]:
-        out = []
+    def superseded(self) -> list[JSONObject]:
+        out: list[JSONObject] = []
         for d in self.days:
             by = d.winner or (d.copies[-1] if d.category in (EMPTY, CLOSED) and d.copies else None)
             if by is None:
@@ -250,11 +231,11 @@ class ExportResult:
                             "status": failure.status if failure else (c.verification or "unverified")})
         return out
 
-    def to_json(self) -> dict[str, Any]:
-        days: dict[str, Any] = {c: sorted({d.covered_day.isoformat() for d in self.of(c)})
+    def to_json(self) -> JSONObject:
+        days: JSONObject = {c: sorted({d.covered_day.isoformat() for d in self.of(c)})
                                 for c in (INCLUDED, EMPTY, CLOSED, MISSING)}
         days[EXCLUDED] = self.excluded()
-        by_report: dict[str, Any] = {}
+        by_report: JSONObject = {}
         for name in self.reports:
             mine = [d for d in self.days if d.report == name]
             by_report[name] = {c: [d.covered_day.isoformat() for d in mine if d.category == c] for c in CATEGORIES}
@@ -278,7 +259,7 @@ class ExportResult:
             "days": days,
             "days_by_report": by_report,
             "superseded": self.superseded(),
-            "column_drift": self.column_drift,
+            "column_drift": [c.to_json() for c in self.column_drift],
             "not_held": [{"day": d.covered_day.isoformat(), "file": escape_name(n), "report": d.report}
                          for d in self.days for n in d.not_held],
             "few_rows": [{"day": d.covered_day.isoformat(), "file": escape_name(d.winner.file), "report": d.report}
@@ -311,7 +292,8 @@ class ExportResult:
         what = ", ".join(repr(escape_name(r)) for r in self.reports)
         lines = [
             f"{self.status.upper()}: exported {self.rows:,} rows from {self.files} "
-            f"file{'s' if self.files != 1 else ''} of {what} to {escape_name(str(self.out))} ({self.format}, mode 0600)",
+            f"file{'s' if self.files != 1 else ''} of {what} to {escape_name(str(self.out))} "
+            f"({self.format}, mode 0600)",
             self.coverage_line(),
         ]
 
@@ -347,13 +329,14 @@ class ExportResult:
                          "(a re-run or a changed copy; the newest one that verified ok counts)")
         for drift in self.column_drift[:limit]:
             parts = []
-            if drift["added"]:
-                parts.append("added " + ", ".join(repr(c) for c in drift["added"]))
-            if drift["missing"]:
-                parts.append("without " + ", ".join(repr(c) for c in drift["missing"]))
-            if drift.get("reordered") and not parts:
+            if drift.added:
+                parts.append("added " + ", ".join(repr(c) for c in drift.added))
+            if drift.missing:
+                parts.append("without " + ", ".join(repr(c) for c in drift.missing))
+            if drift.reordered:
                 parts.append("columns reordered")
-            lines.append(f"Column drift {drift['day']}: " + "; ".join(parts) + " (kept by name, nulls where absent)")
+            lines.append(f"Column drift {drift.day.isoformat()}: " + "; ".join(parts)
+                         + " (kept by name, nulls where absent)")
         if len(self.column_drift) > limit:
             lines.append(f"... and {len(self.column_drift) - limit} more column changes (see --json)")
         if self.pseudonymized_columns is not None:
@@ -410,23 +393,6 @@ _EXCLUDED_WHY = {
 # ----------------------------------------------------------------------------- running
 
 
-async def export_reports(
-    profile: Profile, ledger: Ledger, request: ExportRequest, *, progress: Progress | None = None,
-    cancelled: Callable[[], bool] | None = None, pool: isolation.WorkerPool | None = None,
-) -> ExportResult:
-    """:func:`run_export` in a thread: for the app (its screens never read a workbook)."""
-    return await asyncio.to_thread(run_export, profile, ledger, request, progress=progress,
-                                   cancelled=cancelled, pool=pool)
-
-
-class Cancelled(ExportError):
-    """The export was cancelled; nothing was written."""
-
-
-class NotRecorded(ExportError):
-    """The file was written, but the ledger could not record the export (exit 2)."""
-
-
 def run_export(
     profile: Profile, ledger: Ledger, request: ExportRequest, *, progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None, pool: isolation.WorkerPool | None = None,
@@ -453,7 +419,6 @@ def run_export(
         raise ExportError(str(exc)) from None
     _refuse_own_folder(out, cache.folder, profile)
 
-    from tui.core.health import evaluate
 
     now = now or clock.now()
     ledger.reconcile_local(profile.local_dir)
@@ -504,7 +469,8 @@ def _check_out(out: Path, *, force: bool) -> Path:
     output_format(target)
     parent = target.parent
     if not parent.is_dir():
-        raise ExportError(f"the folder {escape_name(str(parent))} does not exist; create it or name another output file")
+        raise ExportError(f"the folder {escape_name(str(parent))} does not exist; "
+                          "create it or name another output file")
     try:
         info = os.lstat(target)
     except FileNotFoundError:
@@ -514,7 +480,8 @@ def _check_out(out: Path, *, force: bool) -> Path:
     if stat.S_ISDIR(info.st_mode):
         raise ExportError(f"{escape_name(str(target))} is a folder; name a file such as export.parquet inside it")
     if not force:
-        raise ExportError(f"{escape_name(str(target))} already exists; pass --force to replace it, or name another file")
+        raise ExportError(f"{escape_name(str(target))} already exists; "
+                          "pass --force to replace it, or name another file")
     if not stat.S_ISREG(info.st_mode) and not stat.S_ISLNK(info.st_mode):
         raise ExportError(f"{escape_name(str(target))} is not a regular file; name another output file")
     return target
@@ -589,7 +556,7 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
         if since is not None and runs:
             first_run = runs[0].day
             lag = timedelta(days=cfg.lag_days)
-            if since < runs[0].covered_day:
+            if since < cfg.covered_day(first_run):
                 for run_day in rh.schedule.run_days(since + lag, first_run - timedelta(days=1)):
                     covered = cfg.covered_day(run_day)
                     if until is not None and covered > until:
@@ -597,7 +564,7 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
                     days.append(Day(rh.name, run_day, covered, cfg.is_closed(covered), model.MISSING))
                     before += 1
         for run in runs:
-            covered = run.covered_day
+            covered = cfg.covered_day(run.day)
             if (since is not None and covered < since) or (until is not None and covered > until):
                 continue
             if run.status == model.PENDING:
@@ -645,8 +612,6 @@ def _on_disk(path: str, size: int) -> bool:
 def _verify_unverified(profile: Profile, ledger: Ledger, days: list[Day], pool: isolation.WorkerPool,
                        cancelled: Callable[[], bool] | None) -> None:
     """Copies whose verification was never recorded are verified now (and recorded)."""
-    from tui.core.local_reports import LocalReport, verify_local
-
     todo = {c.path: (d, c) for d in days for c in d.copies if c.verification is None}
     if not todo:
         return
@@ -696,7 +661,7 @@ def _resolve(days: list[Day], cache: TableCache, progress: Progress | None,
 
         with ThreadPoolExecutor(max_workers=max(1, min(pool_size, len(wave))),
                                 thread_name_prefix="export-read") as ex:
-            for (d, c), got in zip(wave, ex.map(read, wave)):
+            for (d, c), got in zip(wave, ex.map(read, wave), strict=True):
                 if got is None:
                     raise Cancelled("the export was cancelled; nothing was written")
                 if isinstance(got, ReadFailure):
@@ -713,14 +678,10 @@ def _resolve(days: list[Day], cache: TableCache, progress: Progress | None,
 
 def _stale_files(health: HealthReport) -> set[str]:
     """Files the evaluation found repeating an earlier delivery's rows (content checks)."""
-    from tui.core.health import STALE
-
     return {p.file for r in health.reports for p in r.problems if p.kind == STALE and p.file}
 
 
 def _categorize(days: list[Day], stale: set[str]) -> None:
-    from tui.core.health import STALE
-
     used: dict[str, Day] = {}  # sha256 and row fingerprint of each winner so far
     for d in days:
         if d.winner is not None:
@@ -753,13 +714,13 @@ def _categorize(days: list[Day], stale: set[str]) -> None:
         d.category = CLOSED if d.closed else MISSING
 
 
-def _union(included: list[Day]) -> tuple[list[str], list[dict[str, Any]], dict[str, pl.DataType], dict[str, str]]:
+def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str, pl.DataType], dict[str, str]]:
     """The reports' columns in order of first appearance, the drift between consecutive days
     of a report, a common type per column, and renames of columns named like fixed ones."""
     order: list[str] = []
     kinds: dict[str, set[pl.DataType]] = {}
     renames: dict[str, str] = {}
-    drift: list[dict[str, Any]] = []
+    drift: list[ColumnDrift] = []
     previous: dict[str, tuple[str, ...]] = {}
     for d in included:
         assert d.table is not None and d.winner is not None
@@ -777,11 +738,9 @@ def _union(included: list[Day]) -> tuple[list[str], list[dict[str, Any]], dict[s
         prev = previous.get(d.report)
         here = tuple(cols)
         if prev is not None and prev != here:
-            added = [c for c in here if c not in prev]
-            missing = [c for c in prev if c not in here]
-            drift.append({"day": d.covered_day.isoformat(), "added": added, "missing": missing,
-                          "reordered": not added and not missing, "report": d.report,
-                          "file": escape_name(d.winner.file)})
+            drift.append(ColumnDrift(d.covered_day, d.report, escape_name(d.winner.file),
+                                     added=tuple(c for c in here if c not in prev),
+                                     missing=tuple(c for c in prev if c not in here)))
         previous[d.report] = here
     targets = {name: _common_type(kinds[name]) for name in order}
     return order, drift, targets, renames
@@ -802,8 +761,6 @@ def _common_type(kinds: set[pl.DataType]) -> pl.DataType:
 def _identifiers(profile: Profile, reports: list[str], included: list[Day], renames: dict[str, str]
                  ) -> tuple[set[str], list[str]]:
     """Identifier columns (final names) and configured ones found in no file."""
-    from tui.core.validate import normalize_column
-
     found: set[str] = set()
     missing: list[str] = []
     for name in reports:
@@ -871,8 +828,6 @@ def _defuse_formulas(plan: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _mkdtemp(parent: Path) -> str:
-    import tempfile
-
     return tempfile.mkdtemp(prefix=".report-keeper-export-", dir=parent)
 
 
@@ -935,7 +890,7 @@ def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, pl.D
                 prefix + "report": [d.report for d in group],
                 prefix + "run_day": [d.run_day for d in group],
                 prefix + "covered_day": [d.covered_day for d in group],
-                prefix + "delivered_at": [d.winner.delivered_at.astimezone(timezone.utc) for d in group],  # type: ignore[union-attr]
+                prefix + "delivered_at": [d.winner.delivered_at.astimezone(UTC) for d in group],  # type: ignore[union-attr]
                 prefix + "source_file": [d.winner.file for d in group],  # type: ignore[union-attr]
                 prefix + "source_sha256": [d.winner.sha256 for d in group],  # type: ignore[union-attr]
             },
@@ -971,7 +926,7 @@ def _pseudonymizer(key: PseudonymKey) -> Callable[[pl.Series], pl.Series]:
 
 def _record(ledger: Ledger, result: ExportResult) -> int | None:
     """The export and its sources in the ledger (for the retention policy)."""
-    sources: list[dict[str, Any]] = []
+    sources: list[ExportSource] = []
     for d in result.days:
         if d.category == INCLUDED and d.winner is not None:
             sources.append({"sha256": d.winner.sha256, "name": d.winner.file, "report": d.report,
@@ -1007,7 +962,7 @@ def _record(ledger: Ledger, result: ExportResult) -> int | None:
 
 
 __all__ = [
-    "CATEGORIES", "Cancelled", "Day", "ExportError", "ExportRequest", "ExportResult", "FIXED_COLUMNS",
+    "CATEGORIES", "Cancelled", "ColumnDrift", "Day", "ExportError", "ExportRequest", "ExportResult", "FIXED_COLUMNS",
     "NotRecorded",
-    "HeldCopy", "export_reports", "output_format", "parse_day", "report_names", "run_export",
+    "HeldCopy", "output_format", "parse_day", "report_names", "run_export",
 ]

@@ -31,14 +31,15 @@ import secrets
 import stat
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import polars as pl
 
 from tui.core import isolation
 from tui.core.export_read import TABLE_READER_VERSION
+from tui.core.validate import failure_message
 
 log = logging.getLogger("report_keeper.export_cache")
 
@@ -93,7 +94,7 @@ class TableCache:
         self.hits = 0
         self._count = threading.Lock()  # the export reads several files at a time
 
-    def open(self) -> "TableCache":
+    def open(self) -> TableCache:
         """Create the folder (0700) or check it: a real folder of ours, not a link."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -152,15 +153,14 @@ class TableCache:
             except isolation.PoolClosed:
                 raise
             except isolation.WorkerFailed as exc:
-                from tui.core.validate import _failure_message
-
-                return ReadFailure("unreadable", _failure_message(exc.failure, pool))
+                return ReadFailure("unreadable", failure_message(exc.failure, pool))
             result = reply.get("result") if reply.get("ok") else None
             if not isinstance(result, dict):
                 return ReadFailure("unreadable", "The workbook's table could not be read "
                                    f"({reply.get('type') or reply.get('kind') or 'no result'}).")
             if result.get("ok") is not True:
-                return ReadFailure("unreadable", str(result.get("message") or "The workbook's table could not be read."))
+                return ReadFailure("unreadable",
+                                   str(result.get("message") or "The workbook's table could not be read."))
             if result.get("sha256") != sha256:
                 return ReadFailure(
                     "modified",

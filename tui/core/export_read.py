@@ -29,23 +29,27 @@ import hashlib
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
+
+from tui.core import validate
+from tui.core.model import JSONObject
+
+if TYPE_CHECKING:  # the reader is loaded in worker processes only
+    from fastexcel import DTypeMap, ExcelReader, ExcelSheet
 
 #: Bump when what a cached table holds for the same bytes changes (it is part of the cache key).
 TABLE_READER_VERSION = "1"
 
 
-def worker_table(path: str, out: str, header_row: int | None) -> dict[str, Any]:
+def worker_table(path: str, out: str, header_row: int | None) -> JSONObject:
     """Read ``path``'s first sheet below ``header_row`` into an Arrow IPC stream at ``out``.
 
     Returns ``{"ok": True, "sha256", "names", "rows", "width", "dtypes"}``, or
     ``{"ok": False, "status": "unreadable", "message", "reason"}`` for a file that cannot be
     read (never a cell value)."""
-    from tui.core import validate
-
     try:
         return _read_table(Path(path), out, header_row)
-    except validate._Unreadable as exc:
+    except validate.Unreadable as exc:
         return {"ok": False, "status": "unreadable", "message": str(exc), "reason": exc.reason}
     except MemoryError:
         raise
@@ -57,35 +61,33 @@ def worker_table(path: str, out: str, header_row: int | None) -> dict[str, Any]:
         }
 
 
-def _read_table(path: Path, out: str, header_row: int | None) -> dict[str, Any]:
-    import fastexcel
-    import nanoarrow
-    import nanoarrow.ipc
+def _read_table(path: Path, out: str, header_row: int | None) -> JSONObject:
+    import fastexcel  # noqa: PLC0415 - the reader is loaded in worker processes only
+    import nanoarrow  # noqa: PLC0415 - the reader is loaded in worker processes only
+    import nanoarrow.ipc  # noqa: PLC0415 - the reader is loaded in worker processes only
 
-    from tui.core import validate
-
-    with validate._open_regular(path) as fh:
+    with validate.open_regular(path) as fh:
         data = fh.read()
     sha256 = hashlib.sha256(data).hexdigest()
     buf = io.BytesIO(data)
-    kind = validate._sniff(path, buf)
+    kind = validate.sniff(path, buf)
     if kind != "zip":
-        raise validate._Unreadable(kind, "not-xlsx")
-    names = validate._precheck_zip(path, buf)
+        raise validate.Unreadable(kind, "not-xlsx")
+    names = validate.precheck_zip(path, buf)
     top = header_row if header_row is not None and header_row >= 1 else 0
     try:
         reader = fastexcel.read_excel(data)
         if not reader.sheet_names:
-            raise validate._Unreadable("The workbook has no sheets.", "no-sheets")
+            raise validate.Unreadable("The workbook has no sheets.", "no-sheets")
         # The whole sheet as text: the header's exact cells, and how many cells of each
         # column below it hold something (a typed column must not hold fewer).
-        grid = validate._Grid(reader.load_sheet(
+        grid = validate.Grid(reader.load_sheet(
             0, header_row=None, dtypes="string", skip_rows=0, whitespace_as_null=True,
         ))
         header_cells = list(grid.row(top - 1)) if 1 <= top <= grid.height else []
-        filled = [_count_valid(grid, c, top) for c in range(grid.width)]
+        filled = [grid.count_filled(c, top) for c in range(grid.width)]
         del grid
-        common: dict[str, Any] = dict(
+        common = _LoadOptions(
             header_row=top - 1 if top else None,
             schema_sample_rows=None,  # every row decides a column's type, not the first 1,000
             whitespace_as_null=True,  # as verification: whitespace-only cells are blank
@@ -94,7 +96,7 @@ def _read_table(path: Path, out: str, header_row: int | None) -> dict[str, Any]:
             common["skip_rows"] = 0
         sheet = _load_typed(reader, common, filled)
     except fastexcel.FastExcelError as exc:
-        raise validate._Unreadable(validate._reader_failed_message(exc, names), "reader") from None
+        raise validate.Unreadable(validate.reader_failed_message(exc, names), "reader") from None
     array = nanoarrow.c_array(sheet)
     width = int(array.n_children)
     dtypes = [str(c.dtype) for c in sheet.selected_columns]
@@ -112,15 +114,24 @@ def _read_table(path: Path, out: str, header_row: int | None) -> dict[str, Any]:
     }
 
 
-def _load_typed(reader: Any, common: dict[str, Any], filled: list[int]) -> Any:
+class _LoadOptions(TypedDict, total=False):
+    """The options of every ``load_sheet`` of the table (besides the columns' types)."""
+
+    header_row: int | None
+    schema_sample_rows: int | None
+    whitespace_as_null: bool
+    skip_rows: int
+
+
+def _load_typed(reader: ExcelReader, common: _LoadOptions, filled: list[int]) -> ExcelSheet:
     """The sheet with a type per column. A column whose cells are of several kinds (numbers
     and text, numbers and booleans) is read as text; so is one where the typed read would
     leave a cell empty that holds text (fastexcel takes "n/a", "NA", "#N/A" in a column of
     numbers for nulls): no cell is lost."""
-    import fastexcel
-    import nanoarrow
+    import fastexcel  # noqa: PLC0415 - the reader is loaded in worker processes only
+    import nanoarrow  # noqa: PLC0415 - the reader is loaded in worker processes only
 
-    text: dict[int, str] = {}
+    text: DTypeMap = {}
     try:
         sheet = reader.load_sheet(0, dtype_coercion="strict", **common)
     except fastexcel.UnsupportedColumnTypeCombinationError:
@@ -133,7 +144,7 @@ def _load_typed(reader: Any, common: dict[str, Any], filled: list[int]) -> Any:
                 text[i] = "string"
         sheet = reader.load_sheet(0, dtype_coercion="strict", dtypes=text, **common)
     typed = nanoarrow.c_array(sheet)
-    lost = {}
+    lost: DTypeMap = {}
     for i in range(int(typed.n_children)):
         child = typed.child(i)
         if i < len(filled) and int(child.length) - int(child.null_count) < filled[i] and i not in text:
@@ -143,27 +154,13 @@ def _load_typed(reader: Any, common: dict[str, Any], filled: list[int]) -> Any:
     return reader.load_sheet(0, dtype_coercion="strict", dtypes=text | lost, **common)
 
 
-def _count_valid(grid: Any, column: int, first: int) -> int:
-    """How many cells of ``column`` from row ``first`` (0-based) on hold something."""
-    validity, kind, start, _, _ = grid._cols[column]
-    if kind == 0 or first >= grid.height:
-        return 0
-    n = grid.height - first
-    if validity is None:
-        return n
-    bits = int.from_bytes(validity, "little") >> (start + first)
-    return (bits & ((1 << n) - 1)).bit_count()
-
-
 def column_names(header_cells: list[str | None] | None, width: int) -> list[str]:
     """The export's name for each of ``width`` columns (see the module's docstring)."""
-    from tui.core import validate
-
     names: list[str] = []
     seen: set[str] = set()
     for i in range(width):
         cell = header_cells[i] if header_cells is not None and i < len(header_cells) else None
-        if cell is None or not cell.strip() or validate._value_like(cell.strip()):
+        if cell is None or not cell.strip() or validate.value_like(cell.strip()):
             name = f"column {i + 1}"
         else:
             name = cell

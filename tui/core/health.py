@@ -51,18 +51,29 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from typing import Any, Iterable
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import polars as pl
 
-from tui.core import clock, content
-from tui.core import model
+from tui.core import clock, content, model
 from tui.core import status as st
-from tui.core.model import Delivery, Problem, RunDay
+from tui.core.config import Profile, ReportConfig
+from tui.core.model import (
+    ConnTestResult,
+    Delivery,
+    JSONObject,
+    LocalState,
+    Problem,
+    ProblemKind,
+    RunDay,
+    StepOutcome,
+    WriteTest,
+)
 from tui.core.names import escape_name
-from tui.core.schedule import Schedule, Timing, infer_schedule, parse_schedule
+from tui.core.schedule import Schedule, Timing
+from tui.core.status import Severity, VerifyStatus
 
 log = logging.getLogger("report_keeper.health")
 
@@ -73,13 +84,13 @@ CHANGED_DAYS = 14
 NO_HISTORY_DAYS = 7  # a report with no delivery at all is evaluated over the last week
 DEFAULT_AT = time(7, 0)
 
-WARNING = "warning"
-CRITICAL = "critical"
+WARNING = Severity.WARNING
+CRITICAL = Severity.CRITICAL
 
 # Content problems (what a delivery's rows hold; docs/CONTENT_CHECKS.md).
-WRONG_DAY = "wrong-day"
-STALE = "stale"
-FEW_ROWS = "few-rows"
+WRONG_DAY = ProblemKind.WRONG_DAY
+STALE = ProblemKind.STALE
+FEW_ROWS = ProblemKind.FEW_ROWS
 #: The order they are shown in: the cause first (a stale file repeats an earlier day's rows,
 #: so it is usually wrong-day too).
 CONTENT_KINDS = (STALE, WRONG_DAY, FEW_ROWS)
@@ -92,7 +103,7 @@ FEW_ROWS_MIN_HISTORY = 4
 #: Validator statuses of a file whose rows count (for stale and few-rows).
 _DATA_STATUSES = (st.OK, st.CHANGED, st.WRONG_DAY)
 #: Problems whose next step is a re-run before their rescue-by date.
-RESCUE_KINDS = ("missing", "empty", "unreadable", *CONTENT_KINDS)
+RESCUE_KINDS = (ProblemKind.MISSING, ProblemKind.EMPTY, ProblemKind.UNREADABLE, *CONTENT_KINDS)
 _SEVERITY_CODE = {WARNING: st.Exit.WARNING, CRITICAL: st.Exit.CRITICAL}
 
 # Worst first: which verification status describes a run with several files.
@@ -121,48 +132,51 @@ def _d(value: date | None) -> str | None:
 
 @dataclass(frozen=True)
 class ConnectionStatus:
-    """The connection part of ``check`` (SPEC JSON ``connection``)."""
+    """The connection part of ``check`` (JSON ``connection``, docs/JSON.md)."""
 
     ok: bool | None  # None: not tested (--offline)
     message: str
-    write_test: str  # ok | read-only | failed | skipped
-    steps: dict[str, str] = field(default_factory=dict)  # upload/download/delete -> outcome
+    write_test: WriteTest
+    steps: dict[str, StepOutcome] = field(default_factory=dict)  # upload/download/delete -> outcome
 
     @classmethod
-    def skipped(cls, message: str = "not tested (--offline): the ledger alone was used") -> "ConnectionStatus":
-        return cls(ok=None, message=message, write_test="skipped")
+    def skipped(cls, message: str = "not tested (--offline): the ledger alone was used") -> ConnectionStatus:
+        return cls(ok=None, message=message, write_test=WriteTest.SKIPPED)
 
     @classmethod
-    def from_result(cls, result: Any) -> "ConnectionStatus":
-        """From ``tui.sftp.conntest.ConnTestResult`` (or anything with the same fields)."""
-        steps = {k: getattr(result, k) for k in ("upload", "download", "delete") if getattr(result, k, None)}
+    def from_result(cls, result: ConnTestResult) -> ConnectionStatus:
+        """From the connection test (the steps it did not skip)."""
+        steps = {k: v for k, v in result.steps.items() if v}
         return cls(ok=result.ok, message=result.message, write_test=result.write_test, steps=steps)
 
     def problem(self) -> Problem | None:
         if self.ok is False:
             return Problem(
                 severity=CRITICAL,
-                kind="connection",
+                kind=ProblemKind.CONNECTION,
                 message=f"Connection failed: {self.message}",
-                next_step="Fix the connection (host, key, known_hosts, network), then run 'report-keeper check' again (r in the app)",
+                next_step="Fix the connection (host, key, known_hosts, network), then run "
+                "'report-keeper check' again (r in the app)",
             )
-        if self.write_test == "read-only":
+        if self.write_test == WriteTest.READ_ONLY:
             return Problem(
                 severity=WARNING,
-                kind="connection",
+                kind=ProblemKind.CONNECTION,
                 message=f"The account cannot write to the report folder (read-only): {self.message}",
-                next_step="Downloads work; if Alma must deliver here, ask the server's administrator for write permission",
+                next_step="Downloads work; if Alma must deliver here, ask the server's administrator "
+                "for write permission",
             )
-        if self.write_test == "failed" and self.ok:
+        if self.write_test == WriteTest.FAILED and self.ok:
             return Problem(
                 severity=WARNING,
-                kind="connection",
+                kind=ProblemKind.CONNECTION,
                 message=f"The connection test's probe failed: {self.message}",
-                next_step="Run the connection test again ('t' in the TUI); tell the server's administrator if it persists",
+                next_step="Run the connection test again ('t' in the TUI); tell the server's "
+                "administrator if it persists",
             )
         return None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {"ok": self.ok, "message": self.message, "write_test": self.write_test, "steps": dict(self.steps)}
 
 
@@ -184,7 +198,7 @@ class ReportHealth:
     covered_lag_days: int = 3
 
     @property
-    def status(self) -> str:
+    def status(self) -> Severity:
         return st.overall_name(self.exit)
 
     @property
@@ -197,7 +211,7 @@ class ReportHealth:
                 return r
         return None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         last = self.last_delivery
         return {
             "name": self.name,
@@ -217,7 +231,7 @@ class ReportHealth:
         }
 
 
-def _run_json(r: RunDay) -> dict[str, Any]:
+def _run_json(r: RunDay) -> JSONObject:
     return {
         "day": r.day.isoformat(),
         "status": r.status,
@@ -260,7 +274,7 @@ class HealthReport:
         return st.worst(codes)
 
     @property
-    def status(self) -> str:
+    def status(self) -> Severity:
         return st.overall_name(self.exit_code)
 
     def report(self, name: str) -> ReportHealth:
@@ -269,7 +283,7 @@ class HealthReport:
                 return r
         raise KeyError(name)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "status": self.status,
             "now": self.now.isoformat(),
@@ -282,17 +296,20 @@ class HealthReport:
 # Ordering
 
 
-def urgency_key(today: date):
+UrgencyKey = tuple[int, int, bool, date, int, str]
+
+
+def urgency_key(today: date) -> Callable[[Problem], UrgencyKey]:
     """Sort key for problems: connection first, critical first, soonest open action date first."""
 
-    def key(p: Problem) -> tuple:
+    def key(p: Problem) -> UrgencyKey:
         action = None
         if p.kind in RESCUE_KINDS and p.rescue_by is not None and p.rescue_by > today:
             action = p.rescue_by
-        elif p.kind in ("near-deletion", "missing-locally"):
+        elif p.kind in (ProblemKind.NEAR_DELETION, ProblemKind.MISSING_LOCALLY):
             action = p.delete_on
         return (
-            0 if p.kind == "connection" else 1,
+            0 if p.kind == ProblemKind.CONNECTION else 1,
             0 if p.severity == CRITICAL else 1,
             action is None,
             action or date.max,
@@ -305,21 +322,6 @@ def urgency_key(today: date):
 
 # --------------------------------------------------------------------------------------------
 # Evaluation
-
-
-def _timing_for(report, deliveries: list[Delivery], tz: tzinfo) -> tuple[Timing, bool, float | None]:
-    inferred = report.schedule is None or report.at is None
-    confidence = None
-    guess = None
-    if inferred:
-        guess = infer_schedule(deliveries, tz)
-        confidence = guess.confidence
-    schedule = parse_schedule(report.schedule) if report.schedule is not None else guess.schedule
-    at = report.at if report.at is not None else guess.at
-    if deliveries:
-        first = min(d.delivered_at for d in deliveries).astimezone(tz).date()
-        schedule = schedule.anchored(first)
-    return Timing(schedule, at, report.grace, tz), inferred, confidence
 
 
 def _run_frame(timing: Timing, days: list[date]) -> pl.DataFrame:
@@ -338,19 +340,19 @@ def _delivery_frame(deliveries: list[Delivery]) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "idx": list(range(len(deliveries))),
-            "at": [d.delivered_at.astimezone(timezone.utc) for d in deliveries],
+            "at": [d.delivered_at.astimezone(UTC) for d in deliveries],
         },
         schema={"idx": pl.Int64, "at": pl.Datetime("us", "UTC")},
     ).sort("at")
 
 
-def _worst_verification(statuses: Iterable[str | None]) -> str | None:
-    known = [s for s in statuses if s in _VERIFICATION_RANK]
+def _worst_verification(statuses: Iterable[VerifyStatus | None]) -> VerifyStatus | None:
+    known = [s for s in statuses if s is not None]
     return max(known, key=_VERIFICATION_RANK.__getitem__) if known else None
 
 
 def evaluate_report(
-    report,
+    report: ReportConfig,
     deliveries: Iterable[Delivery],
     *,
     tz: tzinfo,
@@ -358,7 +360,7 @@ def evaluate_report(
     listing_names: set[str] | None = None,
 ) -> ReportHealth:
     """Health of one report (``report``: a ``config.ReportConfig``) from its deliveries."""
-    now = (now or clock.now()).astimezone(timezone.utc)
+    now = (now or clock.now()).astimezone(UTC)
     today = now.astimezone(tz).date()
     history = sorted(deliveries, key=lambda d: d.delivered_at)
     # A delivery time outside the clock's range (a ledger written before file-name timestamps
@@ -376,13 +378,13 @@ def evaluate_report(
             )
             for d in history
         ]
-    timing, inferred, confidence = _timing_for(report, history, tz)
+    timing = report.timing(tz, (d.delivered_at for d in history))
     schedule = timing.schedule
 
     # Expected run days: from the run of the first delivery (the ledger knows nothing earlier)
     # to today.
     if history:
-        days = schedule.run_days(timing.run_day_of(history[0].delivered_at), today)
+        days = schedule.run_days(report.run_day_of(history[0].delivered_at, timing), today)
     elif report.schedule is not None:  # configured, nothing seen yet: expect the last week
         days = schedule.run_days(today - timedelta(days=NO_HISTORY_DAYS), today)
     else:  # no schedule and no history: nothing to infer from, nothing to expect yet
@@ -410,21 +412,24 @@ def evaluate_report(
         files = by_run.get(day, [])
         covered = report.covered_day(day)
         closed = report.is_closed(covered)
-        rescue_by = covered + timedelta(days=report.anonymize_days)
+        rescue_by = report.rescue_by(day)
+        verification: VerifyStatus | None = None
+        rows: int | None = None
+        delete_on: date | None = None
+        delivered_at: datetime | None = None
         if files:
             first = files[0]
             state = model.ON_TIME if first.delivered_at <= deadline else model.LATE
             statuses = [_file_status(d, closed, covered) for d in files]
-            data_files[day] = [d for d, v in zip(files, statuses) if d.rows and v in _DATA_STATUSES]
+            data_files[day] = [d for d, v in zip(files, statuses, strict=True) if d.rows and v in _DATA_STATUSES]
             verification = _worst_verification(statuses)
-            ok_rows = [d.rows for d, v in zip(files, statuses) if d.rows is not None and v == st.OK]
+            ok_rows = [d.rows for d, v in zip(files, statuses, strict=True) if d.rows is not None and v == st.OK]
             any_rows = [d.rows for d in files if d.rows is not None]
             rows = ok_rows[0] if ok_rows else (any_rows[0] if any_rows else None)
-            delete_on = first.delivered_at.astimezone(tz).date() + timedelta(days=report.retention_days)
+            delete_on = report.delete_on(first.delivered_at, tz)
             delivered_at = first.delivered_at
         else:
             state = model.PENDING if now <= deadline else model.MISSING
-            verification = rows = delete_on = delivered_at = None
         run = RunDay(
             day=day,
             status=state,
@@ -461,8 +466,8 @@ def evaluate_report(
         schedule=schedule,
         at=timing.at,
         grace=timing.grace,
-        inferred=inferred,
-        confidence=confidence,
+        inferred=timing.inferred,
+        confidence=timing.confidence,
         runs=tuple(runs),
         problems=tuple(problems),
         last_delivery=history[-1] if history else None,
@@ -471,14 +476,14 @@ def evaluate_report(
     )
 
 
-def _normalise(verification: str | None, closed: bool) -> str | None:
+def _normalise(verification: VerifyStatus | None, closed: bool) -> VerifyStatus | None:
     """Empty is fine when the covered loan day is closed, and only then."""
     if verification in (st.EMPTY, st.EMPTY_CLOSED):
         return st.EMPTY_CLOSED if closed else st.EMPTY
     return verification
 
 
-def _file_status(d: Delivery, closed: bool, covered: date) -> str | None:
+def _file_status(d: Delivery, closed: bool, covered: date) -> VerifyStatus | None:
     """A file's validator status as its run sees it: empty normalised by the closed-day rule,
     and ok/wrong-day decided against the run's covered day (the schedule's run day, which
     one file alone cannot always know)."""
@@ -500,35 +505,37 @@ def _rerun_step(name: str, covered: date, rescue_by: date, today: date) -> str:
     )
 
 
-def _run_problems(report, run: RunDay, files: list[Delivery], today: date, timing: Timing) -> list[Problem]:
+def _run_problems(report: ReportConfig, run: RunDay, files: list[Delivery], today: date,
+                  timing: Timing) -> list[Problem]:
     name = report.name
     age = (today - run.day).days
     within_retention = age <= report.retention_days
-    rescuable = today < run.rescue_by
+    covered, rescue_by = report.covered_day(run.day), report.rescue_by(run.day)
+    rescuable = today < rescue_by
     out: list[Problem] = []
     if run.status == model.MISSING:
         due = timing.deadline(run.day).astimezone(timing.tz).strftime("%H:%M")
         if run.closed:
             if within_retention:
                 out.append(Problem(
-                    severity=WARNING, kind="missing", day=run.day, rescue_by=run.rescue_by,
+                    severity=WARNING, kind=ProblemKind.MISSING, day=run.day, rescue_by=rescue_by,
                     message=f"No delivery of '{name}' for {fmt_day(run.day, today)} (due by {due}); "
-                    f"it covers {fmt_day(run.covered_day, today)}, a closed day",
+                    f"it covers {fmt_day(covered, today)}, a closed day",
                     next_step="Nothing to rescue (closed day); check that the schedule in Alma is still active",
                 ))
         elif rescuable or within_retention:
             out.append(Problem(
-                severity=CRITICAL if rescuable else WARNING, kind="missing", day=run.day, rescue_by=run.rescue_by,
+                severity=CRITICAL if rescuable else WARNING, kind=ProblemKind.MISSING, day=run.day, rescue_by=rescue_by,
                 message=f"No delivery of '{name}' for {fmt_day(run.day, today)} (due by {due}); "
-                f"it covers loans of {fmt_day(run.covered_day, today)}",
-                next_step=_rerun_step(name, run.covered_day, run.rescue_by, today),
+                f"it covers loans of {fmt_day(covered, today)}",
+                next_step=_rerun_step(name, covered, rescue_by, today),
             ))
         return out
     if run.status == model.LATE and age <= LATE_DAYS:
         first = files[0]
         delay = first.delivered_at - timing.deadline(run.day)
         out.append(Problem(
-            severity=WARNING, kind="late", day=run.day, file=first.name, delete_on=run.delete_on,
+            severity=WARNING, kind=ProblemKind.LATE, day=run.day, file=first.name, delete_on=run.delete_on,
             message=f"'{name}' for {fmt_day(run.day, today)} arrived "
             f"{first.delivered_at.astimezone(timing.tz):%a %H:%M}, {_human_delta(delay)} after the deadline",
             next_step="Nothing is lost; if it keeps happening, check the report's schedule in Alma "
@@ -540,26 +547,26 @@ def _run_problems(report, run: RunDay, files: list[Delivery], today: date, timin
         v = _normalise(d.verification, run.closed)
         if v == st.EMPTY:
             out.append(Problem(
-                severity=WARNING, kind="empty", day=run.day, file=d.name, rescue_by=run.rescue_by,
+                severity=WARNING, kind=ProblemKind.EMPTY, day=run.day, file=d.name, rescue_by=rescue_by,
                 delete_on=run.delete_on,
-                message=f"'{d.name}' has no data rows, but {fmt_day(run.covered_day, today)} was an open day",
-                next_step=_rerun_step(name, run.covered_day, run.rescue_by, today) if rescuable else
+                message=f"'{d.name}' has no data rows, but {fmt_day(covered, today)} was an open day",
+                next_step=_rerun_step(name, covered, rescue_by, today) if rescuable else
                 "Too late to re-run; if the library was closed that day, add it to 'closed_days'",
             ))
         elif v == st.SCHEMA:
             out.append(Problem(
-                severity=CRITICAL, kind="schema", day=run.day, file=d.name, delete_on=run.delete_on,
+                severity=CRITICAL, kind=ProblemKind.SCHEMA, day=run.day, file=d.name, delete_on=run.delete_on,
                 message=f"'{d.name}' does not have the expected columns",
                 next_step="Open the file and compare its header with 'expected_columns'; fix the analysis "
                 "in Alma Analytics, or update 'expected_columns' if the change is intended",
             ))
         elif v == st.UNREADABLE:
             out.append(Problem(
-                severity=CRITICAL, kind="unreadable", day=run.day, file=d.name, rescue_by=run.rescue_by,
+                severity=CRITICAL, kind=ProblemKind.UNREADABLE, day=run.day, file=d.name, rescue_by=rescue_by,
                 delete_on=run.delete_on,
                 message=f"'{d.name}' is not a readable Excel file",
                 next_step="Download it again ('report-keeper sync'); if it stays unreadable: "
-                + _lower_first(_rerun_step(name, run.covered_day, run.rescue_by, today)),
+                + _lower_first(_rerun_step(name, covered, rescue_by, today)),
             ))
     return out
 
@@ -568,7 +575,7 @@ _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
 
 
 def _content_problems(
-    report, runs: list[RunDay], data_files: dict[date, list[Delivery]], today: date
+    report: ReportConfig, runs: list[RunDay], data_files: dict[date, list[Delivery]], today: date
 ) -> tuple[list[RunDay], list[Problem]]:
     """Wrong day, stale and few rows: what the delivered rows hold, from the ledger's
     fingerprints, date coverage and row counts (one pass over the runs, oldest first).
@@ -580,15 +587,16 @@ def _content_problems(
     problems: list[Problem] = []
     seen: dict[str, tuple[int, Delivery, RunDay]] = {}  # fingerprint -> its latest run index
     usual: dict[int, deque[int]] = {}  # weekday of the covered day -> its last row counts
-    share = float(getattr(report, "min_share", 0.2) or 0.0)
+    share = report.min_share
     for i, run in enumerate(runs):
         with_data = data_files.get(run.day)
         if not with_data:
             out_runs.append(run)
             continue
-        kinds: set[str] = set()
+        kinds: set[ProblemKind] = set()
         report_it = (today - run.day).days <= report.retention_days
-        history = list(usual.get(run.covered_day.weekday(), ()))
+        covered = report.covered_day(run.day)
+        history = list(usual.get(covered.weekday(), ()))
         for d in with_data:
             found = [
                 _wrong_day(report, run, d, today),
@@ -604,32 +612,34 @@ def _content_problems(
             if d.fingerprint:
                 seen[d.fingerprint] = (i, d, run)
         if not run.closed and run.rows:
-            usual.setdefault(run.covered_day.weekday(), deque(maxlen=FEW_ROWS_HISTORY)).append(run.rows)
+            usual.setdefault(covered.weekday(), deque(maxlen=FEW_ROWS_HISTORY)).append(run.rows)
         if kinds:
             run = replace(run, content=tuple(k for k in CONTENT_KINDS if k in kinds))
         out_runs.append(run)
     return out_runs, problems
 
 
-def _content_step(report, run: RunDay, check: str, today: date) -> str:
-    if today < run.rescue_by:
+def _content_step(report: ReportConfig, run: RunDay, check: str, today: date) -> str:
+    covered, rescue_by = report.covered_day(run.day), report.rescue_by(run.day)
+    if today < rescue_by:
         return (f"Open the analysis in Alma Analytics and check {check}; then "
-                + _lower_first(_rerun_step(report.name, run.covered_day, run.rescue_by, today)))
+                + _lower_first(_rerun_step(report.name, covered, rescue_by, today)))
     return (f"Check {check} in Alma Analytics before the next run; "
-            + _lower_first(_rerun_step(report.name, run.covered_day, run.rescue_by, today)))
+            + _lower_first(_rerun_step(report.name, covered, rescue_by, today)))
 
 
-def _wrong_day(report, run: RunDay, d: Delivery, today: date) -> Problem | None:
-    described = content.wrong_day(d.coverage, run.covered_day)
-    if described is None:
-        return None
+def _wrong_day(report: ReportConfig, run: RunDay, d: Delivery, today: date) -> Problem | None:
+    covered, rescue_by = report.covered_day(run.day), report.rescue_by(run.day)
     cov = d.coverage
+    described = content.wrong_day(cov, covered)
+    if described is None or cov is None:
+        return None
     top = cov.days[0][1]
-    rescuable = today < run.rescue_by
+    rescuable = today < rescue_by
     message = (
         f"The rows of '{d.name}' describe loans of {fmt_day(described, today)} ({top} of "
         f"{cov.values} dates in '{escape_name(cov.column)}'), but the run of {fmt_day(run.day, today)} "
-        f"covers {fmt_day(run.covered_day, today)}"
+        f"covers {fmt_day(covered, today)}"
     )
     if run.closed:
         return Problem(
@@ -640,12 +650,13 @@ def _wrong_day(report, run: RunDay, d: Delivery, today: date) -> Problem | None:
         )
     return Problem(
         severity=CRITICAL if rescuable else WARNING, kind=WRONG_DAY, day=run.day, file=d.name,
-        rescue_by=run.rescue_by, delete_on=run.delete_on, message=message,
+        rescue_by=rescue_by, delete_on=run.delete_on, message=message,
         next_step=_content_step(report, run, "its date filter (the days-ago prompt, its time zone)", today),
     )
 
 
-def _stale(report, run: RunDay, d: Delivery, index: int, seen: dict, today: date) -> Problem | None:
+def _stale(report: ReportConfig, run: RunDay, d: Delivery, index: int,
+           seen: dict[str, tuple[int, Delivery, RunDay]], today: date) -> Problem | None:
     if not d.fingerprint or d.fingerprint not in seen:
         return None
     j, other, other_run = seen[d.fingerprint]
@@ -653,24 +664,25 @@ def _stale(report, run: RunDay, d: Delivery, index: int, seen: dict, today: date
         return None
     rows = f"{d.rows:,} row{'s' if d.rows != 1 else ''}"
     return Problem(
-        severity=WARNING, kind=STALE, day=run.day, file=d.name, rescue_by=run.rescue_by,
+        severity=WARNING, kind=STALE, day=run.day, file=d.name, rescue_by=report.rescue_by(run.day),
         delete_on=run.delete_on,
         message=f"'{d.name}' holds exactly the same {rows} as '{other.name}' (the run of "
         f"{fmt_day(other_run.day, today)}): Alma sent an earlier result again instead of the "
-        f"loans of {fmt_day(run.covered_day, today)}",
+        f"loans of {fmt_day(report.covered_day(run.day), today)}",
         next_step=_content_step(report, run, "why it repeats an old result (a cached result, "
                                 "a date filter fixed to one day)", today),
     )
 
 
-def _few_rows(report, run: RunDay, d: Delivery, history: list[int], share: float,
+def _few_rows(report: ReportConfig, run: RunDay, d: Delivery, history: list[int], share: float,
               today: date) -> Problem | None:
-    if share <= 0 or len(history) < FEW_ROWS_MIN_HISTORY:
+    if share <= 0 or len(history) < FEW_ROWS_MIN_HISTORY or d.rows is None:
         return None
     median = statistics.median(history)
     if not d.rows < share * median:
         return None
-    weekday = _WEEKDAYS[run.covered_day.weekday()]
+    covered = report.covered_day(run.day)
+    weekday = _WEEKDAYS[covered.weekday()]
     # "usually": the middle half of the comparable days (quartiles by nearest rank), so one
     # odd day among them does not stretch the range.
     ranked = sorted(history)
@@ -678,42 +690,41 @@ def _few_rows(report, run: RunDay, d: Delivery, history: list[int], share: float
     low, high = ranked[-(-n // 4) - 1], ranked[-(-3 * n // 4) - 1]
     usual_text = f"{low:,}" if low == high else f"{low:,}–{high:,}"
     return Problem(
-        severity=WARNING, kind=FEW_ROWS, day=run.day, file=d.name, rescue_by=run.rescue_by,
+        severity=WARNING, kind=FEW_ROWS, day=run.day, file=d.name, rescue_by=report.rescue_by(run.day),
         delete_on=run.delete_on,
         message=f"'{d.name}' has {d.rows:,} row{'s' if d.rows != 1 else ''} for loans of "
-        f"{fmt_day(run.covered_day, today)}; a {weekday} usually has {usual_text} (median "
+        f"{fmt_day(covered, today)}; a {weekday} usually has {usual_text} (median "
         f"{median:,g} over the last {len(history)} {weekday}s, warned below {share:.0%})",
         next_step=_content_step(report, run, "whether it timed out or a filter narrowed it", today),
     )
 
 
-def _file_problems(report, d: Delivery, today: date, tz: tzinfo, timing: Timing) -> list[Problem]:
+def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, timing: Timing) -> list[Problem]:
     out: list[Problem] = []
-    delete_on = d.delivered_at.astimezone(tz).date() + timedelta(days=report.retention_days)
-    run_day = timing.run_day_of(d.delivered_at)
+    delete_on = report.delete_on(d.delivered_at, tz)
+    run_day = report.run_day_of(d.delivered_at, timing)
     covered = report.covered_day(run_day)
+    rescue_by = report.rescue_by(run_day)
     if not d.downloaded and not d.on_server:
         out.append(Problem(
-            severity=CRITICAL, kind="lost", day=run_day, file=d.name, delete_on=delete_on,
+            severity=CRITICAL, kind=ProblemKind.LOST, day=run_day, file=d.name, delete_on=delete_on,
             message=f"'{d.name}' was never downloaded and is gone from the server",
-            next_step=_rerun_step(
-                report.name, covered, covered + timedelta(days=report.anonymize_days), today
-            ) + "; run 'report-keeper sync' daily (e.g. from cron) so it does not happen again",
+            next_step=_rerun_step(report.name, covered, rescue_by, today)
+            + "; run 'report-keeper sync' daily (e.g. from cron) so it does not happen again",
         ))
-    elif d.downloaded and d.extra.get("local_state") == "missing-locally":
+    elif d.downloaded and d.local_state == LocalState.MISSING_LOCALLY:
         where = d.local_path or "its place in local_dir"
         if not d.on_server:
             out.append(Problem(
-                severity=CRITICAL, kind="lost", day=run_day, file=d.name, delete_on=delete_on,
+                severity=CRITICAL, kind=ProblemKind.LOST, day=run_day, file=d.name, delete_on=delete_on,
                 message=f"The copy of '{d.name}' is no longer at '{where}' (moved, deleted or "
                 "damaged) and the server has deleted the file: no copy is left",
                 next_step=f"Put the file back at '{where}' from a backup or wherever it was moved; "
-                "if there is no copy, " + _lower_first(_rerun_step(
-                    report.name, covered, covered + timedelta(days=report.anonymize_days), today)),
+                "if there is no copy, " + _lower_first(_rerun_step(report.name, covered, rescue_by, today)),
             ))
         else:
             out.append(Problem(
-                severity=WARNING, kind="missing-locally", day=run_day, file=d.name,
+                severity=WARNING, kind=ProblemKind.MISSING_LOCALLY, day=run_day, file=d.name,
                 delete_on=delete_on,
                 message=f"The copy of '{d.name}' is no longer at '{where}' (moved, deleted or "
                 f"damaged); the server still has it until {fmt_day(delete_on, today)}",
@@ -724,22 +735,24 @@ def _file_problems(report, d: Delivery, today: date, tz: tzinfo, timing: Timing)
         left = (delete_on - today).days
         when = "today" if left == 0 else (f"in {left} days" if left > 0 else f"{-left} days ago (overdue)")
         out.append(Problem(
-            severity=WARNING, kind="near-deletion", day=run_day, file=d.name, delete_on=delete_on,
-            message=f"'{d.name}' is not downloaded yet and the server deletes it on {fmt_day(delete_on, today)} ({when})",
+            severity=WARNING, kind=ProblemKind.NEAR_DELETION, day=run_day, file=d.name, delete_on=delete_on,
+            message=f"'{d.name}' is not downloaded yet and the server deletes it on "
+            f"{fmt_day(delete_on, today)} ({when})",
             next_step=f"Run 'report-keeper sync' (or press 'd' in the TUI) before {fmt_day(delete_on, today)}",
         ))
     changed_at = d.extra.get("changed_at")
-    if d.extra.get("local_state") == "changed":
+    if d.local_state == LocalState.CHANGED:
         out.append(Problem(
-            severity=WARNING, kind="changed", day=run_day, file=d.name, delete_on=delete_on,
+            severity=WARNING, kind=ProblemKind.CHANGED, day=run_day, file=d.name, delete_on=delete_on,
             message=f"The server's copy of '{d.name}' changed after it was downloaded; the new copy is not held yet",
-            next_step=f"Run 'report-keeper sync' before {fmt_day(delete_on, today)}: the new copy is kept beside the old one",
+            next_step=f"Run 'report-keeper sync' before {fmt_day(delete_on, today)}: the new copy is "
+            "kept beside the old one",
         ))
     elif (d.changed or d.verification == st.CHANGED) and (
         changed_at is None or (today - changed_at.astimezone(tz).date()).days <= CHANGED_DAYS
     ):
         out.append(Problem(
-            severity=WARNING, kind="changed", day=run_day, file=d.name, delete_on=delete_on,
+            severity=WARNING, kind=ProblemKind.CHANGED, day=run_day, file=d.name, delete_on=delete_on,
             message=f"The server's copy of '{d.name}' changed after it was downloaded",
             next_step="Both copies are kept side by side in the local folder; compare them and keep the right one",
         ))
@@ -760,11 +773,11 @@ def _human_delta(delta: timedelta) -> str:
     return f"{hours // 24} days"
 
 
-def content_problems_by_file(health: "HealthReport | None") -> dict[str, list[Problem]]:
+def content_problems_by_file(health: HealthReport | None) -> dict[str, list[Problem]]:
     """The content problems (stale, wrong-day, few-rows) of each file, by file name, in the
     order of ``CONTENT_KINDS``: what the Verify screen shows beside a file's status."""
     out: dict[str, list[Problem]] = {}
-    for r in getattr(health, "reports", ()) or ():
+    for r in health.reports if health is not None else ():
         for p in r.problems:
             if p.kind in CONTENT_KINDS and p.file:
                 out.setdefault(p.file, []).append(p)
@@ -773,7 +786,7 @@ def content_problems_by_file(health: "HealthReport | None") -> dict[str, list[Pr
     return out
 
 
-def report_names(profile, deliveries: Iterable[Delivery]) -> list[str]:
+def report_names(profile: Profile, deliveries: Iterable[Delivery]) -> list[str]:
     """Configured reports first (config order), then every other report name in the history."""
     names = [r.name for r in profile.reports]
     for d in sorted(deliveries, key=lambda d: d.report):
@@ -783,7 +796,7 @@ def report_names(profile, deliveries: Iterable[Delivery]) -> list[str]:
 
 
 def evaluate(
-    profile,
+    profile: Profile,
     deliveries: Iterable[Delivery],
     *,
     now: datetime | None = None,

@@ -39,12 +39,11 @@ from __future__ import annotations
 
 import calendar
 from bisect import bisect_left
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Iterable, Sequence
 
-from tui.core import clock
-from tui.core import model
+from tui.core import clock, model
 from tui.core import status as st
 from tui.core.model import Problem, RunDay
 
@@ -256,11 +255,11 @@ def build_grid(runs: Iterable[RunDay], *, today: date, since: date | None = None
     for col in range(columns):
         for row in range(7):
             day = origin + timedelta(days=col * 7 + row)
-            run = by_day.get(day)
-            if run is not None:
+            found = by_day.get(day)
+            if found is not None:
                 kind = kinds[day]
-                shade = shade_of(run.rows, thresholds) if kind == OK else 0
-                cells.append(Cell(day, col, row, kind, shade, run))
+                shade = shade_of(found.rows, thresholds) if kind == OK else 0
+                cells.append(Cell(day, col, row, kind, shade, found))
             elif first <= day <= today:
                 cells.append(Cell(day, col, row, NOT_EXPECTED))
             else:
@@ -354,7 +353,8 @@ def day_detail(
             left = ""
             if today is not None:
                 n = (run.rescue_by - today).days
-                left = f" (in {n} days)" if n > 1 else (" (tomorrow)" if n == 1 else (" (today)" if n == 0 else " (passed)"))
+                left = (f" (in {n} days)" if n > 1 else " (tomorrow)" if n == 1
+                        else " (today)" if n == 0 else " (passed)")
             facts.append(("Rescue by", _fmt_day(run.rescue_by) + left))
         if run.delete_on is not None:
             left = ""
@@ -396,5 +396,6 @@ def legend() -> list[tuple[str, str, str]]:
 
 
 def run_day_at(moment: datetime, tz: tzinfo) -> date:
-    """The local date of an aware instant (for callers mapping deliveries to cells)."""
+    """The calendar day (the cell) of an aware instant in the library's zone. Not a delivery's
+    run day: a delivery after midnight may belong to the day before (``Timing.run_day_of``)."""
     return moment.astimezone(tz).date()

@@ -36,13 +36,15 @@ import json
 import logging
 import os
 import resource
+import select
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, TypedDict
 
 log = logging.getLogger("report_keeper.isolation")
 
@@ -98,9 +100,13 @@ def _package_root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
+#: A worker's reply to one job (JSON: ``{"ok": true, "result": ...}`` or the failure's kind).
+Reply = dict[str, object]
+
+
 class _Worker:
     def __init__(self, memory_limit: int) -> None:
-        import subprocess  # here, not at the top: workers import this module too, and start faster
+        import subprocess  # noqa: PLC0415 - workers import this module too, and start faster without it
 
         env = dict(os.environ)
         root = _package_root()
@@ -118,22 +124,24 @@ class _Worker:
         self.pid = self.proc.pid
         self.jobs = 0
         self._stderr = b""
+        assert self.proc.stdin is not None and self.proc.stdout is not None and self.proc.stderr is not None
+        self._in: IO[bytes] = self.proc.stdin
+        self._out: IO[bytes] = self.proc.stdout
+        self._err: IO[bytes] = self.proc.stderr
 
     # -- one job
-    def run(self, line: bytes, time_limit: float, cancel: Callable[[], bool] | None = None) -> dict:
+    def run(self, line: bytes, time_limit: float, cancel: Callable[[], bool] | None = None) -> Reply:
         """Send one job line and wait for its reply; raises ``WorkerFailed`` (worker gone) or
         ``Cancelled`` (``cancel()`` became true: the worker is killed, it may be mid-parse)."""
-        import select
-
         deadline = time.monotonic() + time_limit
         self.jobs += 1
         try:
-            self.proc.stdin.write(line)
-            self.proc.stdin.flush()
+            self._in.write(line)
+            self._in.flush()
         except (BrokenPipeError, OSError):
             self.kill()
             raise _NotDelivered() from None  # it died before this job: not this file's doing
-        out_fd, err_fd = self.proc.stdout.fileno(), self.proc.stderr.fileno()
+        out_fd, err_fd = self._out.fileno(), self._err.fileno()
         poller = select.poll()
         poller.register(out_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         poller.register(err_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
@@ -173,14 +181,14 @@ class _Worker:
                         if not isinstance(reply, dict):
                             self.kill()
                             raise WorkerFailed(Failure(CRASH, "unexpected reply"))
-                        return reply
+                        return {str(k): v for k, v in reply.items()}
                     if len(buf) > MAX_REPLY_BYTES:
                         self.kill()
                         raise WorkerFailed(Failure(CRASH, "reply too large"))
 
     def _death(self) -> Failure:
         """The worker closed its output: wait for it and say why it ended."""
-        import subprocess
+        import subprocess  # noqa: PLC0415 - see __init__
 
         try:
             code = self.proc.wait(timeout=5)
@@ -188,7 +196,7 @@ class _Worker:
             self.kill()
             code = self.proc.returncode
         try:  # whatever it managed to write before dying (bounded)
-            rest = _read(self.proc.stderr.fileno(), nonblocking=True)
+            rest = _read(self._err.fileno(), nonblocking=True)
             self._stderr = (self._stderr + rest)[-STDERR_TAIL:]
         except OSError:
             pass
@@ -214,7 +222,7 @@ class _Worker:
             self.proc.kill()
         except OSError:
             pass
-        import subprocess
+        import subprocess  # noqa: PLC0415 - see __init__
 
         try:
             self.proc.wait(timeout=10)
@@ -228,7 +236,7 @@ class _Worker:
         self.kill()
 
     def close_pipes(self) -> None:
-        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+        for pipe in (self._in, self._out, self._err):
             try:
                 pipe.close()
             except OSError:
@@ -283,9 +291,9 @@ class WorkerPool:
 
     # ------------------------------------------------------------------ public
     def call(
-        self, op: str, args: dict[str, Any], *, time_limit: float | None = None,
+        self, op: str, args: Mapping[str, object], *, time_limit: float | None = None,
         cancel: Callable[[], bool] | None = None,
-    ) -> dict:
+    ) -> Reply:
         """Run ``op`` in a worker; the worker's reply (a dict). Raises ``WorkerFailed`` when the
         worker died or ran out of time (it is replaced), ``PoolClosed`` after ``close`` and
         ``Cancelled`` when ``cancel()`` turned true while the job ran."""
@@ -299,7 +307,7 @@ class WorkerPool:
                 continue
         raise WorkerFailed(Failure(CRASH, "no worker would take the job"))
 
-    def _run(self, worker: _Worker, line: bytes, limit: float, cancel: Callable[[], bool] | None) -> dict:
+    def _run(self, worker: _Worker, line: bytes, limit: float, cancel: Callable[[], bool] | None) -> Reply:
         healthy = False
         try:
             reply = worker.run(line, limit, cancel)
@@ -321,7 +329,7 @@ class WorkerPool:
     def prestart(self, n: int | None = None) -> None:
         """Start up to ``n`` (default: all) workers now, so their start-up overlaps other work."""
         want = self.size if n is None else max(0, min(n, self.size))
-        started = []
+        started: list[_Worker | None] = []
         with self._cond:
             while not self._closed and len(self._idle) + len(self._busy) + self._starting + len(started) < want:
                 started.append(None)
@@ -425,16 +433,22 @@ class WorkerPool:
 
 _SHARED: WorkerPool | None = None
 _SHARED_LOCK = threading.Lock()
-_SETTINGS: dict[str, Any] = {}
+class _Settings(TypedDict, total=False):
+    memory_limit: int
+    time_limit: float
+    size: int
+
+
+_SETTINGS: _Settings = {}
 
 
 def configure(
     *, memory_limit: int | None = None, time_limit: float | None = None, size: int | None = None
 ) -> None:
     """Set the shared pool's limits; None means the default. A running pool is replaced."""
-    global _SHARED
+    global _SHARED, _SETTINGS
     with _SHARED_LOCK:
-        _SETTINGS.clear()
+        _SETTINGS = {}
         if memory_limit is not None:
             _SETTINGS["memory_limit"] = int(memory_limit)
         if time_limit is not None:
@@ -470,8 +484,9 @@ def _register_exit_hook() -> None:
     executor's) would otherwise hold the exit up until its job's time limit. Threading's own
     exit hooks run in reverse order, so registering after ``concurrent.futures.thread`` (which
     joins its threads from such a hook) puts ours first."""
-    import concurrent.futures.thread  # noqa: F401 - its hook must be registered before ours
+    import concurrent.futures.thread  # noqa: F401, PLC0415 - its hook must be registered before ours
 
+    # A private function of threading (no public way to run before it joins threads).
     hook = getattr(threading, "_register_atexit", None)
     if hook is not None:
         try:
@@ -500,22 +515,29 @@ def _worker_main(argv: list[str]) -> int:
     product.addHandler(logging.NullHandler())
     product.propagate = False
 
-    from tui.core import validate
+    # Both import this module (a cycle at import time): loaded here, in the worker.
+    from tui.core import export_read, validate  # noqa: PLC0415 - see above
 
     validate.warm_up()
-    from tui.core import export_read
-
-    ops = {"verify": validate.worker_verify, "preview": validate.worker_preview,
-           "table": export_read.worker_table}
     out = sys.stdout.buffer
     for raw in sys.stdin.buffer:
         if os.getppid() != parent:
             return 0  # the parent is gone: nobody wants the answer
         try:
             job = json.loads(raw)
-            op = ops[job["op"]]
+            op, args = job["op"], job["args"]
+            if op not in ("verify", "preview", "table"):
+                raise KeyError(op)
             _cpu_limit(float(job.get("seconds") or DEFAULT_TIME_LIMIT))
-            reply = {"ok": True, "result": op(**job["args"])}
+            result: object
+            match op:
+                case "verify":
+                    result = validate.worker_verify(**args)
+                case "preview":
+                    result = validate.worker_preview(**args)
+                case _:
+                    result = export_read.worker_table(**args)
+            reply: dict[str, object] = {"ok": True, "result": result}
         except MemoryError:
             out.write(b'{"ok": false, "kind": "memory"}\n')
             out.flush()

@@ -41,29 +41,29 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
+import stat as statmod
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import NotRequired, TypedDict
+
+from platformdirs import user_data_dir
 
 from tui.core import clock
+from tui.core.config import ReportConfig
 from tui.core.content import CONTENT_VERSION, DateCoverage
-from tui.core.model import Delivery, RemoteFile, VerifyResult
+from tui.core.model import Delivery, LocalState, RemoteFile, VerifyResult
+from tui.core.status import VerifyStatus
 
 log = logging.getLogger("report_keeper.ledger")
 
 APP_NAME = "report-keeper"
 
-# Local states of a remote file (SPEC / TUI "Remote" screen).
-NEW = "new"
-DOWNLOADED = "downloaded"
-CHANGED = "changed"
-PARTIAL = "partial"
-#: Downloaded, but the copy is no longer on the local disk with its recorded size.
-MISSING_LOCALLY = "missing-locally"
 
 MIGRATIONS: list[str] = [
     # 1: the first schema.
@@ -230,12 +230,46 @@ class LedgerError(Exception):
     """The ledger cannot be opened or written; ``str()`` says what to do."""
 
 
+#: What a ledger call may raise: a ``LedgerError`` (written for people), an sqlite3 error of a
+#: damaged or locked file, or a ``ValueError`` for a stored value that cannot be read back.
+LEDGER_ERRORS: tuple[type[Exception], ...] = (LedgerError, sqlite3.Error, ValueError)
+
+
 def default_path(profile: str = "default") -> Path:
     """``<user data dir>/report-keeper/ledger-<profile>.sqlite3``."""
-    from platformdirs import user_data_dir
-
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in profile) or "default"
     return Path(user_data_dir(APP_NAME, appauthor=False)) / f"ledger-{safe}.sqlite3"
+
+
+class ExportSource(TypedDict):
+    """One file an export read: its rows were exported (``role`` "rows"), it stood for an
+    empty or closed day ("empty"), or a better copy of its day won ("superseded")."""
+
+    sha256: str
+    name: str
+    report: str
+    run_day: str
+    role: str
+    rows: int | None
+
+
+class ExportRecord(TypedDict):
+    """One recorded export (:meth:`Ledger.exports`)."""
+
+    id: int
+    at: datetime
+    out: str
+    format: str
+    reports: list[str]
+    since: str | None
+    until: str | None
+    pseudonymized: bool
+    pseudonymized_columns: list[str]
+    key_id: str | None
+    rows: int
+    files: int
+    status: str
+    sources: list[ExportSource]
 
 
 #: Bump when the validator's behaviour changes, so cached results are not reused.
@@ -243,29 +277,29 @@ VERIFY_CACHE_VERSION = "3"  # 2: workbooks read in limited workers; columns by p
 #                             3: row fingerprints and date coverage; wrong-day; the scheduled run day
 
 
-def verification_context(report: Any, delivered_at: datetime | None, *, judge_day: bool = True) -> str:
+def verification_context(report: ReportConfig | None, delivered_at: datetime | None,
+                         run_day: date | None = None, *, judge_day: bool = True) -> str:
     """What a verification result depends on besides the bytes: the cache key's other half.
 
-    ``report`` is a ``ReportConfig`` (or None for the defaults); the covered loan day and
-    whether it is closed come from ``delivered_at`` and ``lag_days``.
+    ``report`` is a ``ReportConfig`` (None: the defaults). The covered loan day, and whether
+    it is closed, belong to the delivery's run: ``run_day`` when the caller knows it from the
+    report's history, else ``report.run_day_of(delivered_at)``.
     """
-    from tui.core.validate import covered_day_of
-
-    covered = covered_day_of(report, delivered_at)
+    covered: date | None = None
     closed = False
-    if covered is not None:
-        check = getattr(report, "is_closed", None)
-        closed = bool(check(covered)) if check else False
+    if delivered_at is not None and report is not None:
+        covered = report.covered_day(run_day or report.run_day_of(delivered_at))
+        closed = report.is_closed(covered)
     key = {
         "v": VERIFY_CACHE_VERSION,
-        "report": getattr(report, "name", None),
+        "report": report.name if report is not None else None,
         "expected_columns": [" ".join(c.split()).casefold()
-                             for c in (getattr(report, "expected_columns", ()) or ())],
-        "min_rows": getattr(report, "min_rows", None),
-        "anonymize_days": getattr(report, "anonymize_days", None),
+                             for c in (report.expected_columns if report is not None else ())],
+        "min_rows": report.min_rows if report is not None else None,
+        "anonymize_days": report.anonymize_days if report is not None else None,
         "covered": covered.isoformat() if covered else None,
         "closed": closed,
-        "date_column": getattr(report, "date_column", None),
+        "date_column": report.date_column if report is not None else None,
         "judge_day": judge_day,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
@@ -276,11 +310,16 @@ def _ts(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise ValueError("the ledger stores aware datetimes only")
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _at(value: str) -> datetime:
+    """A time of a NOT NULL column."""
+    return datetime.fromisoformat(value)
 
 
 @dataclass(frozen=True)
@@ -293,6 +332,43 @@ class Download:
     sha256: str
     local_path: str
     downloaded_at: datetime
+
+
+class Partial(TypedDict):
+    """A transfer that stopped with a part file (``Ledger.partials``)."""
+
+    size: int
+    mtime: datetime | None
+    part_path: str
+    bytes_done: int
+    updated_at: datetime
+
+
+class DownloadRow(TypedDict):
+    """One row of :meth:`Ledger.record_downloads` (the arguments of ``record_download``)."""
+
+    name: str
+    size: int
+    sha256: str
+    local_path: str | Path
+    mtime: NotRequired[datetime | None]
+    when: NotRequired[datetime | None]
+
+
+class AlertRow(TypedDict):
+    """What one alert channel was told about one condition (``tui.core.alerts``); ``id`` None:
+    not stored yet. Days and times are ISO 8601 text."""
+
+    id: int | None
+    report: str
+    kind: str
+    first_day: str | None
+    last_day: str | None
+    file: str | None
+    severity: str
+    state: str  # open | closed
+    sent_at: str
+    reminded_for: str | None
 
 
 @dataclass(frozen=True)
@@ -346,7 +422,7 @@ class Ledger:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: str | Path | None = None, profile: str = "default") -> "Ledger":
+    def open(cls, path: str | Path | None = None, profile: str = "default") -> Ledger:
         """Open (creating and migrating as needed) the ledger at ``path``.
 
         ``path=None`` uses :func:`default_path` for ``profile``; ``":memory:"`` is allowed
@@ -412,10 +488,10 @@ class Ledger:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @contextmanager
@@ -477,7 +553,7 @@ class Ledger:
     def integrity_ok(self) -> bool:
         """``PRAGMA integrity_check`` passes."""
         with self._lock:
-            return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            return bool(self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     def _p(self, profile: str | None) -> str:
         return profile if profile is not None else self.profile
@@ -658,9 +734,6 @@ class Ledger:
         back; one found under the same file name in ``local_dir`` (the folder was moved and
         the profile updated) has its path updated instead. Writes only when something changed.
         """
-        import os
-        import stat as statmod
-
         profile = self._p(profile)
         with self._lock:
             rows = self._conn.execute(
@@ -678,8 +751,11 @@ class Ledger:
             return statmod.S_ISREG(info.st_mode) and info.st_size == size
 
         base = Path(local_dir).expanduser() if local_dir is not None else None
-        missing, newly, back, relocated = [], [], [], []
-        updates: list[tuple] = []
+        missing: list[tuple[str, str]] = []
+        newly: list[str] = []
+        back: list[str] = []
+        relocated: list[tuple[str, str]] = []
+        updates: list[tuple[str, tuple[object, ...]]] = []
         when_s = _ts(when or clock.now())
         for id_, name, size, path, missing_since in rows:
             if present(path, size):
@@ -706,7 +782,7 @@ class Ledger:
                      len(missing), len(newly), len(back), len(relocated))
         return LocalCheck(tuple(missing), tuple(newly), tuple(back), tuple(relocated))
 
-    def record_downloads(self, rows: Sequence[dict], profile: str | None = None) -> None:
+    def record_downloads(self, rows: Sequence[DownloadRow], profile: str | None = None) -> None:
         """Many :meth:`record_download` calls in one transaction (keys as its arguments)."""
         profile = self._p(profile)
         now_s = _ts(clock.now())
@@ -772,27 +848,23 @@ class Ledger:
                 " ORDER BY id DESC LIMIT 1",
                 (sha256, context, CONTENT_VERSION),
             ).fetchone()
-        if row is None:
-            return None
-        result = _verify_from_row(row)
-        if path is not None or name is not None:
-            from dataclasses import replace
-
+        result = _verify_from_row(row) if row is not None else None
+        if result is not None and (path is not None or name is not None):
             result = replace(result, path=path or result.path, name=name or result.name)
         return result
 
     def downloads(self, name: str | None = None, profile: str | None = None) -> list[Download]:
         """Completed downloads, oldest first (of one remote name when given)."""
         sql = "SELECT name, size, mtime, sha256, local_path, downloaded_at FROM downloads WHERE profile = ?"
-        args: list = [self._p(profile)]
+        args: list[str] = [self._p(profile)]
         if name is not None:
             sql += " AND name = ?"
             args.append(name)
         with self._lock:
             rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [Download(r[0], r[1], _dt(r[2]), r[3], r[4], _dt(r[5])) for r in rows]
+        return [Download(r[0], r[1], _dt(r[2]), r[3], r[4], _at(r[5])) for r in rows]
 
-    def partials(self, profile: str | None = None) -> dict[str, dict]:
+    def partials(self, profile: str | None = None) -> dict[str, Partial]:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT name, size, mtime, part_path, bytes_done, updated_at FROM partials"
@@ -800,8 +872,8 @@ class Ledger:
                 (self._p(profile),),
             ).fetchall()
         return {
-            r[0]: {"size": r[1], "mtime": _dt(r[2]), "part_path": r[3], "bytes_done": r[4],
-                   "updated_at": _dt(r[5])}
+            r[0]: Partial(size=r[1], mtime=_dt(r[2]), part_path=r[3], bytes_done=r[4],
+                          updated_at=_at(r[5]))
             for r in rows
         }
 
@@ -814,7 +886,7 @@ class Ledger:
                 " ORDER BY first_seen, name",
                 (profile,),
             ).fetchall()
-        out = [Refusal(r[0], r[1], _dt(r[2]), _dt(r[3])) for r in rows]
+        out = [Refusal(r[0], r[1], _at(r[2]), _at(r[3])) for r in rows]
         if current:
             latest = self.last_listing(profile)
             out = [r for r in out if r.last_seen == latest]
@@ -828,8 +900,8 @@ class Ledger:
             ).fetchone()
         return _dt(row[0]) if row else None
 
-    def local_states(self, profile: str | None = None) -> dict[str, str]:
-        """``{name: "new"|"downloaded"|"changed"|"partial"}`` for every known remote file."""
+    def local_states(self, profile: str | None = None) -> dict[str, LocalState]:
+        """The :class:`LocalState` of every known remote file, by name."""
         profile = self._p(profile)
         with self._lock:
             remote = self._conn.execute(
@@ -851,7 +923,7 @@ class Ledger:
             out[name] = _state(size, mtime, dsize, dmtime, name in partial, missing)
         return out
 
-    def local_state(self, name: str, profile: str | None = None) -> str:
+    def local_state(self, name: str, profile: str | None = None) -> LocalState:
         """Local state of one remote file: new, downloaded, changed or partial.
 
         ``changed``: the server's current copy differs (size or mtime) from the latest
@@ -873,8 +945,8 @@ class Ledger:
             ).fetchone()
         if r is None:
             if d is not None:
-                return MISSING_LOCALLY if d[2] is not None else DOWNLOADED
-            return PARTIAL if p else NEW
+                return LocalState.MISSING_LOCALLY if d[2] is not None else LocalState.DOWNLOADED
+            return LocalState.PARTIAL if p else LocalState.NEW
         return _state(r[0], r[1], d[0] if d else None, d[1] if d else None, p is not None,
                       bool(d and d[2] is not None))
 
@@ -891,7 +963,7 @@ class Ledger:
             "SELECT name, report, delivered_at, size, mtime, first_seen, last_seen, gone_at,"
             " changed_at FROM remote_files WHERE profile = ?"
         )
-        args: list = [profile]
+        args: list[str] = [profile]
         if report is not None:
             sql += " AND report = ?"
             args.append(report)
@@ -899,7 +971,7 @@ class Ledger:
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
             # Latest download per name and how many: one ordered pass (no correlated joins).
-            latest: dict[str, tuple] = {}
+            latest: dict[str, tuple[int, str | None, str, str, str, str | None]] = {}
             count: dict[str, int] = {}
             for d in self._conn.execute(
                 "SELECT name, size, mtime, sha256, local_path, downloaded_at, missing_since"
@@ -911,7 +983,10 @@ class Ledger:
             partial = {
                 r[0] for r in self._conn.execute("SELECT name FROM partials WHERE profile = ?", (profile,))
             }
-            verifs: dict[str, tuple] = {}
+            # status, rows, message, header_row, columns, fingerprint, date_column, dates,
+            # content_version
+            verifs: dict[str, tuple[str, int | None, str, int | None, str, str | None, str | None,
+                                    str | None, int | None]] = {}
             for v in self._conn.execute(
                 "SELECT sha256, status, rows, message, header_row, columns, fingerprint,"
                 " date_column, dates, content_version FROM verifications"
@@ -929,17 +1004,17 @@ class Ledger:
                 Delivery(
                     name=name,
                     report=rep,
-                    delivered_at=_dt(delivered_at),
+                    delivered_at=_at(delivered_at),
                     size=size,
                     mtime=_dt(mtime),
-                    first_seen=_dt(first_seen),
-                    last_seen=_dt(last_seen),
+                    first_seen=_at(first_seen),
+                    last_seen=_at(last_seen),
                     on_server=gone_at is None,
                     gone_at=_dt(gone_at),
                     downloaded_at=_dt(downloaded_at),
                     local_path=local_path,
                     sha256=sha,
-                    verification=v[0] if v else None,
+                    verification=_status(v[0]) if v else None,
                     rows=v[1] if v else None,
                     message=v[2] if v else "",
                     changed=changed_at is not None,
@@ -969,18 +1044,18 @@ class Ledger:
         return [d for d in self.deliveries(profile=profile) if d.extra["lost"]]
 
     # ------------------------------------------------------------------ alerts
-    def alert_rows(self, channel: str, profile: str | None = None) -> list[dict[str, Any]]:
+    def alert_rows(self, channel: str, profile: str | None = None) -> list[AlertRow]:
         """What ``channel`` has been told (see ``tui.core.alerts``), oldest first."""
         with self._lock:
-            cur = self._conn.execute(
+            rows = self._conn.execute(
                 "SELECT id, report, kind, first_day, last_day, file, severity, state, sent_at,"
-                " reminded_for, updated_at FROM alerts WHERE profile = ? AND channel = ? ORDER BY id",
+                " reminded_for FROM alerts WHERE profile = ? AND channel = ? ORDER BY id",
                 (self._p(profile), channel),
-            )
-            names = [c[0] for c in cur.description]
-            return [dict(zip(names, row)) for row in cur.fetchall()]
+            ).fetchall()
+        return [AlertRow(id=r[0], report=r[1], kind=r[2], first_day=r[3], last_day=r[4], file=r[5],
+                         severity=r[6], state=r[7], sent_at=r[8], reminded_for=r[9]) for r in rows]
 
-    def save_alert_rows(self, channel: str, rows: Sequence[dict[str, Any]],
+    def save_alert_rows(self, channel: str, rows: Sequence[AlertRow],
                         delete_ids: Iterable[int] = (), profile: str | None = None) -> None:
         """After a successful send: upsert ``rows`` (by ``id``; no id: new) and drop ``delete_ids``."""
         profile = self._p(profile)
@@ -989,8 +1064,9 @@ class Ledger:
                 "reminded_for")
         with self._write() as conn:
             for row in rows:
-                values = [row.get(c) for c in cols]
-                if row.get("id") is None:
+                values = [row["report"], row["kind"], row["first_day"], row["last_day"], row["file"],
+                          row["severity"], row["state"], row["sent_at"], row["reminded_for"]]
+                if row["id"] is None:
                     conn.execute(
                         f"INSERT INTO alerts (profile, channel, {', '.join(cols)}, updated_at)"
                         f" VALUES (?, ?, {', '.join('?' * len(cols))}, ?)",
@@ -1028,18 +1104,18 @@ class Ledger:
                 " message, sheet, missing_columns, fingerprint, date_column, dates FROM verifications"
                 " WHERE sha256 IS NOT NULL ORDER BY id"
             ):
-                if row[0] in wanted:
-                    out[row[0]] = _verify_from_row(row[1:])
+                result = _verify_from_row(row[1:]) if row[0] in wanted else None
+                if result is not None:
+                    out[row[0]] = result
         return out
 
     def record_export(
         self, *, out: str, format: str, reports: Sequence[str], since: str | None,
         until: str | None, pseudonymized_columns: Sequence[str] | None, key_id: str | None,
-        rows: int, files: int, status: str, sources: Iterable[dict[str, Any]],
+        rows: int, files: int, status: str, sources: Iterable[ExportSource],
         when: datetime | None = None, profile: str | None = None,
     ) -> int:
-        """Record one written export and its sources (dicts with ``sha256``, ``name``,
-        ``report``, ``run_day``, ``role``, ``rows``); ``pseudonymized_columns`` None: the
+        """Record one written export and its sources; ``pseudonymized_columns`` None: the
         export was not pseudonymized. Returns the export's id."""
         with self._write() as conn:
             cur = conn.execute(
@@ -1056,39 +1132,39 @@ class Ledger:
             conn.executemany(
                 "INSERT OR IGNORE INTO export_sources (export_id, sha256, name, report, run_day,"
                 " role, rows) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(export_id, s["sha256"], s["name"], s["report"], s["run_day"], s["role"], s.get("rows"))
+                [(export_id, s["sha256"], s["name"], s["report"], s["run_day"], s["role"], s["rows"])
                  for s in sources],
             )
         return export_id
 
-    def exports(self, profile: str | None = None) -> list[dict[str, Any]]:
+    def exports(self, profile: str | None = None) -> list[ExportRecord]:
         """Every recorded export of the profile, oldest first, each with its ``sources``."""
         with self._lock:
-            cur = self._conn.execute(
+            found = self._conn.execute(
                 "SELECT id, at, out, format, reports, since, until, pseudonymized,"
                 " pseudonymized_columns, key_id, rows, files, status FROM exports"
                 " WHERE profile = ? ORDER BY id",
                 (self._p(profile),),
-            )
-            names = [c[0] for c in cur.description]
-            rows = [dict(zip(names, r)) for r in cur.fetchall()]
-            sources: dict[int, list[dict[str, Any]]] = {}
+            ).fetchall()
+            sources: dict[int, list[ExportSource]] = {}
             for r in self._conn.execute(
                 "SELECT s.export_id, s.sha256, s.name, s.report, s.run_day, s.role, s.rows"
                 " FROM export_sources s JOIN exports e ON e.id = s.export_id WHERE e.profile = ?"
                 " ORDER BY s.export_id, s.run_day, s.name",
                 (self._p(profile),),
             ):
-                sources.setdefault(r[0], []).append(
-                    {"sha256": r[1], "name": r[2], "report": r[3], "run_day": r[4], "role": r[5], "rows": r[6]}
-                )
-        for row in rows:
-            row["at"] = _dt(row["at"])
-            row["reports"] = json.loads(row["reports"])
-            row["pseudonymized"] = bool(row["pseudonymized"])
-            row["pseudonymized_columns"] = json.loads(row["pseudonymized_columns"])
-            row["sources"] = sources.get(row["id"], [])
-        return rows
+                sources.setdefault(r[0], []).append(ExportSource(
+                    sha256=r[1], name=r[2], report=r[3], run_day=r[4], role=r[5], rows=r[6],
+                ))
+        return [
+            ExportRecord(
+                id=r[0], at=_at(r[1]), out=r[2], format=r[3], reports=json.loads(r[4]),
+                since=r[5], until=r[6], pseudonymized=bool(r[7]),
+                pseudonymized_columns=json.loads(r[8]), key_id=r[9], rows=r[10], files=r[11],
+                status=r[12], sources=sources.get(r[0], []),
+            )
+            for r in found
+        ]
 
     def exported_sha256s(self, profile: str | None = None, roles: Sequence[str] = ("rows", "empty")) -> set[str]:
         """Contents some export of the profile has included (by default: their rows, or as an
@@ -1114,15 +1190,29 @@ class Ledger:
             }
 
 
-def _state(size, mtime, dsize, dmtime, partial: bool, missing: bool = False) -> str:
+def _state(size: int, mtime: str | None, dsize: int | None, dmtime: str | None, partial: bool,
+           missing: bool = False) -> LocalState:
     if dsize is None:
-        return PARTIAL if partial else NEW
+        return LocalState.PARTIAL if partial else LocalState.NEW
     if dsize != size or dmtime != mtime:
-        return PARTIAL if partial else CHANGED
-    return MISSING_LOCALLY if missing else DOWNLOADED
+        return LocalState.PARTIAL if partial else LocalState.CHANGED
+    return LocalState.MISSING_LOCALLY if missing else LocalState.DOWNLOADED
 
 
-def _coverage(column: str | None, dates: str | None):
+def _status(value: str) -> VerifyStatus | None:
+    """A stored validator status (None for a word this release does not know)."""
+    try:
+        return VerifyStatus(value)
+    except ValueError:
+        return None
+
+
+#: A verifications row as ``cached_verification`` selects it.
+_VerifyRow = tuple[str, str, str | None, str | None, str, int | None, int | None, str, str, str | None, str,
+                   str | None, str | None, str | None]
+
+
+def _coverage(column: str | None, dates: str | None) -> DateCoverage | None:
     """The stored date coverage (None when absent or unreadable)."""
     if column is None or not dates:
         return None
@@ -1132,15 +1222,18 @@ def _coverage(column: str | None, dates: str | None):
         return None
 
 
-def _verify_from_row(row) -> VerifyResult:
+def _verify_from_row(row: _VerifyRow) -> VerifyResult | None:
     (path, name, report, delivered_at, status, rows, header_row, columns, message, sheet,
      missing, fingerprint, date_column, dates) = row
+    known = _status(status)
+    if known is None:
+        return None
     return VerifyResult(
         path=path,
         name=name,
         report=report,
         delivered_at=_dt(delivered_at),
-        status=status,
+        status=known,
         rows=rows,
         header_row=header_row,
         columns=tuple(json.loads(columns)),

@@ -1,9 +1,10 @@
 """Local reports: find every report in the local folder and verify it, with the ledger's cache.
 
-Used by the Verify screen (in a thread worker) and usable from headless code. A result is
-cached in the ledger by the file's sha256 plus what it depends on besides the bytes (the
-report's expected columns, min_rows, whether the covered day is closed), so re-running over
-unchanged files is near-instant. Workbooks are read by the shared pool of worker processes
+Used by the Verify screen (in a thread worker, through the app) and by ``sync``
+(:func:`verify_cached`). A result is cached in the ledger by the file's sha256 plus what it
+depends on besides the bytes (``tui.core.ledger.verification_context``: the report's expected
+columns, min_rows, the covered day and whether it is closed), so re-running over unchanged
+files is near-instant. Workbooks are read by the shared pool of worker processes
 (``tui.core.isolation``): a file that crashes its reader is marked unreadable and cannot take
 the caller down. Something with a report's name that is not a regular file (a named pipe, a
 device) is listed, never opened for reading.
@@ -15,14 +16,19 @@ import hashlib
 import logging
 import os
 import stat
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
 
+from tui.core import isolation
 from tui.core import status as st
-from tui.core.model import VerifyResult
-from tui.core.names import parse_name
+from tui.core.config import Profile, ReportConfig
+from tui.core.ledger import LEDGER_ERRORS, Ledger, verification_context
+from tui.core.model import Delivery, VerifyResult
+from tui.core.names import escape_name, parse_name
+from tui.core.validate import validate_file
 
 log = logging.getLogger("report_keeper.local_reports")
 
@@ -33,11 +39,19 @@ class LocalReport:
 
     path: Path
     name: str
-    report: Any  # tui.core.config.ReportConfig | None
+    report: ReportConfig | None
     report_name: str | None
     delivered_at: datetime | None
-    #: delivered_at is the delivery's time (ledger, file name), not just the copy's mtime
+    run_day: date | None = None  # the delivery's run, from the report's history when known
+    #: delivered_at is the delivery's time (ledger, file name), not just the copy's mtime: only
+    #: then is the day its rows describe judged (wrong-day)
     day_known: bool = True
+
+    @property
+    def context(self) -> str:
+        """Its verification cache key (the one ``sync`` uses for the same delivery)."""
+        return verification_context(self.report, self.delivered_at, self.run_day,
+                                    judge_day=self.day_known)
 
 
 @dataclass(frozen=True)
@@ -47,16 +61,19 @@ class VerifyOutcome:
     cached: bool  # came from the ledger's cache (not read again)
 
 
-def find_local_reports(folder: str | Path, profile: Any = None, ledger: Any = None) -> list[LocalReport]:
-    """Every ``.xlsx`` under ``folder`` (hidden and part files skipped), with its report and
-    delivery time: from the ledger when it knows the file, else from the name (or mtime)."""
+def find_local_reports(folder: str | Path, profile: Profile | None = None,
+                       ledger: Ledger | None = None) -> list[LocalReport]:
+    """Every ``.xlsx`` under ``folder`` (hidden and part files skipped), with its report, its
+    delivery time and its run: from the ledger when it knows the file, else from the name (or
+    mtime)."""
     root = Path(folder).expanduser()
-    known: dict[str, Any] = {}
+    known: dict[str, Delivery] = {}
     if ledger is not None:
         try:
             known = {d.name: d for d in ledger.deliveries()}
-        except Exception as exc:  # noqa: BLE001 - the list still works from names alone
+        except LEDGER_ERRORS as exc:  # the list still works from names alone
             log.warning("ledger deliveries unavailable for the verify list: %s", type(exc).__name__)
+    timings = profile.timings(known.values()) if profile is not None else {}
     items: list[LocalReport] = []
     try:
         paths = sorted(root.rglob("*"))
@@ -70,39 +87,29 @@ def find_local_reports(folder: str | Path, profile: Any = None, ledger: Any = No
         if path.suffix.lower() != ".xlsx" or path.is_dir():
             continue
         try:
-            mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+            mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         except OSError:
             continue
         delivery = known.get(path.name)
-        report_cfg = None
-        day_known = True
-        if profile is not None:
-            if delivery is not None:
-                report_cfg = profile.report_for(delivery.report)
-                delivered_at = delivery.delivered_at
-            else:
-                report_cfg, parsed = profile.classify(path.name, mtime)
-                delivered_at = parsed.delivered_at or mtime
-                day_known = parsed.source in ("name", "pattern")
-        else:
+        if profile is None:
             parsed = parse_name(path.name, mtime=mtime)
             delivered_at = delivery.delivered_at if delivery is not None else (parsed.delivered_at or mtime)
+            report_name = delivery.report if delivery is not None else (parsed.base or None)
             day_known = delivery is not None or parsed.source in ("name", "pattern")
-        report_name = getattr(report_cfg, "name", None) or (delivery.report if delivery else None)
-        if report_name is None and profile is None:
-            report_name = parse_name(path.name).base or None
-        if profile is not None and delivered_at is not None:
-            delivered_at = delivered_at.astimezone(profile.timezone)
-        items.append(LocalReport(path, path.name, report_cfg, report_name, delivered_at, day_known))
+            items.append(LocalReport(path, path.name, None, report_name, delivered_at, day_known=day_known))
+            continue
+        if delivery is not None:
+            report = profile.report_for(delivery.report)
+            delivered_at = delivery.delivered_at
+            day_known = True
+        else:
+            report, parsed = profile.classify(path.name, mtime)
+            delivered_at = parsed.delivered_at or mtime
+            day_known = parsed.source in ("name", "pattern")
+        delivered_at = delivered_at.astimezone(profile.timezone)
+        run_day = report.run_day_of(delivered_at, timings.get(report.name))
+        items.append(LocalReport(path, path.name, report, report.name, delivered_at, run_day, day_known))
     return items
-
-
-def cache_context(report: Any, delivered_at: datetime | None, *, judge_day: bool = True) -> str:
-    """What a verification result depends on besides the file's bytes: the ledger's cache key
-    (the same one ``sync`` uses, so files it verified come back from the cache here)."""
-    from tui.core.ledger import verification_context
-
-    return verification_context(report, delivered_at, judge_day=judge_day)
 
 
 def file_sha256(path: Path, cancelled: Callable[[], bool] | None = None) -> str | None:
@@ -110,7 +117,7 @@ def file_sha256(path: Path, cancelled: Callable[[], bool] | None = None) -> str 
     cancelled). A named pipe is never read: opening one to read would wait for a writer."""
     digest = hashlib.sha256()
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
         log.warning("cannot read %s for hashing: %s", path.name, exc.strerror or type(exc).__name__)
         return None
@@ -134,100 +141,111 @@ def file_sha256(path: Path, cancelled: Callable[[], bool] | None = None) -> str 
     return digest.hexdigest()
 
 
+def verify_cached(
+    path: Path,
+    report: ReportConfig | None,
+    delivered_at: datetime | None,
+    *,
+    ledger: Ledger | None,
+    sha256: str | None,
+    run_day: date | None = None,
+    judge_day: bool = True,
+    name: str | None = None,
+    report_name: str | None = None,
+    pool: isolation.WorkerPool | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> VerifyOutcome:
+    """Verify one local file: from the ledger's cache when these bytes (``sha256``) were
+    verified before under the same report settings and covered day, else with the validator,
+    recording the result for next time. Blocking (the workbook is read in a worker process of
+    ``pool``); ``sync`` and the Verify screen both verify through here. ``run_day`` and
+    ``judge_day`` as for ``validate_file``.
+
+    Without ``ledger`` or ``sha256`` nothing is cached. A cache that cannot be read or written
+    is a miss, never a failure. Raises ``isolation.PoolClosed`` like ``validate_file``.
+    """
+    context = verification_context(report, delivered_at, run_day, judge_day=judge_day)
+    if sha256 is not None and ledger is not None:
+        try:
+            cached = ledger.cached_verification(sha256, context, path=str(path), name=name)
+        except LEDGER_ERRORS as exc:
+            log.warning("verification cache unavailable: %s", type(exc).__name__)
+            cached = None
+        if cached is not None:
+            covered = None
+            if report is not None and delivered_at is not None:
+                covered = report.covered_day(run_day or report.run_day_of(delivered_at))
+            return VerifyOutcome(replace(cached, delivered_at=delivered_at, covered_day=covered), sha256, True)
+    result = validate_file(path, report, delivered_at, run_day=run_day, judge_day=judge_day, name=name,
+                           report_name=report_name, pool=pool, cancel=cancel)
+    if sha256 is not None and ledger is not None:
+        try:
+            ledger.record_verification(result, sha256=sha256, context=context)
+        except LEDGER_ERRORS as exc:  # the verdict stands; only the cache misses it
+            log.error("could not record the verification of %s: %s",
+                      escape_name(name or path.name), type(exc).__name__)
+    return VerifyOutcome(result, sha256, False)
+
+
 def verify_local(
     items: Sequence[LocalReport],
-    ledger: Any = None,
+    ledger: Ledger | None = None,
     *,
     progress: Callable[[int, int, str], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
-    pool: Any = None,
+    pool: isolation.WorkerPool | None = None,
 ) -> list[VerifyOutcome]:
-    """Verify ``items``, from the ledger's cache when the same bytes were verified in the same
-    context, else with the validator (and record the result). Stops early when ``cancelled()``
-    or when the worker pool is closed (the program is exiting); the outcomes so far come back
-    in the order of ``items``.
-
-    Files not in the cache are read by ``pool`` (default: the shared pool), as many at a time
-    as it has workers. The ledger is only touched from the calling thread."""
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
-    from tui.core import isolation
-    from tui.core.validate import covered_day_of, validate_file
-
+    """Verify ``items`` with :func:`verify_cached`, as many at a time as ``pool`` (default:
+    the shared pool) has workers. Stops early when ``cancelled()`` or when the worker pool is
+    closed (the program is exiting); the outcomes so far come back in the order of ``items``."""
+    if not items:
+        return []
     pool = pool or isolation.shared_pool()
+    stop_asked = cancelled or _never
     total = len(items)
-    done = 0
     outcomes: dict[int, VerifyOutcome] = {}
 
-    def tick(name: str) -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total, name)
-
-    todo: list[tuple[int, LocalReport, str | None, str]] = []
-    for i, item in enumerate(items):
-        if cancelled is not None and cancelled():
-            return _in_order(outcomes)
-        sha = file_sha256(item.path, cancelled)
-        context = cache_context(item.report, item.delivered_at, judge_day=item.day_known)
-        result = None
-        if sha is not None and ledger is not None:
-            try:
-                result = ledger.cached_verification(sha, context, path=str(item.path), name=item.name)
-            except Exception as exc:  # noqa: BLE001 - a cache miss, not a failure
-                log.warning("verification cache unavailable: %s", type(exc).__name__)
-        if result is not None:
-            result = replace(result, delivered_at=item.delivered_at,
-                             covered_day=covered_day_of(item.report, item.delivered_at))
-            outcomes[i] = VerifyOutcome(result, sha, True)
-            tick(item.name)
-        else:
-            todo.append((i, item, sha, context))
-    if not todo:
-        return _in_order(outcomes)
-
-    def read(item: LocalReport) -> VerifyResult | None:
-        if cancelled is not None and cancelled():
+    def one(item: LocalReport) -> VerifyOutcome | None:
+        if stop_asked():
             return None
-        return validate_file(
-            item.path, item.report, item.delivered_at, report_name=item.report_name, pool=pool,
+        sha = file_sha256(item.path, stop_asked)
+        if stop_asked():
+            return None
+        return verify_cached(
+            item.path, item.report, item.delivered_at, ledger=ledger, sha256=sha,
+            run_day=item.run_day, judge_day=item.day_known, name=item.name,
+            report_name=item.report_name, pool=pool,
             cancel=cancelled,  # a cancelled run stops the worker reading this file at once
-            judge_day=item.day_known,
         )
 
-    threads = max(1, min(pool.size, len(todo)))
+    threads = max(1, min(pool.size, total))
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify-local") as ex:
-        running = {ex.submit(read, item): (i, item, sha, context) for i, item, sha, context in todo}
+        running = {ex.submit(one, item): i for i, item in enumerate(items)}
         stop = False
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                i, item, sha, context = running.pop(future)
+                i = running.pop(future)
                 if future.cancelled():
                     continue
                 try:
-                    result = future.result()
+                    outcome = future.result()
                 except isolation.PoolClosed:
                     stop = True
                     continue
-                if result is None:
+                if outcome is None:
                     continue
-                if sha is not None and ledger is not None:
-                    try:
-                        ledger.record_verification(result, sha256=sha, context=context)
-                    except Exception as exc:  # noqa: BLE001 - shown, not cached
-                        log.warning("could not record the verification of %s: %s", item.name, type(exc).__name__)
-                outcomes[i] = VerifyOutcome(result, sha, False)
-                tick(item.name)
-            if stop or (cancelled is not None and cancelled()):
+                outcomes[i] = outcome
+                if progress is not None:
+                    progress(len(outcomes), total, items[i].name)
+            if stop or stop_asked():
                 for future in running:
                     future.cancel()
-    return _in_order(outcomes)
-
-
-def _in_order(outcomes: dict[int, VerifyOutcome]) -> list[VerifyOutcome]:
     return [outcomes[i] for i in sorted(outcomes)]
+
+
+def _never() -> bool:
+    return False
 
 
 def empty_on_open_day(outcomes: Iterable[VerifyOutcome]) -> list[VerifyResult]:

@@ -1,25 +1,147 @@
-"""Plain records shared by the core, the SFTP side, the CLI and the screens."""
+"""Plain records and states shared by the core, the SFTP side, the CLI and the screens.
+
+The states are ``StrEnum`` members (docs/DOMAIN.md): each equals its string, which is what the
+JSON documents and the ledger hold. Their members are also importable by their short names.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from enum import StrEnum
+from typing import TypeAlias, TypedDict
+
+from tui.core.content import DateCoverage
+from tui.core.status import Severity, VerifyStatus
+
+#: A value of the JSON documents the commands print (docs/JSON.md).
+JSONValue: TypeAlias = "str | int | float | bool | None | Sequence[JSONValue] | Mapping[str, JSONValue]"
+JSONObject: TypeAlias = dict[str, JSONValue]
 
 
-def iso(value: datetime | None) -> str | None:
+def iso(value: date | datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+class RunStatus(StrEnum):
+    """What happened on one expected run day of a report."""
+
+    ON_TIME = "on-time"  # delivered inside the on-time window
+    LATE = "late"  # delivered after the deadline, before the next run
+    MISSING = "missing"  # nothing delivered and the deadline has passed
+    PENDING = "pending"  # nothing yet, the deadline has not passed
+
+
+ON_TIME = RunStatus.ON_TIME
+LATE = RunStatus.LATE
+MISSING = RunStatus.MISSING
+PENDING = RunStatus.PENDING
+
+
+class LocalState(StrEnum):
+    """What is held locally of one server file."""
+
+    NEW = "new"  # never downloaded
+    DOWNLOADED = "downloaded"  # the server's current copy is held
+    CHANGED = "changed"  # the server's copy changed after it was downloaded
+    PARTIAL = "partial"  # a transfer stopped with a part file, nothing complete yet
+    MISSING_LOCALLY = "missing-locally"  # downloaded, but gone from the disk (or resized)
+
+
+class JobState(StrEnum):
+    """Where one download of this session stands (the transfer queue and the Queue screen)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def active(self) -> bool:
+        """Not ended yet."""
+        return self in (JobState.QUEUED, JobState.RUNNING, JobState.RETRYING)
+
+
+class ProblemKind(StrEnum):
+    """What a problem is about (``check`` JSON ``problems[].kind``)."""
+
+    MISSING = "missing"  # no delivery for a run whose deadline passed
+    LATE = "late"  # delivered after the deadline
+    EMPTY = "empty"  # no data rows on an open covered day
+    SCHEMA = "schema"  # expected columns missing
+    UNREADABLE = "unreadable"  # not a readable workbook
+    NEAR_DELETION = "near-deletion"  # not downloaded, the server deletes it soon
+    LOST = "lost"  # gone from the server with no copy here
+    MISSING_LOCALLY = "missing-locally"  # the held copy is gone from the disk
+    CHANGED = "changed"  # the server's copy changed after it was downloaded
+    CONNECTION = "connection"  # the connection test failed or the account is read-only
+    # What a delivery's rows hold (docs/CONTENT_CHECKS.md):
+    WRONG_DAY = "wrong-day"  # the rows describe another day than the run covers
+    STALE = "stale"  # the rows repeat an earlier delivery's
+    FEW_ROWS = "few-rows"  # far fewer rows than the weekday's usual
+
+
+class WriteTest(StrEnum):
+    """The connection test's verdict on writing to the report folder."""
+
+    OK = "ok"  # upload, download and delete of the probe all worked
+    READ_ONLY = "read-only"  # the server refused the upload: downloads still work (a warning)
+    FAILED = "failed"  # a step failed otherwise, or the copy read back differs
+    SKIPPED = "skipped"  # not run (no connection, or --offline)
+
+
+class StepOutcome(StrEnum):
+    """One step of the connection test (upload, download, delete)."""
+
+    OK = "ok"
+    DENIED = "denied"  # permission denied (upload, delete)
+    FAILED = "failed"
+    MISMATCH = "mismatch"  # download: the copy read back differs
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class ConnTestResult:
+    """The connection test, like Alma's "Test FTP" (``tui.sftp.conntest``). ``ok`` is False
+    when the connection or the test failed."""
+
+    ok: bool
+    message: str
+    write_test: WriteTest
+    upload: StepOutcome = StepOutcome.SKIPPED
+    download: StepOutcome = StepOutcome.SKIPPED
+    delete: StepOutcome = StepOutcome.SKIPPED
+    probe: str | None = None  # remote path of the probe file
+
+    @property
+    def steps(self) -> dict[str, StepOutcome]:
+        return {"upload": self.upload, "download": self.download, "delete": self.delete}
+
+    def to_json(self) -> JSONObject:
+        return {"ok": self.ok, "message": self.message, "write_test": self.write_test,
+                "steps": self.steps}
+
+
+QUEUED = JobState.QUEUED
+RUNNING = JobState.RUNNING
+RETRYING = JobState.RETRYING
+DONE = JobState.DONE
+FAILED = JobState.FAILED
+CANCELLED = JobState.CANCELLED
 
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """One verified file (SPEC JSON "a verified file")."""
+    """One verified file: the JSON "verified file" of verify and sync (docs/JSON.md)."""
 
     path: str
     name: str
     report: str | None
     delivered_at: datetime | None
-    status: str
+    status: VerifyStatus
     rows: int | None
     header_row: int | None  # 1-based as Excel shows it
     columns: tuple[str, ...] = ()
@@ -30,10 +152,10 @@ class VerifyResult:
     # date column's coverage, and the loan day the file was expected to cover.
     fingerprint: str | None = None
     date_column: str | None = None
-    dates: Any = None  # tui.core.content.DateCoverage | None
+    dates: DateCoverage | None = None
     covered_day: date | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "path": self.path,
             "name": self.name,
@@ -62,6 +184,20 @@ class RemoteFile:
     mtime: datetime  # aware
 
 
+class DeliveryExtra(TypedDict, total=False):
+    """What the ledger adds to a :class:`Delivery` (see ``Ledger.deliveries``)."""
+
+    local_state: LocalState
+    lost: bool  # gone from the server with no copy here
+    missing_locally: bool  # the held copy is not on the disk with its recorded size
+    missing_since: datetime | None
+    changed_at: datetime | None  # when the server's copy was first seen changed
+    downloads: int  # how many times it was downloaded
+    header_row: int | None  # of the latest verification
+    columns: tuple[str, ...]  # of the latest verification
+    content_checked: bool  # verified by a release that computes fingerprints and dates
+
+
 @dataclass
 class Delivery:
     """Everything the ledger knows about one remote file (one delivery of a report)."""
@@ -78,68 +214,64 @@ class Delivery:
     downloaded_at: datetime | None = None
     local_path: str | None = None
     sha256: str | None = None
-    verification: str | None = None  # validator status of the local copy
+    verification: VerifyStatus | None = None  # validator status of the local copy
     rows: int | None = None
     message: str = ""
     changed: bool = False  # server copy changed after download
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: DeliveryExtra = field(default_factory=lambda: DeliveryExtra())
     fingerprint: str | None = None  # of the verified copy's data rows (tui.core.content)
-    coverage: Any = None  # tui.core.content.DateCoverage of its date column, or None
+    coverage: DateCoverage | None = None  # of its date column (tui.core.content)
 
     @property
     def downloaded(self) -> bool:
         return self.downloaded_at is not None
 
-
-# Run statuses (SPEC "Schedule and deadlines").
-ON_TIME = "on-time"
-LATE = "late"
-MISSING = "missing"
-PENDING = "pending"
+    @property
+    def local_state(self) -> LocalState:
+        """What is held locally of it (the ledger puts it in ``extra``)."""
+        return LocalState(self.extra.get("local_state", LocalState.DOWNLOADED if self.downloaded
+                                         else LocalState.NEW))
 
 
 @dataclass(frozen=True)
 class RunDay:
-    """One expected run day of a report, as the schedule evaluation sees it."""
+    """One expected run day of a report, as the schedule evaluation sees it (the dates come
+    from ``ReportConfig``: docs/DOMAIN.md)."""
 
-    day: Any  # datetime.date, the run day in the profile's time zone
-    status: str  # ON_TIME | LATE | MISSING | PENDING
+    day: date  # the run day in the profile's time zone
+    status: RunStatus
     files: tuple[str, ...] = ()
-    verification: str | None = None  # worst validator status of its files (None: not verified)
+    verification: VerifyStatus | None = None  # worst status of its files (None: not verified)
     rows: int | None = None  # data rows of its (first ok) file
     delivered_at: datetime | None = None  # first delivery of that run
-    rescue_by: Any = None  # date: last day a manual re-run in Alma still has the data
-    delete_on: Any = None  # date: the server deletes the (first) file on this day
+    rescue_by: date | None = None  # a manual re-run in Alma works before this day
+    delete_on: date | None = None  # the server deletes the (first) file on this day
     closed: bool = False  # the covered loan day is a configured closed day
-    covered_day: Any = None  # date: the loan day the run covers (day - lag_days)
-    content: tuple[str, ...] = ()  # content problems of its files: wrong-day, stale, few-rows
+    covered_day: date | None = None  # the loan day the run covers (day - lag_days)
+    content: tuple[ProblemKind, ...] = ()  # content problems of its files: wrong-day, stale, few-rows
 
 
 @dataclass(frozen=True)
 class Problem:
-    """Something a person has to act on (SPEC ``check`` JSON ``problems``)."""
+    """Something a person has to act on (``check`` JSON ``problems``, docs/JSON.md)."""
 
-    severity: str  # "warning" | "critical"
-    kind: str  # missing late empty schema unreadable near-deletion lost changed connection
-    #            missing-locally ...
+    severity: Severity  # warning | critical
+    kind: ProblemKind
     message: str
     next_step: str = ""
-    day: Any = None  # date
+    day: date | None = None
     file: str | None = None
-    rescue_by: Any = None  # date
-    delete_on: Any = None  # date
+    rescue_by: date | None = None
+    delete_on: date | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        def d(v):
-            return v.isoformat() if v is not None else None
-
+    def to_json(self) -> JSONObject:
         return {
             "severity": self.severity,
             "kind": self.kind,
-            "day": d(self.day),
+            "day": iso(self.day),
             "file": self.file,
-            "rescue_by": d(self.rescue_by),
-            "delete_on": d(self.delete_on),
+            "rescue_by": iso(self.rescue_by),
+            "delete_on": iso(self.delete_on),
             "message": self.message,
             "next_step": self.next_step,
         }

@@ -15,7 +15,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import PurePosixPath
 
 from tui.core import clock
@@ -66,7 +66,7 @@ def stem_of(filename: str) -> str:
     return filename[: -len(suffix)] if suffix and suffix != filename else filename
 
 
-def _to_datetime(m: re.Match, tz: tzinfo) -> datetime | None:
+def _to_datetime(m: re.Match[str], tz: tzinfo) -> datetime | None:
     try:
         naive = datetime(
             int(m["Y"]), int(m["mo"]), int(m["d"]), int(m["H"]), int(m["mi"]), int(m["S"] or 0)
@@ -82,7 +82,7 @@ def _to_datetime(m: re.Match, tz: tzinfo) -> datetime | None:
 def parse_timestamp(text: str, tz: tzinfo | None = None) -> datetime | None:
     """A timestamp in one of the recognised forms, or None."""
     m = _TS_ONLY.match(text.strip())
-    return _to_datetime(m, tz or timezone.utc) if m else None
+    return _to_datetime(m, tz or UTC) if m else None
 
 
 def parse_name(
@@ -97,7 +97,7 @@ def parse_name(
     ``tz`` is the library's time zone: a timestamp in a name is local wall time there.
     ``mtime`` (aware) is the fallback when the name carries no timestamp.
     """
-    zone = tz or timezone.utc
+    zone = tz or UTC
     stem = stem_of(filename)
     if pattern is not None:
         m = pattern.search(filename) or pattern.search(stem)

@@ -29,9 +29,11 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+
+from tui.core.config import default_data_dir
 
 KEY_BYTES = 32
 PSEUDONYM_CHARS = 16
@@ -70,8 +72,6 @@ def pseudonym(secret: bytes, value: str) -> str:
 
 
 def default_key_path(profile: str) -> Path:
-    from tui.core.config import default_data_dir
-
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in profile) or "default"
     return default_data_dir() / f"pseudonym-{safe}.key"
 

@@ -1,4 +1,4 @@
-"""When a report is expected: the schedule model (SPEC "Schedule and deadlines").
+"""When a report is expected: the schedule model (docs/DOMAIN.md, "Schedule and deadlines").
 
 A schedule says on which days a report runs; ``at`` and ``grace`` say when on that day, in the
 profile's time zone (``zoneinfo``, so daylight-saving changes are handled: a report "at 07:00"
@@ -29,11 +29,15 @@ Public API:
 from __future__ import annotations
 
 import calendar
+import itertools
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from typing import Iterable, NamedTuple
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import NamedTuple
+
+from tui.core.model import Delivery
 
 EARLY_TOLERANCE = timedelta(hours=1)  # a delivery up to 1 h before ``at`` is on time
 EPOCH = date(1970, 1, 1)
@@ -83,7 +87,7 @@ class Schedule:
         return "on " + " and ".join(days) + " of each month"
 
     # -- days -----------------------------------------------------------------------------
-    def anchored(self, first_day: date) -> "Schedule":
+    def anchored(self, first_day: date) -> Schedule:
         """For "every N days" without an anchor: runs aligned on ``first_day``."""
         if self.kind == "every" and self.anchor is None:
             return replace(self, anchor=first_day)
@@ -151,7 +155,7 @@ def _weekday(token: str) -> int:
     raise ValueError(f"{token.strip()!r} is not a day of the week; use MON, TUE, WED, THU, FRI, SAT or SUN")
 
 
-def parse_schedule(text: str) -> Schedule:
+def parse_schedule(text: object) -> Schedule:
     """A schedule from its config text; ``ValueError`` with a reason and the accepted forms."""
     if not isinstance(text, str):
         raise ValueError(f"a schedule must be text; {_SCHEDULE_HELP}")
@@ -210,7 +214,7 @@ def parse_schedule(text: str) -> Schedule:
     raise ValueError(f"{raw!r} is not a schedule; {_SCHEDULE_HELP}")
 
 
-def parse_at(text: str | time) -> time:
+def parse_at(text: object) -> time:
     """``"07:00"`` → ``time(7, 0)``; ``ValueError`` with a reason."""
     if isinstance(text, time):
         return text
@@ -220,7 +224,7 @@ def parse_at(text: str | time) -> time:
     return time(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
 
 
-def parse_duration(text: str | timedelta) -> timedelta:
+def parse_duration(text: object) -> timedelta:
     """``"2h"``, ``"90m"``, ``"1h30m"``, ``"45s"`` → timedelta; ``ValueError`` with a reason."""
     if isinstance(text, timedelta):
         return text
@@ -234,12 +238,18 @@ def parse_duration(text: str | timedelta) -> timedelta:
 
 @dataclass(frozen=True)
 class Timing:
-    """A schedule placed in time: run days at ``at`` local time, on time until ``at + grace``."""
+    """A schedule placed in time: run days at ``at`` local time, on time until ``at + grace``.
+
+    ``inferred``/``confidence``: the schedule or ``at`` was guessed from the delivery history
+    (:func:`infer_schedule`) rather than configured. ``ReportConfig.timing`` builds it.
+    """
 
     schedule: Schedule
     at: time
     grace: timedelta
     tz: tzinfo
+    inferred: bool = False
+    confidence: float | None = None  # inferred timings only
 
     def run_at(self, day: date) -> datetime:
         """The scheduled run, aware in the profile's zone (wall-clock ``at`` on ``day``)."""
@@ -247,20 +257,23 @@ class Timing:
 
     def window(self, day: date) -> tuple[datetime, datetime]:
         """(earliest on-time, deadline) as UTC instants; arithmetic in absolute time."""
-        run = self.run_at(day).astimezone(timezone.utc)
+        run = self.run_at(day).astimezone(UTC)
         return run - EARLY_TOLERANCE, run + self.grace
 
     def deadline(self, day: date) -> datetime:
         return self.window(day)[1]
 
-    def run_day_of(self, moment: datetime) -> date | None:
-        """The run a delivery at ``moment`` belongs to: the latest run whose window opened."""
+    def run_day_of(self, moment: datetime) -> date:
+        """The run a delivery at ``moment`` belongs to: the latest run whose window had opened.
+
+        A delivery after midnight that is late for yesterday's run belongs to yesterday's run
+        (and covers that run's loan day), not to the calendar day it arrived on.
+        """
         local = moment.astimezone(self.tz).date()
         for day in (local + timedelta(days=1), local):
             if self.schedule.occurs_on(day) and self.window(day)[0] <= moment:
                 return day
-        day = self.schedule.previous_run(local)
-        return day
+        return self.schedule.previous_run(local)
 
 
 class Inference(NamedTuple):
@@ -273,7 +286,7 @@ def _floor_quarter(t: time) -> time:
     return time(t.hour, t.minute - t.minute % 15)
 
 
-def infer_schedule(deliveries: Iterable, tz: tzinfo) -> Inference:
+def infer_schedule(deliveries: Iterable[Delivery | datetime], tz: tzinfo) -> Inference:
     """Most common cadence and time of day of a report's history.
 
     ``deliveries``: ``model.Delivery`` items or aware datetimes. The result's schedule has
@@ -298,7 +311,7 @@ def infer_schedule(deliveries: Iterable, tz: tzinfo) -> Inference:
         return hit / max(len(expected), len(observed))
 
     candidates: list[Schedule] = [Schedule("daily", inferred=True)]
-    gaps = Counter((b - a).days for a, b in zip(days, days[1:]))
+    gaps = Counter((b - a).days for a, b in itertools.pairwise(days))
     gap = gaps.most_common(1)[0][0]
     if 1 < gap < 7 or gap > 7 and gap < 28:
         candidates.append(Schedule("every", interval=gap, anchor=first, inferred=True))

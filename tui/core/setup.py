@@ -18,17 +18,19 @@ import re
 import shutil
 import tomllib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import time, timedelta, tzinfo
+from datetime import datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import tomlkit
 
 from tui.core import clock
 from tui.core.config import parse_config
 from tui.core.model import RemoteFile
 from tui.core.names import parse_name
-from tui.core.schedule import infer_schedule
+from tui.core.schedule import infer_schedule, parse_schedule
 
 REPORT_SUFFIXES = (".xlsx", ".xlsm")
 #: Below this share of the history explained, a schedule is left to be inferred over time.
@@ -110,14 +112,12 @@ class ReportProposal:
     keep: bool = True
 
     def describe(self) -> str:
-        from tui.core.schedule import parse_schedule
-
         return f"{parse_schedule(self.schedule).describe()} at {self.at:%H:%M}"
 
 
 def propose_reports(files: Iterable[RemoteFile], tz: tzinfo) -> list[ReportProposal]:
     """One proposal per report base name among the folder's Excel files, most files first."""
-    by_report: dict[str, list] = defaultdict(list)
+    by_report: dict[str, list[datetime]] = defaultdict(list)
     for f in files:
         if not f.name.lower().endswith(REPORT_SUFFIXES):
             continue
@@ -158,8 +158,6 @@ def _comment(text: str) -> str:
 
 def render_config(answers: Answers, existing: str | None = None) -> str:
     """The config text with this profile (replacing one of the same name in ``existing``)."""
-    import tomlkit
-
     doc = tomlkit.parse(existing) if existing is not None else tomlkit.document()
     if existing is None:
         doc.add(tomlkit.comment("Report Keeper configuration (see the README: Configuration)."))

@@ -1,11 +1,14 @@
-"""Statuses, severities and exit codes shared by every command.
+"""Statuses, severities and exit codes shared by every command (docs/DOMAIN.md).
 
-Exit codes follow the monitoring-plugin convention (SPEC "Command-line contract").
+Exit codes follow the monitoring-plugin convention: 0 ok, 1 warning, 2 critical, 3 usage or
+configuration error. Statuses are ``StrEnum`` members: each equals its string, so the JSON
+documents and the ledger hold the plain words.
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
+from collections.abc import Iterable
+from enum import IntEnum, StrEnum
 
 
 class Exit(IntEnum):
@@ -15,17 +18,35 @@ class Exit(IntEnum):
     USAGE = 3
 
 
-# Validator statuses (SPEC "Excel reports").
-OK = "ok"
-EMPTY = "empty"
-EMPTY_CLOSED = "empty-closed"
-SCHEMA = "schema"
-UNREADABLE = "unreadable"
-CHANGED = "changed"
-#: Most dates of the report's date column fall on another day than the one it covers.
-WRONG_DAY = "wrong-day"
+class Severity(StrEnum):
+    """How bad: the overall ``status`` of a command's JSON, and a problem's ``severity``."""
 
-VALIDATOR_STATUSES = (OK, EMPTY, EMPTY_CLOSED, SCHEMA, UNREADABLE, CHANGED, WRONG_DAY)
+    OK = "ok"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class VerifyStatus(StrEnum):
+    """The validator's verdict on one workbook."""
+
+    OK = "ok"  # rows >= min_rows, expected columns present
+    EMPTY = "empty"  # no data rows (or only a message) on an open day
+    EMPTY_CLOSED = "empty-closed"  # no data rows on a configured closed day: fine
+    SCHEMA = "schema"  # expected columns missing or renamed
+    UNREADABLE = "unreadable"  # not a readable xlsx (corrupt, truncated, wrong format, hostile)
+    CHANGED = "changed"  # the server's copy changed after it was downloaded
+    WRONG_DAY = "wrong-day"  # most dates of the date column fall on another day than covered
+
+
+OK = VerifyStatus.OK
+EMPTY = VerifyStatus.EMPTY
+EMPTY_CLOSED = VerifyStatus.EMPTY_CLOSED
+SCHEMA = VerifyStatus.SCHEMA
+UNREADABLE = VerifyStatus.UNREADABLE
+CHANGED = VerifyStatus.CHANGED
+WRONG_DAY = VerifyStatus.WRONG_DAY
+
+VALIDATOR_STATUSES: tuple[VerifyStatus, ...] = tuple(VerifyStatus)
 
 _SEVERITY = {
     OK: Exit.OK,
@@ -37,19 +58,19 @@ _SEVERITY = {
     WRONG_DAY: Exit.CRITICAL,
 }
 
-OVERALL_NAMES = {Exit.OK: "ok", Exit.WARNING: "warning", Exit.CRITICAL: "critical"}
+OVERALL_NAMES = {Exit.OK: Severity.OK, Exit.WARNING: Severity.WARNING, Exit.CRITICAL: Severity.CRITICAL}
 
 
 def severity(status: str) -> Exit:
     """Severity of a validator status, as an exit code."""
-    return _SEVERITY[status]
+    return _SEVERITY[VerifyStatus(status)]
 
 
-def worst(codes) -> Exit:
+def worst(codes: Iterable[int]) -> Exit:
     """The worst of several exit codes (OK for none)."""
     return max((Exit(c) for c in codes), default=Exit.OK)
 
 
-def overall_name(code: Exit) -> str:
+def overall_name(code: int) -> Severity:
     """``ok|warning|critical`` for the JSON ``status`` field."""
     return OVERALL_NAMES[Exit(min(int(code), int(Exit.CRITICAL)))]

@@ -26,17 +26,24 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Callable
+from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from tui.core import clock
-from tui.core.config import default_config_path, system_timezone
+from tui.core.config import Profile, default_config_path, system_timezone
+from tui.core.health import evaluate
+from tui.core.ledger import Ledger, LedgerError
 
 MARGIN = timedelta(minutes=10)
 DEFAULT_AT = time(7, 0)
 MARKER = "# report-keeper-schedule"
 SECRETS_FILE = "secrets.env"
 
-Runner = Callable[..., subprocess.CompletedProcess]
+class Runner(Protocol):
+    """How commands are run (``subprocess.run``; the tests pass a recorder)."""
+
+    def __call__(self, args: list[str], *, capture_output: bool, text: bool, timeout: float,
+                 input: str | None) -> subprocess.CompletedProcess[str]: ...
 
 
 class ScheduleError(Exception):
@@ -79,15 +86,12 @@ def _unit_name(profile: str, config: Path) -> str:
     return name
 
 
-def _latest_due(profile: Any) -> tuple[timedelta, str]:
+def _latest_due(profile: Profile) -> tuple[timedelta, str]:
     """The largest at + grace (from midnight) over the profile's reports, and whose it is."""
     dues: list[tuple[timedelta, str]] = []
     seen: set[str] = set()
     ledger_path = Path(profile.ledger_path)
     if ledger_path.is_file():
-        from tui.core.health import evaluate
-        from tui.core.ledger import Ledger, LedgerError
-
         try:
             with Ledger.open(ledger_path, profile=profile.name) as ledger:
                 health = evaluate(profile, ledger.deliveries())
@@ -98,12 +102,13 @@ def _latest_due(profile: Any) -> tuple[timedelta, str]:
                 seen.add(r.name)
         except LedgerError:
             pass
-    for r in profile.reports:
-        if r.name in seen:
+    for report in profile.reports:
+        if report.name in seen:
             continue
-        at = r.at or DEFAULT_AT
-        dues.append((timedelta(hours=at.hour, minutes=at.minute) + r.grace,
-                     f"'{r.name}' at {at:%H:%M}" + ("" if r.at else " (default)") + f" + grace {_hm(r.grace)}"))
+        at = report.at or DEFAULT_AT
+        dues.append((timedelta(hours=at.hour, minutes=at.minute) + report.grace,
+                     f"'{report.name}' at {at:%H:%M}" + ("" if report.at else " (default)")
+                     + f" + grace {_hm(report.grace)}"))
     if not dues:
         d = profile.defaults
         dues.append((timedelta(hours=DEFAULT_AT.hour) + d.grace,
@@ -116,7 +121,7 @@ def _hm(delta: timedelta) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}" if minutes % 60 else f"{minutes // 60}h"
 
 
-def plan_schedule(profile: Any, config_path: str | os.PathLike | None) -> SchedulePlan:
+def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) -> SchedulePlan:
     config = Path(config_path).expanduser() if config_path else default_config_path()
     config = config.absolute()
     due, reason = _latest_due(profile)
@@ -148,7 +153,7 @@ def _systemd_quote(arg: str) -> str:
 
 
 def _tz_name(tz: tzinfo) -> str:
-    return getattr(tz, "key", None) or str(tz)
+    return tz.key if isinstance(tz, ZoneInfo) else str(tz)
 
 
 def systemd_units(plan: SchedulePlan) -> dict[str, str]:
@@ -214,9 +219,9 @@ def unit_dir() -> Path:
     return Path(base) / "systemd" / "user"
 
 
-def _run(runner: Runner, argv: list[str], **kw: Any) -> subprocess.CompletedProcess:
+def _run(runner: Runner, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     try:
-        return runner(argv, capture_output=True, text=True, timeout=60, **kw)
+        return runner(argv, capture_output=True, text=True, timeout=60, input=stdin)
     except FileNotFoundError:
         return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: not found")
     except subprocess.TimeoutExpired:
@@ -238,7 +243,7 @@ def _write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def _check(result: subprocess.CompletedProcess, what: str) -> None:
+def _check(result: subprocess.CompletedProcess[str], what: str) -> None:
     if result.returncode != 0:
         detail = " ".join((result.stderr or result.stdout or "").split())[:300]
         raise ScheduleError(f"{what} failed (exit {result.returncode}): {detail or 'no message'}")
@@ -250,12 +255,12 @@ def _crontab(runner: Runner) -> list[str]:
         if "no crontab" in (res.stderr or "").lower():
             return []
         _check(res, "crontab -l")
-    return res.stdout.splitlines()
+    return str(res.stdout).splitlines()
 
 
 def _set_crontab(runner: Runner, lines: list[str]) -> None:
     text = "\n".join(lines) + ("\n" if lines else "")
-    _check(_run(runner, ["crontab", "-"], input=text), "crontab -")
+    _check(_run(runner, ["crontab", "-"], stdin=text), "crontab -")
 
 
 def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
@@ -278,7 +283,7 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
                             "here; run the printed commands from your own scheduler")
     current = _crontab(runner)
     line = crontab_line(plan)
-    kept = [l for l in current if not l.endswith(plan.tag)]
+    kept = [line for line in current if not line.endswith(plan.tag)]
     if kept + [line] != current:
         _set_crontab(runner, kept + [line])
         done.append("installed the crontab line")
@@ -302,7 +307,7 @@ def uninstall(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
             _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
     if _run(runner, ["crontab", "-l"]).returncode != 127:
         current = _crontab(runner)
-        kept = [l for l in current if not l.endswith(plan.tag)]
+        kept = [line for line in current if not line.endswith(plan.tag)]
         if kept != current:
             _set_crontab(runner, kept)
             done.append("removed the crontab line")

@@ -4,10 +4,10 @@
 status is one of ``ok``, ``empty``, ``empty-closed``, ``schema``, ``unreadable`` or
 ``wrong-day`` and whose message says what is wrong and what to do. Every result with data rows
 also carries the rows' fingerprint and the date column's coverage (``tui.core.content``,
-docs/CONTENT_CHECKS.md): measured in the worker, judged here against the covered day. Cell values never reach logs, messages or the
-ledger: they hold patron data. Only column names (header cells that look like names) and
-configured names are ever repeated; a sheet without a recognised header has its columns named
-by position ("column 1", ...).
+docs/CONTENT_CHECKS.md): measured in the worker, judged here against the covered day. Cell
+values never reach logs, messages or the ledger: they hold patron data. Only column names
+(header cells that look like names) and configured names are ever repeated; a sheet without
+a recognised header has its columns named by position ("column 1", ...).
 
 The workbook is never parsed in the calling process. ``validate_file``, ``validate_many`` and
 ``preview_rows`` hand the file to a worker process of :mod:`tui.core.isolation` (address-space
@@ -42,19 +42,29 @@ from __future__ import annotations
 import logging
 import os
 import re
+import resource
 import stat
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, BinaryIO, TypedDict
 
 from tui.core import content, isolation
 from tui.core import status as st
 from tui.core.model import VerifyResult
 from tui.core.names import escape_name
+
+#: A worker's answer for one file: status, message and counts (never a cell value).
+Verdict = dict[str, object]
+#: One row of the sheet as strings (None: an empty cell).
+_Row = tuple[str | None, ...]
+
+if TYPE_CHECKING:  # the workers import this module: they never need the config's modules
+    from tui.core.config import ReportConfig
 
 log = logging.getLogger("report_keeper.validate")
 
@@ -99,7 +109,7 @@ _SHARED_CELL = re.compile(
 _REF = re.compile(r"^([A-Za-z]*)([0-9]*)$")
 
 
-class _Unreadable(Exception):
+class Unreadable(Exception):
     """Internal: the file is not a readable report; ``str()`` is the user-facing message,
     ``reason`` a short code for the log."""
 
@@ -108,7 +118,7 @@ class _Unreadable(Exception):
         self.reason = reason
 
     def __str__(self) -> str:
-        return self.args[0]
+        return str(self.args[0])
 
 
 # --------------------------------------------------------------------------- public API
@@ -116,9 +126,10 @@ class _Unreadable(Exception):
 
 def validate_file(
     path: str | Path,
-    report: Any = None,
+    report: ReportConfig | None = None,
     delivered_at: datetime | None = None,
     *,
+    run_day: date | None = None,
     name: str | None = None,
     report_name: str | None = None,
     pool: isolation.WorkerPool | None = None,
@@ -127,58 +138,71 @@ def validate_file(
 ) -> VerifyResult:
     """Verify one local report file in a worker process. Never raises for bad input.
 
-    ``report`` is a ``tui.core.config.ReportConfig`` (``expected_columns``, ``min_rows``,
-    ``lag_days``, ``anonymize_days``, ``is_closed(day)``) or None for the defaults (min_rows 1,
-    any header, no closed days). ``delivered_at`` (aware) decides the covered day for
-    ``closed_days``. ``name`` defaults to the file name, ``report_name`` to ``report.name``.
+    ``report`` is the report's settings (``expected_columns``, ``min_rows``, ``closed_days``,
+    ``date_column`` ...) or None for the defaults (min_rows 1, any header, no closed days).
+    ``delivered_at`` (aware) places the file in its run, whose covered day decides
+    ``closed_days`` and the day the rows should describe: the run is ``run_day`` when the
+    caller knows it from the report's history, else ``report.run_day_of(delivered_at)``.
     ``judge_day=False`` when ``delivered_at`` is only a local copy's modification time (a
     file named without a timestamp): the covered day is then a guess, so the rows' day is
-    measured but never judged ``wrong-day``.
-    ``pool`` defaults to the process's shared pool. Raises ``isolation.PoolClosed`` only when
-    the pool was closed (the program is exiting) or ``cancel()`` turned true while the file was
-    read (``isolation.Cancelled``): there is no result to record then.
+    measured but never judged ``wrong-day``. ``name`` defaults to the file name,
+    ``report_name`` to ``report.name``. ``pool`` defaults to the process's shared pool.
+    Raises ``isolation.PoolClosed`` only when the pool was closed (the program is exiting) or
+    ``cancel()`` turned true while the file was read (``isolation.Cancelled``): there is no
+    result to record then.
     """
     p = Path(path)
     name = name if name is not None else p.name
-    rname = report_name if report_name is not None else getattr(report, "name", None)
+    rname = report_name if report_name is not None else (report.name if report is not None else None)
     pool = pool or isolation.shared_pool()
-    covered = covered_day_of(report, delivered_at)
+    run: date | None = None
+    if report is not None and delivered_at is not None:
+        run = run_day or report.run_day_of(delivered_at)
+    covered = report.covered_day(run) if report is not None and run is not None else None
+    rules = _rules(report, run)
     try:
-        reply = pool.call("verify", {"path": os.fsdecode(p), "rules": _rules(report, covered)}, cancel=cancel)
+        reply = pool.call("verify", {"path": os.fsdecode(p), "rules": rules}, cancel=cancel)
         fields = _checked_fields(reply)
     except isolation.PoolClosed:
         raise
     except isolation.WorkerFailed as exc:
-        fields = {"status": st.UNREADABLE, "message": _failure_message(exc.failure, pool)}
+        fields = _Fields(st.UNREADABLE, failure_message(exc.failure, pool))
     except OSError as exc:  # no worker could be started (process or memory limits of the host)
         log.error("cannot start a workbook worker for %s: %s", name, exc.strerror or type(exc).__name__)
-        fields = {
-            "status": st.UNREADABLE,
-            "message": "The workbook was not read: no worker process could be started to read "
+        fields = _Fields(
+            st.UNREADABLE,
+            "The workbook was not read: no worker process could be started to read "
             f"it ({exc.strerror or type(exc).__name__}). Free some memory or processes and verify again.",
-        }
-    status, message = fields["status"], fields["message"]
-    dates = fields.get("dates")
+        )
+    status, message, dates = fields.status, fields.message, fields.dates
     described = content.wrong_day(dates, covered) if judge_day else None
-    if status == st.OK and described is not None:
-        status, message = st.WRONG_DAY, _wrong_day_message(report, dates, described, covered)
+    if status == st.OK and report is not None and dates is not None and run is not None \
+            and described is not None:
+        status, message = st.WRONG_DAY, _wrong_day_message(report, dates, described, run)
     result = VerifyResult(
         path=str(p), name=name, report=rname, delivered_at=delivered_at,
-        status=status, message=message,
-        rows=fields.get("rows"), header_row=fields.get("header_row"),
-        columns=tuple(fields.get("columns") or ()), sheet=fields.get("sheet"),
-        missing_columns=tuple(fields.get("missing_columns") or ()),
-        fingerprint=fields.get("fingerprint"), date_column=dates.column if dates else None,
-        dates=dates, covered_day=covered,
+        status=status, message=message, rows=fields.rows,
+        header_row=fields.header_row, columns=fields.columns, sheet=fields.sheet,
+        missing_columns=fields.missing_columns, fingerprint=fields.fingerprint,
+        date_column=dates.column if dates else None, dates=dates, covered_day=covered,
     )
     log.debug("verified %s: %s rows=%s", name, result.status, result.rows)
-    if result.status == st.UNREADABLE and fields.get("reason"):
-        log.warning("%s is unreadable (%s)", name, fields["reason"])
+    if result.status == st.UNREADABLE and fields.reason:
+        log.warning("%s is unreadable (%s)", name, fields.reason)
     return result
 
 
+class VerifyOptions(TypedDict, total=False):
+    """The optional arguments of :func:`validate_file` a :func:`validate_many` item may give."""
+
+    name: str
+    report_name: str
+    run_day: date
+    judge_day: bool
+
+
 def validate_many(
-    items: Iterable[tuple[str | Path, Any, datetime | None, dict[str, Any]]],
+    items: Iterable[tuple[str | Path, ReportConfig | None, datetime | None, VerifyOptions]],
     *,
     max_workers: int | None = None,
     pool: isolation.WorkerPool | None = None,
@@ -196,7 +220,7 @@ def validate_many(
     if threads <= 1:
         return [validate_file(p, r, d, pool=pool, **kw) for p, r, d, kw in work]
     pool.prestart(threads)
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - workers import this module, never this
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify") as ex:
         return list(ex.map(lambda it: validate_file(it[0], it[1], it[2], pool=pool, **it[3]), work))
@@ -234,88 +258,102 @@ PREVIEW_MAX_COLUMNS = 256
 PREVIEW_MAX_CHARS = 500
 
 
-def _rules(report: Any, covered: date | None) -> dict[str, Any]:
-    """What the classification needs from the report's settings, as plain data for a worker
-    (the closed-day rule is applied here, to the one covered day)."""
-    date_column = getattr(report, "date_column", None)
-    return {
-        "expected": [str(c) for c in (getattr(report, "expected_columns", None) or ())],
-        "min_rows": int(getattr(report, "min_rows", 1) or 0) if report is not None else 1,
-        "covered": covered.isoformat() if covered is not None else None,
-        "closed": bool(covered is not None and _is_closed(report, covered)),
-        "anonymize_days": int(getattr(report, "anonymize_days", 7) or 7),
-        "date_column": str(date_column) if date_column is not None else None,
-    }
+class _RulesJSON(TypedDict):
+    expected: list[str]
+    min_rows: int
+    covered: str | None
+    closed: bool
+    rescue_by: str | None
+    date_column: str | None
 
 
-def covered_day_of(report: Any, delivered_at: datetime | None) -> date | None:
-    """The loan day a delivery covers, as far as one file tells: its run day minus
-    ``lag_days``. The run day is the one the configured schedule assigns (a delivery just
-    before midnight can belong to the next day's run); without a configured schedule and
-    time (inferred from history by the health evaluation), the delivery's local date."""
-    if report is None or delivered_at is None:
-        return None
-    run_day = delivered_at.date()
-    schedule, at = getattr(report, "schedule", None), getattr(report, "at", None)
-    if schedule is not None and at is not None and delivered_at.tzinfo is not None:
-        from tui.core.schedule import Timing, parse_schedule
-
-        try:
-            sched = parse_schedule(schedule)
-            # "every N days" is anchored on the report's first delivery: history, not one file.
-            if not (sched.kind == "every" and sched.anchor is None and sched.interval > 1):
-                timing = Timing(sched, at, report.grace, delivered_at.tzinfo)
-                run_day = timing.run_day_of(delivered_at) or run_day
-        except (ValueError, OverflowError):
-            pass
-    return run_day - timedelta(days=int(getattr(report, "lag_days", 0) or 0))
+def _rules(report: ReportConfig | None, run_day: date | None) -> _RulesJSON:
+    """What the classification needs from the report's settings, as plain data for a worker.
+    The dates come from the report's model: the covered day of the delivery's run, whether it
+    is closed, and its rescue-by day."""
+    if report is None:
+        return _RulesJSON(expected=[], min_rows=1, covered=None, closed=False, rescue_by=None,
+                          date_column=None)
+    covered = report.covered_day(run_day) if run_day is not None else None
+    rescue_by = report.rescue_by(run_day) if run_day is not None else None
+    return _RulesJSON(
+        expected=[str(c) for c in report.expected_columns],
+        min_rows=report.min_rows,
+        covered=covered.isoformat() if covered is not None else None,
+        closed=covered is not None and report.is_closed(covered),
+        rescue_by=rescue_by.isoformat() if rescue_by is not None else None,
+        date_column=report.date_column,
+    )
 
 
-def _wrong_day_message(report: Any, dates: content.DateCoverage, described: date, covered: date) -> str:
+@dataclass(frozen=True)
+class _Fields:
+    """A worker's verdict, checked."""
+
+    status: st.VerifyStatus
+    message: str
+    rows: int | None = None
+    header_row: int | None = None
+    columns: tuple[str, ...] = ()
+    sheet: str | None = None
+    missing_columns: tuple[str, ...] = ()
+    reason: str | None = None
+    fingerprint: str | None = None
+    dates: content.DateCoverage | None = None
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _names(value: object) -> tuple[str, ...]:
+    return tuple(str(c) for c in value) if isinstance(value, list) else ()
+
+
+def _wrong_day_message(report: ReportConfig, dates: content.DateCoverage, described: date,
+                       run_day: date) -> str:
     top = dates.days[0][1] if dates.days else 0
-    anonymize = int(getattr(report, "anonymize_days", 7) or 7)
-    rescue_by = covered + timedelta(days=anonymize)
+    covered = report.covered_day(run_day)
     return (
         f"The rows describe {described:%a} {described.isoformat()}: {top} of the {dates.values} "
         f"dates in '{escape_name(dates.column)}' fall on that day, but the report covers "
         f"{covered:%a} {covered.isoformat()}. Open the analysis in Alma Analytics and check its "
         f"date filter; re-run it for loans of {covered.isoformat()} before "
-        f"{rescue_by.isoformat()} (when that day's loans are anonymized)."
+        f"{report.rescue_by(run_day).isoformat()} (when that day's loans are anonymized)."
     )
 
 
-_FIELDS = ("status", "message", "rows", "header_row", "columns", "sheet", "missing_columns", "reason",
-           "fingerprint", "date_column", "dates")
 #: Statuses a worker may report (wrong-day is decided here, from the coverage it measured).
 _WORKER_STATUSES = (st.OK, st.EMPTY, st.EMPTY_CLOSED, st.SCHEMA, st.UNREADABLE)
 
 
-def _checked_fields(reply: dict) -> dict[str, Any]:
+def _checked_fields(reply: Mapping[str, object]) -> _Fields:
     """The worker's reply as result fields, types checked (a worker is not trusted blindly)."""
     result = reply.get("result") if reply.get("ok") else None
     if not isinstance(result, dict) or result.get("status") not in _WORKER_STATUSES:
         kind = reply.get("type") or reply.get("kind") or "no result"
         log.warning("workbook worker gave no usable result (%s)", kind)
-        return {
-            "status": st.UNREADABLE,
-            "message": f"The workbook could not be read ({kind}). Open it in Excel to check it; if "
+        return _Fields(
+            st.UNREADABLE,
+            f"The workbook could not be read ({kind}). Open it in Excel to check it; if "
             "Excel cannot open it either, download it again or re-run the report.",
-        }
-    out = {k: result.get(k) for k in _FIELDS}
-    out["message"] = str(out["message"] or "")
-    for key in ("rows", "header_row"):
-        if not isinstance(out[key], int) or isinstance(out[key], bool):
-            out[key] = None
-    for key in ("columns", "missing_columns"):
-        value = out[key]
-        out[key] = [str(c) for c in value] if isinstance(value, list) else []
-    out["sheet"] = str(out["sheet"]) if out["sheet"] is not None else None
-    out["fingerprint"] = content.valid_fingerprint(result.get("fingerprint"))
-    out["dates"] = content.DateCoverage.from_stored(result.get("date_column"), result.get("dates"))
-    return out
+        )
+    sheet, reason = result.get("sheet"), result.get("reason")
+    return _Fields(
+        status=st.VerifyStatus(result["status"]),
+        message=str(result.get("message") or ""),
+        rows=_count(result.get("rows")),
+        header_row=_count(result.get("header_row")),
+        columns=_names(result.get("columns")),
+        sheet=str(sheet) if sheet is not None else None,
+        missing_columns=_names(result.get("missing_columns")),
+        reason=str(reason) if reason else None,
+        fingerprint=content.valid_fingerprint(result.get("fingerprint")),
+        dates=content.DateCoverage.from_stored(result.get("date_column"), result.get("dates")),
+    )
 
 
-def _failure_message(failure: isolation.Failure, pool: isolation.WorkerPool) -> str:
+def failure_message(failure: isolation.Failure, pool: isolation.WorkerPool) -> str:
     if failure.kind == isolation.MEMORY:
         return (
             "The workbook needs more memory than allowed to read "
@@ -385,16 +423,16 @@ def normalize_column(name: str | None) -> str:
 
 def warm_up() -> None:
     """Import the reader (a worker calls this at start, before any job)."""
-    import fastexcel  # noqa: F401
-    import nanoarrow  # noqa: F401
+    import fastexcel  # noqa: F401, PLC0415 - the reader is loaded in worker processes only
+    import nanoarrow  # noqa: F401, PLC0415 - the reader is loaded in worker processes only
 
 
-def worker_verify(path: str, rules: dict[str, Any]) -> dict[str, Any]:
+def worker_verify(path: str, rules: Mapping[str, object]) -> Verdict:
     """Read and classify one file; plain fields only (never a cell value)."""
     try:
         sheet = _read_first_sheet(Path(path))
         return _classify(sheet, _Rules.from_json(rules))
-    except _Unreadable as exc:
+    except Unreadable as exc:
         return {"status": st.UNREADABLE, "message": str(exc), "reason": exc.reason}
     except MemoryError:
         raise
@@ -408,13 +446,13 @@ def worker_verify(path: str, rules: dict[str, Any]) -> dict[str, Any]:
         }
 
 
-def worker_preview(path: str, header_row: int | None, n: int) -> dict[str, Any]:
+def worker_preview(path: str, header_row: int | None, n: int) -> dict[str, list[str] | list[list[str]]]:
     """The detail pane's header and first rows (the only cells that leave a worker)."""
     n = max(0, min(int(n), 100))
     limit = (header_row or 0) + n * 4 + HEADER_SCAN_ROWS
     try:
         sheet = _read_first_sheet(Path(path), n_rows=limit)
-    except Exception as exc:  # noqa: BLE001 - preview is best effort, the status says why
+    except Exception as exc:  # preview is best effort, the status says why
         if isinstance(exc, MemoryError):
             raise
         return {"header": [], "rows": []}
@@ -454,19 +492,19 @@ class _Rules:
     min_rows: int = 1
     covered: date | None = None
     closed: bool = False
-    anonymize_days: int = 7
+    rescue_by: date | None = None
     date_column: str | None = None  # None: guess it; "": none
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> "_Rules":
-        covered = raw.get("covered")
-        date_column = raw.get("date_column")
+    def from_json(cls, raw: Mapping[str, object]) -> _Rules:
+        covered, rescue_by, expected = raw.get("covered"), raw.get("rescue_by"), raw.get("expected")
+        min_rows, date_column = raw.get("min_rows", 1), raw.get("date_column")
         return cls(
-            expected=tuple(str(c) for c in raw.get("expected") or ()),
-            min_rows=int(raw.get("min_rows", 1) or 0),
-            covered=date.fromisoformat(covered) if covered else None,
+            expected=tuple(str(c) for c in expected) if isinstance(expected, list) else (),
+            min_rows=min_rows if isinstance(min_rows, int) else 1,
+            covered=date.fromisoformat(covered) if isinstance(covered, str) and covered else None,
             closed=bool(raw.get("closed")),
-            anonymize_days=int(raw.get("anonymize_days", 7) or 7),
+            rescue_by=date.fromisoformat(rescue_by) if isinstance(rescue_by, str) and rescue_by else None,
             date_column=str(date_column) if date_column is not None else None,
         )
 
@@ -474,23 +512,27 @@ class _Rules:
 @dataclass(frozen=True)
 class _Sheet:
     name: str
-    grid: "_Grid"
+    grid: Grid
     sheet_count: int = 1
 
 
-class _Grid:
+#: One column of the sheet: (validity bitmap, 0 all null | 1 strings, offset, offsets, data).
+_Column = tuple[memoryview | None, int, int, memoryview | None, memoryview | None]
+
+
+class Grid:
     """The first sheet as fastexcel's Arrow data (every column a string column), read through
     nanoarrow: validity bitmaps for the counting, strings only for the rows looked at."""
 
-    def __init__(self, arrow_source: Any) -> None:
-        import nanoarrow
+    def __init__(self, arrow_source: object) -> None:
+        import nanoarrow  # noqa: PLC0415 - the reader is loaded in worker processes only
 
         self._array = nanoarrow.c_array(arrow_source)  # keeps the buffers alive
         view = self._array.view()
         self.height = int(view.length)
         self.width = int(view.n_children)
         base = int(view.offset)
-        self._cols: list[tuple] = []
+        self._cols: list[_Column] = []
         for i in range(self.width):
             child = view.child(i)
             kind = child.storage_type
@@ -499,7 +541,7 @@ class _Grid:
                 self._cols.append((None, 0, start, None, None))
                 continue
             if kind not in ("string", "large_string"):
-                raise _Unreadable(
+                raise Unreadable(
                     "The workbook could not be read (unexpected column data). Open it in Excel "
                     "to check it.", "arrow-" + str(kind),
                 )
@@ -508,7 +550,7 @@ class _Grid:
                 validity = None  # no bitmap (Arrow allows leaving it out when nothing is null)
             self._cols.append((validity, 1, start, memoryview(child.buffer(1)), memoryview(child.buffer(2))))
 
-    def _valid(self, col: tuple, i: int) -> bool:
+    def _valid(self, col: _Column, i: int) -> bool:
         validity, kind, start, _, _ = col
         if kind == 0:
             return False
@@ -522,6 +564,7 @@ class _Grid:
         if not self._valid(col, i):
             return None
         _, _, start, offsets, data = col
+        assert offsets is not None and data is not None  # a string column (_valid)
         j = start + i
         return bytes(data[offsets[j] : offsets[j + 1]]).decode("utf-8", "replace")
 
@@ -531,12 +574,23 @@ class _Grid:
     def filled(self, i: int) -> int:
         return sum(1 for col in self._cols if self._valid(col, i))
 
+    def count_filled(self, column: int, first: int) -> int:
+        """How many cells of ``column`` from row ``first`` (0-based) on hold something."""
+        validity, kind, start, _, _ = self._cols[column]
+        if kind == 0 or first >= self.height:
+            return 0
+        n = self.height - first
+        if validity is None:
+            return n
+        bits = int.from_bytes(validity, "little") >> (start + first)
+        return (bits & ((1 << n) - 1)).bit_count()
+
     def column_parts(self, index: int, first: int, stop: int) -> content.ColumnParts | None:
         """Column ``index`` in rows ``first..stop-1`` as buffers (no per-cell work): which
         rows hold a value, each value's byte length, the bytes. None: an all-empty column."""
         validity, kind, start, offsets, data = self._cols[index]
         n = stop - first
-        if kind == 0 or n <= 0:
+        if kind == 0 or n <= 0 or offsets is None or data is None:  # kind 0: no buffers
             return None
         j = start + first
         off = offsets[j : j + n + 1]
@@ -560,20 +614,20 @@ class _Grid:
 
 
 def _read_first_sheet(path: Path, n_rows: int | None = None) -> _Sheet:
-    with _open_regular(path) as fh:
-        kind = _sniff(path, fh)
+    with open_regular(path) as fh:
+        kind = sniff(path, fh)
         if kind != "zip":
-            raise _Unreadable(kind, "not-xlsx")
-        names = _precheck_zip(path, fh)
-    import fastexcel
+            raise Unreadable(kind, "not-xlsx")
+        names = precheck_zip(path, fh)
+    import fastexcel  # noqa: PLC0415 - the reader is loaded in worker processes only
 
     try:
         reader = fastexcel.read_excel(os.fsdecode(path))
         sheet_names = reader.sheet_names
     except fastexcel.FastExcelError as exc:
-        raise _Unreadable(_reader_failed_message(exc, names), "reader") from None
+        raise Unreadable(reader_failed_message(exc, names), "reader") from None
     if not sheet_names:
-        raise _Unreadable(
+        raise Unreadable(
             "The workbook has no sheets, so there is no report in it. Re-run the report in "
             "Alma (or ask whoever made the file for a proper export).", "no-sheets",
         )
@@ -586,31 +640,34 @@ def _read_first_sheet(path: Path, n_rows: int | None = None) -> _Sheet:
             whitespace_as_null=True,
             n_rows=n_rows,
         )
-        grid = _Grid(sheet)
+        grid = Grid(sheet)
     except fastexcel.FastExcelError as exc:
-        raise _Unreadable(_reader_failed_message(exc, names), "reader") from None
+        raise Unreadable(reader_failed_message(exc, names), "reader") from None
     return _Sheet(name=sheet_names[0], grid=grid, sheet_count=len(sheet_names))
 
 
-def _open_regular(path: Path):
+def open_regular(path: Path) -> BinaryIO:
     """The file opened for reading, only if it is a regular file: a named pipe, a device or a
     socket is never read (opening a pipe without O_NONBLOCK would wait for a writer)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
-        raise _Unreadable("The file does not exist. Check the path (it may have been moved or deleted).", "missing") from None
+        raise Unreadable("The file does not exist. Check the path (it may have been moved or deleted).",
+                          "missing") from None
     except IsADirectoryError:
-        raise _Unreadable("This is a folder, not a report file.", "folder") from None
+        raise Unreadable("This is a folder, not a report file.", "folder") from None
     except PermissionError:
-        raise _Unreadable("The file cannot be read: permission denied. Fix its permissions or run as its owner.", "permission") from None
+        raise Unreadable("The file cannot be read: permission denied. Fix its permissions or run as "
+                          "its owner.", "permission") from None
     except OSError as exc:
-        raise _Unreadable(f"The file cannot be read ({exc.strerror or type(exc).__name__}). Check the disk and path.", "os-error") from None
+        raise Unreadable(f"The file cannot be read ({exc.strerror or type(exc).__name__}). Check the "
+                          "disk and path.", "os-error") from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise _Unreadable("This is a folder, not a report file.", "folder")
+            raise Unreadable("This is a folder, not a report file.", "folder")
         if not stat.S_ISREG(mode):
-            raise _Unreadable(not_regular_message(mode), "not-regular")
+            raise Unreadable(not_regular_message(mode), "not-regular")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -634,7 +691,7 @@ def not_regular_message(mode: int) -> str:
     )
 
 
-def _sniff(path: Path, fh) -> str:
+def sniff(path: Path, fh: BinaryIO) -> str:
     """``"zip"`` or the unreadable message for what the file really is."""
     try:
         head = fh.read(4096)
@@ -674,7 +731,7 @@ def _sniff(path: Path, fh) -> str:
     )
 
 
-def _cfb_message(fh) -> str:
+def _cfb_message(fh: BinaryIO) -> str:
     """A CFB (OLE2) container: an encrypted workbook, a legacy .xls, or something else."""
     names = _cfb_stream_markers(fh)
     if "EncryptedPackage" in names:
@@ -697,7 +754,7 @@ def _cfb_message(fh) -> str:
 _CFB_MARKERS = ("EncryptedPackage", "Workbook", "Book")
 
 
-def _cfb_stream_markers(fh) -> set[str]:
+def _cfb_stream_markers(fh: BinaryIO) -> set[str]:
     """Which known stream names occur in the CFB directory (UTF-16LE) of the file."""
     needles = {m: m.encode("utf-16-le") + b"\0\0" for m in _CFB_MARKERS}
     found: set[str] = set()
@@ -726,7 +783,7 @@ def _cfb_stream_markers(fh) -> set[str]:
 # --------------------------------------------------------------------------- zip pre-checks
 
 
-def _precheck_zip(path: Path, fh) -> set[str]:
+def precheck_zip(path: Path, fh: BinaryIO) -> set[str]:
     """Refuse damaged zips, encrypted parts and bombs before the reader inflates anything.
 
     Returns the package's part names (lower case, ``/`` separators) for the messages."""
@@ -734,13 +791,13 @@ def _precheck_zip(path: Path, fh) -> set[str]:
         zf = zipfile.ZipFile(fh)
         infos = zf.infolist()
     except zipfile.BadZipFile:
-        raise _Unreadable(
+        raise Unreadable(
             "The file is damaged or incomplete: its zip directory is missing (usually a "
             "download or delivery that was cut off). Download it again; if the server copy "
             "is damaged too, re-run the report in Alma.", "zip-directory",
         ) from None
     except (OSError, EOFError, ValueError, NotImplementedError, struct.error):
-        raise _Unreadable(
+        raise Unreadable(
             "The file is damaged: its zip container cannot be read. Download it again; if "
             "the server copy is damaged too, re-run the report in Alma.", "zip-container",
         ) from None
@@ -748,7 +805,7 @@ def _precheck_zip(path: Path, fh) -> set[str]:
     declared = 0
     for info in infos:
         if info.flag_bits & 0x1:
-            raise _Unreadable(
+            raise Unreadable(
                 "The workbook's zip entries are encrypted, so it cannot be checked. Ask for an "
                 "unprotected copy.", "zip-encrypted",
             )
@@ -787,8 +844,6 @@ class _Scan:
 
 def _memory_budget() -> int:
     """The worker's address-space limit (what the reader may use), or the default."""
-    import resource
-
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     return soft if soft not in (resource.RLIM_INFINITY, -1) and soft > 0 else isolation.DEFAULT_MEMORY_BYTES
 
@@ -799,14 +854,14 @@ def _refuse_if_bomb(info: zipfile.ZipInfo, size: int, total: int, *, real: bool 
         lie = ""
         if real and size > info.file_size:
             lie = f" although its zip directory says {_human_bytes(info.file_size)}"
-        raise _Unreadable(
+        raise Unreadable(
             f"Refused: a part of the workbook inflates to {_human_bytes(size)} or more from "
             f"{_human_bytes(info.compress_size)}{lie} (a 'zip bomb'), far more than any report. "
             "It was not opened. Delete it and check where it came from.", "zip-bomb",
         )
 
 
-def _inflate_part(fh, info: zipfile.ZipInfo, total: int, scan: _Scan, mode: str | None) -> int:
+def _inflate_part(fh: BinaryIO, info: zipfile.ZipInfo, total: int, scan: _Scan, mode: str | None) -> int:
     """Inflate one part, discarding the output, and return the package's running total.
 
     Stored parts are as large as they are; parts in a method other than deflate are left to
@@ -817,11 +872,11 @@ def _inflate_part(fh, info: zipfile.ZipInfo, total: int, scan: _Scan, mode: str 
         fh.seek(info.header_offset)
         header = fh.read(30)
         if len(header) < 30 or header[:4] != b"PK\x03\x04":
-            raise _Unreadable(_damaged("its zip container is inconsistent"), "zip-header")
+            raise Unreadable(_damaged("its zip container is inconsistent"), "zip-header")
         name_len, extra_len = struct.unpack("<HH", header[26:30])
         fh.seek(info.header_offset + 30 + name_len + extra_len)
     except (OSError, ValueError, struct.error):
-        raise _Unreadable(_damaged("its zip container is inconsistent"), "zip-header") from None
+        raise Unreadable(_damaged("its zip container is inconsistent"), "zip-header") from None
     left = info.compress_size
     inflater = zlib.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
     size = 0
@@ -924,7 +979,7 @@ class _PartScan:
         self.carry = buf[cut:]
         # the copies live twice at once: in calamine's cells and in the Arrow column built from them
         if 2 * self.scan.copy_bytes > self.scan.budget:
-            raise _Unreadable(
+            raise Unreadable(
                 "The workbook needs more memory than allowed to read "
                 f"({_human_bytes(self.scan.budget)}): its cells repeat long shared texts, about "
                 f"{_human_bytes(self.scan.copy_bytes)} of copies or more. It may be damaged or "
@@ -961,7 +1016,7 @@ def _check_reference(ref: str, where: str) -> None:
             what = "row" if row > EXCEL_MAX_ROWS else "column"
             limit = "row 1,048,576" if what == "row" else "column XFD (16,384)"
             source = "its size (<dimension>)" if where == "dimension" else "a cell or row"
-            raise _Unreadable(
+            raise Unreadable(
                 f"The workbook is damaged or hostile: {source} refers to {shown}, beyond Excel's "
                 f"last {limit}. It was not read. Excel cannot open it as it is either; ask for "
                 "the report again and check where the file came from.", f"beyond-grid-{what}",
@@ -975,7 +1030,7 @@ def _damaged(cause: str) -> str:
     )
 
 
-def _reader_failed_message(exc: Exception, names: set[str]) -> str:
+def reader_failed_message(exc: Exception, names: set[str]) -> str:
     """Why the reader failed, from the package's parts and a few structural words of the
     reader's message (which may quote cell text, so it is never repeated)."""
     if not any(n.endswith("workbook.xml") or n.endswith("workbook.bin") for n in names):
@@ -1013,7 +1068,7 @@ def _damaged_message(exc: Exception) -> str:
     )
 
 
-def _human_bytes(n: int) -> str:
+def _human_bytes(n: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
@@ -1024,7 +1079,7 @@ def _human_bytes(n: int) -> str:
 # --------------------------------------------------------------------------- classifying
 
 
-def _clean(cell: Any) -> str | None:
+def _clean(cell: object) -> str | None:
     if cell is None:
         return None
     text = str(cell).strip()
@@ -1035,7 +1090,7 @@ def _is_text(cell: str | None) -> bool:
     return cell is not None and not _NUMBER.match(cell) and not _DATE.match(cell)
 
 
-def _value_like(cell: str | None) -> bool:
+def value_like(cell: str | None) -> bool:
     """A header cell that reads like a value (an e-mail address, an identifier, a long text),
     not like a column's name: it is never repeated as a column name."""
     if cell is None:
@@ -1043,7 +1098,7 @@ def _value_like(cell: str | None) -> bool:
     return len(cell) > COLUMN_NAME_MAX or "@" in cell or bool(_ID_VALUE.match(cell))
 
 
-def _find_header(head: Iterable[tuple], expected: Sequence[str]) -> tuple[int | None, tuple[str, ...]]:
+def _find_header(head: Iterable[_Row], expected: Sequence[str]) -> tuple[int | None, tuple[str, ...]]:
     """0-based header row index (or None) and the expected columns it lacks.
 
     Without expected columns, a row is a header when it has at least two text cells and
@@ -1073,13 +1128,13 @@ def _find_header(head: Iterable[tuple], expected: Sequence[str]) -> tuple[int | 
         score = sum(1 for w in wanted if w in present)
         if score > best_score:
             best_i, best_present, best_score = i, present, score
-    missing = tuple(e for e, w in zip(expected, wanted) if w not in best_present)
+    missing = tuple(e for e, w in zip(expected, wanted, strict=True) if w not in best_present)
     return best_i, missing
 
 
 def _names_like(cells: list[str | None]) -> bool:
     filled = [c for c in cells if c is not None]
-    return sum(1 for c in filled if _value_like(c)) * 2 < len(filled)
+    return sum(1 for c in filled if value_like(c)) * 2 < len(filled)
 
 
 def positions(count: int) -> tuple[str, ...]:
@@ -1087,7 +1142,7 @@ def positions(count: int) -> tuple[str, ...]:
     return tuple(f"column {i}" for i in range(1, count + 1))
 
 
-def _used_width(grid: "_Grid", rows: Iterable[int]) -> int:
+def _used_width(grid: Grid, rows: Iterable[int]) -> int:
     """The number of columns up to the last one holding a value in ``rows``."""
     width = 0
     for i in rows:
@@ -1099,7 +1154,7 @@ def _used_width(grid: "_Grid", rows: Iterable[int]) -> int:
     return width
 
 
-def _classify(sheet: _Sheet, rules: _Rules) -> dict[str, Any]:
+def _classify(sheet: _Sheet, rules: _Rules) -> Verdict:
     grid = sheet.grid
     expected = list(rules.expected)
     if grid.width == 0 or grid.height == 0:
@@ -1125,7 +1180,7 @@ def _classify(sheet: _Sheet, rules: _Rules) -> dict[str, Any]:
         header_cells.pop()
     # A cell of the header row that reads like a value is named by its position instead.
     columns = tuple(
-        f"column {i + 1}" if _value_like(c) else (c or "") for i, c in enumerate(header_cells)
+        f"column {i + 1}" if value_like(c) else (c or "") for i, c in enumerate(header_cells)
     )
     below = nonblank >> (header_idx + 1)
     rows = below.bit_count()
@@ -1167,28 +1222,28 @@ def _classify(sheet: _Sheet, rules: _Rules) -> dict[str, Any]:
     if rows == 0:
         return _empty(rules, sheet, header_row, columns, f"No data rows below the header on row {header_row}.")
     first = header_idx + 1
-    found = _content_fields(grid, columns, first, first + below.bit_length(), rules)
+    measured = _content_fields(grid, columns, first, first + below.bit_length(), rules)
     if rows < rules.min_rows:
         return _empty(
             rules, sheet, header_row, columns,
             f"Only {rows} data row{'s' if rows != 1 else ''} below the header on row "
             f"{header_row}; at least {rules.min_rows} expected (min_rows).",
-            rows=rows, **found,
+            rows=rows, **measured,
         )
     text = f"{rows} data row{'s' if rows != 1 else ''} below the header on row {header_row}."
-    dates = found.get("dates")
-    if wanted and dates is not None and dates["values"] == 0:
+    dates = measured.get("dates")
+    if wanted and isinstance(dates, dict) and dates.get("values") == 0:
         text += (
             f" The date column '{wanted}' holds no dates (as YYYY-MM-DD or date cells), so the "
             "day the rows describe was not checked."
         )
-    return _result(st.OK, text, rows=rows, **common, **found)
+    return _result(st.OK, text, rows=rows, **common, **measured)
 
 
-def _content_fields(grid: "_Grid", columns: Sequence[str], first: int, stop: int, rules: _Rules) -> dict[str, Any]:
+def _content_fields(grid: Grid, columns: Sequence[str], first: int, stop: int, rules: _Rules) -> Verdict:
     """The rows' fingerprint and the date column's coverage (``tui.core.content``): hashes,
     a column name and counts of days, never a cell value."""
-    out: dict[str, Any] = {"fingerprint": content.fingerprint(grid, first, stop)}
+    out: Verdict = {"fingerprint": content.fingerprint(grid, first, stop)}
     coverage = content.find_date_column(grid, columns, first, stop, rules.date_column, normalize_column)
     if coverage is not None:
         out["date_column"] = coverage.column
@@ -1196,7 +1251,7 @@ def _content_fields(grid: "_Grid", columns: Sequence[str], first: int, stop: int
     return out
 
 
-def _no_header(sheet: _Sheet, rules: _Rules, nonblank: int, rows: int) -> dict[str, Any]:
+def _no_header(sheet: _Sheet, rules: _Rules, nonblank: int, rows: int) -> Verdict:
     """No row reads like a header: every non-blank row is data, columns are positions."""
     width = _used_width(sheet.grid, _bits(nonblank, HEADER_SCAN_ROWS))
     columns = positions(max(width, 1))
@@ -1239,7 +1294,7 @@ def _bits(mask: int, limit: int) -> list[int]:
     return out
 
 
-def _result(status: str, message: str, **fields: Any) -> dict[str, Any]:
+def _result(status: st.VerifyStatus, message: str, **fields: object) -> Verdict:
     return {"status": status, "message": message, **fields}
 
 
@@ -1253,7 +1308,7 @@ def _blank_sheet(sheet: _Sheet) -> str:
     return text
 
 
-def _first_value(row: tuple) -> str | None:
+def _first_value(row: _Row) -> str | None:
     for cell in row:
         value = _clean(cell)
         if value is not None:
@@ -1262,8 +1317,9 @@ def _first_value(row: tuple) -> str | None:
 
 
 def _empty(
-    rules: _Rules, sheet: _Sheet, header_row, columns, what: str, rows: int = 0, **found: Any
-) -> dict[str, Any]:
+    rules: _Rules, sheet: _Sheet, header_row: int | None, columns: Sequence[str], what: str, rows: int = 0,
+    **found: object,
+) -> Verdict:
     covered = rules.covered
     common = dict(rows=rows, header_row=header_row, columns=list(columns), sheet=sheet.name, **found)
     if covered is not None and rules.closed:
@@ -1273,11 +1329,10 @@ def _empty(
             "this is expected.",
             **common,
         )
-    if covered is not None:
-        rescue_by = covered + timedelta(days=rules.anonymize_days)
+    if covered is not None and rules.rescue_by is not None:
         todo = (
             f"The report covers {covered.isoformat()}: if the library was open that day, check "
-            f"the report in Alma and re-run it by hand before {rescue_by.isoformat()} (when "
+            f"the report in Alma and re-run it by hand before {rules.rescue_by.isoformat()} (when "
             "that day's loans are anonymized); if it was closed, add the day to closed_days in "
             "the config."
         )
@@ -1288,14 +1343,3 @@ def _empty(
             "add the day to closed_days in the config."
         )
     return _result(st.EMPTY, f"{what} {todo}", **common)
-
-
-def _is_closed(report: Any, day: date) -> bool:
-    check = getattr(report, "is_closed", None)
-    if check is None:
-        return False
-    try:
-        return bool(check(day))
-    except Exception:  # noqa: BLE001 - a config quirk must not turn into a traceback
-        log.warning("closed-day check failed for %s", day.isoformat())
-        return False

@@ -34,12 +34,13 @@ import urllib.error
 import urllib.request
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Any
+from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 from tui import __version__
 from tui.core import clock
 from tui.core.config import NotifyConfig, http_url
+from tui.core.model import JSONObject
 
 log = logging.getLogger("report_keeper.notify")
 
@@ -68,11 +69,9 @@ def show_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}/…"
 
 
-def _clean(text: Any, secrets: tuple[str, ...] = (), limit: int = 160) -> str:
+def _clean(reply: object, secrets: tuple[str, ...] = (), limit: int = 160) -> str:
     """A server's reply made printable, short, and free of the given secrets."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    text = str(text)
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
@@ -176,7 +175,7 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
         if "timed out" in str(exc):  # smtplib reports a read timeout as a disconnection
             raise SendError(f"{where} did not answer within {timeout:g} s") from None
         raise SendError(f"{where} closed the connection ({_clean(exc, secrets) or 'no reason given'})") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise SendError(f"{where} did not answer within {timeout:g} s") from None
     except smtplib.SMTPException as exc:
         raise SendError(f"sending through {where} failed ({_clean(exc, secrets)})") from None
@@ -199,7 +198,8 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
     max_redirections = MAX_REDIRECTS
     max_repeats = 1  # the same address twice is a loop
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: http.client.HTTPMessage, newurl: str) -> urllib.request.Request | None:
         if req.get_method() != "GET":
             return None  # urllib then raises the 3xx as an HTTPError
         try:
@@ -210,7 +210,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
 
 
 def _opener() -> urllib.request.OpenerDirector:
-    handlers: list[Any] = [
+    handlers: list[urllib.request.BaseHandler] = [
         urllib.request.ProxyHandler(),
         urllib.request.HTTPHandler(),
         urllib.request.HTTPSHandler(context=ssl.create_default_context()),
@@ -224,7 +224,7 @@ def _opener() -> urllib.request.OpenerDirector:
     return opener
 
 
-def http_request(url: str, *, method: str = "GET", document: dict[str, Any] | None = None,
+def http_request(url: str, *, method: str = "GET", document: JSONObject | None = None,
                  timeout: float = HTTP_TIMEOUT, deadline: float = HTTP_DEADLINE) -> int:
     """One request; returns the HTTP status (2xx) or raises :class:`SendError`."""
     http_url(url)  # the config checked it; a caller-built URL (…/fail) is checked again
@@ -246,7 +246,7 @@ def http_request(url: str, *, method: str = "GET", document: dict[str, Any] | No
                 if not chunk:
                     break
                 read += len(chunk)
-            status = resp.status
+            status = int(resp.status)
     except SendError:
         raise
     except urllib.error.HTTPError as exc:
@@ -265,9 +265,9 @@ def http_request(url: str, *, method: str = "GET", document: dict[str, Any] | No
                             f"({_clean(reason.verify_message)})") from None
         if isinstance(reason, (TimeoutError, socket.timeout)):
             raise SendError(f"{shown} did not answer within {timeout:g} s") from None
-        text = getattr(reason, "strerror", None) or reason
+        text = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
         raise SendError(f"could not reach {shown} ({_clean(text)})") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise SendError(f"{shown} did not answer within {timeout:g} s") from None
     except (OSError, ValueError, http.client.HTTPException) as exc:
         raise SendError(f"the request to {shown} failed ({_clean(type(exc).__name__)})") from None

@@ -20,20 +20,57 @@ import fcntl
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import tzinfo
 from pathlib import Path
-from typing import Any, Iterator
+from typing import NotRequired, Protocol, TypedDict
 
 from tui.core import alerts as al
 from tui.core import clock
 from tui.core import status as st
-from tui.core.ledger import Ledger, LedgerError
+from tui.core.config import NotifyConfig, Profile
+from tui.core.health import ConnectionStatus, HealthReport, evaluate
+from tui.core.ledger import LEDGER_ERRORS, Ledger, LedgerError
+from tui.core.model import JSONObject, WriteTest
 from tui.notify.channels import SendError, fail_url, http_request, send_email, show_url
 
 log = logging.getLogger("report_keeper.notify")
 
 LOCK_WAIT = 30.0  # seconds another run may hold the notify lock before this one gives up
+
+
+class OutcomeJSON(TypedDict):
+    """One channel's line of the ``notify`` document."""
+
+    channel: str
+    message: str
+    new: NotRequired[int]
+    reminders: NotRequired[int]
+    resolved: NotRequired[int]
+    detail: NotRequired[str]  # sent: where it went
+    error: NotRequired[str]  # failed: why
+
+
+class NotifyDocument(TypedDict):
+    """The JSON ``notify`` document of ``sync`` and ``check`` (docs/JSON.md)."""
+
+    configured: bool
+    sent: list[OutcomeJSON]
+    failed: list[OutcomeJSON]
+    note: NotRequired[str]
+
+
+class RunResult(Protocol):
+    """What the alerts need of a ``sync`` result (``tui.sftp.sync.SyncResult``)."""
+
+    @property
+    def status(self) -> st.Exit: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def error_kind(self) -> str | None: ...
 
 
 @dataclass
@@ -48,16 +85,19 @@ class Outcome:
     reminders: int = 0
     resolved: int = 0
 
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"channel": self.channel, "message": self.message}
+    def to_json(self) -> OutcomeJSON:
+        doc = OutcomeJSON(channel=self.channel, message=self.message)
         if self.channel != "ping" and self.message != "test":
-            doc.update(new=self.new, reminders=self.reminders, resolved=self.resolved)
-        doc["detail" if self.ok else "error"] = self.detail
+            doc["new"], doc["reminders"], doc["resolved"] = self.new, self.reminders, self.resolved
+        if self.ok:
+            doc["detail"] = self.detail
+        else:
+            doc["error"] = self.detail
         return doc
 
 
-def _document(configured: bool, outcomes: list[Outcome], note: str | None = None) -> dict[str, Any]:
-    doc: dict[str, Any] = {
+def _document(configured: bool, outcomes: list[Outcome], note: str | None = None) -> NotifyDocument:
+    doc: NotifyDocument = {
         "configured": configured,
         "sent": [o.to_json() for o in outcomes if o.ok],
         "failed": [o.to_json() for o in outcomes if not o.ok],
@@ -87,19 +127,20 @@ def _notify_lock(ledger_path: Path) -> Iterator[bool]:
         os.close(fd)
 
 
-def _now_text(health: Any, tz: Any) -> str:
+def _now_text(health: HealthReport, tz: tzinfo) -> str:
     now = health.now.astimezone(tz)
     return f"{now:%a} {now.day} {now:%b %Y %H:%M} ({tz})"
 
 
-def _send(channel: str, cfg: Any, message: al.Message) -> str:
+def _send(channel: str, cfg: NotifyConfig, message: al.Message) -> str:
     if channel == al.EMAIL:
         return send_email(cfg, message.subject, message.body)
-    status = http_request(cfg.webhook_url, method="POST", document=message.document)
-    return f"webhook {show_url(cfg.webhook_url)} answered HTTP {status}"
+    url = cfg.webhook_url or ""
+    status = http_request(url, method="POST", document=message.document)
+    return f"webhook {show_url(url)} answered HTTP {status}"
 
 
-def _channels(cfg: Any) -> list[str]:
+def _channels(cfg: NotifyConfig) -> list[str]:
     out = []
     if cfg.email:
         out.append(al.EMAIL)
@@ -108,7 +149,7 @@ def _channels(cfg: Any) -> list[str]:
     return out
 
 
-def _run(profile: Any, health: Any, *, scope: str, run_status: st.Exit) -> dict[str, Any]:
+def _run(profile: Profile, health: HealthReport, *, scope: str, run_status: st.Exit) -> NotifyDocument:
     cfg = profile.notify
     if not cfg.configured:
         return _document(False, [])
@@ -133,7 +174,7 @@ def _run(profile: Any, health: Any, *, scope: str, run_status: st.Exit) -> dict[
     return _document(True, outcomes)
 
 
-def _alerts(profile: Any, health: Any, ledger: Ledger, scope: str) -> list[Outcome]:
+def _alerts(profile: Profile, health: HealthReport, ledger: Ledger, scope: str) -> list[Outcome]:
     cfg = profile.notify
     tz = profile.timezone
     today = health.now.astimezone(tz).date()
@@ -143,8 +184,9 @@ def _alerts(profile: Any, health: Any, ledger: Ledger, scope: str) -> list[Outco
     for channel in _channels(cfg):
         try:
             rows = ledger.alert_rows(channel)
-        except Exception as exc:  # noqa: BLE001 - a damaged ledger must not break the run
-            outcomes.append(Outcome(channel, "alert", False, f"the ledger could not be read ({type(exc).__name__})"))
+        except LEDGER_ERRORS as exc:  # a damaged ledger must not break the run
+            outcomes.append(Outcome(channel, "alert", False,
+                                    f"the ledger could not be read ({type(exc).__name__})"))
             continue
         plan = al.plan(channel, current, rows, today=today, sent_at=sent_at, scope=scope)
         try:
@@ -157,22 +199,22 @@ def _alerts(profile: Any, health: Any, ledger: Ledger, scope: str) -> list[Outco
         message = al.compose(plan, profile=profile.name, status=health.status,
                              where=f"{profile.host}:{profile.remote_dir}",
                              now_text=_now_text(health, tz))
-        counts = dict(new=len(plan.new), reminders=len(plan.reminders), resolved=len(plan.resolved))
+        new, reminders, resolved = len(plan.new), len(plan.reminders), len(plan.resolved)
         try:
             detail = _send(channel, cfg, message)
         except SendError as exc:
             log.warning("alerts: %s %s not sent: %s (tried again on the next run)",
                         channel, plan.message_kind, exc)
-            outcomes.append(Outcome(channel, plan.message_kind, False, str(exc), **counts))
+            outcomes.append(Outcome(channel, plan.message_kind, False, str(exc), new, reminders, resolved))
             continue
         log.info("alerts: %s %s sent (%d new, %d reminders, %d ended): %s", channel,
-                 plan.message_kind, counts["new"], counts["reminders"], counts["resolved"], detail)
+                 plan.message_kind, new, reminders, resolved, detail)
         try:
             ledger.save_alert_rows(channel, plan.save, plan.delete)
         except LedgerError as exc:  # sent, but not remembered: it may be sent once more
             log.error("alerts: sent but not recorded: %s", exc)
             detail += f" (not recorded in the ledger: {exc}; it may be sent again)"
-        outcomes.append(Outcome(channel, plan.message_kind, True, detail, **counts))
+        outcomes.append(Outcome(channel, plan.message_kind, True, detail, new, reminders, resolved))
     return outcomes
 
 
@@ -189,11 +231,11 @@ def _ping(url: str, status: st.Exit) -> Outcome:
     return Outcome("ping", kind, True, f"{show_url(target)} answered HTTP {code}")
 
 
-def _guard(fn, *args: Any, **kwargs: Any) -> dict[str, Any]:
+def _guard(run: Callable[[], NotifyDocument]) -> NotifyDocument:
     """Alerts never break the run that triggered them."""
     try:
-        return fn(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - last resort; the message names no secret
+        return run()
+    except Exception as exc:  # last resort; the message names no secret
         log.exception("alerts failed unexpectedly")
         return _document(True, [Outcome("alerts", "alert", False,
                                         f"unexpected error ({type(exc).__name__}); see the log")])
@@ -206,21 +248,21 @@ def _guard(fn, *args: Any, **kwargs: Any) -> dict[str, Any]:
 CONNECTION_ERRORS_NOT = ("interrupted", "ledger")
 
 
-def after_sync(profile: Any, result: Any) -> dict[str, Any]:
+def after_sync(profile: Profile, result: RunResult) -> NotifyDocument:
     """Alerts after ``sync``: the health comes from the ledger, as ``check --offline`` sees it,
     plus the connection as far as the sync tested it (it logged in, or it could not)."""
     if not profile.notify.configured:
         return _document(False, [])
 
-    def run() -> dict[str, Any]:
-        from tui.core.health import ConnectionStatus, evaluate
-
+    def run() -> NotifyDocument:
         if result.error and result.error_kind not in CONNECTION_ERRORS_NOT:
-            connection, scope = ConnectionStatus(ok=False, message=result.error, write_test="skipped"), al.SCOPE_LOGIN
+            connection = ConnectionStatus(ok=False, message=result.error, write_test=WriteTest.SKIPPED)
+            scope = al.SCOPE_LOGIN
         elif result.error:
             connection, scope = ConnectionStatus.skipped(), al.SCOPE_NONE
         else:
-            connection, scope = ConnectionStatus(ok=True, message="sync connected", write_test="skipped"), al.SCOPE_LOGIN
+            connection = ConnectionStatus(ok=True, message="sync connected", write_test=WriteTest.SKIPPED)
+            scope = al.SCOPE_LOGIN
         with Ledger.open(profile.ledger_path, profile=profile.name) as ledger:
             deliveries = ledger.deliveries()
         health = evaluate(profile, deliveries, connection=connection)
@@ -229,15 +271,15 @@ def after_sync(profile: Any, result: Any) -> dict[str, Any]:
     return _guard(run)
 
 
-def after_check(profile: Any, health: Any, *, offline: bool) -> dict[str, Any]:
+def after_check(profile: Profile, health: HealthReport, *, offline: bool) -> NotifyDocument:
     """Alerts after ``check`` (its own evaluation; ``--offline`` judges no connection)."""
     if not profile.notify.configured:
         return _document(False, [])
     scope = al.SCOPE_NONE if offline else al.SCOPE_FULL
-    return _guard(_run, profile, health, scope=scope, run_status=health.exit_code)
+    return _guard(lambda: _run(profile, health, scope=scope, run_status=health.exit_code))
 
 
-def send_test(profile: Any) -> list[Outcome]:
+def send_test(profile: Profile) -> list[Outcome]:
     """A test message through every configured channel (the ping gets a success ping)."""
     cfg = profile.notify
     now = clock.now(profile.timezone)
@@ -249,16 +291,18 @@ def send_test(profile: Any) -> list[Outcome]:
         "Alerts about missing, late, empty or unreadable reports will come the same way.\n"
         "Nothing needs to be done.\n"
     )
-    document = {"profile": profile.name, "status": "test", "message": "test", "subject": subject,
-                "text": subject, "new": [], "reminders": [], "resolved": [], "open": []}
+    document: JSONObject = {"profile": profile.name, "status": "test", "message": "test",
+                            "subject": subject, "text": subject, "new": [], "reminders": [],
+                            "resolved": [], "open": []}
     out: list[Outcome] = []
     for channel in _channels(cfg):
         try:
             if channel == al.EMAIL:
                 detail = send_email(cfg, subject, body)
             else:
-                code = http_request(cfg.webhook_url, method="POST", document=document)
-                detail = f"webhook {show_url(cfg.webhook_url)} answered HTTP {code}"
+                url = cfg.webhook_url or ""
+                code = http_request(url, method="POST", document=document)
+                detail = f"webhook {show_url(url)} answered HTTP {code}"
             out.append(Outcome(channel, "test", True, detail))
         except SendError as exc:
             out.append(Outcome(channel, "test", False, str(exc)))
@@ -270,9 +314,9 @@ def send_test(profile: Any) -> list[Outcome]:
     return out
 
 
-def summary_line(doc: dict[str, Any]) -> str | None:
+def summary_line(doc: NotifyDocument) -> str | None:
     """One human line about the alerts of a run (None when alerts are not configured)."""
-    if not doc.get("configured"):
+    if not doc["configured"]:
         return None
     parts = []
     for item in doc["sent"]:
@@ -282,7 +326,7 @@ def summary_line(doc: dict[str, Any]) -> str | None:
         else:
             parts.append(f"{item['channel']} {what} sent")
     for item in doc["failed"]:
-        parts.append(f"{item['channel']} {item['message']} FAILED ({item['error']}; tried again next run)")
+        parts.append(f"{item['channel']} {item['message']} FAILED ({item.get('error')}; tried again next run)")
     if doc.get("note"):
         parts.append(doc["note"])
     return "Alerts: " + ("; ".join(parts) if parts else "nothing new to send") + "."

@@ -1,9 +1,9 @@
 """The export modal (``e`` on the Verify screen, or the command palette there).
 
-A form for :mod:`tui.core.export`: which report, which covered (loan) days, the format,
-whether to pseudonymize identifier columns (on by default: the file is usually for someone
-else), and the file to write. ``Export`` runs the export in a worker through the core's async
-API (:func:`tui.core.export.export_reports`: the workbooks are read by the isolated worker
+A form for an :class:`~tui.core.export_request.ExportRequest`: which report, which covered
+(loan) days, the format, whether to pseudonymize identifier columns (on by default: the file
+is usually for someone else), and the file to write. ``Export`` asks the app to run it
+(:meth:`tui.app.ReportKeeperApp.export_reports`: the workbooks are read by the isolated worker
 processes, never here) with a progress bar; the modal then closes with the
 :class:`~tui.core.export.ExportResult` and the caller shows a toast (:func:`export_toast`).
 A usage problem (a bad day, an existing file) is shown in the form, one line, and nothing is
@@ -15,27 +15,27 @@ from __future__ import annotations
 import logging
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, Static
 from textual.worker import Worker, WorkerState
 
+from tui.core.export_request import Cancelled, ExportError, ExportRequest, output_format, parse_day
 from tui.core.names import escape_name
+from tui.messages import ExportProgress
 
 if TYPE_CHECKING:
     from textual.app import App
     from textual.notifications import SeverityLevel
 
-    from tui.core.config import Profile
-    from tui.core.export import ExportRequest, ExportResult
-    from tui.core.ledger import Ledger
+    from tui.app import ReportKeeperApp
+    from tui.core.export import ExportResult
 
 log = logging.getLogger("report_keeper.screens.export")
 
@@ -43,26 +43,15 @@ ALL_REPORTS = "\x00all"  # the Select's value for "every report" (no report can 
 FORMATS = (("Parquet (analysis tools)", ".parquet"), ("CSV (spreadsheets)", ".csv"))
 
 
-class ExportProgress(Message):
-    """Progress of the running export (a newer one replaces one still queued)."""
-
-    def __init__(self, done: int, total: int, name: str) -> None:
-        super().__init__()
-        self.done, self.total, self.name = done, total, name
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, ExportProgress)
-
-
-def default_output(profile: Profile, today: date, suffix: str = ".parquet") -> Path:
+def default_output(profile: str, today: date, suffix: str = ".parquet") -> Path:
     """``~/Documents/report-keeper-<profile>-<day>.parquet`` (the home folder without one)."""
     home = Path.home()
     folder = home / "Documents" if (home / "Documents").is_dir() else home
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in profile.name)
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in profile)
     return folder / f"report-keeper-{name}-{today.isoformat()}{suffix}"
 
 
-def export_toast(app: App[Any], result: ExportResult) -> None:
+def export_toast(app: App[None], result: ExportResult) -> None:
     """The notification after an export: where the file is and what it covers."""
     code = int(result.exit_code)
     severity: SeverityLevel = "information" if code == 0 else "warning" if code == 1 else "error"
@@ -94,16 +83,18 @@ class ExportModal(ModalScreen["ExportResult | None"]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel / stop", id="export.cancel")]
 
-    def __init__(self, profile: Profile, ledger: Ledger, *, today: date, reports: list[str] | None = None,
+    def __init__(self, profile: str, *, today: date, reports: list[str] | None = None,
                  out: Path | None = None) -> None:
         super().__init__()
-        self.profile = profile
-        self.ledger = ledger
         self.today = today
         self._reports = reports
         self._out = out or default_output(profile, today)
         self._cancel = False
         self.running = False
+
+    @property
+    def app(self) -> ReportKeeperApp:  # type: ignore[override]  # narrower: the one app it runs in
+        return cast("ReportKeeperApp", super().app)
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -120,8 +111,8 @@ class ExportModal(ModalScreen["ExportResult | None"]):
                 yield Input(placeholder="last YYYY-MM-DD", compact=True, id="export-until")
             with Horizontal(classes="row"):
                 yield Label("Format")
-                yield Select(FORMATS, value=self._out.suffix if self._out.suffix in (".parquet", ".csv") else ".parquet",
-                             allow_blank=False, compact=True, id="export-format")
+                suffix = self._out.suffix if self._out.suffix in (".parquet", ".csv") else ".parquet"
+                yield Select(FORMATS, value=suffix, allow_blank=False, compact=True, id="export-format")
             with Horizontal(classes="row"):
                 yield Label("File")
                 yield Input(str(self._out), compact=True, id="export-out")
@@ -143,9 +134,7 @@ class ExportModal(ModalScreen["ExportResult | None"]):
 
     @work(thread=True, exclusive=True, group="export-names", exit_on_error=False)
     def _load_reports(self) -> None:
-        from tui.core.export import report_names
-
-        names = report_names(self.profile, self.ledger)
+        names = self.app.export_report_names()
         self.app.call_from_thread(self._set_reports, names)
 
     def _set_reports(self, names: list[str]) -> None:
@@ -167,8 +156,6 @@ class ExportModal(ModalScreen["ExportResult | None"]):
 
     def request(self) -> ExportRequest:
         """The form as an ``ExportRequest``; raises ``ExportError`` with one line."""
-        from tui.core.export import ExportError, ExportRequest, output_format, parse_day
-
         since_text = self.query_one("#export-since", Input).value.strip()
         until_text = self.query_one("#export-until", Input).value.strip()
         since = parse_day(since_text, "the first day") if since_text else None
@@ -189,8 +176,6 @@ class ExportModal(ModalScreen["ExportResult | None"]):
     def action_run(self) -> None:
         if self.running:
             return
-        from tui.core.export import ExportError
-
         try:
             request = self.request()
         except ExportError as exc:
@@ -219,14 +204,11 @@ class ExportModal(ModalScreen["ExportResult | None"]):
     # ------------------------------------------------------------------ running
     @work(exclusive=True, group="export", exit_on_error=False)
     async def _run(self, request: ExportRequest) -> None:
-        from tui.core.export import Cancelled, ExportError, export_reports
-
         def progress(done: int, total: int, name: str) -> None:  # called from the export's thread
             self.post_message(ExportProgress(done, total, name))
 
         try:
-            result = await export_reports(self.profile, self.ledger, request, progress=progress,
-                                          cancelled=lambda: self._cancel)
+            result = await self.app.export_reports(request, progress=progress, cancelled=lambda: self._cancel)
         except Cancelled:
             self.running = False
             self.dismiss(None)

@@ -12,41 +12,48 @@ a thread) and its connection info; texts that may hold server-supplied names are
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime, tzinfo
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from tui.core import clock
+from tui.core.config import Profile
+from tui.core.health import HealthReport
+from tui.core.model import ConnTestResult, JobState, ProblemKind, StepOutcome, WriteTest
 from tui.core.names import escape_name
+from tui.core.status import Severity
+from tui.messages import ConnectionChanged, DataRefreshed, QueueChanged
+from tui.screens.base import AppScreen
+from tui.state import ConnectionInfo, ConnectionState, DataSnapshot, ScreenName
 from tui.widgets.formatting import home_relative, human_age, human_size, local_time, severity_text, short_day
-from tui.widgets.messages import ConnectionChanged, DataRefreshed, QueueChanged
 from tui.widgets.navbar import NavBar
 
-_STEP_STYLE = {"ok": "green", "denied": "yellow", "failed": "bold red", "mismatch": "bold red",
-               "skipped": "dim"}
+_STEP_STYLE = {StepOutcome.OK: "green", StepOutcome.DENIED: "yellow", StepOutcome.FAILED: "bold red",
+               StepOutcome.MISMATCH: "bold red", StepOutcome.SKIPPED: "dim"}
+_REPORT_GLYPH = {Severity.OK: ("✓", "green"), Severity.WARNING: ("!", "yellow"),
+                 Severity.CRITICAL: ("✗", "bold red")}
 
 
-def banner_text(health: Any, connection: Any, error: str = "") -> tuple[str, Text]:
+def banner_text(health: HealthReport | None, connection: ConnectionInfo | None,
+                error: str = "") -> tuple[str, Text]:
     """(css class, text) of the overall banner."""
     if health is None:
         if error:
             return "critical", Text(f"✗ {error}")
         return "", Text("… evaluating the ledger", style="italic")
     problems = health.problems
-    critical = sum(1 for p in problems if p.severity == "critical")
-    warnings = sum(1 for p in problems if p.severity == "warning")
-    empty = sum(1 for p in problems if p.kind == "empty")
+    critical = sum(1 for p in problems if p.severity == Severity.CRITICAL)
+    warnings = sum(1 for p in problems if p.severity == Severity.WARNING)
+    empty = sum(1 for p in problems if p.kind == ProblemKind.EMPTY)
     status = health.status
-    if status == "ok":
+    if status == Severity.OK:
         text = Text("✓ ALL WELL · every report arrived and holds data")
     else:
-        glyph = "✗" if status == "critical" else "!"
+        glyph = "✗" if status == Severity.CRITICAL else "!"
         text = Text(f"{glyph} {status.upper()}")
         parts = []
         if critical:
@@ -56,23 +63,22 @@ def banner_text(health: Any, connection: Any, error: str = "") -> tuple[str, Tex
         if empty:
             parts.append(f"{empty} empty report{'s' if empty != 1 else ''}")
         text.append(" · " + ", ".join(parts))
-    if connection is not None and connection.state == "failed":
+    if connection is not None and connection.state == ConnectionState.FAILED:
         text.append(" · no connection")
     return status, text
 
 
-def reports_text(health: Any, tz: Any, now: datetime) -> Text:
+def reports_text(health: HealthReport | None, tz: tzinfo, now: datetime) -> Text:
     text = Text()
     text.append("Reports\n", style="bold underline")
     if health is None or not health.reports:
         text.append("  No report seen yet: list the server with r.\n", style="dim")
         return text
     for report in health.reports:
-        sev = report.status
-        glyph, style = {"ok": ("✓", "green"), "warning": ("!", "yellow"), "critical": ("✗", "bold red")}[sev]
+        glyph, style = _REPORT_GLYPH[report.status]
         text.append(f"  {glyph} ", style=style)
         text.append(escape_name(report.name), style="bold")
-        schedule = getattr(report.schedule, "describe", lambda: str(report.schedule))()
+        schedule = report.schedule.describe()
         text.append(f"  ({schedule}{', inferred' if report.inferred else ''})\n", style="dim")
         last = report.last_delivery
         text.append("    last: ")
@@ -91,7 +97,7 @@ def reports_text(health: Any, tz: Any, now: datetime) -> Text:
     return text
 
 
-def problems_text(health: Any, today: Any) -> Text:
+def problems_text(health: HealthReport | None, today: date) -> Text:
     text = Text()
     problems = health.problems if health is not None else []
     text.append(f"Problems ({len(problems)})\n" if problems else "Problems\n", style="bold underline")
@@ -127,30 +133,28 @@ def problems_text(health: Any, today: Any) -> Text:
 
 
 _CONNECTION_LABEL = {
-    "idle": ("○ not connected yet", "dim"),
-    "connecting": ("◌ connecting…", "italic"),
-    "connected": ("● connected", "green"),
-    "failed": ("✗ no connection", "bold red"),
+    ConnectionState.IDLE: ("○ not connected yet", "dim"),
+    ConnectionState.CONNECTING: ("◌ connecting…", "italic"),
+    ConnectionState.CONNECTED: ("● connected", "green"),
+    ConnectionState.FAILED: ("✗ no connection", "bold red"),
 }
-_STEPS = ("upload", "download", "delete")
 
 
-def _append_steps(text: Text, test: Any) -> None:
+def _append_steps(text: Text, test: ConnTestResult) -> None:
     """``upload ok, download ok, delete ok`` as Alma's Test FTP shows it, each step coloured."""
-    for i, step in enumerate(_STEPS):
-        outcome = getattr(test, step, "skipped")
+    for i, (step, outcome) in enumerate(test.steps.items()):
         if i:
             text.append(", ")
-        text.append(f"{step} {outcome}", style=_STEP_STYLE.get(outcome, ""))
+        text.append(f"{step} {outcome}", style=_STEP_STYLE[outcome])
 
 
-def connection_text(connection: Any, tz: Any) -> Text:
+def connection_text(connection: ConnectionInfo, tz: tzinfo) -> Text:
     text = Text()
     text.append("Connection\n", style="bold underline")
     state = connection.state
-    label, style = _CONNECTION_LABEL.get(state, (state, ""))
+    label, style = _CONNECTION_LABEL[state]
     text.append(f"  {label}", style=style)
-    if connection.message and state == "failed":
+    if connection.message and state == ConnectionState.FAILED:
         text.append("\n    ")
         text.append(escape_name(connection.message))
     text.append("\n")
@@ -165,17 +169,17 @@ def connection_text(connection: Any, tz: Any) -> Text:
         if connection.tested_at is not None:
             text.append(f" · at {local_time(connection.tested_at, tz)}", style="dim")
         text.append("\n")
-        if test.write_test != "ok" or not test.ok:
+        if test.write_test != WriteTest.OK or not test.ok:
             text.append("    ")
             text.append(escape_name(test.message), style="yellow" if test.ok else "red")
             text.append("\n")
     return text
 
 
-def status_line(connection: Any, snapshot: Any) -> Text:
+def status_line(connection: ConnectionInfo, snapshot: DataSnapshot) -> Text:
     """One line under the banner: connection, the Alma-style test, the local folder."""
     text = Text(no_wrap=True, overflow="ellipsis")
-    label, style = _CONNECTION_LABEL.get(connection.state, (connection.state, ""))
+    label, style = _CONNECTION_LABEL[connection.state]
     text.append(label, style=style)
     test = connection.test
     text.append(" · test: ")
@@ -184,15 +188,15 @@ def status_line(connection: Any, snapshot: Any) -> Text:
     elif test is None:
         text.append("press t", style="dim")
     else:
-        if all(getattr(test, step, "skipped") == "ok" for step in _STEPS):
-            text.append("upload, download, delete ok", style=_STEP_STYLE["ok"])
+        if all(outcome == StepOutcome.OK for outcome in test.steps.values()):
+            text.append("upload, download, delete ok", style=_STEP_STYLE[StepOutcome.OK])
         else:
             _append_steps(text, test)
     text.append(f" · local: {snapshot.local_files} files, {human_size(snapshot.local_size)}")
     return text
 
 
-def local_text(profile: Any, snapshot: Any) -> Text:
+def local_text(profile: Profile, snapshot: DataSnapshot) -> Text:
     text = Text()
     text.append("Local folder\n", style="bold underline")
     text.append(f"  {home_relative(profile.local_dir)}", style="bold")
@@ -203,7 +207,7 @@ def local_text(profile: Any, snapshot: Any) -> Text:
     return text
 
 
-class HealthScreen(Screen):
+class HealthScreen(AppScreen):
     """What is wrong, what to do, by when."""
 
     DEFAULT_CSS = """
@@ -226,7 +230,7 @@ class HealthScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield NavBar("health")
+        yield NavBar(ScreenName.HEALTH)
         yield Static("", id="health-banner")
         yield Static("", id="health-status")
         with VerticalScroll(id="health-body"):
@@ -253,7 +257,7 @@ class HealthScreen(Screen):
         if board.active:
             counts = board.counts()
             self.query_one(NavBar).set_summary(
-                f"↓ {counts['done']}/{len(board.jobs)} downloaded")
+                f"↓ {counts[JobState.DONE]}/{len(board.jobs)} downloaded")
         else:
             self.query_one(NavBar).set_summary("")
 
@@ -261,9 +265,9 @@ class HealthScreen(Screen):
         app = self.app
         snapshot = app.snapshot
         health = snapshot.health
-        tz = getattr(app.profile, "timezone", None)
+        tz = app.profile.timezone
         now = clock.now()
-        today = now.astimezone(tz).date() if tz else now.date()
+        today = now.astimezone(tz).date()
         banner = self.query_one("#health-banner", Static)
         css, text = banner_text(health, app.connection, snapshot.error)
         banner.set_classes(css)

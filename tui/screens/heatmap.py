@@ -1,9 +1,9 @@
 """Heatmap screen (key ``5``): a report's whole history as a calendar, the selected day beside it.
 
 The data is the schedule evaluation (``tui.core.health.HealthReport``): one ``ReportHealth`` per
-report with its run days and problems. The screen takes it in its constructor, from
-``set_health()``, or from the app's ``DataRefreshed`` message (``snapshot.health``). Below the
-calendar (beside it on terminals of 110 columns and more) the panel shows the selected day: status, why (the day's problems), files, rows,
+report with its run days and problems, from the app's snapshot (``snapshot.health``, and each
+``DataRefreshed`` message). Below the calendar (beside it on terminals of 110 columns and
+more) the panel shows the selected day: status, why (the day's problems), files, rows,
 rescue-by and delete-on. ``[`` and ``]`` switch report.
 
 File names come from the server: they are shown as plain ``Text`` after
@@ -12,29 +12,28 @@ File names come from the server: they are shown as plain ``Text`` after
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, tzinfo
-from typing import Any, Sequence
-from zoneinfo import ZoneInfo
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from tui.core import heatmap as hm
+from tui.core.health import HealthReport, ReportHealth
 from tui.core.names import escape_name
+from tui.messages import DataRefreshed
+from tui.screens.base import AppScreen
+from tui.state import ScreenName
 from tui.widgets.heatmap import HeatmapWidget
 from tui.widgets.navbar import NavBar
-
-from tui.widgets.messages import DataRefreshed
-
 
 _KIND_STYLE = {k: f"bold {s.color}" for k, s in hm.STYLES.items()}
 
 
-class HeatmapScreen(Screen):
+class HeatmapScreen(AppScreen):
     """Calendar heatmap of every report; ``[``/``]`` switch report."""
 
     DEFAULT_CSS = """
@@ -78,27 +77,18 @@ class HeatmapScreen(Screen):
         Binding("end", "last_day", "Last day", show=False),
     ]
 
-    def __init__(
-        self,
-        health: Any = None,
-        *,
-        tz: tzinfo | None = None,
-        report: str | None = None,
-        name: str | None = None,
-        id: str | None = None,
-    ) -> None:
-        super().__init__(name=name, id=id)
-        self._tz = tz
-        self._health = health
+    def __init__(self) -> None:
+        super().__init__()
+        self._health: HealthReport | None = None
         self._index = 0
-        self._wanted_report = report
+        self._wanted_report: str | None = None
         self._grid: hm.Grid | None = None
         self._selected: date | None = None
 
     # ------------------------------------------------------------------ compose
     def compose(self) -> ComposeResult:
         yield Header()
-        yield NavBar("heatmap")
+        yield NavBar(ScreenName.HEATMAP)
         yield Static(id="heatmap-title")
         with Container(id="heatmap-body"):
             yield HeatmapWidget(id="heatmap")
@@ -112,32 +102,25 @@ class HeatmapScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#heatmap-body").set_class(self.app.size.width >= self.WIDE, "wide")
         self.query_one(HeatmapWidget).focus()
-        if self._health is None:
-            self._health = self._app_health()
+        self._health = self.app.snapshot.health
         self._show()
 
     def on_screen_resume(self) -> None:
-        health = self._app_health()
+        health = self.app.snapshot.health
         if health is not None and health is not self._health:
             self.set_health(health)
-
-    def _app_health(self) -> Any:
-        return getattr(getattr(self.app, "snapshot", None), "health", None)
 
     # ------------------------------------------------------------------ data
     @property
     def tz(self) -> tzinfo:
-        if self._tz is not None:
-            return self._tz
-        profile = getattr(self.app, "profile", None)
-        return getattr(profile, "timezone", None) or ZoneInfo("UTC")
+        return self.app.profile.timezone
 
     @property
-    def reports(self) -> Sequence[Any]:
-        return tuple(getattr(self._health, "reports", ()) or ())
+    def reports(self) -> Sequence[ReportHealth]:
+        return self._health.reports if self._health is not None else ()
 
     @property
-    def report(self) -> Any:
+    def report(self) -> ReportHealth | None:
         reports = self.reports
         return reports[self._index] if reports else None
 
@@ -145,17 +128,17 @@ class HeatmapScreen(Screen):
     def grid(self) -> hm.Grid | None:
         return self._grid
 
-    def set_health(self, health: Any) -> None:
+    def set_health(self, health: HealthReport) -> None:
         """New evaluation: keep the report (by name) and the selected day."""
-        current = getattr(self.report, "name", None)
+        current = self.report
         self._health = health
         if current is not None:
-            self._wanted_report = current
+            self._wanted_report = current.name
         if self.is_mounted:
             self._show()
 
     def on_data_refreshed(self, message: DataRefreshed) -> None:
-        health = getattr(message.snapshot, "health", None)
+        health = message.snapshot.health
         if health is not None:
             self.set_health(health)
 
@@ -199,21 +182,15 @@ class HeatmapScreen(Screen):
         title.update(self._title_text(report))
         widget.set_grid(self._grid, select=self._selected)
 
-    def _title_text(self, report: Any) -> Text:
+    def _title_text(self, report: ReportHealth) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(escape_name(report.name), style="bold")
         n = len(self.reports)
         if n > 1:
             text.append(f" ({self._index + 1}/{n})", style="dim")
-        schedule = getattr(report, "schedule", None)
-        at = getattr(report, "at", None)
-        if schedule is not None:
-            describe = schedule.describe() if hasattr(schedule, "describe") else str(schedule)
-            text.append(f" · {describe}")
-            if at is not None:
-                text.append(f" at {at:%H:%M}")
-            if getattr(report, "inferred", False):
-                text.append(" (inferred)", style="dim")
+        text.append(f" · {report.schedule.describe()} at {report.at:%H:%M}")
+        if report.inferred:
+            text.append(" (inferred)", style="dim")
         if self._grid is not None:
             first = self._grid.first_day
             text.append(f" · since {first.day} {first:%b} {first.year}", style="dim")
@@ -229,7 +206,7 @@ class HeatmapScreen(Screen):
             return Text("")
         detail = hm.day_detail(
             cell,
-            problems=getattr(self.report, "problems", ()),
+            problems=self.report.problems,
             tz=self.tz,
             today=hm.today_in(self.tz),
             thresholds=self._grid.thresholds,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
+
+from tui.state import SCREENS
 
 _KEY_NAMES = {
     "question_mark": "?",
@@ -22,13 +24,7 @@ _KEY_NAMES = {
     "ctrl+p": "ctrl+p",
 }
 
-_SCREEN_TITLES = {
-    "health": "1 Health",
-    "remote": "2 Remote",
-    "queue": "3 Queue",
-    "verify": "4 Verify",
-    "heatmap": "5 Heatmap",
-}
+_SCREEN_TITLES = {str(s.name): f"{s.key} {s.label}" for s in SCREENS}
 
 
 def _key_label(binding: Binding) -> str:
@@ -38,7 +34,7 @@ def _key_label(binding: Binding) -> str:
     return "/".join(_KEY_NAMES.get(k, k) for k in keys)
 
 
-def _bindings(items: Iterable) -> list[tuple[str, str]]:
+def _bindings(items: Iterable[BindingType]) -> list[tuple[str, str]]:
     out = []
     seen = set()
     for item in items:
@@ -53,12 +49,12 @@ def _bindings(items: Iterable) -> list[tuple[str, str]]:
     return out
 
 
-def help_sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
+def help_sections(app: App[object]) -> list[tuple[str, list[tuple[str, str]]]]:
     """(title, [(key, description)]) for the app and every screen of the app."""
     sections = [("Everywhere", _bindings(app.BINDINGS) + [("ctrl+p", "Command palette: every action")])]
     for mode, screen_cls in app.MODES.items():
-        if isinstance(screen_cls, type):
-            rows = _bindings(getattr(screen_cls, "BINDINGS", []))
+        if isinstance(screen_cls, type) and issubclass(screen_cls, Screen):
+            rows = _bindings(screen_cls.BINDINGS)
             if rows:
                 sections.append((_SCREEN_TITLES.get(mode, mode), rows))
     return sections

@@ -10,7 +10,9 @@ passphrase_cb=...)``); the app pushes these modals and waits for their result:
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import tzinfo
+from pathlib import Path
+from typing import Protocol
 
 from rich.text import Text
 from textual import on
@@ -21,7 +23,30 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from tui.core.names import escape_name
+from tui.state import JobView, RemoteRow
 from tui.widgets.formatting import human_size, local_time, short_day, state_cell, verify_cell
+
+
+class PresentedKey(Protocol):
+    """A server host key as the SFTP client describes it (``HostKeyInfo``)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def key_type(self) -> str: ...
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def known_hosts(self) -> Path | str | None: ...
+
+
+class ChangedKey(PresentedKey, Protocol):
+    """A host key that differs from known_hosts (the SFTP client's ``HostKeyChanged``)."""
+
+    @property
+    def expected(self) -> tuple[str, ...]: ...
 
 _MODAL_CSS = """
 {cls} {{ align: center middle; }}
@@ -46,7 +71,7 @@ class HostKeyModal(ModalScreen[str]):
         Binding("escape,n", "decide('reject')", "Reject"),
     ]
 
-    def __init__(self, info: Any) -> None:
+    def __init__(self, info: PresentedKey) -> None:
         super().__init__()
         self.info = info
 
@@ -54,18 +79,17 @@ class HostKeyModal(ModalScreen[str]):
         info = self.info
         body = Text()
         body.append("The server ")
-        body.append(escape_name(str(getattr(info, "host", "?"))), style="bold")
-        port = getattr(info, "port", None)
-        if port and port != 22:
-            body.append(f" port {port}")
+        body.append(escape_name(info.host), style="bold")
+        if info.port and info.port != 22:
+            body.append(f" port {info.port}")
         body.append(" presented a host key that is not in known_hosts yet:\n\n")
-        body.append(f"  {getattr(info, 'key_type', '?')}\n", style="bold")
-        body.append(f"  {getattr(info, 'fingerprint', '?')}\n\n", style="bold yellow")
+        body.append(f"  {info.key_type}\n", style="bold")
+        body.append(f"  {info.fingerprint}\n\n", style="bold yellow")
         body.append(
             "Compare this SHA256 fingerprint with the one the server's administrator gave you. "
             "Accept only if they match."
         )
-        known = getattr(info, "known_hosts", None)
+        known = info.known_hosts
         if known:
             body.append(f"\n'Remember' adds it to {known}.", style="dim")
         with Vertical():
@@ -96,23 +120,21 @@ class HostKeyChangedModal(ModalScreen[None]):
     """
     BINDINGS = [Binding("escape,enter", "close", "Close")]
 
-    def __init__(self, error: Any) -> None:
+    def __init__(self, error: ChangedKey) -> None:
         super().__init__()
         self.error = error
 
     def compose(self) -> ComposeResult:
         err = self.error
-        known = getattr(err, "known_hosts", None) or "known_hosts"
+        known = err.known_hosts or "known_hosts"
         body = Text()
         body.append("The server ")
-        body.append(escape_name(str(getattr(err, "host", "?"))), style="bold")
-        port = getattr(err, "port", None)
-        if port and port != 22:
-            body.append(f" port {port}")
+        body.append(escape_name(err.host), style="bold")
+        if err.port and err.port != 22:
+            body.append(f" port {err.port}")
         body.append(" now presents this host key:\n\n")
-        body.append(f"  {getattr(err, 'key_type', '?')} {getattr(err, 'fingerprint', '?')}\n\n",
-                    style="bold red")
-        expected = tuple(getattr(err, "expected", ()) or ())
+        body.append(f"  {err.key_type} {err.fingerprint}\n\n", style="bold red")
+        expected = err.expected
         if expected:
             body.append(f"but {known} records:\n")
             for fp in expected:
@@ -146,7 +168,7 @@ class PassphraseModal(ModalScreen["str | None"]):
     DEFAULT_CSS = _MODAL_CSS.format(cls="PassphraseModal")
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, path: Any) -> None:
+    def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = path
 
@@ -183,17 +205,18 @@ class FileDetailsModal(ModalScreen[None]):
     DEFAULT_CSS = _MODAL_CSS.format(cls="FileDetailsModal")
     BINDINGS = [Binding("escape,enter,q", "close", "Close")]
 
-    def __init__(self, row: Any, job: Any = None) -> None:
+    def __init__(self, row: RemoteRow, job: JobView | None, *, tz: tzinfo) -> None:
         super().__init__()
         self.row = row
         self.job = job
+        self.tz = tz
 
     def compose(self) -> ComposeResult:
         row = self.row
-        tz = getattr(self.app.profile, "timezone", None)
+        tz = self.tz
         text = Text()
 
-        def line(label: str, value: Any) -> None:
+        def line(label: str, value: Text | str) -> None:
             text.append(f"{label:<13}", style="bold")
             if isinstance(value, Text):
                 text.append_text(value)

@@ -5,28 +5,28 @@ progress bar, bytes, rate and ETA; the reason of a failure or retry shows under 
 the file under the cursor. An overall bar sums every file. ``c`` cancels the file under the
 cursor, ``x`` cancels everything, ``f`` retries the failed files, ``p`` pauses and resumes.
 
-The screen redraws from the app's :class:`tui.widgets.transfers.TransferBoard` on each
+The screen redraws from the app's :class:`tui.state.TransferBoard` on each
 (replaceable) ``QueueChanged`` message, touching only the rows whose job changed.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+from textual.widgets.data_table import CellDoesNotExist
 
-from tui.widgets.table import FastTable
-
+from tui.core.model import CANCELLED, DONE, FAILED, QUEUED, RETRYING, RUNNING
 from tui.core.names import escape_name
-from tui.widgets.formatting import home_relative, bar_text, human_eta, human_rate, human_size, name_text, verify_cell
-from tui.widgets.messages import QueueChanged
+from tui.messages import QueueChanged
+from tui.screens.base import AppScreen
+from tui.state import JobView, ScreenName
+from tui.widgets.formatting import bar_text, home_relative, human_eta, human_rate, human_size, name_text, verify_cell
 from tui.widgets.navbar import NavBar
-from tui.widgets.transfers import CANCELLED, DONE, FAILED, QUEUED, RETRYING, RUNNING, JobView
+from tui.widgets.table import FastTable
 
 STATE_STYLE = {
     QUEUED: ("… queued", "cyan"),
@@ -45,7 +45,7 @@ def _bytes_text(job: JobView) -> str:
     return f"{human_size(job.bytes_done).replace(' ', '')}/{human_size(job.size).replace(' ', '')}"
 
 
-class QueueScreen(Screen):
+class QueueScreen(AppScreen):
     """Downloads: per-file progress, an overall bar, cancel, retry, pause."""
 
     DEFAULT_CSS = """
@@ -66,15 +66,15 @@ class QueueScreen(Screen):
         ("Queue: cancel the file under the cursor", "cancel_one", "c"),
     )
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self) -> None:
+        super().__init__()
         self._drawn: dict[str, int] = {}  # name -> job version drawn
         self._wide: bool | None = None
         self._last_summary = 0.0
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield NavBar("queue")
+        yield NavBar(ScreenName.QUEUE)
         yield Static("", id="queue-summary")
         yield ProgressBar(total=1, show_eta=False, id="queue-overall")
         yield FastTable(id="queue-table", cursor_type="row", zebra_stripes=True)
@@ -122,11 +122,11 @@ class QueueScreen(Screen):
             table.add_column("Check", key="check", width=10)
         self._drawn = {}
 
-    def _cells(self, job: JobView) -> list[Any]:
-        label, style = STATE_STYLE.get(job.state, (job.state, ""))
+    def _cells(self, job: JobView) -> list[Text]:
+        label, style = STATE_STYLE[job.state]
         if job.state == RETRYING and job.attempt:
             label = f"↻ retry {job.attempt}"
-        cells: list[Any] = [
+        cells: list[Text] = [
             Text(label, style=style),
             name_text(job.name, self._name_width(), keep_end=True),
             bar_text(job.bytes_done if job.state != DONE else job.size, job.size, 8),
@@ -140,7 +140,7 @@ class QueueScreen(Screen):
 
     def _redraw(self) -> None:
         board = self.app.board
-        table = self.query_one(DataTable)
+        table = self.query_one(FastTable)
         keys = ("state", "name", "bar", "bytes", "rate", "eta", "check")
         new_rows = []
         for job in board.ordered():
@@ -151,7 +151,7 @@ class QueueScreen(Screen):
             if drawn is None:
                 new_rows.append((job.name, cells))
             else:
-                for key, cell in zip(keys, cells):
+                for key, cell in zip(keys, cells, strict=False):
                     table.update_cell(job.name, key, cell)
             self._drawn[job.name] = job.version
         if new_rows:
@@ -197,8 +197,8 @@ class QueueScreen(Screen):
         if table.row_count == 0:
             return None
         try:
-            key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key
-        except Exception:  # noqa: BLE001 - empty table
+            key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key
+        except CellDoesNotExist:  # the cursor is on no row
             return None
         return key.value
 
@@ -213,10 +213,10 @@ class QueueScreen(Screen):
         if job.state == DONE:
             text.append("✓ ", style="green")
             text.append(home_relative(job.path) if job.path else escape_name(job.name))
-            if job.status == "changed":
+            if job.beside_older_copy:
                 text.append("  (the server copy changed: kept beside the older one)", style="yellow")
         else:
-            label, style = STATE_STYLE.get(job.state, (job.state, ""))
+            label, style = STATE_STYLE[job.state]
             text.append(f"{label}: ", style=style)
             text.append(job.reason)
         detail.update(text)

@@ -13,20 +13,27 @@ one pass with keys equal to the file names, so 10,000 files stay smooth.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
-
-from tui.widgets.table import FastTable, cached_text
+from textual.widgets.data_table import CellDoesNotExist
 
 from tui.core import clock
+from tui.core.health import NEAR_DELETION_DAYS
+from tui.core.model import JobState, LocalState
 from tui.core.names import escape_name
+from tui.core.status import VerifyStatus
+from tui.messages import DataRefreshed, QueueChanged
+from tui.screens.base import AppScreen
+from tui.screens.modals import FileDetailsModal
+from tui.state import ConnectionState, RemoteRow, ScreenName
 from tui.widgets.formatting import (
     deletion_cell,
     human_age,
@@ -36,21 +43,23 @@ from tui.widgets.formatting import (
     state_cell,
     verify_cell,
 )
-from tui.widgets.messages import DataRefreshed, QueueChanged, RemoteRow
 from tui.widgets.navbar import NavBar
-from tui.widgets.transfers import DONE, QUEUED, RETRYING, RUNNING
+from tui.widgets.table import FastTable, cached_text
 
-WANTED_STATES = ("new", "partial", "changed")
+if TYPE_CHECKING:
+    from _typeshed import SupportsRichComparison
+
+WANTED_STATES = (LocalState.NEW, LocalState.PARTIAL, LocalState.CHANGED)
 WIDE = 110  # from this terminal width on, the Age column and long labels are shown
 
-_STATE_RANK = {"new": 0, "partial": 1, "changed": 2, "downloaded": 3}
+_STATE_RANK = {LocalState.NEW: 0, LocalState.PARTIAL: 1, LocalState.CHANGED: 2, LocalState.DOWNLOADED: 3}
 
 
 def _delivered_key(r: RemoteRow) -> float:
     return r.delivered_at.timestamp() if r.delivered_at else 0.0
 
 
-SORTS: tuple[tuple[str, Callable[[RemoteRow], Any], bool], ...] = (
+SORTS: tuple[tuple[str, Callable[[RemoteRow], SupportsRichComparison], bool], ...] = (
     ("newest first", _delivered_key, True),
     ("oldest first", _delivered_key, False),
     ("deletes soonest", lambda r: (r.days_left if r.days_left is not None else 10**6, r.name), False),
@@ -59,10 +68,10 @@ SORTS: tuple[tuple[str, Callable[[RemoteRow], Any], bool], ...] = (
     ("local state", lambda r: (_STATE_RANK.get(r.state, 9), -_delivered_key(r)), False),
 )
 
-_SHORT_VERIFY = {"unreadable": "✗ unread.", "wrong-day": "↔ wr. day"}
+_SHORT_VERIFY = {VerifyStatus.UNREADABLE: "✗ unread.", VerifyStatus.WRONG_DAY: "↔ wr. day"}
 
 
-class RemoteScreen(Screen):
+class RemoteScreen(AppScreen):
     """The server folder: what is there, what we have, what is about to be deleted."""
 
     DEFAULT_CSS = """
@@ -92,8 +101,8 @@ class RemoteScreen(Screen):
         ("Remote: clear selection and filter", "clear", "escape"),
     )
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self) -> None:
+        super().__init__()
         self.rows: dict[str, RemoteRow] = {}
         self.shown: list[str] = []  # names in table order
         self.selected: set[str] = set()
@@ -102,14 +111,14 @@ class RemoteScreen(Screen):
         self._snapshot_version = -1
         self._wide: bool | None = None
         self._queue_versions: dict[str, int] = {}
-        self._filter_timer: Any = None
-        self._cell_cache: dict = {}
-        self._resize_timer: Any = None
+        self._filter_timer: Timer | None = None
+        self._cell_cache: dict[tuple[object, ...], Text] = {}
+        self._resize_timer: Timer | None = None
         self._fitted_width: int | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield NavBar("remote")
+        yield NavBar(ScreenName.REMOTE)
         yield Static("", id="remote-status")
         table = FastTable(id="remote-table", cursor_type="row", zebra_stripes=True)
         yield table
@@ -190,12 +199,12 @@ class RemoteScreen(Screen):
 
     def _local_cell(self, row: RemoteRow) -> Text:
         job = self.app.board.jobs.get(row.name)
-        if job is not None and job.state in (QUEUED, RUNNING, RETRYING):
-            if job.state == RUNNING and job.size:
+        if job is not None and job.state.active:
+            if job.state == JobState.RUNNING and job.size:
                 pct = int(100 * job.bytes_done / job.size)
                 return Text(f"↓ {pct:>3}%", style="bold cyan")
-            return Text("… queued" if job.state == QUEUED else "↻ retrying", style="cyan")
-        if job is not None and job.state == DONE and row.state != "downloaded":
+            return Text("… queued" if job.state == JobState.QUEUED else "↻ retrying", style="cyan")
+        if job is not None and job.state == JobState.DONE and row.state != LocalState.DOWNLOADED:
             return Text("✓ downloaded", style="green")
         key = ("state", row.state)
         cell = self._cell_cache.get(key)
@@ -217,11 +226,11 @@ class RemoteScreen(Screen):
             self._cell_cache[key] = cell
         return cell
 
-    def _cells(self, row: RemoteRow, now_ts: float, name_width: int) -> list[Any]:
+    def _cells(self, row: RemoteRow, now_ts: float, name_width: int) -> list[Text | str]:
         """The cells of one row; repeated values share one Text (10,000 rows stay cheap)."""
-        tz = getattr(self.app.profile, "timezone", None)
+        tz = self.app.profile.timezone
         cache = self._cell_cache
-        cells: list[Any] = [
+        cells: list[Text | str] = [
             self._sel_cell(row.name),
             name_text(row.name, name_width),
             local_time(row.delivered_at, tz),
@@ -230,10 +239,11 @@ class RemoteScreen(Screen):
         if self._wide:
             age = now_ts - row.delivered_at.timestamp() if row.delivered_at else 0
             cells.append(cached_text(cache, human_age(timedelta(seconds=age)), justify="right"))
-        key = ("del", row.days_left, row.state == "downloaded")
+        downloaded = row.state == LocalState.DOWNLOADED
+        key = ("del", row.days_left, downloaded)
         cell = cache.get(key)
         if cell is None:
-            cell = cache[key] = deletion_cell(row.days_left, row.state == "downloaded")
+            cell = cache[key] = deletion_cell(row.days_left, downloaded)
         cells.append(cell)
         cells.append(self._local_cell(row))
         cells.append(self._check_cell(row))
@@ -250,7 +260,7 @@ class RemoteScreen(Screen):
 
     def _populate(self, keep_cursor: bool = True) -> None:
         """Fill the table in one pass (keys = file names), keeping the cursor on its file."""
-        table = self.query_one(DataTable)
+        table = self.query_one(FastTable)
         current = None
         if keep_cursor and self.shown and 0 <= table.cursor_row < len(self.shown):
             current = self.shown[table.cursor_row]
@@ -275,11 +285,11 @@ class RemoteScreen(Screen):
             empty.remove_class("shown")
             return
         conn = self.app.connection
-        if conn.state == "failed":
+        if conn.state == ConnectionState.FAILED:
             text = Text("The server could not be listed.\n", style="bold red")
             text.append(conn.message, style="")
             text.append("\n\nPress r to try again, t to run the connection test.", style="dim")
-        elif conn.state == "connecting":
+        elif conn.state == ConnectionState.CONNECTING:
             text = Text("Listing the server folder…", style="italic")
         else:
             text = Text("No files known yet. Press r to list the server folder.", style="dim")
@@ -289,7 +299,8 @@ class RemoteScreen(Screen):
     def _update_status(self) -> None:
         rows = self.rows.values()
         new = sum(1 for r in rows if r.state in WANTED_STATES)
-        near = sum(1 for r in rows if r.state != "downloaded" and r.days_left is not None and r.days_left <= 14)
+        near = sum(1 for r in rows if r.state != LocalState.DOWNLOADED and r.days_left is not None
+                   and r.days_left <= NEAR_DELETION_DAYS)
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{len(self.rows)} on server", style="bold")
         text.append(f" · {new} new", style="bold cyan" if new else "")
@@ -319,7 +330,7 @@ class RemoteScreen(Screen):
             try:
                 table.update_cell(name, "local", self._local_cell(self.rows[name]))
                 table.update_cell(name, "check", self._check_cell(self.rows[name]))
-            except Exception:  # noqa: BLE001 - the row is filtered out right now
+            except CellDoesNotExist:  # the row is filtered out right now
                 continue
 
     # -- actions ----------------------------------------------------------------------------
@@ -329,12 +340,12 @@ class RemoteScreen(Screen):
             return None
         return self.shown[table.cursor_row]
 
-    def _redraw_selection(self, names) -> None:
+    def _redraw_selection(self, names: Iterable[str]) -> None:
         table = self.query_one(DataTable)
         for name in names:
             try:
                 table.update_cell(name, "sel", self._sel_cell(name))
-            except Exception:  # noqa: BLE001 - not shown under the current filter
+            except CellDoesNotExist:  # not shown under the current filter
                 continue
         self._update_status()
 
@@ -440,6 +451,5 @@ class RemoteScreen(Screen):
         name = self._cursor_name()
         if name is None:
             return
-        from tui.screens.modals import FileDetailsModal
-
-        self.app.push_screen(FileDetailsModal(self.rows[name], self.app.board.jobs.get(name)))
+        self.app.push_screen(FileDetailsModal(self.rows[name], self.app.board.jobs.get(name),
+                                              tz=self.app.profile.timezone))

@@ -5,46 +5,54 @@
 - ``enter`` opens the detail pane: header row, the columns against the expected ones, the first
   10 rows with identifier-like columns masked (``m`` shows/hides them), the validator's
   message. ``escape`` closes it.
-- ``v`` verifies everything again in a thread worker with a progress bar. Results are cached in
-  the ledger by the file's sha256 (plus what the result depends on: the report's expected
-  columns, min_rows and whether the covered day is closed), so unchanged files come back from
-  the cache at once. The list is loaded the same way when the screen opens.
+- ``v`` verifies everything again in a thread worker with a progress bar, through the app
+  (:meth:`tui.app.ReportKeeperApp.verify_local_reports`), which records the results in the
+  ledger's cache: unchanged files come back from the cache at once. The list is loaded the same
+  way each time the screen is shown.
 - Zero-row warnings: when a run verifies a file for the first time (not from the cache) and it
-  is empty on an open day, a warning toast names it and the screen posts
-  :class:`EmptyReportsFound` (it bubbles to the app: the health banner can count them).
+  is empty on an open day, a warning toast names it. New results are announced to the app with
+  :class:`tui.messages.ReportsVerified` (health and the Remote screen follow).
 
-Excel is only read in thread workers (``validate_file``, ``preview_rows``); results come back
+Excel is only read in worker processes of the core (``tui.core.validate``); results come back
 as messages. File names are untrusted: always shown escaped, never as markup. Cell values are
 shown on screen only (masked by default) and never logged.
-
-Finding and verifying local reports is core work: ``tui.core.local_reports``.
 """
 
 from __future__ import annotations
 
 import logging
 import time as _time
-from datetime import tzinfo
-from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from tui.core import clock
 from tui.core import status as st
-from tui.core.local_reports import VerifyOutcome, empty_on_open_day, find_local_reports, verify_local
-from tui.core.model import VerifyResult
+from tui.core.health import Problem, content_problems_by_file
+from tui.core.local_reports import VerifyOutcome, empty_on_open_day
+from tui.core.model import ProblemKind, VerifyResult
 from tui.core.names import escape_name
+from tui.core.validate import identifier_like, normalize_column, preview_rows
+from tui.messages import DataRefreshed, PreviewLoaded, ReportsVerified, VerifyFinished, VerifyProgress
+from tui.screens.base import AppScreen
+from tui.screens.export import ExportModal, export_toast
+from tui.state import ScreenName
+from tui.widgets import toasts
 from tui.widgets.formatting import local_time, verify_cell
 from tui.widgets.navbar import NavBar
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRichComparison
 
 log = logging.getLogger("report_keeper.screens.verify")
 
@@ -63,67 +71,20 @@ def short_name(name: str, width: int) -> Text:
     return Text(shown, no_wrap=True, overflow="ellipsis")
 
 
-# --------------------------------------------------------------------------- messages
-
-
-class VerifyProgress(Message):
-    """Progress of a verification run (a newer one replaces one still queued)."""
-
-    def __init__(self, done: int, total: int, name: str) -> None:
-        super().__init__()
-        self.done, self.total, self.name = done, total, name
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, VerifyProgress)
-
-
-class VerifyFinished(Message):
-    def __init__(self, outcomes: list[VerifyOutcome], seconds: float, cancelled: bool) -> None:
-        super().__init__()
-        self.outcomes, self.seconds, self.cancelled = outcomes, seconds, cancelled
-
-
-class PreviewLoaded(Message):
-    def __init__(self, path: str, header: list[str], rows: list[tuple[str, ...]]) -> None:
-        super().__init__()
-        self.path, self.header, self.rows = path, header, rows
-
-
-class EmptyReportsFound(Message):
-    """Newly verified reports with no data rows on an open day (bubbles to the app).
-
-    ``results``: the ``VerifyResult`` of each; the app's health banner may count them.
-    """
-
-    def __init__(self, results: list[VerifyResult]) -> None:
-        super().__init__()
-        self.results = results
-
-
-def zero_row_toast(app: Any, results: Sequence[VerifyResult]) -> None:
-    """The warning toast for newly found empty reports (names escaped, no markup)."""
-    if not results:
-        return
-    if len(results) == 1:
-        r = results[0]
-        text = f"{escape_name(r.name)} has no data rows, but the day it covers was an open day. " \
-               "Open Verify (4) for what to do."
-    else:
-        text = f"{len(results)} new reports have no data rows on an open day. Open Verify (4) to see them."
-    app.notify(text, title="Empty report", severity="warning", timeout=10, markup=False)
-
-
 # --------------------------------------------------------------------------- the screen
 
-SORTS = (
-    ("newest first", lambda o: (-(o.result.delivered_at.timestamp() if o.result.delivered_at else 0), o.result.name)),
-    ("worst first", lambda o: (-int(st.severity(o.result.status)) if o.result.status in st.VALIDATOR_STATUSES else 0,
-                               -(o.result.delivered_at.timestamp() if o.result.delivered_at else 0))),
+def _stamp(when: datetime | None) -> float:
+    return when.timestamp() if when is not None else 0.0
+
+
+SORTS: tuple[tuple[str, Callable[[VerifyOutcome], SupportsRichComparison]], ...] = (
+    ("newest first", lambda o: (-_stamp(o.result.delivered_at), o.result.name)),
+    ("worst first", lambda o: (-int(st.severity(o.result.status)), -_stamp(o.result.delivered_at))),
     ("by name", lambda o: o.result.name.casefold()),
 )
 
 
-class VerifyScreen(Screen):
+class VerifyScreen(AppScreen):
     """Verification of every local report."""
 
     DEFAULT_CSS = """
@@ -156,19 +117,8 @@ class VerifyScreen(Screen):
         ("Export the kept reports as one table (parquet or csv)", "export", "e"),
     )
 
-    def __init__(
-        self,
-        *,
-        profile: Any = None,
-        ledger: Any = None,
-        local_dir: str | Path | None = None,
-        name: str | None = None,
-        id: str | None = None,
-    ) -> None:
-        super().__init__(name=name, id=id)
-        self._profile = profile
-        self._ledger = ledger
-        self._local_dir = Path(local_dir) if local_dir is not None else None
+    def __init__(self) -> None:
+        super().__init__()
         self.outcomes: list[VerifyOutcome] = []
         self._shown: list[VerifyOutcome] = []
         self._sort = 0
@@ -179,30 +129,10 @@ class VerifyScreen(Screen):
         self.last_run_seconds: float | None = None
         self.last_run_cached = 0
 
-    # ------------------------------------------------------------------ context
-    @property
-    def profile(self) -> Any:
-        return self._profile if self._profile is not None else getattr(self.app, "profile", None)
-
-    @property
-    def ledger(self) -> Any:
-        return self._ledger if self._ledger is not None else getattr(self.app, "ledger", None)
-
-    @property
-    def local_dir(self) -> Path | None:
-        if self._local_dir is not None:
-            return self._local_dir
-        profile = self.profile
-        return Path(profile.local_dir).expanduser() if profile is not None else None
-
-    @property
-    def tz(self) -> tzinfo | None:
-        return getattr(self.profile, "timezone", None)
-
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         yield Header()
-        yield NavBar("verify")
+        yield NavBar(ScreenName.VERIFY)
         yield Static("", id="verify-status")
         with Horizontal(id="verify-progress-row"):
             yield Static("", id="verify-progress-label")
@@ -230,28 +160,20 @@ class VerifyScreen(Screen):
 
     # ------------------------------------------------------------------ verification
     def action_verify(self) -> None:
-        folder = self.local_dir
-        if folder is None:
-            self._status(Text("No local folder is configured: set local_dir in the config.", style="bold yellow"))
-            return
         row = self.query_one("#verify-progress-row")
         row.add_class("running")
         self.query_one(ProgressBar).update(total=None, progress=0)
         self.query_one("#verify-progress-label", Static).update("Listing the local folder…")
-        self._run(folder, self.profile, self.ledger)
+        self._run()
 
     @work(thread=True, exclusive=True, group="verify", name="verify local reports")
-    def _run(self, folder: Path, profile: Any, ledger: Any) -> None:
+    def _run(self) -> None:
         worker = get_current_worker()
         started = _time.perf_counter()
-        items = find_local_reports(folder, profile, ledger)
-        self.post_message(VerifyProgress(0, len(items), ""))
-        outcomes = verify_local(
-            items,
-            ledger,
-            progress=lambda done, total, name: self.post_message(VerifyProgress(done, total, name)),
-            cancelled=lambda: worker.is_cancelled,
-        )
+        def progress(done: int, total: int, name: str) -> None:
+            self.post_message(VerifyProgress(done, total, name))
+
+        outcomes = self.app.verify_local_reports(progress=progress, cancelled=lambda: worker.is_cancelled)
         self.post_message(VerifyFinished(outcomes, _time.perf_counter() - started, worker.is_cancelled))
 
     def on_verify_progress(self, message: VerifyProgress) -> None:
@@ -265,15 +187,10 @@ class VerifyScreen(Screen):
         self.last_run_seconds = message.seconds
         self.last_run_cached = sum(1 for o in self.outcomes if o.cached)
         self._fill()
-        fresh = [o for o in self.outcomes if not o.cached]
         empty = empty_on_open_day(self.outcomes)
-        if empty:
-            zero_row_toast(self.app, empty)
-            self.post_message(EmptyReportsFound(empty))
-        if fresh:
-            reload = getattr(self.app, "load_snapshot", None)
-            if callable(reload):  # the ledger changed: health and heatmap follow
-                reload()
+        toasts.empty_reports(self, empty)
+        if any(not o.cached for o in self.outcomes):  # the ledger changed: the app follows
+            self.post_message(ReportsVerified(empty))
         if message.cancelled:
             self.notify("Verification stopped; the list shows the files done so far.", timeout=4)
 
@@ -291,32 +208,32 @@ class VerifyScreen(Screen):
             )
         )
 
-    def on_data_refreshed(self, message: Any) -> None:
+    def on_data_refreshed(self, message: DataRefreshed) -> None:
         """A new health evaluation: the stale and few-rows verdicts may have changed."""
         if self.outcomes:
             self._fill()
 
     # ------------------------------------------------------------------ the list
-    def _content(self) -> dict[str, Any]:
-        """File name -> its content problem (wrong day, stale, few rows) from the health
+    def _content(self) -> dict[str, list[Problem]]:
+        """File name -> its content problems (wrong day, stale, few rows) from the health
         evaluation: stale and few rows need the history, which one file cannot tell."""
-        from tui.core.health import content_problems_by_file
+        return content_problems_by_file(self.app.snapshot.health)
 
-        return content_problems_by_file(getattr(getattr(self.app, "snapshot", None), "health", None))
-
-    def _shown_status(self, o: VerifyOutcome, content: dict[str, Any]) -> tuple[str, list]:
+    def _shown_status(self, o: VerifyOutcome,
+                      content: dict[str, list[Problem]]) -> tuple[st.VerifyStatus | ProblemKind, list[Problem]]:
         """The status shown for a file and the content problems behind it (may be empty)."""
         problems = content.get(o.result.name) or []
         if problems and o.result.status in (st.OK, st.WRONG_DAY, st.CHANGED):
             return problems[0].kind, problems
         return o.result.status, []
 
-    def _status_cell(self, status: str | None) -> Text:
+    def _status_cell(self, status: st.VerifyStatus | ProblemKind | None) -> Text:
         """Glyph and colour; with NO_COLOR glyph and weight only (Textual's monochrome filter
         would turn red into a dark grey that is hard to read)."""
         cell = verify_cell(status)
-        if getattr(self.app, "no_color", False):
-            bold = status in (st.EMPTY, st.SCHEMA, st.UNREADABLE, st.CHANGED, st.WRONG_DAY, "stale", "few-rows")
+        if self.app.no_color:
+            bold = status in (st.EMPTY, st.SCHEMA, st.UNREADABLE, st.CHANGED, st.WRONG_DAY,
+                              ProblemKind.STALE, ProblemKind.FEW_ROWS)
             return Text(cell.plain, style="bold" if bold else "")
         return cell
 
@@ -324,14 +241,16 @@ class VerifyScreen(Screen):
         self.query_one("#verify-status", Static).update(text)
 
     def _summary(self) -> Text:
-        counts: dict[str, int] = {}
+        counts: dict[st.VerifyStatus | ProblemKind, int] = {}
         content = self._content()
         for o in self.outcomes:
             shown = self._shown_status(o, content)[0]
             counts[shown] = counts.get(shown, 0) + 1
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{len(self.outcomes)} local reports", style="bold")
-        for status in (*st.VALIDATOR_STATUSES, "stale", "few-rows"):
+        order: tuple[st.VerifyStatus | ProblemKind, ...] = (*st.VALIDATOR_STATUSES, ProblemKind.STALE,
+                                                            ProblemKind.FEW_ROWS)
+        for status in order:
             if counts.get(status):
                 text.append("  ")
                 text.append_text(self._status_cell(status))
@@ -358,7 +277,7 @@ class VerifyScreen(Screen):
             reason = (problems[0].message if problems else r.message or "").split("\n", 1)[0]
             table.add_row(
                 self._status_cell(status),
-                local_time(r.delivered_at, self.tz),
+                local_time(r.delivered_at, self.app.profile.timezone),
                 Text(f"{r.rows:,}" if r.rows is not None else "—", justify="right"),
                 short_name(r.name, FILE_WIDTH),
                 Text(escape_name(reason), no_wrap=True, overflow="ellipsis"),
@@ -372,7 +291,9 @@ class VerifyScreen(Screen):
         self._status(self._summary())
         if not shown:
             hint = "No .xlsx files found" if not self.outcomes else "No file matches the filter"
-            self._status(Text(f"{hint}. " + ("Download reports (2, a, d) or press v to look again." if not self.outcomes else "Press / to change it."), style="italic"))
+            then = ("Download reports (2, a, d) or press v to look again." if not self.outcomes
+                    else "Press / to change it.")
+            self._status(Text(f"{hint}. {then}", style="italic"))
 
     def _current(self) -> VerifyOutcome | None:
         table = self.query_one(DataTable)
@@ -416,14 +337,8 @@ class VerifyScreen(Screen):
 
     # ------------------------------------------------------------------ export
     def action_export(self) -> None:
-        from tui.core import clock
-        from tui.screens.export import ExportModal, export_toast
-
-        if self.profile is None or self.ledger is None:
-            self.notify("Nothing to export: no profile is loaded.", severity="warning")
-            return
-        today = clock.now().astimezone(self.tz).date() if self.tz else clock.now().date()
-        self.app.push_screen(ExportModal(self.profile, self.ledger, today=today),
+        today = clock.now().astimezone(self.app.profile.timezone).date()
+        self.app.push_screen(ExportModal(self.app.profile.name, today=today),
                              callback=lambda result: export_toast(self.app, result) if result else None)
 
     # ------------------------------------------------------------------ details
@@ -451,8 +366,6 @@ class VerifyScreen(Screen):
 
     @work(thread=True, exclusive=True, group="preview", name="preview rows")
     def _load_preview(self, path: str, header_row: int | None) -> None:
-        from tui.core.validate import preview_rows
-
         header, rows = preview_rows(path, header_row, PREVIEW_ROWS)
         self.post_message(PreviewLoaded(path, header, rows))
 
@@ -465,7 +378,8 @@ class VerifyScreen(Screen):
         self.masked = not self.masked
         if self._detail is not None:
             self._render_detail()
-        self.notify("Identifier columns " + ("masked." if self.masked else "shown: mind who can see the screen."), timeout=3)
+        self.notify("Identifier columns " + ("masked." if self.masked else "shown: mind who can see the screen."),
+                    timeout=3)
 
     def _render_detail(self) -> None:
         outcome = self._detail
@@ -473,9 +387,7 @@ class VerifyScreen(Screen):
             return
         self.query_one("#verify-detail-text", Static).update(self.detail_renderable(outcome))
 
-    def detail_renderable(self, outcome: VerifyOutcome) -> Any:
-        from rich.console import Group
-
+    def detail_renderable(self, outcome: VerifyOutcome) -> RenderableType:
         r = outcome.result
         head = Text()
         head.append(escape_name(r.name), style="bold")
@@ -492,10 +404,10 @@ class VerifyScreen(Screen):
             head.append(" · report ")
             head.append(escape_name(r.report))
         if r.delivered_at is not None:
-            head.append(f" · delivered {local_time(r.delivered_at, self.tz, with_year=True)}")
+            head.append(f" · delivered {local_time(r.delivered_at, self.app.profile.timezone, with_year=True)}")
         if outcome.cached:
             head.append(" · from the cache", style="dim")
-        parts: list[Any] = [head, self._columns_text(r)]
+        parts: list[RenderableType] = [head, self._columns_text(r)]
         if r.message:
             msg = Text()
             msg.append("Validator: ", style="bold")
@@ -513,13 +425,9 @@ class VerifyScreen(Screen):
         return Group(*parts)
 
     def _expected(self, r: VerifyResult) -> tuple[str, ...]:
-        profile = self.profile
-        if profile is None or not r.report:
+        if not r.report:
             return ()
-        try:
-            return tuple(profile.report_for(r.report).expected_columns)
-        except Exception:  # noqa: BLE001 - the detail still shows the columns found
-            return ()
+        return self.app.profile.report_for(r.report).expected_columns
 
     def _columns_text(self, r: VerifyResult) -> Text:
         text = Text()
@@ -527,7 +435,7 @@ class VerifyScreen(Screen):
         if not r.columns:
             text.append("none found", style="italic")
             return text
-        norm = lambda c: " ".join(str(c).split()).casefold()  # noqa: E731
+        norm = normalize_column
         expected = self._expected(r)
         found = {norm(c) for c in r.columns}
         missing = set(map(norm, r.missing_columns)) | {norm(c) for c in expected if norm(c) not in found}
@@ -547,7 +455,7 @@ class VerifyScreen(Screen):
             text.append("  — any header is accepted (no expected_columns)", style="dim")
         return text
 
-    def _preview_renderable(self, r: VerifyResult) -> Any:
+    def _preview_renderable(self, r: VerifyResult) -> RenderableType:
         title = Text()
         title.append(f"First {PREVIEW_ROWS} rows", style="bold")
         if r.status == st.UNREADABLE:
@@ -560,8 +468,6 @@ class VerifyScreen(Screen):
         if not rows:
             title.append(": no data rows", style="italic")
             return title
-        from tui.core.validate import identifier_like
-
         masked_cols = {
             i for i, col in enumerate(header) if identifier_like(col, [row[i] if i < len(row) else "" for row in rows])
         }
@@ -571,7 +477,7 @@ class VerifyScreen(Screen):
                 style="dim" if self.masked else "bold yellow",
             )
         table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold", title=title, title_justify="left")
-        for i, col in enumerate(header):
+        for col in header:
             table.add_column(Text(escape_name(col or "")), no_wrap=True, overflow="ellipsis", max_width=22)
         for row in rows:
             cells = []

@@ -41,18 +41,21 @@ test's own probe files aside (``Listing.probes``): they are never reports.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import stat as statmod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Literal, Union
+from typing import Literal
 
 import asyncssh
+from asyncssh.encryption import get_default_encryption_algs
+from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
 
 from tui.core import clock
+from tui.core.config import Profile
 from tui.core.model import RemoteFile
 from tui.core.names import decode_server_name, escape_name, is_probe_name
 from tui.sftp.errors import (
@@ -69,7 +72,7 @@ from tui.sftp.errors import (
 log = logging.getLogger("report_keeper.sftp.client")
 
 Decision = Literal["once", "remember", "reject"]
-HostKeyPolicy = Union[str, Callable[["HostKeyInfo"], Awaitable[str]]]
+HostKeyPolicy = str | Callable[["HostKeyInfo"], Awaitable[str]]
 PassphraseCallback = Callable[[Path], Awaitable["str | None"]]
 
 #: Preferred ciphers first; the rest of asyncssh's defaults follow.
@@ -88,7 +91,7 @@ class HostKeyInfo:
     key_type: str  # e.g. "ssh-ed25519"
     fingerprint: str  # "SHA256:..."
     known_hosts: Path | None
-    key: Any = field(repr=False, compare=False, default=None)  # asyncssh.SSHKey
+    key: asyncssh.SSHKey | None = field(repr=False, compare=False, default=None)
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,9 @@ class ConnectOptions:
     block_size: int = 261120
 
     @classmethod
-    def from_profile(cls, profile: Any) -> "ConnectOptions":
+    def from_profile(cls, profile: Profile) -> ConnectOptions:
         """Options from a :class:`tui.core.config.Profile`."""
-        timeout = float(getattr(profile, "connect_timeout", 15.0) or 15.0)
+        timeout = profile.connect_timeout
         return cls(
             host=profile.host,
             port=profile.port,
@@ -122,7 +125,7 @@ class ConnectOptions:
             known_hosts=Path(profile.known_hosts).expanduser() if profile.known_hosts else None,
             connect_timeout=timeout,
             login_timeout=timeout,
-            ssh_config=Path(profile.ssh_config).expanduser() if getattr(profile, "ssh_config", None) else None,
+            ssh_config=Path(profile.ssh_config).expanduser() if profile.ssh_config else None,
         )
 
     @property
@@ -149,12 +152,12 @@ class _KeyCatcher(asyncssh.SSHClient):
     """Records the host key the server presented; trusts only keys approved this session.
     Also keeps the connection object, so a timeout can tell how far the set-up got."""
 
-    def __init__(self, approved: list) -> None:
+    def __init__(self, approved: list[asyncssh.SSHKey]) -> None:
         self.approved = approved
-        self.seen: tuple[str, str, int, Any] | None = None
-        self.conn: Any = None
+        self.seen: tuple[str, str, int, asyncssh.SSHKey] | None = None
+        self.conn: asyncssh.SSHClientConnection | None = None
 
-    def connection_made(self, conn: Any) -> None:
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
         self.conn = conn
 
     def stage(self) -> str:
@@ -169,12 +172,12 @@ class _KeyCatcher(asyncssh.SSHClient):
         except Exception:  # noqa: BLE001 - a half-built connection object
             return "greeting"
 
-    def validate_host_public_key(self, host: str, addr: str, port: int, key: Any) -> bool:
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         self.seen = (host, addr, port, key)
         return any(key == k for k in self.approved)
 
 
-def _key_info(host: str, port: int, key: Any, known_hosts: Path | None) -> HostKeyInfo:
+def _key_info(host: str, port: int, key: asyncssh.SSHKey, known_hosts: Path | None) -> HostKeyInfo:
     return HostKeyInfo(
         host=host,
         port=port,
@@ -185,7 +188,7 @@ def _key_info(host: str, port: int, key: Any, known_hosts: Path | None) -> HostK
     )
 
 
-def _known_keys_for(path: Path, host: str, addr: str | None, port: int) -> list:
+def _known_keys_for(path: Path, host: str, addr: str | None, port: int) -> list[asyncssh.SSHKey]:
     """Host keys recorded for this host in known_hosts (any key type)."""
     if not path.is_file():
         return []
@@ -195,14 +198,14 @@ def _known_keys_for(path: Path, host: str, addr: str | None, port: int) -> list:
         log.warning("cannot read known_hosts %s: %s", path, exc)
         return []
     trusted = known.match(host, addr or "", port if port != 22 else None)[0]
-    unique: list = []
+    unique: list[asyncssh.SSHKey] = []
     for key in trusted:  # a key can match by name and by address
         if not any(key == k for k in unique):
             unique.append(key)
     return unique
 
 
-def remember_host_key(path: Path, host: str, port: int, key: Any) -> None:
+def remember_host_key(path: Path, host: str, port: int, key: asyncssh.SSHKey) -> None:
     """Append a host key to known_hosts (created 0600 in a 0700 folder when missing)."""
     path = path.expanduser()
     if not path.parent.exists():
@@ -225,14 +228,12 @@ def remember_host_key(path: Path, host: str, port: int, key: Any) -> None:
 
 
 def _cipher_list() -> list[str]:
-    from asyncssh.encryption import get_default_encryption_algs
-
     defaults = get_default_encryption_algs()
     ordered = [c for c in PREFERRED_CIPHERS if c in defaults] + [c for c in defaults if c not in PREFERRED_CIPHERS]
     return [c.decode("ascii") for c in ordered]
 
 
-async def _load_key(opts: ConnectOptions, passphrase_cb: PassphraseCallback | None) -> list | None:
+async def _load_key(opts: ConnectOptions, passphrase_cb: PassphraseCallback | None) -> list[asyncssh.SSHKey] | None:
     """The profile's key file, decrypted via the passphrase callback when needed."""
     if opts.key is None:
         return None
@@ -385,10 +386,10 @@ class SftpConnection:
         self.ssh.close()
         try:
             await asyncio.wait_for(self.ssh.wait_closed(), 5)
-        except (asyncio.TimeoutError, OSError, asyncssh.Error):
+        except (TimeoutError, OSError, asyncssh.Error):
             pass
 
-    async def __aenter__(self) -> "SftpConnection":
+    async def __aenter__(self) -> SftpConnection:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -397,7 +398,7 @@ class SftpConnection:
 
 def _mtime(attrs: asyncssh.SFTPAttrs) -> datetime:
     if attrs.mtime is not None:
-        return datetime.fromtimestamp(attrs.mtime, timezone.utc)
+        return datetime.fromtimestamp(attrs.mtime, UTC)
     return clock.now()
 
 
@@ -414,20 +415,16 @@ def _kind(attrs: asyncssh.SFTPAttrs) -> str:
 
 
 async def _decide(policy: HostKeyPolicy, info: HostKeyInfo) -> str:
-    if isinstance(policy, str):
-        decision = policy
-    else:
-        result = policy(info)
-        decision = await result if inspect.isawaitable(result) else result
+    decision = policy if isinstance(policy, str) else await policy(info)
     if decision not in ("once", "remember", "reject"):
         raise ValueError(f"host key policy returned {decision!r}")
     return decision
 
 
-async def _open(opts: ConnectOptions, catcher: _KeyCatcher, client_keys: list | None,
-                *, host_key_algs: list[str] | None = None) -> Any:
+async def _open(opts: ConnectOptions, catcher: _KeyCatcher, client_keys: list[asyncssh.SSHKey] | None,
+                *, host_key_algs: list[str] | None = None) -> asyncssh.SSHClientConnection:
     known = opts.known_hosts_path
-    kwargs: dict[str, Any] = dict(
+    kwargs: dict[str, object] = dict(
         port=opts.port if opts.port is not None else (),
         # An empty trust list (not None) keeps verification on when known_hosts is missing.
         known_hosts=str(known) if known.is_file() else ([], [], []),
@@ -474,8 +471,6 @@ async def _host_key_mismatch(opts: ConnectOptions) -> HostKeyMismatch | None:
     """After a failed key exchange: the server's host key, if it is of a type known_hosts
     holds no key of for this host (a second handshake offering every type; it stops at the
     host key check, so nothing is ever sent to an unverified server)."""
-    from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
-
     # Every type, those known_hosts holds for the host first (as OpenSSH orders them): a server
     # that still has a recorded type presents it, so a key exchange that broke for another
     # reason is not mistaken for a new key.
@@ -491,7 +486,7 @@ async def _host_key_mismatch(opts: ConnectOptions) -> HostKeyMismatch | None:
         conn = await _open(replace(opts, use_agent=False), catcher, [], host_key_algs=algs)
     except asyncssh.HostKeyNotVerifiable:
         pass
-    except (asyncssh.Error, OSError, ValueError, asyncio.TimeoutError, TimeoutError):
+    except (asyncssh.Error, OSError, ValueError, TimeoutError):
         return None
     else:  # known_hosts trusts what it offered after all: not a host key problem
         conn.close()
@@ -523,7 +518,7 @@ async def connect(opts: ConnectOptions, *, host_key_policy: HostKeyPolicy = "rej
         err.transient = False
         raise err
     client_keys = await _load_key(opts, passphrase_cb)
-    approved: list = []
+    approved: list[asyncssh.SSHKey] = []
     decided: HostKeyInfo | None = None
     for _round in range(2):
         catcher = _KeyCatcher(approved)
@@ -560,7 +555,7 @@ async def connect(opts: ConnectOptions, *, host_key_policy: HostKeyPolicy = "rej
             approved.append(key)
             decided = info
             continue
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             raise _timeout_error(opts, catcher.stage()) from None
         except (asyncssh.KeyExchangeFailed, asyncssh.ConnectionLost, ConnectionError) as exc:
             # The key exchange failed, or the server hung up during it (OpenSSH does when no
@@ -582,9 +577,9 @@ async def connect(opts: ConnectOptions, *, host_key_policy: HostKeyPolicy = "rej
             ) from None
         host_key = decided
         if host_key is None:
-            key = conn.get_server_host_key()
-            if key is not None:
-                host_key = _key_info(opts.host, opts.display_port, key, opts.known_hosts_path)
+            server_key = conn.get_server_host_key()
+            if server_key is not None:
+                host_key = _key_info(opts.host, opts.display_port, server_key, opts.known_hosts_path)
         log.info("connected to %s port %d", opts.host, opts.display_port)
         return SftpConnection(conn, sftp, opts, host_key)
     raise ConnectFailed(f"Could not connect to {opts.host}.", "Connect again.")  # not reached

@@ -25,45 +25,19 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
-from typing import Any
 
 from tui.core import clock
+from tui.core.model import ConnTestResult, StepOutcome, WriteTest
 from tui.core.names import PROBE_PREFIX, escape_name
+from tui.sftp.client import ConnectOptions, HostKeyPolicy, PassphraseCallback, SftpConnection, connect
 from tui.sftp.errors import PermissionDenied, SftpError, translate
 
 log = logging.getLogger("report_keeper.sftp.conntest")
-
-OK = "ok"
-READ_ONLY = "read-only"
-FAILED = "failed"
-SKIPPED = "skipped"
-
-__all__ = ["PROBE_PREFIX", "ConnTestResult", "probe_bytes", "probe_connection", "connect_and_test"]
 
 #: The first line of every probe: how a leftover is recognised as ours.
 PROBE_HEADER = b"Report Keeper connection test probe file.\n"
 #: A probe older than this (server clock, against this test's probe) is a leftover.
 LEFTOVER_AGE = 300
-
-
-@dataclass(frozen=True)
-class ConnTestResult:
-    ok: bool
-    message: str
-    write_test: str  # ok | read-only | failed | skipped
-    upload: str = SKIPPED  # ok | denied | failed | skipped
-    download: str = SKIPPED  # ok | failed | mismatch | skipped
-    delete: str = SKIPPED  # ok | denied | failed | skipped
-    probe: str | None = None  # remote path of the probe file
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "message": self.message,
-            "write_test": self.write_test,
-            "steps": {"upload": self.upload, "download": self.download, "delete": self.delete},
-        }
 
 
 def _join(remote_dir: str, name: str) -> str:
@@ -80,11 +54,10 @@ def probe_bytes() -> bytes:
     ).encode()
 
 
-async def probe_connection(conn: Any, remote_dir: str) -> ConnTestResult:
+async def probe_connection(conn: SftpConnection, remote_dir: str) -> ConnTestResult:
     """Upload, download, compare and delete a probe in ``remote_dir`` over ``conn``.
 
-    ``conn``: a ``tui.sftp.client.SftpConnection`` (``upload_bytes``, ``download_bytes``,
-    ``remove``). Never raises for server-side failures: they end up in the result.
+    Never raises for server-side failures: they end up in the result.
     """
     name = f"{PROBE_PREFIX}{secrets.token_hex(4)}.txt"
     path = _join(remote_dir, name)
@@ -99,13 +72,13 @@ async def probe_connection(conn: Any, remote_dir: str) -> ConnTestResult:
             ok=True,
             message=f"Connected and listed {where}; the server refused the test upload, so this "
             "account is read-only there (downloads work)",
-            write_test=READ_ONLY, upload="denied", probe=path,
+            write_test=WriteTest.READ_ONLY, upload=StepOutcome.DENIED, probe=path,
         )
     except SftpError as exc:
         log.warning("connection test: upload failed: %s", exc)
         return ConnTestResult(
-            ok=False, message=f"The test upload to {where} failed: {exc}", write_test=FAILED,
-            upload=FAILED, probe=path,
+            ok=False, message=f"The test upload to {where} failed: {exc}",
+            write_test=WriteTest.FAILED, upload=StepOutcome.FAILED, probe=path,
         )
 
     try:
@@ -113,22 +86,22 @@ async def probe_connection(conn: Any, remote_dir: str) -> ConnTestResult:
     except (SftpError, AttributeError):
         own_mtime = None
 
-    download = OK
+    download = StepOutcome.OK
     problem = ""
     try:
         back = await conn.download_bytes(path, limit=len(data) + 1024)
         if back != data:
-            download = "mismatch"
+            download = StepOutcome.MISMATCH
             problem = "the probe read back differs from what was uploaded"
     except SftpError as exc:
-        download = FAILED
+        download = StepOutcome.FAILED
         problem = f"downloading the probe failed: {exc}"
 
     try:
         await conn.remove(path)
-        delete = OK
+        delete = StepOutcome.OK
     except SftpError as exc:
-        delete = "denied" if isinstance(exc, PermissionDenied) else FAILED
+        delete = StepOutcome.DENIED if isinstance(exc, PermissionDenied) else StepOutcome.FAILED
         left = f"deleting the probe failed ({exc}); remove '{path}' by hand"
         problem = f"{problem}; {left}" if problem else left
 
@@ -138,17 +111,17 @@ async def probe_connection(conn: Any, remote_dir: str) -> ConnTestResult:
     if problem:
         log.warning("connection test failed: download %s, delete %s", download, delete)
         return ConnTestResult(
-            ok=False, message=f"Connection test in {where}: {problem}", write_test=FAILED,
-            upload=OK, download=download, delete=delete, probe=path,
+            ok=False, message=f"Connection test in {where}: {problem}", write_test=WriteTest.FAILED,
+            upload=StepOutcome.OK, download=download, delete=delete, probe=path,
         )
     log.info("connection test passed")
     return ConnTestResult(
-        ok=True, message=f"Upload ok, download ok, delete ok in {where}", write_test=OK,
-        upload=OK, download=OK, delete=OK, probe=path,
+        ok=True, message=f"Upload ok, download ok, delete ok in {where}", write_test=WriteTest.OK,
+        upload=StepOutcome.OK, download=StepOutcome.OK, delete=StepOutcome.OK, probe=path,
     )
 
 
-async def _remove_leftovers(conn: Any, remote_dir: str, own: str, own_mtime: float) -> int:
+async def _remove_leftovers(conn: SftpConnection, remote_dir: str, own: str, own_mtime: float) -> int:
     """Delete probes earlier tests left behind (ours only); never raises."""
     try:
         listing = await conn.listdir(remote_dir)
@@ -156,7 +129,7 @@ async def _remove_leftovers(conn: Any, remote_dir: str, own: str, own_mtime: flo
         log.info("connection test: could not look for leftover probes: %s", exc)
         return 0
     removed = 0
-    for f in getattr(listing, "probes", ()):
+    for f in listing.probes:
         if f.name == own or f.mtime.timestamp() > own_mtime - LEFTOVER_AGE:
             continue  # ours of this test, or a test running right now elsewhere
         path = _join(remote_dir, f.name)
@@ -177,32 +150,30 @@ async def _remove_leftovers(conn: Any, remote_dir: str, own: str, own_mtime: flo
 
 
 async def connect_and_test(
-    opts: Any,
+    opts: ConnectOptions,
     remote_dir: str,
     *,
-    host_key_policy: Any = "reject",
-    passphrase_cb: Any = None,
+    host_key_policy: HostKeyPolicy = "reject",
+    passphrase_cb: PassphraseCallback | None = None,
 ) -> ConnTestResult:
-    """Connect with ``opts`` (``client.ConnectOptions``), list ``remote_dir``, run the test.
+    """Connect with ``opts``, list ``remote_dir``, run the test.
 
     Connection, authentication, host-key and listing failures give ``ok=False`` and
     ``write_test="skipped"`` with the error's message (what happened and what to do).
     """
-    from tui.sftp.client import connect
-
     try:
         conn = await connect(opts, host_key_policy=host_key_policy, passphrase_cb=passphrase_cb)
     except SftpError as exc:
-        return ConnTestResult(ok=False, message=str(exc), write_test=SKIPPED)
+        return ConnTestResult(ok=False, message=str(exc), write_test=WriteTest.SKIPPED)
     except OSError as exc:
         return ConnTestResult(ok=False, message=str(translate(exc, host=opts.host, port=opts.port)),
-                              write_test=SKIPPED)
+                              write_test=WriteTest.SKIPPED)
     try:
         try:
             await conn.listdir(remote_dir)
         except SftpError as exc:
             return ConnTestResult(ok=False, message=f"Connected, but listing failed: {exc}",
-                                  write_test=SKIPPED)
+                                  write_test=WriteTest.SKIPPED)
         return await probe_connection(conn, remote_dir)
     finally:
         await conn.close()

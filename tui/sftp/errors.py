@@ -24,6 +24,8 @@ class SftpError(Exception):
 
     transient: bool = False
     kind: str = "sftp"
+    #: Bytes of the file received before the error (a download sets it; the queue counts them).
+    received: int = 0
 
     def __init__(self, what: str, todo: str = "") -> None:
         self.what = what
@@ -178,7 +180,7 @@ class Cancelled(SftpError):
 
 def _short(exc: BaseException) -> str:
     """The reason text of an exception; asyncssh reasons carry no file contents."""
-    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    reason = (exc.reason if isinstance(exc, asyncssh.Error) else "") or str(exc) or type(exc).__name__
     return str(reason).strip().rstrip(".")
 
 

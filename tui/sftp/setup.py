@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
+from asyncssh.public_key import decode_ssh_public_key
 
 from tui.core.model import RemoteFile
 from tui.sftp.client import SftpConnection
@@ -76,7 +77,8 @@ async def agent_keys() -> list[AgentKey]:
             keys = await agent.get_keys()
     except (OSError, asyncssh.Error, ValueError):
         return []
-    return [AgentKey(k.get_algorithm(), k.get_fingerprint("sha256"),
+    # The agent hands out key pairs; the fingerprint is that of their public key.
+    return [AgentKey(k.get_algorithm(), decode_ssh_public_key(k.public_data).get_fingerprint("sha256"),
                      (k.get_comment() or "")) for k in keys]
 
 

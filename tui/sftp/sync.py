@@ -15,7 +15,7 @@ Public API::
 
 ``list_remote`` raises :class:`tui.sftp.errors.SftpError` when the server cannot be
 listed; ``sync`` turns that into a critical :class:`SyncResult` instead (``result.error``).
-``on_event`` receives the transfer queue's events (``tui.sftp.transfer.Queued``,
+``on_event`` receives the transfer queue's events (``tui.sftp.queue.Queued``,
 ``Running``, ``Retrying``, ``Done``, ``Failed``, ``Cancelled``) and this module's
 :class:`Listed` and :class:`Verified`. Cancelling the task that runs ``download``/``sync``
 stops the transfers, keeps their part files (the next run resumes them) and records them
@@ -40,27 +40,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable
+from typing import TypedDict
 
 from tui.core import clock
 from tui.core import status as st
-from tui.core.ledger import (
-    CHANGED,
-    MISSING_LOCALLY,
-    NEW,
-    PARTIAL,
-    Ledger,
-    verification_context,
-)
-from tui.core.model import RemoteFile, VerifyResult
+from tui.core.config import Profile, ReportConfig
+from tui.core.ledger import LEDGER_ERRORS, Ledger
+from tui.core.local_reports import verify_cached
+from tui.core.model import Delivery, JobState, JSONObject, LocalState, RemoteFile, VerifyResult
 from tui.core.names import escape_name
-from tui.sftp.client import ConnectOptions, Listing, SftpConnection, connect
+from tui.core.schedule import Timing
+from tui.sftp import parts
+from tui.sftp.client import (
+    ConnectOptions,
+    HostKeyPolicy,
+    Listing,
+    PassphraseCallback,
+    SftpConnection,
+    connect,
+)
+from tui.sftp.download import Placed
 from tui.sftp.errors import FileBusy, SftpError
-from tui.sftp import transfer
+from tui.sftp.queue import Done, Job, TransferEvent, TransferQueue
 
 log = logging.getLogger("report_keeper.sftp.sync")
 
@@ -72,14 +79,16 @@ VERIFY_THREADS = 2  # the validator is CPU-bound: no more threads than a small m
 
 @dataclass(frozen=True)
 class RemoteEntry:
-    """One file of the server folder, annotated for people (the TUI's Remote screen)."""
+    """One file of the server folder as the latest listing found it, with what the ledger
+    knows of it: what ``download`` fetches (``wanted``) and how it verifies it."""
 
     remote: RemoteFile
     report: str
     delivered_at: datetime  # aware, profile time zone
     delivered_source: str  # "name" | "pattern" | "mtime"
-    delete_on: datetime  # delivered_at + retention_days
-    local_state: str  # new | downloaded | changed | partial | missing-locally
+    run_day: date  # the run it belongs to (ReportConfig.run_day_of)
+    delete_on: datetime  # when the server deletes it (ReportConfig.delete_at)
+    local_state: LocalState
     verification: str | None = None  # validator status of the latest local copy
     rows: int | None = None
     local_path: str | None = None
@@ -105,7 +114,8 @@ class RemoteEntry:
     @property
     def wanted(self) -> bool:
         """Not held locally in its current server version (or its copy went missing)."""
-        return self.local_state in (NEW, PARTIAL, CHANGED, MISSING_LOCALLY)
+        return self.local_state in (LocalState.NEW, LocalState.PARTIAL, LocalState.CHANGED,
+                                    LocalState.MISSING_LOCALLY)
 
 
 @dataclass(frozen=True)
@@ -155,12 +165,33 @@ class Verified:
     job_id: int = 0
 
 
+class DownloadedFile(TypedDict):
+    """One file this run placed (``sync`` JSON ``downloaded``, which leaves ``status`` out)."""
+
+    name: str
+    size: int
+    sha256: str
+    path: str
+    resumed_from: int
+    changed: bool  # fetched beside an older copy of the same name
+    status: Placed
+    refetched: bool  # fetched again: the held copy had gone missing
+
+
+class MissingCopy(TypedDict):
+    """A held copy not on the disk (``sync`` JSON ``missing_locally``)."""
+
+    name: str
+    path: str
+    on_server: bool
+
+
 @dataclass
 class SyncResult:
-    """What one sync (or download) did; ``to_json()`` gives the SPEC ``sync`` shape."""
+    """What one sync (or download) did; ``to_json()`` gives the ``sync`` JSON (docs/JSON.md)."""
 
     status: st.Exit = st.Exit.OK
-    downloaded: list[dict[str, Any]] = field(default_factory=list)
+    downloaded: list[DownloadedFile] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     refused: list[dict[str, str]] = field(default_factory=list)
@@ -168,12 +199,12 @@ class SyncResult:
     lost: list[str] = field(default_factory=list)  # gone from the server, no copy here
     changed: list[str] = field(default_factory=list)  # fetched beside an older copy
     refetched: list[str] = field(default_factory=list)  # fetched again: the copy went missing
-    missing_locally: list[dict[str, Any]] = field(default_factory=list)  # {name, path, on_server}
+    missing_locally: list[MissingCopy] = field(default_factory=list)
     error: str | None = None  # the connection or listing failed
     error_kind: str | None = None
     listed: int = 0
 
-    def finish(self) -> "SyncResult":
+    def finish(self) -> SyncResult:
         codes = [st.severity(f.status) for f in self.files]
         if self.refused:
             codes.append(st.Exit.WARNING)
@@ -182,12 +213,12 @@ class SyncResult:
         self.status = st.worst(codes)
         return self
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "status": st.overall_name(self.status),
             "downloaded": [
-                {k: d.get(k, False) for k in ("name", "size", "sha256", "path", "resumed_from",
-                                              "changed", "refetched")}
+                {"name": d["name"], "size": d["size"], "sha256": d["sha256"], "path": d["path"],
+                 "resumed_from": d["resumed_from"], "changed": d["changed"], "refetched": d["refetched"]}
                 for d in self.downloaded
             ],
             "skipped": list(self.skipped),
@@ -196,12 +227,15 @@ class SyncResult:
             "files": [f.to_json() for f in self.files],
             "lost": list(self.lost),
             "refetched": list(self.refetched),
-            "missing_locally": list(self.missing_locally),
+            "missing_locally": [{"name": m["name"], "path": m["path"], "on_server": m["on_server"]}
+                                for m in self.missing_locally],
             "error": self.error,
         }
 
 
-EventCallback = Callable[[Any], Any]
+#: What ``on_event`` receives: the transfer queue's events, and this module's.
+SyncEvent = TransferEvent | Listed | Verified
+EventCallback = Callable[[SyncEvent], object]
 ConnectFactory = Callable[[], Awaitable[SftpConnection]]
 
 
@@ -210,30 +244,30 @@ class SyncService:
 
     def __init__(
         self,
-        profile: Any,
+        profile: Profile,
         ledger: Ledger,
         connect_factory: ConnectFactory | None = None,
-        host_key_policy: Any = "reject",
-        passphrase_cb: Any = None,
+        host_key_policy: HostKeyPolicy = "reject",
+        passphrase_cb: PassphraseCallback | None = None,
     ) -> None:
         self.profile = profile
         self.ledger = ledger
         self.host_key_policy = host_key_policy
         self.passphrase_cb = passphrase_cb
-        if connect_factory is None:
-            opts = ConnectOptions.from_profile(profile)
-
-            async def connect_factory() -> SftpConnection:  # noqa: F811
-                return await connect(opts, host_key_policy=self.host_key_policy,
-                                     passphrase_cb=self.passphrase_cb)
-
-        self._factory = connect_factory
+        self._opts = ConnectOptions.from_profile(profile)
+        self._factory = connect_factory or self._connect
         self._conn: SftpConnection | None = None
         self._conn_lock = asyncio.Lock()
         self.last_listing: RemoteListing | None = None
         #: The result being filled by the running download/sync (what an interrupted run did).
         self.current: SyncResult | None = None
         self._verify_sem = asyncio.Semaphore(VERIFY_THREADS)
+        #: Each report's timing from the ledger's history (the run day of a delivery).
+        self._timings: dict[str, Timing] | None = None
+
+    async def _connect(self) -> SftpConnection:
+        return await connect(self._opts, host_key_policy=self.host_key_policy,
+                             passphrase_cb=self.passphrase_cb)
 
     @property
     def local_dir(self) -> Path:
@@ -257,14 +291,14 @@ class SyncService:
                 await self._conn.close()
                 self._conn = None
 
-    async def __aenter__(self) -> "SyncService":
+    async def __aenter__(self) -> SyncService:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     # ------------------------------------------------------------ listing
-    def _classify(self, f: RemoteFile) -> tuple[Any, datetime, str]:
+    def _classify(self, f: RemoteFile) -> tuple[ReportConfig, datetime, str]:
         report, parsed = self.profile.classify(f.name, f.mtime)
         delivered = parsed.delivered_at or f.mtime.astimezone(self.profile.timezone)
         return report, delivered, parsed.source
@@ -278,7 +312,7 @@ class SyncService:
 
     def _record(self, listing: Listing) -> RemoteListing:
         when = clock.now()
-        classified: dict[str, tuple[Any, datetime, str]] = {}
+        classified: dict[str, tuple[ReportConfig, datetime, str]] = {}
 
         def report_of(f: RemoteFile) -> tuple[str, datetime]:
             report, delivered, _src = classified[f.name]
@@ -292,21 +326,24 @@ class SyncService:
         disk = self.ledger.reconcile_local(self.local_dir)
         history = {d.name: d for d in self.ledger.deliveries()}
         on_disk = _part_files(self.local_dir)
+        self._timings = self.profile.timings(history.values())
+        tz = self.profile.timezone
         entries = []
         for f in listing.files:
             report, delivered, source = classified[f.name]
             d = history.get(f.name)
-            state = d.extra["local_state"] if d is not None else NEW
-            if (state in (NEW, CHANGED) and transfer.part_name(f) in on_disk
-                    and transfer.part_progress(self.local_dir, f)):
-                state = PARTIAL
+            state = d.local_state if d is not None else LocalState.NEW
+            if (state in (LocalState.NEW, LocalState.CHANGED) and parts.part_name(f) in on_disk
+                    and parts.part_progress(self.local_dir, f)):
+                state = LocalState.PARTIAL
             entries.append(
                 RemoteEntry(
                     remote=f,
                     report=report.name,
                     delivered_at=delivered,
                     delivered_source=source,
-                    delete_on=delivered + timedelta(days=report.retention_days),
+                    run_day=report.run_day_of(delivered, self._timings.get(report.name)),
+                    delete_on=report.delete_at(delivered, tz),
                     local_state=state,
                     verification=d.verification if d is not None else None,
                     rows=d.rows if d is not None else None,
@@ -346,13 +383,13 @@ class SyncService:
         on_event: EventCallback | None = None,
         *,
         listing: RemoteListing | None = None,
-        on_queue: Callable[[transfer.TransferQueue], Any] | None = None,
+        on_queue: Callable[[TransferQueue], object] | None = None,
     ) -> SyncResult:
         """Download ``names`` (None: every file not yet held), verify and record them.
 
         Uses the latest listing (listing first when there is none). Files already held in
         their current server version are ``skipped`` unless named explicitly.
-        ``on_queue(queue)`` receives the :class:`tui.sftp.transfer.TransferQueue` before the
+        ``on_queue(queue)`` receives the :class:`tui.sftp.queue.TransferQueue` before the
         first file starts (for pause, resume and per-file cancel from a UI).
         """
         result = SyncResult()
@@ -390,37 +427,33 @@ class SyncService:
             partials = {n: p for n, p in self.ledger.partials().items()
                         if Path(p["part_path"]).parent == self.local_dir}
             stored = {d.local_path for d in self.ledger.downloads()} if partials else set()
-        except Exception:  # noqa: BLE001 - without proof nothing is adopted
+        except LEDGER_ERRORS:  # without proof nothing is adopted
             log.exception("could not read the ledger's partial downloads")
             return
         for entry in targets:
             p = partials.get(entry.name)
             if p is None:
                 continue
-            legacy = self.local_dir / transfer.legacy_part_name(entry.remote)
+            legacy = self.local_dir / parts.legacy_part_name(entry.remote)
             if (p["part_path"] != str(legacy) or p["size"] != entry.size
                     or p["mtime"] != entry.mtime or str(legacy) in stored):
                 continue
-            transfer.adopt_legacy_part(self.local_dir, entry.remote)
+            parts.adopt_legacy_part(self.local_dir, entry.remote)
 
     async def _transfer(self, targets: list[RemoteEntry], result: SyncResult,
                         on_event: EventCallback | None,
-                        on_queue: Callable[[transfer.TransferQueue], Any] | None = None) -> None:
+                        on_queue: Callable[[TransferQueue], object] | None = None) -> None:
         if not targets:
             return
         by_name = {e.name: e for e in targets}
-        verifications: list[asyncio.Task] = []
+        verifications: list[asyncio.Task[None]] = []
 
-        def emit(event: Any) -> None:
-            if on_event is not None:
-                try:
-                    on_event(event)
-                except Exception:  # noqa: BLE001 - a broken UI callback must not stop syncing
-                    log.exception("sync event callback failed")
+        def emit(event: SyncEvent) -> None:
+            _emit(on_event, event)
 
-        def on_transfer(event: Any) -> None:
+        def on_transfer(event: TransferEvent) -> None:
             emit(event)
-            if isinstance(event, transfer.Done):
+            if isinstance(event, Done):
                 entry = by_name[event.name]
                 job = queue.jobs.get(event.job_id)
                 # The queue re-reads size and mtime when a file changed mid-download.
@@ -432,7 +465,7 @@ class SyncService:
             # Asked once the part file is locked: another process may have just fetched it.
             try:
                 return self.ledger.holds(remote.name, remote.size, remote.mtime)
-            except Exception:  # noqa: BLE001 - when in doubt, download
+            except LEDGER_ERRORS:  # when in doubt, download
                 return False
 
         try:
@@ -442,16 +475,16 @@ class SyncService:
                 result.failed.append({"name": e.name, "error": str(exc)})
             result.error, result.error_kind = str(exc), exc.kind
             return
-        queue = transfer.TransferQueue(
+        queue = TransferQueue(
             self._factory,
-            concurrency=int(getattr(self.profile, "concurrency", 4) or 4),
+            concurrency=self.profile.concurrency,
             on_event=on_transfer,
             connection=first,
         )
         if on_queue is not None:
             try:
                 on_queue(queue)
-            except Exception:  # noqa: BLE001 - a broken UI hook must not stop syncing
+            except Exception:  # a broken UI hook must not stop syncing
                 log.exception("sync queue hook failed")
         try:
             for e in sorted(targets, key=lambda e: e.delivered_at):
@@ -466,7 +499,7 @@ class SyncService:
             await queue.close()
             self._record_partials(queue)
             for job in queue.jobs.values():
-                if job.state != transfer.DONE:
+                if job.state != JobState.DONE:
                     result.failed.append({
                         "name": job.name,
                         "error": "Interrupted before it was complete; what arrived is kept in a "
@@ -479,21 +512,21 @@ class SyncService:
         if self._conn is first and first.closed:
             self._conn = None
         for job in jobs:
-            if job.state == transfer.FAILED and isinstance(job.error, FileBusy):
+            if job.state == JobState.FAILED and isinstance(job.error, FileBusy):
                 # The app and a scheduled sync overlapped: the other one is fetching it.
                 log.info("%s is being downloaded by another process: left to it", escape_name(job.name))
                 result.skipped.append(job.name)
-            elif job.state == transfer.FAILED:
+            elif job.state == JobState.FAILED:
                 err = job.error
                 result.failed.append({"name": job.name, "error": str(err) if err else "failed"})
                 self._record_partial(job)
-            elif job.state == transfer.CANCELLED:
+            elif job.state == JobState.CANCELLED:
                 result.failed.append({"name": job.name, "error": "cancelled; it resumes next time"})
                 self._record_partial(job)
         result.files.sort(key=lambda v: (v.delivered_at is None, v.delivered_at, v.name))
         result.downloaded.sort(key=lambda d: d["name"])
 
-    def _record_done(self, entry: RemoteEntry, remote: RemoteFile, event: Any,
+    def _record_done(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
                      result: SyncResult) -> bool:
         """Record one finished download; True when this process should verify it.
 
@@ -501,13 +534,13 @@ class SyncService:
         already in place under the name (another process put them there a moment ago): it is
         ``skipped`` here, and recorded and verified only if nobody had recorded it yet.
         """
-        same = event.status == transfer.SAME
+        same = event.status == Placed.SAME
         try:
             recorded = self.ledger.record_download(
                 entry.name, size=event.size, sha256=event.sha256, local_path=event.path,
                 mtime=remote.mtime,
             )
-        except Exception as exc:  # noqa: BLE001 - the file is safe on disk; say so
+        except LEDGER_ERRORS as exc:  # the file is safe on disk; say so
             log.error("could not record the download of %s: %s", escape_name(entry.name),
                       type(exc).__name__)
             result.failed.append({
@@ -522,29 +555,29 @@ class SyncService:
             log.info("%s was already in place (%s)", escape_name(entry.name),
                      "recorded now" if recorded else "fetched by another process")
             return recorded
-        changed = event.status == transfer.CHANGED and entry.local_state != MISSING_LOCALLY
-        refetched = entry.local_state == MISSING_LOCALLY
+        changed = event.status == Placed.CHANGED and entry.local_state != LocalState.MISSING_LOCALLY
+        refetched = entry.local_state == LocalState.MISSING_LOCALLY
         if changed:
             result.changed.append(entry.name)
         if refetched:
             result.refetched.append(entry.name)
-        result.downloaded.append({
-            "name": entry.name, "size": event.size, "sha256": event.sha256, "path": event.path,
-            "resumed_from": event.resumed_from, "changed": changed, "status": event.status,
-            "refetched": refetched,
-        })
+        result.downloaded.append(DownloadedFile(
+            name=entry.name, size=event.size, sha256=event.sha256, path=event.path,
+            resumed_from=event.resumed_from, changed=changed, status=event.status,
+            refetched=refetched,
+        ))
         log.info("recorded download of %s (%s%s)", escape_name(entry.name), event.status,
                  ", fetched again" if refetched else "")
         return True
 
-    def _record_partials(self, queue: transfer.TransferQueue) -> None:
+    def _record_partials(self, queue: TransferQueue) -> None:
         for job in queue.jobs.values():
-            if job.state != transfer.DONE:
+            if job.state != JobState.DONE:
                 self._record_partial(job)
 
-    def _record_partial(self, job: Any) -> None:
-        part = transfer.part_path(job.local_dir, job.remote)
-        have = transfer.part_progress(job.local_dir, job.remote)
+    def _record_partial(self, job: Job) -> None:
+        part = parts.part_path(job.local_dir, job.remote)
+        have = parts.part_progress(job.local_dir, job.remote)
         if not have:
             return
         try:
@@ -552,17 +585,18 @@ class SyncService:
                 job.name, size=job.remote.size, mtime=job.remote.mtime, part_path=part,
                 bytes_done=have,
             )
-        except Exception:  # noqa: BLE001 - the part file on disk is what resumes anyway
+        except LEDGER_ERRORS:  # the part file on disk is what resumes anyway
             log.exception("could not record the partial download of %s", escape_name(job.name))
 
-    async def _verify(self, entry: RemoteEntry, event: Any, result: SyncResult,
-                      emit: Callable[[Any], None]) -> None:
+    async def _verify(self, entry: RemoteEntry, event: Done, result: SyncResult,
+                      emit: Callable[[SyncEvent], None]) -> None:
         report = self.profile.report_for(entry.report)
         verdict, cached = await self.verify_file(
-            Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.name
+            Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.name,
+            run_day=entry.run_day,
         )
-        if (event.status == transfer.CHANGED and verdict.status == st.OK
-                and entry.local_state != MISSING_LOCALLY):
+        if (event.status == Placed.CHANGED and verdict.status == st.OK
+                and entry.local_state != LocalState.MISSING_LOCALLY):
             verdict = replace(
                 verdict,
                 status=st.CHANGED,
@@ -574,44 +608,36 @@ class SyncService:
         result.files.append(verdict)
         emit(Verified(entry.name, verdict, cached))
 
-    async def verify_file(self, path: Path, report: Any, delivered_at: datetime | None, *,
-                          sha256: str, name: str | None = None) -> tuple[VerifyResult, bool]:
-        """Verify one local file (from the ledger's cache when possible) and record it."""
-        context = verification_context(report, delivered_at)
-        cached = self.ledger.cached_verification(sha256, context, path=str(path), name=name)
-        if cached is not None:
-            from tui.core.validate import covered_day_of
-
-            return replace(cached, delivered_at=delivered_at,
-                           covered_day=covered_day_of(report, delivered_at)), True
-        import threading
-
-        from tui.core.validate import validate_file
-
+    async def verify_file(self, path: Path, report: ReportConfig, delivered_at: datetime | None, *,
+                          sha256: str, name: str | None = None,
+                          run_day: date | None = None) -> tuple[VerifyResult, bool]:
+        """Verify one local file (from the ledger's cache when possible) and record it;
+        ``(result, cached)``. ``run_day``: the delivery's run (default: from the report's
+        history in the ledger)."""
+        if run_day is None and delivered_at is not None:
+            if self._timings is None:
+                self._timings = self.profile.timings(await asyncio.to_thread(self.ledger.deliveries))
+            run_day = report.run_day_of(delivered_at, self._timings.get(report.name))
         # The workbook is read in a worker process of the shared pool (tui.core.isolation):
         # a file that kills its reader comes back unreadable and the sync goes on. The thread
         # only waits for the worker's answer.
         stop = threading.Event()  # set when this task is cancelled: the worker is stopped too
         async with self._verify_sem:
             try:
-                verdict = await asyncio.to_thread(
-                    validate_file, path, report, delivered_at, name=name, cancel=stop.is_set
+                outcome = await asyncio.to_thread(
+                    verify_cached, path, report, delivered_at, ledger=self.ledger, sha256=sha256,
+                    run_day=run_day, name=name, cancel=stop.is_set,
                 )
             except BaseException:
                 stop.set()
                 raise
-        try:
-            self.ledger.record_verification(verdict, sha256=sha256, context=context)
-        except Exception as exc:  # noqa: BLE001 - the verdict stands; only the cache misses it
-            log.error("could not record the verification of %s: %s", escape_name(name or path.name),
-                      type(exc).__name__)
-        return verdict, False
+        return outcome.result, outcome.cached
 
     # ------------------------------------------------------------ sync
     async def sync(
         self,
         on_event: EventCallback | None = None,
-        on_queue: Callable[[transfer.TransferQueue], Any] | None = None,
+        on_queue: Callable[[TransferQueue], object] | None = None,
     ) -> SyncResult:
         """List the server, download every file not yet held, verify, record."""
         try:
@@ -621,11 +647,7 @@ class SyncService:
             return result.finish()
         wanted = listing.wanted
         self.current = SyncResult(listed=len(listing.entries))
-        if on_event is not None:
-            try:
-                on_event(Listed(len(listing.entries), len(wanted), len(listing.refused)))
-            except Exception:  # noqa: BLE001
-                log.exception("sync event callback failed")
+        _emit(on_event, Listed(len(listing.entries), len(wanted), len(listing.refused)))
         result = await self.download(None, on_event, listing=listing, on_queue=on_queue)
         await self._verify_unverified(result, on_event)
         result.listed = len(listing.entries)
@@ -633,7 +655,7 @@ class SyncService:
         result.lost = [escape_name(n) for n in listing.lost]
         listed = {e.name for e in listing.entries}
         result.missing_locally = [
-            {"name": escape_name(n), "path": p, "on_server": n in listed}
+            MissingCopy(name=escape_name(n), path=p, on_server=n in listed)
             for n, p in listing.missing_locally
         ]
         return result.finish()
@@ -645,45 +667,54 @@ class SyncService:
         the history without reading workbooks itself."""
         done = {v.name for v in result.files}
         try:
-            todo = [d for d in await asyncio.to_thread(self.ledger.deliveries)
-                    if d.downloaded and d.sha256 and d.local_path
-                    and (d.verification is None or not d.extra.get("content_checked"))
-                    and not d.extra.get("missing_locally") and d.name not in done]
-        except Exception:  # noqa: BLE001 - the next run tries again
+            deliveries = await asyncio.to_thread(self.ledger.deliveries)
+        except LEDGER_ERRORS:  # the next run tries again
             log.exception("could not read the ledger for unverified copies")
             return
+        self._timings = self.profile.timings(deliveries)
+        todo: list[tuple[Delivery, str, str]] = []
+        for d in deliveries:
+            if d.downloaded and d.sha256 and d.local_path \
+                    and (d.verification is None or not d.extra.get("content_checked")) \
+                    and not d.extra.get("missing_locally") and d.name not in done:
+                todo.append((d, d.local_path, d.sha256))
         # Copies verified by an older release: only the stored facts are brought up to date
         # (not news for this run's output or exit code; check judges them from the ledger),
         # as many at a time as there are workbook workers.
-        refresh = [d for d in todo if d.verification is not None]
+        refresh = [(d, p, h) for d, p, h in todo if d.verification is not None]
         if refresh:
             await asyncio.gather(*(
-                self.verify_file(Path(d.local_path), self.profile.report_for(d.report),
-                                 d.delivered_at, sha256=d.sha256, name=d.name)
-                for d in refresh
+                self.verify_file(Path(p), self.profile.report_for(d.report), d.delivered_at,
+                                 sha256=h, name=d.name)
+                for d, p, h in refresh
             ))
             log.info("verified %d held copies again for their row fingerprints and dates", len(refresh))
-        for d in todo:
+        for d, local_path, sha256 in todo:
             if d.verification is not None:
                 continue
             log.info("verifying %s: its verification was never recorded", escape_name(d.name))
             verdict, cached = await self.verify_file(
-                Path(d.local_path), self.profile.report_for(d.report), d.delivered_at,
-                sha256=d.sha256, name=d.name,
+                Path(local_path), self.profile.report_for(d.report), d.delivered_at,
+                sha256=sha256, name=d.name,
             )
             result.files.append(verdict)
-            if on_event is not None:
-                try:
-                    on_event(Verified(d.name, verdict, cached))
-                except Exception:  # noqa: BLE001
-                    log.exception("sync event callback failed")
+            _emit(on_event, Verified(d.name, verdict, cached))
         if todo:
             result.files.sort(key=lambda v: (v.delivered_at is None, v.delivered_at, v.name))
+
+
+def _emit(on_event: EventCallback | None, event: SyncEvent) -> None:
+    """Tell the caller (a progress display, the app); its failure never stops the sync."""
+    if on_event is not None:
+        try:
+            on_event(event)
+        except Exception:  # a broken UI callback must not stop syncing
+            log.exception("sync event callback failed")
 
 
 def _part_files(local_dir: Path) -> set[str]:
     """Names of the part files in the private working folder (one listing)."""
     try:
-        return {n for n in os.listdir(transfer.work_dir(local_dir)) if n.endswith(".part")}
+        return {n for n in os.listdir(parts.work_dir(local_dir)) if n.endswith(".part")}
     except OSError:
         return set()

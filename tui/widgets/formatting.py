@@ -13,9 +13,11 @@ from pathlib import Path
 from rich.text import Text
 
 from tui.core import status as st
+from tui.core.health import NEAR_DELETION_DAYS
+from tui.core.model import LocalState, ProblemKind
 from tui.core.names import escape_name
+from tui.core.status import VerifyStatus
 
-NEAR_DELETION_DAYS = 14  # SPEC: not downloaded within 14 days of delete-on is a warning
 URGENT_DELETION_DAYS = 3
 
 
@@ -95,22 +97,24 @@ def deletion_cell(days_left: int | None, downloaded: bool) -> Text:
     return Text(f"  {label}", style="green")
 
 
-# Local states (tui.core.ledger NEW/DOWNLOADED/CHANGED/PARTIAL), each with a glyph and colour.
+# Local states, each with a glyph and colour (any other is shown as its word).
 STATE_STYLE = {
-    "new": ("● new", "bold cyan"),
-    "downloaded": ("✓ downloaded", "green"),
-    "changed": ("≠ changed", "yellow"),
-    "partial": ("◐ partial", "magenta"),
-    "queued": ("… queued", "cyan"),
+    LocalState.NEW: ("● new", "bold cyan"),
+    LocalState.DOWNLOADED: ("✓ downloaded", "green"),
+    LocalState.CHANGED: ("≠ changed", "yellow"),
+    LocalState.PARTIAL: ("◐ partial", "magenta"),
 }
 
 
-def state_cell(state: str | None) -> Text:
-    text, style = STATE_STYLE.get(state or "", (state or "—", ""))
+def state_cell(state: LocalState | None) -> Text:
+    if state is None:
+        return Text("—")
+    text, style = STATE_STYLE.get(state, (str(state), ""))
     return Text(text, style=style)
 
 
-VERIFY_STYLE = {
+#: A file's status as the lists show it: the validator's, or what the history found.
+VERIFY_STYLE: dict[VerifyStatus | ProblemKind, tuple[str, str]] = {
     st.OK: ("✓ ok", "green"),
     st.EMPTY: ("∅ empty", "bold yellow"),
     st.EMPTY_CLOSED: ("∅ closed", "dim"),
@@ -119,15 +123,15 @@ VERIFY_STYLE = {
     st.CHANGED: ("≠ changed", "yellow"),
     st.WRONG_DAY: ("↔ wrong day", "bold red"),
     # Judged from the history (the health evaluation), shown where the file's status would be.
-    "stale": ("≡ stale", "bold magenta"),
-    "few-rows": ("▁ few rows", "bold yellow"),
+    ProblemKind.STALE: ("≡ stale", "bold magenta"),
+    ProblemKind.FEW_ROWS: ("▁ few rows", "bold yellow"),
 }
 
 
-def verify_cell(status: str | None) -> Text:
-    if not status:
+def verify_cell(status: VerifyStatus | ProblemKind | None) -> Text:
+    if status is None:
         return Text("—", style="dim")
-    text, style = VERIFY_STYLE.get(status, (status, ""))
+    text, style = VERIFY_STYLE[status]
     return Text(text, style=style)
 
 
@@ -141,11 +145,11 @@ def name_text(name: str, width: int | None = None, *, keep_end: bool = False) ->
         suffix = shown[shown.rfind("."):] if "." in shown[-8:] else ""
         if keep_end:
             return Text("…" + shown[len(shown) - width + 1:], no_wrap=True, overflow="ellipsis")
-        keep_end = len(suffix) if width < 30 else min(len(shown) // 2, max(8, width * 2 // 3))
-        keep_start = width - 1 - keep_end
-        if keep_start < 1:
-            keep_start, keep_end = 1, width - 2
-        shown = shown[:keep_start] + "…" + shown[len(shown) - keep_end:]
+        tail = len(suffix) if width < 30 else min(len(shown) // 2, max(8, width * 2 // 3))
+        head = width - 1 - tail
+        if head < 1:
+            head, tail = 1, width - 2
+        shown = shown[:head] + "…" + shown[len(shown) - tail:]
     return Text(shown, no_wrap=True, overflow="ellipsis")
 
 

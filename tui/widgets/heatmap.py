@@ -53,14 +53,14 @@ class HeatmapWidget(Widget, can_focus=True):
     class DaySelected(Message):
         """The cursor moved to another day."""
 
-        def __init__(self, heatmap: "HeatmapWidget", day: date, cell: hm.Cell | None) -> None:
+        def __init__(self, heatmap: HeatmapWidget, day: date, cell: hm.Cell | None) -> None:
             super().__init__()
             self.heatmap = heatmap
             self.day = day
             self.cell = cell
 
         @property
-        def control(self) -> "HeatmapWidget":
+        def control(self) -> HeatmapWidget:
             return self.heatmap
 
     selected: reactive[date | None] = reactive(None, init=False)
@@ -155,7 +155,7 @@ class HeatmapWidget(Widget, can_focus=True):
         out = Text(no_wrap=True, overflow="crop")
         out.append_text(self._month_line(first, count))
         selected = self.selected
-        no_color = bool(getattr(self.app, "no_color", False))
+        no_color = self.app.no_color
         for row in range(7):
             out.append("\n")
             label = hm.WEEKDAY_NAMES[row]
@@ -213,7 +213,7 @@ class HeatmapWidget(Widget, can_focus=True):
     def _legend_lines(self, width: int) -> list[Text]:
         width = max(20, width)
         lines: list[Text] = []
-        no_color = bool(getattr(self.app, "no_color", False)) if self.is_attached else False
+        no_color = self.app.no_color if self.is_attached else False
         line = Text()
         for glyph, color, label in hm.legend():
             piece = Text()

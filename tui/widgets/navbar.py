@@ -6,13 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-SCREENS = (
-    ("1", "health", "Health"),
-    ("2", "remote", "Remote"),
-    ("3", "queue", "Queue"),
-    ("4", "verify", "Verify"),
-    ("5", "heatmap", "Heatmap"),
-)
+from tui.state import SCREENS, ScreenName
 
 
 class NavBar(Static):
@@ -26,8 +20,8 @@ class NavBar(Static):
     }
     """
 
-    def __init__(self, current: str, **kwargs) -> None:
-        super().__init__("", **kwargs)
+    def __init__(self, current: ScreenName) -> None:
+        super().__init__("")
         self.current = current
         self.summary = ""
 
@@ -41,12 +35,12 @@ class NavBar(Static):
 
     def _render_bar(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
-        for key, mode, label in SCREENS:
-            if mode == self.current:
-                text.append(f" {key} {label} ", style="bold reverse")
+        for screen in SCREENS:
+            if screen.name == self.current:
+                text.append(f" {screen.key} {screen.label} ", style="bold reverse")
             else:
-                text.append(f" {key}", style="bold")
-                text.append(f" {label} ")
+                text.append(f" {screen.key}", style="bold")
+                text.append(f" {screen.label} ")
         if self.summary:
             text.append("  ")
             text.append(self.summary, style="italic")

@@ -13,7 +13,8 @@ It relies on DataTable internals of Textual 8 (``_row_locations``, ``_data``, ``
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich.text import Text
 from textual.geometry import Size
@@ -40,7 +41,7 @@ class FastTable(DataTable):
             if len(cells) > len(column_keys):
                 raise ValueError("More values provided than there are columns.")
             locations[row_key] = index
-            data[row_key] = dict(zip(column_keys, cells))
+            data[row_key] = dict(zip(column_keys, cells, strict=False))
             table_rows[row_key] = Row(row_key, 1, None, False)
             new_rows.add(row_key)
             index += 1

@@ -23,15 +23,20 @@ from __future__ import annotations
 import logging
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from tui.core import clock
 from tui.core.config import DayRange, Profile, ReportConfig
 
-log = logging.getLogger("report_keeper.demo_data")
+if TYPE_CHECKING:
+    from xlsxwriter.format import Format
+    from xlsxwriter.worksheet import Worksheet
+
+log = logging.getLogger("report_keeper.demo.data")
 
 DEMO_TZ = "America/Chicago"
 DEMO_REMOTE_DIR = "upload/ALMA/Daily_Report"
@@ -138,7 +143,10 @@ def generate(folder: str | Path, now: datetime | None = None) -> DemoScenario:
     root = Path(folder)
     target = root / DEMO_REMOTE_DIR
     target.mkdir(parents=True, exist_ok=True)
-    ago = lambda n: today - timedelta(days=n)  # noqa: E731
+
+    def ago(n: int) -> date:
+        return today - timedelta(days=n)
+
     closed_day = ago(HOLIDAY_AGO + 3)
     files: list[DemoFile] = []
     expired: list[date] = []
@@ -236,7 +244,7 @@ def demo_config(
     if closed_day is None:
         today = (now or clock.now()).astimezone(tz).date()
         closed_day = today - timedelta(days=HOLIDAY_AGO + 3)
-    kwargs = dict(
+    profile = Profile(
         name=name,
         host=host,
         port=port,
@@ -251,9 +259,7 @@ def demo_config(
         reports=demo_reports(closed_day),
         source="demo",
     )
-    if known_hosts is not None:
-        kwargs["known_hosts"] = Path(known_hosts)
-    return Profile(**kwargs)
+    return replace(profile, known_hosts=Path(known_hosts)) if known_hosts is not None else profile
 
 
 # ------------------------------------------------------------------------------ writers
@@ -264,17 +270,17 @@ def _set_mtime(path: Path, when: datetime) -> None:
     os.utime(path, (ts, ts))
 
 
-def _title_rows(ws, bold, title: str, subtitle: str) -> None:
+def _title_rows(ws: Worksheet, bold: Format, title: str, subtitle: str) -> None:
     ws.write(0, 0, title, bold)
     ws.write(1, 0, subtitle)
 
 
-def _write_daily(folder: Path, run_day: date, delivered: datetime, kind: str, rng) -> DemoFile:
-    import xlsxwriter
+def _write_daily(folder: Path, run_day: date, delivered: datetime, kind: str, rng: random.Random) -> DemoFile:
+    import xlsxwriter  # noqa: PLC0415 - only writing needs it; demo_config is used where start-up is timed
 
     name = file_name(DAILY, delivered)
     path = folder / name
-    loan_day = run_day - timedelta(days=3)
+    loan_day = demo_reports()[0].covered_day(run_day)
     if kind == CORRUPT:
         # A transfer cut short on Alma's side: the start of a zip archive, then nothing.
         blob = b"PK\x03\x04\x14\x00\x06\x00\x08\x00" + bytes(rng.getrandbits(8) for _ in range(4086))
@@ -305,7 +311,8 @@ def _write_daily(folder: Path, run_day: date, delivered: datetime, kind: str, rn
         ws.write_string(3 + r, 3, f"3{rng.randint(10**12, 10**13 - 1)}")
         ws.write_string(3 + r, 4, rng.choice(_LIBRARIES))
         ws.write_string(
-            3 + r, 5, f"{rng.choice(_CLASSES)}{rng.randint(1, 9999)} .{chr(65 + rng.randint(0, 25))}{rng.randint(1, 99)} {rng.randint(1950, 2026)}"
+            3 + r, 5, f"{rng.choice(_CLASSES)}{rng.randint(1, 9999)} "
+            f".{chr(65 + rng.randint(0, 25))}{rng.randint(1, 99)} {rng.randint(1950, 2026)}"
         )
         ws.write_number(3 + r, 6, rng.randint(1, 4))
     ws.set_column(0, len(DAILY_COLUMNS) - 1, 18)
@@ -315,7 +322,7 @@ def _write_daily(folder: Path, run_day: date, delivered: datetime, kind: str, rn
 
 
 def _write_weekly(folder: Path, run_day: date, delivered: datetime) -> DemoFile:
-    import xlsxwriter
+    import xlsxwriter  # noqa: PLC0415 - see _write_daily
 
     rng = random.Random(f"weekly-{run_day.isoformat()}")
     name = file_name(WEEKLY, delivered)
@@ -325,7 +332,8 @@ def _write_weekly(folder: Path, run_day: date, delivered: datetime) -> DemoFile:
     ws = wb.add_worksheet("Sheet1")
     bold = wb.add_format({"bold": True})
     first = run_day - timedelta(days=7)
-    _title_rows(ws, bold, WEEKLY, f"Loan Date between {first.isoformat()} and {(run_day - timedelta(days=1)).isoformat()}")
+    last = run_day - timedelta(days=1)
+    _title_rows(ws, bold, WEEKLY, f"Loan Date between {first.isoformat()} and {last.isoformat()}")
     for c, col in enumerate(WEEKLY_COLUMNS):
         ws.write(2, c, col, bold)
     r = 3

@@ -1,0 +1,411 @@
+"""Downloading one file safely: :func:`download`.
+
+    result = await download(conn, remote_file, remote_dir, local_dir, progress=cb)
+    # -> DownloadResult(name, size, sha256, path, status new|same|changed, resumed_from, ...)
+
+How a file is written (docs/ARCHITECTURE.md, "Local files"):
+- into its part file in report-keeper's private working folder (:mod:`tui.sftp.parts`),
+  locked while it is written; the part's record (remote name, size, mtime) is written once
+  1 MiB has arrived, or when the transfer stops early, so a part is resumed only for the very
+  server copy it holds;
+- blocks are requested many at a time but written and hashed strictly in order, so a part
+  file is always a valid prefix: after a broken connection (or a full disk, or a cancel)
+  the next attempt resumes at offset = part size, hashing the prefix it already has;
+- the reads ask for one byte past the listed size, so a file that grew (still being
+  uploaded) or shrank since the listing is noticed without an extra round trip, and is
+  fetched again from the start with its new size (a transient ``TransferFailed``);
+- the size is checked against the server's, the part is fsync'ed, then linked to its final
+  name with ``os.link`` (fails instead of overwriting) and removed; files 0600, folder 0700;
+- files of 4 MB and more are written and hashed by a writer thread of their own, so the
+  disk and the network overlap; memory stays bounded by the reads in flight (32 x 255 KB);
+- a final name that already exists is never overwritten: identical content gives status
+  ``same``; different content is written beside it as ``<stem> (changed <server mtime
+  YYYY-MM-DDTHHMMZ>)<suffix>`` (then `` 2``, `` 3``... if needed) with status ``changed``,
+  the stem shortened when needed so the name stays within 255 bytes;
+- names refused by :func:`tui.core.names.refusal_reason` are never written;
+- ``already_held(remote)`` (optional) is asked once the part is locked: True means another
+  process has just finished this very copy, and the download stops with :class:`FileBusy`
+  before reading a byte.
+
+Errors are :mod:`tui.sftp.errors` classes; a full local disk fails with
+:class:`LocalDiskFull` and keeps the part file for resuming once space is freed. Nothing
+partial ever has the final name. Retrying is the queue's business (:mod:`tui.sftp.queue`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import hashlib
+import logging
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC
+from enum import StrEnum
+from pathlib import Path
+from typing import cast
+
+import asyncssh
+
+from tui.core.model import RemoteFile
+from tui.core.names import fit_name, refusal_reason
+from tui.sftp import parts
+from tui.sftp.client import SftpConnection
+from tui.sftp.errors import FileBusy, SftpError, TransferFailed, translate
+
+log = logging.getLogger("report_keeper.sftp.download")
+
+
+class Placed(StrEnum):
+    """How a finished download was placed under its final name."""
+
+    NEW = "new"  # under the server's name
+    SAME = "same"  # those exact bytes were already there (another process placed them)
+    CHANGED = "changed"  # beside an older, different copy of the same name
+
+
+NEW = Placed.NEW
+SAME = Placed.SAME
+CHANGED = Placed.CHANGED
+
+#: Outstanding SFTP read requests per file (of ConnectOptions.block_size each).
+MAX_REQUESTS = 32
+#: Downloads from this size on write through a thread of their own.
+THREADED_WRITES_FROM = 4 * 1024 * 1024
+_HASH_CHUNK = 1024 * 1024
+#: A part's record is written once this much is in it (or when the transfer stops before).
+RECORD_FROM = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    name: str
+    size: int
+    sha256: str
+    path: Path  # where the content now is (the existing file for status "same")
+    status: Placed
+    resumed_from: int = 0  # bytes taken from an existing part file
+    transferred: int = 0  # bytes received from the server in this call
+
+
+def changed_name(name: str, remote: RemoteFile, n: int = 1) -> str:
+    """The name a changed server copy is written under, beside the old one (<= 255 bytes)."""
+    stamp = remote.mtime.astimezone(UTC).strftime("%Y-%m-%dT%H%MZ")
+    extra = f" {n}" if n > 1 else ""
+    return fit_name(name, f" (changed {stamp}){extra}")
+
+
+def _sha256_file(path: Path, limit: int | None = None) -> hashlib._Hash:
+    h = hashlib.sha256()
+    remaining = limit
+    with open(path, "rb") as f:
+        while remaining is None or remaining > 0:
+            chunk = f.read(_HASH_CHUNK if remaining is None else min(_HASH_CHUNK, remaining))
+            if not chunk:
+                break
+            h.update(chunk)
+            if remaining is not None:
+                remaining -= len(chunk)
+    return h
+
+
+def _sha256_fd(fd: int, limit: int) -> hashlib._Hash:
+    """The hash of the first ``limit`` bytes of an open file (the part being resumed)."""
+    h = hashlib.sha256()
+    offset = 0
+    while offset < limit:
+        chunk = os.pread(fd, min(_HASH_CHUNK, limit - offset), offset)
+        if not chunk:
+            break
+        h.update(chunk)
+        offset += len(chunk)
+    return h
+
+
+def _write_and_hash(fd: int, h: hashlib._Hash, data: bytes) -> int:
+    """Append one block to the part file, then hash it (hashing releases the GIL)."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+    h.update(data)
+    return len(data)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _place(part: Path, local_dir: Path, remote: RemoteFile, digest: str) -> tuple[Path, Placed]:
+    """Give a complete part file its final name without overwriting anything."""
+    def candidates() -> Iterator[str]:
+        yield remote.name
+        for n in range(1, 100):
+            yield changed_name(remote.name, remote, n)
+
+    for i, name in enumerate(candidates()):
+        target = local_dir / name
+        try:
+            os.link(part, target)
+        except FileExistsError:
+            try:
+                same = (target.stat().st_size == remote.size
+                        and _sha256_file(target).hexdigest() == digest)
+            except OSError:
+                same = False
+            if same:
+                part.unlink()
+                parts.drop_record(part.parent, remote)
+                return target, SAME
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                raise
+            # File systems without hard links: a rename, guarded by an existence check.
+            if target.exists():
+                continue
+            os.rename(part, target)
+            parts.drop_record(part.parent, remote)
+            return target, (NEW if i == 0 else CHANGED)
+        part.unlink()
+        parts.drop_record(part.parent, remote)
+        return target, (NEW if i == 0 else CHANGED)
+    raise TransferFailed(f"Too many changed copies of '{remote.name}' in '{local_dir}'.",
+                         "Move the old copies out of the folder and download again.")
+
+
+def _finish(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: str) -> tuple[Path, Placed]:
+    """fsync, size check, placing under the final name, fsync of the folder (in a thread)."""
+    os.fsync(fd)
+    if os.fstat(fd).st_size != remote.size:
+        raise TransferFailed(f"The part file of '{remote.name}' has the wrong size after writing.",
+                             "It is downloaded again.", transient=True)
+    final, status = _place(part, local_dir, remote, digest)
+    os.chmod(final, 0o600)
+    _fsync_dir(local_dir)
+    return final, status
+
+
+def _changed(remote: RemoteFile, how: str) -> TransferFailed:
+    return TransferFailed(
+        f"'{remote.name}' changed on the server during the download ({how}).",
+        "It is downloaded again from the start.",
+        transient=True,
+    )
+
+
+def _read(f: asyncssh.SFTPClientFile, n: int, offset: int) -> Awaitable[bytes]:
+    """One read request (the file is open in binary mode: it reads bytes)."""
+    return cast("Awaitable[bytes]", f.read(n, offset))
+
+
+async def _close_quietly(f: asyncssh.SFTPClientFile) -> None:
+    try:
+        await f.close()
+    except Exception:  # noqa: BLE001 - the handle dies with a broken connection anyway
+        pass
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, local_dir: Path | str, *,
+                   progress: Callable[[int, int], object] | None = None,
+                   gate: asyncio.Event | None = None,
+                   max_requests: int = MAX_REQUESTS,
+                   already_held: Callable[[RemoteFile], bool] | None = None) -> DownloadResult:
+    """Download one file into ``local_dir`` safely; see the module docstring.
+
+    ``progress(bytes_done, total)`` is called after every written block; ``gate``, when
+    given, is awaited between blocks (pause). Raises :class:`SftpError` subclasses only
+    (and ``asyncio.CancelledError`` when cancelled; the part file is then kept).
+    """
+    local_dir = Path(local_dir)
+    reason = refusal_reason(remote.name)
+    if reason is not None:
+        raise TransferFailed(f"The server-supplied name was refused: {reason}.",
+                             "Nothing was written; ask the server's administrator to rename the file.")
+    work = parts.ensure_work_dir(local_dir)
+    remote_path = SftpConnection.join(remote_dir, remote.name)
+
+    counter = [0]
+    try:
+        return await _download(conn, remote, remote_path, local_dir, work, progress, gate,
+                               max_requests, counter, already_held)
+    except SftpError as exc:
+        exc.received = counter[0]
+        raise
+
+
+async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, local_dir: Path,
+                    work: Path, progress: Callable[[int, int], object] | None,
+                    gate: asyncio.Event | None, max_requests: int, counter: list[int],
+                    already_held: Callable[[RemoteFile], bool] | None) -> DownloadResult:
+    size = remote.size
+    part = work / parts.part_name(remote)
+
+    def local_err(exc: BaseException) -> SftpError:
+        return translate(exc, host=conn.host, port=conn.port, path=remote.name,
+                         local_path=str(local_dir / remote.name))
+
+    def remote_err(exc: BaseException) -> SftpError:
+        return translate(exc, host=conn.host, port=conn.port, path=remote.name)
+
+    # The remote file first: a file gone from the server leaves nothing behind locally.
+    try:
+        # block_size=0: every f.read() below is exactly one SFTP request (no hidden tasks);
+        # this function does the pipelining itself.
+        f = await conn.sftp.open(remote_path.encode("utf-8", "surrogateescape"), "rb", block_size=0)
+    except (asyncssh.Error, OSError) as exc:
+        raise remote_err(exc) from None
+    fd = -1
+    writer: concurrent.futures.ThreadPoolExecutor | None = None
+    placed = recorded = False
+    pos = have = 0
+    try:
+        try:
+            fd, have = parts.lock_part(work, remote)
+            if already_held is not None and await asyncio.to_thread(already_held, remote):
+                if have == 0:
+                    parts.discard_part(work, remote)
+                raise FileBusy(
+                    f"'{remote.name}' was downloaded meanwhile by another Report Keeper process "
+                    "(the app and a scheduled sync at the same time).",
+                    "Nothing to do: it is held, and counted by the process that fetched it.",
+                )
+            if have:
+                h = await asyncio.to_thread(_sha256_fd, fd, have)
+                log.info("resuming %r at %d of %d bytes", remote.name, have, size)
+            else:
+                h = hashlib.sha256()
+            os.lseek(fd, have, os.SEEK_SET)
+        except OSError as exc:
+            raise local_err(exc) from None
+        pos = have  # bytes of the server's file received in order
+        written = have  # bytes of it in the part file
+        recorded = have > 0  # a resumed part's record matched already
+        received = 0
+        block = max(1024, conn.opts.block_size)
+        inflight: deque[tuple[int, int, asyncio.Task[bytes]]] = deque()
+        next_off = pos
+        # Big files are written and hashed by a writer thread of their own, overlapping disk
+        # and network; its FIFO order also closes the descriptor only after the last write.
+        if size - have >= THREADED_WRITES_FROM:
+            writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rk-write")
+        loop = asyncio.get_running_loop()
+        writing: asyncio.Future[int] | None = None
+        reported = -1  # bytes last given to progress()
+
+        async def flush() -> None:
+            nonlocal writing, written
+            if writing is not None:
+                fut, writing = writing, None
+                try:
+                    written += await fut
+                except OSError as exc:
+                    raise local_err(exc) from None
+
+        # The requests cover one byte past the listed size: getting it means the file grew
+        # (still being written, or replaced) without a separate stat round trip.
+        end = size + 1
+
+        def fill() -> None:
+            nonlocal next_off
+            while next_off < end and len(inflight) < max_requests:
+                n = min(block, end - next_off)
+                inflight.append((next_off, n, asyncio.ensure_future(_read(f, n, next_off))))
+                next_off += n
+
+        try:
+            fill()
+            # Many reads in flight; each is written and hashed in file order as it lands,
+            # so the part file is always a valid prefix of the server's file.
+            while inflight:
+                _off, n, task = inflight[0]
+                data = await task
+                inflight.popleft()
+                if not data:
+                    break  # end of file
+                if pos + len(data) > size:
+                    raise _changed(remote, "it is now larger than listed")
+                received += len(data)
+                counter[0] = received
+                pos += len(data)
+                if writer is not None:
+                    await flush()  # the previous block; this one is written while more arrive
+                    writing = loop.run_in_executor(writer, _write_and_hash, fd, h, data)
+                else:
+                    try:
+                        written += _write_and_hash(fd, h, data)
+                    except OSError as exc:
+                        raise local_err(exc) from None
+                if len(data) < n and pos < size:  # a short read: ask for the rest first
+                    rest = asyncio.ensure_future(_read(f, n - len(data), pos))
+                    inflight.appendleft((pos, n - len(data), rest))
+                fill()
+                if not recorded and pos >= RECORD_FROM:
+                    try:
+                        parts.write_record(work, remote)
+                    except OSError as exc:
+                        raise local_err(exc) from None
+                    recorded = True
+                if progress is not None:
+                    progress(pos, size)  # received in order (the last block may be in the writer)
+                    reported = pos
+                if gate is not None and not gate.is_set():
+                    await gate.wait()
+            await flush()
+            if progress is not None and written != reported:
+                progress(written, size)
+        except SftpError:
+            raise
+        except (asyncssh.Error, OSError) as exc:
+            raise remote_err(exc) from None
+        finally:
+            for _off, _n, task in inflight:
+                task.cancel()
+            if inflight:
+                await asyncio.gather(*(t for _o, _n, t in inflight), return_exceptions=True)
+            if writing is not None:  # let the last write land before anyone reuses the part
+                try:
+                    await asyncio.shield(writing)
+                except BaseException:  # noqa: BLE001 - its error is not the one to report
+                    pass
+        if written != size:
+            raise _changed(remote, f"it ended after {pos} of the listed {size} bytes")
+        digest = h.hexdigest()
+        try:  # one hop to a thread for all the blocking file-system work
+            final, status = await asyncio.to_thread(_finish, fd, part, local_dir, remote, digest)
+        except OSError as exc:
+            raise local_err(exc) from None
+        placed = True
+    finally:
+        if fd >= 0 and not placed and not recorded and pos > have:
+            try:  # stopped early: what arrived can be resumed next time
+                parts.write_record(work, remote)
+            except OSError:
+                pass
+        if writer is not None:
+            if fd >= 0:
+                writer.submit(os.close, fd)  # after any write still queued
+            writer.shutdown(wait=False)
+        elif fd >= 0:
+            os.close(fd)
+        closing = asyncio.ensure_future(_close_quietly(f))  # closing needs no wait: saves a round trip
+        _background.add(closing)
+        closing.add_done_callback(_background.discard)
+    log.info("downloaded %r: %d bytes, %s (resumed from %d)", remote.name, size, status, have)
+    return DownloadResult(name=remote.name, size=size, sha256=digest, path=final, status=status,
+                          resumed_from=have, transferred=received)
