@@ -24,7 +24,8 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import ParamSpec, TextIO, TypeVar
+from zoneinfo import ZoneInfo
 
 from tui.commands.common import fail_usage, terminal_passphrase_cb
 from tui.core import setup as su
@@ -33,10 +34,10 @@ from tui.core.names import escape_name
 from tui.core.schedule import parse_at, parse_duration, parse_schedule
 from tui.core.status import Exit
 from tui.sftp import setup as ss
-from tui.sftp.client import ConnectOptions, connect
+from tui.sftp.client import ConnectOptions, HostKeyInfo, HostKeyPolicy, SftpConnection, connect
 from tui.sftp.conntest import probe_connection
 from tui.sftp.errors import AuthFailed, HostKeyChanged, HostKeyUnknown, SftpError
-from tui.sftp.setup import folder_view
+from tui.sftp.setup import FolderView, LocalKey, NewKey, folder_view
 
 EPILOG = """\
 Unattended example (writes the config even if the server does not accept the new key yet):
@@ -49,6 +50,10 @@ Exit codes: 0 the config is written and the connection test passed; 1 written, s
 pending (key not accepted yet, server unreachable, host key not confirmed, test failed);
 3 usage error, or the config exists and --force was not given (nothing written).
 """
+
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class Abort(Exception):
@@ -97,8 +102,8 @@ class Prompter:
         except (EOFError, KeyboardInterrupt):
             raise Abort() from None
 
-    def ask(self, label: str, default: str | None, check: Callable[[str], Any],
-            flag: str | None = None, flag_name: str = "") -> Any:
+    def ask(self, label: str, default: str | None, check: Callable[[str], T],
+            flag: str | None = None, flag_name: str = "") -> T:
         """The flag's value if given, else the answer (Enter: ``default``), re-asked until valid."""
         if flag is not None:
             try:
@@ -156,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         return fail_usage("init: stopped before the end; nothing was written")
 
 
-async def _ask(prompter: Prompter, fn: Callable[..., Any], *a: Any, **kw: Any) -> Any:
+async def _ask(prompter: Prompter, fn: Callable[P, T], *a: P.args, **kw: P.kwargs) -> T:
     """A question without blocking the event loop (the SSH connection keeps alive meanwhile)."""
     return await asyncio.to_thread(fn, *a, **kw)
 
@@ -181,7 +186,8 @@ async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter)
                                   args.username, "--username")
     new_key = await _choose_key(args, p, answers)
 
-    zone_default = getattr(system_timezone(), "key", "UTC")
+    system_zone = system_timezone()
+    zone_default = system_zone.key if isinstance(system_zone, ZoneInfo) else "UTC"
     tz_answer = args.timezone
     # Connect, pick the folder, look at the reports.
     conn = await _connect(args, p, answers, new_key)
@@ -199,7 +205,7 @@ async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter)
         zone = await _ask(p, p.ask, "Time zone of the library", zone_default, su.check_zone,
                           tz_answer, "--timezone")
         answers.timezone = zone.key
-        if conn is not None:
+        if conn is not None and view is not None:
             await _reports(p, answers, view, zone)
             await _conntest(p, answers, conn)
     finally:
@@ -249,7 +255,7 @@ def _remote_dir(text: str) -> str:
     return text
 
 
-async def _choose_key(args: argparse.Namespace, p: Prompter, answers: Any):
+async def _choose_key(args: argparse.Namespace, p: Prompter, answers: su.Answers) -> NewKey | None:
     """Sets ``answers.key``; returns the NewKey when one was created."""
     ssh_dir = Path("~/.ssh").expanduser()
     if args.key is not None:
@@ -270,7 +276,7 @@ async def _choose_key(args: argparse.Namespace, p: Prompter, answers: Any):
             return None
     if not args.new_key and p.interactive:
         p.say("Key to log in with:")
-        choices: dict[str, Any] = {}
+        choices: dict[str, LocalKey | str] = {}
         for i, k in enumerate(locals_, 1):
             choices[str(i)] = k
             p.say(f"  {i}) {_home(k.path)}  {k.algorithm} {k.fingerprint}")
@@ -282,7 +288,7 @@ async def _choose_key(args: argparse.Namespace, p: Prompter, answers: Any):
         p.say("  n) create a new ed25519 key pair for report-keeper")
         default = "1" if locals_ else ("a" if agent else "n")
 
-        def pick(t: str) -> Any:
+        def pick(t: str) -> LocalKey | str:
             t = t.strip().lower()
             if t not in choices:
                 raise ValueError(f"type one of {', '.join(choices)}")
@@ -291,7 +297,7 @@ async def _choose_key(args: argparse.Namespace, p: Prompter, answers: Any):
         choice = await _ask(p, p.ask, "Choice", default, pick)
         if choice == "agent":
             return None
-        if choice != "new":
+        if isinstance(choice, LocalKey):
             answers.key = choice.path
             return None
     path = ss.free_key_path(ssh_dir)
@@ -313,7 +319,8 @@ def _home(path: Path) -> str:
     return "~" + text[len(home):] if text.startswith(home + os.sep) else text
 
 
-async def _connect(args: argparse.Namespace, p: Prompter, answers: Any, new_key: Any):
+async def _connect(args: argparse.Namespace, p: Prompter, answers: su.Answers,
+                   new_key: NewKey | None) -> SftpConnection | None:
     """An open SftpConnection, or None with the reason in ``answers.pending``."""
     if new_key is not None and p.interactive:
         go = await _ask(p, p.ask, "Press Enter once the administrator has added it (or type "
@@ -325,7 +332,7 @@ async def _connect(args: argparse.Namespace, p: Prompter, answers: Any, new_key:
     opts = ConnectOptions(host=answers.host, port=answers.port, username=answers.username,
                           key=answers.key, connect_timeout=15)
 
-    async def confirm(info: Any) -> str:
+    async def confirm(info: HostKeyInfo) -> str:
         p.say(f"The server {info.host} port {info.port} presents the host key")
         p.say(f"  {info.key_type} {info.fingerprint}")
         p.say("It is not in your known_hosts yet. Compare the fingerprint with the one the server's "
@@ -334,7 +341,7 @@ async def _connect(args: argparse.Namespace, p: Prompter, answers: Any, new_key:
         return "remember" if ok else "reject"
 
     if p.interactive:
-        policy: Any = confirm
+        policy: HostKeyPolicy = confirm
     else:
         policy = "remember" if args.accept_new_host_key else "reject"
     if p.interactive:
@@ -364,7 +371,8 @@ async def _connect(args: argparse.Namespace, p: Prompter, answers: Any, new_key:
     return conn
 
 
-async def _pick_folder(args: argparse.Namespace, p: Prompter, answers: Any, conn: Any) -> Any:
+async def _pick_folder(args: argparse.Namespace, p: Prompter, answers: su.Answers,
+                       conn: SftpConnection) -> FolderView:
     """Sets ``answers.remote_dir``; returns the chosen folder's FolderView."""
     home = (await folder_view(conn, ".")).path
     if args.remote_dir is not None or not p.interactive:
@@ -407,7 +415,7 @@ async def _pick_folder(args: argparse.Namespace, p: Prompter, answers: Any, conn
     return view
 
 
-async def _reports(p: Prompter, answers: Any, view: Any, zone: Any) -> None:
+async def _reports(p: Prompter, answers: su.Answers, view: FolderView, zone: ZoneInfo) -> None:
     proposals = su.propose_reports(view.files, zone)
     if not proposals:
         p.say("No Excel reports in this folder yet: every report that arrives will be tracked, "
@@ -448,7 +456,7 @@ async def _reports(p: Prompter, answers: Any, view: Any, zone: Any) -> None:
     answers.reports = proposals
 
 
-async def _conntest(p: Prompter, answers: Any, conn: Any) -> None:
+async def _conntest(p: Prompter, answers: su.Answers, conn: SftpConnection) -> None:
     result = await probe_connection(conn, answers.remote_dir)
     p.say("")
     p.say(f"Connection test (upload, download, delete a probe file): {result.message}")

@@ -94,7 +94,6 @@ MISSING = "missing"
 EXCLUDED = "excluded"
 CATEGORIES = (INCLUDED, EMPTY, CLOSED, MISSING, EXCLUDED)
 
-FEW_ROWS = "few-rows"  # the content checks' finding (tui.core.health.FEW_ROWS)
 _OK_LIKE = (st.OK, st.CHANGED)  # "changed" describes the server copy; its content verified ok
 _EMPTY_LIKE = (st.EMPTY, st.EMPTY_CLOSED)
 
@@ -140,7 +139,7 @@ class Day:
     table: CachedTable | None = None
     failures: dict[Path, ReadFailure] = field(default_factory=dict)
     duplicate_of: Day | None = None  # its winner held the same rows as that day's
-    content: tuple[str, ...] = ()  # the evaluation's content findings for the run (few-rows, ...)
+    content: tuple[model.ProblemKind, ...] = ()  # the evaluation's content findings for the run (few-rows, ...)
 
 
 @dataclass(frozen=True)
@@ -205,7 +204,7 @@ class ExportResult:
 
     def few_rows(self) -> list[Day]:
         """Included days whose rows the evaluation found far fewer than usual (content checks)."""
-        return [d for d in self.of(INCLUDED) if FEW_ROWS in d.content]
+        return [d for d in self.of(INCLUDED) if model.ProblemKind.FEW_ROWS in d.content]
 
     def excluded(self) -> list[JSONObject]:
         out: list[JSONObject] = []
@@ -570,7 +569,7 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
             if run.status == model.PENDING:
                 continue  # not due yet: neither covered nor a gap
             day = Day(rh.name, run.day, covered, bool(run.closed), run.status,
-                      content=tuple(getattr(run, "content", ()) or ()))
+                      content=run.content)
             for name in run.files:
                 held = copies_of.get(name, [])
                 if not held:
@@ -791,7 +790,7 @@ def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets
                           "check the folder's permissions and free space") from None
     part = work / ("export." + fmt)
     try:
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as fh:
             if fmt == "parquet":
                 plan.sink_parquet(fh, compression="zstd")

@@ -191,7 +191,7 @@ class TableCache:
         target = self.entry(sha256, header_row)
         part = self.folder / f".tmp-{secrets.token_hex(8)}.parquet"
         try:
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 df.write_parquet(fh, compression="lz4", statistics=False)
             os.replace(part, target)

@@ -100,7 +100,7 @@ def _read_table(path: Path, out: str, header_row: int | None) -> JSONObject:
     array = nanoarrow.c_array(sheet)
     width = int(array.n_children)
     dtypes = [str(c.dtype) for c in sheet.selected_columns]
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as target:
         with nanoarrow.ipc.StreamWriter.from_writable(target) as writer:
             writer.write_stream(array)

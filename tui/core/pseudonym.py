@@ -101,7 +101,7 @@ def _create(path: Path) -> PseudonymKey:
     secret = secrets.token_bytes(KEY_BYTES)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:  # another export created it meanwhile: use that one
         return PseudonymKey(path, _read(path))
     except OSError as exc:
@@ -126,7 +126,7 @@ def _create(path: Path) -> PseudonymKey:
 def _read(path: Path) -> bytes:
     """The secret in a key file; raises ``FileNotFoundError`` when there is none."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
         raise
     except OSError as exc:

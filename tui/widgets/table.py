@@ -14,7 +14,6 @@ It relies on DataTable internals of Textual 8 (``_row_locations``, ``_data``, ``
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from rich.text import Text
 from textual.geometry import Size
@@ -22,10 +21,10 @@ from textual.widgets import DataTable
 from textual.widgets._data_table import DuplicateKey, Row, RowKey
 
 
-class FastTable(DataTable):
+class FastTable(DataTable[Text | str]):
     """DataTable with a bulk insert for keyed rows and no measuring of fixed-width columns."""
 
-    def add_keyed_rows(self, rows: Iterable[tuple[str, Sequence[Any]]]) -> int:
+    def add_keyed_rows(self, rows: Iterable[tuple[str, Sequence[Text | str]]]) -> int:
         """Append ``(key, cells)`` rows; returns how many were added."""
         column_keys = [column.key for column in self.ordered_columns]
         locations = self._row_locations
