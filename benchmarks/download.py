@@ -1,6 +1,6 @@
 """Download benchmark: report-keeper's transfer engine side by side with OpenSSH ``sftp -b``.
 
-Everything in one run, against one local OpenSSH ``sshd`` on 127.0.0.1 (issue 3):
+Everything in one run, against one local OpenSSH ``sshd`` on 127.0.0.1:
 
 1. 300 files of 200 KB (``get -r`` of the folder vs. listing + TransferQueue),
 2. one file of 300 MB, while measuring the peak RSS of the downloading process,
@@ -11,7 +11,8 @@ Each client runs in its own process. For report-keeper two times are shown: the
 whole process (Python start-up and imports included) and the engine's own time (connect,
 list, download, verify size, fsync, rename), which is what a running app pays; the targets
 are judged on the engine time. OpenSSH ``sftp`` does not fsync its files; report-keeper
-does (SPEC "Local state"), and pays for it in these figures.
+does (every download is on the disk before it is recorded: docs/ARCHITECTURE.md, "Local
+files"), and pays for it in these figures.
 
 Run from the repository root:  .venv/bin/python benchmarks/download.py [--quick]
 """

@@ -14,7 +14,7 @@ and ``expected_run_statuses()`` say exactly what the evaluation must find.
 
 ``Scenario`` can also make it real: ``write_files(archive_dir)`` writes every delivery as a real
 .xlsx (xlsx_factory), ``server_dir`` gets the files still on the server at "now" with their
-mtimes, and ``seed_ledger(ledger)`` replays the history into C's ledger (one listing and the
+mtimes, and ``seed_ledger(ledger)`` replays the history into the ledger (one listing and the
 downloads per day, the server's 60-day deletion, a file changed on the server after download),
 as daily ``sync`` runs would have recorded it.
 """

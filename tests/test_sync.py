@@ -91,7 +91,7 @@ async def test_sync_downloads_exactly_what_is_new_then_nothing(demo, ledger):
         assert isinstance(events[0], Listed) and events[0].wanted == len(scenario.files)
         assert sum(isinstance(e, Done) for e in events) == len(scenario.files)
         assert sum(isinstance(e, Verified) for e in events) == len(scenario.files)
-        # SPEC JSON shape.
+        # The JSON document's shape (docs/JSON.md).
         doc = json.loads(json.dumps(result.to_json()))
         assert doc["status"] == "critical"
         assert set(doc) >= {"status", "downloaded", "skipped", "failed", "refused", "files"}

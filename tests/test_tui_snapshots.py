@@ -1,4 +1,5 @@
-"""SVG snapshots of every screen of part 1 at 80x24 and 120x40, error states included.
+"""SVG snapshots of the Health, Remote and Queue screens and the help at 80x24 and 120x40,
+error states included.
 
 Deterministic: the clock is pinned (REPORT_KEEPER_NOW), the demo data is generated from it,
 HOME is a fresh folder (the local folder shows as ``~/reports``), notifications are cleared

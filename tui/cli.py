@@ -1,4 +1,4 @@
-"""Entry point: the TUI and the headless commands (SPEC "Command-line contract").
+"""Entry point: the TUI and the headless commands (README "Commands"; their JSON: docs/JSON.md).
 
 Each subcommand lives in ``tui/commands/<name>.py`` with ``add_arguments(parser)`` and
 ``run(args) -> int``; they are imported lazily so ``verify`` starts without Textual.

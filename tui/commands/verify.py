@@ -225,7 +225,7 @@ def _profile(args: argparse.Namespace) -> Profile | None:
 
 
 def _item(path: Path, profile: Profile | None) -> tuple[Path, ReportConfig, datetime | None, VerifyOptions]:
-    """``validate_many`` work item: which report the file is, and when it was delivered."""
+    """One file for ``validate_many``: which report it is, and when it was delivered."""
     tz = profile.timezone if profile is not None else _local_zone()
     try:
         mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).astimezone(tz)

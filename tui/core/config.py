@@ -1,4 +1,4 @@
-"""Configuration (SPEC "Configuration"): TOML profiles, report entries and defaults.
+"""Configuration (README "Configuration"): TOML profiles, report entries and defaults.
 
 Every problem is reported as one ``ConfigError`` naming the file, the key and the reason, so
 the commands can print it and exit 3.

@@ -5,7 +5,7 @@ profile (time zone, report settings), the time "now" and optionally the current 
 and the connection test; the output is a ``HealthReport`` that the ``check`` command prints and
 the TUI's health screen and heatmap render.
 
-Rules (SPEC "Schedule and deadlines"), for every expected run day R of a report:
+Rules (docs/DOMAIN.md), for every expected run day R of a report:
 
 - a delivery belongs to the latest run whose on-time window had opened when it arrived
   (window: R at-1h .. R at+grace, in the profile's zone; matched with a polars as-of join);

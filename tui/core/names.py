@@ -1,4 +1,4 @@
-"""Report file names: base name and delivery time (SPEC "File names"), and untrusted names.
+"""Report file names: base name and delivery time (docs/DOMAIN.md), and untrusted names.
 
 Alma appends a timestamp to the report name when "Add Timestamp" is ticked; its exact format is
 not documented, so parsing is tolerant: a trailing ``YYYYMMDD_HHMMSS``, ``YYYYMMDDHHMMSS``,

@@ -1,4 +1,5 @@
-"""The report validator (SPEC "Excel reports"): is a delivered workbook a sound report?
+"""The report validator (docs/DOMAIN.md, "Validator statuses"): is a delivered workbook a
+sound report?
 
 ``validate_file`` never raises for bad input: every problem becomes a ``VerifyResult`` whose
 status is one of ``ok``, ``empty``, ``empty-closed``, ``schema``, ``unreadable`` or

@@ -1,4 +1,4 @@
-"""The demo scenario (SPEC "Demo"): generated Alma-shaped reports, relative to now.
+"""The demo scenario: generated Alma-shaped reports, relative to now (README "Quick start").
 
 About 70 days of the daily report "Loans Per Patron From 3 Days Ago" (07:00 in the library's
 time zone); the 60-day server retention has already deleted the older ones, so the folder
