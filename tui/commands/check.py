@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         clock.now()
-        profile = _load_profile(args)
+        profile = load_profile(args)
     except (ConfigError, ClockError) as exc:
         return fail_usage(str(exc))
     try:
@@ -107,10 +107,6 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(line + "\n")
         sys.stdout.flush()
     return int(code)
-
-
-def _load_profile(args: argparse.Namespace):
-    return load_profile(args)
 
 
 async def _online(profile: Profile, ledger: Ledger, policy: str) -> ConnectionStatus:

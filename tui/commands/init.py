@@ -232,7 +232,7 @@ async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter)
                                    f"({exc.strerror or exc}); sync will try again")
     p.say("")
     p.say(f"Wrote {path} (readable only by you)" + (f"; the old file is kept as {backup}" if backup else "") + ".")
-    opt = ("" if str(path) == str(_default_path()) else f" --config {path}") + (
+    opt = ("" if str(path) == str(default_config_path()) else f" --config {path}") + (
         "" if profile == "default" else f" --profile {profile}")
     if answers.pending:
         p.say("Pending:")
@@ -242,10 +242,6 @@ async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter)
     p.say(f"Next: 'report-keeper sync{opt}' downloads the reports; 'report-keeper schedule --install{opt}' "
           "runs it every day; alerts: add a [profile." + profile + ".notify] table (README: Alerts).")
     return int(Exit.WARNING if answers.pending else Exit.OK)
-
-
-def _default_path() -> Path:
-    return default_config_path()
 
 
 def _remote_dir(text: str) -> str:
