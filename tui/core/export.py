@@ -873,29 +873,30 @@ def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, pl.D
     if not included:
         return pl.DataFrame(schema=out_types).lazy()
     hasher = _pseudonymizer(key) if key is not None else None
-    groups: list[list[Day]] = []
+    groups: list[list[tuple[Day, CachedTable, HeldCopy]]] = []
     for d in included:
-        if groups and groups[-1][0].table.schema == d.table.schema:  # type: ignore[union-attr]
-            groups[-1].append(d)
+        assert d.table is not None and d.winner is not None  # every included day has both
+        if groups and groups[-1][0][1].schema == d.table.schema:
+            groups[-1].append((d, d.table, d.winner))
         else:
-            groups.append([d])
+            groups.append([(d, d.table, d.winner)])
     frames = []
     path_col = prefix + "path"
     for group in groups:
-        paths = [str(d.table.path) for d in group]  # type: ignore[union-attr]
+        paths = [str(table.path) for _, table, _ in group]
         meta = pl.DataFrame(
             {
                 path_col: paths,
-                prefix + "report": [d.report for d in group],
-                prefix + "run_day": [d.run_day for d in group],
-                prefix + "covered_day": [d.covered_day for d in group],
-                prefix + "delivered_at": [d.winner.delivered_at.astimezone(UTC) for d in group],  # type: ignore[union-attr]
-                prefix + "source_file": [d.winner.file for d in group],  # type: ignore[union-attr]
-                prefix + "source_sha256": [d.winner.sha256 for d in group],  # type: ignore[union-attr]
+                prefix + "report": [d.report for d, _, _ in group],
+                prefix + "run_day": [d.run_day for d, _, _ in group],
+                prefix + "covered_day": [d.covered_day for d, _, _ in group],
+                prefix + "delivered_at": [w.delivered_at.astimezone(UTC) for _, _, w in group],
+                prefix + "source_file": [w.file for _, _, w in group],
+                prefix + "source_sha256": [w.sha256 for _, _, w in group],
             },
             schema={path_col: pl.String, **{prefix + k: v for k, v in fixed_types.items()}},
         )
-        present = {renames.get(n, n): n for n in group[0].table.columns}  # type: ignore[union-attr]
+        present = {renames.get(n, n): n for n in group[0][1].columns}
         lf = pl.scan_parquet(paths, include_file_paths=path_col).join(
             meta.lazy(), on=path_col, how="left", maintain_order="left"
         )
