@@ -89,7 +89,7 @@ class RemoteEntry:
     run_day: date  # the run it belongs to (ReportConfig.run_day_of)
     delete_on: datetime  # when the server deletes it (ReportConfig.delete_at)
     local_state: LocalState
-    verification: str | None = None  # validator status of the latest local copy
+    verification: st.VerifyStatus | None = None  # of the latest local copy
     rows: int | None = None
     local_path: str | None = None
     changed: bool = False  # the server copy changed after a download (kept as history)
