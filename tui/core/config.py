@@ -145,6 +145,11 @@ class ReportConfig:
     #: Columns ``export --pseudonymize`` replaces with keyed hashes; empty: the default rule
     #: (headers naming an identifier, user id, patron id or e-mail; tui.core.pseudonym).
     identifier_columns: tuple[str, ...] = ()
+    #: Local retention (docs/RETENTION.md): a held copy delivered more than this many days ago
+    #: is purged (None: every copy is kept). ``keep_until_exported`` None means yes: only
+    #: content an export has included is purged.
+    local_retention_days: int | None = None
+    keep_until_exported: bool | None = None
 
     # The report's dates (docs/DOMAIN.md): every other module asks for them here.
 
@@ -207,12 +212,30 @@ class ReportConfig:
             timing = self.timing(delivered_at.tzinfo or UTC, (delivered_at,))
         return timing.run_day_of(delivered_at)
 
+    @property
+    def keeps_until_exported(self) -> bool:
+        """Only content an export has included may be purged (the default with a retention)."""
+        return self.keep_until_exported is not False
+
+    def purge_after(self, delivered_at: datetime, tz: tzinfo) -> datetime | None:
+        """When a local copy of a delivery becomes old enough to be purged (it is once *more*
+        than ``local_retention_days`` have passed; docs/RETENTION.md); None: every copy is kept.
+        Counted on the library's wall clock (``tz``), like :meth:`delete_at`."""
+        if self.local_retention_days is None:
+            return None
+        return delivered_at.astimezone(tz) + timedelta(days=self.local_retention_days)
+
 
 REPORT_KEYS = {
     "name", "schedule", "at", "grace", "lag_days", "anonymize_days", "retention_days",
     "min_rows", "expected_columns", "closed_days", "pattern", "date_column", "min_share",
-    "identifier_columns",
+    "identifier_columns", "local_retention_days", "keep_until_exported",
 }
+#: Local retention settings: report keys that may also be set on a profile (its reports'
+#: default; see docs/RETENTION.md).
+RETENTION_KEYS = ("local_retention_days", "keep_until_exported")
+#: local_retention_days: at most a hundred years (date arithmetic stays within Python's range).
+MAX_LOCAL_RETENTION_DAYS = 36600
 
 
 @dataclass(frozen=True)
@@ -436,6 +459,7 @@ def _day_ranges(value: object) -> tuple[DayRange, ...]:
 
 def _report(reader: _Reader, base: ReportConfig, *, need_name: bool) -> ReportConfig:
     reader.unknown(REPORT_KEYS if need_name else REPORT_KEYS - {"name"})
+    days, keep = _retention(reader, base)
     name = base.name
     if need_name:
         name = reader.get("name", str, "")
@@ -458,7 +482,32 @@ def _report(reader: _Reader, base: ReportConfig, *, need_name: bool) -> ReportCo
         configured=need_name,
         date_column=reader.convert("date_column", _date_column, base.date_column),
         min_share=reader.convert("min_share", _share, base.min_share),
+        local_retention_days=days,
+        keep_until_exported=keep,
     )
+
+
+def _retention(reader: _Reader, base: ReportConfig) -> tuple[int | None, bool | None]:
+    """``local_retention_days`` (whole days, 1 or more) and ``keep_until_exported`` (a boolean),
+    each the base's when not in the table."""
+    days = base.local_retention_days
+    if "local_retention_days" in reader.table:
+        value = reader.table["local_retention_days"]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise reader.error("local_retention_days", f"expected a whole number of days like 90, got "
+                               f"{type(value).__name__} {_shown(value)} (leave it out to keep every local copy)")
+        if not 1 <= value <= MAX_LOCAL_RETENTION_DAYS:
+            raise reader.error("local_retention_days", f"{_shown(value)} is out of range (1..{MAX_LOCAL_RETENTION_DAYS} "
+                               "days; leave it out to keep every local copy)")
+        days = value
+    keep = base.keep_until_exported
+    if "keep_until_exported" in reader.table:
+        value = reader.table["keep_until_exported"]
+        if not isinstance(value, bool):
+            raise reader.error("keep_until_exported", f"expected true or false, got {type(value).__name__} "
+                               f"{_shown(value)}")
+        keep = value
+    return days, keep
 
 
 def _date_column(value: object) -> str:
@@ -481,6 +530,7 @@ def _share(value: object) -> float:
 PROFILE_KEYS = {
     "host", "port", "username", "key", "known_hosts", "remote_dir", "local_dir", "timezone",
     "concurrency", "connect_timeout", "ssh_config", "ledger", "report", "defaults", "notify",
+    *RETENTION_KEYS,
 }
 
 
@@ -522,9 +572,17 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
         return _path(value, base_dir)
 
     defaults = top_defaults
+    # Retention set on the profile itself is its reports' default, like [profile.NAME.defaults].
+    own = {k: table[k] for k in RETENTION_KEYS if k in table}
+    if own:
+        days, keep = _retention(_Reader(file, prefix, own), defaults)
+        defaults = replace(defaults, local_retention_days=days, keep_until_exported=keep)
     if "defaults" in table:
-        defaults = _report(_Reader(file, f"{prefix}.defaults", r.table_at("defaults")), top_defaults,
-                           need_name=False)
+        d = r.table_at("defaults")
+        for k in own:
+            if k in d:
+                raise r.error(k, f"is set both here and in [{prefix}.defaults]; keep one of them")
+        defaults = _report(_Reader(file, f"{prefix}.defaults", d), defaults, need_name=False)
     reports = []
     seen: set[str] = set()
     for i, entry in enumerate(r.get("report", list, [])):
