@@ -30,8 +30,9 @@ Public API (``profile`` defaults to the one the ledger was opened for)::
     led.cached_verification(sha256, context, path=, name=) -> VerifyResult | None
     led.deliveries(report=None) -> list[model.Delivery]     # everything ever seen
     led.local_state(name) / local_states() -> "new" | "downloaded" | "changed" | "partial"
-                                               | "missing-locally"
+                                               | "missing-locally" | "purged"
     led.downloads(name=None), partials(), refused(current=False), lost(), last_listing()
+    led.mark_purging(copies) / mark_purged(copies) / clear_purging(copies)   # local retention
 
 Errors are :class:`LedgerError` (``str()`` says what to do); a failed write changes nothing.
 """
@@ -222,6 +223,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX export_sources_sha ON export_sources (sha256)
     """,
+    # Local retention (docs/RETENTION.md): a held copy the policy deletes keeps its record.
+    # ``purge_started``: the purge decided to delete it (set before the file is touched);
+    # ``purged_at``: the file is gone. A copy with either is never missing, lost or fetched
+    # again; a purge interrupted in between is finished (or undone) by the next one.
+    """
+    ALTER TABLE downloads ADD COLUMN purge_started TEXT;
+    ALTER TABLE downloads ADD COLUMN purged_at TEXT
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -332,6 +341,14 @@ class Download:
     sha256: str
     local_path: str
     downloaded_at: datetime
+    missing_since: datetime | None = None  # noticed missing on disk (latest copy of a name)
+    purge_started: datetime | None = None  # a purge decided to delete it (not finished yet)
+    purged_at: datetime | None = None  # deleted by the local retention policy
+
+    @property
+    def purged(self) -> bool:
+        """Deleted, or being deleted, by the retention policy: never held again."""
+        return self.purged_at is not None or self.purge_started is not None
 
 
 class Partial(TypedDict):
@@ -720,11 +737,12 @@ class Ledger:
         """The latest download of ``name`` is this server copy (size, mtime) and is on disk."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT size, mtime, missing_since FROM downloads WHERE profile = ? AND name = ?"
-                " ORDER BY id DESC LIMIT 1",
+                "SELECT size, mtime, missing_since, purge_started, purged_at FROM downloads"
+                " WHERE profile = ? AND name = ? ORDER BY id DESC LIMIT 1",
                 (self._p(profile), name),
             ).fetchone()
-        return row is not None and row[0] == size and row[1] == _ts(mtime) and row[2] is None
+        return (row is not None and row[0] == size and row[1] == _ts(mtime) and row[2] is None
+                and row[3] is None and row[4] is None)
 
     def reconcile_local(self, local_dir: str | Path | None = None, *,
                         when: datetime | None = None, profile: str | None = None) -> LocalCheck:
@@ -733,13 +751,14 @@ class Ledger:
         A copy that is not is marked missing (``local_state`` "missing-locally") until it is
         back; one found under the same file name in ``local_dir`` (the folder was moved and
         the profile updated) has its path updated instead. Writes only when something changed.
+        A copy the retention policy purged (or is purging) is gone on purpose: never missing.
         """
         profile = self._p(profile)
         with self._lock:
             rows = self._conn.execute(
                 "SELECT d.id, d.name, d.size, d.local_path, d.missing_since FROM downloads d JOIN ("
                 " SELECT name, MAX(id) AS id FROM downloads WHERE profile = ? GROUP BY name"
-                ") m ON d.id = m.id",
+                ") m ON d.id = m.id WHERE d.purge_started IS NULL AND d.purged_at IS NULL",
                 (profile,),
             ).fetchall()
 
@@ -854,15 +873,75 @@ class Ledger:
         return result
 
     def downloads(self, name: str | None = None, profile: str | None = None) -> list[Download]:
-        """Completed downloads, oldest first (of one remote name when given)."""
-        sql = "SELECT name, size, mtime, sha256, local_path, downloaded_at FROM downloads WHERE profile = ?"
+        """Completed downloads, oldest first (of one remote name when given); purged copies too
+        (``Download.purged``)."""
+        sql = ("SELECT name, size, mtime, sha256, local_path, downloaded_at, missing_since,"
+               " purge_started, purged_at FROM downloads WHERE profile = ?")
         args: list[str] = [self._p(profile)]
         if name is not None:
             sql += " AND name = ?"
             args.append(name)
         with self._lock:
             rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [Download(r[0], r[1], _dt(r[2]), r[3], r[4], _at(r[5])) for r in rows]
+        return [Download(r[0], r[1], _dt(r[2]), r[3], r[4], _at(r[5]), _dt(r[6]), _dt(r[7]), _dt(r[8]))
+                for r in rows]
+
+    # ------------------------------------------------------------------ local retention
+    def mark_purging(self, copies: Iterable[tuple[str, str]], *, when: datetime | None = None,
+                     profile: str | None = None) -> None:
+        """The retention policy is about to delete these copies (``(name, local_path)``): from
+        now on they are never missing, lost or fetched again, even if the process dies before
+        :meth:`mark_purged` (the next purge finishes the job, or undoes it)."""
+        self._purge_update("purge_started = ?", (_ts(when or clock.now()),), copies, profile,
+                           "purge_started IS NULL AND purged_at IS NULL")
+
+    def mark_purged(self, copies: Iterable[tuple[str, str]], *, when: datetime | None = None,
+                    profile: str | None = None) -> None:
+        """These copies' files are deleted: purged for good (their records stay)."""
+        at = _ts(when or clock.now())
+        self._purge_update("purged_at = ?, purge_started = COALESCE(purge_started, ?)", (at, at), copies,
+                           profile, "purged_at IS NULL")
+
+    def clear_purging(self, copies: Iterable[tuple[str, str]], *, profile: str | None = None) -> None:
+        """A started purge of these copies did not happen (the file could not be deleted, or the
+        policy no longer allows it): they are held copies again."""
+        self._purge_update("purge_started = NULL", (), copies, profile, "purged_at IS NULL")
+
+    def _purge_update(self, assign: str, values: tuple[str | None, ...], copies: Iterable[tuple[str, str]],
+                      profile: str | None, condition: str) -> None:
+        who = self._p(profile)
+        rows = [(*values, who, name, str(path)) for name, path in copies]
+        if not rows:
+            return
+        with self._write() as conn:
+            # Every record of that file (a copy fetched again at the same path has several).
+            conn.executemany(
+                f"UPDATE downloads SET {assign} WHERE profile = ? AND name = ? AND local_path = ?"
+                f" AND {condition}",
+                rows,
+            )
+
+    def held_sha256s(self) -> set[str]:
+        """Contents some profile of this ledger still holds a copy of (not purged)."""
+        with self._lock:
+            return {
+                r[0] for r in self._conn.execute(
+                    "SELECT DISTINCT sha256 FROM downloads WHERE purge_started IS NULL AND purged_at IS NULL"
+                )
+            }
+
+    def export_roles(self, profile: str | None = None) -> dict[str, set[str]]:
+        """``{sha256: roles}``: how the profile's exports used each content (``rows``, ``empty``,
+        ``superseded``, ``excluded``)."""
+        out: dict[str, set[str]] = {}
+        with self._lock:
+            for sha, role in self._conn.execute(
+                "SELECT DISTINCT s.sha256, s.role FROM export_sources s JOIN exports e ON e.id = s.export_id"
+                " WHERE e.profile = ?",
+                (self._p(profile),),
+            ):
+                out.setdefault(sha, set()).add(role)
+        return out
 
     def partials(self, profile: str | None = None) -> dict[str, Partial]:
         with self._lock:
@@ -907,11 +986,11 @@ class Ledger:
             remote = self._conn.execute(
                 "SELECT name, size, mtime FROM remote_files WHERE profile = ?", (profile,)
             ).fetchall()
-            latest = {
-                d[0]: (d[1], d[2], d[3] is not None)
+            latest: dict[str, tuple[int | None, str | None, bool, bool]] = {
+                d[0]: (d[1], d[2], d[3] is not None, d[4] is not None or d[5] is not None)
                 for d in self._conn.execute(
-                    "SELECT name, size, mtime, missing_since FROM downloads WHERE profile = ?"
-                    " ORDER BY id", (profile,)
+                    "SELECT name, size, mtime, missing_since, purge_started, purged_at FROM downloads"
+                    " WHERE profile = ? ORDER BY id", (profile,)
                 )
             }
             partial = {
@@ -919,15 +998,18 @@ class Ledger:
             }
         out = {}
         for name, size, mtime in remote:
-            dsize, dmtime, missing = latest.get(name, (None, None, False))
-            out[name] = _state(size, mtime, dsize, dmtime, name in partial, missing)
+            dsize, dmtime, missing, purged = latest.get(name, (None, None, False, False))
+            out[name] = _state(size, mtime, dsize, dmtime, name in partial, missing, purged)
         return out
 
     def local_state(self, name: str, profile: str | None = None) -> LocalState:
-        """Local state of one remote file: new, downloaded, changed or partial.
+        """Local state of one remote file: new, downloaded, changed, partial, missing-locally
+        or purged.
 
         ``changed``: the server's current copy differs (size or mtime) from the latest
-        download; ``partial``: a transfer stopped with a part file and nothing complete.
+        download; ``partial``: a transfer stopped with a part file and nothing complete;
+        ``purged``: the retention policy deleted the copy (it wins over everything: a purged
+        file is never fetched again).
         """
         profile = self._p(profile)
         with self._lock:
@@ -936,19 +1018,22 @@ class Ledger:
                 (profile, name),
             ).fetchone()
             d = self._conn.execute(
-                "SELECT size, mtime, missing_since FROM downloads WHERE profile = ? AND name = ?"
-                " ORDER BY id DESC LIMIT 1",
+                "SELECT size, mtime, missing_since, purge_started, purged_at FROM downloads"
+                " WHERE profile = ? AND name = ? ORDER BY id DESC LIMIT 1",
                 (profile, name),
             ).fetchone()
             p = self._conn.execute(
                 "SELECT 1 FROM partials WHERE profile = ? AND name = ?", (profile, name)
             ).fetchone()
+        purged = bool(d and (d[3] is not None or d[4] is not None))
         if r is None:
+            if d is not None and purged:
+                return LocalState.PURGED
             if d is not None:
                 return LocalState.MISSING_LOCALLY if d[2] is not None else LocalState.DOWNLOADED
             return LocalState.PARTIAL if p else LocalState.NEW
         return _state(r[0], r[1], d[0] if d else None, d[1] if d else None, p is not None,
-                      bool(d and d[2] is not None))
+                      bool(d and d[2] is not None), purged)
 
     def deliveries(self, report: str | None = None, profile: str | None = None) -> list[Delivery]:
         """Every remote file ever seen (also long gone from the server), oldest first.
@@ -956,7 +1041,10 @@ class Ledger:
         Each carries its latest download and the latest verification of that download's
         content. ``extra`` holds ``local_state``, ``lost`` (gone, never downloaded),
         ``changed_at``, ``downloads`` (count), ``missing_locally``/``missing_since`` (the
-        latest copy is not on disk, see :meth:`reconcile_local`) and ``header_row``/``columns``.
+        latest copy is not on disk, see :meth:`reconcile_local`), ``header_row``/``columns``,
+        ``purged``/``purged_at`` (the retention policy deleted the latest copy) and
+        ``export_pending`` (the latest copy is held and no export has included it or passed
+        it over yet: what ``keep_until_exported`` waits for).
         """
         profile = self._p(profile)
         sql = (
@@ -971,15 +1059,23 @@ class Ledger:
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
             # Latest download per name and how many: one ordered pass (no correlated joins).
-            latest: dict[str, tuple[int, str | None, str, str, str, str | None]] = {}
+            latest: dict[str, tuple[int, str | None, str, str, str, str | None, str | None, str | None]] = {}
             count: dict[str, int] = {}
             for d in self._conn.execute(
-                "SELECT name, size, mtime, sha256, local_path, downloaded_at, missing_since"
-                " FROM downloads WHERE profile = ? ORDER BY id",
+                "SELECT name, size, mtime, sha256, local_path, downloaded_at, missing_since,"
+                " purge_started, purged_at FROM downloads WHERE profile = ? ORDER BY id",
                 (profile,),
             ):
                 latest[d[0]] = d[1:]
                 count[d[0]] = count.get(d[0], 0) + 1
+            # Contents an export of this profile has seen (included, or passed over).
+            exported = {
+                r[0] for r in self._conn.execute(
+                    "SELECT DISTINCT s.sha256 FROM export_sources s JOIN exports e ON e.id = s.export_id"
+                    " WHERE e.profile = ?",
+                    (profile,),
+                )
+            }
             partial = {
                 r[0] for r in self._conn.execute("SELECT name FROM partials WHERE profile = ?", (profile,))
             }
@@ -996,10 +1092,12 @@ class Ledger:
         out = []
         for r in rows:
             name, rep, delivered_at, size, mtime, first_seen, last_seen, gone_at, changed_at = r
-            dsize, dmtime, sha, local_path, downloaded_at, missing_since = latest.get(name, (None,) * 6)
+            (dsize, dmtime, sha, local_path, downloaded_at, missing_since, purge_started,
+             purged_at) = latest.get(name, (None,) * 8)
             v = verifs.get(sha) if sha else None
-            missing = missing_since is not None
-            state = _state(size, mtime, dsize, dmtime, name in partial, missing)
+            purged = purge_started is not None or purged_at is not None
+            missing = missing_since is not None and not purged
+            state = _state(size, mtime, dsize, dmtime, name in partial, missing, purged)
             out.append(
                 Delivery(
                     name=name,
@@ -1021,8 +1119,8 @@ class Ledger:
                     extra={
                         "local_state": state,
                         # Gone from the server with no copy here: never downloaded, or the
-                        # copy is missing from the disk.
-                        "lost": gone_at is not None and (downloaded_at is None or missing),
+                        # copy is missing from the disk (a purged copy was deleted on purpose).
+                        "lost": gone_at is not None and not purged and (downloaded_at is None or missing),
                         "missing_locally": missing,
                         "missing_since": _dt(missing_since),
                         "changed_at": _dt(changed_at),
@@ -1031,6 +1129,9 @@ class Ledger:
                         "columns": tuple(json.loads(v[4])) if v else (),
                         # verified by a release that computes fingerprints and dates
                         "content_checked": bool(v and v[8] is not None and v[8] >= CONTENT_VERSION),
+                        "purged": purged,
+                        "purged_at": _dt(purged_at or purge_started),
+                        "export_pending": bool(sha and not purged and not missing and sha not in exported),
                     },
                     fingerprint=v[5] if v else None,
                     coverage=_coverage(v[6], v[7]) if v else None,
@@ -1180,18 +1281,22 @@ class Ledger:
             }
 
     def download_sha256s(self, *, other_profiles: bool = False, profile: str | None = None) -> set[str]:
-        """Contents of every download recorded for the profile (or for every other profile)."""
+        """Contents of every download recorded for the profile (or for every other profile),
+        purged copies left out (their content is no longer held)."""
         op = "!=" if other_profiles else "="
         with self._lock:
             return {
                 r[0] for r in self._conn.execute(
-                    f"SELECT DISTINCT sha256 FROM downloads WHERE profile {op} ?", (self._p(profile),)
+                    f"SELECT DISTINCT sha256 FROM downloads WHERE profile {op} ?"
+                    " AND purge_started IS NULL AND purged_at IS NULL", (self._p(profile),)
                 )
             }
 
 
 def _state(size: int, mtime: str | None, dsize: int | None, dmtime: str | None, partial: bool,
-           missing: bool = False) -> LocalState:
+           missing: bool = False, purged: bool = False) -> LocalState:
+    if purged:
+        return LocalState.PURGED
     if dsize is None:
         return LocalState.PARTIAL if partial else LocalState.NEW
     if dsize != size or dmtime != mtime:

@@ -47,6 +47,7 @@ class LocalState(StrEnum):
     CHANGED = "changed"  # the server's copy changed after it was downloaded
     PARTIAL = "partial"  # a transfer stopped with a part file, nothing complete yet
     MISSING_LOCALLY = "missing-locally"  # downloaded, but gone from the disk (or resized)
+    PURGED = "purged"  # deleted on purpose by the local retention policy; the record stays
 
 
 class JobState(StrEnum):
@@ -196,6 +197,9 @@ class DeliveryExtra(TypedDict, total=False):
     header_row: int | None  # of the latest verification
     columns: tuple[str, ...]  # of the latest verification
     content_checked: bool  # verified by a release that computes fingerprints and dates
+    purged: bool  # the retention policy deleted (or is deleting) the latest copy
+    purged_at: datetime | None
+    export_pending: bool  # the latest copy is held and no export has included or passed it over
 
 
 @dataclass
