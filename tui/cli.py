@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "schedule": "print or install the systemd timer (or crontab line) for unattended runs",
     "notify": "send a test alert through every configured channel (--test)",
     "export": "write the kept reports as one table (parquet or csv), with coverage; no server",
+    "purge": "delete the local copies the retention policy allows (local_retention_days); no server",
 }
 
 

@@ -108,7 +108,9 @@ def fail_usage(message: str) -> int:
 
 #: The fields of each command's JSON document, empty: an error document keeps the shape.
 _EMPTY_FIELDS: dict[str | None, dict[str, object]] = {
-    "sync": {"downloaded": [], "skipped": [], "failed": [], "refused": [], "files": [], "lost": []},
+    "sync": {"downloaded": [], "skipped": [], "failed": [], "refused": [], "files": [], "lost": [],
+             "purged": [], "waiting_for_export": []},
+    "purge": {"dry_run": False, "purged": [], "waiting_for_export": [], "errors": []},
     "check": {"connection": {"ok": None, "message": "", "write_test": "skipped", "steps": {}}, "reports": []},
     "verify": {"files": []},
     "export": {"out": None, "rows": 0, "files": 0, "pseudonymized_columns": [], "days": {

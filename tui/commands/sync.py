@@ -50,14 +50,21 @@ Every run also checks that each downloaded copy is still in local_dir with its s
 deleted, moved or damaged by hand is fetched again while the server has the file, and is
 "lost" once the server has deleted it too.
 
-Exit codes: 0 all well, 1 warnings (empty report, changed file, refused file names),
-2 critical (connection or login failure, failed download, unreadable or wrong-schema report,
-a file lost from the server), 3 usage or configuration error.
+With a local retention (local_retention_days in the profile or a report), the sync ends with
+the purge of 'report-keeper purge': local copies past their age are deleted (under
+keep_until_exported only content an export has included), their ledger records kept; a purged
+file is never downloaded again.
+
+Exit codes: 0 all well, 1 warnings (empty report, changed file, refused file names, a local
+copy the retention policy could not delete), 2 critical (connection or login failure, failed
+download, unreadable or wrong-schema report, a file lost from the server), 3 usage or
+configuration error.
 With --json one document: {"status", "downloaded": [{"name", "size", "sha256", "path",
 "resumed_from", "changed", "refetched"}], "skipped": [name], "failed": [{"name", "error"}],
 "refused": [{"name", "reason"}], "files": [verified file], "lost": [name],
 "refetched": [name], "missing_locally": [{"name", "path", "on_server"}], "error",
-"notify": {"configured", "sent", "failed"}}.
+"purged": [{"name", "file", "path", "report", "delivered_at", ...}], "waiting_for_export":
+[{..., "reason"}], "purge_errors": [{..., "error"}], "notify": {"configured", "sent", "failed"}}.
 Refused names are shown escaped (control characters as \\uXXXX, bytes that are not UTF-8
 as \\xNN). Alerts (the profile's [notify] table) are sent after the sync; a failed send never
 changes the exit code: it is reported under notify.failed and tried again on the next run.
@@ -269,5 +276,11 @@ def _summary(result: SyncResult, profile: Profile, out: TextIO) -> None:
               "server has deleted the file; put the copy back from a backup\n")
         else:
             w(f"  LOST         {name}: it vanished from the server before it was downloaded\n")
+    r = result.retention
+    if r is not None and (r.purged or r.finished or r.waiting or r.errors):
+        for line in r.summary_lines(limit=5):
+            w(line + "\n")
+    if result.purge_error:
+        w(f"  PURGE        {result.purge_error}\n")
     w(f"Status: {st.overall_name(result.status).upper()}\n")
     out.flush()

@@ -33,6 +33,11 @@ the server still has it (``refetched``) and reports it ``lost`` once the server 
 
 Two processes syncing the same folder (the app and cron) never both count a file: the one
 that puts it in place lists it under ``downloaded``, the other under ``skipped``.
+
+When the profile sets a local retention (``local_retention_days``), ``sync`` ends with the
+purge of ``tui.core.retention`` (``result.retention``): copies past their age are deleted
+(only exported content under ``keep_until_exported``). A purged file is never fetched again:
+it is not ``wanted``, and a purged name asked for explicitly is ``skipped``.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from typing import TypedDict
 
 from tui.core import clock
 from tui.core import status as st
+from tui.core import retention
 from tui.core.config import Profile, ReportConfig
 from tui.core.ledger import LEDGER_ERRORS, Ledger
 from tui.core.local_reports import verify_cached
@@ -88,7 +94,7 @@ class RemoteEntry:
     delivered_source: str  # "name" | "pattern" | "mtime"
     run_day: date  # the run it belongs to (ReportConfig.run_day_of)
     delete_on: datetime  # when the server deletes it (ReportConfig.delete_at)
-    local_state: LocalState
+    local_state: LocalState  # purged: deleted by the local retention policy, never fetched again
     verification: st.VerifyStatus | None = None  # of the latest local copy
     rows: int | None = None
     local_path: str | None = None
@@ -203,10 +209,13 @@ class SyncResult:
     error: str | None = None  # the connection or listing failed
     error_kind: str | None = None
     listed: int = 0
+    #: The local retention policy's purge at the end of the sync (None: no policy, or not run).
+    retention: retention.PurgeResult | None = None
+    purge_error: str | None = None  # the purge could not run (the ledger failed)
 
     def finish(self) -> SyncResult:
         codes = [st.severity(f.status) for f in self.files]
-        if self.refused:
+        if self.refused or self.purge_error or (self.retention is not None and self.retention.errors):
             codes.append(st.Exit.WARNING)
         if self.failed or self.lost or self.error:
             codes.append(st.Exit.CRITICAL)
@@ -230,7 +239,19 @@ class SyncResult:
             "missing_locally": [{"name": m["name"], "path": m["path"], "on_server": m["on_server"]}
                                 for m in self.missing_locally],
             "error": self.error,
+            **self._retention_json(),
         }
+
+    def _retention_json(self) -> JSONObject:
+        """``purged`` and ``waiting_for_export`` (empty without a retention policy), and what
+        could not be deleted (``purge_errors``)."""
+        r = self.retention
+        if r is None:
+            return {"purged": [], "waiting_for_export": [],
+                    "purge_errors": [{"error": self.purge_error}] if self.purge_error else []}
+        doc = r.to_json()
+        return {"purged": doc["purged"], "waiting_for_export": doc["waiting_for_export"],
+                "purge_errors": doc["errors"], "retention_policy": doc["policy"]}
 
 
 #: What ``on_event`` receives: the transfer queue's events, and this module's.
@@ -408,6 +429,10 @@ class SyncService:
                         "error": "It is not in the latest listing of the server folder. "
                                  "Refresh the listing; it may have been deleted.",
                     })
+                elif entry.local_state == LocalState.PURGED:
+                    # Deleted on purpose by the retention policy: never fetched again.
+                    log.info("%s is purged (local retention): not downloaded again", escape_name(name))
+                    result.skipped.append(name)
                 else:
                     targets.append(entry)
         if targets:
@@ -644,6 +669,7 @@ class SyncService:
             listing = await self.list_remote()
         except SftpError as exc:
             result = SyncResult(error=str(exc), error_kind=exc.kind)
+            await self._purge(result)  # the policy does not need the server
             return result.finish()
         wanted = listing.wanted
         self.current = SyncResult(listed=len(listing.entries))
@@ -658,7 +684,20 @@ class SyncService:
             MissingCopy(name=escape_name(n), path=p, on_server=n in listed)
             for n, p in listing.missing_locally
         ]
+        await self._purge(result)
         return result.finish()
+
+    async def _purge(self, result: SyncResult) -> None:
+        """The local retention policy, once the sync's own work is recorded."""
+        try:
+            result.retention = await asyncio.to_thread(
+                retention.purge, self.profile, self.ledger, remove_parts=parts.remove_stale_parts)
+        except Exception as exc:  # noqa: BLE001 - the sync's result stands; the purge is retried next time
+            log.exception("the retention purge failed: %s", type(exc).__name__)
+            result.purge_error = f"The local retention purge could not run ({exc}); the next sync tries again."
+        r = result.retention
+        if r is not None and not r.policy and not (r.finished or r.undone):
+            result.retention = None  # no policy and nothing left to finish: nothing to report
 
     async def _verify_unverified(self, result: SyncResult, on_event: EventCallback | None) -> None:
         """Verify every held copy whose verification was never recorded (a run died first), or
@@ -676,7 +715,8 @@ class SyncService:
         for d in deliveries:
             if d.downloaded and d.sha256 and d.local_path \
                     and (d.verification is None or not d.extra.get("content_checked")) \
-                    and not d.extra.get("missing_locally") and d.name not in done:
+                    and not d.extra.get("missing_locally") and not d.extra.get("purged") \
+                    and d.name not in done:
                 todo.append((d, d.local_path, d.sha256))
         # Copies verified by an older release: only the stored facts are brought up to date
         # (not news for this run's output or exit code; check judges them from the ledger),

@@ -1,0 +1,84 @@
+"""``report-keeper purge``: delete the local copies the retention policy allows, keep the record.
+
+No network: the ledger and the local folder only. ``sync`` runs the same purge at its end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import TextIO
+
+from tui.commands.common import add_profile_arguments, fail_usage, load_profile, print_json
+from tui.core import retention
+from tui.core import status as st
+from tui.core.config import ConfigError
+from tui.core.ledger import Ledger, LedgerError
+from tui.sftp.parts import remove_stale_parts
+
+log = logging.getLogger("report_keeper.commands.purge")
+
+EPILOG = """\
+A report (or a profile) with local_retention_days = N keeps each local copy for N days after
+its delivery; a copy delivered more than N days ago is deleted here, with its changed copies,
+its part files and the export cache's tables of its content. The ledger keeps its record
+(name, size, sha256, rows, verification; no cell value): check and the app show the day as
+delivered and verified, and the file is never downloaded again.
+
+With keep_until_exported (the default) only content an export has included is deleted; an
+older copy no export has included is kept and listed under waiting_for_export, with why.
+
+--dry-run lists the same and deletes nothing (and writes nothing to the ledger).
+
+Exit codes: 0 the policy is applied (or none is set); 1 some copy is past its age but kept
+(waiting for an export) or could not be deleted (reported, tried again next time); 2 the
+ledger could not be written; 3 usage or configuration error.
+With --json one document: {"status", "dry_run", "policy": {report: {"local_retention_days",
+"keep_until_exported"}}, "purged": [{"name", "file", "path", "report", "delivered_at",
+"purge_after", "sha256", "size", "verification", "changed_copy", "interrupted"}],
+"waiting_for_export": [{... "reason": "not-exported|superseded|excluded", "days_waiting"}],
+"errors": [{... "error"}], "withdrawn": [...], "parts_removed", "cache_entries_removed"}.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    add_profile_arguments(parser)
+    parser.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        profile = load_profile(args)
+    except ConfigError as exc:
+        return fail_usage(str(exc))
+    try:
+        ledger = Ledger.open(profile.ledger_path, profile=profile.name)
+    except LedgerError as exc:
+        return fail_usage(str(exc))
+    out: TextIO = sys.stderr if args.json else sys.stdout
+    try:
+        result = retention.purge(profile, ledger, dry_run=args.dry_run, remove_parts=remove_stale_parts)
+    except LedgerError as exc:
+        log.error("purge: ledger error %s", type(exc).__name__)
+        message = f"the {exc}; nothing was deleted that the ledger does not know of"
+        if args.json:
+            print_json({"status": "critical", "dry_run": args.dry_run, "purged": [], "waiting_for_export": [],
+                        "errors": [], "error": message})
+        sys.stderr.write(f"report-keeper: {message}\n")
+        return int(st.Exit.CRITICAL)
+    finally:
+        ledger.close()
+    if args.json:
+        print_json(result.to_json())
+    for line in result.summary_lines():
+        out.write(line + "\n")
+    out.write(f"Status: {result.status.upper()}{' (dry run: nothing was deleted)' if args.dry_run else ''}\n")
+    out.flush()
+    log.info("purge finished: %s, %d purged, %d waiting, %d errors%s", result.status,
+             len(result.purged) + len(result.finished), len(result.waiting), len(result.errors),
+             " (dry run)" if args.dry_run else "")
+    return int(result.exit_code)

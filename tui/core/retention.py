@@ -1,0 +1,453 @@
+"""Local retention: held copies are temporary storage of patron data (docs/RETENTION.md).
+
+A report (or a whole profile) with ``local_retention_days = N`` keeps each local copy for N
+days after its delivery (the ledger's ``delivered_at``). A copy delivered *more* than N days
+ago is **purged**: its file is deleted, and so are the export cache's tables of that content;
+the ledger keeps its record (name, size, sha256, rows, verification, fingerprint, date
+coverage: no cell value), and the delivery is never downloaded again, even while the server
+still has it. Every copy of a delivery follows the rule on its own: the copy the server
+changed later (``NAME (changed ...).xlsx``) as much as the first one. A part file left for a
+purged delivery is removed with it (it can never be completed).
+
+``keep_until_exported`` (the default when a retention is set): only a content (sha256) that
+an export has included (its rows, or as an empty day) is purged. A copy past its age that no
+export has included is kept and listed as *waiting for export*, with why: not exported yet,
+or an export passed it over (``superseded`` by another copy of its run day, ``excluded`` as
+unreadable, of the wrong day, ...). The study's data is never lost to the policy.
+
+The order of a purge, so that a crash at any point loses nothing and mislabels nothing:
+
+1. the ledger records the decision (``purge_started``) for every copy about to go: from now
+   on the copy is never ``missing-locally``, ``lost`` or fetched again;
+2. each file is checked (a regular file with the recorded size and sha256: never delete what
+   is not the downloaded copy) and deleted, and the folder fsynced;
+3. the ledger records ``purged_at`` for the files really gone, and withdraws the decision for
+   those that could not be deleted (reported, never a traceback);
+4. part files of purged deliveries and export-cache tables of contents no longer held go.
+
+A purge that died between 1 and 3 is finished by the next one: a file already gone is
+recorded purged; a file still there is deleted if the policy still allows it, else the
+decision is withdrawn. ``dry_run`` decides the same and changes nothing (no file, no record).
+
+Public API: ``purge(profile, ledger, *, dry_run=False, now=None, remove_parts=None) ->
+PurgeResult``; ``policy_set(profile)``; ``policies(profile, ledger)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TypedDict
+
+from tui.core import clock, model
+from tui.core import status as st
+from tui.core.config import Profile, ReportConfig
+from tui.core.export_cache import TableCache, cache_dir
+from tui.core.ledger import LEDGER_ERRORS, Download, Ledger
+from tui.core.model import JSONObject
+from tui.core.names import escape_name
+
+log = logging.getLogger("report_keeper.retention")
+
+#: Why a copy past its age is kept under ``keep_until_exported``.
+NOT_EXPORTED = "not-exported"  # no export has looked at it yet
+SUPERSEDED = "superseded"  # an export chose another copy of its run day
+EXCLUDED = "excluded"  # an export could not use it (unreadable, wrong day, stale, ...)
+_REASON_TEXT = {
+    NOT_EXPORTED: "no export has included it yet",
+    SUPERSEDED: "an export used another copy of its run day instead",
+    EXCLUDED: "an export could not use it",
+}
+
+#: ``remove_parts(local_dir, names) -> count``: removes the part files of these remote names
+#: (``tui.sftp.parts.remove_stale_parts``; the SFTP side owns the part files' layout).
+RemoveParts = Callable[[Path, set[str]], int]
+
+
+class Policy(TypedDict):
+    """One report's retention settings, as the JSON documents show them."""
+
+    local_retention_days: int
+    keep_until_exported: bool
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One local copy of a delivery, as the ledger recorded it."""
+
+    name: str  # the server's name of the delivery
+    report: str
+    path: Path
+    sha256: str
+    size: int
+    delivered_at: datetime
+    purge_after: datetime | None  # None: the report keeps every copy
+    latest: bool  # the delivery's latest download (else an older copy kept beside it)
+    verification: str | None = None
+    interrupted: bool = False  # a purge decided to delete it and did not finish
+
+    @property
+    def file(self) -> str:
+        return self.path.name
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.name, str(self.path)
+
+    def to_json(self) -> JSONObject:
+        return {
+            "name": escape_name(self.name),
+            "file": escape_name(self.file),
+            "path": escape_name(str(self.path)),
+            "report": self.report,
+            "delivered_at": model.iso(self.delivered_at),
+            "purge_after": model.iso(self.purge_after),
+            "sha256": self.sha256,
+            "size": self.size,
+            "verification": self.verification,
+            "changed_copy": not self.latest,
+        }
+
+
+@dataclass
+class PurgeResult:
+    """What one purge did (or, with ``dry_run``, would do). ``to_json()`` is ``purge --json``."""
+
+    dry_run: bool
+    now: datetime
+    policy: dict[str, Policy] = field(default_factory=dict)  # report -> its settings
+    purged: list[Copy] = field(default_factory=list)
+    waiting: list[tuple[Copy, str]] = field(default_factory=list)  # (copy, reason)
+    errors: list[tuple[Copy, str]] = field(default_factory=list)  # (copy, why not deleted)
+    finished: list[Copy] = field(default_factory=list)  # an interrupted purge, completed
+    undone: list[Copy] = field(default_factory=list)  # an interrupted purge, withdrawn
+    parts_removed: int = 0
+    cache_removed: int = 0
+
+    @property
+    def exit_code(self) -> st.Exit:
+        """Warning while the policy is not fully applied (a copy could not be deleted, or
+        waits for an export); nothing here is critical: no data is at risk."""
+        return st.Exit.WARNING if (self.errors or self.waiting) else st.Exit.OK
+
+    @property
+    def status(self) -> str:
+        return st.overall_name(self.exit_code)
+
+    def waiting_json(self) -> list[JSONObject]:
+        out = []
+        for copy, reason in self.waiting:
+            doc = copy.to_json()
+            doc["reason"] = reason
+            doc["days_waiting"] = (self.now - copy.purge_after).days if copy.purge_after else None
+            out.append(doc)
+        return out
+
+    def to_json(self) -> JSONObject:
+        return {
+            "status": self.status,
+            "dry_run": self.dry_run,
+            "policy": self.policy,
+            "purged": [c.to_json() | {"interrupted": c.interrupted} for c in [*self.purged, *self.finished]],
+            "waiting_for_export": self.waiting_json(),
+            "errors": [c.to_json() | {"error": why} for c, why in self.errors],
+            "withdrawn": [c.to_json() for c in self.undone],
+            "parts_removed": self.parts_removed,
+            "cache_entries_removed": self.cache_removed,
+        }
+
+    def summary_lines(self, limit: int = 8) -> list[str]:
+        """The human output of ``purge`` (and the purge part of ``sync``)."""
+        lines: list[str] = []
+        if not self.policy:
+            return ["No local retention is configured (local_retention_days): every local copy is kept."]
+        gone = [*self.purged, *self.finished]
+        verb = "would be deleted" if self.dry_run else "deleted"
+        if gone:
+            size = sum(c.size for c in gone)
+            lines.append(f"Purged: {len(gone)} local cop{'y' if len(gone) == 1 else 'ies'} past local_retention_days "
+                         f"{verb} ({_size(size)}); the ledger keeps their records.")
+            for c in gone[:limit]:
+                lines.append(f"  {'WOULD PURGE' if self.dry_run else 'PURGED':12} {escape_name(c.file)}")
+            if len(gone) > limit:
+                lines.append(f"  ... and {len(gone) - limit} more (see --json)")
+        if self.waiting:
+            n = len(self.waiting)
+            lines.append(f"Waiting for export: {n} local cop{'y is' if n == 1 else 'ies are'} past "
+                         "local_retention_days but kept (keep_until_exported):")
+            for c, reason in self.waiting[:limit]:
+                lines.append(f"  KEPT         {escape_name(c.file)}: {_REASON_TEXT[reason]}")
+            if n > limit:
+                lines.append(f"  ... and {n - limit} more (see --json)")
+            if any(r == NOT_EXPORTED for _, r in self.waiting):
+                lines.append("  Export them ('report-keeper export --out FILE.parquet', or e on the Verify "
+                             "screen); the next sync or purge then deletes them.")
+        for c, why in self.errors[:limit]:
+            lines.append(f"  NOT DELETED  {escape_name(c.file)}: {why}")
+        if len(self.errors) > limit:
+            lines.append(f"  ... and {len(self.errors) - limit} more not deleted (see --json)")
+        if not gone and not self.waiting and not self.errors:
+            lines.append("Purge: no local copy is past local_retention_days.")
+        return lines
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+# ----------------------------------------------------------------------------- the policy
+
+
+def policy_set(profile: Profile) -> bool:
+    """Some report of the profile (or its defaults, for discovered reports) has a retention."""
+    return profile.defaults.local_retention_days is not None or any(
+        r.local_retention_days is not None for r in profile.reports)
+
+
+def policies(profile: Profile, report_names: Iterable[str]) -> dict[str, Policy]:
+    """The settings of every named report that has a retention (for the JSON and the output)."""
+    out: dict[str, Policy] = {}
+    for name in report_names:
+        cfg = profile.report_for(name)
+        if cfg.local_retention_days is not None:
+            out[name] = Policy(local_retention_days=cfg.local_retention_days,
+                               keep_until_exported=cfg.keeps_until_exported)
+    return out
+
+
+def _present(path: Path, size: int) -> bool:
+    try:
+        info = os.lstat(path)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == size
+
+
+@dataclass
+class _Plan:
+    purge: list[Copy] = field(default_factory=list)  # to delete (interrupted ones included)
+    waiting: list[tuple[Copy, str]] = field(default_factory=list)
+    finish: list[Copy] = field(default_factory=list)  # interrupted, file already gone
+    undo: list[Copy] = field(default_factory=list)  # interrupted, no longer allowed, file there
+
+
+def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
+    """Which copies go, which wait, which interrupted purges to finish or withdraw."""
+    deliveries = {d.name: d for d in ledger.deliveries()}
+    by_name: dict[str, list[Download]] = {}
+    for dl in ledger.downloads():
+        by_name.setdefault(dl.name, []).append(dl)
+    roles = ledger.export_roles()
+    verified = ledger.verifications_of({dl.sha256 for rows in by_name.values() for dl in rows})
+    plan = _Plan()
+    configs: dict[str, ReportConfig] = {}
+    for name, rows in by_name.items():
+        delivery = deliveries.get(name)
+        if delivery is None:  # a download without its listing record: nothing to judge by
+            continue
+        cfg = configs.get(delivery.report)
+        if cfg is None:
+            cfg = configs[delivery.report] = profile.report_for(delivery.report)
+        copies: dict[str, Download] = {}
+        for dl in rows:  # oldest first: a path downloaded again keeps its latest record
+            copies[dl.local_path] = dl
+        latest_path = rows[-1].local_path
+        due = cfg.purge_after(delivery.delivered_at, profile.timezone)
+        for path, dl in copies.items():
+            if dl.purged_at is not None:
+                continue
+            v = verified.get(dl.sha256)
+            copy = Copy(name=name, report=delivery.report, path=Path(path), sha256=dl.sha256,
+                        size=dl.size, delivered_at=delivery.delivered_at, purge_after=due,
+                        latest=path == latest_path, verification=v.status if v else None,
+                        interrupted=dl.purge_started is not None)
+            present = _present(copy.path, copy.size)
+            old = due is not None and now > due
+            exported = bool(roles.get(dl.sha256, set()) & {"rows", "empty"})
+            allowed = old and (exported or not cfg.keeps_until_exported)
+            if copy.interrupted and not present:
+                plan.finish.append(copy)  # the file went before the purge could record it
+                continue
+            if allowed:
+                plan.purge.append(copy)
+                continue
+            if copy.interrupted:
+                plan.undo.append(copy)
+            if not old:
+                continue
+            if not present:
+                # Not held: the latest copy is missing-locally (sync fetches it again, or it is
+                # lost), an older one was removed by hand. Nothing to delete, nothing to wait for.
+                continue
+            seen = roles.get(dl.sha256, set())
+            reason = SUPERSEDED if "superseded" in seen else (EXCLUDED if "excluded" in seen else NOT_EXPORTED)
+            plan.waiting.append((copy, reason))
+    key = lambda c: (c.delivered_at, c.name, str(c.path))  # noqa: E731
+    plan.purge.sort(key=key)
+    plan.finish.sort(key=key)
+    plan.waiting.sort(key=lambda item: key(item[0]))
+    return plan
+
+
+# ----------------------------------------------------------------------------- purging
+
+
+def purge(profile: Profile, ledger: Ledger, *, dry_run: bool = False, now: datetime | None = None,
+          remove_parts: RemoveParts | None = None) -> PurgeResult:
+    """Apply the profile's retention policy (see the module's text). Raises ``LedgerError``
+    only when the ledger cannot record the decision; no file is touched before it is."""
+    now = now or clock.now()
+    result = PurgeResult(dry_run=dry_run, now=now,
+                         policy=policies(profile, _report_names(profile, ledger)))
+    if not result.policy and not _interrupted(ledger):
+        return result
+    plan = _plan(profile, ledger, now)
+    result.waiting = plan.waiting
+    if dry_run:
+        result.purged = [c for c in plan.purge]
+        result.finished = plan.finish
+        result.undone = plan.undo
+        return result
+    if plan.purge:
+        # 1. The decision first: from here on these copies are never missing or lost.
+        ledger.mark_purging([c.key for c in plan.purge], when=now)
+    deleted: list[Copy] = []
+    failed: list[Copy] = []
+    for copy in plan.purge:
+        # 2. Each file, checked to be the downloaded copy, then deleted.
+        why = _delete(copy)
+        if why is None:
+            deleted.append(copy)
+        else:
+            failed.append(copy)
+            result.errors.append((copy, why))
+            log.warning("purge: %s not deleted: %s", escape_name(copy.file), why)
+    _fsync_dirs({c.path.parent for c in deleted})
+    # 3. Only what is really gone is recorded purged; the rest is held again.
+    if deleted or plan.finish:
+        ledger.mark_purged([c.key for c in [*deleted, *plan.finish]], when=now)
+    if failed or plan.undo:
+        ledger.clear_purging([c.key for c in [*failed, *plan.undo]])
+    result.purged, result.finished, result.undone = deleted, plan.finish, plan.undo
+    # 4. What goes with them: part files of purged deliveries, cached tables of their content.
+    gone = {c.name for c in [*deleted, *plan.finish] if c.latest}
+    if gone:
+        result.parts_removed = _remove_parts(profile, ledger, gone, remove_parts)
+    if deleted or plan.finish:
+        result.cache_removed = _prune_cache(ledger)
+    if deleted or plan.finish or failed:
+        log.info("purge: %d deleted, %d finished, %d not deleted, %d waiting for export",
+                 len(deleted), len(plan.finish), len(failed), len(plan.waiting))
+    return result
+
+
+def _report_names(profile: Profile, ledger: Ledger) -> list[str]:
+    names = [r.name for r in profile.reports]
+    names.extend(n for n in ledger.reports() if n not in names)
+    return names
+
+
+def _interrupted(ledger: Ledger) -> bool:
+    """A purge started and did not finish (the policy may have been removed since)."""
+    return any(dl.purge_started is not None and dl.purged_at is None for dl in ledger.downloads())
+
+
+def _delete(copy: Copy) -> str | None:
+    """Delete the copy if it is the file that was downloaded; None when it is gone, else why
+    not (one sentence, no traceback)."""
+    path = copy.path
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None  # already gone (a purge interrupted after deleting it)
+    except OSError as exc:
+        return f"it cannot be looked at ({exc.strerror or exc}); check the folder's permissions"
+    if not stat.S_ISREG(info.st_mode):
+        return "it is no longer a regular file (a link or a folder is there); left as it is"
+    if info.st_size != copy.size or _sha256(path) != copy.sha256:
+        return ("its content is no longer what was downloaded (another size or sha256); it was "
+                "left as it is: move it out of local_dir if it is yours")
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return (f"it cannot be deleted ({exc.strerror or exc}); check the permissions of "
+                f"{escape_name(str(path.parent))} (the next sync or purge tries again)")
+    return None
+
+
+def _sha256(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _fsync_dirs(folders: Iterable[Path]) -> None:
+    for folder in folders:
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _remove_parts(profile: Profile, ledger: Ledger, names: set[str], remove_parts: RemoveParts | None) -> int:
+    """Part files (and the ledger's partial records) of purged deliveries: never completed now."""
+    removed = 0
+    if remove_parts is not None:
+        try:
+            removed = remove_parts(Path(profile.local_dir).expanduser(), names)
+        except OSError as exc:
+            log.warning("purge: part files not removed: %s", exc.strerror or exc)
+    try:
+        partial = set(ledger.partials())
+        for name in names & partial:
+            ledger.clear_partial(name)
+    except LEDGER_ERRORS as exc:  # a stale partial record only costs a resume attempt
+        log.warning("purge: partial records not cleared: %s", type(exc).__name__)
+    return removed
+
+
+def _prune_cache(ledger: Ledger) -> int:
+    """The export cache's tables of contents no copy holds any more (they hold the same
+    patron data as the files)."""
+    if ledger.path is None:
+        return 0
+    folder = cache_dir(Path(ledger.path))
+    if not folder.is_dir():
+        return 0
+    try:
+        return TableCache(folder).prune(ledger.held_sha256s())
+    except (*LEDGER_ERRORS, OSError) as exc:  # reported; the next purge or export tries again
+        log.warning("purge: export cache not pruned: %s", type(exc).__name__)
+        return 0
+
+
+__all__ = ["EXCLUDED", "NOT_EXPORTED", "SUPERSEDED", "Copy", "PurgeResult", "RemoveParts", "policies",
+           "policy_set", "purge"]
