@@ -286,7 +286,8 @@ def test_exporting_again_reads_only_the_new_day(tmp_path, monkeypatch):
         assert roles[new] == "rows"
         assert roles[env.delivery(D(2026, 3, 3), 0).name] == "superseded"
         assert roles[env.delivery(D(2026, 3, 8)).name] == "empty"  # the closed day's file
-        assert env.delivery(D(2026, 3, 9)).name not in roles  # excluded: not exported
+        # Excluded (unreadable): recorded as seen and left out, never as exported.
+        assert roles[env.delivery(D(2026, 3, 9)).name] == "excluded"
         assert ledger.exported_sha256s() == {s["sha256"] for s in exports[-1]["sources"]
                                              if s["role"] in ("rows", "empty")}
         assert {s["sha256"] for s in exports[-1]["sources"] if s["role"] == "rows"} == {

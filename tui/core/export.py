@@ -16,7 +16,9 @@ day whose covered day is in the range:
   delivery has no data rows on an open day: a gap), ``closed`` (the covered day is a configured
   closed day and no rows came: an empty delivery or none), ``missing`` (no delivery held:
   none arrived, or it was never downloaded) or ``excluded`` (the files that came could not be
-  used: unreadable, wrong schema, modified locally, or the same bytes as another day's file);
+  used: unreadable, wrong schema, modified locally, or the same bytes as another day's file;
+  or ``purged``: the local retention policy deleted the copy, and the export that included it
+  is named; an empty day's purged file still counts as empty or closed, it had no rows);
 - a content (sha256) is included once: the same loans never twice.
 
 The table: ``report``, ``run_day``, ``covered_day``, ``delivered_at`` (UTC), ``source_file``,
@@ -94,6 +96,7 @@ MISSING = "missing"
 EXCLUDED = "excluded"
 CATEGORIES = (INCLUDED, EMPTY, CLOSED, MISSING, EXCLUDED)
 
+PURGED = "purged"  # an excluded file's status: the retention policy deleted the local copy
 _OK_LIKE = (st.OK, st.CHANGED)  # "changed" describes the server copy; its content verified ok
 _EMPTY_LIKE = (st.EMPTY, st.EMPTY_CLOSED)
 
@@ -117,6 +120,7 @@ class HeldCopy:
     rows: int | None
     header_row: int | None
     fingerprint: str | None = None  # of its data rows (the same rows: the same loans)
+    exported_in: str | None = None  # a purged copy: the latest export that included its content
 
     @property
     def file(self) -> str:
@@ -140,6 +144,17 @@ class Day:
     failures: dict[Path, ReadFailure] = field(default_factory=dict)
     duplicate_of: Day | None = None  # its winner held the same rows as that day's
     content: tuple[model.ProblemKind, ...] = ()  # the evaluation's content findings for the run (few-rows, ...)
+    purged: list[HeldCopy] = field(default_factory=list)  # copies the retention policy deleted
+    #: The copy that would win (the newest that verified ok) was purged: the day's rows are in
+    #: the export that included it, not in this one (an older held copy never stands in).
+    purged_winner: HeldCopy | None = None
+
+    @property
+    def only_purged(self) -> bool:
+        """Excluded only because the retention policy deleted its copies: a gap of this file,
+        not a bad file (its rows are in the export that included them, when there was one)."""
+        return self.category == EXCLUDED and (self.purged_winner is not None
+                                              or (not self.copies and bool(self.purged)))
 
 
 @dataclass(frozen=True)
@@ -192,9 +207,10 @@ class ExportResult:
 
     @property
     def exit_code(self) -> st.Exit:
-        if self.of(EXCLUDED):
+        excluded = self.of(EXCLUDED)
+        if any(not d.only_purged for d in excluded):
             return st.Exit.CRITICAL
-        if self.of(MISSING) or self.of(EMPTY):
+        if self.of(MISSING) or self.of(EMPTY) or excluded:
             return st.Exit.WARNING
         return st.Exit.OK
 
@@ -212,13 +228,14 @@ class ExportResult:
             for copy, status, message in _excluded_files(d):
                 out.append({"day": d.covered_day.isoformat(), "file": escape_name(copy.file),
                             "status": status, "report": d.report, "run_day": d.run_day.isoformat(),
-                            "message": message})
+                            "message": message,
+                            **({"exported_in": copy.exported_in} if status == PURGED else {})})
         return out
 
     def superseded(self) -> list[JSONObject]:
         out: list[JSONObject] = []
         for d in self.days:
-            by = d.winner or (d.copies[-1] if d.category in (EMPTY, CLOSED) and d.copies else None)
+            by = d.winner or d.purged_winner or (d.copies[-1] if d.category in (EMPTY, CLOSED) and d.copies else None)
             if by is None:
                 continue
             for c in d.copies:
@@ -362,6 +379,13 @@ class ExportResult:
 
 def _excluded_files(d: Day) -> list[tuple[HeldCopy, str, str]]:
     out = []
+    purged = d.purged_winner or (d.purged[-1] if not d.copies and d.purged else None)
+    if purged is not None:
+        where = (f"its rows are in the export {escape_name(purged.exported_in)}" if purged.exported_in
+                 else "no recorded export holds its rows")
+        out.append((purged, PURGED, "the local retention policy deleted its local copy "
+                    f"(local_retention_days); {where}"))
+        return out
     for c in reversed(d.copies):
         failure = d.failures.get(c.path)
         if failure is not None:
@@ -525,6 +549,7 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
     for dl in ledger.downloads():
         downloads.setdefault(dl.name, []).append(dl)
     copies_of: dict[str, list[tuple[Download, model.Delivery]]] = {}  # name -> copies
+    purged_of: dict[str, list[tuple[Download, model.Delivery]]] = {}  # deleted by the retention policy
     shas: set[str] = set()
     for name, recorded in downloads.items():
         delivery = by_name.get(name)
@@ -536,6 +561,10 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
         latest = recorded[-1]
         held = []
         for path, dl in seen.items():
+            if dl.purged:
+                purged_of.setdefault(name, []).append((dl, delivery))
+                shas.add(dl.sha256)
+                continue
             if dl is latest and delivery.extra.get("missing_locally"):
                 continue
             if not _on_disk(path, dl.size):
@@ -544,6 +573,7 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
             shas.add(dl.sha256)
         copies_of[name] = held
     verified = ledger.verifications_of(shas)
+    exported_in = _exported_in(ledger) if purged_of else {}
 
     days: list[Day] = []
     before = 0
@@ -572,8 +602,19 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
                       content=run.content)
             for name in run.files:
                 held = copies_of.get(name, [])
-                if not held:
+                gone = purged_of.get(name, [])
+                if not held and not gone:
                     day.not_held.append(name)
+                for dl, delivery in gone:
+                    v = verified.get(dl.sha256)
+                    day.purged.append(HeldCopy(
+                        report=rh.name, name=name, path=Path(dl.local_path), sha256=dl.sha256,
+                        delivered_at=delivery.delivered_at,
+                        order=(delivery.delivered_at, dl.mtime or dl.downloaded_at, dl.downloaded_at, dl.local_path),
+                        verification=_as_run_sees(v, covered), rows=v.rows if v else None,
+                        header_row=v.header_row if v else None, fingerprint=v.fingerprint if v else None,
+                        exported_in=exported_in.get(dl.sha256),
+                    ))
                 for dl, delivery in held:
                     v = verified.get(dl.sha256)
                     day.copies.append(HeldCopy(
@@ -584,10 +625,21 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
                         header_row=v.header_row if v else None, fingerprint=v.fingerprint if v else None,
                     ))
             day.copies.sort(key=lambda c: c.order)
+            day.purged.sort(key=lambda c: c.order)
             days.append(day)
     order = {name: i for i, name in enumerate(reports)}
     days.sort(key=lambda d: (order[d.report], d.covered_day, d.run_day))
     return days, before
+
+
+def _exported_in(ledger: Ledger) -> dict[str, str]:
+    """sha256 -> the output file of the latest export that included it (rows or empty)."""
+    out: dict[str, str] = {}
+    for export in ledger.exports():  # oldest first: later exports win
+        for source in export["sources"]:
+            if source["role"] in ("rows", "empty"):
+                out[source["sha256"]] = export["out"]
+    return out
 
 
 def _as_run_sees(v: VerifyResult | None, covered: date) -> str | None:
@@ -631,15 +683,28 @@ def _resolve(days: list[Day], cache: TableCache, progress: Progress | None,
     """Find each day's winner: the newest ok copy whose table can be read (cache or worker),
     as many files at a time as the pool has workers."""
     tried: dict[int, int] = {id(d): 0 for d in days}
+    candidates: dict[int, list[HeldCopy]] = {}
+    for d in days:
+        # Newest first; a purged copy ends the list: an older copy never stands in for it.
+        ok: list[HeldCopy] = []
+        purged = {id(c) for c in d.purged}
+        for c in sorted([*d.copies, *d.purged], key=lambda c: c.order, reverse=True):
+            if c.verification not in _OK_LIKE:
+                continue
+            if id(c) in purged:
+                d.purged_winner = c
+                break
+            ok.append(c)
+        candidates[id(d)] = ok
     done = 0
-    total = sum(1 for d in days if any(c.verification in _OK_LIKE for c in d.copies))
+    total = sum(1 for d in days if candidates[id(d)])
     pool_size = cache.pool.size if cache.pool is not None else 1
     while True:
         wave: list[tuple[Day, HeldCopy]] = []
         for d in days:
             if d.winner is not None:
                 continue
-            ok = [c for c in reversed(d.copies) if c.verification in _OK_LIKE]
+            ok = candidates[id(d)]
             if tried[id(d)] < len(ok):
                 wave.append((d, ok[tried[id(d)]]))
                 tried[id(d)] += 1
@@ -703,9 +768,20 @@ def _categorize(days: list[Day], stale: set[str]) -> None:
             used.update((k, d) for k in keys)
             d.category = INCLUDED
             continue
+        if d.purged_winner is not None:
+            d.category = EXCLUDED  # its rows went into an earlier export; the file is gone
+            continue
         if d.copies:
             latest = d.copies[-1]
             if latest.verification in _EMPTY_LIKE and latest.path not in d.failures:
+                d.category = CLOSED if d.closed else EMPTY
+            else:
+                d.category = EXCLUDED
+            continue
+        if d.purged:
+            # Deleted by the retention policy: a day whose file had no rows is covered as
+            # before (nothing to read); rows that are no longer here cannot be exported again.
+            if d.purged[-1].verification in _EMPTY_LIKE:
                 d.category = CLOSED if d.closed else EMPTY
             else:
                 d.category = EXCLUDED
@@ -937,6 +1013,15 @@ def _record(ledger: Ledger, result: ExportResult) -> int | None:
             by = d.copies[-1]
             sources.append({"sha256": by.sha256, "name": by.file, "report": d.report,
                             "run_day": d.run_day.isoformat(), "role": "empty", "rows": 0})
+        elif d.category == EXCLUDED:
+            # Seen and left out (unreadable, wrong day, stale, ... or older than a purged copy
+            # that won): the retention policy keeps such copies, but no longer waits for an
+            # export to include them.
+            role = "superseded" if d.purged_winner is not None else "excluded"
+            for c in d.copies:
+                sources.append({"sha256": c.sha256, "name": c.file, "report": d.report,
+                                "run_day": d.run_day.isoformat(), "role": role, "rows": None})
+            continue
         else:
             continue
         for c in d.copies:

@@ -252,7 +252,8 @@ def default_path(profile: str = "default") -> Path:
 
 class ExportSource(TypedDict):
     """One file an export read: its rows were exported (``role`` "rows"), it stood for an
-    empty or closed day ("empty"), or a better copy of its day won ("superseded")."""
+    empty or closed day ("empty"), a better copy of its day won ("superseded"), or its day was
+    excluded and it was left out ("excluded")."""
 
     sha256: str
     name: str
