@@ -333,8 +333,11 @@ class ReportKeeperApp(App[None]):
 
     # -- intents of the screens -------------------------------------------------------------
     def queue_downloads(self, names: Iterable[str]) -> int:
-        """Put files on the download queue; returns how many were added."""
-        added = self.board.queue(names, {r.name: r.size for r in self.snapshot.rows})
+        """Put files on the download queue; returns how many were added. A purged file (its
+        local copy deleted by the retention policy) is never queued."""
+        purged = {r.name for r in self.snapshot.rows if r.state == LocalState.PURGED}
+        added = self.board.queue([n for n in names if n not in purged],
+                                 {r.name: r.size for r in self.snapshot.rows})
         if added:
             self._pending.extend(added)
             self._post_queue_changed()

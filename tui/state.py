@@ -10,7 +10,8 @@
 - :class:`SyncServiceLike`: what the app needs of the sync service;
 - :data:`SCREENS`: the five screens, their keys and labels (the app's modes, the nav bar, the
   help and the palette all read this one list);
-- :func:`verify_local_reports`: the Verify screen's list, verified through the ledger's cache.
+- :func:`verify_local_reports`: the Verify screen's list, verified through the ledger's cache
+  (with the copies the retention policy purged, by their last result).
 
 The app (``tui/app.py``) holds one of each and wires its workers to them; screens read them
 and ask the app for what changes them (docs/ARCHITECTURE.md).
@@ -33,7 +34,7 @@ from tui.core import status as st
 from tui.core.config import Profile
 from tui.core.health import ConnectionStatus, HealthReport, evaluate
 from tui.core.ledger import LEDGER_ERRORS, Ledger
-from tui.core.local_reports import VerifyOutcome, find_local_reports, verify_local
+from tui.core.local_reports import VerifyOutcome, find_local_reports, purged_reports, verify_local
 from tui.core.model import ConnTestResult, JobState, LocalState, VerifyResult, WriteTest
 from tui.core.names import escape_name
 from tui.core.status import VerifyStatus
@@ -238,11 +239,13 @@ def verify_local_reports(profile: Profile, ledger: Ledger, *,
                          progress: Callable[[int, int, str], None] | None = None,
                          cancelled: Callable[[], bool] | None = None) -> list[VerifyOutcome]:
     """Every report in the profile's local folder, verified (from the ledger's cache where the
-    same bytes were verified before; new results are recorded). Blocking: a thread worker's."""
+    same bytes were verified before; new results are recorded), then the copies the local
+    retention policy purged, with their last recorded result. Blocking: a thread worker's."""
     items = find_local_reports(Path(profile.local_dir).expanduser(), profile, ledger)
     if progress is not None:
         progress(0, len(items), "")
-    return verify_local(items, ledger, progress=progress, cancelled=cancelled)
+    outcomes = verify_local(items, ledger, progress=progress, cancelled=cancelled)
+    return outcomes + purged_reports(ledger, profile)
 
 
 def empty_reports(results: Iterable[VerifyResult]) -> list[VerifyResult]:

@@ -36,7 +36,11 @@ alerting for ever, while nothing actionable is hidden; the runs themselves keep 
 - connection: critical when the connection test failed, warning when the account is read-only;
 - content (what the rows hold, from the ledger's fingerprints, date coverage and row counts;
   docs/CONTENT_CHECKS.md), within ``retention_days``: wrong-day critical while rescuable, then
-  a warning; stale and few-rows warnings.
+  a warning; stale and few-rows warnings;
+- waiting-for-export: warning, one per report, while local copies are past
+  ``local_retention_days`` but kept because no export has included them yet
+  (``keep_until_exported``; docs/RETENTION.md). A copy the retention policy purged is neither
+  missing-locally nor lost: its run keeps its status and verification (``RunDay.purged``).
 
 Problems are ordered by urgency: connection failures first, then critical before warning, and
 within a severity the soonest action date (rescue-by, delete-on) first.
@@ -86,6 +90,9 @@ DEFAULT_AT = time(7, 0)
 
 WARNING = Severity.WARNING
 CRITICAL = Severity.CRITICAL
+
+#: Local copies past local_retention_days that no export has included (docs/RETENTION.md).
+WAITING_FOR_EXPORT = ProblemKind.WAITING_FOR_EXPORT
 
 # Content problems (what a delivery's rows hold; docs/CONTENT_CHECKS.md).
 WRONG_DAY = ProblemKind.WRONG_DAY
@@ -245,6 +252,7 @@ def _run_json(r: RunDay) -> JSONObject:
         "closed": r.closed,
         "duplicate": len(r.files) > 1,
         "content": list(r.content),
+        "purged": list(r.purged),
     }
 
 
@@ -441,6 +449,7 @@ def evaluate_report(
             delete_on=delete_on,
             closed=closed,
             covered_day=covered,
+            purged=tuple(d.name for d in files if d.extra.get("purged")),
         )
         runs.append(run)
         problems.extend(_run_problems(report, run, files, today, timing))
@@ -450,6 +459,7 @@ def evaluate_report(
 
     for d in history:
         problems.extend(_file_problems(report, d, today, tz, timing))
+    problems.extend(_retention_problems(report, history, now, today, timing))
 
     problems.sort(key=urgency_key(today))
     code = st.worst(_SEVERITY_CODE[p.severity] for p in problems)
@@ -757,6 +767,37 @@ def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, t
             next_step="Both copies are kept side by side in the local folder; compare them and keep the right one",
         ))
     return out
+
+
+def _retention_problems(report: ReportConfig, history: list[Delivery], now: datetime, today: date,
+                        timing: Timing) -> list[Problem]:
+    """One warning per report while held copies are past ``local_retention_days`` and kept
+    only because no export has included them (``keep_until_exported``): the study's data is
+    safe, but patron data stays longer than the policy says, and a person should know."""
+    if report.local_retention_days is None or not report.keeps_until_exported:
+        return []
+    waiting = []
+    for d in history:
+        due = report.purge_after(d.delivered_at, timing.tz)
+        if d.extra.get("export_pending") and due is not None and now > due:
+            waiting.append(d)
+    if not waiting:
+        return []
+    first = timing.run_day_of(waiting[0].delivered_at)
+    last = timing.run_day_of(waiting[-1].delivered_at)
+    n = len(waiting)
+    span = fmt_day(first, today) if first == last else f"{fmt_day(first, today)} .. {fmt_day(last, today)}"
+    since, until = report.covered_day(first), report.covered_day(last)
+    return [Problem(
+        severity=WARNING, kind=WAITING_FOR_EXPORT, file=None,
+        message=f"{n} local cop{'y' if n == 1 else 'ies'} of '{report.name}' (runs {span}) "
+        f"{'is' if n == 1 else 'are'} older than local_retention_days ({report.local_retention_days} days) "
+        "but no export has included them: kept (keep_until_exported), so patron data stays longer "
+        "than the retention policy says; nothing is lost",
+        next_step=f"Export them (report-keeper export --report '{report.name}' --since {since} --until "
+        f"{until} --out FILE.parquet, or e on the Verify screen); the next sync or 'report-keeper purge' "
+        "then deletes them",
+    )]
 
 
 def _lower_first(text: str) -> str:

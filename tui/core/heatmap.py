@@ -309,6 +309,7 @@ class DayDetail:
     reasons: tuple[str, ...] = ()  # the problems of that day (message)
     steps: tuple[str, ...] = ()  # what to do (next_step), deduplicated
     files: tuple[str, ...] = field(default=())
+    purged: tuple[str, ...] = ()  # of ``files``: those whose local copy the retention policy deleted
 
 
 def _fmt_day(day: date | None) -> str:
@@ -356,6 +357,11 @@ def day_detail(
                 left = (f" (in {n} days)" if n > 1 else " (tomorrow)" if n == 1
                         else " (today)" if n == 0 else " (passed)")
             facts.append(("Rescue by", _fmt_day(run.rescue_by) + left))
+        if run.purged:
+            # The ledger keeps what it knew of them: the day stays delivered and verified.
+            everything = len(run.purged) == len(run.files)
+            facts.append(("Local copy", "purged (local retention; the ledger keeps its record)" if everything
+                          else f"{len(run.purged)} of {len(run.files)} purged (local retention)"))
         if run.delete_on is not None:
             left = ""
             if today is not None:
@@ -377,6 +383,7 @@ def day_detail(
         reasons=tuple(reasons),
         steps=tuple(steps),
         files=tuple(run.files) if run is not None else (),
+        purged=tuple(run.purged) if run is not None else (),
     )
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from tui.core import isolation
 from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
-from tui.core.ledger import LEDGER_ERRORS, Ledger, verification_context
+from tui.core.ledger import LEDGER_ERRORS, Download, Ledger, verification_context
 from tui.core.model import Delivery, VerifyResult
 from tui.core.names import escape_name, parse_name
 from tui.core.validate import validate_file
@@ -59,6 +59,50 @@ class VerifyOutcome:
     result: VerifyResult
     sha256: str | None
     cached: bool  # came from the ledger's cache (not read again)
+    #: The local copy was deleted by the retention policy: ``result`` is its last verification.
+    purged_at: datetime | None = None
+
+
+def purged_reports(ledger: Ledger | None, profile: Profile | None = None) -> list[VerifyOutcome]:
+    """The copies the local retention policy purged, each with its last recorded verification
+    (the ledger keeps it; the file is gone, so nothing is read). Newest delivery first."""
+    if ledger is None:
+        return []
+    try:
+        deliveries = {d.name: d for d in ledger.deliveries()}
+        copies: dict[tuple[str, str], Download] = {}
+        for dl in ledger.downloads():
+            copies[(dl.name, dl.local_path)] = dl  # a path downloaded again: its latest record
+        gone = [dl for dl in copies.values() if dl.purged_at is not None]
+        verified = ledger.verifications_of({dl.sha256 for dl in gone}) if gone else {}
+    except LEDGER_ERRORS as exc:  # the list of files on disk still works
+        log.warning("purged copies unavailable for the verify list: %s", type(exc).__name__)
+        return []
+    if not gone:
+        return []
+    timings = profile.timings(deliveries.values()) if profile is not None else {}
+    out = []
+    for dl in gone:
+        delivery = deliveries.get(dl.name)
+        delivered_at = delivery.delivered_at if delivery is not None else None
+        report_name = delivery.report if delivery is not None else None
+        covered = None
+        if delivered_at is not None and profile is not None and report_name is not None:
+            delivered_at = delivered_at.astimezone(profile.timezone)
+            report = profile.report_for(report_name)
+            timing = timings.get(report_name)
+            covered = report.covered_day(timing.run_day_of(delivered_at) if timing is not None
+                                         else report.run_day_of(delivered_at))
+        name = Path(dl.local_path).name
+        v = verified.get(dl.sha256)
+        if v is None:  # the purge never deletes an unverified copy; a damaged ledger could
+            log.warning("purged copy %s has no recorded verification", escape_name(name))
+            continue
+        result = replace(v, path=dl.local_path, name=name, delivered_at=delivered_at,
+                         report=report_name or v.report, covered_day=covered)
+        out.append(VerifyOutcome(result, dl.sha256, True, purged_at=dl.purged_at))
+    out.sort(key=lambda o: (-(o.result.delivered_at.timestamp() if o.result.delivered_at else 0), o.result.name))
+    return out
 
 
 def find_local_reports(folder: str | Path, profile: Profile | None = None,

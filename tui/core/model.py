@@ -83,6 +83,8 @@ class ProblemKind(StrEnum):
     WRONG_DAY = "wrong-day"  # the rows describe another day than the run covers
     STALE = "stale"  # the rows repeat an earlier delivery's
     FEW_ROWS = "few-rows"  # far fewer rows than the weekday's usual
+    # Local retention (docs/RETENTION.md):
+    WAITING_FOR_EXPORT = "waiting-for-export"  # copies past local_retention_days no export has taken
 
 
 class WriteTest(StrEnum):
@@ -253,6 +255,7 @@ class RunDay:
     closed: bool = False  # the covered loan day is a configured closed day
     covered_day: date | None = None  # the loan day the run covers (day - lag_days)
     content: tuple[ProblemKind, ...] = ()  # content problems of its files: wrong-day, stale, few-rows
+    purged: tuple[str, ...] = ()  # its files whose local copy the retention policy deleted
 
 
 @dataclass(frozen=True)

@@ -227,6 +227,8 @@ class HeatmapScreen(AppScreen):
         for name in detail.files:
             out.append("\nFile ", style="bold")
             out.append(escape_name(name))
+            if name in detail.purged:
+                out.append(" (purged)", style="dim")
         for reason in detail.reasons:
             out.append("\nWhy ", style="bold")
             out.append(escape_name(reason))

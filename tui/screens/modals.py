@@ -22,6 +22,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
+from tui.core.model import LocalState
 from tui.core.names import escape_name
 from tui.state import JobView, RemoteRow
 from tui.widgets.formatting import human_size, local_time, short_day, state_cell, verify_cell
@@ -231,7 +232,10 @@ class FileDetailsModal(ModalScreen[None]):
         if row.delete_on is not None:
             line("Deleted on", f"{short_day(row.delete_on)} {row.delete_on:%Y} ({row.days_left} days)")
         line("Local state", state_cell(row.state))
-        if row.local_path:
+        if row.local_path and row.state == LocalState.PURGED:
+            line("Local copy", Text("deleted by the local retention policy; the ledger keeps its record",
+                                    style="dim"))
+        elif row.local_path:
             line("Local copy", escape_name(str(row.local_path)))
         line("Verification", verify_cell(row.verification))
         if row.message:

@@ -2,8 +2,9 @@
 
 Columns: selection, name (escaped, never markup), delivered at (the library's local time),
 size, age (wide terminals), days until the server deletes it (colour and glyph as the date
-nears), local state (new, downloaded, changed, partial; queued/running while in the queue) and
-verification. ``s`` cycles the sort, ``/`` filters by name, ``space`` toggles the selection,
+nears), local state (new, downloaded, changed, partial, purged; queued/running while in the
+queue) and verification. A purged file (its local copy deleted by the retention policy) is
+never selected by ``a`` nor queued by ``d``: it is not downloaded again. ``s`` cycles the sort, ``/`` filters by name, ``space`` toggles the selection,
 ``a`` selects every file not yet downloaded, ``d`` downloads the selection (or all new files
 when nothing is selected), ``enter`` shows the details of a file.
 
@@ -50,9 +51,12 @@ if TYPE_CHECKING:
     from _typeshed import SupportsRichComparison
 
 WANTED_STATES = (LocalState.NEW, LocalState.PARTIAL, LocalState.CHANGED)
+#: Held, or deliberately not held: no deletion warning for these.
+SAFE_STATES = (LocalState.DOWNLOADED, LocalState.PURGED)
 WIDE = 110  # from this terminal width on, the Age column and long labels are shown
 
-_STATE_RANK = {LocalState.NEW: 0, LocalState.PARTIAL: 1, LocalState.CHANGED: 2, LocalState.DOWNLOADED: 3}
+_STATE_RANK = {LocalState.NEW: 0, LocalState.PARTIAL: 1, LocalState.CHANGED: 2, LocalState.DOWNLOADED: 3,
+               LocalState.PURGED: 4}
 
 
 def _delivered_key(r: RemoteRow) -> float:
@@ -239,11 +243,11 @@ class RemoteScreen(AppScreen):
         if self._wide:
             age = now_ts - row.delivered_at.timestamp() if row.delivered_at else 0
             cells.append(cached_text(cache, human_age(timedelta(seconds=age)), justify="right"))
-        downloaded = row.state == LocalState.DOWNLOADED
-        key = ("del", row.days_left, downloaded)
+        safe = row.state in SAFE_STATES
+        key = ("del", row.days_left, safe)
         cell = cache.get(key)
         if cell is None:
-            cell = cache[key] = deletion_cell(row.days_left, downloaded)
+            cell = cache[key] = deletion_cell(row.days_left, safe)
         cells.append(cell)
         cells.append(self._local_cell(row))
         cells.append(self._check_cell(row))
@@ -299,11 +303,14 @@ class RemoteScreen(AppScreen):
     def _update_status(self) -> None:
         rows = self.rows.values()
         new = sum(1 for r in rows if r.state in WANTED_STATES)
-        near = sum(1 for r in rows if r.state != LocalState.DOWNLOADED and r.days_left is not None
+        near = sum(1 for r in rows if r.state not in SAFE_STATES and r.days_left is not None
                    and r.days_left <= NEAR_DELETION_DAYS)
+        purged = sum(1 for r in rows if r.state == LocalState.PURGED)
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{len(self.rows)} on server", style="bold")
         text.append(f" · {new} new", style="bold cyan" if new else "")
+        if purged:
+            text.append(f" · {purged} purged", style="dim")
         if near:
             text.append(f" · {near} near deletion", style="bold yellow")
         if self.selected:
@@ -375,6 +382,17 @@ class RemoteScreen(AppScreen):
 
     def action_download(self) -> None:
         names = [n for n in self.shown if n in self.selected] or sorted(self.selected)
+        purged = [n for n in names if n in self.rows and self.rows[n].state == LocalState.PURGED]
+        if purged:
+            # Deleted on purpose by the local retention policy: never fetched again.
+            names = [n for n in names if n not in purged]
+            self.selected -= set(purged)
+            self._redraw_selection(purged)
+            self.notify(f"{len(purged)} purged file{'s are' if len(purged) != 1 else ' is'} not downloaded "
+                        "again: the local retention policy deleted the local copy on purpose.",
+                        severity="warning")
+            if not names:
+                return
         if not names:
             names = [r.name for r in sorted(self.rows.values(), key=_delivered_key) if r.state in WANTED_STATES]
         if not names:

@@ -1,7 +1,9 @@
 """Verify screen (key ``4``): every local report with delivery time, rows, status and reason.
 
 - The list: every ``.xlsx`` under the profile's ``local_dir`` (downloads and files put there by
-  hand), newest delivery first; ``s`` cycles the sort, ``/`` filters by name.
+  hand), newest delivery first; ``s`` cycles the sort, ``/`` filters by name. Copies the local
+  retention policy purged are listed too, with their last recorded result (marked purged;
+  nothing is read, there is no preview).
 - ``enter`` opens the detail pane: header row, the columns against the expected ones, the first
   10 rows with identifier-like columns masked (``m`` shows/hides them), the validator's
   message. ``escape`` closes it.
@@ -247,7 +249,10 @@ class VerifyScreen(AppScreen):
             shown = self._shown_status(o, content)[0]
             counts[shown] = counts.get(shown, 0) + 1
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"{len(self.outcomes)} local reports", style="bold")
+        purged = sum(1 for o in self.outcomes if o.purged_at is not None)
+        text.append(f"{len(self.outcomes) - purged} local reports", style="bold")
+        if purged:
+            text.append(f" (+{purged} purged)", style="dim")
         order: tuple[st.VerifyStatus | ProblemKind, ...] = (*st.VALIDATOR_STATUSES, ProblemKind.STALE,
                                                             ProblemKind.FEW_ROWS)
         for status in order:
@@ -275,13 +280,16 @@ class VerifyScreen(AppScreen):
             r = o.result
             status, problems = self._shown_status(o, content)
             reason = (problems[0].message if problems else r.message or "").split("\n", 1)[0]
+            if o.purged_at is not None:
+                reason = (f"⊘ purged {local_time(o.purged_at, self.app.profile.timezone)} (local retention)"
+                          + (f"; {reason}" if reason else ""))
             table.add_row(
                 self._status_cell(status),
                 local_time(r.delivered_at, self.app.profile.timezone),
                 Text(f"{r.rows:,}" if r.rows is not None else "—", justify="right"),
                 short_name(r.name, FILE_WIDTH),
                 Text(escape_name(reason), no_wrap=True, overflow="ellipsis"),
-                key=r.path,
+                key=("purged:" if o.purged_at is not None else "") + r.path,
             )
         if keep is not None:
             for i, o in enumerate(shown):
@@ -361,7 +369,7 @@ class VerifyScreen(AppScreen):
         self.query_one("#verify-detail").add_class("shown")
         self._render_detail()
         r = outcome.result
-        if r.status != st.UNREADABLE:
+        if r.status != st.UNREADABLE and outcome.purged_at is None:
             self._load_preview(r.path, r.header_row)
 
     @work(thread=True, exclusive=True, group="preview", name="preview rows")
@@ -405,7 +413,10 @@ class VerifyScreen(AppScreen):
             head.append(escape_name(r.report))
         if r.delivered_at is not None:
             head.append(f" · delivered {local_time(r.delivered_at, self.app.profile.timezone, with_year=True)}")
-        if outcome.cached:
+        if outcome.purged_at is not None:
+            head.append(" · local copy purged "
+                        f"{local_time(outcome.purged_at, self.app.profile.timezone, with_year=True)}", style="bold")
+        elif outcome.cached:
             head.append(" · from the cache", style="dim")
         parts: list[RenderableType] = [head, self._columns_text(r)]
         if r.message:
@@ -421,7 +432,14 @@ class VerifyScreen(AppScreen):
             msg.append("\nNext: ", style="bold")
             msg.append(escape_name(problem.next_step))
             parts.append(msg)
-        parts.append(self._preview_renderable(r))
+        if outcome.purged_at is not None:
+            note = Text()
+            note.append(f"First {PREVIEW_ROWS} rows", style="bold")
+            note.append(": none (the local retention policy deleted the local copy; the ledger keeps "
+                        "its verification, row count and fingerprint, never its cells)", style="italic")
+            parts.append(note)
+        else:
+            parts.append(self._preview_renderable(r))
         return Group(*parts)
 
     def _expected(self, r: VerifyResult) -> tuple[str, ...]:

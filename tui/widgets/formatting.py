@@ -103,6 +103,8 @@ STATE_STYLE = {
     LocalState.DOWNLOADED: ("✓ downloaded", "green"),
     LocalState.CHANGED: ("≠ changed", "yellow"),
     LocalState.PARTIAL: ("◐ partial", "magenta"),
+    # Deleted on purpose by the local retention policy; never downloaded again.
+    LocalState.PURGED: ("⊘ purged", "dim"),
 }
 
 
