@@ -140,6 +140,12 @@ class PurgeResult:
     def status(self) -> str:
         return st.overall_name(self.exit_code)
 
+    @property
+    def gone(self) -> list[Copy]:
+        """Every copy this purge deleted (or would), and those an interrupted purge had
+        deleted, oldest delivery first."""
+        return sorted([*self.purged, *self.finished], key=lambda c: (c.delivered_at, c.name, str(c.path)))
+
     def waiting_json(self) -> list[JSONObject]:
         out = []
         for copy, reason in self.waiting:
@@ -154,7 +160,7 @@ class PurgeResult:
             "status": self.status,
             "dry_run": self.dry_run,
             "policy": self.policy,
-            "purged": [c.to_json() | {"interrupted": c.interrupted} for c in [*self.purged, *self.finished]],
+            "purged": [c.to_json() | {"interrupted": c.interrupted} for c in self.gone],
             "waiting_for_export": self.waiting_json(),
             "errors": [c.to_json() | {"error": why} for c, why in self.errors],
             "withdrawn": [c.to_json() for c in self.undone],
@@ -167,7 +173,7 @@ class PurgeResult:
         lines: list[str] = []
         if not self.policy:
             return ["No local retention is configured (local_retention_days): every local copy is kept."]
-        gone = [*self.purged, *self.finished]
+        gone = self.gone
         verb = "would be deleted" if self.dry_run else "deleted"
         if gone:
             size = sum(c.size for c in gone)
