@@ -14,6 +14,7 @@ The history (run day i = 1 Mar 2026 + i, delivered 07:05 Chicago, covering i - 3
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -139,6 +140,16 @@ def test_fifty_days_on_sshd_purge_exactly_the_old_exported_copies(sshd, tmp_path
         shutil.rmtree(h.server_dir, ignore_errors=True)
 
 
+async def _download_by_name(h: History, wanted: str):
+    from tui.core.config import load_config
+    from tui.sftp.sync import SyncService
+
+    profile = load_config(h.config).profile()
+    with Ledger.open(profile.ledger_path) as ledger:
+        async with SyncService(profile, ledger) as service:
+            return await service.download([wanted])
+
+
 def _fifty_days(h: History, capsys, monkeypatch) -> None:
     # -- day 34: the first sync downloads 35 days; no export yet, so nothing may go.
     monkeypatch.setenv("REPORT_KEEPER_NOW", morning(34))
@@ -240,6 +251,10 @@ def _fifty_days(h: History, capsys, monkeypatch) -> None:
     assert code == 0 and doc["downloaded"] == [] and doc["failed"] == [] and doc["purged"] == []
     assert {name(i) for i in exported_old} <= set(doc["skipped"])
     assert {p.name: p.stat().st_mtime_ns for p in h.local.iterdir()} == before
+    # Asked for by name (a script, a stale selection in the app): skipped, not fetched.
+    result = asyncio.run(_download_by_name(h, name(0)))
+    assert result.skipped == [name(0)] and result.downloaded == [] and result.failed == []
+    assert not (h.local / name(0)).exists()
 
     # -- an export of everything: purged days are excluded as "purged", naming the export that
     # holds their rows (a warning, not a bad file); day 5's older copy never stands in.

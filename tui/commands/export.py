@@ -42,8 +42,10 @@ each file's table is cached beside the ledger (safe to delete), so exporting aga
 new files.
 
 Exit codes: 0 every covered day in the range is included, empty on a closed day or closed;
-1 some days are missing or empty on an open day (gaps to note); 2 files had to be excluded
-(unreadable, wrong schema, modified locally); 3 usage or configuration error (nothing written).
+1 some days are missing or empty on an open day (gaps to note), or their local copies were
+purged by the retention policy (excluded with status "purged"; "exported_in" names the export
+that holds their rows); 2 files had to be excluded (unreadable, wrong schema, modified
+locally); 3 usage or configuration error (nothing written).
 With --json exactly one JSON document is printed on stdout:
 {"status", "out", "rows", "files", "pseudonymized_columns": [...],
  "days": {"included": [...], "empty": [...], "closed": [...], "missing": [...],

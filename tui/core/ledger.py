@@ -1217,8 +1217,9 @@ class Ledger:
         rows: int, files: int, status: str, sources: Iterable[ExportSource],
         when: datetime | None = None, profile: str | None = None,
     ) -> int:
-        """Record one written export and its sources; ``pseudonymized_columns`` None: the
-        export was not pseudonymized. Returns the export's id."""
+        """Record one written export and its sources (roles ``rows``, ``empty``, ``superseded``,
+        ``excluded``: :class:`ExportSource`); ``pseudonymized_columns`` None: the export was not
+        pseudonymized. Returns the export's id."""
         with self._write() as conn:
             cur = conn.execute(
                 "INSERT INTO exports (profile, at, out, format, reports, since, until, pseudonymized,"
