@@ -308,8 +308,49 @@ def test_health_waits_for_export_then_keeps_purged_runs_verified(tmp_path, pinne
                 if f[0] == "Local copy"]
 
 
+def test_one_alert_per_report_while_copies_wait(tmp_path, pinned):
+    from tui.core.alerts import alerts_from
+
+    env = rd.build(tmp_path / "h")
+    with env.ledger() as ledger:
+        waiting = alerts_from(evaluate(env.profile(), ledger.deliveries(), now=rd.NOW))
+        env.export(ledger, range(0, 5))  # fewer copies wait: still the same alert
+        fewer = alerts_from(evaluate(env.profile(), ledger.deliveries(), now=rd.NOW))
+    assert [a.kind for a in waiting] == [a.kind for a in fewer] == [WAITING_FOR_EXPORT]
+    alert = waiting[0]
+    assert alert.severity == "warning" and alert.file is None
+    assert alert.matches(fewer[0].row(state="open", sent_at="x"))
+    today = rd.NOW.date()
+    assert alert.headline(today) == f"local copies of '{rd.REPORT}' past their retention wait for an export"
+    assert alert.headline(today, ended=True) == f"no local copy of '{rd.REPORT}' waits for an export any more"
+
+
 def test_without_keep_until_exported_nothing_waits(tmp_path, pinned):
     env = rd.build(tmp_path / "h", profile_extra="local_retention_days = 30\nkeep_until_exported = false")
     with env.ledger() as ledger:
         health = evaluate(env.profile(), ledger.deliveries(), now=rd.NOW)
     assert health.problems == []
+
+
+def test_sync_says_what_it_purged_and_what_waits(tmp_path, pinned):
+    """The purge part of sync's human output and of its JSON (the sync itself is tested on sshd)."""
+    import io
+
+    from tui.commands.sync import _summary
+    from tui.sftp.sync import SyncResult
+
+    env = rd.build(tmp_path / "h")
+    with env.ledger() as ledger:
+        env.export(ledger, range(0, 8))
+        result = SyncResult(retention=retention.purge(env.profile(), ledger, now=rd.NOW)).finish()
+    assert result.status == 0  # waiting copies are check's warning
+    out = io.StringIO()
+    _summary(result, env.profile(), out)
+    text = out.getvalue()
+    assert "Purged: 8 local copies past local_retention_days deleted" in text
+    assert "Waiting for export: 2 local copies" in text and text.endswith("Status: OK\n")
+    doc = result.to_json()
+    assert len(doc["purged"]) == 8 and [w["reason"] for w in doc["waiting_for_export"]] == ["not-exported"] * 2
+    assert doc["purge_errors"] == [] and doc["retention_policy"][rd.REPORT]["local_retention_days"] == 30
+    failed = SyncResult(purge_error="The local retention purge could not run (x).").finish()
+    assert failed.status == 1 and failed.to_json()["purge_errors"] == [{"error": failed.purge_error}]

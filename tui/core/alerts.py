@@ -145,6 +145,8 @@ class Alert:
             text = f"lost '{_short(self.file or '')}' (gone from the server, never downloaded)"
         elif self.kind == ProblemKind.CHANGED:
             text = f"changed on the server: '{_short(self.file or '')}'"
+        elif self.kind == ProblemKind.WAITING_FOR_EXPORT:
+            text = f"local copies of {name} past their retention wait for an export"
         elif self.kind == ProblemKind.CONNECTION:
             text = ("connection failed" if self.severity == CRITICAL
                     else "connection: account is read-only or the test failed")
@@ -172,6 +174,8 @@ class Alert:
             return "the connection works again" if self.severity == CRITICAL else "the connection test passes again"
         if self.kind == ProblemKind.NEAR_DELETION:
             return f"'{_short(self.file or '')}' is downloaded (or no longer near deletion)"
+        if self.kind == ProblemKind.WAITING_FOR_EXPORT:
+            return f"no local copy of {name} waits for an export any more"
         return f"{self.kind} '{_short(self.file or self.report)}' is no longer reported"
 
     def to_json(self, *, resolved: bool = False) -> JSONObject:
