@@ -182,6 +182,7 @@ def test_changed_copies_follow_the_same_rule_each_by_its_own_content(tmp_path, p
     import hashlib
 
     from tests import xlsx_factory as xf
+    from tui.core.validate import validate_file
     from tui.sftp.transfer import changed_name
 
     env = rd.build(tmp_path / "h")
@@ -191,6 +192,8 @@ def test_changed_copies_follow_the_same_rule_each_by_its_own_content(tmp_path, p
     with env.ledger() as ledger:
         ledger.record_download(rd.name(2), size=second.stat().st_size, sha256=sha, local_path=str(second),
                                mtime=remote.mtime)
+        ledger.record_verification(validate_file(second, env.profile().report_for(rd.REPORT), rd.delivered(2)),
+                                   sha256=sha)
         env.shas[second.name] = sha
         env.export(ledger, [2])  # the first copy's content only
         result = retention.purge(env.profile(), ledger, now=rd.NOW)
@@ -354,3 +357,16 @@ def test_sync_says_what_it_purged_and_what_waits(tmp_path, pinned):
     assert doc["purge_errors"] == [] and doc["retention_policy"][rd.REPORT]["local_retention_days"] == 30
     failed = SyncResult(purge_error="The local retention purge could not run (x).").finish()
     assert failed.status == 1 and failed.to_json()["purge_errors"] == [{"error": failed.purge_error}]
+
+
+def test_an_unverified_copy_is_never_purged(tmp_path, pinned):
+    """Even without keep_until_exported: the ledger would keep no result of it."""
+    import sqlite3
+
+    env = rd.build(tmp_path / "h", profile_extra="local_retention_days = 30\nkeep_until_exported = false")
+    with sqlite3.connect(env.ledger_path) as db:
+        db.execute("DELETE FROM verifications WHERE sha256 = ?", (env.shas[rd.name(3)],))
+    with env.ledger() as ledger:
+        result = retention.purge(env.profile(), ledger, now=rd.NOW)
+    assert [(c.name, why) for c, why in result.waiting] == [(rd.name(3), "unverified")]
+    assert rd.name(3) not in {c.name for c in result.purged} and env.path(3).exists()

@@ -37,8 +37,9 @@ ledger could not be written; 3 usage or configuration error.
 With --json one document: {"status", "dry_run", "policy": {report: {"local_retention_days",
 "keep_until_exported"}}, "purged": [{"name", "file", "path", "report", "delivered_at",
 "purge_after", "sha256", "size", "verification", "changed_copy", "interrupted"}],
-"waiting_for_export": [{... "reason": "not-exported|superseded|excluded", "days_waiting"}],
-"errors": [{... "error"}], "withdrawn": [...], "parts_removed", "cache_entries_removed"}.
+"waiting_for_export": [{..., "reason": "not-exported|superseded|excluded|unverified",
+"days_waiting"}], "errors": [{..., "error"}], "withdrawn": [...], "parts_removed",
+"cache_entries_removed"}.
 """
 
 

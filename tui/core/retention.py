@@ -59,10 +59,12 @@ log = logging.getLogger("report_keeper.retention")
 NOT_EXPORTED = "not-exported"  # no export has looked at it yet
 SUPERSEDED = "superseded"  # an export chose another copy of its run day
 EXCLUDED = "excluded"  # an export could not use it (unreadable, wrong day, stale, ...)
+UNVERIFIED = "unverified"  # never verified: the ledger would keep no result of it
 _REASON_TEXT = {
     NOT_EXPORTED: "no export has included it yet",
     SUPERSEDED: "an export used another copy of its run day instead",
     EXCLUDED: "an export could not use it",
+    UNVERIFIED: "it was never verified (the next sync verifies it)",
 }
 
 #: ``remove_parts(local_dir, names) -> count``: removes the part files of these remote names
@@ -281,7 +283,8 @@ def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
             present = _present(copy.path, copy.size)
             old = due is not None and now > due
             exported = bool(roles.get(dl.sha256, set()) & {"rows", "empty"})
-            allowed = old and (exported or not cfg.keeps_until_exported)
+            # A copy is never purged unverified: its record would hold no rows, no result.
+            allowed = old and v is not None and (exported or not cfg.keeps_until_exported)
             if copy.interrupted and not present:
                 plan.finish.append(copy)  # the file went before the purge could record it
                 continue
@@ -297,7 +300,10 @@ def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
                 # lost), an older one was removed by hand. Nothing to delete, nothing to wait for.
                 continue
             seen = roles.get(dl.sha256, set())
-            reason = SUPERSEDED if "superseded" in seen else (EXCLUDED if "excluded" in seen else NOT_EXPORTED)
+            if v is None:
+                reason = UNVERIFIED
+            else:
+                reason = SUPERSEDED if "superseded" in seen else (EXCLUDED if "excluded" in seen else NOT_EXPORTED)
             plan.waiting.append((copy, reason))
     key = lambda c: (c.delivered_at, c.name, str(c.path))  # noqa: E731
     plan.purge.sort(key=key)
@@ -455,5 +461,5 @@ def _prune_cache(ledger: Ledger) -> int:
         return 0
 
 
-__all__ = ["EXCLUDED", "NOT_EXPORTED", "SUPERSEDED", "Copy", "PurgeResult", "RemoveParts", "policies",
+__all__ = ["EXCLUDED", "NOT_EXPORTED", "SUPERSEDED", "UNVERIFIED", "Copy", "PurgeResult", "RemoveParts", "policies",
            "policy_set", "purge"]
