@@ -3,10 +3,10 @@
 Columns: selection, name (escaped, never markup), delivered at (the library's local time),
 size, age (wide terminals), days until the server deletes it (colour and glyph as the date
 nears), local state (new, downloaded, changed, partial, purged; queued/running while in the
-queue) and verification. A purged file (its local copy deleted by the retention policy) is
-never selected by ``a`` nor queued by ``d``: it is not downloaded again. ``s`` cycles the sort, ``/`` filters by name, ``space`` toggles the selection,
-``a`` selects every file not yet downloaded, ``d`` downloads the selection (or all new files
-when nothing is selected), ``enter`` shows the details of a file.
+queue) and verification. ``s`` cycles the sort, ``/`` filters by name, ``space`` toggles the
+selection, ``a`` selects every file not yet downloaded, ``d`` downloads the selection (or all
+new files when nothing is selected), ``enter`` shows the details of a file. A purged file (its
+local copy deleted by the retention policy) is never selected by ``a`` nor queued by ``d``.
 
 The rows come from the app's snapshot (the ledger, read in a thread); the table is filled in
 one pass with keys equal to the file names, so 10,000 files stay smooth.
