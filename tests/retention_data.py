@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -120,7 +120,7 @@ def build(root: Path, *, profile_extra: str = "local_retention_days = 30", repor
             path = xf.write_report(local / name(i), xf.loan_rows(4 + i % 3, day=covered(i), seed=i),
                                    engine=xf.ENGINES[i % 2])
             path.chmod(0o600)
-            listing.append(RemoteFile(name(i), path.stat().st_size, delivered(i).astimezone(timezone.utc)))
+            listing.append(RemoteFile(name(i), path.stat().st_size, delivered(i).astimezone(UTC)))
         ledger.record_listing(None, report_of, listing, when=NOW - timedelta(hours=1))
         for i, f in enumerate(listing):
             path = local / f.name

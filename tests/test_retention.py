@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -30,7 +30,7 @@ from tui.cli import main
 from tui.core.export_cache import cache_dir
 from tui.core.ledger import Ledger
 from tui.core.model import RemoteFile
-from tui.sftp import transfer
+from tui.sftp import parts as transfer
 
 REPORT = "Loans Per Patron From 3 Days Ago"
 TZ = ZoneInfo("America/Chicago")
@@ -190,7 +190,7 @@ def _fifty_days(h: History, capsys, monkeypatch) -> None:
     assert cached == {shas[name(i)] for i in range(10, 25)}
 
     # A part file of day 3's delivery (a broken download of a later server copy).
-    remote = RemoteFile(name(PART), 1234, delivered(PART).astimezone(timezone.utc) + timedelta(days=1))
+    remote = RemoteFile(name(PART), 1234, delivered(PART).astimezone(UTC) + timedelta(days=1))
     fd, _ = transfer.open_part(h.local, remote)
     os.write(fd, b"\0" * 100)
     os.close(fd)

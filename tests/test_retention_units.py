@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -51,7 +51,7 @@ def test_retention_is_set_per_profile_and_per_report(tmp_path):
     assert p.report_for("discovered").local_retention_days == 90  # the profile's default
     assert config.profile("other").report_for("x").local_retention_days == 7
     none = config.profile("none").report_for("x")
-    assert none.local_retention_days is None and none.purge_after(rd.NOW) is None
+    assert none.local_retention_days is None and none.purge_after(rd.NOW, rd.TZ) is None
     assert retention.policy_set(p) and not retention.policy_set(config.profile("none"))
 
 
@@ -59,7 +59,7 @@ def test_purge_age_counts_days_on_the_librarys_clock():
     report = load_config_text("local_retention_days = 30\n").report_for("R")
     tz = ZoneInfo("America/Chicago")
     before_dst = datetime(2026, 3, 5, 7, 5, tzinfo=tz)  # CST; daylight saving starts 8 Mar
-    due = report.purge_after(before_dst.astimezone(timezone.utc), tz)
+    due = report.purge_after(before_dst.astimezone(UTC), tz)
     assert due == datetime(2026, 4, 4, 7, 5, tzinfo=tz) and due.utcoffset() == timedelta(hours=-5)
 
 
@@ -183,10 +183,10 @@ def test_changed_copies_follow_the_same_rule_each_by_its_own_content(tmp_path, p
 
     from tests import xlsx_factory as xf
     from tui.core.validate import validate_file
-    from tui.sftp.transfer import changed_name
+    from tui.sftp.download import changed_name
 
     env = rd.build(tmp_path / "h")
-    remote = RemoteFile(rd.name(2), 1, rd.delivered(4).astimezone(timezone.utc))
+    remote = RemoteFile(rd.name(2), 1, rd.delivered(4).astimezone(UTC))
     second = xf.write_report(env.local / changed_name(rd.name(2), remote), xf.loan_rows(9, seed=77))
     sha = hashlib.sha256(second.read_bytes()).hexdigest()
     with env.ledger() as ledger:
@@ -257,7 +257,7 @@ def test_an_interrupted_purge_is_finished_or_withdrawn(tmp_path, pinned, monkeyp
         env.path(0).unlink()
         assert ledger.reconcile_local(env.local).missing == ()  # never "missing-locally"
         # The server deletes run 0's file: it is not lost either.
-        listing = [RemoteFile(rd.name(i), env.path(i).stat().st_size, rd.delivered(i).astimezone(timezone.utc))
+        listing = [RemoteFile(rd.name(i), env.path(i).stat().st_size, rd.delivered(i).astimezone(UTC))
                    for i in range(1, rd.DAYS)]
         ledger.record_listing(None, lambda f: (rd.REPORT, rd.delivered(0)), listing, when=rd.NOW)
         d0 = next(d for d in ledger.deliveries() if d.name == rd.name(0))

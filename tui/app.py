@@ -42,7 +42,7 @@ from tui.core.config import Profile
 from tui.core.export_request import ExportRequest, report_names
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.local_reports import VerifyOutcome
-from tui.core.model import JobState
+from tui.core.model import JobState, LocalState
 from tui.core.names import escape_name
 from tui.messages import ConnectionChanged, DataRefreshed, QueueChanged, ReportsVerified
 from tui.screens.base import AppScreen, PaletteCommand

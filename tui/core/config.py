@@ -497,8 +497,8 @@ def _retention(reader: _Reader, base: ReportConfig) -> tuple[int | None, bool | 
             raise reader.error("local_retention_days", f"expected a whole number of days like 90, got "
                                f"{type(value).__name__} {_shown(value)} (leave it out to keep every local copy)")
         if not 1 <= value <= MAX_LOCAL_RETENTION_DAYS:
-            raise reader.error("local_retention_days", f"{_shown(value)} is out of range (1..{MAX_LOCAL_RETENTION_DAYS} "
-                               "days; leave it out to keep every local copy)")
+            raise reader.error("local_retention_days", f"{_shown(value)} is out of range "
+                               f"(1..{MAX_LOCAL_RETENTION_DAYS} days; leave it out to keep every local copy)")
         days = value
     keep = base.keep_until_exported
     if "keep_until_exported" in reader.table:

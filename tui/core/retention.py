@@ -55,6 +55,9 @@ from tui.core.names import escape_name
 
 log = logging.getLogger("report_keeper.retention")
 
+#: What pruning the export cache may meet: the ledger (its held contents), the folder.
+_PRUNE_ERRORS: tuple[type[Exception], ...] = (*LEDGER_ERRORS, OSError)
+
 #: Why a copy past its age is kept under ``keep_until_exported``.
 NOT_EXPORTED = "not-exported"  # no export has looked at it yet
 SUPERSEDED = "superseded"  # an export chose another copy of its run day
@@ -146,7 +149,7 @@ class PurgeResult:
     def gone(self) -> list[Copy]:
         """Every copy this purge deleted (or would), and those an interrupted purge had
         deleted, oldest delivery first."""
-        return sorted([*self.purged, *self.finished], key=lambda c: (c.delivered_at, c.name, str(c.path)))
+        return sorted([*self.purged, *self.finished], key=_oldest_first)
 
     def waiting_json(self) -> list[JSONObject]:
         out = []
@@ -161,7 +164,9 @@ class PurgeResult:
         return {
             "status": self.status,
             "dry_run": self.dry_run,
-            "policy": self.policy,
+            "policy": {name: {"local_retention_days": p["local_retention_days"],
+                              "keep_until_exported": p["keep_until_exported"]}
+                       for name, p in self.policy.items()},
             "purged": [c.to_json() | {"interrupted": c.interrupted} for c in self.gone],
             "waiting_for_export": self.waiting_json(),
             "errors": [c.to_json() | {"error": why} for c, why in self.errors],
@@ -305,11 +310,14 @@ def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
             else:
                 reason = SUPERSEDED if "superseded" in seen else (EXCLUDED if "excluded" in seen else NOT_EXPORTED)
             plan.waiting.append((copy, reason))
-    key = lambda c: (c.delivered_at, c.name, str(c.path))  # noqa: E731
-    plan.purge.sort(key=key)
-    plan.finish.sort(key=key)
-    plan.waiting.sort(key=lambda item: key(item[0]))
+    plan.purge.sort(key=_oldest_first)
+    plan.finish.sort(key=_oldest_first)
+    plan.waiting.sort(key=lambda item: _oldest_first(item[0]))
     return plan
+
+
+def _oldest_first(c: Copy) -> tuple[datetime, str, str]:
+    return c.delivered_at, c.name, str(c.path)
 
 
 # ----------------------------------------------------------------------------- purging
@@ -456,7 +464,7 @@ def _prune_cache(ledger: Ledger) -> int:
         return 0
     try:
         return TableCache(folder).prune(ledger.held_sha256s())
-    except (*LEDGER_ERRORS, OSError) as exc:  # reported; the next purge or export tries again
+    except (*_PRUNE_ERRORS,) as exc:  # reported; the next purge or export tries again
         log.warning("purge: export cache not pruned: %s", type(exc).__name__)
         return 0
 

@@ -53,9 +53,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TypedDict
 
-from tui.core import clock
+from tui.core import clock, retention
 from tui.core import status as st
-from tui.core import retention
 from tui.core.config import Profile, ReportConfig
 from tui.core.ledger import LEDGER_ERRORS, Ledger
 from tui.core.local_reports import verify_cached
@@ -692,7 +691,7 @@ class SyncService:
         try:
             result.retention = await asyncio.to_thread(
                 retention.purge, self.profile, self.ledger, remove_parts=parts.remove_stale_parts)
-        except Exception as exc:  # noqa: BLE001 - the sync's result stands; the purge is retried next time
+        except Exception as exc:
             log.exception("the retention purge failed: %s", type(exc).__name__)
             result.purge_error = f"The local retention purge could not run ({exc}); the next sync tries again."
         r = result.retention
