@@ -10,6 +10,7 @@ Public API::
                           host_key_policy="reject", passphrase_cb=None)
     listing = await service.list_remote()            # RemoteListing: entries, refused, ...
     result = await service.download(names=None, on_event=cb, on_queue=hook)  # None: all new
+    result = await service.download([name])           # a held copy: fetched again (result.again)
     result = await service.sync(on_event=cb)          # list + download + verify + record
     await service.close()                             # also: async with service: ...
 
@@ -38,17 +39,27 @@ When the profile sets a local retention (``local_retention_days``), ``sync`` end
 purge of ``tui.core.retention`` (``result.retention``): copies past their age are deleted
 (only exported content under ``keep_until_exported``). A purged file is never fetched again:
 it is not ``wanted``, and a purged name asked for explicitly is ``skipped``.
+
+Naming a file whose current server copy is held downloads it again (the app's "download it
+again" for a damaged report): the held copy is never overwritten, and the server's bytes are
+compared with it (:class:`FetchedAgain` in ``result.again``): ``identical`` (a damaged report
+is damaged on the server too), ``different`` (placed beside the old copy under the
+changed-copy name, recorded as the held copy and verified), or ``fetched`` (the held copy was
+gone from the disk after all). The disk is checked again before named files are fetched, so a
+copy moved away since the listing is fetched as missing, not compared.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import TypedDict
@@ -183,6 +194,25 @@ class DownloadedFile(TypedDict):
     refetched: bool  # fetched again: the held copy had gone missing
 
 
+class AgainOutcome(StrEnum):
+    """What downloading a held copy again found (:class:`FetchedAgain`)."""
+
+    IDENTICAL = "identical"  # the server's bytes equal the held copy's: nothing new placed
+    DIFFERENT = "different"  # other bytes: placed beside the held copy, now the held copy
+    FETCHED = "fetched"  # the held copy was not on the disk: placed (under its name if free)
+
+
+@dataclass(frozen=True)
+class FetchedAgain:
+    """One held copy downloaded again on request, and what the comparison found."""
+
+    name: str
+    outcome: AgainOutcome
+    path: str  # where the server's copy now is (the held copy's path when identical)
+    previous: str | None  # the held copy it was compared with (None: none was recorded)
+    verification: VerifyResult | None = None  # of the server's copy (from the cache if identical)
+
+
 class MissingCopy(TypedDict):
     """A held copy not on the disk (``sync`` JSON ``missing_locally``)."""
 
@@ -205,6 +235,7 @@ class SyncResult:
     changed: list[str] = field(default_factory=list)  # fetched beside an older copy
     refetched: list[str] = field(default_factory=list)  # fetched again: the copy went missing
     missing_locally: list[MissingCopy] = field(default_factory=list)
+    again: list[FetchedAgain] = field(default_factory=list)  # held copies fetched again on request
     error: str | None = None  # the connection or listing failed
     error_kind: str | None = None
     listed: int = 0
@@ -408,17 +439,22 @@ class SyncService:
         """Download ``names`` (None: every file not yet held), verify and record them.
 
         Uses the latest listing (listing first when there is none). Files already held in
-        their current server version are ``skipped`` unless named explicitly.
+        their current server version are ``skipped`` unless named explicitly; a named one is
+        downloaded again and compared with the held copy (``result.again``; module docstring).
         ``on_queue(queue)`` receives the :class:`tui.sftp.queue.TransferQueue` before the
         first file starts (for pause, resume and per-file cancel from a UI).
         """
         result = SyncResult()
         self.current = result
         listing = listing or self.last_listing or await self.list_remote()
+        again: set[str] = set()
         if names is None:
             targets = listing.wanted
             result.skipped = [e.name for e in listing.entries if not e.wanted]
         else:
+            # The listing may be older than the disk: a held copy moved away meanwhile is
+            # fetched as missing, not compared with a file that is not there.
+            states = await asyncio.to_thread(self._local_states_now)
             targets = []
             for name in dict.fromkeys(names):
                 entry = listing.entry(name)
@@ -428,16 +464,32 @@ class SyncService:
                         "error": "It is not in the latest listing of the server folder. "
                                  "Refresh the listing; it may have been deleted.",
                     })
-                elif entry.local_state == LocalState.PURGED:
+                    continue
+                state = states.get(name, entry.local_state)
+                if state not in (LocalState.NEW, LocalState.PARTIAL) and state != entry.local_state:
+                    entry = replace(entry, local_state=state)
+                if entry.local_state == LocalState.PURGED:
                     # Deleted on purpose by the retention policy: never fetched again.
                     log.info("%s is purged (local retention): not downloaded again", escape_name(name))
                     result.skipped.append(name)
-                else:
-                    targets.append(entry)
+                    continue
+                if entry.local_state == LocalState.DOWNLOADED:
+                    again.add(name)
+                targets.append(entry)
         if targets:
             self._adopt_legacy_parts(targets)  # quick: only partials the ledger recorded
-        await self._transfer(targets, result, on_event, on_queue)
+        await self._transfer(targets, result, on_event, on_queue, again)
         return result.finish()
+
+    def _local_states_now(self) -> dict[str, LocalState]:
+        """Every known file's local state after checking the disk (empty if the ledger fails:
+        the listing's states are used then)."""
+        try:
+            self.ledger.reconcile_local(self.local_dir)
+            return self.ledger.local_states()
+        except LEDGER_ERRORS:
+            log.exception("could not check the held copies against the disk")
+            return {}
 
     def _adopt_legacy_parts(self, targets: list[RemoteEntry]) -> None:
         """Resume part files older releases left in local_dir, where they prove to be ours.
@@ -466,7 +518,8 @@ class SyncService:
 
     async def _transfer(self, targets: list[RemoteEntry], result: SyncResult,
                         on_event: EventCallback | None,
-                        on_queue: Callable[[TransferQueue], object] | None = None) -> None:
+                        on_queue: Callable[[TransferQueue], object] | None = None,
+                        again: set[str] | frozenset[str] = frozenset()) -> None:
         if not targets:
             return
         by_name = {e.name: e for e in targets}
@@ -482,7 +535,10 @@ class SyncService:
                 job = queue.jobs.get(event.job_id)
                 # The queue re-reads size and mtime when a file changed mid-download.
                 remote = job.remote if job is not None else entry.remote
-                if self._record_done(entry, remote, event, result):
+                if entry.name in again:
+                    verifications.append(asyncio.ensure_future(
+                        self._fetched_again(entry, remote, event, result, emit)))
+                elif self._record_done(entry, remote, event, result):
                     verifications.append(asyncio.ensure_future(self._verify(entry, event, result, emit)))
 
         def already_held(remote: RemoteFile) -> bool:
@@ -593,6 +649,55 @@ class SyncService:
         log.info("recorded download of %s (%s%s)", escape_name(entry.name), event.status,
                  ", fetched again" if refetched else "")
         return True
+
+    async def _fetched_again(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
+                             result: SyncResult, emit: Callable[[SyncEvent], None]) -> None:
+        """A held copy was downloaded again on request: compare, record, verify, say what."""
+        try:
+            held = await asyncio.to_thread(self.ledger.downloads, entry.name)
+        except LEDGER_ERRORS:
+            log.exception("could not read the held copy of %s", escape_name(entry.name))
+            held = []
+        previous = held[-1].local_path if held else None
+        if previous is not None and event.status == Placed.SAME and event.path == previous:
+            outcome = AgainOutcome.IDENTICAL  # the placing compared the bytes already
+        elif previous is not None and await asyncio.to_thread(_same_bytes, Path(previous),
+                                                              event.size, event.sha256):
+            outcome = AgainOutcome.IDENTICAL
+        elif previous is not None and await asyncio.to_thread(os.path.exists, previous):
+            outcome = AgainOutcome.DIFFERENT
+        else:
+            outcome = AgainOutcome.FETCHED
+        if outcome != AgainOutcome.IDENTICAL or event.path != previous:
+            # New bytes here, or the same bytes in a new place: this copy is the held one now.
+            try:
+                self.ledger.record_download(entry.name, size=event.size, sha256=event.sha256,
+                                            local_path=event.path, mtime=remote.mtime)
+            except LEDGER_ERRORS as exc:  # the file is safe on disk; say so
+                log.error("could not record the download of %s: %s", escape_name(entry.name),
+                          type(exc).__name__)
+                result.failed.append({
+                    "name": entry.name,
+                    "error": f"Downloaded to '{event.path}', but the ledger could not record it "
+                             f"({type(exc).__name__}: {exc}). Check the ledger file and its disk; "
+                             "the copy on disk is kept.",
+                })
+        if outcome != AgainOutcome.IDENTICAL:
+            result.downloaded.append(DownloadedFile(
+                name=entry.name, size=event.size, sha256=event.sha256, path=event.path,
+                resumed_from=event.resumed_from, changed=False, status=event.status,
+                refetched=outcome == AgainOutcome.FETCHED,
+            ))
+        report = self.profile.report_for(entry.report)
+        verdict, cached = await self.verify_file(
+            Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.name,
+            run_day=entry.run_day,
+        )
+        if outcome != AgainOutcome.IDENTICAL:
+            result.files.append(verdict)
+        result.again.append(FetchedAgain(entry.name, outcome, event.path, previous, verdict))
+        log.info("downloaded %s again: %s (%s)", escape_name(entry.name), outcome, verdict.status)
+        emit(Verified(entry.name, verdict, cached))
 
     def _record_partials(self, queue: TransferQueue) -> None:
         for job in queue.jobs.values():
@@ -749,6 +854,20 @@ def _emit(on_event: EventCallback | None, event: SyncEvent) -> None:
             on_event(event)
         except Exception:  # a broken UI callback must not stop syncing
             log.exception("sync event callback failed")
+
+
+def _same_bytes(path: Path, size: int, sha256: str) -> bool:
+    """Whether the file at ``path`` holds exactly these bytes (False when it cannot be read)."""
+    try:
+        if path.stat().st_size != size:
+            return False
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1024 * 1024):
+                digest.update(chunk)
+    except OSError:
+        return False
+    return digest.hexdigest() == sha256
 
 
 def _part_files(local_dir: Path) -> set[str]:
