@@ -95,6 +95,9 @@ _CONNECTION_GLYPH = {
     ConnectionState.FAILED: "✗ connection failed",
 }
 
+#: Local states of a file "download all new" fetches: not held here in its server version.
+_NOT_HELD = (LocalState.NEW, LocalState.PARTIAL, LocalState.CHANGED, LocalState.MISSING_LOCALLY)
+
 #: What a failed worker of each group was doing, for the one-line message.
 _WORKER_WHAT = {
     "listing": "Listing the server",
@@ -481,7 +484,7 @@ class ReportKeeperApp(App[None]):
         self.run_connection_test()
 
     def action_download_all_new(self) -> None:
-        names = [r.name for r in self.snapshot.rows if r.state in ("new", "partial")]
+        names = [r.name for r in self.snapshot.rows if r.state in _NOT_HELD]
         if not names:
             self.notify("Nothing new to download.")
             return

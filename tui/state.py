@@ -99,11 +99,18 @@ class ConnectionInfo:
     listing_error: str = ""
 
     def status(self) -> ConnectionStatus | None:
-        """What the health evaluation is told about the connection (None: nothing known)."""
-        if self.test is not None:
-            return ConnectionStatus.from_result(self.test)
+        """What the health evaluation is told about the connection (None: nothing known).
+
+        The state is the latest word (a listing or a test, whichever came last): a listing
+        that works clears an older failed test, and a failed listing is never hidden by an
+        older test that passed. A passed test still tells its write verdict (read-only)."""
+        test = self.test
         if self.state == ConnectionState.FAILED:
+            if test is not None and not test.ok and self.message == test.message:
+                return ConnectionStatus.from_result(test)  # the failure is the test's
             return ConnectionStatus(ok=False, message=self.message, write_test=WriteTest.SKIPPED)
+        if test is not None and (test.ok or self.state != ConnectionState.CONNECTED):
+            return ConnectionStatus.from_result(test)
         if self.state == ConnectionState.CONNECTED:
             return ConnectionStatus(ok=True, message="the folder was listed (connection test not run yet)",
                                     write_test=WriteTest.SKIPPED)
@@ -178,12 +185,19 @@ def partial_names(listing: RemoteListing | None) -> frozenset[str]:
 
 def build_snapshot(profile: Profile, ledger: Ledger, *, connection: ConnectionStatus | None = None,
                    version: int = 0, partial: frozenset[str] = frozenset()) -> DataSnapshot:
-    """Read the ledger, evaluate health, size the local folder. Runs in a thread worker.
+    """Check the held copies against the disk, read the ledger, evaluate health, size the
+    local folder. Runs in a thread worker.
 
     ``partial``: names the latest listing found a part file for (:func:`partial_names`)."""
     now = clock.now()
     tz = profile.timezone
     today = now.astimezone(tz).date()
+    try:
+        # The disk, not the last listing, says what is held: a copy moved away since shows
+        # as missing locally even while the server cannot be reached.
+        ledger.reconcile_local(Path(profile.local_dir).expanduser())
+    except LEDGER_ERRORS:
+        log.exception("checking the held copies against the disk failed")
     deliveries = ledger.deliveries()
     rows = []
     for d in deliveries:

@@ -450,6 +450,7 @@ def evaluate_report(
             closed=closed,
             covered_day=covered,
             purged=tuple(d.name for d in files if d.extra.get("purged")),
+            not_held=tuple(d.name for d in files if d.local_state == LocalState.MISSING_LOCALLY),
         )
         runs.append(run)
         problems.extend(_run_problems(report, run, files, today, timing))

@@ -15,6 +15,7 @@ late            delivered after the deadline (and the file itself is fine or unv
 empty           no data rows although the covered loan day was open
 empty-closed    no data rows, the covered loan day is a configured closed day (fine)
 missing         nothing delivered and the deadline has passed
+missing-locally downloaded once, but the copy is gone from the disk (moved or deleted)
 broken          unreadable file or wrong columns (validator ``unreadable`` / ``schema``)
 stale           its rows are exactly those of one of the previous 7 runs
 wrong-day       its rows describe another loan day than the one the run covers
@@ -61,9 +62,10 @@ NONE = "none"
 WRONG_DAY = "wrong-day"
 STALE = "stale"
 FEW_ROWS = "few-rows"
+MISSING_LOCALLY = "missing-locally"
 
 KINDS = (OK, UNVERIFIED, LATE, EMPTY, EMPTY_CLOSED, MISSING, BROKEN, PENDING, NOT_EXPECTED, NONE,
-         WRONG_DAY, STALE, FEW_ROWS)
+         WRONG_DAY, STALE, FEW_ROWS, MISSING_LOCALLY)
 #: Content kinds of a run (``RunDay.content``) as cell kinds, the cause first: a stale file
 #: repeats an earlier day's rows, so it is usually wrong-day too.
 _CONTENT = (STALE, WRONG_DAY, FEW_ROWS)
@@ -94,6 +96,7 @@ STYLES: dict[str, KindStyle] = {
     WRONG_DAY: KindStyle("↔", "red", "wrong day", bold=True),
     STALE: KindStyle("≡", "bright_magenta", "stale (repeat)", bold=True),
     FEW_ROWS: KindStyle("▁", "bright_yellow", "few rows", bold=True),
+    MISSING_LOCALLY: KindStyle("?", "bright_red", "copy gone", bold=True),
     PENDING: KindStyle("…", "white", "pending"),
     NOT_EXPECTED: KindStyle("·", "bright_black", "not a run day"),
     NONE: KindStyle(" ", "default", "no data"),
@@ -111,6 +114,7 @@ MEANING: dict[str, str] = {
     WRONG_DAY: "Its rows describe another loan day than the one this run covers.",
     STALE: "Its rows are exactly those of an earlier delivery: an old result sent again.",
     FEW_ROWS: "Far fewer rows than this weekday usually has: a partial result?",
+    MISSING_LOCALLY: "Downloaded once, but the copy is not on this disk any more (moved or deleted).",
     PENDING: "Expected today; its deadline has not passed yet.",
     NOT_EXPECTED: "Not a run day of this report's schedule.",
     NONE: "No history for this day.",
@@ -198,6 +202,8 @@ def cell_kind(run: RunDay) -> str:
         return MISSING
     if run.status == model.PENDING:
         return PENDING
+    if run.not_held:  # whatever it held, it is not here now
+        return MISSING_LOCALLY
     v = run.verification
     if v in (st.UNREADABLE, st.SCHEMA):
         return BROKEN
@@ -392,11 +398,15 @@ def kind_of_day(grid: Grid, day: date) -> str:
     return cell.kind if cell is not None else NONE
 
 
-def legend() -> list[tuple[str, str, str]]:
-    """(glyph, colour, label) for every kind shown in the legend, ok's shades first."""
+def legend(shown: Iterable[str] = ()) -> list[tuple[str, str, str]]:
+    """(glyph, colour, label) for every kind shown in the legend, ok's shades first.
+
+    ``shown``: the kinds on the grid; a rare kind (a copy gone from the disk) is listed only
+    when a cell has it."""
+    rare = [k for k in (MISSING_LOCALLY,) if k in shown]
     items = [("".join(OK_SHADES), "bright_green", "ok (rows: few→many)")]
-    for kind in (LATE, EMPTY, EMPTY_CLOSED, MISSING, BROKEN, STALE, WRONG_DAY, FEW_ROWS, UNVERIFIED,
-                 PENDING, NOT_EXPECTED):
+    for kind in (LATE, EMPTY, EMPTY_CLOSED, MISSING, *rare, BROKEN, STALE, WRONG_DAY, FEW_ROWS,
+                 UNVERIFIED, PENDING, NOT_EXPECTED):
         s = STYLES[kind]
         items.append((s.glyph, s.color, s.label))
     return items

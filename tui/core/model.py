@@ -256,6 +256,7 @@ class RunDay:
     covered_day: date | None = None  # the loan day the run covers (day - lag_days)
     content: tuple[ProblemKind, ...] = ()  # content problems of its files: wrong-day, stale, few-rows
     purged: tuple[str, ...] = ()  # its files whose local copy the retention policy deleted
+    not_held: tuple[str, ...] = ()  # its files downloaded once whose copy is gone from the disk
 
 
 @dataclass(frozen=True)

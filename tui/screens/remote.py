@@ -50,13 +50,13 @@ from tui.widgets.table import FastTable, cached_text
 if TYPE_CHECKING:
     from _typeshed import SupportsRichComparison
 
-WANTED_STATES = (LocalState.NEW, LocalState.PARTIAL, LocalState.CHANGED)
+WANTED_STATES = (LocalState.NEW, LocalState.PARTIAL, LocalState.CHANGED, LocalState.MISSING_LOCALLY)
 #: Held, or deliberately not held: no deletion warning for these.
 SAFE_STATES = (LocalState.DOWNLOADED, LocalState.PURGED)
 WIDE = 110  # from this terminal width on, the Age column and long labels are shown
 
-_STATE_RANK = {LocalState.NEW: 0, LocalState.PARTIAL: 1, LocalState.CHANGED: 2, LocalState.DOWNLOADED: 3,
-               LocalState.PURGED: 4}
+_STATE_RANK = {LocalState.MISSING_LOCALLY: 0, LocalState.NEW: 1, LocalState.PARTIAL: 2,
+               LocalState.CHANGED: 3, LocalState.DOWNLOADED: 4, LocalState.PURGED: 5}
 
 
 def _delivered_key(r: RemoteRow) -> float:
@@ -302,13 +302,16 @@ class RemoteScreen(AppScreen):
 
     def _update_status(self) -> None:
         rows = self.rows.values()
-        new = sum(1 for r in rows if r.state in WANTED_STATES)
+        missing = sum(1 for r in rows if r.state == LocalState.MISSING_LOCALLY)
+        new = sum(1 for r in rows if r.state in WANTED_STATES) - missing
         near = sum(1 for r in rows if r.state not in SAFE_STATES and r.days_left is not None
                    and r.days_left <= NEAR_DELETION_DAYS)
         purged = sum(1 for r in rows if r.state == LocalState.PURGED)
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{len(self.rows)} on server", style="bold")
         text.append(f" · {new} new", style="bold cyan" if new else "")
+        if missing:
+            text.append(f" · {missing} missing here", style="bold red")
         if purged:
             text.append(f" · {purged} purged", style="dim")
         if near:
@@ -370,15 +373,16 @@ class RemoteScreen(AppScreen):
             table.move_cursor(row=table.cursor_row + 1, animate=False)
 
     def action_select_new(self) -> None:
-        """Select every file not yet downloaded (among those the filter shows)."""
+        """Select every file not held here (among those the filter shows): new, partial,
+        changed on the server, or missing from the disk."""
         wanted = {n for n in self.shown if self.rows[n].state in WANTED_STATES}
         if not wanted:
-            self.notify("Every file shown is downloaded already.")
+            self.notify("Every file shown is downloaded and on the disk.")
             return
         added = wanted - self.selected
         self.selected |= wanted
         self._redraw_selection(added)
-        self.notify(f"{len(wanted)} files not yet downloaded are selected. Press d to download them.")
+        self.notify(f"{len(wanted)} files not held here are selected. Press d to download them.")
 
     def action_download(self) -> None:
         names = [n for n in self.shown if n in self.selected] or sorted(self.selected)

@@ -105,6 +105,7 @@ STATE_STYLE = {
     LocalState.PARTIAL: ("◐ partial", "magenta"),
     # Deleted on purpose by the local retention policy; never downloaded again.
     LocalState.PURGED: ("⊘ purged", "dim"),
+    LocalState.MISSING_LOCALLY: ("✗ missing", "bold red"),  # downloaded, gone from the disk
 }
 
 

@@ -215,7 +215,8 @@ class HeatmapWidget(Widget, can_focus=True):
         lines: list[Text] = []
         no_color = self.app.no_color if self.is_attached else False
         line = Text()
-        for glyph, color, label in hm.legend():
+        shown = {c.kind for c in self.grid.cells} if self.grid is not None else ()
+        for glyph, color, label in hm.legend(shown):
             piece = Text()
             style = Style(color=color, bold=True)
             piece.append(glyph, style=Style(bold=True) if no_color else style)

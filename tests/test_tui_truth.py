@@ -1,0 +1,192 @@
+"""Pilot tests: the app never shows a comforting state that is false, and its keys do what
+the screens say. Real demo SFTP server on 127.0.0.1, real .xlsx files, the app at 80x24.
+
+- a held copy moved out of local_dir is "missing locally" on every screen;
+- a successful listing clears a failed connection, a failed one is never hidden by an old
+  successful test;
+- a paused queue is visible everywhere, its rows say "paused", queueing onto it says so;
+- destructive keys ask while transfers run; toasts count the batch and give reasons;
+- "download it again" really fetches and says what it found;
+- the palette offers the actions of the screen under it; the keys the screens advertise work.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_sshd import TcpProxy, free_port
+from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
+    FIXED_NOW,
+    _pinned_clock,
+    demo_remote,
+    home,
+    known_hosts_for_port,
+    profile_for,
+    server_loop,
+    settled,
+    wait_for,
+)
+from tui.app import create_app
+from tui.core import heatmap as hm
+from tui.core.ledger import Ledger
+
+
+def _app(profile, **kw):
+    ledger = Ledger.open(profile.ledger_path, profile=profile.name)
+    return create_app(profile, ledger=ledger, demo=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def synced(demo_remote, server_loop, tmp_path_factory):
+    """A home folder after one full sync (downloads, ledger, verifications), made once."""
+    from tui.sftp.sync import SyncService
+
+    base = tmp_path_factory.mktemp("synced")
+    profile = profile_for(demo_remote, base)
+
+    async def sync() -> None:
+        ledger = Ledger.open(profile.ledger_path, profile=profile.name)
+        try:
+            async with SyncService(profile, ledger) as service:
+                result = await service.sync()
+            assert not result.failed
+        finally:
+            ledger.close()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REPORT_KEEPER_NOW", FIXED_NOW)
+        server_loop.run(sync(), 120)
+    return base
+
+
+def _copy_home(template: Path, home: Path) -> None:
+    """The synced home, as if it had always been here: the ledger's paths point into it."""
+    shutil.copytree(template, home, dirs_exist_ok=True)
+    with sqlite3.connect(home / ".ledger.sqlite3") as db:
+        db.execute("UPDATE downloads SET local_path = replace(local_path, ?, ?)",
+                   (str(template), str(home)))
+
+
+def _text(widget) -> str:
+    return str(widget.render())
+
+
+# ------------------------------------------------------------------ 1: the disk
+
+
+async def _check_missing_everywhere(pilot, app, name: str) -> None:
+    row = next(r for r in app.snapshot.rows if r.name == name)
+    assert row.state == "missing-locally"
+    await pilot.press("2")
+    remote = app.screen
+    cell = str(remote.query_one("DataTable").get_cell(name, "local"))
+    assert "downloaded" not in cell and "missing" in cell, cell
+    assert "missing here" in _text(remote.query_one("#remote-status"))
+    await pilot.press("a")
+    assert name in remote.selected
+    assert not [n for n in app._notifications if "downloaded already" in n.message]
+    await pilot.press("escape")
+
+    await pilot.press("1")
+    problems = [p for p in app.snapshot.health.problems if p.file == name]
+    assert [p.kind for p in problems] == ["missing-locally"]
+    assert "is no longer at" in _text(app.screen.query_one("#health-problems"))
+
+    await pilot.press("5")
+    heat = app.screen
+    report = next(r for r in app.snapshot.health.reports if any(name in run.files for run in r.runs))
+    run = next(run for run in report.runs if name in run.files)
+    while heat.report.name != report.name:
+        await pilot.press("right_square_bracket")
+    heat.query_one("HeatmapWidget").selected = run.day
+    await pilot.pause()
+    cell = heat.grid.cell(run.day)
+    assert cell.kind == hm.MISSING_LOCALLY
+    detail = _text(heat.query_one("#heatmap-day"))
+    assert "Delivered and verified" not in detail
+    assert "not on this disk" in detail
+
+
+async def test_a_report_moved_out_of_local_dir_is_missing_locally_on_every_screen(
+        demo_remote, synced, home):
+    _copy_home(synced, home)
+    name = demo_remote.scenario.file_of("ok").name
+    (home / "reports" / name).rename(home / "moved-away.xlsx")
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        await _check_missing_everywhere(pilot, app, name)
+        # d downloads it again; then every screen says so
+        await pilot.press("2")
+        app.screen.selected = {name}
+        await pilot.press("d")
+        await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
+        await wait_for(pilot, lambda: next(r for r in app.snapshot.rows if r.name == name).state
+                       == "downloaded")
+        assert (home / "reports" / name).read_bytes() == (home / "moved-away.xlsx").read_bytes()
+
+
+async def test_without_a_listing_the_screens_still_check_the_disk(demo_remote, synced, home):
+    _copy_home(synced, home)
+    name = demo_remote.scenario.file_of("ok").name
+    app = _app(profile_for(demo_remote, home), auto_connect=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.snapshot.version >= 1)
+        assert next(r for r in app.snapshot.rows if r.name == name).state == "downloaded"
+        (home / "reports" / name).unlink()  # deleted while the app runs, no server around
+        version = app.snapshot.version
+        app.load_snapshot()
+        await wait_for(pilot, lambda: app.snapshot.version > version)
+        await _check_missing_everywhere(pilot, app, name)
+
+
+# ------------------------------------------------------------------ 2: the connection
+
+
+async def _cut(proxy: TcpProxy) -> None:
+    """Drop every connection through the proxy (on the server's loop)."""
+    for writer in list(proxy._writers):
+        writer.transport.abort()
+
+
+async def test_a_successful_listing_clears_a_failed_connection_and_a_failed_one_shows(
+        demo_remote, home, tmp_path, server_loop):
+    proxy = TcpProxy(free_port())  # nothing listens behind it: the server is down
+    server_loop.run(proxy.start())
+    try:
+        known = known_hosts_for_port(demo_remote, proxy.port, tmp_path / "known_hosts")
+        app = _app(profile_for(demo_remote, home, port=proxy.port, known_hosts=known))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: settled(app))
+            await pilot.press("t")
+            await wait_for(pilot, lambda: app.connection.test is not None and settled(app)
+                           and not app.connection.testing)
+            conn = [p for p in app.snapshot.health.problems if p.kind == "connection"]
+            assert conn and conn[0].severity == "critical"
+            assert "'r'" in conn[0].next_step or "(r " in conn[0].next_step  # the key that clears it
+
+            proxy.target = ("127.0.0.1", demo_remote.port)  # the server is back
+            version = app.snapshot.version
+            await pilot.press("r")
+            await wait_for(pilot, lambda: settled(app) and app.snapshot.version > version)
+            assert app.connection.state == "connected"
+            assert not [p for p in app.snapshot.health.problems if p.kind == "connection"]
+            assert "Connection failed" not in _text(app.screen.query_one("#health-problems"))
+
+            await pilot.press("t")
+            await wait_for(pilot, lambda: app.connection.test is not None and app.connection.test.ok
+                           and settled(app) and not app.connection.testing)
+            proxy.target = ("127.0.0.1", free_port())  # down again: an old good test hides nothing
+            server_loop.run(_cut(proxy))
+            version = app.snapshot.version
+            await pilot.press("r")
+            await wait_for(pilot, lambda: settled(app) and app.snapshot.version > version)
+            assert app.connection.state == "failed"
+            conn = [p for p in app.snapshot.health.problems if p.kind == "connection"]
+            assert conn and conn[0].severity == "critical"
+    finally:
+        server_loop.run(proxy.stop())
