@@ -217,7 +217,7 @@ async def test_keys_are_handled_while_a_slow_transfer_runs(demo_remote, home, tm
             table.move_cursor(row=table.get_row_index(running), animate=False)
             await pilot.press("c")
             await wait_for(pilot, lambda: app.board.jobs[running.value].state == CANCELLED)
-            await pilot.press("x")  # cancel all: ends quickly, part files kept
+            await pilot.press("x", "y")  # cancel all (asked first): ends quickly, part files kept
             await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
             counts = app.board.counts()
             assert counts[CANCELLED] > 0, counts
@@ -225,7 +225,7 @@ async def test_keys_are_handled_while_a_slow_transfer_runs(demo_remote, home, tm
             # retry brings the cancelled ones back to the queue
             await pilot.press("f")
             assert app.board.counts()[CANCELLED] == 0 and app.board.active
-            await pilot.press("x")
+            await pilot.press("x", "y")
     finally:
         server_loop.run(proxy.stop())
 

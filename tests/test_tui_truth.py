@@ -190,3 +190,126 @@ async def test_a_successful_listing_clears_a_failed_connection_and_a_failed_one_
             assert conn and conn[0].severity == "critical"
     finally:
         server_loop.run(proxy.stop())
+
+
+# ------------------------------------------------------------------ 3 and 4: the queue
+
+
+def _toasts(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def _slow_app(demo_remote, home, tmp_path, server_loop):
+    proxy = TcpProxy(demo_remote.port, delay=0.001)
+    server_loop.run(proxy.start())
+    known = known_hosts_for_port(demo_remote, proxy.port, tmp_path / "known_hosts")
+    app = _app(profile_for(demo_remote, home, port=proxy.port, known_hosts=known))
+    return proxy, app
+
+
+async def test_a_paused_queue_is_visible_everywhere_and_queueing_onto_it_offers_to_resume(
+        demo_remote, home, tmp_path, server_loop):
+    proxy, app = await _slow_app(demo_remote, home, tmp_path, server_loop)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: settled(app))
+            # p on an empty queue does not pause for ever in silence
+            await pilot.press("3", "p")
+            assert not app.board.paused
+            assert any("Nothing to pause" in t for t in _toasts(app))
+            assert "PAUSED" not in app.sub_title
+
+            proxy.delay = 0.3  # a slow link from here on
+            await pilot.press("2")
+            remote = app.screen
+            remote.selected = set(remote.shown[:12])
+            await pilot.press("d")
+            await wait_for(pilot, lambda: app.board.counts()["running"] > 0)
+            await pilot.press("3", "p")
+            assert app.board.paused
+            first = next(n for n in remote.shown[:12] if app.board.jobs[n].state == "running")
+            # every screen says so: the header is on all of them, first so it is never cut
+            assert app.sub_title.startswith("‖ DOWNLOADS PAUSED")
+            for key in ("1", "2", "4", "5", "3"):
+                await pilot.press(key)
+                await pilot.pause()
+                header = app.screen.query_one("HeaderTitle")
+                assert "PAUSED" in _text(header), key
+            queue = app.screen
+            summary = _text(queue.query_one("#queue-summary"))
+            assert summary.startswith("‖ PAUSED"), summary
+            table = queue.query_one("DataTable")
+            assert "paused" in str(table.get_cell(first, "state"))
+            assert str(table.get_cell(first, "rate")).strip() == ""
+            await pilot.press("2")
+            assert "paused" in str(remote.query_one("DataTable").get_cell(first, "local"))
+
+            # queueing onto a paused queue says so and offers to resume
+            await pilot.press("a", "d")
+            await pilot.pause()
+            assert type(app.screen).__name__ == "ConfirmModal"
+            assert "paused" in _text(app.screen.query_one(".body"))
+            await pilot.press("n")
+            assert app.board.paused
+            assert any("wait in the paused queue" in t for t in _toasts(app))
+            await pilot.press("3", "p")
+            assert not app.board.paused and "PAUSED" not in app.sub_title
+            await pilot.press("x", "y")
+            await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
+    finally:
+        server_loop.run(proxy.stop())
+
+
+async def test_destructive_keys_ask_and_toasts_count_the_batch_with_reasons(
+        demo_remote, home, tmp_path, server_loop):
+    proxy, app = await _slow_app(demo_remote, home, tmp_path, server_loop)
+    folder = demo_remote.root / demo_remote.remote_dir
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: settled(app))
+            await pilot.press("3", "x")
+            assert any("Nothing to cancel" in t for t in _toasts(app))
+            assert "Downloads cancelled" not in " ".join(_toasts(app))
+
+            # a batch of one that fails: the toast gives the reason
+            await pilot.press("2")
+            remote = app.screen
+            gone, ok = remote.shown[0], remote.shown[1]
+            (folder / gone).rename(tmp_path / "hidden.xlsx")
+            try:
+                remote.selected = {gone, ok}
+                await pilot.press("d")
+                await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
+            finally:
+                (tmp_path / "hidden.xlsx").rename(folder / gone)
+            last = _toasts(app)[-1]
+            assert "1 downloaded, 1 failed" in last, last
+            assert gone in last and app.board.jobs[gone].reason in last
+
+            # the next batch is counted alone; x asks first while transfers run
+            app.clear_notifications()
+            proxy.delay = 0.3
+            await pilot.press("a", "d")
+            await wait_for(pilot, lambda: app.board.counts()["running"] > 0)
+            await pilot.press("3", "x")
+            assert type(app.screen).__name__ == "ConfirmModal"
+            assert "still to come" in _text(app.screen.query_one(".body"))
+            await pilot.press("n")
+            assert app.board.active and not app.board.counts()["cancelled"]
+            # q asks too, and staying keeps downloading
+            await pilot.press("q")
+            assert type(app.screen).__name__ == "ConfirmModal"
+            await pilot.press("n")
+            assert app.is_running and app.board.active
+            await pilot.press("x", "y")
+            await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
+            toasts = [t for t in _toasts(app) if t.startswith("Downloads")]
+            assert len(toasts) == 1, toasts
+            assert "cancelled" in toasts[0] and "failed" not in toasts[0], toasts[0]
+            done_here = app.board.counts()["done"] - 1  # the earlier batch is not counted again
+            assert (f"{done_here} downloaded" in toasts[0]) if done_here else (
+                "downloaded" not in toasts[0]), toasts[0]
+            bar = app.screen.query_one("ProgressBar")
+            assert bar.percentage is not None and bar.percentage < 1
+    finally:
+        server_loop.run(proxy.stop())

@@ -46,6 +46,7 @@ from tui.core.model import JobState, LocalState
 from tui.core.names import escape_name
 from tui.messages import ConnectionChanged, DataRefreshed, QueueChanged, ReportsVerified
 from tui.screens.base import AppScreen, PaletteCommand
+from tui.screens.confirm import ConfirmModal
 from tui.screens.health import HealthScreen
 from tui.screens.heatmap import HeatmapScreen
 from tui.screens.help import HelpScreen
@@ -66,12 +67,15 @@ from tui.state import (
     ScreenName,
     SyncServiceLike,
     TransferBoard,
+    again_text,
+    batch_text,
     build_snapshot,
     empty_reports,
     partial_names,
     verify_local_reports,
 )
 from tui.widgets import toasts
+from tui.widgets.formatting import human_size
 
 if TYPE_CHECKING:
     from tui.core.export import ExportResult
@@ -257,7 +261,11 @@ class ReportKeeperApp(App[None]):
     def _update_subtitle(self) -> None:
         name = self.profile.name
         demo = " (demo)" if self.demo and name != "demo" else ""
-        self.sub_title = f"{name}{demo} · {self.profile.host} · {_CONNECTION_GLYPH[self.connection.state]}"
+        # The header is on every screen: a paused queue is said there first, so it is never
+        # cut off and never only known to the Queue screen.
+        paused = "‖ DOWNLOADS PAUSED · " if self.board.paused else ""
+        self.sub_title = (f"{paused}{name}{demo} · {self.profile.host} · "
+                          f"{_CONNECTION_GLYPH[self.connection.state]}")
 
     def set_connection(self, state: ConnectionState, message: str = "") -> None:
         self.connection.state = state
@@ -337,7 +345,8 @@ class ReportKeeperApp(App[None]):
     # -- intents of the screens -------------------------------------------------------------
     def queue_downloads(self, names: Iterable[str]) -> int:
         """Put files on the download queue; returns how many were added. A purged file (its
-        local copy deleted by the retention policy) is never queued."""
+        local copy deleted by the retention policy) is never queued. Onto a paused queue the
+        user is told so and offered to resume."""
         purged = {r.name for r in self.snapshot.rows if r.state == LocalState.PURGED}
         added = self.board.queue([n for n in names if n not in purged],
                                  {r.name: r.size for r in self.snapshot.rows})
@@ -346,7 +355,29 @@ class ReportKeeperApp(App[None]):
             self._post_queue_changed()
             if not self._download_running():
                 self.run_downloads()
+            if self.board.paused:
+                self._offer_resume(len(added))
         return len(added)
+
+    def _offer_resume(self, added: int) -> None:
+        files = f"{added} file{'s' if added != 1 else ''}"
+
+        def answered(resume: bool | None) -> None:
+            if resume:
+                self._set_paused(False)
+                self.notify("Downloads resumed.")
+            else:
+                self.notify(f"{files} wait in the paused queue: p on the Queue screen (3) resumes it.",
+                            severity="warning")
+
+        if isinstance(self.screen, ConfirmModal):  # already asking
+            return
+        self.push_screen(ConfirmModal(
+            "Downloads are paused",
+            f"{files} {'were' if added != 1 else 'was'} added to the queue, but downloads are "
+            "paused: nothing starts until they are resumed.",
+            yes="Resume now", no="Keep paused", safe_is_yes=True,
+        ), callback=answered)
 
     def cancel_one(self, name: str) -> bool:
         """Cancel one file of the queue (its part file is kept); False when it had ended."""
@@ -443,7 +474,9 @@ class ReportKeeperApp(App[None]):
                 raise
             finally:
                 self._transfer_control = None
-            self._after_batch(result)
+            self._after_batch(result, batch)
+        if self.board.paused and not self.board.active:
+            self._set_paused(False)  # nothing left to hold: a later batch starts at once
         self.load_snapshot()
 
     def _set_transfer_control(self, queue: TransferQueue) -> None:
@@ -451,8 +484,11 @@ class ReportKeeperApp(App[None]):
         if self.board.paused:
             queue.pause()
 
-    def _after_batch(self, result: SyncResult) -> None:
+    def _after_batch(self, result: SyncResult, batch: list[str]) -> None:
         self.board.record_batch(result)
+        again = {a.name: a for a in result.again}
+        for name, fetched in again.items():
+            self.board.set_reason(name, again_text(fetched))
         # A newly verified report with no data on an open day is worth a toast of its own:
         # that day's loans are anonymized within days.
         toasts.empty_reports(self, empty_reports(result.files))
@@ -462,9 +498,8 @@ class ReportKeeperApp(App[None]):
             self.set_connection(ConnectionState.CONNECTED, self.connection.message)
         self._post_queue_changed()
         self.load_snapshot()
-        done = self.board.counts()
-        self.notify(f"Downloads finished: {done[JobState.DONE]} done, {done[JobState.FAILED]} failed.",
-                    severity="warning" if done[JobState.FAILED] else "information")
+        text, severity = batch_text(self.board, batch, result)
+        self.notify(text, severity=severity, markup=False, timeout=8 if severity == "information" else 12)
 
     # -- actions ----------------------------------------------------------------------------
     def action_switch_mode(self, mode: str) -> None:  # type: ignore[override]  # sync: modes are mounted
@@ -500,21 +535,67 @@ class ReportKeeperApp(App[None]):
         self.notify(f"{len(names)} files queued again.")
 
     def action_toggle_pause(self) -> None:
-        self.board.paused = not self.board.paused
-        if self.board.paused:
+        if not self.board.paused and not self.board.active:
+            self.notify("Nothing to pause: no download is queued or running.")
+            return
+        self._set_paused(not self.board.paused)
+        self.notify("Downloads paused: p resumes them." if self.board.paused else "Downloads resumed.")
+
+    def _set_paused(self, paused: bool) -> None:
+        self.board.set_paused(paused)
+        if paused:
             self._unpaused.clear()
         else:
             self._unpaused.set()
         control = self._transfer_control
         if control is not None:
-            if self.board.paused:
+            if paused:
                 control.pause()
             else:
                 control.resume()
-        self.notify("Downloads paused." if self.board.paused else "Downloads resumed.")
+        self._update_subtitle()
         self._post_queue_changed()
 
     def action_cancel_all(self) -> None:
+        """Cancel every queued and running download, after asking (part files are kept)."""
+        if not self.board.active and not self._pending:
+            self.notify("Nothing to cancel: no download is queued or running.")
+            return
+        left = self._left_text()
+
+        def answered(cancel: bool | None) -> None:
+            if cancel:
+                self._cancel_all()
+
+        self.push_screen(ConfirmModal(
+            "Cancel every download?",
+            f"{left} still to come. What has arrived is kept in part files: f on the Queue "
+            "screen (or d on Remote) resumes them later.",
+            yes="Cancel downloads", no="Keep downloading",
+        ), callback=answered)
+
+    async def action_quit(self) -> None:
+        """Quit; while downloads run, only after asking (what arrived is kept and resumed)."""
+        if not self.board.active:
+            self.exit()
+            return
+
+        def answered(leave: bool | None) -> None:
+            if leave:
+                self.exit()
+
+        self.push_screen(ConfirmModal(
+            "Quit while downloading?",
+            f"{self._left_text()} still to come. What has arrived is kept in part files; the "
+            "next start (d on Remote) or 'report-keeper sync' resumes them.",
+            yes="Quit", no="Stay",
+        ), callback=answered)
+
+    def _left_text(self) -> str:
+        files, size = self.board.left()
+        return f"{files} file{'s' if files != 1 else ''} ({human_size(size)})"
+
+    def _cancel_all(self) -> None:
         self._pending.clear()
         control = self._transfer_control
         if control is not None:
@@ -523,11 +604,10 @@ class ReportKeeperApp(App[None]):
             for worker in self.workers:
                 if worker.group == "download":
                     worker.cancel()
-        self._unpaused.set()
-        self.board.paused = False
         self.board.cancel_pending()
-        self._post_queue_changed()
-        self.notify("Downloads cancelled.")
+        self._set_paused(False)
+        if control is None:  # else the batch's own toast says what was cancelled
+            self.notify("Downloads cancelled; what arrived is kept in part files.")
 
     # -- failures ---------------------------------------------------------------------------
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

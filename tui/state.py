@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from tui.core import clock
 from tui.core import status as st
@@ -40,7 +40,7 @@ from tui.core.names import escape_name
 from tui.core.status import VerifyStatus
 from tui.sftp.download import Placed
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running, TransferEvent, TransferQueue
-from tui.sftp.sync import EventCallback, RemoteListing, SyncResult
+from tui.sftp.sync import AgainOutcome, EventCallback, FetchedAgain, RemoteListing, SyncResult
 
 log = logging.getLogger("report_keeper.state")
 
@@ -318,7 +318,7 @@ class TransferBoard:
     Queue screen redraws at most a few times a second (latest wins)."""
 
     jobs: dict[str, JobView] = field(default_factory=dict)
-    paused: bool = False
+    paused: bool = False  # changed through set_paused (the rows of waiting jobs redraw)
     started_at: float | None = None
     version: int = 0
 
@@ -391,6 +391,15 @@ class TransferBoard:
                 return None
         self._touch(job)
         return job
+
+    def set_paused(self, paused: bool) -> None:
+        """Hold or continue the queue; every job not ended is redrawn ("paused" or not)."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        for job in self.jobs.values():
+            if job.state.active:
+                self._touch(job)
 
     def set_verification(self, name: str, status: VerifyStatus | None) -> None:
         job = self.jobs.get(name)
@@ -466,17 +475,93 @@ class TransferBoard:
         return any(j.state.active for j in self.jobs.values())
 
     def totals(self) -> tuple[int, int]:
-        """(bytes done, bytes total) over every job not cancelled."""
+        """(bytes done, bytes total) over every job: a cancelled or failed file stays in the
+        total, so cancelling never turns the overall bar into a finished one."""
         done = total = 0
         for j in self.jobs.values():
-            if j.state == JobState.CANCELLED:
-                continue
             total += j.size
             done += j.size if j.state == JobState.DONE else min(j.bytes_done, j.size or j.bytes_done)
         return done, total
 
     def rate(self) -> float:
         return sum(j.rate for j in self.jobs.values() if j.state == JobState.RUNNING)
+
+    def left(self) -> tuple[int, int]:
+        """(files, bytes) still to come: every job not ended (for a question before stopping)."""
+        active = [j for j in self.jobs.values() if j.state.active]
+        return len(active), sum(max(0, j.size - j.bytes_done) for j in active)
+
+
+_VERDICT = {
+    st.OK: "it verifies ok",
+    st.EMPTY: "it has no data rows",
+    st.EMPTY_CLOSED: "it is empty (a closed day)",
+    st.SCHEMA: "it lacks the expected columns",
+    st.UNREADABLE: "it is not a readable workbook",
+    st.CHANGED: "it verifies ok",
+    st.WRONG_DAY: "its rows describe another day",
+}
+
+
+def again_text(fetched: FetchedAgain) -> str:
+    """What downloading a held copy again found, in one or two sentences (name escaped)."""
+    name = escape_name(fetched.name)
+    verdict = fetched.verification.status if fetched.verification is not None else None
+    said = _VERDICT.get(verdict, "it is not verified yet") if verdict is not None else "it is not verified yet"
+    placed = escape_name(Path(fetched.path).name)
+    if fetched.outcome == AgainOutcome.IDENTICAL:
+        if verdict in (st.OK, st.EMPTY_CLOSED):
+            return f"{name}: the server's copy is identical to the one held, and {said}."
+        return (f"{name}: the server's copy is identical to the one held, so the server's is "
+                f"damaged too ({said}). Re-run the report in Alma (Health says by when).")
+    if fetched.outcome == AgainOutcome.DIFFERENT:
+        return (f"{name}: the server's copy differs from the one held; it is kept beside it as "
+                f"'{placed}', and {said}.")
+    return f"{name}: the copy here was gone; downloaded again as '{placed}', and {said}."
+
+
+ToastSeverity = Literal["information", "warning", "error"]
+
+
+def batch_text(board: TransferBoard, batch: Sequence[str], result: SyncResult) -> tuple[str, ToastSeverity]:
+    """The one toast after a batch of downloads: this batch's counts (not the session's), the
+    reason of a failure, and what downloading a held copy again found. ``(text, severity)``."""
+    jobs = [board.jobs[n] for n in dict.fromkeys(batch) if n in board.jobs]
+    again = {a.name: a for a in result.again}
+    done = [j for j in jobs if j.state == JobState.DONE and j.name not in again]
+    failed = [j for j in jobs if j.state == JobState.FAILED]
+    cancelled = [j for j in jobs if j.state == JobState.CANCELLED]
+    counts = []
+    if done:
+        counts.append(f"{len(done)} downloaded")
+    if again:
+        counts.append(f"{len(again)} downloaded again")
+    if failed:
+        counts.append(f"{len(failed)} failed")
+    if cancelled:
+        counts.append(f"{len(cancelled)} cancelled")
+    head = "Downloads stopped" if cancelled and not done and not again else "Downloads finished"
+    text = f"{head}: {', '.join(counts) or 'nothing to do'}."
+    severity: ToastSeverity = "information"
+    if failed:
+        first = failed[0]
+        more = f" ({len(failed) - 1} more on the Queue screen, 3)" if len(failed) > 1 else ""
+        text += f" {escape_name(first.name)}: {first.reason or 'failed'}{more}"
+        severity = "error"
+    if cancelled:
+        text += " What arrived is kept; f on the Queue screen resumes it."
+        severity = "warning" if severity == "information" else severity
+    if len(again) == 1:
+        only = next(iter(again.values()))
+        text += " " + again_text(only)
+        bad = only.verification is None or only.verification.status not in (st.OK, st.EMPTY_CLOSED)
+        if bad and severity == "information":
+            severity = "warning"
+    elif again:
+        same = sum(1 for a in again.values() if a.outcome == AgainOutcome.IDENTICAL)
+        text += (f" Of those downloaded again, {same} {'is' if same == 1 else 'are'} identical to "
+                 "the copy held; the Queue screen (3) says what each one found.")
+    return text, severity
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ STATE_STYLE = {
     FAILED: ("✗ failed", "bold red"),
     CANCELLED: ("- cancelled", "dim"),
 }
+PAUSED = ("‖ paused", "bold yellow")  # a job not ended while the queue is paused
 WIDE = 110
 
 
@@ -126,13 +127,17 @@ class QueueScreen(AppScreen):
         label, style = STATE_STYLE[job.state]
         if job.state == RETRYING and job.attempt:
             label = f"↻ retry {job.attempt}"
+        paused = self.app.board.paused and job.state.active
+        if paused:  # the figures would be frozen: say why they do not move
+            label, style = PAUSED
+        moving = job.state == RUNNING and not paused
         cells: list[Text] = [
             Text(label, style=style),
             name_text(job.name, self._name_width(), keep_end=True),
             bar_text(job.bytes_done if job.state != DONE else job.size, job.size, 8),
             Text(_bytes_text(job), justify="right"),
-            Text(human_rate(job.rate) if job.state == RUNNING else "", justify="right"),
-            Text(human_eta(job.eta) if job.state == RUNNING else "", justify="right"),
+            Text(human_rate(job.rate) if moving else "", justify="right"),
+            Text(human_eta(job.eta) if moving else "", justify="right"),
         ]
         if self._wide:
             cells.append(verify_cell(job.verification) if job.state == DONE else Text(""))
@@ -171,6 +176,9 @@ class QueueScreen(AppScreen):
         counts = board.counts()
         done_bytes, total_bytes = board.totals()
         text = Text(no_wrap=True, overflow="ellipsis")
+        if board.paused:  # first: the line is cut at the right on narrow terminals
+            text.append("‖ PAUSED", style="bold reverse yellow")
+            text.append(" · ")
         text.append(f"{len(board.jobs)} files", style="bold")
         for state in (RUNNING, RETRYING, QUEUED, DONE, FAILED, CANCELLED):
             if counts.get(state):
@@ -178,19 +186,17 @@ class QueueScreen(AppScreen):
                 text.append(f" · {counts[state]} {label.split(' ', 1)[1]}", style=style)
         if total_bytes:
             text.append(f" · {human_size(done_bytes)} of {human_size(total_bytes)}")
-        rate = board.rate()
+        rate = 0.0 if board.paused else board.rate()
         if rate:
             text.append(f" · {human_rate(rate)}")
             remaining = total_bytes - done_bytes
             text.append(f" · ETA {human_eta(remaining / rate)}")
-        if board.paused:
-            text.append(" · PAUSED", style="bold reverse yellow")
         self.query_one("#queue-summary", Static).update(text)
         bar = self.query_one(ProgressBar)
         if total_bytes:
             bar.update(total=total_bytes, progress=done_bytes)
-        else:
-            bar.update(total=1, progress=1 if board.jobs and not board.active else 0)
+        else:  # full only when something was done, not when everything was cancelled
+            bar.update(total=1, progress=1 if counts.get(DONE) and not board.active else 0)
 
     def _cursor_name(self) -> str | None:
         table = self.query_one(DataTable)

@@ -204,6 +204,8 @@ class RemoteScreen(AppScreen):
     def _local_cell(self, row: RemoteRow) -> Text:
         job = self.app.board.jobs.get(row.name)
         if job is not None and job.state.active:
+            if self.app.board.paused:
+                return Text("‖ paused", style="bold yellow")
             if job.state == JobState.RUNNING and job.size:
                 pct = int(100 * job.bytes_done / job.size)
                 return Text(f"↓ {pct:>3}%", style="bold cyan")
@@ -408,7 +410,8 @@ class RemoteScreen(AppScreen):
         self.selected.clear()
         self._redraw_selection(cleared)
         self._update_queue_cells()
-        self.notify(f"{added} files queued for download. Press 3 to watch the queue.")
+        if not self.app.board.paused:  # else the app asks whether to resume
+            self.notify(f"{added} files queued for download. Press 3 to watch the queue.")
 
     def action_cycle_sort(self) -> None:
         self.sort_index = (self.sort_index + 1) % len(SORTS)
