@@ -313,3 +313,37 @@ async def test_destructive_keys_ask_and_toasts_count_the_batch_with_reasons(
             assert bar.percentage is not None and bar.percentage < 1
     finally:
         server_loop.run(proxy.stop())
+
+
+# ------------------------------------------------------------------ 5: download it again
+
+
+async def test_download_it_again_fetches_compares_and_says_what_it_found(demo_remote, synced, home):
+    _copy_home(synced, home)
+    corrupt = demo_remote.scenario.file_of("corrupt").name
+    held = home / "reports" / corrupt
+    before = held.read_bytes()
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        problem = next(p for p in app.snapshot.health.problems if p.file == corrupt)
+        assert problem.kind == "unreadable"
+        # the advice names what works: 'sync' skips a copy it holds
+        assert "report-keeper sync" not in problem.next_step
+        assert "d" in problem.next_step and "Remote" in problem.next_step
+        await pilot.press("2")
+        remote = app.screen
+        table = remote.query_one("DataTable")
+        table.move_cursor(row=remote.shown.index(corrupt), animate=False)
+        await pilot.press("space", "d")
+        await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
+        toast = [t for t in _toasts(app) if t.startswith("Downloads")][-1]
+        assert "1 downloaded again" in toast and "identical" in toast and "damaged" in toast, toast
+        assert "1 done" not in toast
+        assert held.read_bytes() == before  # the old copy is untouched
+        assert sorted(p.name for p in held.parent.iterdir() if corrupt[:-5] in p.name) == [corrupt]
+        await pilot.press("3")
+        queue = app.screen
+        queue.query_one("DataTable").move_cursor(row=0, animate=False)
+        await pilot.pause()
+        assert "identical" in _text(queue.query_one("#queue-detail"))

@@ -380,6 +380,7 @@ class TransferBoard:
                 job.sha256 = sha256
                 job.status = status
                 job.rate = 0.0
+                job.reason = ""  # a retry's reason is over
             case Failed(reason=reason):
                 job.state = JobState.FAILED
                 job.reason = reason or "failed"

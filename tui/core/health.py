@@ -576,8 +576,10 @@ def _run_problems(report: ReportConfig, run: RunDay, files: list[Delivery], toda
                 severity=CRITICAL, kind=ProblemKind.UNREADABLE, day=run.day, file=d.name, rescue_by=rescue_by,
                 delete_on=run.delete_on,
                 message=f"'{d.name}' is not a readable Excel file",
-                next_step="Download it again ('report-keeper sync'); if it stays unreadable: "
-                + _lower_first(_rerun_step(name, covered, rescue_by, today)),
+                # 'sync' skips a copy it holds; the app fetches a named file again, keeps the
+                # old copy and says whether the server's differs.
+                next_step="Download it again in the app (Remote: space on it, then d); if the "
+                "server's copy is the same: " + _lower_first(_rerun_step(name, covered, rescue_by, today)),
             ))
     return out
 

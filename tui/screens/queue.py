@@ -221,6 +221,9 @@ class QueueScreen(AppScreen):
             text.append(home_relative(job.path) if job.path else escape_name(job.name))
             if job.beside_older_copy:
                 text.append("  (the server copy changed: kept beside the older one)", style="yellow")
+            if job.reason:  # what downloading a held copy again found
+                text.append("\n")
+                text.append(job.reason)
         else:
             label, style = STATE_STYLE[job.state]
             text.append(f"{label}: ", style=style)
