@@ -347,3 +347,116 @@ async def test_download_it_again_fetches_compares_and_says_what_it_found(demo_re
         queue.query_one("DataTable").move_cursor(row=0, animate=False)
         await pilot.pause()
         assert "identical" in _text(queue.query_one("#queue-detail"))
+
+
+# ------------------------------------------------------------------ 12: the palette
+
+
+async def _palette(pilot, query: str) -> list[str]:
+    await pilot.press("ctrl+p")
+    await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "CommandPalette")
+    await pilot.press(*query)
+    await pilot.pause(0.5)
+    options = pilot.app.screen.query_one("CommandList")
+    return [str(options.get_option_at_index(i).prompt).split("\n")[0]
+            for i in range(options.option_count)]
+
+
+async def test_the_palette_offers_the_actions_of_the_screen_under_it(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        await pilot.press("2")
+        remote = app.screen
+        found = await _palette(pilot, "sort")
+        assert any("Remote: next sort order" in f for f in found), found
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is remote and remote.sort_index == 1  # it ran on the Remote screen
+
+        await pilot.press("4")
+        await wait_for(pilot, lambda: not app.screen.workers or all(w.is_finished for w in app.screen.workers))
+        for query, title in (("mask", "Verify: show or mask identifier columns"),
+                             ("verify", "Verify: verify every local report again")):
+            found = await _palette(pilot, query)
+            assert any(title in f for f in found), (query, found)
+            await pilot.press("escape")
+            await pilot.pause()
+
+        await pilot.press("5")
+        found = await _palette(pilot, "next report")
+        assert any("Heatmap: next report" in f for f in found), found
+        await pilot.press("escape")
+        await pilot.pause()
+
+        found = await _palette(pilot, "quit")
+        assert sum("Quit" in f for f in found) == 1, found
+        await pilot.press("escape")
+        await pilot.pause()
+        found = await _palette(pilot, "screenshot")
+        assert not any("Screenshot" in f for f in found), found
+
+
+# ------------------------------------------------------------------ 13: the keys the screens name
+
+
+def _footer_key(screen, key: str) -> str | None:
+    """The footer's description of ``key`` on ``screen`` (None: not in the footer)."""
+    active = screen.active_bindings.get(key)
+    if active is None or not active.binding.show or not active.enabled:
+        return None
+    return active.binding.description
+
+
+async def test_the_keys_the_screens_name_work_and_are_in_the_footer(demo_remote, synced, home):
+    _copy_home(synced, home)
+    name = demo_remote.scenario.file_of("ok").name
+    (home / "reports" / name).unlink()
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        # d on Health does what the advice says
+        assert app.screen.__class__.__name__ == "HealthScreen"
+        await pilot.press("d")
+        assert name in app.board.jobs
+        await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
+        assert (home / "reports" / name).exists()
+
+        # enter (details) is in the footer of the lists
+        await pilot.press("2")
+        assert _footer_key(app.screen, "enter") == "Details"
+        await pilot.press("enter")
+        assert type(app.screen).__name__ == "FileDetailsModal"
+        await pilot.press("escape")
+        await pilot.press("4")
+        verify = app.screen
+        await wait_for(pilot, lambda: verify._shown)
+        assert _footer_key(verify, "enter") == "Details"
+        assert _footer_key(verify, "tab") is None  # no details open: nothing to move to
+        await pilot.press("enter")
+        await pilot.pause()
+        assert _footer_key(verify, "tab") == "Scroll details"
+        await pilot.press("tab")
+        await pilot.pause()
+        assert verify.query_one("#verify-detail") in verify.focused.ancestors_with_self
+        assert _footer_key(verify, "tab") == "Back to list"
+        await pilot.press("tab")
+        await pilot.pause()
+        assert verify.focused is verify.query_one("#verify-table")
+
+        # tab on the heatmap says where it goes, and comes back
+        await pilot.press("5")
+        heat = app.screen
+        widget = heat.query_one("HeatmapWidget")
+        assert heat.focused is widget
+        assert _footer_key(heat, "tab") == "Scroll details"
+        await pilot.press("tab")
+        await pilot.pause()
+        assert heat.focused is heat.query_one("#heatmap-detail")
+        assert _footer_key(heat, "tab") == "Back to calendar"
+        await pilot.press("tab")
+        await pilot.pause()
+        assert heat.focused is widget
+        day = widget.selected
+        await pilot.press("up")
+        assert widget.selected != day  # the arrows move the day again

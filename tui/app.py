@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
-from textual.app import App, ScreenStackError, UnknownModeError
+from textual.app import App, ScreenStackError, SystemCommand, UnknownModeError
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
@@ -122,7 +122,8 @@ class ReportKeeperCommands(Provider):
         app = self.app
         assert isinstance(app, ReportKeeperApp)
         out: list[tuple[str, Callable[[], object], str]] = []
-        screen = app.screen
+        # The screen the palette was opened on (``app.screen`` is the palette itself by now).
+        screen = self.screen
         if isinstance(screen, AppScreen):
             for title, action, help_text in screen.PALETTE_COMMANDS:
                 out.append((title, partial(app.run_action, action, screen), help_text))
@@ -209,6 +210,16 @@ class ReportKeeperApp(App[None]):
         self._unpaused = asyncio.Event()
         self._unpaused.set()
         self._update_subtitle()
+
+    #: Textual's own palette entries left out: its Quit (ours asks while downloads run; it
+    #: would be listed twice) and Screenshot (it writes an SVG into a folder the user did not
+    #: choose, and fails where there is none).
+    _SYSTEM_LEFT_OUT = frozenset({"Quit", "Screenshot"})
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        for command in super().get_system_commands(screen):
+            if command.title not in self._SYSTEM_LEFT_OUT:
+                yield command
 
     # -- services ---------------------------------------------------------------------------
     @property

@@ -222,6 +222,8 @@ class HealthScreen(AppScreen):
     BINDINGS = [
         Binding("r", "app.refresh", "Refresh", id="health.refresh"),
         Binding("t", "app.test_connection", "Test connection", id="health.test"),
+        # The problems' advice names d: it fetches every file not held here.
+        Binding("d", "app.download_all_new", "Download new", id="health.download"),
         Binding("down,j", "scroll(1)", "Down", show=False),
         Binding("up,k", "scroll(-1)", "Up", show=False),
         Binding("pagedown", "scroll(10)", "Page down", show=False),

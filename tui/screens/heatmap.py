@@ -75,7 +75,17 @@ class HeatmapScreen(AppScreen):
         Binding("right_square_bracket", "switch_report(1)", "Next report", key_display="]"),
         Binding("home", "first_day", "First day", show=False),
         Binding("end", "last_day", "Last day", show=False),
+        # tab moves between the calendar and the day's details (which then scroll with the
+        # arrows); the footer says where it goes (check_action shows one of the two).
+        Binding("tab", "focus_detail", "Scroll details", id="heatmap.focus_detail"),
+        Binding("tab,escape", "focus_calendar", "Back to calendar", id="heatmap.focus_calendar"),
     ]
+    PALETTE_COMMANDS = (
+        ("Heatmap: previous report", "switch_report(-1)", "["),
+        ("Heatmap: next report", "switch_report(1)", "]"),
+        ("Heatmap: first day of the history", "first_day", "home"),
+        ("Heatmap: today", "last_day", "end"),
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -150,6 +160,23 @@ class HeatmapScreen(AppScreen):
         self._index = (self._index + step) % len(reports)
         self._selected = None
         self._show()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        detail_focused = self.query_one("#heatmap-detail").has_focus
+        if action == "focus_detail":
+            return not detail_focused
+        if action == "focus_calendar":
+            return detail_focused
+        return True
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()  # the footer's tab says where it goes now
+
+    def action_focus_detail(self) -> None:
+        self.query_one("#heatmap-detail").focus()
+
+    def action_focus_calendar(self) -> None:
+        self.query_one(HeatmapWidget).focus()
 
     def action_first_day(self) -> None:
         self.query_one(HeatmapWidget).action_first()

@@ -45,7 +45,7 @@ from tui.widgets.formatting import (
     verify_cell,
 )
 from tui.widgets.navbar import NavBar
-from tui.widgets.table import FastTable, cached_text
+from tui.widgets.table import DetailsTable, FastTable, cached_text
 
 if TYPE_CHECKING:
     from _typeshed import SupportsRichComparison
@@ -124,7 +124,7 @@ class RemoteScreen(AppScreen):
         yield Header()
         yield NavBar(ScreenName.REMOTE)
         yield Static("", id="remote-status")
-        table = FastTable(id="remote-table", cursor_type="row", zebra_stripes=True)
+        table = DetailsTable(id="remote-table", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static("", id="remote-empty")
         yield Input(placeholder="filter by name (enter: keep, escape: clear)", id="remote-filter")

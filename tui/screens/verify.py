@@ -52,6 +52,7 @@ from tui.state import ScreenName
 from tui.widgets import toasts
 from tui.widgets.formatting import local_time, verify_cell
 from tui.widgets.navbar import NavBar
+from tui.widgets.table import DetailsTable
 
 if TYPE_CHECKING:
     from _typeshed import SupportsRichComparison
@@ -109,6 +110,10 @@ class VerifyScreen(AppScreen):
         Binding("slash", "filter", "Filter", key_display="/", id="verify.filter"),
         Binding("e", "export", "Export", id="verify.export"),
         Binding("escape", "close", "Close", show=False, id="verify.close"),
+        # tab moves between the list and the open details (which then scroll with the
+        # arrows); the footer says where it goes (check_action shows one of the two).
+        Binding("tab", "focus_detail", "Scroll details", id="verify.focus_detail"),
+        Binding("tab", "focus_list", "Back to list", id="verify.focus_list"),
     ]
     PALETTE_COMMANDS = (
         ("Verify: verify every local report again", "verify", "v"),
@@ -139,7 +144,7 @@ class VerifyScreen(AppScreen):
         with Horizontal(id="verify-progress-row"):
             yield Static("", id="verify-progress-label")
             yield ProgressBar(id="verify-progress", show_eta=False)
-        yield DataTable(id="verify-table", cursor_type="row", zebra_stripes=True)
+        yield DetailsTable(id="verify-table", cursor_type="row", zebra_stripes=True)
         yield Input(placeholder="filter by name (enter: keep, escape: clear)", id="verify-filter")
         with VerticalScroll(id="verify-detail"):
             yield Static("", id="verify-detail-text")
@@ -329,6 +334,26 @@ class VerifyScreen(AppScreen):
             if not event.value:
                 event.input.remove_class("shown")
             self.query_one(DataTable).focus()
+
+    def _in_detail(self) -> bool:
+        focused = self.focused
+        return focused is not None and self.query_one("#verify-detail") in focused.ancestors_with_self
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "focus_detail":
+            return self.query_one("#verify-detail").has_class("shown") and not self._in_detail()
+        if action == "focus_list":
+            return self._in_detail()
+        return True
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()  # the footer's tab says where it goes now
+
+    def action_focus_detail(self) -> None:
+        self.query_one("#verify-detail").focus()
+
+    def action_focus_list(self) -> None:
+        self.query_one("#verify-table").focus()
 
     def action_close(self) -> None:
         box = self.query_one("#verify-filter", Input)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.geometry import Size
 from textual.widgets import DataTable
 from textual.widgets._data_table import DuplicateKey, Row, RowKey
@@ -77,3 +78,11 @@ def cached_text(cache: dict, text: str, style: str = "", justify: str | None = N
     if value is None:
         value = cache[key] = Text(text, style=style, justify=justify)  # type: ignore[arg-type]
     return value
+
+
+class DetailsTable(FastTable):
+    """A FastTable whose ``enter`` opens the details of the row under the cursor and says so
+    in the footer: DataTable's own ``enter`` is hidden from the footer, and as the focused
+    widget's binding it hides the screen's ``enter`` too."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Details", id="table.details")]
