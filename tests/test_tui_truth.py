@@ -229,7 +229,7 @@ async def test_a_paused_queue_is_visible_everywhere_and_queueing_onto_it_offers_
             assert app.board.paused
             first = next(n for n in remote.shown[:12] if app.board.jobs[n].state == "running")
             # every screen says so: the header is on all of them, first so it is never cut
-            assert app.sub_title.startswith("‖ DOWNLOADS PAUSED")
+            assert app.sub_title.startswith("‖ PAUSED")
             for key in ("1", "2", "4", "5", "3"):
                 await pilot.press(key)
                 await pilot.pause()
@@ -460,3 +460,59 @@ async def test_the_keys_the_screens_name_work_and_are_in_the_footer(demo_remote,
         day = widget.selected
         await pilot.press("up")
         assert widget.selected != day  # the arrows move the day again
+
+
+# ------------------------------------------------------------------ snapshots at 80x24
+
+
+async def _settle(pilot, timeout: float = 60) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: settled(app) and not app.board.active, timeout)
+    await pilot.pause()
+
+
+async def _finish(pilot):
+    """Let debounced timers (column fitting: 0.2 s) fire, then drop the toasts."""
+    await pilot.pause(0.3)
+    pilot.app.clear_notifications()
+    await pilot.pause()
+
+
+def test_snapshot_remote_with_a_file_missing_locally_80x24(snap_compare, demo_remote, synced, home):
+    _copy_home(synced, home)
+    name = demo_remote.scenario.file_of("ok").name
+    (home / "reports" / name).unlink()
+    app = _app(profile_for(demo_remote, home))
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        await pilot.press("2", "slash", *name[-21:-14], "enter")  # its month: "_202608"
+        await _finish(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_snapshot_paused_queue_80x24(snap_compare, demo_remote, home):
+    """A queue paused mid-transfer. The transfers are stood in for by their events (fixed
+    figures), so the picture does not depend on the link's speed."""
+    from tui.sftp.queue import Done, Queued, Running
+
+    app = _app(profile_for(demo_remote, home))
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        names = sorted(f.name for f in demo_remote.scenario.files if f.report.startswith("Weekly"))
+        sizes = {r.name: r.size for r in app.snapshot.rows}
+        for job_id, name in enumerate(names, 1):
+            app.board.enqueue(name, sizes[name])
+            app.board.apply(Queued(job_id, name, sizes[name]))
+        app.board.apply(Done(1, names[0], size=sizes[names[0]], sha256="0" * 64,
+                             path=str(Path(app.profile.local_dir) / names[0])))
+        for job_id, name in ((2, names[1]), (3, names[2])):
+            app.board.apply(Running(job_id, name, bytes=sizes[name] // 2, total=sizes[name],
+                                    rate=21_000_000.0))
+        app._set_paused(True)
+        await pilot.press("3")
+        await _finish(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

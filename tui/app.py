@@ -274,7 +274,7 @@ class ReportKeeperApp(App[None]):
         demo = " (demo)" if self.demo and name != "demo" else ""
         # The header is on every screen: a paused queue is said there first, so it is never
         # cut off and never only known to the Queue screen.
-        paused = "‖ DOWNLOADS PAUSED · " if self.board.paused else ""
+        paused = "‖ PAUSED · " if self.board.paused else ""
         self.sub_title = (f"{paused}{name}{demo} · {self.profile.host} · "
                           f"{_CONNECTION_GLYPH[self.connection.state]}")
 

@@ -219,7 +219,8 @@ class RemoteScreen(AppScreen):
         return cell
 
     def _check_cell(self, row: RemoteRow) -> Text:
-        status = row.verification
+        # A copy gone from the disk is verified nowhere: its old verdict would comfort falsely.
+        status = row.verification if row.state != LocalState.MISSING_LOCALLY else None
         job = self.app.board.jobs.get(row.name)
         if job is not None and job.verification and job.version:
             status = job.verification
