@@ -436,6 +436,8 @@ async def test_the_keys_the_screens_name_work_and_are_in_the_footer(demo_remote,
         await pilot.press("enter")
         await pilot.pause()
         assert _footer_key(verify, "tab") == "Scroll details"
+        footer = verify.query_one("Footer")
+        assert any(getattr(k, "description", "") == "Scroll details" for k in footer.query("FooterKey"))
         await pilot.press("tab")
         await pilot.pause()
         assert verify.query_one("#verify-detail") in verify.focused.ancestors_with_self

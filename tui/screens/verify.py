@@ -367,6 +367,7 @@ class VerifyScreen(AppScreen):
             detail.remove_class("shown")
             self._detail = None
             self.query_one(DataTable).focus()
+            self.refresh_bindings()  # no details: tab has nowhere to go
 
     # ------------------------------------------------------------------ export
     def action_export(self) -> None:
@@ -385,6 +386,7 @@ class VerifyScreen(AppScreen):
 
     def action_details(self) -> None:
         self._open(self._current())
+        self.refresh_bindings()  # the footer now offers tab into the details
 
     def _open(self, outcome: VerifyOutcome | None) -> None:
         if outcome is None:
