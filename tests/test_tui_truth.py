@@ -94,6 +94,7 @@ async def _check_missing_everywhere(pilot, app, name: str) -> None:
     await pilot.press("1")
     problems = [p for p in app.snapshot.health.problems if p.file == name]
     assert [p.kind for p in problems] == ["missing-locally"]
+    assert "'d'" in problems[0].next_step  # d on Health fetches it (the test of the keys shows)
     assert "is no longer at" in _text(app.screen.query_one("#health-problems"))
 
     await pilot.press("5")

@@ -532,10 +532,11 @@ class ReportKeeperApp(App[None]):
     def action_download_all_new(self) -> None:
         names = [r.name for r in self.snapshot.rows if r.state in _NOT_HELD]
         if not names:
-            self.notify("Nothing new to download.")
+            self.notify("Nothing to download: every file on the server is held here.")
             return
         added = self.queue_downloads(names)
-        self.notify(f"{added} files queued for download.")
+        if not self.board.paused:  # else the question about resuming says it
+            self.notify(f"{added} files queued for download.")
 
     def action_retry_failed(self) -> None:
         names = self.board.names_in(JobState.FAILED, JobState.CANCELLED)
@@ -543,7 +544,8 @@ class ReportKeeperApp(App[None]):
             self.notify("No failed downloads to retry.")
             return
         self.queue_downloads(names)
-        self.notify(f"{len(names)} files queued again.")
+        if not self.board.paused:  # else the question about resuming says it
+            self.notify(f"{len(names)} files queued again.")
 
     def action_toggle_pause(self) -> None:
         if not self.board.paused and not self.board.active:

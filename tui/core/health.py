@@ -741,8 +741,8 @@ def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, t
                 delete_on=delete_on,
                 message=f"The copy of '{d.name}' is no longer at '{where}' (moved, deleted or "
                 f"damaged); the server still has it until {fmt_day(delete_on, today)}",
-                next_step=f"Run 'report-keeper sync' before {fmt_day(delete_on, today)}: it fetches "
-                "the file again",
+                next_step=f"Run 'report-keeper sync' (or press 'd' in the TUI) before "
+                f"{fmt_day(delete_on, today)}: it fetches the file again",
             ))
     elif not d.downloaded and d.on_server and today >= delete_on - timedelta(days=NEAR_DELETION_DAYS):
         left = (delete_on - today).days
