@@ -255,6 +255,7 @@ async def test_a_paused_queue_is_visible_everywhere_and_queueing_onto_it_offers_
             assert any("wait in the paused queue" in t for t in _toasts(app))
             await pilot.press("3", "p")
             assert not app.board.paused and "PAUSED" not in app.sub_title
+            proxy.delay = 0.0  # the rest need not crawl
             await pilot.press("x", "y")
             await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
     finally:
@@ -357,8 +358,9 @@ async def _palette(pilot, query: str) -> list[str]:
     await pilot.press("ctrl+p")
     await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "CommandPalette")
     await pilot.press(*query)
-    await pilot.pause(0.5)
     options = pilot.app.screen.query_one("CommandList")
+    await wait_for(pilot, lambda: options.option_count > 0, timeout=10)
+    await pilot.pause(0.2)  # every provider has answered
     return [str(options.get_option_at_index(i).prompt).split("\n")[0]
             for i in range(options.option_count)]
 
