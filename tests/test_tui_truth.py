@@ -301,6 +301,9 @@ async def test_destructive_keys_ask_and_toasts_count_the_batch_with_reasons(
             # q asks too, and staying keeps downloading
             await pilot.press("q")
             assert type(app.screen).__name__ == "ConfirmModal"
+            depth = len(app.screen_stack)
+            await pilot.press("q")  # pressed again under the question: no second question
+            assert len(app.screen_stack) == depth
             await pilot.press("n")
             assert app.is_running and app.board.active
             await pilot.press("x", "y")

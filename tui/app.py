@@ -381,14 +381,12 @@ class ReportKeeperApp(App[None]):
                 self.notify(f"{files} wait in the paused queue: p on the Queue screen (3) resumes it.",
                             severity="warning")
 
-        if isinstance(self.screen, ConfirmModal):  # already asking
-            return
-        self.push_screen(ConfirmModal(
+        self._ask(ConfirmModal(
             "Downloads are paused",
             f"{files} {'were' if added != 1 else 'was'} added to the queue, but downloads are "
             "paused: nothing starts until they are resumed.",
             yes="Resume now", no="Keep paused", safe_is_yes=True,
-        ), callback=answered)
+        ), answered)
 
     def cancel_one(self, name: str) -> bool:
         """Cancel one file of the queue (its part file is kept); False when it had ended."""
@@ -580,12 +578,12 @@ class ReportKeeperApp(App[None]):
             if cancel:
                 self._cancel_all()
 
-        self.push_screen(ConfirmModal(
+        self._ask(ConfirmModal(
             "Cancel every download?",
             f"{left} still to come. What has arrived is kept in part files: f on the Queue "
             "screen (or d on Remote) resumes them later.",
             yes="Cancel downloads", no="Keep downloading",
-        ), callback=answered)
+        ), answered)
 
     async def action_quit(self) -> None:
         """Quit; while downloads run, only after asking (what arrived is kept and resumed)."""
@@ -597,12 +595,18 @@ class ReportKeeperApp(App[None]):
             if leave:
                 self.exit()
 
-        self.push_screen(ConfirmModal(
+        self._ask(ConfirmModal(
             "Quit while downloading?",
             f"{self._left_text()} still to come. What has arrived is kept in part files; the "
             "next start (d on Remote) or 'report-keeper sync' resumes them.",
             yes="Quit", no="Stay",
-        ), callback=answered)
+        ), answered)
+
+    def _ask(self, question: ConfirmModal, answered: Callable[[bool | None], None]) -> None:
+        """Ask one question at a time: a key pressed again under a question asks nothing more."""
+        if isinstance(self.screen, ConfirmModal):
+            return
+        self.push_screen(question, callback=answered)
 
     def _left_text(self) -> str:
         files, size = self.board.left()
