@@ -486,7 +486,14 @@ async def _finish(pilot):
     await pilot.pause()
 
 
-def test_snapshot_remote_with_a_file_missing_locally_80x24(snap_compare, demo_remote, synced, home):
+COLOURS = [pytest.param(False, id="colour"), pytest.param(True, id="no_color")]
+
+
+@pytest.mark.parametrize("no_color", COLOURS)
+def test_snapshot_remote_with_a_file_missing_locally_80x24(snap_compare, demo_remote, synced, home,
+                                                          monkeypatch, no_color):
+    if no_color:  # Textual reads NO_COLOR when the App is created
+        monkeypatch.setenv("NO_COLOR", "1")
     _copy_home(synced, home)
     name = demo_remote.scenario.file_of("ok").name
     (home / "reports" / name).unlink()
@@ -500,12 +507,16 @@ def test_snapshot_remote_with_a_file_missing_locally_80x24(snap_compare, demo_re
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
-def test_snapshot_paused_queue_80x24(snap_compare, demo_remote, home):
+@pytest.mark.parametrize("no_color", COLOURS)
+def test_snapshot_paused_queue_80x24(snap_compare, demo_remote, home, monkeypatch, no_color):
     """A queue paused mid-transfer. The transfers are stood in for by their events (fixed
     figures), so the picture does not depend on the link's speed."""
     from tui.sftp.queue import Done, Queued, Running
 
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
     app = _app(profile_for(demo_remote, home))
+    assert app.no_color == no_color
 
     async def run_before(pilot):
         await _settle(pilot)

@@ -216,6 +216,10 @@ class RemoteScreen(AppScreen):
         cell = self._cell_cache.get(key)
         if cell is None:
             cell = self._cell_cache[key] = state_cell(row.state)
+            if row.state == LocalState.MISSING_LOCALLY and self.app.no_color:
+                # Without colour red turns a faint grey: the one row to act on would be the
+                # faintest. Reverse video carries it instead.
+                cell = self._cell_cache[key] = Text(cell.plain, style="bold reverse")
         return cell
 
     def _check_cell(self, row: RemoteRow) -> Text:
@@ -314,7 +318,8 @@ class RemoteScreen(AppScreen):
         text.append(f"{len(self.rows)} on server", style="bold")
         text.append(f" · {new} new", style="bold cyan" if new else "")
         if missing:
-            text.append(f" · {missing} missing here", style="bold red")
+            text.append(" · ")
+            text.append(f"{missing} missing here", style="bold reverse" if self.app.no_color else "bold red")
         if purged:
             text.append(f" · {purged} purged", style="dim")
         if near:
