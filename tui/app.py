@@ -14,6 +14,10 @@ The app holds the state the screens read (``profile``, ``snapshot``, ``board``,
 - transfer events update the :class:`tui.state.TransferBoard`; one replaceable
   :class:`QueueChanged` message follows, so a flood of progress events costs one redraw.
 
+Cancelling all downloads and quitting while they run ask first (:class:`ConfirmModal`), as
+does queueing onto a paused queue (resume now?); the toast after a batch of downloads counts
+that batch and gives the reason of a failure.
+
 Screens ask for changes through :meth:`queue_downloads`, :meth:`cancel_one`,
 :meth:`verify_local_reports`, :meth:`export_reports` and the app's actions. Unexpected worker failures are handled in
 one ``on_worker_state_changed`` handler: logged with their traceback, shown to the user as one

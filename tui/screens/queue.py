@@ -3,7 +3,9 @@
 One row per file with its state (queued, running, retrying, done, failed, cancelled), a
 progress bar, bytes, rate and ETA; the reason of a failure or retry shows under the table for
 the file under the cursor. An overall bar sums every file. ``c`` cancels the file under the
-cursor, ``x`` cancels everything, ``f`` retries the failed files, ``p`` pauses and resumes.
+cursor, ``x`` cancels everything (the app asks first), ``f`` retries the failed files, ``p``
+pauses and resumes (while paused the rows say so, the summary starts with it and the header
+of every screen shows it).
 
 The screen redraws from the app's :class:`tui.state.TransferBoard` on each
 (replaceable) ``QueueChanged`` message, touching only the rows whose job changed.
