@@ -177,6 +177,7 @@ async def test_a_successful_listing_clears_a_failed_connection_and_a_failed_one_
             assert app.connection.state == "connected"
             assert not [p for p in app.snapshot.health.problems if p.kind == "connection"]
             assert "Connection failed" not in _text(app.screen.query_one("#health-problems"))
+            assert "before the last listing, which worked" in _text(app.screen.query_one("#health-connection"))
 
             await pilot.press("t")
             await wait_for(pilot, lambda: app.connection.test is not None and app.connection.test.ok

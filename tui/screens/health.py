@@ -173,6 +173,8 @@ def connection_text(connection: ConnectionInfo, tz: tzinfo) -> Text:
             text.append("    ")
             text.append(escape_name(test.message), style="yellow" if test.ok else "red")
             text.append("\n")
+        if not test.ok and state == ConnectionState.CONNECTED:  # a listing has worked since
+            text.append("    That was before the last listing, which worked; t tests again.\n", style="dim")
     return text
 
 
