@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import os
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,14 +26,14 @@ from zoneinfo import ZoneInfo
 
 from tui.commands.common import fail_usage, terminal_passphrase_cb
 from tui.core import setup as su
-from tui.core.config import DEFAULT_PROFILE, default_config_path, default_data_dir, system_timezone
+from tui.core.config import DEFAULT_PROFILE, default_config_path
 from tui.core.names import escape_name
-from tui.core.schedule import parse_at, parse_duration, parse_schedule
+from tui.core.schedule import parse_at, parse_duration
 from tui.core.status import Exit
 from tui.sftp import setup as ss
-from tui.sftp.client import ConnectOptions, HostKeyInfo, HostKeyPolicy, SftpConnection, connect
+from tui.sftp.client import HostKeyInfo, HostKeyPolicy, SftpConnection
 from tui.sftp.conntest import probe_connection
-from tui.sftp.errors import AuthFailed, HostKeyChanged, HostKeyUnknown, SftpError
+from tui.sftp.errors import HostKeyChanged, SftpError
 from tui.sftp.setup import FolderView, LocalKey, NewKey, folder_view
 
 EPILOG = """\
@@ -180,14 +177,13 @@ async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter)
     port = await _ask(p, p.ask, "Port", "" if from_alias else "22",
                       lambda t: su.check_port(t) if t.strip() else None, args.port, "--port")
     answers.port = port if port not in (None, 22) or args.port else None
-    default_user = "" if from_alias else getpass.getuser()
+    default_user = "" if from_alias else su.default_username()
     answers.username = await _ask(p, p.ask, "User name on the server", default_user,
                                   lambda t: su.check_username(t) if t.strip() else None,
                                   args.username, "--username")
     new_key = await _choose_key(args, p, answers)
 
-    system_zone = system_timezone()
-    zone_default = system_zone.key if isinstance(system_zone, ZoneInfo) else "UTC"
+    zone_default = su.default_zone()
     tz_answer = args.timezone
     # Connect, pick the folder, look at the reports.
     conn = await _connect(args, p, answers, new_key)
@@ -197,8 +193,8 @@ async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter)
             view = await _pick_folder(args, p, answers, conn)
         else:
             answers.remote_dir = await _ask(p, p.ask, "Folder on the server that Alma delivers to",
-                                            ".", _remote_dir, args.remote_dir, "--remote-dir")
-        local_default = str(default_data_dir() / "reports" / profile)
+                                            ".", su.check_remote_dir, args.remote_dir, "--remote-dir")
+        local_default = str(su.default_local_dir(profile))
         local = await _ask(p, p.ask, "Local folder for the downloaded reports", local_default,
                            su.check_local_dir, args.local_dir, "--local-dir")
         answers.local_dir = local
@@ -213,42 +209,24 @@ async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter)
             await conn.close()
 
     # Write.
-    existing = path.read_text(encoding="utf-8") if path.exists() else None
     try:
-        text = su.render_config(answers, existing)
-    except Exception:  # noqa: BLE001 - an unreadable old file: replaced whole (a backup is kept)
-        text = su.render_config(answers, None)
-    try:
-        backup = su.write_config(path, text, force=args.force)
+        saved = su.save_config(path, answers, force=args.force)
     except su.ConfigExists:
         return fail_usage(f"{path} appeared meanwhile; nothing was written")
     except OSError as exc:
         return fail_usage(f"could not write {path}: {exc.strerror or exc}")
-    if answers.local_dir is not None:
-        try:
-            answers.local_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            answers.pending.append(f"the local folder {answers.local_dir} could not be created "
-                                   f"({exc.strerror or exc}); sync will try again")
     p.say("")
-    p.say(f"Wrote {path} (readable only by you)" + (f"; the old file is kept as {backup}" if backup else "") + ".")
-    opt = ("" if str(path) == str(default_config_path()) else f" --config {path}") + (
-        "" if profile == "default" else f" --profile {profile}")
+    p.say(f"Wrote {path} (readable only by you)"
+          + (f"; the old file is kept as {saved.backup}" if saved.backup else "") + ".")
     if answers.pending:
         p.say("Pending:")
         for note in answers.pending:
             p.say(f"  - {note}")
-        p.say(f"Then run: report-keeper check{opt}")
-    p.say(f"Next: 'report-keeper sync{opt}' downloads the reports; 'report-keeper schedule --install{opt}' "
-          "runs it every day; alerts: add a [profile." + profile + ".notify] table (README: Alerts).")
+    steps = su.next_steps(path, profile, bool(answers.pending))
+    for line in steps[:-1]:
+        p.say(line)
+    p.say("Next: " + steps[-1])
     return int(Exit.WARNING if answers.pending else Exit.OK)
-
-
-def _remote_dir(text: str) -> str:
-    text = text.strip() or "."
-    if not text.isprintable():
-        raise ValueError("a folder path has no control characters")
-    return text
 
 
 async def _choose_key(args: argparse.Namespace, p: Prompter, answers: su.Answers) -> NewKey | None:
@@ -275,7 +253,7 @@ async def _choose_key(args: argparse.Namespace, p: Prompter, answers: su.Answers
         choices: dict[str, LocalKey | str] = {}
         for i, k in enumerate(locals_, 1):
             choices[str(i)] = k
-            p.say(f"  {i}) {_home(k.path)}  {k.algorithm} {k.fingerprint}")
+            p.say(f"  {i}) {ss.home_relative(k.path)}  {k.algorithm} {k.fingerprint}")
         if agent:
             choices["a"] = "agent"
             p.say(f"  a) ssh-agent ({len(agent)} key{'s' if len(agent) != 1 else ''}: "
@@ -296,23 +274,17 @@ async def _choose_key(args: argparse.Namespace, p: Prompter, answers: su.Answers
         if isinstance(choice, LocalKey):
             answers.key = choice.path
             return None
-    path = ss.free_key_path(ssh_dir)
-    new = ss.generate_key(path, f"report-keeper@{socket.gethostname() or 'localhost'}")
+    new = ss.create_key(ssh_dir)
     answers.key = new.path
     p.say("")
-    p.say(f"New key pair: {_home(new.path)} (private, readable only by you) and {_home(new.path)}.pub")
+    shown = ss.home_relative(new.path)
+    p.say(f"New key pair: {shown} (private, readable only by you) and {shown}.pub")
     p.say("Send this line to your SFTP server's administrator (it is the public half, safe to send);")
     p.say("they add it to the account's authorized keys:")
     p.say("")
     p.say(new.public_line)
     p.say("")
     return new
-
-
-def _home(path: Path) -> str:
-    home = str(Path.home())
-    text = str(path)
-    return "~" + text[len(home):] if text.startswith(home + os.sep) else text
 
 
 async def _connect(args: argparse.Namespace, p: Prompter, answers: su.Answers,
@@ -323,11 +295,8 @@ async def _connect(args: argparse.Namespace, p: Prompter, answers: su.Answers,
                         "'later' to finish without connecting)", "", lambda t: t.strip().lower())
         if go == "later":
             answers.pending.append("the new key is probably not accepted by the server yet: "
-                                   f"send {_home(new_key.path)}.pub to its administrator")
+                                   f"send {ss.home_relative(new_key.path)}.pub to its administrator")
             return None
-    opts = ConnectOptions(host=answers.host, port=answers.port, username=answers.username,
-                          key=answers.key, connect_timeout=15)
-
     async def confirm(info: HostKeyInfo) -> str:
         p.say(f"The server {info.host} port {info.port} presents the host key")
         p.say(f"  {info.key_type} {info.fingerprint}")
@@ -342,26 +311,15 @@ async def _connect(args: argparse.Namespace, p: Prompter, answers: su.Answers,
         policy = "remember" if args.accept_new_host_key else "reject"
     if p.interactive:
         p.say(f"Connecting to {answers.host}...")
-    try:
-        conn = await connect(opts, host_key_policy=policy, passphrase_cb=terminal_passphrase_cb())
-    except HostKeyUnknown as exc:
-        answers.pending.append(f"the server's host key was not confirmed ({exc.key_type} {exc.fingerprint}); "
-                               "check it with the administrator, then run 'report-keeper check "
-                               "--accept-new-host-key'")
+    opened = await ss.open_connection(answers, new_key=new_key, host_key_policy=policy,
+                                      passphrase_cb=terminal_passphrase_cb())
+    if opened.conn is None:
+        if isinstance(opened.error, HostKeyChanged):
+            p.say(str(opened.error))
+        if opened.note:
+            answers.pending.append(opened.note)
         return None
-    except HostKeyChanged as exc:
-        p.say(str(exc))
-        answers.pending.append("the server's host key CHANGED: nothing was sent; ask the administrator "
-                               "before removing the old entry from known_hosts")
-        return None
-    except AuthFailed as exc:
-        what = ("the server does not accept the new key yet: send the public key line above to its "
-                "administrator" if new_key is not None else f"the server refused the login: {exc}")
-        answers.pending.append(what)
-        return None
-    except SftpError as exc:
-        answers.pending.append(f"the server could not be reached: {exc}")
-        return None
+    conn = opened.conn
     if p.interactive:
         p.say("Connected.")
     return conn
@@ -372,7 +330,7 @@ async def _pick_folder(args: argparse.Namespace, p: Prompter, answers: su.Answer
     """Sets ``answers.remote_dir``; returns the chosen folder's FolderView."""
     home = (await folder_view(conn, ".")).path
     if args.remote_dir is not None or not p.interactive:
-        wanted = _remote_dir(args.remote_dir or ".")
+        wanted = su.check_remote_dir(args.remote_dir or ".")
         try:
             view = await folder_view(conn, wanted)
         except SftpError as exc:
@@ -397,17 +355,14 @@ async def _pick_folder(args: argparse.Namespace, p: Prompter, answers: su.Answer
         if not answer:
             break
         if answer.isdigit() and 1 <= int(answer) <= len(view.folders):
-            current = view.path.rstrip("/") + "/" + view.folders[int(answer) - 1]
+            current = su.child_folder(view.path, view.folders[int(answer) - 1])
         elif answer == "..":
-            current = view.path.rstrip("/").rsplit("/", 1)[0] or "/"
+            current = su.parent_folder(view.path)
         elif answer.isdigit():
             p.say(f"  there is no folder {answer} here")
         else:
             current = answer if answer.startswith("/") else view.path.rstrip("/") + "/" + answer
-    chosen = view.path
-    prefix = home.rstrip("/") + "/"
-    answers.remote_dir = chosen[len(prefix):] if chosen.startswith(prefix) else (
-        "." if chosen == home else chosen)
+    answers.remote_dir = su.remote_dir_answer(home, view.path)
     return view
 
 
@@ -440,12 +395,8 @@ async def _reports(p: Prompter, answers: su.Answers, view: FolderView, zone: Zon
             continue
         r.keep = True
         if c == "e":
-            def sched(t: str) -> str:
-                parse_schedule(t)
-                return t.strip()
-
             r.schedule = await _ask(p, p.ask, "    Schedule (daily, weekly:MON,THU, monthly:1, every 2 days)",
-                                    r.schedule, sched)
+                                    r.schedule, su.check_schedule)
             r.at = await _ask(p, p.ask, "    Time it runs (HH:MM)", f"{r.at:%H:%M}", parse_at)
             minutes = int(r.grace.total_seconds() // 60)
             r.grace = await _ask(p, p.ask, "    Late after (grace)", f"{minutes // 60}h", parse_duration)
@@ -456,5 +407,6 @@ async def _conntest(p: Prompter, answers: su.Answers, conn: SftpConnection) -> N
     result = await probe_connection(conn, answers.remote_dir)
     p.say("")
     p.say(f"Connection test (upload, download, delete a probe file): {result.message}")
-    if not result.ok:
-        answers.pending.append(f"the connection test failed: {result.message}")
+    note = su.connection_test_note(result)
+    if note is not None:
+        answers.pending.append(note)

@@ -1,19 +1,32 @@
 """Setting up a profile (``report-keeper init``; later the app's first run): no prompts, no SSH.
 
 - answer checks that raise ``ValueError`` with a reason a person can act on
-  (``check_host``, ``check_port``, ``check_username``, ``check_zone``, ``check_local_dir``);
+  (``check_host``, ``check_port``, ``check_username``, ``check_zone``, ``check_local_dir``,
+  ``check_remote_dir``, ``check_schedule``);
 - ``ssh_config_hosts(path)``: the ``Host`` aliases of an ssh config, offered as hosts;
+- ``default_username()``, ``default_local_dir(profile)``, ``default_zone()``: what a question
+  offers first;
+- ``remote_dir_answer(home, chosen)``: a folder picked on the server as the profile names it
+  (relative to the login folder when it lies under it); ``parent_folder``, ``child_folder``;
 - ``propose_reports(files, tz)``: the reports a folder holds, each with its inferred schedule;
 - ``render_config(answers, existing=None)``: the TOML text (tomlkit), merged into an existing
   file's text when given (its other profiles and comments are kept); checked by loading it
   with ``parse_config`` before anything is written;
-- ``write_config(path, text, force=False)``: written 0600 through a temporary file and a
-  rename; an existing file is replaced only with ``force``, after a backup copy.
+- ``write_config(path, text, force=False)``: written 0600 through a temporary file; without
+  ``force`` it is linked into place, so a file that appeared meanwhile is never replaced; with
+  ``force`` renamed over the old file after a backup copy;
+- ``save_config(path, answers, force=False, replacing=None)``: render, write and create the
+  local folder: the one way both ``init`` and the app's first run write a profile;
+- ``connection_test_note(result)``, ``command_options(path, profile)``,
+  ``next_steps(path, profile)``: what is pending and what to run next, in words.
 """
 
 from __future__ import annotations
 
+import errno
+import getpass
 import os
+import posixpath
 import re
 import shutil
 import tomllib
@@ -27,8 +40,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import tomlkit
 
 from tui.core import clock
-from tui.core.config import parse_config
-from tui.core.model import RemoteFile
+from tui.core.config import DEFAULT_PROFILE, default_config_path, default_data_dir, parse_config, system_timezone
+from tui.core.model import ConnTestResult, RemoteFile
 from tui.core.names import parse_name
 from tui.core.schedule import infer_schedule, parse_schedule
 
@@ -39,7 +52,7 @@ _HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:%-]{0,252}|\[[0-9A-Fa-f:.]+\]")
 
 
 class ConfigExists(Exception):
-    """The config file exists and ``force`` was not given."""
+    """The config file exists and ``force`` was not given (or it changed since it was read)."""
 
 
 def check_host(text: str) -> str:
@@ -83,6 +96,55 @@ def check_local_dir(text: str) -> Path:
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} exists and is not a folder")
     return path.absolute()
+
+
+def check_remote_dir(text: str) -> str:
+    """A folder on the server as typed (empty: the login folder, ``.``)."""
+    text = text.strip() or "."
+    if not text.isprintable():
+        raise ValueError("a folder path has no control characters")
+    return text
+
+
+def check_schedule(text: str) -> str:
+    """A schedule as the config writes it (``daily``, ``weekly:MON,THU``, ...)."""
+    parse_schedule(text)
+    return text.strip()
+
+
+def default_username() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment or the password database
+        return ""
+
+
+def default_local_dir(profile: str) -> Path:
+    return default_data_dir() / "reports" / profile
+
+
+def default_zone() -> str:
+    """The machine's IANA time zone name (UTC when it cannot be told)."""
+    zone = system_timezone()
+    return zone.key if isinstance(zone, ZoneInfo) else "UTC"
+
+
+def parent_folder(path: str) -> str:
+    """The folder above an absolute server path (``/`` stays ``/``)."""
+    return posixpath.dirname(path.rstrip("/")) or "/"
+
+
+def child_folder(path: str, name: str) -> str:
+    return path.rstrip("/") + "/" + name if path != "/" else "/" + name
+
+
+def remote_dir_answer(home: str, chosen: str) -> str:
+    """The profile's ``remote_dir`` for a folder chosen on the server: relative to the login
+    folder ``home`` when it lies under it (``.`` for the login folder itself), else absolute."""
+    prefix = home.rstrip("/") + "/"
+    if chosen == home:
+        return "."
+    return chosen[len(prefix):] if chosen.startswith(prefix) else chosen
 
 
 def ssh_config_hosts(path: Path) -> list[str]:
@@ -150,6 +212,7 @@ class Answers:
     timezone: str | None = None
     reports: list[ReportProposal] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
+    written_by: str = "'report-keeper init'"  # named in the file's first comment
 
 
 def _comment(text: str) -> str:
@@ -167,7 +230,7 @@ def render_config(answers: Answers, existing: str | None = None) -> str:
         doc.add("profile", profiles)
     t = tomlkit.table()
     now = clock.now()
-    t.add(tomlkit.comment(f"Written by 'report-keeper init' on {now:%Y-%m-%d %H:%M} UTC."))
+    t.add(tomlkit.comment(_comment(f"Written by {answers.written_by} on {now:%Y-%m-%d %H:%M} UTC.")))
     for note in answers.pending:
         t.add(tomlkit.comment(_comment(f"PENDING: {note}")))
     t.add("host", answers.host)
@@ -205,13 +268,16 @@ def render_config(answers: Answers, existing: str | None = None) -> str:
 
 
 def write_config(path: Path, text: str, *, force: bool = False) -> Path | None:
-    """Write ``text`` to ``path`` (0600, atomically); returns the backup of an old file."""
+    """Write ``text`` to ``path`` (0600, atomically); returns the backup of an old file.
+
+    Without ``force`` the file is linked into place, which fails when anything (a file, a
+    link, a folder) holds the name by then: ``ConfigExists``, nothing replaced."""
     path = path.expanduser()
-    if path.exists() and not force:
+    if os.path.lexists(path) and not force:
         raise ConfigExists(str(path))
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     backup = None
-    if path.exists():
+    if force and path.exists():
         stamp = clock.now().strftime("%Y%m%dT%H%M%S")
         backup = path.with_name(f"{path.name}.bak-{stamp}")
         n = 1
@@ -220,21 +286,123 @@ def write_config(path: Path, text: str, *, force: bool = False) -> Path | None:
             backup = path.with_name(f"{path.name}.bak-{stamp}-{n}")
         shutil.copy2(path, backup)
         os.chmod(backup, 0o600)
+    tmp = _write_temporary(path, text)
+    try:
+        if force:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _sync_folder(path.parent)
+    return backup
+
+
+def _write_temporary(path: Path, text: str) -> Path:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)  # a leftover of this process id: ours
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, text.encode("utf-8"))
         os.fsync(fd)
     finally:
         os.close(fd)
+    return tmp
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Put ``tmp`` in place as ``path`` only if nothing holds that name."""
     try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise ConfigExists(str(path)) from None
+    except OSError as exc:
+        # A file system without hard links: the check just made, then a rename.
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if os.path.lexists(path):
+            raise ConfigExists(str(path)) from None
         os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+
+
+def _sync_folder(folder: Path) -> None:
+    dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return backup
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A written config: where, the backup of the file it replaced, the text written."""
+
+    path: Path
+    backup: Path | None
+    text: str
+
+
+def save_config(path: Path, answers: Answers, *, force: bool = False, replacing: str | None = None) -> Saved:
+    """Write ``answers`` as the profile of the config at ``path``, then create the local folder.
+
+    - neither flag: a new file; ``ConfigExists`` when one is there (nothing replaced);
+    - ``force``: this profile replaces the one of the same name in the file (its other profiles
+      and comments are kept, an unreadable file is replaced whole), after a backup copy;
+    - ``replacing``: the file this caller wrote before (say, with notes of what was pending) is
+      replaced, only while it still holds exactly that text (else ``ConfigExists``), no backup.
+
+    A local folder that cannot be created is noted in ``answers.pending`` (sync tries again).
+    Raises ``ConfigExists`` or ``OSError`` (nothing written then)."""
+    path = path.expanduser()
+    existing = None
+    if force and path.is_file():
+        existing = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = render_config(answers, existing)
+    except Exception:  # an unreadable old file is replaced whole (a backup is kept)
+        if existing is None:
+            raise
+        text = render_config(answers, None)
+    backup = None
+    if replacing is not None:
+        try:
+            current = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise ConfigExists(str(path)) from None
+        if path.is_symlink() or current != replacing:
+            raise ConfigExists(str(path))
+        tmp = _write_temporary(path, text)
+        try:
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _sync_folder(path.parent)
+    else:
+        backup = write_config(path, text, force=force)
+    if answers.local_dir is not None:
+        try:
+            answers.local_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            answers.pending.append(f"the local folder {answers.local_dir} could not be created "
+                                   f"({exc.strerror or exc}); sync will try again")
+    return Saved(path, backup, text)
+
+
+def connection_test_note(result: ConnTestResult) -> str | None:
+    """What is pending after a connection test (None: it passed)."""
+    return None if result.ok else f"the connection test failed: {result.message}"
+
+
+def command_options(path: Path, profile: str) -> str:
+    """`` --config F --profile P`` as far as they differ from the defaults."""
+    opt = "" if str(path) == str(default_config_path()) else f" --config {path}"
+    return opt + ("" if profile == DEFAULT_PROFILE else f" --profile {profile}")
+
+
+def next_steps(path: Path, profile: str, pending: bool) -> list[str]:
+    """What to run next, one sentence each."""
+    opt = command_options(path, profile)
+    out = [f"Then run: report-keeper check{opt}"] if pending else []
+    out.append(f"'report-keeper sync{opt}' downloads the reports; 'report-keeper schedule --install{opt}' "
+               f"runs it every day; alerts: add a [profile.{profile}.notify] table (README: Alerts).")
+    return out

@@ -5,14 +5,21 @@ Public API::
     keys = local_keys(Path("~/.ssh"))          # [LocalKey]: key pairs found, with fingerprints
     agent = await agent_keys()                  # [AgentKey] of ssh-agent (empty without one)
     key = generate_key(path, comment)           # a new ed25519 pair, private 0600; NewKey
+    key = create_key()                          # the same at a free ~/.ssh path, usual comment
+    opened = await open_connection(answers, new_key=key, host_key_policy=..., passphrase_cb=...)
+    opened.conn                                 # an SftpConnection, or None and opened.note says
+                                                # what is pending (for the config's notes)
     view = await folder_view(conn, path)        # FolderView: absolute path, folders, files
 
-No prompts here: the caller asks the questions and passes the answers.
+No prompts here: the caller asks the questions and passes the answers (``report-keeper init``
+on a terminal, the app's first-run screen in the TUI).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +27,19 @@ import asyncssh
 from asyncssh.public_key import decode_ssh_public_key
 
 from tui.core.model import RemoteFile
-from tui.sftp.client import SftpConnection
-from tui.sftp.errors import SftpError, translate
+from tui.core.setup import Answers
+from tui.sftp.client import (
+    ConnectOptions,
+    HostKeyPolicy,
+    PassphraseCallback,
+    SftpConnection,
+    connect,
+)
+from tui.sftp.errors import AuthFailed, HostKeyChanged, HostKeyUnknown, SftpError, translate
+
+log = logging.getLogger("report_keeper.sftp.setup")
+#: Where new key pairs go and existing ones are looked for.
+SSH_DIR = Path("~/.ssh")
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,64 @@ def generate_key(path: Path, comment: str) -> NewKey:
     return NewKey(path, public.decode().strip(), key.get_fingerprint("sha256"))
 
 
+def create_key(ssh_dir: Path = SSH_DIR) -> NewKey:
+    """A new ed25519 key pair for report-keeper at a free path of ``ssh_dir``."""
+    comment = f"report-keeper@{socket.gethostname() or 'localhost'}"
+    return generate_key(free_key_path(ssh_dir), comment)
+
+
+def home_relative(path: Path) -> str:
+    """``~/.ssh/x`` for a path under the home folder (as people write it), else the path."""
+    home = str(Path.home())
+    text = str(path)
+    return "~" + text[len(home):] if text.startswith(home + os.sep) else text
+
+
+def connect_options(answers: Answers, *, connect_timeout: float = 15) -> ConnectOptions:
+    """How to connect with what was answered (known_hosts and ssh config: the usual ones)."""
+    return ConnectOptions(host=answers.host, port=answers.port, username=answers.username,
+                          key=answers.key, connect_timeout=connect_timeout)
+
+
+@dataclass
+class Opened:
+    """A connection, or why there is none: ``note`` for the config's pending notes, ``error``
+    as the SFTP client said it (None when a connection was opened)."""
+
+    conn: SftpConnection | None
+    note: str | None = None
+    error: SftpError | None = None
+
+
+async def open_connection(answers: Answers, *, new_key: NewKey | None, host_key_policy: HostKeyPolicy,
+                          passphrase_cb: PassphraseCallback | None,
+                          options: ConnectOptions | None = None) -> Opened:
+    """Connect with ``answers``; never raises for what a server or a network does: a failure
+    comes back as the note of what is pending (what to do about it, in words)."""
+    opts = options or connect_options(answers)
+    try:
+        conn = await connect(opts, host_key_policy=host_key_policy, passphrase_cb=passphrase_cb)
+    except HostKeyUnknown as exc:
+        note = (f"the server's host key was not confirmed ({exc.key_type} {exc.fingerprint}); "
+                "check it with the administrator, then run 'report-keeper check --accept-new-host-key'")
+        return Opened(None, note, exc)
+    except HostKeyChanged as exc:
+        note = ("the server's host key CHANGED: nothing was sent; ask the administrator before "
+                "removing the old entry from known_hosts")
+        return Opened(None, note, exc)
+    except AuthFailed as exc:
+        if new_key is not None:
+            note = ("the server does not accept the new key yet: send the public key line "
+                    f"({home_relative(new_key.path)}.pub) to its administrator")
+        else:
+            note = f"the server refused the login: {exc}"
+        return Opened(None, note, exc)
+    except SftpError as exc:
+        return Opened(None, f"the server could not be reached: {exc}", exc)
+    log.info("set-up connected to %s port %d", conn.host, conn.port)
+    return Opened(conn)
+
+
 @dataclass(frozen=True)
 class FolderView:
     path: str  # absolute, as the server names it
@@ -135,5 +211,6 @@ async def folder_view(conn: SftpConnection, path: str) -> FolderView:
     return FolderView(absolute, folders, listing.files, len(listing.refused))
 
 
-__all__ = ["AgentKey", "FolderView", "LocalKey", "NewKey", "SftpError", "agent_keys",
-           "folder_view", "free_key_path", "generate_key", "local_keys"]
+__all__ = ["AgentKey", "FolderView", "LocalKey", "NewKey", "Opened", "SftpError", "agent_keys",
+           "connect_options", "create_key", "folder_view", "free_key_path", "generate_key",
+           "home_relative", "local_keys", "open_connection"]
