@@ -54,7 +54,7 @@ from tui.screens.confirm import ConfirmModal
 from tui.screens.health import HealthScreen
 from tui.screens.heatmap import HeatmapScreen
 from tui.screens.help import HelpScreen
-from tui.screens.modals import HostKeyChangedModal, HostKeyModal, PassphraseModal
+from tui.screens.modals import HostKeyChangedModal, HostKeyModal, PassphraseModal, answer_of
 from tui.screens.queue import QueueScreen
 from tui.screens.remote import RemoteScreen
 from tui.screens.verify import VerifyScreen
@@ -234,25 +234,11 @@ class ReportKeeperApp(App[None]):
 
     async def confirm_host_key(self, info: HostKeyInfo) -> str:
         """Host-key policy for the SFTP client: ask the user in a modal."""
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-
-        def done(decision: str | None) -> None:
-            if not future.done():
-                future.set_result(decision or "reject")
-
-        self.push_screen(HostKeyModal(info), callback=done)
-        return await future
+        return await answer_of(self, HostKeyModal(info)) or "reject"
 
     async def ask_passphrase(self, path: Path) -> str | None:
         """Passphrase callback for the SFTP client: ask the user in a modal."""
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-
-        def done(value: str | None) -> None:
-            if not future.done():
-                future.set_result(value)
-
-        self.push_screen(PassphraseModal(path), callback=done)
-        return await future
+        return await answer_of(self, PassphraseModal(path))
 
     # -- lifecycle --------------------------------------------------------------------------
     def on_mount(self) -> None:

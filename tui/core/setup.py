@@ -31,10 +31,11 @@ import re
 import shutil
 import tomllib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tomlkit
@@ -48,6 +49,7 @@ from tui.core.schedule import infer_schedule, parse_schedule
 REPORT_SUFFIXES = (".xlsx", ".xlsm")
 #: Below this share of the history explained, a schedule is left to be inferred over time.
 CONFIDENT = 0.6
+T = TypeVar("T")
 _HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:%-]{0,252}|\[[0-9A-Fa-f:.]+\]")
 
 
@@ -213,6 +215,33 @@ class Answers:
     reports: list[ReportProposal] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     written_by: str = "'report-keeper init'"  # named in the file's first comment
+
+
+def answers_from_form(profile: str, *, host: str, port: str, username: str, local_dir: str,
+                      timezone: str) -> tuple[Answers, dict[str, str]]:
+    """The answers of a form filled at once (the app's first run), and why each field that
+    is not usable is not (field name -> reason; empty when all are). A blank port or user name
+    is left to ~/.ssh/config (else 22 and the local user), as ``init`` does."""
+    errors: dict[str, str] = {}
+
+    def checked(name: str, check: Callable[[str], T], text: str) -> T | None:
+        try:
+            return check(text)
+        except ValueError as exc:
+            errors[name] = str(exc)
+            return None
+
+    port_number = checked("port", check_port, port) if port.strip() else None
+    zone = checked("timezone", check_zone, timezone)
+    answers = Answers(
+        profile=profile,
+        host=checked("host", check_host, host) or host.strip(),
+        port=port_number if port_number != 22 else None,
+        username=checked("username", check_username, username) if username.strip() else None,
+        local_dir=checked("local_dir", check_local_dir, local_dir),
+        timezone=zone.key if zone is not None else None,
+    )
+    return answers, errors
 
 
 def _comment(text: str) -> str:

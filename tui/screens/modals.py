@@ -6,17 +6,20 @@ passphrase_cb=...)``); the app pushes these modals and waits for their result:
 - :class:`HostKeyModal` dismisses with ``"once"``, ``"remember"`` or ``"reject"``;
 - :class:`PassphraseModal` dismisses with the passphrase, or ``None`` when cancelled;
 - :class:`HostKeyChangedModal` says loudly that a changed host key was refused.
+
+:func:`answer_of` shows one and waits for its answer (the app and the first-run app both ask so).
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import tzinfo
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from rich.text import Text
 from textual import on
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -26,6 +29,22 @@ from tui.core.model import LocalState
 from tui.core.names import escape_name
 from tui.state import JobView, RemoteRow
 from tui.widgets.formatting import human_size, local_time, short_day, state_cell, verify_cell
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def answer_of(app: App[R], modal: ModalScreen[T]) -> T | None:
+    """Show ``modal`` and wait for what it dismisses with (from any task of the app's loop,
+    a worker included: the SFTP client's host-key and passphrase callbacks wait this way)."""
+    future: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
+
+    def done(value: T | None) -> None:
+        if not future.done():
+            future.set_result(value)
+
+    app.push_screen(modal, callback=done)
+    return await future
 
 
 class PresentedKey(Protocol):
