@@ -9,7 +9,7 @@ Within the Verify screen: :class:`VerifyProgress`, :class:`VerifyFinished` and
 :class:`PreviewLoaded` carry its thread workers' results; within the export form,
 :class:`ExportProgress`. From the Verify screen to the app:
 :class:`ReportsVerified` (new verifications were recorded: health and the Remote screen
-follow).
+follow). From the first-run app to its screen: :class:`SetupChanged`.
 """
 
 from __future__ import annotations
@@ -96,3 +96,10 @@ class ReportsVerified(Message):
     def __init__(self, empty: list[VerifyResult]) -> None:
         super().__init__()
         self.empty = empty
+
+
+class SetupChanged(Message):
+    """The first-run set-up's state changed (``tui.setup_state.SetupView``; latest wins)."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SetupChanged)

@@ -1,5 +1,9 @@
 """The TUI: ``report-keeper [--config F] [--profile P]`` and ``report-keeper --demo [--local-dir D]``.
 
+Without a config at the default location (and none named), the first-run screen sets one up
+(``tui/setup_app.py``: what ``report-keeper init`` asks) and the app then opens on Health for
+it; the demo is offered there too.
+
 ``--demo`` starts the embedded demo SFTP server in-process (127.0.0.1, ephemeral port, no
 config, no network) and points the app at it; downloads go to a temporary folder unless
 ``--local-dir`` is given. A configuration problem prints one line and exits 3. Logs go to
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -19,11 +24,13 @@ from pathlib import Path
 
 from tui.app import create_app
 from tui.commands.common import load_profile, one_line
-from tui.core.config import ConfigError
+from tui.core.config import CONFIG_ENV, DEFAULT_PROFILE, ConfigError, default_config_path
 from tui.core.ledger import LedgerError
 from tui.core.status import Exit
 from tui.demo.seed import seed_history
 from tui.demo.server import start_demo_server
+from tui.setup_app import FirstRunApp
+from tui.setup_state import FirstRunEnd
 
 log = logging.getLogger("report_keeper.commands.tui_app")
 
@@ -40,12 +47,37 @@ def run(args: argparse.Namespace) -> int:
     try:
         if getattr(args, "demo", False):
             return asyncio.run(_run_demo(args))
-        return _run_configured(args)
+        first_run = first_run_path(args)
+        if first_run is not None:
+            return asyncio.run(_run_first(args, first_run))
+        return asyncio.run(_run_configured(args))
     except KeyboardInterrupt:
         return 130
 
 
-def _run_configured(args: argparse.Namespace) -> int:
+def first_run_path(args: argparse.Namespace) -> Path | None:
+    """Where the first run writes the config: the default location when nothing is there and
+    no file was named (a named file that is missing is an error, not a first run)."""
+    if getattr(args, "config", None) is not None or os.environ.get(CONFIG_ENV):
+        return None
+    path = default_config_path()
+    return None if os.path.lexists(path) else path
+
+
+async def _run_first(args: argparse.Namespace, path: Path) -> int:
+    """The first-run screen, then the app for what it wrote (on Health), or the demo."""
+    setup = FirstRunApp(path, getattr(args, "profile", None) or DEFAULT_PROFILE)
+    log.info("no config at %s: first run", path)
+    _exit_on_hangup(setup)
+    result = await setup.run_async()
+    if result is None:
+        return int(setup.return_code or 0)
+    if result.end is FirstRunEnd.DEMO:
+        return await _run_demo(args)
+    return await _run_configured(args)
+
+
+async def _run_configured(args: argparse.Namespace) -> int:
     try:
         profile = load_profile(args, need_local_dir=True)
     except ConfigError as exc:
@@ -58,13 +90,9 @@ def _run_configured(args: argparse.Namespace) -> int:
         _error(str(exc))
         return int(Exit.USAGE)
     log.info("TUI started for profile %s", profile.name)
-
-    async def run_app() -> None:
-        _exit_on_hangup(app)
-        await app.run_async()
-
+    _exit_on_hangup(app)
     try:
-        asyncio.run(run_app())
+        await app.run_async()
     finally:
         app.ledger.close()
     return int(app.return_code or 0)

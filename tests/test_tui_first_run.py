@@ -1,0 +1,299 @@
+"""The first-run screen (no config yet) through Pilot, against the real OpenSSH sshd.
+
+Each test has its own HOME (its ~/.ssh holds the sshd's authorized user key and no
+known_hosts, so the host key must be confirmed) and its own config location. Typed as a
+person would: keys only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import stat
+import tempfile
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from textual.widgets import Input, OptionList
+
+from tests.fixtures_sshd import free_port
+from tests.xlsx_factory import write_report
+from tui.app import create_app
+from tui.commands import tui_app
+from tui.core.config import load_config
+from tui.screens.first_run import FirstRunScreen
+from tui.screens.health import HealthScreen
+from tui.screens.help import HelpScreen
+from tui.screens.modals import HostKeyModal
+from tui.setup_app import FirstRunApp
+from tui.setup_state import FirstRunEnd, FirstRunExit, SetupStep
+from tui.state import ConnectionState
+
+TZ = ZoneInfo("America/Chicago")
+REPORT = "Loans Per Patron From 3 Days Ago"
+NOW = "2026-11-26T16:00:00+00:00"
+HOSTILE_FOLDER = "[bold]Evil [link=x]y"
+HOSTILE_REPORT = "[red]Renewals"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, ssh_keys) -> Path:
+    """A fresh HOME whose ~/.ssh holds the key the sshd accepts (no known_hosts)."""
+    home = tmp_path / "home"
+    ssh = home / ".ssh"
+    ssh.mkdir(parents=True, mode=0o700)
+    shutil.copy(ssh_keys.private, ssh / "id_ed25519")
+    shutil.copy(ssh_keys.public, ssh / "id_ed25519.pub")
+    os.chmod(ssh / "id_ed25519", 0o600)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("REPORT_KEEPER_NOW", NOW)
+    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
+    monkeypatch.setenv("LOGNAME", "librarian")  # the user name the form offers
+    monkeypatch.setenv("TZ", "America/Chicago")  # the time zone the form offers
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    return home
+
+
+@pytest.fixture
+def site(sshd):
+    """A report folder on the sshd: a week of daily deliveries, a sibling folder."""
+    sub = Path(tempfile.mkdtemp(prefix="first-run-", dir=sshd.root))
+    folder = sub / "upload" / "ALMA"
+    folder.mkdir(parents=True)
+    (sub / "upload" / "other").mkdir()
+    for i in range(7):
+        day = date(2026, 11, 19) + timedelta(days=i)
+        at = datetime.combine(day, time(7, 3), tzinfo=TZ)
+        path = folder / f"{REPORT}_{at:%Y%m%d_%H%M%S}.xlsx"
+        write_report(path, n_rows=3, day=day, seed=i)
+        os.utime(path, (at.timestamp(), at.timestamp()))
+    # Server names are untrusted: markup in them must show as typed, never style the screen.
+    (sub / HOSTILE_FOLDER).mkdir()
+    hostile = folder / f"{HOSTILE_REPORT}_20261125_090000.xlsx"
+    write_report(hostile, n_rows=2, day=date(2026, 11, 25), seed=99)
+    for p in [sub, *sub.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    yield sub
+    shutil.rmtree(sub, ignore_errors=True)
+
+
+def _app(home: Path) -> FirstRunApp:
+    return FirstRunApp(home / ".config" / "report-keeper" / "config.toml", "default", agent_keys=0,
+                       connect_timeout=10)
+
+
+async def _wait(pilot, condition, timeout: float = 30) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    view = pilot.app.view
+    raise AssertionError(f"timed out: step {view.step}, busy {view.busy!r}, error {view.error!r}")
+
+
+def _screen_text(app) -> str:
+    """What the screen shows, as text (the SVG screenshot's characters, entities decoded)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\u00a0", " ")
+
+
+async def _fill_form(pilot, *, port: int, username: str) -> None:
+    """Type the answers, field by field (tab moves on; a field's old text is replaced)."""
+    await pilot.press(*"127.0.0.1", "tab", *str(port), "tab", *username, "tab", "tab")
+    await pilot.press(*"~/reports", "tab", *"America/Chicago")
+
+
+async def _open(pilot, name: str) -> None:
+    """Highlight a folder of the picker by its name and open it with enter."""
+    screen = pilot.app.screen
+    listing = screen.query_one("#folder-list", OptionList)
+    folder = pilot.app.view.folder
+    target = f"child-{folder.folders.index(name)}"
+    while listing.highlighted is None or listing.get_option_at_index(listing.highlighted).id != target:
+        await pilot.press("down")
+    before = folder.path
+    await pilot.press("enter")
+    await _wait(pilot, lambda: pilot.app.view.folder.path != before and not pilot.app.view.busy)
+
+
+@pytest.mark.sshd
+async def test_first_run_sets_up_a_profile_and_lands_on_health(sshd, site, home):
+    app = _app(home)
+    cfg = app.config_path
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert isinstance(app.screen, FirstRunScreen)
+        await _fill_form(pilot, port=sshd.port, username=sshd.username)
+        await pilot.press("enter")  # enter on the last field connects
+        # the host key is shown with its fingerprint and confirmed once
+        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        modal = app.screen
+        assert modal.info.fingerprint == sshd.host_key.get_fingerprint("sha256")
+        shown = " ".join(str(s.render()) for s in modal.query("Static"))
+        assert modal.info.fingerprint in shown
+        await pilot.press("m")  # accept and remember
+        await _wait(pilot, lambda: app.view.step is SetupStep.FOLDER and not app.view.busy)
+        # the folder picker shows the server's real listing, from the login folder down
+        assert app.view.folder.path == str(sshd.root)
+        assert site.name in app.view.folder.folders
+        await _open(pilot, site.name)
+        assert HOSTILE_FOLDER in _screen_text(app)
+        await _open(pilot, "upload")
+        assert app.view.folder.folders == ("ALMA", "other")
+        await _open(pilot, "ALMA")
+        assert (app.view.folder.files, app.view.folder.reports) == (8, 8)
+        await pilot.press("u")  # use this folder
+        await _wait(pilot, lambda: app.view.step is SetupStep.REPORTS and not app.view.busy)
+        proposal, hostile = app.view.proposals
+        assert (proposal.name, proposal.schedule, proposal.at, proposal.keep) == (REPORT, "daily", time(7, 0), True)
+        assert (hostile.name, hostile.files, hostile.keep) == (HOSTILE_REPORT, 1, False)  # too few to be sure
+        shown = _screen_text(app)
+        assert HOSTILE_REPORT in shown and "[x]" in shown and "[ ]" in shown
+        # keep it, edited: 07:15 and 3 hours of grace
+        await pilot.press("e")
+        await pilot.press("tab", *"07:15", "tab", *"3h", "enter")
+        await _wait(pilot, lambda: isinstance(app.screen, FirstRunScreen))
+        assert (proposal.at, proposal.grace, proposal.keep) == (time(7, 15), timedelta(hours=3), True)
+        await pilot.press("w")  # connection test, then write
+        await _wait(pilot, lambda: app.view.step is SetupStep.DONE, timeout=60)
+        assert app.view.test is not None and app.view.test.ok, app.view.test
+        assert app.view.pending == ()
+        await pilot.press("enter")
+        await pilot.pause()
+    assert app.return_value == FirstRunExit(FirstRunEnd.OPEN, cfg, "default")
+
+    # written 0600, atomically (no temporary file left), and it loads
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
+    assert [p.name for p in cfg.parent.iterdir()] == ["config.toml"]
+    profile = load_config(cfg).profile("default")
+    assert (profile.host, profile.port, profile.username) == ("127.0.0.1", sshd.port, sshd.username)
+    assert profile.key == home / ".ssh" / "id_ed25519"
+    assert profile.remote_dir == f"{site.name}/upload/ALMA"
+    assert HOSTILE_REPORT in cfg.read_text()  # noted as found, not configured
+    assert profile.local_dir == home / "reports" and str(profile.timezone) == "America/Chicago"
+    [report] = profile.reports
+    assert (report.name, report.schedule, report.at, report.grace) == (REPORT, "daily", time(7, 15),
+                                                                       timedelta(hours=3))
+    known = (home / ".ssh" / "known_hosts").read_text()
+    assert known.startswith(f"[127.0.0.1]:{sshd.port} ssh-ed25519 ")
+
+    # the app then opens on Health for that profile, and connects without asking again
+    main = create_app(profile)
+    try:
+        async with main.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            assert isinstance(main.screen, HealthScreen)
+            for _ in range(600):
+                if main.connection.state in (ConnectionState.CONNECTED, ConnectionState.FAILED):
+                    break
+                await pilot.pause(0.05)
+            assert main.connection.state is ConnectionState.CONNECTED, main.connection.message
+            assert not isinstance(main.screen, HostKeyModal)
+    finally:
+        main.ledger.close()
+
+
+@pytest.mark.sshd
+async def test_a_failing_connection_keeps_the_form_and_says_why(home):
+    app = _app(home)
+    closed = free_port()  # nothing listens there
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _fill_form(pilot, port=closed, username="librarian")
+        await pilot.press("enter")
+        await _wait(pilot, lambda: app.view.error and not app.view.busy)
+        assert app.view.step is SetupStep.FORM
+        message = str(app.screen.query_one("#message").render())
+        assert f"127.0.0.1 port {closed}" in message and "refused" in message.lower()
+        # what was typed is still there, and the form can be sent again
+        assert app.screen.query_one("#host", Input).value == "127.0.0.1"
+        assert app.screen.query_one("#port", Input).value == str(closed)
+        assert app.screen.query_one("#timezone", Input).value == "America/Chicago"
+        assert not app.config_path.exists()
+        # a bad answer is named under its field, nothing is tried
+        app.screen.query_one("#port", Input).focus()
+        await pilot.press("ctrl+u", *"99999", "tab", "tab", "tab", "tab", "enter")
+        await _wait(pilot, lambda: "port" in app.view.field_errors)
+        assert "99999 is not a port number" in str(app.screen.query_one("#error-port").render())
+        # or it is written anyway, with what is pending noted in it
+        app.screen.query_one("#port", Input).focus()
+        await pilot.press("ctrl+u", *str(closed), "tab", "tab", "tab", "tab", "enter")
+        await _wait(pilot, lambda: app.view.can_save_pending and not app.view.busy)
+        await pilot.press("f3")
+        await _wait(pilot, lambda: app.view.step is SetupStep.DONE)
+    text = app.config_path.read_text()
+    assert "# PENDING: the server could not be reached" in text
+    assert stat.S_IMODE(app.config_path.stat().st_mode) == 0o600
+    assert load_config(app.config_path).profile("default").port == closed
+
+
+async def test_the_demo_and_the_help_are_offered(home):
+    app = _app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        title = str(app.screen.query_one("#fr-title").render())
+        assert "try the demo (F2)" in title
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.press("f2")
+        await pilot.pause()
+    assert app.return_value == FirstRunExit(FirstRunEnd.DEMO)
+    assert not app.config_path.exists()
+
+
+def test_the_first_run_opens_only_without_a_config(home, tmp_path, monkeypatch):
+    args = argparse.Namespace(config=None, profile=None, demo=False, local_dir=None)
+    default = home / ".config" / "report-keeper" / "config.toml"
+    assert tui_app.first_run_path(args) == default
+    # a file named explicitly that is missing is an error, not a first run
+    assert tui_app.first_run_path(argparse.Namespace(config=str(tmp_path / "x.toml"), profile=None)) is None
+    monkeypatch.setenv("REPORT_KEEPER_CONFIG", str(tmp_path / "y.toml"))
+    assert tui_app.first_run_path(args) is None
+    monkeypatch.delenv("REPORT_KEEPER_CONFIG")
+    default.parent.mkdir(parents=True)
+    default.symlink_to(tmp_path / "dangling")  # anything at that name is the user's
+    assert tui_app.first_run_path(args) is None
+
+
+def _fixed_key(ssh: Path) -> None:
+    """~/.ssh/id_ed25519 with a fixed key, so its fingerprint on the form never changes."""
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    (ssh / "id_ed25519").write_bytes(key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.OpenSSH,
+                                                       ser.NoEncryption()))
+    (ssh / "id_ed25519.pub").write_bytes(key.public_key().public_bytes(ser.Encoding.OpenSSH,
+                                                                       ser.PublicFormat.OpenSSH) + b" librarian@desk\n")
+
+
+async def _steady_cursor(pilot) -> None:
+    """The fields' cursor shown without blinking (a blink would make the picture vary)."""
+    for field in pilot.app.screen.query(Input):
+        field.cursor_blink = False
+    await pilot.pause()
+
+
+def test_snapshot_of_the_form_at_80x24(snap_compare, home):
+    _fixed_key(home / ".ssh")
+    assert snap_compare(_app(home), terminal_size=(80, 24), run_before=_steady_cursor)
+
+
+def test_snapshot_of_a_refused_connection_at_80x24(snap_compare, home):
+    """The reason in red under the form, the form as typed, "Save for later" offered."""
+    _fixed_key(home / ".ssh")
+    app = _app(home)
+
+    async def run_before(pilot) -> None:
+        await _fill_form(pilot, port=1, username="librarian")  # port 1: nothing listens there
+        await pilot.press("enter")
+        await _wait(pilot, lambda: app.view.error and not app.view.busy)
+        await _steady_cursor(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
