@@ -265,3 +265,23 @@ def test_proposals_and_a_written_config_round_trip(tmp_path):
 def test_answers_are_checked(check, bad):
     with pytest.raises(ValueError):
         check(bad)
+
+
+def test_a_form_is_checked_field_by_field_with_inits_checks(tmp_path):
+    """The first-run form: every unusable field named with init's own reason; blanks left to
+    ~/.ssh/config as init leaves them; port 22 not written."""
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    answers, errors = su.answers_from_form("default", host="-oProxyCommand=x", port="70000",
+                                           username="a b", local_dir=str(not_a_folder),
+                                           timezone="Mars/Olympus")
+    assert set(errors) == {"host", "port", "username", "local_dir", "timezone"}
+    assert "not a port number" in errors["port"] and "not a folder" in errors["local_dir"]
+    answers, errors = su.answers_from_form("default", host=" files.example.org ", port="22", username="",
+                                           local_dir=str(tmp_path / "r"), timezone="America/Chicago")
+    assert errors == {}
+    assert (answers.host, answers.port, answers.username, answers.timezone) == (
+        "files.example.org", None, None, "America/Chicago")
+    answers, errors = su.answers_from_form("default", host="alias", port="", username="abc",
+                                           local_dir=str(tmp_path), timezone="UTC")
+    assert errors == {} and answers.port is None and answers.username == "abc"

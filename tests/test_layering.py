@@ -4,7 +4,7 @@
   the headless commands rely on it), nor the app, the screens or the widgets;
 - ``tui/core`` never imports asyncssh, ``tui/sftp``, ``tui/notify`` or ``tui/demo``;
 - ``tui/sftp`` and ``tui/notify`` never import the demo;
-- ``tui/state.py`` (the view-model) never imports Textual;
+- ``tui/state.py`` and ``tui/setup_state.py`` (the view-models) never import Textual;
 - ``tui/screens`` and ``tui/widgets`` never import ``tui/sftp``, ``tui/demo`` or the ledger
   (``tui/core/ledger``): they read the app's state and ask the app.
 """
@@ -23,7 +23,8 @@ UI = ("textual", "tui.app", "tui.screens", "tui.widgets", "tui.messages")
 
 RULES: list[tuple[list[Path], tuple[str, ...]]] = [
     (HEADLESS, UI),
-    ([TUI / "state.py"], ("textual", "tui.app", "tui.screens", "tui.widgets", "tui.messages")),
+    ([TUI / "state.py", TUI / "setup_state.py"],
+     ("textual", "tui.app", "tui.setup_app", "tui.screens", "tui.widgets", "tui.messages")),
     ([TUI / "core"], ("asyncssh", "tui.sftp", "tui.notify", "tui.demo", "tui.state", "tui.commands")),
     ([TUI / "sftp", TUI / "notify"], ("tui.demo", "tui.state", "tui.commands")),
     ([TUI / "screens", TUI / "widgets"], ("tui.sftp", "tui.demo", "tui.core.ledger", "asyncssh",
@@ -69,7 +70,7 @@ def test_sources_keep_the_import_rules():
 def test_importing_every_headless_module_loads_no_textual():
     modules = sorted(
         ".".join(p.relative_to(ROOT).with_suffix("").parts)
-        for p in _files([*HEADLESS, TUI / "state.py"])
+        for p in _files([*HEADLESS, TUI / "state.py", TUI / "setup_state.py"])
         if p.name != "__init__.py"
     )
     code = (

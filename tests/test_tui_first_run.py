@@ -297,3 +297,70 @@ def test_snapshot_of_a_refused_connection_at_80x24(snap_compare, home):
         await _steady_cursor(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def _spawn(home: Path):
+    """``report-keeper`` itself in a pseudo-terminal of 80×24, without a config."""
+    import sys
+
+    import pexpect
+
+    env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "REPORT_KEEPER_CONFIG")}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), TERM="xterm-256color",
+               XDG_DATA_HOME=str(home / ".local" / "share"), XDG_STATE_HOME=str(home / ".local" / "state"),
+               REPORT_KEEPER_NOW=NOW, TEXTUAL_ANIMATIONS="none", LOGNAME="librarian", TZ="America/Chicago")
+    return pexpect.spawn(sys.executable, ["-m", "tui"], env=env, encoding="utf-8", timeout=60,
+                         dimensions=(24, 80))
+
+
+F2, F3 = "\x1bOQ", "\x1bOR"
+
+
+def _type(child, *parts: str) -> None:
+    """Type as a person does: a key that moves the focus is not followed at once by the next."""
+    import time as clock
+
+    for part in parts:
+        child.send(part)
+        clock.sleep(0.2)
+
+
+def test_the_command_without_a_config_goes_from_the_first_run_to_health(home):
+    """The real command: the form, a server that refuses, "save for later", then the app on
+    Health for the written config (one terminal, one process)."""
+    import pexpect
+
+    child = _spawn(home)
+    try:
+        child.expect("First run")
+        _type(child, "127.0.0.1", "\t", "1", "\t", "librarian", "\t", "\t", "~/reports", "\t",
+              "America/Chicago", "\r")
+        child.expect("refused")
+        child.send(F3)
+        child.expect("Wrote")
+        child.send("\r")
+        child.expect("Health")  # the app's own screen, for the profile just written
+        child.expect("refused")  # it tried the server, which still refuses
+        child.send("q")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    cfg = home / ".config" / "report-keeper" / "config.toml"
+    assert load_config(cfg).profile().port == 1 and stat.S_IMODE(cfg.stat().st_mode) == 0o600
+
+
+def test_the_command_without_a_config_offers_the_demo(home):
+    import pexpect
+
+    child = _spawn(home)
+    try:
+        child.expect("First run")
+        child.send(F2)
+        child.expect("Health")
+        child.send("q")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    assert not (home / ".config" / "report-keeper" / "config.toml").exists()

@@ -88,7 +88,7 @@ class FirstRunApp(App[FirstRunExit | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "help", "Help", key_display="F1/?", id="help"),
         Binding("question_mark", "help", "Help", show=False),
-        Binding("ctrl+q", "quit", "Quit", key_display="^q", priority=True, id="quit"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
     ]
 
     def __init__(self, config_path: Path, profile: str, *, ssh_dir: Path = ss.SSH_DIR,

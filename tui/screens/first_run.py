@@ -63,7 +63,7 @@ _PLACEHOLDERS = {
 }
 # Which step each action belongs to (the footer shows only the current step's keys).
 _STEP_ACTIONS: dict[str, tuple[SetupStep, ...]] = {
-    "demo": (SetupStep.FORM, SetupStep.NEW_KEY),
+    "demo": (SetupStep.FORM,),
     "save_pending": (SetupStep.FORM, SetupStep.NEW_KEY),
     "connect_new_key": (SetupStep.NEW_KEY,),
     "use_folder": (SetupStep.FOLDER,),
@@ -109,9 +109,9 @@ class FirstRunScreen(Screen[None]):
         Binding("c", "connect_new_key", "Connect now"),
         Binding("u", "use_folder", "Use this folder"),
         Binding("backspace", "folder_up", "Up a folder"),
-        Binding("space", "toggle_keep", "Keep/skip"),
-        Binding("e", "edit_report", "Edit schedule"),
-        Binding("w", "save", "Test & save"),
+        Binding("space", "toggle_keep", "Keep or skip"),
+        Binding("e", "edit_report", "Edit"),
+        Binding("w", "save", "Test and save"),
         Binding("escape", "back", "Back"),
         Binding("enter", "finish", "Open Report Keeper"),
     ]
