@@ -161,6 +161,8 @@ async def test_first_run_sets_up_a_profile_and_lands_on_health(sshd, site, home)
         await pilot.press("tab", *"07:15", "tab", *"3h", "enter")
         await _wait(pilot, lambda: isinstance(app.screen, FirstRunScreen))
         assert (proposal.at, proposal.grace, proposal.keep) == (time(7, 15), timedelta(hours=3), True)
+        await pilot.press("down", "space")  # keep the one seen once too
+        assert hostile.keep
         await pilot.press("w")  # connection test, then write
         await _wait(pilot, lambda: app.view.step is SetupStep.DONE, timeout=60)
         assert app.view.test is not None and app.view.test.ok, app.view.test
@@ -176,11 +178,11 @@ async def test_first_run_sets_up_a_profile_and_lands_on_health(sshd, site, home)
     assert (profile.host, profile.port, profile.username) == ("127.0.0.1", sshd.port, sshd.username)
     assert profile.key == home / ".ssh" / "id_ed25519"
     assert profile.remote_dir == f"{site.name}/upload/ALMA"
-    assert HOSTILE_REPORT in cfg.read_text()  # noted as found, not configured
     assert profile.local_dir == home / "reports" and str(profile.timezone) == "America/Chicago"
-    [report] = profile.reports
+    report, renewals = profile.reports
     assert (report.name, report.schedule, report.at, report.grace) == (REPORT, "daily", time(7, 15),
                                                                        timedelta(hours=3))
+    assert renewals.name == HOSTILE_REPORT  # a name with markup in it is just a name in TOML
     known = (home / ".ssh" / "known_hosts").read_text()
     assert known.startswith(f"[127.0.0.1]:{sshd.port} ssh-ed25519 ")
 
@@ -225,12 +227,61 @@ async def test_a_failing_connection_keeps_the_form_and_says_why(home):
         app.screen.query_one("#port", Input).focus()
         await pilot.press("ctrl+u", *str(closed), "tab", "tab", "tab", "tab", "enter")
         await _wait(pilot, lambda: app.view.can_save_pending and not app.view.busy)
+        # a config that appears meanwhile (another init, an editor) is never replaced
+        app.config_path.parent.mkdir(parents=True)
+        app.config_path.write_text("# mine\n")
+        await pilot.press("f3")
+        await _wait(pilot, lambda: "appeared meanwhile" in app.view.error)
+        assert app.config_path.read_text() == "# mine\n" and app.view.step is SetupStep.FORM
+        app.config_path.unlink()
         await pilot.press("f3")
         await _wait(pilot, lambda: app.view.step is SetupStep.DONE)
     text = app.config_path.read_text()
     assert "# PENDING: the server could not be reached" in text
     assert stat.S_IMODE(app.config_path.stat().st_mode) == 0o600
     assert load_config(app.config_path).profile("default").port == closed
+
+
+@pytest.mark.sshd
+async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds_it(sshd, site, home):
+    for old in (home / ".ssh").iterdir():
+        old.unlink()  # no key yet: the form offers a new pair
+    app = _app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.view.defaults.keys[0].kind.value == "new"
+        await _fill_form(pilot, port=sshd.port, username=sshd.username)
+        await pilot.press("enter")
+        await _wait(pilot, lambda: app.view.step is SetupStep.NEW_KEY)
+        key = home / ".ssh" / "id_ed25519_report_keeper"
+        public = key.with_suffix(".pub").read_text().strip()
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert app.view.new_key.public_line == public and "administrator" in _screen_text(app)
+        # before the administrator added it: the login is refused, and the reason says why
+        await pilot.press("c")
+        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await pilot.press("o")  # accept once
+        await _wait(pilot, lambda: app.view.error and not app.view.busy)
+        assert app.view.step is SetupStep.FORM and "does not accept the new key yet" in app.view.error
+        # the administrator adds it; connecting again uses the same pair (no second one)
+        with next(Path(sshd.root).parent.glob("authorized_keys")).open("a") as f:
+            f.write(public + "\n")
+        app.screen.query_one("#timezone", Input).focus()
+        await pilot.press("enter")
+        await _wait(pilot, lambda: app.view.step is SetupStep.NEW_KEY)
+        await pilot.press("c")
+        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await pilot.press("m")
+        await _wait(pilot, lambda: app.view.step is SetupStep.FOLDER and not app.view.busy)
+        await _open(pilot, site.name)
+        await pilot.press("u")
+        await _wait(pilot, lambda: app.view.step is SetupStep.REPORTS and not app.view.busy)
+        assert app.view.proposals == [] and "No Excel reports" in _screen_text(app)
+        await pilot.press("w")
+        await _wait(pilot, lambda: app.view.step is SetupStep.DONE, timeout=60)
+    assert sorted(p.name for p in (home / ".ssh").iterdir()) == [
+        "id_ed25519_report_keeper", "id_ed25519_report_keeper.pub", "known_hosts"]
+    profile = load_config(app.config_path).profile()
+    assert profile.key == key and profile.remote_dir == site.name and not profile.reports
 
 
 async def test_the_demo_and_the_help_are_offered(home):
@@ -247,9 +298,22 @@ async def test_the_demo_and_the_help_are_offered(home):
     assert not app.config_path.exists()
 
 
+class _Terminal:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
 def test_the_first_run_opens_only_without_a_config(home, tmp_path, monkeypatch):
     args = argparse.Namespace(config=None, profile=None, demo=False, local_dir=None)
     default = home / ".config" / "report-keeper" / "config.toml"
+    # without a terminal (cron, a pipe) nobody can fill in the form: the one-line error stays
+    monkeypatch.setattr("sys.stdin", _Terminal(False))
+    monkeypatch.setattr("sys.stdout", _Terminal(True))
+    assert tui_app.first_run_path(args) is None
+    monkeypatch.setattr("sys.stdin", _Terminal(True))
     assert tui_app.first_run_path(args) == default
     # a file named explicitly that is missing is an error, not a first run
     assert tui_app.first_run_path(argparse.Namespace(config=str(tmp_path / "x.toml"), profile=None)) is None
@@ -364,3 +428,15 @@ def test_the_command_without_a_config_offers_the_demo(home):
         child.close()
     assert child.exitstatus == 0
     assert not (home / ".config" / "report-keeper" / "config.toml").exists()
+
+
+def test_without_a_terminal_no_config_is_still_one_line_and_exit_3(home):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "REPORT_KEEPER_CONFIG"}
+    res = subprocess.run([sys.executable, "-m", "tui"], env=env, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 3
+    assert res.stderr.count("\n") == 1 and "report-keeper init" in res.stderr
+    assert not (home / ".config" / "report-keeper").exists()

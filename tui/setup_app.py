@@ -50,7 +50,7 @@ from tui.setup_state import (
 from tui.sftp import setup as ss
 from tui.sftp.client import HostKeyInfo, SftpConnection
 from tui.sftp.conntest import probe_connection
-from tui.sftp.errors import HostKeyChanged, SftpError
+from tui.sftp.errors import AuthFailed, HostKeyChanged, SftpError
 
 log = logging.getLogger("report_keeper.setup_app")
 
@@ -296,6 +296,10 @@ class FirstRunApp(App[FirstRunExit | None]):
             log.info("first run: the connection failed (%s)", opened.error.kind if opened.error else "?")
             view.step = SetupStep.FORM
             view.error = str(opened.error) if opened.error is not None else (opened.note or "")
+            if isinstance(opened.error, AuthFailed) and self._uses_new_key():
+                # What to do is the note's: the administrator has not added the new key yet.
+                note = opened.note or ""
+                view.error = f"{opened.error.what} {note[:1].upper()}{note[1:]}."
             self._pending_note = opened.note or view.error
             view.can_save_pending = True
             self._changed()

@@ -56,10 +56,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def first_run_path(args: argparse.Namespace) -> Path | None:
-    """Where the first run writes the config: the default location when nothing is there and
-    no file was named (a named file that is missing is an error, not a first run)."""
+    """Where the first run writes the config: the default location when nothing is there, no
+    file was named (a named file that is missing is an error, not a first run) and a person is
+    at the terminal."""
     if getattr(args, "config", None) is not None or os.environ.get(CONFIG_ENV):
         return None
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return None  # nobody to fill in the form: the one-line "no config" error says what to do
     path = default_config_path()
     return None if os.path.lexists(path) else path
 

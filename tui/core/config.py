@@ -859,7 +859,8 @@ def _read_config_bytes(file: Path, explicit: bool) -> bytes:
         if explicit:
             reason = "the file does not exist"
         else:
-            reason = "no config file here; create one (see README: Configuration) or try `report-keeper --demo`"
+            reason = ("no config file here; run `report-keeper init` (or start `report-keeper` in a "
+                      "terminal) to set one up, or try `report-keeper --demo`")
         raise ConfigError(file, None, reason) from None
     except (OSError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc

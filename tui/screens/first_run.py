@@ -12,6 +12,7 @@ the keys of the step, F1 (or ``?`` outside a field) lists them all.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, cast
+from zoneinfo import available_timezones
 
 from rich.text import Text
 from textual import on
@@ -146,7 +147,7 @@ class FirstRunScreen(Screen[None]):
                             yield Select([], allow_blank=True, compact=True, id="key", prompt="(looking…)")
                         else:
                             yield Input(_initial(view, name), placeholder=_PLACEHOLDERS[name], compact=True,
-                                        id=name, suggester=SuggestFromList(d.aliases) if name == "host" else None)
+                                        id=name, suggester=_suggester(view, name))
                     yield Static("", classes="field-error", id=f"error-{name}")
                 with Horizontal(classes="buttons"):
                     yield Button("Connect", id="connect", variant="primary", compact=True)
@@ -486,6 +487,15 @@ class ReportEditModal(ModalScreen["tuple[str, time, timedelta] | None"]):
 def _initial(view: SetupView, name: str) -> str:
     d = view.defaults
     return {"port": "22", "username": d.username, "local_dir": d.local_dir, "timezone": d.timezone}.get(name, "")
+
+
+def _suggester(view: SetupView, name: str) -> SuggestFromList | None:
+    """~/.ssh/config's aliases for the server, the IANA names for the time zone."""
+    if name == "host":
+        return SuggestFromList(view.defaults.aliases)
+    if name == "timezone":
+        return SuggestFromList(sorted(available_timezones()), case_sensitive=False)
+    return None
 
 
 def _hint(view: SetupView) -> str:
