@@ -256,6 +256,8 @@ async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds
         public = key.with_suffix(".pub").read_text().strip()
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
         assert app.view.new_key.public_line == public and "administrator" in _screen_text(app)
+        await pilot.press("y")  # copied whole: the screen has to wrap it
+        assert app.clipboard == public
         # before the administrator added it: the login is refused, and the reason says why
         await pilot.press("c")
         await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))

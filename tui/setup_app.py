@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from textual import work
-from textual.app import App
+from textual.app import App, ScreenStackError, UnknownModeError
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
@@ -55,7 +55,7 @@ from tui.sftp.errors import AuthFailed, HostKeyChanged, SftpError
 log = logging.getLogger("report_keeper.setup_app")
 
 #: The one mode of the app (its name titles the screen's section of the help).
-MODE = "first run"
+MODE = "First run"
 
 
 def setup_defaults(config_path: Path, profile: str, ssh_dir: Path = ss.SSH_DIR,
@@ -86,8 +86,7 @@ class FirstRunApp(App[FirstRunExit | None]):
     SUB_TITLE = "first run"
     MODES: ClassVar[dict[str, str | Callable[[], Screen]]] = {MODE: FirstRunScreen}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f1", "help", "Help", key_display="F1/?", id="help"),
-        Binding("question_mark", "help", "Help", show=False),
+        Binding("f1,question_mark", "help", "Help", key_display="F1/?", id="help"),
         Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
     ]
 
@@ -128,7 +127,10 @@ class FirstRunApp(App[FirstRunExit | None]):
 
     def _changed(self) -> None:
         self.view.version += 1
-        screen = self.screen
+        try:
+            screen = self.screen
+        except (ScreenStackError, UnknownModeError):  # starting or closing: nothing shown
+            return
         if isinstance(screen, FirstRunScreen):
             screen.post_message(SetupChanged())
         for under in self.screen_stack[:-1]:  # a modal on top: the screen below follows too

@@ -67,6 +67,7 @@ _STEP_ACTIONS: dict[str, tuple[SetupStep, ...]] = {
     "demo": (SetupStep.FORM,),
     "save_pending": (SetupStep.FORM, SetupStep.NEW_KEY),
     "connect_new_key": (SetupStep.NEW_KEY,),
+    "copy_public_line": (SetupStep.NEW_KEY,),
     "use_folder": (SetupStep.FOLDER,),
     "folder_up": (SetupStep.FOLDER,),
     "toggle_keep": (SetupStep.REPORTS,),
@@ -108,11 +109,12 @@ class FirstRunScreen(Screen[None]):
         Binding("f2", "demo", "Try the demo", key_display="F2"),
         Binding("f3", "save_pending", "Save for later", key_display="F3"),
         Binding("c", "connect_new_key", "Connect now"),
+        Binding("y", "copy_public_line", "Copy the line"),
         Binding("u", "use_folder", "Use this folder"),
         Binding("backspace", "folder_up", "Up a folder"),
-        Binding("space", "toggle_keep", "Keep or skip"),
+        Binding("space", "toggle_keep", "Keep/skip"),
         Binding("e", "edit_report", "Edit"),
-        Binding("w", "save", "Test and save"),
+        Binding("w", "save", "Save"),
         Binding("escape", "back", "Back"),
         Binding("enter", "finish", "Open Report Keeper"),
     ]
@@ -244,8 +246,9 @@ class FirstRunScreen(Screen[None]):
             " (it is the public half, safe to send); they add it to the account's authorized keys:"))
         self.query_one("#public-line", Static).update(Text(key.public_line))
         self.query_one("#new-key-after", Static).update(Text(
-            "Once it is added, connect now (c). Or finish later (F3): the config is written with "
-            "this noted as pending, and the app opens."))
+            f"The same line is in {key.path}.pub; y copies it (where the terminal allows). Once "
+            "it is added, connect now (c). Or finish later (F3): the config is written with this "
+            "noted as pending, and the app opens."))
 
     def _show_folder(self, view: SetupView) -> None:
         folder = view.folder
@@ -389,6 +392,12 @@ class FirstRunScreen(Screen[None]):
 
     def action_connect_new_key(self) -> None:
         self.app.connect_new_key()
+
+    def action_copy_public_line(self) -> None:
+        key = self.app.view.new_key
+        if key is not None:
+            self.app.copy_to_clipboard(key.public_line)
+            self.notify(f"Copied, where the terminal allows it; the line is also in {key.path}.pub.")
 
     def action_use_folder(self) -> None:
         self.app.use_folder()
