@@ -274,8 +274,7 @@ class FirstRunApp(App[FirstRunExit | None]):
             self._answers.key = new.path
         self.view.new_key = PublicKeyShown(ss.home_relative(new.path), new.public_line, new.fingerprint)
         # Finishing later, as init's "later": the config notes what the administrator must do.
-        self._pending_note = ("the new key is probably not accepted by the server yet: send "
-                              f"{ss.home_relative(new.path)}.pub to its administrator")
+        self._pending_note = ss.later_note(new)
         self.view.can_save_pending = True
         self.view.busy = ""
         self.view.step = SetupStep.NEW_KEY
@@ -328,8 +327,7 @@ class FirstRunApp(App[FirstRunExit | None]):
 
     def _show_folder(self, folder: ss.FolderView) -> None:
         view = self.view
-        reports = sum(1 for f in folder.files if f.name.lower().endswith(su.REPORT_SUFFIXES))
-        view.folder = FolderShown(folder.path, tuple(folder.folders), len(folder.files), reports,
+        view.folder = FolderShown(folder.path, tuple(folder.folders), len(folder.files), len(folder.reports),
                                   folder.refused, folder.path == "/")
         view.step = SetupStep.FOLDER
         view.busy = ""

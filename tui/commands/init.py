@@ -294,8 +294,7 @@ async def _connect(args: argparse.Namespace, p: Prompter, answers: su.Answers,
         go = await _ask(p, p.ask, "Press Enter once the administrator has added it (or type "
                         "'later' to finish without connecting)", "", lambda t: t.strip().lower())
         if go == "later":
-            answers.pending.append("the new key is probably not accepted by the server yet: "
-                                   f"send {ss.home_relative(new_key.path)}.pub to its administrator")
+            answers.pending.append(ss.later_note(new_key))
             return None
     async def confirm(info: HostKeyInfo) -> str:
         p.say(f"The server {info.host} port {info.port} presents the host key")
@@ -345,7 +344,7 @@ async def _pick_folder(args: argparse.Namespace, p: Prompter, answers: su.Answer
             p.say(f"  {exc}")
             current = home
             continue
-        reports = [f for f in view.files if f.name.lower().endswith((".xlsx", ".xlsm"))]
+        reports = view.reports
         p.say("")
         p.say(f"{escape_name(view.path)}: {len(view.folders)} folder(s), {len(view.files)} file(s), "
               f"{len(reports)} Excel report(s)")

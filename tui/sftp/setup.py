@@ -6,6 +6,7 @@ Public API::
     agent = await agent_keys()                  # [AgentKey] of ssh-agent (empty without one)
     key = generate_key(path, comment)           # a new ed25519 pair, private 0600; NewKey
     key = create_key()                          # the same at a free ~/.ssh path, usual comment
+    later_note(key)                             # what is pending when it was never tried
     opened = await open_connection(answers, new_key=key, host_key_policy=..., passphrase_cb=...)
     opened.conn                                 # an SftpConnection, or None and opened.note says
                                                 # what is pending (for the config's notes)
@@ -27,7 +28,7 @@ import asyncssh
 from asyncssh.public_key import decode_ssh_public_key
 
 from tui.core.model import RemoteFile
-from tui.core.setup import Answers
+from tui.core.setup import REPORT_SUFFIXES, Answers
 from tui.sftp.client import (
     ConnectOptions,
     HostKeyPolicy,
@@ -145,6 +146,12 @@ def home_relative(path: Path) -> str:
     return "~" + text[len(home):] if text.startswith(home + os.sep) else text
 
 
+def later_note(key: NewKey) -> str:
+    """What is pending when the set-up ends before the server was tried with a new key."""
+    return ("the new key is probably not accepted by the server yet: "
+            f"send {home_relative(key.path)}.pub to its administrator")
+
+
 def connect_options(answers: Answers, *, connect_timeout: float = 15) -> ConnectOptions:
     """How to connect with what was answered (known_hosts and ssh config: the usual ones)."""
     return ConnectOptions(host=answers.host, port=answers.port, username=answers.username,
@@ -197,6 +204,11 @@ class FolderView:
     files: list[RemoteFile]  # regular files with safe names
     refused: int  # names refused as unsafe
 
+    @property
+    def reports(self) -> list[RemoteFile]:
+        """The Excel files among ``files`` (what ``propose_reports`` looks at)."""
+        return [f for f in self.files if f.name.lower().endswith(REPORT_SUFFIXES)]
+
 
 async def folder_view(conn: SftpConnection, path: str) -> FolderView:
     """One folder of the server for the folder picker. Raises ``SftpError``."""
@@ -213,4 +225,4 @@ async def folder_view(conn: SftpConnection, path: str) -> FolderView:
 
 __all__ = ["AgentKey", "FolderView", "LocalKey", "NewKey", "Opened", "SftpError", "agent_keys",
            "connect_options", "create_key", "folder_view", "free_key_path", "generate_key",
-           "home_relative", "local_keys", "open_connection"]
+           "home_relative", "later_note", "local_keys", "open_connection"]
