@@ -223,9 +223,20 @@ async def test_a_failing_connection_keeps_the_form_and_says_why(home):
         await pilot.press("ctrl+u", *"99999", "tab", "tab", "tab", "tab", "enter")
         await _wait(pilot, lambda: "port" in app.view.field_errors)
         assert "99999 is not a port number" in str(app.screen.query_one("#error-port").render())
+        assert not app.view.can_save_pending  # what is on the form was never tried
         # or it is written anyway, with what is pending noted in it
         app.screen.query_one("#port", Input).focus()
         await pilot.press("ctrl+u", *str(closed), "tab", "tab", "tab", "tab", "enter")
+        await _wait(pilot, lambda: app.view.can_save_pending and not app.view.busy)
+        app.screen.query_one("#host", Input).focus()
+        await pilot.press("end", "x")
+        assert not app.view.can_save_pending  # edited since: it must be tried first
+        await pilot.press("backspace")
+        await pilot.press("f3")
+        await pilot.pause()
+        assert app.view.step is SetupStep.FORM and not app.config_path.exists()
+        app.screen.query_one("#timezone", Input).focus()
+        await pilot.press("enter")
         await _wait(pilot, lambda: app.view.can_save_pending and not app.view.busy)
         # a config that appears meanwhile (another init, an editor) is never replaced
         app.config_path.parent.mkdir(parents=True)

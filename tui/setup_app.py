@@ -108,6 +108,7 @@ class FirstRunApp(App[FirstRunExit | None]):
         self._home = "."  # the login folder, absolute
         self._folder: ss.FolderView | None = None  # the folder the picker shows
         self._pending_note = ""  # why the last connection failed, as the config notes it
+        self.tried: FormAnswers | None = None  # the form as last sent
 
     # -- lifecycle --------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -155,6 +156,7 @@ class FirstRunApp(App[FirstRunExit | None]):
         view = self.view
         if view.busy:
             return
+        self.tried = form
         answers, errors = su.answers_from_form(
             self.profile_name, host=form.host, port=form.port, username=form.username,
             local_dir=form.local_dir, timezone=form.timezone)
@@ -179,6 +181,13 @@ class FirstRunApp(App[FirstRunExit | None]):
             self._changed()
             return
         self.connect()
+
+    def form_edited(self, form: FormAnswers) -> None:
+        """The form no longer says what was tried: "save for later" would write what was not
+        tried with a note about what was, so it waits for the next try."""
+        if form != self.tried and self.view.can_save_pending and self.view.step is SetupStep.FORM:
+            self.view.can_save_pending = False
+            self._changed()
 
     def connect_new_key(self) -> None:
         """The new key's line was shown: connect with it."""

@@ -347,6 +347,13 @@ class FirstRunScreen(Screen[None]):
         return FormAnswers(host=text("host"), port=text("port"), username=text("username"), key=key,
                            local_dir=text("local_dir"), timezone=text("timezone"))
 
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _edited(self, event: Input.Changed | Select.Changed) -> None:
+        event.stop()
+        if self.app.view.can_save_pending:
+            self.app.form_edited(self._form())
+
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
