@@ -78,6 +78,7 @@ def site(sshd):
     write_report(hostile, n_rows=2, day=date(2026, 11, 25), seed=99)
     for p in [sub, *sub.rglob("*")]:
         os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    (sub / "alma-link").symlink_to("upload/ALMA")  # a link: the listing shows no way into it
     yield sub
     shutil.rmtree(sub, ignore_errors=True)
 
@@ -286,6 +287,15 @@ async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds
         await pilot.press("m")
         await _wait(pilot, lambda: app.view.step is SetupStep.FOLDER and not app.view.busy)
         await _open(pilot, site.name)
+        assert "alma-link" not in app.view.folder.folders
+        # a folder the listing does not lead to, by its path: relative, then absolute
+        await pilot.press("g")
+        await pilot.press(*"alma-link", "enter")
+        await _wait(pilot, lambda: app.view.folder.path.endswith("/upload/ALMA") and not app.view.busy)
+        assert app.view.folder.reports == 8
+        await pilot.press("g")
+        await pilot.press(*f"{sshd.root}/{site.name}", "enter")
+        await _wait(pilot, lambda: app.view.folder.path == f"{sshd.root}/{site.name}" and not app.view.busy)
         await pilot.press("u")
         await _wait(pilot, lambda: app.view.step is SetupStep.REPORTS and not app.view.busy)
         assert app.view.proposals == [] and "No Excel reports" in _screen_text(app)

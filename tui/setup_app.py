@@ -208,6 +208,19 @@ class FirstRunApp(App[FirstRunExit | None]):
         if folder is not None:
             self.open_folder(su.child_folder(folder.path, name))
 
+    def folder_typed(self, typed: str) -> None:
+        """A path typed in the picker (absolute, or under the folder shown)."""
+        folder = self.view.folder
+        if folder is None:
+            return
+        try:
+            path = su.typed_folder(folder.path, typed)
+        except ValueError as exc:
+            self.view.error = str(exc)
+            self._changed()
+            return
+        self.open_folder(path)
+
     def use_folder(self) -> None:
         """The folder shown is the one Alma delivers to: propose its reports."""
         if self._conn is not None and self.view.folder is not None and not self.view.busy:

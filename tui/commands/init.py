@@ -360,7 +360,10 @@ async def _pick_folder(args: argparse.Namespace, p: Prompter, answers: su.Answer
         elif answer.isdigit():
             p.say(f"  there is no folder {answer} here")
         else:
-            current = answer if answer.startswith("/") else view.path.rstrip("/") + "/" + answer
+            try:
+                current = su.typed_folder(view.path, answer)
+            except ValueError as exc:
+                p.say(f"  {exc}")
     answers.remote_dir = su.remote_dir_answer(home, view.path)
     return view
 

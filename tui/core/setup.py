@@ -7,7 +7,8 @@
 - ``default_username()``, ``default_local_dir(profile)``, ``default_zone()``: what a question
   offers first;
 - ``remote_dir_answer(home, chosen)``: a folder picked on the server as the profile names it
-  (relative to the login folder when it lies under it); ``parent_folder``, ``child_folder``;
+  (relative to the login folder when it lies under it); ``parent_folder``, ``child_folder``,
+  ``typed_folder``;
 - ``propose_reports(files, tz)``: the reports a folder holds, each with its inferred schedule;
 - ``render_config(answers, existing=None)``: the TOML text (tomlkit), merged into an existing
   file's text when given (its other profiles and comments are kept); checked by loading it
@@ -138,6 +139,12 @@ def parent_folder(path: str) -> str:
 
 def child_folder(path: str, name: str) -> str:
     return path.rstrip("/") + "/" + name if path != "/" else "/" + name
+
+
+def typed_folder(current: str, typed: str) -> str:
+    """A folder typed in the picker: absolute as typed, else under the folder shown."""
+    typed = check_remote_dir(typed)
+    return typed if typed.startswith("/") else child_folder(current, typed)
 
 
 def remote_dir_answer(home: str, chosen: str) -> str:

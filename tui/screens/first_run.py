@@ -70,6 +70,7 @@ _STEP_ACTIONS: dict[str, tuple[SetupStep, ...]] = {
     "copy_public_line": (SetupStep.NEW_KEY,),
     "use_folder": (SetupStep.FOLDER,),
     "folder_up": (SetupStep.FOLDER,),
+    "go_to": (SetupStep.FOLDER,),
     "toggle_keep": (SetupStep.REPORTS,),
     "edit_report": (SetupStep.REPORTS,),
     "save": (SetupStep.REPORTS,),
@@ -110,8 +111,9 @@ class FirstRunScreen(Screen[None]):
         Binding("f3", "save_pending", "Save for later", key_display="F3"),
         Binding("c", "connect_new_key", "Connect now"),
         Binding("y", "copy_public_line", "Copy the line"),
-        Binding("u", "use_folder", "Use this folder"),
-        Binding("backspace", "folder_up", "Up a folder"),
+        Binding("u", "use_folder", "Use folder"),
+        Binding("backspace", "folder_up", "Up"),
+        Binding("g", "go_to", "Go to"),
         Binding("space", "toggle_keep", "Keep/skip"),
         Binding("e", "edit_report", "Edit"),
         Binding("w", "save", "Save"),
@@ -412,6 +414,13 @@ class FirstRunScreen(Screen[None]):
     def action_folder_up(self) -> None:
         self.app.folder_up()
 
+    def action_go_to(self) -> None:
+        def done(typed: str | None) -> None:
+            if typed:
+                self.app.folder_typed(typed)
+
+        self.app.push_screen(GoToModal(), callback=done)
+
     def action_back(self) -> None:
         self.app.back()
 
@@ -495,6 +504,37 @@ class ReportEditModal(ModalScreen["tuple[str, time, timedelta] | None"]):
             self.query_one("#edit-error", Static).update(str(exc))
             return
         self.dismiss((schedule, at, grace))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class GoToModal(ModalScreen["str | None"]):
+    """A folder of the server by its path (one the listing does not lead to, like a link)."""
+
+    DEFAULT_CSS = """
+    GoToModal { align: center middle; }
+    GoToModal > Vertical {
+        width: 76; max-width: 100%; height: auto; border: thick $accent; background: $surface;
+        padding: 0 1;
+    }
+    GoToModal .hint { color: $text-muted; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(Text("Go to a folder: a path from the folder shown, or from / (absolute)"))
+            yield Input(placeholder="upload/ALMA or /data/alma", compact=True, id="go-to")
+            yield Static(Text("enter: open it · escape: cancel"), classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
