@@ -17,6 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from textual import events
 from textual.widgets import Input, OptionList
 
 from tests.fixtures_sshd import free_port
@@ -106,10 +107,21 @@ def _screen_text(app) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\u00a0", " ")
 
 
-async def _fill_form(pilot, *, port: int, username: str) -> None:
-    """Type the answers, field by field (tab moves on; a field's old text is replaced)."""
-    await pilot.press(*"127.0.0.1", "tab", *str(port), "tab", *username, "tab", "tab")
-    await pilot.press(*"~/reports", "tab", *"America/Chicago")
+async def _text(pilot, text: str, typed: bool) -> None:
+    """Into the focused field: typed key by key, or pasted at once (as a terminal pastes)."""
+    if typed:
+        await pilot.press(*text)
+    else:
+        pilot.app.focused.post_message(events.Paste(text))
+        await pilot.pause()
+
+
+async def _fill_form(pilot, *, port: int, username: str, typed: bool = False) -> None:
+    """The answers, field by field (tab moves on; a field's old text is replaced)."""
+    for text, tabs in (("127.0.0.1", 1), (str(port), 1), (username, 2), ("~/reports", 1),
+                       ("America/Chicago", 0)):
+        await _text(pilot, text, typed)
+        await pilot.press(*["tab"] * tabs)
 
 
 async def _open(pilot, name: str) -> None:
@@ -131,7 +143,7 @@ async def test_first_run_sets_up_a_profile_and_lands_on_health(sshd, site, home)
     cfg = app.config_path
     async with app.run_test(size=(80, 24)) as pilot:
         assert isinstance(app.screen, FirstRunScreen)
-        await _fill_form(pilot, port=sshd.port, username=sshd.username)
+        await _fill_form(pilot, port=sshd.port, username=sshd.username, typed=True)
         await pilot.press("enter")  # enter on the last field connects
         # the host key is shown with its fingerprint and confirmed once
         await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
@@ -294,7 +306,8 @@ async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds
         await _wait(pilot, lambda: app.view.folder.path.endswith("/upload/ALMA") and not app.view.busy)
         assert app.view.folder.reports == 8
         await pilot.press("g")
-        await pilot.press(*f"{sshd.root}/{site.name}", "enter")
+        await _text(pilot, f"{sshd.root}/{site.name}", typed=False)
+        await pilot.press("enter")
         await _wait(pilot, lambda: app.view.folder.path == f"{sshd.root}/{site.name}" and not app.view.busy)
         await pilot.press("u")
         await _wait(pilot, lambda: app.view.step is SetupStep.REPORTS and not app.view.busy)
