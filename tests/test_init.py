@@ -285,3 +285,15 @@ def test_a_form_is_checked_field_by_field_with_inits_checks(tmp_path):
     answers, errors = su.answers_from_form("default", host="alias", port="", username="abc",
                                            local_dir=str(tmp_path), timezone="UTC")
     assert errors == {} and answers.port is None and answers.username == "abc"
+
+
+@pytest.mark.sshd
+def test_a_remote_dir_that_does_not_exist_is_named_as_a_folder(sshd, site, tmp_path):
+    sub, home = site
+    cfg = tmp_path / "config.toml"
+    res = _init(home, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(sshd.port),
+                "--username", sshd.username, "--key", str(sshd.key), "--remote-dir", f"{sub.name}/no/such",
+                "--timezone", "America/Chicago", "--yes", "--accept-new-host-key")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert f"The folder '{sub.name}/no/such' does not exist" in res.stderr
+    assert "no longer on" not in res.stderr and not cfg.exists()

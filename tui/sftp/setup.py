@@ -28,6 +28,7 @@ import asyncssh
 from asyncssh.public_key import decode_ssh_public_key
 
 from tui.core.model import RemoteFile
+from tui.core.names import escape_name
 from tui.core.setup import REPORT_SUFFIXES, Answers
 from tui.sftp.client import (
     ConnectOptions,
@@ -36,7 +37,7 @@ from tui.sftp.client import (
     SftpConnection,
     connect,
 )
-from tui.sftp.errors import AuthFailed, HostKeyChanged, HostKeyUnknown, SftpError, translate
+from tui.sftp.errors import AuthFailed, ConnectFailed, HostKeyChanged, HostKeyUnknown, SftpError, translate
 
 log = logging.getLogger("report_keeper.sftp.setup")
 #: Where new key pairs go and existing ones are looked for.
@@ -214,6 +215,14 @@ async def folder_view(conn: SftpConnection, path: str) -> FolderView:
     """One folder of the server for the folder picker. Raises ``SftpError``."""
     try:
         absolute = await conn.sftp.realpath(path or ".")
+    except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath, asyncssh.SFTPNotADirectory,
+            asyncssh.SFTPPermissionDenied):
+        # A folder typed or picked, not a file that went away: say so, in the picker's terms.
+        err = ConnectFailed(f"The folder '{escape_name(path)}' does not exist on the server {conn.host} "
+                            f"port {conn.port} (or is not readable).",
+                            "Check the path: it is relative to the login folder unless it starts with '/'.")
+        err.transient = False
+        raise err from None
     except (asyncssh.Error, OSError) as exc:
         raise translate(exc, host=conn.host, port=conn.port, path=path) from None
     if isinstance(absolute, bytes):
