@@ -109,6 +109,8 @@ def _screen_text(app) -> str:
 
 async def _text(pilot, text: str, typed: bool) -> None:
     """Into the focused field: typed key by key, or pasted at once (as a terminal pastes)."""
+    if not text:
+        return
     if typed:
         await pilot.press(*text)
     else:
@@ -116,9 +118,9 @@ async def _text(pilot, text: str, typed: bool) -> None:
         await pilot.pause()
 
 
-async def _fill_form(pilot, *, port: int, username: str, typed: bool = False) -> None:
+async def _fill_form(pilot, *, port: int, username: str, typed: bool = False, remote_dir: str = "") -> None:
     """The answers, field by field (tab moves on; a field's old text is replaced)."""
-    for text, tabs in (("127.0.0.1", 1), (str(port), 1), (username, 2), ("~/reports", 1),
+    for text, tabs in (("127.0.0.1", 1), (str(port), 1), (username, 2), (remote_dir, 1), ("~/reports", 1),
                        ("America/Chicago", 0)):
         await _text(pilot, text, typed)
         await pilot.press(*["tab"] * tabs)
@@ -143,7 +145,7 @@ async def test_first_run_sets_up_a_profile_and_lands_on_health(sshd, site, home)
     cfg = app.config_path
     async with app.run_test(size=(80, 24)) as pilot:
         assert isinstance(app.screen, FirstRunScreen)
-        await _fill_form(pilot, port=sshd.port, username=sshd.username, typed=True)
+        await _fill_form(pilot, port=sshd.port, username=sshd.username, typed=True, remote_dir="no/such")
         await pilot.press("enter")  # enter on the last field connects
         # the host key is shown with its fingerprint and confirmed once
         await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
@@ -153,8 +155,10 @@ async def test_first_run_sets_up_a_profile_and_lands_on_health(sshd, site, home)
         assert modal.info.fingerprint in shown
         await pilot.press("m")  # accept and remember
         await _wait(pilot, lambda: app.view.step is SetupStep.FOLDER and not app.view.busy)
-        # the folder picker shows the server's real listing, from the login folder down
+        # the folder picker shows the server's real listing, from the login folder down (the
+        # folder typed on the form does not exist: said, and the login folder shown instead)
         assert app.view.folder.path == str(sshd.root)
+        assert "'no/such' does not exist" in app.view.error and "login folder is shown" in app.view.error
         assert site.name in app.view.folder.folders
         await _open(pilot, site.name)
         assert HOSTILE_FOLDER in _screen_text(app)
@@ -220,7 +224,7 @@ async def test_a_failing_connection_keeps_the_form_and_says_why(home):
     app = _app(home)
     closed = free_port()  # nothing listens there
     async with app.run_test(size=(80, 24)) as pilot:
-        await _fill_form(pilot, port=closed, username="librarian")
+        await _fill_form(pilot, port=closed, username="librarian", remote_dir="upload/ALMA")
         await pilot.press("enter")
         await _wait(pilot, lambda: app.view.error and not app.view.busy)
         assert app.view.step is SetupStep.FORM
@@ -233,13 +237,13 @@ async def test_a_failing_connection_keeps_the_form_and_says_why(home):
         assert not app.config_path.exists()
         # a bad answer is named under its field, nothing is tried
         app.screen.query_one("#port", Input).focus()
-        await pilot.press("ctrl+u", *"99999", "tab", "tab", "tab", "tab", "enter")
+        await pilot.press("ctrl+u", *"99999", "tab", "tab", "tab", "tab", "tab", "enter")
         await _wait(pilot, lambda: "port" in app.view.field_errors)
         assert "99999 is not a port number" in str(app.screen.query_one("#error-port").render())
         assert not app.view.can_save_pending  # what is on the form was never tried
         # or it is written anyway, with what is pending noted in it
         app.screen.query_one("#port", Input).focus()
-        await pilot.press("ctrl+u", *str(closed), "tab", "tab", "tab", "tab", "enter")
+        await pilot.press("ctrl+u", *str(closed), "tab", "tab", "tab", "tab", "tab", "enter")
         await _wait(pilot, lambda: app.view.can_save_pending and not app.view.busy)
         app.screen.query_one("#host", Input).focus()
         await pilot.press("end", "x")
@@ -260,6 +264,7 @@ async def test_a_failing_connection_keeps_the_form_and_says_why(home):
         app.config_path.unlink()
         await pilot.press("f3")
         await _wait(pilot, lambda: app.view.step is SetupStep.DONE)
+    assert load_config(app.config_path).profile().remote_dir == "upload/ALMA"  # as typed, never listed
     text = app.config_path.read_text()
     assert "# PENDING: the server could not be reached" in text
     assert stat.S_IMODE(app.config_path.stat().st_mode) == 0o600
@@ -273,7 +278,7 @@ async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds
     app = _app(home)
     async with app.run_test(size=(80, 24)) as pilot:
         assert app.view.defaults.keys[0].kind.value == "new"
-        await _fill_form(pilot, port=sshd.port, username=sshd.username)
+        await _fill_form(pilot, port=sshd.port, username=sshd.username, remote_dir=site.name)
         await pilot.press("enter")
         await _wait(pilot, lambda: app.view.step is SetupStep.NEW_KEY)
         key = home / ".ssh" / "id_ed25519_report_keeper"
@@ -298,7 +303,7 @@ async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds
         await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
         await pilot.press("m")
         await _wait(pilot, lambda: app.view.step is SetupStep.FOLDER and not app.view.busy)
-        await _open(pilot, site.name)
+        assert app.view.folder.path == f"{sshd.root}/{site.name}"  # the folder typed on the form
         assert "alma-link" not in app.view.folder.folders
         # a folder the listing does not lead to, by its path: relative, then absolute
         await pilot.press("g")
@@ -433,7 +438,7 @@ def test_the_command_without_a_config_goes_from_the_first_run_to_health(home):
     child = _spawn(home)
     try:
         child.expect("First run")
-        _type(child, "127.0.0.1", "\t", "1", "\t", "librarian", "\t", "\t", "~/reports", "\t",
+        _type(child, "127.0.0.1", "\t", "1", "\t", "librarian", "\t", "\t", "\t", "~/reports", "\t",
               "America/Chicago", "\r")
         child.expect("refused")
         child.send(F3)

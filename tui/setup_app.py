@@ -159,7 +159,7 @@ class FirstRunApp(App[FirstRunExit | None]):
         self.tried = form
         answers, errors = su.answers_from_form(
             self.profile_name, host=form.host, port=form.port, username=form.username,
-            local_dir=form.local_dir, timezone=form.timezone)
+            local_dir=form.local_dir, timezone=form.timezone, remote_dir=form.remote_dir)
         view.field_errors = errors
         view.error = "Some answers need a fix (shown under each)." if errors else ""
         view.can_save_pending = False
@@ -341,7 +341,16 @@ class FirstRunApp(App[FirstRunExit | None]):
             self._changed()
             return
         self._home = home.path
-        self._show_folder(home)
+        start, problem = home, ""
+        if answers.remote_dir != ".":  # the folder typed on the form: the picker starts there
+            try:
+                start = await ss.folder_view(opened.conn, answers.remote_dir)
+            except SftpError as exc:
+                problem = f"{exc} The login folder is shown instead."
+        self._show_folder(start)
+        if problem:
+            view.error = problem
+            self._changed()
 
     def _uses_new_key(self) -> bool:
         return (self._new_key is not None and self._answers is not None

@@ -6,7 +6,7 @@ holds one :class:`SetupView`, changes it in its workers (connecting, listing fol
 connection test, writing) and then posts ``SetupChanged``; the screen reads it again. The
 steps, in order:
 
-``FORM`` (server, port, user, key, local folder, time zone) -> ``NEW_KEY`` (only when a key
+``FORM`` (server, port, user, key, server folder if known, local folder, time zone) -> ``NEW_KEY`` (only when a key
 pair was just made: its public line, to send to the server's administrator) -> ``FOLDER``
 (the folder picker over the server's listing) -> ``REPORTS`` (the reports found with their
 inferred schedules: keep, skip, edit) -> ``DONE`` (where the config was written, what is
@@ -70,6 +70,7 @@ class FormAnswers:
     port: str
     username: str
     key: KeyChoice
+    remote_dir: str  # may be empty: the folder picker starts at the login folder
     local_dir: str
     timezone: str
 

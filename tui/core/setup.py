@@ -225,10 +225,11 @@ class Answers:
 
 
 def answers_from_form(profile: str, *, host: str, port: str, username: str, local_dir: str,
-                      timezone: str) -> tuple[Answers, dict[str, str]]:
+                      timezone: str, remote_dir: str = "") -> tuple[Answers, dict[str, str]]:
     """The answers of a form filled at once (the app's first run), and why each field that
     is not usable is not (field name -> reason; empty when all are). A blank port or user name
-    is left to ~/.ssh/config (else 22 and the local user), as ``init`` does."""
+    is left to ~/.ssh/config (else 22 and the local user), as ``init`` does; a blank server
+    folder is the login folder (``.``)."""
     errors: dict[str, str] = {}
 
     def checked(name: str, check: Callable[[str], T], text: str) -> T | None:
@@ -245,6 +246,7 @@ def answers_from_form(profile: str, *, host: str, port: str, username: str, loca
         host=checked("host", check_host, host) or host.strip(),
         port=port_number if port_number != 22 else None,
         username=checked("username", check_username, username) if username.strip() else None,
+        remote_dir=checked("remote_dir", check_remote_dir, remote_dir) or ".",
         local_dir=checked("local_dir", check_local_dir, local_dir),
         timezone=zone.key if zone is not None else None,
     )

@@ -2,7 +2,7 @@
 
 It reads the first-run app's :class:`tui.setup_state.SetupView` and posts its intents to the
 app (``tui/setup_app.py``), which does the work in workers and answers with ``SetupChanged``.
-Steps: the form (server, port, user, key, local folder, time zone) -> the new key's public
+Steps: the form (server, port, user, key, server folder if known, local folder, time zone) -> the new key's public
 line (only when one was made) -> the folder picker over the server's listing -> the reports
 found with their inferred schedules (keep, skip, edit) -> written, what is pending, what next.
 Everything works from the keyboard at 80×24: tab and enter through the form, the footer shows
@@ -52,6 +52,7 @@ FIELDS = (
     ("port", "Port"),
     ("username", "User name"),
     ("key", "Log in with"),
+    ("remote_dir", "Server folder"),
     ("local_dir", "Local folder"),
     ("timezone", "Time zone"),
 )
@@ -59,6 +60,7 @@ _PLACEHOLDERS = {
     "host": "host name or a Host alias of ~/.ssh/config",
     "port": "22 (empty: from ~/.ssh/config)",
     "username": "empty: from ~/.ssh/config",
+    "remote_dir": "empty: pick it from the server's folders",
     "local_dir": "where the downloaded reports go",
     "timezone": "IANA name, like America/Chicago",
 }
@@ -89,9 +91,9 @@ class FirstRunScreen(Screen[None]):
     FirstRunScreen ContentSwitcher > Vertical { height: 1fr; }
     FirstRunScreen .intro { height: auto; color: $text-muted; margin-bottom: 1; }
     FirstRunScreen .row { height: 1; }
-    FirstRunScreen .row Label { width: 14; }
+    FirstRunScreen .row Label { width: 15; }
     FirstRunScreen .row Input, FirstRunScreen .row Select { width: 1fr; }
-    FirstRunScreen .field-error { height: auto; color: $error; padding-left: 14; }
+    FirstRunScreen .field-error { height: auto; color: $error; padding-left: 15; }
     FirstRunScreen .buttons { height: 1; margin-top: 1; }
     FirstRunScreen .buttons Button { margin-right: 2; }
     FirstRunScreen #save-pending { display: none; }
@@ -347,7 +349,8 @@ class FirstRunScreen(Screen[None]):
         keys = self.app.view.defaults.keys
         key = keys[value] if isinstance(value, int) and 0 <= value < len(keys) else keys[-1]
         return FormAnswers(host=text("host"), port=text("port"), username=text("username"), key=key,
-                           local_dir=text("local_dir"), timezone=text("timezone"))
+                           remote_dir=text("remote_dir"), local_dir=text("local_dir"),
+                           timezone=text("timezone"))
 
     @on(Input.Changed)
     @on(Select.Changed)
