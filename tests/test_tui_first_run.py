@@ -325,6 +325,17 @@ async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds
     assert profile.key == key and profile.remote_dir == site.name and not profile.reports
 
 
+async def test_a_host_alias_leaves_port_and_user_to_the_ssh_config(home):
+    (home / ".ssh" / "config").write_text("Host alma-files\n  HostName 127.0.0.1\n  Port 2222\n  User abc\n")
+    app = _app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*"alma-f")
+        await pilot.press("right")  # takes the suggested alias
+        screen = app.screen
+        assert screen.query_one("#host", Input).value == "alma-files"
+        assert screen.query_one("#port", Input).value == "" and screen.query_one("#username", Input).value == ""
+
+
 async def test_the_demo_and_the_help_are_offered(home):
     app = _app(home)
     async with app.run_test(size=(80, 24)) as pilot:

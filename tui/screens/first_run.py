@@ -356,6 +356,14 @@ class FirstRunScreen(Screen[None]):
     @on(Select.Changed)
     def _edited(self, event: Input.Changed | Select.Changed) -> None:
         event.stop()
+        defaults = self.app.view.defaults
+        if isinstance(event, Input.Changed) and event.input.id == "host" and event.value.strip() in defaults.aliases:
+            # A Host alias of ~/.ssh/config brings its own port and user (as init asks them):
+            # the offered defaults would override them, so they are cleared (left to it).
+            for name, offered in (("port", "22"), ("username", defaults.username)):
+                field = self.query_one(f"#{name}", Input)
+                if field.value == offered:
+                    field.value = ""
         if self.app.view.can_save_pending:
             self.app.form_edited(self._form())
 
