@@ -21,6 +21,7 @@ from textual import events
 from textual.widgets import Input, OptionList
 
 from tests.fixtures_sshd import free_port
+from tests.test_sftp_client import ssh_agent  # noqa: F401 - a fixture: a real ssh-agent
 from tests.xlsx_factory import write_report
 from tui.app import create_app
 from tui.commands import tui_app
@@ -323,6 +324,28 @@ async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds
         "id_ed25519_report_keeper", "id_ed25519_report_keeper.pub", "known_hosts"]
     profile = load_config(app.config_path).profile()
     assert profile.key == key and profile.remote_dir == site.name and not profile.reports
+
+
+@pytest.mark.sshd
+async def test_the_keys_of_ssh_agent_are_offered_and_used(sshd, home, ssh_agent, ssh_keys):
+    import subprocess
+
+    for old in (home / ".ssh").iterdir():
+        old.unlink()  # no key file: the agent's keys come first
+    subprocess.run(["ssh-add", str(ssh_keys.private)], check=True, capture_output=True,
+                   env={**os.environ, "SSH_AUTH_SOCK": str(ssh_agent)})
+    app = FirstRunApp(home / ".config" / "report-keeper" / "config.toml", "default", connect_timeout=10)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _wait(pilot, lambda: app.view.defaults.keys[0].kind.value == "agent")
+        await pilot.pause()
+        assert "ssh-agent (1 key)" in _screen_text(app)
+        await _fill_form(pilot, port=sshd.port, username=sshd.username)
+        await pilot.press("enter")
+        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await pilot.press("o")
+        await _wait(pilot, lambda: app.view.step is SetupStep.FOLDER and not app.view.busy)
+    assert not list((home / ".ssh").glob("id_*"))  # no key pair was made
+    assert not (home / ".ssh" / "known_hosts").exists()  # accepted once: not recorded
 
 
 async def test_a_host_alias_leaves_port_and_user_to_the_ssh_config(home):

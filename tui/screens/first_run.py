@@ -233,7 +233,9 @@ class FirstRunScreen(Screen[None]):
             return
         select = cast("Select[int]", self.query_one("#key", Select))
         current = select.value
-        chosen = self._keys[current] if isinstance(current, int) and current < len(self._keys) else None
+        # A choice other than the first (the default) is the user's: it stays chosen. The
+        # default follows the new list (ssh-agent's keys found after start come before a new pair).
+        chosen = self._keys[current] if isinstance(current, int) and 0 < current < len(self._keys) else None
         self._keys = keys
         select.set_options([(Text(escape_name(k.label)), i) for i, k in enumerate(keys)])
         index = keys.index(chosen) if chosen in keys else 0
