@@ -359,6 +359,16 @@ async def test_a_host_alias_leaves_port_and_user_to_the_ssh_config(home):
         assert screen.query_one("#port", Input).value == "" and screen.query_one("#username", Input).value == ""
 
 
+async def test_a_servers_words_in_an_error_cannot_drive_the_terminal(home):
+    app = _app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.view.error = "example.org closed the connection (\x1b]0;owned\x07\x1b[2J[bold]gone)."
+        app._changed()
+        await pilot.pause()
+        shown = str(app.screen.query_one("#message").render())
+        assert "\x1b" not in shown and "\\u001b]0;owned" in shown and "[bold]gone" in shown
+
+
 async def test_the_demo_and_the_help_are_offered(home):
     app = _app(home)
     async with app.run_test(size=(80, 24)) as pilot:

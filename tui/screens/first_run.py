@@ -199,7 +199,7 @@ class FirstRunScreen(Screen[None]):
         self._shown_version = view.version
         self.set_class(bool(view.busy), "busy")
         self.set_class(view.can_save_pending, "can-save-pending")
-        self.query_one("#busy-text", Static).update(Text(view.busy))
+        self.query_one("#busy-text", Static).update(Text(escape_name(view.busy)))
         self._show_keys(view)
         for name, _label in FIELDS:
             error = view.field_errors.get(name, "")
@@ -207,7 +207,8 @@ class FirstRunScreen(Screen[None]):
             widget.update(Text(error))
             widget.display = bool(error)
         message = self.query_one("#message", Static)
-        message.update(Text(view.error or _hint(view)))
+        # Errors can quote a server's own words: shown as text, control characters escaped.
+        message.update(Text(escape_name(view.error or _hint(view))))
         message.set_class(bool(view.error), "error")
         switcher = self.query_one(ContentSwitcher)
         switcher.current = view.step.value
