@@ -2,8 +2,9 @@
 
 :class:`FirstRunApp` shows one screen (``tui/screens/first_run.py``) and holds its state
 (:class:`tui.setup_state.SetupView`). The screen posts intents (``submit_form``,
-``connect_new_key``, ``open_folder``, ``use_folder``, ``set_keep``, ``edit_report``,
-``save``, ``save_pending``, ``finish``, ``try_demo``); the work runs in async workers through
+``form_edited``, ``connect_new_key``, ``folder_child``, ``folder_up``, ``folder_typed``,
+``use_folder``, ``back``, ``set_keep``, ``edit_report``, ``save``, ``save_pending``,
+``finish``, ``try_demo``); the work runs in async workers through
 the same set-up core as ``init`` (``tui.core.setup`` for the answers, their checks, the
 proposals and the atomic 0600 write; ``tui.sftp.setup`` for keys, the connection and the
 folder listing; ``tui.sftp.conntest`` for the connection test), and every change ends with one
