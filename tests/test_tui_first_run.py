@@ -176,7 +176,11 @@ async def test_first_run_sets_up_a_profile_and_lands_on_health(sshd, site, home)
         assert HOSTILE_REPORT in shown and "[x]" in shown and "[ ]" in shown
         # keep it, edited: 07:15 and 3 hours of grace
         await pilot.press("e")
-        await pilot.press("tab", *"07:15", "tab", *"3h", "enter")
+        await pilot.press("tab", *"25:00", "enter")  # not a time: said, nothing kept
+        await pilot.pause()
+        assert "'25:00' is not a time of day" in str(app.screen.query_one("#edit-error").render())
+        assert proposal.at == time(7, 0)
+        await pilot.press("ctrl+u", *"07:15", "tab", *"3h", "enter")
         await _wait(pilot, lambda: isinstance(app.screen, FirstRunScreen))
         assert (proposal.at, proposal.grace, proposal.keep) == (time(7, 15), timedelta(hours=3), True)
         await pilot.press("down", "space")  # keep the one seen once too
