@@ -30,6 +30,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from tui.core import setup as su
+from tui.core.config import ConfigError
 from tui.core.model import ConnTestResult, WriteTest
 from tui.core.names import escape_name
 from tui.messages import SetupChanged
@@ -435,6 +436,11 @@ class FirstRunApp(App[FirstRunExit | None]):
         except OSError as exc:
             self.view.busy = ""
             self.view.error = f"Could not write {self.config_path}: {exc.strerror or exc}"
+            self._changed()
+            return
+        except ConfigError as exc:  # what would be written does not load: nothing was written
+            self.view.busy = ""
+            self.view.error = f"Nothing was written: {exc}"
             self._changed()
             return
         log.info("first run wrote profile %s", answers.profile)
