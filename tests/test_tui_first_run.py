@@ -363,18 +363,18 @@ async def test_a_host_alias_leaves_port_and_user_to_the_ssh_config(home):
         assert screen.query_one("#port", Input).value == "" and screen.query_one("#username", Input).value == ""
 
 
-async def test_a_config_that_would_not_load_is_not_written_and_says_why(home):
-    """~/.ssh as the local folder passes the form's check, but the config refuses it."""
+async def test_a_profile_the_config_would_refuse_is_named_on_the_form(home):
+    """~/.ssh is a folder, but no profile may download into SSH's own folder: said under the
+    field before anything is tried."""
     app = _app(home)
     async with app.run_test(size=(80, 24)) as pilot:
         await _fill_form(pilot, port=free_port(), username="librarian")
         app.screen.query_one("#local_dir", Input).value = "~/.ssh"
         app.screen.query_one("#timezone", Input).focus()
         await pilot.press("enter")
-        await _wait(pilot, lambda: app.view.can_save_pending and not app.view.busy)
-        await pilot.press("f3")
-        await _wait(pilot, lambda: "Nothing was written" in app.view.error)
-        assert "local_dir" in app.view.error and app.view.step is SetupStep.FORM
+        await _wait(pilot, lambda: "local_dir" in app.view.field_errors)
+        assert app.focused is app.screen.query_one("#local_dir", Input)
+        assert not app.view.can_save_pending and app.view.step is SetupStep.FORM
     assert not app.config_path.exists()
 
 

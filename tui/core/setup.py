@@ -42,7 +42,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import tomlkit
 
 from tui.core import clock
-from tui.core.config import DEFAULT_PROFILE, default_config_path, default_data_dir, parse_config, system_timezone
+from tui.core.config import (
+    DEFAULT_PROFILE,
+    ConfigError,
+    default_config_path,
+    default_data_dir,
+    parse_config,
+    system_timezone,
+)
 from tui.core.model import ConnTestResult, RemoteFile
 from tui.core.names import parse_name
 from tui.core.schedule import infer_schedule, parse_schedule
@@ -250,7 +257,17 @@ def answers_from_form(profile: str, *, host: str, port: str, username: str, loca
         local_dir=checked("local_dir", check_local_dir, local_dir),
         timezone=zone.key if zone is not None else None,
     )
+    if not errors:  # each answer is fine alone: would the profile load? (say, no local_dir in ~/.ssh)
+        try:
+            render_config(answers)
+        except ConfigError as exc:
+            name = (exc.key or "").rsplit(".", 1)[-1]
+            errors[name if name in _FORM_FIELDS else "host"] = exc.reason
     return answers, errors
+
+
+#: The fields of the first-run form (as ``answers_from_form`` names them in its errors).
+_FORM_FIELDS = ("host", "port", "username", "remote_dir", "local_dir", "timezone")
 
 
 def _comment(text: str) -> str:
