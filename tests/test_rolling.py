@@ -1,0 +1,314 @@
+"""Rolling reports: one fixed file name that every delivery replaces on the server.
+
+Two weeks of a daily rolling report against the real OpenSSH sshd, each day a separate
+``report-keeper sync`` process at 10:00 Chicago time (``REPORT_KEEPER_NOW``), with a day the
+report did not come and a version the server replaced before anything downloaded it; then
+``check``, ``export`` and the Remote screen's rows. The inference of an unconfigured rolling
+report and the config key are tested on their own below.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.xlsx_factory import write_report
+from tui.core.config import ConfigError, load_config
+from tui.core.ledger import Ledger
+from tui.core.model import RemoteFile
+
+TZ = ZoneInfo("America/Chicago")
+REPORT = "User loan counts at other I-Share libraries XXX"
+SERVER_NAME = f"{REPORT}.xlsx"
+FIRST = date(2026, 11, 16)  # Mon
+DAYS = [FIRST + timedelta(days=i) for i in range(14)]  # Mon 16 .. Sun 29 Nov
+MISSED = date(2026, 11, 20)  # the report did not come: yesterday's version stays
+UNSEEN_SYNC = date(2026, 11, 24)  # only `check` listed the folder; next day's version replaced it
+
+
+def _config(tmp: Path, server, remote_dir: str, *, rolling: str = "rolling = true") -> Path:
+    kh = tmp / "known_hosts"
+    shutil.copy(server.known_hosts, kh)
+    (tmp / "ssh_config").write_text("")
+    cfg = tmp / "config.toml"
+    cfg.write_text(f"""
+[profile.default]
+host = "127.0.0.1"
+port = {server.port}
+username = "{server.username}"
+key = "{server.key}"
+known_hosts = "{kh}"
+ssh_config = "{tmp / 'ssh_config'}"
+remote_dir = "{remote_dir}"
+local_dir = "{tmp / 'local'}"
+ledger = "{tmp / 'ledger.sqlite3'}"
+timezone = "America/Chicago"
+
+[[profile.default.report]]
+name = "{REPORT}"
+schedule = "daily"
+at = "07:00"
+grace = "2h"
+lag_days = 3
+anonymize_days = 7
+{rolling}
+""")
+    return cfg
+
+
+def _replace(folder: Path, day: date, hhmm: tuple[int, int] = (7, 5)) -> datetime:
+    """The server replaces the report in place: new content, new mtime, same name."""
+    at = datetime.combine(day, time(*hhmm), tzinfo=TZ)
+    path = folder / SERVER_NAME
+    tmp = folder / ".upload.tmp"
+    write_report(tmp, n_rows=4 + day.day % 3, day=day - timedelta(days=3), seed=day.toordinal())
+    os.utime(tmp, (at.timestamp(), at.timestamp()))
+    os.replace(tmp, path)
+    return at
+
+
+def _run(command: str, cfg: Path, moment: datetime, *extra: str) -> tuple[int, dict]:
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui", command, "--config", str(cfg), "--json", *extra],
+        env={**env, "REPORT_KEEPER_NOW": moment.isoformat()}, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 3, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def _at(day: date, hh: int, mm: int = 0) -> datetime:
+    return datetime.combine(day, time(hh, mm), tzinfo=TZ)
+
+
+def _local_name(day: date, hhmm: str = "0705") -> str:
+    return f"{REPORT} ({day.isoformat()} {hhmm}).xlsx"
+
+
+@pytest.fixture
+def server_dir(sshd):
+    sub = Path(tempfile.mkdtemp(prefix="rolling-", dir=sshd.root))
+    os.chmod(sub, 0o755)
+    yield sub
+    shutil.rmtree(sub, ignore_errors=True)
+
+
+@pytest.mark.sshd
+def test_two_weeks_of_a_daily_rolling_report(sshd, server_dir, tmp_path):
+    cfg = _config(tmp_path, sshd, server_dir.name)
+    local = tmp_path / "local"
+    syncs: dict[date, tuple[int, dict]] = {}
+    versions: dict[date, tuple[datetime, int]] = {}
+    for day in DAYS:
+        if day != MISSED:
+            at = _replace(server_dir, day)
+            versions[day] = (at, (server_dir / SERVER_NAME).stat().st_size)
+        if day == UNSEEN_SYNC:
+            # cron's sync did not run that day; the morning check listed the folder
+            code, doc = _run("check", cfg, _at(day, 8))
+            continue
+        syncs[day] = _run("sync", cfg, _at(day, 10))
+
+    for day, (code, doc) in syncs.items():
+        names = [d["name"] for d in doc["downloaded"]]
+        assert doc["error"] is None, (day, doc)
+        assert all(not d["changed"] for d in doc["downloaded"]), (day, doc)
+        assert not any(f["status"] == "changed" for f in doc["files"]), (day, doc)
+        if day == MISSED:
+            # nothing new: yesterday's version is held already
+            assert names == [] and doc["skipped"] == [SERVER_NAME] and code == 0, doc
+            continue
+        assert names == [SERVER_NAME], (day, doc)
+        assert [Path(d["path"]).name for d in doc["downloaded"]] == [_local_name(day)]
+        assert [d["version"] for d in doc["downloaded"]] == [_local_name(day)]
+        assert [f["status"] for f in doc["files"]] == ["ok"], (day, doc)
+        if day == UNSEEN_SYNC + timedelta(days=1):
+            # the version listed yesterday was replaced before anything downloaded it: lost, once
+            at, size = versions[UNSEEN_SYNC]
+            assert code == 2 and doc["status"] == "critical", doc
+            assert doc["lost"] == [_local_name(UNSEEN_SYNC)]
+            assert doc["lost_versions"] == [{
+                "name": _local_name(UNSEEN_SYNC), "server_name": SERVER_NAME,
+                "mtime": at.astimezone(UTC).isoformat().replace("+00:00", "Z"), "size": size,
+            }]
+        else:
+            assert code == 0 and doc["status"] == "ok" and doc["lost"] == [], (day, doc)
+            assert doc["lost_versions"] == []
+
+    # every version kept under its own name, nothing overwritten, no "changed" copies
+    held = sorted(p.name for p in local.iterdir() if not p.name.startswith("."))
+    expected_days = [d for d in DAYS if d not in (MISSED, UNSEEN_SYNC)]
+    assert held == sorted(_local_name(d) for d in expected_days)
+    for d in expected_days:
+        assert (local / _local_name(d)).stat().st_size == versions[d][1]
+
+    # check: the schedule is evaluated from the versions
+    code, doc = _run("check", cfg, _at(DAYS[-1], 11), "--offline")
+    (report,) = doc["reports"]
+    assert report["name"] == REPORT and report["rolling"] is True and report["rolling_inferred"] is False
+    runs = {r["day"]: r for r in report["runs"]}
+    assert set(runs) == {d.isoformat() for d in DAYS}
+    for d in DAYS:
+        run = runs[d.isoformat()]
+        if d == MISSED:
+            assert run["status"] == "missing" and run["files"] == []
+        else:
+            assert run["status"] == "on-time", run
+            assert run["files"] == [_local_name(d)]
+    kinds = [(p["kind"], p["day"]) for p in report["problems"]]
+    assert ("missing", MISSED.isoformat()) in kinds
+    assert ("lost", UNSEEN_SYNC.isoformat()) in kinds
+    assert not any(k == "changed" for k, _ in kinds)
+    (lost,) = [p for p in report["problems"] if p["kind"] == "lost"]
+    assert lost["severity"] == "critical" and lost["file"] == _local_name(UNSEEN_SYNC)
+    assert "replaced on the server" in lost["message"]
+    assert f"{versions[UNSEEN_SYNC][1]:,} bytes" in lost["message"]
+    assert code == 2
+
+    # export: each version is its run day's delivery
+    out = tmp_path / "study.csv"
+    code, doc = _run("export", cfg, _at(DAYS[-1], 11), "--out", str(out))
+    included = {date.fromisoformat(d) for d in doc["days"]["included"]}
+    assert included == {d - timedelta(days=3) for d in expected_days}
+    assert MISSED - timedelta(days=3) in {date.fromisoformat(d) for d in doc["days"]["missing"]}
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by_day: dict[str, set[str]] = {}
+    for row in rows:
+        by_day.setdefault(row["run_day"], set()).add(row["source_file"])
+    assert by_day == {d.isoformat(): {_local_name(d)} for d in expected_days}
+    assert len(rows) == sum(4 + d.day % 3 for d in expected_days)
+
+    # the Remote screen's rows: the version on the server now, downloaded and verified
+    from tui.core.config import load_config as load
+    from tui.state import build_snapshot
+
+    profile = load(cfg).profile()
+    with Ledger.open(profile.ledger_path, profile=profile.name) as ledger:
+        snap = build_snapshot(profile, ledger)
+    assert [(r.name, r.state, r.verification) for r in snap.rows] == [
+        (_local_name(DAYS[-1]), "downloaded", "ok")]
+    assert snap.rows[0].server_name == SERVER_NAME
+
+
+# ---------------------------------------------------------------------- in-process tests
+
+
+def _profile_toml(tmp: Path, extra: str = "", report: str = "") -> Path:
+    cfg = tmp / "config.toml"
+    cfg.write_text(f"""
+[profile.default]
+host = "127.0.0.1"
+username = "u"
+remote_dir = "out"
+local_dir = "{tmp / 'local'}"
+ledger = "{tmp / 'ledger.sqlite3'}"
+timezone = "America/Chicago"
+{extra}
+{report}
+""")
+    return cfg
+
+
+def test_rolling_must_be_a_boolean(tmp_path):
+    cfg = _profile_toml(tmp_path, report=f'[[profile.default.report]]\nname = "{REPORT}"\nrolling = "yes"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg)
+    assert "rolling" in str(err.value) and "true or false" in str(err.value)
+    cfg = _profile_toml(tmp_path, report=f'[[profile.default.report]]\nname = "{REPORT}"\nrolling = false\n')
+    assert load_config(cfg).profile().report_for(REPORT).rolling is False
+
+
+def _record(ledger: Ledger, profile, mtime: datetime, size: int = 100, when: datetime | None = None):
+    """One listing of the folder as the sync service records it (the same helper sync uses)."""
+    from tui.sftp.sync import rolling_names
+
+    f = RemoteFile(SERVER_NAME, size, mtime.astimezone(UTC))
+    versions = rolling_names(profile, ledger, [f])
+    return ledger.record_listing(
+        None, lambda r: (REPORT, r.mtime.astimezone(TZ)), [f], when or mtime + timedelta(hours=1),
+        versions=versions,
+    ), versions
+
+
+def test_an_unconfigured_name_replaced_daily_is_inferred_rolling(tmp_path):
+    profile = load_config(_profile_toml(tmp_path)).profile()
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        for i, day in enumerate(DAYS[:3]):
+            at = _at(day, 7, 5)
+            _change, versions = _record(ledger, profile, at, size=100 + i)
+            if i < 2:
+                # not yet: an ordinary file whose copy changed; it is downloaded beside the old one
+                assert versions == {}
+                ledger.record_download(SERVER_NAME, size=100 + i, sha256=f"{i:064x}",
+                                       local_path=tmp_path / f"copy{i}.xlsx", mtime=at.astimezone(UTC))
+        # the third copy, a day after the second: replaced twice at a daily rhythm
+        assert versions == {SERVER_NAME: _local_name(DAYS[2])}
+        deliveries = ledger.deliveries()
+        assert [(d.name, d.extra.get("rolling_of"), d.on_server, d.downloaded, d.changed)
+                for d in deliveries] == [
+            (_local_name(DAYS[0]), SERVER_NAME, False, True, False),
+            (_local_name(DAYS[1]), SERVER_NAME, False, True, False),
+            (_local_name(DAYS[2]), SERVER_NAME, True, False, False),
+        ]
+        # the copies already held keep their paths: nothing on disk is renamed
+        assert [d.local_path for d in deliveries[:2]] == [str(tmp_path / "copy0.xlsx"),
+                                                            str(tmp_path / "copy1.xlsx")]
+        from tui.core.health import evaluate
+
+        health = evaluate(profile, deliveries, now=_at(DAYS[2], 10))
+        (rep,) = health.reports
+        assert rep.rolling and rep.rolling_inferred
+        assert rep.to_json()["rolling_inferred"] is True
+        assert not [p for p in rep.problems if p.kind == "changed"]
+
+
+def test_copies_replaced_within_hours_are_not_inferred_rolling(tmp_path):
+    profile = load_config(_profile_toml(tmp_path)).profile()
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        for i, hh in enumerate((7, 9, 13)):
+            at = _at(FIRST, hh)
+            _change, versions = _record(ledger, profile, at, size=100 + i)
+            ledger.record_download(SERVER_NAME, size=100 + i, sha256=f"{i:064x}",
+                                   local_path=tmp_path / f"copy{i}.xlsx", mtime=at.astimezone(UTC))
+            assert versions == {}
+        assert [d.name for d in ledger.deliveries()] == [SERVER_NAME]
+
+
+def test_rolling_false_is_never_inferred(tmp_path):
+    cfg = _profile_toml(tmp_path, report=f'[[profile.default.report]]\nname = "{REPORT}"\nrolling = false\n')
+    profile = load_config(cfg).profile()
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        for i, day in enumerate(DAYS[:4]):
+            at = _at(day, 7, 5)
+            _change, versions = _record(ledger, profile, at, size=100 + i)
+            ledger.record_download(SERVER_NAME, size=100 + i, sha256=f"{i:064x}",
+                                   local_path=tmp_path / f"copy{i}.xlsx", mtime=at.astimezone(UTC))
+            assert versions == {}
+
+
+def test_a_server_file_named_like_a_version_is_refused_not_merged(tmp_path):
+    cfg = _profile_toml(tmp_path, report=f'[[profile.default.report]]\nname = "{REPORT}"\nrolling = true\n')
+    profile = load_config(cfg).profile()
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        at = _at(FIRST, 7, 5)
+        _record(ledger, profile, at)
+        # a hostile (or unlucky) file whose name is exactly the version's ledger name
+        clash = RemoteFile(_local_name(FIRST), 5, at.astimezone(UTC))
+        rolling = RemoteFile(SERVER_NAME, 100, at.astimezone(UTC))
+        ledger.record_listing(None, lambda r: (REPORT, r.mtime), [rolling, clash], at + timedelta(hours=2),
+                              versions={SERVER_NAME: _local_name(FIRST)})
+        (d,) = ledger.deliveries()
+        assert d.extra.get("rolling_of") == SERVER_NAME and d.size == 100
+        assert [(r.name, "version" in r.reason) for r in ledger.refused()] == [(_local_name(FIRST), True)]
