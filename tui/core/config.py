@@ -150,6 +150,9 @@ class ReportConfig:
     #: content an export has included is purged.
     local_retention_days: int | None = None
     keep_until_exported: bool | None = None
+    #: One fixed file name that every delivery replaces on the server (docs/DOMAIN.md, "Rolling
+    #: reports"): True or False when configured; None: inferred from the name's history.
+    rolling: bool | None = None
 
     # The report's dates (docs/DOMAIN.md): every other module asks for them here.
 
@@ -229,7 +232,7 @@ class ReportConfig:
 REPORT_KEYS = {
     "name", "schedule", "at", "grace", "lag_days", "anonymize_days", "retention_days",
     "min_rows", "expected_columns", "closed_days", "pattern", "date_column", "min_share",
-    "identifier_columns", "local_retention_days", "keep_until_exported",
+    "identifier_columns", "local_retention_days", "keep_until_exported", "rolling",
 }
 #: Local retention settings: report keys that may also be set on a profile (its reports'
 #: default; see docs/RETENTION.md).
@@ -484,6 +487,7 @@ def _report(reader: _Reader, base: ReportConfig, *, need_name: bool) -> ReportCo
         min_share=reader.convert("min_share", _share, base.min_share),
         local_retention_days=days,
         keep_until_exported=keep,
+        rolling=reader.convert("rolling", _flag, base.rolling),
     )
 
 
@@ -508,6 +512,12 @@ def _retention(reader: _Reader, base: ReportConfig) -> tuple[int | None, bool | 
                                f"{_shown(value)}")
         keep = value
     return days, keep
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, not {_shown(value)}")
+    return value
 
 
 def _date_column(value: object) -> str:

@@ -49,7 +49,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
@@ -59,6 +59,7 @@ from tui.core import clock
 from tui.core.config import ReportConfig
 from tui.core.content import CONTENT_VERSION, DateCoverage
 from tui.core.model import Delivery, LocalState, RemoteFile, VerifyResult
+from tui.core.names import fit_name, version_name
 from tui.core.status import VerifyStatus
 
 log = logging.getLogger("report_keeper.ledger")
@@ -230,6 +231,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE downloads ADD COLUMN purge_started TEXT;
     ALTER TABLE downloads ADD COLUMN purged_at TEXT
+    """,
+    # Rolling reports: one fixed server name that every delivery replaces. Each version a
+    # listing saw is a row of its own, named as its local copy (``NAME (YYYY-MM-DD HHMM).ext``);
+    # ``rolling_of`` holds the server's name (NULL: an ordinary file).
+    """
+    ALTER TABLE remote_files ADD COLUMN rolling_of TEXT;
+    CREATE INDEX remote_files_rolling ON remote_files (profile, rolling_of)
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -584,6 +592,9 @@ class Ledger:
         listing: Iterable[RemoteFile],
         when: datetime | None = None,
         refused: Iterable[tuple[str, str]] = (),
+        *,
+        rolling: Iterable[str] = (),
+        tz: tzinfo = UTC,
     ) -> ListingChange:
         """Record one *successful* listing of the remote folder.
 
@@ -591,19 +602,35 @@ class Ledger:
         this listing get ``gone_at`` (once); files back again lose it. A file whose size or
         mtime differs from its latest download gets ``changed_at`` (kept forever).
         ``refused``: ``(name, reason)`` pairs of names refused as unsafe.
+
+        ``rolling``: server names of rolling reports (one fixed name each delivery replaces).
+        Each of their copies (size, mtime) is a version, recorded as a row of its own under
+        :func:`tui.core.names.version_name` (in ``tz``, made unique), delivered at its mtime;
+        a version absent from the listing is gone like any file (lost if never downloaded).
+        An ordinary history of such a name is turned into versions first (its downloads
+        follow their copies; files on disk keep their names). A server file whose name is a
+        version's row name is refused rather than mixed up with it. ``new``, ``gone`` and
+        ``back`` name versions by their row names.
         """
         profile = self._p(profile)
         when_s = _ts(when or clock.now())
         files = list(listing)
         refused = list(refused)
+        rolling = set(rolling)
         with self._write() as conn:
+            if rolling:
+                _to_versions(conn, profile, rolling & {f.name for f in files}, tz, when_s)
             existing = {
                 row[0]: row[1:]
                 for row in conn.execute(
-                    "SELECT name, size, mtime, gone_at, changed_at FROM remote_files WHERE profile = ?",
+                    "SELECT name, size, mtime, gone_at, changed_at, rolling_of FROM remote_files"
+                    " WHERE profile = ?",
                     (profile,),
                 )
             }
+            version_of = {(old[4], old[1], old[0]): name for name, old in existing.items()
+                          if old[4] is not None}  # (server name, mtime, size) -> row name
+            taken = set(existing)
             last_dl = {
                 row[0]: (row[1], row[2])
                 for row in conn.execute(
@@ -614,14 +641,35 @@ class Ledger:
                 )
             }
             inserts, updates, changed_now = [], [], []
+            versions: list[tuple[str, str, str, str | None, int, str | None, str, str, str]] = []
             new, back, changed = [], [], []
             seen = set()
+            present = set()  # row names this listing shows
             for f in files:
                 if f.name in seen:
                     continue
                 seen.add(f.name)
                 mtime_s = _ts(f.mtime)
+                if f.name in rolling:
+                    row_name = version_of.get((f.name, mtime_s, f.size))
+                    if row_name is None:
+                        row_name = _free_name(version_name(f.name, f.mtime, tz), taken)
+                        taken.add(row_name)
+                        versions.append((profile, row_name, report_of(f)[0], mtime_s, f.size, mtime_s,
+                                         when_s, when_s, f.name))
+                        new.append(row_name)
+                    else:
+                        if existing[row_name][2] is not None:
+                            back.append(row_name)
+                        updates.append((f.size, mtime_s, when_s, profile, row_name))
+                    present.add(row_name)
+                    continue
                 old = existing.get(f.name)
+                if old is not None and old[4] is not None:
+                    refused.append((f.name, f"the name is the one kept here for a version of the "
+                                            f"rolling report '{old[4]}'; rename the file on the server"))
+                    continue
+                present.add(f.name)
                 if old is None:
                     report, delivered_at = report_of(f)
                     inserts.append(
@@ -629,7 +677,7 @@ class Ledger:
                     )
                     new.append(f.name)
                     continue
-                _size, _mtime, gone_at, changed_at = old
+                _size, _mtime, gone_at, changed_at, _rolling_of = old
                 if gone_at is not None:
                     back.append(f.name)
                 updates.append((f.size, mtime_s, when_s, profile, f.name))
@@ -643,6 +691,11 @@ class Ledger:
                 inserts,
             )
             conn.executemany(
+                "INSERT INTO remote_files (profile, name, report, delivered_at, size, mtime,"
+                " first_seen, last_seen, rolling_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                versions,
+            )
+            conn.executemany(
                 "UPDATE remote_files SET size = ?, mtime = ?, last_seen = ?, gone_at = NULL"
                 " WHERE profile = ? AND name = ?",
                 updates,
@@ -650,7 +703,7 @@ class Ledger:
             conn.executemany(
                 "UPDATE remote_files SET changed_at = ? WHERE profile = ? AND name = ?", changed_now
             )
-            gone = [n for n, old in existing.items() if n not in seen and old[2] is None]
+            gone = [n for n, old in existing.items() if n not in present and old[2] is None]
             conn.executemany(
                 "UPDATE remote_files SET gone_at = ? WHERE profile = ? AND name = ?",
                 [(when_s, profile, n) for n in gone],
@@ -663,7 +716,7 @@ class Ledger:
             )
             conn.execute(
                 "INSERT INTO listings (profile, at, files, refused) VALUES (?, ?, ?, ?)",
-                (profile, when_s, len(seen), len(refused)),
+                (profile, when_s, len(seen) - sum(1 for n, _r in refused if n in seen), len(refused)),
             )
         log.info(
             "ledger: listing of %d files recorded (%d new, %d gone, %d changed, %d refused)",
@@ -1050,7 +1103,7 @@ class Ledger:
         profile = self._p(profile)
         sql = (
             "SELECT name, report, delivered_at, size, mtime, first_seen, last_seen, gone_at,"
-            " changed_at FROM remote_files WHERE profile = ?"
+            " changed_at, rolling_of FROM remote_files WHERE profile = ?"
         )
         args: list[str] = [profile]
         if report is not None:
@@ -1092,7 +1145,8 @@ class Ledger:
                 verifs[v[0]] = v[1:]
         out = []
         for r in rows:
-            name, rep, delivered_at, size, mtime, first_seen, last_seen, gone_at, changed_at = r
+            (name, rep, delivered_at, size, mtime, first_seen, last_seen, gone_at, changed_at,
+             rolling_of) = r
             (dsize, dmtime, sha, local_path, downloaded_at, missing_since, purge_started,
              purged_at) = latest.get(name, (None,) * 8)
             v = verifs.get(sha) if sha else None
@@ -1125,6 +1179,7 @@ class Ledger:
                         "missing_locally": missing,
                         "missing_since": _dt(missing_since),
                         "changed_at": _dt(changed_at),
+                        "rolling_of": rolling_of,
                         "downloads": count.get(name, 0),
                         "header_row": v[3] if v else None,
                         "columns": tuple(json.loads(v[4])) if v else (),
@@ -1139,6 +1194,26 @@ class Ledger:
                 )
             )
         return out
+
+    def rolling_history(self, profile: str | None = None) -> tuple[set[str], dict[str, set[datetime]]]:
+        """What decides whether a server name is a rolling report: the names already kept as
+        versions, and for every other file the modification times of the copies seen (each
+        download's and the one last listed)."""
+        profile = self._p(profile)
+        with self._lock:
+            rolling = {r[0] for r in self._conn.execute(
+                "SELECT DISTINCT rolling_of FROM remote_files WHERE profile = ? AND rolling_of IS NOT NULL",
+                (profile,))}
+            copies: dict[str, set[datetime]] = {}
+            for name, mtime in self._conn.execute(
+                    "SELECT name, mtime FROM remote_files WHERE profile = ? AND rolling_of IS NULL"
+                    " AND mtime IS NOT NULL", (profile,)):
+                copies[name] = {_at(mtime)}
+            for name, mtime in self._conn.execute(
+                    "SELECT name, mtime FROM downloads WHERE profile = ? AND mtime IS NOT NULL", (profile,)):
+                if name in copies:
+                    copies[name].add(_at(mtime))
+        return rolling, copies
 
     def lost(self, profile: str | None = None) -> list[Delivery]:
         """Files gone from the server with no copy here: never downloaded (forever), or
@@ -1293,6 +1368,62 @@ class Ledger:
                     " AND purge_started IS NULL AND purged_at IS NULL", (self._p(profile),)
                 )
             }
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``NAME 2.ext``, ``NAME 3.ext``... when a row already has it."""
+    n = 1
+    candidate = name
+    while candidate in taken:
+        n += 1
+        candidate = fit_name(name, f" {n}")
+    return candidate
+
+
+def _to_versions(conn: sqlite3.Connection, profile: str, names: Iterable[str], tz: tzinfo,
+                 when_s: str | None) -> None:
+    """Turn the ordinary history of each server name in ``names`` into versions of a rolling
+    report (inside the caller's transaction): one row per copy it had (each download's size
+    and mtime, and the copy last listed), each download moved to its copy's row. Copies
+    before the last listed one are gone; files on disk keep their paths."""
+    for name in sorted(names):
+        row = conn.execute(
+            "SELECT report, delivered_at, size, mtime, first_seen, last_seen, gone_at FROM remote_files"
+            " WHERE profile = ? AND name = ? AND rolling_of IS NULL",
+            (profile, name),
+        ).fetchone()
+        if row is None:
+            continue
+        report, delivered_at, size, mtime, first_seen, last_seen, gone_at = row
+        copies: dict[tuple[str, int], tuple[str, list[int]]] = {}  # (mtime, size) -> (seen, ids)
+        for id_, dsize, dmtime, downloaded_at in conn.execute(
+            "SELECT id, size, mtime, downloaded_at FROM downloads WHERE profile = ? AND name = ?"
+            " ORDER BY id",
+            (profile, name),
+        ).fetchall():
+            key = (dmtime or mtime or delivered_at, dsize)
+            copies.setdefault(key, (downloaded_at, []))[1].append(id_)
+        current = (mtime or delivered_at, size)
+        copies.setdefault(current, (last_seen, []))
+        conn.execute("DELETE FROM remote_files WHERE profile = ? AND name = ?", (profile, name))
+        taken = {r[0] for r in conn.execute("SELECT name FROM remote_files WHERE profile = ?", (profile,))}
+        for (copy_mtime, copy_size), (seen_at, ids) in sorted(copies.items()):
+            row_name = _free_name(version_name(name, _at(copy_mtime), tz), taken)
+            taken.add(row_name)
+            is_current = (copy_mtime, copy_size) == current
+            conn.execute(
+                "INSERT INTO remote_files (profile, name, report, delivered_at, size, mtime, first_seen,"
+                " last_seen, gone_at, rolling_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (profile, row_name, report, copy_mtime, copy_size, copy_mtime,
+                 first_seen if seen_at < first_seen else seen_at,
+                 last_seen if is_current else seen_at, gone_at if is_current else when_s, name),
+            )
+            conn.executemany("UPDATE downloads SET name = ? WHERE id = ?", [(row_name, i) for i in ids])
+            if is_current:
+                conn.execute("UPDATE partials SET name = ? WHERE profile = ? AND name = ?",
+                             (row_name, profile, name))
+        log.info("ledger: %d copies of a file replaced in place are now versions of a rolling report",
+                 len(copies))
 
 
 def _state(size: int, mtime: str | None, dsize: int | None, dmtime: str | None, partial: bool,

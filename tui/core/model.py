@@ -195,6 +195,7 @@ class DeliveryExtra(TypedDict, total=False):
     missing_locally: bool  # the held copy is not on the disk with its recorded size
     missing_since: datetime | None
     changed_at: datetime | None  # when the server's copy was first seen changed
+    rolling_of: str | None  # a version of a rolling report: the server's fixed name
     downloads: int  # how many times it was downloaded
     header_row: int | None  # of the latest verification
     columns: tuple[str, ...]  # of the latest verification

@@ -204,6 +204,13 @@ def fit_name(name: str, tag: str = "", *, limit: int = MAX_NAME_BYTES) -> str:
     return f"{_cut_utf8(stem, keep).rstrip()}~{digest}{tag}{suffix}"
 
 
+def version_name(name: str, mtime: datetime, tz: tzinfo) -> str:
+    """The local name of one version of a rolling report (a fixed server name that every
+    delivery replaces): ``NAME (YYYY-MM-DD HHMM).ext``, the server's modification time on the
+    library's wall clock (``tz``), within 255 bytes (:func:`fit_name`)."""
+    return fit_name(name, f" ({mtime.astimezone(tz):%Y-%m-%d %H%M})")
+
+
 def escape_name(name: str) -> str:
     """A printable form of an untrusted name: control and format characters as ``\\uXXXX``."""
     out = []

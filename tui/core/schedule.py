@@ -330,3 +330,22 @@ def infer_schedule(deliveries: Iterable[Delivery | datetime], tz: tzinfo) -> Inf
     on_time = sum(1 for m in moments if timing.window(m.date())[0] <= m <= timing.deadline(m.date()))
     confidence = round(confidence * (on_time / len(moments)), 3)
     return Inference(best, at, confidence)
+
+
+#: A file name replaced in place is taken for a rolling report once this many copies were seen
+#: (the first and two replacements), each on a day of its own ...
+ROLLING_MIN_COPIES = 3
+#: ... at a rhythm a schedule explains this well (the confidence of :func:`infer_schedule`).
+ROLLING_MIN_CONFIDENCE = 0.6
+
+
+def replaced_on_schedule(moments: Iterable[datetime], tz: tzinfo) -> bool:
+    """Whether the modification times of one file name's copies look like deliveries of a
+    scheduled report replacing its file in place (docs/DOMAIN.md, "Rolling reports"): at
+    least ``ROLLING_MIN_COPIES`` copies on as many different days, at a rhythm
+    :func:`infer_schedule` explains with at least ``ROLLING_MIN_CONFIDENCE``. Copies replaced
+    within hours (someone re-saving a file) are not."""
+    local = sorted({m.astimezone(tz) for m in moments})
+    if len({m.date() for m in local}) < ROLLING_MIN_COPIES:
+        return False
+    return infer_schedule(local, tz).confidence >= ROLLING_MIN_CONFIDENCE

@@ -148,9 +148,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _place(part: Path, local_dir: Path, remote: RemoteFile, digest: str) -> tuple[Path, Placed]:
-    """Give a complete part file its final name without overwriting anything."""
+def _place(part: Path, local_dir: Path, remote: RemoteFile, digest: str,
+           local_name: str | None = None) -> tuple[Path, Placed]:
+    """Give a complete part file its final name without overwriting anything.
+
+    ``local_name`` (a version of a rolling report): that name, else ``NAME 2.ext``... beside a
+    different file of that name; each is a copy of its own (``new``), never a changed one."""
     def candidates() -> Iterator[str]:
+        if local_name is not None:
+            yield local_name
+            for n in range(2, 101):
+                yield fit_name(local_name, f" {n}")
+            return
         yield remote.name
         for n in range(1, 100):
             yield changed_name(remote.name, remote, n)
@@ -178,21 +187,22 @@ def _place(part: Path, local_dir: Path, remote: RemoteFile, digest: str) -> tupl
                 continue
             os.rename(part, target)
             parts.drop_record(part.parent, remote)
-            return target, (NEW if i == 0 else CHANGED)
+            return target, (NEW if i == 0 or local_name is not None else CHANGED)
         part.unlink()
         parts.drop_record(part.parent, remote)
-        return target, (NEW if i == 0 else CHANGED)
+        return target, (NEW if i == 0 or local_name is not None else CHANGED)
     raise TransferFailed(f"Too many changed copies of '{remote.name}' in '{local_dir}'.",
                          "Move the old copies out of the folder and download again.")
 
 
-def _finish(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: str) -> tuple[Path, Placed]:
+def _finish(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: str,
+            local_name: str | None = None) -> tuple[Path, Placed]:
     """fsync, size check, placing under the final name, fsync of the folder (in a thread)."""
     os.fsync(fd)
     if os.fstat(fd).st_size != remote.size:
         raise TransferFailed(f"The part file of '{remote.name}' has the wrong size after writing.",
                              "It is downloaded again.", transient=True)
-    final, status = _place(part, local_dir, remote, digest)
+    final, status = _place(part, local_dir, remote, digest, local_name)
     os.chmod(final, 0o600)
     _fsync_dir(local_dir)
     return final, status
@@ -225,8 +235,12 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
                    progress: Callable[[int, int], object] | None = None,
                    gate: asyncio.Event | None = None,
                    max_requests: int = MAX_REQUESTS,
-                   already_held: Callable[[RemoteFile], bool] | None = None) -> DownloadResult:
+                   already_held: Callable[[RemoteFile], bool] | None = None,
+                   local_name: str | None = None) -> DownloadResult:
     """Download one file into ``local_dir`` safely; see the module docstring.
+
+    ``local_name``: the name to place it under instead of the server's (a version of a rolling
+    report, :func:`tui.core.names.version_name`).
 
     ``progress(bytes_done, total)`` is called after every written block; ``gate``, when
     given, is awaited between blocks (pause). Raises :class:`SftpError` subclasses only
@@ -234,6 +248,8 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
     """
     local_dir = Path(local_dir)
     reason = refusal_reason(remote.name)
+    if reason is None and local_name is not None:
+        reason = refusal_reason(local_name)
     if reason is not None:
         raise TransferFailed(f"The server-supplied name was refused: {reason}.",
                              "Nothing was written; ask the server's administrator to rename the file.")
@@ -243,7 +259,7 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
     counter = [0]
     try:
         return await _download(conn, remote, remote_path, local_dir, work, progress, gate,
-                               max_requests, counter, already_held)
+                               max_requests, counter, already_held, local_name)
     except SftpError as exc:
         exc.received = counter[0]
         raise
@@ -252,7 +268,8 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
 async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, local_dir: Path,
                     work: Path, progress: Callable[[int, int], object] | None,
                     gate: asyncio.Event | None, max_requests: int, counter: list[int],
-                    already_held: Callable[[RemoteFile], bool] | None) -> DownloadResult:
+                    already_held: Callable[[RemoteFile], bool] | None,
+                    local_name: str | None = None) -> DownloadResult:
     size = remote.size
     part = work / parts.part_name(remote)
 
@@ -387,7 +404,8 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             raise _changed(remote, f"it ended after {pos} of the listed {size} bytes")
         digest = h.hexdigest()
         try:  # one hop to a thread for all the blocking file-system work
-            final, status = await asyncio.to_thread(_finish, fd, part, local_dir, remote, digest)
+            final, status = await asyncio.to_thread(_finish, fd, part, local_dir, remote, digest,
+                                                    local_name)
         except OSError as exc:
             raise local_err(exc) from None
         placed = True

@@ -121,6 +121,8 @@ class Job:
     finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     #: Asked before the first byte: True when another process has just fetched this copy.
     already_held: Callable[[RemoteFile], bool] | None = field(default=None, repr=False)
+    #: Placed under this name instead of the server's (a version of a rolling report).
+    local_name: str | None = None
 
     @property
     def name(self) -> str:
@@ -159,12 +161,15 @@ class TransferQueue:
 
     # -- control
     def add(self, remote: RemoteFile, remote_dir: str, local_dir: Path | str, *,
-            already_held: Callable[[RemoteFile], bool] | None = None) -> Job:
+            already_held: Callable[[RemoteFile], bool] | None = None,
+            local_name: str | None = None) -> Job:
         """Queue one download; returns its :class:`Job` (``job.id`` for cancel).
 
-        ``already_held(remote)``: see :func:`download` (the job then fails with FileBusy).
+        ``already_held(remote)``: see :func:`download` (the job then fails with FileBusy);
+        ``local_name``: place it under this name (see :func:`download`).
         """
-        job = Job(self._next_id, remote, remote_dir, Path(local_dir), already_held=already_held)
+        job = Job(self._next_id, remote, remote_dir, Path(local_dir), already_held=already_held,
+                  local_name=local_name)
         self._next_id += 1
         self.jobs[job.id] = job
         self._emit(Queued(job.id, remote.name, remote.size))
@@ -322,7 +327,8 @@ class TransferQueue:
                     self._emit(Running(job.id, job.name, resumed[0], job.remote.size, 0.0))
                     result = await download(conn, job.remote, job.remote_dir, job.local_dir,
                                             progress=progress, gate=self._gate,
-                                            already_held=job.already_held)
+                                            already_held=job.already_held,
+                                            local_name=job.local_name)
                 except SftpError as exc:
                     job.transferred += exc.received
                     fatal = isinstance(exc, _FATAL)

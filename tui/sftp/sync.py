@@ -58,7 +58,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -71,7 +71,7 @@ from tui.core.ledger import LEDGER_ERRORS, Ledger
 from tui.core.local_reports import verify_cached
 from tui.core.model import Delivery, JobState, JSONObject, LocalState, RemoteFile, VerifyResult
 from tui.core.names import escape_name
-from tui.core.schedule import Timing
+from tui.core.schedule import Timing, replaced_on_schedule
 from tui.sftp import parts
 from tui.sftp.client import (
     ConnectOptions,
@@ -110,10 +110,18 @@ class RemoteEntry:
     local_path: str | None = None
     changed: bool = False  # the server copy changed after a download (kept as history)
     message: str = ""
+    #: A rolling report's version (one name each delivery replaces): the ledger's and the
+    #: local copy's name of this copy, ``NAME (YYYY-MM-DD HHMM).ext``; None: an ordinary file.
+    version: str | None = None
 
     @property
     def name(self) -> str:
         return self.remote.name
+
+    @property
+    def key(self) -> str:
+        """Its name in the ledger: the version's, else the server's."""
+        return self.version or self.remote.name
 
     @property
     def size(self) -> int:
@@ -148,9 +156,15 @@ class RemoteListing:
     #: Held copies not on the disk (or with another size): ``(name, recorded path)``.
     missing_locally: tuple[tuple[str, str], ...] = ()
 
+    #: Versions of rolling reports replaced on the server before anything downloaded them
+    #: (also in ``lost``).
+    lost_versions: tuple[LostVersion, ...] = ()
+
     @cached_property
     def _by_name(self) -> dict[str, RemoteEntry]:
-        return {e.name: e for e in self.entries}
+        by_name = {e.version: e for e in self.entries if e.version is not None}
+        by_name.update((e.name, e) for e in self.entries)
+        return by_name
 
     def entry(self, name: str) -> RemoteEntry | None:
         return self._by_name.get(name)
@@ -181,6 +195,16 @@ class Verified:
     job_id: int = 0
 
 
+class LostVersion(TypedDict):
+    """A rolling report's version replaced on the server before it was downloaded (``sync``
+    JSON ``lost_versions``): what was missed, by the server's mtime and size."""
+
+    name: str
+    server_name: str
+    mtime: str
+    size: int
+
+
 class DownloadedFile(TypedDict):
     """One file this run placed (``sync`` JSON ``downloaded``, which leaves ``status`` out)."""
 
@@ -192,6 +216,7 @@ class DownloadedFile(TypedDict):
     changed: bool  # fetched beside an older copy of the same name
     status: Placed
     refetched: bool  # fetched again: the held copy had gone missing
+    version: str | None  # a rolling report's version: its name (the local copy's)
 
 
 class AgainOutcome(StrEnum):
@@ -232,6 +257,7 @@ class SyncResult:
     refused: list[dict[str, str]] = field(default_factory=list)
     files: list[VerifyResult] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)  # gone from the server, no copy here
+    lost_versions: list[LostVersion] = field(default_factory=list)  # replaced before download
     changed: list[str] = field(default_factory=list)  # fetched beside an older copy
     refetched: list[str] = field(default_factory=list)  # fetched again: the copy went missing
     missing_locally: list[MissingCopy] = field(default_factory=list)
@@ -257,7 +283,8 @@ class SyncResult:
             "status": st.overall_name(self.status),
             "downloaded": [
                 {"name": d["name"], "size": d["size"], "sha256": d["sha256"], "path": d["path"],
-                 "resumed_from": d["resumed_from"], "changed": d["changed"], "refetched": d["refetched"]}
+                 "resumed_from": d["resumed_from"], "changed": d["changed"], "refetched": d["refetched"],
+                 "version": d["version"]}
                 for d in self.downloaded
             ],
             "skipped": list(self.skipped),
@@ -265,6 +292,7 @@ class SyncResult:
             "refused": list(self.refused),
             "files": [f.to_json() for f in self.files],
             "lost": list(self.lost),
+            "lost_versions": [dict(v) for v in self.lost_versions],
             "refetched": list(self.refetched),
             "missing_locally": [{"name": m["name"], "path": m["path"], "on_server": m["on_server"]}
                                 for m in self.missing_locally],
@@ -371,18 +399,27 @@ class SyncService:
 
         for f in listing.files:
             classified[f.name] = self._classify(f)
+        rolling = rolling_names(self.profile, self.ledger, listing.files, classified)
+        for name in rolling:  # a version's delivery time is the server's mtime
+            report, _delivered, _src = classified[name]
+            mtime = next(f.mtime for f in listing.files if f.name == name)
+            classified[name] = (report, mtime.astimezone(self.profile.timezone), "mtime")
         change = self.ledger.record_listing(
-            None, report_of, listing.files, when, refused=listing.refused
+            None, report_of, listing.files, when, refused=listing.refused, rolling=rolling,
+            tz=self.profile.timezone,
         )
         disk = self.ledger.reconcile_local(self.local_dir)
         history = {d.name: d for d in self.ledger.deliveries()}
+        versions = {(d.extra.get("rolling_of"), d.mtime, d.size): d.name for d in history.values()
+                    if d.on_server and d.extra.get("rolling_of")}
         on_disk = _part_files(self.local_dir)
         self._timings = self.profile.timings(history.values())
         tz = self.profile.timezone
         entries = []
         for f in listing.files:
             report, delivered, source = classified[f.name]
-            d = history.get(f.name)
+            version = versions.get((f.name, f.mtime, f.size)) if f.name in rolling else None
+            d = history.get(version or f.name)
             state = d.local_state if d is not None else LocalState.NEW
             if (state in (LocalState.NEW, LocalState.CHANGED) and parts.part_name(f) in on_disk
                     and parts.part_progress(self.local_dir, f)):
@@ -401,6 +438,7 @@ class SyncService:
                     local_path=d.local_path if d is not None else None,
                     changed=bool(d.changed) if d is not None else False,
                     message=d.message if d is not None else "",
+                    version=version,
                 )
             )
         lost = [n for n in change.gone if history.get(n) is not None and history[n].extra["lost"]]
@@ -408,9 +446,19 @@ class SyncService:
         for name, _path in disk.missing:
             if name not in listed and name not in lost:
                 lost.append(name)
+        lost_versions = []
         for name in lost:
-            log.warning("%s is gone from the server and no copy is held here: lost",
-                        escape_name(name))
+            d = history.get(name)
+            server_name = d.extra.get("rolling_of") if d is not None else None
+            if d is not None and server_name:
+                log.warning("%s was replaced on the server before it was downloaded: lost",
+                            escape_name(name))
+                lost_versions.append(LostVersion(
+                    name=escape_name(name), server_name=escape_name(server_name),
+                    mtime=(d.mtime or d.delivered_at).astimezone(UTC).isoformat(), size=d.size))
+            else:
+                log.warning("%s is gone from the server and no copy is held here: lost",
+                            escape_name(name))
         for name, path in disk.missing:
             log.warning("the copy of %s is missing from the disk (%s)", escape_name(name),
                         escape_name(path))
@@ -423,6 +471,7 @@ class SyncService:
             gone=change.gone,
             lost=tuple(lost),
             missing_locally=disk.missing,
+            lost_versions=tuple(lost_versions),
         )
         self.last_listing = result
         return result
@@ -544,7 +593,7 @@ class SyncService:
         def already_held(remote: RemoteFile) -> bool:
             # Asked once the part file is locked: another process may have just fetched it.
             try:
-                return self.ledger.holds(remote.name, remote.size, remote.mtime)
+                return self.ledger.holds(by_name[remote.name].key, remote.size, remote.mtime)
             except LEDGER_ERRORS:  # when in doubt, download
                 return False
 
@@ -571,7 +620,7 @@ class SyncService:
                 # Files not held at listing time: if another process fetches one meanwhile,
                 # it is left to that process (a file asked for again is fetched again).
                 queue.add(e.remote, self.remote_dir, self.local_dir,
-                          already_held=already_held if e.wanted else None)
+                          already_held=already_held if e.wanted else None, local_name=e.version)
             jobs = await queue.join()
             if verifications:
                 await asyncio.gather(*verifications)
@@ -617,7 +666,7 @@ class SyncService:
         same = event.status == Placed.SAME
         try:
             recorded = self.ledger.record_download(
-                entry.name, size=event.size, sha256=event.sha256, local_path=event.path,
+                entry.key, size=event.size, sha256=event.sha256, local_path=event.path,
                 mtime=remote.mtime,
             )
         except LEDGER_ERRORS as exc:  # the file is safe on disk; say so
@@ -635,7 +684,8 @@ class SyncService:
             log.info("%s was already in place (%s)", escape_name(entry.name),
                      "recorded now" if recorded else "fetched by another process")
             return recorded
-        changed = event.status == Placed.CHANGED and entry.local_state != LocalState.MISSING_LOCALLY
+        changed = (event.status == Placed.CHANGED and entry.local_state != LocalState.MISSING_LOCALLY
+                   and entry.version is None)
         refetched = entry.local_state == LocalState.MISSING_LOCALLY
         if changed:
             result.changed.append(entry.name)
@@ -644,7 +694,7 @@ class SyncService:
         result.downloaded.append(DownloadedFile(
             name=entry.name, size=event.size, sha256=event.sha256, path=event.path,
             resumed_from=event.resumed_from, changed=changed, status=event.status,
-            refetched=refetched,
+            refetched=refetched, version=entry.version,
         ))
         log.info("recorded download of %s (%s%s)", escape_name(entry.name), event.status,
                  ", fetched again" if refetched else "")
@@ -721,11 +771,11 @@ class SyncService:
                       emit: Callable[[SyncEvent], None]) -> None:
         report = self.profile.report_for(entry.report)
         verdict, cached = await self.verify_file(
-            Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.name,
+            Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.key,
             run_day=entry.run_day,
         )
         if (event.status == Placed.CHANGED and verdict.status == st.OK
-                and entry.local_state != LocalState.MISSING_LOCALLY):
+                and entry.local_state != LocalState.MISSING_LOCALLY and entry.version is None):
             verdict = replace(
                 verdict,
                 status=st.CHANGED,
@@ -783,6 +833,7 @@ class SyncService:
         result.listed = len(listing.entries)
         result.refused = [{"name": escape_name(n), "reason": r} for n, r in listing.refused]
         result.lost = [escape_name(n) for n in listing.lost]
+        result.lost_versions = list(listing.lost_versions)
         listed = {e.name for e in listing.entries}
         result.missing_locally = [
             MissingCopy(name=escape_name(n), path=p, on_server=n in listed)
@@ -845,6 +896,32 @@ class SyncService:
             _emit(on_event, Verified(d.name, verdict, cached))
         if todo:
             result.files.sort(key=lambda v: (v.delivered_at is None, v.delivered_at, v.name))
+
+
+def rolling_names(profile: Profile, ledger: Ledger, files: Iterable[RemoteFile],
+                  classified: dict[str, tuple[ReportConfig, datetime, str]] | None = None) -> set[str]:
+    """The server names of ``files`` that are rolling reports (docs/DOMAIN.md, "Rolling
+    reports"): configured ``rolling = true``; else (not configured ``false``) already kept as
+    versions, or a name without a timestamp whose copies (the ledger's and this listing's)
+    were replaced on a schedule's rhythm (:func:`tui.core.schedule.replaced_on_schedule`)."""
+    known, copies = ledger.rolling_history()
+    tz = profile.timezone
+    out: set[str] = set()
+    for f in files:
+        if classified is not None and f.name in classified:
+            report, _delivered, source = classified[f.name]
+        else:
+            report, parsed = profile.classify(f.name, f.mtime)
+            source = parsed.source
+        if report.rolling is False:
+            continue
+        if report.rolling or f.name in known:
+            out.add(f.name)
+        elif source == "mtime" and replaced_on_schedule(copies.get(f.name, set()) | {f.mtime}, tz):
+            log.info("%s was replaced in place on a schedule: a rolling report from now on",
+                     escape_name(f.name))
+            out.add(f.name)
+    return out
 
 
 def _emit(on_event: EventCallback | None, event: SyncEvent) -> None:
