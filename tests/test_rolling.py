@@ -197,9 +197,8 @@ def test_two_weeks_of_a_daily_rolling_report(sshd, server_dir, tmp_path):
     profile = load(cfg).profile()
     with Ledger.open(profile.ledger_path, profile=profile.name) as ledger:
         snap = build_snapshot(profile, ledger)
-    assert [(r.name, r.state, r.verification) for r in snap.rows] == [
-        (_local_name(DAYS[-1]), "downloaded", "ok")]
-    assert snap.rows[0].server_name == SERVER_NAME
+    assert [(r.name, r.version, r.state, r.verification) for r in snap.rows] == [
+        (SERVER_NAME, _local_name(DAYS[-1]), "downloaded", "ok")]
 
 
 # ---------------------------------------------------------------------- in-process tests

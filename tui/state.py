@@ -136,6 +136,9 @@ class RemoteRow:
     message: str = ""
     local_path: str | None = None
     age_seconds: float = 0.0
+    #: A rolling report (``name`` is the server's fixed name): the version on the server now,
+    #: its ledger and local name ``NAME (YYYY-MM-DD HHMM).ext``; None for an ordinary file.
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -206,11 +209,12 @@ def build_snapshot(profile: Profile, ledger: Ledger, *, connection: ConnectionSt
         report = profile.report_for(d.report)
         delete_on = report.delete_on(d.delivered_at, tz)
         state = d.local_state
-        if state == LocalState.NEW and d.name in partial:
+        server_name = d.extra.get("rolling_of") or d.name
+        if state == LocalState.NEW and server_name in partial:
             state = LocalState.PARTIAL
         rows.append(
             RemoteRow(
-                name=d.name,
+                name=server_name,
                 report=d.report,
                 delivered_at=d.delivered_at,
                 size=d.size,
@@ -221,6 +225,7 @@ def build_snapshot(profile: Profile, ledger: Ledger, *, connection: ConnectionSt
                 message=d.message,
                 local_path=d.local_path,
                 age_seconds=(now - d.delivered_at).total_seconds(),
+                version=d.name if server_name != d.name else None,
             )
         )
     health = None

@@ -203,6 +203,10 @@ class ReportHealth:
     last_delivery: Delivery | None
     on_time_streak: int
     covered_lag_days: int = 3
+    #: One fixed file name each delivery replaces (its versions are the deliveries); inferred:
+    #: not configured, found from the name's history (docs/DOMAIN.md, "Rolling reports").
+    rolling: bool = False
+    rolling_inferred: bool = False
 
     @property
     def status(self) -> Severity:
@@ -232,6 +236,8 @@ class ReportHealth:
             "grace_minutes": int(self.grace.total_seconds() // 60),
             "inferred": self.inferred,
             "confidence": self.confidence,
+            "rolling": self.rolling,
+            "rolling_inferred": self.rolling_inferred,
             "on_time_streak": self.on_time_streak,
             "runs": [_run_json(r) for r in self.runs],
             "problems": [p.to_json() for p in self.problems],
@@ -463,6 +469,8 @@ def evaluate_report(
     problems.extend(_retention_problems(report, history, now, today, timing))
 
     problems.sort(key=urgency_key(today))
+    rolling = report.rolling is True or (
+        report.rolling is None and any(d.extra.get("rolling_of") for d in history))
     code = st.worst(_SEVERITY_CODE[p.severity] for p in problems)
     streak = 0
     for run in reversed(runs):
@@ -484,6 +492,8 @@ def evaluate_report(
         last_delivery=history[-1] if history else None,
         on_time_streak=streak,
         covered_lag_days=report.lag_days,
+        rolling=rolling,
+        rolling_inferred=rolling and report.rolling is None,
     )
 
 
@@ -718,7 +728,19 @@ def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, t
     run_day = report.run_day_of(d.delivered_at, timing)
     covered = report.covered_day(run_day)
     rescue_by = report.rescue_by(run_day)
-    if not d.downloaded and not d.on_server:
+    server_name = d.extra.get("rolling_of")
+    if not d.downloaded and not d.on_server and server_name:
+        mtime = (d.mtime or d.delivered_at).astimezone(tz)
+        out.append(Problem(
+            severity=CRITICAL, kind=ProblemKind.LOST, day=run_day, file=d.name, delete_on=delete_on,
+            message=f"The version of '{server_name}' of {fmt_day(mtime.date(), today)} "
+            f"{mtime:%H:%M} ({d.size:,} bytes) was replaced on the server by a newer one before "
+            "it was downloaded",
+            next_step=_rerun_step(report.name, covered, rescue_by, today)
+            + "; run 'report-keeper sync' after every delivery (e.g. from cron, soon after the "
+            "report's time) so no version is replaced unseen",
+        ))
+    elif not d.downloaded and not d.on_server:
         out.append(Problem(
             severity=CRITICAL, kind=ProblemKind.LOST, day=run_day, file=d.name, delete_on=delete_on,
             message=f"'{d.name}' was never downloaded and is gone from the server",
@@ -856,7 +878,14 @@ def evaluate(
     tz = profile.timezone
     now = (now or clock.now()).astimezone(tz)  # local: HealthReport.now.date() is "today"
     items = list(deliveries)
-    listing_names = {f.name for f in listing} if listing is not None else None
+    listing_names = None
+    if listing is not None:
+        files = list(listing)
+        listing_names = {f.name for f in files}
+        # a rolling report's version is on the server while the server's copy is that version
+        copies = {(f.name, f.mtime, f.size) for f in files}
+        listing_names |= {d.name for d in items
+                          if d.extra.get("rolling_of") and (d.extra.get("rolling_of"), d.mtime, d.size) in copies}
     reports = []
     for name in report_names(profile, items):
         cfg = profile.report_for(name)
