@@ -200,6 +200,23 @@ def test_two_weeks_of_a_daily_rolling_report(sshd, server_dir, tmp_path):
     assert [(r.name, r.version, r.state, r.verification) for r in snap.rows] == [
         (SERVER_NAME, _local_name(DAYS[-1]), "downloaded", "ok")]
 
+    # the heatmap: each version is its run day's delivery
+    from tui.core.heatmap import build_grid, kind_of_day
+
+    (health,) = snap.health.reports
+    grid = build_grid(health.runs, today=DAYS[-1])
+    kinds = {d: kind_of_day(grid, d) for d in DAYS}
+    assert kinds == {d: "missing" if d == MISSED else "unverified" if d == UNSEEN_SYNC else "ok"
+                     for d in DAYS}
+
+    # the Verify screen's list: every local copy is its version's delivery
+    from tui.core.local_reports import find_local_reports
+
+    with Ledger.open(profile.ledger_path, profile=profile.name) as ledger:
+        found = find_local_reports(local, profile, ledger)
+    assert sorted((f.name, f.report_name, f.run_day) for f in found) == sorted(
+        (_local_name(d), REPORT, d) for d in expected_days)
+
 
 # ---------------------------------------------------------------------- in-process tests
 
@@ -311,3 +328,47 @@ def test_a_server_file_named_like_a_version_is_refused_not_merged(tmp_path):
         (d,) = ledger.deliveries()
         assert d.extra.get("rolling_of") == SERVER_NAME and d.size == 100
         assert [(r.name, "version" in r.reason) for r in ledger.refused()] == [(_local_name(FIRST), True)]
+
+
+@pytest.mark.sshd
+async def test_the_remote_screen_downloads_each_version_under_its_own_name(sshd, server_dir, tmp_path,
+                                                                          monkeypatch):
+    from tests.test_tui_fixtures import settled, wait_for
+    from tui.app import create_app
+
+    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    cfg = _config(tmp_path, sshd, server_dir.name)
+    profile = load_config(cfg).profile()
+    local = tmp_path / "local"
+    first, second = DAYS[0], DAYS[1]
+    for day in (first, second):
+        _replace(server_dir, day)
+        monkeypatch.setenv("REPORT_KEEPER_NOW", _at(day, 10).isoformat())
+        ledger = Ledger.open(profile.ledger_path, profile=profile.name)
+        app = create_app(profile, ledger=ledger)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: settled(app))
+            await pilot.press("2")
+            remote = app.screen
+            assert remote.__class__.__name__ == "RemoteScreen"
+            # one row: the server's fixed name, new in this version
+            assert [(r.name, r.version, r.state) for r in app.snapshot.rows] == [
+                (SERVER_NAME, _local_name(day), "new")]
+            await pilot.press("a", "d")
+            await wait_for(pilot, lambda: not app.board.active and settled(app)
+                           and app.snapshot.rows[0].state == "downloaded", 60)
+            table = remote.query_one("DataTable")
+            assert str(table.get_cell(SERVER_NAME, "local")) == "✓ downloaded"
+            await pilot.press("enter")
+            await pilot.pause()
+            details = app.screen
+            assert details.__class__.__name__ == "FileDetailsModal"
+            body = "\n".join(str(s.render()) for s in details.query("Static"))
+            assert f"this version: {_local_name(day)}" in body
+            await pilot.press("escape")
+        ledger.close()
+    held = sorted(p.name for p in local.iterdir() if not p.name.startswith("."))
+    assert held == [_local_name(first), _local_name(second)]

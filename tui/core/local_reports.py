@@ -112,9 +112,11 @@ def find_local_reports(folder: str | Path, profile: Profile | None = None,
     mtime)."""
     root = Path(folder).expanduser()
     known: dict[str, Delivery] = {}
+    held: dict[str, Delivery] = {}  # by the latest copy's path (a copy kept under another name)
     if ledger is not None:
         try:
             known = {d.name: d for d in ledger.deliveries()}
+            held = {d.local_path: d for d in known.values() if d.local_path}
         except LEDGER_ERRORS as exc:  # the list still works from names alone
             log.warning("ledger deliveries unavailable for the verify list: %s", type(exc).__name__)
     timings = profile.timings(known.values()) if profile is not None else {}
@@ -134,7 +136,7 @@ def find_local_reports(folder: str | Path, profile: Profile | None = None,
             mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         except OSError:
             continue
-        delivery = known.get(path.name)
+        delivery = held.get(str(path)) or known.get(path.name)
         if profile is None:
             parsed = parse_name(path.name, mtime=mtime)
             delivered_at = delivery.delivered_at if delivery is not None else (parsed.delivered_at or mtime)
