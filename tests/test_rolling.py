@@ -372,3 +372,20 @@ async def test_the_remote_screen_downloads_each_version_under_its_own_name(sshd,
         ledger.close()
     held = sorted(p.name for p in local.iterdir() if not p.name.startswith("."))
     assert held == [_local_name(first), _local_name(second)]
+
+
+async def test_a_version_replaced_during_its_download_is_not_saved_under_its_name(sftp_server, tmp_path):
+    from tests.test_transfer import _entries, _factory, _listing, _put
+    from tui.sftp.queue import TransferQueue
+
+    _put(sftp_server, SERVER_NAME, 100_000, seed=1)
+    files = await _listing(sftp_server)
+    old = files[SERVER_NAME]
+    _put(sftp_server, SERVER_NAME, 150_000, seed=2)  # the next delivery replaced it meanwhile
+    os.utime(sftp_server.path(SERVER_NAME), (old.mtime.timestamp() + 86400,) * 2)
+    async with TransferQueue(_factory(sftp_server), backoff_base=0.01) as q:
+        job = q.add(old, sftp_server.remote_dir, tmp_path / "out", local_name=_local_name(FIRST))
+        await q.join()
+    # the newer bytes are another version: never kept under this version's name
+    assert job.state == "failed" and "replaced" in str(job.error)
+    assert _entries(tmp_path / "out") == []

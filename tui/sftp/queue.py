@@ -348,7 +348,19 @@ class TransferQueue:
                     await asyncio.sleep(delay)
                     await self._gate.wait()
                     if isinstance(exc, TransferFailed) and conn is not None and not conn.closed:
+                        before = job.remote
                         await self._refresh(job, conn)
+                        if job.local_name is not None and job.remote != before:
+                            # A rolling report's next version: not this version's bytes.
+                            job.remote = before
+                            job.state = JobState.FAILED
+                            job.error = TransferFailed(
+                                f"'{job.name}' was replaced on the server by a newer version during "
+                                "the download.",
+                                "The next sync fetches the newer version; this one cannot be fetched "
+                                "any more.")
+                            self._emit(Failed(job.id, job.name, str(job.error), job.error))
+                            return
                     continue
                 except Exception as exc:  # a bug must fail one file, not the queue
                     log.exception("unexpected error downloading %r", job.name)
