@@ -330,25 +330,14 @@ def test_a_server_file_named_like_a_version_is_refused_not_merged(tmp_path):
         assert [(r.name, "version" in r.reason) for r in ledger.refused()] == [(_local_name(FIRST), True)]
 
 
-@pytest.mark.sshd
-async def test_the_remote_screen_downloads_each_version_under_its_own_name(sshd, server_dir, tmp_path,
-                                                                          monkeypatch):
+async def _remote_screen_day(profile, day: date) -> None:
+    """One day in the app: list, download every new file from the Remote screen, look."""
     from tests.test_tui_fixtures import settled, wait_for
     from tui.app import create_app
 
-    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    cfg = _config(tmp_path, sshd, server_dir.name)
-    profile = load_config(cfg).profile()
-    local = tmp_path / "local"
-    first, second = DAYS[0], DAYS[1]
-    for day in (first, second):
-        _replace(server_dir, day)
-        monkeypatch.setenv("REPORT_KEEPER_NOW", _at(day, 10).isoformat())
-        ledger = Ledger.open(profile.ledger_path, profile=profile.name)
-        app = create_app(profile, ledger=ledger)
+    ledger = Ledger.open(profile.ledger_path, profile=profile.name)
+    app = create_app(profile, ledger=ledger)
+    try:
         async with app.run_test(size=(100, 30)) as pilot:
             await wait_for(pilot, lambda: settled(app))
             await pilot.press("2")
@@ -369,8 +358,24 @@ async def test_the_remote_screen_downloads_each_version_under_its_own_name(sshd,
             body = "\n".join(str(s.render()) for s in details.query("Static"))
             assert f"this version: {_local_name(day)}" in body
             await pilot.press("escape")
+    finally:
         ledger.close()
-    held = sorted(p.name for p in local.iterdir() if not p.name.startswith("."))
+
+
+@pytest.mark.sshd
+async def test_the_remote_screen_downloads_each_version_under_its_own_name(sshd, server_dir, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    profile = load_config(_config(tmp_path, sshd, server_dir.name)).profile()
+    first, second = DAYS[0], DAYS[1]
+    for day in (first, second):
+        _replace(server_dir, day)
+        monkeypatch.setenv("REPORT_KEEPER_NOW", _at(day, 10).isoformat())
+        await _remote_screen_day(profile, day)
+    held = sorted(p.name for p in (tmp_path / "local").iterdir() if not p.name.startswith("."))
     assert held == [_local_name(first), _local_name(second)]
 
 

@@ -641,7 +641,7 @@ class Ledger:
                 )
             }
             inserts, updates, changed_now = [], [], []
-            versions: list[tuple[str, str, str, str | None, int, str | None, str, str, str]] = []
+            versions: list[tuple[str, str, str, str | None, int, str | None, str | None, str | None, str]] = []
             new, back, changed = [], [], []
             seen = set()
             present = set()  # row names this listing shows

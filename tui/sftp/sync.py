@@ -292,7 +292,8 @@ class SyncResult:
             "refused": list(self.refused),
             "files": [f.to_json() for f in self.files],
             "lost": list(self.lost),
-            "lost_versions": [dict(v) for v in self.lost_versions],
+            "lost_versions": [{"name": v["name"], "server_name": v["server_name"], "mtime": v["mtime"],
+                               "size": v["size"]} for v in self.lost_versions],
             "refetched": list(self.refetched),
             "missing_locally": [{"name": m["name"], "path": m["path"], "on_server": m["on_server"]}
                                 for m in self.missing_locally],
