@@ -281,6 +281,14 @@ def test_an_unconfigured_name_replaced_daily_is_inferred_rolling(tmp_path):
         # the copies already held keep their paths: nothing on disk is renamed
         assert [d.local_path for d in deliveries[:2]] == [str(tmp_path / "copy0.xlsx"),
                                                             str(tmp_path / "copy1.xlsx")]
+        # ... and the Verify list still knows them as their versions' deliveries
+        from tui.core.local_reports import find_local_reports
+
+        for i in range(2):
+            (tmp_path / f"copy{i}.xlsx").write_bytes(b"x" * (100 + i))
+        found = find_local_reports(tmp_path, profile, ledger)
+        assert [(f.name, f.report_name, f.run_day) for f in found] == [
+            ("copy0.xlsx", REPORT, DAYS[0]), ("copy1.xlsx", REPORT, DAYS[1])]
         from tui.core.health import evaluate
 
         health = evaluate(profile, deliveries, now=_at(DAYS[2], 10))
@@ -394,3 +402,30 @@ async def test_a_version_replaced_during_its_download_is_not_saved_under_its_nam
     # the newer bytes are another version: never kept under this version's name
     assert job.state == "failed" and "replaced" in str(job.error)
     assert _entries(tmp_path / "out") == []
+
+
+@pytest.mark.sshd
+def test_an_unconfigured_rolling_report_is_inferred_on_the_third_version(sshd, server_dir, tmp_path):
+    cfg = _config(tmp_path, sshd, server_dir.name)
+    text = cfg.read_text()
+    cfg.write_text(text[:text.index("[[profile.default.report]]")])  # no report configured
+    docs = []
+    for day in DAYS[:3]:
+        _replace(server_dir, day)
+        docs.append(_run("sync", cfg, _at(day, 10)))
+    (c1, d1), (c2, d2), (c3, d3) = docs
+    assert [Path(d["path"]).name for d in d1["downloaded"]] == [SERVER_NAME]
+    # the second copy: still an ordinary file whose server copy changed (kept beside it)
+    assert [(d["changed"], d["version"]) for d in d2["downloaded"]] == [(True, None)] and c2 == 1
+    # the third, a day later again: a rolling report from now on
+    assert [(Path(d["path"]).name, d["changed"], d["version"]) for d in d3["downloaded"]] == [
+        (_local_name(DAYS[2]), False, _local_name(DAYS[2]))]
+    assert c3 == 0 and d3["status"] == "ok" and d3["lost"] == []
+    code, doc = _run("check", cfg, _at(DAYS[2], 11), "--offline")
+    (report,) = doc["reports"]
+    assert report["rolling"] is True and report["rolling_inferred"] is True
+    assert [r["files"] for r in report["runs"]] == [[_local_name(d)] for d in DAYS[:3]]
+    assert [p["kind"] for p in report["problems"]] == [] and code == 0
+    # nothing on disk was renamed or overwritten
+    held = sorted(p.name for p in (tmp_path / "local").iterdir() if not p.name.startswith("."))
+    assert len(held) == 3 and SERVER_NAME in held and _local_name(DAYS[2]) in held

@@ -112,11 +112,11 @@ def find_local_reports(folder: str | Path, profile: Profile | None = None,
     mtime)."""
     root = Path(folder).expanduser()
     known: dict[str, Delivery] = {}
-    held: dict[str, Delivery] = {}  # by the latest copy's path (a copy kept under another name)
+    held: dict[str, Delivery] = {}  # rolling versions by their copy's path (docs/DOMAIN.md)
     if ledger is not None:
         try:
             known = {d.name: d for d in ledger.deliveries()}
-            held = {d.local_path: d for d in known.values() if d.local_path}
+            held = {d.local_path: d for d in known.values() if d.local_path and d.extra.get("rolling_of")}
         except LEDGER_ERRORS as exc:  # the list still works from names alone
             log.warning("ledger deliveries unavailable for the verify list: %s", type(exc).__name__)
     timings = profile.timings(known.values()) if profile is not None else {}
