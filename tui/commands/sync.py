@@ -42,6 +42,8 @@ Lists the profile's remote_dir, downloads every file not yet held locally (into 
 files 0600 in a 0700 folder; a part file left by an interrupted run is resumed), verifies each
 new file and records everything in the ledger. A file already downloaded is skipped; a server
 file that changed after its download is fetched beside the old copy and flagged "changed".
+A rolling report (one fixed name each delivery replaces) is kept version by version as
+"NAME (YYYY-MM-DD HHMM).xlsx"; a version replaced before it was downloaded is "lost".
 
 An unknown server host key is refused unless --accept-new-host-key is given (which records it
 in the profile's known_hosts); a changed host key is always refused.
@@ -60,8 +62,9 @@ copy the retention policy could not delete), 2 critical (connection or login fai
 download, unreadable or wrong-schema report, a file lost from the server), 3 usage or
 configuration error.
 With --json one document: {"status", "downloaded": [{"name", "size", "sha256", "path",
-"resumed_from", "changed", "refetched"}], "skipped": [name], "failed": [{"name", "error"}],
-"refused": [{"name", "reason"}], "files": [verified file], "lost": [name],
+"resumed_from", "changed", "refetched", "version"}], "skipped": [name],
+"failed": [{"name", "error"}], "refused": [{"name", "reason"}], "files": [verified file],
+"lost": [name], "lost_versions": [{"name", "server_name", "mtime", "size"}],
 "refetched": [name], "missing_locally": [{"name", "path", "on_server"}], "error",
 "purged": [{"name", "file", "path", "report", "delivered_at", ...}], "waiting_for_export":
 [{..., "reason"}], "purge_errors": [{..., "error"}], "notify": {"configured", "sent", "failed"}}.
@@ -268,10 +271,15 @@ def _summary(result: SyncResult, profile: Profile, out: TextIO) -> None:
     for item in result.refused:
         w(f"  REFUSED      {item['name']}: {item['reason']} (not downloaded)\n")
     missing = {m["name"]: m for m in result.missing_locally}
+    replaced = {v["name"]: v for v in result.lost_versions}
     for name in result.refetched:
         w(f"  FETCHED AGAIN {escape_name(name)}: the local copy was missing or damaged\n")
     for name in result.lost:
-        if name in missing:
+        if name in replaced:
+            v = replaced[name]
+            w(f"  LOST         {name}: the server replaced this version of {v['server_name']} "
+              f"(modified {v['mtime']}, {v['size']:,} bytes) before it was downloaded\n")
+        elif name in missing:
             w(f"  LOST         {name}: the local copy is gone from {missing[name]['path']} and the "
               "server has deleted the file; put the copy back from a backup\n")
         else:

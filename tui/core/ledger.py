@@ -21,7 +21,9 @@ the rows' fingerprint (a hash) and the date column's days with their counts
 Public API (``profile`` defaults to the one the ledger was opened for)::
 
     led = Ledger.open(path | None, profile="default")     # None: default_path(profile)
-    led.record_listing(profile, report_of, listing, when, refused=()) -> ListingChange
+    led.record_listing(profile, report_of, listing, when, refused=(), *, rolling=(), tz=UTC)
+        -> ListingChange                                   # rolling: names kept as versions
+    led.rolling_history() -> (names kept as versions, {other name: its copies' mtimes})
     led.record_download(name, size=, sha256=, local_path=, mtime=, when=) -> bool (recorded now)
     led.reconcile_local(local_dir=None) -> LocalCheck   # every held copy still on disk?
     led.holds(name, size, mtime) -> bool                 # this server copy is held (on disk)
