@@ -429,3 +429,11 @@ def test_an_unconfigured_rolling_report_is_inferred_on_the_third_version(sshd, s
     # nothing on disk was renamed or overwritten
     held = sorted(p.name for p in (tmp_path / "local").iterdir() if not p.name.startswith("."))
     assert len(held) == 3 and SERVER_NAME in held and _local_name(DAYS[2]) in held
+
+
+def test_a_version_name_never_overflows_on_a_hostile_mtime():
+    from tui.core.names import version_name
+
+    far = datetime.fromtimestamp(253402300799, UTC)  # 9999-12-31 23:59:59 UTC
+    assert version_name(SERVER_NAME, far, ZoneInfo("Pacific/Kiritimati")) == f"{REPORT} (9999-12-31 2359).xlsx"
+    assert version_name("x" * 300 + ".xlsx", _at(FIRST, 7, 5), TZ).encode().__len__() <= 255
