@@ -35,6 +35,7 @@ FIRST = date(2026, 11, 16)  # Mon
 DAYS = [FIRST + timedelta(days=i) for i in range(14)]  # Mon 16 .. Sun 29 Nov
 MISSED = date(2026, 11, 20)  # the report did not come: yesterday's version stays
 UNSEEN_SYNC = date(2026, 11, 24)  # only `check` listed the folder; next day's version replaced it
+LATE = date(2026, 11, 27)  # replaced at 09:40, after the 09:00 deadline
 
 
 def _config(tmp: Path, server, remote_dir: str, *, rolling: str = "rolling = true") -> Path:
@@ -67,12 +68,28 @@ anonymize_days = 7
     return cfg
 
 
-def _replace(folder: Path, day: date, hhmm: tuple[int, int] = (7, 5)) -> datetime:
+def _fixed_report(path: Path, day: date) -> None:
+    """A small loans workbook whose bytes are the same in every run (a snapshot shows its size)."""
+    import xlsxwriter
+
+    wb = xlsxwriter.Workbook(str(path))
+    wb.set_properties({"created": datetime(2026, 1, 1)})
+    ws = wb.add_worksheet("Loans")
+    ws.write_row(2, 0, ["Primary Identifier", "User Group", "Loan Date", "Loans (Not In House)"])
+    for i in range(3):
+        ws.write_row(3 + i, 0, [f"ID{day.day:02d}{i}", "Undergraduate", (day - timedelta(days=3)).isoformat(), i + 1])
+    wb.close()
+
+
+def _replace(folder: Path, day: date, hhmm: tuple[int, int] = (7, 5), *, fixed: bool = False) -> datetime:
     """The server replaces the report in place: new content, new mtime, same name."""
     at = datetime.combine(day, time(*hhmm), tzinfo=TZ)
     path = folder / SERVER_NAME
     tmp = folder / ".upload.tmp"
-    write_report(tmp, n_rows=4 + day.day % 3, day=day - timedelta(days=3), seed=day.toordinal())
+    if fixed:
+        _fixed_report(tmp, day)
+    else:
+        write_report(tmp, n_rows=4 + day.day % 3, day=day - timedelta(days=3), seed=day.toordinal())
     os.utime(tmp, (at.timestamp(), at.timestamp()))
     os.replace(tmp, path)
     return at
@@ -105,7 +122,8 @@ def _at(day: date, hh: int, mm: int = 0) -> datetime:
     return datetime.combine(day, time(hh, mm), tzinfo=TZ)
 
 
-def _local_name(day: date, hhmm: str = "0705") -> str:
+def _local_name(day: date, hhmm: str | None = None) -> str:
+    hhmm = hhmm or ("0940" if day == LATE else "0705")
     return f"{REPORT} ({day.isoformat()} {hhmm}).xlsx"
 
 
@@ -125,7 +143,7 @@ def test_two_weeks_of_a_daily_rolling_report(sshd, server_dir, tmp_path, capsys,
     versions: dict[date, tuple[datetime, int]] = {}
     for day in DAYS:
         if day != MISSED:
-            at = _replace(server_dir, day)
+            at = _replace(server_dir, day, (9, 40) if day == LATE else (7, 5))
             versions[day] = (at, (server_dir / SERVER_NAME).stat().st_size)
         if day == UNSEEN_SYNC:
             # cron's sync did not run that day; the morning check listed the folder
@@ -176,12 +194,15 @@ def test_two_weeks_of_a_daily_rolling_report(sshd, server_dir, tmp_path, capsys,
         run = runs[d.isoformat()]
         if d == MISSED:
             assert run["status"] == "missing" and run["files"] == []
+        elif d == LATE:
+            assert run["status"] == "late" and run["files"] == [_local_name(d)]
         else:
             assert run["status"] == "on-time", run
             assert run["files"] == [_local_name(d)]
     kinds = [(p["kind"], p["day"]) for p in report["problems"]]
     assert ("missing", MISSED.isoformat()) in kinds
     assert ("lost", UNSEEN_SYNC.isoformat()) in kinds
+    assert ("late", LATE.isoformat()) in kinds
     assert not any(k == "changed" for k, _ in kinds)
     (lost,) = [p for p in report["problems"] if p["kind"] == "lost"]
     assert lost["severity"] == "critical" and lost["file"] == _local_name(UNSEEN_SYNC)
@@ -219,8 +240,8 @@ def test_two_weeks_of_a_daily_rolling_report(sshd, server_dir, tmp_path, capsys,
     (health,) = snap.health.reports
     grid = build_grid(health.runs, today=DAYS[-1])
     kinds = {d: kind_of_day(grid, d) for d in DAYS}
-    assert kinds == {d: "missing" if d == MISSED else "unverified" if d == UNSEEN_SYNC else "ok"
-                     for d in DAYS}
+    assert kinds == {d: "missing" if d == MISSED else "unverified" if d == UNSEEN_SYNC
+                     else "late" if d == LATE else "ok" for d in DAYS}
 
     # the Verify screen's list: every local copy is its version's delivery
     from tui.core.local_reports import find_local_reports
@@ -377,7 +398,8 @@ async def _remote_screen_day(profile, day: date) -> None:
             details = app.screen
             assert details.__class__.__name__ == "FileDetailsModal"
             body = "\n".join(str(s.render()) for s in details.query("Static"))
-            assert f"this version: {_local_name(day)}" in body
+            assert "one file name, replaced by each delivery" in body
+            assert f"Version      {_local_name(day)}" in body
             await pilot.press("escape")
     finally:
         ledger.close()
@@ -450,3 +472,56 @@ def test_a_version_name_never_overflows_on_a_hostile_mtime():
     far = datetime.fromtimestamp(253402300799, UTC)  # 9999-12-31 23:59:59 UTC
     assert version_name(SERVER_NAME, far, ZoneInfo("Pacific/Kiritimati")) == f"{REPORT} (9999-12-31 2359).xlsx"
     assert version_name("x" * 300 + ".xlsx", _at(FIRST, 7, 5), TZ).encode().__len__() <= 255
+
+
+@pytest.fixture
+def fixed_server_dir(sshd):
+    """A server folder whose name is the same in every run (the Remote screen shows it)."""
+    sub = sshd.root / "rolling-snapshot"
+    shutil.rmtree(sub, ignore_errors=True)
+    sub.mkdir(mode=0o755)
+    yield sub
+    shutil.rmtree(sub, ignore_errors=True)
+
+
+@pytest.mark.sshd
+def test_snapshot_remote_screen_with_a_rolling_report(snap_compare, sshd, fixed_server_dir, tmp_path,
+                                                      monkeypatch):
+    """Yesterday's version held, today's new on the server: one row under the server's name,
+    its details naming the version."""
+    import asyncio
+
+    from tests.test_tui_fixtures import settled, wait_for
+    from tui.app import create_app
+    from tui.sftp.sync import SyncService
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
+    cfg = _config(tmp_path, sshd, fixed_server_dir.name)
+    cfg.write_text(cfg.read_text().replace(f'local_dir = "{tmp_path / "local"}"', 'local_dir = "~/reports"'))
+    profile = load_config(cfg).profile()
+    _replace(fixed_server_dir, DAYS[0], fixed=True)
+    monkeypatch.setenv("REPORT_KEEPER_NOW", _at(DAYS[0], 10).isoformat())
+
+    async def sync() -> None:
+        with Ledger.open(profile.ledger_path, profile=profile.name) as ledger:
+            async with SyncService(profile, ledger) as service:
+                assert not (await service.sync()).failed
+
+    asyncio.run(sync())
+    _replace(fixed_server_dir, DAYS[1], fixed=True)
+    monkeypatch.setenv("REPORT_KEEPER_NOW", _at(DAYS[1], 10).isoformat())
+    app = create_app(profile, ledger=Ledger.open(profile.ledger_path, profile=profile.name))
+
+    async def run_before(pilot):
+        await wait_for(pilot, lambda: settled(app))
+        await pilot.press("2")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)

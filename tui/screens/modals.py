@@ -247,7 +247,8 @@ class FileDetailsModal(ModalScreen[None]):
         line("Name", escape_name(row.name))
         line("Report", escape_name(row.report))
         if row.version is not None:
-            line("Rolling", f"one name replaced each delivery; this version: {escape_name(row.version)}")
+            line("Rolling", "one file name, replaced by each delivery")
+            line("Version", escape_name(row.version))
         line("Delivered", local_time(row.delivered_at, tz, with_year=True))
         line("Size", f"{human_size(row.size)} ({row.size:,} bytes)")
         if row.delete_on is not None:
