@@ -525,3 +525,14 @@ def test_snapshot_remote_screen_with_a_rolling_report(snap_compare, sshd, fixed_
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
+
+
+def test_rolling_true_leaves_timestamped_names_alone(tmp_path):
+    from tui.sftp.sync import rolling_names
+
+    cfg = _profile_toml(tmp_path, report=f'[[profile.default.report]]\nname = "{REPORT}"\nrolling = true\n')
+    profile = load_config(cfg).profile()
+    at = _at(FIRST, 7, 5).astimezone(UTC)
+    files = [RemoteFile(f"{REPORT}_20261116_070500.xlsx", 10, at), RemoteFile(SERVER_NAME, 10, at)]
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        assert rolling_names(profile, ledger, files) == {SERVER_NAME}

@@ -902,9 +902,9 @@ class SyncService:
 def rolling_names(profile: Profile, ledger: Ledger, files: Iterable[RemoteFile],
                   classified: dict[str, tuple[ReportConfig, datetime, str]] | None = None) -> set[str]:
     """The server names of ``files`` that are rolling reports (docs/DOMAIN.md, "Rolling
-    reports"): configured ``rolling = true``; else (not configured ``false``) already kept as
-    versions, or a name without a timestamp whose copies (the ledger's and this listing's)
-    were replaced on a schedule's rhythm (:func:`tui.core.schedule.replaced_on_schedule`)."""
+    reports"), among the names without a timestamp: configured ``rolling = true``; else (not
+    configured ``false``) already kept as versions, or replaced on a schedule's rhythm (the
+    copies the ledger saw and this listing's: :func:`tui.core.schedule.replaced_on_schedule`)."""
     known, copies = ledger.rolling_history()
     tz = profile.timezone
     out: set[str] = set()
@@ -914,11 +914,11 @@ def rolling_names(profile: Profile, ledger: Ledger, files: Iterable[RemoteFile],
         else:
             report, parsed = profile.classify(f.name, f.mtime)
             source = parsed.source
-        if report.rolling is False:
+        if report.rolling is False or source != "mtime":  # a timestamp names each delivery already
             continue
         if report.rolling or f.name in known:
             out.add(f.name)
-        elif source == "mtime" and replaced_on_schedule(copies.get(f.name, set()) | {f.mtime}, tz):
+        elif replaced_on_schedule(copies.get(f.name, set()) | {f.mtime}, tz):
             log.info("%s was replaced in place on a schedule: a rolling report from now on",
                      escape_name(f.name))
             out.add(f.name)
