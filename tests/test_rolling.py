@@ -536,3 +536,43 @@ def test_rolling_true_leaves_timestamped_names_alone(tmp_path):
     files = [RemoteFile(f"{REPORT}_20261116_070500.xlsx", 10, at), RemoteFile(SERVER_NAME, 10, at)]
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         assert rolling_names(profile, ledger, files) == {SERVER_NAME}
+
+
+async def test_a_hostile_file_named_like_a_version_is_refused_by_sync(sftp_server, tmp_path, monkeypatch):
+    """The server offers the rolling file and, beside it, a file named exactly as the version's
+    local copy: it is refused, never downloaded over or recorded as the version."""
+    from dataclasses import replace
+
+    from tui.core.config import ReportConfig
+    from tui.demo import data as demo_data
+    from tui.sftp.sync import SyncService
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", _at(FIRST, 10).isoformat())
+    info = sftp_server
+    profile = demo_data.demo_config(
+        host=info.host, port=info.port, username=info.username, key=info.key,
+        known_hosts=info.known_hosts, local_dir=tmp_path / "local", ledger=tmp_path / "ledger.sqlite3",
+    )
+    profile = replace(profile, remote_dir=info.remote_dir, ssh_config=info.ssh_config, timezone=TZ,
+                      reports=(ReportConfig(name=REPORT, rolling=True, configured=True),))
+    at = _replace(info.root, FIRST)
+    genuine = (info.root / SERVER_NAME).read_bytes()
+    impostor = info.root / _local_name(FIRST)
+    impostor.write_bytes(b"not the report")
+    os.utime(impostor, (at.timestamp() + 60,) * 2)
+
+    async def sync():
+        with Ledger.open(profile.ledger_path, profile=profile.name) as led:
+            async with SyncService(profile, led) as service:
+                result = await service.sync()
+            return result, led.deliveries(), led.downloads()
+
+    for _ in range(2):  # the first sync records the version; the second lists both again
+        result, deliveries, downloads = await sync()
+        assert [r["name"] for r in result.refused] == [_local_name(FIRST)]
+        assert "version of the rolling report" in result.refused[0]["reason"]
+        assert result.status == 1 and not result.failed
+    assert (tmp_path / "local" / _local_name(FIRST)).read_bytes() == genuine
+    assert [(d.name, d.extra.get("rolling_of"), d.size) for d in deliveries] == [
+        (_local_name(FIRST), SERVER_NAME, len(genuine))]
+    assert [(d.name, d.size) for d in downloads] == [(_local_name(FIRST), len(genuine))]

@@ -415,6 +415,8 @@ class ListingChange:
     gone: tuple[str, ...] = ()
     back: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
+    #: ``(name, reason)``: listed files the ledger refused itself (a rolling version's name).
+    refused: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -647,7 +649,9 @@ class Ledger:
             new, back, changed = [], [], []
             seen = set()
             present = set()  # row names this listing shows
-            for f in files:
+            clashes: list[tuple[str, str]] = []
+            # Rolling files first, so an ordinary file can never take a version's name.
+            for f in sorted(files, key=lambda f: f.name not in rolling):
                 if f.name in seen:
                     continue
                 seen.add(f.name)
@@ -667,9 +671,11 @@ class Ledger:
                     present.add(row_name)
                     continue
                 old = existing.get(f.name)
-                if old is not None and old[4] is not None:
-                    refused.append((f.name, f"the name is the one kept here for a version of the "
-                                            f"rolling report '{old[4]}'; rename the file on the server"))
+                owner = old[4] if old is not None else next(
+                    (v[8] for v in versions if v[1] == f.name), None)
+                if owner is not None:
+                    clashes.append((f.name, f"the name is the one kept here for a version of the "
+                                            f"rolling report '{owner}'; rename the file on the server"))
                     continue
                 present.add(f.name)
                 if old is None:
@@ -714,17 +720,17 @@ class Ledger:
                 "INSERT INTO refused (profile, name, reason, first_seen, last_seen)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (profile, name) DO UPDATE SET"
                 " reason = excluded.reason, last_seen = excluded.last_seen",
-                [(profile, _storable(n), r, when_s, when_s) for n, r in refused],
+                [(profile, _storable(n), r, when_s, when_s) for n, r in [*refused, *clashes]],
             )
             conn.execute(
                 "INSERT INTO listings (profile, at, files, refused) VALUES (?, ?, ?, ?)",
-                (profile, when_s, len(seen) - sum(1 for n, _r in refused if n in seen), len(refused)),
+                (profile, when_s, len(seen) - len(clashes), len(refused) + len(clashes)),
             )
         log.info(
             "ledger: listing of %d files recorded (%d new, %d gone, %d changed, %d refused)",
-            len(seen), len(new), len(gone), len(changed), len(refused),
+            len(seen) - len(clashes), len(new), len(gone), len(changed), len(refused) + len(clashes),
         )
-        return ListingChange(tuple(new), tuple(gone), tuple(back), tuple(changed))
+        return ListingChange(tuple(new), tuple(gone), tuple(back), tuple(changed), tuple(clashes))
 
     def record_partial(
         self,

@@ -417,7 +417,10 @@ class SyncService:
         self._timings = self.profile.timings(history.values())
         tz = self.profile.timezone
         entries = []
+        clashes = {name for name, _reason in change.refused}
         for f in listing.files:
+            if f.name in clashes:  # named as a rolling report's version: refused by the ledger
+                continue
             report, delivered, source = classified[f.name]
             version = versions.get((f.name, f.mtime, f.size)) if f.name in rolling else None
             d = history.get(version or f.name)
@@ -467,7 +470,7 @@ class SyncService:
             remote_dir=listing.remote_dir,
             listed_at=when,
             entries=entries,
-            refused=list(listing.refused),
+            refused=[*listing.refused, *change.refused],
             others=list(listing.others),
             gone=change.gone,
             lost=tuple(lost),
