@@ -401,10 +401,10 @@ class SyncService:
         for f in listing.files:
             classified[f.name] = self._classify(f)
         rolling = rolling_names(self.profile, self.ledger, listing.files, classified)
-        for name in rolling:  # a version's delivery time is the server's mtime
-            report, _delivered, _src = classified[name]
-            mtime = next(f.mtime for f in listing.files if f.name == name)
-            classified[name] = (report, mtime.astimezone(self.profile.timezone), "mtime")
+        for f in listing.files:  # a version's delivery time is the server's mtime
+            if f.name in rolling:
+                classified[f.name] = (classified[f.name][0], f.mtime.astimezone(self.profile.timezone),
+                                      "mtime")
         change = self.ledger.record_listing(
             None, report_of, listing.files, when, refused=listing.refused, rolling=rolling,
             tz=self.profile.timezone,
@@ -908,17 +908,21 @@ def rolling_names(profile: Profile, ledger: Ledger, files: Iterable[RemoteFile],
     reports"), among the names without a timestamp: configured ``rolling = true``; else (not
     configured ``false``) already kept as versions, or replaced on a schedule's rhythm (the
     copies the ledger saw and this listing's: :func:`tui.core.schedule.replaced_on_schedule`)."""
-    known, copies = ledger.rolling_history()
-    tz = profile.timezone
-    out: set[str] = set()
+    candidates: list[tuple[RemoteFile, ReportConfig]] = []
     for f in files:
         if classified is not None and f.name in classified:
             report, _delivered, source = classified[f.name]
         else:
             report, parsed = profile.classify(f.name, f.mtime)
             source = parsed.source
-        if report.rolling is False or source != "mtime":  # a timestamp names each delivery already
-            continue
+        if report.rolling is not False and source == "mtime":  # a timestamp names each delivery
+            candidates.append((f, report))
+    if not candidates:  # the usual folder: every name has a timestamp; no ledger read
+        return set()
+    known, copies = ledger.rolling_history()
+    tz = profile.timezone
+    out: set[str] = set()
+    for f, report in candidates:
         if report.rolling or f.name in known:
             out.add(f.name)
         elif replaced_on_schedule(copies.get(f.name, set()) | {f.mtime}, tz):
