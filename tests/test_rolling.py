@@ -329,6 +329,9 @@ def test_an_unconfigured_name_replaced_daily_is_inferred_rolling(tmp_path):
         (rep,) = health.reports
         assert rep.rolling and rep.rolling_inferred
         assert rep.to_json()["rolling_inferred"] is True
+        from tui.screens.health import reports_text
+
+        assert "(every day, inferred, rolling (inferred))" in reports_text(health, TZ, _at(DAYS[2], 10)).plain
         assert not [p for p in rep.problems if p.kind == "changed"]
 
 

@@ -79,7 +79,8 @@ def reports_text(health: HealthReport | None, tz: tzinfo, now: datetime) -> Text
         text.append(f"  {glyph} ", style=style)
         text.append(escape_name(report.name), style="bold")
         schedule = report.schedule.describe()
-        text.append(f"  ({schedule}{', inferred' if report.inferred else ''})\n", style="dim")
+        rolling = (", rolling (inferred)" if report.rolling_inferred else ", rolling") if report.rolling else ""
+        text.append(f"  ({schedule}{', inferred' if report.inferred else ''}{rolling})\n", style="dim")
         last = report.last_delivery
         text.append("    last: ")
         if last is None:
