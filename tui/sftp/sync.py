@@ -630,7 +630,7 @@ class SyncService:
                 await asyncio.gather(*verifications)
         except asyncio.CancelledError:
             await queue.close()
-            self._record_partials(queue)
+            self._record_partials(queue, by_name)
             for job in queue.jobs.values():
                 if job.state != JobState.DONE:
                     result.failed.append({
@@ -652,10 +652,10 @@ class SyncService:
             elif job.state == JobState.FAILED:
                 err = job.error
                 result.failed.append({"name": job.name, "error": str(err) if err else "failed"})
-                self._record_partial(job)
+                self._record_partial(job, by_name.get(job.name))
             elif job.state == JobState.CANCELLED:
                 result.failed.append({"name": job.name, "error": "cancelled; it resumes next time"})
-                self._record_partial(job)
+                self._record_partial(job, by_name.get(job.name))
         result.files.sort(key=lambda v: (v.delivered_at is None, v.delivered_at, v.name))
         result.downloaded.sort(key=lambda d: d["name"])
 
@@ -708,7 +708,7 @@ class SyncService:
                              result: SyncResult, emit: Callable[[SyncEvent], None]) -> None:
         """A held copy was downloaded again on request: compare, record, verify, say what."""
         try:
-            held = await asyncio.to_thread(self.ledger.downloads, entry.name)
+            held = await asyncio.to_thread(self.ledger.downloads, entry.key)
         except LEDGER_ERRORS:
             log.exception("could not read the held copy of %s", escape_name(entry.name))
             held = []
@@ -725,7 +725,7 @@ class SyncService:
         if outcome != AgainOutcome.IDENTICAL or event.path != previous:
             # New bytes here, or the same bytes in a new place: this copy is the held one now.
             try:
-                self.ledger.record_download(entry.name, size=event.size, sha256=event.sha256,
+                self.ledger.record_download(entry.key, size=event.size, sha256=event.sha256,
                                             local_path=event.path, mtime=remote.mtime)
             except LEDGER_ERRORS as exc:  # the file is safe on disk; say so
                 log.error("could not record the download of %s: %s", escape_name(entry.name),
@@ -740,11 +740,11 @@ class SyncService:
             result.downloaded.append(DownloadedFile(
                 name=entry.name, size=event.size, sha256=event.sha256, path=event.path,
                 resumed_from=event.resumed_from, changed=False, status=event.status,
-                refetched=outcome == AgainOutcome.FETCHED,
+                refetched=outcome == AgainOutcome.FETCHED, version=entry.version,
             ))
         report = self.profile.report_for(entry.report)
         verdict, cached = await self.verify_file(
-            Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.name,
+            Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.key,
             run_day=entry.run_day,
         )
         if outcome != AgainOutcome.IDENTICAL:
@@ -753,20 +753,20 @@ class SyncService:
         log.info("downloaded %s again: %s (%s)", escape_name(entry.name), outcome, verdict.status)
         emit(Verified(entry.name, verdict, cached))
 
-    def _record_partials(self, queue: TransferQueue) -> None:
+    def _record_partials(self, queue: TransferQueue, by_name: dict[str, RemoteEntry]) -> None:
         for job in queue.jobs.values():
             if job.state != JobState.DONE:
-                self._record_partial(job)
+                self._record_partial(job, by_name.get(job.name))
 
-    def _record_partial(self, job: Job) -> None:
+    def _record_partial(self, job: Job, entry: RemoteEntry | None = None) -> None:
         part = parts.part_path(job.local_dir, job.remote)
         have = parts.part_progress(job.local_dir, job.remote)
         if not have:
             return
         try:
             self.ledger.record_partial(
-                job.name, size=job.remote.size, mtime=job.remote.mtime, part_path=part,
-                bytes_done=have,
+                entry.key if entry is not None else job.name, size=job.remote.size,
+                mtime=job.remote.mtime, part_path=part, bytes_done=have,
             )
         except LEDGER_ERRORS:  # the part file on disk is what resumes anyway
             log.exception("could not record the partial download of %s", escape_name(job.name))
