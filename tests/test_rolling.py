@@ -579,3 +579,16 @@ async def test_a_hostile_file_named_like_a_version_is_refused_by_sync(sftp_serve
     assert [(d.name, d.extra.get("rolling_of"), d.size) for d in deliveries] == [
         (_local_name(FIRST), SERVER_NAME, len(genuine))]
     assert [(d.name, d.size) for d in downloads] == [(_local_name(FIRST), len(genuine))]
+
+
+def test_turning_rolling_off_never_calls_the_current_version_lost(tmp_path):
+    cfg = _profile_toml(tmp_path, report=f'[[profile.default.report]]\nname = "{REPORT}"\nrolling = true\n')
+    profile = load_config(cfg).profile()
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        at = _at(FIRST, 7, 5)
+        _record(ledger, profile, at)  # a version, not downloaded yet
+        cfg.write_text(cfg.read_text().replace("rolling = true", "rolling = false"))
+        profile = load_config(cfg).profile()
+        change, rolling = _record(ledger, profile, at, when=at + timedelta(hours=3))
+        assert rolling == set() and change.gone == ()
+        assert ledger.lost() == []

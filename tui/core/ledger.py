@@ -678,6 +678,10 @@ class Ledger:
                                             f"rolling report '{owner}'; rename the file on the server"))
                     continue
                 present.add(f.name)
+                if (f.name, mtime_s, f.size) in version_of:
+                    # kept as a rolling report's version before (``rolling = false`` since):
+                    # that version is still on the server, not gone
+                    present.add(version_of[(f.name, mtime_s, f.size)])
                 if old is None:
                     report, delivered_at = report_of(f)
                     inserts.append(
