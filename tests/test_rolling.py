@@ -592,3 +592,31 @@ def test_turning_rolling_off_never_calls_the_current_version_lost(tmp_path):
         change, rolling = _record(ledger, profile, at, when=at + timedelta(hours=3))
         assert rolling == set() and change.gone == ()
         assert ledger.lost() == []
+
+
+async def test_a_held_version_downloaded_again_is_compared_not_duplicated(sftp_server, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from tui.core.config import ReportConfig
+    from tui.demo import data as demo_data
+    from tui.sftp.sync import AgainOutcome, SyncService
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", _at(FIRST, 10).isoformat())
+    info = sftp_server
+    profile = demo_data.demo_config(
+        host=info.host, port=info.port, username=info.username, key=info.key,
+        known_hosts=info.known_hosts, local_dir=tmp_path / "local", ledger=tmp_path / "ledger.sqlite3",
+    )
+    profile = replace(profile, remote_dir=info.remote_dir, ssh_config=info.ssh_config, timezone=TZ,
+                      reports=(ReportConfig(name=REPORT, rolling=True, configured=True),))
+    _replace(info.root, FIRST)
+    with Ledger.open(profile.ledger_path, profile=profile.name) as led:
+        async with SyncService(profile, led) as service:
+            first = await service.sync()
+            assert [d["version"] for d in first.downloaded] == [_local_name(FIRST)]
+            again = await service.download([SERVER_NAME])  # "download it again" from the app
+        assert [(a.name, a.outcome) for a in again.again] == [(SERVER_NAME, AgainOutcome.IDENTICAL)]
+        assert again.downloaded == [] and not again.failed
+        assert [(d.name, d.local_state) for d in led.deliveries()] == [(_local_name(FIRST), "downloaded")]
+    assert sorted(p.name for p in (tmp_path / "local").iterdir() if not p.name.startswith(".")) == [
+        _local_name(FIRST)]

@@ -518,7 +518,7 @@ class SyncService:
                                  "Refresh the listing; it may have been deleted.",
                     })
                     continue
-                state = states.get(name, entry.local_state)
+                state = states.get(entry.key, entry.local_state)
                 if state not in (LocalState.NEW, LocalState.PARTIAL) and state != entry.local_state:
                     entry = replace(entry, local_state=state)
                 if entry.local_state == LocalState.PURGED:
@@ -527,7 +527,7 @@ class SyncService:
                     result.skipped.append(name)
                     continue
                 if entry.local_state == LocalState.DOWNLOADED:
-                    again.add(name)
+                    again.add(entry.name)
                 targets.append(entry)
         if targets:
             self._adopt_legacy_parts(targets)  # quick: only partials the ledger recorded
