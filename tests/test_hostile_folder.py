@@ -623,3 +623,27 @@ async def test_the_remote_screen_shows_refused_names_escaped(embedded_sftp, tmp_
         await pilot.press("2")
         status = str(app.screen.query_one("#remote-status").render())
         assert "1 unsafe name" in status and "Caf\\xe9 [b]x[i]_20260610_070000.xlsx" in status
+
+
+# ------------------------------------------------------------------ impossible modification times
+
+
+@pytest.mark.parametrize("tz", ["Pacific/Kiritimati", "America/Chicago"])
+async def test_a_server_mtime_at_the_end_of_time_is_one_line_not_a_traceback(sftp_server, tmp_path, tz):
+    """A server may report any mtime SFTP can carry: the last second of its 32-bit field
+    (2106-02-07), or the epoch, in any time zone. The files are still listed and kept, dates
+    derived from them never overflow, and ``check`` evaluates the rest of the folder."""
+    good = good_reports(sftp_server, tmp_path)
+    data = next(iter(good.values()))
+    put(sftp_server, f"{REPORT}.xlsx", data, mtime=2**32 - 1)  # no stamp: the mtime dates it
+    put(sftp_server, f"{REPORT}_20260610_080000.xlsx", data, mtime=2**32 - 1)
+    put(sftp_server, "Other report.xlsx", data, mtime=0)
+    profile = profile_for(sftp_server, tmp_path, timezone=tz)
+    config = write_config(profile, tmp_path / "c.toml")
+    for command in ("sync", "check"):
+        out = await arun_cli(command, "--json", "--config", str(config))
+        assert "Traceback" not in out.stderr, out.stderr
+        assert out.returncode in (0, 1, 2), out.stderr
+        document = json.loads(out.stdout)
+        assert document["status"] in ("ok", "warning", "critical"), document
+    assert_all_held(profile, good)
