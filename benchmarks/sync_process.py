@@ -1,0 +1,312 @@
+"""Whole-process benchmark: ``report-keeper sync --json`` side by side with OpenSSH ``sftp -b``.
+
+What users run is the command, so both clients are timed as whole processes (interpreter
+start-up, imports, connecting, listing, downloading; for report-keeper also the size check,
+sha256, fsync, placement, the verification of every new file and the ledger) against one real
+OpenSSH ``sshd`` on 127.0.0.1, the same files, median of ``--runs`` alternating runs:
+
+1. 300 files of 200 kB              (``sftp``: ``get -r`` of the folder)
+2. one file of 100 MB
+3. 100 files of 200 kB through a local TCP proxy adding 20 ms each way
+4. 90 profiles of 60 files of 20 kB each (a consortium office's view):
+   ``sync --all-profiles`` against ``sftp`` fetching the 90 folders one after another (one
+   process per folder, as a script per folder would; one session with 90 ``get -r`` is shown
+   too).
+
+The files are random bytes named like reports (``Loans_001_20260601_070000.xlsx``), as the
+engine benchmark (``benchmarks/download.py``) uses: every one is verified, and found not to
+be a workbook, so verification costs a worker round trip per file, not a workbook parse.
+
+``--baseline REF`` also runs ``report-keeper`` of another commit (``git archive REF``, run
+with this checkout's virtualenv) in the same run, alternating with the current one, so
+before and after are measured under the same load. For the 90-profile case a baseline
+without ``--all-profiles`` runs the 90 profiles one ``sync`` after another.
+
+Run from the repository root:  .venv/bin/python benchmarks/sync_process.py [--baseline main]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+#: Goals: report-keeper's time / sftp's time (whole processes, medians).
+TARGETS = {"small": 1.0, "big": 1.1, "proxy": 0.25, "profiles": 0.5}
+
+
+def _proxy_child(target_port: int, delay: float) -> None:
+    from tests.fixtures_sshd import TcpProxy
+
+    async def main() -> None:
+        proxy = await TcpProxy(target_port, delay=delay).start()
+        print(proxy.port, flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+class Bench:
+    def __init__(self, work: Path, info, baseline: Path | None) -> None:
+        self.work = work
+        self.info = info
+        self.baseline = baseline
+        self.env = {**os.environ, "XDG_STATE_HOME": str(work / "state"),
+                    "XDG_DATA_HOME": str(work / "data"), "XDG_CONFIG_HOME": str(work / "config")}
+        self.env.pop("REPORT_KEEPER_NOW", None)
+        self.counter = 0
+
+    # ------------------------------------------------------------ configs
+    def profile_toml(self, name: str, remote_dir: str, local_dir: Path, ledger: Path,
+                     port: int | None = None, known_hosts: Path | None = None,
+                     concurrency: int = 4) -> str:
+        i = self.info
+        return (
+            f"[profile.{name}]\n"
+            f'host = "127.0.0.1"\nport = {port or i.port}\nusername = "{i.username}"\n'
+            f'key = "{i.key}"\nknown_hosts = "{known_hosts or i.known_hosts}"\n'
+            f'ssh_config = "{i.ssh_config}"\nremote_dir = "{remote_dir}"\n'
+            f'local_dir = "{local_dir}"\nledger = "{ledger}"\ntimezone = "UTC"\n'
+            f"concurrency = {concurrency}\n\n"
+        )
+
+    def fresh_run_dir(self) -> Path:
+        self.counter += 1
+        d = self.work / f"run{self.counter}"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir()
+        return d
+
+    # ------------------------------------------------------------ clients
+    def sync(self, source: Path, profiles: dict[str, str], *, all_profiles: bool,
+             port: int | None = None, known_hosts: Path | None = None) -> dict:
+        """One (or, for a baseline without --all-profiles, one per profile) ``sync --json``
+        process of the checkout at ``source``; profiles: name -> remote_dir."""
+        run = self.fresh_run_dir()
+        text = "".join(
+            self.profile_toml(name, remote, run / "local" / name, run / "ledgers" / f"{name}.sqlite3",
+                              port=port, known_hosts=known_hosts)
+            for name, remote in profiles.items()
+        )
+        cfg = run / "config.toml"
+        cfg.write_text(text)
+        env = {**self.env, "PYTHONPATH": str(source)}
+        if all_profiles:
+            cmds = [[sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--all-profiles", "--json"]]
+        else:
+            cmds = [[sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--profile", name, "--json"]
+                    for name in profiles]
+        start = time.perf_counter()
+        docs = []
+        for cmd in cmds:
+            out = subprocess.run(cmd, cwd=source, env=env, capture_output=True, text=True, check=False)
+            if out.returncode not in (0, 1, 2) or not out.stdout.strip():
+                raise SystemExit(f"sync failed ({out.returncode}):\n{out.stderr[-3000:]}")
+            docs.append(json.loads(out.stdout))
+        seconds = time.perf_counter() - start
+        singles = []
+        for doc in docs:
+            singles.extend(doc["profiles"].values() if "profiles" in doc else [doc])
+        downloaded = sum(len(d["downloaded"]) for d in singles)
+        failed = [f for d in singles for f in d["failed"]]
+        if failed or any(d.get("error") for d in singles):
+            raise SystemExit(f"sync reported failures: {failed[:3]} {[d.get('error') for d in singles][:3]}")
+        nbytes = sum(x["size"] for d in singles for x in d["downloaded"])
+        shutil.rmtree(run, ignore_errors=True)
+        return {"seconds": seconds, "files": downloaded, "bytes": nbytes}
+
+    def sftp(self, batches: list[str], *, port: int | None = None, known_hosts: Path | None = None) -> dict:
+        """``sftp -b`` processes one after another, one per batch, into a fresh folder."""
+        i = self.info
+        run = self.fresh_run_dir()
+        dest = run / "dl"
+        dest.mkdir()
+        files = []
+        for n, batch in enumerate(batches):
+            f = run / f"batch{n}.txt"
+            f.write_text(batch)
+            files.append(f)
+        start = time.perf_counter()
+        for f in files:
+            cmd = ["sftp", "-q", "-b", str(f), "-i", str(i.key), "-P", str(port or i.port),
+                   "-o", f"UserKnownHostsFile={known_hosts or i.known_hosts}",
+                   "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-F", "/dev/null",
+                   f"{i.username}@127.0.0.1"]
+            out = subprocess.run(cmd, cwd=dest, capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                raise SystemExit(f"sftp failed: {out.stderr[-2000:]}")
+        seconds = time.perf_counter() - start
+        nbytes = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+        shutil.rmtree(run, ignore_errors=True)
+        return {"seconds": seconds, "bytes": nbytes}
+
+
+def _median(runs: list[dict]) -> float:
+    return statistics.median(r["seconds"] for r in runs)
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--proxy-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--runs", type=int, default=3, help="alternating runs of each case (median)")
+    parser.add_argument("--delay", type=float, default=0.020, help="proxy delay each way (s)")
+    parser.add_argument("--baseline", metavar="REF", help="also time report-keeper of this git commit")
+    parser.add_argument("--cases", default="small,big,proxy,profiles",
+                        help="comma-separated subset of small,big,proxy,profiles")
+    parser.add_argument("--profiles", type=int, default=90, help="profiles in the many-folders case")
+    parser.add_argument("--per-profile", type=int, default=60, help="files per profile")
+    ns = parser.parse_args()
+    if ns.proxy_child:
+        _proxy_child(int(ns.proxy_child[0]), float(ns.proxy_child[1]))
+        return 0
+
+    import asyncssh
+
+    from tests.fixtures_sshd import _known_hosts_line, _write_key, start_sshd
+
+    if not shutil.which("sftp"):
+        raise SystemExit("OpenSSH sftp is not installed")
+    cases = set(ns.cases.split(","))
+    work = Path(tempfile.mkdtemp(prefix="rk-bench-sync-"))
+    baseline = None
+    if ns.baseline:
+        baseline = work / "baseline"
+        baseline.mkdir()
+        archive = subprocess.run(["git", "archive", ns.baseline], cwd=ROOT, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive.stdout, check=True)
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    _write_key(key, work / "id_ed25519")
+    info = start_sshd(work / "sshd", work / "id_ed25519.pub")
+    bench = Bench(work, info, baseline)
+    proxy = None
+    rows: list[dict] = []
+    load_seen: list[str] = [_load()]
+    try:
+        def files(folder: str, n: int, size: int, name: str = "Loans") -> None:
+            d = info.root / folder
+            d.mkdir(parents=True)
+            block = os.urandom(size)
+            for k in range(n):
+                (d / f"{name}_{k:03d}_20260601_070000.xlsx").write_bytes(block[k:] + block[:k])
+
+        def case(label: str, key_: str, sftp_run: Callable[[], dict], ours: Callable[[Path], dict],
+                 base: Callable[[Path], dict] | None, nbytes: int, runs: int) -> None:
+            s_runs, o_runs, b_runs = [], [], []
+            for _ in range(runs):
+                s = sftp_run()
+                assert s["bytes"] == nbytes, (s["bytes"], nbytes)
+                s_runs.append(s)
+                o = ours(ROOT)
+                assert o["bytes"] == nbytes, (o["bytes"], nbytes)
+                o_runs.append(o)
+                if base is not None and baseline is not None:
+                    b = base(baseline)
+                    assert b["bytes"] == nbytes
+                    b_runs.append(b)
+            load_seen.append(_load())
+            sftp_s, ours_s = _median(s_runs), _median(o_runs)
+            rows.append(dict(label=label, runs=runs, sftp=sftp_s, ours=ours_s, ratio=ours_s / sftp_s,
+                             target=TARGETS[key_], base=_median(b_runs) if b_runs else None,
+                             all_sftp=[r["seconds"] for r in s_runs], all_ours=[r["seconds"] for r in o_runs],
+                             all_base=[r["seconds"] for r in b_runs]))
+            print(f"  {label}: sftp {sftp_s:.2f} s, ours {ours_s:.2f} s"
+                  + (f", baseline {rows[-1]['base']:.2f} s" if b_runs else "")
+                  + f"  (load {_load()})", flush=True)
+
+        if "small" in cases:
+            files("small", 300, 200 * 1024)
+            case("300 x 200 kB, loopback", "small",
+                 lambda: bench.sftp(["get -r small\n"]),
+                 lambda src: bench.sync(src, {"p": "small"}, all_profiles=False),
+                 lambda src: bench.sync(src, {"p": "small"}, all_profiles=False),
+                 300 * 200 * 1024, ns.runs)
+        if "big" in cases:
+            d = info.root / "big"
+            d.mkdir()
+            with open(d / "Full_20260601_070000.xlsx", "wb") as f:
+                chunk = os.urandom(1 << 20)
+                for _ in range(100):
+                    f.write(chunk)
+            case("1 x 100 MB, loopback", "big",
+                 lambda: bench.sftp(["get -r big\n"]),
+                 lambda src: bench.sync(src, {"p": "big"}, all_profiles=False),
+                 lambda src: bench.sync(src, {"p": "big"}, all_profiles=False),
+                 100 << 20, ns.runs)
+        if "proxy" in cases:
+            files("lat", 100, 200 * 1024)
+            proxy = subprocess.Popen([sys.executable, __file__, "--proxy-child", str(info.port), str(ns.delay)],
+                                     cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            assert proxy.stdout is not None
+            pport = int(proxy.stdout.readline())
+            kh = work / "kh_proxy"
+            kh.write_bytes(_known_hosts_line("127.0.0.1", pport, info.host_key))
+            case(f"100 x 200 kB, proxy +{ns.delay * 1000:.0f} ms each way", "proxy",
+                 lambda: bench.sftp(["get -r lat\n"], port=pport, known_hosts=kh),
+                 lambda src: bench.sync(src, {"p": "lat"}, all_profiles=False, port=pport, known_hosts=kh),
+                 lambda src: bench.sync(src, {"p": "lat"}, all_profiles=False, port=pport, known_hosts=kh),
+                 100 * 200 * 1024, ns.runs)
+        if "profiles" in cases:
+            names = {f"lib{k:02d}": f"consortium/lib{k:02d}" for k in range(ns.profiles)}
+            for remote in names.values():
+                files(remote, ns.per_profile, 20 * 1024)
+            total = ns.profiles * ns.per_profile * 20 * 1024
+            case(f"{ns.profiles} profiles x {ns.per_profile} x 20 kB", "profiles",
+                 lambda: bench.sftp([f"get -r {r}\n" for r in names.values()]),
+                 lambda src: bench.sync(src, names, all_profiles=True),
+                 # the baseline has no --all-profiles: one sync per profile, one after another
+                 lambda src: bench.sync(src, names, all_profiles=False),
+                 total, ns.runs)
+            one_session = [bench.sftp(["".join(f"get -r {r}\n" for r in names.values())])
+                           for _ in range(ns.runs)]
+            print(f"  (the same folders in one sftp session: {_median(one_session):.2f} s)")
+            rows[-1]["one_session"] = _median(one_session)
+
+        print(f"\nreport-keeper sync, whole processes, against OpenSSH sftp -b  (cores: {os.cpu_count()}, "
+              f"load average seen: {' -> '.join(load_seen)})")
+        head = f"{'case':34} {'runs':>4} {'sftp s':>7} {'sync s':>7} {'ratio':>6} {'goal':>6}"
+        if baseline is not None:
+            head += f" {'before s':>9} {'before/sftp':>11} {'after/before':>12}"
+        print(head)
+        all_ok = True
+        for r in rows:
+            ok = r["ratio"] <= r["target"]
+            all_ok &= ok
+            line = (f"{r['label']:34} {r['runs']:4d} {r['sftp']:7.2f} {r['ours']:7.2f} {r['ratio']:6.2f} "
+                    f"{'<=' + str(r['target']):>6}")
+            if baseline is not None and r["base"] is not None:
+                line += f" {r['base']:9.2f} {r['base'] / r['sftp']:11.2f} {r['ours'] / r['base']:12.2f}"
+            print(line + f"  {'ok' if ok else 'MISSED'}")
+        for r in rows:
+            print(f"  runs of {r['label']}: sftp {[round(x, 2) for x in r['all_sftp']]}, "
+                  f"sync {[round(x, 2) for x in r['all_ours']]}"
+                  + (f", before {[round(x, 2) for x in r['all_base']]}" if r["all_base"] else "")
+                  + (f"; sftp in one session {r['one_session']:.2f} s" if "one_session" in r else ""))
+        print("(medians of whole processes; sync verifies every file, fsyncs it and records it in its "
+              "ledger; sftp does none of that)")
+        return 0 if all_ok else 1
+    finally:
+        if proxy is not None:
+            proxy.terminate()
+            proxy.wait()
+        info.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
