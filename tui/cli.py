@@ -12,9 +12,6 @@ import os
 import sys
 
 from tui import __version__
-from tui.commands.common import fail_unexpected, fail_usage
-from tui.core import clock
-from tui.core.logs import setup_logging
 from tui.core.status import Exit
 
 SUBCOMMANDS = {
@@ -59,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 2 on usage errors, but our contract says 3
         return int(Exit.USAGE) if exc.code not in (0, None) else 0
+
+    # Loaded once the arguments are known: `report-keeper --help` (and a usage error) starts
+    # without the config, logging and asyncio machinery a command needs.
+    from tui.commands.common import fail_unexpected, fail_usage  # noqa: PLC0415 - start-up time
+    from tui.core import clock  # noqa: PLC0415 - start-up time
+    from tui.core.logs import setup_logging  # noqa: PLC0415 - start-up time
 
     log_file = setup_logging()
     if sys.stdout is None:  # started with stdout closed: results go nowhere, exit codes still tell

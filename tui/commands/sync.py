@@ -12,19 +12,7 @@ import asyncio
 import logging
 import sys
 from collections import Counter
-from typing import TextIO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from tui.commands.common import add_profile_arguments, fail_usage, load_profile, print_json, terminal_passphrase_cb
 from tui.core import status as st
@@ -34,6 +22,9 @@ from tui.core.names import escape_name
 from tui.notify.dispatch import after_sync, summary_line
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running
 from tui.sftp.sync import Listed, SyncEvent, SyncResult, SyncService, Verified
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 log = logging.getLogger("report_keeper.commands.sync")
 
@@ -179,6 +170,19 @@ class _RichProgress:
     """A rich progress display: an overall bar and one bar per running file."""
 
     def __init__(self, out: TextIO) -> None:
+        # rich only on a terminal (start-up time: cron and --json runs never draw bars)
+        from rich.console import Console  # noqa: PLC0415 - see above
+        from rich.progress import (  # noqa: PLC0415 - see above
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.text import Text  # noqa: PLC0415 - see above
+
+        self.text = Text
         self.console = Console(file=out)
         self.progress = Progress(
             TextColumn("{task.description}", markup=False),
@@ -209,7 +213,7 @@ class _RichProgress:
         p = self.progress
         match event:
             case Listed(files=files, wanted=wanted):
-                p.console.print(Text(f"Listed {files} files: {wanted} to download."))
+                p.console.print(self.text(f"Listed {files} files: {wanted} to download."))
                 self.overall = p.add_task("all files", total=0)
             case Queued(job_id=job_id, size=size):
                 self.sizes[job_id] = size
@@ -230,14 +234,14 @@ class _RichProgress:
                 if isinstance(event, Done):
                     self.done_bytes[event.job_id] = event.size
                 if isinstance(event, Failed):
-                    p.console.print(Text(f"FAILED {escape_name(event.name)}: {event.reason}", style="red"))
+                    p.console.print(self.text(f"FAILED {escape_name(event.name)}: {event.reason}", style="red"))
                 if self.overall is not None:
                     p.update(self.overall, completed=sum(self.done_bytes.values()))
             case Retrying(name=name, reason=reason):
-                p.console.print(Text(f"retrying {escape_name(name)}: {reason}", style="yellow"))
+                p.console.print(self.text(f"retrying {escape_name(name)}: {reason}", style="yellow"))
             case Verified(name=name, result=result):
                 if result.status != st.OK:
-                    p.console.print(Text(f"{result.status}: {escape_name(name)}", style="yellow"))
+                    p.console.print(self.text(f"{result.status}: {escape_name(name)}", style="yellow"))
 
 
 def _size(n: int) -> str:

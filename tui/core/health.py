@@ -58,8 +58,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from tui.core import clock, content, model
 from tui.core import status as st
@@ -78,6 +77,9 @@ from tui.core.model import (
 from tui.core.names import escape_name
 from tui.core.schedule import Schedule, Timing
 from tui.core.status import Severity, VerifyStatus
+
+if TYPE_CHECKING:  # loaded by the functions that use it: sync imports this module without it
+    import polars as pl
 
 log = logging.getLogger("report_keeper.health")
 
@@ -339,6 +341,8 @@ def urgency_key(today: date) -> Callable[[Problem], UrgencyKey]:
 
 
 def _run_frame(timing: Timing, days: list[date]) -> pl.DataFrame:
+    import polars as pl  # noqa: PLC0415 - start-up time: sync loads this module, rarely evaluates
+
     starts, deadlines = [], []
     for day in days:
         s, e = timing.window(day)
@@ -351,6 +355,8 @@ def _run_frame(timing: Timing, days: list[date]) -> pl.DataFrame:
 
 
 def _delivery_frame(deliveries: list[Delivery]) -> pl.DataFrame:
+    import polars as pl  # noqa: PLC0415 - start-up time, as in _run_frame
+
     return pl.DataFrame(
         {
             "idx": list(range(len(deliveries))),
@@ -405,6 +411,8 @@ def evaluate_report(
         days = []
 
     # Which run each delivery belongs to: the latest run whose window had opened (as-of join).
+    import polars as pl  # noqa: PLC0415 - start-up time, as in _run_frame
+
     runs_df = _run_frame(timing, days)
     by_run: dict[date, list[Delivery]] = {}
     if history and days:

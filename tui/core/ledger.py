@@ -8,6 +8,8 @@ Durability: WAL journal, ``synchronous=FULL``, and every write is one ``BEGIN
 IMMEDIATE … COMMIT`` transaction, so a crash at any point leaves the file consistent
 and the next run picks up where this one stopped (a download is recorded only once its
 file is complete under the final name; a part file is recorded separately as partial).
+Inside :meth:`Ledger.batched` (a sync run) each write is a savepoint of one open transaction
+that a timer commits every ``BATCH_SECONDS`` and at the end: one disk flush for many records.
 
 The schema is versioned from day one: ``meta.schema_version`` plus the ``MIGRATIONS``
 list; a ledger written by a newer release is refused with a clear message rather than
@@ -21,6 +23,8 @@ the rows' fingerprint (a hash) and the date column's days with their counts
 Public API (``profile`` defaults to the one the ledger was opened for)::
 
     led = Ledger.open(path | None, profile="default")     # None: default_path(profile)
+    with led.batched(): ...                               # many writes, few commits
+    led.for_profile(name) -> Ledger                       # same connection, another profile
     led.record_listing(profile, report_of, listing, when, refused=(), *, rolling=(), tz=UTC)
         -> ListingChange                                   # rolling: names kept as versions
     led.rolling_history() -> (names kept as versions, {other name: its copies' mtimes})
@@ -440,6 +444,18 @@ def _storable(name: str) -> str:
 
 ReportOf = Callable[[RemoteFile], "tuple[str, datetime]"]
 
+#: How often :meth:`Ledger.batched` commits (seconds): records reach the disk at least this
+#: often, and a killed process loses at most this much of them.
+BATCH_SECONDS = 0.5
+
+
+@dataclass
+class _Batch:
+    stop: threading.Event
+    failed: LedgerError | None = None
+    users: int = 0  # open batched() blocks
+    suspended: int = 0  # open unbatched() blocks: writes commit one by one meanwhile
+
 
 class Ledger:
     """One SQLite ledger file. Thread-safe (one connection behind a lock)."""
@@ -449,6 +465,18 @@ class Ledger:
         self._lock = threading.RLock()
         self.path = path
         self.profile = profile
+        #: The open batch (see :meth:`batched`); shared with the views of :meth:`for_profile`.
+        self._batch: list[_Batch | None] = [None]
+
+    def for_profile(self, profile: str) -> Ledger:
+        """A view of this ledger for another profile: the same connection, lock and batch (a
+        process syncing several profiles that share one ledger file writes through one
+        connection, so they never wait on each other's transactions). Closing the view closes
+        the connection too: close only one of them."""
+        view = Ledger(self._conn, self.path, profile)
+        view._lock = self._lock
+        view._batch = self._batch
+        return view
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -516,6 +544,14 @@ class Ledger:
 
     def close(self) -> None:
         with self._lock:
+            batch = self._batch[0]
+            if batch is not None:  # what the batch holds is committed first
+                self._batch[0] = None
+                batch.stop.set()
+                try:
+                    self._commit_batch()
+                except LedgerError:
+                    log.exception("ledger: the last batch could not be committed at close")
             self._conn.close()
 
     def __enter__(self) -> Ledger:
@@ -525,9 +561,104 @@ class Ledger:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; rolled back on any exception."""
+    def batched(self, every: float = BATCH_SECONDS) -> Iterator[None]:
+        """Group the writes made meanwhile (by any thread) into few transactions.
+
+        Each write still either happens whole or not at all (a savepoint inside the open
+        transaction), and reads on this ledger see it at once; a timer thread commits the open
+        transaction every ``every`` seconds, and the rest is committed when the block ends
+        (normally, by an exception or by cancellation). What a process killed in between loses
+        is at most the last ``every`` seconds of records, never a record of something that did
+        not happen: callers record a download only once its file is complete, fsync'ed and in
+        place, so a lost record means a file on disk that the next sync finds in place and
+        records then. Blocks opened meanwhile (nested, or by other views of the connection)
+        join the batch; the last one to end commits it. Raises :class:`LedgerError` at the end
+        when a commit failed (the records since the last good commit are not in the ledger).
+        """
         with self._lock:
+            batch = self._batch[0]
+            first = batch is None
+            if batch is None:
+                batch = self._batch[0] = _Batch(threading.Event())
+            batch.users += 1
+        ticker = None
+        if first:
+            ticker = threading.Thread(target=self._tick, args=(batch, every), daemon=True,
+                                      name="ledger-commit")
+            ticker.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                batch.users -= 1
+                last = batch.users == 0
+                if last:
+                    batch.stop.set()
+                    if self._batch[0] is batch:
+                        self._batch[0] = None
+                        self._commit_batch()
+            if last and ticker is not None:
+                ticker.join()
+            if batch.failed is not None:
+                raise batch.failed
+
+    @contextmanager
+    def unbatched(self) -> Iterator[None]:
+        """Within an open batch, commit what it holds and make every write meanwhile its own
+        transaction again: for steps that must be on disk before the next one happens (deleting
+        a file after recording that it goes)."""
+        with self._lock:
+            batch = self._batch[0]
+            if batch is not None:
+                self._commit_batch()
+                batch.suspended += 1
+        try:
+            yield
+        finally:
+            if batch is not None:
+                with self._lock:
+                    batch.suspended -= 1
+
+    def _tick(self, batch: _Batch, every: float) -> None:
+        while not batch.stop.wait(every):
+            with self._lock:
+                if self._batch[0] is not batch:
+                    return
+                try:
+                    self._commit_batch()
+                except LedgerError as exc:
+                    log.error("ledger: a batch of records could not be committed: %s", exc)
+                    batch.failed = exc
+
+    def _commit_batch(self) -> None:
+        """Commit the open batch transaction, if any (the lock is held)."""
+        conn = self._conn
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise LedgerError(
+                f"could not write the ledger {self.path or ':memory:'} ({exc}); the records of "
+                "the last moments were not kept (the files themselves are on disk and the next "
+                "sync records them). Check free disk space and the file's permissions"
+            ) from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolled back on any exception. Inside :meth:`batched`, one
+        savepoint of the batch's open transaction instead."""
+        with self._lock:
+            batch = self._batch[0]
+            if batch is not None and not batch.suspended:
+                with self._batched_write() as conn:
+                    yield conn
+                return
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -546,6 +677,39 @@ class Ledger:
                     "this step was recorded. Check free disk space and the file's permissions, "
                     "then run again"
                 ) from exc
+
+    @contextmanager
+    def _batched_write(self) -> Iterator[sqlite3.Connection]:
+        batch = self._batch[0]
+        assert batch is not None
+        if batch.failed is not None:
+            raise batch.failed
+        conn = self._conn
+        try:
+            if not conn.in_transaction:
+                conn.execute("BEGIN IMMEDIATE")
+            conn.execute("SAVEPOINT one_write")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK TO one_write")
+                    conn.execute("RELEASE one_write")
+                else:  # SQLite rolled the whole batch back (a full disk, an I/O error)
+                    batch.failed = LedgerError(
+                        f"could not write the ledger {self.path or ':memory:'}; the records of "
+                        "the last moments were not kept (the files themselves are on disk and "
+                        "the next sync records them). Check free disk space and the file's "
+                        "permissions")
+                raise
+            else:
+                conn.execute("RELEASE one_write")
+        except sqlite3.OperationalError as exc:
+            raise LedgerError(
+                f"could not write the ledger {self.path or ':memory:'} ({exc}); nothing of "
+                "this step was recorded. Check free disk space and the file's permissions, "
+                "then run again"
+            ) from exc
 
     def _migrate(self) -> None:
         with self._write() as conn:

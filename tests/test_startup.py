@@ -1,0 +1,123 @@
+"""What each command loads: the headless commands start without what they do not use.
+
+Start-up time is measured in ``benchmarks/``; here the imported module set is checked, which
+is what start-up time follows and what stays true on a busy machine. Each case runs the real
+command in a fresh interpreter and lists ``sys.modules`` once it returned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.xlsx_factory import write_report
+from tui.demo import data as demo_data
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = "2026-06-10T14:00:00+00:00"
+
+#: Never loaded by a headless command's own process.
+UI = ("textual", "tui.app", "tui.screens", "tui.widgets", "tui.messages")
+#: The workbook reader runs in worker processes only.
+READER = ("fastexcel", "nanoarrow")
+
+
+def loaded_by(*argv: str) -> tuple[int, set[str], str]:
+    """Run ``report-keeper ARGV`` in a fresh interpreter: (exit code, modules loaded, stdout)."""
+    code = (
+        "import json, sys\n"
+        "from tui.cli import main\n"
+        f"code = main({list(argv)!r})\n"
+        "sys.stdout.flush()\n"
+        "sys.stderr.write('\\nMODULES ' + json.dumps(sorted(sys.modules)) + '\\n')\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, "REPORT_KEEPER_NOW": NOW}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env=env, timeout=180)
+    marker = out.stderr.rfind("\nMODULES ")
+    assert marker >= 0, out.stderr[-3000:]
+    modules = set(json.loads(out.stderr[marker + len("\nMODULES "):].strip()))
+    return out.returncode, modules, out.stdout
+
+
+def present(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+def test_help_loads_no_command_and_no_machinery():
+    code, modules, stdout = loaded_by("--help")
+    assert code == 0 and "sync" in stdout and "check" in stdout
+    heavy = ("asyncio", "sqlite3", "asyncssh", "polars", "rich", "tomllib", "platformdirs",
+             "tui.commands", "tui.core.config", "tui.core.ledger", *UI, *READER)
+    assert present(modules, heavy) == []
+
+
+def test_sync_help_loads_its_command_only():
+    code, modules, stdout = loaded_by("sync", "--help")
+    assert code == 0 and "--json" in stdout
+    assert "tui.commands.sync" in modules
+    assert present(modules, ("polars", "rich", "tui.commands.check", "tui.commands.verify", *UI,
+                             *READER)) == []
+
+
+def write_config(tmp_path: Path, sshd, remote_dir: str) -> Path:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        "[profile.main]\n"
+        f'host = "127.0.0.1"\nport = {sshd.port}\nusername = "{sshd.username}"\nkey = "{sshd.key}"\n'
+        f'known_hosts = "{sshd.known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
+        f'remote_dir = "{remote_dir}"\nlocal_dir = "{tmp_path / "local"}"\n'
+        f'ledger = "{tmp_path / "ledger.sqlite3"}"\ntimezone = "UTC"\n'
+    )
+    return cfg
+
+
+@pytest.fixture
+def served(sshd, tmp_path):
+    """A fresh folder on the real sshd with three real workbooks; yields its remote name."""
+    import shutil
+    import tempfile
+
+    sub = Path(tempfile.mkdtemp(prefix="startup-", dir=sshd.root))
+    os.chmod(sub, 0o755)
+    for n in range(3):
+        day = date(2026, 6, 8 + n)
+        write_report(sub / f"{demo_data.DAILY}_{day:%Y%m%d}_070012.xlsx", n_rows=5,
+                     day=day - timedelta(days=3), seed=n)
+    yield sub.name
+    shutil.rmtree(sub, ignore_errors=True)
+
+
+@pytest.mark.sshd
+def test_sync_and_check_load_neither_textual_nor_polars_nor_the_reader(sshd, served, tmp_path):
+    cfg = str(write_config(tmp_path, sshd, served))
+    code, modules, stdout = loaded_by("sync", "--config", cfg, "--json")
+    doc = json.loads(stdout)
+    assert code in (0, 1), doc  # really synced: three files downloaded and verified
+    assert len(doc["downloaded"]) == 3 and {f["status"] for f in doc["files"]} <= {"ok", "empty"}
+    assert "asyncssh" in modules  # (it talked to the server)
+    # rich draws progress on a terminal only; polars is for the health evaluation (alerts)
+    assert present(modules, ("polars", "rich", *UI, *READER)) == []
+
+    code, modules, stdout = loaded_by("check", "--config", cfg, "--json")
+    assert json.loads(stdout)["connection"]["ok"] is True
+    assert present(modules, ("rich", *UI, *READER)) == []
+
+    code, modules, stdout = loaded_by("check", "--config", cfg, "--json", "--offline")
+    assert "reports" in json.loads(stdout)
+    assert present(modules, ("asyncssh", "rich", *UI, *READER)) == []
+
+
+def test_verify_loads_no_ssh_no_polars_no_textual(tmp_path):
+    path = write_report(tmp_path / f"{demo_data.DAILY}_20260610_070012.xlsx", n_rows=5,
+                        day=date(2026, 6, 7), seed=1)
+    code, modules, stdout = loaded_by("verify", str(path), "--json")
+    assert json.loads(stdout)["files"][0]["rows"] == 5
+    assert present(modules, ("asyncssh", "polars", "rich", *UI, *READER)) == []
