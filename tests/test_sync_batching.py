@@ -1,0 +1,215 @@
+"""Batched ledger writes: few commits per run, and a run killed between two commits loses nothing.
+
+A sync records each file once it is complete, fsync'ed and in place, inside one open
+transaction that is committed every ``COMMIT_SECONDS`` and at the end (``Ledger.batched``).
+These tests kill real ``sync`` processes (SIGKILL: no clean-up runs) against the real sshd and
+check what the next run finds and says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tui.core.ledger import Ledger
+from tui.core.model import RemoteFile
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = "2026-06-10T14:00:00+00:00"
+N_FILES = 40
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------ the ledger's batches
+
+
+def test_a_batch_is_committed_at_its_end_and_each_write_stays_whole(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger.open(path, profile="p") as led, Ledger.open(path, profile="p") as other:
+        with led.batched(every=3600):
+            led.record_download("a.xlsx", size=1, sha256="0" * 64, local_path=tmp_path / "a.xlsx")
+            assert [d.name for d in led.downloads()] == ["a.xlsx"]  # this connection sees it
+            assert other.downloads() == []  # not committed yet
+
+            def boom(_f: RemoteFile) -> tuple[str, datetime]:
+                raise RuntimeError("classification failed")
+
+            f = RemoteFile("b.xlsx", 1, datetime(2026, 6, 1, tzinfo=UTC))
+            with pytest.raises(RuntimeError):
+                led.record_listing(None, boom, [f])
+            led.record_download("c.xlsx", size=1, sha256="1" * 64, local_path=tmp_path / "c.xlsx")
+        # the failed write left nothing; the others are committed together at the end
+        assert [d.name for d in other.downloads()] == ["a.xlsx", "c.xlsx"]
+        assert other.last_listing() is None
+        assert led.integrity_ok()
+
+
+def test_a_batch_commits_on_its_own_while_it_is_open(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger.open(path, profile="p") as led, Ledger.open(path, profile="p") as other:
+        with led.batched(every=0.05):
+            led.record_download("a.xlsx", size=1, sha256="0" * 64, local_path=tmp_path / "a.xlsx")
+            deadline = time.monotonic() + 30  # a generous bound for a busy machine, not a timing
+            while not other.downloads() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert [d.name for d in other.downloads()] == ["a.xlsx"]
+
+
+def test_views_of_other_profiles_share_the_connection_and_the_batch(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger.open(path, profile="p") as led, Ledger.open(path, profile="p") as other:
+        view = led.for_profile("q")
+        with led.batched(every=3600):
+            view.record_download("q.xlsx", size=1, sha256="0" * 64, local_path=tmp_path / "q.xlsx")
+            led.record_download("p.xlsx", size=1, sha256="1" * 64, local_path=tmp_path / "p.xlsx")
+            assert other.downloads() == [] and other.downloads(profile="q") == []
+        assert [d.name for d in other.downloads()] == ["p.xlsx"]
+        assert [d.name for d in other.downloads(profile="q")] == ["q.xlsx"]
+
+
+# ------------------------------------------------------------------ killed syncs
+
+
+@pytest.fixture
+def served(sshd):
+    """N_FILES files on the real sshd in a folder of their own; yields (remote name, path)."""
+    sub = Path(tempfile.mkdtemp(prefix="batch-", dir=sshd.root))
+    os.chmod(sub, 0o755)
+    block = os.urandom(64 * 1024)
+    for k in range(N_FILES):
+        (sub / f"Loans_{k:03d}_20260601_070000.xlsx").write_bytes(block[k:] + block[:k])
+    yield sub.name, sub
+    shutil.rmtree(sub, ignore_errors=True)
+
+
+def write_config(tmp_path: Path, sshd, remote_dir: str) -> Path:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        "[profile.main]\n"
+        f'host = "127.0.0.1"\nport = {sshd.port}\nusername = "{sshd.username}"\nkey = "{sshd.key}"\n'
+        f'known_hosts = "{sshd.known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
+        f'remote_dir = "{remote_dir}"\nlocal_dir = "{tmp_path / "local"}"\n'
+        f'ledger = "{tmp_path / "ledger.sqlite3"}"\ntimezone = "UTC"\n'
+    )
+    return cfg
+
+
+def run_sync(cfg: Path) -> dict:
+    env = {**os.environ, "REPORT_KEEPER_NOW": NOW}
+    out = subprocess.run([sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--json"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=180)
+    assert out.returncode in (0, 1, 2), out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
+#: A sync that kills itself (SIGKILL) once ``kill_after`` files are verified; ``commit`` is the
+#: batch interval (3600: nothing of the run is committed before the kill).
+KILLER = """
+import asyncio, os, signal, sys
+from tui.core.config import load_config
+from tui.core.ledger import Ledger
+from tui.sftp import sync as sync_mod
+
+cfg, kill_after, commit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+sync_mod.COMMIT_SECONDS = commit
+profile = load_config(cfg).profile("main")
+
+async def main():
+    led = Ledger.open(profile.ledger_path, profile=profile.name)
+    service = sync_mod.SyncService(profile, led)
+    seen = 0
+    def on_event(event):
+        nonlocal seen
+        if isinstance(event, sync_mod.Verified):
+            seen += 1
+            if seen == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+    await service.sync(on_event=on_event)
+
+asyncio.run(main())
+"""
+
+
+def kill_mid_sync(tmp_path: Path, cfg: Path, kill_after: int, commit: float) -> None:
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    env = {**os.environ, "REPORT_KEEPER_NOW": NOW, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, str(script), str(cfg), str(kill_after), str(commit)],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=180)
+    assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
+
+
+def check_consistent(tmp_path: Path, server: Path) -> list[str]:
+    """Every download the ledger holds is on disk, complete and identical; the names placed."""
+    local = tmp_path / "local"
+    with Ledger.open(tmp_path / "ledger.sqlite3", profile="main") as led:
+        assert led.integrity_ok()
+        for d in led.downloads():
+            assert sha(Path(d.local_path)) == d.sha256 == sha(server / d.name)
+    placed = sorted(p.name for p in local.iterdir() if p.is_file()) if local.exists() else []
+    for name in placed:
+        assert sha(local / name) == sha(server / name), name  # nothing partial has a final name
+    return placed
+
+
+def check_resync(tmp_path: Path, cfg: Path, server: Path, placed: list[str], verified: set[str]) -> None:
+    names = sorted(p.name for p in server.iterdir())
+    doc = run_sync(cfg)
+    assert doc["failed"] == [] and doc["error"] is None
+    downloaded = sorted(d["name"] for d in doc["downloaded"])
+    skipped = sorted(doc["skipped"])
+    # Each file counted once: fetched now, or held already (recorded, or found in place).
+    assert sorted(downloaded + skipped) == names
+    assert set(placed) <= set(skipped)  # bytes already in place are not counted as fetched now
+    assert not set(downloaded) & set(placed)
+    # The copies whose verification the ledger did not know yet are verified now.
+    assert sorted(f["name"] for f in doc["files"]) == sorted(set(names) - verified)
+    local = tmp_path / "local"
+    assert sorted(p.name for p in local.iterdir() if p.is_file()) == names  # no "(changed" copies
+    with Ledger.open(tmp_path / "ledger.sqlite3", profile="main") as led:
+        rows = [d.name for d in led.downloads()]
+        assert sorted(rows) == names  # one download row per file
+        assert all(d.verification is not None for d in led.deliveries())
+    again = run_sync(cfg)
+    assert again["downloaded"] == [] and sorted(again["skipped"]) == names and again["files"] == []
+
+
+@pytest.mark.sshd
+def test_a_sync_killed_between_commits_loses_nothing_and_the_next_counts_honestly(sshd, served, tmp_path):
+    remote, server = served
+    cfg = write_config(tmp_path, sshd, remote)
+    kill_mid_sync(tmp_path, cfg, kill_after=N_FILES // 2, commit=3600)
+    placed = check_consistent(tmp_path, server)
+    with Ledger.open(tmp_path / "ledger.sqlite3", profile="main") as led:
+        assert led.downloads() == []  # killed before the run's first commit
+    assert len(placed) >= N_FILES // 2  # what was verified is in place
+    check_resync(tmp_path, cfg, server, placed, verified=set())
+
+
+@pytest.mark.sshd
+def test_a_sync_killed_after_some_commits_loses_nothing(sshd, served, tmp_path):
+    remote, server = served
+    cfg = write_config(tmp_path, sshd, remote)
+    # Commits every 10 ms: the kill comes after several of them.
+    kill_mid_sync(tmp_path, cfg, kill_after=N_FILES - 5, commit=0.01)
+    placed = check_consistent(tmp_path, server)
+    with Ledger.open(tmp_path / "ledger.sqlite3", profile="main") as led:
+        recorded = {d.name for d in led.downloads()}
+        verified = {d.name for d in led.deliveries() if d.verification is not None}
+    assert recorded  # some commits happened before the kill
+    assert recorded <= set(placed)  # never a record of a file that is not in place
+    check_resync(tmp_path, cfg, server, [n for n in placed if n not in recorded], verified)
