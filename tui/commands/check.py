@@ -17,7 +17,9 @@ import shutil
 import sqlite3
 import sys
 from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
 
+from tui.commands import all_profiles
 from tui.commands.common import add_profile_arguments, fail_usage, load_profile, print_json, terminal_passphrase_cb
 from tui.core import clock
 from tui.core import status as st
@@ -28,6 +30,9 @@ from tui.core.ledger import Ledger, LedgerError
 from tui.core.model import WriteTest
 from tui.core.names import escape_name
 from tui.notify.dispatch import after_check, summary_line
+
+if TYPE_CHECKING:  # asyncssh loads only when the check goes online
+    from tui.sftp.client import PassphraseCallback
 
 log = logging.getLogger("report_keeper.check")
 
@@ -61,11 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use the ledger alone: no listing, no connection test")
     parser.add_argument("--accept-new-host-key", action="store_true",
                         help="trust and record an unknown server host key (never a changed one)")
+    all_profiles.add_arguments(parser, "check")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         clock.now()
+        if all_profiles.selected(args):
+            return _run_all(args)
         profile = load_profile(args)
     except (ConfigError, ClockError) as exc:
         return fail_usage(str(exc))
@@ -109,14 +117,15 @@ def run(args: argparse.Namespace) -> int:
     return int(code)
 
 
-async def _online(profile: Profile, ledger: Ledger, policy: str) -> ConnectionStatus:
+async def _online(profile: Profile, ledger: Ledger, policy: str,
+                  passphrase_cb: PassphraseCallback | None = None) -> ConnectionStatus:
     """List and record, then run the connection test; failures become the connection status."""
     from tui.sftp.conntest import probe_connection  # noqa: PLC0415 - asyncssh only when online
     from tui.sftp.errors import SftpError  # noqa: PLC0415 - see above
     from tui.sftp.sync import SyncService  # noqa: PLC0415 - see above
 
     service = SyncService(profile, ledger, host_key_policy=policy,
-                          passphrase_cb=terminal_passphrase_cb())
+                          passphrase_cb=passphrase_cb or terminal_passphrase_cb())
     try:
         try:
             listing = await service.list_remote()
@@ -132,6 +141,72 @@ async def _online(profile: Profile, ledger: Ledger, policy: str) -> ConnectionSt
         return ConnectionStatus.from_result(result)
     finally:
         await service.close()
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    """``check --all-profiles``: every profile's listing and connection test at once (bounded),
+    then each one's evaluation; one document, the worst exit code."""
+    try:
+        profiles = all_profiles.load_profiles(args, need_local_dir=False)
+        ledgers = all_profiles.Ledgers(profiles)
+    except (ConfigError, LedgerError) as exc:
+        return fail_usage(str(exc))
+    documents: dict[str, dict[str, object]] = {}
+    codes: dict[str, int] = {}
+    width = shutil.get_terminal_size((100, 24)).columns
+    try:
+        if args.offline:
+            connections = {p.name: ConnectionStatus.skipped() for p in profiles}
+        else:
+            policy = "remember" if args.accept_new_host_key else "reject"
+            connections = asyncio.run(_online_all(profiles, ledgers, policy, args.parallel))
+        for profile in profiles:
+            ledger = ledgers.by_profile[profile.name]
+            try:
+                ledger.reconcile_local(profile.local_dir)
+                report = _evaluate(profile, ledger, connections[profile.name])
+                refused = [{"name": escape_name(r.name), "reason": r.reason}
+                           for r in ledger.refused(current=True)]
+            except (sqlite3.Error, LedgerError) as exc:
+                log.error("check: ledger error %s (profile %s)", type(exc).__name__, profile.name)
+                message = (f"the ledger {profile.ledger_path} could not be read or written ({exc}); "
+                           "wait for a running sync to finish and try again, or check the disk")
+                codes[profile.name] = int(st.Exit.CRITICAL)
+                documents[profile.name] = {
+                    "status": "critical", "connection": connections[profile.name].to_json(),
+                    "reports": [], "refused": [], "error": message, "error_kind": "ledger"}
+                sys.stderr.write(f"== {profile.name}\nreport-keeper: {message}\n")
+                continue
+            notify = after_check(profile, report, offline=args.offline)
+            codes[profile.name] = int(report.exit_code)
+            documents[profile.name] = {**report.to_json(), "refused": refused, "notify": notify}
+            if not args.json:
+                sys.stdout.write(f"== {profile.name}\n" + render(report, profile, width=width))
+                line = summary_line(notify)
+                if line:
+                    sys.stdout.write(line + "\n")
+    finally:
+        ledgers.close()
+    code, document = all_profiles.combined(codes, documents)
+    if args.json:
+        print_json(document)
+    else:
+        sys.stdout.write(f"All {len(profiles)} profiles: {st.overall_name(code).upper()}\n")
+        sys.stdout.flush()
+    log.info("check --all-profiles: %s over %d profiles", st.overall_name(code), len(profiles))
+    return code
+
+
+async def _online_all(profiles: list[Profile], ledgers: all_profiles.Ledgers, policy: str,
+                      parallel: int) -> dict[str, ConnectionStatus]:
+    found: dict[str, ConnectionStatus] = {}
+    ask = all_profiles.shared_passphrase_cb()
+
+    async def one(profile: Profile) -> None:
+        found[profile.name] = await _online(profile, ledgers.by_profile[profile.name], policy, ask)
+
+    await all_profiles.run_bounded(profiles, parallel, one)
+    return found
 
 
 def _evaluate(profile: Profile, ledger: Ledger, connection: ConnectionStatus) -> HealthReport:

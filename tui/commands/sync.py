@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections import Counter
 from typing import TYPE_CHECKING, TextIO
 
+from tui.commands import all_profiles
 from tui.commands.common import add_profile_arguments, fail_usage, load_profile, print_json, terminal_passphrase_cb
 from tui.core import status as st
 from tui.core.config import ConfigError, Profile
@@ -21,7 +23,7 @@ from tui.core.ledger import Ledger, LedgerError
 from tui.core.names import escape_name
 from tui.notify.dispatch import after_sync, summary_line
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running
-from tui.sftp.sync import Listed, SyncEvent, SyncResult, SyncService, Verified
+from tui.sftp.sync import COMMIT_SECONDS, Listed, SyncEvent, SyncResult, SyncService, Verified
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -74,10 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--accept-new-host-key", action="store_true",
         help="accept and record an unknown server host key (never a changed one)",
     )
+    all_profiles.add_arguments(parser, "sync")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if all_profiles.selected(args):
+            return _run_all(args)
         profile = load_profile(args, need_local_dir=True)
     except ConfigError as exc:
         return fail_usage(str(exc))
@@ -93,10 +98,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         service = holder.get("service")
         result = (service.current if service is not None else None) or SyncResult()
-        result.error = (
-            "Interrupted. Files completed so far are recorded; partial downloads are kept and "
-            "resume on the next sync."
-        )
+        result.error = INTERRUPTED
         result.error_kind = "interrupted"
         result.finish()
     except LedgerError as exc:
@@ -128,6 +130,88 @@ async def _sync(profile: Profile, ledger: Ledger, policy: str, out: TextIO,
         display: _RichProgress | _PlainProgress = _RichProgress(out) if out.isatty() else _PlainProgress(out)
         with display:
             return await service.sync(on_event=display.on_event)
+
+
+INTERRUPTED = ("Interrupted. Files completed so far are recorded; partial downloads are kept and "
+               "resume on the next sync.")
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    """``sync --all-profiles``: every profile at once (bounded), one document, the worst code."""
+    try:
+        profiles = all_profiles.load_profiles(args, need_local_dir=True)
+        ledgers = all_profiles.Ledgers(profiles)
+    except (ConfigError, LedgerError) as exc:
+        return fail_usage(str(exc))
+    out: TextIO = sys.stderr if args.json else sys.stdout
+    policy = "remember" if args.accept_new_host_key else "reject"
+    services: dict[str, SyncService] = {}
+    results: dict[str, SyncResult] = {}
+    try:
+        asyncio.run(_sync_all(profiles, ledgers, policy, args.parallel, out, services, results))
+    except KeyboardInterrupt:
+        for profile in profiles:
+            if profile.name not in results:
+                service = services.get(profile.name)
+                result = (service.current if service is not None else None) or SyncResult()
+                result.error, result.error_kind = INTERRUPTED, "interrupted"
+                results[profile.name] = result.finish()
+    finally:
+        ledgers.close()
+    documents: dict[str, dict[str, object]] = {}
+    codes: dict[str, int] = {}
+    for profile in profiles:
+        result = results[profile.name]
+        notify = after_sync(profile, result) if result.error_kind != "interrupted" else None
+        documents[profile.name] = {**result.to_json(), **({"notify": notify} if notify is not None else {})}
+        codes[profile.name] = int(result.status)
+        out.write(f"== {profile.name}\n")
+        _summary(result, profile, out)
+        line = summary_line(notify) if notify is not None else None
+        if line:
+            out.write(line + "\n")
+    code, document = all_profiles.combined(codes, documents)
+    if args.json:
+        print_json(document)
+    out.write(f"All {len(profiles)} profiles: {st.overall_name(code).upper()}\n")
+    out.flush()
+    log.info("sync --all-profiles finished: %s over %d profiles", st.overall_name(code), len(profiles))
+    return code
+
+
+async def _sync_all(profiles: list[Profile], ledgers: all_profiles.Ledgers, policy: str,
+                    parallel: int, out: TextIO, services: dict[str, SyncService],
+                    results: dict[str, SyncResult]) -> None:
+    passphrase_cb = all_profiles.shared_passphrase_cb()
+
+    async def one(profile: Profile) -> None:
+        ledger = ledgers.by_profile[profile.name]
+        service = services[profile.name] = SyncService(
+            profile, ledger, host_key_policy=policy, passphrase_cb=passphrase_cb)
+        try:
+            async with service:
+                result = await service.sync()
+        except LedgerError as exc:
+            result = service.current or SyncResult()
+            result.error, result.error_kind = f"The {exc}.", "ledger"
+            result.finish()
+        except Exception as exc:  # one profile's failure must not hide the others'
+            log.exception("sync of profile %s failed unexpectedly", profile.name)
+            result = service.current or SyncResult()
+            result.error = (f"unexpected error ({type(exc).__name__}); this is a bug: the details "
+                            "are in the log. Please report it.")
+            result.error_kind = "internal"
+            result.finish()
+        results[profile.name] = result
+        out.write(f"{profile.name}: {st.overall_name(result.status)}, {len(result.downloaded)} downloaded, "
+                  f"{len(result.failed)} failed\n")
+        out.flush()
+
+    # One batch per ledger file for the whole run: profiles sharing a file share its commits.
+    with contextlib.ExitStack() as stack:
+        for ledger in ledgers.files:
+            stack.enter_context(ledger.batched(COMMIT_SECONDS))
+        await all_profiles.run_bounded(profiles, parallel, one)
 
 
 class _PlainProgress:

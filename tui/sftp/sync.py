@@ -68,7 +68,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TypedDict
 
-from tui.core import clock, retention
+from tui.core import clock, isolation, retention
 from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
 from tui.core.ledger import BATCH_SECONDS, LEDGER_ERRORS, Ledger
@@ -609,6 +609,12 @@ class SyncService:
             except LEDGER_ERRORS:  # when in doubt, download
                 return False
 
+        # The workbook workers start while the first files download, not when the first one
+        # is ready to verify (a worker's start-up is an interpreter and the reader's import).
+        warm = asyncio.ensure_future(asyncio.to_thread(
+            isolation.shared_pool().prestart, min(len(targets), VERIFY_THREADS)))
+        _background.add(warm)
+        warm.add_done_callback(_background.discard)
         try:
             first = await self.connection()
         except SftpError as exc:
@@ -945,6 +951,10 @@ def rolling_names(profile: Profile, ledger: Ledger, files: Iterable[RemoteFile],
                      escape_name(f.name))
             out.add(f.name)
     return out
+
+
+#: Fire-and-forget tasks, referenced until done (the loop keeps only weak references).
+_background: set[asyncio.Future[None]] = set()
 
 
 def _emit(on_event: EventCallback | None, event: SyncEvent) -> None:

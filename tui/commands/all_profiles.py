@@ -1,0 +1,136 @@
+"""``--all-profiles`` for ``sync`` and ``check``: every profile of the config in one run.
+
+A consortium office keeps one profile per member library (one server folder each). With
+``--all-profiles`` the command runs every profile at once, at most ``--parallel`` at a time,
+each with its own SSH connection and its own ledger, and prints one JSON document
+``{"status", "profiles": {name: <the single-profile document>}}``; the exit code is the worst
+of the profiles'. Profiles that share a ledger file share one connection to it (one writer,
+no waiting on each other's transactions; each still records under its own name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from tui.commands.common import require_local_dir, terminal_passphrase_cb
+from tui.core import status as st
+from tui.core.config import ConfigError, Profile, load_config
+from tui.core.ledger import Ledger, LedgerError
+
+#: Profiles run at the same time by default: each holds an SSH connection and up to its
+#: ``concurrency`` transfers; more would only queue on a small machine or a busy server.
+DEFAULT_PARALLEL = 8
+MAX_PARALLEL = 64
+
+if TYPE_CHECKING:  # the SFTP side loads only when a command goes online
+    from tui.sftp.client import PassphraseCallback
+
+T = TypeVar("T")
+
+
+def add_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--all-profiles", action="store_true",
+        help=f"{what} every profile of the config at once (each its own connection and ledger); "
+             'with --json one document {"status", "profiles": {name: ...}}; the worst exit code',
+    )
+    parser.add_argument(
+        "--parallel", type=int, default=DEFAULT_PARALLEL, metavar="N",
+        help=f"with --all-profiles: at most N profiles at a time (default {DEFAULT_PARALLEL})",
+    )
+
+
+def selected(args: argparse.Namespace) -> bool:
+    """``--all-profiles`` was given; raises ``ConfigError`` (exit 3) for a conflicting choice."""
+    if not getattr(args, "all_profiles", False):
+        return False
+    if getattr(args, "profile", None):
+        raise ConfigError(None, "--profile", "--all-profiles runs every profile; leave out --profile")
+    parallel = getattr(args, "parallel", DEFAULT_PARALLEL)
+    if not 1 <= parallel <= MAX_PARALLEL:
+        raise ConfigError(None, "--parallel", f"{parallel} is not between 1 and {MAX_PARALLEL}")
+    return True
+
+
+def load_profiles(args: argparse.Namespace, *, need_local_dir: bool) -> list[Profile]:
+    """Every profile of the config, in the config's order; raises ``ConfigError`` (exit 3)."""
+    config = load_config(getattr(args, "config", None))
+    profiles = list(config.profiles.values())
+    if not profiles:
+        raise ConfigError(config.path, "profile", "the config has no profile")
+    if need_local_dir:
+        for profile in profiles:
+            require_local_dir(profile)
+    return profiles
+
+
+def _key(path: Path) -> Path:
+    try:
+        return Path(path).expanduser().resolve(strict=False)
+    except (OSError, RuntimeError):
+        return Path(path).expanduser().absolute()
+
+
+class Ledgers:
+    """One open ledger per profile: profiles naming the same file get views of one connection
+    (``Ledger.for_profile``). ``close()`` closes each file once."""
+
+    def __init__(self, profiles: Iterable[Profile]) -> None:
+        self.by_profile: dict[str, Ledger] = {}
+        self.files: list[Ledger] = []
+        opened: dict[Path, Ledger] = {}
+        try:
+            for profile in profiles:
+                key = _key(profile.ledger_path)
+                base = opened.get(key)
+                if base is None:
+                    base = opened[key] = Ledger.open(profile.ledger_path, profile=profile.name)
+                    self.files.append(base)
+                    self.by_profile[profile.name] = base
+                else:
+                    self.by_profile[profile.name] = base.for_profile(profile.name)
+        except LedgerError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for ledger in self.files:
+            ledger.close()
+        self.files = []
+
+
+async def run_bounded(items: Iterable[T], parallel: int,
+                      one: Callable[[T], Awaitable[object]]) -> None:
+    """``one(item)`` for every item, at most ``parallel`` at a time."""
+    gate = asyncio.Semaphore(parallel)
+
+    async def guarded(item: T) -> None:
+        async with gate:
+            await one(item)
+
+    await asyncio.gather(*(guarded(item) for item in items))
+
+
+def shared_passphrase_cb() -> PassphraseCallback | None:
+    """The terminal's passphrase question, asked for one profile at a time."""
+    ask = terminal_passphrase_cb()
+    if ask is None:
+        return None
+    lock = asyncio.Lock()
+
+    async def one_at_a_time(path: Path) -> str | None:
+        async with lock:
+            answer: str | None = await ask(path)
+            return answer
+
+    return one_at_a_time
+
+
+def combined(codes: Mapping[str, int], documents: Mapping[str, Mapping[str, object]]) -> tuple[int, dict[str, object]]:
+    """The worst exit code and the one JSON document of a run over several profiles."""
+    code = st.worst(codes.values())
+    return int(code), {"status": st.overall_name(code), "profiles": dict(documents)}
