@@ -231,6 +231,34 @@ async def _close_quietly(f: asyncssh.SFTPClientFile) -> None:
 _background: set[asyncio.Task[None]] = set()
 
 
+def _claim(work: Path, remote: RemoteFile,
+           already_held: Callable[[RemoteFile], bool] | None) -> tuple[int, int, bool]:
+    """Open and lock the part file; ``(fd, bytes to resume from, held by now)`` (in a thread)."""
+    fd, have = parts.lock_part(work, remote)
+    try:
+        held = already_held is not None and already_held(remote)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, have, held
+
+
+async def _claimed(work: Path, remote: RemoteFile,
+                   already_held: Callable[[RemoteFile], bool] | None) -> tuple[int, int, bool]:
+    """:func:`_claim` in a thread. Cancelled meanwhile, the thread still finishes: what it
+    opened is closed then (the part's lock with it), never left open."""
+    claim = asyncio.ensure_future(asyncio.to_thread(_claim, work, remote, already_held))
+    try:
+        return await asyncio.shield(claim)
+    except asyncio.CancelledError:
+        def close(done: asyncio.Future[tuple[int, int, bool]]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                os.close(done.result()[0])
+
+        claim.add_done_callback(close)
+        raise
+
+
 async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, local_dir: Path | str, *,
                    progress: Callable[[int, int], object] | None = None,
                    gate: asyncio.Event | None = None,
@@ -293,8 +321,10 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
     pos = have = 0
     try:
         try:
-            fd, have = parts.lock_part(work, remote)
-            if already_held is not None and await asyncio.to_thread(already_held, remote):
+            # Creating and locking the part (and asking the ledger) waits on the file system:
+            # one hop to a thread, so the other transfers go on meanwhile.
+            fd, have, held = await _claimed(work, remote, already_held)
+            if held:
                 if have == 0:
                     parts.discard_part(work, remote)
                 raise FileBusy(
