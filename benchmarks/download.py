@@ -1,6 +1,10 @@
-"""Download benchmark: report-keeper's transfer engine side by side with OpenSSH ``sftp -b``.
+"""Download benchmark: report-keeper side by side with OpenSSH ``sftp -b``.
 
-Everything in one run, against one local OpenSSH ``sshd`` on 127.0.0.1:
+First the whole processes, as users run them: ``benchmarks/sync_process.py`` (``report-keeper
+sync --json`` against ``sftp -b`` for 300 small files, one 100 MB file, a 20 ms proxy and 90
+profiles with ``sync --all-profiles``; ``--engine-only`` skips it). Then the transfer engine
+inside a running process, everything in one run, against one local OpenSSH ``sshd`` on
+127.0.0.1:
 
 1. 300 files of 200 KB (``get -r`` of the folder vs. listing + TransferQueue),
 2. one file of 300 MB, while measuring the peak RSS of the downloading process,
@@ -147,6 +151,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--runs", type=int, default=5, help="alternating runs of the loopback cases")
     parser.add_argument("--delay", type=float, default=0.020, help="proxy delay each way (s)")
+    parser.add_argument("--engine-only", action="store_true",
+                        help="skip the whole-process table (benchmarks/sync_process.py)")
     ns = parser.parse_args()
     if ns.child:
         print(json.dumps(asyncio.run(_child(json.loads(ns.child)))))
@@ -154,6 +160,13 @@ def main() -> int:
     if ns.proxy_child:
         _proxy_child(int(ns.proxy_child[0]), float(ns.proxy_child[1]))
         return 0
+    whole_ok = True
+    if not ns.engine_only:
+        print("Whole processes (benchmarks/sync_process.py):", flush=True)
+        whole = subprocess.run([sys.executable, str(Path(__file__).with_name("sync_process.py"))],
+                               cwd=ROOT, check=False)
+        whole_ok = whole.returncode == 0
+        print("\nThe transfer engine inside a running process:", flush=True)
 
     import asyncssh
 
@@ -247,7 +260,7 @@ def main() -> int:
         all_ok &= rss_ok
         print(f"peak RSS while downloading the big file: {o_big['maxrss_mb']:.0f} MB "
               f"(limit {MEMORY_LIMIT_MB} MB) {'ok' if rss_ok else 'MISSED'}")
-        return 0 if all_ok else 1
+        return 0 if all_ok and whole_ok else 1
     finally:
         if proxy is not None:
             proxy.terminate()
