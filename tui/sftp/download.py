@@ -231,9 +231,11 @@ async def _close_quietly(f: asyncssh.SFTPClientFile) -> None:
 _background: set[asyncio.Task[None]] = set()
 
 
-def _claim(work: Path, remote: RemoteFile,
+def _claim(local_dir: Path, work: Path, remote: RemoteFile,
            already_held: Callable[[RemoteFile], bool] | None) -> tuple[int, int, bool]:
-    """Open and lock the part file; ``(fd, bytes to resume from, held by now)`` (in a thread)."""
+    """Check the working folder, open and lock the part file; ``(fd, bytes to resume from,
+    held by now)`` (in a thread)."""
+    work = parts.ensure_work_dir(local_dir)
     fd, have = parts.lock_part(work, remote)
     try:
         held = already_held is not None and already_held(remote)
@@ -243,11 +245,11 @@ def _claim(work: Path, remote: RemoteFile,
     return fd, have, held
 
 
-async def _claimed(work: Path, remote: RemoteFile,
+async def _claimed(local_dir: Path, work: Path, remote: RemoteFile,
                    already_held: Callable[[RemoteFile], bool] | None) -> tuple[int, int, bool]:
     """:func:`_claim` in a thread. Cancelled meanwhile, the thread still finishes: what it
     opened is closed then (the part's lock with it), never left open."""
-    claim = asyncio.ensure_future(asyncio.to_thread(_claim, work, remote, already_held))
+    claim = asyncio.ensure_future(asyncio.to_thread(_claim, local_dir, work, remote, already_held))
     try:
         return await asyncio.shield(claim)
     except asyncio.CancelledError:
@@ -281,7 +283,7 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
     if reason is not None:
         raise TransferFailed(f"The server-supplied name was refused: {reason}.",
                              "Nothing was written; ask the server's administrator to rename the file.")
-    work = parts.ensure_work_dir(local_dir)
+    work = parts.work_dir(local_dir)  # checked (and made) with the part file, in a thread
     remote_path = SftpConnection.join(remote_dir, remote.name)
 
     counter = [0]
@@ -323,7 +325,7 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
         try:
             # Creating and locking the part (and asking the ledger) waits on the file system:
             # one hop to a thread, so the other transfers go on meanwhile.
-            fd, have, held = await _claimed(work, remote, already_held)
+            fd, have, held = await _claimed(local_dir, work, remote, already_held)
             if held:
                 if have == 0:
                     parts.discard_part(work, remote)

@@ -145,12 +145,12 @@ def ensure_work_dir(local_dir: Path | str) -> Path:
 def part_progress(local_dir: Path | str, remote: RemoteFile) -> int:
     """Bytes of this very server copy held in its part file (0: none, or another copy's)."""
     work = work_dir(local_dir)
-    record = _read_record(work / _record_name(remote))
-    if record != _part_record(remote):
-        return 0
-    try:
+    try:  # the part first: most files have none, and then there is no record to read
         info = os.lstat(work / part_name(remote))
     except OSError:
+        return 0
+    record = _read_record(work / _record_name(remote))
+    if record != _part_record(remote):
         return 0
     if not statmod.S_ISREG(info.st_mode) or info.st_size > remote.size:
         return 0
