@@ -81,6 +81,35 @@ def test_views_of_other_profiles_share_the_connection_and_the_batch(tmp_path):
         assert [d.name for d in other.downloads(profile="q")] == ["q.xlsx"]
 
 
+def test_unbatched_steps_are_committed_one_by_one_inside_a_batch(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger.open(path, profile="p") as led, Ledger.open(path, profile="p") as other:
+        view = led.for_profile("q")
+        with led.batched(every=3600), view.batched(every=3600):
+            led.record_download("a.xlsx", size=1, sha256="0" * 64, local_path=tmp_path / "a.xlsx")
+            with view.unbatched():  # what the batch held is committed first
+                assert [d.name for d in other.downloads()] == ["a.xlsx"]
+                view.record_download("q.xlsx", size=1, sha256="1" * 64, local_path=tmp_path / "q.xlsx")
+                assert [d.name for d in other.downloads(profile="q")] == ["q.xlsx"]  # at once
+            led.record_download("b.xlsx", size=1, sha256="2" * 64, local_path=tmp_path / "b.xlsx")
+            assert [d.name for d in other.downloads()] == ["a.xlsx"]  # batched again
+        # the last of the two blocks to end commits
+        assert [d.name for d in other.downloads()] == ["a.xlsx", "b.xlsx"]
+
+
+def test_the_batch_lives_while_any_view_uses_it(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger.open(path, profile="p") as led, Ledger.open(path, profile="p") as other:
+        view = led.for_profile("q")
+        outer = led.batched(every=3600)
+        outer.__enter__()
+        with view.batched(every=3600):
+            view.record_download("q.xlsx", size=1, sha256="1" * 64, local_path=tmp_path / "q.xlsx")
+        assert other.downloads(profile="q") == []  # the first block is still open
+        outer.__exit__(None, None, None)
+        assert [d.name for d in other.downloads(profile="q")] == ["q.xlsx"]
+
+
 # ------------------------------------------------------------------ killed syncs
 
 

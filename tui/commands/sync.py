@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import sys
 from collections import Counter
@@ -23,7 +22,7 @@ from tui.core.ledger import Ledger, LedgerError
 from tui.core.names import escape_name
 from tui.notify.dispatch import after_sync, summary_line
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running
-from tui.sftp.sync import COMMIT_SECONDS, Listed, SyncEvent, SyncResult, SyncService, Verified
+from tui.sftp.sync import Listed, SyncEvent, SyncResult, SyncService, Verified
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -207,11 +206,8 @@ async def _sync_all(profiles: list[Profile], ledgers: all_profiles.Ledgers, poli
                   f"{len(result.failed)} failed\n")
         out.flush()
 
-    # One batch per ledger file for the whole run: profiles sharing a file share its commits.
-    with contextlib.ExitStack() as stack:
-        for ledger in ledgers.files:
-            stack.enter_context(ledger.batched(COMMIT_SECONDS))
-        await all_profiles.run_bounded(profiles, parallel, one)
+    # Each service batches its ledger writes; profiles sharing a ledger file share one batch.
+    await all_profiles.run_bounded(profiles, parallel, one)
 
 
 class _PlainProgress:

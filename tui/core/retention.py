@@ -48,7 +48,6 @@ from typing import TypedDict
 from tui.core import clock, model
 from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
-from tui.core.export_cache import TableCache, cache_dir
 from tui.core.ledger import LEDGER_ERRORS, Download, Ledger
 from tui.core.model import JSONObject
 from tui.core.names import escape_name
@@ -459,6 +458,9 @@ def _prune_cache(ledger: Ledger) -> int:
     patron data as the files)."""
     if ledger.path is None:
         return 0
+    # start-up time: the cache module loads polars, which a sync that deletes nothing never needs
+    from tui.core.export_cache import TableCache, cache_dir  # noqa: PLC0415 - see above
+
     folder = cache_dir(Path(ledger.path))
     if not folder.is_dir():
         return 0
