@@ -216,6 +216,8 @@ def version_name(name: str, mtime: datetime, tz: tzinfo) -> str:
 
 def escape_name(name: str) -> str:
     """A printable form of an untrusted name: control and format characters as ``\\uXXXX``."""
+    if name.isascii() and name.isprintable():  # the usual name: nothing to escape
+        return name
     out = []
     for ch in name:
         cat = unicodedata.category(ch)
