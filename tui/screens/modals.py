@@ -244,7 +244,11 @@ class FileDetailsModal(ModalScreen[None]):
                 text.append(str(value))
             text.append("\n")
 
-        line("Name", escape_name(row.name))
+        line("Name", escape_name(row.server_name or row.name))
+        if row.folder:
+            line("Folder", escape_name(row.folder))
+        if row.local_name and row.local_name != (row.server_name or row.name):
+            line("Local name", escape_name(row.local_name))
         line("Report", escape_name(row.report))
         if row.version is not None:
             line("Rolling", "one file name, replaced by each delivery")
