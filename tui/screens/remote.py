@@ -554,4 +554,5 @@ class RemoteScreen(AppScreen):
         if name is None or self._not_a_report(name):
             return
         self.app.push_screen(FileDetailsModal(self.rows[name], self.app.board.jobs.get(name),
-                                              tz=self.app.profile.timezone))
+                                              tz=self.app.profile.timezone,
+                                              show_folder=self._folders_shown()))
