@@ -654,3 +654,36 @@ async def test_a_server_mtime_at_the_end_of_time_is_one_line_not_a_traceback(sft
         document = json.loads(out.stdout)
         assert document["status"] in ("ok", "warning", "critical"), document
     assert_all_held(profile, good)
+
+
+# ------------------------------------------------------------------ a server's own words
+
+
+HOSTILE_REASON = "\x1b]0;owned\x07\x1b[2J[bold red]gone[/] " + "x" * 20_000
+
+
+class _ShoutingSFTP(__import__("asyncssh").SFTPServer):
+    """Answers every listing with an error whose text tries to drive the terminal."""
+
+    async def scandir(self, path):
+        import asyncssh
+
+        raise asyncssh.SFTPFailure(HOSTILE_REASON)
+        yield  # an async generator, like the method it replaces
+
+
+async def test_a_servers_error_text_cannot_drive_the_terminal_or_flood_the_output(make_embedded_sftp, tmp_path):
+    """A server chooses the text of its error replies. ``sync`` and ``check`` show it (so a
+    person learns what the server said) but escaped and cut short: no escape sequence reaches
+    the terminal, and 20 kB of it do not become 20 kB of output."""
+    info = await make_embedded_sftp(sftp_factory=_ShoutingSFTP)
+    config = write_config(profile_for(info, tmp_path), tmp_path / "c.toml")
+    for args in (("sync",), ("sync", "--json"), ("check",), ("check", "--json")):
+        out = await arun_cli(*args, "--config", str(config))
+        assert out.returncode == 2, out.stderr
+        both = out.stdout + out.stderr
+        assert "\x1b" not in both and "\x07" not in both, args
+        assert "owned" in both, args  # what the server said is still told, escaped
+        assert "x" * 1000 not in both, args
+        if "--json" in args:
+            json.loads(out.stdout)

@@ -16,6 +16,8 @@ import logging
 
 import asyncssh
 
+from tui.core.names import escape_name
+
 log = logging.getLogger("report_keeper.sftp.errors")
 
 
@@ -178,10 +180,19 @@ class Cancelled(SftpError):
     kind = "cancelled"
 
 
+#: At most this many characters of a reason a server chose are shown.
+REASON_CHARS = 200
+
+
 def _short(exc: BaseException) -> str:
-    """The reason text of an exception; asyncssh reasons carry no file contents."""
+    """The reason text of an exception, safe to print: asyncssh reasons carry no file
+    contents, but a server chooses the text of its error replies, so control characters
+    (terminal escape sequences) are escaped and a long text is cut to ``REASON_CHARS``."""
     reason = (exc.reason if isinstance(exc, asyncssh.Error) else "") or str(exc) or type(exc).__name__
-    return str(reason).strip().rstrip(".")
+    text = escape_name(str(reason).strip())
+    if len(text) > REASON_CHARS:
+        text = text[:REASON_CHARS - 1] + "…"
+    return text.rstrip(".")
 
 
 def translate(exc: BaseException, *, host: str = "", port: int | None = None,
