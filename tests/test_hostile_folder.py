@@ -591,6 +591,7 @@ def test_two_syncs_at_once_count_each_file_once(sshd, tmp_path):
     for proc in procs:
         out, err = proc.communicate(timeout=180)
         assert "Traceback" not in err, err
+        assert out, (proc.returncode, err)
         docs.append(json.loads(out))
     every = {f.name for f in scenario.files}
     fetched = [{d["name"] for d in doc["downloaded"]} for doc in docs]
