@@ -18,7 +18,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from tui.core import clock
 from tui.core.config import Profile
@@ -29,6 +29,7 @@ from tui.core.status import Severity
 from tui.messages import ConnectionChanged, DataRefreshed, QueueChanged
 from tui.screens.base import AppScreen
 from tui.state import ConnectionInfo, ConnectionState, DataSnapshot, ScreenName
+from tui.widgets.footer import FitFooter
 from tui.widgets.formatting import home_relative, human_age, human_size, local_time, severity_text, short_day
 from tui.widgets.navbar import NavBar
 
@@ -243,7 +244,7 @@ class HealthScreen(AppScreen):
             yield Static("", id="health-problems")
             yield Static("", id="health-connection")
             yield Static("", id="health-local")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         self.render_all()

@@ -19,7 +19,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from tui.core import heatmap as hm
 from tui.core.health import HealthReport, ReportHealth
@@ -27,6 +27,7 @@ from tui.core.names import escape_name
 from tui.messages import DataRefreshed
 from tui.screens.base import AppScreen
 from tui.state import ScreenName
+from tui.widgets.footer import FitFooter
 from tui.widgets.heatmap import HeatmapWidget
 from tui.widgets.navbar import NavBar
 
@@ -104,7 +105,7 @@ class HeatmapScreen(AppScreen):
             yield HeatmapWidget(id="heatmap")
             with VerticalScroll(id="heatmap-detail"):
                 yield Static(id="heatmap-day")
-        yield Footer()
+        yield FitFooter()
 
     def on_resize(self) -> None:
         self.query_one("#heatmap-body").set_class(self.size.width >= self.WIDE, "wide")

@@ -18,7 +18,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
-from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+from textual.widgets import DataTable, Header, ProgressBar, Static
 from textual.widgets.data_table import CellDoesNotExist
 
 from tui.core.model import CANCELLED, DONE, FAILED, QUEUED, RETRYING, RUNNING
@@ -26,6 +26,7 @@ from tui.core.names import escape_name
 from tui.messages import QueueChanged
 from tui.screens.base import AppScreen
 from tui.state import JobView, ScreenName
+from tui.widgets.footer import FitFooter
 from tui.widgets.formatting import bar_text, home_relative, human_eta, human_rate, human_size, name_text, verify_cell
 from tui.widgets.navbar import NavBar
 from tui.widgets.table import FastTable
@@ -83,7 +84,7 @@ class QueueScreen(AppScreen):
         yield FastTable(id="queue-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="queue-empty")
         yield Static("", id="queue-detail")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         self._setup_columns()

@@ -35,7 +35,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Static
+from textual.widgets import DataTable, Header, Input, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui.core import clock
@@ -50,6 +50,7 @@ from tui.screens.base import AppScreen
 from tui.screens.export import ExportModal, export_toast
 from tui.state import ScreenName
 from tui.widgets import toasts
+from tui.widgets.footer import FitFooter
 from tui.widgets.formatting import local_time, verify_cell
 from tui.widgets.navbar import NavBar
 from tui.widgets.table import DetailsTable
@@ -148,7 +149,7 @@ class VerifyScreen(AppScreen):
         yield Input(placeholder="filter by name (enter: keep, escape: clear)", id="verify-filter")
         with VerticalScroll(id="verify-detail"):
             yield Static("", id="verify-detail-text")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
