@@ -76,3 +76,96 @@ async def test_every_footer_fits_80_columns_and_keeps_help(demo_remote, home):
             assert right <= footer.region.right, (key, last)
             if "^p palette" not in last:
                 assert not last.rstrip().endswith("▏"), (key, last)
+
+
+# -- no word cut at 80 columns ------------------------------------------------------------------
+
+
+async def cut_words(pilot, *, wide=(200, 60)) -> set[str]:
+    """Words on the screen at its current size that the same screen at ``wide`` never shows
+    whole: a word cut by the edge of a column or of the terminal (``Del``, ``row``, ``De``)."""
+    app = pilot.app
+    size = app.size
+    narrow = words(screen_lines(app))
+    await pilot.resize_terminal(*wide)
+    await pilot.pause(0.4)
+    whole = words(screen_lines(app))
+    await pilot.resize_terminal(size.width, size.height)
+    await pilot.pause(0.4)
+    return narrow - whole
+
+
+async def test_remote_at_80_columns_cuts_no_word(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        await pilot.press("2")
+        await pilot.pause(0.3)
+        lines = screen_lines(app)
+        assert "Deletes" in lines[3]  # the column header, not "Del"
+        assert await cut_words(pilot) == set()
+        await pilot.press("s", "s")  # deletes soonest: near-deletion files on top
+        await pilot.pause(0.3)
+        assert await cut_words(pilot) == set()
+
+
+async def test_remote_filter_matches_the_time_as_shown(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        await pilot.press("2", "slash", *"10-12", "enter")
+        await pilot.pause(0.4)
+        remote = app.screen
+        assert remote.shown and all("20261012" in name for name in remote.shown)
+        await pilot.press("slash", "ctrl+u", *"1012", "enter")
+        await pilot.pause(0.4)
+        assert remote.shown and all("20261012" in name for name in remote.shown)
+
+
+async def test_remote_marks_new_files_the_server_deletes_soon(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        await pilot.press("2", "s", "s")
+        await pilot.pause(0.3)
+        lines = screen_lines(app)
+        soon = [line for line in lines[4:-1] if re.search(r"\b[0-3]d\b", line)]
+        later = [line for line in lines[4:-1] if re.search(r"\b(1[5-9]|[2-9]\d)d\b", line)]
+        assert soon and all("‼ new" in line for line in soon), soon
+        assert later and all("● new" in line for line in later), later
+
+
+# -- the fitting helpers ------------------------------------------------------------------------
+
+
+def test_fit_words_cuts_between_words_only():
+    from tui.widgets.formatting import fit_words
+
+    assert fit_words("Loans Per Patron From 3 Days Ago", 18) == "Loans Per Patron…"
+    assert fit_words("Loans Per Patron From 3 Days Ago", 16) == "Loans Per…"
+    assert fit_words("Short", 18) == "Short"
+    assert fit_words("Supercalifragilistic", 6) == "Super…"  # one word longer than the room
+
+
+def test_fit_parts_leaves_out_whole_parts_by_rank():
+    from tui.widgets.formatting import fit_parts
+
+    parts = [("66 files", 0), ("3 running", 0), ("1.2 MB/s", 2), ("ETA 4 min", 1)]
+    assert fit_parts(parts, 80).plain == "66 files · 3 running · 1.2 MB/s · ETA 4 min"
+    assert fit_parts(parts, 36).plain == "66 files · 3 running · ETA 4 min"
+    assert fit_parts(parts, 25).plain == "66 files · 3 running"  # never "· ETA" alone
+
+
+def test_mono_draws_red_bold_reversed_and_yellow_bold():
+    from rich.text import Text
+
+    from tui.widgets.formatting import mono
+
+    text = Text()
+    text.append("✗ critical", style="bold red")
+    text.append(" ! warning", style="bold yellow")
+    out = mono(text)
+    crit, warn = out.spans[0].style, out.spans[1].style
+    assert crit.bold and crit.reverse and crit.color is None
+    assert warn.bold and not warn.reverse and warn.color is None
+    assert mono(text, no_color=False) is text
