@@ -169,3 +169,48 @@ def test_mono_draws_red_bold_reversed_and_yellow_bold():
     assert crit.bold and crit.reverse and crit.color is None
     assert warn.bold and not warn.reverse and warn.color is None
     assert mono(text, no_color=False) is text
+
+
+# -- Health: grouped, advice for the app, wrapped lines indented -------------------------------
+
+
+def _problems_section(lines: list[str]) -> list[str]:
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("Problems ("))
+    end = next(i for i, line in enumerate(lines) if line.strip() == "Connection")
+    return [line for line in lines[start + 1:end] if line.strip()]
+
+
+async def test_health_groups_like_problems_and_names_keys(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        near = [p for p in app.snapshot.health.problems if p.kind == "near-deletion"]
+        assert len(near) >= 3
+        await pilot.resize_terminal(80, 120)  # the whole body at 80 columns
+        await pilot.pause(0.3)
+        section = _problems_section(screen_lines(app))
+        text = "\n".join(section)
+        assert text.count("near-deletion") == 1  # one group, not one block per file
+        assert f"{len(near)} × near-deletion" in text
+        assert "Press a on Remote (2), then d," in text
+        assert "report-keeper" not in text and "in the TUI" not in text
+        member_lines = [line for line in section if "deleted " in line and ".xlsx" in line]
+        assert len(member_lines) == len(near)  # one line each
+        # the date is said once per file, not twice
+        assert not any(line.count("Oct") > 2 for line in member_lines)
+
+
+async def test_wrapped_lines_start_under_their_first_word(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        await pilot.resize_terminal(80, 120)
+        await pilot.pause(0.3)
+        section = _problems_section(screen_lines(app))
+        for before, line in zip(section, section[1:], strict=False):
+            body = line[1:]  # the body's padding
+            indent = len(body) - len(body.lstrip())
+            assert indent >= 2, line  # nothing starts again at the left edge
+            if before.lstrip().startswith("→") and not line.lstrip().startswith(("✗", "!", "→")):
+                # a wrapped next step continues under its first word, after the arrow
+                assert indent == before[1:].index("→") + 2, (before, line)

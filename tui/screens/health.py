@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, tzinfo
 
+from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -23,14 +24,27 @@ from textual.widgets import Header, Static
 from tui.core import clock
 from tui.core.config import Profile
 from tui.core.health import HealthReport
-from tui.core.model import ConnTestResult, JobState, ProblemKind, StepOutcome, WriteTest
+from tui.core.model import Audience, ConnTestResult, JobState, ProblemKind, StepOutcome, WriteTest
 from tui.core.names import escape_name
+from tui.core.problem_list import Member, ProblemGroup, member_date, tell
 from tui.core.status import Severity
 from tui.messages import ConnectionChanged, DataRefreshed, QueueChanged
 from tui.screens.base import AppScreen
 from tui.state import ConnectionInfo, ConnectionState, DataSnapshot, ScreenName
 from tui.widgets.footer import FitFooter
-from tui.widgets.formatting import home_relative, human_age, human_size, local_time, severity_text, short_day
+from tui.widgets.formatting import (
+    fit_words,
+    hang,
+    home_relative,
+    human_age,
+    human_size,
+    local_time,
+    mono,
+    name_text,
+    report_file_text,
+    severity_text,
+    short_day,
+)
 from tui.widgets.navbar import NavBar
 
 _STEP_STYLE = {StepOutcome.OK: "green", StepOutcome.DENIED: "yellow", StepOutcome.FAILED: "bold red",
@@ -59,10 +73,10 @@ def banner_text(health: HealthReport | None, connection: ConnectionInfo | None,
         parts = []
         if critical:
             parts.append(f"{critical} critical")
-        if warnings:
-            parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
-        if empty:
-            parts.append(f"{empty} empty report{'s' if empty != 1 else ''}")
+        if warnings:  # an empty report is one of the warnings, named, not counted again
+            parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}"
+                         + (f" ({empty} an empty report)" if empty == 1 else
+                            f" ({empty} empty reports)" if empty else ""))
         text.append(" · " + ", ".join(parts))
     if connection is not None and connection.state == ConnectionState.FAILED:
         text.append(" · no connection")
@@ -99,39 +113,81 @@ def reports_text(health: HealthReport | None, tz: tzinfo, now: datetime) -> Text
     return text
 
 
-def problems_text(health: HealthReport | None, today: date) -> Text:
-    text = Text()
+#: Kinds whose message states their delete-on date already: no second label beside it.
+_DATE_IN_MESSAGE = (ProblemKind.NEAR_DELETION, ProblemKind.MISSING_LOCALLY)
+#: Room a group's member line gives the name when the screen's width is unknown.
+_NAME_ROOM = 40
+
+
+def _date_label(label: str, days: int) -> Text:
+    left = f"{days}d" if days >= 0 else "passed"
+    style = "bold red" if days <= 3 else ("yellow" if days <= 14 else "dim")
+    return Text(f"{label} ({left})", style=style)
+
+
+def _member_line(member: Member, today: date, width: int) -> Text:
+    """One problem of a group on one line: run day, file (or report), the date that matters."""
+    p = member.problem
+    line = Text(no_wrap=True, overflow="ellipsis")
+    line.append(short_day(p.day) if p.day is not None else "", style="bold")
+    dated = member_date(p, today)
+    label = _date_label(*dated) if dated is not None else Text("")
+    room = max(8, width - 6 - 12 - 2 - label.cell_len)
+    if p.file:
+        name = report_file_text(p.file, member.report, room) if member.report else name_text(p.file, room)
+    else:
+        name = Text(fit_words(escape_name(member.report), room))
+    line.pad_right(12 - line.cell_len)
+    line.append_text(name)
+    if label.plain:
+        line.append("  ")
+        line.append_text(label)
+    return line
+
+
+def problems_view(health: HealthReport | None, today: date, width: int = 0,
+                  no_color: bool = False) -> Group:
+    """The problems, most urgent first, like ones grouped (``tui.core.problem_list``), the
+    advice said for the app's keys; wrapped lines start under their first word."""
+    width = width or _NAME_ROOM + 40
     problems = health.problems if health is not None else []
-    text.append(f"Problems ({len(problems)})\n" if problems else "Problems\n", style="bold underline")
+    lines: list[RenderableType] = []
+
+    def add(renderable: RenderableType, lead: str = "") -> None:
+        if isinstance(renderable, Text):
+            renderable = mono(renderable, no_color)
+        lines.append(hang(lead, renderable) if lead else renderable)
+
+    add(Text(f"Problems ({len(problems)})" if problems else "Problems", style="bold underline"))
     if health is None:
-        return text
+        return Group(*lines)
     if not problems:
-        text.append("  ✓ nothing to do\n", style="green")
-        return text
-    for p in problems:
-        text.append("  ")
-        text.append_text(severity_text(p.severity, p.kind))
+        add(Text("  ✓ nothing to do", style="green"))
+        return Group(*lines)
+    for entry in tell(health):
+        head = Text("  ")
+        if isinstance(entry, ProblemGroup):
+            head.append_text(severity_text(entry.severity, f"{len(entry.members)} × {entry.kind}"))
+            add(head)
+            add(Text(escape_name(entry.message)), "    ")
+            add(Text(escape_name(entry.step(Audience.APP)), style="italic"), "    → ")
+            for member in entry.members:
+                add(_member_line(member, today, width), "      ")
+            continue
+        p = entry
+        head.append_text(severity_text(p.severity, p.kind))
         if p.day is not None:
-            text.append(f" {short_day(p.day)}", style="bold")
-        text.append("\n    ")
-        text.append(escape_name(p.message))
-        dates = []
-        if p.rescue_by is not None:
-            days = (p.rescue_by - today).days
-            left = f"{days}d" if days >= 0 else "passed"
-            dates.append(("rescue by " + short_day(p.rescue_by) + f" ({left})", "bold red" if days <= 2 else "yellow"))
-        if p.delete_on is not None:
-            days = (p.delete_on - today).days
-            dates.append(("deleted on " + short_day(p.delete_on) + f" ({days}d)",
-                          "bold red" if days <= 3 else ("yellow" if days <= 14 else "dim")))
-        for label, style in dates:
-            text.append(" · ")
-            text.append(label, style=style)
-        if p.next_step:
-            text.append("\n    → ", style="cyan")
-            text.append(escape_name(p.next_step), style="italic")
-        text.append("\n")
-    return text
+            head.append(f" {short_day(p.day)}", style="bold")
+        dated = member_date(p, today) if p.kind not in _DATE_IN_MESSAGE else None
+        if dated is not None:
+            head.append(" · ")
+            head.append_text(_date_label(*dated))
+        add(head)
+        add(Text(escape_name(p.message)), "    ")
+        step = p.step(Audience.APP)
+        if step:
+            add(Text(escape_name(step), style="italic"), "    → ")
+    return Group(*lines)
 
 
 _CONNECTION_LABEL = {
@@ -234,6 +290,8 @@ class HealthScreen(AppScreen):
         Binding("pageup", "scroll(-10)", "Page up", show=False),
     ]
 
+    _rendered_width = 0
+
     def compose(self) -> ComposeResult:
         yield Header()
         yield NavBar(ScreenName.HEALTH)
@@ -277,17 +335,23 @@ class HealthScreen(AppScreen):
         banner = self.query_one("#health-banner", Static)
         css, text = banner_text(health, app.connection, snapshot.error)
         banner.set_classes(css)
-        banner.update(text)
-        self.query_one("#health-status", Static).update(status_line(app.connection, snapshot))
+        banner.update(mono(text, app.no_color))
+        self.query_one("#health-status", Static).update(mono(status_line(app.connection, snapshot), app.no_color))
         sections = {
             "#health-reports": reports_text(health, tz, now),
-            "#health-problems": problems_text(health, today),
             "#health-connection": connection_text(app.connection, tz),
             "#health-local": local_text(app.profile, snapshot),
         }
         for selector, text in sections.items():
             text.rstrip()  # the sections' margin is the only gap between them
-            self.query_one(selector, Static).update(text)
+            self.query_one(selector, Static).update(mono(text, app.no_color))
+        width = self.size.width - 3  # the body's padding and scroll bar
+        self._rendered_width = self.size.width
+        self.query_one("#health-problems", Static).update(problems_view(health, today, width, app.no_color))
+
+    def on_resize(self) -> None:
+        if self.size.width != self._rendered_width:
+            self.render_all()
 
     def action_scroll(self, lines: int) -> None:
         self.query_one(VerticalScroll).scroll_relative(y=lines, animate=False)
