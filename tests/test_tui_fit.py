@@ -9,7 +9,9 @@ screen is read as the terminal would show it (the compositor's lines).
 from __future__ import annotations
 
 import re
+import shutil
 
+import pytest
 from textual.widgets import Footer
 
 from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
@@ -214,3 +216,123 @@ async def test_wrapped_lines_start_under_their_first_word(demo_remote, home):
             if before.lstrip().startswith("→") and not line.lstrip().startswith(("✗", "!", "→")):
                 # a wrapped next step continues under its first word, after the arrow
                 assert indent == before[1:].index("→") + 2, (before, line)
+
+
+# -- NO_COLOR: criticals by weight ---------------------------------------------------------------
+
+
+def _styles_of(app, needle: str):
+    """The styles the terminal draws ``needle`` with, wherever it is on the screen."""
+    found = []
+    for strip in app.screen._compositor.render_strips():
+        for segment in strip:
+            if needle in segment.text and segment.style is not None:
+                found.append(segment.style)
+    return found
+
+
+async def test_no_color_health_draws_criticals_bold_reversed_warnings_bold(demo_remote, home, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")  # read when the app is created
+    app = _app(profile_for(demo_remote, home))
+    assert app.no_color
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        critical = _styles_of(app, "✗ missing")
+        warning = _styles_of(app, "! ")
+        assert critical and all(s.bold and s.reverse for s in critical), critical
+        assert warning and all(s.bold and not s.reverse for s in warning), warning
+        banner = _styles_of(app, "CRITICAL")
+        assert banner and all(s.bold and s.reverse for s in banner), banner
+
+
+# -- snapshots at 80x24, colour and NO_COLOR ------------------------------------------------------
+
+#: Report names as long as Alma lets an analysis be called, delivered with the usual timestamp.
+LONG_REPORTS = (
+    "Circulation Desk Loans And Returns By Patron Group And Owning Library",
+    "Interlibrary Loan Requests Awaiting Pickup At Branch Libraries",
+)
+
+
+@pytest.fixture(scope="module")
+def long_names_remote(server_loop, tmp_path_factory):
+    """A demo server whose folder also holds reports with very long names."""
+    from datetime import datetime
+
+    from tests.test_tui_fixtures import FIXED_NOW
+    from tui.demo.server import start_demo_server
+
+    root = tmp_path_factory.mktemp("long-names")
+    server = server_loop.run(start_demo_server(dir=root / "root", now=datetime.fromisoformat(FIXED_NOW),
+                                               keys_dir=root / "keys", writable=True))
+    folder = server.root / server.remote_dir
+    sample = sorted(folder.glob("*.xlsx"))[-1]
+    for report in LONG_REPORTS:
+        for stamp in ("20261013_063012", "20261014_063008", "20261015_063041"):
+            shutil.copyfile(sample, folder / f"{report}_{stamp}.xlsx")
+    yield server
+    server_loop.run(server.close())
+
+
+def _no_color(monkeypatch, no_color: bool) -> None:
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")  # read when the app is created
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+COLOURS = [pytest.param(False, id="colour"), pytest.param(True, id="no_color")]
+
+
+async def _snap_settle(pilot) -> None:
+    await _settle(pilot)
+    pilot.app.clear_notifications()
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("no_color", COLOURS)
+def test_snapshot_health_many_problems_80x24(snap_compare, demo_remote, home, monkeypatch, no_color):
+    _no_color(monkeypatch, no_color)
+    app = _app(profile_for(demo_remote, home))
+    assert app.no_color == no_color
+
+    async def run_before(pilot):
+        await _snap_settle(pilot)
+        await pilot.press(*["down"] * 6)  # the problems: the critical one, then the group
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.parametrize("no_color", COLOURS)
+def test_snapshot_remote_long_names_80x24(snap_compare, long_names_remote, home, monkeypatch, no_color):
+    _no_color(monkeypatch, no_color)
+    app = _app(profile_for(long_names_remote, home))
+
+    async def run_before(pilot):
+        await _snap_settle(pilot)
+        await pilot.press("2")  # newest first: the long names' deliveries on top
+        await pilot.pause(0.4)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_remote_long_names_cut_no_word(long_names_remote, home):
+    app = _app(profile_for(long_names_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        await pilot.press("2")
+        await pilot.pause(0.3)
+        shown = "\n".join(screen_lines(app))
+        assert "Circulation Desk Loans…" in shown or "Circulation Desk…" in shown
+        assert await cut_words(pilot) == set()
+
+
+async def test_health_at_80_columns_cuts_no_word(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        for _ in range(4):
+            assert await cut_words(pilot) == set()
+            await pilot.press("pagedown")
+            await pilot.pause(0.2)

@@ -335,7 +335,9 @@ class HealthScreen(AppScreen):
         banner = self.query_one("#health-banner", Static)
         css, text = banner_text(health, app.connection, snapshot.error)
         banner.set_classes(css)
-        banner.update(mono(text, app.no_color))
+        if app.no_color and css == Severity.CRITICAL:  # no red band: the banner itself reversed
+            text.stylize("bold reverse")
+        banner.update(text)
         self.query_one("#health-status", Static).update(mono(status_line(app.connection, snapshot), app.no_color))
         sections = {
             "#health-reports": reports_text(health, tz, now),
