@@ -336,3 +336,21 @@ async def test_health_at_80_columns_cuts_no_word(demo_remote, home):
             assert await cut_words(pilot) == set()
             await pilot.press("pagedown")
             await pilot.pause(0.2)
+
+
+async def test_verify_and_queue_at_80_columns_cut_no_word(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        await pilot.press("2", "a", "d")
+        await _settle(pilot)
+        await pilot.press("3")
+        await pilot.pause(0.3)
+        assert await cut_words(pilot) == set()
+        await pilot.press("4")
+        await wait_for(pilot, lambda: len(app.screen.outcomes) > 0)
+        await pilot.pause(0.3)
+        lines = screen_lines(app)
+        assert any("no data rows" in line for line in lines)  # the empty report's reason
+        assert not any(re.search(r"\bdata row\s*$", line.rstrip(" ▁▂▃▄▅▆▇█")) for line in lines)
+        assert await cut_words(pilot) == set()

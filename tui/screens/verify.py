@@ -51,7 +51,7 @@ from tui.screens.export import ExportModal, export_toast
 from tui.state import ScreenName
 from tui.widgets import toasts
 from tui.widgets.footer import FitFooter
-from tui.widgets.formatting import local_time, verify_cell
+from tui.widgets.formatting import fit_parts, fit_words, local_time, plural, verify_cell
 from tui.widgets.navbar import NavBar
 from tui.widgets.table import DetailsTable
 
@@ -62,6 +62,8 @@ log = logging.getLogger("report_keeper.screens.verify")
 
 MASK = "••••••"
 FILE_WIDTH = 28
+REPORT_WIDTH = 18  # below WIDE: the report's name, in whole words
+WIDE = 110  # from this terminal width on, the File column shows the file's name
 TIMESTAMP_TAIL = 21  # "_20261128_070005.xlsx": the part of a name that tells files apart
 PREVIEW_ROWS = 10
 
@@ -73,6 +75,20 @@ def short_name(name: str, width: int) -> Text:
         keep_end = min(TIMESTAMP_TAIL, width - 5)
         shown = shown[: width - 1 - keep_end] + "…" + shown[len(shown) - keep_end :]
     return Text(shown, no_wrap=True, overflow="ellipsis")
+
+
+#: What a status means in a few words, for a reason column too narrow for the whole message
+#: (enter shows it whole).
+_SHORT_REASON: dict[st.VerifyStatus | ProblemKind, str] = {
+    st.EMPTY: "no data rows",
+    st.EMPTY_CLOSED: "no rows: a closed day",
+    st.SCHEMA: "columns missing",
+    st.UNREADABLE: "damaged or not Excel",
+    st.CHANGED: "server copy changed",
+    st.WRONG_DAY: "rows of another day",
+    ProblemKind.STALE: "repeats an earlier run",
+    ProblemKind.FEW_ROWS: "fewer rows than usual",
+}
 
 
 # --------------------------------------------------------------------------- the screen
@@ -136,6 +152,9 @@ class VerifyScreen(AppScreen):
         self._preview: tuple[list[str], list[tuple[str, ...]]] | None = None
         self.last_run_seconds: float | None = None
         self.last_run_cached = 0
+        self._columns_for = 0
+        self._file_width = FILE_WIDTH
+        self._reason_width = 40
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -152,13 +171,34 @@ class VerifyScreen(AppScreen):
         yield FitFooter()
 
     def on_mount(self) -> None:
+        self._setup_columns()
+        self.query_one(DataTable).focus()
+
+    def _setup_columns(self) -> None:
+        """Below ``WIDE`` columns the File column shows the report's name in whole words (the
+        Delivered column tells its files apart; enter shows the full name) so that the reason
+        has room; a reason longer than its column ends at a whole word."""
+        width = self.size.width or self.app.size.width or 80
+        self._columns_for = width
+        wide = width >= WIDE
         table = self.query_one(DataTable)
+        table.clear(columns=True)
         table.add_column("Status", key="status", width=12)  # "✗ unreadable"
         table.add_column("Delivered", key="delivered", width=11)
         table.add_column("Rows", key="rows", width=6)
-        table.add_column("File", key="file", width=FILE_WIDTH)
-        table.add_column("Reason", key="reason")
-        table.focus()
+        # wide: the file's name, as much of it as leaves the reason 40 cells
+        self._file_width = max(FILE_WIDTH, min(64, width - 12 - 11 - 6 - 10 - 2 - 40)) if wide else REPORT_WIDTH
+        table.add_column("File" if wide else "Report", key="file", width=self._file_width)
+        # 5 columns of 1 cell padding on each side, and the scroll bar
+        self._reason_width = max(12, width - 12 - 11 - 6 - self._file_width - 10 - 2)
+        table.add_column("Reason", key="reason", width=self._reason_width)
+
+    def on_resize(self) -> None:
+        width = self.size.width
+        if width and width != self._columns_for:
+            self._setup_columns()
+            if self.outcomes:
+                self._fill()
 
     def on_screen_resume(self) -> None:
         """Each time the screen is shown: list and verify again (unchanged files come from the
@@ -254,24 +294,23 @@ class VerifyScreen(AppScreen):
         for o in self.outcomes:
             shown = self._shown_status(o, content)[0]
             counts[shown] = counts.get(shown, 0) + 1
-        text = Text(no_wrap=True, overflow="ellipsis")
+        # Whole parts, the least needed left out first when the line is too long.
         purged = sum(1 for o in self.outcomes if o.purged_at is not None)
-        text.append(f"{len(self.outcomes) - purged} local reports", style="bold")
+        parts: list[tuple[Text | str, int]] = [
+            (Text(plural(len(self.outcomes) - purged, "local report"), style="bold"), 0)]
         if purged:
-            text.append(f" (+{purged} purged)", style="dim")
+            parts.append((Text(f"+{purged:,} purged", style="dim"), 1))
         order: tuple[st.VerifyStatus | ProblemKind, ...] = (*st.VALIDATOR_STATUSES, ProblemKind.STALE,
                                                             ProblemKind.FEW_ROWS)
         for status in order:
             if counts.get(status):
-                text.append("  ")
-                text.append_text(self._status_cell(status))
-                text.append(f" {counts[status]}")
-        text.append(f"  · {SORTS[self._sort][0]}", style="dim")
+                parts.append((self._status_cell(status) + Text(f" {counts[status]:,}"), 0))
         if self._filter:
-            text.append("  · filter: ", style="dim")
-            text.append(escape_name(self._filter), style="dim")
-        text.append("  · enter details", style="dim")
-        return text
+            parts.append((Text(f"filter: {escape_name(self._filter)}", style="dim"), 0))
+        parts.append((Text(SORTS[self._sort][0], style="dim"), 2))
+        parts.append((Text("enter details", style="dim"), 3))
+        width = (self.size.width or self.app.size.width or 80) - 2
+        return fit_parts(parts, width, separator="  ")
 
     def _fill(self) -> None:
         table = self.query_one(DataTable)
@@ -293,8 +332,9 @@ class VerifyScreen(AppScreen):
                 self._status_cell(status),
                 local_time(r.delivered_at, self.app.profile.timezone),
                 Text(f"{r.rows:,}" if r.rows is not None else "—", justify="right"),
-                short_name(r.name, FILE_WIDTH),
-                Text(escape_name(reason), no_wrap=True, overflow="ellipsis"),
+                (short_name(r.name, self._file_width) if self._file_width != REPORT_WIDTH
+                 else Text(fit_words(escape_name(r.report or r.name), self._file_width), no_wrap=True)),
+                Text(self._reason_text(r, status, reason), no_wrap=True),
                 key=("purged:" if o.purged_at is not None else "") + r.path,
             )
         if keep is not None:
@@ -308,6 +348,16 @@ class VerifyScreen(AppScreen):
             then = ("Download reports (2, a, d) or press v to look again." if not self.outcomes
                     else "Press / to change it.")
             self._status(Text(f"{hint}. {then}", style="italic"))
+
+    def _reason_text(self, r: VerifyResult, status: st.VerifyStatus | ProblemKind, reason: str) -> str:
+        """The reason in its column: whole, else the status's short reason, else whole words."""
+        shown = escape_name(reason)
+        if len(shown) <= self._reason_width:
+            return shown
+        short = _SHORT_REASON.get(status)
+        if status == st.OK and r.rows is not None:
+            short = plural(r.rows, "data row")
+        return fit_words(short or shown, self._reason_width)
 
     def _current(self) -> VerifyOutcome | None:
         table = self.query_one(DataTable)
