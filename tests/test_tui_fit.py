@@ -354,3 +354,32 @@ async def test_verify_and_queue_at_80_columns_cut_no_word(demo_remote, home):
         assert any("no data rows" in line for line in lines)  # the empty report's reason
         assert not any(re.search(r"\bdata row\s*$", line.rstrip(" ▁▂▃▄▅▆▇█")) for line in lines)
         assert await cut_words(pilot) == set()
+
+
+def test_sizes_in_progress_are_written_as_everywhere_else():
+    from tui.widgets.formatting import human_size, size_of
+
+    assert human_size(9_700) == "9.7 kB"
+    assert size_of(0, 9_700) == "0 B/9.7 kB"
+    assert size_of(4_100, 9_700) == "4.1/9.7 kB"
+    assert size_of(512_000, 1_200_000) == "512 kB/1.2 MB"
+
+
+async def test_queue_detail_line_wraps_under_its_first_word(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        await pilot.press("2", "a", "d", "3")
+        await _settle(pilot)
+        job = app.board.jobs[app.screen._cursor_name()]
+        job.state = "failed"  # as a failed transfer leaves it, with a long reason
+        job.reason = ("the server closed the connection while the file was being read; the part "
+                      "file is kept and a later download resumes it")
+        job.version += 1
+        app._post_queue_changed()
+        await pilot.pause(0.3)
+        lines = screen_lines(app)
+        start = next(i for i, line in enumerate(lines) if "the server closed" in line)
+        first, second = lines[start], lines[start + 1]
+        assert second.strip() and not second.startswith(" ✓") and not second.startswith(" c ")
+        assert len(second) - len(second.lstrip()) == first.index("the server"), (first, second)

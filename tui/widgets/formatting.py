@@ -40,6 +40,16 @@ def human_size(n: int | float | None) -> str:
     return f"{n:.0f} TB"  # pragma: no cover - the loop always returns
 
 
+def size_of(done: int | float, total: int | float) -> str:
+    """Progress in bytes as sizes are written everywhere: ``4.1/9.7 kB`` in one unit, else
+    ``0 B/9.7 kB``."""
+    have, whole = human_size(done), human_size(total)
+    unit = whole.rsplit(" ", 1)[-1]
+    if have.endswith(" " + unit):
+        return f"{have[: -len(unit) - 1]}/{whole}"
+    return f"{have}/{whole}"
+
+
 def plural(count: int, word: str, many: str | None = None) -> str:
     """``1 file``, ``2 files``; ``many`` for irregular plurals (``1 copy``, ``2 copies``)."""
     return f"{count:,} {word if count == 1 else (many or word + 's')}"
@@ -178,7 +188,7 @@ def report_file_text(name: str, report: str, width: int) -> Text:
     if base and shown.startswith(base):
         rest = shown[len(base):]
         room = width - cell_len(rest)
-        if room >= min(12, cell_len(base)):
+        if room >= min(6, cell_len(base)):
             return Text(fit_words(base, room) + rest, no_wrap=True)
     return name_text(name, width)
 
