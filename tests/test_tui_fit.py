@@ -383,3 +383,46 @@ async def test_queue_detail_line_wraps_under_its_first_word(demo_remote, home):
         first, second = lines[start], lines[start + 1]
         assert second.strip() and not second.startswith(" ✓") and not second.startswith(" c ")
         assert len(second) - len(second.lstrip()) == first.index("the server"), (first, second)
+
+
+# -- toasts ---------------------------------------------------------------------------------------
+
+
+def _toasts(app):
+    from textual.widgets._toast import Toast
+
+    return list(app.screen.query(Toast))
+
+
+async def test_toasts_are_few_replace_their_subject_and_hide_no_row(demo_remote, home):
+    app = _app(profile_for(demo_remote, home), auto_connect=False)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await pilot.pause()
+        app.notify("Downloads finished: 8 done, 0 failed.")
+        app.notify("Downloads finished: 16 done, 0 failed.")  # the next batch: same subject
+        await pilot.pause(0.2)
+        shown = _toasts(app)
+        assert [str(t._notification.message) for t in shown] == ["Downloads finished: 16 done, 0 failed."]
+        for i in range(4):
+            app.notify(f"toast number {i}")
+        await pilot.pause(0.2)
+        shown = _toasts(app)
+        assert len(shown) == 2  # not four deep
+        assert [t._notification.message for t in shown] == ["toast number 2", "toast number 3"]
+        # at the top right, over the title bar and the navigation line, not over the screen's rows
+        assert all(t.region.bottom <= 4 and t.region.x >= 30 for t in shown), [t.region for t in shown]
+        await pilot.press("question_mark")  # the help window stays readable below them
+        await pilot.pause(0.2)
+        assert all(t.region.bottom <= 4 for t in _toasts(app))
+
+
+async def test_one_file_queued_says_one_file(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await _settle(pilot)
+        app.clear_notifications()
+        await pilot.press("2", "space", "d")
+        await pilot.pause(0.2)
+        messages = [n.message for n in app._notifications]
+        assert "1 file queued: 3 shows the queue." in messages, messages
+        assert not any("1 files" in m for m in messages)

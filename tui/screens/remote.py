@@ -426,7 +426,7 @@ class RemoteScreen(AppScreen):
         added = wanted - self.selected
         self.selected |= wanted
         self._redraw_selection(added)
-        self.notify(f"{len(wanted)} files not held here are selected. Press d to download them.")
+        self.notify(f"{plural(len(wanted), 'file')} not held here selected: d downloads them.")
 
     def action_download(self) -> None:
         names = [n for n in self.shown if n in self.selected] or sorted(self.selected)
@@ -444,8 +444,7 @@ class RemoteScreen(AppScreen):
         if not names:
             names = [r.name for r in sorted(self.rows.values(), key=_delivered_key) if r.state in WANTED_STATES]
         if not names:
-            self.notify("Nothing to download: every file is downloaded already. "
-                        "Select files with space to fetch them again.")
+            self.notify("Every file is downloaded; space selects one to fetch again.")
             return
         added = self.app.queue_downloads(names)
         cleared = set(self.selected)
@@ -453,7 +452,7 @@ class RemoteScreen(AppScreen):
         self._redraw_selection(cleared)
         self._update_queue_cells()
         if not self.app.board.paused:  # else the app asks whether to resume
-            self.notify(f"{added} files queued for download. Press 3 to watch the queue.")
+            self.notify(f"{plural(added, 'file')} queued: 3 shows the queue.")
 
     def action_cycle_sort(self) -> None:
         self.sort_index = (self.sort_index + 1) % len(SORTS)
