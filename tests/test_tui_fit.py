@@ -426,3 +426,71 @@ async def test_one_file_queued_says_one_file(demo_remote, home):
         messages = [n.message for n in app._notifications]
         assert "1 file queued: 3 shows the queue." in messages, messages
         assert not any("1 files" in m for m in messages)
+
+
+# -- details windows: wrapped values under their first word ------------------------------------
+
+
+async def test_file_details_wrap_values_under_their_column(long_names_remote, home):
+    app = _app(profile_for(long_names_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        await pilot.press("2", "down", "enter")  # a long-named file
+        await pilot.pause(0.3)
+        assert app.screen.__class__.__name__ == "FileDetailsModal"
+        lines = screen_lines(app)
+        start = next(i for i, line in enumerate(lines) if "Name" in line and "Circulation" in line)
+        column = lines[start].index("Circulation")
+        following = lines[start + 1]
+        assert following[column:].strip() and not following[:column].strip("│┃█▌▐ "), following
+
+
+async def test_heatmap_day_panel_wraps_under_its_first_word(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        await pilot.press("5")
+        await pilot.pause(0.3)
+        lines = screen_lines(app)
+        top = next(i for i, line in enumerate(lines) if line.startswith("─") or line.startswith(" ─")
+                   or set(line.strip()) == {"─"})
+        panel = [line for line in lines[top + 1:-1] if line.strip()]
+        assert len(panel) >= 3
+        labels = ("File ", "Why ", "Next ")
+        for line in panel[1:]:
+            body = line[1:]
+            if not body.startswith(labels):
+                assert body.startswith("  "), line  # a continuation, indented
+
+
+async def test_heatmap_lands_on_a_run_day_and_cuts_no_month(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        await pilot.press("5", "right_square_bracket")  # the weekly report: Mondays only
+        await pilot.pause(0.3)
+        widget = app.screen.query_one("HeatmapWidget")
+        assert app.screen.report.name.startswith("Weekly")
+        cell = widget.selected_cell
+        assert cell is not None and cell.kind not in ("none", "not-expected"), cell
+        assert widget.selected.weekday() == 0
+        assert await cut_words(pilot) == set()
+
+
+def test_month_label_at_the_right_edge_is_whole_or_left_out():
+    from datetime import date
+
+    from tui.core import heatmap as hm
+    from tui.widgets.heatmap import HeatmapWidget
+
+    # A history whose last visible week holds 1 Dec: "Dec" gets two cells at the right edge.
+    for today in (date(2026, 12, 1), date(2026, 12, 3), date(2026, 12, 6)):
+        runs = []
+        grid = hm.build_grid(runs, today=today, since=date(2026, 8, 3))
+        assert grid.columns > 10
+        widget = HeatmapWidget(grid)
+        for count in range(1, grid.columns + 1):
+            line = widget._month_line(grid.columns - count, count).plain
+            for word in line.split():
+                assert word in {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                                "Nov", "Dec"} or word.isdigit(), (today, count, line)

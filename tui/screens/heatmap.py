@@ -28,6 +28,7 @@ from tui.messages import DataRefreshed
 from tui.screens.base import AppScreen
 from tui.state import ScreenName
 from tui.widgets.footer import FitFooter
+from tui.widgets.formatting import hang_text
 from tui.widgets.heatmap import HeatmapWidget
 from tui.widgets.navbar import NavBar
 
@@ -109,6 +110,10 @@ class HeatmapScreen(AppScreen):
 
     def on_resize(self) -> None:
         self.query_one("#heatmap-body").set_class(self.size.width >= self.WIDE, "wide")
+        widget = self.query_one(HeatmapWidget)
+        if widget.grid is not None:  # the day's text is wrapped to the panel's width
+            self.call_after_refresh(lambda: self.query_one("#heatmap-day", Static).update(
+                self.detail_text(widget.selected_cell)))
 
     def on_mount(self) -> None:
         self.query_one("#heatmap-body").set_class(self.app.size.width >= self.WIDE, "wide")
@@ -239,28 +244,31 @@ class HeatmapScreen(AppScreen):
             today=hm.today_in(self.tz),
             thresholds=self._grid.thresholds,
         )
-        out = Text()
+        # Wrapped lines start under the first word after their label, not at the left edge.
+        width = self.query_one("#heatmap-day", Static).content_size.width or self.size.width or 80
         style = _KIND_STYLE.get(detail.kind, "bold")
-        out.append(hm.glyph(cell) + " ", style=style)
-        out.append(detail.title, style="bold")
-        out.append("  ")
-        out.append(detail.meaning, style="italic")
+        title = Text()
+        title.append(detail.title, style="bold")
+        title.append("  ")
+        title.append(detail.meaning, style="italic")
+        lines = [hang_text(Text(hm.glyph(cell) + " ", style=style), title, width)]
         if detail.facts:
-            out.append("\n")
+            facts = Text()
             for i, (label, value) in enumerate(detail.facts):
                 if i:
-                    out.append(" · ", style="dim")
-                out.append(f"{label} ", style="bold")
-                out.append(value)
+                    facts.append(" · ", style="dim")
+                facts.append(f"{label} ", style="bold")
+                facts.append(value)
+            lines.append(hang_text("  ", facts, width))
+        labelled: list[tuple[str, Text]] = []
         for name in detail.files:
-            out.append("\nFile ", style="bold")
-            out.append(escape_name(name))
+            value = Text(escape_name(name))
             if name in detail.purged:
-                out.append(" (purged)", style="dim")
-        for reason in detail.reasons:
-            out.append("\nWhy ", style="bold")
-            out.append(escape_name(reason))
-        for step in detail.steps:
-            out.append("\nNext ", style="bold")
-            out.append(escape_name(step))
+                value.append(" (purged)", style="dim")
+            labelled.append(("File ", value))
+        labelled += [("Why ", Text(escape_name(r))) for r in detail.reasons]
+        labelled += [("Next ", Text(escape_name(step))) for step in detail.steps]
+        for label, body in labelled:
+            lines.append(hang_text(Text(label, style="bold"), body, width))
+        out = Text("\n").join(lines)
         return out

@@ -17,6 +17,7 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
@@ -234,15 +235,13 @@ class FileDetailsModal(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         row = self.row
         tz = self.tz
-        text = Text()
+        # Label and value columns: a long value wraps under its own first word.
+        text = Table.grid()
+        text.add_column(width=13, no_wrap=True)
+        text.add_column(ratio=1)
 
         def line(label: str, value: Text | str) -> None:
-            text.append(f"{label:<13}", style="bold")
-            if isinstance(value, Text):
-                text.append_text(value)
-            else:
-                text.append(str(value))
-            text.append("\n")
+            text.add_row(Text(label, style="bold"), value if isinstance(value, Text) else Text(str(value)))
 
         line("Name", escape_name(row.name))
         line("Report", escape_name(row.report))

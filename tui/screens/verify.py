@@ -42,7 +42,7 @@ from tui.core import clock
 from tui.core import status as st
 from tui.core.health import Problem, content_problems_by_file
 from tui.core.local_reports import VerifyOutcome, empty_on_open_day
-from tui.core.model import ProblemKind, VerifyResult
+from tui.core.model import Audience, ProblemKind, VerifyResult
 from tui.core.names import escape_name
 from tui.core.validate import identifier_like, normalize_column, preview_rows
 from tui.messages import DataRefreshed, PreviewLoaded, ReportsVerified, VerifyFinished, VerifyProgress
@@ -51,7 +51,7 @@ from tui.screens.export import ExportModal, export_toast
 from tui.state import ScreenName
 from tui.widgets import toasts
 from tui.widgets.footer import FitFooter
-from tui.widgets.formatting import fit_parts, fit_words, local_time, plural, verify_cell
+from tui.widgets.formatting import fit_parts, fit_words, hang, local_time, plural, verify_cell
 from tui.widgets.navbar import NavBar
 from tui.widgets.table import DetailsTable
 
@@ -496,20 +496,16 @@ class VerifyScreen(AppScreen):
                         f"{local_time(outcome.purged_at, self.app.profile.timezone, with_year=True)}", style="bold")
         elif outcome.cached:
             head.append(" · from the cache", style="dim")
-        parts: list[RenderableType] = [head, self._columns_text(r)]
-        if r.message:
-            msg = Text()
-            msg.append("Validator: ", style="bold")
-            msg.append(escape_name(r.message))  # may quote a sheet or column name from the file
-            parts.append(msg)
+        # Wrapped lines start under the first word after their label, not at the left edge.
+        columns = self._columns_text(r)
+        label = Text("Columns: ", style="bold")
+        parts: list[RenderableType] = [head, hang(label, columns[len(label):])]
+        if r.message:  # may quote a sheet or column name from the file
+            parts.append(hang(Text("Validator: ", style="bold"), Text(escape_name(r.message))))
         for problem in self._shown_status(outcome, self._content())[1]:
-            msg = Text()
-            msg.append_text(self._status_cell(problem.kind))
-            msg.append(f" ({problem.severity}): ", style="bold")
-            msg.append(escape_name(problem.message))
-            msg.append("\nNext: ", style="bold")
-            msg.append(escape_name(problem.next_step))
-            parts.append(msg)
+            lead = self._status_cell(problem.kind) + Text(f" ({problem.severity}): ", style="bold")
+            parts.append(hang(lead, Text(escape_name(problem.message))))
+            parts.append(hang(Text("Next: ", style="bold"), Text(escape_name(problem.step(Audience.APP)))))
         if outcome.purged_at is not None:
             note = Text()
             note.append(f"First {PREVIEW_ROWS} rows", style="bold")

@@ -7,12 +7,13 @@ interpreted as markup (``Text`` is built from plain strings, after
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 
 from rich.cells import cell_len, set_cell_size
-from rich.console import RenderableType
+from rich.console import Console, RenderableType
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -289,6 +290,28 @@ def hang(lead: Text | str, body: RenderableType, indent: int = 0) -> Table:
     grid.add_column(ratio=1)
     grid.add_row(lead_text, body)
     return grid
+
+
+_MEASURE = Console(file=io.StringIO(), width=400, color_system=None)
+
+
+def hang_text(lead: Text | str, body: Text, width: int) -> Text:
+    """Like :func:`hang`, as one ``Text`` wrapped at ``width`` cells (for a ``Static`` whose
+    text is read back): the body's wrapped lines start under its first word."""
+    lead_text = lead if isinstance(lead, Text) else Text(lead)
+    room = max(10, width - lead_text.cell_len)
+    lines = body.wrap(_MEASURE, room)
+    out = Text()
+    for i, line in enumerate(lines):
+        if i:
+            out.append("\n" + " " * lead_text.cell_len)
+        else:
+            out.append_text(lead_text)
+        line.rstrip()
+        out.append_text(line)
+    if not lines:
+        out.append_text(lead_text)
+    return out
 
 
 def indented(body: RenderableType, indent: int) -> Table:
