@@ -28,7 +28,7 @@ from tui.messages import DataRefreshed
 from tui.screens.base import AppScreen
 from tui.state import ScreenName
 from tui.widgets.footer import FitFooter
-from tui.widgets.formatting import hang_text
+from tui.widgets.hanging import HangingText, Line
 from tui.widgets.heatmap import HeatmapWidget
 from tui.widgets.navbar import NavBar
 
@@ -105,15 +105,11 @@ class HeatmapScreen(AppScreen):
         with Container(id="heatmap-body"):
             yield HeatmapWidget(id="heatmap")
             with VerticalScroll(id="heatmap-detail"):
-                yield Static(id="heatmap-day")
+                yield HangingText(id="heatmap-day")
         yield FitFooter()
 
     def on_resize(self) -> None:
         self.query_one("#heatmap-body").set_class(self.size.width >= self.WIDE, "wide")
-        widget = self.query_one(HeatmapWidget)
-        if widget.grid is not None:  # the day's text is wrapped to the panel's width
-            self.call_after_refresh(lambda: self.query_one("#heatmap-day", Static).update(
-                self.detail_text(widget.selected_cell)))
 
     def on_mount(self) -> None:
         self.query_one("#heatmap-body").set_class(self.app.size.width >= self.WIDE, "wide")
@@ -203,12 +199,9 @@ class HeatmapScreen(AppScreen):
         report = self.report
         if report is None:
             title.update(Text("Heatmap: no reports yet", style="bold"))
-            self.query_one("#heatmap-day", Static).update(
-                Text(
-                    "No deliveries are recorded yet. Refresh the server listing (r) or run "
-                    "'report-keeper sync'; every report then gets its calendar here."
-                )
-            )
+            self.query_one("#heatmap-day", HangingText).set_lines([("", Text(
+                "No deliveries are recorded yet. Refresh the server listing (r) or run "
+                "'report-keeper sync'; every report then gets its calendar here."))])
             return
         today = hm.today_in(self.tz)
         self._grid = hm.build_grid(report.runs, today=today)
@@ -232,11 +225,13 @@ class HeatmapScreen(AppScreen):
     # ------------------------------------------------------------------ the selected day
     def on_heatmap_widget_day_selected(self, message: HeatmapWidget.DaySelected) -> None:
         self._selected = message.day
-        self.query_one("#heatmap-day", Static).update(self.detail_text(message.cell))
+        self.query_one("#heatmap-day", HangingText).set_lines(self.detail_lines(message.cell))
 
-    def detail_text(self, cell: hm.Cell | None) -> Text:
+    def detail_lines(self, cell: hm.Cell | None) -> list[Line]:
+        """The selected day: what it is, its facts, files, reasons and next steps; wrapped
+        lines start under the first word after their label, not at the left edge."""
         if cell is None or self.report is None or self._grid is None:
-            return Text("")
+            return []
         detail = hm.day_detail(
             cell,
             problems=self.report.problems,
@@ -244,14 +239,12 @@ class HeatmapScreen(AppScreen):
             today=hm.today_in(self.tz),
             thresholds=self._grid.thresholds,
         )
-        # Wrapped lines start under the first word after their label, not at the left edge.
-        width = self.query_one("#heatmap-day", Static).content_size.width or self.size.width or 80
         style = _KIND_STYLE.get(detail.kind, "bold")
         title = Text()
         title.append(detail.title, style="bold")
         title.append("  ")
         title.append(detail.meaning, style="italic")
-        lines = [hang_text(Text(hm.glyph(cell) + " ", style=style), title, width)]
+        lines: list[Line] = [(Text(hm.glyph(cell) + " ", style=style), title)]
         if detail.facts:
             facts = Text()
             for i, (label, value) in enumerate(detail.facts):
@@ -259,16 +252,12 @@ class HeatmapScreen(AppScreen):
                     facts.append(" · ", style="dim")
                 facts.append(f"{label} ", style="bold")
                 facts.append(value)
-            lines.append(hang_text("  ", facts, width))
-        labelled: list[tuple[str, Text]] = []
+            lines.append(("  ", facts))
         for name in detail.files:
             value = Text(escape_name(name))
             if name in detail.purged:
                 value.append(" (purged)", style="dim")
-            labelled.append(("File ", value))
-        labelled += [("Why ", Text(escape_name(r))) for r in detail.reasons]
-        labelled += [("Next ", Text(escape_name(step))) for step in detail.steps]
-        for label, body in labelled:
-            lines.append(hang_text(Text(label, style="bold"), body, width))
-        out = Text("\n").join(lines)
-        return out
+            lines.append((Text("File ", style="bold"), value))
+        lines += [(Text("Why ", style="bold"), Text(escape_name(r))) for r in detail.reasons]
+        lines += [(Text("Next ", style="bold"), Text(escape_name(step))) for step in detail.steps]
+        return lines
