@@ -475,10 +475,8 @@ class VerifyScreen(AppScreen):
 
     def detail_renderable(self, outcome: VerifyOutcome) -> RenderableType:
         r = outcome.result
+        name = Text(escape_name(r.name), style="bold")
         head = Text()
-        head.append(escape_name(r.name), style="bold")
-        head.append("\n")
-        head.append_text(self._status_cell(r.status))
         if r.rows is not None:
             head.append(f" · {r.rows:,} data rows")
         if r.header_row is not None:
@@ -499,7 +497,8 @@ class VerifyScreen(AppScreen):
         # Wrapped lines start under the first word after their label, not at the left edge.
         columns = self._columns_text(r)
         label = Text("Columns: ", style="bold")
-        parts: list[RenderableType] = [head, hang(label, columns[len(label):])]
+        parts: list[RenderableType] = [name, hang(self._status_cell(r.status), head),
+                                       hang(label, columns[len(label):])]
         if r.message:  # may quote a sheet or column name from the file
             parts.append(hang(Text("Validator: ", style="bold"), Text(escape_name(r.message))))
         for problem in self._shown_status(outcome, self._content())[1]:
