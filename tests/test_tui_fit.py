@@ -494,3 +494,16 @@ def test_month_label_at_the_right_edge_is_whole_or_left_out():
             for word in line.split():
                 assert word in {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
                                 "Nov", "Dec"} or word.isdigit(), (today, count, line)
+
+
+def test_short_report_names_tell_reports_apart_in_whole_words():
+    from tui.widgets.formatting import short_report_names
+
+    names = ["Loans Per Patron From 3 Days Ago", "Loans Per Patron From 7 Days Ago", "Weekly Loans By User Group"]
+    short = short_report_names(names, 18)
+    assert short["Weekly Loans By User Group"] == "Weekly Loans By…"
+    assert short["Loans Per Patron From 3 Days Ago"] == "Loans…3 Days Ago"
+    assert short["Loans Per Patron From 7 Days Ago"] == "Loans…7 Days Ago"
+    assert len(set(short.values())) == 3
+    assert short_report_names(["Loans Per Patron From 3 Days Ago"], 18) == {
+        "Loans Per Patron From 3 Days Ago": "Loans Per Patron…"}

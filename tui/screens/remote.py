@@ -52,6 +52,7 @@ from tui.widgets.formatting import (
     mono,
     plural,
     report_file_text,
+    short_report_names,
     state_cell,
     verify_cell,
 )
@@ -129,6 +130,9 @@ class RemoteScreen(AppScreen):
         self._filter_timer: Timer | None = None
         self._cell_cache: dict[tuple[object, ...], Text] = {}
         self._resize_timer: Timer | None = None
+        self._short_names: dict[str, str] = {}  # report -> its name in the narrow Report column
+        self._short_for = 0  # the column width they were made for (0: to be made)
+        self._short_version = 0
         self._fitted_width: int | None = None
 
     def compose(self) -> ComposeResult:
@@ -176,6 +180,7 @@ class RemoteScreen(AppScreen):
             return
         self._snapshot_version = snapshot.version
         self.rows = {r.name: r for r in snapshot.rows}
+        self._short_for = 0  # the reports may have changed: their short names are made again
         self.selected &= set(self.rows)
         self._populate()
 
@@ -281,10 +286,15 @@ class RemoteScreen(AppScreen):
         Delivered column tells a report's files apart)."""
         if self._wide:
             return report_file_text(row.name, row.report, width)
-        key = ("report", row.report, width)
+        if self._short_for != width:
+            self._short_names = short_report_names((escape_name(r.report) for r in self.rows.values()), width)
+            self._short_for = width
+            self._short_version += 1
+        key = ("report", row.report, width, self._short_version)
         cell = self._cell_cache.get(key)
         if cell is None:
-            cell = self._cell_cache[key] = Text(fit_words(escape_name(row.report), width), no_wrap=True)
+            shown = escape_name(row.report)
+            cell = self._cell_cache[key] = Text(self._short_names.get(shown) or fit_words(shown, width), no_wrap=True)
         return cell
 
     def _matches(self, row: RemoteRow, needle: str) -> bool:

@@ -51,7 +51,7 @@ from tui.screens.export import ExportModal, export_toast
 from tui.state import ScreenName
 from tui.widgets import toasts
 from tui.widgets.footer import FitFooter
-from tui.widgets.formatting import fit_parts, fit_words, hang, local_time, plural, verify_cell
+from tui.widgets.formatting import fit_parts, fit_words, hang, local_time, plural, short_report_names, verify_cell
 from tui.widgets.navbar import NavBar
 from tui.widgets.table import DetailsTable
 
@@ -321,6 +321,8 @@ class VerifyScreen(AppScreen):
         shown.sort(key=SORTS[self._sort][1])
         self._shown = shown
         content = self._content()
+        short = short_report_names((escape_name(o.result.report or o.result.name) for o in self.outcomes),
+                                   self._file_width)
         for o in shown:
             r = o.result
             status, problems = self._shown_status(o, content)
@@ -333,7 +335,7 @@ class VerifyScreen(AppScreen):
                 local_time(r.delivered_at, self.app.profile.timezone),
                 Text(f"{r.rows:,}" if r.rows is not None else "—", justify="right"),
                 (short_name(r.name, self._file_width) if self._file_width != REPORT_WIDTH
-                 else Text(fit_words(escape_name(r.report or r.name), self._file_width), no_wrap=True)),
+                 else Text(short[escape_name(r.report or r.name)], no_wrap=True)),
                 Text(self._reason_text(r, status, reason), no_wrap=True),
                 key=("purged:" if o.purged_at is not None else "") + r.path,
             )

@@ -252,6 +252,30 @@ def fit_words(text: str, width: int) -> str:
     return (head or set_cell_size(text, width - 1)) + ELLIPSIS
 
 
+def short_report_names(names: Iterable[str], width: int) -> dict[str, str]:
+    """Each report's name in ``width`` cells, in whole words, told apart from the others:
+    ``Loans Per Patron…`` when that is the only report so starting, else its first word and
+    the words that differ, ``Loans…3 Days Ago`` and ``Loans…7 Days Ago``."""
+    names = sorted(set(names))
+    first = {name: fit_words(name, width) for name in names}
+    clashes: dict[str, list[str]] = {}
+    for name in names:
+        clashes.setdefault(first[name], []).append(name)
+    out = dict(first)
+    for group in clashes.values():
+        if len(group) < 2:
+            continue
+        split = [name.split(" ") for name in group]
+        common = 0
+        while all(len(w) > common for w in split) and len({tuple(w[: common + 1]) for w in split}) == 1:
+            common += 1
+        for name, words in zip(group, split, strict=True):
+            if common == 0 or common >= len(words):
+                continue
+            out[name] = fit_words(words[0] + ELLIPSIS + " ".join(words[common:]), width)
+    return out
+
+
 def fit_parts(parts: Sequence[tuple[Text | str, int]], width: int, separator: str = " · ") -> Text:
     """One line of ``parts`` (text, rank) that fits ``width`` cells, in their order.
 
