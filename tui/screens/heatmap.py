@@ -247,17 +247,17 @@ class HeatmapScreen(AppScreen):
         lines: list[Line] = [(Text(hm.glyph(cell) + " ", style=style), title)]
         if detail.facts:
             facts = Text()
-            for i, (label, value) in enumerate(detail.facts):
+            for i, (label, fact) in enumerate(detail.facts):
                 if i:
                     facts.append(" · ", style="dim")
                 facts.append(f"{label} ", style="bold")
-                facts.append(value)
+                facts.append(fact)
             lines.append(("  ", facts))
         for name in detail.files:
-            value = Text(escape_name(name))
+            file = Text(escape_name(name))
             if name in detail.purged:
-                value.append(" (purged)", style="dim")
-            lines.append((Text("File ", style="bold"), value))
+                file.append(" (purged)", style="dim")
+            lines.append((Text("File ", style="bold"), file))
         lines += [(Text("Why ", style="bold"), Text(escape_name(r))) for r in detail.reasons]
         lines += [(Text("Next ", style="bold"), Text(escape_name(step))) for step in detail.steps]
         return lines
