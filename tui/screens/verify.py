@@ -299,7 +299,7 @@ class VerifyScreen(AppScreen):
         parts: list[tuple[Text | str, int]] = [
             (Text(plural(len(self.outcomes) - purged, "local report"), style="bold"), 0)]
         if purged:
-            parts.append((Text(f"+{purged:,} purged", style="dim"), 1))
+            parts.append((Text(f"(+{purged:,} purged)", style="dim"), 1))
         order: tuple[st.VerifyStatus | ProblemKind, ...] = (*st.VALIDATOR_STATUSES, ProblemKind.STALE,
                                                             ProblemKind.FEW_ROWS)
         for status in order:
