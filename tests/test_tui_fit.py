@@ -332,7 +332,7 @@ async def test_health_at_80_columns_cuts_no_word(demo_remote, home):
     app = _app(profile_for(demo_remote, home))
     async with app.run_test(size=(80, 24)) as pilot:
         await _settle(pilot)
-        for _ in range(4):
+        for _ in range(2):  # the top, then the problems
             assert await cut_words(pilot) == set()
             await pilot.press("pagedown")
             await pilot.pause(0.2)

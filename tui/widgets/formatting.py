@@ -338,11 +338,6 @@ def hang_text(lead: Text | str, body: Text, width: int) -> Text:
     return out
 
 
-def indented(body: RenderableType, indent: int) -> Table:
-    """``body`` with every line, wrapped ones too, ``indent`` cells in."""
-    return hang("", body, indent)
-
-
 # --------------------------------------------------------------------------------------------
 # NO_COLOR: weight instead of colour
 
@@ -377,7 +372,3 @@ def mono(text: Text, no_color: bool = True) -> Text:
     for span in text.spans:
         out.stylize(mono_style(span.style), span.start, span.end)
     return out
-
-
-def join_lines(lines: Iterable[Text]) -> Text:
-    return Text("\n").join(lines)
