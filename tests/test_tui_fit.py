@@ -507,3 +507,20 @@ def test_short_report_names_tell_reports_apart_in_whole_words():
     assert len(set(short.values())) == 3
     assert short_report_names(["Loans Per Patron From 3 Days Ago"], 18) == {
         "Loans Per Patron From 3 Days Ago": "Loans Per Patron…"}
+
+
+def test_health_status_line_leaves_out_whole_parts():
+    from tui.core.model import ConnTestResult, StepOutcome, WriteTest
+    from tui.screens.health import status_line
+    from tui.state import ConnectionInfo, ConnectionState, DataSnapshot
+
+    test = ConnTestResult(ok=True, message="read-only", write_test=WriteTest.READ_ONLY,
+                          upload=StepOutcome.DENIED, download=StepOutcome.SKIPPED, delete=StepOutcome.SKIPPED)
+    info = ConnectionInfo(state=ConnectionState.CONNECTED, test=test)
+    snapshot = DataSnapshot(local_files=1, local_size=9_700)
+    wide = status_line(info, snapshot, 200).plain
+    assert wide == ("● connected · test: upload denied, download skipped, delete skipped · "
+                    "local: 1 file, 9.7 kB")
+    narrow = status_line(info, snapshot, 78).plain
+    assert narrow == "● connected · test: upload denied, download skipped, delete skipped"
+    assert status_line(info, snapshot, 40).plain == "● connected"

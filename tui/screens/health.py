@@ -33,6 +33,7 @@ from tui.screens.base import AppScreen
 from tui.state import ConnectionInfo, ConnectionState, DataSnapshot, ScreenName
 from tui.widgets.footer import FitFooter
 from tui.widgets.formatting import (
+    fit_parts,
     fit_words,
     hang,
     home_relative,
@@ -41,6 +42,7 @@ from tui.widgets.formatting import (
     local_time,
     mono,
     name_text,
+    plural,
     report_file_text,
     severity_text,
     short_day,
@@ -236,24 +238,22 @@ def connection_text(connection: ConnectionInfo, tz: tzinfo) -> Text:
     return text
 
 
-def status_line(connection: ConnectionInfo, snapshot: DataSnapshot) -> Text:
-    """One line under the banner: connection, the Alma-style test, the local folder."""
-    text = Text(no_wrap=True, overflow="ellipsis")
+def status_line(connection: ConnectionInfo, snapshot: DataSnapshot, width: int = 78) -> Text:
+    """One line under the banner: connection, the Alma-style test, the local folder; parts
+    that do not fit ``width`` are left out whole (the sections below say them in full)."""
     label, style = _CONNECTION_LABEL[connection.state]
-    text.append(label, style=style)
     test = connection.test
-    text.append(" · test: ")
+    tested = Text("test: ")
     if connection.testing:
-        text.append("running…", style="italic")
+        tested.append("running…", style="italic")
     elif test is None:
-        text.append("press t", style="dim")
+        tested.append("press t", style="dim")
+    elif all(outcome == StepOutcome.OK for outcome in test.steps.values()):
+        tested.append("upload, download, delete ok", style=_STEP_STYLE[StepOutcome.OK])
     else:
-        if all(outcome == StepOutcome.OK for outcome in test.steps.values()):
-            text.append("upload, download, delete ok", style=_STEP_STYLE[StepOutcome.OK])
-        else:
-            _append_steps(text, test)
-    text.append(f" · local: {snapshot.local_files} files, {human_size(snapshot.local_size)}")
-    return text
+        _append_steps(tested, test)
+    local = f"local: {plural(snapshot.local_files, 'file')}, {human_size(snapshot.local_size)}"
+    return fit_parts([(Text(label, style=style), 0), (tested, 1), (local, 2)], width)
 
 
 def local_text(profile: Profile, snapshot: DataSnapshot) -> Text:
@@ -338,7 +338,8 @@ class HealthScreen(AppScreen):
         if app.no_color and css == Severity.CRITICAL:  # no red band: the banner itself reversed
             text.stylize("bold reverse")
         banner.update(text)
-        self.query_one("#health-status", Static).update(mono(status_line(app.connection, snapshot), app.no_color))
+        line = status_line(app.connection, snapshot, (self.size.width or 80) - 2)
+        self.query_one("#health-status", Static).update(mono(line, app.no_color))
         sections = {
             "#health-reports": reports_text(health, tz, now),
             "#health-connection": connection_text(app.connection, tz),
