@@ -47,6 +47,7 @@ from tui.widgets.formatting import (
     severity_text,
     short_day,
 )
+from tui.widgets.hanging import HangingText, Line
 from tui.widgets.navbar import NavBar
 
 _STEP_STYLE = {StepOutcome.OK: "green", StepOutcome.DENIED: "yellow", StepOutcome.FAILED: "bold red",
@@ -208,34 +209,31 @@ def _append_steps(text: Text, test: ConnTestResult) -> None:
         text.append(f"{step} {outcome}", style=_STEP_STYLE[outcome])
 
 
-def connection_text(connection: ConnectionInfo, tz: tzinfo) -> Text:
-    text = Text()
-    text.append("Connection\n", style="bold underline")
+def connection_lines(connection: ConnectionInfo, tz: tzinfo) -> list[Line]:
+    """The Connection section: its state, the failure, the Alma-style test; a long message
+    wraps under its own first word."""
+    lines: list[Line] = [("", Text("Connection", style="bold underline"))]
     state = connection.state
     label, style = _CONNECTION_LABEL[state]
-    text.append(f"  {label}", style=style)
+    lines.append(("  ", Text(label, style=style)))
     if connection.message and state == ConnectionState.FAILED:
-        text.append("\n    ")
-        text.append(escape_name(connection.message))
-    text.append("\n")
+        lines.append(("    ", Text(escape_name(connection.message))))
     test = connection.test
-    text.append("  Test (upload, download, delete): ")
+    text = Text()
     if connection.testing:
-        text.append("running…\n", style="italic")
+        text.append("running…", style="italic")
     elif test is None:
-        text.append("not run yet · press t\n", style="dim")
+        text.append("not run yet · press t", style="dim")
     else:
         _append_steps(text, test)
         if connection.tested_at is not None:
             text.append(f" · at {local_time(connection.tested_at, tz)}", style="dim")
-        text.append("\n")
-        if test.write_test != WriteTest.OK or not test.ok:
-            text.append("    ")
-            text.append(escape_name(test.message), style="yellow" if test.ok else "red")
-            text.append("\n")
-        if not test.ok and state == ConnectionState.CONNECTED:  # a listing has worked since
-            text.append("    That was before the last listing, which worked; t tests again.\n", style="dim")
-    return text
+    lines.append(("  Test (upload, download, delete): ", text))
+    if test is not None and not connection.testing and (test.write_test != WriteTest.OK or not test.ok):
+        lines.append(("    ", Text(escape_name(test.message), style="yellow" if test.ok else "red")))
+    if test is not None and not test.ok and state == ConnectionState.CONNECTED:  # a listing has worked since
+        lines.append(("    ", Text("That was before the last listing, which worked; t tests again.", style="dim")))
+    return lines
 
 
 def status_line(connection: ConnectionInfo, snapshot: DataSnapshot, width: int = 78) -> Text:
@@ -300,7 +298,7 @@ class HealthScreen(AppScreen):
         with VerticalScroll(id="health-body"):
             yield Static("", id="health-reports")
             yield Static("", id="health-problems")
-            yield Static("", id="health-connection")
+            yield HangingText(id="health-connection")
             yield Static("", id="health-local")
         yield FitFooter()
 
@@ -342,12 +340,15 @@ class HealthScreen(AppScreen):
         self.query_one("#health-status", Static).update(mono(line, app.no_color))
         sections = {
             "#health-reports": reports_text(health, tz, now),
-            "#health-connection": connection_text(app.connection, tz),
             "#health-local": local_text(app.profile, snapshot),
         }
         for selector, text in sections.items():
             text.rstrip()  # the sections' margin is the only gap between them
             self.query_one(selector, Static).update(mono(text, app.no_color))
+        lines = connection_lines(app.connection, tz)
+        if app.no_color:
+            lines = [(lead, mono(body)) for lead, body in lines]
+        self.query_one("#health-connection", HangingText).set_lines(lines)
         width = self.size.width - 3  # the body's padding and scroll bar
         self._rendered_width = self.size.width
         self.query_one("#health-problems", Static).update(problems_view(health, today, width, app.no_color))
