@@ -64,3 +64,21 @@ def test_check_prints_the_group_once_then_one_line_per_file():
     short = render(health, sc.profile(), width=100)
     assert len(short.splitlines()) <= 24
     assert "... and " in short
+
+
+def test_a_group_whose_steps_differ_points_where_each_step_is_said():
+    from datetime import date
+
+    from tui.core.model import Problem
+    from tui.core.problem_list import _group
+    from tui.core.status import Severity
+
+    problems = tuple(Problem(severity=Severity.WARNING, kind=ProblemKind.CHANGED, message=f"m{i}",
+                             next_step=f"step {i}", day=date(2026, 12, i + 1)) for i in range(3))
+    from tui.core.problem_list import Member
+
+    group = _group(ProblemKind.CHANGED, Severity.WARNING, tuple(Member(p, "R") for p in problems),
+                   date(2026, 12, 10))
+    assert group.message == "3 files changed on the server after they were downloaded"
+    assert group.step(Audience.APP) == "Each one's next step is on its day in the Heatmap (5)"
+    assert "check --json" in group.step(Audience.SHELL)

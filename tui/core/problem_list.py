@@ -133,7 +133,7 @@ def _common_step(problems: Sequence[Problem], audience: Audience) -> str:
         return ("Re-run each in Alma Analytics before its rescue-by date (beside it); past that "
                 "date, note the gap in your records")
     if audience == Audience.APP:
-        return "Each file's details (enter on Remote or Verify) say what to do"
+        return "Each one's next step is on its day in the Heatmap (5)"
     return "'report-keeper check --json' gives each one's next step"
 
 
