@@ -524,3 +524,26 @@ def test_health_status_line_leaves_out_whole_parts():
     narrow = status_line(info, snapshot, 78).plain
     assert narrow == "● connected · test: upload denied, download skipped, delete skipped"
     assert status_line(info, snapshot, 40).plain == "● connected"
+
+
+async def test_queue_summary_at_80_columns_never_ends_in_a_bare_label(demo_remote, home):
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        await pilot.press("2", "a", "d", "3")
+        await _settle(pilot)
+        # As a busy queue looks: some running fast, some queued, some failed, paused.
+        for i, job in enumerate(app.board.jobs.values()):
+            job.state = ("running", "queued", "failed", "done")[i % 4]
+            job.bytes_done, job.rate = job.size // 3, 21_000_000.0
+            job.reason = "the server closed the connection" if job.state == "failed" else ""
+            job.version += 1
+        app.board.paused = True
+        app._post_queue_changed()
+        await pilot.pause(0.3)
+        summary = screen_lines(app)[2].rstrip()
+        assert summary.endswith("PAUSED"), summary  # never left out
+        assert "running" in summary and "failed" in summary
+        before = summary.removesuffix("PAUSED").rstrip().removesuffix("·").rstrip()
+        assert not re.search(r"(ETA|·)$", before), summary  # every label keeps its value
+        assert await cut_words(pilot) == set()
