@@ -41,10 +41,11 @@ def test_advice_names_keys_in_the_app_and_commands_in_the_shell():
     health = _nothing_downloaded()
     (group,) = [e for e in tell(health) if isinstance(e, ProblemGroup) and e.kind == ProblemKind.NEAR_DELETION]
     app, shell = group.step(Audience.APP), group.step(Audience.SHELL)
-    assert app.startswith("Press a on Remote (2), then d,") and "report-keeper" not in app
+    assert app.startswith("Press d on Health (1) or Remote (2) before") and "report-keeper" not in app
     assert shell.startswith("Run 'report-keeper sync' before") and "press" not in shell.casefold()
     for p in health.problems:
-        assert "in the TUI" not in p.next_step and "in the app" not in p.next_step, p
+        assert "in the TUI" not in p.next_step and "(r in the app)" not in p.next_step, p
+        assert "in the app" not in p.step(Audience.APP), p
         if p.kind == ProblemKind.NEAR_DELETION:
             assert "report-keeper" not in p.step(Audience.APP)
             assert "press" not in p.step(Audience.SHELL).casefold()

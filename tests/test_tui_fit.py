@@ -25,6 +25,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
 )
 from tui.app import create_app
 from tui.core.ledger import Ledger
+from tui.core.model import JobState
 from tui.widgets.footer import fit_keys, key_width
 
 
@@ -194,7 +195,7 @@ async def test_health_groups_like_problems_and_names_keys(demo_remote, home):
         text = "\n".join(section)
         assert text.count("near-deletion") == 1  # one group, not one block per file
         assert f"{len(near)} × near-deletion" in text
-        assert "Press a on Remote (2), then d," in text
+        assert "Press d on Health (1) or Remote (2) before" in text
         assert "report-keeper" not in text and "in the TUI" not in text
         member_lines = [line for line in section if "deleted " in line and ".xlsx" in line]
         assert len(member_lines) == len(near)  # one line each
@@ -372,7 +373,7 @@ async def test_queue_detail_line_wraps_under_its_first_word(demo_remote, home):
         await pilot.press("2", "a", "d", "3")
         await _settle(pilot)
         job = app.board.jobs[app.screen._cursor_name()]
-        job.state = "failed"  # as a failed transfer leaves it, with a long reason
+        job.state = JobState.FAILED  # as a failed transfer leaves it, with a long reason
         job.reason = ("the server closed the connection while the file was being read; the part "
                       "file is kept and a later download resumes it")
         job.version += 1
@@ -533,17 +534,17 @@ async def test_queue_summary_at_80_columns_never_ends_in_a_bare_label(demo_remot
         await pilot.press("2", "a", "d", "3")
         await _settle(pilot)
         # As a busy queue looks: some running fast, some queued, some failed, paused.
+        states = (JobState.RUNNING, JobState.QUEUED, JobState.FAILED, JobState.DONE)
         for i, job in enumerate(app.board.jobs.values()):
-            job.state = ("running", "queued", "failed", "done")[i % 4]
+            job.state = states[i % 4]
             job.bytes_done, job.rate = job.size // 3, 21_000_000.0
-            job.reason = "the server closed the connection" if job.state == "failed" else ""
+            job.reason = "the server closed the connection" if job.state == JobState.FAILED else ""
             job.version += 1
-        app.board.paused = True
+        app.board.set_paused(True)
         app._post_queue_changed()
         await pilot.pause(0.3)
-        summary = screen_lines(app)[2].rstrip()
-        assert summary.endswith("PAUSED"), summary  # never left out
+        summary = screen_lines(app)[2].strip()
+        assert summary.startswith("‖ PAUSED"), summary  # first, never left out
         assert "running" in summary and "failed" in summary
-        before = summary.removesuffix("PAUSED").rstrip().removesuffix("·").rstrip()
-        assert not re.search(r"(ETA|·)$", before), summary  # every label keeps its value
+        assert not re.search(r"(ETA|·)$", summary), summary  # every label keeps its value
         assert await cut_words(pilot) == set()

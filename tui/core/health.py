@@ -88,9 +88,9 @@ LATE_DAYS = 7
 #: A changed server copy, once both copies are held, is shown for this many days.
 CHANGED_DAYS = 14
 NO_HISTORY_DAYS = 7  # a report with no delivery at all is evaluated over the last week
-#: How the app fetches files the server still has (the Remote screen selects every file not
-#: held, or missing from the disk, with a; d downloads the selection).
-FETCH_KEYS = "Press a on Remote (2), then d,"
+#: How the app fetches the files the server still has and the disk does not (d on Health, and
+#: on Remote with nothing selected, queues every one of them).
+FETCH_KEYS = "Press d on Health (1) or Remote (2)"
 DEFAULT_AT = time(7, 0)
 
 WARNING = Severity.WARNING
@@ -605,6 +605,8 @@ def _run_problems(report: ReportConfig, run: RunDay, files: list[Delivery], toda
                 # old copy and says whether the server's differs.
                 next_step="Download it again in the app (Remote: space on it, then d); if the "
                 "server's copy is the same: " + _lower_first(_rerun_step(name, covered, rescue_by, today)),
+                app_step="Download it again (Remote (2): space on it, then d); if the server's copy "
+                "is the same: " + _lower_first(_rerun_step(name, covered, rescue_by, today)),
             ))
     return out
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from datetime import date, datetime, tzinfo
 
-from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -35,7 +34,6 @@ from tui.widgets.footer import FitFooter
 from tui.widgets.formatting import (
     fit_parts,
     fit_words,
-    hang,
     home_relative,
     human_age,
     human_size,
@@ -148,49 +146,45 @@ def _member_line(member: Member, today: date, width: int) -> Text:
     return line
 
 
-def problems_view(health: HealthReport | None, today: date, width: int = 0,
-                  no_color: bool = False) -> Group:
+def problems_lines(health: HealthReport | None, today: date, width: int = 0,
+                   no_color: bool = False) -> list[Line]:
     """The problems, most urgent first, like ones grouped (``tui.core.problem_list``), the
-    advice said for the app's keys; wrapped lines start under their first word."""
+    advice said for the app's keys; each line's wrapped lines start under its first word."""
     width = width or _NAME_ROOM + 40
     problems = health.problems if health is not None else []
-    lines: list[RenderableType] = []
+    lines: list[Line] = []
 
-    def add(renderable: RenderableType, lead: str = "") -> None:
-        if isinstance(renderable, Text):
-            renderable = mono(renderable, no_color)
-        lines.append(hang(lead, renderable) if lead else renderable)
+    def add(body: Text, lead: str = "") -> None:
+        lines.append((mono(Text(lead, style="cyan" if "→" in lead else ""), no_color), mono(body, no_color)))
 
     add(Text(f"Problems ({len(problems)})" if problems else "Problems", style="bold underline"))
     if health is None:
-        return Group(*lines)
+        return lines
     if not problems:
-        add(Text("  ✓ nothing to do", style="green"))
-        return Group(*lines)
+        add(Text("✓ nothing to do", style="green"), "  ")
+        return lines
     for entry in tell(health):
-        head = Text("  ")
         if isinstance(entry, ProblemGroup):
-            head.append_text(severity_text(entry.severity, f"{len(entry.members)} × {entry.kind}"))
-            add(head)
+            add(severity_text(entry.severity, f"{len(entry.members)} × {entry.kind}"), "  ")
             add(Text(escape_name(entry.message)), "    ")
             add(Text(escape_name(entry.step(Audience.APP)), style="italic"), "    → ")
             for member in entry.members:
                 add(_member_line(member, today, width), "      ")
             continue
         p = entry
-        head.append_text(severity_text(p.severity, p.kind))
+        head = severity_text(p.severity, p.kind)
         if p.day is not None:
             head.append(f" {short_day(p.day)}", style="bold")
         dated = member_date(p, today) if p.kind not in _DATE_IN_MESSAGE else None
         if dated is not None:
             head.append(" · ")
             head.append_text(_date_label(*dated))
-        add(head)
+        add(head, "  ")
         add(Text(escape_name(p.message)), "    ")
         step = p.step(Audience.APP)
         if step:
             add(Text(escape_name(step), style="italic"), "    → ")
-    return Group(*lines)
+    return lines
 
 
 _CONNECTION_LABEL = {
@@ -297,7 +291,7 @@ class HealthScreen(AppScreen):
         yield Static("", id="health-status")
         with VerticalScroll(id="health-body"):
             yield Static("", id="health-reports")
-            yield Static("", id="health-problems")
+            yield HangingText(id="health-problems")
             yield HangingText(id="health-connection")
             yield Static("", id="health-local")
         yield FitFooter()
@@ -351,7 +345,7 @@ class HealthScreen(AppScreen):
         self.query_one("#health-connection", HangingText).set_lines(lines)
         width = self.size.width - 3  # the body's padding and scroll bar
         self._rendered_width = self.size.width
-        self.query_one("#health-problems", Static).update(problems_view(health, today, width, app.no_color))
+        self.query_one("#health-problems", HangingText).set_lines(problems_lines(health, today, width, app.no_color))
 
     def on_resize(self) -> None:
         if self.size.width != self._rendered_width:

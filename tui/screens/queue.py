@@ -30,7 +30,6 @@ from tui.widgets.footer import FitFooter
 from tui.widgets.formatting import (
     bar_text,
     fit_parts,
-    hang,
     home_relative,
     human_eta,
     human_rate,
@@ -41,6 +40,7 @@ from tui.widgets.formatting import (
     size_of,
     verify_cell,
 )
+from tui.widgets.hanging import HangingText
 from tui.widgets.navbar import NavBar
 from tui.widgets.table import FastTable
 
@@ -98,7 +98,7 @@ class QueueScreen(AppScreen):
         yield ProgressBar(total=1, show_eta=False, id="queue-overall")
         yield FastTable(id="queue-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="queue-empty")
-        yield Static("", id="queue-detail")
+        yield HangingText(id="queue-detail")
         yield FitFooter()
 
     def on_mount(self) -> None:
@@ -234,7 +234,7 @@ class QueueScreen(AppScreen):
         return key.value
 
     def _update_detail(self) -> None:
-        detail = self.query_one("#queue-detail", Static)
+        detail = self.query_one("#queue-detail", HangingText)
         name = self._cursor_name()
         job = self.app.board.jobs.get(name) if name else None
         if job is None or not (job.reason or job.state == DONE):
@@ -254,7 +254,7 @@ class QueueScreen(AppScreen):
             label, style = STATE_STYLE[job.state]
             lead = Text(f"{label}: ", style=style)
             text.append(escape_name(job.reason))
-        detail.update(hang(mono(lead, self.app.no_color), mono(text, self.app.no_color)))
+        detail.set_lines([(mono(lead, self.app.no_color), mono(text, self.app.no_color))])
         detail.display = True
 
     @on(DataTable.RowHighlighted)
