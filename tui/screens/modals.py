@@ -17,7 +17,6 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
@@ -30,6 +29,7 @@ from tui.core.model import LocalState
 from tui.core.names import escape_name
 from tui.state import JobView, RemoteRow
 from tui.widgets.formatting import human_size, local_time, short_day, state_cell, verify_cell
+from tui.widgets.hanging import HangingText, Line
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -236,12 +236,11 @@ class FileDetailsModal(ModalScreen[None]):
         row = self.row
         tz = self.tz
         # Label and value columns: a long value wraps under its own first word.
-        text = Table.grid()
-        text.add_column(width=13, no_wrap=True)
-        text.add_column(ratio=1)
+        lines: list[Line] = []
 
         def line(label: str, value: Text | str) -> None:
-            text.add_row(Text(label, style="bold"), value if isinstance(value, Text) else Text(str(value)))
+            lines.append((Text(f"{label:<13}", style="bold"),
+                          value if isinstance(value, Text) else Text(str(value))))
 
         line("Name", escape_name(row.name))
         line("Report", escape_name(row.report))
@@ -266,7 +265,9 @@ class FileDetailsModal(ModalScreen[None]):
             line("Transfer", f"{job.state}" + (f": {job.reason}" if job.reason else ""))
         with Vertical():
             yield Static("File details", classes="title")
-            yield Static(text, classes="body")
+            body = HangingText(classes="body")
+            body.set_lines(lines)
+            yield body
             yield Static(Text("escape: close", style="dim"))
 
     def action_close(self) -> None:
