@@ -213,23 +213,26 @@ async def test_a_server_file_named_like_a_part_file_cannot_corrupt_another_repor
     put(sftp_server, forged[:-len(".part")] + ".json",
         json.dumps({"name": victim, "size": st_.st_size, "mtime": victim_remote.mtime.isoformat()}).encode())
     profile = profile_for(sftp_server, tmp_path)
+    impostors = {impostor, forged, forged[:-len(".part")] + ".json"}
     with Ledger.open(profile.ledger_path, profile=profile.name) as led:
         async with SyncService(profile, led) as service:
-            first = await service.download([impostor])  # the impostor arrives first
-            assert [d["name"] for d in first.downloaded] == [impostor]
+            # None of them is a workbook: listed as not reports, never fetched, never a problem.
+            first = await service.download([impostor])
+            assert first.downloaded == [] and [f["name"] for f in first.failed] == [impostor]
             second = await service.sync()
-            assert second.failed == []
+            assert second.failed == [] and second.status == st.Exit.OK
             assert victim in [d["name"] for d in second.downloaded]
-            # A second run (stale-part cleanup included) leaves both files alone.
+            assert {o.name for o in second.ignored} == impostors
+            # A second run (stale-part cleanup included) leaves everything alone.
             third = await service.sync()
             assert third.downloaded == [] and third.failed == []
         assert led.integrity_ok()
         held = {d.name: d for d in led.deliveries()}
         assert held[victim].sha256 == sha(good[victim])
+        assert not impostors & set(held)
     local = Path(profile.local_dir)
     assert_all_held(profile, good)
-    for name in (impostor, forged, forged[:-len(".part")] + ".json"):
-        assert sha(local / name) == sha(sftp_server.root / name)  # plain downloads, intact
+    assert not impostors & set(os.listdir(local))
 
 
 async def test_a_working_folder_that_is_a_symlink_is_never_written_through(embedded_sftp, tmp_path):
@@ -269,12 +272,16 @@ async def test_server_names_like_the_ledger_and_its_sidecars_change_nothing(sftp
     for suffix in ("", "-journal", "-wal", "-shm"):
         put(sftp_server, ledger_name + suffix, garbage)
     result = await sync(profile)
-    assert result.failed == [] and len(result.downloaded) == 4
+    # No workbook names: listed as not reports, never fetched (and the ledger lies outside
+    # local_dir anyway).
+    sidecars = {ledger_name + s for s in ("", "-journal", "-wal", "-shm")}
+    assert result.failed == [] and result.downloaded == [] and result.status == st.Exit.OK
+    assert {o.name for o in result.ignored} == sidecars
     with Ledger.open(profile.ledger_path, profile=profile.name) as led:
         assert led.integrity_ok()
-        assert {d.name for d in led.deliveries() if d.downloaded} == set(good) | {
-            ledger_name + s for s in ("", "-journal", "-wal", "-shm")}
+        assert {d.name for d in led.deliveries() if d.downloaded} == set(good)
     assert_all_held(profile, good)
+    assert not sidecars & set(os.listdir(profile.local_dir))
 
 
 def test_a_ledger_inside_local_dir_is_a_configuration_error(tmp_path):

@@ -35,8 +35,8 @@ from tui.core.config import Profile
 from tui.core.health import ConnectionStatus, HealthReport, evaluate
 from tui.core.ledger import LEDGER_ERRORS, Ledger
 from tui.core.local_reports import VerifyOutcome, find_local_reports, purged_reports, verify_local
-from tui.core.model import ConnTestResult, JobState, LocalState, VerifyResult, WriteTest
-from tui.core.names import escape_name
+from tui.core.model import ConnTestResult, EntryKind, JobState, LocalState, VerifyResult, WriteTest
+from tui.core.names import escape_name, normalize_folder
 from tui.core.status import VerifyStatus
 from tui.sftp.download import Placed
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running, TransferEvent, TransferQueue
@@ -139,6 +139,20 @@ class RemoteRow:
     #: A rolling report (``name`` is the server's fixed name): the version on the server now,
     #: its ledger and local name ``NAME (YYYY-MM-DD HHMM).ext``; None for an ordinary file.
     version: str | None = None
+    folder: str = ""  # the server folder it is in (normalized)
+    server_name: str = ""  # the server's exact name ("": ``name``)
+    local_name: str = ""  # the name of its local copy ("": not assigned yet)
+
+
+@dataclass(frozen=True)
+class OtherRow:
+    """An entry of a watched folder that is not a report (a sub-folder, a link, a file that
+    is no workbook): the Remote screen shows it dimmed; it cannot be selected or fetched."""
+
+    key: str  # the table's row key: never a file's identity
+    folder: str  # the server folder it is in
+    name: str  # untrusted: always shown escaped
+    kind: EntryKind
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,33 @@ class DataSnapshot:
     refused: tuple[tuple[str, str], ...] = ()  # (name, reason)
     error: str = ""  # why the health evaluation failed (never a traceback)
     version: int = 0
+    others: tuple[OtherRow, ...] = ()  # entries of the watched folders that are not reports
+    #: Short labels of the watched folders when there are several (the Remote screen's Folder
+    #: column); empty when one folder is watched.
+    folder_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def folder_labels(folders: Sequence[str]) -> dict[str, str]:
+    """A short label per watched folder: its last part, or its whole path when two folders
+    share their last part. Empty for a single folder (nothing to tell apart)."""
+    if len(folders) < 2:
+        return {}
+    last = [f.rstrip("/").rsplit("/", 1)[-1] or f for f in folders]
+    return {f: (short if last.count(short) == 1 else f) for f, short in zip(folders, last, strict=True)}
+
+
+def other_rows(profile: Profile, ledger: Ledger) -> tuple[OtherRow, ...]:
+    """The ledger's entries that are not reports, of the folders watched now; a sub-folder
+    that is itself watched is left out (its files are listed)."""
+    watched = set(profile.folders)
+    rows = []
+    for o in ledger.others():
+        if o.folder not in watched:
+            continue
+        if o.kind == EntryKind.FOLDER and normalize_folder(f"{o.folder}/{o.name}") in watched:
+            continue
+        rows.append(OtherRow(key=f"\x00{o.folder}\x00{o.name}", folder=o.folder, name=o.name, kind=o.kind))
+    return tuple(rows)
 
 
 def folder_size(folder: Path) -> tuple[int, int]:
@@ -226,6 +267,9 @@ def build_snapshot(profile: Profile, ledger: Ledger, *, connection: ConnectionSt
                 local_path=d.local_path,
                 age_seconds=(now - d.delivered_at).total_seconds(),
                 version=d.name if server_name != d.name else None,
+                folder=d.folder or profile.folders[0],
+                server_name=d.extra.get("rolling_of") or d.server_name or d.name,
+                local_name=d.local_name or (d.name if d.extra.get("rolling_of") else ""),
             )
         )
     health = None
@@ -239,9 +283,10 @@ def build_snapshot(profile: Profile, ledger: Ledger, *, connection: ConnectionSt
     try:
         refused = tuple((r.name, r.reason) for r in ledger.refused())
         listed_at = ledger.last_listing()
+        others = other_rows(profile, ledger)
     except LEDGER_ERRORS:
         log.exception("reading the ledger's listings failed")
-        refused, listed_at = (), None
+        refused, listed_at, others = (), None, ()
     return DataSnapshot(
         rows=tuple(rows),
         health=health,
@@ -251,6 +296,8 @@ def build_snapshot(profile: Profile, ledger: Ledger, *, connection: ConnectionSt
         refused=refused,
         error=error,
         version=version,
+        others=others,
+        folder_labels=folder_labels(profile.folders),
     )
 
 

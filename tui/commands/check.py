@@ -27,8 +27,8 @@ from tui.core.clock import ClockError
 from tui.core.config import ConfigError, Profile
 from tui.core.health import ConnectionStatus, HealthReport, evaluate, fmt_day
 from tui.core.ledger import Ledger, LedgerError
-from tui.core.model import Audience, WriteTest
-from tui.core.names import escape_name
+from tui.core.model import Audience, EntryKind, JSONObject, OtherEntry, WriteTest
+from tui.core.names import escape_name, normalize_folder
 from tui.core.problem_list import Member, ProblemGroup, member_date, tell
 from tui.notify.dispatch import after_check, summary_line
 
@@ -93,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
         report = _evaluate(profile, ledger, connection)
         refused = [{"name": escape_name(r.name), "reason": r.reason}
                    for r in ledger.refused(current=True)]
+        folder_of = {d.name: d.folder or profile.folders[0] for d in ledger.deliveries()}
+        ignored = [{"name": escape_name(o.name), "folder": escape_name(o.folder), "kind": str(o.kind),
+                    "new": False} for o in ledger.others() if _ignored(o, profile.folders)]
     except (sqlite3.Error, LedgerError) as exc:  # locked by another run too long, disk full, damaged
         log.error("check: ledger error %s", type(exc).__name__)
         sys.stderr.write(
@@ -108,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
     notify = after_check(profile, report, offline=args.offline)
     if args.json:
         # refused: server names refused as unsafe in the latest listing
-        print_json({**report.to_json(), "refused": refused, "notify": notify})
+        print_json({**_with_folders(report.to_json(), folder_of), "refused": refused,
+                    "ignored": ignored, "folders": [escape_name(f) for f in profile.folders],
+                    "notify": notify})
     else:
         sys.stdout.write(render(report, profile, width=shutil.get_terminal_size((100, 24)).columns))
         line = summary_line(notify)
@@ -168,6 +173,10 @@ def _run_all(args: argparse.Namespace) -> int:
                 report = _evaluate(profile, ledger, connections[profile.name])
                 refused = [{"name": escape_name(r.name), "reason": r.reason}
                            for r in ledger.refused(current=True)]
+                folder_of = {d.name: d.folder or profile.folders[0] for d in ledger.deliveries()}
+                ignored = [{"name": escape_name(o.name), "folder": escape_name(o.folder),
+                            "kind": str(o.kind), "new": False}
+                           for o in ledger.others() if _ignored(o, profile.folders)]
             except (sqlite3.Error, LedgerError) as exc:
                 log.error("check: ledger error %s (profile %s)", type(exc).__name__, profile.name)
                 message = (f"the ledger {profile.ledger_path} could not be read or written ({exc}); "
@@ -180,7 +189,10 @@ def _run_all(args: argparse.Namespace) -> int:
                 continue
             notify = after_check(profile, report, offline=args.offline)
             codes[profile.name] = int(report.exit_code)
-            documents[profile.name] = {**report.to_json(), "refused": refused, "notify": notify}
+            documents[profile.name] = {**_with_folders(report.to_json(), folder_of), "refused": refused,
+                                       "ignored": ignored,
+                                       "folders": [escape_name(f) for f in profile.folders],
+                                       "notify": notify}
             if not args.json:
                 sys.stdout.write(f"== {profile.name}\n" + render(report, profile, width=width))
                 line = summary_line(notify)
@@ -208,6 +220,29 @@ async def _online_all(profiles: list[Profile], ledgers: all_profiles.Ledgers, po
 
     await all_profiles.run_bounded(profiles, parallel, one)
     return found
+
+
+def _ignored(entry: OtherEntry, folders: tuple[str, ...]) -> bool:
+    """An entry of a watched folder that is not a report, and not a watched folder itself."""
+    if entry.folder not in folders:
+        return False
+    return entry.kind != EntryKind.FOLDER or normalize_folder(f"{entry.folder}/{entry.name}") not in folders
+
+
+def _with_folders(doc: JSONObject, folder_of: dict[str, str]) -> JSONObject:
+    """The document with each report's ``last_folder`` and each problem's ``folder``: the
+    server folder of the file named (null when none is)."""
+    reports = doc.get("reports")
+    for r in reports if isinstance(reports, list) else ():
+        if not isinstance(r, dict):
+            continue
+        last = r.get("last_file")
+        r["last_folder"] = folder_of.get(last) if isinstance(last, str) else None
+        for p in r.get("problems") or ():
+            if isinstance(p, dict):
+                file = p.get("file")
+                p["folder"] = folder_of.get(file) if isinstance(file, str) else None
+    return doc
 
 
 def _evaluate(profile: Profile, ledger: Ledger, connection: ConnectionStatus) -> HealthReport:

@@ -19,6 +19,7 @@ from tui.commands.common import add_profile_arguments, fail_usage, load_profile,
 from tui.core import status as st
 from tui.core.config import ConfigError, Profile
 from tui.core.ledger import Ledger, LedgerError
+from tui.core.model import EntryKind
 from tui.core.names import escape_name
 from tui.notify.dispatch import after_sync, summary_line
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running
@@ -341,7 +342,7 @@ def _summary(result: SyncResult, profile: Profile, out: TextIO) -> None:
         w(f"Sync failed: {result.error}\n")
     else:
         total = sum(d["size"] for d in result.downloaded)
-        w(f"{profile.host}:{profile.remote_dir}: {result.listed} files on the server, "
+        w(f"{profile.host}:{', '.join(profile.folders)}: {result.listed} files on the server, "
           f"{len(result.downloaded)} downloaded ({_size(total)}) to {profile.local_dir}, "
           f"{len(result.skipped)} already held.\n")
     if result.files:
@@ -354,6 +355,13 @@ def _summary(result: SyncResult, profile: Profile, out: TextIO) -> None:
         w(f"  FAILED       {escape_name(item['name'])}: {item['error']}\n")
     for item in result.refused:
         w(f"  REFUSED      {item['name']}: {item['reason']} (not downloaded)\n")
+    new = [o for o in result.ignored if o.new]
+    if new:  # said once: on the run that first sees them
+        shown = ", ".join(escape_name(o.name) + ("/" if o.kind == EntryKind.FOLDER else "")
+                          for o in new[:8]) + (f" and {len(new) - 8} more" if len(new) > 8 else "")
+        w(f"  Ignored {len(new)} entr{'y' if len(new) == 1 else 'ies'} that are not reports "
+          f"(sub-folders, files that are no workbook): {shown}. Nothing to do; the Remote screen "
+          "lists them.\n")
     missing = {m["name"]: m for m in result.missing_locally}
     replaced = {v["name"]: v for v in result.lost_versions}
     for name in result.refetched:

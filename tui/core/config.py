@@ -41,7 +41,14 @@ import platformdirs
 
 from tui.core import clock
 from tui.core.model import Delivery
-from tui.core.names import ParsedName, parse_name
+from tui.core.names import (
+    ParsedName,
+    collision_key,
+    folder_refusal,
+    local_folder_parts,
+    normalize_folder,
+    parse_name,
+)
 from tui.core.schedule import Timing, infer_schedule, parse_at, parse_duration, parse_schedule
 
 APP_NAME = "report-keeper"
@@ -260,6 +267,32 @@ class Profile:
     defaults: ReportConfig = field(default_factory=lambda: ReportConfig(name=""))
     source: str | None = None  # the config file it came from
     notify: NotifyConfig = field(default_factory=lambda: NotifyConfig())
+    #: Every server folder watched (``remote_dirs``); empty: ``remote_dir`` alone.
+    remote_dirs: tuple[str, ...] = ()
+
+    @property
+    def folders(self) -> tuple[str, ...]:
+        """The watched server folders, normalized (``remote_dirs``, else ``remote_dir``)."""
+        return tuple(normalize_folder(f) for f in (self.remote_dirs or (self.remote_dir,)))
+
+    @property
+    def several_folders(self) -> bool:
+        """More than one folder is watched: files are told apart by folder and name, and each
+        folder's copies go to its own folder under ``local_dir``."""
+        return len(self.folders) > 1
+
+    def folder_key(self, folder: str) -> str:
+        """The folder part of a file's identity: ``""`` when one folder is watched (so editing
+        ``remote_dir`` never makes a file another), else the normalized folder."""
+        return normalize_folder(folder) if self.several_folders else ""
+
+    def local_dir_of(self, folder: str) -> Path:
+        """Where copies of ``folder``'s files go: ``local_dir`` itself when one folder is
+        watched, else ``local_dir/<folder>`` (:func:`tui.core.names.local_folder_parts`)."""
+        root = Path(self.local_dir).expanduser()
+        if not self.several_folders:
+            return root
+        return root.joinpath(*local_folder_parts(folder))
 
     @property
     def ledger_path(self) -> Path:
@@ -541,6 +574,7 @@ PROFILE_KEYS = {
     "host", "port", "username", "key", "known_hosts", "remote_dir", "local_dir", "timezone",
     "concurrency", "connect_timeout", "ssh_config", "ledger", "report", "defaults", "notify",
     *RETENTION_KEYS,
+    "remote_dirs",
 }
 
 
@@ -608,6 +642,7 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
     username = r.text("username", "write the account name the server expects")
     key_file = r.convert("key", in_base, None)
     remote_dir = r.text("remote_dir", "write the folder as the server names it", ".") or "."
+    remote_dirs = _remote_dirs(r, remote_dir, "remote_dir" in table)
     timezone = r.convert("timezone", _zone, None) or system_timezone()
     concurrency = r.int_in("concurrency", 1, 32, 4)
     connect_timeout = r.seconds("connect_timeout", 0.0, MAX_CONNECT_TIMEOUT, 15.0)
@@ -624,7 +659,8 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
         port=port,
         username=username,
         key=key_file,
-        remote_dir=remote_dir,
+        remote_dir=remote_dirs[0] if remote_dirs else remote_dir,
+        remote_dirs=remote_dirs,
         timezone=timezone,
         concurrency=concurrency,
         connect_timeout=connect_timeout,
@@ -639,6 +675,44 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
     )
     _check_own_files(r, profile, explicit_ledger="ledger" in table)
     return profile
+
+
+def _remote_dirs(r: _Reader, remote_dir: str, has_remote_dir: bool) -> tuple[str, ...]:
+    """``remote_dirs``: several server folders (``remote_dir``, when also set, is one more).
+    Each is checked as :func:`tui.core.names.folder_refusal` says; two spellings of one
+    folder, or two folders whose local folders would be one on a case-insensitive disk, are
+    refused."""
+    if "remote_dirs" not in r.table:
+        return ()  # one folder: its copies go to local_dir itself, whatever its path
+    raw = r.get("remote_dirs", list, [])
+    if not raw:
+        raise r.error("remote_dirs", "the list is empty; write at least one folder, like "
+                      "[\"upload/ALMA\"], or use remote_dir")
+    folders: list[str] = [remote_dir] if has_remote_dir else []
+    for i, value in enumerate(raw):
+        if not isinstance(value, str):
+            raise r.error(f"remote_dirs[{i}]", f"expected a string, not {_shown(value)}")
+        folders.append(value)
+    seen: dict[str, str] = {}
+    local_seen: dict[str, str] = {}
+    out: list[str] = []
+    for i, value in enumerate(folders):
+        key = "remote_dir" if has_remote_dir and i == 0 else f"remote_dirs[{i - has_remote_dir}]"
+        reason = folder_refusal(value)
+        if reason is not None:
+            raise r.error(key, reason)
+        folder = normalize_folder(value)
+        if folder in seen:
+            raise r.error(key, f"{_shown(value)} is the folder {_shown(seen[folder])} again")
+        local = collision_key("/".join(local_folder_parts(folder)))
+        if local in local_seen:
+            raise r.error(key, f"{_shown(value)} and {_shown(local_seen[local])} would share one "
+                          "local folder (they differ only in letter case, '/' or characters a "
+                          "Windows disk refuses); watch only one of them")
+        seen[folder] = value
+        local_seen[local] = value
+        out.append(folder)
+    return tuple(out)
 
 
 def _resolved(path: str | Path) -> Path:

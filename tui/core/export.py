@@ -124,7 +124,10 @@ class HeldCopy:
 
     @property
     def file(self) -> str:
-        return self.path.name
+        """The local copy's name; with several folders watched, after its server folder
+        (``folder/local name``), as the delivery's ``name`` is ``folder/name`` then."""
+        folder, slash, _server_name = self.name.rpartition("/")
+        return f"{folder}{slash}{self.path.name}"
 
 
 @dataclass

@@ -52,9 +52,9 @@ import os
 import sqlite3
 import stat as statmod
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import NotRequired, TypedDict
@@ -64,8 +64,8 @@ from platformdirs import user_data_dir
 from tui.core import clock
 from tui.core.config import ReportConfig
 from tui.core.content import CONTENT_VERSION, DateCoverage
-from tui.core.model import Delivery, LocalState, RemoteFile, VerifyResult
-from tui.core.names import fit_name, version_name
+from tui.core.model import Delivery, EntryKind, LocalState, OtherEntry, RemoteFile, VerifyResult
+from tui.core.names import collision_key, distinct_local_name, fit_name, version_name
 from tui.core.status import VerifyStatus
 
 log = logging.getLogger("report_keeper.ledger")
@@ -245,6 +245,35 @@ MIGRATIONS: list[str] = [
     ALTER TABLE remote_files ADD COLUMN rolling_of TEXT;
     CREATE INDEX remote_files_rolling ON remote_files (profile, rolling_of)
     """,
+    # Folders and local names (docs/DOMAIN.md, "What is a report, folders, local names"). Each file
+    # carries the server folder it was listed in, the server's exact name and the name its
+    # local copies get (NULL: assigned at the next listing; a file already downloaded keeps
+    # the name it was written under). ``name`` stays the file's identity: the server's name,
+    # or ``folder/name`` when the profile watches several folders. Entries of a watched folder
+    # that are not reports (subfolders, links, files that are no workbook) are kept apart in
+    # ``remote_others``; files of the last kind recorded as deliveries by older releases are
+    # forgotten (they were never reports, and their absence must not read as lost).
+    """
+    ALTER TABLE remote_files ADD COLUMN folder TEXT NOT NULL DEFAULT '';
+    ALTER TABLE remote_files ADD COLUMN server_name TEXT;
+    ALTER TABLE remote_files ADD COLUMN local_name TEXT;
+    CREATE INDEX remote_files_folder ON remote_files (profile, folder);
+    CREATE TABLE remote_others (
+        profile TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        PRIMARY KEY (profile, folder, name)
+    );
+    DELETE FROM remote_files WHERE lower(name) NOT LIKE '%.xlsx' AND lower(name) NOT LIKE '%.xlsm'
+        AND lower(name) NOT LIKE '%.xls';
+    DELETE FROM downloads WHERE lower(name) NOT LIKE '%.xlsx' AND lower(name) NOT LIKE '%.xlsm'
+        AND lower(name) NOT LIKE '%.xls';
+    DELETE FROM partials WHERE lower(name) NOT LIKE '%.xlsx' AND lower(name) NOT LIKE '%.xlsm'
+        AND lower(name) NOT LIKE '%.xls'
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -421,6 +450,8 @@ class ListingChange:
     changed: tuple[str, ...] = ()
     #: ``(name, reason)``: listed files the ledger refused itself (a rolling version's name).
     refused: tuple[tuple[str, str], ...] = ()
+    local_names: Mapping[str, str] = field(default_factory=dict)  # ident -> local name
+    new_others: tuple[str, ...] = ()  # entries that are not reports, first seen now
 
 
 @dataclass(frozen=True)
@@ -763,8 +794,12 @@ class Ledger:
         *,
         rolling: Iterable[str] = (),
         tz: tzinfo = UTC,
+        folder: str = "",
+        scoped: bool = False,
+        others: Iterable[tuple[str, EntryKind]] = (),
+        first: bool = True,
     ) -> ListingChange:
-        """Record one *successful* listing of the remote folder.
+        """Record one *successful* listing of a remote folder.
 
         ``report_of(remote_file) -> (report base name, delivered_at)``. Files absent from
         this listing get ``gone_at`` (once); files back again lose it. A file whose size or
@@ -779,21 +814,35 @@ class Ledger:
         follow their copies; files on disk keep their names). A server file whose name is a
         version's row name is refused rather than mixed up with it. ``new``, ``gone`` and
         ``back`` name versions by their row names.
+
+        ``folder`` is the server folder listed (normalized). ``scoped``: the profile watches
+        several folders, so only this folder's files can be gone; otherwise every file of the
+        profile belongs to the one folder. Files are keyed by ``RemoteFile.ident``. Each new
+        file gets its local name here (:func:`tui.core.names.distinct_local_name`, unique in
+        its folder up to letter case and Unicode normalization); ``others`` are the folder's
+        entries that are not reports (``remote_others``).
+
+        When a profile goes from one folder to several (or back), the files already known keep
+        their history: their identities become ``folder/name`` (or the name again) here, the
+        files of no folder yet (recorded before folders were) going to the ``first`` folder.
         """
         profile = self._p(profile)
         when_s = _ts(when or clock.now())
         files = list(listing)
         refused = list(refused)
         rolling = set(rolling)
+        scope_sql, scope_args = (("AND folder = ?", [folder]) if scoped
+                                 else ("AND instr(name, '/') = 0", []))
         with self._write() as conn:
+            self._adopt(conn, profile, folder, scoped=scoped, first=first)
             if rolling:
                 _to_versions(conn, profile, rolling & {f.name for f in files}, tz, when_s)
             existing = {
                 row[0]: row[1:]
                 for row in conn.execute(
-                    "SELECT name, size, mtime, gone_at, changed_at, rolling_of FROM remote_files"
-                    " WHERE profile = ?",
-                    (profile,),
+                    "SELECT name, size, mtime, gone_at, changed_at, rolling_of, local_name,"
+                    f" server_name, folder FROM remote_files WHERE profile = ? {scope_sql}",
+                    (profile, *scope_args),
                 )
             }
             version_of = {(old[4], old[1], old[0]): name for name, old in existing.items()
@@ -808,19 +857,52 @@ class Ledger:
                     (profile,),
                 )
             }
+            # Local names: those assigned stay; a file downloaded before names were assigned
+            # keeps the name it was written under (a rolling version: its row's name); every
+            # other file gets a distinct one. The names taken are folded only when a name is
+            # to be given (most listings give none).
+            local_names: dict[str, str] = {}
+            legacy: list[str] = []
+            for ident, old in existing.items():
+                if old[5] is not None:
+                    local_names[ident] = old[5]
+                elif old[4] is not None:
+                    local_names[ident] = ident
+                elif ident in last_dl:
+                    local_names[ident] = old[6] or ident.rpartition("/")[2]
+                else:
+                    legacy.append(ident)
+            folded: list[set[str]] = []
+
+            def names_taken() -> set[str]:
+                if not folded:
+                    folded.append({collision_key(n) for n in local_names.values()})
+                return folded[0]
+
+            assigned: list[tuple[str, str, str]] = []
+            for ident in sorted(legacy):
+                local_names[ident] = distinct_local_name(existing[ident][6] or ident.rpartition("/")[2],
+                                                         names_taken())
+                names_taken().add(collision_key(local_names[ident]))
+            for ident, old in existing.items():
+                if old[5] is None and old[4] is None:
+                    assigned.append((local_names[ident], profile, ident))
             inserts, updates, changed_now = [], [], []
+            moved: list[tuple[str, str, str, str]] = []  # folder or server name to record
             versions: list[tuple[str, str, str, str | None, int, str | None, str | None, str | None, str]] = []
             new, back, changed = [], [], []
-            seen = set()
-            present = set()  # row names this listing shows
+            seen: set[str] = set()
+            present: set[str] = set()  # row names this listing shows
             clashes: list[tuple[str, str]] = []
-            # Rolling files first, so an ordinary file can never take a version's name.
-            for f in sorted(files, key=lambda f: f.name not in rolling):
-                if f.name in seen:
+            # Rolling files first, so an ordinary file can never take a version's name; the
+            # earlier delivery keeps the plain local name when two new ones collide.
+            for f in sorted(files, key=lambda f: (f.name not in rolling, f.mtime, f.name)):
+                ident = f.ident
+                if ident in seen:
                     continue
-                seen.add(f.name)
+                seen.add(ident)
                 mtime_s = _ts(f.mtime)
-                if f.name in rolling:
+                if f.name in rolling and not scoped:
                     row_name = version_of.get((f.name, mtime_s, f.size))
                     if row_name is None:
                         row_name = _free_name(version_name(f.name, f.mtime, tz), taken)
@@ -834,36 +916,46 @@ class Ledger:
                         updates.append((f.size, mtime_s, when_s, profile, row_name))
                     present.add(row_name)
                     continue
-                old = existing.get(f.name)
+                old = existing.get(ident)
                 owner = old[4] if old is not None else next(
-                    (v[8] for v in versions if v[1] == f.name), None)
+                    (v[8] for v in versions if v[1] == ident), None)
                 if owner is not None:
-                    clashes.append((f.name, f"the name is the one kept here for a version of the "
-                                            f"rolling report '{owner}'; rename the file on the server"))
+                    clashes.append((ident, f"the name is the one kept here for a version of the "
+                                           f"rolling report '{owner}'; rename the file on the server"))
                     continue
-                present.add(f.name)
+                present.add(ident)
                 if (f.name, mtime_s, f.size) in version_of:
                     # kept as a rolling report's version before (``rolling = false`` since):
                     # that version is still on the server, not gone
                     present.add(version_of[(f.name, mtime_s, f.size)])
                 if old is None:
                     report, delivered_at = report_of(f)
+                    local = distinct_local_name(f.name, names_taken())
+                    names_taken().add(collision_key(local))
+                    local_names[ident] = local
                     inserts.append(
-                        (profile, f.name, report, _ts(delivered_at), f.size, mtime_s, when_s, when_s)
+                        (profile, ident, report, _ts(delivered_at), f.size, mtime_s, when_s, when_s,
+                         folder, f.name, local)
                     )
-                    new.append(f.name)
+                    new.append(ident)
                     continue
-                _size, _mtime, gone_at, changed_at, _rolling_of = old
+                gone_at, changed_at, server_name, old_folder = old[2], old[3], old[6], old[7]
                 if gone_at is not None:
-                    back.append(f.name)
-                updates.append((f.size, mtime_s, when_s, profile, f.name))
-                dl = last_dl.get(f.name)
+                    back.append(ident)
+                updates.append((f.size, mtime_s, when_s, profile, ident))
+                if server_name != f.name or old_folder != folder:
+                    moved.append((folder, f.name, profile, ident))
+                dl = last_dl.get(ident)
                 if dl is not None and (dl[0] != f.size or dl[1] != mtime_s) and changed_at is None:
-                    changed_now.append((when_s, profile, f.name))
-                    changed.append(f.name)
+                    changed_now.append((when_s, profile, ident))
+                    changed.append(ident)
+            conn.executemany(
+                "UPDATE remote_files SET local_name = ? WHERE profile = ? AND name = ?", assigned
+            )
             conn.executemany(
                 "INSERT INTO remote_files (profile, name, report, delivered_at, size, mtime,"
-                " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " first_seen, last_seen, folder, server_name, local_name)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 inserts,
             )
             conn.executemany(
@@ -875,6 +967,10 @@ class Ledger:
                 "UPDATE remote_files SET size = ?, mtime = ?, last_seen = ?, gone_at = NULL"
                 " WHERE profile = ? AND name = ?",
                 updates,
+            )
+            conn.executemany(
+                "UPDATE remote_files SET folder = ?, server_name = ? WHERE profile = ? AND name = ?",
+                moved,
             )
             conn.executemany(
                 "UPDATE remote_files SET changed_at = ? WHERE profile = ? AND name = ?", changed_now
@@ -890,6 +986,20 @@ class Ledger:
                 " reason = excluded.reason, last_seen = excluded.last_seen",
                 [(profile, _storable(n), r, when_s, when_s) for n, r in [*refused, *clashes]],
             )
+            known_others = {
+                row[0]: row[1] for row in conn.execute(
+                    "SELECT name, first_seen FROM remote_others WHERE profile = ? AND folder = ?",
+                    (profile, folder),
+                )
+            }
+            conn.execute("DELETE FROM remote_others WHERE profile = ? AND folder = ?", (profile, folder))
+            other_rows = {_storable(n): str(k) for n, k in others}
+            conn.executemany(
+                "INSERT INTO remote_others (profile, folder, name, kind, first_seen, last_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(profile, folder, n, k, known_others.get(n, when_s), when_s)
+                 for n, k in other_rows.items()],
+            )
             conn.execute(
                 "INSERT INTO listings (profile, at, files, refused) VALUES (?, ?, ?, ?)",
                 (profile, when_s, len(seen) - len(clashes), len(refused) + len(clashes)),
@@ -898,7 +1008,60 @@ class Ledger:
             "ledger: listing of %d files recorded (%d new, %d gone, %d changed, %d refused)",
             len(seen) - len(clashes), len(new), len(gone), len(changed), len(refused) + len(clashes),
         )
-        return ListingChange(tuple(new), tuple(gone), tuple(back), tuple(changed), tuple(clashes))
+        return ListingChange(tuple(new), tuple(gone), tuple(back), tuple(changed), tuple(clashes),
+                             local_names={n: local_names[n] for n in seen if n in local_names},
+                             new_others=tuple(n for n in other_rows if n not in known_others))
+
+    @staticmethod
+    def _adopt(conn: sqlite3.Connection, profile: str, folder: str, *, scoped: bool, first: bool) -> None:
+        """Give the files of ``folder`` known under the other identity scheme the current one
+        (see :meth:`record_listing`), in the same transaction."""
+        if scoped:
+            rows = conn.execute(
+                "SELECT name FROM remote_files WHERE profile = ? AND instr(name, '/') = 0"
+                " AND (folder = ? OR (folder = '' AND ?))",
+                (profile, folder, int(first)),
+            ).fetchall()
+            renames = [(r[0], f"{folder}/{r[0]}") for r in rows]
+        else:
+            rows = conn.execute(
+                "SELECT name, server_name FROM remote_files WHERE profile = ? AND folder = ?"
+                " AND instr(name, '/') > 0",
+                (profile, folder),
+            ).fetchall()
+            renames = [(r[0], r[1]) for r in rows if r[1] and r[0] == f"{folder}/{r[1]}"]
+        if not renames:
+            return
+        known = {r[0] for r in conn.execute("SELECT name FROM remote_files WHERE profile = ?", (profile,))}
+        moved = 0
+        for old, new in renames:
+            if new in known:
+                continue  # both identities exist: leave both as they are
+            for table in ("remote_files", "downloads", "partials"):
+                conn.execute(f"UPDATE {table} SET name = ? WHERE profile = ? AND name = ?",
+                             (new, profile, old))
+            conn.execute("UPDATE remote_files SET folder = ? WHERE profile = ? AND name = ?",
+                         (folder, profile, new))
+            moved += 1
+        log.info("ledger: %d files of %s keyed %s", moved, folder,
+                 "by folder and name" if scoped else "by name")
+
+    def others(self, profile: str | None = None) -> list[OtherEntry]:
+        """The entries of the watched folders that are not reports, as last listed."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT folder, name, kind, first_seen FROM remote_others WHERE profile = ?"
+                " ORDER BY folder, name",
+                (self._p(profile),),
+            ).fetchall()
+        out = []
+        for folder, name, kind, first_seen in rows:
+            try:
+                entry_kind = EntryKind(kind)
+            except ValueError:  # a word of a newer release
+                entry_kind = EntryKind.SPECIAL
+            out.append(OtherEntry(folder, name, entry_kind, _dt(first_seen)))
+        return out
 
     def record_partial(
         self,
@@ -1279,7 +1442,7 @@ class Ledger:
         profile = self._p(profile)
         sql = (
             "SELECT name, report, delivered_at, size, mtime, first_seen, last_seen, gone_at,"
-            " changed_at, rolling_of FROM remote_files WHERE profile = ?"
+            " changed_at, rolling_of, folder, server_name, local_name FROM remote_files WHERE profile = ?"
         )
         args: list[str] = [profile]
         if report is not None:
@@ -1322,7 +1485,7 @@ class Ledger:
         out = []
         for r in rows:
             (name, rep, delivered_at, size, mtime, first_seen, last_seen, gone_at, changed_at,
-             rolling_of) = r
+             rolling_of, folder, server_name, local_name) = r
             (dsize, dmtime, sha, local_path, downloaded_at, missing_since, purge_started,
              purged_at) = latest.get(name, (None,) * 8)
             v = verifs.get(sha) if sha else None
@@ -1367,6 +1530,9 @@ class Ledger:
                     },
                     fingerprint=v[5] if v else None,
                     coverage=_coverage(v[6], v[7]) if v else None,
+                    folder=folder,
+                    server_name=server_name or name,
+                    local_name=local_name or "",
                 )
             )
         return out

@@ -113,10 +113,17 @@ def find_local_reports(folder: str | Path, profile: Profile | None = None,
     root = Path(folder).expanduser()
     known: dict[str, Delivery] = {}
     held: dict[str, Delivery] = {}  # rolling versions by their copy's path (docs/DOMAIN.md)
+    by_path: dict[str, Delivery] = {}
     if ledger is not None:
         try:
             known = {d.name: d for d in ledger.deliveries()}
             held = {d.local_path: d for d in known.values() if d.local_path and d.extra.get("rolling_of")}
+            # A local copy's name may differ from the server's (a portable or distinct local
+            # name, a sub-folder per server folder): the ledger's path says which file it is.
+            # (Only the copy under its own local name: a changed copy beside it keeps being
+            # read from its name.)
+            by_path = {d.local_path: d for d in known.values()
+                       if d.local_path and Path(d.local_path).name == (d.local_name or d.name)}
         except LEDGER_ERRORS as exc:  # the list still works from names alone
             log.warning("ledger deliveries unavailable for the verify list: %s", type(exc).__name__)
     timings = profile.timings(known.values()) if profile is not None else {}
@@ -136,7 +143,7 @@ def find_local_reports(folder: str | Path, profile: Profile | None = None,
             mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         except OSError:
             continue
-        delivery = held.get(str(path)) or known.get(path.name)
+        delivery = held.get(str(path)) or by_path.get(str(path)) or known.get(path.name)
         if profile is None:
             parsed = parse_name(path.name, mtime=mtime)
             delivered_at = delivery.delivered_at if delivery is not None else (parsed.delivered_at or mtime)

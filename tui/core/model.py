@@ -157,6 +157,7 @@ class VerifyResult:
     date_column: str | None = None
     dates: DateCoverage | None = None
     covered_day: date | None = None
+    folder: str | None = None  # the server folder it was delivered to (None: not known here)
 
     def to_json(self) -> JSONObject:
         return {
@@ -175,16 +176,49 @@ class VerifyResult:
             "date_column": self.date_column,
             "dates": self.dates.to_json() if self.dates is not None else None,
             "covered_day": self.covered_day.isoformat() if self.covered_day is not None else None,
+            "folder": self.folder,
         }
 
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One entry of a server listing. ``name`` is untrusted server input."""
+    """One entry of a server listing. ``name`` is untrusted server input: the server's exact
+    name. ``folder`` is the folder part of its identity (``Profile.folder_key``: empty when
+    the profile watches one folder); ``local_name`` the name its copy gets (empty: not
+    assigned yet, the ledger assigns it when it records the listing)."""
 
     name: str
     size: int
     mtime: datetime  # aware
+    folder: str = ""
+    local_name: str = ""
+
+    @property
+    def ident(self) -> str:
+        """The file's identity in the ledger, the queue and the screens: its name, or
+        ``folder/name`` when several folders are watched (a server name never holds ``/``)."""
+        return f"{self.folder}/{self.name}" if self.folder else self.name
+
+
+class EntryKind(StrEnum):
+    """What a listed entry that is not a report is (``sync --json`` ``ignored[].kind``)."""
+
+    FOLDER = "folder"
+    LINK = "link"
+    SPECIAL = "special"  # a device, a socket, a pipe
+    NOT_A_REPORT = "not-a-report"  # a regular file that is no workbook (readme.txt, a PDF)
+
+
+@dataclass(frozen=True)
+class OtherEntry:
+    """An entry of a watched folder that is not a report: shown, never downloaded, never a
+    problem. ``folder`` is the server folder it is in (normalized); ``name`` is untrusted."""
+
+    folder: str
+    name: str
+    kind: EntryKind
+    first_seen: datetime | None = None
+    new: bool = False  # first seen by this listing
 
 
 class DeliveryExtra(TypedDict, total=False):
@@ -228,6 +262,9 @@ class Delivery:
     extra: DeliveryExtra = field(default_factory=lambda: DeliveryExtra())
     fingerprint: str | None = None  # of the verified copy's data rows (tui.core.content)
     coverage: DateCoverage | None = None  # of its date column (tui.core.content)
+    folder: str = ""  # the server folder it was listed in (normalized; "" before it was known)
+    server_name: str = ""  # the server's exact name ("": the same as ``name``)
+    local_name: str = ""  # the name its local copies get ("": not assigned yet)
 
     @property
     def downloaded(self) -> bool:

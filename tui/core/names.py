@@ -226,3 +226,105 @@ def escape_name(name: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+# --------------------------------------------------------------------------- local names
+#
+# Local copies may live on a Windows/SMB share, an exFAT USB drive or a macOS disk, not only
+# on the Linux disk the product runs on (docs/DOMAIN.md, "Local file names").
+
+#: Characters Windows (and so SMB shares and exFAT) refuse in a file name; each becomes "_".
+UNPORTABLE_CHARS = frozenset(':*?"<>|\\')
+#: Names Windows reserves for devices, whatever their extension or letter case.
+RESERVED_DEVICE_NAMES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{p}{n}" for p in ("COM", "LPT") for n in [*"123456789", "\u00b9", "\u00b2", "\u00b3"]]
+)
+#: The file kinds that are reports: Excel workbooks (what an Alma schedule writes; an old
+#: ``.xls`` is still taken in, so the validator can say the schedule's format is wrong).
+REPORT_SUFFIXES = (".xlsx", ".xlsm", ".xls")
+
+
+def is_report_name(name: str) -> bool:
+    """Whether a server file is a report (an Excel workbook by its extension). Anything else
+    (``readme.txt``, a PDF, a CSV) is listed as "not a report": never downloaded, verified or
+    alarmed about."""
+    return name.casefold().endswith(REPORT_SUFFIXES)
+
+
+def portable_name(name: str) -> str:
+    """``name`` as a file name every librarian's disk accepts (Windows/SMB, exFAT, macOS).
+
+    ``: * ? " < > | \\`` become ``_``; trailing dots and spaces (which Windows drops) become
+    ``_``; a Windows device name (``CON``, ``NUL.xlsx``, ``com1.txt``) gets ``_`` after its
+    first part. Everything else is kept, so most names are unchanged.
+    """
+    out = "".join("_" if ch in UNPORTABLE_CHARS else ch for ch in name)
+    stripped = out.rstrip(". ")
+    if stripped != out:
+        out = stripped + "_" * (len(out) - len(stripped))
+    first, dot, rest = out.partition(".")
+    if first.rstrip(" ").upper() in RESERVED_DEVICE_NAMES:
+        out = f"{first}_{dot}{rest}"
+    return fit_name(out) if len(out.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES else out
+
+
+def collision_key(name: str) -> str:
+    """Two names with the same key are one file on a case-insensitive, Unicode-normalizing
+    disk (macOS, Windows, exFAT): canonical caseless matching (NFD, case folding, NFD)."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
+
+
+def distinct_local_name(server_name: str, taken: set[str]) -> str:
+    """The local name of a new server file: :func:`portable_name`, and when a file already
+    known in the same folder has that name up to letter case or Unicode normalization (see
+    :func:`collision_key`; ``taken`` holds their keys), `` (2)``, `` (3)``... before the
+    extension. The caller adds the result's key to ``taken``."""
+    base = portable_name(server_name)
+    candidate = base
+    n = 1
+    while collision_key(candidate) in taken:
+        n += 1
+        candidate = fit_name(base, f" ({n})")
+    return candidate
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def folder_parts(folder: str) -> tuple[str, ...]:
+    """The parts of a server folder path (``.`` and empty parts dropped)."""
+    return tuple(p for p in folder.split("/") if p not in ("", "."))
+
+
+def normalize_folder(folder: str) -> str:
+    """One spelling per folder: no doubled, trailing or ``./`` slashes (``"."`` for the login
+    folder, ``"/"`` for the root)."""
+    parts = folder_parts(folder)
+    lead = "/" if folder.startswith("/") else ""
+    return (lead + "/".join(parts)) or ("/" if lead else ".")
+
+
+def folder_refusal(folder: str) -> str | None:
+    """Why a configured server folder cannot be watched, or None. Its local copies go to a
+    folder of the same path under ``local_dir``, so nothing in it may leave ``local_dir`` or
+    reach the product's own working folder."""
+    if not folder.strip():
+        return "the folder is empty; write it as the server names it, like \"upload/ALMA\""
+    for ch in folder:
+        if unicodedata.category(ch) == "Cc" or ch in _SPOOFING_FORMAT_CHARS:
+            return f"the folder contains the control character U+{ord(ch):04X}"
+    for part in folder_parts(folder):
+        if part == "..":
+            return "the folder contains '..'; write the folder's own path, without '..'"
+        if part.casefold().startswith(RESERVED_PREFIX):
+            return f"the folder name {part!r} is reserved for report-keeper's own working files"
+        if len(part.encode("utf-8")) > MAX_NAME_BYTES:
+            return f"a part of the folder is longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def local_folder_parts(folder: str) -> tuple[str, ...]:
+    """Where a watched server folder's copies go under ``local_dir`` (when a profile watches
+    several folders): its path, without a leading ``/``, each part a :func:`portable_name`."""
+    return tuple(portable_name(p) for p in folder_parts(folder))

@@ -441,7 +441,13 @@ def _remove_parts(profile: Profile, ledger: Ledger, names: set[str], remove_part
     removed = 0
     if remove_parts is not None:
         try:
-            removed = remove_parts(Path(profile.local_dir).expanduser(), names)
+            # Part files live in each folder's local folder and are named by the server's name
+            # (``folder/name`` identities when several folders are watched).
+            by_dir: dict[Path, set[str]] = {}
+            for name in names:
+                folder, _slash, server_name = name.rpartition("/")
+                by_dir.setdefault(profile.local_dir_of(folder or profile.folders[0]), set()).add(server_name)
+            removed = sum(remove_parts(local, server_names) for local, server_names in by_dir.items())
         except OSError as exc:
             log.warning("purge: part files not removed: %s", exc.strerror or exc)
     try:

@@ -17,7 +17,8 @@ the worker (``worker_verify``, ``worker_preview``):
 
 1. The file must be a regular file (a named pipe or a device is never opened for reading).
    The first bytes decide the container. A CFB/OLE2 container is an encrypted workbook or a
-   legacy ``.xls``; text is a CSV/HTML renamed to ``.xlsx``.
+   legacy ``.xls``; text is a CSV/HTML renamed to ``.xlsx``; a zip directory at the end makes
+   a zip even after other bytes (the reader finds a zip that way too).
 2. A zip is checked before the reader sees it, cheaply: every XML part is inflated once,
    streaming and discarding, to measure its real size (the zip directory's sizes are not
    trusted); a part that inflates far beyond any report, or at a bomb-like ratio, is refused.
@@ -708,6 +709,10 @@ def sniff(path: Path, fh: BinaryIO) -> str:
         return "zip"
     if head.startswith(CFB_MAGIC):
         return _cfb_message(fh)
+    if _zip_directory_at_end(fh):
+        # Bytes before the zip (a stub, a header some tool added): the reader finds the zip
+        # by its directory at the end, so the pre-checks do too, and the zip checks follow.
+        return "zip"
     if b"\0" not in head:
         text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
         if text.startswith((b"<!doctype html", b"<html", b"<table")):
@@ -730,6 +735,31 @@ def sniff(path: Path, fh: BinaryIO) -> str:
         "This is not an Excel workbook (.xlsx): its content is neither a zip package nor a "
         "known spreadsheet format. Download it again; if that does not help, re-run the report."
     )
+
+
+#: The zip's end-of-directory record: 22 bytes and a comment of at most 65,535 bytes.
+_EOCD = b"PK\x05\x06"
+_EOCD_SPAN = 22 + 0xFFFF
+
+
+def _zip_directory_at_end(fh: BinaryIO) -> bool:
+    """The file ends with a zip directory whose record is whole (a zip after other bytes)."""
+    try:
+        size = fh.seek(0, os.SEEK_END)
+        start = max(0, size - _EOCD_SPAN)
+        fh.seek(start)
+        tail = fh.read(_EOCD_SPAN)
+        fh.seek(0)
+    except OSError:
+        return False
+    at = tail.rfind(_EOCD)
+    while at != -1:
+        if len(tail) - at >= 22:
+            comment = struct.unpack_from("<H", tail, at + 20)[0]
+            if at + 22 + comment == len(tail):
+                return True
+        at = tail.rfind(_EOCD, 0, at)
+    return False
 
 
 def _cfb_message(fh: BinaryIO) -> str:

@@ -289,7 +289,9 @@ def profile_toml(profile: Profile) -> str:
         lines.append(f"key = {_q(profile.key)}")
     lines += [
         f"known_hosts = {_q(profile.known_hosts)}",
-        f"remote_dir = {_q(profile.remote_dir)}",
+        f"remote_dir = {_q(profile.remote_dir)}"
+        if not profile.remote_dirs else
+        "remote_dirs = [" + ", ".join(_q(f) for f in profile.remote_dirs) + "]",
         f"local_dir = {_q(profile.local_dir)}",
         f"timezone = {_q(profile.timezone.key if isinstance(profile.timezone, ZoneInfo) else 'UTC')}",
     ]

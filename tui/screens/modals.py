@@ -226,11 +226,13 @@ class FileDetailsModal(ModalScreen[None]):
     DEFAULT_CSS = _MODAL_CSS.format(cls="FileDetailsModal")
     BINDINGS = [Binding("escape,enter,q", "close", "Close")]
 
-    def __init__(self, row: RemoteRow, job: JobView | None, *, tz: tzinfo) -> None:
+    def __init__(self, row: RemoteRow, job: JobView | None, *, tz: tzinfo,
+                 show_folder: bool = False) -> None:
         super().__init__()
         self.row = row
         self.job = job
         self.tz = tz
+        self.show_folder = show_folder  # several folders are watched
 
     def compose(self) -> ComposeResult:
         row = self.row
@@ -242,7 +244,11 @@ class FileDetailsModal(ModalScreen[None]):
             lines.append((Text(f"{label:<13}", style="bold"),
                           value if isinstance(value, Text) else Text(str(value))))
 
-        line("Name", escape_name(row.name))
+        line("Name", escape_name(row.server_name or row.name))
+        if row.folder and self.show_folder:
+            line("Folder", escape_name(row.folder))
+        if row.version is None and row.local_name and row.local_name != (row.server_name or row.name):
+            line("Local name", escape_name(row.local_name))
         line("Report", escape_name(row.report))
         if row.version is not None:
             line("Rolling", "one file name, replaced by each delivery")

@@ -1,6 +1,7 @@
 """Remote screen (key ``2``): the server folder as a table.
 
-Columns: selection, name (escaped, never markup), delivered at (the library's local time),
+Columns: selection, name (escaped, never markup), the server folder (only when the profile
+watches several folders), delivered at (the library's local time),
 size, age (wide terminals), days until the server deletes it (colour and glyph as the date
 nears), local state (new, downloaded, changed, partial, purged; queued/running while in the
 queue) and verification. Below ``WIDE`` columns the name column shows the report's name in
@@ -12,6 +13,10 @@ as in the name), ``space`` toggles the selection, ``a`` selects every file not y
 downloaded, ``d`` downloads the selection (or all new files when nothing is selected),
 ``enter`` shows the details of a file. A purged file (its local copy deleted by the retention
 policy) is never selected by ``a`` nor queued by ``d``.
+
+Entries of the watched folders that are not reports (sub-folders as ``name/``, files that are
+no workbook) come first, dimmed, labelled in the Local column; they cannot be selected or
+downloaded.
 
 The rows come from the app's snapshot (the ledger, read in a thread); the table is filled in
 one pass with keys equal to the file names, so 10,000 files stay smooth.
@@ -33,13 +38,13 @@ from textual.widgets.data_table import CellDoesNotExist
 
 from tui.core import clock
 from tui.core.health import NEAR_DELETION_DAYS
-from tui.core.model import JobState, LocalState
+from tui.core.model import EntryKind, JobState, LocalState
 from tui.core.names import escape_name
 from tui.core.status import VerifyStatus
 from tui.messages import DataRefreshed, QueueChanged
 from tui.screens.base import AppScreen
 from tui.screens.modals import FileDetailsModal
-from tui.state import ConnectionState, RemoteRow, ScreenName
+from tui.state import ConnectionState, OtherRow, RemoteRow, ScreenName
 from tui.widgets.footer import FitFooter
 from tui.widgets.formatting import (
     URGENT_DELETION_DAYS,
@@ -50,6 +55,7 @@ from tui.widgets.formatting import (
     human_size,
     local_time,
     mono,
+    name_text,
     plural,
     report_file_text,
     short_report_names,
@@ -65,6 +71,9 @@ if TYPE_CHECKING:
 WANTED_STATES = (LocalState.NEW, LocalState.PARTIAL, LocalState.CHANGED, LocalState.MISSING_LOCALLY)
 #: Held, or deliberately not held: no deletion warning for these.
 SAFE_STATES = (LocalState.DOWNLOADED, LocalState.PURGED)
+FOLDER_WIDTH = 14  # the Folder column, shown when several folders are watched
+_OTHER_LABEL = {EntryKind.FOLDER: "folder", EntryKind.NOT_A_REPORT: "not a report",
+                EntryKind.LINK: "link", EntryKind.SPECIAL: "special"}
 WIDE = 110  # from this terminal width on, the Age column and long labels are shown
 
 _STATE_RANK = {LocalState.MISSING_LOCALLY: 0, LocalState.NEW: 1, LocalState.PARTIAL: 2,
@@ -120,7 +129,9 @@ class RemoteScreen(AppScreen):
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, RemoteRow] = {}
-        self.shown: list[str] = []  # names in table order
+        #: Entries that are not reports (sub-folders, other files): shown dimmed, first.
+        self.others: dict[str, OtherRow] = {}
+        self.shown: list[str] = []  # row keys in table order (file names, then the others' keys)
         self.selected: set[str] = set()
         self.sort_index = 0
         self.filter_text = ""
@@ -134,6 +145,7 @@ class RemoteScreen(AppScreen):
         self._short_for = 0  # the column width they were made for (0: to be made)
         self._short_version = 0
         self._fitted_width: int | None = None
+        self._folder_column = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -181,16 +193,25 @@ class RemoteScreen(AppScreen):
         self._snapshot_version = snapshot.version
         self.rows = {r.name: r for r in snapshot.rows}
         self._short_for = 0  # the reports may have changed: their short names are made again
+        self.others = {o.key: o for o in snapshot.others}
         self.selected &= set(self.rows)
+        if self._folder_column != self._folders_shown():
+            self._setup_columns()
         self._populate()
 
     def _name_width(self) -> int:
         return self._name_width_for(self.size.width or self.app.size.width or 80)
 
-    @staticmethod
-    def _name_width_for(width: int) -> int:
+    def _folders_shown(self) -> bool:
+        """Several folders are watched: a Folder column tells their files apart."""
+        return bool(self.app.snapshot.folder_labels)
+
+    def _name_width_for(self, width: int) -> int:
         fixed = 1 + 11 + 6 + 7 + 12 + 9  # sel, delivered, size, deletes, local, check
         columns = 7
+        if self._folders_shown():
+            fixed += FOLDER_WIDTH
+            columns += 1
         if width >= WIDE:
             fixed += 4 + 4  # age; longer verification labels
             columns += 1
@@ -203,6 +224,9 @@ class RemoteScreen(AppScreen):
         self._fitted_width = self._name_width()
         table.add_column(" ", key="sel", width=1)
         table.add_column("Name" if self._wide else "Report", key="name", width=self._fitted_width)
+        self._folder_column = self._folders_shown()
+        if self._folder_column:
+            table.add_column("Folder", key="folder", width=FOLDER_WIDTH)
         table.add_column("Delivered", key="delivered", width=11)
         table.add_column("Size", key="size", width=6)
         if self._wide:
@@ -265,6 +289,11 @@ class RemoteScreen(AppScreen):
         cells: list[Text | str] = [
             self._sel_cell(row.name),
             self._name_cell(row, name_width),
+        ]
+        labels = self.app.snapshot.folder_labels
+        if labels:
+            cells.append(cached_text(cache, escape_name(labels.get(row.folder, row.folder))))
+        cells += [
             local_time(row.delivered_at, tz),
             cached_text(cache, human_size(row.size), justify="right"),
         ]
@@ -285,7 +314,7 @@ class RemoteScreen(AppScreen):
         """The file name on wide terminals; below, its report's name in whole words (the
         Delivered column tells a report's files apart)."""
         if self._wide:
-            return report_file_text(row.name, row.report, width)
+            return report_file_text(row.server_name or row.name, row.report, width)
         if self._short_for != width:
             self._short_names = short_report_names((escape_name(r.report) for r in self.rows.values()), width)
             self._short_for = width
@@ -304,6 +333,32 @@ class RemoteScreen(AppScreen):
             return True
         return needle in local_time(row.delivered_at, self.app.profile.timezone, with_year=True)
 
+    def _other_cells(self, other: OtherRow, name_width: int) -> list[Text | str]:
+        """A dimmed row: a sub-folder (``name/``) or a file that is no report; no selection,
+        no dates, nothing to download."""
+        label = escape_name(other.name) + ("/" if other.kind == EntryKind.FOLDER else "")
+        name = name_text(label, name_width)
+        name.stylize("dim")
+        cells: list[Text | str] = [self._UNSELECTED, name]
+        labels = self.app.snapshot.folder_labels
+        if labels:
+            cells.append(Text(escape_name(labels.get(other.folder, other.folder)), style="dim"))
+        cells += [Text(""), Text("")]
+        if self._wide:
+            cells.append(Text(""))
+        cells.append(Text(""))
+        cells.append(Text(_OTHER_LABEL[other.kind], style="dim italic"))
+        cells.append(Text(""))
+        return cells
+
+    def _ordered_others(self) -> list[OtherRow]:
+        others = sorted(self.others.values(), key=lambda o: (o.kind != EntryKind.FOLDER, o.folder,
+                                                            o.name.casefold()))
+        if self.filter_text:
+            needle = self.filter_text.casefold()
+            others = [o for o in others if needle in o.name.casefold()]
+        return others
+
     def _ordered(self) -> list[RemoteRow]:
         _label, key, reverse = SORTS[self.sort_index]
         rows = list(self.rows.values())
@@ -320,13 +375,16 @@ class RemoteScreen(AppScreen):
         if keep_cursor and self.shown and 0 <= table.cursor_row < len(self.shown):
             current = self.shown[table.cursor_row]
         ordered = self._ordered()
+        others = self._ordered_others()
         table.clear()
         now_ts = clock.now().timestamp()
         width = self._name_width()
+        # Sub-folders and other entries first, as a file manager shows folders.
+        table.add_keyed_rows((o.key, self._other_cells(o, width)) for o in others)
         table.add_keyed_rows((row.name, self._cells(row, now_ts, width)) for row in ordered)
-        self.shown = [r.name for r in ordered]
+        self.shown = [o.key for o in others] + [r.name for r in ordered]
         self._queue_versions = {}
-        if current is not None and current in self.rows:
+        if current is not None and (current in self.rows or current in self.others):
             try:
                 table.move_cursor(row=self.shown.index(current), animate=False)
             except ValueError:
@@ -336,7 +394,7 @@ class RemoteScreen(AppScreen):
 
     def _update_empty(self) -> None:
         empty = self.query_one("#remote-empty", Static)
-        if self.rows:
+        if self.rows or self.others:
             empty.remove_class("shown")
             return
         conn = self.app.connection
@@ -365,6 +423,8 @@ class RemoteScreen(AppScreen):
             parts.append((Text(f"{missing:,} missing here", style="bold red"), 0))
         if purged:
             parts.append((Text(f"{purged:,} purged", style="dim"), 2))
+        if self.others:
+            parts.append((Text(f"{len(self.others):,} not reports", style="dim"), 2))
         if near:
             parts.append((Text(f"{near:,} near deletion", style="bold yellow"), 1))
         if self.selected:
@@ -413,9 +473,21 @@ class RemoteScreen(AppScreen):
                 continue
         self._update_status()
 
+    def _not_a_report(self, key: str) -> bool:
+        """Tell why an entry that is not a report cannot be selected or opened (True)."""
+        other = self.others.get(key)
+        if other is None:
+            return False
+        what = ("is a sub-folder" if other.kind == EntryKind.FOLDER else
+                "is not an Excel workbook" if other.kind == EntryKind.NOT_A_REPORT else
+                f"is a {other.kind}")
+        self.notify(f"{escape_name(other.name)} {what}: not a report, so sync leaves it on the "
+                    "server and never counts it as a problem.")
+        return True
+
     def action_toggle_select(self) -> None:
         name = self._cursor_name()
-        if name is None:
+        if name is None or self._not_a_report(name):
             return
         if name in self.selected:
             self.selected.discard(name)
@@ -429,7 +501,7 @@ class RemoteScreen(AppScreen):
     def action_select_new(self) -> None:
         """Select every file not held here (among those the filter shows): new, partial,
         changed on the server, or missing from the disk."""
-        wanted = {n for n in self.shown if self.rows[n].state in WANTED_STATES}
+        wanted = {n for n in self.shown if n in self.rows and self.rows[n].state in WANTED_STATES}
         if not wanted:
             self.notify("Every file shown is downloaded and on the disk.")
             return
@@ -525,7 +597,8 @@ class RemoteScreen(AppScreen):
 
     def action_details(self) -> None:
         name = self._cursor_name()
-        if name is None:
+        if name is None or self._not_a_report(name):
             return
         self.app.push_screen(FileDetailsModal(self.rows[name], self.app.board.jobs.get(name),
-                                              tz=self.app.profile.timezone))
+                                              tz=self.app.profile.timezone,
+                                              show_folder=self._folders_shown()))

@@ -51,7 +51,7 @@ from typing import cast
 import asyncssh
 
 from tui.core.model import RemoteFile
-from tui.core.names import fit_name, refusal_reason
+from tui.core.names import fit_name, portable_name, refusal_reason
 from tui.sftp import parts
 from tui.sftp.client import SftpConnection
 from tui.sftp.errors import FileBusy, SftpError, TransferFailed, translate
@@ -148,21 +148,30 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def local_name_of(remote: RemoteFile) -> str:
+    """The name the copy gets: the one the ledger assigned, else the server's name made
+    portable (:func:`tui.core.names.portable_name`)."""
+    return remote.local_name or portable_name(remote.name)
+
+
 def _place(part: Path, local_dir: Path, remote: RemoteFile, digest: str,
            local_name: str | None = None) -> tuple[Path, Placed]:
     """Give a complete part file its final name without overwriting anything.
 
     ``local_name`` (a version of a rolling report): that name, else ``NAME 2.ext``... beside a
-    different file of that name; each is a copy of its own (``new``), never a changed one."""
+    different file of that name; each is a copy of its own (``new``), never a changed one.
+    Otherwise the file's local name (:func:`local_name_of`)."""
+    local = local_name_of(remote)
+
     def candidates() -> Iterator[str]:
         if local_name is not None:
             yield local_name
             for n in range(2, 101):
                 yield fit_name(local_name, f" {n}")
             return
-        yield remote.name
+        yield local
         for n in range(1, 100):
-            yield changed_name(remote.name, remote, n)
+            yield changed_name(local, remote, n)
 
     for i, name in enumerate(candidates()):
         target = local_dir / name
@@ -277,9 +286,8 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
     (and ``asyncio.CancelledError`` when cancelled; the part file is then kept).
     """
     local_dir = Path(local_dir)
-    reason = refusal_reason(remote.name)
-    if reason is None and local_name is not None:
-        reason = refusal_reason(local_name)
+    reason = refusal_reason(remote.name) or refusal_reason(
+        local_name if local_name is not None else local_name_of(remote))
     if reason is not None:
         raise TransferFailed(f"The server-supplied name was refused: {reason}.",
                              "Nothing was written; ask the server's administrator to rename the file.")
@@ -305,7 +313,7 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
 
     def local_err(exc: BaseException) -> SftpError:
         return translate(exc, host=conn.host, port=conn.port, path=remote.name,
-                         local_path=str(local_dir / remote.name))
+                         local_path=str(local_dir / local_name_of(remote)))
 
     def remote_err(exc: BaseException) -> SftpError:
         return translate(exc, host=conn.host, port=conn.port, path=remote.name)
@@ -457,5 +465,5 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
         _background.add(closing)
         closing.add_done_callback(_background.discard)
     log.info("downloaded %r: %d bytes, %s (resumed from %d)", remote.name, size, status, have)
-    return DownloadResult(name=remote.name, size=size, sha256=digest, path=final, status=status,
+    return DownloadResult(name=remote.ident, size=size, sha256=digest, path=final, status=status,
                           resumed_from=have, transferred=received)

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -126,7 +126,8 @@ class Job:
 
     @property
     def name(self) -> str:
-        return self.remote.name
+        """The file's identity (``RemoteFile.ident``: its name, or ``folder/name``)."""
+        return self.remote.ident
 
 
 class TransferQueue:
@@ -172,7 +173,7 @@ class TransferQueue:
                   local_name=local_name)
         self._next_id += 1
         self.jobs[job.id] = job
-        self._emit(Queued(job.id, remote.name, remote.size))
+        self._emit(Queued(job.id, job.name, remote.size))
         self._todo.put_nowait(job)
         self._start_workers()
         return job
@@ -214,7 +215,7 @@ class TransferQueue:
         done: dict[Path, set[str]] = {}
         for job in self.jobs.values():
             if job.state == JobState.DONE:
-                done.setdefault(job.local_dir, set()).add(job.name)
+                done.setdefault(job.local_dir, set()).add(job.remote.name)  # parts: by server name
         for folder, names in done.items():
             await asyncio.to_thread(parts.remove_stale_parts, folder, names)
         return list(self.jobs.values())
@@ -390,5 +391,5 @@ class TransferQueue:
         except SftpError:
             return
         if attrs.size is not None and attrs.mtime is not None:
-            job.remote = RemoteFile(job.remote.name, int(attrs.size),
-                                    datetime.fromtimestamp(attrs.mtime, UTC))
+            job.remote = replace(job.remote, size=int(attrs.size),
+                                 mtime=datetime.fromtimestamp(attrs.mtime, UTC))

@@ -71,10 +71,19 @@ from typing import TypedDict
 from tui.core import clock, isolation, retention
 from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
-from tui.core.ledger import BATCH_SECONDS, LEDGER_ERRORS, Ledger
+from tui.core.ledger import BATCH_SECONDS, LEDGER_ERRORS, Ledger, ListingChange
 from tui.core.local_reports import verify_cached
-from tui.core.model import Delivery, JobState, JSONObject, LocalState, RemoteFile, VerifyResult
-from tui.core.names import escape_name
+from tui.core.model import (
+    Delivery,
+    EntryKind,
+    JobState,
+    JSONObject,
+    LocalState,
+    OtherEntry,
+    RemoteFile,
+    VerifyResult,
+)
+from tui.core.names import escape_name, is_report_name, normalize_folder
 from tui.core.schedule import Timing, replaced_on_schedule
 from tui.sftp import parts
 from tui.sftp.client import (
@@ -120,15 +129,26 @@ class RemoteEntry:
     #: A rolling report's version (one name each delivery replaces): the ledger's and the
     #: local copy's name of this copy, ``NAME (YYYY-MM-DD HHMM).ext``; None: an ordinary file.
     version: str | None = None
+    folder: str = "."  # the server folder it is in (normalized)
 
     @property
     def name(self) -> str:
+        """Its identity: the server's name, or ``folder/name`` when several folders are
+        watched (``RemoteFile.ident``)."""
+        return self.remote.ident
+
+    @property
+    def server_name(self) -> str:
         return self.remote.name
 
     @property
     def key(self) -> str:
-        """Its name in the ledger: the version's, else the server's."""
-        return self.version or self.remote.name
+        """Its name in the ledger: the version's, else its identity (``RemoteFile.ident``)."""
+        return self.version or self.remote.ident
+
+    @property
+    def local_name(self) -> str:
+        return self.remote.local_name or self.remote.name
 
     @property
     def size(self) -> int:
@@ -157,6 +177,10 @@ class RemoteListing:
     refused: list[tuple[str, str]]  # (untrusted name, reason)
     others: list[tuple[str, str]] = field(default_factory=list)  # (name, kind): folders...
     gone: tuple[str, ...] = ()  # names missing since the previous listing
+    #: Every entry of the watched folders that is not a report (subfolders, links, files that
+    #: are no workbook): shown, never downloaded, never a problem.
+    ignored: tuple[OtherEntry, ...] = ()
+    folders: tuple[str, ...] = ()  # the folders listed
     #: Gone from the server with no copy here: newly gone and never downloaded, plus every
     #: held copy missing from the disk whose server file is gone.
     lost: tuple[str, ...] = ()
@@ -224,6 +248,7 @@ class DownloadedFile(TypedDict):
     status: Placed
     refetched: bool  # fetched again: the held copy had gone missing
     version: str | None  # a rolling report's version: its name (the local copy's)
+    folder: str  # the server folder it came from
 
 
 class AgainOutcome(StrEnum):
@@ -275,6 +300,9 @@ class SyncResult:
     #: The local retention policy's purge at the end of the sync (None: no policy, or not run).
     retention: retention.PurgeResult | None = None
     purge_error: str | None = None  # the purge could not run (the ledger failed)
+    #: Entries of the watched folders that are not reports (never a problem).
+    ignored: list[OtherEntry] = field(default_factory=list)
+    folders: tuple[str, ...] = ()  # the server folders watched
 
     def finish(self) -> SyncResult:
         codes = [st.severity(f.status) for f in self.files]
@@ -291,7 +319,7 @@ class SyncResult:
             "downloaded": [
                 {"name": d["name"], "size": d["size"], "sha256": d["sha256"], "path": d["path"],
                  "resumed_from": d["resumed_from"], "changed": d["changed"], "refetched": d["refetched"],
-                 "version": d["version"]}
+                 "version": d["version"], "folder": d["folder"], "local_name": Path(d["path"]).name}
                 for d in self.downloaded
             ],
             "skipped": list(self.skipped),
@@ -304,6 +332,9 @@ class SyncResult:
             "refetched": list(self.refetched),
             "missing_locally": [{"name": m["name"], "path": m["path"], "on_server": m["on_server"]}
                                 for m in self.missing_locally],
+            "ignored": [{"name": escape_name(o.name), "folder": escape_name(o.folder), "kind": str(o.kind),
+                         "new": o.new} for o in self.ignored],
+            "folders": [escape_name(f) for f in self.folders],
             "error": self.error,
             **self._retention_json(),
         }
@@ -351,6 +382,7 @@ class SyncService:
         self._verify_sem = asyncio.Semaphore(VERIFY_THREADS)
         #: Each report's timing from the ledger's history (the run day of a delivery).
         self._timings: dict[str, Timing] | None = None
+        self._classified: dict[str, tuple[ReportConfig, datetime, str]] = {}
 
     async def _connect(self) -> SftpConnection:
         return await connect(self._opts, host_key_policy=self.host_key_policy,
@@ -386,54 +418,105 @@ class SyncService:
 
     # ------------------------------------------------------------ listing
     def _classify(self, f: RemoteFile) -> tuple[ReportConfig, datetime, str]:
+        """Report, delivery time and its source, from the server's name."""
         report, parsed = self.profile.classify(f.name, f.mtime)
         delivered = parsed.delivered_at or f.mtime.astimezone(self.profile.timezone)
         return report, delivered, parsed.source
 
     async def list_remote(self) -> RemoteListing:
-        """List the server folder, record it in the ledger, annotate every file."""
+        """List every watched server folder, record it in the ledger, annotate every file."""
         conn = await self.connection()
-        listing: Listing = await conn.listdir(self.remote_dir)
+        listings = [await conn.listdir(folder) for folder in self.profile.folders]
         # Classifying and recording 10,000 names takes a few tenths of a second: off the loop.
-        return await asyncio.to_thread(self._record, listing)
+        return await asyncio.to_thread(self._record_all, listings)
 
-    def _record(self, listing: Listing) -> RemoteListing:
+    def _record_all(self, listings: list[Listing]) -> RemoteListing:
         when = clock.now()
-        classified: dict[str, tuple[ReportConfig, datetime, str]] = {}
+        watched = set(self.profile.folders)
+        files: list[RemoteFile] = []
+        refused: list[tuple[str, str]] = []
+        others: list[tuple[str, str]] = []
+        ignored: list[OtherEntry] = []
+        gone: list[str] = []
+        rolling: set[str] = set()
+        clashes: list[str] = []
+        for listing in listings:
+            folder = normalize_folder(listing.remote_dir)
+            key = self.profile.folder_key(folder)
+            reports = [replace(f, folder=key) for f in listing.files if is_report_name(f.name)]
+            kinds: list[tuple[str, EntryKind]] = [(n, _entry_kind(k)) for n, k in listing.others]
+            kinds += [(f.name, EntryKind.NOT_A_REPORT) for f in listing.files
+                      if not is_report_name(f.name)]
+            prefix = f"{key}/" if key else ""
+            folder_refused = [(prefix + n, r) for n, r in listing.refused]
+            change, folder_rolling = self._record_folder(folder, reports, folder_refused, kinds, when)
+            rolling |= folder_rolling
+            clashes += [n for n, _reason in change.refused]
+            folder_refused += list(change.refused)
+            new_others = set(change.new_others)
+            for name, kind in kinds:
+                if kind == EntryKind.FOLDER and normalize_folder(f"{folder}/{name}") in watched:
+                    continue  # watched itself: its files are listed with it
+                ignored.append(OtherEntry(folder, name, kind, new=name in new_others))
+            files += [replace(f, local_name=change.local_names.get(f.ident, "")) for f in reports]
+            refused += folder_refused
+            others += [(prefix + n, str(k)) for n, k in kinds]
+            gone += change.gone
+        clashed = set(clashes)  # named as a rolling report's version: refused by the ledger
+        files = [f for f in files if f.ident not in clashed]
+        return self._annotate(files, when, refused, others, ignored, tuple(gone), rolling)
+
+    def _record_folder(self, folder: str, files: list[RemoteFile], refused: list[tuple[str, str]],
+                       others: list[tuple[str, EntryKind]], when: datetime,
+                       ) -> tuple[ListingChange, set[str]]:
+        """Record one folder's listing; ``(change, rolling server names)``. Rolling reports
+        are recognised in a profile that watches one folder."""
+        for f in files:
+            self._classified[f.ident] = self._classify(f)
+        rolling: set[str] = set()
+        if not self.profile.several_folders:
+            by_name = {f.name: self._classified[f.ident] for f in files}
+            rolling = rolling_names(self.profile, self.ledger, files, by_name)
+            for f in files:  # a version's delivery time is the server's mtime
+                if f.name in rolling:
+                    self._classified[f.ident] = (self._classified[f.ident][0],
+                                                 f.mtime.astimezone(self.profile.timezone), "mtime")
 
         def report_of(f: RemoteFile) -> tuple[str, datetime]:
-            report, delivered, _src = classified[f.name]
+            report, delivered, _src = self._classified[f.ident]
             return report.name, delivered
 
-        for f in listing.files:
-            classified[f.name] = self._classify(f)
-        rolling = rolling_names(self.profile, self.ledger, listing.files, classified)
-        for f in listing.files:  # a version's delivery time is the server's mtime
-            if f.name in rolling:
-                classified[f.name] = (classified[f.name][0], f.mtime.astimezone(self.profile.timezone),
-                                      "mtime")
         change = self.ledger.record_listing(
-            None, report_of, listing.files, when, refused=listing.refused, rolling=rolling,
-            tz=self.profile.timezone,
+            None, report_of, files, when, refused=refused, rolling=rolling,
+            tz=self.profile.timezone, folder=folder, scoped=self.profile.several_folders,
+            others=others, first=folder == self.profile.folders[0],
         )
+        return change, rolling
+
+    def _annotate(self, files: list[RemoteFile], when: datetime, refused: list[tuple[str, str]],
+                  others: list[tuple[str, str]], ignored: list[OtherEntry],
+                  gone: tuple[str, ...], rolling: set[str]) -> RemoteListing:
         disk = self.ledger.reconcile_local(self.local_dir)
         history = {d.name: d for d in self.ledger.deliveries()}
         versions = {(d.extra.get("rolling_of"), d.mtime, d.size): d.name for d in history.values()
                     if d.on_server and d.extra.get("rolling_of")}
-        on_disk = _part_files(self.local_dir)
         self._timings = self.profile.timings(history.values())
         tz = self.profile.timezone
+        on_disk: dict[str, set[str]] = {}
         entries = []
-        clashes = {name for name, _reason in change.refused}
-        for f in listing.files:
-            if f.name in clashes:  # named as a rolling report's version: refused by the ledger
-                continue
-            report, delivered, source = classified[f.name]
+        for f in files:
+            known = self._classified.pop(f.ident, None)
+            report, delivered, source = known if known is not None else self._classify(f)
+            folder = self._folder_of(f)
+            local_dir = self.profile.local_dir_of(folder)
+            if str(local_dir) not in on_disk:
+                on_disk[str(local_dir)] = _part_files(local_dir)
             version = versions.get((f.name, f.mtime, f.size)) if f.name in rolling else None
-            d = history.get(version or f.name)
+            d = history.get(version or f.ident)
             state = d.local_state if d is not None else LocalState.NEW
-            if (state in (LocalState.NEW, LocalState.CHANGED) and parts.part_name(f) in on_disk
-                    and parts.part_progress(self.local_dir, f)):
+            if (state in (LocalState.NEW, LocalState.CHANGED)
+                    and parts.part_name(f) in on_disk[str(local_dir)]
+                    and parts.part_progress(local_dir, f)):
                 state = LocalState.PARTIAL
             entries.append(
                 RemoteEntry(
@@ -450,10 +533,11 @@ class SyncService:
                     changed=bool(d.changed) if d is not None else False,
                     message=d.message if d is not None else "",
                     version=version,
+                    folder=folder,
                 )
             )
-        lost = [n for n in change.gone if history.get(n) is not None and history[n].extra["lost"]]
-        listed = {f.name for f in listing.files}
+        lost = [n for n in gone if history.get(n) is not None and history[n].extra["lost"]]
+        listed = {f.ident for f in files}
         for name, _path in disk.missing:
             if name not in listed and name not in lost:
                 lost.append(name)
@@ -473,19 +557,29 @@ class SyncService:
         for name, path in disk.missing:
             log.warning("the copy of %s is missing from the disk (%s)", escape_name(name),
                         escape_name(path))
+        for other in ignored:
+            if other.new:
+                log.info("%s in %s is %s: not a report, ignored", escape_name(other.name),
+                         escape_name(other.folder), other.kind)
         result = RemoteListing(
-            remote_dir=listing.remote_dir,
+            remote_dir=self.remote_dir,
             listed_at=when,
             entries=entries,
-            refused=[*listing.refused, *change.refused],
-            others=list(listing.others),
-            gone=change.gone,
+            refused=refused,
+            others=others,
+            gone=gone,
             lost=tuple(lost),
             missing_locally=disk.missing,
+            ignored=tuple(ignored),
+            folders=self.profile.folders,
             lost_versions=tuple(lost_versions),
         )
         self.last_listing = result
         return result
+
+    def _folder_of(self, f: RemoteFile) -> str:
+        """The server folder of a listed file (its key, or the one folder watched)."""
+        return f.folder or self.profile.folders[0]
 
     # ------------------------------------------------------------ download
     async def download(
@@ -536,7 +630,7 @@ class SyncService:
                 if entry.local_state == LocalState.DOWNLOADED:
                     again.add(entry.name)
                 targets.append(entry)
-        if targets:
+        if targets and not self.profile.several_folders:
             self._adopt_legacy_parts(targets)  # quick: only partials the ledger recorded
         with self.ledger.batched(COMMIT_SECONDS):
             await self._transfer(targets, result, on_event, on_queue, again)
@@ -605,7 +699,7 @@ class SyncService:
         def already_held(remote: RemoteFile) -> bool:
             # Asked once the part file is locked: another process may have just fetched it.
             try:
-                return self.ledger.holds(by_name[remote.name].key, remote.size, remote.mtime)
+                return self.ledger.holds(by_name[remote.ident].key, remote.size, remote.mtime)
             except LEDGER_ERRORS:  # when in doubt, download
                 return False
 
@@ -637,7 +731,7 @@ class SyncService:
             for e in sorted(targets, key=lambda e: e.delivered_at):
                 # Files not held at listing time: if another process fetches one meanwhile,
                 # it is left to that process (a file asked for again is fetched again).
-                queue.add(e.remote, self.remote_dir, self.local_dir,
+                queue.add(e.remote, e.folder, self.profile.local_dir_of(e.folder),
                           already_held=already_held if e.wanted else None, local_name=e.version)
             jobs = await queue.join()
             if verifications:
@@ -712,7 +806,7 @@ class SyncService:
         result.downloaded.append(DownloadedFile(
             name=entry.name, size=event.size, sha256=event.sha256, path=event.path,
             resumed_from=event.resumed_from, changed=changed, status=event.status,
-            refetched=refetched, version=entry.version,
+            refetched=refetched, version=entry.version, folder=entry.folder,
         ))
         log.info("recorded download of %s (%s%s)", escape_name(entry.name), event.status,
                  ", fetched again" if refetched else "")
@@ -754,13 +848,14 @@ class SyncService:
             result.downloaded.append(DownloadedFile(
                 name=entry.name, size=event.size, sha256=event.sha256, path=event.path,
                 resumed_from=event.resumed_from, changed=False, status=event.status,
-                refetched=outcome == AgainOutcome.FETCHED, version=entry.version,
+                refetched=outcome == AgainOutcome.FETCHED, version=entry.version, folder=entry.folder,
             ))
         report = self.profile.report_for(entry.report)
         verdict, cached = await self.verify_file(
             Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.key,
             run_day=entry.run_day,
         )
+        verdict = replace(verdict, folder=entry.folder)
         if outcome != AgainOutcome.IDENTICAL:
             result.files.append(verdict)
         result.again.append(FetchedAgain(entry.name, outcome, event.path, previous, verdict))
@@ -802,6 +897,7 @@ class SyncService:
                     f"beside the old one as '{Path(event.path).name}'. {verdict.message}"
                 ).strip(),
             )
+        verdict = replace(verdict, folder=entry.folder)
         result.files.append(verdict)
         emit(Verified(entry.name, verdict, cached))
 
@@ -853,6 +949,8 @@ class SyncService:
             await self._purge(failed)  # the policy does not need the server
             return failed.finish()
         result.listed = len(listing.entries)
+        result.ignored = list(listing.ignored)
+        result.folders = listing.folders
         result.refused = [{"name": escape_name(n), "reason": r} for n, r in listing.refused]
         result.lost = [escape_name(n) for n in listing.lost]
         result.lost_versions = list(listing.lost_versions)
@@ -917,6 +1015,7 @@ class SyncService:
                 Path(local_path), self.profile.report_for(d.report), d.delivered_at,
                 sha256=sha256, name=d.name,
             )
+            verdict = replace(verdict, folder=d.folder or self.profile.folders[0])
             result.files.append(verdict)
             _emit(on_event, Verified(d.name, verdict, cached))
         if todo:
@@ -978,6 +1077,11 @@ def _same_bytes(path: Path, size: int, sha256: str) -> bool:
     except OSError:
         return False
     return digest.hexdigest() == sha256
+
+
+def _entry_kind(kind: str) -> EntryKind:
+    """The listing's word for an entry that is not a regular file."""
+    return {"folder": EntryKind.FOLDER, "link": EntryKind.LINK}.get(kind, EntryKind.SPECIAL)
 
 
 def _part_files(local_dir: Path) -> set[str]:
