@@ -80,11 +80,11 @@ async def test_heatmap_cells_legend_and_detail_name_each_content_problem(built):
         for words in ("≡ stale (repeat)", "↔ wrong day", "▁ few rows"):
             assert words in text
         await pilot.press("up")  # from today (few rows) to 10 Dec
-        detail = str(app.screen.query_one("#heatmap-day", Static).render())
+        detail = " ".join(str(app.screen.query_one("#heatmap-day", Static).render()).split())  # unwrapped
         assert "Thu 10 Dec 2026 · wrong day" in detail and "Rescue by Mon 14 Dec 2026 (in 3 days)" in detail
         assert "describe loans of Sun 6 Dec" in detail and "check its date filter" in detail
         await pilot.press("up")
-        detail = str(app.screen.query_one("#heatmap-day", Static).render())
+        detail = " ".join(str(app.screen.query_one("#heatmap-day", Static).render()).split())  # unwrapped
         assert "stale (repeat)" in detail and "holds exactly the same" in detail
         assert "critical: The rows of" in detail  # its wrong-day problem is listed too
 

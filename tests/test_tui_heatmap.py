@@ -93,7 +93,8 @@ def scenario(tmp_path, monkeypatch):
 def screen_text(app) -> str:
     from textual.widgets import Static
 
-    return str(app.screen.query_one("#heatmap-day", Static).render())
+    # the panel's text is wrapped to its width: compare words, not line breaks
+    return " ".join(str(app.screen.query_one("#heatmap-day", Static).render()).split())
 
 
 async def test_each_demo_case_is_its_own_cell_kind_and_says_why(scenario):

@@ -38,6 +38,7 @@ from textual.app import App, ScreenStackError, SystemCommand, UnknownModeError
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
+from textual.notifications import Notify
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -79,7 +80,7 @@ from tui.state import (
     verify_local_reports,
 )
 from tui.widgets import toasts
-from tui.widgets.formatting import human_size
+from tui.widgets.formatting import human_size, plural
 
 if TYPE_CHECKING:
     from tui.core.export import ExportResult
@@ -162,7 +163,8 @@ class ReportKeeperApp(App[None]):
     .banner.warning { background: $warning 30%; }
     .banner.critical { background: $error 40%; }
     .statusline { height: 1; padding: 0 1; color: $text-muted; }
-    """
+    """ + toasts.CSS
+    NOTIFICATION_TIMEOUT = toasts.TIMEOUT
     COMMANDS = App.COMMANDS | {ReportKeeperCommands}
     MODES: ClassVar[dict[str, str | Callable[[], Screen]]] = {
         str(s.name): _SCREEN_CLASSES[s.name] for s in SCREENS
@@ -500,6 +502,13 @@ class ReportKeeperApp(App[None]):
         text, severity = batch_text(self.board, batch, result)
         self.notify(text, severity=severity, markup=False, timeout=8 if severity == "information" else 12)
 
+    def on_notify(self, event: Notify) -> None:
+        """Before Textual shows a new toast: take away those it replaces or crowds out
+        (``tui.widgets.toasts``)."""
+        new = event.notification
+        for old in toasts.crowded(list(self._notifications), new.message, new.title):
+            self._unnotify(old, refresh=False)
+
     # -- actions ----------------------------------------------------------------------------
     def action_switch_mode(self, mode: str) -> None:  # type: ignore[override]  # sync: modes are mounted
         self.switch_mode(mode)
@@ -524,7 +533,7 @@ class ReportKeeperApp(App[None]):
             return
         added = self.queue_downloads(names)
         if not self.board.paused:  # else the question about resuming says it
-            self.notify(f"{added} files queued for download.")
+            self.notify(f"{plural(added, 'file')} queued.")
 
     def action_retry_failed(self) -> None:
         names = self.board.names_in(JobState.FAILED, JobState.CANCELLED)
@@ -533,7 +542,7 @@ class ReportKeeperApp(App[None]):
             return
         self.queue_downloads(names)
         if not self.board.paused:  # else the question about resuming says it
-            self.notify(f"{len(names)} files queued again.")
+            self.notify(f"{plural(len(names), 'file')} queued again.")
 
     def action_toggle_pause(self) -> None:
         if not self.board.paused and not self.board.active:

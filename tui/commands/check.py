@@ -16,7 +16,7 @@ import logging
 import shutil
 import sqlite3
 import sys
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from typing import TYPE_CHECKING
 
 from tui.commands import all_profiles
@@ -27,8 +27,9 @@ from tui.core.clock import ClockError
 from tui.core.config import ConfigError, Profile
 from tui.core.health import ConnectionStatus, HealthReport, evaluate, fmt_day
 from tui.core.ledger import Ledger, LedgerError
-from tui.core.model import EntryKind, JSONObject, OtherEntry, WriteTest
+from tui.core.model import Audience, EntryKind, JSONObject, OtherEntry, WriteTest
 from tui.core.names import escape_name, normalize_folder
+from tui.core.problem_list import Member, ProblemGroup, member_date, tell
 from tui.notify.dispatch import after_check, summary_line
 
 if TYPE_CHECKING:  # asyncssh loads only when the check goes online
@@ -265,6 +266,17 @@ def _rows(line: str, width: int) -> int:
     return max(1, -(-len(line) // max(width, 20)))
 
 
+def _member_text(member: Member, today: date) -> str:
+    """One problem of a group on one line: run day, file (or report), the date that matters."""
+    p = member.problem
+    parts = [fmt_day(p.day, today) if p.day else "", escape_name(p.file or member.report)]
+    dated = member_date(p, today)
+    if dated is not None:
+        label, days = dated
+        parts.append(f"{label} ({days}d)" if days >= 0 else f"{label} (passed)")
+    return "        " + " · ".join(part for part in parts if part)
+
+
 def render(report: HealthReport, profile: Profile, *, width: int = 100, max_lines: int = SCREEN_LINES) -> str:
     """The human output of ``check``: one screenful (``max_lines``), most urgent first."""
     tz = profile.timezone
@@ -307,19 +319,36 @@ def render(report: HealthReport, profile: Profile, *, width: int = 100, max_line
         return "\n".join(lines) + "\n"
     lines.append("Problems, most urgent first:")
     used = sum(_rows(line, width) for line in lines)
+    entries = tell(report)
     shown = 0
-    for i, p in enumerate(problems):
-        day = f" {fmt_day(p.day, today)}" if p.day else ""
-        pair = [f" {_MARK[p.severity]} {p.kind}{day}: {escape_name(p.message)}",
-                f"      -> {escape_name(p.next_step)}"]
-        need = sum(_rows(line, width) for line in pair)
-        reserve = 0 if i == len(problems) - 1 else _rows(" ... and N more", width) + 1
+    for i, entry in enumerate(entries):
+        members: list[str] = []
+        if isinstance(entry, ProblemGroup):
+            block = [f" {_MARK[entry.severity]} {entry.kind} x{len(entry.members)}: {escape_name(entry.message)}",
+                     f"      -> {escape_name(entry.step(Audience.SHELL))}"]
+            members = [_member_text(m, today) for m in entry.members]
+        else:
+            day = f" {fmt_day(entry.day, today)}" if entry.day else ""
+            block = [f" {_MARK[entry.severity]} {entry.kind}{day}: {escape_name(entry.message)}",
+                     f"      -> {escape_name(entry.step(Audience.SHELL))}"]
+        need = sum(_rows(line, width) for line in block)
+        reserve = 0 if i == len(entries) - 1 else _rows(" ... and N more", width) + 1
         if shown and used + need + reserve > max_lines:
             break
-        lines.extend(pair)
+        lines.extend(block)
         used += need
         shown += 1
-    rest = problems[shown:]
+        for j, member in enumerate(members):  # one line each, while the screen has room
+            more = len(members) - j - 1
+            after = _rows("        ... and N more", width) if more else 0
+            if used + _rows(member, width) + after + reserve > max_lines:
+                lines.append(f"        ... and {len(members) - j} more")
+                used += _rows(lines[-1], width)
+                break
+            lines.append(member)
+            used += _rows(member, width)
+    rest = [p for e in entries[shown:] for p in ([m.problem for m in e.members]
+                                                  if isinstance(e, ProblemGroup) else [e])]
     if rest:
         kinds: dict[str, int] = {}
         for p in rest:

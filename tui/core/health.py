@@ -88,6 +88,9 @@ LATE_DAYS = 7
 #: A changed server copy, once both copies are held, is shown for this many days.
 CHANGED_DAYS = 14
 NO_HISTORY_DAYS = 7  # a report with no delivery at all is evaluated over the last week
+#: How the app fetches the files the server still has and the disk does not (d on Health, and
+#: on Remote with nothing selected, queues every one of them).
+FETCH_KEYS = "Press d on Health (1) or Remote (2)"
 DEFAULT_AT = time(7, 0)
 
 WARNING = Severity.WARNING
@@ -165,7 +168,9 @@ class ConnectionStatus:
                 kind=ProblemKind.CONNECTION,
                 message=f"Connection failed: {self.message}",
                 next_step="Fix the connection (host, key, known_hosts, network), then run "
-                "'report-keeper check' again (r in the app)",
+                "'report-keeper check' again",
+                app_step="Fix the connection (host, key, known_hosts, network), then press r to list "
+                "the server again",
             )
         if self.write_test == WriteTest.READ_ONLY:
             return Problem(
@@ -180,8 +185,10 @@ class ConnectionStatus:
                 severity=WARNING,
                 kind=ProblemKind.CONNECTION,
                 message=f"The connection test's probe failed: {self.message}",
-                next_step="Run the connection test again ('t' in the TUI); tell the server's "
-                "administrator if it persists",
+                next_step="Run 'report-keeper check' again (it runs the connection test); tell the "
+                "server's administrator if it persists",
+                app_step="Press t to run the connection test again; tell the server's administrator "
+                "if it persists",
             )
         return None
 
@@ -598,6 +605,8 @@ def _run_problems(report: ReportConfig, run: RunDay, files: list[Delivery], toda
                 # old copy and says whether the server's differs.
                 next_step="Download it again in the app (Remote: space on it, then d); if the "
                 "server's copy is the same: " + _lower_first(_rerun_step(name, covered, rescue_by, today)),
+                app_step="Download it again (Remote (2): space on it, then d); if the server's copy "
+                "is the same: " + _lower_first(_rerun_step(name, covered, rescue_by, today)),
             ))
     return out
 
@@ -771,8 +780,9 @@ def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, t
                 delete_on=delete_on,
                 message=f"The copy of '{d.name}' is no longer at '{where}' (moved, deleted or "
                 f"damaged); the server still has it until {fmt_day(delete_on, today)}",
-                next_step=f"Run 'report-keeper sync' (or press 'd' in the TUI) before "
-                f"{fmt_day(delete_on, today)}: it fetches the file again",
+                next_step=f"Run 'report-keeper sync' before {fmt_day(delete_on, today)}: it fetches "
+                "the file again",
+                app_step=f"{FETCH_KEYS} before {fmt_day(delete_on, today)}: it fetches the file again",
             ))
     elif not d.downloaded and d.on_server and today >= delete_on - timedelta(days=NEAR_DELETION_DAYS):
         left = (delete_on - today).days
@@ -781,7 +791,8 @@ def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, t
             severity=WARNING, kind=ProblemKind.NEAR_DELETION, day=run_day, file=d.name, delete_on=delete_on,
             message=f"'{d.name}' is not downloaded yet and the server deletes it on "
             f"{fmt_day(delete_on, today)} ({when})",
-            next_step=f"Run 'report-keeper sync' (or press 'd' in the TUI) before {fmt_day(delete_on, today)}",
+            next_step=f"Run 'report-keeper sync' before {fmt_day(delete_on, today)}",
+            app_step=f"{FETCH_KEYS} before {fmt_day(delete_on, today)}",
         ))
     changed_at = d.extra.get("changed_at")
     if d.local_state == LocalState.CHANGED:
@@ -790,6 +801,8 @@ def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, t
             message=f"The server's copy of '{d.name}' changed after it was downloaded; the new copy is not held yet",
             next_step=f"Run 'report-keeper sync' before {fmt_day(delete_on, today)}: the new copy is "
             "kept beside the old one",
+            app_step=f"{FETCH_KEYS} before {fmt_day(delete_on, today)}: the new copy is kept beside "
+            "the old one",
         ))
     elif (d.changed or d.verification == st.CHANGED) and (
         changed_at is None or (today - changed_at.astimezone(tz).date()).days <= CHANGED_DAYS

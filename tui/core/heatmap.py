@@ -46,7 +46,7 @@ from datetime import date, datetime, timedelta, tzinfo
 
 from tui.core import clock, model
 from tui.core import status as st
-from tui.core.model import Problem, RunDay
+from tui.core.model import Audience, Problem, RunDay
 
 # Cell kinds.
 OK = "ok"
@@ -313,7 +313,7 @@ class DayDetail:
     meaning: str
     facts: tuple[tuple[str, str], ...] = ()  # (label, value): files, rows, delivered, ...
     reasons: tuple[str, ...] = ()  # the problems of that day (message)
-    steps: tuple[str, ...] = ()  # what to do (next_step), deduplicated
+    steps: tuple[str, ...] = ()  # what to do (the app's step), deduplicated
     files: tuple[str, ...] = field(default=())
     purged: tuple[str, ...] = ()  # of ``files``: those whose local copy the retention policy deleted
 
@@ -379,8 +379,9 @@ def day_detail(
     for p in problems:
         if p.day == cell.day:
             reasons.append(f"{p.severity}: {p.message}")
-            if p.next_step and p.next_step not in steps:
-                steps.append(p.next_step)
+            step = p.step(Audience.APP)  # the heatmap is read in the app: its keys
+            if step and step not in steps:
+                steps.append(step)
     return DayDetail(
         title=title,
         kind=cell.kind,

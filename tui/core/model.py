@@ -297,6 +297,13 @@ class RunDay:
     not_held: tuple[str, ...] = ()  # its files downloaded once whose copy is gone from the disk
 
 
+class Audience(StrEnum):
+    """Where a problem's advice is shown: the app (keys) or the shell (``check``, alerts)."""
+
+    APP = "app"
+    SHELL = "shell"
+
+
 @dataclass(frozen=True)
 class Problem:
     """Something a person has to act on (``check`` JSON ``problems``, docs/JSON.md)."""
@@ -304,11 +311,17 @@ class Problem:
     severity: Severity  # warning | critical
     kind: ProblemKind
     message: str
-    next_step: str = ""
+    next_step: str = ""  # what to do, said for the shell ('report-keeper sync')
     day: date | None = None
     file: str | None = None
     rescue_by: date | None = None
     delete_on: date | None = None
+    #: The same step said for the app (its keys), when it differs from ``next_step``.
+    app_step: str = ""
+
+    def step(self, audience: Audience) -> str:
+        """The next step as said where it is shown: the app names keys, the shell commands."""
+        return (self.app_step or self.next_step) if audience == Audience.APP else self.next_step
 
     def to_json(self) -> JSONObject:
         return {

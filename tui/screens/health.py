@@ -18,18 +18,34 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from tui.core import clock
 from tui.core.config import Profile
 from tui.core.health import HealthReport
-from tui.core.model import ConnTestResult, JobState, ProblemKind, StepOutcome, WriteTest
+from tui.core.model import Audience, ConnTestResult, JobState, ProblemKind, StepOutcome, WriteTest
 from tui.core.names import escape_name
+from tui.core.problem_list import Member, ProblemGroup, member_date, tell
 from tui.core.status import Severity
 from tui.messages import ConnectionChanged, DataRefreshed, QueueChanged
 from tui.screens.base import AppScreen
 from tui.state import ConnectionInfo, ConnectionState, DataSnapshot, ScreenName
-from tui.widgets.formatting import home_relative, human_age, human_size, local_time, severity_text, short_day
+from tui.widgets.footer import FitFooter
+from tui.widgets.formatting import (
+    fit_parts,
+    fit_words,
+    home_relative,
+    human_age,
+    human_size,
+    local_time,
+    mono,
+    name_text,
+    plural,
+    report_file_text,
+    severity_text,
+    short_day,
+)
+from tui.widgets.hanging import HangingText, Line
 from tui.widgets.navbar import NavBar
 
 _STEP_STYLE = {StepOutcome.OK: "green", StepOutcome.DENIED: "yellow", StepOutcome.FAILED: "bold red",
@@ -58,10 +74,10 @@ def banner_text(health: HealthReport | None, connection: ConnectionInfo | None,
         parts = []
         if critical:
             parts.append(f"{critical} critical")
-        if warnings:
-            parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
-        if empty:
-            parts.append(f"{empty} empty report{'s' if empty != 1 else ''}")
+        if warnings:  # an empty report is one of the warnings, named, not counted again
+            parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}"
+                         + (f" ({empty} an empty report)" if empty == 1 else
+                            f" ({empty} empty reports)" if empty else ""))
         text.append(" · " + ", ".join(parts))
     if connection is not None and connection.state == ConnectionState.FAILED:
         text.append(" · no connection")
@@ -98,39 +114,77 @@ def reports_text(health: HealthReport | None, tz: tzinfo, now: datetime) -> Text
     return text
 
 
-def problems_text(health: HealthReport | None, today: date) -> Text:
-    text = Text()
+#: Kinds whose message states their delete-on date already: no second label beside it.
+_DATE_IN_MESSAGE = (ProblemKind.NEAR_DELETION, ProblemKind.MISSING_LOCALLY)
+#: Room a group's member line gives the name when the screen's width is unknown.
+_NAME_ROOM = 40
+
+
+def _date_label(label: str, days: int) -> Text:
+    left = f"{days}d" if days >= 0 else "passed"
+    style = "bold red" if days <= 3 else ("yellow" if days <= 14 else "dim")
+    return Text(f"{label} ({left})", style=style)
+
+
+def _member_line(member: Member, today: date, width: int) -> Text:
+    """One problem of a group on one line: run day, file (or report), the date that matters."""
+    p = member.problem
+    line = Text(no_wrap=True, overflow="ellipsis")
+    line.append(short_day(p.day) if p.day is not None else "", style="bold")
+    dated = member_date(p, today)
+    label = _date_label(*dated) if dated is not None else Text("")
+    room = max(8, width - 6 - 12 - 2 - label.cell_len)
+    if p.file:
+        name = report_file_text(p.file, member.report, room) if member.report else name_text(p.file, room)
+    else:
+        name = Text(fit_words(escape_name(member.report), room))
+    line.pad_right(12 - line.cell_len)
+    line.append_text(name)
+    if label.plain:
+        line.append("  ")
+        line.append_text(label)
+    return line
+
+
+def problems_lines(health: HealthReport | None, today: date, width: int = 0,
+                   no_color: bool = False) -> list[Line]:
+    """The problems, most urgent first, like ones grouped (``tui.core.problem_list``), the
+    advice said for the app's keys; each line's wrapped lines start under its first word."""
+    width = width or _NAME_ROOM + 40
     problems = health.problems if health is not None else []
-    text.append(f"Problems ({len(problems)})\n" if problems else "Problems\n", style="bold underline")
+    lines: list[Line] = []
+
+    def add(body: Text, lead: str = "") -> None:
+        lines.append((mono(Text(lead, style="cyan" if "→" in lead else ""), no_color), mono(body, no_color)))
+
+    add(Text(f"Problems ({len(problems)})" if problems else "Problems", style="bold underline"))
     if health is None:
-        return text
+        return lines
     if not problems:
-        text.append("  ✓ nothing to do\n", style="green")
-        return text
-    for p in problems:
-        text.append("  ")
-        text.append_text(severity_text(p.severity, p.kind))
+        add(Text("✓ nothing to do", style="green"), "  ")
+        return lines
+    for entry in tell(health):
+        if isinstance(entry, ProblemGroup):
+            add(severity_text(entry.severity, f"{len(entry.members)} × {entry.kind}"), "  ")
+            add(Text(escape_name(entry.message)), "    ")
+            add(Text(escape_name(entry.step(Audience.APP)), style="italic"), "    → ")
+            for member in entry.members:
+                add(_member_line(member, today, width), "      ")
+            continue
+        p = entry
+        head = severity_text(p.severity, p.kind)
         if p.day is not None:
-            text.append(f" {short_day(p.day)}", style="bold")
-        text.append("\n    ")
-        text.append(escape_name(p.message))
-        dates = []
-        if p.rescue_by is not None:
-            days = (p.rescue_by - today).days
-            left = f"{days}d" if days >= 0 else "passed"
-            dates.append(("rescue by " + short_day(p.rescue_by) + f" ({left})", "bold red" if days <= 2 else "yellow"))
-        if p.delete_on is not None:
-            days = (p.delete_on - today).days
-            dates.append(("deleted on " + short_day(p.delete_on) + f" ({days}d)",
-                          "bold red" if days <= 3 else ("yellow" if days <= 14 else "dim")))
-        for label, style in dates:
-            text.append(" · ")
-            text.append(label, style=style)
-        if p.next_step:
-            text.append("\n    → ", style="cyan")
-            text.append(escape_name(p.next_step), style="italic")
-        text.append("\n")
-    return text
+            head.append(f" {short_day(p.day)}", style="bold")
+        dated = member_date(p, today) if p.kind not in _DATE_IN_MESSAGE else None
+        if dated is not None:
+            head.append(" · ")
+            head.append_text(_date_label(*dated))
+        add(head, "  ")
+        add(Text(escape_name(p.message)), "    ")
+        step = p.step(Audience.APP)
+        if step:
+            add(Text(escape_name(step), style="italic"), "    → ")
+    return lines
 
 
 _CONNECTION_LABEL = {
@@ -149,54 +203,49 @@ def _append_steps(text: Text, test: ConnTestResult) -> None:
         text.append(f"{step} {outcome}", style=_STEP_STYLE[outcome])
 
 
-def connection_text(connection: ConnectionInfo, tz: tzinfo) -> Text:
-    text = Text()
-    text.append("Connection\n", style="bold underline")
+def connection_lines(connection: ConnectionInfo, tz: tzinfo) -> list[Line]:
+    """The Connection section: its state, the failure, the Alma-style test; a long message
+    wraps under its own first word."""
+    lines: list[Line] = [("", Text("Connection", style="bold underline"))]
     state = connection.state
     label, style = _CONNECTION_LABEL[state]
-    text.append(f"  {label}", style=style)
+    lines.append(("  ", Text(label, style=style)))
     if connection.message and state == ConnectionState.FAILED:
-        text.append("\n    ")
-        text.append(escape_name(connection.message))
-    text.append("\n")
+        lines.append(("    ", Text(escape_name(connection.message))))
     test = connection.test
-    text.append("  Test (upload, download, delete): ")
+    text = Text()
     if connection.testing:
-        text.append("running…\n", style="italic")
+        text.append("running…", style="italic")
     elif test is None:
-        text.append("not run yet · press t\n", style="dim")
+        text.append("not run yet · press t", style="dim")
     else:
         _append_steps(text, test)
         if connection.tested_at is not None:
             text.append(f" · at {local_time(connection.tested_at, tz)}", style="dim")
-        text.append("\n")
-        if test.write_test != WriteTest.OK or not test.ok:
-            text.append("    ")
-            text.append(escape_name(test.message), style="yellow" if test.ok else "red")
-            text.append("\n")
-        if not test.ok and state == ConnectionState.CONNECTED:  # a listing has worked since
-            text.append("    That was before the last listing, which worked; t tests again.\n", style="dim")
-    return text
+    lines.append(("  Test (upload, download, delete): ", text))
+    if test is not None and not connection.testing and (test.write_test != WriteTest.OK or not test.ok):
+        lines.append(("    ", Text(escape_name(test.message), style="yellow" if test.ok else "red")))
+    if test is not None and not test.ok and state == ConnectionState.CONNECTED:  # a listing has worked since
+        lines.append(("    ", Text("That was before the last listing, which worked; t tests again.", style="dim")))
+    return lines
 
 
-def status_line(connection: ConnectionInfo, snapshot: DataSnapshot) -> Text:
-    """One line under the banner: connection, the Alma-style test, the local folder."""
-    text = Text(no_wrap=True, overflow="ellipsis")
+def status_line(connection: ConnectionInfo, snapshot: DataSnapshot, width: int = 78) -> Text:
+    """One line under the banner: connection, the Alma-style test, the local folder; parts
+    that do not fit ``width`` are left out whole (the sections below say them in full)."""
     label, style = _CONNECTION_LABEL[connection.state]
-    text.append(label, style=style)
     test = connection.test
-    text.append(" · test: ")
+    tested = Text("test: ")
     if connection.testing:
-        text.append("running…", style="italic")
+        tested.append("running…", style="italic")
     elif test is None:
-        text.append("press t", style="dim")
+        tested.append("press t", style="dim")
+    elif all(outcome == StepOutcome.OK for outcome in test.steps.values()):
+        tested.append("upload, download, delete ok", style=_STEP_STYLE[StepOutcome.OK])
     else:
-        if all(outcome == StepOutcome.OK for outcome in test.steps.values()):
-            text.append("upload, download, delete ok", style=_STEP_STYLE[StepOutcome.OK])
-        else:
-            _append_steps(text, test)
-    text.append(f" · local: {snapshot.local_files} files, {human_size(snapshot.local_size)}")
-    return text
+        _append_steps(tested, test)
+    local = f"local: {plural(snapshot.local_files, 'file')}, {human_size(snapshot.local_size)}"
+    return fit_parts([(Text(label, style=style), 0), (tested, 1), (local, 2)], width)
 
 
 def local_text(profile: Profile, snapshot: DataSnapshot) -> Text:
@@ -233,6 +282,8 @@ class HealthScreen(AppScreen):
         Binding("pageup", "scroll(-10)", "Page up", show=False),
     ]
 
+    _rendered_width = 0
+
     def compose(self) -> ComposeResult:
         yield Header()
         yield NavBar(ScreenName.HEALTH)
@@ -240,10 +291,10 @@ class HealthScreen(AppScreen):
         yield Static("", id="health-status")
         with VerticalScroll(id="health-body"):
             yield Static("", id="health-reports")
-            yield Static("", id="health-problems")
-            yield Static("", id="health-connection")
+            yield HangingText(id="health-problems")
+            yield HangingText(id="health-connection")
             yield Static("", id="health-local")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         self.render_all()
@@ -276,17 +327,29 @@ class HealthScreen(AppScreen):
         banner = self.query_one("#health-banner", Static)
         css, text = banner_text(health, app.connection, snapshot.error)
         banner.set_classes(css)
+        if app.no_color and css == Severity.CRITICAL:  # no red band: the banner itself reversed
+            text.stylize("bold reverse")
         banner.update(text)
-        self.query_one("#health-status", Static).update(status_line(app.connection, snapshot))
+        line = status_line(app.connection, snapshot, (self.size.width or 80) - 2)
+        self.query_one("#health-status", Static).update(mono(line, app.no_color))
         sections = {
             "#health-reports": reports_text(health, tz, now),
-            "#health-problems": problems_text(health, today),
-            "#health-connection": connection_text(app.connection, tz),
             "#health-local": local_text(app.profile, snapshot),
         }
         for selector, text in sections.items():
             text.rstrip()  # the sections' margin is the only gap between them
-            self.query_one(selector, Static).update(text)
+            self.query_one(selector, Static).update(mono(text, app.no_color))
+        lines = connection_lines(app.connection, tz)
+        if app.no_color:
+            lines = [(lead, mono(body)) for lead, body in lines]
+        self.query_one("#health-connection", HangingText).set_lines(lines)
+        width = self.size.width - 3  # the body's padding and scroll bar
+        self._rendered_width = self.size.width
+        self.query_one("#health-problems", HangingText).set_lines(problems_lines(health, today, width, app.no_color))
+
+    def on_resize(self) -> None:
+        if self.size.width != self._rendered_width:
+            self.render_all()
 
     def action_scroll(self, lines: int) -> None:
         self.query_one(VerticalScroll).scroll_relative(y=lines, animate=False)

@@ -19,7 +19,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from tui.core import heatmap as hm
 from tui.core.health import HealthReport, ReportHealth
@@ -27,6 +27,8 @@ from tui.core.names import escape_name
 from tui.messages import DataRefreshed
 from tui.screens.base import AppScreen
 from tui.state import ScreenName
+from tui.widgets.footer import FitFooter
+from tui.widgets.hanging import HangingText, Line
 from tui.widgets.heatmap import HeatmapWidget
 from tui.widgets.navbar import NavBar
 
@@ -103,8 +105,8 @@ class HeatmapScreen(AppScreen):
         with Container(id="heatmap-body"):
             yield HeatmapWidget(id="heatmap")
             with VerticalScroll(id="heatmap-detail"):
-                yield Static(id="heatmap-day")
-        yield Footer()
+                yield HangingText(id="heatmap-day")
+        yield FitFooter()
 
     def on_resize(self) -> None:
         self.query_one("#heatmap-body").set_class(self.size.width >= self.WIDE, "wide")
@@ -197,12 +199,9 @@ class HeatmapScreen(AppScreen):
         report = self.report
         if report is None:
             title.update(Text("Heatmap: no reports yet", style="bold"))
-            self.query_one("#heatmap-day", Static).update(
-                Text(
-                    "No deliveries are recorded yet. Refresh the server listing (r) or run "
-                    "'report-keeper sync'; every report then gets its calendar here."
-                )
-            )
+            self.query_one("#heatmap-day", HangingText).set_lines([("", Text(
+                "No deliveries are recorded yet. Refresh the server listing (r) or run "
+                "'report-keeper sync'; every report then gets its calendar here."))])
             return
         today = hm.today_in(self.tz)
         self._grid = hm.build_grid(report.runs, today=today)
@@ -226,11 +225,13 @@ class HeatmapScreen(AppScreen):
     # ------------------------------------------------------------------ the selected day
     def on_heatmap_widget_day_selected(self, message: HeatmapWidget.DaySelected) -> None:
         self._selected = message.day
-        self.query_one("#heatmap-day", Static).update(self.detail_text(message.cell))
+        self.query_one("#heatmap-day", HangingText).set_lines(self.detail_lines(message.cell))
 
-    def detail_text(self, cell: hm.Cell | None) -> Text:
+    def detail_lines(self, cell: hm.Cell | None) -> list[Line]:
+        """The selected day: what it is, its facts, files, reasons and next steps; wrapped
+        lines start under the first word after their label, not at the left edge."""
         if cell is None or self.report is None or self._grid is None:
-            return Text("")
+            return []
         detail = hm.day_detail(
             cell,
             problems=self.report.problems,
@@ -238,28 +239,25 @@ class HeatmapScreen(AppScreen):
             today=hm.today_in(self.tz),
             thresholds=self._grid.thresholds,
         )
-        out = Text()
         style = _KIND_STYLE.get(detail.kind, "bold")
-        out.append(hm.glyph(cell) + " ", style=style)
-        out.append(detail.title, style="bold")
-        out.append("  ")
-        out.append(detail.meaning, style="italic")
+        title = Text()
+        title.append(detail.title, style="bold")
+        title.append("  ")
+        title.append(detail.meaning, style="italic")
+        lines: list[Line] = [(Text(hm.glyph(cell) + " ", style=style), title)]
         if detail.facts:
-            out.append("\n")
-            for i, (label, value) in enumerate(detail.facts):
+            facts = Text()
+            for i, (label, fact) in enumerate(detail.facts):
                 if i:
-                    out.append(" · ", style="dim")
-                out.append(f"{label} ", style="bold")
-                out.append(value)
+                    facts.append(" · ", style="dim")
+                facts.append(f"{label} ", style="bold")
+                facts.append(fact)
+            lines.append(("  ", facts))
         for name in detail.files:
-            out.append("\nFile ", style="bold")
-            out.append(escape_name(name))
+            file = Text(escape_name(name))
             if name in detail.purged:
-                out.append(" (purged)", style="dim")
-        for reason in detail.reasons:
-            out.append("\nWhy ", style="bold")
-            out.append(escape_name(reason))
-        for step in detail.steps:
-            out.append("\nNext ", style="bold")
-            out.append(escape_name(step))
-        return out
+                file.append(" (purged)", style="dim")
+            lines.append((Text("File ", style="bold"), file))
+        lines += [(Text("Why ", style="bold"), Text(escape_name(r))) for r in detail.reasons]
+        lines += [(Text("Next ", style="bold"), Text(escape_name(step))) for step in detail.steps]
+        return lines

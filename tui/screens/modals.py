@@ -29,6 +29,7 @@ from tui.core.model import LocalState
 from tui.core.names import escape_name
 from tui.state import JobView, RemoteRow
 from tui.widgets.formatting import human_size, local_time, short_day, state_cell, verify_cell
+from tui.widgets.hanging import HangingText, Line
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -236,15 +237,12 @@ class FileDetailsModal(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         row = self.row
         tz = self.tz
-        text = Text()
+        # Label and value columns: a long value wraps under its own first word.
+        lines: list[Line] = []
 
         def line(label: str, value: Text | str) -> None:
-            text.append(f"{label:<13}", style="bold")
-            if isinstance(value, Text):
-                text.append_text(value)
-            else:
-                text.append(str(value))
-            text.append("\n")
+            lines.append((Text(f"{label:<13}", style="bold"),
+                          value if isinstance(value, Text) else Text(str(value))))
 
         line("Name", escape_name(row.server_name or row.name))
         if row.folder and self.show_folder:
@@ -273,7 +271,9 @@ class FileDetailsModal(ModalScreen[None]):
             line("Transfer", f"{job.state}" + (f": {job.reason}" if job.reason else ""))
         with Vertical():
             yield Static("File details", classes="title")
-            yield Static(text, classes="body")
+            body = HangingText(classes="body")
+            body.set_lines(lines)
+            yield body
             yield Static(Text("escape: close", style="dim"))
 
     def action_close(self) -> None:

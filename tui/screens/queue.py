@@ -18,15 +18,29 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
-from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+from textual.widgets import DataTable, Header, ProgressBar, Static
 from textual.widgets.data_table import CellDoesNotExist
 
 from tui.core.model import CANCELLED, DONE, FAILED, QUEUED, RETRYING, RUNNING
-from tui.core.names import escape_name
+from tui.core.names import escape_name, parse_name
 from tui.messages import QueueChanged
 from tui.screens.base import AppScreen
 from tui.state import JobView, ScreenName
-from tui.widgets.formatting import bar_text, home_relative, human_eta, human_rate, human_size, name_text, verify_cell
+from tui.widgets.footer import FitFooter
+from tui.widgets.formatting import (
+    bar_text,
+    fit_parts,
+    home_relative,
+    human_eta,
+    human_rate,
+    human_size,
+    mono,
+    plural,
+    report_file_text,
+    size_of,
+    verify_cell,
+)
+from tui.widgets.hanging import HangingText
 from tui.widgets.navbar import NavBar
 from tui.widgets.table import FastTable
 
@@ -43,9 +57,11 @@ WIDE = 110
 
 
 def _bytes_text(job: JobView) -> str:
+    """``9.7 kB`` when done, else ``4.1/9.7 kB`` (``0 B/9.7 kB`` across units), sizes written
+    as everywhere else in the app."""
     if job.state == DONE:
         return human_size(job.size)
-    return f"{human_size(job.bytes_done).replace(' ', '')}/{human_size(job.size).replace(' ', '')}"
+    return size_of(job.bytes_done, job.size)
 
 
 class QueueScreen(AppScreen):
@@ -82,8 +98,8 @@ class QueueScreen(AppScreen):
         yield ProgressBar(total=1, show_eta=False, id="queue-overall")
         yield FastTable(id="queue-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="queue-empty")
-        yield Static("", id="queue-detail")
-        yield Footer()
+        yield HangingText(id="queue-detail")
+        yield FitFooter()
 
     def on_mount(self) -> None:
         self._setup_columns()
@@ -103,12 +119,14 @@ class QueueScreen(AppScreen):
             self._redraw()
 
     def _name_width(self) -> int:
+        """What the name gets: below ``WIDE`` the per-file Rate goes (the summary says the
+        overall rate), so the report's first words and the timestamp both fit."""
         width = self.size.width or self.app.size.width or 80
-        fixed = 11 + 8 + 11 + 8 + 5
-        columns = 6
+        fixed = 11 + 8 + 13 + 5
+        columns = 5
         if self._wide:
-            fixed += 10
-            columns += 1
+            fixed += 8 + 10
+            columns += 2
         return max(14, width - fixed - 2 * columns - 3)
 
     def _setup_columns(self) -> None:
@@ -118,8 +136,9 @@ class QueueScreen(AppScreen):
         table.add_column("State", key="state", width=11)
         table.add_column("Name", key="name", width=self._name_width())
         table.add_column("Progress", key="bar", width=8)
-        table.add_column("Bytes", key="bytes", width=11)
-        table.add_column("Rate", key="rate", width=8)
+        table.add_column("Bytes", key="bytes", width=13)
+        if self._wide:
+            table.add_column("Rate", key="rate", width=8)
         table.add_column("ETA", key="eta", width=5)
         if self._wide:
             table.add_column("Check", key="check", width=10)
@@ -135,12 +154,13 @@ class QueueScreen(AppScreen):
         moving = job.state == RUNNING and not paused
         cells: list[Text] = [
             Text(label, style=style),
-            name_text(job.name, self._name_width(), keep_end=True),
+            report_file_text(job.name, parse_name(job.name).base, self._name_width()),
             bar_text(job.bytes_done if job.state != DONE else job.size, job.size, 8),
             Text(_bytes_text(job), justify="right"),
-            Text(human_rate(job.rate) if moving else "", justify="right"),
-            Text(human_eta(job.eta) if moving else "", justify="right"),
         ]
+        if self._wide:
+            cells.append(Text(human_rate(job.rate) if moving else "", justify="right"))
+        cells.append(Text(human_eta(job.eta) if moving else "", justify="right"))
         if self._wide:
             cells.append(verify_cell(job.verification) if job.state == DONE else Text(""))
         return cells
@@ -148,7 +168,8 @@ class QueueScreen(AppScreen):
     def _redraw(self) -> None:
         board = self.app.board
         table = self.query_one(FastTable)
-        keys = ("state", "name", "bar", "bytes", "rate", "eta", "check")
+        keys = ("state", "name", "bar", "bytes", "rate", "eta", "check") if self._wide else (
+            "state", "name", "bar", "bytes", "eta")
         new_rows = []
         for job in board.ordered():
             drawn = self._drawn.get(job.name)
@@ -177,23 +198,25 @@ class QueueScreen(AppScreen):
         board = self.app.board
         counts = board.counts()
         done_bytes, total_bytes = board.totals()
-        text = Text(no_wrap=True, overflow="ellipsis")
-        if board.paused:  # first: the line is cut at the right on narrow terminals
-            text.append("‖ PAUSED", style="bold reverse yellow")
-            text.append(" · ")
-        text.append(f"{len(board.jobs)} files", style="bold")
+        # Whole parts, the least needed left out first when the line is too long: never a
+        # label without its value ("· ETA"); paused comes first and always stays.
+        parts: list[tuple[Text | str, int]] = []
+        if board.paused:
+            parts.append((Text("‖ PAUSED", style="bold reverse yellow"), 0))
+        parts.append((Text(plural(len(board.jobs), "file"), style="bold"), 0))
         for state in (RUNNING, RETRYING, QUEUED, DONE, FAILED, CANCELLED):
             if counts.get(state):
                 label, style = STATE_STYLE[state]
-                text.append(f" · {counts[state]} {label.split(' ', 1)[1]}", style=style)
+                parts.append((Text(f"{counts[state]:,} {label.split(' ', 1)[1]}", style=style),
+                              0 if state in (RUNNING, FAILED) else 1))
         if total_bytes:
-            text.append(f" · {human_size(done_bytes)} of {human_size(total_bytes)}")
+            parts.append((f"{human_size(done_bytes)} of {human_size(total_bytes)}", 2))
         rate = 0.0 if board.paused else board.rate()
         if rate:
-            text.append(f" · {human_rate(rate)}")
-            remaining = total_bytes - done_bytes
-            text.append(f" · ETA {human_eta(remaining / rate)}")
-        self.query_one("#queue-summary", Static).update(text)
+            parts.append((human_rate(rate), 3))
+            parts.append((f"ETA {human_eta((total_bytes - done_bytes) / rate)}", 1))
+        width = (self.size.width or self.app.size.width or 80) - 2
+        self.query_one("#queue-summary", Static).update(mono(fit_parts(parts, width), self.app.no_color))
         bar = self.query_one(ProgressBar)
         if total_bytes:
             bar.update(total=total_bytes, progress=done_bytes)
@@ -211,26 +234,27 @@ class QueueScreen(AppScreen):
         return key.value
 
     def _update_detail(self) -> None:
-        detail = self.query_one("#queue-detail", Static)
+        detail = self.query_one("#queue-detail", HangingText)
         name = self._cursor_name()
         job = self.app.board.jobs.get(name) if name else None
         if job is None or not (job.reason or job.state == DONE):
             detail.display = False
             return
-        text = Text(no_wrap=False)
+        # Wrapped lines start under the first word after the label, not at the left edge.
+        text = Text()
         if job.state == DONE:
-            text.append("✓ ", style="green")
+            lead = Text("✓ ", style="green")
             text.append(home_relative(job.path) if job.path else escape_name(job.name))
             if job.beside_older_copy:
                 text.append("  (the server copy changed: kept beside the older one)", style="yellow")
             if job.reason:  # what downloading a held copy again found
                 text.append("\n")
-                text.append(job.reason)
+                text.append(escape_name(job.reason))
         else:
             label, style = STATE_STYLE[job.state]
-            text.append(f"{label}: ", style=style)
-            text.append(job.reason)
-        detail.update(text)
+            lead = Text(f"{label}: ", style=style)
+            text.append(escape_name(job.reason))
+        detail.set_lines([(mono(lead, self.app.no_color), mono(text, self.app.no_color))])
         detail.display = True
 
     @on(DataTable.RowHighlighted)

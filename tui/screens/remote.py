@@ -4,10 +4,15 @@ Columns: selection, name (escaped, never markup), the server folder (only when t
 watches several folders), delivered at (the library's local time),
 size, age (wide terminals), days until the server deletes it (colour and glyph as the date
 nears), local state (new, downloaded, changed, partial, purged; queued/running while in the
-queue) and verification. ``s`` cycles the sort, ``/`` filters by name, ``space`` toggles the
-selection, ``a`` selects every file not yet downloaded, ``d`` downloads the selection (or all
-new files when nothing is selected), ``enter`` shows the details of a file. A purged file (its
-local copy deleted by the retention policy) is never selected by ``a`` nor queued by ``d``.
+queue) and verification. Below ``WIDE`` columns the name column shows the report's name in
+whole words (``Loans Per Patron…``): the rows of one report share all of their file name but
+the timestamp, which the Delivered column shows; ``enter`` shows the full name. A new file
+that the server deletes within two weeks is marked ``! new`` (``‼ new`` within three days).
+``s`` cycles the sort, ``/`` filters by name or delivery time (``11-15`` as shown, ``1115``
+as in the name), ``space`` toggles the selection, ``a`` selects every file not yet
+downloaded, ``d`` downloads the selection (or all new files when nothing is selected),
+``enter`` shows the details of a file. A purged file (its local copy deleted by the retention
+policy) is never selected by ``a`` nor queued by ``d``.
 
 Entries of the watched folders that are not reports (sub-folders as ``name/``, files that are
 no workbook) come first, dimmed, labelled in the Local column; they cannot be selected or
@@ -28,7 +33,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 from textual.widgets.data_table import CellDoesNotExist
 
 from tui.core import clock
@@ -40,12 +45,20 @@ from tui.messages import DataRefreshed, QueueChanged
 from tui.screens.base import AppScreen
 from tui.screens.modals import FileDetailsModal
 from tui.state import ConnectionState, OtherRow, RemoteRow, ScreenName
+from tui.widgets.footer import FitFooter
 from tui.widgets.formatting import (
+    URGENT_DELETION_DAYS,
     deletion_cell,
+    fit_parts,
+    fit_words,
     human_age,
     human_size,
     local_time,
+    mono,
     name_text,
+    plural,
+    report_file_text,
+    short_report_names,
     state_cell,
     verify_cell,
 )
@@ -128,6 +141,9 @@ class RemoteScreen(AppScreen):
         self._filter_timer: Timer | None = None
         self._cell_cache: dict[tuple[object, ...], Text] = {}
         self._resize_timer: Timer | None = None
+        self._short_names: dict[str, str] = {}  # report -> its name in the narrow Report column
+        self._short_for = 0  # the column width they were made for (0: to be made)
+        self._short_version = 0
         self._fitted_width: int | None = None
         self._folder_column = False
 
@@ -139,7 +155,7 @@ class RemoteScreen(AppScreen):
         yield table
         yield Static("", id="remote-empty")
         yield Input(placeholder="filter by name (enter: keep, escape: clear)", id="remote-filter")
-        yield Footer()
+        yield FitFooter()
 
     # -- data -------------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -176,6 +192,7 @@ class RemoteScreen(AppScreen):
             return
         self._snapshot_version = snapshot.version
         self.rows = {r.name: r for r in snapshot.rows}
+        self._short_for = 0  # the reports may have changed: their short names are made again
         self.others = {o.key: o for o in snapshot.others}
         self.selected &= set(self.rows)
         if self._folder_column != self._folders_shown():
@@ -190,7 +207,7 @@ class RemoteScreen(AppScreen):
         return bool(self.app.snapshot.folder_labels)
 
     def _name_width_for(self, width: int) -> int:
-        fixed = 1 + 11 + 7 + 5 + 12 + 9  # sel, delivered, size, deletes, local, check
+        fixed = 1 + 11 + 6 + 7 + 12 + 9  # sel, delivered, size, deletes, local, check
         columns = 7
         if self._folders_shown():
             fixed += FOLDER_WIDTH
@@ -206,15 +223,15 @@ class RemoteScreen(AppScreen):
         table.clear(columns=True)
         self._fitted_width = self._name_width()
         table.add_column(" ", key="sel", width=1)
-        table.add_column("Name", key="name", width=self._fitted_width)
+        table.add_column("Name" if self._wide else "Report", key="name", width=self._fitted_width)
         self._folder_column = self._folders_shown()
         if self._folder_column:
             table.add_column("Folder", key="folder", width=FOLDER_WIDTH)
         table.add_column("Delivered", key="delivered", width=11)
-        table.add_column("Size", key="size", width=7)
+        table.add_column("Size", key="size", width=6)
         if self._wide:
             table.add_column("Age", key="age", width=4)
-        table.add_column("Deletes" if self._wide else "Del", key="deletes", width=5 if not self._wide else 7)
+        table.add_column("Deletes", key="deletes", width=7)
         table.add_column("Local", key="local", width=12)
         table.add_column("Check", key="check", width=9 if not self._wide else 13)
 
@@ -235,14 +252,19 @@ class RemoteScreen(AppScreen):
             return Text("… queued" if job.state == JobState.QUEUED else "↻ retrying", style="cyan")
         if job is not None and job.state == JobState.DONE and row.state != LocalState.DOWNLOADED:
             return Text("✓ downloaded", style="green")
-        key = ("state", row.state)
+        leaving = 0
+        if row.state == LocalState.NEW and row.days_left is not None and row.days_left <= NEAR_DELETION_DAYS:
+            leaving = 2 if row.days_left <= URGENT_DELETION_DAYS else 1
+        key = ("state", row.state, leaving)
         cell = self._cell_cache.get(key)
         if cell is None:
-            cell = self._cell_cache[key] = state_cell(row.state)
-            if row.state == LocalState.MISSING_LOCALLY and self.app.no_color:
-                # Without colour red turns a faint grey: the one row to act on would be the
-                # faintest. Reverse video carries it instead.
-                cell = self._cell_cache[key] = Text(cell.plain, style="bold reverse")
+            if leaving:  # not held, and the server deletes it soon: not just another new file
+                cell = Text("‼ new" if leaving == 2 else "! new", style="bold red" if leaving == 2 else "bold yellow")
+            else:
+                cell = state_cell(row.state)
+            # Without colour red would turn a faint grey (a missing copy, the one row to act
+            # on, the faintest): mono() carries it by weight and reverse video instead.
+            cell = self._cell_cache[key] = mono(cell, self.app.no_color)
         return cell
 
     def _check_cell(self, row: RemoteRow) -> Text:
@@ -257,7 +279,7 @@ class RemoteScreen(AppScreen):
             cell = verify_cell(status)
             if not self._wide and status in _SHORT_VERIFY:
                 cell = Text(_SHORT_VERIFY[status], style=cell.style)
-            self._cell_cache[key] = cell
+            cell = self._cell_cache[key] = mono(cell, self.app.no_color)
         return cell
 
     def _cells(self, row: RemoteRow, now_ts: float, name_width: int) -> list[Text | str]:
@@ -266,7 +288,7 @@ class RemoteScreen(AppScreen):
         cache = self._cell_cache
         cells: list[Text | str] = [
             self._sel_cell(row.name),
-            name_text(row.server_name or row.name, name_width),
+            self._name_cell(row, name_width),
         ]
         labels = self.app.snapshot.folder_labels
         if labels:
@@ -282,11 +304,34 @@ class RemoteScreen(AppScreen):
         key = ("del", row.days_left, safe)
         cell = cache.get(key)
         if cell is None:
-            cell = cache[key] = deletion_cell(row.days_left, safe)
+            cell = cache[key] = mono(deletion_cell(row.days_left, safe), self.app.no_color)
         cells.append(cell)
         cells.append(self._local_cell(row))
         cells.append(self._check_cell(row))
         return cells
+
+    def _name_cell(self, row: RemoteRow, width: int) -> Text:
+        """The file name on wide terminals; below, its report's name in whole words (the
+        Delivered column tells a report's files apart)."""
+        if self._wide:
+            return report_file_text(row.server_name or row.name, row.report, width)
+        if self._short_for != width:
+            self._short_names = short_report_names((escape_name(r.report) for r in self.rows.values()), width)
+            self._short_for = width
+            self._short_version += 1
+        key = ("report", row.report, width, self._short_version)
+        cell = self._cell_cache.get(key)
+        if cell is None:
+            shown = escape_name(row.report)
+            cell = self._cell_cache[key] = Text(self._short_names.get(shown) or fit_words(shown, width), no_wrap=True)
+        return cell
+
+    def _matches(self, row: RemoteRow, needle: str) -> bool:
+        """The filter finds what the row shows: the name, the report, the delivery time as
+        displayed (``11-15 07:00``) and as in the name (``1115``)."""
+        if needle in row.name.casefold() or needle in row.report.casefold():
+            return True
+        return needle in local_time(row.delivered_at, self.app.profile.timezone, with_year=True)
 
     def _other_cells(self, other: OtherRow, name_width: int) -> list[Text | str]:
         """A dimmed row: a sub-folder (``name/``) or a file that is no report; no selection,
@@ -319,7 +364,7 @@ class RemoteScreen(AppScreen):
         rows = list(self.rows.values())
         if self.filter_text:
             needle = self.filter_text.casefold()
-            rows = [r for r in rows if needle in r.name.casefold()]
+            rows = [r for r in rows if self._matches(r, needle)]
         rows.sort(key=key, reverse=reverse)
         return rows
 
@@ -371,30 +416,32 @@ class RemoteScreen(AppScreen):
         near = sum(1 for r in rows if r.state not in SAFE_STATES and r.days_left is not None
                    and r.days_left <= NEAR_DELETION_DAYS)
         purged = sum(1 for r in rows if r.state == LocalState.PURGED)
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"{len(self.rows)} on server", style="bold")
-        text.append(f" · {new} new", style="bold cyan" if new else "")
+        # Whole parts, the least needed left out first when the line is too long.
+        parts: list[tuple[Text | str, int]] = [(Text(f"{len(self.rows):,} on server", style="bold"), 0),
+                                               (Text(f"{new:,} new", style="bold cyan" if new else ""), 0)]
         if missing:
-            text.append(" · ")
-            text.append(f"{missing} missing here", style="bold reverse" if self.app.no_color else "bold red")
+            parts.append((Text(f"{missing:,} missing here", style="bold red"), 0))
         if purged:
-            text.append(f" · {purged} purged", style="dim")
+            parts.append((Text(f"{purged:,} purged", style="dim"), 2))
         if self.others:
-            text.append(f" · {len(self.others)} not reports", style="dim")
+            parts.append((Text(f"{len(self.others):,} not reports", style="dim"), 2))
         if near:
-            text.append(f" · {near} near deletion", style="bold yellow")
+            parts.append((Text(f"{near:,} near deletion", style="bold yellow"), 1))
         if self.selected:
-            text.append(f" · {len(self.selected)} selected", style="bold magenta")
-        text.append(f" · sort: {SORTS[self.sort_index][0]}")
+            parts.append((Text(f"{len(self.selected):,} selected", style="bold magenta"), 0))
         if self.filter_text:
-            text.append(f" · filter: {self.filter_text!r} ({len(self.shown)})", style="italic")
+            parts.append((Text(f"filter {escape_name(self.filter_text)!r}: {len(self.shown):,} shown",
+                               style="italic"), 0))
+        parts.append((f"sort: {SORTS[self.sort_index][0]}", 2))
         refused = self.app.snapshot.refused
         if refused:
             n = len(refused)
-            text.append(f" · {n} unsafe name{'s' if n != 1 else ''} refused: ", style="bold red")
+            parts.append((Text(f"{plural(n, 'unsafe name')} refused", style="bold red"), 0))
             shown = ", ".join(escape_name(name) for name, _reason in refused[:3])
-            text.append(shown + (", …" if n > 3 else ""), style="red")  # Text: never markup
-        self.query_one("#remote-status", Static).update(text)
+            parts.append((Text(shown + (", …" if n > 3 else ""), style="red"), 3))  # Text: never markup
+        width = (self.size.width or self.app.size.width or 80) - 2
+        line = mono(fit_parts(parts, width), self.app.no_color)
+        self.query_one("#remote-status", Static).update(line)
 
     def _update_queue_cells(self) -> None:
         """Show queued/running/done in the Local column for files on the transfer board."""
@@ -461,7 +508,7 @@ class RemoteScreen(AppScreen):
         added = wanted - self.selected
         self.selected |= wanted
         self._redraw_selection(added)
-        self.notify(f"{len(wanted)} files not held here are selected. Press d to download them.")
+        self.notify(f"{plural(len(wanted), 'file')} not held here selected: d downloads them.")
 
     def action_download(self) -> None:
         names = [n for n in self.shown if n in self.selected] or sorted(self.selected)
@@ -479,8 +526,7 @@ class RemoteScreen(AppScreen):
         if not names:
             names = [r.name for r in sorted(self.rows.values(), key=_delivered_key) if r.state in WANTED_STATES]
         if not names:
-            self.notify("Nothing to download: every file is downloaded already. "
-                        "Select files with space to fetch them again.")
+            self.notify("Every file is downloaded; space selects one to fetch again.")
             return
         added = self.app.queue_downloads(names)
         cleared = set(self.selected)
@@ -488,7 +534,7 @@ class RemoteScreen(AppScreen):
         self._redraw_selection(cleared)
         self._update_queue_cells()
         if not self.app.board.paused:  # else the app asks whether to resume
-            self.notify(f"{added} files queued for download. Press 3 to watch the queue.")
+            self.notify(f"{plural(added, 'file')} queued: 3 shows the queue.")
 
     def action_cycle_sort(self) -> None:
         self.sort_index = (self.sort_index + 1) % len(SORTS)

@@ -35,14 +35,14 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Static
+from textual.widgets import DataTable, Header, Input, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui.core import clock
 from tui.core import status as st
 from tui.core.health import Problem, content_problems_by_file
 from tui.core.local_reports import VerifyOutcome, empty_on_open_day
-from tui.core.model import ProblemKind, VerifyResult
+from tui.core.model import Audience, ProblemKind, VerifyResult
 from tui.core.names import escape_name
 from tui.core.validate import identifier_like, normalize_column, preview_rows
 from tui.messages import DataRefreshed, PreviewLoaded, ReportsVerified, VerifyFinished, VerifyProgress
@@ -50,7 +50,8 @@ from tui.screens.base import AppScreen
 from tui.screens.export import ExportModal, export_toast
 from tui.state import ScreenName
 from tui.widgets import toasts
-from tui.widgets.formatting import local_time, verify_cell
+from tui.widgets.footer import FitFooter
+from tui.widgets.formatting import fit_parts, fit_words, hang, local_time, plural, short_report_names, verify_cell
 from tui.widgets.navbar import NavBar
 from tui.widgets.table import DetailsTable
 
@@ -61,6 +62,8 @@ log = logging.getLogger("report_keeper.screens.verify")
 
 MASK = "••••••"
 FILE_WIDTH = 28
+REPORT_WIDTH = 18  # below WIDE: the report's name, in whole words
+WIDE = 110  # from this terminal width on, the File column shows the file's name
 TIMESTAMP_TAIL = 21  # "_20261128_070005.xlsx": the part of a name that tells files apart
 PREVIEW_ROWS = 10
 
@@ -72,6 +75,20 @@ def short_name(name: str, width: int) -> Text:
         keep_end = min(TIMESTAMP_TAIL, width - 5)
         shown = shown[: width - 1 - keep_end] + "…" + shown[len(shown) - keep_end :]
     return Text(shown, no_wrap=True, overflow="ellipsis")
+
+
+#: What a status means in a few words, for a reason column too narrow for the whole message
+#: (enter shows it whole).
+_SHORT_REASON: dict[st.VerifyStatus | ProblemKind, str] = {
+    st.EMPTY: "no data rows",
+    st.EMPTY_CLOSED: "no rows: a closed day",
+    st.SCHEMA: "columns missing",
+    st.UNREADABLE: "damaged or not Excel",
+    st.CHANGED: "server copy changed",
+    st.WRONG_DAY: "rows of another day",
+    ProblemKind.STALE: "repeats an earlier run",
+    ProblemKind.FEW_ROWS: "fewer rows than usual",
+}
 
 
 # --------------------------------------------------------------------------- the screen
@@ -135,6 +152,9 @@ class VerifyScreen(AppScreen):
         self._preview: tuple[list[str], list[tuple[str, ...]]] | None = None
         self.last_run_seconds: float | None = None
         self.last_run_cached = 0
+        self._columns_for = 0
+        self._file_width = FILE_WIDTH
+        self._reason_width = 40
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -148,16 +168,37 @@ class VerifyScreen(AppScreen):
         yield Input(placeholder="filter by name (enter: keep, escape: clear)", id="verify-filter")
         with VerticalScroll(id="verify-detail"):
             yield Static("", id="verify-detail-text")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
+        self._setup_columns()
+        self.query_one(DataTable).focus()
+
+    def _setup_columns(self) -> None:
+        """Below ``WIDE`` columns the File column shows the report's name in whole words (the
+        Delivered column tells its files apart; enter shows the full name) so that the reason
+        has room; a reason longer than its column ends at a whole word."""
+        width = self.size.width or self.app.size.width or 80
+        self._columns_for = width
+        wide = width >= WIDE
         table = self.query_one(DataTable)
+        table.clear(columns=True)
         table.add_column("Status", key="status", width=12)  # "✗ unreadable"
         table.add_column("Delivered", key="delivered", width=11)
         table.add_column("Rows", key="rows", width=6)
-        table.add_column("File", key="file", width=FILE_WIDTH)
-        table.add_column("Reason", key="reason")
-        table.focus()
+        # wide: the file's name, as much of it as leaves the reason 40 cells
+        self._file_width = max(FILE_WIDTH, min(64, width - 12 - 11 - 6 - 10 - 2 - 40)) if wide else REPORT_WIDTH
+        table.add_column("File" if wide else "Report", key="file", width=self._file_width)
+        # 5 columns of 1 cell padding on each side, and the scroll bar
+        self._reason_width = max(12, width - 12 - 11 - 6 - self._file_width - 10 - 2)
+        table.add_column("Reason", key="reason", width=self._reason_width)
+
+    def on_resize(self) -> None:
+        width = self.size.width
+        if width and width != self._columns_for:
+            self._setup_columns()
+            if self.outcomes:
+                self._fill()
 
     def on_screen_resume(self) -> None:
         """Each time the screen is shown: list and verify again (unchanged files come from the
@@ -253,24 +294,23 @@ class VerifyScreen(AppScreen):
         for o in self.outcomes:
             shown = self._shown_status(o, content)[0]
             counts[shown] = counts.get(shown, 0) + 1
-        text = Text(no_wrap=True, overflow="ellipsis")
+        # Whole parts, the least needed left out first when the line is too long.
         purged = sum(1 for o in self.outcomes if o.purged_at is not None)
-        text.append(f"{len(self.outcomes) - purged} local reports", style="bold")
+        parts: list[tuple[Text | str, int]] = [
+            (Text(plural(len(self.outcomes) - purged, "local report"), style="bold"), 0)]
         if purged:
-            text.append(f" (+{purged} purged)", style="dim")
+            parts.append((Text(f"(+{purged:,} purged)", style="dim"), 1))
         order: tuple[st.VerifyStatus | ProblemKind, ...] = (*st.VALIDATOR_STATUSES, ProblemKind.STALE,
                                                             ProblemKind.FEW_ROWS)
         for status in order:
             if counts.get(status):
-                text.append("  ")
-                text.append_text(self._status_cell(status))
-                text.append(f" {counts[status]}")
-        text.append(f"  · {SORTS[self._sort][0]}", style="dim")
+                parts.append((self._status_cell(status) + Text(f" {counts[status]:,}"), 0))
         if self._filter:
-            text.append("  · filter: ", style="dim")
-            text.append(escape_name(self._filter), style="dim")
-        text.append("  · enter details", style="dim")
-        return text
+            parts.append((Text(f"filter: {escape_name(self._filter)}", style="dim"), 0))
+        parts.append((Text(SORTS[self._sort][0], style="dim"), 2))
+        parts.append((Text("enter details", style="dim"), 3))
+        width = (self.size.width or self.app.size.width or 80) - 2
+        return fit_parts(parts, width, separator="  ")
 
     def _fill(self) -> None:
         table = self.query_one(DataTable)
@@ -281,6 +321,8 @@ class VerifyScreen(AppScreen):
         shown.sort(key=SORTS[self._sort][1])
         self._shown = shown
         content = self._content()
+        short = short_report_names((escape_name(o.result.report or o.result.name) for o in self.outcomes),
+                                   self._file_width)
         for o in shown:
             r = o.result
             status, problems = self._shown_status(o, content)
@@ -292,8 +334,9 @@ class VerifyScreen(AppScreen):
                 self._status_cell(status),
                 local_time(r.delivered_at, self.app.profile.timezone),
                 Text(f"{r.rows:,}" if r.rows is not None else "—", justify="right"),
-                short_name(r.name, FILE_WIDTH),
-                Text(escape_name(reason), no_wrap=True, overflow="ellipsis"),
+                (short_name(r.name, self._file_width) if self._file_width != REPORT_WIDTH
+                 else Text(short[escape_name(r.report or r.name)], no_wrap=True)),
+                Text(self._reason_text(r, status, reason), no_wrap=True),
                 key=("purged:" if o.purged_at is not None else "") + r.path,
             )
         if keep is not None:
@@ -307,6 +350,16 @@ class VerifyScreen(AppScreen):
             then = ("Download reports (2, a, d) or press v to look again." if not self.outcomes
                     else "Press / to change it.")
             self._status(Text(f"{hint}. {then}", style="italic"))
+
+    def _reason_text(self, r: VerifyResult, status: st.VerifyStatus | ProblemKind, reason: str) -> str:
+        """The reason in its column: whole, else the status's short reason, else whole words."""
+        shown = escape_name(reason)
+        if len(shown) <= self._reason_width:
+            return shown
+        short = _SHORT_REASON.get(status)
+        if status == st.OK and r.rows is not None:
+            short = plural(r.rows, "data row")
+        return fit_words(short or shown, self._reason_width)
 
     def _current(self) -> VerifyOutcome | None:
         table = self.query_one(DataTable)
@@ -424,10 +477,8 @@ class VerifyScreen(AppScreen):
 
     def detail_renderable(self, outcome: VerifyOutcome) -> RenderableType:
         r = outcome.result
+        name = Text(escape_name(r.name), style="bold")
         head = Text()
-        head.append(escape_name(r.name), style="bold")
-        head.append("\n")
-        head.append_text(self._status_cell(r.status))
         if r.rows is not None:
             head.append(f" · {r.rows:,} data rows")
         if r.header_row is not None:
@@ -445,20 +496,17 @@ class VerifyScreen(AppScreen):
                         f"{local_time(outcome.purged_at, self.app.profile.timezone, with_year=True)}", style="bold")
         elif outcome.cached:
             head.append(" · from the cache", style="dim")
-        parts: list[RenderableType] = [head, self._columns_text(r)]
-        if r.message:
-            msg = Text()
-            msg.append("Validator: ", style="bold")
-            msg.append(escape_name(r.message))  # may quote a sheet or column name from the file
-            parts.append(msg)
+        # Wrapped lines start under the first word after their label, not at the left edge.
+        columns = self._columns_text(r)
+        label = Text("Columns: ", style="bold")
+        parts: list[RenderableType] = [name, hang(self._status_cell(r.status), head),
+                                       hang(label, columns[len(label):])]
+        if r.message:  # may quote a sheet or column name from the file
+            parts.append(hang(Text("Validator: ", style="bold"), Text(escape_name(r.message))))
         for problem in self._shown_status(outcome, self._content())[1]:
-            msg = Text()
-            msg.append_text(self._status_cell(problem.kind))
-            msg.append(f" ({problem.severity}): ", style="bold")
-            msg.append(escape_name(problem.message))
-            msg.append("\nNext: ", style="bold")
-            msg.append(escape_name(problem.next_step))
-            parts.append(msg)
+            lead = self._status_cell(problem.kind) + Text(f" ({problem.severity}): ", style="bold")
+            parts.append(hang(lead, Text(escape_name(problem.message))))
+            parts.append(hang(Text("Next: ", style="bold"), Text(escape_name(problem.step(Audience.APP)))))
         if outcome.purged_at is not None:
             note = Text()
             note.append(f"First {PREVIEW_ROWS} rows", style="bold")

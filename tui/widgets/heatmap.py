@@ -87,6 +87,8 @@ class HeatmapWidget(Widget, can_focus=True):
         wanted = select or self.selected or grid.last_day
         self._first_col = None
         day = grid.clamp(wanted)
+        if select is None:  # a new grid (another report): land on one of its run days
+            day = _run_day_near(grid, day)
         if day == self.selected:
             self._post_selected()
         self.selected = day
@@ -203,8 +205,15 @@ class HeatmapWidget(Widget, can_focus=True):
             options = [m.short_text]
             if m.month == 1:
                 options = [f"{m.short_text} {m.year}", str(m.year), m.short_text]
-            text = next((t for t in options if x + len(t) <= limit), m.short_text)
-            text = text[: max(0, width - x)]
+            # The label may run into the column right of the grid (the "›" marker's); one that
+            # does not fit whole is left out rather than cut ("De").
+            room = max(width, self.content_size.width if self.is_attached else width)
+            fitting = [t for t in options if x + len(t) <= limit] or [t for t in options if x + len(t) <= room]
+            if not fitting:
+                continue
+            text = fitting[0]
+            if x + len(text) > len(chars):
+                chars.extend([" "] * (x + len(text) - len(chars)))
             for j, ch in enumerate(text):
                 chars[x + j] = ch
             last_end = x + len(text)
@@ -230,6 +239,22 @@ class HeatmapWidget(Widget, can_focus=True):
         if line.cell_len:
             lines.append(line)
         return lines
+
+
+def _run_day_near(grid: hm.Grid, day: date) -> date:
+    """``day`` when the report runs then, else its nearest earlier run day (else later):
+    never a 'not a run day' cell when a run day exists."""
+    def runs(d: date) -> bool:
+        cell = grid.cell(d)
+        return cell is not None and cell.kind not in (hm.NONE, hm.NOT_EXPECTED)
+
+    if runs(day):
+        return day
+    for offset in range(1, (grid.last_day - grid.first_day).days + 1):
+        for d in (day - timedelta(days=offset), day + timedelta(days=offset)):
+            if grid.first_day <= d <= grid.last_day and runs(d):
+                return d
+    return day
 
 
 def _cell_style(cell: hm.Cell, no_color: bool = False) -> Style:

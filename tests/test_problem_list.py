@@ -1,0 +1,85 @@
+"""Problems told as a person reads them: like ones grouped, advice for the app or the shell.
+
+The scenario's history with nothing downloaded yet and everything still on the server: a
+dozen files near deletion, which Health and ``check`` tell as one thing to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tests import scenario as sc
+from tui.commands.check import render
+from tui.core.health import evaluate
+from tui.core.model import Audience, ProblemKind
+from tui.core.problem_list import GROUP_FROM, ProblemGroup, tell
+
+
+def _nothing_downloaded():
+    deliveries = [dataclasses.replace(d, downloaded_at=None, local_path=None, on_server=True, extra={})
+                  for d in sc.deliveries()]
+    return evaluate(sc.profile(), deliveries, now=sc.NOW)
+
+
+def test_many_files_near_deletion_are_one_group_with_one_step():
+    health = _nothing_downloaded()
+    near = [p for p in health.problems if p.kind == ProblemKind.NEAR_DELETION]
+    assert len(near) >= GROUP_FROM
+    entries = tell(health)
+    groups = [e for e in entries if isinstance(e, ProblemGroup) and e.kind == ProblemKind.NEAR_DELETION]
+    assert len(groups) == 1
+    (group,) = groups
+    assert [m.problem for m in group.members] == near  # all of them, most urgent first
+    assert {m.report for m in group.members} <= {sc.DAILY, sc.WEEKLY}
+    assert group.message.startswith(f"{len(near)} files are not downloaded and leave the server")
+    # every problem is told once: as itself or inside its group
+    told = [p for e in entries for p in ([m.problem for m in e.members] if isinstance(e, ProblemGroup) else [e])]
+    assert sorted(map(repr, told)) == sorted(map(repr, health.problems))
+
+
+def test_advice_names_keys_in_the_app_and_commands_in_the_shell():
+    health = _nothing_downloaded()
+    (group,) = [e for e in tell(health) if isinstance(e, ProblemGroup) and e.kind == ProblemKind.NEAR_DELETION]
+    app, shell = group.step(Audience.APP), group.step(Audience.SHELL)
+    assert app.startswith("Press d on Health (1) or Remote (2) before") and "report-keeper" not in app
+    assert shell.startswith("Run 'report-keeper sync' before") and "press" not in shell.casefold()
+    for p in health.problems:
+        assert "in the TUI" not in p.next_step and "(r in the app)" not in p.next_step, p
+        assert "in the app" not in p.step(Audience.APP), p
+        if p.kind == ProblemKind.NEAR_DELETION:
+            assert "report-keeper" not in p.step(Audience.APP)
+            assert "press" not in p.step(Audience.SHELL).casefold()
+
+
+def test_check_prints_the_group_once_then_one_line_per_file():
+    health = _nothing_downloaded()
+    (group,) = [e for e in tell(health) if isinstance(e, ProblemGroup) and e.kind == ProblemKind.NEAR_DELETION]
+    out = render(health, sc.profile(), width=100, max_lines=200)
+    assert out.count("near-deletion x") == 1
+    assert "-> " + group.step(Audience.SHELL) in out
+    assert "Press a" not in out
+    member_lines = [line for line in out.splitlines() if line.startswith("        ") and ".xlsx" in line]
+    assert len(member_lines) == len(group.members)
+    assert all("deleted " in line for line in member_lines)
+    # one screenful still: the tail says what was left out
+    short = render(health, sc.profile(), width=100)
+    assert len(short.splitlines()) <= 24
+    assert "... and " in short
+
+
+def test_a_group_whose_steps_differ_points_where_each_step_is_said():
+    from datetime import date
+
+    from tui.core.model import Problem
+    from tui.core.problem_list import _group
+    from tui.core.status import Severity
+
+    problems = tuple(Problem(severity=Severity.WARNING, kind=ProblemKind.CHANGED, message=f"m{i}",
+                             next_step=f"step {i}", day=date(2026, 12, i + 1)) for i in range(3))
+    from tui.core.problem_list import Member
+
+    group = _group(ProblemKind.CHANGED, Severity.WARNING, tuple(Member(p, "R") for p in problems),
+                   date(2026, 12, 10))
+    assert group.message == "3 files changed on the server after they were downloaded"
+    assert group.step(Audience.APP) == "Each one's next step is on its day in the Heatmap (5)"
+    assert "check --json" in group.step(Audience.SHELL)
