@@ -548,3 +548,19 @@ async def test_queue_summary_at_80_columns_never_ends_in_a_bare_label(demo_remot
         assert "running" in summary and "failed" in summary
         assert not re.search(r"(ETA|·)$", summary), summary  # every label keeps its value
         assert await cut_words(pilot) == set()
+
+
+async def test_toasts_show_a_servers_words_as_they_are(demo_remote, home):
+    """Toasts repeat what a server said (its error replies) and file names: text in square
+    brackets is shown as typed, never read as markup, and a stray closing tag cannot stop
+    the app."""
+    app = _app(profile_for(demo_remote, home), auto_connect=False)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await pilot.pause()
+        app.notify("Listing failed: [bold red]gone[/] and [/link]", severity="error")
+        app.screen.notify("Download stopped: [reverse]x[/reverse]")
+        await pilot.pause(0.3)
+        shown = [str(t.render()) for t in _toasts(app)]
+        assert any("[bold red]gone[/] and [/link]" in s for s in shown), shown
+        assert any("[reverse]x[/reverse]" in s for s in shown), shown
+        assert app.is_running

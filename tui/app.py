@@ -38,7 +38,7 @@ from textual.app import App, ScreenStackError, SystemCommand, UnknownModeError
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
-from textual.notifications import Notify
+from textual.notifications import Notify, SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -501,6 +501,13 @@ class ReportKeeperApp(App[None]):
         self.load_snapshot()
         text, severity = batch_text(self.board, batch, result)
         self.notify(text, severity=severity, markup=False, timeout=8 if severity == "information" else 12)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """A toast, always as plain text: toasts repeat file names and what a server said
+        (its error replies), where square brackets are words, not markup, and a stray
+        closing tag would stop the app. Screens' ``notify`` comes here too."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def on_notify(self, event: Notify) -> None:
         """Before Textual shows a new toast: take away those it replaces or crowds out
