@@ -61,6 +61,7 @@ import polars as pl
 
 from tui.core import clock, content, isolation, model
 from tui.core import status as st
+from tui.core.durable import fsync_dir
 from tui.core.export_cache import CachedTable, CacheError, ReadFailure, TableCache, cache_dir
 from tui.core.export_request import (
     Cancelled,
@@ -879,7 +880,7 @@ def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets
             os.fsync(fh.fileno())
         os.chmod(part, 0o600)
         _place(part, out, force=force)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except OSError as exc:
         if isinstance(exc, FileExistsError):
             raise ExportError(f"{escape_name(str(out))} appeared while the export ran; nothing was "
@@ -923,19 +924,6 @@ def _place(part: Path, out: Path, *, force: bool) -> None:
         os.rename(part, out)
         return
     os.unlink(part)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, pl.DataType],

@@ -48,6 +48,7 @@ from typing import TypedDict
 from tui.core import clock, model
 from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
+from tui.core.durable import fsync_dir
 from tui.core.ledger import LEDGER_ERRORS, Download, Ledger
 from tui.core.model import JSONObject
 from tui.core.names import escape_name
@@ -352,7 +353,8 @@ def purge(profile: Profile, ledger: Ledger, *, dry_run: bool = False, now: datet
             failed.append(copy)
             result.errors.append((copy, why))
             log.warning("purge: %s not deleted: %s", escape_name(copy.file), why)
-    _fsync_dirs({c.path.parent for c in deleted})
+    for folder in {c.path.parent for c in deleted}:
+        fsync_dir(folder)
     # 3. Only what is really gone is recorded purged; the rest is held again.
     if deleted or plan.finish:
         ledger.mark_purged([c.key for c in [*deleted, *plan.finish]], when=now)
@@ -420,20 +422,6 @@ def _sha256(path: Path) -> str | None:
     except OSError:
         return None
     return digest.hexdigest()
-
-
-def _fsync_dirs(folders: Iterable[Path]) -> None:
-    for folder in folders:
-        try:
-            fd = os.open(folder, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
 
 
 def _remove_parts(profile: Profile, ledger: Ledger, names: set[str], remove_parts: RemoveParts | None) -> int:
