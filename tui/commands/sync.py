@@ -20,7 +20,7 @@ from tui.core import status as st
 from tui.core.config import ConfigError, Profile
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.model import EntryKind
-from tui.core.names import escape_name
+from tui.core.names import escape_name, size_text
 from tui.notify.dispatch import after_sync, summary_line
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running
 from tui.sftp.sync import Listed, SyncEvent, SyncResult, SyncService, Verified
@@ -241,8 +241,8 @@ class _PlainProgress:
                 self.line(f"FAILED      {escape_name(name)}: {reason}")
             case Verified(name=name, result=result):
                 done = self.done.pop(name, None)
-                size = f"  {_size(done.size)}" if done is not None else ""
-                resumed = f" (resumed at {_size(done.resumed_from)})" if done and done.resumed_from else ""
+                size = f"  {size_text(done.size)}" if done is not None else ""
+                resumed = f" (resumed at {size_text(done.resumed_from)})" if done and done.resumed_from else ""
                 rows = f", {result.rows} rows" if result.rows is not None else ""
                 self.line(f"{result.status:12}{escape_name(name)}{size}{resumed}{rows}")
 
@@ -325,15 +325,6 @@ class _RichProgress:
                     p.console.print(self.text(f"{result.status}: {escape_name(name)}", style="yellow"))
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 def _summary(result: SyncResult, profile: Profile, out: TextIO) -> None:
     w = out.write
     if result.error_kind == "interrupted":
@@ -343,7 +334,7 @@ def _summary(result: SyncResult, profile: Profile, out: TextIO) -> None:
     else:
         total = sum(d["size"] for d in result.downloaded)
         w(f"{profile.host}:{', '.join(profile.folders)}: {result.listed} files on the server, "
-          f"{len(result.downloaded)} downloaded ({_size(total)}) to {profile.local_dir}, "
+          f"{len(result.downloaded)} downloaded ({size_text(total)}) to {profile.local_dir}, "
           f"{len(result.skipped)} already held.\n")
     if result.files:
         counts = Counter(f.status for f in result.files)

@@ -328,3 +328,13 @@ def local_folder_parts(folder: str) -> tuple[str, ...]:
     """Where a watched server folder's copies go under ``local_dir`` (when a profile watches
     several folders): its path, without a leading ``/``, each part a :func:`portable_name`."""
     return tuple(portable_name(p) for p in folder_parts(folder))
+
+
+def size_text(n: int) -> str:
+    """A byte count as the commands print it: ``512 B``, ``12.3 KB``, ``1.5 GB`` (1024-based)."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"

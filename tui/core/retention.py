@@ -51,7 +51,7 @@ from tui.core.config import Profile, ReportConfig
 from tui.core.durable import fsync_dir
 from tui.core.ledger import LEDGER_ERRORS, Download, Ledger
 from tui.core.model import JSONObject
-from tui.core.names import escape_name
+from tui.core.names import escape_name, size_text
 
 log = logging.getLogger("report_keeper.retention")
 
@@ -185,7 +185,7 @@ class PurgeResult:
         if gone:
             size = sum(c.size for c in gone)
             lines.append(f"Purged: {len(gone)} local cop{'y' if len(gone) == 1 else 'ies'} past local_retention_days "
-                         f"{verb} ({_size(size)}); the ledger keeps their records.")
+                         f"{verb} ({size_text(size)}); the ledger keeps their records.")
             for c in gone[:limit]:
                 lines.append(f"  {'WOULD PURGE' if self.dry_run else 'PURGED':12} {escape_name(c.file)}")
             if len(gone) > limit:
@@ -208,15 +208,6 @@ class PurgeResult:
         if not gone and not self.waiting and not self.errors:
             lines.append("Purge: no local copy is past local_retention_days.")
         return lines
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 # ----------------------------------------------------------------------------- the policy
