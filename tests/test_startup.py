@@ -121,3 +121,41 @@ def test_verify_loads_no_ssh_no_polars_no_textual(tmp_path):
     code, modules, stdout = loaded_by("verify", str(path), "--json")
     assert json.loads(stdout)["files"][0]["rows"] == 5
     assert present(modules, ("asyncssh", "polars", "rich", *UI, *READER)) == []
+
+
+def _spawned_by(statement: str) -> tuple[list[list[str]], str]:
+    """Run ``statement`` in a fresh interpreter; (argv of every process it started, stdout)."""
+    code = (
+        "import json, sys\n"
+        "started = []\n"
+        "def hook(event, args):\n"
+        "    if event == 'subprocess.Popen':\n"
+        "        started.append([str(a) for a in (args[1] or [])])\n"
+        "sys.addaudithook(hook)\n"
+        f"{statement}\n"
+        "sys.stderr.write('\\nSTARTED ' + json.dumps(started) + '\\n')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         timeout=180)
+    marker = out.stderr.rfind("\nSTARTED ")
+    assert marker >= 0, out.stderr[-3000:]
+    return json.loads(out.stderr[marker + len("\nSTARTED "):].strip()), out.stdout
+
+
+def test_loading_the_sftp_side_compiles_nothing():
+    """asyncssh looks for optional C libraries while it loads; the stdlib's lookup would run a
+    C compiler and the linker for each one that is missing (tens of milliseconds each, in every
+    sync process). Only the loader's cache is consulted."""
+    started, _ = _spawned_by("import tui.sftp.sync")
+    tools = sorted({os.path.basename(argv[0]) for argv in started if argv})
+    assert not [t for t in tools if t not in ("ldconfig", "ldconfig.real")], started
+
+
+def test_the_sftp_side_offers_what_plain_asyncssh_offers():
+    """The quicker library lookup finds what the stdlib's finds: the same algorithms."""
+    show = ("from asyncssh.kex import get_default_kex_algs\n"
+            "from asyncssh.mac import get_default_mac_algs\n"
+            "print(sorted(get_default_kex_algs()), sorted(get_default_mac_algs()))")
+    _, plain = _spawned_by("import asyncssh\n" + show)
+    _, ours = _spawned_by("import tui.sftp\n" + show)
+    assert plain.strip() and ours == plain
