@@ -548,3 +548,34 @@ def test_sync_cli_asks_for_a_key_passphrase_on_a_terminal(cli_server, tmp_path):
     assert os.waitstatus_to_exitcode(status) == 2  # the corrupt demo file, not a login failure
     assert b"correct horse" not in seen.split(b"Passphrase for", 1)[1].split(b"\n", 1)[1]
     assert b'"downloaded"' in seen and b"refused the login" not in seen
+
+
+async def test_the_folder_is_fsynced_before_the_commit_that_records_its_downloads(demo, ledger,
+                                                                                 monkeypatch):
+    """One folder fsync per commit instead of one per file, and never after the commit: at every
+    folder fsync, the other connection sees no record of a file placed since the previous one."""
+    from tui.sftp import sync as sync_mod
+
+    local = Path(demo.profile.local_dir)
+    calls: list[tuple[set[str], set[str]]] = []  # (placed, committed) when the folder is fsynced
+    real = sync_mod.fsync_dir
+
+    with Ledger.open(ledger.path, profile="demo") as other:
+        def observed(folder: Path) -> None:
+            placed = {p.name for p in folder.iterdir() if p.is_file()}
+            calls.append((placed, {d.name for d in other.downloads()}))
+            real(folder)
+
+        monkeypatch.setattr(sync_mod, "fsync_dir", observed)
+        async with SyncService(demo.profile, ledger) as service:
+            result = await service.sync()
+        names = {f.name for f in demo.scenario.files}
+        assert {d["name"] for d in result.downloaded} == names
+        assert 1 <= len(calls) < len(names)
+        assert calls[-1][0] == names  # the last fsync came after the last file was placed
+        fsynced: set[str] = set()
+        for placed, committed in calls:
+            assert committed <= fsynced  # nothing committed whose folder entry was not durable
+            fsynced = placed
+        assert {d.name for d in other.downloads()} == names
+        assert all(p.parent == local for p in (Path(d["path"]) for d in result.downloaded))

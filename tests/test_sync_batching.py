@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.core.ledger import Ledger
+from tui.core.ledger import Ledger, LedgerError
 from tui.core.model import RemoteFile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,6 +110,43 @@ def test_the_batch_lives_while_any_view_uses_it(tmp_path):
         assert [d.name for d in other.downloads(profile="q")] == ["q.xlsx"]
 
 
+def test_steps_before_a_commit_run_first_once_each_and_at_once_outside_a_batch(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger.open(path, profile="p") as led, Ledger.open(path, profile="p") as other:
+        seen: list[tuple[str, list[str]]] = []
+
+        def step(name: str):
+            # what the other connection sees when the step runs: the record not committed yet
+            return lambda: seen.append((name, [d.name for d in other.downloads()]))
+
+        with led.batched(every=3600):
+            led.before_commit("folder", step("folder"))
+            led.before_commit("folder", step("again"))  # the same key: once per commit
+            led.record_download("a.xlsx", size=1, sha256="0" * 64, local_path=tmp_path / "a.xlsx")
+            assert seen == []  # nothing committed, nothing run yet
+            with led.unbatched():  # committing the batch runs the steps first
+                assert seen == [("folder", [])]
+                led.before_commit("now", step("now"))  # no batch meanwhile: at once
+                assert seen[-1] == ("now", ["a.xlsx"])
+            led.before_commit("folder", step("second"))
+            led.record_download("b.xlsx", size=1, sha256="1" * 64, local_path=tmp_path / "b.xlsx")
+        assert seen == [("folder", []), ("now", ["a.xlsx"]), ("second", ["a.xlsx"])]
+        assert [d.name for d in other.downloads()] == ["a.xlsx", "b.xlsx"]
+
+
+def test_a_failed_step_keeps_the_records_that_rely_on_it_out(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger.open(path, profile="p") as led, Ledger.open(path, profile="p") as other:
+        def fail() -> None:
+            raise OSError(5, "Input/output error")
+
+        with pytest.raises(LedgerError), led.batched(every=3600):
+            led.before_commit("folder", fail)
+            led.record_download("a.xlsx", size=1, sha256="0" * 64, local_path=tmp_path / "a.xlsx")
+        assert other.downloads() == []
+        assert led.integrity_ok()
+
+
 # ------------------------------------------------------------------ killed syncs
 
 
@@ -150,7 +187,7 @@ def run_sync(cfg: Path) -> dict:
 KILLER = """
 import asyncio, os, signal, sys
 from tui.core.config import load_config
-from tui.core.ledger import Ledger
+from tui.core.ledger import Ledger, LedgerError
 from tui.sftp import sync as sync_mod
 
 cfg, kill_after, commit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])

@@ -486,6 +486,8 @@ class _Batch:
     failed: LedgerError | None = None
     users: int = 0  # open batched() blocks
     suspended: int = 0  # open unbatched() blocks: writes commit one by one meanwhile
+    #: Run once each before the batch's transaction commits (:meth:`Ledger.before_commit`).
+    before_commit: dict[str, Callable[[], object]] = field(default_factory=dict)
 
 
 class Ledger:
@@ -580,7 +582,7 @@ class Ledger:
                 self._batch[0] = None
                 batch.stop.set()
                 try:
-                    self._commit_batch()
+                    self._commit_batch(batch)
                 except LedgerError:
                     log.exception("ledger: the last batch could not be committed at close")
             self._conn.close()
@@ -627,7 +629,7 @@ class Ledger:
                     batch.stop.set()
                     if self._batch[0] is batch:
                         self._batch[0] = None
-                        self._commit_batch()
+                        self._commit_batch(batch)
             if last and ticker is not None:
                 ticker.join()
             if batch.failed is not None:
@@ -641,7 +643,7 @@ class Ledger:
         with self._lock:
             batch = self._batch[0]
             if batch is not None:
-                self._commit_batch()
+                self._commit_batch(batch)
                 batch.suspended += 1
         try:
             yield
@@ -650,25 +652,43 @@ class Ledger:
                 with self._lock:
                     batch.suspended -= 1
 
+    def before_commit(self, key: str, step: Callable[[], object]) -> None:
+        """Have ``step`` done before any record written from now on is committed: inside a
+        batch, once (per ``key``) just before the batch's next commit; otherwise now. For what
+        records rely on being on the disk first (a folder's new entries: one fsync per folder
+        and commit instead of one per file). ``step`` runs with the ledger's lock held."""
+        with self._lock:
+            batch = self._batch[0]
+            if batch is not None and not batch.suspended:
+                batch.before_commit.setdefault(key, step)
+                return
+        step()
+
     def _tick(self, batch: _Batch, every: float) -> None:
         while not batch.stop.wait(every):
             with self._lock:
                 if self._batch[0] is not batch:
                     return
                 try:
-                    self._commit_batch()
+                    self._commit_batch(batch)
                 except LedgerError as exc:
                     log.error("ledger: a batch of records could not be committed: %s", exc)
                     batch.failed = exc
 
-    def _commit_batch(self) -> None:
-        """Commit the open batch transaction, if any (the lock is held)."""
+    def _commit_batch(self, batch: _Batch | None) -> None:
+        """Commit the open batch transaction, if any (the lock is held), after the batch's
+        :meth:`before_commit` steps."""
         conn = self._conn
-        if not conn.in_transaction:
-            return
+        steps = [] if batch is None else list(batch.before_commit.values())
+        if batch is not None:
+            batch.before_commit.clear()
         try:
+            for step in steps:  # first what the records rely on
+                step()
+            if not conn.in_transaction:
+                return
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")

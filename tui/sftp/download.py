@@ -16,6 +16,9 @@ How a file is written (docs/ARCHITECTURE.md, "Local files"):
   fetched again from the start with its new size (a transient ``TransferFailed``);
 - the size is checked against the server's, the part is fsync'ed, then linked to its final
   name with ``os.link`` (fails instead of overwriting) and removed; files 0600, folder 0700;
+  then the folder is fsync'ed, or, given ``sync_dir``, handed to ``sync_dir(folder)``, whose
+  caller makes it durable before anything relies on the new entry (the ledger fsyncs the
+  folders of a batch's downloads once, just before the commit that records them);
 - files of 4 MB and more are written and hashed by a writer thread of their own, so the
   disk and the network overlap; memory stays bounded by the reads in flight (32 x 255 KB);
 - a final name that already exists is never overwritten: identical content gives status
@@ -135,7 +138,9 @@ def _write_and_hash(fd: int, h: hashlib._Hash, data: bytes) -> int:
     return len(data)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a folder: the names created or removed in it are on the disk (errors ignored:
+    some file systems cannot fsync a folder)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -205,7 +210,8 @@ def _place(part: Path, local_dir: Path, remote: RemoteFile, digest: str,
 
 
 def _finish(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: str,
-            local_name: str | None = None) -> tuple[Path, Placed]:
+            local_name: str | None = None,
+            sync_dir: Callable[[Path], object] | None = None) -> tuple[Path, Placed]:
     """fsync, size check, placing under the final name, fsync of the folder (in a thread)."""
     os.fsync(fd)
     if os.fstat(fd).st_size != remote.size:
@@ -213,7 +219,10 @@ def _finish(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: st
                              "It is downloaded again.", transient=True)
     final, status = _place(part, local_dir, remote, digest, local_name)
     os.chmod(final, 0o600)
-    _fsync_dir(local_dir)
+    if sync_dir is None:
+        fsync_dir(local_dir)
+    else:
+        sync_dir(local_dir)
     return final, status
 
 
@@ -275,8 +284,12 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
                    gate: asyncio.Event | None = None,
                    max_requests: int = MAX_REQUESTS,
                    already_held: Callable[[RemoteFile], bool] | None = None,
-                   local_name: str | None = None) -> DownloadResult:
+                   local_name: str | None = None,
+                   sync_dir: Callable[[Path], object] | None = None) -> DownloadResult:
     """Download one file into ``local_dir`` safely; see the module docstring.
+
+    ``sync_dir(folder)``: called (in a thread) instead of fsyncing ``local_dir`` after the
+    placing; the caller then owns making the new name durable before it relies on it.
 
     ``local_name``: the name to place it under instead of the server's (a version of a rolling
     report, :func:`tui.core.names.version_name`).
@@ -297,7 +310,7 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
     counter = [0]
     try:
         return await _download(conn, remote, remote_path, local_dir, work, progress, gate,
-                               max_requests, counter, already_held, local_name)
+                               max_requests, counter, already_held, local_name, sync_dir)
     except SftpError as exc:
         exc.received = counter[0]
         raise
@@ -307,7 +320,8 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
                     work: Path, progress: Callable[[int, int], object] | None,
                     gate: asyncio.Event | None, max_requests: int, counter: list[int],
                     already_held: Callable[[RemoteFile], bool] | None,
-                    local_name: str | None = None) -> DownloadResult:
+                    local_name: str | None = None,
+                    sync_dir: Callable[[Path], object] | None = None) -> DownloadResult:
     size = remote.size
     part = work / parts.part_name(remote)
 
@@ -445,7 +459,7 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
         digest = h.hexdigest()
         try:  # one hop to a thread for all the blocking file-system work
             final, status = await asyncio.to_thread(_finish, fd, part, local_dir, remote, digest,
-                                                    local_name)
+                                                    local_name, sync_dir)
         except OSError as exc:
             raise local_err(exc) from None
         placed = True

@@ -137,7 +137,10 @@ class TransferQueue:
                  on_event: Callable[[TransferEvent], object] | None = None,
                  events: asyncio.Queue[TransferEvent] | None = None, max_attempts: int = 5,
                  backoff_base: float = 1.0, backoff_max: float = 30.0,
-                 progress_interval: float = 0.1, connection: SftpConnection | None = None) -> None:
+                 progress_interval: float = 0.1, connection: SftpConnection | None = None,
+                 sync_dir: Callable[[Path], object] | None = None) -> None:
+        """``sync_dir``: given to every :func:`tui.sftp.download.download` (the caller makes
+        each download's folder durable before relying on it, instead of one fsync per file)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._factory = connect
@@ -159,6 +162,7 @@ class TransferQueue:
         self.jobs: dict[int, Job] = {}
         self._next_id = 1
         self.connections_opened = 0
+        self._sync_dir = sync_dir
 
     # -- control
     def add(self, remote: RemoteFile, remote_dir: str, local_dir: Path | str, *,
@@ -329,7 +333,7 @@ class TransferQueue:
                     result = await download(conn, job.remote, job.remote_dir, job.local_dir,
                                             progress=progress, gate=self._gate,
                                             already_held=job.already_held,
-                                            local_name=job.local_name)
+                                            local_name=job.local_name, sync_dir=self._sync_dir)
                 except SftpError as exc:
                     job.transferred += exc.received
                     fatal = isinstance(exc, _FATAL)

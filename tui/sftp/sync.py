@@ -23,7 +23,8 @@ stops the transfers, keeps their part files (the next run resumes them) and reco
 as partial in the ledger.
 
 Each completed download is recorded in the ledger as soon as it is in place (complete,
-fsync'ed, under its final name), before it is verified. A run's records are committed
+fsync'ed, under its final name), before it is verified; its folder is fsync'ed before the
+commit that holds the record (once per folder and commit, ``Ledger.before_commit``). A run's records are committed
 together every ``COMMIT_SECONDS`` and at its end (``Ledger.batched``): a process killed in
 between leaves files in place that the ledger does not know yet, and the next ``sync`` finds
 their bytes already in place, records them then and lists them under ``skipped``; nothing
@@ -64,7 +65,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TypedDict
 
@@ -94,7 +95,7 @@ from tui.sftp.client import (
     SftpConnection,
     connect,
 )
-from tui.sftp.download import Placed
+from tui.sftp.download import Placed, fsync_dir
 from tui.sftp.errors import FileBusy, SftpError
 from tui.sftp.queue import Done, Job, TransferEvent, TransferQueue
 
@@ -721,6 +722,7 @@ class SyncService:
             concurrency=self.profile.concurrency,
             on_event=on_transfer,
             connection=first,
+            sync_dir=self._sync_dir_before_commit,
         )
         if on_queue is not None:
             try:
@@ -766,6 +768,12 @@ class SyncService:
                 self._record_partial(job, by_name.get(job.name))
         result.files.sort(key=lambda v: (v.delivered_at is None, v.delivered_at, v.name))
         result.downloaded.sort(key=lambda d: d["name"])
+
+    def _sync_dir_before_commit(self, folder: Path) -> None:
+        """A download was placed in ``folder``: the folder is fsync'ed before the ledger commits
+        anything written from now on (its record is written after this), once per folder and
+        commit instead of once per file."""
+        self.ledger.before_commit(f"fsync {folder}", partial(fsync_dir, folder))
 
     def _record_done(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
                      result: SyncResult) -> bool:
