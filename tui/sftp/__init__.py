@@ -19,7 +19,7 @@ def _load_asyncssh() -> None:
 
     from_cache = getattr(ctypes.util, "_findSoname_ldconfig", None)
     if from_cache is None or not sys.platform.startswith("linux"):
-        import asyncssh  # noqa: F401, PLC0415 - elsewhere the stdlib's lookup is quick enough
+        import asyncssh  # noqa: PLC0415 - elsewhere the stdlib's lookup is quick enough
         return
     original = ctypes.util.find_library
     ctypes.util.find_library = from_cache
