@@ -103,8 +103,11 @@ def test_sync_and_check_load_neither_textual_nor_polars_nor_the_reader(sshd, ser
     assert code in (0, 1), doc  # really synced: three files downloaded and verified
     assert len(doc["downloaded"]) == 3 and {f["status"] for f in doc["files"]} <= {"ok", "empty"}
     assert "asyncssh" in modules  # (it talked to the server)
-    # rich draws progress on a terminal only; polars is for the health evaluation (alerts)
+    # rich draws progress on a terminal only; polars is for the health evaluation (alerts);
+    # without a [notify] table no alert machinery (mail, HTTP, the health evaluation) loads
     assert present(modules, ("polars", "rich", *UI, *READER)) == []
+    assert present(modules, ("tui.notify", "tui.core.health", "smtplib", "urllib.request")) == []
+    assert doc["notify"] == {"configured": False, "sent": [], "failed": []}
 
     code, modules, stdout = loaded_by("check", "--config", cfg, "--json")
     assert json.loads(stdout)["connection"]["ok"] is True

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, TextIO
 
@@ -21,12 +22,13 @@ from tui.core.config import ConfigError, Profile
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.model import EntryKind
 from tui.core.names import escape_name, size_text
-from tui.notify.dispatch import after_sync, summary_line
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running
 from tui.sftp.sync import Listed, SyncEvent, SyncResult, SyncService, Verified
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
+
+    from tui.notify.dispatch import NotifyDocument
 
 log = logging.getLogger("report_keeper.commands.sync")
 
@@ -110,16 +112,36 @@ def run(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     # Alerts (e-mail, webhook, ping) once the result is recorded; they never change it.
-    notify = after_sync(profile, result) if result.error_kind != "interrupted" else None
+    notify = _alerts(profile, result)
     if args.json:
         print_json({**result.to_json(), **({"notify": notify} if notify is not None else {})})
     _summary(result, profile, out)
-    line = summary_line(notify) if notify is not None else None
+    line = _alerts_line(notify)
     if line:
         out.write(line + "\n")
     log.info("sync finished: %s, %d downloaded, %d failed", st.overall_name(result.status),
              len(result.downloaded), len(result.failed))
     return int(result.status)
+
+
+def _alerts(profile: Profile, result: SyncResult) -> NotifyDocument | None:
+    """The profile's alerts after a run (None: the run was interrupted). The alert machinery
+    (mail, HTTP, the health evaluation) is loaded only for a profile that configures alerts."""
+    if result.error_kind == "interrupted":
+        return None
+    if not profile.notify.configured:
+        return {"configured": False, "sent": [], "failed": []}
+    from tui.notify.dispatch import after_sync  # noqa: PLC0415 - see above
+
+    return after_sync(profile, result)
+
+
+def _alerts_line(notify: NotifyDocument | None) -> str | None:
+    if notify is None or not notify["configured"]:
+        return None
+    from tui.notify.dispatch import summary_line  # noqa: PLC0415 - loaded with the alerts
+
+    return summary_line(notify)
 
 
 async def _sync(profile: Profile, ledger: Ledger, policy: str, out: TextIO,
@@ -162,12 +184,12 @@ def _run_all(args: argparse.Namespace) -> int:
     codes: dict[str, int] = {}
     for profile in profiles:
         result = results[profile.name]
-        notify = after_sync(profile, result) if result.error_kind != "interrupted" else None
+        notify = _alerts(profile, result)
         documents[profile.name] = {**result.to_json(), **({"notify": notify} if notify is not None else {})}
         codes[profile.name] = int(result.status)
         out.write(f"== {profile.name}\n")
         _summary(result, profile, out)
-        line = summary_line(notify) if notify is not None else None
+        line = _alerts_line(notify)
         if line:
             out.write(line + "\n")
     code, document = all_profiles.combined(codes, documents)
@@ -212,21 +234,35 @@ async def _sync_all(profiles: list[Profile], ledgers: all_profiles.Ledgers, poli
 
 
 class _PlainProgress:
-    """One line per finished file; nothing per block (logs and cron mails stay small)."""
+    """One line per finished file; nothing per block (logs and cron mails stay small). The
+    lines are written together at most every ``FLUSH_SECONDS`` (and at the end): one write
+    for many files instead of one per file."""
+
+    FLUSH_SECONDS = 0.5
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.done: dict[str, Done] = {}
+        self.pending: list[str] = []
+        self.flushed = time.monotonic()
 
     def __enter__(self) -> _PlainProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.out.write("".join(self.pending))
+            self.pending.clear()
         self.out.flush()
+        self.flushed = time.monotonic()
 
     def line(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+        self.pending.append(text + "\n")
+        if time.monotonic() - self.flushed >= self.FLUSH_SECONDS:
+            self.flush()
 
     def on_event(self, event: SyncEvent) -> None:
         match event:
