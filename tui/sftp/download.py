@@ -478,6 +478,7 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
         closing = asyncio.ensure_future(_close_quietly(f))  # closing needs no wait: saves a round trip
         _background.add(closing)
         closing.add_done_callback(_background.discard)
-    log.info("downloaded %r: %d bytes, %s (resumed from %d)", remote.name, size, status, have)
+    # Debug only: the caller logs what it did with the file (the sync: one line per file).
+    log.debug("downloaded %r: %d bytes, %s (resumed from %d)", remote.name, size, status, have)
     return DownloadResult(name=remote.ident, size=size, sha256=digest, path=final, status=status,
                           resumed_from=have, transferred=received)

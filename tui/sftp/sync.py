@@ -816,8 +816,9 @@ class SyncService:
             resumed_from=event.resumed_from, changed=changed, status=event.status,
             refetched=refetched, version=entry.version, folder=entry.folder,
         ))
-        log.info("recorded download of %s (%s%s)", escape_name(entry.name), event.status,
-                 ", fetched again" if refetched else "")
+        # One line per file (the download itself logs at debug level only).
+        log.info("downloaded and recorded %s: %d bytes, %s (resumed from %d%s)", escape_name(entry.name),
+                 event.size, event.status, event.resumed_from, ", fetched again" if refetched else "")
         return True
 
     async def _fetched_again(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
