@@ -20,6 +20,7 @@ Public API::
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -39,6 +40,7 @@ log = logging.getLogger("report_keeper.sftp.parts")
 PARTS_DIR = "parts"
 
 
+@functools.lru_cache(maxsize=4096)
 def _part_id(name: str) -> str:
     return hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
