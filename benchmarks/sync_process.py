@@ -164,6 +164,11 @@ def _median(runs: list[dict], key: str = "seconds") -> float:
     return statistics.median(r[key] for r in runs)
 
 
+def _has_all_profiles(source: Path) -> bool:
+    """Whether the checkout at ``source`` has ``sync --all-profiles``."""
+    return (source / "tui" / "commands" / "all_profiles.py").is_file()
+
+
 def _cpu() -> float:
     """User + system CPU seconds of the finished child processes (and theirs) so far."""
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -294,8 +299,8 @@ def main() -> int:
             case(f"{ns.profiles} profiles x {ns.per_profile} x 20 kB", "profiles",
                  lambda: bench.sftp([f"get -r {r}\n" for r in names.values()]),
                  lambda src: bench.sync(src, names, all_profiles=True),
-                 # the baseline has no --all-profiles: one sync per profile, one after another
-                 lambda src: bench.sync(src, names, all_profiles=False),
+                 # a baseline without --all-profiles: one sync per profile, one after another
+                 lambda src: bench.sync(src, names, all_profiles=_has_all_profiles(src)),
                  total, ns.runs)
             one_session = [bench.sftp(["".join(f"get -r {r}\n" for r in names.values())])
                            for _ in range(ns.runs)]
