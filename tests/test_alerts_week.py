@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.daily_config import write_daily_config
 from tests.notify_servers import HttpServer, SmtpServer
 from tests.xlsx_factory import write_report
 
@@ -30,35 +31,7 @@ PASSWORD = "s3cret-Pass word"
 
 
 def _config(tmp: Path, server, remote_dir: str, notify: str) -> Path:
-    kh = tmp / "known_hosts"
-    shutil.copy(server.known_hosts, kh)
-    (tmp / "ssh_config").write_text("")
-    cfg = tmp / "config.toml"
-    cfg.write_text(f"""
-[profile.default]
-host = "127.0.0.1"
-port = {server.port}
-username = "{server.username}"
-key = "{server.key}"
-known_hosts = "{kh}"
-ssh_config = "{tmp / 'ssh_config'}"
-remote_dir = "{remote_dir}"
-local_dir = "{tmp / 'local'}"
-ledger = "{tmp / 'ledger.sqlite3'}"
-timezone = "America/Chicago"
-
-[[profile.default.report]]
-name = "{REPORT}"
-schedule = "daily"
-at = "07:00"
-grace = "2h"
-lag_days = 3
-anonymize_days = 7
-
-[profile.default.notify]
-{notify}
-""")
-    return cfg
+    return write_daily_config(tmp, server, remote_dir, REPORT, tail=f"[profile.default.notify]\n{notify}")
 
 
 def _deliver(folder: Path, day: date) -> None:

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.daily_config import write_daily_config
 from tests.xlsx_factory import write_report
 from tui.core.config import ConfigError, load_config
 from tui.core.ledger import Ledger
@@ -39,33 +40,7 @@ LATE = date(2026, 11, 27)  # replaced at 09:40, after the 09:00 deadline
 
 
 def _config(tmp: Path, server, remote_dir: str, *, rolling: str = "rolling = true") -> Path:
-    kh = tmp / "known_hosts"
-    shutil.copy(server.known_hosts, kh)
-    (tmp / "ssh_config").write_text("")
-    cfg = tmp / "config.toml"
-    cfg.write_text(f"""
-[profile.default]
-host = "127.0.0.1"
-port = {server.port}
-username = "{server.username}"
-key = "{server.key}"
-known_hosts = "{kh}"
-ssh_config = "{tmp / 'ssh_config'}"
-remote_dir = "{remote_dir}"
-local_dir = "{tmp / 'local'}"
-ledger = "{tmp / 'ledger.sqlite3'}"
-timezone = "America/Chicago"
-
-[[profile.default.report]]
-name = "{REPORT}"
-schedule = "daily"
-at = "07:00"
-grace = "2h"
-lag_days = 3
-anonymize_days = 7
-{rolling}
-""")
-    return cfg
+    return write_daily_config(tmp, server, remote_dir, REPORT, report_extra=rolling)
 
 
 def _fixed_report(path: Path, day: date) -> None:

@@ -1,0 +1,45 @@
+"""A config file for one daily report on a test server (the real sshd or the embedded one).
+
+Tests that run the commands as a person would (``sync``, ``check`` as processes) need the same
+profile: the server's address and keys, a private known_hosts copy and an empty ssh_config,
+``local_dir`` and the ledger under the test's folder, the library in America/Chicago, and one
+report delivered daily at 07:00 with two hours' grace. ``report_extra`` is added to the
+report's table, ``tail`` after it (another table, such as the profile's ``notify``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+
+def write_daily_config(tmp: Path, server, remote_dir: str, report: str, *, report_extra: str = "",
+                       tail: str = "") -> Path:
+    kh = tmp / "known_hosts"
+    shutil.copy(server.known_hosts, kh)
+    (tmp / "ssh_config").write_text("")
+    cfg = tmp / "config.toml"
+    cfg.write_text(f"""
+[profile.default]
+host = "127.0.0.1"
+port = {server.port}
+username = "{server.username}"
+key = "{server.key}"
+known_hosts = "{kh}"
+ssh_config = "{tmp / 'ssh_config'}"
+remote_dir = "{remote_dir}"
+local_dir = "{tmp / 'local'}"
+ledger = "{tmp / 'ledger.sqlite3'}"
+timezone = "America/Chicago"
+
+[[profile.default.report]]
+name = "{report}"
+schedule = "daily"
+at = "07:00"
+grace = "2h"
+lag_days = 3
+anonymize_days = 7
+{report_extra}
+{tail}
+""")
+    return cfg
