@@ -579,3 +579,21 @@ async def test_the_folder_is_fsynced_before_the_commit_that_records_its_download
             fsynced = placed
         assert {d.name for d in other.downloads()} == names
         assert all(p.parent == local for p in (Path(d["path"]) for d in result.downloaded))
+
+
+def test_plain_progress_writes_the_listing_and_failures_at_once_and_batches_finished_files():
+    """A person (or a test) watching a cron sync sees the listing when downloads start, not
+    half a second later when the first batch of finished files is written."""
+    import io
+
+    from tui.commands.sync import _PlainProgress
+    from tui.sftp.queue import Done, Failed
+    from tui.sftp.sync import Listed
+
+    out = io.StringIO()
+    progress = _PlainProgress(out)
+    progress.on_event(Listed(files=3, wanted=2, refused=0))
+    assert out.getvalue() == "Listed 3 files: 2 to download.\n"
+    progress.on_event(Done(job_id=1, name="a.xlsx", size=10))
+    progress.on_event(Failed(job_id=2, name="b.xlsx", reason="the server closed the connection"))
+    assert out.getvalue().endswith("FAILED      b.xlsx: the server closed the connection\n")

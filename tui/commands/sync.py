@@ -235,8 +235,9 @@ async def _sync_all(profiles: list[Profile], ledgers: all_profiles.Ledgers, poli
 
 class _PlainProgress:
     """One line per finished file; nothing per block (logs and cron mails stay small). The
-    lines are written together at most every ``FLUSH_SECONDS`` (and at the end): one write
-    for many files instead of one per file."""
+    lines of finished files are written together at most every ``FLUSH_SECONDS`` (and at the
+    end): one write for many files instead of one per file. The listing, retries and failures
+    are rare and are written at once, so whoever watches sees them when they happen."""
 
     FLUSH_SECONDS = 0.5
 
@@ -259,22 +260,22 @@ class _PlainProgress:
         self.out.flush()
         self.flushed = time.monotonic()
 
-    def line(self, text: str) -> None:
+    def line(self, text: str, *, now: bool = False) -> None:
         self.pending.append(text + "\n")
-        if time.monotonic() - self.flushed >= self.FLUSH_SECONDS:
+        if now or time.monotonic() - self.flushed >= self.FLUSH_SECONDS:
             self.flush()
 
     def on_event(self, event: SyncEvent) -> None:
         match event:
             case Listed(files=files, wanted=wanted, refused=refused):
                 self.line(f"Listed {files} files: {wanted} to download"
-                          + (f", {refused} names refused" if refused else "") + ".")
+                          + (f", {refused} names refused" if refused else "") + ".", now=True)
             case Done():
                 self.done[event.name] = event
             case Retrying(name=name, reason=reason):
-                self.line(f"retrying    {escape_name(name)}: {reason}")
+                self.line(f"retrying    {escape_name(name)}: {reason}", now=True)
             case Failed(name=name, reason=reason):
-                self.line(f"FAILED      {escape_name(name)}: {reason}")
+                self.line(f"FAILED      {escape_name(name)}: {reason}", now=True)
             case Verified(name=name, result=result):
                 done = self.done.pop(name, None)
                 size = f"  {size_text(done.size)}" if done is not None else ""
