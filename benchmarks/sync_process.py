@@ -22,6 +22,12 @@ with this checkout's virtualenv) in the same run, alternating with the current o
 before and after are measured under the same load. For the 90-profile case a baseline
 without ``--all-profiles`` runs the 90 profiles one ``sync`` after another.
 
+``--floor`` also times ``benchmarks/bare_client.py`` in the two loopback cases: a bare
+asyncssh client doing the same durable download and nothing else (no ledger, no
+verification, no part records or locks). Its time is what the SSH library and the disk cost;
+``sync / floor`` is what report-keeper's own work per file costs on top. The floor is also
+run without its fsyncs ("no fsync"): the difference is what durability itself costs.
+
 CPU time (user + system of each client's whole process tree: ``sftp`` with its ``ssh``, ``sync``
 with its workbook workers; ``getrusage(RUSAGE_CHILDREN)``) is printed beside the wall-clock
 times: on a shared, loaded machine it varies much less than the time does. Both checkouts'
@@ -160,6 +166,26 @@ class Bench:
         return {"seconds": seconds, "cpu": cpu, "bytes": nbytes}
 
 
+    def bare(self, remote_dir: str, *, fsync: bool = True) -> dict:
+        """The floor: ``bare_client.py`` (asyncssh, write, sha256, fsync, link; nothing else)."""
+        i = self.info
+        run = self.fresh_run_dir()
+        dest = run / "dl"
+        dest.mkdir()
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "bare_client.py"), "127.0.0.1", str(i.port),
+               i.username, str(i.key), str(i.known_hosts), remote_dir, str(dest)]
+        if not fsync:
+            cmd.append("--no-fsync")
+        start, cpu = time.perf_counter(), _cpu()
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=self.env)
+        seconds, cpu = time.perf_counter() - start, _cpu() - cpu
+        if out.returncode != 0:
+            raise SystemExit(f"bare client failed: {out.stderr[-2000:]}")
+        nbytes = json.loads(out.stdout)["bytes"]
+        shutil.rmtree(run, ignore_errors=True)
+        return {"seconds": seconds, "cpu": cpu, "bytes": nbytes}
+
+
 def _median(runs: list[dict], key: str = "seconds") -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -195,6 +221,9 @@ def main() -> int:
                         help="comma-separated subset of small,big,proxy,profiles")
     parser.add_argument("--profiles", type=int, default=90, help="profiles in the many-folders case")
     parser.add_argument("--per-profile", type=int, default=60, help="files per profile")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time benchmarks/bare_client.py (the same durable download with "
+                             "nothing else) in the loopback cases: how much is report-keeper's own work")
     ns = parser.parse_args()
     if ns.proxy_child:
         _proxy_child(int(ns.proxy_child[0]), float(ns.proxy_child[1]))
@@ -232,9 +261,15 @@ def main() -> int:
                 (d / f"{name}_{k:03d}_20260601_070000.xlsx").write_bytes(block[k:] + block[:k])
 
         def case(label: str, key_: str, sftp_run: Callable[[], dict], ours: Callable[[Path], dict],
-                 base: Callable[[Path], dict] | None, nbytes: int, runs: int) -> None:
-            s_runs, o_runs, b_runs = [], [], []
+                 base: Callable[[Path], dict] | None, nbytes: int, runs: int,
+                 floor: Callable[[bool], dict] | None = None) -> None:
+            s_runs, o_runs, b_runs, f_runs, n_runs = [], [], [], [], []
             for _ in range(runs):
+                if floor is not None and ns.floor:
+                    f, nf = floor(True), floor(False)
+                    assert f["bytes"] == nf["bytes"] == nbytes, (f["bytes"], nf["bytes"], nbytes)
+                    f_runs.append(f)
+                    n_runs.append(nf)
                 s = sftp_run()
                 assert s["bytes"] == nbytes, (s["bytes"], nbytes)
                 s_runs.append(s)
@@ -252,11 +287,17 @@ def main() -> int:
                              sftp_cpu=_median(s_runs, "cpu"), ours_cpu=_median(o_runs, "cpu"),
                              base_cpu=_median(b_runs, "cpu") if b_runs else None,
                              all_sftp=[r["seconds"] for r in s_runs], all_ours=[r["seconds"] for r in o_runs],
-                             all_base=[r["seconds"] for r in b_runs]))
+                             all_base=[r["seconds"] for r in b_runs],
+                             floor=_median(f_runs) if f_runs else None,
+                             floor_cpu=_median(f_runs, "cpu") if f_runs else None,
+                             all_floor=[r["seconds"] for r in f_runs],
+                             nofsync=_median(n_runs) if n_runs else None,
+                             all_nofsync=[r["seconds"] for r in n_runs]))
             r_ = rows[-1]
             print(f"  {label}: sftp {sftp_s:.2f} s ({r_['sftp_cpu']:.2f} s CPU), ours {ours_s:.2f} s "
                   f"({r_['ours_cpu']:.2f} s CPU)"
                   + (f", baseline {r_['base']:.2f} s ({r_['base_cpu']:.2f} s CPU)" if b_runs else "")
+                  + (f", floor {r_['floor']:.2f} s ({r_['floor_cpu']:.2f} s CPU)" if f_runs else "")
                   + f"  (load {_load()})", flush=True)
 
         if "small" in cases:
@@ -265,7 +306,7 @@ def main() -> int:
                  lambda: bench.sftp(["get -r small\n"]),
                  lambda src: bench.sync(src, {"p": "small"}, all_profiles=False),
                  lambda src: bench.sync(src, {"p": "small"}, all_profiles=False),
-                 300 * 200 * 1024, ns.runs)
+                 300 * 200 * 1024, ns.runs, floor=lambda fsync: bench.bare("small", fsync=fsync))
         if "big" in cases:
             d = info.root / "big"
             d.mkdir()
@@ -277,7 +318,7 @@ def main() -> int:
                  lambda: bench.sftp(["get -r big\n"]),
                  lambda src: bench.sync(src, {"p": "big"}, all_profiles=False),
                  lambda src: bench.sync(src, {"p": "big"}, all_profiles=False),
-                 100 << 20, ns.runs)
+                 100 << 20, ns.runs, floor=lambda fsync: bench.bare("big", fsync=fsync))
         if "proxy" in cases:
             files("lat", 100, 200 * 1024)
             proxy = subprocess.Popen([sys.executable, __file__, "--proxy-child", str(info.port), str(ns.delay)],
@@ -331,6 +372,17 @@ def main() -> int:
                   f"sync {[round(x, 2) for x in r['all_ours']]}"
                   + (f", before {[round(x, 2) for x in r['all_base']]}" if r["all_base"] else "")
                   + (f"; sftp in one session {r['one_session']:.2f} s" if "one_session" in r else ""))
+        floors = [r for r in rows if r.get("floor") is not None]
+        if floors:
+            print("\nthe floor: benchmarks/bare_client.py, the same durable download with nothing else "
+                  "(asyncssh, write, sha256, fsync, link; no ledger, no verification)")
+            print(f"{'case':34} {'floor s':>7} {'floor/sftp':>10} {'sync/floor':>10} {'floor CPU':>9} "
+                  f"{'no fsync s':>10} {'/sftp':>6}")
+            for r in floors:
+                print(f"{r['label']:34} {r['floor']:7.2f} {r['floor'] / r['sftp']:10.2f} "
+                      f"{r['ours'] / r['floor']:10.2f} {r['floor_cpu']:9.2f} {r['nofsync']:10.2f} "
+                      f"{r['nofsync'] / r['sftp']:6.2f}  runs {[round(x, 2) for x in r['all_floor']]}, "
+                      f"without fsync {[round(x, 2) for x in r['all_nofsync']]}")
         print("(CPU: user + system seconds of the client's process tree, median)")
         print("(medians of whole processes; sync verifies every file, fsyncs it and records it in its "
               "ledger; sftp does none of that)")
