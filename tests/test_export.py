@@ -613,3 +613,25 @@ def test_what_the_content_checks_found_is_honoured(tmp_path, monkeypatch, capsys
     df = pl.read_parquet(tmp_path / "x.parquet")
     assert set(df["source_file"].unique()) & {cs.planned(cs.STALE_DAY).name, cs.planned(cs.WRONG_DAY).name} == set()
     assert df.filter(pl.col("covered_day") == cs.FEW_DAY - timedelta(days=cs.LAG)).height == cs.planned(cs.FEW_DAY).rows
+
+
+def test_an_export_the_ledger_refuses_to_record_still_prints_its_document(now, tmp_path, capsys):
+    """The file is written but the ledger cannot record the export (here a ledger whose
+    exports table refuses every insert): cron still gets one JSON document, critical, with
+    what was written and why it is not recorded, and the file stays."""
+    import sqlite3
+
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 3))
+    with sqlite3.connect(env.ledger_path) as conn:
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON exports "
+                     "BEGIN SELECT RAISE(ABORT, 'the disk refused the write'); END")
+    out = tmp_path / "loans.parquet"
+    code = main(["export", "--config", str(env.config), "--json", "--out", str(out)])
+    streams = capsys.readouterr()
+    assert code == 2
+    doc = json.loads(streams.out)
+    assert doc["status"] == "critical" and doc["error_kind"] == "ledger"
+    assert "was written, but the ledger could not record it" in doc["error"]
+    assert "the disk refused the write" in doc["error"]
+    assert doc["out"] == str(out) and doc["rows"] > 0 and out.is_file()
+    assert len(streams.err.strip().splitlines()) == 1 and "could not record" in streams.err

@@ -97,12 +97,15 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
     )
     try:
-        from tui.core.export import run_export  # noqa: PLC0415 - polars (a quarter of a second) loads only once the options are valid
+        from tui.core.export import ExportResult, run_export  # noqa: PLC0415 - polars (a quarter of a second) loads only once the options are valid
 
         result = run_export(profile, ledger, request)
     except NotRecorded as exc:  # the file is there, the ledger does not know it: not a usage error
-
-        sys.stderr.write(f"report-keeper: {one_line(str(exc))}\n")
+        message = one_line(str(exc))
+        if args.json and isinstance(exc.result, ExportResult):
+            print_json({**exc.result.to_json(), "status": "critical", "error": message,
+                        "error_kind": "ledger"})
+        sys.stderr.write(f"report-keeper: {message}\n")
         return 2
     except ExportError as exc:
         return fail_usage(str(exc))

@@ -1033,7 +1033,8 @@ def _record(ledger: Ledger, result: ExportResult) -> int | None:
         raise NotRecorded(
             f"the export {escape_name(str(result.out))} was written, but the ledger could not record "
             f"it ({exc}); a retention policy will not count its sources as exported until an "
-            "export is recorded"
+            "export is recorded",
+            result,
         ) from None
 
 

@@ -78,4 +78,9 @@ class Cancelled(ExportError):
 
 
 class NotRecorded(ExportError):
-    """The file was written, but the ledger could not record the export (exit 2)."""
+    """The file was written, but the ledger could not record the export (exit 2).
+    ``result`` is what was written (``ExportResult``), so the command can still say it."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
