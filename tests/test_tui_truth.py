@@ -409,6 +409,26 @@ async def test_the_palette_offers_the_actions_of_the_screen_under_it(demo_remote
         assert not any("Screenshot" in f for f in found), found
 
 
+async def test_export_is_in_the_palette_on_every_screen_and_opens_its_form(demo_remote, home):
+    """Exporting is a task of its own, not of the Verify screen: the palette offers it (once)
+    wherever it is opened, and it opens the export form there."""
+    from tui.screens.export import ExportModal
+
+    app = _app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        for key in ("1", "5", "4"):
+            await pilot.press(key)
+            await pilot.pause()
+            under = app.screen
+            found = await _palette(pilot, "export")
+            assert sum("Export the kept reports" in f for f in found) == 1, (key, found)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ExportModal))
+            await pilot.press("escape")
+            await wait_for(pilot, lambda under=under: app.screen is under)
+
+
 # ------------------------------------------------------------------ 13: the keys the screens name
 
 

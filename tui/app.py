@@ -52,6 +52,7 @@ from tui.core.names import escape_name
 from tui.messages import ConnectionChanged, DataRefreshed, QueueChanged, ReportsVerified
 from tui.screens.base import AppScreen, PaletteCommand
 from tui.screens.confirm import ConfirmModal
+from tui.screens.export import open_export
 from tui.screens.health import HealthScreen
 from tui.screens.heatmap import HeatmapScreen
 from tui.screens.help import HelpScreen
@@ -185,6 +186,8 @@ class ReportKeeperApp(App[None]):
         ("Retry failed downloads", "retry_failed", "queue the failed files again"),
         ("Pause or resume downloads", "toggle_pause", "hold or continue the transfers"),
         ("Cancel all downloads", "cancel_all", "stop every queued and running transfer"),
+        ("Export the kept reports as one table (parquet or csv)", "export",
+         "e on Verify: a form for reports, days, format and pseudonyms"),
         ("Help", "help", "?: every key binding"),
         ("Quit", "quit", "q: leave Report Keeper"),
     )
@@ -519,6 +522,10 @@ class ReportKeeperApp(App[None]):
     # -- actions ----------------------------------------------------------------------------
     def action_switch_mode(self, mode: str) -> None:  # type: ignore[override]  # sync: modes are mounted
         self.switch_mode(mode)
+
+    def action_export(self) -> None:
+        """The export form (over any screen), then a toast with the path and the coverage."""
+        open_export(self, self.profile.name, self.profile.timezone)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

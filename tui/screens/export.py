@@ -13,7 +13,7 @@ written. ``escape`` closes the form, or stops a running export (nothing is writt
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -26,6 +26,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, Static
 from textual.worker import Worker, WorkerState
 
+from tui.core import clock
 from tui.core.export_request import Cancelled, ExportError, ExportRequest, output_format, parse_day
 from tui.core.names import escape_name
 from tui.messages import ExportProgress
@@ -49,6 +50,14 @@ def default_output(profile: str, today: date, suffix: str = ".parquet") -> Path:
     folder = home / "Documents" if (home / "Documents").is_dir() else home
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in profile)
     return folder / f"report-keeper-{name}-{today.isoformat()}{suffix}"
+
+
+def open_export(app: App[None], profile_name: str, timezone: tzinfo) -> None:
+    """The export form over the current screen (the Verify screen's ``e`` and the palette's
+    entry on any screen), then :func:`export_toast` when an export was written."""
+    today = clock.now().astimezone(timezone).date()
+    app.push_screen(ExportModal(profile_name, today=today),
+                    callback=lambda result: export_toast(app, result) if result else None)
 
 
 def export_toast(app: App[None], result: ExportResult) -> None:

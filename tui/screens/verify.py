@@ -38,7 +38,6 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Header, Input, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from tui.core import clock
 from tui.core import status as st
 from tui.core.health import Problem, content_problems_by_file
 from tui.core.local_reports import VerifyOutcome, empty_on_open_day
@@ -47,7 +46,7 @@ from tui.core.names import escape_name
 from tui.core.validate import identifier_like, normalize_column, preview_rows
 from tui.messages import DataRefreshed, PreviewLoaded, ReportsVerified, VerifyFinished, VerifyProgress
 from tui.screens.base import AppScreen
-from tui.screens.export import ExportModal, export_toast
+from tui.screens.export import open_export
 from tui.state import ScreenName
 from tui.widgets import toasts
 from tui.widgets.footer import FitFooter
@@ -138,7 +137,6 @@ class VerifyScreen(AppScreen):
         ("Verify: show or mask identifier columns", "toggle_mask", "m"),
         ("Verify: next sort order", "cycle_sort", "s"),
         ("Verify: filter by name", "filter", "/"),
-        ("Export the kept reports as one table (parquet or csv)", "export", "e"),
     )
 
     def __init__(self) -> None:
@@ -424,9 +422,7 @@ class VerifyScreen(AppScreen):
 
     # ------------------------------------------------------------------ export
     def action_export(self) -> None:
-        today = clock.now().astimezone(self.app.profile.timezone).date()
-        self.app.push_screen(ExportModal(self.app.profile.name, today=today),
-                             callback=lambda result: export_toast(self.app, result) if result else None)
+        open_export(self.app, self.app.profile.name, self.app.profile.timezone)
 
     # ------------------------------------------------------------------ details
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
