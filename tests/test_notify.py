@@ -333,6 +333,20 @@ def test_notify_test_reaches_every_channel(smtp_factory, http_server, tmp_path, 
     assert "e-mail   sent" in out.err and PASSWORD not in out.out + out.err
 
 
+def test_the_message_names_every_watched_folder(smtp_factory, tmp_path, capsys):
+    """A profile that watches several server folders: the message says all of them, not only
+    the first (a person must know where to look)."""
+    server = smtp_factory(security="starttls")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[profile.default]\nhost = "127.0.0.1"\nremote_dirs = ["up/Daily", "up/Weekly"]\n'
+                   f'ledger = "{tmp_path / "ledger.sqlite3"}"\n[profile.default.notify]\n'
+                   + server.notify_table())
+    assert main(["notify", "--test", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    [message] = server.messages
+    assert "127.0.0.1:up/Daily, up/Weekly" in message.body
+
+
 def test_notify_test_says_which_channel_failed(smtp_factory, http_server, tmp_path, capsys, monkeypatch):
     server = smtp_factory(security="starttls")
     monkeypatch.setenv("RK_SMTP_PASSWORD", "wrong-Password-123")

@@ -34,6 +34,7 @@ from tui.core.config import NotifyConfig, Profile
 from tui.core.health import ConnectionStatus, HealthReport, evaluate
 from tui.core.ledger import LEDGER_ERRORS, Ledger, LedgerError
 from tui.core.model import JSONObject, WriteTest
+from tui.core.names import escape_name
 from tui.notify.channels import SendError, fail_url, http_request, send_email, show_url
 
 log = logging.getLogger("report_keeper.notify")
@@ -197,7 +198,7 @@ def _alerts(profile: Profile, health: HealthReport, ledger: Ledger, scope: str) 
         if not plan.should_send:
             continue
         message = al.compose(plan, profile=profile.name, status=health.status,
-                             where=f"{profile.host}:{profile.remote_dir}",
+                             where=_where(profile),
                              now_text=_now_text(health, tz))
         new, reminders, resolved = len(plan.new), len(plan.reminders), len(plan.resolved)
         try:
@@ -287,7 +288,7 @@ def send_test(profile: Profile) -> list[Outcome]:
     subject = f"[report-keeper] TEST: alerts of profile '{profile.name}' reach you"
     body = (
         f"This is a test message of Report Keeper, profile '{profile.name}' "
-        f"({profile.host}:{profile.remote_dir}), sent {stamp} by 'report-keeper notify --test'.\n\n"
+        f"({_where(profile)}), sent {stamp} by 'report-keeper notify --test'.\n\n"
         "Alerts about missing, late, empty or unreadable reports will come the same way.\n"
         "Nothing needs to be done.\n"
     )
@@ -330,3 +331,16 @@ def summary_line(doc: NotifyDocument) -> str | None:
     if doc.get("note"):
         parts.append(doc["note"])
     return "Alerts: " + ("; ".join(parts) if parts else "nothing new to send") + "."
+
+
+#: Folders named in a message before "and N more".
+WHERE_FOLDERS = 3
+
+
+def _where(profile: Profile) -> str:
+    """``host:folder`` for the message, every watched folder (up to a few) when there are several."""
+    folders = profile.folders
+    shown = ", ".join(escape_name(f) for f in folders[:WHERE_FOLDERS])
+    if len(folders) > WHERE_FOLDERS:
+        shown += f" and {len(folders) - WHERE_FOLDERS} more"
+    return f"{escape_name(profile.host)}:{shown}"
