@@ -4,7 +4,8 @@ the screens say. Real demo SFTP server on 127.0.0.1, real .xlsx files, the app a
 - a held copy moved out of local_dir is "missing locally" on every screen;
 - a successful listing clears a failed connection, a failed one is never hidden by an old
   successful test;
-- a paused queue is visible everywhere, its rows say "paused", queueing onto it says so;
+- a paused queue is visible everywhere, its rows and its summary say "paused" (never
+  "running"), queueing onto it says so;
 - destructive keys ask while transfers run; toasts count the batch and give reasons;
 - "download it again" really fetches and says what it found;
 - the palette offers the actions of the screen under it; the keys the screens advertise work.
@@ -241,9 +242,15 @@ async def test_a_paused_queue_is_visible_everywhere_and_queueing_onto_it_offers_
                 await pilot.pause()
                 header = app.screen.query_one("HeaderTitle")
                 assert "PAUSED" in _text(header), key
+                if key == "1":  # Health's transfer summary: held, not downloading ("↓")
+                    nav = app.screen.query_one("NavBar").summary
+                    assert nav.startswith("‖ paused") and "↓" not in nav, nav
             queue = app.screen
             summary = _text(queue.query_one("#queue-summary"))
             assert summary.startswith("‖ PAUSED"), summary
+            # the summary claims no download runs: the started ones are paused, as their rows say
+            held = app.board.counts()["running"] + app.board.counts()["retrying"]
+            assert f"{held} paused" in summary and "running" not in summary, summary
             table = queue.query_one("DataTable")
             assert "paused" in str(table.get_cell(first, "state"))
             # no frozen figures (at 80 columns the per-file rate column is left out; ETA stays)

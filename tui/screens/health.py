@@ -301,6 +301,7 @@ class HealthScreen(AppScreen):
 
     def on_screen_resume(self) -> None:
         self.render_all()
+        self._update_transfer_summary()  # the queue changed while another screen was shown
 
     def on_data_refreshed(self, message: DataRefreshed) -> None:
         self.render_all()
@@ -309,11 +310,14 @@ class HealthScreen(AppScreen):
         self.render_all()
 
     def on_queue_changed(self, message: QueueChanged) -> None:
+        self._update_transfer_summary()
+
+    def _update_transfer_summary(self) -> None:
         board = self.app.board
         if board.active:
-            counts = board.counts()
-            self.query_one(NavBar).set_summary(
-                f"↓ {counts[JobState.DONE]}/{len(board.jobs)} downloaded")
+            done = f"{board.counts()[JobState.DONE]}/{len(board.jobs)} downloaded"
+            # "↓" would say files are coming in: a paused queue holds them
+            self.query_one(NavBar).set_summary(f"‖ paused · {done}" if board.paused else f"↓ {done}")
         else:
             self.query_one(NavBar).set_summary("")
 

@@ -4,8 +4,8 @@ One row per file with its state (queued, running, retrying, done, failed, cancel
 progress bar, bytes, rate and ETA; the reason of a failure or retry shows under the table for
 the file under the cursor. An overall bar sums every file. ``c`` cancels the file under the
 cursor, ``x`` cancels everything (the app asks first), ``f`` retries the failed files, ``p``
-pauses and resumes (while paused the rows say so, the summary starts with it and the header
-of every screen shows it).
+pauses and resumes (while paused the rows say so; the summary starts with it and counts the
+started files as paused, never as running; the header of every screen shows it).
 
 The screen redraws from the app's :class:`tui.state.TransferBoard` on each
 (replaceable) ``QueueChanged`` message, touching only the rows whose job changed.
@@ -204,6 +204,12 @@ class QueueScreen(AppScreen):
         if board.paused:
             parts.append((Text("‖ PAUSED", style="bold reverse yellow"), 0))
         parts.append((Text(plural(len(board.jobs), "file"), style="bold"), 0))
+        if board.paused:  # nothing runs or retries until p: those files are counted as their rows say
+            held = counts[RUNNING] + counts[RETRYING]
+            counts[RUNNING] = counts[RETRYING] = 0
+            if held:
+                label, style = PAUSED
+                parts.append((Text(f"{held:,} {label.split(' ', 1)[1]}", style=style), 0))
         for state in (RUNNING, RETRYING, QUEUED, DONE, FAILED, CANCELLED):
             if counts.get(state):
                 label, style = STATE_STYLE[state]
