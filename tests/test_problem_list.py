@@ -83,3 +83,87 @@ def test_a_group_whose_steps_differ_points_where_each_step_is_said():
     assert group.message == "3 files changed on the server after they were downloaded"
     assert group.step(Audience.APP) == "Each one's next step is on its day in the Heatmap (5)"
     assert "check --json" in group.step(Audience.SHELL)
+
+
+# -- runs with no delivery, told as a group ------------------------------------------------------
+
+
+def _missing(*runs):
+    """The scenario with the deliveries of ``runs`` ((report, run day)) never made."""
+    from datetime import date
+
+    gone = {sc.name_of(report, date(*day)) for report, day in runs}
+    return evaluate(sc.profile(), [d for d in sc.deliveries() if d.name not in gone], now=sc.NOW)
+
+
+def _missing_group(health, severity):
+    (group,) = [e for e in tell(health) if isinstance(e, ProblemGroup)
+                and e.kind == ProblemKind.MISSING and e.severity == severity]
+    return group
+
+
+def _past_rescue():
+    """Four runs with no delivery, of both reports, whose loans are all anonymized by now."""
+    return _missing((sc.DAILY, (2026, 11, 12)), (sc.WEEKLY, (2026, 11, 5)))
+
+
+def test_a_group_of_runs_all_past_rescue_says_it_is_too_late_as_one_run_does():
+    health = _past_rescue()
+    group = _missing_group(health, "warning")
+    assert len(group.members) == 4 and {m.report for m in group.members} == {sc.DAILY, sc.WEEKLY}
+    assert all(m.problem.rescue_by < sc.TODAY for m in group.members)
+    # what each one says alone ...
+    assert all(m.problem.next_step.startswith("Too late to re-run: the loans of ") for m in group.members)
+    # ... the group says too: nothing is offered that can no longer be done
+    for audience in Audience:
+        step = group.step(audience)
+        assert step.startswith("Too late to re-run"), step
+        assert "anonymized" in step and "note the gap" in step, step
+        assert "before its rescue-by date" not in step and "Re-run each" not in step, step
+    for width in (80, 100):
+        out = render(health, sc.profile(), width=width, max_lines=200)
+        assert "-> " + group.step(Audience.SHELL) in out
+        assert "Re-run each" not in out
+
+
+def test_a_group_of_runs_that_can_still_be_rescued_says_to_re_run_each_in_time():
+    health = _missing((sc.DAILY, (2026, 12, 8)), (sc.DAILY, (2026, 12, 9)))
+    group = _missing_group(health, "critical")
+    assert len(group.members) == 3 and all(m.problem.rescue_by > sc.TODAY for m in group.members)
+    assert group.step(Audience.SHELL).startswith(
+        "Re-run each in Alma Analytics before its rescue-by date (beside it)")
+
+
+def _member_lines(out: str, group) -> list[str]:
+    lines = [line for line in out.splitlines() if line.startswith("        ") and "rescue by " in line]
+    assert len(lines) == len(group.members), out
+    return lines
+
+
+def test_check_lines_up_a_groups_runs_of_reports_with_names_of_different_lengths():
+    health = _past_rescue()
+    group = _missing_group(health, "warning")
+    out = render(health, sc.profile(), width=100, max_lines=200)
+    lines = _member_lines(out, group)
+    assert {line.index(" · ") for line in lines} == {18}, lines  # the run days: "Thu 5 Nov" padded
+    assert len({line.index("rescue by ") for line in lines}) == 1, lines  # the dates in one column
+    assert all(sc.DAILY in line or sc.WEEKLY in line for line in lines)  # names whole
+    # at 80 columns the padding never makes a line wrap that fitted without it
+    narrow = _member_lines(render(health, sc.profile(), width=80, max_lines=200), group)
+    for line in narrow:
+        unpadded = "        " + " ".join(line.split())
+        assert len(line) <= 80 or len(unpadded) > 80, line
+
+
+def test_health_lines_up_a_groups_runs_of_reports_with_names_of_different_lengths():
+    from tui.screens.health import problems_lines
+
+    health = _past_rescue()
+    width = 77  # Health's body at 80 columns
+    lines = [lead.plain + body.plain for lead, body in problems_lines(health, sc.TODAY, width)]
+    members = [line for line in lines if line.startswith("      ") and "rescue by " in line]
+    assert len(members) == 4, lines
+    assert len({line.index("rescue by ") for line in members}) == 1, members
+    assert all(len(line) <= width for line in members), members
+    assert any(sc.WEEKLY in line for line in members)  # the shorter name whole
+    assert any("Loans Per Patron" in line and "…" in line for line in members)  # the longer cut

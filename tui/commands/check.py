@@ -16,6 +16,7 @@ import logging
 import shutil
 import sqlite3
 import sys
+from collections.abc import Sequence
 from datetime import date, datetime, tzinfo
 from typing import TYPE_CHECKING
 
@@ -266,15 +267,34 @@ def _rows(line: str, width: int) -> int:
     return max(1, -(-len(line) // max(width, 20)))
 
 
-def _member_text(member: Member, today: date) -> str:
-    """One problem of a group on one line: run day, file (or report), the date that matters."""
-    p = member.problem
-    parts = [fmt_day(p.day, today) if p.day else "", escape_name(p.file or member.report)]
-    dated = member_date(p, today)
-    if dated is not None:
-        label, days = dated
-        parts.append(f"{label} ({days}d)" if days >= 0 else f"{label} (passed)")
-    return "        " + " · ".join(part for part in parts if part)
+def _member_texts(members: Sequence[Member], today: date, width: int) -> list[str]:
+    """A group's problems one line each, in columns: run day, file (or report), the date that
+    matters. Names are padded to the longest as far as ``width`` allows, so the padding never
+    makes a line wrap; a longer name is never cut (it is what one looks for in the folder)."""
+    rows = []
+    for member in members:
+        p = member.problem
+        dated = member_date(p, today)
+        label = ""
+        if dated is not None:
+            what, days = dated
+            label = f"{what} ({days}d)" if days >= 0 else f"{what} (passed)"
+        rows.append((fmt_day(p.day, today) if p.day else "", escape_name(p.file or member.report), label))
+    indent, sep = "        ", " · "
+    day_w = max(len(day) for day, _name, _label in rows)
+    label_w = max(len(label) for _day, _name, label in rows)
+    room = width - len(indent) - (day_w + len(sep) if day_w else 0) - (len(sep) + label_w if label_w else 0)
+    name_w = min(max(len(name) for _day, name, _label in rows), max(0, room))
+    lines = []
+    for day, name, label in rows:
+        line = indent
+        if day_w:  # a run without a day keeps the column blank
+            line += day.ljust(day_w) + (sep if day else " " * len(sep))
+        line += name
+        if label:
+            line += " " * (name_w - len(name)) + sep + label
+        lines.append(line)
+    return lines
 
 
 def render(report: HealthReport, profile: Profile, *, width: int = 100, max_lines: int = SCREEN_LINES) -> str:
@@ -326,7 +346,7 @@ def render(report: HealthReport, profile: Profile, *, width: int = 100, max_line
         if isinstance(entry, ProblemGroup):
             block = [f" {_MARK[entry.severity]} {entry.kind} x{len(entry.members)}: {escape_name(entry.message)}",
                      f"      -> {escape_name(entry.step(Audience.SHELL))}"]
-            members = [_member_text(m, today) for m in entry.members]
+            members = _member_texts(entry.members, today, width)
         else:
             day = f" {fmt_day(entry.day, today)}" if entry.day else ""
             block = [f" {_MARK[entry.severity]} {entry.kind}{day}: {escape_name(entry.message)}",

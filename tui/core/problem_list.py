@@ -120,16 +120,20 @@ def _group(kind: ProblemKind, severity: Severity, members: tuple[Member, ...], t
         )
     message = f"{n} {_WHAT.get(kind, f'{kind} problems')}"
     return ProblemGroup(kind, severity, members, message=message,
-                        next_step=_common_step(problems, Audience.SHELL),
-                        app_step=_common_step(problems, Audience.APP))
+                        next_step=_common_step(problems, Audience.SHELL, today),
+                        app_step=_common_step(problems, Audience.APP, today))
 
 
-def _common_step(problems: Sequence[Problem], audience: Audience) -> str:
+def _common_step(problems: Sequence[Problem], audience: Audience, today: date) -> str:
     """The members' step when they all share it; else what they have in common."""
     steps = {p.step(audience) for p in problems}
     if len(steps) == 1:
         return steps.pop()
     if all(p.kind in RESCUE_KINDS or p.kind == ProblemKind.LOST for p in problems):
+        if all(p.rescue_by is not None and today >= p.rescue_by for p in problems):
+            # Each one alone says it is too late (its loans are anonymized): so does the group.
+            return ("Too late to re-run: the loans of each were anonymized on its rescue-by date "
+                    "(beside it); note the gaps in your records")
         return ("Re-run each in Alma Analytics before its rescue-by date (beside it); past that "
                 "date, note the gap in your records")
     if audience == Audience.APP:

@@ -12,6 +12,7 @@ a thread) and its connection info; texts that may hold server-supplied names are
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, tzinfo
 
 from rich.text import Text
@@ -126,24 +127,33 @@ def _date_label(label: str, days: int) -> Text:
     return Text(f"{label} ({left})", style=style)
 
 
-def _member_line(member: Member, today: date, width: int) -> Text:
-    """One problem of a group on one line: run day, file (or report), the date that matters."""
-    p = member.problem
-    line = Text(no_wrap=True, overflow="ellipsis")
-    line.append(short_day(p.day) if p.day is not None else "", style="bold")
-    dated = member_date(p, today)
-    label = _date_label(*dated) if dated is not None else Text("")
-    room = max(8, width - 6 - 12 - 2 - label.cell_len)
-    if p.file:
-        name = report_file_text(p.file, member.report, room) if member.report else name_text(p.file, room)
-    else:
-        name = Text(fit_words(escape_name(member.report), room))
-    line.pad_right(12 - line.cell_len)
-    line.append_text(name)
-    if label.plain:
-        line.append("  ")
-        line.append_text(label)
-    return line
+def _member_lines(members: Sequence[Member], today: date, width: int) -> list[Text]:
+    """A group's problems one line each, in columns: run day, file (or report), the date that
+    matters. Names get what the longest date label leaves of ``width`` (shortened past that)
+    and are padded to the longest shown, so the dates line up."""
+    labels = [_date_label(*dated) if (dated := member_date(m.problem, today)) is not None else Text("")
+              for m in members]
+    room = max(8, width - 6 - 12 - 2 - max(label.cell_len for label in labels))
+    names = []
+    for m in members:
+        p = m.problem
+        if p.file:
+            names.append(report_file_text(p.file, m.report, room) if m.report else name_text(p.file, room))
+        else:
+            names.append(Text(fit_words(escape_name(m.report), room)))
+    name_width = max(name.cell_len for name in names)
+    lines = []
+    for m, name, label in zip(members, names, labels, strict=True):
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(short_day(m.problem.day) if m.problem.day is not None else "", style="bold")
+        line.pad_right(12 - line.cell_len)
+        line.append_text(name)
+        if label.plain:
+            line.pad_right(12 + name_width - line.cell_len)
+            line.append("  ")
+            line.append_text(label)
+        lines.append(line)
+    return lines
 
 
 def problems_lines(health: HealthReport | None, today: date, width: int = 0,
@@ -168,8 +178,8 @@ def problems_lines(health: HealthReport | None, today: date, width: int = 0,
             add(severity_text(entry.severity, f"{len(entry.members)} × {entry.kind}"), "  ")
             add(Text(escape_name(entry.message)), "    ")
             add(Text(escape_name(entry.step(Audience.APP)), style="italic"), "    → ")
-            for member in entry.members:
-                add(_member_line(member, today, width), "      ")
+            for line in _member_lines(entry.members, today, width):
+                add(line, "      ")
             continue
         p = entry
         head = severity_text(p.severity, p.kind)
