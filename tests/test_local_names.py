@@ -263,3 +263,20 @@ def test_the_verify_list_finds_copies_under_local_names_and_folders(tmp_path):
     # Each copy is its own delivery (from the ledger), not a guess from the local name.
     assert found["in/a/Loans 2026-06-08T07_00_12.xlsx"].delivered_at == T0
     assert found["in/b/Loans 2026-06-08T07_00_12.xlsx"].delivered_at == T0 - timedelta(days=1)
+
+
+@pytest.mark.parametrize(("body", "key"), [
+    ('remote_dirs = ["a", "b"]\n[[profile.a.report]]\nname = "Counts"\nrolling = true', "report[0].rolling"),
+    ('remote_dirs = ["a", "b"]\n[profile.a.defaults]\nrolling = true', "defaults.rolling"),
+])
+def test_rolling_reports_with_several_folders_are_refused_not_ignored(tmp_path, body, key):
+    """Rolling reports are recognised in a profile that watches one folder only; a config
+    that asks for them with several is refused (it would be silently ignored, and every
+    replacement would be a 'changed' warning), saying what to do instead."""
+    with pytest.raises(ConfigError) as err:
+        load_config(_config(tmp_path, body))
+    assert err.value.key == f"profile.a.{key}"
+    assert "one folder" in err.value.reason and "profile of its own" in err.value.reason
+    # rolling = false (the inference switched off) is fine with several folders
+    profile = load_config(_config(tmp_path, body.replace("true", "false"))).profile("a")
+    assert profile.several_folders

@@ -643,6 +643,8 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
     key_file = r.convert("key", in_base, None)
     remote_dir = r.text("remote_dir", "write the folder as the server names it", ".") or "."
     remote_dirs = _remote_dirs(r, remote_dir, "remote_dir" in table)
+    if len(remote_dirs) > 1:
+        _refuse_rolling(file, prefix, table, top_defaults, defaults, len(remote_dirs))
     timezone = r.convert("timezone", _zone, None) or system_timezone()
     concurrency = r.int_in("concurrency", 1, 32, 4)
     connect_timeout = r.seconds("connect_timeout", 0.0, MAX_CONNECT_TIMEOUT, 15.0)
@@ -675,6 +677,25 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
     )
     _check_own_files(r, profile, explicit_ledger="ledger" in table)
     return profile
+
+
+def _refuse_rolling(file: Path | None, prefix: str, table: dict[str, object], top_defaults: ReportConfig,
+                    defaults: ReportConfig, folders: int) -> None:
+    """Rolling reports are recognised in a profile that watches one folder only: asking for
+    them with several is a config error (ignoring it would turn every replacement of the file
+    into a 'changed' warning)."""
+    why = (f"rolling reports are recognised only in a profile that watches one folder (this one "
+           f"watches {folders}); give the rolling report's folder a profile of its own, or set "
+           "rolling = false")
+    entries = table.get("report")
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        if isinstance(entry, dict) and entry.get("rolling") is True:
+            raise ConfigError(file, f"{prefix}.report[{i}].rolling", why)
+    own = table.get("defaults")
+    if isinstance(own, dict) and own.get("rolling") is True:
+        raise ConfigError(file, f"{prefix}.defaults.rolling", why)
+    if defaults.rolling is True and top_defaults.rolling is True:
+        raise ConfigError(file, "defaults.rolling", why)
 
 
 def _remote_dirs(r: _Reader, remote_dir: str, has_remote_dir: bool) -> tuple[str, ...]:
