@@ -105,14 +105,29 @@ class Ledgers:
 
 async def run_bounded(items: Iterable[T], parallel: int,
                       one: Callable[[T], Awaitable[object]]) -> None:
-    """``one(item)`` for every item, at most ``parallel`` at a time."""
+    """``one(item)`` for every item, at most ``parallel`` at a time.
+
+    Cancelled (Ctrl-C), it cancels every ``one`` and returns (raising ``CancelledError``) only
+    once each has ended: their clean-up (recording what is complete, keeping part files) runs
+    to its end instead of being cancelled again when the event loop shuts down."""
     gate = asyncio.Semaphore(parallel)
 
     async def guarded(item: T) -> None:
         async with gate:
             await one(item)
 
-    await asyncio.gather(*(guarded(item) for item in items))
+    tasks = [asyncio.ensure_future(guarded(item)) for item in items]
+    if not tasks:
+        return
+    try:
+        await asyncio.wait(tasks)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        raise
+    for task in tasks:
+        task.result()  # the first failure of one item, as gather() would raise it
 
 
 def shared_passphrase_cb() -> PassphraseCallback | None:

@@ -10,10 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Awaitable, Callable
+from types import FrameType
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from tui.commands import all_profiles
 from tui.commands.common import add_profile_arguments, fail_usage, load_profile, print_json, terminal_passphrase_cb
@@ -82,9 +87,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Ctrl-C from here on stops the run the same way wherever it lands (_CtrlC).
+    with _CtrlC() as ctrl_c:
+        return _run(args, ctrl_c)
+
+
+def _run(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     try:
         if all_profiles.selected(args):
-            return _run_all(args)
+            return _run_all(args, ctrl_c)
         profile = load_profile(args, need_local_dir=True)
     except ConfigError as exc:
         return fail_usage(str(exc))
@@ -96,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
     policy = "remember" if args.accept_new_host_key else "reject"
     holder: dict[str, SyncService] = {}
     try:
-        result = asyncio.run(_sync(profile, ledger, policy, out, holder))
-    except KeyboardInterrupt:
+        result = asyncio.run(ctrl_c.run(lambda: _sync(profile, ledger, policy, out, holder)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
         service = holder.get("service")
         result = (service.current if service is not None else None) or SyncResult()
         result.error = INTERRUPTED
@@ -122,6 +133,68 @@ def run(args: argparse.Namespace) -> int:
     log.info("sync finished: %s, %d downloaded, %d failed", st.overall_name(result.status),
              len(result.downloaded), len(result.failed))
     return int(result.status)
+
+
+T = TypeVar("T")
+
+
+class _CtrlC:
+    """Ctrl-C (SIGINT) during ``sync``: the first one cancels the running sync, which then
+    records what is complete, keeps its part files and says so in the one JSON document; later
+    ones only say that it is stopping. A KeyboardInterrupt raised wherever the signal lands
+    (asyncio's own handling of a second Ctrl-C) would cut short the recording or the output:
+    exit 130 with no JSON document. Installed for the whole command (a Ctrl-C before the sync
+    started cancels it as soon as it starts); the previous handler comes back at the end
+    unless the run was interrupted (then Ctrl-C stays ignored until the process ends)."""
+
+    STOPPING = (b"Ctrl-C: stopping. Files completed so far are being recorded; partial downloads "
+                b"are kept and resume on the next sync.\n")
+    STILL = b"Still stopping: recording what is done; this takes a moment.\n"
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._previous: object = None
+        self._installed = False
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():  # signals reach that one only
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            # Once interrupted, the process is ending: a Ctrl-C more (a user hammering it) must
+            # not print a traceback from the interpreter's exit (closing the workbook workers).
+            signal.signal(signal.SIGINT, signal.SIG_IGN if self.count else self._previous)  # type: ignore[arg-type]
+            self._installed = False
+
+    def _on_sigint(self, _signum: int, _frame: FrameType | None) -> None:
+        # Runs in the main thread between two bytecodes of whatever it was doing: it only
+        # schedules the cancel and writes straight to the descriptor (never through a buffer
+        # the interrupted code may be in the middle of writing).
+        self.count += 1
+        loop, task = self._loop, self._task
+        if self.count == 1 and loop is not None and task is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop closed meanwhile: the sync is over anyway
+                pass
+        if self.count <= 2:
+            try:
+                os.write(2, self.STOPPING if self.count == 1 else self.STILL)
+            except OSError:
+                pass
+
+    async def run(self, start: Callable[[], Awaitable[T]]) -> T:
+        """``await start()``, cancelled by the first Ctrl-C (raises ``CancelledError``)."""
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        if self.count:  # Ctrl-C came before the sync started
+            raise asyncio.CancelledError
+        return await start()
 
 
 def _alerts(profile: Profile, result: SyncResult) -> NotifyDocument | None:
@@ -158,7 +231,7 @@ INTERRUPTED = ("Interrupted. Files completed so far are recorded; partial downlo
                "resume on the next sync.")
 
 
-def _run_all(args: argparse.Namespace) -> int:
+def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     """``sync --all-profiles``: every profile at once (bounded), one document, the worst code."""
     try:
         profiles = all_profiles.load_profiles(args, need_local_dir=True)
@@ -170,8 +243,9 @@ def _run_all(args: argparse.Namespace) -> int:
     services: dict[str, SyncService] = {}
     results: dict[str, SyncResult] = {}
     try:
-        asyncio.run(_sync_all(profiles, ledgers, policy, args.parallel, out, services, results))
-    except KeyboardInterrupt:
+        asyncio.run(ctrl_c.run(
+            lambda: _sync_all(profiles, ledgers, policy, args.parallel, out, services, results)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
         for profile in profiles:
             if profile.name not in results:
                 service = services.get(profile.name)

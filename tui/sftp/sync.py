@@ -743,10 +743,12 @@ class SyncService:
             self._record_partials(queue, by_name)
             for job in queue.jobs.values():
                 if job.state != JobState.DONE:
+                    started = parts.part_progress(job.local_dir, job.remote) > 0
                     result.failed.append({
                         "name": job.name,
                         "error": "Interrupted before it was complete; what arrived is kept in a "
-                                 "part file and the next sync resumes from there.",
+                                 "part file and the next sync resumes from there." if started else
+                                 "Interrupted before its download began; the next sync downloads it.",
                     })
             for task in verifications:
                 task.cancel()

@@ -1,0 +1,248 @@
+"""``sync`` when things go wrong mid-run, in real processes against the real sshd.
+
+- Ctrl-C (SIGINT to the process group, as a terminal sends it) during ``sync --all-profiles
+  --json`` while downloads run, once or hammered: exit 2, one JSON document naming every
+  profile, nothing called downloaded that is not complete and recorded, no worker process or
+  part-file lock left behind, and the next run completes everything.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tui.core.ledger import Ledger
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = "2026-06-10T14:00:00+00:00"
+BIG = 32 * 1024 * 1024  # one file per folder large enough to be mid-download at Ctrl-C
+SMALL = 6  # and a few small ones (with concurrency 2, some are still queued then)
+#: profile -> (server folder, ledger file): alpha and beta share one ledger file.
+PROFILES = {"alpha": ("a", "shared.sqlite3"), "beta": ("b", "shared.sqlite3"),
+            "gamma": ("c", "gamma.sqlite3")}
+
+pytestmark = pytest.mark.sshd
+
+
+def sha(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def served(sshd):
+    """Three folders on the real sshd, each one big file (the oldest: it starts first) and a
+    few small ones; yields the base folder."""
+    base = Path(tempfile.mkdtemp(prefix="intr-", dir=sshd.root))
+    os.chmod(base, 0o755)
+    block = os.urandom(BIG)
+    for k, (folder, _ledger) in enumerate(PROFILES.values()):
+        d = base / folder
+        d.mkdir()
+        os.chmod(d, 0o755)
+        (d / "Full Loan History_20260601_060000.xlsx").write_bytes(block[k:] + block[:k])
+        for n in range(SMALL):
+            (d / f"Loans_{n:02d}_20260601_07{n:02d}00.xlsx").write_bytes(os.urandom(256 * 1024))
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def write_config(tmp_path: Path, sshd, base: Path) -> Path:
+    text = ""
+    for name, (folder, ledger) in PROFILES.items():
+        text += (
+            f"[profile.{name}]\n"
+            f'host = "127.0.0.1"\nport = {sshd.port}\nusername = "{sshd.username}"\n'
+            f'key = "{sshd.key}"\nknown_hosts = "{sshd.known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
+            f'remote_dir = "{base.name}/{folder}"\nlocal_dir = "{tmp_path / "local" / name}"\n'
+            f'ledger = "{tmp_path / ledger}"\ntimezone = "UTC"\nconcurrency = 2\n\n'
+        )
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(text)
+    return cfg
+
+
+def part_files(tmp_path: Path, profile: str) -> list[Path]:
+    work = tmp_path / "local" / profile / ".report-keeper" / "parts"
+    return sorted(work.glob("*.part")) if work.is_dir() else []
+
+
+def downloading(tmp_path: Path, profile: str) -> bool:
+    """Some bytes of a file have arrived in a part file of the profile."""
+    for part in part_files(tmp_path, profile):
+        try:
+            if part.stat().st_size > 0:
+                return True
+        except FileNotFoundError:  # placed under its final name meanwhile
+            pass
+    return False
+
+
+def placed(tmp_path: Path, profile: str) -> bool:
+    """Some file of the profile is complete under its final name."""
+    local = tmp_path / "local" / profile
+    return local.is_dir() and any(p.is_file() for p in local.iterdir())
+
+
+def start_sync(cfg: Path, marker: str, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "REPORT_KEEPER_NOW": NOW, "PYTHONUNBUFFERED": "1", "RK_TEST_RUN": marker}
+    # A session of its own: Ctrl-C goes to the process group, as a terminal sends it.
+    return subprocess.Popen(
+        [sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--all-profiles", "--json", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        start_new_session=True,
+    )
+
+
+def wait_until_downloading(proc: subprocess.Popen, tmp_path: Path, profiles: list[str]) -> None:
+    deadline = time.monotonic() + 120  # a generous bound for a busy machine, not a timing
+    # Some files placed already (a finished file is recorded while others still download).
+    while not all(downloading(tmp_path, p) and placed(tmp_path, p) for p in profiles):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out, err = proc.communicate(timeout=60)
+            pytest.fail(f"the sync ended before its downloads were seen: {proc.returncode}\n{err[-3000:]}")
+        time.sleep(0.005)
+
+
+def processes_with(marker: str) -> list[str]:
+    """Live processes started with ``marker`` in their environment (the sync's own children)."""
+    found = []
+    needle = f"RK_TEST_RUN={marker}".encode()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+def assert_unlocked(tmp_path: Path) -> None:
+    """Nothing holds a lock on a part file any more."""
+    for name in PROFILES:
+        for part in part_files(tmp_path, name):
+            with open(part, "rb") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pytest.fail(f"{part} is still locked")
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_sync_json(cfg: Path) -> tuple[int, dict, str]:
+    env = {**os.environ, "REPORT_KEEPER_NOW": NOW}
+    done = subprocess.run([sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--all-profiles",
+                           "--json"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
+def check_interrupted(tmp_path: Path, base: Path, code: int, out: str, err: str) -> dict:
+    """What an interrupted run printed and left: the promises of sync."""
+    assert "Traceback" not in err, err[-3000:]
+    assert code == 2, err[-3000:]
+    doc = json.loads(out)  # exactly one JSON document
+    assert doc["status"] == "critical" and list(doc["profiles"]) == list(PROFILES)
+    for name, (folder, ledger) in PROFILES.items():
+        one = doc["profiles"][name]
+        served = {p.name for p in (base / folder).iterdir()}
+        downloaded = {d["name"] for d in one["downloaded"]}
+        with Ledger.open(tmp_path / ledger, profile=name) as led:
+            recorded = {d.name: d for d in led.downloads()}
+            assert led.integrity_ok()
+        for d in one["downloaded"]:  # complete, identical and recorded
+            assert sha(d["path"]) == d["sha256"] == sha(base / folder / d["name"]), d
+            assert d["name"] in recorded and recorded[d["name"]].sha256 == d["sha256"], d
+            assert recorded[d["name"]].local_path == d["path"]
+        if one["error"] is not None:  # interrupted
+            assert one["error"].startswith("Interrupted"), one["error"]
+            assert one["status"] == "critical"
+            failed = {f["name"] for f in one["failed"]}
+            assert not failed & downloaded
+            if one["failed"] or one["downloaded"] or one["skipped"]:  # it had listed the folder
+                # every file is accounted for: done, or unfinished and said so
+                assert downloaded | failed | set(one["skipped"]) == served, (name, one)
+        else:  # it finished before the Ctrl-C
+            assert one["failed"] == [] and downloaded == served
+    assert "Interrupted" in err
+    return doc
+
+
+def check_next_run_completes(tmp_path: Path, base: Path, cfg: Path, first: dict) -> None:
+    parts = {name: {p.name: p.stat().st_size for p in part_files(tmp_path, name)} for name in PROFILES}
+    code, doc, err = run_sync_json(cfg)
+    assert "Traceback" not in err
+    assert code == 2 and doc["status"] == "critical"  # the random bytes are no workbooks
+    resumed = 0
+    for name, (folder, ledger) in PROFILES.items():
+        one = doc["profiles"][name]
+        served = {p.name for p in (base / folder).iterdir()}
+        assert one["error"] is None and one["failed"] == [], (name, one)
+        before = {d["name"] for d in first["profiles"][name]["downloaded"]}
+        now = {d["name"] for d in one["downloaded"]}
+        assert not before & now  # nothing fetched twice
+        assert before | now | set(one["skipped"]) == served
+        resumed += sum(1 for d in one["downloaded"] if d["resumed_from"] > 0)
+        with Ledger.open(tmp_path / ledger, profile=name) as led:
+            recorded = {d.name: d.sha256 for d in led.downloads()}
+        assert recorded == {n: sha(base / folder / n) for n in served}
+        local = tmp_path / "local" / name
+        assert {p.name for p in local.iterdir() if p.is_file()} == served  # no "(changed" copies
+        for n in served:
+            assert sha(local / n) == sha(base / folder / n)
+        assert part_files(tmp_path, name) == []  # every part file was finished
+    had_parts = sum(1 for v in parts.values() for size in v.values() if size > 0)
+    assert resumed >= min(had_parts, 1)  # partial downloads were kept and resumed
+
+
+def test_ctrl_c_during_sync_all_profiles_keeps_its_promises(sshd, served, tmp_path):
+    cfg = write_config(tmp_path, sshd, served)
+    marker = uuid.uuid4().hex
+    proc = start_sync(cfg, marker)
+    wait_until_downloading(proc, tmp_path, list(PROFILES))
+    assert f"{proc.pid}:" in " ".join(processes_with(marker))  # the marker finds the sync itself
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    doc = check_interrupted(tmp_path, served, proc.returncode, out, err)
+    interrupted = [n for n, one in doc["profiles"].items() if one["error"] is not None]
+    assert interrupted and any(doc["profiles"][n]["failed"] for n in interrupted)
+    assert processes_with(marker) == []  # no workbook worker outlives the sync
+    assert_unlocked(tmp_path)
+    check_next_run_completes(tmp_path, served, cfg, doc)
+
+
+def test_ctrl_c_hammered_still_gives_one_document_and_loses_nothing(sshd, served, tmp_path):
+    cfg = write_config(tmp_path, sshd, served)
+    marker = uuid.uuid4().hex
+    # Two profiles at a time: gamma has not started when the Ctrl-Cs come.
+    proc = start_sync(cfg, marker, "--parallel", "2")
+    wait_until_downloading(proc, tmp_path, ["alpha", "beta"])
+    for _ in range(5):  # a user hammering Ctrl-C
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=120)
+    doc = check_interrupted(tmp_path, served, proc.returncode, out, err)
+    gamma = doc["profiles"]["gamma"]
+    assert gamma["error"].startswith("Interrupted") and gamma["downloaded"] == []
+    assert processes_with(marker) == []
+    assert_unlocked(tmp_path)
+    check_next_run_completes(tmp_path, served, cfg, doc)
+
