@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -246,3 +247,52 @@ def test_ctrl_c_hammered_still_gives_one_document_and_loses_nothing(sshd, served
     assert_unlocked(tmp_path)
     check_next_run_completes(tmp_path, served, cfg, doc)
 
+
+async def test_a_sync_cancelled_during_its_purge_records_each_deletion_before_it(tmp_path, monkeypatch):
+    """Ctrl-C while the retention purge runs (in a thread it cannot stop): the purge goes on, and
+    each copy it deletes is recorded on the disk first, although another profile sharing the
+    ledger file still has its batch of records open."""
+    import asyncio
+    import threading
+
+    from tests import retention_data as rd
+    from tui.core import retention
+    from tui.sftp.sync import SyncResult, SyncService
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", rd.NOW_ISO)
+    env = rd.build(tmp_path, days=12)
+    ledger = env.ledger()
+    env.export(ledger, rd.OLD)  # exported: the old copies may go
+    entered, go = threading.Event(), threading.Event()
+    real_purge = retention.purge
+
+    def purge_when_told(*args, **kwargs):  # the real purge, started once the sync is cancelled
+        entered.set()
+        go.wait(60)
+        return real_purge(*args, **kwargs)
+
+    monkeypatch.setattr(retention, "purge", purge_when_told)
+    try:
+        with ledger.for_profile("other").batched(every=3600):  # another profile, mid-sync
+            result = SyncResult()
+            task = asyncio.ensure_future(SyncService(env.profile(), ledger)._purge(result))
+            assert await asyncio.to_thread(entered.wait, 60)
+            task.cancel()
+            go.set()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            deadline = time.monotonic() + 60  # a bound for a busy machine, not a timing
+            while any(env.path(i).exists() for i in rd.OLD) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert not any(env.path(i).exists() for i in rd.OLD)  # the purge went on
+            fresh = sqlite3.connect(env.ledger_path)  # what the file holds (a reader of its own)
+            try:
+                purging = {name for name, in fresh.execute(
+                    "SELECT name FROM downloads WHERE purge_started IS NOT NULL OR purged_at IS NOT NULL")}
+            finally:
+                fresh.close()
+            assert purging == {rd.name(i) for i in rd.OLD}
+            assert result.retention is not None and len(result.retention.purged) == len(rd.OLD)
+    finally:
+        go.set()
+        ledger.close()

@@ -975,15 +975,32 @@ class SyncService:
 
     async def _purge(self, result: SyncResult) -> None:
         """The local retention policy, once the sync's own work is recorded."""
-        try:
+        def purge() -> retention.PurgeResult:
             # Each of the purge's steps is committed before the next (a file is deleted only
-            # once its record says so), also while other profiles' batches are open.
+            # once its record says so), also while other profiles' batches are open: for as
+            # long as the thread runs, which a cancelled sync does not stop.
             with self.ledger.unbatched():
-                result.retention = await asyncio.to_thread(
-                    retention.purge, self.profile, self.ledger, remove_parts=parts.remove_stale_parts)
-        except Exception as exc:
-            log.exception("the retention purge failed: %s", type(exc).__name__)
-            result.purge_error = f"The local retention purge could not run ({exc}); the next sync tries again."
+                return retention.purge(self.profile, self.ledger, remove_parts=parts.remove_stale_parts)
+
+        running = asyncio.ensure_future(asyncio.to_thread(purge))
+        try:
+            await asyncio.wait([running])  # cancelled, it leaves ``running`` alone
+        except asyncio.CancelledError:  # Ctrl-C: the purge ends its work; then say what it did
+            await asyncio.wait([running])
+            self._purged(result, running)
+            raise
+        self._purged(result, running)
+
+    @staticmethod
+    def _purged(result: SyncResult, running: asyncio.Future[retention.PurgeResult]) -> None:
+        """What the purge did (or why it could not run) into ``result``."""
+        exc = running.exception()
+        if exc is not None:
+            log.error("the retention purge failed: %s", type(exc).__name__, exc_info=exc)
+            result.purge_error = (f"The local retention purge could not run ({exc}); the next sync "
+                                  "tries again.")
+        else:
+            result.retention = running.result()
         r = result.retention
         if r is not None and not r.policy and not (r.finished or r.undone):
             result.retention = None  # no policy and nothing left to finish: nothing to report
