@@ -28,7 +28,7 @@ from tui.core.ledger import Ledger, LedgerError
 from tui.core.model import EntryKind
 from tui.core.names import escape_name, size_text
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running
-from tui.sftp.sync import Listed, SyncEvent, SyncResult, SyncService, Verified
+from tui.sftp.sync import Listed, SyncEvent, SyncResult, SyncService, Verified, ledger_problem
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -59,13 +59,15 @@ file is never downloaded again.
 
 Exit codes: 0 all well, 1 warnings (empty report, changed file, refused file names, a local
 copy the retention policy could not delete), 2 critical (connection or login failure, failed
-download, unreadable or wrong-schema report, a file lost from the server), 3 usage or
-configuration error.
+download, unreadable or wrong-schema report, a file lost from the server, a ledger that could
+not record a download, Ctrl-C), 3 usage or configuration error. A file is listed as downloaded
+only once its record is on the disk; one the ledger could not record is "failed", kept on disk,
+and the next sync records it. Ctrl-C keeps what is complete and the partial downloads.
 With --json one document: {"status", "downloaded": [{"name", "size", "sha256", "path",
 "resumed_from", "changed", "refetched", "version"}], "skipped": [name],
 "failed": [{"name", "error"}], "refused": [{"name", "reason"}], "files": [verified file],
 "lost": [name], "lost_versions": [{"name", "server_name", "mtime", "size"}],
-"refetched": [name], "missing_locally": [{"name", "path", "on_server"}], "error",
+"refetched": [name], "missing_locally": [{"name", "path", "on_server"}], "error", "error_kind",
 "purged": [{"name", "file", "path", "report", "delivered_at", ...}], "waiting_for_export":
 [{..., "reason"}], "purge_errors": [{..., "error"}], "notify": {"configured", "sent", "failed"}}.
 Refused names are shown escaped (control characters as \\uXXXX, bytes that are not UTF-8
@@ -113,12 +115,14 @@ def _run(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         result = (service.current if service is not None else None) or SyncResult()
         result.error = INTERRUPTED
         result.error_kind = "interrupted"
+        _settle(service, result)
         result.finish()
     except LedgerError as exc:
         service = holder.get("service")
         result = (service.current if service is not None else None) or SyncResult()
-        result.error = f"The {exc}."
+        result.error = ledger_problem(exc)
         result.error_kind = "ledger"
+        _settle(service, result)
         result.finish()
     finally:
         ledger.close()
@@ -227,6 +231,12 @@ async def _sync(profile: Profile, ledger: Ledger, policy: str, out: TextIO,
             return await service.sync(on_event=display.on_event)
 
 
+def _settle(service: SyncService | None, result: SyncResult) -> None:
+    """Nothing reported downloaded unless its record is on the disk (``SyncService.settle``)."""
+    if service is not None:
+        service.settle(result)
+
+
 INTERRUPTED = ("Interrupted. Files completed so far are recorded; partial downloads are kept and "
                "resume on the next sync.")
 
@@ -243,15 +253,20 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     services: dict[str, SyncService] = {}
     results: dict[str, SyncResult] = {}
     try:
-        asyncio.run(ctrl_c.run(
-            lambda: _sync_all(profiles, ledgers, policy, args.parallel, out, services, results)))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        for profile in profiles:
-            if profile.name not in results:
-                service = services.get(profile.name)
-                result = (service.current if service is not None else None) or SyncResult()
-                result.error, result.error_kind = INTERRUPTED, "interrupted"
-                results[profile.name] = result.finish()
+        try:
+            asyncio.run(ctrl_c.run(
+                lambda: _sync_all(profiles, ledgers, policy, args.parallel, out, services, results)))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            for profile in profiles:
+                if profile.name not in results:
+                    service = services.get(profile.name)
+                    result = (service.current if service is not None else None) or SyncResult()
+                    result.error, result.error_kind = INTERRUPTED, "interrupted"
+                    results[profile.name] = result.finish()
+        # Profiles sharing a ledger file share its batches: their records are on the disk (or
+        # lost) only now that every batch has ended.
+        for name, result in results.items():
+            _settle(services.get(name), result)
     finally:
         ledgers.close()
     documents: dict[str, dict[str, object]] = {}
@@ -289,7 +304,7 @@ async def _sync_all(profiles: list[Profile], ledgers: all_profiles.Ledgers, poli
                 result = await service.sync()
         except LedgerError as exc:
             result = service.current or SyncResult()
-            result.error, result.error_kind = f"The {exc}.", "ledger"
+            result.error, result.error_kind = ledger_problem(exc), "ledger"
             result.finish()
         except Exception as exc:  # one profile's failure must not hide the others'
             log.exception("sync of profile %s failed unexpectedly", profile.name)
@@ -440,13 +455,15 @@ def _summary(result: SyncResult, profile: Profile, out: TextIO) -> None:
     w = out.write
     if result.error_kind == "interrupted":
         w(f"{result.error} {len(result.downloaded)} files were downloaded before that.\n")
-    elif result.error:
+    elif result.error and not (result.error_kind == "ledger" and result.listed):
         w(f"Sync failed: {result.error}\n")
     else:
         total = sum(d["size"] for d in result.downloaded)
         w(f"{profile.host}:{', '.join(profile.folders)}: {result.listed} files on the server, "
           f"{len(result.downloaded)} downloaded ({size_text(total)}) to {profile.local_dir}, "
           f"{len(result.skipped)} already held.\n")
+        if result.error:  # the ledger failed during the downloads
+            w(f"LEDGER: {result.error}\n")
     if result.files:
         counts = Counter(f.status for f in result.files)
         w("Verified: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".\n")

@@ -45,6 +45,7 @@ Errors are :class:`LedgerError` (``str()`` says what to do); a failed write chan
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -279,7 +280,15 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class LedgerError(Exception):
-    """The ledger cannot be opened or written; ``str()`` says what to do."""
+    """The ledger cannot be opened or written; ``str()`` says what to do.
+
+    A failed write also has its parts: ``failure`` (what failed: the file and the cause) and
+    ``advice`` (what to do), for callers that say what it means for their own step."""
+
+    def __init__(self, message: str, *, failure: str | None = None, advice: str | None = None) -> None:
+        super().__init__(message)
+        self.failure = failure or message
+        self.advice = advice
 
 
 #: What a ledger call may raise: a ``LedgerError`` (written for people), an sqlite3 error of a
@@ -475,6 +484,9 @@ def _storable(name: str) -> str:
 
 ReportOf = Callable[[RemoteFile], "tuple[str, datetime]"]
 
+#: How long a write waits for another process's lock on the ledger before it fails (seconds).
+BUSY_TIMEOUT = 30.0
+
 #: How often :meth:`Ledger.batched` commits (seconds): records reach the disk at least this
 #: often, and a killed process loses at most this much of them.
 BATCH_SECONDS = 0.5
@@ -486,6 +498,12 @@ class _Batch:
     failed: LedgerError | None = None
     users: int = 0  # open batched() blocks
     suspended: int = 0  # open unbatched() blocks: writes commit one by one meanwhile
+    #: A write of the batch waited the whole ``BUSY_TIMEOUT`` for another program's lock in
+    #: vain: until one gets it again, the batch's writes try once and fail at once while the
+    #: lock is held (a sync goes on downloading instead of standing still for the whole wait
+    #: at every record; what they could not record is written again at its end, with the
+    #: whole wait, by ``SyncService.settle``).
+    locked_out: bool = False
     #: Run once each before the batch's transaction commits (:meth:`Ledger.before_commit`).
     before_commit: dict[str, Callable[[], object]] = field(default_factory=dict)
 
@@ -536,9 +554,9 @@ class Ledger:
                 ":memory:" if memory else str(p),
                 isolation_level=None,  # we issue BEGIN/COMMIT ourselves
                 check_same_thread=False,
-                timeout=30.0,
+                timeout=BUSY_TIMEOUT,
             )
-            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             if not memory:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
@@ -664,6 +682,12 @@ class Ledger:
                 return
         step()
 
+    @property
+    def batch_open(self) -> bool:
+        """A :meth:`batched` block is open (on this connection): what it wrote may not be on
+        the disk yet."""
+        return self._batch[0] is not None
+
     def _tick(self, batch: _Batch, every: float) -> None:
         while not batch.stop.wait(every):
             with self._lock:
@@ -694,11 +718,9 @@ class Ledger:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-            raise LedgerError(
-                f"could not write the ledger {self.path or ':memory:'} ({exc}); the records of "
-                "the last moments were not kept (the files themselves are on disk and the next "
-                "sync records them). Check free disk space and the file's permissions"
-            ) from exc
+            raise self._write_error(
+                exc, "the records of the last moments were not kept (the files themselves are on "
+                     "disk and the next sync records them)") from exc
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -723,11 +745,7 @@ class Ledger:
                     conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 # Disk full, read-only file system, a lock held too long: nothing was written.
-                raise LedgerError(
-                    f"could not write the ledger {self.path or ':memory:'} ({exc}); nothing of "
-                    "this step was recorded. Check free disk space and the file's permissions, "
-                    "then run again"
-                ) from exc
+                raise self._write_error(exc, "nothing of this step was recorded", again=True) from exc
 
     @contextmanager
     def _batched_write(self) -> Iterator[sqlite3.Connection]:
@@ -738,7 +756,7 @@ class Ledger:
         conn = self._conn
         try:
             if not conn.in_transaction:
-                conn.execute("BEGIN IMMEDIATE")
+                self._begin_batch(batch)
             conn.execute("SAVEPOINT one_write")
             try:
                 yield conn
@@ -756,11 +774,30 @@ class Ledger:
             else:
                 conn.execute("RELEASE one_write")
         except sqlite3.OperationalError as exc:
-            raise LedgerError(
-                f"could not write the ledger {self.path or ':memory:'} ({exc}); nothing of "
-                "this step was recorded. Check free disk space and the file's permissions, "
-                "then run again"
-            ) from exc
+            if _locked(exc):
+                batch.locked_out = True
+            raise self._write_error(exc, "nothing of this step was recorded", again=True) from exc
+
+    def _begin_batch(self, batch: _Batch) -> None:
+        """Open the batch's transaction: wait for the lock, or try once (``locked_out``)."""
+        conn = self._conn
+        if not batch.locked_out:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        batch.locked_out = False
+
+    def _write_error(self, exc: BaseException, lost: str, *, again: bool = False) -> LedgerError:
+        """The :class:`LedgerError` of a write or commit that failed: what failed, what was not
+        kept (``lost``) and what to do, by the cause."""
+        failure = f"could not write the ledger {self.path or ':memory:'} ({exc})"
+        advice = _write_advice(exc)
+        return LedgerError(f"{failure}; {lost}. {advice}{', then run again' if again else ''}",
+                           failure=failure, advice=advice)
 
     def _migrate(self) -> None:
         with self._write() as conn:
@@ -1145,6 +1182,21 @@ class Ledger:
                 )
             conn.execute("DELETE FROM partials WHERE profile = ? AND name = ?", (profile, name))
         return exists is None
+
+    def durable_downloads(self, rows: Iterable[tuple[str, str, str]], profile: str | None = None) -> set[str]:
+        """Which of these downloads (``(name, sha256, local_path)``) the ledger file holds: the
+        records committed to the disk. Only outside an open batch, whose records this
+        connection would see before they are committed."""
+        profile = self._p(profile)
+        with self._lock:
+            if self._conn.in_transaction:
+                raise RuntimeError("a batch of records is open: its records are not on the disk yet")
+            return {
+                name for name, sha256, path in rows
+                if self._conn.execute(
+                    "SELECT 1 FROM downloads WHERE profile = ? AND name = ? AND sha256 = ?"
+                    " AND local_path = ? LIMIT 1", (profile, name, sha256, str(path))).fetchone()
+            }
 
     def holds(self, name: str, size: int, mtime: datetime | None, profile: str | None = None) -> bool:
         """The latest download of ``name`` is this server copy (size, mtime) and is on disk."""
@@ -1730,6 +1782,29 @@ class Ledger:
                     " AND purge_started IS NULL AND purged_at IS NULL", (self._p(profile),)
                 )
             }
+
+
+def _locked(exc: BaseException) -> bool:
+    """The write failed because another connection held the lock for the whole wait."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc)
+
+
+def _write_advice(exc: BaseException) -> str:
+    """What to do about a failed write, by its cause (for people)."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    err = getattr(exc, "errno", None)
+    if _locked(exc):
+        return (f"Another program held the ledger locked for more than {BUSY_TIMEOUT:g} s (another "
+                "report-keeper run, or a program that opened the file): let it finish or close it")
+    if name.startswith("SQLITE_FULL") or err == errno.ENOSPC:
+        return "Its disk is full: free space there"
+    if name.startswith("SQLITE_READONLY") or err in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "The file or its folder cannot be written: fix their permissions"
+    if name.startswith("SQLITE_IOERR") or isinstance(exc, OSError):
+        return ("Writing to its disk failed (a full or failing disk, or a file size limit): free space "
+                "there or check the disk")
+    return "Check free disk space and the file's permissions"
 
 
 def _free_name(name: str, taken: set[str]) -> str:

@@ -72,7 +72,7 @@ from typing import TypedDict
 from tui.core import clock, isolation, retention
 from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
-from tui.core.ledger import BATCH_SECONDS, LEDGER_ERRORS, Ledger, ListingChange
+from tui.core.ledger import BATCH_SECONDS, LEDGER_ERRORS, Ledger, LedgerError, ListingChange
 from tui.core.local_reports import verify_cached
 from tui.core.model import (
     Delivery,
@@ -250,6 +250,7 @@ class DownloadedFile(TypedDict):
     refetched: bool  # fetched again: the held copy had gone missing
     version: str | None  # a rolling report's version: its name (the local copy's)
     folder: str  # the server folder it came from
+    mtime: datetime  # the server's modification time of the copy fetched (for its record)
 
 
 class AgainOutcome(StrEnum):
@@ -279,6 +280,15 @@ class MissingCopy(TypedDict):
     on_server: bool
 
 
+@dataclass(frozen=True)
+class Unrecorded:
+    """A file placed (complete, on disk) whose record the ledger refused."""
+
+    placed: DownloadedFile
+    downloaded: bool  # counts as downloaded once recorded (else skipped: placed by another)
+    failure: dict[str, str]  # its entry in ``SyncResult.failed``
+
+
 @dataclass
 class SyncResult:
     """What one sync (or download) did; ``to_json()`` gives the ``sync`` JSON (docs/JSON.md)."""
@@ -304,6 +314,9 @@ class SyncResult:
     #: Entries of the watched folders that are not reports (never a problem).
     ignored: list[OtherEntry] = field(default_factory=list)
     folders: tuple[str, ...] = ()  # the server folders watched
+    #: Files placed whose record the ledger refused (each also in ``failed``), until
+    #: :meth:`SyncService.settle` has recorded them after all.
+    unrecorded: list[Unrecorded] = field(default_factory=list)
 
     def finish(self) -> SyncResult:
         codes = [st.severity(f.status) for f in self.files]
@@ -337,6 +350,7 @@ class SyncResult:
                          "new": o.new} for o in self.ignored],
             "folders": [escape_name(f) for f in self.folders],
             "error": self.error,
+            "error_kind": self.error_kind,
             **self._retention_json(),
         }
 
@@ -786,38 +800,33 @@ class SyncService:
         ``skipped`` here, and recorded and verified only if nobody had recorded it yet.
         """
         same = event.status == Placed.SAME
+        changed = (event.status == Placed.CHANGED and entry.local_state != LocalState.MISSING_LOCALLY
+                   and entry.version is None)
+        refetched = entry.local_state == LocalState.MISSING_LOCALLY
+        placed = DownloadedFile(
+            name=entry.name, size=event.size, sha256=event.sha256, path=event.path,
+            resumed_from=event.resumed_from, changed=changed, status=event.status,
+            refetched=refetched, version=entry.version, folder=entry.folder, mtime=remote.mtime,
+        )
+        if not same:  # what was fetched, recorded or not
+            if changed:
+                result.changed.append(entry.name)
+            if refetched:
+                result.refetched.append(entry.name)
         try:
             recorded = self.ledger.record_download(
                 entry.key, size=event.size, sha256=event.sha256, local_path=event.path,
                 mtime=remote.mtime,
             )
-        except LEDGER_ERRORS as exc:  # the file is safe on disk; say so
-            log.error("could not record the download of %s: %s", escape_name(entry.name),
-                      type(exc).__name__)
-            result.failed.append({
-                "name": entry.name,
-                "error": f"Downloaded to '{event.path}', but the ledger could not record it "
-                         f"({type(exc).__name__}: {exc}). Check the ledger file and its disk; "
-                         "the copy on disk is kept and the next sync records it.",
-            })
-            recorded = not same
+        except LEDGER_ERRORS as exc:  # the file is safe on disk: failed until it is recorded
+            _not_recorded(result, placed, exc, downloaded=not same)
+            return True  # its verification still tells what the file holds
         if same:
             result.skipped.append(entry.name)
             log.info("%s was already in place (%s)", escape_name(entry.name),
                      "recorded now" if recorded else "fetched by another process")
             return recorded
-        changed = (event.status == Placed.CHANGED and entry.local_state != LocalState.MISSING_LOCALLY
-                   and entry.version is None)
-        refetched = entry.local_state == LocalState.MISSING_LOCALLY
-        if changed:
-            result.changed.append(entry.name)
-        if refetched:
-            result.refetched.append(entry.name)
-        result.downloaded.append(DownloadedFile(
-            name=entry.name, size=event.size, sha256=event.sha256, path=event.path,
-            resumed_from=event.resumed_from, changed=changed, status=event.status,
-            refetched=refetched, version=entry.version, folder=entry.folder,
-        ))
+        result.downloaded.append(placed)
         # One line per file (the download itself logs at debug level only).
         log.info("downloaded and recorded %s: %d bytes, %s (resumed from %d%s)", escape_name(entry.name),
                  event.size, event.status, event.resumed_from, ", fetched again" if refetched else "")
@@ -841,26 +850,23 @@ class SyncService:
             outcome = AgainOutcome.DIFFERENT
         else:
             outcome = AgainOutcome.FETCHED
+        placed = DownloadedFile(
+            name=entry.name, size=event.size, sha256=event.sha256, path=event.path,
+            resumed_from=event.resumed_from, changed=False, status=event.status,
+            refetched=outcome == AgainOutcome.FETCHED, version=entry.version, folder=entry.folder,
+            mtime=remote.mtime,
+        )
+        recorded = True
         if outcome != AgainOutcome.IDENTICAL or event.path != previous:
             # New bytes here, or the same bytes in a new place: this copy is the held one now.
             try:
                 self.ledger.record_download(entry.key, size=event.size, sha256=event.sha256,
                                             local_path=event.path, mtime=remote.mtime)
             except LEDGER_ERRORS as exc:  # the file is safe on disk; say so
-                log.error("could not record the download of %s: %s", escape_name(entry.name),
-                          type(exc).__name__)
-                result.failed.append({
-                    "name": entry.name,
-                    "error": f"Downloaded to '{event.path}', but the ledger could not record it "
-                             f"({type(exc).__name__}: {exc}). Check the ledger file and its disk; "
-                             "the copy on disk is kept.",
-                })
-        if outcome != AgainOutcome.IDENTICAL:
-            result.downloaded.append(DownloadedFile(
-                name=entry.name, size=event.size, sha256=event.sha256, path=event.path,
-                resumed_from=event.resumed_from, changed=False, status=event.status,
-                refetched=outcome == AgainOutcome.FETCHED, version=entry.version, folder=entry.folder,
-            ))
+                _not_recorded(result, placed, exc, downloaded=outcome != AgainOutcome.IDENTICAL)
+                recorded = False
+        if outcome != AgainOutcome.IDENTICAL and recorded:
+            result.downloaded.append(placed)
         report = self.profile.report_for(entry.report)
         verdict, cached = await self.verify_file(
             Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.key,
@@ -943,20 +949,37 @@ class SyncService:
         on_event: EventCallback | None = None,
         on_queue: Callable[[TransferQueue], object] | None = None,
     ) -> SyncResult:
-        """List the server, download every file not yet held, verify, record."""
+        """List the server, download every file not yet held, verify, record.
+
+        A ledger that fails meanwhile (a full disk, a lock held too long) does not stop the
+        downloads: the files are safe on disk, and :meth:`settle` sees to it that none is
+        reported downloaded unless its record is on the disk."""
         failed: SyncResult | None = None
-        with self.ledger.batched(COMMIT_SECONDS):
-            try:
-                listing = await self.list_remote()
-            except SftpError as exc:
-                failed = SyncResult(error=str(exc), error_kind=exc.kind)
-            else:
-                wanted = listing.wanted
-                self.current = SyncResult(listed=len(listing.entries))
-                _emit(on_event, Listed(len(listing.entries), len(wanted), len(listing.refused)))
-                result = await self.download(None, on_event, listing=listing, on_queue=on_queue)
-                await self._verify_unverified(result, on_event)
-        if failed is not None:
+        listing: RemoteListing | None = None
+        result: SyncResult | None = None
+        try:
+            with self.ledger.batched(COMMIT_SECONDS):
+                try:
+                    listing = await self.list_remote()
+                except SftpError as exc:
+                    failed = SyncResult(error=str(exc), error_kind=exc.kind)
+                else:
+                    wanted = listing.wanted
+                    self.current = SyncResult(listed=len(listing.entries))
+                    _emit(on_event, Listed(len(listing.entries), len(wanted), len(listing.refused)))
+                    result = await self.download(None, on_event, listing=listing, on_queue=on_queue)
+                    await self._verify_unverified(result, on_event)
+        except LedgerError as exc:
+            log.error("the ledger failed during the sync: %s", exc)
+            if listing is not None and failed is None:
+                # A commit failed: the records of its moments are lost (settle() sees to them).
+                result = result or self.current or SyncResult()
+                target = result
+            else:  # the listing itself could not be recorded
+                failed = target = failed or SyncResult()
+            target.error, target.error_kind = ledger_problem(exc), "ledger"
+        if failed is not None or listing is None or result is None:
+            failed = failed or SyncResult()
             await self._purge(failed)  # the policy does not need the server
             return failed.finish()
         result.listed = len(listing.entries)
@@ -971,7 +994,67 @@ class SyncService:
             for n, p in listing.missing_locally
         ]
         await self._purge(result)
+        if not self.ledger.batch_open:  # else the caller settles once the batch has ended
+            await asyncio.to_thread(self.settle, result)
         return result.finish()
+
+    def settle(self, result: SyncResult) -> None:
+        """Make ``result`` tell only what the ledger file holds, once no batch is open.
+
+        A download is reported ``downloaded`` only when its record is on the disk: a batch
+        whose commit failed (a full disk) took records with it, and a write the ledger refused
+        (a lock held too long) left a file in place without one. Those records are written
+        again now, in one transaction; what still cannot be recorded is ``failed`` (the file
+        stays on disk, complete; the next sync records it) and the run's ``error`` says why.
+        When every download is recorded after all, a ledger error of the run is cleared: no
+        record that matters was lost (verifications are done again by the next sync).
+        Call it again after a later batch end (``sync --all-profiles``): it is idempotent."""
+        if self.ledger.batch_open:
+            return
+        claimed = result.downloaded
+        try:
+            durable = self.ledger.durable_downloads(
+                (d["version"] or d["name"], d["sha256"], d["path"]) for d in claimed)
+        except LEDGER_ERRORS:
+            log.exception("could not read back the downloads of this run")
+            durable = set()
+        lost = [d for d in claimed if (d["version"] or d["name"]) not in durable]
+        todo = lost + [u.placed for u in result.unrecorded]
+        if not todo:
+            return
+        try:
+            with self.ledger.batched(every=3600):  # one transaction, committed at its end
+                for d in todo:
+                    self.ledger.record_download(d["version"] or d["name"], size=d["size"], sha256=d["sha256"],
+                                                local_path=d["path"], mtime=d["mtime"])
+        except LEDGER_ERRORS as exc:
+            log.error("%d downloads of this run could not be recorded: %s", len(todo), exc)
+            gone = {id(d) for d in lost}
+            result.downloaded = [d for d in claimed if id(d) not in gone]
+            for d in lost:
+                _not_recorded(result, d, exc, downloaded=True)
+            n = len(result.unrecorded)
+            if result.error is None or result.error_kind == "ledger":
+                failure, advice = _ledger_parts(exc)
+                result.error = (f"{n} downloaded file{'s are' if n != 1 else ' is'} on disk, complete, but "
+                                f"not recorded: {failure}. {advice}, then run sync again: it records "
+                                f"{'them' if n != 1 else 'it'}.")
+                result.error_kind = "ledger"
+            result.finish()
+            return
+        log.warning("recorded %d downloads again after the ledger had failed", len(todo))
+        failures = {id(u.failure) for u in result.unrecorded}
+        result.failed = [f for f in result.failed if id(f) not in failures]
+        for u in result.unrecorded:
+            if u.downloaded:
+                result.downloaded.append(u.placed)
+            else:
+                result.skipped.append(u.placed["name"])
+        result.unrecorded = []
+        result.downloaded.sort(key=lambda d: d["name"])
+        if result.error_kind == "ledger":  # every download is recorded: nothing that matters was lost
+            result.error = result.error_kind = None
+        result.finish()
 
     async def _purge(self, result: SyncResult) -> None:
         """The local retention policy, once the sync's own work is recorded."""
@@ -1091,6 +1174,39 @@ def _emit(on_event: EventCallback | None, event: SyncEvent) -> None:
             on_event(event)
         except Exception:  # a broken UI callback must not stop syncing
             log.exception("sync event callback failed")
+
+
+def ledger_problem(exc: BaseException) -> str:
+    """A ledger error as one sentence for people (its text says what failed and what to do)."""
+    text = str(exc).strip() or type(exc).__name__
+    if not isinstance(exc, LedgerError):
+        text = f"the ledger failed ({type(exc).__name__}: {text}); check the ledger file and its disk"
+    text = text[0].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+def _ledger_parts(exc: BaseException) -> tuple[str, str]:
+    """(what failed, what to do) of a failed ledger write, each without a final full stop."""
+    if isinstance(exc, LedgerError) and exc.advice:
+        return exc.failure, exc.advice[0].upper() + exc.advice[1:]
+    text = str(exc).strip().rstrip(".") or type(exc).__name__
+    return (f"the ledger failed ({type(exc).__name__}: {text})",
+            "Check the ledger file and its disk")
+
+
+def _not_recorded(result: SyncResult, placed: DownloadedFile, exc: BaseException, *,
+                  downloaded: bool) -> None:
+    """``placed`` is on disk, complete, but the ledger refused its record: it is ``failed``
+    (saying so, and what to do) until :meth:`SyncService.settle` records it after all."""
+    log.error("could not record the download of %s: %s", escape_name(placed["name"]), exc)
+    what, advice = _ledger_parts(exc)
+    failure = {
+        "name": placed["name"],
+        "error": f"Downloaded to '{placed['path']}' (complete), but not recorded: {what}. {advice}; "
+                 "the copy is kept and the next sync records it.",
+    }
+    result.failed.append(failure)
+    result.unrecorded.append(Unrecorded(placed, downloaded, failure))
 
 
 def _same_bytes(path: Path, size: int, sha256: str) -> bool:

@@ -1,0 +1,271 @@
+"""``sync`` when its ledger cannot be written mid-run, in real processes against the real sshd.
+
+Two real ways a ledger stops taking records while files download:
+
+- another program takes the ledger's write lock (``BEGIN EXCLUSIVE``) and holds it longer
+  than the sync waits for it. The sync runs with a short lock wait (the module's
+  ``BUSY_TIMEOUT``, set by the test's launcher only) so the test does not wait the product's
+  30 s per write;
+- the disk stops taking the ledger's journal: the sync's file-size limit is lowered to the
+  journal's size mid-run (``prlimit``), so every later commit fails as on a full disk, taking
+  the records it held with it.
+
+A proxy delays every packet so the downloads take a few seconds and the failure comes in the
+middle of them. The promise: a file is reported ``downloaded`` only once its record is on the
+disk; the others are ``failed`` with a message naming the ledger and what to do, on disk,
+complete; the next sync records them (``skipped``: nothing is fetched as new, nothing lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import sys
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_sshd import TcpProxy
+from tests.xlsx_factory import write_report
+from tui.core.ledger import Ledger
+from tui.demo import data as demo_data
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = "2026-06-10T14:00:00+00:00"
+N_FILES = 10  # per server folder
+BUSY = 0.3  # the sync's lock wait in these tests (seconds)
+#: The profiles of a run: one, or two sharing the ledger file (``sync --all-profiles``).
+MODES = {"one": {"main": "a"}, "all": {"alpha": "a", "beta": "b"}}
+
+pytestmark = pytest.mark.sshd
+
+#: The CLI with a short lock wait: what a lock held for minutes does to a real sync, in seconds.
+LAUNCH = ("import sys; from tui.core import ledger; ledger.BUSY_TIMEOUT = float(sys.argv[1]); "
+          "from tui.cli import main; sys.exit(main(sys.argv[2:]))")
+
+#: Another program holding the ledger's write lock: once the sync has committed ``argv[2]``
+#: downloads, it takes the lock (as soon as the sync's open batch has committed), says "locked",
+#: and holds it until a line arrives on stdin (or for ``argv[3]`` seconds).
+HOLDER = r"""
+import sqlite3, sys, time
+path, after = sys.argv[1], int(sys.argv[2])
+hold = float(sys.argv[3]) if len(sys.argv) > 3 else None
+conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+while True:
+    try:
+        if conn.execute("SELECT count(*) FROM downloads").fetchone()[0] >= after:
+            break
+    except sqlite3.OperationalError:  # not created yet
+        pass
+    time.sleep(0.005)
+while True:  # the moment between two of the sync's batches (its busy wait would sleep past it)
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+        break
+    except sqlite3.OperationalError:
+        time.sleep(0.0005)
+print("locked", flush=True)
+if hold is None:
+    sys.stdin.readline()
+else:
+    time.sleep(hold)
+conn.execute("ROLLBACK")
+conn.close()
+print("released", flush=True)
+"""
+
+
+def sha(path: Path | str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def served(sshd):
+    """Two folders of N_FILES small real workbooks each (each verifies ok) on the sshd."""
+    base = Path(tempfile.mkdtemp(prefix="locked-", dir=sshd.root))
+    os.chmod(base, 0o755)
+    for k, folder in enumerate(("a", "b")):
+        sub = base / folder
+        sub.mkdir()
+        os.chmod(sub, 0o755)
+        for n in range(N_FILES):
+            day = date(2026, 5, 20) + timedelta(days=n)
+            write_report(sub / f"{demo_data.DAILY}_{day:%Y%m%d}_070012.xlsx", n_rows=5,
+                         day=day - timedelta(days=3), seed=10 * k + n)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+class Run:
+    """One test's config, its profiles and what their runs left."""
+
+    def __init__(self, tmp_path: Path, sshd, base: Path, port: int, mode: str) -> None:
+        self.tmp, self.base, self.mode = tmp_path, base, mode
+        self.profiles = MODES[mode]
+        self.ledger = tmp_path / "ledger.sqlite3"
+        known_hosts = tmp_path / "known_hosts"  # the proxy's port, the sshd's key
+        known_hosts.write_text(sshd.known_hosts.read_text().replace(f"]:{sshd.port} ", f"]:{port} "))
+        self.cfg = tmp_path / "config.toml"
+        self.cfg.write_text("".join(
+            f"[profile.{name}]\n"
+            f'host = "127.0.0.1"\nport = {port}\nusername = "{sshd.username}"\nkey = "{sshd.key}"\n'
+            f'known_hosts = "{known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
+            f'remote_dir = "{base.name}/{folder}"\nlocal_dir = "{tmp_path / "local" / name}"\n'
+            f'ledger = "{self.ledger}"\ntimezone = "UTC"\nconcurrency = 1\n\n'
+            for name, folder in self.profiles.items()))
+
+    def argv(self) -> list[str]:
+        return ["sync", "--config", str(self.cfg), "--json",
+                *(["--all-profiles"] if self.mode == "all" else [])]
+
+    def names(self, profile: str) -> list[str]:
+        return sorted(p.name for p in (self.base / self.profiles[profile]).iterdir())
+
+    def documents(self, out: str) -> tuple[str, dict[str, dict]]:
+        """(overall status, each profile's document) of exactly one JSON document."""
+        doc = json.loads(out)
+        if self.mode == "all":
+            assert list(doc["profiles"]) == list(self.profiles)
+            return doc["status"], doc["profiles"]
+        return doc["status"], {"main": doc}
+
+    def recorded(self, profile: str) -> dict[str, str]:
+        """What the ledger file holds (a connection of its own: only what was committed)."""
+        conn = sqlite3.connect(self.ledger)
+        try:
+            return dict(conn.execute("SELECT name, sha256 FROM downloads WHERE profile = ?", (profile,)))
+        finally:
+            conn.close()
+
+    async def sync(self, busy: float = BUSY) -> tuple[int, str, str]:
+        env = {**os.environ, "REPORT_KEEPER_NOW": NOW}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", LAUNCH, str(busy), *self.argv(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
+        out, err = await asyncio.wait_for(proc.communicate(), 300)
+        return proc.returncode, out.decode(), err.decode()
+
+    def check_failed_run(self, code: int, out: str, err: str, words: tuple[str, ...]) -> None:
+        """The run said what happened (``words`` in each message) and claimed nothing lost."""
+        assert "Traceback" not in err, err[-3000:]
+        status, docs = self.documents(out)
+        assert code == 2 and status == "critical", err[-3000:]
+        kept_somewhere = False
+        for name, one in docs.items():
+            names, kept = self.names(name), self.recorded(name)
+            kept_somewhere |= 0 < len(kept)
+            downloaded = {d["name"] for d in one["downloaded"]}
+            failed = {f["name"]: f["error"] for f in one["failed"]}
+            assert downloaded <= set(kept)  # nothing reported downloaded that the ledger lost
+            assert not downloaded & set(failed)
+            assert downloaded | set(failed) == set(names)  # each file said, once
+            for error in [*failed.values(), *([one["error"]] if failed else [])]:
+                assert str(self.ledger) in error and all(w in error for w in words), error
+            if failed:
+                assert one["status"] == "critical" and one["error_kind"] == "ledger"
+            local = self.tmp / "local" / name
+            for n in names:  # every file is on disk, complete
+                assert sha(local / n) == sha(self.base / self.profiles[name] / n)
+        assert kept_somewhere and "LEDGER: " in err  # the failure came mid-sync; said in one line
+
+    async def check_next_run_recovers(self) -> None:
+        """The ledger takes records again: the next sync records the copies in place."""
+        code, out, err = await self.sync()
+        assert "Traceback" not in err
+        status, docs = self.documents(out)
+        assert code == 0 and status == "ok", err[-3000:]
+        for name, one in docs.items():
+            names = self.names(name)
+            assert one["error"] is None and one["failed"] == []
+            assert one["downloaded"] == [] and sorted(one["skipped"]) == names  # nothing fetched as new
+            assert one["lost"] == [] and one["missing_locally"] == []
+            folder = self.base / self.profiles[name]
+            assert self.recorded(name) == {n: sha(folder / n) for n in names}
+            local = self.tmp / "local" / name
+            assert sorted(p.name for p in local.iterdir() if p.is_file()) == names  # one copy each
+        with Ledger.open(self.ledger) as led:
+            assert led.integrity_ok()
+
+
+async def start_holder(ledger: Path, after: int, hold: float | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, str(ledger), str(after), *([str(hold)] if hold is not None else []),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+
+
+async def release(holder: asyncio.subprocess.Process) -> None:
+    assert (await asyncio.wait_for(holder.stdout.readline(), 60)).strip() == b"locked"
+    holder.stdin.write(b"go\n")
+    await holder.stdin.drain()
+    assert (await asyncio.wait_for(holder.stdout.readline(), 60)).strip() == b"released"
+    await holder.wait()
+
+
+@pytest.mark.parametrize("mode", ["one", "all"])
+async def test_a_ledger_locked_until_the_sync_ends_is_reported_and_the_next_sync_recovers(
+        sshd, served, tmp_path, mode):
+    async with TcpProxy(sshd.port, delay=0.03) as proxy:
+        run = Run(tmp_path, sshd, served, proxy.port, mode)
+        holder = await start_holder(run.ledger, after=2)
+        try:
+            code, out, err = await run.sync()
+        finally:
+            await release(holder)
+        run.check_failed_run(code, out, err, ("locked", "let it finish or close it"))
+        await run.check_next_run_recovers()
+
+
+@pytest.mark.parametrize("mode", ["one", "all"])
+async def test_a_commit_that_fails_mid_sync_takes_no_download_with_it(sshd, served, tmp_path, mode):
+    async with TcpProxy(sshd.port, delay=0.03) as proxy:
+        run = Run(tmp_path, sshd, served, proxy.port, mode)
+        env = {**os.environ, "REPORT_KEEPER_NOW": NOW}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tui", *run.argv(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
+        reading = asyncio.ensure_future(proc.communicate())
+        wal = run.ledger.with_name(run.ledger.name + "-wal")
+        conn = sqlite3.connect(run.ledger, timeout=60)  # open until the end: no checkpoint meanwhile
+        try:
+            while not reading.done():
+                try:
+                    if conn.execute("SELECT count(*) FROM downloads").fetchone()[0] >= 2:
+                        break
+                except sqlite3.OperationalError:  # not created yet
+                    pass
+                await asyncio.sleep(0.005)
+            assert not reading.done(), "the sync ended before its journal could be limited"
+            # From now on the journal cannot grow: each commit fails, as on a full disk.
+            _soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+            resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (wal.stat().st_size, hard))
+            out, err = await asyncio.wait_for(reading, 300)
+        finally:
+            conn.close()
+        run.check_failed_run(proc.returncode, out.decode(), err.decode(), ("disk",))
+        await run.check_next_run_recovers()
+
+
+async def test_a_lock_that_ends_mid_sync_costs_no_record(sshd, served, tmp_path):
+    """The lock is held for a moment in the middle of the downloads: the records refused meanwhile
+    are written once it is gone, and the run reports every file downloaded."""
+    async with TcpProxy(sshd.port, delay=0.03) as proxy:
+        run = Run(tmp_path, sshd, served, proxy.port, "one")
+        holder = await start_holder(run.ledger, after=2, hold=4 * BUSY)
+        code, out, err = await run.sync()
+        assert (await asyncio.wait_for(holder.stdout.read(), 60)).split() == [b"locked", b"released"]
+        await holder.wait()
+    assert "Traceback" not in err
+    log = Path(os.environ["XDG_STATE_HOME"]) / "report-keeper" / "log" / "report-keeper.log"
+    assert "could not record the download" in log.read_text()  # the lock did refuse records
+    _status, docs = run.documents(out)
+    doc, names = docs["main"], run.names("main")
+    assert code == 0 and doc["error"] is None and doc["failed"] == [], err
+    assert sorted(d["name"] for d in doc["downloaded"]) == names
+    assert run.recorded("main") == {n: sha(served / "a" / n) for n in names}
