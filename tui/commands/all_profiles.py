@@ -68,7 +68,8 @@ def load_profiles(args: argparse.Namespace, *, need_local_dir: bool) -> list[Pro
     return profiles
 
 
-def _key(path: Path) -> Path:
+def ledger_key(path: Path) -> Path:
+    """The same key for every profile naming the same ledger file."""
     try:
         return Path(path).expanduser().resolve(strict=False)
     except (OSError, RuntimeError):
@@ -85,7 +86,7 @@ class Ledgers:
         opened: dict[Path, Ledger] = {}
         try:
             for profile in profiles:
-                key = _key(profile.ledger_path)
+                key = ledger_key(profile.ledger_path)
                 base = opened.get(key)
                 if base is None:
                     base = opened[key] = Ledger.open(profile.ledger_path, profile=profile.name)

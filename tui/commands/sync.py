@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
@@ -264,9 +265,15 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
                     result.error, result.error_kind = INTERRUPTED, "interrupted"
                     results[profile.name] = result.finish()
         # Profiles sharing a ledger file share its batches: their records are on the disk (or
-        # lost) only now that every batch has ended.
-        for name, result in results.items():
-            _settle(services.get(name), result)
+        # lost) only now that every batch has ended. A file that refused one profile's records
+        # is not made to refuse each other's after a whole wait again.
+        refused: dict[Path, BaseException] = {}
+        for profile in profiles:
+            service, key = services.get(profile.name), all_profiles.ledger_key(profile.ledger_path)
+            if service is not None and profile.name in results:
+                failure = service.settle(results[profile.name], refused=refused.get(key))
+                if failure is not None:
+                    refused[key] = failure
     finally:
         ledgers.close()
     documents: dict[str, dict[str, object]] = {}

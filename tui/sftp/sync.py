@@ -998,7 +998,7 @@ class SyncService:
             await asyncio.to_thread(self.settle, result)
         return result.finish()
 
-    def settle(self, result: SyncResult) -> None:
+    def settle(self, result: SyncResult, *, refused: BaseException | None = None) -> BaseException | None:
         """Make ``result`` tell only what the ledger file holds, once no batch is open.
 
         A download is reported ``downloaded`` only when its record is on the disk: a batch
@@ -1008,9 +1008,13 @@ class SyncService:
         stays on disk, complete; the next sync records it) and the run's ``error`` says why.
         When every download is recorded after all, a ledger error of the run is cleared: no
         record that matters was lost (verifications are done again by the next sync).
-        Call it again after a later batch end (``sync --all-profiles``): it is idempotent."""
+        Call it again after a later batch end (``sync --all-profiles``): it is idempotent.
+
+        ``refused``: the same ledger file refused another profile's records a moment ago (a
+        lock still held): nothing is tried again (no second whole wait per profile). Returns
+        why records could not be written, else None."""
         if self.ledger.batch_open:
-            return
+            return None
         claimed = result.downloaded
         try:
             durable = self.ledger.durable_downloads(
@@ -1021,8 +1025,10 @@ class SyncService:
         lost = [d for d in claimed if (d["version"] or d["name"]) not in durable]
         todo = lost + [u.placed for u in result.unrecorded]
         if not todo:
-            return
+            return None
         try:
+            if refused is not None:
+                raise refused
             with self.ledger.batched(every=3600):  # one transaction, committed at its end
                 for d in todo:
                     self.ledger.record_download(d["version"] or d["name"], size=d["size"], sha256=d["sha256"],
@@ -1041,7 +1047,7 @@ class SyncService:
                                 f"{'them' if n != 1 else 'it'}.")
                 result.error_kind = "ledger"
             result.finish()
-            return
+            return exc
         log.warning("recorded %d downloads again after the ledger had failed", len(todo))
         failures = {id(u.failure) for u in result.unrecorded}
         result.failed = [f for f in result.failed if id(f) not in failures]
@@ -1055,6 +1061,7 @@ class SyncService:
         if result.error_kind == "ledger":  # every download is recorded: nothing that matters was lost
             result.error = result.error_kind = None
         result.finish()
+        return None
 
     async def _purge(self, result: SyncResult) -> None:
         """The local retention policy, once the sync's own work is recorded."""
