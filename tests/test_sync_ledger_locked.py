@@ -13,7 +13,8 @@ Two real ways a ledger stops taking records while files download:
 A proxy delays every packet so the downloads take a few seconds and the failure comes in the
 middle of them. The promise: a file is reported ``downloaded`` only once its record is on the
 disk; the others are ``failed`` with a message naming the ledger and what to do, on disk,
-complete; the next sync records them (``skipped``: nothing is fetched as new, nothing lost).
+complete; the next sync records them (``skipped``) without fetching their bytes again (the
+proxy counts them), and calls none lost.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from tui.demo import data as demo_data
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-06-10T14:00:00+00:00"
 N_FILES = 10  # per server folder
+ROWS = 2000  # about 90 KB a workbook: far more than a sync's own traffic without files
 BUSY = 0.3  # the sync's lock wait in these tests (seconds)
 #: The profiles of a run: one, or two sharing the ledger file (``sync --all-profiles``).
 MODES = {"one": {"main": "a"}, "all": {"alpha": "a", "beta": "b"}}
@@ -97,7 +99,7 @@ def served(sshd):
         os.chmod(sub, 0o755)
         for n in range(N_FILES):
             day = date(2026, 5, 20) + timedelta(days=n)
-            write_report(sub / f"{demo_data.DAILY}_{day:%Y%m%d}_070012.xlsx", n_rows=5,
+            write_report(sub / f"{demo_data.DAILY}_{day:%Y%m%d}_070012.xlsx", n_rows=ROWS,
                          day=day - timedelta(days=3), seed=10 * k + n)
     yield base
     shutil.rmtree(base, ignore_errors=True)
@@ -175,9 +177,14 @@ class Run:
                 assert sha(local / n) == sha(self.base / self.profiles[name] / n)
         assert kept_somewhere and "LEDGER: " in err  # the failure came mid-sync; said in one line
 
-    async def check_next_run_recovers(self) -> None:
-        """The ledger takes records again: the next sync records the copies in place."""
+    async def check_next_run_recovers(self, proxy: TcpProxy) -> None:
+        """The ledger takes records again: the next sync records the copies in place without
+        fetching their bytes again (less traffic than the smallest file)."""
+        before = proxy.bytes_down
         code, out, err = await self.sync()
+        fetched = proxy.bytes_down - before
+        smallest = min(p.stat().st_size for p in self.base.rglob("*.xlsx"))
+        assert fetched < smallest, (fetched, smallest)
         assert "Traceback" not in err
         status, docs = self.documents(out)
         assert code == 0 and status == "ok", err[-3000:]
@@ -219,7 +226,7 @@ async def test_a_ledger_locked_until_the_sync_ends_is_reported_and_the_next_sync
         finally:
             await release(holder)
         run.check_failed_run(code, out, err, ("locked", "let it finish or close it"))
-        await run.check_next_run_recovers()
+        await run.check_next_run_recovers(proxy)
 
 
 @pytest.mark.parametrize("mode", ["one", "all"])
@@ -249,7 +256,7 @@ async def test_a_commit_that_fails_mid_sync_takes_no_download_with_it(sshd, serv
         finally:
             conn.close()
         run.check_failed_run(proc.returncode, out.decode(), err.decode(), ("disk",))
-        await run.check_next_run_recovers()
+        await run.check_next_run_recovers(proxy)
 
 
 async def test_a_lock_that_ends_mid_sync_costs_no_record(sshd, served, tmp_path):
@@ -269,3 +276,49 @@ async def test_a_lock_that_ends_mid_sync_costs_no_record(sshd, served, tmp_path)
     assert code == 0 and doc["error"] is None and doc["failed"] == [], err
     assert sorted(d["name"] for d in doc["downloaded"]) == names
     assert run.recorded("main") == {n: sha(served / "a" / n) for n in names}
+
+
+# ------------------------------------------------------------------ the note of unrecorded files
+
+
+def test_a_note_is_trusted_only_for_the_noted_bytes_in_the_local_folder(tmp_path):
+    """Everything in the working folder's note is checked before a file is recorded from it: a
+    damaged or planted note is ignored (the file is then fetched again, nothing is lost)."""
+    from datetime import UTC, datetime
+
+    from tui.sftp import unrecorded
+    from tui.sftp.sync import _noted_copy_holds
+
+    local = tmp_path / "local"
+    local.mkdir()
+    report = local / "Loans_20260601_070000.xlsx"
+    report.write_bytes(b"the bytes fetched")
+    when = datetime(2026, 6, 1, 7, 0, tzinfo=UTC)
+    good = unrecorded.Note(report.name, report.stat().st_size, when, sha(report), str(report))
+    unrecorded.add(local, [good])
+    assert unrecorded.read(local) == [good]
+    assert oct(unrecorded.note_path(local).stat().st_mode & 0o777) == "0o600"
+    assert _noted_copy_holds(local, good)
+
+    outside = tmp_path / "elsewhere.xlsx"  # the same bytes outside the local folder
+    outside.write_bytes(report.read_bytes())
+    assert not _noted_copy_holds(local, unrecorded.Note(good.name, good.size, when, good.sha256, str(outside)))
+    link = local / "link.xlsx"  # a link to them in the local folder
+    link.symlink_to(outside)
+    assert not _noted_copy_holds(local, unrecorded.Note(good.name, good.size, when, good.sha256, str(link)))
+    report.write_bytes(b"the bytes changed")  # same size, other bytes
+    assert not _noted_copy_holds(local, good)
+
+    note = unrecorded.note_path(local)
+    for damaged in (b"{not json", b'{"name": "x"}', b'[{"name": 1}]', b"\xff\xfe",
+                    json.dumps([{**good.__dict__, "mtime": "2026-06-01T07:00:00"}]).encode()):  # naive time
+        note.write_bytes(damaged)
+        assert unrecorded.read(local) == []
+    note.unlink()
+    note.symlink_to(tmp_path / "planted.json")  # a link planted under its name is not followed
+    (tmp_path / "planted.json").write_text(json.dumps([{**good.__dict__, "mtime": when.isoformat()}]))
+    assert unrecorded.read(local) == []
+    note.unlink()
+    unrecorded.add(local, [good])
+    unrecorded.remove(local, [good])
+    assert not note.exists()

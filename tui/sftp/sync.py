@@ -28,7 +28,9 @@ commit that holds the record (once per folder and commit, ``Ledger.before_commit
 together every ``COMMIT_SECONDS`` and at its end (``Ledger.batched``): a process killed in
 between leaves files in place that the ledger does not know yet, and the next ``sync`` finds
 their bytes already in place, records them then and lists them under ``skipped``; nothing
-fetched is lost, and no file is recorded before its bytes are on disk. Verification runs
+fetched is lost, and no file is recorded before its bytes are on disk. A ledger that fails
+mid-run (a full disk, a lock held too long) does not stop the downloads; none is reported
+downloaded unless its record is on the disk (:meth:`SyncService.settle`). Verification runs
 in threads (``asyncio.to_thread``) and is served from the ledger's cache when the same
 bytes were verified before under the same report settings; a held copy whose verification
 was never recorded (the process died in between) is verified by the next ``sync``.
@@ -60,6 +62,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import stat as statmod
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -86,7 +89,7 @@ from tui.core.model import (
 )
 from tui.core.names import escape_name, is_report_name, normalize_folder
 from tui.core.schedule import Timing, replaced_on_schedule
-from tui.sftp import parts
+from tui.sftp import parts, unrecorded
 from tui.sftp.client import (
     ConnectOptions,
     HostKeyPolicy,
@@ -365,6 +368,9 @@ class SyncResult:
         return {"purged": doc["purged"], "waiting_for_export": doc["waiting_for_export"],
                 "purge_errors": doc["errors"], "retention_policy": doc["policy"]}
 
+
+#: A file the sync had not started to download when it was interrupted (``failed``).
+INTERRUPTED_BEFORE = "Interrupted before its download began; the next sync downloads it."
 
 #: What ``on_event`` receives: the transfer queue's events, and this module's.
 SyncEvent = TransferEvent | Listed | Verified
@@ -648,6 +654,12 @@ class SyncService:
         if targets and not self.profile.several_folders:
             self._adopt_legacy_parts(targets)  # quick: only partials the ledger recorded
         with self.ledger.batched(COMMIT_SECONDS):
+            if targets and self._noted(targets):
+                try:  # hashing the noted files takes a moment: off the loop
+                    targets = await asyncio.to_thread(self._record_noted, targets, result, again)
+                except asyncio.CancelledError:
+                    result.failed.extend({"name": e.name, "error": INTERRUPTED_BEFORE} for e in targets)
+                    raise
             await self._transfer(targets, result, on_event, on_queue, again)
         return result.finish()
 
@@ -762,7 +774,7 @@ class SyncService:
                         "name": job.name,
                         "error": "Interrupted before it was complete; what arrived is kept in a "
                                  "part file and the next sync resumes from there." if started else
-                                 "Interrupted before its download began; the next sync downloads it.",
+                                 INTERRUPTED_BEFORE,
                     })
             for task in verifications:
                 task.cancel()
@@ -1005,7 +1017,8 @@ class SyncService:
         whose commit failed (a full disk) took records with it, and a write the ledger refused
         (a lock held too long) left a file in place without one. Those records are written
         again now, in one transaction; what still cannot be recorded is ``failed`` (the file
-        stays on disk, complete; the next sync records it) and the run's ``error`` says why.
+        stays on disk, complete, and is noted in the working folder: the next sync records it
+        without fetching it again, :mod:`tui.sftp.unrecorded`) and the run's ``error`` says why.
         When every download is recorded after all, a ledger error of the run is cleared: no
         record that matters was lost (verifications are done again by the next sync).
         Call it again after a later batch end (``sync --all-profiles``): it is idempotent.
@@ -1039,6 +1052,7 @@ class SyncService:
             result.downloaded = [d for d in claimed if id(d) not in gone]
             for d in lost:
                 _not_recorded(result, d, exc, downloaded=True)
+            self._note_unrecorded(result.unrecorded)
             n = len(result.unrecorded)
             if result.error is None or result.error_kind == "ledger":
                 failure, advice = _ledger_parts(exc)
@@ -1062,6 +1076,61 @@ class SyncService:
             result.error = result.error_kind = None
         result.finish()
         return None
+
+    def _note_unrecorded(self, files: list[Unrecorded]) -> None:
+        """Note the files placed but not recorded in their local folder's working folder, so the
+        next sync records them instead of fetching them again (:mod:`tui.sftp.unrecorded`)."""
+        by_folder: dict[Path, list[unrecorded.Note]] = {}
+        for u in files:
+            d = u.placed
+            by_folder.setdefault(self.profile.local_dir_of(d["folder"]), []).append(unrecorded.Note(
+                d["version"] or d["name"], d["size"], d["mtime"], d["sha256"], d["path"]))
+        for folder, notes in by_folder.items():
+            try:
+                unrecorded.add(folder, notes)
+            except (OSError, SftpError) as exc:  # then the next sync fetches them again
+                log.warning("could not note the unrecorded downloads in %s: %s", folder, exc)
+
+    def _noted(self, targets: list[RemoteEntry]) -> bool:
+        """Some target's local folder has a note of unrecorded files (one look per folder)."""
+        return any(unrecorded.note_path(folder).exists()
+                   for folder in {self.profile.local_dir_of(e.folder) for e in targets})
+
+    def _record_noted(self, targets: list[RemoteEntry], result: SyncResult,
+                      again: set[str]) -> list[RemoteEntry]:
+        """Record the files an earlier run placed whose record the ledger could not keep (noted
+        in the working folder), instead of fetching them again; returns the targets left.
+
+        A note is used only for the very server copy it was written for (name, size, mtime)
+        and only when the noted file, directly in the local folder and not a link, still holds
+        the noted bytes (hashed again now). Such a file is ``skipped`` (it was downloaded
+        before); its verification follows with the other held copies' (``_verify_unverified``)."""
+        left: list[RemoteEntry] = []
+        notes: dict[Path, dict[str, unrecorded.Note]] = {}
+        used: dict[Path, list[unrecorded.Note]] = {}
+        for e in targets:
+            folder = self.profile.local_dir_of(e.folder)
+            if folder not in notes:
+                notes[folder] = {n.name: n for n in unrecorded.read(folder)}
+            note = notes[folder].get(e.key)
+            if (note is None or e.name in again or note.size != e.size or note.mtime != e.mtime
+                    or not _noted_copy_holds(folder, note)):
+                left.append(e)
+                continue
+            try:
+                self.ledger.record_download(e.key, size=note.size, sha256=note.sha256,
+                                            local_path=note.path, mtime=note.mtime)
+            except LEDGER_ERRORS as exc:  # still refused: fetched (and noted) again
+                log.error("could not record %s from its note: %s", escape_name(e.name), exc)
+                left.append(e)
+                continue
+            log.info("%s: recorded the copy an earlier run placed (its record had been lost)",
+                     escape_name(e.name))
+            result.skipped.append(e.name)
+            used.setdefault(folder, []).append(note)
+        for folder, done in used.items():
+            unrecorded.remove(folder, done)
+        return left
 
     async def _purge(self, result: SyncResult) -> None:
         """The local retention policy, once the sync's own work is recorded."""
@@ -1214,6 +1283,17 @@ def _not_recorded(result: SyncResult, placed: DownloadedFile, exc: BaseException
     }
     result.failed.append(failure)
     result.unrecorded.append(Unrecorded(placed, downloaded, failure))
+
+
+def _noted_copy_holds(folder: Path, note: unrecorded.Note) -> bool:
+    """The noted file is a regular file directly in ``folder`` holding the noted bytes."""
+    path = Path(note.path)
+    try:
+        if path.parent != folder or not statmod.S_ISREG(os.lstat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    return _same_bytes(path, note.size, note.sha256)
 
 
 def _same_bytes(path: Path, size: int, sha256: str) -> bool:
