@@ -320,6 +320,8 @@ class SyncResult:
     #: Files placed whose record the ledger refused (each also in ``failed``), until
     #: :meth:`SyncService.settle` has recorded them after all.
     unrecorded: list[Unrecorded] = field(default_factory=list)
+    #: Why :meth:`SyncService.settle` could not record them (it does not wait on it again).
+    ledger_refusal: BaseException | None = None
 
     def finish(self) -> SyncResult:
         codes = [st.severity(f.status) for f in self.files]
@@ -1040,6 +1042,7 @@ class SyncService:
         if not todo:
             return None
         try:
+            refused = refused or result.ledger_refusal
             if refused is not None:
                 raise refused
             with self.ledger.batched(every=3600):  # one transaction, committed at its end
@@ -1048,6 +1051,7 @@ class SyncService:
                                                 local_path=d["path"], mtime=d["mtime"])
         except LEDGER_ERRORS as exc:
             log.error("%d downloads of this run could not be recorded: %s", len(todo), exc)
+            result.ledger_refusal = exc
             gone = {id(d) for d in lost}
             result.downloaded = [d for d in claimed if id(d) not in gone]
             for d in lost:
