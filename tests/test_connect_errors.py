@@ -201,3 +201,67 @@ async def test_a_connection_cut_during_the_key_exchange_is_not_mistaken_for_a_ne
     finally:
         server.close()
         await server.wait_closed()
+
+
+# ---------------------------------------------------------------------------- Ctrl-C
+
+
+@pytest.fixture
+def answering_silent_server():
+    """A TCP listener that accepts and then never speaks; ``accepted`` is set once a client
+    is connected (so a test knows the command is waiting for the SSH greeting)."""
+    import threading
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    accepted = threading.Event()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            held.append(conn)
+            accepted.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield sock.getsockname()[1], accepted
+    sock.close()
+    for conn in held:
+        conn.close()
+
+
+@pytest.mark.parametrize("all_profiles", [False, True], ids=["one", "all"])
+def test_ctrl_c_during_check_still_prints_one_json_document(answering_silent_server, tmp_path, all_profiles):
+    """cron and monitoring read check's JSON: a Ctrl-C (or a SIGINT from a supervisor) while
+    it waits for a server still ends in one document saying so, exit 2, no traceback."""
+    import signal
+    import subprocess
+
+    port, accepted = answering_silent_server
+    cfg = _config(tmp_path, port, connect_timeout="60")
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPORT_KEEPER_")}
+    env.update({"XDG_CONFIG_HOME": str(home / "c"), "XDG_DATA_HOME": str(home / "d"),
+                "XDG_STATE_HOME": str(home / "s"), "HOME": str(home), "PYTHONPATH": str(ROOT)})
+    args = ["check", "--json", "--config", str(cfg)] + (["--all-profiles"] if all_profiles else [])
+    proc = subprocess.Popen([sys.executable, "-m", "tui", *args], env=env, cwd=str(ROOT),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert accepted.wait(60), "check never connected"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2, err
+    assert b"Traceback" not in err and b"Interrupted" in err
+    doc = json.loads(out)
+    assert doc["status"] == "critical" and doc["error_kind"] == "interrupted"
+    assert doc["error"].startswith("Interrupted")
+    if all_profiles:
+        assert doc["profiles"] == {}
+    else:
+        assert doc["reports"] == [] and "connection" in doc

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Loaded once the arguments are known: `report-keeper --help` (and a usage error) starts
     # without the config, logging and asyncio machinery a command needs.
-    from tui.commands.common import fail_unexpected, fail_usage  # noqa: PLC0415 - start-up time
+    from tui.commands.common import fail_interrupted, fail_unexpected, fail_usage  # noqa: PLC0415 - start-up time
     from tui.core import clock  # noqa: PLC0415 - start-up time
     from tui.core.logs import setup_logging  # noqa: PLC0415 - start-up time
 
@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         from tui.commands import tui_app  # noqa: PLC0415 - Textual is loaded for the TUI only (the headless commands start without it)
 
         return int(tui_app.run(args))
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:  # a command that does not handle Ctrl-C itself: still one document
+        return fail_interrupted(args) if args.command else 130
     except BrokenPipeError:  # e.g. `report-keeper check | head -1`: the reader left
         _silence_stdout()
         return int(Exit.CRITICAL)

@@ -119,6 +119,33 @@ _EMPTY_FIELDS: dict[str | None, dict[str, object]] = {
 }
 
 
+INTERRUPTED = "Interrupted (Ctrl-C) before it finished; nothing it did is lost. Run it again."
+
+
+def fail_interrupted(args: argparse.Namespace) -> int:
+    """Ctrl-C (SIGINT) reached the top of a command that does not handle it itself: one line
+    on stderr and, with ``--json``, one JSON document if none was printed yet (cron and
+    monitoring read it); exit 2, because nothing says the reports are safe."""
+    log.info("interrupted (SIGINT)")
+    if getattr(args, "json", False) and not _json_printed:
+        document: dict[str, object] = {"status": "critical"}
+        if getattr(args, "all_profiles", False):
+            document["profiles"] = {}
+        else:
+            document.update(_EMPTY_FIELDS.get(getattr(args, "command", None), {}))
+        document.update({"error": INTERRUPTED, "error_kind": "interrupted"})
+        try:
+            print_json(document)
+        except OSError:
+            pass
+    try:
+        sys.stderr.write(f"report-keeper: {INTERRUPTED}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+    return int(Exit.CRITICAL)
+
+
 def fail_unexpected(exc: BaseException, args: argparse.Namespace, log_file: Path | None) -> int:
     """A bug reached the top: one line on stderr naming the log that holds the details (and,
     with ``--json``, one JSON document if none was printed yet); exit 2, because nothing
