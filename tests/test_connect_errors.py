@@ -234,8 +234,10 @@ def answering_silent_server():
         conn.close()
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("all_profiles", [False, True], ids=["one", "all"])
-def test_ctrl_c_during_check_still_prints_one_json_document(answering_silent_server, tmp_path, all_profiles):
+def test_ctrl_c_during_check_still_prints_one_json_document(answering_silent_server, tmp_path, all_profiles,
+                                                            sig):
     """cron and monitoring read check's JSON: a Ctrl-C (or a SIGINT from a supervisor) while
     it waits for a server still ends in one document saying so, exit 2, no traceback."""
     import signal
@@ -252,7 +254,7 @@ def test_ctrl_c_during_check_still_prints_one_json_document(answering_silent_ser
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert accepted.wait(60), "check never connected"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, sig))
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()

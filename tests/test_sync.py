@@ -384,7 +384,10 @@ def test_profile_toml_round_trips(tmp_path, pinned):
         (r.name, r.schedule, r.at, r.grace, r.closed_days, r.expected_columns) for r in profile.reports]
 
 
-def test_sync_cli_ctrl_c_keeps_what_it_has_and_the_next_run_completes(cli_server):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_sync_cli_ctrl_c_keeps_what_it_has_and_the_next_run_completes(cli_server, sig):
+    """Ctrl-C, or SIGTERM (systemd stopping the unit, ``timeout`` in a cron line): the same
+    orderly stop with its one JSON document."""
     config, served = cli_server
     big = served / "Full Loan History_20260610_080000.xlsx"
     big.write_bytes(os.urandom(64 * 1024 * 1024))
@@ -395,7 +398,7 @@ def test_sync_cli_ctrl_c_keeps_what_it_has_and_the_next_run_completes(cli_server
     )
     for line in proc.stderr:
         if line.startswith("Listed "):
-            proc.send_signal(signal.SIGINT)  # Ctrl-C as soon as the downloads start
+            proc.send_signal(sig)  # as soon as the downloads start
             break
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err

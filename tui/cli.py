@@ -10,6 +10,7 @@ import argparse
 import gc
 import importlib
 import os
+import signal
 import sys
 
 from tui import __version__
@@ -75,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command:
             module = importlib.import_module(f"tui.commands.{args.command.replace('-', '_')}")
             if argv is None:  # run as the program (tests pass argv and live on)
+                # SIGTERM (systemd stopping the unit, `timeout` in a cron line) stops a command
+                # the way Ctrl-C does: its own orderly stop, or one document saying so. It is
+                # turned into a SIGINT, so asyncio's own Ctrl-C handling (cancel the main task)
+                # applies too, rather than a KeyboardInterrupt inside whatever task runs.
+                signal.signal(signal.SIGTERM, _as_ctrl_c)
                 # What the imports made lives as long as the process: the cyclic garbage
                 # collector need not walk it on every collection, nor once more at exit
                 # (a tenth of a second or more of a sync on a busy machine).
@@ -90,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(Exit.CRITICAL)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         return fail_unexpected(exc, args, log_file)
+
+
+def _as_ctrl_c(_signum: int, _frame: object) -> None:
+    signal.raise_signal(signal.SIGINT)
 
 
 def _silence_stdout() -> None:

@@ -63,7 +63,8 @@ copy the retention policy could not delete), 2 critical (connection or login fai
 download, unreadable or wrong-schema report, a file lost from the server, a ledger that could
 not record a download, Ctrl-C), 3 usage or configuration error. A file is listed as downloaded
 only once its record is on the disk; one the ledger could not record is "failed", kept on disk,
-and the next sync records it. Ctrl-C keeps what is complete and the partial downloads.
+and the next sync records it. Ctrl-C (or SIGTERM) keeps what is complete and the partial
+downloads.
 With --json one document: {"status", "downloaded": [{"name", "size", "sha256", "path",
 "resumed_from", "changed", "refetched", "version"}], "skipped": [name],
 "failed": [{"name", "error"}], "refused": [{"name", "reason"}], "files": [verified file],
@@ -152,20 +153,22 @@ class _CtrlC:
     started cancels it as soon as it starts); the previous handler comes back at the end
     unless the run was interrupted (then Ctrl-C stays ignored until the process ends)."""
 
-    STOPPING = (b"Ctrl-C: stopping. Files completed so far are being recorded; partial downloads "
+    STOPPING = (b"stopping. Files completed so far are being recorded; partial downloads "
                 b"are kept and resume on the next sync.\n")
+    #: The signals handled: Ctrl-C, and SIGTERM (systemd stopping the unit, ``timeout``).
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
     STILL = b"Still stopping: recording what is done; this takes a moment.\n"
 
     def __init__(self) -> None:
         self.count = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[object] | None = None
-        self._previous: object = None
+        self._previous: dict[signal.Signals, object] = {}
         self._installed = False
 
     def __enter__(self) -> _CtrlC:
         if threading.current_thread() is threading.main_thread():  # signals reach that one only
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._previous = {sig: signal.signal(sig, self._on_sigint) for sig in self.SIGNALS}
             self._installed = True
         return self
 
@@ -173,10 +176,11 @@ class _CtrlC:
         if self._installed:
             # Once interrupted, the process is ending: a Ctrl-C more (a user hammering it) must
             # not print a traceback from the interpreter's exit (closing the workbook workers).
-            signal.signal(signal.SIGINT, signal.SIG_IGN if self.count else self._previous)  # type: ignore[arg-type]
+            for sig, previous in self._previous.items():
+                signal.signal(sig, signal.SIG_IGN if self.count else previous)  # type: ignore[arg-type]
             self._installed = False
 
-    def _on_sigint(self, _signum: int, _frame: FrameType | None) -> None:
+    def _on_sigint(self, signum: int, _frame: FrameType | None) -> None:
         # Runs in the main thread between two bytecodes of whatever it was doing: it only
         # schedules the cancel and writes straight to the descriptor (never through a buffer
         # the interrupted code may be in the middle of writing).
@@ -189,7 +193,8 @@ class _CtrlC:
                 pass
         if self.count <= 2:
             try:
-                os.write(2, self.STOPPING if self.count == 1 else self.STILL)
+                what = b"Ctrl-C: " if signum == signal.SIGINT else b"SIGTERM: "
+                os.write(2, what + self.STOPPING if self.count == 1 else self.STILL)
             except OSError:
                 pass
 
