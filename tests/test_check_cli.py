@@ -301,3 +301,27 @@ def test_all_well_exits_0_with_a_short_human_report(tmp_path, capsys, monkeypatc
     assert out.splitlines()[0].startswith("OK: all well · 1 report · Thu 10 Dec 08:00")
     assert "last: Thu 10 Dec 07:05 (3 rows) · on time 7 in a row" in out
     assert out.rstrip().endswith("No problems: every expected report arrived on time and verified.")
+
+
+def test_a_ledger_that_refuses_a_write_still_gets_one_json_document(tmp_path, scenario_files, capsys,
+                                                                    monkeypatch):
+    """check writes to the ledger too (a held copy gone from the disk is marked missing); a
+    ledger that refuses the write (here a trigger, as a full disk or a damaged file would)
+    still ends in one document under --json, naming the ledger, exit 2."""
+    import sqlite3
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", sc.NOW_ISO)
+    e = Env(tmp_path, tmp_path / "unused", "reports", None, scenario_files)
+    e.seed()
+    held = sorted(p for p in e.local_dir.iterdir() if p.is_file())
+    held[0].unlink()  # a copy deleted by hand: check marks it missing in the ledger
+    with sqlite3.connect(e.ledger_path) as conn:
+        conn.execute("CREATE TRIGGER refuse BEFORE UPDATE ON downloads "
+                     "BEGIN SELECT RAISE(ABORT, 'the disk refused the write'); END")
+    code, out, err = e.run(capsys, "--offline", "--json")
+    assert code == 2
+    doc = json.loads(out)
+    assert doc["status"] == "critical" and doc["error_kind"] == "ledger"
+    assert str(e.ledger_path) in doc["error"] and "the disk refused the write" in doc["error"]
+    assert doc["reports"] == [] and doc["connection"]["write_test"] == "skipped"
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         ledger = Ledger.open(profile.ledger_path, profile=profile.name)
     except LedgerError as exc:
         return fail_usage(str(exc))
+    connection: ConnectionStatus | None = None
     try:
         if args.offline:
             connection = ConnectionStatus.skipped()
@@ -99,10 +100,13 @@ def run(args: argparse.Namespace) -> int:
                     "new": False} for o in ledger.others() if _ignored(o, profile.folders)]
     except (sqlite3.Error, LedgerError) as exc:  # locked by another run too long, disk full, damaged
         log.error("check: ledger error %s", type(exc).__name__)
-        sys.stderr.write(
-            f"report-keeper: the ledger {profile.ledger_path} could not be read or written ({exc}); "
-            "wait for a running sync to finish and try again, or check the disk\n"
-        )
+        message = (f"the ledger {profile.ledger_path} could not be read or written ({exc}); "
+                   "wait for a running sync to finish and try again, or check the disk")
+        if args.json:  # the same document a profile of check --all-profiles gets
+            print_json({"status": "critical",
+                        "connection": (connection or ConnectionStatus.skipped()).to_json(),
+                        "reports": [], "refused": [], "error": message, "error_kind": "ledger"})
+        sys.stderr.write(f"report-keeper: {message}\n")
         return int(st.Exit.CRITICAL)
     finally:
         ledger.close()
