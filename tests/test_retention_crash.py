@@ -118,3 +118,27 @@ def test_files_that_cannot_be_deleted_are_reported_not_a_traceback(tmp_path):
     run = rk("purge", "--config", str(env.config), home=home, env=now)
     assert run.code == 0 and "Purged: 10 local copies past local_retention_days deleted" in run.out
     assert env.files() == {rd.name(i) for i in range(10, rd.DAYS)}
+
+
+def test_a_ledger_that_refuses_the_purge_record_deletes_nothing_and_says_so(tmp_path, capsys, monkeypatch):
+    """The purge records its decision before it deletes anything: a ledger that refuses that
+    write (a trigger here, as a full disk would) leaves every file in place, and the one JSON
+    document names the ledger's problem in a sentence that reads."""
+    import sqlite3
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", rd.NOW_ISO)
+    env = rd.build(tmp_path / "h")
+    with env.ledger() as ledger:
+        env.export(ledger, rd.OLD)
+    before = env.files()
+    with sqlite3.connect(env.ledger_path) as conn:
+        conn.execute("CREATE TRIGGER refuse BEFORE UPDATE ON downloads "
+                     "BEGIN SELECT RAISE(ABORT, 'the disk refused the write'); END")
+    code = main(["purge", "--json", "--config", str(env.config)])
+    out = capsys.readouterr()
+    doc = json.loads(out.out)
+    assert code == 2 and doc["status"] == "critical" and doc["purged"] == []
+    assert "the disk refused the write" in doc["error"]
+    assert not doc["error"].lower().startswith(("the cannot", "the could", "the the"))
+    assert "nothing was deleted" in doc["error"]
+    assert env.files() == before

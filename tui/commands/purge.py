@@ -14,7 +14,7 @@ from tui.commands.common import add_profile_arguments, fail_usage, load_profile,
 from tui.core import retention
 from tui.core import status as st
 from tui.core.config import ConfigError
-from tui.core.ledger import Ledger, LedgerError
+from tui.core.ledger import LEDGER_ERRORS, Ledger, LedgerError
 from tui.sftp.parts import remove_stale_parts
 
 log = logging.getLogger("report_keeper.commands.purge")
@@ -63,9 +63,13 @@ def run(args: argparse.Namespace) -> int:
     out: TextIO = sys.stderr if args.json else sys.stdout
     try:
         result = retention.purge(profile, ledger, dry_run=args.dry_run, remove_parts=remove_stale_parts)
-    except LedgerError as exc:
+    except LEDGER_ERRORS as exc:  # a LedgerError, or sqlite3's own (a full disk, a damaged file)
         log.error("purge: ledger error %s", type(exc).__name__)
-        message = f"the {exc}; nothing was deleted that the ledger does not know of"
+        what = str(exc).strip().rstrip(".") or type(exc).__name__
+        if not isinstance(exc, LedgerError):
+            what = f"the ledger {profile.ledger_path} failed ({type(exc).__name__}: {what})"
+        message = (f"{what[0].upper()}{what[1:]}; nothing was deleted that the ledger does not "
+                   "know of. Check the ledger file and its disk, then run purge again")
         if args.json:
             print_json({"status": "critical", "dry_run": args.dry_run, "purged": [], "waiting_for_export": [],
                         "errors": [], "error": message})
