@@ -195,7 +195,7 @@ def _expected() -> list[ExpectedProblem]:
         _p(DAILY, "schema", "critical", D(2026, 11, 20), file_of=n(DAILY, D(2026, 11, 20)),
            delete_on=D(2027, 1, 19)),
         _p(DAILY, "lost", "critical", D(2026, 10, 5), file_of=n(DAILY, D(2026, 10, 5)),
-           delete_on=D(2026, 12, 4)),
+           rescue_by=D(2026, 10, 9), delete_on=D(2026, 12, 4)),  # the re-run's date, as its step says
         _p(DAILY, "empty", "warning", D(2026, 12, 9), file_of=n(DAILY, D(2026, 12, 9)),
            rescue_by=D(2026, 12, 13), delete_on=D(2027, 2, 7)),
         _p(DAILY, "near-deletion", "warning", D(2026, 10, 24), file_of=n(DAILY, D(2026, 10, 24)),

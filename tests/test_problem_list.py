@@ -167,3 +167,25 @@ def test_health_lines_up_a_groups_runs_of_reports_with_names_of_different_length
     assert all(len(line) <= width for line in members), members
     assert any(sc.WEEKLY in line for line in members)  # the shorter name whole
     assert any("Loans Per Patron" in line and "…" in line for line in members)  # the longer cut
+
+
+def test_a_group_of_lost_files_shows_the_rescue_by_date_its_advice_points_to():
+    """Files gone from the server before anything downloaded them: each one's step is to re-run
+    the report before its rescue-by date, so each member line shows that date, the one the
+    group's "(beside it)" points to (not the server's delete day, which has passed)."""
+    daily = sorted((d for d in sc.deliveries() if d.report == sc.DAILY and d.delivered_at.date() < sc.TODAY),
+                   key=lambda d: d.delivered_at)[-3:]
+    gone = {d.name for d in daily}
+    deliveries = [dataclasses.replace(d, downloaded_at=None, local_path=None, on_server=False)
+                  if d.name in gone else d for d in sc.deliveries()]
+    health = evaluate(sc.profile(), deliveries, now=sc.NOW)
+    (group,) = [e for e in tell(health) if isinstance(e, ProblemGroup) and e.kind == ProblemKind.LOST]
+    members = {m.problem.file for m in group.members}
+    assert gone < members  # with the scenario's own lost file of October
+    assert all(m.problem.rescue_by is not None for m in group.members)
+    assert all(m.problem.rescue_by >= sc.TODAY for m in group.members if m.problem.file in gone)
+    assert group.step(Audience.SHELL).startswith("Re-run each in Alma Analytics before its rescue-by date")
+    out = render(health, sc.profile(), width=100, max_lines=200)
+    lines = [line for line in out.splitlines() if any(n in line for n in members) and line.startswith("        ")]
+    assert len(lines) == len(members)
+    assert all("rescue by " in line and "deleted " not in line for line in lines), lines

@@ -750,6 +750,7 @@ def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, t
         mtime = (d.mtime or d.delivered_at).astimezone(tz)
         out.append(Problem(
             severity=CRITICAL, kind=ProblemKind.LOST, day=run_day, file=d.name, delete_on=delete_on,
+            rescue_by=rescue_by,
             message=f"The version of '{server_name}' of {fmt_day(mtime.date(), today)} "
             f"{mtime:%H:%M} ({d.size:,} bytes) was replaced on the server by a newer one before "
             "it was downloaded",
@@ -760,6 +761,7 @@ def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, t
     elif not d.downloaded and not d.on_server:
         out.append(Problem(
             severity=CRITICAL, kind=ProblemKind.LOST, day=run_day, file=d.name, delete_on=delete_on,
+            rescue_by=rescue_by,
             message=f"'{d.name}' was never downloaded and is gone from the server",
             next_step=_rerun_step(report.name, covered, rescue_by, today)
             + "; run 'report-keeper sync' daily (e.g. from cron) so it does not happen again",
@@ -769,6 +771,7 @@ def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, t
         if not d.on_server:
             out.append(Problem(
                 severity=CRITICAL, kind=ProblemKind.LOST, day=run_day, file=d.name, delete_on=delete_on,
+            rescue_by=rescue_by,
                 message=f"The copy of '{d.name}' is no longer at '{where}' (moved, deleted or "
                 "damaged) and the server has deleted the file: no copy is left",
                 next_step=f"Put the file back at '{where}' from a backup or wherever it was moved; "
