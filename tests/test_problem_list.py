@@ -189,3 +189,27 @@ def test_a_group_of_lost_files_shows_the_rescue_by_date_its_advice_points_to():
     lines = [line for line in out.splitlines() if any(n in line for n in members) and line.startswith("        ")]
     assert len(lines) == len(members)
     assert all("rescue by " in line and "deleted " not in line for line in lines), lines
+
+
+def test_on_its_rescue_by_day_a_run_reads_passed_as_its_advice_says_too_late():
+    """A run can be re-run only *before* its rescue-by day: on the day itself the member line
+    says "(passed)", as the run's own step says "Too late", not "(0d)"."""
+    from datetime import date, timedelta
+
+    from tui.commands.check import _member_texts
+    from tui.core.model import Problem
+    from tui.core.problem_list import Member, member_date
+    from tui.core.status import Severity
+
+    today = date(2026, 12, 10)
+
+    def missing(rescue_by: date) -> Problem:
+        return Problem(severity=Severity.CRITICAL, kind=ProblemKind.MISSING, message="m", next_step="s",
+                       day=rescue_by - timedelta(days=7), rescue_by=rescue_by)
+
+    assert member_date(missing(today), today)[1] < 0
+    assert member_date(missing(today + timedelta(days=1)), today)[1] == 1  # today is the last day
+    lines = _member_texts([Member(missing(today), sc.DAILY), Member(missing(today + timedelta(days=2)), sc.DAILY)],
+                          today, 100)
+    assert "(passed)" in lines[0] and "(0d)" not in lines[0]
+    assert "(2d)" in lines[1]

@@ -64,9 +64,11 @@ class ProblemGroup:
 
 def member_date(problem: Problem, today: date) -> tuple[str, int] | None:
     """The date that matters for one problem, as a label, and the days left until it:
-    ``("rescue by Sat 17 Oct", 2)`` or ``("deleted Sun 18 Oct", 3)``."""
+    ``("rescue by Sat 17 Oct", 2)`` or ``("deleted Sun 18 Oct", 3)``; negative once passed. A
+    re-run is possible only *before* the rescue-by day, so on that day it has passed."""
     if problem.rescue_by is not None and (problem.kind in RESCUE_KINDS or problem.kind == ProblemKind.LOST):
-        return f"rescue by {fmt_day(problem.rescue_by, today)}", (problem.rescue_by - today).days
+        left = (problem.rescue_by - today).days
+        return f"rescue by {fmt_day(problem.rescue_by, today)}", left if left > 0 else -1
     if problem.delete_on is not None:
         return f"deleted {fmt_day(problem.delete_on, today)}", (problem.delete_on - today).days
     return None
