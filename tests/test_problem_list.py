@@ -213,3 +213,19 @@ def test_on_its_rescue_by_day_a_run_reads_passed_as_its_advice_says_too_late():
                           today, 100)
     assert "(passed)" in lines[0] and "(0d)" not in lines[0]
     assert "(2d)" in lines[1]
+
+
+def test_a_closed_day_in_a_group_is_not_told_to_re_run_or_note_a_gap():
+    """A run with no delivery that covers a closed day has nothing to rescue: it carries no
+    rescue-by, and a group it shares with runs past their rescue-by does not tell it to re-run
+    nor to note a gap; the group points to each one's own step."""
+    # 29 and 30 Nov cover Thanksgiving (closed); 12-14 Nov are open days past their rescue-by.
+    health = _missing((sc.DAILY, (2026, 11, 29)), (sc.DAILY, (2026, 11, 30)), (sc.DAILY, (2026, 11, 12)),
+                      (sc.DAILY, (2026, 11, 13)))
+    closed = [p for p in health.problems if p.kind == ProblemKind.MISSING and "closed day" in p.message]
+    assert len(closed) == 2 and all(p.rescue_by is None for p in closed)
+    group = _missing_group(health, "warning")
+    assert {m.problem.day for m in group.members} >= {p.day for p in closed}
+    for audience in Audience:
+        step = group.step(audience)
+        assert "Re-run" not in step and "note the gap" not in step, step

@@ -553,8 +553,8 @@ def _run_problems(report: ReportConfig, run: RunDay, files: list[Delivery], toda
         due = timing.deadline(run.day).astimezone(timing.tz).strftime("%H:%M")
         if run.closed:
             if within_retention:
-                out.append(Problem(
-                    severity=WARNING, kind=ProblemKind.MISSING, day=run.day, rescue_by=rescue_by,
+                out.append(Problem(  # no rescue-by: there are no loans to rescue
+                    severity=WARNING, kind=ProblemKind.MISSING, day=run.day,
                     message=f"No delivery of '{name}' for {fmt_day(run.day, today)} (due by {due}); "
                     f"it covers {fmt_day(covered, today)}, a closed day",
                     next_step="Nothing to rescue (closed day); check that the schedule in Alma is still active",

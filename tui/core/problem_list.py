@@ -131,7 +131,8 @@ def _common_step(problems: Sequence[Problem], audience: Audience, today: date) -
     steps = {p.step(audience) for p in problems}
     if len(steps) == 1:
         return steps.pop()
-    if all(p.kind in RESCUE_KINDS or p.kind == ProblemKind.LOST for p in problems):
+    if all((p.kind in RESCUE_KINDS or p.kind == ProblemKind.LOST) and p.rescue_by is not None
+           for p in problems):  # a closed day's run has nothing to rescue: no rescue-by
         if all(p.rescue_by is not None and today >= p.rescue_by for p in problems):
             # Each one alone says it is too late (its loans are anonymized): so does the group.
             return ("Too late to re-run: the loans of each were anonymized on its rescue-by date "
