@@ -247,6 +247,9 @@ class ReportKeeperApp(App[None]):
 
     # -- lifecycle --------------------------------------------------------------------------
     def on_mount(self) -> None:
+        # The profile's workbook reader limits, before any workbook is read (the app's own pool).
+        isolation.configure(memory_limit=self.profile.reader_memory_mib << 20,
+                            time_limit=self.profile.reader_seconds)
         self.switch_mode(ScreenName.HEALTH)
         self.load_snapshot()
         if self.auto_connect:
@@ -262,7 +265,8 @@ class ReportKeeperApp(App[None]):
                 await self._service.close()
             except Exception:  # leaving anyway: nothing may stop the exit
                 log.debug("closing the sync service failed", exc_info=True)
-        isolation.shutdown()  # stops workbook readers still running, so no thread waits on one
+        # Stops workbook readers still running, so no thread waits on one; the defaults back.
+        isolation.configure()
 
     def _update_subtitle(self) -> None:
         name = self.profile.name

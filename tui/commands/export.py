@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tui.commands.common import add_profile_arguments, fail_usage, load_profile, one_line, print_json
+from tui.commands.common import add_profile_arguments, fail_usage, load_profile, one_line, print_json, use_reader_limits
 from tui.core import clock, isolation
 from tui.core.clock import ClockError
 from tui.core.config import ConfigError
@@ -81,15 +81,17 @@ def run(args: argparse.Namespace) -> int:
             return fail_usage("--key-file is only used with --pseudonymize; add --pseudonymize or drop --key-file")
     except ExportError as exc:
         return fail_usage(str(exc))
-    isolation.shared_pool().prestart()  # the workbook readers start while the ledger is read
     try:
         clock.now()
         profile = load_profile(args)
     except (ConfigError, ClockError) as exc:
         return fail_usage(str(exc))
+    use_reader_limits([profile])
+    isolation.shared_pool().prestart()  # the workbook readers start while the ledger is read
     try:
         ledger = Ledger.open(profile.ledger_path, profile=profile.name)
     except LedgerError as exc:
+        isolation.configure()
         return fail_usage(str(exc))
     request = ExportRequest(
         out=Path(args.out), reports=tuple(args.report), since=since, until=until,
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         return fail_usage(str(exc))
     finally:
         ledger.close()
-        isolation.shutdown()
+        isolation.configure()  # readers stopped, the defaults back for whatever runs next
     if args.json:
         print_json(result.to_json())
     else:

@@ -22,7 +22,15 @@ from types import FrameType
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from tui.commands import all_profiles
-from tui.commands.common import add_profile_arguments, fail_usage, load_profile, print_json, terminal_passphrase_cb
+from tui.commands.common import (
+    add_profile_arguments,
+    fail_usage,
+    load_profile,
+    print_json,
+    terminal_passphrase_cb,
+    use_reader_limits,
+)
+from tui.core import isolation
 from tui.core import status as st
 from tui.core.config import ConfigError, Profile
 from tui.core.ledger import Ledger, LedgerError
@@ -93,7 +101,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # Ctrl-C from here on stops the run the same way wherever it lands (_CtrlC).
     with _CtrlC() as ctrl_c:
-        return _run(args, ctrl_c)
+        try:
+            return _run(args, ctrl_c)
+        finally:
+            isolation.configure()  # the profile's reader limits were for this run
 
 
 def _run(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
@@ -103,6 +114,7 @@ def _run(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         profile = load_profile(args, need_local_dir=True)
     except ConfigError as exc:
         return fail_usage(str(exc))
+    use_reader_limits([profile])
     try:
         ledger = Ledger.open(profile.ledger_path, profile=profile.name)
     except LedgerError as exc:
@@ -254,6 +266,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         ledgers = all_profiles.Ledgers(profiles)
     except (ConfigError, LedgerError) as exc:
         return fail_usage(str(exc))
+    use_reader_limits(profiles)  # one pool reads for them all: the largest limits
     out: TextIO = sys.stderr if args.json else sys.stdout
     policy = "remember" if args.accept_new_host_key else "reject"
     services: dict[str, SyncService] = {}

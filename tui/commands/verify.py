@@ -36,8 +36,9 @@ so a renamed .xls or .csv is reported as unreadable. Something with a report's n
 not a regular file (a named pipe, a device) is listed as unreadable and never opened.
 
 Each workbook is read in a separate worker process limited to --max-memory MiB of address
-space (default 1024) and --max-seconds of wall time (default 120); a workbook that needs more,
-or that crashes the reader, is reported as unreadable and the other files are verified.
+space and --max-seconds of wall time (default: the profile's reader_memory_mib and
+reader_seconds when a config exists, else 1024 MiB and 120 s); a workbook that needs more, or
+that crashes the reader, is reported as unreadable and the other files are verified.
 
 A PATH that does not exist is reported as an unreadable entry (exit 2) and the others are
 still verified. A folder holding no reports is a usage error (exit 3).
@@ -72,11 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-memory", type=_memory_mib, default=None, metavar="MIB",
-        help="address space one workbook may use while it is read, in MiB (default 1024)",
+        help="address space one workbook may use while it is read, in MiB (default: the "
+        "profile's reader_memory_mib, else 1024)",
     )
     parser.add_argument(
         "--max-seconds", type=_seconds, default=None, metavar="S",
-        help="wall time one workbook may take to read (default 120)",
+        help="wall time one workbook may take to read (default: the profile's reader_seconds, "
+        "else 120)",
     )
     add_profile_arguments(parser)
 
@@ -116,24 +119,26 @@ def _positive_number(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    # The workbook readers start now, while the config is read and the folders listed.
-    isolation.configure(
-        memory_limit=args.max_memory << 20 if args.max_memory else None,
-        time_limit=args.max_seconds,
-        size=args.jobs,
-    )
-    isolation.shared_pool().prestart()
-    try:
-        return _run(args)
-    finally:
-        isolation.configure()  # workers stopped, the defaults back for whatever runs next
-
-
-def _run(args: argparse.Namespace) -> int:
     try:
         profile = _profile(args)
     except ConfigError as exc:
         return fail_usage(str(exc))
+    # The flags win; else the profile's reader limits; else the defaults.
+    memory = args.max_memory << 20 if args.max_memory else None
+    seconds = args.max_seconds
+    if profile is not None:
+        memory = memory or profile.reader_memory_mib << 20
+        seconds = seconds or profile.reader_seconds
+    isolation.configure(memory_limit=memory, time_limit=seconds, size=args.jobs)
+    # The workbook readers start now, while the folders are listed.
+    isolation.shared_pool().prestart()
+    try:
+        return _run(args, profile)
+    finally:
+        isolation.configure()  # workers stopped, the defaults back for whatever runs next
+
+
+def _run(args: argparse.Namespace, profile: Profile | None) -> int:
     try:
         files = collect(args.paths)
     except _UsageError as exc:

@@ -246,6 +246,12 @@ REPORT_KEYS = {
 RETENTION_KEYS = ("local_retention_days", "keep_until_exported")
 #: local_retention_days: at most a hundred years (date arithmetic stays within Python's range).
 MAX_LOCAL_RETENTION_DAYS = 36600
+#: The workbook reader's limits (tui.core.isolation's defaults; the worker cannot start below
+#: 64 MiB). 1048576 MiB is a TiB of address space, 86400 s a day for one file.
+DEFAULT_READER_MEMORY_MIB = 1024
+READER_MEMORY_MIB_RANGE = (64, 1 << 20)
+DEFAULT_READER_SECONDS = 120.0
+READER_SECONDS_RANGE = (1.0, 86400.0)
 
 
 @dataclass(frozen=True)
@@ -269,6 +275,10 @@ class Profile:
     notify: NotifyConfig = field(default_factory=lambda: NotifyConfig())
     #: Every server folder watched (``remote_dirs``); empty: ``remote_dir`` alone.
     remote_dirs: tuple[str, ...] = ()
+    #: The workbook reader's limits for one file: address space (MiB) and wall time (s)
+    #: (docs/WORKBOOK_ISOLATION.md).
+    reader_memory_mib: int = DEFAULT_READER_MEMORY_MIB
+    reader_seconds: float = DEFAULT_READER_SECONDS
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -423,14 +433,16 @@ class _Reader:
             raise self.error(name, f"{_shown(value)} is out of range ({low}..{high})")
         return value
 
-    def seconds(self, name: str, low: float, high: float, default: float) -> float:
-        """A number of seconds, more than ``low`` and at most ``high`` (no nan, no infinity)."""
+    def seconds(self, name: str, low: float, high: float, default: float, *, low_included: bool = False) -> float:
+        """A number of seconds, more than ``low`` (or at least, ``low_included``) and at most
+        ``high`` (no nan, no infinity)."""
         value = self._checked(name, (int, float)) if name in self.table else default
         assert isinstance(value, (int, float))
         if isinstance(value, float) and math.isnan(value):
             raise self.error(name, f"nan is not a number; give seconds between {low:g} and {high:g}")
-        if not low < value <= high:
-            raise self.error(name, f"{_shown(value)} is not between {low:g} (excluded) and {high:g} seconds")
+        if not (low <= value if low_included else low < value) or not value <= high:
+            excluded = "" if low_included else " (excluded)"
+            raise self.error(name, f"{_shown(value)} is not between {low:g}{excluded} and {high:g} seconds")
         return float(value)
 
     def text(self, name: str, what: str, default: str | None = None) -> str | None:
@@ -575,6 +587,7 @@ PROFILE_KEYS = {
     "concurrency", "connect_timeout", "ssh_config", "ledger", "report", "defaults", "notify",
     *RETENTION_KEYS,
     "remote_dirs",
+    "reader_memory_mib", "reader_seconds",
 }
 
 
@@ -648,6 +661,9 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
     timezone = r.convert("timezone", _zone, None) or system_timezone()
     concurrency = r.int_in("concurrency", 1, 32, 4)
     connect_timeout = r.seconds("connect_timeout", 0.0, MAX_CONNECT_TIMEOUT, 15.0)
+    reader_memory_mib = r.int_in("reader_memory_mib", *READER_MEMORY_MIB_RANGE, DEFAULT_READER_MEMORY_MIB)
+    reader_seconds = r.seconds("reader_seconds", *READER_SECONDS_RANGE, DEFAULT_READER_SECONDS,
+                               low_included=True)
     ssh_config = r.convert("ssh_config", in_base, None)
     ledger = r.convert("ledger", in_base, None)
     notify = _notify(_Reader(file, f"{prefix}.notify", r.table_at("notify"))) if "notify" in table else NotifyConfig()
@@ -666,6 +682,8 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
         timezone=timezone,
         concurrency=concurrency,
         connect_timeout=connect_timeout,
+        reader_memory_mib=reader_memory_mib,
+        reader_seconds=reader_seconds,
         ssh_config=ssh_config,
         ledger=ledger,
         reports=tuple(reports),

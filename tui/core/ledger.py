@@ -62,7 +62,7 @@ from typing import NotRequired, TypedDict
 
 from platformdirs import user_data_dir
 
-from tui.core import clock
+from tui.core import clock, isolation
 from tui.core.config import ReportConfig
 from tui.core.content import CONTENT_VERSION, DateCoverage
 from tui.core.model import Delivery, EntryKind, LocalState, OtherEntry, RemoteFile, VerifyResult
@@ -340,19 +340,24 @@ VERIFY_CACHE_VERSION = "3"  # 2: workbooks read in limited workers; columns by p
 
 
 def verification_context(report: ReportConfig | None, delivered_at: datetime | None,
-                         run_day: date | None = None, *, judge_day: bool = True) -> str:
+                         run_day: date | None = None, *, judge_day: bool = True,
+                         memory_limit: int | None = None, time_limit: float | None = None) -> str:
     """What a verification result depends on besides the bytes: the cache key's other half.
 
     ``report`` is a ``ReportConfig`` (None: the defaults). The covered loan day, and whether
     it is closed, belong to the delivery's run: ``run_day`` when the caller knows it from the
-    report's history, else ``report.run_day_of(delivered_at)``.
+    report's history, else ``report.run_day_of(delivered_at)``. ``memory_limit`` (bytes) and
+    ``time_limit`` (seconds) are the reader's limits the file is read under: they are part of
+    the key only when they differ from the defaults, so a verdict reached under raised limits
+    is never taken for one under the defaults (and back), while the keys of everyone who
+    never changes them stay what they were.
     """
     covered: date | None = None
     closed = False
     if delivered_at is not None and report is not None:
         covered = report.covered_day(run_day or report.run_day_of(delivered_at))
         closed = report.is_closed(covered)
-    key = {
+    key: dict[str, object] = {
         "v": VERIFY_CACHE_VERSION,
         "report": report.name if report is not None else None,
         "expected_columns": [" ".join(c.split()).casefold()
@@ -364,6 +369,10 @@ def verification_context(report: ReportConfig | None, delivered_at: datetime | N
         "date_column": report.date_column if report is not None else None,
         "judge_day": judge_day,
     }
+    if memory_limit is not None and memory_limit != isolation.DEFAULT_MEMORY_BYTES:
+        key["memory_limit"] = int(memory_limit)
+    if time_limit is not None and float(time_limit) != isolation.DEFAULT_TIME_LIMIT:
+        key["time_limit"] = float(time_limit)
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
 
 

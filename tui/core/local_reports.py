@@ -209,7 +209,8 @@ def verify_cached(
     cancel: Callable[[], bool] | None = None,
 ) -> VerifyOutcome:
     """Verify one local file: from the ledger's cache when these bytes (``sha256``) were
-    verified before under the same report settings and covered day, else with the validator,
+    verified before under the same report settings, covered day and reader limits (``pool``'s,
+    default: the shared pool's), else with the validator,
     recording the result for next time. Blocking (the workbook is read in a worker process of
     ``pool``); ``sync`` and the Verify screen both verify through here. ``run_day`` and
     ``judge_day`` as for ``validate_file``.
@@ -217,7 +218,11 @@ def verify_cached(
     Without ``ledger`` or ``sha256`` nothing is cached. A cache that cannot be read or written
     is a miss, never a failure. Raises ``isolation.PoolClosed`` like ``validate_file``.
     """
-    context = verification_context(report, delivered_at, run_day, judge_day=judge_day)
+    pool = pool or isolation.shared_pool()
+    # The limits the file would be read under belong to the key: after they are raised, a
+    # file found too large before is read again (docs/WORKBOOK_ISOLATION.md).
+    context = verification_context(report, delivered_at, run_day, judge_day=judge_day,
+                                   memory_limit=pool.memory_limit, time_limit=pool.time_limit)
     if sha256 is not None and ledger is not None:
         try:
             cached = ledger.cached_verification(sha256, context, path=str(path), name=name)

@@ -356,18 +356,22 @@ def _checked_fields(reply: Mapping[str, object]) -> _Fields:
 
 
 def failure_message(failure: isolation.Failure, pool: isolation.WorkerPool) -> str:
+    """What a worker's death means for the file, and the way out when the report is genuine:
+    the profile key that raises the limit (and the ``verify`` flag), then verify again."""
     if failure.kind == isolation.MEMORY:
         return (
             "The workbook needs more memory than allowed to read "
             f"({_human_bytes(pool.memory_limit)}); it may be damaged or hostile. It was not "
-            "read further and nothing else was affected. Open it in Excel to check it, or ask "
-            "for a smaller report."
+            "read further and nothing else was affected. Open it in Excel to check it. "
+            + memory_way_out(pool.memory_limit)
         )
     if failure.kind == isolation.TIME:
         seconds = failure.seconds or pool.time_limit
         return (
             f"Reading the workbook took longer than {seconds:g} s, so it was stopped; it may be "
-            "damaged or hostile. Open it in Excel to check it, or ask for a smaller report."
+            "damaged or hostile. Open it in Excel to check it. If the report is genuine, raise "
+            f"reader_seconds in the profile (now {seconds:g}) and verify it again (v on the Verify "
+            "screen, or verify --max-seconds S), or ask for a smaller report."
         )
     return (
         "The workbook reader crashed on this file; it may be damaged or hostile. It was not "
@@ -375,6 +379,14 @@ def failure_message(failure: isolation.Failure, pool: isolation.WorkerPool) -> s
         "help, open it in Excel to check it."
     )
 
+
+def memory_way_out(limit: int) -> str:
+    """The sentence that says how to read a genuine report past the memory limit (bytes)."""
+    return (
+        f"If the report is genuine, raise reader_memory_mib in the profile (now {limit >> 20}) "
+        "and verify it again (v on the Verify screen, or verify --max-memory MIB), or ask for a "
+        "smaller report."
+    )
 
 
 _ID_NAME = re.compile(
@@ -1014,7 +1026,8 @@ class _PartScan:
                 "The workbook needs more memory than allowed to read "
                 f"({_human_bytes(self.scan.budget)}): its cells repeat long shared texts, about "
                 f"{_human_bytes(self.scan.copy_bytes)} of copies or more. It may be damaged or "
-                "hostile and was not read. Open it in Excel to check it.", "shared-strings",
+                "hostile and was not read. Open it in Excel to check it. "
+                + memory_way_out(self.scan.budget), "shared-strings",
             )
 
     def finish(self) -> None:

@@ -1,0 +1,288 @@
+"""The workbook reader's limits as profile settings (``reader_memory_mib``, ``reader_seconds``).
+
+A genuine report can need more than the default 1 GiB of address space to read. The limits are
+profile keys, applied wherever a profile's workbooks are read (sync, export, the app, verify),
+and a verdict reached under raised limits is cached apart from one under the defaults, so
+raising the limit makes the next verification read the file again.
+
+Real workbooks (xlsxwriter), real worker processes, the real sshd, the real app (Pilot).
+Figures measured for the loans workbook of tests/xlsx_factory.py (Linux, Python 3.11,
+fastexcel 0.21): 60,000 rows (2.5 MB) cannot be verified under 64 MiB (40,000 rows can) and
+verify at 128 MiB; the export's table read of them needs more than 96 MiB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.daily_config import write_daily_config
+from tests.xlsx_factory import write_report
+from tui.core import isolation
+from tui.core import status as st
+from tui.core.config import ConfigError, load_config
+from tui.core.ledger import Ledger, verification_context
+
+TZ = ZoneInfo("America/Chicago")
+REPORT = "Loans big"
+DAY = date(2026, 11, 23)  # the file's run: delivered 07:00 on Mon 23 Nov
+NOW = datetime.combine(DAY, time(10, 0), tzinfo=TZ).isoformat()
+BIG_ROWS = 60_000  # fails under 64 MiB, reads under 128 MiB (measured; see the module's text)
+LOW, HIGH = 64, 256
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> Path:
+    """A genuine loans report of 60,000 rows, written once for the module."""
+    return write_report(tmp_path_factory.mktemp("big") / "big.xlsx", n_rows=BIG_ROWS, day=DAY - timedelta(days=3))
+
+
+def _profile_toml(extra: str) -> str:
+    return f'[profile.p]\nhost = "h"\nlocal_dir = "/tmp/rk-local"\nledger = "/tmp/rk.sqlite3"\n{extra}\n'
+
+
+# ------------------------------------------------------------------ config
+
+
+def test_defaults_and_values_are_read(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(_profile_toml(""))
+    p = load_config(cfg).profile("p")
+    assert (p.reader_memory_mib, p.reader_seconds) == (1024, 120.0)
+    cfg.write_text(_profile_toml("reader_memory_mib = 4096\nreader_seconds = 600"))
+    p = load_config(cfg).profile("p")
+    assert (p.reader_memory_mib, p.reader_seconds) == (4096, 600.0)
+    cfg.write_text(_profile_toml("reader_memory_mib = 64\nreader_seconds = 1"))  # the lowest allowed
+    assert (load_config(cfg).profile("p").reader_memory_mib, load_config(cfg).profile("p").reader_seconds) == (64, 1.0)
+
+
+def test_the_config_defaults_are_the_readers_own():
+    from tui.core import config
+
+    assert config.DEFAULT_READER_MEMORY_MIB << 20 == isolation.DEFAULT_MEMORY_BYTES
+    assert config.DEFAULT_READER_SECONDS == isolation.DEFAULT_TIME_LIMIT
+    assert config.READER_MEMORY_MIB_RANGE[0] << 20 == isolation.MIN_MEMORY_BYTES
+
+
+@pytest.mark.parametrize("line", [
+    "reader_memory_mib = 63", "reader_memory_mib = 1048577", "reader_memory_mib = 0",
+    "reader_memory_mib = -1", 'reader_memory_mib = "2048"', "reader_memory_mib = 1.5",
+    "reader_memory_mib = true",
+    "reader_seconds = 0", "reader_seconds = 0.5", "reader_seconds = 86401", "reader_seconds = nan",
+    "reader_seconds = inf", "reader_seconds = -5", 'reader_seconds = "60"', "reader_seconds = false",
+])
+def test_bad_values_are_config_errors_naming_the_key(tmp_path, line):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(_profile_toml(line))
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg)
+    key = line.split(" =")[0]
+    assert f"profile.p.{key}" in str(err.value)
+
+
+# ------------------------------------------------------------------ the cache key
+
+
+def test_the_cache_key_changes_only_for_limits_other_than_the_defaults():
+    from tui.core.config import ReportConfig
+
+    report = ReportConfig(name="r")
+    at = datetime(2026, 11, 23, 7, tzinfo=TZ)
+    plain = verification_context(report, at)
+    assert verification_context(report, at, memory_limit=isolation.DEFAULT_MEMORY_BYTES,
+                                 time_limit=isolation.DEFAULT_TIME_LIMIT) == plain
+    raised = verification_context(report, at, memory_limit=4 << 30, time_limit=isolation.DEFAULT_TIME_LIMIT)
+    slower = verification_context(report, at, memory_limit=isolation.DEFAULT_MEMORY_BYTES, time_limit=600)
+    assert len({plain, raised, slower}) == 3
+
+
+# ------------------------------------------------------------------ the messages
+
+
+def test_the_memory_message_names_the_key_and_the_way_out(big):
+    from tui.core.validate import validate_file
+
+    pool = isolation.WorkerPool(1, memory_limit=LOW << 20)
+    try:
+        result = validate_file(big, pool=pool)
+    finally:
+        pool.close()
+    assert result.status == st.UNREADABLE
+    msg = result.message
+    assert "needs more memory than allowed to read (64.0 MiB)" in msg
+    assert "it may be damaged or hostile" in msg
+    assert "raise reader_memory_mib in the profile (now 64)" in msg
+    assert "v on the Verify screen" in msg
+
+
+def test_the_time_message_names_the_key_and_the_way_out():
+    from tui.core.validate import failure_message
+
+    pool = isolation.WorkerPool(1, time_limit=30)
+    msg = failure_message(isolation.Failure(isolation.TIME, "no reply", 30.0), pool)
+    pool.close()
+    assert "took longer than 30 s" in msg and "it may be damaged or hostile" in msg
+    assert "raise reader_seconds in the profile (now 30)" in msg and "v on the Verify screen" in msg
+
+
+# ------------------------------------------------------------------ verify
+
+
+def test_verify_uses_the_profiles_limits_unless_its_flags_are_given(big, tmp_path, capsys):
+    from tui.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(_profile_toml(f"reader_memory_mib = {LOW}"))
+    assert main(["verify", "--config", str(cfg), "--json", str(big)]) == 2
+    (entry,) = json.loads(capsys.readouterr().out)["files"]
+    assert entry["status"] == "unreadable" and "reader_memory_mib in the profile (now 64)" in entry["message"]
+    # the flag wins over the profile
+    assert main(["verify", "--config", str(cfg), "--json", "--max-memory", str(HIGH), str(big)]) == 0
+    assert json.loads(capsys.readouterr().out)["files"][0]["rows"] == BIG_ROWS
+    # and the defaults are back for whatever runs next in this process
+    pool = isolation.shared_pool()
+    assert (pool.memory_limit, pool.time_limit) == (isolation.DEFAULT_MEMORY_BYTES, isolation.DEFAULT_TIME_LIMIT)
+
+
+# ------------------------------------------------------------------ sync, the app, check, export
+
+
+def _set_limit(cfg: Path, mib: int) -> None:
+    text = cfg.read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("reader_memory_mib")]
+    at = lines.index("[profile.default]") + 1
+    lines.insert(at, f"reader_memory_mib = {mib}")
+    cfg.write_text("\n".join(lines) + "\n")
+
+
+def _cli(capsys, monkeypatch, *args: str) -> tuple[int, dict]:
+    from tui.cli import main
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", NOW)
+    capsys.readouterr()
+    code = main([*args, "--json"])
+    out = capsys.readouterr().out
+    assert code != 3, out
+    return code, json.loads(out)
+
+
+def _kinds(check_doc: dict) -> list[str]:
+    return [p["kind"] for r in check_doc["reports"] for p in r["problems"]]
+
+
+@pytest.fixture
+def server_dir(sshd):
+    sub = Path(tempfile.mkdtemp(prefix="limits-", dir=sshd.root))
+    os.chmod(sub, 0o755)
+    yield sub
+    shutil.rmtree(sub, ignore_errors=True)
+
+
+@pytest.mark.sshd
+def test_a_genuine_report_over_the_limit_until_the_profile_raises_it(
+        sshd, server_dir, big, tmp_path, capsys, monkeypatch):
+    name = f"{REPORT}_{DAY:%Y%m%d}_070000.xlsx"
+    shutil.copy(big, server_dir / name)
+    stamp = datetime.combine(DAY, time(7, 0), tzinfo=TZ).timestamp()
+    os.utime(server_dir / name, (stamp, stamp))
+    cfg = write_daily_config(tmp_path, sshd, server_dir.name, REPORT)
+    _set_limit(cfg, LOW)
+
+    # sync under 64 MiB: the file is downloaded and unreadable, the message names the key
+    code, doc = _cli(capsys, monkeypatch, "sync", "--config", str(cfg))
+    assert code == 2 and [d["name"] for d in doc["downloaded"]] == [name], doc
+    (entry,) = doc["files"]
+    assert entry["status"] == "unreadable"
+    assert "needs more memory than allowed to read (64.0 MiB)" in entry["message"]
+    assert "raise reader_memory_mib in the profile (now 64)" in entry["message"]
+    code, doc = _cli(capsys, monkeypatch, "check", "--config", str(cfg), "--offline")
+    assert "unreadable" in _kinds(doc)
+    pool = isolation.shared_pool()  # sync gave the defaults back when it ended
+    assert pool.memory_limit == isolation.DEFAULT_MEMORY_BYTES
+
+    # sync again under the same limit: the cached verdict stands, nothing is read again
+    code, doc = _cli(capsys, monkeypatch, "sync", "--config", str(cfg))
+    assert doc["downloaded"] == []
+
+    # The profile raises the limit; the Verify screen of the app reads the file again under it.
+    _set_limit(cfg, HIGH)
+    profile = load_config(cfg).profile("default")
+    monkeypatch.setenv("REPORT_KEEPER_NOW", NOW)
+    outcomes = asyncio.run(_verify_in_the_app(profile))
+    assert outcomes[name].status == st.OK and outcomes[name].rows == BIG_ROWS
+    # the app gave the defaults back when it ended
+    assert isolation.shared_pool().memory_limit == isolation.DEFAULT_MEMORY_BYTES
+
+    code, doc = _cli(capsys, monkeypatch, "check", "--config", str(cfg), "--offline")
+    assert "unreadable" not in _kinds(doc), doc
+    run = next(r for rep in doc["reports"] for r in rep["runs"] if r["day"] == DAY.isoformat())
+    assert run["verification"] == "ok"
+    with Ledger.open(tmp_path / "ledger.sqlite3", profile="default") as ledger:
+        assert {v.status for v in ledger.verifications_of({_sha(server_dir / name)}).values()} == {"ok"}
+
+    # export honours the limit too: its table read needs more than 64 MiB ...
+    _set_limit(cfg, LOW)
+    out = tmp_path / "loans.csv"
+    code, doc = _cli(capsys, monkeypatch, "export", "--config", str(cfg), "--out", str(out))
+    assert doc["rows"] == 0, doc
+    (excluded,) = doc["days"]["excluded"]
+    assert "raise reader_memory_mib in the profile (now 64)" in excluded["message"], excluded
+    # ... and reads the report under the raised one
+    _set_limit(cfg, HIGH)
+    code, doc = _cli(capsys, monkeypatch, "export", "--config", str(cfg), "--out", str(out), "--force")
+    assert doc["rows"] == BIG_ROWS and doc["days"]["excluded"] == [], doc
+    assert isolation.shared_pool().memory_limit == isolation.DEFAULT_MEMORY_BYTES
+
+
+async def _verify_in_the_app(profile) -> dict:
+    """The app on the Verify screen (4), then v: the results it shows, by file name."""
+    from tui.app import create_app
+
+    app = create_app(profile, auto_connect=False)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert isolation.shared_pool().memory_limit == profile.reader_memory_mib << 20
+            await pilot.press("4")
+            await _settle(pilot)
+            await pilot.press("v")
+            await _settle(pilot)
+            return {o.result.name: o.result for o in app.screen.outcomes}
+    finally:
+        app.ledger.close()
+
+
+async def _settle(pilot) -> None:
+    for _ in range(3):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------ several profiles
+
+
+def test_all_profiles_use_the_largest_limits(tmp_path):
+    from tui.commands.common import reader_limits
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        _profile_toml("reader_memory_mib = 2048\nreader_seconds = 60")
+        + '[profile.q]\nhost = "h"\nlocal_dir = "/tmp/rk-local-q"\nledger = "/tmp/rk-q.sqlite3"\n'
+        "reader_memory_mib = 512\nreader_seconds = 300\n"
+    )
+    config = load_config(cfg)
+    assert reader_limits(list(config.profiles.values())) == (2048 << 20, 300.0)
+    assert reader_limits([config.profile("q")]) == (512 << 20, 300.0)
