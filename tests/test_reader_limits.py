@@ -152,6 +152,25 @@ def test_verify_uses_the_profiles_limits_unless_its_flags_are_given(big, tmp_pat
     assert (pool.memory_limit, pool.time_limit) == (isolation.DEFAULT_MEMORY_BYTES, isolation.DEFAULT_TIME_LIMIT)
 
 
+def test_verify_honours_the_profiles_time_limit(tmp_path, capsys):
+    """A legal sheet of Excel's widest rows takes the reader seconds (2.5 s measured for 30
+    of them): over reader_seconds = 1 it is stopped, and the message names the key."""
+    from tests.hostile_workbooks import inline_row, package, sheet
+    from tui.cli import main
+
+    wide = package(tmp_path / "wide.xlsx", sheet("".join(inline_row(r, [str(r)] * 16384) for r in range(1, 31))))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(_profile_toml("reader_seconds = 1"))
+    assert main(["verify", "--config", str(cfg), "--json", str(wide)]) == 2
+    (entry,) = json.loads(capsys.readouterr().out)["files"]
+    assert entry["status"] == "unreadable"
+    assert "took longer than 1 s" in entry["message"]
+    assert "raise reader_seconds in the profile (now 1)" in entry["message"]
+    cfg.write_text(_profile_toml("reader_seconds = 60"))
+    assert main(["verify", "--config", str(cfg), "--json", str(wide)]) == 0
+    assert json.loads(capsys.readouterr().out)["files"][0]["rows"] == 30
+
+
 # ------------------------------------------------------------------ sync, the app, check, export
 
 
@@ -286,3 +305,35 @@ def test_all_profiles_use_the_largest_limits(tmp_path):
     config = load_config(cfg)
     assert reader_limits(list(config.profiles.values())) == (2048 << 20, 300.0)
     assert reader_limits([config.profile("q")]) == (512 << 20, 300.0)
+
+
+def _two_profiles(tmp: Path, sshd, remote_dir: str, limits: tuple[int, int]) -> Path:
+    """Two profiles of the same folder, each with its own local folder, ledger and limit."""
+    tmp.mkdir()
+    cfg = write_daily_config(tmp, sshd, remote_dir, REPORT)
+    _set_limit(cfg, limits[0])
+    text = cfg.read_text()
+    second = text[text.index("[profile.default]"):].replace("profile.default", "profile.second")
+    second = second.replace(str(tmp / "local"), str(tmp / "local2"))
+    second = second.replace(str(tmp / "ledger.sqlite3"), str(tmp / "ledger2.sqlite3"))
+    second = second.replace(f"reader_memory_mib = {limits[0]}", f"reader_memory_mib = {limits[1]}")
+    cfg.write_text(text + "\n" + second)
+    return cfg
+
+
+@pytest.mark.sshd
+def test_sync_all_profiles_reads_with_the_largest_limit(sshd, server_dir, big, tmp_path, capsys, monkeypatch):
+    """One pool reads for every profile: with both at 64 MiB the report is unreadable in both;
+    with one at 256 MiB it is read under that for both."""
+    name = f"{REPORT}_{DAY:%Y%m%d}_070000.xlsx"
+    shutil.copy(big, server_dir / name)
+    stamp = datetime.combine(DAY, time(7, 0), tzinfo=TZ).timestamp()
+    os.utime(server_dir / name, (stamp, stamp))
+
+    for limits, status in (((LOW, LOW), "unreadable"), ((LOW, HIGH), "ok")):
+        cfg = _two_profiles(tmp_path / f"{limits[0]}-{limits[1]}", sshd, server_dir.name, limits)
+        code, doc = _cli(capsys, monkeypatch, "sync", "--config", str(cfg), "--all-profiles")
+        for profile in ("default", "second"):
+            (entry,) = doc["profiles"][profile]["files"]
+            assert entry["status"] == status, (limits, profile, entry)
+        assert isolation.shared_pool().memory_limit == isolation.DEFAULT_MEMORY_BYTES
