@@ -49,7 +49,8 @@ class LocalReport:
 
     @property
     def context(self) -> str:
-        """Its verification cache key (the one ``sync`` uses for the same delivery)."""
+        """Its verification cache key under the default reader limits (the one ``sync`` uses
+        for the same delivery when the profile leaves them alone)."""
         return verification_context(self.report, self.delivered_at, self.run_day,
                                     judge_day=self.day_known)
 
