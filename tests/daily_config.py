@@ -9,7 +9,11 @@ report's table, ``tail`` after it (another table, such as the profile's ``notify
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -43,3 +47,15 @@ anonymize_days = 7
 {tail}
 """)
     return cfg
+
+
+@contextmanager
+def server_folder(root: Path, prefix: str) -> Iterator[Path]:
+    """A fresh folder of the test's own under a test server's root (one the server may read),
+    removed afterwards: the server is shared by the tests of a session."""
+    sub = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    os.chmod(sub, 0o755)
+    try:
+        yield sub
+    finally:
+        shutil.rmtree(sub, ignore_errors=True)

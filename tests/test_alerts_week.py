@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.daily_config import write_daily_config
+from tests.daily_config import server_folder, write_daily_config
 from tests.notify_servers import HttpServer, SmtpServer
 from tests.xlsx_factory import write_report
 
@@ -53,10 +51,8 @@ def _run(command: str, cfg: Path, day: date, env: dict[str, str]) -> tuple[int, 
 
 @pytest.fixture
 def server_dir(sshd):
-    sub = Path(tempfile.mkdtemp(prefix="week-", dir=sshd.root))
-    os.chmod(sub, 0o755)
-    yield sub
-    shutil.rmtree(sub, ignore_errors=True)
+    with server_folder(sshd.root, "week-") as sub:
+        yield sub
 
 
 @pytest.fixture

@@ -17,14 +17,13 @@ import asyncio
 import json
 import os
 import shutil
-import tempfile
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.daily_config import write_daily_config
+from tests.daily_config import server_folder, write_daily_config
 from tests.xlsx_factory import write_report
 from tui.core import isolation
 from tui.core import status as st
@@ -199,10 +198,8 @@ def _kinds(check_doc: dict) -> list[str]:
 
 @pytest.fixture
 def server_dir(sshd):
-    sub = Path(tempfile.mkdtemp(prefix="limits-", dir=sshd.root))
-    os.chmod(sub, 0o755)
-    yield sub
-    shutil.rmtree(sub, ignore_errors=True)
+    with server_folder(sshd.root, "limits-") as sub:
+        yield sub
 
 
 @pytest.mark.sshd

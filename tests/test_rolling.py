@@ -16,14 +16,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.daily_config import write_daily_config
+from tests.daily_config import server_folder, write_daily_config
 from tests.xlsx_factory import write_report
 from tui.core.config import ConfigError, load_config
 from tui.core.ledger import Ledger
@@ -104,10 +103,8 @@ def _local_name(day: date, hhmm: str | None = None) -> str:
 
 @pytest.fixture
 def server_dir(sshd):
-    sub = Path(tempfile.mkdtemp(prefix="rolling-", dir=sshd.root))
-    os.chmod(sub, 0o755)
-    yield sub
-    shutil.rmtree(sub, ignore_errors=True)
+    with server_folder(sshd.root, "rolling-") as sub:
+        yield sub
 
 
 @pytest.mark.sshd
