@@ -59,3 +59,17 @@ def server_folder(root: Path, prefix: str) -> Iterator[Path]:
         yield sub
     finally:
         shutil.rmtree(sub, ignore_errors=True)
+
+
+def write_plain_config(tmp: Path, server, remote_dir: str) -> Path:
+    """A config of one profile ``main`` on a test server with no report configured (every
+    report's schedule inferred), the library in UTC; ``local_dir`` and the ledger under ``tmp``."""
+    cfg = tmp / "config.toml"
+    cfg.write_text(
+        "[profile.main]\n"
+        f'host = "127.0.0.1"\nport = {server.port}\nusername = "{server.username}"\nkey = "{server.key}"\n'
+        f'known_hosts = "{server.known_hosts}"\nssh_config = "{server.ssh_config}"\n'
+        f'remote_dir = "{remote_dir}"\nlocal_dir = "{tmp / "local"}"\n'
+        f'ledger = "{tmp / "ledger.sqlite3"}"\ntimezone = "UTC"\n'
+    )
+    return cfg

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.daily_config import write_plain_config
 from tests.xlsx_factory import write_report
 from tui.demo import data as demo_data
 
@@ -67,18 +68,6 @@ def test_sync_help_loads_its_command_only():
                              *READER)) == []
 
 
-def write_config(tmp_path: Path, sshd, remote_dir: str) -> Path:
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(
-        "[profile.main]\n"
-        f'host = "127.0.0.1"\nport = {sshd.port}\nusername = "{sshd.username}"\nkey = "{sshd.key}"\n'
-        f'known_hosts = "{sshd.known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
-        f'remote_dir = "{remote_dir}"\nlocal_dir = "{tmp_path / "local"}"\n'
-        f'ledger = "{tmp_path / "ledger.sqlite3"}"\ntimezone = "UTC"\n'
-    )
-    return cfg
-
-
 @pytest.fixture
 def served(sshd, tmp_path):
     """A fresh folder on the real sshd with three real workbooks; yields its remote name."""
@@ -97,7 +86,7 @@ def served(sshd, tmp_path):
 
 @pytest.mark.sshd
 def test_sync_and_check_load_neither_textual_nor_polars_nor_the_reader(sshd, served, tmp_path):
-    cfg = str(write_config(tmp_path, sshd, served))
+    cfg = str(write_plain_config(tmp_path, sshd, served))
     code, modules, stdout = loaded_by("sync", "--config", cfg, "--json")
     doc = json.loads(stdout)
     assert code in (0, 1), doc  # really synced: three files downloaded and verified

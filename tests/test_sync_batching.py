@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.daily_config import write_plain_config
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.model import RemoteFile
 
@@ -162,18 +163,6 @@ def served(sshd):
     shutil.rmtree(sub, ignore_errors=True)
 
 
-def write_config(tmp_path: Path, sshd, remote_dir: str) -> Path:
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(
-        "[profile.main]\n"
-        f'host = "127.0.0.1"\nport = {sshd.port}\nusername = "{sshd.username}"\nkey = "{sshd.key}"\n'
-        f'known_hosts = "{sshd.known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
-        f'remote_dir = "{remote_dir}"\nlocal_dir = "{tmp_path / "local"}"\n'
-        f'ledger = "{tmp_path / "ledger.sqlite3"}"\ntimezone = "UTC"\n'
-    )
-    return cfg
-
-
 def run_sync(cfg: Path) -> dict:
     env = {**os.environ, "REPORT_KEEPER_NOW": NOW}
     out = subprocess.run([sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--json"],
@@ -257,7 +246,7 @@ def check_resync(tmp_path: Path, cfg: Path, server: Path, placed: list[str], ver
 @pytest.mark.sshd
 def test_a_sync_killed_between_commits_loses_nothing_and_the_next_counts_honestly(sshd, served, tmp_path):
     remote, server = served
-    cfg = write_config(tmp_path, sshd, remote)
+    cfg = write_plain_config(tmp_path, sshd, remote)
     kill_mid_sync(tmp_path, cfg, kill_after=N_FILES // 2, commit=3600)
     placed = check_consistent(tmp_path, server)
     with Ledger.open(tmp_path / "ledger.sqlite3", profile="main") as led:
@@ -269,7 +258,7 @@ def test_a_sync_killed_between_commits_loses_nothing_and_the_next_counts_honestl
 @pytest.mark.sshd
 def test_a_sync_killed_after_some_commits_loses_nothing(sshd, served, tmp_path):
     remote, server = served
-    cfg = write_config(tmp_path, sshd, remote)
+    cfg = write_plain_config(tmp_path, sshd, remote)
     # Commits every 10 ms: the kill comes after several of them.
     kill_mid_sync(tmp_path, cfg, kill_after=N_FILES - 5, commit=0.01)
     placed = check_consistent(tmp_path, server)

@@ -53,6 +53,7 @@ from typing import cast
 
 import asyncssh
 
+from tui.core.durable import fsync_dir
 from tui.core.model import RemoteFile
 from tui.core.names import fit_name, portable_name, refusal_reason
 from tui.sftp import parts
@@ -136,21 +137,6 @@ def _write_and_hash(fd: int, h: hashlib._Hash, data: bytes) -> int:
         view = view[n:]
     h.update(data)
     return len(data)
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a folder: the names created or removed in it are on the disk (errors ignored:
-    some file systems cannot fsync a folder)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def local_name_of(remote: RemoteFile) -> str:

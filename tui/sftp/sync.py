@@ -75,6 +75,7 @@ from typing import TypedDict
 from tui.core import clock, isolation, retention
 from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
+from tui.core.durable import fsync_dir
 from tui.core.ledger import BATCH_SECONDS, LEDGER_ERRORS, Ledger, LedgerError, ListingChange
 from tui.core.local_reports import verify_cached
 from tui.core.model import (
@@ -98,7 +99,7 @@ from tui.sftp.client import (
     SftpConnection,
     connect,
 )
-from tui.sftp.download import Placed, fsync_dir
+from tui.sftp.download import Placed
 from tui.sftp.errors import FileBusy, SftpError
 from tui.sftp.queue import Done, Job, TransferEvent, TransferQueue
 
