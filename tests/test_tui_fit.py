@@ -16,6 +16,7 @@ from textual.widgets import Footer
 
 from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     _pinned_clock,
+    demo_app,
     demo_remote,
     home,
     profile_for,
@@ -23,15 +24,10 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     settled,
     wait_for,
 )
-from tui.app import create_app
-from tui.core.ledger import Ledger
 from tui.core.model import JobState
 from tui.widgets.footer import fit_keys, key_width
 
-
-def _app(profile, **kw):
-    ledger = Ledger.open(profile.ledger_path, profile=profile.name)
-    return create_app(profile, ledger=ledger, demo=True, **kw)
+_app = demo_app
 
 
 def screen_lines(app) -> list[str]:

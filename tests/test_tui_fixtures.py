@@ -97,6 +97,15 @@ def profile_for(server: Any, home: Path, **changes: Any) -> Any:
     )
 
 
+def demo_app(profile: Any, **kw: Any) -> Any:
+    """The real app on ``profile`` with its own ledger (the way ``report-keeper --demo`` runs)."""
+    from tui.app import create_app
+    from tui.core.ledger import Ledger
+
+    ledger = Ledger.open(profile.ledger_path, profile=profile.name)
+    return create_app(profile, ledger=ledger, demo=True, **kw)
+
+
 def known_hosts_for_port(server: Any, port: int, path: Path) -> Path:
     """A known_hosts trusting the demo host key on another port (a proxy in front of it)."""
     line = server.known_hosts_path.read_text().strip()

@@ -14,6 +14,7 @@ import asyncssh
 from tests.fixtures_sshd import TcpProxy
 from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     _pinned_clock,
+    demo_app,
     demo_remote,
     home,
     known_hosts_for_port,
@@ -22,14 +23,9 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     settled,
     wait_for,
 )
-from tui.app import create_app
-from tui.core.ledger import Ledger
 from tui.core.model import CANCELLED, DONE
 
-
-def _app(profile, **kw):
-    ledger = Ledger.open(profile.ledger_path, profile=profile.name)
-    return create_app(profile, ledger=ledger, demo=True, **kw)
+_app = demo_app
 
 
 def _wanted(server) -> set[str]:

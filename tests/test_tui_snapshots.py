@@ -20,6 +20,7 @@ import pytest
 from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     FIXED_NOW,
     _pinned_clock,
+    demo_app,
     demo_remote,
     home,
     profile_for,
@@ -27,15 +28,12 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     settled,
     wait_for,
 )
-from tui.app import create_app
 from tui.core.ledger import Ledger
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
 
-def _app(profile, **kw):
-    ledger = Ledger.open(profile.ledger_path, profile=profile.name)
-    return create_app(profile, ledger=ledger, demo=True, **kw)
+_app = demo_app
 
 
 async def _settle(pilot, timeout: float = 60) -> None:

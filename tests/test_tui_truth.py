@@ -23,6 +23,7 @@ from tests.fixtures_sshd import TcpProxy, free_port
 from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     FIXED_NOW,
     _pinned_clock,
+    demo_app,
     demo_remote,
     home,
     known_hosts_for_port,
@@ -31,15 +32,11 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     settled,
     wait_for,
 )
-from tui.app import create_app
 from tui.core import heatmap as hm
 from tui.core.ledger import Ledger
 from tui.core.model import Audience
 
-
-def _app(profile, **kw):
-    ledger = Ledger.open(profile.ledger_path, profile=profile.name)
-    return create_app(profile, ledger=ledger, demo=True, **kw)
+_app = demo_app
 
 
 @pytest.fixture(scope="module")
