@@ -322,3 +322,27 @@ def test_a_note_is_trusted_only_for_the_noted_bytes_in_the_local_folder(tmp_path
     unrecorded.add(local, [good])
     unrecorded.remove(local, [good])
     assert not note.exists()
+
+
+def test_a_hostile_note_is_ignored_never_a_crash(tmp_path):
+    """A note nested deeper than the JSON parser's stack, or with a size that is a bool or
+    negative, or a sha256 that is not one: read as no note (the files are fetched again)."""
+    from datetime import UTC, datetime
+
+    from tui.sftp import unrecorded
+
+    local = tmp_path / "local"
+    local.mkdir()
+    report = local / "Loans_20260601_070000.xlsx"
+    report.write_bytes(b"the bytes fetched")
+    good = {"name": report.name, "size": report.stat().st_size, "sha256": sha(report), "path": str(report),
+            "mtime": datetime(2026, 6, 1, 7, 0, tzinfo=UTC).isoformat()}
+    unrecorded.add(local, [unrecorded.Note(good["name"], good["size"], datetime.fromisoformat(good["mtime"]),
+                                          good["sha256"], good["path"])])
+    note = unrecorded.note_path(local)
+    for hostile in (b"[" * 200_000, json.dumps([{**good, "size": True}]).encode(),
+                    json.dumps([{**good, "size": -1}]).encode(), json.dumps([{**good, "sha256": "zz"}]).encode()):
+        note.write_bytes(hostile)
+        assert unrecorded.read(local) == []
+    note.write_bytes(json.dumps([good]).encode())
+    assert len(unrecorded.read(local)) == 1

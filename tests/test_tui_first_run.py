@@ -544,3 +544,29 @@ def test_without_a_terminal_no_config_is_still_one_line_and_exit_3(home):
     assert res.returncode == 3
     assert res.stderr.count("\n") == 1 and "report-keeper init" in res.stderr
     assert not (home / ".config" / "report-keeper").exists()
+
+
+async def test_a_schedule_typed_with_markup_is_an_error_in_the_form_not_a_crash():
+    """The schedule editor's error quotes what was typed: '[/]' (or '[b]') must show as text,
+    never be read as markup (a MarkupError stopped the app)."""
+    from datetime import time, timedelta
+
+    from textual.app import App
+    from textual.widgets import Input, Static
+
+    from tui.core import setup as su
+    from tui.screens.first_run import ReportEditModal
+
+    proposal = su.ReportProposal(name="Loans", files=3, schedule="daily", at=time(7), grace=timedelta(hours=2))
+    app = App()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ReportEditModal(proposal))
+        await pilot.pause()
+        modal = app.screen
+        modal.query_one("#edit-schedule", Input).value = "weekly:[/][b]"
+        modal.query_one("#edit-schedule", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is modal  # still open, saying what is wrong
+        shown = str(modal.query_one("#edit-error", Static).render())
+        assert "[/][b]" in shown

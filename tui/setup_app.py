@@ -280,7 +280,9 @@ class FirstRunApp(App[FirstRunExit | None]):
     async def look_for_agent(self) -> None:
         count = len(await ss.agent_keys())
         if count:
-            self.view.defaults = setup_defaults(self.config_path, self.profile_name, self.ssh_dir, count)
+            # Reading ~/.ssh and its keys blocks: in a thread, never on the screen's loop.
+            self.view.defaults = await asyncio.to_thread(
+                setup_defaults, self.config_path, self.profile_name, self.ssh_dir, count)
             self._changed()
 
     @work(exclusive=True, group="setup", exit_on_error=False)

@@ -770,8 +770,9 @@ def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, t
         where = d.local_path or "its place in local_dir"
         if not d.on_server:
             out.append(Problem(
+                # No rescue-by: its first step is to put the copy back, not to re-run the report
+                # (so a group of lost files is told to re-run only when re-running is the step).
                 severity=CRITICAL, kind=ProblemKind.LOST, day=run_day, file=d.name, delete_on=delete_on,
-            rescue_by=rescue_by,
                 message=f"The copy of '{d.name}' is no longer at '{where}' (moved, deleted or "
                 "damaged) and the server has deleted the file: no copy is left",
                 next_step=f"Put the file back at '{where}' from a backup or wherever it was moved; "

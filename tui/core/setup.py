@@ -50,6 +50,7 @@ from tui.core.config import (
     parse_config,
     system_timezone,
 )
+from tui.core.durable import fsync_dir
 from tui.core.model import ConnTestResult, RemoteFile
 from tui.core.names import parse_name
 from tui.core.schedule import infer_schedule, parse_schedule
@@ -349,7 +350,7 @@ def write_config(path: Path, text: str, *, force: bool = False) -> Path | None:
             _link_new(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _sync_folder(path.parent)
+    fsync_dir(path.parent)
     return backup
 
 
@@ -378,14 +379,6 @@ def _link_new(tmp: Path, path: Path) -> None:
         if os.path.lexists(path):
             raise ConfigExists(str(path)) from None
         os.replace(tmp, path)
-
-
-def _sync_folder(folder: Path) -> None:
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 @dataclass(frozen=True)
@@ -431,7 +424,7 @@ def save_config(path: Path, answers: Answers, *, force: bool = False, replacing:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        _sync_folder(path.parent)
+        fsync_dir(path.parent)
     else:
         backup = write_config(path, text, force=force)
     if answers.local_dir is not None:

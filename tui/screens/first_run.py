@@ -515,7 +515,7 @@ class ReportEditModal(ModalScreen["tuple[str, time, timedelta] | None"]):
             at = parse_at(values["at"])
             grace = parse_duration(values["grace"])
         except ValueError as exc:
-            self.query_one("#edit-error", Static).update(str(exc))
+            self.query_one("#edit-error", Static).update(Text(str(exc)))  # it quotes what was typed
             return
         self.dismiss((schedule, at, grace))
 

@@ -1123,8 +1123,11 @@ class SyncService:
                 left.append(e)
                 continue
             try:
-                self.ledger.record_download(e.key, size=note.size, sha256=note.sha256,
-                                            local_path=note.path, mtime=note.mtime)
+                # Committed now, not in the open batch: the note is forgotten below, so the
+                # record must be on the disk first.
+                with self.ledger.unbatched():
+                    self.ledger.record_download(e.key, size=note.size, sha256=note.sha256,
+                                                local_path=note.path, mtime=note.mtime)
             except LEDGER_ERRORS as exc:  # still refused: fetched (and noted) again
                 log.error("could not record %s from its note: %s", escape_name(e.name), exc)
                 left.append(e)

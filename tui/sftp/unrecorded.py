@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import stat as statmod
 from collections.abc import Iterable
@@ -30,6 +31,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
+from tui.core.durable import fsync_dir
 from tui.core.names import WORK_DIR_NAME
 from tui.sftp import parts
 
@@ -38,6 +40,7 @@ log = logging.getLogger("report_keeper.sftp.unrecorded")
 NOTE_NAME = "unrecorded.json"
 #: A note larger than this is not read (tens of thousands of files; then they are fetched again).
 MAX_BYTES = 16 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def read(local_dir: Path | str) -> list[Note]:
             if note is not None:
                 notes.append(note)
         return notes
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # deeply nested JSON exhausts the parser's stack
         log.warning("%s cannot be read; its files are fetched again", path)
         return []
 
@@ -86,8 +89,8 @@ def _note(item: object) -> Note | None:
     if not isinstance(item, dict):
         return None
     name, size, mtime, sha256, path = (item.get(k) for k in ("name", "size", "mtime", "sha256", "path"))
-    if not (isinstance(name, str) and isinstance(size, int) and isinstance(mtime, str)
-            and isinstance(sha256, str) and isinstance(path, str)):
+    if not (isinstance(name, str) and type(size) is int and size >= 0 and isinstance(mtime, str)
+            and isinstance(sha256, str) and _SHA256.fullmatch(sha256) and isinstance(path, str)):
         return None
     try:
         when = datetime.fromisoformat(mtime)
@@ -146,11 +149,4 @@ def _write(local_dir: Path | str, notes: list[Note]) -> None:
         except OSError:
             pass
         raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    fsync_dir(path.parent)
