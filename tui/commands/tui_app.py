@@ -29,8 +29,6 @@ from tui.core.ledger import LedgerError
 from tui.core.status import Exit
 from tui.demo.seed import seed_history
 from tui.demo.server import start_demo_server
-from tui.setup_app import FirstRunApp
-from tui.setup_state import FirstRunEnd
 
 log = logging.getLogger("report_keeper.commands.tui_app")
 
@@ -69,6 +67,10 @@ def first_run_path(args: argparse.Namespace) -> Path | None:
 
 async def _run_first(args: argparse.Namespace, path: Path) -> int:
     """The first-run screen, then the app for what it wrote (on Health), or the demo."""
+    # Loaded only on a first run: every other start of the app does without it.
+    from tui.setup_app import FirstRunApp  # noqa: PLC0415 - see above
+    from tui.setup_state import FirstRunEnd  # noqa: PLC0415 - see above
+
     setup = FirstRunApp(path, getattr(args, "profile", None) or DEFAULT_PROFILE)
     log.info("no config at %s: first run", path)
     _exit_on_hangup(setup)

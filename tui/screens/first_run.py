@@ -11,6 +11,7 @@ the keys of the step, F1 (or ``?`` outside a field) lists them all.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, ClassVar, cast
 from zoneinfo import available_timezones
 
@@ -564,7 +565,7 @@ def _suggester(view: SetupView, name: str) -> SuggestFromList | None:
     if name == "host":
         return SuggestFromList(view.defaults.aliases)
     if name == "timezone":
-        return SuggestFromList(sorted(available_timezones()), case_sensitive=False)
+        return SuggestFromList(_zone_names(), case_sensitive=False)
     return None
 
 
@@ -572,3 +573,9 @@ def _hint(view: SetupView) -> str:
     if view.step is SetupStep.FORM:
         return "Nothing is written until the end; ctrl+q leaves without writing anything."
     return ""
+
+
+@functools.cache
+def _zone_names() -> list[str]:
+    """The IANA zone names, read from the tz database once (a walk over its files)."""
+    return sorted(available_timezones())
