@@ -280,3 +280,17 @@ def test_rolling_reports_with_several_folders_are_refused_not_ignored(tmp_path, 
     # rolling = false (the inference switched off) is fine with several folders
     profile = load_config(_config(tmp_path, body.replace("true", "false"))).profile("a")
     assert profile.several_folders
+
+
+def test_the_verify_list_holds_every_report_sync_downloads(tmp_path):
+    """sync downloads .xlsx, .xlsm and .xls (the last to say the format is wrong): the Verify
+    screen's list holds each of them, and nothing else."""
+    from tests.xlsx_factory import write_report
+    from tui.core.local_reports import find_local_reports
+
+    write_report(tmp_path / "Loans_20260601_070000.xlsx")
+    write_report(tmp_path / "Loans_20260602_070000.XLSM")
+    (tmp_path / "Loans_20260603_070000.xls").write_bytes(b"\xd0\xcf\x11\xe0 old format")
+    (tmp_path / "readme.txt").write_text("not a report")
+    names = sorted(r.path.name for r in find_local_reports(tmp_path))
+    assert names == ["Loans_20260601_070000.xlsx", "Loans_20260602_070000.XLSM", "Loans_20260603_070000.xls"]

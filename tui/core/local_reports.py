@@ -27,7 +27,7 @@ from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
 from tui.core.ledger import LEDGER_ERRORS, Download, Ledger, verification_context
 from tui.core.model import Delivery, VerifyResult
-from tui.core.names import escape_name, parse_name
+from tui.core.names import escape_name, is_report_name, parse_name
 from tui.core.validate import validate_file
 
 log = logging.getLogger("report_keeper.local_reports")
@@ -108,7 +108,7 @@ def purged_reports(ledger: Ledger | None, profile: Profile | None = None) -> lis
 
 def find_local_reports(folder: str | Path, profile: Profile | None = None,
                        ledger: Ledger | None = None) -> list[LocalReport]:
-    """Every ``.xlsx`` under ``folder`` (hidden and part files skipped), with its report, its
+    """Every report (``names.is_report_name``) under ``folder`` (hidden and part files skipped), with its report, its
     delivery time and its run: from the ledger when it knows the file, else from the name (or
     mtime)."""
     root = Path(folder).expanduser()
@@ -138,7 +138,7 @@ def find_local_reports(folder: str | Path, profile: Profile | None = None,
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        if path.suffix.lower() != ".xlsx" or path.is_dir():
+        if not is_report_name(path.name) or path.is_dir():  # what sync downloads, .xlsm too
             continue
         try:
             mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
