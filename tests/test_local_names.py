@@ -136,7 +136,7 @@ def test_remote_dirs_in_the_config(tmp_path):
     both = load_config(_config(tmp_path, 'remote_dir = "in"\nremote_dirs = ["out"]')).profile("a")
     assert both.folders == ("in", "out")
     # One folder: the old behaviour, copies straight into local_dir, identity without folder.
-    one = load_config(_config(tmp_path, 'remote_dir = "upload/../ALMA"')).profile("a")
+    one = load_config(_config(tmp_path, 'remote_dir = "upload/./ALMA/"')).profile("a")
     assert not one.several_folders and one.folder_key("upload/ALMA") == ""
     assert one.local_dir_of(one.folders[0]) == tmp_path / "local"
 
@@ -151,6 +151,17 @@ def test_remote_dirs_in_the_config(tmp_path):
     ('remote_dirs = [".", "/"]', "remote_dirs[1]", "one local folder"),
     ('remote_dirs = ["x/.report-keeper"]', "remote_dirs[0]", "reserved"),
     ('remote_dir = "../x"\nremote_dirs = ["y"]', "remote_dir", "'..'"),
+    # remote_dir alone (one folder) is refused for the same reasons as each of remote_dirs
+    ('remote_dir = "../x"', "remote_dir", "'..'"),
+    ('remote_dir = "upload/../ALMA"', "remote_dir", "'..'"),
+    ('remote_dir = ".."', "remote_dir", "'..'"),
+    ('remote_dir = "upload/\\u202eslx.kcatta"', "remote_dir", "U+202E"),
+    ('remote_dir = "upload/\\u0085ALMA"', "remote_dir", "U+0085"),
+    ('remote_dir = "upload/\\u0009ALMA"', "remote_dir", "control character"),
+    ('remote_dir = "x/.report-keeper"', "remote_dir", "reserved"),
+    ('remote_dir = "x/.Report-Keeper-parts"', "remote_dir", "reserved"),
+    ('remote_dir = "   "', "remote_dir", "empty"),
+    (f'remote_dir = "upload/{"é" * 128}"', "remote_dir", "longer than 255 bytes"),
 ])
 def test_bad_remote_dirs_name_the_key(tmp_path, body, key, why):
     with pytest.raises(ConfigError) as err:

@@ -717,12 +717,17 @@ def _refuse_rolling(file: Path | None, prefix: str, table: dict[str, object], to
 
 
 def _remote_dirs(r: _Reader, remote_dir: str, has_remote_dir: bool) -> tuple[str, ...]:
-    """``remote_dirs``: several server folders (``remote_dir``, when also set, is one more).
-    Each is checked as :func:`tui.core.names.folder_refusal` says; two spellings of one
+    """``remote_dirs``: several server folders (``remote_dir``, when also set, is one more;
+    alone, it is checked the same way). Each is checked as :func:`tui.core.names.folder_refusal` says; two spellings of one
     folder, or two folders whose local folders would be one on a case-insensitive disk, are
     refused."""
     if "remote_dirs" not in r.table:
-        return ()  # one folder: its copies go to local_dir itself, whatever its path
+        # One folder: its copies go to local_dir itself; its name is refused for the same
+        # reasons (it is shown and logged, and becomes a local folder once a second is added).
+        reason = folder_refusal(remote_dir)
+        if reason is not None:
+            raise r.error("remote_dir", reason)
+        return ()
     raw = r.get("remote_dirs", list, [])
     if not raw:
         raise r.error("remote_dirs", "the list is empty; write at least one folder, like "
