@@ -55,10 +55,11 @@ def _fixed_report(path: Path, day: date) -> None:
     wb.close()
 
 
-def _replace(folder: Path, day: date, hhmm: tuple[int, int] = (7, 5), *, fixed: bool = False) -> datetime:
+def _replace(folder: Path, day: date, hhmm: tuple[int, int] = (7, 5), *, fixed: bool = False,
+             name: str = SERVER_NAME) -> datetime:
     """The server replaces the report in place: new content, new mtime, same name."""
     at = datetime.combine(day, time(*hhmm), tzinfo=TZ)
-    path = folder / SERVER_NAME
+    path = folder / name
     tmp = folder / ".upload.tmp"
     if fixed:
         _fixed_report(tmp, day)
@@ -222,6 +223,82 @@ def test_two_weeks_of_a_daily_rolling_report(sshd, server_dir, tmp_path, capsys,
         found = find_local_reports(local, profile, ledger)
     assert sorted((f.name, f.report_name, f.run_day) for f in found) == sorted(
         (_local_name(d), REPORT, d) for d in expected_days)
+
+
+#: A rolling report whose server name holds characters a Windows/SMB share or an exFAT drive
+#: refuses in a file name.
+UNPORTABLE_REPORT = "Loans:daily?"
+UNPORTABLE_NAME = f"{UNPORTABLE_REPORT}.xlsx"
+
+
+def _portable_version(day: date) -> str:
+    return f"Loans_daily_ ({day.isoformat()} 0705).xlsx"
+
+
+@pytest.mark.sshd
+def test_a_rolling_reports_versions_get_portable_local_names(sshd, server_dir, tmp_path, capsys, monkeypatch):
+    """Each version of ``Loans:daily?.xlsx`` is kept as ``Loans_daily_ (DAY HHMM).xlsx``, as
+    any other download is made portable; a version the previous release kept under the raw name
+    (its ledger row and its copy) stays known as it is: held, not lost, not fetched again."""
+    from tui.core.names import UNPORTABLE_CHARS, refusal_reason
+
+    cfg = write_daily_config(tmp_path, sshd, server_dir.name, UNPORTABLE_REPORT, report_extra="rolling = true")
+    local = tmp_path / "local"
+    day1, day2 = DAYS[0], DAYS[1]
+    _replace(server_dir, day1, name=UNPORTABLE_NAME)
+    code, doc = _run_here(capsys, monkeypatch, "sync", cfg, _at(day1, 10))
+    assert code == 0 and doc["error"] is None, doc
+    (dl,) = doc["downloaded"]
+    assert dl["name"] == UNPORTABLE_NAME
+    assert Path(dl["path"]).name == dl["version"] == _portable_version(day1)
+    assert not set(dl["version"]) & UNPORTABLE_CHARS and refusal_reason(dl["version"]) is None
+
+    # The ledger and the disk as the previous release left them: the version under the raw name.
+    old = f"{UNPORTABLE_REPORT} ({day1.isoformat()} 0705).xlsx"
+    os.rename(local / _portable_version(day1), local / old)
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    with db:
+        db.execute("UPDATE remote_files SET name = ? WHERE name = ?", (old, _portable_version(day1)))
+        db.execute("UPDATE downloads SET name = ?, local_path = ? WHERE name = ?",
+                   (old, str(local / old), _portable_version(day1)))
+        db.execute("UPDATE verifications SET name = ?, path = ? WHERE path = ?",
+                   (old, str(local / old), str(local / _portable_version(day1))))
+    db.close()
+    code, doc = _run_here(capsys, monkeypatch, "sync", cfg, _at(day1, 12))
+    assert code == 0 and doc["downloaded"] == [] and doc["skipped"] == [UNPORTABLE_NAME], doc
+    assert doc["lost"] == [] and doc["missing_locally"] == [] and doc["refused"] == [], doc
+
+    # The next version gets the portable name. A file of another report whose portable name
+    # would be that version's arrives with it: it gets " (2)", the version keeps its name.
+    _replace(server_dir, day2, name=UNPORTABLE_NAME)
+    other = f"Loans:daily_ ({day2.isoformat()} 0705).xlsx"
+    write_report(server_dir / other, n_rows=3, day=day2 - timedelta(days=3), seed=7)
+    code, doc = _run_here(capsys, monkeypatch, "sync", cfg, _at(day2, 10))
+    assert doc["error"] is None and doc["lost"] == [] and doc["refused"] == [], doc
+    got = {d["name"]: (Path(d["path"]).name, d["version"]) for d in doc["downloaded"]}
+    assert got == {UNPORTABLE_NAME: (_portable_version(day2), _portable_version(day2)),
+                   other: (f"Loans_daily_ ({day2.isoformat()} 0705) (2).xlsx", None)}
+    held = sorted(p.name for p in local.iterdir() if not p.name.startswith("."))
+    assert held == sorted([old, _portable_version(day2), got[other][0]])
+
+    # check: both versions are their run days' deliveries; nothing lost, missing or changed
+    code, doc = _run("check", cfg, _at(day2, 11), "--offline")
+    (report,) = [r for r in doc["reports"] if r["name"] == UNPORTABLE_REPORT]
+    assert report["rolling"] is True
+    assert [(r["day"], r["files"]) for r in report["runs"]] == [
+        (day1.isoformat(), [old]), (day2.isoformat(), [_portable_version(day2)])]
+    assert report["problems"] == [], report["problems"]
+
+    # the Verify list knows both copies as their versions' deliveries
+    from tui.core.local_reports import find_local_reports
+
+    profile = load_config(cfg).profile()
+    with Ledger.open(profile.ledger_path, profile=profile.name) as ledger:
+        found = find_local_reports(local, profile, ledger)
+    assert sorted((f.name, f.report_name, f.run_day) for f in found if f.report_name == UNPORTABLE_REPORT) == [
+        (old, UNPORTABLE_REPORT, day1), (_portable_version(day2), UNPORTABLE_REPORT, day2)]
 
 
 # ---------------------------------------------------------------------- in-process tests
@@ -448,6 +525,9 @@ def test_a_version_name_never_overflows_on_a_hostile_mtime():
     far = datetime.fromtimestamp(253402300799, UTC)  # 9999-12-31 23:59:59 UTC
     assert version_name(SERVER_NAME, far, ZoneInfo("Pacific/Kiritimati")) == f"{REPORT} (9999-12-31 2359).xlsx"
     assert version_name("x" * 300 + ".xlsx", _at(FIRST, 7, 5), TZ).encode().__len__() <= 255
+    long_unportable = version_name("é?" * 100 + ".xlsx", _at(FIRST, 7, 5), TZ)
+    assert len(long_unportable.encode()) <= 255 and "?" not in long_unportable
+    assert long_unportable.endswith(f" ({FIRST.isoformat()} 0705).xlsx")
 
 
 @pytest.fixture

@@ -971,8 +971,10 @@ class Ledger:
                 if f.name in rolling and not scoped:
                     row_name = version_of.get((f.name, mtime_s, f.size))
                     if row_name is None:
-                        row_name = _free_name(version_name(f.name, f.mtime, tz), taken)
+                        # the version's name is its copy's local name too: unique among them
+                        row_name = _free_name(version_name(f.name, f.mtime, tz), taken, names_taken())
                         taken.add(row_name)
+                        names_taken().add(collision_key(row_name))
                         versions.append((profile, row_name, report_of(f)[0], mtime_s, f.size, mtime_s,
                                          when_s, when_s, f.name))
                         new.append(row_name)
@@ -1816,11 +1818,13 @@ def _write_advice(exc: BaseException) -> str:
     return "Check free disk space and the file's permissions"
 
 
-def _free_name(name: str, taken: set[str]) -> str:
-    """``name``, or ``NAME 2.ext``, ``NAME 3.ext``... when a row already has it."""
+def _free_name(name: str, taken: set[str], keys: set[str] | None = None) -> str:
+    """``name``, or ``NAME 2.ext``, ``NAME 3.ext``... when a row already has it, or (``keys``:
+    the :func:`tui.core.names.collision_key` of every local name in the folder) when a local
+    copy has it up to letter case and Unicode normalization."""
     n = 1
     candidate = name
-    while candidate in taken:
+    while candidate in taken or (keys is not None and collision_key(candidate) in keys):
         n += 1
         candidate = fit_name(name, f" {n}")
     return candidate
@@ -1852,10 +1856,13 @@ def _to_versions(conn: sqlite3.Connection, profile: str, names: Iterable[str], t
         current = (mtime or delivered_at, size)
         copies.setdefault(current, (last_seen, []))
         conn.execute("DELETE FROM remote_files WHERE profile = ? AND name = ?", (profile, name))
-        taken = {r[0] for r in conn.execute("SELECT name FROM remote_files WHERE profile = ?", (profile,))}
+        rows = conn.execute("SELECT name, local_name FROM remote_files WHERE profile = ?", (profile,)).fetchall()
+        taken = {r[0] for r in rows}
+        keys = {collision_key(n) for r in rows for n in r if n is not None}
         for (copy_mtime, copy_size), (seen_at, ids) in sorted(copies.items()):
-            row_name = _free_name(version_name(name, _at(copy_mtime), tz), taken)
+            row_name = _free_name(version_name(name, _at(copy_mtime), tz), taken, keys)
             taken.add(row_name)
+            keys.add(collision_key(row_name))
             is_current = (copy_mtime, copy_size) == current
             conn.execute(
                 "INSERT INTO remote_files (profile, name, report, delivered_at, size, mtime, first_seen,"

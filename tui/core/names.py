@@ -207,11 +207,12 @@ def fit_name(name: str, tag: str = "", *, limit: int = MAX_NAME_BYTES) -> str:
 def version_name(name: str, mtime: datetime, tz: tzinfo) -> str:
     """The local name of one version of a rolling report (a fixed server name that every
     delivery replaces): ``NAME (YYYY-MM-DD HHMM).ext``, the server's modification time on the
-    library's wall clock (``tz``), within 255 bytes (:func:`fit_name`). A time outside
-    :func:`tui.core.clock.plausible` (a hostile or broken server clock) is written in UTC,
-    where converting cannot overflow."""
+    library's wall clock (``tz``), within 255 bytes (:func:`fit_name`), made portable like every
+    local name (:func:`portable_name`: ``Loans:daily?.xlsx`` gives ``Loans_daily_ (...).xlsx``).
+    A time outside :func:`tui.core.clock.plausible` (a hostile or broken server clock) is
+    written in UTC, where converting cannot overflow."""
     local = mtime.astimezone(tz if clock.plausible(mtime) else UTC)
-    return fit_name(name, f" ({local:%Y-%m-%d %H%M})")
+    return portable_name(fit_name(name, f" ({local:%Y-%m-%d %H%M})"))
 
 
 def escape_name(name: str) -> str:
