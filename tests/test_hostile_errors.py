@@ -244,6 +244,25 @@ def test_a_server_name_dated_outside_the_range_falls_back_to_the_mtime(year):
     assert parse_timestamp(f"{year:04d}-06-30T12:00:00") is None
 
 
+@pytest.mark.parametrize(("seconds", "expected"), [
+    (2**63, "2106-02-07T06:28:15+00:00"), (2**40, "2106-02-07T06:28:15+00:00"),
+    (float("inf"), "2106-02-07T06:28:15+00:00"), (253402300799, "2106-02-07T06:28:15+00:00"),
+    (-(2**63), "1970-01-01T00:00:00+00:00"), (-1, "1970-01-01T00:00:00+00:00"),
+    (float("nan"), "1970-01-01T00:00:00+00:00"), (1_780_300_800.5, "2026-06-01T08:00:00.500000+00:00"),
+])
+def test_a_file_time_no_date_can_hold_is_the_nearest_end(seconds, expected):
+    """A modification time (a server's or a local file's) never raises when converted, and the
+    result converts to any zone: the furthest from UTC on either side."""
+    from zoneinfo import ZoneInfo
+
+    from tui.core.clock import file_time
+
+    when = file_time(seconds)
+    assert when.isoformat() == expected
+    for zone in ("Pacific/Kiritimati", "Etc/GMT+12"):
+        when.astimezone(ZoneInfo(zone))
+
+
 def test_health_survives_deliveries_recorded_with_absurd_times():
     """A ledger written before names were range-checked may hold year 1 or 9999: no overflow."""
     from dataclasses import replace

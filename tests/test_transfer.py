@@ -394,6 +394,22 @@ async def test_server_file_changed_after_listing_is_fetched_fresh(sftp_server, t
     assert _entries(tmp_path / "out") == ["r.xlsx"]
 
 
+@pytest.mark.parametrize("seconds", [2**32 - 1, 0])
+async def test_a_file_changed_to_the_ends_of_server_time_is_fetched_on_retry(sftp_server, tmp_path, seconds):
+    """The retry takes the changed file's size and mtime from the server: an mtime at either end
+    of what SFTP can say (2106-02-07, 1970-01-01; a broken clock) is taken as it is."""
+    _put(sftp_server, "r.xlsx", 100_000, seed=1)
+    files = await _listing(sftp_server)
+    newer = _put(sftp_server, "r.xlsx", 150_000, seed=2)
+    os.utime(sftp_server.root / "r.xlsx", (seconds, seconds))
+    async with TransferQueue(_factory(sftp_server), backoff_base=0.01) as q:
+        job = q.add(files["r.xlsx"], sftp_server.remote_dir, tmp_path / "out")
+        await q.join()
+    assert job.state == "done" and job.attempts == 2, job.error
+    assert job.remote.mtime == datetime.fromtimestamp(seconds, UTC) and job.remote.size == 150_000
+    assert (tmp_path / "out" / "r.xlsx").read_bytes() == newer
+
+
 class _HostileSFTP(asyncssh.SFTPServer):
     """Lists names no client may write, and serves data for them if asked."""
 

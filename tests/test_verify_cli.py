@@ -272,3 +272,62 @@ def test_whole_process_json(tmp_path, folder):
     )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert proc.stderr.strip().endswith("clean"), proc.stderr
+
+
+# A copy's modification time is untrusted too: a file system with 64-bit times (tmpfs, btrfs)
+# keeps one no clock shows, past the year 9999 or before year 1, which Python's dates cannot hold.
+FAR_TIMES = [2**40, -(2**40), 253402300799]  # year 36812, year -32873, 9999-12-31 23:59:59 UTC
+
+
+@pytest.fixture
+def far_folder():
+    """A folder on a file system that keeps such times (tmpfs); skipped where there is none."""
+    import shutil
+    import tempfile
+
+    base = Path("/dev/shm")
+    if not (base.is_dir() and os.access(base, os.W_OK)):
+        pytest.skip("no writable tmpfs at /dev/shm to keep a file time past the year 9999")
+    d = Path(tempfile.mkdtemp(prefix="rk-far-times-", dir=base))
+    probe = d / "probe"
+    probe.write_bytes(b"")
+    os.utime(probe, (2**40, 2**40))
+    kept = probe.stat().st_mtime == 2**40
+    probe.unlink()
+    try:
+        if not kept:
+            pytest.skip("the tmpfs here does not keep a file time past the year 9999")
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("seconds", FAR_TIMES)
+def test_a_copy_whose_modification_time_no_clock_shows_is_verified(capsys, far_folder, seconds, tmp_path):
+    p = write_report(far_folder / "Loans export.xlsx", n_rows=2)
+    os.utime(p, (seconds, seconds))
+    code, doc = run_json(capsys, p)
+    (f,) = doc["files"]
+    assert code == 0 and f["status"] == "ok" and f["report"] == "Loans export"
+    # the nearest end of the times an SFTP server can give a file
+    assert f["delivered_at"] == ("1970-01-01T00:00:00+00:00" if seconds < 0 else "2106-02-07T06:28:15+00:00")
+    # with a profile whose zone is ahead of UTC (converting 9999-12-31 there overflows)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[profile.default]\nhost = "127.0.0.1"\nremote_dir = "."\ntimezone = "Pacific/Kiritimati"\n')
+    code, doc = run_json(capsys, "--config", cfg, p)
+    assert code == 0 and doc["files"][0]["status"] == "ok"
+
+
+@pytest.mark.parametrize("seconds", FAR_TIMES)
+def test_the_verify_list_takes_a_copy_whose_modification_time_no_clock_shows(far_folder, seconds, tmp_path):
+    from tui.core.config import load_config
+    from tui.core.local_reports import find_local_reports
+
+    p = write_report(far_folder / "Loans export.xlsx", n_rows=2)
+    os.utime(p, (seconds, seconds))
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[profile.default]\nhost = "127.0.0.1"\nremote_dir = "."\ntimezone = "Pacific/Kiritimati"\n')
+    for profile in (None, load_config(cfg).profile()):
+        (found,) = find_local_reports(far_folder, profile)
+        assert found.name == "Loans export.xlsx" and found.report_name == "Loans export"
+        assert found.delivered_at.astimezone(UTC).year == (1970 if seconds < 0 else 2106)

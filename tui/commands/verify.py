@@ -13,11 +13,11 @@ import functools
 import logging
 import math
 import os
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 from tui.commands.common import add_profile_arguments, fail_usage, print_json
-from tui.core import isolation
+from tui.core import clock, isolation
 from tui.core import status as st
 from tui.core.config import ConfigError, Profile, ReportConfig, default_config_path, load_config, system_timezone
 from tui.core.model import VerifyResult
@@ -233,7 +233,7 @@ def _item(path: Path, profile: Profile | None) -> tuple[Path, ReportConfig, date
     """One file for ``validate_many``: which report it is, and when it was delivered."""
     tz = profile.timezone if profile is not None else _local_zone()
     try:
-        mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).astimezone(tz)
+        mtime = clock.file_time(path.stat().st_mtime).astimezone(tz)
     except OSError:
         mtime = None
     if profile is not None:

@@ -37,6 +37,26 @@ def _shown(value: str) -> str:
     return repr(text)
 
 
+#: The latest modification time an SFTP server can give a file (SFTP version 3, which the
+#: client speaks, counts seconds since 1970 in 32 unsigned bits).
+FILE_TIME_MAX = datetime(2106, 2, 7, 6, 28, 15, tzinfo=UTC)
+_FILE_SECONDS_MAX = 2**32 - 1
+
+
+def file_time(seconds: float) -> datetime:
+    """A file's modification time (seconds since 1970, from an SFTP server or the local disk)
+    as an aware UTC datetime in ``EARLIEST`` .. ``FILE_TIME_MAX``, the times an SFTP server can
+    give. A time outside (a file system with 64-bit times keeps one past the year 9999 or
+    before year 1, which a date cannot hold) is the nearest end. Never raises, and converting
+    the result to any time zone cannot overflow. Such a time is not :func:`plausible` past
+    2099: whatever decides by it treats it as a broken clock."""
+    if not seconds >= 0:  # before 1970, or not a number
+        return EARLIEST
+    if seconds >= _FILE_SECONDS_MAX:
+        return FILE_TIME_MAX
+    return datetime.fromtimestamp(seconds, UTC)
+
+
 def plausible(moment: datetime) -> bool:
     """Whether an aware ``moment`` lies in the accepted range (``EARLIEST`` .. ``LATEST``)."""
     try:

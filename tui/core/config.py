@@ -718,9 +718,9 @@ def _refuse_rolling(file: Path | None, prefix: str, table: dict[str, object], to
 
 def _remote_dirs(r: _Reader, remote_dir: str, has_remote_dir: bool) -> tuple[str, ...]:
     """``remote_dirs``: several server folders (``remote_dir``, when also set, is one more;
-    alone, it is checked the same way). Each is checked as :func:`tui.core.names.folder_refusal` says; two spellings of one
-    folder, or two folders whose local folders would be one on a case-insensitive disk, are
-    refused."""
+    alone, it is checked the same way). Each is checked as
+    :func:`tui.core.names.folder_refusal` says; two spellings of one folder, or two folders
+    whose local folders would be one on a case-insensitive disk, are refused."""
     if "remote_dirs" not in r.table:
         # One folder: its copies go to local_dir itself; its name is refused for the same
         # reasons (it is shown and logged, and becomes a local folder once a second is added).

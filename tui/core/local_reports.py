@@ -19,10 +19,10 @@ import stat
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
-from tui.core import isolation
+from tui.core import clock, isolation
 from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
 from tui.core.ledger import LEDGER_ERRORS, Download, Ledger, verification_context
@@ -141,7 +141,7 @@ def find_local_reports(folder: str | Path, profile: Profile | None = None,
         if not is_report_name(path.name) or path.is_dir():  # what sync downloads, .xlsm too
             continue
         try:
-            mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            mtime = clock.file_time(path.stat().st_mtime)
         except OSError:
             continue
         delivery = held.get(str(path)) or by_path.get(str(path)) or known.get(path.name)

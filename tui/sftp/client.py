@@ -46,7 +46,7 @@ import os
 import stat as statmod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -398,7 +398,7 @@ class SftpConnection:
 
 def _mtime(attrs: asyncssh.SFTPAttrs) -> datetime:
     if attrs.mtime is not None:
-        return datetime.fromtimestamp(attrs.mtime, UTC)
+        return clock.file_time(attrs.mtime)
     return clock.now()
 
 

@@ -27,9 +27,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
+from tui.core import clock
 from tui.core.model import JobState, RemoteFile
 from tui.sftp import parts
 from tui.sftp.client import SftpConnection
@@ -396,4 +396,4 @@ class TransferQueue:
             return
         if attrs.size is not None and attrs.mtime is not None:
             job.remote = replace(job.remote, size=int(attrs.size),
-                                 mtime=datetime.fromtimestamp(attrs.mtime, UTC))
+                                 mtime=clock.file_time(attrs.mtime))
