@@ -297,3 +297,17 @@ def test_a_remote_dir_that_does_not_exist_is_named_as_a_folder(sshd, site, tmp_p
     assert res.returncode == 3, res.stdout + res.stderr
     assert f"The folder '{sub.name}/no/such' does not exist" in res.stderr
     assert "no longer on" not in res.stderr and not cfg.exists()
+
+
+def test_the_next_steps_can_be_pasted_into_a_shell_whatever_the_config_path(tmp_path):
+    """A config path or profile name with a space or a shell character is quoted in the
+    commands shown; each command ends its line, so it can be copied as it stands."""
+    import shlex
+
+    path = tmp_path / "my reports; rm -rf x" / "config.toml"
+    steps = su.next_steps(path, "main library", pending=True)
+    commands = [shlex.split(s.split(" run: ", 1)[1]) for s in steps if " run: " in s]
+    options = ["--config", str(path), "--profile", "main library"]
+    assert commands == [["report-keeper", "check", *options], ["report-keeper", "sync", *options],
+                        ["report-keeper", "schedule", "--install", *options]]
+    assert steps[-1].startswith('For alerts, add a [profile."main library".notify] table')

@@ -29,6 +29,7 @@ import getpass
 import os
 import posixpath
 import re
+import shlex
 import shutil
 import tomllib
 from collections import defaultdict
@@ -442,15 +443,19 @@ def connection_test_note(result: ConnTestResult) -> str | None:
 
 
 def command_options(path: Path, profile: str) -> str:
-    """`` --config F --profile P`` as far as they differ from the defaults."""
-    opt = "" if str(path) == str(default_config_path()) else f" --config {path}"
-    return opt + ("" if profile == DEFAULT_PROFILE else f" --profile {profile}")
+    """`` --config F --profile P`` as far as they differ from the defaults, quoted for a
+    shell: the commands shown are pasted into one, and a path may hold spaces or ``;``."""
+    opt = "" if str(path) == str(default_config_path()) else f" --config {shlex.quote(str(path))}"
+    return opt + ("" if profile == DEFAULT_PROFILE else f" --profile {shlex.quote(profile)}")
 
 
 def next_steps(path: Path, profile: str, pending: bool) -> list[str]:
-    """What to run next, one sentence each."""
+    """What to run next, one sentence each; every command ends its line, so it can be copied
+    as it stands."""
     opt = command_options(path, profile)
     out = [f"Then run: report-keeper check{opt}"] if pending else []
-    out.append(f"'report-keeper sync{opt}' downloads the reports; 'report-keeper schedule --install{opt}' "
-               f"runs it every day; alerts: add a [profile.{profile}.notify] table (README: Alerts).")
+    out.append(f"To download the reports, run: report-keeper sync{opt}")
+    out.append(f"To run that every day, run: report-keeper schedule --install{opt}")
+    table = f"profile.{tomlkit.key(profile).as_string()}.notify"  # quoted where TOML needs it
+    out.append(f"For alerts, add a [{table}] table to the config (README: Alerts).")
     return out
