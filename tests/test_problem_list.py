@@ -213,6 +213,15 @@ def test_on_its_rescue_by_day_a_run_reads_passed_as_its_advice_says_too_late():
                           today, 100)
     assert "(passed)" in lines[0] and "(0d)" not in lines[0]
     assert "(2d)" in lines[1]
+    # The Health screen shows each member's date with the same words (one label, coloured there).
+    from tui.core.problem_list import member_label
+    from tui.screens.health import _member_lines
+
+    members = [Member(missing(today), sc.DAILY), Member(missing(today + timedelta(days=2)), sc.DAILY)]
+    labels = [member_label(m.problem, today)[0] for m in members]
+    assert labels[0].endswith("(passed)") and labels[1].endswith("(2d)")
+    for line, screen_line, label in zip(lines, _member_lines(members, today, 100), labels, strict=True):
+        assert line.endswith(label) and screen_line.plain.endswith(label)
 
 
 def test_a_closed_day_in_a_group_is_not_told_to_re_run_or_note_a_gap():

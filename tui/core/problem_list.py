@@ -7,7 +7,8 @@ tell the evaluation this way; each asks for the advice of its audience (``Audien
 names keys, ``Audience.SHELL`` commands).
 
 Public API: ``tell(health) -> list[Problem | ProblemGroup]`` (most urgent first, a group where
-its most urgent member was); ``ProblemGroup``; ``Member``; ``member_date(problem, today)``.
+its most urgent member was); ``ProblemGroup``; ``Member``; ``member_date(problem, today)`` and
+``member_label(problem, today)`` (the date as shown beside the problem).
 """
 
 from __future__ import annotations
@@ -72,6 +73,16 @@ def member_date(problem: Problem, today: date) -> tuple[str, int] | None:
     if problem.delete_on is not None:
         return f"deleted {fmt_day(problem.delete_on, today)}", (problem.delete_on - today).days
     return None
+
+
+def member_label(problem: Problem, today: date) -> tuple[str, int] | None:
+    """``member_date`` as it is shown beside a problem, with its days left: ``("rescue by Sat
+    17 Oct (2d)", 2)``; ``"(passed)"`` once the day has passed."""
+    dated = member_date(problem, today)
+    if dated is None:
+        return None
+    what, days = dated
+    return (f"{what} ({days}d)" if days >= 0 else f"{what} (passed)"), days
 
 
 def tell(health: HealthReport) -> list[Problem | ProblemGroup]:
@@ -144,4 +155,4 @@ def _common_step(problems: Sequence[Problem], audience: Audience, today: date) -
     return "'report-keeper check --json' gives each one's next step"
 
 
-__all__ = ["GROUP_FROM", "Member", "ProblemGroup", "member_date", "tell"]
+__all__ = ["GROUP_FROM", "Member", "ProblemGroup", "member_date", "member_label", "tell"]

@@ -26,7 +26,7 @@ from tui.core.config import Profile
 from tui.core.health import HealthReport
 from tui.core.model import Audience, ConnTestResult, JobState, ProblemKind, StepOutcome, WriteTest
 from tui.core.names import escape_name
-from tui.core.problem_list import Member, ProblemGroup, member_date, tell
+from tui.core.problem_list import Member, ProblemGroup, member_label, tell
 from tui.core.status import Severity
 from tui.messages import ConnectionChanged, DataRefreshed, QueueChanged
 from tui.screens.base import AppScreen
@@ -122,16 +122,16 @@ _NAME_ROOM = 40
 
 
 def _date_label(label: str, days: int) -> Text:
-    left = f"{days}d" if days >= 0 else "passed"
+    """``member_label``'s text, coloured by the days left."""
     style = "bold red" if days <= 3 else ("yellow" if days <= 14 else "dim")
-    return Text(f"{label} ({left})", style=style)
+    return Text(label, style=style)
 
 
 def _member_lines(members: Sequence[Member], today: date, width: int) -> list[Text]:
     """A group's problems one line each, in columns: run day, file (or report), the date that
     matters. Names get what the longest date label leaves of ``width`` (shortened past that)
     and are padded to the longest shown, so the dates line up."""
-    labels = [_date_label(*dated) if (dated := member_date(m.problem, today)) is not None else Text("")
+    labels = [_date_label(*dated) if (dated := member_label(m.problem, today)) is not None else Text("")
               for m in members]
     room = max(8, width - 6 - 12 - 2 - max(label.cell_len for label in labels))
     names = []
@@ -185,7 +185,7 @@ def problems_lines(health: HealthReport | None, today: date, width: int = 0,
         head = severity_text(p.severity, p.kind)
         if p.day is not None:
             head.append(f" {short_day(p.day)}", style="bold")
-        dated = member_date(p, today) if p.kind not in _DATE_IN_MESSAGE else None
+        dated = member_label(p, today) if p.kind not in _DATE_IN_MESSAGE else None
         if dated is not None:
             head.append(" · ")
             head.append_text(_date_label(*dated))
