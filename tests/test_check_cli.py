@@ -325,3 +325,9 @@ def test_a_ledger_that_refuses_a_write_still_gets_one_json_document(tmp_path, sc
     assert str(e.ledger_path) in doc["error"] and "the disk refused the write" in doc["error"]
     assert doc["reports"] == [] and doc["connection"]["write_test"] == "skipped"
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    # The same document as the profile's entry under --all-profiles, the error on stderr.
+    code, out, err = e.run(capsys, "--offline", "--json", "--all-profiles")
+    assert code == 2
+    every = json.loads(out)
+    assert every["status"] == "critical" and every["profiles"] == {"default": doc}
+    assert err.splitlines() == ["== default", f"report-keeper: {doc['error']}"]

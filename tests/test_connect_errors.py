@@ -263,7 +263,70 @@ def test_ctrl_c_during_check_still_prints_one_json_document(answering_silent_ser
     doc = json.loads(out)
     assert doc["status"] == "critical" and doc["error_kind"] == "interrupted"
     assert doc["error"].startswith("Interrupted")
-    if all_profiles:
-        assert doc["profiles"] == {}
+    if all_profiles:  # its one profile had not ended: listed, as interrupted
+        (one,) = doc["profiles"].values()
+        assert one["error_kind"] == "interrupted" and one["reports"] == [] and "connection" in one
     else:
         assert doc["reports"] == [] and "connection" in doc
+
+
+def _two_profiles(tmp_path: Path, sshd: ServerInfo, hang_port: int) -> Path:
+    """``done`` on the real sshd (an empty folder of its own), then ``hang`` on a server that
+    accepts and never speaks; each with its own ledger."""
+    folder = Path(tempfile.mkdtemp(prefix="ctrlc-", dir=sshd.root))
+    os.chmod(folder, 0o755)
+    text = ""
+    for name, port in (("done", sshd.port), ("hang", hang_port)):
+        text += (f"[profile.{name}]\n"
+                 f'host = "127.0.0.1"\nport = {port}\nusername = "{sshd.username}"\n'
+                 f'key = "{sshd.key}"\nknown_hosts = "{sshd.known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
+                 f'remote_dir = "{folder.name}"\nlocal_dir = "{tmp_path / "local" / name}"\n'
+                 f'ledger = "{tmp_path / (name + ".sqlite3")}"\ntimezone = "UTC"\nconnect_timeout = 60\n\n')
+    path = tmp_path / "two.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("json_out", [True, False], ids=["json", "human"])
+def test_ctrl_c_during_check_all_profiles_keeps_the_finished_profiles(
+        sshd: ServerInfo, answering_silent_server, tmp_path, json_out):
+    """Interrupted while one profile still waits for its server, ``check --all-profiles``
+    still accounts for every profile: the finished one with its whole document, the unfinished
+    one as interrupted; the worst exit code."""
+    import signal
+    import subprocess
+
+    port, accepted = answering_silent_server
+    cfg = _two_profiles(tmp_path, sshd, port)
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPORT_KEEPER_")}
+    env.update({"XDG_CONFIG_HOME": str(home / "c"), "XDG_DATA_HOME": str(home / "d"),
+                "XDG_STATE_HOME": str(home / "s"), "HOME": str(home), "PYTHONPATH": str(ROOT)})
+    # One profile at a time, in the config's order: once the silent server has a client,
+    # the sshd profile has ended.
+    args = ["check", "--config", str(cfg), "--all-profiles", "--parallel", "1"] + (["--json"] if json_out else [])
+    proc = subprocess.Popen([sys.executable, "-m", "tui", *args], env=env, cwd=str(ROOT),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert accepted.wait(60), "check never reached the second profile"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2, err
+    assert b"Traceback" not in err and b"Interrupted" in err
+    if not json_out:
+        text = out.decode()
+        assert "== done" in text and "Connection: ok, write test ok" in text
+        assert "== hang" in text and "Interrupted" in text.split("== hang", 1)[1]
+        assert "All 2 profiles: CRITICAL" in text
+        return
+    doc = json.loads(out)
+    assert doc["status"] == "critical" and doc["error_kind"] == "interrupted"
+    assert list(doc["profiles"]) == ["done", "hang"]
+    done, hang = doc["profiles"]["done"], doc["profiles"]["hang"]
+    assert done["connection"]["ok"] is True and done["connection"]["write_test"] == "ok"
+    assert "error_kind" not in done and {"reports", "refused", "ignored", "folders", "notify"} <= set(done)
+    assert hang["status"] == "critical" and hang["error_kind"] == "interrupted"
+    assert hang["error"].startswith("Interrupted") and hang["reports"] == [] and "connection" in hang

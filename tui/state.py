@@ -36,7 +36,7 @@ from tui.core.health import ConnectionStatus, HealthReport, evaluate
 from tui.core.ledger import LEDGER_ERRORS, Ledger
 from tui.core.local_reports import VerifyOutcome, find_local_reports, purged_reports, verify_local
 from tui.core.model import ConnTestResult, EntryKind, JobState, LocalState, VerifyResult, WriteTest
-from tui.core.names import escape_name, normalize_folder
+from tui.core.names import escape_name
 from tui.core.status import VerifyStatus
 from tui.sftp.download import Placed
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running, TransferEvent, TransferQueue
@@ -186,14 +186,8 @@ def other_rows(profile: Profile, ledger: Ledger) -> tuple[OtherRow, ...]:
     """The ledger's entries that are not reports, of the folders watched now; a sub-folder
     that is itself watched is left out (its files are listed)."""
     watched = set(profile.folders)
-    rows = []
-    for o in ledger.others():
-        if o.folder not in watched:
-            continue
-        if o.kind == EntryKind.FOLDER and normalize_folder(f"{o.folder}/{o.name}") in watched:
-            continue
-        rows.append(OtherRow(key=f"\x00{o.folder}\x00{o.name}", folder=o.folder, name=o.name, kind=o.kind))
-    return tuple(rows)
+    return tuple(OtherRow(key=f"\x00{o.folder}\x00{o.name}", folder=o.folder, name=o.name, kind=o.kind)
+                 for o in ledger.others() if o.ignored_in(watched))
 
 
 def folder_size(folder: Path) -> tuple[int, int]:

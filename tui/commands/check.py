@@ -17,21 +17,30 @@ import shutil
 import sqlite3
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import TYPE_CHECKING
 
 from tui.commands import all_profiles
-from tui.commands.common import add_profile_arguments, fail_usage, load_profile, print_json, terminal_passphrase_cb
+from tui.commands.common import (
+    INTERRUPTED,
+    add_profile_arguments,
+    fail_usage,
+    interrupted_document,
+    load_profile,
+    print_json,
+    terminal_passphrase_cb,
+)
 from tui.core import clock
 from tui.core import status as st
 from tui.core.clock import ClockError
 from tui.core.config import ConfigError, Profile
 from tui.core.health import ConnectionStatus, HealthReport, evaluate, fmt_day
 from tui.core.ledger import Ledger, LedgerError
-from tui.core.model import Audience, EntryKind, JSONObject, OtherEntry, WriteTest
-from tui.core.names import escape_name, normalize_folder
-from tui.core.problem_list import Member, ProblemGroup, member_date, tell
-from tui.notify.dispatch import after_check, summary_line
+from tui.core.model import Audience, JSONObject, WriteTest
+from tui.core.names import escape_name
+from tui.core.problem_list import Member, ProblemGroup, member_label, tell
+from tui.notify.dispatch import NotifyDocument, after_check, summary_line
 
 if TYPE_CHECKING:  # asyncssh loads only when the check goes online
     from tui.sftp.client import PassphraseCallback
@@ -83,49 +92,94 @@ def run(args: argparse.Namespace) -> int:
         ledger = Ledger.open(profile.ledger_path, profile=profile.name)
     except LedgerError as exc:
         return fail_usage(str(exc))
-    connection: ConnectionStatus | None = None
+    connection = ConnectionStatus.skipped()
     try:
-        if args.offline:
-            connection = ConnectionStatus.skipped()
+        try:
+            if not args.offline:
+                policy = "remember" if args.accept_new_host_key else "reject"
+                connection = asyncio.run(_online(profile, ledger, policy))
+        except (sqlite3.Error, LedgerError) as exc:  # recording the listing failed
+            checked = _ledger_failed(profile, connection, exc)
         else:
-            policy = "remember" if args.accept_new_host_key else "reject"
-            connection = asyncio.run(_online(profile, ledger, policy))
-        # The disk too, online or not: a held copy gone from local_dir is missing (or lost).
-        ledger.reconcile_local(profile.local_dir)
-        report = _evaluate(profile, ledger, connection)
-        refused = [{"name": escape_name(r.name), "reason": r.reason}
-                   for r in ledger.refused(current=True)]
-        folder_of = {d.name: d.folder or profile.folders[0] for d in ledger.deliveries()}
-        ignored = [{"name": escape_name(o.name), "folder": escape_name(o.folder), "kind": str(o.kind),
-                    "new": False} for o in ledger.others() if _ignored(o, profile.folders)]
-    except (sqlite3.Error, LedgerError) as exc:  # locked by another run too long, disk full, damaged
-        log.error("check: ledger error %s", type(exc).__name__)
-        message = (f"the ledger {profile.ledger_path} could not be read or written ({exc}); "
-                   "wait for a running sync to finish and try again, or check the disk")
-        if args.json:  # the same document a profile of check --all-profiles gets
-            print_json({"status": "critical",
-                        "connection": (connection or ConnectionStatus.skipped()).to_json(),
-                        "reports": [], "refused": [], "error": message, "error_kind": "ledger"})
-        sys.stderr.write(f"report-keeper: {message}\n")
-        return int(st.Exit.CRITICAL)
+            checked = _check(profile, ledger, connection)
     finally:
         ledger.close()
-    code = report.exit_code
-    log.info("check: %s (%d problems)", report.status, len(report.problems))
+    if checked.report is None:
+        if args.json:  # the same document a profile of check --all-profiles gets
+            print_json(checked.document)
+        sys.stderr.write(f"report-keeper: {checked.document['error']}\n")
+        return checked.code
+    log.info("check: %s (%d problems)", checked.report.status, len(checked.report.problems))
     # Alerts (e-mail, webhook, ping) once the result is known; they never change it.
-    notify = after_check(profile, report, offline=args.offline)
+    _alert(checked, profile, offline=args.offline)
     if args.json:
-        # refused: server names refused as unsafe in the latest listing
-        print_json({**_with_folders(report.to_json(), folder_of), "refused": refused,
-                    "ignored": ignored, "folders": [escape_name(f) for f in profile.folders],
-                    "notify": notify})
+        print_json(checked.document)
     else:
-        sys.stdout.write(render(report, profile, width=shutil.get_terminal_size((100, 24)).columns))
-        line = summary_line(notify)
-        if line:
-            sys.stdout.write(line + "\n")
+        _write_human(checked, profile, shutil.get_terminal_size((100, 24)).columns)
         sys.stdout.flush()
-    return int(code)
+    return checked.code
+
+
+@dataclass
+class _Checked:
+    """One profile's outcome: its exit code and its document (``check --json``'s, or one
+    profile's entry under ``--all-profiles``); ``report`` is None when there is no evaluation
+    (the ledger failed, or the run was interrupted first: the document says so)."""
+
+    code: int
+    document: dict[str, object]
+    report: HealthReport | None = None
+    notify: NotifyDocument | None = None
+
+
+def _check(profile: Profile, ledger: Ledger, connection: ConnectionStatus) -> _Checked:
+    """Reconcile the ledger with the disk (a held copy gone from local_dir is missing or
+    lost, online or not), evaluate it, and build the document (alerts not sent yet)."""
+    try:
+        ledger.reconcile_local(profile.local_dir)
+        deliveries = ledger.deliveries()
+        report = evaluate(profile, deliveries, connection=connection)
+        # refused: server names refused as unsafe in the latest listing
+        refused = [{"name": escape_name(r.name), "reason": r.reason} for r in ledger.refused(current=True)]
+        folder_of = {d.name: d.folder or profile.folders[0] for d in deliveries}
+        ignored = [{"name": escape_name(o.name), "folder": escape_name(o.folder), "kind": str(o.kind),
+                    "new": False} for o in ledger.others() if o.ignored_in(profile.folders)]
+    except (sqlite3.Error, LedgerError) as exc:  # locked by another run too long, disk full, damaged
+        return _ledger_failed(profile, connection, exc)
+    document: dict[str, object] = {**_with_folders(report.to_json(), folder_of), "refused": refused,
+                                   "ignored": ignored, "folders": [escape_name(f) for f in profile.folders]}
+    return _Checked(int(report.exit_code), document, report)
+
+
+def _ledger_failed(profile: Profile, connection: ConnectionStatus, exc: BaseException) -> _Checked:
+    log.error("check: ledger error %s (profile %s)", type(exc).__name__, profile.name)
+    message = (f"the ledger {profile.ledger_path} could not be read or written ({exc}); "
+               "wait for a running sync to finish and try again, or check the disk")
+    return _Checked(int(st.Exit.CRITICAL), {
+        "status": "critical", "connection": connection.to_json(), "reports": [], "refused": [],
+        "error": message, "error_kind": "ledger"})
+
+
+def _interrupted() -> _Checked:
+    """A profile whose check had not ended when Ctrl-C (or SIGTERM) came."""
+    return _Checked(int(st.Exit.CRITICAL), interrupted_document("check"))
+
+
+def _alert(checked: _Checked, profile: Profile, *, offline: bool) -> None:
+    """Send the profile's alerts and add their outcome (``notify``) to its document."""
+    if checked.report is not None:
+        checked.notify = after_check(profile, checked.report, offline=offline)
+        checked.document["notify"] = checked.notify
+
+
+def _write_human(checked: _Checked, profile: Profile, width: int) -> None:
+    if checked.report is None:
+        sys.stdout.write(f"{checked.document['error']}\n")
+        return
+    sys.stdout.write(render(checked.report, profile, width=width))
+    line = summary_line(checked.notify) if checked.notify is not None else None
+    if line:
+        sys.stdout.write(line + "\n")
 
 
 async def _online(profile: Profile, ledger: Ledger, policy: str,
@@ -156,82 +210,80 @@ async def _online(profile: Profile, ledger: Ledger, policy: str,
 
 def _run_all(args: argparse.Namespace) -> int:
     """``check --all-profiles``: every profile's listing and connection test at once (bounded),
-    then each one's evaluation; one document, the worst exit code."""
+    then each one's evaluation; one document, the worst exit code. Interrupted (Ctrl-C,
+    SIGTERM), the profiles that had ended keep their documents and the others are listed as
+    interrupted."""
     try:
         profiles = all_profiles.load_profiles(args, need_local_dir=False)
         ledgers = all_profiles.Ledgers(profiles)
     except (ConfigError, LedgerError) as exc:
         return fail_usage(str(exc))
-    documents: dict[str, dict[str, object]] = {}
-    codes: dict[str, int] = {}
-    width = shutil.get_terminal_size((100, 24)).columns
+    online: dict[str, ConnectionStatus | BaseException] = {}
+    checked: dict[str, _Checked] = {}
+    interrupted = False
     try:
-        if args.offline:
-            connections = {p.name: ConnectionStatus.skipped() for p in profiles}
-        else:
-            policy = "remember" if args.accept_new_host_key else "reject"
-            connections = asyncio.run(_online_all(profiles, ledgers, policy, args.parallel))
-        for profile in profiles:
-            ledger = ledgers.by_profile[profile.name]
-            try:
-                ledger.reconcile_local(profile.local_dir)
-                report = _evaluate(profile, ledger, connections[profile.name])
-                refused = [{"name": escape_name(r.name), "reason": r.reason}
-                           for r in ledger.refused(current=True)]
-                folder_of = {d.name: d.folder or profile.folders[0] for d in ledger.deliveries()}
-                ignored = [{"name": escape_name(o.name), "folder": escape_name(o.folder),
-                            "kind": str(o.kind), "new": False}
-                           for o in ledger.others() if _ignored(o, profile.folders)]
-            except (sqlite3.Error, LedgerError) as exc:
-                log.error("check: ledger error %s (profile %s)", type(exc).__name__, profile.name)
-                message = (f"the ledger {profile.ledger_path} could not be read or written ({exc}); "
-                           "wait for a running sync to finish and try again, or check the disk")
-                codes[profile.name] = int(st.Exit.CRITICAL)
-                documents[profile.name] = {
-                    "status": "critical", "connection": connections[profile.name].to_json(),
-                    "reports": [], "refused": [], "error": message, "error_kind": "ledger"}
-                sys.stderr.write(f"== {profile.name}\nreport-keeper: {message}\n")
-                continue
-            notify = after_check(profile, report, offline=args.offline)
-            codes[profile.name] = int(report.exit_code)
-            documents[profile.name] = {**_with_folders(report.to_json(), folder_of), "refused": refused,
-                                       "ignored": ignored,
-                                       "folders": [escape_name(f) for f in profile.folders],
-                                       "notify": notify}
-            if not args.json:
-                sys.stdout.write(f"== {profile.name}\n" + render(report, profile, width=width))
-                line = summary_line(notify)
-                if line:
-                    sys.stdout.write(line + "\n")
+        try:
+            if args.offline:
+                online.update((p.name, ConnectionStatus.skipped()) for p in profiles)
+            else:
+                policy = "remember" if args.accept_new_host_key else "reject"
+                asyncio.run(_online_all(profiles, ledgers, policy, args.parallel, online))
+        except KeyboardInterrupt:  # the profiles that ended are still evaluated
+            interrupted = True
+        try:
+            for profile in profiles:
+                found = online.get(profile.name)
+                if found is None:
+                    continue
+                ledger = ledgers.by_profile[profile.name]
+                if isinstance(found, BaseException):  # recording its listing failed
+                    one = _ledger_failed(profile, ConnectionStatus.skipped(), found)
+                else:
+                    one = _check(profile, ledger, found)
+                _alert(one, profile, offline=args.offline)
+                checked[profile.name] = one
+        except KeyboardInterrupt:
+            interrupted = True
     finally:
         ledgers.close()
-    code, document = all_profiles.combined(codes, documents)
+    width = shutil.get_terminal_size((100, 24)).columns
+    for profile in profiles:
+        one = checked.setdefault(profile.name, _interrupted())
+        if one.report is None and one.document.get("error_kind") == "ledger":
+            sys.stderr.write(f"== {profile.name}\nreport-keeper: {one.document['error']}\n")
+        elif not args.json:
+            sys.stdout.write(f"== {profile.name}\n")
+            _write_human(one, profile, width)
+    code, document = all_profiles.combined({n: c.code for n, c in checked.items()},
+                                           {p.name: checked[p.name].document for p in profiles})
+    if interrupted:
+        document.update({"error": INTERRUPTED, "error_kind": "interrupted"})
     if args.json:
         print_json(document)
     else:
         sys.stdout.write(f"All {len(profiles)} profiles: {st.overall_name(code).upper()}\n")
         sys.stdout.flush()
-    log.info("check --all-profiles: %s over %d profiles", st.overall_name(code), len(profiles))
+    if interrupted:
+        sys.stderr.write(f"report-keeper: {INTERRUPTED}\n")
+        sys.stderr.flush()
+    log.info("check --all-profiles: %s over %d profiles%s", st.overall_name(code), len(profiles),
+             " (interrupted)" if interrupted else "")
     return code
 
 
 async def _online_all(profiles: list[Profile], ledgers: all_profiles.Ledgers, policy: str,
-                      parallel: int) -> dict[str, ConnectionStatus]:
-    found: dict[str, ConnectionStatus] = {}
+                      parallel: int, found: dict[str, ConnectionStatus | BaseException]) -> None:
+    """Each profile's connection status into ``found`` as soon as it is known (or the ledger
+    error that stopped it): what ended before a Ctrl-C is kept."""
     ask = all_profiles.shared_passphrase_cb()
 
     async def one(profile: Profile) -> None:
-        found[profile.name] = await _online(profile, ledgers.by_profile[profile.name], policy, ask)
+        try:
+            found[profile.name] = await _online(profile, ledgers.by_profile[profile.name], policy, ask)
+        except (sqlite3.Error, LedgerError) as exc:
+            found[profile.name] = exc
 
     await all_profiles.run_bounded(profiles, parallel, one)
-    return found
-
-
-def _ignored(entry: OtherEntry, folders: tuple[str, ...]) -> bool:
-    """An entry of a watched folder that is not a report, and not a watched folder itself."""
-    if entry.folder not in folders:
-        return False
-    return entry.kind != EntryKind.FOLDER or normalize_folder(f"{entry.folder}/{entry.name}") not in folders
 
 
 def _with_folders(doc: JSONObject, folder_of: dict[str, str]) -> JSONObject:
@@ -248,10 +300,6 @@ def _with_folders(doc: JSONObject, folder_of: dict[str, str]) -> JSONObject:
                 file = p.get("file")
                 p["folder"] = folder_of.get(file) if isinstance(file, str) else None
     return doc
-
-
-def _evaluate(profile: Profile, ledger: Ledger, connection: ConnectionStatus) -> HealthReport:
-    return evaluate(profile, ledger.deliveries(), connection=connection)
 
 
 # ------------------------------------------------------------------------------ human output
@@ -278,11 +326,8 @@ def _member_texts(members: Sequence[Member], today: date, width: int) -> list[st
     rows = []
     for member in members:
         p = member.problem
-        dated = member_date(p, today)
-        label = ""
-        if dated is not None:
-            what, days = dated
-            label = f"{what} ({days}d)" if days >= 0 else f"{what} (passed)"
+        labelled = member_label(p, today)
+        label = labelled[0] if labelled is not None else ""
         rows.append((fmt_day(p.day, today) if p.day else "", escape_name(p.file or member.report), label))
     indent, sep = "        ", " · "
     day_w = max(len(day) for day, _name, _label in rows)

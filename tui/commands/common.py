@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import getpass
 import json
 import logging
@@ -138,18 +139,26 @@ _EMPTY_FIELDS: dict[str | None, dict[str, object]] = {
 INTERRUPTED = "Interrupted (Ctrl-C) before it finished; nothing it did is lost. Run it again."
 
 
+def interrupted_document(command: str | None, *, all_profiles: bool = False) -> dict[str, object]:
+    """The JSON document of a command stopped by Ctrl-C before it had a result: its usual
+    shape, empty (``{"status", "profiles": {}}`` for ``--all-profiles``), critical."""
+    document: dict[str, object] = {"status": "critical"}
+    if all_profiles:
+        document["profiles"] = {}
+    else:
+        document.update(copy.deepcopy(_EMPTY_FIELDS.get(command, {})))
+    document.update({"error": INTERRUPTED, "error_kind": "interrupted"})
+    return document
+
+
 def fail_interrupted(args: argparse.Namespace) -> int:
     """Ctrl-C (SIGINT) reached the top of a command that does not handle it itself: one line
     on stderr and, with ``--json``, one JSON document if none was printed yet (cron and
     monitoring read it); exit 2, because nothing says the reports are safe."""
     log.info("interrupted (SIGINT)")
     if getattr(args, "json", False) and not _json_printed:
-        document: dict[str, object] = {"status": "critical"}
-        if getattr(args, "all_profiles", False):
-            document["profiles"] = {}
-        else:
-            document.update(_EMPTY_FIELDS.get(getattr(args, "command", None), {}))
-        document.update({"error": INTERRUPTED, "error_kind": "interrupted"})
+        document = interrupted_document(getattr(args, "command", None),
+                                        all_profiles=getattr(args, "all_profiles", False))
         try:
             print_json(document)
         except OSError:

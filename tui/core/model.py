@@ -6,13 +6,14 @@ JSON documents and the ledger hold. Their members are also importable by their s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from typing import TypeAlias, TypedDict
 
 from tui.core.content import DateCoverage
+from tui.core.names import normalize_folder
 from tui.core.status import Severity, VerifyStatus
 
 #: A value of the JSON documents the commands print (docs/JSON.md).
@@ -219,6 +220,13 @@ class OtherEntry:
     kind: EntryKind
     first_seen: datetime | None = None
     new: bool = False  # first seen by this listing
+
+    def ignored_in(self, folders: Collection[str]) -> bool:
+        """An entry of one of the watched ``folders`` that is not itself one of them (a
+        watched sub-folder's files are listed with it, never ignored)."""
+        if self.folder not in folders:
+            return False
+        return self.kind != EntryKind.FOLDER or normalize_folder(f"{self.folder}/{self.name}") not in folders
 
 
 class DeliveryExtra(TypedDict, total=False):
