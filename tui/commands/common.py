@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import termios
 import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -84,12 +85,67 @@ def terminal_passphrase_cb():
         return None
 
     async def ask(path) -> str | None:
+        prompt = f"Passphrase for {path}: "
         try:
-            return await asyncio.to_thread(getpass.getpass, f"Passphrase for {path}: ")
-        except (EOFError, KeyboardInterrupt):
-            return None
+            tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+        except OSError:  # no controlling terminal after all: the standard question
+            try:
+                return await asyncio.to_thread(getpass.getpass, prompt)
+            except (EOFError, KeyboardInterrupt):
+                return None
+        try:
+            return await _ask_unechoed(tty, prompt)
+        finally:
+            os.close(tty)
 
     return ask
+
+
+async def _ask_unechoed(tty: int, prompt: str) -> str | None:
+    """One line read from the terminal ``tty`` without echo, as ``getpass`` asks, but awaited
+    on the event loop rather than in a thread: Ctrl-C (a cancel of the command's task) ends
+    the question at once and gives the terminal its echo back. ``getpass`` in a thread cannot
+    be stopped: the run waited for Enter after a Ctrl-C. None at end of input (Ctrl-D)."""
+    loop = asyncio.get_running_loop()
+    line: asyncio.Future[bytes | None] = loop.create_future()
+    got = bytearray()
+
+    def readable() -> None:
+        try:
+            chunk = os.read(tty, 1024)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:  # end of input
+            if not line.done():
+                line.set_result(None)
+            return
+        got.extend(chunk)
+        if b"\n" in got and not line.done():
+            line.set_result(bytes(got[:got.index(b"\n")]).rstrip(b"\r"))
+
+    saved = termios.tcgetattr(tty)
+    quiet = list(saved)
+    quiet[3] &= ~termios.ECHO  # lflag: no echo; a line at a time and Ctrl-C as usual
+    was_blocking = os.get_blocking(tty)
+    termios.tcsetattr(tty, termios.TCSAFLUSH, quiet)
+    try:
+        os.write(tty, prompt.encode(errors="replace"))
+        os.set_blocking(tty, False)
+        loop.add_reader(tty, readable)
+        try:
+            answer = await line
+        finally:
+            loop.remove_reader(tty)
+    finally:
+        os.set_blocking(tty, was_blocking)
+        termios.tcsetattr(tty, termios.TCSAFLUSH, saved)
+        try:
+            os.write(tty, b"\n")  # the Enter that was not echoed
+        except OSError:
+            pass
+    return None if answer is None else answer.decode(sys.stdin.encoding or "utf-8", errors="replace")
 
 
 def print_json(document: Mapping[str, object]) -> None:
