@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import shutil
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -143,6 +144,12 @@ def test_verify_uses_the_profiles_limits_unless_its_flags_are_given(big, tmp_pat
     assert main(["verify", "--config", str(cfg), "--json", str(big)]) == 2
     (entry,) = json.loads(capsys.readouterr().out)["files"]
     assert entry["status"] == "unreadable" and "reader_memory_mib in the profile (now 64)" in entry["message"]
+    # a headless command names the command that reads the file again, not a key of the app
+    again = f"verify it again (report-keeper verify --config {cfg} {big}, or with --max-memory MIB)"
+    assert again in entry["message"] and "Verify screen" not in entry["message"]
+    assert main(["verify", "--config", str(cfg), str(big)]) == 2
+    human = " ".join(capsys.readouterr().out.split())  # the table wraps long lines
+    assert "report-keeper verify --config" in human and "Verify screen" not in human
     # the flag wins over the profile
     assert main(["verify", "--config", str(cfg), "--json", "--max-memory", str(HIGH), str(big)]) == 0
     assert json.loads(capsys.readouterr().out)["files"][0]["rows"] == BIG_ROWS
@@ -165,6 +172,7 @@ def test_verify_honours_the_profiles_time_limit(tmp_path, capsys):
     assert entry["status"] == "unreadable"
     assert "took longer than 1 s" in entry["message"]
     assert "raise reader_seconds in the profile (now 1)" in entry["message"]
+    assert f"(report-keeper verify --config {cfg} {wide}, or with --max-seconds S)" in entry["message"]
     cfg.write_text(_profile_toml("reader_seconds = 60"))
     assert main(["verify", "--config", str(cfg), "--json", str(wide)]) == 0
     assert json.loads(capsys.readouterr().out)["files"][0]["rows"] == 30
@@ -219,6 +227,9 @@ def test_a_genuine_report_over_the_limit_until_the_profile_raises_it(
     assert entry["status"] == "unreadable"
     assert "needs more memory than allowed to read (64.0 MiB)" in entry["message"]
     assert "raise reader_memory_mib in the profile (now 64)" in entry["message"]
+    again = shlex.join(["report-keeper", "verify", "--config", str(cfg), "--profile", "default", entry["path"]])
+    assert " " in entry["path"] and f"({again}, or with --max-memory MIB)" \
+        in entry["message"] and "Verify screen" not in entry["message"]
     code, doc = _cli(capsys, monkeypatch, "check", "--config", str(cfg), "--offline")
     assert "unreadable" in _kinds(doc)
     pool = isolation.shared_pool()  # sync gave the defaults back when it ended

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import dataclasses
 import getpass
 import json
 import logging
 import os
+import shlex
 import sys
 import termios
 import unicodedata
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from tui.core import isolation
 from tui.core.config import ConfigError, Profile, load_config
+from tui.core.model import VerifyResult
 from tui.core.status import Exit
 
 log = logging.getLogger("report_keeper.commands")
@@ -58,6 +61,25 @@ def use_reader_limits(profiles: Iterable[Profile]) -> None:
     replaced); ``isolation.configure()`` gives the defaults back."""
     memory, seconds = reader_limits(profiles)
     isolation.configure(memory_limit=memory, time_limit=seconds)
+
+
+def for_shell(results: Iterable[VerifyResult], args: argparse.Namespace,
+              profile: str | None) -> list[VerifyResult]:
+    """Verdicts as a headless command shows them (its output, JSON and alerts): a message
+    about the reader's limits names the command line that verifies the file again (with the
+    run's ``--config`` and ``profile``), where the app names its key."""
+    from tui.core.validate import said_for_shell  # noqa: PLC0415 - loaded by the commands that verify
+
+    words = ["report-keeper", "verify"]
+    if getattr(args, "config", None):
+        words += ["--config", str(args.config)]
+    if profile:
+        words += ["--profile", profile]
+    out = []
+    for r in results:
+        message = said_for_shell(r.message, shlex.join([*words, r.path]))
+        out.append(r if message == r.message else dataclasses.replace(r, message=message))
+    return out
 
 
 def require_local_dir(profile: Profile) -> None:

@@ -25,6 +25,7 @@ from tui.commands import all_profiles
 from tui.commands.common import (
     add_profile_arguments,
     fail_usage,
+    for_shell,
     load_profile,
     print_json,
     terminal_passphrase_cb,
@@ -140,6 +141,7 @@ def _run(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         result.finish()
     finally:
         ledger.close()
+    result.files = for_shell(result.files, args, profile.name)
     # Alerts (e-mail, webhook, ping) once the result is recorded; they never change it.
     notify = _alerts(profile, result)
     if args.json:
@@ -298,6 +300,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     codes: dict[str, int] = {}
     for profile in profiles:
         result = results[profile.name]
+        result.files = for_shell(result.files, args, profile.name)
         notify = _alerts(profile, result)
         documents[profile.name] = {**result.to_json(), **({"notify": notify} if notify is not None else {})}
         codes[profile.name] = int(result.status)

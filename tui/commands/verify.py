@@ -16,7 +16,7 @@ import os
 from datetime import datetime, tzinfo
 from pathlib import Path
 
-from tui.commands.common import add_profile_arguments, fail_usage, print_json
+from tui.commands.common import add_profile_arguments, fail_usage, for_shell, print_json
 from tui.core import clock, isolation
 from tui.core import status as st
 from tui.core.config import ConfigError, Profile, ReportConfig, default_config_path, load_config, system_timezone
@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace, profile: Profile | None) -> int:
         return fail_usage(str(exc))
 
     items = [_item(path, profile) for path in files]
-    results = validate_many(items, pool=isolation.shared_pool())
+    results = for_shell(validate_many(items, pool=isolation.shared_pool()), args, getattr(args, "profile", None))
     results.sort(key=_sort_key)
     code = st.worst(st.severity(r.status) for r in results)
     log.info("verified %d files: %s", len(results), st.overall_name(code))

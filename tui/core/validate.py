@@ -370,8 +370,8 @@ def failure_message(failure: isolation.Failure, pool: isolation.WorkerPool) -> s
         return (
             f"Reading the workbook took longer than {seconds:g} s, so it was stopped; it may be "
             "damaged or hostile. Open it in Excel to check it. If the report is genuine, raise "
-            f"reader_seconds in the profile (now {seconds:g}) and verify it again (v on the Verify "
-            "screen, or verify --max-seconds S), or ask for a smaller report."
+            f"reader_seconds in the profile (now {seconds:g}) and verify it again "
+            f"{_verify_again(_SECONDS_FLAG)}, or ask for a smaller report."
         )
     return (
         "The workbook reader crashed on this file; it may be damaged or hostile. It was not "
@@ -384,9 +384,27 @@ def memory_way_out(limit: int) -> str:
     """The sentence that says how to read a genuine report past the memory limit (bytes)."""
     return (
         f"If the report is genuine, raise reader_memory_mib in the profile (now {limit >> 20}) "
-        "and verify it again (v on the Verify screen, or verify --max-memory MIB), or ask for a "
-        "smaller report."
+        f"and verify it again {_verify_again(_MEMORY_FLAG)}, or ask for a smaller report."
     )
+
+
+#: The flags of ``verify`` that read a file under another limit than the profile's.
+_MEMORY_FLAG, _SECONDS_FLAG = "--max-memory MIB", "--max-seconds S"
+
+
+def _verify_again(flag: str) -> str:
+    """How to verify a file again, in the app's words: messages are built and recorded with
+    them (the Verify screen shows recorded verdicts); ``said_for_shell`` gives a command's."""
+    return f"(v on the Verify screen, or verify {flag})"
+
+
+def said_for_shell(message: str, command: str) -> str:
+    """A verification message as a headless command shows it: ``command`` (the command line
+    that verifies the file again) in place of the app's key. Verdicts recorded by any release
+    hold the app's words, so it applies to those too."""
+    for flag in (_MEMORY_FLAG, _SECONDS_FLAG):
+        message = message.replace(_verify_again(flag), f"({command}, or with {flag})")
+    return message
 
 
 _ID_NAME = re.compile(
