@@ -302,7 +302,7 @@ def _sha(path: Path) -> str:
 
 
 def test_all_profiles_use_the_largest_limits(tmp_path):
-    from tui.commands.common import reader_limits
+    from tui.core.isolation import reader_limits
 
     cfg = tmp_path / "c.toml"
     cfg.write_text(
@@ -345,3 +345,101 @@ def test_sync_all_profiles_reads_with_the_largest_limit(sshd, server_dir, big, t
             (entry,) = doc["profiles"][profile]["files"]
             assert entry["status"] == status, (limits, profile, entry)
         assert isolation.shared_pool().memory_limit == isolation.DEFAULT_MEMORY_BYTES
+
+
+# ------------------------------------------------------------------ the app re-reads the limits
+
+
+def _app_profile_toml(tmp: Path, extra: str) -> str:
+    return (f'[profile.default]\nhost = "127.0.0.1"\nlocal_dir = "{tmp / "local"}"\n'
+            f'ledger = "{tmp / "ledger.sqlite3"}"\ntimezone = "America/Chicago"\n{extra}\n')
+
+
+def _toasts(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+def test_v_applies_the_limits_the_config_says_now(big, tmp_path, monkeypatch):
+    """The librarian raises reader_memory_mib in the config while the app runs, as the
+    unreadable message says, and presses v: the file is read again under the new limit. A
+    config broken meanwhile is said in a toast and the limits stay as they were."""
+    from tui.app import create_app
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", NOW)
+    (tmp_path / "local").mkdir()
+    name = f"{REPORT}_{DAY:%Y%m%d}_070000.xlsx"
+    shutil.copy(big, tmp_path / "local" / name)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(_app_profile_toml(tmp_path, f"reader_memory_mib = {LOW}"))
+    app = create_app(load_config(cfg).profile("default"), auto_connect=False)
+
+    async def run() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("4")
+            await _settle(pilot)
+            (first,) = app.screen.outcomes
+            assert first.result.status == st.UNREADABLE
+            assert "raise reader_memory_mib in the profile (now 64)" in first.result.message
+
+            cfg.write_text(_app_profile_toml(tmp_path, f"reader_memory_mib = {HIGH}\nreader_seconds = 300"))
+            await pilot.press("v")
+            await _settle(pilot)
+            (again,) = app.screen.outcomes
+            assert again.result.status == st.OK and again.result.rows == BIG_ROWS and not again.cached
+            pool = isolation.shared_pool()
+            assert (pool.memory_limit, pool.time_limit) == (HIGH << 20, 300.0)
+            assert (app.profile.reader_memory_mib, app.profile.reader_seconds) == (HIGH, 300.0)
+            assert any("256 MiB" in t and "300 s" in t for t in _toasts(app)), _toasts(app)
+
+            for broken in ("reader_memory_mib = 63", "reader_memory_mib = [", None):
+                app.clear_notifications()
+                if broken is None:
+                    cfg.unlink()
+                else:
+                    cfg.write_text(_app_profile_toml(tmp_path, broken))
+                await pilot.press("v")
+                await _settle(pilot)
+                (kept,) = app.screen.outcomes
+                assert kept.result.status == st.OK and kept.cached, broken
+                pool = isolation.shared_pool()
+                assert (pool.memory_limit, pool.time_limit) == (HIGH << 20, 300.0), broken
+                (toast,) = _toasts(app)
+                assert str(cfg) in toast and "256 MiB" in toast and "300 s" in toast, toast
+                if broken is not None:
+                    assert "reader_memory_mib" in toast or "TOML" in toast, toast
+
+    try:
+        asyncio.run(run())
+    finally:
+        app.ledger.close()
+    assert isolation.shared_pool().memory_limit == isolation.DEFAULT_MEMORY_BYTES
+
+
+def test_new_limits_let_the_reads_under_way_finish(big):
+    """The app's new limits must not cost a read already under way (a download's verification,
+    an export): the old pool's busy worker finishes its job, then stops; the next read is
+    under the new limits."""
+    import time as time_module
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tui.core.validate import validate_file
+
+    isolation.configure(memory_limit=HIGH << 20)
+    try:
+        old = isolation.shared_pool()
+        with ThreadPoolExecutor(1) as ex:
+            running = ex.submit(validate_file, big, pool=old)
+            for _ in range(1000):  # until its worker has the job
+                if old.busy_pids() or running.done():
+                    break
+                time_module.sleep(0.01)
+            assert old.busy_pids(), "the read did not start"
+            isolation.configure(memory_limit=LOW << 20, let_jobs_finish=True)
+            assert isolation.shared_pool().memory_limit == LOW << 20
+            result = running.result(timeout=120)
+        assert result.status == st.OK and result.rows == BIG_ROWS  # read to the end, under 256 MiB
+        assert old.worker_pids() == [] and not old.closed  # its worker stopped after the job
+        assert validate_file(big).status == st.UNREADABLE  # the next read: under 64 MiB
+    finally:
+        isolation.configure()
+    assert old.closed  # the defaults back: the retired pool is closed with the shared one

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -43,7 +44,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from tui.core import clock, isolation
-from tui.core.config import Profile
+from tui.core.config import ConfigError, Profile, load_config
 from tui.core.export_request import ExportRequest, report_names
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.local_reports import VerifyOutcome
@@ -248,8 +249,7 @@ class ReportKeeperApp(App[None]):
     # -- lifecycle --------------------------------------------------------------------------
     def on_mount(self) -> None:
         # The profile's workbook reader limits, before any workbook is read (the app's own pool).
-        isolation.configure(memory_limit=self.profile.reader_memory_mib << 20,
-                            time_limit=self.profile.reader_seconds)
+        isolation.use_reader_limits([self.profile])
         self.switch_mode(ScreenName.HEALTH)
         self.load_snapshot()
         if self.auto_connect:
@@ -408,8 +408,36 @@ class ReportKeeperApp(App[None]):
     def verify_local_reports(self, *, progress: Callable[[int, int, str], None] | None = None,
                              cancelled: Callable[[], bool] | None = None) -> list[VerifyOutcome]:
         """Verify every local report, recording new results in the ledger (blocking: call it
-        from a thread worker). Post :class:`ReportsVerified` when new results were recorded."""
+        from a thread worker). Post :class:`ReportsVerified` when new results were recorded.
+
+        The reader limits are the profile's as the config file says now: the unreadable
+        message tells the user to raise them there and verify again, with the app running."""
+        self.apply_current_reader_limits()
         return verify_local_reports(self.profile, self.ledger, progress=progress, cancelled=cancelled)
+
+    def apply_current_reader_limits(self) -> None:
+        """Read the config file again and give the workbook readers the profile's limits as it
+        says now (blocking: call it from a thread worker). A config that no longer loads keeps
+        the limits in use, and a toast says why; reads running meanwhile (a download's
+        verification, an export) end under the limits they started with."""
+        held = self.profile
+        if held.source is None:  # a profile of no config file (the demo): nothing to read again
+            return
+        try:
+            fresh = load_config(held.source).profile(held.name)
+        except ConfigError as exc:
+            log.warning("the config could not be read again: %s", exc)
+            self.call_from_thread(
+                self.notify, f"{exc}. Until it is fixed the reader limits stay {_limits_text(held)}.",
+                title="The config was not read again", severity="warning", timeout=15)
+            return
+        if isolation.reader_limits([fresh]) == isolation.reader_limits([held]):
+            return
+        self.profile = replace(held, reader_memory_mib=fresh.reader_memory_mib,
+                               reader_seconds=fresh.reader_seconds)
+        isolation.use_reader_limits([self.profile], let_jobs_finish=True)
+        log.info("reader limits changed in the config: %s", _limits_text(self.profile))
+        self.call_from_thread(self.notify, f"Reader limits from the config: {_limits_text(self.profile)}.")
 
     def export_report_names(self) -> list[str]:
         """The reports an export can name (blocking: it reads the ledger)."""
@@ -662,6 +690,10 @@ class ReportKeeperApp(App[None]):
             self.board.fail_pending(text)
             self._post_queue_changed()
         self.notify(f"{what} failed: {text}", severity="error", timeout=10)
+
+
+def _limits_text(profile: Profile) -> str:
+    return f"{profile.reader_memory_mib} MiB and {profile.reader_seconds:g} s per workbook"
 
 
 def default_service_factory(app: ReportKeeperApp) -> SyncService:

@@ -17,7 +17,6 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from tui.core import isolation
 from tui.core.config import ConfigError, Profile, load_config
 from tui.core.model import VerifyResult
 from tui.core.status import Exit
@@ -46,21 +45,6 @@ def load_profile(args: argparse.Namespace, *, need_local_dir: bool = False):
     if need_local_dir:
         require_local_dir(profile)
     return profile
-
-
-def reader_limits(profiles: Iterable[Profile]) -> tuple[int, float]:
-    """The workbook reader's limits (address-space bytes, seconds) for reading these profiles'
-    workbooks: one profile's own; for several, which share one pool of readers, the largest
-    of each (a report one of them allows is never refused for another's lower limit)."""
-    chosen = list(profiles)
-    return (max(p.reader_memory_mib for p in chosen) << 20, max(p.reader_seconds for p in chosen))
-
-
-def use_reader_limits(profiles: Iterable[Profile]) -> None:
-    """Give the process's pool of workbook readers these profiles' limits (a running pool is
-    replaced); ``isolation.configure()`` gives the defaults back."""
-    memory, seconds = reader_limits(profiles)
-    isolation.configure(memory_limit=memory, time_limit=seconds)
 
 
 def for_shell(results: Iterable[VerifyResult], args: argparse.Namespace,

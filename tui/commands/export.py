@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tui.commands.common import add_profile_arguments, fail_usage, load_profile, one_line, print_json, use_reader_limits
+from tui.commands.common import add_profile_arguments, fail_usage, load_profile, one_line, print_json
 from tui.core import clock, isolation
 from tui.core.clock import ClockError
 from tui.core.config import ConfigError
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         profile = load_profile(args)
     except (ConfigError, ClockError) as exc:
         return fail_usage(str(exc))
-    use_reader_limits([profile])
+    isolation.use_reader_limits([profile])
     isolation.shared_pool().prestart()  # the workbook readers start while the ledger is read
     try:
         ledger = Ledger.open(profile.ledger_path, profile=profile.name)

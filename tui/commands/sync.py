@@ -29,7 +29,6 @@ from tui.commands.common import (
     load_profile,
     print_json,
     terminal_passphrase_cb,
-    use_reader_limits,
 )
 from tui.core import isolation
 from tui.core import status as st
@@ -115,7 +114,7 @@ def _run(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         profile = load_profile(args, need_local_dir=True)
     except ConfigError as exc:
         return fail_usage(str(exc))
-    use_reader_limits([profile])
+    isolation.use_reader_limits([profile])
     try:
         ledger = Ledger.open(profile.ledger_path, profile=profile.name)
     except LedgerError as exc:
@@ -268,7 +267,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         ledgers = all_profiles.Ledgers(profiles)
     except (ConfigError, LedgerError) as exc:
         return fail_usage(str(exc))
-    use_reader_limits(profiles)  # one pool reads for them all: the largest limits
+    isolation.use_reader_limits(profiles)  # one pool reads for them all: the largest limits
     out: TextIO = sys.stderr if args.json else sys.stdout
     policy = "remember" if args.accept_new_host_key else "reject"
     services: dict[str, SyncService] = {}

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
-from tui.core import clock
+from tui.core import clock, isolation
 from tui.core.model import Delivery
 from tui.core.names import (
     ParsedName,
@@ -246,11 +246,11 @@ REPORT_KEYS = {
 RETENTION_KEYS = ("local_retention_days", "keep_until_exported")
 #: local_retention_days: at most a hundred years (date arithmetic stays within Python's range).
 MAX_LOCAL_RETENTION_DAYS = 36600
-#: The workbook reader's limits (tui.core.isolation's defaults; the worker cannot start below
-#: 64 MiB). 1048576 MiB is a TiB of address space, 86400 s a day for one file.
-DEFAULT_READER_MEMORY_MIB = 1024
-READER_MEMORY_MIB_RANGE = (64, 1 << 20)
-DEFAULT_READER_SECONDS = 120.0
+#: The workbook reader's limits: its own defaults, and its own least memory (below it a worker
+#: cannot start). 1048576 MiB is a TiB of address space, 86400 s a day for one file.
+DEFAULT_READER_MEMORY_MIB = isolation.DEFAULT_MEMORY_BYTES >> 20
+READER_MEMORY_MIB_RANGE = (isolation.MIN_MEMORY_BYTES >> 20, 1 << 20)
+DEFAULT_READER_SECONDS = isolation.DEFAULT_TIME_LIMIT
 READER_SECONDS_RANGE = (1.0, 86400.0)
 
 

@@ -41,10 +41,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypedDict
+from typing import IO, Protocol, TypedDict
 
 log = logging.getLogger("report_keeper.isolation")
 
@@ -286,6 +286,7 @@ class WorkerPool:
         self._busy: set[_Worker] = set()
         self._starting = 0
         self._closed = False
+        self._retired = False  # no longer the shared pool: each worker stops after its job
         self._owner = os.getpid()
         self.started = 0  # workers started over the pool's life (for tests and logs)
 
@@ -331,8 +332,9 @@ class WorkerPool:
         want = self.size if n is None else max(0, min(n, self.size))
         started: list[_Worker | None] = []
         with self._cond:
-            while not self._closed and len(self._idle) + len(self._busy) + self._starting + len(started) < want:
-                started.append(None)
+            if not (self._closed or self._retired):
+                while len(self._idle) + len(self._busy) + self._starting + len(started) < want:
+                    started.append(None)
             self._starting += len(started)
         for i in range(len(started)):
             try:
@@ -377,6 +379,18 @@ class WorkerPool:
         for w in idle:
             w.stop()
 
+    def retire(self) -> None:
+        """Stop the idle workers now and every busy one when its job ends: nothing is killed
+        mid-job. A caller holding the pool may still call it (a run started under its limits
+        ends under them); each such job gets a worker of its own that stops after it."""
+        with self._cond:
+            self._retired = True
+            idle = list(self._idle)
+            self._idle.clear()
+        if os.getpid() == self._owner:
+            for w in idle:
+                w.stop()
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -418,7 +432,7 @@ class WorkerPool:
     def _release(self, w: _Worker, healthy: bool) -> None:
         with self._cond:
             self._busy.discard(w)
-            keep = healthy and not self._closed
+            keep = healthy and not (self._closed or self._retired)
             if keep:
                 self._idle.append(w)
             self._cond.notify()
@@ -433,6 +447,9 @@ class WorkerPool:
 
 _SHARED: WorkerPool | None = None
 _SHARED_LOCK = threading.Lock()
+#: Shared pools replaced while their jobs ran on (``configure(let_jobs_finish=True)``): closed
+#: with the shared pool, so no thread waits on one of their workers at exit.
+_RETIRED: list[WorkerPool] = []
 class _Settings(TypedDict, total=False):
     memory_limit: int
     time_limit: float
@@ -443,9 +460,12 @@ _SETTINGS: _Settings = {}
 
 
 def configure(
-    *, memory_limit: int | None = None, time_limit: float | None = None, size: int | None = None
+    *, memory_limit: int | None = None, time_limit: float | None = None, size: int | None = None,
+    let_jobs_finish: bool = False,
 ) -> None:
-    """Set the shared pool's limits; None means the default. A running pool is replaced."""
+    """Set the shared pool's limits; None means the default. A running pool is replaced: closed
+    (the callers of busy workers get ``PoolClosed``), or with ``let_jobs_finish`` retired
+    (``WorkerPool.retire``: its running jobs end under the old limits, nothing is lost)."""
     global _SHARED, _SETTINGS
     with _SHARED_LOCK:
         _SETTINGS = {}
@@ -456,8 +476,42 @@ def configure(
         if size is not None:
             _SETTINGS["size"] = int(size)
         old, _SHARED = _SHARED, None
-    if old is not None:
-        old.close()
+        if let_jobs_finish:
+            if old is not None:
+                _RETIRED.append(old)
+            retired: list[WorkerPool] = []
+        else:
+            retired, _RETIRED[:] = list(_RETIRED), []
+    if old is not None and let_jobs_finish:
+        old.retire()
+        return
+    for pool in (*retired, old):
+        if pool is not None:
+            pool.close()
+
+
+class ReaderSettings(Protocol):
+    """What a profile says of the reader's limits (``config.Profile``)."""
+
+    @property
+    def reader_memory_mib(self) -> int: ...
+    @property
+    def reader_seconds(self) -> float: ...
+
+
+def reader_limits(profiles: Iterable[ReaderSettings]) -> tuple[int, float]:
+    """The reader's limits (address-space bytes, seconds) for reading these profiles'
+    workbooks: one profile's own; for several, which share one pool of readers, the largest
+    of each (a report one of them allows is never refused for another's lower limit)."""
+    chosen = list(profiles)
+    return (max(p.reader_memory_mib for p in chosen) << 20, max(p.reader_seconds for p in chosen))
+
+
+def use_reader_limits(profiles: Iterable[ReaderSettings], *, let_jobs_finish: bool = False) -> None:
+    """Give the shared pool these profiles' limits (``configure``: a running pool is
+    replaced); ``configure()`` gives the defaults back."""
+    memory, seconds = reader_limits(profiles)
+    configure(memory_limit=memory, time_limit=seconds, let_jobs_finish=let_jobs_finish)
 
 
 def shared_pool() -> WorkerPool:
@@ -474,8 +528,10 @@ def shutdown() -> None:
     global _SHARED
     with _SHARED_LOCK:
         pool, _SHARED = _SHARED, None
-    if pool is not None and pool._owner == os.getpid():
-        pool.close()
+        retired, _RETIRED[:] = list(_RETIRED), []
+    for p in (*retired, pool):
+        if p is not None and p._owner == os.getpid():
+            p.close()
 
 
 def _register_exit_hook() -> None:
