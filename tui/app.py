@@ -31,7 +31,6 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
@@ -57,11 +56,11 @@ from tui.screens.export import open_export
 from tui.screens.health import HealthScreen
 from tui.screens.heatmap import HeatmapScreen
 from tui.screens.help import HelpScreen
-from tui.screens.modals import HostKeyChangedModal, HostKeyModal, PassphraseModal, answer_of
+from tui.screens.modals import HostKeyChangedModal, SshQuestionsApp
 from tui.screens.queue import QueueScreen
 from tui.screens.remote import RemoteScreen
 from tui.screens.verify import VerifyScreen
-from tui.sftp.client import ConnectOptions, HostKeyInfo
+from tui.sftp.client import ConnectOptions
 from tui.sftp.conntest import connect_and_test
 from tui.sftp.errors import HostKeyChanged, SftpError
 from tui.sftp.queue import Failed, TransferEvent, TransferQueue
@@ -154,7 +153,7 @@ class ReportKeeperCommands(Provider):
 # The app
 
 
-class ReportKeeperApp(App[None]):
+class ReportKeeperApp(SshQuestionsApp[None]):
     """Report Keeper's terminal UI."""
 
     TITLE = "Report Keeper"
@@ -237,14 +236,6 @@ class ReportKeeperApp(App[None]):
         if self._service is None:
             self._service = self._service_factory(self)
         return self._service
-
-    async def confirm_host_key(self, info: HostKeyInfo) -> str:
-        """Host-key policy for the SFTP client: ask the user in a modal."""
-        return await answer_of(self, HostKeyModal(info)) or "reject"
-
-    async def ask_passphrase(self, path: Path) -> str | None:
-        """Passphrase callback for the SFTP client: ask the user in a modal."""
-        return await answer_of(self, PassphraseModal(path))
 
     # -- lifecycle --------------------------------------------------------------------------
     def on_mount(self) -> None:

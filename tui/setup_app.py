@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from textual import work
-from textual.app import App, ScreenStackError, UnknownModeError
+from textual.app import ScreenStackError, UnknownModeError
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
@@ -36,7 +36,7 @@ from tui.core.names import escape_name
 from tui.messages import SetupChanged
 from tui.screens.first_run import FirstRunScreen
 from tui.screens.help import HelpScreen
-from tui.screens.modals import HostKeyChangedModal, HostKeyModal, PassphraseModal, answer_of
+from tui.screens.modals import HostKeyChangedModal, SshQuestionsApp
 from tui.setup_state import (
     FirstRunEnd,
     FirstRunExit,
@@ -50,7 +50,7 @@ from tui.setup_state import (
     SetupView,
 )
 from tui.sftp import setup as ss
-from tui.sftp.client import HostKeyInfo, SftpConnection
+from tui.sftp.client import SftpConnection
 from tui.sftp.conntest import probe_connection
 from tui.sftp.errors import AuthFailed, HostKeyChanged, SftpError
 
@@ -81,7 +81,7 @@ def setup_defaults(config_path: Path, profile: str, ssh_dir: Path = ss.SSH_DIR,
     )
 
 
-class FirstRunApp(App[FirstRunExit | None]):
+class FirstRunApp(SshQuestionsApp[FirstRunExit | None]):
     """Report Keeper's first run: set up a profile, then open it (or try the demo)."""
 
     TITLE = "Report Keeper"
@@ -144,13 +144,6 @@ class FirstRunApp(App[FirstRunExit | None]):
         self.view.busy = what
         self.view.error = ""
         self._changed()
-
-    # -- the SFTP client's questions --------------------------------------------------------
-    async def confirm_host_key(self, info: HostKeyInfo) -> str:
-        return await answer_of(self, HostKeyModal(info)) or "reject"
-
-    async def ask_passphrase(self, path: Path) -> str | None:
-        return await answer_of(self, PassphraseModal(path))
 
     # -- intents of the screen --------------------------------------------------------------
     def submit_form(self, form: FormAnswers) -> None:

@@ -7,7 +7,8 @@ passphrase_cb=...)``); the app pushes these modals and waits for their result:
 - :class:`PassphraseModal` dismisses with the passphrase, or ``None`` when cancelled;
 - :class:`HostKeyChangedModal` says loudly that a changed host key was refused.
 
-:func:`answer_of` shows one and waits for its answer (the app and the first-run app both ask so).
+:func:`answer_of` shows one and waits for its answer; :class:`SshQuestionsApp` is the base of
+the app and the first-run app, whose SFTP client callbacks ask so.
 """
 
 from __future__ import annotations
@@ -62,6 +63,19 @@ class PresentedKey(Protocol):
     @property
     def known_hosts(self) -> Path | str | None: ...
 
+
+
+class SshQuestionsApp(App[R]):
+    """An app that answers the SFTP client's host-key policy and passphrase callback, each in
+    its modal (``host_key_policy=app.confirm_host_key``, ``passphrase_cb=app.ask_passphrase``)."""
+
+    async def confirm_host_key(self, info: PresentedKey) -> str:
+        """``"once"``, ``"remember"`` or ``"reject"`` (also when the modal closes unanswered)."""
+        return await answer_of(self, HostKeyModal(info)) or "reject"
+
+    async def ask_passphrase(self, path: Path) -> str | None:
+        """The key's passphrase, or None when the user cancels."""
+        return await answer_of(self, PassphraseModal(path))
 
 class ChangedKey(PresentedKey, Protocol):
     """A host key that differs from known_hosts (the SFTP client's ``HostKeyChanged``)."""
