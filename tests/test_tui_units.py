@@ -14,6 +14,28 @@ from tui.state import TransferBoard
 from tui.widgets import formatting as fmt
 from tui.widgets.table import FastTable
 
+#: Byte counts in the three conventions (commands, validator messages, screens): the outputs
+#: of the three formatters the product had before they became one.
+SIZES = [
+    (0, "0 B", "0 bytes", "0 B"), (999, "999 B", "999 bytes", "999 B"),
+    (1000, "1000 B", "1000 bytes", "1.0 kB"), (1023, "1023 B", "1023 bytes", "1.0 kB"),
+    (1024, "1.0 KB", "1.0 KiB", "1.0 kB"), (9999, "9.8 KB", "9.8 KiB", "10.0 kB"),
+    (10_240, "10.0 KB", "10.0 KiB", "10 kB"), (999_500, "976.1 KB", "976.1 KiB", "1000 kB"),
+    (1_048_575, "1024.0 KB", "1024.0 KiB", "1.0 MB"), (1_048_576, "1.0 MB", "1.0 MiB", "1.0 MB"),
+    (123_456_789, "117.7 MB", "117.7 MiB", "123 MB"), (5 << 30, "5.0 GB", "5.0 GiB", "5.4 GB"),
+    (3 << 40, "3072.0 GB", "3.0 TiB", "3299 GB"), (1 << 50, "1048576.0 GB", "1024.0 TiB", "1125900 GB"),
+]
+
+
+def test_byte_counts_in_the_three_conventions():
+    from tui.core.names import size_text
+    from tui.core.validate import _human_bytes
+
+    for n, command, validator, screen in SIZES:
+        assert (size_text(n), _human_bytes(n), fmt.human_size(n)) == (command, validator, screen), n
+    assert fmt.human_size(999.7) == "999 B" and fmt.human_rate(999.7) == "999 B/s"
+    assert fmt.human_size(-2500) == "-2.5 kB" and fmt.human_size(None) == "—"
+
 
 def test_sizes_rates_and_etas():
     assert fmt.human_size(0) == "0 B"

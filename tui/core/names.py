@@ -19,6 +19,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import PurePosixPath
 
 from tui.core import clock
+from tui.core.sizes import byte_size
 
 # A trailing timestamp at the end of the stem, after a separator.
 _TS_BODY = r"""
@@ -333,9 +334,4 @@ def local_folder_parts(folder: str) -> tuple[str, ...]:
 
 def size_text(n: int) -> str:
     """A byte count as the commands print it: ``512 B``, ``12.3 KB``, ``1.5 GB`` (1024-based)."""
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
+    return byte_size(n, ("B", "KB", "MB", "GB"))

@@ -59,6 +59,7 @@ from tui.core import content, isolation
 from tui.core import status as st
 from tui.core.model import VerifyResult
 from tui.core.names import escape_name
+from tui.core.sizes import byte_size
 
 #: A worker's answer for one file: status, message and counts (never a cell value).
 Verdict = dict[str, object]
@@ -1130,12 +1131,8 @@ def _damaged_message(exc: Exception) -> str:
     )
 
 
-def _human_bytes(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} bytes"
+def _human_bytes(n: int) -> str:
+    return byte_size(n, ("bytes", "KiB", "MiB", "GiB", "TiB"))
 
 
 # --------------------------------------------------------------------------- classifying

@@ -22,6 +22,7 @@ from tui.core import status as st
 from tui.core.health import NEAR_DELETION_DAYS
 from tui.core.model import LocalState, ProblemKind
 from tui.core.names import escape_name
+from tui.core.sizes import byte_size
 from tui.core.status import VerifyStatus
 
 URGENT_DELETION_DAYS = 3
@@ -31,14 +32,7 @@ def human_size(n: int | float | None) -> str:
     """``512 B``, ``1.2 kB``, ``34 MB`` (decimal units, as file managers show them)."""
     if n is None:
         return "—"
-    n = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            if unit == "B":
-                return f"{int(n)} B"
-            return f"{n:.1f} {unit}" if abs(n) < 10 else f"{n:.0f} {unit}"
-        n /= 1000
-    return f"{n:.0f} TB"  # pragma: no cover - the loop always returns
+    return byte_size(n, ("B", "kB", "MB", "GB"), step=1000, whole_from=10)
 
 
 def size_of(done: int | float, total: int | float) -> str:
