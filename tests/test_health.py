@@ -117,10 +117,14 @@ def test_pending_turns_missing_when_the_deadline_passes():
     assert evaluate(sc.profile(), deliveries, now=after).report(sc.DAILY).run(D(2026, 12, 10)).status == "missing"
 
 
-def test_listing_decides_what_is_still_on_the_server():
+def test_a_file_gone_from_the_server_before_it_was_held_is_lost():
+    """As the ledger records a listing the file is missing from: no longer on the server."""
     near = sc.name_of(sc.DAILY, D(2026, 10, 24))
-    listing = [model.RemoteFile(d.name, d.size, d.mtime) for d in sc.deliveries() if d.on_server and d.name != near]
-    h = evaluate(sc.profile(), sc.deliveries(), now=sc.NOW, listing=listing)
+    deliveries = [dataclasses.replace(d, on_server=False, gone_at=sc.NOW) if d.name == near else d
+                  for d in sc.deliveries()]
+    before = {(p.kind, p.file) for p in evaluate(sc.profile(), sc.deliveries(), now=sc.NOW).report(sc.DAILY).problems}
+    assert ("near-deletion", near) in before and ("lost", near) not in before
+    h = evaluate(sc.profile(), deliveries, now=sc.NOW)
     kinds = {(p.kind, p.file) for p in h.report(sc.DAILY).problems}
     assert ("lost", near) in kinds and ("near-deletion", near) not in kinds
 

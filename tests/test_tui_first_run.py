@@ -191,7 +191,7 @@ async def test_first_run_sets_up_a_profile_and_lands_on_health(sshd, site, home)
         assert app.view.pending == ()
         await pilot.press("enter")
         await pilot.pause()
-    assert app.return_value == FirstRunExit(FirstRunEnd.OPEN, cfg, "default")
+    assert app.return_value == FirstRunExit(FirstRunEnd.OPEN)
 
     # written 0600, atomically (no temporary file left), and it loads
     assert stat.S_IMODE(cfg.stat().st_mode) == 0o600

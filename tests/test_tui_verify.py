@@ -157,12 +157,13 @@ def test_cache_context_and_helpers_without_textual(scenario):
     assert len(items) == len(scenario.demo.files)
     holiday = next(i for i in items if i.name == scenario.demo.file_of(demo_data.EMPTY_CLOSED).name)
     empty = next(i for i in items if i.name == scenario.demo.file_of(demo_data.EMPTY).name)
-    # The cache key is the ledger's (shared with sync) and tells a closed day from an open one.
+    # The cache key (the ledger's, shared with sync) tells a closed day from an open one.
     from tui.core.ledger import verification_context
 
-    assert holiday.context == verification_context(holiday.report, holiday.delivered_at)
-    same_day_open = verification_context(holiday.report.__class__(name=holiday.report.name), holiday.delivered_at)
-    assert holiday.context != same_day_open
+    def key(report):
+        return verification_context(report, holiday.delivered_at, holiday.run_day, judge_day=holiday.day_known)
+
+    assert key(holiday.report) != key(holiday.report.__class__(name=holiday.report.name))
     assert holiday.delivered_at.tzinfo is not None and holiday.delivered_at.utcoffset().total_seconds() == -6 * 3600
     # Hidden and part files are not reports.
     (scenario.local / ".x.xlsx.part").write_bytes(b"partial")

@@ -112,7 +112,6 @@ class SetupView:
     proposals: list[ReportProposal] = field(default_factory=list)
     test: ConnTestResult | None = None
     written: str = ""  # the config as people write its path, once written
-    backup: str = ""
     pending: tuple[str, ...] = ()  # what is pending, as the config's notes say it
     next_steps: tuple[str, ...] = ()
     version: int = 0  # bumped on every change
@@ -128,5 +127,3 @@ class FirstRunExit:
     """How the first run ended (the app's return value; None: the user quit)."""
 
     end: FirstRunEnd
-    config_path: Path | None = None
-    profile: str | None = None

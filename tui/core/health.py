@@ -45,9 +45,8 @@ alerting for ever, while nothing actionable is hidden; the runs themselves keep 
 Problems are ordered by urgency: connection failures first, then critical before warning, and
 within a severity the soonest action date (rescue-by, delete-on) first.
 
-Public API: ``evaluate(profile, deliveries, *, now=None, listing=None, connection=None)
--> HealthReport``; ``evaluate_report(report, deliveries, *, tz, now, listing_names=None)
--> ReportHealth``; ``ConnectionStatus``; ``fmt_day(date, today)``.
+Public API: ``evaluate(profile, deliveries, *, now=None, connection=None) -> HealthReport``;
+``evaluate_report(report, deliveries, *, tz, now) -> ReportHealth``; ``ConnectionStatus``; ``fmt_day(date, today)``.
 """
 
 from __future__ import annotations
@@ -384,7 +383,6 @@ def evaluate_report(
     *,
     tz: tzinfo,
     now: datetime | None = None,
-    listing_names: set[str] | None = None,
 ) -> ReportHealth:
     """Health of one report (``report``: a ``config.ReportConfig``) from its deliveries."""
     now = (now or clock.now()).astimezone(UTC)
@@ -397,14 +395,6 @@ def evaluate_report(
         log.warning("%s: %d deliveries with an implausible time left out of the evaluation",
                     report.name, len(dropped))
         history = [d for d in history if clock.plausible(d.delivered_at)]
-    if listing_names is not None:  # the current listing decides what is still on the server
-        history = [
-            d if d.on_server == (d.name in listing_names) else replace(
-                d, on_server=d.name in listing_names,
-                gone_at=None if d.name in listing_names else (d.gone_at or now),
-            )
-            for d in history
-        ]
     timing = report.timing(tz, (d.delivered_at for d in history))
     schedule = timing.schedule
 
@@ -891,30 +881,20 @@ def evaluate(
     deliveries: Iterable[Delivery],
     *,
     now: datetime | None = None,
-    listing: Iterable[model.RemoteFile] | None = None,
     connection: ConnectionStatus | None = None,
 ) -> HealthReport:
     """Health of every report of ``profile`` (``config.Profile``) from the delivery history.
 
-    ``listing``: the server's current listing; when given, it decides which files are still on
-    the server (else ``Delivery.on_server`` as the ledger recorded it). ``connection``: the
-    connection test (None: skipped).
+    What is still on the server is ``Delivery.on_server`` as the ledger recorded it from the
+    latest listing. ``connection``: the connection test (None: skipped).
     """
     tz = profile.timezone
     now = (now or clock.now()).astimezone(tz)  # local: HealthReport.now.date() is "today"
     items = list(deliveries)
-    listing_names = None
-    if listing is not None:
-        files = list(listing)
-        listing_names = {f.name for f in files}
-        # a rolling report's version is on the server while the server's copy is that version
-        copies = {(f.name, f.mtime, f.size) for f in files}
-        listing_names |= {d.name for d in items
-                          if d.extra.get("rolling_of") and (d.extra.get("rolling_of"), d.mtime, d.size) in copies}
     reports = []
     for name in report_names(profile, items):
         cfg = profile.report_for(name)
         mine = [d for d in items if d.report == name]
-        reports.append(evaluate_report(cfg, mine, tz=tz, now=now, listing_names=listing_names))
+        reports.append(evaluate_report(cfg, mine, tz=tz, now=now))
     log.info("evaluated %d reports, %d deliveries", len(reports), len(items))
     return HealthReport(now=now, reports=tuple(reports), connection=connection or ConnectionStatus.skipped())

@@ -47,13 +47,6 @@ class LocalReport:
     #: then is the day its rows describe judged (wrong-day)
     day_known: bool = True
 
-    @property
-    def context(self) -> str:
-        """Its verification cache key under the default reader limits (the one ``sync`` uses
-        for the same delivery when the profile leaves them alone)."""
-        return verification_context(self.report, self.delivered_at, self.run_day,
-                                    judge_day=self.day_known)
-
 
 @dataclass(frozen=True)
 class VerifyOutcome:

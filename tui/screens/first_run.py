@@ -304,8 +304,6 @@ class FirstRunScreen(Screen[None]):
         text = Text()
         text.append(f"Wrote {view.written}", style="bold")
         text.append(" (readable only by you)")
-        if view.backup:
-            text.append(f"; the old file is kept as {view.backup}")
         text.append(".\n")
         if view.test is not None:
             text.append("Connection test (upload, download, delete a probe file): ")

@@ -152,10 +152,6 @@ class RemoteEntry:
         return self.version or self.remote.ident
 
     @property
-    def local_name(self) -> str:
-        return self.remote.local_name or self.remote.name
-
-    @property
     def size(self) -> int:
         return self.remote.size
 
