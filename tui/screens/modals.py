@@ -96,6 +96,15 @@ _MODAL_CSS = """
 """
 
 
+def _the_server(host: str, port: int | None) -> Text:
+    """``The server HOST`` (escaped, bold), with its port when not SSH's own."""
+    text = Text("The server ")
+    text.append(escape_name(host), style="bold")
+    if port and port != 22:
+        text.append(f" port {port}")
+    return text
+
+
 class HostKeyModal(ModalScreen[str]):
     """An unknown host key: accept once, accept and remember, or reject."""
 
@@ -112,11 +121,7 @@ class HostKeyModal(ModalScreen[str]):
 
     def compose(self) -> ComposeResult:
         info = self.info
-        body = Text()
-        body.append("The server ")
-        body.append(escape_name(info.host), style="bold")
-        if info.port and info.port != 22:
-            body.append(f" port {info.port}")
+        body = _the_server(info.host, info.port)
         body.append(" presented a host key that is not in known_hosts yet:\n\n")
         body.append(f"  {info.key_type}\n", style="bold")
         body.append(f"  {info.fingerprint}\n\n", style="bold yellow")
@@ -162,11 +167,7 @@ class HostKeyChangedModal(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         err = self.error
         known = err.known_hosts or "known_hosts"
-        body = Text()
-        body.append("The server ")
-        body.append(escape_name(err.host), style="bold")
-        if err.port and err.port != 22:
-            body.append(f" port {err.port}")
+        body = _the_server(err.host, err.port)
         body.append(" now presents this host key:\n\n")
         body.append(f"  {err.key_type} {err.fingerprint}\n\n", style="bold red")
         expected = err.expected
