@@ -418,9 +418,9 @@ class ReportKeeperApp(SshQuestionsApp[None]):
             fresh = load_config(held.source).profile(held.name)
         except ConfigError as exc:
             log.warning("the config could not be read again: %s", exc)
-            self.call_from_thread(
-                self.notify, f"{exc}. Until it is fixed the reader limits stay {_limits_text(held)}.",
-                title="The config was not read again", severity="warning", timeout=15)
+            # notify is thread-safe (it posts a message), and never waits on a closing app
+            self.notify(f"{exc}. Until it is fixed the reader limits stay {_limits_text(held)}.",
+                        title="The config was not read again", severity="warning", timeout=15)
             return
         if isolation.reader_limits([fresh]) == isolation.reader_limits([held]):
             return
@@ -428,7 +428,7 @@ class ReportKeeperApp(SshQuestionsApp[None]):
                                reader_seconds=fresh.reader_seconds)
         isolation.use_reader_limits([self.profile], let_jobs_finish=True)
         log.info("reader limits changed in the config: %s", _limits_text(self.profile))
-        self.call_from_thread(self.notify, f"Reader limits from the config: {_limits_text(self.profile)}.")
+        self.notify(f"Reader limits from the config: {_limits_text(self.profile)}.")
 
     def export_report_names(self) -> list[str]:
         """The reports an export can name (blocking: it reads the ledger)."""
