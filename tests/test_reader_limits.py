@@ -262,6 +262,9 @@ def test_a_genuine_report_over_the_limit_until_the_profile_raises_it(
     assert doc["rows"] == 0, doc
     (excluded,) = doc["days"]["excluded"]
     assert "raise reader_memory_mib in the profile (now 64)" in excluded["message"], excluded
+    # the way out is the export run again: verifying reads less than the export's table read
+    assert "and run the export again, or ask for a smaller report" in excluded["message"], excluded
+    assert "verify" not in excluded["message"].lower(), excluded
     # ... and reads the report under the raised one
     _set_limit(cfg, HIGH)
     code, doc = _cli(capsys, monkeypatch, "export", "--config", str(cfg), "--out", str(out), "--force")

@@ -39,7 +39,7 @@ import polars as pl
 
 from tui.core import isolation
 from tui.core.export_read import TABLE_READER_VERSION
-from tui.core.validate import failure_message
+from tui.core.validate import failure_message, said_for_export
 
 log = logging.getLogger("report_keeper.export_cache")
 
@@ -153,7 +153,7 @@ class TableCache:
             except isolation.PoolClosed:
                 raise
             except isolation.WorkerFailed as exc:
-                return ReadFailure("unreadable", failure_message(exc.failure, pool))
+                return ReadFailure("unreadable", said_for_export(failure_message(exc.failure, pool)))
             result = reply.get("result") if reply.get("ok") else None
             if not isinstance(result, dict):
                 return ReadFailure("unreadable", "The workbook's table could not be read "
