@@ -410,6 +410,28 @@ async def test_a_file_changed_to_the_ends_of_server_time_is_fetched_on_retry(sft
     assert (tmp_path / "out" / "r.xlsx").read_bytes() == newer
 
 
+async def test_a_bug_while_handling_a_retry_fails_that_file_not_the_queue(sftp_server, tmp_path, monkeypatch):
+    """Whatever raises while a failed attempt is handled (the wait, the server's new size and
+    mtime) fails that one file with the unexpected-error message; the others complete and
+    the queue ends. A fault is injected: nothing raises there today."""
+    _put(sftp_server, "r.xlsx", 100_000, seed=1)
+    _put(sftp_server, "s.xlsx", 50_000, seed=3)
+    files = await _listing(sftp_server)
+    _put(sftp_server, "r.xlsx", 150_000, seed=2)  # changed after the listing: a retry follows
+
+    async def broken_refresh(self, job, conn):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(TransferQueue, "_refresh", broken_refresh)
+    async with TransferQueue(_factory(sftp_server), backoff_base=0.01) as q:
+        r = q.add(files["r.xlsx"], sftp_server.remote_dir, tmp_path / "out")
+        s = q.add(files["s.xlsx"], sftp_server.remote_dir, tmp_path / "out")
+        await asyncio.wait_for(q.join(), 60)
+    assert r.state == "failed" and "Unexpected error" in str(r.error), (r.state, r.error)
+    assert s.state == "done"
+    assert not (tmp_path / "out" / "r.xlsx").exists()
+
+
 class _HostileSFTP(asyncssh.SFTPServer):
     """Lists names no client may write, and serves data for them if asked."""
 

@@ -367,13 +367,8 @@ class TransferQueue:
                             self._emit(Failed(job.id, job.name, str(job.error), job.error))
                             return
                     continue
-                except Exception as exc:  # a bug must fail one file, not the queue
-                    log.exception("unexpected error downloading %r", job.name)
-                    err = TransferFailed(f"Unexpected error downloading '{job.name}': {type(exc).__name__}.",
-                                         "Try again; if it persists, report it with the log file.")
-                    job.state = JobState.FAILED
-                    job.error = err
-                    self._emit(Failed(job.id, job.name, str(err), err))
+                except Exception as exc:  # noqa: BLE001 - a bug must fail one file, not the queue (logged)
+                    self._fail_unexpected(job, exc)
                     return
                 job.transferred += result.transferred
                 job.result = result
@@ -385,8 +380,19 @@ class TransferQueue:
             if not job.finished.is_set():
                 self._finish_cancel(job)
             raise
+        except Exception as exc:  # noqa: BLE001 - raised while a failed attempt was handled: the same
+            self._fail_unexpected(job, exc)
         finally:
             job.finished.set()
+
+    def _fail_unexpected(self, job: Job, exc: Exception) -> None:
+        """A bug fails this one file, with the log to report, never the queue."""
+        log.error("unexpected error downloading %r", job.name, exc_info=exc)
+        err = TransferFailed(f"Unexpected error downloading '{job.name}': {type(exc).__name__}.",
+                             "Try again; if it persists, report it with the log file.")
+        job.state = JobState.FAILED
+        job.error = err
+        self._emit(Failed(job.id, job.name, str(err), err))
 
     async def _refresh(self, job: Job, conn: SftpConnection) -> None:
         """After a server file changed mid-download, take its current size and mtime."""
