@@ -145,7 +145,8 @@ def test_verify_uses_the_profiles_limits_unless_its_flags_are_given(big, tmp_pat
     (entry,) = json.loads(capsys.readouterr().out)["files"]
     assert entry["status"] == "unreadable" and "reader_memory_mib in the profile (now 64)" in entry["message"]
     # a headless command names the command that reads the file again, not a key of the app
-    again = f"verify it again (report-keeper verify --config {cfg} {big}, or with --max-memory MIB)"
+    again = (f"verify it again (the next report-keeper sync does, and records the result; to see it "
+             f"now: report-keeper verify --config {cfg} {big})")
     assert again in entry["message"] and "Verify screen" not in entry["message"]
     assert main(["verify", "--config", str(cfg), str(big)]) == 2
     human = " ".join(capsys.readouterr().out.split())  # the table wraps long lines
@@ -172,7 +173,7 @@ def test_verify_honours_the_profiles_time_limit(tmp_path, capsys):
     assert entry["status"] == "unreadable"
     assert "took longer than 1 s" in entry["message"]
     assert "raise reader_seconds in the profile (now 1)" in entry["message"]
-    assert f"(report-keeper verify --config {cfg} {wide}, or with --max-seconds S)" in entry["message"]
+    assert f"; to see it now: report-keeper verify --config {cfg} {wide})" in entry["message"]
     cfg.write_text(_profile_toml("reader_seconds = 60"))
     assert main(["verify", "--config", str(cfg), "--json", str(wide)]) == 0
     assert json.loads(capsys.readouterr().out)["files"][0]["rows"] == 30
@@ -228,7 +229,7 @@ def test_a_genuine_report_over_the_limit_until_the_profile_raises_it(
     assert "needs more memory than allowed to read (64.0 MiB)" in entry["message"]
     assert "raise reader_memory_mib in the profile (now 64)" in entry["message"]
     again = shlex.join(["report-keeper", "verify", "--config", str(cfg), "--profile", "default", entry["path"]])
-    assert " " in entry["path"] and f"({again}, or with --max-memory MIB)" \
+    assert " " in entry["path"] and f"; to see it now: {again})" \
         in entry["message"] and "Verify screen" not in entry["message"]
     code, doc = _cli(capsys, monkeypatch, "check", "--config", str(cfg), "--offline")
     assert "unreadable" in _kinds(doc)
@@ -270,6 +271,38 @@ def test_a_genuine_report_over_the_limit_until_the_profile_raises_it(
     code, doc = _cli(capsys, monkeypatch, "export", "--config", str(cfg), "--out", str(out), "--force")
     assert doc["rows"] == BIG_ROWS and doc["days"]["excluded"] == [], doc
     assert isolation.shared_pool().memory_limit == isolation.DEFAULT_MEMORY_BYTES
+
+
+@pytest.mark.sshd
+def test_the_next_sync_reads_a_report_again_once_the_profile_raises_the_limit(
+        sshd, server_dir, big, tmp_path, capsys, monkeypatch):
+    """What the headless message promises: raise the key, and the next sync (the cron job)
+    reads the report again and records it, so check drops the problem without the app. With
+    the limits unchanged, the cached verdict stands and nothing is read or reported again."""
+    name = f"{REPORT}_{DAY:%Y%m%d}_070000.xlsx"
+    shutil.copy(big, server_dir / name)
+    stamp = datetime.combine(DAY, time(7, 0), tzinfo=TZ).timestamp()
+    os.utime(server_dir / name, (stamp, stamp))
+    cfg = write_daily_config(tmp_path, sshd, server_dir.name, REPORT)
+    _set_limit(cfg, LOW)
+    code, doc = _cli(capsys, monkeypatch, "sync", "--config", str(cfg))
+    (entry,) = doc["files"]
+    assert entry["status"] == "unreadable" and "the next report-keeper sync" in entry["message"], entry
+
+    code, doc = _cli(capsys, monkeypatch, "sync", "--config", str(cfg))  # the same limit
+    assert doc["downloaded"] == [] and doc["files"] == [], doc  # not read, not news again
+    code, doc = _cli(capsys, monkeypatch, "check", "--config", str(cfg), "--offline")
+    assert "unreadable" in _kinds(doc)
+
+    _set_limit(cfg, HIGH)
+    code, doc = _cli(capsys, monkeypatch, "sync", "--config", str(cfg))
+    assert doc["downloaded"] == [], doc  # nothing fetched again: the held copy is read again
+    (entry,) = doc["files"]
+    assert entry["status"] == "ok" and entry["rows"] == BIG_ROWS, entry
+    code, doc = _cli(capsys, monkeypatch, "check", "--config", str(cfg), "--offline")
+    assert "unreadable" not in _kinds(doc), doc
+    code, doc = _cli(capsys, monkeypatch, "sync", "--config", str(cfg))
+    assert doc["files"] == [], doc  # read once
 
 
 async def _verify_in_the_app(profile) -> dict:

@@ -404,8 +404,13 @@ def said_for_shell(message: str, command: str) -> str:
     that verifies the file again) in place of the app's key. Verdicts recorded by any release
     hold the app's words, so it applies to those too."""
     for flag in (_MEMORY_FLAG, _SECONDS_FLAG):
-        message = message.replace(_verify_again(flag), f"({command}, or with {flag})")
+        message = message.replace(_verify_again(flag), f"({_NEXT_SYNC}; to see it now: {command})")
     return message
+
+
+#: What reads a held copy again under raised limits without the app: ``sync`` reads every
+#: unreadable copy again whose recorded verdict was reached under other limits.
+_NEXT_SYNC = "the next report-keeper sync does, and records the result"
 
 
 def said_for_export(message: str) -> str:

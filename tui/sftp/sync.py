@@ -1181,12 +1181,16 @@ class SyncService:
             return
         self._timings = self.profile.timings(deliveries)
         todo: list[tuple[Delivery, str, str]] = []
+        again: list[tuple[Delivery, str, str]] = []
         for d in deliveries:
             if d.downloaded and d.sha256 and d.local_path \
-                    and (d.verification is None or not d.extra.get("content_checked")) \
                     and not d.extra.get("missing_locally") and not d.extra.get("purged") \
                     and d.name not in done:
-                todo.append((d, d.local_path, d.sha256))
+                if d.verification is None or not d.extra.get("content_checked"):
+                    todo.append((d, d.local_path, d.sha256))
+                elif d.verification == st.UNREADABLE:
+                    again.append((d, d.local_path, d.sha256))
+        await self._read_again(again, result, on_event)
         # Copies verified by an older release: only the stored facts are brought up to date
         # (not news for this run's output or exit code; check judges them from the ledger),
         # as many at a time as there are workbook workers.
@@ -1211,6 +1215,29 @@ class SyncService:
             _emit(on_event, Verified(d.name, verdict, cached))
         if todo:
             result.files.sort(key=lambda v: (v.delivered_at is None, v.delivered_at, v.name))
+
+
+    async def _read_again(self, copies: list[tuple[Delivery, str, str]], result: SyncResult,
+                          on_event: EventCallback | None) -> None:
+        """Held copies found unreadable: the verification cache answers for each, unless the
+        verdict was reached under other settings than now, such as the reader limits raised in
+        the profile after a genuine report was too big. Such a copy is read again, once, and
+        its new verdict is this run's news (the unreadable message says the next sync does
+        this); an unchanged verdict stays quiet."""
+        if not copies:
+            return
+        outcomes = await asyncio.gather(*(
+            self.verify_file(Path(p), self.profile.report_for(d.report), d.delivered_at, sha256=h, name=d.name)
+            for d, p, h in copies
+        ))
+        for (d, _p, _h), (verdict, cached) in zip(copies, outcomes, strict=True):
+            if cached:
+                continue
+            log.info("read %s again: %s", escape_name(d.name), verdict.status)
+            verdict = replace(verdict, folder=d.folder or self.profile.folders[0])
+            result.files.append(verdict)
+            _emit(on_event, Verified(d.name, verdict, cached))
+        result.files.sort(key=lambda v: (v.delivered_at is None, v.delivered_at, v.name))
 
 
 def rolling_names(profile: Profile, ledger: Ledger, files: Iterable[RemoteFile],
