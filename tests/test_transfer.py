@@ -432,6 +432,25 @@ async def test_a_bug_while_handling_a_retry_fails_that_file_not_the_queue(sftp_s
     assert not (tmp_path / "out" / "r.xlsx").exists()
 
 
+async def test_a_job_cancelled_before_its_task_first_ran_still_ends(sftp_server, tmp_path):
+    """Cancel all at the moment a job's task is created but has not run yet (the app's x while
+    a batch starts): the job ends cancelled and join returns. Its task's body never ran, so
+    nothing inside it could mark the job; the app's download worker waited for ever."""
+    _put(sftp_server, "r.xlsx", 10_000, seed=1)
+    files = await _listing(sftp_server)
+    async with TransferQueue(_factory(sftp_server)) as q:
+        job = q.add(files["r.xlsx"], sftp_server.remote_dir, tmp_path / "out")
+        for _ in range(20):  # until the worker has made the job's task, before it ran
+            await asyncio.sleep(0)
+            if job.task is not None:
+                break
+        assert job.task is not None and not job.task.done()
+        q.cancel_all()
+        await asyncio.wait_for(q.join(), 10)
+    assert job.state == "cancelled" and job.finished.is_set()
+    assert not (tmp_path / "out" / "r.xlsx").exists()
+
+
 class _HostileSFTP(asyncssh.SFTPServer):
     """Lists names no client may write, and serves data for them if asked."""
 

@@ -284,6 +284,11 @@ class TransferQueue:
                 job.task.cancel()
                 await asyncio.gather(job.task, return_exceptions=True)
                 raise
+            finally:
+                # A task cancelled before its first step never ran its body, which is what
+                # marks the job: without this, join() would wait for it for ever.
+                if not job.finished.is_set():
+                    self._finish_cancel(job)
 
     async def _connection(self) -> SftpConnection:
         async with self._conn_lock:
