@@ -91,7 +91,8 @@ def terminal_passphrase_cb():
         return None
 
     async def ask(path) -> str | None:
-        prompt = f"Passphrase for {path}: "
+        # the key's path comes from the config: escaped, it cannot write to the terminal
+        prompt = f"Passphrase for {one_line(str(path))}: "
         try:
             tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
         except OSError:  # no controlling terminal after all: the standard question
@@ -105,6 +106,10 @@ def terminal_passphrase_cb():
             os.close(tty)
 
     return ask
+
+
+#: Bytes of an answer kept (a terminal's own line is at most 4096; OpenSSH keeps 1023).
+_LONGEST_ANSWER = 4096
 
 
 async def _ask_unechoed(tty: int, prompt: str) -> str | None:
@@ -127,13 +132,16 @@ async def _ask_unechoed(tty: int, prompt: str) -> str | None:
             if not line.done():
                 line.set_result(None)
             return
-        got.extend(chunk)
-        if b"\n" in got and not line.done():
-            line.set_result(bytes(got[:got.index(b"\n")]).rstrip(b"\r"))
+        got.extend(chunk[:max(0, _LONGEST_ANSWER - len(got))])  # the rest of a long line is dropped
+        if b"\n" in chunk and not line.done():
+            line.set_result(bytes(got.partition(b"\n")[0]).rstrip(b"\r"))
 
     saved = termios.tcgetattr(tty)
     quiet = list(saved)
-    quiet[3] &= ~termios.ECHO  # lflag: no echo; a line at a time and Ctrl-C as usual
+    # A line at a time (the terminal bounds it and Enter ends it), Ctrl-C as usual, no echo:
+    # also on a terminal another program left raw.
+    quiet[0] |= termios.ICRNL  # iflag
+    quiet[3] = (quiet[3] | termios.ICANON | termios.ISIG) & ~termios.ECHO  # lflag
     was_blocking = os.get_blocking(tty)
     termios.tcsetattr(tty, termios.TCSAFLUSH, quiet)
     try:
