@@ -408,6 +408,7 @@ def test_v_applies_the_limits_the_config_says_now(big, tmp_path, monkeypatch):
     cfg = tmp_path / "config.toml"
     cfg.write_text(_app_profile_toml(tmp_path, f"reader_memory_mib = {LOW}"))
     app = create_app(load_config(cfg).profile("default"), auto_connect=False)
+    workers: set[int] = set()  # the readers' processes, under the old limits and the new
 
     async def run() -> None:
         async with app.run_test(size=(100, 30)) as pilot:
@@ -416,6 +417,7 @@ def test_v_applies_the_limits_the_config_says_now(big, tmp_path, monkeypatch):
             (first,) = app.screen.outcomes
             assert first.result.status == st.UNREADABLE
             assert "raise reader_memory_mib in the profile (now 64)" in first.result.message
+            workers.update(isolation.shared_pool().worker_pids())
 
             cfg.write_text(_app_profile_toml(tmp_path, f"reader_memory_mib = {HIGH}\nreader_seconds = 300"))
             await pilot.press("v")
@@ -425,6 +427,7 @@ def test_v_applies_the_limits_the_config_says_now(big, tmp_path, monkeypatch):
             pool = isolation.shared_pool()
             assert (pool.memory_limit, pool.time_limit) == (HIGH << 20, 300.0)
             assert (app.profile.reader_memory_mib, app.profile.reader_seconds) == (HIGH, 300.0)
+            workers.update(pool.worker_pids())
             assert any("256 MiB" in t and "300 s" in t for t in _toasts(app)), _toasts(app)
 
             for broken in ("reader_memory_mib = 63", "reader_memory_mib = [", None):
@@ -449,6 +452,10 @@ def test_v_applies_the_limits_the_config_says_now(big, tmp_path, monkeypatch):
     finally:
         app.ledger.close()
     assert isolation.shared_pool().memory_limit == isolation.DEFAULT_MEMORY_BYTES
+    assert workers
+    for pid in workers:  # no reader outlives the app (stopped and reaped: not even a zombie)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_new_limits_let_the_reads_under_way_finish(big):
@@ -479,3 +486,33 @@ def test_new_limits_let_the_reads_under_way_finish(big):
     finally:
         isolation.configure()
     assert old.closed  # the defaults back: the retired pool is closed with the shared one
+
+
+def test_workers_started_for_a_pool_retired_meanwhile_stop(monkeypatch):
+    """A sync starts its readers ahead (``prestart``) while the app takes new limits from the
+    config: a worker that was starting when the pool was retired stops once started; it is
+    not parked idle in a pool nobody asks any more, a process living as long as the app."""
+    import threading
+
+    pool = isolation.WorkerPool(1)
+    spawning, go = threading.Event(), threading.Event()
+    real_spawn = pool._spawn
+
+    def spawn_when_told():  # the real worker, started once the pool is retired
+        spawning.set()
+        go.wait(60)
+        return real_spawn()
+
+    monkeypatch.setattr(pool, "_spawn", spawn_when_told)
+    try:
+        starter = threading.Thread(target=pool.prestart)
+        starter.start()
+        assert spawning.wait(60)
+        pool.retire()
+        go.set()
+        starter.join(60)
+        assert pool.started == 1
+        assert pool.worker_pids() == []
+    finally:
+        go.set()
+        pool.close()

@@ -345,7 +345,7 @@ class WorkerPool:
             self._starting -= len(started)
             for w in started:
                 if w is not None:
-                    if self._closed:
+                    if self._closed or self._retired:  # replaced while this one started
                         w.stop()
                     else:
                         self._idle.append(w)
