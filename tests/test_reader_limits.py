@@ -516,3 +516,28 @@ def test_workers_started_for_a_pool_retired_meanwhile_stop(monkeypatch):
     finally:
         go.set()
         pool.close()
+
+
+def test_the_command_named_for_a_hostile_path_is_one_escaped_line_the_shell_reads_back(big, tmp_path, capsys):
+    """A file whose name holds a line break, an escape sequence and quotes (a server may name
+    a file so): the command a headless run names to verify it again is one printable line,
+    and a shell given it reads back the very path."""
+    import re
+    import subprocess
+
+    from tui.cli import main
+
+    hostile = tmp_path / "it's\n\x1b[2J\x1b]0;owned\x07 \u202e.xlsx"
+    shutil.copy(big, hostile)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(_profile_toml(f"reader_memory_mib = {LOW}"))
+    assert main(["verify", "--config", str(cfg), "--json", str(hostile)]) == 2
+    (entry,) = json.loads(capsys.readouterr().out)["files"]
+    message = entry["message"]
+    assert entry["status"] == "unreadable" and "\n" not in message and message.isprintable(), message
+    command = re.search(r"verify it again \((report-keeper verify .*), or with --max-memory MIB\)", message)
+    assert command is not None, message
+    words = command.group(1).removeprefix("report-keeper verify ")
+    said = subprocess.run(["bash", "-c", f"printf '%s\\0' {words}"], capture_output=True, check=True,
+                          env={**os.environ, "LC_ALL": "C.UTF-8"}).stdout
+    assert said.split(b"\0")[:-1] == [b"--config", os.fsencode(cfg), os.fsencode(hostile)]

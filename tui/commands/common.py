@@ -61,9 +61,33 @@ def for_shell(results: Iterable[VerifyResult], args: argparse.Namespace,
         words += ["--profile", profile]
     out = []
     for r in results:
-        message = said_for_shell(r.message, shlex.join([*words, r.path]))
+        message = said_for_shell(r.message, " ".join(map(shell_word, [*words, r.path])))
         out.append(r if message == r.message else dataclasses.replace(r, message=message))
     return out
+
+
+def shell_word(word: str) -> str:
+    """``word`` quoted for a shell command line shown to the user, on one printable line: as
+    ``shlex.quote`` does, or, for a word holding a line break or another control or format
+    character (a path from the config or a server's file name), in ``$'...'`` with that
+    character escaped (bash, zsh and ksh read it back as the same bytes)."""
+    if word.isprintable():
+        return shlex.quote(word)
+    out = []
+    for ch in word:
+        if ch in "\\'":
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte of a name that is not UTF-8 (os.fsdecode)
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ord(ch) <= 0xFFFF:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return "$'" + "".join(out) + "'"
 
 
 def require_local_dir(profile: Profile) -> None:
