@@ -412,7 +412,8 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         the limits in use, and a toast says why; reads running meanwhile (a download's
         verification, an export) end under the limits they started with."""
         held = self.profile
-        if held.source is None:  # a profile of no config file (the demo): nothing to read again
+        # The demo's profile is built in code (its source only names it "demo"): no file to read
+        if held.source is None or self.demo:
             return
         try:
             fresh = load_config(held.source).profile(held.name)
