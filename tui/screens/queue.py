@@ -64,6 +64,13 @@ def _bytes_text(job: JobView) -> str:
     return size_of(job.bytes_done, job.size)
 
 
+_ENDED = {
+    DONE: "This file is downloaded already: nothing to cancel.",
+    FAILED: "This file's download failed: nothing to cancel (f retries the failed files).",
+    CANCELLED: "This file is cancelled already (f queues it again).",
+}
+
+
 class QueueScreen(AppScreen):
     """Downloads: per-file progress, an overall bar, cancel, retry, pause."""
 
@@ -289,7 +296,12 @@ class QueueScreen(AppScreen):
 
     def action_cancel_one(self) -> None:
         name = self._cursor_name()
-        if name is None:
+        job = self.app.board.jobs.get(name) if name is not None else None
+        if name is None or job is None:
+            self.notify("Nothing to cancel: no download is queued or running.")
+            return
+        if not job.state.active:  # said here: the key must never do nothing
+            self.notify(_ENDED.get(job.state, "This file's download has ended: nothing to cancel."))
             return
         if self.app.cancel_one(name):
             self.notify("Cancelled; its part file is kept, a later download resumes it.")
