@@ -432,7 +432,8 @@ class RemoteScreen(AppScreen):
         if self.filter_text:
             parts.append((Text(f"filter {escape_name(self.filter_text)!r}: {len(self.shown):,} shown",
                                style="italic"), 0))
-        parts.append((f"sort: {SORTS[self.sort_index][0]}", 2))
+        # An order chosen with s is always said (a filter's rows can look alike in two orders)
+        parts.append((f"sort: {SORTS[self.sort_index][0]}", 0 if self.sort_index else 2))
         refused = self.app.snapshot.refused
         if refused:
             n = len(refused)

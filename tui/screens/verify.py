@@ -305,7 +305,8 @@ class VerifyScreen(AppScreen):
                 parts.append((self._status_cell(status) + Text(f" {counts[status]:,}"), 0))
         if self._filter:
             parts.append((Text(f"filter: {escape_name(self._filter)}", style="dim"), 0))
-        parts.append((Text(SORTS[self._sort][0], style="dim"), 2))
+        # An order chosen with s is always said (a filter's rows can look alike in two orders)
+        parts.append((Text(SORTS[self._sort][0], style="dim"), 0 if self._sort else 2))
         parts.append((Text("enter details", style="dim"), 3))
         width = (self.size.width or self.app.size.width or 80) - 2
         return fit_parts(parts, width, separator="  ")
