@@ -82,6 +82,7 @@ class HeatmapScreen(AppScreen):
         Binding("tab", "focus_detail", "Scroll details", id="heatmap.focus_detail"),
         Binding("tab,escape", "focus_calendar", "Back to calendar", id="heatmap.focus_calendar"),
     ]
+    HELP_WIDGETS = (HeatmapWidget,)  # the help lists the calendar's keys (arrows, pages)
     PALETTE_COMMANDS = (
         ("Heatmap: previous report", "switch_report(-1)", "["),
         ("Heatmap: next report", "switch_report(1)", "]"),

@@ -50,11 +50,15 @@ def _bindings(items: Iterable[BindingType]) -> list[tuple[str, str]]:
 
 
 def help_sections(app: App[object]) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(title, [(key, description)]) for the app and every screen of the app."""
+    """(title, [(key, description)]) for the app and every screen of the app.
+
+    A screen's section also lists the keys of the widgets named in its ``HELP_WIDGETS``
+    (the heatmap's arrows belong to the calendar widget, not to the screen)."""
     sections = [("Everywhere", _bindings(app.BINDINGS) + [("ctrl+p", "Command palette: every action")])]
     for mode, screen_cls in app.MODES.items():
         if isinstance(screen_cls, type) and issubclass(screen_cls, Screen):
-            rows = _bindings(screen_cls.BINDINGS)
+            widget_bindings = [b for w in getattr(screen_cls, "HELP_WIDGETS", ()) for b in w.BINDINGS]
+            rows = _bindings([*screen_cls.BINDINGS, *widget_bindings])
             if rows:
                 sections.append((_SCREEN_TITLES.get(mode, mode), rows))
     return sections
@@ -81,11 +85,23 @@ class HelpScreen(ModalScreen[None]):
         Binding("pageup", "scroll(-10)", "Page up", show=False),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        #: (first line, lines) of the section of the screen the help was opened on
+        self._current: tuple[int, int] | None = None
+
     def compose(self) -> ComposeResult:
         text = Text()
+        mode = getattr(self.app, "current_mode", None)
+        current = _SCREEN_TITLES.get(mode) if isinstance(mode, str) else None
+        line = 0
         for i, (title, rows) in enumerate(help_sections(self.app)):
             if i:
                 text.append("\n")
+                line += 1
+            if title == current:
+                self._current = (line, len(rows) + 1)
+            line += len(rows) + 1
             text.append(f"{title}\n", style="bold underline")
             for key, description in rows:
                 text.append(f"  {key:<12}", style="bold cyan")
@@ -95,6 +111,20 @@ class HelpScreen(ModalScreen[None]):
             with VerticalScroll(id="help-body"):
                 yield Static(text)
             yield Static("↑/↓ scroll · esc, ? or q: close", id="help-foot")
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._show_current)
+
+    def _show_current(self) -> None:
+        """Scroll the current screen's keys into view (the top shows the keys of every screen;
+        those of the Heatmap would be pages down)."""
+        if self._current is None:
+            return
+        first, lines = self._current
+        body = self.query_one(VerticalScroll)
+        height = body.scrollable_content_region.height
+        if first + lines > height:
+            body.scroll_to(y=first, animate=False, immediate=True)
 
     def action_close(self) -> None:
         self.dismiss(None)
