@@ -1,0 +1,131 @@
+"""What a librarian meets walking the demo at 80x24 with the keyboard only (Pilot, real demo
+server on 127.0.0.1): every key gives feedback, the help shows the keys of the screen it was
+opened on, and the demo says nothing about a config file it does not have."""
+
+from __future__ import annotations
+
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Static
+
+from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
+    _pinned_clock,
+    demo_app,
+    demo_remote,
+    home,
+    profile_for,
+    server_loop,
+    settled,
+    wait_for,
+)
+from tui.core.model import DONE
+
+
+def _toasts(app) -> list[str]:
+    return [f"{n.title}: {n.message}" for n in app._notifications]
+
+
+async def test_the_demo_verifies_without_a_config_warning(demo_remote, home):
+    """The demo's profile has no config file: verifying (4, v) and exporting must not warn
+    that "the config was not read again"."""
+    app = demo_app(profile_for(demo_remote, home), auto_connect=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("v")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "VerifyScreen"
+        assert not [t for t in _toasts(app) if "config" in t.lower()], _toasts(app)
+
+
+async def test_cancel_on_a_finished_file_says_why_nothing_happens(demo_remote, home):
+    app = demo_app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        await pilot.press("2", "space", "d", "3")
+        await wait_for(pilot, lambda: not app.board.active and settled(app))
+        assert [j.state for j in app.board.jobs.values()] == [DONE]
+        app.clear_notifications()
+        await pilot.press("c")
+        await pilot.pause()
+        toasts = _toasts(app)
+        assert any("downloaded already" in t for t in toasts), toasts
+
+
+async def test_cancel_on_an_empty_queue_says_so(demo_remote, home):
+    app = demo_app(profile_for(demo_remote, home), auto_connect=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3", "c")
+        await pilot.pause()
+        assert any("Nothing to cancel" in t for t in _toasts(app)), _toasts(app)
+
+
+async def test_the_sort_order_stays_on_the_remote_status_line_with_a_filter(demo_remote, home):
+    """At 80 columns a filter fills the status line: pressing s must still show the new order
+    (the rows of a filter can look the same in two orders)."""
+    app = demo_app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        await pilot.press("2", "slash", *"Weekly", "enter")
+        await pilot.pause(0.3)
+        remote = app.screen
+        status = remote.query_one("#remote-status", Static)
+        assert "filter 'Weekly'" in str(status.render())
+        for label in ("oldest first", "deletes soonest", "name"):
+            await pilot.press("s")
+            await pilot.pause()
+            line = str(status.render())
+            assert f"sort: {label}" in line, line
+            assert len(line) <= 78, line
+
+
+async def test_help_on_the_heatmap_shows_its_keys(demo_remote, home):
+    """? on the Heatmap: its section (with the arrows and the four-week jumps) is in view, not
+    two pages down under the other screens' keys."""
+    from tui.screens.help import help_sections
+
+    app = demo_app(profile_for(demo_remote, home), auto_connect=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        heatmap_rows = dict(help_sections(app))["5 Heatmap"]
+        keys = {key for key, _description in heatmap_rows}
+        for key in ("left", "right", "up", "down", "pageup", "pagedown", "[", "]", "home", "end"):
+            assert key in keys, (key, heatmap_rows)
+        await pilot.press("5")
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        body = app.screen.query_one(VerticalScroll)
+        text = str(body.query_one(Static).render()).splitlines()
+        title = text.index("5 Heatmap")
+        assert body.scroll_y <= title < body.scroll_y + body.scrollable_content_region.height
+        await pilot.press("escape")
+        # opened on Health, the help starts at the top as before
+        await pilot.press("1", "question_mark")
+        await pilot.pause()
+        assert app.screen.query_one(VerticalScroll).scroll_y == 0
+        assert isinstance(app.screen.query_one(VerticalScroll), VerticalScroll)
+        assert not app.screen.query(DataTable)
+
+
+async def test_the_sort_order_stays_on_the_verify_status_line_with_a_filter(tmp_path, monkeypatch):
+    from tests.test_tui_heatmap import NOW, build_demo
+    from tests.test_tui_verify import VerifyApp, settle
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", NOW)
+    scenario = build_demo(tmp_path, verify=False)
+    try:
+        app = VerifyApp(scenario)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("slash", *"Weekly", "enter")
+            await settle(pilot)
+            status = app.screen.query_one("#verify-status", Static)
+            assert "filter: Weekly" in str(status.render())
+            for label in ("worst first", "by name"):
+                await pilot.press("s")
+                await settle(pilot)
+                line = str(status.render())
+                assert label in line, line
+    finally:
+        scenario.ledger.close()
