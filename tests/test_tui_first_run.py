@@ -189,6 +189,9 @@ async def test_first_run_sets_up_a_profile_and_lands_on_health(sshd, site, home)
         await _wait(pilot, lambda: app.view.step is SetupStep.DONE, timeout=60)
         assert app.view.test is not None and app.view.test.ok, app.view.test
         assert app.view.pending == ()
+        await pilot.pause()
+        title = str(app.screen.query_one("#fr-title").render())
+        assert "no configuration yet" not in title and "set up in" in title, title
         await pilot.press("enter")
         await pilot.pause()
     assert app.return_value == FirstRunExit(FirstRunEnd.OPEN)

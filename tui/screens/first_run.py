@@ -301,6 +301,10 @@ class FirstRunScreen(Screen[None]):
             table.move_cursor(row=min(row, len(view.proposals) - 1))
 
     def _show_done(self, view: SetupView) -> None:
+        # the title said "no configuration yet": not so any more
+        self.query_one("#fr-title", Static).update(Text.assemble(
+            ("First run: ", "bold"), "done. Profile ", (f"'{escape_name(view.defaults.profile)}'", "bold"),
+            " is set up in ", (view.defaults.config_shown, "bold"), "."))
         text = Text()
         text.append(f"Wrote {view.written}", style="bold")
         text.append(" (readable only by you)")
