@@ -129,3 +129,29 @@ async def test_the_sort_order_stays_on_the_verify_status_line_with_a_filter(tmp_
                 assert label in line, line
     finally:
         scenario.ledger.close()
+
+
+async def test_the_export_form_stops_saying_no_days_once_days_are_typed(tmp_path_factory, monkeypatch):
+    from tests import export_data as ed
+    from tests.test_tui_export import HOME, ExportApp, message_of, open_modal
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
+    monkeypatch.setenv("HOME", HOME)
+    app = ExportApp(ed.build(tmp_path_factory.mktemp("walk-export")))
+    async with app.run_test(size=(80, 24)) as pilot:
+        modal = await open_modal(pilot)
+        assert "No days given" in message_of(modal)
+        modal.query_one("#export-since").focus()
+        await pilot.press(*"2026-02-26")
+        await pilot.pause()
+        assert "No days given" not in message_of(modal), message_of(modal)
+        assert "from 2026-02-26" in message_of(modal)
+        modal.query_one("#export-until").focus()
+        await pilot.press(*"2026-03-04")
+        await pilot.pause()
+        assert "2026-02-26 to 2026-03-04" in message_of(modal), message_of(modal)
+        await pilot.press(*["backspace"] * 10)
+        modal.query_one("#export-since").focus()
+        await pilot.press(*["backspace"] * 10)
+        await pilot.pause()
+        assert "No days given" in message_of(modal)

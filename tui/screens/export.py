@@ -160,6 +160,25 @@ class ExportModal(ModalScreen["ExportResult | None"]):
         if isinstance(event.value, str) and path.suffix.lower() != event.value:
             box.value = str(path.with_suffix(event.value))
 
+    @on(Input.Changed, "#export-since")
+    @on(Input.Changed, "#export-until")
+    def _days_changed(self) -> None:
+        """Say which days the export covers as they are typed (checked on Export)."""
+        if self.running:
+            return
+        # what was typed is shown as text, control characters escaped
+        since = escape_name(self.query_one("#export-since", Input).value.strip())
+        until = escape_name(self.query_one("#export-until", Input).value.strip())
+        if since and until:
+            days = f"Covered days {since} to {until}."
+        elif since:
+            days = f"Covered days from {since} on."
+        elif until:
+            days = f"Covered days up to {until}."
+        else:
+            days = "No days given: every day held."
+        self._say(f"{days} Only local copies are read.", style="dim")
+
     def _say(self, text: str, style: str = "bold red") -> None:
         self.query_one("#export-message", Static).update(Text(text, style=style))
 
