@@ -205,6 +205,18 @@ def _kinds(check_doc: dict) -> list[str]:
     return [p["kind"] for r in check_doc["reports"] for p in r["problems"]]
 
 
+def _serve_big(sshd, server_dir: Path, big: Path, tmp_path: Path) -> tuple[str, Path]:
+    """The big report on the server as the day's delivery, and a daily config reading under
+    the low limit: (its name, the config)."""
+    name = f"{REPORT}_{DAY:%Y%m%d}_070000.xlsx"
+    shutil.copy(big, server_dir / name)
+    stamp = datetime.combine(DAY, time(7, 0), tzinfo=TZ).timestamp()
+    os.utime(server_dir / name, (stamp, stamp))
+    cfg = write_daily_config(tmp_path, sshd, server_dir.name, REPORT)
+    _set_limit(cfg, LOW)
+    return name, cfg
+
+
 @pytest.fixture
 def server_dir(sshd):
     with server_folder(sshd.root, "limits-") as sub:
@@ -214,12 +226,7 @@ def server_dir(sshd):
 @pytest.mark.sshd
 def test_a_genuine_report_over_the_limit_until_the_profile_raises_it(
         sshd, server_dir, big, tmp_path, capsys, monkeypatch):
-    name = f"{REPORT}_{DAY:%Y%m%d}_070000.xlsx"
-    shutil.copy(big, server_dir / name)
-    stamp = datetime.combine(DAY, time(7, 0), tzinfo=TZ).timestamp()
-    os.utime(server_dir / name, (stamp, stamp))
-    cfg = write_daily_config(tmp_path, sshd, server_dir.name, REPORT)
-    _set_limit(cfg, LOW)
+    name, cfg = _serve_big(sshd, server_dir, big, tmp_path)
 
     # sync under 64 MiB: the file is downloaded and unreadable, the message names the key
     code, doc = _cli(capsys, monkeypatch, "sync", "--config", str(cfg))
@@ -279,12 +286,7 @@ def test_the_next_sync_reads_a_report_again_once_the_profile_raises_the_limit(
     """What the headless message promises: raise the key, and the next sync (the cron job)
     reads the report again and records it, so check drops the problem without the app. With
     the limits unchanged, the cached verdict stands and nothing is read or reported again."""
-    name = f"{REPORT}_{DAY:%Y%m%d}_070000.xlsx"
-    shutil.copy(big, server_dir / name)
-    stamp = datetime.combine(DAY, time(7, 0), tzinfo=TZ).timestamp()
-    os.utime(server_dir / name, (stamp, stamp))
-    cfg = write_daily_config(tmp_path, sshd, server_dir.name, REPORT)
-    _set_limit(cfg, LOW)
+    name, cfg = _serve_big(sshd, server_dir, big, tmp_path)
     code, doc = _cli(capsys, monkeypatch, "sync", "--config", str(cfg))
     (entry,) = doc["files"]
     assert entry["status"] == "unreadable" and "the next report-keeper sync" in entry["message"], entry

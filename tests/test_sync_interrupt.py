@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_sshd import free_port
 from tui.core.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -305,25 +304,11 @@ def test_one_ctrl_c_at_a_key_passphrase_prompt_ends_the_command(tmp_path, comman
     """An encrypted key and no ssh-agent: on a terminal the command asks for the passphrase.
     One Ctrl-C there ends it (exit 2, its one interrupted document) without Enter or more
     signals, and the terminal echoes again."""
-    import asyncssh
     import pexpect
 
-    key = tmp_path / "locked_key"
-    key.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key("pkcs8-pem", passphrase="pw"))
-    key.chmod(0o600)
-    (tmp_path / "ssh_config").write_text("")
-    port = free_port()  # the key is read before any connection: nothing need listen there
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(
-        f'[profile.default]\nhost = "127.0.0.1"\nport = {port}\nusername = "x"\nkey = "{key}"\n'
-        f'known_hosts = "{tmp_path / "kh"}"\nssh_config = "{tmp_path / "ssh_config"}"\nremote_dir = "."\n'
-        f'local_dir = "{tmp_path / "local"}"\nledger = "{tmp_path / "l.sqlite3"}"\ntimezone = "UTC"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REPORT_KEEPER_") and k != "SSH_AUTH_SOCK"}
-    env.update({"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": str(tmp_path / "s"),
-                "XDG_DATA_HOME": str(tmp_path / "d"), "XDG_CONFIG_HOME": str(tmp_path / "c"),
-                "PYTHONPATH": str(ROOT), "REPORT_KEEPER_NOW": NOW})
-    child = pexpect.spawn(sys.executable, ["-m", "tui", *command, "--config", str(cfg), "--json"],
-                          env=env, cwd=str(ROOT), timeout=30)
+    from tests.test_terminal_passphrase import spawn_with_locked_key
+
+    child = spawn_with_locked_key(tmp_path, command)
     try:
         child.expect("Passphrase for")
         assert not child.getecho()  # the passphrase is not echoed while it is asked

@@ -19,6 +19,31 @@ ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-06-10T14:00:00+00:00"
 
 
+def spawn_with_locked_key(tmp_path: Path, command: list[str], *, key_name: str = "locked_key"):
+    """``report-keeper COMMAND --json`` on a pseudo-terminal (pexpect), for a profile whose key
+    is encrypted ("pw") and with no ssh-agent: the command asks for the passphrase. The key is
+    read before any connection, so nothing need listen on the profile's port."""
+    import asyncssh
+    import pexpect
+
+    key = tmp_path / key_name
+    key.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key("pkcs8-pem", passphrase="pw"))
+    key.chmod(0o600)
+    (tmp_path / "ssh_config").write_text("")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[profile.default]\nhost = "127.0.0.1"\nport = {free_port()}\nusername = "x"\n'
+        f'key = {json.dumps(str(key))}\n'
+        f'known_hosts = "{tmp_path / "kh"}"\nssh_config = "{tmp_path / "ssh_config"}"\nremote_dir = "."\n'
+        f'local_dir = "{tmp_path / "local"}"\nledger = "{tmp_path / "l.sqlite3"}"\ntimezone = "UTC"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPORT_KEEPER_") and k != "SSH_AUTH_SOCK"}
+    env.update({"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": str(tmp_path / "s"),
+                "XDG_DATA_HOME": str(tmp_path / "d"), "XDG_CONFIG_HOME": str(tmp_path / "c"),
+                "PYTHONPATH": str(ROOT), "REPORT_KEEPER_NOW": NOW})
+    return pexpect.spawn(sys.executable, ["-m", "tui", *command, "--config", str(cfg), "--json"],
+                         env=env, cwd=str(ROOT), timeout=30)
+
+
 def _read_until(fd: int, marker: bytes, limit: float = 30) -> bytes:
     import select
 
@@ -88,26 +113,10 @@ def test_a_key_path_with_escape_sequences_is_shown_escaped_in_the_passphrase_pro
     """The key's path comes from the config (and a file name may hold any byte but NUL and
     '/'): escape sequences in it reach the terminal escaped, never as commands (clear the
     screen, set the window title)."""
-    import asyncssh
     import pexpect
 
     hostile = "k\x1b[2J\x1b]0;owned\x07ey"
-    key = tmp_path / hostile
-    key.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key("pkcs8-pem", passphrase="pw"))
-    key.chmod(0o600)
-    (tmp_path / "ssh_config").write_text("")
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(
-        f'[profile.default]\nhost = "127.0.0.1"\nport = {free_port()}\nusername = "x"\n'
-        f'key = {json.dumps(str(key))}\n'
-        f'known_hosts = "{tmp_path / "kh"}"\nssh_config = "{tmp_path / "ssh_config"}"\nremote_dir = "."\n'
-        f'local_dir = "{tmp_path / "local"}"\nledger = "{tmp_path / "l.sqlite3"}"\ntimezone = "UTC"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REPORT_KEEPER_") and k != "SSH_AUTH_SOCK"}
-    env.update({"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": str(tmp_path / "s"),
-                "XDG_DATA_HOME": str(tmp_path / "d"), "XDG_CONFIG_HOME": str(tmp_path / "c"),
-                "PYTHONPATH": str(ROOT), "REPORT_KEEPER_NOW": NOW})
-    child = pexpect.spawn(sys.executable, ["-m", "tui", "check", "--config", str(cfg), "--json"],
-                          env=env, cwd=str(ROOT), timeout=30)
+    child = spawn_with_locked_key(tmp_path, ["check"], key_name=hostile)
     try:
         child.expect(b"Passphrase for ")
         child.expect(b": ")
