@@ -165,6 +165,22 @@ async def test_bad_input_is_one_line_in_the_form_and_nothing_is_written(env, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.parquet"]
 
 
+async def test_enter_in_a_field_runs_the_export(env, tmp_path):
+    """Typed into a field, Enter runs the export, as in any form: the keyboard need not go
+    back to the Export button."""
+    app = ExportApp(env)
+    async with app.run_test(size=(80, 24)) as pilot:
+        modal = await open_modal(pilot)
+        target = tmp_path / "by-enter.parquet"
+        box = modal.query_one("#export-out", Input)
+        box.focus()
+        box.value = str(target)
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, ExportModal))
+        assert any(n.title == "Export written" for n in app._notifications)
+    assert target.is_file()
+
+
 def test_snapshot_export_modal_80x24(snap_compare, built, monkeypatch):
     monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
     monkeypatch.setenv("HOME", HOME)

@@ -201,6 +201,7 @@ class ExportModal(ModalScreen["ExportResult | None"]):
                              pseudonymize=self.query_one("#export-pseudonymize", Checkbox).value)
 
     @on(Button.Pressed, "#export-run")
+    @on(Input.Submitted)  # Enter in a field runs it too, as in any form
     def action_run(self) -> None:
         if self.running:
             return
