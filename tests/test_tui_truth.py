@@ -272,6 +272,47 @@ async def test_a_paused_queue_is_visible_everywhere_and_queueing_onto_it_offers_
         server_loop.run(proxy.stop())
 
 
+async def test_the_question_before_quitting_counts_what_is_left_as_it_shrinks(
+        demo_remote, home, tmp_path, server_loop):
+    """q while downloading asks, naming what is still to come; while the question is open the
+    downloads go on, and the count it gives follows them (it kept the number of when it
+    opened). x's question does the same."""
+    proxy, app = await _slow_app(demo_remote, home, tmp_path, server_loop)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: settled(app))
+            proxy.delay = 0.15
+            await pilot.press("2")
+            remote = app.screen
+            remote.selected = set(remote.shown[:16])
+            await pilot.press("d")
+            await wait_for(pilot, lambda: app.board.counts()["running"] > 0)
+            await pilot.press("3")  # x is the Queue screen's
+            asked = []
+            for key in ("q", "x"):
+                await pilot.press(key)
+                await pilot.pause()
+                modal = app.screen
+                assert type(modal).__name__ == "ConfirmModal", key
+                before = app.board.left()[0]
+                assert f"{before} files" in _text(modal.query_one(".body")), key
+                await wait_for(pilot, lambda before=before: app.board.left()[0] < before, 60)
+                await pilot.pause(0.2)
+                left = app.board.left()[0]
+                body = _text(modal.query_one(".body"))
+                assert f"{left} file" in body and f"{before} files" not in body, (key, body)
+                await pilot.press("n")
+                await pilot.pause()
+                asked.append(key)
+                if not app.board.active:
+                    break
+            assert asked == ["q", "x"]  # the downloads outlasted both questions
+            proxy.delay = 0.0
+            await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
+    finally:
+        server_loop.run(proxy.stop())
+
+
 async def test_destructive_keys_ask_and_toasts_count_the_batch_with_reasons(
         demo_remote, home, tmp_path, server_loop):
     proxy, app = await _slow_app(demo_remote, home, tmp_path, server_loop)

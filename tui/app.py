@@ -609,18 +609,17 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         if not self.board.active and not self._pending:
             self.notify("Nothing to cancel: no download is queued or running.")
             return
-        left = self._left_text()
 
         def answered(cancel: bool | None) -> None:
             if cancel:
                 self._cancel_all()
 
-        self._ask(ConfirmModal(
-            "Cancel every download?",
-            f"{left} still to come. What has arrived is kept in part files: f on the Queue "
-            "screen (or d on Remote) resumes them later.",
-            yes="Cancel downloads", no="Keep downloading",
-        ), answered)
+        def body() -> str:
+            return (f"{self._left_text()} still to come. What has arrived is kept in part files: "
+                    "f on the Queue screen (or d on Remote) resumes them later.")
+
+        self._ask(ConfirmModal("Cancel every download?", body(), yes="Cancel downloads",
+                               no="Keep downloading", body_of=body), answered)
 
     async def action_quit(self) -> None:
         """Quit; while downloads run, only after asking (what arrived is kept and resumed)."""
@@ -632,12 +631,12 @@ class ReportKeeperApp(SshQuestionsApp[None]):
             if leave:
                 self.exit()
 
-        self._ask(ConfirmModal(
-            "Quit while downloading?",
-            f"{self._left_text()} still to come. What has arrived is kept in part files; the "
-            "next start (d on Remote) or 'report-keeper sync' resumes them.",
-            yes="Quit", no="Stay",
-        ), answered)
+        def body() -> str:
+            return (f"{self._left_text()} still to come. What has arrived is kept in part files; "
+                    "the next start (d on Remote) or 'report-keeper sync' resumes them.")
+
+        self._ask(ConfirmModal("Quit while downloading?", body(), yes="Quit", no="Stay", body_of=body),
+                  answered)
 
     def _ask(self, question: ConfirmModal, answered: Callable[[bool | None], None]) -> None:
         """Ask one question at a time: a key pressed again under a question asks nothing more."""

@@ -2,10 +2,13 @@
 cancelling running downloads, quitting while they run, resuming a paused queue.
 
 :class:`ConfirmModal` dismisses with ``True`` (``y`` or its button) or ``False`` (``n``,
-``escape`` or its button). The safe answer has the focus, so ``enter`` never destroys.
+``escape`` or its button). The safe answer has the focus, so ``enter`` never destroys. A
+question about the downloads (``body_of``) follows them while it is open: they go on meanwhile.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from rich.text import Text
 from textual import on
@@ -14,6 +17,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+from tui.messages import QueueChanged
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -36,10 +41,13 @@ class ConfirmModal(ModalScreen[bool]):
     ]
 
     def __init__(self, title: str, body: str | Text, *, yes: str, no: str,
-                 safe_is_yes: bool = False) -> None:
+                 safe_is_yes: bool = False, body_of: Callable[[], str | Text] | None = None) -> None:
+        """``body_of``: the body as it is now, asked again whenever the download queue changes
+        (a question about the downloads, which go on while it is open)."""
         super().__init__()
         self.title_text = title
         self.body = body if isinstance(body, Text) else Text(body)
+        self.body_of = body_of
         self.yes = yes
         self.no = no
         self.safe_is_yes = safe_is_yes
@@ -63,3 +71,9 @@ class ConfirmModal(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+    def on_queue_changed(self, message: QueueChanged) -> None:
+        if self.body_of is not None:
+            body = self.body_of()
+            self.body = body if isinstance(body, Text) else Text(body)
+            self.query_one(".body", Static).update(self.body)
