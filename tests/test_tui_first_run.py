@@ -194,7 +194,7 @@ async def test_first_run_sets_up_a_profile_and_lands_on_health(sshd, site, home)
         assert "no configuration yet" not in title and "set up in" in title, title
         await pilot.press("enter")
         await pilot.pause()
-    assert app.return_value == FirstRunExit(FirstRunEnd.OPEN)
+    assert app.return_value == FirstRunExit(FirstRunEnd.OPEN, test=app.view.test)
 
     # written 0600, atomically (no temporary file left), and it loads
     assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
@@ -211,12 +211,15 @@ async def test_first_run_sets_up_a_profile_and_lands_on_health(sshd, site, home)
     known = (home / ".ssh" / "known_hosts").read_text()
     assert known.startswith(f"[127.0.0.1]:{sshd.port} ssh-ed25519 ")
 
-    # the app then opens on Health for that profile, and connects without asking again
-    main = create_app(profile)
+    # the app then opens on Health for that profile, and connects without asking again; the
+    # connection test just passed is shown there, not "press t"
+    main = create_app(profile, connection_test=app.return_value.test)
     try:
         async with main.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
             assert isinstance(main.screen, HealthScreen)
+            status = str(main.screen.query_one("#health-status").render())
+            assert "press t" not in status and "upload, download, delete ok" in status, status
             for _ in range(600):
                 if main.connection.state in (ConnectionState.CONNECTED, ConnectionState.FAILED):
                     break

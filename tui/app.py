@@ -47,7 +47,7 @@ from tui.core.config import ConfigError, Profile, load_config
 from tui.core.export_request import ExportRequest, report_names
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.local_reports import VerifyOutcome
-from tui.core.model import JobState, LocalState
+from tui.core.model import ConnTestResult, JobState, LocalState
 from tui.core.names import escape_name
 from tui.messages import ConnectionChanged, DataRefreshed, QueueChanged, ReportsVerified
 from tui.screens.base import AppScreen, PaletteCommand
@@ -705,16 +705,21 @@ def create_app(
     demo: bool = False,
     auto_connect: bool = True,
     service_factory: ServiceFactory | None = None,
+    connection_test: ConnTestResult | None = None,
 ) -> ReportKeeperApp:
     """The app for ``profile``; the CLI and the tests both use this. ``ledger``: an open
     ledger (default: the profile's). ``auto_connect=False`` shows the ledger only until ``r``
-    is pressed."""
+    is pressed. ``connection_test``: one just made (by the first run), shown as the last."""
     if ledger is None:
         ledger = Ledger.open(profile.ledger_path, profile=profile.name)
-    return ReportKeeperApp(
+    app = ReportKeeperApp(
         profile,
         ledger,
         service_factory=service_factory,
         demo=demo,
         auto_connect=auto_connect,
     )
+    if connection_test is not None:
+        app.connection.test = connection_test
+        app.connection.tested_at = clock.now()
+    return app

@@ -263,7 +263,7 @@ class FirstRunApp(SshQuestionsApp[FirstRunExit | None]):
 
     def finish(self) -> None:
         if self.view.step is SetupStep.DONE:
-            self.exit(FirstRunExit(FirstRunEnd.OPEN))
+            self.exit(FirstRunExit(FirstRunEnd.OPEN, test=self.view.test))
 
     def try_demo(self) -> None:
         self.exit(FirstRunExit(FirstRunEnd.DEMO))

@@ -124,6 +124,8 @@ class FirstRunEnd(StrEnum):
 
 @dataclass(frozen=True)
 class FirstRunExit:
-    """How the first run ended (the app's return value; None: the user quit)."""
+    """How the first run ended (the app's return value; None: the user quit). ``test``: the
+    connection test the first run made, which the app then shows instead of asking for one."""
 
     end: FirstRunEnd
+    test: ConnTestResult | None = None

@@ -26,6 +26,7 @@ from tui.app import create_app
 from tui.commands.common import load_profile, one_line
 from tui.core.config import CONFIG_ENV, DEFAULT_PROFILE, ConfigError, default_config_path
 from tui.core.ledger import LedgerError
+from tui.core.model import ConnTestResult
 from tui.core.status import Exit
 from tui.demo.seed import seed_history
 from tui.demo.server import start_demo_server
@@ -79,10 +80,10 @@ async def _run_first(args: argparse.Namespace, path: Path) -> int:
         return int(setup.return_code or 0)
     if result.end is FirstRunEnd.DEMO:
         return await _run_demo(args)
-    return await _run_configured(args)
+    return await _run_configured(args, connection_test=result.test)
 
 
-async def _run_configured(args: argparse.Namespace) -> int:
+async def _run_configured(args: argparse.Namespace, connection_test: ConnTestResult | None = None) -> int:
     try:
         profile = load_profile(args, need_local_dir=True)
     except ConfigError as exc:
@@ -90,7 +91,7 @@ async def _run_configured(args: argparse.Namespace) -> int:
         return int(Exit.USAGE)
 
     try:
-        app = create_app(profile)
+        app = create_app(profile, connection_test=connection_test)
     except LedgerError as exc:
         _error(str(exc))
         return int(Exit.USAGE)
