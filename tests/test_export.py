@@ -635,3 +635,21 @@ def test_an_export_the_ledger_refuses_to_record_still_prints_its_document(now, t
     assert "the disk refused the write" in doc["error"]
     assert doc["out"] == str(out) and doc["rows"] > 0 and out.is_file()
     assert len(streams.err.strip().splitlines()) == 1 and "could not record" in streams.err
+
+
+def test_the_coverage_line_says_days_are_counted_per_report_when_there_are_several(tmp_path, monkeypatch):
+    """Two reports over ten days: '11 included, 1 closed' counts a day of each report once, so
+    it must say so; read as days it claimed more days than the range holds."""
+    from tests.test_tui_heatmap import NOW, build_demo
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", NOW)
+    s = build_demo(tmp_path / "demo")
+    try:
+        result = run_export(s.profile, s.ledger, ExportRequest(
+            out=tmp_path / "x.parquet", reports=(), since=date(2026, 11, 1), until=date(2026, 11, 10),
+            pseudonymize=True))
+    finally:
+        s.ledger.close()
+    assert len({d.report for d in result.days}) == 2
+    assert result.coverage_line() == (
+        "Covered days 2026-11-01 .. 2026-11-10 of 2 reports, counted per report: 11 included, 1 closed")

@@ -306,6 +306,9 @@ class ExportResult:
         covered = [d.covered_day for d in self.days]
         if covered:
             span = f" {min(covered).isoformat()} .. {max(covered).isoformat()}"
+        reports = len({d.report for d in self.days})
+        if reports > 1:  # the counts are of (report, day) pairs: more than the range has days
+            span += f" of {reports} reports, counted per report"
         return f"Covered days{span}: " + ", ".join(words)
 
     def summary_lines(self, limit: int = 8) -> list[str]:
