@@ -391,6 +391,9 @@ def memory_way_out(limit: int) -> str:
 
 #: The flags of ``verify`` that read a file under another limit than the profile's.
 _MEMORY_FLAG, _SECONDS_FLAG = "--max-memory MIB", "--max-seconds S"
+#: What reads a held copy again under raised limits without the app: ``sync`` reads every
+#: unreadable copy again whose recorded verdict was reached under other limits.
+_NEXT_SYNC = "the next report-keeper sync does, and records the result"
 
 
 def _verify_again(flag: str) -> str:
@@ -407,10 +410,6 @@ def said_for_shell(message: str, command: str) -> str:
         message = message.replace(_verify_again(flag), f"({_NEXT_SYNC}; to see it now: {command})")
     return message
 
-
-#: What reads a held copy again under raised limits without the app: ``sync`` reads every
-#: unreadable copy again whose recorded verdict was reached under other limits.
-_NEXT_SYNC = "the next report-keeper sync does, and records the result"
 
 
 def said_for_export(message: str) -> str:

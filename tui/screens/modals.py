@@ -64,7 +64,6 @@ class PresentedKey(Protocol):
     def known_hosts(self) -> Path | str | None: ...
 
 
-
 class SshQuestionsApp(App[R]):
     """An app that answers the SFTP client's host-key policy and passphrase callback, each in
     its modal (``host_key_policy=app.confirm_host_key``, ``passphrase_cb=app.ask_passphrase``)."""
@@ -76,6 +75,7 @@ class SshQuestionsApp(App[R]):
     async def ask_passphrase(self, path: Path) -> str | None:
         """The key's passphrase, or None when the user cancels."""
         return await answer_of(self, PassphraseModal(path))
+
 
 class ChangedKey(PresentedKey, Protocol):
     """A host key that differs from known_hosts (the SFTP client's ``HostKeyChanged``)."""

@@ -231,10 +231,10 @@ class QueueScreen(AppScreen):
             parts.append((f"ETA {human_eta((total_bytes - done_bytes) / rate)}", 1))
         width = (self.size.width or self.app.size.width or 80) - 2
         self.query_one("#queue-summary", Static).update(mono(fit_parts(parts, width), self.app.no_color))
-        self._update_bar()
+        self._update_bar(done_bytes, total_bytes, bool(counts.get(DONE)))
 
-    def _update_bar(self) -> None:
-        """The overall bar, from the board. Textual's bar rounds a new value to its cells as
+    def _update_bar(self, done_bytes: int, total_bytes: int, any_done: bool) -> None:
+        """The overall bar (done of total bytes). Textual's bar rounds a new value to its cells as
         wide as it is then: set before the screen's first layout (no width yet), the value
         kept its fraction and drew another end than the same value set later. So it waits
         for the layout."""
@@ -244,17 +244,16 @@ class QueueScreen(AppScreen):
                 self._bar_waits = True
                 self.call_after_refresh(self._bar_laid_out)
             return
-        board = self.app.board
-        done_bytes, total_bytes = board.totals()
         if total_bytes:
             bar.update(total=total_bytes, progress=done_bytes)
         else:  # full only when something was done, not when everything was cancelled
-            bar.update(total=1, progress=1 if board.counts().get(DONE) and not board.active else 0)
+            bar.update(total=1, progress=1 if any_done and not self.app.board.active else 0)
 
     def _bar_laid_out(self) -> None:
         self._bar_waits = False
         if self.query_one(ProgressBar).size.width:
-            self._update_bar()
+            board = self.app.board
+            self._update_bar(*board.totals(), bool(board.counts().get(DONE)))
 
     def _cursor_name(self) -> str | None:
         table = self.query_one(DataTable)
