@@ -23,7 +23,11 @@ import os
 import sys
 from collections import deque
 
-import asyncssh
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Through the package, so asyncssh is loaded the way sync loads it (see tui/sftp/__init__.py).
+from tui.sftp.transport import MAX_PKTSIZE, WINDOW, cipher_list  # noqa: E402
+
+import asyncssh  # noqa: E402
 
 BLOCK = 255 * 1024  # OpenSSH's largest read, as sync uses
 IN_FLIGHT = 32  # read requests outstanding per file, as sync uses
@@ -73,8 +77,12 @@ async def main() -> int:
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--no-fsync", action="store_true", help="skip the fsyncs (what durability costs)")
     ns = p.parse_args()
+    # The connection is set up as sync's is (cipher order, channel window, packet size):
+    # the floor measures the same transport, not asyncssh's defaults.
     async with asyncssh.connect(ns.host, port=int(ns.port), username=ns.user, client_keys=[ns.key],
-                                known_hosts=ns.known_hosts, config=[]) as conn:
+                                known_hosts=ns.known_hosts, config=[],
+                                encryption_algs=cipher_list(), window=WINDOW,
+                                max_pktsize=MAX_PKTSIZE) as conn:
         async with conn.start_sftp_client() as sftp:
             entries = [e for e in await sftp.readdir(ns.remote_dir)
                        if e.filename not in (".", "..") and e.attrs.size is not None]

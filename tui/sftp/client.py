@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Literal
 
 import asyncssh
-from asyncssh.encryption import get_default_encryption_algs
 from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
 
 from tui.core import clock
@@ -68,18 +67,13 @@ from tui.sftp.errors import (
     SftpError,
     translate,
 )
+from tui.sftp.transport import MAX_PKTSIZE, WINDOW, cipher_list
 
 log = logging.getLogger("report_keeper.sftp.client")
 
 Decision = Literal["once", "remember", "reject"]
 HostKeyPolicy = str | Callable[["HostKeyInfo"], Awaitable[str]]
 PassphraseCallback = Callable[[Path], Awaitable["str | None"]]
-
-#: Preferred ciphers first; the rest of asyncssh's defaults follow.
-PREFERRED_CIPHERS = (b"aes128-gcm@openssh.com", b"aes256-gcm@openssh.com")
-#: SSH channel window and packet size: large values cut per-packet overhead on fast links.
-WINDOW = 8 * 1024 * 1024
-MAX_PKTSIZE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -225,12 +219,6 @@ def remember_host_key(path: Path, host: str, port: int, key: asyncssh.SSHKey) ->
         os.close(fd)
     log.info("recorded host key of %s port %d (%s) in %s", host, port,
              key.get_fingerprint("sha256"), path)
-
-
-def _cipher_list() -> list[str]:
-    defaults = get_default_encryption_algs()
-    ordered = [c for c in PREFERRED_CIPHERS if c in defaults] + [c for c in defaults if c not in PREFERRED_CIPHERS]
-    return [c.decode("ascii") for c in ordered]
 
 
 async def _load_key(opts: ConnectOptions, passphrase_cb: PassphraseCallback | None) -> list[asyncssh.SSHKey] | None:
@@ -435,7 +423,7 @@ async def _open(opts: ConnectOptions, catcher: _KeyCatcher, client_keys: list[as
         login_timeout=max(opts.login_timeout, opts.connect_timeout),
         keepalive_interval=opts.keepalive_interval,
         keepalive_count_max=opts.keepalive_count_max,
-        encryption_algs=_cipher_list(),
+        encryption_algs=cipher_list(),
         window=WINDOW,
         max_pktsize=MAX_PKTSIZE,
     )
