@@ -44,7 +44,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol, TypedDict
+from typing import IO, TYPE_CHECKING, Protocol, TypedDict
+
+if TYPE_CHECKING:
+    from asyncio import AbstractEventLoop, Future
 
 log = logging.getLogger("report_keeper.isolation")
 
@@ -130,10 +133,8 @@ class _Worker:
         self._err: IO[bytes] = self.proc.stderr
 
     # -- one job
-    def run(self, line: bytes, time_limit: float, cancel: Callable[[], bool] | None = None) -> Reply:
-        """Send one job line and wait for its reply; raises ``WorkerFailed`` (worker gone) or
-        ``Cancelled`` (``cancel()`` became true: the worker is killed, it may be mid-parse)."""
-        deadline = time.monotonic() + time_limit
+    def _send(self, line: bytes) -> None:
+        """Hand one job line to the worker; ``_NotDelivered`` when it had died while idle."""
         self.jobs += 1
         try:
             self._in.write(line)
@@ -141,6 +142,32 @@ class _Worker:
         except (BrokenPipeError, OSError):
             self.kill()
             raise _NotDelivered() from None  # it died before this job: not this file's doing
+
+    def _keep_stderr(self, chunk: bytes) -> None:
+        self._stderr = (self._stderr + chunk)[-STDERR_TAIL:]
+
+    @staticmethod
+    def _reply_in(buf: bytearray) -> Reply | None:
+        """The reply once ``buf`` holds its whole line, None while it does not; raises
+        ``WorkerFailed`` for a reply no honest worker sends (the caller kills the worker)."""
+        end = buf.find(b"\n")
+        if end < 0:
+            if len(buf) > MAX_REPLY_BYTES:
+                raise WorkerFailed(Failure(CRASH, "reply too large"))
+            return None
+        try:
+            reply = json.loads(bytes(buf[:end]))
+        except ValueError:
+            raise WorkerFailed(Failure(CRASH, "unreadable reply")) from None
+        if not isinstance(reply, dict):
+            raise WorkerFailed(Failure(CRASH, "unexpected reply"))
+        return {str(k): v for k, v in reply.items()}
+
+    def run(self, line: bytes, time_limit: float, cancel: Callable[[], bool] | None = None) -> Reply:
+        """Send one job line and wait for its reply; raises ``WorkerFailed`` (worker gone) or
+        ``Cancelled`` (``cancel()`` became true: the worker is killed, it may be mid-parse)."""
+        deadline = time.monotonic() + time_limit
+        self._send(line)
         out_fd, err_fd = self._out.fileno(), self._err.fileno()
         poller = select.poll()
         poller.register(out_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
@@ -162,7 +189,7 @@ class _Worker:
                 if fd == err_fd and err_open:
                     chunk = _read(err_fd)
                     if chunk:
-                        self._stderr = (self._stderr + chunk)[-STDERR_TAIL:]
+                        self._keep_stderr(chunk)
                     else:
                         err_open = False
                         poller.unregister(err_fd)
@@ -171,20 +198,69 @@ class _Worker:
                     if not chunk:
                         raise WorkerFailed(self._death())
                     buf += chunk
-                    end = buf.find(b"\n")
-                    if end >= 0:
-                        try:
-                            reply = json.loads(bytes(buf[:end]))
-                        except ValueError:
-                            self.kill()
-                            raise WorkerFailed(Failure(CRASH, "unreadable reply")) from None
-                        if not isinstance(reply, dict):
-                            self.kill()
-                            raise WorkerFailed(Failure(CRASH, "unexpected reply"))
-                        return {str(k): v for k, v in reply.items()}
-                    if len(buf) > MAX_REPLY_BYTES:
+                    try:
+                        reply = self._reply_in(buf)
+                    except WorkerFailed:
                         self.kill()
-                        raise WorkerFailed(Failure(CRASH, "reply too large"))
+                        raise
+                    if reply is not None:
+                        return reply
+
+    async def arun(self, line: bytes, time_limit: float) -> Reply:
+        """:meth:`run` for asyncio code: the reply is read by the event loop itself (no thread
+        waits on the worker). Cancelling the awaiting task kills the worker, as ``cancel`` does."""
+        import asyncio  # noqa: PLC0415 - workers import this module too, and start faster without it
+
+        loop = asyncio.get_running_loop()
+        self._send(line)
+        out_fd, err_fd = self._out.fileno(), self._err.fileno()
+        answer: asyncio.Future[Reply | None] = loop.create_future()
+        buf = bytearray()
+
+        def on_out() -> None:
+            if answer.done():
+                return
+            chunk = _read(out_fd)
+            if not chunk:
+                answer.set_result(None)  # the worker closed its output: it is dying
+                return
+            buf.extend(chunk)
+            try:
+                reply = self._reply_in(buf)
+            except WorkerFailed as exc:
+                answer.set_exception(exc)
+                return
+            if reply is not None:
+                answer.set_result(reply)
+
+        def on_err() -> None:
+            chunk = _read(err_fd)
+            if chunk:
+                self._keep_stderr(chunk)
+            else:
+                loop.remove_reader(err_fd)
+
+        loop.add_reader(out_fd, on_out)
+        loop.add_reader(err_fd, on_err)
+        try:
+            try:
+                async with asyncio.timeout(time_limit):
+                    reply = await answer
+            finally:  # before any kill below closes (and frees the numbers of) the pipes
+                loop.remove_reader(out_fd)
+                loop.remove_reader(err_fd)
+        except TimeoutError:
+            self.kill()
+            raise WorkerFailed(Failure(TIME, f"no reply within {time_limit:g} s", time_limit)) from None
+        except WorkerFailed:
+            self.kill()
+            raise
+        except BaseException:  # cancelled: the worker may be mid-parse
+            self.kill()
+            raise
+        if reply is None:  # reaping it may take a moment: not on the event loop
+            raise WorkerFailed(await asyncio.to_thread(self._death))
+        return reply
 
     def _death(self) -> Failure:
         """The worker closed its output: wait for it and say why it ended."""
@@ -196,8 +272,7 @@ class _Worker:
             self.kill()
             code = self.proc.returncode
         try:  # whatever it managed to write before dying (bounded)
-            rest = _read(self._err.fileno(), nonblocking=True)
-            self._stderr = (self._stderr + rest)[-STDERR_TAIL:]
+            self._keep_stderr(_read(self._err.fileno(), nonblocking=True))
         except OSError:
             pass
         self.close_pipes()
@@ -256,6 +331,11 @@ def _read(fd: int, nonblocking: bool = False) -> bytes:
         return b""
 
 
+def _wake(waiter: Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _signal_name(sig: int) -> str:
     try:
         return signal.Signals(sig).name
@@ -289,6 +369,8 @@ class WorkerPool:
         self._retired = False  # no longer the shared pool: each worker stops after its job
         self._owner = os.getpid()
         self.started = 0  # workers started over the pool's life (for tests and logs)
+        #: Tasks waiting for a free worker (:meth:`acall`), with the loop each waits on.
+        self._async_waiters: list[tuple[AbstractEventLoop, Future[None]]] = []
 
     # ------------------------------------------------------------------ public
     def call(
@@ -308,24 +390,57 @@ class WorkerPool:
                 continue
         raise WorkerFailed(Failure(CRASH, "no worker would take the job"))
 
+    async def acall(self, op: str, args: Mapping[str, object], *,
+                    time_limit: float | None = None) -> Reply:
+        """:meth:`call` for asyncio code, with no thread waiting on the worker: the event loop
+        itself reads the reply. Cancelling the awaiting task stops the job (its worker is
+        killed, as ``cancel`` does for :meth:`call`)."""
+        limit = float(time_limit or self.time_limit)
+        line = json.dumps({"op": op, "args": args, "seconds": limit}).encode() + b"\n"
+        for _ in range(3):  # a worker found dead when handed the job is replaced, not blamed
+            worker = await self._aacquire()
+            healthy = False
+            try:
+                reply = self._judged(await worker.arun(line, limit))
+                healthy = worker.alive
+                return reply
+            except _NotDelivered:
+                continue
+            except Cancelled:
+                raise
+            except WorkerFailed as exc:
+                raise self._failed(worker, exc) from None
+            finally:
+                self._release(worker, healthy)
+        raise WorkerFailed(Failure(CRASH, "no worker would take the job"))
+
     def _run(self, worker: _Worker, line: bytes, limit: float, cancel: Callable[[], bool] | None) -> Reply:
         healthy = False
         try:
-            reply = worker.run(line, limit, cancel)
-            if reply.get("ok") is False and reply.get("kind") == MEMORY:
-                # the worker caught a MemoryError and is exiting: not reusable
-                raise WorkerFailed(Failure(MEMORY, "MemoryError"))
+            reply = self._judged(worker.run(line, limit, cancel))
             healthy = worker.alive
             return reply
         except Cancelled:
             raise
         except WorkerFailed as exc:
-            if self._closed:
-                raise PoolClosed(Failure(CLOSED, "the pool was closed")) from None
-            log.warning("workbook worker %d: %s (%s)", worker.pid, exc.failure.kind, exc.failure.detail)
-            raise
+            raise self._failed(worker, exc) from None
         finally:
             self._release(worker, healthy)
+
+    @staticmethod
+    def _judged(reply: Reply) -> Reply:
+        if reply.get("ok") is False and reply.get("kind") == MEMORY:
+            # the worker caught a MemoryError and is exiting: not reusable
+            raise WorkerFailed(Failure(MEMORY, "MemoryError"))
+        return reply
+
+    def _failed(self, worker: _Worker, exc: WorkerFailed) -> WorkerFailed:
+        """What a job whose worker failed raises: ``PoolClosed`` when the pool was closed
+        under it (nothing to record), else the failure itself (logged)."""
+        if self._closed:
+            return PoolClosed(Failure(CLOSED, "the pool was closed"))
+        log.warning("workbook worker %d: %s (%s)", worker.pid, exc.failure.kind, exc.failure.detail)
+        return exc
 
     def prestart(self, n: int | None = None) -> None:
         """Start up to ``n`` (default: all) workers now, so their start-up overlaps other work."""
@@ -350,6 +465,7 @@ class WorkerPool:
                     else:
                         self._idle.append(w)
             self._cond.notify_all()
+        self._wake_async()
 
     def worker_pids(self) -> list[int]:
         with self._cond:
@@ -369,6 +485,7 @@ class WorkerPool:
             idle, busy = list(self._idle), list(self._busy)
             self._idle.clear()
             self._cond.notify_all()
+        self._wake_async()
         if os.getpid() != self._owner:  # an inherited copy after fork: the workers are not ours
             return
         for w in busy:
@@ -402,32 +519,78 @@ class WorkerPool:
         log.debug("started workbook worker %d", w.pid)
         return w
 
-    def _acquire(self) -> _Worker:
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise PoolClosed(Failure(CLOSED, "the pool was closed"))
-                while self._idle:
-                    w = self._idle.pop()
-                    if w.alive:
-                        self._busy.add(w)
-                        return w
-                    w.kill()  # died while idle (killed from outside): reap it, try another
-                if len(self._busy) + self._starting < self.size:
-                    self._starting += 1
-                    break
-                self._cond.wait()
+    def _take(self) -> _Worker | bool:
+        """(Under the lock.) An idle worker, now busy; True when the caller may start one
+        (counted as starting); False when it must wait for one."""
+        if self._closed:
+            raise PoolClosed(Failure(CLOSED, "the pool was closed"))
+        while self._idle:
+            w = self._idle.pop()
+            if w.alive:
+                self._busy.add(w)
+                return w
+            w.kill()  # died while idle (killed from outside): reap it, try another
+        if len(self._busy) + self._starting < self.size:
+            self._starting += 1
+            return True
+        return False
+
+    def _started(self) -> _Worker:
+        """Start the worker :meth:`_take` allowed; it is busy at once."""
         try:
             w = self._spawn()
         except BaseException:
             with self._cond:
                 self._starting -= 1
                 self._cond.notify()
+            self._wake_async()
             raise
         with self._cond:
             self._starting -= 1
             self._busy.add(w)
         return w
+
+    def _acquire(self) -> _Worker:
+        with self._cond:
+            while True:
+                got = self._take()
+                if got is not False:
+                    break
+                self._cond.wait()
+        return got if isinstance(got, _Worker) else self._started()
+
+    async def _aacquire(self) -> _Worker:
+        """:meth:`_acquire` without blocking the event loop: a task waits for a free worker
+        on a future that :meth:`_release` completes."""
+        import asyncio  # noqa: PLC0415 - see _Worker.arun
+
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._cond:
+                got = self._take()
+                if got is False:
+                    waiter: asyncio.Future[None] = loop.create_future()
+                    self._async_waiters.append((loop, waiter))
+            if isinstance(got, _Worker):
+                return got
+            if got is True:
+                return self._started()  # a process start: a few milliseconds, rare
+            try:
+                await waiter
+            finally:
+                with self._cond:
+                    if (loop, waiter) in self._async_waiters:
+                        self._async_waiters.remove((loop, waiter))
+
+    def _wake_async(self) -> None:
+        """Let every task waiting for a worker look again (from any thread)."""
+        with self._cond:
+            waiters, self._async_waiters = self._async_waiters, []
+        for loop, waiter in waiters:
+            try:
+                loop.call_soon_threadsafe(_wake, waiter)
+            except RuntimeError:  # that loop is closed: nobody waits there any more
+                pass
 
     def _release(self, w: _Worker, healthy: bool) -> None:
         with self._cond:
@@ -436,6 +599,7 @@ class WorkerPool:
             if keep:
                 self._idle.append(w)
             self._cond.notify()
+        self._wake_async()
         if not keep:
             if healthy:
                 w.stop()  # the pool closed meanwhile

@@ -28,7 +28,7 @@ from tui.core.config import Profile, ReportConfig
 from tui.core.ledger import LEDGER_ERRORS, Download, Ledger, verification_context
 from tui.core.model import Delivery, VerifyResult
 from tui.core.names import escape_name, is_report_name, parse_name
-from tui.core.validate import validate_file
+from tui.core.validate import validate_file, validate_file_async
 
 log = logging.getLogger("report_keeper.local_reports")
 
@@ -213,23 +213,63 @@ def verify_cached(
     is a miss, never a failure. Raises ``isolation.PoolClosed`` like ``validate_file``.
     """
     pool = pool or isolation.shared_pool()
+    context, hit = _from_cache(path, report, delivered_at, ledger=ledger, sha256=sha256,
+                               run_day=run_day, judge_day=judge_day, name=name, pool=pool)
+    if hit is not None:
+        return hit
+    result = validate_file(path, report, delivered_at, run_day=run_day, judge_day=judge_day, name=name,
+                           report_name=report_name, pool=pool, cancel=cancel)
+    return _remembered(result, context, ledger=ledger, sha256=sha256, path=path, name=name)
+
+
+async def verify_cached_async(
+    path: Path,
+    report: ReportConfig | None,
+    delivered_at: datetime | None,
+    *,
+    ledger: Ledger | None,
+    sha256: str | None,
+    run_day: date | None = None,
+    name: str | None = None,
+) -> VerifyOutcome:
+    """:func:`verify_cached` for asyncio code (``sync``): the worker's reply is read by the
+    event loop and the ledger asked and told on it, so no thread waits per file. Cancelling
+    the awaiting task stops the worker reading the file."""
+    pool = isolation.shared_pool()
+    context, hit = _from_cache(path, report, delivered_at, ledger=ledger, sha256=sha256,
+                               run_day=run_day, judge_day=True, name=name, pool=pool)
+    if hit is not None:
+        return hit
+    result = await validate_file_async(path, report, delivered_at, run_day=run_day, name=name, pool=pool)
+    return _remembered(result, context, ledger=ledger, sha256=sha256, path=path, name=name)
+
+
+def _from_cache(path: Path, report: ReportConfig | None, delivered_at: datetime | None, *,
+                ledger: Ledger | None, sha256: str | None, run_day: date | None, judge_day: bool,
+                name: str | None, pool: isolation.WorkerPool) -> tuple[str, VerifyOutcome | None]:
+    """The cache key of this verification, and the cached outcome when there is one."""
     # The limits the file would be read under belong to the key: after they are raised, a
     # file found too large before is read again (docs/WORKBOOK_ISOLATION.md).
     context = verification_context(report, delivered_at, run_day, judge_day=judge_day,
                                    memory_limit=pool.memory_limit, time_limit=pool.time_limit)
-    if sha256 is not None and ledger is not None:
-        try:
-            cached = ledger.cached_verification(sha256, context, path=str(path), name=name)
-        except LEDGER_ERRORS as exc:
-            log.warning("verification cache unavailable: %s", type(exc).__name__)
-            cached = None
-        if cached is not None:
-            covered = None
-            if report is not None and delivered_at is not None:
-                covered = report.covered_day(run_day or report.run_day_of(delivered_at))
-            return VerifyOutcome(replace(cached, delivered_at=delivered_at, covered_day=covered), sha256, True)
-    result = validate_file(path, report, delivered_at, run_day=run_day, judge_day=judge_day, name=name,
-                           report_name=report_name, pool=pool, cancel=cancel)
+    if sha256 is None or ledger is None:
+        return context, None
+    try:
+        cached = ledger.cached_verification(sha256, context, path=str(path), name=name)
+    except LEDGER_ERRORS as exc:
+        log.warning("verification cache unavailable: %s", type(exc).__name__)
+        return context, None
+    if cached is None:
+        return context, None
+    covered = None
+    if report is not None and delivered_at is not None:
+        covered = report.covered_day(run_day or report.run_day_of(delivered_at))
+    return context, VerifyOutcome(replace(cached, delivered_at=delivered_at, covered_day=covered), sha256, True)
+
+
+def _remembered(result: VerifyResult, context: str, *, ledger: Ledger | None, sha256: str | None,
+                path: Path, name: str | None) -> VerifyOutcome:
+    """Record a fresh verification for next time; its outcome."""
     if sha256 is not None and ledger is not None:
         try:
             ledger.record_verification(result, sha256=sha256, context=context)

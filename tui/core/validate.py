@@ -154,45 +154,100 @@ def validate_file(
     ``cancel()`` turned true while the file was read (``isolation.Cancelled``): there is no
     result to record then.
     """
-    p = Path(path)
-    name = name if name is not None else p.name
-    rname = report_name if report_name is not None else (report.name if report is not None else None)
+    job = _Job.of(path, report, delivered_at, run_day, name, report_name)
     pool = pool or isolation.shared_pool()
-    run: date | None = None
-    if report is not None and delivered_at is not None:
-        run = run_day or report.run_day_of(delivered_at)
-    covered = report.covered_day(run) if report is not None and run is not None else None
-    rules = _rules(report, run)
     try:
-        reply = pool.call("verify", {"path": os.fsdecode(p), "rules": rules}, cancel=cancel)
-        fields = _checked_fields(reply)
+        fields = _checked_fields(pool.call("verify", job.args, cancel=cancel))
     except isolation.PoolClosed:
         raise
-    except isolation.WorkerFailed as exc:
-        fields = _Fields(st.UNREADABLE, failure_message(exc.failure, pool))
-    except OSError as exc:  # no worker could be started (process or memory limits of the host)
-        log.error("cannot start a workbook worker for %s: %s", name, exc.strerror or type(exc).__name__)
-        fields = _Fields(
-            st.UNREADABLE,
-            "The workbook was not read: no worker process could be started to read "
-            f"it ({exc.strerror or type(exc).__name__}). Free some memory or processes and verify again.",
+    except (isolation.WorkerFailed, OSError) as exc:
+        fields = _failed_fields(exc, pool, job.name)
+    return job.verdict(fields, judge_day)
+
+
+async def validate_file_async(
+    path: str | Path,
+    report: ReportConfig | None = None,
+    delivered_at: datetime | None = None,
+    *,
+    run_day: date | None = None,
+    name: str | None = None,
+    report_name: str | None = None,
+    pool: isolation.WorkerPool | None = None,
+    judge_day: bool = True,
+) -> VerifyResult:
+    """:func:`validate_file` for asyncio code: the event loop reads the worker's reply, no
+    thread waits on it. Cancelling the awaiting task stops the worker (as ``cancel`` does)."""
+    job = _Job.of(path, report, delivered_at, run_day, name, report_name)
+    pool = pool or isolation.shared_pool()
+    try:
+        fields = _checked_fields(await pool.acall("verify", job.args))
+    except isolation.PoolClosed:
+        raise
+    except (isolation.WorkerFailed, OSError) as exc:
+        fields = _failed_fields(exc, pool, job.name)
+    return job.verdict(fields, judge_day)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One file to verify: what the worker is asked, and what its verdict is judged by."""
+
+    path: Path
+    name: str
+    report_name: str | None
+    report: ReportConfig | None
+    delivered_at: datetime | None
+    run: date | None
+    covered: date | None
+    args: dict[str, object]
+
+    @classmethod
+    def of(cls, path: str | Path, report: ReportConfig | None, delivered_at: datetime | None,
+           run_day: date | None, name: str | None, report_name: str | None) -> _Job:
+        p = Path(path)
+        run: date | None = None
+        if report is not None and delivered_at is not None:
+            run = run_day or report.run_day_of(delivered_at)
+        return cls(
+            path=p, name=name if name is not None else p.name,
+            report_name=report_name if report_name is not None else (report.name if report is not None else None),
+            report=report, delivered_at=delivered_at, run=run,
+            covered=report.covered_day(run) if report is not None and run is not None else None,
+            args={"path": os.fsdecode(p), "rules": _rules(report, run)},
         )
-    status, message, dates = fields.status, fields.message, fields.dates
-    described = content.wrong_day(dates, covered) if judge_day else None
-    if status == st.OK and report is not None and dates is not None and run is not None \
-            and described is not None:
-        status, message = st.WRONG_DAY, _wrong_day_message(report, dates, described, run)
-    result = VerifyResult(
-        path=str(p), name=name, report=rname, delivered_at=delivered_at,
-        status=status, message=message, rows=fields.rows,
-        header_row=fields.header_row, columns=fields.columns, sheet=fields.sheet,
-        missing_columns=fields.missing_columns, fingerprint=fields.fingerprint,
-        date_column=dates.column if dates else None, dates=dates, covered_day=covered,
+
+    def verdict(self, fields: _Fields, judge_day: bool) -> VerifyResult:
+        report, run, covered, name = self.report, self.run, self.covered, self.name
+        status, message, dates = fields.status, fields.message, fields.dates
+        described = content.wrong_day(dates, covered) if judge_day else None
+        if status == st.OK and report is not None and dates is not None and run is not None \
+                and described is not None:
+            status, message = st.WRONG_DAY, _wrong_day_message(report, dates, described, run)
+        result = VerifyResult(
+            path=str(self.path), name=name, report=self.report_name, delivered_at=self.delivered_at,
+            status=status, message=message, rows=fields.rows,
+            header_row=fields.header_row, columns=fields.columns, sheet=fields.sheet,
+            missing_columns=fields.missing_columns, fingerprint=fields.fingerprint,
+            date_column=dates.column if dates else None, dates=dates, covered_day=covered,
+        )
+        log.debug("verified %s: %s rows=%s", name, result.status, result.rows)
+        if result.status == st.UNREADABLE and fields.reason:
+            log.warning("%s is unreadable (%s)", name, fields.reason)
+        return result
+
+
+def _failed_fields(exc: isolation.WorkerFailed | OSError, pool: isolation.WorkerPool, name: str) -> _Fields:
+    """The verdict when the worker gave no reply: it died or ran out of time, or none could
+    be started (process or memory limits of the host)."""
+    if isinstance(exc, isolation.WorkerFailed):
+        return _Fields(st.UNREADABLE, failure_message(exc.failure, pool))
+    log.error("cannot start a workbook worker for %s: %s", name, exc.strerror or type(exc).__name__)
+    return _Fields(
+        st.UNREADABLE,
+        "The workbook was not read: no worker process could be started to read "
+        f"it ({exc.strerror or type(exc).__name__}). Free some memory or processes and verify again.",
     )
-    log.debug("verified %s: %s rows=%s", name, result.status, result.rows)
-    if result.status == st.UNREADABLE and fields.reason:
-        log.warning("%s is unreadable (%s)", name, fields.reason)
-    return result
 
 
 class VerifyOptions(TypedDict, total=False):

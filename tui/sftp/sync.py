@@ -63,7 +63,6 @@ import hashlib
 import logging
 import os
 import stat as statmod
-import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -77,7 +76,7 @@ from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
 from tui.core.durable import fsync_dir
 from tui.core.ledger import BATCH_SECONDS, LEDGER_ERRORS, Ledger, LedgerError, ListingChange
-from tui.core.local_reports import verify_cached
+from tui.core.local_reports import verify_cached_async
 from tui.core.model import (
     Delivery,
     EntryKind,
@@ -105,7 +104,7 @@ from tui.sftp.queue import Done, Job, TransferEvent, TransferQueue
 
 log = logging.getLogger("report_keeper.sftp.sync")
 
-VERIFY_THREADS = 2  # the validator is CPU-bound: no more threads than a small machine's cores
+VERIFY_AT_ONCE = 2  # the validator is CPU-bound: no more at a time than a small machine's cores
 #: A run's ledger records are committed this often (and at its end): one disk flush for many
 #: files instead of several per file (``Ledger.batched``).
 COMMIT_SECONDS = BATCH_SECONDS
@@ -399,7 +398,7 @@ class SyncService:
         self.last_listing: RemoteListing | None = None
         #: The result being filled by the running download/sync (what an interrupted run did).
         self.current: SyncResult | None = None
-        self._verify_sem = asyncio.Semaphore(VERIFY_THREADS)
+        self._verify_sem = asyncio.Semaphore(VERIFY_AT_ONCE)
         #: Each report's timing from the ledger's history (the run day of a delivery).
         self._timings: dict[str, Timing] | None = None
         self._classified: dict[str, tuple[ReportConfig, datetime, str]] = {}
@@ -732,7 +731,7 @@ class SyncService:
         # The workbook workers start while the first files download, not when the first one
         # is ready to verify (a worker's start-up is an interpreter and the reader's import).
         warm = asyncio.ensure_future(asyncio.to_thread(
-            isolation.shared_pool().prestart, min(len(targets), VERIFY_THREADS)))
+            isolation.shared_pool().prestart, min(len(targets), VERIFY_AT_ONCE)))
         _background.add(warm)
         warm.add_done_callback(_background.discard)
         try:
@@ -940,18 +939,13 @@ class SyncService:
                 self._timings = self.profile.timings(await asyncio.to_thread(self.ledger.deliveries))
             run_day = report.run_day_of(delivered_at, self._timings.get(report.name))
         # The workbook is read in a worker process of the shared pool (tui.core.isolation):
-        # a file that kills its reader comes back unreadable and the sync goes on. The thread
-        # only waits for the worker's answer.
-        stop = threading.Event()  # set when this task is cancelled: the worker is stopped too
+        # a file that kills its reader comes back unreadable and the sync goes on. The event
+        # loop reads the worker's answer itself: no thread per file waits on it (each would
+        # contend with the transfers for the interpreter). Cancelled, the worker is stopped.
         async with self._verify_sem:
-            try:
-                outcome = await asyncio.to_thread(
-                    verify_cached, path, report, delivered_at, ledger=self.ledger, sha256=sha256,
-                    run_day=run_day, name=name, cancel=stop.is_set,
-                )
-            except BaseException:
-                stop.set()
-                raise
+            outcome = await verify_cached_async(
+                path, report, delivered_at, ledger=self.ledger, sha256=sha256, run_day=run_day, name=name,
+            )
         return outcome.result, outcome.cached
 
     # ------------------------------------------------------------ sync

@@ -1,0 +1,167 @@
+"""The worker pool from asyncio code (``WorkerPool.acall``, ``validate_file_async``): what
+``sync`` verifies through. The same promises as the threaded path: a worker that hangs, dies
+or is cancelled takes only its own job with it, and a job waiting for a worker is never
+forgotten, whoever frees or starts that worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.hostile_workbooks import write_all
+from tests.test_hostile_workbooks import gone, hang
+from tests.xlsx_factory import write_report
+from tui.core import isolation
+from tui.core import status as st
+from tui.core.validate import validate_file, validate_file_async
+
+#: No test here should come near this; it only turns a hang into a failure.
+HANG = 60
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    return write_all(tmp_path_factory.mktemp("hostile"))
+
+
+class SlowStartPool(isolation.WorkerPool):
+    """A real pool whose workers take a moment longer to start, as on a loaded machine."""
+
+    def _spawn(self) -> isolation._Worker:
+        time.sleep(0.5)
+        return super()._spawn()
+
+
+async def test_a_job_waiting_while_another_thread_starts_the_worker_is_woken(tmp_path):
+    good = write_report(tmp_path / "good.xlsx", n_rows=3)
+    pool = SlowStartPool(1)
+    try:
+        starting = threading.Thread(target=pool.prestart)
+        starting.start()
+        await asyncio.sleep(0.1)  # the only worker is starting: the job must wait for it
+        result = await asyncio.wait_for(validate_file_async(good, pool=pool), HANG)
+        starting.join()
+        assert (result.status, result.rows) == (st.OK, 3)
+        assert pool.started == 1
+    finally:
+        pool.close()
+
+
+async def test_threads_and_tasks_share_one_worker_without_losing_a_job(tmp_path):
+    good = write_report(tmp_path / "good.xlsx", n_rows=2)
+    pool = isolation.WorkerPool(1)
+    try:
+        threaded = [asyncio.to_thread(validate_file, good, pool=pool) for _ in range(4)]
+        tasks = [validate_file_async(good, pool=pool) for _ in range(8)]
+        results = await asyncio.wait_for(asyncio.gather(*threaded, *tasks), HANG)
+        assert [r.status for r in results] == [st.OK] * 12
+        assert pool.started == 1
+    finally:
+        pool.close()
+
+
+async def test_a_dying_worker_is_attributed_to_its_own_file(hostile, tmp_path):
+    """Two workers, a file that aborts its reader among good ones: only its own job fails."""
+    good = write_report(tmp_path / "good.xlsx", n_rows=4)
+    pool = isolation.WorkerPool(2)
+    try:
+        files = [hostile["far-corner"] if i % 3 == 0 else good for i in range(18)]
+        results = await asyncio.wait_for(
+            asyncio.gather(*(validate_file_async(f, pool=pool) for f in files)), HANG)
+        for i, r in enumerate(results):
+            if i % 3 == 0:
+                assert r.status == st.UNREADABLE and "memory" in r.message
+            else:
+                assert (r.status, r.rows) == (st.OK, 4)
+    finally:
+        pool.close()
+
+
+async def test_a_job_past_its_time_limit_is_killed_reaped_and_replaced(tmp_path):
+    good = write_report(tmp_path / "good.xlsx", n_rows=2)
+    pool = isolation.WorkerPool(1, time_limit=0.5)
+    try:
+        first = hang(pool)
+        result = await asyncio.wait_for(validate_file_async(good, pool=pool), HANG)
+        assert result.status == st.UNREADABLE
+        assert "took longer than 0.5 s" in result.message
+        assert gone(first)
+        pool.time_limit = 60
+        assert (await validate_file_async(good, pool=pool)).status == st.OK  # a fresh worker
+        assert pool.worker_pids() != [first]
+    finally:
+        pool.close()
+
+
+async def test_a_worker_killed_from_outside_fails_only_its_job(tmp_path):
+    good = write_report(tmp_path / "good.xlsx", n_rows=2)
+    pool = isolation.WorkerPool(1, time_limit=120)
+    try:
+        pid = hang(pool)
+        job = asyncio.ensure_future(validate_file_async(good, pool=pool))
+        while not pool.busy_pids():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+        result = await asyncio.wait_for(job, HANG)
+        assert result.status == st.UNREADABLE and "memory" in result.message
+        assert gone(pid)
+        assert (await validate_file_async(good, pool=pool)).status == st.OK
+    finally:
+        pool.close()
+
+
+async def test_a_cancelled_job_stops_its_worker_at_once(tmp_path):
+    good = write_report(tmp_path / "good.xlsx", n_rows=2)
+    pool = isolation.WorkerPool(1, time_limit=120)
+    try:
+        pid = hang(pool)
+        job = asyncio.ensure_future(validate_file_async(good, pool=pool))
+        await asyncio.sleep(0.3)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        assert gone(pid)
+        assert pool.busy_pids() == []
+        assert (await validate_file_async(good, pool=pool)).status == st.OK
+    finally:
+        pool.close()
+
+
+async def test_a_job_waiting_for_a_worker_can_be_cancelled(tmp_path):
+    good = write_report(tmp_path / "good.xlsx", n_rows=2)
+    pool = isolation.WorkerPool(1, time_limit=120)
+    try:
+        pid = hang(pool)
+        running = asyncio.ensure_future(validate_file_async(good, pool=pool))
+        waiting = asyncio.ensure_future(validate_file_async(good, pool=pool))
+        await asyncio.sleep(0.3)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert not gone(pid)  # the other job's worker is not touched
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert (await validate_file_async(good, pool=pool)).status == st.OK
+    finally:
+        pool.close()
+
+
+async def test_closing_the_pool_ends_running_and_waiting_jobs_with_pool_closed(tmp_path):
+    good = write_report(tmp_path / "good.xlsx", n_rows=2)
+    pool = isolation.WorkerPool(1, time_limit=120)
+    pid = hang(pool)
+    running = asyncio.ensure_future(validate_file_async(good, pool=pool))
+    waiting = asyncio.ensure_future(validate_file_async(good, pool=pool))
+    await asyncio.sleep(0.3)
+    await asyncio.to_thread(pool.close)  # as the exit hook does, from another thread
+    for job in (running, waiting):
+        with pytest.raises(isolation.PoolClosed):
+            await asyncio.wait_for(job, HANG)
+    assert gone(pid)
