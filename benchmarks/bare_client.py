@@ -24,10 +24,9 @@ import sys
 from collections import deque
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Through the package, so asyncssh is loaded the way sync loads it (see tui/sftp/__init__.py).
-from tui.sftp.transport import MAX_PKTSIZE, WINDOW, cipher_list  # noqa: E402
-
-import asyncssh  # noqa: E402
+# The package first, so asyncssh is loaded the way sync loads it (see tui/sftp/__init__.py).
+from tui.sftp.transport import MAX_PKTSIZE, WINDOW, cipher_list  # noqa: I001
+import asyncssh
 
 BLOCK = 255 * 1024  # OpenSSH's largest read, as sync uses
 IN_FLIGHT = 32  # read requests outstanding per file, as sync uses
