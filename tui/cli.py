@@ -61,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # Loaded once the arguments are known: `report-keeper --help` (and a usage error) starts
     # without the config, logging and asyncio machinery a command needs.
-    from tui.commands.common import fail_interrupted, fail_unexpected, fail_usage  # noqa: PLC0415 - start-up time
+    from tui.commands.common import (  # noqa: PLC0415 - start-up time
+        fail_interrupted,
+        fail_unexpected,
+        fail_usage,
+        guarded_output,
+    )
     from tui.core import clock  # noqa: PLC0415 - start-up time
     from tui.core.logs import setup_logging  # noqa: PLC0415 - start-up time
 
@@ -85,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                 # collector need not walk it on every collection, nor once more at exit
                 # (a tenth of a second or more of a sync on a busy machine).
                 gc.freeze()
-            return int(module.run(args))
+            with guarded_output():  # no text a command quotes can drive the terminal
+                return int(module.run(args))
         from tui.commands import tui_app  # noqa: PLC0415 - Textual is loaded for the TUI only (the headless commands start without it)
 
         return int(tui_app.run(args))

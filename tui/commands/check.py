@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if checked.report is None:
         if args.json:  # the same document a profile of check --all-profiles gets
             print_json(checked.document)
-        sys.stderr.write(f"report-keeper: {checked.document['error']}\n")
+        sys.stderr.write(f"report-keeper: {escape_name(str(checked.document['error']))}\n")
         return checked.code
     log.info("check: %s (%d problems)", checked.report.status, len(checked.report.problems))
     # Alerts (e-mail, webhook, ping) once the result is known; they never change it.
@@ -174,7 +174,7 @@ def _alert(checked: _Checked, profile: Profile, *, offline: bool) -> None:
 
 def _write_human(checked: _Checked, profile: Profile, width: int) -> None:
     if checked.report is None:
-        sys.stdout.write(f"{checked.document['error']}\n")
+        sys.stdout.write(f"{escape_name(str(checked.document['error']))}\n")
         return
     sys.stdout.write(render(checked.report, profile, width=width))
     line = summary_line(checked.notify) if checked.notify is not None else None
@@ -250,9 +250,10 @@ def _run_all(args: argparse.Namespace) -> int:
     for profile in profiles:
         one = checked.setdefault(profile.name, _interrupted())
         if one.report is None and one.document.get("error_kind") == "ledger":
-            sys.stderr.write(f"== {profile.name}\nreport-keeper: {one.document['error']}\n")
+            sys.stderr.write(f"== {escape_name(profile.name)}\n"
+                             f"report-keeper: {escape_name(str(one.document['error']))}\n")
         elif not args.json:
-            sys.stdout.write(f"== {profile.name}\n")
+            sys.stdout.write(f"== {escape_name(profile.name)}\n")
             _write_human(one, profile, width)
     code, document = all_profiles.combined({n: c.code for n, c in checked.items()},
                                            {p.name: checked[p.name].document for p in profiles})

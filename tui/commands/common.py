@@ -10,15 +10,19 @@ import getpass
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 import termios
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from tui.core.config import ConfigError, Profile, load_config
 from tui.core.model import VerifyResult
+from tui.core.names import escape_text
 from tui.core.status import Exit
 
 log = logging.getLogger("report_keeper.commands")
@@ -187,11 +191,94 @@ async def _ask_unechoed(tty: int, prompt: str) -> str | None:
 
 
 def print_json(document: Mapping[str, object]) -> None:
-    """Exactly one JSON document on stdout."""
+    """Exactly one JSON document on stdout (:func:`json_text`)."""
     global _json_printed
     _json_printed = True
-    sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.write(json_text(document) + "\n")
     sys.stdout.flush()
+
+
+# Outside ASCII (and DEL): json.dumps(ensure_ascii=False) writes these as they are.
+_JSON_MAYBE_CONTROL = re.compile(r"[^\x00-\x7e]")
+
+
+def _json_escaped(m: re.Match[str]) -> str:
+    ch = m.group()
+    if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"):
+        return ch
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # JSON writes a character beyond U+FFFF as its UTF-16 pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def json_text(document: Mapping[str, object]) -> str:
+    """``document`` as readable JSON (accents and CJK as they are) in which the characters
+    that json.dumps leaves raw and a terminal would obey or hide (DEL, the 8-bit controls such
+    as CSI ``\\x9b``, direction overrides, other format characters) are ``\\uXXXX``
+    escapes: the same values for every JSON reader, inert on a screen. Outside strings JSON
+    holds only ASCII, so only characters inside strings are escaped."""
+    return _JSON_MAYBE_CONTROL.sub(_json_escaped, json.dumps(document, ensure_ascii=False, indent=2))
+
+
+class TerminalText:
+    """The human output of a headless command: every write reaches ``raw`` with its control
+    and format characters escaped (:func:`tui.core.names.escape_text`), line breaks kept.
+    Whatever a line quotes (a server's name or words, a workbook's sheet name or header, a
+    value of the config, the environment or an operating-system error) cannot move the
+    cursor, clear the screen, set the window title or reverse the text. A value that may hold
+    a line break is escaped where it is written (``escape_name``, ``one_line``): only there is
+    it known to be one value."""
+
+    def __init__(self, raw: TextIO) -> None:
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        self.raw.write(escape_text(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def isatty(self) -> bool:
+        return self.raw.isatty()
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def __getattr__(self, name: str) -> object:  # encoding, errors, buffer...: the stream's own
+        return getattr(self.raw, name)
+
+
+def terminal_text(stream: TextIO) -> TextIO:
+    """``stream`` behind a :class:`TerminalText` (once)."""
+    if isinstance(stream, TerminalText):
+        return stream
+    return TerminalText(stream)  # type: ignore[return-value]  # writes text as a TextIO does
+
+
+def raw_stream(stream: TextIO) -> TextIO:
+    """The stream under a :class:`TerminalText`: for rich, whose own colours and cursor moves
+    must reach the terminal; what it is given to print is escaped first (rich's ``Text``, never
+    markup)."""
+    return stream.raw if isinstance(stream, TerminalText) else stream
+
+
+@contextmanager
+def guarded_output() -> Iterator[None]:
+    """``sys.stdout`` and ``sys.stderr`` behind :class:`TerminalText` while a headless command
+    runs (the TUI draws its own screen and is never behind it)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = terminal_text(sys.stdout), terminal_text(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def one_line(text: str, limit: int = 600) -> str:

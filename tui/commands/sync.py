@@ -28,6 +28,7 @@ from tui.commands.common import (
     for_shell,
     load_profile,
     print_json,
+    raw_stream,
     terminal_passphrase_cb,
 )
 from tui.core import isolation
@@ -303,7 +304,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         notify = _alerts(profile, result)
         documents[profile.name] = {**result.to_json(), **({"notify": notify} if notify is not None else {})}
         codes[profile.name] = int(result.status)
-        out.write(f"== {profile.name}\n")
+        out.write(f"== {escape_name(profile.name)}\n")
         _summary(result, profile, out)
         line = _alerts_line(notify)
         if line:
@@ -341,8 +342,8 @@ async def _sync_all(profiles: list[Profile], ledgers: all_profiles.Ledgers, poli
             result.error_kind = "internal"
             result.finish()
         results[profile.name] = result
-        out.write(f"{profile.name}: {st.overall_name(result.status)}, {len(result.downloaded)} downloaded, "
-                  f"{len(result.failed)} failed\n")
+        out.write(f"{escape_name(profile.name)}: {st.overall_name(result.status)}, "
+                  f"{len(result.downloaded)} downloaded, {len(result.failed)} failed\n")
         out.flush()
 
     # Each service batches its ledger writes; profiles sharing a ledger file share one batch.
@@ -389,9 +390,9 @@ class _PlainProgress:
             case Done():
                 self.done[event.name] = event
             case Retrying(name=name, reason=reason):
-                self.line(f"retrying    {escape_name(name)}: {reason}", now=True)
+                self.line(f"retrying    {escape_name(name)}: {escape_name(reason)}", now=True)
             case Failed(name=name, reason=reason):
-                self.line(f"FAILED      {escape_name(name)}: {reason}", now=True)
+                self.line(f"FAILED      {escape_name(name)}: {escape_name(reason)}", now=True)
             case Verified(name=name, result=result):
                 done = self.done.pop(name, None)
                 size = f"  {size_text(done.size)}" if done is not None else ""
@@ -417,7 +418,9 @@ class _RichProgress:
         from rich.text import Text  # noqa: PLC0415 - see above
 
         self.text = Text
-        self.console = Console(file=out)
+        # rich's own colours and bar reach the terminal; every text it shows is a Text (never
+        # markup) whose untrusted parts are escaped here
+        self.console = Console(file=raw_stream(out))
         self.progress = Progress(
             TextColumn("{task.description}", markup=False),
             BarColumn(),
@@ -468,39 +471,43 @@ class _RichProgress:
                 if isinstance(event, Done):
                     self.done_bytes[event.job_id] = event.size
                 if isinstance(event, Failed):
-                    p.console.print(self.text(f"FAILED {escape_name(event.name)}: {event.reason}", style="red"))
+                    p.console.print(self.text(f"FAILED {escape_name(event.name)}: {escape_name(event.reason)}",
+                                              style="red"))
                 if self.overall is not None:
                     p.update(self.overall, completed=sum(self.done_bytes.values()))
             case Retrying(name=name, reason=reason):
-                p.console.print(self.text(f"retrying {escape_name(name)}: {reason}", style="yellow"))
+                p.console.print(self.text(f"retrying {escape_name(name)}: {escape_name(reason)}", style="yellow"))
             case Verified(name=name, result=result):
                 if result.status != st.OK:
                     p.console.print(self.text(f"{result.status}: {escape_name(name)}", style="yellow"))
 
 
 def _summary(result: SyncResult, profile: Profile, out: TextIO) -> None:
+    """The run's human summary. Every value in it that a server, a workbook, the config or an
+    operating-system error chose is escaped (``escape_name``): one value stays on its line."""
     w = out.write
+    e = escape_name
     if result.error_kind == "interrupted":
-        w(f"{result.error} {len(result.downloaded)} files were downloaded before that.\n")
+        w(f"{e(result.error or '')} {len(result.downloaded)} files were downloaded before that.\n")
     elif result.error and not (result.error_kind == "ledger" and result.listed):
-        w(f"Sync failed: {result.error}\n")
+        w(f"Sync failed: {e(result.error)}\n")
     else:
         total = sum(d["size"] for d in result.downloaded)
-        w(f"{profile.host}:{', '.join(profile.folders)}: {result.listed} files on the server, "
-          f"{len(result.downloaded)} downloaded ({size_text(total)}) to {profile.local_dir}, "
+        w(f"{e(profile.host)}:{', '.join(e(f) for f in profile.folders)}: {result.listed} files on the "
+          f"server, {len(result.downloaded)} downloaded ({size_text(total)}) to {e(str(profile.local_dir))}, "
           f"{len(result.skipped)} already held.\n")
         if result.error:  # the ledger failed during the downloads
-            w(f"LEDGER: {result.error}\n")
+            w(f"LEDGER: {e(result.error)}\n")
     if result.files:
         counts = Counter(f.status for f in result.files)
         w("Verified: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".\n")
         for f in result.files:
             if f.status != st.OK:
-                w(f"  {f.status.upper():12} {escape_name(f.name)}: {f.message}\n")
+                w(f"  {f.status.upper():12} {e(f.name)}: {e(f.message)}\n")
     for item in result.failed:
-        w(f"  FAILED       {escape_name(item['name'])}: {item['error']}\n")
+        w(f"  FAILED       {e(item['name'])}: {e(item['error'])}\n")
     for item in result.refused:
-        w(f"  REFUSED      {item['name']}: {item['reason']} (not downloaded)\n")
+        w(f"  REFUSED      {e(item['name'])}: {e(item['reason'])} (not downloaded)\n")
     new = [o for o in result.ignored if o.new]
     if new:  # said once: on the run that first sees them
         shown = ", ".join(escape_name(o.name) + ("/" if o.kind == EntryKind.FOLDER else "")
@@ -515,18 +522,18 @@ def _summary(result: SyncResult, profile: Profile, out: TextIO) -> None:
     for name in result.lost:
         if name in replaced:
             v = replaced[name]
-            w(f"  LOST         {name}: the server replaced this version of {v['server_name']} "
+            w(f"  LOST         {e(name)}: the server replaced this version of {e(v['server_name'])} "
               f"(modified {v['mtime']}, {v['size']:,} bytes) before it was downloaded\n")
         elif name in missing:
-            w(f"  LOST         {name}: the local copy is gone from {missing[name]['path']} and the "
+            w(f"  LOST         {e(name)}: the local copy is gone from {e(str(missing[name]['path']))} and the "
               "server has deleted the file; put the copy back from a backup\n")
         else:
-            w(f"  LOST         {name}: it vanished from the server before it was downloaded\n")
+            w(f"  LOST         {e(name)}: it vanished from the server before it was downloaded\n")
     r = result.retention
     if r is not None and (r.purged or r.finished or r.waiting or r.errors):
         for line in r.summary_lines(limit=5):
             w(line + "\n")
     if result.purge_error:
-        w(f"  PURGE        {result.purge_error}\n")
+        w(f"  PURGE        {e(result.purge_error)}\n")
     w(f"Status: {st.overall_name(result.status).upper()}\n")
     out.flush()

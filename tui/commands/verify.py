@@ -13,10 +13,11 @@ import functools
 import logging
 import math
 import os
+import sys
 from datetime import datetime, tzinfo
 from pathlib import Path
 
-from tui.commands.common import add_profile_arguments, fail_usage, for_shell, print_json
+from tui.commands.common import add_profile_arguments, fail_usage, for_shell, print_json, raw_stream
 from tui.core import clock, isolation
 from tui.core import status as st
 from tui.core.config import ConfigError, Profile, ReportConfig, default_config_path, load_config, system_timezone
@@ -273,7 +274,8 @@ def _print_table(results: list[VerifyResult], code: st.Exit) -> None:
     from rich.table import Table  # noqa: PLC0415 - see above
     from rich.text import Text  # noqa: PLC0415 - see above
 
-    console = Console(highlight=False)
+    # rich's colours reach the terminal; what it prints are Texts (never markup), escaped
+    console = Console(highlight=False, file=raw_stream(sys.stdout))
     table = Table(show_lines=False, expand=False, pad_edge=False, box=None, header_style="bold")
     table.add_column("Delivered", no_wrap=True)
     table.add_column("File", overflow="fold")

@@ -230,6 +230,24 @@ def escape_name(name: str) -> str:
     return "".join(out)
 
 
+# Anything but a line break and printable ASCII: looked at one by one (most text has none).
+_MAYBE_CONTROL = re.compile(r"[^\n\x20-\x7e]")
+
+
+def _escaped_char(m: re.Match[str]) -> str:
+    ch = m.group()
+    if unicodedata.category(ch) in ("Cc", "Cf", "Cs"):
+        return f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
+    return ch
+
+
+def escape_text(text: str) -> str:
+    """Text for a terminal, escaped as :func:`escape_name` escapes a name, except that its
+    line breaks (``\\n``) are kept: what a command writes, whole lines at a time. Letters of
+    every script are kept as they are."""
+    return _MAYBE_CONTROL.sub(_escaped_char, text)
+
+
 # --------------------------------------------------------------------------- local names
 #
 # Local copies may live on a Windows/SMB share, an exFAT USB drive or a macOS disk, not only

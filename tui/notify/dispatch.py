@@ -285,9 +285,10 @@ def send_test(profile: Profile) -> list[Outcome]:
     cfg = profile.notify
     now = clock.now(profile.timezone)
     stamp = f"{now:%a} {now.day} {now:%b %Y %H:%M} ({profile.timezone})"
-    subject = f"[report-keeper] TEST: alerts of profile '{profile.name}' reach you"
+    name = escape_name(profile.name)  # a TOML key: any text, line breaks included
+    subject = f"[report-keeper] TEST: alerts of profile '{name}' reach you"
     body = (
-        f"This is a test message of Report Keeper, profile '{profile.name}' "
+        f"This is a test message of Report Keeper, profile '{name}' "
         f"({_where(profile)}), sent {stamp} by 'report-keeper notify --test'.\n\n"
         "Alerts about missing, late, empty or unreadable reports will come the same way.\n"
         "Nothing needs to be done.\n"
