@@ -10,7 +10,9 @@ The app holds the state the screens read (``profile``, ``snapshot``, ``board``,
 - network work (listing, downloads, the connection test) runs in async workers through the
   sync service (:class:`tui.state.SyncServiceLike`) and :mod:`tui.sftp.conntest`;
 - the snapshot (ledger, health evaluation, local folder size) is built in a thread worker
-  (:func:`tui.state.build_snapshot`) and comes back as a :class:`DataRefreshed` message;
+  (:func:`tui.state.build_snapshot`) and comes back as a :class:`DataRefreshed` message; while
+  files land it is built again at most once every :data:`LIVE_REFRESH_SECONDS` (one build
+  for any number of files), so Health and the heatmap follow a long or paused batch;
 - transfer events update the :class:`tui.state.TransferBoard`; one replaceable
   :class:`QueueChanged` message follows, so a flood of progress events costs one redraw.
 
@@ -40,7 +42,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
 from textual.notifications import Notify, SeverityLevel
 from textual.screen import Screen
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from tui.core import clock, isolation
 from tui.core.config import ConfigError, Profile, load_config
@@ -63,7 +65,7 @@ from tui.screens.verify import VerifyScreen
 from tui.sftp.client import ConnectOptions
 from tui.sftp.conntest import connect_and_test
 from tui.sftp.errors import HostKeyChanged, SftpError
-from tui.sftp.queue import Failed, TransferEvent, TransferQueue
+from tui.sftp.queue import Done, Failed, TransferEvent, TransferQueue
 from tui.sftp.sync import Listed, SyncEvent, SyncResult, SyncService, Verified
 from tui.state import (
     SCREENS,
@@ -107,6 +109,10 @@ _CONNECTION_GLYPH = {
 
 #: Local states of a file "download all new" fetches: not held here in its server version.
 _NOT_HELD = (LocalState.NEW, LocalState.PARTIAL, LocalState.CHANGED, LocalState.MISSING_LOCALLY)
+
+#: While files land, the snapshot is built again at most once per this many seconds (and
+#: once at the end of the batch): one build for any number of files.
+LIVE_REFRESH_SECONDS = 1.0
 
 #: What a failed worker of each group was doing, for the one-line message.
 _WORKER_WHAT = {
@@ -215,6 +221,9 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         self._pending: list[str] = []  # names asked for, not handed to the transfer queue yet
         self._queue_posted = False
         self._snapshot_version = 0
+        #: Files landed or verified since the last snapshot build started (the live refresh).
+        self._landed = False
+        self._live_refresh: Worker[None] | None = None
         self._transfer_control: TransferQueue | None = None  # the running queue (cancel, pause)
         self._unpaused = asyncio.Event()
         self._unpaused.set()
@@ -289,6 +298,8 @@ class ReportKeeperApp(SshQuestionsApp[None]):
     # -- workers: data ----------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="snapshot", exit_on_error=False)
     def load_snapshot(self) -> None:
+        # Before reading anything: what lands from now on asks for the next build.
+        self._landed = False
         self._snapshot_version += 1
         listing = self._service.last_listing if self._service is not None else None
         snapshot = build_snapshot(self.profile, self.ledger, connection=self.connection.status(),
@@ -302,6 +313,30 @@ class ReportKeeperApp(SshQuestionsApp[None]):
             return
         self.snapshot = snapshot
         self._forward(DataRefreshed(snapshot))
+
+    def _files_landed(self) -> None:
+        """A file was placed or verified during a batch: the snapshot follows, coalesced."""
+        self._landed = True
+        if self._live_refresh is None or self._live_refresh.is_finished:
+            self._live_refresh = self._refresh_while_landing()
+
+    @work(group="live-snapshot", exit_on_error=False)
+    async def _refresh_while_landing(self) -> None:
+        """Build the snapshot at once, then again at most every ``LIVE_REFRESH_SECONDS`` while
+        files go on landing; ends after an interval in which none did. A build of its own
+        never overlaps the previous one (it is awaited), so slow builds space out further."""
+        while self._landed:
+            try:
+                await self.load_snapshot().wait()
+            except (WorkerCancelled, WorkerFailed):
+                pass  # replaced by a newer build, or failed (on_worker_state_changed says so)
+            await asyncio.sleep(LIVE_REFRESH_SECONDS)
+
+    def _end_live_refresh(self) -> None:
+        """A batch ended: its own build (started next) covers every file landed so far."""
+        if self._live_refresh is not None:
+            self._live_refresh.cancel()
+            self._live_refresh = None
 
     @work(exclusive=True, group="listing", exit_on_error=False)
     async def refresh_listing(self) -> None:
@@ -459,12 +494,15 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         match event:
             case Verified(name=name, result=result):
                 self.board.set_verification(name, result.status)
+                self._files_landed()
             case Listed():
                 return
             case TransferEvent():
                 job = self.board.apply(event)
                 if job is not None and isinstance(event, Failed):
                     log.info("download failed: %s", escape_name(job.name))
+                elif isinstance(event, Done):
+                    self._files_landed()
         self._post_queue_changed()
 
     def _post_queue_changed(self) -> None:
@@ -505,6 +543,7 @@ class ReportKeeperApp(SshQuestionsApp[None]):
             self._after_batch(result, batch)
         if self.board.paused and not self.board.active:
             self._set_paused(False)  # nothing left to hold: a later batch starts at once
+        self._end_live_refresh()
         self.load_snapshot()
 
     def _set_transfer_control(self, queue: TransferQueue) -> None:
@@ -525,6 +564,7 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         if self.connection.state != ConnectionState.FAILED:
             self.set_connection(ConnectionState.CONNECTED, self.connection.message)
         self._post_queue_changed()
+        self._end_live_refresh()
         self.load_snapshot()
         text, severity = batch_text(self.board, batch, result)
         self.notify(text, severity=severity, markup=False, timeout=8 if severity == "information" else 12)

@@ -25,6 +25,7 @@ one pass with keys equal to the file names, so 10,000 files stay smooth.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -187,17 +188,48 @@ class RemoteScreen(AppScreen):
         self._resize_timer = self.set_timer(0.2, refit)
 
     def _take_snapshot(self) -> None:
+        """A new snapshot (several a second at most, while files land): rows whose place in
+        the list is unchanged are redrawn where they are; the list is filled again only when
+        rows come, go or move, and then keeps the cursor's file where it was on screen."""
         snapshot = self.app.snapshot
         if snapshot.version == self._snapshot_version:
             return
         self._snapshot_version = snapshot.version
+        old_rows, old_others = self.rows, self.others
         self.rows = {r.name: r for r in snapshot.rows}
-        self._short_for = 0  # the reports may have changed: their short names are made again
         self.others = {o.key: o for o in snapshot.others}
         self.selected &= set(self.rows)
+        same_reports = {r.report for r in old_rows.values()} == {r.report for r in self.rows.values()}
+        if not same_reports:
+            self._short_for = 0  # the reports changed: their short names are made again
         if self._folder_column != self._folders_shown():
             self._setup_columns()
+        elif same_reports and self.others == old_others and self._redraw_in_place(old_rows):
+            return
         self._populate()
+
+    def _redraw_in_place(self, old_rows: dict[str, RemoteRow]) -> bool:
+        """Redraw the changed rows where they are; False when the list's order changed."""
+        shown = [o.key for o in self._ordered_others()] + [r.name for r in self._ordered()]
+        if shown != self.shown:
+            return False
+        table = self.query_one(FastTable)
+        columns = [column.key for column in table.ordered_columns]
+        now_ts = clock.now().timestamp()
+        width = self._name_width()
+        for name in shown:
+            row = self.rows.get(name)
+            old = old_rows.get(name)
+            if row is None or old is None:  # an entry that is not a report: unchanged
+                continue
+            # age_seconds follows the clock; the Age column is drawn from the delivery time
+            if old == row or replace(old, age_seconds=row.age_seconds) == row:
+                continue
+            for column, cell in zip(columns, self._cells(row, now_ts, width), strict=True):
+                table.update_cell(name, column, cell)
+        self._update_status()
+        self._update_empty()
+        return True
 
     def _name_width(self) -> int:
         return self._name_width_for(self.size.width or self.app.size.width or 80)
@@ -372,8 +404,10 @@ class RemoteScreen(AppScreen):
         """Fill the table in one pass (keys = file names), keeping the cursor on its file."""
         table = self.query_one(FastTable)
         current = None
+        offset = 0
         if keep_cursor and self.shown and 0 <= table.cursor_row < len(self.shown):
             current = self.shown[table.cursor_row]
+            offset = table.view_offset()
         ordered = self._ordered()
         others = self._ordered_others()
         table.clear()
@@ -386,7 +420,7 @@ class RemoteScreen(AppScreen):
         self._queue_versions = {}
         if current is not None and (current in self.rows or current in self.others):
             try:
-                table.move_cursor(row=self.shown.index(current), animate=False)
+                table.keep_place(self.shown.index(current), offset)
             except ValueError:
                 pass
         self._update_status()

@@ -151,6 +151,8 @@ class VerifyScreen(AppScreen):
         self.last_run_seconds: float | None = None
         self.last_run_cached = 0
         self._columns_for = 0
+        #: The content problems the list was filled with (a new snapshot may not change them).
+        self._content_shown: dict[str, list[Problem]] = {}
         self._file_width = FILE_WIDTH
         self._reason_width = 40
 
@@ -255,8 +257,10 @@ class VerifyScreen(AppScreen):
         )
 
     def on_data_refreshed(self, message: DataRefreshed) -> None:
-        """A new health evaluation: the stale and few-rows verdicts may have changed."""
-        if self.outcomes:
+        """A new health evaluation: the stale and few-rows verdicts may have changed. The
+        snapshot is rebuilt about once a second while files land; the list is filled again
+        only when what it shows changed."""
+        if self.outcomes and self._content() != self._content_shown:
             self._fill()
 
     # ------------------------------------------------------------------ the list
@@ -312,14 +316,15 @@ class VerifyScreen(AppScreen):
         return fit_parts(parts, width, separator="  ")
 
     def _fill(self) -> None:
-        table = self.query_one(DataTable)
+        table = self.query_one(DetailsTable)
         keep = self._current()
+        offset = table.view_offset()
         table.clear()
         needle = self._filter.casefold()
         shown = [o for o in self.outcomes if needle in o.result.name.casefold()]
         shown.sort(key=SORTS[self._sort][1])
         self._shown = shown
-        content = self._content()
+        content = self._content_shown = self._content()
         short = short_report_names((escape_name(o.result.report or o.result.name) for o in self.outcomes),
                                    self._file_width)
         for o in shown:
@@ -341,7 +346,7 @@ class VerifyScreen(AppScreen):
         if keep is not None:
             for i, o in enumerate(shown):
                 if o.result.path == keep.result.path:
-                    table.move_cursor(row=i)
+                    table.keep_place(i, offset)  # the same file, where it was on screen
                     break
         self._status(self._summary())
         if not shown:

@@ -56,6 +56,23 @@ class FastTable(DataTable[Text | str]):
         self.check_idle()
         return added
 
+    def view_offset(self) -> int:
+        """How many rows below the top of the view the cursor is (for :meth:`keep_place`)."""
+        return self.cursor_row - round(self.scroll_y)
+
+    def keep_place(self, row: int, offset: int) -> None:
+        """After the rows were filled again: the cursor on ``row``, shown ``offset`` rows below
+        the top of the view as before, so a refill leaves the list where the user was. The
+        table's size is brought up to date first (it is otherwise at the next idle), and the
+        scroll is set before the cursor moves, so no frame shows the list elsewhere."""
+        if self._require_update_dimensions:
+            self._require_update_dimensions = False
+            new_rows = self._new_rows.copy()
+            self._new_rows.clear()
+            self._update_dimensions(new_rows)
+        self.scroll_to(y=max(0, row - offset), animate=False, immediate=True)
+        self.move_cursor(row=row, animate=False, scroll=False)
+
     def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
         columns = list(self.columns.values())
         fixed = columns and all(not column.auto_width for column in columns)
