@@ -54,11 +54,20 @@ LAUNCH = ("import sys; from tui.core import ledger; ledger.BUSY_TIMEOUT = float(
 
 #: Another program holding the ledger's write lock: once the sync has committed ``argv[2]``
 #: downloads, it takes the lock (as soon as the sync's open batch has committed), says "locked",
-#: and holds it until a line arrives on stdin (or for ``argv[3]`` seconds).
+#: and holds it until a line arrives on stdin (or, given ``argv[3]``, until that many more files
+#: have landed in the folder ``argv[4]``, or it holds ``argv[5]`` files: the downloads went on
+#: under the lock).
 HOLDER = r"""
 import sqlite3, sys, time
 path, after = sys.argv[1], int(sys.argv[2])
-hold = float(sys.argv[3]) if len(sys.argv) > 3 else None
+import os
+more = int(sys.argv[3]) if len(sys.argv) > 3 else None
+
+
+def landed():
+    return len([n for n in os.listdir(sys.argv[4]) if not n.startswith(".")])
+
+
 conn = sqlite3.connect(path, isolation_level=None, timeout=0)
 while True:
     try:
@@ -74,10 +83,12 @@ while True:  # the moment between two of the sync's batches (its busy wait would
     except sqlite3.OperationalError:
         time.sleep(0.0005)
 print("locked", flush=True)
-if hold is None:
+if more is None:
     sys.stdin.readline()
 else:
-    time.sleep(hold)
+    wanted = min(landed() + more, int(sys.argv[5]))
+    while landed() < wanted:
+        time.sleep(0.005)
 conn.execute("ROLLBACK")
 conn.close()
 print("released", flush=True)
@@ -201,9 +212,13 @@ class Run:
             assert led.integrity_ok()
 
 
-async def start_holder(ledger: Path, after: int, hold: float | None = None) -> asyncio.subprocess.Process:
+async def start_holder(ledger: Path, after: int,
+                       until: tuple[int, Path] | None = None) -> asyncio.subprocess.Process:
+    """``until``: (more, folder) to release the lock once that many more files have landed in
+    the folder (or all of a run's)."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-c", HOLDER, str(ledger), str(after), *([str(hold)] if hold is not None else []),
+        sys.executable, "-c", HOLDER, str(ledger), str(after),
+        *([str(until[0]), str(until[1]), str(N_FILES)] if until is not None else []),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
 
 
@@ -261,10 +276,14 @@ async def test_a_commit_that_fails_mid_sync_takes_no_download_with_it(sshd, serv
 
 async def test_a_lock_that_ends_mid_sync_costs_no_record(sshd, served, tmp_path):
     """The lock is held for a moment in the middle of the downloads: the records refused meanwhile
-    are written once it is gone, and the run reports every file downloaded."""
+    are written once it is gone, and the run reports every file downloaded. The lock ends when
+    three more files have landed under it (each refused record waits BUSY), however fast the
+    machine: a fixed hold could outlast a fast run."""
     async with TcpProxy(sshd.port, delay=0.03) as proxy:
         run = Run(tmp_path, sshd, served, proxy.port, "one")
-        holder = await start_holder(run.ledger, after=2, hold=4 * BUSY)
+        local = tmp_path / "local" / "main"
+        local.mkdir(parents=True, exist_ok=True)
+        holder = await start_holder(run.ledger, after=2, until=(3, local))
         code, out, err = await run.sync()
         assert (await asyncio.wait_for(holder.stdout.read(), 60)).split() == [b"locked", b"released"]
         await holder.wait()
