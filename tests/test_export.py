@@ -653,3 +653,45 @@ def test_the_coverage_line_says_days_are_counted_per_report_when_there_are_sever
     assert len({d.report for d in result.days}) == 2
     assert result.coverage_line() == (
         "Covered days 2026-11-01 .. 2026-11-10 of 2 reports, counted per report: 11 included, 1 closed")
+
+
+def test_a_line_break_in_an_excluded_file_or_its_message_cannot_forge_a_line(tmp_path, monkeypatch, capsys):
+    """The human output lists each excluded file with why; a line break in the local file's
+    name (Linux allows one) or in the message stays inside its line, escaped."""
+    from tui.core.export_cache import ReadFailure
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    d = env.delivery(D(2026, 3, 2))
+    path = env.paths[d.name]
+    odd = path.with_name(f"{path.stem}\n  excluded 2026-01-01: forged.xlsx\r")
+    data = path.read_bytes()
+    path.unlink()
+    odd.write_bytes(data[:10] + bytes([data[10] ^ 1]) + data[11:])  # changed since download
+    ledger = env.ledger()
+    try:
+        ledger.record_download(d.name, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                               local_path=str(odd), when=ed.NOW)
+    finally:
+        ledger.close()
+    code = main(["export", "--config", str(env.config), "--out", str(tmp_path / "x.parquet")])
+    out = capsys.readouterr().out
+    assert code == 2, out
+    lines = out.splitlines()
+    assert "\r" not in out
+    assert not any("forged" in line and not line.startswith("  excluded ") for line in lines), out
+    [line] = [line for line in lines if "forged" in line]
+    assert "\\u000a  excluded 2026-01-01: forged.xlsx\\u000d (modified): " in line
+    # The message is one value too (a reader's or the operating system's words).
+    ledger = env.ledger()
+    try:
+        result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "y.parquet"))
+    finally:
+        ledger.close()
+    [day] = [day for day in result.days if day.failures]
+    [key] = day.failures
+    day.failures[key] = ReadFailure("unreadable", "unreadable\n  excluded 2026-01-01: forged\r")
+    lines = result.summary_lines()
+    assert [line for line in lines if "forged" in line] == [
+        f"  excluded {day.covered_day.isoformat()}: {result.excluded()[0]['file']} (unreadable): "
+        "unreadable\\u000a  excluded 2026-01-01: forged\\u000d"]

@@ -18,6 +18,7 @@ from tui.core import retention
 from tui.core.config import ConfigError, load_config
 from tui.core.health import WAITING_FOR_EXPORT, evaluate
 from tui.core.model import RemoteFile
+from tui.core.names import escape_name
 
 
 @pytest.fixture
@@ -370,3 +371,37 @@ def test_an_unverified_copy_is_never_purged(tmp_path, pinned):
         result = retention.purge(env.profile(), ledger, now=rd.NOW)
     assert [(c.name, why) for c, why in result.waiting] == [(rd.name(3), "unverified")]
     assert rd.name(3) not in {c.name for c in result.purged} and env.path(3).exists()
+
+
+def test_a_line_break_in_a_file_name_or_a_reason_cannot_forge_a_line_of_purge(tmp_path, pinned, capsys):
+    """The human output of ``purge`` quotes a local file's name and why it was not deleted
+    (an operating system's words); a line break in either (Linux allows one in a name) stays
+    inside its own line, escaped, and never starts a line of its own."""
+    from tui.cli import main
+
+    env = rd.build(tmp_path / "h", profile_extra="local_retention_days = 30\nkeep_until_exported = false")
+    odd = env.local / f"{rd.name(0)}\n  PURGED       forged.xlsx\r"
+    env.path(0).rename(odd)
+    data = odd.read_bytes()
+    odd.write_bytes(data[:-1] + b"x")  # same size, other bytes: not deleted
+    with env.ledger() as ledger:
+        ledger.record_download(rd.name(0), size=len(data), sha256=env.shas[rd.name(0)],
+                               local_path=str(odd), when=rd.NOW - timedelta(days=35))
+    code = main(["purge", "--config", str(env.config)])
+    out = capsys.readouterr().out
+    assert code == 1 and odd.exists()
+    lines = out.splitlines()
+    assert not any("forged" in line and "NOT DELETED" not in line for line in lines), out
+    assert "\r" not in out
+    [line] = [line for line in lines if "NOT DELETED" in line]
+    assert "\\u000a  PURGED       forged.xlsx\\u000d: its content is no longer" in line
+    # The reason is one value too: whatever words it quotes stay on its line.
+    with env.ledger() as ledger:
+        result = retention.purge(env.profile(), ledger, now=rd.NOW, dry_run=True)
+    [copy] = result.purged  # the odd copy: the others went in the purge above
+    result.errors.append((copy, "it cannot be deleted (Busy\n  PURGED       forged.xlsx\rx)"))
+    lines = result.summary_lines()
+    assert not any(line.startswith("  PURGED") for line in lines), lines
+    assert [line for line in lines if "NOT DELETED" in line] == [
+        f"  NOT DELETED  {escape_name(copy.file)}: it cannot be deleted (Busy\\u000a  PURGED       "
+        "forged.xlsx\\u000dx)"]

@@ -342,7 +342,9 @@ class ExportResult:
             lines.append(f"  included with far fewer rows than usual (perhaps partial): {shown}{more}")
         excluded = self.excluded()
         for e in excluded[:limit]:
-            lines.append(f"  excluded {e['day']}: {e['file']} ({e['status']}): {e['message']}")
+            # Each value escaped on its own (a line break in one cannot start a line).
+            lines.append(f"  excluded {e['day']}: {escape_name(str(e['file']))} "
+                         f"({escape_name(str(e['status']))}): {escape_name(str(e['message']))}")
         if len(excluded) > limit:
             lines.append(f"  ... and {len(excluded) - limit} more excluded files (see --json)")
         superseded = self.superseded()

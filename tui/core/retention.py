@@ -202,7 +202,7 @@ class PurgeResult:
                 lines.append("  Export them ('report-keeper export --out FILE.parquet', or e on the Verify "
                              "screen); the next sync or purge then deletes them.")
         for c, why in self.errors[:limit]:
-            lines.append(f"  NOT DELETED  {escape_name(c.file)}: {why}")
+            lines.append(f"  NOT DELETED  {escape_name(c.file)}: {escape_name(why)}")
         if len(self.errors) > limit:
             lines.append(f"  ... and {len(self.errors) - limit} more not deleted (see --json)")
         if not gone and not self.waiting and not self.errors:
