@@ -87,13 +87,21 @@ async def test_sync_prints_the_folder_and_every_verdict_escaped_on_one_line(embe
         path.write_text(profile_toml(profile))
         return path
 
-    local = tmp_path / ("local" + SPOOF)
+    # The config refuses a local_dir holding controls (one line, escaped, exit 3)...
+    config = config_for(tmp_path / ("local" + SPOOF), tmp_path / "ledger.sqlite3", tmp_path / "c.toml")
+    done = await asyncio.to_thread(run_cli, "sync", "--config", str(config), "--profile", "demo")
+    out, err = text_of(done)
+    assert done.returncode == 3 and out == "", err
+    assert_inert(err)
+    assert len(err.splitlines()) == 1 and "local_dir" in err
+    # ...and prints an ordinary one as it is.
+    local = tmp_path / "local Zürich 東京"
     config = config_for(local, tmp_path / "ledger.sqlite3", tmp_path / "c.toml")
     done = await asyncio.to_thread(run_cli, "sync", "--config", str(config), "--profile", "demo")
     out, err = text_of(done)
     assert done.returncode in (1, 2), err  # the blank sheet is a warning
     assert_inert(out + err)
-    assert escape_name(str(local)) in out  # where the files went, escaped
+    assert str(local) in out  # where the files went
     lines = out.splitlines()
     assert not [line for line in lines if line.strip().startswith(("OK", "Status: OK"))], out
     [verdict] = [line for line in lines if "The first sheet" in line]
@@ -189,9 +197,9 @@ def test_json_text_escapes_8bit_controls_and_direction_overrides_but_keeps_each_
 
 def test_a_headless_command_writes_no_raw_control_from_any_source(tmp_path, capsys):
     """The one guard in front of every headless command's human output: whatever text a
-    command forgets to escape (here a profile name, a report name and a host from the
-    config) reaches the terminal escaped; line breaks a command writes stay; normal letters
-    stay."""
+    command forgets to escape reaches the terminal escaped; line breaks a command writes
+    stay; normal letters stay. The config no longer lets such text in at all: a profile or
+    report name holding it is refused in one inert line."""
     from tui.commands.common import terminal_text
 
     raw = io.StringIO()
@@ -210,13 +218,13 @@ def test_a_headless_command_writes_no_raw_control_from_any_source(tmp_path, caps
         f'[profile.{key}]\nhost = "127.0.0.1"\nremote_dir = "up"\n'
         f'ledger = "{tmp_path / "l.sqlite3"}"\nlocal_dir = "{tmp_path / "local"}"\n'
         f'[[profile.{key}.report]]\nname = {json.dumps("Loans" + SPOOF)}\nschedule = "daily"\n')
+    # The config refuses such names where it is read; the refusal itself is one inert line.
     code = main(["check", "--offline", "--all-profiles", "--config", str(config)])
     both = capsys.readouterr()
-    assert code == 2, both.err  # the report never delivered
+    assert code == 3, both.err
     assert_inert(both.out + both.err)
-    assert f"== {escape_name(name)}\n" in both.out
-    assert escape_name("Loans" + SPOOF) in both.out
-    assert not [line for line in both.out.splitlines() if line.startswith(("OK", "Status: OK"))]
+    assert both.out == "" and len(both.err.splitlines()) == 1
+    assert f'profile."{escape_name(name)}"' in both.err and "profile name" in both.err
 
 
 # ------------------------------------------------------------------------------ e-mail
@@ -233,7 +241,7 @@ def smtp(tmp_path, monkeypatch):
 
 def test_an_email_header_cannot_be_injected_through_a_name(smtp, tmp_path):
     """Python's e-mail package refuses a header value holding a line break: nothing is sent.
-    The product never gives it one: a name is escaped before it reaches the subject."""
+    The product never gives it one: the config refuses a name holding a line break."""
     from tui.core.config import NotifyConfig
     from tui.notify.channels import send_email
 
@@ -257,14 +265,6 @@ smtp_security = "none"
 '''
     config = tmp_path / "c.toml"
     config.write_text(table)
-    assert main(["notify", "--test", "--config", str(config), "--profile", hostile]) == 0
-    [message] = smtp.messages
-    assert message.rcpt_tos == ["circ-team@example.edu"]  # no Bcc smuggled in
-    assert message.message["Bcc"] is None
-    assert "\r" not in message.subject and "\n" not in message.subject
-    assert escape_name(hostile) in message.subject
-    for ch in RAW_CONTROLS + ("\n",):
-        assert ch not in message.subject, repr(ch)
-    body = message.body.replace("\r\n", "\n")  # SMTP's own line ends
-    assert_inert(body)
-    assert escape_name(hostile) in body
+    # The config refuses such a profile name where it is read: no e-mail is sent at all.
+    assert main(["notify", "--test", "--config", str(config), "--profile", hostile]) == 3
+    assert smtp.messages == []

@@ -28,6 +28,7 @@ import os
 import re
 import stat
 import tomllib
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -44,6 +45,7 @@ from tui.core.model import Delivery
 from tui.core.names import (
     ParsedName,
     collision_key,
+    escape_name,
     folder_refusal,
     local_folder_parts,
     normalize_folder,
@@ -963,7 +965,72 @@ def _notify(r: _Reader) -> NotifyConfig:
     return n
 
 
+#: Format characters refused in config text besides the controls (category Cc: C0, DEL, C1):
+#: the direction marks and overrides that make text display as other text, the byte order
+#: mark, and the Unicode line and paragraph separators (a line break to many readers). Other
+#: format characters (the zero-width joiners of emoji and of Persian or Indic words) are kept.
+_REFUSED_FORMAT = frozenset(
+    {"\u061c", "\u200e", "\u200f", "\u2028", "\u2029", "\ufeff"}
+    | {chr(c) for c in range(0x202A, 0x202F)} | {chr(c) for c in range(0x2066, 0x206A)}
+)
+_NAMES = {0x09: "a tab", 0x0A: "a line break", 0x0D: "a carriage return", 0x1B: "ESC", 0x7F: "DEL"}
+
+
+def _refused_char(text: str) -> str | None:
+    """The first character of ``text`` no config string may hold, as ``U+XXXX (what)``."""
+    for ch in text:
+        if unicodedata.category(ch) == "Cc" or ch in _REFUSED_FORMAT:
+            what = _NAMES.get(ord(ch), "a control character" if unicodedata.category(ch) == "Cc"
+                              else "an invisible direction or line control")
+            return f"U+{ord(ch):04X} ({what})"
+    return None
+
+
+def _key_part(name: str) -> str:
+    """A table key as a dotted path shows it: bare, or quoted with TOML's escapes."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        return name
+    return '"' + escape_name(name).replace('"', '\\"') + '"'
+
+
+_REFUSED_WHY = ("config text cannot hold control characters, line breaks or direction overrides "
+                "(they would reach terminals, logs, timer units and e-mails)")
+
+
+def _refuse_controls(file: Path | None, value: object, key: str, *, values: bool) -> None:
+    """Every string of the config (table names, and with ``values`` values and list items)
+    is free of control and direction characters: each reaches terminals, logs, systemd units
+    or crontab lines and e-mails. No setting needs one: column names are compared with their
+    spacing ignored, so a header's line break is written as a space."""
+    if isinstance(value, str):
+        found = _refused_char(value) if values else None
+        if found is not None:
+            raise ConfigError(file, key, f"{_shown(value)} holds {found}; {_REFUSED_WHY}: remove it")
+    elif isinstance(value, Mapping):
+        for name, item in value.items():
+            name = str(name)
+            path = f"{key}.{_key_part(name)}" if key else _key_part(name)
+            found = _refused_char(name)
+            if found is not None:
+                what = "the profile name" if key == "profile" else "the key"
+                raise ConfigError(file, path, f"{what} holds {found}; {_REFUSED_WHY}: rename it")
+            _refuse_controls(file, item, path, values=values)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_controls(file, item, f"{key}[{i}]", values=values)
+
+
 def parse_config(data: Table, file: Path | None = None) -> Config:
+    # Names first: they are part of every message about what they hold.
+    _refuse_controls(file, data, "", values=False)
+    config = _parse_config(data, file)
+    # Values after the checks of each setting (whose own messages say more: a host that is no
+    # host name, an unknown time zone): whatever they let through still may not hold one.
+    _refuse_controls(file, data, "", values=True)
+    return config
+
+
+def _parse_config(data: Table, file: Path | None = None) -> Config:
     top = _Reader(file, "", data)
     top.unknown({"profile", "defaults"})
     top_defaults = ReportConfig(name="")

@@ -33,6 +33,7 @@ from tui.core import clock
 from tui.core.config import Profile, default_config_path, system_timezone
 from tui.core.health import evaluate
 from tui.core.ledger import Ledger, LedgerError
+from tui.core.names import escape_name
 
 MARGIN = timedelta(minutes=10)
 DEFAULT_AT = time(7, 0)
@@ -87,7 +88,9 @@ def _unit_name(profile: str, config: Path) -> str:
 
 
 def _latest_due(profile: Profile) -> tuple[timedelta, str]:
-    """The largest at + grace (from midnight) over the profile's reports, and whose it is."""
+    """The largest at + grace (from midnight) over the profile's reports, and whose it is.
+    The names are escaped: a report's name may come from a server's file name, and the words
+    end up in a timer unit's comment line."""
     dues: list[tuple[timedelta, str]] = []
     seen: set[str] = set()
     ledger_path = Path(profile.ledger_path)
@@ -97,7 +100,7 @@ def _latest_due(profile: Profile) -> tuple[timedelta, str]:
                 health = evaluate(profile, ledger.deliveries())
             for r in health.reports:
                 dues.append((timedelta(hours=r.at.hour, minutes=r.at.minute) + r.grace,
-                             f"'{r.name}' at {r.at:%H:%M}" + (" (inferred)" if r.inferred else "")
+                             f"'{escape_name(r.name)}' at {r.at:%H:%M}" + (" (inferred)" if r.inferred else "")
                              + f" + grace {_hm(r.grace)}"))
                 seen.add(r.name)
         except LedgerError:
@@ -107,7 +110,7 @@ def _latest_due(profile: Profile) -> tuple[timedelta, str]:
             continue
         at = report.at or DEFAULT_AT
         dues.append((timedelta(hours=at.hour, minutes=at.minute) + report.grace,
-                     f"'{report.name}' at {at:%H:%M}" + ("" if report.at else " (default)")
+                     f"'{escape_name(report.name)}' at {at:%H:%M}" + ("" if report.at else " (default)")
                      + f" + grace {_hm(report.grace)}"))
     if not dues:
         d = profile.defaults
