@@ -109,21 +109,21 @@ def test_an_ordinary_answer_and_ctrl_d_on_a_usual_terminal():
     assert after == before
 
 
-def test_a_key_path_with_escape_sequences_is_shown_escaped_in_the_passphrase_prompt(tmp_path):
+def test_a_key_path_with_escape_sequences_is_refused_before_any_prompt(tmp_path):
     """The key's path comes from the config (and a file name may hold any byte but NUL and
-    '/'): escape sequences in it reach the terminal escaped, never as commands (clear the
-    screen, set the window title)."""
+    '/'): the config refuses one holding escape sequences, in one line that reaches the
+    terminal escaped, never as commands (clear the screen, set the window title); no prompt
+    quotes it. (The prompt escapes its path too: ``one_line``.)"""
     import pexpect
 
     hostile = "k\x1b[2J\x1b]0;owned\x07ey"
     child = spawn_with_locked_key(tmp_path, ["check"], key_name=hostile)
     try:
-        child.expect(b"Passphrase for ")
-        child.expect(b": ")
-        prompt = child.before
-        child.sendeof()  # Ctrl-D: no passphrase
         child.expect(pexpect.EOF)
+        said = child.before
     finally:
         child.close(force=True)
-    assert b"\x1b" not in prompt and b"\x07" not in prompt, prompt
-    assert prompt.endswith(b"ey") and b"\\x1b[2J" in prompt
+    assert child.exitstatus == 3, said
+    assert b"Passphrase" not in said
+    assert b"\x1b" not in said and b"\x07" not in said, said
+    assert b"profile.default.key" in said and b"U+001B" in said
