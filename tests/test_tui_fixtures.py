@@ -10,6 +10,8 @@ folder (a profile copy), so tests never share state.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -138,3 +140,35 @@ def settled(app: Any) -> bool:
     busy = any(w.group in ("listing", "snapshot", "download", "conntest") and not w.is_finished
                for w in app.workers)
     return not busy and app.connection.state in ("connected", "failed") and app.snapshot.version > 1
+
+
+@pytest.fixture(scope="module")
+def synced(demo_remote, server_loop, tmp_path_factory):
+    """A home folder after one full sync (downloads, ledger, verifications), made once."""
+    from tui.core.ledger import Ledger
+    from tui.sftp.sync import SyncService
+
+    base = tmp_path_factory.mktemp("synced")
+    profile = profile_for(demo_remote, base)
+
+    async def sync() -> None:
+        ledger = Ledger.open(profile.ledger_path, profile=profile.name)
+        try:
+            async with SyncService(profile, ledger) as service:
+                result = await service.sync()
+            assert not result.failed
+        finally:
+            ledger.close()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REPORT_KEEPER_NOW", FIXED_NOW)
+        server_loop.run(sync(), 120)
+    return base
+
+
+def copy_home(template: Path, home: Path) -> None:
+    """The synced home, as if it had always been here: the ledger's paths point into it."""
+    shutil.copytree(template, home, dirs_exist_ok=True)
+    with sqlite3.connect(home / ".ledger.sqlite3") as db:
+        db.execute("UPDATE downloads SET local_path = replace(local_path, ?, ?)",
+                   (str(template), str(home)))

@@ -10,17 +10,13 @@ where it was. Real demo SFTP server on 127.0.0.1 behind a proxy that slows the l
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
 import time
-from pathlib import Path
-
-import pytest
 
 from tests.fixtures_sshd import TcpProxy
 from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     FIXED_NOW,
     _pinned_clock,
+    copy_home,
     demo_app,
     demo_remote,
     home,
@@ -28,11 +24,11 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     profile_for,
     server_loop,
     settled,
+    synced,
     wait_for,
 )
 from tui.app import LIVE_REFRESH_SECONDS
 from tui.core import heatmap as hm
-from tui.core.ledger import Ledger
 from tui.core.model import JobState
 
 
@@ -179,39 +175,9 @@ async def test_the_remote_list_keeps_its_place_while_the_snapshot_follows_a_batc
 # ------------------------------------------------------------------ the Verify list
 
 
-@pytest.fixture(scope="module")
-def synced(demo_remote, server_loop, tmp_path_factory):
-    """A home folder after one full sync (downloads, ledger, verifications), made once."""
-    from tui.sftp.sync import SyncService
-
-    base = tmp_path_factory.mktemp("synced")
-    profile = profile_for(demo_remote, base)
-
-    async def sync() -> None:
-        ledger = Ledger.open(profile.ledger_path, profile=profile.name)
-        try:
-            async with SyncService(profile, ledger) as service:
-                result = await service.sync()
-            assert not result.failed
-        finally:
-            ledger.close()
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REPORT_KEEPER_NOW", FIXED_NOW)
-        server_loop.run(sync(), 120)
-    return base
-
-
-def _copy_home(template: Path, home: Path) -> None:
-    shutil.copytree(template, home, dirs_exist_ok=True)
-    with sqlite3.connect(home / ".ledger.sqlite3") as db:
-        db.execute("UPDATE downloads SET local_path = replace(local_path, ?, ?)",
-                   (str(template), str(home)))
-
-
 async def test_the_verify_list_keeps_its_cursor_and_scroll_when_the_list_refreshes(
         demo_remote, synced, home):
-    _copy_home(synced, home)
+    copy_home(synced, home)
     app = demo_app(profile_for(demo_remote, home))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: settled(app))

@@ -11,7 +11,6 @@ Host-key and passphrase modals are shown with fixed key data.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import asyncssh
@@ -20,15 +19,16 @@ import pytest
 from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     FIXED_NOW,
     _pinned_clock,
+    copy_home,
     demo_app,
     demo_remote,
     home,
     profile_for,
     server_loop,
     settled,
+    synced,
     wait_for,
 )
-from tui.core.ledger import Ledger
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
@@ -62,33 +62,6 @@ async def _finish(pilot):
     await pilot.pause(0.3)
     pilot.app.clear_notifications()
     await pilot.pause()
-
-
-@pytest.fixture(scope="module")
-def synced(demo_remote, server_loop, tmp_path_factory):
-    """A home folder after one full sync (downloads, ledger, verifications), made once."""
-    from tui.sftp.sync import SyncService
-
-    base = tmp_path_factory.mktemp("synced")
-    profile = profile_for(demo_remote, base)
-
-    async def sync() -> None:
-        ledger = Ledger.open(profile.ledger_path, profile=profile.name)
-        try:
-            async with SyncService(profile, ledger) as service:
-                result = await service.sync()
-            assert not result.failed
-        finally:
-            ledger.close()
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REPORT_KEEPER_NOW", FIXED_NOW)
-        server_loop.run(sync(), 120)
-    return base
-
-
-def _copy_home(template: Path, home: Path) -> None:
-    shutil.copytree(template, home, dirs_exist_ok=True)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -134,7 +107,7 @@ def test_queue_after_download(snap_compare, demo_remote, home, size):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_remote_downloaded_and_verified(snap_compare, demo_remote, synced, home, size):
-    _copy_home(synced, home)
+    copy_home(synced, home)
     app = _app(profile_for(demo_remote, home))
 
     async def run_before(pilot):
@@ -149,7 +122,7 @@ def test_remote_downloaded_and_verified(snap_compare, demo_remote, synced, home,
 
 @pytest.mark.parametrize("size", SIZES)
 def test_health_after_download(snap_compare, demo_remote, synced, home, size):
-    _copy_home(synced, home)
+    copy_home(synced, home)
     app = _app(profile_for(demo_remote, home))
 
     async def run_before(pilot):

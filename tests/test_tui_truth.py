@@ -13,8 +13,6 @@ the screens say. Real demo SFTP server on 127.0.0.1, real .xlsx files, the app a
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from tests.fixtures_sshd import TcpProxy, free_port
 from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     FIXED_NOW,
     _pinned_clock,
+    copy_home,
     demo_app,
     demo_remote,
     home,
@@ -30,44 +29,13 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     profile_for,
     server_loop,
     settled,
+    synced,
     wait_for,
 )
 from tui.core import heatmap as hm
-from tui.core.ledger import Ledger
 from tui.core.model import Audience
 
 _app = demo_app
-
-
-@pytest.fixture(scope="module")
-def synced(demo_remote, server_loop, tmp_path_factory):
-    """A home folder after one full sync (downloads, ledger, verifications), made once."""
-    from tui.sftp.sync import SyncService
-
-    base = tmp_path_factory.mktemp("synced")
-    profile = profile_for(demo_remote, base)
-
-    async def sync() -> None:
-        ledger = Ledger.open(profile.ledger_path, profile=profile.name)
-        try:
-            async with SyncService(profile, ledger) as service:
-                result = await service.sync()
-            assert not result.failed
-        finally:
-            ledger.close()
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REPORT_KEEPER_NOW", FIXED_NOW)
-        server_loop.run(sync(), 120)
-    return base
-
-
-def _copy_home(template: Path, home: Path) -> None:
-    """The synced home, as if it had always been here: the ledger's paths point into it."""
-    shutil.copytree(template, home, dirs_exist_ok=True)
-    with sqlite3.connect(home / ".ledger.sqlite3") as db:
-        db.execute("UPDATE downloads SET local_path = replace(local_path, ?, ?)",
-                   (str(template), str(home)))
 
 
 def _text(widget) -> str:
@@ -116,7 +84,7 @@ async def _check_missing_everywhere(pilot, app, name: str) -> None:
 
 async def test_a_report_moved_out_of_local_dir_is_missing_locally_on_every_screen(
         demo_remote, synced, home):
-    _copy_home(synced, home)
+    copy_home(synced, home)
     name = demo_remote.scenario.file_of("ok").name
     (home / "reports" / name).rename(home / "moved-away.xlsx")
     app = _app(profile_for(demo_remote, home))
@@ -134,7 +102,7 @@ async def test_a_report_moved_out_of_local_dir_is_missing_locally_on_every_scree
 
 
 async def test_without_a_listing_the_screens_still_check_the_disk(demo_remote, synced, home):
-    _copy_home(synced, home)
+    copy_home(synced, home)
     name = demo_remote.scenario.file_of("ok").name
     app = _app(profile_for(demo_remote, home), auto_connect=False)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -375,7 +343,7 @@ async def test_destructive_keys_ask_and_toasts_count_the_batch_with_reasons(
 
 
 async def test_download_it_again_fetches_compares_and_says_what_it_found(demo_remote, synced, home):
-    _copy_home(synced, home)
+    copy_home(synced, home)
     corrupt = demo_remote.scenario.file_of("corrupt").name
     held = home / "reports" / corrupt
     before = held.read_bytes()
@@ -486,7 +454,7 @@ def _footer_key(screen, key: str) -> str | None:
 
 
 async def test_the_keys_the_screens_name_work_and_are_in_the_footer(demo_remote, synced, home):
-    _copy_home(synced, home)
+    copy_home(synced, home)
     name = demo_remote.scenario.file_of("ok").name
     (home / "reports" / name).unlink()
     app = _app(profile_for(demo_remote, home))
@@ -565,7 +533,7 @@ def test_snapshot_remote_with_a_file_missing_locally_80x24(snap_compare, demo_re
                                                           monkeypatch, no_color):
     if no_color:  # Textual reads NO_COLOR when the App is created
         monkeypatch.setenv("NO_COLOR", "1")
-    _copy_home(synced, home)
+    copy_home(synced, home)
     name = demo_remote.scenario.file_of("ok").name
     (home / "reports" / name).unlink()
     app = _app(profile_for(demo_remote, home))
