@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.hostile_workbooks import write_all
+from tests.hostile_workbooks import CASES, write_all
 from tests.test_hostile_workbooks import gone, hang
 from tests.xlsx_factory import write_report
 from tui.core import isolation
@@ -165,3 +168,57 @@ async def test_closing_the_pool_ends_running_and_waiting_jobs_with_pool_closed(t
         with pytest.raises(isolation.PoolClosed):
             await asyncio.wait_for(job, HANG)
     assert gone(pid)
+
+
+# ------------------------------------------------------------------ the same verdicts, and exit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+async def test_every_hostile_case_gets_the_same_verdict_from_both_paths(hostile, case):
+    """sync (``validate_file_async``) and verify/the app (``validate_file``) judge a file alike."""
+    pool = isolation.WorkerPool(1)
+    try:
+        threaded = await asyncio.to_thread(validate_file, hostile[case], pool=pool)
+        awaited = await asyncio.wait_for(validate_file_async(hostile[case], pool=pool), HANG)
+    finally:
+        pool.close()
+    assert awaited == threaded
+    assert awaited.status == CASES[case].expect
+
+
+def test_a_loop_still_running_at_exit_gets_pool_closed_as_a_thread_would(tmp_path):
+    """The exit hook closes the pool while an event loop (in a thread of its own) awaits a
+    hung reader: its job ends with ``PoolClosed`` (nothing to record), as a blocking call's
+    does, not with an error from a thread pool that is shutting down meanwhile."""
+    good = write_report(tmp_path / "good.xlsx", n_rows=2)
+    script = f"""
+import asyncio, os, signal, threading, time
+from tui.core import isolation
+from tui.core.validate import validate_file, validate_file_async
+pool = isolation.shared_pool()
+pool.prestart(2)
+for pid in pool.worker_pids():
+    os.kill(pid, signal.SIGSTOP)
+def outcome(job):
+    try:
+        return "result " + job().status
+    except BaseException as exc:
+        return type(exc).__name__
+def loop():
+    print("async", outcome(lambda: asyncio.run(validate_file_async({str(good)!r}))), flush=True)
+def blocking():
+    print("thread", outcome(lambda: validate_file({str(good)!r})), flush=True)
+threading.Thread(target=loop).start()
+threading.Thread(target=blocking).start()
+time.sleep(0.5)
+print("pids", *pool.worker_pids(), flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
+                          timeout=HANG)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert lines["thread"] == "PoolClosed"
+    assert lines["async"] == "PoolClosed", done.stderr
+    assert all(gone(int(pid)) for pid in lines["pids"].split())

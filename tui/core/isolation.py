@@ -56,6 +56,7 @@ DEFAULT_TIME_LIMIT = 120.0  # seconds of wall time for one workbook
 MAX_REPLY_BYTES = 64 << 20  # a reply larger than this is treated as a misbehaving worker
 STDERR_TAIL = 8192  # the last bytes of a worker's stderr kept to tell why it died
 CPU_SLACK = 5  # seconds of CPU beyond the wall-time limit before the kernel stops a worker
+DEATH_GRACE = 5.0  # seconds a worker that closed its output has to end before it is killed
 CANCEL_CHECK = 0.1  # seconds between looks at a caller's cancel flag while a job runs
 MIN_MEMORY_BYTES = 64 << 20  # below this the interpreter and the reader cannot even start
 
@@ -196,7 +197,7 @@ class _Worker:
                 elif fd == out_fd:
                     chunk = _read(out_fd)
                     if not chunk:
-                        raise WorkerFailed(self._death())
+                        raise WorkerFailed(self._death(DEATH_GRACE))
                     buf += chunk
                     try:
                         reply = self._reply_in(buf)
@@ -258,16 +259,28 @@ class _Worker:
         except BaseException:  # cancelled: the worker may be mid-parse
             self.kill()
             raise
-        if reply is None:  # reaping it may take a moment: not on the event loop
-            raise WorkerFailed(await asyncio.to_thread(self._death))
+        if reply is None:  # it is ending: wait for that on the loop itself, not in a thread
+            await self._ended(DEATH_GRACE)  # (the loop's thread pool is shut down at exit, and
+            raise WorkerFailed(self._death(grace=0))  # a cancelled wait there ran on unwatched)
         return reply
 
-    def _death(self) -> Failure:
-        """The worker closed its output: wait for it and say why it ended."""
+    async def _ended(self, within: float) -> None:
+        """Until the worker has ended (or ``within`` seconds passed), without blocking the loop."""
+        import asyncio  # noqa: PLC0415 - see arun
+
+        pause, waited = 0.001, 0.0
+        while self.proc.poll() is None and waited < within:
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 0.05)
+
+    def _death(self, grace: float = 5.0) -> Failure:
+        """The worker closed its output: wait for it (``grace`` seconds at most, then kill it)
+        and say why it ended."""
         import subprocess  # noqa: PLC0415 - see __init__
 
         try:
-            code = self.proc.wait(timeout=5)
+            code = self.proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             self.kill()
             code = self.proc.returncode
