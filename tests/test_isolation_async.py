@@ -222,3 +222,71 @@ print("pids", *pool.worker_pids(), flush=True)
     assert lines["thread"] == "PoolClosed"
     assert lines["async"] == "PoolClosed", done.stderr
     assert all(gone(int(pid)) for pid in lines["pids"].split())
+
+
+def test_tasks_of_two_event_loops_and_a_thread_share_one_worker(tmp_path):
+    """A worker freed by a task of one loop wakes a task waiting on another loop (and a thread)."""
+    good = write_report(tmp_path / "good.xlsx", n_rows=2)
+    pool = isolation.WorkerPool(1)
+    results: list[str] = []
+
+    async def jobs() -> list[str]:
+        done = await asyncio.wait_for(
+            asyncio.gather(*(validate_file_async(good, pool=pool) for _ in range(6))), HANG)
+        return [r.status for r in done]
+
+    def on_a_loop() -> None:
+        results.extend(asyncio.run(jobs()))
+
+    def blocking() -> None:
+        results.extend(validate_file(good, pool=pool).status for _ in range(6))
+
+    try:
+        threads = [threading.Thread(target=t) for t in (on_a_loop, on_a_loop, blocking)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG)
+        assert not any(t.is_alive() for t in threads), "a job was never woken"
+        assert results == [st.OK] * 18
+        assert pool.started == 1 and pool.busy_pids() == []
+    finally:
+        pool.close()
+
+
+async def test_limits_changed_mid_sync_let_running_and_waiting_jobs_finish(tmp_path):
+    """The app's ``v`` (``configure(let_jobs_finish=True)``) while async jobs run and wait on
+    the shared pool: each ends with its verdict under the old limits, the old workers end."""
+    good = write_report(tmp_path / "good.xlsx", n_rows=2)
+    isolation.configure(size=1)
+    try:
+        old = isolation.shared_pool()
+        pid = hang(old)
+        running = asyncio.ensure_future(validate_file_async(good))
+        waiting = asyncio.ensure_future(validate_file_async(good))
+        await asyncio.sleep(0.3)
+        isolation.configure(size=1, let_jobs_finish=True)
+        assert isolation.shared_pool() is not old
+        os.kill(pid, signal.SIGCONT)
+        results = await asyncio.wait_for(asyncio.gather(running, waiting), HANG)
+        assert [r.status for r in results] == [st.OK, st.OK]
+        assert gone(pid) and old.worker_pids() == []
+        assert (await validate_file_async(good)).status == st.OK  # the new pool
+    finally:
+        isolation.configure()
+
+
+async def test_a_worker_found_dead_while_idle_is_reaped_and_replaced(tmp_path):
+    good = write_report(tmp_path / "good.xlsx", n_rows=2)
+    pool = isolation.WorkerPool(1)
+    try:
+        pool.prestart(1)
+        (pid,) = pool.worker_pids()
+        os.kill(pid, signal.SIGKILL)
+        while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            await asyncio.sleep(0.01)  # dead, not yet reaped: what the pool finds
+        result = await asyncio.wait_for(validate_file_async(good, pool=pool), HANG)
+        assert (result.status, result.rows) == (st.OK, 2)  # not blamed on the file
+        assert gone(pid) and pool.started == 2 and pool.busy_pids() == []
+    finally:
+        pool.close()
