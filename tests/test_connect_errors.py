@@ -234,12 +234,21 @@ def answering_silent_server():
         conn.close()
 
 
+#: Starts report-keeper with SIGINT ignored, as a shell script's background job (``cmd &``)
+#: or any parent that ignores it starts it: the ignoring survives the exec.
+IGNORING_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                   "os.execv(sys.executable, [sys.executable, '-m', 'tui', *sys.argv[1:]])")
+
+
+@pytest.mark.parametrize("started", ["", "ignoring-sigint"])
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("all_profiles", [False, True], ids=["one", "all"])
 def test_ctrl_c_during_check_still_prints_one_json_document(answering_silent_server, tmp_path, all_profiles,
-                                                            sig):
+                                                            sig, started):
     """cron and monitoring read check's JSON: a Ctrl-C (or a SIGINT from a supervisor) while
-    it waits for a server still ends in one document saying so, exit 2, no traceback."""
+    it waits for a server still ends in one document saying so, exit 2, no traceback. Also
+    when started with SIGINT ignored (a script's background job): SIGTERM, systemd's and
+    ``timeout``'s stop, must still stop it, and stops it the same way."""
     import signal
     import subprocess
 
@@ -250,7 +259,8 @@ def test_ctrl_c_during_check_still_prints_one_json_document(answering_silent_ser
     env.update({"XDG_CONFIG_HOME": str(home / "c"), "XDG_DATA_HOME": str(home / "d"),
                 "XDG_STATE_HOME": str(home / "s"), "HOME": str(home), "PYTHONPATH": str(ROOT)})
     args = ["check", "--json", "--config", str(cfg)] + (["--all-profiles"] if all_profiles else [])
-    proc = subprocess.Popen([sys.executable, "-m", "tui", *args], env=env, cwd=str(ROOT),
+    start = [sys.executable, "-c", IGNORING_SIGINT] if started else [sys.executable, "-m", "tui"]
+    proc = subprocess.Popen([*start, *args], env=env, cwd=str(ROOT),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert accepted.wait(60), "check never connected"

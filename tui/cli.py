@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
                 # turned into a SIGINT, so asyncio's own Ctrl-C handling (cancel the main task)
                 # applies too, rather than a KeyboardInterrupt inside whatever task runs.
                 signal.signal(signal.SIGTERM, _as_ctrl_c)
+                # Started with SIGINT ignored (a shell script's background job, a parent that
+                # ignores it): the ignoring is inherited, and would make SIGTERM and Ctrl-C
+                # do nothing at all. A command always stops in order on either.
+                if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
                 # What the imports made lives as long as the process: the cyclic garbage
                 # collector need not walk it on every collection, nor once more at exit
                 # (a tenth of a second or more of a sync on a busy machine).
