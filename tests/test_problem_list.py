@@ -238,3 +238,29 @@ def test_a_closed_day_in_a_group_is_not_told_to_re_run_or_note_a_gap():
     for audience in Audience:
         step = group.step(audience)
         assert "Re-run" not in step and "note the gap" not in step, step
+
+
+def test_grouped_members_line_up_by_terminal_cells_also_with_wide_names():
+    """``check`` pads a group's file names to one column: a CJK name takes two terminal cells
+    a character, so the padding counts cells (as the Health screen does), not characters; the
+    date column starts in the same cell on every line."""
+    from datetime import date, timedelta
+
+    from rich.cells import cell_len
+
+    from tui.commands.check import _member_texts
+    from tui.core.model import Problem
+    from tui.core.problem_list import Member
+    from tui.core.status import Severity
+
+    today = date(2026, 12, 10)
+
+    def missing(file: str, days: int) -> Member:
+        return Member(Problem(severity=Severity.WARNING, kind=ProblemKind.NEAR_DELETION, message="m",
+                              next_step="s", day=today - timedelta(days=days), file=file,
+                              delete_on=today + timedelta(days=days)), sc.DAILY)
+
+    lines = _member_texts([missing("貸出統計_20261201_070000.xlsx", 3),
+                           missing("Loans_20261202_070000.xlsx", 4)], today, 100)
+    starts = {cell_len(line[:line.rindex(" · ")]) for line in lines}
+    assert len(starts) == 1, lines

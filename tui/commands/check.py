@@ -315,9 +315,19 @@ def _when(moment: datetime | None, tz: tzinfo) -> str:
     return f"{local:%a} {local.day} {local:%b} {local:%H:%M}"
 
 
+def _cells(text: str) -> int:
+    """Terminal columns ``text`` takes: a CJK character takes two (rich's table, loaded only
+    for text that is not plain ASCII)."""
+    if text.isascii():
+        return len(text)
+    from rich.cells import cell_len  # noqa: PLC0415 - start-up time: most text is ASCII
+
+    return cell_len(text)
+
+
 def _rows(line: str, width: int) -> int:
     """Terminal rows a line takes once wrapped at ``width`` columns."""
-    return max(1, -(-len(line) // max(width, 20)))
+    return max(1, -(-_cells(line) // max(width, 20)))
 
 
 def _member_texts(members: Sequence[Member], today: date, width: int) -> list[str]:
@@ -331,18 +341,18 @@ def _member_texts(members: Sequence[Member], today: date, width: int) -> list[st
         label = labelled[0] if labelled is not None else ""
         rows.append((fmt_day(p.day, today) if p.day else "", escape_name(p.file or member.report), label))
     indent, sep = "        ", " · "
-    day_w = max(len(day) for day, _name, _label in rows)
-    label_w = max(len(label) for _day, _name, label in rows)
+    day_w = max(_cells(day) for day, _name, _label in rows)
+    label_w = max(_cells(label) for _day, _name, label in rows)
     room = width - len(indent) - (day_w + len(sep) if day_w else 0) - (len(sep) + label_w if label_w else 0)
-    name_w = min(max(len(name) for _day, name, _label in rows), max(0, room))
+    name_w = min(max(_cells(name) for _day, name, _label in rows), max(0, room))
     lines = []
     for day, name, label in rows:
         line = indent
         if day_w:  # a run without a day keeps the column blank
-            line += day.ljust(day_w) + (sep if day else " " * len(sep))
+            line += day + " " * (day_w - _cells(day)) + (sep if day else " " * len(sep))
         line += name
         if label:
-            line += " " * (name_w - len(name)) + sep + label
+            line += " " * (name_w - _cells(name)) + sep + label
         lines.append(line)
     return lines
 
