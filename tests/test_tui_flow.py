@@ -226,14 +226,18 @@ async def test_keys_are_handled_while_a_slow_transfer_runs(demo_remote, home, tm
         server_loop.run(proxy.stop())
 
 
-async def test_unknown_host_key_asks_and_remembers(demo_remote, home, tmp_path):
+async def test_unknown_host_key_asks_and_remembers(demo_remote, home, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # known_hosts lies in the home folder
     known = tmp_path / "known_hosts"  # empty: the demo key is unknown
     known.write_text("")
     app = _app(profile_for(demo_remote, home, known_hosts=known))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "HostKeyModal"
                        and bool(app.screen.query(".body")))
-        assert demo_remote.host_key_fingerprint in str(app.screen.query_one(".body").render())
+        body = str(app.screen.query_one(".body").render())
+        assert demo_remote.host_key_fingerprint in body
+        # the file is named as the rest of the app names paths: from the home folder
+        assert "adds it to ~/known_hosts." in body and str(tmp_path) not in body
         await pilot.press("m")
         await wait_for(pilot, lambda: settled(app))
         assert app.connection.state == "connected"

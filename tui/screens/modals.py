@@ -29,7 +29,7 @@ from textual.widgets import Button, Input, Static
 from tui.core.model import LocalState
 from tui.core.names import escape_name
 from tui.state import JobView, RemoteRow
-from tui.widgets.formatting import human_size, local_time, short_day, state_cell, verify_cell
+from tui.widgets.formatting import home_relative, human_size, local_time, short_day, state_cell, verify_cell
 from tui.widgets.hanging import HangingText, Line
 
 T = TypeVar("T")
@@ -131,7 +131,7 @@ class HostKeyModal(ModalScreen[str]):
         )
         known = info.known_hosts
         if known:
-            body.append(f"\n'Remember' adds it to {known}.", style="dim")
+            body.append(f"\n'Remember' adds it to {home_relative(known)}.", style="dim")
         with Vertical():
             yield Static("Unknown host key", classes="title")
             yield Static(body, classes="body")
@@ -166,7 +166,7 @@ class HostKeyChangedModal(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         err = self.error
-        known = err.known_hosts or "known_hosts"
+        known = home_relative(err.known_hosts) if err.known_hosts else "known_hosts"
         body = _the_server(err.host, err.port)
         body.append(" now presents this host key:\n\n")
         body.append(f"  {err.key_type} {err.fingerprint}\n\n", style="bold red")
