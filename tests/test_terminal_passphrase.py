@@ -59,6 +59,7 @@ def _ask_on_pty(setup, send: bytes) -> tuple[str | None, list, list]:
     """``_ask_unechoed`` on a pseudo-terminal set up by ``setup(slave)``; ``send`` is typed
     once the prompt is shown. The answer, and the terminal's attributes before and after."""
     master, slave = os.openpty()
+    drainer = None
     try:
         setup(slave)
         before = termios.tcgetattr(slave)
@@ -82,10 +83,17 @@ def _ask_on_pty(setup, send: bytes) -> tuple[str | None, list, list]:
         t.join(30)
         assert not t.is_alive()
         after = termios.tcgetattr(slave)
-        threading.Thread(target=drain, daemon=True).start()
+        drainer = threading.Thread(target=drain, daemon=True)
+        drainer.start()
         return answer, before, after
     finally:
+        # The drain thread ends (its read fails) once the slave is closed, and must end before
+        # the master's descriptor is closed: the next openpty() may get the same number, and
+        # a thread still reading it would swallow the next question's prompt.
         os.close(slave)
+        if drainer is not None:
+            drainer.join(10)
+            assert not drainer.is_alive()
         os.close(master)
 
 
