@@ -69,7 +69,8 @@ def test_pattern_override():
 @pytest.mark.parametrize(
     "name",
     [".", "..", "", "a/b.xlsx", "..\\evil.xlsx", "nul\x00.xlsx", "bell\x07.xlsx", "line\nbreak.xlsx",
-     "esc\x1b[31m.xlsx", "spoof\u202eslx.exe", "x" * 300 + ".xlsx", "bad\udcff.xlsx"],
+     "esc\x1b[31m.xlsx", "spoof\u202eslx.exe", "arabic\u061cmark.xlsx", "x" * 300 + ".xlsx",
+     "bad\udcff.xlsx"],
 )
 def test_hostile_names_are_refused(name):
     assert refusal_reason(name)
@@ -83,3 +84,4 @@ def test_ordinary_names_are_accepted(name):
 def test_escape_name_shows_controls():
     assert escape_name("a\x1b[31mb") == "a\\u001b[31mb"
     assert escape_name("spoof\u202e") == "spoof\\u202e"
+    assert escape_name("l\u00e9gal\u200d\n") == "l\u00e9gal\\u200d\\u000a"  # letters kept

@@ -43,6 +43,7 @@ import platformdirs
 from tui.core import clock, isolation
 from tui.core.model import Delivery
 from tui.core.names import (
+    SPOOFING_FORMAT_CHARS,
     ParsedName,
     collision_key,
     escape_name,
@@ -965,14 +966,12 @@ def _notify(r: _Reader) -> NotifyConfig:
     return n
 
 
-#: Format characters refused in config text besides the controls (category Cc: C0, DEL, C1):
-#: the direction marks and overrides that make text display as other text, the byte order
-#: mark, and the Unicode line and paragraph separators (a line break to many readers). Other
-#: format characters (the zero-width joiners of emoji and of Persian or Indic words) are kept.
-_REFUSED_FORMAT = frozenset(
-    {"\u061c", "\u200e", "\u200f", "\u2028", "\u2029", "\ufeff"}
-    | {chr(c) for c in range(0x202A, 0x202F)} | {chr(c) for c in range(0x2066, 0x206A)}
-)
+#: Characters refused in config text besides the controls (category Cc: C0, DEL, C1): the
+#: direction marks and overrides that make text display as other text and the byte order mark
+#: (``SPOOFING_FORMAT_CHARS``, which server names may not hold either), and the Unicode line
+#: and paragraph separators (a line break to many readers). Other format characters (the
+#: zero-width joiners of emoji and of Persian or Indic words) are kept.
+_REFUSED_FORMAT = SPOOFING_FORMAT_CHARS | {"\u2028", "\u2029"}
 _NAMES = {0x09: "a tab", 0x0A: "a line break", 0x0D: "a carriage return", 0x1B: "ESC", 0x7F: "DEL"}
 
 

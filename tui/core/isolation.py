@@ -197,7 +197,7 @@ class _Worker:
                 elif fd == out_fd:
                     chunk = _read(out_fd)
                     if not chunk:
-                        raise WorkerFailed(self._death(DEATH_GRACE))
+                        raise WorkerFailed(self._death())
                     buf += chunk
                     try:
                         reply = self._reply_in(buf)
@@ -274,7 +274,7 @@ class _Worker:
             waited += pause
             pause = min(pause * 2, 0.05)
 
-    def _death(self, grace: float = 5.0) -> Failure:
+    def _death(self, grace: float = DEATH_GRACE) -> Failure:
         """The worker closed its output: wait for it (``grace`` seconds at most, then kill it)
         and say why it ended."""
         import subprocess  # noqa: PLC0415 - see __init__
@@ -419,9 +419,7 @@ class WorkerPool:
                 return reply
             except _NotDelivered:
                 continue
-            except Cancelled:
-                raise
-            except WorkerFailed as exc:
+            except WorkerFailed as exc:  # (a cancel here is the task's, not a Cancelled)
                 raise self._failed(worker, exc) from None
             finally:
                 self._release(worker, healthy)

@@ -31,11 +31,12 @@ _TS_BODY = r"""
 _TRAILING_TS = re.compile(r"^(?P<name>.*?\S)[ _-]+(?P<stamp>" + _TS_BODY + r")$", re.X)
 _TS_ONLY = re.compile(r"^(?P<stamp>" + _TS_BODY + r")$", re.X)
 
-# Bidirectional and other invisible format characters that can make a name display as another.
-_SPOOFING_FORMAT_CHARS = {
-    "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e",
+#: Bidirectional and other invisible format characters that can make a name display as another
+#: (the config refuses them in its text too).
+SPOOFING_FORMAT_CHARS = frozenset({
+    "\u061c", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e",
     "\u2066", "\u2067", "\u2068", "\u2069", "\ufeff",
-}
+})
 MAX_NAME_BYTES = 255
 
 #: Names beginning with this (in any letter case) belong to report-keeper itself: its private
@@ -145,7 +146,7 @@ def refusal_reason(name: str) -> str | None:
     for ch in name:
         if unicodedata.category(ch) == "Cc":
             return f"the name contains the control character U+{ord(ch):04X}"
-        if ch in _SPOOFING_FORMAT_CHARS:
+        if ch in SPOOFING_FORMAT_CHARS:
             return f"the name contains the invisible direction control U+{ord(ch):04X}"
         if 0xDC80 <= ord(ch) <= 0xDCFF:
             return "the name is not valid UTF-8"
@@ -220,21 +221,18 @@ def escape_name(name: str) -> str:
     """A printable form of an untrusted name: control and format characters as ``\\uXXXX``."""
     if name.isascii() and name.isprintable():  # the usual name: nothing to escape
         return name
-    out = []
-    for ch in name:
-        cat = unicodedata.category(ch)
-        if cat in ("Cc", "Cf", "Cs") or ch in _SPOOFING_FORMAT_CHARS:
-            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return _NOT_PRINTABLE_ASCII.sub(_escaped_char, name)
 
 
-# Anything but a line break and printable ASCII: looked at one by one (most text has none).
+# Anything but printable ASCII (and, for text, its line breaks): looked at one by one (most
+# text has none).
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
 _MAYBE_CONTROL = re.compile(r"[^\n\x20-\x7e]")
 
 
 def _escaped_char(m: re.Match[str]) -> str:
+    """One character as ``\\uXXXX`` when it is a control, format or lone surrogate one (the
+    direction marks among them), else as it is."""
     ch = m.group()
     if unicodedata.category(ch) in ("Cc", "Cf", "Cs"):
         return f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
@@ -332,7 +330,7 @@ def folder_refusal(folder: str) -> str | None:
     if not folder.strip():
         return "the folder is empty; write it as the server names it, like \"upload/ALMA\""
     for ch in folder:
-        if unicodedata.category(ch) == "Cc" or ch in _SPOOFING_FORMAT_CHARS:
+        if unicodedata.category(ch) == "Cc" or ch in SPOOFING_FORMAT_CHARS:
             return f"the folder contains the control character U+{ord(ch):04X}"
     for part in folder_parts(folder):
         if part == "..":
