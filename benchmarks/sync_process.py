@@ -11,7 +11,9 @@ OpenSSH ``sshd`` on 127.0.0.1, the same files, median of ``--runs`` alternating 
 4. 90 profiles of 60 files of 20 kB each (a consortium office's view):
    ``sync --all-profiles`` against ``sftp`` fetching the 90 folders one after another (one
    process per folder, as a script per folder would; one session with 90 ``get -r`` is shown
-   too).
+   too). ``sync`` runs as cron runs it (stdin not a terminal), so it shares the profiles out
+   among one process per core; the same command kept in one process (``--processes 1``) is
+   measured alongside.
 
 The files are random bytes named like reports (``Loans_001_20260601_070000.xlsx``), as the
 engine benchmark (``benchmarks/download.py``) uses: every one is verified, and found not to
@@ -104,7 +106,7 @@ class Bench:
 
     # ------------------------------------------------------------ clients
     def sync(self, source: Path, profiles: dict[str, str], *, all_profiles: bool,
-             port: int | None = None, known_hosts: Path | None = None) -> dict:
+             port: int | None = None, known_hosts: Path | None = None, extra: tuple[str, ...] = ()) -> dict:
         """One (or, for a baseline without --all-profiles, one per profile) ``sync --json``
         process of the checkout at ``source``; profiles: name -> remote_dir."""
         run = self.fresh_run_dir()
@@ -117,14 +119,17 @@ class Bench:
         cfg.write_text(text)
         env = {**self.env, "PYTHONPATH": str(source)}
         if all_profiles:
-            cmds = [[sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--all-profiles", "--json"]]
+            cmds = [[sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--all-profiles", "--json", *extra]]
         else:
             cmds = [[sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--profile", name, "--json"]
                     for name in profiles]
         start, cpu = time.perf_counter(), _cpu()
         docs = []
         for cmd in cmds:
-            out = subprocess.run(cmd, cwd=source, env=env, capture_output=True, text=True, check=False)
+            # stdin from /dev/null, as cron runs it (at a terminal --all-profiles stays in one
+            # process, where a key passphrase may be asked)
+            out = subprocess.run(cmd, cwd=source, env=env, capture_output=True, text=True, check=False,
+                                 stdin=subprocess.DEVNULL)
             if out.returncode not in (0, 1, 2) or not out.stdout.strip():
                 raise SystemExit(f"sync failed ({out.returncode}):\n{out.stderr[-3000:]}")
             docs.append(json.loads(out.stdout))
@@ -157,7 +162,8 @@ class Bench:
                    "-o", f"UserKnownHostsFile={known_hosts or i.known_hosts}",
                    "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-F", "/dev/null",
                    f"{i.username}@127.0.0.1"]
-            out = subprocess.run(cmd, cwd=dest, capture_output=True, text=True, check=False)
+            out = subprocess.run(cmd, cwd=dest, capture_output=True, text=True, check=False,
+                                 stdin=subprocess.DEVNULL)
             if out.returncode != 0:
                 raise SystemExit(f"sftp failed: {out.stderr[-2000:]}")
         seconds, cpu = time.perf_counter() - start, _cpu() - cpu
@@ -262,8 +268,9 @@ def main() -> int:
 
         def case(label: str, key_: str, sftp_run: Callable[[], dict], ours: Callable[[Path], dict],
                  base: Callable[[Path], dict] | None, nbytes: int, runs: int,
-                 floor: Callable[[bool], dict] | None = None) -> None:
-            s_runs, o_runs, b_runs, f_runs, n_runs = [], [], [], [], []
+                 floor: Callable[[bool], dict] | None = None,
+                 alt: Callable[[], dict] | None = None) -> None:
+            s_runs, o_runs, b_runs, f_runs, n_runs, a_runs = [], [], [], [], [], []
             for _ in range(runs):
                 if floor is not None and ns.floor:
                     f, nf = floor(True), floor(False)
@@ -280,6 +287,10 @@ def main() -> int:
                     b = base(baseline)
                     assert b["bytes"] == nbytes
                     b_runs.append(b)
+                if alt is not None:
+                    a = alt()
+                    assert a["bytes"] == nbytes
+                    a_runs.append(a)
             load_seen.append(_load())
             sftp_s, ours_s = _median(s_runs), _median(o_runs)
             rows.append(dict(label=label, runs=runs, sftp=sftp_s, ours=ours_s, ratio=ours_s / sftp_s,
@@ -292,12 +303,16 @@ def main() -> int:
                              floor_cpu=_median(f_runs, "cpu") if f_runs else None,
                              all_floor=[r["seconds"] for r in f_runs],
                              nofsync=_median(n_runs) if n_runs else None,
-                             all_nofsync=[r["seconds"] for r in n_runs]))
+                             all_nofsync=[r["seconds"] for r in n_runs],
+                             alt=_median(a_runs) if a_runs else None,
+                             alt_cpu=_median(a_runs, "cpu") if a_runs else None,
+                             all_alt=[r["seconds"] for r in a_runs]))
             r_ = rows[-1]
             print(f"  {label}: sftp {sftp_s:.2f} s ({r_['sftp_cpu']:.2f} s CPU), ours {ours_s:.2f} s "
                   f"({r_['ours_cpu']:.2f} s CPU)"
                   + (f", baseline {r_['base']:.2f} s ({r_['base_cpu']:.2f} s CPU)" if b_runs else "")
                   + (f", floor {r_['floor']:.2f} s ({r_['floor_cpu']:.2f} s CPU)" if f_runs else "")
+                  + (f", in one process {r_['alt']:.2f} s ({r_['alt_cpu']:.2f} s CPU)" if a_runs else "")
                   + f"  (load {_load()})", flush=True)
 
         if "small" in cases:
@@ -342,7 +357,9 @@ def main() -> int:
                  lambda src: bench.sync(src, names, all_profiles=True),
                  # a baseline without --all-profiles: one sync per profile, one after another
                  lambda src: bench.sync(src, names, all_profiles=_has_all_profiles(src)),
-                 total, ns.runs)
+                 total, ns.runs,
+                 # the same command kept in one process (--processes 1), measured alongside
+                 alt=lambda: bench.sync(ROOT, names, all_profiles=True, extra=("--processes", "1")))
             one_session = [bench.sftp(["".join(f"get -r {r}\n" for r in names.values())])
                            for _ in range(ns.runs)]
             print(f"  (the same folders in one sftp session: {_median(one_session):.2f} s)")
@@ -371,7 +388,10 @@ def main() -> int:
             print(f"  runs of {r['label']}: sftp {[round(x, 2) for x in r['all_sftp']]}, "
                   f"sync {[round(x, 2) for x in r['all_ours']]}"
                   + (f", before {[round(x, 2) for x in r['all_base']]}" if r["all_base"] else "")
-                  + (f"; sftp in one session {r['one_session']:.2f} s" if "one_session" in r else ""))
+                  + (f"; sftp in one session {r['one_session']:.2f} s" if "one_session" in r else "")
+                  + (f"; sync in one process (--processes 1) {[round(x, 2) for x in r['all_alt']]}, "
+                     f"median {r['alt']:.2f} s, {r['alt'] / r['sftp']:.2f} of sftp, {r['alt_cpu']:.2f} s CPU"
+                     if r.get("all_alt") else ""))
         floors = [r for r in rows if r.get("floor") is not None]
         if floors:
             print("\nthe floor: benchmarks/bare_client.py, the same durable download with nothing else "

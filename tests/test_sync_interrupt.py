@@ -1,9 +1,10 @@
 """``sync`` when things go wrong mid-run, in real processes against the real sshd.
 
 - Ctrl-C (SIGINT to the process group, as a terminal sends it) during ``sync --all-profiles
-  --json`` while downloads run, once or hammered: exit 2, one JSON document naming every
-  profile, nothing called downloaded that is not complete and recorded, no worker process or
-  part-file lock left behind, and the next run completes everything.
+  --json`` while downloads run, once or hammered, in one process or with the profiles shared
+  out among two: exit 2, one JSON document naming every profile, nothing called downloaded
+  that is not complete and recorded, no worker process or part-file lock left behind, and the
+  next run completes everything.
 """
 
 from __future__ import annotations
@@ -214,10 +215,11 @@ def check_next_run_completes(tmp_path: Path, base: Path, cfg: Path, first: dict)
     assert resumed >= min(had_parts, 1)  # partial downloads were kept and resumed
 
 
-def test_ctrl_c_during_sync_all_profiles_keeps_its_promises(sshd, served, tmp_path):
+@pytest.mark.parametrize("processes", ["1", "2"], ids=["one-process", "two-processes"])
+def test_ctrl_c_during_sync_all_profiles_keeps_its_promises(sshd, served, tmp_path, processes):
     cfg = write_config(tmp_path, sshd, served)
     marker = uuid.uuid4().hex
-    proc = start_sync(cfg, marker)
+    proc = start_sync(cfg, marker, "--processes", processes)
     wait_until_downloading(proc, tmp_path, list(PROFILES))
     assert f"{proc.pid}:" in " ".join(processes_with(marker))  # the marker finds the sync itself
     os.killpg(proc.pid, signal.SIGINT)
@@ -230,19 +232,25 @@ def test_ctrl_c_during_sync_all_profiles_keeps_its_promises(sshd, served, tmp_pa
     check_next_run_completes(tmp_path, served, cfg, doc)
 
 
-def test_ctrl_c_hammered_still_gives_one_document_and_loses_nothing(sshd, served, tmp_path):
+@pytest.mark.parametrize(("processes", "running", "waiting"),
+                         [("1", ["alpha", "beta"], "gamma"), ("2", ["alpha", "gamma"], "beta")],
+                         ids=["one-process", "two-processes"])
+def test_ctrl_c_hammered_still_gives_one_document_and_loses_nothing(sshd, served, tmp_path,
+                                                                    processes, running, waiting):
     cfg = write_config(tmp_path, sshd, served)
     marker = uuid.uuid4().hex
-    # Two profiles at a time: gamma has not started when the Ctrl-Cs come.
-    proc = start_sync(cfg, marker, "--parallel", "2")
-    wait_until_downloading(proc, tmp_path, ["alpha", "beta"])
+    # Two profiles at a time, one has not started when the Ctrl-Cs come. In one process they
+    # start in the config's order; in two, alpha and beta (one ledger file) share a process
+    # with one of the two places, and gamma runs in the other.
+    proc = start_sync(cfg, marker, "--parallel", "2", "--processes", processes)
+    wait_until_downloading(proc, tmp_path, running)
     for _ in range(5):  # a user hammering Ctrl-C
         os.killpg(proc.pid, signal.SIGINT)
         time.sleep(0.02)
     out, err = proc.communicate(timeout=120)
     doc = check_interrupted(tmp_path, served, proc.returncode, out, err)
-    gamma = doc["profiles"]["gamma"]
-    assert gamma["error"].startswith("Interrupted") and gamma["downloaded"] == []
+    later = doc["profiles"][waiting]
+    assert later["error"].startswith("Interrupted") and later["downloaded"] == []
     assert processes_with(marker) == []
     assert_unlocked(tmp_path)
     check_next_run_completes(tmp_path, served, cfg, doc)

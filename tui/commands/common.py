@@ -320,16 +320,22 @@ _EMPTY_FIELDS: dict[str | None, dict[str, object]] = {
 INTERRUPTED = "Interrupted (Ctrl-C) before it finished; nothing it did is lost. Run it again."
 
 
-def interrupted_document(command: str | None, *, all_profiles: bool = False) -> dict[str, object]:
-    """The JSON document of a command stopped by Ctrl-C before it had a result: its usual
-    shape, empty (``{"status", "profiles": {}}`` for ``--all-profiles``), critical."""
+def error_document(command: str | None, error: str, error_kind: str, *,
+                   all_profiles: bool = False) -> dict[str, object]:
+    """The JSON document of a command that has no result: its usual shape, empty
+    (``{"status", "profiles": {}}`` for ``--all-profiles``), critical, saying why."""
     document: dict[str, object] = {"status": "critical"}
     if all_profiles:
         document["profiles"] = {}
     else:
         document.update(copy.deepcopy(_EMPTY_FIELDS.get(command, {})))
-    document.update({"error": INTERRUPTED, "error_kind": "interrupted"})
+    document.update({"error": error, "error_kind": error_kind})
     return document
+
+
+def interrupted_document(command: str | None, *, all_profiles: bool = False) -> dict[str, object]:
+    """The JSON document of a command stopped by Ctrl-C before it had a result."""
+    return error_document(command, INTERRUPTED, "interrupted", all_profiles=all_profiles)
 
 
 def fail_interrupted(args: argparse.Namespace) -> int:

@@ -21,11 +21,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
-from tui.commands import all_profiles
+from tui.commands import all_profiles, processes
 from tui.commands.common import (
     add_profile_arguments,
     fail_usage,
     for_shell,
+    interrupted_document,
     load_profile,
     print_json,
     raw_stream,
@@ -97,6 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept and record an unknown server host key (never a changed one)",
     )
     all_profiles.add_arguments(parser, "sync")
+    processes.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,6 +177,8 @@ class _CtrlC:
 
     def __init__(self) -> None:
         self.count = 0
+        #: Says nothing on Ctrl-C (a process running a share of a run: the parent says it).
+        self.quiet = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[object] | None = None
         self._previous: dict[signal.Signals, object] = {}
@@ -205,7 +209,7 @@ class _CtrlC:
                 loop.call_soon_threadsafe(task.cancel)
             except RuntimeError:  # the loop closed meanwhile: the sync is over anyway
                 pass
-        if self.count <= 2:
+        if self.count <= 2 and not self.quiet:
             try:
                 what = b"Ctrl-C: " if signum == signal.SIGINT else b"SIGTERM: "
                 os.write(2, what + self.STOPPING if self.count == 1 else self.STILL)
@@ -263,12 +267,24 @@ INTERRUPTED = ("Interrupted. Files completed so far are recorded; partial downlo
 
 def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     """``sync --all-profiles``: every profile at once (bounded), one document, the worst code."""
+    share = processes.is_share(args)
     try:
         profiles = all_profiles.load_profiles(args, need_local_dir=True)
+        problem = processes.check_arguments(args)
+        if problem is not None:
+            return fail_usage(problem)
+        if share:  # this process runs its share of a run over several processes
+            ctrl_c.quiet = True
+            profiles = processes.share_limits(args, profiles)
+        else:
+            shares = processes.plan(profiles, args.processes or processes.default_processes(),
+                                    args.parallel)
+            if len(shares) > 1:
+                return _run_shares(args, ctrl_c, profiles, shares)
+            isolation.use_reader_limits(profiles)  # one pool reads for them all: the largest limits
         ledgers = all_profiles.Ledgers(profiles)
     except (ConfigError, LedgerError) as exc:
         return fail_usage(str(exc))
-    isolation.use_reader_limits(profiles)  # one pool reads for them all: the largest limits
     out: TextIO = sys.stderr if args.json else sys.stdout
     policy = "remember" if args.accept_new_host_key else "reject"
     services: dict[str, SyncService] = {}
@@ -312,9 +328,36 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     code, document = all_profiles.combined(codes, documents)
     if args.json:
         print_json(document)
-    out.write(f"All {len(profiles)} profiles: {st.overall_name(code).upper()}\n")
+    if not share:  # the run's own line is the parent's
+        out.write(f"All {len(profiles)} profiles: {st.overall_name(code).upper()}\n")
     out.flush()
     log.info("sync --all-profiles finished: %s over %d profiles", st.overall_name(code), len(profiles))
+    return code
+
+
+def _run_shares(args: argparse.Namespace, ctrl_c: _CtrlC, profiles: list[Profile],
+                shares: list[list[Profile]]) -> int:
+    """``sync --all-profiles`` with the profiles shared out among processes
+    (:mod:`tui.commands.processes`): their documents joined into one, the worst code."""
+    out: TextIO = sys.stderr if args.json else sys.stdout
+    stopped = [False]
+    children: list[processes.Child] = []
+    try:
+        children = asyncio.run(ctrl_c.run(lambda: processes.run_shares(args, shares, out, stopped)))
+    except (KeyboardInterrupt, asyncio.CancelledError):  # stopped before any process started
+        stopped[0] = True
+    if children:
+        codes, documents = processes.documents(children, profiles, stopped=stopped[0])
+    else:
+        documents = {p.name: interrupted_document("sync") for p in profiles}
+        codes = {p.name: int(st.Exit.CRITICAL) for p in profiles}
+    code, document = all_profiles.combined(codes, documents)
+    if args.json:
+        print_json(document)
+    out.write(f"All {len(profiles)} profiles: {st.overall_name(code).upper()}\n")
+    out.flush()
+    log.info("sync --all-profiles finished: %s over %d profiles in %d processes",
+             st.overall_name(code), len(profiles), len(shares))
     return code
 
 

@@ -33,7 +33,7 @@ def setup_logging(level: int = logging.INFO) -> Path | None:
         os.chmod(path, 0o600)
     except OSError:
         return None
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False

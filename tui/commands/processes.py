@@ -1,0 +1,284 @@
+"""``sync --all-profiles`` over several processes, one per CPU core.
+
+One ``sync`` process runs its event loop, the SSH library's packet handling and the
+bookkeeping of every file (hashing, placing, the ledger) on one core: with many profiles that
+core is the limit, and the others idle. So the profiles are shared out among ``--processes``
+child processes (``report-keeper sync --all-profiles --json`` each, for its share), and the
+parent only starts them, passes their human output on, and joins their documents into the one
+document of the run (docs/ARCHITECTURE.md, "Many profiles").
+
+- Profiles naming one ledger file stay in one process (they share one connection to it).
+- The shares are balanced by profile count, largest ledger groups first; each process keeps
+  the config's order, and the document lists the profiles in the config's order.
+- ``--parallel`` still bounds the profiles running at once over all processes; the workbook
+  readers are shared out too, so the run holds no more readers (and no more memory) than one
+  process would. Every process reads with the largest limits of all profiles, as one would.
+- Ctrl-C or SIGTERM reaches the parent, which passes one Ctrl-C to each process (they run in a
+  process group of their own, so a terminal's Ctrl-C is not delivered twice); each records what
+  is complete and prints its interrupted document, and the parent joins them as always.
+- A process that ends without a document (killed, crashed) leaves its profiles ``critical``
+  with ``error_kind`` ``internal`` (or ``interrupted`` when the run was being stopped); the
+  others' results stand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from tui.commands.all_profiles import ledger_key
+from tui.commands.common import error_document, interrupted_document
+from tui.core import isolation
+from tui.core.config import Profile
+
+log = logging.getLogger("report_keeper.commands.processes")
+
+#: The most processes one run starts (as ``--parallel``'s own bound).
+MAX_PROCESSES = 64
+#: Human output of a process is passed on a line at a time; a line longer than this (it never
+#: is) goes on in pieces.
+_LINE_LIMIT = 1 << 16
+
+_CODES = {"ok": 0, "warning": 1, "critical": 2}
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_processes() -> int:
+    """One process per usable core; one at a terminal, where a key's passphrase may have to be
+    asked (a question on one terminal from several processes at once would be garbled)."""
+    try:
+        at_terminal = sys.stdin is not None and sys.stdin.isatty()
+    except (OSError, ValueError):
+        at_terminal = False
+    return 1 if at_terminal else min(usable_cores(), MAX_PROCESSES)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--processes", type=int, default=None, metavar="N",
+        help="with --all-profiles: share the profiles out among up to N processes (default: one "
+             "per CPU core; 1 at a terminal, where a key passphrase may be asked)",
+    )
+    # How a process learns its share of a run over several processes (never typed by hand).
+    parser.add_argument("--share-profile", action="append", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--share-readers", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``--processes`` (None: nothing)."""
+    n = getattr(args, "processes", None)
+    if n is not None and not 1 <= n <= MAX_PROCESSES:
+        return f"--processes: {n} is not between 1 and {MAX_PROCESSES}"
+    return None
+
+
+def is_share(args: argparse.Namespace) -> bool:
+    """This process runs a share of a run over several processes."""
+    return bool(getattr(args, "share_profile", None))
+
+
+def plan(profiles: Sequence[Profile], processes: int, parallel: int) -> list[list[Profile]]:
+    """The profiles shared out among at most ``processes`` (and ``parallel``) processes; one
+    share (all of them) when that makes one process."""
+    groups: dict[Path, list[Profile]] = {}
+    for profile in profiles:
+        groups.setdefault(ledger_key(profile.ledger_path), []).append(profile)
+    n = min(processes, parallel, len(groups))
+    if n < 2:
+        return [list(profiles)]
+    shares: list[list[Profile]] = [[] for _ in range(n)]
+    for group in sorted(groups.values(), key=len, reverse=True):  # stable: config order on ties
+        min(shares, key=len).extend(group)
+    order = {p.name: k for k, p in enumerate(profiles)}
+    return [sorted(share, key=lambda p: order[p.name]) for share in shares]
+
+
+def share_limits(args: argparse.Namespace, all_profiles: Sequence[Profile]) -> list[Profile]:
+    """In a process running a share: the reader pool set as the whole run's (the largest
+    limits of every profile, this process's part of the readers), and its own profiles, in
+    the config's order. A profile no longer in the config is a configuration error."""
+    wanted = list(dict.fromkeys(args.share_profile))
+    by_name = {p.name: p for p in all_profiles}
+    gone = [name for name in wanted if name not in by_name]
+    if gone:
+        from tui.core.config import ConfigError  # noqa: PLC0415 - the error path only
+
+        raise ConfigError(None, "profile", f"{gone[0]!r} is no longer in the config (it changed during the run)")
+    memory, seconds = isolation.reader_limits(all_profiles)
+    isolation.configure(memory_limit=memory, time_limit=seconds, size=args.share_readers)
+    return [p for p in all_profiles if p.name in set(wanted)]
+
+
+@dataclass
+class Child:
+    """One process of the run: its share, its command line, and what it said."""
+
+    share: list[Profile]
+    argv: list[str]
+    proc: asyncio.subprocess.Process | None = None
+    stdout: bytes = b""
+    returncode: int | None = None
+    start_error: str | None = None
+    documents: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+def _argv(args: argparse.Namespace, share: list[Profile], parallel: int, readers: int) -> list[str]:
+    argv = [sys.executable, "-m", "tui", "sync", "--all-profiles", "--json", "--processes", "1",
+            "--parallel", str(parallel), f"--share-readers={readers}"]
+    if getattr(args, "config", None):  # as given: the messages that name the command line say it
+        argv += [f"--config={args.config}"]
+    if getattr(args, "accept_new_host_key", False):
+        argv.append("--accept-new-host-key")
+    argv += [f"--share-profile={p.name}" for p in share]
+    return argv
+
+
+async def _relay(stream: asyncio.StreamReader, out: TextIO) -> None:
+    """A process's human output, passed on whole lines at a time (lines of processes running
+    at once never mix within a line)."""
+    pending = b""
+    while True:
+        chunk = await stream.read(_LINE_LIMIT)
+        if not chunk:
+            break
+        pending += chunk
+        cut = pending.rfind(b"\n") + 1
+        if cut == 0 and len(pending) < _LINE_LIMIT:
+            continue
+        cut = cut or len(pending)
+        _write(out, pending[:cut])
+        pending = pending[cut:]
+    if pending:
+        _write(out, pending + b"\n")
+
+
+def _write(out: TextIO, data: bytes) -> None:
+    try:
+        out.write(data.decode("utf-8", "replace"))
+        out.flush()
+    except (OSError, ValueError):  # our own output is gone: the documents still count
+        pass
+
+
+async def _run_child(child: Child, out: TextIO, stopping: list[bool]) -> None:
+    try:
+        proc = child.proc = await asyncio.create_subprocess_exec(
+            *child.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, process_group=0)
+    except OSError as exc:
+        child.start_error = f"could not start a process for them ({exc.strerror or exc})"
+        return
+    if stopping[0]:  # the run was stopped while this process was being started
+        _stop([child])
+    assert proc.stdout is not None and proc.stderr is not None
+    relaying = asyncio.ensure_future(_relay(proc.stderr, out))
+    child.stdout = await proc.stdout.read()
+    await relaying
+    child.returncode = await proc.wait()
+
+
+def _stop(children: Sequence[Child]) -> None:
+    """One Ctrl-C to every process still running."""
+    for child in children:
+        proc = child.proc
+        if proc is not None and proc.returncode is None:
+            try:
+                proc.send_signal(signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+
+async def run_shares(args: argparse.Namespace, shares: list[list[Profile]], out: TextIO,
+                     stopped: list[bool]) -> list[Child]:
+    """Run every share in a process of its own and wait for all of them. Cancelled (Ctrl-C),
+    it stops each process in order and still waits for them (``stopped[0]`` becomes True)."""
+    n = len(shares)
+    readers = max(1, isolation.default_size() // n)
+    children = []
+    for k, share in enumerate(shares):
+        parallel = args.parallel // n + (1 if k < args.parallel % n else 0)
+        children.append(Child(share, _argv(args, share, max(1, parallel), readers)))
+    tasks = [asyncio.ensure_future(_run_child(child, out, stopped)) for child in children]
+    log.info("sync --all-profiles: %d profiles in %d processes", sum(map(len, shares)), n)
+    try:
+        await asyncio.wait(tasks)
+    except asyncio.CancelledError:
+        stopped[0] = True  # a process still being started gets its Ctrl-C once it runs
+        _stop(children)
+        while not all(t.done() for t in tasks):
+            try:
+                await asyncio.wait(tasks)
+            except asyncio.CancelledError:  # a Ctrl-C more: they are stopping already
+                continue
+    for task in tasks:
+        task.result()
+    return children
+
+
+def documents(children: Sequence[Child], profiles: Sequence[Profile], *,
+              stopped: bool) -> tuple[dict[str, int], dict[str, dict[str, object]]]:
+    """Each profile's code and document, in the config's order: as its process said, or, for
+    a process that said nothing usable, ``critical`` saying what became of it."""
+    codes: dict[str, int] = {}
+    docs: dict[str, dict[str, object]] = {}
+    said: dict[str, dict[str, object]] = {}
+    fallback: dict[str, dict[str, object]] = {}
+    for child in children:
+        got = _parse(child.stdout)
+        for profile in child.share:
+            one = got.get(profile.name)
+            if isinstance(one, dict) and one.get("status") in _CODES:
+                said[profile.name] = one
+            else:
+                fallback[profile.name] = _no_document(child, stopped=stopped)
+        if any(p.name in fallback for p in child.share):
+            log.error("a sync process for %d profiles ended without their documents (exit %s)",
+                      len(child.share), child.returncode)
+    for profile in profiles:
+        doc = said.get(profile.name) or fallback[profile.name]
+        docs[profile.name] = doc
+        codes[profile.name] = _CODES[str(doc["status"])]
+    return codes, docs
+
+
+def _parse(stdout: bytes) -> dict[str, object]:
+    try:
+        document = json.loads(stdout)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    profiles = document.get("profiles") if isinstance(document, dict) else None
+    return profiles if isinstance(profiles, dict) else {}
+
+
+def _no_document(child: Child, *, stopped: bool) -> dict[str, object]:
+    if stopped and child.returncode is not None and child.returncode >= 0:
+        return interrupted_document("sync")
+    if child.start_error is not None:
+        error = child.start_error
+    elif child.returncode is not None and child.returncode < 0:
+        try:
+            name = signal.Signals(-child.returncode).name
+        except ValueError:
+            name = f"signal {-child.returncode}"
+        error = (f"the process syncing this profile was stopped from outside ({name}) before it "
+                 "said how the sync went")
+    else:
+        error = (f"the process syncing this profile ended without a result (exit code "
+                 f"{child.returncode})")
+    return error_document("sync", f"{error}; files it completed are recorded. Run the sync again; "
+                          "if this happens again, the details are in the log.", "internal")
