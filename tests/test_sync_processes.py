@@ -175,18 +175,20 @@ def _run_processes(marker: str) -> list[str]:
     return found
 
 
-def _sharing(marker: str, profile: str) -> list[int]:
-    """Live processes of the run ``marker`` that sync ``profile`` as their share."""
+def _sharing(parent: int, profile: str) -> list[int]:
+    """The processes the run ``parent`` started to sync ``profile`` as their share (not their
+    own children, the workbook readers, which may carry the same command line)."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{pid}/stat").read_text()
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if f"RK_TEST_RUN={marker}".encode() in environ and f"--share-profile={profile}".encode() in argv:
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and f"--share-profile={profile}".encode() in argv:
             found.append(int(pid))
     return found
 
@@ -215,7 +217,7 @@ def test_a_process_killed_mid_run_costs_only_its_own_profiles(sshd, served, tmp_
         if proc.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"the big file was not seen downloading: {proc.communicate(timeout=60)[1][-3000:]}")
         time.sleep(0.005)
-    (victim,) = _sharing(marker, "alpha")
+    (victim,) = _sharing(proc.pid, "alpha")
     os.kill(victim, signal.SIGKILL)
     out, err = proc.communicate(timeout=120)
     assert "Traceback" not in err, err[-3000:]
