@@ -128,8 +128,14 @@ def test_all_profiles_refuses_a_profile_choice_and_a_silly_parallel(sshd, folder
     cfg = config(tmp_path, sshd, base, unreachable=False)
     for command in ("sync", "check"):
         done = run_cli(command, "--config", str(cfg), "--all-profiles", "--profile", "alpha", "--json")
-        assert done.returncode == 3 and done.stdout == "" and "--profile" in done.stderr
+        assert done.returncode == 3 and "--profile" in done.stderr
+        doc = json.loads(done.stdout)  # one document, no profile run
+        assert doc == {"status": "critical", "profiles": {}, "error": doc["error"], "error_kind": "usage"}
+        assert done.stderr == f"report-keeper: {doc['error']}\n"
         done = run_cli(command, "--config", str(cfg), "--all-profiles", "--parallel", "0", "--json")
+        assert done.returncode == 3 and "--parallel" in done.stderr
+        assert json.loads(done.stdout)["profiles"] == {}
+        done = run_cli(command, "--config", str(cfg), "--all-profiles", "--parallel", "0")
         assert done.returncode == 3 and done.stdout == "" and "--parallel" in done.stderr
 
 

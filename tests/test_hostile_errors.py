@@ -1,7 +1,7 @@
 """Errors that used to escape: every one is a single stderr line with the right exit code.
 
-The contract is the process (exit code, stdout empty or one JSON document, one line on stderr,
-never a traceback), so most tests run ``python -m tui`` as a subprocess with a fresh home.
+The contract is the process (exit code, stdout empty or, with ``--json``, one JSON document,
+one line on stderr, never a traceback), so most tests run ``python -m tui`` as a subprocess with a fresh home.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class Run:
     out: str
     err: str
     seconds: float
+    args: tuple[str, ...] = ()
 
 
 def rk(*args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 60,
@@ -55,16 +56,22 @@ def rk(*args: str, home: Path, env: dict[str, str] | None = None, timeout: float
     proc = subprocess.run(command, env=full, cwd=str(ROOT), capture_output=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
     return Run(proc.returncode, proc.stdout.decode("utf-8", "replace"),
-               proc.stderr.decode("utf-8", "replace"), time.monotonic() - started)
+               proc.stderr.decode("utf-8", "replace"), time.monotonic() - started, args)
 
 
 def one_line(run: Run, code: int, *fragments: str) -> str:
-    """The run failed with ``code``, printed nothing on stdout and exactly one stderr line."""
+    """The run failed with ``code`` and exactly one stderr line; stdout holds nothing or, for
+    a run that could not start (exit 3) with ``--json``, one document saying the same."""
     assert "Traceback" not in run.err, run.err
     lines = run.err.splitlines()
     assert len(lines) == 1, run.err
     assert run.code == code, (run.code, run.err)
-    assert run.out == "", run.out
+    if code == 3 and "--json" in run.args:
+        doc = json.loads(run.out)
+        assert doc["status"] == "critical" and doc["error_kind"] in ("usage", "config", "ledger"), doc
+        assert lines[0] == f"report-keeper: {doc['error']}"
+    else:
+        assert run.out == "", run.out
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]

@@ -296,9 +296,11 @@ def test_a_ledger_inside_local_dir_is_a_configuration_error(tmp_path):
     assert err.value.key == "profile.default.ledger"
     assert "inside local_dir" in err.value.reason
     done = run_cli("sync", "--config", str(config), "--json")
-    assert done.returncode == 3 and done.stdout == ""
+    assert done.returncode == 3 and json.loads(done.stdout)["error_kind"] == "config"
     assert "profile.default.ledger" in done.stderr and "Traceback" not in done.stderr
     done = run_cli("check", "--config", str(config), "--offline", "--json")
+    assert done.returncode == 3 and json.loads(done.stdout)["error_kind"] == "config"
+    done = run_cli("check", "--config", str(config), "--offline")
     assert done.returncode == 3 and done.stdout == ""
 
 

@@ -351,7 +351,11 @@ def test_sync_cli_config_error_exits_3(tmp_path):
     bad.write_text("[profile.demo]\nhost = 'x'\nbogus = 1\n")
     done = run_cli("sync", "--config", str(bad), "--profile", "demo", "--json")
     assert done.returncode == 3
-    assert "bogus" in done.stderr and done.stdout == ""
+    doc = json.loads(done.stdout)  # one document, empty, saying why (a cron job parses it)
+    assert doc["status"] == "critical" and doc["downloaded"] == [] and doc["error_kind"] == "config"
+    assert "bogus" in doc["error"] and done.stderr == f"report-keeper: {doc['error']}\n"
+    done = run_cli("sync", "--config", str(bad), "--profile", "demo")
+    assert done.returncode == 3 and "bogus" in done.stderr and done.stdout == ""
 
 
 def test_sync_cli_unknown_host_key_and_accept(tmp_path, cli_server):

@@ -160,6 +160,8 @@ def test_processes_out_of_range_is_a_usage_error(tmp_path):
     for bad in ("0", "65"):
         done = _sync(tmp_path, cfg, "--processes", bad)
         assert done.returncode == 3 and "--processes" in done.stderr, done.stderr
+        doc = json.loads(done.stdout)  # --json: one document all the same, no profile run
+        assert doc == {"status": "critical", "profiles": {}, "error": doc["error"], "error_kind": "usage"}
     assert not (tmp_path / "a.sqlite3").exists()  # nothing was started
 
 

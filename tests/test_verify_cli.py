@@ -105,7 +105,10 @@ def test_folder_with_no_reports_is_exit_3(capsys, tmp_path, setup):
     code = main(["verify", "--json", str(d)])
     captured = capsys.readouterr()
     assert code == 3
-    assert captured.out == ""
+    # one document all the same (what a cron job parses), saying what the stderr line says
+    doc = json.loads(captured.out)
+    assert doc == {"status": "critical", "files": [], "error": doc["error"], "error_kind": "usage"}
+    assert captured.err == f"report-keeper: {doc['error']}\n"
     assert "no reports in the folder" in captured.err and str(d) in captured.err
 
 
@@ -215,7 +218,9 @@ def test_bad_explicit_config_is_exit_3(capsys, folder, tmp_path, content, argv_e
     code = main(["verify", "--json", "--config", str(cfg), *argv_extra, str(folder)])
     captured = capsys.readouterr()
     assert code == 3
-    assert captured.out == ""
+    doc = json.loads(captured.out)
+    assert doc == {"status": "critical", "files": [], "error": doc["error"], "error_kind": "config"}
+    assert captured.err == f"report-keeper: {doc['error']}\n"
     assert expect in captured.err and "bad.toml" in captured.err
 
 

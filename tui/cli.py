@@ -12,6 +12,7 @@ import importlib
 import os
 import signal
 import sys
+from typing import NoReturn
 
 from tui import __version__
 from tui.core.status import Exit
@@ -29,10 +30,34 @@ SUBCOMMANDS = {
 }
 
 
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+class UsageExit(SystemExit):
+    """argparse's exit on a usage error (its usage and error lines are on stderr already),
+    with the error's message: the JSON document of a ``--json`` run says it too."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser (and, through ``add_subparsers``, each subcommand's) whose usage
+    errors raise :class:`UsageExit`. ``json_command``: the chosen subcommand, when it takes
+    ``--json``."""
+
+    json_command: str | None = None
+
+    def error(self, message: str) -> NoReturn:
+        try:
+            super().error(message)  # usage and "PROG: error: MESSAGE" on stderr, as argparse writes them
+        except SystemExit:
+            raise UsageExit(message) from None
+        raise UsageExit(message)  # argparse's error always exits; this keeps the type checker sure
+
+
+def build_parser(argv: list[str] | None = None) -> Parser:
     """The parser. Only the chosen subcommand's module is imported (start-up time matters for
     cron and for ``verify`` on many files); ``--help`` lists them all from ``SUBCOMMANDS``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="report-keeper",
         description="Keeps scheduled Alma Analytics reports safe. Without a command, opens the TUI.",
     )
@@ -42,14 +67,34 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true", help="open the TUI against the embedded demo server")
     parser.add_argument("--local-dir", metavar="D", help="with --demo: keep downloads in D")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    words = sys.argv[1:] if argv is None else argv
-    chosen = next((w for w in words if w in SUBCOMMANDS), None)
+    chosen = _chosen(sys.argv[1:] if argv is None else argv)
     for name, help_text in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
             module = importlib.import_module(f"tui.commands.{name.replace('-', '_')}")
             module.add_arguments(p)
+            if p.get_default("json") is not None:  # the command has a --json option
+                parser.json_command = name
     return parser
+
+
+def _chosen(words: list[str]) -> str | None:
+    """The subcommand of a command line: the first word that names one."""
+    return next((w for w in words if w in SUBCOMMANDS), None)
+
+
+def _asked_for_json(parser: Parser, words: list[str]) -> tuple[str, bool] | None:
+    """After a failed parse, which command's JSON document the command line asked for (and
+    whether with ``--all-profiles``), or None: the chosen subcommand takes ``--json`` and the
+    word ``--json`` follows it (before a ``--``, after which every word is an argument). Read
+    from the words themselves: the parse that failed may have stopped before them."""
+    command = parser.json_command
+    if command is None or command not in words:
+        return None
+    after = words[words.index(command) + 1:]
+    if "--" in after:
+        after = after[:after.index("--")]
+    return (command, "--all-profiles" in after) if "--json" in after else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,26 +102,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 2 on usage errors, but our contract says 3
-        return int(Exit.USAGE) if exc.code not in (0, None) else 0
+        if exc.code in (0, None):  # --help, --version: what was asked for, no document
+            return 0
+        asked = _asked_for_json(parser, sys.argv[1:] if argv is None else argv)
+        if isinstance(exc, UsageExit) and asked is not None:
+            from tui.commands.common import new_run, one_line, print_error_document  # noqa: PLC0415 - start-up time
 
-    # Loaded once the arguments are known: `report-keeper --help` (and a usage error) starts
-    # without the config, logging and asyncio machinery a command needs.
+            new_run()
+            command, all_profiles = asked
+            print_error_document(command, one_line(exc.message), "usage", all_profiles=all_profiles)
+        return int(Exit.USAGE)
+
+    # Loaded once the arguments are known: `report-keeper --help` (and a usage error without
+    # --json) starts without the config, logging and asyncio machinery a command needs.
     from tui.commands.common import (  # noqa: PLC0415 - start-up time
         fail_interrupted,
         fail_unexpected,
         fail_usage,
         guarded_output,
+        new_run,
     )
     from tui.core import clock  # noqa: PLC0415 - start-up time
     from tui.core.logs import setup_logging  # noqa: PLC0415 - start-up time
 
+    new_run()
     log_file = setup_logging()
     if sys.stdout is None:  # started with stdout closed: results go nowhere, exit codes still tell
         sys.stdout = open(os.devnull, "w")  # for the life of the process
     try:  # a pinned clock that cannot be used is a usage error for every command
         clock.check()
     except clock.ClockError as exc:
-        return fail_usage(str(exc))
+        return fail_usage(exc, args)
     try:
         if args.command:
             module = importlib.import_module(f"tui.commands.{args.command.replace('-', '_')}")

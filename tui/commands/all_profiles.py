@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from tui.commands.common import require_local_dir, terminal_passphrase_cb
+from tui.commands.common import OptionError, require_local_dir, terminal_passphrase_cb
 from tui.core import status as st
 from tui.core.config import ConfigError, Profile, load_config
 from tui.core.ledger import Ledger, LedgerError
@@ -45,14 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def selected(args: argparse.Namespace) -> bool:
-    """``--all-profiles`` was given; raises ``ConfigError`` (exit 3) for a conflicting choice."""
+    """``--all-profiles`` was given; raises ``OptionError`` (exit 3) for a conflicting choice."""
     if not getattr(args, "all_profiles", False):
         return False
     if getattr(args, "profile", None):
-        raise ConfigError(None, "--profile", "--all-profiles runs every profile; leave out --profile")
+        raise OptionError(None, "--profile", "--all-profiles runs every profile; leave out --profile")
     parallel = getattr(args, "parallel", DEFAULT_PARALLEL)
     if not 1 <= parallel <= MAX_PARALLEL:
-        raise ConfigError(None, "--parallel", f"{parallel} is not between 1 and {MAX_PARALLEL}")
+        raise OptionError(None, "--parallel", f"{parallel} is not between 1 and {MAX_PARALLEL}")
     return True
 
 

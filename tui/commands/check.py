@@ -87,11 +87,11 @@ def run(args: argparse.Namespace) -> int:
             return _run_all(args)
         profile = load_profile(args)
     except (ConfigError, ClockError) as exc:
-        return fail_usage(str(exc))
+        return fail_usage(exc, args)
     try:
         ledger = Ledger.open(profile.ledger_path, profile=profile.name)
     except LedgerError as exc:
-        return fail_usage(str(exc))
+        return fail_usage(exc, args, kind="ledger")
     connection = ConnectionStatus.skipped()
     try:
         try:
@@ -216,8 +216,10 @@ def _run_all(args: argparse.Namespace) -> int:
     try:
         profiles = all_profiles.load_profiles(args, need_local_dir=False)
         ledgers = all_profiles.Ledgers(profiles)
-    except (ConfigError, LedgerError) as exc:
-        return fail_usage(str(exc))
+    except ConfigError as exc:
+        return fail_usage(exc, args)
+    except LedgerError as exc:
+        return fail_usage(exc, args, kind="ledger")
     online: dict[str, ConnectionStatus | BaseException] = {}
     checked: dict[str, _Checked] = {}
     interrupted = False

@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
 from tui.core.config import ConfigError, Profile, load_config
 from tui.core.model import VerifyResult
@@ -297,9 +297,38 @@ def one_line(text: str, limit: int = 600) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def fail_usage(message: str) -> int:
-    """Print a usage or configuration error as one line on stderr; returns exit code 3."""
-    sys.stderr.write(f"report-keeper: {one_line(message)}\n")
+#: ``error_kind`` of a command that could not start (exit 3): ``usage``, an option, an argument
+#: or ``REPORT_KEEPER_NOW`` it cannot use; ``config``, the config file or the profile; ``ledger``,
+#: the ledger cannot be opened.
+StartKind = Literal["usage", "config", "ledger"]
+
+
+class OptionError(ConfigError):
+    """Options that cannot go together, or an option's value out of range: a usage error
+    (exit 3, ``"error_kind": "usage"``) that callers handle with the configuration's."""
+
+
+def new_run() -> None:
+    """A new command starts: no document printed yet (``main`` may run more than once in a
+    process: the tests, a program that embeds it)."""
+    global _json_printed
+    _json_printed = False
+
+
+def fail_usage(message: str | Exception, args: argparse.Namespace | None = None, *,
+               kind: StartKind | None = None) -> int:
+    """A command could not start: the error as one line on stderr and, when ``args`` asked for
+    ``--json``, one document of the command's usual shape saying so (:func:`print_error_document`);
+    returns exit code 3. ``kind`` is the document's ``error_kind``; by default ``config`` for a
+    :class:`ConfigError` (an :class:`OptionError` is ``usage``), else ``usage``."""
+    line = one_line(str(message))
+    if kind is None:
+        config = isinstance(message, ConfigError) and not isinstance(message, OptionError)
+        kind = "config" if config else "usage"
+    if args is not None and getattr(args, "json", False):
+        print_error_document(getattr(args, "command", None), line, kind,
+                             all_profiles=getattr(args, "all_profiles", False))
+    sys.stderr.write(f"report-keeper: {line}\n")
     sys.stderr.flush()
     return int(Exit.USAGE)
 
@@ -307,13 +336,20 @@ def fail_usage(message: str) -> int:
 #: The fields of each command's JSON document, empty: an error document keeps the shape.
 _EMPTY_FIELDS: dict[str | None, dict[str, object]] = {
     "sync": {"downloaded": [], "skipped": [], "failed": [], "refused": [], "files": [], "lost": [],
-             "purged": [], "waiting_for_export": []},
-    "purge": {"dry_run": False, "purged": [], "waiting_for_export": [], "errors": []},
-    "check": {"connection": {"ok": None, "message": "", "write_test": "skipped", "steps": {}}, "reports": []},
+             "lost_versions": [], "refetched": [], "missing_locally": [], "ignored": [], "folders": [],
+             "purged": [], "waiting_for_export": [], "purge_errors": []},
+    "purge": {"dry_run": False, "policy": {}, "purged": [], "waiting_for_export": [], "errors": [],
+              "withdrawn": [], "parts_removed": 0, "cache_entries_removed": 0},
+    "check": {"now": None, "connection": {"ok": None, "message": "", "write_test": "skipped", "steps": {}},
+              "reports": [], "refused": [], "ignored": [], "folders": []},
     "verify": {"files": []},
-    "export": {"out": None, "rows": 0, "files": 0, "pseudonymized_columns": [], "days": {
-        "included": [], "empty": [], "closed": [], "missing": [], "excluded": []},
-        "superseded": [], "column_drift": []},
+    "export": {"out": None, "format": None, "rows": 0, "files": 0, "reports": [], "since": None, "until": None,
+               "columns": [], "pseudonymized_columns": [], "pseudonymized": False, "identifier_columns": [],
+               "identifier_columns_not_found": [], "key_file": None, "key_id": None, "key_created": False,
+               "days": {"included": [], "empty": [], "closed": [], "missing": [], "excluded": []},
+               "days_by_report": {}, "superseded": [], "column_drift": [], "not_held": [], "few_rows": [],
+               "files_read": 0, "files_from_cache": 0, "seconds": 0.0, "export_id": None},
+    "notify": {"profile": None, "channels": []},
 }
 
 
@@ -322,8 +358,9 @@ INTERRUPTED = "Interrupted (Ctrl-C) before it finished; nothing it did is lost. 
 
 def error_document(command: str | None, error: str, error_kind: str, *,
                    all_profiles: bool = False) -> dict[str, object]:
-    """The JSON document of a command that has no result: its usual shape, empty
-    (``{"status", "profiles": {}}`` for ``--all-profiles``), critical, saying why."""
+    """The JSON document of a command that has no result: its usual shape, every field present
+    and empty (``{"status", "profiles": {}}`` for ``--all-profiles``), critical, with ``error``
+    (one line) and ``error_kind``."""
     document: dict[str, object] = {"status": "critical"}
     if all_profiles:
         document["profiles"] = {}
@@ -338,18 +375,25 @@ def interrupted_document(command: str | None, *, all_profiles: bool = False) -> 
     return error_document(command, INTERRUPTED, "interrupted", all_profiles=all_profiles)
 
 
+def print_error_document(command: str | None, error: str, error_kind: str, *, all_profiles: bool = False) -> None:
+    """:func:`error_document` on stdout, unless a document was printed already (never two) or
+    stdout is gone (the exit code still tells)."""
+    if _json_printed or sys.stdout is None:
+        return
+    try:
+        print_json(error_document(command, error, error_kind, all_profiles=all_profiles))
+    except OSError:
+        pass
+
+
 def fail_interrupted(args: argparse.Namespace) -> int:
     """Ctrl-C (SIGINT) reached the top of a command that does not handle it itself: one line
     on stderr and, with ``--json``, one JSON document if none was printed yet (cron and
     monitoring read it); exit 2, because nothing says the reports are safe."""
     log.info("interrupted (SIGINT)")
-    if getattr(args, "json", False) and not _json_printed:
-        document = interrupted_document(getattr(args, "command", None),
-                                        all_profiles=getattr(args, "all_profiles", False))
-        try:
-            print_json(document)
-        except OSError:
-            pass
+    if getattr(args, "json", False):
+        print_error_document(getattr(args, "command", None), INTERRUPTED, "interrupted",
+                             all_profiles=getattr(args, "all_profiles", False))
     try:
         sys.stderr.write(f"report-keeper: {INTERRUPTED}\n")
         sys.stderr.flush()
@@ -366,13 +410,8 @@ def fail_unexpected(exc: BaseException, args: argparse.Namespace, log_file: Path
     where = f"the details are in {log_file}" if log_file else "run again with a writable log folder for details"
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     message = one_line(f"unexpected error ({what}); this is a bug: {where}. Please report it.")
-    if getattr(args, "json", False) and not _json_printed:
-        document = {"status": "critical", **_EMPTY_FIELDS.get(getattr(args, "command", None), {}),
-                    "error": message, "error_kind": "internal"}
-        try:
-            print_json(document)
-        except OSError:
-            pass
+    if getattr(args, "json", False):
+        print_error_document(getattr(args, "command", None), message, "internal")
     sys.stderr.write(f"report-keeper: {message}\n")
     sys.stderr.flush()
     return int(Exit.CRITICAL)

@@ -78,21 +78,22 @@ def run(args: argparse.Namespace) -> int:
         since = parse_day(args.since, "--since") if args.since is not None else None
         until = parse_day(args.until, "--until") if args.until is not None else None
         if args.key_file is not None and not args.pseudonymize:
-            return fail_usage("--key-file is only used with --pseudonymize; add --pseudonymize or drop --key-file")
+            return fail_usage("--key-file is only used with --pseudonymize; add --pseudonymize or drop --key-file",
+                              args)
     except ExportError as exc:
-        return fail_usage(str(exc))
+        return fail_usage(exc, args)
     try:
         clock.now()
         profile = load_profile(args)
     except (ConfigError, ClockError) as exc:
-        return fail_usage(str(exc))
+        return fail_usage(exc, args)
     isolation.use_reader_limits([profile])
     isolation.shared_pool().prestart()  # the workbook readers start while the ledger is read
     try:
         ledger = Ledger.open(profile.ledger_path, profile=profile.name)
     except LedgerError as exc:
         isolation.configure()
-        return fail_usage(str(exc))
+        return fail_usage(exc, args, kind="ledger")
     request = ExportRequest(
         out=Path(args.out), reports=tuple(args.report), since=since, until=until,
         pseudonymize=args.pseudonymize, key_file=Path(args.key_file) if args.key_file else None,
@@ -110,9 +111,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"report-keeper: {message}\n")
         return 2
     except ExportError as exc:
-        return fail_usage(str(exc))
+        return fail_usage(exc, args)
     except LedgerError as exc:
-        return fail_usage(str(exc))
+        return fail_usage(exc, args, kind="ledger")
     finally:
         ledger.close()
         isolation.configure()  # readers stopped, the defaults back for whatever runs next

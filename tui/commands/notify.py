@@ -31,15 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.test:
-        return fail_usage("notify: nothing to do; use 'report-keeper notify --test' to send a test message")
+        return fail_usage("notify: nothing to do; use 'report-keeper notify --test' to send a test message", args)
     try:
         profile = load_profile(args)
     except ConfigError as exc:
-        return fail_usage(str(exc))
+        return fail_usage(exc, args)
     if not profile.notify.configured:
         where = profile.source or "the config"
         return fail_usage(f"{where}: profile.{profile.name}.notify: no alert channel is configured; "
-                          "add email_to (with smtp_host), webhook_url or ping_url (see README: Alerts)")
+                          "add email_to (with smtp_host), webhook_url or ping_url (see README: Alerts)",
+                          args, kind="config")
 
     outcomes = send_test(profile)
     code = Exit.OK if all(o.ok for o in outcomes) else Exit.CRITICAL

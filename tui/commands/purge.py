@@ -55,11 +55,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         profile = load_profile(args)
     except ConfigError as exc:
-        return fail_usage(str(exc))
+        return fail_usage(exc, args)
     try:
         ledger = Ledger.open(profile.ledger_path, profile=profile.name)
     except LedgerError as exc:
-        return fail_usage(str(exc))
+        return fail_usage(exc, args, kind="ledger")
     out: TextIO = sys.stderr if args.json else sys.stdout
     try:
         result = retention.purge(profile, ledger, dry_run=args.dry_run, remove_parts=remove_stale_parts)

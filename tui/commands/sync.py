@@ -116,12 +116,12 @@ def _run(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
             return _run_all(args, ctrl_c)
         profile = load_profile(args, need_local_dir=True)
     except ConfigError as exc:
-        return fail_usage(str(exc))
+        return fail_usage(exc, args)
     isolation.use_reader_limits([profile])
     try:
         ledger = Ledger.open(profile.ledger_path, profile=profile.name)
     except LedgerError as exc:
-        return fail_usage(str(exc))
+        return fail_usage(exc, args, kind="ledger")
     out: TextIO = sys.stderr if args.json else sys.stdout
     policy = "remember" if args.accept_new_host_key else "reject"
     holder: dict[str, SyncService] = {}
@@ -272,7 +272,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         profiles = all_profiles.load_profiles(args, need_local_dir=True)
         problem = processes.check_arguments(args)
         if problem is not None:
-            return fail_usage(problem)
+            return fail_usage(problem, args)
         if share:  # this process runs its share of a run over several processes
             ctrl_c.quiet = True
             profiles = processes.share_limits(args, profiles)
@@ -283,8 +283,10 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
                 return _run_shares(args, ctrl_c, profiles, shares)
             isolation.use_reader_limits(profiles)  # one pool reads for them all: the largest limits
         ledgers = all_profiles.Ledgers(profiles)
-    except (ConfigError, LedgerError) as exc:
-        return fail_usage(str(exc))
+    except ConfigError as exc:
+        return fail_usage(exc, args)
+    except LedgerError as exc:
+        return fail_usage(exc, args, kind="ledger")
     out: TextIO = sys.stderr if args.json else sys.stdout
     policy = "remember" if args.accept_new_host_key else "reject"
     services: dict[str, SyncService] = {}

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         profile = _profile(args)
     except ConfigError as exc:
-        return fail_usage(str(exc))
+        return fail_usage(exc, args)
     # The flags win; else the profile's reader limits; else the defaults.
     memory = args.max_memory << 20 if args.max_memory else None
     seconds = args.max_seconds
@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace, profile: Profile | None) -> int:
     try:
         files = collect(args.paths)
     except _UsageError as exc:
-        return fail_usage(str(exc))
+        return fail_usage(exc, args)
 
     items = [_item(path, profile) for path in files]
     results = for_shell(validate_many(items, pool=isolation.shared_pool()), args, getattr(args, "profile", None))
