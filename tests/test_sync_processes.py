@@ -245,3 +245,21 @@ def test_a_process_killed_mid_run_costs_only_its_own_profiles(sshd, served, tmp_
     assert _sha(tmp_path / "local" / "alpha" / big.name) == _sha(big)
     with Ledger.open(tmp_path / "alpha.sqlite3", profile="alpha") as led:
         assert led.integrity_ok()
+
+
+@pytest.mark.sshd
+def test_a_share_whose_ledger_cannot_be_opened_says_why_and_the_others_sync(sshd, served, tmp_path):
+    ledgers = {"alpha": "alpha.sqlite3", "gamma": "gamma.sqlite3"}
+    (tmp_path / "gamma.sqlite3").write_bytes(b"this is no ledger\n" * 200)
+    cfg = _sshd_config(tmp_path, sshd, served, ledgers)
+    done = _sync(tmp_path, cfg, "--processes", "2")
+    assert done.returncode == 3, done.stderr  # as in one process: a ledger that cannot be used
+    doc = json.loads(done.stdout)
+    assert doc["status"] == "critical" and list(doc["profiles"]) == ["alpha", "gamma"]
+    gamma = doc["profiles"]["gamma"]
+    assert gamma["status"] == "critical" and gamma["error_kind"] == "ledger", gamma
+    assert "gamma.sqlite3" in gamma["error"] and gamma["downloaded"] == []
+    alpha = doc["profiles"]["alpha"]
+    assert alpha["error"] is None and {d["name"] for d in alpha["downloaded"]} == {
+        p.name for p in (served / "alpha").iterdir()}
+    assert (tmp_path / "gamma.sqlite3").read_bytes() == b"this is no ledger\n" * 200  # left as it was

@@ -39,6 +39,7 @@ from tui.commands.all_profiles import ledger_key
 from tui.commands.common import error_document, interrupted_document
 from tui.core import isolation
 from tui.core.config import Profile
+from tui.core.status import Exit
 
 log = logging.getLogger("report_keeper.commands.processes")
 
@@ -49,6 +50,8 @@ MAX_PROCESSES = 64
 _LINE_LIMIT = 1 << 16
 
 _CODES = {"ok": 0, "warning": 1, "critical": 2}
+#: A process's exit code when it could not start its share (usage, config, ledger).
+USAGE = int(Exit.USAGE)
 
 
 def usable_cores() -> int:
@@ -232,28 +235,34 @@ async def run_shares(args: argparse.Namespace, shares: list[list[Profile]], out:
 
 def documents(children: Sequence[Child], profiles: Sequence[Profile], *,
               stopped: bool) -> tuple[dict[str, int], dict[str, dict[str, object]]]:
-    """Each profile's code and document, in the config's order: as its process said, or, for
-    a process that said nothing usable, ``critical`` saying what became of it."""
+    """Each profile's code and document, in the config's order: as its process said; for a
+    process that could not start its share (the config or a ledger file became unusable: exit
+    3), its error, exit 3 as one process would have; for one that said nothing usable,
+    ``critical`` saying what became of it."""
     codes: dict[str, int] = {}
     docs: dict[str, dict[str, object]] = {}
-    said: dict[str, dict[str, object]] = {}
-    fallback: dict[str, dict[str, object]] = {}
     for child in children:
-        got = _parse(child.stdout)
+        document = _parse(child.stdout)
+        got = document.get("profiles")
+        got = got if isinstance(got, dict) else {}
+        missing = False
         for profile in child.share:
             one = got.get(profile.name)
             if isinstance(one, dict) and one.get("status") in _CODES:
-                said[profile.name] = one
+                docs[profile.name], codes[profile.name] = one, _CODES[str(one["status"])]
+                continue
+            missing = True
+            error, kind = document.get("error"), document.get("error_kind")
+            if child.returncode == USAGE and isinstance(error, str) and kind in ("config", "ledger", "usage"):
+                docs[profile.name] = error_document("sync", error, str(kind))
+                codes[profile.name] = USAGE
             else:
-                fallback[profile.name] = _no_document(child, stopped=stopped)
-        if any(p.name in fallback for p in child.share):
+                docs[profile.name] = _no_document(child, stopped=stopped)
+                codes[profile.name] = _CODES["critical"]
+        if missing:
             log.error("a sync process for %d profiles ended without their documents (exit %s)",
                       len(child.share), child.returncode)
-    for profile in profiles:
-        doc = said.get(profile.name) or fallback[profile.name]
-        docs[profile.name] = doc
-        codes[profile.name] = _CODES[str(doc["status"])]
-    return codes, docs
+    return {p.name: codes[p.name] for p in profiles}, {p.name: docs[p.name] for p in profiles}
 
 
 def _parse(stdout: bytes) -> dict[str, object]:
@@ -261,8 +270,7 @@ def _parse(stdout: bytes) -> dict[str, object]:
         document = json.loads(stdout)
     except (ValueError, UnicodeDecodeError):
         return {}
-    profiles = document.get("profiles") if isinstance(document, dict) else None
-    return profiles if isinstance(profiles, dict) else {}
+    return document if isinstance(document, dict) else {}
 
 
 def _no_document(child: Child, *, stopped: bool) -> dict[str, object]:
