@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import os
@@ -319,6 +320,45 @@ async def test_cancel_keeps_part_and_next_run_resumes(sftp_server, tmp_path):
         await q2.join()
     assert job2.state == "done" and job2.result.resumed_from == have
     assert (out / "big.xlsx").read_bytes() == data
+
+
+async def test_a_cancelled_download_ends_only_once_its_part_holds_what_it_reported(
+        sftp_server, tmp_path, held_writes):
+    """Cancelled, and cancelled again while it stops (closing the queue cancels the job, then
+    its worker cancels it once more), a download ends only once every block it received and
+    reported is in its part file and the part is unlocked: whoever looks next (the sync that
+    records the partial download, a retry that locks the part) sees what arrived. The writer
+    thread is held here, as a loaded machine holds it: the download used to end while its
+    last write was still on its way, and the sync then read an empty part and recorded
+    nothing (the ledger said "new" beside a part file)."""
+    size = 12_000_000
+    data = _put(sftp_server, "big.xlsx", size)
+    remote = (await _listing(sftp_server))["big.xlsx"]
+    out = tmp_path / "out"
+    reported = []
+    async with await connect(sftp_server.options()) as conn:
+        task = asyncio.ensure_future(download(conn, remote, sftp_server.remote_dir, out,
+                                              progress=lambda done, total: reported.append(done)))
+        assert await asyncio.to_thread(held_writes.held.wait, 30)  # the first block is on its way
+        assert reported and reported[-1] > 0
+        task.cancel()
+        await asyncio.sleep(0.1)  # it is stopping now
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=0.5)
+        assert not done, "the download ended while a block it had reported was still being written"
+        held_writes.release()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    part = part_path(out, remote)
+    have = part.stat().st_size
+    assert have == reported[-1] and part.read_bytes() == data[:have]
+    assert part_progress(out, remote) == have  # its record names this copy: the next run resumes
+    fd = os.open(part, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nothing holds the part's lock any more
+    finally:
+        os.close(fd)
+    assert _entries(out) == []
 
 
 async def test_cancel_all_and_pause_hold_queued_jobs(embedded_sftp, tmp_path):

@@ -33,6 +33,10 @@ How a file is written (docs/ARCHITECTURE.md, "Local files"):
 Errors are :mod:`tui.sftp.errors` classes; a full local disk fails with
 :class:`LocalDiskFull` and keeps the part file for resuming once space is freed. Nothing
 partial ever has the final name. Retrying is the queue's business (:mod:`tui.sftp.queue`).
+However it stops (an error, a cancel, a second cancel while it stops), a download ends only
+once its reads in flight are over, every block it received is in the part file and the part
+is unlocked: what the caller then reads of the part (the sync records it as partial) is what
+arrived, and the next attempt can lock it at once.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import hashlib
 import logging
 import os
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC
 from enum import StrEnum
@@ -232,6 +236,33 @@ async def _close_quietly(f: asyncssh.SFTPClientFile) -> None:
         pass
 
 
+#: What a stopping download waits for: its reads, its last write, its part's closing.
+_Pending = asyncio.Future[bytes] | asyncio.Future[int] | asyncio.Future[None]
+
+
+async def _settle(pending: Collection[_Pending]) -> None:
+    """Wait until every one of ``pending`` has ended, also when cancelled meanwhile (once they
+    have, ``CancelledError`` is raised). A download that stops ends only after this: its reads
+    in flight are over, its last block is in the part file and the part is unlocked, so
+    whoever looks next (the sync recording the partial download, the next attempt locking the
+    part) finds what arrived. Their own outcomes are not the error to report (retrieved here,
+    so never logged as lost)."""
+    if not pending:
+        return
+    cancelled = False
+    while True:
+        try:
+            await asyncio.wait(pending)  # cancelled, it leaves them running: waited for again
+            break
+        except asyncio.CancelledError:
+            cancelled = True
+    for fut in pending:
+        if not fut.cancelled():
+            fut.exception()
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 _background: set[asyncio.Task[None]] = set()
 
 
@@ -329,6 +360,7 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
     writer: concurrent.futures.ThreadPoolExecutor | None = None
     placed = recorded = False
     pos = have = 0
+    writing: asyncio.Future[int] | None = None  # the block the writer thread is writing
     try:
         try:
             # Creating and locking the part (and asking the ledger) waits on the file system:
@@ -362,17 +394,18 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
         if size - have >= THREADED_WRITES_FROM:
             writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rk-write")
         loop = asyncio.get_running_loop()
-        writing: asyncio.Future[int] | None = None
         reported = -1  # bytes last given to progress()
 
         async def flush() -> None:
             nonlocal writing, written
             if writing is not None:
-                fut, writing = writing, None
-                try:
-                    written += await fut
+                try:  # shielded: cancelled meanwhile, the write still lands and is waited for
+                    n = await asyncio.shield(writing)
                 except OSError as exc:
+                    writing = None
                     raise local_err(exc) from None
+                writing = None
+                written += n
 
         # The requests cover one byte past the listed size: getting it means the file grew
         # (still being written, or replaced) without a separate stat round trip.
@@ -431,15 +464,11 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
         except (asyncssh.Error, OSError) as exc:
             raise remote_err(exc) from None
         finally:
+            # Stopped (by an error, or cancelled: once or again while stopping, as closing the
+            # queue does), the reads end and the last write lands before anything goes on.
             for _off, _n, task in inflight:
                 task.cancel()
-            if inflight:
-                await asyncio.gather(*(t for _o, _n, t in inflight), return_exceptions=True)
-            if writing is not None:  # let the last write land before anyone reuses the part
-                try:
-                    await asyncio.shield(writing)
-                except BaseException:  # noqa: BLE001 - its error is not the one to report
-                    pass
+            await _settle([t for _o, _n, t in inflight] + ([writing] if writing is not None else []))
         if written != size:
             raise _changed(remote, f"it ended after {pos} of the listed {size} bytes")
         digest = h.hexdigest()
@@ -455,15 +484,18 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
                 parts.write_record(work, remote)
             except OSError:
                 pass
+        closed: concurrent.futures.Future[None] | None = None
         if writer is not None:
             if fd >= 0:
-                writer.submit(os.close, fd)  # after any write still queued
+                closed = writer.submit(os.close, fd)  # after any write still queued
             writer.shutdown(wait=False)
         elif fd >= 0:
             os.close(fd)
         closing = asyncio.ensure_future(_close_quietly(f))  # closing needs no wait: saves a round trip
         _background.add(closing)
         closing.add_done_callback(_background.discard)
+        if closed is not None:  # the part is unlocked when the download ends
+            await _settle([asyncio.wrap_future(closed)])
     # Debug only: the caller logs what it did with the file (the sync: one line per file).
     log.debug("downloaded %r: %d bytes, %s (resumed from %d)", remote.name, size, status, have)
     return DownloadResult(name=remote.ident, size=size, sha256=digest, path=final, status=status,
