@@ -238,6 +238,49 @@ async def test_interrupted_sync_resumes_from_part_files_and_ledger_stays_consist
         assert ledger.partials() == {}
 
 
+async def test_a_sync_cancelled_again_while_it_stops_still_records_its_part_files(
+        demo, ledger, held_writes):
+    """Cancelled in the middle of a big file, and cancelled again while it stops (the app's
+    cancel key, then quitting), a sync still ends with the ledger naming the part file as a
+    partial download of exactly the bytes it holds. The big file's writer thread is held
+    meanwhile, as a loaded machine holds it: the sync used to read the part before its last
+    block had landed (the ledger said "new" beside a part file), and a second cancel skipped
+    recording the partial downloads altogether."""
+    server_dir = demo.root / demo.remote_dir
+    local = Path(demo.profile.local_dir)
+    big_name = "Full Loan History_20260610_080000.xlsx"
+    (server_dir / big_name).write_bytes(os.urandom(12 * 1024 * 1024))
+    async with SyncService(demo.profile, ledger) as service:
+        queues: list[TransferQueue] = []
+        task = None
+
+        def on_event(event):
+            if (isinstance(event, Running) and event.name == big_name
+                    and 0 < event.bytes < event.total):
+                task.cancel()  # in the middle of the big file, its first block still held
+
+        def stopping() -> bool:  # the sync has closed its queue: the big file's job is cancelled
+            jobs = [j for q in queues for j in q.jobs.values() if j.name == big_name]
+            return bool(jobs) and jobs[0].cancel_requested
+
+        task = asyncio.ensure_future(service.sync(on_event=on_event, on_queue=queues.append))
+        for _ in range(3000):
+            if stopping() or task.done():
+                break
+            await asyncio.sleep(0.01)
+        assert stopping() and not task.done(), "the sync ended while a block was still being written"
+        task.cancel()  # again, while it stops
+        await asyncio.sleep(0.1)
+        held_writes.release()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        big_part = part_path(local, service.last_listing.entry(big_name).remote)
+        assert big_part.stat().st_size > 0
+        assert ledger.local_state(big_name) == "partial"
+        assert ledger.partials()[big_name]["bytes_done"] == big_part.stat().st_size
+        assert (await service.list_remote()).entry(big_name).local_state == "partial"
+
+
 async def test_verification_is_served_from_the_cache(demo, ledger):
     async with SyncService(demo.profile, ledger) as service:
         await service.sync()

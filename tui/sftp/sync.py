@@ -20,7 +20,8 @@ listed; ``sync`` turns that into a critical :class:`SyncResult` instead (``resul
 ``Running``, ``Retrying``, ``Done``, ``Failed``, ``Cancelled``) and this module's
 :class:`Listed` and :class:`Verified`. Cancelling the task that runs ``download``/``sync``
 stops the transfers, keeps their part files (the next run resumes them) and records them
-as partial in the ledger.
+as partial in the ledger, with the bytes each holds; cancelled again while it does that, it
+still finishes it (docs/ARCHITECTURE.md, "A stopped download is settled").
 
 Each completed download is recorded in the ledger as soon as it is in place (complete,
 fsync'ed, under its final name), before it is verified; its folder is fsync'ed before the
@@ -763,7 +764,18 @@ class SyncService:
             if verifications:
                 await asyncio.gather(*verifications)
         except asyncio.CancelledError:
-            await queue.close()
+            # The transfers stop, then their part files are recorded: also when this is cancelled
+            # again meanwhile (the app's cancel, then quitting), which would otherwise leave part
+            # files on the disk that the ledger does not call partial.
+            closing = asyncio.ensure_future(queue.close())
+            while True:
+                try:
+                    await asyncio.wait([closing])  # cancelled, it leaves the closing running
+                    break
+                except asyncio.CancelledError:
+                    continue
+            if not closing.cancelled() and closing.exception() is not None:
+                log.error("stopping the transfers failed", exc_info=closing.exception())
             self._record_partials(queue, by_name)
             for job in queue.jobs.values():
                 if job.state != JobState.DONE:
