@@ -257,6 +257,17 @@ def test_an_option_s_hostile_name_stays_inert_in_the_document(capsys, place):
     doc = one_document(out, "sync")
     assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
     assert "pwned" in doc["error"] and "\x1b" not in doc["error"]
+    # argparse's own line on stderr quotes the option too: escaped there as well
+    assert "pwned" in err and "\x1b" not in err and "\x07" not in err and "\u202e" not in err
+    assert "\\u001b" in err
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]], ids=["plain", "json"])
+def test_a_hostile_option_name_cannot_drive_the_terminal_from_argparse(place, json_flag):
+    done = subprocess.run([sys.executable, "-m", "tui", "check", *json_flag, "--\x1b]0;pwned\x07"],
+                          capture_output=True, env={**os.environ, "REPORT_KEEPER_NOW": NOW}, cwd=ROOT)
+    assert done.returncode == 3
+    assert b"pwned" in done.stderr and b"\x1b" not in done.stderr and b"\x07" not in done.stderr
 
 
 # ------------------------------------------------------------------------ no document

@@ -47,8 +47,12 @@ class Parser(argparse.ArgumentParser):
     json_command: str | None = None
 
     def error(self, message: str) -> NoReturn:
+        # The message quotes the words typed (an option's name, a value), which a script may
+        # have built from anything: escaped, they cannot drive the terminal.
+        from tui.core.names import escape_text  # noqa: PLC0415 - the error path only
+
         try:
-            super().error(message)  # usage and "PROG: error: MESSAGE" on stderr, as argparse writes them
+            super().error(escape_text(message))  # usage and "PROG: error: MESSAGE" on stderr, as argparse writes them
         except SystemExit:
             raise UsageExit(message) from None
         raise UsageExit(message)  # argparse's error always exits; this keeps the type checker sure
