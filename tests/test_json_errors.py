@@ -145,24 +145,19 @@ def test_all_profiles_with_a_missing_config_prints_an_empty_profiles_document(ca
 
 
 @pytest.mark.parametrize("command", ALL_PROFILES)
-def test_profile_with_all_profiles_is_a_usage_document(capsys, place, command):
-    words = argv(command, place, "--config", str(place["good"]), "--all-profiles", "--profile", "library")
+@pytest.mark.parametrize(("extra", "option"), [(["--profile", "library"], "--profile"),
+                                               (["--parallel", "0"], "--parallel")],
+                         ids=["profile", "silly-parallel"])
+def test_a_conflicting_or_silly_option_with_all_profiles_is_a_usage_document(capsys, place, command,
+                                                                              extra, option):
+    words = argv(command, place, "--config", str(place["good"]), "--all-profiles", *extra)
     code, out, err = run(capsys, words)
     assert code == 3, err
     doc = one_document(out, command, all_profiles=True)
-    assert doc["error_kind"] == "usage" and "--profile" in doc["error"]
+    assert doc["error_kind"] == "usage" and option in doc["error"]
     assert error_line(err) == f"report-keeper: {doc['error']}"
     code, out, err = run(capsys, [w for w in words if w != "--json"])
-    assert code == 3 and out == "" and "--profile" in err
-
-
-@pytest.mark.parametrize("command", ALL_PROFILES)
-def test_a_silly_parallel_with_all_profiles_is_a_usage_document(capsys, place, command):
-    words = argv(command, place, "--config", str(place["good"]), "--all-profiles", "--parallel", "0")
-    code, out, err = run(capsys, words)
-    assert code == 3, err
-    doc = one_document(out, command, all_profiles=True)
-    assert doc["error_kind"] == "usage" and "--parallel" in doc["error"]
+    assert code == 3 and out == "" and option in err
 
 
 @pytest.mark.parametrize("command", ["sync", "check", "export", "purge"])
