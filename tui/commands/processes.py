@@ -31,7 +31,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -137,7 +137,6 @@ class Child:
     stdout: bytes = b""
     returncode: int | None = None
     start_error: str | None = None
-    documents: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 def _argv(args: argparse.Namespace, share: list[Profile], parallel: int, readers: int) -> list[str]:
