@@ -327,22 +327,9 @@ class VerifyScreen(AppScreen):
         content = self._content_shown = self._content()
         short = short_report_names((escape_name(o.result.report or o.result.name) for o in self.outcomes),
                                    self._file_width)
-        for o in shown:
-            r = o.result
-            status, problems = self._shown_status(o, content)
-            reason = (problems[0].message if problems else r.message or "").split("\n", 1)[0]
-            if o.purged_at is not None:
-                reason = (f"⊘ purged {local_time(o.purged_at, self.app.profile.timezone)} (local retention)"
-                          + (f"; {reason}" if reason else ""))
-            table.add_row(
-                self._status_cell(status),
-                local_time(r.delivered_at, self.app.profile.timezone),
-                Text(f"{r.rows:,}" if r.rows is not None else "—", justify="right"),
-                (short_name(r.name, self._file_width) if self._file_width != REPORT_WIDTH
-                 else Text(short[escape_name(r.report or r.name)], no_wrap=True)),
-                Text(self._reason_text(r, status, reason), no_wrap=True),
-                key=("purged:" if o.purged_at is not None else "") + r.path,
-            )
+        # One bulk insert (the table's columns all have fixed widths): thousands of local
+        # reports fill the list without the per-row work of DataTable.add_row.
+        table.add_keyed_rows([self._row(o, content, short) for o in shown])
         if keep is not None:
             for i, o in enumerate(shown):
                 if o.result.path == keep.result.path:
@@ -354,6 +341,25 @@ class VerifyScreen(AppScreen):
             then = ("Download reports (2, a, d) or press v to look again." if not self.outcomes
                     else "Press / to change it.")
             self._status(Text(f"{hint}. {then}", style="italic"))
+
+    def _row(self, o: VerifyOutcome, content: dict[str, list[Problem]],
+             short: dict[str, str]) -> tuple[str, tuple[Text | str, ...]]:
+        """The list's key and cells for one file."""
+        r = o.result
+        status, problems = self._shown_status(o, content)
+        reason = (problems[0].message if problems else r.message or "").split("\n", 1)[0]
+        if o.purged_at is not None:
+            reason = (f"⊘ purged {local_time(o.purged_at, self.app.profile.timezone)} (local retention)"
+                      + (f"; {reason}" if reason else ""))
+        cells = (
+            self._status_cell(status),
+            local_time(r.delivered_at, self.app.profile.timezone),
+            Text(f"{r.rows:,}" if r.rows is not None else "—", justify="right"),
+            (short_name(r.name, self._file_width) if self._file_width != REPORT_WIDTH
+             else Text(short[escape_name(r.report or r.name)], no_wrap=True)),
+            Text(self._reason_text(r, status, reason), no_wrap=True),
+        )
+        return ("purged:" if o.purged_at is not None else "") + r.path, cells
 
     def _reason_text(self, r: VerifyResult, status: st.VerifyStatus | ProblemKind, reason: str) -> str:
         """The reason in its column: whole, else the status's short reason, else whole words."""
