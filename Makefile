@@ -44,7 +44,6 @@ bench: $(VENV)/.installed-test $(VENV)/.installed-bench sshd
 	$(BIN)/python benchmarks/export_year.py
 	$(BIN)/python benchmarks/download.py
 	$(BIN)/python benchmarks/tui.py
-	$(BIN)/python benchmarks/verify_list.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache snapshot_report.html

@@ -1,6 +1,6 @@
 """TUI benchmark: filling the Verify list with thousands of local reports.
 
-    .venv/bin/python benchmarks/verify_list.py [--files 3000] [--runs 5]
+Run by ``benchmarks/tui.py`` (``--verify-files``, ``--runs``).
 
 The app runs headless at 120x40 on the demo profile (nothing listed, nothing downloaded) and
 shows the Verify screen; the screen is then given ``--files`` verification results (made up
@@ -21,9 +21,7 @@ Figures are printed as one JSON document on stdout (human lines on stderr).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -64,6 +62,7 @@ def outcomes(files: int, folder: Path) -> list:
 
 
 async def fill_list(files: int, runs: int) -> dict:
+    os.environ["REPORT_KEEPER_NOW"] = NOW  # the made-up deliveries are dated from it
     from textual.widgets import DataTable
 
     from tui.app import create_app
@@ -125,18 +124,3 @@ async def fill_list(files: int, runs: int) -> dict:
         f"{result['insert_add_keyed_rows_s'] * 1000:.1f} ms "
         f"({result['insert_ratio_add_row_over_bulk']:.1f}x)")
     return result
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=3000)
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
-    os.environ["REPORT_KEEPER_NOW"] = NOW
-    os.environ["TEXTUAL_ANIMATIONS"] = "none"
-    print(json.dumps(asyncio.run(fill_list(args.files, args.runs)), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
