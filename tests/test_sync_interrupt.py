@@ -250,6 +250,24 @@ def test_ctrl_c_during_sync_all_profiles_keeps_its_promises(sshd, served, tmp_pa
     check_next_run_completes(tmp_path, served, cfg, doc)
 
 
+def test_sigterm_to_a_run_over_two_processes_stops_each_in_order(sshd, served, tmp_path):
+    """SIGTERM to the command alone (``timeout`` in a cron line sends it to the process it
+    started, not to a group): the run passes the stop on to each of its processes, and keeps
+    every promise a Ctrl-C keeps."""
+    cfg = write_config(tmp_path, sshd, served)
+    marker = uuid.uuid4().hex
+    proc = start_sync(cfg, marker, "--processes", "2")
+    wait_until_downloading(proc, tmp_path, ["alpha", "beta"], served)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    doc = check_interrupted(tmp_path, served, proc.returncode, out, err)
+    assert doc["profiles"]["alpha"]["error"].startswith("Interrupted")
+    assert err.count("SIGTERM: stopping") == 1  # said once, by the run; its processes say nothing
+    assert processes_with(marker) == []
+    assert_unlocked(tmp_path)
+    check_next_run_completes(tmp_path, served, cfg, doc)
+
+
 @pytest.mark.parametrize(("processes", "running", "waiting"),
                          [("1", ["alpha", "beta"], "gamma"), ("2", ["alpha", "gamma"], "beta")],
                          ids=["one-process", "two-processes"])
