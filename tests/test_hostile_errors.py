@@ -477,6 +477,11 @@ def test_an_unexpected_error_is_one_line_with_the_log_named(home, config, tmp_pa
     assert doc["reports"] == [] and doc["connection"]["ok"] is None  # the shape of check's document
     log = (home / "state" / "report-keeper" / "log" / "report-keeper.log").read_text()
     assert "Traceback" in log and "simulated bug" in log
+    run = rk("check", "--offline", "--all-profiles", "--json", "--config", str(config), home=home, env=env)
+    assert run.code == 2 and "Traceback" not in run.err, run.err
+    doc = json.loads(run.out)
+    assert doc["status"] == "critical" and "RuntimeError" in doc["error"], doc
+    assert doc["profiles"] == {} and doc["error_kind"] == "internal"  # an --all-profiles document
 
 
 def test_an_empty_config_name_is_one_line(home):

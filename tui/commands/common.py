@@ -411,7 +411,8 @@ def fail_unexpected(exc: BaseException, args: argparse.Namespace, log_file: Path
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     message = one_line(f"unexpected error ({what}); this is a bug: {where}. Please report it.")
     if getattr(args, "json", False):
-        print_error_document(getattr(args, "command", None), message, "internal")
+        print_error_document(getattr(args, "command", None), message, "internal",
+                             all_profiles=bool(getattr(args, "all_profiles", False)))
     sys.stderr.write(f"report-keeper: {message}\n")
     sys.stderr.flush()
     return int(Exit.CRITICAL)
