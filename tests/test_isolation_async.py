@@ -32,6 +32,23 @@ def hostile(tmp_path_factory):
     return write_all(tmp_path_factory.mktemp("hostile"))
 
 
+@pytest.fixture
+def good(tmp_path):
+    """A small good report."""
+    return write_report(tmp_path / "good.xlsx", n_rows=2)
+
+
+@pytest.fixture
+def hung():
+    """A pool of one worker, that worker hung in a job (its time limit far away): the pool and
+    the worker's pid. The pool is closed afterwards."""
+    pool = isolation.WorkerPool(1, time_limit=120)
+    try:
+        yield pool, hang(pool)
+    finally:
+        pool.close()
+
+
 class SlowStartPool(isolation.WorkerPool):
     """A real pool whose workers take a moment longer to start, as on a loaded machine."""
 
@@ -101,65 +118,48 @@ async def test_a_job_past_its_time_limit_is_killed_reaped_and_replaced(tmp_path)
         pool.close()
 
 
-async def test_a_worker_killed_from_outside_fails_only_its_job(tmp_path):
-    good = write_report(tmp_path / "good.xlsx", n_rows=2)
-    pool = isolation.WorkerPool(1, time_limit=120)
-    try:
-        pid = hang(pool)
-        job = asyncio.ensure_future(validate_file_async(good, pool=pool))
-        while not pool.busy_pids():
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.2)
-        os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
-        result = await asyncio.wait_for(job, HANG)
-        assert result.status == st.UNREADABLE and "memory" in result.message
-        assert gone(pid)
-        assert (await validate_file_async(good, pool=pool)).status == st.OK
-    finally:
-        pool.close()
+async def test_a_worker_killed_from_outside_fails_only_its_job(good, hung):
+    pool, pid = hung
+    job = asyncio.ensure_future(validate_file_async(good, pool=pool))
+    while not pool.busy_pids():
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+    result = await asyncio.wait_for(job, HANG)
+    assert result.status == st.UNREADABLE and "memory" in result.message
+    assert gone(pid)
+    assert (await validate_file_async(good, pool=pool)).status == st.OK
 
 
-async def test_a_cancelled_job_stops_its_worker_at_once(tmp_path):
-    good = write_report(tmp_path / "good.xlsx", n_rows=2)
-    pool = isolation.WorkerPool(1, time_limit=120)
-    try:
-        pid = hang(pool)
-        job = asyncio.ensure_future(validate_file_async(good, pool=pool))
-        await asyncio.sleep(0.3)
-        job.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await job
-        assert gone(pid)
-        assert pool.busy_pids() == []
-        assert (await validate_file_async(good, pool=pool)).status == st.OK
-    finally:
-        pool.close()
+async def test_a_cancelled_job_stops_its_worker_at_once(good, hung):
+    pool, pid = hung
+    job = asyncio.ensure_future(validate_file_async(good, pool=pool))
+    await asyncio.sleep(0.3)
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert gone(pid)
+    assert pool.busy_pids() == []
+    assert (await validate_file_async(good, pool=pool)).status == st.OK
 
 
-async def test_a_job_waiting_for_a_worker_can_be_cancelled(tmp_path):
-    good = write_report(tmp_path / "good.xlsx", n_rows=2)
-    pool = isolation.WorkerPool(1, time_limit=120)
-    try:
-        pid = hang(pool)
-        running = asyncio.ensure_future(validate_file_async(good, pool=pool))
-        waiting = asyncio.ensure_future(validate_file_async(good, pool=pool))
-        await asyncio.sleep(0.3)
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        assert not gone(pid)  # the other job's worker is not touched
-        running.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await running
-        assert (await validate_file_async(good, pool=pool)).status == st.OK
-    finally:
-        pool.close()
+async def test_a_job_waiting_for_a_worker_can_be_cancelled(good, hung):
+    pool, pid = hung
+    running = asyncio.ensure_future(validate_file_async(good, pool=pool))
+    waiting = asyncio.ensure_future(validate_file_async(good, pool=pool))
+    await asyncio.sleep(0.3)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not gone(pid)  # the other job's worker is not touched
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert (await validate_file_async(good, pool=pool)).status == st.OK
 
 
-async def test_closing_the_pool_ends_running_and_waiting_jobs_with_pool_closed(tmp_path):
-    good = write_report(tmp_path / "good.xlsx", n_rows=2)
-    pool = isolation.WorkerPool(1, time_limit=120)
-    pid = hang(pool)
+async def test_closing_the_pool_ends_running_and_waiting_jobs_with_pool_closed(good, hung):
+    pool, pid = hung
     running = asyncio.ensure_future(validate_file_async(good, pool=pool))
     waiting = asyncio.ensure_future(validate_file_async(good, pool=pool))
     await asyncio.sleep(0.3)

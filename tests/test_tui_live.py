@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.fixtures_sshd import TcpProxy
 from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     FIXED_NOW,
@@ -32,12 +34,17 @@ from tui.core import heatmap as hm
 from tui.core.model import JobState
 
 
-async def _slow_app(demo_remote, home, tmp_path, server_loop):
+@pytest.fixture
+def slow(demo_remote, home, tmp_path, server_loop):
+    """The app against the demo server behind a proxy whose delay the test sets (the link's
+    speed): (proxy, app). The proxy stops afterwards."""
     proxy = TcpProxy(demo_remote.port, delay=0.001)
     server_loop.run(proxy.start())
     known = known_hosts_for_port(demo_remote, proxy.port, tmp_path / "known_hosts")
-    app = demo_app(profile_for(demo_remote, home, port=proxy.port, known_hosts=known))
-    return proxy, app
+    try:
+        yield proxy, demo_app(profile_for(demo_remote, home, port=proxy.port, known_hosts=known))
+    finally:
+        server_loop.run(proxy.stop())
 
 
 def _text(widget) -> str:
@@ -69,107 +76,95 @@ async def _cancel_and_settle(pilot, app, proxy) -> None:
     await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
 
 
-async def test_health_and_heatmap_follow_a_long_batch_and_a_paused_one(
-        demo_remote, home, tmp_path, server_loop):
-    proxy, app = await _slow_app(demo_remote, home, tmp_path, server_loop)
-    try:
-        async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: settled(app))
-            assert app.snapshot.local_files == 0
-            before = app.snapshot.health
-            proxy.delay = 0.2  # a slow link: the whole batch takes far longer than the test looks
-            await pilot.press("2", "a", "d", "1")
-            total = len(app.board.jobs)
-            assert total > 20
+async def test_health_and_heatmap_follow_a_long_batch_and_a_paused_one(slow):
+    proxy, app = slow
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        assert app.snapshot.local_files == 0
+        before = app.snapshot.health
+        proxy.delay = 0.2  # a slow link: the whole batch takes far longer than the test looks
+        await pilot.press("2", "a", "d", "1")
+        total = len(app.board.jobs)
+        assert total > 20
 
-            # Running: what landed is counted while the batch goes on.
-            await wait_for(pilot, lambda: len(_verified(app)) >= 2, 60)
-            await wait_for(pilot, lambda: _snapshot_has_landed(app) and app.snapshot.local_files >= 2, 15)
-            assert app.board.active, "the batch ended before the test could look"
+        # Running: what landed is counted while the batch goes on.
+        await wait_for(pilot, lambda: len(_verified(app)) >= 2, 60)
+        await wait_for(pilot, lambda: _snapshot_has_landed(app) and app.snapshot.local_files >= 2, 15)
+        assert app.board.active, "the batch ended before the test could look"
 
-            # Paused in the Queue screen: the batch never ends, Health still catches up.
-            await pilot.press("3", "p", "1")
-            assert app.board.paused and app.board.active
-            await wait_for(pilot, lambda: _snapshot_has_landed(app), 15)
-            landed = len(_done(app))
-            assert 2 <= landed < total
-            assert app.board.active  # nothing of this came from the end of the batch
-            health = app.screen
-            assert f"{landed} files" in _text(health.query_one("#health-local"))
-            assert f"local: {landed} files" in _text(health.query_one("#health-status"))
+        # Paused in the Queue screen: the batch never ends, Health still catches up.
+        await pilot.press("3", "p", "1")
+        assert app.board.paused and app.board.active
+        await wait_for(pilot, lambda: _snapshot_has_landed(app), 15)
+        landed = len(_done(app))
+        assert 2 <= landed < total
+        assert app.board.active  # nothing of this came from the end of the batch
+        health = app.screen
+        assert f"{landed} files" in _text(health.query_one("#health-local"))
+        assert f"local: {landed} files" in _text(health.query_one("#health-status"))
 
-            # The heatmap: a landed and verified file's day is no longer "unverified".
-            name = next(n for n in _verified(app) if app.board.jobs[n].verification == "ok")
-            report = next(r for r in app.snapshot.health.reports if any(name in run.files for run in r.runs))
-            run = next(run for run in report.runs if name in run.files)
-            old = next(r for r in before.reports if r.name == report.name)
-            assert hm.cell_kind(next(x for x in old.runs if x.day == run.day)) == hm.UNVERIFIED
-            await pilot.press("5")
-            heat = app.screen
-            while heat.report.name != report.name:
-                await pilot.press("right_square_bracket")
-            assert heat.grid.cell(run.day).kind == hm.cell_kind(run) != hm.UNVERIFIED
-            assert app.board.paused and app.board.active
-            await _cancel_and_settle(pilot, app, proxy)
-    finally:
-        server_loop.run(proxy.stop())
+        # The heatmap: a landed and verified file's day is no longer "unverified".
+        name = next(n for n in _verified(app) if app.board.jobs[n].verification == "ok")
+        report = next(r for r in app.snapshot.health.reports if any(name in run.files for run in r.runs))
+        run = next(run for run in report.runs if name in run.files)
+        old = next(r for r in before.reports if r.name == report.name)
+        assert hm.cell_kind(next(x for x in old.runs if x.day == run.day)) == hm.UNVERIFIED
+        await pilot.press("5")
+        heat = app.screen
+        while heat.report.name != report.name:
+            await pilot.press("right_square_bracket")
+        assert heat.grid.cell(run.day).kind == hm.cell_kind(run) != hm.UNVERIFIED
+        assert app.board.paused and app.board.active
+        await _cancel_and_settle(pilot, app, proxy)
 
 
-async def test_hundreds_of_files_landing_build_the_snapshot_about_once_a_second(
-        demo_remote, home, tmp_path, server_loop):
+async def test_hundreds_of_files_landing_build_the_snapshot_about_once_a_second(slow):
     """Files landing as fast as the link allows: a build per interval, not per file (an upper
     bound on the builds, which a slower machine only loosens)."""
-    proxy, app = await _slow_app(demo_remote, home, tmp_path, server_loop)
-    try:
-        async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: settled(app))
-            proxy.delay = 0.0
-            first = app._snapshot_version
-            started = time.monotonic()
-            await pilot.press("2", "a", "d", "1")
-            files = len(app.board.jobs)
-            await wait_for(pilot, lambda: not app.board.active and settled(app), 90)
-            seconds = time.monotonic() - started
-            builds = app._snapshot_version - first
-            assert _snapshot_has_landed(app) and app.snapshot.local_files == files
-            # at most one per interval, the first at once, and the end of the batch's own two
-            assert builds <= 3 + seconds / LIVE_REFRESH_SECONDS, (builds, files, seconds)
-            print(f"{files} files in {seconds:.1f} s: {builds} snapshot builds")
-    finally:
-        server_loop.run(proxy.stop())
+    proxy, app = slow
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        proxy.delay = 0.0
+        first = app._snapshot_version
+        started = time.monotonic()
+        await pilot.press("2", "a", "d", "1")
+        files = len(app.board.jobs)
+        await wait_for(pilot, lambda: not app.board.active and settled(app), 90)
+        seconds = time.monotonic() - started
+        builds = app._snapshot_version - first
+        assert _snapshot_has_landed(app) and app.snapshot.local_files == files
+        # at most one per interval, the first at once, the batch's end, and one to spare
+        assert builds <= 3 + seconds / LIVE_REFRESH_SECONDS, (builds, files, seconds)
+        print(f"{files} files in {seconds:.1f} s: {builds} snapshot builds")
 
 
-async def test_the_remote_list_keeps_its_place_while_the_snapshot_follows_a_batch(
-        demo_remote, home, tmp_path, server_loop):
-    proxy, app = await _slow_app(demo_remote, home, tmp_path, server_loop)
-    try:
-        async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: settled(app))
-            proxy.delay = 0.2
-            await pilot.press("2")
-            remote = app.screen
-            table = remote.query_one("DataTable")
-            await pilot.press("a", "d")
-            await wait_for(pilot, lambda: len(_done(app)) >= 1, 60)
-            await pilot.press(*["down"] * 30, *["up"] * 6)
-            assert table.scroll_y > 0
-            name, scroll = remote.shown[table.cursor_row], table.scroll_y
-            version = app.snapshot.version
-            await wait_for(pilot, lambda: app.snapshot.version >= version + 2, 30)
-            assert app.board.active
-            await pilot.pause()
-            assert remote.shown[table.cursor_row] == name
-            assert table.scroll_y == scroll
-            # the list took the new rows meanwhile (the snapshot is not ignored): its count of
-            # the files not held here went down as they landed
-            assert remote.rows == {r.name: r for r in app.snapshot.rows}
-            held = sum(1 for r in remote.rows.values() if r.state == "downloaded")
-            assert held >= 1
-            status = _text(remote.query_one("#remote-status"))
-            assert f"{len(remote.rows) - held} new" in status, status
-            await _cancel_and_settle(pilot, app, proxy)
-    finally:
-        server_loop.run(proxy.stop())
+async def test_the_remote_list_keeps_its_place_while_the_snapshot_follows_a_batch(slow):
+    proxy, app = slow
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        proxy.delay = 0.2
+        await pilot.press("2")
+        remote = app.screen
+        table = remote.query_one("DataTable")
+        await pilot.press("a", "d")
+        await wait_for(pilot, lambda: len(_done(app)) >= 1, 60)
+        await pilot.press(*["down"] * 30, *["up"] * 6)
+        assert table.scroll_y > 0
+        name, scroll = remote.shown[table.cursor_row], table.scroll_y
+        version = app.snapshot.version
+        await wait_for(pilot, lambda: app.snapshot.version >= version + 2, 30)
+        assert app.board.active
+        await pilot.pause()
+        assert remote.shown[table.cursor_row] == name
+        assert table.scroll_y == scroll
+        # the list took the new rows meanwhile (the snapshot is not ignored): its count of
+        # the files not held here went down as they landed
+        assert remote.rows == {r.name: r for r in app.snapshot.rows}
+        held = sum(1 for r in remote.rows.values() if r.state == "downloaded")
+        assert held >= 1
+        status = _text(remote.query_one("#remote-status"))
+        assert f"{len(remote.rows) - held} new" in status, status
+        await _cancel_and_settle(pilot, app, proxy)
 
 
 # ------------------------------------------------------------------ the Verify list
