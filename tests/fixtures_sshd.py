@@ -5,8 +5,8 @@
 - ``embedded_sftp`` (function): a minimal asyncssh server whose SFTP root is chrooted to a
   temporary folder; ``make_embedded_sftp(sftp_factory=...)`` serves a custom SFTPServer
   subclass (hostile names, ...).
-- ``TcpProxy``: a local TCP proxy that can cut the connection after N bytes from the server
-  and delay every chunk by a fixed latency each way.
+- ``TcpProxy``: a local TCP proxy that can cut the connection after N bytes from the server,
+  delay every chunk by a fixed latency each way, and limit the rate from the server.
 - ``server_params``: both servers behind one interface (``ServerInfo``) for tests that must
   pass against each.
 
@@ -199,14 +199,17 @@ class TcpProxy:
 
     ``cut_after``: after that many bytes from the server (on the first connection only),
     both sides are closed abruptly. ``delay``: every chunk is held that many seconds in
-    each direction (latency, order kept; throughput is not limited).
+    each direction (latency, order kept; throughput is not limited). ``rate``: at most that
+    many bytes a second from the server on each connection (None: no limit; it may be changed
+    while the proxy runs).
     """
 
     def __init__(self, target_port: int, *, target_host: str = "127.0.0.1",
-                 cut_after: int | None = None, delay: float = 0.0) -> None:
+                 cut_after: int | None = None, delay: float = 0.0, rate: int | None = None) -> None:
         self.target = (target_host, target_port)
         self.cut_after = cut_after
         self.delay = delay
+        self.rate = rate
         self.port = 0
         self.connections = 0
         self.cuts = 0
@@ -271,9 +274,11 @@ class TcpProxy:
             send_task = asyncio.ensure_future(sender()) if self.delay else None
             try:
                 while True:
-                    data = await reader.read(256 * 1024)
+                    data = await reader.read(16 * 1024 if down and self.rate else 256 * 1024)
                     if not data:
                         break
+                    if down and self.rate:
+                        await asyncio.sleep(len(data) / self.rate)
                     if down:
                         if first and self.cut_after is not None:
                             room = self.cut_after - state["down"]

@@ -7,10 +7,16 @@
   last, the log names the processes, and a run in one process afterwards finds everything held.
 - A process killed from outside mid-run: its profiles are critical and say so, the other
   processes' profiles complete, still one document; the next run completes everything.
+- The run itself killed (SIGKILL: nothing of it runs any more) while its processes download
+  through a slowed connection: they see their parent gone and stop as on its Ctrl-C, each
+  saying so in the log; no process is left, and the next run completes and resumes. A
+  parent gone before its process first looked is seen too; a line written to it meanwhile is
+  dropped, not raised.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -26,8 +32,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures_sshd import TcpProxy
 from tests.xlsx_factory import write_report
-from tui.commands.processes import plan
+from tui.commands.processes import plan, share_output
 from tui.core.config import load_config
 from tui.core.ledger import Ledger
 from tui.demo import data as demo_data
@@ -93,13 +100,19 @@ def served(sshd):
     shutil.rmtree(base, ignore_errors=True)
 
 
-def _sshd_config(tmp_path: Path, sshd, base: Path, ledgers: dict[str, str]) -> Path:
+def _sshd_config(tmp_path: Path, sshd, base: Path, ledgers: dict[str, str], *,
+                 port: int | None = None) -> Path:
+    """``port``: a proxy's in front of the sshd (the sshd's host key, known under that port)."""
+    known_hosts = sshd.known_hosts
+    if port is not None:
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text(sshd.known_hosts.read_text().replace(f"]:{sshd.port} ", f"]:{port} "))
     text = ""
     for name, ledger in ledgers.items():
         text += (
             f"[profile.{name}]\n"
-            f'host = "127.0.0.1"\nport = {sshd.port}\nusername = "{sshd.username}"\n'
-            f'key = "{sshd.key}"\nknown_hosts = "{sshd.known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
+            f'host = "127.0.0.1"\nport = {port or sshd.port}\nusername = "{sshd.username}"\n'
+            f'key = "{sshd.key}"\nknown_hosts = "{known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
             f'remote_dir = "{base.name}/{name}"\nlocal_dir = "{tmp_path / "local" / name}"\n'
             f'ledger = "{tmp_path / ledger}"\ntimezone = "UTC"\nconcurrency = 2\n\n'
         )
@@ -263,3 +276,134 @@ def test_a_share_whose_ledger_cannot_be_opened_says_why_and_the_others_sync(sshd
     assert alpha["error"] is None and {d["name"] for d in alpha["downloaded"]} == {
         p.name for p in (served / "alpha").iterdir()}
     assert (tmp_path / "gamma.sqlite3").read_bytes() == b"this is no ledger\n" * 200  # left as it was
+
+
+def _run_pids(marker: str) -> list[int]:
+    """The live processes of the run ``marker`` (as :func:`_run_processes`), by id."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if f"RK_TEST_RUN={marker}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+#: The slowed connection: each big file takes a minute or more to come through it, far longer
+#: than the processes of a killed run may outlive it.
+RATE = 256 * 1024
+BIG = 16 * 1024 * 1024
+
+
+@pytest.mark.sshd
+async def test_a_run_killed_outright_leaves_no_process_and_the_next_run_resumes(sshd, served, tmp_path):
+    """SIGKILL to the run alone (``timeout -s KILL``, the OOM killer, a supervisor): it cannot
+    pass a stop on. Each of its processes sees its parent gone, stops as on its Ctrl-C (what is
+    complete recorded, part files kept, ledgers unlocked, workbook readers stopped) without a
+    word on its broken pipes, and says why in the log."""
+    ledgers = {"alpha": "alpha.sqlite3", "gamma": "gamma.sqlite3"}
+    for name in ledgers:  # the oldest: each process starts with it
+        (served / name / "Full Loan History_20260601_060000.xlsx").write_bytes(os.urandom(BIG))
+    marker = uuid.uuid4().hex
+    async with TcpProxy(sshd.port, rate=RATE) as proxy:
+        cfg = _sshd_config(tmp_path, sshd, served, ledgers, port=proxy.port)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--all-profiles", "--json",
+             "--processes", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_env(tmp_path, RK_TEST_RUN=marker), cwd=ROOT, stdin=subprocess.DEVNULL)
+        try:
+            def downloading(name: str) -> bool:
+                try:
+                    parts = (tmp_path / "local" / name / ".report-keeper" / "parts").glob("*.part")
+                    return any(p.stat().st_size > 0 for p in parts)
+                except OSError:  # not there yet
+                    return False
+
+            deadline = time.monotonic() + 120  # a generous bound for a busy machine, not a timing
+            while not all(downloading(name) for name in ledgers):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the downloads were not seen: {proc.communicate(timeout=60)[1][-3000:]}")
+                await asyncio.sleep(0.01)
+            children = _sharing(proc.pid, "alpha") + _sharing(proc.pid, "gamma")
+            assert len(children) == 2
+            proc.kill()  # the run alone: its processes are in process groups of their own
+            proc.communicate(timeout=60)
+            deadline = time.monotonic() + 30  # a bound for a busy machine; without a stop, a minute more
+            while _run_pids(marker) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert _run_processes(marker) == []
+        finally:
+            for pid in _run_pids(marker):  # what a failed test left: it ends with the test
+                os.kill(pid, signal.SIGKILL)
+        log = (tmp_path / "state" / "report-keeper" / "log" / "report-keeper.log").read_text()
+        for pid in children:  # each said why it stopped, and stopped as on a Ctrl-C
+            mine = [line for line in log.splitlines() if f"[{pid}]" in line]
+            assert any(f"parent process {proc.pid} is gone" in line for line in mine), log[-3000:]
+            assert any("sync --all-profiles finished: critical" in line for line in mine), log[-3000:]
+        assert "Traceback" not in log
+
+        proxy.rate = None  # the next run: as fast as it goes
+        again = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--all-profiles", "--json",
+            "--processes", "1", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=_env(tmp_path), cwd=ROOT, stdin=asyncio.subprocess.DEVNULL)
+        out, err = await asyncio.wait_for(again.communicate(), 300)
+    assert b"Traceback" not in err, err[-3000:]
+    assert again.returncode == 2, err[-3000:]  # the big files' random bytes are no workbooks
+    doc = json.loads(out)
+    for name, ledger in ledgers.items():
+        one = doc["profiles"][name]
+        assert one["error"] is None and one["failed"] == [], (name, one)  # no ledger or part locked
+        resumed = {d["name"]: d["resumed_from"] for d in one["downloaded"]}
+        assert resumed["Full Loan History_20260601_060000.xlsx"] > 0  # the part file was kept
+        served_names = {p.name for p in (served / name).iterdir()}
+        assert set(resumed) | set(one["skipped"]) == served_names
+        with Ledger.open(tmp_path / ledger, profile=name) as led:
+            recorded = {d.name: d.sha256 for d in led.downloads()}
+            assert led.integrity_ok()
+        assert recorded == {n: _sha(served / name / n) for n in served_names}
+        for n in served_names:
+            assert _sha(tmp_path / "local" / name / n) == recorded[n]
+
+
+@pytest.mark.sshd
+def test_a_share_whose_parent_was_gone_before_it_looked_stops_at_once(sshd, served, tmp_path):
+    """The parent killed while one of its processes was still starting: the process is told
+    its parent's id, so it knows its parent gone although it never saw it, and stops."""
+    cfg = _sshd_config(tmp_path, sshd, served, {"alpha": "alpha.sqlite3"})
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()  # an id that no running process has
+    done = subprocess.run(
+        [sys.executable, "-m", "tui", "sync", "--all-profiles", "--json", "--processes", "1",
+         f"--config={cfg}", "--share-profile=alpha", f"--share-parent={gone.pid}"],
+        capture_output=True, env=_env(tmp_path), cwd=ROOT, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2  # interrupted
+    assert done.stdout == done.stderr == b""  # its output was for the parent: it goes nowhere
+    log = (tmp_path / "state" / "report-keeper" / "log" / "report-keeper.log").read_text()
+    assert f"the run's parent process {gone.pid} is gone" in log
+    assert "sync --all-profiles finished: critical over 1 profiles" in log
+    assert not any(p.is_file() for p in (tmp_path / "local" / "alpha").glob("*"))  # none downloaded
+
+
+def test_the_human_output_of_a_share_drops_what_a_parent_gone_cannot_read():
+    """A pipe whose reader is gone (the run's parent killed): a write there fails (EPIPE).
+    A share's human output drops it rather than raising in the middle of its sync."""
+    read, write = os.pipe()
+    os.close(read)
+    raw = open(write, "w", buffering=1)  # line-buffered, as stderr is
+    try:
+        with pytest.raises(BrokenPipeError):  # what the stream itself does
+            raw.write("alpha: ok, 1 downloaded, 0 failed\n")
+        out = share_output(raw)
+        line = "gamma: ok, 2 downloaded, 0 failed\n"
+        assert out.write(line) == len(line)
+        out.flush()
+        assert out.fileno() == write  # otherwise the stream as it is
+    finally:
+        try:
+            raw.close()
+        except BrokenPipeError:
+            pass

@@ -19,6 +19,9 @@ document of the run (docs/ARCHITECTURE.md, "Many profiles").
 - A process that ends without a document (killed, crashed) leaves its profiles ``critical``
   with ``error_kind`` ``internal`` (or ``interrupted`` when the run was being stopped); the
   others' results stand.
+- The parent killed outright (SIGKILL, the OOM killer) passes nothing on: each process sees
+  its parent gone (:func:`watch_parent`) and stops as on the parent's Ctrl-C, its output (pipes
+  to nobody) sent nowhere, and says why in the log.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -80,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # How a process learns its share of a run over several processes (never typed by hand).
     parser.add_argument("--share-profile", action="append", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--share-readers", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--share-parent", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
@@ -127,6 +131,74 @@ def share_limits(args: argparse.Namespace, all_profiles: Sequence[Profile]) -> l
     return [p for p in all_profiles if p.name in set(wanted)]
 
 
+#: How often a process running a share looks whether the run's parent is still there.
+PARENT_POLL_SECONDS = 0.5
+
+
+async def watch_parent(parent: int, stop: Callable[[], None]) -> None:
+    """In a process running a share, for as long as its sync runs: once the run's parent
+    process ``parent`` is gone (killed outright, it could not pass a Ctrl-C on), say so in the
+    log, send stdout and stderr nowhere (:func:`silence_output`) and ``stop()`` as on the
+    parent's Ctrl-C. A process whose parent ends is adopted by another one: its parent's id
+    changes. Given on the command line rather than read at start, the id also tells a parent
+    that was gone before this process looked."""
+    while os.getppid() == parent:
+        await asyncio.sleep(PARENT_POLL_SECONDS)
+    log.warning("the run's parent process %d is gone (killed?): this process stops as on Ctrl-C; "
+                "files completed are recorded, partial downloads are kept and resume on the next "
+                "sync", parent)
+    silence_output()
+    stop()
+
+
+def silence_output() -> None:
+    """stdout and stderr onto /dev/null: they were pipes to a parent that is gone, on which a
+    write fails (EPIPE); nothing this process still writes (its summary, its document, the
+    interpreter's last flush) may fail, or wait."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        for fd in (1, 2):
+            try:
+                os.dup2(devnull, fd)
+            except OSError:
+                pass
+    finally:
+        os.close(devnull)
+
+
+class _Unbroken:
+    """The human output of a process running a share: a pipe to the run's parent. A write
+    that fails there (the parent is gone, its end closed) is dropped, not raised in the middle
+    of the sync; :func:`watch_parent` stops the run as soon as it looks."""
+
+    def __init__(self, raw: TextIO) -> None:
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        try:
+            self.raw.write(text)
+        except OSError:
+            pass
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.raw.flush()
+        except OSError:
+            pass
+
+    def __getattr__(self, name: str) -> object:  # isatty, encoding...: the stream's own
+        return getattr(self.raw, name)
+
+
+def share_output(stream: TextIO) -> TextIO:
+    """``stream`` for the human output of a process running a share (:class:`_Unbroken`)."""
+    return _Unbroken(stream)  # type: ignore[return-value]  # writes text as a TextIO does
+
+
 @dataclass
 class Child:
     """One process of the run: its share, its command line, and what it said."""
@@ -141,7 +213,7 @@ class Child:
 
 def _argv(args: argparse.Namespace, share: list[Profile], parallel: int, readers: int) -> list[str]:
     argv = [sys.executable, "-m", "tui", "sync", "--all-profiles", "--json", "--processes", "1",
-            "--parallel", str(parallel), f"--share-readers={readers}"]
+            "--parallel", str(parallel), f"--share-readers={readers}", f"--share-parent={os.getpid()}"]
     if getattr(args, "config", None):  # as given: the messages that name the command line say it
         argv += [f"--config={args.config}"]
     if getattr(args, "accept_new_host_key", False):

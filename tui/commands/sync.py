@@ -179,6 +179,9 @@ class _CtrlC:
         self.count = 0
         #: Says nothing on Ctrl-C (a process running a share of a run: the parent says it).
         self.quiet = False
+        #: A process running a share: its parent's id. The sync stops as on the parent's
+        #: Ctrl-C if the parent is gone (``processes.watch_parent``).
+        self.parent: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[object] | None = None
         self._previous: dict[signal.Signals, object] = {}
@@ -202,13 +205,7 @@ class _CtrlC:
         # Runs in the main thread between two bytecodes of whatever it was doing: it only
         # schedules the cancel and writes straight to the descriptor (never through a buffer
         # the interrupted code may be in the middle of writing).
-        self.count += 1
-        loop, task = self._loop, self._task
-        if self.count == 1 and loop is not None and task is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(task.cancel)
-            except RuntimeError:  # the loop closed meanwhile: the sync is over anyway
-                pass
+        self.stop()
         if self.count <= 2 and not self.quiet:
             try:
                 what = b"Ctrl-C: " if signum == signal.SIGINT else b"SIGTERM: "
@@ -216,13 +213,30 @@ class _CtrlC:
             except OSError:
                 pass
 
+    def stop(self) -> None:
+        """What a Ctrl-C does, without a word: the first one cancels the running sync."""
+        self.count += 1
+        loop, task = self._loop, self._task
+        if self.count == 1 and loop is not None and task is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop closed meanwhile: the sync is over anyway
+                pass
+
     async def run(self, start: Callable[[], Awaitable[T]]) -> T:
-        """``await start()``, cancelled by the first Ctrl-C (raises ``CancelledError``)."""
+        """``await start()``, cancelled by the first Ctrl-C (raises ``CancelledError``), or
+        when the ``parent`` is gone."""
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         if self.count:  # Ctrl-C came before the sync started
             raise asyncio.CancelledError
-        return await start()
+        if self.parent is None:
+            return await start()
+        watching = asyncio.ensure_future(processes.watch_parent(self.parent, self.stop))
+        try:
+            return await start()
+        finally:
+            watching.cancel()
 
 
 def _alerts(profile: Profile, result: SyncResult) -> NotifyDocument | None:
@@ -274,7 +288,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         if problem is not None:
             return fail_usage(problem, args)
         if share:  # this process runs its share of a run over several processes
-            ctrl_c.quiet = True
+            ctrl_c.quiet, ctrl_c.parent = True, args.share_parent
             profiles = processes.share_limits(args, profiles)
         else:
             shares = processes.plan(profiles, args.processes or processes.default_processes(),
@@ -288,6 +302,8 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     except LedgerError as exc:
         return fail_usage(exc, args, kind="ledger")
     out: TextIO = sys.stderr if args.json else sys.stdout
+    if share:  # a pipe to the run's parent, which may be gone
+        out = processes.share_output(out)
     policy = "remember" if args.accept_new_host_key else "reject"
     services: dict[str, SyncService] = {}
     results: dict[str, SyncResult] = {}
