@@ -1,10 +1,10 @@
-"""The log file over a run shared among processes (``sync --all-profiles``, several processes).
+"""One log file, several processes writing to it (the app and a scheduled ``sync``; the
+processes of one ``sync --all-profiles`` run), each with a rotating handler of its own.
 
-Every process of the run writes its own lines to the one ``report-keeper.log``. Were each to
-rotate it on its own, the file reaching its limit mid-run would be rotated once per process:
-the backups shifted several times, the older history dropped early and one run's lines spread
-over files of a few lines each. So the run's first process rotates a full file once before
-it starts the others, and none of them rotates it during the run.
+A plain rotating handler rotates whenever the file *it* writes to is full; after another
+process rotated the log, that file is the full first backup, so each process rotated once more
+in turn: the backups shifted several times over and the older history dropped early. The log
+is rotated once when it fills, whoever fills it; the other processes go on in the new file.
 """
 
 from __future__ import annotations
@@ -41,61 +41,60 @@ def _pids(text: str) -> set[str]:
     return set(re.findall(r"^\S+ \S+ \[(\d+)\] ", text, re.M)) - {"1"}
 
 
+def _record(text: str) -> logs.logging.LogRecord:
+    return logs.logging.LogRecord("report_keeper", logs.logging.INFO, __file__, 1, text, None, None)
+
+
+def test_the_log_is_rotated_once_when_it_fills_whichever_process_writes_next(tmp_path):
+    d = _log_dir(tmp_path)
+    old = _history(d, logs.MAX_BYTES - 5)  # the next line of anyone fills it
+    path = d / "report-keeper.log"
+    # Two processes' handlers, both opened on the log as it was (as the app and a sync are).
+    app, sync = (logs.SharedRotatingHandler(path, maxBytes=logs.MAX_BYTES, backupCount=logs.BACKUPS,
+                                            encoding="utf-8") for _ in range(2))
+    try:
+        sync.emit(_record("the sync's line"))  # fills it: rotated, then written
+        app.emit(_record("the app's line"))  # its file is the full backup now: the new log it is
+        sync.emit(_record("the sync's second line"))
+        app.emit(_record("the app's second line"))
+    finally:
+        app.close()
+        sync.close()
+    assert (d / "report-keeper.log.1").read_bytes() == old["report-keeper.log"]
+    assert (d / "report-keeper.log.2").read_bytes() == old["report-keeper.log.1"]
+    assert (d / "report-keeper.log.3").read_bytes() == old["report-keeper.log.2"]
+    assert not (d / "report-keeper.log.4").exists()
+    assert path.read_text().splitlines() == ["the sync's line", "the app's line", "the sync's second line",
+                                             "the app's second line"]
+
+
+def test_a_log_whose_file_is_gone_is_made_again_not_rotated(tmp_path):
+    d = _log_dir(tmp_path)
+    old = _history(d, logs.MAX_BYTES - 40)
+    path = d / "report-keeper.log"
+    handler = logs.SharedRotatingHandler(path, maxBytes=logs.MAX_BYTES, backupCount=logs.BACKUPS,
+                                         encoding="utf-8")
+    try:
+        path.unlink()  # someone cleared the log folder's current file
+        handler.emit(_record("after"))
+    finally:
+        handler.close()
+    assert path.read_text() == "after\n"
+    assert (d / "report-keeper.log.1").read_bytes() == old["report-keeper.log.1"]
+
+
 @pytest.mark.sshd
-def test_a_log_filling_up_during_a_run_over_processes_is_not_rotated_by_each(sshd, served, tmp_path):
+def test_a_run_over_processes_filling_the_log_rotates_it_once(sshd, served, tmp_path):
     d = _log_dir(tmp_path)
     old = _history(d, logs.MAX_BYTES - 40)  # the first line of any process fills it
     cfg = _sshd_config(tmp_path, sshd, served, PROFILES)
     done = _sync(tmp_path, cfg, "--processes", "2")
     assert done.returncode == 1 and json.loads(done.stdout)["status"] == "warning", done.stderr
-    for name in ("report-keeper.log.1", "report-keeper.log.2", "report-keeper.log.3"):
-        assert (d / name).read_bytes() == old[name], f"{name} was rotated during the run"
-    assert not (d / "report-keeper.log.4").exists()
-    log = (d / "report-keeper.log").read_bytes()
-    assert log.startswith(old["report-keeper.log"])  # appended to, never rotated away
-    run = log[len(old["report-keeper.log"]):].decode()
-    assert len(_pids(run)) == 3, run  # both processes of the run and the run's own
-    assert "sync --all-profiles: 4 profiles in 2 processes" in run
-    assert run.count("sync --all-profiles finished") == 3
-
-
-@pytest.mark.sshd
-def test_a_full_log_is_rotated_once_before_a_run_over_processes(sshd, served, tmp_path):
-    d = _log_dir(tmp_path)
-    old = _history(d, logs.MAX_BYTES + 10)
-    cfg = _sshd_config(tmp_path, sshd, served, PROFILES)
-    done = _sync(tmp_path, cfg, "--processes", "2")
-    assert done.returncode == 1, done.stderr
-    # Shifted exactly once: the full log became the first backup, the oldest one went.
     assert (d / "report-keeper.log.1").read_bytes() == old["report-keeper.log"]
     assert (d / "report-keeper.log.2").read_bytes() == old["report-keeper.log.1"]
     assert (d / "report-keeper.log.3").read_bytes() == old["report-keeper.log.2"]
     run = (d / "report-keeper.log").read_text()
-    assert "old line" not in run and len(_pids(run)) == 3, run
-
-
-def test_holding_rotation_rotates_a_full_log_first_and_then_never(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    root = logs.logging.getLogger(logs.LOGGER)
-    saved = list(root.handlers)
-    for h in saved:
-        root.removeHandler(h)
-    try:
-        d = _log_dir(tmp_path)
-        old = _history(d, logs.MAX_BYTES + 1)
-        path = logs.setup_logging()
-        assert path == d / "report-keeper.log"
-        logs.hold_rotation()
-        assert (d / "report-keeper.log.1").read_bytes() == old["report-keeper.log"]
-        for _ in range(3):  # well past the limit: still the one file
-            root.info("%s", "x" * (logs.MAX_BYTES // 2))
-        assert (d / "report-keeper.log.1").read_bytes() == old["report-keeper.log"]
-        assert (d / "report-keeper.log").stat().st_size > logs.MAX_BYTES
-        logs.hold_rotation()  # again (a later run in the same process): nothing more to do
-        assert (d / "report-keeper.log.2").read_bytes() == old["report-keeper.log.1"]
-    finally:
-        for h in list(root.handlers):
-            root.removeHandler(h)
-            h.close()
-        for h in saved:
-            root.addHandler(h)
+    assert "old line" not in run
+    assert len(_pids(run)) == 3, run  # both processes of the run and the run's own
+    assert "sync --all-profiles: 4 profiles in 2 processes" in run
+    assert run.count("sync --all-profiles finished") == 3

@@ -130,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from tui.core.logs import setup_logging  # noqa: PLC0415 - start-up time
 
     new_run()
-    # A process running its share of a run over several processes never rotates the log file
-    # they all write to; the run's first process did, before it started them.
-    log_file = setup_logging(rotate=not getattr(args, "share_profile", None))
+    log_file = setup_logging()
     if sys.stdout is None:  # started with stdout closed: results go nowhere, exit codes still tell
         sys.stdout = open(os.devnull, "w")  # for the life of the process
     try:  # a pinned clock that cannot be used is a usage error for every command

@@ -32,7 +32,7 @@ from tui.commands.common import (
     raw_stream,
     terminal_passphrase_cb,
 )
-from tui.core import isolation, logs
+from tui.core import isolation
 from tui.core import status as st
 from tui.core.config import ConfigError, Profile
 from tui.core.ledger import Ledger, LedgerError
@@ -360,7 +360,6 @@ def _run_shares(args: argparse.Namespace, ctrl_c: _CtrlC, profiles: list[Profile
     out: TextIO = sys.stderr if args.json else sys.stdout
     stopped = [False]
     children: list[processes.Child] = []
-    logs.hold_rotation()  # they all write to the one log file: none of them rotates it now
     try:
         children = asyncio.run(ctrl_c.run(lambda: processes.run_shares(args, shares, out, stopped)))
     except (KeyboardInterrupt, asyncio.CancelledError):  # stopped before any process started

@@ -5,9 +5,12 @@ Never log cell values: reports hold patron data. Log file names, sizes, statuses
 
 from __future__ import annotations
 
+import fcntl
+import io
 import logging
 import logging.handlers
 import os
+import stat
 from pathlib import Path
 
 import platformdirs
@@ -21,12 +24,70 @@ def log_dir() -> Path:
     return Path(platformdirs.user_log_dir("report-keeper"))
 
 
-def setup_logging(level: int = logging.INFO, *, rotate: bool = True) -> Path | None:
-    """Send the product's log records to ``report-keeper.log``; returns its path (None if the
-    log dir cannot be written, in which case logging stays off rather than failing the run).
+class SharedRotatingHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file that other processes append to as well, each with a handler of its
+    own: the app and a scheduled ``sync``, the processes of one ``sync --all-profiles`` run.
 
-    ``rotate=False``: this process never rotates the file (a process of a run shared among
-    processes: the run's first process does it, :func:`hold_rotation`)."""
+    A plain rotating handler knows only the file it opened. Once another process has rotated
+    the log, that file is the first backup: the handler went on appending to the backup, and
+    rotated once more when it found that file full, shifting the backups again (the older
+    history dropped early). Here each record goes to the file that is the log now (after
+    another process rotated or removed it, this handler opens the log anew), and a rotation is
+    done under a lock on ``report-keeper.log.lock``, only if no other process did it meanwhile.
+    """
+
+    _identity: tuple[int, int] | None = None  # (device, inode) of the file this handler writes to
+
+    def _open(self) -> io.TextIOWrapper:
+        stream = super()._open()
+        info = os.fstat(stream.fileno())
+        self._identity = (info.st_dev, info.st_ino)
+        return stream
+
+    def _follow(self) -> bool:
+        """Make sure this handler writes to the file that is the log now (the log may have
+        been rotated or removed by another process); False if the log is not a regular file
+        (never rotated, as the standard handler does)."""
+        try:
+            now = os.stat(self.baseFilename)
+        except OSError:
+            now = None
+        if now is not None and not stat.S_ISREG(now.st_mode):
+            return False
+        if self.stream is not None and (now is None or (now.st_dev, now.st_ino) != self._identity):
+            self.stream.close()
+            self.stream = None
+        if self.stream is None:
+            self.stream = self._open()
+        return True
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        if not self._follow() or self.maxBytes <= 0 or self.stream is None:
+            return False
+        self.stream.seek(0, os.SEEK_END)
+        return self.stream.tell() + len(self.format(record)) + 1 >= self.maxBytes
+
+    def doRollover(self) -> None:
+        try:
+            lock = os.open(self.baseFilename + ".lock",
+                           os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            lock = -1  # no lock file (a read-only folder): rotate as a plain handler would
+        try:
+            if lock >= 0:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            identity = self._identity
+            self._follow()
+            if self._identity == identity:  # still the log: nobody rotated it meanwhile
+                super().doRollover()
+        finally:
+            if lock >= 0:
+                os.close(lock)  # releases the lock
+
+
+def setup_logging(level: int = logging.INFO) -> Path | None:
+    """Send the product's log records to ``report-keeper.log``; returns its path (None if the
+    log dir cannot be written, in which case logging stays off rather than failing the run)."""
     root = logging.getLogger(LOGGER)
     for handler in root.handlers:
         if isinstance(handler, logging.handlers.RotatingFileHandler):
@@ -34,8 +95,7 @@ def setup_logging(level: int = logging.INFO, *, rotate: bool = True) -> Path | N
     path = log_dir() / "report-keeper.log"
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=MAX_BYTES if rotate else 0,
-                                                       backupCount=BACKUPS, encoding="utf-8")
+        handler = SharedRotatingHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
         os.chmod(path, 0o600)
     except OSError:
         return None
@@ -44,21 +104,3 @@ def setup_logging(level: int = logging.INFO, *, rotate: bool = True) -> Path | N
     root.setLevel(level)
     root.propagate = False
     return path
-
-
-def hold_rotation() -> None:
-    """Before starting other processes that write to the same log file: rotate it now if it is
-    full, then never again in this process (they are started with ``rotate=False``).
-
-    Each process has its own handler on the file. Were each to rotate it when it fills up,
-    one run would rotate it once per process: the backups shifted several times over (the
-    older history dropped early) and the run's lines spread over files of a few lines each.
-    So the file may grow past the limit by one run's lines; the next run rotates it."""
-    for handler in logging.getLogger(LOGGER).handlers:
-        if isinstance(handler, logging.handlers.RotatingFileHandler) and handler.maxBytes > 0:
-            try:
-                if os.path.getsize(handler.baseFilename) >= handler.maxBytes:
-                    handler.doRollover()
-            except OSError as exc:  # the run goes on; its lines go to the file as it is
-                logging.getLogger(LOGGER).warning("could not rotate the log file: %s", exc)
-            handler.maxBytes = 0
