@@ -261,21 +261,48 @@ def test_a_process_killed_mid_run_costs_only_its_own_profiles(sshd, served, tmp_
 
 
 @pytest.mark.sshd
-def test_a_share_whose_ledger_cannot_be_opened_says_why_and_the_others_sync(sshd, served, tmp_path):
-    ledgers = {"alpha": "alpha.sqlite3", "gamma": "gamma.sqlite3"}
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_ledger_file_that_cannot_be_opened_stops_only_its_own_profile(sshd, served, tmp_path, processes):
+    # In two processes gamma shares one with alpha (the plan puts it where fewest are).
+    ledgers = {"alpha": "alpha.sqlite3", "beta": "beta.sqlite3", "gamma": "gamma.sqlite3"}
     (tmp_path / "gamma.sqlite3").write_bytes(b"this is no ledger\n" * 200)
     cfg = _sshd_config(tmp_path, sshd, served, ledgers)
-    done = _sync(tmp_path, cfg, "--processes", "2")
-    assert done.returncode == 3, done.stderr  # as in one process: a ledger that cannot be used
+    done = _sync(tmp_path, cfg, "--processes", processes)
+    assert done.returncode == 3, done.stderr  # as `sync --profile gamma` says of it
     doc = json.loads(done.stdout)
-    assert doc["status"] == "critical" and list(doc["profiles"]) == ["alpha", "gamma"]
+    assert doc["status"] == "critical" and list(doc["profiles"]) == ["alpha", "beta", "gamma"]
     gamma = doc["profiles"]["gamma"]
     assert gamma["status"] == "critical" and gamma["error_kind"] == "ledger", gamma
-    assert "gamma.sqlite3" in gamma["error"] and gamma["downloaded"] == []
-    alpha = doc["profiles"]["alpha"]
-    assert alpha["error"] is None and {d["name"] for d in alpha["downloaded"]} == {
-        p.name for p in (served / "alpha").iterdir()}
+    assert "gamma.sqlite3" in gamma["error"] and gamma["downloaded"] == [] and gamma["files"] == []
+    for name in ("alpha", "beta"):  # one broken file leaves no other library's reports unfetched
+        one = doc["profiles"][name]
+        assert one["error"] is None and one["status"] == "ok", one
+        assert {d["name"] for d in one["downloaded"]} == {p.name for p in (served / name).iterdir()}
     assert (tmp_path / "gamma.sqlite3").read_bytes() == b"this is no ledger\n" * 200  # left as it was
+    assert not (tmp_path / "local" / "gamma").exists() or not any((tmp_path / "local" / "gamma").iterdir())
+    err = done.stderr.splitlines()
+    at = err.index("== gamma")
+    assert err[at + 1].startswith("report-keeper: ") and "gamma.sqlite3" in err[at + 1], done.stderr
+    assert err[-1] == "All 3 profiles: CRITICAL", done.stderr
+
+
+def test_check_all_profiles_with_a_ledger_that_cannot_be_opened_checks_the_others(tmp_path):
+    ledgers = {"alpha": "alpha.sqlite3", "gamma": "gamma.sqlite3"}
+    (tmp_path / "gamma.sqlite3").write_bytes(b"this is no ledger\n" * 200)
+    cfg = _config(tmp_path, ledgers)
+    done = subprocess.run([sys.executable, "-m", "tui", "check", "--config", str(cfg), "--all-profiles",
+                           "--offline", "--json"], capture_output=True, text=True, env=_env(tmp_path),
+                          cwd=ROOT, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 3, done.stderr
+    doc = json.loads(done.stdout)
+    assert list(doc["profiles"]) == ["alpha", "gamma"]
+    gamma = doc["profiles"]["gamma"]
+    assert gamma["status"] == "critical" and gamma["error_kind"] == "ledger" and "gamma.sqlite3" in gamma["error"]
+    assert gamma["reports"] == []
+    alpha = doc["profiles"]["alpha"]
+    assert alpha.get("error_kind") != "ledger" and "reports" in alpha and "connection" in alpha, alpha
+    assert "== gamma\nreport-keeper: " in done.stderr
+    assert (tmp_path / "gamma.sqlite3").read_bytes() == b"this is no ledger\n" * 200
 
 
 def _run_pids(marker: str) -> list[int]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -20,6 +21,7 @@ from tui.commands.common import OptionError, require_local_dir, terminal_passphr
 from tui.core import status as st
 from tui.core.config import ConfigError, Profile, load_config
 from tui.core.ledger import Ledger, LedgerError
+from tui.core.names import escape_name
 
 #: Profiles run at the same time by default: each holds an SSH connection and up to its
 #: ``concurrency`` transfers; more would only queue on a small machine or a busy server.
@@ -30,6 +32,7 @@ if TYPE_CHECKING:  # the SFTP side loads only when a command goes online
     from tui.sftp.client import PassphraseCallback
 
 T = TypeVar("T")
+log = logging.getLogger("report_keeper.commands.all_profiles")
 
 
 def add_arguments(parser: argparse.ArgumentParser, what: str) -> None:
@@ -78,25 +81,36 @@ def ledger_key(path: Path) -> Path:
 
 class Ledgers:
     """One open ledger per profile: profiles naming the same file get views of one connection
-    (``Ledger.for_profile``). ``close()`` closes each file once."""
+    (``Ledger.for_profile``). ``close()`` closes each file once.
+
+    A ledger file that cannot be opened (damaged, not a database, a folder it cannot be made
+    in) stops only the profiles that name it: they are in ``failed`` with the error, the others
+    run. One broken file must not leave every other library's reports unfetched."""
 
     def __init__(self, profiles: Iterable[Profile]) -> None:
         self.by_profile: dict[str, Ledger] = {}
         self.files: list[Ledger] = []
+        #: The profiles whose ledger file could not be opened, and why.
+        self.failed: dict[str, LedgerError] = {}
         opened: dict[Path, Ledger] = {}
-        try:
-            for profile in profiles:
-                key = ledger_key(profile.ledger_path)
-                base = opened.get(key)
-                if base is None:
+        broken: dict[Path, LedgerError] = {}
+        for profile in profiles:
+            key = ledger_key(profile.ledger_path)
+            if key in broken:
+                self.failed[profile.name] = broken[key]
+                continue
+            base = opened.get(key)
+            if base is None:
+                try:
                     base = opened[key] = Ledger.open(profile.ledger_path, profile=profile.name)
-                    self.files.append(base)
-                    self.by_profile[profile.name] = base
-                else:
-                    self.by_profile[profile.name] = base.for_profile(profile.name)
-        except LedgerError:
-            self.close()
-            raise
+                except LedgerError as exc:
+                    log.error("the ledger of profile %s cannot be opened: %s", profile.name, escape_name(str(exc)))
+                    broken[key] = self.failed[profile.name] = exc
+                    continue
+                self.files.append(base)
+                self.by_profile[profile.name] = base
+            else:
+                self.by_profile[profile.name] = base.for_profile(profile.name)
 
     def close(self) -> None:
         for ledger in self.files:

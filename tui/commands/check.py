@@ -25,9 +25,11 @@ from tui.commands import all_profiles
 from tui.commands.common import (
     INTERRUPTED,
     add_profile_arguments,
+    error_document,
     fail_usage,
     interrupted_document,
     load_profile,
+    one_line,
     print_json,
     terminal_passphrase_cb,
 )
@@ -218,18 +220,21 @@ def _run_all(args: argparse.Namespace) -> int:
         ledgers = all_profiles.Ledgers(profiles)
     except ConfigError as exc:
         return fail_usage(exc, args)
-    except LedgerError as exc:
-        return fail_usage(exc, args, kind="ledger")
     online: dict[str, ConnectionStatus | BaseException] = {}
-    checked: dict[str, _Checked] = {}
+    # A profile whose ledger file cannot be opened gets what `check --profile NAME` says of it
+    # (exit 3); the others are checked.
+    checked: dict[str, _Checked] = {
+        name: _Checked(int(st.Exit.USAGE), error_document("check", one_line(str(exc)), "ledger"))
+        for name, exc in ledgers.failed.items()}
+    runnable = [p for p in profiles if p.name not in ledgers.failed]
     interrupted = False
     try:
         try:
             if args.offline:
-                online.update((p.name, ConnectionStatus.skipped()) for p in profiles)
+                online.update((p.name, ConnectionStatus.skipped()) for p in runnable)
             else:
                 policy = "remember" if args.accept_new_host_key else "reject"
-                asyncio.run(_online_all(profiles, ledgers, policy, args.parallel, online))
+                asyncio.run(_online_all(runnable, ledgers, policy, args.parallel, online))
         except KeyboardInterrupt:  # the profiles that ended are still evaluated
             interrupted = True
         try:

@@ -304,6 +304,10 @@ async def run_shares(args: argparse.Namespace, shares: list[list[Profile]], out:
     return children
 
 
+#: The ``error_kind`` of a profile (or process) that could not start: exit 3.
+_START_KINDS = ("config", "ledger", "usage")
+
+
 def documents(children: Sequence[Child], profiles: Sequence[Profile], *,
               stopped: bool) -> tuple[dict[str, int], dict[str, dict[str, object]]]:
     """Each profile's code and document, in the config's order: as its process said; for a
@@ -321,10 +325,12 @@ def documents(children: Sequence[Child], profiles: Sequence[Profile], *,
             one = got.get(profile.name)
             if isinstance(one, dict) and one.get("status") in _CODES:
                 docs[profile.name], codes[profile.name] = one, _CODES[str(one["status"])]
+                if child.returncode == USAGE and one.get("error_kind") in _START_KINDS:
+                    codes[profile.name] = USAGE  # it could not start (its ledger file), as alone
                 continue
             missing = True
             error, kind = document.get("error"), document.get("error_kind")
-            if child.returncode == USAGE and isinstance(error, str) and kind in ("config", "ledger", "usage"):
+            if child.returncode == USAGE and isinstance(error, str) and kind in _START_KINDS:
                 docs[profile.name] = error_document("sync", error, str(kind))
                 codes[profile.name] = USAGE
             else:

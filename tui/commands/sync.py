@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, TextIO, TypeVar
 from tui.commands import all_profiles, processes
 from tui.commands.common import (
     add_profile_arguments,
+    error_document,
     fail_usage,
     for_shell,
     interrupted_document,
     load_profile,
+    one_line,
     print_json,
     raw_stream,
     terminal_passphrase_cb,
@@ -299,8 +301,9 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         ledgers = all_profiles.Ledgers(profiles)
     except ConfigError as exc:
         return fail_usage(exc, args)
-    except LedgerError as exc:
-        return fail_usage(exc, args, kind="ledger")
+    # A profile whose ledger file cannot be opened gets what `sync --profile NAME` says of it
+    # (exit 3); the others are synced.
+    runnable = [p for p in profiles if p.name not in ledgers.failed]
     out: TextIO = sys.stderr if args.json else sys.stdout
     if share:  # a pipe to the run's parent, which may be gone
         out = processes.share_output(out)
@@ -310,9 +313,9 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     try:
         try:
             asyncio.run(ctrl_c.run(
-                lambda: _sync_all(profiles, ledgers, policy, args.parallel, out, services, results)))
+                lambda: _sync_all(runnable, ledgers, policy, args.parallel, out, services, results)))
         except (KeyboardInterrupt, asyncio.CancelledError):
-            for profile in profiles:
+            for profile in runnable:
                 if profile.name not in results:
                     service = services.get(profile.name)
                     result = (service.current if service is not None else None) or SyncResult()
@@ -333,6 +336,13 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     documents: dict[str, dict[str, object]] = {}
     codes: dict[str, int] = {}
     for profile in profiles:
+        failed = ledgers.failed.get(profile.name)
+        if failed is not None:
+            message = one_line(str(failed))
+            documents[profile.name] = error_document("sync", message, "ledger")
+            codes[profile.name] = int(st.Exit.USAGE)
+            out.write(f"== {escape_name(profile.name)}\nreport-keeper: {escape_name(message)}\n")
+            continue
         result = results[profile.name]
         result.files = for_shell(result.files, args, profile.name)
         notify = _alerts(profile, result)
