@@ -286,6 +286,33 @@ def test_a_ledger_file_that_cannot_be_opened_stops_only_its_own_profile(sshd, se
     assert err[-1] == "All 3 profiles: CRITICAL", done.stderr
 
 
+@pytest.mark.sshd
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_local_dir_that_cannot_be_used_stops_only_its_own_profile(sshd, served, tmp_path, processes):
+    # A member library's folder that cannot be made now (a file where a parent folder should
+    # be: not even root can create it; the config itself is fine, the disk is not).
+    ledgers = {"alpha": "alpha.sqlite3", "beta": "beta.sqlite3", "gamma": "gamma.sqlite3"}
+    cfg = _sshd_config(tmp_path, sshd, served, ledgers)
+    blocked = tmp_path / "blocker" / "beta"
+    cfg.write_text(cfg.read_text().replace(f'"{tmp_path / "local" / "beta"}"', f'"{blocked}"'))
+    (tmp_path / "blocker").write_bytes(b"not a folder")
+    done = _sync(tmp_path, cfg, "--processes", processes)
+    assert done.returncode == 3, done.stderr  # as `sync --profile beta` says of it
+    doc = json.loads(done.stdout)
+    assert doc["status"] == "critical" and list(doc["profiles"]) == ["alpha", "beta", "gamma"]
+    beta = doc["profiles"]["beta"]
+    assert beta["status"] == "critical" and beta["error_kind"] == "config", beta
+    assert "local_dir" in beta["error"] and "cannot be created" in beta["error"] and beta["downloaded"] == []
+    for name in ("alpha", "gamma"):
+        one = doc["profiles"][name]
+        assert one["error"] is None and one["status"] == "ok", one
+        assert {d["name"] for d in one["downloaded"]} == {p.name for p in (served / name).iterdir()}
+    assert (tmp_path / "blocker").read_bytes() == b"not a folder"
+    assert not (tmp_path / "beta.sqlite3").exists()  # its ledger is not even opened, as alone
+    err = done.stderr.splitlines()
+    assert err[err.index("== beta") + 1].startswith("report-keeper: "), done.stderr
+
+
 def test_check_all_profiles_with_a_ledger_that_cannot_be_opened_checks_the_others(tmp_path):
     ledgers = {"alpha": "alpha.sqlite3", "gamma": "gamma.sqlite3"}
     (tmp_path / "gamma.sqlite3").write_bytes(b"this is no ledger\n" * 200)

@@ -59,16 +59,27 @@ def selected(args: argparse.Namespace) -> bool:
     return True
 
 
-def load_profiles(args: argparse.Namespace, *, need_local_dir: bool) -> list[Profile]:
+def load_profiles(args: argparse.Namespace) -> list[Profile]:
     """Every profile of the config, in the config's order; raises ``ConfigError`` (exit 3)."""
     config = load_config(getattr(args, "config", None))
     profiles = list(config.profiles.values())
     if not profiles:
         raise ConfigError(config.path, "profile", "the config has no profile")
-    if need_local_dir:
-        for profile in profiles:
-            require_local_dir(profile)
     return profiles
+
+
+def unusable_local_dirs(profiles: Iterable[Profile]) -> dict[str, ConfigError]:
+    """The profiles whose ``local_dir`` cannot be created or written, and why
+    (:func:`require_local_dir`): each stops only its own profile (a member library's folder on
+    a mount that is down must not leave the others' reports unfetched)."""
+    unusable = {}
+    for profile in profiles:
+        try:
+            require_local_dir(profile)
+        except ConfigError as exc:
+            log.error("the local_dir of profile %s cannot be used: %s", profile.name, escape_name(str(exc)))
+            unusable[profile.name] = exc
+    return unusable
 
 
 def ledger_key(path: Path) -> Path:

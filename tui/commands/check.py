@@ -216,7 +216,7 @@ def _run_all(args: argparse.Namespace) -> int:
     SIGTERM), the profiles that had ended keep their documents and the others are listed as
     interrupted."""
     try:
-        profiles = all_profiles.load_profiles(args, need_local_dir=False)
+        profiles = all_profiles.load_profiles(args)
         ledgers = all_profiles.Ledgers(profiles)
     except ConfigError as exc:
         return fail_usage(exc, args)

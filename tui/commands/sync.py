@@ -285,7 +285,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     """``sync --all-profiles``: every profile at once (bounded), one document, the worst code."""
     share = processes.is_share(args)
     try:
-        profiles = all_profiles.load_profiles(args, need_local_dir=True)
+        profiles = all_profiles.load_profiles(args)
         problem = processes.check_arguments(args)
         if problem is not None:
             return fail_usage(problem, args)
@@ -298,12 +298,15 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
             if len(shares) > 1:
                 return _run_shares(args, ctrl_c, profiles, shares)
             isolation.use_reader_limits(profiles)  # one pool reads for them all: the largest limits
-        ledgers = all_profiles.Ledgers(profiles)
     except ConfigError as exc:
         return fail_usage(exc, args)
-    # A profile whose ledger file cannot be opened gets what `sync --profile NAME` says of it
-    # (exit 3); the others are synced.
-    runnable = [p for p in profiles if p.name not in ledgers.failed]
+    # A profile whose local_dir cannot be used, or whose ledger file cannot be opened, gets
+    # what `sync --profile NAME` says of it (exit 3); the others are synced.
+    failed: dict[str, tuple[str, str]] = {
+        name: (one_line(str(exc)), "config") for name, exc in all_profiles.unusable_local_dirs(profiles).items()}
+    ledgers = all_profiles.Ledgers([p for p in profiles if p.name not in failed])
+    failed.update((name, (one_line(str(exc)), "ledger")) for name, exc in ledgers.failed.items())
+    runnable = [p for p in profiles if p.name not in failed]
     out: TextIO = sys.stderr if args.json else sys.stdout
     if share:  # a pipe to the run's parent, which may be gone
         out = processes.share_output(out)
@@ -336,10 +339,9 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     documents: dict[str, dict[str, object]] = {}
     codes: dict[str, int] = {}
     for profile in profiles:
-        failed = ledgers.failed.get(profile.name)
-        if failed is not None:
-            message = one_line(str(failed))
-            documents[profile.name] = error_document("sync", message, "ledger")
+        if profile.name in failed:
+            message, kind = failed[profile.name]
+            documents[profile.name] = error_document("sync", message, kind)
             codes[profile.name] = int(st.Exit.USAGE)
             out.write(f"== {escape_name(profile.name)}\nreport-keeper: {escape_name(message)}\n")
             continue
