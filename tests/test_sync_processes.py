@@ -313,6 +313,33 @@ def test_a_local_dir_that_cannot_be_used_stops_only_its_own_profile(sshd, served
     assert err[err.index("== beta") + 1].startswith("report-keeper: "), done.stderr
 
 
+def test_a_path_of_the_wrong_kind_now_stops_only_the_profile_naming_it(tmp_path):
+    # beta's known_hosts became a folder (someone's mkdir, a restore gone wrong): a state of
+    # the disk, not of the config text. alpha's commands still run; beta's say why (exit 3).
+    ledgers = {"alpha": "alpha.sqlite3", "beta": "beta.sqlite3"}
+    cfg = _config(tmp_path, ledgers)
+    (tmp_path / "kh-folder").mkdir()
+    cfg.write_text(cfg.read_text().replace('[profile.beta]\n', f'[profile.beta]\nknown_hosts = "{tmp_path / "kh-folder"}"\n'))
+
+    def check(*words: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tui", "check", "--config", str(cfg), "--offline", "--json",
+                               *words], capture_output=True, text=True, env=_env(tmp_path), cwd=ROOT,
+                              timeout=120, stdin=subprocess.DEVNULL)
+
+    alone = check("--profile", "alpha")
+    assert alone.returncode in (0, 1, 2) and json.loads(alone.stdout).get("error_kind") is None, alone.stderr
+    beta = check("--profile", "beta")
+    assert beta.returncode == 3 and json.loads(beta.stdout)["error_kind"] == "config"
+    assert "known_hosts" in beta.stderr and "is a folder" in beta.stderr
+    every = check("--all-profiles")
+    assert every.returncode == 3, every.stderr
+    doc = json.loads(every.stdout)
+    assert list(doc["profiles"]) == ["alpha", "beta"]
+    assert doc["profiles"]["beta"]["error_kind"] == "config" and "known_hosts" in doc["profiles"]["beta"]["error"]
+    assert doc["profiles"]["alpha"].get("error_kind") is None and "reports" in doc["profiles"]["alpha"]
+    assert (tmp_path / "kh-folder").is_dir()
+
+
 def test_check_all_profiles_with_a_ledger_that_cannot_be_opened_checks_the_others(tmp_path):
     ledgers = {"alpha": "alpha.sqlite3", "gamma": "gamma.sqlite3"}
     (tmp_path / "gamma.sqlite3").write_bytes(b"this is no ledger\n" * 200)

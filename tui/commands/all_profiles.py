@@ -68,18 +68,22 @@ def load_profiles(args: argparse.Namespace) -> list[Profile]:
     return profiles
 
 
-def unusable_local_dirs(profiles: Iterable[Profile]) -> dict[str, ConfigError]:
-    """The profiles whose ``local_dir`` cannot be created or written, and why
-    (:func:`require_local_dir`): each stops only its own profile (a member library's folder on
-    a mount that is down must not leave the others' reports unfetched)."""
-    unusable = {}
+def unusable(profiles: Iterable[Profile], *, need_local_dir: bool) -> dict[str, ConfigError]:
+    """The profiles that cannot run, and why: a path setting naming an entry of the wrong kind
+    (``Profile.problem``), and with ``need_local_dir`` a ``local_dir`` that cannot be created or
+    written (:func:`require_local_dir`). Each stops only its own profile: a member library's
+    folder on a mount that is down must not leave the others' reports unfetched."""
+    found = {}
     for profile in profiles:
         try:
-            require_local_dir(profile)
+            if profile.problem is not None:
+                raise profile.problem
+            if need_local_dir:
+                require_local_dir(profile)
         except ConfigError as exc:
-            log.error("the local_dir of profile %s cannot be used: %s", profile.name, escape_name(str(exc)))
-            unusable[profile.name] = exc
-    return unusable
+            log.error("profile %s cannot run: %s", profile.name, escape_name(str(exc)))
+            found[profile.name] = exc
+    return found
 
 
 def ledger_key(path: Path) -> Path:

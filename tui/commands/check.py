@@ -217,16 +217,19 @@ def _run_all(args: argparse.Namespace) -> int:
     interrupted."""
     try:
         profiles = all_profiles.load_profiles(args)
-        ledgers = all_profiles.Ledgers(profiles)
     except ConfigError as exc:
         return fail_usage(exc, args)
-    online: dict[str, ConnectionStatus | BaseException] = {}
-    # A profile whose ledger file cannot be opened gets what `check --profile NAME` says of it
-    # (exit 3); the others are checked.
+    # A profile that cannot run (a path of the wrong kind, a ledger file that cannot be
+    # opened) gets what `check --profile NAME` says of it (exit 3); the others are checked.
     checked: dict[str, _Checked] = {
-        name: _Checked(int(st.Exit.USAGE), error_document("check", one_line(str(exc)), "ledger"))
-        for name, exc in ledgers.failed.items()}
-    runnable = [p for p in profiles if p.name not in ledgers.failed]
+        name: _Checked(int(st.Exit.USAGE), error_document("check", one_line(str(exc)), "config"))
+        for name, exc in all_profiles.unusable(profiles, need_local_dir=False).items()}
+    ledgers = all_profiles.Ledgers([p for p in profiles if p.name not in checked])
+    checked.update(
+        (name, _Checked(int(st.Exit.USAGE), error_document("check", one_line(str(exc)), "ledger")))
+        for name, exc in ledgers.failed.items())
+    online: dict[str, ConnectionStatus | BaseException] = {}
+    runnable = [p for p in profiles if p.name not in checked]
     interrupted = False
     try:
         try:
@@ -256,7 +259,7 @@ def _run_all(args: argparse.Namespace) -> int:
     width = shutil.get_terminal_size((100, 24)).columns
     for profile in profiles:
         one = checked.setdefault(profile.name, _interrupted())
-        if one.report is None and one.document.get("error_kind") == "ledger":
+        if one.report is None and one.document.get("error_kind") in ("ledger", "config"):
             sys.stderr.write(f"== {escape_name(profile.name)}\n"
                              f"report-keeper: {escape_name(str(one.document['error']))}\n")
         elif not args.json:

@@ -303,7 +303,8 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     # A profile whose local_dir cannot be used, or whose ledger file cannot be opened, gets
     # what `sync --profile NAME` says of it (exit 3); the others are synced.
     failed: dict[str, tuple[str, str]] = {
-        name: (one_line(str(exc)), "config") for name, exc in all_profiles.unusable_local_dirs(profiles).items()}
+        name: (one_line(str(exc)), "config")
+        for name, exc in all_profiles.unusable(profiles, need_local_dir=True).items()}
     ledgers = all_profiles.Ledgers([p for p in profiles if p.name not in failed])
     failed.update((name, (one_line(str(exc)), "ledger")) for name, exc in ledgers.failed.items())
     runnable = [p for p in profiles if p.name not in failed]

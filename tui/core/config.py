@@ -282,6 +282,9 @@ class Profile:
     #: (docs/WORKBOOK_ISOLATION.md).
     reader_memory_mib: int = DEFAULT_READER_MEMORY_MIB
     reader_seconds: float = DEFAULT_READER_SECONDS
+    #: A path setting that names an existing entry of the wrong kind (a state of the disk):
+    #: raised when this profile is picked (``Config.profile``), so it stops only this profile.
+    problem: ConfigError | None = field(default=None, compare=False, repr=False)
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -346,11 +349,16 @@ class Config:
     profiles: dict[str, Profile]
 
     def profile(self, name: str | None = None) -> Profile:
+        """The profile ``name`` (default: ``default``, or the only one); raises ``ConfigError``
+        for none, or for its own :attr:`Profile.problem`."""
         wanted = name or DEFAULT_PROFILE
-        if wanted in self.profiles:
-            return self.profiles[wanted]
-        if name is None and len(self.profiles) == 1:
-            return next(iter(self.profiles.values()))
+        found = self.profiles.get(wanted)
+        if found is None and name is None and len(self.profiles) == 1:
+            found = next(iter(self.profiles.values()))
+        if found is not None:
+            if found.problem is not None:
+                raise found.problem
+            return found
         known = ", ".join(sorted(self.profiles)) or "none"
         raise ConfigError(self.path, f"profile.{wanted}",
                           f"no such profile (profiles: {known}); pick one with --profile")
@@ -672,8 +680,12 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
     notify = _notify(_Reader(file, f"{prefix}.notify", r.table_at("notify"))) if "notify" in table else NotifyConfig()
     known_hosts = r.convert("known_hosts", in_base, None)
     local_dir = r.convert("local_dir", in_base, None) or default_data_dir() / "reports" / name
-    _check_kinds(r, {"key": key_file, "known_hosts": known_hosts, "ssh_config": ssh_config,
-                     "ledger": ledger, "local_dir": local_dir})
+    try:  # the disk's state, not the text's: it stops this profile only (Config.profile)
+        _check_kinds(r, {"key": key_file, "known_hosts": known_hosts, "ssh_config": ssh_config,
+                         "ledger": ledger, "local_dir": local_dir})
+        problem = None
+    except ConfigError as exc:
+        problem = exc
     profile = Profile(
         name=name,
         host=host,
@@ -695,6 +707,7 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
         notify=notify,
         local_dir=local_dir,
         **({"known_hosts": known_hosts} if known_hosts is not None else {}),
+        problem=problem,
     )
     _check_own_files(r, profile, explicit_ledger="ledger" in table)
     return profile

@@ -320,7 +320,8 @@ def render_config(answers: Answers, existing: str | None = None) -> str:
             "Found but not configured (tracked with an inferred schedule): " + ", ".join(skipped))))
     profiles[answers.profile] = t
     text = tomlkit.dumps(doc)
-    parse_config(tomllib.loads(text))  # what we write must load (raises ConfigError if not)
+    # What we write must load, its new profile included (raises ConfigError if not).
+    parse_config(tomllib.loads(text)).profile(answers.profile)
     return text
 
 
