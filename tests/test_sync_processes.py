@@ -260,57 +260,50 @@ def test_a_process_killed_mid_run_costs_only_its_own_profiles(sshd, served, tmp_
         assert led.integrity_ok()
 
 
+def _break_ledger(tmp_path: Path, cfg: Path) -> tuple[Path, bytes]:
+    """gamma's ledger file is not a database."""
+    (tmp_path / "gamma.sqlite3").write_bytes(b"this is no ledger\n" * 200)
+    return tmp_path / "gamma.sqlite3", b"this is no ledger\n" * 200
+
+
+def _break_local_dir(tmp_path: Path, cfg: Path) -> tuple[Path, bytes]:
+    """gamma's folder cannot be made now (a file where its parent folder should be: not even
+    root can create it; the config's text is fine, the disk is not)."""
+    cfg.write_text(cfg.read_text().replace(f'"{tmp_path / "local" / "gamma"}"',
+                                           f'"{tmp_path / "blocker" / "gamma"}"'))
+    (tmp_path / "blocker").write_bytes(b"not a folder")
+    return tmp_path / "blocker", b"not a folder"
+
+
 @pytest.mark.sshd
 @pytest.mark.parametrize("processes", ["1", "2"])
-def test_a_ledger_file_that_cannot_be_opened_stops_only_its_own_profile(sshd, served, tmp_path, processes):
+@pytest.mark.parametrize(("breaks", "kind", "said"), [(_break_ledger, "ledger", "gamma.sqlite3"),
+                                                      (_break_local_dir, "config", "cannot be created")])
+def test_a_broken_ledger_or_folder_stops_only_its_own_profile(sshd, served, tmp_path, processes,
+                                                               breaks, kind, said):
     # In two processes gamma shares one with alpha (the plan puts it where fewest are).
     ledgers = {"alpha": "alpha.sqlite3", "beta": "beta.sqlite3", "gamma": "gamma.sqlite3"}
-    (tmp_path / "gamma.sqlite3").write_bytes(b"this is no ledger\n" * 200)
     cfg = _sshd_config(tmp_path, sshd, served, ledgers)
+    broken, content = breaks(tmp_path, cfg)
     done = _sync(tmp_path, cfg, "--processes", processes)
     assert done.returncode == 3, done.stderr  # as `sync --profile gamma` says of it
     doc = json.loads(done.stdout)
     assert doc["status"] == "critical" and list(doc["profiles"]) == ["alpha", "beta", "gamma"]
     gamma = doc["profiles"]["gamma"]
-    assert gamma["status"] == "critical" and gamma["error_kind"] == "ledger", gamma
-    assert "gamma.sqlite3" in gamma["error"] and gamma["downloaded"] == [] and gamma["files"] == []
-    for name in ("alpha", "beta"):  # one broken file leaves no other library's reports unfetched
+    assert gamma["status"] == "critical" and gamma["error_kind"] == kind, gamma
+    assert said in gamma["error"] and gamma["downloaded"] == [] and gamma["files"] == []
+    for name in ("alpha", "beta"):  # one broken part leaves no other library's reports unfetched
         one = doc["profiles"][name]
         assert one["error"] is None and one["status"] == "ok", one
         assert {d["name"] for d in one["downloaded"]} == {p.name for p in (served / name).iterdir()}
-    assert (tmp_path / "gamma.sqlite3").read_bytes() == b"this is no ledger\n" * 200  # left as it was
+    assert broken.read_bytes() == content  # left as it was
     assert not (tmp_path / "local" / "gamma").exists() or not any((tmp_path / "local" / "gamma").iterdir())
+    if kind == "config":
+        assert not (tmp_path / "gamma.sqlite3").exists()  # its ledger is not even opened, as alone
     err = done.stderr.splitlines()
     at = err.index("== gamma")
-    assert err[at + 1].startswith("report-keeper: ") and "gamma.sqlite3" in err[at + 1], done.stderr
+    assert err[at + 1].startswith("report-keeper: ") and said in err[at + 1], done.stderr
     assert err[-1] == "All 3 profiles: CRITICAL", done.stderr
-
-
-@pytest.mark.sshd
-@pytest.mark.parametrize("processes", ["1", "2"])
-def test_a_local_dir_that_cannot_be_used_stops_only_its_own_profile(sshd, served, tmp_path, processes):
-    # A member library's folder that cannot be made now (a file where a parent folder should
-    # be: not even root can create it; the config itself is fine, the disk is not).
-    ledgers = {"alpha": "alpha.sqlite3", "beta": "beta.sqlite3", "gamma": "gamma.sqlite3"}
-    cfg = _sshd_config(tmp_path, sshd, served, ledgers)
-    blocked = tmp_path / "blocker" / "beta"
-    cfg.write_text(cfg.read_text().replace(f'"{tmp_path / "local" / "beta"}"', f'"{blocked}"'))
-    (tmp_path / "blocker").write_bytes(b"not a folder")
-    done = _sync(tmp_path, cfg, "--processes", processes)
-    assert done.returncode == 3, done.stderr  # as `sync --profile beta` says of it
-    doc = json.loads(done.stdout)
-    assert doc["status"] == "critical" and list(doc["profiles"]) == ["alpha", "beta", "gamma"]
-    beta = doc["profiles"]["beta"]
-    assert beta["status"] == "critical" and beta["error_kind"] == "config", beta
-    assert "local_dir" in beta["error"] and "cannot be created" in beta["error"] and beta["downloaded"] == []
-    for name in ("alpha", "gamma"):
-        one = doc["profiles"][name]
-        assert one["error"] is None and one["status"] == "ok", one
-        assert {d["name"] for d in one["downloaded"]} == {p.name for p in (served / name).iterdir()}
-    assert (tmp_path / "blocker").read_bytes() == b"not a folder"
-    assert not (tmp_path / "beta.sqlite3").exists()  # its ledger is not even opened, as alone
-    err = done.stderr.splitlines()
-    assert err[err.index("== beta") + 1].startswith("report-keeper: "), done.stderr
 
 
 def test_a_path_of_the_wrong_kind_now_stops_only_the_profile_naming_it(tmp_path):
