@@ -403,10 +403,14 @@ class RemoteScreen(AppScreen):
     def _populate(self, keep_cursor: bool = True) -> None:
         """Fill the table in one pass (keys = file names), keeping the cursor on its file."""
         table = self.query_one(FastTable)
-        current = None
+        # The cursor's file, then the rows after it, then those before it (nearest first): if
+        # the file is gone or filtered out, the next row still shown takes its place (the one
+        # that moves up into it), and at the end of the list the one before it.
+        candidates: list[str] = []
         offset = 0
         if keep_cursor and self.shown and 0 <= table.cursor_row < len(self.shown):
-            current = self.shown[table.cursor_row]
+            at = table.cursor_row
+            candidates = self.shown[at:] + self.shown[:at][::-1]
             offset = table.view_offset()
         ordered = self._ordered()
         others = self._ordered_others()
@@ -418,11 +422,11 @@ class RemoteScreen(AppScreen):
         table.add_keyed_rows((row.name, self._cells(row, now_ts, width)) for row in ordered)
         self.shown = [o.key for o in others] + [r.name for r in ordered]
         self._queue_versions = {}
-        if current is not None and (current in self.rows or current in self.others):
-            try:
-                table.keep_place(self.shown.index(current), offset)
-            except ValueError:
-                pass
+        if candidates:
+            index = {key: i for i, key in enumerate(self.shown)}
+            place = next((index[key] for key in candidates if key in index), None)
+            if place is not None:
+                table.keep_place(place, offset)
         self._update_status()
         self._update_empty()
 
