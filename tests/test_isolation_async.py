@@ -212,7 +212,9 @@ def blocking():
     print("thread", outcome(lambda: validate_file({str(good)!r})), flush=True)
 threading.Thread(target=loop).start()
 threading.Thread(target=blocking).start()
-time.sleep(0.5)
+deadline = time.monotonic() + 60  # both jobs handed to their (stopped) workers, however busy the machine
+while len(pool.busy_pids()) < 2 and time.monotonic() < deadline:
+    time.sleep(0.01)
 print("pids", *pool.worker_pids(), flush=True)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
