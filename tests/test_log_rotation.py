@@ -98,3 +98,24 @@ def test_a_run_over_processes_filling_the_log_rotates_it_once(sshd, served, tmp_
     assert len(_pids(run)) == 3, run  # both processes of the run and the run's own
     assert "sync --all-profiles: 4 profiles in 2 processes" in run
     assert run.count("sync --all-profiles finished") == 3
+
+
+def test_a_log_folder_removed_under_the_app_costs_no_error_output(tmp_path, capsys):
+    # The app runs for days; someone clears its log folder. Writing on to the file it has is
+    # all that can be done: never a "Logging error" traceback on the terminal for each record.
+    d = _log_dir(tmp_path)
+    path = d / "report-keeper.log"
+    handler = logs.SharedRotatingHandler(path, maxBytes=logs.MAX_BYTES, backupCount=logs.BACKUPS,
+                                         encoding="utf-8")
+    try:
+        handler.emit(_record("before"))
+        for f in d.iterdir():
+            f.unlink()
+        d.rmdir()
+        handler.emit(_record("after"))
+        handler.emit(_record("x" * logs.MAX_BYTES))  # its file full now: nothing to rotate either
+        handler.emit(_record("last"))
+    finally:
+        handler.close()
+    assert "Logging error" not in capsys.readouterr().err
+    assert not d.exists()

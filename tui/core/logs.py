@@ -55,8 +55,12 @@ class SharedRotatingHandler(logging.handlers.RotatingFileHandler):
         if now is not None and not stat.S_ISREG(now.st_mode):
             return False
         if self.stream is not None and (now is None or (now.st_dev, now.st_ino) != self._identity):
+            try:
+                fresh = self._open()
+            except OSError:  # the log's folder is gone: on in the file this handler has
+                return True
             self.stream.close()
-            self.stream = None
+            self.stream = fresh
         if self.stream is None:
             self.stream = self._open()
         return True
@@ -78,8 +82,11 @@ class SharedRotatingHandler(logging.handlers.RotatingFileHandler):
                 fcntl.flock(lock, fcntl.LOCK_EX)
             identity = self._identity
             self._follow()
-            if self._identity == identity:  # still the log: nobody rotated it meanwhile
-                super().doRollover()
+            if self._identity != identity:  # another process rotated it meanwhile
+                return
+            if not os.path.isdir(os.path.dirname(self.baseFilename)):
+                return  # the log's folder is gone: nothing to rotate, on in the file it has
+            super().doRollover()
         finally:
             if lock >= 0:
                 os.close(lock)  # releases the lock
