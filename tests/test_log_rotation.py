@@ -10,7 +10,9 @@ is rotated once when it fills, whoever fills it; the other processes go on in th
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,21 @@ def test_a_log_folder_removed_under_the_app_costs_no_error_output(tmp_path, caps
         handler.close()
     assert "Logging error" not in capsys.readouterr().err
     assert not d.exists()
+
+
+def test_a_log_made_by_a_rotation_is_private_too(tmp_path):
+    d = _log_dir(tmp_path)
+    _history(d, logs.MAX_BYTES - 5)
+    path = d / "report-keeper.log"
+    old = os.umask(0o022)  # a usual umask: files made as 0644
+    try:
+        handler = logs.SharedRotatingHandler(path, maxBytes=logs.MAX_BYTES, backupCount=logs.BACKUPS,
+                                             encoding="utf-8")
+        try:
+            handler.emit(_record("fills it: rotated, then written to a new file"))
+        finally:
+            handler.close()
+    finally:
+        os.umask(old)
+    assert path.read_text() == "fills it: rotated, then written to a new file\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -39,7 +39,13 @@ class SharedRotatingHandler(logging.handlers.RotatingFileHandler):
     _identity: tuple[int, int] | None = None  # (device, inode) of the file this handler writes to
 
     def _open(self) -> io.TextIOWrapper:
-        stream = super()._open()
+        # Made private (0600) whatever the umask: also the new log a rotation starts.
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            stream = open(fd, "a", encoding=self.encoding, errors=self.errors)
+        except BaseException:
+            os.close(fd)
+            raise
         info = os.fstat(stream.fileno())
         self._identity = (info.st_dev, info.st_ino)
         return stream
