@@ -143,11 +143,21 @@ async def test_a_cancelled_job_stops_its_worker_at_once(good, hung):
     assert (await validate_file_async(good, pool=pool)).status == st.OK
 
 
-async def test_a_job_waiting_for_a_worker_can_be_cancelled(good, hung):
-    pool, pid = hung
+async def _running_and_waiting(good: Path, pool: isolation.WorkerPool):
+    """Two jobs on a pool of one (hung) worker, once one runs on it and the other waits for it
+    (however slowly a loaded machine gets them there)."""
     running = asyncio.ensure_future(validate_file_async(good, pool=pool))
     waiting = asyncio.ensure_future(validate_file_async(good, pool=pool))
-    await asyncio.sleep(0.3)
+    deadline = time.monotonic() + HANG
+    while not (pool.busy_pids() and pool._async_waiters):
+        assert time.monotonic() < deadline, "the jobs never took their places"
+        await asyncio.sleep(0.01)
+    return running, waiting
+
+
+async def test_a_job_waiting_for_a_worker_can_be_cancelled(good, hung):
+    pool, pid = hung
+    running, waiting = await _running_and_waiting(good, pool)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
@@ -160,9 +170,7 @@ async def test_a_job_waiting_for_a_worker_can_be_cancelled(good, hung):
 
 async def test_closing_the_pool_ends_running_and_waiting_jobs_with_pool_closed(good, hung):
     pool, pid = hung
-    running = asyncio.ensure_future(validate_file_async(good, pool=pool))
-    waiting = asyncio.ensure_future(validate_file_async(good, pool=pool))
-    await asyncio.sleep(0.3)
+    running, waiting = await _running_and_waiting(good, pool)
     await asyncio.to_thread(pool.close)  # as the exit hook does, from another thread
     for job in (running, waiting):
         with pytest.raises(isolation.PoolClosed):
