@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from tui.commands.common import OptionError, require_local_dir, terminal_passphrase_cb
+from tui.commands.common import OptionError, one_line, require_local_dir, terminal_passphrase_cb
 from tui.core import status as st
 from tui.core.config import ConfigError, Profile, load_config
 from tui.core.ledger import Ledger, LedgerError
@@ -84,6 +84,18 @@ def unusable(profiles: Iterable[Profile], *, need_local_dir: bool) -> dict[str, 
             log.error("profile %s cannot run: %s", profile.name, escape_name(str(exc)))
             found[profile.name] = exc
     return found
+
+
+def open_runnable(profiles: Sequence[Profile], *, need_local_dir: bool) -> tuple[Ledgers, dict[str, tuple[str, str]]]:
+    """The ledgers of the profiles that can run, and for each profile that cannot, its error
+    (one line) and ``error_kind``: ``config`` (:func:`unusable`; its ledger is not opened, as
+    alone) or ``ledger`` (its ledger file cannot be opened, :class:`Ledgers`). What its
+    single-profile command would say of it, exit 3; the others run."""
+    failed = {name: (one_line(str(exc)), "config")
+              for name, exc in unusable(profiles, need_local_dir=need_local_dir).items()}
+    ledgers = Ledgers([p for p in profiles if p.name not in failed])
+    failed.update((name, (one_line(str(exc)), "ledger")) for name, exc in ledgers.failed.items())
+    return ledgers, failed
 
 
 def ledger_key(path: Path) -> Path:

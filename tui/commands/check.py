@@ -29,7 +29,6 @@ from tui.commands.common import (
     fail_usage,
     interrupted_document,
     load_profile,
-    one_line,
     print_json,
     terminal_passphrase_cb,
 )
@@ -221,13 +220,10 @@ def _run_all(args: argparse.Namespace) -> int:
         return fail_usage(exc, args)
     # A profile that cannot run (a path of the wrong kind, a ledger file that cannot be
     # opened) gets what `check --profile NAME` says of it (exit 3); the others are checked.
+    ledgers, failed = all_profiles.open_runnable(profiles, need_local_dir=False)
     checked: dict[str, _Checked] = {
-        name: _Checked(int(st.Exit.USAGE), error_document("check", one_line(str(exc)), "config"))
-        for name, exc in all_profiles.unusable(profiles, need_local_dir=False).items()}
-    ledgers = all_profiles.Ledgers([p for p in profiles if p.name not in checked])
-    checked.update(
-        (name, _Checked(int(st.Exit.USAGE), error_document("check", one_line(str(exc)), "ledger")))
-        for name, exc in ledgers.failed.items())
+        name: _Checked(int(st.Exit.USAGE), error_document("check", message, kind))
+        for name, (message, kind) in failed.items()}
     online: dict[str, ConnectionStatus | BaseException] = {}
     runnable = [p for p in profiles if p.name not in checked]
     interrupted = False

@@ -29,7 +29,6 @@ from tui.commands.common import (
     for_shell,
     interrupted_document,
     load_profile,
-    one_line,
     print_json,
     raw_stream,
     terminal_passphrase_cb,
@@ -302,11 +301,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         return fail_usage(exc, args)
     # A profile whose local_dir cannot be used, or whose ledger file cannot be opened, gets
     # what `sync --profile NAME` says of it (exit 3); the others are synced.
-    failed: dict[str, tuple[str, str]] = {
-        name: (one_line(str(exc)), "config")
-        for name, exc in all_profiles.unusable(profiles, need_local_dir=True).items()}
-    ledgers = all_profiles.Ledgers([p for p in profiles if p.name not in failed])
-    failed.update((name, (one_line(str(exc)), "ledger")) for name, exc in ledgers.failed.items())
+    ledgers, failed = all_profiles.open_runnable(profiles, need_local_dir=True)
     runnable = [p for p in profiles if p.name not in failed]
     out: TextIO = sys.stderr if args.json else sys.stdout
     if share:  # a pipe to the run's parent, which may be gone
