@@ -178,6 +178,17 @@ def test_processes_out_of_range_is_a_usage_error(tmp_path):
     assert not (tmp_path / "a.sqlite3").exists()  # nothing was started
 
 
+def test_a_share_option_out_of_range_typed_by_hand_is_a_usage_error(tmp_path):
+    # A share's options are never typed by hand; typed, a pool of no readers would wait for
+    # ever, a parent id of 0 would make the share stop at once for no reason.
+    cfg = _config(tmp_path, {"a": "a.sqlite3", "b": "b.sqlite3"})
+    for bad in ("--share-readers=0", "--share-readers=-3", "--share-parent=0"):
+        done = _sync(tmp_path, cfg, "--processes", "1", "--share-profile=a", bad)
+        assert done.returncode == 3 and bad.split("=")[0] in done.stderr, done.stderr
+        assert json.loads(done.stdout)["error_kind"] == "usage"
+    assert not (tmp_path / "a.sqlite3").exists()  # nothing was started
+
+
 def _run_processes(marker: str) -> list[str]:
     """Live processes of the run ``marker`` (its own, its children's, their readers)."""
     found = []

@@ -87,10 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
-    """What is wrong with ``--processes`` (None: nothing)."""
-    n = getattr(args, "processes", None)
-    if n is not None and not 1 <= n <= MAX_PROCESSES:
-        return f"--processes: {n} is not between 1 and {MAX_PROCESSES}"
+    """What is wrong with ``--processes`` (and the hidden options of a share, should someone
+    type them) (None: nothing)."""
+    for option, value, most in (("--processes", getattr(args, "processes", None), MAX_PROCESSES),
+                                ("--share-readers", getattr(args, "share_readers", None), MAX_PROCESSES),
+                                ("--share-parent", getattr(args, "share_parent", None), 1 << 22)):
+        if value is not None and not 1 <= value <= most:
+            return f"{option}: {value} is not between 1 and {most}"
     return None
 
 
@@ -128,7 +131,8 @@ def share_limits(args: argparse.Namespace, all_profiles: Sequence[Profile]) -> l
         raise ConfigError(None, "profile", f"{gone[0]!r} is no longer in the config (it changed during the run)")
     memory, seconds = isolation.reader_limits(all_profiles)
     isolation.configure(memory_limit=memory, time_limit=seconds, size=args.share_readers)
-    return [p for p in all_profiles if p.name in set(wanted)]
+    chosen = set(wanted)
+    return [p for p in all_profiles if p.name in chosen]
 
 
 #: How often a process running a share looks whether the run's parent is still there.
@@ -310,10 +314,11 @@ _START_KINDS = ("config", "ledger", "usage")
 
 def documents(children: Sequence[Child], profiles: Sequence[Profile], *,
               stopped: bool) -> tuple[dict[str, int], dict[str, dict[str, object]]]:
-    """Each profile's code and document, in the config's order: as its process said; for a
-    process that could not start its share (the config or a ledger file became unusable: exit
-    3), its error, exit 3 as one process would have; for one that said nothing usable,
-    ``critical`` saying what became of it."""
+    """Each profile's code and document, in the config's order: as its process said (exit 3
+    for one that could not start: its ledger file or folder, as alone); for a process that
+    could not start its share (the config became unusable: exit 3), its error, exit 3 as one
+    process would have; for one that said nothing usable, ``critical`` saying what became of
+    it."""
     codes: dict[str, int] = {}
     docs: dict[str, dict[str, object]] = {}
     for child in children:
@@ -326,7 +331,7 @@ def documents(children: Sequence[Child], profiles: Sequence[Profile], *,
             if isinstance(one, dict) and one.get("status") in _CODES:
                 docs[profile.name], codes[profile.name] = one, _CODES[str(one["status"])]
                 if child.returncode == USAGE and one.get("error_kind") in _START_KINDS:
-                    codes[profile.name] = USAGE  # it could not start (its ledger file), as alone
+                    codes[profile.name] = USAGE  # it could not start (ledger file, folder), as alone
                 continue
             missing = True
             error, kind = document.get("error"), document.get("error_kind")
