@@ -139,3 +139,17 @@ def test_a_log_made_by_a_rotation_is_private_too(tmp_path):
         os.umask(old)
     assert path.read_text() == "fills it: rotated, then written to a new file\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_log_that_is_a_symlink_is_not_written_through(tmp_path):
+    # Server-chosen names end up in the log: appended through a planted link they would land
+    # in whatever file it names (an authorized_keys, a shell profile).
+    d = _log_dir(tmp_path)
+    target = tmp_path / "elsewhere"
+    target.write_text("kept\n")
+    (d / "report-keeper.log").symlink_to(target)
+    with pytest.raises(OSError):
+        logs.SharedRotatingHandler(d / "report-keeper.log", maxBytes=logs.MAX_BYTES,
+                                   backupCount=logs.BACKUPS, encoding="utf-8")
+    assert target.read_text() == "kept\n"
+    assert (d / "report-keeper.log").is_symlink()

@@ -39,8 +39,10 @@ class SharedRotatingHandler(logging.handlers.RotatingFileHandler):
     _identity: tuple[int, int] | None = None  # (device, inode) of the file this handler writes to
 
     def _open(self) -> io.TextIOWrapper:
-        # Made private (0600) whatever the umask: also the new log a rotation starts.
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        # Made private (0600) whatever the umask, also the new log a rotation starts; never
+        # written through a link (server-chosen names are logged: not into a file it names).
+        fd = os.open(self.baseFilename,
+                     os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             stream = open(fd, "a", encoding=self.encoding, errors=self.errors)
         except BaseException:
