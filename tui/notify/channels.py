@@ -9,8 +9,13 @@ hostile or broken:
   (``SSL_CERT_FILE`` may point at another bundle); every network step has a timeout.
 - HTTP: http and https only; the webhook's POST follows no redirect (a POST turned into a GET
   would look delivered while the data was dropped); the ping's GET follows at most
-  ``MAX_REDIRECTS`` redirects, each to http or https only; at most ``MAX_BODY`` bytes of a
-  response are read and none of it is shown; a whole request has a deadline.
+  ``MAX_REDIRECTS`` redirects, each to http or https only, without reading the redirect's
+  body; at most ``MAX_BODY`` bytes of a response are read and none of it is shown; a 2xx
+  status is the receiver's answer, whatever happens to the body after it.
+- Deadlines: a per-step timeout never fires against a server that sends one byte at a time
+  (an SMTP tarpit, a slow-loris webhook), so each e-mail exchange and each HTTP request also
+  has a deadline for the whole of it; when it passes, :class:`_Deadline` shuts the
+  connection down and the send fails with a clear message (cron is never held for hours).
 - Secrets: the SMTP password comes from the environment variable the config names, only at
   send time. Error texts are built here from codes and short server replies, with the
   password (and its base64 forms, as AUTH sends it) replaced by ``***``; a URL is shown as
@@ -29,11 +34,12 @@ import os
 import smtplib
 import socket
 import ssl
-import time
+import threading
 import urllib.error
 import urllib.request
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from types import TracebackType
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,10 +47,12 @@ from tui import __version__
 from tui.core import clock
 from tui.core.config import NotifyConfig, http_url
 from tui.core.model import JSONObject
+from tui.core.names import escape_name
 
 log = logging.getLogger("report_keeper.notify")
 
 SMTP_TIMEOUT = 20.0  # seconds, per network step
+SMTP_DEADLINE = 60.0  # seconds, one whole e-mail exchange (connect to goodbye)
 HTTP_TIMEOUT = 10.0  # seconds, per network step
 HTTP_DEADLINE = 30.0  # seconds, a whole request with its redirects
 MAX_REDIRECTS = 3
@@ -80,6 +88,60 @@ def _clean(reply: object, secrets: tuple[str, ...] = (), limit: int = 160) -> st
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+class _Deadline:
+    """Shuts down every connection of one exchange once ``seconds`` have passed.
+
+    Used as a context manager around the exchange; :meth:`watch` registers each socket as
+    soon as it is connected (before any TLS handshake). It keeps a duplicate of the socket's
+    descriptor, so shutting the connection down never touches a descriptor the exchange has
+    closed (and the system may have reused) meanwhile; the blocked read then returns at once.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="send-deadline", daemon=True)
+
+    def __enter__(self) -> _Deadline:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._done.set()
+        self._thread.join()
+        with self._lock:
+            for sock in self._socks:
+                sock.close()
+            self._socks.clear()
+
+    def watch(self, sock: socket.socket) -> socket.socket:
+        dup = sock.dup()
+        with self._lock:
+            self._socks.append(dup)
+            if self.expired:  # connected after the deadline: cut at once
+                _cut(dup)
+        return sock
+
+    def _run(self) -> None:
+        if self._done.wait(self.seconds):
+            return
+        with self._lock:
+            self.expired = True
+            for sock in self._socks:
+                _cut(sock)
+
+
+def _cut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed by the other side
+        pass
+
+
 def _secret_forms(username: str | None, password: str | None) -> tuple[str, ...]:
     """The password as it may travel: plain, base64 (AUTH LOGIN), base64 of AUTH PLAIN."""
     if not password:
@@ -112,13 +174,72 @@ def smtp_password(cfg: NotifyConfig) -> str | None:
     return value
 
 
-def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = SMTP_TIMEOUT) -> str:
-    """Send one plain-text e-mail; returns a short description of what was done."""
+class _SMTP(smtplib.SMTP):
+    """smtplib's client whose connection a :class:`_Deadline` watches from the moment it is
+    made; with ``tls`` it speaks TLS right away (as ``smtplib.SMTP_SSL`` does)."""
+
+    def __init__(self, watch: _Deadline, tls: ssl.SSLContext | None, timeout: float) -> None:
+        self._watch = watch
+        self._tls = tls
+        super().__init__(timeout=timeout)  # no host: connect() is called by the exchange
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        self._host = host  # STARTTLS checks the certificate against it (smtplib sets it only in __init__)
+        sock = self._watch.watch(socket.create_connection((host, port), timeout, self.source_address))
+        if self._tls is not None:
+            return self._tls.wrap_socket(sock, server_hostname=host)
+        return sock
+
+
+def _exchange(smtp: _SMTP, cfg: NotifyConfig, msg: EmailMessage, password: str | None,
+              where: str) -> dict[str, tuple[int, bytes]]:
+    """Greeting to goodbye; returns the recipients the server refused (some, not all)."""
+    code, reply = smtp.connect(cfg.smtp_host or "", cfg.port)
+    if code != 220:
+        raise smtplib.SMTPConnectError(code, reply)
+    smtp.ehlo()
+    if cfg.smtp_security == "starttls":
+        if not smtp.has_extn("starttls"):
+            raise SendError(f"{where} does not offer STARTTLS; nothing was sent (the "
+                            "password and the alert are never sent unencrypted). Use "
+                            "smtp_security = \"tls\" if the server speaks TLS right away")
+        smtp.starttls(context=ssl.create_default_context())
+        smtp.ehlo()
+    if cfg.smtp_username:
+        smtp.login(cfg.smtp_username, password or "")
+    try:
+        refused = smtp.send_message(msg)
+    except smtplib.SMTPSenderRefused as exc:
+        if exc.smtp_code != 530:
+            raise
+        # 530: "must issue STARTTLS first" or "authentication required"
+        fix = ('set smtp_security = "starttls"' if cfg.smtp_security == "none"
+               else "set smtp_username and smtp_password_env")
+        raise SendError(f"{where} wants encryption or a login before it takes a message "
+                        f"({exc.smtp_code} {_clean(exc.smtp_error)}); {fix}") from None
+    # The server has the message now. What it answers to the goodbye changes nothing: a
+    # failure here must not make a delivered alert "not sent" (it would go out on every run).
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    return refused
+
+
+def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = SMTP_TIMEOUT,
+               deadline: float | None = None) -> str:
+    """Send one plain-text e-mail; returns a short description of what was done.
+
+    ``timeout``: per network step; ``deadline``: the whole exchange (default ``SMTP_DEADLINE``).
+    """
     host, port, security = cfg.smtp_host or "", cfg.port, cfg.smtp_security
+    limit = SMTP_DEADLINE if deadline is None else deadline
     password = smtp_password(cfg)
     secrets = _secret_forms(cfg.smtp_username, password)
     msg = EmailMessage()
-    msg["Subject"] = subject
+    # A header is one line: whatever the caller's text holds (a line break, a Unicode line
+    # separator), it is written escaped, so it can neither add a header nor stop the send.
+    msg["Subject"] = escape_name(subject)
     msg["From"] = sender(cfg)
     msg["To"] = ", ".join(cfg.email_to)
     msg["Date"] = format_datetime(clock.now())
@@ -128,22 +249,19 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
     where = f"{host} port {port}"
     context = ssl.create_default_context()
     try:
-        if security == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
-        else:
-            smtp = smtplib.SMTP(host, port, timeout=timeout)
-        with smtp:
-            smtp.ehlo()
-            if security == "starttls":
-                if not smtp.has_extn("starttls"):
-                    raise SendError(f"{where} does not offer STARTTLS; nothing was sent (the "
-                                    "password and the alert are never sent unencrypted). Use "
-                                    "smtp_security = \"tls\" if the server speaks TLS right away")
-                smtp.starttls(context=context)
-                smtp.ehlo()
-            if cfg.smtp_username:
-                smtp.login(cfg.smtp_username, password or "")
-            refused = smtp.send_message(msg)
+        with _Deadline(limit) as watch:
+            smtp = _SMTP(watch, context if security == "tls" else None, timeout)
+            try:
+                refused = _exchange(smtp, cfg, msg, password, where)
+            except SendError:
+                raise
+            except Exception:
+                if watch.expired:
+                    raise SendError(f"{where} did not finish within {limit:g} s (it answers too "
+                                    "slowly); the e-mail was not sent") from None
+                raise
+            finally:
+                smtp.close()
     except SendError:
         raise
     except smtplib.SMTPAuthenticationError as exc:
@@ -205,15 +323,69 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         try:
             http_url(newurl)
         except (TypeError, ValueError) as exc:
+            fp.close()
             raise SendError(f"{show_url(req.full_url)} redirected to a refused address ({exc})") from None
+        # urllib reads the whole body of a redirect before it follows it; closed, there is
+        # nothing left to read (a server could send gigabytes behind a 302).
+        fp.close()
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _opener() -> urllib.request.OpenerDirector:
+class _Watched(http.client.HTTPConnection):
+    """A connection that a :class:`_Deadline` watches once connected (for https, before the
+    TLS handshake: ``_HTTPS`` puts this class between ``HTTPSConnection`` and its base)."""
+
+    deadline: _Deadline | None = None
+
+    def connect(self) -> None:
+        super().connect()
+        if self.deadline is not None:
+            self.deadline.watch(self.sock)
+
+
+class _HTTPS(http.client.HTTPSConnection, _Watched):
+    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, watch: _Deadline) -> None:
+        super().__init__()
+        self._watch = watch
+
+    def _connection(self, host: str, /, *, port: int | None = None, timeout: float = HTTP_TIMEOUT,
+                    source_address: tuple[str, int] | None = None,
+                    blocksize: int = 8192) -> http.client.HTTPConnection:
+        conn = _Watched(host, port, timeout, source_address, blocksize)
+        conn.deadline = self._watch
+        return conn
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, watch: _Deadline, context: ssl.SSLContext) -> None:
+        super().__init__(context=context)
+        self._watch = watch
+        self._tls = context
+
+    def _connection(self, host: str, /, *, port: int | None = None, timeout: float = HTTP_TIMEOUT,
+                    source_address: tuple[str, int] | None = None,
+                    blocksize: int = 8192) -> http.client.HTTPConnection:
+        conn = _HTTPS(host, port, timeout=timeout, source_address=source_address, context=self._tls,
+                      blocksize=blocksize)
+        conn.deadline = self._watch
+        return conn
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req)
+
+
+def _opener(watch: _Deadline) -> urllib.request.OpenerDirector:
     handlers: list[urllib.request.BaseHandler] = [
         urllib.request.ProxyHandler(),
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(context=ssl.create_default_context()),
+        _HTTPHandler(watch),
+        _HTTPSHandler(watch, ssl.create_default_context()),
         _Redirects(),
         urllib.request.HTTPDefaultErrorHandler(),  # a non-2xx answer raises HTTPError
         urllib.request.HTTPErrorProcessor(),
@@ -226,7 +398,10 @@ def _opener() -> urllib.request.OpenerDirector:
 
 def http_request(url: str, *, method: str = "GET", document: JSONObject | None = None,
                  timeout: float = HTTP_TIMEOUT, deadline: float = HTTP_DEADLINE) -> int:
-    """One request; returns the HTTP status (2xx) or raises :class:`SendError`."""
+    """One request; returns the HTTP status (2xx) or raises :class:`SendError`.
+
+    ``timeout``: per network step; ``deadline``: the whole request with its redirects.
+    """
     http_url(url)  # the config checked it; a caller-built URL (…/fail) is checked again
     data = None
     headers = {"User-Agent": USER_AGENT}
@@ -235,18 +410,17 @@ def http_request(url: str, *, method: str = "GET", document: JSONObject | None =
         headers["Content-Type"] = "application/json; charset=utf-8"
     req = urllib.request.Request(url, data=data, headers=headers, method=method)
     shown = show_url(url)
-    stop = time.monotonic() + deadline
     try:
-        with _opener().open(req, timeout=timeout) as resp:
-            read = 0
-            while read < MAX_BODY:  # read a little so the server sees a normal client
-                if time.monotonic() > stop:
-                    break
-                chunk = resp.read(min(8192, MAX_BODY - read))
-                if not chunk:
-                    break
-                read += len(chunk)
-            status = int(resp.status)
+        with _Deadline(deadline) as watch:
+            try:
+                status = _exchange_http(watch, req, timeout)
+            except SendError:
+                raise
+            except Exception:
+                if watch.expired:
+                    raise SendError(f"{shown} did not finish within {deadline:g} s (it answers too "
+                                    "slowly)") from None
+                raise
     except SendError:
         raise
     except urllib.error.HTTPError as exc:
@@ -273,6 +447,24 @@ def http_request(url: str, *, method: str = "GET", document: JSONObject | None =
         raise SendError(f"the request to {shown} failed ({_clean(type(exc).__name__)})") from None
     if not 200 <= status < 300:
         raise SendError(f"{shown} answered HTTP {status}")
+    return status
+
+
+def _exchange_http(watch: _Deadline, req: urllib.request.Request, timeout: float) -> int:
+    with _opener(watch).open(req, timeout=timeout) as resp:
+        status = int(resp.status)
+        # The status is the receiver's answer. The body is read only a little, so the server
+        # sees a normal client; whatever happens to it (a reset, a byte at a time until the
+        # deadline cuts it) does not undo a 2xx, which would send the alert again next run.
+        read = 0
+        try:
+            while read < MAX_BODY:
+                chunk = resp.read(min(8192, MAX_BODY - read))
+                if not chunk:
+                    break
+                read += len(chunk)
+        except (OSError, ValueError, http.client.HTTPException):
+            pass
     return status
 
 

@@ -1,0 +1,380 @@
+"""Receivers that misbehave, and names that try to get into an alert's headers.
+
+Every server here is a scripted socket server on 127.0.0.1 that does exactly one bad thing
+(answers one byte at a time, streams an endless body behind a redirect, refuses QUIT after it
+accepted the message...). What is asserted is the outcome: the send ends (it is run in a
+thread that is waited for generously, so a hang fails the test instead of hanging it), with a
+clear ``SendError`` or a success, and what a server accepted counts as sent so the next run
+does not send it again.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import tomllib
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.notify_servers import HttpServer, SmtpServer
+from tui.core.config import NotifyConfig, parse_config
+from tui.core.health import evaluate
+from tui.core.model import Delivery
+from tui.notify import channels, dispatch
+from tui.notify.channels import SendError, http_request, send_email
+
+PASSWORD = "s3cret-Pass word"
+TZ = ZoneInfo("America/Chicago")
+#: How long a test waits for a send that should end within a few seconds: generous, so a
+#: loaded machine never fails it; a send without a deadline would take hours.
+BOUND = 90.0
+
+
+class Scripted:
+    """A TCP server on 127.0.0.1 that hands each connection to ``serve(conn, stop)`` in a thread."""
+
+    def __init__(self, serve: Callable[[socket.socket, threading.Event], None]) -> None:
+        self.serve = serve
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.threads: list[threading.Thread] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            t = threading.Thread(target=self._one, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                self.serve(conn, self.stop)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+        self.thread.join(5)
+        for t in self.threads:
+            t.join(5)
+
+
+@pytest.fixture
+def scripted(monkeypatch) -> Iterator[Callable[..., Scripted]]:
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    started: list[Scripted] = []
+
+    def make(serve: Callable[[socket.socket, threading.Event], None]) -> Scripted:
+        server = Scripted(serve)
+        started.append(server)
+        return server
+
+    yield make
+    for s in started:
+        s.close()
+
+
+def bounded(call: Callable[[], Any]) -> dict[str, Any]:
+    """Run ``call`` in a thread; fail (instead of hanging) when it does not end within BOUND."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(BOUND)
+    assert not t.is_alive(), f"the send was still waiting after {BOUND:g} s"
+    return box
+
+
+def dribble(conn: socket.socket, data: bytes, stop: threading.Event, every: float = 0.25) -> None:
+    """Send ``data`` one byte at a time, ``every`` seconds apart (never a silence long enough
+    for a per-step timeout), until it is all sent or the test ends."""
+    for i in range(len(data)):
+        if stop.wait(every):
+            return
+        conn.sendall(data[i:i + 1])
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+# ------------------------------------------------------------------------------ HTTP
+
+
+@pytest.mark.parametrize("where", ["status line", "headers"])
+def test_a_webhook_answering_one_byte_at_a_time_is_cut_at_the_deadline(scripted, where):
+    """A per-step timeout alone never fires when every byte comes within it: the whole
+    request has a deadline, so cron is not held for hours. Cut in the status line, the send
+    failed (tried again next run); cut in the headers after "200 OK", the receiver has said
+    it has the message."""
+    head = b"HTTP/1.1 200 OK\r\n" if where == "headers" else b""
+    tail = b"X-Slow: " + b"a" * 100000 if where == "headers" else b"HTTP/1.1 200 OK" + b" " * 100000
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        _read_request(conn)
+        conn.sendall(head)
+        dribble(conn, tail, stop)
+
+    server = scripted(serve)
+    box = bounded(lambda: http_request(f"http://127.0.0.1:{server.port}/hook", method="POST",
+                                       document={"a": 1}, timeout=2, deadline=3))
+    if where == "headers":
+        assert box.get("value") == 200, box
+    else:
+        assert isinstance(box.get("error"), SendError), box
+        assert "did not finish within 3 s" in str(box["error"])
+
+
+@pytest.mark.parametrize("how", ["dribbles", "resets"])
+def test_a_webhook_that_answered_2xx_has_its_message(scripted, how):
+    """The status line is the receiver's answer; what it does with the body after a 2xx (send
+    it one byte at a time, reset the connection) does not make a delivered alert "failed",
+    which would send it again on every run."""
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        _read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nok")
+        if how == "resets":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            return  # closed with linger 0: a reset
+        dribble(conn, b"x" * 100000, stop)
+
+    server = scripted(serve)
+    box = bounded(lambda: http_request(f"http://127.0.0.1:{server.port}/hook", method="POST",
+                                       document={"a": 1}, timeout=2, deadline=3))
+    assert box.get("value") == 200, box
+
+
+def test_a_redirect_with_an_endless_body_is_not_read(scripted):
+    """The ping follows a redirect; urllib reads the whole body of a redirect response before
+    it follows it. An endless one must not be read (memory, time)."""
+    cap = 64 * 1024 * 1024
+    sent: list[int] = []
+    paths: list[bytes] = []
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        request = _read_request(conn)
+        paths.append(request.split(b" ")[1] if request else b"")
+        if paths[-1] == b"/next":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            return
+        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /next\r\nContent-Length: 10737418240\r\n\r\n")
+        total = 0
+        block = b"x" * 65536
+        try:
+            while total < cap and not stop.is_set():
+                conn.sendall(block)
+                total += len(block)
+        except OSError:
+            pass
+        sent.append(total)
+
+    server = scripted(serve)
+    box = bounded(lambda: http_request(f"http://127.0.0.1:{server.port}/ping", timeout=5, deadline=60))
+    assert box.get("value") == 200, box
+    assert paths == [b"/ping", b"/next"]
+    server.close()
+    assert sent and sent[0] < cap // 2, sent  # hung up on it, not read to the end
+
+
+# ------------------------------------------------------------------------------ SMTP
+
+
+def _plain(port: int) -> NotifyConfig:
+    return NotifyConfig(email_to=("circ-team@example.edu",), email_from="report-keeper@example.edu",
+                        smtp_host="127.0.0.1", smtp_port=port, smtp_security="none")
+
+
+def smtp_script(*, greeting: bytes = b"220 test ESMTP\r\n", data_reply: bytes = b"250 queued\r\n",
+                quit_reply: bytes | None = b"221 bye\r\n", cut_in_data: bool = False,
+                received: list[bytes] | None = None) -> Callable[[socket.socket, threading.Event], None]:
+    """A small SMTP server that plays by the book except where told otherwise."""
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        f = conn.makefile("rwb")
+        f.write(greeting)
+        f.flush()
+        for line in f:
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                f.write(b"250-test\r\n250 8BITMIME\r\n")
+            elif verb == b"DATA":
+                f.write(b"354 go ahead\r\n")
+                f.flush()
+                message = b""
+                for body_line in f:
+                    if cut_in_data and len(message) > 20:
+                        conn.shutdown(socket.SHUT_RDWR)
+                        return
+                    if body_line == b".\r\n":
+                        break
+                    message += body_line
+                if received is not None:
+                    received.append(message)
+                f.write(data_reply)
+            elif verb == b"QUIT":
+                if quit_reply is not None:
+                    f.write(quit_reply)
+                    f.flush()
+                return
+            else:
+                f.write(b"250 ok\r\n")
+            f.flush()
+
+    return serve
+
+
+def test_an_smtp_tarpit_is_cut_at_the_deadline(scripted, monkeypatch):
+    """A server that greets one byte at a time (an SMTP tarpit) never trips the 20 s per-step
+    timeout; the whole exchange has a deadline."""
+    monkeypatch.setattr(channels, "SMTP_DEADLINE", 3, raising=False)
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        dribble(conn, b"220-hold on\r\n" * 10000, stop)
+
+    server = scripted(serve)
+    box = bounded(lambda: send_email(_plain(server.port), "s", "b\n", timeout=2))
+    assert isinstance(box.get("error"), SendError), box
+    assert "did not finish within 3 s" in str(box["error"])
+
+
+@pytest.mark.parametrize("quit_reply", [b"500 what?\r\n", b"421 going down\r\n"])
+def test_a_message_accepted_is_sent_whatever_the_server_says_to_quit(scripted, quit_reply):
+    """Once the server answered 250 to the message, it has it; a bad answer to the goodbye
+    must not make it "not sent", which would send it again on every run."""
+    received: list[bytes] = []
+    server = scripted(smtp_script(quit_reply=quit_reply, received=received))
+    box = bounded(lambda: send_email(_plain(server.port), "subject", "body\n", timeout=10))
+    assert "1 recipient" in box.get("value", ""), box
+    assert len(received) == 1
+
+
+@pytest.mark.parametrize("script, expected", [
+    (dict(data_reply=b"451 4.3.0 try again later\r\n"), "answered 451 4.3.0 try again later"),
+    (dict(data_reply=b"554 5.7.1 rejected\r\n"), "answered 554 5.7.1 rejected"),
+    (dict(cut_in_data=True), "closed the connection"),
+    (dict(greeting=b"421 4.3.2 busy, come back later\r\n"), "421"),
+])
+def test_an_smtp_server_refusing_or_breaking_off_is_a_clear_failure(scripted, script, expected):
+    server = scripted(smtp_script(**script))
+    box = bounded(lambda: send_email(_plain(server.port), "subject", "body\n", timeout=10))
+    assert isinstance(box.get("error"), SendError), box
+    assert expected in str(box["error"])
+
+
+def test_a_server_that_wants_starttls_the_config_did_not_ask_for(tmp_path, monkeypatch):
+    """smtp_security = "none" against a server that insists on STARTTLS: the message says
+    which setting to change, not "check email_from"."""
+    server = SmtpServer(tmp_path / "smtp", security="starttls", username=None).start()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.cert))
+        with pytest.raises(SendError) as err:
+            send_email(_plain(server.port), "s", "b\n", timeout=10)
+    finally:
+        server.stop()
+    text = str(err.value)
+    assert "530" in text and 'smtp_security = "starttls"' in text and "email_from" not in text
+    assert server.messages == []
+
+
+# ------------------------------------------------------------------------------ content
+
+
+def test_a_subject_with_line_breaks_cannot_add_a_header(tmp_path):
+    """Whatever text reaches send_email, a line break in the subject never starts a header of
+    its own (a Bcc would send the alert elsewhere), and the message still goes out."""
+    server = SmtpServer(tmp_path / "smtp", security="none", username=None).start()
+    try:
+        for subject in ("missing 'x'\r\nBcc: evil@example.org", "missing 'x'\u2028Bcc: evil@example.org",
+                        "missing 'x'\nX-Injected: 1"):
+            send_email(_plain(server.port), subject, "body\n", timeout=10)
+    finally:
+        server.stop()
+    assert len(server.messages) == 3
+    for m in server.messages:
+        assert m.rcpt_tos == ["circ-team@example.edu"]
+        assert m.message["Bcc"] is None and m.message["X-Injected"] is None
+        assert m.subject.startswith("missing 'x'") and "\n" not in m.subject and "\r" not in m.subject
+
+
+HOSTILE_REPORT = "Loans\u2028Bcc: evil@example.org\u2029\x1b[31m"
+
+
+def test_a_server_file_name_with_a_line_separator_reaches_every_channel(tmp_path, monkeypatch):
+    """A server may name a file with U+2028 (LINE SEPARATOR): it is no control character, so
+    the name is accepted, and with no [[report]] configured its base name is a report's name.
+    Before, the e-mail subject holding it could not even be built: every alert of the profile
+    failed on every run, the webhook's included. Now both channels deliver, the name escaped."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    smtp = SmtpServer(tmp_path / "smtp", security="none", username=None).start()
+    http = HttpServer().start()
+    try:
+        text = f"""
+[profile.default]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{tmp_path / 'ledger.sqlite3'}"
+[profile.default.notify]
+email_to = ["circ-team@example.edu"]
+email_from = "report-keeper@example.edu"
+smtp_host = "127.0.0.1"
+smtp_port = {smtp.port}
+smtp_security = "none"
+webhook_url = "{http.url('/hook')}"
+"""
+        profile = parse_config(tomllib.loads(text)).profile()
+        report = HOSTILE_REPORT.replace("\x1b", "")  # the name the server may really send
+        deliveries = []
+        for i in range(10):  # daily until Sat 21 Nov, then nothing
+            at = datetime.combine(date(2026, 11, 12) + timedelta(days=i), time(7, 5), tzinfo=TZ)
+            deliveries.append(Delivery(name=f"{report}_{at:%Y%m%d_%H%M%S}.xlsx", report=report,
+                                       delivered_at=at, size=10, mtime=at, first_seen=at, last_seen=at,
+                                       on_server=True, downloaded_at=at, verification="ok", rows=5))
+        health = evaluate(profile, deliveries, now=datetime(2026, 11, 24, 10, tzinfo=TZ))
+        assert any(p.kind == "missing" for r in health.reports for p in r.problems)
+        doc = dispatch.after_check(profile, health, offline=True)
+    finally:
+        smtp.stop()
+        http.stop()
+    assert doc["failed"] == [], doc
+    assert [s["channel"] for s in doc["sent"]] == ["email", "webhook"]
+    [m] = smtp.messages
+    assert m.rcpt_tos == ["circ-team@example.edu"] and m.message["Bcc"] is None
+    assert "\\u2028Bcc: evil@example.org\\u2029" in m.subject
+    assert "\u2028" not in m.body and "\u2029" not in m.body
+    [hook] = http.posts("/hook")
+    sent = hook.json()  # valid JSON
+    assert sent["new"][0]["report"] == report  # the JSON has the name as it is
+    json.dumps(sent)
