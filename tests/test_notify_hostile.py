@@ -378,3 +378,137 @@ webhook_url = "{http.url('/hook')}"
     sent = hook.json()  # valid JSON
     assert sent["new"][0]["report"] == report  # the JSON has the name as it is
     json.dumps(sent)
+
+
+# ------------------------------------------------------------------------------ config values
+
+
+def test_a_password_with_letters_beyond_ascii_logs_in(tmp_path, monkeypatch):
+    """smtplib sends AUTH as ASCII only: a password like "Bibliothèque-2026" made it raise a
+    bare UnicodeEncodeError, which stopped every channel of the run, on every run. PLAIN is
+    UTF-8 (RFC 4616): the login works."""
+    password = "Bibliothèque-2026"
+    server = SmtpServer(tmp_path / "smtp", security="tls", password=password).start()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.cert))
+        monkeypatch.setenv("RK_SMTP_PASSWORD", password)
+        cfg = NotifyConfig(email_to=("circ-team@example.edu",), email_from="report-keeper@example.edu",
+                           smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="tls",
+                           smtp_username="reports", smtp_password_env="RK_SMTP_PASSWORD")
+        box = bounded(lambda: send_email(cfg, "s", "b\n", timeout=10))
+    finally:
+        server.stop()
+    assert "1 recipient" in box.get("value", ""), box
+    assert server.logins == [("reports", True)]
+    assert [m.authenticated_as for m in server.messages] == ["reports"]
+
+
+def test_cram_md5_with_a_password_beyond_ascii(scripted, monkeypatch):
+    """smtplib prefers CRAM-MD5 when offered; its secret is the password's UTF-8 bytes too."""
+    import base64
+    import hmac
+
+    password = "Bibliothèque-2026"
+    challenge = b"<1896.697170952@127.0.0.1>"
+    answers: list[bytes] = []
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        f = conn.makefile("rwb")
+        f.write(b"220 test ESMTP\r\n")
+        f.flush()
+        for line in f:
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                f.write(b"250-test\r\n250 AUTH CRAM-MD5\r\n")
+            elif verb == b"AUTH":
+                f.write(b"334 " + base64.b64encode(challenge) + b"\r\n")
+                f.flush()
+                answer = base64.b64decode(f.readline().strip())
+                answers.append(answer)
+                good = b"reports " + hmac.HMAC(password.encode(), challenge, "md5").hexdigest().encode()
+                f.write(b"235 ok\r\n" if answer == good else b"535 no\r\n")
+            elif verb == b"DATA":
+                f.write(b"354 go\r\n")
+                f.flush()
+                for body_line in f:
+                    if body_line == b".\r\n":
+                        break
+                f.write(b"250 queued\r\n")
+            elif verb == b"QUIT":
+                f.write(b"221 bye\r\n")
+                f.flush()
+                return
+            else:
+                f.write(b"250 ok\r\n")
+            f.flush()
+
+    server = scripted(serve)
+    monkeypatch.setenv("RK_SMTP_PASSWORD", password)
+    # the config refuses a login over "none"; the channel itself is what is tested here
+    cfg = NotifyConfig(email_to=("circ-team@example.edu",), email_from="report-keeper@example.edu",
+                       smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="none",
+                       smtp_username="reports", smtp_password_env="RK_SMTP_PASSWORD")
+    box = bounded(lambda: send_email(cfg, "s", "b\n", timeout=10))
+    assert "1 recipient" in box.get("value", ""), box
+    assert len(answers) == 1
+
+
+def test_an_address_beyond_ascii_is_not_called_a_login_problem(scripted):
+    """An address such as "bibliothèque@example.edu" needs the server's SMTPUTF8; a server
+    that does not offer it is named as the reason, not "does not offer a login (AUTH)"."""
+    server = scripted(smtp_script())  # offers 8BITMIME, not SMTPUTF8
+    cfg = NotifyConfig(email_to=("bibliothèque@example.edu",), email_from="report-keeper@example.edu",
+                       smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="none")
+    box = bounded(lambda: send_email(cfg, "s", "b\n", timeout=10))
+    text = str(box.get("error"))
+    assert "SMTPUTF8" in text and "email_to" in text, box
+    assert "AUTH" not in text and "login" not in text
+
+
+def test_a_broken_channel_does_not_stop_the_other(tmp_path, monkeypatch):
+    """Whatever goes wrong in one channel (here: a bug stood in for by an e-mail channel that
+    raises something other than SendError), the other channel still gets the alert, and the
+    broken one is reported and tried again on the next run."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    http = HttpServer().start()
+    try:
+        text = f"""
+[profile.default]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{tmp_path / 'ledger.sqlite3'}"
+[[profile.default.report]]
+name = "Loans"
+schedule = "daily"
+at = "07:00"
+[profile.default.notify]
+email_to = ["circ-team@example.edu"]
+smtp_host = "127.0.0.1"
+smtp_port = 9
+smtp_security = "none"
+webhook_url = "{http.url('/hook')}"
+"""
+        profile = parse_config(tomllib.loads(text)).profile()
+        at = datetime(2026, 11, 20, 7, 5, tzinfo=TZ)
+        deliveries = [Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at,
+                               size=10, mtime=at, first_seen=at, last_seen=at, on_server=True,
+                               downloaded_at=at, verification="ok", rows=5)]
+        health = evaluate(profile, deliveries, now=datetime(2026, 11, 24, 10, tzinfo=TZ))
+
+        def broken(*args: object, **kwargs: object) -> str:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(dispatch, "send_email", broken)
+        doc = dispatch.after_check(profile, health, offline=True)
+        assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("webhook", "alert")]
+        assert [(f["channel"], f["error"]) for f in doc["failed"]] == [
+            ("email", "unexpected error (RuntimeError); see the log")]
+        assert len(http.posts("/hook")) == 1
+        # the next run: the webhook was told, the e-mail is tried again
+        monkeypatch.setattr(dispatch, "send_email", lambda *a, **k: "e-mail sent")
+        doc = dispatch.after_check(profile, health, offline=True)
+        assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("email", "alert")]
+        assert len(http.posts("/hook")) == 1
+    finally:
+        http.stop()

@@ -27,6 +27,7 @@ Every failure is a :class:`SendError` whose ``str()`` is safe to log and print.
 from __future__ import annotations
 
 import base64
+import hmac
 import http.client
 import json
 import logging
@@ -40,7 +41,7 @@ import urllib.request
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from types import TracebackType
-from typing import IO
+from typing import IO, TYPE_CHECKING, overload
 from urllib.parse import urlsplit, urlunsplit
 
 from tui import __version__
@@ -48,6 +49,9 @@ from tui.core import clock
 from tui.core.config import NotifyConfig, http_url
 from tui.core.model import JSONObject
 from tui.core.names import escape_name
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 log = logging.getLogger("report_keeper.notify")
 
@@ -174,6 +178,15 @@ def smtp_password(cfg: NotifyConfig) -> str | None:
     return value
 
 
+class _Utf8(str):
+    """Text that smtplib's AUTH encodes as UTF-8: it asks for ASCII, so a password such as
+    "Bibliothèque-2026" raised UnicodeEncodeError; PLAIN is UTF-8 by its RFC (4616), and
+    servers take LOGIN and CRAM-MD5 secrets as UTF-8 too."""
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return str.encode(self, "utf-8", errors)
+
+
 class _SMTP(smtplib.SMTP):
     """smtplib's client whose connection a :class:`_Deadline` watches from the moment it is
     made; with ``tls`` it speaks TLS right away (as ``smtplib.SMTP_SSL`` does)."""
@@ -189,6 +202,22 @@ class _SMTP(smtplib.SMTP):
         if self._tls is not None:
             return self._tls.wrap_socket(sock, server_hostname=host)
         return sock
+
+    def auth_plain(self, challenge: ReadableBuffer | None = None) -> str:
+        return _Utf8(super().auth_plain(challenge))
+
+    def auth_login(self, challenge: ReadableBuffer | None = None) -> str:
+        return _Utf8(super().auth_login(challenge))
+
+    @overload
+    def auth_cram_md5(self, challenge: None = None) -> None: ...
+    @overload
+    def auth_cram_md5(self, challenge: ReadableBuffer) -> str: ...
+    def auth_cram_md5(self, challenge: ReadableBuffer | None = None) -> str | None:
+        if challenge is None:
+            return None  # smtplib's contract: CRAM-MD5 has no initial response
+        digest = hmac.HMAC(self.password.encode("utf-8"), challenge, "md5").hexdigest()
+        return _Utf8(f"{self.user} {digest}")
 
 
 def _exchange(smtp: _SMTP, cfg: NotifyConfig, msg: EmailMessage, password: str | None,
@@ -206,9 +235,16 @@ def _exchange(smtp: _SMTP, cfg: NotifyConfig, msg: EmailMessage, password: str |
         smtp.starttls(context=ssl.create_default_context())
         smtp.ehlo()
     if cfg.smtp_username:
+        if not smtp.has_extn("auth"):
+            raise SendError(f"{where} does not offer a login (AUTH) on this connection; check "
+                            "smtp_security and smtp_username")
         smtp.login(cfg.smtp_username, password or "")
     try:
         refused = smtp.send_message(msg)
+    except smtplib.SMTPNotSupportedError:  # the only one send_message raises: SMTPUTF8
+        raise SendError(f"an address in email_to or email_from has letters beyond ASCII, and {where} "
+                        "does not accept such addresses (it does not offer SMTPUTF8); use an "
+                        "ASCII address") from None
     except smtplib.SMTPSenderRefused as exc:
         if exc.smtp_code != 530:
             raise
@@ -268,9 +304,8 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
         raise SendError(f"{where} refused the login of '{_clean(cfg.smtp_username)}' "
                         f"({exc.smtp_code} {_clean(exc.smtp_error, secrets)}); check smtp_username "
                         f"and the password in {cfg.smtp_password_env}") from None
-    except smtplib.SMTPNotSupportedError:
-        raise SendError(f"{where} does not offer a login (AUTH) on this connection; check "
-                        "smtp_security and smtp_username") from None
+    except smtplib.SMTPNotSupportedError as exc:
+        raise SendError(f"{where} does not support what sending needs ({_clean(exc)})") from None
     except smtplib.SMTPRecipientsRefused as exc:
         codes = sorted({str(code) for code, _ in exc.recipients.values()})
         raise SendError(f"{where} refused every recipient (reply {', '.join(codes)}); check "
@@ -300,6 +335,10 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
     except OSError as exc:
         raise SendError(f"could not reach {where} ({_clean(exc.strerror or exc)}); check "
                         "smtp_host and smtp_port") from None
+    except UnicodeError:  # a text smtplib could not encode; no part of it is shown
+        raise SendError(f"sending through {where} failed: smtp_username, the password in "
+                        f"{cfg.smtp_password_env} or an address holds text the server exchange "
+                        "cannot carry") from None
     done = f"e-mail to {len(cfg.email_to) - len(refused)} recipient(s) via {where}"
     if refused:
         done += f" ({len(refused)} refused by the server)"

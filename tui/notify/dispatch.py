@@ -208,6 +208,12 @@ def _alerts(profile: Profile, health: HealthReport, ledger: Ledger, scope: str) 
                         channel, plan.message_kind, exc)
             outcomes.append(Outcome(channel, plan.message_kind, False, str(exc), new, reminders, resolved))
             continue
+        except Exception as exc:  # a bug in one channel must not keep the alert from the other
+            log.exception("alerts: %s %s not sent (tried again on the next run)", channel, plan.message_kind)
+            outcomes.append(Outcome(channel, plan.message_kind, False,
+                                    f"unexpected error ({type(exc).__name__}); see the log",
+                                    new, reminders, resolved))
+            continue
         log.info("alerts: %s %s sent (%d new, %d reminders, %d ended): %s", channel,
                  plan.message_kind, new, reminders, resolved, detail)
         try:
