@@ -181,3 +181,44 @@ def test_alerts_never_break_the_run(tmp_path, monkeypatch):
     doc = dispatch.after_check(profile, health, offline=False)
     assert [(f["channel"], f["error"]) for f in doc["failed"]] == [
         ("alerts", "unexpected error (RuntimeError); see the log")]
+
+
+def test_a_streak_split_by_a_late_file_stays_one_alert(tmp_path):
+    """A report stops on Tue 24; the person is told. Then a file for Wed 25 shows up with a
+    timestamp of that day (the server got it late), which makes Wed 25 "late" and splits the
+    missing days in two. Before, the next run announced "missing since Thu 26" as news and
+    told the person 'Loans…' "delivers again after missing Tue 24" while it still did not.
+    The outage stays one alert: no message until it really ends, then one "resolved" with
+    all its days."""
+    from tui.core.model import Delivery
+
+    profile = _profile(tmp_path)
+    days = {A: _week(date(2026, 11, 18), 6), B: _week(date(2026, 11, 18), 12)}  # A stops Tue 24
+    at = datetime(2026, 11, 25, 10, 30, tzinfo=TZ)
+    late = Delivery(name=f"{A}_{at:%Y%m%d_%H%M%S}.xlsx", report=A, delivered_at=at, size=10, mtime=at,
+                    first_seen=at, last_seen=at, on_server=True, downloaded_at=at, verification="ok", rows=5)
+
+    def health(now: date, extra=()):
+        deliveries = [_delivery(r, d) for r, ds in days.items() for d in ds if d <= now] + list(extra)
+        return evaluate(profile, deliveries, now=datetime.combine(now, time(10), tzinfo=TZ))
+
+    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+        told = _tell(ledger, health(date(2026, 11, 24)))
+        assert [(a.kind, a.first_day) for a in told.new] == [("missing", date(2026, 11, 24))]
+        assert not _tell(ledger, health(date(2026, 11, 26))).should_send
+        # the late file for Wed 25 appears: still the same outage, nothing to say
+        plan = _tell(ledger, health(date(2026, 11, 27), [late]))
+        assert plan.new == [] and plan.resolved == [], (plan.new, plan.resolved)
+        assert [(a.kind, a.days) for a in plan.open] == [
+            ("missing", [date(2026, 11, 24), date(2026, 11, 26), date(2026, 11, 27)])]
+        # it resumes on Sat 28: one "resolved" for the whole outage, no news
+        days[A].append(date(2026, 11, 28))
+        plan = _tell(ledger, health(date(2026, 11, 28), [late]))
+        assert plan.new == [] and [a.kind for a in plan.resolved] == ["missing"]
+        msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
+        assert msg.subject == f"[report-keeper] RESOLVED: '{A}' delivers again after missing Tue 24 Nov to Fri 27 Nov"
+        assert "Tue 24 Nov: before Sat 28 Nov" not in msg.body  # its rescue-by is today: gone
+        assert "Thu 26 Nov: before Mon 30 Nov" in msg.body
+        # and stays quiet afterwards
+        days[A].append(date(2026, 11, 29))
+        assert not _tell(ledger, health(date(2026, 11, 29), [late])).should_send

@@ -32,7 +32,7 @@ severity)`` for the connection.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 from tui.core import model
@@ -316,9 +316,14 @@ def plan(channel: str, alerts: list[Alert], rows: list[AlertRow], *, today: date
     """Compare the current ``alerts`` with what ``channel`` was told (``rows``)."""
     p = Plan(channel=channel, today=today)
     tomorrow = today + timedelta(days=1)
+    owned, covered = _match(alerts, rows)
     used: set[int] = set()
-    for a in alerts:
-        row = next((r for r in rows if _id(r) not in used and a.matches(r)), None)
+    for i, a in enumerate(alerts):
+        if i in covered:  # part of an alert told as one (a streak split by a late file)
+            continue
+        row = owned.get(i)
+        if row is not None and a.kind in RUN_KINDS:
+            a = _with_pieces(a, [alerts[j] for j, r in covered.items() if r == _id(row)], today)
         if a.current:
             p.open.append(a)
         if row is None or (row["state"] == CLOSED and a.current):
@@ -360,6 +365,46 @@ def plan(channel: str, alerts: list[Alert], rows: list[AlertRow], *, today: date
         else:
             p.tidy_delete.append(_id(row))  # its problems are no longer reported: forget it
     return p
+
+
+def _match(alerts: list[Alert], rows: list[AlertRow]) -> tuple[dict[int, AlertRow], dict[int, int]]:
+    """Which told row each alert is (by index), and which alerts are pieces of a row another
+    alert owns.
+
+    A run streak told as one alert can later be split in two by a late file (a delivery that
+    shows up with an earlier timestamp): both pieces overlap its row. The current piece takes
+    the row, else the latest one (so "delivers again after ..." names the end of the outage);
+    the others are covered by it: neither news nor "resolved", their days go with its owner.
+    """
+    order = sorted(range(len(alerts)), key=lambda i: (
+        not alerts[i].current, -(alerts[i].last_day or date.min).toordinal(), i))
+    owned: dict[int, AlertRow] = {}
+    covered: dict[int, int] = {}
+    taken: set[int] = set()
+    for i in order:
+        a = alerts[i]
+        row = next((r for r in rows if _id(r) not in taken and a.matches(r)), None)
+        if row is not None:
+            owned[i] = row
+            taken.add(_id(row))
+        elif a.kind in RUN_KINDS:
+            told = next((r for r in rows if _id(r) in taken and a.matches(r)), None)
+            if told is not None:
+                covered[i] = _id(told)
+    return owned, covered
+
+
+def _with_pieces(a: Alert, pieces: list[Alert], today: date) -> Alert:
+    """``a`` with the days of the pieces its row covers (one alert to a person)."""
+    if not pieces:
+        return a
+    problems = tuple(sorted((*a.problems, *(q for piece in pieces for q in piece.problems)),
+                            key=lambda q: q.day or date.min))
+    firsts = [d for d in (a.first_day, *(piece.first_day for piece in pieces)) if d is not None]
+    lasts = [d for d in (a.last_day, *(piece.last_day for piece in pieces)) if d is not None]
+    return replace(a, problems=problems, first_day=min(firsts, default=None),
+                   last_day=max(lasts, default=None), severity=_worst(problems),
+                   rescue_by=_rescue(problems, today), delete_on=_delete_on(problems))
 
 
 def _id(row: AlertRow) -> int:
