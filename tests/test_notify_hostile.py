@@ -512,3 +512,29 @@ webhook_url = "{http.url('/hook')}"
         assert len(http.posts("/hook")) == 1
     finally:
         http.stop()
+
+
+def test_an_smtp_host_written_as_an_address_literal(tmp_path):
+    """The config accepts an address in brackets ("[127.0.0.1]", "[::1]", as SMTP writes
+    address literals); the send then looked the brackets up as a host name and never reached
+    the server. Brackets around something that is no address are refused where the config
+    is read."""
+    from tui.core.config import ConfigError, load_config
+
+    server = SmtpServer(tmp_path / "smtp", security="none", username=None).start()
+    path = tmp_path / "config.toml"
+    try:
+        path.write_text('[profile.default]\nhost = "h"\n[profile.default.notify]\n'
+                        'email_to = ["circ-team@example.edu"]\nsmtp_host = "[127.0.0.1]"\n'
+                        f'smtp_port = {server.port}\nsmtp_security = "none"\n')
+        cfg = load_config(path).profile().notify
+        box = bounded(lambda: send_email(cfg, "s", "b\n", timeout=10))
+    finally:
+        server.stop()
+    assert "1 recipient" in box.get("value", ""), box
+    assert len(server.messages) == 1
+    for bad in ("[1.2.3]", "[::::]", "[]"):
+        path.write_text('[profile.default]\nhost = "h"\n[profile.default.notify]\n'
+                        f'email_to = ["circ-team@example.edu"]\nsmtp_host = "{bad}"\n')
+        with pytest.raises(ConfigError, match="smtp_host"):
+            load_config(path)

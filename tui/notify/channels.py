@@ -223,7 +223,10 @@ class _SMTP(smtplib.SMTP):
 def _exchange(smtp: _SMTP, cfg: NotifyConfig, msg: EmailMessage, password: str | None,
               where: str) -> dict[str, tuple[int, bytes]]:
     """Greeting to goodbye; returns the recipients the server refused (some, not all)."""
-    code, reply = smtp.connect(cfg.smtp_host or "", cfg.port)
+    host = cfg.smtp_host or ""
+    if host.startswith("["):  # an address literal: the address itself is what is connected to
+        host = host[1:-1]
+    code, reply = smtp.connect(host, cfg.port)
     if code != 220:
         raise smtplib.SMTPConnectError(code, reply)
     smtp.ehlo()
