@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
+import subprocess
+import sys
 import threading
 import tomllib
 from collections.abc import Callable, Iterator
@@ -538,3 +541,141 @@ def test_an_smtp_host_written_as_an_address_literal(tmp_path):
                         f'email_to = ["circ-team@example.edu"]\nsmtp_host = "{bad}"\n')
         with pytest.raises(ConfigError, match="smtp_host"):
             load_config(path)
+
+
+# ------------------------------------------------------------------------------ processes
+
+_RUN_CHECK = '''
+import json, sys, tomllib
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+from tui.core.config import parse_config
+from tui.core.health import evaluate
+from tui.core.model import Delivery
+from tui.notify import dispatch
+
+tz = ZoneInfo("America/Chicago")
+profile = parse_config(tomllib.loads(open(sys.argv[1]).read())).profile()
+deliveries = []
+for i in range(6):  # daily until Fri 20 Nov, then nothing
+    at = datetime(2026, 11, 15, 7, 5, tzinfo=tz) + timedelta(days=i)
+    deliveries.append(Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at,
+                               size=10, mtime=at, first_seen=at, last_seen=at, on_server=True,
+                               downloaded_at=at, verification="ok", rows=5))
+health = evaluate(profile, deliveries, now=datetime(2026, 11, 23, 10, tzinfo=tz))
+print(json.dumps(dispatch.after_check(profile, health, offline=True)), flush=True)
+'''
+
+
+def _process_config(tmp_path, port: int) -> list[str]:
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[profile.default]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{tmp_path / 'ledger.sqlite3'}"
+[[profile.default.report]]
+name = "Loans"
+schedule = "daily"
+at = "07:00"
+[profile.default.notify]
+email_to = ["circ-team@example.edu"]
+email_from = "report-keeper@example.edu"
+smtp_host = "127.0.0.1"
+smtp_port = {port}
+smtp_security = "none"
+""")
+    script = tmp_path / "run_check.py"
+    script.write_text(_RUN_CHECK)
+    return [sys.executable, str(script), str(config)]
+
+
+def _counting_smtp(received: list[bytes], holds: list[threading.Event | None],
+                   in_data: threading.Event) -> Callable[[socket.socket, threading.Event], None]:
+    """SMTP by the book; connection n waits for ``holds[n]`` (if any) before it answers the
+    message's end ("250"), and only a message it answered is counted as received."""
+    lock = threading.Lock()
+    count = [0]
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        with lock:
+            n = count[0]
+            count[0] += 1
+        hold = holds[n] if n < len(holds) else None
+        f = conn.makefile("rwb")
+        f.write(b"220 test ESMTP\r\n")
+        f.flush()
+        for line in f:
+            verb = line[:4].upper()
+            if verb == b"DATA":
+                f.write(b"354 go ahead\r\n")
+                f.flush()
+                message = b"".join(iter(f.readline, b".\r\n"))
+                in_data.set()
+                if hold is not None:
+                    while not hold.wait(0.1):
+                        if stop.is_set():
+                            return
+                received.append(message)
+                f.write(b"250 queued\r\n")
+            elif verb == b"QUIT":
+                f.write(b"221 bye\r\n")
+                f.flush()
+                return
+            else:
+                f.write(b"250 ok\r\n")
+            f.flush()
+
+    return serve
+
+
+def test_two_overlapping_runs_send_one_alert(scripted, tmp_path):
+    """Cron starts a second check while the first is still sending: one e-mail, not two, and
+    the second run reports nothing failed."""
+    received: list[bytes] = []
+    release = threading.Event()
+    in_data = threading.Event()
+    server = scripted(_counting_smtp(received, [release], in_data))
+    command = _process_config(tmp_path, server.port)
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert in_data.wait(BOUND), "the first run never reached the message"
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        try:
+            # the second run is started and waits for the notify lock while the first is in DATA
+            threading.Timer(2.0, release.set).start()
+            out1, _ = first.communicate(timeout=BOUND)
+            out2, _ = second.communicate(timeout=BOUND)
+        finally:
+            second.kill()
+    finally:
+        first.kill()
+        release.set()
+    docs = [json.loads(out1), json.loads(out2)]
+    assert len(received) == 1
+    assert [[(s["channel"], s["message"]) for s in d["sent"]] for d in docs] == [[("email", "alert")], []]
+    assert all(d["failed"] == [] for d in docs), docs
+
+
+def test_a_run_killed_mid_send_loses_nothing(scripted, tmp_path):
+    """kill -9 while the server holds the message: nothing was recorded as told, the ledger is
+    intact, the next run sends the alert, and the one after that sends nothing more."""
+    received: list[bytes] = []
+    never = threading.Event()
+    in_data = threading.Event()
+    server = scripted(_counting_smtp(received, [never], in_data))
+    command = _process_config(tmp_path, server.port)
+    doomed = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert in_data.wait(BOUND), "the run never reached the message"
+    finally:
+        doomed.kill()  # SIGKILL
+        doomed.wait()
+    with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT COUNT(*) FROM alerts").fetchone() == (0,)
+    again = json.loads(subprocess.run(command, capture_output=True, text=True, timeout=BOUND).stdout)
+    assert [(s["channel"], s["message"], s["new"]) for s in again["sent"]] == [("email", "alert", 1)]
+    quiet = json.loads(subprocess.run(command, capture_output=True, text=True, timeout=BOUND).stdout)
+    assert quiet["sent"] == [] and quiet["failed"] == []
+    assert len(received) == 1  # the killed run's message was never answered, so never counted
