@@ -679,3 +679,39 @@ def test_a_run_killed_mid_send_loses_nothing(scripted, tmp_path):
     quiet = json.loads(subprocess.run(command, capture_output=True, text=True, timeout=BOUND).stdout)
     assert quiet["sent"] == [] and quiet["failed"] == []
     assert len(received) == 1  # the killed run's message was never answered, so never counted
+
+
+def test_a_ping_is_not_redirected_to_another_host(http_server_local):
+    """The ping follows a redirect only on the host the config names: a server cannot send
+    report-keeper's requests to a host of its choosing (an internal address, say). The other
+    host here is "localhost", which is this same test server, so a request that went there
+    would be seen."""
+    server = http_server_local
+    server.responses["/ping"] = (302, f"http://localhost:{server.port}/elsewhere")
+    with pytest.raises(SendError, match="redirected to another host") as err:
+        http_request(server.url("/ping"), timeout=5)
+    assert "ping_url" in str(err.value)
+    assert server.gets("/elsewhere") == []
+    server.responses["/ping"] = (302, server.url("/next"))  # the same host: followed
+    assert http_request(server.url("/ping"), timeout=5) == 200
+    assert [r.path for r in server.gets()][-1] == "/next"
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_a_webhook_busy_or_broken_is_a_clear_failure(http_server_local, status):
+    """A 429 or 5xx (with or without Retry-After) fails the send with its code; the alert stays
+    unsent in the memory and goes out on the next run (the run's schedule is the retry)."""
+    server = http_server_local
+    server.responses["/hook"] = (status, None)
+    with pytest.raises(SendError, match=f"HTTP {status}"):
+        http_request(server.url("/hook"), method="POST", document={"a": 1}, timeout=5)
+
+
+@pytest.fixture
+def http_server_local(monkeypatch):
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    server = HttpServer().start()
+    yield server
+    server.stop()

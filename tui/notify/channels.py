@@ -9,7 +9,7 @@ hostile or broken:
   (``SSL_CERT_FILE`` may point at another bundle); every network step has a timeout.
 - HTTP: http and https only; the webhook's POST follows no redirect (a POST turned into a GET
   would look delivered while the data was dropped); the ping's GET follows at most
-  ``MAX_REDIRECTS`` redirects, each to http or https only, without reading the redirect's
+  ``MAX_REDIRECTS`` redirects, each to http or https on the same host, without reading the redirect's
   body; at most ``MAX_BODY`` bytes of a response are read and none of it is shown; a 2xx
   status is the receiver's answer, whatever happens to the body after it.
 - Deadlines: a per-step timeout never fires against a server that sends one byte at a time
@@ -367,6 +367,13 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         except (TypeError, ValueError) as exc:
             fp.close()
             raise SendError(f"{show_url(req.full_url)} redirected to a refused address ({exc})") from None
+        # Only on the host the config names (any port, http or https): a server must not be
+        # able to point our requests at a host of its choosing (an internal address, say).
+        if (urlsplit(newurl).hostname or "").lower() != (urlsplit(req.full_url).hostname or "").lower():
+            fp.close()
+            raise SendError(f"{show_url(req.full_url)} redirected to another host "
+                            f"({show_url(newurl)}), which is not followed; set the final address "
+                            "in ping_url")
         # urllib reads the whole body of a redirect before it follows it; closed, there is
         # nothing left to read (a server could send gigabytes behind a 302).
         fp.close()
