@@ -205,7 +205,8 @@ def test_a_streak_split_by_a_late_file_stays_one_alert(tmp_path):
     with Ledger.open(tmp_path / "l.sqlite3") as ledger:
         told = _tell(ledger, health(date(2026, 11, 24)))
         assert [(a.kind, a.first_day) for a in told.new] == [("missing", date(2026, 11, 24))]
-        assert not _tell(ledger, health(date(2026, 11, 26))).should_send
+        reminded = _tell(ledger, health(date(2026, 11, 26)))  # Tue 24's last day to re-run: Fri 27
+        assert reminded.new == [] and [a.rescue_by for a in reminded.reminders] == [date(2026, 11, 28)]
         # the late file for Wed 25 appears: still the same outage, nothing to say
         plan = _tell(ledger, health(date(2026, 11, 27), [late]))
         assert plan.new == [] and plan.resolved == [], (plan.new, plan.resolved)
@@ -222,3 +223,32 @@ def test_a_streak_split_by_a_late_file_stays_one_alert(tmp_path):
         # and stays quiet afterwards
         days[A].append(date(2026, 11, 29))
         assert not _tell(ledger, health(date(2026, 11, 29), [late])).should_send
+
+
+def test_the_reminder_leaves_a_day_to_act(tmp_path):
+    """Rescue-by is the day Alma anonymizes the loans: a re-run must happen *before* it (on
+    that day check itself says "too late"). The reminder said "the last day to rescue the data
+    is tomorrow" on the day before rescue-by, which was the last day itself: a person who
+    believed it acted a day late and lost the data. It now comes the day before the last day
+    and says which day that is; a run that missed that day reminds on the last day, saying
+    "today"."""
+    profile = _profile(tmp_path)
+    days = {A: _week(date(2026, 11, 18), 10), B: _week(date(2026, 11, 18), 14)}  # A stops Sat 28
+    # Sat 28 covers Wed 25: anonymized on Wed 2 Dec, so Tue 1 Dec is the last day to re-run
+    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+        assert [a.kind for a in _tell(ledger, _health(profile, days, date(2026, 11, 28))).new] == ["missing"]
+        assert not _tell(ledger, _health(profile, days, date(2026, 11, 29))).should_send
+        plan = _tell(ledger, _health(profile, days, date(2026, 11, 30)))
+        assert [a.rescue_by for a in plan.reminders] == [date(2026, 12, 2)]
+        msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
+        assert msg.subject.endswith("— rescue by Wed 2 Dec (last day to re-run: tomorrow, Tue 1 Dec)"), msg.subject
+        assert "the last day to re-run is tomorrow, Tue 1 Dec (the loans are anonymized on Wed 2 Dec)" in msg.body
+        assert not _tell(ledger, _health(profile, days, date(2026, 12, 1))).should_send  # once
+
+    with Ledger.open(tmp_path / "l2.sqlite3") as ledger:  # the machine was off on Mon 30
+        _tell(ledger, _health(profile, days, date(2026, 11, 28)))
+        plan = _tell(ledger, _health(profile, days, date(2026, 12, 1)))
+        assert [a.rescue_by for a in plan.reminders] == [date(2026, 12, 2)]
+        msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
+        assert msg.subject.endswith("(last day to re-run: today, Tue 1 Dec)"), msg.subject
+        assert "the last day to re-run is today, Tue 1 Dec" in msg.body

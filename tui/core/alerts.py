@@ -20,7 +20,9 @@ each channel :func:`plan` compares the current alerts with that memory:
 - new: a current alert the channel was never told about (or that became critical);
   also a past, non-current critical one never told (a gap found after the fact, while its
   data can still be rescued);
-- reminder: a told, current alert whose earliest open rescue-by date is tomorrow, once;
+- reminder: a told, current alert whose earliest open rescue-by date is two days ahead (so
+  the last day to re-run, the day before rescue-by, is tomorrow), once; a run that missed
+  that day reminds on the last day itself;
 - resolved: a told alert that is no longer current (or no longer reported at all).
 
 A message goes out when any of the three is non-empty. Identity: ``(report, kind, days)``
@@ -66,6 +68,9 @@ SCOPE_FULL = "full"
 
 #: Lines of a message body given to one alert's days before "... and N more".
 MAX_DAYS_LISTED = 8
+#: A reminder is due once the earliest rescue-by is at most this many days ahead: the last day
+#: to re-run (the day before rescue-by) is then tomorrow.
+REMIND_DAYS = 2
 SUBJECT_NAME_MAX = 60
 
 
@@ -315,7 +320,9 @@ def plan(channel: str, alerts: list[Alert], rows: list[AlertRow], *, today: date
          sent_at: str, scope: str = SCOPE_FULL) -> Plan:
     """Compare the current ``alerts`` with what ``channel`` was told (``rows``)."""
     p = Plan(channel=channel, today=today)
-    tomorrow = today + timedelta(days=1)
+    # Rescue-by is the day the loans are anonymized: the last day to re-run is the day before.
+    # Remind when that last day is tomorrow (or already today, if no run came the day before).
+    soon = today + timedelta(days=REMIND_DAYS)
     owned, covered = _match(alerts, rows)
     used: set[int] = set()
     for i, a in enumerate(alerts):
@@ -330,7 +337,7 @@ def plan(channel: str, alerts: list[Alert], rows: list[AlertRow], *, today: date
             if not (a.current or a.severity == CRITICAL):
                 continue  # history: a past warning nobody needs to hear about now
             p.new.append(a)
-            remind = a.rescue_by if (a.current and a.rescue_by == tomorrow) else None
+            remind = a.rescue_by if (a.current and a.rescue_by is not None and a.rescue_by <= soon) else None
             p.save.append(a.row(state=OPEN if a.current else CLOSED, sent_at=sent_at,
                                 reminded_for=remind, row_id=row["id"] if row else None))
             if row is not None:
@@ -349,7 +356,7 @@ def plan(channel: str, alerts: list[Alert], rows: list[AlertRow], *, today: date
             p.new.append(a)  # it got worse: news
             p.save.append(a.row(state=OPEN, sent_at=sent_at, reminded_for=_day(row["reminded_for"]),
                                 row_id=row["id"]))
-        elif a.rescue_by == tomorrow and row["reminded_for"] is None:
+        elif a.rescue_by is not None and a.rescue_by <= soon and row["reminded_for"] is None:
             p.reminders.append(a)
             p.save.append(a.row(state=OPEN, sent_at=row["sent_at"], reminded_for=a.rescue_by,
                                 row_id=row["id"]))
@@ -435,7 +442,7 @@ def _subject(p: Plan, status: str) -> str:
     elif p.reminders:
         top = p.reminders[0]
         label = f"REMINDER {top.severity.upper()}"
-        text = top.headline(today) + " (tomorrow)"
+        text = top.headline(today) + f" (last day to re-run: {_last_day(top, today)})"
         others = len(p.open) - 1
     else:
         top = p.resolved[0]
@@ -446,6 +453,15 @@ def _subject(p: Plan, status: str) -> str:
             text += f"; {len(p.open)} still open"
         return f"[report-keeper] RESOLVED: {text}"
     return f"[report-keeper] {label}: {text}" + (f" (+{others} more)" if others > 0 else "")
+
+
+def _last_day(a: Alert, today: date) -> str:
+    """``tomorrow, Tue 1 Dec``: the last day a re-run still has the loans (before rescue-by)."""
+    if a.rescue_by is None:
+        return "soon"
+    last = a.rescue_by - timedelta(days=1)
+    when = {0: "today", 1: "tomorrow"}.get((last - today).days)
+    return f"{when}, {fmt_day(last, today)}" if when else fmt_day(last, today)
 
 
 def _alert_lines(a: Alert, today: date, *, resolved: bool = False) -> list[str]:
@@ -505,8 +521,9 @@ def compose(p: Plan, *, profile: str, status: str, where: str, now_text: str,
             lines.extend(_alert_lines(a, today))
         lines.append("")
     if p.reminders:
-        lines.append("Reminder: the last day to rescue the data is tomorrow:")
         for a in p.reminders:
+            anonymized = f" (the loans are anonymized on {fmt_day(a.rescue_by, today)})" if a.rescue_by else ""
+            lines.append(f"Reminder: the last day to re-run is {_last_day(a, today)}{anonymized}:")
             lines.extend(_alert_lines(a, today))
         lines.append("")
     still = [a for a in p.open if id(a) not in told]
