@@ -715,3 +715,51 @@ def http_server_local(monkeypatch):
     server = HttpServer().start()
     yield server
     server.stop()
+
+
+def test_a_webhook_over_https(tmp_path, monkeypatch, http_server_local, scripted):
+    """https goes through the same watched connections: the certificate is verified (trusted
+    here through SSL_CERT_FILE), a server with an untrusted one is refused, and a TLS server
+    that answers one byte at a time is cut at the deadline."""
+    import ssl
+
+    from tests.notify_servers import self_signed_cert
+
+    cert, key = self_signed_cert(tmp_path / "tls")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = http_server_local
+    server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
+    url = f"https://127.0.0.1:{server.port}/hook"
+    with pytest.raises(SendError, match="certificate .* could not be verified"):
+        http_request(url, method="POST", document={"a": 1}, timeout=5)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    assert http_request(url, method="POST", document={"a": 1}, timeout=5) == 200
+    assert server.posts("/hook")[-1].json() == {"a": 1}
+
+    def slow_tls(conn: socket.socket, stop: threading.Event) -> None:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            _read_request(tls)
+            dribble(tls, b"HTTP/1.1 200 OK" + b" " * 100000, stop)
+
+    slow = scripted(slow_tls)
+    box = bounded(lambda: http_request(f"https://127.0.0.1:{slow.port}/hook", method="POST",
+                                       document={"a": 1}, timeout=2, deadline=3))
+    assert "did not finish within 3 s" in str(box.get("error")), box
+
+
+def test_starttls_with_an_untrusted_certificate_sends_nothing(tmp_path, monkeypatch):
+    """STARTTLS to a server whose certificate is not trusted: refused before the login, so
+    neither the password nor the alert leaves in a connection an attacker could hold."""
+    server = SmtpServer(tmp_path / "smtp", security="starttls", password=PASSWORD).start()
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("RK_SMTP_PASSWORD", PASSWORD)
+    try:
+        cfg = NotifyConfig(email_to=("circ-team@example.edu",), email_from="report-keeper@example.edu",
+                           smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="starttls",
+                           smtp_username="reports", smtp_password_env="RK_SMTP_PASSWORD")
+        box = bounded(lambda: send_email(cfg, "s", "b\n", timeout=10))
+    finally:
+        server.stop()
+    assert "certificate of 127.0.0.1 port" in str(box.get("error")), box
+    assert server.logins == [] and server.messages == []
