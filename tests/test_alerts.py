@@ -161,7 +161,7 @@ def test_another_run_holding_the_notify_lock_is_left_to_send(tmp_path, monkeypat
     health = _health(profile, days, date(2026, 11, 27))
     Ledger.open(profile.ledger_path).close()
     monkeypatch.setattr(dispatch, "LOCK_WAIT", 0.3)
-    lock = tmp_path / "ledger.sqlite3.notify-lock"
+    lock = dispatch.lock_path(profile)
     lock.write_bytes(b"")
     with flock_held_elsewhere(lock):
         doc = dispatch.after_check(profile, health, offline=True)

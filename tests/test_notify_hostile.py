@@ -763,3 +763,54 @@ def test_starttls_with_an_untrusted_certificate_sends_nothing(tmp_path, monkeypa
         server.stop()
     assert "certificate of 127.0.0.1 port" in str(box.get("error")), box
     assert server.logins == [] and server.messages == []
+
+
+def test_a_slow_send_for_one_profile_does_not_hold_up_another_sharing_the_ledger(scripted, tmp_path, monkeypatch,
+                                                                                http_server_local):
+    """Profiles may share a ledger file. While profile A's e-mail waits on a slow server,
+    profile B's run (another cron line) must not give up its own alerts as "left to" a run
+    that is sending A's: the notify lock is the profile's, not the file's."""
+    received: list[bytes] = []
+    release = threading.Event()
+    in_data = threading.Event()
+    smtp = scripted(_counting_smtp(received, [release], in_data))
+    hook = http_server_local
+    ledger = tmp_path / "shared.sqlite3"
+
+    def profile(name: str, notify: str):
+        text = f"""
+[profile.{name}]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{ledger}"
+[[profile.{name}.report]]
+name = "Loans"
+schedule = "daily"
+at = "07:00"
+[profile.{name}.notify]
+{notify}
+"""
+        return parse_config(tomllib.loads(text)).profile(name)
+
+    a = profile("a", f'email_to = ["circ-team@example.edu"]\nsmtp_host = "127.0.0.1"\n'
+                     f'smtp_port = {smtp.port}\nsmtp_security = "none"\n')
+    b = profile("b", f'webhook_url = "{hook.url("/hook")}"\n')
+    at = datetime(2026, 11, 20, 7, 5, tzinfo=TZ)
+    deliveries = [Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at,
+                           size=10, mtime=at, first_seen=at, last_seen=at, on_server=True,
+                           downloaded_at=at, verification="ok", rows=5)]
+    now = datetime(2026, 11, 24, 10, tzinfo=TZ)
+    monkeypatch.setattr(dispatch, "LOCK_WAIT", 1.0)
+    docs: dict[str, Any] = {}
+    first = threading.Thread(target=lambda: docs.setdefault(
+        "a", dispatch.after_check(a, evaluate(a, deliveries, now=now), offline=True)), daemon=True)
+    first.start()
+    try:
+        assert in_data.wait(BOUND), "profile a's e-mail never reached the server"
+        docs["b"] = dispatch.after_check(b, evaluate(b, deliveries, now=now), offline=True)
+    finally:
+        release.set()
+        first.join(BOUND)
+    assert [(s["channel"], s["message"]) for s in docs["b"]["sent"]] == [("webhook", "alert")], docs["b"]
+    assert len(hook.posts("/hook")) == 1
+    assert [(s["channel"], s["message"]) for s in docs["a"]["sent"]] == [("email", "alert")]

@@ -10,13 +10,15 @@ is due; the ledger's memory of that channel is updated only after a successful s
 failed one is tried again on the next run. The ping goes out after every run: ``ping_url``
 when the run and the health are ok or only warnings, ``ping_url/fail`` when either is critical.
 
-One process at a time sends a profile's alerts (an ``flock`` beside the ledger): the app, a
-cron ``sync`` and a ``check`` may overlap; the one that waits too long leaves it to the other.
+One process at a time sends a profile's alerts (an ``flock`` on the profile's own file beside
+the ledger): the app, a cron ``sync`` and a ``check`` may overlap; the one that waits too long
+leaves it to the other.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import time
@@ -108,9 +110,19 @@ def _document(configured: bool, outcomes: list[Outcome], note: str | None = None
     return doc
 
 
+def lock_path(profile: Profile) -> Path:
+    """The file whose ``flock`` one process holds while it sends ``profile``'s alerts.
+
+    One per profile, beside the ledger: profiles may share a ledger file, and a run sending
+    one profile's alerts (waiting on a slow server, up to the send deadlines) must not make a
+    run of another profile give its own up as "left to" it. The name carries a hash of the
+    profile's name, which may be any text."""
+    digest = hashlib.sha256(profile.name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return Path(f"{profile.ledger_path}.notify-lock-{digest}")
+
+
 @contextmanager
-def _notify_lock(ledger_path: Path) -> Iterator[bool]:
-    path = Path(f"{ledger_path}.notify-lock")
+def _notify_lock(path: Path) -> Iterator[bool]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         stop = time.monotonic() + LOCK_WAIT
@@ -162,7 +174,7 @@ def _run(profile: Profile, health: HealthReport, *, scope: str, run_status: st.E
         return _document(True, [Outcome(ch, "alert", False, f"the ledger could not be opened: {exc}")
                                 for ch in _channels(cfg)])
     try:
-        with _notify_lock(profile.ledger_path) as locked:
+        with _notify_lock(lock_path(profile)) as locked:
             if not locked:
                 log.info("alerts: another report-keeper run holds the notify lock; left to it")
                 return _document(True, [], "another report-keeper run is sending this profile's "
