@@ -252,3 +252,25 @@ def test_the_reminder_leaves_a_day_to_act(tmp_path):
         msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
         assert msg.subject.endswith("(last day to re-run: today, Tue 1 Dec)"), msg.subject
         assert "the last day to re-run is today, Tue 1 Dec" in msg.body
+
+
+def test_a_problem_that_clears_and_comes_back_is_told_again_once(tmp_path):
+    """Missing Tue 24 and Wed 25, fine Thu 26 (resolved), missing again from Fri 27: a new
+    alert for the new outage, once; the ended one is not told again."""
+    profile = _profile(tmp_path)
+    skip = {date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 27), date(2026, 11, 28), date(2026, 11, 29)}
+    days = {A: _week(date(2026, 11, 18), 12, skip=skip), B: _week(date(2026, 11, 18), 12)}
+
+    def tell(now: date) -> al.Plan:
+        upto = {r: [d for d in ds if d <= now] for r, ds in days.items()}
+        return _tell(ledger, _health(profile, upto, now))
+
+    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+        assert [(a.kind, a.first_day) for a in tell(date(2026, 11, 24)).new] == [("missing", date(2026, 11, 24))]
+        assert not tell(date(2026, 11, 25)).new
+        ended = tell(date(2026, 11, 26))
+        assert ended.new == [] and [a.first_day for a in ended.resolved] == [date(2026, 11, 24)]
+        again = tell(date(2026, 11, 27))
+        assert [(a.kind, a.first_day) for a in again.new] == [("missing", date(2026, 11, 27))]
+        assert again.resolved == []
+        assert not tell(date(2026, 11, 28)).new
