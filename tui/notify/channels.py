@@ -9,9 +9,9 @@ hostile or broken:
   (``SSL_CERT_FILE`` may point at another bundle); every network step has a timeout.
 - HTTP: http and https only; the webhook's POST follows no redirect (a POST turned into a GET
   would look delivered while the data was dropped); the ping's GET follows at most
-  ``MAX_REDIRECTS`` redirects, each to http or https on the same host, without reading the redirect's
-  body; at most ``MAX_BODY`` bytes of a response are read and none of it is shown; a 2xx
-  status is the receiver's answer, whatever happens to the body after it.
+  ``MAX_REDIRECTS`` redirects, each to http or https on the same host, without reading the
+  redirect's body; at most ``MAX_BODY`` bytes of a response are read and none of it is shown;
+  a 2xx status is the receiver's answer, whatever happens to the body after it.
 - Deadlines: a per-step timeout never fires against a server that sends one byte at a time
   (an SMTP tarpit, a slow-loris webhook), so each e-mail exchange and each HTTP request also
   has a deadline for the whole of it; when it passes, :class:`_Deadline` shuts the
