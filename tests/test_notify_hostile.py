@@ -814,3 +814,46 @@ at = "07:00"
     assert [(s["channel"], s["message"]) for s in docs["b"]["sent"]] == [("webhook", "alert")], docs["b"]
     assert len(hook.posts("/hook")) == 1
     assert [(s["channel"], s["message"]) for s in docs["a"]["sent"]] == [("email", "alert")]
+
+
+def test_profiles_of_one_run_do_not_each_wait_out_the_same_silent_server(scripted, tmp_path, monkeypatch):
+    """``--all-profiles`` sends each profile's alerts in turn. With every profile pointing at
+    one relay that has stopped answering, each waited out the whole deadline: ninety member
+    libraries meant ninety minutes of cron. A destination that did not answer in time is not
+    tried again by the other profiles of the same run (each says so, and tries next run)."""
+    monkeypatch.setattr(dispatch, "_UNANSWERED", {}, raising=False)
+    monkeypatch.setattr(channels, "SMTP_DEADLINE", 2, raising=False)
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        dribble(conn, b"220-hold on\r\n" * 10000, stop)
+
+    tarpit = scripted(serve)
+    at = datetime(2026, 11, 20, 7, 5, tzinfo=TZ)
+    deliveries = [Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at,
+                           size=10, mtime=at, first_seen=at, last_seen=at, on_server=True,
+                           downloaded_at=at, verification="ok", rows=5)]
+    docs = []
+    for name in ("one", "two", "three"):
+        text = f"""
+[profile.{name}]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{tmp_path / name}.sqlite3"
+[[profile.{name}.report]]
+name = "Loans"
+schedule = "daily"
+at = "07:00"
+[profile.{name}.notify]
+email_to = ["circ-team@example.edu"]
+smtp_host = "127.0.0.1"
+smtp_port = {tarpit.port}
+smtp_security = "none"
+"""
+        profile = parse_config(tomllib.loads(text)).profile(name)
+        health = evaluate(profile, deliveries, now=datetime(2026, 11, 24, 10, tzinfo=TZ))
+        docs.append(bounded(lambda p=profile, h=health: dispatch.after_check(p, h, offline=True))["value"])
+    errors = [[f["error"] for f in d["failed"]] for d in docs]
+    assert "did not finish within 2 s" in errors[0][0], errors
+    for later in errors[1:]:
+        assert len(later) == 1 and "not tried" in later[0] and "next run" in later[0], errors
+    assert tarpit.connections == 1

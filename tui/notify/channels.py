@@ -65,7 +65,12 @@ USER_AGENT = f"report-keeper/{__version__}"
 
 
 class SendError(Exception):
-    """A send failed; ``str()`` says what happened, with no secret in it."""
+    """A send failed; ``str()`` says what happened, with no secret in it. ``unanswered``: the
+    server did not answer in time (a timeout or the deadline), as opposed to refusing."""
+
+    def __init__(self, message: str, *, unanswered: bool = False) -> None:
+        super().__init__(message)
+        self.unanswered = unanswered
 
 
 def show_url(url: str) -> str:
@@ -297,7 +302,7 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
             except Exception:
                 if watch.expired:
                     raise SendError(f"{where} did not finish within {limit:g} s (it answers too "
-                                    "slowly); the e-mail was not sent") from None
+                                    "slowly); the e-mail was not sent", unanswered=True) from None
                 raise
             finally:
                 smtp.close()
@@ -329,10 +334,10 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
                         "smtp_port") from None
     except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
         if "timed out" in str(exc):  # smtplib reports a read timeout as a disconnection
-            raise SendError(f"{where} did not answer within {timeout:g} s") from None
+            raise SendError(f"{where} did not answer within {timeout:g} s", unanswered=True) from None
         raise SendError(f"{where} closed the connection ({_clean(exc, secrets) or 'no reason given'})") from None
     except TimeoutError:
-        raise SendError(f"{where} did not answer within {timeout:g} s") from None
+        raise SendError(f"{where} did not answer within {timeout:g} s", unanswered=True) from None
     except smtplib.SMTPException as exc:
         raise SendError(f"sending through {where} failed ({_clean(exc, secrets)})") from None
     except OSError as exc:
@@ -468,7 +473,7 @@ def http_request(url: str, *, method: str = "GET", document: JSONObject | None =
             except Exception:
                 if watch.expired:
                     raise SendError(f"{shown} did not finish within {deadline:g} s (it answers too "
-                                    "slowly)") from None
+                                    "slowly)", unanswered=True) from None
                 raise
     except SendError:
         raise
@@ -487,11 +492,11 @@ def http_request(url: str, *, method: str = "GET", document: JSONObject | None =
             raise SendError(f"the TLS certificate of {shown} could not be verified "
                             f"({_clean(reason.verify_message)})") from None
         if isinstance(reason, (TimeoutError, socket.timeout)):
-            raise SendError(f"{shown} did not answer within {timeout:g} s") from None
+            raise SendError(f"{shown} did not answer within {timeout:g} s", unanswered=True) from None
         text = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
         raise SendError(f"could not reach {shown} ({_clean(text)})") from None
     except TimeoutError:
-        raise SendError(f"{shown} did not answer within {timeout:g} s") from None
+        raise SendError(f"{shown} did not answer within {timeout:g} s", unanswered=True) from None
     except (OSError, ValueError, http.client.HTTPException) as exc:
         raise SendError(f"the request to {shown} failed ({_clean(type(exc).__name__)})") from None
     if not 200 <= status < 300:

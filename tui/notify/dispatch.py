@@ -43,6 +43,14 @@ log = logging.getLogger("report_keeper.notify")
 
 LOCK_WAIT = 30.0  # seconds another run may hold the notify lock before this one gives up
 
+#: Destinations (``host:port`` of the SMTP server, ``scheme://host:port/…`` of a URL) that did
+#: not answer in time in this process, with when. The other profiles of an ``--all-profiles``
+#: run do not try them again: with every member library's profile pointing at one relay that
+#: stopped answering, each waited out the whole deadline in turn. Each says so and tries on its
+#: next run; after ``UNANSWERED_MEMORY`` seconds (a long-lived process) it is tried again.
+_UNANSWERED: dict[str, float] = {}
+UNANSWERED_MEMORY = 600.0
+
 
 class OutcomeJSON(TypedDict):
     """One channel's line of the ``notify`` document."""
@@ -145,12 +153,35 @@ def _now_text(health: HealthReport, tz: tzinfo) -> str:
     return f"{now:%a} {now.day} {now:%b %Y %H:%M} ({tz})"
 
 
-def _send(channel: str, cfg: NotifyConfig, message: al.Message) -> str:
+def _destination(channel: str, cfg: NotifyConfig) -> str:
     if channel == al.EMAIL:
-        return send_email(cfg, message.subject, message.body)
-    url = cfg.webhook_url or ""
-    status = http_request(url, method="POST", document=message.document)
-    return f"webhook {show_url(url)} answered HTTP {status}"
+        return f"{cfg.smtp_host}:{cfg.port}"
+    return show_url(cfg.webhook_url or "")
+
+
+@contextmanager
+def _unless_unanswered(destination: str) -> Iterator[None]:
+    """Skip ``destination`` when it did not answer a moment ago; remember when it does not."""
+    since = _UNANSWERED.get(destination)
+    if since is not None and time.monotonic() - since < UNANSWERED_MEMORY:
+        raise SendError(f"not tried: {destination} did not answer in time earlier in this run "
+                        "(for another profile); tried again on the next run")
+    try:
+        yield
+    except SendError as exc:
+        if exc.unanswered:
+            _UNANSWERED[destination] = time.monotonic()
+        raise
+    _UNANSWERED.pop(destination, None)
+
+
+def _send(channel: str, cfg: NotifyConfig, message: al.Message) -> str:
+    with _unless_unanswered(_destination(channel, cfg)):
+        if channel == al.EMAIL:
+            return send_email(cfg, message.subject, message.body)
+        url = cfg.webhook_url or ""
+        status = http_request(url, method="POST", document=message.document)
+        return f"webhook {show_url(url)} answered HTTP {status}"
 
 
 def _channels(cfg: NotifyConfig) -> list[str]:
@@ -242,7 +273,8 @@ def _ping(url: str, status: st.Exit) -> Outcome:
     target = fail_url(url) if failing else url
     kind = "fail" if failing else "ok"
     try:
-        code = http_request(target, method="GET")
+        with _unless_unanswered(show_url(url)):
+            code = http_request(target, method="GET")
     except SendError as exc:
         log.warning("alerts: ping (%s) failed: %s", kind, exc)
         return Outcome("ping", kind, False, str(exc))
