@@ -161,7 +161,7 @@ def test_another_run_holding_the_notify_lock_is_left_to_send(tmp_path, monkeypat
     health = _health(profile, days, date(2026, 11, 27))
     Ledger.open(profile.ledger_path).close()
     monkeypatch.setattr(dispatch, "LOCK_WAIT", 0.3)
-    lock = tmp_path / "ledger.sqlite3.notify-lock"
+    lock = dispatch.lock_path(profile)
     lock.write_bytes(b"")
     with flock_held_elsewhere(lock):
         doc = dispatch.after_check(profile, health, offline=True)
@@ -181,3 +181,96 @@ def test_alerts_never_break_the_run(tmp_path, monkeypatch):
     doc = dispatch.after_check(profile, health, offline=False)
     assert [(f["channel"], f["error"]) for f in doc["failed"]] == [
         ("alerts", "unexpected error (RuntimeError); see the log")]
+
+
+def test_a_streak_split_by_a_late_file_stays_one_alert(tmp_path):
+    """A report stops on Tue 24; the person is told. Then a file for Wed 25 shows up with a
+    timestamp of that day (the server got it late), which makes Wed 25 "late" and splits the
+    missing days in two. Before, the next run announced "missing since Thu 26" as news and
+    told the person 'Loans…' "delivers again after missing Tue 24" while it still did not.
+    The outage stays one alert: no message until it really ends, then one "resolved" with
+    all its days."""
+    from tui.core.model import Delivery
+
+    profile = _profile(tmp_path)
+    days = {A: _week(date(2026, 11, 18), 6), B: _week(date(2026, 11, 18), 12)}  # A stops Tue 24
+    at = datetime(2026, 11, 25, 10, 30, tzinfo=TZ)
+    late = Delivery(name=f"{A}_{at:%Y%m%d_%H%M%S}.xlsx", report=A, delivered_at=at, size=10, mtime=at,
+                    first_seen=at, last_seen=at, on_server=True, downloaded_at=at, verification="ok", rows=5)
+
+    def health(now: date, extra=()):
+        deliveries = [_delivery(r, d) for r, ds in days.items() for d in ds if d <= now] + list(extra)
+        return evaluate(profile, deliveries, now=datetime.combine(now, time(10), tzinfo=TZ))
+
+    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+        told = _tell(ledger, health(date(2026, 11, 24)))
+        assert [(a.kind, a.first_day) for a in told.new] == [("missing", date(2026, 11, 24))]
+        reminded = _tell(ledger, health(date(2026, 11, 26)))  # Tue 24's last day to re-run: Fri 27
+        assert reminded.new == [] and [a.rescue_by for a in reminded.reminders] == [date(2026, 11, 28)]
+        # the late file for Wed 25 appears: still the same outage, nothing to say
+        plan = _tell(ledger, health(date(2026, 11, 27), [late]))
+        assert plan.new == [] and plan.resolved == [], (plan.new, plan.resolved)
+        assert [(a.kind, a.days) for a in plan.open] == [
+            ("missing", [date(2026, 11, 24), date(2026, 11, 26), date(2026, 11, 27)])]
+        # it resumes on Sat 28: one "resolved" for the whole outage, no news
+        days[A].append(date(2026, 11, 28))
+        plan = _tell(ledger, health(date(2026, 11, 28), [late]))
+        assert plan.new == [] and [a.kind for a in plan.resolved] == ["missing"]
+        msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
+        assert msg.subject == f"[report-keeper] RESOLVED: '{A}' delivers again after missing Tue 24 Nov to Fri 27 Nov"
+        assert "Tue 24 Nov: before Sat 28 Nov" not in msg.body  # its rescue-by is today: gone
+        assert "Thu 26 Nov: before Mon 30 Nov" in msg.body
+        # and stays quiet afterwards
+        days[A].append(date(2026, 11, 29))
+        assert not _tell(ledger, health(date(2026, 11, 29), [late])).should_send
+
+
+def test_the_reminder_leaves_a_day_to_act(tmp_path):
+    """Rescue-by is the day Alma anonymizes the loans: a re-run must happen *before* it (on
+    that day check itself says "too late"). The reminder said "the last day to rescue the data
+    is tomorrow" on the day before rescue-by, which was the last day itself: a person who
+    believed it acted a day late and lost the data. It now comes the day before the last day
+    and says which day that is; a run that missed that day reminds on the last day, saying
+    "today"."""
+    profile = _profile(tmp_path)
+    days = {A: _week(date(2026, 11, 18), 10), B: _week(date(2026, 11, 18), 14)}  # A stops Sat 28
+    # Sat 28 covers Wed 25: anonymized on Wed 2 Dec, so Tue 1 Dec is the last day to re-run
+    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+        assert [a.kind for a in _tell(ledger, _health(profile, days, date(2026, 11, 28))).new] == ["missing"]
+        assert not _tell(ledger, _health(profile, days, date(2026, 11, 29))).should_send
+        plan = _tell(ledger, _health(profile, days, date(2026, 11, 30)))
+        assert [a.rescue_by for a in plan.reminders] == [date(2026, 12, 2)]
+        msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
+        assert msg.subject.endswith("— rescue by Wed 2 Dec (last day to re-run: tomorrow, Tue 1 Dec)"), msg.subject
+        assert "the last day to re-run is tomorrow, Tue 1 Dec (the loans are anonymized on Wed 2 Dec)" in msg.body
+        assert not _tell(ledger, _health(profile, days, date(2026, 12, 1))).should_send  # once
+
+    with Ledger.open(tmp_path / "l2.sqlite3") as ledger:  # the machine was off on Mon 30
+        _tell(ledger, _health(profile, days, date(2026, 11, 28)))
+        plan = _tell(ledger, _health(profile, days, date(2026, 12, 1)))
+        assert [a.rescue_by for a in plan.reminders] == [date(2026, 12, 2)]
+        msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
+        assert msg.subject.endswith("(last day to re-run: today, Tue 1 Dec)"), msg.subject
+        assert "the last day to re-run is today, Tue 1 Dec" in msg.body
+
+
+def test_a_problem_that_clears_and_comes_back_is_told_again_once(tmp_path):
+    """Missing Tue 24 and Wed 25, fine Thu 26 (resolved), missing again from Fri 27: a new
+    alert for the new outage, once; the ended one is not told again."""
+    profile = _profile(tmp_path)
+    skip = {date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 27), date(2026, 11, 28), date(2026, 11, 29)}
+    days = {A: _week(date(2026, 11, 18), 12, skip=skip), B: _week(date(2026, 11, 18), 12)}
+
+    def tell(now: date) -> al.Plan:
+        upto = {r: [d for d in ds if d <= now] for r, ds in days.items()}
+        return _tell(ledger, _health(profile, upto, now))
+
+    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+        assert [(a.kind, a.first_day) for a in tell(date(2026, 11, 24)).new] == [("missing", date(2026, 11, 24))]
+        assert not tell(date(2026, 11, 25)).new
+        ended = tell(date(2026, 11, 26))
+        assert ended.new == [] and [a.first_day for a in ended.resolved] == [date(2026, 11, 24)]
+        again = tell(date(2026, 11, 27))
+        assert [(a.kind, a.first_day) for a in again.new] == [("missing", date(2026, 11, 27))]
+        assert again.resolved == []
+        assert not tell(date(2026, 11, 28)).new

@@ -92,18 +92,20 @@ def test_a_week_of_cron_runs_with_a_report_that_stops(sshd, server_dir, tmp_path
         subjects = [m.subject for m in smtp.messages]
         assert subjects == [
             f"[report-keeper] CRITICAL: missing '{REPORT}' Sat 28 Nov — rescue by Wed 2 Dec",
-            f"[report-keeper] REMINDER CRITICAL: missing '{REPORT}' since Sat 28 Nov (4 runs) — rescue by Wed 2 Dec (tomorrow)",
+            f"[report-keeper] REMINDER CRITICAL: missing '{REPORT}' since Sat 28 Nov (3 runs) — rescue by Wed 2 Dec "
+            "(last day to re-run: tomorrow, Tue 1 Dec)",
             f"[report-keeper] RESOLVED: '{REPORT}' delivers again after missing Sat 28 Nov to Tue 1 Dec",
         ], subjects
         # one message a day at most, on the right days
         assert {d: s[0] for d, s in seen.items() if s[0]} == {
-            date(2026, 11, 28): 1, date(2026, 12, 1): 1, date(2026, 12, 2): 1}
+            date(2026, 11, 28): 1, date(2026, 11, 30): 1, date(2026, 12, 2): 1}
         assert all(m.authenticated_as == "reports" for m in smtp.messages)
         assert all(m.rcpt_tos == ["circ-team@example.edu"] for m in smtp.messages)
         alert, reminder, resolved = (m.body for m in smtp.messages)
         assert "Re-run 'Loans Per Patron From 3 Days Ago' in Alma Analytics for loans of Wed 25 Nov before Wed 2 Dec" in alert
         assert "rescue by Wed 2 Dec" in alert
-        assert "the last day to rescue the data is tomorrow" in reminder
+        # rescue-by is the day the loans are anonymized: the reminder leaves a whole day to act
+        assert "the last day to re-run is tomorrow, Tue 1 Dec (the loans are anonymized on Wed 2 Dec)" in reminder
         assert "delivered again for Wed 2 Dec" in resolved
         assert "Sun 29 Nov: before Thu 3 Dec" in resolved  # the missed days still rescuable
         for body in (alert, reminder, resolved):
@@ -116,8 +118,7 @@ def test_a_week_of_cron_runs_with_a_report_that_stops(sshd, server_dir, tmp_path
         assert [(p["report"], p["kind"], p["day"], p["rescue_by"]) for p in first["new"]] == [
             (REPORT, "missing", "2026-11-28", "2026-12-02")]
         assert first["resolved"] == [] and [p["kind"] for p in first["open"]] == ["missing"]
-        assert [p["days"] for p in hooks[1]["reminders"]] == [
-            ["2026-11-28", "2026-11-29", "2026-11-30", "2026-12-01"]]
+        assert [p["days"] for p in hooks[1]["reminders"]] == [["2026-11-28", "2026-11-29", "2026-11-30"]]
         assert hooks[2]["new"] == [] and hooks[2]["open"] == []
         assert [(p["kind"], p["day"], p["last_day"]) for p in hooks[2]["resolved"]] == [
             ("missing", "2026-11-28", "2026-12-01")]

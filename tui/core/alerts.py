@@ -20,7 +20,9 @@ each channel :func:`plan` compares the current alerts with that memory:
 - new: a current alert the channel was never told about (or that became critical);
   also a past, non-current critical one never told (a gap found after the fact, while its
   data can still be rescued);
-- reminder: a told, current alert whose earliest open rescue-by date is tomorrow, once;
+- reminder: a told, current alert whose earliest open rescue-by date is two days ahead (so
+  the last day to re-run, the day before rescue-by, is tomorrow), once; a run that missed
+  that day reminds on the last day itself;
 - resolved: a told alert that is no longer current (or no longer reported at all).
 
 A message goes out when any of the three is non-empty. Identity: ``(report, kind, days)``
@@ -32,7 +34,7 @@ severity)`` for the connection.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 from tui.core import model
@@ -66,6 +68,9 @@ SCOPE_FULL = "full"
 
 #: Lines of a message body given to one alert's days before "... and N more".
 MAX_DAYS_LISTED = 8
+#: A reminder is due once the earliest rescue-by is at most this many days ahead: the last day
+#: to re-run (the day before rescue-by) is then tomorrow.
+REMIND_DAYS = 2
 SUBJECT_NAME_MAX = 60
 
 
@@ -315,17 +320,24 @@ def plan(channel: str, alerts: list[Alert], rows: list[AlertRow], *, today: date
          sent_at: str, scope: str = SCOPE_FULL) -> Plan:
     """Compare the current ``alerts`` with what ``channel`` was told (``rows``)."""
     p = Plan(channel=channel, today=today)
-    tomorrow = today + timedelta(days=1)
+    # Rescue-by is the day the loans are anonymized: the last day to re-run is the day before.
+    # Remind when that last day is tomorrow (or already today, if no run came the day before).
+    soon = today + timedelta(days=REMIND_DAYS)
+    owned, covered = _match(alerts, rows)
     used: set[int] = set()
-    for a in alerts:
-        row = next((r for r in rows if _id(r) not in used and a.matches(r)), None)
+    for i, a in enumerate(alerts):
+        if i in covered:  # part of an alert told as one (a streak split by a late file)
+            continue
+        row = owned.get(i)
+        if row is not None and a.kind in RUN_KINDS:
+            a = _with_pieces(a, [alerts[j] for j, r in covered.items() if r == _id(row)], today)
         if a.current:
             p.open.append(a)
         if row is None or (row["state"] == CLOSED and a.current):
             if not (a.current or a.severity == CRITICAL):
                 continue  # history: a past warning nobody needs to hear about now
             p.new.append(a)
-            remind = a.rescue_by if (a.current and a.rescue_by == tomorrow) else None
+            remind = a.rescue_by if (a.current and a.rescue_by is not None and a.rescue_by <= soon) else None
             p.save.append(a.row(state=OPEN if a.current else CLOSED, sent_at=sent_at,
                                 reminded_for=remind, row_id=row["id"] if row else None))
             if row is not None:
@@ -344,7 +356,7 @@ def plan(channel: str, alerts: list[Alert], rows: list[AlertRow], *, today: date
             p.new.append(a)  # it got worse: news
             p.save.append(a.row(state=OPEN, sent_at=sent_at, reminded_for=_day(row["reminded_for"]),
                                 row_id=row["id"]))
-        elif a.rescue_by == tomorrow and row["reminded_for"] is None:
+        elif a.rescue_by is not None and a.rescue_by <= soon and row["reminded_for"] is None:
             p.reminders.append(a)
             p.save.append(a.row(state=OPEN, sent_at=row["sent_at"], reminded_for=a.rescue_by,
                                 row_id=row["id"]))
@@ -360,6 +372,46 @@ def plan(channel: str, alerts: list[Alert], rows: list[AlertRow], *, today: date
         else:
             p.tidy_delete.append(_id(row))  # its problems are no longer reported: forget it
     return p
+
+
+def _match(alerts: list[Alert], rows: list[AlertRow]) -> tuple[dict[int, AlertRow], dict[int, int]]:
+    """Which told row each alert is (by index), and which alerts are pieces of a row another
+    alert owns.
+
+    A run streak told as one alert can later be split in two by a late file (a delivery that
+    shows up with an earlier timestamp): both pieces overlap its row. The current piece takes
+    the row, else the latest one (so "delivers again after ..." names the end of the outage);
+    the others are covered by it: neither news nor "resolved", their days go with its owner.
+    """
+    order = sorted(range(len(alerts)), key=lambda i: (
+        not alerts[i].current, -(alerts[i].last_day or date.min).toordinal(), i))
+    owned: dict[int, AlertRow] = {}
+    covered: dict[int, int] = {}
+    taken: set[int] = set()
+    for i in order:
+        a = alerts[i]
+        row = next((r for r in rows if _id(r) not in taken and a.matches(r)), None)
+        if row is not None:
+            owned[i] = row
+            taken.add(_id(row))
+        elif a.kind in RUN_KINDS:
+            told = next((r for r in rows if _id(r) in taken and a.matches(r)), None)
+            if told is not None:
+                covered[i] = _id(told)
+    return owned, covered
+
+
+def _with_pieces(a: Alert, pieces: list[Alert], today: date) -> Alert:
+    """``a`` with the days of the pieces its row covers (one alert to a person)."""
+    if not pieces:
+        return a
+    problems = tuple(sorted((*a.problems, *(q for piece in pieces for q in piece.problems)),
+                            key=lambda q: q.day or date.min))
+    firsts = [d for d in (a.first_day, *(piece.first_day for piece in pieces)) if d is not None]
+    lasts = [d for d in (a.last_day, *(piece.last_day for piece in pieces)) if d is not None]
+    return replace(a, problems=problems, first_day=min(firsts, default=None),
+                   last_day=max(lasts, default=None), severity=_worst(problems),
+                   rescue_by=_rescue(problems, today), delete_on=_delete_on(problems))
 
 
 def _id(row: AlertRow) -> int:
@@ -390,7 +442,7 @@ def _subject(p: Plan, status: str) -> str:
     elif p.reminders:
         top = p.reminders[0]
         label = f"REMINDER {top.severity.upper()}"
-        text = top.headline(today) + " (tomorrow)"
+        text = top.headline(today) + f" (last day to re-run: {_last_day(top, today)})"
         others = len(p.open) - 1
     else:
         top = p.resolved[0]
@@ -401,6 +453,15 @@ def _subject(p: Plan, status: str) -> str:
             text += f"; {len(p.open)} still open"
         return f"[report-keeper] RESOLVED: {text}"
     return f"[report-keeper] {label}: {text}" + (f" (+{others} more)" if others > 0 else "")
+
+
+def _last_day(a: Alert, today: date) -> str:
+    """``tomorrow, Tue 1 Dec``: the last day a re-run still has the loans (before rescue-by)."""
+    if a.rescue_by is None:
+        return "soon"
+    last = a.rescue_by - timedelta(days=1)
+    when = {0: "today", 1: "tomorrow"}.get((last - today).days)
+    return f"{when}, {fmt_day(last, today)}" if when else fmt_day(last, today)
 
 
 def _alert_lines(a: Alert, today: date, *, resolved: bool = False) -> list[str]:
@@ -460,8 +521,9 @@ def compose(p: Plan, *, profile: str, status: str, where: str, now_text: str,
             lines.extend(_alert_lines(a, today))
         lines.append("")
     if p.reminders:
-        lines.append("Reminder: the last day to rescue the data is tomorrow:")
         for a in p.reminders:
+            anonymized = f" (the loans are anonymized on {fmt_day(a.rescue_by, today)})" if a.rescue_by else ""
+            lines.append(f"Reminder: the last day to re-run is {_last_day(a, today)}{anonymized}:")
             lines.extend(_alert_lines(a, today))
         lines.append("")
     still = [a for a in p.open if id(a) not in told]

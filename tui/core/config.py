@@ -23,6 +23,7 @@ defaults.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -910,6 +911,12 @@ def _addresses(value: object) -> tuple[str, ...]:
 def _smtp_host(value: object) -> str:
     if not isinstance(value, str) or not _HOST.fullmatch(value):
         raise ValueError("expected a host name or address like \"smtp.example.edu\" (no scheme, no port)")
+    if value.startswith("["):
+        try:
+            ipaddress.ip_address(value[1:-1])
+        except ValueError:
+            raise ValueError(f"{value!r} is no IP address in brackets (like \"[192.0.2.25]\" "
+                             "or \"[2001:db8::25]\")") from None
     return value
 
 

@@ -232,9 +232,11 @@ _MAYBE_CONTROL = re.compile(r"[^\n\x20-\x7e]")
 
 def _escaped_char(m: re.Match[str]) -> str:
     """One character as ``\\uXXXX`` when it is a control, format or lone surrogate one (the
-    direction marks among them), else as it is."""
+    direction marks among them) or a Unicode line or paragraph separator (U+2028, U+2029: a
+    line break to terminals, e-mail headers and many readers, and no control character, so a
+    server name may hold one), else as it is."""
     ch = m.group()
-    if unicodedata.category(ch) in ("Cc", "Cf", "Cs"):
+    if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
         return f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
     return ch
 

@@ -9,8 +9,13 @@ hostile or broken:
   (``SSL_CERT_FILE`` may point at another bundle); every network step has a timeout.
 - HTTP: http and https only; the webhook's POST follows no redirect (a POST turned into a GET
   would look delivered while the data was dropped); the ping's GET follows at most
-  ``MAX_REDIRECTS`` redirects, each to http or https only; at most ``MAX_BODY`` bytes of a
-  response are read and none of it is shown; a whole request has a deadline.
+  ``MAX_REDIRECTS`` redirects, each to http or https on the same host, without reading the
+  redirect's body; at most ``MAX_BODY`` bytes of a response are read and none of it is shown;
+  a 2xx status is the receiver's answer, whatever happens to the body after it.
+- Deadlines: a per-step timeout never fires against a server that sends one byte at a time
+  (an SMTP tarpit, a slow-loris webhook), so each e-mail exchange and each HTTP request also
+  has a deadline for the whole of it; when it passes, :class:`_Deadline` shuts the
+  connection down and the send fails with a clear message (cron is never held for hours).
 - Secrets: the SMTP password comes from the environment variable the config names, only at
   send time. Error texts are built here from codes and short server replies, with the
   password (and its base64 forms, as AUTH sends it) replaced by ``***``; a URL is shown as
@@ -22,6 +27,7 @@ Every failure is a :class:`SendError` whose ``str()`` is safe to log and print.
 from __future__ import annotations
 
 import base64
+import hmac
 import http.client
 import json
 import logging
@@ -29,22 +35,28 @@ import os
 import smtplib
 import socket
 import ssl
-import time
+import threading
 import urllib.error
 import urllib.request
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import IO
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, overload
 from urllib.parse import urlsplit, urlunsplit
 
 from tui import __version__
 from tui.core import clock
 from tui.core.config import NotifyConfig, http_url
 from tui.core.model import JSONObject
+from tui.core.names import escape_name
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 log = logging.getLogger("report_keeper.notify")
 
 SMTP_TIMEOUT = 20.0  # seconds, per network step
+SMTP_DEADLINE = 60.0  # seconds, one whole e-mail exchange (connect to goodbye)
 HTTP_TIMEOUT = 10.0  # seconds, per network step
 HTTP_DEADLINE = 30.0  # seconds, a whole request with its redirects
 MAX_REDIRECTS = 3
@@ -53,7 +65,12 @@ USER_AGENT = f"report-keeper/{__version__}"
 
 
 class SendError(Exception):
-    """A send failed; ``str()`` says what happened, with no secret in it."""
+    """A send failed; ``str()`` says what happened, with no secret in it. ``unanswered``: the
+    server did not answer in time (a timeout or the deadline), as opposed to refusing."""
+
+    def __init__(self, message: str, *, unanswered: bool = False) -> None:
+        super().__init__(message)
+        self.unanswered = unanswered
 
 
 def show_url(url: str) -> str:
@@ -78,6 +95,60 @@ def _clean(reply: object, secrets: tuple[str, ...] = (), limit: int = 160) -> st
     text = "".join(c if c.isprintable() else " " for c in text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Deadline:
+    """Shuts down every connection of one exchange once ``seconds`` have passed.
+
+    Used as a context manager around the exchange; :meth:`watch` registers each socket as
+    soon as it is connected (before any TLS handshake). It keeps a duplicate of the socket's
+    descriptor, so shutting the connection down never touches a descriptor the exchange has
+    closed (and the system may have reused) meanwhile; the blocked read then returns at once.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="send-deadline", daemon=True)
+
+    def __enter__(self) -> _Deadline:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._done.set()
+        self._thread.join()
+        with self._lock:
+            for sock in self._socks:
+                sock.close()
+            self._socks.clear()
+
+    def watch(self, sock: socket.socket) -> socket.socket:
+        dup = sock.dup()
+        with self._lock:
+            self._socks.append(dup)
+            if self.expired:  # connected after the deadline: cut at once
+                _cut(dup)
+        return sock
+
+    def _run(self) -> None:
+        if self._done.wait(self.seconds):
+            return
+        with self._lock:
+            self.expired = True
+            for sock in self._socks:
+                _cut(sock)
+
+
+def _cut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed by the other side
+        pass
 
 
 def _secret_forms(username: str | None, password: str | None) -> tuple[str, ...]:
@@ -112,13 +183,107 @@ def smtp_password(cfg: NotifyConfig) -> str | None:
     return value
 
 
-def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = SMTP_TIMEOUT) -> str:
-    """Send one plain-text e-mail; returns a short description of what was done."""
+class _Utf8(str):
+    """Text that smtplib's AUTH encodes as UTF-8: it asks for ASCII, so a password such as
+    "Bibliothèque-2026" raised UnicodeEncodeError; PLAIN is UTF-8 by its RFC (4616), and
+    servers take LOGIN and CRAM-MD5 secrets as UTF-8 too."""
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return str.encode(self, "utf-8", errors)
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib's client whose connection a :class:`_Deadline` watches from the moment it is
+    made; with ``tls`` it speaks TLS right away (as ``smtplib.SMTP_SSL`` does)."""
+
+    def __init__(self, watch: _Deadline, tls: ssl.SSLContext | None, timeout: float) -> None:
+        self._watch = watch
+        self._tls = tls
+        super().__init__(timeout=timeout)  # no host: connect() is called by the exchange
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        self._host = host  # STARTTLS checks the certificate against it (smtplib sets it only in __init__)
+        sock = self._watch.watch(socket.create_connection((host, port), timeout, self.source_address))
+        if self._tls is not None:
+            return self._tls.wrap_socket(sock, server_hostname=host)
+        return sock
+
+    def auth_plain(self, challenge: ReadableBuffer | None = None) -> str:
+        return _Utf8(super().auth_plain(challenge))
+
+    def auth_login(self, challenge: ReadableBuffer | None = None) -> str:
+        return _Utf8(super().auth_login(challenge))
+
+    @overload
+    def auth_cram_md5(self, challenge: None = None) -> None: ...
+    @overload
+    def auth_cram_md5(self, challenge: ReadableBuffer) -> str: ...
+    def auth_cram_md5(self, challenge: ReadableBuffer | None = None) -> str | None:
+        if challenge is None:
+            return None  # smtplib's contract: CRAM-MD5 has no initial response
+        digest = hmac.HMAC(self.password.encode("utf-8"), challenge, "md5").hexdigest()
+        return _Utf8(f"{self.user} {digest}")
+
+
+def _exchange(smtp: _SMTP, cfg: NotifyConfig, msg: EmailMessage, password: str | None,
+              where: str) -> dict[str, tuple[int, bytes]]:
+    """Greeting to goodbye; returns the recipients the server refused (some, not all)."""
+    host = cfg.smtp_host or ""
+    if host.startswith("["):  # an address literal: the address itself is what is connected to
+        host = host[1:-1]
+    code, reply = smtp.connect(host, cfg.port)
+    if code != 220:
+        raise smtplib.SMTPConnectError(code, reply)
+    smtp.ehlo()
+    if cfg.smtp_security == "starttls":
+        if not smtp.has_extn("starttls"):
+            raise SendError(f"{where} does not offer STARTTLS; nothing was sent (the "
+                            "password and the alert are never sent unencrypted). Use "
+                            "smtp_security = \"tls\" if the server speaks TLS right away")
+        smtp.starttls(context=ssl.create_default_context())
+        smtp.ehlo()
+    if cfg.smtp_username:
+        if not smtp.has_extn("auth"):
+            raise SendError(f"{where} does not offer a login (AUTH) on this connection; check "
+                            "smtp_security and smtp_username")
+        smtp.login(cfg.smtp_username, password or "")
+    try:
+        refused = smtp.send_message(msg)
+    except smtplib.SMTPNotSupportedError:  # the only one send_message raises: SMTPUTF8
+        raise SendError(f"an address in email_to or email_from has letters beyond ASCII, and {where} "
+                        "does not accept such addresses (it does not offer SMTPUTF8); use an "
+                        "ASCII address") from None
+    except smtplib.SMTPSenderRefused as exc:
+        if exc.smtp_code != 530:
+            raise
+        # 530: "must issue STARTTLS first" or "authentication required"
+        fix = ('set smtp_security = "starttls"' if cfg.smtp_security == "none"
+               else "set smtp_username and smtp_password_env")
+        raise SendError(f"{where} wants encryption or a login before it takes a message "
+                        f"({exc.smtp_code} {_clean(exc.smtp_error)}); {fix}") from None
+    # The server has the message now. What it answers to the goodbye changes nothing: a
+    # failure here must not make a delivered alert "not sent" (it would go out on every run).
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    return refused
+
+
+def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = SMTP_TIMEOUT,
+               deadline: float | None = None) -> str:
+    """Send one plain-text e-mail; returns a short description of what was done.
+
+    ``timeout``: per network step; ``deadline``: the whole exchange (default ``SMTP_DEADLINE``).
+    """
     host, port, security = cfg.smtp_host or "", cfg.port, cfg.smtp_security
+    limit = SMTP_DEADLINE if deadline is None else deadline
     password = smtp_password(cfg)
     secrets = _secret_forms(cfg.smtp_username, password)
     msg = EmailMessage()
-    msg["Subject"] = subject
+    # A header is one line: whatever the caller's text holds (a line break, a Unicode line
+    # separator), it is written escaped, so it can neither add a header nor stop the send.
+    msg["Subject"] = escape_name(subject)
     msg["From"] = sender(cfg)
     msg["To"] = ", ".join(cfg.email_to)
     msg["Date"] = format_datetime(clock.now())
@@ -128,31 +293,27 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
     where = f"{host} port {port}"
     context = ssl.create_default_context()
     try:
-        if security == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
-        else:
-            smtp = smtplib.SMTP(host, port, timeout=timeout)
-        with smtp:
-            smtp.ehlo()
-            if security == "starttls":
-                if not smtp.has_extn("starttls"):
-                    raise SendError(f"{where} does not offer STARTTLS; nothing was sent (the "
-                                    "password and the alert are never sent unencrypted). Use "
-                                    "smtp_security = \"tls\" if the server speaks TLS right away")
-                smtp.starttls(context=context)
-                smtp.ehlo()
-            if cfg.smtp_username:
-                smtp.login(cfg.smtp_username, password or "")
-            refused = smtp.send_message(msg)
+        with _Deadline(limit) as watch:
+            smtp = _SMTP(watch, context if security == "tls" else None, timeout)
+            try:
+                refused = _exchange(smtp, cfg, msg, password, where)
+            except SendError:
+                raise
+            except Exception:
+                if watch.expired:
+                    raise SendError(f"{where} did not finish within {limit:g} s (it answers too "
+                                    "slowly); the e-mail was not sent", unanswered=True) from None
+                raise
+            finally:
+                smtp.close()
     except SendError:
         raise
     except smtplib.SMTPAuthenticationError as exc:
         raise SendError(f"{where} refused the login of '{_clean(cfg.smtp_username)}' "
                         f"({exc.smtp_code} {_clean(exc.smtp_error, secrets)}); check smtp_username "
                         f"and the password in {cfg.smtp_password_env}") from None
-    except smtplib.SMTPNotSupportedError:
-        raise SendError(f"{where} does not offer a login (AUTH) on this connection; check "
-                        "smtp_security and smtp_username") from None
+    except smtplib.SMTPNotSupportedError as exc:
+        raise SendError(f"{where} does not support what sending needs ({_clean(exc)})") from None
     except smtplib.SMTPRecipientsRefused as exc:
         codes = sorted({str(code) for code, _ in exc.recipients.values()})
         raise SendError(f"{where} refused every recipient (reply {', '.join(codes)}); check "
@@ -173,15 +334,19 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
                         "smtp_port") from None
     except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
         if "timed out" in str(exc):  # smtplib reports a read timeout as a disconnection
-            raise SendError(f"{where} did not answer within {timeout:g} s") from None
+            raise SendError(f"{where} did not answer within {timeout:g} s", unanswered=True) from None
         raise SendError(f"{where} closed the connection ({_clean(exc, secrets) or 'no reason given'})") from None
     except TimeoutError:
-        raise SendError(f"{where} did not answer within {timeout:g} s") from None
+        raise SendError(f"{where} did not answer within {timeout:g} s", unanswered=True) from None
     except smtplib.SMTPException as exc:
         raise SendError(f"sending through {where} failed ({_clean(exc, secrets)})") from None
     except OSError as exc:
         raise SendError(f"could not reach {where} ({_clean(exc.strerror or exc)}); check "
                         "smtp_host and smtp_port") from None
+    except UnicodeError:  # a text smtplib could not encode; no part of it is shown
+        raise SendError(f"sending through {where} failed: smtp_username, the password in "
+                        f"{cfg.smtp_password_env} or an address holds text the server exchange "
+                        "cannot carry") from None
     done = f"e-mail to {len(cfg.email_to) - len(refused)} recipient(s) via {where}"
     if refused:
         done += f" ({len(refused)} refused by the server)"
@@ -205,15 +370,76 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         try:
             http_url(newurl)
         except (TypeError, ValueError) as exc:
+            fp.close()
             raise SendError(f"{show_url(req.full_url)} redirected to a refused address ({exc})") from None
+        # Only on the host the config names (any port, http or https): a server must not be
+        # able to point our requests at a host of its choosing (an internal address, say).
+        if (urlsplit(newurl).hostname or "").lower() != (urlsplit(req.full_url).hostname or "").lower():
+            fp.close()
+            raise SendError(f"{show_url(req.full_url)} redirected to another host "
+                            f"({show_url(newurl)}), which is not followed; set the final address "
+                            "in ping_url")
+        # urllib reads the whole body of a redirect before it follows it; closed, there is
+        # nothing left to read (a server could send gigabytes behind a 302).
+        fp.close()
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _opener() -> urllib.request.OpenerDirector:
+class _Watched(http.client.HTTPConnection):
+    """A connection that a :class:`_Deadline` watches once connected (for https, before the
+    TLS handshake: ``_HTTPS`` puts this class between ``HTTPSConnection`` and its base)."""
+
+    deadline: _Deadline | None = None
+
+    def connect(self) -> None:
+        super().connect()
+        if self.deadline is not None:
+            self.deadline.watch(self.sock)
+
+
+class _HTTPS(http.client.HTTPSConnection, _Watched):
+    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, watch: _Deadline) -> None:
+        super().__init__()
+        self._watch = watch
+
+    def _connection(self, host: str, /, *, port: int | None = None, timeout: float = HTTP_TIMEOUT,
+                    source_address: tuple[str, int] | None = None,
+                    blocksize: int = 8192) -> http.client.HTTPConnection:
+        conn = _Watched(host, port, timeout, source_address, blocksize)
+        conn.deadline = self._watch
+        return conn
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, watch: _Deadline, context: ssl.SSLContext) -> None:
+        super().__init__(context=context)
+        self._watch = watch
+        self._tls = context
+
+    def _connection(self, host: str, /, *, port: int | None = None, timeout: float = HTTP_TIMEOUT,
+                    source_address: tuple[str, int] | None = None,
+                    blocksize: int = 8192) -> http.client.HTTPConnection:
+        conn = _HTTPS(host, port, timeout=timeout, source_address=source_address, context=self._tls,
+                      blocksize=blocksize)
+        conn.deadline = self._watch
+        return conn
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req)
+
+
+def _opener(watch: _Deadline) -> urllib.request.OpenerDirector:
     handlers: list[urllib.request.BaseHandler] = [
         urllib.request.ProxyHandler(),
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(context=ssl.create_default_context()),
+        _HTTPHandler(watch),
+        _HTTPSHandler(watch, ssl.create_default_context()),
         _Redirects(),
         urllib.request.HTTPDefaultErrorHandler(),  # a non-2xx answer raises HTTPError
         urllib.request.HTTPErrorProcessor(),
@@ -226,7 +452,10 @@ def _opener() -> urllib.request.OpenerDirector:
 
 def http_request(url: str, *, method: str = "GET", document: JSONObject | None = None,
                  timeout: float = HTTP_TIMEOUT, deadline: float = HTTP_DEADLINE) -> int:
-    """One request; returns the HTTP status (2xx) or raises :class:`SendError`."""
+    """One request; returns the HTTP status (2xx) or raises :class:`SendError`.
+
+    ``timeout``: per network step; ``deadline``: the whole request with its redirects.
+    """
     http_url(url)  # the config checked it; a caller-built URL (…/fail) is checked again
     data = None
     headers = {"User-Agent": USER_AGENT}
@@ -235,18 +464,17 @@ def http_request(url: str, *, method: str = "GET", document: JSONObject | None =
         headers["Content-Type"] = "application/json; charset=utf-8"
     req = urllib.request.Request(url, data=data, headers=headers, method=method)
     shown = show_url(url)
-    stop = time.monotonic() + deadline
     try:
-        with _opener().open(req, timeout=timeout) as resp:
-            read = 0
-            while read < MAX_BODY:  # read a little so the server sees a normal client
-                if time.monotonic() > stop:
-                    break
-                chunk = resp.read(min(8192, MAX_BODY - read))
-                if not chunk:
-                    break
-                read += len(chunk)
-            status = int(resp.status)
+        with _Deadline(deadline) as watch:
+            try:
+                status = _exchange_http(watch, req, timeout)
+            except SendError:
+                raise
+            except Exception:
+                if watch.expired:
+                    raise SendError(f"{shown} did not finish within {deadline:g} s (it answers too "
+                                    "slowly)", unanswered=True) from None
+                raise
     except SendError:
         raise
     except urllib.error.HTTPError as exc:
@@ -264,15 +492,33 @@ def http_request(url: str, *, method: str = "GET", document: JSONObject | None =
             raise SendError(f"the TLS certificate of {shown} could not be verified "
                             f"({_clean(reason.verify_message)})") from None
         if isinstance(reason, (TimeoutError, socket.timeout)):
-            raise SendError(f"{shown} did not answer within {timeout:g} s") from None
+            raise SendError(f"{shown} did not answer within {timeout:g} s", unanswered=True) from None
         text = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
         raise SendError(f"could not reach {shown} ({_clean(text)})") from None
     except TimeoutError:
-        raise SendError(f"{shown} did not answer within {timeout:g} s") from None
+        raise SendError(f"{shown} did not answer within {timeout:g} s", unanswered=True) from None
     except (OSError, ValueError, http.client.HTTPException) as exc:
         raise SendError(f"the request to {shown} failed ({_clean(type(exc).__name__)})") from None
     if not 200 <= status < 300:
         raise SendError(f"{shown} answered HTTP {status}")
+    return status
+
+
+def _exchange_http(watch: _Deadline, req: urllib.request.Request, timeout: float) -> int:
+    with _opener(watch).open(req, timeout=timeout) as resp:
+        status = int(resp.status)
+        # The status is the receiver's answer. The body is read only a little, so the server
+        # sees a normal client; whatever happens to it (a reset, a byte at a time until the
+        # deadline cuts it) does not undo a 2xx, which would send the alert again next run.
+        read = 0
+        try:
+            while read < MAX_BODY:
+                chunk = resp.read(min(8192, MAX_BODY - read))
+                if not chunk:
+                    break
+                read += len(chunk)
+        except (OSError, ValueError, http.client.HTTPException):
+            pass
     return status
 
 

@@ -10,13 +10,15 @@ is due; the ledger's memory of that channel is updated only after a successful s
 failed one is tried again on the next run. The ping goes out after every run: ``ping_url``
 when the run and the health are ok or only warnings, ``ping_url/fail`` when either is critical.
 
-One process at a time sends a profile's alerts (an ``flock`` beside the ledger): the app, a
-cron ``sync`` and a ``check`` may overlap; the one that waits too long leaves it to the other.
+One process at a time sends a profile's alerts (an ``flock`` on the profile's own file beside
+the ledger): the app, a cron ``sync`` and a ``check`` may overlap; the one that waits too long
+leaves it to the other.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import time
@@ -40,6 +42,14 @@ from tui.notify.channels import SendError, fail_url, http_request, send_email, s
 log = logging.getLogger("report_keeper.notify")
 
 LOCK_WAIT = 30.0  # seconds another run may hold the notify lock before this one gives up
+
+#: Destinations (``host:port`` of the SMTP server, ``scheme://host:port/…`` of a URL) that did
+#: not answer in time in this process, with when. The other profiles of an ``--all-profiles``
+#: run do not try them again: with every member library's profile pointing at one relay that
+#: stopped answering, each waited out the whole deadline in turn. Each says so and tries on its
+#: next run; after ``UNANSWERED_MEMORY`` seconds (a long-lived process) it is tried again.
+_UNANSWERED: dict[str, float] = {}
+UNANSWERED_MEMORY = 600.0
 
 
 class OutcomeJSON(TypedDict):
@@ -108,9 +118,19 @@ def _document(configured: bool, outcomes: list[Outcome], note: str | None = None
     return doc
 
 
+def lock_path(profile: Profile) -> Path:
+    """The file whose ``flock`` one process holds while it sends ``profile``'s alerts.
+
+    One per profile, beside the ledger: profiles may share a ledger file, and a run sending
+    one profile's alerts (waiting on a slow server, up to the send deadlines) must not make a
+    run of another profile give its own up as "left to" it. The name carries a hash of the
+    profile's name, which may be any text."""
+    digest = hashlib.sha256(profile.name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return Path(f"{profile.ledger_path}.notify-lock-{digest}")
+
+
 @contextmanager
-def _notify_lock(ledger_path: Path) -> Iterator[bool]:
-    path = Path(f"{ledger_path}.notify-lock")
+def _notify_lock(path: Path) -> Iterator[bool]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         stop = time.monotonic() + LOCK_WAIT
@@ -133,12 +153,35 @@ def _now_text(health: HealthReport, tz: tzinfo) -> str:
     return f"{now:%a} {now.day} {now:%b %Y %H:%M} ({tz})"
 
 
-def _send(channel: str, cfg: NotifyConfig, message: al.Message) -> str:
+def _destination(channel: str, cfg: NotifyConfig) -> str:
     if channel == al.EMAIL:
-        return send_email(cfg, message.subject, message.body)
-    url = cfg.webhook_url or ""
-    status = http_request(url, method="POST", document=message.document)
-    return f"webhook {show_url(url)} answered HTTP {status}"
+        return f"{cfg.smtp_host}:{cfg.port}"
+    return show_url(cfg.webhook_url or "")
+
+
+@contextmanager
+def _unless_unanswered(destination: str) -> Iterator[None]:
+    """Skip ``destination`` when it did not answer a moment ago; remember when it does not."""
+    since = _UNANSWERED.get(destination)
+    if since is not None and time.monotonic() - since < UNANSWERED_MEMORY:
+        raise SendError(f"not tried: {destination} did not answer in time earlier in this run "
+                        "(for another profile); tried again on the next run")
+    try:
+        yield
+    except SendError as exc:
+        if exc.unanswered:
+            _UNANSWERED[destination] = time.monotonic()
+        raise
+    _UNANSWERED.pop(destination, None)
+
+
+def _send(channel: str, cfg: NotifyConfig, message: al.Message) -> str:
+    with _unless_unanswered(_destination(channel, cfg)):
+        if channel == al.EMAIL:
+            return send_email(cfg, message.subject, message.body)
+        url = cfg.webhook_url or ""
+        status = http_request(url, method="POST", document=message.document)
+        return f"webhook {show_url(url)} answered HTTP {status}"
 
 
 def _channels(cfg: NotifyConfig) -> list[str]:
@@ -162,7 +205,7 @@ def _run(profile: Profile, health: HealthReport, *, scope: str, run_status: st.E
         return _document(True, [Outcome(ch, "alert", False, f"the ledger could not be opened: {exc}")
                                 for ch in _channels(cfg)])
     try:
-        with _notify_lock(profile.ledger_path) as locked:
+        with _notify_lock(lock_path(profile)) as locked:
             if not locked:
                 log.info("alerts: another report-keeper run holds the notify lock; left to it")
                 return _document(True, [], "another report-keeper run is sending this profile's "
@@ -208,6 +251,12 @@ def _alerts(profile: Profile, health: HealthReport, ledger: Ledger, scope: str) 
                         channel, plan.message_kind, exc)
             outcomes.append(Outcome(channel, plan.message_kind, False, str(exc), new, reminders, resolved))
             continue
+        except Exception as exc:  # a bug in one channel must not keep the alert from the other
+            log.exception("alerts: %s %s not sent (tried again on the next run)", channel, plan.message_kind)
+            outcomes.append(Outcome(channel, plan.message_kind, False,
+                                    f"unexpected error ({type(exc).__name__}); see the log",
+                                    new, reminders, resolved))
+            continue
         log.info("alerts: %s %s sent (%d new, %d reminders, %d ended): %s", channel,
                  plan.message_kind, new, reminders, resolved, detail)
         try:
@@ -224,7 +273,8 @@ def _ping(url: str, status: st.Exit) -> Outcome:
     target = fail_url(url) if failing else url
     kind = "fail" if failing else "ok"
     try:
-        code = http_request(target, method="GET")
+        with _unless_unanswered(show_url(url)):
+            code = http_request(target, method="GET")
     except SendError as exc:
         log.warning("alerts: ping (%s) failed: %s", kind, exc)
         return Outcome("ping", kind, False, str(exc))

@@ -1,0 +1,859 @@
+"""Receivers that misbehave, and names that try to get into an alert's headers.
+
+Every server here is a scripted socket server on 127.0.0.1 that does exactly one bad thing
+(answers one byte at a time, streams an endless body behind a redirect, refuses QUIT after it
+accepted the message...). What is asserted is the outcome: the send ends (it is run in a
+thread that is waited for generously, so a hang fails the test instead of hanging it), with a
+clear ``SendError`` or a success, and what a server accepted counts as sent so the next run
+does not send it again.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.notify_servers import HttpServer, SmtpServer
+from tui.core.config import NotifyConfig, parse_config
+from tui.core.health import evaluate
+from tui.core.model import Delivery
+from tui.notify import channels, dispatch
+from tui.notify.channels import SendError, http_request, send_email
+
+PASSWORD = "s3cret-Pass word"
+TZ = ZoneInfo("America/Chicago")
+#: How long a test waits for a send that should end within a few seconds: generous, so a
+#: loaded machine never fails it; a send without a deadline would take hours.
+BOUND = 90.0
+
+
+class Scripted:
+    """A TCP server on 127.0.0.1 that hands each connection to ``serve(conn, stop)`` in a thread."""
+
+    def __init__(self, serve: Callable[[socket.socket, threading.Event], None]) -> None:
+        self.serve = serve
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.threads: list[threading.Thread] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            t = threading.Thread(target=self._one, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                self.serve(conn, self.stop)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+        self.thread.join(5)
+        for t in self.threads:
+            t.join(5)
+
+
+@pytest.fixture
+def scripted(monkeypatch) -> Iterator[Callable[..., Scripted]]:
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    started: list[Scripted] = []
+
+    def make(serve: Callable[[socket.socket, threading.Event], None]) -> Scripted:
+        server = Scripted(serve)
+        started.append(server)
+        return server
+
+    yield make
+    for s in started:
+        s.close()
+
+
+def bounded(call: Callable[[], Any]) -> dict[str, Any]:
+    """Run ``call`` in a thread; fail (instead of hanging) when it does not end within BOUND."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(BOUND)
+    assert not t.is_alive(), f"the send was still waiting after {BOUND:g} s"
+    return box
+
+
+def dribble(conn: socket.socket, data: bytes, stop: threading.Event, every: float = 0.25) -> None:
+    """Send ``data`` one byte at a time, ``every`` seconds apart (never a silence long enough
+    for a per-step timeout), until it is all sent or the test ends."""
+    for i in range(len(data)):
+        if stop.wait(every):
+            return
+        conn.sendall(data[i:i + 1])
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+# ------------------------------------------------------------------------------ HTTP
+
+
+@pytest.mark.parametrize("where", ["status line", "headers"])
+def test_a_webhook_answering_one_byte_at_a_time_is_cut_at_the_deadline(scripted, where):
+    """A per-step timeout alone never fires when every byte comes within it: the whole
+    request has a deadline, so cron is not held for hours. Cut in the status line, the send
+    failed (tried again next run); cut in the headers after "200 OK", the receiver has said
+    it has the message."""
+    head = b"HTTP/1.1 200 OK\r\n" if where == "headers" else b""
+    tail = b"X-Slow: " + b"a" * 100000 if where == "headers" else b"HTTP/1.1 200 OK" + b" " * 100000
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        _read_request(conn)
+        conn.sendall(head)
+        dribble(conn, tail, stop)
+
+    server = scripted(serve)
+    box = bounded(lambda: http_request(f"http://127.0.0.1:{server.port}/hook", method="POST",
+                                       document={"a": 1}, timeout=2, deadline=3))
+    if where == "headers":
+        assert box.get("value") == 200, box
+    else:
+        assert isinstance(box.get("error"), SendError), box
+        assert "did not finish within 3 s" in str(box["error"])
+
+
+@pytest.mark.parametrize("how", ["dribbles", "resets"])
+def test_a_webhook_that_answered_2xx_has_its_message(scripted, how):
+    """The status line is the receiver's answer; what it does with the body after a 2xx (send
+    it one byte at a time, reset the connection) does not make a delivered alert "failed",
+    which would send it again on every run."""
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        _read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nok")
+        if how == "resets":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            return  # closed with linger 0: a reset
+        dribble(conn, b"x" * 100000, stop)
+
+    server = scripted(serve)
+    box = bounded(lambda: http_request(f"http://127.0.0.1:{server.port}/hook", method="POST",
+                                       document={"a": 1}, timeout=2, deadline=3))
+    assert box.get("value") == 200, box
+
+
+def test_a_redirect_with_an_endless_body_is_not_read(scripted):
+    """The ping follows a redirect; urllib reads the whole body of a redirect response before
+    it follows it. An endless one must not be read (memory, time)."""
+    cap = 64 * 1024 * 1024
+    sent: list[int] = []
+    paths: list[bytes] = []
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        request = _read_request(conn)
+        paths.append(request.split(b" ")[1] if request else b"")
+        if paths[-1] == b"/next":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            return
+        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /next\r\nContent-Length: 10737418240\r\n\r\n")
+        total = 0
+        block = b"x" * 65536
+        try:
+            while total < cap and not stop.is_set():
+                conn.sendall(block)
+                total += len(block)
+        except OSError:
+            pass
+        sent.append(total)
+
+    server = scripted(serve)
+    box = bounded(lambda: http_request(f"http://127.0.0.1:{server.port}/ping", timeout=5, deadline=60))
+    assert box.get("value") == 200, box
+    assert paths == [b"/ping", b"/next"]
+    server.close()
+    assert sent and sent[0] < cap // 2, sent  # hung up on it, not read to the end
+
+
+# ------------------------------------------------------------------------------ SMTP
+
+
+def _plain(port: int) -> NotifyConfig:
+    return NotifyConfig(email_to=("circ-team@example.edu",), email_from="report-keeper@example.edu",
+                        smtp_host="127.0.0.1", smtp_port=port, smtp_security="none")
+
+
+def smtp_script(*, greeting: bytes = b"220 test ESMTP\r\n", data_reply: bytes = b"250 queued\r\n",
+                quit_reply: bytes | None = b"221 bye\r\n", cut_in_data: bool = False,
+                received: list[bytes] | None = None) -> Callable[[socket.socket, threading.Event], None]:
+    """A small SMTP server that plays by the book except where told otherwise."""
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        f = conn.makefile("rwb")
+        f.write(greeting)
+        f.flush()
+        for line in f:
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                f.write(b"250-test\r\n250 8BITMIME\r\n")
+            elif verb == b"DATA":
+                f.write(b"354 go ahead\r\n")
+                f.flush()
+                message = b""
+                for body_line in f:
+                    if cut_in_data and len(message) > 20:
+                        conn.shutdown(socket.SHUT_RDWR)
+                        return
+                    if body_line == b".\r\n":
+                        break
+                    message += body_line
+                if received is not None:
+                    received.append(message)
+                f.write(data_reply)
+            elif verb == b"QUIT":
+                if quit_reply is not None:
+                    f.write(quit_reply)
+                    f.flush()
+                return
+            else:
+                f.write(b"250 ok\r\n")
+            f.flush()
+
+    return serve
+
+
+def test_an_smtp_tarpit_is_cut_at_the_deadline(scripted, monkeypatch):
+    """A server that greets one byte at a time (an SMTP tarpit) never trips the 20 s per-step
+    timeout; the whole exchange has a deadline."""
+    monkeypatch.setattr(channels, "SMTP_DEADLINE", 3, raising=False)
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        dribble(conn, b"220-hold on\r\n" * 10000, stop)
+
+    server = scripted(serve)
+    box = bounded(lambda: send_email(_plain(server.port), "s", "b\n", timeout=2))
+    assert isinstance(box.get("error"), SendError), box
+    assert "did not finish within 3 s" in str(box["error"])
+
+
+@pytest.mark.parametrize("quit_reply", [b"500 what?\r\n", b"421 going down\r\n"])
+def test_a_message_accepted_is_sent_whatever_the_server_says_to_quit(scripted, quit_reply):
+    """Once the server answered 250 to the message, it has it; a bad answer to the goodbye
+    must not make it "not sent", which would send it again on every run."""
+    received: list[bytes] = []
+    server = scripted(smtp_script(quit_reply=quit_reply, received=received))
+    box = bounded(lambda: send_email(_plain(server.port), "subject", "body\n", timeout=10))
+    assert "1 recipient" in box.get("value", ""), box
+    assert len(received) == 1
+
+
+@pytest.mark.parametrize("script, expected", [
+    (dict(data_reply=b"451 4.3.0 try again later\r\n"), "answered 451 4.3.0 try again later"),
+    (dict(data_reply=b"554 5.7.1 rejected\r\n"), "answered 554 5.7.1 rejected"),
+    (dict(cut_in_data=True), "closed the connection"),
+    (dict(greeting=b"421 4.3.2 busy, come back later\r\n"), "421"),
+])
+def test_an_smtp_server_refusing_or_breaking_off_is_a_clear_failure(scripted, script, expected):
+    server = scripted(smtp_script(**script))
+    box = bounded(lambda: send_email(_plain(server.port), "subject", "body\n", timeout=10))
+    assert isinstance(box.get("error"), SendError), box
+    assert expected in str(box["error"])
+
+
+def test_a_server_that_wants_starttls_the_config_did_not_ask_for(tmp_path, monkeypatch):
+    """smtp_security = "none" against a server that insists on STARTTLS: the message says
+    which setting to change, not "check email_from"."""
+    server = SmtpServer(tmp_path / "smtp", security="starttls", username=None).start()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.cert))
+        with pytest.raises(SendError) as err:
+            send_email(_plain(server.port), "s", "b\n", timeout=10)
+    finally:
+        server.stop()
+    text = str(err.value)
+    assert "530" in text and 'smtp_security = "starttls"' in text and "email_from" not in text
+    assert server.messages == []
+
+
+# ------------------------------------------------------------------------------ content
+
+
+def test_a_subject_with_line_breaks_cannot_add_a_header(tmp_path):
+    """Whatever text reaches send_email, a line break in the subject never starts a header of
+    its own (a Bcc would send the alert elsewhere), and the message still goes out."""
+    server = SmtpServer(tmp_path / "smtp", security="none", username=None).start()
+    try:
+        for subject in ("missing 'x'\r\nBcc: evil@example.org", "missing 'x'\u2028Bcc: evil@example.org",
+                        "missing 'x'\nX-Injected: 1"):
+            send_email(_plain(server.port), subject, "body\n", timeout=10)
+    finally:
+        server.stop()
+    assert len(server.messages) == 3
+    for m in server.messages:
+        assert m.rcpt_tos == ["circ-team@example.edu"]
+        assert m.message["Bcc"] is None and m.message["X-Injected"] is None
+        assert m.subject.startswith("missing 'x'") and "\n" not in m.subject and "\r" not in m.subject
+
+
+HOSTILE_REPORT = "Loans\u2028Bcc: evil@example.org\u2029\x1b[31m"
+
+
+def test_a_server_file_name_with_a_line_separator_reaches_every_channel(tmp_path, monkeypatch):
+    """A server may name a file with U+2028 (LINE SEPARATOR): it is no control character, so
+    the name is accepted, and with no [[report]] configured its base name is a report's name.
+    Before, the e-mail subject holding it could not even be built: every alert of the profile
+    failed on every run, the webhook's included. Now both channels deliver, the name escaped."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    smtp = SmtpServer(tmp_path / "smtp", security="none", username=None).start()
+    http = HttpServer().start()
+    try:
+        text = f"""
+[profile.default]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{tmp_path / 'ledger.sqlite3'}"
+[profile.default.notify]
+email_to = ["circ-team@example.edu"]
+email_from = "report-keeper@example.edu"
+smtp_host = "127.0.0.1"
+smtp_port = {smtp.port}
+smtp_security = "none"
+webhook_url = "{http.url('/hook')}"
+"""
+        profile = parse_config(tomllib.loads(text)).profile()
+        report = HOSTILE_REPORT.replace("\x1b", "")  # the name the server may really send
+        deliveries = []
+        for i in range(10):  # daily until Sat 21 Nov, then nothing
+            at = datetime.combine(date(2026, 11, 12) + timedelta(days=i), time(7, 5), tzinfo=TZ)
+            deliveries.append(Delivery(name=f"{report}_{at:%Y%m%d_%H%M%S}.xlsx", report=report,
+                                       delivered_at=at, size=10, mtime=at, first_seen=at, last_seen=at,
+                                       on_server=True, downloaded_at=at, verification="ok", rows=5))
+        health = evaluate(profile, deliveries, now=datetime(2026, 11, 24, 10, tzinfo=TZ))
+        assert any(p.kind == "missing" for r in health.reports for p in r.problems)
+        doc = dispatch.after_check(profile, health, offline=True)
+    finally:
+        smtp.stop()
+        http.stop()
+    assert doc["failed"] == [], doc
+    assert [s["channel"] for s in doc["sent"]] == ["email", "webhook"]
+    [m] = smtp.messages
+    assert m.rcpt_tos == ["circ-team@example.edu"] and m.message["Bcc"] is None
+    assert "\\u2028Bcc: evil@example.org\\u2029" in m.subject
+    assert "\u2028" not in m.body and "\u2029" not in m.body
+    [hook] = http.posts("/hook")
+    sent = hook.json()  # valid JSON
+    assert sent["new"][0]["report"] == report  # the JSON has the name as it is
+    json.dumps(sent)
+
+
+# ------------------------------------------------------------------------------ config values
+
+
+def test_a_password_with_letters_beyond_ascii_logs_in(tmp_path, monkeypatch):
+    """smtplib sends AUTH as ASCII only: a password like "Bibliothèque-2026" made it raise a
+    bare UnicodeEncodeError, which stopped every channel of the run, on every run. PLAIN is
+    UTF-8 (RFC 4616): the login works."""
+    password = "Bibliothèque-2026"
+    server = SmtpServer(tmp_path / "smtp", security="tls", password=password).start()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.cert))
+        monkeypatch.setenv("RK_SMTP_PASSWORD", password)
+        cfg = NotifyConfig(email_to=("circ-team@example.edu",), email_from="report-keeper@example.edu",
+                           smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="tls",
+                           smtp_username="reports", smtp_password_env="RK_SMTP_PASSWORD")
+        box = bounded(lambda: send_email(cfg, "s", "b\n", timeout=10))
+    finally:
+        server.stop()
+    assert "1 recipient" in box.get("value", ""), box
+    assert server.logins == [("reports", True)]
+    assert [m.authenticated_as for m in server.messages] == ["reports"]
+
+
+def test_cram_md5_with_a_password_beyond_ascii(scripted, monkeypatch):
+    """smtplib prefers CRAM-MD5 when offered; its secret is the password's UTF-8 bytes too."""
+    import base64
+    import hmac
+
+    password = "Bibliothèque-2026"
+    challenge = b"<1896.697170952@127.0.0.1>"
+    answers: list[bytes] = []
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        f = conn.makefile("rwb")
+        f.write(b"220 test ESMTP\r\n")
+        f.flush()
+        for line in f:
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                f.write(b"250-test\r\n250 AUTH CRAM-MD5\r\n")
+            elif verb == b"AUTH":
+                f.write(b"334 " + base64.b64encode(challenge) + b"\r\n")
+                f.flush()
+                answer = base64.b64decode(f.readline().strip())
+                answers.append(answer)
+                good = b"reports " + hmac.HMAC(password.encode(), challenge, "md5").hexdigest().encode()
+                f.write(b"235 ok\r\n" if answer == good else b"535 no\r\n")
+            elif verb == b"DATA":
+                f.write(b"354 go\r\n")
+                f.flush()
+                for body_line in f:
+                    if body_line == b".\r\n":
+                        break
+                f.write(b"250 queued\r\n")
+            elif verb == b"QUIT":
+                f.write(b"221 bye\r\n")
+                f.flush()
+                return
+            else:
+                f.write(b"250 ok\r\n")
+            f.flush()
+
+    server = scripted(serve)
+    monkeypatch.setenv("RK_SMTP_PASSWORD", password)
+    # the config refuses a login over "none"; the channel itself is what is tested here
+    cfg = NotifyConfig(email_to=("circ-team@example.edu",), email_from="report-keeper@example.edu",
+                       smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="none",
+                       smtp_username="reports", smtp_password_env="RK_SMTP_PASSWORD")
+    box = bounded(lambda: send_email(cfg, "s", "b\n", timeout=10))
+    assert "1 recipient" in box.get("value", ""), box
+    assert len(answers) == 1
+
+
+def test_an_address_beyond_ascii_is_not_called_a_login_problem(scripted):
+    """An address such as "bibliothèque@example.edu" needs the server's SMTPUTF8; a server
+    that does not offer it is named as the reason, not "does not offer a login (AUTH)"."""
+    server = scripted(smtp_script())  # offers 8BITMIME, not SMTPUTF8
+    cfg = NotifyConfig(email_to=("bibliothèque@example.edu",), email_from="report-keeper@example.edu",
+                       smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="none")
+    box = bounded(lambda: send_email(cfg, "s", "b\n", timeout=10))
+    text = str(box.get("error"))
+    assert "SMTPUTF8" in text and "email_to" in text, box
+    assert "AUTH" not in text and "login" not in text
+
+
+def test_a_broken_channel_does_not_stop_the_other(tmp_path, monkeypatch):
+    """Whatever goes wrong in one channel (here: a bug stood in for by an e-mail channel that
+    raises something other than SendError), the other channel still gets the alert, and the
+    broken one is reported and tried again on the next run."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    http = HttpServer().start()
+    try:
+        text = f"""
+[profile.default]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{tmp_path / 'ledger.sqlite3'}"
+[[profile.default.report]]
+name = "Loans"
+schedule = "daily"
+at = "07:00"
+[profile.default.notify]
+email_to = ["circ-team@example.edu"]
+smtp_host = "127.0.0.1"
+smtp_port = 9
+smtp_security = "none"
+webhook_url = "{http.url('/hook')}"
+"""
+        profile = parse_config(tomllib.loads(text)).profile()
+        at = datetime(2026, 11, 20, 7, 5, tzinfo=TZ)
+        deliveries = [Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at,
+                               size=10, mtime=at, first_seen=at, last_seen=at, on_server=True,
+                               downloaded_at=at, verification="ok", rows=5)]
+        health = evaluate(profile, deliveries, now=datetime(2026, 11, 24, 10, tzinfo=TZ))
+
+        def broken(*args: object, **kwargs: object) -> str:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(dispatch, "send_email", broken)
+        doc = dispatch.after_check(profile, health, offline=True)
+        assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("webhook", "alert")]
+        assert [(f["channel"], f["error"]) for f in doc["failed"]] == [
+            ("email", "unexpected error (RuntimeError); see the log")]
+        assert len(http.posts("/hook")) == 1
+        # the next run: the webhook was told, the e-mail is tried again
+        monkeypatch.setattr(dispatch, "send_email", lambda *a, **k: "e-mail sent")
+        doc = dispatch.after_check(profile, health, offline=True)
+        assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("email", "alert")]
+        assert len(http.posts("/hook")) == 1
+    finally:
+        http.stop()
+
+
+def test_an_smtp_host_written_as_an_address_literal(tmp_path):
+    """The config accepts an address in brackets ("[127.0.0.1]", "[::1]", as SMTP writes
+    address literals); the send then looked the brackets up as a host name and never reached
+    the server. Brackets around something that is no address are refused where the config
+    is read."""
+    from tui.core.config import ConfigError, load_config
+
+    server = SmtpServer(tmp_path / "smtp", security="none", username=None).start()
+    path = tmp_path / "config.toml"
+    try:
+        path.write_text('[profile.default]\nhost = "h"\n[profile.default.notify]\n'
+                        'email_to = ["circ-team@example.edu"]\nsmtp_host = "[127.0.0.1]"\n'
+                        f'smtp_port = {server.port}\nsmtp_security = "none"\n')
+        cfg = load_config(path).profile().notify
+        box = bounded(lambda: send_email(cfg, "s", "b\n", timeout=10))
+    finally:
+        server.stop()
+    assert "1 recipient" in box.get("value", ""), box
+    assert len(server.messages) == 1
+    for bad in ("[1.2.3]", "[::::]", "[]"):
+        path.write_text('[profile.default]\nhost = "h"\n[profile.default.notify]\n'
+                        f'email_to = ["circ-team@example.edu"]\nsmtp_host = "{bad}"\n')
+        with pytest.raises(ConfigError, match="smtp_host"):
+            load_config(path)
+
+
+# ------------------------------------------------------------------------------ processes
+
+_RUN_CHECK = '''
+import json, sys, tomllib
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+from tui.core.config import parse_config
+from tui.core.health import evaluate
+from tui.core.model import Delivery
+from tui.notify import dispatch
+
+tz = ZoneInfo("America/Chicago")
+profile = parse_config(tomllib.loads(open(sys.argv[1]).read())).profile()
+deliveries = []
+for i in range(6):  # daily until Fri 20 Nov, then nothing
+    at = datetime(2026, 11, 15, 7, 5, tzinfo=tz) + timedelta(days=i)
+    deliveries.append(Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at,
+                               size=10, mtime=at, first_seen=at, last_seen=at, on_server=True,
+                               downloaded_at=at, verification="ok", rows=5))
+health = evaluate(profile, deliveries, now=datetime(2026, 11, 23, 10, tzinfo=tz))
+print(json.dumps(dispatch.after_check(profile, health, offline=True)), flush=True)
+'''
+
+
+def _process_config(tmp_path, port: int) -> list[str]:
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[profile.default]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{tmp_path / 'ledger.sqlite3'}"
+[[profile.default.report]]
+name = "Loans"
+schedule = "daily"
+at = "07:00"
+[profile.default.notify]
+email_to = ["circ-team@example.edu"]
+email_from = "report-keeper@example.edu"
+smtp_host = "127.0.0.1"
+smtp_port = {port}
+smtp_security = "none"
+""")
+    script = tmp_path / "run_check.py"
+    script.write_text(_RUN_CHECK)
+    return [sys.executable, str(script), str(config)]
+
+
+def _counting_smtp(received: list[bytes], holds: list[threading.Event | None],
+                   in_data: threading.Event) -> Callable[[socket.socket, threading.Event], None]:
+    """SMTP by the book; connection n waits for ``holds[n]`` (if any) before it answers the
+    message's end ("250"), and only a message it answered is counted as received."""
+    lock = threading.Lock()
+    count = [0]
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        with lock:
+            n = count[0]
+            count[0] += 1
+        hold = holds[n] if n < len(holds) else None
+        f = conn.makefile("rwb")
+        f.write(b"220 test ESMTP\r\n")
+        f.flush()
+        for line in f:
+            verb = line[:4].upper()
+            if verb == b"DATA":
+                f.write(b"354 go ahead\r\n")
+                f.flush()
+                message = b"".join(iter(f.readline, b".\r\n"))
+                in_data.set()
+                if hold is not None:
+                    while not hold.wait(0.1):
+                        if stop.is_set():
+                            return
+                received.append(message)
+                f.write(b"250 queued\r\n")
+            elif verb == b"QUIT":
+                f.write(b"221 bye\r\n")
+                f.flush()
+                return
+            else:
+                f.write(b"250 ok\r\n")
+            f.flush()
+
+    return serve
+
+
+def test_two_overlapping_runs_send_one_alert(scripted, tmp_path):
+    """Cron starts a second check while the first is still sending: one e-mail, not two, and
+    the second run reports nothing failed."""
+    received: list[bytes] = []
+    release = threading.Event()
+    in_data = threading.Event()
+    server = scripted(_counting_smtp(received, [release], in_data))
+    command = _process_config(tmp_path, server.port)
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert in_data.wait(BOUND), "the first run never reached the message"
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        try:
+            # the second run is started and waits for the notify lock while the first is in DATA
+            threading.Timer(2.0, release.set).start()
+            out1, _ = first.communicate(timeout=BOUND)
+            out2, _ = second.communicate(timeout=BOUND)
+        finally:
+            second.kill()
+    finally:
+        first.kill()
+        release.set()
+    docs = [json.loads(out1), json.loads(out2)]
+    assert len(received) == 1
+    assert [[(s["channel"], s["message"]) for s in d["sent"]] for d in docs] == [[("email", "alert")], []]
+    assert all(d["failed"] == [] for d in docs), docs
+
+
+def test_a_run_killed_mid_send_loses_nothing(scripted, tmp_path):
+    """kill -9 while the server holds the message: nothing was recorded as told, the ledger is
+    intact, the next run sends the alert, and the one after that sends nothing more."""
+    received: list[bytes] = []
+    never = threading.Event()
+    in_data = threading.Event()
+    server = scripted(_counting_smtp(received, [never], in_data))
+    command = _process_config(tmp_path, server.port)
+    doomed = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert in_data.wait(BOUND), "the run never reached the message"
+    finally:
+        doomed.kill()  # SIGKILL
+        doomed.wait()
+    with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT COUNT(*) FROM alerts").fetchone() == (0,)
+    again = json.loads(subprocess.run(command, capture_output=True, text=True, timeout=BOUND).stdout)
+    assert [(s["channel"], s["message"], s["new"]) for s in again["sent"]] == [("email", "alert", 1)]
+    quiet = json.loads(subprocess.run(command, capture_output=True, text=True, timeout=BOUND).stdout)
+    assert quiet["sent"] == [] and quiet["failed"] == []
+    assert len(received) == 1  # the killed run's message was never answered, so never counted
+
+
+def test_a_ping_is_not_redirected_to_another_host(http_server_local):
+    """The ping follows a redirect only on the host the config names: a server cannot send
+    report-keeper's requests to a host of its choosing (an internal address, say). The other
+    host here is "localhost", which is this same test server, so a request that went there
+    would be seen."""
+    server = http_server_local
+    server.responses["/ping"] = (302, f"http://localhost:{server.port}/elsewhere")
+    with pytest.raises(SendError, match="redirected to another host") as err:
+        http_request(server.url("/ping"), timeout=5)
+    assert "ping_url" in str(err.value)
+    assert server.gets("/elsewhere") == []
+    server.responses["/ping"] = (302, server.url("/next"))  # the same host: followed
+    assert http_request(server.url("/ping"), timeout=5) == 200
+    assert [r.path for r in server.gets()][-1] == "/next"
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_a_webhook_busy_or_broken_is_a_clear_failure(http_server_local, status):
+    """A 429 or 5xx (with or without Retry-After) fails the send with its code; the alert stays
+    unsent in the memory and goes out on the next run (the run's schedule is the retry)."""
+    server = http_server_local
+    server.responses["/hook"] = (status, None)
+    with pytest.raises(SendError, match=f"HTTP {status}"):
+        http_request(server.url("/hook"), method="POST", document={"a": 1}, timeout=5)
+
+
+@pytest.fixture
+def http_server_local(monkeypatch):
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    server = HttpServer().start()
+    yield server
+    server.stop()
+
+
+def test_a_webhook_over_https(tmp_path, monkeypatch, http_server_local, scripted):
+    """https goes through the same watched connections: the certificate is verified (trusted
+    here through SSL_CERT_FILE), a server with an untrusted one is refused, and a TLS server
+    that answers one byte at a time is cut at the deadline."""
+    import ssl
+
+    from tests.notify_servers import self_signed_cert
+
+    cert, key = self_signed_cert(tmp_path / "tls")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = http_server_local
+    server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
+    url = f"https://127.0.0.1:{server.port}/hook"
+    with pytest.raises(SendError, match="certificate .* could not be verified"):
+        http_request(url, method="POST", document={"a": 1}, timeout=5)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    assert http_request(url, method="POST", document={"a": 1}, timeout=5) == 200
+    assert server.posts("/hook")[-1].json() == {"a": 1}
+
+    def slow_tls(conn: socket.socket, stop: threading.Event) -> None:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            _read_request(tls)
+            dribble(tls, b"HTTP/1.1 200 OK" + b" " * 100000, stop)
+
+    slow = scripted(slow_tls)
+    box = bounded(lambda: http_request(f"https://127.0.0.1:{slow.port}/hook", method="POST",
+                                       document={"a": 1}, timeout=2, deadline=3))
+    assert "did not finish within 3 s" in str(box.get("error")), box
+
+
+def test_starttls_with_an_untrusted_certificate_sends_nothing(tmp_path, monkeypatch):
+    """STARTTLS to a server whose certificate is not trusted: refused before the login, so
+    neither the password nor the alert leaves in a connection an attacker could hold."""
+    server = SmtpServer(tmp_path / "smtp", security="starttls", password=PASSWORD).start()
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("RK_SMTP_PASSWORD", PASSWORD)
+    try:
+        cfg = NotifyConfig(email_to=("circ-team@example.edu",), email_from="report-keeper@example.edu",
+                           smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="starttls",
+                           smtp_username="reports", smtp_password_env="RK_SMTP_PASSWORD")
+        box = bounded(lambda: send_email(cfg, "s", "b\n", timeout=10))
+    finally:
+        server.stop()
+    assert "certificate of 127.0.0.1 port" in str(box.get("error")), box
+    assert server.logins == [] and server.messages == []
+
+
+def test_a_slow_send_for_one_profile_does_not_hold_up_another_sharing_the_ledger(scripted, tmp_path, monkeypatch,
+                                                                                http_server_local):
+    """Profiles may share a ledger file. While profile A's e-mail waits on a slow server,
+    profile B's run (another cron line) must not give up its own alerts as "left to" a run
+    that is sending A's: the notify lock is the profile's, not the file's."""
+    received: list[bytes] = []
+    release = threading.Event()
+    in_data = threading.Event()
+    smtp = scripted(_counting_smtp(received, [release], in_data))
+    hook = http_server_local
+    ledger = tmp_path / "shared.sqlite3"
+
+    def profile(name: str, notify: str):
+        text = f"""
+[profile.{name}]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{ledger}"
+[[profile.{name}.report]]
+name = "Loans"
+schedule = "daily"
+at = "07:00"
+[profile.{name}.notify]
+{notify}
+"""
+        return parse_config(tomllib.loads(text)).profile(name)
+
+    a = profile("a", f'email_to = ["circ-team@example.edu"]\nsmtp_host = "127.0.0.1"\n'
+                     f'smtp_port = {smtp.port}\nsmtp_security = "none"\n')
+    b = profile("b", f'webhook_url = "{hook.url("/hook")}"\n')
+    at = datetime(2026, 11, 20, 7, 5, tzinfo=TZ)
+    deliveries = [Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at,
+                           size=10, mtime=at, first_seen=at, last_seen=at, on_server=True,
+                           downloaded_at=at, verification="ok", rows=5)]
+    now = datetime(2026, 11, 24, 10, tzinfo=TZ)
+    monkeypatch.setattr(dispatch, "LOCK_WAIT", 1.0)
+    docs: dict[str, Any] = {}
+    first = threading.Thread(target=lambda: docs.setdefault(
+        "a", dispatch.after_check(a, evaluate(a, deliveries, now=now), offline=True)), daemon=True)
+    first.start()
+    try:
+        assert in_data.wait(BOUND), "profile a's e-mail never reached the server"
+        docs["b"] = dispatch.after_check(b, evaluate(b, deliveries, now=now), offline=True)
+    finally:
+        release.set()
+        first.join(BOUND)
+    assert [(s["channel"], s["message"]) for s in docs["b"]["sent"]] == [("webhook", "alert")], docs["b"]
+    assert len(hook.posts("/hook")) == 1
+    assert [(s["channel"], s["message"]) for s in docs["a"]["sent"]] == [("email", "alert")]
+
+
+def test_profiles_of_one_run_do_not_each_wait_out_the_same_silent_server(scripted, tmp_path, monkeypatch):
+    """``--all-profiles`` sends each profile's alerts in turn. With every profile pointing at
+    one relay that has stopped answering, each waited out the whole deadline: ninety member
+    libraries meant ninety minutes of cron. A destination that did not answer in time is not
+    tried again by the other profiles of the same run (each says so, and tries next run)."""
+    monkeypatch.setattr(dispatch, "_UNANSWERED", {}, raising=False)
+    monkeypatch.setattr(channels, "SMTP_DEADLINE", 2, raising=False)
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        dribble(conn, b"220-hold on\r\n" * 10000, stop)
+
+    tarpit = scripted(serve)
+    at = datetime(2026, 11, 20, 7, 5, tzinfo=TZ)
+    deliveries = [Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at,
+                           size=10, mtime=at, first_seen=at, last_seen=at, on_server=True,
+                           downloaded_at=at, verification="ok", rows=5)]
+    docs = []
+    for name in ("one", "two", "three"):
+        text = f"""
+[profile.{name}]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{tmp_path / name}.sqlite3"
+[[profile.{name}.report]]
+name = "Loans"
+schedule = "daily"
+at = "07:00"
+[profile.{name}.notify]
+email_to = ["circ-team@example.edu"]
+smtp_host = "127.0.0.1"
+smtp_port = {tarpit.port}
+smtp_security = "none"
+"""
+        profile = parse_config(tomllib.loads(text)).profile(name)
+        health = evaluate(profile, deliveries, now=datetime(2026, 11, 24, 10, tzinfo=TZ))
+        docs.append(bounded(lambda p=profile, h=health: dispatch.after_check(p, h, offline=True))["value"])
+    errors = [[f["error"] for f in d["failed"]] for d in docs]
+    assert "did not finish within 2 s" in errors[0][0], errors
+    for later in errors[1:]:
+        assert len(later) == 1 and "not tried" in later[0] and "next run" in later[0], errors
+    assert tarpit.connections == 1
