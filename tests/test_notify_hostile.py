@@ -24,7 +24,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.fixtures_sshd import free_port
 from tests.notify_servers import HttpServer, SmtpServer
+from tui.core import status as st
 from tui.core.config import NotifyConfig, parse_config
 from tui.core.health import evaluate
 from tui.core.model import Delivery
@@ -857,3 +859,84 @@ smtp_security = "none"
     for later in errors[1:]:
         assert len(later) == 1 and "not tried" in later[0] and "next run" in later[0], errors
     assert tarpit.connections == 1
+
+
+def test_an_alert_that_could_not_be_sent_makes_the_ping_fail(tmp_path, monkeypatch):
+    """The ping is the dead man's switch that watches the alerting itself: when a warning's
+    e-mail cannot be delivered (the relay is down), a success ping would tell the monitoring
+    service all is well while nobody hears of the problem. It pings ``/fail`` instead, and once
+    the alert is delivered on a later run the ping is a success again."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    http = HttpServer().start()
+    try:
+        text = f"""
+[profile.default]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{tmp_path / 'ledger.sqlite3'}"
+[[profile.default.report]]
+name = "Loans"
+schedule = "daily"
+at = "07:00"
+[profile.default.notify]
+email_to = ["circ-team@example.edu"]
+smtp_host = "127.0.0.1"
+smtp_port = {free_port()}
+smtp_security = "none"
+ping_url = "{http.url('/ping/abc')}"
+"""
+        profile = parse_config(tomllib.loads(text)).profile()
+        at = datetime(2026, 11, 23, 7, 5, tzinfo=TZ)
+        deliveries = [Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at,
+                               size=10, mtime=at, first_seen=at, last_seen=at, on_server=True,
+                               downloaded_at=at, verification="empty", rows=0)]
+        health = evaluate(profile, deliveries, now=datetime(2026, 11, 23, 10, tzinfo=TZ))
+        assert health.exit_code == st.Exit.WARNING  # a warning: alone, it pings success
+
+        doc = dispatch.after_check(profile, health, offline=True)  # nothing listens on the port
+        assert [f["channel"] for f in doc["failed"]] == ["email"]
+        assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("ping", "fail")]
+        assert [r.path for r in http.gets()] == ["/ping/abc/fail"]
+
+        monkeypatch.setattr(dispatch, "send_email", lambda *a, **k: "e-mail sent")
+        doc = dispatch.after_check(profile, health, offline=True)  # the relay is back
+        assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("email", "alert"), ("ping", "ok")]
+        doc = dispatch.after_check(profile, health, offline=True)  # nothing new to tell
+        assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("ping", "ok")]
+        assert [r.path for r in http.gets()] == ["/ping/abc/fail", "/ping/abc", "/ping/abc"]
+    finally:
+        http.stop()
+
+
+def test_a_ledger_that_cannot_be_opened_for_the_alerts_makes_the_ping_fail(tmp_path, monkeypatch):
+    """Alerts that cannot even be planned (the ledger cannot be opened) are alerts nobody gets:
+    the ping says so with ``/fail``, where it used to send nothing at all."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    http = HttpServer().start()
+    try:
+        ledger = tmp_path / "ledger.sqlite3"
+        ledger.write_bytes(b"not a database, " * 512)
+        text = f"""
+[profile.default]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{ledger}"
+[[profile.default.report]]
+name = "Loans"
+schedule = "daily"
+at = "07:00"
+[profile.default.notify]
+webhook_url = "{http.url('/hook')}"
+ping_url = "{http.url('/ping/abc')}"
+"""
+        profile = parse_config(tomllib.loads(text)).profile()
+        health = evaluate(profile, [], now=datetime(2026, 11, 23, 10, tzinfo=TZ))
+        doc = dispatch.after_check(profile, health, offline=True)
+        assert [f["channel"] for f in doc["failed"]] == ["webhook"]
+        assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("ping", "fail")]
+        assert [r.path for r in http.gets()] == ["/ping/abc/fail"]
+        assert http.posts("/hook") == []
+    finally:
+        http.stop()

@@ -8,7 +8,8 @@ never change that result: what happened is returned as the JSON ``notify`` docum
 Per channel (``email``, ``webhook``) the plan of ``tui.core.alerts`` decides whether a message
 is due; the ledger's memory of that channel is updated only after a successful send, so a
 failed one is tried again on the next run. The ping goes out after every run: ``ping_url``
-when the run and the health are ok or only warnings, ``ping_url/fail`` when either is critical.
+when the run and the health are ok or only warnings, ``ping_url/fail`` when either is critical
+or an alert could not be sent (the ping is the switch that watches the alerting itself).
 
 One process at a time sends a profile's alerts (an ``flock`` on the profile's own file beside
 the ledger): the app, a cron ``sync`` and a ``check`` may overlap; the one that waits too long
@@ -202,19 +203,26 @@ def _run(profile: Profile, health: HealthReport, *, scope: str, run_status: st.E
         ledger = Ledger.open(profile.ledger_path, profile=profile.name)
     except LedgerError as exc:
         log.error("alerts not sent: %s", exc)
-        return _document(True, [Outcome(ch, "alert", False, f"the ledger could not be opened: {exc}")
-                                for ch in _channels(cfg)])
-    try:
-        with _notify_lock(lock_path(profile)) as locked:
-            if not locked:
-                log.info("alerts: another report-keeper run holds the notify lock; left to it")
-                return _document(True, [], "another report-keeper run is sending this profile's "
-                                 "alerts right now; left to it")
-            outcomes.extend(_alerts(profile, health, ledger, scope))
-    finally:
-        ledger.close()
+        outcomes = [Outcome(ch, "alert", False, f"the ledger could not be opened: {exc}")
+                    for ch in _channels(cfg)]
+    else:
+        try:
+            with _notify_lock(lock_path(profile)) as locked:
+                if not locked:
+                    log.info("alerts: another report-keeper run holds the notify lock; left to it")
+                    return _document(True, [], "another report-keeper run is sending this profile's "
+                                     "alerts right now; left to it")
+                outcomes.extend(_alerts(profile, health, ledger, scope))
+        finally:
+            ledger.close()
     if cfg.ping_url:
-        outcomes.append(_ping(cfg.ping_url, st.worst([run_status, health.exit_code])))
+        # The ping watches the alerting too: an alert nobody could be sent is as critical as
+        # the problem it was about, so the monitoring service tells someone by its own way.
+        undelivered = any(not o.ok for o in outcomes)
+        if undelivered:
+            log.warning("alerts: an alert could not be sent; the ping says fail")
+        outcomes.append(_ping(cfg.ping_url, st.worst(
+            [run_status, health.exit_code, st.Exit.CRITICAL if undelivered else st.Exit.OK])))
     return _document(True, outcomes)
 
 
