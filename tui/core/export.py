@@ -724,9 +724,9 @@ def _resolve(days: list[Day], cache: TableCache, progress: Progress | None,
             _, c = item
             if cancelled is not None and cancelled():
                 return None
-            table = cache.get(c.sha256, c.header_row)
-            if table is not None:
-                return table
+            cached = cache.held(c.path, c.sha256, c.header_row)  # the copy's bytes checked first
+            if cached is not None:
+                return cached
             try:
                 return cache.build(c.path, c.sha256, c.header_row, cancel=cancelled)
             except isolation.PoolClosed:  # cancelled, or the program is closing

@@ -1,0 +1,81 @@
+"""``export`` against hostile inputs: copies changed on disk after their table was cached,
+columns without a header name under ``--pseudonymize``, a column named like the table's own
+leading columns, header cells a spreadsheet would run, a full disk. Real workbooks and a real
+ledger (``tests/export_data.py``); the full disk is a real tmpfs when this user may mount one."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests import export_data as ed
+from tests import xlsx_factory as xf
+from tui.core.export import ExportRequest, run_export
+
+D = date
+UNTIL = ed.covered(D(2026, 3, 2))  # the last covered day the two-day ledgers below hold
+
+
+@pytest.fixture
+def now(monkeypatch):
+    monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
+
+
+def _rewrite(env, ledger, run_day: date, rows, columns) -> Path:
+    """Write another workbook as the held copy of ``run_day`` and record it as a new download
+    of that delivery, verified for real (as a sync would have left it)."""
+    from tui.core.ledger import verification_context
+    from tui.core.validate import validate_file
+
+    d = env.delivery(run_day)
+    path = env.paths[d.name]
+    xf.write_report(path, rows, columns=columns, title=ed.REPORT)
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    ledger.record_download(d.name, size=len(data), sha256=sha, local_path=str(path), when=ed.NOW)
+    report = env.profile().report_for(ed.REPORT)
+    ledger.record_verification(validate_file(path, report, d.at), sha256=sha,
+                               context=verification_context(report, d.at))
+    return path
+
+
+# ------------------------------------------------------------------ copies changed on disk
+
+
+def test_a_copy_changed_after_its_table_was_cached_is_still_excluded_as_modified(tmp_path, now):
+    """The first export caches each file's table under the sha256 the ledger recorded. A copy
+    edited afterwards (same size, so it still counts as held) must be excluded as modified
+    in the next export too, as it is when nothing is cached: the table must never be exported
+    under a file that no longer holds it."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    name = env.delivery(D(2026, 3, 2)).name
+    path = env.paths[name]
+    ledger = env.ledger()
+    try:
+        first = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "a.parquet", until=UNTIL))
+        assert first.files == 2 and first.exit_code == 0
+
+        data = bytearray(path.read_bytes())
+        data[10] ^= 0x01  # the first zip entry's time stamp: same size, still a sound workbook
+        path.write_bytes(bytes(data))
+        edited = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "b.parquet", until=UNTIL))
+
+        # Replaced by a link to another workbook of the same size: not the downloaded bytes.
+        elsewhere = tmp_path / "elsewhere.xlsx"
+        elsewhere.write_bytes(bytes(data))
+        path.unlink()
+        path.symlink_to(elsewhere)
+        linked = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "c.parquet", until=UNTIL))
+    finally:
+        ledger.close()
+    for result, out in ((edited, "b.parquet"), (linked, "c.parquet")):
+        assert [(e["file"], e["status"]) for e in result.excluded()] == [(name, "modified")]
+        assert "no longer what was downloaded" in result.excluded()[0]["message"]
+        assert result.files == 1 and result.exit_code == 2
+        df = pl.read_parquet(tmp_path / out)
+        assert name not in set(df["source_file"].to_list())
+        assert df.height == result.rows == len(env.delivery(D(2026, 3, 1)).rows)
