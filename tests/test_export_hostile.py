@@ -6,6 +6,7 @@ ledger (``tests/export_data.py``); the full disk is a real tmpfs when this user 
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import date
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from tests import export_data as ed
 from tests import xlsx_factory as xf
+from tui.cli import main
 from tui.core.export import ExportRequest, run_export
 
 D = date
@@ -79,3 +81,51 @@ def test_a_copy_changed_after_its_table_was_cached_is_still_excluded_as_modified
         df = pl.read_parquet(tmp_path / out)
         assert name not in set(df["source_file"].to_list())
         assert df.height == result.rows == len(env.delivery(D(2026, 3, 1)).rows)
+
+
+# ------------------------------------------------------------------ columns and pseudonyms
+
+
+@pytest.mark.parametrize("header", ["", "000999999"], ids=["blank", "value-like"])
+def test_pseudonymize_also_covers_a_column_without_a_header_name(tmp_path, now, capsys, header):
+    """A day whose identifier column has no usable header name (a blank cell, or one that reads
+    like a value) gets that column named by position, 'column 1'. Nothing tells what it holds,
+    so under --pseudonymize it is pseudonymized too: the raw identifiers never reach the file."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    rows = env.delivery(D(2026, 3, 2)).rows
+    ledger = env.ledger()
+    try:
+        _rewrite(env, ledger, D(2026, 3, 2), rows, [header, *ed.BASE[1:]])
+    finally:
+        ledger.close()
+    ids = {str(r[0]) for d in env.deliveries for r in d.rows}
+    out = tmp_path / "p.parquet"
+    code = main(["export", "--config", str(env.config), "--json", "--out", str(out), "--pseudonymize",
+                 "--until", UNTIL.isoformat()])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0, doc
+    assert doc["pseudonymized_columns"] == ["Primary Identifier", "column 1"]
+    data = out.read_bytes()
+    assert sorted(i for i in ids if i.encode() in data) == []
+    df = pl.read_parquet(out)
+    day = df.filter(pl.col("run_day") == D(2026, 3, 2))
+    assert day.height == len(rows) and day["column 1"].str.len_chars().unique().to_list() == [16]
+    # The same patron, the same pseudonym, whichever column the day put them in.
+    before = df.filter(pl.col("run_day") == D(2026, 3, 1))["Primary Identifier"][0]
+    assert day["column 1"][0] == before
+
+    # The summary says why the column was pseudonymized.
+    code = main(["export", "--config", str(env.config), "--out", str(tmp_path / "q.csv"), "--pseudonymize",
+                 "--until", UNTIL.isoformat()])
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("Pseudonymized: 'Primary Identifier', 'column 1'") for line in lines), lines
+    assert any("no header name" in line and "'column 1'" in line for line in lines), lines
+    csv = (tmp_path / "q.csv").read_bytes()
+    assert sorted(i for i in ids if i.encode() in csv) == []
+
+    # Without --pseudonymize the column keeps its values, as the workbook holds them.
+    raw = tmp_path / "raw.parquet"
+    assert main(["export", "--config", str(env.config), "--out", str(raw), "--until", UNTIL.isoformat()]) == 0
+    capsys.readouterr()
+    kept = pl.read_parquet(raw).filter(pl.col("run_day") == D(2026, 3, 2))["column 1"].to_list()
+    assert kept == [str(r[0]) for r in rows]

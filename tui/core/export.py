@@ -63,6 +63,7 @@ from tui.core import clock, content, isolation, model
 from tui.core import status as st
 from tui.core.durable import fsync_dir
 from tui.core.export_cache import CachedTable, CacheError, ReadFailure, TableCache, cache_dir
+from tui.core.export_read import positional
 from tui.core.export_request import (
     Cancelled,
     ExportError,
@@ -204,6 +205,8 @@ class ExportResult:
     seconds: float
     export_id: int | None = None
     before_history: int = 0  # missing days before the ledger's first delivery of a report
+    #: Pseudonymized because they are named by position: nothing tells what they hold.
+    unnamed_pseudonymized: tuple[str, ...] = ()
 
     # -- coverage
     def of(self, category: str) -> list[Day]:
@@ -368,6 +371,10 @@ class ExportResult:
             cols = ", ".join(repr(c) for c in self.pseudonymized_columns) or "none found"
             lines.append(f"Pseudonymized: {cols} (key {self.key.key_id if self.key else '?'}: "
                          f"{escape_name(str(self.key.path)) if self.key else '?'})")
+            if self.unnamed_pseudonymized:
+                lines.append("  " + ", ".join(repr(c) for c in self.unnamed_pseudonymized)
+                             + " had no header name to tell what they hold (a blank header cell, or one "
+                             "that reads like a value): pseudonymized too, so no identifier is left raw")
             if self.key is not None and self.key.created:
                 lines.append("  A new pseudonym key was created: back it up (see README, Pseudonyms); "
                              "without it later exports cannot be joined with this one.")
@@ -469,19 +476,24 @@ def run_export(
 
     columns, drift, targets, renames = _union(included)
     idents, missing_idents = _identifiers(profile, reports, included, renames)
+    # A column named by position has no header to tell what it holds (the identifier column
+    # of a day whose header cell was blank, say): under a key it is pseudonymized too, so no
+    # raw identifier can reach the file through it.
+    unnamed = tuple(c for c in columns if key is not None and c not in idents and positional(c))
     if cancelled is not None and cancelled():
         raise Cancelled("the export was cancelled; nothing was written")
     if progress is not None:
         progress(len(included), len(included), "writing")
-    _write(out, fmt, included, columns, targets, renames, idents, key, force=request.force)
+    _write(out, fmt, included, columns, targets, renames, idents | set(unnamed), key, force=request.force)
     rows = sum(d.table.rows for d in included if d.table is not None)
     result = ExportResult(
         out=out, format=fmt, reports=tuple(reports), since=request.since, until=request.until,
         days=days, rows=rows, files=len(included), columns=(*FIXED_COLUMNS, *columns),
-        pseudonymized_columns=tuple(c for c in columns if c in idents) if key else None,
+        pseudonymized_columns=tuple(c for c in columns if c in idents or c in unnamed) if key else None,
         identifier_columns=tuple(c for c in columns if c in idents),
         missing_identifier_columns=tuple(missing_idents), column_drift=drift, key=key,
         read=cache.built - read_before, cached=cache.hits, seconds=0.0, before_history=before,
+        unnamed_pseudonymized=unnamed,
     )
     result.export_id = _record(ledger, result)
     keep = {c.sha256 for d in days for c in d.copies}
