@@ -129,3 +129,22 @@ def test_pseudonymize_also_covers_a_column_without_a_header_name(tmp_path, now, 
     capsys.readouterr()
     kept = pl.read_parquet(raw).filter(pl.col("run_day") == D(2026, 3, 2))["column 1"].to_list()
     assert kept == [str(r[0]) for r in rows]
+
+
+def test_a_column_named_like_a_leading_column_never_hides_another(tmp_path, now):
+    """A workbook column named 'report' is renamed 'report (from the file)'; when the same
+    workbook also has a column of that very name, neither may be lost."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    rows = [[*r, "value of report", "value of the other"] for r in env.delivery(D(2026, 3, 2)).rows]
+    ledger = env.ledger()
+    try:
+        _rewrite(env, ledger, D(2026, 3, 2), rows, [*ed.BASE, "report", "report (from the file)"])
+        result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
+    finally:
+        ledger.close()
+    df = pl.read_parquet(tmp_path / "x.parquet").filter(pl.col("run_day") == D(2026, 3, 2))
+    assert len(set(df.columns)) == len(df.columns) == len(result.columns)
+    assert df["report"].unique().to_list() == [ed.REPORT]
+    values = {c: set(df[c].to_list()) for c in df.columns[6 + len(ed.BASE):]}
+    assert sorted(values.values(), key=str) == [{"value of report"}, {"value of the other"}]
+    assert values["report (from the file)"] == {"value of the other"}  # the file's own name stays

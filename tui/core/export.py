@@ -815,16 +815,14 @@ def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str,
     of a report, a common type per column, and renames of columns named like fixed ones."""
     order: list[str] = []
     kinds: dict[str, set[pl.DataType]] = {}
-    renames: dict[str, str] = {}
+    renames = _renames({name for d in included if d.table is not None for name in d.table.columns})
     drift: list[ColumnDrift] = []
     previous: dict[str, tuple[str, ...]] = {}
     for d in included:
         assert d.table is not None and d.winner is not None
         cols = []
         for name, dtype in d.table.schema:
-            final = name + RENAMED_SUFFIX if name in FIXED_COLUMNS else name
-            if final != name:
-                renames[name] = final
+            final = renames.get(name, name)
             cols.append(final)
             if final not in kinds:
                 order.append(final)
@@ -840,6 +838,23 @@ def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str,
         previous[d.report] = here
     targets = {name: _common_type(kinds[name]) for name in order}
     return order, drift, targets, renames
+
+
+def _renames(names: set[str]) -> dict[str, str]:
+    """A new name for each report column named like a fixed column: ``NAME (from the file)``,
+    or, when a file has a column of that name too, ``NAME (from the file) (2)``... (never a
+    name some file uses: two columns under one name would lose one of them)."""
+    renames: dict[str, str] = {}
+    taken = set(names) | set(FIXED_COLUMNS)
+    for name in FIXED_COLUMNS:
+        if name not in names:
+            continue
+        final, n = name + RENAMED_SUFFIX, 2
+        while final in taken:
+            final, n = f"{name}{RENAMED_SUFFIX} ({n})", n + 1
+        renames[name] = final
+        taken.add(final)
+    return renames
 
 
 def _common_type(kinds: set[pl.DataType]) -> pl.DataType:
