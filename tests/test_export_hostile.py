@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
 from datetime import date
 from pathlib import Path
 
@@ -148,3 +151,41 @@ def test_a_column_named_like_a_leading_column_never_hides_another(tmp_path, now)
     values = {c: set(df[c].to_list()) for c in df.columns[6 + len(ed.BASE):]}
     assert sorted(values.values(), key=str) == [{"value of report"}, {"value of the other"}]
     assert values["report (from the file)"] == {"value of the other"}  # the file's own name stays
+
+
+# ------------------------------------------------------------------ the output
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs with less than 4 KiB free (skipped where this user cannot mount one)."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if not shutil.which("mount") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mnt)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: " + done.stderr.decode(errors="replace").strip())
+    try:
+        (mnt / "filler").write_bytes(b"\0" * 60 * 1024)
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_full_disk_is_one_line_saying_so_and_leaves_nothing(tmp_path, now, capsys, full_disk, fmt):
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 14))
+    out = full_disk / f"loans.{fmt}"
+    code = main(["export", "--config", str(env.config), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert len(err.strip().splitlines()) == 1
+    assert "No space left on device" in err and "free space" in err and "bug" not in err
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]  # nothing half-written
+    ledger = env.ledger()
+    try:
+        assert ledger.exports() == []  # and nothing recorded
+    finally:
+        ledger.close()

@@ -43,6 +43,7 @@ saying what to do.
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import secrets
@@ -81,6 +82,8 @@ from tui.core.pseudonym import PseudonymKey, PseudonymKeyError, identifier_colum
 from tui.core.validate import normalize_column
 
 if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
     from tui.core.config import Profile
     from tui.core.health import HealthReport
     from tui.core.ledger import Download, ExportSource, Ledger
@@ -903,11 +906,16 @@ def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets
     part = work / ("export." + fmt)
     try:
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            if fmt == "parquet":
-                plan.sink_parquet(fh, compression="zstd")
-            else:
-                plan.sink_csv(fh)
+        with _Sink(fd, "wb") as fh:
+            try:
+                if fmt == "parquet":
+                    plan.sink_parquet(fh, compression="zstd")
+                else:
+                    plan.sink_csv(fh)
+            except pl.exceptions.PolarsError:
+                if fh.error is None:
+                    raise  # not the disk's refusal: a bug, reported as one
+                raise fh.error from None
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(part, 0o600)
@@ -921,6 +929,21 @@ def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets
                           "check the folder's permissions and free space") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+class _Sink(io.FileIO):
+    """The output file, remembering the operating system's error of a failed write: polars
+    turns it into an error of its own (a full disk as "parquet: ... Invalid thrift: transport
+    error"), which would read as a bug instead of saying what happened."""
+
+    error: OSError | None = None
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
 
 
 #: What a spreadsheet takes for the start of a formula when it opens a csv file.
