@@ -5,6 +5,7 @@ ledger (``tests/export_data.py``); the full disk is a real tmpfs when this user 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -151,6 +152,25 @@ def test_a_column_named_like_a_leading_column_never_hides_another(tmp_path, now)
     values = {c: set(df[c].to_list()) for c in df.columns[6 + len(ed.BASE):]}
     assert sorted(values.values(), key=str) == [{"value of report"}, {"value of the other"}]
     assert values["report (from the file)"] == {"value of the other"}  # the file's own name stays
+
+
+def test_csv_header_cells_a_spreadsheet_would_run_are_shown_as_text(tmp_path, now):
+    """Header cells come from the workbook like any cell: in a csv, one beginning with '='
+    would be a live formula in the header line."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    hostile = '=HYPERLINK("http://127.0.0.1/x","open")'
+    ledger = env.ledger()
+    try:
+        _rewrite(env, ledger, D(2026, 3, 2), env.delivery(D(2026, 3, 2)).rows, [*ed.BASE[:-1], hostile])
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.csv"))
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
+    finally:
+        ledger.close()
+    with open(tmp_path / "x.csv", newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh))  # polars keeps a header's doubled quotes doubled
+    assert "'" + hostile in header and hostile not in header
+    assert not any(c.startswith(("=", "+", "-", "@")) for c in header)
+    assert hostile in pl.read_parquet(tmp_path / "x.parquet").columns  # parquet keeps it exactly
 
 
 # ------------------------------------------------------------------ the output

@@ -46,6 +46,7 @@ import errno
 import io
 import logging
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -953,12 +954,24 @@ FORMULA_START = r"^[=+\-@\t\r]"
 def _defuse_formulas(plan: pl.LazyFrame) -> pl.LazyFrame:
     """Text cells of a csv that a spreadsheet would run as formulas (``=HYPERLINK(...)`` in a
     title a patron typed, a server file name starting with ``=``) get a leading ``'``, so they
-    are shown as text. Parquet keeps every cell exactly."""
-    text = [name for name, dtype in plan.collect_schema().items() if dtype == pl.String]
-    return plan.with_columns(
+    are shown as text. Parquet keeps every cell exactly. The header line is cells too (the
+    workbooks' header cells): such a column name gets the same ``'``."""
+    schema = plan.collect_schema()
+    text = [name for name, dtype in schema.items() if dtype == pl.String]
+    plan = plan.with_columns(
         pl.when(pl.col(c).str.contains(FORMULA_START)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
         for c in text
     )
+    names = set(schema.names())
+    renames: dict[str, str] = {}
+    for name in schema.names():
+        if re.match(FORMULA_START, name):
+            shown = "'" + name
+            while shown in names:
+                shown = "'" + shown
+            names.add(shown)
+            renames[name] = shown
+    return plan.rename(renames) if renames else plan
 
 
 def _mkdtemp(parent: Path) -> str:
