@@ -26,6 +26,10 @@ D = date
 UNTIL = ed.covered(D(2026, 3, 2))  # the last covered day the two-day ledgers below hold
 
 
+def day_before(day: date) -> str:
+    return date.fromordinal(day.toordinal() - 1).isoformat()
+
+
 @pytest.fixture
 def now(monkeypatch):
     monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
@@ -209,3 +213,29 @@ def test_a_full_disk_is_one_line_saying_so_and_leaves_nothing(tmp_path, now, cap
         assert ledger.exports() == []  # and nothing recorded
     finally:
         ledger.close()
+
+
+def test_a_copy_gone_or_resized_since_download_is_not_called_never_downloaded(tmp_path, now, capsys):
+    """A day whose downloaded copy was deleted or truncated is missing (nothing usable is held,
+    sync fetches it again), but it was downloaded: the coverage must not say it never was."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 14))
+    removed = env.delivery(D(2026, 3, 1)).name
+    env.paths[removed].unlink()
+    truncated = env.paths[env.delivery(D(2026, 3, 2)).name]
+    truncated.write_bytes(truncated.read_bytes()[:-100])
+    never = env.delivery(D(2026, 3, 13)).name  # listed, never downloaded
+    out = tmp_path / "x.parquet"
+    code = main(["export", "--config", str(env.config), "--json", "--out", str(out)])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 2  # 03-09 is unreadable
+    assert {(n["file"], n["reason"]) for n in doc["not_held"]} == {
+        (removed, "missing-locally"), (env.delivery(D(2026, 3, 2)).name, "missing-locally"),
+        (never, "not-downloaded")}
+    assert {UNTIL.isoformat(), day_before(UNTIL)} <= set(doc["days"]["missing"])
+
+    code = main(["export", "--config", str(env.config), "--out", str(tmp_path / "y.parquet"),
+                 "--until", UNTIL.isoformat()])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert not any("never downloaded" in line for line in lines), lines
+    assert any("local copy is gone or changed size" in line and "sync" in line for line in lines), lines

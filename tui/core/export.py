@@ -103,6 +103,9 @@ EXCLUDED = "excluded"
 CATEGORIES = (INCLUDED, EMPTY, CLOSED, MISSING, EXCLUDED)
 
 PURGED = "purged"  # an excluded file's status: the retention policy deleted the local copy
+#: Why a delivery is not held (``not_held``'s ``reason``): never downloaded, or its copy is gone.
+NOT_DOWNLOADED = "not-downloaded"
+MISSING_LOCALLY = "missing-locally"
 _OK_LIKE = (st.OK, st.CHANGED)  # "changed" describes the server copy; its content verified ok
 _EMPTY_LIKE = (st.EMPTY, st.EMPTY_CLOSED)
 
@@ -147,6 +150,8 @@ class Day:
     run_status: str
     copies: list[HeldCopy] = field(default_factory=list)  # oldest first
     not_held: list[str] = field(default_factory=list)  # deliveries without a local copy
+    #: Those of them downloaded once whose copy is gone from the disk or changed size since.
+    gone_locally: list[str] = field(default_factory=list)
     category: str = MISSING
     winner: HeldCopy | None = None
     table: CachedTable | None = None
@@ -287,7 +292,8 @@ class ExportResult:
             "days_by_report": by_report,
             "superseded": self.superseded(),
             "column_drift": [c.to_json() for c in self.column_drift],
-            "not_held": [{"day": d.covered_day.isoformat(), "file": escape_name(n), "report": d.report}
+            "not_held": [{"day": d.covered_day.isoformat(), "file": escape_name(n), "report": d.report,
+                          "reason": MISSING_LOCALLY if n in d.gone_locally else NOT_DOWNLOADED}
                          for d in self.days for n in d.not_held],
             "few_rows": [{"day": d.covered_day.isoformat(), "file": escape_name(d.winner.file), "report": d.report}
                          for d in self.few_rows() if d.winner is not None],
@@ -337,8 +343,12 @@ class ExportResult:
             lines.append(f"  {label}: " + ", ".join(shown) + more)
 
         days(MISSING, "missing (no delivery held: a gap in the data)")
-        if any(d.not_held for d in self.of(MISSING)):
+        missing = self.of(MISSING)
+        if any(n not in d.gone_locally for d in missing for n in d.not_held):
             lines.append("    some were delivered but never downloaded: run 'report-keeper sync' first")
+        if any(d.gone_locally for d in missing):
+            lines.append("    some were downloaded, but the local copy is gone or changed size since: "
+                         "run 'report-keeper sync' to fetch them again while the server keeps them")
         if self.before_history:
             lines.append(f"    {self.before_history} of them lie before the ledger's first delivery")
         days(EMPTY, "empty on an open day (no rows: a gap to note)")
@@ -630,6 +640,8 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
                 gone = purged_of.get(name, [])
                 if not held and not gone:
                     day.not_held.append(name)
+                    if name in downloads:
+                        day.gone_locally.append(name)
                 for dl, delivery in gone:
                     v = verified.get(dl.sha256)
                     day.purged.append(HeldCopy(
