@@ -239,3 +239,43 @@ def test_a_copy_gone_or_resized_since_download_is_not_called_never_downloaded(tm
     assert code == 1
     assert not any("never downloaded" in line for line in lines), lines
     assert any("local copy is gone or changed size" in line and "sync" in line for line in lines), lines
+
+
+# ------------------------------------------------------------------ days
+
+
+def test_a_rerun_that_repeats_another_days_rows_gives_way_to_the_days_own_delivery(tmp_path, now):
+    """03-03 holds its scheduled delivery (its own rows, verified ok) and a manual re-run at
+    10:30 that repeats 03-02's rows (Alma sent an earlier result again; no date column is
+    judged, so only the rows can tell). The re-run is newer, but its rows are not this day's
+    loans: the day's own delivery is exported, not the whole day dropped."""
+    env = ed.build(tmp_path / "env", extra_config='date_column = ""', until=D(2026, 3, 3))
+    scheduled, rerun = env.delivery(D(2026, 3, 3), 0), env.delivery(D(2026, 3, 3), 1)
+    repeat = env.delivery(D(2026, 3, 2))
+    path = env.paths[rerun.name]
+    xf.write_report(path, repeat.rows, columns=ed.BASE, title=ed.REPORT,
+                    engine=xf.ENGINES[1 - xf.ENGINES.index(repeat.engine)])  # other bytes, same rows
+    ledger = env.ledger()
+    try:
+        from tui.core.ledger import verification_context
+        from tui.core.validate import validate_file
+
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        ledger.record_download(rerun.name, size=len(data), sha256=sha, local_path=str(path), when=ed.NOW)
+        report = env.profile().report_for(ed.REPORT)
+        ledger.record_verification(validate_file(path, report, rerun.at), sha256=sha,
+                                   context=verification_context(report, rerun.at))
+        result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet",
+                                                                 until=ed.covered(D(2026, 3, 3))))
+    finally:
+        ledger.close()
+    assert [(d.run_day, d.category) for d in result.days] == [
+        (D(2026, 3, 1), "included"), (D(2026, 3, 2), "included"), (D(2026, 3, 3), "included")]
+    assert result.excluded() == [] and result.exit_code == 0
+    [superseded] = result.superseded()
+    assert (superseded["file"], superseded["by"], superseded["status"]) == (rerun.name, scheduled.name, "stale")
+    df = pl.read_parquet(tmp_path / "x.parquet")
+    day = df.filter(pl.col("run_day") == D(2026, 3, 3))
+    assert set(day["source_file"]) == {scheduled.name} and day.height == len(scheduled.rows)
+    assert df.height == sum(len(env.delivery(D(2026, 3, d)).rows) for d in (1, 2, 3))

@@ -420,14 +420,6 @@ def _excluded_files(d: Day) -> list[tuple[HeldCopy, str, str]]:
         failure = d.failures.get(c.path)
         if failure is not None:
             out.append((c, failure.status, failure.message))
-        elif d.duplicate_of is not None and d.winner is None and c.verification in _OK_LIKE:
-            other = d.duplicate_of
-            theirs = other.winner
-            same_bytes = theirs is not None and theirs.sha256 == c.sha256
-            out.append((c, "duplicate" if same_bytes else "stale",
-                        f"{'the same file' if same_bytes else 'the same rows'} as "
-                        f"{escape_name(theirs.file) if theirs else '?'}, exported for covered day "
-                        f"{other.covered_day.isoformat()}: Alma sent an earlier result again"))
         elif c.verification not in (*_OK_LIKE, *_EMPTY_LIKE):
             status = c.verification or "unverified"
             out.append((c, status, _EXCLUDED_WHY.get(status, "verification found it " + status)
@@ -481,11 +473,16 @@ def run_export(
     days, before = _plan(profile, ledger, health, reports, deliveries, request.since, request.until)
     _verify_unverified(profile, ledger, days, pool, cancelled)
     read_before = cache.built
+    stale = _stale_files(health)
     try:
         _resolve(days, cache, progress, cancelled)
+        # A winner whose rows turn out to be another day's (the same content as a day before
+        # it, or found stale) gives way to the next ok copy of its day, as a wrong-day copy
+        # never wins; each round rules out at least one copy, so this ends.
+        while again := _categorize(days, stale):
+            _resolve(again, cache, progress, cancelled)
     except CacheError as exc:
         raise ExportError(str(exc)) from None
-    _categorize(days, _stale_files(health))
     included = [d for d in days if d.category == INCLUDED]
 
     columns, drift, targets, renames = _union(included)
@@ -717,8 +714,8 @@ def _verify_unverified(profile: Profile, ledger: Ledger, days: list[Day], pool: 
 
 def _resolve(days: list[Day], cache: TableCache, progress: Progress | None,
              cancelled: Callable[[], bool] | None) -> None:
-    """Find each day's winner: the newest ok copy whose table can be read (cache or worker),
-    as many files at a time as the pool has workers."""
+    """Find each day's winner: the newest ok copy whose table can be read (cache or worker)
+    and that no failure ruled out yet, as many files at a time as the pool has workers."""
     tried: dict[int, int] = {id(d): 0 for d in days}
     candidates: dict[int, list[HeldCopy]] = {}
     for d in days:
@@ -731,7 +728,8 @@ def _resolve(days: list[Day], cache: TableCache, progress: Progress | None,
             if id(c) in purged:
                 d.purged_winner = c
                 break
-            ok.append(c)
+            if c.path not in d.failures:  # not read, or given up by an earlier pass
+                ok.append(c)
         candidates[id(d)] = ok
     done = 0
     total = sum(1 for d in days if candidates[id(d)])
@@ -782,15 +780,27 @@ def _stale_files(health: HealthReport) -> set[str]:
     return {p.file for r in health.reports for p in r.problems if p.kind == STALE and p.file}
 
 
-def _categorize(days: list[Day], stale: set[str]) -> None:
+def _categorize(days: list[Day], stale: set[str]) -> list[Day]:
+    """Each day's category, in order (the first day with a content keeps it). Returns the
+    days whose winner was ruled out here (its rows are another day's): their next ok copy,
+    if any, is to be read and the days categorized again."""
     used: dict[str, Day] = {}  # sha256 and row fingerprint of each winner so far
+    again: list[Day] = []
     for d in days:
         if d.winner is not None:
             keys = [k for k in (d.winner.sha256, d.winner.fingerprint) if k]
             first = next((used[k] for k in keys if k in used), None)
             if first is not None:  # the same rows as another day's file: never the same loans twice
+                theirs = first.winner
+                same_bytes = theirs is not None and theirs.sha256 == d.winner.sha256
+                d.failures[d.winner.path] = ReadFailure(
+                    "duplicate" if same_bytes else "stale",
+                    f"{'the same file' if same_bytes else 'the same rows'} as "
+                    f"{escape_name(theirs.file) if theirs else '?'}, exported for covered day "
+                    f"{first.covered_day.isoformat()}: Alma sent an earlier result again")
                 d.duplicate_of, d.winner, d.table = first, None, None
                 d.category = EXCLUDED
+                again.append(d)
                 continue
             only = len({c.name for c in d.copies}) == 1
             if d.winner.name in stale or (STALE in d.content and only):
@@ -801,6 +811,7 @@ def _categorize(days: list[Day], stale: set[str]) -> None:
                     "same rows): Alma sent an earlier result again")
                 d.winner, d.table = None, None
                 d.category = EXCLUDED
+                again.append(d)
                 continue
             used.update((k, d) for k in keys)
             d.category = INCLUDED
@@ -824,6 +835,7 @@ def _categorize(days: list[Day], stale: set[str]) -> None:
                 d.category = EXCLUDED
             continue
         d.category = CLOSED if d.closed else MISSING
+    return again
 
 
 def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str, pl.DataType], dict[str, str]]:
