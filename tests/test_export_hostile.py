@@ -279,3 +279,23 @@ def test_a_rerun_that_repeats_another_days_rows_gives_way_to_the_days_own_delive
     day = df.filter(pl.col("run_day") == D(2026, 3, 3))
     assert set(day["source_file"]) == {scheduled.name} and day.height == len(scheduled.rows)
     assert df.height == sum(len(env.delivery(D(2026, 3, d)).rows) for d in (1, 2, 3))
+
+
+def test_rows_below_min_rows_are_exported_not_called_an_empty_day(tmp_path, now, capsys):
+    """min_rows is a monitoring threshold: a file with fewer rows is verified 'empty' (a
+    warning to look at it), but its rows are real loans. The export must not drop them and
+    call the day 'empty on an open day (no rows)'; they are included and flagged as far fewer
+    rows than usual."""
+    env = ed.build(tmp_path / "env", extra_config="min_rows = 8", until=D(2026, 3, 3))
+    small = [env.delivery(D(2026, 3, 1)), env.delivery(D(2026, 3, 2))]
+    assert [len(d.rows) for d in small] == [6, 7]
+    out = tmp_path / "x.parquet"
+    code = main(["export", "--config", str(env.config), "--json", "--out", str(out),
+                 "--until", ed.covered(D(2026, 3, 3)).isoformat()])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["days"]["included"] == [ed.covered(D(2026, 3, d)).isoformat() for d in (1, 2, 3)]
+    assert doc["days"]["empty"] == [] and code == 0
+    assert [f["file"] for f in doc["few_rows"]] == [d.name for d in small]
+    df = pl.read_parquet(out)
+    assert df.height == doc["rows"] == 6 + 7 + len(env.delivery(D(2026, 3, 3), 1).rows)
+    assert set(df["source_file"]) >= {d.name for d in small}

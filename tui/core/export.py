@@ -235,8 +235,10 @@ class ExportResult:
         return st.overall_name(self.exit_code)
 
     def few_rows(self) -> list[Day]:
-        """Included days whose rows the evaluation found far fewer than usual (content checks)."""
-        return [d for d in self.of(INCLUDED) if model.ProblemKind.FEW_ROWS in d.content]
+        """Included days whose rows the evaluation found far fewer than usual (content checks),
+        or whose file holds fewer rows than ``min_rows`` (verified empty for it)."""
+        return [d for d in self.of(INCLUDED) if model.ProblemKind.FEW_ROWS in d.content
+                or (d.winner is not None and d.winner.verification in _EMPTY_LIKE)]
 
     def excluded(self) -> list[JSONObject]:
         out: list[JSONObject] = []
@@ -678,12 +680,22 @@ def _exported_in(ledger: Ledger) -> dict[str, str]:
 
 def _as_run_sees(v: VerifyResult | None, covered: date) -> str | None:
     """A copy's status for its run: rows that describe another loan day than the run's covered
-    day are ``wrong-day`` (the content checks' rule, as the health evaluation applies it)."""
+    day are ``wrong-day`` (the content checks' rule, as the health evaluation applies it), also
+    in a file verified empty for holding fewer rows than ``min_rows``."""
     if v is None:
         return None
-    if v.status in (st.OK, st.WRONG_DAY) and v.dates is not None:
-        return st.WRONG_DAY if content.wrong_day(v.dates, covered) is not None else st.OK
+    judged = v.status in (st.OK, st.WRONG_DAY) or (v.status in _EMPTY_LIKE and bool(v.rows))
+    if judged and v.dates is not None:
+        if content.wrong_day(v.dates, covered) is not None:
+            return st.WRONG_DAY
+        return st.OK if v.status == st.WRONG_DAY else v.status
     return v.status
+
+
+def _has_rows(c: HeldCopy) -> bool:
+    """A copy whose rows can be exported: verified ok, or verified empty only because it holds
+    fewer data rows than ``min_rows`` (a threshold for monitoring: its rows are still loans)."""
+    return c.verification in _OK_LIKE or (c.verification in _EMPTY_LIKE and bool(c.rows))
 
 
 def _on_disk(path: str, size: int) -> bool:
@@ -723,12 +735,12 @@ def _resolve(days: list[Day], cache: TableCache, progress: Progress | None,
         ok: list[HeldCopy] = []
         purged = {id(c) for c in d.purged}
         for c in sorted([*d.copies, *d.purged], key=lambda c: c.order, reverse=True):
-            if c.verification not in _OK_LIKE:
-                continue
             if id(c) in purged:
-                d.purged_winner = c
-                break
-            if c.path not in d.failures:  # not read, or given up by an earlier pass
+                if c.verification in _OK_LIKE:
+                    d.purged_winner = c
+                    break
+                continue
+            if _has_rows(c) and c.path not in d.failures:  # not read, or given up by an earlier pass
                 ok.append(c)
         candidates[id(d)] = ok
     done = 0
