@@ -299,3 +299,31 @@ def test_rows_below_min_rows_are_exported_not_called_an_empty_day(tmp_path, now,
     df = pl.read_parquet(out)
     assert df.height == doc["rows"] == 6 + 7 + len(env.delivery(D(2026, 3, 3), 1).rows)
     assert set(df["source_file"]) >= {d.name for d in small}
+
+
+def test_a_numeric_identifier_is_the_same_text_and_pseudonym_whatever_else_its_column_holds(tmp_path, now):
+    """A day's identifier column of numbers stays floating point when one of them is beyond
+    2**53 (not every whole number is exact there); cast to text, 987654321 became
+    '987654321.0', and its pseudonym another than the day it came as text: one patron, two
+    pseudonyms. Whole numbers are written as their digits, as a text cell shows them."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    same = 987654321
+    big = 9123456789012346  # above 2**53, exact (even)
+    first = [[str(same), *r[1:]] for r in env.delivery(D(2026, 3, 1)).rows]
+    second = [[v, *r[1:]] for v, r in zip([same, big, *range(1001, 1100)], env.delivery(D(2026, 3, 2)).rows)]
+    ledger = env.ledger()
+    try:
+        _rewrite(env, ledger, D(2026, 3, 1), first, ed.BASE)
+        _rewrite(env, ledger, D(2026, 3, 2), second, ed.BASE)
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "raw.parquet", until=UNTIL))
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "p.parquet", until=UNTIL,
+                                                        pseudonymize=True))
+    finally:
+        ledger.close()
+    raw = pl.read_parquet(tmp_path / "raw.parquet")
+    ids = raw.filter(pl.col("run_day") == D(2026, 3, 2))["Primary Identifier"].to_list()
+    assert ids == [str(r[0]) for r in second]  # '987654321', '9123456789012346', '1001', ...
+    pseudo = pl.read_parquet(tmp_path / "p.parquet")
+    day1 = pseudo.filter(pl.col("run_day") == D(2026, 3, 1))["Primary Identifier"][0]
+    day2 = pseudo.filter(pl.col("run_day") == D(2026, 3, 2))["Primary Identifier"][0]
+    assert day1 == day2

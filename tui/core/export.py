@@ -1068,6 +1068,7 @@ def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, pl.D
             schema={path_col: pl.String, **{prefix + k: v for k, v in fixed_types.items()}},
         )
         present = {renames.get(n, n): n for n in group[0][1].columns}
+        source_types = dict(group[0][1].schema)
         lf = pl.scan_parquet(paths, include_file_paths=path_col).join(
             meta.lazy(), on=path_col, how="left", maintain_order="left"
         )
@@ -1075,7 +1076,10 @@ def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, pl.D
         for c in columns:
             target = out_types[c]
             if c in present:
-                e = pl.col(present[c]).cast(target)
+                if target == pl.String and source_types[present[c]] == pl.Float64:
+                    e = _number_text(pl.col(present[c]))
+                else:
+                    e = pl.col(present[c]).cast(target)
                 if c in idents and hasher is not None:
                     e = e.map_batches(hasher, return_dtype=pl.String, is_elementwise=True)
             else:
@@ -1083,6 +1087,16 @@ def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, pl.D
             exprs.append(e.alias(c))
         frames.append(lf.select(exprs))
     return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+
+
+def _number_text(x: pl.Expr) -> pl.Expr:
+    """Numbers as text the way a text cell shows them: a whole number as its digits ('2', not
+    '2.0'; '9123456789012346', not '9.123456789012346e15'), so one identifier reads (and is
+    pseudonymized) the same whether its day's column was read as numbers or as text. A
+    column stays floating point when any of its numbers has a fraction or lies beyond 2**53;
+    its whole numbers must not change their text for that."""
+    whole = x.is_finite() & (x == x.floor()) & (x.abs() < 2.0**63)
+    return pl.when(whole).then(x.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(x.cast(pl.String))
 
 
 def _pseudonymizer(key: PseudonymKey) -> Callable[[pl.Series], pl.Series]:
