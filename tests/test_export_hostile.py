@@ -327,3 +327,36 @@ def test_a_numeric_identifier_is_the_same_text_and_pseudonym_whatever_else_its_c
     day1 = pseudo.filter(pl.col("run_day") == D(2026, 3, 1))["Primary Identifier"][0]
     day2 = pseudo.filter(pl.col("run_day") == D(2026, 3, 2))["Primary Identifier"][0]
     assert day1 == day2
+
+
+def test_a_file_whose_identifier_header_was_renamed_is_named_under_pseudonymize(tmp_path, now, capsys):
+    """03-02's identifier column is headed 'Primary ID', a name no rule marks as an identifier:
+    its values stay raw. The export cannot know what the column holds, but it knows that the
+    report's other files have 'Primary Identifier' and this one has not; under --pseudonymize
+    it must say so loudly, not only as a column drift."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    d = env.delivery(D(2026, 3, 2))
+    ledger = env.ledger()
+    try:
+        _rewrite(env, ledger, D(2026, 3, 2), d.rows, ["Primary ID", *ed.BASE[1:]])
+    finally:
+        ledger.close()
+    args = ["export", "--config", str(env.config), "--until", UNTIL.isoformat(), "--pseudonymize"]
+    assert main([*args, "--json", "--out", str(tmp_path / "x.parquet")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["identifier_columns_absent"] == [
+        {"day": UNTIL.isoformat(), "report": ed.REPORT, "file": d.name, "columns": ["Primary Identifier"]}]
+    assert main([*args, "--out", str(tmp_path / "y.parquet")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    [line] = [line for line in lines if "NOT pseudonymized" in line]
+    assert line.startswith(f"  {UNTIL.isoformat()}: {d.name} has no 'Primary Identifier' column")
+    # A header that differs only in case or spacing is the same column: nothing to say.
+    env2 = ed.build(tmp_path / "env2", until=D(2026, 3, 2))
+    ledger = env2.ledger()
+    try:
+        _rewrite(env2, ledger, D(2026, 3, 2), d.rows, ["primary  identifier ", *ed.BASE[1:]])
+        result = run_export(env2.profile(), ledger, ExportRequest(out=tmp_path / "z.parquet", until=UNTIL,
+                                                                  pseudonymize=True))
+    finally:
+        ledger.close()
+    assert result.identifier_gaps == [] and result.to_json()["identifier_columns_absent"] == []

@@ -191,6 +191,21 @@ class ColumnDrift:
                 "reordered": self.reordered, "report": self.report, "file": self.file}
 
 
+@dataclass(frozen=True)
+class IdentifierGap:
+    """An included file without an identifier column that other files of its report have: if
+    its header was renamed, the identifiers sit in a column nothing marks as one."""
+
+    day: date  # the covered day
+    report: str
+    file: str  # escaped
+    columns: tuple[str, ...]  # the identifier columns it lacks
+
+    def to_json(self) -> JSONObject:
+        return {"day": self.day.isoformat(), "report": self.report, "file": self.file,
+                "columns": list(self.columns)}
+
+
 @dataclass
 class ExportResult:
     """What an export did (``to_json()`` is the command's JSON document)."""
@@ -216,6 +231,7 @@ class ExportResult:
     before_history: int = 0  # missing days before the ledger's first delivery of a report
     #: Pseudonymized because they are named by position: nothing tells what they hold.
     unnamed_pseudonymized: tuple[str, ...] = ()
+    identifier_gaps: list[IdentifierGap] = field(default_factory=list)
 
     # -- coverage
     def of(self, category: str) -> list[Day]:
@@ -287,6 +303,7 @@ class ExportResult:
             "pseudonymized": self.pseudonymized_columns is not None,
             "identifier_columns": list(self.identifier_columns),
             "identifier_columns_not_found": list(self.missing_identifier_columns),
+            "identifier_columns_absent": [g.to_json() for g in self.identifier_gaps],
             "key_file": str(self.key.path) if self.key else None,
             "key_id": self.key.key_id if self.key else None,
             "key_created": bool(self.key and self.key.created),
@@ -391,6 +408,14 @@ class ExportResult:
                 lines.append("  " + ", ".join(repr(c) for c in self.unnamed_pseudonymized)
                              + " had no header name to tell what they hold (a blank header cell, or one "
                              "that reads like a value): pseudonymized too, so no identifier is left raw")
+            for gap in self.identifier_gaps[:limit]:
+                lines.append(f"  {gap.day.isoformat()}: {escape_name(gap.file)} has no "
+                             + ", ".join(repr(c) for c in gap.columns)
+                             + " column: if its header was renamed (see the column drift), its "
+                             "identifiers are NOT pseudonymized; name the column in identifier_columns")
+            if len(self.identifier_gaps) > limit:
+                lines.append(f"  ... and {len(self.identifier_gaps) - limit} more files without an "
+                             "identifier column (see --json)")
             if self.key is not None and self.key.created:
                 lines.append("  A new pseudonym key was created: back it up (see README, Pseudonyms); "
                              "without it later exports cannot be joined with this one.")
@@ -488,7 +513,7 @@ def run_export(
     included = [d for d in days if d.category == INCLUDED]
 
     columns, drift, targets, renames = _union(included)
-    idents, missing_idents = _identifiers(profile, reports, included, renames)
+    idents, missing_idents, gaps = _identifiers(profile, reports, included, renames)
     # A column named by position has no header to tell what it holds (the identifier column
     # of a day whose header cell was blank, say): under a key it is pseudonymized too, so no
     # raw identifier can reach the file through it.
@@ -506,7 +531,7 @@ def run_export(
         identifier_columns=tuple(c for c in columns if c in idents),
         missing_identifier_columns=tuple(missing_idents), column_drift=drift, key=key,
         read=cache.built - read_before, cached=cache.hits, seconds=0.0, before_history=before,
-        unnamed_pseudonymized=unnamed,
+        unnamed_pseudonymized=unnamed, identifier_gaps=gaps,
     )
     result.export_id = _record(ledger, result)
     keep = {c.sha256 for d in days for c in d.copies}
@@ -910,23 +935,33 @@ def _common_type(kinds: set[pl.DataType]) -> pl.DataType:
 
 
 def _identifiers(profile: Profile, reports: list[str], included: list[Day], renames: dict[str, str]
-                 ) -> tuple[set[str], list[str]]:
-    """Identifier columns (final names) and configured ones found in no file."""
+                 ) -> tuple[set[str], list[str], list[IdentifierGap]]:
+    """Identifier columns (final names), configured ones found in no file, and the included
+    files that lack an identifier column other files of their report have."""
     found: set[str] = set()
     missing: list[str] = []
+    gaps: list[IdentifierGap] = []
     for name in reports:
         cfg = profile.report_for(name)
+        mine = [d for d in included if d.report == name and d.table is not None]
         cols: list[str] = []
-        for d in included:
-            if d.report == name and d.table is not None:
-                cols.extend(c for c in d.table.columns if c not in cols)
+        for d in mine:
+            assert d.table is not None
+            cols.extend(c for c in d.table.columns if c not in cols)
         configured = tuple(cfg.identifier_columns or ())
         hits = identifier_columns(cols, configured)
         found.update(renames.get(c, c) for c in hits)
         if configured and cols:
             have = {normalize_column(c) for c in cols}
             missing.extend(c for c in configured if normalize_column(c) not in have and c not in missing)
-    return found, missing
+        wanted = {normalize_column(h): h for h in hits}  # "Primary Identifier " is the same one
+        for d in mine:
+            assert d.table is not None and d.winner is not None
+            here = {normalize_column(c) for c in d.table.columns}
+            lacking = tuple(h for n, h in wanted.items() if n not in here)
+            if lacking:
+                gaps.append(IdentifierGap(d.covered_day, d.report, escape_name(d.winner.file), lacking))
+    return found, missing, gaps
 
 
 def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets: dict[str, pl.DataType],
