@@ -360,3 +360,60 @@ def test_a_file_whose_identifier_header_was_renamed_is_named_under_pseudonymize(
     finally:
         ledger.close()
     assert result.identifier_gaps == [] and result.to_json()["identifier_columns_absent"] == []
+
+
+# ------------------------------------------------------------------ what held up
+
+
+def test_no_identifier_reaches_the_log_the_ledger_or_the_messages(tmp_path, now, capsys):
+    """Every export of the two weeks (an unreadable file, a modified copy, a full range, a bad
+    key), then the log file, the ledger and everything printed are searched for every raw
+    identifier the workbooks hold."""
+    from tui.core.logs import log_dir
+
+    env = ed.build(tmp_path / "env")
+    changed = env.paths[env.delivery(D(2026, 3, 5)).name]
+    data = bytearray(changed.read_bytes())
+    data[10] ^= 0x01
+    changed.write_bytes(bytes(data))
+    bad_key = tmp_path / "bad.key"
+    bad_key.write_text("not a key")
+    bad_key.chmod(0o600)
+    said = []
+    for args in (["--out", str(tmp_path / "a.parquet")], ["--out", str(tmp_path / "b.csv"), "--json"],
+                 ["--out", str(tmp_path / "c.parquet"), "--pseudonymize"],
+                 ["--out", str(tmp_path / "d.parquet"), "--pseudonymize", "--key-file", str(bad_key)]):
+        main(["export", "--config", str(env.config), *args])
+        streams = capsys.readouterr()
+        said.append(streams.out + streams.err)
+    ids = ed.identifiers_in(env)
+    assert any("modified" in s for s in said) and any("not a key" in s for s in said)
+    logs = b"".join(p.read_bytes() for p in log_dir().glob("report-keeper.log*") if p.is_file())
+    assert logs  # the exports logged something
+    ledger = b"".join(p.read_bytes() for p in env.root.glob("ledger.sqlite3*"))
+    for where, blob in (("log", logs), ("ledger", ledger), ("output", "".join(said).encode())):
+        assert sorted(i for i in ids if i.encode() in blob) == [], where
+
+
+def test_key_files_that_are_empty_or_links(tmp_path):
+    from tui.core.pseudonym import PseudonymKeyError, load_key
+
+    empty = tmp_path / "empty.key"
+    empty.write_bytes(b"")
+    empty.chmod(0o600)
+    with pytest.raises(PseudonymKeyError, match="64 hex digits"):
+        load_key(empty, "x")
+    real = tmp_path / "real.key"
+    real.write_text("cd" * 32 + "\n")
+    real.chmod(0o600)
+    link = tmp_path / "link.key"
+    link.symlink_to(real)
+    assert load_key(link, "x").secret == bytes([0xCD]) * 32  # what ssh accepts too
+    real.chmod(0o644)  # the file behind the link decides
+    with pytest.raises(PseudonymKeyError, match="chmod 600"):
+        load_key(link, "x")
+    dangling = tmp_path / "dangling.key"
+    dangling.symlink_to(tmp_path / "nowhere.key")
+    with pytest.raises(PseudonymKeyError, match="does not exist"):
+        load_key(dangling, "x")
+    assert not (tmp_path / "nowhere.key").exists()  # never created through the link
