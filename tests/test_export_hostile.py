@@ -423,3 +423,27 @@ def test_key_files_that_are_empty_or_links(tmp_path):
         load_key(dangling, "x")
     assert not (tmp_path / "nowhere.key").exists()  # never created through the link
 
+
+def test_a_purged_copy_below_min_rows_is_not_called_empty_its_rows_are_in_an_export(tmp_path, now):
+    """After an export included a file with fewer rows than min_rows, the retention policy may
+    delete the copy. The next export must say where its rows are (excluded as purged, with
+    exported_in), not call the day empty."""
+    env = ed.build(tmp_path / "env", extra_config="min_rows = 8", until=D(2026, 3, 3))
+    small = env.delivery(D(2026, 3, 1))
+    until = ed.covered(D(2026, 3, 3))
+    ledger = env.ledger()
+    try:
+        first = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "a.parquet", until=until))
+        assert first.of("included")[0].run_day == D(2026, 3, 1)
+        path = env.paths[small.name]
+        path.unlink()
+        ledger.mark_purged([(small.name, str(path))])
+        second = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "b.parquet", until=until))
+    finally:
+        ledger.close()
+    [day] = [d for d in second.days if d.run_day == D(2026, 3, 1)]
+    assert day.category == "excluded"
+    [excluded] = second.excluded()
+    assert (excluded["file"], excluded["status"], excluded["exported_in"]) == (
+        small.name, "purged", str(tmp_path / "a.parquet"))
+    assert second.exit_code == 1  # excluded only as purged: a warning

@@ -632,7 +632,7 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
             shas.add(dl.sha256)
         copies_of[name] = held
     verified = ledger.verifications_of(shas)
-    exported_in = _exported_in(ledger) if purged_of else {}
+    rows_in, covered_in = _exported_in(ledger) if purged_of else ({}, {})
 
     days: list[Day] = []
     before = 0
@@ -674,7 +674,8 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
                         order=(delivery.delivered_at, dl.mtime or dl.downloaded_at, dl.downloaded_at, dl.local_path),
                         verification=_as_run_sees(v, covered), rows=v.rows if v else None,
                         header_row=v.header_row if v else None, fingerprint=v.fingerprint if v else None,
-                        exported_in=exported_in.get(dl.sha256),
+                        # A copy with rows is in an export only where that export took its rows.
+                        exported_in=(rows_in if v is not None and v.rows else covered_in).get(dl.sha256),
                     ))
                 for dl, delivery in held:
                     v = verified.get(dl.sha256)
@@ -693,14 +694,18 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
     return days, before
 
 
-def _exported_in(ledger: Ledger) -> dict[str, str]:
-    """sha256 -> the output file of the latest export that included it (rows or empty)."""
+def _exported_in(ledger: Ledger) -> tuple[dict[str, str], dict[str, str]]:
+    """sha256 -> the output file of the latest export that included its rows; and of the
+    latest that included it at all (its rows, or as an empty day's file)."""
+    rows: dict[str, str] = {}
     out: dict[str, str] = {}
     for export in ledger.exports():  # oldest first: later exports win
         for source in export["sources"]:
             if source["role"] in ("rows", "empty"):
                 out[source["sha256"]] = export["out"]
-    return out
+            if source["role"] == "rows":
+                rows[source["sha256"]] = export["out"]
+    return rows, out
 
 
 def _as_run_sees(v: VerifyResult | None, covered: date) -> str | None:
@@ -761,7 +766,7 @@ def _resolve(days: list[Day], cache: TableCache, progress: Progress | None,
         purged = {id(c) for c in d.purged}
         for c in sorted([*d.copies, *d.purged], key=lambda c: c.order, reverse=True):
             if id(c) in purged:
-                if c.verification in _OK_LIKE:
+                if _has_rows(c):
                     d.purged_winner = c
                     break
                 continue
