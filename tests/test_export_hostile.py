@@ -447,3 +447,40 @@ def test_a_purged_copy_below_min_rows_is_not_called_empty_its_rows_are_in_an_exp
     assert (excluded["file"], excluded["status"], excluded["exported_in"]) == (
         small.name, "purged", str(tmp_path / "a.parquet"))
     assert second.exit_code == 1  # excluded only as purged: a warning
+
+
+def test_the_private_folder_of_an_export_killed_midway_is_removed_by_the_next_one(tmp_path, now):
+    """An export writes into a private folder beside its target and links the finished file to
+    its name: killed midway (power cut, kill -9) nothing appears under that name, but the
+    folder with the half-written table (patron data) would stay, hidden, for ever. The next
+    export into that folder removes such leftovers once they are an hour old, and nothing else."""
+    import time
+
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    target = tmp_path / "study"
+    target.mkdir()
+    old = target / ".report-keeper-export-k1ll3d"
+    old.mkdir(mode=0o700)
+    (old / "export.parquet").write_bytes(b"PAR1 half a table")
+    recent = target / ".report-keeper-export-running"  # another export, still writing
+    recent.mkdir(mode=0o700)
+    (recent / "export.csv").write_bytes(b"report,run_day")
+    mine = target / ".report-keeper-export-notadir"  # not a folder: not ours
+    mine.write_bytes(b"")
+    link = target / ".report-keeper-export-link"  # a link is never followed
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_bytes(b"")
+    link.symlink_to(elsewhere)
+    hour_ago = time.time() - 3700
+    for p in (old, old / "export.parquet", mine):
+        os.utime(p, (hour_ago, hour_ago))
+    os.utime(link, (hour_ago, hour_ago), follow_symlinks=False)
+    ledger = env.ledger()
+    try:
+        run_export(env.profile(), ledger, ExportRequest(out=target / "x.parquet", until=UNTIL))
+    finally:
+        ledger.close()
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        ["x.parquet", recent.name, mine.name, link.name])
+    assert (elsewhere / "keep").exists()

@@ -1050,8 +1050,36 @@ def _defuse_formulas(plan: pl.LazyFrame) -> pl.LazyFrame:
     return plan.rename(renames) if renames else plan
 
 
+#: The private folder an export writes in, beside its target.
+WORK_PREFIX = ".report-keeper-export-"
+#: A private folder this old is left by an export that was killed (one takes seconds).
+STALE_WORK_SECONDS = 3600.0
+
+
 def _mkdtemp(parent: Path) -> str:
-    return tempfile.mkdtemp(prefix=".report-keeper-export-", dir=parent)
+    _remove_stale_work(parent)
+    return tempfile.mkdtemp(prefix=WORK_PREFIX, dir=parent)
+
+
+def _remove_stale_work(parent: Path) -> None:
+    """Remove the private folders that killed exports left beside their targets (a
+    half-written table of patron data, hidden): only real folders of this user named like
+    ours, untouched for an hour; never through a link."""
+    try:
+        entries = [e for e in os.scandir(parent) if e.name.startswith(WORK_PREFIX)]
+    except OSError:
+        return
+    now = time.time()
+    for e in entries:
+        try:
+            info = e.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if (not stat.S_ISDIR(info.st_mode) or now - info.st_mtime < STALE_WORK_SECONDS
+                or (hasattr(os, "geteuid") and info.st_uid != os.geteuid())):
+            continue
+        shutil.rmtree(e.path, ignore_errors=True)
+        log.info("export: removed %s, left by an export that did not finish", escape_name(e.name))
 
 
 def _place(part: Path, out: Path, *, force: bool) -> None:
