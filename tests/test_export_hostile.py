@@ -350,6 +350,13 @@ def test_a_file_whose_identifier_header_was_renamed_is_named_under_pseudonymize(
     lines = capsys.readouterr().out.splitlines()
     [line] = [line for line in lines if "NOT pseudonymized" in line]
     assert line.startswith(f"  {UNTIL.isoformat()}: {d.name} has no 'Primary Identifier' column")
+    ledger = env.ledger()
+    try:  # the app's notification says it too
+        toast = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "t.parquet", until=UNTIL,
+                                                                pseudonymize=True)).toast()
+    finally:
+        ledger.close()
+    assert "1 file without an identifier column" in toast and "NOT pseudonymized" in toast
     # A header that differs only in case or spacing is the same column: nothing to say.
     env2 = ed.build(tmp_path / "env2", until=D(2026, 3, 2))
     ledger = env2.ledger()
@@ -360,6 +367,7 @@ def test_a_file_whose_identifier_header_was_renamed_is_named_under_pseudonymize(
     finally:
         ledger.close()
     assert result.identifier_gaps == [] and result.to_json()["identifier_columns_absent"] == []
+    assert "NOT pseudonymized" not in result.toast()
 
 
 # ------------------------------------------------------------------ what held up

@@ -431,7 +431,12 @@ class ExportResult:
 
     def toast(self) -> str:
         """The app's notification: where the file is and the coverage in one breath."""
-        return f"{self.rows:,} rows → {self.out}\n{self.coverage_line()}"
+        text = f"{self.rows:,} rows → {self.out}\n{self.coverage_line()}"
+        if self.pseudonymized_columns is not None and self.identifier_gaps:
+            n = len(self.identifier_gaps)
+            text += (f"\n{n} file{'s' if n != 1 else ''} without an identifier column: if its header "
+                     "was renamed, its identifiers are NOT pseudonymized (name it in identifier_columns)")
+        return text
 
 
 def _excluded_files(d: Day) -> list[tuple[HeldCopy, str, str]]:
