@@ -180,22 +180,47 @@ def test_csv_header_cells_a_spreadsheet_would_run_are_shown_as_text(tmp_path, no
 # ------------------------------------------------------------------ the output
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 64 KiB tmpfs with less than 4 KiB free (skipped where this user cannot mount one)."""
-    mnt = tmp_path / "full"
+def _tmpfs(mnt: Path, options: str) -> None:
+    """Mount a small tmpfs at ``mnt`` (skipped where this user cannot mount one: root is
+    needed, and a read-only folder means nothing to root otherwise)."""
     mnt.mkdir()
     if not shutil.which("mount") or os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mnt)],
-                          capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)], capture_output=True)
     if done.returncode != 0:
         pytest.skip("cannot mount a tmpfs here: " + done.stderr.decode(errors="replace").strip())
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs with less than 4 KiB free."""
+    mnt = tmp_path / "full"
+    _tmpfs(mnt, "size=64k,mode=0700")
     try:
         (mnt / "filler").write_bytes(b"\0" * 60 * 1024)
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder on a read-only file system (no permission bit stops root)."""
+    mnt = tmp_path / "ro"
+    _tmpfs(mnt, "size=64k,mode=0700,ro")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_read_only_folder_is_one_line_and_writes_nothing(tmp_path, now, capsys, read_only):
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    code = main(["export", "--config", str(env.config), "--out", str(read_only / "x.parquet")])
+    err = capsys.readouterr().err
+    assert code == 3 and len(err.strip().splitlines()) == 1
+    assert "Read-only file system" in err and str(read_only) in err
+    assert list(read_only.iterdir()) == []
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
