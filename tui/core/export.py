@@ -43,8 +43,10 @@ saying what to do.
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -63,6 +65,7 @@ from tui.core import clock, content, isolation, model
 from tui.core import status as st
 from tui.core.durable import fsync_dir
 from tui.core.export_cache import CachedTable, CacheError, ReadFailure, TableCache, cache_dir
+from tui.core.export_read import positional
 from tui.core.export_request import (
     Cancelled,
     ExportError,
@@ -80,6 +83,8 @@ from tui.core.pseudonym import PseudonymKey, PseudonymKeyError, identifier_colum
 from tui.core.validate import normalize_column
 
 if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
     from tui.core.config import Profile
     from tui.core.health import HealthReport
     from tui.core.ledger import Download, ExportSource, Ledger
@@ -98,6 +103,9 @@ EXCLUDED = "excluded"
 CATEGORIES = (INCLUDED, EMPTY, CLOSED, MISSING, EXCLUDED)
 
 PURGED = "purged"  # an excluded file's status: the retention policy deleted the local copy
+#: Why a delivery is not held (``not_held``'s ``reason``): never downloaded, or its copy is gone.
+NOT_DOWNLOADED = "not-downloaded"
+MISSING_LOCALLY = "missing-locally"
 _OK_LIKE = (st.OK, st.CHANGED)  # "changed" describes the server copy; its content verified ok
 _EMPTY_LIKE = (st.EMPTY, st.EMPTY_CLOSED)
 
@@ -142,6 +150,8 @@ class Day:
     run_status: str
     copies: list[HeldCopy] = field(default_factory=list)  # oldest first
     not_held: list[str] = field(default_factory=list)  # deliveries without a local copy
+    #: Those of them downloaded once whose copy is gone from the disk or changed size since.
+    gone_locally: list[str] = field(default_factory=list)
     category: str = MISSING
     winner: HeldCopy | None = None
     table: CachedTable | None = None
@@ -181,6 +191,21 @@ class ColumnDrift:
                 "reordered": self.reordered, "report": self.report, "file": self.file}
 
 
+@dataclass(frozen=True)
+class IdentifierGap:
+    """An included file without an identifier column that other files of its report have: if
+    its header was renamed, the identifiers sit in a column nothing marks as one."""
+
+    day: date  # the covered day
+    report: str
+    file: str  # escaped
+    columns: tuple[str, ...]  # the identifier columns it lacks
+
+    def to_json(self) -> JSONObject:
+        return {"day": self.day.isoformat(), "report": self.report, "file": self.file,
+                "columns": list(self.columns)}
+
+
 @dataclass
 class ExportResult:
     """What an export did (``to_json()`` is the command's JSON document)."""
@@ -204,6 +229,9 @@ class ExportResult:
     seconds: float
     export_id: int | None = None
     before_history: int = 0  # missing days before the ledger's first delivery of a report
+    #: Pseudonymized because they are named by position: nothing tells what they hold.
+    unnamed_pseudonymized: tuple[str, ...] = ()
+    identifier_gaps: list[IdentifierGap] = field(default_factory=list)
 
     # -- coverage
     def of(self, category: str) -> list[Day]:
@@ -223,8 +251,10 @@ class ExportResult:
         return st.overall_name(self.exit_code)
 
     def few_rows(self) -> list[Day]:
-        """Included days whose rows the evaluation found far fewer than usual (content checks)."""
-        return [d for d in self.of(INCLUDED) if model.ProblemKind.FEW_ROWS in d.content]
+        """Included days whose rows the evaluation found far fewer than usual (content checks),
+        or whose file holds fewer rows than ``min_rows`` (verified empty for it)."""
+        return [d for d in self.of(INCLUDED) if model.ProblemKind.FEW_ROWS in d.content
+                or (d.winner is not None and d.winner.verification in _EMPTY_LIKE)]
 
     def excluded(self) -> list[JSONObject]:
         out: list[JSONObject] = []
@@ -273,6 +303,7 @@ class ExportResult:
             "pseudonymized": self.pseudonymized_columns is not None,
             "identifier_columns": list(self.identifier_columns),
             "identifier_columns_not_found": list(self.missing_identifier_columns),
+            "identifier_columns_absent": [g.to_json() for g in self.identifier_gaps],
             "key_file": str(self.key.path) if self.key else None,
             "key_id": self.key.key_id if self.key else None,
             "key_created": bool(self.key and self.key.created),
@@ -280,7 +311,8 @@ class ExportResult:
             "days_by_report": by_report,
             "superseded": self.superseded(),
             "column_drift": [c.to_json() for c in self.column_drift],
-            "not_held": [{"day": d.covered_day.isoformat(), "file": escape_name(n), "report": d.report}
+            "not_held": [{"day": d.covered_day.isoformat(), "file": escape_name(n), "report": d.report,
+                          "reason": MISSING_LOCALLY if n in d.gone_locally else NOT_DOWNLOADED}
                          for d in self.days for n in d.not_held],
             "few_rows": [{"day": d.covered_day.isoformat(), "file": escape_name(d.winner.file), "report": d.report}
                          for d in self.few_rows() if d.winner is not None],
@@ -330,8 +362,12 @@ class ExportResult:
             lines.append(f"  {label}: " + ", ".join(shown) + more)
 
         days(MISSING, "missing (no delivery held: a gap in the data)")
-        if any(d.not_held for d in self.of(MISSING)):
+        missing = self.of(MISSING)
+        if any(n not in d.gone_locally for d in missing for n in d.not_held):
             lines.append("    some were delivered but never downloaded: run 'report-keeper sync' first")
+        if any(d.gone_locally for d in missing):
+            lines.append("    some were downloaded, but the local copy is gone or changed size since: "
+                         "run 'report-keeper sync' to fetch them again while the server keeps them")
         if self.before_history:
             lines.append(f"    {self.before_history} of them lie before the ledger's first delivery")
         days(EMPTY, "empty on an open day (no rows: a gap to note)")
@@ -368,6 +404,18 @@ class ExportResult:
             cols = ", ".join(repr(c) for c in self.pseudonymized_columns) or "none found"
             lines.append(f"Pseudonymized: {cols} (key {self.key.key_id if self.key else '?'}: "
                          f"{escape_name(str(self.key.path)) if self.key else '?'})")
+            if self.unnamed_pseudonymized:
+                lines.append("  " + ", ".join(repr(c) for c in self.unnamed_pseudonymized)
+                             + " had no header name to tell what they hold (a blank header cell, or one "
+                             "that reads like a value): pseudonymized too, so no identifier is left raw")
+            for gap in self.identifier_gaps[:limit]:
+                lines.append(f"  {gap.day.isoformat()}: {escape_name(gap.file)} has no "
+                             + ", ".join(repr(c) for c in gap.columns)
+                             + " column: if its header was renamed (see the column drift), its "
+                             "identifiers are NOT pseudonymized; name the column in identifier_columns")
+            if len(self.identifier_gaps) > limit:
+                lines.append(f"  ... and {len(self.identifier_gaps) - limit} more files without an "
+                             "identifier column (see --json)")
             if self.key is not None and self.key.created:
                 lines.append("  A new pseudonym key was created: back it up (see README, Pseudonyms); "
                              "without it later exports cannot be joined with this one.")
@@ -383,7 +431,12 @@ class ExportResult:
 
     def toast(self) -> str:
         """The app's notification: where the file is and the coverage in one breath."""
-        return f"{self.rows:,} rows → {self.out}\n{self.coverage_line()}"
+        text = f"{self.rows:,} rows → {self.out}\n{self.coverage_line()}"
+        if self.pseudonymized_columns is not None and self.identifier_gaps:
+            n = len(self.identifier_gaps)
+            text += (f"\n{n} file{'s' if n != 1 else ''} without an identifier column: if its header "
+                     "was renamed, its identifiers are NOT pseudonymized (name it in identifier_columns)")
+        return text
 
 
 def _excluded_files(d: Day) -> list[tuple[HeldCopy, str, str]]:
@@ -399,14 +452,6 @@ def _excluded_files(d: Day) -> list[tuple[HeldCopy, str, str]]:
         failure = d.failures.get(c.path)
         if failure is not None:
             out.append((c, failure.status, failure.message))
-        elif d.duplicate_of is not None and d.winner is None and c.verification in _OK_LIKE:
-            other = d.duplicate_of
-            theirs = other.winner
-            same_bytes = theirs is not None and theirs.sha256 == c.sha256
-            out.append((c, "duplicate" if same_bytes else "stale",
-                        f"{'the same file' if same_bytes else 'the same rows'} as "
-                        f"{escape_name(theirs.file) if theirs else '?'}, exported for covered day "
-                        f"{other.covered_day.isoformat()}: Alma sent an earlier result again"))
         elif c.verification not in (*_OK_LIKE, *_EMPTY_LIKE):
             status = c.verification or "unverified"
             out.append((c, status, _EXCLUDED_WHY.get(status, "verification found it " + status)
@@ -460,28 +505,38 @@ def run_export(
     days, before = _plan(profile, ledger, health, reports, deliveries, request.since, request.until)
     _verify_unverified(profile, ledger, days, pool, cancelled)
     read_before = cache.built
+    stale = _stale_files(health)
     try:
         _resolve(days, cache, progress, cancelled)
+        # A winner whose rows turn out to be another day's (the same content as a day before
+        # it, or found stale) gives way to the next ok copy of its day, as a wrong-day copy
+        # never wins; each round rules out at least one copy, so this ends.
+        while again := _categorize(days, stale):
+            _resolve(again, cache, progress, cancelled)
     except CacheError as exc:
         raise ExportError(str(exc)) from None
-    _categorize(days, _stale_files(health))
     included = [d for d in days if d.category == INCLUDED]
 
     columns, drift, targets, renames = _union(included)
-    idents, missing_idents = _identifiers(profile, reports, included, renames)
+    idents, missing_idents, gaps = _identifiers(profile, reports, included, renames)
+    # A column named by position has no header to tell what it holds (the identifier column
+    # of a day whose header cell was blank, say): under a key it is pseudonymized too, so no
+    # raw identifier can reach the file through it.
+    unnamed = tuple(c for c in columns if key is not None and c not in idents and positional(c))
     if cancelled is not None and cancelled():
         raise Cancelled("the export was cancelled; nothing was written")
     if progress is not None:
         progress(len(included), len(included), "writing")
-    _write(out, fmt, included, columns, targets, renames, idents, key, force=request.force)
+    _write(out, fmt, included, columns, targets, renames, idents | set(unnamed), key, force=request.force)
     rows = sum(d.table.rows for d in included if d.table is not None)
     result = ExportResult(
         out=out, format=fmt, reports=tuple(reports), since=request.since, until=request.until,
         days=days, rows=rows, files=len(included), columns=(*FIXED_COLUMNS, *columns),
-        pseudonymized_columns=tuple(c for c in columns if c in idents) if key else None,
+        pseudonymized_columns=tuple(c for c in columns if c in idents or c in unnamed) if key else None,
         identifier_columns=tuple(c for c in columns if c in idents),
         missing_identifier_columns=tuple(missing_idents), column_drift=drift, key=key,
         read=cache.built - read_before, cached=cache.hits, seconds=0.0, before_history=before,
+        unnamed_pseudonymized=unnamed, identifier_gaps=gaps,
     )
     result.export_id = _record(ledger, result)
     keep = {c.sha256 for d in days for c in d.copies}
@@ -582,7 +637,7 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
             shas.add(dl.sha256)
         copies_of[name] = held
     verified = ledger.verifications_of(shas)
-    exported_in = _exported_in(ledger) if purged_of else {}
+    rows_in, covered_in = _exported_in(ledger) if purged_of else ({}, {})
 
     days: list[Day] = []
     before = 0
@@ -614,6 +669,8 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
                 gone = purged_of.get(name, [])
                 if not held and not gone:
                     day.not_held.append(name)
+                    if name in downloads:
+                        day.gone_locally.append(name)
                 for dl, delivery in gone:
                     v = verified.get(dl.sha256)
                     day.purged.append(HeldCopy(
@@ -622,7 +679,8 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
                         order=(delivery.delivered_at, dl.mtime or dl.downloaded_at, dl.downloaded_at, dl.local_path),
                         verification=_as_run_sees(v, covered), rows=v.rows if v else None,
                         header_row=v.header_row if v else None, fingerprint=v.fingerprint if v else None,
-                        exported_in=exported_in.get(dl.sha256),
+                        # A copy with rows is in an export only where that export took its rows.
+                        exported_in=(rows_in if v is not None and v.rows else covered_in).get(dl.sha256),
                     ))
                 for dl, delivery in held:
                     v = verified.get(dl.sha256)
@@ -641,24 +699,38 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
     return days, before
 
 
-def _exported_in(ledger: Ledger) -> dict[str, str]:
-    """sha256 -> the output file of the latest export that included it (rows or empty)."""
+def _exported_in(ledger: Ledger) -> tuple[dict[str, str], dict[str, str]]:
+    """sha256 -> the output file of the latest export that included its rows; and of the
+    latest that included it at all (its rows, or as an empty day's file)."""
+    rows: dict[str, str] = {}
     out: dict[str, str] = {}
     for export in ledger.exports():  # oldest first: later exports win
         for source in export["sources"]:
             if source["role"] in ("rows", "empty"):
                 out[source["sha256"]] = export["out"]
-    return out
+            if source["role"] == "rows":
+                rows[source["sha256"]] = export["out"]
+    return rows, out
 
 
 def _as_run_sees(v: VerifyResult | None, covered: date) -> str | None:
     """A copy's status for its run: rows that describe another loan day than the run's covered
-    day are ``wrong-day`` (the content checks' rule, as the health evaluation applies it)."""
+    day are ``wrong-day`` (the content checks' rule, as the health evaluation applies it), also
+    in a file verified empty for holding fewer rows than ``min_rows``."""
     if v is None:
         return None
-    if v.status in (st.OK, st.WRONG_DAY) and v.dates is not None:
-        return st.WRONG_DAY if content.wrong_day(v.dates, covered) is not None else st.OK
+    judged = v.status in (st.OK, st.WRONG_DAY) or (v.status in _EMPTY_LIKE and bool(v.rows))
+    if judged and v.dates is not None:
+        if content.wrong_day(v.dates, covered) is not None:
+            return st.WRONG_DAY
+        return st.OK if v.status == st.WRONG_DAY else v.status
     return v.status
+
+
+def _has_rows(c: HeldCopy) -> bool:
+    """A copy whose rows can be exported: verified ok, or verified empty only because it holds
+    fewer data rows than ``min_rows`` (a threshold for monitoring: its rows are still loans)."""
+    return c.verification in _OK_LIKE or (c.verification in _EMPTY_LIKE and bool(c.rows))
 
 
 def _on_disk(path: str, size: int) -> bool:
@@ -689,8 +761,8 @@ def _verify_unverified(profile: Profile, ledger: Ledger, days: list[Day], pool: 
 
 def _resolve(days: list[Day], cache: TableCache, progress: Progress | None,
              cancelled: Callable[[], bool] | None) -> None:
-    """Find each day's winner: the newest ok copy whose table can be read (cache or worker),
-    as many files at a time as the pool has workers."""
+    """Find each day's winner: the newest ok copy whose table can be read (cache or worker)
+    and that no failure ruled out yet, as many files at a time as the pool has workers."""
     tried: dict[int, int] = {id(d): 0 for d in days}
     candidates: dict[int, list[HeldCopy]] = {}
     for d in days:
@@ -698,12 +770,13 @@ def _resolve(days: list[Day], cache: TableCache, progress: Progress | None,
         ok: list[HeldCopy] = []
         purged = {id(c) for c in d.purged}
         for c in sorted([*d.copies, *d.purged], key=lambda c: c.order, reverse=True):
-            if c.verification not in _OK_LIKE:
-                continue
             if id(c) in purged:
-                d.purged_winner = c
-                break
-            ok.append(c)
+                if _has_rows(c):
+                    d.purged_winner = c
+                    break
+                continue
+            if _has_rows(c) and c.path not in d.failures:  # not read, or given up by an earlier pass
+                ok.append(c)
         candidates[id(d)] = ok
     done = 0
     total = sum(1 for d in days if candidates[id(d)])
@@ -724,9 +797,9 @@ def _resolve(days: list[Day], cache: TableCache, progress: Progress | None,
             _, c = item
             if cancelled is not None and cancelled():
                 return None
-            table = cache.get(c.sha256, c.header_row)
-            if table is not None:
-                return table
+            cached = cache.held(c.path, c.sha256, c.header_row)  # the copy's bytes checked first
+            if cached is not None:
+                return cached
             try:
                 return cache.build(c.path, c.sha256, c.header_row, cancel=cancelled)
             except isolation.PoolClosed:  # cancelled, or the program is closing
@@ -754,15 +827,27 @@ def _stale_files(health: HealthReport) -> set[str]:
     return {p.file for r in health.reports for p in r.problems if p.kind == STALE and p.file}
 
 
-def _categorize(days: list[Day], stale: set[str]) -> None:
+def _categorize(days: list[Day], stale: set[str]) -> list[Day]:
+    """Each day's category, in order (the first day with a content keeps it). Returns the
+    days whose winner was ruled out here (its rows are another day's): their next ok copy,
+    if any, is to be read and the days categorized again."""
     used: dict[str, Day] = {}  # sha256 and row fingerprint of each winner so far
+    again: list[Day] = []
     for d in days:
         if d.winner is not None:
             keys = [k for k in (d.winner.sha256, d.winner.fingerprint) if k]
             first = next((used[k] for k in keys if k in used), None)
             if first is not None:  # the same rows as another day's file: never the same loans twice
+                theirs = first.winner
+                same_bytes = theirs is not None and theirs.sha256 == d.winner.sha256
+                d.failures[d.winner.path] = ReadFailure(
+                    "duplicate" if same_bytes else "stale",
+                    f"{'the same file' if same_bytes else 'the same rows'} as "
+                    f"{escape_name(theirs.file) if theirs else '?'}, exported for covered day "
+                    f"{first.covered_day.isoformat()}: Alma sent an earlier result again")
                 d.duplicate_of, d.winner, d.table = first, None, None
                 d.category = EXCLUDED
+                again.append(d)
                 continue
             only = len({c.name for c in d.copies}) == 1
             if d.winner.name in stale or (STALE in d.content and only):
@@ -773,6 +858,7 @@ def _categorize(days: list[Day], stale: set[str]) -> None:
                     "same rows): Alma sent an earlier result again")
                 d.winner, d.table = None, None
                 d.category = EXCLUDED
+                again.append(d)
                 continue
             used.update((k, d) for k in keys)
             d.category = INCLUDED
@@ -796,6 +882,7 @@ def _categorize(days: list[Day], stale: set[str]) -> None:
                 d.category = EXCLUDED
             continue
         d.category = CLOSED if d.closed else MISSING
+    return again
 
 
 def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str, pl.DataType], dict[str, str]]:
@@ -803,16 +890,14 @@ def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str,
     of a report, a common type per column, and renames of columns named like fixed ones."""
     order: list[str] = []
     kinds: dict[str, set[pl.DataType]] = {}
-    renames: dict[str, str] = {}
+    renames = _renames({name for d in included if d.table is not None for name in d.table.columns})
     drift: list[ColumnDrift] = []
     previous: dict[str, tuple[str, ...]] = {}
     for d in included:
         assert d.table is not None and d.winner is not None
         cols = []
         for name, dtype in d.table.schema:
-            final = name + RENAMED_SUFFIX if name in FIXED_COLUMNS else name
-            if final != name:
-                renames[name] = final
+            final = renames.get(name, name)
             cols.append(final)
             if final not in kinds:
                 order.append(final)
@@ -830,6 +915,23 @@ def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str,
     return order, drift, targets, renames
 
 
+def _renames(names: set[str]) -> dict[str, str]:
+    """A new name for each report column named like a fixed column: ``NAME (from the file)``,
+    or, when a file has a column of that name too, ``NAME (from the file) (2)``... (never a
+    name some file uses: two columns under one name would lose one of them)."""
+    renames: dict[str, str] = {}
+    taken = set(names) | set(FIXED_COLUMNS)
+    for name in FIXED_COLUMNS:
+        if name not in names:
+            continue
+        final, n = name + RENAMED_SUFFIX, 2
+        while final in taken:
+            final, n = f"{name}{RENAMED_SUFFIX} ({n})", n + 1
+        renames[name] = final
+        taken.add(final)
+    return renames
+
+
 def _common_type(kinds: set[pl.DataType]) -> pl.DataType:
     if not kinds:
         return pl.String()
@@ -843,23 +945,33 @@ def _common_type(kinds: set[pl.DataType]) -> pl.DataType:
 
 
 def _identifiers(profile: Profile, reports: list[str], included: list[Day], renames: dict[str, str]
-                 ) -> tuple[set[str], list[str]]:
-    """Identifier columns (final names) and configured ones found in no file."""
+                 ) -> tuple[set[str], list[str], list[IdentifierGap]]:
+    """Identifier columns (final names), configured ones found in no file, and the included
+    files that lack an identifier column other files of their report have."""
     found: set[str] = set()
     missing: list[str] = []
+    gaps: list[IdentifierGap] = []
     for name in reports:
         cfg = profile.report_for(name)
+        mine = [d for d in included if d.report == name and d.table is not None]
         cols: list[str] = []
-        for d in included:
-            if d.report == name and d.table is not None:
-                cols.extend(c for c in d.table.columns if c not in cols)
+        for d in mine:
+            assert d.table is not None
+            cols.extend(c for c in d.table.columns if c not in cols)
         configured = tuple(cfg.identifier_columns or ())
         hits = identifier_columns(cols, configured)
         found.update(renames.get(c, c) for c in hits)
         if configured and cols:
             have = {normalize_column(c) for c in cols}
             missing.extend(c for c in configured if normalize_column(c) not in have and c not in missing)
-    return found, missing
+        wanted = {normalize_column(h): h for h in hits}  # "Primary Identifier " is the same one
+        for d in mine:
+            assert d.table is not None and d.winner is not None
+            here = {normalize_column(c) for c in d.table.columns}
+            lacking = tuple(h for n, h in wanted.items() if n not in here)
+            if lacking:
+                gaps.append(IdentifierGap(d.covered_day, d.report, escape_name(d.winner.file), lacking))
+    return found, missing, gaps
 
 
 def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets: dict[str, pl.DataType],
@@ -876,11 +988,16 @@ def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets
     part = work / ("export." + fmt)
     try:
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            if fmt == "parquet":
-                plan.sink_parquet(fh, compression="zstd")
-            else:
-                plan.sink_csv(fh)
+        with _Sink(fd, "wb") as fh:
+            try:
+                if fmt == "parquet":
+                    plan.sink_parquet(fh, compression="zstd")
+                else:
+                    plan.sink_csv(fh)
+            except pl.exceptions.PolarsError:
+                if fh.error is None:
+                    raise  # not the disk's refusal: a bug, reported as one
+                raise fh.error from None
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(part, 0o600)
@@ -896,6 +1013,21 @@ def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets
         shutil.rmtree(work, ignore_errors=True)
 
 
+class _Sink(io.FileIO):
+    """The output file, remembering the operating system's error of a failed write: polars
+    turns it into an error of its own (a full disk as "parquet: ... Invalid thrift: transport
+    error"), which would read as a bug instead of saying what happened."""
+
+    error: OSError | None = None
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+
 #: What a spreadsheet takes for the start of a formula when it opens a csv file.
 FORMULA_START = r"^[=+\-@\t\r]"
 
@@ -903,16 +1035,56 @@ FORMULA_START = r"^[=+\-@\t\r]"
 def _defuse_formulas(plan: pl.LazyFrame) -> pl.LazyFrame:
     """Text cells of a csv that a spreadsheet would run as formulas (``=HYPERLINK(...)`` in a
     title a patron typed, a server file name starting with ``=``) get a leading ``'``, so they
-    are shown as text. Parquet keeps every cell exactly."""
-    text = [name for name, dtype in plan.collect_schema().items() if dtype == pl.String]
-    return plan.with_columns(
+    are shown as text. Parquet keeps every cell exactly. The header line is cells too (the
+    workbooks' header cells): such a column name gets the same ``'``."""
+    schema = plan.collect_schema()
+    text = [name for name, dtype in schema.items() if dtype == pl.String]
+    plan = plan.with_columns(
         pl.when(pl.col(c).str.contains(FORMULA_START)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
         for c in text
     )
+    names = set(schema.names())
+    renames: dict[str, str] = {}
+    for name in schema.names():
+        if re.match(FORMULA_START, name):
+            shown = "'" + name
+            while shown in names:
+                shown = "'" + shown
+            names.add(shown)
+            renames[name] = shown
+    return plan.rename(renames) if renames else plan
+
+
+#: The private folder an export writes in, beside its target.
+WORK_PREFIX = ".report-keeper-export-"
+#: A private folder this old is left by an export that was killed (one takes seconds).
+STALE_WORK_SECONDS = 3600.0
 
 
 def _mkdtemp(parent: Path) -> str:
-    return tempfile.mkdtemp(prefix=".report-keeper-export-", dir=parent)
+    _remove_stale_work(parent)
+    return tempfile.mkdtemp(prefix=WORK_PREFIX, dir=parent)
+
+
+def _remove_stale_work(parent: Path) -> None:
+    """Remove the private folders that killed exports left beside their targets (a
+    half-written table of patron data, hidden): only real folders of this user named like
+    ours, untouched for an hour; never through a link."""
+    try:
+        entries = [e for e in os.scandir(parent) if e.name.startswith(WORK_PREFIX)]
+    except OSError:
+        return
+    now = time.time()
+    for e in entries:
+        try:
+            info = e.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if (not stat.S_ISDIR(info.st_mode) or now - info.st_mtime < STALE_WORK_SECONDS
+                or (hasattr(os, "geteuid") and info.st_uid != os.geteuid())):
+            continue
+        shutil.rmtree(e.path, ignore_errors=True)
+        log.info("export: removed %s, left by an export that did not finish", escape_name(e.name))
 
 
 def _place(part: Path, out: Path, *, force: bool) -> None:
@@ -969,6 +1141,7 @@ def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, pl.D
             schema={path_col: pl.String, **{prefix + k: v for k, v in fixed_types.items()}},
         )
         present = {renames.get(n, n): n for n in group[0][1].columns}
+        source_types = dict(group[0][1].schema)
         lf = pl.scan_parquet(paths, include_file_paths=path_col).join(
             meta.lazy(), on=path_col, how="left", maintain_order="left"
         )
@@ -976,7 +1149,10 @@ def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, pl.D
         for c in columns:
             target = out_types[c]
             if c in present:
-                e = pl.col(present[c]).cast(target)
+                if target == pl.String and source_types[present[c]] == pl.Float64:
+                    e = _number_text(pl.col(present[c]))
+                else:
+                    e = pl.col(present[c]).cast(target)
                 if c in idents and hasher is not None:
                     e = e.map_batches(hasher, return_dtype=pl.String, is_elementwise=True)
             else:
@@ -984,6 +1160,16 @@ def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, pl.D
             exprs.append(e.alias(c))
         frames.append(lf.select(exprs))
     return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+
+
+def _number_text(x: pl.Expr) -> pl.Expr:
+    """Numbers as text the way a text cell shows them: a whole number as its digits ('2', not
+    '2.0'; '9123456789012346', not '9.123456789012346e15'), so one identifier reads (and is
+    pseudonymized) the same whether its day's column was read as numbers or as text. A
+    column stays floating point when any of its numbers has a fraction or lies beyond 2**53;
+    its whole numbers must not change their text for that."""
+    whole = x.is_finite() & (x == x.floor()) & (x.abs() < 2.0**63)
+    return pl.when(whole).then(x.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(x.cast(pl.String))
 
 
 def _pseudonymizer(key: PseudonymKey) -> Callable[[pl.Series], pl.Series]:

@@ -5,6 +5,9 @@ which writes its table as an Arrow IPC stream into this folder. The parent reads
 (one file's table at a time), names its columns, drops blank rows, settles the types and
 keeps the result as ``<sha256>-r<version>-h<header row>.parquet``. An export then only scans
 these files, so exporting again after one new day reads one workbook, not the other 364.
+An entry is a content's table: it stands for a held copy only once the copy's bytes hash to
+that content still (:meth:`TableCache.held`), so an edited copy is excluded whether or not its
+table was cached.
 
 Types, settled here once per file (the worker reports what fastexcel found):
 
@@ -25,6 +28,7 @@ next export reads the workbooks again. Entries of files no longer held are remov
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -39,7 +43,7 @@ import polars as pl
 
 from tui.core import isolation
 from tui.core.export_read import TABLE_READER_VERSION
-from tui.core.validate import failure_message, said_for_export
+from tui.core.validate import Unreadable, failure_message, open_regular, said_for_export
 
 log = logging.getLogger("report_keeper.export_cache")
 
@@ -52,6 +56,14 @@ _EXACT_INT = 2**53
 
 #: The column types a cached table may hold (anything else is kept as text).
 ALLOWED = (pl.String, pl.Int64, pl.Float64, pl.Boolean, pl.Date, pl.Datetime, pl.Duration, pl.Null)
+
+
+#: Why a held copy whose bytes are no longer the downloaded ones is not exported.
+MODIFIED_MESSAGE = (
+    "The local copy's content is no longer what was downloaded (its sha256 differs from the "
+    "ledger's); it was not exported. Put the downloaded file back, or run 'report-keeper sync' "
+    "to verify it again."
+)
 
 
 class CacheError(Exception):
@@ -135,6 +147,19 @@ class TableCache:
             self.hits += 1
         return CachedTable(path, sha256, int(rows), tuple(schema.items()))
 
+    def held(self, path: Path, sha256: str, header_row: int | None) -> CachedTable | ReadFailure | None:
+        """The cached table of the copy at ``path``, which the ledger says holds ``sha256``;
+        None when nothing is cached (``build`` reads it). An entry is the table of a content,
+        not of a file: it is used only once the copy is seen to hold that content still (its
+        bytes hashed; nothing is parsed here). A copy edited or replaced since it was
+        downloaded gets the failure the worker would report for it."""
+        if not os.path.lexists(self.entry(sha256, header_row)):
+            return None
+        failure = still_holds(path, sha256)
+        if failure is not None:
+            return failure
+        return self.get(sha256, header_row)
+
     def build(
         self, path: Path, sha256: str, header_row: int | None, *,
         cancel: Callable[[], bool] | None = None,
@@ -162,12 +187,7 @@ class TableCache:
                 return ReadFailure("unreadable",
                                    str(result.get("message") or "The workbook's table could not be read."))
             if result.get("sha256") != sha256:
-                return ReadFailure(
-                    "modified",
-                    "The local copy's content is no longer what was downloaded (its sha256 "
-                    "differs from the ledger's); it was not exported. Put the downloaded file "
-                    "back, or run 'report-keeper sync' to verify it again.",
-                )
+                return ReadFailure("modified", MODIFIED_MESSAGE)
             names = result.get("names")
             rows = result.get("rows")
             if (not isinstance(names, list) or not all(isinstance(n, str) for n in names)
@@ -236,6 +256,23 @@ class TableCache:
         return removed
 
 
+def still_holds(path: Path, sha256: str) -> ReadFailure | None:
+    """None when the file at ``path`` holds the bytes whose hash is ``sha256``; else why not
+    (``modified``, or ``unreadable`` for a file that is gone or not a regular file). Only
+    hashes the bytes: a workbook is parsed in a worker, never here."""
+    digest = hashlib.sha256()
+    try:
+        with open_regular(path) as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except Unreadable as exc:
+        return ReadFailure("unreadable", str(exc))
+    except OSError as exc:
+        return ReadFailure("unreadable", f"The file cannot be read ({exc.strerror or type(exc).__name__}). "
+                           "Check the disk and path.")
+    return None if digest.hexdigest() == sha256 else ReadFailure("modified", MODIFIED_MESSAGE)
+
+
 def settle_types(df: pl.DataFrame) -> pl.DataFrame:
     """Blank rows dropped, whole numbers as integers, midnight date-times as dates."""
     if df.width == 0:
@@ -278,4 +315,5 @@ def _unlink(path: Path) -> None:
         log.warning("cannot remove %s: %s", path.name, exc.strerror or exc)
 
 
-__all__ = ["CacheError", "CachedTable", "ReadFailure", "TableCache", "cache_dir", "settle_types"]
+__all__ = ["MODIFIED_MESSAGE", "CacheError", "CachedTable", "ReadFailure", "TableCache", "cache_dir", "settle_types",
+           "still_holds"]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
@@ -152,6 +153,17 @@ def _load_typed(reader: ExcelReader, common: _LoadOptions, filled: list[int]) ->
     if not lost:
         return sheet
     return reader.load_sheet(0, dtype_coercion="strict", dtypes=text | lost, **common)
+
+
+#: The names :func:`column_names` gives by position (with `` (2)`` when such a name repeats).
+_POSITIONAL = re.compile(r"column [1-9][0-9]*(?: \([0-9]+\))?")
+
+
+def positional(name: str) -> bool:
+    """A name given by position: the header cell was blank or read like a value (or there
+    was no header row), so the name says nothing of what the column holds. A header that
+    reads ``column 3`` itself counts too (nothing tells them apart)."""
+    return _POSITIONAL.fullmatch(name) is not None
 
 
 def column_names(header_cells: list[str | None] | None, width: int) -> list[str]:

@@ -17,6 +17,8 @@ seen to share a key.
 Which columns: the report's ``identifier_columns`` (case and spacing ignored), else every
 column whose header contains "identifier", "user id", "patron id" or "email"
 (case-insensitive; ``_`` and ``-`` count as spaces, and "userid", "patronid", "e mail" too).
+The export also pseudonymizes every column it named by position (``column N``: no usable
+header name), since nothing tells what such a column holds.
 
 A value is hashed as its text with surrounding whitespace removed; empty cells stay empty.
 """

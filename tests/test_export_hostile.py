@@ -1,0 +1,519 @@
+"""``export`` against hostile inputs: copies changed on disk after their table was cached,
+columns without a header name under ``--pseudonymize``, a column named like the table's own
+leading columns, header cells a spreadsheet would run, a full disk. Real workbooks and a real
+ledger (``tests/export_data.py``); the full disk is a real tmpfs when this user may mount one."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests import export_data as ed
+from tests import xlsx_factory as xf
+from tui.cli import main
+from tui.core.export import ExportRequest, run_export
+
+D = date
+UNTIL = ed.covered(D(2026, 3, 2))  # the last covered day the two-day ledgers below hold
+
+
+def day_before(day: date) -> str:
+    return date.fromordinal(day.toordinal() - 1).isoformat()
+
+
+@pytest.fixture
+def now(monkeypatch):
+    monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
+
+
+def _rewrite(env, ledger, run_day: date, rows, columns) -> Path:
+    """Write another workbook as the held copy of ``run_day`` and record it as a new download
+    of that delivery, verified for real (as a sync would have left it)."""
+    from tui.core.ledger import verification_context
+    from tui.core.validate import validate_file
+
+    d = env.delivery(run_day)
+    path = env.paths[d.name]
+    xf.write_report(path, rows, columns=columns, title=ed.REPORT)
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    ledger.record_download(d.name, size=len(data), sha256=sha, local_path=str(path), when=ed.NOW)
+    report = env.profile().report_for(ed.REPORT)
+    ledger.record_verification(validate_file(path, report, d.at), sha256=sha,
+                               context=verification_context(report, d.at))
+    return path
+
+
+# ------------------------------------------------------------------ copies changed on disk
+
+
+def test_a_copy_changed_after_its_table_was_cached_is_still_excluded_as_modified(tmp_path, now):
+    """The first export caches each file's table under the sha256 the ledger recorded. A copy
+    edited afterwards (same size, so it still counts as held) must be excluded as modified
+    in the next export too, as it is when nothing is cached: the table must never be exported
+    under a file that no longer holds it."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    name = env.delivery(D(2026, 3, 2)).name
+    path = env.paths[name]
+    ledger = env.ledger()
+    try:
+        first = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "a.parquet", until=UNTIL))
+        assert first.files == 2 and first.exit_code == 0
+
+        data = bytearray(path.read_bytes())
+        data[10] ^= 0x01  # the first zip entry's time stamp: same size, still a sound workbook
+        path.write_bytes(bytes(data))
+        edited = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "b.parquet", until=UNTIL))
+
+        # Replaced by a link to another workbook of the same size: not the downloaded bytes.
+        elsewhere = tmp_path / "elsewhere.xlsx"
+        elsewhere.write_bytes(bytes(data))
+        path.unlink()
+        path.symlink_to(elsewhere)
+        linked = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "c.parquet", until=UNTIL))
+    finally:
+        ledger.close()
+    for result, out in ((edited, "b.parquet"), (linked, "c.parquet")):
+        assert [(e["file"], e["status"]) for e in result.excluded()] == [(name, "modified")]
+        assert "no longer what was downloaded" in result.excluded()[0]["message"]
+        assert result.files == 1 and result.exit_code == 2
+        df = pl.read_parquet(tmp_path / out)
+        assert name not in set(df["source_file"].to_list())
+        assert df.height == result.rows == len(env.delivery(D(2026, 3, 1)).rows)
+
+
+# ------------------------------------------------------------------ columns and pseudonyms
+
+
+@pytest.mark.parametrize("header", ["", "000999999"], ids=["blank", "value-like"])
+def test_pseudonymize_also_covers_a_column_without_a_header_name(tmp_path, now, capsys, header):
+    """A day whose identifier column has no usable header name (a blank cell, or one that reads
+    like a value) gets that column named by position, 'column 1'. Nothing tells what it holds,
+    so under --pseudonymize it is pseudonymized too: the raw identifiers never reach the file."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    rows = env.delivery(D(2026, 3, 2)).rows
+    ledger = env.ledger()
+    try:
+        _rewrite(env, ledger, D(2026, 3, 2), rows, [header, *ed.BASE[1:]])
+    finally:
+        ledger.close()
+    ids = {str(r[0]) for d in env.deliveries for r in d.rows}
+    out = tmp_path / "p.parquet"
+    code = main(["export", "--config", str(env.config), "--json", "--out", str(out), "--pseudonymize",
+                 "--until", UNTIL.isoformat()])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0, doc
+    assert doc["pseudonymized_columns"] == ["Primary Identifier", "column 1"]
+    data = out.read_bytes()
+    assert sorted(i for i in ids if i.encode() in data) == []
+    df = pl.read_parquet(out)
+    day = df.filter(pl.col("run_day") == D(2026, 3, 2))
+    assert day.height == len(rows) and day["column 1"].str.len_chars().unique().to_list() == [16]
+    # The same patron, the same pseudonym, whichever column the day put them in.
+    before = df.filter(pl.col("run_day") == D(2026, 3, 1))["Primary Identifier"][0]
+    assert day["column 1"][0] == before
+
+    # The summary says why the column was pseudonymized.
+    code = main(["export", "--config", str(env.config), "--out", str(tmp_path / "q.csv"), "--pseudonymize",
+                 "--until", UNTIL.isoformat()])
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("Pseudonymized: 'Primary Identifier', 'column 1'") for line in lines), lines
+    assert any("no header name" in line and "'column 1'" in line for line in lines), lines
+    csv = (tmp_path / "q.csv").read_bytes()
+    assert sorted(i for i in ids if i.encode() in csv) == []
+
+    # Without --pseudonymize the column keeps its values, as the workbook holds them.
+    raw = tmp_path / "raw.parquet"
+    assert main(["export", "--config", str(env.config), "--out", str(raw), "--until", UNTIL.isoformat()]) == 0
+    capsys.readouterr()
+    kept = pl.read_parquet(raw).filter(pl.col("run_day") == D(2026, 3, 2))["column 1"].to_list()
+    assert kept == [str(r[0]) for r in rows]
+
+
+def test_a_column_named_like_a_leading_column_never_hides_another(tmp_path, now):
+    """A workbook column named 'report' is renamed 'report (from the file)'; when the same
+    workbook also has a column of that very name, neither may be lost."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    rows = [[*r, "value of report", "value of the other"] for r in env.delivery(D(2026, 3, 2)).rows]
+    ledger = env.ledger()
+    try:
+        _rewrite(env, ledger, D(2026, 3, 2), rows, [*ed.BASE, "report", "report (from the file)"])
+        result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
+    finally:
+        ledger.close()
+    df = pl.read_parquet(tmp_path / "x.parquet").filter(pl.col("run_day") == D(2026, 3, 2))
+    assert len(set(df.columns)) == len(df.columns) == len(result.columns)
+    assert df["report"].unique().to_list() == [ed.REPORT]
+    values = {c: set(df[c].to_list()) for c in df.columns[6 + len(ed.BASE):]}
+    assert sorted(values.values(), key=str) == [{"value of report"}, {"value of the other"}]
+    assert values["report (from the file)"] == {"value of the other"}  # the file's own name stays
+
+
+def test_csv_header_cells_a_spreadsheet_would_run_are_shown_as_text(tmp_path, now):
+    """Header cells come from the workbook like any cell: in a csv, one beginning with '='
+    would be a live formula in the header line."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    hostile = '=HYPERLINK("http://127.0.0.1/x","open")'
+    ledger = env.ledger()
+    try:
+        _rewrite(env, ledger, D(2026, 3, 2), env.delivery(D(2026, 3, 2)).rows, [*ed.BASE[:-1], hostile])
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.csv"))
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
+    finally:
+        ledger.close()
+    with open(tmp_path / "x.csv", newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh))  # polars keeps a header's doubled quotes doubled
+    assert "'" + hostile in header and hostile not in header
+    assert not any(c.startswith(("=", "+", "-", "@")) for c in header)
+    assert hostile in pl.read_parquet(tmp_path / "x.parquet").columns  # parquet keeps it exactly
+
+
+# ------------------------------------------------------------------ the output
+
+
+def _tmpfs(mnt: Path, options: str) -> None:
+    """Mount a small tmpfs at ``mnt`` (skipped where this user cannot mount one: root is
+    needed, and a read-only folder means nothing to root otherwise)."""
+    mnt.mkdir()
+    if not shutil.which("mount") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: " + done.stderr.decode(errors="replace").strip())
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs with less than 4 KiB free."""
+    mnt = tmp_path / "full"
+    _tmpfs(mnt, "size=64k,mode=0700")
+    try:
+        (mnt / "filler").write_bytes(b"\0" * 60 * 1024)
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder on a read-only file system (no permission bit stops root)."""
+    mnt = tmp_path / "ro"
+    _tmpfs(mnt, "size=64k,mode=0700,ro")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_read_only_folder_is_one_line_and_writes_nothing(tmp_path, now, capsys, read_only):
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    code = main(["export", "--config", str(env.config), "--out", str(read_only / "x.parquet")])
+    err = capsys.readouterr().err
+    assert code == 3 and len(err.strip().splitlines()) == 1
+    assert "Read-only file system" in err and str(read_only) in err
+    assert list(read_only.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_full_disk_is_one_line_saying_so_and_leaves_nothing(tmp_path, now, capsys, full_disk, fmt):
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 14))
+    out = full_disk / f"loans.{fmt}"
+    code = main(["export", "--config", str(env.config), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert len(err.strip().splitlines()) == 1
+    assert "No space left on device" in err and "free space" in err and "bug" not in err
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]  # nothing half-written
+    ledger = env.ledger()
+    try:
+        assert ledger.exports() == []  # and nothing recorded
+    finally:
+        ledger.close()
+
+
+def test_a_copy_gone_or_resized_since_download_is_not_called_never_downloaded(tmp_path, now, capsys):
+    """A day whose downloaded copy was deleted or truncated is missing (nothing usable is held,
+    sync fetches it again), but it was downloaded: the coverage must not say it never was."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 14))
+    removed = env.delivery(D(2026, 3, 1)).name
+    env.paths[removed].unlink()
+    truncated = env.paths[env.delivery(D(2026, 3, 2)).name]
+    truncated.write_bytes(truncated.read_bytes()[:-100])
+    never = env.delivery(D(2026, 3, 13)).name  # listed, never downloaded
+    out = tmp_path / "x.parquet"
+    code = main(["export", "--config", str(env.config), "--json", "--out", str(out)])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 2  # 03-09 is unreadable
+    assert {(n["file"], n["reason"]) for n in doc["not_held"]} == {
+        (removed, "missing-locally"), (env.delivery(D(2026, 3, 2)).name, "missing-locally"),
+        (never, "not-downloaded")}
+    assert {UNTIL.isoformat(), day_before(UNTIL)} <= set(doc["days"]["missing"])
+
+    code = main(["export", "--config", str(env.config), "--out", str(tmp_path / "y.parquet"),
+                 "--until", UNTIL.isoformat()])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert not any("never downloaded" in line for line in lines), lines
+    assert any("local copy is gone or changed size" in line and "sync" in line for line in lines), lines
+
+
+# ------------------------------------------------------------------ days
+
+
+def test_a_rerun_that_repeats_another_days_rows_gives_way_to_the_days_own_delivery(tmp_path, now):
+    """03-03 holds its scheduled delivery (its own rows, verified ok) and a manual re-run at
+    10:30 that repeats 03-02's rows (Alma sent an earlier result again; no date column is
+    judged, so only the rows can tell). The re-run is newer, but its rows are not this day's
+    loans: the day's own delivery is exported, not the whole day dropped."""
+    env = ed.build(tmp_path / "env", extra_config='date_column = ""', until=D(2026, 3, 3))
+    scheduled, rerun = env.delivery(D(2026, 3, 3), 0), env.delivery(D(2026, 3, 3), 1)
+    repeat = env.delivery(D(2026, 3, 2))
+    path = env.paths[rerun.name]
+    xf.write_report(path, repeat.rows, columns=ed.BASE, title=ed.REPORT,
+                    engine=xf.ENGINES[1 - xf.ENGINES.index(repeat.engine)])  # other bytes, same rows
+    ledger = env.ledger()
+    try:
+        from tui.core.ledger import verification_context
+        from tui.core.validate import validate_file
+
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        ledger.record_download(rerun.name, size=len(data), sha256=sha, local_path=str(path), when=ed.NOW)
+        report = env.profile().report_for(ed.REPORT)
+        ledger.record_verification(validate_file(path, report, rerun.at), sha256=sha,
+                                   context=verification_context(report, rerun.at))
+        result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet",
+                                                                 until=ed.covered(D(2026, 3, 3))))
+    finally:
+        ledger.close()
+    assert [(d.run_day, d.category) for d in result.days] == [
+        (D(2026, 3, 1), "included"), (D(2026, 3, 2), "included"), (D(2026, 3, 3), "included")]
+    assert result.excluded() == [] and result.exit_code == 0
+    [superseded] = result.superseded()
+    assert (superseded["file"], superseded["by"], superseded["status"]) == (rerun.name, scheduled.name, "stale")
+    df = pl.read_parquet(tmp_path / "x.parquet")
+    day = df.filter(pl.col("run_day") == D(2026, 3, 3))
+    assert set(day["source_file"]) == {scheduled.name} and day.height == len(scheduled.rows)
+    assert df.height == sum(len(env.delivery(D(2026, 3, d)).rows) for d in (1, 2, 3))
+
+
+def test_rows_below_min_rows_are_exported_not_called_an_empty_day(tmp_path, now, capsys):
+    """min_rows is a monitoring threshold: a file with fewer rows is verified 'empty' (a
+    warning to look at it), but its rows are real loans. The export must not drop them and
+    call the day 'empty on an open day (no rows)'; they are included and flagged as far fewer
+    rows than usual."""
+    env = ed.build(tmp_path / "env", extra_config="min_rows = 8", until=D(2026, 3, 3))
+    small = [env.delivery(D(2026, 3, 1)), env.delivery(D(2026, 3, 2))]
+    assert [len(d.rows) for d in small] == [6, 7]
+    out = tmp_path / "x.parquet"
+    code = main(["export", "--config", str(env.config), "--json", "--out", str(out),
+                 "--until", ed.covered(D(2026, 3, 3)).isoformat()])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["days"]["included"] == [ed.covered(D(2026, 3, d)).isoformat() for d in (1, 2, 3)]
+    assert doc["days"]["empty"] == [] and code == 0
+    assert [f["file"] for f in doc["few_rows"]] == [d.name for d in small]
+    df = pl.read_parquet(out)
+    assert df.height == doc["rows"] == 6 + 7 + len(env.delivery(D(2026, 3, 3), 1).rows)
+    assert set(df["source_file"]) >= {d.name for d in small}
+
+
+def test_a_numeric_identifier_is_the_same_text_and_pseudonym_whatever_else_its_column_holds(tmp_path, now):
+    """A day's identifier column of numbers stays floating point when one of them is beyond
+    2**53 (not every whole number is exact there); cast to text, 987654321 became
+    '987654321.0', and its pseudonym another than the day it came as text: one patron, two
+    pseudonyms. Whole numbers are written as their digits, as a text cell shows them."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    same = 987654321
+    big = 9123456789012346  # above 2**53, exact (even)
+    first = [[str(same), *r[1:]] for r in env.delivery(D(2026, 3, 1)).rows]
+    second = [[v, *r[1:]] for v, r in zip([same, big, *range(1001, 1100)], env.delivery(D(2026, 3, 2)).rows)]
+    ledger = env.ledger()
+    try:
+        _rewrite(env, ledger, D(2026, 3, 1), first, ed.BASE)
+        _rewrite(env, ledger, D(2026, 3, 2), second, ed.BASE)
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "raw.parquet", until=UNTIL))
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "p.parquet", until=UNTIL,
+                                                        pseudonymize=True))
+    finally:
+        ledger.close()
+    raw = pl.read_parquet(tmp_path / "raw.parquet")
+    ids = raw.filter(pl.col("run_day") == D(2026, 3, 2))["Primary Identifier"].to_list()
+    assert ids == [str(r[0]) for r in second]  # '987654321', '9123456789012346', '1001', ...
+    pseudo = pl.read_parquet(tmp_path / "p.parquet")
+    day1 = pseudo.filter(pl.col("run_day") == D(2026, 3, 1))["Primary Identifier"][0]
+    day2 = pseudo.filter(pl.col("run_day") == D(2026, 3, 2))["Primary Identifier"][0]
+    assert day1 == day2
+
+
+def test_a_file_whose_identifier_header_was_renamed_is_named_under_pseudonymize(tmp_path, now, capsys):
+    """03-02's identifier column is headed 'Primary ID', a name no rule marks as an identifier:
+    its values stay raw. The export cannot know what the column holds, but it knows that the
+    report's other files have 'Primary Identifier' and this one has not; under --pseudonymize
+    it must say so loudly, not only as a column drift."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    d = env.delivery(D(2026, 3, 2))
+    ledger = env.ledger()
+    try:
+        _rewrite(env, ledger, D(2026, 3, 2), d.rows, ["Primary ID", *ed.BASE[1:]])
+    finally:
+        ledger.close()
+    args = ["export", "--config", str(env.config), "--until", UNTIL.isoformat(), "--pseudonymize"]
+    assert main([*args, "--json", "--out", str(tmp_path / "x.parquet")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["identifier_columns_absent"] == [
+        {"day": UNTIL.isoformat(), "report": ed.REPORT, "file": d.name, "columns": ["Primary Identifier"]}]
+    assert main([*args, "--out", str(tmp_path / "y.parquet")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    [line] = [line for line in lines if "NOT pseudonymized" in line]
+    assert line.startswith(f"  {UNTIL.isoformat()}: {d.name} has no 'Primary Identifier' column")
+    ledger = env.ledger()
+    try:  # the app's notification says it too
+        toast = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "t.parquet", until=UNTIL,
+                                                                pseudonymize=True)).toast()
+    finally:
+        ledger.close()
+    assert "1 file without an identifier column" in toast and "NOT pseudonymized" in toast
+    # A header that differs only in case or spacing is the same column: nothing to say.
+    env2 = ed.build(tmp_path / "env2", until=D(2026, 3, 2))
+    ledger = env2.ledger()
+    try:
+        _rewrite(env2, ledger, D(2026, 3, 2), d.rows, ["primary  identifier ", *ed.BASE[1:]])
+        result = run_export(env2.profile(), ledger, ExportRequest(out=tmp_path / "z.parquet", until=UNTIL,
+                                                                  pseudonymize=True))
+    finally:
+        ledger.close()
+    assert result.identifier_gaps == [] and result.to_json()["identifier_columns_absent"] == []
+    assert "NOT pseudonymized" not in result.toast()
+
+
+# ------------------------------------------------------------------ what held up
+
+
+def test_no_identifier_reaches_the_log_the_ledger_or_the_messages(tmp_path, now, capsys):
+    """Every export of the two weeks (an unreadable file, a modified copy, a full range, a bad
+    key), then the log file, the ledger and everything printed are searched for every raw
+    identifier the workbooks hold."""
+    from tui.core.logs import setup_logging
+
+    log = setup_logging()  # the process's log (the first command run in this process chose it)
+    assert log is not None
+    start = log.stat().st_size if log.exists() else 0
+    env = ed.build(tmp_path / "env")
+    changed = env.paths[env.delivery(D(2026, 3, 5)).name]
+    data = bytearray(changed.read_bytes())
+    data[10] ^= 0x01
+    changed.write_bytes(bytes(data))
+    bad_key = tmp_path / "bad.key"
+    bad_key.write_text("not a key")
+    bad_key.chmod(0o600)
+    said = []
+    for args in (["--out", str(tmp_path / "a.parquet")], ["--out", str(tmp_path / "b.csv"), "--json"],
+                 ["--out", str(tmp_path / "c.parquet"), "--pseudonymize"],
+                 ["--out", str(tmp_path / "d.parquet"), "--pseudonymize", "--key-file", str(bad_key)]):
+        main(["export", "--config", str(env.config), *args])
+        streams = capsys.readouterr()
+        said.append(streams.out + streams.err)
+    ids = ed.identifiers_in(env)
+    assert any("modified" in s for s in said) and any("not a key" in s for s in said)
+    with open(log, "rb") as fh:
+        fh.seek(start)
+        logs = fh.read()
+    assert b"export:" in logs  # the exports logged (the file names of what they excluded, ...)
+    ledger = b"".join(p.read_bytes() for p in env.root.glob("ledger.sqlite3*"))
+    for where, blob in (("log", logs), ("ledger", ledger), ("output", "".join(said).encode())):
+        assert sorted(i for i in ids if i.encode() in blob) == [], where
+
+
+def test_key_files_that_are_empty_or_links(tmp_path):
+    from tui.core.pseudonym import PseudonymKeyError, load_key
+
+    empty = tmp_path / "empty.key"
+    empty.write_bytes(b"")
+    empty.chmod(0o600)
+    with pytest.raises(PseudonymKeyError, match="64 hex digits"):
+        load_key(empty, "x")
+    real = tmp_path / "real.key"
+    real.write_text("cd" * 32 + "\n")
+    real.chmod(0o600)
+    link = tmp_path / "link.key"
+    link.symlink_to(real)
+    assert load_key(link, "x").secret == bytes([0xCD]) * 32  # what ssh accepts too
+    real.chmod(0o644)  # the file behind the link decides
+    with pytest.raises(PseudonymKeyError, match="chmod 600"):
+        load_key(link, "x")
+    dangling = tmp_path / "dangling.key"
+    dangling.symlink_to(tmp_path / "nowhere.key")
+    with pytest.raises(PseudonymKeyError, match="does not exist"):
+        load_key(dangling, "x")
+    assert not (tmp_path / "nowhere.key").exists()  # never created through the link
+
+
+def test_a_purged_copy_below_min_rows_is_not_called_empty_its_rows_are_in_an_export(tmp_path, now):
+    """After an export included a file with fewer rows than min_rows, the retention policy may
+    delete the copy. The next export must say where its rows are (excluded as purged, with
+    exported_in), not call the day empty."""
+    env = ed.build(tmp_path / "env", extra_config="min_rows = 8", until=D(2026, 3, 3))
+    small = env.delivery(D(2026, 3, 1))
+    until = ed.covered(D(2026, 3, 3))
+    ledger = env.ledger()
+    try:
+        first = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "a.parquet", until=until))
+        assert first.of("included")[0].run_day == D(2026, 3, 1)
+        path = env.paths[small.name]
+        path.unlink()
+        ledger.mark_purged([(small.name, str(path))])
+        second = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "b.parquet", until=until))
+    finally:
+        ledger.close()
+    [day] = [d for d in second.days if d.run_day == D(2026, 3, 1)]
+    assert day.category == "excluded"
+    [excluded] = second.excluded()
+    assert (excluded["file"], excluded["status"], excluded["exported_in"]) == (
+        small.name, "purged", str(tmp_path / "a.parquet"))
+    assert second.exit_code == 1  # excluded only as purged: a warning
+
+
+def test_the_private_folder_of_an_export_killed_midway_is_removed_by_the_next_one(tmp_path, now):
+    """An export writes into a private folder beside its target and links the finished file to
+    its name: killed midway (power cut, kill -9) nothing appears under that name, but the
+    folder with the half-written table (patron data) would stay, hidden, for ever. The next
+    export into that folder removes such leftovers once they are an hour old, and nothing else."""
+    import time
+
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    target = tmp_path / "study"
+    target.mkdir()
+    old = target / ".report-keeper-export-k1ll3d"
+    old.mkdir(mode=0o700)
+    (old / "export.parquet").write_bytes(b"PAR1 half a table")
+    recent = target / ".report-keeper-export-running"  # another export, still writing
+    recent.mkdir(mode=0o700)
+    (recent / "export.csv").write_bytes(b"report,run_day")
+    mine = target / ".report-keeper-export-notadir"  # not a folder: not ours
+    mine.write_bytes(b"")
+    link = target / ".report-keeper-export-link"  # a link is never followed
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_bytes(b"")
+    link.symlink_to(elsewhere)
+    hour_ago = time.time() - 3700
+    for p in (old, old / "export.parquet", mine):
+        os.utime(p, (hour_ago, hour_ago))
+    os.utime(link, (hour_ago, hour_ago), follow_symlinks=False)
+    ledger = env.ledger()
+    try:
+        run_export(env.profile(), ledger, ExportRequest(out=target / "x.parquet", until=UNTIL))
+    finally:
+        ledger.close()
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        ["x.parquet", recent.name, mine.name, link.name])
+    assert (elsewhere / "keep").exists()
