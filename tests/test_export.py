@@ -441,6 +441,33 @@ def test_the_core_raises_export_errors_not_tracebacks(shared, now, tmp_path):
         ledger.close()
 
 
+def test_the_pseudonym_key_is_never_replaced_by_an_export(shared, now, tmp_path, capsys):
+    """A key named like an export (``study.csv``), or the profile's own key, given as ``--out``
+    with ``--force``: replacing it would lose the key every earlier export's pseudonyms were
+    made with (the study could no longer join new exports to old ones). Refused, kept as it was."""
+    key = tmp_path / "study.csv"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    before = key.read_bytes()
+    code = main(["export", "--config", str(shared.config), "--out", str(key), "--force",
+                 "--pseudonymize", "--key-file", str(key)])
+    err = capsys.readouterr().err
+    assert code == 3 and "is the pseudonym key" in err, err
+    assert key.read_bytes() == before
+    # The profile's own key is kept whether or not this export pseudonymizes.
+    code, _ = export(shared, capsys, "--out", str(tmp_path / "first.parquet"), "--pseudonymize",
+                     "--until", "2026-03-03")
+    own = Path(os.environ["XDG_DATA_HOME"]) / "report-keeper" / "pseudonym-default.key"
+    kept = own.read_bytes()
+    renamed = tmp_path / "own.parquet"
+    renamed.symlink_to(own)  # the key reached through another name
+    for out, extra in ((renamed, ["--pseudonymize"]), (renamed, [])):
+        code = main(["export", "--config", str(shared.config), "--out", str(out), "--force", *extra])
+        err = capsys.readouterr().err
+        assert code == 3 and "is the pseudonym key" in err, err
+        assert own.read_bytes() == kept
+
+
 # ------------------------------------------------------------------------ more odd cases
 
 

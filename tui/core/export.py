@@ -79,7 +79,7 @@ from tui.core.health import STALE, evaluate
 from tui.core.local_reports import LocalReport, verify_local
 from tui.core.model import JSONObject, VerifyResult
 from tui.core.names import escape_name
-from tui.core.pseudonym import PseudonymKey, PseudonymKeyError, identifier_columns, load_key
+from tui.core.pseudonym import PseudonymKey, PseudonymKeyError, default_key_path, identifier_columns, load_key
 from tui.core.validate import normalize_column
 
 if TYPE_CHECKING:
@@ -494,7 +494,7 @@ def run_export(
         cache = TableCache(cache_dir(Path(profile.ledger_path)), pool).open()
     except CacheError as exc:
         raise ExportError(str(exc)) from None
-    _refuse_own_folder(out, cache.folder, profile)
+    _refuse_own_folder(out, cache.folder, profile, request.key_file)
 
 
     now = now or clock.now()
@@ -574,14 +574,20 @@ def _check_out(out: Path, *, force: bool) -> Path:
     return target
 
 
-def _refuse_own_folder(out: Path, cache_folder: Path, profile: Profile) -> None:
-    """The output may not land in the export cache or replace the ledger."""
+def _refuse_own_folder(out: Path, cache_folder: Path, profile: Profile, key_file: Path | None) -> None:
+    """The output may not land in the export cache or replace the ledger or a pseudonym key
+    (the one named, or the profile's own whether or not this export pseudonymizes: losing it
+    would part every later export's pseudonyms from the earlier ones')."""
     resolved = Path(os.path.realpath(out))
     cache = Path(os.path.realpath(cache_folder))
     if resolved.is_relative_to(cache):
         raise ExportError(f"{escape_name(str(out))} lies in the export cache; name a file elsewhere")
     if resolved == Path(os.path.realpath(Path(profile.ledger_path))):
         raise ExportError(f"{escape_name(str(out))} is the ledger; name another file")
+    keys = [default_key_path(profile.name)] + ([Path(key_file).expanduser()] if key_file is not None else [])
+    if any(resolved == Path(os.path.realpath(k)) for k in keys):
+        raise ExportError(f"{escape_name(str(out))} is the pseudonym key; name another output file "
+                          "(the key must be kept for the pseudonyms to stay the same)")
 
 
 def _select_reports(health: HealthReport, wanted: Sequence[str], profile: Profile) -> list[str]:
