@@ -6,12 +6,16 @@ be true, each through the real pieces (the embedded SFTP server, the health eval
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 
 import asyncssh
+import pytest
 
+from tests import scenario as sc
 from tests.test_hostile_folder import good_reports, profile_for, put, sync
+from tui.core.health import evaluate, evaluate_report
 from tui.core.ledger import Ledger
 
 
@@ -67,3 +71,46 @@ async def test_a_server_that_sends_no_modification_times_is_synced_once(make_emb
     monkeypatch.setenv("REPORT_KEEPER_NOW", "2026-06-12T15:00:00+00:00")
     third = await sync(profile)
     assert third.changed == [stampless], third.to_json()
+
+
+# ------------------------------------------------------------------ deliveries dated ahead of now
+
+
+def _copy_of(template, when: datetime, **changes):
+    """A delivery like ``template`` (a ``Delivery`` of the scenario), named and dated ``when``."""
+    return dataclasses.replace(template, name=sc.file_name(template.report, when.astimezone(sc.TZ)),
+                               delivered_at=when.astimezone(UTC), mtime=when.astimezone(UTC), **changes)
+
+
+@pytest.mark.parametrize("ahead", [timedelta(days=36), timedelta(days=1), timedelta(days=365 * 70)])
+def test_a_delivery_dated_after_now_does_not_stand_in_for_todays_run(ahead):
+    """A file whose name (or the server's clock) dates it after now, past the next run's
+    window, belongs to a later run. It used to be joined to today's run: before the deadline
+    today's run was "late" ("arrived Fri 07:00, 35 days after the deadline"), and after it the
+    run was not missing, hiding a critical problem."""
+    history = sc.deliveries(now=sc.NOW)
+    template = next(d for d in history if d.report == sc.DAILY and d.verification == "ok")
+    future = _copy_of(template, sc.local(sc.TODAY, 7, 0) + ahead, downloaded_at=None, local_path=None,
+                      sha256=None, verification=None, rows=None, on_server=True)
+    for now, status in ((sc.NOW, "pending"), (sc.NOW + timedelta(hours=1, seconds=1), "missing")):
+        daily = evaluate(sc.profile(), [*history, future], now=now).report(sc.DAILY)
+        today = daily.run(sc.TODAY)
+        assert (today.status, today.files) == (status, ()), now
+        assert not [p for p in daily.problems if p.kind == "late" and p.day == sc.TODAY]
+        missing = [p for p in daily.problems if p.kind == "missing" and p.day == sc.TODAY]
+        assert [p.severity for p in missing] == (["critical"] if status == "missing" else [])
+        assert future.name not in {f for r in daily.runs for f in r.files}
+
+
+def test_an_early_delivery_for_a_run_just_after_midnight_is_that_runs():
+    """A run at 00:30 is on time from 23:30 the evening before: a delivery then is the coming
+    run's, shown in it, not a second delivery of today's run."""
+    report = dataclasses.replace(sc.profile().report_for(sc.DAILY), at=time(0, 30))
+    history = [_copy_of(next(d for d in sc.deliveries() if d.report == sc.DAILY and d.verification == "ok"),
+                        sc.local(sc.TODAY - timedelta(days=n), 0, 35)) for n in (2, 1, 0)]
+    early = _copy_of(history[0], sc.local(sc.TODAY, 23, 40))
+    health = evaluate_report(report, [*history, early], tz=sc.TZ, now=sc.local(sc.TODAY, 23, 45))
+    tomorrow = sc.TODAY + timedelta(days=1)
+    assert health.run(sc.TODAY).files == (history[-1].name,)
+    assert (health.run(tomorrow).status, health.run(tomorrow).files) == ("on-time", (early.name,))
+    assert report.run_day_of(early.delivered_at, report.timing(sc.TZ, [d.delivered_at for d in history])) == tomorrow
