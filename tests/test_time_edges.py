@@ -17,6 +17,7 @@ from tests import scenario as sc
 from tests.test_hostile_folder import good_reports, profile_for, put, sync
 from tui.core.health import evaluate, evaluate_report
 from tui.core.ledger import Ledger
+from tui.core.names import parse_name
 
 
 def _timeless(attrs: asyncssh.SFTPAttrs) -> asyncssh.SFTPAttrs:
@@ -114,3 +115,44 @@ def test_an_early_delivery_for_a_run_just_after_midnight_is_that_runs():
     assert health.run(sc.TODAY).files == (history[-1].name,)
     assert (health.run(tomorrow).status, health.run(tomorrow).files) == ("on-time", (early.name,))
     assert report.run_day_of(early.delivered_at, report.timing(sc.TZ, [d.delivered_at for d in history])) == tomorrow
+
+
+# ------------------------------------------------------------------ dates in names that do not exist
+
+
+MTIME = datetime(2026, 12, 9, 13, 5, tzinfo=UTC)  # Wed 9 Dec 07:05 in Chicago
+
+
+@pytest.mark.parametrize("stamp", [
+    "20260230_070000",  # 30 February
+    "20270229_070000",  # 29 February of a common year
+    "20261209_240000",  # 24:00
+    "20161231_235960",  # a leap second
+    "2026-02-30_07-00-00",
+    "99991231_235959",  # a real date no clock here shows
+    "00010101_0000",
+])
+def test_a_stamp_naming_no_usable_moment_is_still_no_part_of_the_report_name(stamp):
+    """A name's timestamp that names no moment (or none the product accepts) was taken for part
+    of the report's name: each such file a report of its own with one delivery, whose
+    inferred daily schedule then found a critical "missing" run every day, for ever, while
+    the real report's run went missing. The mtime dates it instead; the report is the name."""
+    profile = sc.profile()
+    name = f"{sc.DAILY}_{stamp}.xlsx"
+    report, parsed = profile.classify(name, MTIME)
+    assert (report.name, parsed.base, parsed.delivered_at, parsed.source) == (sc.DAILY, sc.DAILY, MTIME, "mtime")
+
+    history = sc.deliveries(now=sc.NOW)
+    template = next(d for d in history if d.report == sc.DAILY and d.verification == "ok")
+    run = sc.TODAY - timedelta(days=1)
+    history = [d for d in history if not (d.report == sc.DAILY and d.delivered_at.astimezone(sc.TZ).date() == run)]
+    odd = dataclasses.replace(template, name=name, report=report.name, delivered_at=parsed.delivered_at,
+                              mtime=MTIME)
+    health = evaluate(profile, [*history, odd], now=sc.NOW + timedelta(days=5))
+    assert [r.name for r in health.reports] == [sc.DAILY, sc.WEEKLY]
+    assert health.report(sc.DAILY).run(run).files == (name,)
+
+
+@pytest.mark.parametrize("name", ["Inventory_12345678_1234.xlsx", "Shelf 2026 13 45_9999.xlsx"])
+def test_digits_that_are_no_timestamp_stay_in_the_name(name):
+    assert parse_name(name, mtime=MTIME, tz=sc.TZ).base == name[:-5]
