@@ -156,3 +156,39 @@ def test_a_stamp_naming_no_usable_moment_is_still_no_part_of_the_report_name(sta
 @pytest.mark.parametrize("name", ["Inventory_12345678_1234.xlsx", "Shelf 2026 13 45_9999.xlsx"])
 def test_digits_that_are_no_timestamp_stay_in_the_name(name):
     assert parse_name(name, mtime=MTIME, tz=sc.TZ).base == name[:-5]
+
+
+# ------------------------------------------------------------------ the unattended run's clock
+
+
+@pytest.mark.parametrize(("installed", "system"), [
+    ("2026-07-01T12:00:00Z", "UTC"), ("2026-01-15T12:00:00Z", "UTC"),
+    ("2026-03-20T12:00:00Z", "Europe/Berlin"),  # Chicago on summer time, Berlin not yet
+    ("2026-07-01T12:00:00Z", "Asia/Kolkata"), ("2026-07-01T12:00:00Z", "Australia/Lord_Howe"),
+])
+def test_a_crontab_line_never_runs_check_before_the_reports_are_due(installed, system, monkeypatch, tmp_path):
+    """cron has no time zone: the line is on the machine's clock. It was converted for the day
+    of installing, so a line written in July for a library on Chicago time ran at 08:25 CST
+    all winter, before the 09:15 deadline it was meant to follow: check saw the day's run
+    pending, and a missing delivery was told a day later. Every day of the year the run now
+    comes at or after the planned time in the library's zone."""
+    from zoneinfo import ZoneInfo
+
+    from tui.core import unattended as un
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", installed)
+    plan = un.SchedulePlan(profile="library", config=tmp_path / "c.toml", name="report-keeper-library",
+                           at=time(9, 25), tz=sc.TZ, command=("report-keeper",), env_file=tmp_path / "s.env",
+                           reason="test")
+    machine = ZoneInfo(system)
+    cron = un.cron_time(plan, machine)
+    first = datetime.fromisoformat(installed).date()
+    for n in range(0, 366):
+        day = first + timedelta(days=n)
+        due = datetime.combine(day, plan.at, tzinfo=sc.TZ)
+        machine_day = due.astimezone(machine).date()
+        runs = [datetime.combine(machine_day + timedelta(days=k), cron, tzinfo=machine) for k in (-1, 0, 1)]
+        after = min(r for r in runs if r >= due)
+        # At or after the due time, and within the hours the zones' difference moves over a
+        # year (Lord Howe: 1.5 h), not a day later.
+        assert after - due <= timedelta(hours=1, minutes=30), (day, cron)
