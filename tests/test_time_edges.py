@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import asyncssh
 import pytest
@@ -192,3 +192,39 @@ def test_a_crontab_line_never_runs_check_before_the_reports_are_due(installed, s
         # At or after the due time, and within the hours the zones' difference moves over a
         # year (Lord Howe: 1.5 h), not a day later.
         assert after - due <= timedelta(hours=1, minutes=30), (day, cron)
+
+
+# ------------------------------------------------------------------ a day the zone skipped
+
+
+@pytest.mark.parametrize(("zone", "first", "last"), [
+    ("Pacific/Apia", date(2011, 12, 20), date(2012, 1, 10)),  # 29 Dec 2011 was followed by 31 Dec
+    ("Pacific/Fakaofo", date(2011, 12, 20), date(2012, 1, 10)),
+    ("Pacific/Kwajalein", date(1993, 8, 15), date(1993, 8, 30)),  # 20 Aug 1993 by 22 Aug
+])
+def test_a_day_the_zone_skipped_has_no_run_and_is_not_missing(zone, first, last):
+    """Crossing the date line, a zone skips a whole day. A daily report delivered every day
+    there was "missing" (critical while it could be re-run) on the day no one lived."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+    report = dataclasses.replace(sc.profile().report_for(sc.DAILY), at=time(7, 0))
+    template = next(d for d in sc.deliveries() if d.report == sc.DAILY and d.verification == "ok")
+    history, skipped = [], []
+    day = first
+    while day <= last:
+        when = datetime.combine(day, time(7, 5), tzinfo=tz)
+        if when.astimezone(UTC).astimezone(tz).date() == day:
+            history.append(dataclasses.replace(template, name=f"R_{day:%Y%m%d}_070500.xlsx",
+                                               delivered_at=when.astimezone(UTC)))
+        else:
+            skipped.append(day)
+        day += timedelta(days=1)
+    assert len(skipped) == 1
+    timing = report.timing(tz, [d.delivered_at for d in history])
+    health = evaluate_report(report, history, tz=tz, now=datetime.combine(last, time(12), tzinfo=tz))
+    assert {r.status for r in health.runs} == {"on-time"}
+    assert health.run(skipped[0]) is None and not health.problems
+    # Early in the morning after it, before that day's window, a delivery is the run before.
+    after = skipped[0] + timedelta(days=1)
+    assert timing.run_day_of(datetime.combine(after, time(5, 0), tzinfo=tz)) == skipped[0] - timedelta(days=1)

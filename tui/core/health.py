@@ -402,17 +402,17 @@ def evaluate_report(
     # to today, and a coming run whose on-time window has opened (a run at 00:30 is on time
     # from 23:30 the evening before).
     if history:
-        days = schedule.run_days(report.run_day_of(history[0].delivered_at, timing), today)
+        days = timing.run_days(report.run_day_of(history[0].delivered_at, timing), today)
     elif report.schedule is not None:  # configured, nothing seen yet: expect the last week
-        days = schedule.run_days(today - timedelta(days=NO_HISTORY_DAYS), today)
+        days = timing.run_days(today - timedelta(days=NO_HISTORY_DAYS), today)
     else:  # no schedule and no history: nothing to infer from, nothing to expect yet
         days = []
     horizon: datetime | None = None  # the next run's window opens: later deliveries are its
     if days:
-        coming = schedule.next_run(days[-1])
+        coming = timing.next_run(days[-1])
         while timing.window(coming)[0] <= now:
             days.append(coming)
-            coming = schedule.next_run(coming)
+            coming = timing.next_run(coming)
         horizon = timing.window(coming)[0]
 
     # Which run each delivery belongs to: the latest run whose window had opened (as-of join).

@@ -263,6 +263,24 @@ class Timing:
     def deadline(self, day: date) -> datetime:
         return self.window(day)[1]
 
+    def on_the_clock(self, day: date) -> bool:
+        """Whether ``day`` happened in the zone: crossing the date line, a zone may skip a
+        whole day (Samoa went from 29 to 31 December 2011), and a skipped day has no run."""
+        start = datetime.combine(day, time(0), tzinfo=self.tz).astimezone(UTC)
+        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.tz).astimezone(UTC)
+        return end > start
+
+    def run_days(self, start: date, end: date) -> list[date]:
+        """The schedule's run days from ``start`` to ``end`` (both included) that the zone had."""
+        return [d for d in self.schedule.run_days(start, end) if self.on_the_clock(d)]
+
+    def next_run(self, day: date) -> date:
+        """The first run day after ``day`` that the zone has."""
+        day = self.schedule.next_run(day)
+        while not self.on_the_clock(day):
+            day = self.schedule.next_run(day)
+        return day
+
     def run_day_of(self, moment: datetime) -> date:
         """The run a delivery at ``moment`` belongs to: the latest run whose window had opened.
 
@@ -273,7 +291,10 @@ class Timing:
         for day in (local + timedelta(days=1), local):
             if self.schedule.occurs_on(day) and self.window(day)[0] <= moment:
                 return day
-        return self.schedule.previous_run(local)
+        day = self.schedule.previous_run(local)
+        while not self.on_the_clock(day):
+            day = self.schedule.previous_run(day)
+        return day
 
 
 class Inference(NamedTuple):
