@@ -228,3 +228,30 @@ def test_a_day_the_zone_skipped_has_no_run_and_is_not_missing(zone, first, last)
     # Early in the morning after it, before that day's window, a delivery is the run before.
     after = skipped[0] + timedelta(days=1)
     assert timing.run_day_of(datetime.combine(after, time(5, 0), tzinfo=tz)) == skipped[0] - timedelta(days=1)
+
+
+# ------------------------------------------------------------------ a machine without a zone database
+
+
+@pytest.mark.parametrize("zone_line", ['timezone = "America/Chicago"\n', ""])
+def test_a_machine_without_a_time_zone_database_still_knows_the_zones(zone_line, tmp_path):
+    """zoneinfo reads the operating system's zone files; a slim container or Windows has none.
+    There the library's zone was "unknown time zone 'America/Chicago'" (exit 3, and the
+    advice to use exactly that name), and a profile without one crashed ("this is a bug"):
+    the machine's zone falls back to UTC, which was not found either. The tzdata package
+    carries the zones for such a machine."""
+    import subprocess
+    import sys
+
+    empty = tmp_path / "no-zoneinfo"
+    empty.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[profile.default]\nhost = "127.0.0.1"\nlocal_dir = "{tmp_path / "local"}"\n'
+                      f'ledger = "{tmp_path / "ledger.sqlite3"}"\n{zone_line}')
+    env = {k: v for k, v in os.environ.items() if k != "TZ"}
+    env.update(PYTHONTZPATH=str(empty), REPORT_KEEPER_NOW="2026-12-10T14:00:00Z")
+    run = subprocess.run([sys.executable, "-m", "tui", "check", "--offline", "--json", "--config", str(config)],
+                         capture_output=True, text=True, env=env, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert run.returncode in (0, 1, 2), run.stderr
+    assert "time zone" not in run.stderr and "bug" not in run.stderr, run.stderr
