@@ -255,3 +255,32 @@ def test_a_machine_without_a_time_zone_database_still_knows_the_zones(zone_line,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert run.returncode in (0, 1, 2), run.stderr
     assert "time zone" not in run.stderr and "bug" not in run.stderr, run.stderr
+
+
+# ------------------------------------------------------------------ the edges of a window, across a change
+
+
+def test_the_on_time_window_is_closed_at_both_ends_to_the_second_across_the_autumn_change():
+    """07:00 + 2 h in Chicago, around Sun 1 Nov 2026 (CDT -> CST at 02:00): a delivery exactly
+    at the deadline is on time, one second later late; exactly one hour before ``at`` it is the
+    run's, one second earlier it is the run before's (late, a second file there). "Now"
+    exactly at a deadline leaves the run pending, one second later missing."""
+    report = dataclasses.replace(sc.profile().report_for(sc.DAILY), at=time(7, 0), grace=timedelta(hours=2))
+    template = next(d for d in sc.deliveries() if d.report == sc.DAILY and d.verification == "ok")
+    at = {
+        date(2026, 10, 30): (7, 0, 0),
+        date(2026, 10, 31): (9, 0, 0),  # CDT, the deadline to the second
+        date(2026, 11, 1): (6, 0, 0),  # CST: the window opens, to the second
+        date(2026, 11, 2): (9, 0, 1),  # a second late
+        date(2026, 11, 3): (5, 59, 59),  # a second before the window: the 2 Nov run's
+    }
+    history = [_copy_of(template, sc.local(day, *hms)) for day, hms in at.items()]
+    deadline = datetime(2026, 11, 3, 9, 0, tzinfo=sc.TZ)
+    for now, third in ((deadline, "pending"), (deadline + timedelta(seconds=1), "missing")):
+        health = evaluate_report(report, history, tz=sc.TZ, now=now)
+        got = {r.day: (r.status, len(r.files)) for r in health.runs}
+        assert got == {
+            date(2026, 10, 30): ("on-time", 1), date(2026, 10, 31): ("on-time", 1),
+            date(2026, 11, 1): ("on-time", 1), date(2026, 11, 2): ("late", 2),
+            date(2026, 11, 3): (third, 0),
+        }, now
