@@ -284,3 +284,25 @@ def test_the_on_time_window_is_closed_at_both_ends_to_the_second_across_the_autu
             date(2026, 11, 1): ("on-time", 1), date(2026, 11, 2): ("late", 2),
             date(2026, 11, 3): (third, 0),
         }, now
+
+
+def test_every_n_days_is_anchored_on_the_first_deliverys_run_not_its_calendar_day():
+    """"every 2 days" at 23:00 (grace 2 h) whose first delivery came at 01:15, late for the run
+    of the day before, was anchored on the day it arrived: the schedule ran a day off, every
+    later on-time delivery was "late" and the last run "missing"."""
+    report = dataclasses.replace(sc.profile().report_for(sc.DAILY), schedule="every 2 days", at=time(23, 0))
+    template = next(d for d in sc.deliveries() if d.report == sc.DAILY and d.verification == "ok")
+    moments = [sc.local(date(2026, 11, 3), 1, 15)]  # the run of Mon 2 Nov, late
+    moments += [sc.local(date(2026, 11, 2) + timedelta(days=2 * k), 23, 5) for k in range(1, 8)]
+    history = [_copy_of(template, m) for m in moments]
+    health = evaluate_report(report, history, tz=sc.TZ, now=sc.local(date(2026, 11, 18), 12, 0))
+    assert str(health.schedule) == "every 2 days from 2026-11-02"
+    assert [(r.day, r.status) for r in health.runs] == [
+        (date(2026, 11, 2), "late"), *((date(2026, 11, 2) + timedelta(days=2 * k), "on-time") for k in range(1, 8)),
+        (date(2026, 11, 18), "pending")]
+    # Early for a run just after midnight: anchored on that run's day too; and a first
+    # delivery long before its run's window is still that run's.
+    early = dataclasses.replace(report, at=time(0, 30))
+    assert early.timing(sc.TZ, [sc.local(date(2026, 11, 2), 23, 50)]).schedule.anchor == date(2026, 11, 3)
+    morning = dataclasses.replace(report, at=time(7, 0))
+    assert morning.timing(sc.TZ, [sc.local(date(2026, 11, 2), 5, 30)]).schedule.anchor == date(2026, 11, 2)

@@ -53,7 +53,14 @@ from tui.core.names import (
     normalize_folder,
     parse_name,
 )
-from tui.core.schedule import Timing, infer_schedule, parse_at, parse_duration, parse_schedule
+from tui.core.schedule import (
+    Timing,
+    infer_schedule,
+    nearest_run_day,
+    parse_at,
+    parse_duration,
+    parse_schedule,
+)
 
 APP_NAME = "report-keeper"
 CONFIG_ENV = "REPORT_KEEPER_CONFIG"
@@ -194,7 +201,9 @@ class ReportConfig:
 
         The configured ``schedule`` and ``at``; whatever is not configured is inferred from
         ``history`` (the report's delivery times; implausible ones are left out). An "every N
-        days" schedule without a start is anchored on the first delivery.
+        days" schedule without a start is anchored on the first delivery's run: the day whose
+        ``at`` is nearest to it (a delivery just after midnight, late for a run at 23:00, is the
+        day before's; one just before a run at 00:30, the day after's).
         """
         moments = sorted(m for m in history if clock.plausible(m))
         inferred = self.schedule is None or self.at is None
@@ -209,8 +218,8 @@ class ReportConfig:
         else:
             assert guess is not None
             at = guess.at
-        if moments:
-            schedule = schedule.anchored(moments[0].astimezone(tz).date())
+        if moments and schedule.kind == "every" and schedule.anchor is None:
+            schedule = schedule.anchored(nearest_run_day(moments[0], at, tz))
         return Timing(schedule, at, self.grace, tz, inferred=inferred,
                       confidence=guess.confidence if guess is not None else None)
 

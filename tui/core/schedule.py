@@ -297,6 +297,15 @@ class Timing:
         return day
 
 
+def nearest_run_day(moment: datetime, at: time, tz: tzinfo) -> date:
+    """The day (in ``tz``) whose ``at`` is nearest to ``moment``: the run a delivery was made
+    for when nothing else says (a delivery at 01:15 for a run at 23:00 is the day before's)."""
+    local = moment.astimezone(tz).date()
+    instant = moment.astimezone(UTC)
+    return min((local - timedelta(days=1), local, local + timedelta(days=1)),
+               key=lambda d: abs(datetime.combine(d, at, tzinfo=tz).astimezone(UTC) - instant))
+
+
 class Inference(NamedTuple):
     schedule: Schedule
     at: time
