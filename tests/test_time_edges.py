@@ -14,7 +14,7 @@ import asyncssh
 import pytest
 
 from tests import scenario as sc
-from tests.test_hostile_folder import good_reports, profile_for, put, sync
+from tests.test_hostile_folder import REPORT, good_reports, profile_for, put, sync
 from tui.core.health import evaluate, evaluate_report
 from tui.core.ledger import Ledger
 from tui.core.names import parse_name
@@ -306,3 +306,38 @@ def test_every_n_days_is_anchored_on_the_first_deliverys_run_not_its_calendar_da
     assert early.timing(sc.TZ, [sc.local(date(2026, 11, 2), 23, 50)]).schedule.anchor == date(2026, 11, 3)
     morning = dataclasses.replace(report, at=time(7, 0))
     assert morning.timing(sc.TZ, [sc.local(date(2026, 11, 2), 5, 30)]).schedule.anchor == date(2026, 11, 2)
+
+
+# ------------------------------------------------------------------ a library east of UTC, over a change
+
+
+async def test_a_library_ahead_of_utc_keeps_its_own_days_through_sync_and_check(embedded_sftp, tmp_path,
+                                                                                 monkeypatch):
+    """Adelaide (+9:30, +10:30 from Sun 4 Oct 2026 at 02:00), a daily report at 04:00: every
+    delivery's UTC date is the day before its local one. Each is its local day's run, on time,
+    and its rows are of the covered loan day (no wrong-day), through the real server, the
+    ledger and the evaluation."""
+    from zoneinfo import ZoneInfo
+
+    from tests.xlsx_factory import write_report
+
+    tz = ZoneInfo("Australia/Adelaide")
+    profile = profile_for(embedded_sftp, tmp_path, timezone=tz)
+    daily = dataclasses.replace(profile.report_for(REPORT), at=time(4, 0), closed_days=())
+    profile = dataclasses.replace(profile, reports=(daily,))
+    days = [date(2026, 10, 1) + timedelta(days=n) for n in range(8)]
+    (tmp_path / "src").mkdir()
+    for n, day in enumerate(days):
+        when = datetime.combine(day, time(4, 5, 30), tzinfo=tz)
+        assert when.astimezone(UTC).date() == day - timedelta(days=1)
+        name = f"{REPORT}_{day:%Y%m%d}_040530.xlsx"
+        src = write_report(tmp_path / "src" / name, n_rows=6, day=daily.covered_day(day), seed=n)
+        put(embedded_sftp, name, src.read_bytes(), mtime=when.timestamp())
+    monkeypatch.setenv("REPORT_KEEPER_NOW", datetime.combine(days[-1], time(12), tzinfo=tz).isoformat())
+    result = await sync(profile)
+    assert len(result.downloaded) == len(days) and {f.status for f in result.files} == {"ok"}, result.to_json()
+    with Ledger.open(profile.ledger_path, profile=profile.name) as led:
+        health = evaluate(profile, led.deliveries())
+    report = health.report(REPORT)
+    assert [(r.day, r.status, r.verification) for r in report.runs] == [(d, "on-time", "ok") for d in days]
+    assert not report.problems and health.status == "ok"
