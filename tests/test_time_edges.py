@@ -341,3 +341,33 @@ async def test_a_library_ahead_of_utc_keeps_its_own_days_through_sync_and_check(
     report = health.report(REPORT)
     assert [(r.day, r.status, r.verification) for r in report.runs] == [(d, "on-time", "ok") for d in days]
     assert not report.problems and health.status == "ok"
+
+
+# ------------------------------------------------------------------ time zone names from the config
+
+
+HOSTILE_ZONES = ["", " ", "Europe", "America/", "a" * 5000, "a/" * 3000, "zone1970.tab", "tzdata.zi",
+                 "__init__.py", "zones", "iso3166.tab", "../../etc/passwd", "/etc/localtime"]
+
+
+@pytest.mark.parametrize("zone", HOSTILE_ZONES, ids=lambda z: repr(z[:20]))
+def test_a_zone_name_that_names_no_zone_is_one_config_error(zone, monkeypatch):
+    """zoneinfo opens a file named by the zone (the system's zone folder, then the tzdata
+    package): a folder ('Europe') or a name too long for a file name raised IsADirectoryError
+    or OSError, not the 'unknown time zone' every other wrong name gets; the config loader let
+    it through as a crash. The same names in TZ (the machine's zone) fall back to UTC, and
+    init's question refuses them."""
+    import tomllib
+
+    from tui.core import setup
+    from tui.core.config import ConfigError, parse_config, system_timezone
+
+    text = f'[profile.default]\nhost = "h"\ntimezone = "{zone}"\n'
+    with pytest.raises(ConfigError, match="unknown time zone") as err:
+        parse_config(tomllib.loads(text)).profile("default")
+    assert len(str(err.value)) < 300 and "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="not a time zone"):
+        setup.check_zone(zone)
+    if zone.strip():
+        monkeypatch.setenv("TZ", zone)
+        assert system_timezone() is not None

@@ -103,6 +103,11 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
 
 
+#: What ``ZoneInfo(name)`` raises for a name that names no zone: besides the two it documents,
+#: the file it opens may be a folder (``Europe``) or a name too long for a file (OSError).
+ZONE_ERRORS = (ZoneInfoNotFoundError, ValueError, OSError)
+
+
 def system_timezone() -> tzinfo:
     """The machine's IANA zone (TZ, /etc/timezone, /etc/localtime), else UTC."""
     candidates = [os.environ.get("TZ", "").lstrip(":")]
@@ -120,9 +125,10 @@ def system_timezone() -> tzinfo:
         if name:
             try:
                 return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
+            except ZONE_ERRORS:
                 continue
     return ZoneInfo("UTC")
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -628,7 +634,7 @@ def _zone(value: object) -> tzinfo:
         raise TypeError("expected an IANA time zone name like \"America/Chicago\"")
     try:
         return ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except ZONE_ERRORS:
         raise ValueError(f"unknown time zone {_shown(value)}; use an IANA name like \"America/Chicago\"") from None
 
 
