@@ -300,6 +300,12 @@ def test_every_n_days_is_anchored_on_the_first_deliverys_run_not_its_calendar_da
     assert [(r.day, r.status) for r in health.runs] == [
         (date(2026, 11, 2), "late"), *((date(2026, 11, 2) + timedelta(days=2 * k), "on-time") for k in range(1, 8)),
         (date(2026, 11, 18), "pending")]
+    # Not configured: the inference anchors it the same way (it found "daily", half the runs
+    # missing, when the late first delivery put the cadence a day off).
+    unset = dataclasses.replace(report, schedule=None, at=None)
+    inferred = evaluate_report(unset, history, tz=sc.TZ, now=sc.local(date(2026, 11, 18), 12, 0))
+    assert str(inferred.schedule) == "every 2 days from 2026-11-02" and inferred.confidence > 0.6
+    assert not [r for r in inferred.runs if r.status == "missing"]
     # Early for a run just after midnight: anchored on that run's day too; and a first
     # delivery long before its run's window is still that run's.
     early = dataclasses.replace(report, at=time(0, 30))

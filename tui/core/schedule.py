@@ -344,7 +344,10 @@ def infer_schedule(deliveries: Iterable[Delivery | datetime], tz: tzinfo) -> Inf
     gaps = Counter((b - a).days for a, b in itertools.pairwise(days))
     gap = gaps.most_common(1)[0][0]
     if 1 < gap < 7 or gap > 7 and gap < 28:
-        candidates.append(Schedule("every", interval=gap, anchor=first, inferred=True))
+        # Anchored on the first delivery's run (a late one just after midnight is the day
+        # before's), as a configured "every N days" is.
+        anchor = nearest_run_day(moments[0], at, tz)
+        candidates.append(Schedule("every", interval=gap, anchor=anchor, inferred=True))
     weekday_counts = Counter(d.weekday() for d in days)
     frequent = tuple(sorted(w for w, c in weekday_counts.items() if c >= 0.5 * max(weekday_counts.values())))
     if len(frequent) < 7:
