@@ -47,10 +47,13 @@ def test_no_timestamp_falls_back_to_mtime():
     assert parse_name("Weekly summary.xlsx").source == "none"
 
 
-def test_impossible_dates_are_not_timestamps():
+def test_impossible_dates_are_not_delivery_times_but_still_not_the_report_name():
+    """30 February dates nothing: the mtime does (here none). The stamp still ends the name: as
+    part of the report's name it made each such file a report of its own
+    (tests/test_time_edges.py)."""
     parsed = parse_name("Report_20260230_070000.xlsx", tz=CHI)
     assert parsed.source == "none"
-    assert parsed.base == "Report_20260230_070000"
+    assert parsed.base == "Report"
 
 
 def test_a_name_that_is_only_a_timestamp_keeps_it_as_base():

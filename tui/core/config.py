@@ -53,7 +53,14 @@ from tui.core.names import (
     normalize_folder,
     parse_name,
 )
-from tui.core.schedule import Timing, infer_schedule, parse_at, parse_duration, parse_schedule
+from tui.core.schedule import (
+    Timing,
+    infer_schedule,
+    nearest_run_day,
+    parse_at,
+    parse_duration,
+    parse_schedule,
+)
 
 APP_NAME = "report-keeper"
 CONFIG_ENV = "REPORT_KEEPER_CONFIG"
@@ -96,6 +103,11 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
 
 
+#: What ``ZoneInfo(name)`` raises for a name that names no zone: besides the two it documents,
+#: the file it opens may be a folder (``Europe``) or a name too long for a file (OSError).
+ZONE_ERRORS = (ZoneInfoNotFoundError, ValueError, OSError)
+
+
 def system_timezone() -> tzinfo:
     """The machine's IANA zone (TZ, /etc/timezone, /etc/localtime), else UTC."""
     candidates = [os.environ.get("TZ", "").lstrip(":")]
@@ -113,9 +125,10 @@ def system_timezone() -> tzinfo:
         if name:
             try:
                 return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
+            except ZONE_ERRORS:
                 continue
     return ZoneInfo("UTC")
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,7 +207,9 @@ class ReportConfig:
 
         The configured ``schedule`` and ``at``; whatever is not configured is inferred from
         ``history`` (the report's delivery times; implausible ones are left out). An "every N
-        days" schedule without a start is anchored on the first delivery.
+        days" schedule without a start is anchored on the first delivery's run: the day whose
+        ``at`` is nearest to it (a delivery just after midnight, late for a run at 23:00, is the
+        day before's; one just before a run at 00:30, the day after's).
         """
         moments = sorted(m for m in history if clock.plausible(m))
         inferred = self.schedule is None or self.at is None
@@ -209,8 +224,8 @@ class ReportConfig:
         else:
             assert guess is not None
             at = guess.at
-        if moments:
-            schedule = schedule.anchored(moments[0].astimezone(tz).date())
+        if moments and schedule.kind == "every" and schedule.anchor is None:
+            schedule = schedule.anchored(nearest_run_day(moments[0], at, tz))
         return Timing(schedule, at, self.grace, tz, inferred=inferred,
                       confidence=guess.confidence if guess is not None else None)
 
@@ -619,7 +634,7 @@ def _zone(value: object) -> tzinfo:
         raise TypeError("expected an IANA time zone name like \"America/Chicago\"")
     try:
         return ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except ZONE_ERRORS:
         raise ValueError(f"unknown time zone {_shown(value)}; use an IANA name like \"America/Chicago\"") from None
 
 

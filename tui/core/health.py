@@ -399,21 +399,36 @@ def evaluate_report(
     schedule = timing.schedule
 
     # Expected run days: from the run of the first delivery (the ledger knows nothing earlier)
-    # to today.
+    # to today, and a coming run whose on-time window has opened (a run at 00:30 is on time
+    # from 23:30 the evening before).
     if history:
-        days = schedule.run_days(report.run_day_of(history[0].delivered_at, timing), today)
+        days = timing.run_days(report.run_day_of(history[0].delivered_at, timing), today)
     elif report.schedule is not None:  # configured, nothing seen yet: expect the last week
-        days = schedule.run_days(today - timedelta(days=NO_HISTORY_DAYS), today)
+        days = timing.run_days(today - timedelta(days=NO_HISTORY_DAYS), today)
     else:  # no schedule and no history: nothing to infer from, nothing to expect yet
         days = []
+    horizon: datetime | None = None  # the next run's window opens: later deliveries are its
+    if days:
+        coming = timing.next_run(days[-1])
+        while timing.window(coming)[0] <= now:
+            days.append(coming)
+            coming = timing.next_run(coming)
+        horizon = timing.window(coming)[0]
 
     # Which run each delivery belongs to: the latest run whose window had opened (as-of join).
     import polars as pl  # noqa: PLC0415 - start-up time, as in _run_frame
 
     runs_df = _run_frame(timing, days)
     by_run: dict[date, list[Delivery]] = {}
-    if history and days:
-        joined = _delivery_frame(history).join_asof(
+    # A delivery dated at or after the horizon (a name or a server clock ahead of ours) belongs
+    # to a run that is not expected yet: joined to today's run, it would make it "late" before
+    # its deadline, and hide it missing after.
+    placed = [d for d in history if horizon is None or d.delivered_at < horizon]
+    if len(placed) < len(history):
+        log.warning("%s: %d deliveries dated after the next run's window opens are in no run yet",
+                    report.name, len(history) - len(placed))
+    if placed and days:
+        joined = _delivery_frame(placed).join_asof(
             runs_df.select("win_start", "day"), left_on="at", right_on="win_start", strategy="backward"
         )
         grouped = (
@@ -422,7 +437,7 @@ def evaluate_report(
             .agg(pl.col("idx").sort_by("at"))
         )
         for day, idxs in grouped.iter_rows():
-            by_run[day] = [history[i] for i in idxs]
+            by_run[day] = [placed[i] for i in idxs]
 
     runs: list[RunDay] = []
     problems: list[Problem] = []

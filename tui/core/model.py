@@ -193,6 +193,10 @@ class RemoteFile:
     mtime: datetime  # aware
     folder: str = ""
     local_name: str = ""
+    #: False: the server sent no modification time (SFTP makes it optional) and ``mtime`` is
+    #: when the file was listed; the sync then keeps the time the ledger recorded for this
+    #: copy (``tui.sftp.sync``), so the same copy is not a new one at every listing.
+    mtime_known: bool = field(default=True, compare=False)
 
     @property
     def ident(self) -> str:

@@ -115,7 +115,21 @@ def parse_name(
         when = _to_datetime(m, zone)
         if when is not None:
             return ParsedName(filename, m["name"].strip(), when, "name", m["stamp"])
+        if _stamp_shaped(m):
+            # 30 February, 24:00, a leap second, year 9999: a stamp that names no moment the
+            # product can use is still the delivery's stamp, not part of the report's name
+            # (else each such file would be a report of its own); the mtime dates it.
+            return _fallback(filename, m["name"].strip(), mtime)
     return _fallback(filename, stem.strip() or filename, mtime)
+
+
+def _stamp_shaped(m: re.Match[str]) -> bool:
+    """Whether a matched trailing timestamp has a timestamp's fields, each in its own range
+    (month 1-12, day 1-31, hour 0-24, minute 0-59, second 0-60), whatever their combination:
+    digits such as ``_12345678_1234`` are no timestamp and stay in the name."""
+    second = int(m["S"] or 0)
+    return (1 <= int(m["mo"]) <= 12 and 1 <= int(m["d"]) <= 31 and int(m["H"]) <= 24
+            and int(m["mi"]) <= 59 and second <= 60)
 
 
 def _fallback(filename: str, base: str, mtime: datetime | None) -> ParsedName:

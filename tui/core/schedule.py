@@ -263,6 +263,24 @@ class Timing:
     def deadline(self, day: date) -> datetime:
         return self.window(day)[1]
 
+    def on_the_clock(self, day: date) -> bool:
+        """Whether ``day`` happened in the zone: crossing the date line, a zone may skip a
+        whole day (Samoa went from 29 to 31 December 2011), and a skipped day has no run."""
+        start = datetime.combine(day, time(0), tzinfo=self.tz).astimezone(UTC)
+        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.tz).astimezone(UTC)
+        return end > start
+
+    def run_days(self, start: date, end: date) -> list[date]:
+        """The schedule's run days from ``start`` to ``end`` (both included) that the zone had."""
+        return [d for d in self.schedule.run_days(start, end) if self.on_the_clock(d)]
+
+    def next_run(self, day: date) -> date:
+        """The first run day after ``day`` that the zone has."""
+        day = self.schedule.next_run(day)
+        while not self.on_the_clock(day):
+            day = self.schedule.next_run(day)
+        return day
+
     def run_day_of(self, moment: datetime) -> date:
         """The run a delivery at ``moment`` belongs to: the latest run whose window had opened.
 
@@ -273,7 +291,19 @@ class Timing:
         for day in (local + timedelta(days=1), local):
             if self.schedule.occurs_on(day) and self.window(day)[0] <= moment:
                 return day
-        return self.schedule.previous_run(local)
+        day = self.schedule.previous_run(local)
+        while not self.on_the_clock(day):
+            day = self.schedule.previous_run(day)
+        return day
+
+
+def nearest_run_day(moment: datetime, at: time, tz: tzinfo) -> date:
+    """The day (in ``tz``) whose ``at`` is nearest to ``moment``: the run a delivery was made
+    for when nothing else says (a delivery at 01:15 for a run at 23:00 is the day before's)."""
+    local = moment.astimezone(tz).date()
+    instant = moment.astimezone(UTC)
+    return min((local - timedelta(days=1), local, local + timedelta(days=1)),
+               key=lambda d: abs(datetime.combine(d, at, tzinfo=tz).astimezone(UTC) - instant))
 
 
 class Inference(NamedTuple):
@@ -314,7 +344,10 @@ def infer_schedule(deliveries: Iterable[Delivery | datetime], tz: tzinfo) -> Inf
     gaps = Counter((b - a).days for a, b in itertools.pairwise(days))
     gap = gaps.most_common(1)[0][0]
     if 1 < gap < 7 or gap > 7 and gap < 28:
-        candidates.append(Schedule("every", interval=gap, anchor=first, inferred=True))
+        # Anchored on the first delivery's run (a late one just after midnight is the day
+        # before's), as a configured "every N days" is.
+        anchor = nearest_run_day(moments[0], at, tz)
+        candidates.append(Schedule("every", interval=gap, anchor=anchor, inferred=True))
     weekday_counts = Counter(d.weekday() for d in days)
     frequent = tuple(sorted(w for w, c in weekday_counts.items() if c >= 0.5 * max(weekday_counts.values())))
     if len(frequent) < 7:

@@ -38,13 +38,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import tomlkit
 
 from tui.core import clock
 from tui.core.config import (
     DEFAULT_PROFILE,
+    ZONE_ERRORS,
     ConfigError,
     default_config_path,
     default_data_dir,
@@ -96,7 +97,7 @@ def check_username(text: str) -> str:
 def check_zone(text: str) -> ZoneInfo:
     try:
         return ZoneInfo(text.strip())
-    except (ZoneInfoNotFoundError, ValueError):
+    except ZONE_ERRORS:
         raise ValueError(f"{text!r} is not a time zone; use an IANA name like America/Chicago") from None
 
 

@@ -8,8 +8,9 @@ through ``runner`` (``subprocess.run`` by default) so a caller can say where the
 When: every day, after the latest report of the profile is due: the largest ``at + grace`` of
 its reports (configured, else inferred from the ledger's history, else 07:00 + grace), plus
 ``MARGIN``, rounded up to five minutes, in the profile's time zone. systemd's ``OnCalendar``
-takes the zone itself; cron has no zone, so the time is converted to the machine's zone for
-today (a daylight-saving change in one zone and not the other shifts it by an hour).
+takes the zone itself; cron has no zone, so the time is converted to the machine's zone with
+the largest difference the two zones have over the coming year (where only one changes to
+summer time, the line runs an hour late part of the year rather than an hour early).
 ``Persistent=true`` makes a timer missed while the machine was off run at the next boot.
 
 Secrets: an SMTP password is never written into a unit or a crontab. Both read
@@ -198,10 +199,22 @@ WantedBy=timers.target
 
 
 def cron_time(plan: SchedulePlan, system_tz: tzinfo | None = None) -> time:
-    """The plan's time of day on the machine's clock (cron has no time zone)."""
+    """The plan's time of day on the machine's clock (cron has no time zone).
+
+    The two clocks' difference moves over a year when one changes to summer time and the other
+    does not (or on other days). Converted for one day only, a line written in summer ran an
+    hour early all winter: before the reports were due, so a missing one was told a day late.
+    The line takes the largest difference of the coming year: never before the planned time,
+    on some days that much later."""
+    machine = system_tz or system_timezone()
     today = clock.now(plan.tz).date()
-    local = datetime.combine(today, plan.at, tzinfo=plan.tz).astimezone(system_tz or system_timezone())
-    return local.time()
+    gaps = []
+    for n in range(366):
+        run = datetime.combine(today + timedelta(days=n), plan.at, tzinfo=plan.tz)
+        mine, theirs = run.astimezone(machine).utcoffset(), run.utcoffset()
+        if mine is not None and theirs is not None:
+            gaps.append(mine - theirs)
+    return (datetime.combine(today, plan.at) + max(gaps, default=timedelta())).time()
 
 
 def crontab_line(plan: SchedulePlan, system_tz: tzinfo | None = None) -> str:

@@ -320,7 +320,8 @@ class SftpConnection:
             attrs = entry.attrs
             kind = _kind(attrs)
             if reason is not None and kind == "file" and is_probe_name(name):
-                probes.append(RemoteFile(name=name, size=int(attrs.size or 0), mtime=_mtime(attrs)))
+                probes.append(RemoteFile(name=name, size=int(attrs.size or 0), mtime=_mtime(attrs),
+                                         mtime_known=attrs.mtime is not None))
                 continue
             if reason is not None:
                 refused.append((name, reason))
@@ -328,7 +329,8 @@ class SftpConnection:
             if kind != "file":
                 others.append((name, kind))
                 continue
-            files.append(RemoteFile(name=name, size=int(attrs.size or 0), mtime=_mtime(attrs)))
+            files.append(RemoteFile(name=name, size=int(attrs.size or 0), mtime=_mtime(attrs),
+                                    mtime_known=attrs.mtime is not None))
         files.sort(key=lambda f: f.name)
         log.info("listed %s: %d files, %d refused names, %d other entries, %d probes",
                  escape_name(remote_dir), len(files), len(refused), len(others), len(probes))
@@ -385,6 +387,8 @@ class SftpConnection:
 
 
 def _mtime(attrs: asyncssh.SFTPAttrs) -> datetime:
+    """The entry's modification time; the listing's time when the server sent none (the
+    sync keeps the time recorded for a copy it knows: ``RemoteFile.mtime_known``)."""
     if attrs.mtime is not None:
         return clock.file_time(attrs.mtime)
     return clock.now()

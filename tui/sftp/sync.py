@@ -464,6 +464,7 @@ class SyncService:
             folder = normalize_folder(listing.remote_dir)
             key = self.profile.folder_key(folder)
             reports = [replace(f, folder=key) for f in listing.files if is_report_name(f.name)]
+            reports = self._steady_times(reports)
             kinds: list[tuple[str, EntryKind]] = [(n, _entry_kind(k)) for n, k in listing.others]
             kinds += [(f.name, EntryKind.NOT_A_REPORT) for f in listing.files
                       if not is_report_name(f.name)]
@@ -485,6 +486,26 @@ class SyncService:
         clashed = set(clashes)  # named as a rolling report's version: refused by the ledger
         files = [f for f in files if f.ident not in clashed]
         return self._annotate(files, when, refused, others, ignored, tuple(gone), rolling)
+
+    def _steady_times(self, files: list[RemoteFile]) -> list[RemoteFile]:
+        """Files the server sent no modification time for (``mtime_known`` False) carry the
+        listing's time; a copy the ledger knows at the same size keeps the time recorded when
+        it was first seen. Otherwise every listing would be a new copy: each held file
+        ``changed``, a part file never resumed, and a rolling report's new version each sync."""
+        if all(f.mtime_known for f in files):
+            return files
+        recorded: dict[str, tuple[datetime, int]] = {}  # server identity -> latest copy's time, size
+        for d in self.ledger.deliveries():
+            ident = d.extra.get("rolling_of") or d.name
+            if d.mtime is not None and (ident not in recorded or d.mtime > recorded[ident][0]):
+                recorded[ident] = (d.mtime, d.size)
+        out = []
+        for f in files:
+            known = recorded.get(f.ident)
+            if not f.mtime_known and known is not None and known[1] == f.size:
+                f = replace(f, mtime=known[0])
+            out.append(f)
+        return out
 
     def _record_folder(self, folder: str, files: list[RemoteFile], refused: list[tuple[str, str]],
                        others: list[tuple[str, EntryKind]], when: datetime,
