@@ -297,6 +297,15 @@ def test_a_remote_dir_that_does_not_exist_is_named_as_a_folder(sshd, site, tmp_p
     assert res.returncode == 3, res.stdout + res.stderr
     assert f"The folder '{sub.name}/no/such' does not exist" in res.stderr
     assert "no longer on" not in res.stderr and not cfg.exists()
+    # one missing part at the end gets past the server's realpath: the listing fails, and
+    # it is still named as the folder typed, with what to check (not the sync's words)
+    res = _init(home, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(sshd.port),
+                "--username", sshd.username, "--key", str(sshd.key), "--remote-dir", f"{sub.name}/nosuch",
+                "--timezone", "America/Chicago", "--yes", "--accept-new-host-key")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert f"--remote-dir: The folder '{sub.name}/nosuch' does not exist" in res.stderr, res.stderr
+    assert "Check the path" in res.stderr and "marked as gone" not in res.stderr, res.stderr
+    assert not cfg.exists()
 
 
 def test_the_next_steps_can_be_pasted_into_a_shell_whatever_the_config_path(tmp_path):

@@ -337,6 +337,40 @@ async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds
 
 
 @pytest.mark.sshd
+async def test_a_folder_typed_that_does_not_exist_is_said_in_the_pickers_words(sshd, site, home):
+    """One missing folder at the end of a path gets past the server's realpath (OpenSSH, like
+    realpath(3), resolves a last part that does not exist), so it is the listing that fails:
+    the picker still says what it means there (type another path, the login folder is shown),
+    never the sync's words about a profile's remote_dir and files marked as gone."""
+    app = _app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _fill_form(pilot, port=sshd.port, username=sshd.username, remote_dir=f"{site.name}/nosuch")
+        await pilot.press("enter")
+        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await pilot.press("o")
+        await _wait(pilot, lambda: app.view.step is SetupStep.FOLDER and not app.view.busy)
+        assert app.view.folder.path == str(sshd.root)
+        error = app.view.error
+        assert f"'{site.name}/nosuch' does not exist" in error and "login folder is shown" in error, error
+        assert "remote_dir in the profile" not in error and "marked as gone" not in error, error
+        # typed in the picker (g): said in the picker's words, and the folder shown stays
+        await _open(pilot, site.name)
+        await pilot.press("g")
+        await pilot.press(*"upload/nope", "enter")
+        await _wait(pilot, lambda: app.view.error and not app.view.busy)
+        error = app.view.error
+        assert "'" in error and "upload/nope' does not exist" in error, error
+        assert "remote_dir in the profile" not in error and "marked as gone" not in error, error
+        assert "Check the path" in error, error
+        assert app.view.folder.path == f"{sshd.root}/{site.name}"
+        # a file is not a folder either
+        await pilot.press("g")
+        await pilot.press(*f"upload/ALMA/{REPORT}_20261119_070300.xlsx", "enter")
+        await _wait(pilot, lambda: app.view.error and not app.view.busy and "20261119" in app.view.error)
+        assert "marked as gone" not in app.view.error, app.view.error
+
+
+@pytest.mark.sshd
 async def test_the_keys_of_ssh_agent_are_offered_and_used(sshd, home, ssh_agent, ssh_keys):
     import subprocess
 
