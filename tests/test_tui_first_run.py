@@ -610,3 +610,45 @@ async def test_a_schedule_typed_with_markup_is_an_error_in_the_form_not_a_crash(
         assert app.screen is modal  # still open, saying what is wrong
         shown = str(modal.query_one("#edit-error", Static).render())
         assert "[/][b]" in shown
+
+
+async def test_a_grace_the_config_would_refuse_is_an_error_in_the_editor():
+    """The editor accepted any duration, so a grace over the config's 31 days was taken, and
+    only 'w' then failed, naming 'report[0].grace' and '960h' instead of what was typed and the
+    report: the editor now refuses it where it was typed, saying the limit."""
+    from datetime import time, timedelta
+
+    from textual.app import App
+    from textual.widgets import Input, Static
+
+    from tui.core import setup as su
+    from tui.screens.first_run import ReportEditModal
+
+    proposal = su.ReportProposal(name="Loans", files=3, schedule="daily", at=time(7), grace=timedelta(hours=2))
+    app = App()
+    results = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ReportEditModal(proposal), callback=results.append)
+        await pilot.pause()
+        modal = app.screen
+        modal.query_one("#edit-grace", Input).value = "40d"
+        modal.query_one("#edit-grace", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is modal and results == []  # still open, saying what is wrong
+        shown = str(modal.query_one("#edit-error", Static).render())
+        assert "'40d'" in shown and "31 days" in shown, shown
+        modal.query_one("#edit-grace", Input).value = "31d"
+        await pilot.press("enter")
+        await pilot.pause()
+    assert results == [("daily", time(7), timedelta(days=31))]
+
+
+def test_init_asks_again_for_a_grace_the_config_would_refuse():
+    from tui.core import setup as su
+
+    with pytest.raises(ValueError, match="at most 31 days"):
+        su.check_grace("40d")
+    with pytest.raises(ValueError, match="at most 31 days"):
+        su.check_grace("99999999999999d")
+    assert su.check_grace("90m") == timedelta(minutes=90)

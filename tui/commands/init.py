@@ -28,7 +28,7 @@ from tui.commands.common import fail_usage, terminal_passphrase_cb
 from tui.core import setup as su
 from tui.core.config import DEFAULT_PROFILE, default_config_path
 from tui.core.names import escape_name
-from tui.core.schedule import parse_at, parse_duration
+from tui.core.schedule import parse_at
 from tui.core.status import Exit
 from tui.sftp import setup as ss
 from tui.sftp.client import HostKeyInfo, HostKeyPolicy, SftpConnection
@@ -401,7 +401,7 @@ async def _reports(p: Prompter, answers: su.Answers, view: FolderView, zone: Zon
                                     r.schedule, su.check_schedule)
             r.at = await _ask(p, p.ask, "    Time it runs (HH:MM)", f"{r.at:%H:%M}", parse_at)
             minutes = int(r.grace.total_seconds() // 60)
-            r.grace = await _ask(p, p.ask, "    Late after (grace)", f"{minutes // 60}h", parse_duration)
+            r.grace = await _ask(p, p.ask, "    Late after (grace)", f"{minutes // 60}h", su.check_grace)
     answers.reports = proposals
 
 

@@ -50,6 +50,7 @@ from tui.core.config import (
     default_config_path,
     default_data_dir,
     parse_config,
+    parse_grace,
     system_timezone,
 )
 from tui.core.durable import fsync_dir
@@ -123,6 +124,11 @@ def check_schedule(text: str) -> str:
     """A schedule as the config writes it (``daily``, ``weekly:MON,THU``, ...)."""
     parse_schedule(text)
     return text.strip()
+
+
+def check_grace(text: str) -> timedelta:
+    """A report's grace as the config accepts it (``2h``, ``90m``; at most 31 days)."""
+    return parse_grace(text.strip())
 
 
 def default_username() -> str:

@@ -38,7 +38,7 @@ from textual.widgets.option_list import Option
 
 from tui.core import setup as su
 from tui.core.names import escape_name
-from tui.core.schedule import parse_at, parse_duration
+from tui.core.schedule import parse_at
 from tui.messages import SetupChanged
 from tui.setup_state import FormAnswers, KeyChoice, SetupStep, SetupView
 
@@ -516,7 +516,7 @@ class ReportEditModal(ModalScreen["tuple[str, time, timedelta] | None"]):
         try:
             schedule = su.check_schedule(values["schedule"])
             at = parse_at(values["at"])
-            grace = parse_duration(values["grace"])
+            grace = su.check_grace(values["grace"])
         except ValueError as exc:
             self.query_one("#edit-error", Static).update(Text(str(exc)))  # it quotes what was typed
             return
