@@ -403,6 +403,39 @@ async def test_a_host_alias_leaves_port_and_user_to_the_ssh_config(home):
         assert screen.query_one("#port", Input).value == "" and screen.query_one("#username", Input).value == ""
 
 
+async def test_enter_moves_on_past_the_key_choice(home):
+    """"Tab or enter moves on": enter on 'Log in with' opens its list, and enter there chose
+    and left the focus on the list's field, so enter after enter only opened and closed it
+    and never reached the connect button. Choosing with enter now moves on; escape closes the
+    list and stays."""
+    from textual.widgets import Select
+
+    app = _app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        key = screen.query_one("#key", Select)
+        key.focus()
+        await pilot.pause()
+        await pilot.press("enter")  # opens the list
+        await pilot.pause()
+        assert key.expanded
+        await pilot.press("escape")  # closes it, stays
+        await pilot.pause()
+        assert not key.expanded and app.focused is key
+        await pilot.press("enter", "down", "enter")  # chooses another: moves on
+        await pilot.pause()
+        assert not key.expanded and key.value == 1
+        assert app.focused is screen.query_one("#remote_dir", Input), app.focused
+        # enter, enter from there on reaches the last field and connects (its field errors show)
+        await pilot.press("shift+tab")
+        await pilot.pause()
+        assert app.focused is key
+        await pilot.press("enter", "enter")  # the same choice again: moves on too
+        await pilot.pause()
+        assert app.focused is screen.query_one("#remote_dir", Input), app.focused
+
+
 async def test_a_profile_the_config_would_refuse_is_named_on_the_form(home):
     """~/.ssh is a folder, but no profile may download into SSH's own folder: said under the
     field before anything is tried."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, cast
 from zoneinfo import available_timezones
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -130,6 +130,7 @@ class FirstRunScreen(Screen[None]):
         self._step: SetupStep | None = None
         self._folder_path: str | None = None
         self._keys: tuple[KeyChoice, ...] = ()
+        self._chosen_with_enter = False
 
     @property
     def app(self) -> FirstRunApp:  # type: ignore[override]  # narrower: the one app it runs in
@@ -188,6 +189,20 @@ class FirstRunScreen(Screen[None]):
         table.add_columns("Keep", "Report", "Schedule", "Files", "Fits")
         self._show()
         self.query_one("#host", Input).focus()
+        self.watch(self.query_one("#key", Select), "expanded", self._key_list_shown, init=False)
+
+    # Enter moves on through the form: on 'Log in with' it opens the list, and a choice made
+    # there with enter moves on too (the list would keep the focus, so enter after enter only
+    # opened and closed it). Escape closes the list and stays.
+    def on_key(self, event: events.Key) -> None:
+        key = self.query_one("#key", Select)
+        self._chosen_with_enter = event.key == "enter" and key.expanded
+
+    def _key_list_shown(self, expanded: bool) -> None:
+        if not expanded and self._chosen_with_enter:
+            self._chosen_with_enter = False
+            # after the list gives the focus back to its field (the app's next callback)
+            self.app.call_later(self.focus_next)
 
     # -- the state, shown -------------------------------------------------------------------
     def on_setup_changed(self, message: SetupChanged) -> None:
