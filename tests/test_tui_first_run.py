@@ -282,6 +282,33 @@ async def test_a_failing_connection_keeps_the_form_and_says_why(home):
     assert load_config(app.config_path).profile("default").port == closed
 
 
+async def test_saved_for_later_notes_the_folder_never_chosen_and_the_key_never_tried(home):
+    """The form's empty server folder says 'pick it from the server's folders'; saved for
+    later before the server could be reached, the config silently watched the login folder
+    ('.'), where sync finds no reports and check then has nothing to miss. It is pending now,
+    and so is the new key the server has not seen yet (only 'could not be reached' was noted)."""
+    for old in (home / ".ssh").iterdir():
+        old.unlink()  # no key yet: the form offers a new pair
+    app = _app(home)
+    closed = free_port()  # nothing listens there
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _fill_form(pilot, port=closed, username="librarian")
+        await pilot.press("enter")
+        await _wait(pilot, lambda: app.view.step is SetupStep.NEW_KEY and not app.view.busy)
+        await pilot.press("c")
+        await _wait(pilot, lambda: app.view.error and not app.view.busy)
+        assert "refused" in app.view.error.lower()
+        await pilot.press("f3")
+        await _wait(pilot, lambda: app.view.step is SetupStep.DONE)
+        pending = " | ".join(app.view.pending)
+        assert "could not be reached" in pending, pending
+        assert "server folder was not chosen" in pending and "remote_dir" in pending, pending
+        assert "id_ed25519_report_keeper.pub" in pending and "administrator" in pending, pending
+    text = app.config_path.read_text()
+    assert "# PENDING: the server folder was not chosen" in text, text
+    assert load_config(app.config_path).profile().remote_dir == "."
+
+
 @pytest.mark.sshd
 async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds_it(sshd, site, home):
     for old in (home / ".ssh").iterdir():

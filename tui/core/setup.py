@@ -445,6 +445,12 @@ def save_config(path: Path, answers: Answers, *, force: bool = False, replacing:
     return Saved(path, backup, text)
 
 
+#: Pending when the set-up was saved before the server's folders could be shown.
+FOLDER_NOT_CHOSEN = ("the server folder was not chosen: remote_dir is the login folder ('.'); set it "
+                     "to the folder Alma delivers to (or pick it with 'report-keeper init --force' once "
+                     "the server can be reached)")
+
+
 def connection_test_note(result: ConnTestResult) -> str | None:
     """What is pending after a connection test (None: it passed)."""
     return None if result.ok else f"the connection test failed: {result.message}"
