@@ -203,6 +203,17 @@ def test_connection_problems_come_first_and_set_the_exit_code():
     assert [p.severity for p in ro_conn] == ["warning"]
 
 
+def test_the_apps_advice_for_a_failed_connection_says_when_an_edited_config_counts():
+    """The app reads the config when it starts, so r lists the server again with the host,
+    port, user and key it started with: advice that only said "fix it, then press r" left a
+    librarian who corrected the port in the config pressing r at the same refusal."""
+    problem = ConnectionStatus(ok=False, message="refused", write_test="skipped").problem()
+    assert problem is not None
+    assert "press r" in problem.app_step
+    assert "config" in problem.app_step and "start" in problem.app_step, problem.app_step
+    assert "report-keeper check" in problem.next_step  # the shell's step: each run reads the config
+
+
 def test_json_has_the_spec_shape(health):
     doc = json.loads(json.dumps(health.to_json()))
     assert set(doc) >= {"status", "connection", "reports"}

@@ -168,8 +168,9 @@ class ConnectionStatus:
                 message=f"Connection failed: {self.message}",
                 next_step="Fix the connection (host, key, known_hosts, network), then run "
                 "'report-keeper check' again",
+                # The app reads the config when it starts: r connects as it started.
                 app_step="Fix the connection (host, key, known_hosts, network), then press r to list "
-                "the server again",
+                "the server again; a change to the config file counts once the app is started again",
             )
         if self.write_test == WriteTest.READ_ONLY:
             return Problem(
