@@ -254,3 +254,29 @@ def test_a_changed_copy_held_beside_the_old_one_warns_for_a_while_not_for_ever()
     (problem,) = _changed_problems("downloaded", 3)
     assert "side by side" in problem.next_step
     assert _changed_problems("downloaded", 30) == []
+
+
+def test_a_last_delivery_that_is_unreadable_is_said_so_not_not_verified():
+    """An unreadable last delivery has no rows: Health and check said "not verified (yet)" of
+    it, which reads as "wait", while the file was verified and cannot be read. Each says what
+    the verification found, and "not downloaded yet" where nothing is held to verify."""
+    from tui.commands.check import render
+    from tui.screens.health import reports_text
+
+    history = sc.deliveries()
+    last = max((d for d in history if d.report == sc.WEEKLY), key=lambda d: d.delivered_at)
+    bad = dataclasses.replace(last, verification=model.VerifyStatus.UNREADABLE, rows=None,
+                              downloaded_at=sc.NOW, local_path="/reports/" + last.name)
+    held = [bad if d is last else d for d in history]
+    health = evaluate(sc.profile(), held, now=sc.NOW)
+    assert health.report(sc.WEEKLY).last_delivery.verification == "unreadable"
+    screen = reports_text(health, sc.TZ, sc.NOW).plain
+    shell = render(health, sc.profile(), width=200, max_lines=200)
+    for text in (screen, shell):
+        line = next(x for x in text.splitlines() if "unreadable" in x or "not verified" in x)
+        assert "unreadable" in line and "not verified" not in line, line
+    gone = dataclasses.replace(last, verification=None, rows=None, downloaded_at=None)
+    health = evaluate(sc.profile(), [gone if d is last else d for d in history], now=sc.NOW)
+    screen = reports_text(health, sc.TZ, sc.NOW).plain
+    shell = render(health, sc.profile(), width=200, max_lines=200)
+    assert "not downloaded yet" in screen and "not downloaded yet" in shell, screen

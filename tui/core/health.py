@@ -129,6 +129,18 @@ _VERIFICATION_RANK = {
 }
 
 
+def held_state(delivery: Delivery) -> str:
+    """What is held of a delivery, in words, beside its time (Health, ``check``): its rows, or
+    what its verification found when it has none (``unreadable``), or why there is none yet."""
+    if delivery.rows is not None:
+        return f"{delivery.rows:,} rows"
+    if not delivery.downloaded:
+        return "not downloaded yet"
+    if delivery.verification is not None:
+        return str(delivery.verification)
+    return "not verified yet"
+
+
 def fmt_day(day: date, today: date | None = None) -> str:
     """``Tue 2 Jun``; the year is added when ``day`` is more than 180 days from ``today``."""
     text = f"{day:%a} {day.day} {day:%b}"
