@@ -185,6 +185,9 @@ def test_interactive_init_through_a_terminal(sshd, site, tmp_path):
         child.expect("Enter to choose this folder: ")
         child.sendline("")
         child.expect(r"Local folder for the downloaded reports \[.*\]: ")
+        child.sendline("~/.ssh")  # SSH's own folder: refused where it is typed, asked again
+        child.expect("known_hosts")
+        child.expect(r"Local folder for the downloaded reports \[.*\]: ")
         child.sendline(str(tmp_path / "reports"))
         child.expect(r"Time zone of the library \[.*\]: ")
         child.sendline("Mars/Olympus")
@@ -210,6 +213,24 @@ def test_interactive_init_through_a_terminal(sshd, site, tmp_path):
     [report] = prof.reports
     assert (report.name, report.schedule, report.at, report.grace) == (REPORT, "daily", time(7, 15), timedelta(minutes=90))
     assert sshd.host_key.export_public_key().split()[1].decode() in (home / ".ssh" / "known_hosts").read_text()
+
+
+def test_a_local_folder_the_config_refuses_is_a_usage_error_not_a_bug(tmp_path):
+    """--local-dir ~/.ssh passed every question's own check and was refused only when the
+    config was written: "unexpected error ... this is a bug", exit 2. It is a usage error now
+    (exit 3, naming local_dir and why), and nothing is written."""
+    from tests.fixtures_sshd import free_port
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    cfg = tmp_path / "config.toml"
+    res = _init(home, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(free_port()),
+                "--username", "librarian", "--new-key", "--local-dir", str(home / ".ssh"),
+                "--timezone", "UTC", "--yes")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "--local-dir" in res.stderr and "known_hosts" in res.stderr, res.stderr
+    assert "bug" not in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert not cfg.exists()
 
 
 def test_stopping_halfway_writes_nothing(tmp_path):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from tui.commands.common import fail_usage, terminal_passphrase_cb
 from tui.core import setup as su
-from tui.core.config import DEFAULT_PROFILE, default_config_path
+from tui.core.config import DEFAULT_PROFILE, ConfigError, default_config_path
 from tui.core.names import escape_name
 from tui.core.schedule import parse_at
 from tui.core.status import Exit
@@ -196,7 +197,7 @@ async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter)
                                             ".", su.check_remote_dir, args.remote_dir, "--remote-dir")
         local_default = str(su.default_local_dir(profile))
         local = await _ask(p, p.ask, "Local folder for the downloaded reports", local_default,
-                           su.check_local_dir, args.local_dir, "--local-dir")
+                           functools.partial(su.check_local_dir_for, answers), args.local_dir, "--local-dir")
         answers.local_dir = local
         zone = await _ask(p, p.ask, "Time zone of the library", zone_default, su.check_zone,
                           tz_answer, "--timezone")
@@ -215,6 +216,8 @@ async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter)
         return fail_usage(f"{path} appeared meanwhile; nothing was written")
     except OSError as exc:
         return fail_usage(f"could not write {path}: {exc.strerror or exc}")
+    except ConfigError as exc:  # what would be written does not load: nothing was written
+        return fail_usage(f"init: nothing was written: {exc}")
     p.say("")
     p.say(f"Wrote {path} (readable only by you)"
           + (f"; the old file is kept as {saved.backup}" if saved.backup else "") + ".")

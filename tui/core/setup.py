@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import getpass
 import os
@@ -110,6 +111,18 @@ def check_local_dir(text: str) -> Path:
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} exists and is not a folder")
     return path.absolute()
+
+
+def check_local_dir_for(answers: Answers, text: str) -> Path:
+    """``check_local_dir``, then whether the profile would load with it beside the answers so
+    far: no download folder may be SSH's own, report-keeper's own, ... (the config's rules)."""
+    path = check_local_dir(text)
+    try:
+        render_config(dataclasses.replace(answers, local_dir=path, reports=[], pending=[]))
+    except ConfigError as exc:
+        if (exc.key or "").rsplit(".", 1)[-1] == "local_dir":
+            raise ValueError(exc.reason) from None
+    return path
 
 
 def check_remote_dir(text: str) -> str:
