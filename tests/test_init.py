@@ -233,6 +233,15 @@ def test_a_local_folder_the_config_refuses_is_a_usage_error_not_a_bug(tmp_path):
     assert not cfg.exists()
 
 
+def test_a_config_path_that_is_a_folder_is_named_so(tmp_path):
+    """--config naming a folder: '--force replaces the profile in it' was the advice, which
+    --force then refused too ('is not a file')."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    res = _init(home, "--config", str(tmp_path), "--host", "127.0.0.1", "--yes")
+    assert res.returncode == 3 and "is not a file" in res.stderr and "--force" not in res.stderr, res.stderr
+
+
 def test_stopping_halfway_writes_nothing(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
@@ -282,6 +291,8 @@ def test_proposals_and_a_written_config_round_trip(tmp_path):
     (su.check_host, "sftp://files.example.org"), (su.check_host, "a b"), (su.check_host, "-oProxyCommand=x"),
     (su.check_port, "0"), (su.check_port, "ssh"), (su.check_username, "-l"), (su.check_username, "a b"),
     (su.check_zone, "Mars/Olympus"),
+    # the config refuses these server folders: refused as typed, not once everything was asked
+    (su.check_remote_dir, "../upload"), (su.check_remote_dir, "upload/.report-keeper"),
 ])
 def test_answers_are_checked(check, bad):
     with pytest.raises(ValueError):

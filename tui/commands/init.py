@@ -144,11 +144,11 @@ class UsageError(Exception):
 def run(args: argparse.Namespace) -> int:
     path = Path(getattr(args, "config", None) or default_config_path()).expanduser()
     profile = getattr(args, "profile", None) or DEFAULT_PROFILE
+    if path.exists() and not path.is_file():
+        return fail_usage(f"{path} is not a file; name the config file with --config")
     if path.exists() and not args.force:
         return fail_usage(f"{path} exists; run again with --force to replace profile '{profile}' in it "
                           "(a backup is kept), or choose another file with --config")
-    if path.exists() and not path.is_file():
-        return fail_usage(f"{path} is not a file")
     prompter = Prompter(not args.yes, sys.stdout)
     try:
         return asyncio.run(_init(args, path, profile, prompter))

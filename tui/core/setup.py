@@ -56,7 +56,7 @@ from tui.core.config import (
 )
 from tui.core.durable import fsync_dir
 from tui.core.model import ConnTestResult, RemoteFile
-from tui.core.names import parse_name
+from tui.core.names import folder_refusal, parse_name
 from tui.core.schedule import infer_schedule, parse_schedule
 
 REPORT_SUFFIXES = (".xlsx", ".xlsm")
@@ -130,6 +130,9 @@ def check_remote_dir(text: str) -> str:
     text = text.strip() or "."
     if not text.isprintable():
         raise ValueError("a folder path has no control characters")
+    reason = folder_refusal(text)  # as the config would refuse it
+    if reason is not None:
+        raise ValueError(reason)
     return text
 
 
