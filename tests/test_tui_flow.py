@@ -384,3 +384,16 @@ def test_a_dropped_ssh_session_closes_the_demo_cleanly(tmp_path):
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("report-keeper-demo")]
+
+
+async def test_ctrl_c_says_how_to_quit_in_words(demo_remote, home):
+    """ctrl+c (the reflex in a terminal) does not quit a Textual app: it says how. The app
+    shows toasts as plain text, so Textual's own "Press [b]ctrl+q[/b]" came out with its
+    markup as letters; and it named ctrl+q where the app's key, in its footer, is q."""
+    app = _app(profile_for(demo_remote, home), auto_connect=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        [toast] = [n for n in app._notifications if "quit" in n.message.lower()]
+        assert "[b]" not in toast.message and "[/b]" not in toast.message, toast.message
+        assert "q" in toast.message.split() and app.is_running, toast.message

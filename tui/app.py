@@ -661,6 +661,11 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         self._ask(ConfirmModal("Cancel every download?", body(), yes="Cancel downloads",
                                no="Keep downloading", body_of=body), answered)
 
+    def action_help_quit(self) -> None:
+        """ctrl+c does not quit (Textual's choice: it copies in a field): say how, in words.
+        Textual's own toast has markup in it, and toasts here are plain text."""
+        self.notify("Press q to quit (ctrl+q while typing in a field).", title="Do you want to quit?")
+
     async def action_quit(self) -> None:
         """Quit; while downloads run, only after asking (what arrived is kept and resumed)."""
         if not self.board.active:
