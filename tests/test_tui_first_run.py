@@ -463,6 +463,21 @@ async def test_enter_moves_on_past_the_key_choice(home):
         assert app.focused is screen.query_one("#remote_dir", Input), app.focused
 
 
+async def test_the_key_list_offers_only_keys(home):
+    """The keys are known when the form opens; the list kept a blank first entry named
+    '(looking…)' under them, which read as still searching and, chosen, meant the new pair."""
+    from textual.widgets import Select
+
+    app = _app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        key = app.screen.query_one("#key", Select)
+        labels = [str(prompt) for prompt, _value in key._options]
+        assert len(labels) == len(app.view.defaults.keys), labels
+        assert not any("looking" in label for label in labels), labels
+        assert key.value == 0
+
+
 async def test_a_profile_the_config_would_refuse_is_named_on_the_form(home):
     """~/.ssh is a folder, but no profile may download into SSH's own folder: said under the
     field before anything is tried."""

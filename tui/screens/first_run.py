@@ -152,7 +152,11 @@ class FirstRunScreen(Screen[None]):
                     with Horizontal(classes="row"):
                         yield Label(label)
                         if name == "key":
-                            yield Select([], allow_blank=True, compact=True, id="key", prompt="(looking…)")
+                            # the keys are known already (ssh-agent's may come later): no blank entry
+                            self._keys = d.keys
+                            yield Select([(Text(escape_name(k.label)), i) for i, k in enumerate(d.keys)],
+                                         allow_blank=not d.keys, value=0 if d.keys else Select.BLANK,
+                                         compact=True, id="key")
                         else:
                             yield Input(_initial(view, name), placeholder=_PLACEHOLDERS[name], compact=True,
                                         id=name, suggester=_suggester(view, name))
@@ -256,6 +260,8 @@ class FirstRunScreen(Screen[None]):
         self._keys = keys
         select.set_options([(Text(escape_name(k.label)), i) for i, k in enumerate(keys)])
         index = keys.index(chosen) if chosen in keys else 0
+        if select.value == index:  # the same number, another key: its label is shown anew
+            select.mutate_reactive(Select.value)
         select.value = index
 
     def _show_new_key(self, view: SetupView) -> None:
