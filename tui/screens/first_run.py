@@ -261,7 +261,7 @@ class FirstRunScreen(Screen[None]):
         select.set_options([(Text(escape_name(k.label)), i) for i, k in enumerate(keys)])
         index = keys.index(chosen) if chosen in keys else 0
         if select.value == index:  # the same number, another key: its label is shown anew
-            select.mutate_reactive(Select.value)
+            select.mutate_reactive(Select.value)  # type: ignore[misc]  # the descriptor itself
         select.value = index
 
     def _show_new_key(self, view: SetupView) -> None:
