@@ -280,3 +280,18 @@ def test_a_last_delivery_that_is_unreadable_is_said_so_not_not_verified():
     screen = reports_text(health, sc.TZ, sc.NOW).plain
     shell = render(health, sc.profile(), width=200, max_lines=200)
     assert "not downloaded yet" in screen and "not downloaded yet" in shell, screen
+
+
+def test_a_last_delivery_stamped_later_than_now_is_not_0m_ago():
+    """A file whose name carries a time later than now (the name's clock is another zone
+    than the profile's: 13:00 at 09:30) was shown "(0m ago)" on Health: it says how far
+    ahead it is instead, which points at the time zone."""
+    from tui.screens.health import reports_text
+
+    history = sc.deliveries()
+    last = max((d for d in history if d.report == sc.WEEKLY), key=lambda d: d.delivered_at)
+    ahead = dataclasses.replace(last, delivered_at=sc.NOW + timedelta(hours=3, minutes=30))
+    health = evaluate(sc.profile(), [ahead if d is last else d for d in history], now=sc.NOW)
+    line = next(x for x in reports_text(health, sc.TZ, sc.NOW).plain.splitlines()
+                if "last:" in x and f"{ahead.delivered_at.astimezone(sc.TZ):%H:%M}" in x)
+    assert "0m ago" not in line and "(in 3h)" in line, line

@@ -104,7 +104,10 @@ def reports_text(health: HealthReport | None, tz: tzinfo, now: datetime) -> Text
             text.append("never delivered", style="yellow")
         else:
             text.append(local_time(last.delivered_at, tz, with_year=True))
-            text.append(f" ({human_age(now - last.delivered_at)} ago)", style="dim")
+            age = now - last.delivered_at
+            # a time ahead of now: the name's clock is not the profile's time zone
+            text.append(f" ({human_age(age)} ago)" if age.total_seconds() >= 0 else f" (in {human_age(-age)})",
+                        style="dim")
             rows = last.rows
             if rows is None:
                 found = last.downloaded and last.verification is not None
