@@ -203,6 +203,17 @@ def test_connection_problems_come_first_and_set_the_exit_code():
     assert [p.severity for p in ro_conn] == ["warning"]
 
 
+def test_the_apps_advice_for_a_failed_connection_says_when_an_edited_config_counts():
+    """The app reads the config when it starts, so r lists the server again with the host,
+    port, user and key it started with: advice that only said "fix it, then press r" left a
+    librarian who corrected the port in the config pressing r at the same refusal."""
+    problem = ConnectionStatus(ok=False, message="refused", write_test="skipped").problem()
+    assert problem is not None
+    assert "press r" in problem.app_step
+    assert "config" in problem.app_step and "start" in problem.app_step, problem.app_step
+    assert "report-keeper check" in problem.next_step  # the shell's step: each run reads the config
+
+
 def test_json_has_the_spec_shape(health):
     doc = json.loads(json.dumps(health.to_json()))
     assert set(doc) >= {"status", "connection", "reports"}
@@ -243,3 +254,44 @@ def test_a_changed_copy_held_beside_the_old_one_warns_for_a_while_not_for_ever()
     (problem,) = _changed_problems("downloaded", 3)
     assert "side by side" in problem.next_step
     assert _changed_problems("downloaded", 30) == []
+
+
+def test_a_last_delivery_that_is_unreadable_is_said_so_not_not_verified():
+    """An unreadable last delivery has no rows: Health and check said "not verified (yet)" of
+    it, which reads as "wait", while the file was verified and cannot be read. Each says what
+    the verification found, and "not downloaded yet" where nothing is held to verify."""
+    from tui.commands.check import render
+    from tui.screens.health import reports_text
+
+    history = sc.deliveries()
+    last = max((d for d in history if d.report == sc.WEEKLY), key=lambda d: d.delivered_at)
+    bad = dataclasses.replace(last, verification=model.VerifyStatus.UNREADABLE, rows=None,
+                              downloaded_at=sc.NOW, local_path="/reports/" + last.name)
+    held = [bad if d is last else d for d in history]
+    health = evaluate(sc.profile(), held, now=sc.NOW)
+    assert health.report(sc.WEEKLY).last_delivery.verification == "unreadable"
+    screen = reports_text(health, sc.TZ, sc.NOW).plain
+    shell = render(health, sc.profile(), width=200, max_lines=200)
+    for text in (screen, shell):
+        line = next(x for x in text.splitlines() if "unreadable" in x or "not verified" in x)
+        assert "unreadable" in line and "not verified" not in line, line
+    gone = dataclasses.replace(last, verification=None, rows=None, downloaded_at=None)
+    health = evaluate(sc.profile(), [gone if d is last else d for d in history], now=sc.NOW)
+    screen = reports_text(health, sc.TZ, sc.NOW).plain
+    shell = render(health, sc.profile(), width=200, max_lines=200)
+    assert "not downloaded yet" in screen and "not downloaded yet" in shell, screen
+
+
+def test_a_last_delivery_stamped_later_than_now_is_not_0m_ago():
+    """A file whose name carries a time later than now (the name's clock is another zone
+    than the profile's: 13:00 at 09:30) was shown "(0m ago)" on Health: it says how far
+    ahead it is instead, which points at the time zone."""
+    from tui.screens.health import reports_text
+
+    history = sc.deliveries()
+    last = max((d for d in history if d.report == sc.WEEKLY), key=lambda d: d.delivered_at)
+    ahead = dataclasses.replace(last, delivered_at=sc.NOW + timedelta(hours=3, minutes=30))
+    health = evaluate(sc.profile(), [ahead if d is last else d for d in history], now=sc.NOW)
+    line = next(x for x in reports_text(health, sc.TZ, sc.NOW).plain.splitlines()
+                if "last:" in x and f"{ahead.delivered_at.astimezone(sc.TZ):%H:%M}" in x)
+    assert "0m ago" not in line and "(in 3h)" in line, line

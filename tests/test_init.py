@@ -185,6 +185,9 @@ def test_interactive_init_through_a_terminal(sshd, site, tmp_path):
         child.expect("Enter to choose this folder: ")
         child.sendline("")
         child.expect(r"Local folder for the downloaded reports \[.*\]: ")
+        child.sendline("~/.ssh")  # SSH's own folder: refused where it is typed, asked again
+        child.expect("known_hosts")
+        child.expect(r"Local folder for the downloaded reports \[.*\]: ")
         child.sendline(str(tmp_path / "reports"))
         child.expect(r"Time zone of the library \[.*\]: ")
         child.sendline("Mars/Olympus")
@@ -210,6 +213,33 @@ def test_interactive_init_through_a_terminal(sshd, site, tmp_path):
     [report] = prof.reports
     assert (report.name, report.schedule, report.at, report.grace) == (REPORT, "daily", time(7, 15), timedelta(minutes=90))
     assert sshd.host_key.export_public_key().split()[1].decode() in (home / ".ssh" / "known_hosts").read_text()
+
+
+def test_a_local_folder_the_config_refuses_is_a_usage_error_not_a_bug(tmp_path):
+    """--local-dir ~/.ssh passed every question's own check and was refused only when the
+    config was written: "unexpected error ... this is a bug", exit 2. It is a usage error now
+    (exit 3, naming local_dir and why), and nothing is written."""
+    from tests.fixtures_sshd import free_port
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    cfg = tmp_path / "config.toml"
+    res = _init(home, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(free_port()),
+                "--username", "librarian", "--new-key", "--local-dir", str(home / ".ssh"),
+                "--timezone", "UTC", "--yes")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "--local-dir" in res.stderr and "known_hosts" in res.stderr, res.stderr
+    assert "bug" not in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert not cfg.exists()
+
+
+def test_a_config_path_that_is_a_folder_is_named_so(tmp_path):
+    """--config naming a folder: '--force replaces the profile in it' was the advice, which
+    --force then refused too ('is not a file')."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    res = _init(home, "--config", str(tmp_path), "--host", "127.0.0.1", "--yes")
+    assert res.returncode == 3 and "is not a file" in res.stderr and "--force" not in res.stderr, res.stderr
 
 
 def test_stopping_halfway_writes_nothing(tmp_path):
@@ -261,6 +291,8 @@ def test_proposals_and_a_written_config_round_trip(tmp_path):
     (su.check_host, "sftp://files.example.org"), (su.check_host, "a b"), (su.check_host, "-oProxyCommand=x"),
     (su.check_port, "0"), (su.check_port, "ssh"), (su.check_username, "-l"), (su.check_username, "a b"),
     (su.check_zone, "Mars/Olympus"),
+    # the config refuses these server folders: refused as typed, not once everything was asked
+    (su.check_remote_dir, "../upload"), (su.check_remote_dir, "upload/.report-keeper"),
 ])
 def test_answers_are_checked(check, bad):
     with pytest.raises(ValueError):
@@ -297,6 +329,15 @@ def test_a_remote_dir_that_does_not_exist_is_named_as_a_folder(sshd, site, tmp_p
     assert res.returncode == 3, res.stdout + res.stderr
     assert f"The folder '{sub.name}/no/such' does not exist" in res.stderr
     assert "no longer on" not in res.stderr and not cfg.exists()
+    # one missing part at the end gets past the server's realpath: the listing fails, and
+    # it is still named as the folder typed, with what to check (not the sync's words)
+    res = _init(home, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(sshd.port),
+                "--username", sshd.username, "--key", str(sshd.key), "--remote-dir", f"{sub.name}/nosuch",
+                "--timezone", "America/Chicago", "--yes", "--accept-new-host-key")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert f"--remote-dir: The folder '{sub.name}/nosuch' does not exist" in res.stderr, res.stderr
+    assert "Check the path" in res.stderr and "marked as gone" not in res.stderr, res.stderr
+    assert not cfg.exists()
 
 
 def test_the_next_steps_can_be_pasted_into_a_shell_whatever_the_config_path(tmp_path):

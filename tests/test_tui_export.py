@@ -185,3 +185,26 @@ def test_snapshot_export_modal_80x24(snap_compare, built, monkeypatch):
     monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
     monkeypatch.setenv("HOME", HOME)
     assert snap_compare(ExportApp(built), terminal_size=(80, 24), run_before=open_modal)
+
+
+async def test_the_format_shown_follows_the_file_typed(env, tmp_path):
+    """The file's extension decides the format (as on the command line). Choosing a format
+    changed the extension, but typing a file ending in .csv left 'Parquet' shown above it,
+    so the form said one format and wrote the other."""
+    app = ExportApp(env)
+    async with app.run_test(size=(80, 24)) as pilot:
+        modal = await open_modal(pilot)
+        out_box = modal.query_one("#export-out", Input)
+        fmt = modal.query_one("#export-format", Select)
+        assert fmt.value == ".parquet"
+        out_box.focus()
+        await pilot.press("ctrl+u", *str(tmp_path / "loans.csv"))
+        await pilot.pause()
+        assert fmt.value == ".csv"
+        assert out_box.value == str(tmp_path / "loans.csv")  # what was typed stays as typed
+        await pilot.press("backspace", "backspace", "backspace", *"parquet")
+        await pilot.pause()
+        assert fmt.value == ".parquet"
+        await pilot.press("ctrl+u", *str(tmp_path / "loans.xlsx"))  # no format: the choice stays
+        await pilot.pause()
+        assert fmt.value == ".parquet" and out_box.value.endswith("loans.xlsx")

@@ -282,6 +282,33 @@ async def test_a_failing_connection_keeps_the_form_and_says_why(home):
     assert load_config(app.config_path).profile("default").port == closed
 
 
+async def test_saved_for_later_notes_the_folder_never_chosen_and_the_key_never_tried(home):
+    """The form's empty server folder says 'pick it from the server's folders'; saved for
+    later before the server could be reached, the config silently watched the login folder
+    ('.'), where sync finds no reports and check then has nothing to miss. It is pending now,
+    and so is the new key the server has not seen yet (only 'could not be reached' was noted)."""
+    for old in (home / ".ssh").iterdir():
+        old.unlink()  # no key yet: the form offers a new pair
+    app = _app(home)
+    closed = free_port()  # nothing listens there
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _fill_form(pilot, port=closed, username="librarian")
+        await pilot.press("enter")
+        await _wait(pilot, lambda: app.view.step is SetupStep.NEW_KEY and not app.view.busy)
+        await pilot.press("c")
+        await _wait(pilot, lambda: app.view.error and not app.view.busy)
+        assert "refused" in app.view.error.lower()
+        await pilot.press("f3")
+        await _wait(pilot, lambda: app.view.step is SetupStep.DONE)
+        pending = " | ".join(app.view.pending)
+        assert "could not be reached" in pending, pending
+        assert "server folder was not chosen" in pending and "remote_dir" in pending, pending
+        assert "id_ed25519_report_keeper.pub" in pending and "administrator" in pending, pending
+    text = app.config_path.read_text()
+    assert "# PENDING: the server folder was not chosen" in text, text
+    assert load_config(app.config_path).profile().remote_dir == "."
+
+
 @pytest.mark.sshd
 async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds_it(sshd, site, home):
     for old in (home / ".ssh").iterdir():
@@ -337,6 +364,40 @@ async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds
 
 
 @pytest.mark.sshd
+async def test_a_folder_typed_that_does_not_exist_is_said_in_the_pickers_words(sshd, site, home):
+    """One missing folder at the end of a path gets past the server's realpath (OpenSSH, like
+    realpath(3), resolves a last part that does not exist), so it is the listing that fails:
+    the picker still says what it means there (type another path, the login folder is shown),
+    never the sync's words about a profile's remote_dir and files marked as gone."""
+    app = _app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _fill_form(pilot, port=sshd.port, username=sshd.username, remote_dir=f"{site.name}/nosuch")
+        await pilot.press("enter")
+        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await pilot.press("o")
+        await _wait(pilot, lambda: app.view.step is SetupStep.FOLDER and not app.view.busy)
+        assert app.view.folder.path == str(sshd.root)
+        error = app.view.error
+        assert f"'{site.name}/nosuch' does not exist" in error and "login folder is shown" in error, error
+        assert "remote_dir in the profile" not in error and "marked as gone" not in error, error
+        # typed in the picker (g): said in the picker's words, and the folder shown stays
+        await _open(pilot, site.name)
+        await pilot.press("g")
+        await pilot.press(*"upload/nope", "enter")
+        await _wait(pilot, lambda: app.view.error and not app.view.busy)
+        error = app.view.error
+        assert "'" in error and "upload/nope' does not exist" in error, error
+        assert "remote_dir in the profile" not in error and "marked as gone" not in error, error
+        assert "Check the path" in error, error
+        assert app.view.folder.path == f"{sshd.root}/{site.name}"
+        # a file is not a folder either
+        await pilot.press("g")
+        await pilot.press(*f"upload/ALMA/{REPORT}_20261119_070300.xlsx", "enter")
+        await _wait(pilot, lambda: app.view.error and not app.view.busy and "20261119" in app.view.error)
+        assert "marked as gone" not in app.view.error, app.view.error
+
+
+@pytest.mark.sshd
 async def test_the_keys_of_ssh_agent_are_offered_and_used(sshd, home, ssh_agent, ssh_keys):
     import subprocess
 
@@ -367,6 +428,54 @@ async def test_a_host_alias_leaves_port_and_user_to_the_ssh_config(home):
         screen = app.screen
         assert screen.query_one("#host", Input).value == "alma-files"
         assert screen.query_one("#port", Input).value == "" and screen.query_one("#username", Input).value == ""
+
+
+async def test_enter_moves_on_past_the_key_choice(home):
+    """"Tab or enter moves on": enter on 'Log in with' opens its list, and enter there chose
+    and left the focus on the list's field, so enter after enter only opened and closed it
+    and never reached the connect button. Choosing with enter now moves on; escape closes the
+    list and stays."""
+    from textual.widgets import Select
+
+    app = _app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        key = screen.query_one("#key", Select)
+        key.focus()
+        await pilot.pause()
+        await pilot.press("enter")  # opens the list
+        await pilot.pause()
+        assert key.expanded
+        await pilot.press("escape")  # closes it, stays
+        await pilot.pause()
+        assert not key.expanded and app.focused is key
+        await pilot.press("enter", "down", "enter")  # chooses another: moves on
+        await pilot.pause()
+        assert not key.expanded and key.value == 1
+        assert app.focused is screen.query_one("#remote_dir", Input), app.focused
+        # enter, enter from there on reaches the last field and connects (its field errors show)
+        await pilot.press("shift+tab")
+        await pilot.pause()
+        assert app.focused is key
+        await pilot.press("enter", "enter")  # the same choice again: moves on too
+        await pilot.pause()
+        assert app.focused is screen.query_one("#remote_dir", Input), app.focused
+
+
+async def test_the_key_list_offers_only_keys(home):
+    """The keys are known when the form opens; the list kept a blank first entry named
+    '(looking…)' under them, which read as still searching and, chosen, meant the new pair."""
+    from textual.widgets import Select
+
+    app = _app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        key = app.screen.query_one("#key", Select)
+        labels = [str(prompt) for prompt, _value in key._options]
+        assert len(labels) == len(app.view.defaults.keys), labels
+        assert not any("looking" in label for label in labels), labels
+        assert key.value == 0
 
 
 async def test_a_profile_the_config_would_refuse_is_named_on_the_form(home):
@@ -576,3 +685,45 @@ async def test_a_schedule_typed_with_markup_is_an_error_in_the_form_not_a_crash(
         assert app.screen is modal  # still open, saying what is wrong
         shown = str(modal.query_one("#edit-error", Static).render())
         assert "[/][b]" in shown
+
+
+async def test_a_grace_the_config_would_refuse_is_an_error_in_the_editor():
+    """The editor accepted any duration, so a grace over the config's 31 days was taken, and
+    only 'w' then failed, naming 'report[0].grace' and '960h' instead of what was typed and the
+    report: the editor now refuses it where it was typed, saying the limit."""
+    from datetime import time, timedelta
+
+    from textual.app import App
+    from textual.widgets import Input, Static
+
+    from tui.core import setup as su
+    from tui.screens.first_run import ReportEditModal
+
+    proposal = su.ReportProposal(name="Loans", files=3, schedule="daily", at=time(7), grace=timedelta(hours=2))
+    app = App()
+    results = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ReportEditModal(proposal), callback=results.append)
+        await pilot.pause()
+        modal = app.screen
+        modal.query_one("#edit-grace", Input).value = "40d"
+        modal.query_one("#edit-grace", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is modal and results == []  # still open, saying what is wrong
+        shown = str(modal.query_one("#edit-error", Static).render())
+        assert "'40d'" in shown and "31 days" in shown, shown
+        modal.query_one("#edit-grace", Input).value = "31d"
+        await pilot.press("enter")
+        await pilot.pause()
+    assert results == [("daily", time(7), timedelta(days=31))]
+
+
+def test_init_asks_again_for_a_grace_the_config_would_refuse():
+    from tui.core import setup as su
+
+    with pytest.raises(ValueError, match="at most 31 days"):
+        su.check_grace("40d")
+    with pytest.raises(ValueError, match="at most 31 days"):
+        su.check_grace("99999999999999d")
+    assert su.check_grace("90m") == timedelta(minutes=90)

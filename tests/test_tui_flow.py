@@ -384,3 +384,48 @@ def test_a_dropped_ssh_session_closes_the_demo_cleanly(tmp_path):
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("report-keeper-demo")]
+
+
+async def test_ctrl_c_says_how_to_quit_in_words(demo_remote, home):
+    """ctrl+c (the reflex in a terminal) does not quit a Textual app: it says how. The app
+    shows toasts as plain text, so Textual's own "Press [b]ctrl+q[/b]" came out with its
+    markup as letters; and it named ctrl+q where the app's key, in its footer, is q."""
+    app = _app(profile_for(demo_remote, home), auto_connect=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        [toast] = [n for n in app._notifications if "quit" in n.message.lower()]
+        assert "[b]" not in toast.message and "[/b]" not in toast.message, toast.message
+        assert "q" in toast.message.split() and app.is_running, toast.message
+
+
+async def test_with_the_server_unlisted_d_and_t_say_why_nothing_happens(demo_remote, home):
+    """The server could not be listed: d said "Nothing to download: every file on the server
+    is held here" (nothing was known of the server at all), and t's toast said only
+    "Connection test: skipped" for a test that failed to connect."""
+    from tests.fixtures_sshd import free_port
+
+    app = _app(profile_for(demo_remote, home, port=free_port()))  # nothing listens there
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        assert app.connection.state == "failed"
+
+        def toasts() -> list[str]:
+            return [n.message for n in app._notifications]
+
+        for screen_key in ("1", "2"):
+            app.clear_notifications()
+            await pilot.press(screen_key, "d")
+            await pilot.pause()
+            [said] = toasts()
+            assert "held here" not in said and "downloaded" not in said, said
+            assert "could not be listed" in said and "r" in said.split(), said
+        app.clear_notifications()
+        await pilot.press("2", "a")
+        await pilot.pause()
+        assert "could not be listed" in toasts()[-1], toasts()
+        app.clear_notifications()
+        await pilot.press("t")
+        await wait_for(pilot, lambda: not app.connection.testing and app._notifications)
+        said = toasts()[-1]
+        assert "refused the connection" in said, said

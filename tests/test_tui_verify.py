@@ -151,6 +151,25 @@ async def test_unreadable_detail_sort_and_filter(scenario):
         assert len(screen._shown) == len(demo.files)
 
 
+async def test_a_new_sort_shows_its_first_rows(scenario):
+    """``s`` shows the new order from its top, the cursor on its first row, as on the Remote
+    screen: "worst first" kept the cursor's file where it was on screen, so the bad files it
+    put on top were scrolled out of view above the first row shown."""
+    app = VerifyApp(scenario)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        await pilot.press("down", "down", "down")
+        await pilot.press("s")  # worst first
+        await pilot.pause()
+        assert screen._shown[0].result.status == st.UNREADABLE
+        assert table.cursor_row == 0 and table.scroll_y == 0, (table.cursor_row, table.scroll_y)
+        await pilot.press("s")  # by name
+        await pilot.pause()
+        assert table.cursor_row == 0 and table.scroll_y == 0, (table.cursor_row, table.scroll_y)
+
+
 def test_cache_context_and_helpers_without_textual(scenario):
     profile = scenario.profile
     items = find_local_reports(scenario.local, profile, scenario.ledger)

@@ -373,7 +373,9 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         self.set_connection(ConnectionState.CONNECTED if result.ok else ConnectionState.FAILED,
                             result.message)
         self.notify(
-            "Connection test: " + ("passed" if result.ok and result.write_test == "ok" else result.write_test),
+            ("Connection test: " + ("passed" if result.write_test == "ok" else result.write_test)) if result.ok
+            # its steps were skipped: what failed is the connection itself
+            else f"Connection test failed: {result.message}",
             severity="information" if result.ok else "error",
         )
         self.load_snapshot()
@@ -604,10 +606,20 @@ class ReportKeeperApp(SshQuestionsApp[None]):
             return
         self.run_connection_test()
 
+    def unlisted_text(self) -> str | None:
+        """Why nothing is known to download when the latest listing failed (None: it worked):
+        "every file is held here" would be a guess about a server nobody could see."""
+        if not self.connection.listing_error:
+            return None
+        return ("The server could not be listed, so nothing new is known to download (Health, 1, "
+                "says why); r lists it again.")
+
     def action_download_all_new(self) -> None:
         names = [r.name for r in self.snapshot.rows if r.state in _NOT_HELD]
         if not names:
-            self.notify("Nothing to download: every file on the server is held here.")
+            unlisted = self.unlisted_text()
+            self.notify(unlisted or "Nothing to download: every file on the server is held here.",
+                        severity="warning" if unlisted else "information")
             return
         added = self.queue_downloads(names)
         if not self.board.paused:  # else the question about resuming says it
@@ -660,6 +672,11 @@ class ReportKeeperApp(SshQuestionsApp[None]):
 
         self._ask(ConfirmModal("Cancel every download?", body(), yes="Cancel downloads",
                                no="Keep downloading", body_of=body), answered)
+
+    def action_help_quit(self) -> None:
+        """ctrl+c does not quit (Textual's choice: it copies in a field): say how, in words.
+        Textual's own toast has markup in it, and toasts here are plain text."""
+        self.notify("Press q to quit (ctrl+q while typing in a field).", title="Do you want to quit?")
 
     async def action_quit(self) -> None:
         """Quit; while downloads run, only after asking (what arrived is kept and resumed)."""

@@ -110,6 +110,7 @@ class FirstRunApp(SshQuestionsApp[FirstRunExit | None]):
         self._home = "."  # the login folder, absolute
         self._folder: ss.FolderView | None = None  # the folder the picker shows
         self._pending_note = ""  # why the last connection failed, as the config notes it
+        self._key_noted = False  # that note already says the server must be given the new key
         self.tried: FormAnswers | None = None  # the form as last sent
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -294,6 +295,7 @@ class FirstRunApp(SshQuestionsApp[FirstRunExit | None]):
         self.view.new_key = PublicKeyShown(ss.home_relative(new.path), new.public_line, new.fingerprint)
         # Finishing later, as init's "later": the config notes what the administrator must do.
         self._pending_note = ss.later_note(new)
+        self._key_noted = True
         self.view.can_save_pending = True
         self.view.busy = ""
         self.view.step = SetupStep.NEW_KEY
@@ -321,6 +323,7 @@ class FirstRunApp(SshQuestionsApp[FirstRunExit | None]):
                 note = opened.note or ""
                 view.error = f"{opened.error.what} {note[:1].upper()}{note[1:]}."
             self._pending_note = opened.note or view.error
+            self._key_noted = isinstance(opened.error, AuthFailed) and self._uses_new_key()
             view.can_save_pending = True
             self._changed()
             if isinstance(opened.error, HostKeyChanged):
@@ -416,6 +419,12 @@ class FirstRunApp(SshQuestionsApp[FirstRunExit | None]):
         assert answers is not None
         answers.reports = []
         answers.pending = [self._pending_note] if self._pending_note else []
+        if self._new_key is not None and self._uses_new_key() and not self._key_noted:
+            # the server was never reached with it (unreachable, host key not confirmed)
+            answers.pending.append(ss.later_note(self._new_key))
+        if self.tried is not None and not self.tried.remote_dir.strip():
+            # the form promised a pick from the server's folders, which never came
+            answers.pending.append(su.FOLDER_NOT_CHOSEN)
         await self._write(answers)
 
     async def _write(self, answers: su.Answers) -> None:

@@ -36,7 +36,7 @@ from tui.core import clock
 from tui.core import status as st
 from tui.core.clock import ClockError
 from tui.core.config import ConfigError, Profile
-from tui.core.health import ConnectionStatus, HealthReport, evaluate, fmt_day
+from tui.core.health import ConnectionStatus, HealthReport, evaluate, fmt_day, held_state
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.model import Audience, JSONObject, WriteTest
 from tui.core.names import escape_name
@@ -392,9 +392,7 @@ def render(report: HealthReport, profile: Profile, *, width: int = 100, max_line
         if last is None:
             tail = "last delivery: never"
         else:
-            extra = f"{last.rows} rows" if last.rows is not None else (
-                "not downloaded yet" if not last.downloaded else "not verified")
-            tail = f"last: {_when(last.delivered_at, tz)} ({extra})"
+            tail = f"last: {_when(last.delivered_at, tz)} ({held_state(last)})"
         lines.append(f"  {r.status.upper():8} {escape_name(r.name)} · {sched} · {tail}"
                      f" · on time {r.on_time_streak} in a row")
     if not any(r.last_delivery for r in report.reports):

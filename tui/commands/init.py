@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,9 +27,9 @@ from zoneinfo import ZoneInfo
 
 from tui.commands.common import fail_usage, terminal_passphrase_cb
 from tui.core import setup as su
-from tui.core.config import DEFAULT_PROFILE, default_config_path
+from tui.core.config import DEFAULT_PROFILE, ConfigError, default_config_path
 from tui.core.names import escape_name
-from tui.core.schedule import parse_at, parse_duration
+from tui.core.schedule import parse_at
 from tui.core.status import Exit
 from tui.sftp import setup as ss
 from tui.sftp.client import HostKeyInfo, HostKeyPolicy, SftpConnection
@@ -143,11 +144,11 @@ class UsageError(Exception):
 def run(args: argparse.Namespace) -> int:
     path = Path(getattr(args, "config", None) or default_config_path()).expanduser()
     profile = getattr(args, "profile", None) or DEFAULT_PROFILE
+    if path.exists() and not path.is_file():
+        return fail_usage(f"{path} is not a file; name the config file with --config")
     if path.exists() and not args.force:
         return fail_usage(f"{path} exists; run again with --force to replace profile '{profile}' in it "
                           "(a backup is kept), or choose another file with --config")
-    if path.exists() and not path.is_file():
-        return fail_usage(f"{path} is not a file")
     prompter = Prompter(not args.yes, sys.stdout)
     try:
         return asyncio.run(_init(args, path, profile, prompter))
@@ -196,7 +197,7 @@ async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter)
                                             ".", su.check_remote_dir, args.remote_dir, "--remote-dir")
         local_default = str(su.default_local_dir(profile))
         local = await _ask(p, p.ask, "Local folder for the downloaded reports", local_default,
-                           su.check_local_dir, args.local_dir, "--local-dir")
+                           functools.partial(su.check_local_dir_for, answers), args.local_dir, "--local-dir")
         answers.local_dir = local
         zone = await _ask(p, p.ask, "Time zone of the library", zone_default, su.check_zone,
                           tz_answer, "--timezone")
@@ -215,6 +216,8 @@ async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter)
         return fail_usage(f"{path} appeared meanwhile; nothing was written")
     except OSError as exc:
         return fail_usage(f"could not write {path}: {exc.strerror or exc}")
+    except ConfigError as exc:  # what would be written does not load: nothing was written
+        return fail_usage(f"init: nothing was written: {exc}")
     p.say("")
     p.say(f"Wrote {path} (readable only by you)"
           + (f"; the old file is kept as {saved.backup}" if saved.backup else "") + ".")
@@ -401,7 +404,7 @@ async def _reports(p: Prompter, answers: su.Answers, view: FolderView, zone: Zon
                                     r.schedule, su.check_schedule)
             r.at = await _ask(p, p.ask, "    Time it runs (HH:MM)", f"{r.at:%H:%M}", parse_at)
             minutes = int(r.grace.total_seconds() // 60)
-            r.grace = await _ask(p, p.ask, "    Late after (grace)", f"{minutes // 60}h", parse_duration)
+            r.grace = await _ask(p, p.ask, "    Late after (grace)", f"{minutes // 60}h", su.check_grace)
     answers.reports = proposals
 
 

@@ -485,7 +485,8 @@ def _kind_name(kinds: tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def _grace(value: object) -> timedelta:
+def parse_grace(value: object) -> timedelta:
+    """A report's ``grace`` (``2h``, ``90m``, ``3d``): at most ``MAX_GRACE``; else ``ValueError``."""
     try:
         grace = parse_duration(value)
     except OverflowError:
@@ -545,7 +546,7 @@ def _report(reader: _Reader, base: ReportConfig, *, need_name: bool) -> ReportCo
         name=name,
         schedule=reader.convert("schedule", _schedule_check, base.schedule),
         at=reader.convert("at", parse_at, base.at),
-        grace=reader.convert("grace", _grace, base.grace),
+        grace=reader.convert("grace", parse_grace, base.grace),
         lag_days=reader.int_in("lag_days", 0, 366, base.lag_days),
         anonymize_days=reader.int_in("anonymize_days", 1, 3660, base.anonymize_days),
         retention_days=reader.int_in("retention_days", 1, 36600, base.retention_days),

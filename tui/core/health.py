@@ -129,6 +129,18 @@ _VERIFICATION_RANK = {
 }
 
 
+def held_state(delivery: Delivery) -> str:
+    """What is held of a delivery, in words, beside its time (Health, ``check``): its rows, or
+    what its verification found when it has none (``unreadable``), or why there is none yet."""
+    if delivery.rows is not None:
+        return f"{delivery.rows:,} rows"
+    if not delivery.downloaded:
+        return "not downloaded yet"
+    if delivery.verification is not None:
+        return str(delivery.verification)
+    return "not verified yet"
+
+
 def fmt_day(day: date, today: date | None = None) -> str:
     """``Tue 2 Jun``; the year is added when ``day`` is more than 180 days from ``today``."""
     text = f"{day:%a} {day.day} {day:%b}"
@@ -168,8 +180,9 @@ class ConnectionStatus:
                 message=f"Connection failed: {self.message}",
                 next_step="Fix the connection (host, key, known_hosts, network), then run "
                 "'report-keeper check' again",
+                # The app reads the config when it starts: r connects as it started.
                 app_step="Fix the connection (host, key, known_hosts, network), then press r to list "
-                "the server again",
+                "the server again; a change to the config file counts once the app is started again",
             )
         if self.write_test == WriteTest.READ_ONLY:
             return Problem(

@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import getpass
 import os
@@ -50,11 +51,12 @@ from tui.core.config import (
     default_config_path,
     default_data_dir,
     parse_config,
+    parse_grace,
     system_timezone,
 )
 from tui.core.durable import fsync_dir
 from tui.core.model import ConnTestResult, RemoteFile
-from tui.core.names import parse_name
+from tui.core.names import folder_refusal, parse_name
 from tui.core.schedule import infer_schedule, parse_schedule
 
 REPORT_SUFFIXES = (".xlsx", ".xlsm")
@@ -111,11 +113,26 @@ def check_local_dir(text: str) -> Path:
     return path.absolute()
 
 
+def check_local_dir_for(answers: Answers, text: str) -> Path:
+    """``check_local_dir``, then whether the profile would load with it beside the answers so
+    far: no download folder may be SSH's own, report-keeper's own, ... (the config's rules)."""
+    path = check_local_dir(text)
+    try:
+        render_config(dataclasses.replace(answers, local_dir=path, reports=[], pending=[]))
+    except ConfigError as exc:
+        if (exc.key or "").rsplit(".", 1)[-1] == "local_dir":
+            raise ValueError(exc.reason) from None
+    return path
+
+
 def check_remote_dir(text: str) -> str:
     """A folder on the server as typed (empty: the login folder, ``.``)."""
     text = text.strip() or "."
     if not text.isprintable():
         raise ValueError("a folder path has no control characters")
+    reason = folder_refusal(text)  # as the config would refuse it
+    if reason is not None:
+        raise ValueError(reason)
     return text
 
 
@@ -123,6 +140,11 @@ def check_schedule(text: str) -> str:
     """A schedule as the config writes it (``daily``, ``weekly:MON,THU``, ...)."""
     parse_schedule(text)
     return text.strip()
+
+
+def check_grace(text: str) -> timedelta:
+    """A report's grace as the config accepts it (``2h``, ``90m``; at most 31 days)."""
+    return parse_grace(text.strip())
 
 
 def default_username() -> str:
@@ -437,6 +459,12 @@ def save_config(path: Path, answers: Answers, *, force: bool = False, replacing:
             answers.pending.append(f"the local folder {answers.local_dir} could not be created "
                                    f"({exc.strerror or exc}); sync will try again")
     return Saved(path, backup, text)
+
+
+#: Pending when the set-up was saved before the server's folders could be shown.
+FOLDER_NOT_CHOSEN = ("the server folder was not chosen: remote_dir is the login folder ('.'); set it "
+                     "to the folder Alma delivers to (or pick it with 'report-keeper init --force' once "
+                     "the server can be reached)")
 
 
 def connection_test_note(result: ConnTestResult) -> str | None:

@@ -160,6 +160,14 @@ class ExportModal(ModalScreen["ExportResult | None"]):
         if isinstance(event.value, str) and path.suffix.lower() != event.value:
             box.value = str(path.with_suffix(event.value))
 
+    @on(Input.Changed, "#export-out")
+    def _file_changed(self, event: Input.Changed) -> None:
+        """The extension decides the format: the format shown follows the file typed."""
+        suffix = Path(event.value.strip()).suffix.lower()
+        select = self.query_one("#export-format", Select)
+        if suffix in (".parquet", ".csv") and select.value != suffix:
+            select.value = suffix  # its Changed finds the extension already right
+
     @on(Input.Changed, "#export-since")
     @on(Input.Changed, "#export-until")
     def _days_changed(self) -> None:

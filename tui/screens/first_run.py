@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, cast
 from zoneinfo import available_timezones
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -38,7 +38,7 @@ from textual.widgets.option_list import Option
 
 from tui.core import setup as su
 from tui.core.names import escape_name
-from tui.core.schedule import parse_at, parse_duration
+from tui.core.schedule import parse_at
 from tui.messages import SetupChanged
 from tui.setup_state import FormAnswers, KeyChoice, SetupStep, SetupView
 
@@ -130,6 +130,7 @@ class FirstRunScreen(Screen[None]):
         self._step: SetupStep | None = None
         self._folder_path: str | None = None
         self._keys: tuple[KeyChoice, ...] = ()
+        self._chosen_with_enter = False
 
     @property
     def app(self) -> FirstRunApp:  # type: ignore[override]  # narrower: the one app it runs in
@@ -151,7 +152,11 @@ class FirstRunScreen(Screen[None]):
                     with Horizontal(classes="row"):
                         yield Label(label)
                         if name == "key":
-                            yield Select([], allow_blank=True, compact=True, id="key", prompt="(looking…)")
+                            # the keys are known already (ssh-agent's may come later): no blank entry
+                            self._keys = d.keys
+                            yield Select([(Text(escape_name(k.label)), i) for i, k in enumerate(d.keys)],
+                                         allow_blank=not d.keys, value=0 if d.keys else Select.BLANK,
+                                         compact=True, id="key")
                         else:
                             yield Input(_initial(view, name), placeholder=_PLACEHOLDERS[name], compact=True,
                                         id=name, suggester=_suggester(view, name))
@@ -188,6 +193,20 @@ class FirstRunScreen(Screen[None]):
         table.add_columns("Keep", "Report", "Schedule", "Files", "Fits")
         self._show()
         self.query_one("#host", Input).focus()
+        self.watch(self.query_one("#key", Select), "expanded", self._key_list_shown, init=False)
+
+    # Enter moves on through the form: on 'Log in with' it opens the list, and a choice made
+    # there with enter moves on too (the list would keep the focus, so enter after enter only
+    # opened and closed it). Escape closes the list and stays.
+    def on_key(self, event: events.Key) -> None:
+        key = self.query_one("#key", Select)
+        self._chosen_with_enter = event.key == "enter" and key.expanded
+
+    def _key_list_shown(self, expanded: bool) -> None:
+        if not expanded and self._chosen_with_enter:
+            self._chosen_with_enter = False
+            # after the list gives the focus back to its field (the app's next callback)
+            self.app.call_later(self.focus_next)
 
     # -- the state, shown -------------------------------------------------------------------
     def on_setup_changed(self, message: SetupChanged) -> None:
@@ -241,6 +260,8 @@ class FirstRunScreen(Screen[None]):
         self._keys = keys
         select.set_options([(Text(escape_name(k.label)), i) for i, k in enumerate(keys)])
         index = keys.index(chosen) if chosen in keys else 0
+        if select.value == index:  # the same number, another key: its label is shown anew
+            select.mutate_reactive(Select.value)  # type: ignore[misc]  # the descriptor itself
         select.value = index
 
     def _show_new_key(self, view: SetupView) -> None:
@@ -516,7 +537,7 @@ class ReportEditModal(ModalScreen["tuple[str, time, timedelta] | None"]):
         try:
             schedule = su.check_schedule(values["schedule"])
             at = parse_at(values["at"])
-            grace = parse_duration(values["grace"])
+            grace = su.check_grace(values["grace"])
         except ValueError as exc:
             self.query_one("#edit-error", Static).update(Text(str(exc)))  # it quotes what was typed
             return

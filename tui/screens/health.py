@@ -23,7 +23,7 @@ from textual.widgets import Header, Static
 
 from tui.core import clock
 from tui.core.config import Profile
-from tui.core.health import HealthReport
+from tui.core.health import HealthReport, held_state
 from tui.core.model import Audience, ConnTestResult, JobState, ProblemKind, StepOutcome, WriteTest
 from tui.core.names import escape_name
 from tui.core.problem_list import Member, ProblemGroup, member_label, tell
@@ -104,10 +104,14 @@ def reports_text(health: HealthReport | None, tz: tzinfo, now: datetime) -> Text
             text.append("never delivered", style="yellow")
         else:
             text.append(local_time(last.delivered_at, tz, with_year=True))
-            text.append(f" ({human_age(now - last.delivered_at)} ago)", style="dim")
+            age = now - last.delivered_at
+            # a time ahead of now: the name's clock is not the profile's time zone
+            text.append(f" ({human_age(age)} ago)" if age.total_seconds() >= 0 else f" (in {human_age(-age)})",
+                        style="dim")
             rows = last.rows
             if rows is None:
-                text.append(" · not verified yet", style="dim")
+                found = last.downloaded and last.verification is not None
+                text.append(f" · {held_state(last)}", style="bold red" if found else "dim")
             else:
                 text.append(f" · {rows:,} rows", style="yellow" if rows == 0 else "")
         text.append(f" · on time {report.on_time_streak} in a row\n",

@@ -542,7 +542,9 @@ class RemoteScreen(AppScreen):
         changed on the server, or missing from the disk."""
         wanted = {n for n in self.shown if n in self.rows and self.rows[n].state in WANTED_STATES}
         if not wanted:
-            self.notify("Every file shown is downloaded and on the disk.")
+            unlisted = self.app.unlisted_text()
+            self.notify(unlisted or "Every file shown is downloaded and on the disk.",
+                        severity="warning" if unlisted else "information")
             return
         added = wanted - self.selected
         self.selected |= wanted
@@ -565,7 +567,9 @@ class RemoteScreen(AppScreen):
         if not names:
             names = [r.name for r in sorted(self.rows.values(), key=_delivered_key) if r.state in WANTED_STATES]
         if not names:
-            self.notify("Every file is downloaded; space selects one to fetch again.")
+            unlisted = self.app.unlisted_text()
+            self.notify(unlisted or "Every file is downloaded; space selects one to fetch again.",
+                        severity="warning" if unlisted else "information")
             return
         added = self.app.queue_downloads(names)
         cleared = set(self.selected)

@@ -315,9 +315,9 @@ class VerifyScreen(AppScreen):
         width = (self.size.width or self.app.size.width or 80) - 2
         return fit_parts(parts, width, separator="  ")
 
-    def _fill(self) -> None:
+    def _fill(self, keep_cursor: bool = True) -> None:
         table = self.query_one(DetailsTable)
-        keep = self._current()
+        keep = self._current() if keep_cursor else None
         offset = table.view_offset()
         table.clear()
         needle = self._filter.casefold()
@@ -378,8 +378,13 @@ class VerifyScreen(AppScreen):
         return self._shown[table.cursor_row]
 
     def action_cycle_sort(self) -> None:
+        # The new order from its top (as on Remote): "worst first" is there to show the bad
+        # files, which keeping the cursor's file in its place would scroll out of view above.
         self._sort = (self._sort + 1) % len(SORTS)
-        self._fill()
+        self._fill(keep_cursor=False)
+        table = self.query_one(DetailsTable)
+        table.scroll_to(y=0, animate=False, immediate=True)
+        table.move_cursor(row=0, animate=False)
 
     def action_filter(self) -> None:
         box = self.query_one("#verify-filter", Input)

@@ -61,6 +61,7 @@ from tui.sftp.errors import (
     AuthFailed,
     ConnectFailed,
     ConnectTimeout,
+    FolderNotFound,
     HostKeyChanged,
     HostKeyMismatch,
     HostKeyUnknown,
@@ -295,7 +296,7 @@ class SftpConnection:
         except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath, asyncssh.SFTPNotADirectory,
                 asyncssh.SFTPPermissionDenied) as exc:
             denied = isinstance(exc, asyncssh.SFTPPermissionDenied)
-            err = ConnectFailed(
+            err = FolderNotFound(
                 f"The folder '{escape_name(remote_dir or '.')}' does not exist on the server "
                 f"{self.opts.host} port {self.opts.display_port} (or is not readable"
                 + (": permission denied" if denied else "") + ").",

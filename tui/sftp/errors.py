@@ -126,6 +126,14 @@ class ConnectFailed(SftpError):
     kind = "connection"
 
 
+class FolderNotFound(ConnectFailed):
+    """A folder to list does not exist on the server, is not a folder, or cannot be read.
+
+    A connection failure to ``sync`` and ``check`` (it is the profile's folder that is wrong);
+    the folder picker says it in its own words (``tui.sftp.setup.folder_view``).
+    """
+
+
 class ConnectTimeout(ConnectFailed):
     """Connecting or logging in took longer than the configured timeout."""
 

@@ -37,7 +37,15 @@ from tui.sftp.client import (
     SftpConnection,
     connect,
 )
-from tui.sftp.errors import AuthFailed, ConnectFailed, HostKeyChanged, HostKeyUnknown, SftpError, translate
+from tui.sftp.errors import (
+    AuthFailed,
+    ConnectFailed,
+    FolderNotFound,
+    HostKeyChanged,
+    HostKeyUnknown,
+    SftpError,
+    translate,
+)
 
 log = logging.getLogger("report_keeper.sftp.setup")
 #: Where new key pairs go and existing ones are looked for.
@@ -213,21 +221,29 @@ class FolderView:
 
 async def folder_view(conn: SftpConnection, path: str) -> FolderView:
     """One folder of the server for the folder picker. Raises ``SftpError``."""
-    try:
-        absolute = await conn.sftp.realpath(path or ".")
-    except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath, asyncssh.SFTPNotADirectory,
-            asyncssh.SFTPPermissionDenied):
-        # A folder typed or picked, not a file that went away: say so, in the picker's terms.
+    def not_a_folder() -> ConnectFailed:
+        # A folder typed or picked, not a file that went away: said in the picker's terms.
         err = ConnectFailed(f"The folder '{escape_name(path)}' does not exist on the server {conn.host} "
                             f"port {conn.port} (or is not readable).",
                             "Check the path: it is relative to the login folder unless it starts with '/'.")
         err.transient = False
-        raise err from None
+        return err
+
+    try:
+        absolute = await conn.sftp.realpath(path or ".")
+    except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath, asyncssh.SFTPNotADirectory,
+            asyncssh.SFTPPermissionDenied):
+        raise not_a_folder() from None
     except (asyncssh.Error, OSError) as exc:
         raise translate(exc, host=conn.host, port=conn.port, path=path) from None
     if isinstance(absolute, bytes):
         absolute = absolute.decode("utf-8", "surrogateescape")
-    listing = await conn.listdir(absolute)
+    try:
+        listing = await conn.listdir(absolute)
+    except FolderNotFound:
+        # realpath resolves a last part that does not exist (as realpath(3) does), and a file
+        # is resolved too: the listing is where such a path fails.
+        raise not_a_folder() from None
     folders = sorted(name for name, kind in listing.others if kind == "folder")
     return FolderView(absolute, folders, listing.files, len(listing.refused))
 
