@@ -470,53 +470,63 @@ def test_an_address_beyond_ascii_is_not_called_a_login_problem(scripted):
     assert "AUTH" not in text and "login" not in text
 
 
-def test_a_broken_channel_does_not_stop_the_other(tmp_path, monkeypatch):
-    """Whatever goes wrong in one channel (here: a bug stood in for by an e-mail channel that
-    raises something other than SendError), the other channel still gets the alert, and the
-    broken one is reported and tried again on the next run."""
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    http = HttpServer().start()
-    try:
-        text = f"""
-[profile.default]
-host = "127.0.0.1"
-timezone = "America/Chicago"
-ledger = "{tmp_path / 'ledger.sqlite3'}"
+LOANS_DAILY = """
 [[profile.default.report]]
 name = "Loans"
 schedule = "daily"
 at = "07:00"
+"""
+
+
+def _alert_profile(tmp_path, notify: str, *, ledger=None, reports: str = LOANS_DAILY):
+    """A profile of one daily report (Chicago time) whose alerts go where ``notify`` says."""
+    text = f"""
+[profile.default]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{ledger or tmp_path / 'ledger.sqlite3'}"
+{reports}
 [profile.default.notify]
-email_to = ["circ-team@example.edu"]
+{notify}
+"""
+    return parse_config(tomllib.loads(text)).profile()
+
+
+def _held_loans(at: datetime, *, verification: str = "ok", rows: int = 5) -> Delivery:
+    """The report "Loans" delivered at ``at``, downloaded and verified as said."""
+    return Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at, size=10,
+                    mtime=at, first_seen=at, last_seen=at, on_server=True, downloaded_at=at,
+                    verification=verification, rows=rows)
+
+
+def test_a_broken_channel_does_not_stop_the_other(tmp_path, monkeypatch, http_server_local):
+    """Whatever goes wrong in one channel (here: a bug stood in for by an e-mail channel that
+    raises something other than SendError), the other channel still gets the alert, and the
+    broken one is reported and tried again on the next run."""
+    http = http_server_local
+    profile = _alert_profile(tmp_path, f"""email_to = ["circ-team@example.edu"]
 smtp_host = "127.0.0.1"
 smtp_port = 9
 smtp_security = "none"
 webhook_url = "{http.url('/hook')}"
-"""
-        profile = parse_config(tomllib.loads(text)).profile()
-        at = datetime(2026, 11, 20, 7, 5, tzinfo=TZ)
-        deliveries = [Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at,
-                               size=10, mtime=at, first_seen=at, last_seen=at, on_server=True,
-                               downloaded_at=at, verification="ok", rows=5)]
-        health = evaluate(profile, deliveries, now=datetime(2026, 11, 24, 10, tzinfo=TZ))
+""")
+    deliveries = [_held_loans(datetime(2026, 11, 20, 7, 5, tzinfo=TZ))]
+    health = evaluate(profile, deliveries, now=datetime(2026, 11, 24, 10, tzinfo=TZ))
 
-        def broken(*args: object, **kwargs: object) -> str:
-            raise RuntimeError("a bug")
+    def broken(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("a bug")
 
-        monkeypatch.setattr(dispatch, "send_email", broken)
-        doc = dispatch.after_check(profile, health, offline=True)
-        assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("webhook", "alert")]
-        assert [(f["channel"], f["error"]) for f in doc["failed"]] == [
-            ("email", "unexpected error (RuntimeError); see the log")]
-        assert len(http.posts("/hook")) == 1
-        # the next run: the webhook was told, the e-mail is tried again
-        monkeypatch.setattr(dispatch, "send_email", lambda *a, **k: "e-mail sent")
-        doc = dispatch.after_check(profile, health, offline=True)
-        assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("email", "alert")]
-        assert len(http.posts("/hook")) == 1
-    finally:
-        http.stop()
+    monkeypatch.setattr(dispatch, "send_email", broken)
+    doc = dispatch.after_check(profile, health, offline=True)
+    assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("webhook", "alert")]
+    assert [(f["channel"], f["error"]) for f in doc["failed"]] == [
+        ("email", "unexpected error (RuntimeError); see the log")]
+    assert len(http.posts("/hook")) == 1
+    # the next run: the webhook was told, the e-mail is tried again
+    monkeypatch.setattr(dispatch, "send_email", lambda *a, **k: "e-mail sent")
+    doc = dispatch.after_check(profile, health, offline=True)
+    assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("email", "alert")]
+    assert len(http.posts("/hook")) == 1
 
 
 def test_an_smtp_host_written_as_an_address_literal(tmp_path):
@@ -861,82 +871,47 @@ smtp_security = "none"
     assert tarpit.connections == 1
 
 
-def test_an_alert_that_could_not_be_sent_makes_the_ping_fail(tmp_path, monkeypatch):
+def test_an_alert_that_could_not_be_sent_makes_the_ping_fail(tmp_path, monkeypatch, http_server_local):
     """The ping is the dead man's switch that watches the alerting itself: when a warning's
     e-mail cannot be delivered (the relay is down), a success ping would tell the monitoring
     service all is well while nobody hears of the problem. It pings ``/fail`` instead, and once
     the alert is delivered on a later run the ping is a success again."""
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    http = HttpServer().start()
-    try:
-        text = f"""
-[profile.default]
-host = "127.0.0.1"
-timezone = "America/Chicago"
-ledger = "{tmp_path / 'ledger.sqlite3'}"
-[[profile.default.report]]
-name = "Loans"
-schedule = "daily"
-at = "07:00"
-[profile.default.notify]
-email_to = ["circ-team@example.edu"]
+    http = http_server_local
+    profile = _alert_profile(tmp_path, f"""email_to = ["circ-team@example.edu"]
 smtp_host = "127.0.0.1"
 smtp_port = {free_port()}
 smtp_security = "none"
 ping_url = "{http.url('/ping/abc')}"
-"""
-        profile = parse_config(tomllib.loads(text)).profile()
-        at = datetime(2026, 11, 23, 7, 5, tzinfo=TZ)
-        deliveries = [Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at,
-                               size=10, mtime=at, first_seen=at, last_seen=at, on_server=True,
-                               downloaded_at=at, verification="empty", rows=0)]
-        health = evaluate(profile, deliveries, now=datetime(2026, 11, 23, 10, tzinfo=TZ))
-        assert health.exit_code == st.Exit.WARNING  # a warning: alone, it pings success
+""")
+    deliveries = [_held_loans(datetime(2026, 11, 23, 7, 5, tzinfo=TZ), verification="empty", rows=0)]
+    health = evaluate(profile, deliveries, now=datetime(2026, 11, 23, 10, tzinfo=TZ))
+    assert health.exit_code == st.Exit.WARNING  # a warning: alone, it pings success
 
-        doc = dispatch.after_check(profile, health, offline=True)  # nothing listens on the port
-        assert [f["channel"] for f in doc["failed"]] == ["email"]
-        assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("ping", "fail")]
-        assert [r.path for r in http.gets()] == ["/ping/abc/fail"]
+    doc = dispatch.after_check(profile, health, offline=True)  # nothing listens on the port
+    assert [f["channel"] for f in doc["failed"]] == ["email"]
+    assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("ping", "fail")]
+    assert [r.path for r in http.gets()] == ["/ping/abc/fail"]
 
-        monkeypatch.setattr(dispatch, "send_email", lambda *a, **k: "e-mail sent")
-        doc = dispatch.after_check(profile, health, offline=True)  # the relay is back
-        assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("email", "alert"), ("ping", "ok")]
-        doc = dispatch.after_check(profile, health, offline=True)  # nothing new to tell
-        assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("ping", "ok")]
-        assert [r.path for r in http.gets()] == ["/ping/abc/fail", "/ping/abc", "/ping/abc"]
-    finally:
-        http.stop()
+    monkeypatch.setattr(dispatch, "send_email", lambda *a, **k: "e-mail sent")
+    doc = dispatch.after_check(profile, health, offline=True)  # the relay is back
+    assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("email", "alert"), ("ping", "ok")]
+    doc = dispatch.after_check(profile, health, offline=True)  # nothing new to tell
+    assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("ping", "ok")]
+    assert [r.path for r in http.gets()] == ["/ping/abc/fail", "/ping/abc", "/ping/abc"]
 
 
-def test_a_ledger_that_cannot_be_opened_for_the_alerts_makes_the_ping_fail(tmp_path, monkeypatch):
+def test_a_ledger_that_cannot_be_opened_for_the_alerts_makes_the_ping_fail(tmp_path, http_server_local):
     """Alerts that cannot even be planned (the ledger cannot be opened) are alerts nobody gets:
     the ping says so with ``/fail``, where it used to send nothing at all."""
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    http = HttpServer().start()
-    try:
-        ledger = tmp_path / "ledger.sqlite3"
-        ledger.write_bytes(b"not a database, " * 512)
-        text = f"""
-[profile.default]
-host = "127.0.0.1"
-timezone = "America/Chicago"
-ledger = "{ledger}"
-[[profile.default.report]]
-name = "Loans"
-schedule = "daily"
-at = "07:00"
-[profile.default.notify]
-webhook_url = "{http.url('/hook')}"
+    http = http_server_local
+    ledger = tmp_path / "ledger.sqlite3"
+    ledger.write_bytes(b"not a database, " * 512)
+    profile = _alert_profile(tmp_path, f"""webhook_url = "{http.url('/hook')}"
 ping_url = "{http.url('/ping/abc')}"
-"""
-        profile = parse_config(tomllib.loads(text)).profile()
-        health = evaluate(profile, [], now=datetime(2026, 11, 23, 10, tzinfo=TZ))
-        doc = dispatch.after_check(profile, health, offline=True)
-        assert [f["channel"] for f in doc["failed"]] == ["webhook"]
-        assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("ping", "fail")]
-        assert [r.path for r in http.gets()] == ["/ping/abc/fail"]
-        assert http.posts("/hook") == []
-    finally:
-        http.stop()
+""", ledger=ledger)
+    health = evaluate(profile, [], now=datetime(2026, 11, 23, 10, tzinfo=TZ))
+    doc = dispatch.after_check(profile, health, offline=True)
+    assert [f["channel"] for f in doc["failed"]] == ["webhook"]
+    assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("ping", "fail")]
+    assert [r.path for r in http.gets()] == ["/ping/abc/fail"]
+    assert http.posts("/hook") == []
