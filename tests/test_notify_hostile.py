@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -223,10 +223,19 @@ def _plain(port: int) -> NotifyConfig:
 
 def smtp_script(*, greeting: bytes = b"220 test ESMTP\r\n", data_reply: bytes = b"250 queued\r\n",
                 quit_reply: bytes | None = b"221 bye\r\n", cut_in_data: bool = False,
-                received: list[bytes] | None = None) -> Callable[[socket.socket, threading.Event], None]:
-    """A small SMTP server that plays by the book except where told otherwise."""
+                received: list[bytes] | None = None, holds: Sequence[threading.Event | None] = (),
+                in_data: threading.Event | None = None) -> Callable[[socket.socket, threading.Event], None]:
+    """A small SMTP server that plays by the book except where told otherwise. Connection n
+    waits for ``holds[n]`` (if any) before it answers the message's end; ``in_data`` is set
+    once a message has been read; only a message it answered is counted in ``received``."""
+    lock = threading.Lock()
+    count = [0]
 
     def serve(conn: socket.socket, stop: threading.Event) -> None:
+        with lock:
+            n = count[0]
+            count[0] += 1
+        hold = holds[n] if n < len(holds) else None
         f = conn.makefile("rwb")
         f.write(greeting)
         f.flush()
@@ -245,6 +254,12 @@ def smtp_script(*, greeting: bytes = b"220 test ESMTP\r\n", data_reply: bytes = 
                     if body_line == b".\r\n":
                         break
                     message += body_line
+                if in_data is not None:
+                    in_data.set()
+                if hold is not None:
+                    while not hold.wait(0.1):
+                        if stop.is_set():
+                            return
                 if received is not None:
                     received.append(message)
                 f.write(data_reply)
@@ -496,7 +511,7 @@ def _held_loans(at: datetime, *, verification: str = "ok", rows: int = 5) -> Del
     """The report "Loans" delivered at ``at``, downloaded and verified as said."""
     return Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at, size=10,
                     mtime=at, first_seen=at, last_seen=at, on_server=True, downloaded_at=at,
-                    verification=verification, rows=rows)
+                    verification=st.VerifyStatus(verification), rows=rows)
 
 
 def test_a_broken_channel_does_not_stop_the_other(tmp_path, monkeypatch, http_server_local):
@@ -606,39 +621,7 @@ def _counting_smtp(received: list[bytes], holds: list[threading.Event | None],
                    in_data: threading.Event) -> Callable[[socket.socket, threading.Event], None]:
     """SMTP by the book; connection n waits for ``holds[n]`` (if any) before it answers the
     message's end ("250"), and only a message it answered is counted as received."""
-    lock = threading.Lock()
-    count = [0]
-
-    def serve(conn: socket.socket, stop: threading.Event) -> None:
-        with lock:
-            n = count[0]
-            count[0] += 1
-        hold = holds[n] if n < len(holds) else None
-        f = conn.makefile("rwb")
-        f.write(b"220 test ESMTP\r\n")
-        f.flush()
-        for line in f:
-            verb = line[:4].upper()
-            if verb == b"DATA":
-                f.write(b"354 go ahead\r\n")
-                f.flush()
-                message = b"".join(iter(f.readline, b".\r\n"))
-                in_data.set()
-                if hold is not None:
-                    while not hold.wait(0.1):
-                        if stop.is_set():
-                            return
-                received.append(message)
-                f.write(b"250 queued\r\n")
-            elif verb == b"QUIT":
-                f.write(b"221 bye\r\n")
-                f.flush()
-                return
-            else:
-                f.write(b"250 ok\r\n")
-            f.flush()
-
-    return serve
+    return smtp_script(received=received, holds=holds, in_data=in_data)
 
 
 def test_two_overlapping_runs_send_one_alert(scripted, tmp_path):
