@@ -275,3 +275,27 @@ def identifiers_in(env: Env) -> set[str]:
             for row in rows:
                 out.add(str(row[0]))
     return out
+
+
+def replace_copy(env: Any, ledger: Any, run_day: date, rows: Any = None, *, data: bytes | None = None,
+                 columns: Any = None) -> Path:
+    """Put other content in the held copy of ``run_day`` (a workbook of ``rows`` under
+    ``columns``, default ``BASE``, or the bytes ``data``) and record it as a new download of
+    that delivery, verified for real (as a sync would have left it)."""
+    from tests import xlsx_factory as xf
+    from tui.core.ledger import verification_context
+    from tui.core.validate import validate_file
+
+    d = env.delivery(run_day)
+    path = env.paths[d.name]
+    if data is None:
+        xf.write_report(path, rows, columns=BASE if columns is None else columns, title=REPORT)
+    else:
+        path.write_bytes(data)
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    ledger.record_download(d.name, size=len(data), sha256=sha, local_path=str(path), when=NOW)
+    report = env.profile().report_for(REPORT)
+    ledger.record_verification(validate_file(path, report, d.at), sha256=sha,
+                               context=verification_context(report, d.at))
+    return path

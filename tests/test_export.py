@@ -471,27 +471,6 @@ def test_the_pseudonym_key_is_never_replaced_by_an_export(shared, now, tmp_path,
 # ------------------------------------------------------------------------ more odd cases
 
 
-def _replace_copy(env, ledger, run_day: date, rows=None, data: bytes | None = None) -> Path:
-    """Put other content in a held copy and record it as a new download of the same delivery."""
-    from tests import xlsx_factory as xf
-    from tui.core.ledger import verification_context
-    from tui.core.validate import validate_file
-
-    d = env.delivery(run_day)
-    path = env.paths[d.name]
-    if data is None:
-        xf.write_report(path, rows, columns=ed.BASE, title=ed.REPORT)
-    else:
-        path.write_bytes(data)
-    data = path.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
-    ledger.record_download(d.name, size=len(data), sha256=sha, local_path=str(path), when=ed.NOW)
-    report = env.profile().report_for(ed.REPORT)
-    ledger.record_verification(validate_file(path, report, d.at), sha256=sha,
-                               context=verification_context(report, d.at))
-    return path
-
-
 def test_csv_cells_a_spreadsheet_would_run_are_shown_as_text(tmp_path, monkeypatch):
     """A patron-typed title such as '=HYPERLINK(...)' must not become a live formula when the
     csv is opened in a spreadsheet; parquet keeps the cell exactly."""
@@ -505,7 +484,7 @@ def test_csv_cells_a_spreadsheet_would_run_are_shown_as_text(tmp_path, monkeypat
         row[4] = title
     ledger = env.ledger()
     try:
-        _replace_copy(env, ledger, D(2026, 3, 2), rows)
+        ed.replace_copy(env, ledger, D(2026, 3, 2), rows)
         run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.csv"))
         run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
     finally:
@@ -525,7 +504,7 @@ def test_rows_of_another_day_are_excluded_as_wrong_day(tmp_path, monkeypatch):
     env = ed.build(tmp_path / "env", until=D(2026, 3, 3))
     ledger = env.ledger()
     try:
-        _replace_copy(env, ledger, D(2026, 3, 2), data=env.paths[env.delivery(D(2026, 3, 1)).name].read_bytes())
+        ed.replace_copy(env, ledger, D(2026, 3, 2), data=env.paths[env.delivery(D(2026, 3, 1)).name].read_bytes())
         result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
     finally:
         ledger.close()
@@ -551,7 +530,7 @@ def test_the_same_rows_twice_are_exported_once_and_a_never_verified_copy_is_veri
         xf.write_report(path, repeat.rows, columns=ed.BASE, title=ed.REPORT,
                         engine=xf.ENGINES[1 - xf.ENGINES.index(repeat.engine)])
         assert path.read_bytes() != env.paths[repeat.name].read_bytes()
-        _replace_copy(env, ledger, D(2026, 3, 2), data=path.read_bytes())
+        ed.replace_copy(env, ledger, D(2026, 3, 2), data=path.read_bytes())
         # 03-03's verification was never recorded (the sync was killed before it could)
         first = env.delivery(D(2026, 3, 3))
         with sqlite3.connect(env.ledger_path) as conn:

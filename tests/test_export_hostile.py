@@ -35,24 +35,6 @@ def now(monkeypatch):
     monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
 
 
-def _rewrite(env, ledger, run_day: date, rows, columns) -> Path:
-    """Write another workbook as the held copy of ``run_day`` and record it as a new download
-    of that delivery, verified for real (as a sync would have left it)."""
-    from tui.core.ledger import verification_context
-    from tui.core.validate import validate_file
-
-    d = env.delivery(run_day)
-    path = env.paths[d.name]
-    xf.write_report(path, rows, columns=columns, title=ed.REPORT)
-    data = path.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
-    ledger.record_download(d.name, size=len(data), sha256=sha, local_path=str(path), when=ed.NOW)
-    report = env.profile().report_for(ed.REPORT)
-    ledger.record_verification(validate_file(path, report, d.at), sha256=sha,
-                               context=verification_context(report, d.at))
-    return path
-
-
 # ------------------------------------------------------------------ copies changed on disk
 
 
@@ -103,7 +85,7 @@ def test_pseudonymize_also_covers_a_column_without_a_header_name(tmp_path, now, 
     rows = env.delivery(D(2026, 3, 2)).rows
     ledger = env.ledger()
     try:
-        _rewrite(env, ledger, D(2026, 3, 2), rows, [header, *ed.BASE[1:]])
+        ed.replace_copy(env, ledger, D(2026, 3, 2), rows, columns=[header, *ed.BASE[1:]])
     finally:
         ledger.close()
     ids = {str(r[0]) for d in env.deliveries for r in d.rows}
@@ -146,7 +128,7 @@ def test_a_column_named_like_a_leading_column_never_hides_another(tmp_path, now)
     rows = [[*r, "value of report", "value of the other"] for r in env.delivery(D(2026, 3, 2)).rows]
     ledger = env.ledger()
     try:
-        _rewrite(env, ledger, D(2026, 3, 2), rows, [*ed.BASE, "report", "report (from the file)"])
+        ed.replace_copy(env, ledger, D(2026, 3, 2), rows, columns=[*ed.BASE, "report", "report (from the file)"])
         result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
     finally:
         ledger.close()
@@ -165,7 +147,7 @@ def test_csv_header_cells_a_spreadsheet_would_run_are_shown_as_text(tmp_path, no
     hostile = '=HYPERLINK("http://127.0.0.1/x","open")'
     ledger = env.ledger()
     try:
-        _rewrite(env, ledger, D(2026, 3, 2), env.delivery(D(2026, 3, 2)).rows, [*ed.BASE[:-1], hostile])
+        ed.replace_copy(env, ledger, D(2026, 3, 2), env.delivery(D(2026, 3, 2)).rows, columns=[*ed.BASE[:-1], hostile])
         run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.csv"))
         run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet"))
     finally:
@@ -338,8 +320,8 @@ def test_a_numeric_identifier_is_the_same_text_and_pseudonym_whatever_else_its_c
     second = [[v, *r[1:]] for v, r in zip([same, big, *range(1001, 1100)], env.delivery(D(2026, 3, 2)).rows)]
     ledger = env.ledger()
     try:
-        _rewrite(env, ledger, D(2026, 3, 1), first, ed.BASE)
-        _rewrite(env, ledger, D(2026, 3, 2), second, ed.BASE)
+        ed.replace_copy(env, ledger, D(2026, 3, 1), first, columns=ed.BASE)
+        ed.replace_copy(env, ledger, D(2026, 3, 2), second, columns=ed.BASE)
         run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "raw.parquet", until=UNTIL))
         run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "p.parquet", until=UNTIL,
                                                         pseudonymize=True))
@@ -363,7 +345,7 @@ def test_a_file_whose_identifier_header_was_renamed_is_named_under_pseudonymize(
     d = env.delivery(D(2026, 3, 2))
     ledger = env.ledger()
     try:
-        _rewrite(env, ledger, D(2026, 3, 2), d.rows, ["Primary ID", *ed.BASE[1:]])
+        ed.replace_copy(env, ledger, D(2026, 3, 2), d.rows, columns=["Primary ID", *ed.BASE[1:]])
     finally:
         ledger.close()
     args = ["export", "--config", str(env.config), "--until", UNTIL.isoformat(), "--pseudonymize"]
@@ -386,7 +368,7 @@ def test_a_file_whose_identifier_header_was_renamed_is_named_under_pseudonymize(
     env2 = ed.build(tmp_path / "env2", until=D(2026, 3, 2))
     ledger = env2.ledger()
     try:
-        _rewrite(env2, ledger, D(2026, 3, 2), d.rows, ["primary  identifier ", *ed.BASE[1:]])
+        ed.replace_copy(env2, ledger, D(2026, 3, 2), d.rows, columns=["primary  identifier ", *ed.BASE[1:]])
         result = run_export(env2.profile(), ledger, ExportRequest(out=tmp_path / "z.parquet", until=UNTIL,
                                                                   pseudonymize=True))
     finally:
