@@ -485,26 +485,22 @@ def test_an_address_beyond_ascii_is_not_called_a_login_problem(scripted):
     assert "AUTH" not in text and "login" not in text
 
 
-LOANS_DAILY = """
-[[profile.default.report]]
+def _alert_profile(tmp_path, notify: str, *, name: str = "default", ledger=None):
+    """A profile of one daily report "Loans" (Chicago time) whose alerts go where ``notify``
+    says; its ledger is ``ledger`` (default: one of its own in ``tmp_path``)."""
+    text = f"""
+[profile.{name}]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = "{ledger or tmp_path / f'{name}.sqlite3'}"
+[[profile.{name}.report]]
 name = "Loans"
 schedule = "daily"
 at = "07:00"
-"""
-
-
-def _alert_profile(tmp_path, notify: str, *, ledger=None, reports: str = LOANS_DAILY):
-    """A profile of one daily report (Chicago time) whose alerts go where ``notify`` says."""
-    text = f"""
-[profile.default]
-host = "127.0.0.1"
-timezone = "America/Chicago"
-ledger = "{ledger or tmp_path / 'ledger.sqlite3'}"
-{reports}
-[profile.default.notify]
+[profile.{name}.notify]
 {notify}
 """
-    return parse_config(tomllib.loads(text)).profile()
+    return parse_config(tomllib.loads(text)).profile(name)
 
 
 def _held_loans(at: datetime, *, verification: str = "ok", rows: int = 5) -> Delivery:
@@ -772,28 +768,10 @@ def test_a_slow_send_for_one_profile_does_not_hold_up_another_sharing_the_ledger
     hook = http_server_local
     ledger = tmp_path / "shared.sqlite3"
 
-    def profile(name: str, notify: str):
-        text = f"""
-[profile.{name}]
-host = "127.0.0.1"
-timezone = "America/Chicago"
-ledger = "{ledger}"
-[[profile.{name}.report]]
-name = "Loans"
-schedule = "daily"
-at = "07:00"
-[profile.{name}.notify]
-{notify}
-"""
-        return parse_config(tomllib.loads(text)).profile(name)
-
-    a = profile("a", f'email_to = ["circ-team@example.edu"]\nsmtp_host = "127.0.0.1"\n'
+    a = _alert_profile(tmp_path, name="a", ledger=ledger, notify=f'email_to = ["circ-team@example.edu"]\nsmtp_host = "127.0.0.1"\n'
                      f'smtp_port = {smtp.port}\nsmtp_security = "none"\n')
-    b = profile("b", f'webhook_url = "{hook.url("/hook")}"\n')
-    at = datetime(2026, 11, 20, 7, 5, tzinfo=TZ)
-    deliveries = [Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at,
-                           size=10, mtime=at, first_seen=at, last_seen=at, on_server=True,
-                           downloaded_at=at, verification="ok", rows=5)]
+    b = _alert_profile(tmp_path, name="b", ledger=ledger, notify=f'webhook_url = "{hook.url("/hook")}"\n')
+    deliveries = [_held_loans(datetime(2026, 11, 20, 7, 5, tzinfo=TZ))]
     now = datetime(2026, 11, 24, 10, tzinfo=TZ)
     monkeypatch.setattr(dispatch, "LOCK_WAIT", 1.0)
     docs: dict[str, Any] = {}
@@ -823,28 +801,14 @@ def test_profiles_of_one_run_do_not_each_wait_out_the_same_silent_server(scripte
         dribble(conn, b"220-hold on\r\n" * 10000, stop)
 
     tarpit = scripted(serve)
-    at = datetime(2026, 11, 20, 7, 5, tzinfo=TZ)
-    deliveries = [Delivery(name=f"Loans_{at:%Y%m%d_%H%M%S}.xlsx", report="Loans", delivered_at=at,
-                           size=10, mtime=at, first_seen=at, last_seen=at, on_server=True,
-                           downloaded_at=at, verification="ok", rows=5)]
+    deliveries = [_held_loans(datetime(2026, 11, 20, 7, 5, tzinfo=TZ))]
     docs = []
     for name in ("one", "two", "three"):
-        text = f"""
-[profile.{name}]
-host = "127.0.0.1"
-timezone = "America/Chicago"
-ledger = "{tmp_path / name}.sqlite3"
-[[profile.{name}.report]]
-name = "Loans"
-schedule = "daily"
-at = "07:00"
-[profile.{name}.notify]
-email_to = ["circ-team@example.edu"]
+        profile = _alert_profile(tmp_path, name=name, notify=f"""email_to = ["circ-team@example.edu"]
 smtp_host = "127.0.0.1"
 smtp_port = {tarpit.port}
 smtp_security = "none"
-"""
-        profile = parse_config(tomllib.loads(text)).profile(name)
+""")
         health = evaluate(profile, deliveries, now=datetime(2026, 11, 24, 10, tzinfo=TZ))
         docs.append(bounded(lambda p=profile, h=health: dispatch.after_check(p, h, offline=True))["value"])
     errors = [[f["error"] for f in d["failed"]] for d in docs]
