@@ -104,10 +104,12 @@ class _Deadline:
     soon as it is connected (before any TLS handshake). It keeps a duplicate of the socket's
     descriptor, so shutting the connection down never touches a descriptor the exchange has
     closed (and the system may have reused) meanwhile; the blocked read then returns at once.
+    Whatever error the cut causes in the exchange leaves the block as ``SendError(too_slow)``.
     """
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, too_slow: str) -> None:
         self.seconds = seconds
+        self.too_slow = too_slow  # the failure an error caused by the cut becomes
         self.expired = False
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -126,6 +128,8 @@ class _Deadline:
             for sock in self._socks:
                 sock.close()
             self._socks.clear()
+        if self.expired and isinstance(exc, Exception) and not isinstance(exc, SendError):
+            raise SendError(self.too_slow, unanswered=True) from None
 
     def watch(self, sock: socket.socket) -> socket.socket:
         dup = sock.dup()
@@ -293,17 +297,11 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
     where = f"{host} port {port}"
     context = ssl.create_default_context()
     try:
-        with _Deadline(limit) as watch:
+        with _Deadline(limit, f"{where} did not finish within {limit:g} s (it answers too slowly); "
+                       "the e-mail was not sent") as watch:
             smtp = _SMTP(watch, context if security == "tls" else None, timeout)
             try:
                 refused = _exchange(smtp, cfg, msg, password, where)
-            except SendError:
-                raise
-            except Exception:
-                if watch.expired:
-                    raise SendError(f"{where} did not finish within {limit:g} s (it answers too "
-                                    "slowly); the e-mail was not sent", unanswered=True) from None
-                raise
             finally:
                 smtp.close()
     except SendError:
@@ -465,16 +463,8 @@ def http_request(url: str, *, method: str = "GET", document: JSONObject | None =
     req = urllib.request.Request(url, data=data, headers=headers, method=method)
     shown = show_url(url)
     try:
-        with _Deadline(deadline) as watch:
-            try:
-                status = _exchange_http(watch, req, timeout)
-            except SendError:
-                raise
-            except Exception:
-                if watch.expired:
-                    raise SendError(f"{shown} did not finish within {deadline:g} s (it answers too "
-                                    "slowly)", unanswered=True) from None
-                raise
+        with _Deadline(deadline, f"{shown} did not finish within {deadline:g} s (it answers too slowly)") as watch:
+            status = _exchange_http(watch, req, timeout)
     except SendError:
         raise
     except urllib.error.HTTPError as exc:
