@@ -262,13 +262,15 @@ async def test_the_question_before_quitting_counts_what_is_left_as_it_shrinks(
                 await pilot.pause()
                 modal = app.screen
                 assert type(modal).__name__ == "ConfirmModal", key
+                def says_left(modal=modal) -> bool:  # the question names the count of now
+                    return f"{app.board.left()[0]} file" in _text(modal.query_one(".body"))
+
+                await wait_for(pilot, says_left, 30)  # a file may land as the question opens
                 before = app.board.left()[0]
-                assert f"{before} files" in _text(modal.query_one(".body")), key
                 await wait_for(pilot, lambda before=before: app.board.left()[0] < before, 60)
-                await pilot.pause(0.2)
-                left = app.board.left()[0]
+                await wait_for(pilot, says_left, 30)
                 body = _text(modal.query_one(".body"))
-                assert f"{left} file" in body and f"{before} files" not in body, (key, body)
+                assert f"{before} files" not in body, (key, body)
                 await pilot.press("n")
                 await pilot.pause()
                 asked.append(key)
