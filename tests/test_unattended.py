@@ -209,3 +209,88 @@ def test_a_refusing_systemctl_is_reported(tmp_path, monkeypatch, capsys):
                        "sys.stderr.write('Failed to enable unit: Access denied\\n'); sys.exit(1)\n")
     assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 2
     assert "Access denied" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile paths: the installed line must run exactly our command with exactly that path.
+
+_STUB = """#!{python}
+import json, os, sys
+with open({record!r}, "a", encoding="utf-8", errors="surrogateescape") as f:
+    f.write(json.dumps({{"argv": sys.argv[1:], "secret": os.environ.get("RK_SMTP_PASSWORD"),
+                        "stdin_tty": os.isatty(0)}}) + "\\n")
+"""
+
+
+def _cron_command(line: str) -> tuple[str, str | None]:
+    """What Vixie cron (Debian's) runs of a crontab line: the five time fields dropped, ``\\%``
+    read as ``%``, and an unescaped ``%`` ending the command (the rest is its stdin, every
+    further ``%`` a line break). Only a backslash right before ``%`` is removed."""
+    command = line.split(None, 5)[5]
+    out: list[str] = []
+    escaped = False
+    for i, ch in enumerate(command):
+        if escaped:
+            if ch == "%":
+                out[-1] = "%"
+            else:
+                out.append(ch)
+            escaped = False
+        elif ch == "\\":
+            out.append(ch)
+            escaped = True
+        elif ch == "%":
+            return "".join(out), command[i + 1:].replace("%", "\n")
+        else:
+            out.append(ch)
+    return "".join(out), None
+
+
+def _hostile_setup(tmp_path: Path, monkeypatch, folder_name: str) -> tuple[Path, Path, Path]:
+    from tui.core import unattended as un
+
+    folder = tmp_path / folder_name
+    folder.mkdir()
+    cfg = folder / "config.toml"
+    cfg.write_text(f"""
+[profile.library]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = {str(tmp_path / 'ledger.sqlite3')!r}
+""")
+    (folder / "secrets.env").write_text("RK_SMTP_PASSWORD='s3 cr$et'\n")
+    record = tmp_path / "record.jsonl"
+    stub = folder / "report-keeper"
+    stub.write_text(_STUB.format(python=sys.executable, record=str(record)))
+    stub.chmod(0o700)
+    monkeypatch.setattr(un, "program", lambda: (str(stub),))
+    return cfg, stub, record
+
+
+_HOSTILE = ["my configs 100%", "it's", 'say "hi"', "$HOME", "`touch pwned`", "$(touch pwned)",
+            "a;touch pwned", "#x", "back\\slash", "pct\\%x", "end\\", "Bücherei", "*", "-dash",
+            "%%", "a\\\\%b", "~user", "x > y", "tab\\t"]
+
+
+@pytest.mark.parametrize("folder_name", _HOSTILE)
+def test_the_installed_crontab_line_runs_exactly_our_command(tmp_path, monkeypatch, capsys, folder_name):
+    import json
+
+    cfg, _stub, record = _hostile_setup(tmp_path, monkeypatch, folder_name)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0, \
+        capsys.readouterr().err
+    [line] = tab.read_text(encoding="utf-8").splitlines()
+    command, stdin = _cron_command(line)
+    home = tmp_path / "home"
+    home.mkdir()
+    # cron's environment: a minimal PATH, HOME, no TERM, no LANG, stdin not a terminal
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "SHELL": "/bin/sh", "LOGNAME": "tester"}
+    res = subprocess.run(["/bin/sh", "-c", command], input=stdin or "", env=env, cwd=home,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()]
+    assert [r["argv"] for r in runs] == [[sub, "--config", str(cfg), "--profile", "library"]
+                                        for sub in ("sync", "check")]
+    assert all(r["secret"] == "s3 cr$et" and not r["stdin_tty"] for r in runs)
+    assert not list(home.iterdir()) and not (tmp_path / "pwned").exists()

@@ -69,7 +69,7 @@ class SchedulePlan:
     @property
     def tag(self) -> str:
         """The marker ending this profile's crontab line (``%`` escaped as cron wants)."""
-        return f"{MARKER} {self.name} {self.config}".replace("%", "\\%")
+        return f"{MARKER} {self.name} " + _cron_escape(str(self.config))
 
 
 def program() -> tuple[str, ...]:
@@ -217,13 +217,31 @@ def cron_time(plan: SchedulePlan, system_tz: tzinfo | None = None) -> time:
     return (datetime.combine(today, plan.at) + max(gaps, default=timedelta())).time()
 
 
+def _cron_escape(text: str) -> str:
+    """``text`` with every ``%`` escaped as cron wants (``\\%``): for the marker comment, which
+    is only matched as text. (A path's own backslash right before a ``%`` makes cron end the
+    command inside the comment; the rest of the comment becomes the stdin nothing reads.)"""
+    return text.replace("%", "\\%")
+
+
+def _cron_word(arg: str) -> str:
+    """One shell word of a crontab line. cron reads ``\\%`` as ``%`` and any other ``%`` as
+    the end of the command (the rest becomes its stdin); an escaped backslash before it
+    (``\\\\%``, a path's own backslash) is such an other ``%``. So each ``%`` is written
+    between shell-quoted pieces, as ``\\%``, never after a backslash of the path; the shell
+    reads the unquoted ``%`` as itself."""
+    if not arg:
+        return "''"
+    return "\\%".join(shlex.quote(piece) if piece else "" for piece in arg.split("%"))
+
+
 def crontab_line(plan: SchedulePlan, system_tz: tzinfo | None = None) -> str:
     """One crontab line (``%`` escaped, as cron wants), ending with its marker comment."""
     t = cron_time(plan, system_tz)
-    env = shlex.quote(str(plan.env_file))
-    cmds = "; ".join(" ".join(shlex.quote(a) for a in plan.argv(sub)) + " >/dev/null" for sub in ("sync", "check"))
+    env = _cron_word(str(plan.env_file))
+    cmds = "; ".join(" ".join(_cron_word(a) for a in plan.argv(sub)) + " >/dev/null" for sub in ("sync", "check"))
     body = f"set -a; [ ! -r {env} ] || . {env}; set +a; {cmds}"
-    return f"{t.minute} {t.hour} * * * {body.replace('%', chr(92) + '%')} {plan.tag}"
+    return f"{t.minute} {t.hour} * * * {body} {plan.tag}"
 
 
 # --------------------------------------------------------------------------------------------
