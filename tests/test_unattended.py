@@ -146,10 +146,10 @@ def _tools(tmp_path: Path, monkeypatch, *, systemd: bool) -> tuple[Path, Path]:
     return log, tab
 
 
-def _calls(log: Path) -> list[str]:
+def _calls(log: Path, tool: str = "") -> list[str]:
     calls = log.read_text().splitlines() if log.exists() else []
     log.write_text("")
-    return calls
+    return [c for c in calls if c.startswith(tool)]
 
 
 def test_install_and_uninstall_the_systemd_timer_idempotently(tmp_path, monkeypatch, capsys):
@@ -161,12 +161,13 @@ def test_install_and_uninstall_the_systemd_timer_idempotently(tmp_path, monkeypa
     files = sorted(p.name for p in unit_dir.iterdir())
     assert len(files) == 2 and files[0].endswith(".service") and files[1].endswith(".timer")
     timer = files[1]
-    assert _calls(log) == ["systemctl --user show-environment", "systemctl --user daemon-reload",
-                           f"systemctl --user enable --now {timer}"]
+    assert _calls(log, "systemctl") == ["systemctl --user show-environment", "systemctl --user daemon-reload",
+                                        f"systemctl --user enable --now {timer}"]
     assert (unit_dir / files[0]).read_text() == _units(_print(cfg, capsys))[files[0]]
     mtimes = [(unit_dir / f).stat().st_mtime_ns for f in files]
     assert main([*args, "--install"]) == 0  # again: nothing rewritten, no reload
-    assert _calls(log) == ["systemctl --user show-environment", f"systemctl --user enable --now {timer}"]
+    assert _calls(log, "systemctl") == ["systemctl --user show-environment",
+                                        f"systemctl --user enable --now {timer}"]
     assert [(unit_dir / f).stat().st_mtime_ns for f in files] == mtimes
     assert main([*args, "--uninstall"]) == 0
     calls = _calls(log)
@@ -294,3 +295,55 @@ def test_the_installed_crontab_line_runs_exactly_our_command(tmp_path, monkeypat
                                         for sub in ("sync", "check")]
     assert all(r["secret"] == "s3 cr$et" and not r["stdin_tty"] for r in runs)
     assert not list(home.iterdir()) and not (tmp_path / "pwned").exists()
+
+
+def _set_systemd(tmp_path: Path, available: bool) -> None:
+    p = tmp_path / "bin" / "systemctl"
+    p.write_text(_RECORDER.format(python=sys.executable, log=str(tmp_path / "calls.log"), systemd=available,
+                                  crontab=str(tmp_path / "crontab.txt")))
+
+
+def test_installing_with_the_other_scheduler_never_leaves_two_nightly_runs(tmp_path, monkeypatch, capsys):
+    """Installed from an SSH session without a user manager (crontab line), then again from a
+    desktop session (systemd timer): one nightly run, not two at once."""
+    cfg = _config(tmp_path)
+    log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    tab.write_text("0 3 * * * /usr/bin/backup\n")
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    assert main([*args, "--install"]) == 0
+    assert len(tab.read_text().splitlines()) == 2
+    _set_systemd(tmp_path, True)
+    assert main([*args, "--install"]) == 0
+    out = capsys.readouterr().out
+    assert tab.read_text() == "0 3 * * * /usr/bin/backup\n", out
+    assert "removed the crontab line" in out
+    unit_dir = tmp_path / "xdg" / "systemd" / "user"
+    assert len(list(unit_dir.iterdir())) == 2
+    # and the other way: the timer is installed, systemctl cannot reach the manager now
+    _set_systemd(tmp_path, False)
+    _calls(log)
+    assert main([*args, "--install"]) == 2
+    err = capsys.readouterr().err
+    assert "timer" in err and "systemctl --user" in err and "--uninstall" in err, err
+    assert tab.read_text() == "0 3 * * * /usr/bin/backup\n"  # nothing half done
+    assert len(list(unit_dir.iterdir())) == 2
+
+
+def test_a_unit_file_that_is_not_ours_is_never_overwritten_or_removed(tmp_path, monkeypatch, capsys):
+    cfg = _config(tmp_path)
+    _tools(tmp_path, monkeypatch, systemd=True)
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    units = _units(_print(cfg, capsys))
+    [service] = [n for n in units if n.endswith(".service")]
+    unit_dir = tmp_path / "xdg" / "systemd" / "user"
+    unit_dir.mkdir(parents=True)
+    mine = "[Unit]\nDescription=my own hand-written unit\n[Service]\nExecStart=/usr/bin/true\n"
+    (unit_dir / service).write_text(mine)
+    assert main([*args, "--install"]) == 2
+    err = capsys.readouterr().err
+    assert service in err and "not written by report-keeper" in err, err
+    assert (unit_dir / service).read_text() == mine
+    assert sorted(p.name for p in unit_dir.iterdir()) == [service]  # nothing half done
+    assert main([*args, "--uninstall"]) == 2
+    assert "not written by report-keeper" in capsys.readouterr().err
+    assert (unit_dir / service).read_text() == mine

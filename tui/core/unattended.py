@@ -39,6 +39,7 @@ from tui.core.names import escape_name
 MARGIN = timedelta(minutes=10)
 DEFAULT_AT = time(7, 0)
 MARKER = "# report-keeper-schedule"
+HEADER = "# Written by 'report-keeper schedule --install'; 'report-keeper schedule --uninstall' removes it."
 SECRETS_FILE = "secrets.env"
 
 class Runner(Protocol):
@@ -167,7 +168,7 @@ def systemd_units(plan: SchedulePlan) -> dict[str, str]:
     )
     env_file = str(plan.env_file).replace("%", "%%")  # a path: no quotes, specifiers escaped
     service = f"""\
-# Written by 'report-keeper schedule --install'; 'report-keeper schedule --uninstall' removes it.
+{HEADER}
 [Unit]
 Description=Report Keeper: sync and check of profile '{plan.profile}'
 
@@ -181,7 +182,7 @@ EnvironmentFile=-{env_file}
 Nice=10
 """
     timer = f"""\
-# Written by 'report-keeper schedule --install'; 'report-keeper schedule --uninstall' removes it.
+{HEADER}
 [Unit]
 Description=Report Keeper: daily run for profile '{plan.profile}' after its reports are due
 
@@ -262,9 +263,32 @@ def _run(runner: Runner, argv: list[str], stdin: str | None = None) -> subproces
         return subprocess.CompletedProcess(argv, 124, "", f"{argv[0]}: no answer within 60 s")
 
 
+def _systemd(runner: Runner) -> subprocess.CompletedProcess[str]:
+    return _run(runner, ["systemctl", "--user", "show-environment"])
+
+
 def systemd_available(runner: Runner = subprocess.run) -> bool:
     """A user service manager answers (``systemctl --user``)."""
-    return _run(runner, ["systemctl", "--user", "show-environment"]).returncode == 0
+    return _systemd(runner).returncode == 0
+
+
+def _unit_files(plan: SchedulePlan) -> list[Path]:
+    """This plan's unit files; raises ``ScheduleError`` when one of them exists but was not
+    written by ``schedule`` (a unit of the same name the user wrote by hand): it is never
+    replaced or removed."""
+    files = [unit_dir() / n for n in systemd_units(plan)]
+    for f in files:
+        if not (f.exists() or f.is_symlink()):
+            continue
+        try:
+            with f.open("rb") as fh:
+                ours = fh.readline().rstrip(b"\n") == HEADER.encode()
+        except OSError:
+            ours = False
+        if not ours:
+            raise ScheduleError(f"{f} exists and was not written by report-keeper: it is left as it is; "
+                                "rename or remove it, then run this again")
+    return files
 
 
 def _write_if_changed(path: Path, text: str) -> bool:
@@ -283,8 +307,11 @@ def _check(result: subprocess.CompletedProcess[str], what: str) -> None:
         raise ScheduleError(f"{what} failed (exit {result.returncode}): {detail or 'no message'}")
 
 
-def _crontab(runner: Runner) -> list[str]:
+def _crontab(runner: Runner) -> list[str] | None:
+    """The user's crontab as lines; None where there is no ``crontab`` command."""
     res = _run(runner, ["crontab", "-l"])
+    if res.returncode == 127:
+        return None
     if res.returncode != 0:
         if "no crontab" in (res.stderr or "").lower():
             return []
@@ -300,7 +327,9 @@ def _set_crontab(runner: Runner, lines: list[str]) -> None:
 def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
     """Install (or refresh) the timer, else the crontab line; returns what was done."""
     done: list[str] = []
-    if systemd_available(runner):
+    files = _unit_files(plan)
+    systemd = _systemd(runner)
+    if systemd.returncode == 0:
         changed = False
         for name, text in systemd_units(plan).items():
             if _write_if_changed(unit_dir() / name, text):
@@ -311,11 +340,26 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
         _check(_run(runner, ["systemctl", "--user", "enable", "--now", f"{plan.name}.timer"]),
                f"systemctl --user enable --now {plan.name}.timer")
         done.append(f"enabled {plan.name}.timer (systemd user timer)")
+        # A line an earlier install added where systemd was not reachable would run the
+        # same sync at the same time every night: the timer replaces it.
+        current = _crontab(runner)
+        if current is not None:
+            kept = [line for line in current if not line.endswith(plan.tag)]
+            if kept != current:
+                _set_crontab(runner, kept)
+                done.append("removed the crontab line (the systemd timer replaces it)")
         return done
-    if _run(runner, ["crontab", "-l"]).returncode == 127:
+    if any(f.exists() for f in files):
+        detail = " ".join((systemd.stderr or systemd.stdout or "").split())[:200] or f"exit {systemd.returncode}"
+        raise ScheduleError(
+            f"the systemd timer {plan.name}.timer is installed in {unit_dir()}, but systemctl --user "
+            f"cannot reach your user service manager here ({detail}); a crontab line would run "
+            "every night beside it: run this in a login session instead, or 'report-keeper "
+            "schedule --uninstall' there first")
+    current = _crontab(runner)
+    if current is None:
         raise ScheduleError("neither systemd user units (systemctl --user) nor crontab are available "
                             "here; run the printed commands from your own scheduler")
-    current = _crontab(runner)
     line = crontab_line(plan)
     kept = [line for line in current if not line.endswith(plan.tag)]
     if kept + [line] != current:
@@ -329,7 +373,7 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
 def uninstall(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
     """Remove the timer and the crontab line of this profile wherever they are."""
     done: list[str] = []
-    files = [unit_dir() / n for n in systemd_units(plan)]
+    files = _unit_files(plan)
     if any(f.exists() for f in files):
         if systemd_available(runner):
             _run(runner, ["systemctl", "--user", "disable", "--now", f"{plan.name}.timer"])
@@ -339,8 +383,8 @@ def uninstall(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
                 done.append(f"removed {f}")
         if systemd_available(runner):
             _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
-    if _run(runner, ["crontab", "-l"]).returncode != 127:
-        current = _crontab(runner)
+    current = _crontab(runner)
+    if current is not None:
         kept = [line for line in current if not line.endswith(plan.tag)]
         if kept != current:
             _set_crontab(runner, kept)
