@@ -127,9 +127,9 @@ if sys.argv[1:] == ["-l"]:
     if not tab.exists():
         sys.stderr.write("no crontab for tester\\n")
         sys.exit(1)
-    sys.stdout.write(tab.read_text())
+    sys.stdout.buffer.write(tab.read_bytes())
 elif sys.argv[1:] == ["-"]:
-    tab.write_text(sys.stdin.read())
+    tab.write_bytes(sys.stdin.buffer.read())
 """
 
 
@@ -347,3 +347,24 @@ def test_a_unit_file_that_is_not_ours_is_never_overwritten_or_removed(tmp_path, 
     assert main([*args, "--uninstall"]) == 2
     assert "not written by report-keeper" in capsys.readouterr().err
     assert (unit_dir / service).read_text() == mine
+
+
+def test_the_users_own_crontab_lines_are_kept_byte_for_byte(tmp_path, monkeypatch, capsys):
+    """Comments in another encoding, characters Python alone takes for line breaks (form feed,
+    NEL, U+2028, a carriage return), environment lines: install and uninstall change only our
+    line. (The file keeps a final line break: Debian's crontab refuses a file without one.)"""
+    cfg = _config(tmp_path)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    own = ("SHELL=/bin/bash\nMAILTO=someone@example.edu\n# Sauvegarde \xe0 3h (latin-1)\n"
+           "# page\x0cbreak \xc2\x85 NEL \xe2\x80\xa8 line separator\n"
+           "0 3 * * * /usr/bin/backup --label 'r\u00e9sum\u00e9'\r\n"
+           "# report-keeper-schedule is a word I use too\n").encode("latin-1")
+    tab.write_bytes(own)
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    assert main([*args, "--install"]) == 0, capsys.readouterr().err
+    after = tab.read_bytes()
+    assert after[:len(own)] == own and after.count(b"\n") == own.count(b"\n") + 1
+    assert main([*args, "--install"]) == 0  # twice: no duplicate
+    assert tab.read_bytes() == after
+    assert main([*args, "--uninstall"]) == 0, capsys.readouterr().err
+    assert tab.read_bytes() == own

@@ -45,8 +45,8 @@ SECRETS_FILE = "secrets.env"
 class Runner(Protocol):
     """How commands are run (``subprocess.run``; the tests pass a recorder)."""
 
-    def __call__(self, args: list[str], *, capture_output: bool, text: bool, timeout: float,
-                 input: str | None) -> subprocess.CompletedProcess[str]: ...
+    def __call__(self, args: list[str], *, capture_output: bool, timeout: float,
+                 input: bytes | None) -> subprocess.CompletedProcess[bytes]: ...
 
 
 class ScheduleError(Exception):
@@ -254,9 +254,17 @@ def unit_dir() -> Path:
     return Path(base) / "systemd" / "user"
 
 
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", "surrogateescape")
+
+
 def _run(runner: Runner, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    # Bytes, decoded here: the user's crontab may hold any bytes (a comment in another
+    # encoding) and carriage returns, which text mode would drop; they go back as they were.
     try:
-        return runner(argv, capture_output=True, text=True, timeout=60, input=stdin)
+        res = runner(argv, capture_output=True, timeout=60,
+                     input=None if stdin is None else stdin.encode("utf-8", "surrogateescape"))
+        return subprocess.CompletedProcess(argv, res.returncode, _text(res.stdout), _text(res.stderr))
     except FileNotFoundError:
         return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: not found")
     except subprocess.TimeoutExpired:
@@ -308,7 +316,9 @@ def _check(result: subprocess.CompletedProcess[str], what: str) -> None:
 
 
 def _crontab(runner: Runner) -> list[str] | None:
-    """The user's crontab as lines; None where there is no ``crontab`` command."""
+    """The user's crontab as lines (split at line feeds only, as cron does: a form feed,
+    carriage return or U+2028 in a user's line stays in it); None where there is no
+    ``crontab`` command."""
     res = _run(runner, ["crontab", "-l"])
     if res.returncode == 127:
         return None
@@ -316,7 +326,8 @@ def _crontab(runner: Runner) -> list[str] | None:
         if "no crontab" in (res.stderr or "").lower():
             return []
         _check(res, "crontab -l")
-    return str(res.stdout).splitlines()
+    text = str(res.stdout)
+    return text.removesuffix("\n").split("\n") if text else []
 
 
 def _set_crontab(runner: Runner, lines: list[str]) -> None:
