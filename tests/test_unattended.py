@@ -368,3 +368,27 @@ def test_the_users_own_crontab_lines_are_kept_byte_for_byte(tmp_path, monkeypatc
     assert tab.read_bytes() == after
     assert main([*args, "--uninstall"]) == 0, capsys.readouterr().err
     assert tab.read_bytes() == own
+
+
+def test_two_installs_at_once_keep_both_lines(tmp_path, monkeypatch):
+    """Two profiles installed at the same moment (a script looping over profiles in the
+    background): each reads the crontab, adds its line and writes it back; the second write
+    used to drop the first one's line."""
+    cfg = _config(tmp_path)
+    other = cfg.parent / "other.toml"
+    other.write_text(cfg.read_text())
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    slow = tmp_path / "bin" / "crontab"
+    # every 'crontab -l' takes a while: the two reads happen before either write
+    slow.write_text(slow.read_text().replace("if sys.argv[1:] == [\"-l\"]:",
+                                             "if sys.argv[1:] == [\"-l\"]:\n    import time; time.sleep(1.0)", 1))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+           "XDG_STATE_HOME": str(tmp_path / "state")}
+    procs = [subprocess.Popen([sys.executable, "-m", "tui", "schedule", "--config", str(c), "--profile",
+                               "library", "--install"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for c in (cfg, other)]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    lines = tab.read_text().splitlines()
+    assert len(lines) == 2 and {line.rsplit("/", 1)[1] for line in lines} == {"config.toml", "other.toml"}

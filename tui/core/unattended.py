@@ -19,19 +19,24 @@ Secrets: an SMTP password is never written into a unit or a crontab. Both read
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+import platformdirs
+
 from tui.core import clock
-from tui.core.config import Profile, default_config_path, system_timezone
+from tui.core.config import APP_NAME, Profile, default_config_path, system_timezone
 from tui.core.health import evaluate
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.names import escape_name
@@ -330,6 +335,26 @@ def _crontab(runner: Runner) -> list[str] | None:
     return text.removesuffix("\n").split("\n") if text else []
 
 
+@contextlib.contextmanager
+def _crontab_lock() -> Iterator[None]:
+    """Held from reading the crontab to writing it back: two ``schedule`` runs at once (a
+    script installing several profiles in the background) each read the crontab before the
+    other wrote it, and the second write dropped the first one's line. (``crontab`` itself
+    has no lock; a user's ``crontab -e`` at that moment can still undo either.)"""
+    path = Path(platformdirs.user_state_dir(APP_NAME)) / "crontab.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ScheduleError(f"cannot create {path} ({exc.strerror}), which keeps two changes of the "
+                            "crontab apart: make its folder writable") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _set_crontab(runner: Runner, lines: list[str]) -> None:
     text = "\n".join(lines) + ("\n" if lines else "")
     _check(_run(runner, ["crontab", "-"], stdin=text), "crontab -")
@@ -353,10 +378,10 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
         done.append(f"enabled {plan.name}.timer (systemd user timer)")
         # A line an earlier install added where systemd was not reachable would run the
         # same sync at the same time every night: the timer replaces it.
-        current = _crontab(runner)
-        if current is not None:
-            kept = [line for line in current if not line.endswith(plan.tag)]
-            if kept != current:
+        with _crontab_lock():
+            current = _crontab(runner)
+            kept = [line for line in current or [] if not line.endswith(plan.tag)]
+            if current is not None and kept != current:
                 _set_crontab(runner, kept)
                 done.append("removed the crontab line (the systemd timer replaces it)")
         return done
@@ -367,17 +392,18 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
             f"cannot reach your user service manager here ({detail}); a crontab line would run "
             "every night beside it: run this in a login session instead, or 'report-keeper "
             "schedule --uninstall' there first")
-    current = _crontab(runner)
-    if current is None:
-        raise ScheduleError("neither systemd user units (systemctl --user) nor crontab are available "
-                            "here; run the printed commands from your own scheduler")
     line = crontab_line(plan)
-    kept = [line for line in current if not line.endswith(plan.tag)]
-    if kept + [line] != current:
-        _set_crontab(runner, kept + [line])
-        done.append("installed the crontab line")
-    else:
-        done.append("the crontab line was already installed")
+    with _crontab_lock():
+        current = _crontab(runner)
+        if current is None:
+            raise ScheduleError("neither systemd user units (systemctl --user) nor crontab are available "
+                                "here; run the printed commands from your own scheduler")
+        kept = [old for old in current if not old.endswith(plan.tag)]
+        if kept + [line] != current:
+            _set_crontab(runner, kept + [line])
+            done.append("installed the crontab line")
+        else:
+            done.append("the crontab line was already installed")
     return done
 
 
@@ -394,10 +420,10 @@ def uninstall(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
                 done.append(f"removed {f}")
         if systemd_available(runner):
             _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
-    current = _crontab(runner)
-    if current is not None:
-        kept = [line for line in current if not line.endswith(plan.tag)]
-        if kept != current:
+    with _crontab_lock():
+        current = _crontab(runner)
+        kept = [line for line in current or [] if not line.endswith(plan.tag)]
+        if current is not None and kept != current:
             _set_crontab(runner, kept)
             done.append("removed the crontab line")
     return done
