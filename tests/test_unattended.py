@@ -219,7 +219,8 @@ _STUB = """#!{python}
 import json, os, sys
 with open({record!r}, "a", encoding="utf-8", errors="surrogateescape") as f:
     f.write(json.dumps({{"argv": sys.argv[1:], "secret": os.environ.get("RK_SMTP_PASSWORD"),
-                        "stdin_tty": os.isatty(0)}}) + "\\n")
+                        "stdin_tty": os.isatty(0),
+                        "xdg": {{k: v for k, v in os.environ.items() if k.startswith("XDG_")}}}}) + "\\n")
 """
 
 
@@ -392,3 +393,76 @@ def test_two_installs_at_once_keep_both_lines(tmp_path, monkeypatch):
         assert p.returncode == 0, err
     lines = tab.read_text().splitlines()
     assert len(lines) == 2 and {line.rsplit("/", 1)[1] for line in lines} == {"config.toml", "other.toml"}
+
+
+@pytest.mark.parametrize("folder_name", ["plain", "it's $HOME 100% `x`", "pct\\%x"])
+def test_the_nightly_run_uses_the_folders_schedule_was_run_with(tmp_path, monkeypatch, capsys, folder_name):
+    """With XDG_DATA_HOME set in the shell (a ledger and local folder by default under it),
+    cron's environment has none: the nightly sync used another ledger and downloaded every
+    report again into another folder, which the app never showed."""
+    import json
+
+    cfg, _stub, record = _hostile_setup(tmp_path, monkeypatch, folder_name)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    data, state = tmp_path / folder_name / "data", tmp_path / folder_name / "state"
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0, \
+        capsys.readouterr().err
+    [line] = tab.read_text(encoding="utf-8").splitlines()
+    command, stdin = _cron_command(line)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh"}
+    res = subprocess.run(["/bin/sh", "-c", command], input=stdin or "", env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()]
+    assert [r["xdg"] for r in runs] == [{"XDG_DATA_HOME": str(data), "XDG_STATE_HOME": str(state)}] * 2
+    # the timer's service says the same
+    text = _print(cfg, capsys)
+    [service] = [t for n, t in _units(text).items() if n.endswith(".service")]
+    envs = [shlex.split(l.split("=", 1)[1]) for l in service.splitlines() if l.startswith("Environment=")]
+    assert envs == [[f"XDG_DATA_HOME={data}".replace("%", "%%")], [f"XDG_STATE_HOME={state}".replace("%", "%%")]]
+    if SYSTEMD_ANALYZE:
+        folder = tmp_path / "units"
+        folder.mkdir()
+        for name, unit in _units(text).items():
+            (folder / name).write_text(unit)
+        res = subprocess.run([SYSTEMD_ANALYZE, "verify", *sorted(str(p) for p in folder.iterdir())],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0 and "ignoring" not in res.stderr.lower(), res.stderr
+
+
+def _systemd_words(value: str) -> list[str]:
+    """An ExecStart= value as systemd passes it on: quoted words, ``%%`` a ``%``, and ``$$`` a
+    ``$`` in the arguments (the executable's name is not expanded). Only the escapes the
+    generated units use (``\\\\``, ``\\"``) are read."""
+    words = shlex.split(value)
+    return [w.replace("%%", "%") if i == 0 else w.replace("%%", "%").replace("$$", "$")
+            for i, w in enumerate(words)]
+
+
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed here")
+@pytest.mark.parametrize("folder_name", _HOSTILE)
+def test_the_timer_runs_exactly_our_command(tmp_path, monkeypatch, capsys, folder_name):
+    """The program itself in a hostile folder: systemd refuses an executable name holding a
+    quote or a backslash (the whole unit), and reads ``$$`` in it as two dollars."""
+    import json
+
+    cfg, _stub, record = _hostile_setup(tmp_path, monkeypatch, folder_name)
+    units = _units(_print(cfg, capsys))
+    folder = tmp_path / "units"
+    folder.mkdir()
+    for name, text in units.items():
+        (folder / name).write_text(text)
+    res = subprocess.run([SYSTEMD_ANALYZE, "verify", *sorted(str(p) for p in folder.iterdir())],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "ignoring" not in res.stderr.lower(), res.stderr
+    [service] = [t for n, t in units.items() if n.endswith(".service")]
+    for line in service.splitlines():
+        if line.startswith("ExecStart="):
+            subprocess.run(_systemd_words(line.split("=", 1)[1]), check=True, timeout=60, stdin=subprocess.DEVNULL,
+                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()]
+    assert [r["argv"] for r in runs] == [[sub, "--config", str(cfg), "--profile", "library"]
+                                        for sub in ("sync", "check")]

@@ -42,6 +42,11 @@ from tui.core.ledger import Ledger, LedgerError
 from tui.core.names import escape_name
 
 MARGIN = timedelta(minutes=10)
+# The folders the default ledger, local folder, log and caches are under. Set in the shell
+# that ran ``schedule``, they are given to the nightly run too: cron's environment has none of
+# them and a user manager's need not, and without them the run took another ledger and
+# downloaded everything again into another folder.
+PATH_ENV = ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
 DEFAULT_AT = time(7, 0)
 MARKER = "# report-keeper-schedule"
 HEADER = "# Written by 'report-keeper schedule --install'; 'report-keeper schedule --uninstall' removes it."
@@ -68,6 +73,7 @@ class SchedulePlan:
     command: tuple[str, ...]  # the program: (report-keeper,) or (python, -m, tui)
     env_file: Path
     reason: str  # which report decided the time
+    environment: tuple[tuple[str, str], ...] = ()  # PATH_ENV values to pass on
 
     def argv(self, sub: str) -> list[str]:
         return [*self.command, sub, "--config", str(self.config), "--profile", self.profile]
@@ -143,8 +149,9 @@ def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) 
         profile=profile.name, config=config, name=_unit_name(profile.name, config), at=at,
         tz=profile.timezone, command=program(), env_file=config.parent / SECRETS_FILE,
         reason=f"{reason} + {int(MARGIN.total_seconds() // 60)} min",
+        environment=tuple((k, os.environ[k]) for k in PATH_ENV if os.environ.get(k)),
     )
-    for arg in (*plan.argv("sync"), str(plan.env_file)):
+    for arg in (*plan.argv("sync"), str(plan.env_file), *(v for _k, v in plan.environment)):
         if not arg.isprintable():
             raise ScheduleError(f"the path {arg!r} holds control characters; a timer cannot run it")
     return plan
@@ -155,11 +162,34 @@ def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) 
 
 
 def _systemd_quote(arg: str) -> str:
-    """One ExecStart argument: ``%`` and ``$`` doubled (systemd expands them), quoted if needed."""
+    """One ExecStart argument after the executable: ``%`` and ``$`` doubled (systemd expands
+    them), quoted if needed."""
     arg = arg.replace("%", "%%").replace("$", "$$")
     if arg and all(c.isalnum() or c in "-_./:=@+,%$" for c in arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# systemd refuses an executable name holding a quote or a backslash (the whole unit) and
+# does not expand ``$$`` in it (the path is taken with two dollars): such a program is started
+# by ``sh``, which gets its path as an argument, where every character can be written.
+_UNSAFE_EXECUTABLE = set("'\"\\$")
+_SH_EXEC = ("/bin/sh", "-c", 'exec "$0" "$@"')
+
+
+def _exec_start(argv: list[str]) -> str:
+    if _UNSAFE_EXECUTABLE & set(argv[0]):
+        argv = [*_SH_EXEC, *argv]
+    program = argv[0].replace("%", "%%")
+    if not all(c.isalnum() or c in "-_./:=@+,%" for c in program):
+        program = f'"{program}"'
+    return " ".join([program, *(_systemd_quote(a) for a in argv[1:])])
+
+
+def _systemd_env(name: str, value: str) -> str:
+    """One ``Environment=`` assignment: quoted, ``%`` doubled (no ``$`` expansion there)."""
+    text = f"{name}={value}".replace("%", "%%")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _tz_name(tz: tzinfo) -> str:
@@ -168,10 +198,9 @@ def _tz_name(tz: tzinfo) -> str:
 
 def systemd_units(plan: SchedulePlan) -> dict[str, str]:
     """``{"<name>.service": text, "<name>.timer": text}``."""
-    exec_lines = "\n".join(
-        "ExecStart=" + " ".join(_systemd_quote(a) for a in plan.argv(sub)) for sub in ("sync", "check")
-    )
+    exec_lines = "\n".join("ExecStart=" + _exec_start(plan.argv(sub)) for sub in ("sync", "check"))
     env_file = str(plan.env_file).replace("%", "%%")  # a path: no quotes, specifiers escaped
+    environment = "".join(f"Environment={_systemd_env(k, v)}\n" for k, v in plan.environment)
     service = f"""\
 {HEADER}
 [Unit]
@@ -184,7 +213,7 @@ Type=oneshot
 SuccessExitStatus=1 2
 # The SMTP password (see smtp_password_env) comes from this file when it exists.
 EnvironmentFile=-{env_file}
-Nice=10
+{environment}Nice=10
 """
     timer = f"""\
 {HEADER}
@@ -246,7 +275,8 @@ def crontab_line(plan: SchedulePlan, system_tz: tzinfo | None = None) -> str:
     t = cron_time(plan, system_tz)
     env = _cron_word(str(plan.env_file))
     cmds = "; ".join(" ".join(_cron_word(a) for a in plan.argv(sub)) + " >/dev/null" for sub in ("sync", "check"))
-    body = f"set -a; [ ! -r {env} ] || . {env}; set +a; {cmds}"
+    assign = "".join(f"{k}={_cron_word(v)}; " for k, v in plan.environment)  # exported: set -a
+    body = f"set -a; [ ! -r {env} ] || . {env}; {assign}set +a; {cmds}"
     return f"{t.minute} {t.hour} * * * {body} {plan.tag}"
 
 
