@@ -85,9 +85,10 @@ def test_printed_units_and_crontab_line(tmp_path, capsys):
     assert (int(hour), int(minute)) != (0, 0) and "\\%" in cron
     command = cron.split(" * * * ", 1)[1].replace("\\%", "%")
     words = shlex.split(command)
-    i = words.index("check")
-    assert words[i:i + 5] == ["check", "--config", str(cfg), "--profile", "library"]
-    assert words[i + 5:i + 7] == [">/dev/null", "#"]  # the marker is a shell comment
+    assert words[words.index("for"):words.index("do") + 1] == ["for", "s", "in", "sync", "check;", "do"]
+    i = words.index("$s")
+    assert words[i:i + 5] == ["$s", "--config", str(cfg), "--profile", "library"]
+    assert words[i + 5:i + 8] == [">/dev/null;", "done", "#"]  # the marker is a shell comment
 
 
 @pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed here")
@@ -466,3 +467,26 @@ def test_the_timer_runs_exactly_our_command(tmp_path, monkeypatch, capsys, folde
     runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()]
     assert [r["argv"] for r in runs] == [[sub, "--config", str(cfg), "--profile", "library"]
                                         for sub in ("sync", "check")]
+
+
+def test_a_crontab_line_cron_would_cut_short_is_refused(tmp_path, monkeypatch, capsys):
+    """Vixie cron (Debian's cron) keeps at most 999 characters of a command and drops the
+    rest without a word: with a deep config folder the nightly 'check' lost its profile (or
+    more), every night. Such a line is refused, nothing is written, and the printed line
+    says so."""
+    deep = tmp_path / "/".join(["Library Services Electronic Resources Alma Analytics"] * 9)
+    deep.mkdir(parents=True)
+    cfg = _config(tmp_path)
+    cfg = cfg.rename(deep / "config.toml")
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    tab.write_text("0 3 * * * /usr/bin/backup\n")
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    assert main([*args, "--install"]) == 2
+    err = capsys.readouterr().err
+    assert "999" in err and "cron" in err, err
+    assert tab.read_text() == "0 3 * * * /usr/bin/backup\n"
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    [line] = [l for l in out.splitlines() if " * * * " in l and not l.startswith("#")]
+    assert len(_cron_command(line)[0].split(" # report-keeper-schedule")[0]) > 999
+    assert "999" in out.split(line)[0].splitlines()[-1]  # the comment right above it says so

@@ -66,5 +66,9 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"# ~/.config/systemd/user/{name}\n{text}\n")
     t = un.cron_time(plan)
     out.write(f"# Or one crontab line (cron has no time zone: {t:%H:%M} on this machine's clock):\n")
-    out.write(un.crontab_line(plan) + "\n")
+    line = un.crontab_line(plan)
+    too_long = un.cron_too_long(line)
+    if too_long:
+        out.write(f"# Do not use it: {too_long}.\n")
+    out.write(line + "\n")
     return int(Exit.OK)

@@ -49,6 +49,9 @@ MARGIN = timedelta(minutes=10)
 PATH_ENV = ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
 DEFAULT_AT = time(7, 0)
 MARKER = "# report-keeper-schedule"
+# Vixie cron (Debian's cron, BSD's) keeps this many characters of a line's command (its
+# MAX_COMMAND less the final NUL) and drops the rest without a word.
+CRON_MAX_COMMAND = 999
 HEADER = "# Written by 'report-keeper schedule --install'; 'report-keeper schedule --uninstall' removes it."
 SECRETS_FILE = "secrets.env"
 
@@ -271,13 +274,33 @@ def _cron_word(arg: str) -> str:
 
 
 def crontab_line(plan: SchedulePlan, system_tz: tzinfo | None = None) -> str:
-    """One crontab line (``%`` escaped, as cron wants), ending with its marker comment."""
+    """One crontab line (``%`` escaped, as cron wants), ending with its marker comment.
+
+    Each path is written once (cron keeps only ``CRON_MAX_COMMAND`` characters of a command):
+    the secrets file through ``$e``, sync and check by one loop over ``$s``. Neither is
+    exported (both are set outside ``set -a``), and the secrets file cannot change what runs:
+    ``$e`` is expanded before it is read, ``s`` set by the loop after it."""
     t = cron_time(plan, system_tz)
     env = _cron_word(str(plan.env_file))
-    cmds = "; ".join(" ".join(_cron_word(a) for a in plan.argv(sub)) + " >/dev/null" for sub in ("sync", "check"))
     assign = "".join(f"{k}={_cron_word(v)}; " for k, v in plan.environment)  # exported: set -a
-    body = f"set -a; [ ! -r {env} ] || . {env}; {assign}set +a; {cmds}"
+    args = plan.argv("")[len(plan.command) + 1:]  # --config ... --profile ...
+    run = " ".join([*map(_cron_word, plan.command), '"$s"', *map(_cron_word, args)])
+    body = (f"e={env}; set -a; [ ! -r \"$e\" ] || . \"$e\"; {assign}set +a; "
+            f"for s in sync check; do {run} >/dev/null; done")
     return f"{t.minute} {t.hour} * * * {body} {plan.tag}"
+
+
+def cron_too_long(line: str) -> str | None:
+    """Why cron would cut ``line``'s command short, or None. Only the marker comment at its
+    end may be cut: it is matched in the crontab's text, which keeps it whole."""
+    command = line.split(" ", 5)[5]
+    body = command[: command.rindex(" " + MARKER)] if (" " + MARKER) in command else command
+    size = len(body.encode("utf-8", "surrogateescape"))
+    if size <= CRON_MAX_COMMAND:
+        return None
+    return (f"the crontab line's command is {size} characters long, and cron keeps only the first "
+            f"{CRON_MAX_COMMAND} (the rest is dropped: the nightly run would fail); move the config "
+            "file to a shorter path, or use the systemd timer")
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,6 +446,9 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
             "every night beside it: run this in a login session instead, or 'report-keeper "
             "schedule --uninstall' there first")
     line = crontab_line(plan)
+    too_long = cron_too_long(line)
+    if too_long:
+        raise ScheduleError(too_long)
     with _crontab_lock():
         current = _crontab(runner)
         if current is None:
