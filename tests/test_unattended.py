@@ -490,3 +490,21 @@ def test_a_crontab_line_cron_would_cut_short_is_refused(tmp_path, monkeypatch, c
     [line] = [l for l in out.splitlines() if " * * * " in l and not l.startswith("#")]
     assert len(_cron_command(line)[0].split(" # report-keeper-schedule")[0]) > 999
     assert "999" in out.split(line)[0].splitlines()[-1]  # the comment right above it says so
+
+
+@pytest.mark.parametrize("raw", [b"lat\xe9", b"new\nline", b"esc\x1b[31m"])
+def test_a_path_no_timer_can_hold_is_refused_in_one_line(tmp_path, monkeypatch, capsys, raw):
+    """A folder name that is not UTF-8 (a Latin-1 name from an old share) crashed schedule
+    ('unexpected error ... this is a bug', exit 2). Now exit 3 and one line saying why, as
+    for a line break or an escape (which held)."""
+    _tools(tmp_path, monkeypatch, systemd=False)
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/" + raw))
+    folder.mkdir()
+    cfg = folder / "config.toml"
+    cfg.write_text(f'[profile.library]\nhost = "127.0.0.1"\ntimezone = "UTC"\nledger = {str(tmp_path / "l.sqlite3")!r}\n')
+    for extra in ([], ["--install"]):
+        assert main(["schedule", "--config", str(cfg), "--profile", "library", *extra]) == 3
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "unexpected" not in err, err
+        assert "UTF-8" in err if b"\xe9" in raw else "control characters" in err
+    assert not (tmp_path / "crontab.txt").exists()

@@ -140,9 +140,22 @@ def _hm(delta: timedelta) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}" if minutes % 60 else f"{minutes // 60}h"
 
 
+def _refuse_unrunnable(arg: str) -> None:
+    """Every path and word of the command must be UTF-8 text without control characters: unit
+    files and crontabs are such text, and a line break would end the line."""
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ScheduleError(f"the path {escape_name(os.fsencode(arg).decode('utf-8', 'backslashreplace'))} "
+                            "is not UTF-8 text, which timer units and crontab lines are: rename it") from None
+    if not arg.isprintable():
+        raise ScheduleError(f"the path {arg!r} holds control characters; a timer cannot run it")
+
+
 def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) -> SchedulePlan:
     config = Path(config_path).expanduser() if config_path else default_config_path()
     config = config.absolute()
+    _refuse_unrunnable(str(config))
     due, reason = _latest_due(profile)
     total = due + MARGIN
     minutes = -(-int(total.total_seconds()) // 300) * 5  # up to five minutes
@@ -155,8 +168,7 @@ def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) 
         environment=tuple((k, os.environ[k]) for k in PATH_ENV if os.environ.get(k)),
     )
     for arg in (*plan.argv("sync"), str(plan.env_file), *(v for _k, v in plan.environment)):
-        if not arg.isprintable():
-            raise ScheduleError(f"the path {arg!r} holds control characters; a timer cannot run it")
+        _refuse_unrunnable(arg)
     return plan
 
 
