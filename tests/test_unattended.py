@@ -508,3 +508,22 @@ def test_a_path_no_timer_can_hold_is_refused_in_one_line(tmp_path, monkeypatch, 
         assert len(err.strip().splitlines()) == 1 and "unexpected" not in err, err
         assert "UTF-8" in err if b"\xe9" in raw else "control characters" in err
     assert not (tmp_path / "crontab.txt").exists()
+
+
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed here")
+def test_a_percent_in_the_profile_name_is_not_a_specifier(tmp_path, capsys):
+    """``Description=`` expands specifiers: a profile named 'Zweigstelle 50%Z' made systemd
+    warn and drop the description at every load ('%n' would name the unit instead)."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[profile."Zweigstelle 50%Z"]\nhost = "127.0.0.1"\ntimezone = "UTC"\n'
+                   f'ledger = {str(tmp_path / "l.sqlite3")!r}\n')
+    assert main(["schedule", "--config", str(cfg), "--profile", "Zweigstelle 50%Z"]) == 0
+    units = _units(capsys.readouterr().out)
+    folder = tmp_path / "units"
+    folder.mkdir()
+    for name, text in units.items():
+        (folder / name).write_text(text)
+        assert "Description=" in text and "'Zweigstelle 50%%Z'" in text
+    res = subprocess.run([SYSTEMD_ANALYZE, "verify", *sorted(str(p) for p in folder.iterdir())],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "ignoring" not in res.stderr.lower(), res.stderr

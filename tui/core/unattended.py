@@ -216,10 +216,11 @@ def systemd_units(plan: SchedulePlan) -> dict[str, str]:
     exec_lines = "\n".join("ExecStart=" + _exec_start(plan.argv(sub)) for sub in ("sync", "check"))
     env_file = str(plan.env_file).replace("%", "%%")  # a path: no quotes, specifiers escaped
     environment = "".join(f"Environment={_systemd_env(k, v)}\n" for k, v in plan.environment)
+    profile = plan.profile.replace("%", "%%")  # Description= expands specifiers too
     service = f"""\
 {HEADER}
 [Unit]
-Description=Report Keeper: sync and check of profile '{plan.profile}'
+Description=Report Keeper: sync and check of profile '{profile}'
 
 [Service]
 Type=oneshot
@@ -233,7 +234,7 @@ EnvironmentFile=-{env_file}
     timer = f"""\
 {HEADER}
 [Unit]
-Description=Report Keeper: daily run for profile '{plan.profile}' after its reports are due
+Description=Report Keeper: daily run for profile '{profile}' after its reports are due
 
 [Timer]
 # {plan.reason}
