@@ -527,3 +527,22 @@ def test_a_percent_in_the_profile_name_is_not_a_specifier(tmp_path, capsys):
     res = subprocess.run([SYSTEMD_ANALYZE, "verify", *sorted(str(p) for p in folder.iterdir())],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "ignoring" not in res.stderr.lower(), res.stderr
+
+
+def test_a_secrets_file_sh_cannot_read_does_not_stop_the_nightly_run(tmp_path, monkeypatch, capsys):
+    """A password holding an apostrophe written as the README shows ('it's'): sh's '.' meets a
+    syntax error and a non-interactive sh exits there, so neither sync nor check ran, every
+    night (the timer's EnvironmentFile= reads it and runs). Now both run, without it."""
+    import json
+
+    cfg, _stub, record = _hostile_setup(tmp_path, monkeypatch, "configs")
+    (cfg.parent / "secrets.env").write_text("RK_SMTP_PASSWORD='it's'\n")
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0
+    [line] = tab.read_text(encoding="utf-8").splitlines()
+    command, stdin = _cron_command(line)
+    res = subprocess.run(["/bin/sh", "-c", command], input=stdin or "", capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=60)
+    runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()] if record.exists() else []
+    assert [r["argv"][0] for r in runs] == ["sync", "check"], res.stderr
+    assert "secrets.env" in res.stderr  # cron mails what sh said about the file

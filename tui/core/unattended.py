@@ -298,7 +298,9 @@ def crontab_line(plan: SchedulePlan, system_tz: tzinfo | None = None) -> str:
     assign = "".join(f"{k}={_cron_word(v)}; " for k, v in plan.environment)  # exported: set -a
     args = plan.argv("")[len(plan.command) + 1:]  # --config ... --profile ...
     run = " ".join([*map(_cron_word, plan.command), '"$s"', *map(_cron_word, args)])
-    body = (f"e={env}; set -a; [ ! -r \"$e\" ] || . \"$e\"; {assign}set +a; "
+    # 'command .': a file sh cannot read (a quote left open) is an error sh reports (cron
+    # mails it), not the end of the shell, so sync and check still run.
+    body = (f"e={env}; set -a; [ ! -r \"$e\" ] || command . \"$e\"; {assign}set +a; "
             f"for s in sync check; do {run} >/dev/null; done")
     return f"{t.minute} {t.hour} * * * {body} {plan.tag}"
 
