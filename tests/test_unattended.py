@@ -546,3 +546,25 @@ def test_a_secrets_file_sh_cannot_read_does_not_stop_the_nightly_run(tmp_path, m
     runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()] if record.exists() else []
     assert [r["argv"][0] for r in runs] == ["sync", "check"], res.stderr
     assert "secrets.env" in res.stderr  # cron mails what sh said about the file
+
+
+def test_uninstall_without_the_user_manager_changes_nothing_and_says_where_to_run_it(tmp_path, monkeypatch, capsys):
+    """The timer installed from a login session; --uninstall where systemctl --user cannot
+    reach the manager (sudo -u, a shell without XDG_RUNTIME_DIR) deleted the unit files and
+    said 'removed', while a lingering manager kept the timer loaded and running every night,
+    and its timers.target.wants link was left dangling."""
+    cfg = _config(tmp_path)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=True)
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    assert main([*args, "--install"]) == 0
+    unit_dir = tmp_path / "xdg" / "systemd" / "user"
+    before = sorted(p.name for p in unit_dir.iterdir())
+    _set_systemd(tmp_path, False)
+    capsys.readouterr()
+    assert main([*args, "--uninstall"]) == 2
+    err = capsys.readouterr().err
+    assert "systemctl --user" in err and "login session" in err, err
+    assert sorted(p.name for p in unit_dir.iterdir()) == before
+    _set_systemd(tmp_path, True)
+    assert main([*args, "--uninstall"]) == 0
+    assert list(unit_dir.iterdir()) == []

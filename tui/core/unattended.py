@@ -348,6 +348,10 @@ def _systemd(runner: Runner) -> subprocess.CompletedProcess[str]:
     return _run(runner, ["systemctl", "--user", "show-environment"])
 
 
+def _said(result: subprocess.CompletedProcess[str]) -> str:
+    return " ".join((result.stderr or result.stdout or "").split())[:200] or f"exit {result.returncode}"
+
+
 def systemd_available(runner: Runner = subprocess.run) -> bool:
     """A user service manager answers (``systemctl --user``)."""
     return _systemd(runner).returncode == 0
@@ -454,10 +458,9 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
                 done.append("removed the crontab line (the systemd timer replaces it)")
         return done
     if any(f.exists() for f in files):
-        detail = " ".join((systemd.stderr or systemd.stdout or "").split())[:200] or f"exit {systemd.returncode}"
         raise ScheduleError(
             f"the systemd timer {plan.name}.timer is installed in {unit_dir()}, but systemctl --user "
-            f"cannot reach your user service manager here ({detail}); a crontab line would run "
+            f"cannot reach your user service manager here ({_said(systemd)}); a crontab line would run "
             "every night beside it: run this in a login session instead, or 'report-keeper "
             "schedule --uninstall' there first")
     line = crontab_line(plan)
@@ -483,14 +486,21 @@ def uninstall(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
     done: list[str] = []
     files = _unit_files(plan)
     if any(f.exists() for f in files):
-        if systemd_available(runner):
-            _run(runner, ["systemctl", "--user", "disable", "--now", f"{plan.name}.timer"])
+        systemd = _systemd(runner)
+        if systemd.returncode != 0:
+            # Deleting the files would not stop a timer a running (lingering) manager has
+            # loaded, and would leave its timers.target.wants link behind.
+            raise ScheduleError(
+                f"the systemd timer {plan.name}.timer is installed in {unit_dir()}, but systemctl "
+                f"--user cannot reach your user service manager here ({_said(systemd)}): run this "
+                "in a login session; if no service manager ever runs for you, remove "
+                f"{plan.name}.timer and {plan.name}.service from that folder by hand")
+        _run(runner, ["systemctl", "--user", "disable", "--now", f"{plan.name}.timer"])
         for f in files:
             if f.exists():
                 f.unlink()
                 done.append(f"removed {f}")
-        if systemd_available(runner):
-            _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
+        _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
     with _crontab_lock():
         current = _crontab(runner)
         kept = [line for line in current or [] if not line.endswith(plan.tag)]
