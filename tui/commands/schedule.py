@@ -24,7 +24,9 @@ A user timer runs only while you are logged in unless lingering is on:
 RK_SMTP_PASSWORD='...' (the name from smtp_password_env) in secrets.env beside the config
 file (mode 0600); the timer and the crontab line read it.
 
-Exit codes: 0 done; 2 systemctl or crontab refused (the message says why); 3 usage or
+Exit codes: 0 done; 2 the timer or crontab line could not be put in place or removed
+(systemctl or crontab refused, the user manager is out of reach, a unit file of that name is
+not ours, the line is longer than cron keeps: the message says why); 3 usage or
 configuration error.
 """
 
