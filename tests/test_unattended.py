@@ -568,3 +568,16 @@ def test_uninstall_without_the_user_manager_changes_nothing_and_says_where_to_ru
     _set_systemd(tmp_path, True)
     assert main([*args, "--uninstall"]) == 0
     assert list(unit_dir.iterdir()) == []
+
+
+def test_a_user_cron_refuses_still_gets_the_timer(tmp_path, monkeypatch, capsys):
+    """cron.deny: 'crontab -l' fails. The timer needs no crontab, so its install succeeds (it
+    looks for an older line of its own only where the crontab can be read)."""
+    cfg = _config(tmp_path)
+    _tools(tmp_path, monkeypatch, systemd=True)
+    (tmp_path / "bin" / "crontab").write_text(
+        f"#!{sys.executable}\nimport sys\nsys.stderr.write('You (tester) are not allowed to use this "
+        "program (crontab)\\n')\nsys.exit(1)\n")
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0, \
+        capsys.readouterr().err
+    assert "enabled" in capsys.readouterr().out

@@ -450,8 +450,12 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
         done.append(f"enabled {plan.name}.timer (systemd user timer)")
         # A line an earlier install added where systemd was not reachable would run the
         # same sync at the same time every night: the timer replaces it.
+        # (Where the crontab cannot be read, cron.deny, there is no line to remove.)
         with _crontab_lock():
-            current = _crontab(runner)
+            try:
+                current = _crontab(runner)
+            except ScheduleError:
+                current = None
             kept = [line for line in current or [] if not line.endswith(plan.tag)]
             if current is not None and kept != current:
                 _set_crontab(runner, kept)
