@@ -221,6 +221,7 @@ import json, os, sys
 with open({record!r}, "a", encoding="utf-8", errors="surrogateescape") as f:
     f.write(json.dumps({{"argv": sys.argv[1:], "secret": os.environ.get("RK_SMTP_PASSWORD"),
                         "stdin_tty": os.isatty(0),
+                        "tz": os.environ.get("TZ"),
                         "xdg": {{k: v for k, v in os.environ.items() if k.startswith("XDG_")}}}}) + "\\n")
 """
 
@@ -581,3 +582,39 @@ def test_a_user_cron_refuses_still_gets_the_timer(tmp_path, monkeypatch, capsys)
     assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0, \
         capsys.readouterr().err
     assert "enabled" in capsys.readouterr().out
+
+
+def test_the_crontab_time_is_on_crons_clock_not_the_shells_tz(tmp_path, monkeypatch, capsys):
+    """cron runs lines on the machine's clock (/etc/localtime); a TZ set in the librarian's
+    shell is not cron's. The line was converted to TZ: with TZ=Asia/Tokyo on a UTC machine,
+    a run planned for 09:25 in Chicago was written for 23:25 and ran at 17:25 Chicago time,
+    before the reports were due. And the run gets the same TZ, so a profile without a
+    'timezone' uses at night the zone it uses by day."""
+    import json
+    from zoneinfo import ZoneInfo
+
+    from tui.core import config as config_module
+    from tui.core import unattended as un
+
+    monkeypatch.delenv("TZ", raising=False)
+    machine = config_module.system_timezone()
+    other = "Asia/Tokyo" if un._tz_name(machine) not in ("Asia/Tokyo", "Japan") else "America/Lima"
+    cfg, _stub, record = _hostile_setup(tmp_path, monkeypatch, "configs")
+    with_zone = _config(tmp_path)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    assert main(["schedule", "--config", str(with_zone), "--profile", "library"]) == 0
+    expected = capsys.readouterr().out
+    monkeypatch.setenv("TZ", other)
+    assert main(["schedule", "--config", str(with_zone), "--profile", "library"]) == 0
+    out = capsys.readouterr().out
+    [line] = [l for l in out.splitlines() if " * * * " in l and not l.startswith("#")]
+    [want] = [l for l in expected.splitlines() if " * * * " in l and not l.startswith("#")]
+    assert line.split()[:2] == want.split()[:2], (line[:20], want[:20], ZoneInfo(other))
+    # the TZ goes with the run
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0
+    [line] = tab.read_text(encoding="utf-8").splitlines()
+    command, stdin = _cron_command(line)
+    subprocess.run(["/bin/sh", "-c", command], input=stdin or "", check=True, timeout=60,
+                   env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()]
+    assert [r["tz"] for r in runs] == [other, other]

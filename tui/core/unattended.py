@@ -42,11 +42,12 @@ from tui.core.ledger import Ledger, LedgerError
 from tui.core.names import escape_name
 
 MARGIN = timedelta(minutes=10)
-# The folders the default ledger, local folder, log and caches are under. Set in the shell
-# that ran ``schedule``, they are given to the nightly run too: cron's environment has none of
-# them and a user manager's need not, and without them the run took another ledger and
-# downloaded everything again into another folder.
-PATH_ENV = ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
+# The folders the default ledger, local folder, log and caches are under, and the zone of a
+# profile without ``timezone``. Set in the shell that ran ``schedule``, they are given to the
+# nightly run too: cron's environment has none of them and a user manager's need not, and
+# without them the run took another ledger and downloaded everything again into another
+# folder, or judged the day in another zone.
+PATH_ENV = ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "TZ")
 DEFAULT_AT = time(7, 0)
 MARKER = "# report-keeper-schedule"
 # Vixie cron (Debian's cron, BSD's) keeps this many characters of a line's command (its
@@ -257,7 +258,7 @@ def cron_time(plan: SchedulePlan, system_tz: tzinfo | None = None) -> time:
     hour early all winter: before the reports were due, so a missing one was told a day late.
     The line takes the largest difference of the coming year: never before the planned time,
     on some days that much later."""
-    machine = system_tz or system_timezone()
+    machine = system_tz or system_timezone(honour_tz=False)  # cron's clock, not this shell's TZ
     today = clock.now(plan.tz).date()
     gaps = []
     for n in range(366):
