@@ -587,7 +587,7 @@ def test_a_user_cron_refuses_still_gets_the_timer(tmp_path, monkeypatch, capsys)
 def test_the_crontab_time_is_on_crons_clock_not_the_shells_tz(tmp_path, monkeypatch, capsys):
     """cron runs lines on the machine's clock (/etc/localtime); a TZ set in the librarian's
     shell is not cron's. The line was converted to TZ: with TZ=Asia/Tokyo on a UTC machine,
-    a run planned for 09:25 in Chicago was written for 23:25 and ran at 17:25 Chicago time,
+    a run planned for 09:25 in Chicago was written for 00:25 and ran at 18:25 Chicago time,
     before the reports were due. And the run gets the same TZ, so a profile without a
     'timezone' uses at night the zone it uses by day."""
     import json
