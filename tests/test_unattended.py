@@ -618,3 +618,21 @@ def test_the_crontab_time_is_on_crons_clock_not_the_shells_tz(tmp_path, monkeypa
                    env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()]
     assert [r["tz"] for r in runs] == [other, other]
+
+
+@pytest.mark.parametrize("shell, ok", [("/usr/bin/fish", False), ("/bin/csh", False), ("/bin/bash", True),
+                                       ('"/bin/sh"', True)])
+def test_a_crontab_whose_shell_is_not_sh_gets_no_line_it_cannot_run(tmp_path, monkeypatch, capsys, shell, ok):
+    """A crontab's SHELL= line applies to every line below it: under fish or csh the line's
+    sh words ('set -a', '[ ... ] ||', 'for ... do') fail and nothing ran, every night."""
+    cfg = _config(tmp_path)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    own = f"SHELL={shell}\n0 3 * * * backup\n"
+    tab.write_text(own)
+    code = main(["schedule", "--config", str(cfg), "--profile", "library", "--install"])
+    if ok:
+        assert code == 0 and len(tab.read_text().splitlines()) == 3
+    else:
+        assert code == 2 and tab.read_text() == own
+        err = capsys.readouterr().err
+        assert f"SHELL={shell}" in err and "/bin/sh" in err, err

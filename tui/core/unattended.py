@@ -306,6 +306,26 @@ def crontab_line(plan: SchedulePlan, system_tz: tzinfo | None = None) -> str:
     return f"{t.minute} {t.hour} * * * {body} {plan.tag}"
 
 
+# Shells that read the line's sh words (``set -a``, ``[ ... ] ||``, ``command .``, ``for``).
+_SH_LIKE = {"sh", "bash", "dash", "ksh", "ksh93", "mksh", "zsh", "ash", "yash", "posh", "busybox"}
+
+
+def _crontab_shell(lines: list[str]) -> str | None:
+    """The SHELL= a line appended to ``lines`` runs under when it is not an sh (cron's
+    environment lines apply to the lines below them), else None."""
+    shell = None
+    for line in lines:
+        name, eq, value = line.strip().partition("=")
+        if eq and name.strip() == "SHELL" and not name.startswith("#"):
+            value = value.strip()
+            if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            shell = value
+    if shell is None or Path(shell).name in _SH_LIKE:
+        return None
+    return shell
+
+
 def cron_too_long(line: str) -> str | None:
     """Why cron would cut ``line``'s command short, or None. Only the marker comment at its
     end may be cut: it is matched in the crontab's text, which keeps it whole."""
@@ -478,6 +498,12 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
             raise ScheduleError("neither systemd user units (systemctl --user) nor crontab are available "
                                 "here; run the printed commands from your own scheduler")
         kept = [old for old in current if not old.endswith(plan.tag)]
+        shell = _crontab_shell(kept)
+        if shell is not None:
+            raise ScheduleError(
+                f"your crontab sets SHELL={shell}, which runs every line below it, and the report-keeper "
+                "line is written for /bin/sh: end your crontab with a line 'SHELL=/bin/sh' (crontab -e) "
+                "and run this again, or use the systemd timer")
         if kept + [line] != current:
             _set_crontab(runner, kept + [line])
             done.append("installed the crontab line")
