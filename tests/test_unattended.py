@@ -121,7 +121,14 @@ with log.open("a") as f:
 name = Path(sys.argv[0]).name
 if name == "systemctl":
     if sys.argv[1:] == ["--user", "show-environment"]:
-        sys.exit(0 if {systemd!r} else 1)
+        if not {systemd!r}:
+            sys.exit(1)
+        # the manager's environment: the caller's, unless the test names another
+        for k in ("HOME", "XDG_CONFIG_HOME"):
+            v = os.environ.get("MANAGER_" + k, os.environ.get(k))
+            if v:
+                print(f"{{k}}={{v}}")
+        sys.exit(0)
     sys.exit(0)
 tab = Path({crontab!r})
 if sys.argv[1:] == ["-l"]:
@@ -636,3 +643,20 @@ def test_a_crontab_whose_shell_is_not_sh_gets_no_line_it_cannot_run(tmp_path, mo
         assert code == 2 and tab.read_text() == own
         err = capsys.readouterr().err
         assert f"SHELL={shell}" in err and "/bin/sh" in err, err
+
+
+def test_the_units_go_where_the_user_manager_looks_for_them(tmp_path, monkeypatch, capsys):
+    """XDG_CONFIG_HOME set in the shell's profile is not the user manager's environment: the
+    units were written under the shell's folder, where the manager never looks; 'enable --now'
+    then failed with 'Unit ... not found', the files and the enable link left behind."""
+    cfg = _config(tmp_path)
+    _tools(tmp_path, monkeypatch, systemd=True)
+    manager_home = tmp_path / "manager-home"
+    monkeypatch.setenv("MANAGER_HOME", str(manager_home))
+    monkeypatch.setenv("MANAGER_XDG_CONFIG_HOME", "")  # the manager has none: ~/.config
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    assert main([*args, "--install"]) == 0, capsys.readouterr().err
+    assert len(list((manager_home / ".config" / "systemd" / "user").iterdir())) == 2
+    assert not (tmp_path / "xdg" / "systemd").exists()
+    assert main([*args, "--uninstall"]) == 0
+    assert list((manager_home / ".config" / "systemd" / "user").iterdir()) == []

@@ -343,7 +343,17 @@ def cron_too_long(line: str) -> str | None:
 # Installing
 
 
-def unit_dir() -> Path:
+def unit_dir(manager_env: str | None = None) -> Path:
+    """Where the user manager looks for units: under its own XDG_CONFIG_HOME (else its
+    HOME's ``.config``), from ``systemctl --user show-environment`` when it answered. The
+    shell's XDG_CONFIG_HOME (set in a profile the manager never read) is used only where
+    the manager cannot be asked."""
+    if manager_env is not None:
+        env = dict(line.partition("=")[::2] for line in manager_env.splitlines() if "=" in line)
+        if env.get("XDG_CONFIG_HOME", "").startswith("/"):
+            return Path(env["XDG_CONFIG_HOME"]) / "systemd" / "user"
+        if env.get("HOME", "").startswith("/"):
+            return Path(env["HOME"]) / ".config" / "systemd" / "user"
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "systemd" / "user"
 
@@ -378,11 +388,11 @@ def systemd_available(runner: Runner = subprocess.run) -> bool:
     return _systemd(runner).returncode == 0
 
 
-def _unit_files(plan: SchedulePlan) -> list[Path]:
+def _unit_files(plan: SchedulePlan, folder: Path) -> list[Path]:
     """This plan's unit files; raises ``ScheduleError`` when one of them exists but was not
     written by ``schedule`` (a unit of the same name the user wrote by hand): it is never
     replaced or removed."""
-    files = [unit_dir() / n for n in systemd_units(plan)]
+    files = [folder / n for n in systemd_units(plan)]
     for f in files:
         if not (f.exists() or f.is_symlink()):
             continue
@@ -456,14 +466,15 @@ def _set_crontab(runner: Runner, lines: list[str]) -> None:
 def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
     """Install (or refresh) the timer, else the crontab line; returns what was done."""
     done: list[str] = []
-    files = _unit_files(plan)
     systemd = _systemd(runner)
+    folder = unit_dir(systemd.stdout if systemd.returncode == 0 else None)
+    files = _unit_files(plan, folder)
     if systemd.returncode == 0:
         changed = False
         for name, text in systemd_units(plan).items():
-            if _write_if_changed(unit_dir() / name, text):
+            if _write_if_changed(folder / name, text):
                 changed = True
-                done.append(f"wrote {unit_dir() / name}")
+                done.append(f"wrote {folder / name}")
         if changed:
             _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
         _check(_run(runner, ["systemctl", "--user", "enable", "--now", f"{plan.name}.timer"]),
@@ -484,7 +495,7 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
         return done
     if any(f.exists() for f in files):
         raise ScheduleError(
-            f"the systemd timer {plan.name}.timer is installed in {unit_dir()}, but systemctl --user "
+            f"the systemd timer {plan.name}.timer is installed in {folder}, but systemctl --user "
             f"cannot reach your user service manager here ({_said(systemd)}); a crontab line would run "
             "every night beside it: run this in a login session instead, or 'report-keeper "
             "schedule --uninstall' there first")
@@ -515,14 +526,15 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
 def uninstall(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
     """Remove the timer and the crontab line of this profile wherever they are."""
     done: list[str] = []
-    files = _unit_files(plan)
+    systemd = _systemd(runner)
+    folder = unit_dir(systemd.stdout if systemd.returncode == 0 else None)
+    files = _unit_files(plan, folder)
     if any(f.exists() for f in files):
-        systemd = _systemd(runner)
         if systemd.returncode != 0:
             # Deleting the files would not stop a timer a running (lingering) manager has
             # loaded, and would leave its timers.target.wants link behind.
             raise ScheduleError(
-                f"the systemd timer {plan.name}.timer is installed in {unit_dir()}, but systemctl "
+                f"the systemd timer {plan.name}.timer is installed in {folder}, but systemctl "
                 f"--user cannot reach your user service manager here ({_said(systemd)}): run this "
                 "in a login session; if no service manager ever runs for you, remove "
                 f"{plan.name}.timer and {plan.name}.service from that folder by hand")
