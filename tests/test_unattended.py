@@ -283,8 +283,9 @@ _HOSTILE = ["my configs 100%", "it's", 'say "hi"', "$HOME", "`touch pwned`", "$(
             "%%", "a\\\\%b", "~user", "x > y", "tab\\t"]
 
 
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])  # a crontab's SHELL=/bin/bash runs it too
 @pytest.mark.parametrize("folder_name", _HOSTILE)
-def test_the_installed_crontab_line_runs_exactly_our_command(tmp_path, monkeypatch, capsys, folder_name):
+def test_the_installed_crontab_line_runs_exactly_our_command(tmp_path, monkeypatch, capsys, folder_name, shell):
     import json
 
     cfg, _stub, record = _hostile_setup(tmp_path, monkeypatch, folder_name)
@@ -297,7 +298,7 @@ def test_the_installed_crontab_line_runs_exactly_our_command(tmp_path, monkeypat
     home.mkdir()
     # cron's environment: a minimal PATH, HOME, no TERM, no LANG, stdin not a terminal
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "SHELL": "/bin/sh", "LOGNAME": "tester"}
-    res = subprocess.run(["/bin/sh", "-c", command], input=stdin or "", env=env, cwd=home,
+    res = subprocess.run([shell, "-c", command], input=stdin or "", env=env, cwd=home,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()]
