@@ -85,9 +85,10 @@ def test_printed_units_and_crontab_line(tmp_path, capsys):
     assert (int(hour), int(minute)) != (0, 0) and "\\%" in cron
     command = cron.split(" * * * ", 1)[1].replace("\\%", "%")
     words = shlex.split(command)
-    i = words.index("check")
-    assert words[i:i + 5] == ["check", "--config", str(cfg), "--profile", "library"]
-    assert words[i + 5:i + 7] == [">/dev/null", "#"]  # the marker is a shell comment
+    assert words[words.index("for"):words.index("do") + 1] == ["for", "s", "in", "sync", "check;", "do"]
+    i = words.index("$s")
+    assert words[i:i + 5] == ["$s", "--config", str(cfg), "--profile", "library"]
+    assert words[i + 5:i + 8] == [">/dev/null;", "done", "#"]  # the marker is a shell comment
 
 
 @pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed here")
@@ -120,16 +121,23 @@ with log.open("a") as f:
 name = Path(sys.argv[0]).name
 if name == "systemctl":
     if sys.argv[1:] == ["--user", "show-environment"]:
-        sys.exit(0 if {systemd!r} else 1)
+        if not {systemd!r}:
+            sys.exit(1)
+        # the manager's environment: the caller's, unless the test names another
+        for k in ("HOME", "XDG_CONFIG_HOME"):
+            v = os.environ.get("MANAGER_" + k, os.environ.get(k))
+            if v:
+                print(f"{{k}}={{v}}")
+        sys.exit(0)
     sys.exit(0)
 tab = Path({crontab!r})
 if sys.argv[1:] == ["-l"]:
     if not tab.exists():
         sys.stderr.write("no crontab for tester\\n")
         sys.exit(1)
-    sys.stdout.write(tab.read_text())
+    sys.stdout.buffer.write(tab.read_bytes())
 elif sys.argv[1:] == ["-"]:
-    tab.write_text(sys.stdin.read())
+    tab.write_bytes(sys.stdin.buffer.read())
 """
 
 
@@ -146,10 +154,10 @@ def _tools(tmp_path: Path, monkeypatch, *, systemd: bool) -> tuple[Path, Path]:
     return log, tab
 
 
-def _calls(log: Path) -> list[str]:
+def _calls(log: Path, tool: str = "") -> list[str]:
     calls = log.read_text().splitlines() if log.exists() else []
     log.write_text("")
-    return calls
+    return [c for c in calls if c.startswith(tool)]
 
 
 def test_install_and_uninstall_the_systemd_timer_idempotently(tmp_path, monkeypatch, capsys):
@@ -161,12 +169,13 @@ def test_install_and_uninstall_the_systemd_timer_idempotently(tmp_path, monkeypa
     files = sorted(p.name for p in unit_dir.iterdir())
     assert len(files) == 2 and files[0].endswith(".service") and files[1].endswith(".timer")
     timer = files[1]
-    assert _calls(log) == ["systemctl --user show-environment", "systemctl --user daemon-reload",
-                           f"systemctl --user enable --now {timer}"]
+    assert _calls(log, "systemctl") == ["systemctl --user show-environment", "systemctl --user daemon-reload",
+                                        f"systemctl --user enable --now {timer}"]
     assert (unit_dir / files[0]).read_text() == _units(_print(cfg, capsys))[files[0]]
     mtimes = [(unit_dir / f).stat().st_mtime_ns for f in files]
     assert main([*args, "--install"]) == 0  # again: nothing rewritten, no reload
-    assert _calls(log) == ["systemctl --user show-environment", f"systemctl --user enable --now {timer}"]
+    assert _calls(log, "systemctl") == ["systemctl --user show-environment",
+                                        f"systemctl --user enable --now {timer}"]
     assert [(unit_dir / f).stat().st_mtime_ns for f in files] == mtimes
     assert main([*args, "--uninstall"]) == 0
     calls = _calls(log)
@@ -209,3 +218,446 @@ def test_a_refusing_systemctl_is_reported(tmp_path, monkeypatch, capsys):
                        "sys.stderr.write('Failed to enable unit: Access denied\\n'); sys.exit(1)\n")
     assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 2
     assert "Access denied" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile paths: the installed line must run exactly our command with exactly that path.
+
+_STUB = """#!{python}
+import json, os, sys
+with open({record!r}, "a", encoding="utf-8", errors="surrogateescape") as f:
+    f.write(json.dumps({{"argv": sys.argv[1:], "secret": os.environ.get("RK_SMTP_PASSWORD"),
+                        "stdin_tty": os.isatty(0),
+                        "tz": os.environ.get("TZ"),
+                        "xdg": {{k: v for k, v in os.environ.items() if k.startswith("XDG_")}}}}) + "\\n")
+"""
+
+
+def _cron_command(line: str) -> tuple[str, str | None]:
+    """What Vixie cron (Debian's) runs of a crontab line: the five time fields dropped, ``\\%``
+    read as ``%``, and an unescaped ``%`` ending the command (the rest is its stdin, every
+    further ``%`` a line break). Only a backslash right before ``%`` is removed."""
+    command = line.split(None, 5)[5]
+    out: list[str] = []
+    escaped = False
+    for i, ch in enumerate(command):
+        if escaped:
+            if ch == "%":
+                out[-1] = "%"
+            else:
+                out.append(ch)
+            escaped = False
+        elif ch == "\\":
+            out.append(ch)
+            escaped = True
+        elif ch == "%":
+            return "".join(out), command[i + 1:].replace("%", "\n")
+        else:
+            out.append(ch)
+    return "".join(out), None
+
+
+def _hostile_setup(tmp_path: Path, monkeypatch, folder_name: str) -> tuple[Path, Path, Path]:
+    from tui.core import unattended as un
+
+    folder = tmp_path / folder_name
+    folder.mkdir()
+    cfg = folder / "config.toml"
+    cfg.write_text(f"""
+[profile.library]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+ledger = {str(tmp_path / 'ledger.sqlite3')!r}
+""")
+    (folder / "secrets.env").write_text("RK_SMTP_PASSWORD='s3 cr$et'\n")
+    record = tmp_path / "record.jsonl"
+    stub = folder / "report-keeper"
+    stub.write_text(_STUB.format(python=sys.executable, record=str(record)))
+    stub.chmod(0o700)
+    monkeypatch.setattr(un, "program", lambda: (str(stub),))
+    return cfg, stub, record
+
+
+_HOSTILE = ["my configs 100%", "it's", 'say "hi"', "$HOME", "`touch pwned`", "$(touch pwned)",
+            "a;touch pwned", "#x", "back\\slash", "pct\\%x", "end\\", "Bücherei", "*", "-dash",
+            "%%", "a\\\\%b", "~user", "x > y", "tab\\t"]
+
+
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])  # a crontab's SHELL=/bin/bash runs it too
+@pytest.mark.parametrize("folder_name", _HOSTILE)
+def test_the_installed_crontab_line_runs_exactly_our_command(tmp_path, monkeypatch, capsys, folder_name, shell):
+    import json
+
+    cfg, _stub, record = _hostile_setup(tmp_path, monkeypatch, folder_name)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0, \
+        capsys.readouterr().err
+    [line] = tab.read_text(encoding="utf-8").splitlines()
+    command, stdin = _cron_command(line)
+    home = tmp_path / "home"
+    home.mkdir()
+    # cron's environment: a minimal PATH, HOME, no TERM, no LANG, stdin not a terminal
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "SHELL": "/bin/sh", "LOGNAME": "tester"}
+    res = subprocess.run([shell, "-c", command], input=stdin or "", env=env, cwd=home,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()]
+    assert [r["argv"] for r in runs] == [[sub, "--config", str(cfg), "--profile", "library"]
+                                        for sub in ("sync", "check")]
+    assert all(r["secret"] == "s3 cr$et" and not r["stdin_tty"] for r in runs)
+    assert not list(home.iterdir()) and not (tmp_path / "pwned").exists()
+
+
+def _set_systemd(tmp_path: Path, available: bool) -> None:
+    p = tmp_path / "bin" / "systemctl"
+    p.write_text(_RECORDER.format(python=sys.executable, log=str(tmp_path / "calls.log"), systemd=available,
+                                  crontab=str(tmp_path / "crontab.txt")))
+
+
+def test_installing_with_the_other_scheduler_never_leaves_two_nightly_runs(tmp_path, monkeypatch, capsys):
+    """Installed from an SSH session without a user manager (crontab line), then again from a
+    desktop session (systemd timer): one nightly run, not two at once."""
+    cfg = _config(tmp_path)
+    log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    tab.write_text("0 3 * * * /usr/bin/backup\n")
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    assert main([*args, "--install"]) == 0
+    assert len(tab.read_text().splitlines()) == 2
+    _set_systemd(tmp_path, True)
+    assert main([*args, "--install"]) == 0
+    out = capsys.readouterr().out
+    assert tab.read_text() == "0 3 * * * /usr/bin/backup\n", out
+    assert "removed the crontab line" in out
+    unit_dir = tmp_path / "xdg" / "systemd" / "user"
+    assert len(list(unit_dir.iterdir())) == 2
+    # and the other way: the timer is installed, systemctl cannot reach the manager now
+    _set_systemd(tmp_path, False)
+    _calls(log)
+    assert main([*args, "--install"]) == 2
+    err = capsys.readouterr().err
+    assert "timer" in err and "systemctl --user" in err and "--uninstall" in err, err
+    assert tab.read_text() == "0 3 * * * /usr/bin/backup\n"  # nothing half done
+    assert len(list(unit_dir.iterdir())) == 2
+
+
+def test_a_unit_file_that_is_not_ours_is_never_overwritten_or_removed(tmp_path, monkeypatch, capsys):
+    cfg = _config(tmp_path)
+    _tools(tmp_path, monkeypatch, systemd=True)
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    units = _units(_print(cfg, capsys))
+    [service] = [n for n in units if n.endswith(".service")]
+    unit_dir = tmp_path / "xdg" / "systemd" / "user"
+    unit_dir.mkdir(parents=True)
+    mine = "[Unit]\nDescription=my own hand-written unit\n[Service]\nExecStart=/usr/bin/true\n"
+    (unit_dir / service).write_text(mine)
+    assert main([*args, "--install"]) == 2
+    err = capsys.readouterr().err
+    assert service in err and "not written by report-keeper" in err, err
+    assert (unit_dir / service).read_text() == mine
+    assert sorted(p.name for p in unit_dir.iterdir()) == [service]  # nothing half done
+    assert main([*args, "--uninstall"]) == 2
+    assert "not written by report-keeper" in capsys.readouterr().err
+    assert (unit_dir / service).read_text() == mine
+
+
+def test_the_users_own_crontab_lines_are_kept_byte_for_byte(tmp_path, monkeypatch, capsys):
+    """Comments in another encoding, characters Python alone takes for line breaks (form feed,
+    NEL, U+2028, a carriage return), environment lines: install and uninstall change only our
+    line. (The file keeps a final line break: Debian's crontab refuses a file without one.)"""
+    cfg = _config(tmp_path)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    own = ("SHELL=/bin/bash\nMAILTO=someone@example.edu\n# Sauvegarde \xe0 3h (latin-1)\n"
+           "# page\x0cbreak \xc2\x85 NEL \xe2\x80\xa8 line separator\n"
+           "0 3 * * * /usr/bin/backup --label 'r\u00e9sum\u00e9'\r\n"
+           "# report-keeper-schedule is a word I use too\n").encode("latin-1")
+    tab.write_bytes(own)
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    assert main([*args, "--install"]) == 0, capsys.readouterr().err
+    after = tab.read_bytes()
+    assert after[:len(own)] == own and after.count(b"\n") == own.count(b"\n") + 1
+    assert main([*args, "--install"]) == 0  # twice: no duplicate
+    assert tab.read_bytes() == after
+    assert main([*args, "--uninstall"]) == 0, capsys.readouterr().err
+    assert tab.read_bytes() == own
+
+
+def test_two_installs_at_once_keep_both_lines(tmp_path, monkeypatch):
+    """Two profiles installed at the same moment (a script looping over profiles in the
+    background): each reads the crontab, adds its line and writes it back; the second write
+    used to drop the first one's line."""
+    cfg = _config(tmp_path)
+    other = cfg.parent / "other.toml"
+    other.write_text(cfg.read_text())
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    slow = tmp_path / "bin" / "crontab"
+    # every 'crontab -l' takes a while: the two reads happen before either write
+    slow.write_text(slow.read_text().replace("if sys.argv[1:] == [\"-l\"]:",
+                                             "if sys.argv[1:] == [\"-l\"]:\n    import time; time.sleep(1.0)", 1))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+           "XDG_STATE_HOME": str(tmp_path / "state")}
+    procs = [subprocess.Popen([sys.executable, "-m", "tui", "schedule", "--config", str(c), "--profile",
+                               "library", "--install"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for c in (cfg, other)]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    lines = tab.read_text().splitlines()
+    assert len(lines) == 2 and {line.rsplit("/", 1)[1] for line in lines} == {"config.toml", "other.toml"}
+
+
+@pytest.mark.parametrize("folder_name", ["plain", "it's $HOME 100% `x`", "pct\\%x"])
+def test_the_nightly_run_uses_the_folders_schedule_was_run_with(tmp_path, monkeypatch, capsys, folder_name):
+    """With XDG_DATA_HOME set in the shell (a ledger and local folder by default under it),
+    cron's environment has none: the nightly sync used another ledger and downloaded every
+    report again into another folder, which the app never showed."""
+    import json
+
+    cfg, _stub, record = _hostile_setup(tmp_path, monkeypatch, folder_name)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    data, state = tmp_path / folder_name / "data", tmp_path / folder_name / "state"
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0, \
+        capsys.readouterr().err
+    [line] = tab.read_text(encoding="utf-8").splitlines()
+    command, stdin = _cron_command(line)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh"}
+    res = subprocess.run(["/bin/sh", "-c", command], input=stdin or "", env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()]
+    assert [r["xdg"] for r in runs] == [{"XDG_DATA_HOME": str(data), "XDG_STATE_HOME": str(state)}] * 2
+    # the timer's service says the same
+    text = _print(cfg, capsys)
+    [service] = [t for n, t in _units(text).items() if n.endswith(".service")]
+    envs = [shlex.split(l.split("=", 1)[1]) for l in service.splitlines() if l.startswith("Environment=")]
+    assert envs == [[f"XDG_DATA_HOME={data}".replace("%", "%%")], [f"XDG_STATE_HOME={state}".replace("%", "%%")]]
+    if SYSTEMD_ANALYZE:
+        folder = tmp_path / "units"
+        folder.mkdir()
+        for name, unit in _units(text).items():
+            (folder / name).write_text(unit)
+        res = subprocess.run([SYSTEMD_ANALYZE, "verify", *sorted(str(p) for p in folder.iterdir())],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0 and "ignoring" not in res.stderr.lower(), res.stderr
+
+
+def _systemd_words(value: str) -> list[str]:
+    """An ExecStart= value as systemd passes it on: quoted words, ``%%`` a ``%``, and ``$$`` a
+    ``$`` in the arguments (the executable's name is not expanded). Only the escapes the
+    generated units use (``\\\\``, ``\\"``) are read."""
+    words = shlex.split(value)
+    return [w.replace("%%", "%") if i == 0 else w.replace("%%", "%").replace("$$", "$")
+            for i, w in enumerate(words)]
+
+
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed here")
+@pytest.mark.parametrize("folder_name", _HOSTILE)
+def test_the_timer_runs_exactly_our_command(tmp_path, monkeypatch, capsys, folder_name):
+    """The program itself in a hostile folder: systemd refuses an executable name holding a
+    quote or a backslash (the whole unit), and reads ``$$`` in it as two dollars."""
+    import json
+
+    cfg, _stub, record = _hostile_setup(tmp_path, monkeypatch, folder_name)
+    units = _units(_print(cfg, capsys))
+    folder = tmp_path / "units"
+    folder.mkdir()
+    for name, text in units.items():
+        (folder / name).write_text(text)
+    res = subprocess.run([SYSTEMD_ANALYZE, "verify", *sorted(str(p) for p in folder.iterdir())],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "ignoring" not in res.stderr.lower(), res.stderr
+    [service] = [t for n, t in units.items() if n.endswith(".service")]
+    for line in service.splitlines():
+        if line.startswith("ExecStart="):
+            subprocess.run(_systemd_words(line.split("=", 1)[1]), check=True, timeout=60, stdin=subprocess.DEVNULL,
+                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()]
+    assert [r["argv"] for r in runs] == [[sub, "--config", str(cfg), "--profile", "library"]
+                                        for sub in ("sync", "check")]
+
+
+def test_a_crontab_line_cron_would_cut_short_is_refused(tmp_path, monkeypatch, capsys):
+    """Vixie cron (Debian's cron) keeps at most 999 characters of a command and drops the
+    rest without a word: with a deep config folder the nightly 'check' lost its profile (or
+    more), every night. Such a line is refused, nothing is written, and the printed line
+    says so."""
+    deep = tmp_path / "/".join(["Library Services Electronic Resources Alma Analytics"] * 9)
+    deep.mkdir(parents=True)
+    cfg = _config(tmp_path)
+    cfg = cfg.rename(deep / "config.toml")
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    tab.write_text("0 3 * * * /usr/bin/backup\n")
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    assert main([*args, "--install"]) == 2
+    err = capsys.readouterr().err
+    assert "999" in err and "cron" in err, err
+    assert tab.read_text() == "0 3 * * * /usr/bin/backup\n"
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    [line] = [l for l in out.splitlines() if " * * * " in l and not l.startswith("#")]
+    assert len(_cron_command(line)[0].split(" # report-keeper-schedule")[0]) > 999
+    assert "999" in out.split(line)[0].splitlines()[-1]  # the comment right above it says so
+
+
+@pytest.mark.parametrize("raw", [b"lat\xe9", b"new\nline", b"esc\x1b[31m"])
+def test_a_path_no_timer_can_hold_is_refused_in_one_line(tmp_path, monkeypatch, capsys, raw):
+    """A folder name that is not UTF-8 (a Latin-1 name from an old share) crashed schedule
+    ('unexpected error ... this is a bug', exit 2). Now exit 3 and one line saying why, as
+    for a line break or an escape (which held)."""
+    _tools(tmp_path, monkeypatch, systemd=False)
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/" + raw))
+    folder.mkdir()
+    cfg = folder / "config.toml"
+    cfg.write_text(f'[profile.library]\nhost = "127.0.0.1"\ntimezone = "UTC"\nledger = {str(tmp_path / "l.sqlite3")!r}\n')
+    for extra in ([], ["--install"]):
+        assert main(["schedule", "--config", str(cfg), "--profile", "library", *extra]) == 3
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "unexpected" not in err, err
+        assert "UTF-8" in err if b"\xe9" in raw else "control characters" in err
+    assert not (tmp_path / "crontab.txt").exists()
+
+
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed here")
+def test_a_percent_in_the_profile_name_is_not_a_specifier(tmp_path, capsys):
+    """``Description=`` expands specifiers: a profile named 'Zweigstelle 50%Z' made systemd
+    warn and drop the description at every load ('%n' would name the unit instead)."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[profile."Zweigstelle 50%Z"]\nhost = "127.0.0.1"\ntimezone = "UTC"\n'
+                   f'ledger = {str(tmp_path / "l.sqlite3")!r}\n')
+    assert main(["schedule", "--config", str(cfg), "--profile", "Zweigstelle 50%Z"]) == 0
+    units = _units(capsys.readouterr().out)
+    folder = tmp_path / "units"
+    folder.mkdir()
+    for name, text in units.items():
+        (folder / name).write_text(text)
+        assert "Description=" in text and "'Zweigstelle 50%%Z'" in text
+    res = subprocess.run([SYSTEMD_ANALYZE, "verify", *sorted(str(p) for p in folder.iterdir())],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "ignoring" not in res.stderr.lower(), res.stderr
+
+
+def test_a_secrets_file_sh_cannot_read_does_not_stop_the_nightly_run(tmp_path, monkeypatch, capsys):
+    """A password holding an apostrophe written as the README shows ('it's'): sh's '.' meets a
+    syntax error and a non-interactive sh exits there, so neither sync nor check ran, every
+    night (the timer's EnvironmentFile= reads it and runs). Now both run, without it."""
+    import json
+
+    cfg, _stub, record = _hostile_setup(tmp_path, monkeypatch, "configs")
+    (cfg.parent / "secrets.env").write_text("RK_SMTP_PASSWORD='it's'\n")
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0
+    [line] = tab.read_text(encoding="utf-8").splitlines()
+    command, stdin = _cron_command(line)
+    res = subprocess.run(["/bin/sh", "-c", command], input=stdin or "", capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=60)
+    runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()] if record.exists() else []
+    assert [r["argv"][0] for r in runs] == ["sync", "check"], res.stderr
+    assert "secrets.env" in res.stderr  # cron mails what sh said about the file
+
+
+def test_uninstall_without_the_user_manager_changes_nothing_and_says_where_to_run_it(tmp_path, monkeypatch, capsys):
+    """The timer installed from a login session; --uninstall where systemctl --user cannot
+    reach the manager (sudo -u, a shell without XDG_RUNTIME_DIR) deleted the unit files and
+    said 'removed', while a lingering manager kept the timer loaded and running every night,
+    and its timers.target.wants link was left dangling."""
+    cfg = _config(tmp_path)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=True)
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    assert main([*args, "--install"]) == 0
+    unit_dir = tmp_path / "xdg" / "systemd" / "user"
+    before = sorted(p.name for p in unit_dir.iterdir())
+    _set_systemd(tmp_path, False)
+    capsys.readouterr()
+    assert main([*args, "--uninstall"]) == 2
+    err = capsys.readouterr().err
+    assert "systemctl --user" in err and "login session" in err, err
+    assert sorted(p.name for p in unit_dir.iterdir()) == before
+    _set_systemd(tmp_path, True)
+    assert main([*args, "--uninstall"]) == 0
+    assert list(unit_dir.iterdir()) == []
+
+
+def test_a_user_cron_refuses_still_gets_the_timer(tmp_path, monkeypatch, capsys):
+    """cron.deny: 'crontab -l' fails. The timer needs no crontab, so its install succeeds (it
+    looks for an older line of its own only where the crontab can be read)."""
+    cfg = _config(tmp_path)
+    _tools(tmp_path, monkeypatch, systemd=True)
+    (tmp_path / "bin" / "crontab").write_text(
+        f"#!{sys.executable}\nimport sys\nsys.stderr.write('You (tester) are not allowed to use this "
+        "program (crontab)\\n')\nsys.exit(1)\n")
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0, \
+        capsys.readouterr().err
+    assert "enabled" in capsys.readouterr().out
+
+
+def test_the_crontab_time_is_on_crons_clock_not_the_shells_tz(tmp_path, monkeypatch, capsys):
+    """cron runs lines on the machine's clock (/etc/localtime); a TZ set in the librarian's
+    shell is not cron's. The line was converted to TZ: with TZ=Asia/Tokyo on a UTC machine,
+    a run planned for 09:25 in Chicago was written for 00:25 and ran at 18:25 Chicago time,
+    before the reports were due. And the run gets the same TZ, so a profile without a
+    'timezone' uses at night the zone it uses by day."""
+    import json
+    from zoneinfo import ZoneInfo
+
+    from tui.core import config as config_module
+    from tui.core import unattended as un
+
+    monkeypatch.delenv("TZ", raising=False)
+    machine = config_module.system_timezone()
+    other = "Asia/Tokyo" if un._tz_name(machine) not in ("Asia/Tokyo", "Japan") else "America/Lima"
+    cfg, _stub, record = _hostile_setup(tmp_path, monkeypatch, "configs")
+    with_zone = _config(tmp_path)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    assert main(["schedule", "--config", str(with_zone), "--profile", "library"]) == 0
+    expected = capsys.readouterr().out
+    monkeypatch.setenv("TZ", other)
+    assert main(["schedule", "--config", str(with_zone), "--profile", "library"]) == 0
+    out = capsys.readouterr().out
+    [line] = [l for l in out.splitlines() if " * * * " in l and not l.startswith("#")]
+    [want] = [l for l in expected.splitlines() if " * * * " in l and not l.startswith("#")]
+    assert line.split()[:2] == want.split()[:2], (line[:20], want[:20], ZoneInfo(other))
+    # the TZ goes with the run
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0
+    [line] = tab.read_text(encoding="utf-8").splitlines()
+    command, stdin = _cron_command(line)
+    subprocess.run(["/bin/sh", "-c", command], input=stdin or "", check=True, timeout=60,
+                   env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()]
+    assert [r["tz"] for r in runs] == [other, other]
+
+
+@pytest.mark.parametrize("shell, ok", [("/usr/bin/fish", False), ("/bin/csh", False), ("/bin/bash", True),
+                                       ('"/bin/sh"', True)])
+def test_a_crontab_whose_shell_is_not_sh_gets_no_line_it_cannot_run(tmp_path, monkeypatch, capsys, shell, ok):
+    """A crontab's SHELL= line applies to every line below it: under fish or csh the line's
+    sh words ('set -a', '[ ... ] ||', 'for ... do') fail and nothing ran, every night."""
+    cfg = _config(tmp_path)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    own = f"SHELL={shell}\n0 3 * * * backup\n"
+    tab.write_text(own)
+    code = main(["schedule", "--config", str(cfg), "--profile", "library", "--install"])
+    if ok:
+        assert code == 0 and len(tab.read_text().splitlines()) == 3
+    else:
+        assert code == 2 and tab.read_text() == own
+        err = capsys.readouterr().err
+        assert f"SHELL={shell}" in err and "/bin/sh" in err, err
+
+
+def test_the_units_go_where_the_user_manager_looks_for_them(tmp_path, monkeypatch, capsys):
+    """XDG_CONFIG_HOME set in the shell's profile is not the user manager's environment: the
+    units were written under the shell's folder, where the manager never looks; 'enable --now'
+    then failed with 'Unit ... not found', the files and the enable link left behind."""
+    cfg = _config(tmp_path)
+    _tools(tmp_path, monkeypatch, systemd=True)
+    manager_home = tmp_path / "manager-home"
+    monkeypatch.setenv("MANAGER_HOME", str(manager_home))
+    monkeypatch.setenv("MANAGER_XDG_CONFIG_HOME", "")  # the manager has none: ~/.config
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    assert main([*args, "--install"]) == 0, capsys.readouterr().err
+    assert len(list((manager_home / ".config" / "systemd" / "user").iterdir())) == 2
+    assert not (tmp_path / "xdg" / "systemd").exists()
+    assert main([*args, "--uninstall"]) == 0
+    assert list((manager_home / ".config" / "systemd" / "user").iterdir()) == []

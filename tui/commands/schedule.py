@@ -24,7 +24,9 @@ A user timer runs only while you are logged in unless lingering is on:
 RK_SMTP_PASSWORD='...' (the name from smtp_password_env) in secrets.env beside the config
 file (mode 0600); the timer and the crontab line read it.
 
-Exit codes: 0 done; 2 systemctl or crontab refused (the message says why); 3 usage or
+Exit codes: 0 done; 2 the timer or crontab line could not be put in place or removed
+(systemctl or crontab refused, the user manager is out of reach, a unit file of that name is
+not ours, the line is longer than cron keeps: the message says why); 3 usage or
 configuration error.
 """
 
@@ -66,5 +68,9 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"# ~/.config/systemd/user/{name}\n{text}\n")
     t = un.cron_time(plan)
     out.write(f"# Or one crontab line (cron has no time zone: {t:%H:%M} on this machine's clock):\n")
-    out.write(un.crontab_line(plan) + "\n")
+    line = un.crontab_line(plan)
+    too_long = un.cron_too_long(line)
+    if too_long:
+        out.write(f"# Do not use it: {too_long}.\n")
+    out.write(line + "\n")
     return int(Exit.OK)

@@ -108,9 +108,10 @@ def default_data_dir() -> Path:
 ZONE_ERRORS = (ZoneInfoNotFoundError, ValueError, OSError)
 
 
-def system_timezone() -> tzinfo:
-    """The machine's IANA zone (TZ, /etc/timezone, /etc/localtime), else UTC."""
-    candidates = [os.environ.get("TZ", "").lstrip(":")]
+def system_timezone(*, honour_tz: bool = True) -> tzinfo:
+    """The machine's IANA zone (TZ, /etc/timezone, /etc/localtime), else UTC. Without
+    ``honour_tz``, the process's TZ is left out: the clock daemons such as cron keep."""
+    candidates = [os.environ.get("TZ", "").lstrip(":") if honour_tz else ""]
     try:
         candidates.append(Path("/etc/timezone").read_text().strip())
     except OSError:

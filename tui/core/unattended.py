@@ -19,33 +19,48 @@ Secrets: an SMTP password is never written into a unit or a crontab. Both read
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+import platformdirs
+
 from tui.core import clock
-from tui.core.config import Profile, default_config_path, system_timezone
+from tui.core.config import APP_NAME, Profile, default_config_path, system_timezone
 from tui.core.health import evaluate
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.names import escape_name
 
 MARGIN = timedelta(minutes=10)
+# The folders the default ledger, local folder, log and caches are under, and the zone of a
+# profile without ``timezone``. Set in the shell that ran ``schedule``, they are given to the
+# nightly run too: cron's environment has none of them and a user manager's need not, and
+# without them the run took another ledger and downloaded everything again into another
+# folder, or judged the day in another zone.
+PATH_ENV = ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "TZ")
 DEFAULT_AT = time(7, 0)
 MARKER = "# report-keeper-schedule"
+# Vixie cron (Debian's cron, BSD's) keeps this many characters of a line's command (its
+# MAX_COMMAND less the final NUL) and drops the rest without a word.
+CRON_MAX_COMMAND = 999
+HEADER = "# Written by 'report-keeper schedule --install'; 'report-keeper schedule --uninstall' removes it."
 SECRETS_FILE = "secrets.env"
 
 class Runner(Protocol):
     """How commands are run (``subprocess.run``; the tests pass a recorder)."""
 
-    def __call__(self, args: list[str], *, capture_output: bool, text: bool, timeout: float,
-                 input: str | None) -> subprocess.CompletedProcess[str]: ...
+    def __call__(self, args: list[str], *, capture_output: bool, timeout: float,
+                 input: bytes | None) -> subprocess.CompletedProcess[bytes]: ...
 
 
 class ScheduleError(Exception):
@@ -62,6 +77,7 @@ class SchedulePlan:
     command: tuple[str, ...]  # the program: (report-keeper,) or (python, -m, tui)
     env_file: Path
     reason: str  # which report decided the time
+    environment: tuple[tuple[str, str], ...] = ()  # PATH_ENV values to pass on
 
     def argv(self, sub: str) -> list[str]:
         return [*self.command, sub, "--config", str(self.config), "--profile", self.profile]
@@ -69,7 +85,7 @@ class SchedulePlan:
     @property
     def tag(self) -> str:
         """The marker ending this profile's crontab line (``%`` escaped as cron wants)."""
-        return f"{MARKER} {self.name} {self.config}".replace("%", "\\%")
+        return f"{MARKER} {self.name} " + _cron_escape(str(self.config))
 
 
 def program() -> tuple[str, ...]:
@@ -125,9 +141,22 @@ def _hm(delta: timedelta) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}" if minutes % 60 else f"{minutes // 60}h"
 
 
+def _refuse_unrunnable(arg: str) -> None:
+    """Every path and word of the command must be UTF-8 text without control characters: unit
+    files and crontabs are such text, and a line break would end the line."""
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ScheduleError(f"the path {escape_name(os.fsencode(arg).decode('utf-8', 'backslashreplace'))} "
+                            "is not UTF-8 text, which timer units and crontab lines are: rename it") from None
+    if not arg.isprintable():
+        raise ScheduleError(f"the path {arg!r} holds control characters; a timer cannot run it")
+
+
 def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) -> SchedulePlan:
     config = Path(config_path).expanduser() if config_path else default_config_path()
     config = config.absolute()
+    _refuse_unrunnable(str(config))
     due, reason = _latest_due(profile)
     total = due + MARGIN
     minutes = -(-int(total.total_seconds()) // 300) * 5  # up to five minutes
@@ -137,10 +166,10 @@ def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) 
         profile=profile.name, config=config, name=_unit_name(profile.name, config), at=at,
         tz=profile.timezone, command=program(), env_file=config.parent / SECRETS_FILE,
         reason=f"{reason} + {int(MARGIN.total_seconds() // 60)} min",
+        environment=tuple((k, os.environ[k]) for k in PATH_ENV if os.environ.get(k)),
     )
-    for arg in (*plan.argv("sync"), str(plan.env_file)):
-        if not arg.isprintable():
-            raise ScheduleError(f"the path {arg!r} holds control characters; a timer cannot run it")
+    for arg in (*plan.argv("sync"), str(plan.env_file), *(v for _k, v in plan.environment)):
+        _refuse_unrunnable(arg)
     return plan
 
 
@@ -149,11 +178,34 @@ def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) 
 
 
 def _systemd_quote(arg: str) -> str:
-    """One ExecStart argument: ``%`` and ``$`` doubled (systemd expands them), quoted if needed."""
+    """One ExecStart argument after the executable: ``%`` and ``$`` doubled (systemd expands
+    them), quoted if needed."""
     arg = arg.replace("%", "%%").replace("$", "$$")
     if arg and all(c.isalnum() or c in "-_./:=@+,%$" for c in arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# systemd refuses an executable name holding a quote or a backslash (the whole unit) and
+# does not expand ``$$`` in it (the path is taken with two dollars): such a program is started
+# by ``sh``, which gets its path as an argument, where every character can be written.
+_UNSAFE_EXECUTABLE = set("'\"\\$")
+_SH_EXEC = ("/bin/sh", "-c", 'exec "$0" "$@"')
+
+
+def _exec_start(argv: list[str]) -> str:
+    if _UNSAFE_EXECUTABLE & set(argv[0]):
+        argv = [*_SH_EXEC, *argv]
+    program = argv[0].replace("%", "%%")
+    if not all(c.isalnum() or c in "-_./:=@+,%" for c in program):
+        program = f'"{program}"'
+    return " ".join([program, *(_systemd_quote(a) for a in argv[1:])])
+
+
+def _systemd_env(name: str, value: str) -> str:
+    """One ``Environment=`` assignment: quoted, ``%`` doubled (no ``$`` expansion there)."""
+    text = f"{name}={value}".replace("%", "%%")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _tz_name(tz: tzinfo) -> str:
@@ -162,14 +214,14 @@ def _tz_name(tz: tzinfo) -> str:
 
 def systemd_units(plan: SchedulePlan) -> dict[str, str]:
     """``{"<name>.service": text, "<name>.timer": text}``."""
-    exec_lines = "\n".join(
-        "ExecStart=" + " ".join(_systemd_quote(a) for a in plan.argv(sub)) for sub in ("sync", "check")
-    )
+    exec_lines = "\n".join("ExecStart=" + _exec_start(plan.argv(sub)) for sub in ("sync", "check"))
     env_file = str(plan.env_file).replace("%", "%%")  # a path: no quotes, specifiers escaped
+    environment = "".join(f"Environment={_systemd_env(k, v)}\n" for k, v in plan.environment)
+    profile = plan.profile.replace("%", "%%")  # Description= expands specifiers too
     service = f"""\
-# Written by 'report-keeper schedule --install'; 'report-keeper schedule --uninstall' removes it.
+{HEADER}
 [Unit]
-Description=Report Keeper: sync and check of profile '{plan.profile}'
+Description=Report Keeper: sync and check of profile '{profile}'
 
 [Service]
 Type=oneshot
@@ -178,12 +230,12 @@ Type=oneshot
 SuccessExitStatus=1 2
 # The SMTP password (see smtp_password_env) comes from this file when it exists.
 EnvironmentFile=-{env_file}
-Nice=10
+{environment}Nice=10
 """
     timer = f"""\
-# Written by 'report-keeper schedule --install'; 'report-keeper schedule --uninstall' removes it.
+{HEADER}
 [Unit]
-Description=Report Keeper: daily run for profile '{plan.profile}' after its reports are due
+Description=Report Keeper: daily run for profile '{profile}' after its reports are due
 
 [Timer]
 # {plan.reason}
@@ -206,7 +258,7 @@ def cron_time(plan: SchedulePlan, system_tz: tzinfo | None = None) -> time:
     hour early all winter: before the reports were due, so a missing one was told a day late.
     The line takes the largest difference of the coming year: never before the planned time,
     on some days that much later."""
-    machine = system_tz or system_timezone()
+    machine = system_tz or system_timezone(honour_tz=False)  # cron's clock, not this shell's TZ
     today = clock.now(plan.tz).date()
     gaps = []
     for n in range(366):
@@ -217,36 +269,142 @@ def cron_time(plan: SchedulePlan, system_tz: tzinfo | None = None) -> time:
     return (datetime.combine(today, plan.at) + max(gaps, default=timedelta())).time()
 
 
+def _cron_escape(text: str) -> str:
+    """``text`` with every ``%`` escaped as cron wants (``\\%``): for the marker comment, which
+    is only matched as text. (A path's own backslash right before a ``%`` makes cron end the
+    command inside the comment; the rest of the comment becomes the stdin nothing reads.)"""
+    return text.replace("%", "\\%")
+
+
+def _cron_word(arg: str) -> str:
+    """One shell word of a crontab line. cron reads ``\\%`` as ``%`` and any other ``%`` as
+    the end of the command (the rest becomes its stdin); an escaped backslash before it
+    (``\\\\%``, a path's own backslash) is such an other ``%``. So each ``%`` is written
+    between shell-quoted pieces, as ``\\%``, never after a backslash of the path; the shell
+    reads the unquoted ``%`` as itself."""
+    if not arg:
+        return "''"
+    return "\\%".join(shlex.quote(piece) if piece else "" for piece in arg.split("%"))
+
+
 def crontab_line(plan: SchedulePlan, system_tz: tzinfo | None = None) -> str:
-    """One crontab line (``%`` escaped, as cron wants), ending with its marker comment."""
+    """One crontab line (``%`` escaped, as cron wants), ending with its marker comment.
+
+    Each path is written once (cron keeps only ``CRON_MAX_COMMAND`` characters of a command):
+    the secrets file through ``$e``, sync and check by one loop over ``$s``. Neither is
+    exported (both are set outside ``set -a``), and the secrets file cannot change what runs:
+    ``$e`` is expanded before it is read, ``s`` set by the loop after it."""
     t = cron_time(plan, system_tz)
-    env = shlex.quote(str(plan.env_file))
-    cmds = "; ".join(" ".join(shlex.quote(a) for a in plan.argv(sub)) + " >/dev/null" for sub in ("sync", "check"))
-    body = f"set -a; [ ! -r {env} ] || . {env}; set +a; {cmds}"
-    return f"{t.minute} {t.hour} * * * {body.replace('%', chr(92) + '%')} {plan.tag}"
+    env = _cron_word(str(plan.env_file))
+    assign = "".join(f"{k}={_cron_word(v)}; " for k, v in plan.environment)  # exported: set -a
+    args = plan.argv("")[len(plan.command) + 1:]  # --config ... --profile ...
+    run = " ".join([*map(_cron_word, plan.command), '"$s"', *map(_cron_word, args)])
+    # 'command .': a file sh cannot read (a quote left open) is an error sh reports (cron
+    # mails it), not the end of the shell, so sync and check still run.
+    body = (f"e={env}; set -a; [ ! -r \"$e\" ] || command . \"$e\"; {assign}set +a; "
+            f"for s in sync check; do {run} >/dev/null; done")
+    return f"{t.minute} {t.hour} * * * {body} {plan.tag}"
+
+
+# Shells that read the line's sh words (``set -a``, ``[ ... ] ||``, ``command .``, ``for``).
+_SH_LIKE = {"sh", "bash", "dash", "ksh", "ksh93", "mksh", "zsh", "ash", "yash", "posh", "busybox"}
+
+
+def _crontab_shell(lines: list[str]) -> str | None:
+    """The SHELL= a line appended to ``lines`` runs under when it is not an sh (cron's
+    environment lines apply to the lines below them), else None."""
+    shell = None
+    for line in lines:
+        name, eq, value = line.strip().partition("=")
+        if eq and name.strip() == "SHELL" and not name.startswith("#"):
+            value = value.strip()
+            if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            shell = value
+    if shell is None or Path(shell).name in _SH_LIKE:
+        return None
+    return shell
+
+
+def cron_too_long(line: str) -> str | None:
+    """Why cron would cut ``line``'s command short, or None. Only the marker comment at its
+    end may be cut: it is matched in the crontab's text, which keeps it whole."""
+    command = line.split(" ", 5)[5]
+    body = command[: command.rindex(" " + MARKER)] if (" " + MARKER) in command else command
+    size = len(body.encode("utf-8", "surrogateescape"))
+    if size <= CRON_MAX_COMMAND:
+        return None
+    return (f"the crontab line's command is {size} characters long, and cron keeps only the first "
+            f"{CRON_MAX_COMMAND} (the rest is dropped: the nightly run would fail); move the config "
+            "file to a shorter path, or use the systemd timer")
 
 
 # --------------------------------------------------------------------------------------------
 # Installing
 
 
-def unit_dir() -> Path:
+def unit_dir(manager_env: str | None = None) -> Path:
+    """Where the user manager looks for units: under its own XDG_CONFIG_HOME (else its
+    HOME's ``.config``), from ``systemctl --user show-environment`` when it answered. The
+    shell's XDG_CONFIG_HOME (set in a profile the manager never read) is used only where
+    the manager cannot be asked."""
+    if manager_env is not None:
+        env = dict(line.partition("=")[::2] for line in manager_env.splitlines() if "=" in line)
+        if env.get("XDG_CONFIG_HOME", "").startswith("/"):
+            return Path(env["XDG_CONFIG_HOME"]) / "systemd" / "user"
+        if env.get("HOME", "").startswith("/"):
+            return Path(env["HOME"]) / ".config" / "systemd" / "user"
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "systemd" / "user"
 
 
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", "surrogateescape")
+
+
 def _run(runner: Runner, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    # Bytes, decoded here: the user's crontab may hold any bytes (a comment in another
+    # encoding) and carriage returns, which text mode would drop; they go back as they were.
     try:
-        return runner(argv, capture_output=True, text=True, timeout=60, input=stdin)
+        res = runner(argv, capture_output=True, timeout=60,
+                     input=None if stdin is None else stdin.encode("utf-8", "surrogateescape"))
+        return subprocess.CompletedProcess(argv, res.returncode, _text(res.stdout), _text(res.stderr))
     except FileNotFoundError:
         return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: not found")
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(argv, 124, "", f"{argv[0]}: no answer within 60 s")
 
 
+def _systemd(runner: Runner) -> subprocess.CompletedProcess[str]:
+    return _run(runner, ["systemctl", "--user", "show-environment"])
+
+
+def _said(result: subprocess.CompletedProcess[str]) -> str:
+    return " ".join((result.stderr or result.stdout or "").split())[:200] or f"exit {result.returncode}"
+
+
 def systemd_available(runner: Runner = subprocess.run) -> bool:
     """A user service manager answers (``systemctl --user``)."""
-    return _run(runner, ["systemctl", "--user", "show-environment"]).returncode == 0
+    return _systemd(runner).returncode == 0
+
+
+def _unit_files(plan: SchedulePlan, folder: Path) -> list[Path]:
+    """This plan's unit files; raises ``ScheduleError`` when one of them exists but was not
+    written by ``schedule`` (a unit of the same name the user wrote by hand): it is never
+    replaced or removed."""
+    files = [folder / n for n in systemd_units(plan)]
+    for f in files:
+        if not (f.exists() or f.is_symlink()):
+            continue
+        try:
+            with f.open("rb") as fh:
+                ours = fh.readline().rstrip(b"\n") == HEADER.encode()
+        except OSError:
+            ours = False
+        if not ours:
+            raise ScheduleError(f"{f} exists and was not written by report-keeper: it is left as it is; "
+                                "rename or remove it, then run this again")
+    return files
 
 
 def _write_if_changed(path: Path, text: str) -> bool:
@@ -265,13 +423,39 @@ def _check(result: subprocess.CompletedProcess[str], what: str) -> None:
         raise ScheduleError(f"{what} failed (exit {result.returncode}): {detail or 'no message'}")
 
 
-def _crontab(runner: Runner) -> list[str]:
+def _crontab(runner: Runner) -> list[str] | None:
+    """The user's crontab as lines (split at line feeds only, as cron does: a form feed,
+    carriage return or U+2028 in a user's line stays in it); None where there is no
+    ``crontab`` command."""
     res = _run(runner, ["crontab", "-l"])
+    if res.returncode == 127:
+        return None
     if res.returncode != 0:
         if "no crontab" in (res.stderr or "").lower():
             return []
         _check(res, "crontab -l")
-    return str(res.stdout).splitlines()
+    text = str(res.stdout)
+    return text.removesuffix("\n").split("\n") if text else []
+
+
+@contextlib.contextmanager
+def _crontab_lock() -> Iterator[None]:
+    """Held from reading the crontab to writing it back: two ``schedule`` runs at once (a
+    script installing several profiles in the background) each read the crontab before the
+    other wrote it, and the second write dropped the first one's line. (``crontab`` itself
+    has no lock; a user's ``crontab -e`` at that moment can still undo either.)"""
+    path = Path(platformdirs.user_state_dir(APP_NAME)) / "crontab.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ScheduleError(f"cannot create {path} ({exc.strerror}), which keeps two changes of the "
+                            "crontab apart: make its folder writable") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _set_crontab(runner: Runner, lines: list[str]) -> None:
@@ -282,49 +466,88 @@ def _set_crontab(runner: Runner, lines: list[str]) -> None:
 def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
     """Install (or refresh) the timer, else the crontab line; returns what was done."""
     done: list[str] = []
-    if systemd_available(runner):
+    systemd = _systemd(runner)
+    folder = unit_dir(systemd.stdout if systemd.returncode == 0 else None)
+    files = _unit_files(plan, folder)
+    if systemd.returncode == 0:
         changed = False
         for name, text in systemd_units(plan).items():
-            if _write_if_changed(unit_dir() / name, text):
+            if _write_if_changed(folder / name, text):
                 changed = True
-                done.append(f"wrote {unit_dir() / name}")
+                done.append(f"wrote {folder / name}")
         if changed:
             _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
         _check(_run(runner, ["systemctl", "--user", "enable", "--now", f"{plan.name}.timer"]),
                f"systemctl --user enable --now {plan.name}.timer")
         done.append(f"enabled {plan.name}.timer (systemd user timer)")
+        # A line an earlier install added where systemd was not reachable would run the
+        # same sync at the same time every night: the timer replaces it.
+        # (Where the crontab cannot be read, cron.deny, there is no line to remove.)
+        with _crontab_lock():
+            try:
+                current = _crontab(runner)
+            except ScheduleError:
+                current = None
+            kept = [line for line in current or [] if not line.endswith(plan.tag)]
+            if current is not None and kept != current:
+                _set_crontab(runner, kept)
+                done.append("removed the crontab line (the systemd timer replaces it)")
         return done
-    if _run(runner, ["crontab", "-l"]).returncode == 127:
-        raise ScheduleError("neither systemd user units (systemctl --user) nor crontab are available "
-                            "here; run the printed commands from your own scheduler")
-    current = _crontab(runner)
+    if any(f.exists() for f in files):
+        raise ScheduleError(
+            f"the systemd timer {plan.name}.timer is installed in {folder}, but systemctl --user "
+            f"cannot reach your user service manager here ({_said(systemd)}); a crontab line would run "
+            "every night beside it: run this in a login session instead, or 'report-keeper "
+            "schedule --uninstall' there first")
     line = crontab_line(plan)
-    kept = [line for line in current if not line.endswith(plan.tag)]
-    if kept + [line] != current:
-        _set_crontab(runner, kept + [line])
-        done.append("installed the crontab line")
-    else:
-        done.append("the crontab line was already installed")
+    too_long = cron_too_long(line)
+    if too_long:
+        raise ScheduleError(too_long)
+    with _crontab_lock():
+        current = _crontab(runner)
+        if current is None:
+            raise ScheduleError("neither systemd user units (systemctl --user) nor crontab are available "
+                                "here; run the printed commands from your own scheduler")
+        kept = [old for old in current if not old.endswith(plan.tag)]
+        shell = _crontab_shell(kept)
+        if shell is not None:
+            raise ScheduleError(
+                f"your crontab sets SHELL={shell}, which runs every line below it, and the report-keeper "
+                "line is written for /bin/sh: end your crontab with a line 'SHELL=/bin/sh' (crontab -e) "
+                "and run this again, or use the systemd timer")
+        if kept + [line] != current:
+            _set_crontab(runner, kept + [line])
+            done.append("installed the crontab line")
+        else:
+            done.append("the crontab line was already installed")
     return done
 
 
 def uninstall(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
     """Remove the timer and the crontab line of this profile wherever they are."""
     done: list[str] = []
-    files = [unit_dir() / n for n in systemd_units(plan)]
+    systemd = _systemd(runner)
+    folder = unit_dir(systemd.stdout if systemd.returncode == 0 else None)
+    files = _unit_files(plan, folder)
     if any(f.exists() for f in files):
-        if systemd_available(runner):
-            _run(runner, ["systemctl", "--user", "disable", "--now", f"{plan.name}.timer"])
+        if systemd.returncode != 0:
+            # Deleting the files would not stop a timer a running (lingering) manager has
+            # loaded, and would leave its timers.target.wants link behind.
+            raise ScheduleError(
+                f"the systemd timer {plan.name}.timer is installed in {folder}, but systemctl "
+                f"--user cannot reach your user service manager here ({_said(systemd)}): run this "
+                "in a login session; if no service manager ever runs for you, remove "
+                f"{plan.name}.timer and {plan.name}.service from that folder by hand")
+        _run(runner, ["systemctl", "--user", "disable", "--now", f"{plan.name}.timer"])
         for f in files:
             if f.exists():
                 f.unlink()
                 done.append(f"removed {f}")
-        if systemd_available(runner):
-            _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
-    if _run(runner, ["crontab", "-l"]).returncode != 127:
+        _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
+    with _crontab_lock():
         current = _crontab(runner)
-        kept = [line for line in current if not line.endswith(plan.tag)]
-        if kept != current:
+        kept = [line for line in current or [] if not line.endswith(plan.tag)]
+        if current is not None and kept != current:
             _set_crontab(runner, kept)
             done.append("removed the crontab line")
     return done
