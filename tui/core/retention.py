@@ -35,6 +35,7 @@ PurgeResult``; ``policy_set(profile)``; ``policies(profile, ledger)``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -48,7 +49,6 @@ from typing import TypedDict
 from tui.core import clock, model
 from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
-from tui.core.durable import fsync_dir
 from tui.core.ledger import LEDGER_ERRORS, Download, Ledger
 from tui.core.model import JSONObject
 from tui.core.names import escape_name, size_text
@@ -335,17 +335,21 @@ def purge(profile: Profile, ledger: Ledger, *, dry_run: bool = False, now: datet
         ledger.mark_purging([c.key for c in plan.purge], when=now)
     deleted: list[Copy] = []
     failed: list[Copy] = []
-    for copy in plan.purge:
-        # 2. Each file, checked to be the downloaded copy, then deleted.
-        why = _delete(copy)
-        if why is None:
-            deleted.append(copy)
-        else:
-            failed.append(copy)
-            result.errors.append((copy, why))
-            log.warning("purge: %s not deleted: %s", escape_name(copy.file), why)
-    for folder in {c.path.parent for c in deleted}:
-        fsync_dir(folder)
+    folders = _Folders(Path(profile.local_dir).expanduser())
+    try:
+        for copy in plan.purge:
+            # 2. Each file, checked to be the downloaded copy, then deleted.
+            why = _delete(copy, folders)
+            if why is None:
+                deleted.append(copy)
+            else:
+                failed.append(copy)
+                result.errors.append((copy, why))
+                log.warning("purge: %s not deleted: %s", escape_name(copy.file), why)
+        if deleted:
+            folders.sync()
+    finally:
+        folders.close()
     # 3. Only what is really gone is recorded purged; the rest is held again.
     if deleted or plan.finish:
         ledger.mark_purged([c.key for c in [*deleted, *plan.finish]], when=now)
@@ -375,41 +379,137 @@ def _interrupted(ledger: Ledger) -> bool:
     return any(dl.purge_started is not None and dl.purged_at is None for dl in ledger.downloads())
 
 
-def _delete(copy: Copy) -> str | None:
+class _Folders:
+    """The folders of one purge, each opened once, and never through a link below local_dir.
+
+    ``local_dir`` itself is opened as configured (it may be a link the library set up: a share
+    mounted elsewhere); every folder below it is opened with ``O_NOFOLLOW``, so a sub-folder the
+    user replaced by a link (to an archive of the same files) is never deleted through. A
+    copy's path outside ``local_dir`` (the setting was changed since it was downloaded) is
+    reached through its own folder, as recorded. Each folder is opened once per purge: a folder
+    moved away and replaced by a link meanwhile is not followed, the purge deletes in the folder
+    it checked. The file itself is looked at, hashed and deleted relative to its folder's
+    descriptor (``stat``/``open``/``unlink`` with ``dir_fd``)."""
+
+    def __init__(self, local_dir: Path) -> None:
+        self.root = Path(os.path.abspath(local_dir))
+        self.fds: dict[Path, int] = {}
+
+    def _open(self, folder: Path, parent: int | None, name: str | None) -> int:
+        fd = self.fds.get(folder)
+        if fd is None:
+            if parent is None or name is None:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            else:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=parent)
+            self.fds[folder] = fd
+        return fd
+
+    def folder_of(self, path: Path) -> int:
+        """The descriptor of ``path``'s folder. Raises ``OSError`` (``ELOOP``/``ENOTDIR``: a
+        folder on the way below local_dir is a link or no folder)."""
+        path = Path(os.path.abspath(path))
+        parent = path.parent
+        try:
+            below = parent.relative_to(self.root).parts
+        except ValueError:
+            return self._open(parent, None, None)
+        fd = self._open(self.root, None, None)
+        here = self.root
+        for part in below:
+            if part in ("..", "."):
+                raise OSError(errno.ENOTDIR, "not a plain folder path")
+            here = here / part
+            fd = self._open(here, fd, part)
+        return fd
+
+    def sync(self) -> None:
+        for fd in self.fds.values():
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
+
+
+def _delete(copy: Copy, folders: _Folders) -> str | None:
     """Delete the copy if it is the file that was downloaded; None when it is gone, else why
     not (one sentence, no traceback)."""
     path = copy.path
+    name = path.name
     try:
-        info = os.lstat(path)
+        folder = folders.folder_of(path)
+    except FileNotFoundError:
+        return None  # its folder is gone, and the copy with it
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return (f"a folder on its way ({escape_name(str(path.parent))}) is a link or no folder "
+                    "any more: nothing is deleted through a link; left as it is")
+        return f"its folder cannot be opened ({exc.strerror or exc}); check the folder's permissions"
+    try:
+        info = os.stat(name, dir_fd=folder, follow_symlinks=False)
     except FileNotFoundError:
         return None  # already gone (a purge interrupted after deleting it)
     except OSError as exc:
         return f"it cannot be looked at ({exc.strerror or exc}); check the folder's permissions"
     if not stat.S_ISREG(info.st_mode):
         return "it is no longer a regular file (a link or a folder is there); left as it is"
-    if info.st_size != copy.size or _sha256(path) != copy.sha256:
-        return ("its content is no longer what was downloaded (another size or sha256); it was "
-                "left as it is: move it out of local_dir if it is yours")
+    if info.st_size != copy.size:
+        return _NOT_OURS
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return None
+        fd = os.open(name, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
     except OSError as exc:
-        return (f"it cannot be deleted ({exc.strerror or exc}); check the permissions of "
-                f"{escape_name(str(path.parent))} (the next sync or purge tries again)")
+        return f"it cannot be read to check it ({exc.strerror or exc}); left as it is"
+    try:
+        if not _same_file(os.fstat(fd), info):
+            return _REPLACED
+        if _sha256(fd) != copy.sha256:
+            return _NOT_OURS
+        # The name must still be the file just hashed: a workbook saved over it meanwhile (a
+        # new file renamed into place) is the user's.
+        try:
+            now = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if not _same_file(now, info) or not _same_file(os.fstat(fd), info):
+            return _REPLACED
+        try:
+            os.unlink(name, dir_fd=folder)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return (f"it cannot be deleted ({exc.strerror or exc}); check the permissions of "
+                    f"{escape_name(str(path.parent))} (the next sync or purge tries again)")
+    finally:
+        os.close(fd)
     return None
 
 
-def _sha256(path: Path) -> str | None:
+_NOT_OURS = ("its content is no longer what was downloaded (another size or sha256); it was "
+             "left as it is: move it out of local_dir if it is yours")
+_REPLACED = ("it was replaced while it was being checked (saved over, moved); it was left as it "
+             "is: the next purge checks it again")
+
+
+def _sha256(fd: int) -> str | None:
+    """The sha256 of an open file, read from its start (the descriptor stays open)."""
     digest = hashlib.sha256()
+    offset = 0
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        with os.fdopen(fd, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
+        while chunk := os.pread(fd, 1 << 20, offset):
+            digest.update(chunk)
+            offset += len(chunk)
     except OSError:
         return None
     return digest.hexdigest()
