@@ -57,3 +57,40 @@ async def test_a_named_pipe_in_place_of_an_empty_copy_does_not_hang_the_sync(sft
     assert stat.S_ISFIFO(os.lstat(local / empty).st_mode)
     assert all(sha(local / n) == sha(d) for n, d in good.items())
     assert result.to_json() is not None
+
+
+async def test_a_server_file_named_like_a_changed_copy_is_a_file_of_its_own(sftp_server, tmp_path):
+    """The server's copy of a report changes (kept here beside the first as
+    ``NAME (changed ...).xlsx``); later the server offers a new file under exactly that name.
+    Both copies of the first report stay as they are, the new file arrives whole, under a name
+    of its own, as a new file: nothing says the server changed it."""
+    from datetime import UTC, datetime
+
+    from tests.test_hostile_folder import put
+    from tests.xlsx_factory import write_report
+    from tui.sftp.download import changed_name
+
+    good = good_reports(sftp_server, tmp_path, days=1)
+    [first] = sorted(good)
+    profile = profile_for(sftp_server, tmp_path)
+    local = Path(profile.local_dir)
+    await sync(profile)
+    changed = write_report(tmp_path / "src" / "changed.xlsx", n_rows=7, seed=41).read_bytes()
+    when = datetime(2026, 6, 9, 12, 0, 12, tzinfo=UTC)
+    put(sftp_server, first, changed, mtime=when.timestamp())
+    doc = (await sync(profile)).to_json()
+    [copy] = doc["downloaded"]
+    assert copy["changed"] and Path(copy["path"]).name != first
+    changed_copy = Path(copy["path"])
+    # The server now offers a new file named exactly like that changed copy.
+    newcomer = changed_copy.name
+    new_bytes = write_report(tmp_path / "src" / "new.xlsx", n_rows=3, seed=42).read_bytes()
+    put(sftp_server, newcomer, new_bytes, mtime=when.timestamp() + 3600)
+    doc = (await sync(profile)).to_json()
+    [new] = doc["downloaded"]
+    assert new["name"] == newcomer and sha(Path(new["path"])) == sha(new_bytes)
+    assert sha(local / first) == sha(good[first]) and sha(changed_copy) == sha(changed)
+    assert not new.get("changed"), f"a new server file was reported as changed: {new}"
+    assert Path(new["path"]).name == newcomer[:-len(".xlsx")] + " (2).xlsx"
+    assert changed_name(first, __import__("tui.core.model", fromlist=["RemoteFile"]).RemoteFile(
+        first, 1, when)) == newcomer
