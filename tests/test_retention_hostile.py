@@ -153,3 +153,27 @@ def test_what_people_leave_in_the_folder_is_never_touched(tmp_path, pinned, caps
     assert lock.exists() and renamed.exists() and (mine / rd.name(2)).exists()
     assert env.path(3).exists() and (env.path(4) / "inside.txt").read_text() == "keep"
     assert not env.path(0).exists() and not env.path(1).exists() and not env.path(2).exists()
+
+
+def test_a_copy_renamed_by_hand_is_not_reported_as_deleted(tmp_path, pinned, capsys):
+    """The librarian saved a copy under another name (a move: its place is empty). The purge has
+    nothing to delete there: it records the copy purged (never fetched again) but must not say
+    it deleted it, because the patron data is still in the folder under the other name."""
+    env = rd.build(tmp_path / "h", profile_extra=DELETE_ALL)
+    renamed = env.local / "Loans for the study.xlsx"
+    env.path(0).rename(renamed)
+    code, doc = _purge(env, capsys)
+    assert renamed.exists() and code == 0
+    entry = {p["name"]: p for p in doc["purged"]}[rd.name(0)]
+    assert entry["already_gone"] is True, entry
+    assert all(not p["already_gone"] for p in doc["purged"] if p["name"] != rd.name(0))
+    with env.ledger() as ledger:
+        assert ledger.local_state(rd.name(0)) == "purged"
+    # The human output counts and names it apart.
+    env2 = rd.build(tmp_path / "h2", profile_extra=DELETE_ALL)
+    env2.path(0).rename(env2.local / "Loans for the study.xlsx")
+    assert main(["purge", "--config", str(env2.config)]) == 0
+    out = capsys.readouterr().out
+    assert "Purged: 9 local copies past local_retention_days deleted" in out, out
+    assert f"  NOT FOUND    {rd.name(0)}" in out, out
+    assert not [line for line in out.splitlines() if line.startswith("  PURGED") and rd.name(0) in line]

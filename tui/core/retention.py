@@ -41,7 +41,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TypedDict
@@ -96,6 +96,9 @@ class Copy:
     latest: bool  # the delivery's latest download (else an older copy kept beside it)
     verification: str | None = None
     interrupted: bool = False  # a purge decided to delete it and did not finish
+    #: Not in its place when the purge looked (moved, renamed or deleted by hand): recorded
+    #: purged, but this purge deleted nothing (its content may still be elsewhere).
+    absent: bool = False
 
     @property
     def file(self) -> str:
@@ -167,7 +170,8 @@ class PurgeResult:
             "policy": {name: {"local_retention_days": p["local_retention_days"],
                               "keep_until_exported": p["keep_until_exported"]}
                        for name, p in self.policy.items()},
-            "purged": [c.to_json() | {"interrupted": c.interrupted} for c in self.gone],
+            "purged": [c.to_json() | {"interrupted": c.interrupted, "already_gone": c.absent}
+                       for c in self.gone],
             "waiting_for_export": self.waiting_json(),
             "errors": [c.to_json() | {"error": why} for c, why in self.errors],
             "withdrawn": [c.to_json() for c in self.undone],
@@ -180,7 +184,8 @@ class PurgeResult:
         lines: list[str] = []
         if not self.policy:
             return ["No local retention is configured (local_retention_days): every local copy is kept."]
-        gone = self.gone
+        gone = [c for c in self.gone if not c.absent]
+        absent = [c for c in self.gone if c.absent]
         verb = "would be deleted" if self.dry_run else "deleted"
         if gone:
             size = sum(c.size for c in gone)
@@ -190,6 +195,16 @@ class PurgeResult:
                 lines.append(f"  {'WOULD PURGE' if self.dry_run else 'PURGED':12} {escape_name(c.file)}")
             if len(gone) > limit:
                 lines.append(f"  ... and {len(gone) - limit} more (see --json)")
+        if absent:
+            n = len(absent)
+            lines.append(f"Not found: {n} local cop{'y' if n == 1 else 'ies'} past local_retention_days "
+                         f"{'was' if n == 1 else 'were'} not in {'its' if n == 1 else 'their'} place "
+                         "(moved, renamed or deleted by hand): nothing deleted; recorded purged, never "
+                         "fetched again. A copy saved under another name still holds its patron data.")
+            for c in absent[:limit]:
+                lines.append(f"  NOT FOUND    {escape_name(c.file)}")
+            if n > limit:
+                lines.append(f"  ... and {n - limit} more (see --json)")
         if self.waiting:
             n = len(self.waiting)
             lines.append(f"Waiting for export: {n} local cop{'y is' if n == 1 else 'ies are'} past "
@@ -205,7 +220,7 @@ class PurgeResult:
             lines.append(f"  NOT DELETED  {escape_name(c.file)}: {escape_name(why)}")
         if len(self.errors) > limit:
             lines.append(f"  ... and {len(self.errors) - limit} more not deleted (see --json)")
-        if not gone and not self.waiting and not self.errors:
+        if not gone and not absent and not self.waiting and not self.errors:
             lines.append("Purge: no local copy is past local_retention_days.")
         return lines
 
@@ -285,7 +300,7 @@ def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
                 plan.finish.append(copy)  # the file went before the purge could record it
                 continue
             if allowed:
-                plan.purge.append(copy)
+                plan.purge.append(copy if copy.interrupted or present else replace(copy, absent=True))
                 continue
             if copy.interrupted:
                 plan.undo.append(copy)
