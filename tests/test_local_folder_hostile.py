@@ -94,3 +94,16 @@ async def test_a_server_file_named_like_a_changed_copy_is_a_file_of_its_own(sftp
     assert Path(new["path"]).name == newcomer[:-len(".xlsx")] + " (2).xlsx"
     assert changed_name(first, __import__("tui.core.model", fromlist=["RemoteFile"]).RemoteFile(
         first, 1, when)) == newcomer
+
+
+def test_excels_lock_file_is_not_a_report_of_the_verify_list(tmp_path):
+    """A librarian has a copy open in Excel: Excel keeps a hidden owner file ``~$NAME.xlsx``
+    beside it (165 bytes, no workbook). The app's Verify list never shows it as an unreadable
+    report (the ``verify`` command already skips it)."""
+    from tests.xlsx_factory import write_report
+    from tui.core.local_reports import find_local_reports
+
+    real = write_report(tmp_path / "Loans_20260608_070012.xlsx", n_rows=3, seed=1)
+    lock = tmp_path / "~$ans_20260608_070012.xlsx"
+    lock.write_bytes(b"\x0blibrarian" + b"\0" * 155)
+    assert [item.path for item in find_local_reports(tmp_path)] == [real]
