@@ -177,3 +177,68 @@ def test_a_copy_renamed_by_hand_is_not_reported_as_deleted(tmp_path, pinned, cap
     assert "Purged: 9 local copies past local_retention_days deleted" in out, out
     assert f"  NOT FOUND    {rd.name(0)}" in out, out
     assert not [line for line in out.splitlines() if line.startswith("  PURGED") and rd.name(0) in line]
+
+
+# ----------------------------------------------------------------------------- the clock
+
+
+@pytest.mark.parametrize("clock", ["2099-01-01T08:00:00-06:00", "later"])
+def test_a_clock_far_ahead_deletes_nothing_and_says_so(tmp_path, monkeypatch, capsys, clock):
+    """A REPORT_KEEPER_NOW left in a cron line (2099), or a system clock set months ahead: by
+    that clock every copy is old, and with keep_until_exported = false the purge would empty
+    the folder of copies the library means to keep, never downloaded again. Past the moment
+    even the newest delivery the server ever stamped would be purged, the clock is not taken
+    on its word: nothing is deleted, the output says why and what to do. Nothing is recorded."""
+    env = rd.build(tmp_path / "h", profile_extra=DELETE_ALL)
+    now = rd.NOW + rd.timedelta(days=60) if clock == "later" else clock
+    monkeypatch.setenv("REPORT_KEEPER_NOW", now if isinstance(now, str) else now.isoformat())
+    code, doc = _purge(env, capsys)
+    assert env.files() == {rd.name(i) for i in range(rd.DAYS)}, "a clock far ahead emptied the folder"
+    assert code == 1 and doc["status"] == "warning" and doc["purged"] == []
+    assert "clock" in doc["refused"] and "newest delivery" in doc["refused"]
+    with env.ledger() as ledger:
+        assert all(dl.purge_started is None and dl.purged_at is None for dl in ledger.downloads())
+    # The human output says it in one line; --trust-clock is the person's decision.
+    assert main(["purge", "--config", str(env.config)]) == 1
+    out = capsys.readouterr().out
+    assert "Nothing was deleted" in out and "--trust-clock" in out, out
+    assert main(["purge", "--trust-clock", "--json", "--config", str(env.config)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["purged"]) == rd.DAYS and doc["refused"] is None
+
+
+def test_a_clock_within_the_newest_deliverys_retention_purges_as_always(tmp_path, pinned, capsys):
+    """The guard never stands in a normal run: deliveries arrive, the clock is a day past them."""
+    env = rd.build(tmp_path / "h", profile_extra=DELETE_ALL)
+    code, doc = _purge(env, capsys)
+    assert code == 0 and doc["refused"] is None and len(doc["purged"]) == len(rd.OLD)
+
+
+def test_sync_says_the_clock_was_not_trusted(tmp_path, monkeypatch):
+    """The purge at the end of a cron sync with a stray REPORT_KEEPER_NOW: a warning, in
+    purge_errors and one PURGE line of the human output; nothing deleted."""
+    import asyncio
+    import io
+
+    from tui.commands.sync import _summary
+    from tui.sftp.sync import SyncResult, SyncService
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", "2099-01-01T08:00:00-06:00")
+    env = rd.build(tmp_path / "h", profile_extra=DELETE_ALL)
+    with env.ledger() as ledger:
+        purged = retention.purge(env.profile(), ledger)
+    loop = asyncio.new_event_loop()
+    try:
+        done = loop.create_future()
+        done.set_result(purged)
+        result = SyncResult()
+        SyncService._purged(result, done)
+    finally:
+        loop.close()
+    result.finish()
+    assert result.status == 1 and env.files() == {rd.name(i) for i in range(rd.DAYS)}
+    doc = result.to_json()
+    assert doc["purged"] == [] and [e["error"] for e in doc["purge_errors"]] == [purged.refused]
+    out = io.StringIO()
+    _summary(result, env.profile(), out)
+    assert out.getvalue().count("Nothing was deleted: the clock reads 2099-01-01") == 1, out.getvalue()

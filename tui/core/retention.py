@@ -42,7 +42,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypedDict
 
@@ -137,12 +137,15 @@ class PurgeResult:
     undone: list[Copy] = field(default_factory=list)  # an interrupted purge, withdrawn
     parts_removed: int = 0
     cache_removed: int = 0
+    #: Why nothing was deleted: the clock is past even the newest delivery's purge moment
+    #: (a clock set ahead, a pinned REPORT_KEEPER_NOW left behind). None: the clock was trusted.
+    refused: str | None = None
 
     @property
     def exit_code(self) -> st.Exit:
         """Warning while the policy is not fully applied (a copy could not be deleted, or
         waits for an export); nothing here is critical: no data is at risk."""
-        return st.Exit.WARNING if (self.errors or self.waiting) else st.Exit.OK
+        return st.Exit.WARNING if (self.errors or self.waiting or self.refused) else st.Exit.OK
 
     @property
     def status(self) -> str:
@@ -173,14 +176,20 @@ class PurgeResult:
             "purged": [c.to_json() | {"interrupted": c.interrupted, "already_gone": c.absent}
                        for c in self.gone],
             "waiting_for_export": self.waiting_json(),
-            "errors": [c.to_json() | {"error": why} for c, why in self.errors],
+            "errors": self.to_json_errors(),
             "withdrawn": [c.to_json() for c in self.undone],
             "parts_removed": self.parts_removed,
             "cache_entries_removed": self.cache_removed,
+            "refused": self.refused,
         }
 
+    def to_json_errors(self) -> list[JSONObject]:
+        """The copies that could not be deleted, with why (``errors``)."""
+        return [c.to_json() | {"error": why} for c, why in self.errors]
+
     def summary_lines(self, limit: int = 8) -> list[str]:
-        """The human output of ``purge`` (and the purge part of ``sync``)."""
+        """The human output of ``purge`` (and the purge part of ``sync``); ``refused`` is said
+        by each command (``sync`` as one of its purge errors)."""
         lines: list[str] = []
         if not self.policy:
             return ["No local retention is configured (local_retention_days): every local copy is kept."]
@@ -220,7 +229,7 @@ class PurgeResult:
             lines.append(f"  NOT DELETED  {escape_name(c.file)}: {escape_name(why)}")
         if len(self.errors) > limit:
             lines.append(f"  ... and {len(self.errors) - limit} more not deleted (see --json)")
-        if not gone and not absent and not self.waiting and not self.errors:
+        if not gone and not absent and not self.waiting and not self.errors and not self.refused:
             lines.append("Purge: no local copy is past local_retention_days.")
         return lines
 
@@ -259,6 +268,7 @@ class _Plan:
     waiting: list[tuple[Copy, str]] = field(default_factory=list)
     finish: list[Copy] = field(default_factory=list)  # interrupted, file already gone
     undo: list[Copy] = field(default_factory=list)  # interrupted, no longer allowed, file there
+    newest: datetime | None = None  # the newest delivery the ledger knows (the server's clock)
 
 
 def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
@@ -269,7 +279,7 @@ def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
         by_name.setdefault(dl.name, []).append(dl)
     roles = ledger.export_roles()
     verified = ledger.verifications_of({dl.sha256 for rows in by_name.values() for dl in rows})
-    plan = _Plan()
+    plan = _Plan(newest=max((d.delivered_at for d in deliveries.values()), default=None))
     configs: dict[str, ReportConfig] = {}
     for name, rows in by_name.items():
         delivery = deliveries.get(name)
@@ -330,9 +340,12 @@ def _oldest_first(c: Copy) -> tuple[datetime, str, str]:
 
 
 def purge(profile: Profile, ledger: Ledger, *, dry_run: bool = False, now: datetime | None = None,
-          remove_parts: RemoveParts | None = None) -> PurgeResult:
+          remove_parts: RemoveParts | None = None, trust_clock: bool = False) -> PurgeResult:
     """Apply the profile's retention policy (see the module's text). Raises ``LedgerError``
-    only when the ledger cannot record the decision; no file is touched before it is."""
+    only when the ledger cannot record the decision; no file is touched before it is.
+
+    A clock past the purge moment of the newest delivery the ledger knows deletes nothing
+    (``PurgeResult.refused`` says why) unless ``trust_clock``: see :func:`_clock_refusal`."""
     now = now or clock.now()
     result = PurgeResult(dry_run=dry_run, now=now,
                          policy=policies(profile, _report_names(profile, ledger)))
@@ -340,6 +353,14 @@ def purge(profile: Profile, ledger: Ledger, *, dry_run: bool = False, now: datet
         return result
     plan = _plan(profile, ledger, now)
     result.waiting = plan.waiting
+    if plan.purge and not trust_clock:
+        result.refused = _clock_refusal(profile, result.policy, plan.newest, now)
+        if result.refused is not None:
+            log.warning("purge refused: the clock reads %s, past the newest delivery's retention",
+                        model.iso(now))
+            # Interrupted decisions stay as they are (they read as purged; the next purge with
+            # a clock it trusts finishes them); what is already gone is recorded as always.
+            plan.purge = []
     if dry_run:
         result.purged = [c for c in plan.purge]
         result.finished = plan.finish
@@ -381,6 +402,30 @@ def purge(profile: Profile, ledger: Ledger, *, dry_run: bool = False, now: datet
         log.info("purge: %d deleted, %d finished, %d not deleted, %d waiting for export",
                  len(deleted), len(plan.finish), len(failed), len(plan.waiting))
     return result
+
+
+def _clock_refusal(profile: Profile, policy: dict[str, Policy], newest: datetime | None,
+                   now: datetime) -> str | None:
+    """Why the clock is not taken on its word, or None.
+
+    Every delivery's time comes from the server's side (the stamp in its name, else the
+    server's modification time), not from this machine's clock. When the clock is past the
+    moment even the newest delivery the ledger knows would be purged (by the shortest
+    retention of the profile), then by it every copy is old: either nothing was delivered for
+    a whole retention period, or the clock is wrong (set ahead, a ``REPORT_KEEPER_NOW`` left in
+    a cron line). A wrong clock would delete copies meant to be kept for months, for good (with
+    ``keep_until_exported = false`` never exported); keeping them a while longer loses nothing.
+    So a person decides (``purge --trust-clock``); the next delivery ends it by itself."""
+    if newest is None or not policy:
+        return None
+    days = min(p["local_retention_days"] for p in policy.values())
+    limit = newest + timedelta(days=days)
+    if now <= limit:
+        return None
+    return (f"Nothing was deleted: the clock reads {model.iso(now)}, which is past even the newest "
+            f"delivery's retention (delivered {model.iso(newest)}, {days} days), so by it every local "
+            "copy is old. If the clock is wrong (set ahead, or REPORT_KEEPER_NOW left set), fix it; if "
+            "nothing was really delivered for that long, run 'report-keeper purge --trust-clock'.")
 
 
 def _report_names(profile: Profile, ledger: Ledger) -> list[str]:
