@@ -242,3 +242,24 @@ def test_sync_says_the_clock_was_not_trusted(tmp_path, monkeypatch):
     out = io.StringIO()
     _summary(result, env.profile(), out)
     assert out.getvalue().count("Nothing was deleted: the clock reads 2099-01-01") == 1, out.getvalue()
+
+
+def test_a_local_folder_that_is_not_there_records_nothing(tmp_path, pinned, capsys):
+    """local_dir is on a share that is not mounted when cron runs the purge: its copies are not
+    gone, their folder is. Nothing may be recorded purged (once remounted, those copies would
+    keep their patron data for ever, the ledger saying they were deleted); the purge says the
+    folder is missing, and once it is back deletes as always."""
+    env = rd.build(tmp_path / "h", profile_extra=DELETE_ALL)
+    away = tmp_path / "share-not-mounted"
+    env.local.rename(away)
+    code, doc = _purge(env, capsys)
+    assert code == 1 and doc["purged"] == [], doc["purged"][:1]
+    assert {e["name"] for e in doc["errors"]} == {rd.name(i) for i in rd.OLD}
+    assert all("folder" in e["error"] and "missing" in e["error"] for e in doc["errors"])
+    with env.ledger() as ledger:
+        assert all(dl.purge_started is None and dl.purged_at is None for dl in ledger.downloads())
+    away.rename(env.local)
+    code, doc = _purge(env, capsys)
+    assert code == 0 and [p["name"] for p in doc["purged"]] == [rd.name(i) for i in rd.OLD]
+    assert not any(p["already_gone"] for p in doc["purged"])
+    assert env.files() == {rd.name(i) for i in range(10, rd.DAYS)}

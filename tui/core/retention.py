@@ -269,6 +269,8 @@ class _Plan:
     finish: list[Copy] = field(default_factory=list)  # interrupted, file already gone
     undo: list[Copy] = field(default_factory=list)  # interrupted, no longer allowed, file there
     newest: datetime | None = None  # the newest delivery the ledger knows (the server's clock)
+    #: Not in place, and neither is their folder (a share not mounted): nothing is decided.
+    unreachable: list[tuple[Copy, str]] = field(default_factory=list)
 
 
 def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
@@ -306,6 +308,11 @@ def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
             exported = bool(roles.get(dl.sha256, set()) & {"rows", "empty"})
             # A copy is never purged unverified: its record would hold no rows, no result.
             allowed = old and v is not None and (exported or not cfg.keeps_until_exported)
+            if not present and (allowed or copy.interrupted) and not os.path.isdir(copy.path.parent):
+                # Its folder is missing, not the copy (local_dir on a share not mounted): a
+                # copy recorded purged now would keep its data for ever once the share is back.
+                plan.unreachable.append((copy, _FOLDER_MISSING.format(folder=escape_name(str(copy.path.parent)))))
+                continue
             if copy.interrupted and not present:
                 plan.finish.append(copy)  # the file went before the purge could record it
                 continue
@@ -353,6 +360,7 @@ def purge(profile: Profile, ledger: Ledger, *, dry_run: bool = False, now: datet
         return result
     plan = _plan(profile, ledger, now)
     result.waiting = plan.waiting
+    result.errors.extend(plan.unreachable)
     if plan.purge and not trust_clock:
         result.refused = _clock_refusal(profile, result.policy, plan.newest, now)
         if result.refused is not None:
@@ -556,6 +564,8 @@ def _delete(copy: Copy, folders: _Folders) -> str | None:
     return None
 
 
+_FOLDER_MISSING = ("its folder {folder} is missing (a share not mounted, a folder moved?); nothing was "
+                   "deleted or recorded: the next purge with the folder back decides")
 _NOT_OURS = ("its content is no longer what was downloaded (another size or sha256); it was "
              "left as it is: move it out of local_dir if it is yours")
 _REPLACED = ("it was replaced while it was being checked (saved over, moved); it was left as it "
