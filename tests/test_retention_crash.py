@@ -27,10 +27,10 @@ from tui.core.ledger import Ledger
 config, mode = sys.argv[1], sys.argv[2]
 real = retention._delete
 
-def crash(copy):
+def crash(copy, *folders):
     if mode == "after-decision":
         os.kill(os.getpid(), signal.SIGKILL)
-    why = real(copy)
+    why = real(copy, *folders)
     if mode == "after-delete":
         os.kill(os.getpid(), signal.SIGKILL)
     return why

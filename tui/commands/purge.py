@@ -15,6 +15,7 @@ from tui.core import retention
 from tui.core import status as st
 from tui.core.config import ConfigError
 from tui.core.ledger import LEDGER_ERRORS, Ledger, LedgerError
+from tui.core.names import escape_name
 from tui.sftp.parts import remove_stale_parts
 
 log = logging.getLogger("report_keeper.commands.purge")
@@ -31,6 +32,11 @@ older copy no export has included is kept and listed under waiting_for_export, w
 
 --dry-run lists the same and deletes nothing (and writes nothing to the ledger).
 
+A clock past the moment even the newest delivery the ledger knows would be purged deletes
+nothing (every copy would look old: a clock set ahead, REPORT_KEEPER_NOW left set); the output
+says so ("refused") and exits 1. --trust-clock purges anyway, when nothing was delivered for
+that long.
+
 Exit codes: 0 the policy is applied (or none is set); 1 some copy is past its age but kept
 (waiting for an export) or could not be deleted (reported, tried again next time); 2 the
 ledger could not be written; 3 usage or configuration error.
@@ -39,7 +45,7 @@ With --json one document: {"status", "dry_run", "policy": {report: {"local_reten
 "purge_after", "sha256", "size", "verification", "changed_copy", "interrupted"}],
 "waiting_for_export": [{..., "reason": "not-exported|superseded|excluded|unverified",
 "days_waiting"}], "errors": [{..., "error"}], "withdrawn": [...], "parts_removed",
-"cache_entries_removed"}.
+"cache_entries_removed", "refused": null or why nothing was deleted}.
 """
 
 
@@ -48,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     add_profile_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
+    parser.add_argument("--trust-clock", action="store_true",
+                        help="purge even when the clock is past the newest delivery's retention")
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
 
@@ -62,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         return fail_usage(exc, args, kind="ledger")
     out: TextIO = sys.stderr if args.json else sys.stdout
     try:
-        result = retention.purge(profile, ledger, dry_run=args.dry_run, remove_parts=remove_stale_parts)
+        result = retention.purge(profile, ledger, dry_run=args.dry_run, remove_parts=remove_stale_parts,
+                                 trust_clock=args.trust_clock)
     except LEDGER_ERRORS as exc:  # a LedgerError, or sqlite3's own (a full disk, a damaged file)
         log.error("purge: ledger error %s", type(exc).__name__)
         what = str(exc).strip().rstrip(".") or type(exc).__name__
@@ -79,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         ledger.close()
     if args.json:
         print_json(result.to_json())
+    if result.refused:
+        out.write(escape_name(result.refused) + "\n")
     for line in result.summary_lines():
         out.write(line + "\n")
     out.write(f"Status: {result.status.upper()}{' (dry run: nothing was deleted)' if args.dry_run else ''}\n")

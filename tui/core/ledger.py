@@ -942,7 +942,14 @@ class Ledger:
 
             def names_taken() -> set[str]:
                 if not folded:
-                    folded.append({collision_key(n) for n in local_names.values()})
+                    keys = {collision_key(n) for n in local_names.values()}
+                    # A copy kept under another name (a changed server copy's
+                    # ``NAME (changed ...)``) is in the folder too: a new file never gets its
+                    # name, or it would be placed beside it as a changed copy of its own.
+                    keys.update(collision_key(Path(path).name) for name, path in conn.execute(
+                        "SELECT DISTINCT name, local_path FROM downloads WHERE profile = ?", (profile,))
+                        if name in existing)
+                    folded.append(keys)
                 return folded[0]
 
             assigned: list[tuple[str, str, str]] = []

@@ -101,7 +101,8 @@ def purged_reports(ledger: Ledger | None, profile: Profile | None = None) -> lis
 
 def find_local_reports(folder: str | Path, profile: Profile | None = None,
                        ledger: Ledger | None = None) -> list[LocalReport]:
-    """Every report (``names.is_report_name``) under ``folder`` (hidden and part files skipped), with its report, its
+    """Every report (``names.is_report_name``) under ``folder`` (hidden and part files and Excel's
+    ``~$`` owner files skipped), with its report, its
     delivery time and its run: from the ledger when it knows the file, else from the name (or
     mtime)."""
     root = Path(folder).expanduser()
@@ -129,8 +130,8 @@ def find_local_reports(folder: str | Path, profile: Profile | None = None,
         return []
     for path in paths:
         rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
+        if any(part.startswith(".") for part in rel.parts) or path.name.startswith("~$"):
+            continue  # hidden, ours, or Excel's owner file of an open workbook (no workbook)
         if not is_report_name(path.name) or path.is_dir():  # what sync downloads, .xlsm too
             continue
         try:

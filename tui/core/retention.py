@@ -35,20 +35,20 @@ PurgeResult``; ``policy_set(profile)``; ``policies(profile, ledger)``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import stat
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypedDict
 
 from tui.core import clock, model
 from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
-from tui.core.durable import fsync_dir
 from tui.core.ledger import LEDGER_ERRORS, Download, Ledger
 from tui.core.model import JSONObject
 from tui.core.names import escape_name, size_text
@@ -96,6 +96,9 @@ class Copy:
     latest: bool  # the delivery's latest download (else an older copy kept beside it)
     verification: str | None = None
     interrupted: bool = False  # a purge decided to delete it and did not finish
+    #: Not in its place when the purge looked (moved, renamed or deleted by hand): recorded
+    #: purged, but this purge deleted nothing (its content may still be elsewhere).
+    absent: bool = False
 
     @property
     def file(self) -> str:
@@ -134,12 +137,15 @@ class PurgeResult:
     undone: list[Copy] = field(default_factory=list)  # an interrupted purge, withdrawn
     parts_removed: int = 0
     cache_removed: int = 0
+    #: Why nothing was deleted: the clock is past even the newest delivery's purge moment
+    #: (a clock set ahead, a pinned REPORT_KEEPER_NOW left behind). None: the clock was trusted.
+    refused: str | None = None
 
     @property
     def exit_code(self) -> st.Exit:
         """Warning while the policy is not fully applied (a copy could not be deleted, or
         waits for an export); nothing here is critical: no data is at risk."""
-        return st.Exit.WARNING if (self.errors or self.waiting) else st.Exit.OK
+        return st.Exit.WARNING if (self.errors or self.waiting or self.refused) else st.Exit.OK
 
     @property
     def status(self) -> str:
@@ -167,20 +173,28 @@ class PurgeResult:
             "policy": {name: {"local_retention_days": p["local_retention_days"],
                               "keep_until_exported": p["keep_until_exported"]}
                        for name, p in self.policy.items()},
-            "purged": [c.to_json() | {"interrupted": c.interrupted} for c in self.gone],
+            "purged": [c.to_json() | {"interrupted": c.interrupted, "already_gone": c.absent}
+                       for c in self.gone],
             "waiting_for_export": self.waiting_json(),
-            "errors": [c.to_json() | {"error": why} for c, why in self.errors],
+            "errors": self.to_json_errors(),
             "withdrawn": [c.to_json() for c in self.undone],
             "parts_removed": self.parts_removed,
             "cache_entries_removed": self.cache_removed,
+            "refused": self.refused,
         }
 
+    def to_json_errors(self) -> list[JSONObject]:
+        """The copies that could not be deleted, with why (``errors``)."""
+        return [c.to_json() | {"error": why} for c, why in self.errors]
+
     def summary_lines(self, limit: int = 8) -> list[str]:
-        """The human output of ``purge`` (and the purge part of ``sync``)."""
+        """The human output of ``purge`` (and the purge part of ``sync``); ``refused`` is said
+        by each command (``sync`` as one of its purge errors)."""
         lines: list[str] = []
         if not self.policy:
             return ["No local retention is configured (local_retention_days): every local copy is kept."]
-        gone = self.gone
+        gone = [c for c in self.gone if not c.absent]
+        absent = [c for c in self.gone if c.absent]
         verb = "would be deleted" if self.dry_run else "deleted"
         if gone:
             size = sum(c.size for c in gone)
@@ -190,6 +204,16 @@ class PurgeResult:
                 lines.append(f"  {'WOULD PURGE' if self.dry_run else 'PURGED':12} {escape_name(c.file)}")
             if len(gone) > limit:
                 lines.append(f"  ... and {len(gone) - limit} more (see --json)")
+        if absent:
+            n = len(absent)
+            lines.append(f"Not found: {n} local cop{'y' if n == 1 else 'ies'} past local_retention_days "
+                         f"{'was' if n == 1 else 'were'} not in {'its' if n == 1 else 'their'} place "
+                         "(moved, renamed or deleted by hand): nothing deleted; recorded purged, never "
+                         "fetched again. A copy saved under another name still holds its patron data.")
+            for c in absent[:limit]:
+                lines.append(f"  NOT FOUND    {escape_name(c.file)}")
+            if n > limit:
+                lines.append(f"  ... and {n - limit} more (see --json)")
         if self.waiting:
             n = len(self.waiting)
             lines.append(f"Waiting for export: {n} local cop{'y is' if n == 1 else 'ies are'} past "
@@ -205,7 +229,7 @@ class PurgeResult:
             lines.append(f"  NOT DELETED  {escape_name(c.file)}: {escape_name(why)}")
         if len(self.errors) > limit:
             lines.append(f"  ... and {len(self.errors) - limit} more not deleted (see --json)")
-        if not gone and not self.waiting and not self.errors:
+        if not gone and not absent and not self.waiting and not self.errors and not self.refused:
             lines.append("Purge: no local copy is past local_retention_days.")
         return lines
 
@@ -244,6 +268,9 @@ class _Plan:
     waiting: list[tuple[Copy, str]] = field(default_factory=list)
     finish: list[Copy] = field(default_factory=list)  # interrupted, file already gone
     undo: list[Copy] = field(default_factory=list)  # interrupted, no longer allowed, file there
+    newest: datetime | None = None  # the newest delivery the ledger knows (the server's clock)
+    #: Not in place, and neither is their folder (a share not mounted): nothing is decided.
+    unreachable: list[tuple[Copy, str]] = field(default_factory=list)
 
 
 def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
@@ -254,7 +281,7 @@ def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
         by_name.setdefault(dl.name, []).append(dl)
     roles = ledger.export_roles()
     verified = ledger.verifications_of({dl.sha256 for rows in by_name.values() for dl in rows})
-    plan = _Plan()
+    plan = _Plan(newest=max((d.delivered_at for d in deliveries.values()), default=None))
     configs: dict[str, ReportConfig] = {}
     for name, rows in by_name.items():
         delivery = deliveries.get(name)
@@ -281,11 +308,16 @@ def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
             exported = bool(roles.get(dl.sha256, set()) & {"rows", "empty"})
             # A copy is never purged unverified: its record would hold no rows, no result.
             allowed = old and v is not None and (exported or not cfg.keeps_until_exported)
+            if not present and (allowed or copy.interrupted) and not os.path.isdir(copy.path.parent):
+                # Its folder is missing, not the copy (local_dir on a share not mounted): a
+                # copy recorded purged now would keep its data for ever once the share is back.
+                plan.unreachable.append((copy, _FOLDER_MISSING.format(folder=escape_name(str(copy.path.parent)))))
+                continue
             if copy.interrupted and not present:
                 plan.finish.append(copy)  # the file went before the purge could record it
                 continue
             if allowed:
-                plan.purge.append(copy)
+                plan.purge.append(copy if copy.interrupted or present else replace(copy, absent=True))
                 continue
             if copy.interrupted:
                 plan.undo.append(copy)
@@ -315,9 +347,12 @@ def _oldest_first(c: Copy) -> tuple[datetime, str, str]:
 
 
 def purge(profile: Profile, ledger: Ledger, *, dry_run: bool = False, now: datetime | None = None,
-          remove_parts: RemoveParts | None = None) -> PurgeResult:
+          remove_parts: RemoveParts | None = None, trust_clock: bool = False) -> PurgeResult:
     """Apply the profile's retention policy (see the module's text). Raises ``LedgerError``
-    only when the ledger cannot record the decision; no file is touched before it is."""
+    only when the ledger cannot record the decision; no file is touched before it is.
+
+    A clock past the purge moment of the newest delivery the ledger knows deletes nothing
+    (``PurgeResult.refused`` says why) unless ``trust_clock``: see :func:`_clock_refusal`."""
     now = now or clock.now()
     result = PurgeResult(dry_run=dry_run, now=now,
                          policy=policies(profile, _report_names(profile, ledger)))
@@ -325,6 +360,15 @@ def purge(profile: Profile, ledger: Ledger, *, dry_run: bool = False, now: datet
         return result
     plan = _plan(profile, ledger, now)
     result.waiting = plan.waiting
+    result.errors.extend(plan.unreachable)
+    if plan.purge and not trust_clock:
+        result.refused = _clock_refusal(profile, result.policy, plan.newest, now)
+        if result.refused is not None:
+            log.warning("purge refused: the clock reads %s, past the newest delivery's retention",
+                        model.iso(now))
+            # Interrupted decisions stay as they are (they read as purged; the next purge with
+            # a clock it trusts finishes them); what is already gone is recorded as always.
+            plan.purge = []
     if dry_run:
         result.purged = [c for c in plan.purge]
         result.finished = plan.finish
@@ -335,17 +379,21 @@ def purge(profile: Profile, ledger: Ledger, *, dry_run: bool = False, now: datet
         ledger.mark_purging([c.key for c in plan.purge], when=now)
     deleted: list[Copy] = []
     failed: list[Copy] = []
-    for copy in plan.purge:
-        # 2. Each file, checked to be the downloaded copy, then deleted.
-        why = _delete(copy)
-        if why is None:
-            deleted.append(copy)
-        else:
-            failed.append(copy)
-            result.errors.append((copy, why))
-            log.warning("purge: %s not deleted: %s", escape_name(copy.file), why)
-    for folder in {c.path.parent for c in deleted}:
-        fsync_dir(folder)
+    folders = _Folders(Path(profile.local_dir).expanduser())
+    try:
+        for copy in plan.purge:
+            # 2. Each file, checked to be the downloaded copy, then deleted.
+            why = _delete(copy, folders)
+            if why is None:
+                deleted.append(copy)
+            else:
+                failed.append(copy)
+                result.errors.append((copy, why))
+                log.warning("purge: %s not deleted: %s", escape_name(copy.file), why)
+        if deleted:
+            folders.sync()
+    finally:
+        folders.close()
     # 3. Only what is really gone is recorded purged; the rest is held again.
     if deleted or plan.finish:
         ledger.mark_purged([c.key for c in [*deleted, *plan.finish]], when=now)
@@ -364,6 +412,30 @@ def purge(profile: Profile, ledger: Ledger, *, dry_run: bool = False, now: datet
     return result
 
 
+def _clock_refusal(profile: Profile, policy: dict[str, Policy], newest: datetime | None,
+                   now: datetime) -> str | None:
+    """Why the clock is not taken on its word, or None.
+
+    Every delivery's time comes from the server's side (the stamp in its name, else the
+    server's modification time), not from this machine's clock. When the clock is past the
+    moment even the newest delivery the ledger knows would be purged (by the shortest
+    retention of the profile), then by it every copy is old: either nothing was delivered for
+    a whole retention period, or the clock is wrong (set ahead, a ``REPORT_KEEPER_NOW`` left in
+    a cron line). A wrong clock would delete copies meant to be kept for months, for good (with
+    ``keep_until_exported = false`` never exported); keeping them a while longer loses nothing.
+    So a person decides (``purge --trust-clock``); the next delivery ends it by itself."""
+    if newest is None or not policy:
+        return None
+    days = min(p["local_retention_days"] for p in policy.values())
+    limit = newest + timedelta(days=days)
+    if now <= limit:
+        return None
+    return (f"Nothing was deleted: the clock reads {model.iso(now)}, which is past even the newest "
+            f"delivery's retention (delivered {model.iso(newest)}, {days} days), so by it every local "
+            "copy is old. If the clock is wrong (set ahead, or REPORT_KEEPER_NOW left set), fix it; if "
+            "nothing was really delivered for that long, run 'report-keeper purge --trust-clock'.")
+
+
 def _report_names(profile: Profile, ledger: Ledger) -> list[str]:
     names = [r.name for r in profile.reports]
     names.extend(n for n in ledger.reports() if n not in names)
@@ -375,41 +447,139 @@ def _interrupted(ledger: Ledger) -> bool:
     return any(dl.purge_started is not None and dl.purged_at is None for dl in ledger.downloads())
 
 
-def _delete(copy: Copy) -> str | None:
+class _Folders:
+    """The folders of one purge, each opened once, and never through a link below local_dir.
+
+    ``local_dir`` itself is opened as configured (it may be a link the library set up: a share
+    mounted elsewhere); every folder below it is opened with ``O_NOFOLLOW``, so a sub-folder the
+    user replaced by a link (to an archive of the same files) is never deleted through. A
+    copy's path outside ``local_dir`` (the setting was changed since it was downloaded) is
+    reached through its own folder, as recorded. Each folder is opened once per purge: a folder
+    moved away and replaced by a link meanwhile is not followed, the purge deletes in the folder
+    it checked. The file itself is looked at, hashed and deleted relative to its folder's
+    descriptor (``stat``/``open``/``unlink`` with ``dir_fd``)."""
+
+    def __init__(self, local_dir: Path) -> None:
+        self.root = Path(os.path.abspath(local_dir))
+        self.fds: dict[Path, int] = {}
+
+    def _open(self, folder: Path, parent: int | None, name: str | None) -> int:
+        fd = self.fds.get(folder)
+        if fd is None:
+            if parent is None or name is None:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            else:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=parent)
+            self.fds[folder] = fd
+        return fd
+
+    def folder_of(self, path: Path) -> int:
+        """The descriptor of ``path``'s folder. Raises ``OSError`` (``ELOOP``/``ENOTDIR``: a
+        folder on the way below local_dir is a link or no folder)."""
+        path = Path(os.path.abspath(path))
+        parent = path.parent
+        try:
+            below = parent.relative_to(self.root).parts
+        except ValueError:
+            return self._open(parent, None, None)
+        fd = self._open(self.root, None, None)
+        here = self.root
+        for part in below:
+            if part in ("..", "."):
+                raise OSError(errno.ENOTDIR, "not a plain folder path")
+            here = here / part
+            fd = self._open(here, fd, part)
+        return fd
+
+    def sync(self) -> None:
+        for fd in self.fds.values():
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
+
+
+def _delete(copy: Copy, folders: _Folders) -> str | None:
     """Delete the copy if it is the file that was downloaded; None when it is gone, else why
     not (one sentence, no traceback)."""
     path = copy.path
+    name = path.name
     try:
-        info = os.lstat(path)
+        folder = folders.folder_of(path)
+    except FileNotFoundError:
+        return None  # its folder is gone, and the copy with it
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return (f"a folder on its way ({escape_name(str(path.parent))}) is a link or no folder "
+                    "any more: nothing is deleted through a link; left as it is")
+        return f"its folder cannot be opened ({exc.strerror or exc}); check the folder's permissions"
+    try:
+        info = os.stat(name, dir_fd=folder, follow_symlinks=False)
     except FileNotFoundError:
         return None  # already gone (a purge interrupted after deleting it)
     except OSError as exc:
         return f"it cannot be looked at ({exc.strerror or exc}); check the folder's permissions"
     if not stat.S_ISREG(info.st_mode):
         return "it is no longer a regular file (a link or a folder is there); left as it is"
-    if info.st_size != copy.size or _sha256(path) != copy.sha256:
-        return ("its content is no longer what was downloaded (another size or sha256); it was "
-                "left as it is: move it out of local_dir if it is yours")
+    if info.st_size != copy.size:
+        return _NOT_OURS
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return None
+        fd = os.open(name, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
     except OSError as exc:
-        return (f"it cannot be deleted ({exc.strerror or exc}); check the permissions of "
-                f"{escape_name(str(path.parent))} (the next sync or purge tries again)")
+        return f"it cannot be read to check it ({exc.strerror or exc}); left as it is"
+    try:
+        if not _same_file(os.fstat(fd), info):
+            return _REPLACED
+        if _sha256(fd) != copy.sha256:
+            return _NOT_OURS
+        # The name must still be the file just hashed: a workbook saved over it meanwhile (a
+        # new file renamed into place) is the user's.
+        try:
+            now = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if not _same_file(now, info) or not _same_file(os.fstat(fd), info):
+            return _REPLACED
+        try:
+            os.unlink(name, dir_fd=folder)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return (f"it cannot be deleted ({exc.strerror or exc}); check the permissions of "
+                    f"{escape_name(str(path.parent))} (the next sync or purge tries again)")
+    finally:
+        os.close(fd)
     return None
 
 
-def _sha256(path: Path) -> str | None:
+_FOLDER_MISSING = ("its folder {folder} is missing (a share not mounted, a folder moved?); nothing was "
+                   "deleted or recorded: the next purge with the folder back decides")
+_NOT_OURS = ("its content is no longer what was downloaded (another size or sha256); it was "
+             "left as it is: move it out of local_dir if it is yours")
+_REPLACED = ("it was replaced while it was being checked (saved over, moved); it was left as it "
+             "is: the next purge checks it again")
+
+
+def _sha256(fd: int) -> str | None:
+    """The sha256 of an open file, read from its start (the descriptor stays open)."""
     digest = hashlib.sha256()
+    offset = 0
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        with os.fdopen(fd, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
+        while chunk := os.pread(fd, 1 << 20, offset):
+            digest.update(chunk)
+            offset += len(chunk)
     except OSError:
         return None
     return digest.hexdigest()

@@ -47,6 +47,7 @@ import errno
 import hashlib
 import logging
 import os
+import stat
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -106,18 +107,22 @@ def changed_name(name: str, remote: RemoteFile, n: int = 1) -> str:
     return fit_name(name, f" (changed {stamp}){extra}")
 
 
-def _sha256_file(path: Path, limit: int | None = None) -> hashlib._Hash:
-    h = hashlib.sha256()
-    remaining = limit
-    with open(path, "rb") as f:
-        while remaining is None or remaining > 0:
-            chunk = f.read(_HASH_CHUNK if remaining is None else min(_HASH_CHUNK, remaining))
-            if not chunk:
-                break
-            h.update(chunk)
-            if remaining is not None:
-                remaining -= len(chunk)
-    return h
+def _same_copy(target: Path, size: int, digest: str) -> bool:
+    """``target`` is a regular file (never through a link) holding exactly these bytes. A link
+    (to the user's file elsewhere), a named pipe (opening it to read would wait for a writer
+    for ever) or a folder there is not the copy."""
+    try:
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        return (stat.S_ISREG(info.st_mode) and info.st_size == size
+                and _sha256_fd(fd, size).hexdigest() == digest)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _sha256_fd(fd: int, limit: int) -> hashlib._Hash:
@@ -173,12 +178,7 @@ def _place(part: Path, local_dir: Path, remote: RemoteFile, digest: str,
         try:
             os.link(part, target)
         except FileExistsError:
-            try:
-                same = (target.stat().st_size == remote.size
-                        and _sha256_file(target).hexdigest() == digest)
-            except OSError:
-                same = False
-            if same:
+            if _same_copy(target, remote.size, digest):
                 part.unlink()
                 parts.drop_record(part.parent, remote)
                 return target, SAME
@@ -186,8 +186,9 @@ def _place(part: Path, local_dir: Path, remote: RemoteFile, digest: str,
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
                 raise
-            # File systems without hard links: a rename, guarded by an existence check.
-            if target.exists():
+            # File systems without hard links: a rename, guarded by an existence check (a
+            # link there, even one to nothing, is someone's: never replaced).
+            if os.path.lexists(target):
                 continue
             os.rename(part, target)
             parts.drop_record(part.parent, remote)
@@ -208,7 +209,8 @@ def _finish(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: st
         raise TransferFailed(f"The part file of '{remote.name}' has the wrong size after writing.",
                              "It is downloaded again.", transient=True)
     final, status = _place(part, local_dir, remote, digest, local_name)
-    os.chmod(final, 0o600)
+    if status != SAME:  # a file found in place keeps its permissions: it is not ours to change
+        os.chmod(final, 0o600)
     if sync_dir is None:
         fsync_dir(local_dir)
     else:

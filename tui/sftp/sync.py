@@ -364,8 +364,11 @@ class SyncResult:
             return {"purged": [], "waiting_for_export": [],
                     "purge_errors": [{"error": self.purge_error}] if self.purge_error else []}
         doc = r.to_json()
+        errors: list[JSONObject] = r.to_json_errors()
+        if self.purge_error:
+            errors.append({"error": self.purge_error})
         return {"purged": doc["purged"], "waiting_for_export": doc["waiting_for_export"],
-                "purge_errors": doc["errors"], "retention_policy": doc["policy"]}
+                "purge_errors": errors, "retention_policy": doc["policy"]}
 
 
 #: A file the sync had not started to download when it was interrupted (``failed``).
@@ -1191,6 +1194,8 @@ class SyncService:
                                   "tries again.")
         else:
             result.retention = running.result()
+            if result.retention.refused:  # the clock is not trusted: a warning, said once
+                result.purge_error = result.retention.refused
         r = result.retention
         if r is not None and not r.policy and not (r.finished or r.undone):
             result.retention = None  # no policy and nothing left to finish: nothing to report
