@@ -1,0 +1,170 @@
+"""Several report-keeper processes sharing one profile (one ledger file, one local folder), in
+real processes against the real sshd: the app open while cron's ``sync`` and ``check`` run, a
+slow ``sync`` still running when the next one starts, a run stopped (Ctrl-Z, SIGSTOP) in the
+middle of a batch of records.
+
+- Two ``sync`` of the same profile at once through a slowed connection: every file is fetched
+  and counted once between them (``downloaded`` in one document, ``skipped`` in the other),
+  recorded once, no part file is left, and the ledger passes its integrity check.
+- A ledger whose write lock another process holds (a stopped sync keeps its batch's
+  transaction open): the commands that only read it (``check --offline``, ``purge
+  --dry-run``) still answer from what is committed instead of waiting for the lock and failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_sshd import TcpProxy
+from tests.xlsx_factory import write_report
+from tui.core.ledger import Ledger
+from tui.demo import data as demo_data
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = "2026-06-10T14:00:00+00:00"
+N_FILES = 6
+ROWS = 2000  # about 90 KB a workbook
+
+#: The CLI with the ledger's lock wait set by the test (the product's 30 s, shortened so a
+#: test that waits in vain fails in seconds).
+LAUNCH = ("import sys; from tui.core import ledger; ledger.BUSY_TIMEOUT = float(sys.argv[1]); "
+          "from tui.cli import main; sys.exit(main(sys.argv[2:]))")
+
+
+def sha(path: Path | str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def served(sshd):
+    """N_FILES small real workbooks (each verifies ok) in a folder of their own on the sshd."""
+    base = Path(tempfile.mkdtemp(prefix="shared-", dir=sshd.root))
+    os.chmod(base, 0o755)
+    for n in range(N_FILES):
+        day = date(2026, 5, 20) + timedelta(days=n)
+        write_report(base / f"{demo_data.DAILY}_{day:%Y%m%d}_070012.xlsx", n_rows=ROWS,
+                     day=day - timedelta(days=3), seed=n)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def write_config(tmp_path: Path, sshd, base: Path, port: int) -> Path:
+    known_hosts = tmp_path / "known_hosts"  # the proxy's port, the sshd's key
+    known_hosts.write_text(sshd.known_hosts.read_text().replace(f"]:{sshd.port} ", f"]:{port} "))
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f"[profile.main]\n"
+        f'host = "127.0.0.1"\nport = {port}\nusername = "{sshd.username}"\nkey = "{sshd.key}"\n'
+        f'known_hosts = "{known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
+        f'remote_dir = "{base.name}"\nlocal_dir = "{tmp_path / "local"}"\n'
+        f'ledger = "{tmp_path / "ledger.sqlite3"}"\ntimezone = "UTC"\nconcurrency = 2\n')
+    return cfg
+
+
+def env_for(tmp_path: Path, now: str = NOW) -> dict[str, str]:
+    return {**os.environ, "REPORT_KEEPER_NOW": now, "XDG_STATE_HOME": str(tmp_path / "state"),
+            "HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "data"),
+            "XDG_CONFIG_HOME": str(tmp_path / "config")}
+
+
+async def run_cli(tmp_path: Path, *argv: str, busy: float = 30.0, now: str = NOW) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LAUNCH, str(busy), *argv,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env_for(tmp_path, now),
+        cwd=ROOT, stdin=asyncio.subprocess.DEVNULL)
+    out, err = await asyncio.wait_for(proc.communicate(), 300)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def part_files(tmp_path: Path) -> list[Path]:
+    work = tmp_path / "local" / ".report-keeper" / "parts"
+    return sorted(work.iterdir()) if work.is_dir() else []
+
+
+@pytest.mark.sshd
+async def test_two_syncs_of_one_profile_at_once_fetch_and_count_each_file_once(sshd, served, tmp_path):
+    names = sorted(p.name for p in served.iterdir())
+    # Slowed: each file takes a good part of a second, so the two runs really overlap.
+    async with TcpProxy(sshd.port, rate=400_000) as proxy:
+        cfg = write_config(tmp_path, sshd, served, proxy.port)
+        argv = ("sync", "--config", str(cfg), "--json")
+        (c1, o1, e1), (c2, o2, e2) = await asyncio.gather(run_cli(tmp_path, *argv), run_cli(tmp_path, *argv))
+    for code, out, err in ((c1, o1, e1), (c2, o2, e2)):
+        assert "Traceback" not in err, err[-3000:]
+        doc = json.loads(out)
+        assert code == 0 and doc["error"] is None and doc["failed"] == [], (code, out, err[-3000:])
+        # Each run accounts for every file: fetched by it, or left to / found from the other.
+        assert sorted([d["name"] for d in doc["downloaded"]] + doc["skipped"]) == names, doc
+    d1 = {d["name"] for d in json.loads(o1)["downloaded"]}
+    d2 = {d["name"] for d in json.loads(o2)["downloaded"]}
+    assert not d1 & d2 and d1 | d2 == set(names)  # each file fetched (and counted) once
+    local = tmp_path / "local"
+    assert sorted(p.name for p in local.iterdir() if p.is_file()) == names  # no "(changed" copies
+    for n in names:
+        assert sha(local / n) == sha(served / n)
+    assert [p for p in part_files(tmp_path) if p.suffix == ".part"] == []
+    with Ledger.open(tmp_path / "ledger.sqlite3", profile="main") as led:
+        assert led.integrity_ok()
+        rows = [d.name for d in led.downloads()]
+        assert sorted(rows) == names  # one download row per file
+        assert all(d.verification is not None for d in led.deliveries())
+
+
+# ---------------------------------------------------------------- a write lock held for long
+
+#: Another process holding the ledger's write lock, as a sync stopped (Ctrl-Z, SIGSTOP) in
+#: the middle of a batch of records holds its open transaction.
+HOLDER = ("import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+          "c.execute('BEGIN IMMEDIATE'); c.execute(\"UPDATE meta SET value = value WHERE key = "
+          "'schema_version'\"); print('locked', flush=True); sys.stdin.readline()")
+
+
+@pytest.fixture
+def held_ledger(tmp_path, monkeypatch):
+    """A profile with a short history (retention data) whose ledger another process holds."""
+    from tests import retention_data as rd
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", rd.NOW_ISO)
+    env = rd.build(tmp_path / "h")
+    with env.ledger() as ledger:
+        env.export(ledger, rd.OLD)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(env.ledger_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield env
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("command", [["check", "--offline", "--json"], ["purge", "--dry-run", "--json"]],
+                         ids=["check-offline", "purge-dry-run"])
+async def test_a_command_that_only_reads_the_ledger_answers_while_another_holds_its_lock(
+        held_ledger, tmp_path, command):
+    from tests import retention_data as rd
+
+    env = held_ledger
+    # A lock wait far longer than the command's own work: waiting for the lock at all fails the
+    # test (the command gives up after it and says the ledger was locked).
+    code, out, err = await run_cli(tmp_path, *command, "--config", str(env.config), busy=20,
+                                    now=rd.NOW_ISO)
+    assert "Traceback" not in err, err
+    doc = json.loads(out)
+    assert doc.get("error_kind") != "ledger" and code == 0, (code, out, err)
+    if command[0] == "check":  # the whole history, as committed: every run on time
+        report = doc["reports"][0]
+        assert report["problems"] == [] and len(report["runs"]) >= 10, report
+    else:
+        assert doc["dry_run"] is True and len(doc["purged"]) == 10  # what it would purge
