@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -168,3 +169,105 @@ async def test_a_command_that_only_reads_the_ledger_answers_while_another_holds_
         assert report["problems"] == [] and len(report["runs"]) >= 10, report
     else:
         assert doc["dry_run"] is True and len(doc["purged"]) == 10  # what it would purge
+
+
+# ---------------------------------------------------------------- purge beside a sync
+
+
+async def test_a_purge_by_hand_while_sync_verifies_held_copies_records_no_false_verdict(tmp_path, monkeypatch):
+    """After an upgrade, ``sync`` reads every held copy once more (for the content checks), which
+    can take minutes; a ``purge`` run by hand meanwhile deletes old copies the sync
+    was about to read. Their bytes were never read: the sync must not call them unreadable (a
+    critical result and alert for copies deleted on purpose), nor record that verdict for their
+    content in the ledger, where ``check`` and the cache would find it."""
+    from tests import retention_data as rd
+    from tui.sftp import sync as sync_mod
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", rd.NOW_ISO)
+    env = rd.build(tmp_path / "h", profile_extra="local_retention_days = 30\nkeep_until_exported = false")
+    conn = sqlite3.connect(env.ledger_path)
+    with conn:  # verified by a release before the content checks: the next sync reads each again
+        conn.execute("UPDATE verifications SET content_version = NULL")
+    conn.close()
+
+    # The seam: the sync's verifications wait until the purge by hand is over.
+    real = sync_mod.verify_cached_async
+    asked, go = asyncio.Event(), asyncio.Event()
+
+    async def verify_after_the_purge(*args, **kwargs):
+        asked.set()
+        await go.wait()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(sync_mod, "verify_cached_async", verify_after_the_purge)
+    ledger = env.ledger()
+    result = sync_mod.SyncResult()
+    task = asyncio.ensure_future(sync_mod.SyncService(env.profile(), ledger)._verify_unverified(result, None))
+    try:
+        await asyncio.wait_for(asked.wait(), 60)
+        code, out, err = await run_cli(tmp_path, "purge", "--json", "--config", str(env.config), now=rd.NOW_ISO)
+        doc = json.loads(out)
+        assert code == 0 and [p["name"] for p in doc["purged"]] == [rd.name(i) for i in rd.OLD], err
+        go.set()
+        await asyncio.wait_for(task, 120)
+    finally:
+        go.set()
+        if not task.done():
+            task.cancel()
+        ledger.close()
+    assert result.files == []  # facts brought up to date are no news of this run
+    conn = sqlite3.connect(env.ledger_path)
+    try:
+        statuses = {s for s, in conn.execute("SELECT status FROM verifications")}
+    finally:
+        conn.close()
+    assert statuses == {"ok"}, statuses  # no verdict on bytes never read
+    code, out, err = await run_cli(tmp_path, "check", "--offline", "--json", "--config", str(env.config),
+                                   now=rd.NOW_ISO)
+    report = json.loads(out)["reports"][0]
+    assert code == 0 and report["problems"] == [], report["problems"]
+
+
+async def test_a_never_verified_copy_deleted_while_sync_verifies_it_is_not_called_unreadable(tmp_path, monkeypatch):
+    """A run killed before it verified leaves held copies the next sync verifies; one deleted
+    meanwhile (``rm`` by a person, another tool) was never read: it is no unreadable report of
+    this run (critical, and alerted); the next listing finds it missing."""
+    from tests import retention_data as rd
+    from tui.sftp import sync as sync_mod
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", rd.NOW_ISO)
+    env = rd.build(tmp_path / "h", days=4)
+    conn = sqlite3.connect(env.ledger_path)
+    with conn:  # as a run killed before it recorded any verification left it
+        conn.execute("DELETE FROM verifications")
+    conn.close()
+    real = sync_mod.verify_cached_async
+    asked, go = asyncio.Event(), asyncio.Event()
+
+    async def verify_when_told(*args, **kwargs):
+        asked.set()
+        await go.wait()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(sync_mod, "verify_cached_async", verify_when_told)
+    ledger = env.ledger()
+    result = sync_mod.SyncResult()
+    task = asyncio.ensure_future(sync_mod.SyncService(env.profile(), ledger)._verify_unverified(result, None))
+    try:
+        await asyncio.wait_for(asked.wait(), 60)
+        gone = await asyncio.create_subprocess_exec("rm", str(env.path(0)))  # another process deletes it
+        assert await gone.wait() == 0
+        go.set()
+        await asyncio.wait_for(task, 120)
+        assert {v.name: v.status for v in result.files} == {rd.name(i): "ok" for i in range(1, 4)}
+        fresh = sqlite3.connect(env.ledger_path)
+        try:
+            statuses = {s for s, in fresh.execute("SELECT status FROM verifications")}
+        finally:
+            fresh.close()
+        assert statuses == {"ok"}  # no verdict on the bytes never read
+    finally:
+        go.set()
+        if not task.done():
+            task.cancel()
+        ledger.close()

@@ -1242,6 +1242,10 @@ class SyncService:
                 Path(local_path), self.profile.report_for(d.report), d.delivered_at,
                 sha256=sha256, name=d.name,
             )
+            if verdict.status == st.UNREADABLE and not await asyncio.to_thread(os.path.exists, local_path):
+                # Deleted since the ledger was read (a purge by hand, a person): not a verdict on
+                # the report; the next listing finds the copy purged or missing.
+                continue
             verdict = replace(verdict, folder=d.folder or self.profile.folders[0])
             result.files.append(verdict)
             _emit(on_event, Verified(d.name, verdict, cached))
@@ -1262,9 +1266,9 @@ class SyncService:
             self.verify_file(Path(p), self.profile.report_for(d.report), d.delivered_at, sha256=h, name=d.name)
             for d, p, h in copies
         ))
-        for (d, _p, _h), (verdict, cached) in zip(copies, outcomes, strict=True):
-            if cached:
-                continue
+        for (d, p, _h), (verdict, cached) in zip(copies, outcomes, strict=True):
+            if cached or (verdict.status == st.UNREADABLE and not os.path.exists(p)):
+                continue  # the same verdict, or the copy was deleted meanwhile
             log.info("read %s again: %s", escape_name(d.name), verdict.status)
             verdict = replace(verdict, folder=d.folder or self.profile.folders[0])
             result.files.append(verdict)
