@@ -6,6 +6,10 @@ middle of a batch of records.
 - Two ``sync`` of the same profile at once through a slowed connection: every file is fetched
   and counted once between them (``downloaded`` in one document, ``skipped`` in the other),
   recorded once, no part file is left, and the ledger passes its integrity check.
+- ``sync`` killed (SIGKILL) while a part file is being written: nothing partial under a final
+  name, nothing recorded that is not true, and the next ``sync`` resumes the part.
+- A ``purge`` run by hand (or a person's ``rm``) while ``sync`` verifies held copies: a copy
+  deleted before it was read is no unreadable report, and no verdict is recorded for its bytes.
 - A ledger whose write lock another process holds (a stopped sync keeps its batch's
   transaction open): the commands that only read it (``check --offline``, ``purge
   --dry-run``) still answer from what is committed instead of waiting for the lock and failing.
@@ -31,6 +35,7 @@ from tests.fixtures_sshd import TcpProxy
 from tests.xlsx_factory import write_report
 from tui.core.ledger import Ledger
 from tui.demo import data as demo_data
+from tui.sftp.download import RECORD_FROM
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-06-10T14:00:00+00:00"
@@ -271,3 +276,69 @@ async def test_a_never_verified_copy_deleted_while_sync_verifies_it_is_not_calle
         if not task.done():
             task.cancel()
         ledger.close()
+
+
+# ---------------------------------------------------------------- kill -9 mid-transfer
+
+BIG = 3 * 1024 * 1024
+
+
+@pytest.fixture
+def served_big(sshd):
+    """One big file (the oldest: fetched first) and three small ones, random bytes."""
+    base = Path(tempfile.mkdtemp(prefix="killed-", dir=sshd.root))
+    os.chmod(base, 0o755)
+    (base / "Full Loan History_20260601_060000.xlsx").write_bytes(os.urandom(BIG))
+    for n in range(3):
+        (base / f"Loans_{n:02d}_20260601_07{n:02d}00.xlsx").write_bytes(os.urandom(64 * 1024))
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.sshd
+async def test_a_sync_killed_while_a_part_file_is_written_loses_nothing_and_the_next_resumes(
+        sshd, served_big, tmp_path):
+    names = sorted(p.name for p in served_big.iterdir())
+    big = "Full Loan History_20260601_060000.xlsx"
+    async with TcpProxy(sshd.port, rate=300_000) as proxy:
+        cfg = write_config(tmp_path, sshd, served_big, proxy.port)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--json",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env_for(tmp_path),
+            cwd=ROOT, stdin=asyncio.subprocess.DEVNULL)
+        try:
+            # The seam: the big file's part holds more than a part's record is written from
+            # (a smaller part costs at most that much again, by design). A bound, not a timing.
+            for _ in range(12_000):
+                sizes = [p.stat().st_size for p in part_files(tmp_path) if p.suffix == ".part"]
+                if any(s > RECORD_FROM + 64 * 1024 for s in sizes) or proc.returncode is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert proc.returncode is None, "the sync ended before its part file was seen"
+            proc.kill()
+            await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert not (tmp_path / "local" / big).exists()  # nothing partial under a final name
+        with Ledger.open(tmp_path / "ledger.sqlite3", profile="main") as led:
+            assert led.integrity_ok()
+            for d in led.downloads():  # nothing recorded that is not true
+                assert sha(d.local_path) == d.sha256 == sha(served_big / d.name)
+        proxy.rate = None
+        code, out, err = await run_cli(tmp_path, "sync", "--config", str(cfg), "--json")
+    assert "Traceback" not in err, err[-3000:]
+    doc = json.loads(out)
+    assert code == 2 and doc["error"] is None and doc["failed"] == [], err[-3000:]  # random bytes: unreadable
+    assert sorted([d["name"] for d in doc["downloaded"]] + doc["skipped"]) == names
+    resumed = {d["name"]: d["resumed_from"] for d in doc["downloaded"]}
+    assert resumed[big] > 0  # the part file was resumed, not fetched again from its start
+    local = tmp_path / "local"
+    assert sorted(p.name for p in local.iterdir() if p.is_file()) == names
+    for n in names:
+        assert sha(local / n) == sha(served_big / n)
+    assert [p for p in part_files(tmp_path) if p.suffix == ".part"] == []
+    with Ledger.open(tmp_path / "ledger.sqlite3", profile="main") as led:
+        assert led.integrity_ok() and sorted(d.name for d in led.downloads()) == names
+        assert not led.partials()
