@@ -342,3 +342,89 @@ async def test_a_sync_killed_while_a_part_file_is_written_loses_nothing_and_the_
     with Ledger.open(tmp_path / "ledger.sqlite3", profile="main") as led:
         assert led.integrity_ok() and sorted(d.name for d in led.downloads()) == names
         assert not led.partials()
+
+
+# ---------------------------------------------------------------- two purges at once
+
+#: A real purge that stops at its first deletion (its decision recorded) until a line arrives
+#: on stdin, then prints the names it reports purged.
+PAUSED_PURGE = r"""
+import json, sys
+from tui.core import retention
+from tui.core.config import load_config
+from tui.core.ledger import Ledger
+
+real, waited = retention._delete, []
+
+def paused(copy):
+    if not waited:
+        waited.append(1)
+        print("deleting", flush=True)
+        sys.stdin.readline()
+    return real(copy)
+
+retention._delete = paused
+profile = load_config(sys.argv[1]).profile()
+with Ledger.open(profile.ledger_path, profile=profile.name) as ledger:
+    result = retention.purge(profile, ledger)
+print(json.dumps([c.name for c in result.gone]), flush=True)
+"""
+
+
+async def test_two_purges_at_once_each_report_only_what_they_deleted(tmp_path, monkeypatch):
+    """``purge`` by hand while cron's ``sync`` ends with its own purge (or two hands): one of
+    them deletes each copy and says so; the other does not report the same copies as purged by
+    it, nor as left by an interrupted purge."""
+    from tests import retention_data as rd
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", rd.NOW_ISO)
+    env = rd.build(tmp_path / "h", profile_extra="local_retention_days = 30\nkeep_until_exported = false")
+    first = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PAUSED_PURGE, str(env.config), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, env=env_for(tmp_path, rd.NOW_ISO), cwd=ROOT)
+    try:
+        assert (await asyncio.wait_for(first.stdout.readline(), 60)).strip() == b"deleting"
+        second = asyncio.ensure_future(run_cli(tmp_path, "purge", "--json", "--config", str(env.config),
+                                               now=rd.NOW_ISO))
+        await asyncio.wait([second], timeout=3)  # it may answer at once, or wait for the first
+        first.stdin.write(b"go\n")
+        await first.stdin.drain()
+        theirs = json.loads(await asyncio.wait_for(first.stdout.readline(), 60))
+        await asyncio.wait_for(first.wait(), 60)
+        code, out, err = await asyncio.wait_for(second, 60)
+    finally:
+        if first.returncode is None:
+            first.kill()
+        await first.wait()
+    assert first.returncode == 0 and code == 0, (first.returncode, code, out)
+    doc = json.loads(out)
+    mine = [p["name"] for p in doc["purged"]]
+    old = sorted(rd.name(i) for i in rd.OLD)
+    assert sorted(theirs + mine) == old, (theirs, mine)  # each copy reported purged once
+    assert not any(p["interrupted"] for p in doc["purged"])  # nobody was interrupted
+    assert env.files() == {rd.name(i) for i in range(10, rd.DAYS)}
+    with env.ledger() as ledger:
+        assert sorted(dl.name for dl in ledger.downloads() if dl.purged_at is not None) == old
+        assert ledger.integrity_ok()
+
+
+async def test_a_purge_held_up_by_a_stopped_purge_says_so_and_deletes_nothing(tmp_path, monkeypatch):
+    """The other purge never ends (stopped: Ctrl-Z, SIGSTOP): this one waits as long as for the
+    ledger's lock, then says what holds it and deletes nothing."""
+    from tests import retention_data as rd
+    from tests.locks import flock_held_elsewhere
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", rd.NOW_ISO)
+    env = rd.build(tmp_path / "h", profile_extra="local_retention_days = 30\nkeep_until_exported = false")
+    lock = env.ledger_path.with_name(env.ledger_path.name + ".purge.lock")
+    lock.touch(mode=0o600)
+    before = env.files()
+    with flock_held_elsewhere(lock):
+        code, out, err = await run_cli(tmp_path, "purge", "--json", "--config", str(env.config), busy=1,
+                                       now=rd.NOW_ISO)
+    assert "Traceback" not in err, err
+    doc = json.loads(out)
+    assert code == 2 and doc["status"] == "critical" and doc["purged"] == [], (code, out)
+    assert doc["error"].startswith("Another report-keeper process has been purging the copies of the ledger")
+    assert "nothing was deleted" in doc["error"] and "disk" not in doc["error"], doc["error"]
+    assert env.files() == before
