@@ -26,6 +26,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -428,3 +429,53 @@ async def test_a_purge_held_up_by_a_stopped_purge_says_so_and_deletes_nothing(tm
     assert doc["error"].startswith("Another report-keeper process has been purging the copies of the ledger")
     assert "nothing was deleted" in doc["error"] and "disk" not in doc["error"], doc["error"]
     assert env.files() == before
+
+
+# ---------------------------------------------------------------- placed, not yet recorded
+
+
+@pytest.mark.sshd
+async def test_a_file_the_other_sync_has_just_placed_is_not_fetched_again(sshd, served, tmp_path, monkeypatch):
+    """Two syncs of one profile: the other one places a file a moment before this one claims it,
+    and its record reaches the ledger with its batch's next commit (half a second later). This
+    one must not fetch the whole file again meanwhile (then find the same bytes in place): it
+    waits that long for the record and leaves the file to the process that fetched it."""
+    from tui.core.config import load_config
+    from tui.sftp import parts
+    from tui.sftp import sync as sync_mod
+    from tui.sftp.queue import Done
+
+    target = sorted(p.name for p in served.iterdir())[0]  # the oldest: each run fetches it first
+    async with TcpProxy(sshd.port, rate=400_000) as proxy:
+        cfg = write_config(tmp_path, sshd, served, proxy.port)
+        local = tmp_path / "local"
+        real_lock = parts.lock_part
+
+        def lock_once_placed(work, remote):  # the seam: the other sync has placed the target
+            if remote.name == target:
+                for _ in range(6000):  # a bound, not a timing
+                    if (local / target).exists():
+                        break
+                    time.sleep(0.01)
+            return real_lock(work, remote)
+
+        monkeypatch.setattr(parts, "lock_part", lock_once_placed)
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+        monkeypatch.setenv("REPORT_KEEPER_NOW", NOW)
+        profile = load_config(cfg).profile("main")
+        events = []
+        other = None
+        with Ledger.open(profile.ledger_path, profile="main") as ledger:
+            async with sync_mod.SyncService(profile, ledger) as service:
+                listing = await service.list_remote()  # before the other sync holds anything
+                assert target in {e.name for e in listing.wanted}
+                other = asyncio.ensure_future(run_cli(tmp_path, "sync", "--config", str(cfg), "--json"))
+                result = await service.download([target], on_event=events.append, listing=listing)
+        code, out, err = await asyncio.wait_for(other, 120)
+    assert "Traceback" not in err, err[-3000:]
+    theirs = json.loads(out)
+    assert code == 0 and target in {d["name"] for d in theirs["downloaded"]}, err[-3000:]
+    fetched_again = [e for e in events if isinstance(e, Done) and e.name == target]
+    assert fetched_again == [], fetched_again  # its bytes came over the link once
+    assert target in result.skipped and result.failed == [] and result.downloaded == []
+    assert sorted(p.name for p in local.iterdir() if p.is_file()) == sorted(p.name for p in served.iterdir())
