@@ -357,12 +357,12 @@ from tui.core.ledger import Ledger
 
 real, waited = retention._delete, []
 
-def paused(copy):
+def paused(*args, **kwargs):
     if not waited:
         waited.append(1)
         print("deleting", flush=True)
         sys.stdin.readline()
-    return real(copy)
+    return real(*args, **kwargs)
 
 retention._delete = paused
 profile = load_config(sys.argv[1]).profile()
