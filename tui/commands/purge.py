@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
             what = f"the ledger {profile.ledger_path} failed ({type(exc).__name__}: {what})"
         message = (f"{what[0].upper()}{what[1:]}; nothing was deleted that the ledger does not "
                    "know of. Check the ledger file and its disk, then run purge again")
+        if isinstance(exc, retention.PurgeBusy):  # says itself what holds it and what to do
+            message = f"{what[0].upper()}{what[1:]}"
         if args.json:
             print_json({"status": "critical", "dry_run": args.dry_run, "purged": [], "waiting_for_export": [],
                         "errors": [], "error": message})

@@ -809,6 +809,15 @@ class Ledger:
                            failure=failure, advice=advice)
 
     def _migrate(self) -> None:
+        # A ledger already at this release's schema needs no write to be opened: a read (which
+        # WAL lets through while another process holds the write lock, a sync stopped mid-batch
+        # for instance) decides it, so the commands that only read are not held by that lock.
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError:  # no meta table yet: a new ledger
+            row = None
+        if row is not None and int(row[0]) == SCHEMA_VERSION:
+            return
         with self._write() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()

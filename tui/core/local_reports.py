@@ -270,7 +270,16 @@ def _from_cache(path: Path, report: ReportConfig | None, delivered_at: datetime 
 
 def _remembered(result: VerifyResult, context: str, *, ledger: Ledger | None, sha256: str | None,
                 path: Path, name: str | None) -> VerifyOutcome:
-    """Record a fresh verification for next time; its outcome."""
+    """Record a fresh verification for next time; its outcome.
+
+    A file that was gone when its reader came to open it (deleted meanwhile by another process:
+    a purge run by hand while a sync reads the held copies again) is unreadable, but that says
+    nothing of the bytes ``sha256`` names: the verdict is not recorded for them (it would be
+    the content's latest verification, which ``check`` and the cache read)."""
+    if result.status == st.UNREADABLE and not path.exists():
+        log.info("%s was gone before it could be read: no verification recorded",
+                 escape_name(name or path.name))
+        return VerifyOutcome(result, sha256, False)
     if sha256 is not None and ledger is not None:
         try:
             ledger.record_verification(result, sha256=sha256, context=context)

@@ -36,20 +36,24 @@ PurgeResult``; ``policy_set(profile)``; ``policies(profile, ledger)``.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypedDict
 
 from tui.core import clock, model
+from tui.core import ledger as ledger_mod
 from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
-from tui.core.ledger import LEDGER_ERRORS, Download, Ledger
+from tui.core.ledger import LEDGER_ERRORS, Download, Ledger, LedgerError
 from tui.core.model import JSONObject
 from tui.core.names import escape_name, size_text
 
@@ -358,6 +362,15 @@ def purge(profile: Profile, ledger: Ledger, *, dry_run: bool = False, now: datet
                          policy=policies(profile, _report_names(profile, ledger)))
     if not result.policy and not _interrupted(ledger):
         return result
+    if dry_run:
+        return _purge(profile, ledger, now, result, remove_parts, trust_clock=trust_clock, dry_run=True)
+    with _purging_alone(ledger):
+        return _purge(profile, ledger, now, result, remove_parts, trust_clock=trust_clock, dry_run=False)
+
+
+def _purge(profile: Profile, ledger: Ledger, now: datetime, result: PurgeResult,
+           remove_parts: RemoveParts | None, *, trust_clock: bool, dry_run: bool) -> PurgeResult:
+    """The plan, then (unless ``dry_run``) the steps 1-4 of the module's text."""
     plan = _plan(profile, ledger, now)
     result.waiting = plan.waiting
     result.errors.extend(plan.unreachable)
@@ -410,6 +423,52 @@ def purge(profile: Profile, ledger: Ledger, *, dry_run: bool = False, now: datet
         log.info("purge: %d deleted, %d finished, %d not deleted, %d waiting for export",
                  len(deleted), len(plan.finish), len(failed), len(plan.waiting))
     return result
+
+
+class PurgeBusy(LedgerError):
+    """Another process's purge of the same ledger's copies held this one up for longer than the
+    ledger's lock wait; ``str()`` says so and what to do (nothing was deleted)."""
+
+
+@contextmanager
+def _purging_alone(ledger: Ledger) -> Iterator[None]:
+    """One purge at a time per ledger file (a ``purge`` run by hand while a scheduled ``sync``
+    ends with its own): planned while another deletes, both would delete the same copies and
+    each report them as its own, or take the other's decision for an interrupted purge. The
+    lock (``flock`` on ``<ledger>.purge.lock``, gone with its process) is waited for as long as
+    the ledger's own lock; a purge held longer (a stopped process) is an error that says so."""
+    if ledger.path is None:
+        yield
+        return
+    lock_path = ledger.path.with_name(ledger.path.name + ".purge.lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:  # the ledger's folder refuses it: the ledger's own write will say why
+        log.warning("purge: cannot open %s (%s); purging without it", lock_path, exc.strerror or exc)
+        yield
+        return
+    try:
+        deadline = time.monotonic() + ledger_mod.BUSY_TIMEOUT
+        said = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not said:
+                    log.info("purge: another process is purging the copies of %s; waiting for it",
+                             ledger.path)
+                    said = True
+                if time.monotonic() > deadline:
+                    failure = (f"another report-keeper process has been purging the copies of the "
+                               f"ledger {ledger.path} for more than {ledger_mod.BUSY_TIMEOUT:g} s")
+                    advice = ("let it finish, or end it if it is stopped; nothing was deleted by "
+                              "this run, and the next sync or purge finishes the job")
+                    raise PurgeBusy(f"{failure}: {advice}", failure=failure, advice=advice) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _clock_refusal(profile: Profile, policy: dict[str, Policy], newest: datetime | None,

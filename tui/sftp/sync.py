@@ -64,6 +64,7 @@ import hashlib
 import logging
 import os
 import stat as statmod
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -99,7 +100,7 @@ from tui.sftp.client import (
     SftpConnection,
     connect,
 )
-from tui.sftp.download import Placed
+from tui.sftp.download import Placed, local_name_of
 from tui.sftp.errors import FileBusy, SftpError
 from tui.sftp.queue import Done, Job, TransferEvent, TransferQueue
 
@@ -109,6 +110,11 @@ VERIFY_AT_ONCE = 2  # the validator is CPU-bound: no more at a time than a small
 #: A run's ledger records are committed this often (and at its end): one disk flush for many
 #: files instead of several per file (``Ledger.batched``).
 COMMIT_SECONDS = BATCH_SECONDS
+#: How long after another process placed a file its record may still be on its way (its batch
+#: commits every ``BATCH_SECONDS``; a commit may wait a moment for the ledger's lock): until
+#: then a download of the same copy waits for the record instead of fetching the bytes again.
+#: Counted from the placing, so files left unrecorded by a killed run cost no wait later.
+PLACED_WAIT = 4 * BATCH_SECONDS
 
 
 # ------------------------------------------------------------------------ records
@@ -747,9 +753,23 @@ class SyncService:
                     verifications.append(asyncio.ensure_future(self._verify(entry, event, result, emit)))
 
         def already_held(remote: RemoteFile) -> bool:
-            # Asked once the part file is locked: another process may have just fetched it.
+            # Asked once the part file is locked (in a thread): another process may have just
+            # fetched it. Its record reaches the ledger with that process's next batch commit,
+            # so a file of this size placed a moment ago under the name this copy would get is
+            # worth waiting that long for, rather than fetching all its bytes again.
+            entry = by_name[remote.ident]
             try:
-                return self.ledger.holds(by_name[remote.ident].key, remote.size, remote.mtime)
+                if self.ledger.holds(entry.key, remote.size, remote.mtime):
+                    return True
+                final = self.profile.local_dir_of(entry.folder) / (entry.version or local_name_of(remote))
+                placed_at = _placed_at(final, remote.size)
+                while placed_at is not None and time.time() < placed_at + PLACED_WAIT:
+                    time.sleep(0.05)
+                    if self.ledger.holds(entry.key, remote.size, remote.mtime):
+                        log.info("%s was placed and recorded by another process meanwhile",
+                                 escape_name(entry.name))
+                        return True
+                return False
             except LEDGER_ERRORS:  # when in doubt, download
                 return False
 
@@ -1242,6 +1262,10 @@ class SyncService:
                 Path(local_path), self.profile.report_for(d.report), d.delivered_at,
                 sha256=sha256, name=d.name,
             )
+            if verdict.status == st.UNREADABLE and not await asyncio.to_thread(os.path.exists, local_path):
+                # Deleted since the ledger was read (a purge by hand, a person): not a verdict on
+                # the report; the next listing finds the copy purged or missing.
+                continue
             verdict = replace(verdict, folder=d.folder or self.profile.folders[0])
             result.files.append(verdict)
             _emit(on_event, Verified(d.name, verdict, cached))
@@ -1262,9 +1286,9 @@ class SyncService:
             self.verify_file(Path(p), self.profile.report_for(d.report), d.delivered_at, sha256=h, name=d.name)
             for d, p, h in copies
         ))
-        for (d, _p, _h), (verdict, cached) in zip(copies, outcomes, strict=True):
-            if cached:
-                continue
+        for (d, p, _h), (verdict, cached) in zip(copies, outcomes, strict=True):
+            if cached or (verdict.status == st.UNREADABLE and not os.path.exists(p)):
+                continue  # the same verdict, or the copy was deleted meanwhile
             log.info("read %s again: %s", escape_name(d.name), verdict.status)
             verdict = replace(verdict, folder=d.folder or self.profile.folders[0])
             result.files.append(verdict)
@@ -1346,6 +1370,17 @@ def _not_recorded(result: SyncResult, placed: DownloadedFile, exc: BaseException
     }
     result.failed.append(failure)
     result.unrecorded.append(Unrecorded(placed, downloaded, failure))
+
+
+def _placed_at(path: Path, size: int) -> float | None:
+    """When a regular file of ``size`` bytes was linked under ``path`` (its inode change time,
+    on the wall clock like ``time.time()``: the file system's, not the product's clock, which a
+    pinned ``REPORT_KEEPER_NOW`` may set years away); None when there is none."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info.st_ctime if statmod.S_ISREG(info.st_mode) and info.st_size == size else None
 
 
 def _noted_copy_holds(folder: Path, note: unrecorded.Note) -> bool:
