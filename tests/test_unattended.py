@@ -91,18 +91,24 @@ def test_printed_units_and_crontab_line(tmp_path, capsys):
     assert words[i + 5:i + 8] == [">/dev/null;", "done", "#"]  # the marker is a shell comment
 
 
-@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed here")
-def test_systemd_accepts_the_generated_units(tmp_path, capsys):
-    cfg = _config(tmp_path)
-    units = _units(_print(cfg, capsys))
+def _systemd_verify(tmp_path: Path, units: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The real ``systemd-analyze verify`` on ``units`` written to a folder of their own
+    (system mode: --user needs a running user manager, which the test machine does not have;
+    the unit syntax is the same)."""
+    assert SYSTEMD_ANALYZE is not None
     folder = tmp_path / "units"
     folder.mkdir()
     for name, text in units.items():
         (folder / name).write_text(text)
-    # system mode: --user needs a running user manager, which the test machine does not have;
-    # the unit syntax is the same.
-    res = subprocess.run([SYSTEMD_ANALYZE, "verify", *sorted(str(p) for p in folder.iterdir())],
-                         capture_output=True, text=True, timeout=60)
+    return subprocess.run([SYSTEMD_ANALYZE, "verify", *sorted(str(p) for p in folder.iterdir())],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed here")
+def test_systemd_accepts_the_generated_units(tmp_path, capsys):
+    cfg = _config(tmp_path)
+    units = _units(_print(cfg, capsys))
+    res = _systemd_verify(tmp_path, units)
     assert res.returncode == 0, res.stderr
     assert "ignoring" not in res.stderr.lower(), res.stderr
     # and the calendar expression means what we say
@@ -434,12 +440,7 @@ def test_the_nightly_run_uses_the_folders_schedule_was_run_with(tmp_path, monkey
     envs = [shlex.split(l.split("=", 1)[1]) for l in service.splitlines() if l.startswith("Environment=")]
     assert envs == [[f"XDG_DATA_HOME={data}".replace("%", "%%")], [f"XDG_STATE_HOME={state}".replace("%", "%%")]]
     if SYSTEMD_ANALYZE:
-        folder = tmp_path / "units"
-        folder.mkdir()
-        for name, unit in _units(text).items():
-            (folder / name).write_text(unit)
-        res = subprocess.run([SYSTEMD_ANALYZE, "verify", *sorted(str(p) for p in folder.iterdir())],
-                             capture_output=True, text=True, timeout=60)
+        res = _systemd_verify(tmp_path, _units(text))
         assert res.returncode == 0 and "ignoring" not in res.stderr.lower(), res.stderr
 
 
@@ -461,12 +462,7 @@ def test_the_timer_runs_exactly_our_command(tmp_path, monkeypatch, capsys, folde
 
     cfg, _stub, record = _hostile_setup(tmp_path, monkeypatch, folder_name)
     units = _units(_print(cfg, capsys))
-    folder = tmp_path / "units"
-    folder.mkdir()
-    for name, text in units.items():
-        (folder / name).write_text(text)
-    res = subprocess.run([SYSTEMD_ANALYZE, "verify", *sorted(str(p) for p in folder.iterdir())],
-                         capture_output=True, text=True, timeout=60)
+    res = _systemd_verify(tmp_path, units)
     assert res.returncode == 0 and "ignoring" not in res.stderr.lower(), res.stderr
     [service] = [t for n, t in units.items() if n.endswith(".service")]
     for line in service.splitlines():
@@ -528,13 +524,9 @@ def test_a_percent_in_the_profile_name_is_not_a_specifier(tmp_path, capsys):
                    f'ledger = {str(tmp_path / "l.sqlite3")!r}\n')
     assert main(["schedule", "--config", str(cfg), "--profile", "Zweigstelle 50%Z"]) == 0
     units = _units(capsys.readouterr().out)
-    folder = tmp_path / "units"
-    folder.mkdir()
-    for name, text in units.items():
-        (folder / name).write_text(text)
+    for text in units.values():
         assert "Description=" in text and "'Zweigstelle 50%%Z'" in text
-    res = subprocess.run([SYSTEMD_ANALYZE, "verify", *sorted(str(p) for p in folder.iterdir())],
-                         capture_output=True, text=True, timeout=60)
+    res = _systemd_verify(tmp_path, units)
     assert res.returncode == 0 and "ignoring" not in res.stderr.lower(), res.stderr
 
 
