@@ -109,8 +109,10 @@ def test_bad_values_name_file_key_and_reason(tmp_path, text, key, reason):
 def test_broken_toml_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "[profile.default\nhost="))
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist") as missing:
         load_config(tmp_path / "nope.toml")
+    # a path given by hand: a typo is likelier than a wish for a new config, so both are said
+    assert "check the path" in str(missing.value) and "report-keeper init --config" in str(missing.value)
     with pytest.raises(ConfigError, match="report-keeper --demo"):
         load_config(None)  # default location inside the test's empty XDG dirs
 

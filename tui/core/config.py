@@ -1088,7 +1088,8 @@ def _read_config_bytes(file: Path, explicit: bool) -> bytes:
         info = os.stat(file)
     except FileNotFoundError:
         if explicit:
-            reason = "the file does not exist"
+            reason = ("the file does not exist; check the path, or set up a config there with "
+                      "`report-keeper init --config` and that path")
         else:
             reason = ("no config file here; run `report-keeper init` (or start `report-keeper` in a "
                       "terminal) to set one up, or try `report-keeper --demo`")
