@@ -207,6 +207,33 @@ def test_a_clock_far_ahead_deletes_nothing_and_says_so(tmp_path, monkeypatch, ca
     assert len(doc["purged"]) == rd.DAYS and doc["refused"] is None
 
 
+def test_a_name_stamped_far_ahead_does_not_vouch_for_the_clock(tmp_path, monkeypatch, capsys):
+    """The clock is judged by the newest delivery the server stamped; a stray file whose name
+    claims 2099 while the server wrote it with today's time would vouch for any clock up to
+    2099 and switch the guard off. A name stamped later than the server's own time for the
+    file counts at the server's time."""
+    from tui.core.ledger import Ledger
+    from tui.core.model import RemoteFile
+    from tui.core.names import parse_name
+
+    env = rd.build(tmp_path / "h", profile_extra=DELETE_ALL)
+    stray = f"{rd.REPORT}_20990101_070000.xlsx"
+
+    def report_of(f):
+        parsed = parse_name(f.name, mtime=f.mtime, tz=rd.TZ)
+        return parsed.base, parsed.delivered_at
+
+    with Ledger.open(env.ledger_path) as ledger:
+        listing = [RemoteFile(rd.name(i), (env.local / rd.name(i)).stat().st_size,
+                              rd.delivered(i).astimezone(rd.UTC)) for i in range(rd.DAYS)]
+        listing.append(RemoteFile(stray, 10, rd.NOW.astimezone(rd.UTC)))
+        ledger.record_listing(None, report_of, listing, when=rd.NOW)
+    monkeypatch.setenv("REPORT_KEEPER_NOW", "2099-01-01T08:00:00-06:00")
+    code, doc = _purge(env, capsys)
+    assert env.files() == {rd.name(i) for i in range(rd.DAYS)}, "a stray name switched the guard off"
+    assert code == 1 and doc["purged"] == [] and "clock" in (doc["refused"] or "")
+
+
 def test_a_clock_within_the_newest_deliverys_retention_purges_as_always(tmp_path, pinned, capsys):
     """The guard never stands in a normal run: deliveries arrive, the clock is a day past them."""
     env = rd.build(tmp_path / "h", profile_extra=DELETE_ALL)

@@ -285,7 +285,7 @@ def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
         by_name.setdefault(dl.name, []).append(dl)
     roles = ledger.export_roles()
     verified = ledger.verifications_of({dl.sha256 for rows in by_name.values() for dl in rows})
-    plan = _Plan(newest=max((d.delivered_at for d in deliveries.values()), default=None))
+    plan = _Plan(newest=max((_server_time(d) for d in deliveries.values()), default=None))
     configs: dict[str, ReportConfig] = {}
     for name, rows in by_name.items():
         delivery = deliveries.get(name)
@@ -469,6 +469,13 @@ def _purging_alone(ledger: Ledger) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _server_time(d: model.Delivery) -> datetime:
+    """When the server says the delivery came: its name's stamp, but never later than the
+    server's own modification time for the file (a stray name stamped 2099 would otherwise
+    vouch for any clock up to then)."""
+    return min(d.delivered_at, d.mtime) if d.mtime is not None else d.delivered_at
 
 
 def _clock_refusal(profile: Profile, policy: dict[str, Policy], newest: datetime | None,
