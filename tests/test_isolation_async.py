@@ -202,28 +202,33 @@ def test_a_loop_still_running_at_exit_gets_pool_closed_as_a_thread_would(tmp_pat
     does, not with an error from a thread pool that is shutting down meanwhile."""
     good = write_report(tmp_path / "good.xlsx", n_rows=2)
     script = f"""
-import asyncio, os, signal, threading, time
+import asyncio, os, signal, sys, threading, time
 from tui.core import isolation
 from tui.core.validate import validate_file, validate_file_async
 pool = isolation.shared_pool()
 pool.prestart(2)
 for pid in pool.worker_pids():
     os.kill(pid, signal.SIGSTOP)
+said = threading.Lock()
+def say(line):  # one write per line: both threads end at the same moment, and print() writes in pieces
+    with said:
+        sys.stdout.write(line + "\\n")
+        sys.stdout.flush()
 def outcome(job):
     try:
         return "result " + job().status
     except BaseException as exc:
         return type(exc).__name__
 def loop():
-    print("async", outcome(lambda: asyncio.run(validate_file_async({str(good)!r}))), flush=True)
+    say("async " + outcome(lambda: asyncio.run(validate_file_async({str(good)!r}))))
 def blocking():
-    print("thread", outcome(lambda: validate_file({str(good)!r})), flush=True)
+    say("thread " + outcome(lambda: validate_file({str(good)!r})))
 threading.Thread(target=loop).start()
 threading.Thread(target=blocking).start()
 deadline = time.monotonic() + 60  # both jobs handed to their (stopped) workers, however busy the machine
 while len(pool.busy_pids()) < 2 and time.monotonic() < deadline:
     time.sleep(0.01)
-print("pids", *pool.worker_pids(), flush=True)
+say(" ".join(["pids", *map(str, pool.worker_pids())]))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
                           timeout=HANG)
