@@ -881,8 +881,8 @@ class SyncService:
             elif job.state == JobState.CANCELLED:
                 result.failed.append({"name": job.name, "error": "cancelled; it resumes next time"})
                 stopped.append(job)
-        if stopped:
-            await self._in_writer(partial(self._record_partials_of, stopped, by_name))
+        if stopped:  # their part files' records: written also when this is cancelled meanwhile
+            await _outlast([self._in_writer(partial(self._record_partials_of, stopped, by_name))])
         result.files.sort(key=lambda v: (v.delivered_at is None, v.delivered_at, v.name))
         result.downloaded.sort(key=lambda d: d["name"])
 
