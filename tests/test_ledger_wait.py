@@ -6,6 +6,8 @@ stops the event loop, in real processes holding a real lock.
   sync's records wait for it (it waits long here, so nothing is refused), and meanwhile the
   downloads of the other files go on: the holder lets go because files landed, not because
   its bound ran out. Afterwards every file is recorded, none is refused.
+- ``sync`` killed (SIGKILL) while its records wait for that lock: the files landed meanwhile
+  were noted as they waited, so the next sync records them without fetching them again.
 - Inside one process: a write waiting for another process's lock holds no lock of the
   ledger's own, so another thread's read answers at once; the wait is told to a watcher once
   it is long enough to be news, and its end too.
@@ -31,6 +33,7 @@ from tests.fixtures_sshd import TcpProxy
 from tests.test_sync_ledger_locked import LAUNCH, NOW, Run, served, sha  # noqa: F401 - fixture
 from tui.core import ledger as ledger_mod
 from tui.core.ledger import Ledger
+from tui.sftp import unrecorded
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,6 +122,62 @@ async def test_a_sync_whose_ledger_another_process_holds_goes_on_downloading_mea
     assert run.recorded("main") == {n: sha(served / "a" / n) for n in names}
     log = (tmp_path / "state" / "report-keeper" / "log" / "report-keeper.log").read_text()
     assert "could not record" not in log  # nothing was refused (and recorded later): the records waited
+    # What was noted while the records waited is forgotten once they are on the disk.
+    assert unrecorded.read(local) == []
+
+
+@pytest.mark.sshd
+async def test_a_sync_killed_while_its_records_wait_for_the_lock_costs_no_second_fetch(sshd, served, tmp_path):
+    """Files go on landing while their records wait for another process's lock: a run killed
+    then (SIGKILL: the OOM killer, ``timeout -s KILL``) loses those records, but not the files:
+    they were noted as they waited, and the next sync records them from the note (hashing
+    them again) instead of fetching their bytes again."""
+    async with TcpProxy(sshd.port, delay=0.03) as proxy:
+        run = Run(tmp_path, sshd, served, proxy.port, "one")
+        local = tmp_path / "local" / "main"
+        local.mkdir(parents=True, exist_ok=True)
+        holder = await asyncio.to_thread(hold, run.ledger, after=2)
+        env = {**os.environ, "REPORT_KEEPER_NOW": NOW, "XDG_STATE_HOME": str(tmp_path / "state")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", LAUNCH, "300", *run.argv(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
+        try:
+            assert (await asyncio.to_thread(holder.stdout.readline)).strip() == "locked"
+            for _ in range(6000):  # the seam: the note names files landed while their records wait
+                if len(unrecorded.read(local)) >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            proc.kill()
+            await proc.communicate()
+            noted = {n.name: n for n in unrecorded.read(local)}
+            assert len(noted) >= 3, noted
+            holder.stdin.write("go\n")
+            holder.stdin.flush()
+            assert (await asyncio.to_thread(holder.stdout.readline)).strip() == "told"
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            if holder.poll() is None:
+                holder.kill()
+            await asyncio.to_thread(holder.wait)
+        before = run.recorded("main")
+        assert not set(noted) & set(before)  # their records went with the killed run
+        for name, n in noted.items():  # each noted file is there, complete
+            assert sha(local / name) == n.sha256 == sha(served / "a" / name)
+        fetched_before = proxy.bytes_down
+        code, out, err = await run.sync()
+        fetched = proxy.bytes_down - fetched_before
+    assert "Traceback" not in err, err[-3000:]
+    _status, docs = run.documents(out)
+    doc, names = docs["main"], run.names("main")
+    assert code == 0 and doc["error"] is None and doc["failed"] == [], err[-3000:]
+    assert set(noted) <= set(doc["skipped"]), doc  # recorded from the note: not fetched again
+    assert not set(noted) & {d["name"] for d in doc["downloaded"]}
+    left = [n for n in names if n not in before and n not in noted]  # fetched (or resumed) now
+    assert fetched < sum((served / "a" / n).stat().st_size for n in left) + 65536, fetched
+    assert run.recorded("main") == {n: sha(served / "a" / n) for n in names}
+    assert unrecorded.read(local) == []
 
 
 def test_a_write_waiting_for_another_process_holds_up_no_reader_and_is_told(tmp_path, monkeypatch):

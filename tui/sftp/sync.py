@@ -419,6 +419,10 @@ class SyncService:
         self._classified: dict[str, tuple[ReportConfig, datetime, str]] = {}
         #: The one thread that writes a run's download records (see :meth:`_in_writer`).
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        #: Landed files noted while their records waited for another process's lock (see
+        #: :meth:`_transfer`): forgotten once their records are on the disk.
+        self._noted_waiting: list[DownloadedFile] = []
+        self._note_lock = asyncio.Lock()
 
     async def _connect(self) -> SftpConnection:
         return await connect(self._opts, host_key_policy=self.host_key_policy,
@@ -711,6 +715,8 @@ class SyncService:
                     result.failed.extend({"name": e.name, "error": INTERRUPTED_BEFORE} for e in targets)
                     raise
             await self._transfer(targets, result, on_event, on_queue, again)
+        if self._noted_waiting and not self.ledger.batch_open:  # else settle() does it
+            await asyncio.to_thread(self._forget_noted_waiting)
         return result.finish()
 
     def _local_states_now(self) -> dict[str, LocalState]:
@@ -758,6 +764,30 @@ class SyncService:
         verifications: list[asyncio.Task[None]] = []
         #: Each landed file's record, written by the writer thread in the order they landed.
         records: list[asyncio.Future[bool]] = []
+        #: Landed files and their records (those not done are not written yet), and the notes
+        #: written meanwhile.
+        unwritten: dict[str, tuple[asyncio.Future[bool], DownloadedFile]] = {}
+        notings: list[asyncio.Future[None]] = []
+        waiting = [False]  # the ledger's writes wait for another process's lock
+        loop = asyncio.get_running_loop()
+
+        def note(files: list[DownloadedFile]) -> None:
+            # A run killed while its records wait (a lock held up to BUSY_TIMEOUT, files landing
+            # meanwhile) would leave them unknown to the ledger: noted, the next sync records
+            # them from the note instead of fetching them again (tui.sftp.unrecorded).
+            if files:
+                self._noted_waiting.extend(files)
+                notings.append(asyncio.ensure_future(self._note_serially(files)))
+
+        def wait_changed(now_waiting: bool) -> None:
+            waiting[0] = now_waiting
+            if now_waiting:
+                note([placed for write, placed in unwritten.values() if not write.done()])
+
+        def lock_wait(now_waiting: bool, _holder: str) -> None:  # in the waiting thread
+            loop.call_soon_threadsafe(wait_changed, now_waiting)
+
+        stop_watching = self.ledger.watch_waits(lock_wait)
 
         def emit(event: SyncEvent) -> None:
             _emit(on_event, event)
@@ -773,8 +803,11 @@ class SyncService:
                     verifications.append(asyncio.ensure_future(
                         self._fetched_again(entry, remote, event, result, emit)))
                 else:
-                    record = self._record_done(entry, remote, event, result)
+                    record, placed = self._record_done(entry, remote, event, result)
                     records.append(record)
+                    unwritten[entry.name] = (record, placed)
+                    if waiting[0]:
+                        note([placed])
                     verifications.append(asyncio.ensure_future(
                         self._verify_recorded(record, entry, event, result, emit)))
 
@@ -865,6 +898,8 @@ class SyncService:
             raise
         finally:
             await _outlast(records)  # nothing ends (nor commits the batch) before its records
+            stop_watching()
+            await _outlast(notings)
         await queue.close()
         if self._conn is first and first.closed:
             self._conn = None
@@ -893,10 +928,10 @@ class SyncService:
         self.ledger.before_commit(f"fsync {folder}", partial(fsync_dir, folder))
 
     def _record_done(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
-                     result: SyncResult) -> asyncio.Future[bool]:
+                     result: SyncResult) -> tuple[asyncio.Future[bool], DownloadedFile]:
         """Record one finished download (in the writer thread, :meth:`_in_writer`); the future
-        of the write, True when it recorded the file now. Once it is written the file is booked
-        in ``result`` (on the event loop, whatever awaits it or not).
+        of the write (True when it recorded the file now) and what it records. Once it is
+        written the file is booked in ``result`` (on the event loop, whatever awaits it or not).
 
         A file placed by this run is ``downloaded``. ``same`` means those exact bytes were
         already in place under the name (another process put them there a moment ago): it is
@@ -920,7 +955,7 @@ class SyncService:
             self.ledger.record_download, entry.key, size=event.size, sha256=event.sha256,
             local_path=event.path, mtime=remote.mtime))
         write.add_done_callback(partial(_book, result, placed))
-        return write
+        return write, placed
 
     async def _verify_recorded(self, record: asyncio.Future[bool], entry: RemoteEntry, event: Done,
                                result: SyncResult, emit: Callable[[SyncEvent], None]) -> None:
@@ -1116,6 +1151,7 @@ class SyncService:
         why records could not be written, else None."""
         if self.ledger.batch_open:
             return None
+        self._forget_noted_waiting()
         claimed = result.downloaded
         try:
             durable = self.ledger.durable_downloads(
@@ -1170,11 +1206,35 @@ class SyncService:
     def _note_unrecorded(self, files: list[Unrecorded]) -> None:
         """Note the files placed but not recorded in their local folder's working folder, so the
         next sync records them instead of fetching them again (:mod:`tui.sftp.unrecorded`)."""
+        self._note_placed([u.placed for u in files])
+
+    async def _note_serially(self, files: list[DownloadedFile]) -> None:
+        """:meth:`_note_placed` in a thread, one note at a time (each rewrites the note)."""
+        async with self._note_lock:
+            await asyncio.to_thread(self._note_placed, files)
+
+    def _forget_noted_waiting(self) -> None:
+        """Forget the notes of files noted while their records waited, now that those records
+        are on the disk (no batch open); a note whose record is not there stays for the next
+        sync (or settle() notes it again)."""
+        noted, self._noted_waiting = self._noted_waiting, []
+        try:
+            durable = self.ledger.durable_downloads(
+                (d["version"] or d["name"], d["sha256"], d["path"]) for d in noted)
+        except LEDGER_ERRORS:  # kept: a stale note is checked again before it is used
+            log.exception("could not read back the downloads noted while the ledger waited")
+            return
         by_folder: dict[Path, list[unrecorded.Note]] = {}
-        for u in files:
-            d = u.placed
-            by_folder.setdefault(self.profile.local_dir_of(d["folder"]), []).append(unrecorded.Note(
-                d["version"] or d["name"], d["size"], d["mtime"], d["sha256"], d["path"]))
+        for d in noted:
+            if (d["version"] or d["name"]) in durable:
+                by_folder.setdefault(self.profile.local_dir_of(d["folder"]), []).append(_note_of(d))
+        for folder, notes in by_folder.items():
+            unrecorded.remove(folder, notes)
+
+    def _note_placed(self, files: list[DownloadedFile]) -> None:
+        by_folder: dict[Path, list[unrecorded.Note]] = {}
+        for d in files:
+            by_folder.setdefault(self.profile.local_dir_of(d["folder"]), []).append(_note_of(d))
         for folder, notes in by_folder.items():
             try:
                 unrecorded.add(folder, notes)
@@ -1367,6 +1427,10 @@ def rolling_names(profile: Profile, ledger: Ledger, files: Iterable[RemoteFile],
 
 #: Fire-and-forget tasks, referenced until done (the loop keeps only weak references).
 _background: set[asyncio.Future[None]] = set()
+
+
+def _note_of(d: DownloadedFile) -> unrecorded.Note:
+    return unrecorded.Note(d["version"] or d["name"], d["size"], d["mtime"], d["sha256"], d["path"])
 
 
 def _book(result: SyncResult, placed: DownloadedFile, write: asyncio.Future[bool]) -> None:
