@@ -51,7 +51,7 @@ from tui.core.ledger import Ledger, LedgerError
 from tui.core.local_reports import VerifyOutcome
 from tui.core.model import ConnTestResult, JobState, LocalState
 from tui.core.names import escape_name
-from tui.messages import ConnectionChanged, DataRefreshed, QueueChanged, ReportsVerified
+from tui.messages import ConnectionChanged, DataRefreshed, LedgerWaiting, QueueChanged, ReportsVerified
 from tui.screens.base import AppScreen, PaletteCommand
 from tui.screens.confirm import ConfirmModal
 from tui.screens.export import open_export
@@ -83,7 +83,7 @@ from tui.state import (
     verify_local_reports,
 )
 from tui.widgets import toasts
-from tui.widgets.formatting import human_size, plural
+from tui.widgets.formatting import home_relative, human_size, plural
 
 if TYPE_CHECKING:
     from tui.core.export import ExportResult
@@ -227,6 +227,10 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         self._transfer_control: TransferQueue | None = None  # the running queue (cancel, pause)
         self._unpaused = asyncio.Event()
         self._unpaused.set()
+        #: Writes to the ledger wait for another process's lock: who holds it ("" unknown);
+        #: None while nothing waits.
+        self.ledger_wait: str | None = None
+        self._unwatch_ledger: Callable[[], None] | None = None
         self._update_subtitle()
 
     #: Textual's own palette entries left out: its Quit (ours asks while downloads run; it
@@ -251,11 +255,16 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         # The profile's workbook reader limits, before any workbook is read (the app's own pool).
         isolation.use_reader_limits([self.profile])
         self.switch_mode(ScreenName.HEALTH)
+        # A write waiting for another process's lock waits in a thread; the app says so.
+        self._unwatch_ledger = self.ledger.watch_waits(
+            lambda waiting, holder: self.post_message(LedgerWaiting(waiting, holder)))
         self.load_snapshot()
         if self.auto_connect:
             self.refresh_listing()
 
     async def on_unmount(self) -> None:
+        if self._unwatch_ledger is not None:
+            self._unwatch_ledger()
         if self._transfer_control is not None:
             self._transfer_control.cancel_all()
         for worker in list(self.workers):
@@ -274,6 +283,8 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         # The header is on every screen: a paused queue is said there first, so it is never
         # cut off and never only known to the Queue screen.
         paused = "‖ PAUSED · " if self.board.paused else ""
+        if self.ledger_wait is not None:  # said first too: nothing is recorded meanwhile
+            paused += "⧗ waiting for the ledger · "
         self.sub_title = (f"{paused}{name}{demo} · {self.profile.host} · "
                           f"{_CONNECTION_GLYPH[self.connection.state]}")
 
@@ -282,6 +293,23 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         self.connection.message = message
         self._update_subtitle()
         self._forward(ConnectionChanged())
+
+    def on_ledger_waiting(self, message: LedgerWaiting) -> None:
+        """The ledger's writes wait for another process (or no longer do): the header says so
+        while they wait, a toast when it starts and when it is over."""
+        was = self.ledger_wait
+        self.ledger_wait = (message.holder or "") if message.waiting else None
+        self._update_subtitle()
+        if message.waiting and was is None:
+            who = (f"Another process ({message.holder})" if message.holder else
+                   "Another process (a scheduled sync or purge, or a program that opened the file)")
+            where = f" {home_relative(self.ledger.path)}" if self.ledger.path is not None else ""
+            self.notify(f"{who} is writing the ledger{where}, so "
+                        "Report Keeper waits to record what it does. Downloads go on meanwhile and "
+                        "nothing is lost; the records are written as soon as it is done.",
+                        title="Waiting for another process", severity="warning", timeout=15)
+        elif not message.waiting and was is not None:
+            self.notify("The other process is done with the ledger: records are written again.")
 
     def _forward(self, message: Message) -> None:
         """Deliver a message to the screen now shown (modes keep their screens mounted)."""

@@ -1,7 +1,8 @@
 """The app's messages: results of workers come back as messages (docs/ARCHITECTURE.md).
 
 From the app to the screens: :class:`DataRefreshed` (a new snapshot), :class:`QueueChanged`
-and :class:`ConnectionChanged` (read the board or the connection again). Each replaces an
+and :class:`ConnectionChanged` (read the board or the connection again). To the app from the
+ledger's waiting thread: :class:`LedgerWaiting`. Each replaces an
 earlier message of its kind still waiting in the queue (latest wins), so a flood of transfer
 events costs one redraw.
 
@@ -47,6 +48,16 @@ class ConnectionChanged(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, ConnectionChanged)
+
+
+class LedgerWaiting(Message):
+    """Writes to the ledger wait for another process's lock (``waiting``), or no longer do;
+    ``holder``: that process in words ("" when it cannot be told). Posted from the waiting
+    thread (``Ledger.watch_waits``)."""
+
+    def __init__(self, waiting: bool, holder: str) -> None:
+        super().__init__()
+        self.waiting, self.holder = waiting, holder
 
 
 class VerifyProgress(Message):

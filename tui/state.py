@@ -39,6 +39,7 @@ from tui.core.model import ConnTestResult, EntryKind, JobState, LocalState, Veri
 from tui.core.names import escape_name
 from tui.core.status import VerifyStatus
 from tui.sftp.download import Placed
+from tui.sftp.errors import FileBusy
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running, TransferEvent, TransferQueue
 from tui.sftp.sync import AgainOutcome, EventCallback, FetchedAgain, RemoteListing, SyncResult
 
@@ -427,6 +428,12 @@ class TransferBoard:
                 job.status = status
                 job.rate = 0.0
                 job.reason = ""  # a retry's reason is over
+            case Failed(reason=reason, error=FileBusy()):
+                # Another Report Keeper process is fetching it (or just did): left to it, as
+                # sync lists it under skipped. Not a failure, and nothing to retry.
+                job.state = JobState.SKIPPED
+                job.reason = reason
+                job.rate = 0.0
             case Failed(reason=reason):
                 job.state = JobState.FAILED
                 job.reason = reason or "failed"
@@ -464,7 +471,7 @@ class TransferBoard:
     def fail(self, name: str, reason: str) -> bool:
         """Mark a job that has not ended as failed; False when there is none."""
         job = self.jobs.get(name)
-        if job is None or job.state in (JobState.FAILED, JobState.CANCELLED, JobState.DONE):
+        if job is None or not job.state.active:
             return False
         job.state, job.reason, job.rate = JobState.FAILED, reason or "failed", 0.0
         self._touch(job)
@@ -578,11 +585,14 @@ def batch_text(board: TransferBoard, batch: Sequence[str], result: SyncResult) -
     done = [j for j in jobs if j.state == JobState.DONE and j.name not in again]
     failed = [j for j in jobs if j.state == JobState.FAILED]
     cancelled = [j for j in jobs if j.state == JobState.CANCELLED]
+    left = [j for j in jobs if j.state == JobState.SKIPPED]
     counts = []
     if done:
         counts.append(f"{len(done)} downloaded")
     if again:
         counts.append(f"{len(again)} downloaded again")
+    if left:
+        counts.append(f"{len(left)} left to another process")
     if failed:
         counts.append(f"{len(failed)} failed")
     if cancelled:

@@ -10,6 +10,8 @@ and the next run picks up where this one stopped (a download is recorded only on
 file is complete under the final name; a part file is recorded separately as partial).
 Inside :meth:`Ledger.batched` (a sync run) each write is a savepoint of one open transaction
 that a timer commits every ``BATCH_SECONDS`` and at the end: one disk flush for many records.
+A write that finds another process holding the file's write lock waits for it (up to
+``BUSY_TIMEOUT``) without holding this ledger's own lock, so the other threads go on reading.
 
 The schema is versioned from day one: ``meta.schema_version`` plus the ``MIGRATIONS``
 list; a ledger written by a newer release is refused with a clear message rather than
@@ -39,6 +41,8 @@ Public API (``profile`` defaults to the one the ledger was opened for)::
                                                | "missing-locally" | "purged"
     led.downloads(name=None), partials(), refused(current=False), lost(), last_listing()
     led.mark_purging(copies) / mark_purged(copies) / clear_purging(copies)   # local retention
+    led.watch_waits(watcher) -> stop   # told while writes wait for another process's lock
+    lock_holder(path) -> str | None     # that process, in words (Linux)
 
 Errors are :class:`LedgerError` (``str()`` says what to do); a failed write changes nothing.
 """
@@ -53,6 +57,7 @@ import os
 import sqlite3
 import stat as statmod
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -66,7 +71,7 @@ from tui.core import clock, isolation
 from tui.core.config import ReportConfig
 from tui.core.content import CONTENT_VERSION, DateCoverage
 from tui.core.model import Delivery, EntryKind, LocalState, OtherEntry, RemoteFile, VerifyResult
-from tui.core.names import collision_key, distinct_local_name, fit_name, version_name
+from tui.core.names import collision_key, distinct_local_name, escape_name, fit_name, version_name
 from tui.core.status import VerifyStatus
 
 log = logging.getLogger("report_keeper.ledger")
@@ -500,6 +505,88 @@ BUSY_TIMEOUT = 30.0
 #: often, and a killed process loses at most this much of them.
 BATCH_SECONDS = 0.5
 
+#: A write that has waited this long for another process's lock on the file says so (the log,
+#: :meth:`Ledger.watch_waits`): shorter waits (another run's commit) are not news (seconds).
+WAIT_NOTICE = 1.0
+
+
+#: Told when writes start or stop waiting for another process's lock: ``(waiting, holder)``,
+#: ``holder`` the other process as :func:`lock_holder` names it ("" when it cannot be told).
+WaitWatcher = Callable[[bool, str], object]
+
+
+class _Waits:
+    """The writes of one connection waiting for another process's lock, and who is told."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+        self.watchers: list[WaitWatcher] = []
+
+    def changed(self, path: Path | None, delta: int) -> None:
+        with self._lock:
+            before, self.count = self.count, self.count + delta
+            watchers = list(self.watchers)
+        if (before == 0) == (self.count == 0):
+            return
+        waiting = self.count > 0
+        holder = (lock_holder(path) or "") if waiting else ""
+        if waiting:
+            log.warning("ledger %s: another process%s holds its write lock; waiting for it (at most "
+                        "%g s a write)", path, f", {holder}," if holder else "", BUSY_TIMEOUT)
+        else:
+            log.info("ledger %s: no write waits for another process's lock any more", path)
+        for watcher in watchers:
+            try:
+                watcher(waiting, holder)
+            except Exception:  # a broken watcher must not fail the write
+                log.exception("ledger: a watcher of lock waits failed")
+
+
+#: The byte of a WAL database's ``-shm`` file whose POSIX write lock is its write lock (SQLite's
+#: unix VFS: the shared-memory locks start at byte 120, the writer's lock first).
+_WAL_WRITE_LOCK_BYTE = 120
+
+
+def lock_holder(path: Path | str | None) -> str | None:
+    """Which other process holds the write lock of the ledger at ``path``, in words: ``process
+    PID (its command line, shortened)``; None when none does or it cannot be told (no
+    ``/proc/locks``: not Linux). Reads ``/proc``; never opens the ledger's files (closing any
+    descriptor of a file drops every POSIX lock this process holds on it, SQLite's too)."""
+    if path is None or str(path) == ":memory:":
+        return None
+    try:
+        info = os.stat(f"{path}-shm")
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    file_id = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    for line in lines:
+        # "7: POSIX  ADVISORY  WRITE 4242 fe:00:2770463 120 120" (a waiting lock: "7: -> POSIX ...")
+        words = line.split()
+        if (len(words) >= 8 and words[1] == "POSIX" and words[3] == "WRITE" and words[5] == file_id
+                and words[6] == str(_WAL_WRITE_LOCK_BYTE) and words[4] != str(os.getpid())):
+            return f"process {words[4]}{_command_of(words[4])}"
+    return None
+
+
+def _command_of(pid: str) -> str:
+    """`` (report-keeper sync --json)``: a process's command line, its program's folders left
+    out, escaped and cut to 80 characters; "" when it cannot be read."""
+    try:
+        with open(f"/proc/{int(pid)}/cmdline", "rb") as f:
+            raw = f.read(4096)
+    except (OSError, ValueError):
+        return ""
+    words = [w.decode("utf-8", "surrogateescape") for w in raw.split(b"\0") if w]
+    if not words:
+        return ""
+    # "python3 /usr/bin/report-keeper sync": an interpreter and its script by their names only
+    words = [os.path.basename(w) if i < 2 and "/" in w else w for i, w in enumerate(words)]
+    text = escape_name(" ".join(words))
+    return f" ({text[:79]}…)" if len(text) > 80 else f" ({text})"
+
 
 @dataclass
 class _Batch:
@@ -527,6 +614,8 @@ class Ledger:
         self.profile = profile
         #: The open batch (see :meth:`batched`); shared with the views of :meth:`for_profile`.
         self._batch: list[_Batch | None] = [None]
+        #: Writes waiting for another process's lock (see :meth:`watch_waits`); shared likewise.
+        self._waits = _Waits()
 
     def for_profile(self, profile: str) -> Ledger:
         """A view of this ledger for another profile: the same connection, lock and batch (a
@@ -536,7 +625,23 @@ class Ledger:
         view = Ledger(self._conn, self.path, profile)
         view._lock = self._lock
         view._batch = self._batch
+        view._waits = self._waits
         return view
+
+    def watch_waits(self, watcher: WaitWatcher) -> Callable[[], None]:
+        """Have ``watcher(True, holder)`` called once a write has waited ``WAIT_NOTICE`` for
+        another process's lock on the file (it goes on waiting, up to ``BUSY_TIMEOUT``; ``holder``:
+        :func:`lock_holder`, or ""), and ``watcher(False, "")`` once no write waits any more.
+        Called from the waiting thread (which may hold the ledger's lock): it must not wait
+        itself. Returns the call that stops it."""
+        with self._waits._lock:
+            self._waits.watchers.append(watcher)
+
+        def stop() -> None:
+            with self._waits._lock:
+                if watcher in self._waits.watchers:
+                    self._waits.watchers.remove(watcher)
+        return stop
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -736,14 +841,13 @@ class Ledger:
         """One write transaction; rolled back on any exception. Inside :meth:`batched`, one
         savepoint of the batch's open transaction instead."""
         with self._lock:
-            batch = self._batch[0]
-            if batch is not None and not batch.suspended:
-                with self._batched_write() as conn:
+            batch = self._begin_write()
+            if batch is not None:
+                with self._batched_write(batch) as conn:
                     yield conn
                 return
             conn = self._conn
             try:
-                conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn
                 except BaseException:
@@ -753,19 +857,72 @@ class Ledger:
                 else:
                     conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
-                # Disk full, read-only file system, a lock held too long: nothing was written.
+                # Disk full, read-only file system: nothing was written.
                 raise self._write_error(exc, "nothing of this step was recorded", again=True) from exc
 
+    def _begin_write(self) -> _Batch | None:
+        """With the lock held: open this write's transaction, the open batch's (returned; open
+        already, or begun now) or its own (None).
+
+        Another process holding the file's write lock (a scheduled sync's batch, a purge) is
+        waited for up to ``BUSY_TIMEOUT``, but not with this ledger's lock held: between tries the
+        lock is let go, so this process's other threads (the app building its snapshot, a sync
+        asking whether a file is held) read meanwhile instead of waiting behind this write. A
+        batch that is ``locked_out`` tries once. A wait longer than ``WAIT_NOTICE`` is said (the
+        log, and :meth:`watch_waits`)."""
+        conn = self._conn
+        started = time.monotonic()
+        pause = 0.001
+        noticed = False
+        try:
+            while True:
+                batch = self._batch[0]
+                if batch is not None and batch.suspended:
+                    batch = None  # each write its own transaction meanwhile
+                if batch is not None:
+                    if batch.failed is not None:
+                        raise batch.failed
+                    if conn.in_transaction:
+                        return batch
+                error = self._try_begin()
+                if error is None:
+                    if batch is not None:
+                        batch.locked_out = False
+                    return batch
+                waited = time.monotonic() - started
+                if not _locked(error) or waited >= BUSY_TIMEOUT or (batch is not None and batch.locked_out):
+                    if batch is not None and _locked(error):
+                        batch.locked_out = True
+                    raise self._write_error(error, "nothing of this step was recorded", again=True) from error
+                self._lock.release()
+                try:
+                    if not noticed and waited >= WAIT_NOTICE:
+                        noticed = True
+                        self._waits.changed(self.path, +1)
+                    time.sleep(min(pause, max(0.0, BUSY_TIMEOUT - waited)))
+                finally:
+                    self._lock.acquire()
+                pause = min(pause * 2, 0.05)
+        finally:
+            if noticed:
+                self._waits.changed(self.path, -1)
+
+    def _try_begin(self) -> sqlite3.OperationalError | None:
+        """``BEGIN IMMEDIATE`` without SQLite's own wait (the lock held); the error, if any."""
+        conn = self._conn
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            return exc
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        return None
+
     @contextmanager
-    def _batched_write(self) -> Iterator[sqlite3.Connection]:
-        batch = self._batch[0]
-        assert batch is not None
-        if batch.failed is not None:
-            raise batch.failed
+    def _batched_write(self, batch: _Batch) -> Iterator[sqlite3.Connection]:
         conn = self._conn
         try:
-            if not conn.in_transaction:
-                self._begin_batch(batch)
             conn.execute("SAVEPOINT one_write")
             try:
                 yield conn
@@ -786,19 +943,6 @@ class Ledger:
             if _locked(exc):
                 batch.locked_out = True
             raise self._write_error(exc, "nothing of this step was recorded", again=True) from exc
-
-    def _begin_batch(self, batch: _Batch) -> None:
-        """Open the batch's transaction: wait for the lock, or try once (``locked_out``)."""
-        conn = self._conn
-        if not batch.locked_out:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        conn.execute("PRAGMA busy_timeout = 0")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-        batch.locked_out = False
 
     def _write_error(self, exc: BaseException, lost: str, *, again: bool = False) -> LedgerError:
         """The :class:`LedgerError` of a write or commit that failed: what failed, what was not

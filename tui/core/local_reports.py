@@ -12,6 +12,7 @@ device) is listed, never opened for reading.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -234,7 +235,8 @@ async def verify_cached_async(
     name: str | None = None,
 ) -> VerifyOutcome:
     """:func:`verify_cached` for asyncio code (``sync``): the worker's reply is read by the
-    event loop and the ledger asked and told on it, so no thread waits per file. Cancelling
+    event loop and the ledger asked on it (its record is written in a thread, where a wait for
+    another process's lock on the ledger holds up nothing else), so no thread waits per file. Cancelling
     the awaiting task stops the worker reading the file."""
     pool = isolation.shared_pool()
     context, hit = _from_cache(path, report, delivered_at, ledger=ledger, sha256=sha256,
@@ -242,7 +244,9 @@ async def verify_cached_async(
     if hit is not None:
         return hit
     result = await validate_file_async(path, report, delivered_at, run_day=run_day, name=name, pool=pool)
-    return _remembered(result, context, ledger=ledger, sha256=sha256, path=path, name=name)
+    # Recording may wait for another process's lock on the ledger: in a thread, not on the loop.
+    return await asyncio.to_thread(_remembered, result, context, ledger=ledger, sha256=sha256,
+                                   path=path, name=name)
 
 
 def _from_cache(path: Path, report: ReportConfig | None, delivered_at: datetime | None, *,

@@ -60,6 +60,8 @@ class JobState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: Left to another Report Keeper process that is fetching it (``sync``'s ``skipped``).
+    SKIPPED = "skipped"
 
     @property
     def active(self) -> bool:
@@ -135,6 +137,7 @@ RETRYING = JobState.RETRYING
 DONE = JobState.DONE
 FAILED = JobState.FAILED
 CANCELLED = JobState.CANCELLED
+SKIPPED = JobState.SKIPPED
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Header, ProgressBar, Static
 from textual.widgets.data_table import CellDoesNotExist
 
-from tui.core.model import CANCELLED, DONE, FAILED, QUEUED, RETRYING, RUNNING
+from tui.core.model import CANCELLED, DONE, FAILED, QUEUED, RETRYING, RUNNING, SKIPPED
 from tui.core.names import escape_name, parse_name
 from tui.messages import QueueChanged
 from tui.screens.base import AppScreen
@@ -51,6 +51,7 @@ STATE_STYLE = {
     DONE: ("✓ done", "green"),
     FAILED: ("✗ failed", "bold red"),
     CANCELLED: ("- cancelled", "dim"),
+    SKIPPED: ("↷ skipped", "dim"),  # left to another Report Keeper process: no error
 }
 PAUSED = ("‖ paused", "bold yellow")  # a job not ended while the queue is paused
 WIDE = 110
@@ -68,6 +69,7 @@ _ENDED = {
     DONE: "This file is downloaded already: nothing to cancel.",
     FAILED: "This file's download failed: nothing to cancel (f retries the failed files).",
     CANCELLED: "This file is cancelled already (f queues it again).",
+    SKIPPED: "This file is left to another Report Keeper process that fetches it: nothing to cancel.",
 }
 
 
@@ -218,7 +220,7 @@ class QueueScreen(AppScreen):
             if held:
                 label, style = PAUSED
                 parts.append((Text(f"{held:,} {label.split(' ', 1)[1]}", style=style), 0))
-        for state in (RUNNING, RETRYING, QUEUED, DONE, FAILED, CANCELLED):
+        for state in (RUNNING, RETRYING, QUEUED, DONE, SKIPPED, FAILED, CANCELLED):
             if counts.get(state):
                 label, style = STATE_STYLE[state]
                 parts.append((Text(f"{counts[state]:,} {label.split(' ', 1)[1]}", style=style),

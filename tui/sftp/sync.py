@@ -24,7 +24,9 @@ as partial in the ledger, with the bytes each holds; cancelled again while it do
 still finishes it (docs/ARCHITECTURE.md, "A stopped download is settled").
 
 Each completed download is recorded in the ledger as soon as it is in place (complete,
-fsync'ed, under its final name), before it is verified; its folder is fsync'ed before the
+fsync'ed, under its final name), before it is verified, by the service's one writer thread
+(in the order the files landed): a record waiting for another process's lock on the ledger
+holds up neither the other downloads nor the app's screen; its folder is fsync'ed before the
 commit that holds the record (once per folder and commit, ``Ledger.before_commit``). A run's records are committed
 together every ``COMMIT_SECONDS`` and at its end (``Ledger.batched``): a process killed in
 between leaves files in place that the ledger does not know yet, and the next ``sync`` finds
@@ -60,18 +62,19 @@ copy moved away since the listing is fetched as missing, not compared.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
 import os
 import stat as statmod
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from functools import cached_property, partial
 from pathlib import Path
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 from tui.core import clock, isolation, retention
 from tui.core import status as st
@@ -105,6 +108,8 @@ from tui.sftp.errors import FileBusy, SftpError
 from tui.sftp.queue import Done, Job, TransferEvent, TransferQueue
 
 log = logging.getLogger("report_keeper.sftp.sync")
+
+_T = TypeVar("_T")
 
 VERIFY_AT_ONCE = 2  # the validator is CPU-bound: no more at a time than a small machine's cores
 #: A run's ledger records are committed this often (and at its end): one disk flush for many
@@ -412,6 +417,12 @@ class SyncService:
         #: Each report's timing from the ledger's history (the run day of a delivery).
         self._timings: dict[str, Timing] | None = None
         self._classified: dict[str, tuple[ReportConfig, datetime, str]] = {}
+        #: The one thread that writes a run's download records (see :meth:`_in_writer`).
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        #: Landed files noted while their records waited for another process's lock (see
+        #: :meth:`_transfer`): forgotten once their records are on the disk.
+        self._noted_waiting: list[DownloadedFile] = []
+        self._note_lock = asyncio.Lock()
 
     async def _connect(self) -> SftpConnection:
         return await connect(self._opts, host_key_policy=self.host_key_policy,
@@ -438,6 +449,20 @@ class SyncService:
             if self._conn is not None:
                 await self._conn.close()
                 self._conn = None
+        if self._writer is not None:  # its writes were awaited; a stray one ends on its own
+            self._writer.shutdown(wait=False)
+            self._writer = None
+
+    def _in_writer(self, call: Callable[[], _T]) -> asyncio.Future[_T]:
+        """Run ``call`` (ledger writes) in the service's one writer thread, after the calls
+        asked for before it. A write may wait for another process's lock on the ledger (a
+        scheduled sync's batch, a purge) for up to ``ledger.BUSY_TIMEOUT``: in this thread the
+        event loop goes on meanwhile (the other downloads, the app's screen), and the records
+        still reach the ledger in the order the files landed."""
+        if self._writer is None:
+            self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                                 thread_name_prefix="ledger-writes")
+        return asyncio.get_running_loop().run_in_executor(self._writer, call)
 
     async def __aenter__(self) -> SyncService:
         return self
@@ -690,6 +715,8 @@ class SyncService:
                     result.failed.extend({"name": e.name, "error": INTERRUPTED_BEFORE} for e in targets)
                     raise
             await self._transfer(targets, result, on_event, on_queue, again)
+        if self._noted_waiting and not self.ledger.batch_open:  # else settle() does it
+            await asyncio.to_thread(self._forget_noted_waiting)
         return result.finish()
 
     def _local_states_now(self) -> dict[str, LocalState]:
@@ -735,6 +762,32 @@ class SyncService:
             return
         by_name = {e.name: e for e in targets}
         verifications: list[asyncio.Task[None]] = []
+        #: Each landed file's record, written by the writer thread in the order they landed.
+        records: list[asyncio.Future[bool]] = []
+        #: Landed files and their records (those not done are not written yet), and the notes
+        #: written meanwhile.
+        unwritten: dict[str, tuple[asyncio.Future[bool], DownloadedFile]] = {}
+        notings: list[asyncio.Future[None]] = []
+        waiting = [False]  # the ledger's writes wait for another process's lock
+        loop = asyncio.get_running_loop()
+
+        def note(files: list[DownloadedFile]) -> None:
+            # A run killed while its records wait (a lock held up to BUSY_TIMEOUT, files landing
+            # meanwhile) would leave them unknown to the ledger: noted, the next sync records
+            # them from the note instead of fetching them again (tui.sftp.unrecorded).
+            if files:
+                self._noted_waiting.extend(files)
+                notings.append(asyncio.ensure_future(self._note_serially(files)))
+
+        def wait_changed(now_waiting: bool) -> None:
+            waiting[0] = now_waiting
+            if now_waiting:
+                note([placed for write, placed in unwritten.values() if not write.done()])
+
+        def lock_wait(now_waiting: bool, _holder: str) -> None:  # in the waiting thread
+            loop.call_soon_threadsafe(wait_changed, now_waiting)
+
+        stop_watching = self.ledger.watch_waits(lock_wait)
 
         def emit(event: SyncEvent) -> None:
             _emit(on_event, event)
@@ -749,8 +802,14 @@ class SyncService:
                 if entry.name in again:
                     verifications.append(asyncio.ensure_future(
                         self._fetched_again(entry, remote, event, result, emit)))
-                elif self._record_done(entry, remote, event, result):
-                    verifications.append(asyncio.ensure_future(self._verify(entry, event, result, emit)))
+                else:
+                    record, placed = self._record_done(entry, remote, event, result)
+                    records.append(record)
+                    unwritten[entry.name] = (record, placed)
+                    if waiting[0]:
+                        note([placed])
+                    verifications.append(asyncio.ensure_future(
+                        self._verify_recorded(record, entry, event, result, emit)))
 
         def already_held(remote: RemoteFile) -> bool:
             # Asked once the part file is locked (in a thread): another process may have just
@@ -820,7 +879,11 @@ class SyncService:
                     continue
             if not closing.cancelled() and closing.exception() is not None:
                 log.error("stopping the transfers failed", exc_info=closing.exception())
-            self._record_partials(queue, by_name)
+            # What landed is recorded (those records may still wait for the ledger), then the
+            # part files: in the writer, in that order; this waits for both, cancelled or not.
+            partials = self._in_writer(partial(self._record_partials, queue, by_name))
+            await _outlast(records, reraise=False)
+            await _outlast([partials], reraise=False)
             for job in queue.jobs.values():
                 if job.state != JobState.DONE:
                     started = parts.part_progress(job.local_dir, job.remote) > 0
@@ -833,9 +896,14 @@ class SyncService:
             for task in verifications:
                 task.cancel()
             raise
+        finally:
+            await _outlast(records)  # nothing ends (nor commits the batch) before its records
+            stop_watching()
+            await _outlast(notings)
         await queue.close()
         if self._conn is first and first.closed:
             self._conn = None
+        stopped: list[Job] = []
         for job in jobs:
             if job.state == JobState.FAILED and isinstance(job.error, FileBusy):
                 # The app and a scheduled sync overlapped: the other one is fetching it.
@@ -844,10 +912,12 @@ class SyncService:
             elif job.state == JobState.FAILED:
                 err = job.error
                 result.failed.append({"name": job.name, "error": str(err) if err else "failed"})
-                self._record_partial(job, by_name.get(job.name))
+                stopped.append(job)
             elif job.state == JobState.CANCELLED:
                 result.failed.append({"name": job.name, "error": "cancelled; it resumes next time"})
-                self._record_partial(job, by_name.get(job.name))
+                stopped.append(job)
+        if stopped:  # their part files' records: written also when this is cancelled meanwhile
+            await _outlast([self._in_writer(partial(self._record_partials_of, stopped, by_name))])
         result.files.sort(key=lambda v: (v.delivered_at is None, v.delivered_at, v.name))
         result.downloaded.sort(key=lambda d: d["name"])
 
@@ -858,8 +928,10 @@ class SyncService:
         self.ledger.before_commit(f"fsync {folder}", partial(fsync_dir, folder))
 
     def _record_done(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
-                     result: SyncResult) -> bool:
-        """Record one finished download; True when this process should verify it.
+                     result: SyncResult) -> tuple[asyncio.Future[bool], DownloadedFile]:
+        """Record one finished download (in the writer thread, :meth:`_in_writer`); the future
+        of the write (True when it recorded the file now) and what it records. Once it is
+        written the file is booked in ``result`` (on the event loop, whatever awaits it or not).
 
         A file placed by this run is ``downloaded``. ``same`` means those exact bytes were
         already in place under the name (another process put them there a moment ago): it is
@@ -879,24 +951,23 @@ class SyncService:
                 result.changed.append(entry.name)
             if refetched:
                 result.refetched.append(entry.name)
+        write = self._in_writer(partial(
+            self.ledger.record_download, entry.key, size=event.size, sha256=event.sha256,
+            local_path=event.path, mtime=remote.mtime))
+        write.add_done_callback(partial(_book, result, placed))
+        return write, placed
+
+    async def _verify_recorded(self, record: asyncio.Future[bool], entry: RemoteEntry, event: Done,
+                               result: SyncResult, emit: Callable[[SyncEvent], None]) -> None:
+        """Verify a landed file once its record is written, when this process should: always
+        for a file it placed (refused by the ledger too: the verification still tells what the
+        file holds), for one found in place only if nobody had recorded it yet."""
         try:
-            recorded = self.ledger.record_download(
-                entry.key, size=event.size, sha256=event.sha256, local_path=event.path,
-                mtime=remote.mtime,
-            )
-        except LEDGER_ERRORS as exc:  # the file is safe on disk: failed until it is recorded
-            _not_recorded(result, placed, exc, downloaded=not same)
-            return True  # its verification still tells what the file holds
-        if same:
-            result.skipped.append(entry.name)
-            log.info("%s was already in place (%s)", escape_name(entry.name),
-                     "recorded now" if recorded else "fetched by another process")
-            return recorded
-        result.downloaded.append(placed)
-        # One line per file (the download itself logs at debug level only).
-        log.info("downloaded and recorded %s: %d bytes, %s (resumed from %d%s)", escape_name(entry.name),
-                 event.size, event.status, event.resumed_from, ", fetched again" if refetched else "")
-        return True
+            recorded = await asyncio.shield(record)  # cancelled, this leaves the record alone
+        except Exception:  # noqa: BLE001 - not recorded: booked as failed by _book
+            recorded = True
+        if recorded or event.status != Placed.SAME:
+            await self._verify(entry, event, result, emit)
 
     async def _fetched_again(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
                              result: SyncResult, emit: Callable[[SyncEvent], None]) -> None:
@@ -926,8 +997,9 @@ class SyncService:
         if outcome != AgainOutcome.IDENTICAL or event.path != previous:
             # New bytes here, or the same bytes in a new place: this copy is the held one now.
             try:
-                self.ledger.record_download(entry.key, size=event.size, sha256=event.sha256,
-                                            local_path=event.path, mtime=remote.mtime)
+                await asyncio.shield(self._in_writer(partial(
+                    self.ledger.record_download, entry.key, size=event.size, sha256=event.sha256,
+                    local_path=event.path, mtime=remote.mtime)))
             except LEDGER_ERRORS as exc:  # the file is safe on disk; say so
                 _not_recorded(result, placed, exc, downloaded=outcome != AgainOutcome.IDENTICAL)
                 recorded = False
@@ -946,9 +1018,11 @@ class SyncService:
         emit(Verified(entry.name, verdict, cached))
 
     def _record_partials(self, queue: TransferQueue, by_name: dict[str, RemoteEntry]) -> None:
-        for job in queue.jobs.values():
-            if job.state != JobState.DONE:
-                self._record_partial(job, by_name.get(job.name))
+        self._record_partials_of([j for j in queue.jobs.values() if j.state != JobState.DONE], by_name)
+
+    def _record_partials_of(self, jobs: Iterable[Job], by_name: dict[str, RemoteEntry]) -> None:
+        for job in jobs:
+            self._record_partial(job, by_name.get(job.name))
 
     def _record_partial(self, job: Job, entry: RemoteEntry | None = None) -> None:
         part = parts.part_path(job.local_dir, job.remote)
@@ -1077,6 +1151,7 @@ class SyncService:
         why records could not be written, else None."""
         if self.ledger.batch_open:
             return None
+        self._forget_noted_waiting()
         claimed = result.downloaded
         try:
             durable = self.ledger.durable_downloads(
@@ -1131,11 +1206,35 @@ class SyncService:
     def _note_unrecorded(self, files: list[Unrecorded]) -> None:
         """Note the files placed but not recorded in their local folder's working folder, so the
         next sync records them instead of fetching them again (:mod:`tui.sftp.unrecorded`)."""
+        self._note_placed([u.placed for u in files])
+
+    async def _note_serially(self, files: list[DownloadedFile]) -> None:
+        """:meth:`_note_placed` in a thread, one note at a time (each rewrites the note)."""
+        async with self._note_lock:
+            await asyncio.to_thread(self._note_placed, files)
+
+    def _forget_noted_waiting(self) -> None:
+        """Forget the notes of files noted while their records waited, now that those records
+        are on the disk (no batch open); a note whose record is not there stays for the next
+        sync (or settle() notes it again)."""
+        noted, self._noted_waiting = self._noted_waiting, []
+        try:
+            durable = self.ledger.durable_downloads(
+                (d["version"] or d["name"], d["sha256"], d["path"]) for d in noted)
+        except LEDGER_ERRORS:  # kept: a stale note is checked again before it is used
+            log.exception("could not read back the downloads noted while the ledger waited")
+            return
         by_folder: dict[Path, list[unrecorded.Note]] = {}
-        for u in files:
-            d = u.placed
-            by_folder.setdefault(self.profile.local_dir_of(d["folder"]), []).append(unrecorded.Note(
-                d["version"] or d["name"], d["size"], d["mtime"], d["sha256"], d["path"]))
+        for d in noted:
+            if (d["version"] or d["name"]) in durable:
+                by_folder.setdefault(self.profile.local_dir_of(d["folder"]), []).append(_note_of(d))
+        for folder, notes in by_folder.items():
+            unrecorded.remove(folder, notes)
+
+    def _note_placed(self, files: list[DownloadedFile]) -> None:
+        by_folder: dict[Path, list[unrecorded.Note]] = {}
+        for d in files:
+            by_folder.setdefault(self.profile.local_dir_of(d["folder"]), []).append(_note_of(d))
         for folder, notes in by_folder.items():
             try:
                 unrecorded.add(folder, notes)
@@ -1328,6 +1427,51 @@ def rolling_names(profile: Profile, ledger: Ledger, files: Iterable[RemoteFile],
 
 #: Fire-and-forget tasks, referenced until done (the loop keeps only weak references).
 _background: set[asyncio.Future[None]] = set()
+
+
+def _note_of(d: DownloadedFile) -> unrecorded.Note:
+    return unrecorded.Note(d["version"] or d["name"], d["size"], d["mtime"], d["sha256"], d["path"])
+
+
+def _book(result: SyncResult, placed: DownloadedFile, write: asyncio.Future[bool]) -> None:
+    """A landed file's record is written (or refused): ``downloaded``, ``skipped`` or ``failed``
+    in ``result`` (on the event loop, as the write ends)."""
+    same = placed["status"] == Placed.SAME
+    name = placed["name"]
+    exc: BaseException | None = (LedgerError("the run stopped before it was recorded")
+                                 if write.cancelled() else write.exception())
+    if exc is not None:  # the file is safe on disk: failed until it is recorded
+        if not isinstance(exc, LEDGER_ERRORS):
+            log.error("recording %s failed", escape_name(name), exc_info=exc)
+        _not_recorded(result, placed, exc, downloaded=not same)
+        return
+    if same:
+        result.skipped.append(name)
+        log.info("%s was already in place (%s)", escape_name(name),
+                 "recorded now" if write.result() else "fetched by another process")
+        return
+    result.downloaded.append(placed)
+    # One line per file (the download itself logs at debug level only).
+    log.info("downloaded and recorded %s: %d bytes, %s (resumed from %d%s)", escape_name(name),
+             placed["size"], placed["status"], placed["resumed_from"],
+             ", fetched again" if placed["refetched"] else "")
+
+
+async def _outlast(futures: Sequence[asyncio.Future[_T]], *, reraise: bool = True) -> None:
+    """Wait until every one of ``futures`` (ledger writes in the writer thread) has ended, also
+    when this is cancelled meanwhile (they are not: what landed is recorded); the cancellation
+    is raised then, unless the caller is already handling one (``reraise=False``)."""
+    cancelled = False
+    while True:
+        pending = [f for f in futures if not f.done()]
+        if not pending:
+            break
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled and reraise:
+        raise asyncio.CancelledError
 
 
 def _emit(on_event: EventCallback | None, event: SyncEvent) -> None:
