@@ -28,7 +28,7 @@ from tui.demo import data as demo_data
 from tui.demo.server import profile_toml, start_demo_server
 from tui.sftp.parts import open_part, part_path, work_dir
 from tui.sftp.queue import Done, Queued, Running, TransferQueue
-from tui.sftp.sync import Listed, SyncService, Verified
+from tui.sftp.sync import Listed, Recorded, SyncService, Verified
 
 NOW = "2026-06-10T14:00:00+00:00"
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,8 +71,15 @@ async def test_sync_downloads_exactly_what_is_new_then_nothing(demo, ledger):
     server_dir = demo.root / demo.remote_dir
     local = Path(demo.profile.local_dir)
     events = []
+    held_when_recorded = []
+
+    def on_event(event):
+        events.append(event)
+        if isinstance(event, Recorded):  # the ledger says so from this moment on
+            held_when_recorded.append(event.name in {d.name for d in ledger.downloads()})
+
     async with SyncService(demo.profile, ledger) as service:
-        result = await service.sync(on_event=events.append)
+        result = await service.sync(on_event=on_event)
         assert result.error is None and result.failed == []
         assert sorted(d["name"] for d in result.downloaded) == sorted(f.name for f in scenario.files)
         assert result.skipped == []
@@ -91,6 +98,11 @@ async def test_sync_downloads_exactly_what_is_new_then_nothing(demo, ledger):
         assert isinstance(events[0], Listed) and events[0].wanted == len(scenario.files)
         assert sum(isinstance(e, Done) for e in events) == len(scenario.files)
         assert sum(isinstance(e, Verified) for e in events) == len(scenario.files)
+        # each landed file: Done, then Recorded once the ledger holds it, then Verified
+        order = [(type(e).__name__, e.name) for e in events if isinstance(e, Done | Recorded | Verified)]
+        for f in scenario.files:
+            assert [kind for kind, name in order if name == f.name] == ["Done", "Recorded", "Verified"]
+        assert held_when_recorded == [True] * len(scenario.files)
         # The JSON document's shape (docs/JSON.md).
         doc = json.loads(json.dumps(result.to_json()))
         assert doc["status"] == "critical"

@@ -65,8 +65,8 @@ from tui.screens.verify import VerifyScreen
 from tui.sftp.client import ConnectOptions
 from tui.sftp.conntest import connect_and_test
 from tui.sftp.errors import HostKeyChanged, SftpError
-from tui.sftp.queue import Done, Failed, TransferEvent, TransferQueue
-from tui.sftp.sync import Listed, SyncEvent, SyncResult, SyncService, Verified
+from tui.sftp.queue import Failed, TransferEvent, TransferQueue
+from tui.sftp.sync import Listed, Recorded, SyncEvent, SyncResult, SyncService, Verified
 from tui.state import (
     SCREENS,
     ConnectionInfo,
@@ -527,12 +527,14 @@ class ReportKeeperApp(SshQuestionsApp[None]):
                 self._files_landed()
             case Listed():
                 return
+            case Recorded():
+                # The snapshot follows the ledger: a Done may come before its record is written.
+                self._files_landed()
+                return
             case TransferEvent():
                 job = self.board.apply(event)
                 if job is not None and isinstance(event, Failed):
                     log.info("download failed: %s", escape_name(job.name))
-                elif isinstance(event, Done):
-                    self._files_landed()
         self._post_queue_changed()
 
     def _post_queue_changed(self) -> None:

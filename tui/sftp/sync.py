@@ -229,6 +229,15 @@ class Listed:
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """Event: a landed file's record is in the ledger (written after its ``Done``, by the
+    writer thread): what the ledger says from now on includes it."""
+
+    name: str
+    job_id: int = 0
+
+
+@dataclass(frozen=True)
 class Verified:
     """Event: one downloaded file was verified (``cached``: served from the ledger)."""
 
@@ -386,7 +395,7 @@ class SyncResult:
 INTERRUPTED_BEFORE = "Interrupted before its download began; the next sync downloads it."
 
 #: What ``on_event`` receives: the transfer queue's events, and this module's.
-SyncEvent = TransferEvent | Listed | Verified
+SyncEvent = TransferEvent | Listed | Recorded | Verified
 EventCallback = Callable[[SyncEvent], object]
 ConnectFactory = Callable[[], Awaitable[SftpConnection]]
 
@@ -804,6 +813,7 @@ class SyncService:
                         self._fetched_again(entry, remote, event, result, emit)))
                 else:
                     record, placed = self._record_done(entry, remote, event, result)
+                    record.add_done_callback(partial(_say_recorded, emit, event))
                     records.append(record)
                     unwritten[entry.name] = (record, placed)
                     if waiting[0]:
@@ -1455,6 +1465,12 @@ def _book(result: SyncResult, placed: DownloadedFile, write: asyncio.Future[bool
     log.info("downloaded and recorded %s: %d bytes, %s (resumed from %d%s)", escape_name(name),
              placed["size"], placed["status"], placed["resumed_from"],
              ", fetched again" if placed["refetched"] else "")
+
+
+def _say_recorded(emit: Callable[[SyncEvent], None], event: Done, write: asyncio.Future[bool]) -> None:
+    """``Recorded`` once a landed file's record is written (not when it was refused)."""
+    if not write.cancelled() and write.exception() is None:
+        emit(Recorded(event.name, event.job_id))
 
 
 async def _outlast(futures: Sequence[asyncio.Future[_T]], *, reraise: bool = True) -> None:
