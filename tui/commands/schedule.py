@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tui.commands import all_profiles
 from tui.commands.common import add_profile_arguments, fail_usage, load_profile
 from tui.core import unattended as un
 from tui.core.config import ConfigError
@@ -18,6 +19,11 @@ report is due, in the profile's time zone, Persistent=true) and the equivalent c
 --install writes the units to ~/.config/systemd/user and enables the timer (systemctl --user),
 or, where systemd user units are unavailable, adds the crontab line; running it again
 changes nothing (or refreshes what changed). --uninstall removes both.
+
+--all-profiles: one timer (or line) for every profile of the config, running 'sync
+--all-profiles' and 'check --all-profiles' after the latest profile is due; --install removes
+the profiles' own timers and lines of that config (they would run twice a night), and a
+profile's own --install is refused while it is installed.
 
 A user timer runs only while you are logged in unless lingering is on:
 'loginctl enable-linger $USER'. The SMTP password is not written anywhere: put
@@ -35,26 +41,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     add_profile_arguments(parser)
+    parser.add_argument(
+        "--all-profiles", action="store_true",
+        help="one timer (or crontab line) running 'sync --all-profiles' and 'check --all-profiles' for "
+             "every profile of the config; --install replaces the profiles' own timers and lines")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--install", action="store_true", help="write and enable the timer (or crontab line)")
     group.add_argument("--uninstall", action="store_true", help="remove the timer and the crontab line")
 
 
 def run(args: argparse.Namespace) -> int:
+    replaces: dict[str, str] = {}  # the profiles' own unit names (--all-profiles replaces them)
+    blocked_by: str | None = None
     try:
-        profile = load_profile(args)
-        plan = un.plan_schedule(profile, getattr(args, "config", None) or profile.source)
+        if all_profiles.selected(args):
+            profiles = all_profiles.load_profiles(args)
+            plan = un.plan_all(profiles, getattr(args, "config", None) or profiles[0].source)
+            replaces = {un.unit_name(p.name, plan.config): p.name for p in profiles}
+        else:
+            profile = load_profile(args)
+            plan = un.plan_schedule(profile, getattr(args, "config", None) or profile.source)
+            blocked_by = un.all_unit_name(plan.config)
     except (ConfigError, un.ScheduleError) as exc:
         return fail_usage(str(exc))
     out = sys.stdout
     if args.install or args.uninstall:
         try:
-            done = un.install(plan) if args.install else un.uninstall(plan)
+            if args.install:
+                done = un.install(plan, replaces=replaces, blocked_by=blocked_by)
+            else:
+                done = un.uninstall(plan)
         except un.ScheduleError as exc:
             sys.stderr.write(f"report-keeper: {exc}\n")
             return int(Exit.CRITICAL)
         if not done:
-            done = ["nothing was installed for this profile"]
+            done = [f"nothing was installed for {plan.what}"]
         for line in done:
             out.write(f"{line}\n")
         if args.install and any("systemd" in line for line in done):
