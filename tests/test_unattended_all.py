@@ -34,7 +34,6 @@ def _consortium(tmp_path, n: int = 90, folder_name: str = "consortium") -> tuple
     office's clock), and a stub program recording how it is run."""
     import sys
 
-    from tui.core import unattended as un
 
     folder = tmp_path / folder_name
     folder.mkdir()

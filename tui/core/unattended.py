@@ -79,7 +79,7 @@ class SchedulePlan:
     command: tuple[str, ...]  # the program: (report-keeper,) or (python, -m, tui)
     env_file: Path
     reason: str  # which report decided the time
-    environment: tuple[tuple[str, str], ...] = ()  # PATH_ENV values to pass on
+    environment: tuple[tuple[str, str], ...] = ()  # PATH_ENV values (and PYTHONPATH) to pass on
     all_profiles: bool = False  # runs every profile of the config (``profile`` is empty)
 
     def argv(self, sub: str) -> list[str]:
@@ -102,11 +102,74 @@ def _tag(name: str, config: Path) -> str:
 
 
 def program() -> tuple[str, ...]:
-    """How to start this installation of report-keeper from a timer (absolute paths)."""
+    """How to start this installation of report-keeper from a timer (absolute paths): the
+    ``report-keeper`` script beside the interpreter when that interpreter imports this same
+    copy where a timer starts it, else ``python -m tui`` (with the PYTHONPATH of
+    :func:`_launch_environment`)."""
     script = Path(sys.executable).parent / "report-keeper"
-    if script.is_file() and os.access(script, os.X_OK):
+    if script.is_file() and os.access(script, os.X_OK) and _starts_this_copy(sys.executable, None)[0]:
         return (str(script),)
     return (sys.executable, "-m", "tui")
+
+
+# Imports what the nightly commands import first, and says from where.
+_PROBE = "import sys, tui, tui.cli; sys.stdout.write(tui.__file__)"
+
+
+def _source_root() -> Path:
+    """The folder holding this copy's ``tui`` package."""
+    return Path(__file__).resolve().parents[2]
+
+
+def _starts_this_copy(python: str, pythonpath: str | None) -> tuple[bool, str]:
+    """Whether ``python`` imports this copy of report-keeper as cron and a user timer start it:
+    in the home folder, without this shell's PYTHONPATH (only ``pythonpath``); and, when not,
+    what it did instead. A checkout run from its own folder, or found through PYTHONPATH, is
+    not what the interpreter imports there: another installed copy, or none."""
+    home = os.environ.get("HOME") or "/"
+    env = {"PATH": "/usr/bin:/bin", "HOME": home}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    try:
+        res = subprocess.run([python, "-c", _PROBE], env=env, cwd=home if os.path.isdir(home) else "/",
+                             capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return False, str(exc)
+    if res.returncode != 0:
+        said = _text(res.stderr).strip().splitlines()
+        return False, said[-1] if said else f"exit {res.returncode}"
+    found = Path(_text(res.stdout).strip())
+    try:
+        same = found.resolve() == (_source_root() / "tui" / "__init__.py").resolve()
+    except OSError:
+        same = False
+    return same, f"it imports {found.parent}"
+
+
+def _launch_environment(command: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The PYTHONPATH ``python -m tui`` needs at night to start this copy (none when the
+    interpreter imports it by itself); raises ``ScheduleError`` when none can."""
+    if command[1:] != ("-m", "tui") or _starts_this_copy(command[0], None)[0]:
+        return ()
+    root = str(_source_root())
+    todo = ("install it (pip install, in a virtual environment of its own) so that a 'report-keeper' "
+            "command stands beside the Python that runs it, and run schedule with that command")
+    if os.pathsep in root:
+        raise ScheduleError(f"this copy of report-keeper ({root}) is found only from this shell, and its "
+                            f"folder's name holds '{os.pathsep}', which PYTHONPATH cannot name: {todo}")
+    shell = [str(Path(e).absolute()) for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
+    value = os.pathsep.join(dict.fromkeys([root, *shell]))
+    ok, said = _starts_this_copy(command[0], value)
+    if not ok:
+        raise ScheduleError(f"this copy of report-keeper ({root}) does not start without this shell's "
+                            f"settings, even with PYTHONPATH={value} ({escape_name(said)}): {todo}")
+    return (("PYTHONPATH", value),)
+
+
+def _environment(command: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """What the nightly run is given: PATH_ENV as set here, and the PYTHONPATH it may need."""
+    own = tuple((k, os.environ[k]) for k in PATH_ENV if os.environ.get(k))
+    return own + _launch_environment(command)
 
 
 def unit_name(profile: str, config: Path) -> str:
@@ -188,9 +251,9 @@ def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) 
     at = time(minutes // 60, minutes % 60)
     plan = SchedulePlan(
         profile=profile.name, config=config, name=unit_name(profile.name, config), at=at,
-        tz=profile.timezone, command=program(), env_file=config.parent / SECRETS_FILE,
+        tz=profile.timezone, command=(command := program()), env_file=config.parent / SECRETS_FILE,
         reason=f"{reason} + {int(MARGIN.total_seconds() // 60)} min",
-        environment=tuple((k, os.environ[k]) for k in PATH_ENV if os.environ.get(k)),
+        environment=_environment(command),
     )
     for arg in (*plan.argv("sync"), str(plan.env_file), *(v for _k, v in plan.environment)):
         _refuse_unrunnable(arg)
@@ -228,9 +291,9 @@ def plan_all(profiles: Sequence[Profile], config_path: str | os.PathLike[str] | 
     minutes %= 24 * 60
     plan = SchedulePlan(
         profile="", config=config, name=all_unit_name(config), at=time(minutes // 60, minutes % 60),
-        tz=tz, command=program(), env_file=config.parent / SECRETS_FILE,
+        tz=tz, command=(command := program()), env_file=config.parent / SECRETS_FILE,
         reason=f"the latest of {len(profiles)} profiles, {latest[1]} + {int(MARGIN.total_seconds() // 60)} min",
-        environment=tuple((k, os.environ[k]) for k in PATH_ENV if os.environ.get(k)),
+        environment=_environment(command),
         all_profiles=True,
     )
     for arg in (*plan.argv("sync"), str(plan.env_file), *(v for _k, v in plan.environment)):
