@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
 from tui.commands import all_profiles
-from tui.commands.common import add_profile_arguments, fail_usage, load_profile
+from tui.commands.common import add_profile_arguments, fail_usage, load_profile, shell_word
 from tui.core import unattended as un
-from tui.core.config import ConfigError
+from tui.core.config import ConfigError, Profile
+from tui.core.names import escape_name
 from tui.core.status import Exit
 
 EPILOG = """\
@@ -30,7 +32,12 @@ A user timer runs only while you are logged in unless lingering is on:
 RK_SMTP_PASSWORD='...' (the name from smtp_password_env) in secrets.env beside the config
 file (mode 0600); the timer and the crontab line read it.
 
-Exit codes: 0 done; 2 the timer or crontab line could not be put in place or removed
+cron and timers run without your ssh-agent and without a terminal: --install warns (exit 1,
+installed all the same) when a profile's key file has a passphrase, or when it has no key file
+and would log in through ssh-agent; 'report-keeper init --new-key' makes a key without one.
+
+Exit codes: 0 done; 1 installed, but a profile would not log in at night (the warning says
+why and what to do); 2 the timer or crontab line could not be put in place or removed
 (systemctl or crontab refused, the user manager is out of reach, a unit file of that name is
 not ours, the line is longer than cron keeps: the message says why); 3 usage or
 configuration error.
@@ -55,16 +62,18 @@ def run(args: argparse.Namespace) -> int:
     blocked_by: str | None = None
     try:
         if all_profiles.selected(args):
-            profiles = all_profiles.load_profiles(args)
-            plan = un.plan_all(profiles, getattr(args, "config", None) or profiles[0].source)
-            replaces = {un.unit_name(p.name, plan.config): p.name for p in profiles}
+            profiles_of = all_profiles.load_profiles(args)
+            plan = un.plan_all(profiles_of, getattr(args, "config", None) or profiles_of[0].source)
+            replaces = {un.unit_name(p.name, plan.config): p.name for p in profiles_of}
         else:
             profile = load_profile(args)
+            profiles_of = [profile]
             plan = un.plan_schedule(profile, getattr(args, "config", None) or profile.source)
             blocked_by = un.all_unit_name(plan.config)
     except (ConfigError, un.ScheduleError) as exc:
         return fail_usage(str(exc))
     out = sys.stdout
+    warnings = [] if args.uninstall else _login_warnings(profiles_of, plan)
     if args.install or args.uninstall:
         try:
             if args.install:
@@ -82,7 +91,11 @@ def run(args: argparse.Namespace) -> int:
             out.write(f"Runs daily at {plan.at:%H:%M} ({un._tz_name(plan.tz)}); "
                       f"see 'systemctl --user list-timers {plan.name}.timer'.\n"
                       "To run while you are logged out: loginctl enable-linger $USER\n")
-        return int(Exit.OK)
+        for warning in warnings:
+            sys.stderr.write(f"report-keeper: warning: {warning}\n")
+        return int(Exit.WARNING if warnings else Exit.OK)
+    for warning in warnings:
+        out.write(f"# Warning: {warning}\n")
     out.write(f"# Daily at {plan.at:%H:%M} {un._tz_name(plan.tz)}: {plan.reason}.\n")
     out.write("# 'report-keeper schedule --install' puts these in place.\n\n")
     for name, text in un.systemd_units(plan).items():
@@ -95,3 +108,31 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"# Do not use it: {too_long}.\n")
     out.write(line + "\n")
     return int(Exit.OK)
+
+
+def _login_warnings(profiles: list[Profile], plan: un.SchedulePlan) -> list[str]:
+    """One line per problem the nightly run would meet logging in (a key with a passphrase, a
+    login through ssh-agent only: cron and timers have neither a terminal nor the agent),
+    naming the profiles it concerns and what to do."""
+    from tui.sftp.setup import unattended_login_problem  # noqa: PLC0415 - only schedule needs asyncssh here
+
+    async def every() -> list[str | None]:
+        return list(await asyncio.gather(*(unattended_login_problem(p) for p in profiles)))
+
+    found: dict[str, list[str]] = {}
+    for profile, problem in zip(profiles, asyncio.run(every()), strict=True):
+        if problem is not None:
+            found.setdefault(problem, []).append(profile.name)
+    lines = []
+    config = shell_word(str(plan.config))
+    for problem, names in found.items():
+        who = ", ".join(f"'{escape_name(n)}'" for n in names[:5])
+        if len(names) > 5:
+            who += f" and {len(names) - 5} more"
+        which = shell_word(names[0]) if len(names) == 1 else "NAME"
+        lines.append(
+            f"profile{'s' if len(names) > 1 else ''} {who}: {problem}, so the nightly run would fail to log "
+            f"in every night: 'report-keeper init --new-key --force --config {config} --profile {which}' makes a "
+            "key without passphrase for it (the server's administrator adds its public line), or name such a "
+            "key in the profile's 'key'")
+    return lines

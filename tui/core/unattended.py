@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import shlex
@@ -126,7 +127,11 @@ def _starts_this_copy(python: str, pythonpath: str | None) -> tuple[bool, str]:
     in the home folder, without this shell's PYTHONPATH (only ``pythonpath``); and, when not,
     what it did instead. A checkout run from its own folder, or found through PYTHONPATH, is
     not what the interpreter imports there: another installed copy, or none."""
-    home = os.environ.get("HOME") or "/"
+    return _probe(python, pythonpath, os.environ.get("HOME") or "/")
+
+
+@functools.lru_cache(maxsize=16)
+def _probe(python: str, pythonpath: str | None, home: str) -> tuple[bool, str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": home}
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath
