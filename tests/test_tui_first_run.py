@@ -727,3 +727,19 @@ def test_init_asks_again_for_a_grace_the_config_would_refuse():
     with pytest.raises(ValueError, match="at most 31 days"):
         su.check_grace("99999999999999d")
     assert su.check_grace("90m") == timedelta(minutes=90)
+
+
+async def test_the_new_key_steps_keys_fit_80_columns(home):
+    """The new key's step offers c, y, F3, esc, F1 and ctrl+q: at 80 columns the footer was cut
+    to '^q Qui', so the way out was not shown whole."""
+    for old in (home / ".ssh").iterdir():
+        old.unlink()  # no key yet: the form offers a new pair
+    app = _app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _fill_form(pilot, port=1, username="librarian")
+        await pilot.press("enter")
+        await _wait(pilot, lambda: app.view.step is SetupStep.NEW_KEY)
+        await pilot.pause()
+        footer = [line for line in _screen_text(app).splitlines() if line.strip()][-1]
+        for words in ("Connect now", "Copy", "Save for later", "Back", "Help", "Quit"):
+            assert words in footer, footer
