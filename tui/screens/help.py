@@ -74,6 +74,7 @@ class HelpScreen(ModalScreen[None]):
         border: thick $accent; background: $surface;
     }
     HelpScreen #help-title { height: 1; padding: 0 1; text-style: bold; background: $boost; }
+    HelpScreen #help-config { height: auto; padding: 0 1; background: $boost; }
     HelpScreen VerticalScroll { height: 1fr; padding: 0 1; }
     HelpScreen #help-foot { height: 1; padding: 0 1; color: $text-muted; }
     """
@@ -108,6 +109,11 @@ class HelpScreen(ModalScreen[None]):
                 text.append(f"{description}\n")
         with Vertical():
             yield Static("Report Keeper — keys", id="help-title")
+            # Which config file this is: two configs (or one named by REPORT_KEEPER_CONFIG)
+            # look alike on every screen. Text, never markup: the path is the user's.
+            config = getattr(self.app, "config_shown", "")
+            if config:
+                yield Static(Text(config), id="help-config")
             with VerticalScroll(id="help-body"):
                 yield Static(text)
             yield Static("↑/↓ scroll · esc, ? or q: close", id="help-foot")
