@@ -238,10 +238,10 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         """Which config file the app uses, as the help names it."""
         name = escape_name(self.profile.name)
         if self.demo:
-            return "The demo: no config file ('report-keeper init' sets one up)"
+            return "the demo, no config file"
         if self.profile.source is None:
-            return f"Profile '{name}' (no config file)"
-        return f"Config file: {escape_name(home_relative(self.profile.source))} · profile '{name}'"
+            return f"profile '{name}', no config file"
+        return f"config {escape_name(home_relative(self.profile.source))} · profile '{name}'"
 
     #: Textual's own palette entries left out: its Quit (ours asks while downloads run; it
     #: would be listed twice) and Screenshot (it writes an SVG into a folder the user did not

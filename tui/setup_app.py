@@ -117,7 +117,7 @@ class FirstRunApp(SshQuestionsApp[FirstRunExit | None]):
     def config_shown(self) -> str:
         """The config file being set up, as the help names it."""
         d = self.view.defaults
-        return f"Config file: {escape_name(d.config_shown)} (being set up) · profile '{escape_name(d.profile)}'"
+        return f"config {escape_name(d.config_shown)} (new) · profile '{escape_name(d.profile)}'"
 
     # -- lifecycle --------------------------------------------------------------------------
     def on_mount(self) -> None:
