@@ -352,3 +352,26 @@ def test_the_next_steps_can_be_pasted_into_a_shell_whatever_the_config_path(tmp_
     assert commands == [["report-keeper", "check", *options], ["report-keeper", "sync", *options],
                         ["report-keeper", "schedule", "--install", *options]]
     assert steps[-1].startswith('For alerts, add a [profile."main library".notify] table')
+
+
+@pytest.mark.parametrize("bad", [
+    ["--timezone", "Mars/Phobos"],
+    ["--local-dir", "~/.ssh"],  # each check passes; the profile as a whole would not load
+    ["--remote-dir", "../../etc"],
+    ["--port", "70000"],
+])
+def test_a_usage_error_after_the_key_question_makes_no_key(tmp_path, bad):
+    """init --yes --new-key made the key pair first and then stopped at a later answer (exit
+    3, nothing written): a key pair left behind for a config that was never written, and the
+    next try made a second one (_2). Every answer is checked before the key is made."""
+    from tests.fixtures_sshd import free_port
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    cfg = tmp_path / "config.toml"
+    args = {"--host": "127.0.0.1", "--port": str(free_port()), "--username": "librarian", "--timezone": "UTC"}
+    args.update(dict(zip(bad[::2], bad[1::2], strict=True)))
+    res = _init(home, "--config", str(cfg), "--new-key", "--yes", *[w for kv in args.items() for w in kv])
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert bad[0] in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert list((home / ".ssh").iterdir()) == [] and not cfg.exists()

@@ -727,3 +727,41 @@ def test_init_asks_again_for_a_grace_the_config_would_refuse():
     with pytest.raises(ValueError, match="at most 31 days"):
         su.check_grace("99999999999999d")
     assert su.check_grace("90m") == timedelta(minutes=90)
+
+
+async def test_the_new_key_steps_keys_fit_80_columns(home):
+    """The new key's step offers c, y, F3, esc, F1 and ctrl+q: at 80 columns the footer was cut
+    to '^q Qui', so the way out was not shown whole."""
+    for old in (home / ".ssh").iterdir():
+        old.unlink()  # no key yet: the form offers a new pair
+    app = _app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _fill_form(pilot, port=1, username="librarian")
+        await pilot.press("enter")
+        await _wait(pilot, lambda: app.view.step is SetupStep.NEW_KEY)
+        await pilot.pause()
+        footer = [line for line in _screen_text(app).splitlines() if line.strip()][-1]
+        for words in ("Connect now", "Copy", "Save for later", "Back", "Help", "Quit"):
+            assert words in footer, footer
+
+
+async def test_the_help_names_the_config_file_in_use(home, tmp_path):
+    """Which config file the app uses was said nowhere once past the first run's title: a
+    librarian with two configs (or REPORT_KEEPER_CONFIG set by someone else) could not tell
+    which one the screen showed. The help (F1/?) names it, in the first run and in the app."""
+    app = _app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        assert "~/.config/report-keeper/config.toml" in _screen_text(app)
+    cfg = home / "configs" / "branch libraries.toml"
+    cfg.parent.mkdir()
+    cfg.write_text(f'[profile.north]\nhost = "127.0.0.1"\nport = 1\ntimezone = "UTC"\n'
+                   f'ledger = {str(tmp_path / "north.sqlite3")!r}\nlocal_dir = {str(tmp_path / "north")!r}\n')
+    main_app = create_app(load_config(cfg).profile("north"), auto_connect=False)
+    async with main_app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(main_app.screen, HelpScreen)
+        text = _screen_text(main_app)
+        assert "~/configs/branch libraries.toml" in text and "'north'" in text, text

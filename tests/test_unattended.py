@@ -147,7 +147,18 @@ elif sys.argv[1:] == ["-"]:
 """
 
 
-def _tools(tmp_path: Path, monkeypatch, *, systemd: bool) -> tuple[Path, Path]:
+def _tools(tmp_path: Path, monkeypatch, *, systemd: bool, login_key: bool = True) -> tuple[Path, Path]:
+    """The recorders on PATH; with ``login_key`` a HOME whose ~/.ssh holds a key without
+    passphrase (what a nightly run logs in with: ``schedule --install`` warns without one)."""
+    if login_key:
+        import asyncssh
+
+        home = tmp_path / "login-home"
+        (home / ".ssh").mkdir(parents=True, mode=0o700)
+        key = home / ".ssh" / "id_ed25519"
+        key.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key("openssh"))
+        key.chmod(0o600)
+        monkeypatch.setenv("HOME", str(home))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log, tab = tmp_path / "calls.log", tmp_path / "crontab.txt"

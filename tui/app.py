@@ -233,6 +233,16 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         self._unwatch_ledger: Callable[[], None] | None = None
         self._update_subtitle()
 
+    @property
+    def config_shown(self) -> str:
+        """Which config file the app uses, as the help names it."""
+        name = escape_name(self.profile.name)
+        if self.demo:
+            return "the demo, no config file"
+        if self.profile.source is None:
+            return f"profile '{name}', no config file"
+        return f"config {escape_name(home_relative(self.profile.source))} · profile '{name}'"
+
     #: Textual's own palette entries left out: its Quit (ours asks while downloads run; it
     #: would be listed twice) and Screenshot (it writes an SVG into a folder the user did not
     #: choose, and fails where there is none).

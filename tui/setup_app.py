@@ -113,6 +113,12 @@ class FirstRunApp(SshQuestionsApp[FirstRunExit | None]):
         self._key_noted = False  # that note already says the server must be given the new key
         self.tried: FormAnswers | None = None  # the form as last sent
 
+    @property
+    def config_shown(self) -> str:
+        """The config file being set up, as the help names it."""
+        d = self.view.defaults
+        return f"config {escape_name(d.config_shown)} (new) · profile '{escape_name(d.profile)}'"
+
     # -- lifecycle --------------------------------------------------------------------------
     def on_mount(self) -> None:
         self.switch_mode(MODE)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -151,12 +152,35 @@ def run(args: argparse.Namespace) -> int:
                           "(a backup is kept), or choose another file with --config")
     prompter = Prompter(not args.yes, sys.stdout)
     try:
+        _check_given(args, path, profile)
         return asyncio.run(_init(args, path, profile, prompter))
     except UsageError as exc:
         return fail_usage(f"init: {exc}")
     except Abort:
         sys.stdout.write("\n")
         return fail_usage("init: stopped before the end; nothing was written")
+
+
+def _check_given(args: argparse.Namespace, path: Path, profile: str) -> None:
+    """Every answer given as a flag (and with ``--yes`` every default), checked before anything
+    is made: a usage error found after the new key pair was written left a key behind for a
+    config never written (and the next try made a second one). Raises ``UsageError``."""
+    given = {"host": args.host, "port": args.port, "username": args.username, "remote_dir": args.remote_dir,
+             "local_dir": args.local_dir, "timezone": args.timezone}
+    answers, errors = su.answers_from_form(
+        profile, host=args.host or "report-keeper.invalid", port=args.port or "",
+        username=args.username or "", remote_dir=args.remote_dir or "",
+        local_dir=args.local_dir or str(su.default_local_dir(profile)),
+        timezone=args.timezone or su.default_zone())
+    for name, reason in errors.items():
+        if given.get(name) is not None or args.yes:
+            raise UsageError(f"--{name.replace('_', '-')}: {reason}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+        raise UsageError(f"{path} cannot be written ({folder} is not a folder you can write to); "
+                         "choose another file with --config")
 
 
 async def _ask(prompter: Prompter, fn: Callable[P, T], *a: P.args, **kw: P.kwargs) -> T:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
-from tui.commands.common import add_profile_arguments, fail_usage, load_profile
+from tui.commands import all_profiles
+from tui.commands.common import add_profile_arguments, fail_usage, load_profile, shell_word
 from tui.core import unattended as un
-from tui.core.config import ConfigError
+from tui.core.config import ConfigError, Profile
+from tui.core.names import escape_name
 from tui.core.status import Exit
 
 EPILOG = """\
@@ -19,12 +22,22 @@ report is due, in the profile's time zone, Persistent=true) and the equivalent c
 or, where systemd user units are unavailable, adds the crontab line; running it again
 changes nothing (or refreshes what changed). --uninstall removes both.
 
+--all-profiles: one timer (or line) for every profile of the config, running 'sync
+--all-profiles' and 'check --all-profiles' after the latest profile is due; --install removes
+the profiles' own timers and lines of that config (they would run twice a night), and a
+profile's own --install is refused while it is installed.
+
 A user timer runs only while you are logged in unless lingering is on:
 'loginctl enable-linger $USER'. The SMTP password is not written anywhere: put
 RK_SMTP_PASSWORD='...' (the name from smtp_password_env) in secrets.env beside the config
 file (mode 0600); the timer and the crontab line read it.
 
-Exit codes: 0 done; 2 the timer or crontab line could not be put in place or removed
+cron and timers run without your ssh-agent and without a terminal: --install warns (exit 1,
+installed all the same) when a profile's key file has a passphrase, or when it has no key file
+and would log in through ssh-agent; 'report-keeper init --new-key' makes a key without one.
+
+Exit codes: 0 done; 1 installed, but a profile would not log in at night (the warning says
+why and what to do); 2 the timer or crontab line could not be put in place or removed
 (systemctl or crontab refused, the user manager is out of reach, a unit file of that name is
 not ours, the line is longer than cron keeps: the message says why); 3 usage or
 configuration error.
@@ -35,33 +48,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     add_profile_arguments(parser)
+    parser.add_argument(
+        "--all-profiles", action="store_true",
+        help="one timer (or crontab line) running 'sync --all-profiles' and 'check --all-profiles' for "
+             "every profile of the config; --install replaces the profiles' own timers and lines")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--install", action="store_true", help="write and enable the timer (or crontab line)")
     group.add_argument("--uninstall", action="store_true", help="remove the timer and the crontab line")
 
 
 def run(args: argparse.Namespace) -> int:
+    replaces: dict[str, str] = {}  # the profiles' own unit names (--all-profiles replaces them)
+    blocked_by: str | None = None
     try:
-        profile = load_profile(args)
-        plan = un.plan_schedule(profile, getattr(args, "config", None) or profile.source)
+        if all_profiles.selected(args):
+            profiles_of = all_profiles.load_profiles(args)
+            plan = un.plan_all(profiles_of, getattr(args, "config", None) or profiles_of[0].source)
+            replaces = {un.unit_name(p.name, plan.config): p.name for p in profiles_of}
+        else:
+            profile = load_profile(args)
+            profiles_of = [profile]
+            plan = un.plan_schedule(profile, getattr(args, "config", None) or profile.source)
+            blocked_by = un.all_unit_name(plan.config)
     except (ConfigError, un.ScheduleError) as exc:
         return fail_usage(str(exc))
     out = sys.stdout
+    warnings = [] if args.uninstall else _login_warnings(profiles_of, plan)
     if args.install or args.uninstall:
         try:
-            done = un.install(plan) if args.install else un.uninstall(plan)
+            if args.install:
+                done = un.install(plan, replaces=replaces, blocked_by=blocked_by)
+            else:
+                done = un.uninstall(plan)
         except un.ScheduleError as exc:
             sys.stderr.write(f"report-keeper: {exc}\n")
             return int(Exit.CRITICAL)
         if not done:
-            done = ["nothing was installed for this profile"]
+            done = [f"nothing was installed for {plan.what}"]
         for line in done:
             out.write(f"{line}\n")
         if args.install and any("systemd" in line for line in done):
             out.write(f"Runs daily at {plan.at:%H:%M} ({un._tz_name(plan.tz)}); "
                       f"see 'systemctl --user list-timers {plan.name}.timer'.\n"
                       "To run while you are logged out: loginctl enable-linger $USER\n")
-        return int(Exit.OK)
+        for warning in warnings:
+            sys.stderr.write(f"report-keeper: warning: {warning}\n")
+        return int(Exit.WARNING if warnings else Exit.OK)
+    for warning in warnings:
+        out.write(f"# Warning: {warning}\n")
     out.write(f"# Daily at {plan.at:%H:%M} {un._tz_name(plan.tz)}: {plan.reason}.\n")
     out.write("# 'report-keeper schedule --install' puts these in place.\n\n")
     for name, text in un.systemd_units(plan).items():
@@ -74,3 +108,31 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"# Do not use it: {too_long}.\n")
     out.write(line + "\n")
     return int(Exit.OK)
+
+
+def _login_warnings(profiles: list[Profile], plan: un.SchedulePlan) -> list[str]:
+    """One line per problem the nightly run would meet logging in (a key with a passphrase, a
+    login through ssh-agent only: cron and timers have neither a terminal nor the agent),
+    naming the profiles it concerns and what to do."""
+    from tui.sftp.setup import unattended_login_problem  # noqa: PLC0415 - only schedule needs asyncssh here
+
+    async def every() -> list[str | None]:
+        return list(await asyncio.gather(*(unattended_login_problem(p) for p in profiles)))
+
+    found: dict[str, list[str]] = {}
+    for profile, problem in zip(profiles, asyncio.run(every()), strict=True):
+        if problem is not None:
+            found.setdefault(problem, []).append(profile.name)
+    lines = []
+    config = shell_word(str(plan.config))
+    for problem, names in found.items():
+        who = ", ".join(f"'{escape_name(n)}'" for n in names[:5])
+        if len(names) > 5:
+            who += f" and {len(names) - 5} more"
+        which = shell_word(names[0]) if len(names) == 1 else "NAME"
+        lines.append(
+            f"profile{'s' if len(names) > 1 else ''} {who}: {problem}, so the nightly run would fail to log "
+            f"in every night: 'report-keeper init --new-key --force --config {config} --profile {which}' makes a "
+            "key without passphrase for it (the server's administrator adds its public line), or name such a "
+            "key in the profile's 'key'")
+    return lines

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from pathlib import Path
@@ -50,6 +52,7 @@ MARGIN = timedelta(minutes=10)
 PATH_ENV = ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "TZ")
 DEFAULT_AT = time(7, 0)
 MARKER = "# report-keeper-schedule"
+ALL_NAME = "report-keeper.all-profiles"
 # Vixie cron (Debian's cron, BSD's) keeps this many characters of a line's command (its
 # MAX_COMMAND less the final NUL) and drops the rest without a word.
 CRON_MAX_COMMAND = 999
@@ -77,31 +80,120 @@ class SchedulePlan:
     command: tuple[str, ...]  # the program: (report-keeper,) or (python, -m, tui)
     env_file: Path
     reason: str  # which report decided the time
-    environment: tuple[tuple[str, str], ...] = ()  # PATH_ENV values to pass on
+    environment: tuple[tuple[str, str], ...] = ()  # PATH_ENV values (and PYTHONPATH) to pass on
+    all_profiles: bool = False  # runs every profile of the config (``profile`` is empty)
 
     def argv(self, sub: str) -> list[str]:
-        return [*self.command, sub, "--config", str(self.config), "--profile", self.profile]
+        which = ["--all-profiles"] if self.all_profiles else ["--profile", self.profile]
+        return [*self.command, sub, "--config", str(self.config), *which]
+
+    @property
+    def what(self) -> str:
+        """What it runs, in words."""
+        return "every profile of the config" if self.all_profiles else f"profile '{self.profile}'"
 
     @property
     def tag(self) -> str:
-        """The marker ending this profile's crontab line (``%`` escaped as cron wants)."""
-        return f"{MARKER} {self.name} " + _cron_escape(str(self.config))
+        """The marker ending this plan's crontab line (``%`` escaped as cron wants)."""
+        return _tag(self.name, self.config)
+
+
+def _tag(name: str, config: Path) -> str:
+    return f"{MARKER} {name} " + _cron_escape(str(config))
 
 
 def program() -> tuple[str, ...]:
-    """How to start this installation of report-keeper from a timer (absolute paths)."""
+    """How to start this installation of report-keeper from a timer (absolute paths): the
+    ``report-keeper`` script beside the interpreter when that interpreter imports this same
+    copy where a timer starts it, else ``python -m tui`` (with the PYTHONPATH of
+    :func:`_launch_environment`)."""
     script = Path(sys.executable).parent / "report-keeper"
-    if script.is_file() and os.access(script, os.X_OK):
+    if script.is_file() and os.access(script, os.X_OK) and _starts_this_copy(sys.executable, None)[0]:
         return (str(script),)
     return (sys.executable, "-m", "tui")
 
 
-def _unit_name(profile: str, config: Path) -> str:
+# Imports what the nightly commands import first, and says from where.
+_PROBE = "import sys, tui, tui.cli; sys.stdout.write(tui.__file__)"
+
+
+def _source_root() -> Path:
+    """The folder holding this copy's ``tui`` package."""
+    return Path(__file__).resolve().parents[2]
+
+
+def _starts_this_copy(python: str, pythonpath: str | None) -> tuple[bool, str]:
+    """Whether ``python`` imports this copy of report-keeper as cron and a user timer start it:
+    in the home folder, without this shell's PYTHONPATH (only ``pythonpath``); and, when not,
+    what it did instead. A checkout run from its own folder, or found through PYTHONPATH, is
+    not what the interpreter imports there: another installed copy, or none."""
+    return _probe(python, pythonpath, os.environ.get("HOME") or "/")
+
+
+@functools.lru_cache(maxsize=16)
+def _probe(python: str, pythonpath: str | None, home: str) -> tuple[bool, str]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": home}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    try:
+        res = subprocess.run([python, "-c", _PROBE], env=env, cwd=home if os.path.isdir(home) else "/",
+                             capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return False, str(exc)
+    if res.returncode != 0:
+        said = _text(res.stderr).strip().splitlines()
+        return False, said[-1] if said else f"exit {res.returncode}"
+    found = Path(_text(res.stdout).strip())
+    try:
+        same = found.resolve() == (_source_root() / "tui" / "__init__.py").resolve()
+    except OSError:
+        same = False
+    return same, f"it imports {found.parent}"
+
+
+def _launch_environment(command: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The PYTHONPATH ``python -m tui`` needs at night to start this copy (none when the
+    interpreter imports it by itself); raises ``ScheduleError`` when none can."""
+    if command[1:] != ("-m", "tui") or _starts_this_copy(command[0], None)[0]:
+        return ()
+    root = str(_source_root())
+    todo = ("install it (pip install, in a virtual environment of its own) so that a 'report-keeper' "
+            "command stands beside the Python that runs it, and run schedule with that command")
+    if os.pathsep in root:
+        raise ScheduleError(f"this copy of report-keeper ({root}) is found only from this shell, and its "
+                            f"folder's name holds '{os.pathsep}', which PYTHONPATH cannot name: {todo}")
+    shell = [str(Path(e).absolute()) for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
+    value = os.pathsep.join(dict.fromkeys([root, *shell]))
+    ok, said = _starts_this_copy(command[0], value)
+    if not ok:
+        raise ScheduleError(f"this copy of report-keeper ({root}) does not start without this shell's "
+                            f"settings, even with PYTHONPATH={value} ({escape_name(said)}): {todo}")
+    return (("PYTHONPATH", value),)
+
+
+def _environment(command: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """What the nightly run is given: PATH_ENV as set here, and the PYTHONPATH it may need."""
+    own = tuple((k, os.environ[k]) for k in PATH_ENV if os.environ.get(k))
+    return own + _launch_environment(command)
+
+
+def unit_name(profile: str, config: Path) -> str:
+    """The timer's and service's base name of one profile of ``config`` (absolute)."""
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in profile)
     name = f"report-keeper-{safe}"
     if safe != profile or config != default_config_path().expanduser().absolute():
         name += "-" + hashlib.sha256(f"{config}\0{profile}".encode()).hexdigest()[:8]
     return name
+
+
+def all_unit_name(config: Path) -> str:
+    """The base name of the one timer of ``--all-profiles`` for ``config`` (absolute). The dot
+    keeps it apart from every profile's name, which holds only letters, digits, - and _."""
+    name = ALL_NAME
+    if config != default_config_path().expanduser().absolute():
+        name += "-" + hashlib.sha256(f"{config}\0".encode()).hexdigest()[:8]
+    return name
+
 
 
 def _latest_due(profile: Profile) -> tuple[timedelta, str]:
@@ -163,14 +255,70 @@ def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) 
     minutes %= 24 * 60
     at = time(minutes // 60, minutes % 60)
     plan = SchedulePlan(
-        profile=profile.name, config=config, name=_unit_name(profile.name, config), at=at,
-        tz=profile.timezone, command=program(), env_file=config.parent / SECRETS_FILE,
+        profile=profile.name, config=config, name=unit_name(profile.name, config), at=at,
+        tz=profile.timezone, command=(command := program()), env_file=config.parent / SECRETS_FILE,
         reason=f"{reason} + {int(MARGIN.total_seconds() // 60)} min",
-        environment=tuple((k, os.environ[k]) for k in PATH_ENV if os.environ.get(k)),
+        environment=_environment(command),
     )
     for arg in (*plan.argv("sync"), str(plan.env_file), *(v for _k, v in plan.environment)):
         _refuse_unrunnable(arg)
     return plan
+
+
+def plan_all(profiles: Sequence[Profile], config_path: str | os.PathLike[str] | None) -> SchedulePlan:
+    """One plan running every profile of the config (``sync --all-profiles``, then ``check
+    --all-profiles``), after the latest of them is due.
+
+    Its clock is the zone most profiles share (the first profile's among equals). A profile in
+    another zone counts with the largest difference the two zones have over the coming year,
+    as the crontab line does with the machine's clock: the run is never before any profile's
+    reports are due, on some days up to an hour later. The times are compared without
+    wrapping at midnight, so a profile due after midnight still counts as the latest."""
+    if not profiles:
+        raise ScheduleError("the config has no profile")
+    config = Path(config_path).expanduser() if config_path else default_config_path()
+    config = config.absolute()
+    _refuse_unrunnable(str(config))
+    zones = Counter(_tz_name(p.timezone) for p in profiles)
+    top = max(zones.values())
+    tz = next(p.timezone for p in profiles if zones[_tz_name(p.timezone)] == top)
+    latest: tuple[timedelta, str] | None = None
+    for profile in profiles:
+        due, reason = _latest_due(profile)
+        when = due + MARGIN + _largest_shift(profile.timezone, tz, due + MARGIN)
+        words = f"profile '{escape_name(profile.name)}': {reason}"
+        if _tz_name(profile.timezone) != _tz_name(tz):
+            words += f" ({_tz_name(profile.timezone)})"
+        if latest is None or when > latest[0]:
+            latest = (when, words)
+    assert latest is not None
+    minutes = -(-int(latest[0].total_seconds()) // 300) * 5  # up to five minutes
+    minutes %= 24 * 60
+    plan = SchedulePlan(
+        profile="", config=config, name=all_unit_name(config), at=time(minutes // 60, minutes % 60),
+        tz=tz, command=(command := program()), env_file=config.parent / SECRETS_FILE,
+        reason=f"the latest of {len(profiles)} profiles, {latest[1]} + {int(MARGIN.total_seconds() // 60)} min",
+        environment=_environment(command),
+        all_profiles=True,
+    )
+    for arg in (*plan.argv("sync"), str(plan.env_file), *(v for _k, v in plan.environment)):
+        _refuse_unrunnable(arg)
+    return plan
+
+
+def _largest_shift(src: tzinfo, dst: tzinfo, after_midnight: timedelta) -> timedelta:
+    """How much later the clock of ``dst`` shows a time of day of ``src`` (``after_midnight``
+    there), at most over the coming year."""
+    if _tz_name(src) == _tz_name(dst):
+        return timedelta()
+    today = clock.now(src).date()
+    gaps = []
+    for n in range(366):
+        run = datetime.combine(today + timedelta(days=n), time(), tzinfo=src) + after_midnight
+        mine, theirs = run.astimezone(dst).utcoffset(), run.utcoffset()
+        if mine is not None and theirs is not None:
+            gaps.append(mine - theirs)
+    return max(gaps, default=timedelta())
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,11 +365,12 @@ def systemd_units(plan: SchedulePlan) -> dict[str, str]:
     exec_lines = "\n".join("ExecStart=" + _exec_start(plan.argv(sub)) for sub in ("sync", "check"))
     env_file = str(plan.env_file).replace("%", "%%")  # a path: no quotes, specifiers escaped
     environment = "".join(f"Environment={_systemd_env(k, v)}\n" for k, v in plan.environment)
-    profile = plan.profile.replace("%", "%%")  # Description= expands specifiers too
+    what = plan.what.replace("%", "%%")  # Description= expands specifiers too
+    whose = "their" if plan.all_profiles else "its"
     service = f"""\
 {HEADER}
 [Unit]
-Description=Report Keeper: sync and check of profile '{profile}'
+Description=Report Keeper: sync and check of {what}
 
 [Service]
 Type=oneshot
@@ -235,7 +384,7 @@ EnvironmentFile=-{env_file}
     timer = f"""\
 {HEADER}
 [Unit]
-Description=Report Keeper: daily run for profile '{profile}' after its reports are due
+Description=Report Keeper: daily run for {what} after {whose} reports are due
 
 [Timer]
 # {plan.reason}
@@ -394,17 +543,49 @@ def _unit_files(plan: SchedulePlan, folder: Path) -> list[Path]:
     replaced or removed."""
     files = [folder / n for n in systemd_units(plan)]
     for f in files:
-        if not (f.exists() or f.is_symlink()):
-            continue
-        try:
-            with f.open("rb") as fh:
-                ours = fh.readline().rstrip(b"\n") == HEADER.encode()
-        except OSError:
-            ours = False
-        if not ours:
+        if (f.exists() or f.is_symlink()) and not _written_by_us(f):
             raise ScheduleError(f"{f} exists and was not written by report-keeper: it is left as it is; "
                                 "rename or remove it, then run this again")
     return files
+
+
+def _written_by_us(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.readline().rstrip(b"\n") == HEADER.encode()
+    except OSError:
+        return False
+
+
+def _ours(folder: Path, name: str) -> list[Path]:
+    """The unit files named ``name`` in ``folder`` that ``schedule`` wrote (a hand-written
+    unit of that name is never touched)."""
+    files = [folder / f"{name}{suffix}" for suffix in (".service", ".timer")]
+    return [f for f in files if (f.exists() or f.is_symlink()) and _written_by_us(f)]
+
+
+def _profiles_words(names: Sequence[str]) -> str:
+    return ", ".join(f"'{escape_name(n)}'" for n in names)
+
+
+def _refuse_beside(plan: SchedulePlan, all_name: str, folder: Path, runner: Runner) -> None:
+    """A profile's own timer or line is refused while the ``--all-profiles`` one of its
+    config is installed: that one runs the profile already, and both would run it twice a
+    night (two syncs of one folder at the same time)."""
+    todo = ("keep that one, or run 'report-keeper schedule --uninstall --all-profiles' with this config "
+            "first")
+    if _ours(folder, all_name):
+        raise ScheduleError(f"the --all-profiles timer {all_name}.timer of this config already runs "
+                            f"profile '{escape_name(plan.profile)}' every night; a timer of its own "
+                            f"would run it twice: {todo}")
+    try:
+        current = _crontab(runner)
+    except ScheduleError:
+        current = None
+    if any(line.endswith(_tag(all_name, plan.config)) for line in current or []):
+        raise ScheduleError(f"the --all-profiles crontab line of this config already runs profile "
+                            f"'{escape_name(plan.profile)}' every night; a line or timer of its own "
+                            f"would run it twice: {todo}")
 
 
 def _write_if_changed(path: Path, text: str) -> bool:
@@ -463,12 +644,23 @@ def _set_crontab(runner: Runner, lines: list[str]) -> None:
     _check(_run(runner, ["crontab", "-"], stdin=text), "crontab -")
 
 
-def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
-    """Install (or refresh) the timer, else the crontab line; returns what was done."""
+def install(plan: SchedulePlan, runner: Runner = subprocess.run, *,
+            replaces: Mapping[str, str] | None = None, blocked_by: str | None = None) -> list[str]:
+    """Install (or refresh) the timer, else the crontab line; returns what was done.
+
+    ``replaces`` (unit name -> profile; for ``--all-profiles``): the profiles' own timers and
+    crontab lines of the same config, removed once this one is in place (it runs them).
+    ``blocked_by`` (a profile's plan): the ``--all-profiles`` unit name of its config; while
+    that is installed, this plan is refused (:func:`_refuse_beside`)."""
     done: list[str] = []
+    members = dict(replaces or {})
     systemd = _systemd(runner)
     folder = unit_dir(systemd.stdout if systemd.returncode == 0 else None)
     files = _unit_files(plan, folder)
+    if blocked_by is not None:
+        _refuse_beside(plan, blocked_by, folder, runner)
+    timers = {name: found for name in members if (found := _ours(folder, name))}
+    member_tags = {_tag(name, plan.config): profile for name, profile in members.items()}
     if systemd.returncode == 0:
         changed = False
         for name, text in systemd_units(plan).items():
@@ -480,6 +672,15 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
         _check(_run(runner, ["systemctl", "--user", "enable", "--now", f"{plan.name}.timer"]),
                f"systemctl --user enable --now {plan.name}.timer")
         done.append(f"enabled {plan.name}.timer (systemd user timer)")
+        # The profiles' own timers would run them a second time: this one runs them now.
+        for name, found in timers.items():
+            _run(runner, ["systemctl", "--user", "disable", "--now", f"{name}.timer"])
+            for f in found:
+                f.unlink(missing_ok=True)
+            done.append(f"removed {name}.timer, the own timer of profile '{escape_name(members[name])}' "
+                        f"({plan.name}.timer runs it now)")
+        if timers:
+            _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
         # A line an earlier install added where systemd was not reachable would run the
         # same sync at the same time every night: the timer replaces it.
         # (Where the crontab cannot be read, cron.deny, there is no line to remove.)
@@ -488,10 +689,10 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
                 current = _crontab(runner)
             except ScheduleError:
                 current = None
-            kept = [line for line in current or [] if not line.endswith(plan.tag)]
+            kept, removed = _without(current or [], plan.tag, member_tags)
             if current is not None and kept != current:
                 _set_crontab(runner, kept)
-                done.append("removed the crontab line (the systemd timer replaces it)")
+                done.extend(f"removed the crontab line {_of(r)}(the systemd timer replaces it)" for r in removed)
         return done
     if any(f.exists() for f in files):
         raise ScheduleError(
@@ -499,6 +700,12 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
             f"cannot reach your user service manager here ({_said(systemd)}); a crontab line would run "
             "every night beside it: run this in a login session instead, or 'report-keeper "
             "schedule --uninstall' there first")
+    if timers:
+        raise ScheduleError(
+            f"profile {_profiles_words([members[n] for n in timers])} of this config has its own systemd "
+            f"timer in {folder}, but systemctl --user cannot reach your user service manager here "
+            f"({_said(systemd)}) to remove it; a crontab line would run it a second time every night: "
+            "run this in a login session instead")
     line = crontab_line(plan)
     too_long = cron_too_long(line)
     if too_long:
@@ -508,7 +715,7 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
         if current is None:
             raise ScheduleError("neither systemd user units (systemctl --user) nor crontab are available "
                                 "here; run the printed commands from your own scheduler")
-        kept = [old for old in current if not old.endswith(plan.tag)]
+        kept, removed = _without(current, plan.tag, member_tags)
         shell = _crontab_shell(kept)
         if shell is not None:
             raise ScheduleError(
@@ -517,10 +724,32 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
                 "and run this again, or use the systemd timer")
         if kept + [line] != current:
             _set_crontab(runner, kept + [line])
+            done.extend(f"removed the crontab line {_of(r)}(this line runs it now)" for r in removed if r)
             done.append("installed the crontab line")
         else:
             done.append("the crontab line was already installed")
     return done
+
+
+def _without(lines: list[str], tag: str, member_tags: Mapping[str, str]) -> tuple[list[str], list[str | None]]:
+    """``lines`` without the plan's own line (``tag``) and the lines of ``member_tags``; and
+    whose lines went (a profile's name, None for the plan's own line)."""
+    kept: list[str] = []
+    removed: list[str | None] = []
+    for line in lines:
+        if line.endswith(tag):
+            removed.append(None)
+            continue
+        member = next((p for t, p in member_tags.items() if line.endswith(t)), None)
+        if member is not None:
+            removed.append(member)
+            continue
+        kept.append(line)
+    return kept, removed
+
+
+def _of(profile: str | None) -> str:
+    return "" if profile is None else f"of profile '{escape_name(profile)}' "
 
 
 def uninstall(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:

@@ -26,7 +26,6 @@ from textual.widgets import (
     Button,
     ContentSwitcher,
     DataTable,
-    Footer,
     Input,
     Label,
     LoadingIndicator,
@@ -41,6 +40,7 @@ from tui.core.names import escape_name
 from tui.core.schedule import parse_at
 from tui.messages import SetupChanged
 from tui.setup_state import FormAnswers, KeyChoice, SetupStep, SetupView
+from tui.widgets.footer import FitFooter
 
 if TYPE_CHECKING:
     from datetime import time, timedelta
@@ -113,7 +113,7 @@ class FirstRunScreen(Screen[None]):
         Binding("f2", "demo", "Try the demo", key_display="F2"),
         Binding("f3", "save_pending", "Save for later", key_display="F3"),
         Binding("c", "connect_new_key", "Connect now"),
-        Binding("y", "copy_public_line", "Copy the line"),
+        Binding("y", "copy_public_line", "Copy line"),
         Binding("u", "use_folder", "Use folder"),
         Binding("backspace", "folder_up", "Up"),
         Binding("g", "go_to", "Go to"),
@@ -186,7 +186,8 @@ class FirstRunScreen(Screen[None]):
             yield LoadingIndicator()
             yield Static("", id="busy-text")
         yield Static("", id="message")
-        yield Footer()
+        # Whole keys only: the new key's step has six, which fill 80 columns without the palette.
+        yield FitFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#report-table", DataTable)

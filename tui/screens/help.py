@@ -73,7 +73,7 @@ class HelpScreen(ModalScreen[None]):
         width: 78; max-width: 100%; height: 100%; max-height: 100%;
         border: thick $accent; background: $surface;
     }
-    HelpScreen #help-title { height: 1; padding: 0 1; text-style: bold; background: $boost; }
+    HelpScreen #help-title { height: auto; padding: 0 1; text-style: bold; background: $boost; }
     HelpScreen VerticalScroll { height: 1fr; padding: 0 1; }
     HelpScreen #help-foot { height: 1; padding: 0 1; color: $text-muted; }
     """
@@ -107,7 +107,11 @@ class HelpScreen(ModalScreen[None]):
                 text.append(f"  {key:<12}", style="bold cyan")
                 text.append(f"{description}\n")
         with Vertical():
-            yield Static("Report Keeper — keys", id="help-title")
+            # Which config file this is: two configs (or one named by REPORT_KEEPER_CONFIG)
+            # look alike on every screen. On the title's line, so the keys keep their room
+            # (a long path wraps). Text, never markup: the path is the user's.
+            config = getattr(self.app, "config_shown", "")
+            yield Static(Text(f"Keys · {config}" if config else "Report Keeper — keys"), id="help-title")
             with VerticalScroll(id="help-body"):
                 yield Static(text)
             yield Static("↑/↓ scroll · esc, ? or q: close", id="help-foot")

@@ -27,6 +27,7 @@ from pathlib import Path
 import asyncssh
 from asyncssh.public_key import decode_ssh_public_key
 
+from tui.core.config import Profile
 from tui.core.model import RemoteFile
 from tui.core.names import escape_name
 from tui.core.setup import REPORT_SUFFIXES, Answers
@@ -251,3 +252,75 @@ async def folder_view(conn: SftpConnection, path: str) -> FolderView:
 __all__ = ["AgentKey", "FolderView", "LocalKey", "NewKey", "Opened", "SftpError", "agent_keys",
            "connect_options", "create_key", "folder_view", "free_key_path", "generate_key",
            "home_relative", "later_note", "local_keys", "open_connection"]
+
+
+# --------------------------------------------------------------------------------------------
+# Keys a run without a terminal can use (cron, a user timer)
+
+def _needs_passphrase(path: Path) -> bool | None:
+    """True when the private key file needs a passphrase, False when it opens without one,
+    None when it cannot be read as a key at all. The passphrase is never asked for: the file
+    is only read without one (its cipher header says whether it is encrypted)."""
+    try:
+        asyncssh.read_private_key(str(path))
+    except (asyncssh.KeyEncryptionError, asyncssh.KeyImportError) as exc:
+        encrypted = isinstance(exc, asyncssh.KeyEncryptionError) or "assphrase" in str(exc)
+        return True if encrypted else None
+    except (OSError, ValueError):
+        return None
+    return False
+
+
+async def unattended_login_problem(profile: Profile) -> str | None:
+    """Why a run without a terminal and without ssh-agent (cron and a user timer start
+    without ``SSH_AUTH_SOCK``) cannot log in with ``profile``'s keys, or None when it can.
+
+    The profile's ``key`` file must open without a passphrase (its passphrase is asked only at
+    a terminal). Without ``key`` the client offers ssh-agent's keys and the key files of
+    ``~/.ssh/config`` (``IdentityFile``, else the default ``~/.ssh/id_*``), skipping those with
+    a passphrase: one of those must open without one, unless ``~/.ssh/config`` names an agent
+    socket of its own (``IdentityAgent``), which may be running at night."""
+    opts = ConnectOptions.from_profile(profile)
+    if opts.key is not None:
+        path = opts.key
+        if not path.is_file():
+            return f"its key file {path} does not exist"
+        state = _needs_passphrase(path)
+        if state is None:
+            return f"its key file {path} cannot be read as a private key"
+        if state:
+            return f"its key file {path} is protected by a passphrase, which nobody is there to type at night"
+        return None
+    if opts.ssh_config is not None and not opts.ssh_config.is_file():
+        return f"its ssh config file {opts.ssh_config} does not exist"
+    kwargs: dict[str, object] = {"host": opts.host, "agent_path": None}
+    if opts.port is not None:
+        kwargs["port"] = opts.port
+    if opts.username:
+        kwargs["username"] = opts.username
+    if opts.ssh_config is not None:
+        kwargs["config"] = [str(opts.ssh_config)]
+    try:
+        options = await asyncssh.SSHClientConnectionOptions.construct(None, **kwargs)
+    except (OSError, ValueError, asyncssh.Error) as exc:
+        return f"its SSH settings cannot be read ({escape_name(str(exc))})"
+    if options.client_keys:
+        return None  # a key file that opens without a passphrase
+    agent = options.config.get("IdentityAgent", None)
+    if agent and str(agent).lower() not in ("none", "ssh_auth_sock", "$ssh_auth_sock"):
+        return None
+    named = [Path(str(p)).expanduser() for p in options.config.get("IdentityFile", ()) or ()]
+    candidates = named or [Path("~/.ssh", name).expanduser() for name in _DEFAULT_KEY_NAMES]
+    locked = [p for p in candidates if p.is_file() and _needs_passphrase(p)]
+    if locked:
+        keys = ", ".join(str(p) for p in locked)
+        return (f"it names no key file and the key{'s' if len(locked) > 1 else ''} it would use "
+                f"({keys}) {'are' if len(locked) > 1 else 'is'} protected by a passphrase, held only "
+                "by ssh-agent, which a nightly run does not have")
+    return ("it names no key file and ~/.ssh holds none it could use: it logs in with ssh-agent, "
+            "which a nightly run does not have")
+
+
+#: The key files the client tries without a ``key`` and without ``IdentityFile`` (OpenSSH's
+#: and asyncssh's defaults, in their order).
+_DEFAULT_KEY_NAMES = ("id_ed25519_sk", "id_ecdsa_sk", "id_ed448", "id_ed25519", "id_ecdsa", "id_rsa", "id_dsa")

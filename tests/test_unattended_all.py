@@ -1,0 +1,203 @@
+"""``report-keeper schedule --all-profiles``: one timer (or one crontab line) running ``sync
+--all-profiles`` and ``check --all-profiles`` for a whole config, as a consortium office with a
+profile per member library needs; and never beside a profile's own timer or line, which would
+run that profile twice a night.
+
+The OS tools are the recorders of ``test_unattended`` (a crontab in a file, systemctl logging
+its calls); the units are checked by the real ``systemd-analyze verify``; the crontab line is
+run by ``sh -c`` in cron's minimal environment.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+
+import pytest
+
+from tests.test_unattended import (
+    _STUB,
+    SYSTEMD_ANALYZE,
+    _calls,
+    _cron_command,
+    _set_systemd,
+    _systemd_verify,
+    _tools,
+    _units,
+)
+from tui.cli import main
+
+
+def _consortium(tmp_path, n: int = 90, folder_name: str = "consortium") -> tuple:
+    """A config with ``n`` member libraries (the last one in another zone, due latest on the
+    office's clock), and a stub program recording how it is run."""
+    import sys
+
+
+    folder = tmp_path / folder_name
+    folder.mkdir()
+    lines = []
+    for i in range(n):
+        zone = "America/New_York" if i == n - 1 else "America/Chicago"
+        at = "08:30" if i == n - 1 else "07:00"
+        lines.append(f"""
+[profile.member{i:02d}]
+host = "127.0.0.1"
+remote_dir = "upload/member{i:02d}"
+timezone = "{zone}"
+ledger = {str(tmp_path / f'ledger{i:02d}.sqlite3')!r}
+local_dir = {str(tmp_path / 'reports' / f'member{i:02d}')!r}
+[[profile.member{i:02d}.report]]
+name = "Loans Per Patron From 3 Days Ago"
+schedule = "daily"
+at = "{at}"
+grace = "2h"
+""")
+    cfg = folder / "config.toml"
+    cfg.write_text("".join(lines))
+    (folder / "secrets.env").write_text("RK_SMTP_PASSWORD='s3 cr$et'\n")
+    record = tmp_path / "record.jsonl"
+    stub = folder / "report-keeper"
+    stub.write_text(_STUB.format(python=sys.executable, record=str(record)))
+    stub.chmod(0o700)
+    return cfg, stub, record
+
+
+@pytest.fixture
+def stubbed(monkeypatch):
+    from tui.core import unattended as un
+
+    def use(stub) -> None:
+        monkeypatch.setattr(un, "program", lambda: (str(stub),))
+    return use
+
+
+def _run_line(line: str, home) -> subprocess.CompletedProcess[str]:
+    command, stdin = _cron_command(line)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "SHELL": "/bin/sh", "LOGNAME": "tester"}
+    return subprocess.run(["/bin/sh", "-c", command], input=stdin or "", env=env, cwd=home,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_one_timer_runs_every_profile_after_the_latest_is_due(tmp_path, capsys, stubbed):
+    """Ninety members: one service running sync and check with --all-profiles, one timer at
+    the latest member's due time (08:30 New York + 2h + 10 min is 09:40 Chicago), no --profile."""
+    cfg, stub, _record = _consortium(tmp_path)
+    stubbed(stub)
+    assert main(["schedule", "--config", str(cfg), "--all-profiles"]) == 0
+    out = capsys.readouterr().out
+    units = _units(out)
+    assert len(units) == 2 and all(n.startswith("report-keeper.all-profiles") for n in units), units
+    [service] = [t for n, t in units.items() if n.endswith(".service")]
+    [timer] = [t for n, t in units.items() if n.endswith(".timer")]
+    execs = [shlex.split(l.split("=", 1)[1]) for l in service.splitlines() if l.startswith("ExecStart=")]
+    assert [e[1:] for e in execs] == [[sub, "--config", str(cfg), "--all-profiles"] for sub in ("sync", "check")]
+    assert "OnCalendar=*-*-* 09:40:00 America/Chicago" in timer, timer
+    assert "member89" in timer  # the reason names the member that decided the time
+    [line] = [l for l in out.splitlines() if " * * * " in l and not l.startswith("#")]
+    assert "--all-profiles" in line and "--profile" not in line.replace("--all-profiles", "")
+    if SYSTEMD_ANALYZE:
+        res = _systemd_verify(tmp_path, units)
+        assert res.returncode == 0 and "ignoring" not in res.stderr.lower(), res.stderr
+
+
+@pytest.mark.parametrize("folder_name", ["consortium", "it's $HOME 100% `x`", "pct\\%x"])
+def test_the_crontab_line_replaces_the_members_own_lines_and_runs_all_of_them(
+        tmp_path, monkeypatch, capsys, stubbed, folder_name):
+    """Two members were scheduled one by one before: --all-profiles --install leaves one line
+    (theirs removed, and said so), the user's own lines kept; the line runs sync and check
+    over every profile, with the secrets file, in cron's environment. A member's own install
+    is then refused (it would run twice a night), and --uninstall --all-profiles removes the
+    one line."""
+    cfg, stub, record = _consortium(tmp_path, folder_name=folder_name)
+    stubbed(stub)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    own = "MAILTO=office@example.edu\n0 3 * * * /usr/bin/backup\n"
+    tab.write_text(own)
+    for member in ("member03", "member41"):
+        assert main(["schedule", "--config", str(cfg), "--profile", member, "--install"]) == 0
+    assert len(tab.read_text().splitlines()) == 4
+    capsys.readouterr()
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--install"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "member03" in out and "member41" in out and "removed" in out, out
+    lines = tab.read_text().splitlines()
+    assert lines[:2] == own.splitlines() and len(lines) == 3, lines
+    assert len(_cron_command(lines[2])[0].split(" # report-keeper-schedule")[0]) <= 999
+    home = tmp_path / "home"
+    home.mkdir()
+    res = _run_line(lines[2], home)
+    assert res.returncode == 0, res.stderr
+    runs = [json.loads(x) for x in record.read_text(encoding="utf-8").splitlines()]
+    assert [r["argv"] for r in runs] == [[sub, "--config", str(cfg), "--all-profiles"] for sub in ("sync", "check")]
+    assert all(r["secret"] == "s3 cr$et" for r in runs)
+    # again: nothing changes
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--install"]) == 0
+    assert tab.read_text().splitlines() == lines
+    # a member's own line beside it would run that member twice a night
+    capsys.readouterr()
+    assert main(["schedule", "--config", str(cfg), "--profile", "member03", "--install"]) == 2
+    err = capsys.readouterr().err
+    assert "--all-profiles" in err and "twice" in err and "member03" in err, err
+    assert tab.read_text().splitlines() == lines
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--uninstall"]) == 0
+    assert tab.read_text() == own
+    # and then a member may have its own again
+    assert main(["schedule", "--config", str(cfg), "--profile", "member03", "--install"]) == 0
+
+
+def test_the_timer_replaces_the_members_own_timers_and_lines(tmp_path, monkeypatch, capsys, stubbed):
+    cfg, stub, _record = _consortium(tmp_path, n=5)
+    stubbed(stub)
+    log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    tab.write_text("0 3 * * * /usr/bin/backup\n")
+    assert main(["schedule", "--config", str(cfg), "--profile", "member04", "--install"]) == 0  # a line
+    _set_systemd(tmp_path, True)
+    for member in ("member00", "member01"):
+        assert main(["schedule", "--config", str(cfg), "--profile", member, "--install"]) == 0  # timers
+    unit_dir = tmp_path / "xdg" / "systemd" / "user"
+    members = sorted(p.name for p in unit_dir.iterdir())
+    assert len(members) == 4
+    _calls(log)
+    capsys.readouterr()
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--install"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    files = sorted(p.name for p in unit_dir.iterdir())
+    assert len(files) == 2 and all(f.startswith("report-keeper.all-profiles") for f in files), files
+    calls = _calls(log)
+    timer = next(f for f in files if f.endswith(".timer"))
+    assert f"systemctl --user enable --now {timer}" in calls
+    for name in members:
+        if name.endswith(".timer"):
+            assert f"systemctl --user disable --now {name}" in calls
+    assert tab.read_text() == "0 3 * * * /usr/bin/backup\n"  # member04's line is gone too
+    for member in ("member00", "member01", "member04"):
+        assert member in out, out
+    # a member's own timer is refused while the all-profiles timer runs it
+    assert main(["schedule", "--config", str(cfg), "--profile", "member02", "--install"]) == 2
+    assert "--uninstall --all-profiles" in capsys.readouterr().err
+    assert sorted(p.name for p in unit_dir.iterdir()) == files
+
+
+def test_members_timers_out_of_reach_stop_a_crontab_line_beside_them(tmp_path, monkeypatch, capsys, stubbed):
+    """The members' timers installed from a login session; --all-profiles --install from a
+    shell where systemctl --user cannot reach the manager: a crontab line would run the
+    members beside their timers. Nothing changes, and the message says where to run it."""
+    cfg, stub, _record = _consortium(tmp_path, n=3)
+    stubbed(stub)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=True)
+    assert main(["schedule", "--config", str(cfg), "--profile", "member01", "--install"]) == 0
+    _set_systemd(tmp_path, False)
+    capsys.readouterr()
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--install"]) == 2
+    err = capsys.readouterr().err
+    assert "member01" in err and "login session" in err, err
+    assert not tab.exists() or "report-keeper" not in tab.read_text()
+    assert len(list((tmp_path / "xdg" / "systemd" / "user").iterdir())) == 2
+
+
+def test_all_profiles_and_a_profile_are_a_usage_error(tmp_path, capsys):
+    cfg, _stub, _record = _consortium(tmp_path, n=2)
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--profile", "member01"]) == 3
+    assert "--all-profiles" in capsys.readouterr().err

@@ -1,0 +1,115 @@
+"""``schedule --install`` and the keys a nightly run can use. cron and a user timer start
+without ``SSH_AUTH_SOCK`` and without a terminal: a key file protected by a passphrase, or a
+profile without a key file that logs in through ssh-agent, fails to log in every night. The
+install says so (exit 1, a warning naming the key and what to do) and still installs.
+
+The key files are real, written by the test: encrypted by OpenSSH's own ssh-keygen where it is
+installed and as PKCS#8 by asyncssh, unencrypted by asyncssh. The passphrase is never asked
+for (stdin is not a terminal here; a question would hang or fail).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from tests.test_unattended import _tools
+from tui.cli import main
+
+SSH_KEYGEN = shutil.which("ssh-keygen")
+
+
+def _encrypted(path: Path, how: str) -> Path:
+    if how == "ssh-keygen":
+        if SSH_KEYGEN is None:
+            pytest.skip("ssh-keygen is not installed here")
+        subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "correct horse", "-f", str(path), "-C", "t"],
+                       check=True, timeout=60)
+    else:
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        path.write_bytes(key.export_private_key("pkcs8-pem", passphrase="correct horse"))
+        path.chmod(0o600)
+    return path
+
+
+def _plain(path: Path) -> Path:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    path.write_bytes(key.export_private_key("openssh"))
+    path.chmod(0o600)
+    path.with_name(path.name + ".pub").write_bytes(key.export_public_key("openssh"))
+    return path
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    monkeypatch.setenv("HOME", str(home))
+    # the librarian's shell has an agent (forwarded over SSH); the nightly run will not
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))
+    return home
+
+
+def _config(tmp_path: Path, profiles: dict[str, Path | None]) -> Path:
+    cfg = tmp_path / "config.toml"
+    text = ""
+    for name, key in profiles.items():
+        text += (f'[profile.{name}]\nhost = "127.0.0.1"\ntimezone = "UTC"\n'
+                 f'ledger = {str(tmp_path / f"{name}.sqlite3")!r}\n')
+        if key is not None:
+            text += f"key = {str(key)!r}\n"
+    cfg.write_text(text)
+    return cfg
+
+
+@pytest.mark.parametrize("how", ["ssh-keygen", "pkcs8"])
+def test_a_key_file_with_a_passphrase_is_warned_about(tmp_path, monkeypatch, capsys, home, how):
+    key = _encrypted(home / ".ssh" / "id_library", how)
+    cfg = _config(tmp_path, {"library": key})
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False, login_key=False)
+    code = main(["schedule", "--config", str(cfg), "--profile", "library", "--install"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert str(key) in err and "passphrase" in err and "init --new-key" in err, err
+    assert "report-keeper-schedule" in tab.read_text()  # installed all the same
+
+
+def test_a_key_file_without_a_passphrase_is_fine(tmp_path, monkeypatch, capsys, home):
+    cfg = _config(tmp_path, {"library": _plain(home / ".ssh" / "id_library")})
+    _tools(tmp_path, monkeypatch, systemd=False, login_key=False)
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_no_key_file_and_only_an_agent_is_warned_about(tmp_path, monkeypatch, capsys, home):
+    cfg = _config(tmp_path, {"library": None})
+    _tools(tmp_path, monkeypatch, systemd=False, login_key=False)
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 1
+    err = capsys.readouterr().err
+    assert "ssh-agent" in err and "init --new-key" in err, err
+    # a default key of ~/.ssh without passphrase is what the nightly run logs in with
+    _plain(home / ".ssh" / "id_ed25519")
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_only_default_keys_with_a_passphrase_are_named(tmp_path, monkeypatch, capsys, home):
+    key = _encrypted(home / ".ssh" / "id_ed25519", "pkcs8")
+    cfg = _config(tmp_path, {"library": None})
+    _tools(tmp_path, monkeypatch, systemd=False, login_key=False)
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 1
+    err = capsys.readouterr().err
+    assert str(key) in err and "passphrase" in err, err
+
+
+def test_all_profiles_names_each_profile_once(tmp_path, monkeypatch, capsys, home):
+    locked = _encrypted(home / ".ssh" / "id_shared", "pkcs8")
+    cfg = _config(tmp_path, {"north": locked, "south": locked, "east": _plain(home / ".ssh" / "id_east")})
+    _tools(tmp_path, monkeypatch, systemd=False, login_key=False)
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--install"]) == 1
+    err = capsys.readouterr().err
+    assert err.count(str(locked)) == 1 and "'north'" in err and "'south'" in err and "'east'" not in err, err
