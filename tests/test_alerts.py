@@ -81,7 +81,7 @@ def test_a_gap_found_after_the_fact_is_told_once_and_never_resolved(tmp_path):
         assert [(a.kind, a.first_day, a.current) for a in plan.new] == [("missing", wed, False)]
         assert plan.open == [] and plan.resolved == []
         subject = al.compose(plan, profile="default", status="critical", where="h:d", now_text="now").subject
-        assert subject == f"[report-keeper] CRITICAL: missing '{A}' Wed 25 Nov — rescue by Sun 29 Nov"
+        assert subject == f"[report-keeper] CRITICAL: missing '{A}' Wed 25 Nov — last day to re-run: tomorrow, Sat 28 Nov"
         # next day: nothing new, and no "resolved" for something already told as over
         days[A].append(date(2026, 11, 28))
         days[B].append(date(2026, 11, 28))
@@ -96,7 +96,7 @@ def test_several_problems_make_one_message_with_a_count(tmp_path):
         plan = _tell(ledger, _health(profile, days, date(2026, 11, 27)))
         assert sorted(a.report for a in plan.new) == sorted([A, B])
         msg = al.compose(plan, profile="default", status="critical", where="h:d", now_text="now")
-        assert msg.subject.endswith("Fri 27 Nov — rescue by Tue 1 Dec (+1 more)")
+        assert msg.subject.endswith("Fri 27 Nov — last day to re-run: Mon 30 Nov (+1 more)")
         assert msg.body.count("* CRITICAL: missing") == 2
         assert [p["kind"] for p in msg.document["new"]] == ["missing", "missing"]
         # B delivers again the next day, A does not: one message, B ended, A still open
@@ -218,8 +218,8 @@ def test_a_streak_split_by_a_late_file_stays_one_alert(tmp_path):
         assert plan.new == [] and [a.kind for a in plan.resolved] == ["missing"]
         msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
         assert msg.subject == f"[report-keeper] RESOLVED: '{A}' delivers again after missing Tue 24 Nov to Fri 27 Nov"
-        assert "Tue 24 Nov: before Sat 28 Nov" not in msg.body  # its rescue-by is today: gone
-        assert "Thu 26 Nov: before Mon 30 Nov" in msg.body
+        assert "Tue 24 Nov: last day to re-run" not in msg.body  # its rescue-by is today: gone
+        assert "Thu 26 Nov: last day to re-run: tomorrow, Sun 29 Nov" in msg.body
         # and stays quiet afterwards
         days[A].append(date(2026, 11, 29))
         assert not _tell(ledger, health(date(2026, 11, 29), [late])).should_send
@@ -241,7 +241,7 @@ def test_the_reminder_leaves_a_day_to_act(tmp_path):
         plan = _tell(ledger, _health(profile, days, date(2026, 11, 30)))
         assert [a.rescue_by for a in plan.reminders] == [date(2026, 12, 2)]
         msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
-        assert msg.subject.endswith("— rescue by Wed 2 Dec (last day to re-run: tomorrow, Tue 1 Dec)"), msg.subject
+        assert msg.subject.endswith("— last day to re-run: tomorrow, Tue 1 Dec"), msg.subject
         assert "the last day to re-run is tomorrow, Tue 1 Dec (the loans are anonymized on Wed 2 Dec)" in msg.body
         assert not _tell(ledger, _health(profile, days, date(2026, 12, 1))).should_send  # once
 
@@ -250,7 +250,7 @@ def test_the_reminder_leaves_a_day_to_act(tmp_path):
         plan = _tell(ledger, _health(profile, days, date(2026, 12, 1)))
         assert [a.rescue_by for a in plan.reminders] == [date(2026, 12, 2)]
         msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
-        assert msg.subject.endswith("(last day to re-run: today, Tue 1 Dec)"), msg.subject
+        assert msg.subject.endswith("— last day to re-run: today, Tue 1 Dec"), msg.subject
         assert "the last day to re-run is today, Tue 1 Dec" in msg.body
 
 
@@ -274,3 +274,34 @@ def test_a_problem_that_clears_and_comes_back_is_told_again_once(tmp_path):
         assert [(a.kind, a.first_day) for a in again.new] == [("missing", date(2026, 11, 27))]
         assert again.resolved == []
         assert not tell(date(2026, 11, 28)).new
+
+
+def test_subject_and_body_name_the_same_last_day_to_re_run(tmp_path):
+    """Rescue-by is the day the loans are anonymized; a re-run must come before it. The
+    subject said "rescue by Wed 2 Dec" (which reads as "on Wed 2 Dec at the latest") while
+    the body said "before Wed 2 Dec": a person trusting the subject acted a day late. Every
+    place of every message now names the last day a re-run is possible, as the reminder
+    already did, and the day the loans are anonymized only beside it."""
+    profile = _profile(tmp_path)
+    days = {A: _week(date(2026, 11, 18), 10), B: _week(date(2026, 11, 18), 15)}  # A stops Sat 28
+    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+        plan = _tell(ledger, _health(profile, days, date(2026, 11, 28)))
+        msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
+        assert msg.subject == f"[report-keeper] CRITICAL: missing '{A}' Sat 28 Nov — last day to re-run: Tue 1 Dec"
+        assert "last day to re-run: Tue 1 Dec (the loans are anonymized on Wed 2 Dec)" in msg.body
+        assert "rescue by" not in msg.subject + msg.body
+        assert msg.document["new"][0]["rescue_by"] == "2026-12-02"  # the JSON field stays
+        assert msg.document["new"][0]["last_day_to_rerun"] == "2026-12-01"
+        plan = _tell(ledger, _health(profile, days, date(2026, 11, 30)))
+        msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
+        assert msg.subject == (f"[report-keeper] REMINDER CRITICAL: missing '{A}' since Sat 28 Nov (3 runs) "
+                               "— last day to re-run: tomorrow, Tue 1 Dec")
+        assert "rescue by" not in msg.subject + msg.body
+        # it resumes on Wed 2 Dec: the days still to re-run are listed with their last day
+        days[A] += [date(2026, 12, 2)]
+        plan = _tell(ledger, _health(profile, days, date(2026, 12, 2)))
+        msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
+        assert [a.kind for a in plan.resolved] == ["missing"]
+        assert "Sun 29 Nov: last day to re-run: today, Wed 2 Dec" in msg.body, msg.body
+        assert "Mon 30 Nov: last day to re-run: tomorrow, Thu 3 Dec" in msg.body
+        assert "before" not in msg.body.split("Ended:")[1]

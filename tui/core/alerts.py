@@ -131,7 +131,7 @@ class Alert:
 
     # -- words -------------------------------------------------------------------------------
     def headline(self, today: date, *, ended: bool = False) -> str:
-        """``missing 'Loans…' Sat 28 Nov — rescue by Wed 2 Dec``: the subject's core.
+        """``missing 'Loans…' Sat 28 Nov — last day to re-run: Tue 1 Dec``: the subject's core.
 
         ``ended``: how it reads once over (``'Loans…' delivers again after missing …``)."""
         name = f"'{_short(self.report)}'"
@@ -158,7 +158,7 @@ class Alert:
         else:
             text = f"{self.kind} {name}"
         if self.rescue_by is not None:
-            text += f" — rescue by {fmt_day(self.rescue_by, today)}"
+            text += f" — last day to re-run: {last_day_text(self.rescue_by, today)}"
         elif self.kind == ProblemKind.NEAR_DELETION and self.delete_on is not None:
             text += f" — the server deletes it on {fmt_day(self.delete_on, today)}"
         return text
@@ -195,6 +195,7 @@ class Alert:
             "file": self.file if self.kind != ProblemKind.CONNECTION else None,
             "files": self.files,
             "rescue_by": _iso(self.rescue_by),
+            "last_day_to_rerun": _iso(self.rescue_by - timedelta(days=1)) if self.rescue_by else None,
             "delete_on": _iso(self.delete_on),
             "current": self.current and not resolved,
             "message": first.message if first else "",
@@ -442,7 +443,7 @@ def _subject(p: Plan, status: str) -> str:
     elif p.reminders:
         top = p.reminders[0]
         label = f"REMINDER {top.severity.upper()}"
-        text = top.headline(today) + f" (last day to re-run: {_last_day(top, today)})"
+        text = top.headline(today)
         others = len(p.open) - 1
     else:
         top = p.resolved[0]
@@ -455,13 +456,17 @@ def _subject(p: Plan, status: str) -> str:
     return f"[report-keeper] {label}: {text}" + (f" (+{others} more)" if others > 0 else "")
 
 
-def _last_day(a: Alert, today: date) -> str:
-    """``tomorrow, Tue 1 Dec``: the last day a re-run still has the loans (before rescue-by)."""
-    if a.rescue_by is None:
-        return "soon"
-    last = a.rescue_by - timedelta(days=1)
+def last_day_text(rescue_by: date, today: date) -> str:
+    """``tomorrow, Tue 1 Dec``: the last day a re-run still has the loans, the day before
+    rescue-by (the day they are anonymized). Every message names this day, never rescue-by
+    alone: "rescue by Wed 2 Dec" reads as "on Wed 2 Dec at the latest", a day too late."""
+    last = rescue_by - timedelta(days=1)
     when = {0: "today", 1: "tomorrow"}.get((last - today).days)
     return f"{when}, {fmt_day(last, today)}" if when else fmt_day(last, today)
+
+
+def _last_day(a: Alert, today: date) -> str:
+    return "soon" if a.rescue_by is None else last_day_text(a.rescue_by, today)
 
 
 def _alert_lines(a: Alert, today: date, *, resolved: bool = False) -> list[str]:
@@ -478,7 +483,7 @@ def _alert_lines(a: Alert, today: date, *, resolved: bool = False) -> list[str]:
         if rescuable:
             lines.append("  Still to re-run by hand in Alma if not done yet:")
             for day, rescue_by in rescuable[:MAX_DAYS_LISTED]:
-                lines.append(f"    {fmt_day(day, today)}: before {fmt_day(rescue_by, today)}")
+                lines.append(f"    {fmt_day(day, today)}: last day to re-run: {last_day_text(rescue_by, today)}")
             if len(rescuable) > MAX_DAYS_LISTED:
                 lines.append(f"    ... and {len(rescuable) - MAX_DAYS_LISTED} more")
         return lines
@@ -486,8 +491,11 @@ def _alert_lines(a: Alert, today: date, *, resolved: bool = False) -> list[str]:
     for q in shown:
         lines.append(f"  {escape_name(q.message)}")
         dates = []
-        if q.rescue_by is not None:
-            dates.append(f"rescue by {fmt_day(q.rescue_by, today)}")
+        if q.rescue_by is not None and q.rescue_by > today:
+            dates.append(f"last day to re-run: {last_day_text(q.rescue_by, today)} (the loans are "
+                         f"anonymized on {fmt_day(q.rescue_by, today)})")
+        elif q.rescue_by is not None:
+            dates.append(f"too late to re-run since {fmt_day(q.rescue_by, today)}")
         if q.delete_on is not None:
             dates.append(f"the server deletes it on {fmt_day(q.delete_on, today)}")
         if q.file:
