@@ -261,8 +261,7 @@ def _alerts(profile: Profile, health: HealthReport, ledger: Ledger, scope: str) 
             continue
         except Exception as exc:  # a bug in one channel must not keep the alert from the other
             log.exception("alerts: %s %s not sent (tried again on the next run)", channel, plan.message_kind)
-            outcomes.append(Outcome(channel, plan.message_kind, False,
-                                    f"unexpected error ({type(exc).__name__}); see the log",
+            outcomes.append(Outcome(channel, plan.message_kind, False, _unexpected(exc),
                                     new, reminders, resolved))
             continue
         log.info("alerts: %s %s sent (%d new, %d reminders, %d ended): %s", channel,
@@ -286,8 +285,16 @@ def _ping(url: str, status: st.Exit) -> Outcome:
     except SendError as exc:
         log.warning("alerts: ping (%s) failed: %s", kind, exc)
         return Outcome("ping", kind, False, str(exc))
+    except Exception as exc:  # a bug here must not hide what the other channels did
+        log.exception("alerts: ping (%s) failed unexpectedly", kind)
+        return Outcome("ping", kind, False, _unexpected(exc))
     log.info("alerts: ping (%s) %s answered HTTP %d", kind, show_url(target), code)
     return Outcome("ping", kind, True, f"{show_url(target)} answered HTTP {code}")
+
+
+def _unexpected(exc: Exception) -> str:
+    """A bug's outcome: its type only (its text may hold anything), the log has the rest."""
+    return f"unexpected error ({type(exc).__name__}); see the log"
 
 
 def _guard(run: Callable[[], NotifyDocument]) -> NotifyDocument:
@@ -296,8 +303,7 @@ def _guard(run: Callable[[], NotifyDocument]) -> NotifyDocument:
         return run()
     except Exception as exc:  # last resort; the message names no secret
         log.exception("alerts failed unexpectedly")
-        return _document(True, [Outcome("alerts", "alert", False,
-                                        f"unexpected error ({type(exc).__name__}); see the log")])
+        return _document(True, [Outcome("alerts", "alert", False, _unexpected(exc))])
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,6 +372,9 @@ def send_test(profile: Profile) -> list[Outcome]:
             out.append(Outcome(channel, "test", True, detail))
         except SendError as exc:
             out.append(Outcome(channel, "test", False, str(exc)))
+        except Exception as exc:  # a bug in one channel must not keep the test from the others
+            log.exception("notify --test: %s failed unexpectedly", channel)
+            out.append(Outcome(channel, "test", False, _unexpected(exc)))
     if cfg.ping_url:
         o = _ping(cfg.ping_url, st.Exit.OK)
         out.append(Outcome("ping", "test", o.ok, o.detail))
