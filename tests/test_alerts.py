@@ -305,3 +305,45 @@ def test_subject_and_body_name_the_same_last_day_to_re_run(tmp_path):
         assert "Sun 29 Nov: last day to re-run: today, Wed 2 Dec" in msg.body, msg.body
         assert "Mon 30 Nov: last day to re-run: tomorrow, Thu 3 Dec" in msg.body
         assert "before" not in msg.body.split("Ended:")[1]
+
+
+def test_each_recipient_remembers_what_it_was_told(tmp_path):
+    """E-mail memory is per recipient now (so one refused at RCPT can be told later without
+    the others hearing it twice). A ledger of before, with one memory for the whole list,
+    is taken over by every recipient: the upgrade sends nobody anything again. A recipient
+    added to email_to later is told what is open, once; the others hear nothing of it."""
+    from tests.notify_servers import SmtpServer
+    from tui.notify import dispatch
+
+    server = SmtpServer(tmp_path / "smtp", security="none", username=None).start()
+    try:
+        def notify(to: list[str]) -> str:
+            return ('email_to = [' + ", ".join(f'"{a}"' for a in to) + ']\n'
+                    f'smtp_host = "127.0.0.1"\nsmtp_port = {server.port}\nsmtp_security = "none"\n')
+
+        two = ["circ-team@example.edu", "desk@example.edu"]
+        profile = _profile(tmp_path, notify(two))
+        days = {A: _week(date(2026, 11, 18), 7), B: _week(date(2026, 11, 18), 12)}  # A stops Wed 25
+        health = _health(profile, days, date(2026, 11, 27))
+        with Ledger.open(profile.ledger_path, profile=profile.name) as ledger:
+            _tell(ledger, health, scope=al.SCOPE_NONE)  # what a release before this one recorded
+            assert ledger.alert_rows(al.EMAIL) != []
+        doc = dispatch.after_check(profile, health, offline=True)
+        assert doc["sent"] == [] and doc["failed"] == [] and server.messages == []
+        with Ledger.open(profile.ledger_path, profile=profile.name) as ledger:
+            assert ledger.alert_rows(al.EMAIL) == []  # taken over, once
+            assert all(len(ledger.alert_rows(dispatch.email_memory(a))) == 1 for a in two)
+
+        three = [*two, "head@example.edu"]
+        profile = _profile(tmp_path, notify(three))
+        doc = dispatch.after_check(profile, health, offline=True)
+        assert [(s["message"], s["recipients"]) for s in doc["sent"]] == [("alert", ["head@example.edu"])]
+        assert [m.rcpt_tos for m in server.messages] == [["head@example.edu"]]
+        assert server.messages[0].message["To"] == "head@example.edu"
+        # it resumes: one "resolved" to all three together
+        days[A] += _week(date(2026, 11, 28), 2)
+        doc = dispatch.after_check(profile, _health(profile, days, date(2026, 11, 29)), offline=True)
+        assert [(s["message"], s["recipients"]) for s in doc["sent"]] == [("resolved", three)]
+        assert [m.rcpt_tos for m in server.messages][1:] == [three]
+    finally:
+        server.stop()

@@ -65,7 +65,7 @@ def _cfg(server: SmtpServer, **overrides) -> NotifyConfig:
 def test_email_with_tls_and_login(smtp_factory, security):
     server = smtp_factory(security=security)
     detail = send_email(_cfg(server), "[report-keeper] subject — é", "body line\n")
-    assert "1 recipient" in detail
+    assert "1 recipient" in str(detail)
     [msg] = server.messages
     assert msg.authenticated_as == "reports" and msg.rcpt_tos == ["circ-team@example.edu"]
     assert msg.subject == "[report-keeper] subject — é" and msg.body.replace("\r\n", "\n") == "body line\n"

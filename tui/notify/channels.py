@@ -38,6 +38,8 @@ import ssl
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from types import TracebackType
@@ -229,7 +231,7 @@ class _SMTP(smtplib.SMTP):
         return _Utf8(f"{self.user} {digest}")
 
 
-def _exchange(smtp: _SMTP, cfg: NotifyConfig, msg: EmailMessage, password: str | None,
+def _exchange(smtp: _SMTP, cfg: NotifyConfig, msg: EmailMessage, to: list[str], password: str | None,
               where: str) -> dict[str, tuple[int, bytes]]:
     """Greeting to goodbye; returns the recipients the server refused (some, not all)."""
     host = cfg.smtp_host or ""
@@ -252,7 +254,7 @@ def _exchange(smtp: _SMTP, cfg: NotifyConfig, msg: EmailMessage, password: str |
                             "smtp_security and smtp_username")
         smtp.login(cfg.smtp_username, password or "")
     try:
-        refused = smtp.send_message(msg)
+        refused = smtp.send_message(msg, to_addrs=to)
     except smtplib.SMTPNotSupportedError:  # the only one send_message raises: SMTPUTF8
         raise SendError(f"an address in email_to or email_from has letters beyond ASCII, and {where} "
                         "does not accept such addresses (it does not offer SMTPUTF8); use an "
@@ -274,12 +276,61 @@ def _exchange(smtp: _SMTP, cfg: NotifyConfig, msg: EmailMessage, password: str |
     return refused
 
 
-def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = SMTP_TIMEOUT,
-               deadline: float | None = None) -> str:
-    """Send one plain-text e-mail; returns a short description of what was done.
+@dataclass(frozen=True)
+class Refused:
+    """A recipient the server refused at RCPT: it did not get the message."""
+
+    address: str
+    code: int
+    reply: str  # cleaned, short
+
+    @property
+    def temporary(self) -> bool:
+        return 400 <= self.code < 500
+
+    def __str__(self) -> str:
+        why = ("refused for now" if self.temporary
+               else "refused: check the address in email_to")
+        return f"{_clean(self.address)} ({self.code} {self.reply}; {why})"
+
+
+@dataclass(frozen=True)
+class EmailReceipt:
+    """What the server took: ``accepted`` got the message, ``refused`` did not (some of the
+    recipients may be refused while the others get it; none accepted is a ``SendError``)."""
+
+    accepted: tuple[str, ...]
+    refused: tuple[Refused, ...]
+    where: str
+
+    def __str__(self) -> str:
+        return f"e-mail to {len(self.accepted)} recipient(s) via {self.where}"
+
+    def refusal(self) -> str:
+        """The failure of the refused recipients, each with the server's reply."""
+        return refusal_text(self.where, self.refused, sent=True)
+
+
+def refusal_text(where: str, refused: Sequence[Refused], *, sent: bool) -> str:
+    who = "; ".join(str(r) for r in refused)
+    if sent:
+        return f"{where} refused {len(refused)} recipient(s), who did not get it: {who}"
+    return f"{where} refused the recipient(s), so nobody got it: {who}"
+
+
+def _refusals(refused: dict[str, tuple[int, bytes]], secrets: tuple[str, ...]) -> tuple[Refused, ...]:
+    return tuple(Refused(address, code, _clean(reply, secrets, limit=100))
+                 for address, (code, reply) in refused.items())
+
+
+def send_email(cfg: NotifyConfig, subject: str, body: str, *, to: Sequence[str] | None = None,
+               timeout: float = SMTP_TIMEOUT, deadline: float | None = None) -> EmailReceipt:
+    """Send one plain-text e-mail to ``to`` (default: every address of ``email_to``); returns
+    who got it and who was refused, or raises :class:`SendError` when nobody got it.
 
     ``timeout``: per network step; ``deadline``: the whole exchange (default ``SMTP_DEADLINE``).
     """
+    recipients = list(cfg.email_to if to is None else to)
     host, port, security = cfg.smtp_host or "", cfg.port, cfg.smtp_security
     limit = SMTP_DEADLINE if deadline is None else deadline
     password = smtp_password(cfg)
@@ -289,7 +340,7 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
     # separator), it is written escaped, so it can neither add a header nor stop the send.
     msg["Subject"] = escape_name(subject)
     msg["From"] = sender(cfg)
-    msg["To"] = ", ".join(cfg.email_to)
+    msg["To"] = ", ".join(recipients)
     msg["Date"] = format_datetime(clock.now())
     msg["Message-ID"] = make_msgid(domain="report-keeper.invalid")
     msg["Auto-Submitted"] = "auto-generated"
@@ -301,7 +352,7 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
                        "the e-mail was not sent") as watch:
             smtp = _SMTP(watch, context if security == "tls" else None, timeout)
             try:
-                refused = _exchange(smtp, cfg, msg, password, where)
+                refused = _exchange(smtp, cfg, msg, recipients, password, where)
             finally:
                 smtp.close()
     except SendError:
@@ -312,10 +363,8 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
                         f"and the password in {cfg.smtp_password_env}") from None
     except smtplib.SMTPNotSupportedError as exc:
         raise SendError(f"{where} does not support what sending needs ({_clean(exc)})") from None
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = sorted({str(code) for code, _ in exc.recipients.values()})
-        raise SendError(f"{where} refused every recipient (reply {', '.join(codes)}); check "
-                        "email_to") from None
+    except smtplib.SMTPRecipientsRefused as exc:  # every one, or a 421 on the way: nothing sent
+        raise SendError(refusal_text(where, _refusals(exc.recipients, secrets), sent=False)) from None
     except smtplib.SMTPSenderRefused as exc:
         raise SendError(f"{where} refused the sender {_clean(exc.sender)} ({exc.smtp_code} "
                         f"{_clean(exc.smtp_error, secrets)}); check email_from") from None
@@ -345,10 +394,8 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
         raise SendError(f"sending through {where} failed: smtp_username, the password in "
                         f"{cfg.smtp_password_env} or an address holds text the server exchange "
                         "cannot carry") from None
-    done = f"e-mail to {len(cfg.email_to) - len(refused)} recipient(s) via {where}"
-    if refused:
-        done += f" ({len(refused)} refused by the server)"
-    return done
+    return EmailReceipt(accepted=tuple(r for r in recipients if r not in refused),
+                        refused=_refusals(refused, secrets), where=where)
 
 
 # --------------------------------------------------------------------------------------------
