@@ -949,3 +949,121 @@ ping_url = "{http.url('/ping/abc')}"
     assert [r.path for r in http.gets()][3:] == ["/ping/abc"]
     assert run()["sent"] == [{"channel": "ping", "message": "ok", "detail": doc["sent"][-1]["detail"]}]
     assert len(envelopes) == 3
+
+
+# ------------------------------------------------------------------------------ deadlines: proxy, DNS
+
+
+def test_a_proxy_answering_connect_one_byte_at_a_time_is_cut_at_the_deadline(scripted, monkeypatch):
+    """Proxies from the environment are honoured. An https webhook through a proxy starts
+    with CONNECT; the connection was watched only once the tunnel stood, so a proxy that
+    answers CONNECT one byte at a time held cron for as long as it liked."""
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        _read_request(conn)
+        dribble(conn, b"HTTP/1.1 200 Connection established\r\n" + b"X-Slow: " + b"a" * 100000, stop)
+
+    proxy = scripted(serve)
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{proxy.port}")
+    box = bounded(lambda: http_request("https://hook.example.edu/T0k3n", method="POST",
+                                       document={"a": 1}, timeout=2, deadline=3))
+    assert proxy.connections == 1  # it went through the proxy
+    assert isinstance(box.get("error"), SendError), box
+    assert "did not finish within 3 s" in str(box["error"]) and box["error"].unanswered
+
+
+_HUNG_RESOLVER = '''
+import json, socket, sys, time
+# A name server that never answers, on 127.0.0.1 of this private network (resolv.conf here
+# points at it, waiting 30 s per try): every lookup of a name that is not in /etc/hosts hangs.
+dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dns.bind(("127.0.0.1", 53))
+from tui.core.config import NotifyConfig
+from tui.notify import channels
+
+def timed(call):
+    start = time.monotonic()
+    try:
+        call()
+        return {"error": None, "took": time.monotonic() - start}
+    except channels.SendError as exc:
+        return {"error": str(exc), "unanswered": exc.unanswered, "took": time.monotonic() - start}
+
+channels.SMTP_DEADLINE = 3
+cfg = NotifyConfig(email_to=("circ-team@example.edu",), email_from="report-keeper@example.edu",
+                   smtp_host=sys.argv[1], smtp_port=25, smtp_security="none")
+out = {"smtp": timed(lambda: channels.send_email(cfg, "s", "b\\n", timeout=2)),
+       "http": timed(lambda: channels.http_request("http://hook.example.edu/x", method="POST",
+                                                   document={}, timeout=2, deadline=3))}
+# A relay given as an address needs no lookup; this machine's own name (for EHLO) does, and
+# /etc/hosts here does not have it: the send must not spend its deadline on that.
+from aiosmtpd.controller import Controller
+
+class Keep:
+    messages = []
+    async def handle_DATA(self, server, session, envelope):
+        Keep.messages.append(envelope.rcpt_tos)
+        return "250 OK"
+
+relay = Controller(Keep(), hostname="127.0.0.1", port=2525, server_hostname="relay.test")
+relay.start()
+channels.SMTP_DEADLINE = 8
+channels.LOCAL_NAME_WAIT = 1
+channels._LOCAL_NAME.clear()
+cfg = NotifyConfig(email_to=("circ-team@example.edu",), smtp_host="127.0.0.1", smtp_port=2525,
+                   smtp_security="none")
+out["literal"] = timed(lambda: channels.send_email(cfg, "s", "b\\n", timeout=2))
+out["literal"]["delivered"] = Keep.messages
+relay.stop()
+print(json.dumps(out), flush=True)
+'''
+
+
+def _in_network_without_dns(tmp_path, script: str, *args: str) -> dict[str, Any]:
+    """Run ``script`` in a private user, mount and network namespace whose resolv.conf names
+    a server that never answers: a real hung resolver, with no network and nothing changed
+    outside. Skipped where unprivileged namespaces are not allowed."""
+    import shutil
+
+    if not (shutil.which("unshare") and shutil.which("ip")):
+        pytest.skip("unshare or ip is not installed")
+    probe = subprocess.run(["unshare", "-rmn", "true"], capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"user and network namespaces are not allowed here: {probe.stderr.decode()[:120]}")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:30 attempts:5\n")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")  # not this machine's own name
+    path = tmp_path / "hung_resolver.py"
+    path.write_text(script)
+    import shlex
+
+    inner = (f"ip link set lo up && mount --bind {shlex.quote(str(resolv))} /etc/resolv.conf && "
+             f"mount --bind {shlex.quote(str(hosts))} /etc/hosts && "
+             f"exec {shlex.quote(sys.executable)} {shlex.quote(str(path))} "
+             + " ".join(shlex.quote(a) for a in args))
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parent.parent)}
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        env.pop(var, None)
+    done = subprocess.run(["unshare", "-rmn", "sh", "-c", inner], capture_output=True, text=True,
+                          timeout=BOUND, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_a_hung_name_server_is_inside_the_send_deadline(tmp_path):
+    """The host name of the relay and of the webhook were looked up before any deadline
+    watched the exchange: a name server that never answers held cron for minutes (glibc
+    waits per try, per server, per address family). The lookup now counts towards the
+    deadline, and the failure says what did not answer. A relay given as an address is still
+    reached when this machine's own name (smtplib's EHLO name) cannot be looked up."""
+    out = _in_network_without_dns(tmp_path, _HUNG_RESOLVER, "relay.example.edu")
+    for name, what in (("smtp", "relay.example.edu"), ("http", "hook.example.edu")):
+        got = out[name]
+        assert got["error"] and what in got["error"] and "did not finish within 3 s" in got["error"], out
+        assert got["unanswered"] and got["took"] < 20, out
+    assert out["literal"]["error"] is None, out  # sent, with a stand-in name in EHLO
+    assert out["literal"]["delivered"] == [["circ-team@example.edu"]] and out["literal"]["took"] < 8, out
