@@ -1067,3 +1067,23 @@ def test_a_hung_name_server_is_inside_the_send_deadline(tmp_path):
         assert got["unanswered"] and got["took"] < 20, out
     assert out["literal"]["error"] is None, out  # sent, with a stand-in name in EHLO
     assert out["literal"]["delivered"] == [["circ-team@example.edu"]] and out["literal"]["took"] < 8, out
+
+
+def test_notify_test_with_a_refused_recipient_is_no_working_channel(scripted, tmp_path, capsys):
+    """``notify --test`` against a server that takes one recipient and refuses the other said
+    "sent" and exited 0: the person setting alerts up believed both would hear of problems."""
+    from tui.cli import main
+
+    replies = {"desk@example.edu": b"550 5.1.1 no such user here\r\n"}
+    envelopes: list[list[str]] = []
+    server = scripted(smtp_script(rcpt_replies=replies, envelopes=envelopes))
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[profile.default]\nhost = "127.0.0.1"\nremote_dir = "up"\n'
+                   f'ledger = "{tmp_path / "ledger.sqlite3"}"\n[profile.default.notify]\n'
+                   'email_to = ["circ-team@example.edu", "desk@example.edu"]\n'
+                   f'smtp_host = "127.0.0.1"\nsmtp_port = {server.port}\nsmtp_security = "none"\n')
+    assert main(["notify", "--test", "--config", str(cfg)]) == 2
+    out = capsys.readouterr().out
+    assert "e-mail   FAILED: e-mail to 1 recipient(s)" in out
+    assert "desk@example.edu (550 5.1.1 no such user here; refused: check the address in email_to)" in out
+    assert envelopes == [["circ-team@example.edu"]]
