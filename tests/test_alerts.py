@@ -119,7 +119,11 @@ def test_the_connection_is_judged_only_as_far_as_a_run_tested_it(tmp_path):
         assert [(a.kind, a.severity) for a in plan.new] == [("connection", "critical")]
         # check --offline knows nothing about the connection: nothing ends
         assert not _tell(ledger, _health(profile, days, now, ConnectionStatus.skipped()), al.SCOPE_NONE).should_send
-        # a sync that logged in proves the connection works again
+        # a sync that logged in proves the connection works again; once it still does a day
+        # later, that is told
+        assert not _tell(ledger, _health(profile, days, now, logged_in), al.SCOPE_LOGIN).should_send
+        days = {A: _week(date(2026, 11, 23), 6), B: _week(date(2026, 11, 23), 6)}
+        now += timedelta(days=1)
         plan = _tell(ledger, _health(profile, days, now, logged_in), al.SCOPE_LOGIN)
         assert [(a.kind, a.severity) for a in plan.resolved] == [("connection", "critical")]
         assert al.compose(plan, profile="p", status="ok", where="w", now_text="n").subject == \
@@ -128,10 +132,15 @@ def test_the_connection_is_judged_only_as_far_as_a_run_tested_it(tmp_path):
         assert [(a.kind, a.severity) for a in _tell(ledger, _health(profile, days, now, read_only)).new] == [
             ("connection", "warning")]
         assert not _tell(ledger, _health(profile, days, now, logged_in), al.SCOPE_LOGIN).should_send
-        # worse: the read-only alert ends and the failure is news
+        # worse: the failure is news, and says it all (read-only is not "passing again")
         plan = _tell(ledger, _health(profile, days, now, failed))
-        assert [(a.severity) for a in plan.new] == ["critical"]
-        assert [(a.severity) for a in plan.resolved] == ["warning"]
+        assert [(a.severity) for a in plan.new] == ["critical"] and plan.resolved == []
+        # it all works: both end together, a day later
+        works = ConnectionStatus(ok=True, message="ok", write_test="ok")
+        assert not _tell(ledger, _health(profile, days, now, works)).should_send
+        days = {A: _week(date(2026, 11, 23), 7), B: _week(date(2026, 11, 23), 7)}
+        plan = _tell(ledger, _health(profile, days, now + timedelta(days=1), works))
+        assert sorted(a.severity for a in plan.resolved) == ["critical", "warning"] and plan.new == []
 
 
 def test_a_file_near_deletion_is_told_and_ends_when_downloaded(tmp_path):
@@ -347,3 +356,47 @@ def test_each_recipient_remembers_what_it_was_told(tmp_path):
         assert [m.rcpt_tos for m in server.messages][1:] == [three]
     finally:
         server.stop()
+
+
+def test_a_connection_that_fails_on_sync_and_works_on_check_is_one_alert(tmp_path):
+    """Every morning the timer's sync fails to connect (the server drops long sessions, say)
+    and the check right after it logs in. Each day brought "CRITICAL: connection failed" and
+    then "RESOLVED: the connection works again": two e-mails a day that teach a person to
+    ignore both. The connection alert now ends only once the connection has worked in every
+    run for a whole day; a failure in between keeps it open without a word."""
+    profile = _profile(tmp_path)
+    failed = ConnectionStatus(ok=False, message="refused", write_test="skipped")
+    logged_in = ConnectionStatus(ok=True, message="sync connected", write_test="skipped")
+    works = ConnectionStatus(ok=True, message="ok", write_test="ok")
+    first = date(2026, 11, 23)
+    days = {A: _week(first - timedelta(days=7), 16), B: _week(first - timedelta(days=7), 16)}
+
+    def run(day: date, at: time, connection: ConnectionStatus, scope: str) -> al.Plan:
+        now = datetime.combine(day, at, tzinfo=TZ)
+        health = evaluate(profile, [_delivery(r, d) for r, ds in days.items() for d in ds if d <= day],
+                          now=now, connection=connection)
+        plan = al.plan(al.EMAIL, al.alerts_from(health, scope=scope), ledger.alert_rows(al.EMAIL),
+                       today=day, sent_at=now.isoformat(timespec="seconds"), scope=scope)
+        ledger.save_alert_rows(al.EMAIL, plan.tidy_save, plan.tidy_delete)
+        if plan.should_send:
+            ledger.save_alert_rows(al.EMAIL, plan.save, plan.delete)
+        return plan
+
+    def told(plan: al.Plan) -> list[tuple[str, str]]:
+        return [("new", a.severity) for a in plan.new] + [("resolved", a.severity) for a in plan.resolved]
+
+    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+        messages = []
+        for i in range(4):  # four days of flapping
+            day = first + timedelta(days=i)
+            messages.append(told(run(day, time(7, 10), failed, al.SCOPE_LOGIN)))
+            messages.append(told(run(day, time(7, 12), works, al.SCOPE_FULL)))
+        assert messages == [[("new", "critical")]] + [[]] * 7, messages
+        # then it works: the sync of the next day still finds it working, a day after the
+        # check that first did: that is when it has worked for a whole day
+        day = first + timedelta(days=4)
+        assert told(run(day, time(7, 10), logged_in, al.SCOPE_LOGIN)) == [("resolved", "critical")]
+        assert told(run(day, time(7, 12), works, al.SCOPE_FULL)) == []
+        # a new failure later is news again, at once
+        day = first + timedelta(days=5)
+        assert told(run(day, time(7, 10), failed, al.SCOPE_LOGIN)) == [("new", "critical")]

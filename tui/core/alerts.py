@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from tui.core import model
 from tui.core.health import CRITICAL, WARNING, HealthReport, fmt_day, urgency_key
@@ -71,6 +71,11 @@ MAX_DAYS_LISTED = 8
 #: A reminder is due once the earliest rescue-by is at most this many days ahead: the last day
 #: to re-run (the day before rescue-by) is then tomorrow.
 REMIND_DAYS = 2
+#: A told connection alert ends once the connection has worked in every run for this long:
+#: a whole daily cycle (less a few hours for a timer that runs a little earlier). A sync that
+#: fails and a check that works every morning would otherwise send an alert and a "resolved"
+#: every day.
+CLEAR_FOR = timedelta(hours=20)
 SUBJECT_NAME_MAX = 60
 
 
@@ -364,15 +369,32 @@ def plan(channel: str, alerts: list[Alert], rows: list[AlertRow], *, today: date
         else:
             p.tidy_save.append(a.row(state=OPEN, sent_at=row["sent_at"],
                                      reminded_for=_day(row["reminded_for"]), row_id=row["id"]))
+    failing = any(a.kind == ProblemKind.CONNECTION and a.severity == CRITICAL for a in alerts)
     for row in rows:
         if _id(row) in used or not _judged(row, scope):
             continue
+        if row["state"] == OPEN and row["kind"] == ProblemKind.CONNECTION:
+            if failing:  # read-only, and now failing: the failure says it all; it ends with it
+                continue
+            since = row.get("clear_since")
+            if since is None:  # it works now: told ended once it has worked for a whole day
+                p.tidy_save.append({**row, "clear_since": sent_at})
+                continue
+            if _elapsed(since, sent_at) < CLEAR_FOR:
+                continue
         if row["state"] == OPEN:
             p.resolved.append(_from_row(row))
             p.delete.append(_id(row))
         else:
             p.tidy_delete.append(_id(row))  # its problems are no longer reported: forget it
     return p
+
+
+def _elapsed(since: str, now: str) -> timedelta:
+    start, end = datetime.fromisoformat(since), datetime.fromisoformat(now)
+    if (start.tzinfo is None) != (end.tzinfo is None):
+        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    return end - start
 
 
 def _match(alerts: list[Alert], rows: list[AlertRow]) -> tuple[dict[int, AlertRow], dict[int, int]]:
