@@ -300,13 +300,16 @@ def _alerts(profile: Profile, health: HealthReport, ledger: Ledger, scope: str) 
         return list(out.values())
 
     def remember(d: _Due, memories: list[str], detail: str) -> str:
-        for memory in memories:
+        failed: LedgerError | None = None
+        for memory in memories:  # each one on its own: one that fails leaves the others told
             plan = d.plans[memory]
             try:
                 ledger.save_alert_rows(memory, plan.save, plan.delete)
             except LedgerError as exc:  # sent, but not remembered: it may be sent once more
                 log.error("alerts: sent but not recorded: %s", exc)
-                return detail + f" (not recorded in the ledger: {exc}; it may be sent again)"
+                failed = exc
+        if failed is not None:
+            return detail + f" (not recorded in the ledger: {failed}; it may be sent again)"
         return detail
 
     for channel in _channels(cfg):
