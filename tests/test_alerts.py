@@ -81,7 +81,7 @@ def test_a_gap_found_after_the_fact_is_told_once_and_never_resolved(tmp_path):
         assert [(a.kind, a.first_day, a.current) for a in plan.new] == [("missing", wed, False)]
         assert plan.open == [] and plan.resolved == []
         subject = al.compose(plan, profile="default", status="critical", where="h:d", now_text="now").subject
-        assert subject == f"[report-keeper] CRITICAL: missing '{A}' Wed 25 Nov — rescue by Sun 29 Nov"
+        assert subject == f"[report-keeper] CRITICAL: missing '{A}' Wed 25 Nov — last day to re-run: tomorrow, Sat 28 Nov"
         # next day: nothing new, and no "resolved" for something already told as over
         days[A].append(date(2026, 11, 28))
         days[B].append(date(2026, 11, 28))
@@ -96,7 +96,7 @@ def test_several_problems_make_one_message_with_a_count(tmp_path):
         plan = _tell(ledger, _health(profile, days, date(2026, 11, 27)))
         assert sorted(a.report for a in plan.new) == sorted([A, B])
         msg = al.compose(plan, profile="default", status="critical", where="h:d", now_text="now")
-        assert msg.subject.endswith("Fri 27 Nov — rescue by Tue 1 Dec (+1 more)")
+        assert msg.subject.endswith("Fri 27 Nov — last day to re-run: Mon 30 Nov (+1 more)")
         assert msg.body.count("* CRITICAL: missing") == 2
         assert [p["kind"] for p in msg.document["new"]] == ["missing", "missing"]
         # B delivers again the next day, A does not: one message, B ended, A still open
@@ -119,7 +119,11 @@ def test_the_connection_is_judged_only_as_far_as_a_run_tested_it(tmp_path):
         assert [(a.kind, a.severity) for a in plan.new] == [("connection", "critical")]
         # check --offline knows nothing about the connection: nothing ends
         assert not _tell(ledger, _health(profile, days, now, ConnectionStatus.skipped()), al.SCOPE_NONE).should_send
-        # a sync that logged in proves the connection works again
+        # a sync that logged in proves the connection works again; once it still does a day
+        # later, that is told
+        assert not _tell(ledger, _health(profile, days, now, logged_in), al.SCOPE_LOGIN).should_send
+        days = {A: _week(date(2026, 11, 23), 6), B: _week(date(2026, 11, 23), 6)}
+        now += timedelta(days=1)
         plan = _tell(ledger, _health(profile, days, now, logged_in), al.SCOPE_LOGIN)
         assert [(a.kind, a.severity) for a in plan.resolved] == [("connection", "critical")]
         assert al.compose(plan, profile="p", status="ok", where="w", now_text="n").subject == \
@@ -128,10 +132,15 @@ def test_the_connection_is_judged_only_as_far_as_a_run_tested_it(tmp_path):
         assert [(a.kind, a.severity) for a in _tell(ledger, _health(profile, days, now, read_only)).new] == [
             ("connection", "warning")]
         assert not _tell(ledger, _health(profile, days, now, logged_in), al.SCOPE_LOGIN).should_send
-        # worse: the read-only alert ends and the failure is news
+        # worse: the failure is news, and says it all (read-only is not "passing again")
         plan = _tell(ledger, _health(profile, days, now, failed))
-        assert [(a.severity) for a in plan.new] == ["critical"]
-        assert [(a.severity) for a in plan.resolved] == ["warning"]
+        assert [(a.severity) for a in plan.new] == ["critical"] and plan.resolved == []
+        # it all works: both end together, a day later
+        works = ConnectionStatus(ok=True, message="ok", write_test="ok")
+        assert not _tell(ledger, _health(profile, days, now, works)).should_send
+        days = {A: _week(date(2026, 11, 23), 7), B: _week(date(2026, 11, 23), 7)}
+        plan = _tell(ledger, _health(profile, days, now + timedelta(days=1), works))
+        assert sorted(a.severity for a in plan.resolved) == ["critical", "warning"] and plan.new == []
 
 
 def test_a_file_near_deletion_is_told_and_ends_when_downloaded(tmp_path):
@@ -218,8 +227,8 @@ def test_a_streak_split_by_a_late_file_stays_one_alert(tmp_path):
         assert plan.new == [] and [a.kind for a in plan.resolved] == ["missing"]
         msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
         assert msg.subject == f"[report-keeper] RESOLVED: '{A}' delivers again after missing Tue 24 Nov to Fri 27 Nov"
-        assert "Tue 24 Nov: before Sat 28 Nov" not in msg.body  # its rescue-by is today: gone
-        assert "Thu 26 Nov: before Mon 30 Nov" in msg.body
+        assert "Tue 24 Nov: last day to re-run" not in msg.body  # its rescue-by is today: gone
+        assert "Thu 26 Nov: last day to re-run: tomorrow, Sun 29 Nov" in msg.body
         # and stays quiet afterwards
         days[A].append(date(2026, 11, 29))
         assert not _tell(ledger, health(date(2026, 11, 29), [late])).should_send
@@ -241,7 +250,7 @@ def test_the_reminder_leaves_a_day_to_act(tmp_path):
         plan = _tell(ledger, _health(profile, days, date(2026, 11, 30)))
         assert [a.rescue_by for a in plan.reminders] == [date(2026, 12, 2)]
         msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
-        assert msg.subject.endswith("— rescue by Wed 2 Dec (last day to re-run: tomorrow, Tue 1 Dec)"), msg.subject
+        assert msg.subject.endswith("— last day to re-run: tomorrow, Tue 1 Dec"), msg.subject
         assert "the last day to re-run is tomorrow, Tue 1 Dec (the loans are anonymized on Wed 2 Dec)" in msg.body
         assert not _tell(ledger, _health(profile, days, date(2026, 12, 1))).should_send  # once
 
@@ -250,7 +259,7 @@ def test_the_reminder_leaves_a_day_to_act(tmp_path):
         plan = _tell(ledger, _health(profile, days, date(2026, 12, 1)))
         assert [a.rescue_by for a in plan.reminders] == [date(2026, 12, 2)]
         msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
-        assert msg.subject.endswith("(last day to re-run: today, Tue 1 Dec)"), msg.subject
+        assert msg.subject.endswith("— last day to re-run: today, Tue 1 Dec"), msg.subject
         assert "the last day to re-run is today, Tue 1 Dec" in msg.body
 
 
@@ -274,3 +283,120 @@ def test_a_problem_that_clears_and_comes_back_is_told_again_once(tmp_path):
         assert [(a.kind, a.first_day) for a in again.new] == [("missing", date(2026, 11, 27))]
         assert again.resolved == []
         assert not tell(date(2026, 11, 28)).new
+
+
+def test_subject_and_body_name_the_same_last_day_to_re_run(tmp_path):
+    """Rescue-by is the day the loans are anonymized; a re-run must come before it. The
+    subject said "rescue by Wed 2 Dec" (which reads as "on Wed 2 Dec at the latest") while
+    the body said "before Wed 2 Dec": a person trusting the subject acted a day late. Every
+    place of every message now names the last day a re-run is possible, as the reminder
+    already did, and the day the loans are anonymized only beside it."""
+    profile = _profile(tmp_path)
+    days = {A: _week(date(2026, 11, 18), 10), B: _week(date(2026, 11, 18), 15)}  # A stops Sat 28
+    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+        plan = _tell(ledger, _health(profile, days, date(2026, 11, 28)))
+        msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
+        assert msg.subject == f"[report-keeper] CRITICAL: missing '{A}' Sat 28 Nov — last day to re-run: Tue 1 Dec"
+        assert "last day to re-run: Tue 1 Dec (the loans are anonymized on Wed 2 Dec)" in msg.body
+        assert "rescue by" not in msg.subject + msg.body
+        assert msg.document["new"][0]["rescue_by"] == "2026-12-02"  # the JSON field stays
+        assert msg.document["new"][0]["last_day_to_rerun"] == "2026-12-01"
+        plan = _tell(ledger, _health(profile, days, date(2026, 11, 30)))
+        msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
+        assert msg.subject == (f"[report-keeper] REMINDER CRITICAL: missing '{A}' since Sat 28 Nov (3 runs) "
+                               "— last day to re-run: tomorrow, Tue 1 Dec")
+        assert "rescue by" not in msg.subject + msg.body
+        # it resumes on Wed 2 Dec: the days still to re-run are listed with their last day
+        days[A] += [date(2026, 12, 2)]
+        plan = _tell(ledger, _health(profile, days, date(2026, 12, 2)))
+        msg = al.compose(plan, profile="p", status="critical", where="w", now_text="n")
+        assert [a.kind for a in plan.resolved] == ["missing"]
+        assert "Sun 29 Nov: last day to re-run: today, Wed 2 Dec" in msg.body, msg.body
+        assert "Mon 30 Nov: last day to re-run: tomorrow, Thu 3 Dec" in msg.body
+        assert "before" not in msg.body.split("Ended:")[1]
+
+
+def test_each_recipient_remembers_what_it_was_told(tmp_path):
+    """E-mail memory is per recipient now (so one refused at RCPT can be told later without
+    the others hearing it twice). A ledger of before, with one memory for the whole list,
+    is taken over by every recipient: the upgrade sends nobody anything again. A recipient
+    added to email_to later is told what is open, once; the others hear nothing of it."""
+    from tests.notify_servers import SmtpServer
+    from tui.notify import dispatch
+
+    server = SmtpServer(tmp_path / "smtp", security="none", username=None).start()
+    try:
+        def notify(to: list[str]) -> str:
+            return ('email_to = [' + ", ".join(f'"{a}"' for a in to) + ']\n'
+                    f'smtp_host = "127.0.0.1"\nsmtp_port = {server.port}\nsmtp_security = "none"\n')
+
+        two = ["circ-team@example.edu", "desk@example.edu"]
+        profile = _profile(tmp_path, notify(two))
+        days = {A: _week(date(2026, 11, 18), 7), B: _week(date(2026, 11, 18), 12)}  # A stops Wed 25
+        health = _health(profile, days, date(2026, 11, 27))
+        with Ledger.open(profile.ledger_path, profile=profile.name) as ledger:
+            _tell(ledger, health, scope=al.SCOPE_NONE)  # what a release before this one recorded
+            assert ledger.alert_rows(al.EMAIL) != []
+        doc = dispatch.after_check(profile, health, offline=True)
+        assert doc["sent"] == [] and doc["failed"] == [] and server.messages == []
+        with Ledger.open(profile.ledger_path, profile=profile.name) as ledger:
+            assert ledger.alert_rows(al.EMAIL) == []  # taken over, once
+            assert all(len(ledger.alert_rows(dispatch.email_memory(a))) == 1 for a in two)
+
+        three = [*two, "head@example.edu"]
+        profile = _profile(tmp_path, notify(three))
+        doc = dispatch.after_check(profile, health, offline=True)
+        assert [(s["message"], s["recipients"]) for s in doc["sent"]] == [("alert", ["head@example.edu"])]
+        assert [m.rcpt_tos for m in server.messages] == [["head@example.edu"]]
+        assert server.messages[0].message["To"] == "head@example.edu"
+        # it resumes: one "resolved" to all three together
+        days[A] += _week(date(2026, 11, 28), 2)
+        doc = dispatch.after_check(profile, _health(profile, days, date(2026, 11, 29)), offline=True)
+        assert [(s["message"], s["recipients"]) for s in doc["sent"]] == [("resolved", three)]
+        assert [m.rcpt_tos for m in server.messages][1:] == [three]
+    finally:
+        server.stop()
+
+
+def test_a_connection_that_fails_on_sync_and_works_on_check_is_one_alert(tmp_path):
+    """Every morning the timer's sync fails to connect (the server drops long sessions, say)
+    and the check right after it logs in. Each day brought "CRITICAL: connection failed" and
+    then "RESOLVED: the connection works again": two e-mails a day that teach a person to
+    ignore both. The connection alert now ends only once the connection has worked in every
+    run for a whole day; a failure in between keeps it open without a word."""
+    profile = _profile(tmp_path)
+    failed = ConnectionStatus(ok=False, message="refused", write_test="skipped")
+    logged_in = ConnectionStatus(ok=True, message="sync connected", write_test="skipped")
+    works = ConnectionStatus(ok=True, message="ok", write_test="ok")
+    first = date(2026, 11, 23)
+    days = {A: _week(first - timedelta(days=7), 16), B: _week(first - timedelta(days=7), 16)}
+
+    def run(day: date, at: time, connection: ConnectionStatus, scope: str) -> al.Plan:
+        now = datetime.combine(day, at, tzinfo=TZ)
+        health = evaluate(profile, [_delivery(r, d) for r, ds in days.items() for d in ds if d <= day],
+                          now=now, connection=connection)
+        plan = al.plan(al.EMAIL, al.alerts_from(health, scope=scope), ledger.alert_rows(al.EMAIL),
+                       today=day, sent_at=now.isoformat(timespec="seconds"), scope=scope)
+        ledger.save_alert_rows(al.EMAIL, plan.tidy_save, plan.tidy_delete)
+        if plan.should_send:
+            ledger.save_alert_rows(al.EMAIL, plan.save, plan.delete)
+        return plan
+
+    def told(plan: al.Plan) -> list[tuple[str, str]]:
+        return [("new", a.severity) for a in plan.new] + [("resolved", a.severity) for a in plan.resolved]
+
+    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+        messages = []
+        for i in range(4):  # four days of flapping
+            day = first + timedelta(days=i)
+            messages.append(told(run(day, time(7, 10), failed, al.SCOPE_LOGIN)))
+            messages.append(told(run(day, time(7, 12), works, al.SCOPE_FULL)))
+        assert messages == [[("new", "critical")]] + [[]] * 7, messages
+        # then it works: the sync of the next day still finds it working, a day after the
+        # check that first did: that is when it has worked for a whole day
+        day = first + timedelta(days=4)
+        assert told(run(day, time(7, 10), logged_in, al.SCOPE_LOGIN)) == [("resolved", "critical")]
+        assert told(run(day, time(7, 12), works, al.SCOPE_FULL)) == []
+        # a new failure later is news again, at once
+        day = first + timedelta(days=5)
+        assert told(run(day, time(7, 10), failed, al.SCOPE_LOGIN)) == [("new", "critical")]

@@ -91,9 +91,9 @@ def test_a_week_of_cron_runs_with_a_report_that_stops(sshd, server_dir, tmp_path
 
         subjects = [m.subject for m in smtp.messages]
         assert subjects == [
-            f"[report-keeper] CRITICAL: missing '{REPORT}' Sat 28 Nov — rescue by Wed 2 Dec",
-            f"[report-keeper] REMINDER CRITICAL: missing '{REPORT}' since Sat 28 Nov (3 runs) — rescue by Wed 2 Dec "
-            "(last day to re-run: tomorrow, Tue 1 Dec)",
+            f"[report-keeper] CRITICAL: missing '{REPORT}' Sat 28 Nov — last day to re-run: Tue 1 Dec",
+            f"[report-keeper] REMINDER CRITICAL: missing '{REPORT}' since Sat 28 Nov (3 runs) — last day to re-run: "
+            "tomorrow, Tue 1 Dec",
             f"[report-keeper] RESOLVED: '{REPORT}' delivers again after missing Sat 28 Nov to Tue 1 Dec",
         ], subjects
         # one message a day at most, on the right days
@@ -103,11 +103,11 @@ def test_a_week_of_cron_runs_with_a_report_that_stops(sshd, server_dir, tmp_path
         assert all(m.rcpt_tos == ["circ-team@example.edu"] for m in smtp.messages)
         alert, reminder, resolved = (m.body for m in smtp.messages)
         assert "Re-run 'Loans Per Patron From 3 Days Ago' in Alma Analytics for loans of Wed 25 Nov before Wed 2 Dec" in alert
-        assert "rescue by Wed 2 Dec" in alert
+        assert "last day to re-run: Tue 1 Dec (the loans are anonymized on Wed 2 Dec)" in alert
         # rescue-by is the day the loans are anonymized: the reminder leaves a whole day to act
         assert "the last day to re-run is tomorrow, Tue 1 Dec (the loans are anonymized on Wed 2 Dec)" in reminder
         assert "delivered again for Wed 2 Dec" in resolved
-        assert "Sun 29 Nov: before Thu 3 Dec" in resolved  # the missed days still rescuable
+        assert "Sun 29 Nov: last day to re-run: today, Wed 2 Dec" in resolved  # the missed days still rescuable
         for body in (alert, reminder, resolved):
             assert "Synthetic Title" not in body and "0" * 5 not in body  # no cell values
 
@@ -164,6 +164,6 @@ def test_a_refused_smtp_login_changes_nothing_and_is_retried(sshd, server_dir, t
         assert code == 2
         assert [(s["channel"], s["message"], s["new"]) for s in doc["notify"]["sent"]] == [("email", "alert", 1)]
         assert [m.subject for m in smtp.messages] == [
-            f"[report-keeper] CRITICAL: missing '{REPORT}' Sat 28 Nov — rescue by Wed 2 Dec"]
+            f"[report-keeper] CRITICAL: missing '{REPORT}' Sat 28 Nov — last day to re-run: Tue 1 Dec"]
     finally:
         smtp.stop()

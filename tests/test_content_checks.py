@@ -544,7 +544,7 @@ def test_alerts_group_content_problems_by_run_and_name_them(seeded):
     wrong = alerts["wrong-day"]
     assert (wrong.first_day, wrong.last_day, wrong.severity) == (cs.STALE_DAY, cs.WRONG_DAY, "critical")
     assert wrong.headline(cs.TODAY) == ("rows of the wrong day in 'Loans Per Patron From 3 Days Ago' "
-                                        "Wed 9 Dec to Thu 10 Dec — rescue by Sun 13 Dec")
+                                        "Wed 9 Dec to Thu 10 Dec — last day to re-run: tomorrow, Sat 12 Dec")
     assert alerts["few-rows"].current and alerts["few-rows"].headline(cs.TODAY).startswith("too few rows in")
     assert alerts["stale"].headline(cs.TODAY, ended=True).endswith("is fine again after repeated old rows Wed 9 Dec")
 

@@ -226,7 +226,8 @@ def test_migration_from_the_release_before_folders(tmp_path):
     path = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    before = len(MIGRATIONS) - 1
+    # the release before the one that added folders (later migrations may follow it)
+    before = next(i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE remote_others" in m)
     for migration in MIGRATIONS[:before]:
         conn.executescript(migration)
     conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(before),))

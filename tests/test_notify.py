@@ -65,7 +65,7 @@ def _cfg(server: SmtpServer, **overrides) -> NotifyConfig:
 def test_email_with_tls_and_login(smtp_factory, security):
     server = smtp_factory(security=security)
     detail = send_email(_cfg(server), "[report-keeper] subject — é", "body line\n")
-    assert "1 recipient" in detail
+    assert "1 recipient" in str(detail)
     [msg] = server.messages
     assert msg.authenticated_as == "reports" and msg.rcpt_tos == ["circ-team@example.edu"]
     assert msg.subject == "[report-keeper] subject — é" and msg.body.replace("\r\n", "\n") == "body line\n"
@@ -377,3 +377,38 @@ def test_the_readme_alerts_example_loads(tmp_path):
     n = load_config(path).profile().notify
     assert n.email_to == ("circ-team@example.edu",) and n.smtp_password_env == "RK_SMTP_PASSWORD"
     assert n.webhook_url and n.ping_url and n.smtp_security == "starttls"
+
+
+@pytest.mark.parametrize("broken", ["email", "webhook"])
+def test_notify_test_goes_on_past_a_bug_in_one_channel(smtp_factory, http_server, tmp_path, capsys,
+                                                       monkeypatch, broken):
+    """A bug in one channel (stood in for by a send that raises something other than
+    SendError) stopped the whole test: the other channels got no test message and the
+    command printed a traceback instead of a line per channel. Each channel now says what
+    happened to it, the others are tried, and the exit code says one failed."""
+    from tui.notify import dispatch
+
+    server = smtp_factory(security="starttls")
+    real_http = dispatch.http_request
+
+    def bug(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("a bug")
+
+    if broken == "email":
+        monkeypatch.setattr(dispatch, "send_email", bug)
+    else:
+        monkeypatch.setattr(dispatch, "http_request",
+                            lambda url, **kw: bug() if kw.get("method") == "POST" else real_http(url, **kw))
+    cfg = _profile_config(tmp_path, server.notify_table() + f'webhook_url = "{http_server.url("/hook")}"\n'
+                          f'ping_url = "{http_server.url("/ping/abc")}"\n')
+    code = main(["notify", "--test", "--config", str(cfg), "--json"])
+    out = capsys.readouterr()
+    doc = json.loads(out.out)
+    assert code == 2 and doc["status"] == "critical"
+    assert [(c["channel"], c["ok"]) for c in doc["channels"]] == [
+        ("email", broken != "email"), ("webhook", broken != "webhook"), ("ping", True)]
+    name = {"email": "e-mail  ", "webhook": "webhook "}[broken]
+    assert f"{name} FAILED: unexpected error (RuntimeError); see the log" in out.err
+    assert len(server.messages) == (broken != "email")
+    assert len(http_server.posts("/hook")) == (broken != "webhook")
+    assert [r.path for r in http_server.gets()] == ["/ping/abc"]

@@ -31,7 +31,7 @@ from tui.core.config import NotifyConfig, parse_config
 from tui.core.health import evaluate
 from tui.core.model import Delivery
 from tui.notify import channels, dispatch
-from tui.notify.channels import SendError, http_request, send_email
+from tui.notify.channels import EmailReceipt, SendError, http_request, send_email
 
 PASSWORD = "s3cret-Pass word"
 TZ = ZoneInfo("America/Chicago")
@@ -227,10 +227,14 @@ def _plain(port: int) -> NotifyConfig:
 def smtp_script(*, greeting: bytes = b"220 test ESMTP\r\n", data_reply: bytes = b"250 queued\r\n",
                 quit_reply: bytes | None = b"221 bye\r\n", cut_in_data: bool = False,
                 received: list[bytes] | None = None, holds: Sequence[threading.Event | None] = (),
-                in_data: threading.Event | None = None) -> Callable[[socket.socket, threading.Event], None]:
+                in_data: threading.Event | None = None, rcpt_replies: dict[str, bytes] | None = None,
+                envelopes: list[list[str]] | None = None) -> Callable[[socket.socket, threading.Event], None]:
     """A small SMTP server that plays by the book except where told otherwise. Connection n
     waits for ``holds[n]`` (if any) before it answers the message's end; ``in_data`` is set
-    once a message has been read; only a message it answered is counted in ``received``."""
+    once a message has been read; only a message it answered is counted in ``received``.
+    ``rcpt_replies``: the answer to RCPT for an address (read at each RCPT, so a test may
+    change it between runs), else 250; ``envelopes``: the accepted recipients of each message
+    it answered."""
     lock = threading.Lock()
     count = [0]
 
@@ -239,6 +243,7 @@ def smtp_script(*, greeting: bytes = b"220 test ESMTP\r\n", data_reply: bytes = 
             n = count[0]
             count[0] += 1
         hold = holds[n] if n < len(holds) else None
+        accepted: list[str] = []
         f = conn.makefile("rwb")
         f.write(greeting)
         f.flush()
@@ -246,6 +251,15 @@ def smtp_script(*, greeting: bytes = b"220 test ESMTP\r\n", data_reply: bytes = 
             verb = line[:4].upper()
             if verb in (b"EHLO", b"HELO"):
                 f.write(b"250-test\r\n250 8BITMIME\r\n")
+            elif verb == b"RCPT":
+                address = line.decode().split("<", 1)[1].split(">", 1)[0]
+                reply = (rcpt_replies or {}).get(address)
+                if reply is None:
+                    accepted.append(address)
+                f.write(reply or b"250 ok\r\n")
+            elif verb == b"RSET":
+                accepted.clear()
+                f.write(b"250 ok\r\n")
             elif verb == b"DATA":
                 f.write(b"354 go ahead\r\n")
                 f.flush()
@@ -265,6 +279,9 @@ def smtp_script(*, greeting: bytes = b"220 test ESMTP\r\n", data_reply: bytes = 
                             return
                 if received is not None:
                     received.append(message)
+                if envelopes is not None:
+                    envelopes.append(list(accepted))
+                accepted.clear()
                 f.write(data_reply)
             elif verb == b"QUIT":
                 if quit_reply is not None:
@@ -299,7 +316,7 @@ def test_a_message_accepted_is_sent_whatever_the_server_says_to_quit(scripted, q
     received: list[bytes] = []
     server = scripted(smtp_script(quit_reply=quit_reply, received=received))
     box = bounded(lambda: send_email(_plain(server.port), "subject", "body\n", timeout=10))
-    assert "1 recipient" in box.get("value", ""), box
+    assert "1 recipient" in str(box.get("value", "")), box
     assert len(received) == 1
 
 
@@ -421,7 +438,7 @@ def test_a_password_with_letters_beyond_ascii_logs_in(tmp_path, monkeypatch):
         box = bounded(lambda: send_email(cfg, "s", "b\n", timeout=10))
     finally:
         server.stop()
-    assert "1 recipient" in box.get("value", ""), box
+    assert "1 recipient" in str(box.get("value", "")), box
     assert server.logins == [("reports", True)]
     assert [m.authenticated_as for m in server.messages] == ["reports"]
 
@@ -472,7 +489,7 @@ def test_cram_md5_with_a_password_beyond_ascii(scripted, monkeypatch):
                        smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="none",
                        smtp_username="reports", smtp_password_env="RK_SMTP_PASSWORD")
     box = bounded(lambda: send_email(cfg, "s", "b\n", timeout=10))
-    assert "1 recipient" in box.get("value", ""), box
+    assert "1 recipient" in str(box.get("value", "")), box
     assert len(answers) == 1
 
 
@@ -513,6 +530,11 @@ def _held_loans(at: datetime, *, verification: str = "ok", rows: int = 5) -> Del
                     verification=st.VerifyStatus(verification), rows=rows)
 
 
+def _stand_in_relay(cfg: NotifyConfig, subject: str, body: str, *, to: Sequence[str], **kw: Any) -> EmailReceipt:
+    """A relay that takes every message (where a test is about something else)."""
+    return EmailReceipt(accepted=tuple(to), refused=(), where="a stand-in relay")
+
+
 def test_a_broken_channel_does_not_stop_the_other(tmp_path, monkeypatch, http_server_local):
     """Whatever goes wrong in one channel (here: a bug stood in for by an e-mail channel that
     raises something other than SendError), the other channel still gets the alert, and the
@@ -537,7 +559,7 @@ webhook_url = "{http.url('/hook')}"
         ("email", "unexpected error (RuntimeError); see the log")]
     assert len(http.posts("/hook")) == 1
     # the next run: the webhook was told, the e-mail is tried again
-    monkeypatch.setattr(dispatch, "send_email", lambda *a, **k: "e-mail sent")
+    monkeypatch.setattr(dispatch, "send_email", _stand_in_relay)
     doc = dispatch.after_check(profile, health, offline=True)
     assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("email", "alert")]
     assert len(http.posts("/hook")) == 1
@@ -560,7 +582,7 @@ def test_an_smtp_host_written_as_an_address_literal(tmp_path):
         box = bounded(lambda: send_email(cfg, "s", "b\n", timeout=10))
     finally:
         server.stop()
-    assert "1 recipient" in box.get("value", ""), box
+    assert "1 recipient" in str(box.get("value", "")), box
     assert len(server.messages) == 1
     for bad in ("[1.2.3]", "[::::]", "[]"):
         path.write_text('[profile.default]\nhost = "h"\n[profile.default.notify]\n'
@@ -842,7 +864,7 @@ ping_url = "{http.url('/ping/abc')}"
     assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("ping", "fail")]
     assert [r.path for r in http.gets()] == ["/ping/abc/fail"]
 
-    monkeypatch.setattr(dispatch, "send_email", lambda *a, **k: "e-mail sent")
+    monkeypatch.setattr(dispatch, "send_email", _stand_in_relay)
     doc = dispatch.after_check(profile, health, offline=True)  # the relay is back
     assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("email", "alert"), ("ping", "ok")]
     doc = dispatch.after_check(profile, health, offline=True)  # nothing new to tell
@@ -865,3 +887,203 @@ ping_url = "{http.url('/ping/abc')}"
     assert [(s["channel"], s["message"]) for s in doc["sent"]] == [("ping", "fail")]
     assert [r.path for r in http.gets()] == ["/ping/abc/fail"]
     assert http.posts("/hook") == []
+
+
+def test_a_recipient_refused_at_rcpt_is_told_later_and_nobody_twice(scripted, tmp_path, http_server_local):
+    """Three recipients; the server takes the first, refuses the second for now (450) and the
+    third for good (550). The message counted as sent: the two never got the alert and nobody
+    was told. Now the first gets it once; the other two are failures naming the address and
+    the server's reply, the ping says fail, and each later run tries again only those who
+    did not get it: the second once the server takes it, the third every run, in vain and
+    without a message to anybody else."""
+    http = http_server_local
+    envelopes: list[list[str]] = []
+    replies = {"desk@example.edu": b"450 4.2.1 mailbox busy, try later\r\n",
+               "gone@example.edu": b"550 5.1.1 no such user here\r\n"}
+    server = scripted(smtp_script(rcpt_replies=replies, envelopes=envelopes))
+    profile = _alert_profile(tmp_path, f"""email_to = ["circ-team@example.edu", "desk@example.edu", "gone@example.edu"]
+email_from = "report-keeper@example.edu"
+smtp_host = "127.0.0.1"
+smtp_port = {server.port}
+smtp_security = "none"
+ping_url = "{http.url('/ping/abc')}"
+""")
+    deliveries = [_held_loans(datetime(2026, 11, 23, 7, 5, tzinfo=TZ), verification="empty", rows=0)]
+    health = evaluate(profile, deliveries, now=datetime(2026, 11, 23, 10, tzinfo=TZ))
+    assert health.exit_code == st.Exit.WARNING  # alone, it would ping success
+
+    def run() -> dispatch.NotifyDocument:
+        box = bounded(lambda: dispatch.after_check(profile, health, offline=True))
+        assert "value" in box, box
+        return box["value"]
+
+    doc = run()
+    assert envelopes == [["circ-team@example.edu"]]
+    assert [(s["channel"], s["message"], s.get("recipients")) for s in doc["sent"]] == [
+        ("email", "alert", ["circ-team@example.edu"]), ("ping", "fail", None)]
+    [failed] = doc["failed"]
+    assert (failed["channel"], failed["message"], failed["recipients"]) == (
+        "email", "alert", ["desk@example.edu", "gone@example.edu"])
+    assert "desk@example.edu (450 4.2.1 mailbox busy, try later" in failed["error"]
+    assert "gone@example.edu (550 5.1.1 no such user here" in failed["error"]
+    assert "email_to" in failed["error"]
+    line = dispatch.summary_line(doc) or ""
+    assert "desk@example.edu" in line and "FAILED" in line
+
+    del replies["desk@example.edu"]  # the mailbox takes mail again
+    doc = run()
+    assert envelopes[1:] == [["desk@example.edu"]]  # not the first recipient again
+    assert [(s["channel"], s.get("recipients")) for s in doc["sent"]] == [
+        ("email", ["desk@example.edu"]), ("ping", None)]
+    assert [f["recipients"] for f in doc["failed"]] == [["gone@example.edu"]]
+
+    doc = run()  # only the address that does not exist is left: no message goes anywhere
+    assert envelopes[2:] == []
+    assert [f["recipients"] for f in doc["failed"]] == [["gone@example.edu"]]
+    assert "gone@example.edu (550 5.1.1 no such user here" in doc["failed"][0]["error"]
+    assert [r.path for r in http.gets()] == ["/ping/abc/fail"] * 3
+
+    del replies["gone@example.edu"]  # the address was created after all
+    doc = run()
+    assert envelopes[2:] == [["gone@example.edu"]] and doc["failed"] == []
+    assert [r.path for r in http.gets()][3:] == ["/ping/abc"]
+    assert run()["sent"] == [{"channel": "ping", "message": "ok", "detail": doc["sent"][-1]["detail"]}]
+    assert len(envelopes) == 3
+
+
+# ------------------------------------------------------------------------------ deadlines: proxy, DNS
+
+
+def test_a_proxy_answering_connect_one_byte_at_a_time_is_cut_at_the_deadline(scripted, monkeypatch):
+    """Proxies from the environment are honoured. An https webhook through a proxy starts
+    with CONNECT; the connection was watched only once the tunnel stood, so a proxy that
+    answers CONNECT one byte at a time held cron for as long as it liked."""
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        _read_request(conn)
+        dribble(conn, b"HTTP/1.1 200 Connection established\r\n" + b"X-Slow: " + b"a" * 100000, stop)
+
+    proxy = scripted(serve)
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{proxy.port}")
+    box = bounded(lambda: http_request("https://hook.example.edu/T0k3n", method="POST",
+                                       document={"a": 1}, timeout=2, deadline=3))
+    assert proxy.connections == 1  # it went through the proxy
+    assert isinstance(box.get("error"), SendError), box
+    assert "did not finish within 3 s" in str(box["error"]) and box["error"].unanswered
+
+
+_HUNG_RESOLVER = '''
+import json, socket, sys, time
+# A name server that never answers, on 127.0.0.1 of this private network (resolv.conf here
+# points at it, waiting 30 s per try): every lookup of a name that is not in /etc/hosts hangs.
+dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dns.bind(("127.0.0.1", 53))
+from tui.core.config import NotifyConfig
+from tui.notify import channels
+
+def timed(call):
+    start = time.monotonic()
+    try:
+        call()
+        return {"error": None, "took": time.monotonic() - start}
+    except channels.SendError as exc:
+        return {"error": str(exc), "unanswered": exc.unanswered, "took": time.monotonic() - start}
+
+channels.SMTP_DEADLINE = 3
+cfg = NotifyConfig(email_to=("circ-team@example.edu",), email_from="report-keeper@example.edu",
+                   smtp_host=sys.argv[1], smtp_port=25, smtp_security="none")
+out = {"smtp": timed(lambda: channels.send_email(cfg, "s", "b\\n", timeout=2)),
+       "http": timed(lambda: channels.http_request("http://hook.example.edu/x", method="POST",
+                                                   document={}, timeout=2, deadline=3))}
+# A relay given as an address needs no lookup; this machine's own name (for EHLO) does, and
+# /etc/hosts here does not have it: the send must not spend its deadline on that.
+from aiosmtpd.controller import Controller
+
+class Keep:
+    messages = []
+    async def handle_DATA(self, server, session, envelope):
+        Keep.messages.append(envelope.rcpt_tos)
+        return "250 OK"
+
+relay = Controller(Keep(), hostname="127.0.0.1", port=2525, server_hostname="relay.test")
+relay.start()
+channels.SMTP_DEADLINE = 8
+channels.LOCAL_NAME_WAIT = 1
+channels._LOCAL_NAME.clear()
+cfg = NotifyConfig(email_to=("circ-team@example.edu",), smtp_host="127.0.0.1", smtp_port=2525,
+                   smtp_security="none")
+out["literal"] = timed(lambda: channels.send_email(cfg, "s", "b\\n", timeout=2))
+out["literal"]["delivered"] = Keep.messages
+relay.stop()
+print(json.dumps(out), flush=True)
+'''
+
+
+def _in_network_without_dns(tmp_path, script: str, *args: str) -> dict[str, Any]:
+    """Run ``script`` in a private user, mount and network namespace whose resolv.conf names
+    a server that never answers: a real hung resolver, with no network and nothing changed
+    outside. Skipped where unprivileged namespaces are not allowed."""
+    import shutil
+
+    if not (shutil.which("unshare") and shutil.which("ip")):
+        pytest.skip("unshare or ip is not installed")
+    probe = subprocess.run(["unshare", "-rmn", "true"], capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"user and network namespaces are not allowed here: {probe.stderr.decode()[:120]}")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:30 attempts:5\n")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")  # not this machine's own name
+    path = tmp_path / "hung_resolver.py"
+    path.write_text(script)
+    import shlex
+
+    inner = (f"ip link set lo up && mount --bind {shlex.quote(str(resolv))} /etc/resolv.conf && "
+             f"mount --bind {shlex.quote(str(hosts))} /etc/hosts && "
+             f"exec {shlex.quote(sys.executable)} {shlex.quote(str(path))} "
+             + " ".join(shlex.quote(a) for a in args))
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parent.parent)}
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        env.pop(var, None)
+    done = subprocess.run(["unshare", "-rmn", "sh", "-c", inner], capture_output=True, text=True,
+                          timeout=BOUND, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_a_hung_name_server_is_inside_the_send_deadline(tmp_path):
+    """The host name of the relay and of the webhook were looked up before any deadline
+    watched the exchange: a name server that never answers held cron for minutes (glibc
+    waits per try, per server, per address family). The lookup now counts towards the
+    deadline, and the failure says what did not answer. A relay given as an address is still
+    reached when this machine's own name (smtplib's EHLO name) cannot be looked up."""
+    out = _in_network_without_dns(tmp_path, _HUNG_RESOLVER, "relay.example.edu")
+    for name, what in (("smtp", "relay.example.edu"), ("http", "hook.example.edu")):
+        got = out[name]
+        assert got["error"] and what in got["error"] and "did not finish within 3 s" in got["error"], out
+        assert got["unanswered"] and got["took"] < 20, out
+    assert out["literal"]["error"] is None, out  # sent, with a stand-in name in EHLO
+    assert out["literal"]["delivered"] == [["circ-team@example.edu"]] and out["literal"]["took"] < 8, out
+
+
+def test_notify_test_with_a_refused_recipient_is_no_working_channel(scripted, tmp_path, capsys):
+    """``notify --test`` against a server that takes one recipient and refuses the other said
+    "sent" and exited 0: the person setting alerts up believed both would hear of problems."""
+    from tui.cli import main
+
+    replies = {"desk@example.edu": b"550 5.1.1 no such user here\r\n"}
+    envelopes: list[list[str]] = []
+    server = scripted(smtp_script(rcpt_replies=replies, envelopes=envelopes))
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[profile.default]\nhost = "127.0.0.1"\nremote_dir = "up"\n'
+                   f'ledger = "{tmp_path / "ledger.sqlite3"}"\n[profile.default.notify]\n'
+                   'email_to = ["circ-team@example.edu", "desk@example.edu"]\n'
+                   f'smtp_host = "127.0.0.1"\nsmtp_port = {server.port}\nsmtp_security = "none"\n')
+    assert main(["notify", "--test", "--config", str(cfg)]) == 2
+    out = capsys.readouterr().out
+    assert "e-mail   FAILED: e-mail to 1 recipient(s)" in out
+    assert "desk@example.edu (550 5.1.1 no such user here; refused: check the address in email_to)" in out
+    assert envelopes == [["circ-team@example.edu"]]

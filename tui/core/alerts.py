@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from tui.core import model
 from tui.core.health import CRITICAL, WARNING, HealthReport, fmt_day, urgency_key
@@ -71,6 +71,11 @@ MAX_DAYS_LISTED = 8
 #: A reminder is due once the earliest rescue-by is at most this many days ahead: the last day
 #: to re-run (the day before rescue-by) is then tomorrow.
 REMIND_DAYS = 2
+#: A told connection alert ends once the connection has worked in every run for this long:
+#: a whole daily cycle (less a few hours for a timer that runs a little earlier). A sync that
+#: fails and a check that works every morning would otherwise send an alert and a "resolved"
+#: every day.
+CLEAR_FOR = timedelta(hours=20)
 SUBJECT_NAME_MAX = 60
 
 
@@ -131,7 +136,7 @@ class Alert:
 
     # -- words -------------------------------------------------------------------------------
     def headline(self, today: date, *, ended: bool = False) -> str:
-        """``missing 'Loans…' Sat 28 Nov — rescue by Wed 2 Dec``: the subject's core.
+        """``missing 'Loans…' Sat 28 Nov — last day to re-run: Tue 1 Dec``: the subject's core.
 
         ``ended``: how it reads once over (``'Loans…' delivers again after missing …``)."""
         name = f"'{_short(self.report)}'"
@@ -158,7 +163,7 @@ class Alert:
         else:
             text = f"{self.kind} {name}"
         if self.rescue_by is not None:
-            text += f" — rescue by {fmt_day(self.rescue_by, today)}"
+            text += f" — last day to re-run: {last_day_text(self.rescue_by, today)}"
         elif self.kind == ProblemKind.NEAR_DELETION and self.delete_on is not None:
             text += f" — the server deletes it on {fmt_day(self.delete_on, today)}"
         return text
@@ -195,6 +200,7 @@ class Alert:
             "file": self.file if self.kind != ProblemKind.CONNECTION else None,
             "files": self.files,
             "rescue_by": _iso(self.rescue_by),
+            "last_day_to_rerun": _iso(self.rescue_by - timedelta(days=1)) if self.rescue_by else None,
             "delete_on": _iso(self.delete_on),
             "current": self.current and not resolved,
             "message": first.message if first else "",
@@ -363,15 +369,32 @@ def plan(channel: str, alerts: list[Alert], rows: list[AlertRow], *, today: date
         else:
             p.tidy_save.append(a.row(state=OPEN, sent_at=row["sent_at"],
                                      reminded_for=_day(row["reminded_for"]), row_id=row["id"]))
+    failing = any(a.kind == ProblemKind.CONNECTION and a.severity == CRITICAL for a in alerts)
     for row in rows:
         if _id(row) in used or not _judged(row, scope):
             continue
+        if row["state"] == OPEN and row["kind"] == ProblemKind.CONNECTION:
+            if failing:  # read-only, and now failing: the failure says it all; it ends with it
+                continue
+            since = row.get("clear_since")
+            if since is None:  # it works now: told ended once it has worked for a whole day
+                p.tidy_save.append({**row, "clear_since": sent_at})
+                continue
+            if _elapsed(since, sent_at) < CLEAR_FOR:
+                continue
         if row["state"] == OPEN:
             p.resolved.append(_from_row(row))
             p.delete.append(_id(row))
         else:
             p.tidy_delete.append(_id(row))  # its problems are no longer reported: forget it
     return p
+
+
+def _elapsed(since: str, now: str) -> timedelta:
+    start, end = datetime.fromisoformat(since), datetime.fromisoformat(now)
+    if (start.tzinfo is None) != (end.tzinfo is None):
+        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    return end - start
 
 
 def _match(alerts: list[Alert], rows: list[AlertRow]) -> tuple[dict[int, AlertRow], dict[int, int]]:
@@ -442,7 +465,7 @@ def _subject(p: Plan, status: str) -> str:
     elif p.reminders:
         top = p.reminders[0]
         label = f"REMINDER {top.severity.upper()}"
-        text = top.headline(today) + f" (last day to re-run: {_last_day(top, today)})"
+        text = top.headline(today)
         others = len(p.open) - 1
     else:
         top = p.resolved[0]
@@ -455,13 +478,17 @@ def _subject(p: Plan, status: str) -> str:
     return f"[report-keeper] {label}: {text}" + (f" (+{others} more)" if others > 0 else "")
 
 
-def _last_day(a: Alert, today: date) -> str:
-    """``tomorrow, Tue 1 Dec``: the last day a re-run still has the loans (before rescue-by)."""
-    if a.rescue_by is None:
-        return "soon"
-    last = a.rescue_by - timedelta(days=1)
+def last_day_text(rescue_by: date, today: date) -> str:
+    """``tomorrow, Tue 1 Dec``: the last day a re-run still has the loans, the day before
+    rescue-by (the day they are anonymized). Every message names this day, never rescue-by
+    alone: "rescue by Wed 2 Dec" reads as "on Wed 2 Dec at the latest", a day too late."""
+    last = rescue_by - timedelta(days=1)
     when = {0: "today", 1: "tomorrow"}.get((last - today).days)
     return f"{when}, {fmt_day(last, today)}" if when else fmt_day(last, today)
+
+
+def _last_day(a: Alert, today: date) -> str:
+    return "soon" if a.rescue_by is None else last_day_text(a.rescue_by, today)
 
 
 def _alert_lines(a: Alert, today: date, *, resolved: bool = False) -> list[str]:
@@ -478,7 +505,7 @@ def _alert_lines(a: Alert, today: date, *, resolved: bool = False) -> list[str]:
         if rescuable:
             lines.append("  Still to re-run by hand in Alma if not done yet:")
             for day, rescue_by in rescuable[:MAX_DAYS_LISTED]:
-                lines.append(f"    {fmt_day(day, today)}: before {fmt_day(rescue_by, today)}")
+                lines.append(f"    {fmt_day(day, today)}: last day to re-run: {last_day_text(rescue_by, today)}")
             if len(rescuable) > MAX_DAYS_LISTED:
                 lines.append(f"    ... and {len(rescuable) - MAX_DAYS_LISTED} more")
         return lines
@@ -486,8 +513,11 @@ def _alert_lines(a: Alert, today: date, *, resolved: bool = False) -> list[str]:
     for q in shown:
         lines.append(f"  {escape_name(q.message)}")
         dates = []
-        if q.rescue_by is not None:
-            dates.append(f"rescue by {fmt_day(q.rescue_by, today)}")
+        if q.rescue_by is not None and q.rescue_by > today:
+            dates.append(f"last day to re-run: {last_day_text(q.rescue_by, today)} (the loans are "
+                         f"anonymized on {fmt_day(q.rescue_by, today)})")
+        elif q.rescue_by is not None:
+            dates.append(f"too late to re-run since {fmt_day(q.rescue_by, today)}")
         if q.delete_on is not None:
             dates.append(f"the server deletes it on {fmt_day(q.delete_on, today)}")
         if q.file:

@@ -280,6 +280,11 @@ MIGRATIONS: list[str] = [
     DELETE FROM partials WHERE lower(name) NOT LIKE '%.xlsx' AND lower(name) NOT LIKE '%.xlsm'
         AND lower(name) NOT LIKE '%.xls'
     """,
+    # Alerts: when a told connection alert was first found clear (it ends only once it has
+    # stayed clear for a whole day; docs/ALERTS.md).
+    """
+    ALTER TABLE alerts ADD COLUMN clear_since TEXT
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -453,6 +458,7 @@ class AlertRow(TypedDict):
     state: str  # open | closed
     sent_at: str
     reminded_for: str | None
+    clear_since: NotRequired[str | None]  # connection: first found clear (not yet told ended)
 
 
 @dataclass(frozen=True)
@@ -1811,11 +1817,12 @@ class Ledger:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, report, kind, first_day, last_day, file, severity, state, sent_at,"
-                " reminded_for FROM alerts WHERE profile = ? AND channel = ? ORDER BY id",
+                " reminded_for, clear_since FROM alerts WHERE profile = ? AND channel = ? ORDER BY id",
                 (self._p(profile), channel),
             ).fetchall()
         return [AlertRow(id=r[0], report=r[1], kind=r[2], first_day=r[3], last_day=r[4], file=r[5],
-                         severity=r[6], state=r[7], sent_at=r[8], reminded_for=r[9]) for r in rows]
+                         severity=r[6], state=r[7], sent_at=r[8], reminded_for=r[9], clear_since=r[10])
+                for r in rows]
 
     def save_alert_rows(self, channel: str, rows: Sequence[AlertRow],
                         delete_ids: Iterable[int] = (), profile: str | None = None) -> None:
@@ -1823,11 +1830,12 @@ class Ledger:
         profile = self._p(profile)
         now_s = _ts(clock.now())
         cols = ("report", "kind", "first_day", "last_day", "file", "severity", "state", "sent_at",
-                "reminded_for")
+                "reminded_for", "clear_since")
         with self._write() as conn:
             for row in rows:
                 values = [row["report"], row["kind"], row["first_day"], row["last_day"], row["file"],
-                          row["severity"], row["state"], row["sent_at"], row["reminded_for"]]
+                          row["severity"], row["state"], row["sent_at"], row["reminded_for"],
+                          row.get("clear_since")]
                 if row["id"] is None:
                     conn.execute(
                         f"INSERT INTO alerts (profile, channel, {', '.join(cols)}, updated_at)"

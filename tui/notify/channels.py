@@ -16,6 +16,9 @@ hostile or broken:
   (an SMTP tarpit, a slow-loris webhook), so each e-mail exchange and each HTTP request also
   has a deadline for the whole of it; when it passes, :class:`_Deadline` shuts the
   connection down and the send fails with a clear message (cron is never held for hours).
+  The deadline makes the connection itself: the name lookup (a hung name server has no
+  socket to shut down) is waited for only as long as the deadline has left, and a proxy's
+  CONNECT is within it too.
 - Secrets: the SMTP password comes from the environment variable the config names, only at
   send time. Error texts are built here from codes and short server replies, with the
   password (and its base64 forms, as AUTH sends it) replaced by ``***``; a URL is shown as
@@ -36,12 +39,15 @@ import smtplib
 import socket
 import ssl
 import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, overload
+from typing import IO, TYPE_CHECKING, TypeVar, overload
 from urllib.parse import urlsplit, urlunsplit
 
 from tui import __version__
@@ -54,6 +60,7 @@ if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
 log = logging.getLogger("report_keeper.notify")
+_T = TypeVar("_T")
 
 SMTP_TIMEOUT = 20.0  # seconds, per network step
 SMTP_DEADLINE = 60.0  # seconds, one whole e-mail exchange (connect to goodbye)
@@ -111,14 +118,74 @@ class _Deadline:
         self.seconds = seconds
         self.too_slow = too_slow  # the failure an error caused by the cut becomes
         self.expired = False
+        self._stop = time.monotonic() + seconds
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="send-deadline", daemon=True)
 
     def __enter__(self) -> _Deadline:
+        self._stop = time.monotonic() + self.seconds
         self._thread.start()
         return self
+
+    def remaining(self) -> float:
+        return max(0.0, self._stop - time.monotonic())
+
+    def bounded(self, call: Callable[[], _T], what: str, limit: float | None = None) -> _T:
+        """``call()`` (a name lookup: no socket to cut) in a thread, waited for at most the
+        time left. When the time is up the lookup is left to finish on its own (a daemon
+        thread; the resolver gives up in the end) and the send fails now."""
+        box: list[_T] = []
+        error: list[Exception] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                box.append(call())
+            except Exception as exc:  # noqa: BLE001 - raised again in the caller's thread
+                error.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="send-lookup", daemon=True).start()
+        wait = self.remaining() if limit is None else min(limit, self.remaining())
+        if not done.wait(wait):
+            raise SendError(f"{what} did not finish within {self.seconds:g} s (the name server "
+                            "does not answer); nothing was sent", unanswered=True)
+        if error:
+            raise error[0]
+        return box[0]
+
+    def connect(self, address: tuple[str, int], timeout: float | None = None,
+                source_address: tuple[str, int] | None = None) -> socket.socket:
+        """``socket.create_connection`` inside the deadline: the name lookup is bounded by
+        the time left, and the socket is watched from before its connect, so whatever comes
+        next (a proxy's CONNECT, a TLS handshake, a greeting) is under the deadline."""
+        host, port = address
+        infos = self.bounded(lambda: socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM),
+                             f"looking up {host}")
+        last: OSError | None = None
+        for family, kind, proto, _, where in infos:
+            if self.remaining() <= 0:
+                break
+            sock = socket.socket(family, kind, proto)
+            try:
+                step = self.remaining() if timeout is None else min(timeout, self.remaining())
+                sock.settimeout(step)
+                if source_address:
+                    sock.bind(source_address)
+                self.watch(sock)
+                sock.connect(where)
+                sock.settimeout(timeout)
+                return sock
+            except OSError as exc:
+                last = exc
+                sock.close()
+        if last is not None and not self.expired and self.remaining() > 0:
+            raise last
+        raise SendError(f"connecting to {host} did not finish within {self.seconds:g} s; nothing was "
+                        "sent", unanswered=True)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -169,8 +236,8 @@ def _secret_forms(username: str | None, password: str | None) -> tuple[str, ...]
 # E-mail
 
 
-def sender(cfg: NotifyConfig) -> str:
-    return cfg.email_from or f"report-keeper@{socket.getfqdn() or 'localhost'}"
+def sender(cfg: NotifyConfig, watch: _Deadline) -> str:
+    return cfg.email_from or f"report-keeper@{_local_name(watch)}"
 
 
 def smtp_password(cfg: NotifyConfig) -> str | None:
@@ -196,18 +263,37 @@ class _Utf8(str):
         return str.encode(self, "utf-8", errors)
 
 
+def _local_name(watch: _Deadline) -> str:
+    """The name this machine gives in EHLO, as smtplib finds it (its fully qualified name),
+    but looked up within the deadline and only once per process; ``[127.0.0.1]``-style
+    address literals are what smtplib falls back to as well."""
+    if not _LOCAL_NAME:
+        try:
+            fqdn = watch.bounded(socket.getfqdn, "looking up this machine's own name", LOCAL_NAME_WAIT)
+        except SendError:  # a hung name server: the relay may be an address and still work
+            fqdn = ""
+        _LOCAL_NAME.append(fqdn if "." in fqdn else "localhost.localdomain")
+    return _LOCAL_NAME[0]
+
+
+_LOCAL_NAME: list[str] = []
+LOCAL_NAME_WAIT = 5.0  # seconds; the rest of the deadline is left to the exchange itself
+
+
 class _SMTP(smtplib.SMTP):
-    """smtplib's client whose connection a :class:`_Deadline` watches from the moment it is
-    made; with ``tls`` it speaks TLS right away (as ``smtplib.SMTP_SSL`` does)."""
+    """smtplib's client whose connection a :class:`_Deadline` makes and watches (the host's
+    lookup included); with ``tls`` it speaks TLS right away (as ``smtplib.SMTP_SSL`` does)."""
 
     def __init__(self, watch: _Deadline, tls: ssl.SSLContext | None, timeout: float) -> None:
         self._watch = watch
         self._tls = tls
-        super().__init__(timeout=timeout)  # no host: connect() is called by the exchange
+        # no host: connect() is called by the exchange; smtplib would look this machine's
+        # name up here, outside any deadline
+        super().__init__(timeout=timeout, local_hostname=_local_name(watch))
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         self._host = host  # STARTTLS checks the certificate against it (smtplib sets it only in __init__)
-        sock = self._watch.watch(socket.create_connection((host, port), timeout, self.source_address))
+        sock = self._watch.connect((host, port), timeout)  # no source_address: never set here
         if self._tls is not None:
             return self._tls.wrap_socket(sock, server_hostname=host)
         return sock
@@ -229,7 +315,7 @@ class _SMTP(smtplib.SMTP):
         return _Utf8(f"{self.user} {digest}")
 
 
-def _exchange(smtp: _SMTP, cfg: NotifyConfig, msg: EmailMessage, password: str | None,
+def _exchange(smtp: _SMTP, cfg: NotifyConfig, msg: EmailMessage, to: list[str], password: str | None,
               where: str) -> dict[str, tuple[int, bytes]]:
     """Greeting to goodbye; returns the recipients the server refused (some, not all)."""
     host = cfg.smtp_host or ""
@@ -252,7 +338,7 @@ def _exchange(smtp: _SMTP, cfg: NotifyConfig, msg: EmailMessage, password: str |
                             "smtp_security and smtp_username")
         smtp.login(cfg.smtp_username, password or "")
     try:
-        refused = smtp.send_message(msg)
+        refused = smtp.send_message(msg, to_addrs=to)
     except smtplib.SMTPNotSupportedError:  # the only one send_message raises: SMTPUTF8
         raise SendError(f"an address in email_to or email_from has letters beyond ASCII, and {where} "
                         "does not accept such addresses (it does not offer SMTPUTF8); use an "
@@ -274,12 +360,61 @@ def _exchange(smtp: _SMTP, cfg: NotifyConfig, msg: EmailMessage, password: str |
     return refused
 
 
-def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = SMTP_TIMEOUT,
-               deadline: float | None = None) -> str:
-    """Send one plain-text e-mail; returns a short description of what was done.
+@dataclass(frozen=True)
+class Refused:
+    """A recipient the server refused at RCPT: it did not get the message."""
+
+    address: str
+    code: int
+    reply: str  # cleaned, short
+
+    @property
+    def temporary(self) -> bool:
+        return 400 <= self.code < 500
+
+    def __str__(self) -> str:
+        why = ("refused for now" if self.temporary
+               else "refused: check the address in email_to")
+        return f"{_clean(self.address)} ({self.code} {self.reply}; {why})"
+
+
+@dataclass(frozen=True)
+class EmailReceipt:
+    """What the server took: ``accepted`` got the message, ``refused`` did not (some of the
+    recipients may be refused while the others get it; none accepted is a ``SendError``)."""
+
+    accepted: tuple[str, ...]
+    refused: tuple[Refused, ...]
+    where: str
+
+    def __str__(self) -> str:
+        return f"e-mail to {len(self.accepted)} recipient(s) via {self.where}"
+
+    def refusal(self) -> str:
+        """The failure of the refused recipients, each with the server's reply."""
+        return refusal_text(self.where, self.refused, sent=True)
+
+
+def refusal_text(where: str, refused: Sequence[Refused], *, sent: bool) -> str:
+    who = "; ".join(str(r) for r in refused)
+    if sent:
+        return f"{where} refused {len(refused)} recipient(s), who did not get it: {who}"
+    return f"{where} refused the recipient(s), so nobody got it: {who}"
+
+
+def _refusals(refused: dict[str, tuple[int, bytes]], secrets: tuple[str, ...]) -> tuple[Refused, ...]:
+    return tuple(Refused(address, code, _clean(reply, secrets, limit=100))
+                 for address, (code, reply) in refused.items())
+
+
+def send_email(cfg: NotifyConfig, subject: str, body: str, *, to: Sequence[str] | None = None,
+               timeout: float = SMTP_TIMEOUT, deadline: float | None = None) -> EmailReceipt:
+    """Send one plain-text e-mail to ``to`` (default: every address of ``email_to``); returns
+    who got it and who was refused, or raises :class:`SendError` when nobody got it.
 
     ``timeout``: per network step; ``deadline``: the whole exchange (default ``SMTP_DEADLINE``).
     """
+    recipients = list(cfg.email_to if to is None else to)
     host, port, security = cfg.smtp_host or "", cfg.port, cfg.smtp_security
     limit = SMTP_DEADLINE if deadline is None else deadline
     password = smtp_password(cfg)
@@ -288,8 +423,7 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
     # A header is one line: whatever the caller's text holds (a line break, a Unicode line
     # separator), it is written escaped, so it can neither add a header nor stop the send.
     msg["Subject"] = escape_name(subject)
-    msg["From"] = sender(cfg)
-    msg["To"] = ", ".join(cfg.email_to)
+    msg["To"] = ", ".join(recipients)
     msg["Date"] = format_datetime(clock.now())
     msg["Message-ID"] = make_msgid(domain="report-keeper.invalid")
     msg["Auto-Submitted"] = "auto-generated"
@@ -299,9 +433,10 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
     try:
         with _Deadline(limit, f"{where} did not finish within {limit:g} s (it answers too slowly); "
                        "the e-mail was not sent") as watch:
+            msg["From"] = sender(cfg, watch)
             smtp = _SMTP(watch, context if security == "tls" else None, timeout)
             try:
-                refused = _exchange(smtp, cfg, msg, password, where)
+                refused = _exchange(smtp, cfg, msg, recipients, password, where)
             finally:
                 smtp.close()
     except SendError:
@@ -312,10 +447,8 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
                         f"and the password in {cfg.smtp_password_env}") from None
     except smtplib.SMTPNotSupportedError as exc:
         raise SendError(f"{where} does not support what sending needs ({_clean(exc)})") from None
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = sorted({str(code) for code, _ in exc.recipients.values()})
-        raise SendError(f"{where} refused every recipient (reply {', '.join(codes)}); check "
-                        "email_to") from None
+    except smtplib.SMTPRecipientsRefused as exc:  # every one, or a 421 on the way: nothing sent
+        raise SendError(refusal_text(where, _refusals(exc.recipients, secrets), sent=False)) from None
     except smtplib.SMTPSenderRefused as exc:
         raise SendError(f"{where} refused the sender {_clean(exc.sender)} ({exc.smtp_code} "
                         f"{_clean(exc.smtp_error, secrets)}); check email_from") from None
@@ -345,10 +478,8 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, timeout: float = S
         raise SendError(f"sending through {where} failed: smtp_username, the password in "
                         f"{cfg.smtp_password_env} or an address holds text the server exchange "
                         "cannot carry") from None
-    done = f"e-mail to {len(cfg.email_to) - len(refused)} recipient(s) via {where}"
-    if refused:
-        done += f" ({len(refused)} refused by the server)"
-    return done
+    return EmailReceipt(accepted=tuple(r for r in recipients if r not in refused),
+                        refused=_refusals(refused, secrets), where=where)
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,15 +515,11 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
 
 
 class _Watched(http.client.HTTPConnection):
-    """A connection that a :class:`_Deadline` watches once connected (for https, before the
-    TLS handshake: ``_HTTPS`` puts this class between ``HTTPSConnection`` and its base)."""
+    """A connection that a :class:`_Deadline` makes and watches: the lookup of the host (or
+    the proxy), the connect, a proxy's CONNECT and the TLS handshake are all within it."""
 
-    deadline: _Deadline | None = None
-
-    def connect(self) -> None:
-        super().connect()
-        if self.deadline is not None:
-            self.deadline.watch(self.sock)
+    def watch_with(self, deadline: _Deadline) -> None:
+        self._create_connection = deadline.connect
 
 
 class _HTTPS(http.client.HTTPSConnection, _Watched):
@@ -408,7 +535,7 @@ class _HTTPHandler(urllib.request.HTTPHandler):
                     source_address: tuple[str, int] | None = None,
                     blocksize: int = 8192) -> http.client.HTTPConnection:
         conn = _Watched(host, port, timeout, source_address, blocksize)
-        conn.deadline = self._watch
+        conn.watch_with(self._watch)
         return conn
 
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
@@ -426,7 +553,7 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
                     blocksize: int = 8192) -> http.client.HTTPConnection:
         conn = _HTTPS(host, port, timeout=timeout, source_address=source_address, context=self._tls,
                       blocksize=blocksize)
-        conn.deadline = self._watch
+        conn.watch_with(self._watch)
         return conn
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:

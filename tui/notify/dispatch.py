@@ -35,10 +35,10 @@ from tui.core import clock
 from tui.core import status as st
 from tui.core.config import NotifyConfig, Profile
 from tui.core.health import ConnectionStatus, HealthReport, evaluate
-from tui.core.ledger import LEDGER_ERRORS, Ledger, LedgerError
+from tui.core.ledger import LEDGER_ERRORS, AlertRow, Ledger, LedgerError
 from tui.core.model import JSONObject, WriteTest
 from tui.core.names import escape_name
-from tui.notify.channels import SendError, fail_url, http_request, send_email, show_url
+from tui.notify.channels import EmailReceipt, SendError, fail_url, http_request, send_email, show_url
 
 log = logging.getLogger("report_keeper.notify")
 
@@ -61,6 +61,7 @@ class OutcomeJSON(TypedDict):
     new: NotRequired[int]
     reminders: NotRequired[int]
     resolved: NotRequired[int]
+    recipients: NotRequired[list[str]]  # e-mail: who got it (sent) or did not (failed)
     detail: NotRequired[str]  # sent: where it went
     error: NotRequired[str]  # failed: why
 
@@ -96,11 +97,14 @@ class Outcome:
     new: int = 0
     reminders: int = 0
     resolved: int = 0
+    recipients: list[str] | None = None  # e-mail: the addresses this outcome is about
 
     def to_json(self) -> OutcomeJSON:
         doc = OutcomeJSON(channel=self.channel, message=self.message)
         if self.channel != "ping" and self.message != "test":
             doc["new"], doc["reminders"], doc["resolved"] = self.new, self.reminders, self.resolved
+        if self.recipients is not None:
+            doc["recipients"] = self.recipients
         if self.ok:
             doc["detail"] = self.detail
         else:
@@ -176,13 +180,16 @@ def _unless_unanswered(destination: str) -> Iterator[None]:
     _UNANSWERED.pop(destination, None)
 
 
-def _send(channel: str, cfg: NotifyConfig, message: al.Message) -> str:
-    with _unless_unanswered(_destination(channel, cfg)):
-        if channel == al.EMAIL:
-            return send_email(cfg, message.subject, message.body)
-        url = cfg.webhook_url or ""
+def _send_webhook(cfg: NotifyConfig, message: al.Message) -> str:
+    url = cfg.webhook_url or ""
+    with _unless_unanswered(show_url(url)):
         status = http_request(url, method="POST", document=message.document)
-        return f"webhook {show_url(url)} answered HTTP {status}"
+    return f"webhook {show_url(url)} answered HTTP {status}"
+
+
+def _send_email(cfg: NotifyConfig, message: al.Message, to: list[str]) -> EmailReceipt:
+    with _unless_unanswered(_destination(al.EMAIL, cfg)):
+        return send_email(cfg, message.subject, message.body, to=to)
 
 
 def _channels(cfg: NotifyConfig) -> list[str]:
@@ -226,53 +233,129 @@ def _run(profile: Profile, health: HealthReport, *, scope: str, run_status: st.E
     return _document(True, outcomes)
 
 
+def email_memory(address: str) -> str:
+    """The ledger's name for what ``address`` has been told (each recipient has its own)."""
+    return f"{al.EMAIL}:{address}"
+
+
+def _recipients_rows(ledger: Ledger, cfg: NotifyConfig) -> dict[str, list[AlertRow]]:
+    """What each recipient of ``email_to`` has been told. The e-mail channel once had one
+    memory for the whole list (rows under plain ``email``): every recipient without rows of
+    its own takes those over, once, so an upgrade sends nobody an alert again."""
+    shared = ledger.alert_rows(al.EMAIL)
+    out: dict[str, list[AlertRow]] = {}
+    for address in cfg.email_to:
+        rows = ledger.alert_rows(email_memory(address))
+        if not rows and shared:
+            ledger.save_alert_rows(email_memory(address), [{**r, "id": None} for r in shared])
+            rows = ledger.alert_rows(email_memory(address))
+        out[address] = rows
+    if shared:
+        ledger.save_alert_rows(al.EMAIL, [], [r["id"] for r in shared if r["id"] is not None])
+    return out
+
+
+@dataclass
+class _Due:
+    """A message due to some recipients (or the webhook), each with its own plan."""
+
+    message: al.Message
+    kind: str
+    plans: dict[str, al.Plan]  # memory name -> plan
+    to: list[str]  # e-mail: the addresses
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        plan = next(iter(self.plans.values()))
+        return len(plan.new), len(plan.reminders), len(plan.resolved)
+
+
 def _alerts(profile: Profile, health: HealthReport, ledger: Ledger, scope: str) -> list[Outcome]:
     cfg = profile.notify
     tz = profile.timezone
     today = health.now.astimezone(tz).date()
     current = al.alerts_from(health, scope=scope)
     sent_at = clock.now().isoformat(timespec="seconds")
-    outcomes = []
+    outcomes: list[Outcome] = []
+
+    def due(memories: dict[str, tuple[str | None, list[AlertRow]]]) -> list[_Due]:
+        """Plan each memory; recipients that would get the very same text get one message."""
+        out: dict[tuple[str, str], _Due] = {}
+        for memory, (address, rows) in memories.items():
+            plan = al.plan(al.EMAIL if address else al.WEBHOOK, current, rows, today=today,
+                           sent_at=sent_at, scope=scope)
+            try:
+                if plan.tidy_save or plan.tidy_delete:
+                    ledger.save_alert_rows(memory, plan.tidy_save, plan.tidy_delete)
+            except LedgerError as exc:
+                log.warning("alerts: %s", exc)
+            if not plan.should_send:
+                continue
+            message = al.compose(plan, profile=profile.name, status=health.status,
+                                 where=_where(profile), now_text=_now_text(health, tz))
+            d = out.setdefault((message.subject, message.body), _Due(message, plan.message_kind, {}, []))
+            d.plans[memory] = plan
+            if address:
+                d.to.append(address)
+        return list(out.values())
+
+    def remember(d: _Due, memories: list[str], detail: str) -> str:
+        failed: LedgerError | None = None
+        for memory in memories:  # each one on its own: one that fails leaves the others told
+            plan = d.plans[memory]
+            try:
+                ledger.save_alert_rows(memory, plan.save, plan.delete)
+            except LedgerError as exc:  # sent, but not remembered: it may be sent once more
+                log.error("alerts: sent but not recorded: %s", exc)
+                failed = exc
+        if failed is not None:
+            return detail + f" (not recorded in the ledger: {failed}; it may be sent again)"
+        return detail
+
     for channel in _channels(cfg):
+        memories: dict[str, tuple[str | None, list[AlertRow]]]
         try:
-            rows = ledger.alert_rows(channel)
+            if channel == al.EMAIL:
+                memories = {email_memory(a): (a, rows) for a, rows in _recipients_rows(ledger, cfg).items()}
+            else:
+                memories = {al.WEBHOOK: (None, ledger.alert_rows(al.WEBHOOK))}
+            messages = due(memories)
         except LEDGER_ERRORS as exc:  # a damaged ledger must not break the run
             outcomes.append(Outcome(channel, "alert", False,
                                     f"the ledger could not be read ({type(exc).__name__})"))
             continue
-        plan = al.plan(channel, current, rows, today=today, sent_at=sent_at, scope=scope)
-        try:
-            if plan.tidy_save or plan.tidy_delete:
-                ledger.save_alert_rows(channel, plan.tidy_save, plan.tidy_delete)
-        except LedgerError as exc:
-            log.warning("alerts: %s", exc)
-        if not plan.should_send:
-            continue
-        message = al.compose(plan, profile=profile.name, status=health.status,
-                             where=_where(profile),
-                             now_text=_now_text(health, tz))
-        new, reminders, resolved = len(plan.new), len(plan.reminders), len(plan.resolved)
-        try:
-            detail = _send(channel, cfg, message)
-        except SendError as exc:
-            log.warning("alerts: %s %s not sent: %s (tried again on the next run)",
-                        channel, plan.message_kind, exc)
-            outcomes.append(Outcome(channel, plan.message_kind, False, str(exc), new, reminders, resolved))
-            continue
-        except Exception as exc:  # a bug in one channel must not keep the alert from the other
-            log.exception("alerts: %s %s not sent (tried again on the next run)", channel, plan.message_kind)
-            outcomes.append(Outcome(channel, plan.message_kind, False,
-                                    f"unexpected error ({type(exc).__name__}); see the log",
-                                    new, reminders, resolved))
-            continue
-        log.info("alerts: %s %s sent (%d new, %d reminders, %d ended): %s", channel,
-                 plan.message_kind, new, reminders, resolved, detail)
-        try:
-            ledger.save_alert_rows(channel, plan.save, plan.delete)
-        except LedgerError as exc:  # sent, but not remembered: it may be sent once more
-            log.error("alerts: sent but not recorded: %s", exc)
-            detail += f" (not recorded in the ledger: {exc}; it may be sent again)"
-        outcomes.append(Outcome(channel, plan.message_kind, True, detail, new, reminders, resolved))
+        for d in messages:
+            new, reminders, resolved = d.counts
+            to = d.to if channel == al.EMAIL else None
+            try:
+                if channel == al.EMAIL:
+                    receipt = _send_email(cfg, d.message, d.to)
+                    detail = str(receipt)
+                    got = [email_memory(a) for a in receipt.accepted]
+                else:
+                    detail = _send_webhook(cfg, d.message)
+                    got = list(d.plans)
+            except SendError as exc:
+                log.warning("alerts: %s %s not sent: %s (tried again on the next run)", channel, d.kind, exc)
+                outcomes.append(Outcome(channel, d.kind, False, str(exc), new, reminders, resolved, to))
+                continue
+            except Exception as exc:  # a bug in one channel must not keep the alert from the other
+                log.exception("alerts: %s %s not sent (tried again on the next run)", channel, d.kind)
+                outcomes.append(Outcome(channel, d.kind, False, _unexpected(exc), new, reminders, resolved, to))
+                continue
+            log.info("alerts: %s %s sent (%d new, %d reminders, %d ended): %s", channel, d.kind,
+                     new, reminders, resolved, detail)
+            detail = remember(d, got, detail)
+            if channel != al.EMAIL:
+                outcomes.append(Outcome(channel, d.kind, True, detail, new, reminders, resolved))
+                continue
+            outcomes.append(Outcome(channel, d.kind, True, detail, new, reminders, resolved,
+                                    list(receipt.accepted)))
+            if receipt.refused:  # they did not get it: not remembered, so tried again next run
+                log.warning("alerts: %s %s: %s (tried again on the next run)", channel, d.kind,
+                            receipt.refusal())
+                outcomes.append(Outcome(channel, d.kind, False, receipt.refusal(), new, reminders,
+                                        resolved, [r.address for r in receipt.refused]))
     return outcomes
 
 
@@ -286,8 +369,16 @@ def _ping(url: str, status: st.Exit) -> Outcome:
     except SendError as exc:
         log.warning("alerts: ping (%s) failed: %s", kind, exc)
         return Outcome("ping", kind, False, str(exc))
+    except Exception as exc:  # a bug here must not hide what the other channels did
+        log.exception("alerts: ping (%s) failed unexpectedly", kind)
+        return Outcome("ping", kind, False, _unexpected(exc))
     log.info("alerts: ping (%s) %s answered HTTP %d", kind, show_url(target), code)
     return Outcome("ping", kind, True, f"{show_url(target)} answered HTTP {code}")
+
+
+def _unexpected(exc: Exception) -> str:
+    """A bug's outcome: its type only (its text may hold anything), the log has the rest."""
+    return f"unexpected error ({type(exc).__name__}); see the log"
 
 
 def _guard(run: Callable[[], NotifyDocument]) -> NotifyDocument:
@@ -296,8 +387,7 @@ def _guard(run: Callable[[], NotifyDocument]) -> NotifyDocument:
         return run()
     except Exception as exc:  # last resort; the message names no secret
         log.exception("alerts failed unexpectedly")
-        return _document(True, [Outcome("alerts", "alert", False,
-                                        f"unexpected error ({type(exc).__name__}); see the log")])
+        return _document(True, [Outcome("alerts", "alert", False, _unexpected(exc))])
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,7 +448,11 @@ def send_test(profile: Profile) -> list[Outcome]:
     for channel in _channels(cfg):
         try:
             if channel == al.EMAIL:
-                detail = send_email(cfg, subject, body)
+                receipt = send_email(cfg, subject, body)
+                if receipt.refused:  # some got it, some did not: that is no working channel
+                    out.append(Outcome(channel, "test", False, f"{receipt}; {receipt.refusal()}"))
+                    continue
+                detail = str(receipt)
             else:
                 url = cfg.webhook_url or ""
                 code = http_request(url, method="POST", document=document)
@@ -366,6 +460,9 @@ def send_test(profile: Profile) -> list[Outcome]:
             out.append(Outcome(channel, "test", True, detail))
         except SendError as exc:
             out.append(Outcome(channel, "test", False, str(exc)))
+        except Exception as exc:  # a bug in one channel must not keep the test from the others
+            log.exception("notify --test: %s failed unexpectedly", channel)
+            out.append(Outcome(channel, "test", False, _unexpected(exc)))
     if cfg.ping_url:
         o = _ping(cfg.ping_url, st.Exit.OK)
         out.append(Outcome("ping", "test", o.ok, o.detail))
