@@ -49,7 +49,9 @@ async def test_the_app_stays_live_and_says_who_holds_the_ledger_while_another_pr
     ledger = Path(app.profile.ledger_path)
     async with app.run_test(size=(110, 30)) as pilot:
         await wait_for(pilot, lambda: settled(app))
-        proxy.delay = 0.05  # a slow link: files go on landing while the lock is held
+        # A crawling link until the Queue is up (at full speed all 66 files could land before
+        # the wait is even noticed), then a fast one: files go on landing while the lock is held.
+        proxy.delay, proxy.rate = 0.05, 4000
         holder = await asyncio.to_thread(hold, ledger)
         try:
             assert (await asyncio.to_thread(holder.stdout.readline)).strip() == "locked"
@@ -66,6 +68,8 @@ async def test_the_app_stays_live_and_says_who_holds_the_ledger_while_another_pr
             await pilot.press("3")
             assert isinstance(app.screen, QueueScreen)
             before = done(app)
+            assert app.board.active and before < len(app.board.ordered()) - 2, app.board.counts()
+            proxy.rate = None
             await wait_for(pilot, lambda: done(app) >= before + 2 or not app.board.active, 90)
             assert done(app) >= before + 2, app.board.counts()
             assert holder.poll() is None and app.ledger_wait is not None  # still held meanwhile
