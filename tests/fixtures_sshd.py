@@ -46,6 +46,13 @@ __all__ = [
 ]
 
 
+def _pid_in(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -131,17 +138,25 @@ def start_sshd(workdir: Path, user_pub: Path, host_key_type: str = "ssh-ed25519"
         log = open(workdir / "sshd.log", "ab")
         proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdout=log, stderr=log,
                                 stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        pid_file = workdir / "sshd.pid"
+        pid_file.unlink(missing_ok=True)
+        deadline = time.monotonic() + 60  # a bound for a busy machine, not a timing
         while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                    s.settimeout(2)
-                    if s.recv(4).startswith(b"SSH-"):
-                        break
-            except OSError:
-                time.sleep(0.05)
-        if proc.poll() is None:
+            # sshd writes its pid file once it listens: until then a banner on the port may be
+            # another server's (the port was free a moment ago, another sshd may have taken it).
+            if _pid_in(pid_file) == proc.pid:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                        s.settimeout(2)
+                        if s.recv(4).startswith(b"SSH-"):
+                            break
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        if proc.poll() is None and _pid_in(pid_file) == proc.pid:
             break
+        proc.kill()
+        proc.wait()
         log.close()
     else:
         raise RuntimeError(f"sshd did not start; see {workdir / 'sshd.log'}")
