@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import json
@@ -19,12 +20,14 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures_sshd import TcpProxy
 from tui.core.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,19 +67,56 @@ def served(sshd):
     shutil.rmtree(base, ignore_errors=True)
 
 
-def write_config(tmp_path: Path, sshd, base: Path) -> Path:
+def write_config(tmp_path: Path, sshd, base: Path, port: int | None = None) -> Path:
+    """The profiles' config: through the sshd's own port, or through ``port`` (a proxy)."""
+    port = sshd.port if port is None else port
+    known_hosts = tmp_path / f"known_hosts-{port}"  # that port, the sshd's key
+    known_hosts.write_text(sshd.known_hosts.read_text().replace(f"]:{sshd.port} ", f"]:{port} "))
     text = ""
     for name, (folder, ledger) in PROFILES.items():
         text += (
             f"[profile.{name}]\n"
-            f'host = "127.0.0.1"\nport = {sshd.port}\nusername = "{sshd.username}"\n'
-            f'key = "{sshd.key}"\nknown_hosts = "{sshd.known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
+            f'host = "127.0.0.1"\nport = {port}\nusername = "{sshd.username}"\n'
+            f'key = "{sshd.key}"\nknown_hosts = "{known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
             f'remote_dir = "{base.name}/{folder}"\nlocal_dir = "{tmp_path / "local" / name}"\n'
             f'ledger = "{tmp_path / ledger}"\ntimezone = "UTC"\nconcurrency = 2\n\n'
         )
-    cfg = tmp_path / "config.toml"
+    cfg = tmp_path / f"config-{port}.toml"
     cfg.write_text(text)
     return cfg
+
+
+#: Bytes a second on each connection of the run that is interrupted: its big files take many
+#: seconds, so it is seen mid-download (some files placed, others arriving) and a Ctrl-C lands
+#: while they still arrive, however busy the machine. At full speed the whole run could be
+#: over between two looks of a test process the machine did not schedule.
+SLOW = 4_000_000
+
+
+@pytest.fixture
+def slowed(sshd):
+    """The config of a run through a proxy that slows every connection to ``SLOW`` (in a
+    thread of its own: the tests wait on processes); the next run goes to the sshd directly."""
+    proxy = TcpProxy(sshd.port, rate=SLOW)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(proxy.start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, name="slow-link", daemon=True)
+    thread.start()
+    assert started.wait(60)
+    try:
+        yield proxy
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.stop(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(60)
+        loop.close()
 
 
 def part_files(tmp_path: Path, profile: str) -> list[Path]:
@@ -232,8 +272,8 @@ def check_next_run_completes(tmp_path: Path, base: Path, cfg: Path, first: dict)
 
 
 @pytest.mark.parametrize("processes", ["1", "2"], ids=["one-process", "two-processes"])
-def test_ctrl_c_during_sync_all_profiles_keeps_its_promises(sshd, served, tmp_path, processes):
-    cfg = write_config(tmp_path, sshd, served)
+def test_ctrl_c_during_sync_all_profiles_keeps_its_promises(sshd, served, slowed, tmp_path, processes):
+    cfg = write_config(tmp_path, sshd, served, slowed.port)
     marker = uuid.uuid4().hex
     proc = start_sync(cfg, marker, "--processes", processes)
     # In two processes gamma has one to itself: it may be through before alpha and beta are.
@@ -247,14 +287,14 @@ def test_ctrl_c_during_sync_all_profiles_keeps_its_promises(sshd, served, tmp_pa
     assert interrupted and any(doc["profiles"][n]["failed"] for n in interrupted)
     assert processes_with(marker) == []  # no workbook worker outlives the sync
     assert_unlocked(tmp_path)
-    check_next_run_completes(tmp_path, served, cfg, doc)
+    check_next_run_completes(tmp_path, served, write_config(tmp_path, sshd, served), doc)
 
 
-def test_sigterm_to_a_run_over_two_processes_stops_each_in_order(sshd, served, tmp_path):
+def test_sigterm_to_a_run_over_two_processes_stops_each_in_order(sshd, served, slowed, tmp_path):
     """SIGTERM to the command alone (``timeout`` in a cron line sends it to the process it
     started, not to a group): the run passes the stop on to each of its processes, and keeps
     every promise a Ctrl-C keeps."""
-    cfg = write_config(tmp_path, sshd, served)
+    cfg = write_config(tmp_path, sshd, served, slowed.port)
     marker = uuid.uuid4().hex
     proc = start_sync(cfg, marker, "--processes", "2")
     wait_until_downloading(proc, tmp_path, ["alpha", "beta"], served)
@@ -265,15 +305,15 @@ def test_sigterm_to_a_run_over_two_processes_stops_each_in_order(sshd, served, t
     assert err.count("SIGTERM: stopping") == 1  # said once, by the run; its processes say nothing
     assert processes_with(marker) == []
     assert_unlocked(tmp_path)
-    check_next_run_completes(tmp_path, served, cfg, doc)
+    check_next_run_completes(tmp_path, served, write_config(tmp_path, sshd, served), doc)
 
 
 @pytest.mark.parametrize(("processes", "running", "waiting"),
                          [("1", ["alpha", "beta"], "gamma"), ("2", ["alpha", "gamma"], "beta")],
                          ids=["one-process", "two-processes"])
-def test_ctrl_c_hammered_still_gives_one_document_and_loses_nothing(sshd, served, tmp_path,
+def test_ctrl_c_hammered_still_gives_one_document_and_loses_nothing(sshd, served, slowed, tmp_path,
                                                                     processes, running, waiting):
-    cfg = write_config(tmp_path, sshd, served)
+    cfg = write_config(tmp_path, sshd, served, slowed.port)
     marker = uuid.uuid4().hex
     # Two profiles at a time, one has not started when the Ctrl-Cs come. In one process they
     # start in the config's order; in two, alpha and beta (one ledger file) share a process
@@ -290,7 +330,7 @@ def test_ctrl_c_hammered_still_gives_one_document_and_loses_nothing(sshd, served
     assert later["error"].startswith("Interrupted") and later["downloaded"] == []
     assert processes_with(marker) == []
     assert_unlocked(tmp_path)
-    check_next_run_completes(tmp_path, served, cfg, doc)
+    check_next_run_completes(tmp_path, served, write_config(tmp_path, sshd, served), doc)
 
 
 async def test_a_sync_cancelled_during_its_purge_records_each_deletion_before_it(tmp_path, monkeypatch):
