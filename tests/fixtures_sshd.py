@@ -21,8 +21,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/ss
 __all__ = [
     "ServerInfo",
     "TcpProxy",
+    "threaded_proxy",
     "start_sshd",
     "start_embedded_sftp",
     "ssh_keys",
@@ -327,6 +330,33 @@ class TcpProxy:
             for w in (cwriter, swriter):
                 self._writers.discard(w)
                 w.transport.abort()
+
+
+@contextmanager
+def threaded_proxy(target_port: int, **kwargs: Any) -> Iterator[TcpProxy]:
+    """A :class:`TcpProxy` served by an event loop in a thread of its own, for tests that wait
+    on processes rather than on a loop of their own (its ``rate`` may be changed meanwhile)."""
+    proxy = TcpProxy(target_port, **kwargs)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(proxy.start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, name="test-proxy", daemon=True)
+    thread.start()
+    if not started.wait(60):
+        raise RuntimeError("the proxy did not start")
+    try:
+        yield proxy
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.stop(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(60)
+        loop.close()
 
 
 # ---------------------------------------------------------------- fixtures

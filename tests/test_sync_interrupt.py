@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import hashlib
 import json
@@ -20,14 +19,13 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures_sshd import TcpProxy
+from tests.fixtures_sshd import threaded_proxy
 from tui.core.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,28 +93,10 @@ SLOW = 4_000_000
 
 @pytest.fixture
 def slowed(sshd):
-    """The config of a run through a proxy that slows every connection to ``SLOW`` (in a
-    thread of its own: the tests wait on processes); the next run goes to the sshd directly."""
-    proxy = TcpProxy(sshd.port, rate=SLOW)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(proxy.start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, name="slow-link", daemon=True)
-    thread.start()
-    assert started.wait(60)
-    try:
+    """A proxy that slows every connection to ``SLOW``, for the run that is interrupted (the
+    next run goes to the sshd directly)."""
+    with threaded_proxy(sshd.port, rate=SLOW) as proxy:
         yield proxy
-    finally:
-        asyncio.run_coroutine_threadsafe(proxy.stop(), loop).result(60)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(60)
-        loop.close()
 
 
 def part_files(tmp_path: Path, profile: str) -> list[Path]:
