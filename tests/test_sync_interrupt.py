@@ -30,7 +30,9 @@ from tui.core.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-06-10T14:00:00+00:00"
-BIG = 32 * 1024 * 1024  # one file per folder large enough to be mid-download at Ctrl-C
+#: One file per folder that takes many seconds through the slowed link (``SLOW``): mid-download
+#: at Ctrl-C, whatever the machine's load.
+BIG = 8 * 1024 * 1024
 SMALL = 6  # and a few small ones (with concurrency 2, some are still queued then)
 #: profile -> (server folder, ledger file): alpha and beta share one ledger file.
 PROFILES = {"alpha": ("a", "shared.sqlite3"), "beta": ("b", "shared.sqlite3"),
@@ -88,7 +90,7 @@ def write_config(tmp_path: Path, sshd, base: Path, port: int | None = None) -> P
 #: seconds, so it is seen mid-download (some files placed, others arriving) and a Ctrl-C lands
 #: while they still arrive, however busy the machine. At full speed the whole run could be
 #: over between two looks of a test process the machine did not schedule.
-SLOW = 4_000_000
+SLOW = 1_000_000
 
 
 @pytest.fixture
