@@ -350,10 +350,17 @@ def threaded_proxy(target_port: int, **kwargs: Any) -> Iterator[TcpProxy]:
     thread.start()
     if not started.wait(60):
         raise RuntimeError("the proxy did not start")
+    async def stop() -> None:
+        await proxy.stop()
+        pumps = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pumps:  # the connections' own tasks end with the proxy
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
     try:
         yield proxy
     finally:
-        asyncio.run_coroutine_threadsafe(proxy.stop(), loop).result(60)
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(60)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(60)
         loop.close()

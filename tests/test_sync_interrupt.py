@@ -51,8 +51,11 @@ def sha(path: Path | str) -> str:
 
 @pytest.fixture
 def served(sshd):
-    """Three folders on the real sshd, each one big file (the oldest: it starts first) and a
-    few small ones; yields the base folder."""
+    """Three folders on the real sshd, each one big file and a few small ones; yields the base
+    folder. Files start oldest first, two at a time: two small ones (placed in a moment), then
+    the big one, which then holds the slowed link for seconds while the other small ones wait
+    behind it. So a run is seen, for as long as it takes, with files placed and the big one
+    arriving (and some still to come): the moment of a Ctrl-C the tests want."""
     base = Path(tempfile.mkdtemp(prefix="intr-", dir=sshd.root))
     os.chmod(base, 0o755)
     block = os.urandom(BIG)
@@ -62,7 +65,8 @@ def served(sshd):
         os.chmod(d, 0o755)
         (d / "Full Loan History_20260601_060000.xlsx").write_bytes(block[k:] + block[:k])
         for n in range(SMALL):
-            (d / f"Loans_{n:02d}_20260601_07{n:02d}00.xlsx").write_bytes(os.urandom(256 * 1024))
+            hour = "05" if n < 2 else "07"  # two older than the big file, the rest newer
+            (d / f"Loans_{n:02d}_20260601_{hour}{n:02d}00.xlsx").write_bytes(os.urandom(256 * 1024))
     yield base
     shutil.rmtree(base, ignore_errors=True)
 
