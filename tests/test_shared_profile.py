@@ -54,15 +54,24 @@ def sha(path: Path | str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+@pytest.fixture(scope="module")
+def workbooks(tmp_path_factory):
+    """The served workbooks, written once for the module (every test is served the same bytes)."""
+    made = tmp_path_factory.mktemp("shared-workbooks")
+    for n in range(N_FILES):
+        day = date(2026, 5, 20) + timedelta(days=n)
+        write_report(made / f"{demo_data.DAILY}_{day:%Y%m%d}_070012.xlsx", n_rows=ROWS,
+                     day=day - timedelta(days=3), seed=n)
+    return made
+
+
 @pytest.fixture
-def served(sshd):
+def served(sshd, workbooks):
     """N_FILES small real workbooks (each verifies ok) in a folder of their own on the sshd."""
     base = Path(tempfile.mkdtemp(prefix="shared-", dir=sshd.root))
     os.chmod(base, 0o755)
-    for n in range(N_FILES):
-        day = date(2026, 5, 20) + timedelta(days=n)
-        write_report(base / f"{demo_data.DAILY}_{day:%Y%m%d}_070012.xlsx", n_rows=ROWS,
-                     day=day - timedelta(days=3), seed=n)
+    for made in sorted(workbooks.iterdir()):
+        shutil.copy(made, base / made.name)
     yield base
     shutil.rmtree(base, ignore_errors=True)
 
