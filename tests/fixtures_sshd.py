@@ -21,8 +21,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/ss
 __all__ = [
     "ServerInfo",
     "TcpProxy",
+    "threaded_proxy",
     "start_sshd",
     "start_embedded_sftp",
     "ssh_keys",
@@ -44,6 +47,13 @@ __all__ = [
     "sftp_server",
     "free_port",
 ]
+
+
+def _pid_in(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def free_port() -> int:
@@ -131,17 +141,25 @@ def start_sshd(workdir: Path, user_pub: Path, host_key_type: str = "ssh-ed25519"
         log = open(workdir / "sshd.log", "ab")
         proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdout=log, stderr=log,
                                 stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        pid_file = workdir / "sshd.pid"
+        pid_file.unlink(missing_ok=True)
+        deadline = time.monotonic() + 60  # a bound for a busy machine, not a timing
         while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                    s.settimeout(2)
-                    if s.recv(4).startswith(b"SSH-"):
-                        break
-            except OSError:
-                time.sleep(0.05)
-        if proc.poll() is None:
+            # sshd writes its pid file once it listens: until then a banner on the port may be
+            # another server's (the port was free a moment ago, another sshd may have taken it).
+            if _pid_in(pid_file) == proc.pid:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                        s.settimeout(2)
+                        if s.recv(4).startswith(b"SSH-"):
+                            break
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        if proc.poll() is None and _pid_in(pid_file) == proc.pid:
             break
+        proc.kill()
+        proc.wait()
         log.close()
     else:
         raise RuntimeError(f"sshd did not start; see {workdir / 'sshd.log'}")
@@ -312,6 +330,40 @@ class TcpProxy:
             for w in (cwriter, swriter):
                 self._writers.discard(w)
                 w.transport.abort()
+
+
+@contextmanager
+def threaded_proxy(target_port: int, **kwargs: Any) -> Iterator[TcpProxy]:
+    """A :class:`TcpProxy` served by an event loop in a thread of its own, for tests that wait
+    on processes rather than on a loop of their own (its ``rate`` may be changed meanwhile)."""
+    proxy = TcpProxy(target_port, **kwargs)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(proxy.start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, name="test-proxy", daemon=True)
+    thread.start()
+    if not started.wait(60):
+        raise RuntimeError("the proxy did not start")
+    async def stop() -> None:
+        await proxy.stop()
+        pumps = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pumps:  # the connections' own tasks end with the proxy
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+    try:
+        yield proxy
+    finally:
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(60)
+        loop.close()
 
 
 # ---------------------------------------------------------------- fixtures

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures_sshd import TcpProxy
-from tests.test_sync_ledger_locked import LAUNCH, NOW, Run, served, sha  # noqa: F401 - fixture
+from tests.test_sync_ledger_locked import LAUNCH, NOW, Run, served, sha, workbooks  # noqa: F401 - fixtures
 from tui.core import ledger as ledger_mod
 from tui.core.ledger import Ledger
 from tui.sftp import unrecorded

@@ -46,22 +46,32 @@ ROWS = 2000  # about 90 KB a workbook
 #: The CLI with the ledger's lock wait set by the test (the product's 30 s, shortened so a
 #: test that waits in vain fails in seconds).
 LAUNCH = ("import sys; from tui.core import ledger; ledger.BUSY_TIMEOUT = float(sys.argv[1]); "
-          "from tui.cli import main; sys.exit(main(sys.argv[2:]))")
+          "from tui.sftp import sync; sync.COMMIT_SECONDS = float(sys.argv[2]) or sync.COMMIT_SECONDS; "
+          "from tui.cli import main; sys.exit(main(sys.argv[3:]))")
 
 
 def sha(path: Path | str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+@pytest.fixture(scope="module")
+def workbooks(tmp_path_factory):
+    """The served workbooks, written once for the module (every test is served the same bytes)."""
+    made = tmp_path_factory.mktemp("shared-workbooks")
+    for n in range(N_FILES):
+        day = date(2026, 5, 20) + timedelta(days=n)
+        write_report(made / f"{demo_data.DAILY}_{day:%Y%m%d}_070012.xlsx", n_rows=ROWS,
+                     day=day - timedelta(days=3), seed=n)
+    return made
+
+
 @pytest.fixture
-def served(sshd):
+def served(sshd, workbooks):
     """N_FILES small real workbooks (each verifies ok) in a folder of their own on the sshd."""
     base = Path(tempfile.mkdtemp(prefix="shared-", dir=sshd.root))
     os.chmod(base, 0o755)
-    for n in range(N_FILES):
-        day = date(2026, 5, 20) + timedelta(days=n)
-        write_report(base / f"{demo_data.DAILY}_{day:%Y%m%d}_070012.xlsx", n_rows=ROWS,
-                     day=day - timedelta(days=3), seed=n)
+    for made in sorted(workbooks.iterdir()):
+        shutil.copy(made, base / made.name)
     yield base
     shutil.rmtree(base, ignore_errors=True)
 
@@ -85,9 +95,12 @@ def env_for(tmp_path: Path, now: str = NOW) -> dict[str, str]:
             "XDG_CONFIG_HOME": str(tmp_path / "config")}
 
 
-async def run_cli(tmp_path: Path, *argv: str, busy: float = 30.0, now: str = NOW) -> tuple[int, str, str]:
+async def run_cli(tmp_path: Path, *argv: str, busy: float = 30.0, now: str = NOW,
+                  commit: float = 0.0) -> tuple[int, str, str]:
+    """The CLI in a process of its own; ``commit``: how often its sync commits its records
+    (0: the product's own interval)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", LAUNCH, str(busy), *argv,
+        sys.executable, "-c", LAUNCH, str(busy), str(commit), *argv,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env_for(tmp_path, now),
         cwd=ROOT, stdin=asyncio.subprocess.DEVNULL)
     out, err = await asyncio.wait_for(proc.communicate(), 300)
@@ -435,18 +448,23 @@ async def test_a_purge_held_up_by_a_stopped_purge_says_so_and_deletes_nothing(tm
 
 
 @pytest.mark.sshd
-async def test_a_file_the_other_sync_has_just_placed_is_not_fetched_again(sshd, served, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("commit", "rate"), [(0.0, 400_000), (30.0, 150_000)],
+                         ids=["commits-as-usual", "commit-comes-late"])
+async def test_a_file_the_other_sync_has_just_placed_is_not_fetched_again(sshd, served, tmp_path, monkeypatch,
+                                                                         commit, rate):
     """Two syncs of one profile: the other one places a file a moment before this one claims it,
-    and its record reaches the ledger with its batch's next commit (half a second later). This
-    one must not fetch the whole file again meanwhile (then find the same bytes in place): it
-    waits that long for the record and leaves the file to the process that fetched it."""
+    and its record reaches the ledger with its batch's next commit (half a second later; much
+    later on a loaded machine, a slow disk, a ledger another program holds locked: here only
+    at the end of its run, seconds later). This one must not fetch the whole file again meanwhile
+    (then find the same bytes in place): it waits for the record as long as the process that
+    placed the file is still on its way to recording it, and leaves the file to that process."""
     from tui.core.config import load_config
     from tui.sftp import parts
     from tui.sftp import sync as sync_mod
     from tui.sftp.queue import Done
 
     target = sorted(p.name for p in served.iterdir())[0]  # the oldest: each run fetches it first
-    async with TcpProxy(sshd.port, rate=400_000) as proxy:
+    async with TcpProxy(sshd.port, rate=rate) as proxy:
         cfg = write_config(tmp_path, sshd, served, proxy.port)
         local = tmp_path / "local"
         real_lock = parts.lock_part
@@ -469,7 +487,8 @@ async def test_a_file_the_other_sync_has_just_placed_is_not_fetched_again(sshd, 
             async with sync_mod.SyncService(profile, ledger) as service:
                 listing = await service.list_remote()  # before the other sync holds anything
                 assert target in {e.name for e in listing.wanted}
-                other = asyncio.ensure_future(run_cli(tmp_path, "sync", "--config", str(cfg), "--json"))
+                other = asyncio.ensure_future(run_cli(tmp_path, "sync", "--config", str(cfg), "--json",
+                                                      commit=commit))
                 result = await service.download([target], on_event=events.append, listing=listing)
         code, out, err = await asyncio.wait_for(other, 120)
     assert "Traceback" not in err, err[-3000:]

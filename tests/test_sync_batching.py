@@ -148,6 +148,39 @@ def test_a_failed_step_keeps_the_records_that_rely_on_it_out(tmp_path):
         assert led.integrity_ok()
 
 
+def test_steps_after_a_commit_run_once_it_is_over_and_at_once_without_records_waiting(tmp_path):
+    """What must last until a record is on the disk (a placed file's lock) is let go by a step
+    run after the commit that holds the record: not before, and also when that commit fails."""
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger.open(path, profile="p") as led, Ledger.open(path, profile="p") as other:
+        seen: list[tuple[str, list[str]]] = []
+
+        def step(name: str):
+            # what the other connection sees when the step runs: the record committed
+            return lambda: seen.append((name, [d.name for d in other.downloads()]))
+
+        with led.batched(every=3600):
+            led.after_commit(step("nothing waiting"))  # no record written yet: at once
+            assert seen == [("nothing waiting", [])]
+            led.record_download("a.xlsx", size=1, sha256="0" * 64, local_path=tmp_path / "a.xlsx")
+            led.after_commit(step("a"))
+            assert seen == [("nothing waiting", [])]  # its record is not committed yet
+            with led.unbatched():
+                assert seen[-1] == ("a", ["a.xlsx"])
+            led.record_download("b.xlsx", size=1, sha256="1" * 64, local_path=tmp_path / "b.xlsx")
+            led.after_commit(step("b"))
+        assert seen[-1] == ("b", ["a.xlsx", "b.xlsx"]) and len(seen) == 3
+
+        def fail() -> None:
+            raise OSError(5, "Input/output error")
+
+        with pytest.raises(LedgerError), led.batched(every=3600):
+            led.before_commit("folder", fail)
+            led.record_download("c.xlsx", size=1, sha256="2" * 64, local_path=tmp_path / "c.xlsx")
+            led.after_commit(step("c"))
+        assert seen[-1] == ("c", ["a.xlsx", "b.xlsx"])  # run all the same, the record lost
+
+
 # ------------------------------------------------------------------ killed syncs
 
 

@@ -25,11 +25,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures_sshd import threaded_proxy
 from tui.core.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-06-10T14:00:00+00:00"
-BIG = 32 * 1024 * 1024  # one file per folder large enough to be mid-download at Ctrl-C
+#: One file per folder that takes many seconds through the slowed link (``SLOW``): mid-download
+#: at Ctrl-C, whatever the machine's load.
+BIG = 8 * 1024 * 1024
 SMALL = 6  # and a few small ones (with concurrency 2, some are still queued then)
 #: profile -> (server folder, ledger file): alpha and beta share one ledger file.
 PROFILES = {"alpha": ("a", "shared.sqlite3"), "beta": ("b", "shared.sqlite3"),
@@ -48,8 +51,11 @@ def sha(path: Path | str) -> str:
 
 @pytest.fixture
 def served(sshd):
-    """Three folders on the real sshd, each one big file (the oldest: it starts first) and a
-    few small ones; yields the base folder."""
+    """Three folders on the real sshd, each one big file and a few small ones; yields the base
+    folder. Files start oldest first, two at a time: two small ones (placed in a moment), then
+    the big one, which then holds the slowed link for seconds while the other small ones wait
+    behind it. So a run is seen, for as long as it takes, with files placed and the big one
+    arriving (and some still to come): the moment of a Ctrl-C the tests want."""
     base = Path(tempfile.mkdtemp(prefix="intr-", dir=sshd.root))
     os.chmod(base, 0o755)
     block = os.urandom(BIG)
@@ -59,24 +65,44 @@ def served(sshd):
         os.chmod(d, 0o755)
         (d / "Full Loan History_20260601_060000.xlsx").write_bytes(block[k:] + block[:k])
         for n in range(SMALL):
-            (d / f"Loans_{n:02d}_20260601_07{n:02d}00.xlsx").write_bytes(os.urandom(256 * 1024))
+            hour = "05" if n < 2 else "07"  # two older than the big file, the rest newer
+            (d / f"Loans_{n:02d}_20260601_{hour}{n:02d}00.xlsx").write_bytes(os.urandom(256 * 1024))
     yield base
     shutil.rmtree(base, ignore_errors=True)
 
 
-def write_config(tmp_path: Path, sshd, base: Path) -> Path:
+def write_config(tmp_path: Path, sshd, base: Path, port: int | None = None) -> Path:
+    """The profiles' config: through the sshd's own port, or through ``port`` (a proxy)."""
+    port = sshd.port if port is None else port
+    known_hosts = tmp_path / f"known_hosts-{port}"  # that port, the sshd's key
+    known_hosts.write_text(sshd.known_hosts.read_text().replace(f"]:{sshd.port} ", f"]:{port} "))
     text = ""
     for name, (folder, ledger) in PROFILES.items():
         text += (
             f"[profile.{name}]\n"
-            f'host = "127.0.0.1"\nport = {sshd.port}\nusername = "{sshd.username}"\n'
-            f'key = "{sshd.key}"\nknown_hosts = "{sshd.known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
+            f'host = "127.0.0.1"\nport = {port}\nusername = "{sshd.username}"\n'
+            f'key = "{sshd.key}"\nknown_hosts = "{known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
             f'remote_dir = "{base.name}/{folder}"\nlocal_dir = "{tmp_path / "local" / name}"\n'
             f'ledger = "{tmp_path / ledger}"\ntimezone = "UTC"\nconcurrency = 2\n\n'
         )
-    cfg = tmp_path / "config.toml"
+    cfg = tmp_path / f"config-{port}.toml"
     cfg.write_text(text)
     return cfg
+
+
+#: Bytes a second on each connection of the run that is interrupted: its big files take many
+#: seconds, so it is seen mid-download (some files placed, others arriving) and a Ctrl-C lands
+#: while they still arrive, however busy the machine. At full speed the whole run could be
+#: over between two looks of a test process the machine did not schedule.
+SLOW = 1_000_000
+
+
+@pytest.fixture
+def slowed(sshd):
+    """A proxy that slows every connection to ``SLOW``, for the run that is interrupted (the
+    next run goes to the sshd directly)."""
+    with threaded_proxy(sshd.port, rate=SLOW) as proxy:
+        yield proxy
 
 
 def part_files(tmp_path: Path, profile: str) -> list[Path]:
@@ -232,8 +258,8 @@ def check_next_run_completes(tmp_path: Path, base: Path, cfg: Path, first: dict)
 
 
 @pytest.mark.parametrize("processes", ["1", "2"], ids=["one-process", "two-processes"])
-def test_ctrl_c_during_sync_all_profiles_keeps_its_promises(sshd, served, tmp_path, processes):
-    cfg = write_config(tmp_path, sshd, served)
+def test_ctrl_c_during_sync_all_profiles_keeps_its_promises(sshd, served, slowed, tmp_path, processes):
+    cfg = write_config(tmp_path, sshd, served, slowed.port)
     marker = uuid.uuid4().hex
     proc = start_sync(cfg, marker, "--processes", processes)
     # In two processes gamma has one to itself: it may be through before alpha and beta are.
@@ -247,14 +273,14 @@ def test_ctrl_c_during_sync_all_profiles_keeps_its_promises(sshd, served, tmp_pa
     assert interrupted and any(doc["profiles"][n]["failed"] for n in interrupted)
     assert processes_with(marker) == []  # no workbook worker outlives the sync
     assert_unlocked(tmp_path)
-    check_next_run_completes(tmp_path, served, cfg, doc)
+    check_next_run_completes(tmp_path, served, write_config(tmp_path, sshd, served), doc)
 
 
-def test_sigterm_to_a_run_over_two_processes_stops_each_in_order(sshd, served, tmp_path):
+def test_sigterm_to_a_run_over_two_processes_stops_each_in_order(sshd, served, slowed, tmp_path):
     """SIGTERM to the command alone (``timeout`` in a cron line sends it to the process it
     started, not to a group): the run passes the stop on to each of its processes, and keeps
     every promise a Ctrl-C keeps."""
-    cfg = write_config(tmp_path, sshd, served)
+    cfg = write_config(tmp_path, sshd, served, slowed.port)
     marker = uuid.uuid4().hex
     proc = start_sync(cfg, marker, "--processes", "2")
     wait_until_downloading(proc, tmp_path, ["alpha", "beta"], served)
@@ -265,15 +291,15 @@ def test_sigterm_to_a_run_over_two_processes_stops_each_in_order(sshd, served, t
     assert err.count("SIGTERM: stopping") == 1  # said once, by the run; its processes say nothing
     assert processes_with(marker) == []
     assert_unlocked(tmp_path)
-    check_next_run_completes(tmp_path, served, cfg, doc)
+    check_next_run_completes(tmp_path, served, write_config(tmp_path, sshd, served), doc)
 
 
 @pytest.mark.parametrize(("processes", "running", "waiting"),
                          [("1", ["alpha", "beta"], "gamma"), ("2", ["alpha", "gamma"], "beta")],
                          ids=["one-process", "two-processes"])
-def test_ctrl_c_hammered_still_gives_one_document_and_loses_nothing(sshd, served, tmp_path,
+def test_ctrl_c_hammered_still_gives_one_document_and_loses_nothing(sshd, served, slowed, tmp_path,
                                                                     processes, running, waiting):
-    cfg = write_config(tmp_path, sshd, served)
+    cfg = write_config(tmp_path, sshd, served, slowed.port)
     marker = uuid.uuid4().hex
     # Two profiles at a time, one has not started when the Ctrl-Cs come. In one process they
     # start in the config's order; in two, alpha and beta (one ledger file) share a process
@@ -290,7 +316,7 @@ def test_ctrl_c_hammered_still_gives_one_document_and_loses_nothing(sshd, served
     assert later["error"].startswith("Interrupted") and later["downloaded"] == []
     assert processes_with(marker) == []
     assert_unlocked(tmp_path)
-    check_next_run_completes(tmp_path, served, cfg, doc)
+    check_next_run_completes(tmp_path, served, write_config(tmp_path, sshd, served), doc)
 
 
 async def test_a_sync_cancelled_during_its_purge_records_each_deletion_before_it(tmp_path, monkeypatch):

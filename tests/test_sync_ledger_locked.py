@@ -99,19 +99,29 @@ def sha(path: Path | str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def served(sshd):
-    """Two folders of N_FILES small real workbooks each (each verifies ok) on the sshd."""
-    base = Path(tempfile.mkdtemp(prefix="locked-", dir=sshd.root))
-    os.chmod(base, 0o755)
+@pytest.fixture(scope="module")
+def workbooks(tmp_path_factory):
+    """The served workbooks, written once for the module (every test is served the same bytes;
+    writing them is a good part of a second each)."""
+    made = tmp_path_factory.mktemp("locked-workbooks")
     for k, folder in enumerate(("a", "b")):
-        sub = base / folder
+        sub = made / folder
         sub.mkdir()
-        os.chmod(sub, 0o755)
         for n in range(N_FILES):
             day = date(2026, 5, 20) + timedelta(days=n)
             write_report(sub / f"{demo_data.DAILY}_{day:%Y%m%d}_070012.xlsx", n_rows=ROWS,
                          day=day - timedelta(days=3), seed=10 * k + n)
+    return made
+
+
+@pytest.fixture
+def served(sshd, workbooks):
+    """Two folders of N_FILES small real workbooks each (each verifies ok) on the sshd."""
+    base = Path(tempfile.mkdtemp(prefix="locked-", dir=sshd.root))
+    os.chmod(base, 0o755)
+    for folder in ("a", "b"):
+        shutil.copytree(workbooks / folder, base / folder, copy_function=shutil.copy)
+        os.chmod(base / folder, 0o755)
     yield base
     shutil.rmtree(base, ignore_errors=True)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_sshd import TcpProxy
+from tests.fixtures_sshd import TcpProxy, threaded_proxy
 from tests.xlsx_factory import write_report
 from tui.commands.processes import plan, share_output
 from tui.core.config import load_config
@@ -223,29 +223,33 @@ def _sharing(parent: int, profile: str) -> list[int]:
 def test_a_process_killed_mid_run_costs_only_its_own_profiles(sshd, served, tmp_path):
     ledgers = {"alpha": "alpha.sqlite3", "gamma": "gamma.sqlite3"}
     big = served / "alpha" / "Full Loan History_20260601_060000.xlsx"  # the oldest: it starts first
-    big.write_bytes(os.urandom(48 * 1024 * 1024))
-    cfg = _sshd_config(tmp_path, sshd, served, ledgers)
+    big.write_bytes(os.urandom(16 * 1024 * 1024))
     marker = uuid.uuid4().hex
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--all-profiles", "--json",
-         "--processes", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=_env(tmp_path, RK_TEST_RUN=marker), cwd=ROOT, stdin=subprocess.DEVNULL)
-    parts = tmp_path / "local" / "alpha" / ".report-keeper" / "parts"
+    # Slowed (the big file takes seconds), so the run is seen mid-download and the kill lands
+    # then, however busy the machine; at full speed it could be over between two looks.
+    with threaded_proxy(sshd.port, rate=4_000_000) as proxy:
+        cfg = _sshd_config(tmp_path, sshd, served, ledgers, port=proxy.port)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--all-profiles", "--json",
+             "--processes", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_env(tmp_path, RK_TEST_RUN=marker), cwd=ROOT, stdin=subprocess.DEVNULL)
+        parts = tmp_path / "local" / "alpha" / ".report-keeper" / "parts"
 
-    def downloading() -> bool:
-        try:
-            return any(p.stat().st_size > 0 for p in parts.glob("*.part"))
-        except OSError:  # not there yet, or placed meanwhile
-            return False
+        def downloading() -> bool:
+            try:
+                return any(p.stat().st_size > 0 for p in parts.glob("*.part"))
+            except OSError:  # not there yet, or placed meanwhile
+                return False
 
-    deadline = time.monotonic() + 120  # a generous bound for a busy machine, not a timing
-    while not downloading():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the big file was not seen downloading: {proc.communicate(timeout=60)[1][-3000:]}")
-        time.sleep(0.005)
-    (victim,) = _sharing(proc.pid, "alpha")
-    os.kill(victim, signal.SIGKILL)
-    out, err = proc.communicate(timeout=120)
+        deadline = time.monotonic() + 120  # a generous bound for a busy machine, not a timing
+        while not downloading():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the big file was not seen downloading: {proc.communicate(timeout=60)[1][-3000:]}")
+            time.sleep(0.005)
+        (victim,) = _sharing(proc.pid, "alpha")
+        os.kill(victim, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    cfg = _sshd_config(tmp_path, sshd, served, ledgers)  # the next run: straight to the sshd
     assert "Traceback" not in err, err[-3000:]
     assert proc.returncode == 2
     deadline = time.monotonic() + 60  # the killed process's workbook readers see it gone

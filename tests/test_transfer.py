@@ -420,6 +420,33 @@ async def test_existing_file_never_overwritten(sftp_server, tmp_path):
     assert len(_entries(out)) == 2
 
 
+async def test_a_placed_file_can_stay_locked_until_its_record_is_committed(sftp_server, tmp_path):
+    """``hold_placed``: a descriptor of the file just placed, still holding the part's lock, now
+    the final file's. Another process finds the file locked (its record is on the way) until
+    the descriptor is closed; a file found in place (``same``) is not ours to lock."""
+    from tui.sftp.sync import _being_recorded
+
+    name = "r_20260601_070000.xlsx"
+    data = _put(sftp_server, name, 20_000)
+    files = await _listing(sftp_server)
+    out = tmp_path / "out"
+    held: list[tuple[Path, int]] = []
+    async with await connect(sftp_server.options()) as conn:
+        placed = await download(conn, files[name], sftp_server.remote_dir, out,
+                                hold_placed=lambda final, fd: held.append((final, fd)))
+        assert placed.status == NEW and [final for final, _fd in held] == [out / name]
+        assert placed.path.read_bytes() == data
+        assert _being_recorded(out / name, len(data))
+        assert not _being_recorded(out / name, len(data) + 1)  # another copy's size: not this one
+        with pytest.raises(BlockingIOError), open(out / name, "rb") as f:  # another open file
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        os.close(held[0][1])
+        assert not _being_recorded(out / name, len(data))
+        again = await download(conn, files[name], sftp_server.remote_dir, out,
+                               hold_placed=lambda final, fd: held.append((final, fd)))
+    assert again.status == SAME and len(held) == 1
+
+
 async def test_server_file_changed_after_listing_is_fetched_fresh(sftp_server, tmp_path):
     _put(sftp_server, "r.xlsx", 100_000, seed=1)
     files = await _listing(sftp_server)

@@ -258,6 +258,9 @@ async def test_the_question_before_quitting_counts_what_is_left_as_it_shrinks(
             await pilot.press("3")  # x is the Queue screen's
             asked = []
             for key in ("q", "x"):
+                # The link crawls while the question opens (a round trip takes seconds), so the
+                # sixteen files outlast both questions however slowly this machine runs the app.
+                proxy.delay = 2.0
                 await pilot.press(key)
                 await pilot.pause()
                 modal = app.screen
@@ -267,6 +270,7 @@ async def test_the_question_before_quitting_counts_what_is_left_as_it_shrinks(
 
                 await wait_for(pilot, says_left, 30)  # a file may land as the question opens
                 before = app.board.left()[0]
+                proxy.delay = 0.15  # the downloads go on while the question is open
                 await wait_for(pilot, lambda before=before: app.board.left()[0] < before, 60)
                 await wait_for(pilot, says_left, 30)
                 body = _text(modal.query_one(".body"))

@@ -608,6 +608,8 @@ class _Batch:
     locked_out: bool = False
     #: Run once each before the batch's transaction commits (:meth:`Ledger.before_commit`).
     before_commit: dict[str, Callable[[], object]] = field(default_factory=dict)
+    #: Run once each when the batch's next commit is over (:meth:`Ledger.after_commit`).
+    after_commit: list[Callable[[], object]] = field(default_factory=list)
 
 
 class Ledger:
@@ -802,6 +804,19 @@ class Ledger:
                 return
         step()
 
+    def after_commit(self, step: Callable[[], object]) -> None:
+        """Have ``step`` done once what was written until now is committed: inside a batch
+        holding records not committed yet, just after its next commit (also when that commit
+        fails: the step then runs all the same, the records being lost); otherwise now. For
+        what must last until a record is on the disk (a lock that tells other processes the
+        record is on its way). ``step`` runs with the ledger's lock held; it must not raise."""
+        with self._lock:
+            batch = self._batch[0]
+            if batch is not None and self._conn.in_transaction:
+                batch.after_commit.append(step)
+                return
+        step()
+
     @property
     def batch_open(self) -> bool:
         """A :meth:`batched` block is open (on this connection): what it wrote may not be on
@@ -824,8 +839,10 @@ class Ledger:
         :meth:`before_commit` steps."""
         conn = self._conn
         steps = [] if batch is None else list(batch.before_commit.values())
+        after = [] if batch is None else batch.after_commit
         if batch is not None:
             batch.before_commit.clear()
+            batch.after_commit = []
         try:
             for step in steps:  # first what the records rely on
                 step()
@@ -841,6 +858,12 @@ class Ledger:
             raise self._write_error(
                 exc, "the records of the last moments were not kept (the files themselves are on "
                      "disk and the next sync records them)") from exc
+        finally:
+            for step in after:  # the commit is over, whichever way it went
+                try:
+                    step()
+                except Exception:  # one step's failure must not skip the others
+                    log.exception("ledger: a step after a commit failed")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

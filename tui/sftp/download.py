@@ -28,7 +28,12 @@ How a file is written (docs/ARCHITECTURE.md, "Local files"):
 - names refused by :func:`tui.core.names.refusal_reason` are never written;
 - ``already_held(remote)`` (optional) is asked once the part is locked: True means another
   process has just finished this very copy, and the download stops with :class:`FileBusy`
-  before reading a byte.
+  before reading a byte;
+- ``hold_placed(final, fd)`` (optional) is given, for a file this download placed under its
+  final name, a descriptor of it that still holds the part's lock (``flock``), now the final
+  file's: the caller keeps it until the file's record is committed, so another process that
+  finds the file in place meanwhile knows its record is on the way (the lock goes with the
+  process, so a killed run leaves none).
 
 Errors are :mod:`tui.sftp.errors` classes; a full local disk fails with
 :class:`LocalDiskFull` and keeps the part file for resuming once space is freed. Nothing
@@ -304,7 +309,8 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
                    max_requests: int = MAX_REQUESTS,
                    already_held: Callable[[RemoteFile], bool] | None = None,
                    local_name: str | None = None,
-                   sync_dir: Callable[[Path], object] | None = None) -> DownloadResult:
+                   sync_dir: Callable[[Path], object] | None = None,
+                   hold_placed: Callable[[Path, int], object] | None = None) -> DownloadResult:
     """Download one file into ``local_dir`` safely; see the module docstring.
 
     ``sync_dir(folder)``: called (in a thread) instead of fsyncing ``local_dir`` after the
@@ -329,7 +335,7 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
     counter = [0]
     try:
         return await _download(conn, remote, remote_path, local_dir, work, progress, gate,
-                               max_requests, counter, already_held, local_name, sync_dir)
+                               max_requests, counter, already_held, local_name, sync_dir, hold_placed)
     except SftpError as exc:
         exc.received = counter[0]
         raise
@@ -340,7 +346,8 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
                     gate: asyncio.Event | None, max_requests: int, counter: list[int],
                     already_held: Callable[[RemoteFile], bool] | None,
                     local_name: str | None = None,
-                    sync_dir: Callable[[Path], object] | None = None) -> DownloadResult:
+                    sync_dir: Callable[[Path], object] | None = None,
+                    hold_placed: Callable[[Path, int], object] | None = None) -> DownloadResult:
     size = remote.size
     part = work / parts.part_name(remote)
 
@@ -480,6 +487,13 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
         except OSError as exc:
             raise local_err(exc) from None
         placed = True
+        if hold_placed is not None and status != SAME:  # the part's inode is the final file now
+            try:
+                kept = os.dup(fd)  # the same open file: its lock stays until both are closed
+            except OSError as exc:  # out of descriptors: others then just do not wait for it
+                log.warning("could not keep %r locked until it is recorded: %s", remote.name, exc)
+            else:
+                hold_placed(final, kept)
     finally:
         if fd >= 0 and not placed and not recorded and pos > have:
             try:  # stopped early: what arrived can be resumed next time

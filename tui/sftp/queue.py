@@ -138,9 +138,11 @@ class TransferQueue:
                  events: asyncio.Queue[TransferEvent] | None = None, max_attempts: int = 5,
                  backoff_base: float = 1.0, backoff_max: float = 30.0,
                  progress_interval: float = 0.1, connection: SftpConnection | None = None,
-                 sync_dir: Callable[[Path], object] | None = None) -> None:
+                 sync_dir: Callable[[Path], object] | None = None,
+                 hold_placed: Callable[[Path, int], object] | None = None) -> None:
         """``sync_dir``: given to every :func:`tui.sftp.download.download` (the caller makes
-        each download's folder durable before relying on it, instead of one fsync per file)."""
+        each download's folder durable before relying on it, instead of one fsync per file);
+        ``hold_placed`` too (the caller owns each descriptor it is given: see ``download``)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._factory = connect
@@ -163,6 +165,7 @@ class TransferQueue:
         self._next_id = 1
         self.connections_opened = 0
         self._sync_dir = sync_dir
+        self._hold_placed = hold_placed
 
     # -- control
     def add(self, remote: RemoteFile, remote_dir: str, local_dir: Path | str, *,
@@ -338,7 +341,8 @@ class TransferQueue:
                     result = await download(conn, job.remote, job.remote_dir, job.local_dir,
                                             progress=progress, gate=self._gate,
                                             already_held=job.already_held,
-                                            local_name=job.local_name, sync_dir=self._sync_dir)
+                                            local_name=job.local_name, sync_dir=self._sync_dir,
+                                            hold_placed=self._hold_placed)
                 except SftpError as exc:
                     job.transferred += exc.received
                     fatal = isinstance(exc, _FATAL)

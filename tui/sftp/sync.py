@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import fcntl
 import hashlib
 import logging
 import os
@@ -115,11 +116,13 @@ VERIFY_AT_ONCE = 2  # the validator is CPU-bound: no more at a time than a small
 #: A run's ledger records are committed this often (and at its end): one disk flush for many
 #: files instead of several per file (``Ledger.batched``).
 COMMIT_SECONDS = BATCH_SECONDS
-#: How long after another process placed a file its record may still be on its way (its batch
-#: commits every ``BATCH_SECONDS``; a commit may wait a moment for the ledger's lock): until
-#: then a download of the same copy waits for the record instead of fetching the bytes again.
-#: Counted from the placing, so files left unrecorded by a killed run cost no wait later.
-PLACED_WAIT = 4 * BATCH_SECONDS
+#: The longest a download waits for the record of a file another process has just placed (its
+#: batch commits every ``BATCH_SECONDS``, later on a loaded machine or a slow disk, and a
+#: commit may wait up to the ledger's 30 s for its lock). It waits only while the placing
+#: process holds the file locked, which it does until its record is committed: a file left
+#: unrecorded by a killed run costs no wait; past this bound the placer is taken for stuck
+#: (stopped) and the file is fetched again (the same bytes are then found in place).
+PLACED_WAIT = 60.0
 
 
 # ------------------------------------------------------------------------ records
@@ -773,6 +776,20 @@ class SyncService:
         verifications: list[asyncio.Task[None]] = []
         #: Each landed file's record, written by the writer thread in the order they landed.
         records: list[asyncio.Future[bool]] = []
+        #: Files placed by this run, still locked until their records are committed (a
+        #: descriptor each, by final path): other processes wait for the record meanwhile.
+        held: dict[str, int] = {}
+
+        def hold_placed(final: Path, fd: int) -> None:
+            _close_fd(held.pop(str(final), None))
+            held[str(final)] = fd
+
+        def unlock(path: str) -> None:
+            # In the writer thread, after the file's record was written (or refused): the lock
+            # this run holds on the file goes with the commit that holds the record.
+            fd = held.pop(path, None)
+            if fd is not None:
+                self.ledger.after_commit(partial(_close_fd, fd))
         #: Landed files and their records (those not done are not written yet), and the notes
         #: written meanwhile.
         unwritten: dict[str, tuple[asyncio.Future[bool], DownloadedFile]] = {}
@@ -810,10 +827,12 @@ class SyncService:
                 remote = job.remote if job is not None else entry.remote
                 if entry.name in again:
                     verifications.append(asyncio.ensure_future(
-                        self._fetched_again(entry, remote, event, result, emit)))
+                        self._fetched_again(entry, remote, event, result, emit,
+                                            partial(unlock, event.path))))
                 else:
                     record, placed = self._record_done(entry, remote, event, result)
                     record.add_done_callback(partial(_say_recorded, emit, event))
+                    self._in_writer(partial(unlock, event.path))  # after the record: one writer
                     records.append(record)
                     unwritten[entry.name] = (record, placed)
                     if waiting[0]:
@@ -824,21 +843,27 @@ class SyncService:
         def already_held(remote: RemoteFile) -> bool:
             # Asked once the part file is locked (in a thread): another process may have just
             # fetched it. Its record reaches the ledger with that process's next batch commit,
-            # so a file of this size placed a moment ago under the name this copy would get is
-            # worth waiting that long for, rather than fetching all its bytes again.
+            # and until then it keeps the file it placed locked (``hold_placed``): a file of
+            # this size, locked under the name this copy would get, is worth waiting for
+            # rather than fetching all its bytes again.
             entry = by_name[remote.ident]
             try:
                 if self.ledger.holds(entry.key, remote.size, remote.mtime):
                     return True
                 final = self.profile.local_dir_of(entry.folder) / (entry.version or local_name_of(remote))
-                placed_at = _placed_at(final, remote.size)
-                while placed_at is not None and time.time() < placed_at + PLACED_WAIT:
+                deadline = time.monotonic() + PLACED_WAIT
+                while _being_recorded(final, remote.size):
+                    if time.monotonic() > deadline:
+                        log.warning("%s was placed by another process that has not recorded it "
+                                    "in %.0f s: it is fetched again", escape_name(entry.name), PLACED_WAIT)
+                        return False
                     time.sleep(0.05)
-                    if self.ledger.holds(entry.key, remote.size, remote.mtime):
-                        log.info("%s was placed and recorded by another process meanwhile",
-                                 escape_name(entry.name))
-                        return True
-                return False
+                # Its lock went with the commit that holds its record (perhaps just now).
+                if self.ledger.holds(entry.key, remote.size, remote.mtime):
+                    log.info("%s was placed and recorded by another process meanwhile",
+                             escape_name(entry.name))
+                    return True
+                return False  # nobody is on the way to recording it (a killed run's file)
             except LEDGER_ERRORS:  # when in doubt, download
                 return False
 
@@ -861,6 +886,7 @@ class SyncService:
             on_event=on_transfer,
             connection=first,
             sync_dir=self._sync_dir_before_commit,
+            hold_placed=hold_placed,
         )
         if on_queue is not None:
             try:
@@ -908,6 +934,8 @@ class SyncService:
             raise
         finally:
             await _outlast(records)  # nothing ends (nor commits the batch) before its records
+            while held:  # placed, never recorded by this run (cancelled first): let go now
+                _close_fd(held.popitem()[1])
             stop_watching()
             await _outlast(notings)
         await queue.close()
@@ -980,8 +1008,18 @@ class SyncService:
             await self._verify(entry, event, result, emit)
 
     async def _fetched_again(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
-                             result: SyncResult, emit: Callable[[SyncEvent], None]) -> None:
-        """A held copy was downloaded again on request: compare, record, verify, say what."""
+                             result: SyncResult, emit: Callable[[SyncEvent], None],
+                             unlock: Callable[[], None] | None = None) -> None:
+        """A held copy was downloaded again on request: compare, record, verify, say what.
+        ``unlock()`` (run in the writer, after the record) lets the placed file's lock go."""
+        try:
+            await self._record_again(entry, remote, event, result, emit)
+        finally:
+            if unlock is not None:
+                self._in_writer(unlock)
+
+    async def _record_again(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
+                            result: SyncResult, emit: Callable[[SyncEvent], None]) -> None:
         try:
             held = await asyncio.to_thread(self.ledger.downloads, entry.key)
         except LEDGER_ERRORS:
@@ -1532,15 +1570,35 @@ def _not_recorded(result: SyncResult, placed: DownloadedFile, exc: BaseException
     result.unrecorded.append(Unrecorded(placed, downloaded, failure))
 
 
-def _placed_at(path: Path, size: int) -> float | None:
-    """When a regular file of ``size`` bytes was linked under ``path`` (its inode change time,
-    on the wall clock like ``time.time()``: the file system's, not the product's clock, which a
-    pinned ``REPORT_KEEPER_NOW`` may set years away); None when there is none."""
+def _being_recorded(path: Path, size: int) -> bool:
+    """A regular file of ``size`` bytes is under ``path`` and another process holds it locked:
+    it placed the file and its record is on the way (``hold_placed``)."""
     try:
-        info = os.lstat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
-        return None
-    return info.st_ctime if statmod.S_ISREG(info.st_mode) and info.st_size == size else None
+        return False
+    try:
+        info = os.fstat(fd)
+        if not statmod.S_ISREG(info.st_mode) or info.st_size != size:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _close_fd(fd: int | None) -> None:
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def _noted_copy_holds(folder: Path, note: unrecorded.Note) -> bool:
