@@ -89,6 +89,16 @@ else:
     wanted = min(landed() + more, int(sys.argv[5]))
     while landed() < wanted:
         time.sleep(0.005)
+    if len(sys.argv) > 6:  # and until the sync has given up on a record (its log says so)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with open(sys.argv[6], encoding="utf-8", errors="replace") as f:
+                    if "could not record the download" in f.read():
+                        break
+            except OSError:
+                pass
+            time.sleep(0.01)
 conn.execute("ROLLBACK")
 conn.close()
 print("released", flush=True)
@@ -222,13 +232,14 @@ class Run:
             assert led.integrity_ok()
 
 
-async def start_holder(ledger: Path, after: int,
-                       until: tuple[int, Path] | None = None) -> asyncio.subprocess.Process:
+async def start_holder(ledger: Path, after: int, until: tuple[int, Path] | None = None,
+                       refused_in: Path | None = None) -> asyncio.subprocess.Process:
     """``until``: (more, folder) to release the lock once that many more files have landed in
-    the folder (or all of a run's)."""
+    the folder (or all of a run's); ``refused_in``: and once that log says a record was refused."""
     return await asyncio.create_subprocess_exec(
         sys.executable, "-c", HOLDER, str(ledger), str(after),
         *([str(until[0]), str(until[1]), str(N_FILES)] if until is not None else []),
+        *([str(refused_in)] if until is not None and refused_in is not None else []),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
 
 
@@ -290,18 +301,18 @@ async def test_a_commit_that_fails_mid_sync_takes_no_download_with_it(sshd, serv
 async def test_a_lock_that_ends_mid_sync_costs_no_record(sshd, served, tmp_path):
     """The lock is held for a moment in the middle of the downloads: the records refused meanwhile
     are written once it is gone, and the run reports every file downloaded. The lock ends when
-    three more files have landed under it (each refused record waits BUSY), however fast the
-    machine: a fixed hold could outlast a fast run."""
+    three more files have landed under it and the sync has given up on a record (after BUSY;
+    downloads go on meanwhile), however fast the machine: a fixed hold could outlast a fast run."""
+    log = Path(os.environ["XDG_STATE_HOME"]) / "report-keeper" / "log" / "report-keeper.log"
     async with TcpProxy(sshd.port, delay=0.03) as proxy:
         run = Run(tmp_path, sshd, served, proxy.port, "one")
         local = tmp_path / "local" / "main"
         local.mkdir(parents=True, exist_ok=True)
-        holder = await start_holder(run.ledger, after=2, until=(3, local))
+        holder = await start_holder(run.ledger, after=2, until=(3, local), refused_in=log)
         code, out, err = await run.sync()
-        assert (await asyncio.wait_for(holder.stdout.read(), 60)).split() == [b"locked", b"released"]
+        assert (await asyncio.wait_for(holder.stdout.read(), 90)).split() == [b"locked", b"released"]
         await holder.wait()
     assert "Traceback" not in err
-    log = Path(os.environ["XDG_STATE_HOME"]) / "report-keeper" / "log" / "report-keeper.log"
     assert "could not record the download" in log.read_text()  # the lock did refuse records
     _status, docs = run.documents(out)
     doc, names = docs["main"], run.names("main")
