@@ -198,3 +198,16 @@ def test_check_offline_on_a_ledger_with_a_stray_file_and_a_1970_file(tmp_path, m
     assert code == Exit.WARNING
     assert "schedule unknown — seen once on Tue 8 Dec" in out
     assert f"'{sc.WEEKLY}.xlsx'" in out and "impossible date" in out
+
+
+def test_init_proposes_a_report_seen_on_two_days_as_skip_as_the_health_evaluation_judges_it():
+    """Two deliveries fit some schedule perfectly (confidence 1.0): init wrote it as the
+    report's schedule, and a one-off run repeated once became a report expected for ever."""
+    from tui.core import setup as su
+
+    files = [RemoteFile(f"Twice_{d:%Y%m%d}_0705.xlsx", 10, sc.local(d, 7, 5)) for d in (D(2026, 12, 1), D(2026, 12, 2))]
+    files += [RemoteFile(f"Daily_{d:%Y%m%d}_0705.xlsx", 10, sc.local(d, 7, 5))
+              for d in (D(2026, 12, 1) + timedelta(days=i) for i in range(TRUSTED_DAYS))]
+    proposals = {p.name: p for p in su.propose_reports(files, sc.TZ)}
+    assert proposals["Twice"].confidence == 1.0 and proposals["Twice"].keep is False
+    assert proposals["Daily"].keep is True and proposals["Daily"].schedule == "daily"
