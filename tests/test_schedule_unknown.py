@@ -161,6 +161,14 @@ def test_a_bad_date_is_no_longer_named_once_the_file_is_gone_and_held():
     lost = dataclasses.replace(gone, downloaded_at=None, local_path=None, verification=None, rows=None)
     daily = evaluate(sc.profile(), [*sc.deliveries(), lost], now=sc.NOW).report(sc.DAILY)
     assert [(p.kind, p.severity) for p in daily.problems if p.file == gone.name] == [("lost", "critical")]
+    # Held, but the copy went missing while the server still has it: both are said, undated.
+    astray = dataclasses.replace(gone, on_server=True, extra={"local_state": "missing-locally"})
+    daily = evaluate(sc.profile(), [*sc.deliveries(), astray], now=sc.NOW).report(sc.DAILY)
+    mine = [p for p in daily.problems if p.file == gone.name]
+    assert [(p.kind, p.severity) for p in mine] == [("bad-date", "warning"), ("missing-locally", "warning")]
+    assert all(p.day is None and p.delete_on is None for p in mine)
+    assert mine[1].message == (f"The copy of '{gone.name}' is no longer at '/local/{gone.name}' (moved, "
+                               "deleted or damaged); the server still has it")
 
 
 def test_check_offline_on_a_ledger_with_a_stray_file_and_a_1970_file(tmp_path, monkeypatch, capsys):

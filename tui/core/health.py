@@ -898,7 +898,7 @@ def _bad_date_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinf
     """A delivery no run can take, named once: dated in the future (after the next run's
     window opens: reported until that time comes) or at a time no delivery can have
     (``clock.possible_delivery``: reported while the server has the file). Its file problems
-    follow; a date-less file's keep no dates (its rescue-by and delete-on would be 1970's)."""
+    follow; a date-less file's have no dates."""
     name = d.name
     out: list[Problem] = []
     if future:
@@ -924,9 +924,28 @@ def _bad_date_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinf
             next_step="Ask the server's administrator to check the server's clock; the file is "
             "downloaded and kept like any other, and this warning ends once the server deletes it",
         ))
-    for p in _file_problems(report, d, today, tz, timing):
-        if p.kind != ProblemKind.NEAR_DELETION:
-            out.append(replace(p, day=None, rescue_by=None, delete_on=None))
+    # What is held of it, without dates (its rescue-by and delete-on would be 1970's, or past
+    # the calendar's end).
+    where = d.local_path or "its place in local_dir"
+    if not d.downloaded and not d.on_server:
+        out.append(Problem(
+            severity=CRITICAL, kind=ProblemKind.LOST, file=name,
+            message=f"'{name}' was never downloaded and is gone from the server",
+            next_step=f"If it was a delivery of '{report.name}' that you need, re-run it in Alma "
+            "Analytics; run 'report-keeper sync' daily (e.g. from cron) so it does not happen again",
+        ))
+    elif d.downloaded and d.local_state == LocalState.MISSING_LOCALLY:
+        gone = not d.on_server
+        out.append(Problem(
+            severity=CRITICAL if gone else WARNING,
+            kind=ProblemKind.LOST if gone else ProblemKind.MISSING_LOCALLY, file=name,
+            message=f"The copy of '{name}' is no longer at '{where}' (moved, deleted or damaged)"
+            + (" and the server has deleted the file: no copy is left" if gone else
+               "; the server still has it"),
+            next_step=f"Put the file back at '{where}' from a backup or wherever it was moved" if gone
+            else "Run 'report-keeper sync': it fetches the file again",
+            app_step="" if gone else f"{FETCH_KEYS}: it fetches the file again",
+        ))
     return out
 
 
