@@ -219,3 +219,11 @@ def test_init_proposes_a_report_seen_on_two_days_as_skip_as_the_health_evaluatio
     proposals = {p.name: p for p in su.propose_reports(files, sc.TZ)}
     assert proposals["Twice"].confidence == 1.0 and proposals["Twice"].keep is False
     assert proposals["Daily"].keep is True and proposals["Daily"].schedule == "daily"
+
+
+def test_a_report_whose_only_file_is_dated_ahead_is_named_not_silent():
+    ahead = _stray(D(2027, 3, 1))
+    stray = evaluate(sc.profile(), [ahead], now=sc.NOW).report(STRAY)
+    assert stray.runs == () and [p.kind for p in stray.problems] == ["bad-date"]
+    assert "date in the future: dated Mon 1 Mar 14:12" in stray.problems[0].message
+    assert stray.to_json()["schedule_text"].startswith("schedule unknown — nothing delivered yet")

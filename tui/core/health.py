@@ -448,8 +448,12 @@ def evaluate_report(
     # A delivery dated at or after the horizon (a name or a server clock ahead of ours) belongs
     # to a run that is not expected yet: joined to today's run, it would make it "late" before
     # its deadline, and hide it missing after.
-    placed = [d for d in history if horizon is None or d.delivered_at < horizon]
-    future = [d for d in history if not (horizon is None or d.delivered_at < horizon)]
+    # With no run expected at all (every delivery dated ahead), "ahead" is ahead of now.
+    def ahead(d: Delivery) -> bool:
+        return d.delivered_at >= horizon if horizon is not None else d.delivered_at > now
+
+    placed = [d for d in history if not ahead(d)]
+    future = [d for d in history if ahead(d)]
     if future:
         log.warning("%s: %d deliveries dated after the next run's window opens are in no run yet",
                     report.name, len(future))
@@ -508,8 +512,8 @@ def evaluate_report(
         )
         runs.append(run)
         problems.extend(_run_problems(report, run, files, today, timing))
-    if not timing.known and history:
-        problems.extend(_unknown_schedule_problem(report, history, today, tz))
+    if not timing.known and placed:
+        problems.extend(_unknown_schedule_problem(report, placed, today, tz))
 
     runs, found = _content_problems(report, runs, data_files, today)
     problems.extend(found)
@@ -544,7 +548,7 @@ def evaluate_report(
         inferred=timing.inferred,
         confidence=timing.confidence,
         schedule_known=timing.known,
-        schedule_note="" if timing.known else unknown_schedule_note(history, today, tz),
+        schedule_note="" if timing.known else unknown_schedule_note(placed, today, tz),
         runs=tuple(runs),
         problems=tuple(problems),
         last_delivery=history[-1] if history else None,
