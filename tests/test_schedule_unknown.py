@@ -227,3 +227,17 @@ def test_a_report_whose_only_file_is_dated_ahead_is_named_not_silent():
     assert stray.runs == () and [p.kind for p in stray.problems] == ["bad-date"]
     assert "date in the future: dated Mon 1 Mar 14:12" in stray.problems[0].message
     assert stray.to_json()["schedule_text"].startswith("schedule unknown — nothing delivered yet")
+
+
+def test_many_stray_reports_and_bad_dates_are_told_as_groups():
+    from tui.core.problem_list import ProblemGroup, tell
+
+    strays = [_delivery(f"Once {i}_20261208_1412.xlsx", f"Once {i}", sc.local(D(2026, 12, 8), 14, 12))
+              for i in range(3)]
+    odd = [_delivery(f"{sc.WEEKLY} {i}.xlsx", sc.WEEKLY, clock.EARLIEST) for i in range(3)]
+    groups = [g for g in tell(evaluate(sc.profile(), [*strays, *odd], now=sc.NOW))
+              if isinstance(g, ProblemGroup) and g.kind in ("schedule-unknown", "bad-date")]
+    assert {g.message for g in groups} == {
+        "3 reports have no schedule configured and too few deliveries to tell one",
+        "3 files are dated in the future or at an impossible time: in no run",
+    }
