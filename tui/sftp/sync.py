@@ -685,7 +685,9 @@ class SyncService:
         """
         result = SyncResult()
         self.current = result
-        refusal = await asyncio.to_thread(self._stand_in)
+        # Without a pause: a Ctrl-C from here on must find the targets (a look at one folder,
+        # the ledger read only when it is empty).
+        refusal = self._stand_in()
         if refusal is not None:
             result.error, result.error_kind = refusal, LocalWriteFailed.kind
             return result.finish()
