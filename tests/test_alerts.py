@@ -52,9 +52,11 @@ def _delivery(report: str, day: date, *, downloaded: bool = True) -> Delivery:
 
 
 def _health(profile, days: dict[str, list[date]], now: date, connection=None, **kw):
-    deliveries = [_delivery(r, d, **kw) for r, ds in days.items() for d in ds]
-    return evaluate(profile, deliveries, now=datetime.combine(now, time(10), tzinfo=TZ),
-                    connection=connection)
+    # The ledger at ``now`` holds what was delivered until then (``days`` may plan further).
+    moment = datetime.combine(now, time(10), tzinfo=TZ)
+    deliveries = [d for r, ds in days.items() for d in (_delivery(r, day, **kw) for day in ds)
+                  if d.delivered_at <= moment]
+    return evaluate(profile, deliveries, now=moment, connection=connection)
 
 
 def _tell(ledger: Ledger, health, scope: str = al.SCOPE_FULL, channel: str = al.EMAIL) -> al.Plan:

@@ -15,6 +15,7 @@ import pytest
 
 from tests import scenario as sc
 from tests.test_hostile_folder import REPORT, good_reports, profile_for, put, sync
+from tui.core import clock
 from tui.core.health import evaluate, evaluate_report
 from tui.core.ledger import Ledger
 from tui.core.names import parse_name
@@ -222,9 +223,11 @@ def test_a_day_the_zone_skipped_has_no_run_and_is_not_missing(zone, first, last)
         day += timedelta(days=1)
     assert len(skipped) == 1
     timing = report.timing(tz, [d.delivered_at for d in history])
-    health = evaluate_report(report, history, tz=tz, now=datetime.combine(last, time(12), tzinfo=tz))
-    assert {r.status for r in health.runs} == {"on-time"}
-    assert health.run(skipped[0]) is None and not health.problems
+    assert skipped[0] not in timing.run_days(first, last)
+    if first.year >= clock.EARLIEST_DELIVERY.year:  # 1993's deliveries are of no possible date now
+        health = evaluate_report(report, history, tz=tz, now=datetime.combine(last, time(12), tzinfo=tz))
+        assert {r.status for r in health.runs} == {"on-time"}
+        assert health.run(skipped[0]) is None and not health.problems
     # Early in the morning after it, before that day's window, a delivery is the run before.
     after = skipped[0] + timedelta(days=1)
     assert timing.run_day_of(datetime.combine(after, time(5, 0), tzinfo=tz)) == skipped[0] - timedelta(days=1)

@@ -387,7 +387,8 @@ def render(report: HealthReport, profile: Profile, *, width: int = 100, max_line
     else:
         lines.append(f"Connection: FAILED: {c.message}")
     for r in report.reports:
-        sched = f"{r.schedule.describe()} at {r.at:%H:%M}" + (" (inferred)" if r.inferred else "")
+        sched = (f"{r.schedule.describe()} at {r.at:%H:%M}" + (" (inferred)" if r.inferred else "")
+                 if r.schedule_known else r.schedule_text)
         last = r.last_delivery
         if last is None:
             tail = "last delivery: never"

@@ -157,6 +157,10 @@ class Alert:
             text = f"changed on the server: '{_short(self.file or '')}'"
         elif self.kind == ProblemKind.WAITING_FOR_EXPORT:
             text = f"local copies of {name} past their retention wait for an export"
+        elif self.kind == ProblemKind.SCHEDULE_UNKNOWN:
+            text = f"new report {name}: schedule unknown"
+        elif self.kind == ProblemKind.BAD_DATE:
+            text = f"'{_short(self.file or '')}' has a date no run can take"
         elif self.kind == ProblemKind.CONNECTION:
             text = ("connection failed" if self.severity == CRITICAL
                     else "connection: account is read-only or the test failed")
@@ -186,6 +190,8 @@ class Alert:
             return f"'{_short(self.file or '')}' is downloaded (or no longer near deletion)"
         if self.kind == ProblemKind.WAITING_FOR_EXPORT:
             return f"no local copy of {name} waits for an export any more"
+        if self.kind == ProblemKind.SCHEDULE_UNKNOWN:
+            return f"{name}: no longer warned about its unknown schedule"
         return f"{self.kind} '{_short(self.file or self.report)}' is no longer reported"
 
     def to_json(self, *, resolved: bool = False) -> JSONObject:

@@ -65,6 +65,21 @@ def plausible(moment: datetime) -> bool:
         return False
 
 
+#: The earliest time a delivery can carry. A report dated earlier comes from a broken clock or
+#: name (a file without a timestamp whose modification time is 0 says 1 January 1970): its date
+#: is unknown, and it must not make the schedule expect decades of runs.
+EARLIEST_DELIVERY = datetime(2000, 1, 1, tzinfo=UTC)
+#: How far past "now" a delivery's time may lie and still teach the schedule inference (a
+#: server clock a little ahead); a delivery later than that is dated in the future.
+FUTURE_SLACK = timedelta(days=1)
+
+
+def possible_delivery(moment: datetime) -> bool:
+    """Whether ``moment`` can be a delivery's time at all: from ``EARLIEST_DELIVERY`` to
+    ``LATEST``. One outside is a delivery of unknown date (it belongs to no run)."""
+    return plausible(moment) and moment >= EARLIEST_DELIVERY
+
+
 def pinned() -> datetime | None:
     """The time ``REPORT_KEEPER_NOW`` pins, aware; None when it is unset or empty.
 

@@ -60,6 +60,7 @@ from tui.core.schedule import (
     parse_at,
     parse_duration,
     parse_schedule,
+    trusted,
 )
 
 APP_NAME = "report-keeper"
@@ -203,18 +204,23 @@ class ReportConfig:
         """The day the server deletes a delivery (the date of :meth:`delete_at`)."""
         return self.delete_at(delivered_at, tz).date()
 
-    def timing(self, tz: tzinfo, history: Iterable[datetime] = ()) -> Timing:
+    def timing(self, tz: tzinfo, history: Iterable[datetime] = (), now: datetime | None = None) -> Timing:
         """The report's schedule placed in the library's zone ``tz``.
 
         The configured ``schedule`` and ``at``; whatever is not configured is inferred from
-        ``history`` (the report's delivery times; implausible ones are left out). An "every N
+        ``history`` (the report's delivery times; those no delivery can have, before
+        ``clock.EARLIEST_DELIVERY`` or more than ``clock.FUTURE_SLACK`` after ``now``, are left
+        out). An inferred schedule that is not ``schedule.trusted`` gives a timing that is not
+        ``known``: no run of it is expected. An "every N
         days" schedule without a start is anchored on the first delivery's run: the day whose
         ``at`` is nearest to it (a delivery just after midnight, late for a run at 23:00, is the
         day before's; one just before a run at 00:30, the day after's).
         """
-        moments = sorted(m for m in history if clock.plausible(m))
+        latest = (now or clock.now()) + clock.FUTURE_SLACK
+        moments = sorted(m for m in history if clock.possible_delivery(m) and m <= latest)
         inferred = self.schedule is None or self.at is None
         guess = infer_schedule(moments, tz) if inferred else None
+        known = self.schedule is not None or (guess is not None and trusted(guess, moments, tz))
         if self.schedule is not None:
             schedule = parse_schedule(self.schedule)
         else:
@@ -228,7 +234,7 @@ class ReportConfig:
         if moments and schedule.kind == "every" and schedule.anchor is None:
             schedule = schedule.anchored(nearest_run_day(moments[0], at, tz))
         return Timing(schedule, at, self.grace, tz, inferred=inferred,
-                      confidence=guess.confidence if guess is not None else None)
+                      confidence=guess.confidence if guess is not None else None, known=known)
 
     def run_day_of(self, delivered_at: datetime, timing: Timing | None = None) -> date:
         """The run a delivery belongs to (its latest run whose on-time window had opened).

@@ -87,6 +87,9 @@ LATE_DAYS = 7
 #: A changed server copy, once both copies are held, is shown for this many days.
 CHANGED_DAYS = 14
 NO_HISTORY_DAYS = 7  # a report with no delivery at all is evaluated over the last week
+#: A report whose schedule cannot be inferred with confidence is a warning for this many days
+#: after its latest delivery (then it is shown, not reported).
+UNKNOWN_SCHEDULE_DAYS = 7
 #: How the app fetches the files the server still has and the disk does not (d on Health, and
 #: on Remote with nothing selected, queues every one of them).
 FETCH_KEYS = "Press d on Health (1) or Remote (2)"
@@ -228,6 +231,10 @@ class ReportHealth:
     #: not configured, found from the name's history (docs/DOMAIN.md, "Rolling reports").
     rolling: bool = False
     rolling_inferred: bool = False
+    #: False: the schedule was inferred from too little or too irregular a history to expect
+    #: runs (``Timing.known``); ``schedule_note`` then says so in words.
+    schedule_known: bool = True
+    schedule_note: str = ""
 
     @property
     def status(self) -> Severity:
@@ -236,6 +243,11 @@ class ReportHealth:
     @property
     def last_rows(self) -> int | None:
         return self.last_delivery.rows if self.last_delivery else None
+
+    @property
+    def schedule_text(self) -> str:
+        """The schedule in plain words, or why there is none (``schedule_note``)."""
+        return self.schedule.describe() if self.schedule_known else self.schedule_note
 
     def run(self, day: date) -> RunDay | None:
         for r in self.runs:
@@ -252,7 +264,8 @@ class ReportHealth:
             "last_file": last.name if last else None,
             "last_rows": last.rows if last else None,
             "schedule": str(self.schedule),
-            "schedule_text": self.schedule.describe(),
+            "schedule_text": self.schedule_text,
+            "schedule_known": self.schedule_known,
             "at": self.at.strftime("%H:%M"),
             "grace_minutes": int(self.grace.total_seconds() // 60),
             "inferred": self.inferred,
@@ -400,15 +413,14 @@ def evaluate_report(
     """Health of one report (``report``: a ``config.ReportConfig``) from its deliveries."""
     now = (now or clock.now()).astimezone(UTC)
     today = now.astimezone(tz).date()
-    history = sorted(deliveries, key=lambda d: d.delivered_at)
-    # A delivery time outside the clock's range (a ledger written before file-name timestamps
-    # were range-checked) would take the date arithmetic past year 1 or 9999: left out.
-    if not all(clock.plausible(d.delivered_at) for d in history):
-        dropped = [d for d in history if not clock.plausible(d.delivered_at)]
-        log.warning("%s: %d deliveries with an implausible time left out of the evaluation",
-                    report.name, len(dropped))
-        history = [d for d in history if clock.plausible(d.delivered_at)]
-    timing = report.timing(tz, (d.delivered_at for d in history))
+    everything = sorted(deliveries, key=lambda d: d.delivered_at)
+    # A delivery time no delivery can have (a stamp-less file whose modification time is 0, a
+    # server clock past 2099, a ledger written before names were range-checked): its date is
+    # unknown. It is named once (a bad-date problem) and belongs to no run: it would make the
+    # schedule expect every day since 1970, or take the date arithmetic past year 9999.
+    undated = [d for d in everything if not clock.possible_delivery(d.delivered_at)]
+    history = [d for d in everything if clock.possible_delivery(d.delivered_at)]
+    timing = report.timing(tz, (d.delivered_at for d in history), now=now)
     schedule = timing.schedule
 
     # Expected run days: from the run of the first delivery (the ledger knows nothing earlier)
@@ -436,10 +448,15 @@ def evaluate_report(
     # A delivery dated at or after the horizon (a name or a server clock ahead of ours) belongs
     # to a run that is not expected yet: joined to today's run, it would make it "late" before
     # its deadline, and hide it missing after.
-    placed = [d for d in history if horizon is None or d.delivered_at < horizon]
-    if len(placed) < len(history):
+    # With no run expected at all (every delivery dated ahead), "ahead" is ahead of now.
+    def ahead(d: Delivery) -> bool:
+        return d.delivered_at >= horizon if horizon is not None else d.delivered_at > now
+
+    placed = [d for d in history if not ahead(d)]
+    future = [d for d in history if ahead(d)]
+    if future:
         log.warning("%s: %d deliveries dated after the next run's window opens are in no run yet",
-                    report.name, len(history) - len(placed))
+                    report.name, len(future))
     if placed and days:
         joined = _delivery_frame(placed).join_asof(
             runs_df.select("win_start", "day"), left_on="at", right_on="win_start", strategy="backward"
@@ -457,6 +474,8 @@ def evaluate_report(
     data_files: dict[date, list[Delivery]] = {}  # per run: its files with data rows
     for day, deadline in runs_df.select("day", "deadline").iter_rows():
         files = by_run.get(day, [])
+        if not files and not timing.known:
+            continue  # a schedule the history cannot tell expects no run
         covered = report.covered_day(day)
         closed = report.is_closed(covered)
         rescue_by = report.rescue_by(day)
@@ -493,12 +512,20 @@ def evaluate_report(
         )
         runs.append(run)
         problems.extend(_run_problems(report, run, files, today, timing))
+    if not timing.known and placed:
+        problems.extend(_unknown_schedule_problem(report, placed, today, tz))
 
     runs, found = _content_problems(report, runs, data_files, today)
     problems.extend(found)
 
+    in_future = {id(d) for d in future}
     for d in history:
-        problems.extend(_file_problems(report, d, today, tz, timing))
+        if id(d) in in_future:
+            problems.extend(_bad_date_problems(report, d, today, tz, timing, future=True))
+        else:
+            problems.extend(_file_problems(report, d, today, tz, timing))
+    for d in undated:
+        problems.extend(_bad_date_problems(report, d, today, tz, timing, future=False))
     problems.extend(_retention_problems(report, history, now, today, timing))
 
     problems.sort(key=urgency_key(today))
@@ -520,6 +547,8 @@ def evaluate_report(
         grace=timing.grace,
         inferred=timing.inferred,
         confidence=timing.confidence,
+        schedule_known=timing.known,
+        schedule_note="" if timing.known else unknown_schedule_note(placed, today, tz),
         runs=tuple(runs),
         problems=tuple(problems),
         last_delivery=history[-1] if history else None,
@@ -585,7 +614,7 @@ def _run_problems(report: ReportConfig, run: RunDay, files: list[Delivery], toda
                 next_step=_rerun_step(name, covered, rescue_by, today),
             ))
         return out
-    if run.status == model.LATE and age <= LATE_DAYS:
+    if run.status == model.LATE and age <= LATE_DAYS and timing.known:
         first = files[0]
         delay = first.delivered_at - timing.deadline(run.day)
         out.append(Problem(
@@ -833,6 +862,93 @@ def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, t
             severity=WARNING, kind=ProblemKind.CHANGED, day=run_day, file=d.name, delete_on=delete_on,
             message=f"The server's copy of '{d.name}' changed after it was downloaded",
             next_step="Both copies are kept side by side in the local folder; compare them and keep the right one",
+        ))
+    return out
+
+
+def unknown_schedule_note(history: list[Delivery], today: date, tz: tzinfo) -> str:
+    """``schedule unknown — seen once on Tue 8 Dec; set `schedule` ...``: what is shown for a
+    report whose schedule the history cannot tell (``Timing.known`` is False)."""
+    if not history:
+        return "schedule unknown — nothing delivered yet; set `schedule` in the config to be warned when it stops"
+    last = history[-1].delivered_at.astimezone(tz).date()
+    seen = (f"seen once on {fmt_day(last, today)}" if len(history) == 1
+            else f"seen {len(history)} times, last on {fmt_day(last, today)}")
+    return f"schedule unknown — {seen}; set `schedule` in the config to be warned when it stops"
+
+
+def _unknown_schedule_problem(report: ReportConfig, history: list[Delivery], today: date,
+                              tz: tzinfo) -> list[Problem]:
+    """One warning per report for ``UNKNOWN_SCHEDULE_DAYS`` days after its latest delivery:
+    a report whose schedule cannot be inferred with confidence expects no run (a stray
+    workbook or a one-off run would otherwise be missing every day, for ever), and a person
+    should know it is watched only once a schedule is set."""
+    last = history[-1].delivered_at.astimezone(tz).date()
+    until = last + timedelta(days=UNKNOWN_SCHEDULE_DAYS)
+    if today > until:
+        return []
+    return [Problem(
+        severity=WARNING, kind=ProblemKind.SCHEDULE_UNKNOWN, file=None,
+        message=f"'{report.name}': {unknown_schedule_note(history, today, tz)}",
+        next_step=f"If Alma delivers '{report.name}' regularly, give it a [[report]] entry with "
+        "its schedule in the config (e.g. schedule = \"daily\" and at = \"07:00\"): then a missing "
+        f"run is critical; if it was a one-off, nothing needs doing (this warning ends after "
+        f"{fmt_day(until, today)})",
+    )]
+
+
+def _bad_date_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, timing: Timing,
+                       *, future: bool) -> list[Problem]:
+    """A delivery no run can take, named once: dated in the future (after the next run's
+    window opens: reported until that time comes) or at a time no delivery can have
+    (``clock.possible_delivery``: reported while the server has the file). Its file problems
+    follow; a date-less file's have no dates."""
+    name = d.name
+    out: list[Problem] = []
+    if future:
+        when = d.delivered_at.astimezone(tz)
+        out.append(Problem(
+            severity=WARNING, kind=ProblemKind.BAD_DATE, file=name,
+            message=f"'{name}' was delivered with a date in the future: dated "
+            f"{fmt_day(when.date(), today)} {when:%H:%M}; the server's clock or the name is wrong, "
+            "and it counts for no run",
+            next_step="Ask the server's administrator to check the server's clock, or check the "
+            "file name's timestamp in Alma's schedule; the file counts once its date has come",
+        ))
+        return out + _file_problems(report, d, today, tz, timing)
+    if d.on_server:
+        try:
+            shown = f"{d.delivered_at.astimezone(tz):%a %-d %b %Y %H:%M}"
+        except (OverflowError, ValueError):  # a ledger's time at the very end of the calendar
+            shown = "an unknown time"
+        out.append(Problem(
+            severity=WARNING, kind=ProblemKind.BAD_DATE, file=name,
+            message=f"'{name}' is dated {shown}, an impossible date for a delivery: the server's "
+            "clock or the name is wrong, and it counts for no run",
+            next_step="Ask the server's administrator to check the server's clock; the file is "
+            "downloaded and kept like any other, and this warning ends once the server deletes it",
+        ))
+    # What is held of it, without dates (its rescue-by and delete-on would be 1970's, or past
+    # the calendar's end).
+    where = d.local_path or "its place in local_dir"
+    if not d.downloaded and not d.on_server:
+        out.append(Problem(
+            severity=CRITICAL, kind=ProblemKind.LOST, file=name,
+            message=f"'{name}' was never downloaded and is gone from the server",
+            next_step=f"If it was a delivery of '{report.name}' that you need, re-run it in Alma "
+            "Analytics; run 'report-keeper sync' daily (e.g. from cron) so it does not happen again",
+        ))
+    elif d.downloaded and d.local_state == LocalState.MISSING_LOCALLY:
+        gone = not d.on_server
+        out.append(Problem(
+            severity=CRITICAL if gone else WARNING,
+            kind=ProblemKind.LOST if gone else ProblemKind.MISSING_LOCALLY, file=name,
+            message=f"The copy of '{name}' is no longer at '{where}' (moved, deleted or damaged)"
+            + (" and the server has deleted the file: no copy is left" if gone else
+               "; the server still has it"),
+            next_step=f"Put the file back at '{where}' from a backup or wherever it was moved" if gone
+            else "Run 'report-keeper sync': it fetches the file again",
+            app_step="" if gone else f"{FETCH_KEYS}: it fetches the file again",
         ))
     return out
 

@@ -88,6 +88,9 @@ class ProblemKind(StrEnum):
     FEW_ROWS = "few-rows"  # far fewer rows than the weekday's usual
     # Local retention (docs/RETENTION.md):
     WAITING_FOR_EXPORT = "waiting-for-export"  # copies past local_retention_days no export has taken
+    # What the history cannot tell:
+    SCHEDULE_UNKNOWN = "schedule-unknown"  # no schedule configured, and none inferred with confidence
+    BAD_DATE = "bad-date"  # dated in the future or at an impossible time: in no run
 
 
 class WriteTest(StrEnum):

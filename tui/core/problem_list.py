@@ -37,6 +37,8 @@ _WHAT = {
     ProblemKind.WRONG_DAY: "files hold the rows of another day",
     ProblemKind.STALE: "files repeat an earlier delivery's rows",
     ProblemKind.FEW_ROWS: "files have far fewer rows than usual",
+    ProblemKind.SCHEDULE_UNKNOWN: "reports have no schedule configured and too few deliveries to tell one",
+    ProblemKind.BAD_DATE: "files are dated in the future or at an impossible time: in no run",
 }
 
 

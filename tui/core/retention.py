@@ -54,6 +54,7 @@ from tui.core import ledger as ledger_mod
 from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
 from tui.core.ledger import LEDGER_ERRORS, Download, Ledger, LedgerError
+from tui.core.local_folder import stand_in_refusal
 from tui.core.model import JSONObject
 from tui.core.names import escape_name, size_text
 
@@ -361,6 +362,12 @@ def purge(profile: Profile, ledger: Ledger, *, dry_run: bool = False, now: datet
     result = PurgeResult(dry_run=dry_run, now=now,
                          policy=policies(profile, _report_names(profile, ledger)))
     if not result.policy and not _interrupted(ledger):
+        return result
+    stand_in = stand_in_refusal(profile.local_dir, ledger)
+    if stand_in is not None:
+        # Every copy would read as deleted by hand: nothing is decided or recorded.
+        log.warning("purge refused: %s", stand_in)
+        result.refused = f"Nothing was deleted: {stand_in}"
         return result
     if dry_run:
         return _purge(profile, ledger, now, result, remove_parts, trust_clock=trust_clock, dry_run=True)

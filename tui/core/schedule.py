@@ -23,7 +23,8 @@ Public API:
 - ``Timing(schedule, at, grace, tz)``: ``run_at(day)`` (aware, local), ``window(day)`` (UTC
   instants: on-time from at-1h to at+grace), ``deadline(day)``.
 - ``infer_schedule(deliveries, tz) -> Inference`` (a tuple ``(schedule, at, confidence)``),
-  from history: the most common cadence and time of day.
+  from history: the most common cadence and time of day; ``trusted(guess, moments, tz)``:
+  whether it is known well enough to expect its runs.
 """
 
 from __future__ import annotations
@@ -250,6 +251,9 @@ class Timing:
     tz: tzinfo
     inferred: bool = False
     confidence: float | None = None  # inferred timings only
+    #: False: the schedule was inferred from too little or too irregular a history
+    #: (:func:`trusted`); it places deliveries in runs, but no run of it is expected.
+    known: bool = True
 
     def run_at(self, day: date) -> datetime:
         """The scheduled run, aware in the profile's zone (wall-clock ``at`` on ``day``)."""
@@ -304,6 +308,14 @@ def nearest_run_day(moment: datetime, at: time, tz: tzinfo) -> date:
     instant = moment.astimezone(UTC)
     return min((local - timedelta(days=1), local, local + timedelta(days=1)),
                key=lambda d: abs(datetime.combine(d, at, tzinfo=tz).astimezone(UTC) - instant))
+
+
+#: An inferred schedule is trusted (its runs are expected, a missing one is a problem) only
+#: when it explains at least this share of the history ...
+TRUSTED_CONFIDENCE = 0.6
+#: ... of deliveries on at least this many days: any two deliveries fit some schedule
+#: perfectly, and one stray workbook must not become a report expected every day.
+TRUSTED_DAYS = 3
 
 
 class Inference(NamedTuple):
@@ -370,6 +382,14 @@ def infer_schedule(deliveries: Iterable[Delivery | datetime], tz: tzinfo) -> Inf
 ROLLING_MIN_COPIES = 3
 #: ... at a rhythm a schedule explains this well (the confidence of :func:`infer_schedule`).
 ROLLING_MIN_CONFIDENCE = 0.6
+
+
+def trusted(guess: Inference, moments: Iterable[datetime], tz: tzinfo) -> bool:
+    """Whether an inferred schedule is known well enough to expect its runs (docs/DOMAIN.md,
+    "The schedule and the run day"): a confidence of at least ``TRUSTED_CONFIDENCE`` over
+    deliveries on at least ``TRUSTED_DAYS`` different days in ``tz``."""
+    days = {m.astimezone(tz).date() for m in moments}
+    return guess.confidence >= TRUSTED_CONFIDENCE and len(days) >= TRUSTED_DAYS
 
 
 def replaced_on_schedule(moments: Iterable[datetime], tz: tzinfo) -> bool:

@@ -57,11 +57,12 @@ from tui.core.config import (
 from tui.core.durable import fsync_dir
 from tui.core.model import ConnTestResult, RemoteFile
 from tui.core.names import folder_refusal, parse_name
-from tui.core.schedule import infer_schedule, parse_schedule
+from tui.core.schedule import TRUSTED_CONFIDENCE, infer_schedule, parse_schedule, trusted
 
 REPORT_SUFFIXES = (".xlsx", ".xlsm")
-#: Below this share of the history explained, a schedule is left to be inferred over time.
-CONFIDENT = 0.6
+#: Below this share of the history explained (or with deliveries on fewer than
+#: ``TRUSTED_DAYS`` days), a schedule is left to be inferred over time (``schedule.trusted``).
+CONFIDENT = TRUSTED_CONFIDENCE
 T = TypeVar("T")
 _HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:%-]{0,252}|\[[0-9A-Fa-f:.]+\]")
 
@@ -235,7 +236,7 @@ def propose_reports(files: Iterable[RemoteFile], tz: tzinfo) -> list[ReportPropo
         else:
             text = str(sched)
         out.append(ReportProposal(name=name, files=len(moments), schedule=text, at=guess.at,
-                                  confidence=guess.confidence, keep=guess.confidence >= CONFIDENT))
+                                  confidence=guess.confidence, keep=trusted(guess, moments, tz)))
     return sorted(out, key=lambda p: (-p.files, p.name))
 
 

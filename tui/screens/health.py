@@ -95,9 +95,10 @@ def reports_text(health: HealthReport | None, tz: tzinfo, now: datetime) -> Text
         glyph, style = _REPORT_GLYPH[report.status]
         text.append(f"  {glyph} ", style=style)
         text.append(escape_name(report.name), style="bold")
-        schedule = report.schedule.describe()
+        schedule = report.schedule.describe() if report.schedule_known else "schedule unknown"
         rolling = (", rolling (inferred)" if report.rolling_inferred else ", rolling") if report.rolling else ""
-        text.append(f"  ({schedule}{', inferred' if report.inferred else ''}{rolling})\n", style="dim")
+        inferred = ", inferred" if report.inferred and report.schedule_known else ""
+        text.append(f"  ({schedule}{inferred}{rolling})\n", style="dim")
         last = report.last_delivery
         text.append("    last: ")
         if last is None:

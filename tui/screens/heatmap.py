@@ -215,8 +215,11 @@ class HeatmapScreen(AppScreen):
         n = len(self.reports)
         if n > 1:
             text.append(f" ({self._index + 1}/{n})", style="dim")
-        text.append(f" · {report.schedule.describe()} at {report.at:%H:%M}")
-        if report.inferred:
+        if not report.schedule_known:
+            text.append(" · schedule unknown")
+        else:
+            text.append(f" · {report.schedule.describe()} at {report.at:%H:%M}")
+        if report.inferred and report.schedule_known:
             text.append(" (inferred)", style="dim")
         if self._grid is not None:
             first = self._grid.first_day

@@ -82,6 +82,7 @@ from tui.core import status as st
 from tui.core.config import Profile, ReportConfig
 from tui.core.durable import fsync_dir
 from tui.core.ledger import BATCH_SECONDS, LEDGER_ERRORS, Ledger, LedgerError, ListingChange
+from tui.core.local_folder import stand_in_refusal
 from tui.core.local_reports import verify_cached_async
 from tui.core.model import (
     Delivery,
@@ -105,7 +106,7 @@ from tui.sftp.client import (
     connect,
 )
 from tui.sftp.download import Placed, local_name_of
-from tui.sftp.errors import FileBusy, SftpError
+from tui.sftp.errors import FileBusy, LocalWriteFailed, SftpError
 from tui.sftp.queue import Done, Job, TransferEvent, TransferQueue
 
 log = logging.getLogger("report_keeper.sftp.sync")
@@ -687,6 +688,12 @@ class SyncService:
         """
         result = SyncResult()
         self.current = result
+        # Without a pause: a Ctrl-C from here on must find the targets (a look at one folder,
+        # the ledger read only when it is empty).
+        refusal = self._stand_in()
+        if refusal is not None:
+            result.error, result.error_kind = refusal, LocalWriteFailed.kind
+            return result.finish()
         listing = listing or self.last_listing or await self.list_remote()
         again: set[str] = set()
         if names is None:
@@ -730,6 +737,15 @@ class SyncService:
         if self._noted_waiting and not self.ledger.batch_open:  # else settle() does it
             await asyncio.to_thread(self._forget_noted_waiting)
         return result.finish()
+
+    def _stand_in(self) -> str | None:
+        """Why nothing may be downloaded into ``local_dir`` now (the empty mount point of a
+        share that is not mounted; ``tui.core.local_folder``), or None."""
+        refusal = stand_in_refusal(self.local_dir, self.ledger)
+        if refusal is None:
+            return None
+        log.error("nothing downloaded: %s", refusal)
+        return f"Nothing was downloaded: {refusal}"
 
     def _local_states_now(self) -> dict[str, LocalState]:
         """Every known file's local state after checking the disk (empty if the ledger fails:
@@ -1140,6 +1156,11 @@ class SyncService:
         failed: SyncResult | None = None
         listing: RemoteListing | None = None
         result: SyncResult | None = None
+        refusal = await asyncio.to_thread(self._stand_in)
+        if refusal is not None:
+            # Before the listing: it would mark every held copy missing, and the purge would
+            # take them for deleted by hand.
+            return SyncResult(error=refusal, error_kind=LocalWriteFailed.kind).finish()
         try:
             with self.ledger.batched(COMMIT_SECONDS):
                 try:
