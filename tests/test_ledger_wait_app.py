@@ -10,34 +10,18 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-import pytest
-
-from tests.fixtures_sshd import TcpProxy
 from tests.test_ledger_wait import hold
 from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     _pinned_clock,
-    demo_app,
     demo_remote,
     home,
-    known_hosts_for_port,
-    profile_for,
     server_loop,
     settled,
     wait_for,
 )
+from tests.test_tui_live import slow  # noqa: F401 - fixture: (proxy, app) behind a slowing proxy
 from tui.core.model import JobState
 from tui.screens.queue import QueueScreen
-
-
-@pytest.fixture
-def slow(demo_remote, home, tmp_path, server_loop):
-    proxy = TcpProxy(demo_remote.port, delay=0.0)
-    server_loop.run(proxy.start())
-    known = known_hosts_for_port(demo_remote, proxy.port, tmp_path / "known_hosts")
-    try:
-        yield proxy, demo_app(profile_for(demo_remote, home, port=proxy.port, known_hosts=known))
-    finally:
-        server_loop.run(proxy.stop())
 
 
 def done(app) -> int:
