@@ -241,3 +241,28 @@ def test_many_stray_reports_and_bad_dates_are_told_as_groups():
         "3 reports have no schedule configured and too few deliveries to tell one",
         "3 files are dated in the future or at an impossible time: in no run",
     }
+
+
+def test_a_one_off_delivery_does_not_decide_when_the_night_run_starts(tmp_path, monkeypatch):
+    """The nightly run starts after the latest report is due: a report whose schedule is unknown
+    (one stray workbook at 23:40) is expected at no time, so it moves nothing."""
+    from tui.core import unattended
+    from tui.core.config import load_config
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", sc.NOW_ISO)
+    config = tmp_path / "config.toml"
+    ledger_path = tmp_path / "ledger.sqlite3"
+    config.write_text(sc.config_toml(local_dir=str(tmp_path / "local"), ledger=str(ledger_path)))
+    profile = load_config(config).profile()
+    alone = unattended.plan_schedule(profile, config)
+    stray = RemoteFile(f"{STRAY}_20261208_2340.xlsx", 9_000, sc.local(D(2026, 12, 8), 23, 40).astimezone(UTC))
+
+    def report_of(f: RemoteFile):
+        report, parsed = profile.classify(f.name, f.mtime)
+        return report.name, parsed.delivered_at
+
+    with Ledger.open(ledger_path) as ledger:
+        ledger.record_listing(None, report_of, [stray], when=sc.NOW.astimezone(UTC), tz=sc.TZ)
+    plan = unattended.plan_schedule(profile, config)
+    assert (plan.at, plan.reason) == (alone.at, alone.reason)
+    assert STRAY not in plan.reason

@@ -208,6 +208,8 @@ def _latest_due(profile: Profile) -> tuple[timedelta, str]:
             with Ledger.open(ledger_path, profile=profile.name) as ledger:
                 health = evaluate(profile, ledger.deliveries())
             for r in health.reports:
+                if not r.schedule_known:  # expected at no time (a one-off, a stray file)
+                    continue
                 dues.append((timedelta(hours=r.at.hour, minutes=r.at.minute) + r.grace,
                              f"'{escape_name(r.name)}' at {r.at:%H:%M}" + (" (inferred)" if r.inferred else "")
                              + f" + grace {_hm(r.grace)}"))
@@ -530,11 +532,6 @@ def _systemd(runner: Runner) -> subprocess.CompletedProcess[str]:
 
 def _said(result: subprocess.CompletedProcess[str]) -> str:
     return " ".join((result.stderr or result.stdout or "").split())[:200] or f"exit {result.returncode}"
-
-
-def systemd_available(runner: Runner = subprocess.run) -> bool:
-    """A user service manager answers (``systemctl --user``)."""
-    return _systemd(runner).returncode == 0
 
 
 def _unit_files(plan: SchedulePlan, folder: Path) -> list[Path]:
