@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -659,3 +660,42 @@ def test_plain_progress_writes_the_listing_and_failures_at_once_and_batches_fini
     progress.on_event(Done(job_id=1, name="a.xlsx", size=10))
     progress.on_event(Failed(job_id=2, name="b.xlsx", reason="the server closed the connection"))
     assert out.getvalue().endswith("FAILED      b.xlsx: the server closed the connection\n")
+
+
+async def test_a_placed_file_stays_locked_until_its_record_is_committed(demo, ledger, monkeypatch):
+    """Another process finding a file this run placed waits while it is locked: each lock is
+    let go only once the file's record is committed (a second connection sees it), the last
+    files' of a run included."""
+    from tui.sftp import sync as sync_mod
+
+    real_close, closed, early = sync_mod._close_fd, [], []
+    other = Ledger.open(ledger.path, profile="demo")
+
+    def close(fd):
+        if fd is not None:  # the placed file's inode (the descriptor was the part file's)
+            inode = os.fstat(fd).st_ino
+            closed.append(inode)
+            if inode not in {os.stat(d.local_path).st_ino for d in other.downloads()}:
+                early.append(inode)
+        real_close(fd)
+
+    real_in_writer = SyncService._in_writer
+
+    def in_writer(self, call):  # the writer is slow to let a lock go (a loaded machine)
+        if getattr(call, "func", None) is not None and call.func.__name__ == "unlock":
+            slow = call
+
+            def call():
+                time.sleep(0.05)
+                slow()
+        return real_in_writer(self, call)
+
+    monkeypatch.setattr(sync_mod, "_close_fd", close)
+    monkeypatch.setattr(SyncService, "_in_writer", in_writer)
+    try:
+        async with SyncService(demo.profile, ledger) as service:
+            result = await service.sync()
+    finally:
+        other.close()
+    assert len(closed) == len(result.downloaded) == len(demo.scenario.files)
+    assert early == []

@@ -806,6 +806,10 @@ class SyncService:
             fd = held.pop(path, None)
             if fd is not None:
                 self.ledger.after_commit(partial(_close_fd, fd))
+
+        def release_rest() -> None:  # in the writer thread
+            while held:
+                self.ledger.after_commit(partial(_close_fd, held.popitem()[1]))
         #: Landed files and their records (those not done are not written yet), and the notes
         #: written meanwhile.
         unwritten: dict[str, tuple[asyncio.Future[bool], DownloadedFile]] = {}
@@ -950,8 +954,10 @@ class SyncService:
             raise
         finally:
             await _outlast(records)  # nothing ends (nor commits the batch) before its records
-            while held:  # placed, never recorded by this run (cancelled first): let go now
-                _close_fd(held.popitem()[1])
+            # Placed and never recorded by this run (cancelled first): let go with the next
+            # commit, in the writer, after every unlock asked for before (each one's record is
+            # committed before its lock goes).
+            await _outlast([self._in_writer(release_rest)])
             stop_watching()
             await _outlast(notings)
         await queue.close()
