@@ -525,24 +525,28 @@ class _Waits:
     """The writes of one connection waiting for another process's lock, and who is told."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a watcher may stop watching from its own call
         self.count = 0
         self.watchers: list[WaitWatcher] = []
 
     def changed(self, path: Path | None, delta: int) -> None:
+        # The watchers are told with the lock held: two threads starting and ending waits at
+        # once must not tell "waiting" and "done" in the wrong order (the app's header would
+        # then say it waits when nothing does). A watcher only posts a message.
         with self._lock:
             before, self.count = self.count, self.count + delta
-            watchers = list(self.watchers)
-        if (before == 0) == (self.count == 0):
-            return
-        waiting = self.count > 0
+            if (before == 0) == (self.count == 0):
+                return
+            self._tell(path, self.count > 0)
+
+    def _tell(self, path: Path | None, waiting: bool) -> None:
         holder = (lock_holder(path) or "") if waiting else ""
         if waiting:
             log.warning("ledger %s: another process%s holds its write lock; waiting for it (at most "
                         "%g s a write)", path, f", {holder}," if holder else "", BUSY_TIMEOUT)
         else:
             log.info("ledger %s: no write waits for another process's lock any more", path)
-        for watcher in watchers:
+        for watcher in list(self.watchers):
             try:
                 watcher(waiting, holder)
             except Exception:  # a broken watcher must not fail the write
