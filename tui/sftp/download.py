@@ -112,7 +112,7 @@ def changed_name(name: str, remote: RemoteFile, n: int = 1) -> str:
     return fit_name(name, f" (changed {stamp}){extra}")
 
 
-def _same_copy(target: Path, size: int, digest: str) -> bool:
+def same_copy(target: Path, size: int, digest: str) -> bool:
     """``target`` is a regular file (never through a link) holding exactly these bytes. A link
     (to the user's file elsewhere), a named pipe (opening it to read would wait for a writer
     for ever) or a folder there is not the copy."""
@@ -183,7 +183,7 @@ def _place(part: Path, local_dir: Path, remote: RemoteFile, digest: str,
         try:
             os.link(part, target)
         except FileExistsError:
-            if _same_copy(target, remote.size, digest):
+            if same_copy(target, remote.size, digest):
                 part.unlink()
                 parts.drop_record(part.parent, remote)
                 return target, SAME

@@ -105,7 +105,7 @@ from tui.sftp.client import (
     SftpConnection,
     connect,
 )
-from tui.sftp.download import Placed, local_name_of
+from tui.sftp.download import Placed, local_name_of, same_copy
 from tui.sftp.errors import FileBusy, LocalWriteFailed, SftpError
 from tui.sftp.queue import Done, Job, TransferEvent, TransferQueue
 
@@ -1629,20 +1629,19 @@ def _close_fd(fd: int | None) -> None:
 
 
 def _noted_copy_holds(folder: Path, note: unrecorded.Note) -> bool:
-    """The noted file is a regular file directly in ``folder`` holding the noted bytes."""
+    """The noted file is a regular file directly in ``folder`` (not through a link) holding the
+    noted bytes."""
     path = Path(note.path)
-    try:
-        if path.parent != folder or not statmod.S_ISREG(os.lstat(path).st_mode):
-            return False
-    except OSError:
-        return False
-    return _same_bytes(path, note.size, note.sha256)
+    return path.parent == folder and same_copy(path, note.size, note.sha256)
 
 
 def _same_bytes(path: Path, size: int, sha256: str) -> bool:
-    """Whether the file at ``path`` holds exactly these bytes (False when it cannot be read)."""
+    """Whether the file at ``path`` (a link followed: a copy the user moved to an archive and
+    left a link to) holds exactly these bytes; False when it cannot be read or is no regular
+    file (opening a named pipe to read would wait for a writer for ever)."""
     try:
-        if path.stat().st_size != size:
+        info = path.stat()
+        if not statmod.S_ISREG(info.st_mode) or info.st_size != size:
             return False
         digest = hashlib.sha256()
         with open(path, "rb") as f:
