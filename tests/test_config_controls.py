@@ -9,7 +9,7 @@ holds it and what to do (exit 3 for the commands); ordinary letters of any scrip
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -179,9 +179,11 @@ def test_schedule_escapes_a_report_name_from_the_ledger(tmp_path, monkeypatch, c
     path.write_text(f'[profile.library]\nhost = "h"\ntimezone = "UTC"\nledger = "{ledger_path}"\n')
     hostile = "Loans\n[Service]\nExecStartPre=/bin/sh -c evil\n#"
     when = datetime(2026, 3, 2, 23, 5, tzinfo=UTC)
+    # delivered daily for a week: a schedule the history tells (one delivery would tell none)
+    days = [when - timedelta(days=n) for n in range(7)]
     with Ledger.open(ledger_path, profile="library") as ledger:
         ledger.record_listing(None, lambda f: (hostile, f.mtime),
-                              [RemoteFile(f"{hostile}.xlsx", 10, when)], when=when)
+                              [RemoteFile(f"{hostile} {d:%Y%m%d}.xlsx", 10, d) for d in days], when=when)
     assert main(["schedule", "--config", str(path)]) == 0
     printed = capsys.readouterr().out
     assert not any(line.startswith("ExecStartPre") for line in printed.splitlines()), printed
