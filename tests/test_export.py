@@ -19,7 +19,7 @@ from tests import hostile_workbooks as hw
 from tui.cli import main
 from tui.core import isolation
 from tui.core.export import ExportError, ExportRequest, run_export
-from tui.core.export_cache import cache_dir
+from tui.core.export_cache import TableCache, cache_dir
 
 D = date
 
@@ -434,6 +434,9 @@ def test_the_core_raises_export_errors_not_tracebacks(shared, now, tmp_path):
         (tmp_path / "dir.csv").mkdir()
         with pytest.raises(ExportError, match="is a folder"):
             run_export(shared.profile(), ledger, ExportRequest(out=tmp_path / "dir.csv", force=True))
+        # The cache exists once any export ran; made here so the test stands alone (run
+        # first, or on its own, it found no cache folder and another refusal).
+        TableCache(cache_dir(shared.ledger_path)).open()
         with pytest.raises(ExportError, match="lies in the export cache"):
             run_export(shared.profile(), ledger,
                        ExportRequest(out=cache_dir(shared.ledger_path) / "x.parquet"))
