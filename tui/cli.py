@@ -12,7 +12,7 @@ import importlib
 import os
 import signal
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from tui import __version__
 from tui.core.status import Exit
@@ -48,13 +48,13 @@ class Parser(argparse.ArgumentParser):
     #: The chosen subcommand's parser (its options are known only once it is chosen).
     chosen_parser: Parser | None = None
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         #: Every long option's name, to read a failed command line as this parser reads it.
         self.long_options: list[str] = []
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
 
-    def add_argument(self, *args: object, **kwargs: object) -> argparse.Action:  # type: ignore[override]
-        action = super().add_argument(*args, **kwargs)  # type: ignore[arg-type]
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
         self.long_options += [o for o in action.option_strings if o.startswith("--")]
         return action
 
