@@ -12,7 +12,7 @@ import importlib
 import os
 import signal
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from tui import __version__
 from tui.core.status import Exit
@@ -45,6 +45,29 @@ class Parser(argparse.ArgumentParser):
     ``--json``."""
 
     json_command: str | None = None
+    #: The chosen subcommand's parser (its options are known only once it is chosen).
+    chosen_parser: Parser | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        #: Every long option's name, to read a failed command line as this parser reads it.
+        self.long_options: list[str] = []
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.long_options += [o for o in action.option_strings if o.startswith("--")]
+        return action
+
+    def names(self, word: str, option: str) -> bool:
+        """Whether this parser reads ``word`` as the long ``option``: its full name or, as
+        argparse abbreviates, a prefix no other of its options starts with (``--js``), alone
+        or with ``=VALUE``."""
+        if not word.startswith("--") or len(word) < 3:
+            return False
+        word = word.split("=", 1)[0]
+        if word == option:
+            return True
+        return option.startswith(word) and [o for o in self.long_options if o.startswith(word)] == [option]
 
     def error(self, message: str) -> NoReturn:
         # The message quotes the words typed (an option's name, a value), which a script may
@@ -70,6 +93,9 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     parser.add_argument("--profile", metavar="NAME", help="profile in the config (default: 'default')")
     parser.add_argument("--demo", action="store_true", help="open the TUI against the embedded demo server")
     parser.add_argument("--local-dir", metavar="D", help="with --demo: keep downloads in D")
+    # Before the command as after it (its own dest: a subcommand's default would overwrite it).
+    parser.add_argument("--json", dest="json_first", action="store_true",
+                        help="with a command that has it: print one JSON document on stdout")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = _chosen(sys.argv[1:] if argv is None else argv)
     for name, help_text in SUBCOMMANDS.items():
@@ -77,6 +103,7 @@ def build_parser(argv: list[str] | None = None) -> Parser:
         if name == chosen:
             module = importlib.import_module(f"tui.commands.{name.replace('-', '_')}")
             module.add_arguments(p)
+            parser.chosen_parser = p
             if p.get_default("json") is not None:  # the command has a --json option
                 parser.json_command = name
     return parser
@@ -90,15 +117,21 @@ def _chosen(words: list[str]) -> str | None:
 def _asked_for_json(parser: Parser, words: list[str]) -> tuple[str, bool] | None:
     """After a failed parse, which command's JSON document the command line asked for (and
     whether with ``--all-profiles``), or None: the chosen subcommand takes ``--json`` and the
-    word ``--json`` follows it (before a ``--``, after which every word is an argument). Read
+    word ``--json`` (or an abbreviation the parser in that place reads as it) comes before the
+    subcommand or after it (before a ``--``, after which every word is an argument). Read
     from the words themselves: the parse that failed may have stopped before them."""
-    command = parser.json_command
-    if command is None or command not in words:
+    command, sub = parser.json_command, parser.chosen_parser
+    if command is None or sub is None or command not in words:
         return None
-    after = words[words.index(command) + 1:]
+    at = words.index(command)
+    before, after = words[:at], words[at + 1:]
+    if "--" in before:
+        return None
     if "--" in after:
         after = after[:after.index("--")]
-    return (command, "--all-profiles" in after) if "--json" in after else None
+    asked = (any(parser.names(w, "--json") for w in before)
+             or any(sub.names(w, "--json") for w in after))
+    return (command, any(sub.names(w, "--all-profiles") for w in after)) if asked else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,6 +149,14 @@ def main(argv: list[str] | None = None) -> int:
             command, all_profiles = asked
             print_error_document(command, one_line(exc.message), "usage", all_profiles=all_profiles)
         return int(Exit.USAGE)
+    if args.json_first and parser.json_command is None:  # as `init --json` is: no such option
+        what = "the TUI" if args.command is None else args.command
+        try:
+            parser.error(f"--json: {what} prints no JSON document")
+        except UsageExit:
+            return int(Exit.USAGE)
+    if args.json_first:
+        args.json = True
 
     # Loaded once the arguments are known: `report-keeper --help` (and a usage error without
     # --json) starts without the config, logging and asyncio machinery a command needs.

@@ -151,8 +151,27 @@ async def watch_parent(parent: int, stop: Callable[[], None]) -> None:
     log.warning("the run's parent process %d is gone (killed?): this process stops as on Ctrl-C; "
                 "files completed are recorded, partial downloads are kept and resume on the next "
                 "sync", parent)
+    _told_gone.add(parent)
     silence_output()
     stop()
+
+
+#: The parents whose end this process has logged (once is enough).
+_told_gone: set[int] = set()
+
+
+def check_parent(parent: int) -> None:
+    """After the share's sync ended (its records settled, its alerts and document to come),
+    where :func:`watch_parent` no longer looks: a parent gone meanwhile is said in the log
+    and the output goes nowhere, as when the watch saw it. What this process still does
+    (recording, alerts) is not stopped: the sync is over, its result true."""
+    if os.getppid() == parent:
+        return
+    if parent not in _told_gone:
+        _told_gone.add(parent)
+        log.warning("the run's parent process %d is gone (killed?) after this process's sync "
+                    "ended: its results are recorded, its output goes nowhere", parent)
+    silence_output()
 
 
 def silence_output() -> None:

@@ -343,6 +343,8 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
             continue
         result = results[profile.name]
         result.files = for_shell(result.files, args, profile.name)
+        if share:  # the parent may have gone since the watch ended (or while an alert is sent)
+            processes.check_parent(args.share_parent)
         notify = _alerts(profile, result)
         documents[profile.name] = {**result.to_json(), **({"notify": notify} if notify is not None else {})}
         codes[profile.name] = int(result.status)
@@ -352,6 +354,8 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         if line:
             out.write(line + "\n")
     code, document = all_profiles.combined(codes, documents)
+    if share:
+        processes.check_parent(args.share_parent)
     if args.json:
         print_json(document)
     if not share:  # the run's own line is the parent's

@@ -48,6 +48,7 @@ from typing import IO, TYPE_CHECKING, Protocol, TypedDict
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop, Future
+    from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("report_keeper.isolation")
 
@@ -525,7 +526,7 @@ class WorkerPool:
 
     # ------------------------------------------------------------------ internals
     def _spawn(self) -> _Worker:
-        w = _Worker(self.memory_limit)
+        w = _started(self.memory_limit)
         self.started += 1
         log.debug("started workbook worker %d", w.pid)
         return w
@@ -616,6 +617,33 @@ class WorkerPool:
                 w.stop()  # the pool closed meanwhile
             else:
                 w.kill()  # dead or misbehaving: kill (a no-op if dead) and reap, no zombie
+
+
+# ---------------------------------------------------------------------- starting workers
+
+#: Linux kills a worker when the thread that started it ends (``PR_SET_PDEATHSIG``, which the
+#: worker sets for itself): the thread, not the process. So there, workers are started by one
+#: thread that lives as long as the process (the main thread, or this one).
+_STARTER: tuple[int, ThreadPoolExecutor] | None = None
+_STARTER_LOCK = threading.Lock()
+
+
+def _started(memory_limit: int) -> _Worker:
+    """A new worker, started by a thread that ends only with this process (see ``_STARTER``)."""
+    global _STARTER
+    if not sys.platform.startswith("linux") or threading.current_thread() is threading.main_thread():
+        return _Worker(memory_limit)
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - workers import this module too, and start faster without it
+
+    with _STARTER_LOCK:
+        if _STARTER is None or _STARTER[0] != os.getpid():  # none yet, or a forked child's copy
+            _STARTER = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="reader-starter"))
+        starter = _STARTER[1]
+    try:
+        started = starter.submit(_Worker, memory_limit)
+    except RuntimeError:  # the interpreter is shutting down: no thread to hand it to
+        return _Worker(memory_limit)
+    return started.result()
 
 
 # ---------------------------------------------------------------------- the shared pool
@@ -734,8 +762,26 @@ _register_exit_hook()
 # ---------------------------------------------------------------------- the worker side
 
 
+def _die_with_parent(parent: int) -> bool:
+    """Ask Linux to kill this worker when the thread that started it ends (that thread lives
+    as long as the parent process: ``_started``), so a parent killed outright (SIGKILL) leaves
+    no worker in a long parse behind; elsewhere the end of the job pipe tells an idle worker.
+    False when the parent was gone already (before the request, which then came too late)."""
+    if sys.platform.startswith("linux"):
+        import ctypes  # noqa: PLC0415 - in the worker only
+
+        pr_set_pdeathsig = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the pipe's end still tells
+            pass
+    return os.getppid() == parent
+
+
 def _worker_main(argv: list[str]) -> int:
     memory_limit, parent = int(argv[0]), int(argv[1])
+    if not _die_with_parent(parent):
+        return 0  # the parent is gone: nobody will send a job
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort must not dump a GiB to disk
     if memory_limit > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))

@@ -79,6 +79,26 @@ class SharedRotatingHandler(logging.handlers.RotatingFileHandler):
         self.stream.seek(0, os.SEEK_END)
         return self.stream.tell() + len(self.format(record)) + 1 >= self.maxBytes
 
+    def emit(self, record: logging.LogRecord) -> None:
+        """One record, one ``write()`` on the log's ``O_APPEND`` descriptor: Linux appends it
+        whole to a regular file, so the records of processes writing at once never interleave
+        (a text stream's buffering, which could hand a long record over in pieces, is not
+        relied on). A character the encoding cannot take (a lone surrogate of a name that was
+        not UTF-8) is written escaped, never a logging error on stderr."""
+        try:
+            if self.shouldRollover(record):
+                self.doRollover()
+            if self.stream is None:
+                self.stream = self._open()
+            data = (self.format(record) + self.terminator).encode(self.encoding or "utf-8", "backslashreplace")
+            fd = self.stream.fileno()
+            while data:  # a regular file takes it in one call; a short write (disk full) goes on
+                data = data[os.write(fd, data):]
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging's own rule: a record never breaks the caller
+            self.handleError(record)
+
     def doRollover(self) -> None:
         try:
             lock = os.open(self.baseFilename + ".lock",
