@@ -33,9 +33,10 @@ severity)`` for the connection.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from tui.core import model
 from tui.core.health import CRITICAL, WARNING, HealthReport, fmt_day, urgency_key
@@ -43,6 +44,8 @@ from tui.core.ledger import AlertRow
 from tui.core.model import JSONObject, Problem, ProblemKind
 from tui.core.names import escape_name
 from tui.core.status import Severity
+
+log = logging.getLogger("report_keeper.alerts")
 
 RUN_KINDS = (ProblemKind.MISSING, ProblemKind.LATE, ProblemKind.EMPTY, ProblemKind.SCHEMA,
              ProblemKind.UNREADABLE, ProblemKind.WRONG_DAY, ProblemKind.STALE, ProblemKind.FEW_ROWS)
@@ -107,6 +110,17 @@ class Alert:
     rescue_by: date | None = None  # the earliest rescue-by still ahead
     delete_on: date | None = None  # the earliest delete-on among its problems
     latest_ok: date | None = None  # run alerts that ended: the run that was fine again
+    #: A connection alert that ended: from the run that first told it to the first run of the
+    #: whole day it has worked since (None: not known, e.g. a damaged memory).
+    outage_from: datetime | None = None
+    outage_until: datetime | None = None
+
+    @property
+    def outage(self) -> timedelta | None:
+        """How long an ended connection alert lasted, when both ends are known."""
+        if self.outage_from is None or self.outage_until is None or self.outage_until <= self.outage_from:
+            return None
+        return self.outage_until - self.outage_from
 
     @property
     def days(self) -> list[date]:
@@ -185,7 +199,9 @@ class Alert:
             what = _WHAT_ENDED.get(self.kind, str(self.kind))
             return f"{name} is fine again after {what} {span}".rstrip()
         if self.kind == ProblemKind.CONNECTION:
-            return "the connection works again" if self.severity == CRITICAL else "the connection test passes again"
+            text = "the connection works again" if self.severity == CRITICAL else "the connection test passes again"
+            outage = self.outage
+            return text + (f" after {duration_text(outage)}" if outage is not None else "")
         if self.kind == ProblemKind.NEAR_DELETION:
             return f"'{_short(self.file or '')}' is downloaded (or no longer near deletion)"
         if self.kind == ProblemKind.WAITING_FOR_EXPORT:
@@ -212,16 +228,127 @@ class Alert:
             "message": first.message if first else "",
             "next_step": first.next_step if first else "",
             "problems": [p.to_json() for p in self.problems],
+            "outage_from": model.iso(self.outage_from) if self.outage_from else None,
+            "outage_until": model.iso(self.outage_until) if self.outage_until else None,
+            "outage_seconds": int(outage.total_seconds()) if (outage := self.outage) is not None else None,
         }
 
 
 def _from_row(row: AlertRow) -> Alert:
     """A told alert that no current problem matches any more (for the "resolved" list)."""
+    connection = row["kind"] == ProblemKind.CONNECTION
     return Alert(
         report=row["report"], kind=ProblemKind(row["kind"]), severity=Severity(row["severity"]), problems=(),
         first_day=_day(row["first_day"]), last_day=_day(row["last_day"]),
         file=row["file"], current=False,
+        outage_from=_moment(row["sent_at"]) if connection else None,
+        outage_until=_moment(row.get("clear_since")) if connection else None,
     )
+
+
+def _moment(text: str | None) -> datetime | None:
+    """A stored time (ISO 8601), aware (UTC when it says no zone); None when it is none."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def duration_text(span: timedelta) -> str:
+    """``45 min``, ``29 h``, ``3 days 4 h``: how long something lasted, in round numbers."""
+    minutes = max(1, round(span.total_seconds() / 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours = round(minutes / 60)
+    if hours < 48:
+        return f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} days" + (f" {hours} h" if hours else "")
+
+
+def _valid_day(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _valid_moment(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def sound_rows(channel: str, rows: list[AlertRow]) -> tuple[list[AlertRow], list[AlertRow], list[int]]:
+    """The rows of a channel's memory as :func:`plan` can trust them.
+
+    The ledger is a file on disk: a value in it may be damaged (a bad sector, a hand edit, a
+    tool that wrote the wrong column). One such value raised in the middle of planning and
+    the whole channel failed, so nobody was alerted of anything. Now a damaged value is
+    treated as absent: a row whose identity (report, kind, severity, state, file, a run
+    alert's days) is damaged is dropped, as if it had never been told (its alert is told
+    again); a damaged reminder day, clear-since or sent time becomes unknown. Returns the
+    rows to plan with, the repaired rows to write back and the ids of the rows to drop; each
+    damaged row is logged (its id and the columns, never the value)."""
+    good: list[AlertRow] = []
+    repaired: list[AlertRow] = []
+    drop: list[int] = []
+    kinds = {str(k) for k in ProblemKind}
+    severities = {str(v) for v in Severity}
+    for row in rows:
+        row_id = _id(row)
+        kind = row["kind"]
+        broken = [name for name, ok in (
+            ("report", isinstance(row["report"], str)),
+            ("kind", isinstance(kind, str) and kind in kinds),
+            ("severity", isinstance(row["severity"], str) and row["severity"] in severities),
+            ("state", row["state"] in (OPEN, CLOSED)),
+            ("file", row["file"] is None or isinstance(row["file"], str)),
+        ) if not ok]
+        if not broken and kind == ProblemKind.CONNECTION and row["file"] != row["severity"]:
+            broken.append("file")
+        if not broken and kind in RUN_KINDS:  # its days are its identity
+            broken += [name for name, value in (("first_day", row["first_day"]), ("last_day", row["last_day"]))
+                       if not _valid_day(value)]
+        if broken:
+            log.warning("alerts: %s: a damaged row of the ledger's alert memory (id %d; %s) is "
+                        "treated as absent: its alert is told again", channel, row_id, ", ".join(broken))
+            drop.append(row_id)
+            continue
+        clean: AlertRow = {**row}
+        unknown = []
+        if row["first_day"] is not None and not _valid_day(row["first_day"]):
+            clean["first_day"] = None
+            unknown.append("first_day")
+        if row["last_day"] is not None and not _valid_day(row["last_day"]):
+            clean["last_day"] = None
+            unknown.append("last_day")
+        if row["reminded_for"] is not None and not _valid_day(row["reminded_for"]):
+            clean["reminded_for"] = None
+            unknown.append("reminded_for")
+        since = row.get("clear_since")
+        if since is not None and not _valid_moment(since):
+            clean["clear_since"] = None
+            unknown.append("clear_since")
+        if row["sent_at"] != "" and not _valid_moment(row["sent_at"]):
+            clean["sent_at"] = ""  # unknown (the column holds no null)
+            unknown.append("sent_at")
+        if unknown:
+            log.warning("alerts: %s: damaged values in a row of the ledger's alert memory (id %d; %s) "
+                        "are treated as absent", channel, row_id, ", ".join(unknown))
+            repaired.append(clean)
+        good.append(clean)
+    return good, repaired, drop
 
 
 def _rescue(problems: Iterable[Problem], today: date) -> date | None:
@@ -332,6 +459,7 @@ def plan(channel: str, alerts: list[Alert], rows: list[AlertRow], *, today: date
          sent_at: str, scope: str = SCOPE_FULL) -> Plan:
     """Compare the current ``alerts`` with what ``channel`` was told (``rows``)."""
     p = Plan(channel=channel, today=today)
+    rows, p.tidy_save, p.tidy_delete = sound_rows(channel, rows)
     # Rescue-by is the day the loans are anonymized: the last day to re-run is the day before.
     # Remind when that last day is tomorrow (or already today, if no run came the day before).
     soon = today + timedelta(days=REMIND_DAYS)
@@ -397,9 +525,9 @@ def plan(channel: str, alerts: list[Alert], rows: list[AlertRow], *, today: date
 
 
 def _elapsed(since: str, now: str) -> timedelta:
-    start, end = datetime.fromisoformat(since), datetime.fromisoformat(now)
-    if (start.tzinfo is None) != (end.tzinfo is None):
-        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    start, end = _moment(since), _moment(now)
+    if start is None or end is None:  # unknown: as if it had only just been found clear
+        return timedelta(0)
     return end - start
 
 
@@ -497,10 +625,34 @@ def _last_day(a: Alert, today: date) -> str:
     return "soon" if a.rescue_by is None else last_day_text(a.rescue_by, today)
 
 
-def _alert_lines(a: Alert, today: date, *, resolved: bool = False) -> list[str]:
+def _moment_text(moment: datetime, today: date, tz: tzinfo) -> str:
+    local = moment.astimezone(tz)
+    return f"{fmt_day(local.date(), today)} {local:%H:%M}"
+
+
+def _outage_line(a: Alert, today: date, tz: tzinfo) -> str | None:
+    """``The connection failed from Tue 1 Dec 02:10 until Wed 2 Dec 07:00 (29 h); ...``: how
+    long an ended connection alert lasted (a person told "resolved" wants the outage's length)."""
+    until = a.outage_until
+    if a.kind != ProblemKind.CONNECTION or until is None:
+        return None
+    what, since = (("The connection failed", "it has worked in every run since") if a.severity == CRITICAL
+                   else ("The account was read-only or the connection test failed",
+                         "the test has passed in every run since"))
+    outage = a.outage
+    if outage is None or a.outage_from is None:  # when it began is not known
+        return f"{what} until {_moment_text(until, today, tz)}; {since}."
+    return (f"{what} from {_moment_text(a.outage_from, today, tz)} until {_moment_text(until, today, tz)} "
+            f"({duration_text(outage)}); {since}.")
+
+
+def _alert_lines(a: Alert, today: date, *, resolved: bool = False, tz: tzinfo = UTC) -> list[str]:
     lines = [f"* {a.severity.upper() if not resolved else 'ENDED'}: {a.headline(today, ended=resolved)}"]
     if resolved:
-        if a.kind == ProblemKind.MISSING and a.latest_ok is not None:
+        outage = _outage_line(a, today, tz)
+        if outage is not None:
+            lines.append(f"  {outage}")
+        elif a.kind == ProblemKind.MISSING and a.latest_ok is not None:
             lines.append(f"  '{escape_name(a.report)}' delivered again for {fmt_day(a.latest_ok, today)}.")
         elif a.latest_ok is not None:
             lines.append(f"  The run of {fmt_day(a.latest_ok, today)} is fine again.")
@@ -538,8 +690,9 @@ def _alert_lines(a: Alert, today: date, *, resolved: bool = False) -> list[str]:
 
 
 def compose(p: Plan, *, profile: str, status: str, where: str, now_text: str,
-            kind: str | None = None) -> Message:
-    """The e-mail (subject and plain-text body) and the webhook document of a plan.
+            kind: str | None = None, tz: tzinfo = UTC) -> Message:
+    """The e-mail (subject and plain-text body) and the webhook document of a plan; times in
+    the body are on ``tz``'s clock (the profile's).
 
     Only problem texts, dates, report and file names are used: never a cell value.
     """
@@ -571,7 +724,7 @@ def compose(p: Plan, *, profile: str, status: str, where: str, now_text: str,
     if p.resolved:
         lines.append("Ended:")
         for a in p.resolved:
-            lines.extend(_alert_lines(a, today, resolved=True))
+            lines.extend(_alert_lines(a, today, resolved=True, tz=tz))
         lines.append("")
     if not p.open:
         lines.append("Nothing is open any more.")

@@ -551,7 +551,10 @@ def evaluate_report(
         schedule_note="" if timing.known else unknown_schedule_note(placed, today, tz),
         runs=tuple(runs),
         problems=tuple(problems),
-        last_delivery=history[-1] if history else None,
+        # The latest delivery that counts for a run: a file dated ahead (a wrong server clock,
+        # a hostile name) is named as bad-date, but as the "last delivery" it would show a
+        # report that stopped days ago as delivering "next year".
+        last_delivery=placed[-1] if placed else None,
         on_time_streak=streak,
         covered_lag_days=report.lag_days,
         rolling=rolling,

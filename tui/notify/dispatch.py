@@ -238,6 +238,29 @@ def email_memory(address: str) -> str:
     return f"{al.EMAIL}:{address}"
 
 
+def _forget_unconfigured(ledger: Ledger, cfg: NotifyConfig) -> None:
+    """Drop the memory of every channel no longer configured: an address gone from
+    ``email_to``, the webhook once ``webhook_url`` is unset.
+
+    Kept, it decided what the address was told once it was added again, months later: an
+    alert open when it was removed that ended and came back meanwhile was "told already", so
+    it heard nothing of it. An address added again is a new recipient: told what is open, once.
+    """
+    wanted = {email_memory(a) for a in cfg.email_to}
+    if cfg.email_to:
+        wanted.add(al.EMAIL)  # an older release's memory for the list, taken over below
+    if cfg.webhook_url:
+        wanted.add(al.WEBHOOK)
+    for channel in ledger.alert_channels():
+        if channel in wanted or not (channel == al.WEBHOOK or channel == al.EMAIL
+                                     or channel.startswith(email_memory(""))):
+            continue
+        ids = [r["id"] for r in ledger.alert_rows(channel) if r["id"] is not None]
+        ledger.save_alert_rows(channel, [], ids)
+        log.info("alerts: forgot what %s was told (%d alerts): no longer configured; told what is "
+                 "open, once, if configured again", escape_name(channel), len(ids))
+
+
 def _recipients_rows(ledger: Ledger, cfg: NotifyConfig) -> dict[str, list[AlertRow]]:
     """What each recipient of ``email_to`` has been told. The e-mail channel once had one
     memory for the whole list (rows under plain ``email``): every recipient without rows of
@@ -277,6 +300,10 @@ def _alerts(profile: Profile, health: HealthReport, ledger: Ledger, scope: str) 
     current = al.alerts_from(health, scope=scope)
     sent_at = clock.now().isoformat(timespec="seconds")
     outcomes: list[Outcome] = []
+    try:
+        _forget_unconfigured(ledger, cfg)
+    except LEDGER_ERRORS as exc:  # the channels still run; it is tried again next time
+        log.warning("alerts: the memory of channels no longer configured was not dropped: %s", exc)
 
     def due(memories: dict[str, tuple[str | None, list[AlertRow]]]) -> list[_Due]:
         """Plan each memory; recipients that would get the very same text get one message."""
@@ -292,7 +319,7 @@ def _alerts(profile: Profile, health: HealthReport, ledger: Ledger, scope: str) 
             if not plan.should_send:
                 continue
             message = al.compose(plan, profile=profile.name, status=health.status,
-                                 where=_where(profile), now_text=_now_text(health, tz))
+                                 where=_where(profile), now_text=_now_text(health, tz), tz=tz)
             d = out.setdefault((message.subject, message.body), _Due(message, plan.message_kind, {}, []))
             d.plans[memory] = plan
             if address:
@@ -321,8 +348,13 @@ def _alerts(profile: Profile, health: HealthReport, ledger: Ledger, scope: str) 
                 memories = {al.WEBHOOK: (None, ledger.alert_rows(al.WEBHOOK))}
             messages = due(memories)
         except LEDGER_ERRORS as exc:  # a damaged ledger must not break the run
+            log.warning("alerts: %s: the ledger could not be read: %s", channel, exc)
             outcomes.append(Outcome(channel, "alert", False,
                                     f"the ledger could not be read ({type(exc).__name__})"))
+            continue
+        except Exception as exc:  # a bug planning one channel must not keep the alert from the other
+            log.exception("alerts: %s: planning failed (tried again on the next run)", channel)
+            outcomes.append(Outcome(channel, "alert", False, _unexpected(exc)))
             continue
         for d in messages:
             new, reminders, resolved = d.counts
