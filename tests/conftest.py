@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,17 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     monkeypatch.delenv("REPORT_KEEPER_CONFIG", raising=False)
     monkeypatch.delenv("REPORT_KEEPER_NOW", raising=False)
+    # A command run in a test sets up the product's log (a file in that test's state dir, and
+    # no propagation to the root logger): undone after it, so a later test's records neither
+    # land in another test's log nor miss pytest's caplog, whichever test ran first.
+    product = logging.getLogger("report_keeper")
+    saved = (list(product.handlers), product.propagate, product.level)
     yield
+    for handler in product.handlers:
+        if handler not in saved[0]:
+            product.removeHandler(handler)
+            handler.close()
+    product.propagate, product.level = saved[1], saved[2]
 
 
 # pytest-textual-snapshot keeps SVGs next to the tests by default (and its snap_compare fixture

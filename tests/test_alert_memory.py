@@ -212,8 +212,15 @@ def test_a_damaged_memory_value_does_not_stop_the_alert(tmp_path, monkeypatch, s
         db.execute(f"UPDATE alerts SET {column} = ?", (value,))
     db.close()
     told = len(smtp.messages), len(http.posts("/hook"))
-    with caplog.at_level(logging.WARNING, logger="report_keeper"):
-        doc = _check(monkeypatch, profile, at(2), WORKS, days)  # Wed: B missing
+    # The product logger may not propagate (tui.core.logs, once a command ran in this
+    # process): listen on it directly.
+    product = logging.getLogger("report_keeper")
+    product.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="report_keeper"):
+            doc = _check(monkeypatch, profile, at(2), WORKS, days)  # Wed: B missing
+    finally:
+        product.removeHandler(caplog.handler)
     assert doc["failed"] == [], doc
     assert [s["channel"] for s in doc["sent"]] == ["email", "webhook"]
     [mail] = smtp.messages[told[0]:]
