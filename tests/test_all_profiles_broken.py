@@ -128,6 +128,17 @@ def test_a_config_whose_every_profile_is_broken_still_loads_and_says_each(tmp_pa
     assert config.profiles == {} and list(config.broken) == ["x", "y"]
     with pytest.raises(ConfigError, match="profile.x.host"):
         config.profile("x")
+    # --all-profiles lists each with its error, in one process or several (nothing to share out)
+    for words in (["sync", "--all-profiles", "--json"], ["sync", "--all-profiles", "--json", "--processes", "2"],
+                  ["check", "--all-profiles", "--json", "--offline"]):
+        done = _cli(cfg, tmp_path, *words)
+        assert done.returncode == 3, done.stderr
+        doc = json.loads(done.stdout)
+        assert doc["status"] == "critical" and list(doc["profiles"]) == ["x", "y"], doc
+        assert [one["error_kind"] for one in doc["profiles"].values()] == ["config", "config"]
+        assert "profile.y.port" in doc["profiles"]["y"]["error"] or "profile.y.host" in doc["profiles"]["y"]["error"]
+        assert "unexpected" not in done.stderr and done.stderr.count("report-keeper: ") == 2, done.stderr
+        assert words[0] == "check" or done.stderr.endswith("All 2 profiles: CRITICAL\n"), done.stderr
 
 
 # ------------------------------------------------------------------ single-profile commands

@@ -298,7 +298,8 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
                                     args.parallel)
             if len(shares) > 1:
                 return _run_shares(args, ctrl_c, every, shares)
-            isolation.use_reader_limits(profiles)  # one pool reads for them all: the largest limits
+            if profiles:  # one pool reads for them all: the largest limits (none: all broken)
+                isolation.use_reader_limits(profiles)
     except ConfigError as exc:
         return fail_usage(exc, args)
     # A profile whose own settings are wrong, whose local_dir cannot be used, or whose ledger
