@@ -12,6 +12,7 @@ not UTF-8, the shared ``[defaults]``, the ``profile`` table itself) still stops 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -306,3 +307,19 @@ async def test_the_app_reads_its_own_profile_again_while_another_is_broken(tmp_p
             assert isolation.shared_pool().memory_limit == 300 << 20
     finally:
         app.ledger.close()
+
+
+def test_a_share_whose_profile_became_broken_during_the_run_lists_it_with_its_error(tmp_path):
+    """A process of a run over several is given its profiles by name; one that a typo broke
+    after the run planned (the office edits the file while cron runs) is listed with its
+    error by that process, exit 3 as alone, where the process stopped with a bug before."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[profile.bad]\nhost = "h"\nconcurrency = "lots"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "tui", "sync", "--all-profiles", "--json", "--processes", "1",
+         f"--config={cfg}", "--share-profile=bad", "--share-readers=1", f"--share-parent={os.getpid()}"],
+        capture_output=True, text=True, env=_env(tmp_path), cwd=ROOT, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 3, done.stderr
+    doc = json.loads(done.stdout)
+    assert list(doc["profiles"]) == ["bad"]
+    _broken_entry(doc, "bad", "sync", LOTS)

@@ -131,8 +131,9 @@ def share_limits(args: argparse.Namespace, every: Selection) -> Selection:
         from tui.core.config import ConfigError  # noqa: PLC0415 - the error path only
 
         raise ConfigError(None, "profile", f"{gone[0]!r} is no longer in the config (it changed during the run)")
-    memory, seconds = isolation.reader_limits(all_profiles)
-    isolation.configure(memory_limit=memory, time_limit=seconds, size=args.share_readers)
+    if all_profiles:  # none when every profile became broken meanwhile: no workbook to read
+        memory, seconds = isolation.reader_limits(all_profiles)
+        isolation.configure(memory_limit=memory, time_limit=seconds, size=args.share_readers)
     chosen = set(wanted)
     return Selection([p for p in all_profiles if p.name in chosen],
                      {n: e for n, e in every.broken.items() if n in chosen},
