@@ -99,8 +99,8 @@ def test_classify_uses_pattern_then_names(tmp_path):
 )
 def test_bad_values_name_file_key_and_reason(tmp_path, text, key, reason):
     path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as err:
-        load_config(path)
+    with pytest.raises(ConfigError) as err:  # when the profile is picked: it stops only itself
+        load_config(path).profile()
     assert err.value.key == key
     assert reason in err.value.reason
     assert str(path) in str(err.value) and key in str(err.value)

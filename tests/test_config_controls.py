@@ -43,8 +43,10 @@ def config(tmp_path: Path, text: str) -> Path:
 
 
 def refused(path: Path) -> ConfigError:
+    """The error of the file, or of its profile once picked (a profile's own error stops only
+    that profile)."""
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_config(path).profile()
     return err.value
 
 

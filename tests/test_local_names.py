@@ -165,7 +165,7 @@ def test_remote_dirs_in_the_config(tmp_path):
 ])
 def test_bad_remote_dirs_name_the_key(tmp_path, body, key, why):
     with pytest.raises(ConfigError) as err:
-        load_config(_config(tmp_path, body))
+        load_config(_config(tmp_path, body)).profile()  # its own error: raised when it is picked
     assert err.value.key == f"profile.a.{key}" and why in err.value.reason
 
 
@@ -286,7 +286,7 @@ def test_rolling_reports_with_several_folders_are_refused_not_ignored(tmp_path, 
     that asks for them with several is refused (it would be silently ignored, and every
     replacement would be a 'changed' warning), saying what to do instead."""
     with pytest.raises(ConfigError) as err:
-        load_config(_config(tmp_path, body))
+        load_config(_config(tmp_path, body)).profile()  # its own error: raised when it is picked
     assert err.value.key == f"profile.a.{key}"
     assert "one folder" in err.value.reason and "profile of its own" in err.value.reason
     # rolling = false (the inference switched off) is fine with several folders

@@ -291,7 +291,7 @@ def test_notify_config_errors_name_file_key_and_reason(tmp_path, table, key, rea
     path = tmp_path / "config.toml"
     path.write_text(BASE + table + "\n")
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_config(path).profile()  # its own error: raised when it is picked
     text = str(err.value)
     assert text.startswith(f"{path}: profile.default.notify.{key}: ") and reason in text
     assert "hunter2" not in text

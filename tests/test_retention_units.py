@@ -86,7 +86,7 @@ def test_bad_local_retention_days_names_file_key_and_reason(tmp_path, where, val
            "defaults": "profile.default.defaults.local_retention_days"}[where]
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_config(path).profile()  # its own error: raised when it is picked
     assert err.value.key == key and reason in err.value.reason
     assert str(path) in str(err.value) and "\n" not in str(err.value)
 
@@ -95,7 +95,7 @@ def test_bad_local_retention_days_names_file_key_and_reason(tmp_path, where, val
 def test_bad_keep_until_exported(tmp_path, value):
     path = write(tmp_path, BASE + REPORT + f"keep_until_exported = {value}\n")
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_config(path).profile()  # its own error: raised when it is picked
     assert err.value.key == "profile.default.report[0].keep_until_exported"
     assert "true or false" in err.value.reason
 
@@ -103,7 +103,7 @@ def test_bad_keep_until_exported(tmp_path, value):
 def test_retention_set_twice_on_a_profile_is_refused(tmp_path):
     path = write(tmp_path, BASE + "local_retention_days = 30\n[profile.default.defaults]\nlocal_retention_days = 60\n")
     with pytest.raises(ConfigError, match="both here and in"):
-        load_config(path)
+        load_config(path).profile()  # its own error: raised when it is picked
 
 
 # ----------------------------------------------------------------------------- the purge

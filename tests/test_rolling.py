@@ -323,7 +323,7 @@ timezone = "America/Chicago"
 def test_rolling_must_be_a_boolean(tmp_path):
     cfg = _profile_toml(tmp_path, report=f'[[profile.default.report]]\nname = "{REPORT}"\nrolling = "yes"\n')
     with pytest.raises(ConfigError) as err:
-        load_config(cfg)
+        load_config(cfg).profile()  # its own error: raised when it is picked
     assert "rolling" in str(err.value) and "true or false" in str(err.value)
     cfg = _profile_toml(tmp_path, report=f'[[profile.default.report]]\nname = "{REPORT}"\nrolling = false\n')
     assert load_config(cfg).profile().report_for(REPORT).rolling is False

@@ -218,12 +218,14 @@ def test_a_headless_command_writes_no_raw_control_from_any_source(tmp_path, caps
         f'[profile.{key}]\nhost = "127.0.0.1"\nremote_dir = "up"\n'
         f'ledger = "{tmp_path / "l.sqlite3"}"\nlocal_dir = "{tmp_path / "local"}"\n'
         f'[[profile.{key}.report]]\nname = {json.dumps("Loans" + SPOOF)}\nschedule = "daily"\n')
-    # The config refuses such names where it is read; the refusal itself is one inert line.
+    # The config refuses such names where it is read: the profile is broken (the others would
+    # run); its header and its refusal are two inert lines.
     code = main(["check", "--offline", "--all-profiles", "--config", str(config)])
     both = capsys.readouterr()
     assert code == 3, both.err
     assert_inert(both.out + both.err)
-    assert both.out == "" and len(both.err.splitlines()) == 1
+    assert both.out == "All 1 profiles: CRITICAL\n" and len(both.err.splitlines()) == 2, both
+    assert both.err.startswith(f"== {escape_name(name)}\n"), both.err
     assert f'profile."{escape_name(name)}"' in both.err and "profile name" in both.err
 
 

@@ -4,7 +4,8 @@ A consortium office keeps one profile per member library (one server folder each
 ``--all-profiles`` the command runs every profile at once, at most ``--parallel`` at a time,
 each with its own SSH connection and its own ledger, and prints one JSON document
 ``{"status", "profiles": {name: <the single-profile document>}}``; the exit code is the worst
-of the profiles'. Profiles that share a ledger file share one connection to it (one writer,
+of the profiles'. A profile whose own settings are wrong is listed with its config error (exit
+3) and the others run. Profiles that share a ledger file share one connection to it (one writer,
 no waiting on each other's transactions; each still records under its own name).
 """
 
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -59,13 +61,34 @@ def selected(args: argparse.Namespace) -> bool:
     return True
 
 
-def load_profiles(args: argparse.Namespace) -> list[Profile]:
-    """Every profile of the config, in the config's order; raises ``ConfigError`` (exit 3)."""
+@dataclass(frozen=True)
+class Selection:
+    """Every profile of the config: those whose settings load, and those whose own settings
+    are wrong (:attr:`tui.core.config.Config.broken`), each with its error."""
+
+    profiles: list[Profile]
+    broken: dict[str, ConfigError]
+    #: Every profile's name, broken ones included, in the config's order.
+    names: tuple[str, ...]
+
+    def failed(self) -> dict[str, tuple[str, str]]:
+        """Each broken profile's error (one line, as its single-profile command prints it) and
+        ``error_kind`` ``config``; each is logged and told on stderr by the command."""
+        for name, exc in self.broken.items():
+            log.error("profile %s cannot run: %s", escape_name(name), escape_name(str(exc)))
+        return {name: (one_line(str(exc)), "config") for name, exc in self.broken.items()}
+
+
+def load_every(args: argparse.Namespace) -> Selection:
+    """Every profile of the config, in the config's order; raises ``ConfigError`` (exit 3) for
+    what the file as a whole gets wrong. A profile whose own settings are wrong stops only
+    itself: it is in :attr:`Selection.broken`, and the command lists it with that error (exit
+    3, what ``--profile NAME`` says of it) beside the others' results: one member library's
+    typo must not leave every other library's reports unfetched."""
     config = load_config(getattr(args, "config", None))
-    profiles = list(config.profiles.values())
-    if not profiles:
+    if not config.names:
         raise ConfigError(config.path, "profile", "the config has no profile")
-    return profiles
+    return Selection(list(config.profiles.values()), dict(config.broken), config.names)
 
 
 def unusable(profiles: Iterable[Profile], *, need_local_dir: bool) -> dict[str, ConfigError]:
@@ -86,13 +109,16 @@ def unusable(profiles: Iterable[Profile], *, need_local_dir: bool) -> dict[str, 
     return found
 
 
-def open_runnable(profiles: Sequence[Profile], *, need_local_dir: bool) -> tuple[Ledgers, dict[str, tuple[str, str]]]:
+def open_runnable(profiles: Sequence[Profile], *, need_local_dir: bool,
+                  selection: Selection | None = None) -> tuple[Ledgers, dict[str, tuple[str, str]]]:
     """The ledgers of the profiles that can run, and for each profile that cannot, its error
-    (one line) and ``error_kind``: ``config`` (:func:`unusable`; its ledger is not opened, as
-    alone) or ``ledger`` (its ledger file cannot be opened, :class:`Ledgers`). What its
-    single-profile command would say of it, exit 3; the others run."""
-    failed = {name: (one_line(str(exc)), "config")
-              for name, exc in unusable(profiles, need_local_dir=need_local_dir).items()}
+    (one line) and ``error_kind``: ``config`` (its settings are wrong, ``selection.broken``; or
+    :func:`unusable`; its ledger is not opened, as alone) or ``ledger`` (its ledger file
+    cannot be opened, :class:`Ledgers`). What its single-profile command would say of it,
+    exit 3; the others run."""
+    failed = selection.failed() if selection is not None else {}
+    failed.update((name, (one_line(str(exc)), "config"))
+                  for name, exc in unusable(profiles, need_local_dir=need_local_dir).items())
     ledgers = Ledgers([p for p in profiles if p.name not in failed])
     failed.update((name, (one_line(str(exc)), "ledger")) for name, exc in ledgers.failed.items())
     return ledgers, failed

@@ -215,12 +215,14 @@ def _run_all(args: argparse.Namespace) -> int:
     SIGTERM), the profiles that had ended keep their documents and the others are listed as
     interrupted."""
     try:
-        profiles = all_profiles.load_profiles(args)
+        every = all_profiles.load_every(args)
     except ConfigError as exc:
         return fail_usage(exc, args)
-    # A profile that cannot run (a path of the wrong kind, a ledger file that cannot be
-    # opened) gets what `check --profile NAME` says of it (exit 3); the others are checked.
-    ledgers, failed = all_profiles.open_runnable(profiles, need_local_dir=False)
+    profiles = every.profiles
+    # A profile that cannot run (its own settings are wrong, a path of the wrong kind, a
+    # ledger file that cannot be opened) gets what `check --profile NAME` says of it (exit 3);
+    # the others are checked.
+    ledgers, failed = all_profiles.open_runnable(profiles, need_local_dir=False, selection=every)
     checked: dict[str, _Checked] = {
         name: _Checked(int(st.Exit.USAGE), error_document("check", message, kind))
         for name, (message, kind) in failed.items()}
@@ -253,27 +255,28 @@ def _run_all(args: argparse.Namespace) -> int:
     finally:
         ledgers.close()
     width = shutil.get_terminal_size((100, 24)).columns
-    for profile in profiles:
-        one = checked.setdefault(profile.name, _interrupted())
+    by_name = {p.name: p for p in profiles}
+    for name in every.names:
+        one = checked.setdefault(name, _interrupted())
         if one.report is None and one.document.get("error_kind") in ("ledger", "config"):
-            sys.stderr.write(f"== {escape_name(profile.name)}\n"
+            sys.stderr.write(f"== {escape_name(name)}\n"
                              f"report-keeper: {escape_name(str(one.document['error']))}\n")
         elif not args.json:
-            sys.stdout.write(f"== {escape_name(profile.name)}\n")
-            _write_human(one, profile, width)
+            sys.stdout.write(f"== {escape_name(name)}\n")
+            _write_human(one, by_name[name], width)
     code, document = all_profiles.combined({n: c.code for n, c in checked.items()},
-                                           {p.name: checked[p.name].document for p in profiles})
+                                           {n: checked[n].document for n in every.names})
     if interrupted:
         document.update({"error": INTERRUPTED, "error_kind": "interrupted"})
     if args.json:
         print_json(document)
     else:
-        sys.stdout.write(f"All {len(profiles)} profiles: {st.overall_name(code).upper()}\n")
+        sys.stdout.write(f"All {len(every.names)} profiles: {st.overall_name(code).upper()}\n")
         sys.stdout.flush()
     if interrupted:
         sys.stderr.write(f"report-keeper: {INTERRUPTED}\n")
         sys.stderr.flush()
-    log.info("check --all-profiles: %s over %d profiles%s", st.overall_name(code), len(profiles),
+    log.info("check --all-profiles: %s over %d profiles%s", st.overall_name(code), len(every.names),
              " (interrupted)" if interrupted else "")
     return code
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from tui.commands.all_profiles import ledger_key
+from tui.commands.all_profiles import Selection, ledger_key
 from tui.commands.common import error_document, interrupted_document
 from tui.core import isolation
 from tui.core.config import Profile
@@ -118,21 +118,26 @@ def plan(profiles: Sequence[Profile], processes: int, parallel: int) -> list[lis
     return [sorted(share, key=lambda p: order[p.name]) for share in shares]
 
 
-def share_limits(args: argparse.Namespace, all_profiles: Sequence[Profile]) -> list[Profile]:
+def share_limits(args: argparse.Namespace, every: Selection) -> Selection:
     """In a process running a share: the reader pool set as the whole run's (the largest
     limits of every profile, this process's part of the readers), and its own profiles, in
-    the config's order. A profile no longer in the config is a configuration error."""
+    the config's order. A profile no longer in the config is a configuration error; one whose
+    settings became wrong meanwhile stays in the share, broken (listed with its error)."""
+    all_profiles = every.profiles
     wanted = list(dict.fromkeys(args.share_profile))
     by_name = {p.name: p for p in all_profiles}
-    gone = [name for name in wanted if name not in by_name]
+    gone = [name for name in wanted if name not in by_name and name not in every.broken]
     if gone:
         from tui.core.config import ConfigError  # noqa: PLC0415 - the error path only
 
         raise ConfigError(None, "profile", f"{gone[0]!r} is no longer in the config (it changed during the run)")
-    memory, seconds = isolation.reader_limits(all_profiles)
-    isolation.configure(memory_limit=memory, time_limit=seconds, size=args.share_readers)
+    if all_profiles:  # none when every profile became broken meanwhile: no workbook to read
+        memory, seconds = isolation.reader_limits(all_profiles)
+        isolation.configure(memory_limit=memory, time_limit=seconds, size=args.share_readers)
     chosen = set(wanted)
-    return [p for p in all_profiles if p.name in chosen]
+    return Selection([p for p in all_profiles if p.name in chosen],
+                     {n: e for n, e in every.broken.items() if n in chosen},
+                     tuple(n for n in every.names if n in chosen))
 
 
 #: How often a process running a share looks whether the run's parent is still there.

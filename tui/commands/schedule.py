@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from tui.commands import all_profiles
-from tui.commands.common import add_profile_arguments, fail_usage, load_profile, shell_word
+from tui.commands.common import add_profile_arguments, fail_usage, load_profile, one_line, shell_word
 from tui.core import unattended as un
 from tui.core.config import ConfigError, Profile
 from tui.core.names import escape_name
@@ -36,6 +36,10 @@ cron and timers run without your ssh-agent and without a terminal: --install war
 installed all the same) when a profile's key file has a passphrase, or when it has no key file
 and would log in through ssh-agent; 'report-keeper init --new-key' makes a key without one.
 
+--all-profiles with a profile whose own settings are wrong (a typo): the timer is written for
+the others all the same (its time from theirs), the broken profile is named on stderr with its
+error, and the exit code is 3; fix it and run schedule again.
+
 Exit codes: 0 done; 1 installed, but a profile would not log in at night (the warning says
 why and what to do); 2 the timer or crontab line could not be put in place or removed
 (systemctl or crontab refused, the user manager is out of reach, a unit file of that name is
@@ -60,11 +64,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     replaces: dict[str, str] = {}  # the profiles' own unit names (--all-profiles replaces them)
     blocked_by: str | None = None
+    broken: dict[str, ConfigError] = {}
     try:
         if all_profiles.selected(args):
-            profiles_of = all_profiles.load_profiles(args)
+            every = all_profiles.load_every(args)
+            profiles_of, broken = every.profiles, every.broken
+            if not profiles_of:  # nothing to plan with: each one's error
+                for exc in list(broken.values())[1:]:
+                    sys.stderr.write(f"report-keeper: {one_line(str(exc))}\n")
+                return fail_usage(next(iter(broken.values())))
+            # The timer runs every profile, a broken one too (its run says why it cannot, until
+            # it is fixed); its time comes from the profiles whose settings load.
             plan = un.plan_all(profiles_of, getattr(args, "config", None) or profiles_of[0].source)
-            replaces = {un.unit_name(p.name, plan.config): p.name for p in profiles_of}
+            replaces = {un.unit_name(name, plan.config): name for name in every.names}
         else:
             profile = load_profile(args)
             profiles_of = [profile]
@@ -73,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, un.ScheduleError) as exc:
         return fail_usage(str(exc))
     out = sys.stdout
+    code = _say_broken(broken)
     warnings = [] if args.uninstall else _login_warnings(profiles_of, plan)
     if args.install or args.uninstall:
         try:
@@ -82,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                 done = un.uninstall(plan)
         except un.ScheduleError as exc:
             sys.stderr.write(f"report-keeper: {exc}\n")
-            return int(Exit.CRITICAL)
+            return max(code, int(Exit.CRITICAL))
         if not done:
             done = [f"nothing was installed for {plan.what}"]
         for line in done:
@@ -93,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                       "To run while you are logged out: loginctl enable-linger $USER\n")
         for warning in warnings:
             sys.stderr.write(f"report-keeper: warning: {warning}\n")
-        return int(Exit.WARNING if warnings else Exit.OK)
+        return max(code, int(Exit.WARNING if warnings else Exit.OK))
     for warning in warnings:
         out.write(f"# Warning: {warning}\n")
     out.write(f"# Daily at {plan.at:%H:%M} {un._tz_name(plan.tz)}: {plan.reason}.\n")
@@ -107,7 +120,16 @@ def run(args: argparse.Namespace) -> int:
     if too_long:
         out.write(f"# Do not use it: {too_long}.\n")
     out.write(line + "\n")
-    return int(Exit.OK)
+    return code
+
+
+def _say_broken(broken: dict[str, ConfigError]) -> int:
+    """With ``--all-profiles``: each profile whose own settings are wrong named on stderr with
+    its error; exit 3 when there is one (the timer is still written for the others)."""
+    for name, exc in broken.items():
+        sys.stderr.write(f"report-keeper: profile '{escape_name(name)}' cannot run: {one_line(str(exc))}; "
+                         "the timer runs it as well, and its runs fail until it is fixed\n")
+    return int(Exit.USAGE if broken else Exit.OK)
 
 
 def _login_warnings(profiles: list[Profile], plan: un.SchedulePlan) -> list[str]:

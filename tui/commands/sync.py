@@ -284,24 +284,28 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     """``sync --all-profiles``: every profile at once (bounded), one document, the worst code."""
     share = processes.is_share(args)
     try:
-        profiles = all_profiles.load_profiles(args)
+        every = all_profiles.load_every(args)
+        profiles = every.profiles
         problem = processes.check_arguments(args)
         if problem is not None:
             return fail_usage(problem, args)
         if share:  # this process runs its share of a run over several processes
             ctrl_c.quiet, ctrl_c.parent = True, args.share_parent
-            profiles = processes.share_limits(args, profiles)
+            every = processes.share_limits(args, every)
+            profiles = every.profiles
         else:
             shares = processes.plan(profiles, args.processes or processes.default_processes(),
                                     args.parallel)
             if len(shares) > 1:
-                return _run_shares(args, ctrl_c, profiles, shares)
-            isolation.use_reader_limits(profiles)  # one pool reads for them all: the largest limits
+                return _run_shares(args, ctrl_c, every, shares)
+            if profiles:  # one pool reads for them all: the largest limits (none: all broken)
+                isolation.use_reader_limits(profiles)
     except ConfigError as exc:
         return fail_usage(exc, args)
-    # A profile whose local_dir cannot be used, or whose ledger file cannot be opened, gets
-    # what `sync --profile NAME` says of it (exit 3); the others are synced.
-    ledgers, failed = all_profiles.open_runnable(profiles, need_local_dir=True)
+    # A profile whose own settings are wrong, whose local_dir cannot be used, or whose ledger
+    # file cannot be opened, gets what `sync --profile NAME` says of it (exit 3); the others
+    # are synced.
+    ledgers, failed = all_profiles.open_runnable(profiles, need_local_dir=True, selection=every)
     runnable = [p for p in profiles if p.name not in failed]
     out: TextIO = sys.stderr if args.json else sys.stdout
     if share:  # a pipe to the run's parent, which may be gone
@@ -334,13 +338,15 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         ledgers.close()
     documents: dict[str, dict[str, object]] = {}
     codes: dict[str, int] = {}
-    for profile in profiles:
-        if profile.name in failed:
-            message, kind = failed[profile.name]
-            documents[profile.name] = error_document("sync", message, kind)
-            codes[profile.name] = int(st.Exit.USAGE)
-            out.write(f"== {escape_name(profile.name)}\nreport-keeper: {escape_name(message)}\n")
+    by_name = {p.name: p for p in profiles}
+    for name in every.names:
+        if name in failed:
+            message, kind = failed[name]
+            documents[name] = error_document("sync", message, kind)
+            codes[name] = int(st.Exit.USAGE)
+            out.write(f"== {escape_name(name)}\nreport-keeper: {escape_name(message)}\n")
             continue
+        profile = by_name[name]
         result = results[profile.name]
         result.files = for_shell(result.files, args, profile.name)
         if share:  # the parent may have gone since the watch ended (or while an alert is sent)
@@ -359,17 +365,24 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     if args.json:
         print_json(document)
     if not share:  # the run's own line is the parent's
-        out.write(f"All {len(profiles)} profiles: {st.overall_name(code).upper()}\n")
+        out.write(f"All {len(every.names)} profiles: {st.overall_name(code).upper()}\n")
     out.flush()
-    log.info("sync --all-profiles finished: %s over %d profiles", st.overall_name(code), len(profiles))
+    log.info("sync --all-profiles finished: %s over %d profiles", st.overall_name(code), len(every.names))
     return code
 
 
-def _run_shares(args: argparse.Namespace, ctrl_c: _CtrlC, profiles: list[Profile],
+def _run_shares(args: argparse.Namespace, ctrl_c: _CtrlC, every: all_profiles.Selection,
                 shares: list[list[Profile]]) -> int:
     """``sync --all-profiles`` with the profiles shared out among processes
-    (:mod:`tui.commands.processes`): their documents joined into one, the worst code."""
+    (:mod:`tui.commands.processes`): their documents joined into one, the worst code. A
+    profile whose own settings are wrong goes to no process: its document is its config error
+    (exit 3), said here."""
+    profiles = every.profiles
     out: TextIO = sys.stderr if args.json else sys.stdout
+    failed = every.failed()
+    for name, (message, _kind) in failed.items():
+        out.write(f"== {escape_name(name)}\nreport-keeper: {escape_name(message)}\n")
+    out.flush()
     stopped = [False]
     children: list[processes.Child] = []
     try:
@@ -381,13 +394,15 @@ def _run_shares(args: argparse.Namespace, ctrl_c: _CtrlC, profiles: list[Profile
     else:
         documents = {p.name: interrupted_document("sync") for p in profiles}
         codes = {p.name: int(st.Exit.CRITICAL) for p in profiles}
-    code, document = all_profiles.combined(codes, documents)
+    for name, (message, kind) in failed.items():
+        documents[name], codes[name] = error_document("sync", message, kind), int(st.Exit.USAGE)
+    code, document = all_profiles.combined(codes, {n: documents[n] for n in every.names})
     if args.json:
         print_json(document)
-    out.write(f"All {len(profiles)} profiles: {st.overall_name(code).upper()}\n")
+    out.write(f"All {len(every.names)} profiles: {st.overall_name(code).upper()}\n")
     out.flush()
     log.info("sync --all-profiles finished: %s over %d profiles in %d processes",
-             st.overall_name(code), len(profiles), len(shares))
+             st.overall_name(code), len(every.names), len(shares))
     return code
 
 

@@ -369,20 +369,36 @@ class Profile:
 @dataclass(frozen=True)
 class Config:
     path: Path | None
+    #: The profiles whose settings load, in the config's order.
     profiles: dict[str, Profile]
+    #: The profiles whose own settings are wrong (a bad value, an unknown key, a bad report
+    #: entry, a name no profile may have, a ``profile.NAME`` that is no table), in the config's
+    #: order, each with its error: it is raised when that profile is picked, so one profile's
+    #: typo stops only that profile (``--all-profiles`` lists it with its error).
+    broken: dict[str, ConfigError] = field(default_factory=dict)
+    #: Every profile's name in the config's order (set by the loader; empty: ``profiles``,
+    #: then ``broken``).
+    order: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every profile's name, broken ones included, in the config's order."""
+        return self.order or (*self.profiles, *self.broken)
 
     def profile(self, name: str | None = None) -> Profile:
         """The profile ``name`` (default: ``default``, or the only one); raises ``ConfigError``
-        for none, or for its own :attr:`Profile.problem`."""
+        for none, for a broken one (:attr:`broken`), or for its own :attr:`Profile.problem`."""
         wanted = name or DEFAULT_PROFILE
+        if name is None and wanted not in self.names and len(self.names) == 1:
+            wanted = self.names[0]
+        if wanted in self.broken:
+            raise self.broken[wanted]
         found = self.profiles.get(wanted)
-        if found is None and name is None and len(self.profiles) == 1:
-            found = next(iter(self.profiles.values()))
         if found is not None:
             if found.problem is not None:
                 raise found.problem
             return found
-        known = ", ".join(sorted(self.profiles)) or "none"
+        known = ", ".join(sorted(self.names)) or "none"
         raise ConfigError(self.path, f"profile.{wanted}",
                           f"no such profile (profiles: {known}); pick one with --profile")
 
@@ -1063,28 +1079,39 @@ def _refuse_controls(file: Path | None, value: object, key: str, *, values: bool
 
 
 def parse_config(data: Table, file: Path | None = None) -> Config:
+    """The config of a TOML document. What the file as a whole gets wrong (a top-level key,
+    the shared ``[defaults]``, a ``profile`` that is no table or holds no profile) raises
+    ``ConfigError``; what one profile's table gets wrong makes that profile broken
+    (:attr:`Config.broken`), and the others load."""
+    shared = {k: v for k, v in data.items() if k != "profile"}
     # Names first: they are part of every message about what they hold.
-    _refuse_controls(file, data, "", values=False)
-    config = _parse_config(data, file)
-    # Values after the checks of each setting (whose own messages say more: a host that is no
-    # host name, an unknown time zone): whatever they let through still may not hold one.
-    _refuse_controls(file, data, "", values=True)
-    return config
-
-
-def _parse_config(data: Table, file: Path | None = None) -> Config:
+    _refuse_controls(file, shared, "", values=False)
     top = _Reader(file, "", data)
     top.unknown({"profile", "defaults"})
     top_defaults = ReportConfig(name="")
     if "defaults" in data:
         top_defaults = _report(_Reader(file, "defaults", top.table_at("defaults")), top_defaults,
                                need_name=False)
+    # Values after the checks of each setting (whose own messages say more: a host that is no
+    # host name, an unknown time zone): whatever they let through still may not hold one.
+    _refuse_controls(file, shared, "", values=True)
     profiles_table = top.table_at("profile")
     if not profiles_table:
         raise ConfigError(file, "profile", "no profile configured; add a [profile.default] table "
                           "with host, username and remote_dir")
-    profiles = {name: _profile(file, name, t, top_defaults) for name, t in profiles_table.items()}
-    return Config(path=file, profiles=profiles)
+    profiles: dict[str, Profile] = {}
+    broken: dict[str, ConfigError] = {}
+    for name, table in profiles_table.items():
+        own = {name: table}  # its name is checked as part of the profile table's keys
+        try:
+            _refuse_controls(file, own, "profile", values=False)
+            profile = _profile(file, name, table, top_defaults)
+            _refuse_controls(file, own, "profile", values=True)
+        except ConfigError as exc:
+            broken[name] = exc
+        else:
+            profiles[name] = profile
+    return Config(path=file, profiles=profiles, broken=broken, order=tuple(profiles_table))
 
 
 def _read_config_bytes(file: Path, explicit: bool) -> bytes:
