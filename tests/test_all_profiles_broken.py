@@ -65,7 +65,8 @@ BAD_PROFILES = {
     "a control character in a value": ('[profile.bad]\nhost = "h"\nremote_dir = "in\\u001b[2Jbox"\n',
                                        "profile.bad.remote_dir:"),
     "a control character in a key": ('[profile.bad]\nhost = "h"\n"k\\u0007" = 1\n', 'profile.bad."k\\u0007":'),
-    "no table": ("[profile]\nbad = 3\n", "profile.bad: expected a table"),
+    "a ~name path of no such user": ('[profile.bad]\nhost = "h"\nlocal_dir = "~nosuchuser-rk/x"\n',
+                                     "profile.bad.local_dir: '~nosuchuser-rk/x' names the home folder of a user"),
     "a bad notify table": ('[profile.bad]\nhost = "h"\n[profile.bad.notify]\nwebhook_url = "ftp://x"\n',
                            "profile.bad.notify.webhook_url:"),
     "no host": ("[profile.bad]\nport = 22\n", "profile.bad.host: missing"),
@@ -111,6 +112,9 @@ def test_a_default_selection_landing_on_a_broken_profile_fails_as_before(tmp_pat
     ('[defaults]\nbogus = 1\n[profile.a]\nhost = "h"\n', "defaults.bogus: unknown key"),
     ('[defaults]\ndate_column = "x\\u001by"\n[profile.a]\nhost = "h"\n', "defaults.date_column:"),
     ('profile = 3\n', "profile: expected a table"),
+    # Settings written right under [profile] (a first config's slip): no profile at all.
+    ('[profile]\nhost = "h"\nusername = "u"\nremote_dir = "r"\n', "profile.host: expected a table: [profile.NAME]"),
+    ('[profile]\nbad = 3\n', "profile.bad: expected a table"),
     ('bogus = 1\n[profile.a]\nhost = "h"\n', "bogus: unknown key"),
     ('[profile.a]\nhost = "h"\nport = \n', "is not valid TOML"),
 ])
@@ -201,7 +205,6 @@ HOSTILE_NAMES = {
                         "the profile name holds U+001B (ESC)"),
     "line break": ('[profile."bad\\n== alpha"]\nhost = "h"\n', "bad\n== alpha", "the profile name holds U+000A"),
     "direction override": ('[profile."bad\\u202ename"]\nhost = "h"\n', "bad\u202ename", "the profile name holds U+202E"),
-    "not a table": ('[profile]\nbad = 3\n', "bad", "profile.bad: expected a table"),
 }
 
 

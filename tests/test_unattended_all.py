@@ -201,3 +201,20 @@ def test_all_profiles_and_a_profile_are_a_usage_error(tmp_path, capsys):
     cfg, _stub, _record = _consortium(tmp_path, n=2)
     assert main(["schedule", "--config", str(cfg), "--all-profiles", "--profile", "member01"]) == 3
     assert "--all-profiles" in capsys.readouterr().err
+
+
+def test_uninstalling_the_timer_beside_a_broken_profile_succeeds_and_says_nothing_of_it(
+        tmp_path, monkeypatch, capsys, stubbed):
+    """Removing the one timer needs no profile's settings: a member's typo made the removal
+    exit 3 and warn that "the timer runs it as well", after the timer was gone."""
+    cfg, stub, _record = _consortium(tmp_path, n=3)
+    stubbed(stub)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--install"]) == 0, capsys.readouterr().err
+    assert len(tab.read_text().splitlines()) == 1
+    cfg.write_text(cfg.read_text().replace('[profile.member01]\n', '[profile.member01]\nconcurrency = "lots"\n'))
+    capsys.readouterr()
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--uninstall"]) == 0
+    out, err = capsys.readouterr()
+    assert "cannot run" not in err and "member01" not in err, err
+    assert tab.read_text().strip() == ""

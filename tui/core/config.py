@@ -647,7 +647,11 @@ def _path(value: object, relative_to: Path | None) -> Path:
         raise TypeError("expected a path string")
     if "\0" in value:
         raise ValueError(f"{_shown(value)} contains a NUL character, which no path can hold")
-    p = Path(value).expanduser()
+    try:
+        p = Path(value).expanduser()
+    except RuntimeError:  # ~name of no such user: no home folder to expand it to
+        raise ValueError(f"{_shown(value)} names the home folder of a user this machine does "
+                         "not know; write the full path") from None
     if not p.is_absolute() and relative_to is not None:
         p = relative_to / p
     return p
@@ -1099,6 +1103,11 @@ def parse_config(data: Table, file: Path | None = None) -> Config:
     if not profiles_table:
         raise ConfigError(file, "profile", "no profile configured; add a [profile.default] table "
                           "with host, username and remote_dir")
+    # A value right under [profile] is no profile at all (often a first config's settings
+    # written under [profile] instead of [profile.NAME]): the file as a whole is wrong.
+    for name, table in profiles_table.items():
+        if not isinstance(table, dict):
+            raise ConfigError(file, f"profile.{name}", "expected a table: [profile.NAME]")
     profiles: dict[str, Profile] = {}
     broken: dict[str, ConfigError] = {}
     for name, table in profiles_table.items():
