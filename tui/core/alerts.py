@@ -320,6 +320,14 @@ def sound_rows(channel: str, rows: list[AlertRow]) -> tuple[list[AlertRow], list
         if not broken and kind in RUN_KINDS:  # its days are its identity
             broken += [name for name, value in (("first_day", row["first_day"]), ("last_day", row["last_day"]))
                        if not _valid_day(value)]
+        if broken and all(_foreign(name, row) for name in broken):
+            # A kind or severity this release does not know, in an otherwise sound row: most
+            # likely a newer release's alert (one ledger used by two installs). Dropped, it
+            # would be told again after every run of the newer one: left as it is, unplanned.
+            log.warning("alerts: %s: a row of the ledger's alert memory (id %d; %s) holds a value "
+                        "this release does not know (a newer release's, or damaged): left as it "
+                        "is and not planned with", channel, row_id, ", ".join(broken))
+            continue
         if broken:
             log.warning("alerts: %s: a damaged row of the ledger's alert memory (id %d; %s) is "
                         "treated as absent: its alert is told again", channel, row_id, ", ".join(broken))
@@ -349,6 +357,13 @@ def sound_rows(channel: str, rows: list[AlertRow]) -> tuple[list[AlertRow], list
             repaired.append(clean)
         good.append(clean)
     return good, repaired, drop
+
+
+def _foreign(column: str, row: AlertRow) -> bool:
+    """Whether ``column`` of ``row`` is a well-formed name this release does not know (a kind
+    or severity a newer release may have added), not a damaged value."""
+    value = row["kind"] if column == "kind" else row["severity"] if column == "severity" else None
+    return isinstance(value, str) and value.isascii() and value.replace("-", "").isalnum() and len(value) <= 40
 
 
 def _rescue(problems: Iterable[Problem], today: date) -> date | None:
