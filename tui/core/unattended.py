@@ -364,7 +364,12 @@ def _tz_name(tz: tzinfo) -> str:
 
 def systemd_units(plan: SchedulePlan) -> dict[str, str]:
     """``{"<name>.service": text, "<name>.timer": text}``."""
-    exec_lines = "\n".join("ExecStart=" + _exec_start(plan.argv(sub)) for sub in ("sync", "check"))
+    # For every profile, sync's exit 3 (one member's broken profile among ninety) must not keep
+    # the night's check from all the others: "-" makes systemd go on to it (whose own exit 3
+    # then marks the run failed; the crontab line runs both whatever sync's code).
+    ignore = "-" if plan.all_profiles else ""
+    exec_lines = "\n".join(f"ExecStart={ignore if sub == 'sync' else ''}" + _exec_start(plan.argv(sub))
+                           for sub in ("sync", "check"))
     env_file = str(plan.env_file).replace("%", "%%")  # a path: no quotes, specifiers escaped
     environment = "".join(f"Environment={_systemd_env(k, v)}\n" for k, v in plan.environment)
     what = plan.what.replace("%", "%%")  # Description= expands specifiers too
