@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures_sshd import threaded_proxy
-from tests.test_sync_processes import BIG, RATE, ROOT, _env, _run_pids, _sshd_config, served  # noqa: F401 - fixture
+from tests.test_sync_processes import BIG, RATE, ROOT, _env, _run_pids, _sshd_config, children_with, served  # noqa: F401 - fixture
 from tui.core.ledger import Ledger
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
@@ -30,18 +30,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSI
 
 def _readers(parent: int) -> list[int]:
     """The workbook readers started by process ``parent``."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"tui.core.isolation" in argv:
-            found.append(int(pid))
-    return found
+    return children_with(parent, b"tui.core.isolation")
 
 
 def _started(pid: int) -> bool:

@@ -201,9 +201,8 @@ def _run_processes(marker: str) -> list[str]:
     return found
 
 
-def _sharing(parent: int, profile: str) -> list[int]:
-    """The processes the run ``parent`` started to sync ``profile`` as their share (not their
-    own children, the workbook readers, which may carry the same command line)."""
+def children_with(parent: int, word: bytes) -> list[int]:
+    """The live processes whose parent is ``parent`` and whose command line has ``word``."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -213,10 +212,15 @@ def _sharing(parent: int, profile: str) -> list[int]:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and f"--share-profile={profile}".encode() in argv:
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and word in argv:
             found.append(int(pid))
     return found
+
+
+def _sharing(parent: int, profile: str) -> list[int]:
+    """The processes the run ``parent`` started to sync ``profile`` as their share (not their
+    own children, the workbook readers, which may carry the same command line)."""
+    return children_with(parent, f"--share-profile={profile}".encode())
 
 
 @pytest.mark.sshd

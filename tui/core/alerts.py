@@ -34,7 +34,7 @@ severity)`` for the connection.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
@@ -269,24 +269,22 @@ def duration_text(span: timedelta) -> str:
     return f"{days} days" + (f" {hours} h" if hours else "")
 
 
-def _valid_day(value: object) -> bool:
+def _parses(value: object, parse: Callable[[str], object]) -> bool:
     if not isinstance(value, str):
         return False
     try:
-        date.fromisoformat(value)
+        parse(value)
     except ValueError:
         return False
     return True
+
+
+def _valid_day(value: object) -> bool:
+    return _parses(value, date.fromisoformat)
 
 
 def _valid_moment(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
+    return _parses(value, datetime.fromisoformat)
 
 
 def sound_rows(channel: str, rows: list[AlertRow]) -> tuple[list[AlertRow], list[AlertRow], list[int]]:
