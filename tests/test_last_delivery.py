@@ -86,3 +86,30 @@ def test_a_report_whose_only_file_is_dated_ahead_has_no_last_delivery():
     report = health.report(INFERRED)
     assert report.last_delivery is None and report.to_json()["last_delivery"] is None
     assert [p.kind for p in report.problems] == ["bad-date"]
+
+
+def test_a_ledger_holding_only_files_dated_ahead_is_not_said_to_hold_no_delivery(tmp_path, monkeypatch, capsys):
+    """Every file dated ahead: no report has a last delivery, but the ledger holds files (each
+    named as bad-date). "The ledger holds no delivery yet: run sync" sent the person to a sync
+    that had run already, away from the dates that are wrong."""
+    monkeypatch.setenv("REPORT_KEEPER_NOW", sc.NOW_ISO)
+    config = tmp_path / "config.toml"
+    ledger_path = tmp_path / "ledger.sqlite3"
+    config.write_text(sc.config_toml(local_dir=str(tmp_path / "local"), ledger=str(ledger_path)))
+    profile = sc.profile()
+
+    def report_of(f: RemoteFile):
+        report, parsed = profile.classify(f.name, f.mtime)
+        return report.name, parsed.delivered_at
+
+    with Ledger.open(ledger_path) as ledger:
+        ledger.record_listing(None, report_of, [_next_year(sc.DAILY), _next_year(INFERRED)],
+                              when=sc.NOW.astimezone(UTC), tz=sc.TZ)
+    main(["check", "--config", str(config), "--offline"])
+    out = capsys.readouterr().out
+    assert "holds no delivery yet" not in out, out
+    assert _next_year(INFERRED).name in out, out  # named, with its wrong date
+    # An empty ledger still gets the hint.
+    ledger_path.unlink()
+    main(["check", "--config", str(config), "--offline"])
+    assert "holds no delivery yet" in capsys.readouterr().out

@@ -38,7 +38,7 @@ from tui.core.clock import ClockError
 from tui.core.config import ConfigError, Profile
 from tui.core.health import ConnectionStatus, HealthReport, evaluate, fmt_day, held_state
 from tui.core.ledger import Ledger, LedgerError
-from tui.core.model import Audience, JSONObject, WriteTest
+from tui.core.model import Audience, JSONObject, ProblemKind, WriteTest
 from tui.core.names import escape_name
 from tui.core.problem_list import Member, ProblemGroup, member_label, tell
 from tui.notify.dispatch import NotifyDocument, after_check, summary_line
@@ -399,7 +399,10 @@ def render(report: HealthReport, profile: Profile, *, width: int = 100, max_line
             tail = f"last: {_when(last.delivered_at, tz)} ({held_state(last)})"
         lines.append(f"  {r.status.upper():8} {escape_name(r.name)} · {sched} · {tail}"
                      f" · on time {r.on_time_streak} in a row")
-    if not any(r.last_delivery for r in report.reports):
+    # Files dated ahead are in no run and no report's last delivery, but they are held (each
+    # named below): the ledger is not empty, their dates are wrong.
+    if not any(r.last_delivery or any(p.kind == ProblemKind.BAD_DATE for p in r.problems)
+               for r in report.reports):
         lines.append("The ledger holds no delivery yet: run 'report-keeper sync' (or 'check' without "
                      "--offline) so the server's folder is listed.")
     if not problems:
