@@ -318,13 +318,18 @@ def _profile_config(tmp_path: Path, notify: str) -> Path:
     return path
 
 
-def test_notify_test_reaches_every_channel(smtp_factory, http_server, tmp_path, capsys):
-    server = smtp_factory(security="starttls")
+def _notify_test_every_channel(tmp_path: Path, server, http_server, capsys):
+    """``notify --test --json`` with e-mail, a webhook and a ping: (exit code, output, document)."""
     cfg = _profile_config(tmp_path, server.notify_table() + f'webhook_url = "{http_server.url("/hook")}"\n'
                           f'ping_url = "{http_server.url("/ping/abc")}"\n')
     code = main(["notify", "--test", "--config", str(cfg), "--json"])
     out = capsys.readouterr()
-    doc = json.loads(out.out)
+    return code, out, json.loads(out.out)
+
+
+def test_notify_test_reaches_every_channel(smtp_factory, http_server, tmp_path, capsys):
+    server = smtp_factory(security="starttls")
+    code, out, doc = _notify_test_every_channel(tmp_path, server, http_server, capsys)
     assert code == 0 and doc["status"] == "ok"
     assert [(c["channel"], c["ok"]) for c in doc["channels"]] == [("email", True), ("webhook", True), ("ping", True)]
     assert [m.subject for m in server.messages] == ["[report-keeper] TEST: alerts of profile 'default' reach you"]
@@ -399,11 +404,7 @@ def test_notify_test_goes_on_past_a_bug_in_one_channel(smtp_factory, http_server
     else:
         monkeypatch.setattr(dispatch, "http_request",
                             lambda url, **kw: bug() if kw.get("method") == "POST" else real_http(url, **kw))
-    cfg = _profile_config(tmp_path, server.notify_table() + f'webhook_url = "{http_server.url("/hook")}"\n'
-                          f'ping_url = "{http_server.url("/ping/abc")}"\n')
-    code = main(["notify", "--test", "--config", str(cfg), "--json"])
-    out = capsys.readouterr()
-    doc = json.loads(out.out)
+    code, out, doc = _notify_test_every_channel(tmp_path, server, http_server, capsys)
     assert code == 2 and doc["status"] == "critical"
     assert [(c["channel"], c["ok"]) for c in doc["channels"]] == [
         ("email", broken != "email"), ("webhook", broken != "webhook"), ("ping", True)]

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -111,14 +112,21 @@ def test_the_batch_lives_while_any_view_uses_it(tmp_path):
         assert [d.name for d in other.downloads(profile="q")] == ["q.xlsx"]
 
 
+def _steps_seen_by(other: Ledger):
+    """A log of steps and a maker of steps: each step logs its name and the downloads ``other``
+    (another connection to the ledger) sees when it runs."""
+    seen: list[tuple[str, list[str]]] = []
+
+    def step(name: str) -> Callable[[], None]:
+        return lambda: seen.append((name, [d.name for d in other.downloads()]))
+    return seen, step
+
+
 def test_steps_before_a_commit_run_first_once_each_and_at_once_outside_a_batch(tmp_path):
     path = tmp_path / "ledger.sqlite3"
     with Ledger.open(path, profile="p") as led, Ledger.open(path, profile="p") as other:
-        seen: list[tuple[str, list[str]]] = []
-
-        def step(name: str):
-            # what the other connection sees when the step runs: the record not committed yet
-            return lambda: seen.append((name, [d.name for d in other.downloads()]))
+        # what the other connection sees when a step runs: the record not committed yet
+        seen, step = _steps_seen_by(other)
 
         with led.batched(every=3600):
             led.before_commit("folder", step("folder"))
@@ -153,11 +161,8 @@ def test_steps_after_a_commit_run_once_it_is_over_and_at_once_without_records_wa
     run after the commit that holds the record: not before, and also when that commit fails."""
     path = tmp_path / "ledger.sqlite3"
     with Ledger.open(path, profile="p") as led, Ledger.open(path, profile="p") as other:
-        seen: list[tuple[str, list[str]]] = []
-
-        def step(name: str):
-            # what the other connection sees when the step runs: the record committed
-            return lambda: seen.append((name, [d.name for d in other.downloads()]))
+        # what the other connection sees when a step runs: the record committed
+        seen, step = _steps_seen_by(other)
 
         with led.batched(every=3600):
             led.after_commit(step("nothing waiting"))  # no record written yet: at once
