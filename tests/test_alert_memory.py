@@ -162,6 +162,25 @@ def test_the_connection_resolved_message_says_how_long_it_failed(tmp_path, monke
             "last_day_to_rerun", "delete_on", "current", "message", "next_step", "problems"} <= set(resolved)
 
 
+def test_a_clear_since_after_now_does_not_hold_the_resolved_message_back(tmp_path, monkeypatch, servers):
+    """A "clear since" later than the run (written while the clock was ahead: a pinned
+    REPORT_KEEPER_NOW, a clock set wrong) parsed fine, so the connection's "works again" waited
+    until real time caught up with it: for years. It counts as found clear now."""
+    smtp, _ = servers
+    profile = _profile(tmp_path, _notify(smtp, [CIRC]))
+    days = {A: _daily(date(2026, 11, 20), date(2026, 12, 5)), B: _daily(date(2026, 11, 20), date(2026, 12, 5))}
+    fails = datetime(2026, 12, 1, 2, 10, tzinfo=TZ)
+    _check(monkeypatch, profile, fails, FAILED, days)
+    _check(monkeypatch, profile, fails + timedelta(hours=5), WORKS, days)  # clear_since written
+    with sqlite3.connect(profile.ledger_path) as db:
+        assert db.execute("UPDATE alerts SET clear_since = '2031-06-01T00:00:00+00:00' "
+                          "WHERE clear_since IS NOT NULL").rowcount == 1
+    db.close()
+    _check(monkeypatch, profile, fails + timedelta(hours=6), WORKS, days)  # found clear from now on
+    doc = _check(monkeypatch, profile, fails + timedelta(hours=27), WORKS, days)
+    assert _sent(doc) == [("email", "resolved", [CIRC])]
+
+
 def test_a_read_only_account_that_ends_says_how_long_too(tmp_path, monkeypatch, servers):
     smtp, _ = servers
     profile = _profile(tmp_path, _notify(smtp, [CIRC]))

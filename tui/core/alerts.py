@@ -524,7 +524,10 @@ def plan(channel: str, alerts: list[Alert], rows: list[AlertRow], *, today: date
             if failing:  # read-only, and now failing: the failure says it all; it ends with it
                 continue
             since = row.get("clear_since")
-            if since is None:  # it works now: told ended once it has worked for a whole day
+            if since is None or _elapsed(since, sent_at) < timedelta(0):
+                # It works now: told ended once it has worked for a whole day. A time after
+                # now (written while the clock was ahead) would hold that back until the clock
+                # caught up with it: found clear now instead.
                 p.tidy_save.append({**row, "clear_since": sent_at})
                 continue
             if _elapsed(since, sent_at) < CLEAR_FOR:
