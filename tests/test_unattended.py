@@ -125,6 +125,10 @@ log = Path({log!r})
 with log.open("a") as f:
     f.write(" ".join([Path(sys.argv[0]).name] + sys.argv[1:]) + "\\n")
 name = Path(sys.argv[0]).name
+fails = os.environ.get("TOOL_FAILS")  # a call the test makes fail
+if fails and fails == " ".join([name] + sys.argv[1:]):
+    sys.stderr.write("Failed: Access denied\\n")
+    sys.exit(1)
 if name == "systemctl":
     if sys.argv[1:] == ["--user", "show-environment"]:
         if not {systemd!r}:

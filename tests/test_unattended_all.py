@@ -221,3 +221,24 @@ def test_uninstalling_the_timer_beside_a_broken_profile_succeeds_and_says_nothin
     out, err = capsys.readouterr()
     assert "cannot run" not in err and "member01" not in err, err
     assert tab.read_text().strip() == ""
+
+
+def test_a_members_timer_that_cannot_be_disabled_is_said_and_kept(tmp_path, monkeypatch, capsys, stubbed):
+    """The all-profiles timer replaces a member's own timer: a disable that failed was not
+    looked at, the member's files were deleted and "removed" said, while its timer could go on
+    running the member a second time each night."""
+    cfg, stub, _record = _consortium(tmp_path, n=3)
+    stubbed(stub)
+    log, _tab = _tools(tmp_path, monkeypatch, systemd=True)
+    assert main(["schedule", "--config", str(cfg), "--profile", "member00", "--install"]) == 0
+    unit_dir = tmp_path / "xdg" / "systemd" / "user"
+    own = sorted(p.name for p in unit_dir.iterdir())
+    own_timer = next(f for f in own if f.endswith(".timer"))
+    monkeypatch.setenv("TOOL_FAILS", f"systemctl --user disable --now {own_timer}")
+    capsys.readouterr()
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--install"]) == 2
+    out, err = capsys.readouterr()
+    assert "could not be disabled" in err and "member00" in err and "twice" in err, err
+    assert "Access denied" in err and f"systemctl --user disable --now {own_timer}" in err, err
+    assert "removed" not in out, out
+    assert set(own) <= {p.name for p in unit_dir.iterdir()}  # its files kept: it is still there

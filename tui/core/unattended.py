@@ -676,7 +676,13 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run, *,
         done.append(f"enabled {plan.name}.timer (systemd user timer)")
         # The profiles' own timers would run them a second time: this one runs them now.
         for name, found in timers.items():
-            _run(runner, ["systemctl", "--user", "disable", "--now", f"{name}.timer"])
+            disabled = _run(runner, ["systemctl", "--user", "disable", "--now", f"{name}.timer"])
+            if disabled.returncode != 0:  # kept: its files say it is still there, as it is
+                raise ScheduleError(
+                    f"{plan.name}.timer is enabled, but the own timer of profile "
+                    f"'{escape_name(members[name])}' could not be disabled ({_said(disabled)}), so that "
+                    f"profile would run twice a night: run 'systemctl --user disable --now {name}.timer', "
+                    "then this command again")
             for f in found:
                 f.unlink(missing_ok=True)
             done.append(f"removed {name}.timer, the own timer of profile '{escape_name(members[name])}' "
