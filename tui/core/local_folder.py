@@ -36,8 +36,8 @@ def _empty(folder: Path) -> bool:
 def _inside(path: str, folder: str) -> bool:
     try:
         return os.path.commonpath([os.path.abspath(path), folder]) == folder
-    except ValueError:  # different drives, or a relative and an absolute path
-        return False
+    except (ValueError, TypeError):  # different drives, a relative and an absolute path, or
+        return False  # a damaged ledger value that is no path
 
 
 def stand_in_refusal(local_dir: str | Path, ledger: Ledger) -> str | None:

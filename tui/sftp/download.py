@@ -112,12 +112,14 @@ def changed_name(name: str, remote: RemoteFile, n: int = 1) -> str:
     return fit_name(name, f" (changed {stamp}){extra}")
 
 
-def same_copy(target: Path, size: int, digest: str) -> bool:
-    """``target`` is a regular file (never through a link) holding exactly these bytes. A link
-    (to the user's file elsewhere), a named pipe (opening it to read would wait for a writer
-    for ever) or a folder there is not the copy."""
+def same_copy(target: Path, size: int, digest: str, *, follow_links: bool = False) -> bool:
+    """``target`` is a regular file (never through a link, unless ``follow_links``) holding
+    exactly these bytes. A link (to the user's file elsewhere), a named pipe (opening it to
+    read would wait for a writer for ever) or a folder there is not the copy. What is checked
+    is what was opened: a file swapped for a pipe in between cannot block the read."""
+    nofollow = 0 if follow_links else getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK | os.O_NOCTTY)
+        fd = os.open(target, os.O_RDONLY | nofollow | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError:
         return False
     try:

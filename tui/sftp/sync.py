@@ -64,7 +64,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import fcntl
-import hashlib
 import logging
 import os
 import stat as statmod
@@ -677,6 +676,7 @@ class SyncService:
         *,
         listing: RemoteListing | None = None,
         on_queue: Callable[[TransferQueue], object] | None = None,
+        stand_in_checked: bool = False,
     ) -> SyncResult:
         """Download ``names`` (None: every file not yet held), verify and record them.
 
@@ -690,7 +690,8 @@ class SyncService:
         self.current = result
         # Without a pause: a Ctrl-C from here on must find the targets (a look at one folder,
         # the ledger read only when it is empty).
-        refusal = self._stand_in()
+        # (``stand_in_checked``: :meth:`sync` looked a moment ago, in a thread.)
+        refusal = None if stand_in_checked else self._stand_in()
         if refusal is not None:
             result.error, result.error_kind = refusal, LocalWriteFailed.kind
             return result.finish()
@@ -1050,8 +1051,9 @@ class SyncService:
         previous = held[-1].local_path if held else None
         if previous is not None and event.status == Placed.SAME and event.path == previous:
             outcome = AgainOutcome.IDENTICAL  # the placing compared the bytes already
-        elif previous is not None and await asyncio.to_thread(_same_bytes, Path(previous),
-                                                              event.size, event.sha256):
+        elif previous is not None and await asyncio.to_thread(
+                partial(same_copy, Path(previous), event.size, event.sha256, follow_links=True)):
+            # a link followed: a copy the user moved to an archive and left a link to
             outcome = AgainOutcome.IDENTICAL
         elif previous is not None and await asyncio.to_thread(os.path.exists, previous):
             outcome = AgainOutcome.DIFFERENT
@@ -1177,7 +1179,8 @@ class SyncService:
                     wanted = listing.wanted
                     self.current = SyncResult(listed=len(listing.entries))
                     _emit(on_event, Listed(len(listing.entries), len(wanted), len(listing.refused)))
-                    result = await self.download(None, on_event, listing=listing, on_queue=on_queue)
+                    result = await self.download(None, on_event, listing=listing, on_queue=on_queue,
+                                                 stand_in_checked=True)
                     await self._verify_unverified(result, on_event)
         except LedgerError as exc:
             log.error("the ledger failed during the sync: %s", exc)
@@ -1633,23 +1636,6 @@ def _noted_copy_holds(folder: Path, note: unrecorded.Note) -> bool:
     noted bytes."""
     path = Path(note.path)
     return path.parent == folder and same_copy(path, note.size, note.sha256)
-
-
-def _same_bytes(path: Path, size: int, sha256: str) -> bool:
-    """Whether the file at ``path`` (a link followed: a copy the user moved to an archive and
-    left a link to) holds exactly these bytes; False when it cannot be read or is no regular
-    file (opening a named pipe to read would wait for a writer for ever)."""
-    try:
-        info = path.stat()
-        if not statmod.S_ISREG(info.st_mode) or info.st_size != size:
-            return False
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1024 * 1024):
-                digest.update(chunk)
-    except OSError:
-        return False
-    return digest.hexdigest() == sha256
 
 
 def _entry_kind(kind: str) -> EntryKind:
