@@ -136,7 +136,7 @@ async def test_wrong_key_is_auth_failure(sftp_server: ServerInfo, tmp_path: Path
 
 async def test_encrypted_key_with_passphrase_callback(sftp_server: ServerInfo, ssh_keys, tmp_path: Path):
     locked = tmp_path / "id_locked"
-    # PKCS#8: OpenSSH-format encryption would need bcrypt, which is not a dependency.
+    # PKCS#8 here; ssh-keygen's own format is the test below.
     locked.write_bytes(ssh_keys.key.export_private_key("pkcs8-pem", passphrase="sesame"))
     typed = []
 
@@ -149,6 +149,69 @@ async def test_encrypted_key_with_passphrase_callback(sftp_server: ServerInfo, s
     assert typed == [locked, locked]
     with pytest.raises(AuthFailed, match="passphrase"):
         await connect(sftp_server.options(key=locked))
+
+
+async def test_a_key_encrypted_by_ssh_keygen_opens_with_its_passphrase(sftp_server: ServerInfo, ssh_keys,
+                                                                      tmp_path: Path):
+    """The key most users have: ``ssh-keygen``'s own format, whose passphrase goes through
+    bcrypt's key derivation. The right passphrase opens it; a wrong one is said to be wrong."""
+    import shutil
+    import subprocess
+
+    keygen = shutil.which("ssh-keygen")
+    if keygen is None:
+        pytest.skip("OpenSSH ssh-keygen is not installed (make test installs openssh-client)")
+    locked = tmp_path / "id_locked"
+    shutil.copy(ssh_keys.private, locked)
+    locked.chmod(0o600)
+    subprocess.run([keygen, "-q", "-p", "-N", "sesame", "-f", str(locked)], check=True,
+                   capture_output=True, stdin=subprocess.DEVNULL)
+    assert b"BEGIN OPENSSH PRIVATE KEY" in locked.read_bytes()
+    typed = []
+
+    async def ask(path: Path) -> str:
+        typed.append(path)
+        return "wrong" if len(typed) == 1 else "sesame"
+
+    async with await connect(sftp_server.options(key=locked), passphrase_cb=ask) as conn:
+        await conn.listdir(sftp_server.remote_dir)
+    assert typed == [locked, locked]
+
+    async def always_wrong(path: Path) -> str:
+        return "wrong"
+
+    with pytest.raises(AuthFailed, match="wrong three times"):
+        await connect(sftp_server.options(key=locked), passphrase_cb=always_wrong)
+
+
+def test_without_bcrypt_a_key_of_ssh_keygen_is_not_called_a_wrong_passphrase(ssh_keys, tmp_path: Path):
+    """Should bcrypt be missing after all (a broken install), the right passphrase is not
+    blamed three times: the message names what is missing."""
+    import shutil
+    import subprocess
+    import sys
+
+    keygen = shutil.which("ssh-keygen")
+    if keygen is None:
+        pytest.skip("OpenSSH ssh-keygen is not installed (make test installs openssh-client)")
+    locked = tmp_path / "id_locked"
+    shutil.copy(ssh_keys.private, locked)
+    locked.chmod(0o600)
+    subprocess.run([keygen, "-q", "-p", "-N", "sesame", "-f", str(locked)], check=True,
+                   capture_output=True, stdin=subprocess.DEVNULL)
+    code = (
+        "import sys; sys.modules['bcrypt'] = None\n"  # as if the package were not installed
+        "import asyncio\nfrom pathlib import Path\n"
+        "from tui.sftp.client import ConnectOptions, _load_key\nfrom tui.sftp.errors import AuthFailed\n"
+        "asked = []\n"
+        "async def ask(path):\n    asked.append(path)\n    return 'sesame'\n"
+        f"opts = ConnectOptions(host='127.0.0.1', key=Path({str(locked)!r}))\n"
+        "try:\n    asyncio.run(_load_key(opts, ask))\nexcept AuthFailed as exc:\n    print(len(asked), exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.startswith("1 "), out
+    assert "bcrypt" in out.stdout and "wrong" not in out.stdout
 
 
 async def test_ssh_config_host_alias(sftp_server: ServerInfo, tmp_path: Path):

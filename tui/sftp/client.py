@@ -247,6 +247,11 @@ async def _load_key(opts: ConnectOptions, passphrase_cb: PassphraseCallback | No
         try:
             return [asyncssh.read_private_key(str(path), passphrase)]
         except (asyncssh.KeyEncryptionError, asyncssh.KeyImportError) as exc:
+            if "bcrypt" in str(exc):  # the passphrase was never tried: not a wrong one
+                raise AuthFailed(f"The key file '{path}' is protected in OpenSSH's own format, which "
+                                 "needs the Python package bcrypt to open, and it is not installed.",
+                                 "Reinstall report-keeper (it depends on bcrypt), or load the key "
+                                 "into ssh-agent (ssh-add).") from None
             log.info("wrong passphrase for %s (%s)", path, exc)
     raise AuthFailed(f"The passphrase for '{path}' was wrong three times.", "Connect again and retype it.")
 
