@@ -448,8 +448,13 @@ def evaluate_report(
     # A delivery dated at or after the horizon (a name or a server clock ahead of ours) belongs
     # to a run that is not expected yet: joined to today's run, it would make it "late" before
     # its deadline, and hide it missing after.
-    # With no run expected at all (every delivery dated ahead), "ahead" is ahead of now.
+    # With no run expected at all (every delivery dated ahead), "ahead" is ahead of now. One
+    # dated further ahead than a server clock can be off (``clock.dated_ahead``) is in no run
+    # even before the next run's window opens (a weekly report's is days away): the schedule
+    # inference (``ReportConfig.timing``) left it out by the same rule.
     def ahead(d: Delivery) -> bool:
+        if clock.dated_ahead(d.delivered_at, now):
+            return True
         return d.delivered_at >= horizon if horizon is not None else d.delivered_at > now
 
     placed = [d for d in history if not ahead(d)]
