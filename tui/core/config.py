@@ -212,8 +212,9 @@ class ReportConfig:
         ``clock.EARLIEST_DELIVERY`` or ``clock.dated_ahead`` of ``now``, are left out). An
         inferred schedule that is not ``schedule.trusted`` gives a timing that is not ``known``:
         no run of it is expected. An "every N days" schedule without a start is anchored on the
-        first delivery's run: the day whose ``at`` is nearest to it (a delivery just after midnight, late for a run at 23:00, is the
-        day before's; one just before a run at 00:30, the day after's).
+        first delivery's run: the day whose ``at`` is nearest to it (a delivery just after
+        midnight, late for a run at 23:00, is the day before's; one just before a run at 00:30,
+        the day after's).
         """
         now = now or clock.now()
         moments = sorted(m for m in history if clock.possible_delivery(m, now))
