@@ -402,3 +402,48 @@ def test_a_connection_that_fails_on_sync_and_works_on_check_is_one_alert(tmp_pat
         # a new failure later is news again, at once
         day = first + timedelta(days=5)
         assert told(run(day, time(7, 10), failed, al.SCOPE_LOGIN)) == [("new", "critical")]
+
+
+# ------------------------------------------------------------------ outage times across a clock change
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def _outage_text(start: datetime, end: datetime | None, tz: ZoneInfo = BERLIN) -> str:
+    """The "Ended:" line of a connection alert that lasted from ``start`` to ``end`` (UTC)."""
+    from tui.core.model import ProblemKind
+
+    alert = al.Alert(report="", kind=ProblemKind.CONNECTION, severity="critical", problems=(),
+                     current=False, outage_from=start, outage_until=end)
+    if end is None:  # when it began is not known
+        alert = al.Alert(report="", kind=ProblemKind.CONNECTION, severity="critical", problems=(),
+                         current=False, outage_until=start)
+    plan = al.Plan(channel="email", today=(end or start).astimezone(tz).date() + timedelta(days=1),
+                   resolved=[alert])
+    body = al.compose(plan, profile="p", status="ok", where="w", now_text="n", tz=tz).body
+    (line,) = [x.strip() for x in body.splitlines() if x.strip().startswith("The connection failed")]
+    return line
+
+
+def test_an_outage_across_the_autumn_change_says_which_0230_it_means():
+    """On the night the clocks go back (Europe/Berlin, Sun 25 Oct 2026, 03:00 CEST -> 02:00
+    CET) an hour's outage from 00:30 to 01:30 UTC read "from Sun 25 Oct 02:30 until Sun 25
+    Oct 02:30 (1 h)": both times bare, the same wall time twice. The zone names them apart."""
+    utc = ZoneInfo("UTC")
+    start, end = datetime(2026, 10, 25, 0, 30, tzinfo=utc), datetime(2026, 10, 25, 1, 30, tzinfo=utc)
+    assert _outage_text(start, end) == ("The connection failed from Sun 25 Oct 02:30 CEST until Sun 25 Oct "
+                                        "02:30 CET (1 h); it has worked in every run since.")
+    # Spring: 01:30 CET to 03:30 CEST is one hour, not two.
+    spring = datetime(2026, 3, 29, 0, 30, tzinfo=utc)
+    assert "from Sun 29 Mar 01:30 CET until Sun 29 Mar 03:30 CEST (1 h)" in _outage_text(spring, spring + timedelta(hours=1))
+    # A time in the hour that happens twice is named even alone.
+    assert "until Sun 25 Oct 02:30 CET;" in _outage_text(end, None)
+    assert "until Sun 25 Oct 02:30 CEST;" in _outage_text(start, None)
+    # Any other night reads as before: no zone.
+    assert "from Sat 24 Oct 02:30 until Sat 24 Oct 03:30 (1 h)" in _outage_text(
+        start - timedelta(days=1), end - timedelta(days=1))
+    # A zone whose abbreviation is no name (Chile's "-03"/"-04") says the offset.
+    santiago = ZoneInfo("America/Santiago")  # back from -03 to -04 on Sun 5 Apr 2026 at 00:00
+    back = datetime(2026, 4, 5, 2, 30, tzinfo=utc)
+    line = _outage_text(back, back + timedelta(hours=1), santiago)
+    assert "from Sat 4 Apr 23:30 UTC-03:00 until Sat 4 Apr 23:30 UTC-04:00 (1 h)" in line, line

@@ -234,6 +234,43 @@ def test_a_name_stamped_far_ahead_does_not_vouch_for_the_clock(tmp_path, monkeyp
     assert code == 1 and doc["purged"] == [] and "clock" in (doc["refused"] or "")
 
 
+def test_a_file_stamped_and_written_far_ahead_does_not_vouch_for_a_clock_set_there(tmp_path, monkeypatch,
+                                                                                   capsys):
+    """A file whose name and server modification time both say 2099 (a server clock set
+    there, or a hostile upload that sets its time), listed while this machine's clock read
+    the real time, vouched for a local clock later set ahead to 2099: every copy went. A
+    delivery counts no later than when this machine first saw it listed (the ledger's
+    ``first_seen``)."""
+    from tui.core.ledger import Ledger
+    from tui.core.model import RemoteFile
+    from tui.core.names import parse_name
+
+    env = rd.build(tmp_path / "h", profile_extra=DELETE_ALL)
+    ahead = rd.datetime(2099, 1, 1, 7, 0, tzinfo=rd.TZ)
+    stray = f"{rd.REPORT}_{ahead:%Y%m%d_%H%M%S}.xlsx"
+
+    def report_of(f):
+        parsed = parse_name(f.name, mtime=f.mtime, tz=rd.TZ)
+        return parsed.base, parsed.delivered_at
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", rd.NOW_ISO)
+    with Ledger.open(env.ledger_path) as ledger:
+        listing = [RemoteFile(rd.name(i), (env.local / rd.name(i)).stat().st_size,
+                              rd.delivered(i).astimezone(rd.UTC)) for i in range(rd.DAYS)]
+        listing.append(RemoteFile(stray, 10, ahead.astimezone(rd.UTC)))
+        ledger.record_listing(None, report_of, listing)  # seen now, by this machine's clock
+        seen = {d.name: d for d in ledger.deliveries()}[stray]
+        assert (seen.delivered_at, seen.mtime, seen.first_seen) == (ahead, ahead, rd.NOW)
+    monkeypatch.setenv("REPORT_KEEPER_NOW", "2099-01-01T08:00:00-06:00")
+    code, doc = _purge(env, capsys)
+    assert env.files() == {rd.name(i) for i in range(rd.DAYS)}, "a file dated ahead switched the guard off"
+    assert code == 1 and doc["purged"] == [] and "clock" in (doc["refused"] or "")
+    # A clock within the retention of what was really seen purges as always.
+    monkeypatch.setenv("REPORT_KEEPER_NOW", rd.NOW_ISO)
+    code, doc = _purge(env, capsys)
+    assert code == 0 and doc["refused"] is None and len(doc["purged"]) == len(rd.OLD)
+
+
 def test_a_clock_within_the_newest_deliverys_retention_purges_as_always(tmp_path, pinned, capsys):
     """The guard never stands in a normal run: deliveries arrive, the clock is a day past them."""
     env = rd.build(tmp_path / "h", profile_extra=DELETE_ALL)

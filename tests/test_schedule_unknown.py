@@ -266,3 +266,27 @@ def test_a_one_off_delivery_does_not_decide_when_the_night_run_starts(tmp_path, 
     plan = unattended.plan_schedule(profile, config)
     assert (plan.at, plan.reason) == (alone.at, alone.reason)
     assert STRAY not in plan.reason
+
+
+def test_what_is_held_of_a_file_of_unknown_date_is_told_without_dates():
+    """The file problems of a delivery of unknown date come from the same code as every
+    other's, told without its dates (they would be 1970's): lost, or missing locally, and
+    never near deletion or changed (both are told by the delete-on date)."""
+    gone = _delivery(f"{sc.DAILY}.xlsx", sc.DAILY, clock.EARLIEST, on_server=False)
+    never = dataclasses.replace(gone, downloaded_at=None, local_path=None, verification=None, rows=None,
+                                extra={"rolling_of": f"{sc.DAILY}.xlsx"})
+    astray = dataclasses.replace(gone, extra={"local_state": "missing-locally"})
+    waiting = dataclasses.replace(never, on_server=True, extra={})
+    changed = dataclasses.replace(gone, on_server=True, changed=True, extra={"local_state": "changed"})
+    said = []
+    for d in (never, astray, waiting, changed):
+        daily = evaluate(sc.profile(), [*sc.deliveries(), d], now=sc.NOW).report(sc.DAILY)
+        said.append([(p.kind, p.next_step) for p in daily.problems if p.file == d.name])
+        assert all(p.day is None and p.delete_on is None and p.rescue_by is None
+                   for p in daily.problems if p.file == d.name)
+    assert said[0] == [("lost", f"If it was a delivery of '{sc.DAILY}' that you need, re-run it in "
+                            "Alma Analytics; run 'report-keeper sync' daily (e.g. from cron) so it does "
+                            "not happen again")]
+    assert said[1] == [("lost", f"Put the file back at '/local/{gone.name}' from a backup or "
+                             "wherever it was moved")]
+    assert [k for k, _ in said[2]] == [k for k, _ in said[3]] == ["bad-date"]

@@ -380,3 +380,30 @@ def test_a_zone_name_that_names_no_zone_is_one_config_error(zone, monkeypatch):
     if zone.strip():
         monkeypatch.setenv("TZ", zone)
         assert system_timezone() is not None
+
+
+def test_a_delivery_more_than_a_day_ahead_is_bad_date_for_health_and_timing_alike():
+    """A weekly report's next run is days away: a file dated two days ahead of now lay before
+    the next run's window, so the health evaluation joined it to this week's run as one of its
+    files, while the schedule placement (``ReportConfig.timing``) left it out as no delivery at
+    all (more than ``clock.FUTURE_SLACK`` ahead). One rule decides both: it is dated in the
+    future, a bad-date warning, and in no run."""
+    history = sc.deliveries(now=sc.NOW)
+    template = next(d for d in history if d.report == sc.WEEKLY and d.verification == "ok")
+    ahead = sc.local(sc.TODAY + timedelta(days=2), 10, 0)  # Sat 12 Dec; the next run is Mon 14 Dec
+    assert ahead > sc.NOW + clock.FUTURE_SLACK
+    future = _copy_of(template, ahead, downloaded_at=None, local_path=None, sha256=None,
+                      verification=None, rows=None, on_server=True)
+    assert not clock.possible_delivery(ahead, now=sc.NOW)
+    assert clock.possible_delivery(sc.NOW + clock.FUTURE_SLACK, now=sc.NOW)
+    weekly = evaluate(sc.profile(), [*history, future], now=sc.NOW).report(sc.WEEKLY)
+    alone = evaluate(sc.profile(), history, now=sc.NOW).report(sc.WEEKLY)
+    assert future.name not in {f for r in weekly.runs for f in r.files}
+    assert weekly.runs == alone.runs
+    bad = [p for p in weekly.problems if p.file == future.name]
+    assert [p.kind for p in bad] == ["bad-date"] and "in the future" in bad[0].message, bad
+    assert weekly.last_delivery is not None and weekly.last_delivery.name != future.name
+    # The schedule is placed from the same history with the file or without it.
+    report = sc.profile().report_for(sc.WEEKLY)
+    times = [d.delivered_at for d in history if d.report == sc.WEEKLY]
+    assert report.timing(sc.TZ, [*times, future.delivered_at], now=sc.NOW) == report.timing(sc.TZ, times, now=sc.NOW)

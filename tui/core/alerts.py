@@ -641,14 +641,39 @@ def _last_day(a: Alert, today: date) -> str:
     return "soon" if a.rescue_by is None else last_day_text(a.rescue_by, today)
 
 
-def _moment_text(moment: datetime, today: date, tz: tzinfo) -> str:
-    local = moment.astimezone(tz)
-    return f"{fmt_day(local.date(), today)} {local:%H:%M}"
+def _twice(local: datetime) -> bool:
+    """Whether ``local``'s wall time happens twice (the hour the clocks go back)."""
+    return local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset()
+
+
+def _offset_text(local: datetime) -> str:
+    """``UTC+02:00``: the offset ``local`` is on."""
+    offset = local.utcoffset() or timedelta(0)
+    sign = "-" if offset < timedelta(0) else "+"
+    hours, rest = divmod(abs(offset), timedelta(hours=1))
+    return f"UTC{sign}{hours:02d}:{rest // timedelta(minutes=1):02d}"
+
+
+def _moments_text(moments: list[datetime], today: date, tz: tzinfo) -> list[str]:
+    """``Sun 25 Oct 02:30``: each moment on ``tz``'s clock. When the wall clock alone would not
+    tell them (the moments lie on either side of a daylight-saving change, or one falls in the
+    hour the clocks go back, which happens twice), each carries its zone: its abbreviation
+    (``CEST``, ``CET``), or its offset (``UTC-03:00``) when the abbreviations are not names
+    or do not tell the offsets apart."""
+    local = [m.astimezone(tz) for m in moments]
+    plain = [f"{fmt_day(t.date(), today)} {t:%H:%M}" for t in local]
+    offsets = {t.utcoffset() for t in local}
+    if len(offsets) == 1 and not any(_twice(t) for t in local):
+        return plain
+    names = [t.tzname() or "" for t in local]
+    named = all(n.isalpha() for n in names) and len(set(names)) == len(offsets)
+    return [f"{text} {name if named else _offset_text(t)}" for text, name, t in zip(plain, names, local, strict=True)]
 
 
 def _outage_line(a: Alert, today: date, tz: tzinfo) -> str | None:
     """``The connection failed from Tue 1 Dec 02:10 until Wed 2 Dec 07:00 (29 h); ...``: how
-    long an ended connection alert lasted (a person told "resolved" wants the outage's length)."""
+    long an ended connection alert lasted (a person told "resolved" wants the outage's length).
+    Across a daylight-saving change the times carry their zone (:func:`_moments_text`)."""
     until = a.outage_until
     if a.kind != ProblemKind.CONNECTION or until is None:
         return None
@@ -657,9 +682,10 @@ def _outage_line(a: Alert, today: date, tz: tzinfo) -> str | None:
                          "the test has passed in every run since"))
     outage = a.outage
     if outage is None or a.outage_from is None:  # when it began is not known
-        return f"{what} until {_moment_text(until, today, tz)}; {since}."
-    return (f"{what} from {_moment_text(a.outage_from, today, tz)} until {_moment_text(until, today, tz)} "
-            f"({duration_text(outage)}); {since}.")
+        (until_text,) = _moments_text([until], today, tz)
+        return f"{what} until {until_text}; {since}."
+    from_text, until_text = _moments_text([a.outage_from, until], today, tz)
+    return f"{what} from {from_text} until {until_text} ({duration_text(outage)}); {since}."
 
 
 def _alert_lines(a: Alert, today: date, *, resolved: bool = False, tz: tzinfo = UTC) -> list[str]:

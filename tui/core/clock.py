@@ -74,10 +74,21 @@ EARLIEST_DELIVERY = datetime(2000, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)
 
 
-def possible_delivery(moment: datetime) -> bool:
+def dated_ahead(moment: datetime, now: datetime) -> bool:
+    """Whether a delivery's ``moment`` lies more than ``FUTURE_SLACK`` after ``now``: it is
+    dated in the future (a server clock or a name that is wrong), no delivery yet. The one
+    rule for it: the schedule inference leaves such a delivery out, and the health evaluation
+    names it (bad-date) and puts it in no run."""
+    return moment > now + FUTURE_SLACK
+
+
+def possible_delivery(moment: datetime, now: datetime | None = None) -> bool:
     """Whether ``moment`` can be a delivery's time at all: from ``EARLIEST_DELIVERY`` to
-    ``LATEST``. One outside is a delivery of unknown date (it belongs to no run)."""
-    return plausible(moment) and moment >= EARLIEST_DELIVERY
+    ``LATEST``. One outside is a delivery of unknown date (it belongs to no run). Given
+    ``now``, also not :func:`dated_ahead` of it."""
+    if not (plausible(moment) and moment >= EARLIEST_DELIVERY):
+        return False
+    return now is None or not dated_ahead(moment, now)
 
 
 def pinned() -> datetime | None:

@@ -209,15 +209,15 @@ class ReportConfig:
 
         The configured ``schedule`` and ``at``; whatever is not configured is inferred from
         ``history`` (the report's delivery times; those no delivery can have, before
-        ``clock.EARLIEST_DELIVERY`` or more than ``clock.FUTURE_SLACK`` after ``now``, are left
-        out). An inferred schedule that is not ``schedule.trusted`` gives a timing that is not
-        ``known``: no run of it is expected. An "every N
-        days" schedule without a start is anchored on the first delivery's run: the day whose
-        ``at`` is nearest to it (a delivery just after midnight, late for a run at 23:00, is the
-        day before's; one just before a run at 00:30, the day after's).
+        ``clock.EARLIEST_DELIVERY`` or ``clock.dated_ahead`` of ``now``, are left out). An
+        inferred schedule that is not ``schedule.trusted`` gives a timing that is not ``known``:
+        no run of it is expected. An "every N days" schedule without a start is anchored on the
+        first delivery's run: the day whose ``at`` is nearest to it (a delivery just after
+        midnight, late for a run at 23:00, is the day before's; one just before a run at 00:30,
+        the day after's).
         """
-        latest = (now or clock.now()) + clock.FUTURE_SLACK
-        moments = sorted(m for m in history if clock.possible_delivery(m) and m <= latest)
+        now = now or clock.now()
+        moments = sorted(m for m in history if clock.possible_delivery(m, now))
         inferred = self.schedule is None or self.at is None
         guess = infer_schedule(moments, tz) if inferred else None
         known = self.schedule is not None or (guess is not None and trusted(guess, moments, tz))

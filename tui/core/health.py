@@ -57,7 +57,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from tui.core import clock, content, model
 from tui.core import status as st
@@ -448,8 +448,13 @@ def evaluate_report(
     # A delivery dated at or after the horizon (a name or a server clock ahead of ours) belongs
     # to a run that is not expected yet: joined to today's run, it would make it "late" before
     # its deadline, and hide it missing after.
-    # With no run expected at all (every delivery dated ahead), "ahead" is ahead of now.
+    # With no run expected at all (every delivery dated ahead), "ahead" is ahead of now. One
+    # dated further ahead than a server clock can be off (``clock.dated_ahead``) is in no run
+    # even before the next run's window opens (a weekly report's is days away): the schedule
+    # inference (``ReportConfig.timing``) left it out by the same rule.
     def ahead(d: Delivery) -> bool:
+        if clock.dated_ahead(d.delivered_at, now):
+            return True
         return d.delivered_at >= horizon if horizon is not None else d.delivered_at > now
 
     placed = [d for d in history if not ahead(d)]
@@ -521,11 +526,11 @@ def evaluate_report(
     in_future = {id(d) for d in future}
     for d in history:
         if id(d) in in_future:
-            problems.extend(_bad_date_problems(report, d, today, tz, timing, future=True))
-        else:
-            problems.extend(_file_problems(report, d, today, tz, timing))
+            problems.extend(_bad_date_problems(d, today, tz, future=True))
+        problems.extend(_file_problems(report, d, today, tz, timing))
     for d in undated:
-        problems.extend(_bad_date_problems(report, d, today, tz, timing, future=False))
+        problems.extend(_bad_date_problems(d, today, tz, future=False))
+        problems.extend(_file_problems(report, d, today, tz, timing))
     problems.extend(_retention_problems(report, history, now, today, timing))
 
     problems.sort(key=urgency_key(today))
@@ -789,56 +794,74 @@ def _few_rows(report: ReportConfig, run: RunDay, d: Delivery, history: list[int]
     )
 
 
+class _Dates(NamedTuple):
+    """A delivery's dates, when it has any: its run, the loan day covered, rescue-by, delete-on."""
+
+    run_day: date
+    covered: date
+    rescue_by: date
+    delete_on: date
+
+
 def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, timing: Timing) -> list[Problem]:
+    """What is wrong with what is held of one delivery (lost, missing locally, near deletion,
+    changed). A delivery of unknown date (not ``clock.possible_delivery``: its rescue-by and
+    delete-on would be 1970's, or past the calendar's end) is told without dates: lost or
+    missing locally only, with no run day, rescue-by or delete-on."""
     out: list[Problem] = []
-    delete_on = report.delete_on(d.delivered_at, tz)
-    run_day = report.run_day_of(d.delivered_at, timing)
-    covered = report.covered_day(run_day)
-    rescue_by = report.rescue_by(run_day)
+    where = d.local_path or "its place in local_dir"
+    dates: _Dates | None = None
+    rerun = f"If it was a delivery of '{report.name}' that you need, re-run it in Alma Analytics"
+    if clock.possible_delivery(d.delivered_at):
+        run_day = report.run_day_of(d.delivered_at, timing)
+        dates = _Dates(run_day, report.covered_day(run_day), report.rescue_by(run_day),
+                       report.delete_on(d.delivered_at, tz))
+        rerun = _rerun_step(report.name, dates.covered, dates.rescue_by, today)
+    day, rescue_by, delete_on = (dates.run_day, dates.rescue_by, dates.delete_on) if dates else (None, None, None)
     server_name = d.extra.get("rolling_of")
-    if not d.downloaded and not d.on_server and server_name:
+    if not d.downloaded and not d.on_server and server_name and dates is not None:
         mtime = (d.mtime or d.delivered_at).astimezone(tz)
         out.append(Problem(
-            severity=CRITICAL, kind=ProblemKind.LOST, day=run_day, file=d.name, delete_on=delete_on,
+            severity=CRITICAL, kind=ProblemKind.LOST, day=day, file=d.name, delete_on=delete_on,
             rescue_by=rescue_by,
             message=f"The version of '{server_name}' of {fmt_day(mtime.date(), today)} "
             f"{mtime:%H:%M} ({d.size:,} bytes) was replaced on the server by a newer one before "
             "it was downloaded",
-            next_step=_rerun_step(report.name, covered, rescue_by, today)
-            + "; run 'report-keeper sync' after every delivery (e.g. from cron, soon after the "
-            "report's time) so no version is replaced unseen",
+            next_step=rerun + "; run 'report-keeper sync' after every delivery (e.g. from cron, soon "
+            "after the report's time) so no version is replaced unseen",
         ))
     elif not d.downloaded and not d.on_server:
         out.append(Problem(
-            severity=CRITICAL, kind=ProblemKind.LOST, day=run_day, file=d.name, delete_on=delete_on,
+            severity=CRITICAL, kind=ProblemKind.LOST, day=day, file=d.name, delete_on=delete_on,
             rescue_by=rescue_by,
             message=f"'{d.name}' was never downloaded and is gone from the server",
-            next_step=_rerun_step(report.name, covered, rescue_by, today)
-            + "; run 'report-keeper sync' daily (e.g. from cron) so it does not happen again",
+            next_step=rerun + "; run 'report-keeper sync' daily (e.g. from cron) so it does not happen again",
         ))
     elif d.downloaded and d.local_state == LocalState.MISSING_LOCALLY:
-        where = d.local_path or "its place in local_dir"
+        moved = f"The copy of '{d.name}' is no longer at '{where}' (moved, deleted or damaged)"
         if not d.on_server:
+            back = f"Put the file back at '{where}' from a backup or wherever it was moved"
             out.append(Problem(
                 # No rescue-by: its first step is to put the copy back, not to re-run the report
                 # (so a group of lost files is told to re-run only when re-running is the step).
-                severity=CRITICAL, kind=ProblemKind.LOST, day=run_day, file=d.name, delete_on=delete_on,
-                message=f"The copy of '{d.name}' is no longer at '{where}' (moved, deleted or "
-                "damaged) and the server has deleted the file: no copy is left",
-                next_step=f"Put the file back at '{where}' from a backup or wherever it was moved; "
-                "if there is no copy, " + _lower_first(_rerun_step(report.name, covered, rescue_by, today)),
+                severity=CRITICAL, kind=ProblemKind.LOST, day=day, file=d.name, delete_on=delete_on,
+                message=f"{moved} and the server has deleted the file: no copy is left",
+                next_step=f"{back}; if there is no copy, {_lower_first(rerun)}" if dates else back,
             ))
         else:
+            until = f" until {fmt_day(dates.delete_on, today)}" if dates else ""
+            before = f" before {fmt_day(dates.delete_on, today)}" if dates else ""
             out.append(Problem(
-                severity=WARNING, kind=ProblemKind.MISSING_LOCALLY, day=run_day, file=d.name,
+                severity=WARNING, kind=ProblemKind.MISSING_LOCALLY, day=day, file=d.name,
                 delete_on=delete_on,
-                message=f"The copy of '{d.name}' is no longer at '{where}' (moved, deleted or "
-                f"damaged); the server still has it until {fmt_day(delete_on, today)}",
-                next_step=f"Run 'report-keeper sync' before {fmt_day(delete_on, today)}: it fetches "
-                "the file again",
-                app_step=f"{FETCH_KEYS} before {fmt_day(delete_on, today)}: it fetches the file again",
+                message=f"{moved}; the server still has it{until}",
+                next_step=f"Run 'report-keeper sync'{before}: it fetches the file again",
+                app_step=f"{FETCH_KEYS}{before}: it fetches the file again",
             ))
-    elif not d.downloaded and d.on_server and today >= delete_on - timedelta(days=NEAR_DELETION_DAYS):
+    if dates is None:  # what follows is told by its dates
+        return out
+    run_day, delete_on = dates.run_day, dates.delete_on
+    if not d.downloaded and d.on_server and today >= delete_on - timedelta(days=NEAR_DELETION_DAYS):
         left = (delete_on - today).days
         when = "today" if left == 0 else (f"in {left} days" if left > 0 else f"{-left} days ago (overdue)")
         out.append(Problem(
@@ -900,61 +923,35 @@ def _unknown_schedule_problem(report: ReportConfig, history: list[Delivery], tod
     )]
 
 
-def _bad_date_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, timing: Timing,
-                       *, future: bool) -> list[Problem]:
-    """A delivery no run can take, named once: dated in the future (after the next run's
-    window opens: reported until that time comes) or at a time no delivery can have
-    (``clock.possible_delivery``: reported while the server has the file). Its file problems
-    follow; a date-less file's have no dates."""
+def _bad_date_problems(d: Delivery, today: date, tz: tzinfo, *, future: bool) -> list[Problem]:
+    """The warning for a delivery no run can take, named once: dated in the future (after the
+    next run's window opens: reported until that time comes) or at a time no delivery can
+    have (``clock.possible_delivery``: reported while the server has the file). Its file
+    problems (:func:`_file_problems`) follow it."""
     name = d.name
-    out: list[Problem] = []
     if future:
         when = d.delivered_at.astimezone(tz)
-        out.append(Problem(
+        return [Problem(
             severity=WARNING, kind=ProblemKind.BAD_DATE, file=name,
             message=f"'{name}' was delivered with a date in the future: dated "
             f"{fmt_day(when.date(), today)} {when:%H:%M}; the server's clock or the name is wrong, "
             "and it counts for no run",
             next_step="Ask the server's administrator to check the server's clock, or check the "
             "file name's timestamp in Alma's schedule; the file counts once its date has come",
-        ))
-        return out + _file_problems(report, d, today, tz, timing)
-    if d.on_server:
-        try:
-            shown = f"{d.delivered_at.astimezone(tz):%a %-d %b %Y %H:%M}"
-        except (OverflowError, ValueError):  # a ledger's time at the very end of the calendar
-            shown = "an unknown time"
-        out.append(Problem(
-            severity=WARNING, kind=ProblemKind.BAD_DATE, file=name,
-            message=f"'{name}' is dated {shown}, an impossible date for a delivery: the server's "
-            "clock or the name is wrong, and it counts for no run",
-            next_step="Ask the server's administrator to check the server's clock; the file is "
-            "downloaded and kept like any other, and this warning ends once the server deletes it",
-        ))
-    # What is held of it, without dates (its rescue-by and delete-on would be 1970's, or past
-    # the calendar's end).
-    where = d.local_path or "its place in local_dir"
-    if not d.downloaded and not d.on_server:
-        out.append(Problem(
-            severity=CRITICAL, kind=ProblemKind.LOST, file=name,
-            message=f"'{name}' was never downloaded and is gone from the server",
-            next_step=f"If it was a delivery of '{report.name}' that you need, re-run it in Alma "
-            "Analytics; run 'report-keeper sync' daily (e.g. from cron) so it does not happen again",
-        ))
-    elif d.downloaded and d.local_state == LocalState.MISSING_LOCALLY:
-        gone = not d.on_server
-        out.append(Problem(
-            severity=CRITICAL if gone else WARNING,
-            kind=ProblemKind.LOST if gone else ProblemKind.MISSING_LOCALLY, file=name,
-            message=f"The copy of '{name}' is no longer at '{where}' (moved, deleted or damaged)"
-            + (" and the server has deleted the file: no copy is left" if gone else
-               "; the server still has it"),
-            next_step=f"Put the file back at '{where}' from a backup or wherever it was moved" if gone
-            else "Run 'report-keeper sync': it fetches the file again",
-            app_step="" if gone else f"{FETCH_KEYS}: it fetches the file again",
-        ))
-    return out
-
+        )]
+    if not d.on_server:
+        return []
+    try:
+        shown = f"{d.delivered_at.astimezone(tz):%a %-d %b %Y %H:%M}"
+    except (OverflowError, ValueError):  # a ledger's time at the very end of the calendar
+        shown = "an unknown time"
+    return [Problem(
+        severity=WARNING, kind=ProblemKind.BAD_DATE, file=name,
+        message=f"'{name}' is dated {shown}, an impossible date for a delivery: the server's "
+        "clock or the name is wrong, and it counts for no run",
+        next_step="Ask the server's administrator to check the server's clock; the file is "
+        "downloaded and kept like any other, and this warning ends once the server deletes it",
+    )]
 
 def _retention_problems(report: ReportConfig, history: list[Delivery], now: datetime, today: date,
                         timing: Timing) -> list[Problem]:

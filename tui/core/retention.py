@@ -479,10 +479,16 @@ def _purging_alone(ledger: Ledger) -> Iterator[None]:
 
 
 def _server_time(d: model.Delivery) -> datetime:
-    """When the server says the delivery came: its name's stamp, but never later than the
-    server's own modification time for the file (a stray name stamped 2099 would otherwise
-    vouch for any clock up to then)."""
-    return min(d.delivered_at, d.mtime) if d.mtime is not None else d.delivered_at
+    """When the delivery came, as far as it can vouch for the clock: its name's stamp, but
+    never later than the server's own modification time for the file (a stray name stamped
+    2099 would otherwise vouch for any clock up to then), nor than when this machine first
+    saw it listed (``first_seen``: a file whose name and modification time both say 2099,
+    from a server clock set there or an upload that set its time, seen while this clock read
+    the real time, would vouch for this clock set ahead to 2099 later)."""
+    times = [d.delivered_at, d.first_seen]
+    if d.mtime is not None:
+        times.append(d.mtime)
+    return min(times)
 
 
 def _clock_refusal(profile: Profile, policy: dict[str, Policy], newest: datetime | None,
