@@ -510,7 +510,7 @@ def _clock_refusal(profile: Profile, policy: dict[str, Policy], newest: datetime
     if now <= limit:
         return None
     return (f"Nothing was deleted: the clock reads {model.iso(now)}, which is past even the newest "
-            f"delivery's retention (delivered {model.iso(newest)}, {days} days), so by it every local "
+            f"delivery's retention (delivered {model.iso(newest)} or earlier, {days} days), so by it every local "
             "copy is old. If the clock is wrong (set ahead, or REPORT_KEEPER_NOW left set), fix it; if "
             "nothing was really delivered for that long, run 'report-keeper purge --trust-clock'.")
 
