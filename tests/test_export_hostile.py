@@ -336,6 +336,40 @@ def test_a_numeric_identifier_is_the_same_text_and_pseudonym_whatever_else_its_c
     assert day1 == day2
 
 
+def test_a_whole_number_beyond_2_63_has_its_digits_whichever_way_its_column_was_read(tmp_path, now):
+    """A number cell of 10**19 (a double, exactly) in an identifier column: on 03-01 the column
+    also holds text, so it was read as text and the cell reads '10000000000000000000'; on 03-02
+    the column is all numbers, kept floating point, and the number was written as '1e19' (the
+    conversion to whole digits stopped at 2**63): one identifier, two texts, two pseudonyms.
+    A text cell of more digits than a double holds keeps every digit."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    big = 10**19  # beyond 2**63, and exactly a double: both writers write it without loss
+    huge = 1e40  # a double of 41 digits, beyond what 128-bit integers hold
+    long_text = "123456789012345678901234"  # a text cell: never a number, never rounded
+    first = [[v, *r[1:]] for v, r in zip([big, long_text, "abc", huge], env.delivery(D(2026, 3, 1)).rows)]
+    second = [[v, *r[1:]] for v, r in zip([big, huge, *range(1001, 1100)], env.delivery(D(2026, 3, 2)).rows)]
+    ledger = env.ledger()
+    try:
+        ed.replace_copy(env, ledger, D(2026, 3, 1), first, columns=ed.BASE)
+        ed.replace_copy(env, ledger, D(2026, 3, 2), second, columns=ed.BASE)
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "raw.parquet", until=UNTIL))
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "p.parquet", until=UNTIL,
+                                                        pseudonymize=True))
+    finally:
+        ledger.close()
+    raw = pl.read_parquet(tmp_path / "raw.parquet")
+    day1 = raw.filter(pl.col("run_day") == D(2026, 3, 1))["Primary Identifier"].to_list()
+    day2 = raw.filter(pl.col("run_day") == D(2026, 3, 2))["Primary Identifier"].to_list()
+    assert day1[:4] == [str(big), long_text, "abc", str(int(huge))]
+    assert day2[:3] == [str(big), str(int(huge)), "1001"]
+    pseudo = pl.read_parquet(tmp_path / "p.parquet")
+    p1 = pseudo.filter(pl.col("run_day") == D(2026, 3, 1))["Primary Identifier"][0]
+    p2 = pseudo.filter(pl.col("run_day") == D(2026, 3, 2))["Primary Identifier"][0]
+    assert p1 == p2
+    assert pseudo.filter(pl.col("run_day") == D(2026, 3, 1))["Primary Identifier"][3] == \
+        pseudo.filter(pl.col("run_day") == D(2026, 3, 2))["Primary Identifier"][1]
+
+
 def test_a_file_whose_identifier_header_was_renamed_is_named_under_pseudonymize(tmp_path, now, capsys):
     """03-02's identifier column is headed 'Primary ID', a name no rule marks as an identifier:
     its values stay raw. The export cannot know what the column holds, but it knows that the

@@ -1173,9 +1173,27 @@ def _number_text(x: pl.Expr) -> pl.Expr:
     '2.0'; '9123456789012346', not '9.123456789012346e15'), so one identifier reads (and is
     pseudonymized) the same whether its day's column was read as numbers or as text. A
     column stays floating point when any of its numbers has a fraction or lies beyond 2**53;
-    its whole numbers must not change their text for that."""
-    whole = x.is_finite() & (x == x.floor()) & (x.abs() < 2.0**63)
-    return pl.when(whole).then(x.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(x.cast(pl.String))
+    its whole numbers must not change their text for that. A whole number is written as the
+    exact digits of its double (what the reader gives a number cell in a column read as text),
+    also beyond 2**63 ('10000000000000000000', not '1e+19'): through 128-bit integers, which
+    hold every whole double below 2**127 (beyond, a double is an integer of up to 309 digits:
+    Python's int gives them, for the rare cell that holds one)."""
+    finite = x.is_finite()
+    whole = finite & (x == x.floor()) & (x.abs() < 2.0**127)
+    huge = finite & (x.abs() >= 2.0**127)
+    return (pl.when(whole).then(x.cast(pl.Int128, strict=False).cast(pl.String))
+            .when(huge).then(x.map_batches(_huge_digits, return_dtype=pl.String, is_elementwise=True))
+            .otherwise(x.cast(pl.String)))
+
+
+def _huge_digits(values: pl.Series) -> pl.Series:
+    """The exact digits of each finite number of 2**127 and more (every such double is whole);
+    null for the others. Python runs only when a batch holds such a number."""
+    huge = (values.is_finite() & (values.abs() >= 2.0**127)).fill_null(False)
+    if not huge.any():
+        return pl.Series(values.name, [None] * len(values), dtype=pl.String)
+    return pl.Series(values.name, [str(int(v)) if h else None for v, h in zip(values.to_list(), huge.to_list(),
+                                                                               strict=True)], dtype=pl.String)
 
 
 def _pseudonymizer(key: PseudonymKey) -> Callable[[pl.Series], pl.Series]:
