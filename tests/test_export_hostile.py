@@ -140,6 +140,47 @@ def test_a_column_named_like_a_leading_column_never_hides_another(tmp_path, now)
     assert values["report (from the file)"] == {"value of the other"}  # the file's own name stays
 
 
+def test_header_spellings_that_differ_only_in_case_or_spacing_are_one_column(tmp_path, now, capsys):
+    """03-02's workbook spells two headers differently ('user  group', 'Loan\\xa0Date ': case,
+    a doubled space, a non-breaking space, a trailing space): one column each, not two
+    half-empty ones, under the spelling of the first file, and the merge is listed. 'Title'
+    and 'TITLE' are two columns of 03-02 itself, so they are never merged (with each other or
+    with 03-01's 'Title'), and 'LoansNotInHouse' is another name, not another spelling."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    second = env.delivery(D(2026, 3, 2))
+    columns = ["Primary Identifier", "user  group", "Loan\xa0Date ", "Item Barcode", "Title", "TITLE",
+               "LoansNotInHouse"]
+    rows = [[*r[:5], f"shouted {i}", r[5]] for i, r in enumerate(second.rows)]
+    ledger = env.ledger()
+    try:
+        ed.replace_copy(env, ledger, D(2026, 3, 2), rows, columns=columns)
+        result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet", until=UNTIL))
+    finally:
+        ledger.close()
+    assert list(result.columns[6:]) == [*ed.BASE, "TITLE", "LoansNotInHouse"]
+    df = pl.read_parquet(tmp_path / "x.parquet")
+    assert df.columns == list(result.columns)
+    assert df["User Group"].null_count() == df["Loan Date"].null_count() == 0
+    day2 = df.filter(pl.col("run_day") == D(2026, 3, 2))
+    assert day2["User Group"].to_list() == [r[1] for r in second.rows]
+    assert day2["Loan Date"].to_list() == [r[2] for r in second.rows]
+    assert day2["TITLE"].to_list() == [f"shouted {i}" for i in range(len(rows))]
+    assert day2["Title"].to_list() == [r[4] for r in second.rows]
+    doc = result.to_json()
+    assert doc["merged_columns"] == [
+        {"column": "User Group", "spellings": ["User Group", "user  group"]},
+        {"column": "Loan Date", "spellings": ["Loan Date", "Loan\xa0Date "]},
+    ]
+    assert doc["columns_not_merged"] == [
+        {"columns": ["Title", "TITLE"], "report": ed.REPORT, "day": ed.covered(D(2026, 3, 2)).isoformat(),
+         "file": second.name, "files": 1}]
+    assert [(c["added"], c["missing"]) for c in doc["column_drift"]] == [
+        (["TITLE", "LoansNotInHouse"], ["Loans (Not In House)"])]
+    text = "\n".join(result.summary_lines())
+    assert "'User Group' (also 'user  group')" in text and "'Loan Date' (also 'Loan\\xa0Date ')" in text
+    assert "'Title' and 'TITLE'" in text
+
+
 def test_csv_header_cells_a_spreadsheet_would_run_are_shown_as_text(tmp_path, now):
     """Header cells come from the workbook like any cell: in a csv, one beginning with '='
     would be a live formula in the header line."""
