@@ -181,6 +181,26 @@ def test_header_spellings_that_differ_only_in_case_or_spacing_are_one_column(tmp
     assert "'Title' and 'TITLE'" in text
 
 
+def test_spellings_of_a_column_named_like_a_leading_column_are_merged_under_its_new_name(tmp_path, now):
+    """03-01 has a column 'report', 03-02 'Report ': one column, renamed as a column named like
+    the leading 'report' is, and the merge names the column the table holds."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    ledger = env.ledger()
+    try:
+        for run_day, name in ((D(2026, 3, 1), "report"), (D(2026, 3, 2), "Report ")):
+            rows = [[*r, f"{name.strip()} {i}"] for i, r in enumerate(env.delivery(run_day).rows)]
+            ed.replace_copy(env, ledger, run_day, rows, columns=[*ed.BASE, name])
+        result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet", until=UNTIL))
+    finally:
+        ledger.close()
+    df = pl.read_parquet(tmp_path / "x.parquet")
+    assert df.columns == list(result.columns) == [*result.columns[:6], *ed.BASE, "report (from the file)"]
+    assert df["report"].unique().to_list() == [ed.REPORT]
+    assert df["report (from the file)"].null_count() == 0
+    assert result.to_json()["merged_columns"] == [{"column": "report (from the file)",
+                                                   "spellings": ["report", "Report "]}]
+
+
 def test_csv_header_cells_a_spreadsheet_would_run_are_shown_as_text(tmp_path, now):
     """Header cells come from the workbook like any cell: in a csv, one beginning with '='
     would be a live formula in the header line."""

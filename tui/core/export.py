@@ -54,7 +54,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -196,7 +196,7 @@ class MergedColumn:
     """Header spellings that differ only in case or spacing (``Loan Date``, ``loan date``,
     ``Loan Date `` with a trailing or non-breaking space), exported as one column."""
 
-    column: str  # its name in the table: the first tidy spelling
+    column: str  # its name in the table: the first tidy spelling (renamed if named like a fixed column)
     spellings: tuple[str, ...]  # every spelling merged into it, in order of first appearance
 
     def to_json(self) -> JSONObject:
@@ -208,7 +208,7 @@ class ColumnsKeptApart:
     """Header spellings that differ only in case or spacing but are separate columns of one
     file: two columns, so none of the spellings is merged with another."""
 
-    columns: tuple[str, ...]  # every spelling, in order of first appearance
+    columns: tuple[str, ...]  # their names in the table, in order of first appearance
     report: str  # the first file that holds several of them
     day: date  # its covered day
     file: str  # escaped
@@ -948,6 +948,9 @@ def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str,
     fixed = _renames({spelling.get(name, name) for name in raw})
     renames = {name: fixed.get(spelling.get(name, name), spelling.get(name, name)) for name in raw}
     renames = {name: final for name, final in renames.items() if final != name}
+    # Name them as the table does (a merged column named like a fixed one is renamed too).
+    merged = [replace(m, column=fixed.get(m.column, m.column)) for m in merged]
+    apart = [replace(k, columns=tuple(fixed.get(c, c) for c in k.columns)) for k in apart]
     drift: list[ColumnDrift] = []
     previous: dict[str, tuple[str, ...]] = {}
     for d in included:
