@@ -140,6 +140,67 @@ def test_a_column_named_like_a_leading_column_never_hides_another(tmp_path, now)
     assert values["report (from the file)"] == {"value of the other"}  # the file's own name stays
 
 
+def test_header_spellings_that_differ_only_in_case_or_spacing_are_one_column(tmp_path, now, capsys):
+    """03-02's workbook spells two headers differently ('user  group', 'Loan\\xa0Date ': case,
+    a doubled space, a non-breaking space, a trailing space): one column each, not two
+    half-empty ones, under the spelling of the first file, and the merge is listed. 'Title'
+    and 'TITLE' are two columns of 03-02 itself, so they are never merged (with each other or
+    with 03-01's 'Title'), and 'LoansNotInHouse' is another name, not another spelling."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    second = env.delivery(D(2026, 3, 2))
+    columns = ["Primary Identifier", "user  group", "Loan\xa0Date ", "Item Barcode", "Title", "TITLE",
+               "LoansNotInHouse"]
+    rows = [[*r[:5], f"shouted {i}", r[5]] for i, r in enumerate(second.rows)]
+    ledger = env.ledger()
+    try:
+        ed.replace_copy(env, ledger, D(2026, 3, 2), rows, columns=columns)
+        result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet", until=UNTIL))
+    finally:
+        ledger.close()
+    assert list(result.columns[6:]) == [*ed.BASE, "TITLE", "LoansNotInHouse"]
+    df = pl.read_parquet(tmp_path / "x.parquet")
+    assert df.columns == list(result.columns)
+    assert df["User Group"].null_count() == df["Loan Date"].null_count() == 0
+    day2 = df.filter(pl.col("run_day") == D(2026, 3, 2))
+    assert day2["User Group"].to_list() == [r[1] for r in second.rows]
+    assert day2["Loan Date"].to_list() == [r[2] for r in second.rows]
+    assert day2["TITLE"].to_list() == [f"shouted {i}" for i in range(len(rows))]
+    assert day2["Title"].to_list() == [r[4] for r in second.rows]
+    doc = result.to_json()
+    assert doc["merged_columns"] == [
+        {"column": "User Group", "spellings": ["User Group", "user  group"]},
+        {"column": "Loan Date", "spellings": ["Loan Date", "Loan\xa0Date "]},
+    ]
+    assert doc["columns_not_merged"] == [
+        {"columns": ["Title", "TITLE"], "report": ed.REPORT, "day": ed.covered(D(2026, 3, 2)).isoformat(),
+         "file": second.name, "files": 1}]
+    assert [(c["added"], c["missing"]) for c in doc["column_drift"]] == [
+        (["TITLE", "LoansNotInHouse"], ["Loans (Not In House)"])]
+    text = "\n".join(result.summary_lines())
+    assert "'User Group' (also 'user  group')" in text and "'Loan Date' (also 'Loan\\xa0Date ')" in text
+    assert "'Title' and 'TITLE'" in text
+
+
+def test_spellings_of_a_column_named_like_a_leading_column_are_merged_under_its_new_name(tmp_path, now):
+    """03-01 has a column 'report', 03-02 'Report ': one column, renamed as a column named like
+    the leading 'report' is, and the merge names the column the table holds."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    ledger = env.ledger()
+    try:
+        for run_day, name in ((D(2026, 3, 1), "report"), (D(2026, 3, 2), "Report ")):
+            rows = [[*r, f"{name.strip()} {i}"] for i, r in enumerate(env.delivery(run_day).rows)]
+            ed.replace_copy(env, ledger, run_day, rows, columns=[*ed.BASE, name])
+        result = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "x.parquet", until=UNTIL))
+    finally:
+        ledger.close()
+    df = pl.read_parquet(tmp_path / "x.parquet")
+    assert df.columns == list(result.columns) == [*result.columns[:6], *ed.BASE, "report (from the file)"]
+    assert df["report"].unique().to_list() == [ed.REPORT]
+    assert df["report (from the file)"].null_count() == 0
+    assert result.to_json()["merged_columns"] == [{"column": "report (from the file)",
+                                                   "spellings": ["report", "Report "]}]
+
+
 def test_csv_header_cells_a_spreadsheet_would_run_are_shown_as_text(tmp_path, now):
     """Header cells come from the workbook like any cell: in a csv, one beginning with '='
     would be a live formula in the header line."""
@@ -334,6 +395,40 @@ def test_a_numeric_identifier_is_the_same_text_and_pseudonym_whatever_else_its_c
     day1 = pseudo.filter(pl.col("run_day") == D(2026, 3, 1))["Primary Identifier"][0]
     day2 = pseudo.filter(pl.col("run_day") == D(2026, 3, 2))["Primary Identifier"][0]
     assert day1 == day2
+
+
+def test_a_whole_number_beyond_2_63_has_its_digits_whichever_way_its_column_was_read(tmp_path, now):
+    """A number cell of 10**19 (a double, exactly) in an identifier column: on 03-01 the column
+    also holds text, so it was read as text and the cell reads '10000000000000000000'; on 03-02
+    the column is all numbers, kept floating point, and the number was written as '1e19' (the
+    conversion to whole digits stopped at 2**63): one identifier, two texts, two pseudonyms.
+    A text cell of more digits than a double holds keeps every digit."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    big = 10**19  # beyond 2**63, and exactly a double: both writers write it without loss
+    huge = 1e40  # a double of 41 digits, beyond what 128-bit integers hold
+    long_text = "123456789012345678901234"  # a text cell: never a number, never rounded
+    first = [[v, *r[1:]] for v, r in zip([big, long_text, "abc", huge], env.delivery(D(2026, 3, 1)).rows)]
+    second = [[v, *r[1:]] for v, r in zip([big, huge, *range(1001, 1100)], env.delivery(D(2026, 3, 2)).rows)]
+    ledger = env.ledger()
+    try:
+        ed.replace_copy(env, ledger, D(2026, 3, 1), first, columns=ed.BASE)
+        ed.replace_copy(env, ledger, D(2026, 3, 2), second, columns=ed.BASE)
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "raw.parquet", until=UNTIL))
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "p.parquet", until=UNTIL,
+                                                        pseudonymize=True))
+    finally:
+        ledger.close()
+    raw = pl.read_parquet(tmp_path / "raw.parquet")
+    day1 = raw.filter(pl.col("run_day") == D(2026, 3, 1))["Primary Identifier"].to_list()
+    day2 = raw.filter(pl.col("run_day") == D(2026, 3, 2))["Primary Identifier"].to_list()
+    assert day1[:4] == [str(big), long_text, "abc", str(int(huge))]
+    assert day2[:3] == [str(big), str(int(huge)), "1001"]
+    pseudo = pl.read_parquet(tmp_path / "p.parquet")
+    p1 = pseudo.filter(pl.col("run_day") == D(2026, 3, 1))["Primary Identifier"][0]
+    p2 = pseudo.filter(pl.col("run_day") == D(2026, 3, 2))["Primary Identifier"][0]
+    assert p1 == p2
+    assert pseudo.filter(pl.col("run_day") == D(2026, 3, 1))["Primary Identifier"][3] == \
+        pseudo.filter(pl.col("run_day") == D(2026, 3, 2))["Primary Identifier"][1]
 
 
 def test_a_file_whose_identifier_header_was_renamed_is_named_under_pseudonymize(tmp_path, now, capsys):

@@ -349,8 +349,9 @@ _EMPTY_FIELDS: dict[str | None, dict[str, object]] = {
                "identifier_columns_not_found": [], "identifier_columns_absent": [], "key_file": None,
                "key_id": None, "key_created": False,
                "days": {"included": [], "empty": [], "closed": [], "missing": [], "excluded": []},
-               "days_by_report": {}, "superseded": [], "column_drift": [], "not_held": [], "few_rows": [],
-               "files_read": 0, "files_from_cache": 0, "seconds": 0.0, "export_id": None},
+               "days_by_report": {}, "superseded": [], "column_drift": [], "merged_columns": [],
+               "columns_not_merged": [], "not_held": [], "few_rows": [], "files_read": 0, "files_from_cache": 0,
+               "seconds": 0.0, "export_id": None},
     "notify": {"profile": None, "channels": []},
 }
 

@@ -54,7 +54,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -192,6 +192,34 @@ class ColumnDrift:
 
 
 @dataclass(frozen=True)
+class MergedColumn:
+    """Header spellings that differ only in case or spacing (``Loan Date``, ``loan date``,
+    ``Loan Date `` with a trailing or non-breaking space), exported as one column."""
+
+    column: str  # its name in the table: the first tidy spelling (renamed if named like a fixed column)
+    spellings: tuple[str, ...]  # every spelling merged into it, in order of first appearance
+
+    def to_json(self) -> JSONObject:
+        return {"column": self.column, "spellings": list(self.spellings)}
+
+
+@dataclass(frozen=True)
+class ColumnsKeptApart:
+    """Header spellings that differ only in case or spacing but are separate columns of one
+    file: two columns, so none of the spellings is merged with another."""
+
+    columns: tuple[str, ...]  # their names in the table, in order of first appearance
+    report: str  # the first file that holds several of them
+    day: date  # its covered day
+    file: str  # escaped
+    files: int  # how many included files hold several of them
+
+    def to_json(self) -> JSONObject:
+        return {"columns": list(self.columns), "report": self.report, "day": self.day.isoformat(),
+                "file": self.file, "files": self.files}
+
+
+@dataclass(frozen=True)
 class IdentifierGap:
     """An included file without an identifier column that other files of its report have: if
     its header was renamed, the identifiers sit in a column nothing marks as one."""
@@ -232,6 +260,8 @@ class ExportResult:
     #: Pseudonymized because they are named by position: nothing tells what they hold.
     unnamed_pseudonymized: tuple[str, ...] = ()
     identifier_gaps: list[IdentifierGap] = field(default_factory=list)
+    merged_columns: list[MergedColumn] = field(default_factory=list)
+    columns_kept_apart: list[ColumnsKeptApart] = field(default_factory=list)
 
     # -- coverage
     def of(self, category: str) -> list[Day]:
@@ -311,6 +341,8 @@ class ExportResult:
             "days_by_report": by_report,
             "superseded": self.superseded(),
             "column_drift": [c.to_json() for c in self.column_drift],
+            "merged_columns": [m.to_json() for m in self.merged_columns],
+            "columns_not_merged": [k.to_json() for k in self.columns_kept_apart],
             "not_held": [{"day": d.covered_day.isoformat(), "file": escape_name(n), "report": d.report,
                           "reason": MISSING_LOCALLY if n in d.gone_locally else NOT_DOWNLOADED}
                          for d in self.days for n in d.not_held],
@@ -400,6 +432,18 @@ class ExportResult:
                          + " (kept by name, nulls where absent)")
         if len(self.column_drift) > limit:
             lines.append(f"... and {len(self.column_drift) - limit} more column changes (see --json)")
+        for merged in self.merged_columns[:limit]:
+            others = ", ".join(repr(c) for c in merged.spellings if c != merged.column)
+            lines.append(f"Merged column {merged.column!r} (also {others}): its header's spelling "
+                         "differs only in case or spacing between files")
+        if len(self.merged_columns) > limit:
+            lines.append(f"... and {len(self.merged_columns) - limit} more merged columns (see --json)")
+        for apart in self.columns_kept_apart[:limit]:
+            names = [repr(c) for c in apart.columns]
+            more = f" and {apart.files - 1} more files" if apart.files > 1 else ""
+            lines.append(f"Not merged: {', '.join(names[:-1])} and {names[-1]} differ only in case or "
+                         f"spacing, but {escape_name(apart.file)} ({apart.day.isoformat()}){more} holds "
+                         "them as separate columns: kept as separate columns")
         if self.pseudonymized_columns is not None:
             cols = ", ".join(repr(c) for c in self.pseudonymized_columns) or "none found"
             lines.append(f"Pseudonymized: {cols} (key {self.key.key_id if self.key else '?'}: "
@@ -517,7 +561,7 @@ def run_export(
         raise ExportError(str(exc)) from None
     included = [d for d in days if d.category == INCLUDED]
 
-    columns, drift, targets, renames = _union(included)
+    columns, drift, targets, renames, merged, apart = _union(included)
     idents, missing_idents, gaps = _identifiers(profile, reports, included, renames)
     # A column named by position has no header to tell what it holds (the identifier column
     # of a day whose header cell was blank, say): under a key it is pseudonymized too, so no
@@ -536,7 +580,7 @@ def run_export(
         identifier_columns=tuple(c for c in columns if c in idents),
         missing_identifier_columns=tuple(missing_idents), column_drift=drift, key=key,
         read=cache.built - read_before, cached=cache.hits, seconds=0.0, before_history=before,
-        unnamed_pseudonymized=unnamed, identifier_gaps=gaps,
+        unnamed_pseudonymized=unnamed, identifier_gaps=gaps, merged_columns=merged, columns_kept_apart=apart,
     )
     result.export_id = _record(ledger, result)
     keep = {c.sha256 for d in days for c in d.copies}
@@ -891,12 +935,22 @@ def _categorize(days: list[Day], stale: set[str]) -> list[Day]:
     return again
 
 
-def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str, pl.DataType], dict[str, str]]:
+def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str, pl.DataType], dict[str, str],
+                                          list[MergedColumn], list[ColumnsKeptApart]]:
     """The reports' columns in order of first appearance, the drift between consecutive days
-    of a report, a common type per column, and renames of columns named like fixed ones."""
+    of a report, a common type per column, each file column's name in the table where it is
+    not its own (a spelling merged into another, a name like a fixed column's), and the
+    spellings merged and kept apart."""
     order: list[str] = []
     kinds: dict[str, set[pl.DataType]] = {}
-    renames = _renames({name for d in included if d.table is not None for name in d.table.columns})
+    spelling, merged, apart = _merge_spellings(included)
+    raw = {name for d in included if d.table is not None for name in d.table.columns}
+    fixed = _renames({spelling.get(name, name) for name in raw})
+    renames = {name: fixed.get(spelling.get(name, name), spelling.get(name, name)) for name in raw}
+    renames = {name: final for name, final in renames.items() if final != name}
+    # Name them as the table does (a merged column named like a fixed one is renamed too).
+    merged = [replace(m, column=fixed.get(m.column, m.column)) for m in merged]
+    apart = [replace(k, columns=tuple(fixed.get(c, c) for c in k.columns)) for k in apart]
     drift: list[ColumnDrift] = []
     previous: dict[str, tuple[str, ...]] = {}
     for d in included:
@@ -918,7 +972,52 @@ def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str,
                                      missing=tuple(c for c in prev if c not in here)))
         previous[d.report] = here
     targets = {name: _common_type(kinds[name]) for name in order}
-    return order, drift, targets, renames
+    return order, drift, targets, renames, merged, apart
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def _merge_spellings(included: list[Day]) -> tuple[dict[str, str], list[MergedColumn], list[ColumnsKeptApart]]:
+    """Header spellings that are one column: the same name once whitespace is trimmed and
+    collapsed (a non-breaking space is whitespace) and case is folded, as verification compares
+    names with ``expected_columns``. Each spelling maps to the group's first tidy spelling (no
+    space around it, single ordinary spaces inside; else the first spelling), in the order the
+    columns first appear. A group of which one file holds two spellings is never merged: they
+    are two columns there. Names given by position (``column N``) are never merged."""
+    groups: dict[str, list[str]] = {}  # folded name -> spellings, in order of first appearance
+    kept_apart: dict[str, tuple[Day, int]] = {}  # folded name -> first file holding several, how many
+    for d in included:
+        assert d.table is not None
+        here: dict[str, int] = {}
+        for name in d.table.columns:
+            if positional(name):
+                continue
+            key = normalize_column(name)
+            spellings = groups.setdefault(key, [])
+            if name not in spellings:
+                spellings.append(name)
+            here[key] = here.get(key, 0) + 1
+        for key, count in here.items():
+            if count > 1:
+                first, files = kept_apart.get(key, (d, 0))
+                kept_apart[key] = (first, files + 1)
+    mapping: dict[str, str] = {}
+    merged: list[MergedColumn] = []
+    apart: list[ColumnsKeptApart] = []
+    for key, spellings in groups.items():
+        if len(spellings) < 2:
+            continue
+        if key in kept_apart:
+            d, files = kept_apart[key]
+            assert d.winner is not None
+            apart.append(ColumnsKeptApart(tuple(spellings), d.report, d.covered_day, escape_name(d.winner.file),
+                                          files))
+            continue
+        shown = next((n for n in spellings if _SPACES.sub(" ", n).strip() == n), spellings[0])
+        mapping.update({n: shown for n in spellings if n != shown})
+        merged.append(MergedColumn(shown, tuple(spellings)))
+    return mapping, merged, apart
 
 
 def _renames(names: set[str]) -> dict[str, str]:
@@ -1173,9 +1272,27 @@ def _number_text(x: pl.Expr) -> pl.Expr:
     '2.0'; '9123456789012346', not '9.123456789012346e15'), so one identifier reads (and is
     pseudonymized) the same whether its day's column was read as numbers or as text. A
     column stays floating point when any of its numbers has a fraction or lies beyond 2**53;
-    its whole numbers must not change their text for that."""
-    whole = x.is_finite() & (x == x.floor()) & (x.abs() < 2.0**63)
-    return pl.when(whole).then(x.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(x.cast(pl.String))
+    its whole numbers must not change their text for that. A whole number is written as the
+    exact digits of its double (what the reader gives a number cell in a column read as text),
+    also beyond 2**63 ('10000000000000000000', not '1e+19'): through 128-bit integers, which
+    hold every whole double below 2**127 (beyond, a double is an integer of up to 309 digits:
+    Python's int gives them, for the rare cell that holds one)."""
+    finite = x.is_finite()
+    whole = finite & (x == x.floor()) & (x.abs() < 2.0**127)
+    huge = finite & (x.abs() >= 2.0**127)
+    return (pl.when(whole).then(x.cast(pl.Int128, strict=False).cast(pl.String))
+            .when(huge).then(x.map_batches(_huge_digits, return_dtype=pl.String, is_elementwise=True))
+            .otherwise(x.cast(pl.String)))
+
+
+def _huge_digits(values: pl.Series) -> pl.Series:
+    """The exact digits of each finite number of 2**127 and more (every such double is whole);
+    null for the others. Python runs only when a batch holds such a number."""
+    huge = (values.is_finite() & (values.abs() >= 2.0**127)).fill_null(False)
+    if not huge.any():
+        return pl.Series(values.name, [None] * len(values), dtype=pl.String)
+    return pl.Series(values.name, [str(int(v)) if h else None for v, h in zip(values.to_list(), huge.to_list(),
+                                                                               strict=True)], dtype=pl.String)
 
 
 def _pseudonymizer(key: PseudonymKey) -> Callable[[pl.Series], pl.Series]:
