@@ -20,12 +20,7 @@ column whose header contains "identifier", "user id", "patron id" or "email"
 The export also pseudonymizes every column it named by position (``column N``: no usable
 header name), since nothing tells what such a column holds.
 
-A value is hashed as its text with surrounding whitespace removed, in lower case; empty cells
-stay empty. Lower case: Alma matches primary identifiers, additional identifiers and e-mail
-addresses without regard to case (and treats additional identifiers as lower case), so "AB12"
-and "ab12" are one patron and get one pseudonym. An identifier already in lower case (or with
-no letters) is hashed exactly as before this rule, so its pseudonym did not change; one with
-capitals got the pseudonym of its lower-case spelling (docs/EXPORT.md).
+A value is hashed as its text with surrounding whitespace removed; empty cells stay empty.
 """
 
 from __future__ import annotations
@@ -74,10 +69,8 @@ class PseudonymKey:
 
 
 def pseudonym(secret: bytes, value: str) -> str:
-    """The pseudonym of one identifier (whitespace around it and case ignored: the HMAC of its
-    lower-case text, so an identifier already in lower case keeps the pseudonym it always had)."""
-    text = value.strip().lower()
-    return hmac.digest(secret, text.encode("utf-8", "surrogatepass"), "sha256").hex()[:PSEUDONYM_CHARS]
+    """The pseudonym of one identifier (whitespace around it ignored)."""
+    return hmac.digest(secret, value.strip().encode("utf-8", "surrogatepass"), "sha256").hex()[:PSEUDONYM_CHARS]
 
 
 def default_key_path(profile: str) -> Path:
