@@ -196,6 +196,40 @@ def all_unit_name(config: Path) -> str:
 
 
 
+def _config_file(config_path: str | os.PathLike[str] | None) -> Path:
+    """The config file's absolute path (``None``: the default one), as the names and the
+    crontab marker hold it."""
+    config = Path(config_path).expanduser() if config_path else default_config_path()
+    return config.absolute()
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What removing a timer or crontab line needs: its unit name and its config's path. No
+    profile's settings: a profile deleted from the config since (a library that left), or
+    whose table holds an error, still has its timer removed."""
+
+    name: str
+    config: Path  # absolute
+    what: str
+
+    @property
+    def tag(self) -> str:
+        return _tag(self.name, self.config)
+
+
+def installed(config_path: str | os.PathLike[str] | None, profile: str | None) -> Installed:
+    """The timer and line ``schedule --install`` put in place for ``profile`` of the config at
+    ``config_path`` (``None``: for ``--all-profiles``), found by name whether or not the config
+    still holds that profile, or exists."""
+    if config_path is not None and not str(config_path).strip():
+        raise ScheduleError("the config file name is empty; name a config file (--config FILE)")
+    config = _config_file(config_path)
+    if profile is None:
+        return Installed(all_unit_name(config), config, "every profile of the config")
+    return Installed(unit_name(profile, config), config, f"profile '{escape_name(profile)}'")
+
+
 def _latest_due(profile: Profile) -> tuple[timedelta, str]:
     """The largest at + grace (from midnight) over the profile's reports, and whose it is.
     The names are escaped: a report's name may come from a server's file name, and the words
@@ -248,8 +282,7 @@ def _refuse_unrunnable(arg: str) -> None:
 
 
 def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) -> SchedulePlan:
-    config = Path(config_path).expanduser() if config_path else default_config_path()
-    config = config.absolute()
+    config = _config_file(config_path)
     _refuse_unrunnable(str(config))
     due, reason = _latest_due(profile)
     total = due + MARGIN
@@ -278,8 +311,7 @@ def plan_all(profiles: Sequence[Profile], config_path: str | os.PathLike[str] | 
     wrapping at midnight, so a profile due after midnight still counts as the latest."""
     if not profiles:
         raise ScheduleError("the config has no profile")
-    config = Path(config_path).expanduser() if config_path else default_config_path()
-    config = config.absolute()
+    config = _config_file(config_path)
     _refuse_unrunnable(str(config))
     zones = Counter(_tz_name(p.timezone) for p in profiles)
     top = max(zones.values())
@@ -539,11 +571,11 @@ def _said(result: subprocess.CompletedProcess[str]) -> str:
     return " ".join((result.stderr or result.stdout or "").split())[:200] or f"exit {result.returncode}"
 
 
-def _unit_files(plan: SchedulePlan, folder: Path) -> list[Path]:
-    """This plan's unit files; raises ``ScheduleError`` when one of them exists but was not
-    written by ``schedule`` (a unit of the same name the user wrote by hand): it is never
-    replaced or removed."""
-    files = [folder / n for n in systemd_units(plan)]
+def _unit_files(name: str, folder: Path) -> list[Path]:
+    """The unit files named ``name`` (a plan's, as :func:`systemd_units` names them); raises
+    ``ScheduleError`` when one of them exists but was not written by ``schedule`` (a unit of
+    the same name the user wrote by hand): it is never replaced or removed."""
+    files = [folder / f"{name}{suffix}" for suffix in (".service", ".timer")]
     for f in files:
         if (f.exists() or f.is_symlink()) and not _written_by_us(f):
             raise ScheduleError(f"{f} exists and was not written by report-keeper: it is left as it is; "
@@ -658,7 +690,7 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run, *,
     members = dict(replaces or {})
     systemd = _systemd(runner)
     folder = unit_dir(systemd.stdout if systemd.returncode == 0 else None)
-    files = _unit_files(plan, folder)
+    files = _unit_files(plan.name, folder)
     if blocked_by is not None:
         _refuse_beside(plan, blocked_by, folder, runner)
     timers = {name: found for name in members if (found := _ours(folder, name))}
@@ -760,12 +792,13 @@ def _of(profile: str | None) -> str:
     return "" if profile is None else f"of profile '{escape_name(profile)}' "
 
 
-def uninstall(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
-    """Remove the timer and the crontab line of this profile wherever they are."""
+def uninstall(plan: SchedulePlan | Installed, runner: Runner = subprocess.run) -> list[str]:
+    """Remove the timer and the crontab line of this profile (or of ``--all-profiles``)
+    wherever they are; only their names are needed (:func:`installed`)."""
     done: list[str] = []
     systemd = _systemd(runner)
     folder = unit_dir(systemd.stdout if systemd.returncode == 0 else None)
-    files = _unit_files(plan, folder)
+    files = _unit_files(plan.name, folder)
     if any(f.exists() for f in files):
         if systemd.returncode != 0:
             # Deleting the files would not stop a timer a running (lingering) manager has
