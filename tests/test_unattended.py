@@ -713,3 +713,15 @@ def test_the_crontab_line_of_a_deleted_profile_or_config_can_still_be_removed(tm
             capsys.readouterr().err
         assert "removed the crontab line" in capsys.readouterr().out
     assert tab.read_text() == "0 3 * * * /usr/bin/backup\n"
+
+
+@pytest.mark.parametrize("systemd", [True, False])
+def test_one_install_reads_the_crontab_once(tmp_path, monkeypatch, capsys, systemd):
+    """The look for the --all-profiles line beside a profile's own and the install each ran
+    'crontab -l'."""
+    cfg = _config(tmp_path)
+    log, tab = _tools(tmp_path, monkeypatch, systemd=systemd)
+    tab.write_text("0 3 * * * /usr/bin/backup\n")
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0, \
+        capsys.readouterr().err
+    assert _calls(log, "crontab -l") == ["crontab -l"]

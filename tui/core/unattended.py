@@ -602,20 +602,17 @@ def _profiles_words(names: Sequence[str]) -> str:
     return ", ".join(f"'{escape_name(n)}'" for n in names)
 
 
-def _refuse_beside(plan: SchedulePlan, all_name: str, folder: Path, runner: Runner) -> None:
+def _refuse_beside(plan: SchedulePlan, all_name: str, folder: Path, current: list[str] | None) -> None:
     """A profile's own timer or line is refused while the ``--all-profiles`` one of its
     config is installed: that one runs the profile already, and both would run it twice a
-    night (two syncs of one folder at the same time)."""
+    night (two syncs of one folder at the same time). ``current``: the crontab's lines (None:
+    it cannot be read)."""
     todo = ("keep that one, or run 'report-keeper schedule --uninstall --all-profiles' with this config "
             "first")
     if _ours(folder, all_name):
         raise ScheduleError(f"the --all-profiles timer {all_name}.timer of this config already runs "
                             f"profile '{escape_name(plan.profile)}' every night; a timer of its own "
                             f"would run it twice: {todo}")
-    try:
-        current = _crontab(runner)
-    except ScheduleError:
-        current = None
     if any(line.endswith(_tag(all_name, plan.config)) for line in current or []):
         raise ScheduleError(f"the --all-profiles crontab line of this config already runs profile "
                             f"'{escape_name(plan.profile)}' every night; a line or timer of its own "
@@ -685,73 +682,53 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run, *,
     ``replaces`` (unit name -> profile; for ``--all-profiles``): the profiles' own timers and
     crontab lines of the same config, removed once this one is in place (it runs them).
     ``blocked_by`` (a profile's plan): the ``--all-profiles`` unit name of its config; while
-    that is installed, this plan is refused (:func:`_refuse_beside`)."""
+    that is installed, this plan is refused (:func:`_refuse_beside`).
+
+    The crontab is read once, under the lock that keeps two changes of it apart, held until
+    it is written back."""
     done: list[str] = []
     members = dict(replaces or {})
     systemd = _systemd(runner)
     folder = unit_dir(systemd.stdout if systemd.returncode == 0 else None)
     files = _unit_files(plan.name, folder)
-    if blocked_by is not None:
-        _refuse_beside(plan, blocked_by, folder, runner)
-    timers = {name: found for name in members if (found := _ours(folder, name))}
-    member_tags = {_tag(name, plan.config): profile for name, profile in members.items()}
-    if systemd.returncode == 0:
-        changed = False
-        for name, text in systemd_units(plan).items():
-            if _write_if_changed(folder / name, text):
-                changed = True
-                done.append(f"wrote {folder / name}")
-        if changed:
-            _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
-        _check(_run(runner, ["systemctl", "--user", "enable", "--now", f"{plan.name}.timer"]),
-               f"systemctl --user enable --now {plan.name}.timer")
-        done.append(f"enabled {plan.name}.timer (systemd user timer)")
-        # The profiles' own timers would run them a second time: this one runs them now.
-        for name, found in timers.items():
-            disabled = _run(runner, ["systemctl", "--user", "disable", "--now", f"{name}.timer"])
-            if disabled.returncode != 0:  # kept: its files say it is still there, as it is
-                raise ScheduleError(
-                    f"{plan.name}.timer is enabled, but the own timer of profile "
-                    f"'{escape_name(members[name])}' could not be disabled ({_said(disabled)}), so that "
-                    f"profile would run twice a night: run 'systemctl --user disable --now {name}.timer', "
-                    "then this command again")
-            for f in found:
-                f.unlink(missing_ok=True)
-            done.append(f"removed {name}.timer, the own timer of profile '{escape_name(members[name])}' "
-                        f"({plan.name}.timer runs it now)")
-        if timers:
-            _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
-        # A line an earlier install added where systemd was not reachable would run the
-        # same sync at the same time every night: the timer replaces it.
-        # (Where the crontab cannot be read, cron.deny, there is no line to remove.)
-        with _crontab_lock():
-            try:
-                current = _crontab(runner)
-            except ScheduleError:
-                current = None
+    with _crontab_lock():
+        unreadable: ScheduleError | None = None
+        try:
+            current = _crontab(runner)
+        except ScheduleError as exc:  # cron.deny: the timer needs no crontab
+            current, unreadable = None, exc
+        if blocked_by is not None:
+            _refuse_beside(plan, blocked_by, folder, current)
+        timers = {name: found for name in members if (found := _ours(folder, name))}
+        member_tags = {_tag(name, plan.config): profile for name, profile in members.items()}
+        if systemd.returncode == 0:
+            done += _install_timer(plan, runner, folder, members, timers)
+            # A line an earlier install added where systemd was not reachable would run the
+            # same sync at the same time every night: the timer replaces it.
+            # (Where the crontab cannot be read, cron.deny, there is no line to remove.)
             kept, removed = _without(current or [], plan.tag, member_tags)
             if current is not None and kept != current:
                 _set_crontab(runner, kept)
                 done.extend(f"removed the crontab line {_of(r)}(the systemd timer replaces it)" for r in removed)
-        return done
-    if any(f.exists() for f in files):
-        raise ScheduleError(
-            f"the systemd timer {plan.name}.timer is installed in {folder}, but systemctl --user "
-            f"cannot reach your user service manager here ({_said(systemd)}); a crontab line would run "
-            "every night beside it: run this in a login session instead, or 'report-keeper "
-            "schedule --uninstall' there first")
-    if timers:
-        raise ScheduleError(
-            f"profile {_profiles_words([members[n] for n in timers])} of this config has its own systemd "
-            f"timer in {folder}, but systemctl --user cannot reach your user service manager here "
-            f"({_said(systemd)}) to remove it; a crontab line would run it a second time every night: "
-            "run this in a login session instead")
-    line = crontab_line(plan)
-    too_long = cron_too_long(line)
-    if too_long:
-        raise ScheduleError(too_long)
-    with _crontab_lock():
-        current = _crontab(runner)
+            return done
+        if any(f.exists() for f in files):
+            raise ScheduleError(
+                f"the systemd timer {plan.name}.timer is installed in {folder}, but systemctl --user "
+                f"cannot reach your user service manager here ({_said(systemd)}); a crontab line would run "
+                "every night beside it: run this in a login session instead, or 'report-keeper "
+                "schedule --uninstall' there first")
+        if timers:
+            raise ScheduleError(
+                f"profile {_profiles_words([members[n] for n in timers])} of this config has its own systemd "
+                f"timer in {folder}, but systemctl --user cannot reach your user service manager here "
+                f"({_said(systemd)}) to remove it; a crontab line would run it a second time every night: "
+                "run this in a login session instead")
+        line = crontab_line(plan)
+        too_long = cron_too_long(line)
+        if too_long:
+            raise ScheduleError(too_long)
+        if unreadable is not None:
+            raise unreadable
         if current is None:
             raise ScheduleError("neither systemd user units (systemctl --user) nor crontab are available "
                                 "here; run the printed commands from your own scheduler")
@@ -768,6 +745,39 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run, *,
             done.append("installed the crontab line")
         else:
             done.append("the crontab line was already installed")
+    return done
+
+
+def _install_timer(plan: SchedulePlan, runner: Runner, folder: Path, members: Mapping[str, str],
+                   timers: Mapping[str, list[Path]]) -> list[str]:
+    """Write and enable the plan's units; then disable and remove the ``timers`` of the
+    profiles it runs (``members``: unit name -> profile)."""
+    done: list[str] = []
+    changed = False
+    for name, text in systemd_units(plan).items():
+        if _write_if_changed(folder / name, text):
+            changed = True
+            done.append(f"wrote {folder / name}")
+    if changed:
+        _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
+    _check(_run(runner, ["systemctl", "--user", "enable", "--now", f"{plan.name}.timer"]),
+           f"systemctl --user enable --now {plan.name}.timer")
+    done.append(f"enabled {plan.name}.timer (systemd user timer)")
+    # The profiles' own timers would run them a second time: this one runs them now.
+    for name, found in timers.items():
+        disabled = _run(runner, ["systemctl", "--user", "disable", "--now", f"{name}.timer"])
+        if disabled.returncode != 0:  # kept: its files say it is still there, as it is
+            raise ScheduleError(
+                f"{plan.name}.timer is enabled, but the own timer of profile "
+                f"'{escape_name(members[name])}' could not be disabled ({_said(disabled)}), so that "
+                f"profile would run twice a night: run 'systemctl --user disable --now {name}.timer', "
+                "then this command again")
+        for f in found:
+            f.unlink(missing_ok=True)
+        done.append(f"removed {name}.timer, the own timer of profile '{escape_name(members[name])}' "
+                    f"({plan.name}.timer runs it now)")
+    if timers:
+        _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
     return done
 
 
