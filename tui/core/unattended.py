@@ -30,7 +30,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -285,19 +285,8 @@ def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) 
     config = _config_file(config_path)
     _refuse_unrunnable(str(config))
     due, reason = _latest_due(profile)
-    total = due + MARGIN
-    minutes = -(-int(total.total_seconds()) // 300) * 5  # up to five minutes
-    minutes %= 24 * 60
-    at = time(minutes // 60, minutes % 60)
-    plan = SchedulePlan(
-        profile=profile.name, config=config, name=unit_name(profile.name, config), at=at,
-        tz=profile.timezone, command=(command := program()), env_file=config.parent / SECRETS_FILE,
-        reason=f"{reason} + {int(MARGIN.total_seconds() // 60)} min",
-        environment=_environment(command),
-    )
-    for arg in (*plan.argv("sync"), str(plan.env_file), *(v for _k, v in plan.environment)):
-        _refuse_unrunnable(arg)
-    return plan
+    return _plan(profile=profile.name, config=config, name=unit_name(profile.name, config),
+                 when=due + MARGIN, tz=profile.timezone, reason=reason)
 
 
 def plan_all(profiles: Sequence[Profile], config_path: str | os.PathLike[str] | None) -> SchedulePlan:
@@ -326,14 +315,22 @@ def plan_all(profiles: Sequence[Profile], config_path: str | os.PathLike[str] | 
         if latest is None or when > latest[0]:
             latest = (when, words)
     assert latest is not None
-    minutes = -(-int(latest[0].total_seconds()) // 300) * 5  # up to five minutes
+    return _plan(profile="", config=config, name=all_unit_name(config), when=latest[0], tz=tz,
+                 reason=f"the latest of {len(profiles)} profiles, {latest[1]}", all_profiles=True)
+
+
+def _plan(*, profile: str, config: Path, name: str, when: timedelta, tz: tzinfo, reason: str,
+          all_profiles: bool = False) -> SchedulePlan:
+    """The plan running at ``when`` after midnight (``MARGIN`` included) rounded up to five
+    minutes, with this copy's program and environment; raises ``ScheduleError`` when a path
+    of it cannot be written into a unit or a crontab line."""
+    minutes = -(-int(when.total_seconds()) // 300) * 5  # up to five minutes
     minutes %= 24 * 60
     plan = SchedulePlan(
-        profile="", config=config, name=all_unit_name(config), at=time(minutes // 60, minutes % 60),
-        tz=tz, command=(command := program()), env_file=config.parent / SECRETS_FILE,
-        reason=f"the latest of {len(profiles)} profiles, {latest[1]} + {int(MARGIN.total_seconds() // 60)} min",
-        environment=_environment(command),
-        all_profiles=True,
+        profile=profile, config=config, name=name, at=time(minutes // 60, minutes % 60), tz=tz,
+        command=(command := program()), env_file=config.parent / SECRETS_FILE,
+        reason=f"{reason} + {int(MARGIN.total_seconds() // 60)} min",
+        environment=_environment(command), all_profiles=all_profiles,
     )
     for arg in (*plan.argv("sync"), str(plan.env_file), *(v for _k, v in plan.environment)):
         _refuse_unrunnable(arg)
@@ -447,14 +444,9 @@ def cron_time(plan: SchedulePlan, system_tz: tzinfo | None = None) -> time:
     The line takes the largest difference of the coming year: never before the planned time,
     on some days that much later."""
     machine = system_tz or system_timezone(honour_tz=False)  # cron's clock, not this shell's TZ
-    today = clock.now(plan.tz).date()
-    gaps = []
-    for n in range(366):
-        run = datetime.combine(today + timedelta(days=n), plan.at, tzinfo=plan.tz)
-        mine, theirs = run.astimezone(machine).utcoffset(), run.utcoffset()
-        if mine is not None and theirs is not None:
-            gaps.append(mine - theirs)
-    return (datetime.combine(today, plan.at) + max(gaps, default=timedelta())).time()
+    at = timedelta(hours=plan.at.hour, minutes=plan.at.minute, seconds=plan.at.second)
+    # A time of day plus the shift, on any day far from the calendar's ends.
+    return (datetime.combine(date(2000, 1, 15), plan.at) + _largest_shift(plan.tz, machine, at)).time()
 
 
 def _cron_escape(text: str) -> str:
