@@ -376,3 +376,57 @@ def test_a_bug_planning_one_channel_does_not_keep_the_alert_from_the_other(tmp_p
     monkeypatch.setattr(al, "sound_rows", real)  # fixed: the e-mail is sent on the next run
     doc = _check(monkeypatch, profile, datetime(2026, 11, 24, 11, tzinfo=TZ), WORKS, days)
     assert _sent(doc) == [("email", "alert", [CIRC])] and len(http.posts("/hook")) == 1
+
+
+def test_a_memory_that_cannot_be_read_fails_each_channel_and_sends_nothing(tmp_path, monkeypatch, servers):
+    """The one read of the memory fails (its table is gone from a damaged ledger): each
+    channel says so, nothing is sent (it would be sent again on every run)."""
+    smtp, http = servers
+    profile = _profile(tmp_path, _notify(smtp, [CIRC, DESK], http))
+    days = {A: _daily(date(2026, 11, 13), date(2026, 11, 22)), B: _daily(date(2026, 11, 13), date(2026, 11, 25))}
+    _check(monkeypatch, profile, datetime(2026, 11, 24, 9, tzinfo=TZ), WORKS, days)  # the ledger exists
+    with sqlite3.connect(profile.ledger_path) as db:
+        db.execute("DROP TABLE alerts")
+    db.close()
+    told = len(smtp.messages), len(http.posts("/hook"))
+    doc = _check(monkeypatch, profile, datetime(2026, 11, 24, 10, tzinfo=TZ), WORKS, days)
+    assert doc["sent"] == []
+    assert [(f["channel"], f["error"]) for f in doc["failed"]] == [
+        ("email", "the ledger could not be read (OperationalError)"),
+        ("webhook", "the ledger could not be read (OperationalError)")]
+    assert (len(smtp.messages), len(http.posts("/hook"))) == told
+
+
+def test_which_memories_are_marked_and_which_forgotten():
+    """The rule on its own: a channel configured here is marked once its latest mark is a day
+    old; one not configured here is forgotten only after a week without any mark; a mark
+    after now (the clock was ahead) is marked again as now, a damaged one counts as long ago;
+    a channel of a newer release is left alone."""
+    from tui.core import alerts as al
+
+    now = datetime(2026, 12, 2, 10, tzinfo=UTC)
+
+    def rows(*marks: object) -> list:
+        return [{"id": i, "updated_at": m} for i, m in enumerate(marks)]
+
+    def ago(**kw) -> str:
+        return (now - timedelta(**kw)).isoformat()
+
+    memory = {
+        "email:fresh@x": rows(ago(hours=23)),
+        "email:stale@x": rows(ago(days=3), ago(hours=25)),
+        "email:ahead@x": rows(ago(days=-400)),
+        "email:damaged-here@x": rows("yesterday"),
+        "email:gone-6d@x": rows(ago(days=9), ago(days=6)),
+        "email:gone-7d@x": rows(ago(days=7)),
+        "email:gone-8d@x": rows(ago(days=8)),
+        "email:gone-damaged@x": rows(b"\xff", None),
+        "email:gone-ahead@x": rows(ago(days=-30)),
+        "webhook": rows(ago(days=30)),
+        "email": rows(ago(days=1)),
+        "pager": rows(ago(days=300)),
+    }
+    mark, forget = al.upkeep(memory, ["email:fresh@x", "email:stale@x", "email:ahead@x",
+                                      "email:damaged-here@x", "email:new@x"], now)
+    assert sorted(mark) == ["email:ahead@x", "email:damaged-here@x", "email:gone-ahead@x", "email:stale@x"]
+    assert sorted(forget) == ["email:gone-8d@x", "email:gone-damaged@x", "webhook"]
