@@ -70,8 +70,8 @@ def _sent(doc: dispatch.NotifyDocument) -> list[tuple[str, str, list[str] | None
 def test_a_recipient_re_added_is_a_new_recipient_told_what_is_open_once(tmp_path, monkeypatch, servers):
     smtp, _ = servers
     first = date(2026, 11, 23)
-    days = {A: _daily(first - timedelta(days=10), first + timedelta(days=10)),
-            B: _daily(first - timedelta(days=10), first + timedelta(days=10))}
+    days = {A: _daily(first - timedelta(days=10), first + timedelta(days=20)),
+            B: _daily(first - timedelta(days=10), first + timedelta(days=20))}
     both = _profile(tmp_path, _notify(smtp, [CIRC, DESK]))
     circ_only = _profile(tmp_path, _notify(smtp, [CIRC]))
 
@@ -81,42 +81,50 @@ def test_a_recipient_re_added_is_a_new_recipient_told_what_is_open_once(tmp_path
     def subjects(since: int) -> list[tuple[list[str], str]]:
         return [(m.rcpt_tos, m.subject) for m in smtp.messages[since:]]
 
-    doc = _check(monkeypatch, both, at(0), FAILED, days)  # Mon: both hear it fails
+    def desk_rows() -> int:
+        with Ledger.open(both.ledger_path, profile=both.name) as ledger:
+            return len(ledger.alert_rows(dispatch.email_memory(DESK)))
+
+    doc = _check(monkeypatch, both, at(0), FAILED, days)  # Mon 23 Nov: both hear it fails
     assert _sent(doc) == [("email", "alert", [CIRC, DESK])]
-    doc = _check(monkeypatch, circ_only, at(1), WORKS, days)  # Tue: the desk is taken off the list
+    doc = _check(monkeypatch, circ_only, at(1), WORKS, days)  # the desk is taken off the list
     assert _sent(doc) == [] and doc["failed"] == []
-    with Ledger.open(both.ledger_path, profile=both.name) as ledger:
-        assert ledger.alert_rows(dispatch.email_memory(DESK)) == []  # forgotten with the address
-        assert len(ledger.alert_rows(dispatch.email_memory(CIRC))) == 1
-    doc = _check(monkeypatch, circ_only, at(2), WORKS, days)  # Wed: works for a day: ended
+    assert desk_rows() == 1  # kept a while: a run of an older config may just not know it yet
+    doc = _check(monkeypatch, circ_only, at(2), WORKS, days)  # works for a day: ended
     assert _sent(doc) == [("email", "resolved", [CIRC])]
-    doc = _check(monkeypatch, circ_only, at(3), FAILED, days)  # Thu: it fails again
+    for day in range(3, 8):  # a week without the desk
+        assert _sent(_check(monkeypatch, circ_only, at(day), WORKS, days)) == []
+    assert desk_rows() == 1
+    _check(monkeypatch, circ_only, at(8), WORKS, days)  # more than a week: forgotten
+    assert desk_rows() == 0
+    assert _sent(_check(monkeypatch, circ_only, at(9), WORKS, days)) == []
+    doc = _check(monkeypatch, circ_only, at(10), FAILED, days)  # Thu 3 Dec: it fails again
     assert _sent(doc) == [("email", "alert", [CIRC])]
     told = len(smtp.messages)
-    # Fri: the desk is back on the list. Its old row said "told: connection failing", which
-    # matched the new failure: it heard nothing of a failure it was never told about.
-    doc = _check(monkeypatch, both, at(4), FAILED, days)
+    # Fri 4 Dec: the desk is back on the list. Its old row said "told: connection failing",
+    # which matched the new failure: it heard nothing of a failure it was never told about.
+    doc = _check(monkeypatch, both, at(11), FAILED, days)
     assert _sent(doc) == [("email", "alert", [DESK])]
     [(to, subject)] = subjects(told)
     assert to == [DESK] and "CRITICAL: connection failed" in subject
-    # Sat: still failing; everybody was told, nobody hears it again
-    doc = _check(monkeypatch, both, at(5), FAILED, days)
+    # still failing; everybody was told, nobody hears it again
+    doc = _check(monkeypatch, both, at(12), FAILED, days)
     assert _sent(doc) == [] and subjects(told + 1) == []
     # and it ends for both, once; each is told the span it was told of (from Thu, from Fri)
-    _check(monkeypatch, both, at(6), WORKS, days)
-    doc = _check(monkeypatch, both, at(7), WORKS, days)
+    _check(monkeypatch, both, at(13), WORKS, days)
+    doc = _check(monkeypatch, both, at(14), WORKS, days)
     assert _sent(doc) == [("email", "resolved", [CIRC]), ("email", "resolved", [DESK])]
     bodies = {m.rcpt_tos[0]: m.body for m in smtp.messages[-2:]}
-    assert "failed from Thu 26 Nov 10:00 until Sun 29 Nov 10:00 (3 days)" in bodies[CIRC]
-    assert "failed from Fri 27 Nov 10:00 until Sun 29 Nov 10:00 (2 days)" in bodies[DESK]
-    assert _sent(_check(monkeypatch, both, at(8), WORKS, days)) == []
+    assert "failed from Thu 3 Dec 10:00 until Sun 6 Dec 10:00 (3 days)" in bodies[CIRC]
+    assert "failed from Fri 4 Dec 10:00 until Sun 6 Dec 10:00 (2 days)" in bodies[DESK]
+    assert _sent(_check(monkeypatch, both, at(15), WORKS, days)) == []
 
 
 def test_a_webhook_removed_and_configured_again_is_told_what_is_open(tmp_path, monkeypatch, servers):
     smtp, http = servers
     first = date(2026, 11, 23)
-    days = {A: _daily(first - timedelta(days=10), first + timedelta(days=10)),
-            B: _daily(first - timedelta(days=10), first + timedelta(days=10))}
+    days = {A: _daily(first - timedelta(days=10), first + timedelta(days=20)),
+            B: _daily(first - timedelta(days=10), first + timedelta(days=20))}
     with_hook = _profile(tmp_path, _notify(smtp, [CIRC], http))
     without = _profile(tmp_path, _notify(smtp, [CIRC]))
 
@@ -125,13 +133,97 @@ def test_a_webhook_removed_and_configured_again_is_told_what_is_open(tmp_path, m
 
     _check(monkeypatch, with_hook, at(0), FAILED, days)
     assert len(http.posts("/hook")) == 1
-    _check(monkeypatch, without, at(1), WORKS, days)
-    _check(monkeypatch, without, at(2), WORKS, days)  # ended (told by e-mail only)
-    _check(monkeypatch, without, at(3), FAILED, days)
-    doc = _check(monkeypatch, with_hook, at(4), FAILED, days)
+    for day in range(1, 10):  # ended on day 2 (told by e-mail only); the webhook forgotten
+        _check(monkeypatch, without, at(day), WORKS, days)
+    _check(monkeypatch, without, at(10), FAILED, days)
+    doc = _check(monkeypatch, with_hook, at(11), FAILED, days)
     assert _sent(doc) == [("webhook", "alert", None)]
     [*_, last] = http.posts("/hook")
     assert [a["kind"] for a in last.json()["new"]] == ["connection"]
+
+
+def test_a_run_of_a_config_loaded_before_an_address_was_added_keeps_its_memory(tmp_path, monkeypatch, servers):
+    """A long sync loaded the config; the desk was added to email_to and a check told it the
+    connection fails; the sync then ended and dropped the desk's memory (not in its config),
+    so the next run told the desk the same failure again."""
+    smtp, _ = servers
+    days = {A: _daily(date(2026, 11, 13), date(2026, 12, 5)), B: _daily(date(2026, 11, 13), date(2026, 12, 5))}
+    before = _profile(tmp_path, _notify(smtp, [CIRC]))
+    after = _profile(tmp_path, _notify(smtp, [CIRC, DESK]))
+    start = datetime(2026, 11, 24, 2, 0, tzinfo=TZ)
+    doc = _check(monkeypatch, after, start + timedelta(hours=1), FAILED, days)
+    assert _sent(doc) == [("email", "alert", [CIRC, DESK])]
+    doc = _check(monkeypatch, before, start + timedelta(hours=2), FAILED, days)  # the long sync ends
+    assert _sent(doc) == []
+    doc = _check(monkeypatch, after, start + timedelta(hours=3), FAILED, days)
+    assert _sent(doc) == [] and len(smtp.messages) == 1
+
+
+def test_two_configs_sharing_a_ledger_keep_each_others_memory(tmp_path, monkeypatch, servers):
+    """One config sends e-mail, another (same ledger file, same profile name) a webhook: each
+    run dropped the other's memory as "no longer configured", so both were told the same
+    failure again on every run. Each is told once; each hears it end once."""
+    smtp, http = servers
+    days = {A: _daily(date(2026, 11, 13), date(2026, 12, 15)), B: _daily(date(2026, 11, 13), date(2026, 12, 15))}
+    mail = _profile(tmp_path, _notify(smtp, [CIRC]))
+    hook = _profile(tmp_path, f'webhook_url = "{http.url("/hook")}"\n')
+    start = datetime(2026, 11, 24, 10, 0, tzinfo=TZ)
+    assert _sent(_check(monkeypatch, mail, start, FAILED, days)) == [("email", "alert", [CIRC])]
+    assert _sent(_check(monkeypatch, hook, start + timedelta(minutes=30), FAILED, days)) == [
+        ("webhook", "alert", None)]
+    for day in range(1, 12):  # both run every day, longer than any memory is kept unconfigured
+        for profile in (mail, hook):
+            assert _sent(_check(monkeypatch, profile, start + timedelta(days=day), FAILED, days)) == []
+    assert len(smtp.messages) == 1 and len(http.posts("/hook")) == 1
+    _check(monkeypatch, mail, start + timedelta(days=12), WORKS, days)
+    _check(monkeypatch, hook, start + timedelta(days=12), WORKS, days)
+    assert _sent(_check(monkeypatch, mail, start + timedelta(days=13), WORKS, days)) == [
+        ("email", "resolved", [CIRC])]
+    assert _sent(_check(monkeypatch, hook, start + timedelta(days=13), WORKS, days)) == [
+        ("webhook", "resolved", None)]
+
+
+def test_a_channel_whose_rows_no_run_rewrites_is_still_kept_while_configured(tmp_path, monkeypatch, servers):
+    """The e-mail config runs only check --offline for a while (the connection's row is not
+    judged, so not written); the webhook config runs every day. What the e-mail was told is
+    kept all the same: each run that has a channel configured says so in the ledger."""
+    smtp, http = servers
+    days = {A: _daily(date(2026, 11, 13), date(2026, 12, 15)), B: _daily(date(2026, 11, 13), date(2026, 12, 15))}
+    mail = _profile(tmp_path, _notify(smtp, [CIRC]))
+    hook = _profile(tmp_path, f'webhook_url = "{http.url("/hook")}"\n')
+    start = datetime(2026, 11, 24, 10, 0, tzinfo=TZ)
+    assert _sent(_check(monkeypatch, mail, start, FAILED, days)) == [("email", "alert", [CIRC])]
+    for day in range(1, 11):
+        when = start + timedelta(days=day)
+        monkeypatch.setenv("REPORT_KEEPER_NOW", when.isoformat())
+        health = evaluate(mail, [_delivery(r, d) for r, ds in days.items() for d in ds
+                                 if datetime.combine(d, time(7, 5), tzinfo=TZ) <= when], now=when)
+        assert _sent(dispatch.after_check(mail, health, offline=True)) == []
+        _check(monkeypatch, hook, start + timedelta(days=day, hours=1), FAILED, days)
+    assert _sent(_check(monkeypatch, mail, start + timedelta(days=11), FAILED, days)) == []
+    assert len(smtp.messages) == 1
+
+
+def test_the_memory_is_read_once_per_run(tmp_path, monkeypatch, servers):
+    """It was read once per recipient, plus a look for an older release's shared rows and
+    for channels no longer configured on every run."""
+    smtp, http = servers
+    profile = _profile(tmp_path, _notify(smtp, [CIRC, DESK, "head@example.edu"], http))
+    days = {A: _daily(date(2026, 11, 13), date(2026, 11, 22)), B: _daily(date(2026, 11, 13), date(2026, 11, 25))}
+    statements: list[str] = []
+    real_open = Ledger.open.__func__  # type: ignore[attr-defined]
+
+    def traced(cls, *args, **kwargs):
+        ledger = real_open(cls, *args, **kwargs)
+        ledger._conn.set_trace_callback(statements.append)
+        return ledger
+
+    monkeypatch.setattr(Ledger, "open", classmethod(traced))
+    for hour in (10, 11):  # told, then nothing new
+        statements.clear()
+        _check(monkeypatch, profile, datetime(2026, 11, 24, hour, tzinfo=TZ), WORKS, days)
+        reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and " alerts" in s]
+        assert len(reads) == 1, reads
 
 
 # ------------------------------------------------------------------ how long the connection failed
@@ -284,3 +376,57 @@ def test_a_bug_planning_one_channel_does_not_keep_the_alert_from_the_other(tmp_p
     monkeypatch.setattr(al, "sound_rows", real)  # fixed: the e-mail is sent on the next run
     doc = _check(monkeypatch, profile, datetime(2026, 11, 24, 11, tzinfo=TZ), WORKS, days)
     assert _sent(doc) == [("email", "alert", [CIRC])] and len(http.posts("/hook")) == 1
+
+
+def test_a_memory_that_cannot_be_read_fails_each_channel_and_sends_nothing(tmp_path, monkeypatch, servers):
+    """The one read of the memory fails (its table is gone from a damaged ledger): each
+    channel says so, nothing is sent (it would be sent again on every run)."""
+    smtp, http = servers
+    profile = _profile(tmp_path, _notify(smtp, [CIRC, DESK], http))
+    days = {A: _daily(date(2026, 11, 13), date(2026, 11, 22)), B: _daily(date(2026, 11, 13), date(2026, 11, 25))}
+    _check(monkeypatch, profile, datetime(2026, 11, 24, 9, tzinfo=TZ), WORKS, days)  # the ledger exists
+    with sqlite3.connect(profile.ledger_path) as db:
+        db.execute("DROP TABLE alerts")
+    db.close()
+    told = len(smtp.messages), len(http.posts("/hook"))
+    doc = _check(monkeypatch, profile, datetime(2026, 11, 24, 10, tzinfo=TZ), WORKS, days)
+    assert doc["sent"] == []
+    assert [(f["channel"], f["error"]) for f in doc["failed"]] == [
+        ("email", "the ledger could not be read (OperationalError)"),
+        ("webhook", "the ledger could not be read (OperationalError)")]
+    assert (len(smtp.messages), len(http.posts("/hook"))) == told
+
+
+def test_which_memories_are_marked_and_which_forgotten():
+    """The rule on its own: a channel configured here is marked once its latest mark is a day
+    old; one not configured here is forgotten only after a week without any mark; a mark
+    after now (the clock was ahead) is marked again as now, a damaged one counts as long ago;
+    a channel of a newer release is left alone."""
+    from tui.core import alerts as al
+
+    now = datetime(2026, 12, 2, 10, tzinfo=UTC)
+
+    def rows(*marks: object) -> list:
+        return [{"id": i, "updated_at": m} for i, m in enumerate(marks)]
+
+    def ago(**kw) -> str:
+        return (now - timedelta(**kw)).isoformat()
+
+    memory = {
+        "email:fresh@x": rows(ago(hours=23)),
+        "email:stale@x": rows(ago(days=3), ago(hours=25)),
+        "email:ahead@x": rows(ago(days=-400)),
+        "email:damaged-here@x": rows("yesterday"),
+        "email:gone-6d@x": rows(ago(days=9), ago(days=6)),
+        "email:gone-7d@x": rows(ago(days=7)),
+        "email:gone-8d@x": rows(ago(days=8)),
+        "email:gone-damaged@x": rows(b"\xff", None),
+        "email:gone-ahead@x": rows(ago(days=-30)),
+        "webhook": rows(ago(days=30)),
+        "email": rows(ago(days=1)),
+        "pager": rows(ago(days=300)),
+    }
+    mark, forget = al.upkeep(memory, ["email:fresh@x", "email:stale@x", "email:ahead@x",
+                                      "email:damaged-here@x", "email:new@x"], now)
+    assert sorted(mark) == ["email:ahead@x", "email:damaged-here@x", "email:gone-ahead@x", "email:stale@x"]
+    assert sorted(forget) == ["email:gone-8d@x", "email:gone-damaged@x", "webhook"]

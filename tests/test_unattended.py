@@ -668,3 +668,60 @@ def test_the_units_go_where_the_user_manager_looks_for_them(tmp_path, monkeypatc
     assert not (tmp_path / "xdg" / "systemd").exists()
     assert main([*args, "--uninstall"]) == 0
     assert list((manager_home / ".config" / "systemd" / "user").iterdir()) == []
+
+
+def _without_library(cfg: Path) -> None:
+    """The config with profile 'library' deleted and another profile in its place."""
+    cfg.write_text('[profile.branch]\nhost = "127.0.0.1"\ntimezone = "America/Chicago"\n')
+
+
+def test_the_timer_of_a_profile_deleted_from_the_config_can_still_be_removed(tmp_path, monkeypatch, capsys):
+    """A library removed from the config: its timer went on failing every night, and
+    --uninstall --profile of it said 'no such profile' (exit 3). Removing needs only what is
+    installed, found by the profile's name and the config's path."""
+    cfg = _config(tmp_path)
+    log, _tab = _tools(tmp_path, monkeypatch, systemd=True)
+    args = ["schedule", "--config", str(cfg), "--profile", "library"]
+    assert main([*args, "--install"]) == 0
+    unit_dir = tmp_path / "xdg" / "systemd" / "user"
+    [timer] = [p.name for p in unit_dir.iterdir() if p.name.endswith(".timer")]
+    _without_library(cfg)
+    _calls(log)
+    capsys.readouterr()
+    assert main([*args, "--uninstall"]) == 0, capsys.readouterr().err
+    assert f"systemctl --user disable --now {timer}" in _calls(log)
+    assert list(unit_dir.iterdir()) == []
+    assert "removed" in capsys.readouterr().out
+    assert main([*args, "--uninstall"]) == 0  # again: nothing left
+    assert "nothing was installed for profile 'library'" in capsys.readouterr().out
+
+
+def test_the_crontab_line_of_a_deleted_profile_or_config_can_still_be_removed(tmp_path, monkeypatch, capsys):
+    cfg = _config(tmp_path)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    tab.write_text("0 3 * * * /usr/bin/backup\n")
+    other = cfg.parent / "other.toml"
+    other.write_text(cfg.read_text())
+    for config in (cfg, other):
+        assert main(["schedule", "--config", str(config), "--profile", "library", "--install"]) == 0
+    assert len(tab.read_text().splitlines()) == 3
+    _without_library(cfg)
+    other.unlink()  # the whole config file gone
+    capsys.readouterr()
+    for config in (cfg, other):
+        assert main(["schedule", "--config", str(config), "--profile", "library", "--uninstall"]) == 0, \
+            capsys.readouterr().err
+        assert "removed the crontab line" in capsys.readouterr().out
+    assert tab.read_text() == "0 3 * * * /usr/bin/backup\n"
+
+
+@pytest.mark.parametrize("systemd", [True, False])
+def test_one_install_reads_the_crontab_once(tmp_path, monkeypatch, capsys, systemd):
+    """The look for the --all-profiles line beside a profile's own and the install each ran
+    'crontab -l'."""
+    cfg = _config(tmp_path)
+    log, tab = _tools(tmp_path, monkeypatch, systemd=systemd)
+    tab.write_text("0 3 * * * /usr/bin/backup\n")
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0, \
+        capsys.readouterr().err
+    assert _calls(log, "crontab -l") == ["crontab -l"]

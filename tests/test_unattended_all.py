@@ -242,3 +242,20 @@ def test_a_members_timer_that_cannot_be_disabled_is_said_and_kept(tmp_path, monk
     assert "Access denied" in err and f"systemctl --user disable --now {own_timer}" in err, err
     assert "removed" not in out, out
     assert set(own) <= {p.name for p in unit_dir.iterdir()}  # its files kept: it is still there
+
+
+def test_uninstalling_the_timer_when_every_profile_is_broken_succeeds(tmp_path, monkeypatch, capsys, stubbed):
+    """Every member's table holds a typo: --uninstall --all-profiles exited 3 (its plan wanted
+    one profile's time zone), and the one timer of the config could not be removed."""
+    cfg, stub, _record = _consortium(tmp_path, n=2)
+    stubbed(stub)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=True)
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--install"]) == 0, capsys.readouterr().err
+    unit_dir = tmp_path / "xdg" / "systemd" / "user"
+    assert len(list(unit_dir.iterdir())) == 2
+    cfg.write_text(cfg.read_text().replace("timezone =", 'concurrency = "lots"\ntimezone ='))
+    capsys.readouterr()
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--uninstall"]) == 0
+    out, err = capsys.readouterr()
+    assert "removed" in out and err == "", (out, err)
+    assert list(unit_dir.iterdir()) == []

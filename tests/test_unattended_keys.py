@@ -113,3 +113,30 @@ def test_all_profiles_names_each_profile_once(tmp_path, monkeypatch, capsys, hom
     assert main(["schedule", "--config", str(cfg), "--all-profiles", "--install"]) == 1
     err = capsys.readouterr().err
     assert err.count(str(locked)) == 1 and "'north'" in err and "'south'" in err and "'east'" not in err, err
+
+
+@pytest.mark.parametrize(("fmt", "encrypted"), [
+    ("openssh", True), ("pkcs8-pem", True), ("pkcs1-pem", True), ("openssh", False), ("pkcs8-der", False)])
+def test_a_key_needing_a_passphrase_is_told_apart_from_one_that_is_no_key(tmp_path, fmt, encrypted):
+    """One helper, for the nightly-run warning and for the login: asyncssh raises the same
+    KeyImportError for an encrypted key read without a passphrase and for a file that is no
+    key; only the first asks for a passphrase."""
+    from tui.sftp.client import needs_passphrase
+
+    key = asyncssh.generate_private_key("ssh-rsa" if fmt == "pkcs1-pem" else "ssh-ed25519")
+    path = tmp_path / "key"
+    path.write_bytes(key.export_private_key(fmt, passphrase="correct horse" if encrypted else None))
+    garbage = tmp_path / "garbage"
+    garbage.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot base64 at all\n-----END OPENSSH PRIVATE KEY-----\n")
+
+    def failure(p: Path) -> Exception | None:
+        try:
+            asyncssh.read_private_key(str(p))
+        except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+            return exc
+        return None
+
+    found = failure(path)
+    assert (found is not None and needs_passphrase(found)) == encrypted, found
+    assert not needs_passphrase(failure(garbage) or AssertionError("read"))
+    assert not needs_passphrase(OSError(13, "Permission denied", str(tmp_path / "passphrase.key")))

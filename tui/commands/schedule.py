@@ -9,7 +9,7 @@ import sys
 from tui.commands import all_profiles
 from tui.commands.common import add_profile_arguments, fail_usage, load_profile, one_line, shell_word
 from tui.core import unattended as un
-from tui.core.config import ConfigError, Profile
+from tui.core.config import ConfigError, Profile, load_config
 from tui.core.names import escape_name
 from tui.core.status import Exit
 
@@ -20,7 +20,9 @@ report is due, in the profile's time zone, Persistent=true) and the equivalent c
 
 --install writes the units to ~/.config/systemd/user and enables the timer (systemctl --user),
 or, where systemd user units are unavailable, adds the crontab line; running it again
-changes nothing (or refreshes what changed). --uninstall removes both.
+changes nothing (or refreshes what changed). --uninstall removes both; it needs only the
+profile's name and the config's path, so a profile deleted from the config since (or one whose
+settings hold an error) is removed all the same.
 
 --all-profiles: one timer (or line) for every profile of the config, running 'sync
 --all-profiles' and 'check --all-profiles' after the latest profile is due; --install removes
@@ -62,6 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.uninstall:
+        return _uninstall(args)
     replaces: dict[str, str] = {}  # the profiles' own unit names (--all-profiles replaces them)
     blocked_by: str | None = None
     broken: dict[str, ConfigError] = {}
@@ -85,15 +89,11 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, un.ScheduleError) as exc:
         return fail_usage(str(exc))
     out = sys.stdout
-    # Removing the timer needs no profile's settings: a broken one is no reason to fail it.
-    code = int(Exit.OK) if args.uninstall else _say_broken(broken)
-    warnings = [] if args.uninstall else _login_warnings(profiles_of, plan)
-    if args.install or args.uninstall:
+    code = _say_broken(broken)
+    warnings = _login_warnings(profiles_of, plan)
+    if args.install:
         try:
-            if args.install:
-                done = un.install(plan, replaces=replaces, blocked_by=blocked_by)
-            else:
-                done = un.uninstall(plan)
+            done = un.install(plan, replaces=replaces, blocked_by=blocked_by)
         except un.ScheduleError as exc:
             sys.stderr.write(f"report-keeper: {exc}\n")
             return max(code, int(Exit.CRITICAL))
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             done = [f"nothing was installed for {plan.what}"]
         for line in done:
             out.write(f"{line}\n")
-        if args.install and any("systemd" in line for line in done):
+        if any("systemd" in line for line in done):
             out.write(f"Runs daily at {plan.at:%H:%M} ({un._tz_name(plan.tz)}); "
                       f"see 'systemctl --user list-timers {plan.name}.timer'.\n"
                       "To run while you are logged out: loginctl enable-linger $USER\n")
@@ -122,6 +122,31 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"# Do not use it: {too_long}.\n")
     out.write(line + "\n")
     return code
+
+
+def _uninstall(args: argparse.Namespace) -> int:
+    """``--uninstall``: the timer and line found by the profile's name and the config's path.
+    Removing needs no profile's settings: a profile deleted from the config since, one whose
+    table holds an error, or a config whose every profile does, is no reason to keep a timer
+    that fails every night. The config is read only to know which profile is meant when
+    ``--profile`` is left out."""
+    config = getattr(args, "config", None)
+    try:
+        if all_profiles.selected(args):
+            target = un.installed(config, None)
+        else:
+            name = getattr(args, "profile", None) or load_config(config).picked(None)
+            target = un.installed(config, name)
+    except (ConfigError, un.ScheduleError) as exc:
+        return fail_usage(str(exc))
+    try:
+        done = un.uninstall(target)
+    except un.ScheduleError as exc:
+        sys.stderr.write(f"report-keeper: {exc}\n")
+        return int(Exit.CRITICAL)
+    for line in done or [f"nothing was installed for {target.what}"]:
+        sys.stdout.write(f"{line}\n")
+    return int(Exit.OK)
 
 
 def _say_broken(broken: dict[str, ConfigError]) -> int:

@@ -80,6 +80,15 @@ REMIND_DAYS = 2
 #: every day.
 CLEAR_FOR = timedelta(hours=20)
 SUBJECT_NAME_MAX = 60
+#: The memory of a channel (an address of ``email_to``, the webhook) that no run has had
+#: configured for this long is forgotten: added again, it is a new recipient. Shorter, and a
+#: second config sharing the ledger and profile name (one with e-mail, one with a webhook),
+#: or a run that loaded the config before an address was added, would drop a memory that is
+#: still in use; longer, and an address re-added keeps stale rows longer (docs/ALERTS.md).
+FORGET_AFTER = timedelta(days=7)
+#: A run that has a channel configured marks its rows (``updated_at``) when their latest mark
+#: is at least this old (most runs rewrite them anyway; this keeps the extra writes rare).
+MARK_EVERY = timedelta(days=1)
 
 
 def _iso(day: date | None) -> str | None:
@@ -255,6 +264,40 @@ def _moment(text: str | None) -> datetime | None:
     except (TypeError, ValueError):
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def is_alert_channel(channel: str) -> bool:
+    """A channel this release keeps a memory for: ``email``, ``email:<address>``, ``webhook``
+    (another name, a newer release's, is left alone)."""
+    return channel in (EMAIL, WEBHOOK) or channel.startswith(f"{EMAIL}:")
+
+
+def upkeep(memory: dict[str, list[AlertRow]], configured: Iterable[str],
+           now: datetime) -> tuple[list[str], list[str]]:
+    """Which channels' rows to mark as configured now, and which channels to forget.
+
+    A run knows only the channels of the config it loaded: another config may share the
+    ledger and profile name, and a long run may have loaded the config before an address was
+    added. So a channel not configured here is forgotten only once no run has marked it for
+    :data:`FORGET_AFTER`; a configured one is marked when its latest mark is
+    :data:`MARK_EVERY` old. A mark that is damaged counts as long ago; one after ``now``
+    (written while the clock was ahead) is marked again, as written now."""
+    wanted = set(configured)
+    mark: list[str] = []
+    forget: list[str] = []
+    for channel, rows in memory.items():
+        if not is_alert_channel(channel):
+            continue
+        latest = max((m for r in rows if (m := _moment(r.get("updated_at"))) is not None), default=None)
+        age = None if latest is None else now - latest
+        if age is not None and age < timedelta(0):
+            mark.append(channel)
+        elif channel in wanted:
+            if age is None or age >= MARK_EVERY:
+                mark.append(channel)
+        elif age is None or age > FORGET_AFTER:
+            forget.append(channel)
+    return mark, forget
 
 
 def duration_text(span: timedelta) -> str:

@@ -385,12 +385,18 @@ class Config:
         """Every profile's name, broken ones included, in the config's order."""
         return self.order or (*self.profiles, *self.broken)
 
-    def profile(self, name: str | None = None) -> Profile:
-        """The profile ``name`` (default: ``default``, or the only one); raises ``ConfigError``
-        for none, for a broken one (:attr:`broken`), or for its own :attr:`Profile.problem`."""
+    def picked(self, name: str | None = None) -> str:
+        """The name of the profile ``name`` picks (default: ``default``, or the only one),
+        whether or not it is in the config."""
         wanted = name or DEFAULT_PROFILE
         if name is None and wanted not in self.names and len(self.names) == 1:
             wanted = self.names[0]
+        return wanted
+
+    def profile(self, name: str | None = None) -> Profile:
+        """The profile ``name`` (default: ``default``, or the only one); raises ``ConfigError``
+        for none, for a broken one (:attr:`broken`), or for its own :attr:`Profile.problem`."""
+        wanted = self.picked(name)
         if wanted in self.broken:
             raise self.broken[wanted]
         found = self.profiles.get(wanted)

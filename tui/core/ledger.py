@@ -459,6 +459,9 @@ class AlertRow(TypedDict):
     sent_at: str
     reminded_for: str | None
     clear_since: NotRequired[str | None]  # connection: first found clear (not yet told ended)
+    #: When the row was last written or marked by a run that had its channel configured
+    #: (read by :meth:`Ledger.alert_memory`; a save sets it).
+    updated_at: NotRequired[str | None]
 
 
 @dataclass(frozen=True)
@@ -1879,6 +1882,37 @@ class Ledger:
                 "DELETE FROM alerts WHERE id = ? AND profile = ? AND channel = ?",
                 [(i, profile, channel) for i in delete_ids],
             )
+
+    def alert_memory(self, profile: str | None = None) -> dict[str, list[AlertRow]]:
+        """What every channel has been told (``alert_rows`` of each, with ``updated_at``), in
+        one read."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT channel, id, report, kind, first_day, last_day, file, severity, state, sent_at,"
+                " reminded_for, clear_since, updated_at FROM alerts WHERE profile = ? ORDER BY id",
+                (self._p(profile),),
+            ).fetchall()
+        out: dict[str, list[AlertRow]] = {}
+        for r in rows:
+            out.setdefault(r[0], []).append(AlertRow(
+                id=r[1], report=r[2], kind=r[3], first_day=r[4], last_day=r[5], file=r[6], severity=r[7],
+                state=r[8], sent_at=r[9], reminded_for=r[10], clear_since=r[11], updated_at=r[12]))
+        return out
+
+    def mark_alert_channels(self, channels: Iterable[str], profile: str | None = None) -> None:
+        """Set ``updated_at`` of every row of ``channels`` to now: a run had them configured."""
+        profile = self._p(profile)
+        now_s = _ts(clock.now())
+        with self._write() as conn:
+            conn.executemany("UPDATE alerts SET updated_at = ? WHERE profile = ? AND channel = ?",
+                             [(now_s, profile, c) for c in channels])
+
+    def forget_alert_channels(self, channels: Iterable[str], profile: str | None = None) -> None:
+        """Drop every row of ``channels``."""
+        profile = self._p(profile)
+        with self._write() as conn:
+            conn.executemany("DELETE FROM alerts WHERE profile = ? AND channel = ?",
+                             [(profile, c) for c in channels])
 
     def alert_channels(self, profile: str | None = None) -> list[str]:
         """The channels (``email:<address>``, ``webhook``...) that have an alert memory."""

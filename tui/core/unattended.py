@@ -30,7 +30,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -196,6 +196,40 @@ def all_unit_name(config: Path) -> str:
 
 
 
+def _config_file(config_path: str | os.PathLike[str] | None) -> Path:
+    """The config file's absolute path (``None``: the default one), as the names and the
+    crontab marker hold it."""
+    config = Path(config_path).expanduser() if config_path else default_config_path()
+    return config.absolute()
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What removing a timer or crontab line needs: its unit name and its config's path. No
+    profile's settings: a profile deleted from the config since (a library that left), or
+    whose table holds an error, still has its timer removed."""
+
+    name: str
+    config: Path  # absolute
+    what: str
+
+    @property
+    def tag(self) -> str:
+        return _tag(self.name, self.config)
+
+
+def installed(config_path: str | os.PathLike[str] | None, profile: str | None) -> Installed:
+    """The timer and line ``schedule --install`` put in place for ``profile`` of the config at
+    ``config_path`` (``None``: for ``--all-profiles``), found by name whether or not the config
+    still holds that profile, or exists."""
+    if config_path is not None and not str(config_path).strip():
+        raise ScheduleError("the config file name is empty; name a config file (--config FILE)")
+    config = _config_file(config_path)
+    if profile is None:
+        return Installed(all_unit_name(config), config, "every profile of the config")
+    return Installed(unit_name(profile, config), config, f"profile '{escape_name(profile)}'")
+
+
 def _latest_due(profile: Profile) -> tuple[timedelta, str]:
     """The largest at + grace (from midnight) over the profile's reports, and whose it is.
     The names are escaped: a report's name may come from a server's file name, and the words
@@ -248,23 +282,11 @@ def _refuse_unrunnable(arg: str) -> None:
 
 
 def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) -> SchedulePlan:
-    config = Path(config_path).expanduser() if config_path else default_config_path()
-    config = config.absolute()
+    config = _config_file(config_path)
     _refuse_unrunnable(str(config))
     due, reason = _latest_due(profile)
-    total = due + MARGIN
-    minutes = -(-int(total.total_seconds()) // 300) * 5  # up to five minutes
-    minutes %= 24 * 60
-    at = time(minutes // 60, minutes % 60)
-    plan = SchedulePlan(
-        profile=profile.name, config=config, name=unit_name(profile.name, config), at=at,
-        tz=profile.timezone, command=(command := program()), env_file=config.parent / SECRETS_FILE,
-        reason=f"{reason} + {int(MARGIN.total_seconds() // 60)} min",
-        environment=_environment(command),
-    )
-    for arg in (*plan.argv("sync"), str(plan.env_file), *(v for _k, v in plan.environment)):
-        _refuse_unrunnable(arg)
-    return plan
+    return _plan(profile=profile.name, config=config, name=unit_name(profile.name, config),
+                 when=due + MARGIN, tz=profile.timezone, reason=reason)
 
 
 def plan_all(profiles: Sequence[Profile], config_path: str | os.PathLike[str] | None) -> SchedulePlan:
@@ -278,8 +300,7 @@ def plan_all(profiles: Sequence[Profile], config_path: str | os.PathLike[str] | 
     wrapping at midnight, so a profile due after midnight still counts as the latest."""
     if not profiles:
         raise ScheduleError("the config has no profile")
-    config = Path(config_path).expanduser() if config_path else default_config_path()
-    config = config.absolute()
+    config = _config_file(config_path)
     _refuse_unrunnable(str(config))
     zones = Counter(_tz_name(p.timezone) for p in profiles)
     top = max(zones.values())
@@ -294,14 +315,22 @@ def plan_all(profiles: Sequence[Profile], config_path: str | os.PathLike[str] | 
         if latest is None or when > latest[0]:
             latest = (when, words)
     assert latest is not None
-    minutes = -(-int(latest[0].total_seconds()) // 300) * 5  # up to five minutes
+    return _plan(profile="", config=config, name=all_unit_name(config), when=latest[0], tz=tz,
+                 reason=f"the latest of {len(profiles)} profiles, {latest[1]}", all_profiles=True)
+
+
+def _plan(*, profile: str, config: Path, name: str, when: timedelta, tz: tzinfo, reason: str,
+          all_profiles: bool = False) -> SchedulePlan:
+    """The plan running at ``when`` after midnight (``MARGIN`` included) rounded up to five
+    minutes, with this copy's program and environment; raises ``ScheduleError`` when a path
+    of it cannot be written into a unit or a crontab line."""
+    minutes = -(-int(when.total_seconds()) // 300) * 5  # up to five minutes
     minutes %= 24 * 60
     plan = SchedulePlan(
-        profile="", config=config, name=all_unit_name(config), at=time(minutes // 60, minutes % 60),
-        tz=tz, command=(command := program()), env_file=config.parent / SECRETS_FILE,
-        reason=f"the latest of {len(profiles)} profiles, {latest[1]} + {int(MARGIN.total_seconds() // 60)} min",
-        environment=_environment(command),
-        all_profiles=True,
+        profile=profile, config=config, name=name, at=time(minutes // 60, minutes % 60), tz=tz,
+        command=(command := program()), env_file=config.parent / SECRETS_FILE,
+        reason=f"{reason} + {int(MARGIN.total_seconds() // 60)} min",
+        environment=_environment(command), all_profiles=all_profiles,
     )
     for arg in (*plan.argv("sync"), str(plan.env_file), *(v for _k, v in plan.environment)):
         _refuse_unrunnable(arg)
@@ -415,14 +444,9 @@ def cron_time(plan: SchedulePlan, system_tz: tzinfo | None = None) -> time:
     The line takes the largest difference of the coming year: never before the planned time,
     on some days that much later."""
     machine = system_tz or system_timezone(honour_tz=False)  # cron's clock, not this shell's TZ
-    today = clock.now(plan.tz).date()
-    gaps = []
-    for n in range(366):
-        run = datetime.combine(today + timedelta(days=n), plan.at, tzinfo=plan.tz)
-        mine, theirs = run.astimezone(machine).utcoffset(), run.utcoffset()
-        if mine is not None and theirs is not None:
-            gaps.append(mine - theirs)
-    return (datetime.combine(today, plan.at) + max(gaps, default=timedelta())).time()
+    at = timedelta(hours=plan.at.hour, minutes=plan.at.minute, seconds=plan.at.second)
+    # A time of day plus the shift, on any day far from the calendar's ends.
+    return (datetime.combine(date(2000, 1, 15), plan.at) + _largest_shift(plan.tz, machine, at)).time()
 
 
 def _cron_escape(text: str) -> str:
@@ -539,11 +563,11 @@ def _said(result: subprocess.CompletedProcess[str]) -> str:
     return " ".join((result.stderr or result.stdout or "").split())[:200] or f"exit {result.returncode}"
 
 
-def _unit_files(plan: SchedulePlan, folder: Path) -> list[Path]:
-    """This plan's unit files; raises ``ScheduleError`` when one of them exists but was not
-    written by ``schedule`` (a unit of the same name the user wrote by hand): it is never
-    replaced or removed."""
-    files = [folder / n for n in systemd_units(plan)]
+def _unit_files(name: str, folder: Path) -> list[Path]:
+    """The unit files named ``name`` (a plan's, as :func:`systemd_units` names them); raises
+    ``ScheduleError`` when one of them exists but was not written by ``schedule`` (a unit of
+    the same name the user wrote by hand): it is never replaced or removed."""
+    files = [folder / f"{name}{suffix}" for suffix in (".service", ".timer")]
     for f in files:
         if (f.exists() or f.is_symlink()) and not _written_by_us(f):
             raise ScheduleError(f"{f} exists and was not written by report-keeper: it is left as it is; "
@@ -570,20 +594,17 @@ def _profiles_words(names: Sequence[str]) -> str:
     return ", ".join(f"'{escape_name(n)}'" for n in names)
 
 
-def _refuse_beside(plan: SchedulePlan, all_name: str, folder: Path, runner: Runner) -> None:
+def _refuse_beside(plan: SchedulePlan, all_name: str, folder: Path, current: list[str] | None) -> None:
     """A profile's own timer or line is refused while the ``--all-profiles`` one of its
     config is installed: that one runs the profile already, and both would run it twice a
-    night (two syncs of one folder at the same time)."""
+    night (two syncs of one folder at the same time). ``current``: the crontab's lines (None:
+    it cannot be read)."""
     todo = ("keep that one, or run 'report-keeper schedule --uninstall --all-profiles' with this config "
             "first")
     if _ours(folder, all_name):
         raise ScheduleError(f"the --all-profiles timer {all_name}.timer of this config already runs "
                             f"profile '{escape_name(plan.profile)}' every night; a timer of its own "
                             f"would run it twice: {todo}")
-    try:
-        current = _crontab(runner)
-    except ScheduleError:
-        current = None
     if any(line.endswith(_tag(all_name, plan.config)) for line in current or []):
         raise ScheduleError(f"the --all-profiles crontab line of this config already runs profile "
                             f"'{escape_name(plan.profile)}' every night; a line or timer of its own "
@@ -653,73 +674,53 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run, *,
     ``replaces`` (unit name -> profile; for ``--all-profiles``): the profiles' own timers and
     crontab lines of the same config, removed once this one is in place (it runs them).
     ``blocked_by`` (a profile's plan): the ``--all-profiles`` unit name of its config; while
-    that is installed, this plan is refused (:func:`_refuse_beside`)."""
+    that is installed, this plan is refused (:func:`_refuse_beside`).
+
+    The crontab is read once, under the lock that keeps two changes of it apart, held until
+    it is written back."""
     done: list[str] = []
     members = dict(replaces or {})
     systemd = _systemd(runner)
     folder = unit_dir(systemd.stdout if systemd.returncode == 0 else None)
-    files = _unit_files(plan, folder)
-    if blocked_by is not None:
-        _refuse_beside(plan, blocked_by, folder, runner)
-    timers = {name: found for name in members if (found := _ours(folder, name))}
-    member_tags = {_tag(name, plan.config): profile for name, profile in members.items()}
-    if systemd.returncode == 0:
-        changed = False
-        for name, text in systemd_units(plan).items():
-            if _write_if_changed(folder / name, text):
-                changed = True
-                done.append(f"wrote {folder / name}")
-        if changed:
-            _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
-        _check(_run(runner, ["systemctl", "--user", "enable", "--now", f"{plan.name}.timer"]),
-               f"systemctl --user enable --now {plan.name}.timer")
-        done.append(f"enabled {plan.name}.timer (systemd user timer)")
-        # The profiles' own timers would run them a second time: this one runs them now.
-        for name, found in timers.items():
-            disabled = _run(runner, ["systemctl", "--user", "disable", "--now", f"{name}.timer"])
-            if disabled.returncode != 0:  # kept: its files say it is still there, as it is
-                raise ScheduleError(
-                    f"{plan.name}.timer is enabled, but the own timer of profile "
-                    f"'{escape_name(members[name])}' could not be disabled ({_said(disabled)}), so that "
-                    f"profile would run twice a night: run 'systemctl --user disable --now {name}.timer', "
-                    "then this command again")
-            for f in found:
-                f.unlink(missing_ok=True)
-            done.append(f"removed {name}.timer, the own timer of profile '{escape_name(members[name])}' "
-                        f"({plan.name}.timer runs it now)")
-        if timers:
-            _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
-        # A line an earlier install added where systemd was not reachable would run the
-        # same sync at the same time every night: the timer replaces it.
-        # (Where the crontab cannot be read, cron.deny, there is no line to remove.)
-        with _crontab_lock():
-            try:
-                current = _crontab(runner)
-            except ScheduleError:
-                current = None
+    files = _unit_files(plan.name, folder)
+    with _crontab_lock():
+        unreadable: ScheduleError | None = None
+        try:
+            current = _crontab(runner)
+        except ScheduleError as exc:  # cron.deny: the timer needs no crontab
+            current, unreadable = None, exc
+        if blocked_by is not None:
+            _refuse_beside(plan, blocked_by, folder, current)
+        timers = {name: found for name in members if (found := _ours(folder, name))}
+        member_tags = {_tag(name, plan.config): profile for name, profile in members.items()}
+        if systemd.returncode == 0:
+            done += _install_timer(plan, runner, folder, members, timers)
+            # A line an earlier install added where systemd was not reachable would run the
+            # same sync at the same time every night: the timer replaces it.
+            # (Where the crontab cannot be read, cron.deny, there is no line to remove.)
             kept, removed = _without(current or [], plan.tag, member_tags)
             if current is not None and kept != current:
                 _set_crontab(runner, kept)
                 done.extend(f"removed the crontab line {_of(r)}(the systemd timer replaces it)" for r in removed)
-        return done
-    if any(f.exists() for f in files):
-        raise ScheduleError(
-            f"the systemd timer {plan.name}.timer is installed in {folder}, but systemctl --user "
-            f"cannot reach your user service manager here ({_said(systemd)}); a crontab line would run "
-            "every night beside it: run this in a login session instead, or 'report-keeper "
-            "schedule --uninstall' there first")
-    if timers:
-        raise ScheduleError(
-            f"profile {_profiles_words([members[n] for n in timers])} of this config has its own systemd "
-            f"timer in {folder}, but systemctl --user cannot reach your user service manager here "
-            f"({_said(systemd)}) to remove it; a crontab line would run it a second time every night: "
-            "run this in a login session instead")
-    line = crontab_line(plan)
-    too_long = cron_too_long(line)
-    if too_long:
-        raise ScheduleError(too_long)
-    with _crontab_lock():
-        current = _crontab(runner)
+            return done
+        if any(f.exists() for f in files):
+            raise ScheduleError(
+                f"the systemd timer {plan.name}.timer is installed in {folder}, but systemctl --user "
+                f"cannot reach your user service manager here ({_said(systemd)}); a crontab line would run "
+                "every night beside it: run this in a login session instead, or 'report-keeper "
+                "schedule --uninstall' there first")
+        if timers:
+            raise ScheduleError(
+                f"profile {_profiles_words([members[n] for n in timers])} of this config has its own systemd "
+                f"timer in {folder}, but systemctl --user cannot reach your user service manager here "
+                f"({_said(systemd)}) to remove it; a crontab line would run it a second time every night: "
+                "run this in a login session instead")
+        line = crontab_line(plan)
+        too_long = cron_too_long(line)
+        if too_long:
+            raise ScheduleError(too_long)
+        if unreadable is not None:
+            raise unreadable
         if current is None:
             raise ScheduleError("neither systemd user units (systemctl --user) nor crontab are available "
                                 "here; run the printed commands from your own scheduler")
@@ -736,6 +737,39 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run, *,
             done.append("installed the crontab line")
         else:
             done.append("the crontab line was already installed")
+    return done
+
+
+def _install_timer(plan: SchedulePlan, runner: Runner, folder: Path, members: Mapping[str, str],
+                   timers: Mapping[str, list[Path]]) -> list[str]:
+    """Write and enable the plan's units; then disable and remove the ``timers`` of the
+    profiles it runs (``members``: unit name -> profile)."""
+    done: list[str] = []
+    changed = False
+    for name, text in systemd_units(plan).items():
+        if _write_if_changed(folder / name, text):
+            changed = True
+            done.append(f"wrote {folder / name}")
+    if changed:
+        _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
+    _check(_run(runner, ["systemctl", "--user", "enable", "--now", f"{plan.name}.timer"]),
+           f"systemctl --user enable --now {plan.name}.timer")
+    done.append(f"enabled {plan.name}.timer (systemd user timer)")
+    # The profiles' own timers would run them a second time: this one runs them now.
+    for name, found in timers.items():
+        disabled = _run(runner, ["systemctl", "--user", "disable", "--now", f"{name}.timer"])
+        if disabled.returncode != 0:  # kept: its files say it is still there, as it is
+            raise ScheduleError(
+                f"{plan.name}.timer is enabled, but the own timer of profile "
+                f"'{escape_name(members[name])}' could not be disabled ({_said(disabled)}), so that "
+                f"profile would run twice a night: run 'systemctl --user disable --now {name}.timer', "
+                "then this command again")
+        for f in found:
+            f.unlink(missing_ok=True)
+        done.append(f"removed {name}.timer, the own timer of profile '{escape_name(members[name])}' "
+                    f"({plan.name}.timer runs it now)")
+    if timers:
+        _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
     return done
 
 
@@ -760,12 +794,13 @@ def _of(profile: str | None) -> str:
     return "" if profile is None else f"of profile '{escape_name(profile)}' "
 
 
-def uninstall(plan: SchedulePlan, runner: Runner = subprocess.run) -> list[str]:
-    """Remove the timer and the crontab line of this profile wherever they are."""
+def uninstall(plan: SchedulePlan | Installed, runner: Runner = subprocess.run) -> list[str]:
+    """Remove the timer and the crontab line of this profile (or of ``--all-profiles``)
+    wherever they are; only their names are needed (:func:`installed`)."""
     done: list[str] = []
     systemd = _systemd(runner)
     folder = unit_dir(systemd.stdout if systemd.returncode == 0 else None)
-    files = _unit_files(plan, folder)
+    files = _unit_files(plan.name, folder)
     if any(f.exists() for f in files):
         if systemd.returncode != 0:
             # Deleting the files would not stop a timer a running (lingering) manager has

@@ -238,44 +238,57 @@ def email_memory(address: str) -> str:
     return f"{al.EMAIL}:{address}"
 
 
-def _forget_unconfigured(ledger: Ledger, cfg: NotifyConfig) -> None:
-    """Drop the memory of every channel no longer configured: an address gone from
-    ``email_to``, the webhook once ``webhook_url`` is unset.
-
-    Kept, it decided what the address was told once it was added again, months later: an
-    alert open when it was removed that ended and came back meanwhile was "told already", so
-    it heard nothing of it. An address added again is a new recipient: told what is open, once.
-    """
+def _configured(cfg: NotifyConfig) -> set[str]:
+    """The memories this config's channels use."""
     wanted = {email_memory(a) for a in cfg.email_to}
     if cfg.email_to:
         wanted.add(al.EMAIL)  # an older release's memory for the list, taken over below
     if cfg.webhook_url:
         wanted.add(al.WEBHOOK)
-    for channel in ledger.alert_channels():
-        if channel in wanted or not (channel == al.WEBHOOK or channel == al.EMAIL
-                                     or channel.startswith(email_memory(""))):
-            continue
-        ids = [r["id"] for r in ledger.alert_rows(channel) if r["id"] is not None]
-        ledger.save_alert_rows(channel, [], ids)
-        log.info("alerts: forgot what %s was told (%d alerts): no longer configured; told what is "
-                 "open, once, if configured again", escape_name(channel), len(ids))
+    return wanted
 
 
-def _recipients_rows(ledger: Ledger, cfg: NotifyConfig) -> dict[str, list[AlertRow]]:
+def _memory(ledger: Ledger, cfg: NotifyConfig) -> dict[str, list[AlertRow]]:
+    """Every channel's memory, read once; the channels this config has are marked as
+    configured, and those no run has had configured for a week are forgotten
+    (:func:`tui.core.alerts.upkeep`).
+
+    Kept for ever, a removed address's rows decided what it was told once it was added again,
+    months later: an alert open when it was removed that ended and came back meanwhile was
+    "told already", so it heard nothing of it. Dropped at once, the memory of an address
+    another config sharing the ledger sends to (or one added after this run loaded the
+    config) was lost, and that address was told everything again."""
+    memory = ledger.alert_memory()
+    mark, forget = al.upkeep(memory, _configured(cfg), clock.now())
+    try:
+        if forget:
+            ledger.forget_alert_channels(forget)
+        if mark:
+            ledger.mark_alert_channels(mark)
+    except LEDGER_ERRORS as exc:  # the channels still run; it is tried again next time
+        log.warning("alerts: the memory of the channels was not kept up to date: %s", exc)
+        return memory
+    for channel in forget:
+        log.info("alerts: forgot what %s was told (%d alerts): no run had it configured for %d days; "
+                 "told what is open, once, if configured again", escape_name(channel),
+                 len(memory.pop(channel)), al.FORGET_AFTER.days)
+    return memory
+
+
+def _recipients_rows(ledger: Ledger, cfg: NotifyConfig,
+                     memory: dict[str, list[AlertRow]]) -> dict[str, list[AlertRow]]:
     """What each recipient of ``email_to`` has been told. The e-mail channel once had one
     memory for the whole list (rows under plain ``email``): every recipient without rows of
     its own takes those over, once, so an upgrade sends nobody an alert again."""
-    shared = ledger.alert_rows(al.EMAIL)
-    out: dict[str, list[AlertRow]] = {}
-    for address in cfg.email_to:
-        rows = ledger.alert_rows(email_memory(address))
-        if not rows and shared:
-            ledger.save_alert_rows(email_memory(address), [{**r, "id": None} for r in shared])
-            rows = ledger.alert_rows(email_memory(address))
-        out[address] = rows
+    shared = memory.get(al.EMAIL, [])
+    takers = [a for a in cfg.email_to if shared and not memory.get(email_memory(a))]
+    for address in takers:
+        ledger.save_alert_rows(email_memory(address), [{**r, "id": None} for r in shared])
     if shared:
         ledger.save_alert_rows(al.EMAIL, [], [r["id"] for r in shared if r["id"] is not None])
-    return out
+    if takers:  # the copies' ids (once, on the first run after an upgrade)
+        memory = ledger.alert_memory()
+    return {a: memory.get(email_memory(a), []) for a in cfg.email_to}
 
 
 @dataclass
@@ -300,10 +313,12 @@ def _alerts(profile: Profile, health: HealthReport, ledger: Ledger, scope: str) 
     current = al.alerts_from(health, scope=scope)
     sent_at = clock.now().isoformat(timespec="seconds")
     outcomes: list[Outcome] = []
+    memory: dict[str, list[AlertRow]] = {}
+    unread: Exception | None = None
     try:
-        _forget_unconfigured(ledger, cfg)
-    except LEDGER_ERRORS as exc:  # the channels still run; it is tried again next time
-        log.warning("alerts: the memory of channels no longer configured was not dropped: %s", exc)
+        memory = _memory(ledger, cfg)
+    except LEDGER_ERRORS as exc:  # each channel says so below
+        unread = exc
 
     def due(memories: dict[str, tuple[str | None, list[AlertRow]]]) -> list[_Due]:
         """Plan each memory; recipients that would get the very same text get one message."""
@@ -342,10 +357,13 @@ def _alerts(profile: Profile, health: HealthReport, ledger: Ledger, scope: str) 
     for channel in _channels(cfg):
         memories: dict[str, tuple[str | None, list[AlertRow]]]
         try:
+            if unread is not None:
+                raise unread
             if channel == al.EMAIL:
-                memories = {email_memory(a): (a, rows) for a, rows in _recipients_rows(ledger, cfg).items()}
+                memories = {email_memory(a): (a, rows)
+                            for a, rows in _recipients_rows(ledger, cfg, memory).items()}
             else:
-                memories = {al.WEBHOOK: (None, ledger.alert_rows(al.WEBHOOK))}
+                memories = {al.WEBHOOK: (None, memory.get(al.WEBHOOK, []))}
             messages = due(memories)
         except LEDGER_ERRORS as exc:  # a damaged ledger must not break the run
             log.warning("alerts: %s: the ledger could not be read: %s", channel, exc)

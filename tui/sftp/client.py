@@ -222,6 +222,17 @@ def remember_host_key(path: Path, host: str, port: int, key: asyncssh.SSHKey) ->
              key.get_fingerprint("sha256"), path)
 
 
+def needs_passphrase(exc: BaseException) -> bool:
+    """Whether reading a private key file without a passphrase failed because the file is
+    encrypted. asyncssh has no exception type of its own for that: an encrypted key (OpenSSH,
+    PKCS#8 or legacy PEM) read without one raises ``KeyImportError`` saying a passphrase must
+    be specified, the same type as a file that is no key at all; ``KeyEncryptionError`` is
+    about the encryption of a key that is encrypted (an unknown cipher or kdf)."""
+    if isinstance(exc, asyncssh.KeyEncryptionError):
+        return True
+    return isinstance(exc, asyncssh.KeyImportError) and "passphrase" in str(exc).lower()
+
+
 async def _load_key(opts: ConnectOptions, passphrase_cb: PassphraseCallback | None) -> list[asyncssh.SSHKey] | None:
     """The profile's key file, decrypted via the passphrase callback when needed."""
     if opts.key is None:
@@ -233,8 +244,7 @@ async def _load_key(opts: ConnectOptions, passphrase_cb: PassphraseCallback | No
     try:
         return [asyncssh.read_private_key(str(path))]
     except (asyncssh.KeyEncryptionError, asyncssh.KeyImportError, OSError) as exc:
-        encrypted = isinstance(exc, asyncssh.KeyEncryptionError) or "assphrase" in str(exc)
-        if not encrypted:
+        if not needs_passphrase(exc):
             raise AuthFailed(f"The key file '{path}' could not be read ({exc}).",
                              "Check that it is an OpenSSH private key readable by you.") from None
     if passphrase_cb is None:

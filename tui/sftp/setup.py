@@ -37,6 +37,7 @@ from tui.sftp.client import (
     PassphraseCallback,
     SftpConnection,
     connect,
+    needs_passphrase,
 )
 from tui.sftp.errors import (
     AuthFailed,
@@ -264,8 +265,7 @@ def _needs_passphrase(path: Path) -> bool | None:
     try:
         asyncssh.read_private_key(str(path))
     except (asyncssh.KeyEncryptionError, asyncssh.KeyImportError) as exc:
-        encrypted = isinstance(exc, asyncssh.KeyEncryptionError) or "assphrase" in str(exc)
-        return True if encrypted else None
+        return True if needs_passphrase(exc) else None
     except (OSError, ValueError):
         return None
     return False
