@@ -1914,12 +1914,6 @@ class Ledger:
             conn.executemany("DELETE FROM alerts WHERE profile = ? AND channel = ?",
                              [(profile, c) for c in channels])
 
-    def alert_channels(self, profile: str | None = None) -> list[str]:
-        """The channels (``email:<address>``, ``webhook``...) that have an alert memory."""
-        with self._lock:
-            return [r[0] for r in self._conn.execute(
-                "SELECT DISTINCT channel FROM alerts WHERE profile = ? ORDER BY channel", (self._p(profile),))]
-
     def reports(self, profile: str | None = None) -> list[str]:
         with self._lock:
             return [
