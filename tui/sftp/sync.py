@@ -66,6 +66,7 @@ import concurrent.futures
 import fcntl
 import logging
 import os
+import resource
 import stat as statmod
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -123,6 +124,9 @@ COMMIT_SECONDS = BATCH_SECONDS
 #: unrecorded by a killed run costs no wait; past this bound the placer is taken for stuck
 #: (stopped) and the file is fetched again (the same bytes are then found in place).
 PLACED_WAIT = 60.0
+#: The most landed files a run keeps locked until their records are committed (one descriptor
+#: each); fewer under a low descriptor limit (:func:`held_at_most`).
+HELD_AT_MOST = 256
 
 
 # ------------------------------------------------------------------------ records
@@ -795,11 +799,24 @@ class SyncService:
         records: list[asyncio.Future[bool]] = []
         #: Files placed by this run, still locked until their records are committed (a
         #: descriptor each, by final path): other processes wait for the record meanwhile.
+        #: At most ``budget`` at once: while another process holds the ledger for long, files
+        #: keep landing, and a descriptor each would run the process out of them.
         held: dict[str, int] = {}
+        budget = held_at_most()
 
         def hold_placed(final: Path, fd: int) -> None:
             _close_fd(held.pop(str(final), None))
+            if len(held) >= budget:
+                # Let go at once: another process that finds it meanwhile does not wait for
+                # its record and fetches it again (then finds the same bytes in place).
+                _close_fd(fd)
+                if not unheld:
+                    log.info("more than %d landed files wait for their records: the rest are "
+                             "not kept locked meanwhile", budget)
+                unheld.append(str(final))
+                return
             held[str(final)] = fd
+        unheld: list[str] = []
 
         def unlock(path: str) -> None:
             # In the writer thread, after the file's record was written (or refused): the lock
@@ -1621,6 +1638,18 @@ def _being_recorded(path: Path, size: int) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def held_at_most() -> int:
+    """How many landed files a sync keeps locked (a descriptor each) while their records wait:
+    a quarter of the process's descriptor limit (``ulimit -n``), at most ``HELD_AT_MOST``."""
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return HELD_AT_MOST
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return HELD_AT_MOST
+    return max(1, min(HELD_AT_MOST, soft // 4))
 
 
 def _close_fd(fd: int | None) -> None:
