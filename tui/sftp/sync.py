@@ -868,9 +868,11 @@ class SyncService:
                         self._fetched_again(entry, remote, event, result, emit,
                                             partial(unlock, event.path))))
                 else:
-                    record, placed = self._record_done(entry, remote, event, result)
+                    # One writer job: the record, then (written or refused) the file's lock
+                    # is handed to the commit that holds it.
+                    record, placed = self._record_done(entry, remote, event, result,
+                                                       then=partial(unlock, event.path))
                     record.add_done_callback(partial(_say_recorded, emit, event))
-                    self._in_writer(partial(unlock, event.path))  # after the record: one writer
                     records.append(record)
                     unwritten[entry.name] = (record, placed)
                     if waiting[0]:
@@ -1006,10 +1008,12 @@ class SyncService:
         self.ledger.before_commit(f"fsync {folder}", partial(fsync_dir, folder))
 
     def _record_done(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
-                     result: SyncResult) -> tuple[asyncio.Future[bool], DownloadedFile]:
+                     result: SyncResult, *, then: Callable[[], object] | None = None,
+                     ) -> tuple[asyncio.Future[bool], DownloadedFile]:
         """Record one finished download (in the writer thread, :meth:`_in_writer`); the future
         of the write (True when it recorded the file now) and what it records. Once it is
         written the file is booked in ``result`` (on the event loop, whatever awaits it or not).
+        ``then()`` runs in the same writer job right after the write, whether it succeeded or not.
 
         A file placed by this run is ``downloaded``. ``same`` means those exact bytes were
         already in place under the name (another process put them there a moment ago): it is
@@ -1029,9 +1033,9 @@ class SyncService:
                 result.changed.append(entry.name)
             if refetched:
                 result.refetched.append(entry.name)
-        write = self._in_writer(partial(
-            self.ledger.record_download, entry.key, size=event.size, sha256=event.sha256,
-            local_path=event.path, mtime=remote.mtime))
+        record = partial(self.ledger.record_download, entry.key, size=event.size, sha256=event.sha256,
+                         local_path=event.path, mtime=remote.mtime)
+        write = self._in_writer(record if then is None else partial(_and_then, record, then))
         write.add_done_callback(partial(_book, result, placed))
         return write, placed
 
@@ -1550,6 +1554,14 @@ def _book(result: SyncResult, placed: DownloadedFile, write: asyncio.Future[bool
     log.info("downloaded and recorded %s: %d bytes, %s (resumed from %d%s)", escape_name(name),
              placed["size"], placed["status"], placed["resumed_from"],
              ", fetched again" if placed["refetched"] else "")
+
+
+def _and_then(call: Callable[[], _T], then: Callable[[], object]) -> _T:
+    """``call()``, then ``then()`` however it ended (its result or error is ``call``'s)."""
+    try:
+        return call()
+    finally:
+        then()
 
 
 def _say_recorded(emit: Callable[[SyncEvent], None], event: Done, write: asyncio.Future[bool]) -> None:
