@@ -33,6 +33,7 @@ Public API (``profile`` defaults to the one the ledger was opened for)::
     led.record_download(name, size=, sha256=, local_path=, mtime=, when=) -> bool (recorded now)
     led.reconcile_local(local_dir=None) -> LocalCheck   # every held copy still on disk?
     led.holds(name, size, mtime) -> bool                 # this server copy is held (on disk)
+    led.copies_in(folder) -> int                         # copies held inside a folder (not purged)
     led.record_partial(name, size=, mtime=, part_path=, bytes_done=) / clear_partial(name)
     led.record_verification(verify_result, sha256=, context=verification_context(report, at))
     led.cached_verification(sha256, context, path=, name=) -> VerifyResult | None
@@ -1402,6 +1403,24 @@ class Ledger:
                     " AND local_path = ? LIMIT 1", (profile, name, sha256, str(path))).fetchone()
             }
 
+    def copies_in(self, folder: str | Path, profile: str | None = None) -> int:
+        """How many copies (distinct paths of downloads the retention policy has not purged)
+        the ledger holds inside ``folder`` (an absolute path; a stored path is compared as
+        ``os.path.abspath`` makes it). Counted by SQLite: only paths not already in that
+        form (relative, or with ``.``, ``..`` or ``//`` in them) are looked at one by one."""
+        base = os.path.abspath(folder)
+        prefix = base.rstrip("/") + "/"
+        with self._lock:
+            plain, odd = self._conn.execute(
+                f"SELECT COUNT(DISTINCT CASE WHEN NOT ({_IRREGULAR_PATH}) AND (local_path = ?2"
+                "  OR substr(local_path, 1, ?3) = ?4) THEN local_path END),"
+                f" json_group_array(DISTINCT CASE WHEN {_IRREGULAR_PATH} THEN local_path END)"
+                " FROM downloads WHERE profile = ?1 AND purge_started IS NULL AND purged_at IS NULL",
+                (self._p(profile), base, len(prefix), prefix),
+            ).fetchone()
+        irregular = {p for p in json.loads(odd) if isinstance(p, str)}
+        return int(plain) + sum(1 for p in irregular if _path_inside(p, base))
+
     def holds(self, name: str, size: int, mtime: datetime | None, profile: str | None = None) -> bool:
         """The latest download of ``name`` is this server copy (size, mtime) and is on disk."""
         with self._lock:
@@ -1994,6 +2013,20 @@ class Ledger:
                     " AND purge_started IS NULL AND purged_at IS NULL", (self._p(profile),)
                 )
             }
+
+
+#: A stored path that ``os.path.abspath`` would change (relative, or with ``.``, ``..``, ``//``
+#: or a final ``/`` in it): compared by Python, not as text (:meth:`Ledger.copies_in`).
+_IRREGULAR_PATH = ("substr(local_path, 1, 1) != '/' OR instr(local_path, '/.') > 0"
+                   " OR instr(local_path, '//') > 0 OR substr(local_path, -1) = '/'")
+
+
+def _path_inside(path: str, folder: str) -> bool:
+    """``path`` (made absolute) is ``folder`` or inside it."""
+    try:
+        return os.path.commonpath([os.path.abspath(path), folder]) == folder
+    except (ValueError, TypeError):  # different drives, a relative and an absolute path, or
+        return False  # a damaged ledger value that is no path
 
 
 def _locked(exc: BaseException) -> bool:
