@@ -59,7 +59,7 @@ import sqlite3
 import stat as statmod
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
@@ -1723,7 +1723,8 @@ class Ledger:
         return _state(r[0], r[1], d[0] if d else None, d[1] if d else None, p is not None,
                       bool(d and d[2] is not None), purged)
 
-    def deliveries(self, report: str | None = None, profile: str | None = None) -> list[Delivery]:
+    def deliveries(self, report: str | None = None, profile: str | None = None, *,
+                   names: Collection[str] | None = None) -> list[Delivery]:
         """Every remote file ever seen (also long gone from the server), oldest first.
 
         Each carries its latest download and the latest verification of that download's
@@ -1732,9 +1733,12 @@ class Ledger:
         latest copy is not on disk, see :meth:`reconcile_local`), ``header_row``/``columns``,
         ``purged``/``purged_at`` (the retention policy deleted the latest copy) and
         ``export_pending`` (the latest copy is held and no export has included it or passed
-        it over yet: what ``keep_until_exported`` waits for).
+        it over yet: what ``keep_until_exported`` waits for). ``names``: only these files (only
+        their rows are read).
         """
         profile = self._p(profile)
+        only = json.dumps(sorted(names)) if names is not None else None
+        of_names = " AND name IN (SELECT value FROM json_each(?))" if only is not None else ""
         sql = (
             "SELECT name, report, delivered_at, size, mtime, first_seen, last_seen, gone_at,"
             " changed_at, rolling_of, folder, server_name, local_name FROM remote_files WHERE profile = ?"
@@ -1743,16 +1747,17 @@ class Ledger:
         if report is not None:
             sql += " AND report = ?"
             args.append(report)
-        sql += " ORDER BY delivered_at, name"
+        picked: tuple[str, ...] = (only,) if only is not None else ()
+        sql += of_names + " ORDER BY delivered_at, name"
         with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
+            rows = self._conn.execute(sql, [*args, *picked]).fetchall()
             # Latest download per name and how many: one ordered pass (no correlated joins).
             latest: dict[str, tuple[int, str | None, str, str, str, str | None, str | None, str | None]] = {}
             count: dict[str, int] = {}
             for d in self._conn.execute(
                 "SELECT name, size, mtime, sha256, local_path, downloaded_at, missing_since,"
-                " purge_started, purged_at FROM downloads WHERE profile = ? ORDER BY id",
-                (profile,),
+                " purge_started, purged_at FROM downloads WHERE profile = ?" + of_names + " ORDER BY id",
+                (profile, *picked),
             ):
                 latest[d[0]] = d[1:]
                 count[d[0]] = count.get(d[0], 0) + 1
@@ -1774,7 +1779,10 @@ class Ledger:
             for v in self._conn.execute(
                 "SELECT sha256, status, rows, message, header_row, columns, fingerprint,"
                 " date_column, dates, content_version FROM verifications"
-                " WHERE sha256 IS NOT NULL ORDER BY id"
+                " WHERE sha256 IS NOT NULL" + (
+                    " AND sha256 IN (SELECT sha256 FROM downloads WHERE profile = ?" + of_names + ")"
+                    if only is not None else "") + " ORDER BY id",
+                (profile, *picked) if only is not None else (),
             ):
                 verifs[v[0]] = v[1:]
         out = []
@@ -1831,6 +1839,36 @@ class Ledger:
                 )
             )
         return out
+
+    def listed_copies(self, profile: str | None = None) -> list[tuple[str, datetime, int]]:
+        """``(server identity, mtime, size)`` of every file listed with an mtime: its name, or
+        for a rolling report's version the name it has on the server (what
+        ``deliveries()`` gives as ``extra["rolling_of"] or name``, ``mtime``, ``size``)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT CASE WHEN rolling_of IS NULL OR rolling_of = '' THEN name ELSE rolling_of END,"
+                " mtime, size FROM remote_files WHERE profile = ? AND mtime IS NOT NULL ORDER BY delivered_at, name",
+                (self._p(profile),)).fetchall()
+        return [(ident, _at(mtime), size) for ident, mtime, size in rows]
+
+    def to_verify(self, profile: str | None = None) -> set[str]:
+        """The files whose held copy (latest download, on disk, not purged) may need reading:
+        its content has no verification recorded, or only one by a release before the content
+        checks, or an unreadable one, or one of a status this release does not know. A few
+        names in the usual ledger, found by SQLite (no row of the others is built); a superset
+        of what a caller then picks from their :meth:`deliveries`."""
+        known = json.dumps([v.value for v in VerifyStatus if v != VerifyStatus.UNREADABLE])
+        with self._lock:
+            return {r[0] for r in self._conn.execute(
+                "SELECT d.name FROM downloads d JOIN ("
+                " SELECT name, MAX(id) AS id FROM downloads WHERE profile = ? GROUP BY name"
+                ") m ON d.id = m.id"
+                " WHERE d.missing_since IS NULL AND d.purge_started IS NULL AND d.purged_at IS NULL"
+                " AND d.sha256 != '' AND d.local_path != '' AND NOT EXISTS ("
+                "  SELECT 1 FROM verifications v WHERE v.id = ("
+                "   SELECT MAX(id) FROM verifications WHERE sha256 = d.sha256)"
+                "  AND v.content_version >= ? AND v.status IN (SELECT value FROM json_each(?)))",
+                (self._p(profile), CONTENT_VERSION, known))}
 
     def rolling_history(self, profile: str | None = None) -> tuple[set[str], dict[str, set[datetime]]]:
         """What decides whether a server name is a rolling report: the names already kept as

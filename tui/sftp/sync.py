@@ -545,10 +545,9 @@ class SyncService:
         if all(f.mtime_known for f in files):
             return files
         recorded: dict[str, tuple[datetime, int]] = {}  # server identity -> latest copy's time, size
-        for d in self.ledger.deliveries():
-            ident = d.extra.get("rolling_of") or d.name
-            if d.mtime is not None and (ident not in recorded or d.mtime > recorded[ident][0]):
-                recorded[ident] = (d.mtime, d.size)
+        for ident, mtime, size in self.ledger.listed_copies():  # not deliveries(): read once, below
+            if ident not in recorded or mtime > recorded[ident][0]:
+                recorded[ident] = (mtime, size)
         out = []
         for f in files:
             known = recorded.get(f.ident)
@@ -1424,12 +1423,20 @@ class SyncService:
         after an upgrade the first sync reads each held copy once more, so ``check`` can judge
         the history without reading workbooks itself."""
         done = {v.name for v in result.files}
+
+        def candidates() -> list[Delivery]:
+            # Only the few files that may need it are read whole (the listing read them all a
+            # moment ago); the timings come from the listing's read unless there was none.
+            names = self.ledger.to_verify() - done
+            if self._timings is None:
+                self._timings = self.profile.timings(self.ledger.deliveries())
+            return self.ledger.deliveries(names=names) if names else []
+
         try:
-            deliveries = await asyncio.to_thread(self.ledger.deliveries)
+            deliveries = await asyncio.to_thread(candidates)
         except LEDGER_ERRORS:  # the next run tries again
             log.exception("could not read the ledger for unverified copies")
             return
-        self._timings = self.profile.timings(deliveries)
         todo: list[tuple[Delivery, str, str]] = []
         again: list[tuple[Delivery, str, str]] = []
         for d in deliveries:
