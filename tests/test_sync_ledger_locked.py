@@ -490,3 +490,37 @@ async def test_files_landing_while_another_process_holds_the_ledger_never_run_ou
         assert conn.execute("SELECT count(*) FROM downloads").fetchone()[0] == MANY
     finally:
         conn.close()
+
+
+async def test_files_noted_while_a_write_of_the_note_runs_are_noted_together(tmp_path, monkeypatch):
+    """While the ledger is locked each landed file is noted (the next sync records it from the
+    note if this one is killed); the note is rewritten whole each time. Files asked for while a
+    write runs go into the next one together: a few writes for many files, not a rewrite of a
+    growing note (and two fsyncs) per file, and every file is in the note once they are done."""
+    from datetime import UTC, datetime
+
+    from tui.sftp import unrecorded
+    from tui.sftp.sync import DownloadedFile, Placed, SyncService
+
+    local = tmp_path / "local"
+    local.mkdir()
+    profile = demo_data.demo_config(host="127.0.0.1", port=22, username="u", key=tmp_path / "k",
+                                    known_hosts=tmp_path / "kh", local_dir=local,
+                                    ledger=tmp_path / "ledger.sqlite3")
+    writes = []
+    real_write = unrecorded._write
+
+    def counted(folder, notes):
+        writes.append(len(notes))
+        real_write(folder, notes)
+
+    monkeypatch.setattr(unrecorded, "_write", counted)
+    placed = [DownloadedFile(name=f"R_{n:03d}.xlsx", size=1, sha256=f"{n:064x}", path=str(local / f"R_{n:03d}.xlsx"),
+                             resumed_from=0, changed=False, status=Placed.NEW, refetched=False, version=None,
+                             folder=".", mtime=datetime(2026, 6, 1, tzinfo=UTC)) for n in range(60)]
+    with Ledger.open(profile.ledger_path, profile=profile.name) as led:
+        service = SyncService(profile, led)
+        # as files land: one noting each, the next asked for before the last is written
+        await asyncio.gather(*(service._note_serially([p]) for p in placed))
+    assert sorted(n.name for n in unrecorded.read(local)) == [p["name"] for p in placed]
+    assert len(writes) <= 3, writes

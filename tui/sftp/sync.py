@@ -439,6 +439,8 @@ class SyncService:
         #: :meth:`_transfer`): forgotten once their records are on the disk.
         self._noted_waiting: list[DownloadedFile] = []
         self._note_lock = asyncio.Lock()
+        #: Files to note not yet taken by a write of the note (see :meth:`_note_serially`).
+        self._note_pending: list[DownloadedFile] = []
 
     async def _connect(self) -> SftpConnection:
         return await connect(self._opts, host_key_policy=self.host_key_policy,
@@ -1307,9 +1309,16 @@ class SyncService:
         self._note_placed([u.placed for u in files])
 
     async def _note_serially(self, files: list[DownloadedFile]) -> None:
-        """:meth:`_note_placed` in a thread, one note at a time (each rewrites the note)."""
+        """:meth:`_note_placed` in a thread, one note at a time (each rewrites the note). Files
+        asked for while a write runs are noted together by the next one: one rewrite of the
+        note per write's time, not one per landed file (thousands of files landing while the
+        ledger is locked made that a rewrite of a growing note, and its fsync, per file). This
+        returns once a write holding ``files`` is over."""
+        self._note_pending.extend(files)
         async with self._note_lock:
-            await asyncio.to_thread(self._note_placed, files)
+            todo, self._note_pending = self._note_pending, []
+            if todo:  # else an earlier write took them, and it is over
+                await asyncio.to_thread(self._note_placed, todo)
 
     def _forget_noted_waiting(self) -> None:
         """Forget the notes of files noted while their records waited, now that those records
