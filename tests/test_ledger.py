@@ -302,3 +302,67 @@ def test_column_names_recorded_by_older_releases_are_forgotten(tmp_path):
     raw = sqlite3.connect(path).execute("SELECT status, rows, columns FROM verifications").fetchall()
     assert raw == [("ok", 3, "[]")]
     assert b"alice@example.org" not in path.read_bytes()
+
+
+def _needs_reading(d) -> bool:
+    """The sync's rule for a held copy to verify (again) after its downloads."""
+    return bool(d.downloaded and d.sha256 and d.local_path and not d.extra["missing_locally"]
+                and not d.extra["purged"]
+                and (d.verification is None or not d.extra["content_checked"] or d.verification == "unreadable"))
+
+
+def test_the_copies_to_verify_are_found_without_reading_every_delivery(led):
+    """``to_verify`` names (a superset of) the held copies the sync reads again, and
+    ``deliveries(names=...)`` gives those deliveries exactly as the full read does: the sync's
+    last step no longer builds every delivery of the profile a second time."""
+    fs = files(11)
+    led.record_listing(None, report_of, fs, T0)
+    sha = {f.name: f"{i:064x}" for i, f in enumerate(fs)}
+
+    def download(i: int, digest: str | None = None) -> None:
+        f = fs[i]
+        led.record_download(f.name, size=f.size, sha256=digest or sha[f.name], local_path=f"/l/{f.name}",
+                            mtime=f.mtime)
+
+    def verify(i: int, status: str, digest: str | None = None) -> None:
+        f = fs[i]
+        led.record_verification(VerifyResult(path=f"/l/{f.name}", name=f.name, report="Loans", delivered_at=T0,
+                                             status=status, rows=1, header_row=1, message=""),
+                                sha256=digest or sha[f.name], context="ctx")
+
+    for i in (0, 1, 2, 3, 4, 6, 7, 8, 9, 10):
+        download(i)
+    verify(0, "ok")  # verified: nothing to do
+    verify(2, "unreadable")  # read again
+    verify(3, "ok")  # by a release before the content checks
+    verify(4, "ok")  # a status this release does not know
+    verify(6, "ok")
+    verify(7, "ok")
+    verify(8, "schema")
+    download(8, "a" * 64)  # a newer copy, never verified
+    verify(9, "ok", "b" * 64)
+    download(9, "b" * 64)  # the newer copy is verified, the older was not
+    verify(10, "empty")
+    verify(10, "unreadable")  # the latest verdict counts
+    conn = led._conn
+    conn.execute("UPDATE verifications SET content_version = NULL WHERE sha256 = ?", (sha[fs[3].name],))
+    conn.execute("UPDATE verifications SET status = 'from-the-future' WHERE sha256 = ?", (sha[fs[4].name],))
+    conn.execute("UPDATE downloads SET missing_since = '2026-06-02T00:00:00.000000+00:00' WHERE name = ?",
+                 (fs[6].name,))
+    led.mark_purged([(fs[7].name, f"/l/{fs[7].name}")])
+    everything = led.deliveries()
+    wanted = {d.name for d in everything if _needs_reading(d)}
+    assert wanted == {fs[i].name for i in (1, 2, 3, 4, 8, 10)}
+    found = led.to_verify()
+    assert wanted <= found
+    picked = led.deliveries(names=found)
+    assert picked == [d for d in everything if d.name in found]
+    assert led.deliveries(names=set()) == []
+
+
+def test_listed_copies_are_what_deliveries_say_of_each_server_copy(led):
+    fs = files(5)
+    led.record_listing(None, report_of, fs, T0)
+    led.record_listing(None, report_of, [RemoteFile(fs[0].name, 7, T0 + timedelta(days=3))], T0 + timedelta(days=3))
+    assert sorted(led.listed_copies()) == sorted(
+        (d.extra.get("rolling_of") or d.name, d.mtime, d.size) for d in led.deliveries() if d.mtime is not None)

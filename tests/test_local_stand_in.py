@@ -159,3 +159,36 @@ async def test_a_fresh_empty_folder_is_filled_as_always(sftp_server, tmp_path):
     Path(profile.local_dir).mkdir(mode=0o700)
     doc = (await sync(profile)).to_json()
     assert doc["error"] is None and sorted(d["name"] for d in doc["downloaded"]) == sorted(good)
+
+
+def test_the_copies_counted_in_a_folder_are_those_inside_it_once_made_absolute(tmp_path, monkeypatch):
+    """The stand-in check counts the ledger's copies in the folder without reading every download
+    (``Ledger.copies_in``): the same count a look at each path gives. A sibling folder whose
+    name starts alike is not inside; a path that leaves the folder by ``..`` is not; one that
+    comes back into it, a relative one from the folder's parent, and ``//`` are; a purged copy,
+    another profile's and the same path twice count for nothing more."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "local"
+    led = Ledger.open(tmp_path / "ledger.sqlite3", profile="main")
+    paths = {
+        f"{folder}/a.xlsx": True,
+        f"{folder}/sub/b.xlsx": True,
+        f"{folder}2/c.xlsx": False,  # a sibling named alike
+        f"{folder}/../elsewhere/d.xlsx": False,
+        f"{tmp_path}/elsewhere/../local/e.xlsx": True,
+        f"{folder}//f.xlsx": True,
+        "local/g.xlsx": True,  # relative: from the working folder, tmp_path
+        "other/h.xlsx": False,
+        f"{folder}/./i.xlsx": True,
+        str(folder): True,  # a damaged row naming the folder itself
+    }
+    for n, path in enumerate(paths):
+        led.record_download(f"R_{n}.xlsx", size=1, sha256=f"{n:064x}", local_path=path)
+    led.record_download("again.xlsx", size=1, sha256="f" * 64, local_path=f"{folder}/a.xlsx")
+    led.record_download("gone.xlsx", size=1, sha256="e" * 64, local_path=f"{folder}/gone.xlsx")
+    led.mark_purged([("gone.xlsx", f"{folder}/gone.xlsx")])
+    led.for_profile("other").record_download("x.xlsx", size=1, sha256="d" * 64,
+                                             local_path=f"{folder}/x.xlsx")
+    assert led.copies_in(folder) == sum(paths.values())
+    assert led.copies_in(tmp_path / "nothing") == 0
+    led.close()

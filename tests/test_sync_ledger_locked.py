@@ -389,3 +389,138 @@ def test_a_hostile_note_is_ignored_never_a_crash(tmp_path):
         assert unrecorded.read(local) == []
     note.write_bytes(json.dumps([good]).encode())
     assert len(unrecorded.read(local)) == 1
+
+
+# ------------------------------------------------------------------ descriptors while records wait
+
+
+MANY = 200  # files landing while the ledger is locked: more than the sync's descriptor limit
+FD_LIMIT = 96  # the sync's RLIMIT_NOFILE: what a low ``ulimit -n`` gives it (Python, ssh, SQLite: ~20)
+
+
+@pytest.fixture
+def served_many(sshd):
+    """``MANY`` small files named like reports (random bytes: each verifies as unreadable, the
+    cheapest verification) in one folder on the sshd."""
+    base = Path(tempfile.mkdtemp(prefix="many-", dir=sshd.root))
+    folder = base / "m"
+    folder.mkdir()
+    block = os.urandom(2048)
+    for n in range(MANY):
+        (folder / f"{demo_data.DAILY}_{date(2026, 1, 1) + timedelta(days=n):%Y%m%d}_070012.xlsx"
+         ).write_bytes(block[n:] + block[:n])
+    for p in (base, folder):
+        os.chmod(p, 0o755)
+    yield folder
+    shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_files_landing_while_another_process_holds_the_ledger_never_run_out_of_descriptors(
+        sshd, served_many, tmp_path):
+    """Another process holds the ledger's write lock while a sync downloads more files than its
+    ``ulimit -n`` allows descriptors: the sync keeps landed files locked only up to a bound (the
+    lock tells other processes that the file's record is on its way), so no download fails with
+    "Too many open files"; once the lock is gone every file is recorded and reported downloaded."""
+    local = tmp_path / "local"
+    ledger = tmp_path / "ledger.sqlite3"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        "[profile.main]\n"
+        f'host = "127.0.0.1"\nport = {sshd.port}\nusername = "{sshd.username}"\nkey = "{sshd.key}"\n'
+        f'known_hosts = "{sshd.known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
+        f'remote_dir = "{served_many.parent.name}/m"\nlocal_dir = "{local}"\n'
+        f'ledger = "{ledger}"\ntimezone = "UTC"\nconcurrency = 4\n')
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+    def landed() -> int:
+        try:
+            return len([n for n in os.listdir(local) if not n.startswith(".")])
+        except OSError:
+            return 0
+
+    env = {**os.environ, "REPORT_KEEPER_NOW": NOW}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LAUNCH, "60", "sync", "--config", str(cfg), "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT,
+        preexec_fn=low_limit)
+    reading = asyncio.ensure_future(proc.communicate())
+    conn = None
+    try:
+        while not reading.done():  # the first record committed: the ledger exists
+            try:
+                conn = conn or sqlite3.connect(ledger, isolation_level=None, timeout=0)
+                if conn.execute("SELECT count(*) FROM downloads").fetchone()[0] >= 1:
+                    break
+            except sqlite3.OperationalError:
+                pass
+            await asyncio.sleep(0.005)
+        while not reading.done():  # between two of the sync's commits
+            try:
+                conn.execute("BEGIN EXCLUSIVE")
+                break
+            except sqlite3.OperationalError:
+                await asyncio.sleep(0.0005)
+        assert not reading.done(), "the sync ended before the ledger could be locked"
+        # Held until every file has landed, or none has for a while (the downloads failed).
+        seen, still = landed(), asyncio.get_running_loop().time()
+        while not reading.done() and landed() < MANY:
+            await asyncio.sleep(0.05)
+            if landed() != seen:
+                seen, still = landed(), asyncio.get_running_loop().time()
+            elif asyncio.get_running_loop().time() - still > 5:
+                break
+        conn.execute("ROLLBACK")
+        out, err = await asyncio.wait_for(reading, 300)
+    finally:
+        if conn is not None:
+            conn.close()
+        if proc.returncode is None:
+            proc.kill()
+    assert "Traceback" not in err.decode()
+    assert "Too many open files" not in err.decode()
+    doc = json.loads(out)
+    assert doc["failed"] == [] and doc["error"] is None, doc["failed"][:3]
+    names = sorted(p.name for p in served_many.iterdir())
+    assert sorted(d["name"] for d in doc["downloaded"]) == names
+    assert len(doc["files"]) == MANY  # each verified
+    conn = sqlite3.connect(ledger)
+    try:
+        assert conn.execute("SELECT count(*) FROM downloads").fetchone()[0] == MANY
+    finally:
+        conn.close()
+
+
+async def test_files_noted_while_a_write_of_the_note_runs_are_noted_together(tmp_path, monkeypatch):
+    """While the ledger is locked each landed file is noted (the next sync records it from the
+    note if this one is killed); the note is rewritten whole each time. Files asked for while a
+    write runs go into the next one together: a few writes for many files, not a rewrite of a
+    growing note (and two fsyncs) per file, and every file is in the note once they are done."""
+    from datetime import UTC, datetime
+
+    from tui.sftp import unrecorded
+    from tui.sftp.sync import DownloadedFile, Placed, SyncService
+
+    local = tmp_path / "local"
+    local.mkdir()
+    profile = demo_data.demo_config(host="127.0.0.1", port=22, username="u", key=tmp_path / "k",
+                                    known_hosts=tmp_path / "kh", local_dir=local,
+                                    ledger=tmp_path / "ledger.sqlite3")
+    writes = []
+    real_write = unrecorded._write
+
+    def counted(folder, notes):
+        writes.append(len(notes))
+        real_write(folder, notes)
+
+    monkeypatch.setattr(unrecorded, "_write", counted)
+    placed = [DownloadedFile(name=f"R_{n:03d}.xlsx", size=1, sha256=f"{n:064x}", path=str(local / f"R_{n:03d}.xlsx"),
+                             resumed_from=0, changed=False, status=Placed.NEW, refetched=False, version=None,
+                             folder=".", mtime=datetime(2026, 6, 1, tzinfo=UTC)) for n in range(60)]
+    with Ledger.open(profile.ledger_path, profile=profile.name) as led:
+        service = SyncService(profile, led)
+        # as files land: one noting each, the next asked for before the last is written
+        await asyncio.gather(*(service._note_serially([p]) for p in placed))
+    assert sorted(n.name for n in unrecorded.read(local)) == [p["name"] for p in placed]
+    assert len(writes) <= 3, writes

@@ -33,6 +33,7 @@ Public API (``profile`` defaults to the one the ledger was opened for)::
     led.record_download(name, size=, sha256=, local_path=, mtime=, when=) -> bool (recorded now)
     led.reconcile_local(local_dir=None) -> LocalCheck   # every held copy still on disk?
     led.holds(name, size, mtime) -> bool                 # this server copy is held (on disk)
+    led.copies_in(folder) -> int                         # copies held inside a folder (not purged)
     led.record_partial(name, size=, mtime=, part_path=, bytes_done=) / clear_partial(name)
     led.record_verification(verify_result, sha256=, context=verification_context(report, at))
     led.cached_verification(sha256, context, path=, name=) -> VerifyResult | None
@@ -58,7 +59,7 @@ import sqlite3
 import stat as statmod
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
@@ -1405,6 +1406,24 @@ class Ledger:
                     " AND local_path = ? LIMIT 1", (profile, name, sha256, str(path))).fetchone()
             }
 
+    def copies_in(self, folder: str | Path, profile: str | None = None) -> int:
+        """How many copies (distinct paths of downloads the retention policy has not purged)
+        the ledger holds inside ``folder`` (an absolute path; a stored path is compared as
+        ``os.path.abspath`` makes it). Counted by SQLite: only paths not already in that
+        form (relative, or with ``.``, ``..`` or ``//`` in them) are looked at one by one."""
+        base = os.path.abspath(folder)
+        prefix = base.rstrip("/") + "/"
+        with self._lock:
+            plain, odd = self._conn.execute(
+                f"SELECT COUNT(DISTINCT CASE WHEN NOT ({_IRREGULAR_PATH}) AND (local_path = ?2"
+                "  OR substr(local_path, 1, ?3) = ?4) THEN local_path END),"
+                f" json_group_array(DISTINCT CASE WHEN {_IRREGULAR_PATH} THEN local_path END)"
+                " FROM downloads WHERE profile = ?1 AND purge_started IS NULL AND purged_at IS NULL",
+                (self._p(profile), base, len(prefix), prefix),
+            ).fetchone()
+        irregular = {p for p in json.loads(odd) if isinstance(p, str)}
+        return int(plain) + sum(1 for p in irregular if _path_inside(p, base))
+
     def holds(self, name: str, size: int, mtime: datetime | None, profile: str | None = None) -> bool:
         """The latest download of ``name`` is this server copy (size, mtime) and is on disk."""
         with self._lock:
@@ -1707,7 +1726,8 @@ class Ledger:
         return _state(r[0], r[1], d[0] if d else None, d[1] if d else None, p is not None,
                       bool(d and d[2] is not None), purged)
 
-    def deliveries(self, report: str | None = None, profile: str | None = None) -> list[Delivery]:
+    def deliveries(self, report: str | None = None, profile: str | None = None, *,
+                   names: Collection[str] | None = None) -> list[Delivery]:
         """Every remote file ever seen (also long gone from the server), oldest first.
 
         Each carries its latest download and the latest verification of that download's
@@ -1716,9 +1736,12 @@ class Ledger:
         latest copy is not on disk, see :meth:`reconcile_local`), ``header_row``/``columns``,
         ``purged``/``purged_at`` (the retention policy deleted the latest copy) and
         ``export_pending`` (the latest copy is held and no export has included it or passed
-        it over yet: what ``keep_until_exported`` waits for).
+        it over yet: what ``keep_until_exported`` waits for). ``names``: only these files (only
+        their rows are read).
         """
         profile = self._p(profile)
+        only = json.dumps(sorted(names)) if names is not None else None
+        of_names = " AND name IN (SELECT value FROM json_each(?))" if only is not None else ""
         sql = (
             "SELECT name, report, delivered_at, size, mtime, first_seen, last_seen, gone_at,"
             " changed_at, rolling_of, folder, server_name, local_name FROM remote_files WHERE profile = ?"
@@ -1727,16 +1750,17 @@ class Ledger:
         if report is not None:
             sql += " AND report = ?"
             args.append(report)
-        sql += " ORDER BY delivered_at, name"
+        picked: tuple[str, ...] = (only,) if only is not None else ()
+        sql += of_names + " ORDER BY delivered_at, name"
         with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
+            rows = self._conn.execute(sql, [*args, *picked]).fetchall()
             # Latest download per name and how many: one ordered pass (no correlated joins).
             latest: dict[str, tuple[int, str | None, str, str, str, str | None, str | None, str | None]] = {}
             count: dict[str, int] = {}
             for d in self._conn.execute(
                 "SELECT name, size, mtime, sha256, local_path, downloaded_at, missing_since,"
-                " purge_started, purged_at FROM downloads WHERE profile = ? ORDER BY id",
-                (profile,),
+                " purge_started, purged_at FROM downloads WHERE profile = ?" + of_names + " ORDER BY id",
+                (profile, *picked),
             ):
                 latest[d[0]] = d[1:]
                 count[d[0]] = count.get(d[0], 0) + 1
@@ -1758,7 +1782,10 @@ class Ledger:
             for v in self._conn.execute(
                 "SELECT sha256, status, rows, message, header_row, columns, fingerprint,"
                 " date_column, dates, content_version FROM verifications"
-                " WHERE sha256 IS NOT NULL ORDER BY id"
+                " WHERE sha256 IS NOT NULL" + (
+                    " AND sha256 IN (SELECT sha256 FROM downloads WHERE profile = ?" + of_names + ")"
+                    if only is not None else "") + " ORDER BY id",
+                (profile, *picked) if only is not None else (),
             ):
                 verifs[v[0]] = v[1:]
         out = []
@@ -1815,6 +1842,36 @@ class Ledger:
                 )
             )
         return out
+
+    def listed_copies(self, profile: str | None = None) -> list[tuple[str, datetime, int]]:
+        """``(server identity, mtime, size)`` of every file listed with an mtime: its name, or
+        for a rolling report's version the name it has on the server (what
+        ``deliveries()`` gives as ``extra["rolling_of"] or name``, ``mtime``, ``size``)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT CASE WHEN rolling_of IS NULL OR rolling_of = '' THEN name ELSE rolling_of END,"
+                " mtime, size FROM remote_files WHERE profile = ? AND mtime IS NOT NULL ORDER BY delivered_at, name",
+                (self._p(profile),)).fetchall()
+        return [(ident, _at(mtime), size) for ident, mtime, size in rows]
+
+    def to_verify(self, profile: str | None = None) -> set[str]:
+        """The files whose held copy (latest download, on disk, not purged) may need reading:
+        its content has no verification recorded, or only one by a release before the content
+        checks, or an unreadable one, or one of a status this release does not know. A few
+        names in the usual ledger, found by SQLite (no row of the others is built); a superset
+        of what a caller then picks from their :meth:`deliveries`."""
+        known = json.dumps([v.value for v in VerifyStatus if v != VerifyStatus.UNREADABLE])
+        with self._lock:
+            return {r[0] for r in self._conn.execute(
+                "SELECT d.name FROM downloads d JOIN ("
+                " SELECT name, MAX(id) AS id FROM downloads WHERE profile = ? GROUP BY name"
+                ") m ON d.id = m.id"
+                " WHERE d.missing_since IS NULL AND d.purge_started IS NULL AND d.purged_at IS NULL"
+                " AND d.sha256 != '' AND d.local_path != '' AND NOT EXISTS ("
+                "  SELECT 1 FROM verifications v WHERE v.id = ("
+                "   SELECT MAX(id) FROM verifications WHERE sha256 = d.sha256)"
+                "  AND v.content_version >= ? AND v.status IN (SELECT value FROM json_each(?)))",
+                (self._p(profile), CONTENT_VERSION, known))}
 
     def rolling_history(self, profile: str | None = None) -> tuple[set[str], dict[str, set[datetime]]]:
         """What decides whether a server name is a rolling report: the names already kept as
@@ -2022,6 +2079,20 @@ class Ledger:
                     " AND purge_started IS NULL AND purged_at IS NULL", (self._p(profile),)
                 )
             }
+
+
+#: A stored path that ``os.path.abspath`` would change (relative, or with ``.``, ``..``, ``//``
+#: or a final ``/`` in it): compared by Python, not as text (:meth:`Ledger.copies_in`).
+_IRREGULAR_PATH = ("substr(local_path, 1, 1) != '/' OR instr(local_path, '/.') > 0"
+                   " OR instr(local_path, '//') > 0 OR substr(local_path, -1) = '/'")
+
+
+def _path_inside(path: str, folder: str) -> bool:
+    """``path`` (made absolute) is ``folder`` or inside it."""
+    try:
+        return os.path.commonpath([os.path.abspath(path), folder]) == folder
+    except (ValueError, TypeError):  # different drives, a relative and an absolute path, or
+        return False  # a damaged ledger value that is no path
 
 
 def _locked(exc: BaseException) -> bool:

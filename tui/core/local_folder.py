@@ -33,24 +33,15 @@ def _empty(folder: Path) -> bool:
         return False
 
 
-def _inside(path: str, folder: str) -> bool:
-    try:
-        return os.path.commonpath([os.path.abspath(path), folder]) == folder
-    except (ValueError, TypeError):  # different drives, a relative and an absolute path, or
-        return False  # a damaged ledger value that is no path
-
-
 def stand_in_refusal(local_dir: str | Path, ledger: Ledger) -> str | None:
     """Why ``local_dir`` must not be used now, in one line; None when it may. Looks at the
     folder first: the ledger is read only when the folder is empty."""
     folder = Path(local_dir).expanduser()
     if not _empty(folder):
         return None
-    base = os.path.abspath(folder)
-    held = {dl.local_path for dl in ledger.downloads() if not dl.purged and _inside(dl.local_path, base)}
-    if not held:
+    n = ledger.copies_in(os.path.abspath(folder))
+    if not n:
         return None  # a new folder
-    n = len(held)
     return (f"the local folder '{escape_name(str(folder))}' is empty but the ledger holds {n} "
             f"cop{'y' if n == 1 else 'ies'} there: is the share mounted? Mount it and run again; "
             "if the copies were deleted on purpose, put any file in the folder first")

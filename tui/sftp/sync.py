@@ -66,6 +66,7 @@ import concurrent.futures
 import fcntl
 import logging
 import os
+import resource
 import stat as statmod
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -123,6 +124,9 @@ COMMIT_SECONDS = BATCH_SECONDS
 #: unrecorded by a killed run costs no wait; past this bound the placer is taken for stuck
 #: (stopped) and the file is fetched again (the same bytes are then found in place).
 PLACED_WAIT = 60.0
+#: The most landed files a run keeps locked until their records are committed (one descriptor
+#: each); fewer under a low descriptor limit (:func:`held_at_most`).
+HELD_AT_MOST = 256
 
 
 # ------------------------------------------------------------------------ records
@@ -435,6 +439,8 @@ class SyncService:
         #: :meth:`_transfer`): forgotten once their records are on the disk.
         self._noted_waiting: list[DownloadedFile] = []
         self._note_lock = asyncio.Lock()
+        #: Files to note not yet taken by a write of the note (see :meth:`_note_serially`).
+        self._note_pending: list[DownloadedFile] = []
 
     async def _connect(self) -> SftpConnection:
         return await connect(self._opts, host_key_policy=self.host_key_policy,
@@ -541,10 +547,9 @@ class SyncService:
         if all(f.mtime_known for f in files):
             return files
         recorded: dict[str, tuple[datetime, int]] = {}  # server identity -> latest copy's time, size
-        for d in self.ledger.deliveries():
-            ident = d.extra.get("rolling_of") or d.name
-            if d.mtime is not None and (ident not in recorded or d.mtime > recorded[ident][0]):
-                recorded[ident] = (d.mtime, d.size)
+        for ident, mtime, size in self.ledger.listed_copies():  # not deliveries(): read once, below
+            if ident not in recorded or mtime > recorded[ident][0]:
+                recorded[ident] = (mtime, size)
         out = []
         for f in files:
             known = recorded.get(f.ident)
@@ -795,11 +800,24 @@ class SyncService:
         records: list[asyncio.Future[bool]] = []
         #: Files placed by this run, still locked until their records are committed (a
         #: descriptor each, by final path): other processes wait for the record meanwhile.
+        #: At most ``budget`` at once: while another process holds the ledger for long, files
+        #: keep landing, and a descriptor each would run the process out of them.
         held: dict[str, int] = {}
+        budget = held_at_most()
 
         def hold_placed(final: Path, fd: int) -> None:
             _close_fd(held.pop(str(final), None))
+            if len(held) >= budget:
+                # Let go at once: another process that finds it meanwhile does not wait for
+                # its record and fetches it again (then finds the same bytes in place).
+                _close_fd(fd)
+                if not unheld:
+                    log.info("more than %d landed files wait for their records: the rest are "
+                             "not kept locked meanwhile", budget)
+                unheld.append(str(final))
+                return
             held[str(final)] = fd
+        unheld: list[str] = []
 
         def unlock(path: str) -> None:
             # In the writer thread, after the file's record was written (or refused): the lock
@@ -851,9 +869,11 @@ class SyncService:
                         self._fetched_again(entry, remote, event, result, emit,
                                             partial(unlock, event.path))))
                 else:
-                    record, placed = self._record_done(entry, remote, event, result)
+                    # One writer job: the record, then (written or refused) the file's lock
+                    # is handed to the commit that holds it.
+                    record, placed = self._record_done(entry, remote, event, result,
+                                                       then=partial(unlock, event.path))
                     record.add_done_callback(partial(_say_recorded, emit, event))
-                    self._in_writer(partial(unlock, event.path))  # after the record: one writer
                     records.append(record)
                     unwritten[entry.name] = (record, placed)
                     if waiting[0]:
@@ -989,10 +1009,12 @@ class SyncService:
         self.ledger.before_commit(f"fsync {folder}", partial(fsync_dir, folder))
 
     def _record_done(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
-                     result: SyncResult) -> tuple[asyncio.Future[bool], DownloadedFile]:
+                     result: SyncResult, *, then: Callable[[], object] | None = None,
+                     ) -> tuple[asyncio.Future[bool], DownloadedFile]:
         """Record one finished download (in the writer thread, :meth:`_in_writer`); the future
         of the write (True when it recorded the file now) and what it records. Once it is
         written the file is booked in ``result`` (on the event loop, whatever awaits it or not).
+        ``then()`` runs in the same writer job right after the write, whether it succeeded or not.
 
         A file placed by this run is ``downloaded``. ``same`` means those exact bytes were
         already in place under the name (another process put them there a moment ago): it is
@@ -1012,9 +1034,9 @@ class SyncService:
                 result.changed.append(entry.name)
             if refetched:
                 result.refetched.append(entry.name)
-        write = self._in_writer(partial(
-            self.ledger.record_download, entry.key, size=event.size, sha256=event.sha256,
-            local_path=event.path, mtime=remote.mtime))
+        record = partial(self.ledger.record_download, entry.key, size=event.size, sha256=event.sha256,
+                         local_path=event.path, mtime=remote.mtime)
+        write = self._in_writer(record if then is None else partial(_and_then, record, then))
         write.add_done_callback(partial(_book, result, placed))
         return write, placed
 
@@ -1287,9 +1309,16 @@ class SyncService:
         self._note_placed([u.placed for u in files])
 
     async def _note_serially(self, files: list[DownloadedFile]) -> None:
-        """:meth:`_note_placed` in a thread, one note at a time (each rewrites the note)."""
+        """:meth:`_note_placed` in a thread, one note at a time (each rewrites the note). Files
+        asked for while a write runs are noted together by the next one: one rewrite of the
+        note per write's time, not one per landed file (thousands of files landing while the
+        ledger is locked made that a rewrite of a growing note, and its fsync, per file). This
+        returns once a write holding ``files`` is over."""
+        self._note_pending.extend(files)
         async with self._note_lock:
-            await asyncio.to_thread(self._note_placed, files)
+            todo, self._note_pending = self._note_pending, []
+            if todo:  # else an earlier write took them, and it is over
+                await asyncio.to_thread(self._note_placed, todo)
 
     def _forget_noted_waiting(self) -> None:
         """Forget the notes of files noted while their records waited, now that those records
@@ -1403,12 +1432,20 @@ class SyncService:
         after an upgrade the first sync reads each held copy once more, so ``check`` can judge
         the history without reading workbooks itself."""
         done = {v.name for v in result.files}
+
+        def candidates() -> list[Delivery]:
+            # Only the few files that may need it are read whole (the listing read them all a
+            # moment ago); the timings come from the listing's read unless there was none.
+            names = self.ledger.to_verify() - done
+            if self._timings is None:
+                self._timings = self.profile.timings(self.ledger.deliveries())
+            return self.ledger.deliveries(names=names) if names else []
+
         try:
-            deliveries = await asyncio.to_thread(self.ledger.deliveries)
+            deliveries = await asyncio.to_thread(candidates)
         except LEDGER_ERRORS:  # the next run tries again
             log.exception("could not read the ledger for unverified copies")
             return
-        self._timings = self.profile.timings(deliveries)
         todo: list[tuple[Delivery, str, str]] = []
         again: list[tuple[Delivery, str, str]] = []
         for d in deliveries:
@@ -1535,6 +1572,14 @@ def _book(result: SyncResult, placed: DownloadedFile, write: asyncio.Future[bool
              ", fetched again" if placed["refetched"] else "")
 
 
+def _and_then(call: Callable[[], _T], then: Callable[[], object]) -> _T:
+    """``call()``, then ``then()`` however it ended (its result or error is ``call``'s)."""
+    try:
+        return call()
+    finally:
+        then()
+
+
 def _say_recorded(emit: Callable[[SyncEvent], None], event: Done, write: asyncio.Future[bool]) -> None:
     """``Recorded`` once a landed file's record is written (not when it was refused)."""
     if not write.cancelled() and write.exception() is None:
@@ -1621,6 +1666,18 @@ def _being_recorded(path: Path, size: int) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def held_at_most() -> int:
+    """How many landed files a sync keeps locked (a descriptor each) while their records wait:
+    a quarter of the process's descriptor limit (``ulimit -n``), at most ``HELD_AT_MOST``."""
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return HELD_AT_MOST
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return HELD_AT_MOST
+    return max(1, min(HELD_AT_MOST, soft // 4))
 
 
 def _close_fd(fd: int | None) -> None:
