@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import hashlib
 import json
@@ -625,3 +626,16 @@ async def test_a_part_is_resumed_only_when_its_record_names_this_server_copy(sft
         result = await download(conn, remote, sftp_server.remote_dir, out)
     assert result.resumed_from == have > 0 and result.path.read_bytes() == data
     assert _parts(out) == [] and os.listdir(work_dir(out)) == []
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE])
+def test_running_out_of_open_files_is_not_blamed_on_the_folder(code):
+    """A download that cannot open its file because the process (or the system) has too many
+    open already is told as that, with what to do: not as a folder that is missing or not
+    writable, which would send a person to check the wrong thing."""
+    from tui.sftp.errors import translate
+
+    err = translate(OSError(code, os.strerror(code)), local_path="/srv/reports/Loans_20260601.xlsx")
+    text = str(err)  # what happened, then what to do
+    assert "open files" in text and "ulimit -n" in text, text
+    assert "writable" not in text, text

@@ -269,6 +269,14 @@ def translate(exc: BaseException, *, host: str = "", port: int | None = None,
                     "hidden .part file and the download resumes from there.",
                     "Free some space in the local folder (or choose another local_dir) and run again.",
                 )
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                return LocalWriteFailed(
+                    f"Could not open '{local_path}': too many files are open "
+                    f"({'this process' if exc.errno == errno.EMFILE else 'the whole system'} "
+                    "reached its limit on open files). Nothing was written under the final name.",
+                    "Raise the limit (ulimit -n in the shell or cron line, LimitNOFILE= in a "
+                    "systemd unit) or lower the profile's concurrency, and run again.",
+                )
             return LocalWriteFailed(
                 f"Could not write '{local_path}': {exc.strerror or exc}.",
                 "Check that the local folder exists and is writable by you.",
