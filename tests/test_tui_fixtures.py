@@ -139,28 +139,28 @@ def _pending(timer: Any) -> bool:
     return timer is not None and timer._task is not None and not timer._task.done()
 
 
-def fitted(app: Any) -> bool:
-    """No Remote screen has a refit or a filter still waiting on its debounce timer, and the
-    one shown has its name column fitted to its width (the refit after a resize has run; a
-    screen in the background is fitted when it is shown again)."""
+def debouncing(app: Any) -> bool:
+    """A Remote screen has a refit (after a resize) or a filter still waiting on its timer."""
     from tui.screens.remote import RemoteScreen
 
-    for stack in app._screen_stacks.values():
-        for screen in stack:
-            if isinstance(screen, RemoteScreen) and (_pending(screen._resize_timer)
-                                                     or _pending(screen._filter_timer)):
-                return False
-    screen = app.screen
-    return not (isinstance(screen, RemoteScreen) and screen._wide is not None
-                and screen._fitted_width != screen._name_width_for(screen.size.width))
+    return any(isinstance(screen, RemoteScreen) and (_pending(screen._resize_timer) or _pending(screen._filter_timer))
+               for stack in app._screen_stacks.values() for screen in stack)
 
 
 async def until_fitted(pilot: Any) -> None:
-    """After a key or a resize: the app has handled it, the Remote screen's debounced column
-    fitting and filtering have run, and the screen drawn after them is the one shown."""
+    """After a key or a resize: the app has handled it, the Remote screen's debounced refit and
+    filter have run, and the screen drawn after them is the one shown. The Remote screen shown
+    then has its name column fitted to its width (a screen in the background is fitted when
+    it is shown again)."""
+    from tui.screens.remote import RemoteScreen
+
     await pilot.pause()
-    await wait_for(pilot, lambda: fitted(pilot.app), 10, 0.02)
+    await wait_for(pilot, lambda: not debouncing(pilot.app), 10, 0.02)
     await pilot.pause()
+    screen = pilot.app.screen
+    if isinstance(screen, RemoteScreen) and screen._wide is not None:
+        assert screen._fitted_width == screen._name_width_for(screen.size.width), (
+            f"the name column is {screen._fitted_width} wide at {screen.size.width} columns")
 
 
 def settled(app: Any) -> bool:
