@@ -547,7 +547,7 @@ def test_snapshot_remote_screen_with_a_rolling_report(snap_compare, sshd, fixed_
     its details naming the version."""
     import asyncio
 
-    from tests.test_tui_fixtures import settled, wait_for
+    from tests.test_tui_fixtures import settled, until_fitted, wait_for
     from tui.app import create_app
     from tui.sftp.sync import SyncService
 
@@ -574,9 +574,9 @@ def test_snapshot_remote_screen_with_a_rolling_report(snap_compare, sshd, fixed_
     async def run_before(pilot):
         await wait_for(pilot, lambda: settled(app))
         await pilot.press("2")
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         await pilot.press("enter")
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         app.clear_notifications()
         await pilot.pause()
 

@@ -22,6 +22,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     profile_for,
     server_loop,
     settled,
+    until_fitted,
     wait_for,
 )
 from tui.core.model import JobState
@@ -38,7 +39,7 @@ def screen_lines(app) -> list[str]:
 async def _settle(pilot) -> None:
     app = pilot.app
     await wait_for(pilot, lambda: settled(app) and not app.board.active)
-    await pilot.pause(0.3)  # debounced column fitting
+    await until_fitted(pilot)  # debounced column fitting
 
 
 WORD = re.compile(r"[A-Za-z]{2,}")
@@ -66,7 +67,7 @@ async def test_every_footer_fits_80_columns_and_keeps_help(demo_remote, home):
         await _settle(pilot)
         for key in "12345":
             await pilot.press(key)
-            await pilot.pause(0.3)
+            await until_fitted(pilot)
             footer = app.screen.query_one(Footer)
             last = screen_lines(app)[-1]
             assert "? Help" in last, (key, last)
@@ -87,10 +88,10 @@ async def cut_words(pilot, *, wide=(200, 60)) -> set[str]:
     size = app.size
     narrow = words(screen_lines(app))
     await pilot.resize_terminal(*wide)
-    await pilot.pause(0.4)
+    await until_fitted(pilot)
     whole = words(screen_lines(app))
     await pilot.resize_terminal(size.width, size.height)
-    await pilot.pause(0.4)
+    await until_fitted(pilot)
     return narrow - whole
 
 
@@ -99,12 +100,12 @@ async def test_remote_at_80_columns_cuts_no_word(demo_remote, home):
     async with app.run_test(size=(80, 24)) as pilot:
         await _settle(pilot)
         await pilot.press("2")
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         lines = screen_lines(app)
         assert "Deletes" in lines[3]  # the column header, not "Del"
         assert await cut_words(pilot) == set()
         await pilot.press("s", "s")  # deletes soonest: near-deletion files on top
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         assert await cut_words(pilot) == set()
 
 
@@ -113,11 +114,11 @@ async def test_remote_filter_matches_the_time_as_shown(demo_remote, home):
     async with app.run_test(size=(80, 24)) as pilot:
         await _settle(pilot)
         await pilot.press("2", "slash", *"10-12", "enter")
-        await pilot.pause(0.4)
+        await until_fitted(pilot)
         remote = app.screen
         assert remote.shown and all("20261012" in name for name in remote.shown)
         await pilot.press("slash", "ctrl+u", *"1012", "enter")
-        await pilot.pause(0.4)
+        await until_fitted(pilot)
         assert remote.shown and all("20261012" in name for name in remote.shown)
 
 
@@ -126,7 +127,7 @@ async def test_remote_marks_new_files_the_server_deletes_soon(demo_remote, home)
     async with app.run_test(size=(80, 24)) as pilot:
         await _settle(pilot)
         await pilot.press("2", "s", "s")
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         lines = screen_lines(app)
         soon = [line for line in lines[4:-1] if re.search(r"\b[0-3]d\b", line)]
         later = [line for line in lines[4:-1] if re.search(r"\b(1[5-9]|[2-9]\d)d\b", line)]
@@ -186,7 +187,7 @@ async def test_health_groups_like_problems_and_names_keys(demo_remote, home):
         near = [p for p in app.snapshot.health.problems if p.kind == "near-deletion"]
         assert len(near) >= 3
         await pilot.resize_terminal(80, 120)  # the whole body at 80 columns
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         section = _problems_section(screen_lines(app))
         text = "\n".join(section)
         assert text.count("near-deletion") == 1  # one group, not one block per file
@@ -204,7 +205,7 @@ async def test_wrapped_lines_start_under_their_first_word(demo_remote, home):
     async with app.run_test(size=(80, 24)) as pilot:
         await _settle(pilot)
         await pilot.resize_terminal(80, 120)
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         section = _problems_section(screen_lines(app))
         for before, line in zip(section, section[1:], strict=False):
             body = line[1:]  # the body's padding
@@ -296,7 +297,7 @@ def test_snapshot_health_many_problems_80x24(snap_compare, demo_remote, home, mo
     async def run_before(pilot):
         await _snap_settle(pilot)
         await pilot.press(*["down"] * 6)  # the problems: the critical one, then the group
-        await pilot.pause(0.2)
+        await until_fitted(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
@@ -309,7 +310,7 @@ def test_snapshot_remote_long_names_80x24(snap_compare, long_names_remote, home,
     async def run_before(pilot):
         await _snap_settle(pilot)
         await pilot.press("2")  # newest first: the long names' deliveries on top
-        await pilot.pause(0.4)
+        await until_fitted(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
@@ -319,7 +320,7 @@ async def test_remote_long_names_cut_no_word(long_names_remote, home):
     async with app.run_test(size=(80, 24)) as pilot:
         await _settle(pilot)
         await pilot.press("2")
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         shown = "\n".join(screen_lines(app))
         assert "Circulation Desk Loans…" in shown or "Circulation Desk…" in shown
         assert await cut_words(pilot) == set()
@@ -332,7 +333,7 @@ async def test_health_at_80_columns_cuts_no_word(demo_remote, home):
         for _ in range(2):  # the top, then the problems
             assert await cut_words(pilot) == set()
             await pilot.press("pagedown")
-            await pilot.pause(0.2)
+            await until_fitted(pilot)
 
 
 async def test_verify_and_queue_at_80_columns_cut_no_word(demo_remote, home):
@@ -342,11 +343,11 @@ async def test_verify_and_queue_at_80_columns_cut_no_word(demo_remote, home):
         await pilot.press("2", "a", "d")
         await _settle(pilot)
         await pilot.press("3")
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         assert await cut_words(pilot) == set()
         await pilot.press("4")
         await wait_for(pilot, lambda: len(app.screen.outcomes) > 0)
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         lines = screen_lines(app)
         assert any("no data rows" in line for line in lines)  # the empty report's reason
         assert not any(re.search(r"\bdata row\s*$", line.rstrip(" ▁▂▃▄▅▆▇█")) for line in lines)
@@ -374,7 +375,7 @@ async def test_queue_detail_line_wraps_under_its_first_word(demo_remote, home):
                       "file is kept and a later download resumes it")
         job.version += 1
         app._post_queue_changed()
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         lines = screen_lines(app)
         start = next(i for i, line in enumerate(lines) if "the server closed" in line)
         first, second = lines[start], lines[start + 1]
@@ -397,19 +398,19 @@ async def test_toasts_are_few_replace_their_subject_and_hide_no_row(demo_remote,
         await pilot.pause()
         app.notify("Downloads finished: 8 done, 0 failed.")
         app.notify("Downloads finished: 16 done, 0 failed.")  # the next batch: same subject
-        await pilot.pause(0.2)
+        await until_fitted(pilot)
         shown = _toasts(app)
         assert [str(t._notification.message) for t in shown] == ["Downloads finished: 16 done, 0 failed."]
         for i in range(4):
             app.notify(f"toast number {i}")
-        await pilot.pause(0.2)
+        await until_fitted(pilot)
         shown = _toasts(app)
         assert len(shown) == 2  # not four deep
         assert [t._notification.message for t in shown] == ["toast number 2", "toast number 3"]
         # at the top right, over the title bar and the navigation line, not over the screen's rows
         assert all(t.region.bottom <= 4 and t.region.x >= 30 for t in shown), [t.region for t in shown]
         await pilot.press("question_mark")  # the help window stays readable below them
-        await pilot.pause(0.2)
+        await until_fitted(pilot)
         assert all(t.region.bottom <= 4 for t in _toasts(app))
 
 
@@ -419,7 +420,7 @@ async def test_one_file_queued_says_one_file(demo_remote, home):
         await _settle(pilot)
         app.clear_notifications()
         await pilot.press("2", "space", "d")
-        await pilot.pause(0.2)
+        await until_fitted(pilot)
         messages = [n.message for n in app._notifications]
         assert "1 file queued: 3 shows the queue." in messages, messages
         assert not any("1 files" in m for m in messages)
@@ -433,7 +434,7 @@ async def test_file_details_wrap_values_under_their_column(long_names_remote, ho
     async with app.run_test(size=(80, 24)) as pilot:
         await _settle(pilot)
         await pilot.press("2", "down", "enter")  # a long-named file
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         assert app.screen.__class__.__name__ == "FileDetailsModal"
         lines = screen_lines(app)
         start = next(i for i, line in enumerate(lines) if "Name" in line and "Circulation" in line)
@@ -447,7 +448,7 @@ async def test_heatmap_day_panel_wraps_under_its_first_word(demo_remote, home):
     async with app.run_test(size=(80, 24)) as pilot:
         await _settle(pilot)
         await pilot.press("5")
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         lines = screen_lines(app)
         top = next(i for i, line in enumerate(lines) if line.startswith("─") or line.startswith(" ─")
                    or set(line.strip()) == {"─"})
@@ -465,7 +466,7 @@ async def test_heatmap_lands_on_a_run_day_and_cuts_no_month(demo_remote, home):
     async with app.run_test(size=(80, 24)) as pilot:
         await _settle(pilot)
         await pilot.press("5", "right_square_bracket")  # the weekly report: Mondays only
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         widget = app.screen.query_one("HeatmapWidget")
         assert app.screen.report.name.startswith("Weekly")
         cell = widget.selected_cell
@@ -538,7 +539,7 @@ async def test_queue_summary_at_80_columns_never_ends_in_a_bare_label(demo_remot
             job.version += 1
         app.board.set_paused(True)
         app._post_queue_changed()
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         summary = screen_lines(app)[2].strip()
         assert summary.startswith("‖ PAUSED"), summary  # first, never left out
         # nothing runs while paused: the started files are counted as the rows say them
@@ -558,7 +559,7 @@ async def test_toasts_show_a_servers_words_as_they_are(demo_remote, home):
         await pilot.pause()
         app.notify("Listing failed: [bold red]gone[/] and [/link]", severity="error")
         app.screen.notify("Download stopped: [reverse]x[/reverse]")
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         shown = [str(t.render()) for t in _toasts(app)]
         assert any("[bold red]gone[/] and [/link]" in s for s in shown), shown
         assert any("[reverse]x[/reverse]" in s for s in shown), shown

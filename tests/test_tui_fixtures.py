@@ -135,6 +135,34 @@ async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 6
     raise AssertionError(f"condition not reached within {timeout:g} s: {state}")
 
 
+def _pending(timer: Any) -> bool:
+    return timer is not None and timer._task is not None and not timer._task.done()
+
+
+def debouncing(app: Any) -> bool:
+    """A Remote screen has a refit (after a resize) or a filter still waiting on its timer."""
+    from tui.screens.remote import RemoteScreen
+
+    return any(isinstance(screen, RemoteScreen) and (_pending(screen._resize_timer) or _pending(screen._filter_timer))
+               for stack in app._screen_stacks.values() for screen in stack)
+
+
+async def until_fitted(pilot: Any) -> None:
+    """After a key or a resize: the app has handled it, the Remote screen's debounced refit and
+    filter have run, and the screen drawn after them is the one shown. The Remote screen shown
+    then has its name column fitted to its width (a screen in the background is fitted when
+    it is shown again)."""
+    from tui.screens.remote import RemoteScreen
+
+    await pilot.pause()
+    await wait_for(pilot, lambda: not debouncing(pilot.app), 10, 0.02)
+    await pilot.pause()
+    screen = pilot.app.screen
+    if isinstance(screen, RemoteScreen) and screen._wide is not None:
+        assert screen._fitted_width == screen._name_width_for(screen.size.width), (
+            f"the name column is {screen._fitted_width} wide at {screen.size.width} columns")
+
+
 def settled(app: Any) -> bool:
     """The listing has come back and the snapshot after it is on screen."""
     busy = any(w.group in ("listing", "snapshot", "download", "conntest") and not w.is_finished

@@ -20,6 +20,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     home,
     server_loop,
     settled,
+    until_fitted,
     wait_for,
 )
 from tui.app import create_app
@@ -59,7 +60,7 @@ async def _listed(pilot) -> None:
     app = pilot.app
     await wait_for(pilot, lambda: settled(app) and app.snapshot.others and not app.board.active)
     await pilot.press("2")
-    await pilot.pause(0.3)
+    await until_fitted(pilot)
     app.clear_notifications()
     await pilot.pause()
 

@@ -25,6 +25,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     profile_for,
     server_loop,
     settled,
+    until_fitted,
     wait_for,
 )
 from tui.app import create_app
@@ -85,7 +86,7 @@ async def _settle(pilot, timeout: float = 60) -> None:
 
 
 async def _finish(pilot):
-    await pilot.pause(0.3)
+    await until_fitted(pilot)
     pilot.app.clear_notifications()
     await pilot.pause()
 

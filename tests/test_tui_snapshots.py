@@ -27,6 +27,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     server_loop,
     settled,
     synced,
+    until_fitted,
     wait_for,
 )
 
@@ -58,8 +59,8 @@ async def _mask_port(pilot, port: int) -> None:
 
 
 async def _finish(pilot):
-    """Let debounced timers (column fitting, filters: 0.2 s) fire, then drop the toasts."""
-    await pilot.pause(0.3)
+    """Let debounced timers (column fitting, filters) fire, then drop the toasts."""
+    await until_fitted(pilot)
     pilot.app.clear_notifications()
     await pilot.pause()
 

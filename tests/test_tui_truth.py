@@ -30,6 +30,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     server_loop,
     settled,
     synced,
+    until_fitted,
     wait_for,
 )
 from tui.core import heatmap as hm
@@ -528,8 +529,8 @@ async def _settle(pilot, timeout: float = 60) -> None:
 
 
 async def _finish(pilot):
-    """Let debounced timers (column fitting: 0.2 s) fire, then drop the toasts."""
-    await pilot.pause(0.3)
+    """Let debounced timers (column fitting) fire, then drop the toasts."""
+    await until_fitted(pilot)
     pilot.app.clear_notifications()
     await pilot.pause()
 

@@ -15,6 +15,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     profile_for,
     server_loop,
     settled,
+    until_fitted,
     wait_for,
 )
 from tui.core.model import DONE
@@ -68,7 +69,7 @@ async def test_the_sort_order_stays_on_the_remote_status_line_with_a_filter(demo
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: settled(app))
         await pilot.press("2", "slash", *"Weekly", "enter")
-        await pilot.pause(0.3)
+        await until_fitted(pilot)
         remote = app.screen
         status = remote.query_one("#remote-status", Static)
         assert "filter 'Weekly'" in str(status.render())
