@@ -364,7 +364,8 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
     try:
         # block_size=0: every f.read() below is exactly one SFTP request (no hidden tasks);
         # this function does the pipelining itself.
-        f = await conn.sftp.open(remote_path.encode("utf-8", "surrogateescape"), "rb", block_size=0)
+        f = await conn.answer(conn.sftp.open(remote_path.encode("utf-8", "surrogateescape"), "rb",
+                                             block_size=0), "opening", remote.name)
     except (asyncssh.Error, OSError) as exc:
         raise remote_err(exc) from None
     fd = -1
@@ -435,7 +436,7 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             # so the part file is always a valid prefix of the server's file.
             while inflight:
                 _off, n, task = inflight[0]
-                data = await task
+                data = await conn.answer(task, "reading", remote.name)
                 inflight.popleft()
                 if not data:
                     break  # end of file

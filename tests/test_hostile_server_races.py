@@ -1,0 +1,117 @@
+"""A server that changes a file between the listing and its download, or stops answering."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from tests.fixtures_sshd import ServerInfo
+from tui.sftp.client import connect
+from tui.sftp.download import download
+from tui.sftp.errors import ServerStalled
+from tui.sftp.parts import part_progress
+
+
+def _put(info: ServerInfo, name: str, size: int, seed: int = 0) -> bytes:
+    data = (hashlib.sha256(f"{seed}:{name}".encode()).digest() * (size // 32 + 1))[:size]
+    (info.root / name).write_bytes(data)
+    return data
+
+
+async def _one(info: ServerInfo, name: str):
+    async with await connect(info.options()) as conn:
+        listing = await conn.listdir(info.remote_dir)
+    return {f.name: f for f in listing.files}[name]
+
+
+@pytest.fixture
+def sshd_dir(sftp_server):
+    if sftp_server.kind != "sshd":
+        pytest.skip("the embedded server runs on the test's own event loop")
+    return sftp_server
+
+
+def _release(fifo: Path) -> None:
+    """Let the server's SFTP process, stuck opening the pipe, go on (it has a reader now)."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
+
+
+async def test_a_file_replaced_by_a_named_pipe_after_the_listing_does_not_hang(sshd_dir, tmp_path):
+    # sshd's SFTP process blocks opening a pipe while sshd itself answers the keepalives:
+    # without a limit of its own the download (and a scheduled sync) waits for ever.
+    info = sshd_dir
+    _put(info, "r.xlsx", 5000)
+    remote = await _one(info, "r.xlsx")
+    path = info.root / "r.xlsx"
+    path.unlink()
+    os.mkfifo(path)
+    try:
+        conn = await connect(info.options(request_timeout=1))
+        async with conn:
+            with pytest.raises(ServerStalled) as caught:
+                await asyncio.wait_for(download(conn, remote, info.remote_dir, tmp_path / "out"), 15)
+            assert conn.closed
+    finally:
+        _release(path)
+    text = str(caught.value)
+    assert "answered nothing for 1 s while opening 'r.xlsx'" in text and caught.value.transient
+    assert not (tmp_path / "out" / "r.xlsx").exists()
+
+
+class _StallingSFTP(asyncssh.SFTPServer):
+    """Answers the first reads of a file, then never again (a hung disk under the server)."""
+
+    async def read(self, file_obj, offset, size):
+        if offset >= 4096:
+            await asyncio.sleep(3600)
+        return super().read(file_obj, offset, size)
+
+
+async def test_a_server_that_stops_answering_mid_read_ends_the_download_in_bounded_time(
+        make_embedded_sftp, tmp_path):
+    info = await make_embedded_sftp(_StallingSFTP)
+    data = _put(info, "r.xlsx", 20_000)
+    remote = await _one(info, "r.xlsx")
+    conn = await connect(info.options(request_timeout=0.5, block_size=1024))
+    async with conn:
+        with pytest.raises(ServerStalled, match="answered nothing for 0.5 s while reading 'r.xlsx'"):
+            await asyncio.wait_for(download(conn, remote, info.remote_dir, tmp_path / "out"), 10)
+    # what arrived is kept for resuming, and nothing has the final name
+    assert not (tmp_path / "out" / "r.xlsx").exists()
+    assert 4096 <= part_progress(tmp_path / "out", remote) < len(data)
+
+
+class _SlowSFTP(asyncssh.SFTPServer):
+    """Answers every read, one at a time, slowly: a slow link that still delivers."""
+
+    lock: asyncio.Lock | None = None
+
+    async def read(self, file_obj, offset, size):
+        if _SlowSFTP.lock is None:
+            _SlowSFTP.lock = asyncio.Lock()
+        async with _SlowSFTP.lock:
+            await asyncio.sleep(0.06)
+            return super().read(file_obj, offset, size)
+
+
+async def test_a_slow_server_that_keeps_answering_is_never_taken_for_stalled(make_embedded_sftp, tmp_path):
+    # Two downloads share the connection: each one's oldest read waits behind the other's
+    # (8 x 0.06 s, longer than the limit), but the connection answers all the time.
+    _SlowSFTP.lock = None
+    info = await make_embedded_sftp(_SlowSFTP)
+    data = {n: _put(info, n, 10 * 1024) for n in ("a.xlsx", "b.xlsx")}
+    conn = await connect(info.options(request_timeout=0.3, block_size=1024))
+    async with conn:
+        listing = await conn.listdir(info.remote_dir)
+        results = await asyncio.gather(*(download(conn, f, info.remote_dir, tmp_path / "out", max_requests=8)
+                                         for f in listing.files))
+    for result in results:
+        assert result.path.read_bytes() == data[result.path.name]
