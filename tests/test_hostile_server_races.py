@@ -69,8 +69,10 @@ async def test_a_file_replaced_by_a_named_pipe_after_the_listing_does_not_hang(s
 class _StallingSFTP(asyncssh.SFTPServer):
     """Answers the first reads of a file, then never again (a hung disk under the server)."""
 
+    active = True
+
     async def read(self, file_obj, offset, size):
-        if offset >= 4096:
+        if offset >= 4096 and _StallingSFTP.active:
             await asyncio.sleep(3600)
         return super().read(file_obj, offset, size)
 
@@ -115,3 +117,31 @@ async def test_a_slow_server_that_keeps_answering_is_never_taken_for_stalled(mak
                                          for f in listing.files))
     for result in results:
         assert result.path.read_bytes() == data[result.path.name]
+
+
+async def test_a_part_is_not_resumed_into_another_file_of_the_same_size_and_mtime(make_embedded_sftp, tmp_path):
+    # A download stops part-way; on the server the file is then replaced by another of the
+    # same size and modification time (SFTP gives whole seconds). The part's record matches
+    # the new copy, but its bytes are the old one's: the copy must be the new file's bytes.
+    stalling = await make_embedded_sftp(_StallingSFTP)
+    _put(stalling, "r.xlsx", 20_000, seed=1)
+    remote = await _one(stalling, "r.xlsx")
+    conn = await connect(stalling.options(request_timeout=0.3, block_size=1024))
+    async with conn:
+        with pytest.raises(ServerStalled):
+            await download(conn, remote, stalling.remote_dir, tmp_path / "out")
+    assert part_progress(tmp_path / "out", remote) >= 4096
+    path = stalling.root / "r.xlsx"
+    before = path.stat()
+    newer = _put(stalling, "r.xlsx", 20_000, seed=2)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    _StallingSFTP.active = False
+    try:
+        again = await _one(stalling, "r.xlsx")
+        assert (again.size, again.mtime) == (remote.size, remote.mtime)
+        async with await connect(stalling.options()) as conn:
+            result = await download(conn, again, stalling.remote_dir, tmp_path / "out")
+    finally:
+        _StallingSFTP.active = True
+    assert result.path.read_bytes() == newer
+    assert result.sha256 == hashlib.sha256(newer).hexdigest()

@@ -10,7 +10,9 @@ How a file is written (docs/ARCHITECTURE.md, "Local files"):
   server copy it holds;
 - blocks are requested many at a time but written and hashed strictly in order, so a part
   file is always a valid prefix: after a broken connection (or a full disk, or a cancel)
-  the next attempt resumes at offset = part size, hashing the prefix it already has;
+  the next attempt resumes at offset = part size, hashing the prefix it already has, once
+  the part's last 64 KiB are found to be the server's bytes there (a file replaced by another
+  of the same size and mtime is otherwise spliced; different: downloaded from the start);
 - the reads ask for one byte past the listed size, so a file that grew (still being
   uploaded) or shrank since the listing is noticed without an extra round trip, and is
   fetched again from the start with its new size (a transient ``TransferFailed``);
@@ -92,6 +94,8 @@ THREADED_WRITES_FROM = 4 * 1024 * 1024
 _HASH_CHUNK = 1024 * 1024
 #: A part's record is written once this much is in it (or when the transfer stops before).
 RECORD_FROM = 1024 * 1024
+#: Resuming a part first compares this much of its end with the server's bytes there.
+RESUME_CHECK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,24 @@ async def _settle(pending: Collection[_Pending]) -> None:
 _background: set[asyncio.Task[None]] = set()
 
 
+async def _resumable(conn: SftpConnection, f: asyncssh.SFTPClientFile, fd: int, have: int,
+                     remote: RemoteFile) -> bool:
+    """The part's last bytes (up to ``RESUME_CHECK``) are the server's at the same place. A
+    part's record names the server copy by size and mtime, which a different file can share
+    (replaced within the same second, or its time set back): resuming would splice the old
+    file's beginning to the new one's end. Not the same: the part is started again."""
+    n = min(have, RESUME_CHECK)
+    try:
+        theirs = await conn.answer(_read(f, n, have - n), "reading", remote.name)
+    except (asyncssh.Error, OSError) as exc:
+        raise translate(exc, host=conn.host, port=conn.port, path=remote.name) from None
+    if theirs == os.pread(fd, n, have - n):
+        return True
+    log.info("the part of %r is not the server's copy (replaced by one of the same size and "
+             "time); downloading it from the start", remote.name)
+    return False
+
+
 def _claim(local_dir: Path, work: Path, remote: RemoteFile,
            already_held: Callable[[RemoteFile], bool] | None) -> tuple[int, int, bool]:
     """Check the working folder, open and lock the part file; ``(fd, bytes to resume from,
@@ -386,6 +408,9 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
                     "(the app and a scheduled sync at the same time).",
                     "Nothing to do: it is held, and counted by the process that fetched it.",
                 )
+            if have and not await _resumable(conn, f, fd, have, remote):
+                os.ftruncate(fd, 0)
+                have = 0
             if have:
                 h = await asyncio.to_thread(_sha256_fd, fd, have)
                 log.info("resuming %r at %d of %d bytes", remote.name, have, size)
