@@ -15,6 +15,7 @@ from tui.sftp.client import connect
 from tui.sftp.download import download
 from tui.sftp.errors import ServerStalled
 from tui.sftp.parts import part_progress
+from tui.sftp.queue import Retrying, Running, TransferQueue
 
 
 def _put(info: ServerInfo, name: str, size: int, seed: int = 0) -> bytes:
@@ -145,3 +146,41 @@ async def test_a_part_is_not_resumed_into_another_file_of_the_same_size_and_mtim
         _StallingSFTP.active = True
     assert result.path.read_bytes() == newer
     assert result.sha256 == hashlib.sha256(newer).hexdigest()
+
+
+def _factory(info: ServerInfo, **opts):
+    async def make():
+        return await connect(info.options(**opts))
+
+    return make
+
+
+async def _fetch(info: ServerInfo, remote, out: Path):
+    events: list = []
+    async with TransferQueue(_factory(info), on_event=events.append, backoff_base=0.01) as q:
+        job = q.add(remote, info.remote_dir, out)
+        await asyncio.wait_for(q.join(), 30)
+    return job, events
+
+
+async def test_a_file_replaced_by_a_link_to_an_endless_device_fails_without_keeping_anything(sftp_server, tmp_path):
+    _put(sftp_server, "r.xlsx", 5000)
+    remote = await _one(sftp_server, "r.xlsx")
+    path = sftp_server.root / "r.xlsx"
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    job, events = await _fetch(sftp_server, remote, tmp_path / "out")
+    assert job.state == "failed", job.result
+    assert "changed on the server" in str(job.error)
+    assert not (tmp_path / "out" / "r.xlsx").exists()
+    assert sum(e.bytes for e in events if isinstance(e, Running)) < 10 * 5000
+
+
+async def test_a_file_that_shrank_after_the_listing_is_fetched_fresh(sftp_server, tmp_path):
+    _put(sftp_server, "r.xlsx", 100_000, seed=1)
+    remote = await _one(sftp_server, "r.xlsx")
+    smaller = _put(sftp_server, "r.xlsx", 60_000, seed=2)
+    job, events = await _fetch(sftp_server, remote, tmp_path / "out")
+    assert job.state == "done" and job.attempts == 2, job.error
+    assert "it ended after 60000 of the listed 100000 bytes" in [e for e in events if isinstance(e, Retrying)][0].reason
+    assert (tmp_path / "out" / "r.xlsx").read_bytes() == smaller
