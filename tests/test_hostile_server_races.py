@@ -184,3 +184,29 @@ async def test_a_file_that_shrank_after_the_listing_is_fetched_fresh(sftp_server
     assert job.state == "done" and job.attempts == 2, job.error
     assert "it ended after 60000 of the listed 100000 bytes" in [e for e in events if isinstance(e, Retrying)][0].reason
     assert (tmp_path / "out" / "r.xlsx").read_bytes() == smaller
+
+
+async def test_a_named_pipe_stalls_the_server_once_and_costs_the_other_files_nothing(sshd_dir, tmp_path):
+    # The pipe keeps the server's SFTP process (and every transfer of that connection) waiting:
+    # after one stall it is asked about, never opened again; the other files then complete.
+    info = sshd_dir
+    good = {n: _put(info, n, 300_000, seed=i) for i, n in enumerate(("a.xlsx", "b.xlsx", "c.xlsx"))}
+    _put(info, "pipe.xlsx", 5000)
+    async with await connect(info.options()) as conn:
+        files = {f.name: f for f in (await conn.listdir(info.remote_dir)).files}
+    fifo = info.root / "pipe.xlsx"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    try:
+        async with TransferQueue(_factory(info, request_timeout=1, block_size=4096), concurrency=4,
+                                 backoff_base=0.01, max_attempts=3) as q:
+            jobs = {n: q.add(f, info.remote_dir, tmp_path / "out") for n, f in sorted(files.items())}
+            await asyncio.wait_for(q.join(), 20)
+    finally:
+        _release(fifo)
+    pipe = jobs.pop("pipe.xlsx")
+    assert pipe.state == "failed" and pipe.attempts == 2
+    assert "no longer a regular file on the server but a named pipe" in str(pipe.error)
+    for name, job in jobs.items():
+        assert job.state == "done", (name, job.error)
+        assert (tmp_path / "out" / name).read_bytes() == good[name]

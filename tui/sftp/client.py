@@ -404,6 +404,11 @@ class SftpConnection:
         except (asyncssh.Error, OSError) as exc:
             raise self._err(exc, path=path) from None
 
+    async def kind(self, path: str) -> str:
+        """What ``path`` is now, following links: "file", "folder" or "special" (a named
+        pipe, a device, a socket). Asking never opens it."""
+        return _kind(await self.stat(path))
+
     async def upload_bytes(self, path: str, data: bytes) -> None:
         """Write a small file on the server (the connection test's probe)."""
         try:
