@@ -210,3 +210,22 @@ async def test_a_named_pipe_stalls_the_server_once_and_costs_the_other_files_not
     for name, job in jobs.items():
         assert job.state == "done", (name, job.error)
         assert (tmp_path / "out" / name).read_bytes() == good[name]
+
+
+class _StallingListSFTP(asyncssh.SFTPServer):
+    """Starts a listing, then answers nothing more (a folder on a hung disk)."""
+
+    async def scandir(self, path):
+        async for entry in super().scandir(path):
+            yield entry
+        await asyncio.sleep(3600)
+
+
+async def test_a_listing_the_server_never_finishes_ends_in_bounded_time(make_embedded_sftp):
+    info = await make_embedded_sftp(_StallingListSFTP)
+    _put(info, "r.xlsx", 10)
+    conn = await connect(info.options(request_timeout=0.5))
+    async with conn:
+        with pytest.raises(ServerStalled, match="answered nothing for 0.5 s while listing '.'"):
+            await asyncio.wait_for(conn.listdir(info.remote_dir), 10)
+        assert conn.closed
