@@ -155,9 +155,9 @@ def _factory(info: ServerInfo, **opts):
     return make
 
 
-async def _fetch(info: ServerInfo, remote, out: Path):
+async def _fetch(info: ServerInfo, remote, out: Path, **opts):
     events: list = []
-    async with TransferQueue(_factory(info), on_event=events.append, backoff_base=0.01) as q:
+    async with TransferQueue(_factory(info, **opts), on_event=events.append, backoff_base=0.01) as q:
         job = q.add(remote, info.remote_dir, out)
         await asyncio.wait_for(q.join(), 30)
     return job, events
@@ -229,3 +229,35 @@ async def test_a_listing_the_server_never_finishes_ends_in_bounded_time(make_emb
         with pytest.raises(ServerStalled, match="answered nothing for 0.5 s while listing '.'"):
             await asyncio.wait_for(conn.listdir(info.remote_dir), 10)
         assert conn.closed
+
+
+class _RewrittenSFTP(asyncssh.SFTPServer):
+    """The report is rewritten in place (same size, a later mtime) while it is being read:
+    the export job on the server overwrote it."""
+
+    newer: bytes = b""
+    done = False
+
+    async def read(self, file_obj, offset, size):
+        if offset >= 4096 and not _RewrittenSFTP.done:
+            _RewrittenSFTP.done = True
+            path = Path(file_obj.name.decode() if isinstance(file_obj.name, bytes) else file_obj.name)
+            with open(path, "r+b") as f:
+                f.write(_RewrittenSFTP.newer)
+            os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 60))
+        await asyncio.sleep(0)
+        return super().read(file_obj, offset, size)
+
+
+async def test_a_file_rewritten_in_place_during_the_download_is_never_kept_spliced(make_embedded_sftp, tmp_path):
+    info = await make_embedded_sftp(_RewrittenSFTP)
+    older = _put(info, "r.xlsx", 20_000, seed=1)
+    _RewrittenSFTP.newer = hashlib.sha256(b"2").digest() * (20_000 // 32 + 1)
+    _RewrittenSFTP.newer = _RewrittenSFTP.newer[:20_000]
+    _RewrittenSFTP.done = False
+    remote = await _one(info, "r.xlsx")
+    job, events = await _fetch(info, remote, tmp_path / "out", block_size=1024)
+    assert _RewrittenSFTP.done
+    kept = (tmp_path / "out" / "r.xlsx").read_bytes()
+    assert kept in (older, _RewrittenSFTP.newer)
+    assert kept == _RewrittenSFTP.newer and job.attempts == 2

@@ -15,7 +15,10 @@ How a file is written (docs/ARCHITECTURE.md, "Local files"):
   of the same size and mtime is otherwise spliced; different: downloaded from the start);
 - the reads ask for one byte past the listed size, so a file that grew (still being
   uploaded) or shrank since the listing is noticed without an extra round trip, and is
-  fetched again from the start with its new size (a transient ``TransferFailed``);
+  fetched again from the start with its new size (a transient ``TransferFailed``); an FSTAT
+  of the open file sent right after the last read (so answered after all of them, at no
+  extra wait) must still give the listed size and mtime: a file rewritten in place meanwhile
+  is fetched again the same way, never kept as half the old and half the new file;
 - the size is checked against the server's, the part is fsync'ed, then linked to its final
   name with ``os.link`` (fails instead of overwriting) and removed; files 0600, folder 0700;
   then the folder is fsync'ed, or, given ``sync_dir``, handed to ``sync_dir(folder)``, whose
@@ -65,6 +68,7 @@ from typing import cast
 
 import asyncssh
 
+from tui.core import clock
 from tui.core.durable import fsync_dir
 from tui.core.model import RemoteFile
 from tui.core.names import fit_name, portable_name, refusal_reason
@@ -235,6 +239,16 @@ def _changed(remote: RemoteFile, how: str) -> TransferFailed:
         "It is downloaded again from the start.",
         transient=True,
     )
+
+
+def _unchanged_since_listing(remote: RemoteFile, attrs: asyncssh.SFTPAttrs) -> None:
+    """The open file's size and mtime, asked after its last read, are still the listed ones
+    (a time the listing did not give is not compared)."""
+    if attrs.size is not None and attrs.size != remote.size:
+        raise _changed(remote, "its size changed while it was read")
+    if (attrs.mtime is not None and remote.mtime_known
+            and clock.file_time(attrs.mtime) != remote.mtime):
+        raise _changed(remote, "it was rewritten while it was read")
 
 
 def _read(f: asyncssh.SFTPClientFile, n: int, offset: int) -> Awaitable[bytes]:
@@ -448,12 +462,18 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
         # (still being written, or replaced) without a separate stat round trip.
         end = size + 1
 
+        # Sent right after the last read, so answered after every read: a file rewritten in
+        # place meanwhile (same size) shows another mtime, and is not kept spliced.
+        after: asyncio.Future[asyncssh.SFTPAttrs] | None = None
+
         def fill() -> None:
-            nonlocal next_off
+            nonlocal next_off, after
             while next_off < end and len(inflight) < max_requests:
                 n = min(block, end - next_off)
                 inflight.append((next_off, n, asyncio.ensure_future(_read(f, n, next_off))))
                 next_off += n
+            if next_off >= end and after is None:
+                after = asyncio.ensure_future(cast("Awaitable[asyncssh.SFTPAttrs]", f.stat()))
 
         try:
             fill()
@@ -496,6 +516,13 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             await flush()
             if progress is not None and written != reported:
                 progress(written, size)
+            if after is not None and written == size:
+                try:
+                    attrs = await conn.answer(after, "reading", remote.name)
+                except asyncssh.SFTPOpUnsupported:
+                    attrs = None  # a server without FSTAT: the size check below still holds
+                if attrs is not None:
+                    _unchanged_since_listing(remote, attrs)
         except SftpError:
             raise
         except (asyncssh.Error, OSError) as exc:
@@ -505,7 +532,11 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             # queue does), the reads end and the last write lands before anything goes on.
             for _off, _n, task in inflight:
                 task.cancel()
-            await _settle([t for _o, _n, t in inflight] + ([writing] if writing is not None else []))
+            extra: list[_Pending] = [writing] if writing is not None else []
+            if after is not None:
+                after.cancel()
+                extra.append(cast("_Pending", after))
+            await _settle([t for _o, _n, t in inflight] + extra)
         if written != size:
             raise _changed(remote, f"it ended after {pos} of the listed {size} bytes")
         digest = h.hexdigest()
