@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import asyncssh
 import pytest
 
+from tests.daily_config import server_folder
 from tests.fixtures_sshd import ServerInfo
 from tui.sftp.client import connect
 from tui.sftp.download import download
@@ -31,10 +33,14 @@ async def _one(info: ServerInfo, name: str):
 
 
 @pytest.fixture
-def sshd_dir(sftp_server):
-    if sftp_server.kind != "sshd":
-        pytest.skip("the embedded server runs on the test's own event loop")
-    return sftp_server
+def sshd_dir(sshd, tmp_path):
+    """A folder of its own on the real sshd (the embedded server runs on the test's own event
+    loop: a pipe it opens would stop the test itself)."""
+    kh = tmp_path / "known_hosts"
+    shutil.copy(sshd.known_hosts, kh)
+    with server_folder(sshd.root, "race-") as sub:
+        yield ServerInfo("sshd", sshd.host, sshd.port, sshd.username, sshd.key, kh, sub,
+                         sshd.host_key, None, sub.name, sshd.ssh_config)
 
 
 def _release(fifo: Path) -> None:
