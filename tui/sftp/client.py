@@ -26,7 +26,12 @@ Timeouts: ``connect_timeout`` bounds the whole connection set-up (TCP, SSH greet
 exchange, login) -> :class:`ConnectTimeout`, whose message says which step did not finish
 and the configured number of seconds; ``login_timeout`` is asyncssh's own limit for the login
 and never shorter than ``connect_timeout``. Keepalives every ``keepalive_interval`` s, the
-connection is dropped after ``keepalive_count_max`` unanswered ones.
+connection is dropped after ``keepalive_count_max`` unanswered ones. Keepalives are answered
+by the SSH server, not by its SFTP process: a stuck SFTP process (opening a named pipe, on a
+hung disk) would keep every request waiting for ever. So a connection whose requests get no
+answer at all for ``request_timeout`` s (``SftpConnection.answer``; any answer on the
+connection counts, so a slow link that delivers is never cut) is closed with
+:class:`ServerStalled` (a :class:`ConnectionLost`).
 
 A server that offers only host key types known_hosts holds no key of for it fails the key
 exchange; a second handshake that accepts any type (and never logs in) learns what it offers,
@@ -44,11 +49,12 @@ import asyncio
 import logging
 import os
 import stat as statmod
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import asyncssh
 from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
@@ -65,12 +71,15 @@ from tui.sftp.errors import (
     HostKeyChanged,
     HostKeyMismatch,
     HostKeyUnknown,
+    ServerStalled,
     SftpError,
     translate,
 )
 from tui.sftp.transport import MAX_PKTSIZE, WINDOW, cipher_list
 
 log = logging.getLogger("report_keeper.sftp.client")
+
+T = TypeVar("T")
 
 Decision = Literal["once", "remember", "reject"]
 HostKeyPolicy = str | Callable[["HostKeyInfo"], Awaitable[str]]
@@ -102,6 +111,8 @@ class ConnectOptions:
     login_timeout: float = 30.0  # asyncssh's login limit (raised to connect_timeout if lower)
     keepalive_interval: float = 30.0
     keepalive_count_max: int = 3
+    # Seconds the connection may answer nothing while requests wait (SftpConnection.answer).
+    request_timeout: float = 120.0
     ssh_config: Path | None = None  # None: ~/.ssh/config when it exists
     use_agent: bool = True
     # SFTP read size: OpenSSH's maximum. Reads are pipelined, so larger blocks gain little,
@@ -276,6 +287,41 @@ class SftpConnection:
         self.opts = opts
         self.host_key = host_key
         self._closed = False
+        self._answered = time.monotonic()  # when a request last got its answer
+
+    async def answer(self, request: Awaitable[T], what: str, path: str | None = None) -> T:
+        """The result of one SFTP request, or :class:`ServerStalled` (the connection then
+        closed) once the connection has answered nothing, to any request, for
+        ``opts.request_timeout`` seconds since this wait began. Cancelled, the request is
+        cancelled too."""
+        fut = asyncio.ensure_future(request)
+        began = time.monotonic()
+        try:
+            while True:
+                deadline = max(began, self._answered) + self.opts.request_timeout
+                left = deadline - time.monotonic()
+                if left > 0:
+                    done, _ = await asyncio.wait({fut}, timeout=left)
+                    if done:
+                        break
+                    continue
+                fut.cancel()
+                seconds = f"{self.opts.request_timeout:g}"
+                log.warning("the server answered nothing for %s s while %s %s; closing the connection",
+                            seconds, what, escape_name(path or ""))
+                await self.close()
+                raise ServerStalled(
+                    f"The server {self.opts.host} port {self.opts.display_port} answered nothing for "
+                    f"{seconds} s while {what}" + (f" '{escape_name(path)}'" if path else "")
+                    + "; the connection was closed.",
+                    "It is tried again on a new connection. If it keeps happening, the server's "
+                    "SFTP process may be stuck (on that file, or its disk): tell its administrator.",
+                )
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        self._answered = time.monotonic()
+        return fut.result()
 
     @property
     def host(self) -> str:
@@ -307,7 +353,7 @@ class SftpConnection:
         path = (remote_dir or ".").encode("utf-8", "surrogateescape")
         try:
             # A bytes path makes the server's names arrive as the bytes they are.
-            entries = await self.sftp.readdir(path)
+            entries = await self.answer(self._scan(path), "listing", remote_dir or ".")
         except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath, asyncssh.SFTPNotADirectory,
                 asyncssh.SFTPPermissionDenied) as exc:
             denied = isinstance(exc, asyncssh.SFTPPermissionDenied)
@@ -353,11 +399,25 @@ class SftpConnection:
         return Listing(remote_dir=remote_dir, files=files, refused=refused, others=others,
                        probes=probes)
 
+    async def _scan(self, path: bytes) -> list[asyncssh.SFTPName]:
+        """Every entry of a folder; each batch the server sends counts as an answer, so a
+        long listing that keeps coming is never taken for a stall."""
+        entries: list[asyncssh.SFTPName] = []
+        async for entry in self.sftp.scandir(path):
+            entries.append(entry)
+            self._answered = time.monotonic()
+        return entries
+
     async def stat(self, path: str) -> asyncssh.SFTPAttrs:
         try:
-            return await self.sftp.stat(path)
+            return await self.answer(self.sftp.stat(path), "asking about", path)
         except (asyncssh.Error, OSError) as exc:
             raise self._err(exc, path=path) from None
+
+    async def kind(self, path: str) -> str:
+        """What ``path`` is now, following links: "file", "folder" or "special" (a named
+        pipe, a device, a socket). Asking never opens it."""
+        return _kind(await self.stat(path))
 
     async def upload_bytes(self, path: str, data: bytes) -> None:
         """Write a small file on the server (the connection test's probe)."""

@@ -10,10 +10,15 @@ How a file is written (docs/ARCHITECTURE.md, "Local files"):
   server copy it holds;
 - blocks are requested many at a time but written and hashed strictly in order, so a part
   file is always a valid prefix: after a broken connection (or a full disk, or a cancel)
-  the next attempt resumes at offset = part size, hashing the prefix it already has;
+  the next attempt resumes at offset = part size, hashing the prefix it already has, once
+  the part's last 64 KiB are found to be the server's bytes there (a file replaced by another
+  of the same size and mtime is otherwise spliced; different: downloaded from the start);
 - the reads ask for one byte past the listed size, so a file that grew (still being
   uploaded) or shrank since the listing is noticed without an extra round trip, and is
-  fetched again from the start with its new size (a transient ``TransferFailed``);
+  fetched again from the start with its new size (a transient ``TransferFailed``); an FSTAT
+  of the open file sent right after the last read (so answered after all of them, at no
+  extra wait) must still give the listed size and mtime: a file rewritten in place meanwhile
+  is fetched again the same way, never kept as half the old and half the new file;
 - the size is checked against the server's, the part is fsync'ed, then linked to its final
   name with ``os.link`` (fails instead of overwriting) and removed; files 0600, folder 0700;
   then the folder is fsync'ed, or, given ``sync_dir``, handed to ``sync_dir(folder)``, whose
@@ -63,6 +68,7 @@ from typing import cast
 
 import asyncssh
 
+from tui.core import clock
 from tui.core.durable import fsync_dir
 from tui.core.model import RemoteFile
 from tui.core.names import fit_name, portable_name, refusal_reason
@@ -92,6 +98,8 @@ THREADED_WRITES_FROM = 4 * 1024 * 1024
 _HASH_CHUNK = 1024 * 1024
 #: A part's record is written once this much is in it (or when the transfer stops before).
 RECORD_FROM = 1024 * 1024
+#: Resuming a part first compares this much of its end with the server's bytes there.
+RESUME_CHECK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,16 @@ def _changed(remote: RemoteFile, how: str) -> TransferFailed:
     )
 
 
+def _unchanged_since_listing(remote: RemoteFile, attrs: asyncssh.SFTPAttrs) -> None:
+    """The open file's size and mtime, asked after its last read, are still the listed ones
+    (a time the listing did not give is not compared)."""
+    if attrs.size is not None and attrs.size != remote.size:
+        raise _changed(remote, "its size changed while it was read")
+    if (attrs.mtime is not None and remote.mtime_known
+            and clock.file_time(attrs.mtime) != remote.mtime):
+        raise _changed(remote, "it was rewritten while it was read")
+
+
 def _read(f: asyncssh.SFTPClientFile, n: int, offset: int) -> Awaitable[bytes]:
     """One read request (the file is open in binary mode: it reads bytes)."""
     return cast("Awaitable[bytes]", f.read(n, offset))
@@ -273,6 +291,24 @@ async def _settle(pending: Collection[_Pending]) -> None:
 
 
 _background: set[asyncio.Task[None]] = set()
+
+
+async def _resumable(conn: SftpConnection, f: asyncssh.SFTPClientFile, fd: int, have: int,
+                     remote: RemoteFile) -> bool:
+    """The part's last bytes (up to ``RESUME_CHECK``) are the server's at the same place. A
+    part's record names the server copy by size and mtime, which a different file can share
+    (replaced within the same second, or its time set back): resuming would splice the old
+    file's beginning to the new one's end. Not the same: the part is started again."""
+    n = min(have, RESUME_CHECK)
+    try:
+        theirs = await conn.answer(_read(f, n, have - n), "reading", remote.name)
+    except (asyncssh.Error, OSError) as exc:
+        raise translate(exc, host=conn.host, port=conn.port, path=remote.name) from None
+    if theirs == os.pread(fd, n, have - n):
+        return True
+    log.info("the part of %r is not the server's copy (replaced by one of the same size and "
+             "time); downloading it from the start", remote.name)
+    return False
 
 
 def _claim(local_dir: Path, work: Path, remote: RemoteFile,
@@ -364,7 +400,8 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
     try:
         # block_size=0: every f.read() below is exactly one SFTP request (no hidden tasks);
         # this function does the pipelining itself.
-        f = await conn.sftp.open(remote_path.encode("utf-8", "surrogateescape"), "rb", block_size=0)
+        f = await conn.answer(conn.sftp.open(remote_path.encode("utf-8", "surrogateescape"), "rb",
+                                             block_size=0), "opening", remote.name)
     except (asyncssh.Error, OSError) as exc:
         raise remote_err(exc) from None
     fd = -1
@@ -385,6 +422,9 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
                     "(the app and a scheduled sync at the same time).",
                     "Nothing to do: it is held, and counted by the process that fetched it.",
                 )
+            if have and not await _resumable(conn, f, fd, have, remote):
+                os.ftruncate(fd, 0)
+                have = 0
             if have:
                 h = await asyncio.to_thread(_sha256_fd, fd, have)
                 log.info("resuming %r at %d of %d bytes", remote.name, have, size)
@@ -422,12 +462,18 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
         # (still being written, or replaced) without a separate stat round trip.
         end = size + 1
 
+        # Sent right after the last read, so answered after every read: a file rewritten in
+        # place meanwhile (same size) shows another mtime, and is not kept spliced.
+        after: asyncio.Future[asyncssh.SFTPAttrs] | None = None
+
         def fill() -> None:
-            nonlocal next_off
+            nonlocal next_off, after
             while next_off < end and len(inflight) < max_requests:
                 n = min(block, end - next_off)
                 inflight.append((next_off, n, asyncio.ensure_future(_read(f, n, next_off))))
                 next_off += n
+            if next_off >= end and after is None:
+                after = asyncio.ensure_future(cast("Awaitable[asyncssh.SFTPAttrs]", f.stat()))
 
         try:
             fill()
@@ -435,7 +481,7 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             # so the part file is always a valid prefix of the server's file.
             while inflight:
                 _off, n, task = inflight[0]
-                data = await task
+                data = await conn.answer(task, "reading", remote.name)
                 inflight.popleft()
                 if not data:
                     break  # end of file
@@ -470,6 +516,13 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             await flush()
             if progress is not None and written != reported:
                 progress(written, size)
+            if after is not None and written == size:
+                try:
+                    attrs = await conn.answer(after, "reading", remote.name)
+                except asyncssh.SFTPOpUnsupported:
+                    attrs = None  # a server without FSTAT: the size check below still holds
+                if attrs is not None:
+                    _unchanged_since_listing(remote, attrs)
         except SftpError:
             raise
         except (asyncssh.Error, OSError) as exc:
@@ -479,7 +532,11 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             # queue does), the reads end and the last write lands before anything goes on.
             for _off, _n, task in inflight:
                 task.cancel()
-            await _settle([t for _o, _n, t in inflight] + ([writing] if writing is not None else []))
+            extra: list[_Pending] = [writing] if writing is not None else []
+            if after is not None:
+                after.cancel()
+                extra.append(cast("_Pending", after))
+            await _settle([t for _o, _n, t in inflight] + extra)
         if written != size:
             raise _changed(remote, f"it ended after {pos} of the listed {size} bytes")
         digest = h.hexdigest()

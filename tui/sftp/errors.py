@@ -142,6 +142,13 @@ class ConnectionLost(ConnectFailed):
     """An established connection broke (a transfer resumes after reconnecting)."""
 
 
+class ServerStalled(ConnectionLost):
+    """The server answered nothing for ``ConnectOptions.request_timeout`` seconds while
+    requests were waiting (its SFTP process stuck, e.g. opening a named pipe or on a hung
+    disk; SSH keepalives are answered by another process, so they never notice). The
+    connection is dropped; a transfer resumes on a new one."""
+
+
 class RemoteFileGone(SftpError):
     """The file disappeared from the server between the listing and the download."""
 

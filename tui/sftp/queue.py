@@ -40,6 +40,7 @@ from tui.sftp.errors import (
     ConnectionLost,
     HostKeyChanged,
     HostKeyUnknown,
+    ServerStalled,
     SftpError,
     TransferFailed,
 )
@@ -48,6 +49,20 @@ from tui.sftp.errors import (
 )
 
 log = logging.getLogger("report_keeper.sftp.queue")
+
+
+async def _still_a_file(conn: SftpConnection, job: Job) -> None:
+    """Before fetching again a file whose download found the server answering nothing: a
+    named pipe or a device put in its place after the listing keeps the server's SFTP process
+    waiting for ever (and every other transfer of its connection with it), so it is never
+    opened again."""
+    kind = await conn.kind(SftpConnection.join(job.remote_dir, job.remote.name))
+    if kind != "file":
+        what = "a folder" if kind == "folder" else "a named pipe or a device"
+        raise TransferFailed(
+            f"'{job.name}' is no longer a regular file on the server but {what}, and the "
+            "server stopped answering when it was read.",
+            "Ask the server's administrator to put the report back as a regular file.")
 
 
 # ---------------------------------------------------------------- events
@@ -329,12 +344,15 @@ class TransferQueue:
                 self._emit(Running(job.id, job.name, done, total, (done - resumed[0]) / elapsed))
 
         resumed = [0]
+        stalled = False  # the last attempt found the server answering nothing
         try:
             while True:
                 job.attempts += 1
                 conn = None
                 try:
                     conn = await self._connection()
+                    if stalled:
+                        await _still_a_file(conn, job)
                     resumed[0] = parts.part_progress(job.local_dir, job.remote)
                     started = time.monotonic()
                     self._emit(Running(job.id, job.name, resumed[0], job.remote.size, 0.0))
@@ -354,6 +372,7 @@ class TransferQueue:
                         return
                     if isinstance(exc, ConnectFailed) and conn is not None:
                         await self._drop(conn)
+                    stalled = isinstance(exc, ServerStalled)
                     delay = 0.0 if (isinstance(exc, ConnectionLost) and job.attempts == 1) else min(
                         self.backoff_max, self.backoff_base * 2 ** (job.attempts - 1))
                     log.info("download of %r: attempt %d failed (%s); retrying in %.1f s",

@@ -1,0 +1,269 @@
+"""A server that changes a file between the listing and its download, or stops answering."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from tests.daily_config import server_folder
+from tests.fixtures_sshd import ServerInfo
+from tui.sftp.client import connect
+from tui.sftp.download import download
+from tui.sftp.errors import ServerStalled
+from tui.sftp.parts import part_progress
+from tui.sftp.queue import Retrying, Running, TransferQueue
+
+
+def _put(info: ServerInfo, name: str, size: int, seed: int = 0) -> bytes:
+    data = (hashlib.sha256(f"{seed}:{name}".encode()).digest() * (size // 32 + 1))[:size]
+    (info.root / name).write_bytes(data)
+    return data
+
+
+async def _one(info: ServerInfo, name: str):
+    async with await connect(info.options()) as conn:
+        listing = await conn.listdir(info.remote_dir)
+    return {f.name: f for f in listing.files}[name]
+
+
+@pytest.fixture
+def sshd_dir(sshd, tmp_path):
+    """A folder of its own on the real sshd (the embedded server runs on the test's own event
+    loop: a pipe it opens would stop the test itself)."""
+    kh = tmp_path / "known_hosts"
+    shutil.copy(sshd.known_hosts, kh)
+    with server_folder(sshd.root, "race-") as sub:
+        yield ServerInfo("sshd", sshd.host, sshd.port, sshd.username, sshd.key, kh, sub,
+                         sshd.host_key, None, sub.name, sshd.ssh_config)
+
+
+def _release(fifo: Path) -> None:
+    """Let the server's SFTP process, stuck opening the pipe, go on (it has a reader now)."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
+
+
+async def test_a_file_replaced_by_a_named_pipe_after_the_listing_does_not_hang(sshd_dir, tmp_path):
+    # sshd's SFTP process blocks opening a pipe while sshd itself answers the keepalives:
+    # without a limit of its own the download (and a scheduled sync) waits for ever.
+    info = sshd_dir
+    _put(info, "r.xlsx", 5000)
+    remote = await _one(info, "r.xlsx")
+    path = info.root / "r.xlsx"
+    path.unlink()
+    os.mkfifo(path)
+    try:
+        conn = await connect(info.options(request_timeout=1))
+        async with conn:
+            with pytest.raises(ServerStalled) as caught:
+                await asyncio.wait_for(download(conn, remote, info.remote_dir, tmp_path / "out"), 15)
+            assert conn.closed
+    finally:
+        _release(path)
+    text = str(caught.value)
+    assert "answered nothing for 1 s while opening 'r.xlsx'" in text and caught.value.transient
+    assert not (tmp_path / "out" / "r.xlsx").exists()
+
+
+class _StallingSFTP(asyncssh.SFTPServer):
+    """Answers the first reads of a file, then never again (a hung disk under the server)."""
+
+    active = True
+
+    async def read(self, file_obj, offset, size):
+        if offset >= 4096 and _StallingSFTP.active:
+            await asyncio.sleep(3600)
+        return super().read(file_obj, offset, size)
+
+
+async def test_a_server_that_stops_answering_mid_read_ends_the_download_in_bounded_time(
+        make_embedded_sftp, tmp_path):
+    info = await make_embedded_sftp(_StallingSFTP)
+    data = _put(info, "r.xlsx", 20_000)
+    remote = await _one(info, "r.xlsx")
+    conn = await connect(info.options(request_timeout=0.5, block_size=1024))
+    async with conn:
+        with pytest.raises(ServerStalled, match="answered nothing for 0.5 s while reading 'r.xlsx'"):
+            await asyncio.wait_for(download(conn, remote, info.remote_dir, tmp_path / "out"), 10)
+    # what arrived is kept for resuming, and nothing has the final name
+    assert not (tmp_path / "out" / "r.xlsx").exists()
+    assert 4096 <= part_progress(tmp_path / "out", remote) < len(data)
+
+
+class _SlowSFTP(asyncssh.SFTPServer):
+    """Answers every read, one at a time, slowly: a slow link that still delivers."""
+
+    lock: asyncio.Lock | None = None
+
+    async def read(self, file_obj, offset, size):
+        if _SlowSFTP.lock is None:
+            _SlowSFTP.lock = asyncio.Lock()
+        async with _SlowSFTP.lock:
+            await asyncio.sleep(0.06)
+            return super().read(file_obj, offset, size)
+
+
+async def test_a_slow_server_that_keeps_answering_is_never_taken_for_stalled(make_embedded_sftp, tmp_path):
+    # Two downloads share the connection: each one's oldest read waits behind the other's
+    # (8 x 0.06 s, longer than the limit), but the connection answers all the time.
+    _SlowSFTP.lock = None
+    info = await make_embedded_sftp(_SlowSFTP)
+    data = {n: _put(info, n, 10 * 1024) for n in ("a.xlsx", "b.xlsx")}
+    conn = await connect(info.options(request_timeout=0.3, block_size=1024))
+    async with conn:
+        listing = await conn.listdir(info.remote_dir)
+        results = await asyncio.gather(*(download(conn, f, info.remote_dir, tmp_path / "out", max_requests=8)
+                                         for f in listing.files))
+    for result in results:
+        assert result.path.read_bytes() == data[result.path.name]
+
+
+async def test_a_part_is_not_resumed_into_another_file_of_the_same_size_and_mtime(make_embedded_sftp, tmp_path):
+    # A download stops part-way; on the server the file is then replaced by another of the
+    # same size and modification time (SFTP gives whole seconds). The part's record matches
+    # the new copy, but its bytes are the old one's: the copy must be the new file's bytes.
+    stalling = await make_embedded_sftp(_StallingSFTP)
+    _put(stalling, "r.xlsx", 20_000, seed=1)
+    remote = await _one(stalling, "r.xlsx")
+    conn = await connect(stalling.options(request_timeout=0.3, block_size=1024))
+    async with conn:
+        with pytest.raises(ServerStalled):
+            await download(conn, remote, stalling.remote_dir, tmp_path / "out")
+    assert part_progress(tmp_path / "out", remote) >= 4096
+    path = stalling.root / "r.xlsx"
+    before = path.stat()
+    newer = _put(stalling, "r.xlsx", 20_000, seed=2)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    _StallingSFTP.active = False
+    try:
+        again = await _one(stalling, "r.xlsx")
+        assert (again.size, again.mtime) == (remote.size, remote.mtime)
+        async with await connect(stalling.options()) as conn:
+            result = await download(conn, again, stalling.remote_dir, tmp_path / "out")
+    finally:
+        _StallingSFTP.active = True
+    assert result.path.read_bytes() == newer
+    assert result.sha256 == hashlib.sha256(newer).hexdigest()
+
+
+def _factory(info: ServerInfo, **opts):
+    async def make():
+        return await connect(info.options(**opts))
+
+    return make
+
+
+async def _fetch(info: ServerInfo, remote, out: Path, **opts):
+    events: list = []
+    async with TransferQueue(_factory(info, **opts), on_event=events.append, backoff_base=0.01) as q:
+        job = q.add(remote, info.remote_dir, out)
+        await asyncio.wait_for(q.join(), 30)
+    return job, events
+
+
+async def test_a_file_replaced_by_a_link_to_an_endless_device_fails_without_keeping_anything(sftp_server, tmp_path):
+    _put(sftp_server, "r.xlsx", 5000)
+    remote = await _one(sftp_server, "r.xlsx")
+    path = sftp_server.root / "r.xlsx"
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    job, events = await _fetch(sftp_server, remote, tmp_path / "out")
+    assert job.state == "failed", job.result
+    assert "changed on the server" in str(job.error)
+    assert not (tmp_path / "out" / "r.xlsx").exists()
+    assert sum(e.bytes for e in events if isinstance(e, Running)) < 10 * 5000
+
+
+async def test_a_file_that_shrank_after_the_listing_is_fetched_fresh(sftp_server, tmp_path):
+    _put(sftp_server, "r.xlsx", 100_000, seed=1)
+    remote = await _one(sftp_server, "r.xlsx")
+    smaller = _put(sftp_server, "r.xlsx", 60_000, seed=2)
+    job, events = await _fetch(sftp_server, remote, tmp_path / "out")
+    assert job.state == "done" and job.attempts == 2, job.error
+    assert "it ended after 60000 of the listed 100000 bytes" in [e for e in events if isinstance(e, Retrying)][0].reason
+    assert (tmp_path / "out" / "r.xlsx").read_bytes() == smaller
+
+
+async def test_a_named_pipe_stalls_the_server_once_and_costs_the_other_files_nothing(sshd_dir, tmp_path):
+    # The pipe keeps the server's SFTP process (and every transfer of that connection) waiting:
+    # after one stall it is asked about, never opened again; the other files then complete.
+    info = sshd_dir
+    good = {n: _put(info, n, 300_000, seed=i) for i, n in enumerate(("a.xlsx", "b.xlsx", "c.xlsx"))}
+    _put(info, "pipe.xlsx", 5000)
+    async with await connect(info.options()) as conn:
+        files = {f.name: f for f in (await conn.listdir(info.remote_dir)).files}
+    fifo = info.root / "pipe.xlsx"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    try:
+        async with TransferQueue(_factory(info, request_timeout=1, block_size=4096), concurrency=4,
+                                 backoff_base=0.01, max_attempts=3) as q:
+            jobs = {n: q.add(f, info.remote_dir, tmp_path / "out") for n, f in sorted(files.items())}
+            await asyncio.wait_for(q.join(), 20)
+    finally:
+        _release(fifo)
+    pipe = jobs.pop("pipe.xlsx")
+    assert pipe.state == "failed" and pipe.attempts == 2
+    assert "no longer a regular file on the server but a named pipe" in str(pipe.error)
+    for name, job in jobs.items():
+        assert job.state == "done", (name, job.error)
+        assert (tmp_path / "out" / name).read_bytes() == good[name]
+
+
+class _StallingListSFTP(asyncssh.SFTPServer):
+    """Starts a listing, then answers nothing more (a folder on a hung disk)."""
+
+    async def scandir(self, path):
+        async for entry in super().scandir(path):
+            yield entry
+        await asyncio.sleep(3600)
+
+
+async def test_a_listing_the_server_never_finishes_ends_in_bounded_time(make_embedded_sftp):
+    info = await make_embedded_sftp(_StallingListSFTP)
+    _put(info, "r.xlsx", 10)
+    conn = await connect(info.options(request_timeout=0.5))
+    async with conn:
+        with pytest.raises(ServerStalled, match="answered nothing for 0.5 s while listing '.'"):
+            await asyncio.wait_for(conn.listdir(info.remote_dir), 10)
+        assert conn.closed
+
+
+class _RewrittenSFTP(asyncssh.SFTPServer):
+    """The report is rewritten in place (same size, a later mtime) while it is being read:
+    the export job on the server overwrote it."""
+
+    newer: bytes = b""
+    done = False
+
+    async def read(self, file_obj, offset, size):
+        if offset >= 4096 and not _RewrittenSFTP.done:
+            _RewrittenSFTP.done = True
+            path = Path(file_obj.name.decode() if isinstance(file_obj.name, bytes) else file_obj.name)
+            with open(path, "r+b") as f:
+                f.write(_RewrittenSFTP.newer)
+            os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 60))
+        await asyncio.sleep(0)
+        return super().read(file_obj, offset, size)
+
+
+async def test_a_file_rewritten_in_place_during_the_download_is_never_kept_spliced(make_embedded_sftp, tmp_path):
+    info = await make_embedded_sftp(_RewrittenSFTP)
+    older = _put(info, "r.xlsx", 20_000, seed=1)
+    _RewrittenSFTP.newer = hashlib.sha256(b"2").digest() * (20_000 // 32 + 1)
+    _RewrittenSFTP.newer = _RewrittenSFTP.newer[:20_000]
+    _RewrittenSFTP.done = False
+    remote = await _one(info, "r.xlsx")
+    job, events = await _fetch(info, remote, tmp_path / "out", block_size=1024)
+    assert _RewrittenSFTP.done
+    kept = (tmp_path / "out" / "r.xlsx").read_bytes()
+    assert kept in (older, _RewrittenSFTP.newer)
+    assert kept == _RewrittenSFTP.newer and job.attempts == 2
