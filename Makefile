@@ -28,7 +28,10 @@ demo: $(VENV)/.installed-app
 sshd:
 	@bash tools/ensure-sshd.sh
 
+# The product's bytecode is written first: hundreds of tests start report-keeper as a process,
+# and where PYTHONDONTWRITEBYTECODE is set each one would otherwise compile every module again.
 test: $(VENV)/.installed-test sshd
+	$(BIN)/python -m compileall -q tui > /dev/null
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile -q
 
 lint: $(VENV)/.installed-test
