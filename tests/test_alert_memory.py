@@ -159,15 +159,21 @@ def test_a_run_of_a_config_loaded_before_an_address_was_added_keeps_its_memory(t
     assert _sent(doc) == [] and len(smtp.messages) == 1
 
 
+def _two_configs(tmp_path, smtp, http):
+    """Two configs of one ledger file and profile name, one sending e-mail to CIRC and one a
+    webhook; with the reports' days and the first run's time."""
+    days = {A: _daily(date(2026, 11, 13), date(2026, 12, 15)), B: _daily(date(2026, 11, 13), date(2026, 12, 15))}
+    mail = _profile(tmp_path, _notify(smtp, [CIRC]))
+    hook = _profile(tmp_path, f'webhook_url = "{http.url("/hook")}"\n')
+    return days, mail, hook, datetime(2026, 11, 24, 10, 0, tzinfo=TZ)
+
+
 def test_two_configs_sharing_a_ledger_keep_each_others_memory(tmp_path, monkeypatch, servers):
     """One config sends e-mail, another (same ledger file, same profile name) a webhook: each
     run dropped the other's memory as "no longer configured", so both were told the same
     failure again on every run. Each is told once; each hears it end once."""
     smtp, http = servers
-    days = {A: _daily(date(2026, 11, 13), date(2026, 12, 15)), B: _daily(date(2026, 11, 13), date(2026, 12, 15))}
-    mail = _profile(tmp_path, _notify(smtp, [CIRC]))
-    hook = _profile(tmp_path, f'webhook_url = "{http.url("/hook")}"\n')
-    start = datetime(2026, 11, 24, 10, 0, tzinfo=TZ)
+    days, mail, hook, start = _two_configs(tmp_path, smtp, http)
     assert _sent(_check(monkeypatch, mail, start, FAILED, days)) == [("email", "alert", [CIRC])]
     assert _sent(_check(monkeypatch, hook, start + timedelta(minutes=30), FAILED, days)) == [
         ("webhook", "alert", None)]
@@ -188,10 +194,7 @@ def test_a_channel_whose_rows_no_run_rewrites_is_still_kept_while_configured(tmp
     judged, so not written); the webhook config runs every day. What the e-mail was told is
     kept all the same: each run that has a channel configured says so in the ledger."""
     smtp, http = servers
-    days = {A: _daily(date(2026, 11, 13), date(2026, 12, 15)), B: _daily(date(2026, 11, 13), date(2026, 12, 15))}
-    mail = _profile(tmp_path, _notify(smtp, [CIRC]))
-    hook = _profile(tmp_path, f'webhook_url = "{http.url("/hook")}"\n')
-    start = datetime(2026, 11, 24, 10, 0, tzinfo=TZ)
+    days, mail, hook, start = _two_configs(tmp_path, smtp, http)
     assert _sent(_check(monkeypatch, mail, start, FAILED, days)) == [("email", "alert", [CIRC])]
     for day in range(1, 11):
         when = start + timedelta(days=day)

@@ -369,6 +369,20 @@ def test_rows_below_min_rows_are_exported_not_called_an_empty_day(tmp_path, now,
     assert set(df["source_file"]) >= {d.name for d in small}
 
 
+def _export_raw_and_pseudonymized(env, tmp_path, first, second) -> None:
+    """The copies of 03-01 and 03-02 replaced by ``first`` and ``second`` (rows of the base
+    columns), then exported to raw.parquet and, pseudonymized, to p.parquet."""
+    ledger = env.ledger()
+    try:
+        ed.replace_copy(env, ledger, D(2026, 3, 1), first, columns=ed.BASE)
+        ed.replace_copy(env, ledger, D(2026, 3, 2), second, columns=ed.BASE)
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "raw.parquet", until=UNTIL))
+        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "p.parquet", until=UNTIL,
+                                                        pseudonymize=True))
+    finally:
+        ledger.close()
+
+
 def test_a_numeric_identifier_is_the_same_text_and_pseudonym_whatever_else_its_column_holds(tmp_path, now):
     """A day's identifier column of numbers stays floating point when one of them is beyond
     2**53 (not every whole number is exact there); cast to text, 987654321 became
@@ -379,15 +393,7 @@ def test_a_numeric_identifier_is_the_same_text_and_pseudonym_whatever_else_its_c
     big = 9123456789012346  # above 2**53, exact (even)
     first = [[str(same), *r[1:]] for r in env.delivery(D(2026, 3, 1)).rows]
     second = [[v, *r[1:]] for v, r in zip([same, big, *range(1001, 1100)], env.delivery(D(2026, 3, 2)).rows)]
-    ledger = env.ledger()
-    try:
-        ed.replace_copy(env, ledger, D(2026, 3, 1), first, columns=ed.BASE)
-        ed.replace_copy(env, ledger, D(2026, 3, 2), second, columns=ed.BASE)
-        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "raw.parquet", until=UNTIL))
-        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "p.parquet", until=UNTIL,
-                                                        pseudonymize=True))
-    finally:
-        ledger.close()
+    _export_raw_and_pseudonymized(env, tmp_path, first, second)
     raw = pl.read_parquet(tmp_path / "raw.parquet")
     ids = raw.filter(pl.col("run_day") == D(2026, 3, 2))["Primary Identifier"].to_list()
     assert ids == [str(r[0]) for r in second]  # '987654321', '9123456789012346', '1001', ...
@@ -409,15 +415,7 @@ def test_a_whole_number_beyond_2_63_has_its_digits_whichever_way_its_column_was_
     long_text = "123456789012345678901234"  # a text cell: never a number, never rounded
     first = [[v, *r[1:]] for v, r in zip([big, long_text, "abc", huge], env.delivery(D(2026, 3, 1)).rows)]
     second = [[v, *r[1:]] for v, r in zip([big, huge, *range(1001, 1100)], env.delivery(D(2026, 3, 2)).rows)]
-    ledger = env.ledger()
-    try:
-        ed.replace_copy(env, ledger, D(2026, 3, 1), first, columns=ed.BASE)
-        ed.replace_copy(env, ledger, D(2026, 3, 2), second, columns=ed.BASE)
-        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "raw.parquet", until=UNTIL))
-        run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "p.parquet", until=UNTIL,
-                                                        pseudonymize=True))
-    finally:
-        ledger.close()
+    _export_raw_and_pseudonymized(env, tmp_path, first, second)
     raw = pl.read_parquet(tmp_path / "raw.parquet")
     day1 = raw.filter(pl.col("run_day") == D(2026, 3, 1))["Primary Identifier"].to_list()
     day2 = raw.filter(pl.col("run_day") == D(2026, 3, 2))["Primary Identifier"].to_list()

@@ -134,27 +134,9 @@ async def test_wrong_key_is_auth_failure(sftp_server: ServerInfo, tmp_path: Path
     assert "refused the login" in str(err.value)
 
 
-async def test_encrypted_key_with_passphrase_callback(sftp_server: ServerInfo, ssh_keys, tmp_path: Path):
-    locked = tmp_path / "id_locked"
-    # PKCS#8 here; ssh-keygen's own format is the test below.
-    locked.write_bytes(ssh_keys.key.export_private_key("pkcs8-pem", passphrase="sesame"))
-    typed = []
-
-    async def ask(path: Path) -> str:
-        typed.append(path)
-        return "wrong" if len(typed) == 1 else "sesame"
-
-    async with await connect(sftp_server.options(key=locked), passphrase_cb=ask) as conn:
-        await conn.listdir(sftp_server.remote_dir)
-    assert typed == [locked, locked]
-    with pytest.raises(AuthFailed, match="passphrase"):
-        await connect(sftp_server.options(key=locked))
-
-
-async def test_a_key_encrypted_by_ssh_keygen_opens_with_its_passphrase(sftp_server: ServerInfo, ssh_keys,
-                                                                      tmp_path: Path):
-    """The key most users have: ``ssh-keygen``'s own format, whose passphrase goes through
-    bcrypt's key derivation. The right passphrase opens it; a wrong one is said to be wrong."""
+def _locked_by_ssh_keygen(ssh_keys, tmp_path: Path, passphrase: str) -> Path:
+    """A copy of the test user's key that the real ``ssh-keygen`` protected with
+    ``passphrase``, in its own format (the one most users' keys are in)."""
     import shutil
     import subprocess
 
@@ -164,9 +146,22 @@ async def test_a_key_encrypted_by_ssh_keygen_opens_with_its_passphrase(sftp_serv
     locked = tmp_path / "id_locked"
     shutil.copy(ssh_keys.private, locked)
     locked.chmod(0o600)
-    subprocess.run([keygen, "-q", "-p", "-N", "sesame", "-f", str(locked)], check=True,
+    subprocess.run([keygen, "-q", "-p", "-N", passphrase, "-f", str(locked)], check=True,
                    capture_output=True, stdin=subprocess.DEVNULL)
-    assert b"BEGIN OPENSSH PRIVATE KEY" in locked.read_bytes()
+    return locked
+
+
+@pytest.mark.parametrize("kind", ["pkcs8", "ssh-keygen"])
+async def test_encrypted_key_with_passphrase_callback(sftp_server: ServerInfo, ssh_keys, tmp_path: Path, kind):
+    """A key file protected by a passphrase: PKCS#8, and the key most users have,
+    ``ssh-keygen``'s own format, whose passphrase goes through bcrypt's key derivation. The
+    right passphrase opens it; a wrong one is said to be wrong; with nobody to ask, it says so."""
+    if kind == "pkcs8":
+        locked = tmp_path / "id_locked"
+        locked.write_bytes(ssh_keys.key.export_private_key("pkcs8-pem", passphrase="sesame"))
+    else:
+        locked = _locked_by_ssh_keygen(ssh_keys, tmp_path, "sesame")
+        assert b"BEGIN OPENSSH PRIVATE KEY" in locked.read_bytes()
     typed = []
 
     async def ask(path: Path) -> str:
@@ -182,23 +177,17 @@ async def test_a_key_encrypted_by_ssh_keygen_opens_with_its_passphrase(sftp_serv
 
     with pytest.raises(AuthFailed, match="wrong three times"):
         await connect(sftp_server.options(key=locked), passphrase_cb=always_wrong)
+    with pytest.raises(AuthFailed, match="passphrase"):
+        await connect(sftp_server.options(key=locked))
 
 
 def test_without_bcrypt_a_key_of_ssh_keygen_is_not_called_a_wrong_passphrase(ssh_keys, tmp_path: Path):
     """Should bcrypt be missing after all (a broken install), the right passphrase is not
     blamed three times: the message names what is missing."""
-    import shutil
     import subprocess
     import sys
 
-    keygen = shutil.which("ssh-keygen")
-    if keygen is None:
-        pytest.skip("OpenSSH ssh-keygen is not installed (make test installs openssh-client)")
-    locked = tmp_path / "id_locked"
-    shutil.copy(ssh_keys.private, locked)
-    locked.chmod(0o600)
-    subprocess.run([keygen, "-q", "-p", "-N", "sesame", "-f", str(locked)], check=True,
-                   capture_output=True, stdin=subprocess.DEVNULL)
+    locked = _locked_by_ssh_keygen(ssh_keys, tmp_path, "sesame")
     code = (
         "import sys; sys.modules['bcrypt'] = None\n"  # as if the package were not installed
         "import asyncio\nfrom pathlib import Path\n"
