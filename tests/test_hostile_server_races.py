@@ -267,3 +267,26 @@ async def test_a_file_rewritten_in_place_during_the_download_is_never_kept_splic
     kept = (tmp_path / "out" / "r.xlsx").read_bytes()
     assert kept in (older, _RewrittenSFTP.newer)
     assert kept == _RewrittenSFTP.newer and job.attempts == 2
+
+
+class _NoFstatSFTP(asyncssh.SFTPServer):
+    """A server that refuses to say the size and time of a file open for reading (some
+    servers answer FSTAT with a failure, or permission denied, on a read-only handle)."""
+
+    refusal: type[asyncssh.SFTPError] = asyncssh.SFTPFailure
+
+    async def fstat(self, file_obj):
+        raise _NoFstatSFTP.refusal("not on this server")
+
+
+@pytest.mark.parametrize("refusal", [asyncssh.SFTPFailure, asyncssh.SFTPPermissionDenied,
+                                     asyncssh.SFTPOpUnsupported])
+async def test_a_server_that_will_not_stat_an_open_file_still_delivers_it(make_embedded_sftp, tmp_path, refusal):
+    """The after-read check of the open file's size and time is skipped where the server
+    will not answer it: the whole file, checked by its size, is kept on the first attempt."""
+    _NoFstatSFTP.refusal = refusal
+    info = await make_embedded_sftp(_NoFstatSFTP)
+    data = _put(info, "f.xlsx", 20_000, seed=3)
+    remote = await _one(info, "f.xlsx")
+    job, _events = await _fetch(info, remote, tmp_path / "out", block_size=1024)
+    assert (tmp_path / "out" / "f.xlsx").read_bytes() == data and job.attempts == 1

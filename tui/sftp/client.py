@@ -277,6 +277,11 @@ async def _load_key(opts: ConnectOptions, passphrase_cb: PassphraseCallback | No
     raise AuthFailed(f"The passphrase for '{path}' was wrong three times.", "Connect again and retype it.")
 
 
+def _retrieved(fut: asyncio.Future[T]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 class SftpConnection:
     """One SSH connection with one SFTP session; safe for many concurrent requests."""
 
@@ -295,6 +300,9 @@ class SftpConnection:
         ``opts.request_timeout`` seconds since this wait began. Cancelled, the request is
         cancelled too."""
         fut = asyncio.ensure_future(request)
+        # Given up on (stalled, or the wait cancelled), the request may still end in an error
+        # (its connection closed under it): taken here, never "exception was never retrieved".
+        fut.add_done_callback(_retrieved)
         began = time.monotonic()
         try:
             while True:

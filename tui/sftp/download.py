@@ -519,8 +519,12 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             if after is not None and written == size:
                 try:
                     attrs = await conn.answer(after, "reading", remote.name)
-                except asyncssh.SFTPOpUnsupported:
-                    attrs = None  # a server without FSTAT: the size check below still holds
+                except (asyncssh.SFTPOpUnsupported, asyncssh.SFTPFailure, asyncssh.SFTPPermissionDenied) as exc:
+                    # A server without FSTAT, or that refuses it on a file open for reading:
+                    # the size check below still holds.
+                    log.info("the server did not say the size and time of open %r (%s); not compared",
+                             remote.name, type(exc).__name__)
+                    attrs = None
                 if attrs is not None:
                     _unchanged_since_listing(remote, attrs)
         except SftpError:

@@ -344,7 +344,7 @@ class TransferQueue:
                 self._emit(Running(job.id, job.name, done, total, (done - resumed[0]) / elapsed))
 
         resumed = [0]
-        stalled = False  # the last attempt found the server answering nothing
+        stalled = False  # an attempt found the server answering nothing, and no check since passed
         try:
             while True:
                 job.attempts += 1
@@ -353,6 +353,7 @@ class TransferQueue:
                     conn = await self._connection()
                     if stalled:
                         await _still_a_file(conn, job)
+                        stalled = False
                     resumed[0] = parts.part_progress(job.local_dir, job.remote)
                     started = time.monotonic()
                     self._emit(Running(job.id, job.name, resumed[0], job.remote.size, 0.0))
@@ -372,7 +373,7 @@ class TransferQueue:
                         return
                     if isinstance(exc, ConnectFailed) and conn is not None:
                         await self._drop(conn)
-                    stalled = isinstance(exc, ServerStalled)
+                    stalled = stalled or isinstance(exc, ServerStalled)  # kept until a check passes
                     delay = 0.0 if (isinstance(exc, ConnectionLost) and job.attempts == 1) else min(
                         self.backoff_max, self.backoff_base * 2 ** (job.attempts - 1))
                     log.info("download of %r: attempt %d failed (%s); retrying in %.1f s",
