@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from tests.fixtures_sshd import ServerInfo
@@ -322,6 +323,36 @@ def test_local_dir_may_not_be_a_folder_of_the_products_own_files(tmp_path, local
     with pytest.raises(ConfigError) as err:
         load_config(config).profile()  # its own error: raised when it is picked
     assert err.value.key in ("profile.default.local_dir",)
+
+
+class CountingSFTP(asyncssh.SFTPServer):
+    """The embedded server, counting every folder listing a client asks for."""
+
+    listed: list[bytes] = []
+
+    def scandir(self, path):
+        CountingSFTP.listed.append(path)
+        return super().scandir(path)
+
+
+async def test_check_lists_the_server_folder_once(make_embedded_sftp, tmp_path):
+    """One ``check`` run reads the folder once: the connection test's look for leftover
+    probes uses the listing ``check`` has just taken (a second listing of a folder of 50,000
+    entries costs seconds); the leftover is still removed and a recent probe left alone."""
+    CountingSFTP.listed = []
+    info = await make_embedded_sftp(sftp_factory=CountingSFTP)
+    good_reports(info, tmp_path, days=2)
+    leftover = f"{PROBE_PREFIX}0123abcd.txt"
+    recent = f"{PROBE_PREFIX}89abcdef.txt"
+    put(info, leftover, probe_bytes(), mtime=datetime(2026, 6, 1, tzinfo=UTC).timestamp())
+    put(info, recent, probe_bytes())
+    config = write_config(profile_for(info, tmp_path), tmp_path / "config.toml")
+    done = await arun_cli("check", "--config", str(config), "--profile", "demo", "--json")
+    doc = json.loads(done.stdout)
+    assert doc["connection"]["ok"] is True and doc["connection"]["write_test"] == "ok", doc["connection"]
+    assert len(CountingSFTP.listed) == 1, CountingSFTP.listed
+    left = sorted(n for n in os.listdir(info.root) if n.startswith(PROBE_PREFIX))
+    assert left == [recent]
 
 
 # ------------------------------------------------------------------ the connection test's probe

@@ -17,7 +17,7 @@ from tui.sftp.client import connect
 from tui.sftp.download import download
 from tui.sftp.errors import ServerStalled
 from tui.sftp.parts import part_progress
-from tui.sftp.queue import Retrying, Running, TransferQueue
+from tui.sftp.queue import Failed, Retrying, Running, TransferQueue
 
 
 def _put(info: ServerInfo, name: str, size: int, seed: int = 0) -> bytes:
@@ -180,6 +180,35 @@ async def test_a_file_replaced_by_a_link_to_an_endless_device_fails_without_keep
     assert "changed on the server" in str(job.error)
     assert not (tmp_path / "out" / "r.xlsx").exists()
     assert sum(e.bytes for e in events if isinstance(e, Running)) < 10 * 5000
+
+
+class _GrowingSFTP(asyncssh.SFTPServer):
+    """A file still being written: every time it is opened it has grown since the last look."""
+
+    def open(self, path, pflags, attrs):
+        with open(self.map_path(path), "ab") as grow:
+            grow.write(b"more")
+        return super().open(path, pflags, attrs)
+
+
+async def test_a_file_that_changes_at_every_attempt_fails_saying_no_attempt_is_left(make_embedded_sftp, tmp_path):
+    info = await make_embedded_sftp(_GrowingSFTP)
+    _put(info, "r.xlsx", 5000)
+    remote = await _one(info, "r.xlsx")
+    events: list = []
+    async with TransferQueue(_factory(info), on_event=events.append, backoff_base=0.01, max_attempts=3) as q:
+        job = q.add(remote, info.remote_dir, tmp_path / "out")
+        await asyncio.wait_for(q.join(), 30)
+    assert job.state == "failed" and job.attempts == 3, job.error
+    retrying = [e.reason for e in events if isinstance(e, Retrying)]
+    assert len(retrying) == 2 and all("downloaded again from the start" in r for r in retrying)
+    (failed,) = [e for e in events if isinstance(e, Failed)]
+    for text in (str(job.error), failed.reason):
+        assert "changed on the server during the download" in text
+        assert "downloaded again" not in text  # no attempt is left: it is not
+        assert "No attempt is left (3 made), so it was not downloaded" in text
+        assert "The next sync tries again" in text
+    assert not (tmp_path / "out" / "r.xlsx").exists()
 
 
 async def test_a_file_that_shrank_after_the_listing_is_fetched_fresh(sftp_server, tmp_path):

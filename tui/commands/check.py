@@ -39,7 +39,7 @@ from tui.core.config import ConfigError, Profile
 from tui.core.health import ConnectionStatus, HealthReport, evaluate, fmt_day, held_state
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.model import Audience, JSONObject, ProblemKind, WriteTest
-from tui.core.names import escape_name
+from tui.core.names import escape_name, normalize_folder
 from tui.core.problem_list import Member, ProblemGroup, member_label, tell
 from tui.notify.dispatch import NotifyDocument, after_check, summary_line
 
@@ -201,7 +201,10 @@ async def _online(profile: Profile, ledger: Ledger, policy: str,
         log.info("check: listed %d files", len(listing.entries))
         try:
             conn = await service.connection()
-            result = await probe_connection(conn, profile.remote_dir)
+            # The listing just taken serves the test's look for leftover probes: a second
+            # listing of a large folder would cost as much as the first.
+            probes = service.listed_probes.get(normalize_folder(profile.remote_dir))
+            result = await probe_connection(conn, profile.remote_dir, listed_probes=probes)
         except SftpError as exc:  # the connection broke between listing and test
             return ConnectionStatus(ok=False, message=str(exc), write_test=WriteTest.FAILED)
         return ConnectionStatus.from_result(result)

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 
 from tui.core import clock
-from tui.core.model import ConnTestResult, StepOutcome, WriteTest
+from tui.core.model import ConnTestResult, RemoteFile, StepOutcome, WriteTest
 from tui.core.names import PROBE_PREFIX, escape_name
 from tui.sftp.client import ConnectOptions, HostKeyPolicy, PassphraseCallback, SftpConnection, connect
 from tui.sftp.errors import PermissionDenied, SftpError, translate
@@ -54,9 +55,12 @@ def probe_bytes() -> bytes:
     ).encode()
 
 
-async def probe_connection(conn: SftpConnection, remote_dir: str) -> ConnTestResult:
+async def probe_connection(conn: SftpConnection, remote_dir: str, *,
+                           listed_probes: Sequence[RemoteFile] | None = None) -> ConnTestResult:
     """Upload, download, compare and delete a probe in ``remote_dir`` over ``conn``.
 
+    ``listed_probes``: the probes a listing of ``remote_dir`` taken just before found (its
+    ``probes``); leftovers are looked for among them instead of listing the folder again.
     Never raises for server-side failures: they end up in the result.
     """
     name = f"{PROBE_PREFIX}{secrets.token_hex(4)}.txt"
@@ -106,7 +110,7 @@ async def probe_connection(conn: SftpConnection, remote_dir: str) -> ConnTestRes
         problem = f"{problem}; {left}" if problem else left
 
     if own_mtime is not None:
-        await _remove_leftovers(conn, remote_dir, name, own_mtime)
+        await _remove_leftovers(conn, remote_dir, name, own_mtime, listed_probes)
 
     if problem:
         log.warning("connection test failed: download %s, delete %s", download, delete)
@@ -121,15 +125,18 @@ async def probe_connection(conn: SftpConnection, remote_dir: str) -> ConnTestRes
     )
 
 
-async def _remove_leftovers(conn: SftpConnection, remote_dir: str, own: str, own_mtime: float) -> int:
-    """Delete probes earlier tests left behind (ours only); never raises."""
-    try:
-        listing = await conn.listdir(remote_dir)
-    except SftpError as exc:
-        log.info("connection test: could not look for leftover probes: %s", exc)
-        return 0
+async def _remove_leftovers(conn: SftpConnection, remote_dir: str, own: str, own_mtime: float,
+                            listed: Sequence[RemoteFile] | None = None) -> int:
+    """Delete probes earlier tests left behind (ours only), among ``listed`` when given (else
+    the folder is listed); never raises."""
+    if listed is None:
+        try:
+            listed = (await conn.listdir(remote_dir)).probes
+        except SftpError as exc:
+            log.info("connection test: could not look for leftover probes: %s", exc)
+            return 0
     removed = 0
-    for f in listing.probes:
+    for f in listed:
         if f.name == own or f.mtime.timestamp() > own_mtime - LEFTOVER_AGE:
             continue  # ours of this test, or a test running right now elsewhere
         path = _join(remote_dir, f.name)

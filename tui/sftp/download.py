@@ -18,7 +18,8 @@ How a file is written (docs/ARCHITECTURE.md, "Local files"):
   fetched again from the start with its new size (a transient ``TransferFailed``); an FSTAT
   of the open file sent right after the last read (so answered after all of them, at no
   extra wait) must still give the listed size and mtime: a file rewritten in place meanwhile
-  is fetched again the same way, never kept as half the old and half the new file;
+  is fetched again the same way, never kept as half the old and half the new file (once the
+  queue has no attempt left, its message says the file was not downloaded and what to do);
 - the size is checked against the server's, the part is fsync'ed, then linked to its final
   name with ``os.link`` (fails instead of overwriting) and removed; files 0600, folder 0700;
   then the folder is fsync'ed, or, given ``sync_dir``, handed to ``sync_dir(folder)``, whose
@@ -234,11 +235,16 @@ def _finish(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: st
 
 
 def _changed(remote: RemoteFile, how: str) -> TransferFailed:
-    return TransferFailed(
+    err = TransferFailed(
         f"'{remote.name}' changed on the server during the download ({how}).",
         "It is downloaded again from the start.",
         transient=True,
     )
+    err.todo_given_up = (
+        "No attempt is left ({attempts} made), so it was not downloaded; a file that keeps "
+        "changing is probably still being written on the server. The next sync tries again; "
+        "if it fails the same way, ask the server's administrator what rewrites the file.")
+    return err
 
 
 def _unchanged_since_listing(remote: RemoteFile, attrs: asyncssh.SFTPAttrs) -> None:

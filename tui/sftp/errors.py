@@ -28,11 +28,19 @@ class SftpError(Exception):
     kind: str = "sftp"
     #: Bytes of the file received before the error (a download sets it; the queue counts them).
     received: int = 0
+    #: What to do once no attempt is left, for a transient error whose ``todo`` says it is
+    #: tried again (``{attempts}``: how many were made); empty: ``todo`` stays true then.
+    todo_given_up: str = ""
 
     def __init__(self, what: str, todo: str = "") -> None:
         self.what = what
         self.todo = todo
         super().__init__(what)
+
+    def given_up(self, attempts: int) -> None:
+        """No attempt is left: ``todo`` says what is true now, and what to do."""
+        if self.todo_given_up:
+            self.todo = self.todo_given_up.format(attempts=attempts)
 
     def __str__(self) -> str:
         return f"{self.what} {self.todo}".strip()

@@ -366,6 +366,8 @@ class TransferQueue:
                     job.transferred += exc.received
                     fatal = isinstance(exc, _FATAL)
                     if fatal or not exc.transient or job.attempts >= self.max_attempts:
+                        if exc.transient and not fatal:
+                            exc.given_up(job.attempts)
                         job.state = JobState.FAILED
                         job.error = exc
                         log.warning("download of %r failed: %s", job.name, exc.what)

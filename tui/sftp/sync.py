@@ -427,6 +427,10 @@ class SyncService:
         self._conn: SftpConnection | None = None
         self._conn_lock = asyncio.Lock()
         self.last_listing: RemoteListing | None = None
+        #: The connection test's own files (probes) each folder held at the last listing,
+        #: by normalized folder: the connection test looks for its leftovers among them
+        #: instead of listing the folder once more.
+        self.listed_probes: dict[str, list[RemoteFile]] = {}
         #: The result being filled by the running download/sync (what an interrupted run did).
         self.current: SyncResult | None = None
         self._verify_sem = asyncio.Semaphore(VERIFY_AT_ONCE)
@@ -499,6 +503,7 @@ class SyncService:
         """List every watched server folder, record it in the ledger, annotate every file."""
         conn = await self.connection()
         listings = [await conn.listdir(folder) for folder in self.profile.folders]
+        self.listed_probes = {normalize_folder(x.remote_dir): list(x.probes) for x in listings}
         # Classifying and recording 10,000 names takes a few tenths of a second: off the loop.
         return await asyncio.to_thread(self._record_all, listings)
 
