@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncssh
@@ -13,9 +14,10 @@ import pytest
 
 from tests.daily_config import server_folder
 from tests.fixtures_sshd import ServerInfo
+from tui.core.model import RemoteFile
 from tui.sftp.client import connect
-from tui.sftp.download import download
-from tui.sftp.errors import ServerStalled
+from tui.sftp.download import _finish, download
+from tui.sftp.errors import ServerStalled, TransferFailed, translate
 from tui.sftp.parts import part_progress
 from tui.sftp.queue import Failed, Retrying, Running, TransferQueue
 
@@ -319,3 +321,85 @@ async def test_a_server_that_will_not_stat_an_open_file_still_delivers_it(make_e
     remote = await _one(info, "f.xlsx")
     job, _events = await _fetch(info, remote, tmp_path / "out", block_size=1024)
     assert (tmp_path / "out" / "f.xlsx").read_bytes() == data and job.attempts == 1
+
+
+class _RefusingSFTP(asyncssh.SFTPServer):
+    """Answers every open of a file with a generic failure (a server-side fault that may pass)."""
+
+    def open(self, path, pflags, attrs):
+        raise asyncssh.SFTPFailure("storage backend unavailable")
+
+
+async def test_a_server_error_at_every_attempt_fails_saying_no_attempt_is_left(make_embedded_sftp, tmp_path):
+    info = await make_embedded_sftp(_RefusingSFTP)
+    _put(info, "r.xlsx", 5000)
+    remote = await _one(info, "r.xlsx")
+    events: list = []
+    async with TransferQueue(_factory(info), on_event=events.append, backoff_base=0.01, max_attempts=3) as q:
+        job = q.add(remote, info.remote_dir, tmp_path / "out")
+        await asyncio.wait_for(q.join(), 30)
+    assert job.state == "failed" and job.attempts == 3, job.error
+    retrying = [e.reason for e in events if isinstance(e, Retrying)]
+    assert len(retrying) == 2 and all("It is retried automatically" in r for r in retrying)
+    (failed,) = [e for e in events if isinstance(e, Failed)]
+    for text in (str(job.error), failed.reason):
+        assert "storage backend unavailable" in text
+        assert "retried automatically" not in text  # no attempt is left: it is not
+        assert "No attempt is left (3 made), so the file was not downloaded" in text
+        assert "The next sync tries again; if it fails the same way, ask the server's administrator" in text
+
+
+async def test_a_server_that_stalls_at_every_attempt_fails_saying_no_attempt_is_left(make_embedded_sftp, tmp_path):
+    info = await make_embedded_sftp(_StallingSFTP)
+    _put(info, "r.xlsx", 20_000)
+    remote = await _one(info, "r.xlsx")
+    events: list = []
+    async with TransferQueue(_factory(info, request_timeout=0.3, block_size=1024), on_event=events.append,
+                             backoff_base=0.01, max_attempts=2) as q:
+        job = q.add(remote, info.remote_dir, tmp_path / "out")
+        await asyncio.wait_for(q.join(), 30)
+    assert job.state == "failed" and job.attempts == 2 and isinstance(job.error, ServerStalled), job.error
+    (retrying,) = [e.reason for e in events if isinstance(e, Retrying)]
+    assert "It is tried again on a new connection" in retrying
+    (failed,) = [e for e in events if isinstance(e, Failed)]
+    for text in (str(job.error), failed.reason):
+        assert "answered nothing for 0.3 s" in text
+        assert "tried again on a new connection" not in text
+        assert "No attempt is left (2 made), so the file was not downloaded" in text
+
+
+@pytest.mark.parametrize("exc", [
+    asyncssh.SFTPConnectionLost("gone"),
+    asyncssh.ConnectionLost("gone"),
+    asyncssh.SFTPFailure("backend down"),
+    asyncssh.DisconnectError(asyncssh.DISC_BY_APPLICATION, "bye"),
+    ConnectionResetError(104, "Connection reset by peer"),
+    BrokenPipeError(32, "Broken pipe"),
+], ids=lambda e: type(e).__name__)
+def test_every_transient_error_promising_a_retry_says_none_is_left_once_given_up(exc):
+    err = translate(exc, host="h", port=22, path="r.xlsx")
+    assert err.transient
+    promise = err.todo
+    err.given_up(4)
+    assert err.todo != promise
+    assert promise not in str(err)
+    assert "No attempt is left (4 made), so the file was not downloaded" in str(err)
+
+
+def test_a_part_file_of_the_wrong_size_after_writing_says_no_attempt_is_left_once_given_up(tmp_path):
+    part = tmp_path / "r.xlsx.part"
+    part.write_bytes(b"x" * 10)
+    remote = RemoteFile("r.xlsx", 11, datetime(2026, 1, 5, tzinfo=UTC))
+    fd = os.open(part, os.O_RDWR)
+    try:
+        with pytest.raises(TransferFailed) as caught:
+            _finish(fd, part, tmp_path, remote, "0" * 64)
+    finally:
+        os.close(fd)
+    err = caught.value
+    assert err.transient and "It is downloaded again." in str(err)
+    err.given_up(5)
+    assert "has the wrong size after writing" in str(err)
+    assert "downloaded again" not in str(err)
+    assert "No attempt is left (5 made), so it was not downloaded" in str(err)
+    assert not (tmp_path / "r.xlsx").exists()

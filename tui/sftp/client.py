@@ -318,13 +318,18 @@ class SftpConnection:
                 log.warning("the server answered nothing for %s s while %s %s; closing the connection",
                             seconds, what, escape_name(path or ""))
                 await self.close()
-                raise ServerStalled(
+                stalled = ServerStalled(
                     f"The server {self.opts.host} port {self.opts.display_port} answered nothing for "
                     f"{seconds} s while {what}" + (f" '{escape_name(path)}'" if path else "")
                     + "; the connection was closed.",
                     "It is tried again on a new connection. If it keeps happening, the server's "
                     "SFTP process may be stuck (on that file, or its disk): tell its administrator.",
                 )
+                stalled.todo_given_up = (
+                    "No attempt is left ({attempts} made), so the file was not downloaded. The "
+                    "server's SFTP process may be stuck (on that file, or its disk): tell its "
+                    "administrator; the next sync tries again.")
+                raise stalled
         except asyncio.CancelledError:
             fut.cancel()
             raise

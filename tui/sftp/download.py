@@ -222,8 +222,12 @@ def _finish(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: st
     """fsync, size check, placing under the final name, fsync of the folder (in a thread)."""
     os.fsync(fd)
     if os.fstat(fd).st_size != remote.size:
-        raise TransferFailed(f"The part file of '{remote.name}' has the wrong size after writing.",
+        err = TransferFailed(f"The part file of '{remote.name}' has the wrong size after writing.",
                              "It is downloaded again.", transient=True)
+        err.todo_given_up = (
+            "No attempt is left ({attempts} made), so it was not downloaded. The next sync tries "
+            "again; if it fails the same way, check the disk that holds the local folder.")
+        raise err
     final, status = _place(part, local_dir, remote, digest, local_name)
     if status != SAME:  # a file found in place keeps its permissions: it is not ours to change
         os.chmod(final, 0o600)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import errno
 import logging
+from typing import TypeVar
 
 import asyncssh
 
 from tui.core.names import escape_name
 
 log = logging.getLogger("report_keeper.sftp.errors")
+
+E = TypeVar("E", bound="SftpError")
 
 
 class SftpError(Exception):
@@ -44,6 +47,17 @@ class SftpError(Exception):
 
     def __str__(self) -> str:
         return f"{self.what} {self.todo}".strip()
+
+
+#: ``todo_given_up`` of a transient error whose cause lies with the server or the network.
+GIVEN_UP_TRIES_NEXT_SYNC = ("No attempt is left ({attempts} made), so the file was not downloaded. "
+                            "The next sync tries again; if it fails the same way, {who}.")
+
+
+def _given_up(err: E, todo: str) -> E:
+    """``err`` with ``todo_given_up`` set: its ``todo`` promises another attempt."""
+    err.todo_given_up = todo
+    return err
 
 
 class HostKeyUnknown(SftpError):
@@ -239,10 +253,11 @@ def translate(exc: BaseException, *, host: str = "", port: int | None = None,
             "Ask the server's administrator to grant this account read access to it.",
         )
     if isinstance(exc, asyncssh.SFTPConnectionLost) or isinstance(exc, asyncssh.ConnectionLost):
-        return ConnectionLost(
+        return _given_up(ConnectionLost(
             f"The connection to {where} was lost ({_short(exc)}).",
             "The transfer resumes from where it stopped once the server is reachable again.",
-        )
+        ), "No attempt is left ({attempts} made), so the file was not downloaded; the next sync "
+           "resumes it from where it stopped once the server is reachable again.")
     if isinstance(exc, asyncssh.PermissionDenied):
         return AuthFailed(
             f"{where} refused the login ({_short(exc)}).",
@@ -258,16 +273,16 @@ def translate(exc: BaseException, *, host: str = "", port: int | None = None,
             "Check the key path and its passphrase in the profile.",
         )
     if isinstance(exc, asyncssh.SFTPError):
-        return TransferFailed(
+        return _given_up(TransferFailed(
             f"{where} reported an error for {what_file}: {_short(exc)}.",
             "It is retried automatically; if it persists, ask the server's administrator.",
             transient=True,
-        )
+        ), GIVEN_UP_TRIES_NEXT_SYNC.replace("{who}", "ask the server's administrator"))
     if isinstance(exc, asyncssh.DisconnectError):
-        return ConnectionLost(
+        return _given_up(ConnectionLost(
             f"{where} closed the connection ({_short(exc)}).",
             "It is retried automatically; if it persists, check the server.",
-        )
+        ), GIVEN_UP_TRIES_NEXT_SYNC.replace("{who}", "check the server"))
     if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError since 3.11
         return ConnectTimeout(
             f"{where} did not answer in time.",
@@ -302,10 +317,10 @@ def translate(exc: BaseException, *, host: str = "", port: int | None = None,
                 "Check the host name and port in the profile.",
             )
         if isinstance(exc, (ConnectionError, BrokenPipeError)):
-            return ConnectionLost(
+            return _given_up(ConnectionLost(
                 f"The connection to {where} was lost ({exc.strerror or exc}).",
                 "It is retried automatically.",
-            )
+            ), GIVEN_UP_TRIES_NEXT_SYNC.replace("{who}", "check the server and the network"))
         return ConnectFailed(
             f"Could not reach {where}: {exc.strerror or exc}.",
             "Check the host name, the port and the network.",
