@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import shutil
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -366,6 +367,58 @@ async def test_a_server_that_stalls_at_every_attempt_fails_saying_no_attempt_is_
         assert "answered nothing for 0.3 s" in text
         assert "tried again on a new connection" not in text
         assert "No attempt is left (2 made), so the file was not downloaded" in text
+
+
+class _StallThenDropSFTP(asyncssh.SFTPServer):
+    """The file stalls the server when opened (as a named pipe put in its place does); the
+    first STAT asked about it afterwards loses the connection; the next one says it is a
+    named pipe now. ``ops`` records what the client asked, in order."""
+
+    ops: list[str] = []
+    armed = False
+
+    def _mine(self, path) -> bool:
+        return _StallThenDropSFTP.armed and bytes(path).endswith(b"r.xlsx")
+
+    async def open(self, path, pflags, attrs):
+        if self._mine(path):
+            _StallThenDropSFTP.ops.append("open")
+            await asyncio.sleep(3600)
+        return super().open(path, pflags, attrs)
+
+    async def stat(self, path):
+        if self._mine(path):
+            _StallThenDropSFTP.ops.append("stat")
+            if _StallThenDropSFTP.ops.count("stat") == 1:
+                self.connection.abort()  # an ordinary connection loss, during the check
+                await asyncio.sleep(3600)
+            return asyncssh.SFTPAttrs(type=asyncssh.FILEXFER_TYPE_SPECIAL,
+                                      permissions=stat.S_IFIFO | 0o644, size=0)
+        return super().stat(path)
+
+
+async def test_a_check_after_a_stall_that_loses_the_connection_is_made_again_before_opening(
+        make_embedded_sftp, tmp_path):
+    # After a stall, each later attempt asks first what the file is; an attempt whose check
+    # itself lost the connection proved nothing, so the next one asks again instead of
+    # opening (a named pipe would stall the server again).
+    _StallThenDropSFTP.ops = []
+    _StallThenDropSFTP.armed = False
+    info = await make_embedded_sftp(_StallThenDropSFTP)
+    _put(info, "r.xlsx", 5000)
+    remote = await _one(info, "r.xlsx")
+    _StallThenDropSFTP.armed = True
+    events: list = []
+    async with TransferQueue(_factory(info, request_timeout=0.3), on_event=events.append,
+                             backoff_base=0.01, max_attempts=5) as q:
+        job = q.add(remote, info.remote_dir, tmp_path / "out")
+        await asyncio.wait_for(q.join(), 30)
+    assert _StallThenDropSFTP.ops == ["open", "stat", "stat"]
+    reasons = [e.reason for e in events if isinstance(e, Retrying)]
+    assert len(reasons) == 2 and "answered nothing" in reasons[0] and "answered nothing" not in reasons[1]
+    assert job.state == "failed" and job.attempts == 3, job.error
+    assert "no longer a regular file on the server but a named pipe" in str(job.error)
+    assert not (tmp_path / "out" / "r.xlsx").exists()
 
 
 @pytest.mark.parametrize("exc", [
