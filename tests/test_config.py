@@ -138,3 +138,33 @@ def test_the_readme_config_example_loads(tmp_path):
     report = prof.report_for("Loans Per Patron From 3 Days Ago")
     assert report.configured and report.schedule == "daily" and report.is_closed(date(2026, 12, 25))
     assert prof.remote_dir == "upload/ALMA/Daily_Report"
+
+
+def test_request_timeout_reaches_the_connect_options(tmp_path):
+    from tui.sftp.client import ConnectOptions
+
+    default = load_config(write(tmp_path, GOOD)).profile()
+    assert ConnectOptions.from_profile(default).request_timeout == 120.0
+    text = GOOD.replace('timezone = "America/Chicago"\n', 'timezone = "America/Chicago"\nrequest_timeout = 600\n', 1)
+    prof = load_config(write(tmp_path, text)).profile()
+    assert prof.request_timeout == 600.0
+    assert ConnectOptions.from_profile(prof).request_timeout == 600.0
+    edge = load_config(write(tmp_path, text.replace("request_timeout = 600", "request_timeout = 10"))).profile()
+    assert ConnectOptions.from_profile(edge).request_timeout == 10.0
+
+
+@pytest.mark.parametrize("value, reason", [
+    ("9.5", "9.5 is not between 10 and 3600 seconds"),
+    ("0", "0 is not between 10 and 3600 seconds"),
+    ("-120", "-120 is not between 10 and 3600 seconds"),
+    ("3601", "3601 is not between 10 and 3600 seconds"),
+    ("inf", "is not between 10 and 3600 seconds"),
+    ("nan", "nan is not a number"),
+    ('"120"', "expected a whole number or a number, got str '120'"),
+    ("true", "expected a whole number or a number, got a boolean"),
+])
+def test_a_bad_request_timeout_is_a_config_error_naming_the_key(tmp_path, value, reason):
+    text = GOOD.replace('timezone = "America/Chicago"\n', f'timezone = "America/Chicago"\nrequest_timeout = {value}\n', 1)
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text)).profile()
+    assert "request_timeout" in str(err.value) and reason in str(err.value)

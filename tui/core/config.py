@@ -70,6 +70,10 @@ DEFAULT_PROFILE = "default"
 MAX_CONFIG_BYTES = 1024 * 1024
 #: connect_timeout: more than 0, at most an hour (seconds).
 MAX_CONNECT_TIMEOUT = 3600.0
+#: request_timeout: how long a connection may answer nothing while requests wait before it is
+#: closed as stalled (seconds; at least 10, at most an hour).
+REQUEST_TIMEOUT_RANGE = (10.0, 3600.0)
+DEFAULT_REQUEST_TIMEOUT = 120.0
 #: grace: a delivery later than this after its run time is missing, not late.
 MAX_GRACE = timedelta(days=31)
 
@@ -293,6 +297,8 @@ class Profile:
     timezone: tzinfo = field(default_factory=system_timezone)
     concurrency: int = 4
     connect_timeout: float = 15.0
+    #: Seconds a connection may answer nothing while requests wait (closed as stalled then).
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     ssh_config: Path | None = None  # None: ~/.ssh/config when it exists
     ledger: Path | None = None  # None: the user data dir
     reports: tuple[ReportConfig, ...] = ()
@@ -641,7 +647,7 @@ def _share(value: object) -> float:
 
 PROFILE_KEYS = {
     "host", "port", "username", "key", "known_hosts", "remote_dir", "local_dir", "timezone",
-    "concurrency", "connect_timeout", "ssh_config", "ledger", "report", "defaults", "notify",
+    "concurrency", "connect_timeout", "request_timeout", "ssh_config", "ledger", "report", "defaults", "notify",
     *RETENTION_KEYS,
     "remote_dirs",
     "reader_memory_mib", "reader_seconds",
@@ -722,6 +728,8 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
     timezone = r.convert("timezone", _zone, None) or system_timezone()
     concurrency = r.int_in("concurrency", 1, 32, 4)
     connect_timeout = r.seconds("connect_timeout", 0.0, MAX_CONNECT_TIMEOUT, 15.0)
+    request_timeout = r.seconds("request_timeout", *REQUEST_TIMEOUT_RANGE, DEFAULT_REQUEST_TIMEOUT,
+                                low_included=True)
     reader_memory_mib = r.int_in("reader_memory_mib", *READER_MEMORY_MIB_RANGE, DEFAULT_READER_MEMORY_MIB)
     reader_seconds = r.seconds("reader_seconds", *READER_SECONDS_RANGE, DEFAULT_READER_SECONDS,
                                low_included=True)
@@ -747,6 +755,7 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
         timezone=timezone,
         concurrency=concurrency,
         connect_timeout=connect_timeout,
+        request_timeout=request_timeout,
         reader_memory_mib=reader_memory_mib,
         reader_seconds=reader_seconds,
         ssh_config=ssh_config,

@@ -131,6 +131,7 @@ class ConnectOptions:
             known_hosts=Path(profile.known_hosts).expanduser() if profile.known_hosts else None,
             connect_timeout=timeout,
             login_timeout=timeout,
+            request_timeout=profile.request_timeout,
             ssh_config=Path(profile.ssh_config).expanduser() if profile.ssh_config else None,
         )
 
