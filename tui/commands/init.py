@@ -6,7 +6,8 @@ connects (an unknown host key is shown with its SHA256 fingerprint and confirmed
 offers a folder picker over the server's real listing, the local folder and the time zone,
 proposes the reports the folder holds with their inferred schedules (keep, edit or skip
 each), runs the connection test and writes the config (0600, atomically; an existing file
-only with ``--force``, which keeps a backup and replaces only this profile in it).
+only with ``--force``, which keeps a backup and replaces only this profile in it; its other
+profiles that cannot run, each with its error, are named once before the first question).
 
 When the server cannot be reached or does not accept the key yet (the usual case right after
 ``--new-key``), the answers are not lost: the config is written anyway, with what is pending
