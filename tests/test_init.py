@@ -375,3 +375,84 @@ def test_a_usage_error_after_the_key_question_makes_no_key(tmp_path, bad):
     assert res.returncode == 3, res.stdout + res.stderr
     assert bad[0] in res.stderr and res.stderr.count("\n") == 1, res.stderr
     assert list((home / ".ssh").iterdir()) == [] and not cfg.exists()
+
+
+# ------------------------------------------------------------------------------ other profiles
+
+_OTHERS_BROKEN = """\
+[profile.main]
+host = "files.example.org"
+username = "abcftp"
+remote_dir = "upload"
+timezone = "Mars/Phobos"
+
+[profile."odd\\u001b[2Jname"]
+host = "files.example.org"
+username = "abcftp"
+remote_dir = "upload"
+
+[profile.good]
+host = "files.example.org"
+username = "abcftp"
+remote_dir = "upload"
+
+[profile.branch]
+host = "files.example.org"
+username = "abcftp"
+remote_dir = "upload"
+timezone = "Nowhere/Else"
+"""
+
+
+def _broken_notes(out: str) -> list[str]:
+    return [line for line in out.splitlines() if "cannot run as they are" in line or line.startswith("  - '")]
+
+
+def test_init_names_the_other_profiles_that_cannot_run_once_and_goes_on(tmp_path):
+    """A librarian adding a second profile with init --force was never told that the file's
+    first profile had an error: its night runs failed until someone read the log. init now
+    names each other broken profile with its one-line error, once, before the questions,
+    escaped (a hostile profile name cannot drive the terminal), not the profile it replaces,
+    and goes on: the config is written (exit 1, the server is not reachable) and the broken
+    profiles are left as they were."""
+    from tests.fixtures_sshd import free_port
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(_OTHERS_BROKEN, encoding="utf-8")
+    res = _init(home, "--config", str(cfg), "--force", "--profile", "branch", "--host", "127.0.0.1",
+                "--port", str(free_port()), "--username", "librarian", "--new-key",
+                "--timezone", "UTC", "--yes")
+    assert res.returncode == 1, res.stdout + res.stderr
+    notes = _broken_notes(res.stdout)
+    assert len(notes) == 3, res.stdout
+    assert notes[1] == "  - 'main': profile.main.timezone: " + notes[1].split("profile.main.timezone: ")[1]
+    assert "Mars/Phobos" in notes[1]
+    assert notes[2].startswith("  - 'odd\\u001b[2Jname': "), notes
+    assert "\x1b" not in res.stdout + res.stderr
+    assert "'good'" not in res.stdout and "'branch':" not in res.stdout and "Nowhere" not in res.stdout
+    loaded = load_config(cfg)
+    assert set(loaded.broken) == {"main", "odd\x1b[2Jname"}
+    assert loaded.profile("branch").host == "127.0.0.1"
+
+
+def test_interactive_init_names_the_broken_profiles_before_the_first_question(tmp_path):
+    """Through a terminal the note comes before the first question, so a setup stopped
+    halfway has told it too (and still writes nothing)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(_OTHERS_BROKEN, encoding="utf-8")
+    child = pexpect.spawn(sys.executable, ["-m", "tui", "init", "--config", str(cfg), "--force",
+                                           "--profile", "good"], env=_env(home), encoding="utf-8", timeout=30)
+    child.expect(r"SFTP server .*: ")
+    before = child.before
+    assert before.index("Setting up profile") < before.index("cannot run as they are")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    notes = _broken_notes(before)
+    assert len(notes) == 4 and [n.split("'")[1] for n in notes[1:]] == ["main", "odd\\u001b[2Jname", "branch"], before
+    assert child.exitstatus == 3 and "cannot run" not in child.before
+    assert cfg.read_text(encoding="utf-8") == _OTHERS_BROKEN

@@ -138,6 +138,8 @@ if name == "systemctl":
             v = os.environ.get("MANAGER_" + k, os.environ.get(k))
             if v:
                 print(f"{{k}}={{v}}")
+        if os.environ.get("MANAGER_SSH_AUTH_SOCK"):  # never the caller's: only what the test names
+            print("SSH_AUTH_SOCK=" + os.environ["MANAGER_SSH_AUTH_SOCK"])
         sys.exit(0)
     sys.exit(0)
 tab = Path({crontab!r})

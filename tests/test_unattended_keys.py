@@ -140,3 +140,67 @@ def test_a_key_needing_a_passphrase_is_told_apart_from_one_that_is_no_key(tmp_pa
     assert (found is not None and needs_passphrase(found)) == encrypted, found
     assert not needs_passphrase(failure(garbage) or AssertionError("read"))
     assert not needs_passphrase(OSError(13, "Permission denied", str(tmp_path / "passphrase.key")))
+
+
+@pytest.fixture
+def manager_agent(tmp_path):
+    """A listening unix socket where an agent would be (short path: a socket's name is at
+    most 107 bytes)."""
+    import socket
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="agent-", dir="/tmp"))
+    path = folder / "agent.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(1)
+    yield path
+    sock.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_timer_under_a_user_manager_with_an_agent_is_not_warned_about(tmp_path, monkeypatch, capsys, home,
+                                                                        manager_agent):
+    """Some desktops start the user manager with SSH_AUTH_SOCK: its timers reach the agent,
+    and 'the nightly run has no ssh-agent' was wrong there (exit 1 for a timer that works)."""
+    from tests.test_unattended import _calls
+
+    cfg = _config(tmp_path, {"library": None})
+    log, _tab = _tools(tmp_path, monkeypatch, systemd=True, login_key=False)
+    monkeypatch.setenv("MANAGER_SSH_AUTH_SOCK", str(manager_agent))
+    code = main(["schedule", "--config", str(cfg), "--profile", "library", "--install"])
+    err = capsys.readouterr().err
+    assert code == 0 and "warning" not in err, err
+    assert "systemctl --user show-environment" in _calls(log, "systemctl")
+
+
+@pytest.mark.parametrize("where", ["gone", "file", "relative", "cron"])
+def test_an_agent_the_nightly_run_cannot_reach_is_still_warned_about(tmp_path, monkeypatch, capsys, home,
+                                                                     manager_agent, where):
+    """The manager's SSH_AUTH_SOCK counts only where a timer runs and the socket is there: a
+    socket gone (the session that started the agent ended), a plain file, a relative name,
+    or cron (which never has the manager's environment) still get the warning."""
+    cfg = _config(tmp_path, {"library": None})
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=where != "cron", login_key=False)
+    sock = {"gone": str(tmp_path / "gone.sock"), "file": str(cfg), "relative": "agent.sock",
+            "cron": str(manager_agent)}[where]
+    monkeypatch.chdir(manager_agent.parent)  # the relative name exists from here
+    monkeypatch.setenv("MANAGER_SSH_AUTH_SOCK", sock)
+    code = main(["schedule", "--config", str(cfg), "--profile", "library", "--install"])
+    err = capsys.readouterr().err
+    assert code == 1 and "ssh-agent" in err, err
+    if where == "cron":
+        assert "report-keeper-schedule" in tab.read_text()
+
+
+def test_a_key_file_with_a_passphrase_is_warned_about_even_with_the_managers_agent(
+        tmp_path, monkeypatch, capsys, home, manager_agent):
+    """A profile that names its key file reads that file itself (the agent is never asked for
+    it): without a terminal to type the passphrase its nightly run fails, agent or not."""
+    key = _encrypted(home / ".ssh" / "id_library", "pkcs8")
+    cfg = _config(tmp_path, {"library": key})
+    _tools(tmp_path, monkeypatch, systemd=True, login_key=False)
+    monkeypatch.setenv("MANAGER_SSH_AUTH_SOCK", str(manager_agent))
+    assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 1
+    err = capsys.readouterr().err
+    assert str(key) in err and "passphrase" in err, err

@@ -6,7 +6,8 @@ connects (an unknown host key is shown with its SHA256 fingerprint and confirmed
 offers a folder picker over the server's real listing, the local folder and the time zone,
 proposes the reports the folder holds with their inferred schedules (keep, edit or skip
 each), runs the connection test and writes the config (0600, atomically; an existing file
-only with ``--force``, which keeps a backup and replaces only this profile in it).
+only with ``--force``, which keeps a backup and replaces only this profile in it; its other
+profiles that cannot run, each with its error, are named once before the first question).
 
 When the server cannot be reached or does not accept the key yet (the usual case right after
 ``--new-key``), the answers are not lost: the config is written anyway, with what is pending
@@ -26,9 +27,9 @@ from pathlib import Path
 from typing import ParamSpec, TextIO, TypeVar
 from zoneinfo import ZoneInfo
 
-from tui.commands.common import fail_usage, terminal_passphrase_cb
+from tui.commands.common import fail_usage, one_line, terminal_passphrase_cb
 from tui.core import setup as su
-from tui.core.config import DEFAULT_PROFILE, ConfigError, default_config_path
+from tui.core.config import DEFAULT_PROFILE, ConfigError, default_config_path, load_config
 from tui.core.names import escape_name
 from tui.core.schedule import parse_at
 from tui.core.status import Exit
@@ -183,6 +184,24 @@ def _check_given(args: argparse.Namespace, path: Path, profile: str) -> None:
                          "choose another file with --config")
 
 
+def _say_other_broken(p: Prompter, path: Path, profile: str) -> None:
+    """Each other profile of the existing config whose own settings are wrong, with its error,
+    said once before the questions: init leaves them as they are, and their runs fail until
+    they are fixed (the profile set up now replaces its own entry, so it is not named)."""
+    try:
+        config = load_config(path)
+    except ConfigError:
+        return  # the file as a whole: what is written in its place is checked when it is written
+    others = [(name, exc) for name, exc in config.broken.items() if name != profile]
+    if not others:
+        return
+    p.say(f"Other profiles in {one_line(str(path))} cannot run as they are (init leaves them "
+          "unchanged; fix them in the file, or set one up again with init --force --profile NAME):")
+    for name, exc in others:
+        where = f"{exc.key}: " if exc.key else ""
+        p.say(f"  - '{escape_name(name)}': {one_line(where + exc.reason)}")
+
+
 async def _ask(prompter: Prompter, fn: Callable[P, T], *a: P.args, **kw: P.kwargs) -> T:
     """A question without blocking the event loop (the SSH connection keeps alive meanwhile)."""
     return await asyncio.to_thread(fn, *a, **kw)
@@ -193,6 +212,8 @@ async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter)
     if p.interactive:
         p.say(f"Setting up profile '{profile}' in {path}. Enter keeps the [default]; Ctrl-C stops "
               "without writing anything.")
+    if path.exists():
+        _say_other_broken(p, path, profile)
     aliases = su.ssh_config_hosts(Path("~/.ssh/config"))
     if aliases and p.interactive and args.host is None:
         p.say("Hosts of ~/.ssh/config: " + ", ".join(aliases))

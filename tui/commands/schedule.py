@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
             out.write(f"Runs daily at {plan.at:%H:%M} ({un._tz_name(plan.tz)}); "
                       f"see 'systemctl --user list-timers {plan.name}.timer'.\n"
                       "To run while you are logged out: loginctl enable-linger $USER\n")
+        if warnings and any("systemd" in line for line in done) and un.manager_agent() is not None:
+            warnings = _login_warnings(profiles_of, plan, agent=True)  # the timer's runs reach the agent
         for warning in warnings:
             sys.stderr.write(f"report-keeper: warning: {warning}\n")
         return max(code, int(Exit.WARNING if warnings else Exit.OK))
@@ -158,14 +160,14 @@ def _say_broken(broken: dict[str, ConfigError]) -> int:
     return int(Exit.USAGE if broken else Exit.OK)
 
 
-def _login_warnings(profiles: list[Profile], plan: un.SchedulePlan) -> list[str]:
+def _login_warnings(profiles: list[Profile], plan: un.SchedulePlan, *, agent: bool = False) -> list[str]:
     """One line per problem the nightly run would meet logging in (a key with a passphrase, a
-    login through ssh-agent only: cron and timers have neither a terminal nor the agent),
-    naming the profiles it concerns and what to do."""
+    login through ssh-agent only: cron and timers have neither a terminal nor, mostly, the
+    agent; ``agent``: its runs have the agent), naming the profiles it concerns and what to do."""
     from tui.sftp.setup import unattended_login_problem  # noqa: PLC0415 - only schedule needs asyncssh here
 
     async def every() -> list[str | None]:
-        return list(await asyncio.gather(*(unattended_login_problem(p) for p in profiles)))
+        return list(await asyncio.gather(*(unattended_login_problem(p, agent=agent) for p in profiles)))
 
     found: dict[str, list[str]] = {}
     for profile, problem in zip(profiles, asyncio.run(every()), strict=True):

@@ -25,6 +25,7 @@ import functools
 import hashlib
 import os
 import shlex
+import stat
 import subprocess
 import sys
 from collections import Counter
@@ -557,6 +558,24 @@ def _run(runner: Runner, argv: list[str], stdin: str | None = None) -> subproces
 
 def _systemd(runner: Runner) -> subprocess.CompletedProcess[str]:
     return _run(runner, ["systemctl", "--user", "show-environment"])
+
+
+def manager_agent(runner: Runner = subprocess.run) -> Path | None:
+    """The ssh-agent socket the user manager hands its services, a timer's runs included: its
+    ``SSH_AUTH_SOCK`` (some desktops start it with one), when that names an existing socket by
+    an absolute path; else None (cron, and most managers, give a nightly run no agent)."""
+    res = _systemd(runner)
+    if res.returncode != 0:
+        return None
+    env = dict(line.partition("=")[::2] for line in res.stdout.splitlines() if "=" in line)
+    value = env.get("SSH_AUTH_SOCK", "")
+    if not value.startswith("/"):
+        return None
+    try:
+        found = os.stat(value)
+    except (OSError, ValueError):
+        return None
+    return Path(value) if stat.S_ISSOCK(found.st_mode) else None
 
 
 def _said(result: subprocess.CompletedProcess[str]) -> str:

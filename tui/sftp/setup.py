@@ -271,9 +271,11 @@ def _needs_passphrase(path: Path) -> bool | None:
     return False
 
 
-async def unattended_login_problem(profile: Profile) -> str | None:
+async def unattended_login_problem(profile: Profile, *, agent: bool = False) -> str | None:
     """Why a run without a terminal and without ssh-agent (cron and a user timer start
     without ``SSH_AUTH_SOCK``) cannot log in with ``profile``'s keys, or None when it can.
+    ``agent``: the run has an ssh-agent after all (a user manager started with
+    ``SSH_AUTH_SOCK``), so a profile without a key file may log in with the agent's keys.
 
     The profile's ``key`` file must open without a passphrase (its passphrase is asked only at
     a terminal). Without ``key`` the client offers ssh-agent's keys and the key files of
@@ -306,11 +308,13 @@ async def unattended_login_problem(profile: Profile) -> str | None:
         return f"its SSH settings cannot be read ({escape_name(str(exc))})"
     if options.client_keys:
         return None  # a key file that opens without a passphrase
-    agent = options.config.get("IdentityAgent", None)
-    if agent and str(agent).lower() not in ("none", "ssh_auth_sock", "$ssh_auth_sock"):
+    identity_agent = str(options.config.get("IdentityAgent", None) or "").lower()
+    if identity_agent and identity_agent not in ("none", "ssh_auth_sock", "$ssh_auth_sock"):
         return None
     named = [Path(str(p)).expanduser() for p in options.config.get("IdentityFile", ()) or ()]
     candidates = named or [Path("~/.ssh", name).expanduser() for name in _DEFAULT_KEY_NAMES]
+    if agent and identity_agent != "none":
+        return None  # the client offers the agent's keys
     locked = [p for p in candidates if p.is_file() and _needs_passphrase(p)]
     if locked:
         keys = ", ".join(str(p) for p in locked)
