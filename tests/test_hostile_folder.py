@@ -26,7 +26,7 @@ from tui.core.ledger import Ledger
 from tui.demo import data as demo_data
 from tui.demo.server import profile_toml
 from tui.sftp.client import connect
-from tui.sftp.conntest import PROBE_PREFIX, probe_bytes, probe_connection
+from tui.sftp.conntest import PROBE_PREFIX, connect_and_test, probe_bytes, probe_connection
 from tui.sftp.parts import part_name
 from tui.sftp.sync import SyncService
 
@@ -350,6 +350,23 @@ async def test_check_lists_the_server_folder_once(make_embedded_sftp, tmp_path):
     done = await arun_cli("check", "--config", str(config), "--profile", "demo", "--json")
     doc = json.loads(done.stdout)
     assert doc["connection"]["ok"] is True and doc["connection"]["write_test"] == "ok", doc["connection"]
+    assert len(CountingSFTP.listed) == 1, CountingSFTP.listed
+    left = sorted(n for n in os.listdir(info.root) if n.startswith(PROBE_PREFIX))
+    assert left == [recent]
+
+
+async def test_connect_and_test_lists_the_server_folder_once(make_embedded_sftp, tmp_path):
+    """The setup's connection test reads the folder once: the look for leftover probes uses
+    the listing taken right after connecting; the leftover is still removed, a recent probe
+    left alone."""
+    CountingSFTP.listed = []
+    info = await make_embedded_sftp(sftp_factory=CountingSFTP)
+    leftover = f"{PROBE_PREFIX}0123abcd.txt"
+    recent = f"{PROBE_PREFIX}89abcdef.txt"
+    put(info, leftover, probe_bytes(), mtime=datetime(2026, 6, 1, tzinfo=UTC).timestamp())
+    put(info, recent, probe_bytes())
+    result = await connect_and_test(info.options(), info.remote_dir)
+    assert result.ok and result.write_test == "ok", result
     assert len(CountingSFTP.listed) == 1, CountingSFTP.listed
     left = sorted(n for n in os.listdir(info.root) if n.startswith(PROBE_PREFIX))
     assert left == [recent]

@@ -163,7 +163,8 @@ async def connect_and_test(
     host_key_policy: HostKeyPolicy = "reject",
     passphrase_cb: PassphraseCallback | None = None,
 ) -> ConnTestResult:
-    """Connect with ``opts``, list ``remote_dir``, run the test.
+    """Connect with ``opts``, list ``remote_dir``, run the test (its look for leftover probes
+    uses that listing: the folder is read once).
 
     Connection, authentication, host-key and listing failures give ``ok=False`` and
     ``write_test="skipped"`` with the error's message (what happened and what to do).
@@ -177,10 +178,10 @@ async def connect_and_test(
                               write_test=WriteTest.SKIPPED)
     try:
         try:
-            await conn.listdir(remote_dir)
+            listing = await conn.listdir(remote_dir)
         except SftpError as exc:
             return ConnTestResult(ok=False, message=f"Connected, but listing failed: {exc}",
                                   write_test=WriteTest.SKIPPED)
-        return await probe_connection(conn, remote_dir)
+        return await probe_connection(conn, remote_dir, listed_probes=listing.probes)
     finally:
         await conn.close()
