@@ -456,3 +456,71 @@ def test_interactive_init_names_the_broken_profiles_before_the_first_question(tm
     assert len(notes) == 4 and [n.split("'")[1] for n in notes[1:]] == ["main", "odd\\u001b[2Jname", "branch"], before
     assert child.exitstatus == 3 and "cannot run" not in child.before
     assert cfg.read_text(encoding="utf-8") == _OTHERS_BROKEN
+
+
+_KEPT_PROFILE = '[profile.main]\nhost = "files.example.org"\nusername = "abcftp"\nremote_dir = "."\n'
+_FILE_LEVEL_ERRORS = {
+    "unknown top-level key": "bogus = 1\n" + _KEPT_PROFILE,
+    "bad defaults": '[defaults]\ngrace = "soon"\n\n' + _KEPT_PROFILE,
+    "profile no table": "profile = 3\n",
+}
+
+
+@pytest.mark.parametrize("text", list(_FILE_LEVEL_ERRORS.values()), ids=list(_FILE_LEVEL_ERRORS))
+def test_init_stops_before_asking_when_the_config_has_a_file_level_error(tmp_path, text):
+    """A config that is TOML but wrong as a whole (an unknown top-level key, a bad
+    [defaults] value, ``profile = 3``) was replaced whole by init --force after every
+    question: every other profile lost. init now stops before the first step with the file's
+    one-line error and what to do; no key is made, the file is left as it was."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(text, encoding="utf-8")
+    res = _init(home, "--config", str(cfg), "--force", "--profile", "branch", "--host", "127.0.0.1",
+                "--port", "1", "--username", "librarian", "--new-key", "--timezone", "UTC", "--yes")
+    assert res.returncode == 3, res.stdout + res.stderr
+    [line] = res.stderr.splitlines()
+    assert str(cfg) in line and "nothing was written" in line and "--config" in line, line
+    assert "fix" in line, line
+    assert res.stdout == "" and list((home / ".ssh").iterdir()) == []
+    assert cfg.read_text(encoding="utf-8") == text
+    assert [p.name for p in tmp_path.iterdir() if ".bak-" in p.name] == []
+
+
+def test_interactive_init_stops_before_the_first_question_on_a_file_level_error(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    cfg = tmp_path / "config.toml"
+    text = _FILE_LEVEL_ERRORS["unknown top-level key"]
+    cfg.write_text(text, encoding="utf-8")
+    child = pexpect.spawn(sys.executable, ["-m", "tui", "init", "--config", str(cfg), "--force",
+                                           "--profile", "branch"], env=_env(home), encoding="utf-8", timeout=30)
+    index = child.expect([r"SFTP server .*: ", pexpect.EOF])
+    out = child.before
+    child.close(force=True)
+    assert index == 1, out
+    assert child.exitstatus == 3 and "bogus" in out and "nothing was written" in out, out
+    assert cfg.read_text(encoding="utf-8") == text
+
+
+def test_init_force_says_up_front_that_a_file_that_is_not_toml_is_replaced_whole(tmp_path):
+    """A config that is not TOML cannot be merged into: --force replaces it as a whole (a
+    backup is kept). That is said before the first question, with the backup's name; without
+    --force init refuses as before."""
+    home = tmp_path / "home"
+    home.mkdir()
+    cfg = tmp_path / "config.toml"
+    text = _KEPT_PROFILE + "[profile.other\nhost = \n"
+    cfg.write_text(text, encoding="utf-8")
+    res = _init(home, "--config", str(cfg), "--profile", "branch", "--host", "127.0.0.1", "--yes")
+    assert res.returncode == 3 and "exists; run again with --force" in res.stderr, res.stderr
+    child = pexpect.spawn(sys.executable, ["-m", "tui", "init", "--config", str(cfg), "--force",
+                                           "--profile", "branch"], env=_env(home), encoding="utf-8", timeout=30)
+    child.expect(r"SFTP server .*: ")
+    before = child.before
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert "is not valid TOML" in before and "replaced as a whole" in before, before
+    assert f"{cfg}.bak-" in before and "every profile in it" in before, before
+    assert child.exitstatus == 3 and cfg.read_text(encoding="utf-8") == text

@@ -7,7 +7,9 @@ offers a folder picker over the server's real listing, the local folder and the 
 proposes the reports the folder holds with their inferred schedules (keep, edit or skip
 each), runs the connection test and writes the config (0600, atomically; an existing file
 only with ``--force``, which keeps a backup and replaces only this profile in it; its other
-profiles that cannot run, each with its error, are named once before the first question).
+profiles that cannot run, each with its error, are named once before the first question; an
+error of the file as a whole stops init before the first question, and a file that is no TOML,
+replaced as a whole, is said to be then).
 
 When the server cannot be reached or does not accept the key yet (the usual case right after
 ``--new-key``), the answers are not lost: the config is written anyway, with what is pending
@@ -184,14 +186,23 @@ def _check_given(args: argparse.Namespace, path: Path, profile: str) -> None:
                          "choose another file with --config")
 
 
-def _say_other_broken(p: Prompter, path: Path, profile: str) -> None:
-    """Each other profile of the existing config whose own settings are wrong, with its error,
-    said once before the questions: init leaves them as they are, and their runs fail until
-    they are fixed (the profile set up now replaces its own entry, so it is not named)."""
+def _say_existing(p: Prompter, path: Path, profile: str) -> None:
+    """What ``--force`` will do to the existing config, said (or refused) before the first
+    question, so nothing is typed for nothing:
+
+    - a TOML file wrong as a whole (an unknown top-level key, a bad ``[defaults]``, a
+      ``profile`` that is no table) would not load with this profile merged in either:
+      ``UsageError`` now, the file left as it is;
+    - a file that is no TOML at all cannot be merged into: it is replaced as a whole (every
+      profile in it lost, a backup kept), which is said now;
+    - else each other profile whose own settings are wrong is named with its error: init leaves
+      them as they are, and their runs fail until they are fixed (the profile set up now
+      replaces its own entry, so it is not named)."""
     try:
         config = load_config(path)
-    except ConfigError:
-        return  # the file as a whole: what is written in its place is checked when it is written
+    except ConfigError as error:
+        _check_merge(p, path, profile, error)
+        return
     others = [(name, exc) for name, exc in config.broken.items() if name != profile]
     if not others:
         return
@@ -200,6 +211,25 @@ def _say_other_broken(p: Prompter, path: Path, profile: str) -> None:
     for name, exc in others:
         where = f"{exc.key}: " if exc.key else ""
         p.say(f"  - '{escape_name(name)}': {one_line(where + exc.reason)}")
+
+
+def _check_merge(p: Prompter, path: Path, profile: str, error: ConfigError) -> None:
+    """``error``, the existing file's own, either stops init or is said as what --force does."""
+    stop = f"{error}; nothing was written: fix that in the file, or set this profile up in another file with --config"
+    try:
+        existing = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        raise UsageError(stop) from None
+    if su.replaced_whole(existing):
+        p.say(f"{one_line(str(error))}. The file cannot be read, so it will be replaced as a whole: "
+              f"every profile in it is lost (the old file is kept as {one_line(str(path))}.bak-<date "
+              "and time>" + ("; Ctrl-C now to fix it first" if p.interactive else "") + ").")
+        return
+    placeholder = su.Answers(profile=profile, host="report-keeper.invalid", username="report-keeper")
+    try:
+        su.render_config(placeholder, existing)
+    except Exception:  # noqa: BLE001 - whatever stops the merge when the config is written
+        raise UsageError(stop) from None
 
 
 async def _ask(prompter: Prompter, fn: Callable[P, T], *a: P.args, **kw: P.kwargs) -> T:
@@ -213,7 +243,7 @@ async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter)
         p.say(f"Setting up profile '{profile}' in {path}. Enter keeps the [default]; Ctrl-C stops "
               "without writing anything.")
     if path.exists():
-        _say_other_broken(p, path, profile)
+        _say_existing(p, path, profile)
     aliases = su.ssh_config_hosts(Path("~/.ssh/config"))
     if aliases and p.interactive and args.host is None:
         p.say("Hosts of ~/.ssh/config: " + ", ".join(aliases))

@@ -416,6 +416,16 @@ class Saved:
     text: str
 
 
+def replaced_whole(existing: str) -> bool:
+    """Whether ``save_config(force=True)`` replaces a file holding ``existing`` as a whole:
+    it is no TOML document, so this profile cannot be merged into it."""
+    try:
+        tomlkit.parse(existing)
+    except Exception:  # noqa: BLE001 - as save_config: whatever the parser raises
+        return True
+    return False
+
+
 def save_config(path: Path, answers: Answers, *, force: bool = False, replacing: str | None = None) -> Saved:
     """Write ``answers`` as the profile of the config at ``path``, then create the local folder.
 
