@@ -172,6 +172,40 @@ def test_a_ledger_that_cannot_be_opened_prints_a_ledger_document(capsys, place, 
     assert error_line(err) == f"report-keeper: {doc['error']}"
 
 
+def _other_sqlite(path: Path) -> None:
+    import sqlite3
+    with sqlite3.connect(path) as conn:  # a database, but not a ledger: no table of ours
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.close()
+
+
+EMPTY_LEDGERS = {
+    "zero-bytes": (lambda path: path.write_bytes(b""), "is empty (0 bytes)"),
+    "not-a-ledger": (_other_sqlite, "holds no ledger"),
+}
+
+
+@pytest.mark.parametrize("case", list(EMPTY_LEDGERS))
+@pytest.mark.parametrize("command", ["sync", "check"])
+def test_a_ledger_file_that_holds_nothing_is_refused_not_taken_as_new(capsys, place, tmp_path,
+                                                                      command, case):
+    """A ledger file truncated to nothing (a restore gone wrong, ``> ledger.sqlite3``) is not a
+    new ledger: the history would be gone without a word. Refused like an unreadable one, the
+    file left as it was."""
+    make, says = EMPTY_LEDGERS[case]
+    path = tmp_path / "ledger.sqlite3"
+    make(path)
+    before = path.read_bytes()
+    code, out, err = run(capsys, argv(command, place, "--config", str(place["good"])))
+    assert code == 3, err
+    doc = one_document(out, command)
+    assert doc["error_kind"] == "ledger" and str(path) in doc["error"] and says in doc["error"]
+    assert "restore it from a backup" in doc["error"] and "move it aside" in doc["error"]
+    assert error_line(err) == f"report-keeper: {doc['error']}"
+    assert path.read_bytes() == before  # left as it was found
+    assert sorted(q.name for q in tmp_path.iterdir() if q.name.startswith("ledger")) == ["ledger.sqlite3"]
+
+
 # ------------------------------------------------------------------------ usage errors
 
 

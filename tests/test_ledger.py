@@ -75,6 +75,50 @@ def test_not_a_database_is_a_clear_error(tmp_path):
     assert path.read_bytes().startswith(b"this is not sqlite")  # nothing lost
 
 
+def test_a_ledger_file_of_zero_bytes_is_refused_not_taken_as_new(tmp_path):
+    path = tmp_path / "l.sqlite3"
+    path.write_bytes(b"")
+    with pytest.raises(LedgerError, match=r"is empty \(0 bytes\).*restore it from a backup.*move it aside"):
+        Ledger.open(path)
+    assert path.read_bytes() == b""
+    assert [q.name for q in tmp_path.iterdir()] == ["l.sqlite3"]  # no -wal, no -shm, nothing new
+
+
+def test_a_sqlite_file_without_a_ledger_in_it_is_refused(tmp_path):
+    path = tmp_path / "l.sqlite3"
+    sqlite3.connect(path).close()  # SQLite writes nothing for a bare connect: 0 bytes
+    assert path.stat().st_size == 0
+    with pytest.raises(LedgerError, match="is empty"):
+        Ledger.open(path)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 1")  # a valid header, no table at all
+    conn.close()
+    assert path.stat().st_size > 0
+    with pytest.raises(LedgerError, match="holds no ledger.*restore it from a backup.*move it aside"):
+        Ledger.open(path)
+
+
+def test_a_first_run_that_stopped_before_its_schema_does_not_strand_the_next(tmp_path, monkeypatch):
+    """The new ledger is written under another name and put in place only once its schema is
+    committed: a first run killed before that leaves no file at the ledger's name, and the next
+    run creates it."""
+    path = tmp_path / "l.sqlite3"
+
+    def killed(self):
+        raise KeyboardInterrupt  # the process stops while the schema is being written
+
+    monkeypatch.setattr(Ledger, "_migrate", killed)
+    with pytest.raises(KeyboardInterrupt):
+        Ledger.open(path)
+    monkeypatch.undo()
+    assert not path.exists()
+    with Ledger.open(path) as led:
+        assert led.schema_version() == ledger_mod.SCHEMA_VERSION
+    with Ledger.open(path) as led:  # and it is a ledger from now on, opened as one
+        assert led.schema_version() == ledger_mod.SCHEMA_VERSION
+    assert sorted(q.name for q in tmp_path.iterdir() if not q.name.endswith(("-wal", "-shm"))) == ["l.sqlite3"]
+
+
 def test_listing_new_gone_back_and_history_outlives_server(led):
     change = led.record_listing(None, report_of, files(3), T0)
     assert change.new == ("Loans_00000.xlsx", "Loans_00001.xlsx", "Loans_00002.xlsx")

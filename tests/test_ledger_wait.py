@@ -54,6 +54,8 @@ def landed():
         return 0
 
 
+while not os.path.exists(path):  # connecting first would make an empty file there
+    time.sleep(0.005)
 conn = sqlite3.connect(path, isolation_level=None, timeout=0)
 while after:
     try:

@@ -68,6 +68,8 @@ def landed():
     return len([n for n in os.listdir(sys.argv[4]) if not n.startswith(".")])
 
 
+while not os.path.exists(path):  # connecting first would make an empty file there
+    time.sleep(0.005)
 conn = sqlite3.connect(path, isolation_level=None, timeout=0)
 while True:
     try:
@@ -273,12 +275,22 @@ async def test_a_commit_that_fails_mid_sync_takes_no_download_with_it(sshd, serv
     async with TcpProxy(sshd.port, delay=0.03) as proxy:
         run = Run(tmp_path, sshd, served, proxy.port, mode)
         env = {**os.environ, "REPORT_KEEPER_NOW": NOW}
+        # The journal must already be larger than any workbook, so that the size limit below
+        # refuses the ledger's commits and not the downloads: a new ledger's journal is small
+        # (its schema is in the file), so it is made so here, and stays so (no checkpoint).
+        Ledger.open(run.ledger).close()
+        conn = sqlite3.connect(run.ledger, timeout=60)  # open until the end: no checkpoint meanwhile
+        biggest = max(f.stat().st_size for f in served.rglob("*.xlsx"))
+        conn.execute("CREATE TABLE padding (b BLOB)")
+        conn.execute("INSERT INTO padding VALUES (zeroblob(?))", (biggest + 65536,))
+        conn.commit()
+        conn.execute("DROP TABLE padding")
+        conn.commit()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tui", *run.argv(),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
         reading = asyncio.ensure_future(proc.communicate())
         wal = run.ledger.with_name(run.ledger.name + "-wal")
-        conn = sqlite3.connect(run.ledger, timeout=60)  # open until the end: no checkpoint meanwhile
         try:
             while not reading.done():
                 try:
@@ -450,6 +462,9 @@ async def test_files_landing_while_another_process_holds_the_ledger_never_run_ou
     try:
         while not reading.done():  # the first record committed: the ledger exists
             try:
+                if conn is None and not ledger.exists():  # connecting would make it, empty
+                    await asyncio.sleep(0.005)
+                    continue
                 conn = conn or sqlite3.connect(ledger, isolation_level=None, timeout=0)
                 if conn.execute("SELECT count(*) FROM downloads").fetchone()[0] >= 1:
                     break

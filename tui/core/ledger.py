@@ -71,6 +71,7 @@ from platformdirs import user_data_dir
 from tui.core import clock, isolation
 from tui.core.config import ReportConfig
 from tui.core.content import CONTENT_VERSION, DateCoverage
+from tui.core.durable import fsync_dir
 from tui.core.model import Delivery, EntryKind, LocalState, OtherEntry, RemoteFile, VerifyResult
 from tui.core.names import collision_key, distinct_local_name, escape_name, fit_name, version_name
 from tui.core.status import VerifyStatus
@@ -305,6 +306,26 @@ class LedgerError(Exception):
 #: What a ledger call may raise: a ``LedgerError`` (written for people), an sqlite3 error of a
 #: damaged or locked file, or a ``ValueError`` for a stored value that cannot be read back.
 LEDGER_ERRORS: tuple[type[Exception], ...] = (LedgerError, sqlite3.Error, ValueError)
+
+
+_EMPTY_ADVICE = ("restore it from a backup, or move it aside and run again to start a new "
+                 "ledger")
+
+
+def _refuse_without_ledger(conn: sqlite3.Connection, path: str | Path) -> None:
+    """Raise :class:`LedgerError` unless the opened file holds a ledger (a schema version).
+    A new ledger is never opened here without one (:meth:`Ledger._create`), so a file without
+    it is a ledger lost (truncated, overwritten) or another program's database, not a new one.
+    An unreadable file raises ``sqlite3.DatabaseError``."""
+    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    row = (conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+           if "meta" in tables else None)
+    if row is None:
+        found = f"{len(tables)} table{'s' if len(tables) != 1 else ''} of another program" if tables \
+            else "no table at all"
+        raise LedgerError(
+            f"the ledger {path} is an SQLite database that holds no ledger (no schema version, "
+            f"{found}): its history is not in it; {_EMPTY_ADVICE}")
 
 
 def default_path(profile: str = "default") -> Path:
@@ -679,14 +700,33 @@ class Ledger:
                     f"cannot create the ledger folder {p.parent}: {exc.strerror or exc}; "
                     "check its permissions or pass another location"
                 ) from exc
+            try:
+                if not os.path.lexists(p):
+                    cls._create(p, profile)
+                elif p.stat().st_size == 0:
+                    raise LedgerError(
+                        f"the ledger {path} is empty (0 bytes): its history is not in it; "
+                        f"{_EMPTY_ADVICE}")
+            except sqlite3.DatabaseError as exc:
+                raise LedgerError(f"cannot create the ledger {path}: {exc}; check the folder's "
+                                  "permissions and free disk space") from exc
+            except OSError as exc:
+                raise LedgerError(f"cannot open the ledger {path}: {exc.strerror or exc}; check "
+                                  "the file and its folder permissions") from exc
+        conn: sqlite3.Connection | None = None
         try:
+            # An existing file only: the file is made above, and a ledger found missing now is
+            # an error rather than an empty ledger made in its place.
             conn = sqlite3.connect(
-                ":memory:" if memory else str(p),
+                ":memory:" if memory or p is None else f"{p.absolute().as_uri()}?mode=rw",
                 isolation_level=None,  # we issue BEGIN/COMMIT ourselves
                 check_same_thread=False,
                 timeout=BUSY_TIMEOUT,
+                uri=not memory,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            if not memory:
+                _refuse_without_ledger(conn, path)  # read before anything is written to it
             if not memory:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
@@ -695,11 +735,19 @@ class Ledger:
             # Overwritten and deleted content is zeroed, not left in free pages.
             conn.execute("PRAGMA secure_delete = ON")
             conn.execute("PRAGMA foreign_keys = ON")
+        except LedgerError:
+            if conn is not None:
+                conn.close()
+            raise
         except sqlite3.OperationalError as exc:
+            if conn is not None:
+                conn.close()
             raise LedgerError(
                 f"cannot open the ledger {path}: {exc}; check the file and its folder permissions"
             ) from exc
         except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
             raise LedgerError(
                 f"the ledger {path} is not a readable SQLite database ({exc}); move it aside "
                 "and run again to start a new one"
@@ -722,6 +770,44 @@ class Ledger:
             conn.close()
             raise
         return ledger
+
+    @classmethod
+    def _create(cls, path: Path, profile: str) -> None:
+        """Make a new ledger at ``path``, which does not exist: written and committed under a
+        temporary name in the same folder, then linked into place. So a file at the ledger's
+        name always holds a schema, and one that holds none was not made by a run that stopped
+        midway (its temporary file is removed on the way out, or left under its own name by
+        a killed process). A ledger another process put in place meanwhile is kept."""
+        tmp = path.with_name(f".{path.name}.new-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            conn = sqlite3.connect(str(tmp), isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")  # kept in the file's header
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA secure_delete = ON")
+                cls(conn, tmp, profile)._migrate()
+            finally:
+                conn.close()  # the last connection: its WAL is checkpointed into the file
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links
+                if not os.path.lexists(path):
+                    os.replace(tmp, path)
+            fsync_dir(path.parent)
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+                try:
+                    leftover.unlink()
+                except FileNotFoundError:
+                    pass
 
     def close(self) -> None:
         with self._lock:
