@@ -524,3 +524,28 @@ def test_init_force_says_up_front_that_a_file_that_is_not_toml_is_replaced_whole
     assert "is not valid TOML" in before and "replaced as a whole" in before, before
     assert f"{cfg}.bak-" in before and "every profile in it" in before, before
     assert child.exitstatus == 3 and cfg.read_text(encoding="utf-8") == text
+
+
+@pytest.mark.parametrize("text", list(_FILE_LEVEL_ERRORS.values()), ids=list(_FILE_LEVEL_ERRORS))
+def test_saving_over_a_config_wrong_as_a_whole_raises_and_replaces_nothing(tmp_path, text):
+    """The write itself (not only init's check before its questions) keeps a file that parses
+    but is wrong as a whole: merging into it fails, so it is left as it is, no backup made.
+    Replacing it whole would drop every other profile in it."""
+    from tui.core.config import ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    answers = su.Answers(profile="b", host="b.example", username="u", local_dir=tmp_path / "b")
+    with pytest.raises(ConfigError):
+        su.save_config(path, answers, force=True)
+    assert path.read_text() == text
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+
+
+def test_saving_over_a_file_that_is_no_toml_replaces_it_whole_with_a_backup(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("this is [ not toml\n")
+    answers = su.Answers(profile="b", host="b.example", username="u", local_dir=tmp_path / "b")
+    saved = su.save_config(path, answers, force=True)
+    assert saved.backup is not None and saved.backup.read_text() == "this is [ not toml\n"
+    assert load_config(path).profile("b").host == "b.example"

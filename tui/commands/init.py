@@ -225,10 +225,13 @@ def _check_merge(p: Prompter, path: Path, profile: str, error: ConfigError) -> N
               f"every profile in it is lost (the old file is kept as {one_line(str(path))}.bak-<date "
               "and time>" + ("; Ctrl-C now to fix it first" if p.interactive else "") + ").")
         return
-    placeholder = su.Answers(profile=profile, host="report-keeper.invalid", username="report-keeper")
+    # A dry run of the write's own merge (render, then load what would be written), with a
+    # stand-in for this profile: its real answers are not asked yet, and only the rest of the
+    # file decides whether the merge can succeed.
+    stand_in = su.Answers(profile=profile, host="report-keeper.invalid", username="report-keeper")
     try:
-        su.render_config(placeholder, existing)
-    except Exception:  # noqa: BLE001 - whatever stops the merge when the config is written
+        su.render_config(stand_in, existing)
+    except ConfigError:
         raise UsageError(stop) from None
 
 

@@ -34,7 +34,7 @@ import shlex
 import shutil
 import tomllib
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
 from pathlib import Path
@@ -309,6 +309,8 @@ def render_config(answers: Answers, existing: str | None = None) -> str:
     if profiles is None:
         profiles = tomlkit.table(is_super_table=True)
         doc.add("profile", profiles)
+    elif not isinstance(profiles, MutableMapping):  # ``profile = 3``: nothing to merge into
+        raise ConfigError(None, "profile", "expected a table: [profile.NAME]")
     t = tomlkit.table()
     now = clock.now()
     t.add(tomlkit.comment(_comment(f"Written by {answers.written_by} on {now:%Y-%m-%d %H:%M} UTC.")))
@@ -443,8 +445,11 @@ def save_config(path: Path, answers: Answers, *, force: bool = False, replacing:
         existing = path.read_text(encoding="utf-8", errors="replace")
     try:
         text = render_config(answers, existing)
-    except Exception:  # an unreadable old file is replaced whole (a backup is kept)
-        if existing is None:
+    except Exception:
+        # Only a file that is no TOML at all is replaced whole (a backup is kept); one that
+        # parses but is wrong as a whole is left as it is (the error is raised): replacing it
+        # would drop every other profile in it.
+        if existing is None or not replaced_whole(existing):
             raise
         text = render_config(answers, None)
     backup = None
