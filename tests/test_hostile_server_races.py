@@ -194,23 +194,40 @@ class _GrowingSFTP(asyncssh.SFTPServer):
         return super().open(path, pflags, attrs)
 
 
-async def test_a_file_that_changes_at_every_attempt_fails_saying_no_attempt_is_left(make_embedded_sftp, tmp_path):
-    info = await make_embedded_sftp(_GrowingSFTP)
+async def _three_attempts(info: ServerInfo, out: Path):
+    """A 5000-byte report fetched by a queue of three attempts that fail (the server's doing):
+    the job, the reasons of its retries and its one ``Failed`` event."""
     _put(info, "r.xlsx", 5000)
     remote = await _one(info, "r.xlsx")
     events: list = []
     async with TransferQueue(_factory(info), on_event=events.append, backoff_base=0.01, max_attempts=3) as q:
-        job = q.add(remote, info.remote_dir, tmp_path / "out")
+        job = q.add(remote, info.remote_dir, out)
         await asyncio.wait_for(q.join(), 30)
     assert job.state == "failed" and job.attempts == 3, job.error
-    retrying = [e.reason for e in events if isinstance(e, Retrying)]
-    assert len(retrying) == 2 and all("downloaded again from the start" in r for r in retrying)
     (failed,) = [e for e in events if isinstance(e, Failed)]
+    return job, [e.reason for e in events if isinstance(e, Retrying)], failed
+
+
+@pytest.mark.parametrize(("server", "what", "retry", "given_up"), [
+    # a file that changes at every attempt
+    ("growing", "changed on the server during the download", "downloaded again",
+     ["No attempt is left (3 made), so it was not downloaded", "The next sync tries again"]),
+    # a server-side fault at every attempt
+    ("refusing", "storage backend unavailable", "retried automatically",
+     ["No attempt is left (3 made), so the file was not downloaded",
+      "The next sync tries again; if it fails the same way, ask the server's administrator"]),
+])
+async def test_a_failure_at_every_attempt_ends_saying_no_attempt_is_left(make_embedded_sftp, tmp_path,
+                                                                        server, what, retry, given_up):
+    """Each retry says the retry; the final failure does not promise one any more."""
+    info = await make_embedded_sftp(_GrowingSFTP if server == "growing" else _RefusingSFTP)
+    job, retrying, failed = await _three_attempts(info, tmp_path / "out")
+    assert len(retrying) == 2 and all(retry in r for r in retrying)
     for text in (str(job.error), failed.reason):
-        assert "changed on the server during the download" in text
-        assert "downloaded again" not in text  # no attempt is left: it is not
-        assert "No attempt is left (3 made), so it was not downloaded" in text
-        assert "The next sync tries again" in text
+        assert what in text
+        assert retry not in text  # no attempt is left: it is not
+        for said in given_up:
+            assert said in text
     assert not (tmp_path / "out" / "r.xlsx").exists()
 
 
@@ -329,25 +346,6 @@ class _RefusingSFTP(asyncssh.SFTPServer):
 
     def open(self, path, pflags, attrs):
         raise asyncssh.SFTPFailure("storage backend unavailable")
-
-
-async def test_a_server_error_at_every_attempt_fails_saying_no_attempt_is_left(make_embedded_sftp, tmp_path):
-    info = await make_embedded_sftp(_RefusingSFTP)
-    _put(info, "r.xlsx", 5000)
-    remote = await _one(info, "r.xlsx")
-    events: list = []
-    async with TransferQueue(_factory(info), on_event=events.append, backoff_base=0.01, max_attempts=3) as q:
-        job = q.add(remote, info.remote_dir, tmp_path / "out")
-        await asyncio.wait_for(q.join(), 30)
-    assert job.state == "failed" and job.attempts == 3, job.error
-    retrying = [e.reason for e in events if isinstance(e, Retrying)]
-    assert len(retrying) == 2 and all("It is retried automatically" in r for r in retrying)
-    (failed,) = [e for e in events if isinstance(e, Failed)]
-    for text in (str(job.error), failed.reason):
-        assert "storage backend unavailable" in text
-        assert "retried automatically" not in text  # no attempt is left: it is not
-        assert "No attempt is left (3 made), so the file was not downloaded" in text
-        assert "The next sync tries again; if it fails the same way, ask the server's administrator" in text
 
 
 async def test_a_server_that_stalls_at_every_attempt_fails_saying_no_attempt_is_left(make_embedded_sftp, tmp_path):
