@@ -1987,15 +1987,7 @@ class Ledger:
     # ------------------------------------------------------------------ alerts
     def alert_rows(self, channel: str, profile: str | None = None) -> list[AlertRow]:
         """What ``channel`` has been told (see ``tui.core.alerts``), oldest first."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, report, kind, first_day, last_day, file, severity, state, sent_at,"
-                " reminded_for, clear_since FROM alerts WHERE profile = ? AND channel = ? ORDER BY id",
-                (self._p(profile), channel),
-            ).fetchall()
-        return [AlertRow(id=r[0], report=r[1], kind=r[2], first_day=r[3], last_day=r[4], file=r[5],
-                         severity=r[6], state=r[7], sent_at=r[8], reminded_for=r[9], clear_since=r[10])
-                for r in rows]
+        return self.alert_memory(profile, channel=channel).get(channel, [])
 
     def save_alert_rows(self, channel: str, rows: Sequence[AlertRow],
                         delete_ids: Iterable[int] = (), profile: str | None = None) -> None:
@@ -2026,14 +2018,15 @@ class Ledger:
                 [(i, profile, channel) for i in delete_ids],
             )
 
-    def alert_memory(self, profile: str | None = None) -> dict[str, list[AlertRow]]:
-        """What every channel has been told (``alert_rows`` of each, with ``updated_at``), in
-        one read."""
+    def alert_memory(self, profile: str | None = None, *, channel: str | None = None) -> dict[str, list[AlertRow]]:
+        """What every channel (or only ``channel``) has been told, each channel's rows oldest
+        first, with ``updated_at``: in one read."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT channel, id, report, kind, first_day, last_day, file, severity, state, sent_at,"
-                " reminded_for, clear_since, updated_at FROM alerts WHERE profile = ? ORDER BY id",
-                (self._p(profile),),
+                " reminded_for, clear_since, updated_at FROM alerts WHERE profile = ?"
+                + (" AND channel = ?" if channel is not None else "") + " ORDER BY id",
+                (self._p(profile), *((channel,) if channel is not None else ())),
             ).fetchall()
         out: dict[str, list[AlertRow]] = {}
         for r in rows:
