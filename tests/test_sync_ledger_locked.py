@@ -507,6 +507,51 @@ async def test_files_landing_while_another_process_holds_the_ledger_never_run_ou
         conn.close()
 
 
+#: The CLI with commits only at the end of the run's batch: files land far faster than their
+#: records are committed (a slow disk, a loaded machine, or simply small files on a fast link).
+LAUNCH_LONG_BATCH = ("import sys; from tui.sftp import sync; sync.COMMIT_SECONDS = 3600.0; "
+                     "from tui.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+async def test_files_landing_faster_than_their_records_commit_never_run_out_of_descriptors(
+        sshd, served_many, tmp_path):
+    """Every landed file stays locked until the commit that holds its record; a record written
+    but not committed yet still holds its file's descriptor. With commits rarer than files land,
+    those descriptors count against the same bound as the files whose records wait: more files
+    than ``ulimit -n`` allows land in one batch and none fails with "Too many open files"."""
+    local = tmp_path / "local"
+    ledger = tmp_path / "ledger.sqlite3"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        "[profile.main]\n"
+        f'host = "127.0.0.1"\nport = {sshd.port}\nusername = "{sshd.username}"\nkey = "{sshd.key}"\n'
+        f'known_hosts = "{sshd.known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
+        f'remote_dir = "{served_many.parent.name}/m"\nlocal_dir = "{local}"\n'
+        f'ledger = "{ledger}"\ntimezone = "UTC"\nconcurrency = 4\n')
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LAUNCH_LONG_BATCH, "sync", "--config", str(cfg), "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "REPORT_KEEPER_NOW": NOW}, cwd=ROOT, preexec_fn=low_limit)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 300)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert "Traceback" not in err.decode()
+    doc = json.loads(out)
+    assert doc["failed"] == [] and doc["error"] is None, doc["failed"][:3]
+    assert sorted(d["name"] for d in doc["downloaded"]) == sorted(p.name for p in served_many.iterdir())
+    conn = sqlite3.connect(ledger)
+    try:
+        assert conn.execute("SELECT count(*) FROM downloads").fetchone()[0] == MANY
+    finally:
+        conn.close()
+
+
 async def test_files_noted_while_a_write_of_the_note_runs_are_noted_together(tmp_path, monkeypatch):
     """While the ledger is locked each landed file is noted (the next sync records it from the
     note if this one is killed); the note is rewritten whole each time. Files asked for while a

@@ -68,6 +68,7 @@ import logging
 import os
 import resource
 import stat as statmod
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -809,10 +810,25 @@ class SyncService:
         #: keep landing, and a descriptor each would run the process out of them.
         held: dict[str, int] = {}
         budget = held_at_most()
+        #: Descriptors of files whose records are written but not committed yet: they close
+        #: with the next commit, and until then count against the same budget (files land
+        #: faster than a batch commits, and a long lock wait ends in a flood of records).
+        committing = [0]
+        counting = threading.Lock()
+
+        def close_committed(fd: int) -> None:  # with the commit, in whichever thread commits
+            _close_fd(fd)
+            with counting:
+                committing[0] -= 1
+
+        def close_with_commit(fd: int) -> None:
+            with counting:
+                committing[0] += 1
+            self.ledger.after_commit(partial(close_committed, fd))
 
         def hold_placed(final: Path, fd: int) -> None:
             _close_fd(held.pop(str(final), None))
-            if len(held) >= budget:
+            if len(held) + committing[0] >= budget:
                 # Let go at once: another process that finds it meanwhile does not wait for
                 # its record and fetches it again (then finds the same bytes in place).
                 _close_fd(fd)
@@ -829,11 +845,11 @@ class SyncService:
             # this run holds on the file goes with the commit that holds the record.
             fd = held.pop(path, None)
             if fd is not None:
-                self.ledger.after_commit(partial(_close_fd, fd))
+                close_with_commit(fd)
 
         def release_rest() -> None:  # in the writer thread
             while held:
-                self.ledger.after_commit(partial(_close_fd, held.popitem()[1]))
+                close_with_commit(held.popitem()[1])
         #: Landed files and their records (those not done are not written yet), and the notes
         #: written meanwhile.
         unwritten: dict[str, tuple[asyncio.Future[bool], DownloadedFile]] = {}
