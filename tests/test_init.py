@@ -549,3 +549,101 @@ def test_saving_over_a_file_that_is_no_toml_replaces_it_whole_with_a_backup(tmp_
     saved = su.save_config(path, answers, force=True)
     assert saved.backup is not None and saved.backup.read_text() == "this is [ not toml\n"
     assert load_config(path).profile("b").host == "b.example"
+
+
+# ------------------------------------------------------------------------------ bytes and size
+
+# A config another tool saved as Latin-1: an 'é' (byte 0xE9) in a comment and in another
+# profile's value. Decoded with replacement it is still TOML, so it could be merged into.
+_LATIN1 = ("# Bibliothèque centrale\n" + _KEPT_PROFILE + 'local_dir = "/srv/rapports/é"\n').encode("latin-1")
+
+
+def _over_the_limit() -> bytes:
+    from tui.core.config import MAX_CONFIG_BYTES
+
+    return ("# " + "x" * MAX_CONFIG_BYTES + "\n" + _KEPT_PROFILE).encode("utf-8")
+
+
+_REFUSED_FILES = {"not utf-8": _LATIN1, "over the size limit": _over_the_limit()}
+
+
+@pytest.mark.parametrize("raw", list(_REFUSED_FILES.values()), ids=list(_REFUSED_FILES))
+def test_init_stops_before_asking_when_the_config_cannot_be_loaded_as_saved(tmp_path, raw):
+    """A config that is not UTF-8 (but TOML once its bad bytes are replaced) or larger than the
+    size limit: sync and check refuse to load it, yet init --force merged this profile into it
+    after every question, the bad bytes of the other profiles and comments silently replaced
+    by U+FFFD (or a file written that still does not load). init now stops before the first
+    step with one line naming the file, the problem and what to do; no key is made, the file
+    keeps its bytes, no backup."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    cfg = tmp_path / "config.toml"
+    cfg.write_bytes(raw)
+    res = _init(home, "--config", str(cfg), "--force", "--profile", "branch", "--host", "127.0.0.1",
+                "--port", "1", "--username", "librarian", "--new-key", "--timezone", "UTC", "--yes")
+    assert res.returncode == 3, res.stdout + res.stderr
+    [line] = res.stderr.splitlines()
+    assert str(cfg) in line and "nothing was written" in line, line
+    assert res.stdout == "" and list((home / ".ssh").iterdir()) == []
+    assert cfg.read_bytes() == raw
+    assert [p.name for p in tmp_path.iterdir() if ".bak-" in p.name] == []
+
+
+def test_the_refusal_of_a_config_that_is_not_utf8_names_the_first_bad_byte(tmp_path):
+    """The one line says where the first bad byte is (line and byte offset) and to save the
+    file as UTF-8: the reader's 'is not UTF-8 text' left the librarian to hunt for it."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    cfg = tmp_path / "config.toml"
+    cfg.write_bytes(_LATIN1)
+    res = _init(home, "--config", str(cfg), "--force", "--profile", "branch", "--host", "127.0.0.1",
+                "--port", "1", "--username", "librarian", "--timezone", "UTC", "--yes")
+    assert res.returncode == 3, res.stdout + res.stderr
+    offset = next(i for i, byte in enumerate(_LATIN1) if byte >= 0x80)  # the è of the comment
+    assert "is not UTF-8 text" in res.stderr and f"line 1 (byte offset {offset})" in res.stderr, res.stderr
+    assert "save the file as UTF-8" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("raw", list(_REFUSED_FILES.values()), ids=list(_REFUSED_FILES))
+def test_saving_into_a_config_that_cannot_be_loaded_as_saved_raises_and_keeps_its_bytes(tmp_path, raw):
+    """The write itself refuses too (not only init's check before its questions): the merge
+    read the file with its bad bytes replaced, and wrote that back."""
+    from tui.core.config import ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_bytes(raw)
+    answers = su.Answers(profile="b", host="b.example", username="u", local_dir=tmp_path / "b")
+    with pytest.raises(ConfigError):
+        su.save_config(path, answers, force=True)
+    assert path.read_bytes() == raw
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+
+
+def test_saving_a_profile_that_takes_the_config_over_the_size_limit_raises(tmp_path):
+    """A file just under the limit, with this profile merged in, would be over it: written, it
+    would not load. Nothing is written."""
+    from tui.core.config import MAX_CONFIG_BYTES, ConfigError
+
+    path = tmp_path / "config.toml"
+    head = _KEPT_PROFILE.encode("utf-8")
+    raw = b"# " + b"x" * (MAX_CONFIG_BYTES - len(head) - 3) + b"\n" + head
+    assert len(raw) == MAX_CONFIG_BYTES
+    path.write_bytes(raw)
+    assert load_config(path).profile("main").host == "files.example.org"  # at the limit: it loads
+    answers = su.Answers(profile="b", host="b.example", username="u", local_dir=tmp_path / "b")
+    with pytest.raises(ConfigError, match="larger than"):
+        su.save_config(path, answers, force=True)
+    assert path.read_bytes() == raw
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+
+
+def test_a_config_that_is_not_utf8_and_no_toml_either_is_still_replaced_whole_with_a_backup(tmp_path):
+    """A file that is no TOML even with its bad bytes replaced (say, a binary file named by
+    mistake) is replaced whole as before: the backup keeps its bytes exactly."""
+    path = tmp_path / "config.toml"
+    raw = b"\x89PNG\r\n\x1a\n\x00\x00[not toml"
+    path.write_bytes(raw)
+    answers = su.Answers(profile="b", host="b.example", username="u", local_dir=tmp_path / "b")
+    saved = su.save_config(path, answers, force=True)
+    assert saved.backup is not None and saved.backup.read_bytes() == raw
+    assert load_config(path).profile("b").host == "b.example"

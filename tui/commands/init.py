@@ -192,7 +192,8 @@ def _say_existing(p: Prompter, path: Path, profile: str) -> None:
 
     - a TOML file wrong as a whole (an unknown top-level key, a bad ``[defaults]``, a
       ``profile`` that is no table) would not load with this profile merged in either:
-      ``UsageError`` now, the file left as it is;
+      ``UsageError`` now, the file left as it is; so is one over the size limit, or one that is
+      not UTF-8 (its other bytes would be lost in the merge) while still TOML;
     - a file that is no TOML at all cannot be merged into: it is replaced as a whole (every
       profile in it lost, a backup kept), which is said now;
     - else each other profile whose own settings are wrong is named with its error: init leaves
@@ -217,8 +218,10 @@ def _check_merge(p: Prompter, path: Path, profile: str, error: ConfigError) -> N
     """``error``, the existing file's own, either stops init or is said as what --force does."""
     stop = f"{error}; nothing was written: fix that in the file, or set this profile up in another file with --config"
     try:
-        existing = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        # Read as the write reads it: a file over the size limit, or not UTF-8 yet TOML with its
+        # bad bytes replaced (merged, they would be lost), or unreadable, stops init here.
+        existing = su.text_to_merge_into(path)
+    except ConfigError:
         raise UsageError(stop) from None
     if su.replaced_whole(existing):
         p.say(f"{one_line(str(error))}. The file cannot be read, so it will be replaced as a whole: "

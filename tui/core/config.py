@@ -1138,7 +1138,7 @@ def parse_config(data: Table, file: Path | None = None) -> Config:
     return Config(path=file, profiles=profiles, broken=broken, order=tuple(profiles_table))
 
 
-def _read_config_bytes(file: Path, explicit: bool) -> bytes:
+def read_config_bytes(file: Path, explicit: bool) -> bytes:
     """The file's bytes: a regular file of at most ``MAX_CONFIG_BYTES`` (never a device or a
     pipe, which could block or never end)."""
     try:
@@ -1170,16 +1170,24 @@ def _read_config_bytes(file: Path, explicit: bool) -> bytes:
     return raw
 
 
+def not_utf8(file: Path, raw: bytes, exc: UnicodeDecodeError) -> ConfigError:
+    """The error of a config file whose bytes ``raw`` are not UTF-8: where the first bad byte
+    is (its line, and its offset in the file counted from 0) and what to do."""
+    line = raw.count(b"\n", 0, exc.start) + 1
+    return ConfigError(file, None, f"is not UTF-8 text: its first bad byte is on line {line} (byte offset "
+                       f"{exc.start}); save the file as UTF-8 (an editor's 'save with encoding')")
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and check a config file (``None``: the default location)."""
     if path is not None and not str(path).strip():
         raise ConfigError(None, None, "the config file name is empty; name a config file (--config FILE)")
     file = Path(path).expanduser() if path is not None else default_config_path()
-    raw = _read_config_bytes(file, explicit=path is not None or bool(os.environ.get(CONFIG_ENV)))
+    raw = read_config_bytes(file, explicit=path is not None or bool(os.environ.get(CONFIG_ENV)))
     try:
         data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(file, None, "is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise not_utf8(file, raw, exc) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, None, f"is not valid TOML: {exc}") from None
     except RecursionError:

@@ -12,7 +12,9 @@
 - ``propose_reports(files, tz)``: the reports a folder holds, each with its inferred schedule;
 - ``render_config(answers, existing=None)``: the TOML text (tomlkit), merged into an existing
   file's text when given (its other profiles and comments are kept); checked by loading it
-  with ``parse_config`` before anything is written;
+  with ``parse_config`` (and the size limit) before anything is written;
+- ``text_to_merge_into(path)``: an existing config's text as ``load_config`` reads it, or
+  ``ConfigError`` for one over the size limit or not UTF-8 (its bytes are never replaced);
 - ``write_config(path, text, force=False)``: written 0600 through a temporary file; without
   ``force`` it is linked into place, so a file that appeared meanwhile is never replaced; with
   ``force`` renamed over the old file after a backup copy;
@@ -46,12 +48,15 @@ import tomlkit
 from tui.core import clock
 from tui.core.config import (
     DEFAULT_PROFILE,
+    MAX_CONFIG_BYTES,
     ZONE_ERRORS,
     ConfigError,
     default_config_path,
     default_data_dir,
+    not_utf8,
     parse_config,
     parse_grace,
+    read_config_bytes,
     system_timezone,
 )
 from tui.core.durable import fsync_dir
@@ -347,6 +352,9 @@ def render_config(answers: Answers, existing: str | None = None) -> str:
     profiles[answers.profile] = t
     text = tomlkit.dumps(doc)
     # What we write must load, its new profile included (raises ConfigError if not).
+    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
+        raise ConfigError(None, None, f"with this profile it would be larger than {MAX_CONFIG_BYTES // 1024} "
+                          "KiB, too large for a config file; remove what it no longer needs")
     parse_config(tomllib.loads(text)).profile(answers.profile)
     return text
 
@@ -428,23 +436,45 @@ def replaced_whole(existing: str) -> bool:
     return False
 
 
+def text_to_merge_into(path: Path) -> str:
+    """The text of the config at ``path`` that a profile is saved into, exactly as its bytes
+    are, read as ``load_config`` reads it. Raises ``ConfigError`` for a file ``load_config``
+    refuses that a merge would still take: one over the size limit, or one that is not UTF-8
+    yet TOML once its bad bytes are replaced (merged, those bytes would be lost, replaced by
+    U+FFFD), or one that cannot be read. A file that is not UTF-8 and no TOML either is given
+    as read with replacement: it is replaced whole, and its backup keeps its bytes."""
+    raw = read_config_bytes(path, explicit=True)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lossy = raw.decode("utf-8", errors="replace")
+        if not replaced_whole(lossy):
+            raise not_utf8(path, raw, exc) from None
+        return lossy
+
+
 def save_config(path: Path, answers: Answers, *, force: bool = False, replacing: str | None = None) -> Saved:
     """Write ``answers`` as the profile of the config at ``path``, then create the local folder.
 
     - neither flag: a new file; ``ConfigExists`` when one is there (nothing replaced);
     - ``force``: this profile replaces the one of the same name in the file (its other profiles
-      and comments are kept, an unreadable file is replaced whole), after a backup copy;
+      and comments are kept, a file that is no TOML is replaced whole), after a backup copy;
+      a file ``load_config`` refuses for its bytes or size is left as it is (``ConfigError``);
     - ``replacing``: the file this caller wrote before (say, with notes of what was pending) is
       replaced, only while it still holds exactly that text (else ``ConfigExists``), no backup.
 
     A local folder that cannot be created is noted in ``answers.pending`` (sync tries again).
-    Raises ``ConfigExists`` or ``OSError`` (nothing written then)."""
+    Raises ``ConfigExists``, ``ConfigError`` or ``OSError`` (nothing written then)."""
     path = path.expanduser()
     existing = None
     if force and path.is_file():
-        existing = path.read_text(encoding="utf-8", errors="replace")
+        existing = text_to_merge_into(path)
     try:
         text = render_config(answers, existing)
+    except ConfigError as exc:
+        if exc.file is None:  # a whole-file error of the merged text: name the file
+            raise ConfigError(path, exc.key, exc.reason) from None
+        raise
     except Exception:
         # Only a file that is no TOML at all is replaced whole (a backup is kept); one that
         # parses but is wrong as a whole is left as it is (the error is raised): replacing it
