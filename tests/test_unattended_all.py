@@ -259,3 +259,180 @@ def test_uninstalling_the_timer_when_every_profile_is_broken_succeeds(tmp_path, 
     out, err = capsys.readouterr()
     assert "removed" in out and err == "", (out, err)
     assert list(unit_dir.iterdir()) == []
+
+
+# ------------------------------------------------------------------ profiles removed from the config
+
+GONE = "St. Mary's 100% Library"  # a quoted TOML key: a space, a quote, a percent sign
+
+
+def _with_gone(cfg) -> None:
+    """A profile of a library that is to leave the consortium."""
+    cfg.write_text(cfg.read_text() + f"""
+[profile."{GONE}"]
+host = "127.0.0.1"
+timezone = "America/Chicago"
+local_dir = {str(cfg.parent / 'gone-reports')!r}
+""")
+
+
+def _drop(cfg, name: str) -> None:
+    """The config without profile ``name`` (the library left)."""
+    head, *blocks = cfg.read_text().split("\n[profile.")
+    kept = [b for b in blocks if not b.startswith((f"{name}]", f'"{name}"]'))]
+    assert len(kept) == len(blocks) - 1
+    cfg.write_text("\n[profile.".join([head, *kept]))
+
+
+@pytest.mark.parametrize("folder_name", ["consortium", "it's $HOME 100% `x`", "pct\\%x"])
+def test_all_profiles_install_removes_the_own_lines_of_profiles_removed_from_the_config(
+        tmp_path, monkeypatch, capsys, stubbed, folder_name):
+    """Two libraries had their own crontab lines, then left the config: --all-profiles
+    --install replaced the lines of the profiles still in the config and kept theirs, which
+    failed every night ('no such profile'). Their lines go, each said; the same profile's line
+    of another config and the user's own lines stay."""
+    cfg, stub, _record = _consortium(tmp_path, n=3, folder_name=folder_name)
+    _with_gone(cfg)
+    stubbed(stub)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    own = "MAILTO=office@example.edu\n0 3 * * * /usr/bin/backup\n"
+    tab.write_text(own)
+    other = cfg.parent / "other.toml"
+    other.write_text(cfg.read_text())
+    for profile in ("member01", "member02", GONE):
+        assert main(["schedule", "--config", str(cfg), "--profile", profile, "--install"]) == 0, \
+            capsys.readouterr().err
+    assert main(["schedule", "--config", str(other), "--profile", "member02", "--install"]) == 0
+    [theirs] = tab.read_text().splitlines()[5:]
+    _drop(cfg, "member02")
+    _drop(cfg, GONE)
+    capsys.readouterr()
+    # the printed plan says what --install will remove
+    assert main(["schedule", "--config", str(cfg), "--all-profiles"]) == 0
+    out = capsys.readouterr().out
+    assert "'member02'" in out and f"'{GONE}'" in out and "no longer in the config" in out, out
+    assert len(tab.read_text().splitlines()) == 6  # printing changes nothing
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--install"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    said = [line for line in out.splitlines() if "no longer in the config" in line]
+    assert len(said) == 2 and any("'member02'" in s for s in said) and any(f"'{GONE}'" in s for s in said), out
+    assert all("removed the crontab line" in s for s in said), said
+    lines = tab.read_text().splitlines()
+    assert lines[:2] == own.splitlines() and theirs in lines and len(lines) == 4, lines
+    assert "--all-profiles" in lines[3]
+    # again: nothing left to remove
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--install"]) == 0
+    assert "no longer in the config" not in capsys.readouterr().out
+    assert tab.read_text().splitlines() == lines
+
+
+def test_all_profiles_install_removes_the_own_timers_of_profiles_removed_from_the_config(
+        tmp_path, monkeypatch, capsys, stubbed):
+    """The same with systemd timers: the removed profile's timer is disabled and its files
+    deleted; another config's timer of a profile of that name, and a hand-written unit that
+    runs the removed profile, stay."""
+    cfg, stub, _record = _consortium(tmp_path, n=3)
+    _with_gone(cfg)
+    stubbed(stub)
+    log, _tab = _tools(tmp_path, monkeypatch, systemd=True)
+    other = cfg.parent / "other.toml"
+    other.write_text(cfg.read_text())
+    unit_dir = tmp_path / "xdg" / "systemd" / "user"
+    assert main(["schedule", "--config", str(other), "--profile", GONE, "--install"]) == 0
+    theirs = {p.name: p.read_text() for p in unit_dir.iterdir()}
+    assert main(["schedule", "--config", str(cfg), "--profile", GONE, "--install"]) == 0
+    gone = sorted(p.name for p in unit_dir.iterdir() if p.name not in theirs)
+    assert len(gone) == 2
+    # a unit the user wrote by hand, by the name ours would have, for a profile that leaves
+    # too: not ours, never touched
+    from tui.core import unattended as un
+
+    hand = unit_dir / f"{un.unit_name('member02', cfg.absolute())}.service"
+    hand.write_text(f"[Service]\nExecStart={stub} sync --config {cfg} --profile member02\n")
+    _drop(cfg, GONE)
+    _drop(cfg, "member02")
+    _calls(log)
+    capsys.readouterr()
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--install"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    calls = _calls(log)
+    [gone_timer] = [g for g in gone if g.endswith(".timer")]
+    assert f"systemctl --user disable --now {gone_timer}" in calls, calls
+    said = [line for line in out.splitlines() if "no longer in the config" in line]
+    assert len(said) == 2 and all(f"'{GONE}'" in s and "removed" in s for s in said), out
+    files = {p.name for p in unit_dir.iterdir()}
+    assert not files & set(gone), files
+    assert {n: (unit_dir / n).read_text() for n in theirs} == theirs
+    assert hand.name in files
+    assert sum(f.startswith("report-keeper.all-profiles") for f in files) == 2
+
+
+def test_all_profiles_uninstall_removes_the_own_lines_of_profiles_removed_from_the_config(
+        tmp_path, monkeypatch, capsys, stubbed):
+    """--uninstall --all-profiles removes the one line of the config and the own lines of
+    profiles no longer in it (they fail every night); a profile still in the config keeps its
+    own line."""
+    cfg, stub, _record = _consortium(tmp_path, n=3)
+    _with_gone(cfg)
+    stubbed(stub)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    for profile in ("member01", GONE):
+        assert main(["schedule", "--config", str(cfg), "--profile", profile, "--install"]) == 0
+    [member01, _gone] = tab.read_text().splitlines()
+    _drop(cfg, GONE)
+    capsys.readouterr()
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--uninstall"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"'{GONE}'" in out and "no longer in the config" in out, out
+    assert tab.read_text().splitlines() == [member01]
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--uninstall"]) == 0
+    assert "nothing was installed" in capsys.readouterr().out
+
+
+def test_a_removed_profiles_timer_out_of_reach_is_said_and_kept(tmp_path, monkeypatch, capsys, stubbed):
+    """The removed profile's timer was installed from a login session; --all-profiles
+    --install from a shell where systemctl --user cannot reach the manager: the line is
+    installed (that timer runs no profile of the config twice: its runs fail), the timer is
+    kept, and stderr says where to remove it (exit 2)."""
+    cfg, stub, _record = _consortium(tmp_path, n=2)
+    _with_gone(cfg)
+    stubbed(stub)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=True)
+    assert main(["schedule", "--config", str(cfg), "--profile", GONE, "--install"]) == 0
+    unit_dir = tmp_path / "xdg" / "systemd" / "user"
+    files = sorted(p.name for p in unit_dir.iterdir())
+    _drop(cfg, GONE)
+    _set_systemd(tmp_path, False)
+    capsys.readouterr()
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--install"]) == 2
+    out, err = capsys.readouterr()
+    assert f"'{GONE}'" in err and "no longer in the config" in err and "login session" in err, err
+    assert "installed the crontab line" in out, out
+    [line] = tab.read_text().splitlines()
+    assert "--all-profiles" in line
+    assert sorted(p.name for p in unit_dir.iterdir()) == files
+
+
+def test_all_profiles_uninstall_of_an_unreadable_or_deleted_config(tmp_path, monkeypatch, capsys, stubbed):
+    """A config that is no TOML does not say which profiles it holds: no own line is taken for
+    a removed profile's, and stderr says none was looked for. A config file that is gone holds
+    no profile: every own line of its path goes (their runs fail every night)."""
+    cfg, stub, _record = _consortium(tmp_path, n=2)
+    stubbed(stub)
+    _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
+    tab.write_text("0 3 * * * /usr/bin/backup\n")
+    for profile in ("member00", "member01"):
+        assert main(["schedule", "--config", str(cfg), "--profile", profile, "--install"]) == 0
+    lines = tab.read_text().splitlines()
+    text = cfg.read_text()
+    cfg.write_text(text + "\n[oops\n")
+    capsys.readouterr()
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--uninstall"]) == 0
+    out, err = capsys.readouterr()
+    assert "not looked for" in err and "nothing was installed" in out, (out, err)
+    assert tab.read_text().splitlines() == lines
+    cfg.unlink()
+    assert main(["schedule", "--config", str(cfg), "--all-profiles", "--uninstall"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "'member00'" in out and "'member01'" in out and "no longer in the config" in out, out
+    assert tab.read_text() == "0 3 * * * /usr/bin/backup\n"

@@ -27,7 +27,9 @@ settings hold an error) is removed all the same.
 --all-profiles: one timer (or line) for every profile of the config, running 'sync
 --all-profiles' and 'check --all-profiles' after the latest profile is due; --install removes
 the profiles' own timers and lines of that config (they would run twice a night), and a
-profile's own --install is refused while it is installed.
+profile's own --install is refused while it is installed. --install and --uninstall both remove
+the own timers and lines of this config's profiles that are no longer in it (their runs fail
+every night), each one said; another config's and hand-written units are never touched.
 
 A user timer runs only while you are logged in unless lingering is on:
 'loginctl enable-linger $USER'. The SMTP password is not written anywhere: put
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         return _uninstall(args)
     replaces: dict[str, str] = {}  # the profiles' own unit names (--all-profiles replaces them)
     blocked_by: str | None = None
+    gone: list[un.Installed] = []  # own timers and lines of profiles no longer in the config
     broken: dict[str, ConfigError] = {}
     try:
         if all_profiles.selected(args):
@@ -81,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             # it is fixed); its time comes from the profiles whose settings load.
             plan = un.plan_all(profiles_of, getattr(args, "config", None) or profiles_of[0].source)
             replaces = {un.unit_name(name, plan.config): name for name in every.names}
+            gone = un.left_behind(plan.config, every.names)
         else:
             profile = load_profile(args)
             profiles_of = [profile]
@@ -97,21 +101,25 @@ def run(args: argparse.Namespace) -> int:
         except un.ScheduleError as exc:
             sys.stderr.write(f"report-keeper: {exc}\n")
             return max(code, int(Exit.CRITICAL))
-        if not done:
-            done = [f"nothing was installed for {plan.what}"]
-        for line in done:
+        timer = any("systemd" in line for line in done)
+        removed, failed = _remove_gone(gone)
+        code = max(code, failed)
+        for line in done + removed or [f"nothing was installed for {plan.what}"]:
             out.write(f"{line}\n")
-        if any("systemd" in line for line in done):
+        if timer:
             out.write(f"Runs daily at {plan.at:%H:%M} ({un._tz_name(plan.tz)}); "
                       f"see 'systemctl --user list-timers {plan.name}.timer'.\n"
                       "To run while you are logged out: loginctl enable-linger $USER\n")
-        if warnings and any("systemd" in line for line in done) and un.manager_agent() is not None:
+        if warnings and timer and un.manager_agent() is not None:
             warnings = _login_warnings(profiles_of, plan, agent=True)  # the timer's runs reach the agent
         for warning in warnings:
             sys.stderr.write(f"report-keeper: warning: {warning}\n")
         return max(code, int(Exit.WARNING if warnings else Exit.OK))
     for warning in warnings:
         out.write(f"# Warning: {warning}\n")
+    for target in gone:
+        out.write(f"# --install also removes the own timer or crontab line of {target.what}, which is "
+                  "no longer in the config (its runs fail every night).\n")
     out.write(f"# Daily at {plan.at:%H:%M} {un._tz_name(plan.tz)}: {plan.reason}.\n")
     out.write("# 'report-keeper schedule --install' puts these in place.\n\n")
     for name, text in un.systemd_units(plan).items():
@@ -133,9 +141,11 @@ def _uninstall(args: argparse.Namespace) -> int:
     that fails every night. The config is read only to know which profile is meant when
     ``--profile`` is left out."""
     config = getattr(args, "config", None)
+    gone: list[un.Installed] = []
     try:
         if all_profiles.selected(args):
             target = un.installed(config, None)
+            gone = _gone_of(config)
         else:
             name = getattr(args, "profile", None) or load_config(config).picked(None)
             target = un.installed(config, name)
@@ -146,9 +156,45 @@ def _uninstall(args: argparse.Namespace) -> int:
     except un.ScheduleError as exc:
         sys.stderr.write(f"report-keeper: {exc}\n")
         return int(Exit.CRITICAL)
-    for line in done or [f"nothing was installed for {target.what}"]:
+    removed, code = _remove_gone(gone)
+    for line in done + removed or [f"nothing was installed for {target.what}"]:
         sys.stdout.write(f"{line}\n")
-    return int(Exit.OK)
+    return code
+
+
+def _gone_of(config: str | None) -> list[un.Installed]:
+    """For ``--uninstall --all-profiles``: the own timers and lines of profiles no longer in
+    the config (:func:`un.left_behind`); of a config file that is gone, every one of its
+    profiles'. A config that cannot be read does not say which profiles it holds: none is
+    looked for, and stderr says so (the one timer is removed all the same)."""
+    path = un.installed(config, None).config
+    if not path.exists() and not path.is_symlink():
+        return un.left_behind(path, ())
+    try:
+        names = load_config(config).names
+    except ConfigError as exc:
+        sys.stderr.write(f"report-keeper: the own timers of profiles removed from the config were not looked "
+                         f"for: {one_line(str(exc))}\n")
+        return []
+    return un.left_behind(path, names)
+
+
+def _remove_gone(gone: list[un.Installed]) -> tuple[list[str], int]:
+    """Remove each own timer and crontab line of a profile no longer in the config, as
+    ``--uninstall --profile NAME`` does; what was done (each line naming the profile), and the
+    exit code (2 when one could not be removed: stderr says why, the others are removed)."""
+    done: list[str] = []
+    code = int(Exit.OK)
+    for target in gone:
+        try:
+            removed = un.uninstall(target)
+        except un.ScheduleError as exc:
+            sys.stderr.write(f"report-keeper: {target.what} is no longer in the config, and its own "
+                             f"timer was kept: {exc}\n")
+            code = int(Exit.CRITICAL)
+            continue
+        done += [f"{line} of {target.what}, which is no longer in the config" for line in removed]
+    return done, code
 
 
 def _say_broken(broken: dict[str, ConfigError]) -> int:

@@ -29,7 +29,7 @@ import stat
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
@@ -229,6 +229,77 @@ def installed(config_path: str | os.PathLike[str] | None, profile: str | None) -
     if profile is None:
         return Installed(all_unit_name(config), config, "every profile of the config")
     return Installed(unit_name(profile, config), config, f"profile '{escape_name(profile)}'")
+
+
+def left_behind(config_path: str | os.PathLike[str] | None, names: Collection[str],
+                runner: Runner = subprocess.run) -> list[Installed]:
+    """The own timers and crontab lines ``schedule --install`` put in place for profiles of
+    the config at ``config_path`` that are not among ``names`` (the config's profiles now):
+    a profile deleted since, whose runs fail every night. Found in what they run (the service's
+    ``ExecStart=``, the line's command), and kept only when the profile named there gives the
+    very unit name and the config's path (never another config's, never a unit the user
+    wrote). Each is removed by :func:`uninstall`, by name, as ``--uninstall --profile`` does."""
+    config = _config_file(config_path)
+    found: set[str] = set()
+    systemd = _systemd(runner)
+    folder = unit_dir(systemd.stdout if systemd.returncode == 0 else None)
+    with contextlib.suppress(OSError):
+        for service in folder.glob("report-keeper-*.service"):
+            profile = _unit_profile(service, config)
+            if profile is not None and unit_name(profile, config) == service.name.removesuffix(".service"):
+                found.add(profile)
+    try:
+        lines = _crontab(runner) or []
+    except ScheduleError:  # cron.deny: no line of ours can be there
+        lines = []
+    for line in lines:
+        profile = _line_profile(line, config)
+        if profile is not None and line.endswith(_tag(unit_name(profile, config), config)):
+            found.add(profile)
+    return [installed(config, p) for p in sorted(found - set(names))]
+
+
+def _profile_of(words: Sequence[str], config: Path) -> str | None:
+    """The profile of ``words`` ending a command that runs ``--config CONFIG --profile P``."""
+    if len(words) >= 4 and words[-4] == "--config" and words[-3] == str(config) and words[-2] == "--profile":
+        return words[-1]
+    return None
+
+
+def _unit_profile(service: Path, config: Path) -> str | None:
+    """The profile a service ``schedule`` wrote runs with ``config`` (as :func:`_exec_start`
+    wrote its first ``ExecStart=``), else None."""
+    if not _written_by_us(service):
+        return None
+    try:
+        text = service.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("ExecStart="):
+            try:
+                words = shlex.split(line.removeprefix("ExecStart=").removeprefix("-"))
+            except ValueError:
+                return None
+            return _profile_of([w.replace("%%", "%").replace("$$", "$") for w in words], config)
+    return None
+
+
+def _line_profile(line: str, config: Path) -> str | None:
+    """The profile a crontab line ``schedule`` wrote runs with ``config`` (as
+    :func:`crontab_line` wrote it: the words after ``"$s"``), else None."""
+    mark = line.rfind(f" {MARKER} report-keeper-")
+    fields = line[:mark].split(" ", 5) if mark > 0 else []
+    if len(fields) < 6:
+        return None
+    try:
+        words = shlex.split(fields[5].replace("\\%", "%"))
+    except ValueError:
+        return None
+    if "$s" not in words:
+        return None
+    start = len(words) - words[::-1].index("$s")
+    return _profile_of(words[start:start + 4], config)
 
 
 def _latest_due(profile: Profile) -> tuple[timedelta, str]:
