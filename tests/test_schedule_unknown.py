@@ -270,8 +270,8 @@ def test_a_one_off_delivery_does_not_decide_when_the_night_run_starts(tmp_path, 
 
 def test_what_is_held_of_a_file_of_unknown_date_is_told_without_dates():
     """The file problems of a delivery of unknown date come from the same code as every
-    other's, told without its dates (they would be 1970's): lost, or missing locally, and
-    never near deletion or changed (both are told by the delete-on date)."""
+    other's, told without its dates (they would be 1970's): lost, missing locally or changed
+    (its next step names no date), never near deletion (that is its delete-on date)."""
     gone = _delivery(f"{sc.DAILY}.xlsx", sc.DAILY, clock.EARLIEST, on_server=False)
     never = dataclasses.replace(gone, downloaded_at=None, local_path=None, verification=None, rows=None,
                                 extra={"rolling_of": f"{sc.DAILY}.xlsx"})
@@ -289,4 +289,47 @@ def test_what_is_held_of_a_file_of_unknown_date_is_told_without_dates():
                             "not happen again")]
     assert said[1] == [("lost", f"Put the file back at '/local/{gone.name}' from a backup or "
                              "wherever it was moved")]
-    assert [k for k, _ in said[2]] == [k for k, _ in said[3]] == ["bad-date"]
+    assert [k for k, _ in said[2]] == ["bad-date"]
+    assert said[3] == [("bad-date", said[3][0][1]),
+                       ("changed", "Run 'report-keeper sync' now (when the server deletes it is unknown): "
+                                   "the new copy is kept beside the old one")]
+
+
+def test_check_names_a_file_of_unknown_date_that_changed_on_the_server(tmp_path, monkeypatch, capsys):
+    """A stamp-less file of modification time 0, downloaded, whose server copy then changed
+    (another size): the new copy is not held, and nothing said so (the problem's text needed a
+    delete-on date it does not have). It is told, without a date."""
+    monkeypatch.setenv("REPORT_KEEPER_NOW", sc.NOW_ISO)
+    config = tmp_path / "config.toml"
+    ledger_path = tmp_path / "ledger.sqlite3"
+    local_dir = tmp_path / "local"
+    local_dir.mkdir()
+    (tmp_path / "ssh").write_text("")
+    (tmp_path / "kh").write_text("")
+    config.write_text(sc.config_toml(local_dir=str(local_dir), ledger=str(ledger_path),
+                                     known_hosts=str(tmp_path / "kh"), ssh_config=str(tmp_path / "ssh")))
+    profile = sc.profile()
+    held = RemoteFile(f"{sc.WEEKLY}.xlsx", 9_000, clock.EARLIEST)
+    copy = local_dir / held.name
+    copy.write_bytes(b"x" * held.size)
+
+    def report_of(f: RemoteFile):
+        report, parsed = profile.classify(f.name, f.mtime)
+        return report.name, parsed.delivered_at
+
+    when = sc.NOW.astimezone(UTC)
+    with Ledger.open(ledger_path) as ledger:
+        ledger.record_listing(None, report_of, [held], when=when - timedelta(days=1), tz=sc.TZ)
+        ledger.record_download(held.name, size=held.size, sha256="0" * 64, local_path=str(copy),
+                               mtime=held.mtime, when=when - timedelta(days=1))
+        ledger.record_listing(None, report_of, [dataclasses.replace(held, size=9_500)], when=when, tz=sc.TZ)
+        assert ledger.local_state(held.name) == "changed"
+    main(["check", "--config", str(config), "--offline", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    weekly = {r["name"]: r for r in doc["reports"]}[sc.WEEKLY]
+    mine = [p for p in weekly["problems"] if p["file"] == held.name]
+    assert [p["kind"] for p in mine] == ["bad-date", "changed"], mine
+    changed = mine[1]
+    assert changed["severity"] == "warning" and changed["day"] is None and changed["delete_on"] is None
+    assert "new copy is not held yet" in changed["message"]
+    assert "Run 'report-keeper sync'" in changed["next_step"] and " before " not in changed["next_step"]

@@ -118,6 +118,42 @@ def test_an_early_delivery_for_a_run_just_after_midnight_is_that_runs():
     assert report.run_day_of(early.delivered_at, report.timing(sc.TZ, [d.delivered_at for d in history])) == tomorrow
 
 
+async def test_a_file_dated_ahead_has_no_covered_day_for_sync_or_the_verify_screen(embedded_sftp, tmp_path,
+                                                                                  monkeypatch):
+    """A file dated more than a day ahead (``clock.dated_ahead``) is in no run: ``check`` names
+    its bad date. ``sync`` and the Verify screen still placed it in the run of its date and
+    judged its rows against that run's covered day: a file named five weeks ahead whose rows
+    are of an ordinary loan day was wrong-day, critical (re-run it in Alma before a rescue-by
+    date weeks away). In no run it has no covered day, and its day is not judged, as for any
+    file without one."""
+    from tests.xlsx_factory import write_report
+    from tui.core.local_reports import find_local_reports, verify_local
+    from tui.core.validate import validate_file
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", "2026-06-10T14:00:00+00:00")
+    good = good_reports(embedded_sftp, tmp_path)  # 8..10 June, each of its covered day
+    profile = profile_for(embedded_sftp, tmp_path)
+    name = f"{REPORT}_20260715_070012.xlsx"
+    src = write_report(tmp_path / "src" / name, n_rows=5, day=date(2026, 6, 7), seed=7)
+    put(embedded_sftp, name, src.read_bytes(), mtime=datetime(2026, 6, 10, 12, 30, tzinfo=UTC).timestamp())
+    assert clock.dated_ahead(parse_name(name).delivered_at, clock.now())
+    result = await sync(profile)
+    verdicts = {f.name: f for f in result.files}
+    assert sorted(verdicts) == sorted([*good, name])
+    assert (verdicts[name].status, verdicts[name].covered_day) == ("ok", None), verdicts[name].message
+    assert {verdicts[n].status for n in good} == {"ok"}
+    with Ledger.open(profile.ledger_path, profile=profile.name) as led:
+        daily = evaluate(profile, led.deliveries()).report(REPORT)
+        # The Verify screen's path, without the cache sync filled: the file is read again.
+        outcomes = {o.result.name: o.result for o in verify_local(find_local_reports(profile.local_dir, profile, led))}
+    assert [p.kind for p in daily.problems if p.file == name] == ["bad-date"]
+    assert (outcomes[name].status, outcomes[name].covered_day) == ("ok", None), outcomes[name].message
+    assert {outcomes[n].status for n in good} == {"ok"}
+    # ``verify`` on the file alone: the configured schedule, the same rule.
+    alone = validate_file(src, profile.report_for(REPORT), parse_name(name).delivered_at)
+    assert (alone.status, alone.covered_day) == ("ok", None), alone.message
+
+
 # ------------------------------------------------------------------ dates in names that do not exist
 
 

@@ -77,8 +77,9 @@ FUTURE_SLACK = timedelta(days=1)
 def dated_ahead(moment: datetime, now: datetime) -> bool:
     """Whether a delivery's ``moment`` lies more than ``FUTURE_SLACK`` after ``now``: it is
     dated in the future (a server clock or a name that is wrong), no delivery yet. The one
-    rule for it: the schedule inference leaves such a delivery out, and the health evaluation
-    names it (bad-date) and puts it in no run."""
+    rule for it: the schedule inference leaves such a delivery out, the health evaluation
+    names it (bad-date) and puts it in no run, and the validator gives it no covered day
+    (``ReportConfig.placed_run_day``)."""
     return moment > now + FUTURE_SLACK
 
 

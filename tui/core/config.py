@@ -252,6 +252,18 @@ class ReportConfig:
             timing = self.timing(delivered_at.tzinfo or UTC, (delivered_at,))
         return timing.run_day_of(delivered_at)
 
+    def placed_run_day(self, delivered_at: datetime, timing: Timing | None = None,
+                       now: datetime | None = None) -> date | None:
+        """:meth:`run_day_of` a delivery that is in a run; None for one in no run: of unknown
+        date or dated ahead of ``now`` (default: the clock's), the rule the health evaluation
+        and the schedule inference keep (``clock.possible_delivery``). What judges a file
+        against its run's covered day (the validator, so ``verify``, ``sync`` and the Verify
+        screen, and the verification cache's key) asks this: a file in no run has no covered
+        day, so nothing that needs one is judged."""
+        if not clock.possible_delivery(delivered_at, now or clock.now()):
+            return None
+        return self.run_day_of(delivered_at, timing)
+
     @property
     def keeps_until_exported(self) -> bool:
         """Only content an export has included may be purged (the default with a retention)."""

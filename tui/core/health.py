@@ -806,8 +806,9 @@ class _Dates(NamedTuple):
 def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, timing: Timing) -> list[Problem]:
     """What is wrong with what is held of one delivery (lost, missing locally, near deletion,
     changed). A delivery of unknown date (not ``clock.possible_delivery``: its rescue-by and
-    delete-on would be 1970's, or past the calendar's end) is told without dates: lost or
-    missing locally only, with no run day, rescue-by or delete-on."""
+    delete-on would be 1970's, or past the calendar's end) is told without dates: lost,
+    missing locally or changed, with no run day, rescue-by or delete-on (never near deletion,
+    which is its delete-on date)."""
     out: list[Problem] = []
     where = d.local_path or "its place in local_dir"
     dates: _Dates | None = None
@@ -858,34 +859,32 @@ def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, t
                 next_step=f"Run 'report-keeper sync'{before}: it fetches the file again",
                 app_step=f"{FETCH_KEYS}{before}: it fetches the file again",
             ))
-    if dates is None:  # what follows is told by its dates
-        return out
-    run_day, delete_on = dates.run_day, dates.delete_on
-    if not d.downloaded and d.on_server and today >= delete_on - timedelta(days=NEAR_DELETION_DAYS):
-        left = (delete_on - today).days
+    if dates is not None and not d.downloaded and d.on_server \
+            and today >= dates.delete_on - timedelta(days=NEAR_DELETION_DAYS):
+        left = (dates.delete_on - today).days
         when = "today" if left == 0 else (f"in {left} days" if left > 0 else f"{-left} days ago (overdue)")
         out.append(Problem(
-            severity=WARNING, kind=ProblemKind.NEAR_DELETION, day=run_day, file=d.name, delete_on=delete_on,
+            severity=WARNING, kind=ProblemKind.NEAR_DELETION, day=day, file=d.name, delete_on=delete_on,
             message=f"'{d.name}' is not downloaded yet and the server deletes it on "
-            f"{fmt_day(delete_on, today)} ({when})",
-            next_step=f"Run 'report-keeper sync' before {fmt_day(delete_on, today)}",
-            app_step=f"{FETCH_KEYS} before {fmt_day(delete_on, today)}",
+            f"{fmt_day(dates.delete_on, today)} ({when})",
+            next_step=f"Run 'report-keeper sync' before {fmt_day(dates.delete_on, today)}",
+            app_step=f"{FETCH_KEYS} before {fmt_day(dates.delete_on, today)}",
         ))
     changed_at = d.extra.get("changed_at")
     if d.local_state == LocalState.CHANGED:
+        # Of unknown date, when the server deletes it cannot be told: fetch it now.
+        by = f" before {fmt_day(dates.delete_on, today)}" if dates else " now (when the server deletes it is unknown)"
         out.append(Problem(
-            severity=WARNING, kind=ProblemKind.CHANGED, day=run_day, file=d.name, delete_on=delete_on,
+            severity=WARNING, kind=ProblemKind.CHANGED, day=day, file=d.name, delete_on=delete_on,
             message=f"The server's copy of '{d.name}' changed after it was downloaded; the new copy is not held yet",
-            next_step=f"Run 'report-keeper sync' before {fmt_day(delete_on, today)}: the new copy is "
-            "kept beside the old one",
-            app_step=f"{FETCH_KEYS} before {fmt_day(delete_on, today)}: the new copy is kept beside "
-            "the old one",
+            next_step=f"Run 'report-keeper sync'{by}: the new copy is kept beside the old one",
+            app_step=f"{FETCH_KEYS}{by}: the new copy is kept beside the old one",
         ))
     elif (d.changed or d.verification == st.CHANGED) and (
         changed_at is None or (today - changed_at.astimezone(tz).date()).days <= CHANGED_DAYS
     ):
         out.append(Problem(
-            severity=WARNING, kind=ProblemKind.CHANGED, day=run_day, file=d.name, delete_on=delete_on,
+            severity=WARNING, kind=ProblemKind.CHANGED, day=day, file=d.name, delete_on=delete_on,
             message=f"The server's copy of '{d.name}' changed after it was downloaded",
             next_step="Both copies are kept side by side in the local folder; compare them and keep the right one",
         ))

@@ -378,7 +378,8 @@ def verification_context(report: ReportConfig | None, delivered_at: datetime | N
 
     ``report`` is a ``ReportConfig`` (None: the defaults). The covered loan day, and whether
     it is closed, belong to the delivery's run: ``run_day`` when the caller knows it from the
-    report's history, else ``report.run_day_of(delivered_at)``. ``memory_limit`` (bytes) and
+    report's history, else ``report.placed_run_day(delivered_at)`` (none for a delivery in no
+    run: no covered day). ``memory_limit`` (bytes) and
     ``time_limit`` (seconds) are the reader's limits the file is read under: they are part of
     the key only when they differ from the defaults, so a verdict reached under raised limits
     is never taken for one under the defaults (and back), while the keys of everyone who
@@ -387,8 +388,9 @@ def verification_context(report: ReportConfig | None, delivered_at: datetime | N
     covered: date | None = None
     closed = False
     if delivered_at is not None and report is not None:
-        covered = report.covered_day(run_day or report.run_day_of(delivered_at))
-        closed = report.is_closed(covered)
+        run = run_day or report.placed_run_day(delivered_at)
+        covered = report.covered_day(run) if run is not None else None
+        closed = covered is not None and report.is_closed(covered)
     key: dict[str, object] = {
         "v": VERIFY_CACHE_VERSION,
         "report": report.name if report is not None else None,

@@ -85,9 +85,8 @@ def purged_reports(ledger: Ledger | None, profile: Profile | None = None) -> lis
         if delivered_at is not None and profile is not None and report_name is not None:
             delivered_at = delivered_at.astimezone(profile.timezone)
             report = profile.report_for(report_name)
-            timing = timings.get(report_name)
-            covered = report.covered_day(timing.run_day_of(delivered_at) if timing is not None
-                                         else report.run_day_of(delivered_at))
+            run = report.placed_run_day(delivered_at, timings.get(report_name))
+            covered = report.covered_day(run) if run is not None else None
         name = Path(dl.local_path).name
         v = verified.get(dl.sha256)
         if v is None:  # the purge never deletes an unverified copy; a damaged ledger could
@@ -156,7 +155,7 @@ def find_local_reports(folder: str | Path, profile: Profile | None = None,
             delivered_at = parsed.delivered_at or mtime
             day_known = parsed.source in ("name", "pattern")
         delivered_at = delivered_at.astimezone(profile.timezone)
-        run_day = report.run_day_of(delivered_at, timings.get(report.name))
+        run_day = report.placed_run_day(delivered_at, timings.get(report.name))
         items.append(LocalReport(path, path.name, report, report.name, delivered_at, run_day, day_known))
     return items
 
@@ -268,7 +267,8 @@ def _from_cache(path: Path, report: ReportConfig | None, delivered_at: datetime 
         return context, None
     covered = None
     if report is not None and delivered_at is not None:
-        covered = report.covered_day(run_day or report.run_day_of(delivered_at))
+        run = run_day or report.placed_run_day(delivered_at)
+        covered = report.covered_day(run) if run is not None else None
     return context, VerifyOutcome(replace(cached, delivered_at=delivered_at, covered_day=covered), sha256, True)
 
 

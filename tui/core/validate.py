@@ -145,7 +145,9 @@ def validate_file(
     ``date_column`` ...) or None for the defaults (min_rows 1, any header, no closed days).
     ``delivered_at`` (aware) places the file in its run, whose covered day decides
     ``closed_days`` and the day the rows should describe: the run is ``run_day`` when the
-    caller knows it from the report's history, else ``report.run_day_of(delivered_at)``.
+    caller knows it from the report's history, else ``report.placed_run_day(delivered_at)``:
+    a delivery in no run (of unknown date, or dated ahead) has no covered day, so its rows'
+    day is measured but not judged, and no closed day excuses an empty file.
     ``judge_day=False`` when ``delivered_at`` is only a local copy's modification time (a
     file named without a timestamp): the covered day is then a guess, so the rows' day is
     measured but never judged ``wrong-day``. ``name`` defaults to the file name,
@@ -208,7 +210,7 @@ class _Job:
         p = Path(path)
         run: date | None = None
         if report is not None and delivered_at is not None:
-            run = run_day or report.run_day_of(delivered_at)
+            run = run_day or report.placed_run_day(delivered_at)
         return cls(
             path=p, name=name if name is not None else p.name,
             report_name=report_name if report_name is not None else (report.name if report is not None else None),

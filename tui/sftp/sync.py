@@ -142,7 +142,7 @@ class RemoteEntry:
     report: str
     delivered_at: datetime  # aware, profile time zone
     delivered_source: str  # "name" | "pattern" | "mtime"
-    run_day: date  # the run it belongs to (ReportConfig.run_day_of)
+    run_day: date | None  # the run it is in (ReportConfig.placed_run_day); None: in no run
     delete_on: datetime  # when the server deletes it (ReportConfig.delete_at)
     local_state: LocalState  # purged: deleted by the local retention policy, never fetched again
     verification: st.VerifyStatus | None = None  # of the latest local copy
@@ -622,7 +622,7 @@ class SyncService:
                     report=report.name,
                     delivered_at=delivered,
                     delivered_source=source,
-                    run_day=report.run_day_of(delivered, self._timings.get(report.name)),
+                    run_day=report.placed_run_day(delivered, self._timings.get(report.name)),
                     delete_on=report.delete_at(delivered, tz),
                     local_state=state,
                     verification=d.verification if d is not None else None,
@@ -1182,7 +1182,7 @@ class SyncService:
         if run_day is None and delivered_at is not None:
             if self._timings is None:
                 self._timings = self.profile.timings(await asyncio.to_thread(self.ledger.deliveries))
-            run_day = report.run_day_of(delivered_at, self._timings.get(report.name))
+            run_day = report.placed_run_day(delivered_at, self._timings.get(report.name))
         # The workbook is read in a worker process of the shared pool (tui.core.isolation):
         # a file that kills its reader comes back unreadable and the sync goes on. The event
         # loop reads the worker's answer itself: no thread per file waits on it (each would
