@@ -186,7 +186,7 @@ EMPTY_LEDGERS = {
 
 
 @pytest.mark.parametrize("case", list(EMPTY_LEDGERS))
-@pytest.mark.parametrize("command", ["sync", "check"])
+@pytest.mark.parametrize("command", ["sync", "check", "export", "purge"])
 def test_a_ledger_file_that_holds_nothing_is_refused_not_taken_as_new(capsys, place, tmp_path,
                                                                       command, case):
     """A ledger file truncated to nothing (a restore gone wrong, ``> ledger.sqlite3``) is not a
