@@ -906,7 +906,10 @@ class Ledger:
         fd = -1
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # a file system without locks: the age bound alone protects it
+                pass
             conn = sqlite3.connect(str(tmp), isolation_level=None, check_same_thread=False)
             try:
                 conn.execute("PRAGMA journal_mode = WAL")  # kept in the file's header
