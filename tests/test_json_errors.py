@@ -186,7 +186,7 @@ EMPTY_LEDGERS = {
 
 
 @pytest.mark.parametrize("case", list(EMPTY_LEDGERS))
-@pytest.mark.parametrize("command", ["sync", "check"])
+@pytest.mark.parametrize("command", ["sync", "check", "export", "purge"])
 def test_a_ledger_file_that_holds_nothing_is_refused_not_taken_as_new(capsys, place, tmp_path,
                                                                       command, case):
     """A ledger file truncated to nothing (a restore gone wrong, ``> ledger.sqlite3``) is not a
@@ -203,6 +203,36 @@ def test_a_ledger_file_that_holds_nothing_is_refused_not_taken_as_new(capsys, pl
     assert "restore it from a backup" in doc["error"] and "move it aside" in doc["error"]
     assert error_line(err) == f"report-keeper: {doc['error']}"
     assert path.read_bytes() == before  # left as it was found
+    assert sorted(q.name for q in tmp_path.iterdir() if q.name.startswith("ledger")) == ["ledger.sqlite3"]
+
+
+#: A ledger path that names no regular file: how to make it, what the message calls it (a
+#: folder is the config's error, "is a folder; point ledger at a file").
+NOT_FILES = {
+    "fifo": (lambda path: os.mkfifo(path), "is a FIFO (named pipe)"),
+    "link-to-dev-zero": (lambda path: path.symlink_to("/dev/zero"), "is a character device (/dev/zero)"),
+    "link-to-dev-null": (lambda path: path.symlink_to("/dev/null"), "is a character device (/dev/null)"),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_FILES))
+@pytest.mark.parametrize("command", ["sync", "check", "export", "purge"])
+def test_a_ledger_path_that_is_no_regular_file_is_refused_saying_what_it_is(capsys, place, tmp_path,
+                                                                          command, case):
+    """A FIFO, a device or a folder at the ledger's path is refused at once (a FIFO is never
+    opened: reading one blocks until something writes to it), saying what it is and what to
+    do, and is left as it was."""
+    make, says = NOT_FILES[case]
+    path = tmp_path / "ledger.sqlite3"
+    make(path)
+    before = (os.lstat(path).st_mode, os.path.realpath(path))
+    code, out, err = run(capsys, argv(command, place, "--config", str(place["good"])))
+    assert code == 3, err
+    doc = one_document(out, command)
+    assert doc["error_kind"] == "ledger" and str(path) in doc["error"], doc["error"]
+    assert f"{says}, not a regular file" in doc["error"] and "set `ledger` in the profile" in doc["error"], doc["error"]
+    assert error_line(err) == f"report-keeper: {doc['error']}"
+    assert (os.lstat(path).st_mode, os.path.realpath(path)) == before
     assert sorted(q.name for q in tmp_path.iterdir() if q.name.startswith("ledger")) == ["ledger.sqlite3"]
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -98,6 +102,23 @@ def test_a_sqlite_file_without_a_ledger_in_it_is_refused(tmp_path):
         Ledger.open(path)
 
 
+@pytest.mark.parametrize(("make", "says"), [
+    (os.mkfifo, r"is a FIFO \(named pipe\), not a regular file"),
+    (lambda path: path.symlink_to("/dev/zero"), r"is a character device \(/dev/zero\), not a regular file"),
+    (Path.mkdir, "is a directory, not a regular file"),
+    (lambda path: path.symlink_to(path.with_name("gone.sqlite3")),
+     "is a symbolic link to .*gone.sqlite3, which does not exist"),
+], ids=["fifo", "dev-zero", "directory", "dangling-link"])
+def test_a_ledger_path_that_is_no_regular_file_is_refused_saying_what_it_is(tmp_path, make, says):
+    path = tmp_path / "l.sqlite3"
+    make(path)
+    before = (os.lstat(path).st_mode, os.path.realpath(path))
+    with pytest.raises(LedgerError, match=f"the ledger {re.escape(str(path))} {says}.*set `ledger` in the profile"):
+        Ledger.open(path)
+    assert (os.lstat(path).st_mode, os.path.realpath(path)) == before
+    assert [q.name for q in tmp_path.iterdir()] == ["l.sqlite3"]  # nothing made beside it
+
+
 def test_a_first_run_that_stopped_before_its_schema_does_not_strand_the_next(tmp_path, monkeypatch):
     """The new ledger is written under another name and put in place only once its schema is
     committed: a first run killed before that leaves no file at the ledger's name, and the next
@@ -117,6 +138,99 @@ def test_a_first_run_that_stopped_before_its_schema_does_not_strand_the_next(tmp
     with Ledger.open(path) as led:  # and it is a ledger from now on, opened as one
         assert led.schema_version() == ledger_mod.SCHEMA_VERSION
     assert sorted(q.name for q in tmp_path.iterdir() if not q.name.endswith(("-wal", "-shm"))) == ["l.sqlite3"]
+
+
+STOPPED_MIDWAY = textwrap.dedent(
+    """
+    import sys, time
+    from tui.core.ledger import Ledger
+
+    def stopped(self):  # the process is stopped while it writes the new ledger's schema
+        print("ready", flush=True)
+        time.sleep(3600)
+
+    Ledger._migrate = stopped
+    Ledger.open(sys.argv[1])
+    """
+)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(q.name for q in folder.iterdir() if ".new-" in q.name)
+
+
+def _age(folder: Path, names: list[str], seconds: float) -> None:
+    """Move the files' times back, as if they had been left there that long ago."""
+    then = time.time() - seconds
+    for name in names:
+        os.utime(folder / name, (then, then), follow_symlinks=False)
+
+
+def test_what_a_run_killed_while_it_made_the_ledger_left_is_removed_by_a_later_run(tmp_path):
+    """A first run killed midway leaves its temporary ledger (and its -wal/-shm) under a hidden
+    name. While that run lives (and holds the file) it is never touched, however old; once it
+    is dead, a later run removes what it left."""
+    path = tmp_path / "l.sqlite3"
+    child = subprocess.Popen([sys.executable, "-c", STOPPED_MIDWAY, str(path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        left = _leftovers(tmp_path)
+        assert left and all(name.startswith(f".l.sqlite3.new-{child.pid}-") for name in left)
+        _age(tmp_path, left, 2 * ledger_mod.LEFTOVER_AGE)
+        with Ledger.open(path) as led:  # another run meanwhile: the live one's file is kept
+            assert led.schema_version() == ledger_mod.SCHEMA_VERSION
+        assert _leftovers(tmp_path) == left
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    assert _leftovers(tmp_path) == left  # killed: nothing removed it on the way out
+    with Ledger.open(path) as led:
+        assert led.schema_version() == ledger_mod.SCHEMA_VERSION
+    assert _leftovers(tmp_path) == []
+    assert sorted(q.name for q in tmp_path.iterdir() if not q.name.endswith(("-wal", "-shm"))) == ["l.sqlite3"]
+
+
+def _dead_pid() -> int:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+def test_a_leftover_is_removed_only_when_provably_abandoned(tmp_path):
+    """Not removed: one whose process is not visible here but that some process holds locked
+    (a run in another container writing it now), one just made (its maker may not have locked
+    it yet), one of a live process, one that is not a plain file, one of another ledger.
+    Removed: an old one of a dead process that nobody holds, and SQLite's file of one gone."""
+    path = tmp_path / "l.sqlite3"
+    Ledger.open(path).close()
+    dead = _dead_pid()
+    abandoned = [f".l.sqlite3.new-{dead}-0badf00d", f".l.sqlite3.new-{dead}-0badf00d-wal"]
+    held = f".l.sqlite3.new-{dead}-1badf00d"
+    fresh = f".l.sqlite3.new-{dead}-2badf00d"
+    fifo = f".l.sqlite3.new-{dead}-3badf00d-wal"  # not what SQLite makes: not ours
+    link = f".l.sqlite3.new-{dead}-4badf00d"
+    other = f".other.sqlite3.new-{dead}-5badf00d"
+    alive = f".l.sqlite3.new-{os.getpid()}-6badf00d"  # a number that lives may be reused: kept
+    orphan = f".l.sqlite3.new-{dead}-7badf00d-shm"  # its file is gone: nothing else to wait for
+    abandoned.append(orphan)
+    for name in [*abandoned, held, fresh, other, alive]:
+        (tmp_path / name).write_bytes(b"SQLite format 3\x00")
+    os.mkfifo(tmp_path / fifo)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    (tmp_path / link).symlink_to(precious)
+    _age(tmp_path, [*abandoned, held, fifo, link, other, alive], 2 * ledger_mod.LEFTOVER_AGE)
+    fd = os.open(tmp_path / held, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with Ledger.open(path) as led:
+            assert led.schema_version() == ledger_mod.SCHEMA_VERSION
+    finally:
+        os.close(fd)
+    assert _leftovers(tmp_path) == sorted([held, fresh, fifo, link, other, alive])
+    assert precious.read_text() == "keep me"
 
 
 def test_listing_new_gone_back_and_history_outlives_server(led):

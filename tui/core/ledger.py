@@ -51,10 +51,12 @@ Errors are :class:`LedgerError` (``str()`` says what to do); a failed write chan
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import stat as statmod
 import threading
@@ -308,6 +310,11 @@ class LedgerError(Exception):
 LEDGER_ERRORS: tuple[type[Exception], ...] = (LedgerError, sqlite3.Error, ValueError)
 
 
+#: How long a temporary ledger left by a run that made one (``.NAME.new-PID-RANDOM``) must
+#: have been untouched before a later run may remove it (besides its process being gone and
+#: nothing holding it; :func:`_remove_leftovers`).
+LEFTOVER_AGE = 300.0
+
 _EMPTY_ADVICE = ("restore it from a backup, or move it aside and run again to start a new "
                  "ledger")
 
@@ -326,6 +333,118 @@ def _refuse_without_ledger(conn: sqlite3.Connection, path: str | Path) -> None:
         raise LedgerError(
             f"the ledger {path} is an SQLite database that holds no ledger (no schema version, "
             f"{found}): its history is not in it; {_EMPTY_ADVICE}")
+
+
+_NOT_A_FILE_ADVICE = ("a ledger is an SQLite file; move it aside and run again to start a new ledger, "
+                      "or set `ledger` in the profile to the ledger's file")
+
+_KINDS = ((statmod.S_ISFIFO, "a FIFO (named pipe)"), (statmod.S_ISCHR, "a character device"),
+          (statmod.S_ISBLK, "a block device"), (statmod.S_ISDIR, "a directory"),
+          (statmod.S_ISSOCK, "a socket"))
+
+
+def _refuse_unless_regular(path: Path, shown: str | Path) -> None:
+    """Raise :class:`LedgerError` unless ``path`` (which exists as a name) is a regular file or
+    a link to one, saying what it is instead. Decided by ``stat`` alone: the file is not opened
+    (opening a FIFO to read it blocks until something writes to it)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if not path.is_symlink():
+            raise  # gone meanwhile: the caller's "cannot open"
+        raise LedgerError(
+            f"the ledger {shown} is a symbolic link to {os.readlink(path)}, which does not exist "
+            "(a folder not mounted, a file moved?): make the link point at the ledger, or "
+            "remove the link and run again to start a new ledger, or set `ledger` in the "
+            "profile to the ledger's file") from None
+    if statmod.S_ISREG(info.st_mode):
+        return
+    what = next((name for test, name in _KINDS if test(info.st_mode)), "a special file")
+    if path.is_symlink():
+        what += f" ({os.path.realpath(path)})"
+    raise LedgerError(f"the ledger {shown} is {what}, not a regular file: {_NOT_A_FILE_ADVICE}")
+
+
+#: The temporary name of a ledger being made (:meth:`Ledger._create`), and SQLite's files
+#: beside it; group 1 is the file's own name, group 2 the process that made it.
+_LEFTOVER = r"(\.{name}\.new-([0-9]+)-[0-9a-f]{{8}})(?:-wal|-shm|-journal)?"
+
+
+def _process_lives(pid: int) -> bool:
+    """Whether ``pid`` is a live process on this machine (one of another user counts)."""
+    if pid <= 0:
+        return True  # no process of ours is named so: not ours to judge
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OverflowError:
+        return False  # no process here has such a number
+    except OSError:
+        return True  # EPERM: it lives, under another user
+    return True
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Remove the temporary ledgers (with their ``-wal``/``-shm``/``-journal``) that runs making
+    the ledger ``path`` left beside it when killed midway, and only those provably abandoned:
+    the process named in the name is not alive on this machine (a live one may be a reused
+    number: its file waits for the next run), nothing has changed them for ``LEFTOVER_AGE``
+    (a maker in another PID namespace or on another host takes its lock just after creating
+    the file), they are plain files (a link is never followed, a FIFO never opened), and no
+    process holds the lock every maker holds on its file while it writes it (tried without
+    waiting, and held while removing). Anything that fails is left for a later run."""
+    folder = path.parent
+    pattern = re.compile(_LEFTOVER.format(name=re.escape(path.name)))
+    groups: dict[str, list[str]] = {}
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                match = pattern.fullmatch(entry.name)
+                if match:
+                    groups.setdefault(match.group(1), []).append(entry.name)
+    except OSError:
+        return
+    now = time.time()
+    for stem, members in sorted(groups.items()):
+        pid = int(stem.rsplit("-", 2)[1])
+        try:
+            if _process_lives(pid):
+                continue
+            stats = {name: os.lstat(folder / name) for name in members}
+            if not all(statmod.S_ISREG(info.st_mode) for info in stats.values()):
+                continue
+            if now - max(info.st_mtime for info in stats.values()) < LEFTOVER_AGE:
+                continue
+            _remove_unheld(folder, stem, members, stats.get(stem))
+        except OSError as exc:
+            log.debug("ledger: %s left in place (%s)", stem, exc)
+
+
+def _remove_unheld(folder: Path, stem: str, members: list[str], info: os.stat_result | None) -> None:
+    """Remove ``members`` unless a process holds ``stem``'s lock (see :func:`_remove_leftovers`)."""
+    fd = None
+    if info is not None:
+        fd = os.open(folder / stem, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if fd is not None and info is not None:
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino) or not statmod.S_ISREG(now.st_mode):
+                return  # replaced since it was looked at
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # a process is writing it now
+        for name in sorted(members, key=lambda name: name == stem):  # the locked one last
+            try:
+                os.unlink(folder / name)
+            except FileNotFoundError:
+                pass
+        log.info("ledger: removed %s, left by a run (process %s) stopped while it made the "
+                 "ledger", stem, stem.rsplit("-", 2)[1])
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def default_path(profile: str = "default") -> Path:
@@ -705,7 +824,9 @@ class Ledger:
             try:
                 if not os.path.lexists(p):
                     cls._create(p, profile)
-                elif p.stat().st_size == 0:
+                else:
+                    _refuse_unless_regular(p, path)
+                if p.stat().st_size == 0:
                     raise LedgerError(
                         f"the ledger {path} is empty (0 bytes): its history is not in it; "
                         f"{_EMPTY_ADVICE}")
@@ -759,6 +880,7 @@ class Ledger:
                 p.chmod(0o600)
             except OSError:
                 pass
+            _remove_leftovers(p)
         ledger = cls(conn, p, profile)
         try:
             ledger._migrate()
@@ -779,10 +901,17 @@ class Ledger:
         temporary name in the same folder, then linked into place. So a file at the ledger's
         name always holds a schema, and one that holds none was not made by a run that stopped
         midway (its temporary file is removed on the way out, or left under its own name by
-        a killed process). A ledger another process put in place meanwhile is kept."""
+        a killed process, for a later run's :func:`_remove_leftovers`). A ledger another process
+        put in place meanwhile is kept. The temporary file is locked (``flock``) until it is
+        gone: a file locked so is never taken for a leftover."""
         tmp = path.with_name(f".{path.name}.new-{os.getpid()}-{os.urandom(4).hex()}")
+        fd = -1
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # a file system without locks: the age bound alone protects it
+                pass
             conn = sqlite3.connect(str(tmp), isolation_level=None, check_same_thread=False)
             try:
                 conn.execute("PRAGMA journal_mode = WAL")  # kept in the file's header
@@ -791,11 +920,7 @@ class Ledger:
                 cls(conn, tmp, profile)._migrate()
             finally:
                 conn.close()  # the last connection: its WAL is checkpointed into the file
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            os.fsync(fd)
             try:
                 os.link(tmp, path)
             except FileExistsError:
@@ -805,11 +930,15 @@ class Ledger:
                     os.replace(tmp, path)
             fsync_dir(path.parent)
         finally:
-            for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
-                try:
-                    leftover.unlink()
-                except FileNotFoundError:
-                    pass
+            try:
+                for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+                    try:
+                        leftover.unlink()
+                    except FileNotFoundError:
+                        pass
+            finally:
+                if fd >= 0:
+                    os.close(fd)  # only now: SQLite's connection is closed, and its lock goes with it
 
     def close(self) -> None:
         with self._lock:
