@@ -79,7 +79,14 @@ from tui.core.health import STALE, evaluate
 from tui.core.local_reports import LocalReport, verify_local
 from tui.core.model import JSONObject, VerifyResult
 from tui.core.names import escape_name
-from tui.core.pseudonym import PseudonymKey, PseudonymKeyError, default_key_path, identifier_columns, load_key
+from tui.core.pseudonym import (
+    PSEUDONYM_RULE,
+    PseudonymKey,
+    PseudonymKeyError,
+    default_key_path,
+    identifier_columns,
+    load_key,
+)
 from tui.core.validate import normalize_column
 
 if TYPE_CHECKING:
@@ -337,6 +344,7 @@ class ExportResult:
             "key_file": str(self.key.path) if self.key else None,
             "key_id": self.key.key_id if self.key else None,
             "key_created": bool(self.key and self.key.created),
+            "pseudonym_rule": PSEUDONYM_RULE if self.pseudonymized_columns is not None else None,
             "days": days,
             "days_by_report": by_report,
             "superseded": self.superseded(),
@@ -448,6 +456,7 @@ class ExportResult:
             cols = ", ".join(repr(c) for c in self.pseudonymized_columns) or "none found"
             lines.append(f"Pseudonymized: {cols} (key {self.key.key_id if self.key else '?'}: "
                          f"{escape_name(str(self.key.path)) if self.key else '?'})")
+            lines.append(f"Pseudonym rule: {PSEUDONYM_RULE} (exports of the same key and rule can be joined)")
             if self.unnamed_pseudonymized:
                 lines.append("  " + ", ".join(repr(c) for c in self.unnamed_pseudonymized)
                              + " had no header name to tell what they hold (a blank header cell, or one "
