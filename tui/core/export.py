@@ -211,6 +211,21 @@ class MergedColumn:
 
 
 @dataclass(frozen=True)
+class RenamedColumn:
+    """A report column named like one of the table's leading columns (``report``,
+    ``Report``, ``Delivered_At ``: the same once case and spacing are ignored), kept under a
+    name of its own: two columns whose names differ only in case would be one column to
+    tools that ignore case, and the export merges such spellings everywhere else."""
+
+    column: str  # its name in the table (``Report (from the file)``)
+    spellings: tuple[str, ...]  # the header spellings exported under it, in order of first appearance
+    leading_column: str  # the leading column it is named like
+
+    def to_json(self) -> JSONObject:
+        return {"column": self.column, "spellings": list(self.spellings), "leading_column": self.leading_column}
+
+
+@dataclass(frozen=True)
 class ColumnsKeptApart:
     """Header spellings that differ only in case or spacing but are separate columns of one
     file: two columns, so none of the spellings is merged with another."""
@@ -269,6 +284,7 @@ class ExportResult:
     identifier_gaps: list[IdentifierGap] = field(default_factory=list)
     merged_columns: list[MergedColumn] = field(default_factory=list)
     columns_kept_apart: list[ColumnsKeptApart] = field(default_factory=list)
+    renamed_columns: list[RenamedColumn] = field(default_factory=list)
 
     # -- coverage
     def of(self, category: str) -> list[Day]:
@@ -351,6 +367,7 @@ class ExportResult:
             "column_drift": [c.to_json() for c in self.column_drift],
             "merged_columns": [m.to_json() for m in self.merged_columns],
             "columns_not_merged": [k.to_json() for k in self.columns_kept_apart],
+            "renamed_columns": [r.to_json() for r in self.renamed_columns],
             "not_held": [{"day": d.covered_day.isoformat(), "file": escape_name(n), "report": d.report,
                           "reason": MISSING_LOCALLY if n in d.gone_locally else NOT_DOWNLOADED}
                          for d in self.days for n in d.not_held],
@@ -446,6 +463,12 @@ class ExportResult:
                          "differs only in case or spacing between files")
         if len(self.merged_columns) > limit:
             lines.append(f"... and {len(self.merged_columns) - limit} more merged columns (see --json)")
+        for renamed in self.renamed_columns[:limit]:
+            names = ", ".join(repr(c) for c in renamed.spellings)
+            lines.append(f"Renamed {names} to {renamed.column!r}: the table's own leading column "
+                         f"{renamed.leading_column!r} has that name (case and spacing aside)")
+        if len(self.renamed_columns) > limit:
+            lines.append(f"... and {len(self.renamed_columns) - limit} more renamed columns (see --json)")
         for apart in self.columns_kept_apart[:limit]:
             names = [repr(c) for c in apart.columns]
             more = f" and {apart.files - 1} more files" if apart.files > 1 else ""
@@ -570,7 +593,7 @@ def run_export(
         raise ExportError(str(exc)) from None
     included = [d for d in days if d.category == INCLUDED]
 
-    columns, drift, targets, renames, merged, apart = _union(included)
+    columns, drift, targets, renames, merged, apart, renamed = _union(included)
     idents, missing_idents, gaps = _identifiers(profile, reports, included, renames)
     # A column named by position has no header to tell what it holds (the identifier column
     # of a day whose header cell was blank, say): under a key it is pseudonymized too, so no
@@ -590,6 +613,7 @@ def run_export(
         missing_identifier_columns=tuple(missing_idents), column_drift=drift, key=key,
         read=cache.built - read_before, cached=cache.hits, seconds=0.0, before_history=before,
         unnamed_pseudonymized=unnamed, identifier_gaps=gaps, merged_columns=merged, columns_kept_apart=apart,
+        renamed_columns=renamed,
     )
     result.export_id = _record(ledger, result)
     keep = {c.sha256 for d in days for c in d.copies}
@@ -945,17 +969,19 @@ def _categorize(days: list[Day], stale: set[str]) -> list[Day]:
 
 
 def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str, pl.DataType], dict[str, str],
-                                          list[MergedColumn], list[ColumnsKeptApart]]:
+                                          list[MergedColumn], list[ColumnsKeptApart], list[RenamedColumn]]:
     """The reports' columns in order of first appearance, the drift between consecutive days
     of a report, a common type per column, each file column's name in the table where it is
-    not its own (a spelling merged into another, a name like a fixed column's), and the
-    spellings merged and kept apart."""
+    not its own (a spelling merged into another, a name like a fixed column's), the spellings
+    merged and kept apart, and the columns renamed for being named like a fixed column."""
     order: list[str] = []
     kinds: dict[str, set[pl.DataType]] = {}
     spelling, merged, apart = _merge_spellings(included)
-    raw = {name for d in included if d.table is not None for name in d.table.columns}
-    fixed = _renames({spelling.get(name, name) for name in raw})
+    raw = list(dict.fromkeys(name for d in included if d.table is not None for name in d.table.columns))
+    fixed = _renames(list(dict.fromkeys(spelling.get(name, name) for name in raw)))
     renames = {name: fixed.get(spelling.get(name, name), spelling.get(name, name)) for name in raw}
+    renamed = [RenamedColumn(final, tuple(n for n in raw if renames[n] == final), _fixed_like(name))
+               for name, final in fixed.items()]
     renames = {name: final for name, final in renames.items() if final != name}
     # Name them as the table does (a merged column named like a fixed one is renamed too).
     merged = [replace(m, column=fixed.get(m.column, m.column)) for m in merged]
@@ -981,7 +1007,7 @@ def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str,
                                      missing=tuple(c for c in prev if c not in here)))
         previous[d.report] = here
     targets = {name: _common_type(kinds[name]) for name in order}
-    return order, drift, targets, renames, merged, apart
+    return order, drift, targets, renames, merged, apart, renamed
 
 
 _SPACES = re.compile(r"\s+")
@@ -1029,20 +1055,31 @@ def _merge_spellings(included: list[Day]) -> tuple[dict[str, str], list[MergedCo
     return mapping, merged, apart
 
 
-def _renames(names: set[str]) -> dict[str, str]:
-    """A new name for each report column named like a fixed column: ``NAME (from the file)``,
-    or, when a file has a column of that name too, ``NAME (from the file) (2)``... (never a
-    name some file uses: two columns under one name would lose one of them)."""
+_FIXED_FOLDED = {normalize_column(name): name for name in FIXED_COLUMNS}
+
+
+def _fixed_like(name: str) -> str:
+    """The fixed column ``name`` is named like (case and spacing ignored)."""
+    return _FIXED_FOLDED[normalize_column(name)]
+
+
+def _renames(names: Sequence[str]) -> dict[str, str]:
+    """A new name for each report column named like a fixed column once case and spacing are
+    ignored (``report``, ``Report``, ``Delivered_At ``): ``NAME (from the file)``, or, when a
+    file has a column of that name too, ``NAME (from the file) (2)``... (never a name some
+    file uses, nor one differing from it only in case or spacing: two columns under one name
+    would lose one of them, and names that differ only in case are one name to many tools).
+    ``names`` in order of first appearance, so the numbering is the same in every run."""
     renames: dict[str, str] = {}
-    taken = set(names) | set(FIXED_COLUMNS)
-    for name in FIXED_COLUMNS:
-        if name not in names:
+    taken = {normalize_column(n) for n in names} | set(_FIXED_FOLDED)
+    for name in names:
+        if normalize_column(name) not in _FIXED_FOLDED:
             continue
         final, n = name + RENAMED_SUFFIX, 2
-        while final in taken:
+        while normalize_column(final) in taken:
             final, n = f"{name}{RENAMED_SUFFIX} ({n})", n + 1
         renames[name] = final
-        taken.add(final)
+        taken.add(normalize_column(final))
     return renames
 
 
