@@ -211,6 +211,37 @@ class MergedColumn:
 
 
 @dataclass(frozen=True)
+class ImpreciseFile:
+    """An included file's number cells of 2**53 or more in one identifier column."""
+
+    day: date  # the covered day
+    report: str
+    file: str  # escaped
+    cells: int
+
+    def to_json(self) -> JSONObject:
+        return {"day": self.day.isoformat(), "report": self.report, "file": self.file, "cells": self.cells}
+
+
+@dataclass(frozen=True)
+class ImpreciseIdentifiers:
+    """An identifier column (one that is pseudonymized) holding number cells of 2**53 or more:
+    a number cell is a double, exact only up to 2**53, so such a value may already be rounded
+    in the workbook and two identifiers may have become one value (and one pseudonym). Counts
+    and files only, never a value. Text cells keep every digit and are not counted."""
+
+    column: str  # its name in the table
+    files: tuple[ImpreciseFile, ...]
+
+    @property
+    def cells(self) -> int:
+        return sum(f.cells for f in self.files)
+
+    def to_json(self) -> JSONObject:
+        return {"column": self.column, "cells": self.cells, "files": [f.to_json() for f in self.files]}
+
+
+@dataclass(frozen=True)
 class RenamedColumn:
     """A report column named like one of the table's leading columns (``report``,
     ``Report``, ``Delivered_At ``: the same once case and spacing are ignored), kept under a
@@ -285,6 +316,7 @@ class ExportResult:
     merged_columns: list[MergedColumn] = field(default_factory=list)
     columns_kept_apart: list[ColumnsKeptApart] = field(default_factory=list)
     renamed_columns: list[RenamedColumn] = field(default_factory=list)
+    imprecise_identifiers: list[ImpreciseIdentifiers] = field(default_factory=list)
 
     # -- coverage
     def of(self, category: str) -> list[Day]:
@@ -357,6 +389,7 @@ class ExportResult:
             "identifier_columns": list(self.identifier_columns),
             "identifier_columns_not_found": list(self.missing_identifier_columns),
             "identifier_columns_absent": [g.to_json() for g in self.identifier_gaps],
+            "imprecise_identifiers": [i.to_json() for i in self.imprecise_identifiers],
             "key_file": str(self.key.path) if self.key else None,
             "key_id": self.key.key_id if self.key else None,
             "key_created": bool(self.key and self.key.created),
@@ -464,8 +497,8 @@ class ExportResult:
         if len(self.merged_columns) > limit:
             lines.append(f"... and {len(self.merged_columns) - limit} more merged columns (see --json)")
         for renamed in self.renamed_columns[:limit]:
-            names = ", ".join(repr(c) for c in renamed.spellings)
-            lines.append(f"Renamed {names} to {renamed.column!r}: the table's own leading column "
+            spelled = ", ".join(repr(c) for c in renamed.spellings)
+            lines.append(f"Renamed {spelled} to {renamed.column!r}: the table's own leading column "
                          f"{renamed.leading_column!r} has that name (case and spacing aside)")
         if len(self.renamed_columns) > limit:
             lines.append(f"... and {len(self.renamed_columns) - limit} more renamed columns (see --json)")
@@ -498,6 +531,19 @@ class ExportResult:
         elif self.identifier_columns:
             lines.append("Not pseudonymized: " + ", ".join(repr(c) for c in self.identifier_columns)
                          + " hold raw identifiers (use --pseudonymize before sharing)")
+        for imprecise in self.imprecise_identifiers[:limit]:
+            n, files = imprecise.cells, len(imprecise.files)
+            first = imprecise.files[0]
+            lines.append(
+                f"Identifier column {imprecise.column!r}: {n} number cell{'s' if n != 1 else ''} of 2**53 or more "
+                f"in {files} file{'s' if files != 1 else ''} (first {escape_name(first.file)}, "
+                f"{first.day.isoformat()}): Excel keeps a number as a double, so such an identifier may "
+                "already be rounded and two of them may have become one value"
+                + (" and one pseudonym" if self.pseudonymized_columns is not None else "")
+                + "; ask for the report with identifiers as text (see --json)")
+        if len(self.imprecise_identifiers) > limit:
+            lines.append(f"... and {len(self.imprecise_identifiers) - limit} more identifier columns with "
+                         "such numbers (see --json)")
         if self.missing_identifier_columns:
             lines.append("identifier_columns not found in any file: "
                          + ", ".join(repr(c) for c in self.missing_identifier_columns))
@@ -512,6 +558,10 @@ class ExportResult:
             n = len(self.identifier_gaps)
             text += (f"\n{n} file{'s' if n != 1 else ''} without an identifier column: if its header "
                      "was renamed, its identifiers are NOT pseudonymized (name it in identifier_columns)")
+        if self.imprecise_identifiers:
+            n = sum(i.cells for i in self.imprecise_identifiers)
+            text += (f"\n{n} identifier cell{'s' if n != 1 else ''} hold{'' if n != 1 else 's'} a number of "
+                     "2**53 or more: perhaps rounded in the workbook, two identifiers as one (see the JSON)")
         return text
 
 
@@ -599,6 +649,7 @@ def run_export(
     # of a day whose header cell was blank, say): under a key it is pseudonymized too, so no
     # raw identifier can reach the file through it.
     unnamed = tuple(c for c in columns if key is not None and c not in idents and positional(c))
+    imprecise = _imprecise(included, columns, renames, idents | set(unnamed))
     if cancelled is not None and cancelled():
         raise Cancelled("the export was cancelled; nothing was written")
     if progress is not None:
@@ -613,7 +664,7 @@ def run_export(
         missing_identifier_columns=tuple(missing_idents), column_drift=drift, key=key,
         read=cache.built - read_before, cached=cache.hits, seconds=0.0, before_history=before,
         unnamed_pseudonymized=unnamed, identifier_gaps=gaps, merged_columns=merged, columns_kept_apart=apart,
-        renamed_columns=renamed,
+        renamed_columns=renamed, imprecise_identifiers=imprecise,
     )
     result.export_id = _record(ledger, result)
     keep = {c.sha256 for d in days for c in d.copies}
@@ -1123,6 +1174,23 @@ def _identifiers(profile: Profile, reports: list[str], included: list[Day], rena
             if lacking:
                 gaps.append(IdentifierGap(d.covered_day, d.report, escape_name(d.winner.file), lacking))
     return found, missing, gaps
+
+
+def _imprecise(included: list[Day], columns: list[str], renames: dict[str, str],
+               counted: set[str]) -> list[ImpreciseIdentifiers]:
+    """The identifier columns (``counted``, final names) with number cells of 2**53 or more,
+    in the table's column order, and the files holding them (from the cached counts)."""
+    found: dict[str, list[ImpreciseFile]] = {}
+    for d in included:
+        assert d.table is not None and d.winner is not None
+        per_column: dict[str, int] = {}
+        for name, n in d.table.imprecise:
+            final = renames.get(name, name)
+            if final in counted:
+                per_column[final] = per_column.get(final, 0) + n
+        for final, n in per_column.items():
+            found.setdefault(final, []).append(ImpreciseFile(d.covered_day, d.report, escape_name(d.winner.file), n))
+    return [ImpreciseIdentifiers(c, tuple(found[c])) for c in columns if c in found]
 
 
 def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets: dict[str, pl.DataType],
