@@ -21,6 +21,7 @@ from tests import export_data as ed
 from tests import xlsx_factory as xf
 from tui.cli import main
 from tui.core.export import ExportRequest, run_export
+from tui.core.export_cache import ReadFailure
 
 D = date
 UNTIL = ed.covered(D(2026, 3, 2))  # the last covered day the two-day ledgers below hold
@@ -592,3 +593,150 @@ def test_the_private_folder_of_an_export_killed_midway_is_removed_by_the_next_on
     assert sorted(p.name for p in target.iterdir()) == sorted(
         ["x.parquet", recent.name, mine.name, link.name])
     assert (elsewhere / "keep").exists()
+
+
+# ------------------------------------------------------------------ honest about what it exported
+
+
+def test_number_cells_of_2_53_and_more_in_an_identifier_column_are_counted_never_shown(tmp_path, now, capsys,
+                                                                                    caplog):
+    """An identifier held as a number cell of 2**53 or more may already be rounded (a cell is
+    a double): two patrons may have become one identifier, and one pseudonym. The export must
+    say how many such cells each identifier column has and in which files, never which values.
+    03-01's column is all numbers (read as numbers), 03-02's mixes text and numbers (read as
+    text: a text cell of many digits is exact and not counted). A big number in a column that
+    is no identifier column is not counted. From the cache, the counts are the same."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    big, negative, edge = 12345678901234567, -(2**60), 2**53
+    text_digits = "98765432109876543"
+    first = [[v, *r[1:]] for v, r in zip([big, *range(1001, 1100)], env.delivery(D(2026, 3, 1)).rows)]
+    second = [[v, *r[1:]] for v, r in zip([text_digits, negative, "abc", edge, 2**53 - 1, *range(1001, 1100)],
+                                          env.delivery(D(2026, 3, 2)).rows)]
+    second[1][3] = 2**60  # 'Item Barcode' is no identifier column
+    ledger = env.ledger()
+    try:
+        ed.replace_copy(env, ledger, D(2026, 3, 1), first, columns=ed.BASE)
+        ed.replace_copy(env, ledger, D(2026, 3, 2), second, columns=ed.BASE)
+    finally:
+        ledger.close()
+    caplog.set_level("DEBUG")
+    args = ["export", "--config", str(env.config), "--until", UNTIL.isoformat()]
+    assert main([*args, "--json", "--out", str(tmp_path / "x.parquet")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    expected = [{"column": "Primary Identifier", "cells": 3, "files": [
+        {"day": ed.covered(D(2026, 3, 1)).isoformat(), "report": ed.REPORT,
+         "file": env.delivery(D(2026, 3, 1)).name, "cells": 1},
+        {"day": UNTIL.isoformat(), "report": ed.REPORT, "file": env.delivery(D(2026, 3, 2)).name, "cells": 2},
+    ]}]
+    assert doc["imprecise_identifiers"] == expected
+    assert doc["files_read"] == 2
+    assert main([*args, "--pseudonymize", "--out", str(tmp_path / "y.csv")]) == 0
+    text = capsys.readouterr().out
+    [line] = [line for line in text.splitlines() if "2**53" in line]
+    assert "'Primary Identifier'" in line and "3 number cells" in line and "2 files" in line, line
+    assert main([*args, "--json", "--pseudonymize", "--out", str(tmp_path / "z.parquet")]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["files_from_cache"] == 2 and again["files_read"] == 0
+    assert again["imprecise_identifiers"] == expected
+    ledger = env.ledger()
+    try:  # the app's notification says it too
+        toast = run_export(env.profile(), ledger, ExportRequest(out=tmp_path / "t.parquet", until=UNTIL)).toast()
+    finally:
+        ledger.close()
+    assert "3 identifier cells hold a number of 2**53 or more" in toast
+    shown = text + toast + json.dumps(doc) + "\n".join(r.getMessage() for r in caplog.records)
+    for value in (big, negative, edge, text_digits, float(big), float(negative)):
+        assert str(value) not in shown
+
+
+def test_the_export_names_the_pseudonym_rule_it_used(tmp_path, now, capsys):
+    """A study joins exports on pseudonyms: it must be able to tell that two exports computed
+    them the same way (the key's id says which key; the rule says how). The rule named is the
+    one applied (the HMAC of the trimmed text, case kept, cut to 16 hex digits), the same in
+    every export, documented word for word, and null when nothing was pseudonymized."""
+    import hashlib
+    import hmac
+
+    from tui.core.pseudonym import PSEUDONYM_RULE, load_key
+
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    args = ["export", "--config", str(env.config), "--until", UNTIL.isoformat(), "--json"]
+    assert main([*args, "--out", str(tmp_path / "raw.parquet")]) == 0
+    assert json.loads(capsys.readouterr().out)["pseudonym_rule"] is None
+    docs = []
+    for out in ("a.parquet", "b.parquet"):
+        assert main([*args, "--pseudonymize", "--out", str(tmp_path / out)]) == 0
+        docs.append(json.loads(capsys.readouterr().out))
+    assert docs[0]["pseudonym_rule"] == docs[1]["pseudonym_rule"] == PSEUDONYM_RULE
+    key = load_key(None, env.profile().name)
+    assert key.key_id == docs[0]["key_id"]
+    want = hmac.new(key.secret, ed.ALWAYS_ID.encode(), hashlib.sha256).hexdigest()[:16]
+    assert pl.read_parquet(tmp_path / "a.parquet")["Primary Identifier"][0] == want
+    root = Path(__file__).resolve().parent.parent
+    for doc in ("docs/EXPORT.md", "docs/JSON.md"):
+        assert f"`{PSEUDONYM_RULE}`" in (root / doc).read_text(encoding="utf-8"), doc
+    assert main(["export", "--config", str(env.config), "--until", UNTIL.isoformat(), "--pseudonymize",
+                 "--out", str(tmp_path / "c.parquet")]) == 0
+    assert f"Pseudonym rule: {PSEUDONYM_RULE}" in capsys.readouterr().out
+
+
+def test_a_file_column_that_differs_from_a_leading_column_only_in_case_is_renamed_and_listed(tmp_path, now,
+                                                                                          capsys):
+    """A workbook column 'Report' beside the table's own 'report' would be two columns whose
+    names differ only in case: tools that fold case (SQL engines, spreadsheets' lookups)
+    would take one for the other, and the export merges such spellings everywhere else. The
+    file's column is kept, under a name of its own, and the renaming is listed."""
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    d = env.delivery(D(2026, 3, 2))
+    rows = [[*r, f"theirs {i}", f"when {i}"] for i, r in enumerate(d.rows)]
+    ledger = env.ledger()
+    try:
+        ed.replace_copy(env, ledger, D(2026, 3, 2), rows, columns=[*ed.BASE, "Report", "Delivered_At "])
+    finally:
+        ledger.close()
+    assert main(["export", "--config", str(env.config), "--until", UNTIL.isoformat(), "--json",
+                 "--out", str(tmp_path / "x.parquet")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    df = pl.read_parquet(tmp_path / "x.parquet")
+    assert df.columns == doc["columns"]
+    folded = [" ".join(c.split()).casefold() for c in df.columns]
+    assert len(set(folded)) == len(folded), df.columns
+    assert df["report"].unique().to_list() == [ed.REPORT]
+    day = df.filter(pl.col("run_day") == D(2026, 3, 2))
+    assert day["Report (from the file)"].to_list() == [f"theirs {i}" for i in range(len(rows))]
+    assert day["Delivered_At  (from the file)"].to_list() == [f"when {i}" for i in range(len(rows))]
+    assert doc["imprecise_identifiers"] == []  # its identifiers are text cells
+    assert doc["renamed_columns"] == [
+        {"column": "Report (from the file)", "spellings": ["Report"], "leading_column": "report"},
+        {"column": "Delivered_At  (from the file)", "spellings": ["Delivered_At "], "leading_column": "delivered_at"},
+    ]
+    assert main(["export", "--config", str(env.config), "--until", UNTIL.isoformat(),
+                 "--out", str(tmp_path / "y.parquet")]) == 0
+    text = capsys.readouterr().out
+    assert "Renamed 'Report' to 'Report (from the file)'" in text, text
+
+
+def test_the_reader_counts_number_cells_of_2_53_and_more_in_every_kind_of_column(tmp_path):
+    """Each way a column is read: as numbers; as text for mixing numbers and text; as text
+    because a typed read would lose a cell ('n/a'); as text throughout. Only number cells of
+    2**53 or more count, a text cell of as many digits never. The counts are kept with the
+    cached table (an entry without them is read again)."""
+    from tui.core.export_cache import TableCache
+
+    path = tmp_path / "r.xlsx"
+    rows = [
+        [2**53, 2**60, 2**61, "12345678901234567", 2**53 - 1],
+        [1, "abc", "n/a", "98765432109876543", 5],
+        [-(2**54), "11111111111111111", 3, "x", 6],
+    ]
+    xf.write_report(path, rows, columns=["numbers", "mixed", "lost", "text", "small"], header_row=1)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    cache = TableCache(tmp_path / "cache").open()
+    built = cache.build(path, sha, 1)
+    assert not isinstance(built, ReadFailure)
+    assert dict(built.schema)["mixed"] == pl.String and dict(built.schema)["lost"] == pl.String
+    assert dict(built.imprecise) == {"numbers": 2, "mixed": 1, "lost": 1}
+    cached = cache.get(sha, 1)
+    assert cached is not None and cached.imprecise == built.imprecise
+    pl.read_parquet(cache.entry(sha, 1)).write_parquet(cache.entry(sha, 1))  # the counts lost
+    assert cache.get(sha, 1) is None and not cache.entry(sha, 1).exists()

@@ -347,10 +347,11 @@ _EMPTY_FIELDS: dict[str | None, dict[str, object]] = {
     "export": {"out": None, "format": None, "rows": 0, "files": 0, "reports": [], "since": None, "until": None,
                "columns": [], "pseudonymized_columns": [], "pseudonymized": False, "identifier_columns": [],
                "identifier_columns_not_found": [], "identifier_columns_absent": [], "key_file": None,
-               "key_id": None, "key_created": False,
+               "key_id": None, "key_created": False, "pseudonym_rule": None, "imprecise_identifiers": [],
                "days": {"included": [], "empty": [], "closed": [], "missing": [], "excluded": []},
                "days_by_report": {}, "superseded": [], "column_drift": [], "merged_columns": [],
-               "columns_not_merged": [], "not_held": [], "few_rows": [], "files_read": 0, "files_from_cache": 0,
+               "columns_not_merged": [], "renamed_columns": [], "not_held": [], "few_rows": [], "files_read": 0,
+               "files_from_cache": 0,
                "seconds": 0.0, "export_id": None},
     "notify": {"profile": None, "channels": []},
 }

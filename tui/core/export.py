@@ -79,7 +79,14 @@ from tui.core.health import STALE, evaluate
 from tui.core.local_reports import LocalReport, verify_local
 from tui.core.model import JSONObject, VerifyResult
 from tui.core.names import escape_name
-from tui.core.pseudonym import PseudonymKey, PseudonymKeyError, default_key_path, identifier_columns, load_key
+from tui.core.pseudonym import (
+    PSEUDONYM_RULE,
+    PseudonymKey,
+    PseudonymKeyError,
+    default_key_path,
+    identifier_columns,
+    load_key,
+)
 from tui.core.validate import normalize_column
 
 if TYPE_CHECKING:
@@ -204,6 +211,52 @@ class MergedColumn:
 
 
 @dataclass(frozen=True)
+class ImpreciseFile:
+    """An included file's number cells of 2**53 or more in one identifier column."""
+
+    day: date  # the covered day
+    report: str
+    file: str  # escaped
+    cells: int
+
+    def to_json(self) -> JSONObject:
+        return {"day": self.day.isoformat(), "report": self.report, "file": self.file, "cells": self.cells}
+
+
+@dataclass(frozen=True)
+class ImpreciseIdentifiers:
+    """An identifier column (one that is pseudonymized) holding number cells of 2**53 or more:
+    a number cell is a double, exact only up to 2**53, so such a value may already be rounded
+    in the workbook and two identifiers may have become one value (and one pseudonym). Counts
+    and files only, never a value. Text cells keep every digit and are not counted."""
+
+    column: str  # its name in the table
+    files: tuple[ImpreciseFile, ...]
+
+    @property
+    def cells(self) -> int:
+        return sum(f.cells for f in self.files)
+
+    def to_json(self) -> JSONObject:
+        return {"column": self.column, "cells": self.cells, "files": [f.to_json() for f in self.files]}
+
+
+@dataclass(frozen=True)
+class RenamedColumn:
+    """A report column named like one of the table's leading columns (``report``,
+    ``Report``, ``Delivered_At ``: the same once case and spacing are ignored), kept under a
+    name of its own: two columns whose names differ only in case would be one column to
+    tools that ignore case, and the export merges such spellings everywhere else."""
+
+    column: str  # its name in the table (``Report (from the file)``)
+    spellings: tuple[str, ...]  # the header spellings exported under it, in order of first appearance
+    leading_column: str  # the leading column it is named like
+
+    def to_json(self) -> JSONObject:
+        return {"column": self.column, "spellings": list(self.spellings), "leading_column": self.leading_column}
+
+
+@dataclass(frozen=True)
 class ColumnsKeptApart:
     """Header spellings that differ only in case or spacing but are separate columns of one
     file: two columns, so none of the spellings is merged with another."""
@@ -262,6 +315,8 @@ class ExportResult:
     identifier_gaps: list[IdentifierGap] = field(default_factory=list)
     merged_columns: list[MergedColumn] = field(default_factory=list)
     columns_kept_apart: list[ColumnsKeptApart] = field(default_factory=list)
+    renamed_columns: list[RenamedColumn] = field(default_factory=list)
+    imprecise_identifiers: list[ImpreciseIdentifiers] = field(default_factory=list)
 
     # -- coverage
     def of(self, category: str) -> list[Day]:
@@ -334,15 +389,18 @@ class ExportResult:
             "identifier_columns": list(self.identifier_columns),
             "identifier_columns_not_found": list(self.missing_identifier_columns),
             "identifier_columns_absent": [g.to_json() for g in self.identifier_gaps],
+            "imprecise_identifiers": [i.to_json() for i in self.imprecise_identifiers],
             "key_file": str(self.key.path) if self.key else None,
             "key_id": self.key.key_id if self.key else None,
             "key_created": bool(self.key and self.key.created),
+            "pseudonym_rule": PSEUDONYM_RULE if self.pseudonymized_columns is not None else None,
             "days": days,
             "days_by_report": by_report,
             "superseded": self.superseded(),
             "column_drift": [c.to_json() for c in self.column_drift],
             "merged_columns": [m.to_json() for m in self.merged_columns],
             "columns_not_merged": [k.to_json() for k in self.columns_kept_apart],
+            "renamed_columns": [r.to_json() for r in self.renamed_columns],
             "not_held": [{"day": d.covered_day.isoformat(), "file": escape_name(n), "report": d.report,
                           "reason": MISSING_LOCALLY if n in d.gone_locally else NOT_DOWNLOADED}
                          for d in self.days for n in d.not_held],
@@ -438,6 +496,12 @@ class ExportResult:
                          "differs only in case or spacing between files")
         if len(self.merged_columns) > limit:
             lines.append(f"... and {len(self.merged_columns) - limit} more merged columns (see --json)")
+        for renamed in self.renamed_columns[:limit]:
+            spelled = ", ".join(repr(c) for c in renamed.spellings)
+            lines.append(f"Renamed {spelled} to {renamed.column!r}: the table's own leading column "
+                         f"{renamed.leading_column!r} has that name (case and spacing aside)")
+        if len(self.renamed_columns) > limit:
+            lines.append(f"... and {len(self.renamed_columns) - limit} more renamed columns (see --json)")
         for apart in self.columns_kept_apart[:limit]:
             names = [repr(c) for c in apart.columns]
             more = f" and {apart.files - 1} more files" if apart.files > 1 else ""
@@ -448,6 +512,7 @@ class ExportResult:
             cols = ", ".join(repr(c) for c in self.pseudonymized_columns) or "none found"
             lines.append(f"Pseudonymized: {cols} (key {self.key.key_id if self.key else '?'}: "
                          f"{escape_name(str(self.key.path)) if self.key else '?'})")
+            lines.append(f"Pseudonym rule: {PSEUDONYM_RULE} (exports of the same key and rule can be joined)")
             if self.unnamed_pseudonymized:
                 lines.append("  " + ", ".join(repr(c) for c in self.unnamed_pseudonymized)
                              + " had no header name to tell what they hold (a blank header cell, or one "
@@ -466,6 +531,19 @@ class ExportResult:
         elif self.identifier_columns:
             lines.append("Not pseudonymized: " + ", ".join(repr(c) for c in self.identifier_columns)
                          + " hold raw identifiers (use --pseudonymize before sharing)")
+        for imprecise in self.imprecise_identifiers[:limit]:
+            n, files = imprecise.cells, len(imprecise.files)
+            first = imprecise.files[0]
+            lines.append(
+                f"Identifier column {imprecise.column!r}: {n} number cell{'s' if n != 1 else ''} of 2**53 or more "
+                f"in {files} file{'s' if files != 1 else ''} (first {escape_name(first.file)}, "
+                f"{first.day.isoformat()}): Excel keeps a number as a double, so such an identifier may "
+                "already be rounded and two of them may have become one value"
+                + (" and one pseudonym" if self.pseudonymized_columns is not None else "")
+                + "; ask for the report with identifiers as text (see --json)")
+        if len(self.imprecise_identifiers) > limit:
+            lines.append(f"... and {len(self.imprecise_identifiers) - limit} more identifier columns with "
+                         "such numbers (see --json)")
         if self.missing_identifier_columns:
             lines.append("identifier_columns not found in any file: "
                          + ", ".join(repr(c) for c in self.missing_identifier_columns))
@@ -480,6 +558,10 @@ class ExportResult:
             n = len(self.identifier_gaps)
             text += (f"\n{n} file{'s' if n != 1 else ''} without an identifier column: if its header "
                      "was renamed, its identifiers are NOT pseudonymized (name it in identifier_columns)")
+        if self.imprecise_identifiers:
+            n = sum(i.cells for i in self.imprecise_identifiers)
+            text += (f"\n{n} identifier cell{'s' if n != 1 else ''} hold{'' if n != 1 else 's'} a number of "
+                     "2**53 or more: perhaps rounded in the workbook, two identifiers as one (see the JSON)")
         return text
 
 
@@ -561,12 +643,13 @@ def run_export(
         raise ExportError(str(exc)) from None
     included = [d for d in days if d.category == INCLUDED]
 
-    columns, drift, targets, renames, merged, apart = _union(included)
+    columns, drift, targets, renames, merged, apart, renamed = _union(included)
     idents, missing_idents, gaps = _identifiers(profile, reports, included, renames)
     # A column named by position has no header to tell what it holds (the identifier column
     # of a day whose header cell was blank, say): under a key it is pseudonymized too, so no
     # raw identifier can reach the file through it.
     unnamed = tuple(c for c in columns if key is not None and c not in idents and positional(c))
+    imprecise = _imprecise(included, columns, renames, idents | set(unnamed))
     if cancelled is not None and cancelled():
         raise Cancelled("the export was cancelled; nothing was written")
     if progress is not None:
@@ -581,6 +664,7 @@ def run_export(
         missing_identifier_columns=tuple(missing_idents), column_drift=drift, key=key,
         read=cache.built - read_before, cached=cache.hits, seconds=0.0, before_history=before,
         unnamed_pseudonymized=unnamed, identifier_gaps=gaps, merged_columns=merged, columns_kept_apart=apart,
+        renamed_columns=renamed, imprecise_identifiers=imprecise,
     )
     result.export_id = _record(ledger, result)
     keep = {c.sha256 for d in days for c in d.copies}
@@ -936,17 +1020,19 @@ def _categorize(days: list[Day], stale: set[str]) -> list[Day]:
 
 
 def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str, pl.DataType], dict[str, str],
-                                          list[MergedColumn], list[ColumnsKeptApart]]:
+                                          list[MergedColumn], list[ColumnsKeptApart], list[RenamedColumn]]:
     """The reports' columns in order of first appearance, the drift between consecutive days
     of a report, a common type per column, each file column's name in the table where it is
-    not its own (a spelling merged into another, a name like a fixed column's), and the
-    spellings merged and kept apart."""
+    not its own (a spelling merged into another, a name like a fixed column's), the spellings
+    merged and kept apart, and the columns renamed for being named like a fixed column."""
     order: list[str] = []
     kinds: dict[str, set[pl.DataType]] = {}
     spelling, merged, apart = _merge_spellings(included)
-    raw = {name for d in included if d.table is not None for name in d.table.columns}
-    fixed = _renames({spelling.get(name, name) for name in raw})
+    raw = list(dict.fromkeys(name for d in included if d.table is not None for name in d.table.columns))
+    fixed = _renames(list(dict.fromkeys(spelling.get(name, name) for name in raw)))
     renames = {name: fixed.get(spelling.get(name, name), spelling.get(name, name)) for name in raw}
+    renamed = [RenamedColumn(final, tuple(n for n in raw if renames[n] == final), _fixed_like(name))
+               for name, final in fixed.items()]
     renames = {name: final for name, final in renames.items() if final != name}
     # Name them as the table does (a merged column named like a fixed one is renamed too).
     merged = [replace(m, column=fixed.get(m.column, m.column)) for m in merged]
@@ -972,7 +1058,7 @@ def _union(included: list[Day]) -> tuple[list[str], list[ColumnDrift], dict[str,
                                      missing=tuple(c for c in prev if c not in here)))
         previous[d.report] = here
     targets = {name: _common_type(kinds[name]) for name in order}
-    return order, drift, targets, renames, merged, apart
+    return order, drift, targets, renames, merged, apart, renamed
 
 
 _SPACES = re.compile(r"\s+")
@@ -1020,20 +1106,31 @@ def _merge_spellings(included: list[Day]) -> tuple[dict[str, str], list[MergedCo
     return mapping, merged, apart
 
 
-def _renames(names: set[str]) -> dict[str, str]:
-    """A new name for each report column named like a fixed column: ``NAME (from the file)``,
-    or, when a file has a column of that name too, ``NAME (from the file) (2)``... (never a
-    name some file uses: two columns under one name would lose one of them)."""
+_FIXED_FOLDED = {normalize_column(name): name for name in FIXED_COLUMNS}
+
+
+def _fixed_like(name: str) -> str:
+    """The fixed column ``name`` is named like (case and spacing ignored)."""
+    return _FIXED_FOLDED[normalize_column(name)]
+
+
+def _renames(names: Sequence[str]) -> dict[str, str]:
+    """A new name for each report column named like a fixed column once case and spacing are
+    ignored (``report``, ``Report``, ``Delivered_At ``): ``NAME (from the file)``, or, when a
+    file has a column of that name too, ``NAME (from the file) (2)``... (never a name some
+    file uses, nor one differing from it only in case or spacing: two columns under one name
+    would lose one of them, and names that differ only in case are one name to many tools).
+    ``names`` in order of first appearance, so the numbering is the same in every run."""
     renames: dict[str, str] = {}
-    taken = set(names) | set(FIXED_COLUMNS)
-    for name in FIXED_COLUMNS:
-        if name not in names:
+    taken = {normalize_column(n) for n in names} | set(_FIXED_FOLDED)
+    for name in names:
+        if normalize_column(name) not in _FIXED_FOLDED:
             continue
         final, n = name + RENAMED_SUFFIX, 2
-        while final in taken:
+        while normalize_column(final) in taken:
             final, n = f"{name}{RENAMED_SUFFIX} ({n})", n + 1
         renames[name] = final
-        taken.add(final)
+        taken.add(normalize_column(final))
     return renames
 
 
@@ -1077,6 +1174,23 @@ def _identifiers(profile: Profile, reports: list[str], included: list[Day], rena
             if lacking:
                 gaps.append(IdentifierGap(d.covered_day, d.report, escape_name(d.winner.file), lacking))
     return found, missing, gaps
+
+
+def _imprecise(included: list[Day], columns: list[str], renames: dict[str, str],
+               counted: set[str]) -> list[ImpreciseIdentifiers]:
+    """The identifier columns (``counted``, final names) with number cells of 2**53 or more,
+    in the table's column order, and the files holding them (from the cached counts)."""
+    found: dict[str, list[ImpreciseFile]] = {}
+    for d in included:
+        assert d.table is not None and d.winner is not None
+        per_column: dict[str, int] = {}
+        for name, n in d.table.imprecise:
+            final = renames.get(name, name)
+            if final in counted:
+                per_column[final] = per_column.get(final, 0) + n
+        for final, n in per_column.items():
+            found.setdefault(final, []).append(ImpreciseFile(d.covered_day, d.report, escape_name(d.winner.file), n))
+    return [ImpreciseIdentifiers(c, tuple(found[c])) for c in columns if c in found]
 
 
 def _write(out: Path, fmt: str, included: list[Day], columns: list[str], targets: dict[str, pl.DataType],

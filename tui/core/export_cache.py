@@ -18,6 +18,10 @@ Types, settled here once per file (the worker reports what fastexcel found):
 - text, booleans and durations stay as they are; a column of several kinds was already read
   as text by the worker; a column with no value at all is ``Null``.
 
+With the table, an entry keeps (in the parquet file's key-value metadata) how many number cells
+of each column the worker found of 2**53 or more: values that may already be rounded in the
+workbook, which the export reports for its identifier columns. Counts and header names only.
+
 The folder: ``<ledger's folder>/<ledger's name>-export-cache/`` (0700, files 0600). It holds
 the reports' data as the workbooks do, raw values included also for pseudonymized exports
 (pseudonyms are computed when an export is written, so one cache serves every key), and is
@@ -29,6 +33,7 @@ next export reads the workbooks again. Entries of files no longer held are remov
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -54,6 +59,9 @@ CACHE_VERSION = f"{TABLE_READER_VERSION}.{SETTLE_VERSION}"
 STALE_SECONDS = 3600.0
 _EXACT_INT = 2**53
 
+#: The parquet metadata key of the counts of number cells of 2**53 or more, per column name.
+IMPRECISE_KEY = "report_keeper.imprecise_numbers"
+
 #: The column types a cached table may hold (anything else is kept as text).
 ALLOWED = (pl.String, pl.Int64, pl.Float64, pl.Boolean, pl.Date, pl.Datetime, pl.Duration, pl.Null)
 
@@ -78,6 +86,8 @@ class CachedTable:
     sha256: str
     rows: int
     schema: tuple[tuple[str, pl.DataType], ...]  # column name and type, in the file's order
+    #: Columns with number cells of 2**53 or more (perhaps rounded in the workbook), and how many.
+    imprecise: tuple[tuple[str, int], ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -139,13 +149,14 @@ class TableCache:
         try:
             schema = pl.read_parquet_schema(path)
             rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+            imprecise = _imprecise_of(pl.read_parquet_metadata(path), list(schema))
         except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
             log.warning("export cache entry %s unusable (%s): read again", path.name, type(exc).__name__)
             _unlink(path)
             return None
         with self._count:
             self.hits += 1
-        return CachedTable(path, sha256, int(rows), tuple(schema.items()))
+        return CachedTable(path, sha256, int(rows), tuple(schema.items()), imprecise)
 
     def held(self, path: Path, sha256: str, header_row: int | None) -> CachedTable | ReadFailure | None:
         """The cached table of the copy at ``path``, which the ledger says holds ``sha256``;
@@ -190,15 +201,19 @@ class TableCache:
                 return ReadFailure("modified", MODIFIED_MESSAGE)
             names = result.get("names")
             rows = result.get("rows")
+            imprecise = result.get("imprecise")
             if (not isinstance(names, list) or not all(isinstance(n, str) for n in names)
-                    or len(set(names)) != len(names) or not isinstance(rows, int)):
+                    or len(set(names)) != len(names) or not isinstance(rows, int)
+                    or not isinstance(imprecise, list) or len(imprecise) != len(names)
+                    or not all(type(n) is int and n >= 0 for n in imprecise)):
                 return ReadFailure("unreadable", "The workbook's table could not be read (unexpected reply).")
-            return self._settle(stream, sha256, header_row, names, rows)
+            counts = tuple((name, n) for name, n in zip(names, imprecise, strict=True) if n)
+            return self._settle(stream, sha256, header_row, names, rows, counts)
         finally:
             _unlink(stream)
 
     def _settle(self, stream: Path, sha256: str, header_row: int | None, names: list[str],
-                rows: int) -> CachedTable | ReadFailure:
+                rows: int, imprecise: tuple[tuple[str, int], ...]) -> CachedTable | ReadFailure:
         try:
             df = pl.read_ipc_stream(stream)
         except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
@@ -213,7 +228,8 @@ class TableCache:
         try:
             fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as fh:
-                df.write_parquet(fh, compression="lz4", statistics=False)
+                df.write_parquet(fh, compression="lz4", statistics=False,
+                                 metadata={IMPRECISE_KEY: json.dumps(dict(imprecise))})
             os.replace(part, target)
         except OSError as exc:
             _unlink(part)
@@ -223,7 +239,7 @@ class TableCache:
             ) from None
         with self._count:
             self.built += 1
-        return CachedTable(target, sha256, df.height, tuple(df.schema.items()))
+        return CachedTable(target, sha256, df.height, tuple(df.schema.items()), imprecise)
 
     def prune(self, keep: Iterable[str]) -> int:
         """Delete entries whose file is not in ``keep`` (sha256s) or of an older version, and
@@ -271,6 +287,19 @@ def still_holds(path: Path, sha256: str) -> ReadFailure | None:
         return ReadFailure("unreadable", f"The file cannot be read ({exc.strerror or type(exc).__name__}). "
                            "Check the disk and path.")
     return None if digest.hexdigest() == sha256 else ReadFailure("modified", MODIFIED_MESSAGE)
+
+
+def _imprecise_of(metadata: dict[str, str], names: list[str]) -> tuple[tuple[str, int], ...]:
+    """The counts an entry keeps; ``ValueError`` when they are missing or do not fit its
+    columns (the entry is read again)."""
+    raw = metadata.get(IMPRECISE_KEY)
+    if raw is None:
+        raise ValueError("no counts of large numbers")
+    counts = json.loads(raw)
+    if not isinstance(counts, dict) or not all(
+            isinstance(k, str) and k in names and type(v) is int and v > 0 for k, v in counts.items()):
+        raise ValueError("damaged counts of large numbers")
+    return tuple((name, counts[name]) for name in names if name in counts)
 
 
 def settle_types(df: pl.DataFrame) -> pl.DataFrame:

@@ -16,7 +16,12 @@ pre-checks); whatever a workbook does, only that file is lost. What it does:
    default "coerce" would turn a text cell in a column of numbers into a null: here every
    column is first tried in strict mode, and a column holding cells of several kinds
    (numbers and text, say) is read as text instead, so no cell is lost.
-4. The table is written as an Arrow IPC stream (nanoarrow, no polars in a worker) to the path
+4. Each column's number cells of 2**53 or more (in absolute value) are counted: such a number
+   may already be rounded in the workbook (a number cell is a double). In a column read as
+   text a number cell reads like a text cell of the same digits, so its cells are told apart
+   by a read of that column as booleans, which gives a value for a number (or boolean) cell and
+   none for a text cell; text keeps every digit and is never counted.
+5. The table is written as an Arrow IPC stream (nanoarrow, no polars in a worker) to the path
    the parent named, created exclusively with mode 0600. Only the hash, the column names and
    counts go back over the pipe.
 
@@ -39,13 +44,16 @@ if TYPE_CHECKING:  # the reader is loaded in worker processes only
     from fastexcel import DTypeMap, ExcelReader, ExcelSheet
 
 #: Bump when what a cached table holds for the same bytes changes (it is part of the cache key).
-TABLE_READER_VERSION = "1"
+TABLE_READER_VERSION = "2"
+#: Every integer up to this is exact in a double; beyond, a number cell may hold a rounded value.
+EXACT_LIMIT = 2.0**53
 
 
 def worker_table(path: str, out: str, header_row: int | None) -> JSONObject:
     """Read ``path``'s first sheet below ``header_row`` into an Arrow IPC stream at ``out``.
 
-    Returns ``{"ok": True, "sha256", "names", "rows", "width", "dtypes"}``, or
+    Returns ``{"ok": True, "sha256", "names", "rows", "width", "dtypes", "imprecise"}``
+    (``imprecise``: per column, how many number cells are 2**53 or more), or
     ``{"ok": False, "status": "unreadable", "message", "reason"}`` for a file that cannot be
     read (never a cell value)."""
     try:
@@ -95,7 +103,8 @@ def _read_table(path: Path, out: str, header_row: int | None) -> JSONObject:
         )
         if not top:
             common["skip_rows"] = 0
-        sheet = _load_typed(reader, common, filled)
+        sheet, mixed = _load_typed(reader, common, filled)
+        imprecise = _imprecise_numbers(reader, common, sheet, mixed)
     except fastexcel.FastExcelError as exc:
         raise validate.Unreadable(validate.reader_failed_message(exc, names), "reader") from None
     array = nanoarrow.c_array(sheet)
@@ -112,6 +121,7 @@ def _read_table(path: Path, out: str, header_row: int | None) -> JSONObject:
         "rows": int(array.length),
         "width": width,
         "dtypes": dtypes,
+        "imprecise": imprecise,
     }
 
 
@@ -124,11 +134,12 @@ class _LoadOptions(TypedDict, total=False):
     skip_rows: int
 
 
-def _load_typed(reader: ExcelReader, common: _LoadOptions, filled: list[int]) -> ExcelSheet:
-    """The sheet with a type per column. A column whose cells are of several kinds (numbers
-    and text, numbers and booleans) is read as text; so is one where the typed read would
-    leave a cell empty that holds text (fastexcel takes "n/a", "NA", "#N/A" in a column of
-    numbers for nulls): no cell is lost."""
+def _load_typed(reader: ExcelReader, common: _LoadOptions, filled: list[int]) -> tuple[ExcelSheet, list[int]]:
+    """The sheet with a type per column, and the columns read as text for holding cells of
+    several kinds. A column whose cells are of several kinds (numbers and text, numbers and
+    booleans) is read as text; so is one where the typed read would leave a cell empty that
+    holds text (fastexcel takes "n/a", "NA", "#N/A" in a column of numbers for nulls): no cell
+    is lost. A column the strict read itself finds text holds text cells only."""
     import fastexcel  # noqa: PLC0415 - the reader is loaded in worker processes only
     import nanoarrow  # noqa: PLC0415 - the reader is loaded in worker processes only
 
@@ -151,8 +162,58 @@ def _load_typed(reader: ExcelReader, common: _LoadOptions, filled: list[int]) ->
         if i < len(filled) and int(child.length) - int(child.null_count) < filled[i] and i not in text:
             lost[i] = "string"
     if not lost:
-        return sheet
-    return reader.load_sheet(0, dtype_coercion="strict", dtypes=text | lost, **common)
+        return sheet, sorted(i for i in text if isinstance(i, int))
+    mixed = sorted(i for i in text | lost if isinstance(i, int))
+    return reader.load_sheet(0, dtype_coercion="strict", dtypes=text | lost, **common), mixed
+
+
+def _imprecise_numbers(reader: ExcelReader, common: _LoadOptions, sheet: ExcelSheet, mixed: list[int]) -> list[int]:
+    """How many number cells of each column of ``sheet`` are 2**53 or more in absolute value
+    (counts only: no value leaves this function). A column read as numbers holds number cells
+    only; a column the strict read found text holds none. In a column read as text for mixing
+    kinds (``mixed``), the cells whose float reading is that large are counted only where a
+    read as booleans gives them a value: number cells do, text cells never (a text cell of
+    digits is exact). The extra reads take those columns alone (most files have none), and the
+    boolean read only those with a candidate."""
+    import nanoarrow  # noqa: PLC0415 - the reader is loaded in worker processes only
+
+    typed = nanoarrow.c_array(sheet)
+    counts = [0] * int(typed.n_children)
+    text: list[int] = []
+    for i, col in enumerate(sheet.selected_columns):
+        if col.dtype in ("float", "int"):
+            if _may_be_large(memoryview(typed.child(i).view().buffer(1))):
+                counts[i] = sum(1 for v in nanoarrow.Array(typed.child(i)).to_pylist()
+                                if v is not None and not abs(v) < EXACT_LIMIT)
+        elif col.dtype == "string" and i in mixed:
+            text.append(i)
+    if not text:
+        return counts
+    floats = reader.load_sheet(0, dtypes={i: "float" for i in text}, use_columns=text, **common)
+    array = nanoarrow.c_array(floats)
+    found: dict[int, list[bool]] = {}
+    for j, col in enumerate(floats.selected_columns):
+        child = array.child(j)
+        if _may_be_large(memoryview(child.view().buffer(1))):
+            found[col.index] = [v is not None and not abs(v) < EXACT_LIMIT
+                                for v in nanoarrow.Array(child).to_pylist()]
+    if not found:
+        return counts
+    kinds = reader.load_sheet(0, dtypes={i: "boolean" for i in found}, use_columns=sorted(found), **common)
+    kind_array = nanoarrow.c_array(kinds)
+    for j, col in enumerate(kinds.selected_columns):
+        is_number = [v is not None for v in nanoarrow.Array(kind_array.child(j)).to_pylist()]
+        large = found[col.index]
+        if len(is_number) != len(large):
+            raise ValueError("the column reads disagree on the number of rows")
+        counts[col.index] = sum(1 for big, number in zip(large, is_number, strict=True) if big and number)
+    return counts
+
+
+def _may_be_large(values: memoryview) -> bool:
+    """Whether a numeric column's values buffer holds a value of 2**53 or more (or NaN), nulls'
+    slots included: one pass over the raw values; a false alarm only costs the exact count."""
+    return any(not abs(v) < EXACT_LIMIT for v in values)
 
 
 #: The names :func:`column_names` gives by position (with `` (2)`` when such a name repeats).

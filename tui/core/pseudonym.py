@@ -21,6 +21,7 @@ The export also pseudonymizes every column it named by position (``column N``: n
 header name), since nothing tells what such a column holds.
 
 A value is hashed as its text with surrounding whitespace removed; empty cells stay empty.
+That rule is named by :data:`PSEUDONYM_RULE` in every pseudonymized export's JSON.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ from tui.core.config import default_data_dir
 KEY_BYTES = 32
 PSEUDONYM_CHARS = 16
 MAX_KEY_FILE = 1024
+#: How a value becomes its pseudonym, named in each pseudonymized export's JSON so that a study
+#: can tell whether two exports' pseudonyms can be joined (the same key id and the same rule).
+#: The HMAC-SHA256 of the value's text, trimmed, case kept, as its first 16 hex digits; a
+#: number turned into text first, a whole one as the exact digits of its double. A new name
+#: whenever any value's pseudonym would change (docs/EXPORT.md, "Pseudonym rule").
+PSEUDONYM_RULE = "hmac-sha256-hex16:trimmed-text:case-kept:whole-numbers-as-exact-digits"
 #: What a default identifier column's header contains (after folding case and separators).
 DEFAULT_NEEDLES = ("identifier", "user id", "userid", "patron id", "patronid", "email", "e mail")
 
