@@ -526,22 +526,6 @@ def test_init_force_says_up_front_that_a_file_that_is_not_toml_is_replaced_whole
     assert child.exitstatus == 3 and cfg.read_text(encoding="utf-8") == text
 
 
-@pytest.mark.parametrize("text", list(_FILE_LEVEL_ERRORS.values()), ids=list(_FILE_LEVEL_ERRORS))
-def test_saving_over_a_config_wrong_as_a_whole_raises_and_replaces_nothing(tmp_path, text):
-    """The write itself (not only init's check before its questions) keeps a file that parses
-    but is wrong as a whole: merging into it fails, so it is left as it is, no backup made.
-    Replacing it whole would drop every other profile in it."""
-    from tui.core.config import ConfigError
-
-    path = tmp_path / "config.toml"
-    path.write_text(text)
-    answers = su.Answers(profile="b", host="b.example", username="u", local_dir=tmp_path / "b")
-    with pytest.raises(ConfigError):
-        su.save_config(path, answers, force=True)
-    assert path.read_text() == text
-    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
-
-
 def test_saving_over_a_file_that_is_no_toml_replaces_it_whole_with_a_backup(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text("this is [ not toml\n")
@@ -604,10 +588,16 @@ def test_the_refusal_of_a_config_that_is_not_utf8_names_the_first_bad_byte(tmp_p
     assert "save the file as UTF-8" in res.stderr, res.stderr
 
 
-@pytest.mark.parametrize("raw", list(_REFUSED_FILES.values()), ids=list(_REFUSED_FILES))
-def test_saving_into_a_config_that_cannot_be_loaded_as_saved_raises_and_keeps_its_bytes(tmp_path, raw):
-    """The write itself refuses too (not only init's check before its questions): the merge
-    read the file with its bad bytes replaced, and wrote that back."""
+#: Files a profile is never merged into, by the write itself too (not only init's check before
+#: its questions): wrong as a whole (merging fails; replacing the file whole would drop every
+#: other profile in it), not UTF-8 (the merge read the bad bytes replaced and wrote that back)
+#: or over the size limit.
+_NEVER_MERGED = {**{k: v.encode() for k, v in _FILE_LEVEL_ERRORS.items()}, **_REFUSED_FILES}
+
+
+@pytest.mark.parametrize("raw", list(_NEVER_MERGED.values()), ids=list(_NEVER_MERGED))
+def test_saving_into_a_config_that_cannot_be_merged_raises_and_keeps_its_bytes(tmp_path, raw):
+    """The file is left as it was, byte for byte, and no backup is made."""
     from tui.core.config import ConfigError
 
     path = tmp_path / "config.toml"

@@ -427,12 +427,8 @@ def served_many(sshd):
     shutil.rmtree(base, ignore_errors=True)
 
 
-async def test_files_landing_while_another_process_holds_the_ledger_never_run_out_of_descriptors(
-        sshd, served_many, tmp_path):
-    """Another process holds the ledger's write lock while a sync downloads more files than its
-    ``ulimit -n`` allows descriptors: the sync keeps landed files locked only up to a bound (the
-    lock tells other processes that the file's record is on its way), so no download fails with
-    "Too many open files"; once the lock is gone every file is recorded and reported downloaded."""
+def _many_config(sshd, served_many: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The local folder, ledger and config of a profile syncing ``served_many``."""
     local = tmp_path / "local"
     ledger = tmp_path / "ledger.sqlite3"
     cfg = tmp_path / "config.toml"
@@ -442,9 +438,21 @@ async def test_files_landing_while_another_process_holds_the_ledger_never_run_ou
         f'known_hosts = "{sshd.known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
         f'remote_dir = "{served_many.parent.name}/m"\nlocal_dir = "{local}"\n'
         f'ledger = "{ledger}"\ntimezone = "UTC"\nconcurrency = 4\n')
+    return local, ledger, cfg
 
-    def low_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+def low_limit() -> None:
+    """In the sync's process before it starts: a low ``ulimit -n``."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+async def test_files_landing_while_another_process_holds_the_ledger_never_run_out_of_descriptors(
+        sshd, served_many, tmp_path):
+    """Another process holds the ledger's write lock while a sync downloads more files than its
+    ``ulimit -n`` allows descriptors: the sync keeps landed files locked only up to a bound (the
+    lock tells other processes that the file's record is on its way), so no download fails with
+    "Too many open files"; once the lock is gone every file is recorded and reported downloaded."""
+    local, ledger, cfg = _many_config(sshd, served_many, tmp_path)
 
     def landed() -> int:
         try:
@@ -519,18 +527,7 @@ async def test_files_landing_faster_than_their_records_commit_never_run_out_of_d
     but not committed yet still holds its file's descriptor. With commits rarer than files land,
     those descriptors count against the same bound as the files whose records wait: more files
     than ``ulimit -n`` allows land in one batch and none fails with "Too many open files"."""
-    local = tmp_path / "local"
-    ledger = tmp_path / "ledger.sqlite3"
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(
-        "[profile.main]\n"
-        f'host = "127.0.0.1"\nport = {sshd.port}\nusername = "{sshd.username}"\nkey = "{sshd.key}"\n'
-        f'known_hosts = "{sshd.known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
-        f'remote_dir = "{served_many.parent.name}/m"\nlocal_dir = "{local}"\n'
-        f'ledger = "{ledger}"\ntimezone = "UTC"\nconcurrency = 4\n')
-
-    def low_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+    local, ledger, cfg = _many_config(sshd, served_many, tmp_path)
 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", LAUNCH_LONG_BATCH, "sync", "--config", str(cfg), "--json",
