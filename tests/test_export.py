@@ -8,7 +8,7 @@ import hmac
 import json
 import os
 import stat
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -20,6 +20,10 @@ from tui.cli import main
 from tui.core import isolation
 from tui.core.export import ExportError, ExportRequest, run_export
 from tui.core.export_cache import TableCache, cache_dir
+from tui.core.ledger import verification_context
+from tui.core.model import RemoteFile
+from tui.core.names import parse_name
+from tui.core.validate import validate_file
 
 D = date
 
@@ -350,6 +354,51 @@ def test_a_local_copy_changed_since_download_is_not_exported(tmp_path, monkeypat
         ledger.close()
     assert [(e["file"], e["status"]) for e in result.excluded()] == [(path.name, "modified")]
     assert result.files == 1 and result.exit_code == 2
+
+
+
+@pytest.mark.parametrize("at, reason", [
+    (datetime(2026, 3, 20, 7, 5, 11, tzinfo=ed.TZ), "dated-ahead"),  # five days after now
+    (datetime(1999, 12, 31, 7, 5, 11, tzinfo=ed.TZ), "unknown-date"),  # before any delivery
+])
+def test_a_held_file_in_no_run_is_named_not_silently_left_out(at, reason, tmp_path, monkeypatch, capsys):
+    """A file whose name dates it in no run (``clock.possible_delivery``: more than a day ahead,
+    or before 2000) has no run day and no covered day, so the export has no row to put it
+    under; it is held and verified, and was left out of the table and of everything the
+    export said. It is named, with what it is dated and why it is in no run, and labelled with
+    no invented day."""
+    monkeypatch.setenv("REPORT_KEEPER_NOW", ed.NOW_ISO)
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    odd = ed.Delivery(D(2026, 3, 14), at, rows=[], columns=list(ed.BASE))
+    odd.rows = ed._rows(D(2026, 3, 14), 6, seed=77, columns=odd.columns)
+    path = ed.write_workbook(env.local / odd.name, odd)
+    path.chmod(0o600)
+    data = path.read_bytes()
+    arrived = datetime(2026, 3, 14, 7, 5, 11, tzinfo=ed.TZ).astimezone(UTC)
+    profile = env.profile()
+    ledger = env.ledger()
+    try:
+        parsed = parse_name(odd.name, mtime=arrived, tz=ed.TZ)
+        assert (parsed.base, parsed.delivered_at) == (ed.REPORT, at)
+        ledger.record_listing(None, lambda f: (ed.REPORT, at), [RemoteFile(odd.name, len(data), arrived)],
+                              when=arrived + timedelta(hours=1))
+        sha = hashlib.sha256(data).hexdigest()
+        ledger.record_download(odd.name, size=len(data), sha256=sha, local_path=str(path), mtime=arrived,
+                               when=arrived + timedelta(hours=1))
+        report = profile.report_for(ed.REPORT)
+        result = validate_file(path, report, at)
+        ledger.record_verification(result, sha256=sha, context=verification_context(report, at))
+        done = run_export(profile, ledger, ExportRequest(out=tmp_path / "x.parquet"))
+    finally:
+        ledger.close()
+    assert all(c.name != odd.name for d in done.days for c in (*d.copies, *d.purged))
+    assert odd.name not in {n for d in done.days for n in d.not_held}
+    doc = done.to_json()
+    assert doc["in_no_run"] == [{"file": odd.name, "report": ed.REPORT, "dated": at.astimezone(UTC).isoformat(),
+                                 "reason": reason}]
+    said = [line for line in done.summary_lines() if odd.name in line]
+    assert len(said) == 1 and "no run" in said[0] and "not exported" in said[0], done.summary_lines()
+    assert "1 held file in no run" in done.toast() and "not exported" in done.toast()
 
 
 # ------------------------------------------------------------------------ exit codes and usage

@@ -34,7 +34,7 @@ SHAPES: dict[str, set[str]] = {
                "identifier_columns_not_found", "identifier_columns_absent", "key_file", "key_id",
                "key_created", "days",
                "days_by_report", "superseded", "column_drift", "merged_columns", "columns_not_merged",
-               "not_held", "few_rows", "files_read",
+               "not_held", "few_rows", "in_no_run", "files_read",
                "files_from_cache", "seconds", "export_id"},
     "purge": {"status", "dry_run", "policy", "purged", "waiting_for_export", "errors", "withdrawn",
               "parts_removed", "cache_entries_removed"},

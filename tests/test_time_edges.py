@@ -16,8 +16,10 @@ import pytest
 from tests import scenario as sc
 from tests.test_hostile_folder import REPORT, good_reports, profile_for, put, sync
 from tui.core import clock
+from tui.core import heatmap as hm
 from tui.core.health import evaluate, evaluate_report
 from tui.core.ledger import Ledger
+from tui.core.model import Audience
 from tui.core.names import parse_name
 
 
@@ -152,6 +154,43 @@ async def test_a_file_dated_ahead_has_no_covered_day_for_sync_or_the_verify_scre
     # ``verify`` on the file alone: the configured schedule, the same rule.
     alone = validate_file(src, profile.report_for(REPORT), parse_name(name).delivered_at)
     assert (alone.status, alone.covered_day) == ("ok", None), alone.message
+
+
+
+@pytest.mark.parametrize("state", [
+    {"extra": {"local_state": "changed"}},  # held; the server's copy changed, the new one not yet
+    {"changed": True},  # held; both copies kept side by side
+    {"extra": {"local_state": "missing-locally"}},  # held, gone from the disk, still on the server
+    {"downloaded_at": None, "local_path": None, "sha256": None, "verification": None, "rows": None,
+     "on_server": False},  # never downloaded and gone: lost
+])
+def test_the_file_problems_of_a_file_dated_ahead_name_no_run_day_or_delete_on_date(state, monkeypatch):
+    """A file dated more than a day ahead is in no run (bad-date), but its file problems were
+    still told in the run of its date, with dates from it: a ``changed`` file dated Saturday
+    (today Thursday) was a problem of Saturday's run, shown on that day of the heatmap's
+    calendar, with "run sync before" a delete-on date the name invented (the server deletes a
+    file ``retention_days`` after it truly arrived, which a wrong date does not tell). In no run,
+    they are told as for a file of unknown date: no run day, rescue-by or delete-on."""
+    monkeypatch.setenv("REPORT_KEEPER_NOW", sc.NOW_ISO)
+    history = sc.deliveries(now=sc.NOW)
+    template = next(d for d in history if d.report == sc.DAILY and d.verification == "ok" and d.on_server)
+    saturday = sc.TODAY + timedelta(days=2)
+    ahead = _copy_of(template, sc.local(saturday, 7, 5), **state)
+    assert clock.dated_ahead(ahead.delivered_at, sc.NOW)
+    daily = evaluate(sc.profile(), [*history, ahead], now=sc.NOW).report(sc.DAILY)
+    mine = [p for p in daily.problems if p.file == ahead.name]
+    kinds = sorted(p.kind for p in mine)
+    assert len(kinds) == 2 and "bad-date" in kinds and "near-deletion" not in kinds, mine
+    assert [(p.day, p.rescue_by, p.delete_on) for p in mine] == [(None, None, None)] * 2, mine
+    for p in mine:
+        for audience in Audience:
+            assert f"{saturday + timedelta(days=60):%-d %b}" not in (p.step(audience) or ""), p
+    # The heatmap's calendar: Saturday is to come, with nothing delivered and no reason told.
+    grid = hm.build_grid(daily.runs, today=sc.TODAY)
+    cell = grid.cell(saturday)
+    assert cell is not None and cell.kind == hm.NONE
+    detail = hm.day_detail(cell, problems=daily.problems, tz=sc.TZ, today=sc.TODAY)
+    assert (detail.reasons, detail.files) == ((), ())
 
 
 # ------------------------------------------------------------------ dates in names that do not exist

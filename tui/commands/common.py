@@ -350,8 +350,8 @@ _EMPTY_FIELDS: dict[str | None, dict[str, object]] = {
                "key_id": None, "key_created": False, "pseudonym_rule": None, "imprecise_identifiers": [],
                "days": {"included": [], "empty": [], "closed": [], "missing": [], "excluded": []},
                "days_by_report": {}, "superseded": [], "column_drift": [], "merged_columns": [],
-               "columns_not_merged": [], "renamed_columns": [], "not_held": [], "few_rows": [], "files_read": 0,
-               "files_from_cache": 0,
+               "columns_not_merged": [], "renamed_columns": [], "not_held": [], "few_rows": [], "in_no_run": [],
+               "files_read": 0, "files_from_cache": 0,
                "seconds": 0.0, "export_id": None},
     "notify": {"profile": None, "channels": []},
 }

@@ -179,6 +179,26 @@ class Day:
 
 
 @dataclass(frozen=True)
+class NoRunFile:
+    """A held copy whose delivery is in no run (``clock.possible_delivery`` of now: dated more
+    than a day ahead, or of unknown date): it has no run day and no covered day, so it is in
+    no day of the export, and is named rather than left out silently."""
+
+    report: str
+    name: str
+    dated: datetime  # what its name (or the server's clock) says: no run day is made of it
+    reason: str  # DATED_AHEAD or UNKNOWN_DATE
+
+    def to_json(self) -> JSONObject:
+        return {"file": escape_name(self.name), "report": self.report, "dated": self.dated.isoformat(),
+                "reason": self.reason}
+
+
+DATED_AHEAD = "dated-ahead"
+UNKNOWN_DATE = "unknown-date"
+
+
+@dataclass(frozen=True)
 class ColumnDrift:
     """A report's columns changed from one included day to the next."""
 
@@ -317,6 +337,7 @@ class ExportResult:
     columns_kept_apart: list[ColumnsKeptApart] = field(default_factory=list)
     renamed_columns: list[RenamedColumn] = field(default_factory=list)
     imprecise_identifiers: list[ImpreciseIdentifiers] = field(default_factory=list)
+    in_no_run: list[NoRunFile] = field(default_factory=list)  # held, but in no run: not exported
 
     # -- coverage
     def of(self, category: str) -> list[Day]:
@@ -406,6 +427,7 @@ class ExportResult:
                          for d in self.days for n in d.not_held],
             "few_rows": [{"day": d.covered_day.isoformat(), "file": escape_name(d.winner.file), "report": d.report}
                          for d in self.few_rows() if d.winner is not None],
+            "in_no_run": [f.to_json() for f in self.in_no_run],
             "files_read": self.read,
             "files_from_cache": self.cached,
             "seconds": round(self.seconds, 3),
@@ -460,6 +482,13 @@ class ExportResult:
                          "run 'report-keeper sync' to fetch them again while the server keeps them")
         if self.before_history:
             lines.append(f"    {self.before_history} of them lie before the ledger's first delivery")
+        for f in self.in_no_run[:limit]:
+            why = ("dated more than a day ahead" if f.reason == DATED_AHEAD
+                   else "dated before 2000 or after 2099, an impossible date")
+            lines.append(f"  not exported: {escape_name(f.name)} is {why} ({f.dated.isoformat()}), so it "
+                         "belongs to no run day: the server's clock or the name is wrong")
+        if len(self.in_no_run) > limit:
+            lines.append(f"  ... and {len(self.in_no_run) - limit} more files in no run, not exported (see --json)")
         days(EMPTY, "empty on an open day (no rows: a gap to note)")
         few = self.few_rows()
         if few:
@@ -562,6 +591,10 @@ class ExportResult:
             n = sum(i.cells for i in self.imprecise_identifiers)
             text += (f"\n{n} identifier cell{'s' if n != 1 else ''} hold{'' if n != 1 else 's'} a number of "
                      "2**53 or more: perhaps rounded in the workbook, two identifiers as one (see the JSON)")
+        if self.in_no_run:
+            n = len(self.in_no_run)
+            text += (f"\n{n} held file{'s' if n != 1 else ''} in no run (dated ahead or of an impossible "
+                     "date): not exported (the export's JSON lists them)")
         return text
 
 
@@ -665,6 +698,7 @@ def run_export(
         read=cache.built - read_before, cached=cache.hits, seconds=0.0, before_history=before,
         unnamed_pseudonymized=unnamed, identifier_gaps=gaps, merged_columns=merged, columns_kept_apart=apart,
         renamed_columns=renamed, imprecise_identifiers=imprecise,
+        in_no_run=_in_no_run(reports, deliveries, now),
     )
     result.export_id = _record(ledger, result)
     keep = {c.sha256 for d in days for c in d.copies}
@@ -831,6 +865,23 @@ def _plan(profile: Profile, ledger: Ledger, health: HealthReport, reports: list[
     order = {name: i for i, name in enumerate(reports)}
     days.sort(key=lambda d: (order[d.report], d.covered_day, d.run_day))
     return days, before
+
+
+def _in_no_run(reports: list[str], deliveries: list[model.Delivery], now: datetime) -> list[NoRunFile]:
+    """The held copies (as the ledger knows them after ``reconcile_local``) of the chosen
+    reports whose delivery is in no run by the evaluation's rule."""
+    held = (model.LocalState.DOWNLOADED, model.LocalState.CHANGED)
+    out = []
+    for d in deliveries:
+        if d.report not in reports or not d.downloaded or d.local_state not in held:
+            continue
+        if clock.possible_delivery(d.delivered_at, now):
+            continue
+        reason = DATED_AHEAD if clock.possible_delivery(d.delivered_at) else UNKNOWN_DATE
+        out.append(NoRunFile(d.report, d.name, d.delivered_at, reason))
+    order = {name: i for i, name in enumerate(reports)}
+    out.sort(key=lambda f: (order[f.report], f.dated, f.name))
+    return out
 
 
 def _exported_in(ledger: Ledger) -> tuple[dict[str, str], dict[str, str]]:

@@ -527,10 +527,10 @@ def evaluate_report(
     for d in history:
         if id(d) in in_future:
             problems.extend(_bad_date_problems(d, today, tz, future=True))
-        problems.extend(_file_problems(report, d, today, tz, timing))
+        problems.extend(_file_problems(report, d, now, tz, timing))
     for d in undated:
         problems.extend(_bad_date_problems(d, today, tz, future=False))
-        problems.extend(_file_problems(report, d, today, tz, timing))
+        problems.extend(_file_problems(report, d, now, tz, timing))
     problems.extend(_retention_problems(report, history, now, today, timing))
 
     problems.sort(key=urgency_key(today))
@@ -803,18 +803,20 @@ class _Dates(NamedTuple):
     delete_on: date
 
 
-def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, timing: Timing) -> list[Problem]:
+def _file_problems(report: ReportConfig, d: Delivery, now: datetime, tz: tzinfo, timing: Timing) -> list[Problem]:
     """What is wrong with what is held of one delivery (lost, missing locally, near deletion,
-    changed). A delivery of unknown date (not ``clock.possible_delivery``: its rescue-by and
-    delete-on would be 1970's, or past the calendar's end) is told without dates: lost,
-    missing locally or changed, with no run day, rescue-by or delete-on (never near deletion,
-    which is its delete-on date)."""
+    changed). A delivery in no run (``ReportConfig.placed_run_day`` is None: of unknown date,
+    whose rescue-by and delete-on would be 1970's or past the calendar's end, or dated more
+    than a day ahead of ``now``, whose dates the wrong clock or name would invent) is told
+    without dates: lost, missing locally or changed, with no run day, rescue-by or delete-on
+    (never near deletion, which is its delete-on date)."""
+    today = now.astimezone(tz).date()
     out: list[Problem] = []
     where = d.local_path or "its place in local_dir"
     dates: _Dates | None = None
     rerun = f"If it was a delivery of '{report.name}' that you need, re-run it in Alma Analytics"
-    if clock.possible_delivery(d.delivered_at):
-        run_day = report.run_day_of(d.delivered_at, timing)
+    run_day = report.placed_run_day(d.delivered_at, timing, now)
+    if run_day is not None:
         dates = _Dates(run_day, report.covered_day(run_day), report.rescue_by(run_day),
                        report.delete_on(d.delivered_at, tz))
         rerun = _rerun_step(report.name, dates.covered, dates.rescue_by, today)
@@ -872,7 +874,7 @@ def _file_problems(report: ReportConfig, d: Delivery, today: date, tz: tzinfo, t
         ))
     changed_at = d.extra.get("changed_at")
     if d.local_state == LocalState.CHANGED:
-        # Of unknown date, when the server deletes it cannot be told: fetch it now.
+        # In no run (its date unknown or ahead), when the server deletes it cannot be told: fetch it now.
         by = f" before {fmt_day(dates.delete_on, today)}" if dates else " now (when the server deletes it is unknown)"
         out.append(Problem(
             severity=WARNING, kind=ProblemKind.CHANGED, day=day, file=d.name, delete_on=delete_on,
