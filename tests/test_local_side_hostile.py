@@ -1,6 +1,9 @@
 """The local-side commands (verify, export, purge) against what can happen to the files they
-read and write: a report changed while it is verified, an export's target that is a link, a
-named pipe or a folder. Real workbooks, real worker processes, a real ledger."""
+read and write: a report saved over while it is verified, an export's target that is a link, a
+named pipe, a folder or a name with a NUL, a user's folder named like an export's leftover,
+links, hard links and edits in place of copies the purge would delete, names with line breaks
+and escape sequences in the human output. Real workbooks, real worker processes, a real
+ledger."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from tests.xlsx_factory import loan_rows, write_report
 from tui.cli import main
 from tui.core import local_reports
 from tui.core import status as st
+from tui.core.export import run_export
+from tui.core.export_request import ExportError, ExportRequest
 from tui.core.ledger import Ledger
 from tui.core.local_reports import find_local_reports, verify_local
 
@@ -152,7 +157,7 @@ def test_the_purge_deletes_only_the_downloaded_bytes_never_a_link_or_an_edit(tmp
 FORGED = "\nStatus: OK \x1b[2J\x1b]0;owned\x07"
 
 
-def _inert(text: str, lines: int | None = None) -> None:
+def _inert(text: str) -> None:
     assert "\x1b" not in text and "\x07" not in text
     assert not any(line.startswith("Status: OK ") for line in text.splitlines()), text
 
@@ -204,3 +209,39 @@ def test_a_folder_of_the_users_named_like_an_exports_leftover_is_never_removed(t
     assert (theirs / "interviews.txt").read_text() == "the user's notes"
     assert (theirs / "export.csv").exists()
     assert not left.exists()
+
+
+def test_a_report_saved_over_with_what_is_no_workbook_is_not_recorded_as_the_good_bytes(tmp_path,
+                                                                                        monkeypatch):
+    """As above, with bytes that are no zip at all (a text file saved under the report's name):
+    the worker hashes what it sniffed, so the good content keeps no verdict of the junk."""
+    folder = tmp_path / "local"
+    folder.mkdir()
+    report = folder / "Loans_20260301_0700.xlsx"
+    write_report(report, loan_rows(5, seed=1))
+    good = _sha(report)
+    real = local_reports.file_sha256
+
+    def hashing(path, *args, **kwargs):
+        digest = real(path, *args, **kwargs)
+        report.write_bytes(b"Title,Rows\nnot a workbook\n")
+        return digest
+
+    monkeypatch.setattr(local_reports, "file_sha256", hashing)
+    with Ledger.open(tmp_path / "l.sqlite3", profile="t") as ledger:
+        [outcome] = verify_local(find_local_reports(folder), ledger)
+        assert outcome.result.status == st.UNREADABLE
+        assert good not in ledger.verifications_of({good})
+        assert outcome.sha256 == _sha(report)
+
+
+def test_a_target_name_holding_a_nul_character_is_a_clear_refusal(tmp_path, now, held):
+    """A file name pasted into the export form with a NUL character in it: one sentence, not
+    an unexpected error (no file system takes such a name)."""
+    ledger = held.ledger()
+    try:
+        with pytest.raises(ExportError, match="NUL"):
+            run_export(held.profile(), ledger, ExportRequest(out=tmp_path / "lo\0ans.csv"))
+    finally:
+        ledger.close()
+    assert list(tmp_path.iterdir()) == []

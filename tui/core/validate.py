@@ -738,11 +738,22 @@ def _read_first_sheet(path: Path, n_rows: int | None = None, *, read: list[str] 
     parsed as another, nor be swapped for a named pipe after the regular-file check. The hash
     of what was read is appended to ``read`` (the caller's proof of which bytes it judged)."""
     with open_regular(path) as fh:
-        data = fh.read()
+        kind = sniff(path, fh)
+        fh.seek(0)
+        data: bytes | None = None
+        if kind == "zip":
+            data = whole = fh.read()
+            digest = hashlib.sha256(whole)
+        else:  # hashed as it streams by: a large file of another kind is never held in memory
+            digest = hashlib.sha256()
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
     if read is not None:
-        read.append(hashlib.sha256(data).hexdigest())
+        read.append(digest.hexdigest())
+    if data is None:
+        raise Unreadable(kind, "not-xlsx")
     buf = io.BytesIO(data)
-    kind = sniff(path, buf)
+    kind = sniff(path, buf)  # of the bytes read (the file may have been written to meanwhile)
     if kind != "zip":
         raise Unreadable(kind, "not-xlsx")
     names = precheck_zip(path, buf)
