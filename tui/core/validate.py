@@ -742,8 +742,8 @@ def _read_first_sheet(path: Path, n_rows: int | None = None, *, read: list[str] 
         fh.seek(0)
         data: bytes | None = None
         if kind == "zip":
-            data = whole = fh.read()
-            digest = hashlib.sha256(whole)
+            data = fh.read()
+            digest = hashlib.sha256(data)
         else:  # hashed as it streams by: a large file of another kind is never held in memory
             digest = hashlib.sha256()
             while chunk := fh.read(1 << 20):
@@ -762,7 +762,7 @@ def _read_first_sheet(path: Path, n_rows: int | None = None, *, read: list[str] 
 
     try:
         reader = fastexcel.read_excel(data)
-        del data  # the reader holds its own copy
+        del data  # the reader holds its own copy: ours goes before the sheet is parsed
         sheet_names = reader.sheet_names
     except fastexcel.FastExcelError as exc:
         raise Unreadable(reader_failed_message(exc, names), "reader") from None
