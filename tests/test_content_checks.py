@@ -105,7 +105,8 @@ def test_coverage_is_days_and_counts_only_and_no_cell_leaves_the_worker(tmp_path
         for cell in (row[0], row[3], row[4], str(row[2])[11:16] if not isinstance(row[2], str) else row[2]):
             assert str(cell) not in sent
     assert set(reply["result"]) <= {"status", "message", "rows", "header_row", "columns", "sheet",
-                                    "fingerprint", "date_column", "dates"}
+                                    "fingerprint", "date_column", "dates", "sha256"}
+    assert reply["result"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()  # of the bytes read
 
 
 def test_date_column_is_guessed_configured_or_switched_off(tmp_path):

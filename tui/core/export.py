@@ -1339,7 +1339,8 @@ def _mkdtemp(parent: Path) -> str:
 def _remove_stale_work(parent: Path) -> None:
     """Remove the private folders that killed exports left beside their targets (a
     half-written table of patron data, hidden): only real folders of this user named like
-    ours, untouched for an hour; never through a link."""
+    ours, untouched for an hour, holding nothing but what an export writes there (a folder of
+    the user's that happens to carry the prefix is theirs); never through a link."""
     try:
         entries = [e for e in os.scandir(parent) if e.name.startswith(WORK_PREFIX)]
     except OSError:
@@ -1353,8 +1354,36 @@ def _remove_stale_work(parent: Path) -> None:
         if (not stat.S_ISDIR(info.st_mode) or now - info.st_mtime < STALE_WORK_SECONDS
                 or (hasattr(os, "geteuid") and info.st_uid != os.geteuid())):
             continue
-        shutil.rmtree(e.path, ignore_errors=True)
-        log.info("export: removed %s, left by an export that did not finish", escape_name(e.name))
+        if _remove_leftover(parent, e.name):
+            log.info("export: removed %s, left by an export that did not finish", escape_name(e.name))
+
+
+#: What an export writes in its private folder: the only entries a leftover may hold.
+_WORK_FILES = frozenset({"export.parquet", "export.csv"})
+
+
+def _remove_leftover(parent: Path, name: str) -> bool:
+    """Remove the folder ``parent/name`` if it holds only an export's table (regular files):
+    opened without following a link, emptied and removed relative to its descriptor."""
+    try:
+        fd = os.open(os.path.join(parent, name), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        inside = os.listdir(fd)
+        if not set(inside) <= _WORK_FILES:
+            return False
+        for entry in inside:
+            if not stat.S_ISREG(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                return False
+        for entry in inside:
+            os.unlink(entry, dir_fd=fd)
+        os.rmdir(os.path.join(parent, name))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def _place(part: Path, out: Path, *, force: bool) -> None:

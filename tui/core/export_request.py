@@ -47,6 +47,8 @@ class ExportRequest:
 
 def output_format(out: str | os.PathLike[str]) -> str:
     """``parquet`` or ``csv`` from the file name's extension; ``ExportError`` otherwise."""
+    if "\0" in os.fspath(out):  # no file system takes it (a paste can carry one)
+        raise ExportError(f"the file name '{escape_name(str(out))}' holds a NUL character; type the name again")
     suffix = Path(out).suffix.lower()
     if suffix not in FORMATS:
         raise ExportError(

@@ -284,6 +284,12 @@ def _remembered(result: VerifyResult, context: str, *, ledger: Ledger | None, sh
         log.info("%s was gone before it could be read: no verification recorded",
                  escape_name(name or path.name))
         return VerifyOutcome(result, sha256, False)
+    if sha256 is not None and result.read_sha256 is not None and result.read_sha256 != sha256:
+        # Saved over between its hash and its reading: the verdict is of the bytes the worker
+        # read, and is theirs (never recorded as the bytes hashed before).
+        log.info("%s changed while it was verified: the verdict is of its new content",
+                 escape_name(name or path.name))
+        sha256 = result.read_sha256
     if sha256 is not None and ledger is not None:
         try:
             ledger.record_verification(result, sha256=sha256, context=context)

@@ -165,6 +165,9 @@ class VerifyResult:
     dates: DateCoverage | None = None
     covered_day: date | None = None
     folder: str | None = None  # the server folder it was delivered to (None: not known here)
+    # The sha256 of the bytes this verdict is of, as the worker read them (None: not read, or a
+    # result from the ledger). Not part of the result's value: only the recorder compares it.
+    read_sha256: str | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> JSONObject:
         return {

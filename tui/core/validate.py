@@ -41,6 +41,8 @@ docs/WORKBOOK_ISOLATION.md explains the limits and why each check is where it is
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
 import re
@@ -232,6 +234,7 @@ class _Job:
             header_row=fields.header_row, columns=fields.columns, sheet=fields.sheet,
             missing_columns=fields.missing_columns, fingerprint=fields.fingerprint,
             date_column=dates.column if dates else None, dates=dates, covered_day=covered,
+            read_sha256=fields.sha256,
         )
         log.debug("verified %s: %s rows=%s", name, result.status, result.rows)
         if result.status == st.UNREADABLE and fields.reason:
@@ -360,6 +363,7 @@ class _Fields:
     reason: str | None = None
     fingerprint: str | None = None
     dates: content.DateCoverage | None = None
+    sha256: str | None = None  # of the bytes the worker read (None: it read none)
 
 
 def _count(value: object) -> int | None:
@@ -410,7 +414,12 @@ def _checked_fields(reply: Mapping[str, object]) -> _Fields:
         reason=str(reason) if reason else None,
         fingerprint=content.valid_fingerprint(result.get("fingerprint")),
         dates=content.DateCoverage.from_stored(result.get("date_column"), result.get("dates")),
+        sha256=_sha256_of(result.get("sha256")),
     )
+
+
+def _sha256_of(value: object) -> str | None:
+    return value if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) else None
 
 
 def failure_message(failure: isolation.Failure, pool: isolation.WorkerPool) -> str:
@@ -531,22 +540,29 @@ def warm_up() -> None:
 
 
 def worker_verify(path: str, rules: Mapping[str, object]) -> Verdict:
-    """Read and classify one file; plain fields only (never a cell value)."""
+    """Read and classify one file; plain fields only (never a cell value). ``sha256`` is the
+    hash of the bytes the verdict is of (read once, hashed and parsed from that same copy),
+    absent when the file could not be read at all."""
+    read: list[str] = []
+    verdict: Verdict
     try:
-        sheet = _read_first_sheet(Path(path))
-        return _classify(sheet, _Rules.from_json(rules))
+        sheet = _read_first_sheet(Path(path), read=read)
+        verdict = _classify(sheet, _Rules.from_json(rules))
     except Unreadable as exc:
-        return {"status": st.UNREADABLE, "message": str(exc), "reason": exc.reason}
+        verdict = {"status": st.UNREADABLE, "message": str(exc), "reason": exc.reason}
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - a bad file must never stop the rest
         # The exception text may quote cell contents: only its type is passed on.
-        return {
+        verdict = {
             "status": st.UNREADABLE,
             "reason": type(exc).__name__,
             "message": f"The workbook could not be read ({type(exc).__name__}). Open it in Excel to "
             "check it; if Excel cannot open it either, download it again or re-run the report.",
         }
+    if read:
+        verdict["sha256"] = read[0]
+    return verdict
 
 
 def worker_preview(path: str, header_row: int | None, n: int) -> dict[str, list[str] | list[list[str]]]:
@@ -716,16 +732,37 @@ class Grid:
         return mask
 
 
-def _read_first_sheet(path: Path, n_rows: int | None = None) -> _Sheet:
+def _read_first_sheet(path: Path, n_rows: int | None = None, *, read: list[str] | None = None) -> _Sheet:
+    """The first sheet. The file's bytes are read once and the checks and the reader work on
+    that same copy: a file saved over meanwhile cannot pass the checks as one file and be
+    parsed as another, nor be swapped for a named pipe after the regular-file check. The hash
+    of what was read is appended to ``read`` (the caller's proof of which bytes it judged)."""
     with open_regular(path) as fh:
         kind = sniff(path, fh)
-        if kind != "zip":
-            raise Unreadable(kind, "not-xlsx")
-        names = precheck_zip(path, fh)
+        fh.seek(0)
+        data: bytes | None = None
+        if kind == "zip":
+            data = fh.read()
+            digest = hashlib.sha256(data)
+        else:  # hashed as it streams by: a large file of another kind is never held in memory
+            digest = hashlib.sha256()
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    if read is not None:
+        read.append(digest.hexdigest())
+    if data is None:
+        raise Unreadable(kind, "not-xlsx")
+    buf = io.BytesIO(data)
+    kind = sniff(path, buf)  # of the bytes read (the file may have been written to meanwhile)
+    if kind != "zip":
+        raise Unreadable(kind, "not-xlsx")
+    names = precheck_zip(path, buf)
+    del buf
     import fastexcel  # noqa: PLC0415 - the reader is loaded in worker processes only
 
     try:
-        reader = fastexcel.read_excel(os.fsdecode(path))
+        reader = fastexcel.read_excel(data)
+        del data  # the reader holds its own copy: ours goes before the sheet is parsed
         sheet_names = reader.sheet_names
     except fastexcel.FastExcelError as exc:
         raise Unreadable(reader_failed_message(exc, names), "reader") from None
