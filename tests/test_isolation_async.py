@@ -50,10 +50,17 @@ def hung():
 
 
 class SlowStartPool(isolation.WorkerPool):
-    """A real pool whose workers take a moment longer to start, as on a loaded machine."""
+    """A real pool whose workers take a moment longer to start, as on a loaded machine: each
+    start waits until the test lets it go on (``go``), once it has said so (``spawning``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.spawning = threading.Event()
+        self.go = threading.Event()
 
     def _spawn(self) -> isolation._Worker:
-        time.sleep(0.5)
+        self.spawning.set()
+        self.go.wait(HANG)
         return super()._spawn()
 
 
@@ -63,12 +70,19 @@ async def test_a_job_waiting_while_another_thread_starts_the_worker_is_woken(tmp
     try:
         starting = threading.Thread(target=pool.prestart)
         starting.start()
-        await asyncio.sleep(0.1)  # the only worker is starting: the job must wait for it
-        result = await asyncio.wait_for(validate_file_async(good, pool=pool), HANG)
+        assert await asyncio.to_thread(pool.spawning.wait, HANG)  # the only worker is starting
+        job = asyncio.ensure_future(validate_file_async(good, pool=pool))
+        deadline = time.monotonic() + HANG
+        while not pool._async_waiters:  # the job must wait for it
+            assert time.monotonic() < deadline, "the job never waited for the starting worker"
+            await asyncio.sleep(0.01)
+        pool.go.set()
+        result = await asyncio.wait_for(job, HANG)
         starting.join()
         assert (result.status, result.rows) == (st.OK, 3)
         assert pool.started == 1
     finally:
+        pool.go.set()
         pool.close()
 
 
@@ -118,12 +132,19 @@ async def test_a_job_past_its_time_limit_is_killed_reaped_and_replaced(tmp_path)
         pool.close()
 
 
+async def _busy(pool: isolation.WorkerPool, *, waiting: bool = False) -> None:
+    """Until a job runs on the pool's worker (and, with ``waiting``, another waits for it),
+    however slowly a loaded machine gets it there."""
+    deadline = time.monotonic() + HANG
+    while not (pool.busy_pids() and (pool._async_waiters or not waiting)):
+        assert time.monotonic() < deadline, "the jobs never took their places"
+        await asyncio.sleep(0.01)
+
+
 async def test_a_worker_killed_from_outside_fails_only_its_job(good, hung):
     pool, pid = hung
     job = asyncio.ensure_future(validate_file_async(good, pool=pool))
-    while not pool.busy_pids():
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.2)
+    await _busy(pool)  # the job is on the worker: it has written its line and awaits the reply
     os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
     result = await asyncio.wait_for(job, HANG)
     assert result.status == st.UNREADABLE and "memory" in result.message
@@ -134,7 +155,7 @@ async def test_a_worker_killed_from_outside_fails_only_its_job(good, hung):
 async def test_a_cancelled_job_stops_its_worker_at_once(good, hung):
     pool, pid = hung
     job = asyncio.ensure_future(validate_file_async(good, pool=pool))
-    await asyncio.sleep(0.3)
+    await _busy(pool)
     job.cancel()
     with pytest.raises(asyncio.CancelledError):
         await job
@@ -279,7 +300,7 @@ async def test_limits_changed_mid_sync_let_running_and_waiting_jobs_finish(tmp_p
         pid = hang(old)
         running = asyncio.ensure_future(validate_file_async(good))
         waiting = asyncio.ensure_future(validate_file_async(good))
-        await asyncio.sleep(0.3)
+        await _busy(old, waiting=True)
         isolation.configure(size=1, let_jobs_finish=True)
         assert isolation.shared_pool() is not old
         os.kill(pid, signal.SIGCONT)

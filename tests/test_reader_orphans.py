@@ -106,7 +106,12 @@ def test_a_reader_started_from_a_thread_that_ends_lives_on_for_the_next_job(tmp_
             thread = threading.Thread(target=lambda: replies.append(pool.call("verify", job)))
             thread.start()
             thread.join()
-            time.sleep(0.2)  # a death signal, had there been one, has arrived
+            # The kernel sends the death signal as the thread exits, before its /proc entry
+            # goes: once that is gone, a signal, had there been one, has been sent.
+            deadline = time.monotonic() + 20
+            while Path(f"/proc/self/task/{thread.native_id}").exists():
+                assert time.monotonic() < deadline, "the thread never ended"
+                time.sleep(0.01)
         assert [r["result"]["rows"] for r in replies] == [5, 5]
         assert pool.started == 1  # the first reader took the second job
     finally:

@@ -154,7 +154,8 @@ async def test_bad_input_is_one_line_in_the_form_and_nothing_is_written(env, tmp
         assert isinstance(app.screen, ExportModal)
         modal.query_one("#export-since", Input).value = ""
         (tmp_path / "x.parquet").write_text("keep")
-        await pilot.pause(0.3)  # a button ignores a second press within its 0.2 s "pressed" look
+        button = modal.query_one("#export-run")
+        await until(pilot, lambda: not button.has_class("-active"))  # a button ignores a press while it looks pressed
         await pilot.press("enter")
         await until(pilot, lambda: "already exists" in message_of(modal))
         assert not modal.query_one("#export-run").disabled  # the form can be used again

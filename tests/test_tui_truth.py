@@ -234,7 +234,8 @@ async def test_a_paused_queue_is_visible_everywhere_and_queueing_onto_it_offers_
             assert any("wait in the paused queue" in t for t in _toasts(app))
             await pilot.press("3", "p")
             assert not app.board.paused and "PAUSED" not in app.sub_title
-            proxy.delay = 0.0  # the rest need not crawl
+            # the rest are cancelled on the slow link: at full speed they would land and be
+            # verified meanwhile, seconds of work for nothing
             await pilot.press("x", "y")
             await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
     finally:
@@ -387,12 +388,21 @@ async def test_download_it_again_fetches_compares_and_says_what_it_found(demo_re
 
 
 async def _palette(pilot, query: str) -> list[str]:
+    """The palette's commands for ``query`` once every provider has answered it."""
     await pilot.press("ctrl+p")
     await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "CommandPalette")
+    palette = pilot.app.screen
     await pilot.press(*query)
-    options = pilot.app.screen.query_one("CommandList")
-    await wait_for(pilot, lambda: options.option_count > 0, timeout=10)
-    await pilot.pause(0.2)  # every provider has answered
+    field = palette.query_one("CommandInput")
+    options = palette.query_one("CommandList")
+
+    def answered() -> bool:
+        # One worker asks every provider in turn (each key cancels the last and starts one):
+        # none left running once the whole query is in the field means the list is complete.
+        return (field.value == query and options.option_count > 0
+                and not any(w.node is palette and not w.is_finished for w in pilot.app.workers))
+
+    await wait_for(pilot, answered, timeout=10)
     return [str(options.get_option_at_index(i).prompt).split("\n")[0]
             for i in range(options.option_count)]
 
