@@ -52,8 +52,10 @@ async def test_select_all_new_download_and_see_it_everywhere(demo_remote, home):
         assert table.row_count == len(on_server)
         await pilot.press("a")
         assert remote.selected == on_server
-        await press_until(pilot, "d", lambda: set(app.board.jobs) == on_server)
-        await press_until(pilot, "3", lambda: app.screen.__class__.__name__ == "QueueScreen")
+        await pilot.press("d")
+        assert set(app.board.jobs) == on_server
+        await pilot.press("3")
+        assert app.screen.__class__.__name__ == "QueueScreen"
         await wait_for(pilot, lambda: not app.board.active and app.snapshot.version > 2 and settled(app), 60)
 
         # files on disk, byte-identical sizes, private modes
@@ -86,9 +88,12 @@ async def test_select_all_new_download_and_see_it_everywhere(demo_remote, home):
         assert not [p for p in app.snapshot.health.problems if p.kind == "near-deletion"]
         assert app.snapshot.local_files == len(on_server)
         # keys 4 and 5 open the verification and heatmap screens of the same app
-        await press_until(pilot, "4", lambda: app.screen.__class__.__name__ == "VerifyScreen")
-        await press_until(pilot, "5", lambda: app.screen.__class__.__name__ == "HeatmapScreen")
-        await press_until(pilot, "1", lambda: app.screen.__class__.__name__ == "HealthScreen")
+        await pilot.press("4")
+        assert app.screen.__class__.__name__ == "VerifyScreen"
+        await pilot.press("5")
+        assert app.screen.__class__.__name__ == "HeatmapScreen"
+        await pilot.press("1")
+        assert app.screen.__class__.__name__ == "HealthScreen"
 
 
 async def test_sort_filter_selection_and_details(demo_remote, home):
