@@ -15,6 +15,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     _pinned_clock,
     demo_remote,
     home,
+    press_until,
     server_loop,
     settled,
     wait_for,
@@ -33,13 +34,17 @@ async def test_the_app_stays_live_and_says_who_holds_the_ledger_while_another_pr
     ledger = Path(app.profile.ledger_path)
     async with app.run_test(size=(110, 30)) as pilot:
         await wait_for(pilot, lambda: settled(app))
-        # A crawling link until the Queue is up (at full speed all 66 files could land before
-        # the wait is even noticed), then a fast one: files go on landing while the lock is held.
+        # The 8 weekly reports (46 kB) are enough. A crawling link until the Queue is up (at
+        # full speed they could all land before the wait is even noticed), then a fast one:
+        # files go on landing while the lock is held.
         proxy.delay, proxy.rate = 0.05, 4000
         holder = await asyncio.to_thread(hold, ledger)
         try:
             assert (await asyncio.to_thread(holder.stdout.readline)).strip() == "locked"
-            await pilot.press("2", "a", "d")
+            await pilot.press("2", "slash", *"Weekly", "enter", "a")
+            wanted = set(app.screen.selected)
+            assert len(wanted) == 8 and all(n.startswith("Weekly") for n in wanted), wanted
+            await press_until(pilot, "d", lambda: set(app.board.jobs) == wanted)
             await wait_for(pilot, lambda: app.ledger_wait is not None, 90)
             assert app.ledger_wait.startswith(f"process {holder.pid} ("), app.ledger_wait
             assert "waiting for the ledger" in app.sub_title
@@ -49,8 +54,7 @@ async def test_the_app_stays_live_and_says_who_holds_the_ledger_while_another_pr
                            and "Downloads go on meanwhile" in n.message for n in app._notifications)
             await wait_for(pilot, toast, 30)  # the toast is a message of its own
             # Keys work while the lock is held: the Queue screen comes up, its rows move on.
-            await pilot.press("3")
-            assert isinstance(app.screen, QueueScreen)
+            await press_until(pilot, "3", lambda: isinstance(app.screen, QueueScreen))
             before = done(app)
             assert app.board.active and before < len(app.board.ordered()) - 2, app.board.counts()
             proxy.rate = None

@@ -135,6 +135,20 @@ async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 6
     raise AssertionError(f"condition not reached within {timeout:g} s: {state}")
 
 
+async def press_until(pilot: Any, key: str, done: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Press ``key`` and let the app run until ``done()``, the key's effect, holds.
+
+    For keys pressed while downloads run: ``pilot.press`` then waits for the process to be
+    idle, and this process (which runs the demo server and any proxy too) is never idle
+    while files move, so every key waited out that wait's one-second limit twice. The
+    effect must not hold before the key (else the wait would prove nothing)."""
+    from textual import events
+
+    assert not done(), f"what {key!r} should do holds before it is pressed"
+    pilot.app.post_message(events.Key(key, key if len(key) == 1 else None))
+    await wait_for(pilot, done, timeout, 0.02)
+
+
 def _pending(timer: Any) -> bool:
     return timer is not None and timer._task is not None and not timer._task.done()
 

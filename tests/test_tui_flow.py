@@ -18,6 +18,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     demo_remote,
     home,
     known_hosts_for_port,
+    press_until,
     profile_for,
     server_loop,
     settled,
@@ -161,7 +162,7 @@ async def test_server_unreachable_then_refresh(demo_remote, home):
 
 
 async def test_connection_cut_mid_transfer_resumes(demo_remote, home, tmp_path, server_loop):
-    biggest = max((demo_remote.root / demo_remote.remote_dir).iterdir(), key=lambda p: p.stat().st_size)
+    served = demo_remote.root / demo_remote.remote_dir
     proxy = TcpProxy(demo_remote.port, cut_after=40_000)
     server_loop.run(proxy.start())
     try:
@@ -169,17 +170,26 @@ async def test_connection_cut_mid_transfer_resumes(demo_remote, home, tmp_path, 
         app = _app(profile_for(demo_remote, home, port=proxy.port, known_hosts=known))
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: settled(app))
-            await pilot.press("2", "a", "d", "3")
+            # The weekly reports (8 of them, 46 kB) are enough: the listing took about 18 kB of
+            # the 40 kB, so the link is cut while their bytes flow (cuts == 1 below says so).
+            await pilot.press("2", "slash", *"Weekly", "enter", "a")
+            wanted = set(app.screen.selected)
+            assert len(wanted) == 8 and all(n.startswith("Weekly") for n in wanted), wanted
+            await press_until(pilot, "d", lambda: set(app.board.jobs) == wanted)
             await wait_for(pilot, lambda: not app.board.active and settled(app), 90)
             assert proxy.cuts == 1
-            assert app.board.counts()[DONE] == len(app.snapshot.rows)
-            assert (Path(app.profile.local_dir) / biggest.name).read_bytes() == biggest.read_bytes()
+            assert app.board.counts()[DONE] == len(wanted)
+            local = Path(app.profile.local_dir)
+            for name in wanted:
+                assert (local / name).read_bytes() == (served / name).read_bytes(), name
             assert app.connection.state == "connected"
     finally:
         server_loop.run(proxy.stop())
 
 
 async def test_keys_are_handled_while_a_slow_transfer_runs(demo_remote, home, tmp_path, server_loop):
+    from tui.screens.confirm import ConfirmModal
+
     proxy = TcpProxy(demo_remote.port, delay=0.001)  # slowed once logged in (see below)
     server_loop.run(proxy.start())
     try:
@@ -188,40 +198,36 @@ async def test_keys_are_handled_while_a_slow_transfer_runs(demo_remote, home, tm
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: settled(app))
             proxy.delay = 0.25  # every chunk now waits 0.25 s each way: a slow link
-            await pilot.press("2", "a", "d")
-            await wait_for(pilot, lambda: app.board.counts()["running"] > 0)
-            seen = []
+            await pilot.press("2", "a")
+            await press_until(pilot, "d", lambda: app.board.counts()["running"] > 0)
             for key, screen in (("3", "QueueScreen"), ("1", "HealthScreen"), ("2", "RemoteScreen"),
                                 ("question_mark", "HelpScreen"), ("escape", "RemoteScreen"),
                                 ("3", "QueueScreen")):
-                await pilot.press(key)
-                seen.append(app.screen.__class__.__name__)
+                await press_until(pilot, key, lambda screen=screen: app.screen.__class__.__name__ == screen)
                 assert app.board.active, "the transfer finished before the keys were tested"
-            assert seen == ["QueueScreen", "HealthScreen", "RemoteScreen", "HelpScreen",
-                            "RemoteScreen", "QueueScreen"]
-            await pilot.press("p")
-            assert app.board.paused
+            await press_until(pilot, "p", lambda: app.board.paused)
             assert app._transfer_control is not None and app._transfer_control.paused  # the real queue
-            await pilot.press("p")
-            assert not app.board.paused and not app._transfer_control.paused
+            await press_until(pilot, "p", lambda: not app.board.paused)
+            assert not app._transfer_control.paused
             # c cancels the file under the cursor, on the real queue
-            await pilot.press("3")
             queue_screen = app.screen
             running = next(n for n in queue_screen.query_one("DataTable").rows
                            if app.board.jobs[n.value].state in ("queued", "running"))
             table = queue_screen.query_one("DataTable")
             table.move_cursor(row=table.get_row_index(running), animate=False)
-            await pilot.press("c")
-            await wait_for(pilot, lambda: app.board.jobs[running.value].state == CANCELLED)
-            await pilot.press("x", "y")  # cancel all (asked first): ends quickly, part files kept
+            await press_until(pilot, "c", lambda: app.board.jobs[running.value].state == CANCELLED)
+            # cancel all (asked first): ends quickly, part files kept
+            await press_until(pilot, "x", lambda: isinstance(app.screen, ConfirmModal))
+            await press_until(pilot, "y", lambda: not isinstance(app.screen, ConfirmModal))
             await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
             counts = app.board.counts()
             assert counts[CANCELLED] > 0, counts
             assert counts["failed"] == 0
             # retry brings the cancelled ones back to the queue
-            await pilot.press("f")
-            assert app.board.counts()[CANCELLED] == 0 and app.board.active
-            await pilot.press("x", "y")
+            await press_until(pilot, "f", lambda: app.board.counts()[CANCELLED] == 0)
+            assert app.board.active
+            await press_until(pilot, "x", lambda: isinstance(app.screen, ConfirmModal))
+            await press_until(pilot, "y", lambda: not isinstance(app.screen, ConfirmModal))
     finally:
         server_loop.run(proxy.stop())
 
@@ -271,6 +277,8 @@ async def test_connection_test_shows_alma_steps(demo_remote, home):
 
 
 async def test_help_and_palette_cover_every_binding(demo_remote, home):
+    from textual.command import CommandInput, CommandList
+
     from tui.screens.help import help_sections
 
     app = _app(profile_for(demo_remote, home), auto_connect=False)
@@ -293,11 +301,15 @@ async def test_help_and_palette_cover_every_binding(demo_remote, home):
             assert needed in titles
         await pilot.press("ctrl+p")
         assert app.screen.__class__.__name__ == "CommandPalette"
+        palette = app.screen
         await pilot.press(*"Go to Remote")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
-        await pilot.pause()
-        assert app.screen.__class__.__name__ == "RemoteScreen"
+
+        def offered() -> bool:  # the search for what was typed has come back, best match first
+            found = palette.query_one(CommandList)
+            return (palette.query_one(CommandInput).value == "Go to Remote" and found.highlighted is not None
+                    and found.get_option_at_index(found.highlighted).hit.text == "Go to Remote")
+        await wait_for(pilot, offered, 10, 0.02)
+        await press_until(pilot, "enter", lambda: app.screen.__class__.__name__ == "RemoteScreen")
 
 
 def test_config_error_is_one_line_and_exit_3(tmp_path, capsys):
