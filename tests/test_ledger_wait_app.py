@@ -37,7 +37,7 @@ async def test_the_app_stays_live_and_says_who_holds_the_ledger_while_another_pr
         # The 8 weekly reports (46 kB) are enough. A crawling link until the Queue is up (at
         # full speed they could all land before the wait is even noticed), then a fast one:
         # files go on landing while the lock is held.
-        proxy.delay, proxy.rate = 0.05, 4000
+        proxy.delay, proxy.rate = 0.05, 2500  # the 8 take about 19 s at this rate
         holder = await asyncio.to_thread(hold, ledger)
         try:
             assert (await asyncio.to_thread(holder.stdout.readline)).strip() == "locked"
