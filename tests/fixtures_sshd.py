@@ -232,6 +232,9 @@ class TcpProxy:
         self.connections = 0
         self.cuts = 0
         self.bytes_down = 0  # server -> client, all connections
+        self.open = 0  # connections not ended yet
+        self._idle = asyncio.Event()  # set while no connection is open (the proxy's loop only)
+        self._idle.set()
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -248,6 +251,15 @@ class TcpProxy:
         if self._server is not None:
             await self._server.wait_closed()
 
+    async def idle(self) -> None:
+        """Until every connection through the proxy has ended (awaited on the proxy's loop).
+
+        A client killed mid-download leaves read requests on their way (held ``delay``) that
+        the server still answers; its connection ends once the server has seen the client go.
+        Only then is all it sent counted in ``bytes_down``: read the counter after this to
+        charge the next connection nothing of the killed one."""
+        await self._idle.wait()
+
     async def __aenter__(self) -> TcpProxy:
         return await self.start()
 
@@ -255,6 +267,16 @@ class TcpProxy:
         await self.stop()
 
     async def _handle(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+        self.open += 1
+        self._idle.clear()
+        try:
+            await self._relay(creader, cwriter)
+        finally:
+            self.open -= 1
+            if not self.open:
+                self._idle.set()
+
+    async def _relay(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
         self.connections += 1
         first = self.connections == 1
         try:
@@ -317,7 +339,10 @@ class TcpProxy:
                 else:
                     writer.write_eof()
             except (OSError, RuntimeError, asyncio.IncompleteReadError):
-                pass
+                # One side reset (a killed client): the other is ended too, not left open
+                # waiting for bytes that never come (the connection would last until the
+                # proxy stops, counting whatever the server still sends).
+                writer.transport.abort()
             finally:
                 if send_task is not None and not send_task.done():
                     send_task.cancel()
