@@ -5,11 +5,14 @@ forgotten, whoever frees or starts that worker."""
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 from pathlib import Path
@@ -132,11 +135,25 @@ async def test_a_job_past_its_time_limit_is_killed_reaped_and_replaced(tmp_path)
         pool.close()
 
 
+def _line_sent(pool: isolation.WorkerPool) -> bool:
+    """A busy worker's stdin pipe holds the job's line (the worker is stopped: it reads nothing).
+    A worker only taken for the job may not have been written to yet."""
+    for worker in list(pool._busy):
+        count = array.array("i", [0])
+        try:
+            fcntl.ioctl(worker._in.fileno(), termios.FIONREAD, count)
+        except (OSError, ValueError):
+            continue
+        if count[0] > 0:
+            return True
+    return False
+
+
 async def _busy(pool: isolation.WorkerPool, *, waiting: bool = False) -> None:
-    """Until a job runs on the pool's worker (and, with ``waiting``, another waits for it),
-    however slowly a loaded machine gets it there."""
+    """Until a job runs on the pool's (stopped) worker, its line written to it (and, with
+    ``waiting``, another waits for it), however slowly a loaded machine gets it there."""
     deadline = time.monotonic() + HANG
-    while not (pool.busy_pids() and (pool._async_waiters or not waiting)):
+    while not (_line_sent(pool) and (pool._async_waiters or not waiting)):
         assert time.monotonic() < deadline, "the jobs never took their places"
         await asyncio.sleep(0.01)
 

@@ -46,6 +46,7 @@ async def test_the_app_stays_live_and_says_who_holds_the_ledger_while_another_pr
             assert len(wanted) == 8 and all(n.startswith("Weekly") for n in wanted), wanted
             await press_until(pilot, "d", lambda: set(app.board.jobs) == wanted)
             await wait_for(pilot, lambda: app.ledger_wait is not None, 90)
+            proxy.rate = 200  # all but stopped until the Queue is up: files are left to land
             assert app.ledger_wait.startswith(f"process {holder.pid} ("), app.ledger_wait
             assert "waiting for the ledger" in app.sub_title
 

@@ -501,6 +501,7 @@ async def test_files_landing_while_another_process_holds_the_ledger_never_run_ou
             conn.close()
         if proc.returncode is None:
             proc.kill()
+            await proc.wait()
     assert "Traceback" not in err.decode()
     assert "Too many open files" not in err.decode()
     doc = json.loads(out)
@@ -538,6 +539,7 @@ async def test_files_landing_faster_than_their_records_commit_never_run_out_of_d
     finally:
         if proc.returncode is None:
             proc.kill()
+            await proc.wait()
     assert "Traceback" not in err.decode()
     doc = json.loads(out)
     assert doc["failed"] == [] and doc["error"] is None, doc["failed"][:3]

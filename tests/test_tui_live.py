@@ -148,10 +148,13 @@ async def test_the_remote_list_keeps_its_place_while_the_snapshot_follows_a_batc
         table = remote.query_one("DataTable")
         await pilot.press("a", "d")
         await wait_for(pilot, lambda: len(_done(app)) >= 1, 60)
-        # The rest crawl: on a loaded machine the 36 key presses below took long enough for the
-        # whole batch to land at 0.2 s, leaving no build to wait for.
+        # The rest crawl, and the cursor goes down 30 rows and up 6 without a key press each
+        # (a press waits for an idle app, about 2 s while files land: on a loaded machine the
+        # whole batch landed meanwhile, leaving no build to wait for).
         proxy.delay = 0.6
-        await pilot.press(*["down"] * 30, *["up"] * 6)
+        table.move_cursor(row=table.cursor_row + 30)
+        table.move_cursor(row=table.cursor_row - 6)
+        await pilot.pause()
         assert table.scroll_y > 0
         name, scroll = remote.shown[table.cursor_row], table.scroll_y
         version = app.snapshot.version

@@ -263,7 +263,7 @@ def test_uninstalling_the_timer_when_every_profile_is_broken_succeeds(tmp_path, 
 
 # ------------------------------------------------------------------ profiles removed from the config
 
-GONE = "St. Mary's 100% Library"  # a quoted TOML key: a space, a quote, a percent sign
+GONE = "Branch X's 100% Library"  # a quoted TOML key: a space, a quote, a percent sign
 
 
 def _with_gone(cfg) -> None:

@@ -104,7 +104,12 @@ def _read_table(path: Path, out: str, header_row: int | None) -> JSONObject:
         if not top:
             common["skip_rows"] = 0
         sheet, mixed = _load_typed(reader, common, filled)
-        imprecise = _imprecise_numbers(reader, common, sheet, mixed)
+        try:
+            imprecise = _imprecise_numbers(reader, common, sheet, mixed)
+        except (fastexcel.FastExcelError, ValueError):
+            # Only a note on identifiers: the table read fine and is exported all the same;
+            # the columns read as numbers are counted, the mixed ones could not be.
+            imprecise = _imprecise_numbers(reader, common, sheet, [])
     except fastexcel.FastExcelError as exc:
         raise validate.Unreadable(validate.reader_failed_message(exc, names), "reader") from None
     array = nanoarrow.c_array(sheet)
