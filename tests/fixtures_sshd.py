@@ -219,7 +219,8 @@ class TcpProxy:
     both sides are closed abruptly. ``delay``: every chunk is held that many seconds in
     each direction (latency, order kept; throughput is not limited). ``rate``: at most that
     many bytes a second from the server on each connection (None: no limit; it may be changed
-    while the proxy runs).
+    while the proxy runs). :meth:`pause` holds everything from the server until :meth:`resume`
+    (both called on the proxy's loop).
     """
 
     def __init__(self, target_port: int, *, target_host: str = "127.0.0.1",
@@ -237,6 +238,16 @@ class TcpProxy:
         self._idle.set()
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()  # cleared: nothing from the server is passed on
+        self._flowing.set()
+
+    def pause(self) -> None:
+        """Pass nothing more from the server to any client until :meth:`resume`: a download
+        stands still between two of its replies, whatever the machine's load."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -304,6 +315,8 @@ class TcpProxy:
                     wait = due - time.monotonic()
                     if wait > 0:
                         await asyncio.sleep(wait)
+                    if down:
+                        await self._flowing.wait()
                     writer.write(data)
                     await writer.drain()
                 try:
@@ -331,6 +344,8 @@ class TcpProxy:
                     if send_task is not None:
                         q.put_nowait((time.monotonic() + self.delay, data))
                     else:
+                        if down:
+                            await self._flowing.wait()
                         writer.write(data)
                         await writer.drain()
                 if send_task is not None:

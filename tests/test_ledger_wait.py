@@ -94,6 +94,24 @@ def hold(ledger: Path, *, after: int = 0, more: int = 0, folder: Path | None = N
          str(bound)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
+async def lock_between_landings(proxy: TcpProxy, holder: subprocess.Popen[str], local: Path,
+                                proc: asyncio.subprocess.Process) -> str:
+    """The holder's "locked", taken while the downloads stand still: once two files have landed
+    the proxy passes nothing more until the holder has the lock (its turn between two of the
+    sync's commits is then certain: under load it came only after most files had landed), so
+    the rest land under the lock."""
+    def landed() -> int:
+        return len([n for n in os.listdir(local) if not n.startswith(".")])
+
+    while proc.returncode is None and landed() < 2:
+        await asyncio.sleep(0.005)
+    proxy.pause()
+    try:
+        return (await asyncio.to_thread(holder.stdout.readline)).strip()
+    finally:
+        proxy.resume()
+
+
 @pytest.mark.sshd
 async def test_a_sync_whose_ledger_another_process_holds_goes_on_downloading_meanwhile(sshd, served, tmp_path):
     async with TcpProxy(sshd.port, delay=0.03) as proxy:
@@ -108,14 +126,16 @@ async def test_a_sync_whose_ledger_another_process_holds_goes_on_downloading_mea
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", LAUNCH, "300", *run.argv(),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
-            out_b, err_b = await asyncio.wait_for(proc.communicate(), 300)
+            reading = asyncio.ensure_future(proc.communicate())
+            locked = await lock_between_landings(proxy, holder, local, proc)
+            out_b, err_b = await asyncio.wait_for(reading, 300)
             code, out, err = proc.returncode, out_b.decode(), err_b.decode()
             said = await asyncio.to_thread(holder.communicate)
         finally:
             if holder.poll() is None:
                 holder.kill()
                 holder.wait()
-    assert said[0].split() == ["locked", "landed"], said  # files landed while it held the lock
+    assert [locked, *said[0].split()] == ["locked", "landed"], said  # files landed while it held the lock
     assert "Traceback" not in err, err[-3000:]
     _status, docs = run.documents(out)
     doc, names = docs["main"], run.names("main")
@@ -144,7 +164,7 @@ async def test_a_sync_killed_while_its_records_wait_for_the_lock_costs_no_second
             sys.executable, "-c", LAUNCH, "300", *run.argv(),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
         try:
-            assert (await asyncio.to_thread(holder.stdout.readline)).strip() == "locked"
+            assert await lock_between_landings(proxy, holder, local, proc) == "locked"
             for _ in range(6000):  # the seam: the note names files landed while their records wait
                 if len(unrecorded.read(local)) >= 3:
                     break
