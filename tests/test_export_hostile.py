@@ -740,3 +740,30 @@ def test_the_reader_counts_number_cells_of_2_53_and_more_in_every_kind_of_column
     assert cached is not None and cached.imprecise == built.imprecise
     pl.read_parquet(cache.entry(sha, 1)).write_parquet(cache.entry(sha, 1))  # the counts lost
     assert cache.get(sha, 1) is None and not cache.entry(sha, 1).exists()
+
+
+def test_number_cells_that_are_not_finite_are_not_counted_as_rounded_identifiers(tmp_path):
+    """A workbook may hold number cells of NaN or infinity (the reader gives them for ``<v>NaN</v>``
+    and ``<v>inf</v>``, which no spreadsheet writes): no identifier was rounded there, so they are
+    not counted among the number cells of 2**53 or more, in a column read as numbers or as text."""
+    import zipfile
+
+    from tui.core.export_cache import TableCache
+
+    plain = tmp_path / "plain.xlsx"
+    rows = [[101, 201], [102, "abc"], [2**54, 202]]
+    xf.write_report(plain, rows, columns=["numbers", "mixed"], header_row=1)
+    path = tmp_path / "r.xlsx"
+    with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(path, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.startswith("xl/worksheets/"):
+                for old, new in ((b"<v>101</v>", b"<v>NaN</v>"), (b"<v>102</v>", b"<v>inf</v>"),
+                                 (b"<v>201</v>", b"<v>-inf</v>"), (b"<v>202</v>", b"<v>NaN</v>")):
+                    assert old in data
+                    data = data.replace(old, new)
+            zout.writestr(info, data)
+    cache = TableCache(tmp_path / "cache").open()
+    built = cache.build(path, hashlib.sha256(path.read_bytes()).hexdigest(), 1)
+    assert not isinstance(built, ReadFailure)
+    assert dict(built.imprecise) == {"numbers": 1}  # the one finite number of 2**53 or more

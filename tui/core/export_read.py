@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import re
 from pathlib import Path
@@ -188,8 +189,7 @@ def _imprecise_numbers(reader: ExcelReader, common: _LoadOptions, sheet: ExcelSh
     for i, col in enumerate(sheet.selected_columns):
         if col.dtype in ("float", "int"):
             if _may_be_large(memoryview(typed.child(i).view().buffer(1))):
-                counts[i] = sum(1 for v in nanoarrow.Array(typed.child(i)).to_pylist()
-                                if v is not None and not abs(v) < EXACT_LIMIT)
+                counts[i] = sum(1 for v in nanoarrow.Array(typed.child(i)).to_pylist() if _large(v))
         elif col.dtype == "string" and i in mixed:
             text.append(i)
     if not text:
@@ -200,8 +200,7 @@ def _imprecise_numbers(reader: ExcelReader, common: _LoadOptions, sheet: ExcelSh
     for j, col in enumerate(floats.selected_columns):
         child = array.child(j)
         if _may_be_large(memoryview(child.view().buffer(1))):
-            found[col.index] = [v is not None and not abs(v) < EXACT_LIMIT
-                                for v in nanoarrow.Array(child).to_pylist()]
+            found[col.index] = [_large(v) for v in nanoarrow.Array(child).to_pylist()]
     if not found:
         return counts
     kinds = reader.load_sheet(0, dtypes={i: "boolean" for i in found}, use_columns=sorted(found), **common)
@@ -213,6 +212,12 @@ def _imprecise_numbers(reader: ExcelReader, common: _LoadOptions, sheet: ExcelSh
             raise ValueError("the column reads disagree on the number of rows")
         counts[col.index] = sum(1 for big, number in zip(large, is_number, strict=True) if big and number)
     return counts
+
+
+def _large(value: float | None) -> bool:
+    """A finite number of 2**53 or more in absolute value: one that may hold a rounded
+    identifier (NaN and infinity, which a hostile workbook can hold, round nothing)."""
+    return value is not None and math.isfinite(value) and abs(value) >= EXACT_LIMIT
 
 
 def _may_be_large(values: memoryview) -> bool:
