@@ -105,12 +105,7 @@ def _read_table(path: Path, out: str, header_row: int | None) -> JSONObject:
         if not top:
             common["skip_rows"] = 0
         sheet, mixed = _load_typed(reader, common, filled)
-        try:
-            imprecise = _imprecise_numbers(reader, common, sheet, mixed)
-        except (fastexcel.FastExcelError, ValueError):
-            # Only a note on identifiers: the table read fine and is exported all the same;
-            # the columns read as numbers are counted, the mixed ones could not be.
-            imprecise = _imprecise_numbers(reader, common, sheet, [])
+        imprecise = _imprecise_numbers(reader, common, sheet, mixed)
     except fastexcel.FastExcelError as exc:
         raise validate.Unreadable(validate.reader_failed_message(exc, names), "reader") from None
     array = nanoarrow.c_array(sheet)
@@ -192,8 +187,23 @@ def _imprecise_numbers(reader: ExcelReader, common: _LoadOptions, sheet: ExcelSh
                 counts[i] = sum(1 for v in nanoarrow.Array(typed.child(i)).to_pylist() if _large(v))
         elif col.dtype == "string" and i in mixed:
             text.append(i)
-    if not text:
-        return counts
+    if text:
+        import fastexcel  # noqa: PLC0415 - the reader is loaded in worker processes only
+
+        try:
+            _count_mixed(reader, common, text, counts)
+        except (fastexcel.FastExcelError, ValueError):
+            # Only a note on identifiers: the table read fine and is exported all the same;
+            # the columns read as numbers are counted, the mixed ones could not be.
+            pass
+    return counts
+
+
+def _count_mixed(reader: ExcelReader, common: _LoadOptions, text: list[int], counts: list[int]) -> None:
+    """Into ``counts``: the number cells of 2**53 or more in the ``text`` columns (read as text
+    for mixing kinds; see :func:`_imprecise_numbers`)."""
+    import nanoarrow  # noqa: PLC0415 - the reader is loaded in worker processes only
+
     floats = reader.load_sheet(0, dtypes={i: "float" for i in text}, use_columns=text, **common)
     array = nanoarrow.c_array(floats)
     found: dict[int, list[bool]] = {}
@@ -202,7 +212,7 @@ def _imprecise_numbers(reader: ExcelReader, common: _LoadOptions, sheet: ExcelSh
         if _may_be_large(memoryview(child.view().buffer(1))):
             found[col.index] = [_large(v) for v in nanoarrow.Array(child).to_pylist()]
     if not found:
-        return counts
+        return
     kinds = reader.load_sheet(0, dtypes={i: "boolean" for i in found}, use_columns=sorted(found), **common)
     kind_array = nanoarrow.c_array(kinds)
     for j, col in enumerate(kinds.selected_columns):
@@ -211,7 +221,6 @@ def _imprecise_numbers(reader: ExcelReader, common: _LoadOptions, sheet: ExcelSh
         if len(is_number) != len(large):
             raise ValueError("the column reads disagree on the number of rows")
         counts[col.index] = sum(1 for big, number in zip(large, is_number, strict=True) if big and number)
-    return counts
 
 
 def _large(value: float | None) -> bool:

@@ -343,10 +343,10 @@ _KINDS = ((statmod.S_ISFIFO, "a FIFO (named pipe)"), (statmod.S_ISCHR, "a charac
           (statmod.S_ISSOCK, "a socket"))
 
 
-def _refuse_unless_regular(path: Path, shown: str | Path) -> None:
-    """Raise :class:`LedgerError` unless ``path`` (which exists as a name) is a regular file or
-    a link to one, saying what it is instead. Decided by ``stat`` alone: the file is not opened
-    (opening a FIFO to read it blocks until something writes to it)."""
+def _refuse_unless_regular(path: Path, shown: str | Path) -> os.stat_result:
+    """``path``'s ``stat``, or :class:`LedgerError` unless ``path`` (which exists as a name) is
+    a regular file or a link to one, saying what it is instead. Decided by ``stat`` alone: the
+    file is not opened (opening a FIFO to read it blocks until something writes to it)."""
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -358,7 +358,7 @@ def _refuse_unless_regular(path: Path, shown: str | Path) -> None:
             "remove the link and run again to start a new ledger, or set `ledger` in the "
             "profile to the ledger's file") from None
     if statmod.S_ISREG(info.st_mode):
-        return
+        return info
     what = next((name for test, name in _KINDS if test(info.st_mode)), "a special file")
     if path.is_symlink():
         what += f" ({os.path.realpath(path)})"
@@ -823,10 +823,8 @@ class Ledger:
                 ) from exc
             try:
                 if not os.path.lexists(p):
-                    cls._create(p, profile)
-                else:
-                    _refuse_unless_regular(p, path)
-                if p.stat().st_size == 0:
+                    cls._create(p, profile)  # a file with its schema in place
+                elif _refuse_unless_regular(p, path).st_size == 0:
                     raise LedgerError(
                         f"the ledger {path} is empty (0 bytes): its history is not in it; "
                         f"{_EMPTY_ADVICE}")
