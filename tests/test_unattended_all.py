@@ -436,3 +436,33 @@ def test_all_profiles_uninstall_of_an_unreadable_or_deleted_config(tmp_path, mon
     out = capsys.readouterr().out
     assert "'member00'" in out and "'member01'" in out and "no longer in the config" in out, out
     assert tab.read_text() == "0 3 * * * /usr/bin/backup\n"
+
+
+def test_a_unit_file_that_is_a_named_pipe_or_endless_is_never_taken_for_ours(tmp_path):
+    """Looking for the units a removed profile left, every ``report-keeper-*.service`` in the
+    unit folder is read: a named pipe there must not hold ``schedule`` for ever (opening one
+    waits for a writer), nor a file of one endless line be read whole."""
+    import os
+    import signal
+
+    from tui.core import unattended as un
+
+    fifo = tmp_path / "report-keeper-x.service"
+    os.mkfifo(fifo)
+    endless = tmp_path / "report-keeper-y.service"
+    endless.write_bytes(b"x" * (8 << 20))
+
+    class Hung(Exception):  # not an OSError: the code under test must not swallow it
+        pass
+
+    def hung(_signum, _frame):
+        raise Hung("reading the unit file hung")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    try:
+        assert not un._written_by_us(fifo)
+        assert not un._written_by_us(endless)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

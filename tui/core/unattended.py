@@ -666,11 +666,21 @@ def _unit_files(name: str, folder: Path) -> list[Path]:
 
 
 def _written_by_us(path: Path) -> bool:
+    """The file starts with the header ``schedule`` writes. Only a regular file is read (a
+    named pipe would wait for a writer), and only as far as that header goes."""
+    header = HEADER.encode() + b"\n"
     try:
-        with path.open("rb") as fh:
-            return fh.readline().rstrip(b"\n") == HEADER.encode()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        return os.read(fd, len(header)) == header
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _ours(folder: Path, name: str) -> list[Path]:
