@@ -245,3 +245,22 @@ def test_a_target_name_holding_a_nul_character_is_a_clear_refusal(tmp_path, now,
     finally:
         ledger.close()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("start", [b"PK\x03\x04", b"junk"], ids=["zip", "other"])
+def test_a_file_larger_than_any_report_is_refused_before_it_is_read(tmp_path, start):
+    """A file of more than 2 GiB (sparse here: it costs no disk) is refused from its size
+    alone, before the worker reads its bytes: a zip is never read whole into memory (it would
+    end in the memory limit's advice to raise it), a file of another kind is not hashed."""
+    from tui.core.validate import MAX_TOTAL_BYTES, validate_file
+
+    path = tmp_path / "Loans_20260101_070000.xlsx"
+    with open(path, "wb") as f:
+        f.write(start)
+        f.truncate(MAX_TOTAL_BYTES + 1)
+    result = validate_file(path)
+    assert result.status == st.UNREADABLE
+    if start.startswith(b"PK"):
+        assert "more than any report" in result.message, result.message
+        assert "memory" not in result.message, result.message
+    assert result.read_sha256 is None  # its bytes were not read

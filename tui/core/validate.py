@@ -739,6 +739,15 @@ def _read_first_sheet(path: Path, n_rows: int | None = None, *, read: list[str] 
     of what was read is appended to ``read`` (the caller's proof of which bytes it judged)."""
     with open_regular(path) as fh:
         kind = sniff(path, fh)
+        size = os.fstat(fh.fileno()).st_size
+        if size > MAX_TOTAL_BYTES:  # never read (nor hashed): refused from its size alone
+            if kind != "zip":
+                raise Unreadable(kind, "not-xlsx")
+            raise Unreadable(
+                f"Refused: the file is {_human_bytes(size)}, more than any report (the whole "
+                f"workbook may hold at most {_human_bytes(MAX_TOTAL_BYTES)}). It was not opened. "
+                "Delete it and check where it came from; if it is a genuine report, ask for a "
+                "smaller one.", "too-large")
         fh.seek(0)
         data: bytes | None = None
         if kind == "zip":
