@@ -153,3 +153,26 @@ def test_a_log_that_is_a_symlink_is_not_written_through(tmp_path):
                                    backupCount=logs.BACKUPS, encoding="utf-8")
     assert target.read_text() == "kept\n"
     assert (d / "report-keeper.log").is_symlink()
+
+
+def test_a_record_of_characters_beyond_ascii_is_measured_in_the_bytes_written(tmp_path):
+    # A name that is not ASCII takes more bytes than characters: a log measured in characters
+    # grew past its limit before it was rotated.
+    d = _log_dir(tmp_path)
+    path = d / "report-keeper.log"
+    line = "Ausleihe_Übersicht_ÄÖÜ_ß_" * 4
+    step = len(line.encode()) + 1  # bytes a record adds (with its newline)
+    assert step > len(line) + 1
+    # A limit a whole number of records long: a count of characters lets the last record in
+    # (its characters still fit), and that record ends exactly on the limit.
+    limit = step * 83
+    handler = logs.SharedRotatingHandler(path, maxBytes=limit, backupCount=2, encoding="utf-8")
+    handler.setFormatter(logs.logging.Formatter("%(message)s"))
+    try:
+        for _ in range(200):
+            handler.emit(_record(line))
+    finally:
+        handler.close()
+    files = [path, *(path.with_name(f"{path.name}.{n}") for n in (1, 2))]
+    assert all(f.exists() for f in files)
+    assert max(f.stat().st_size for f in files) < limit

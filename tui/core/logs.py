@@ -74,10 +74,14 @@ class SharedRotatingHandler(logging.handlers.RotatingFileHandler):
         return True
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:
+        return self._full(len(self.format(record)) + len(self.terminator))
+
+    def _full(self, size: int) -> bool:
+        """Whether ``size`` more bytes would take the log past its limit (after following the
+        log to the file that is the log now)."""
         if not self._follow() or self.maxBytes <= 0 or self.stream is None:
             return False
-        self.stream.seek(0, os.SEEK_END)
-        return self.stream.tell() + len(self.format(record)) + 1 >= self.maxBytes
+        return os.fstat(self.stream.fileno()).st_size + size >= self.maxBytes
 
     def emit(self, record: logging.LogRecord) -> None:
         """One record, one ``write()`` on the log's ``O_APPEND`` descriptor: Linux appends it
@@ -86,11 +90,12 @@ class SharedRotatingHandler(logging.handlers.RotatingFileHandler):
         relied on). A character the encoding cannot take (a lone surrogate of a name that was
         not UTF-8) is written escaped, never a logging error on stderr."""
         try:
-            if self.shouldRollover(record):
+            # Formatted once: the size that decides a rotation is the size written.
+            data = (self.format(record) + self.terminator).encode(self.encoding or "utf-8", "backslashreplace")
+            if self._full(len(data)):
                 self.doRollover()
             if self.stream is None:
                 self.stream = self._open()
-            data = (self.format(record) + self.terminator).encode(self.encoding or "utf-8", "backslashreplace")
             fd = self.stream.fileno()
             while data:  # a regular file takes it in one call; a short write (disk full) goes on
                 data = data[os.write(fd, data):]
