@@ -30,10 +30,12 @@ import re
 import stat
 import tomllib
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email.utils import getaddresses
+from functools import cached_property
 from pathlib import Path
 from typing import TypeAlias, TypeVar
 from urllib.parse import urlsplit
@@ -187,8 +189,29 @@ class ReportConfig:
     # The report's dates (docs/DOMAIN.md): every other module asks for them here.
 
     def is_closed(self, day: date) -> bool:
-        """Whether ``day`` is a configured closed day (a loan day with no activity)."""
-        return any(day in r for r in self.closed_days)
+        """Whether ``day`` is a configured closed day (a loan day with no activity).
+
+        One binary search in the ranges merged once (:attr:`_closed_spans`): a health
+        evaluation asks for every run of years of history, and a list of holidays or a range
+        over centuries costs each day the same."""
+        firsts, lasts = self._closed_spans
+        i = bisect_right(firsts, day.toordinal()) - 1
+        return i >= 0 and day.toordinal() <= lasts[i]
+
+    @cached_property
+    def _closed_spans(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """``closed_days`` as sorted, disjoint spans of day ordinals: (first days, last days);
+        overlapping and touching ranges are merged into one."""
+        spans: list[list[int]] = []
+        for r in sorted(self.closed_days, key=lambda r: r.first):
+            first, last = r.first.toordinal(), r.last.toordinal()
+            if last < first:
+                continue  # holds no day
+            if spans and first <= spans[-1][1] + 1:
+                spans[-1][1] = max(spans[-1][1], last)
+            else:
+                spans.append([first, last])
+        return tuple(s[0] for s in spans), tuple(s[1] for s in spans)
 
     def covered_day(self, run_day: date) -> date:
         """The loan day a run on ``run_day`` reports on (``lag_days`` before it)."""
