@@ -482,3 +482,21 @@ def test_a_delivery_more_than_a_day_ahead_is_bad_date_for_health_and_timing_alik
     report = sc.profile().report_for(sc.WEEKLY)
     times = [d.delivered_at for d in history if d.report == sc.WEEKLY]
     assert report.timing(sc.TZ, [*times, future.delivered_at], now=sc.NOW) == report.timing(sc.TZ, times, now=sc.NOW)
+
+
+@pytest.mark.parametrize("zone", ["Pacific/Apia", "Pacific/Kiritimati", "Pacific/Kwajalein", "Australia/Lord_Howe",
+                                  "America/St_Johns", "UTC"])
+@pytest.mark.parametrize("schedule", ["daily", "every 2 days from 2011-12-30", "weekly:FRI,SAT", "monthly:last"])
+def test_the_run_days_over_years_are_the_days_the_zone_had(zone, schedule):
+    """The run days of a long span (a check over decades) are found in one pass that converts
+    each midnight once: the same days as asking ``on_the_clock`` of each one."""
+    from zoneinfo import ZoneInfo
+
+    from tui.core.schedule import Timing, parse_schedule
+
+    timing = Timing(parse_schedule(schedule), time(0, 30), timedelta(hours=2), ZoneInfo(zone))
+    first, last = date(1992, 1, 1), date(2013, 12, 31)
+    expected = [d for d in timing.schedule.run_days(first, last) if timing.on_the_clock(d)]
+    assert timing.run_days(first, last) == expected
+    if zone in ("Pacific/Apia", "Pacific/Kwajalein") and schedule == "daily":
+        assert len(expected) == (last - first).days  # the one day it skipped

@@ -42,6 +42,7 @@ from tui.core.model import Delivery
 
 EARLY_TOLERANCE = timedelta(hours=1)  # a delivery up to 1 h before ``at`` is on time
 EPOCH = date(1970, 1, 1)
+ONE_DAY = timedelta(days=1)
 
 WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 _FULL_WEEKDAYS = tuple(calendar.day_name[i].upper() for i in range(7))
@@ -270,13 +271,23 @@ class Timing:
     def on_the_clock(self, day: date) -> bool:
         """Whether ``day`` happened in the zone: crossing the date line, a zone may skip a
         whole day (Samoa went from 29 to 31 December 2011), and a skipped day has no run."""
-        start = datetime.combine(day, time(0), tzinfo=self.tz).astimezone(UTC)
-        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.tz).astimezone(UTC)
-        return end > start
+        return self._midnight(day + ONE_DAY) > self._midnight(day)
 
     def run_days(self, start: date, end: date) -> list[date]:
         """The schedule's run days from ``start`` to ``end`` (both included) that the zone had."""
-        return [d for d in self.schedule.run_days(start, end) if self.on_the_clock(d)]
+        days = []
+        after: tuple[date, datetime] | None = None  # the day after the previous one, its midnight
+        for d in self.schedule.run_days(start, end):
+            # Consecutive days share a midnight: a daily schedule converts each one once.
+            begins = after[1] if after is not None and after[0] == d else self._midnight(d)
+            after = (d + ONE_DAY, self._midnight(d + ONE_DAY))
+            if after[1] > begins:  # as on_the_clock
+                days.append(d)
+        return days
+
+    def _midnight(self, day: date) -> datetime:
+        """The start of ``day`` in the zone, as a UTC instant."""
+        return datetime.combine(day, time(0), tzinfo=self.tz).astimezone(UTC)
 
     def next_run(self, day: date) -> date:
         """The first run day after ``day`` that the zone has."""
