@@ -8,7 +8,7 @@ the TUI's health screen and heatmap render.
 Rules (docs/DOMAIN.md), for every expected run day R of a report:
 
 - a delivery belongs to the latest run whose on-time window had opened when it arrived
-  (window: R at-1h .. R at+grace, in the profile's zone; matched with a polars as-of join);
+  (window: R at-1h .. R at+grace, in the profile's zone; matched by an as-of join, one binary search per delivery);
 - **on-time**: its first delivery is inside the window; **late**: after it (before the next
   run's window); **missing**: none and the deadline has passed; **pending**: none yet and the
   deadline has not passed; more than one delivery: all kept and listed (``RunDay.files``);
@@ -51,13 +51,15 @@ Public API: ``evaluate(profile, deliveries, *, now=None, connection=None) -> Hea
 
 from __future__ import annotations
 
+import functools
 import logging
 import statistics
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from tui.core import clock, content, model
 from tui.core import status as st
@@ -76,9 +78,6 @@ from tui.core.model import (
 from tui.core.names import escape_name
 from tui.core.schedule import Schedule, Timing
 from tui.core.status import Severity, VerifyStatus
-
-if TYPE_CHECKING:  # loaded by the functions that use it: sync imports this module without it
-    import polars as pl
 
 log = logging.getLogger("report_keeper.health")
 
@@ -146,10 +145,16 @@ def held_state(delivery: Delivery) -> str:
 
 def fmt_day(day: date, today: date | None = None) -> str:
     """``Tue 2 Jun``; the year is added when ``day`` is more than 180 days from ``today``."""
-    text = f"{day:%a} {day.day} {day:%b}"
+    text = f"{_DAY_ABBR[day.weekday()]} {day.day} {_MONTH_ABBR[day.month - 1]}"
     if today is not None and abs((day - today).days) > 180:
         text += f" {day.year}"
     return text
+
+
+#: strftime's ``%a`` and ``%b`` names, asked once: :func:`fmt_day` names every day of years of
+#: missing runs several times, and each strftime call costs microseconds.
+_DAY_ABBR = tuple(f"{date(2001, 1, 1 + i):%a}" for i in range(7))  # 1 January 2001: a Monday
+_MONTH_ABBR = tuple(f"{date(2001, m, 1):%b}" for m in range(1, 13))
 
 
 def _d(value: date | None) -> str | None:
@@ -306,12 +311,18 @@ class HealthReport:
 
     @property
     def problems(self) -> list[Problem]:
-        """All problems, the connection's first, ordered by urgency."""
+        """All problems, the connection's first, ordered by urgency (a new list each time)."""
+        return list(self._by_urgency)
+
+    @functools.cached_property
+    def _by_urgency(self) -> tuple[Problem, ...]:
+        """:attr:`problems`, sorted once: check and the Health screen ask several times, and
+        years of missing runs are tens of thousands of problems."""
         items = [p for r in self.reports for p in r.problems]
         conn = self.connection.problem()
         if conn is not None:
             items.append(conn)
-        return sorted(items, key=urgency_key(self.now.date()))
+        return tuple(sorted(items, key=urgency_key(self.now.date())))
 
     @property
     def exit_code(self) -> st.Exit:
@@ -372,32 +383,6 @@ def urgency_key(today: date) -> Callable[[Problem], UrgencyKey]:
 # Evaluation
 
 
-def _run_frame(timing: Timing, days: list[date]) -> pl.DataFrame:
-    import polars as pl  # noqa: PLC0415 - start-up time: sync loads this module, rarely evaluates
-
-    starts, deadlines = [], []
-    for day in days:
-        s, e = timing.window(day)
-        starts.append(s)
-        deadlines.append(e)
-    return pl.DataFrame(
-        {"day": days, "win_start": starts, "deadline": deadlines},
-        schema={"day": pl.Date, "win_start": pl.Datetime("us", "UTC"), "deadline": pl.Datetime("us", "UTC")},
-    )
-
-
-def _delivery_frame(deliveries: list[Delivery]) -> pl.DataFrame:
-    import polars as pl  # noqa: PLC0415 - start-up time, as in _run_frame
-
-    return pl.DataFrame(
-        {
-            "idx": list(range(len(deliveries))),
-            "at": [d.delivered_at.astimezone(UTC) for d in deliveries],
-        },
-        schema={"idx": pl.Int64, "at": pl.Datetime("us", "UTC")},
-    ).sort("at")
-
-
 def _worst_verification(statuses: Iterable[VerifyStatus | None]) -> VerifyStatus | None:
     known = [s for s in statuses if s is not None]
     return max(known, key=_VERIFICATION_RANK.__getitem__) if known else None
@@ -440,10 +425,9 @@ def evaluate_report(
             coming = timing.next_run(coming)
         horizon = timing.window(coming)[0]
 
-    # Which run each delivery belongs to: the latest run whose window had opened (as-of join).
-    import polars as pl  # noqa: PLC0415 - start-up time, as in _run_frame
-
-    runs_df = _run_frame(timing, days)
+    # Each run's window, once: the as-of join below and the statuses read them.
+    windows = [timing.window(day) for day in days]
+    starts = [start for start, _deadline in windows]
     by_run: dict[date, list[Delivery]] = {}
     # A delivery dated at or after the horizon (a name or a server clock ahead of ours) belongs
     # to a run that is not expected yet: joined to today's run, it would make it "late" before
@@ -462,22 +446,18 @@ def evaluate_report(
     if future:
         log.warning("%s: %d deliveries dated after the next run's window opens are in no run yet",
                     report.name, len(future))
-    if placed and days:
-        joined = _delivery_frame(placed).join_asof(
-            runs_df.select("win_start", "day"), left_on="at", right_on="win_start", strategy="backward"
-        )
-        grouped = (
-            joined.filter(pl.col("day").is_not_null())
-            .group_by("day")
-            .agg(pl.col("idx").sort_by("at"))
-        )
-        for day, idxs in grouped.iter_rows():
-            by_run[day] = [placed[i] for i in idxs]
+    # Which run each delivery belongs to: the latest run whose window had opened when it
+    # arrived (an as-of join: one binary search in the runs' window starts, which grow with
+    # the run days). ``placed`` is in delivery order, so each run's files are too.
+    for d in placed:
+        i = bisect_right(starts, d.delivered_at) - 1
+        if i >= 0:  # before the first run's window: in no run
+            by_run.setdefault(days[i], []).append(d)
 
     runs: list[RunDay] = []
     problems: list[Problem] = []
     data_files: dict[date, list[Delivery]] = {}  # per run: its files with data rows
-    for day, deadline in runs_df.select("day", "deadline").iter_rows():
+    for day, (_start, deadline) in zip(days, windows, strict=True):
         files = by_run.get(day, [])
         if not files and not timing.known:
             continue  # a schedule the history cannot tell expects no run
@@ -504,7 +484,7 @@ def evaluate_report(
         run = RunDay(
             day=day,
             status=state,
-            files=tuple(d.name for d in files),
+            files=tuple(d.name for d in files) if files else (),
             verification=verification,
             rows=rows,
             delivered_at=delivered_at,
@@ -512,11 +492,11 @@ def evaluate_report(
             delete_on=delete_on,
             closed=closed,
             covered_day=covered,
-            purged=tuple(d.name for d in files if d.extra.get("purged")),
-            not_held=tuple(d.name for d in files if d.local_state == LocalState.MISSING_LOCALLY),
+            purged=tuple(d.name for d in files if d.extra.get("purged")) if files else (),
+            not_held=tuple(d.name for d in files if d.local_state == LocalState.MISSING_LOCALLY) if files else (),
         )
         runs.append(run)
-        problems.extend(_run_problems(report, run, files, today, timing))
+        problems.extend(_run_problems(report, run, files, today, timing, _RunDates(covered, rescue_by, deadline)))
     if not timing.known and placed:
         problems.extend(_unknown_schedule_problem(report, placed, today, tz))
 
@@ -596,16 +576,26 @@ def _rerun_step(name: str, covered: date, rescue_by: date, today: date) -> str:
     )
 
 
+class _RunDates(NamedTuple):
+    """A run's dates as the evaluation found them once: its covered day, rescue-by and the
+    end of its on-time window (``Timing.deadline``)."""
+
+    covered: date
+    rescue_by: date
+    deadline: datetime
+
+
 def _run_problems(report: ReportConfig, run: RunDay, files: list[Delivery], today: date,
-                  timing: Timing) -> list[Problem]:
+                  timing: Timing, dates: _RunDates) -> list[Problem]:
     name = report.name
     age = (today - run.day).days
     within_retention = age <= report.retention_days
-    covered, rescue_by = report.covered_day(run.day), report.rescue_by(run.day)
+    covered, rescue_by, deadline = dates
     rescuable = today < rescue_by
     out: list[Problem] = []
     if run.status == model.MISSING:
-        due = timing.deadline(run.day).astimezone(timing.tz).strftime("%H:%M")
+        local = deadline.astimezone(timing.tz)
+        due = f"{local.hour:02d}:{local.minute:02d}"  # %H:%M
         if run.closed:
             if within_retention:
                 out.append(Problem(  # no rescue-by: there are no loans to rescue
@@ -624,7 +614,7 @@ def _run_problems(report: ReportConfig, run: RunDay, files: list[Delivery], toda
         return out
     if run.status == model.LATE and age <= LATE_DAYS and timing.known:
         first = files[0]
-        delay = first.delivered_at - timing.deadline(run.day)
+        delay = first.delivered_at - deadline
         out.append(Problem(
             severity=WARNING, kind=ProblemKind.LATE, day=run.day, file=first.name, delete_on=run.delete_on,
             message=f"'{name}' for {fmt_day(run.day, today)} arrived "
