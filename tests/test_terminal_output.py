@@ -192,6 +192,105 @@ def test_json_text_escapes_8bit_controls_and_direction_overrides_but_keeps_each_
     assert json.loads(out) == document  # every value exactly
 
 
+def _stdlib_json_text(document):
+    """What json_text wrote before: the standard library's indenting encoder, then the escapes."""
+    from tui.commands.common import _JSON_MAYBE_CONTROL, _json_escaped
+
+    return _JSON_MAYBE_CONTROL.sub(_json_escaped, json.dumps(document, ensure_ascii=False, indent=2))
+
+
+def _random_value(rng, depth=0):
+    import math
+    from enum import IntEnum, StrEnum
+
+    class Kind(StrEnum):
+        MISSING = "missing"
+
+    class Level(IntEnum):
+        HIGH = 3
+
+    scalars = [None, True, False, 0, -1, 2**70, 1.5, -0.0, 1e16, 1e-7, math.nan, math.inf, -math.inf,
+               "", "plain", "Zürich 東京", "a\x9b2J\u202eb", "\x7f\x00\x1b\n\t\"\\", "\ud800 lone",
+               "\U0001f600\U000e0041", "\u2028\u2029", Kind.MISSING, Level.HIGH, (), [], {}]
+    pick = rng.random()
+    if depth > 4 or pick < 0.5:
+        return rng.choice(scalars)
+    if pick < 0.75:
+        keys = ["day", "status", "files", "Zürich", "\u202ekey", "", "x" * 3]
+        value = {rng.choice(keys): _random_value(rng, depth + 1) for _ in range(rng.randrange(0, 7))}
+        if rng.random() < 0.2:
+            value.update({1: "int key", 2.5: "float key", False: "bool key", None: "null key"})
+        return value
+    items = [_random_value(rng, depth + 1) for _ in range(rng.randrange(0, 6))]
+    return tuple(items) if rng.random() < 0.3 else items
+
+
+def test_json_text_is_the_standard_librarys_indented_text_character_for_character():
+    """json_text writes an object or array of scalars with the C encoder in one call (the
+    standard library's indenting encoder is pure Python, and a check over decades of missed
+    runs is tens of MB): the text must stay the same, escapes, numbers, keys and empty
+    containers included."""
+    import random
+
+    from tui.commands.common import json_text
+
+    rng = random.Random(20991231)
+    documents = [{}, {"a": []}, {"a": {}}, {"a": [[]]}, {"a": [{}]}, {"a": [[], [1]]},
+                 {"runs": [{"day": "2099-12-31", "files": [], "content": [], "purged": []},
+                           {"day": "2099-12-30", "files": ["x.xlsx"], "content": ["stale"]}]},
+                 {"name": "a\x9b2Jb\u202ec\x7fd\u2066e", "nested": [{"sheet": "\x1b]0;x\x07\u200f"}]}]
+    documents += [{"doc": _random_value(rng)} for _ in range(400)]
+    for document in documents:
+        assert json_text(document) == _stdlib_json_text(document), document
+
+
+def test_json_text_of_decades_of_runs_never_takes_the_pure_python_encoder(monkeypatch):
+    """The standard library indents in pure Python, a generator per level for every value:
+    ``check --json`` at the end of the clock's range (73 years of missed runs, 31 MB) spent
+    seconds there. Only the containers above the runs and problems are walked in Python."""
+    import json.encoder
+
+    from tui.commands.common import json_text
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the pure-Python indenting encoder")
+
+    monkeypatch.setattr(json.encoder, "_make_iterencode", refused)
+    runs = [{"day": f"2099-12-{d:02d}", "status": "missing", "files": [], "rows": None, "closed": False}
+            for d in range(1, 32)]
+    document = {"status": "critical", "reports": [{"name": "Loans", "runs": runs, "problems": []}]}
+    text = json_text(document)
+    assert json.loads(text) == document and text.count("\n") > 31 * 5
+
+
+def test_json_text_refuses_what_json_dumps_refuses():
+    from tui.commands.common import json_text
+
+    looped: dict[str, object] = {"a": [1]}
+    looped["self"] = [looped]
+    for document, error in (({"a": [object()]}, TypeError), ({"a": {(1, 2): 1}}, TypeError),
+                            ({"b": [1, {"c": object()}]}, TypeError), (looped, ValueError)):
+        with pytest.raises(error):
+            _stdlib_json_text(document)
+        with pytest.raises(error):
+            json_text(document)
+
+
+def test_escape_text_escapes_the_same_characters_as_before_and_leaves_plain_ascii_as_it_is():
+    import re
+
+    from tui.core.names import _escaped_char, escape_text
+
+    def before(text: str) -> str:
+        return re.sub(r"[^\n\x20-\x7e]", _escaped_char, text)
+
+    every = "".join(map(chr, range(0x3000))) + "\U0001f600\U000e0041\ud800"
+    for text in (every, *every, "line one\nline two\n" * 3, "tab\there", "del\x7f", "", "Zürich\n"):
+        assert escape_text(text) == before(text), repr(text)
+    plain = "{\n  \"status\": \"ok\"\n}\n" * 1000
+    assert escape_text(plain) is plain
+
+
 # ------------------------------------------------------------------------------ the output guard
 
 

@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import getpass
 import json
+import json.encoder
 import logging
 import os
 import re
@@ -218,8 +219,78 @@ def json_text(document: Mapping[str, object]) -> str:
     that json.dumps leaves raw and a terminal would obey or hide (DEL, the 8-bit controls such
     as CSI ``\\x9b``, direction overrides, other format characters) are ``\\uXXXX``
     escapes: the same values for every JSON reader, inert on a screen. Outside strings JSON
-    holds only ASCII, so only characters inside strings are escaped."""
-    return _JSON_MAYBE_CONTROL.sub(_json_escaped, json.dumps(document, ensure_ascii=False, indent=2))
+    holds only ASCII, so only characters inside strings are escaped.
+
+    The text is ``json.dumps(document, ensure_ascii=False, indent=2)``'s, character for
+    character (:func:`_indented`), escaped piece by piece."""
+    return _indented(document, 0, set())
+
+
+def _inert(text: str) -> str:
+    """``text`` with :data:`_JSON_MAYBE_CONTROL`'s characters escaped (ASCII text without DEL,
+    nearly every piece, is returned as it is without a search)."""
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return _JSON_MAYBE_CONTROL.sub(_json_escaped, text)
+
+
+#: How json.dumps(ensure_ascii=False) writes a string (its C function where there is one).
+_encode_string = json.encoder.encode_basestring
+
+#: json.dumps' own C encoder (ensure_ascii=False) per depth: it writes a container of
+#: scalars whole, its items separated by a line break and that depth's indent.
+_LEVEL_ENCODERS: dict[int, json.JSONEncoder] = {}
+
+
+def _level_encoder(level: int) -> json.JSONEncoder:
+    encoder = _LEVEL_ENCODERS.get(level)
+    if encoder is None:
+        encoder = json.JSONEncoder(ensure_ascii=False, separators=(",\n" + "  " * level, ": "))
+        _LEVEL_ENCODERS[level] = encoder
+    return encoder
+
+
+#: What json.dumps writes as an object or an array. With an indent, a non-empty one spreads
+#: over lines of its own; an empty one is ``{}`` or ``[]``, like a scalar.
+_CONTAINERS = (dict, list, tuple)
+
+
+def _indented(value: object, level: int, path: set[int]) -> str:
+    """``value`` at depth ``level`` as ``json.dumps(..., ensure_ascii=False, indent=2)``
+    writes it, pieces passed through :func:`_inert`. The standard library's indenting encoder
+    is pure Python, a generator per level for every value: a report checked over decades
+    (tens of thousands of runs and problems, tens of MB) took seconds in it. Here an object or
+    array of scalars (nearly all of them: each run, each problem) is written by the C encoder
+    in one call with the indent as its item separator, and only the containers above them are
+    walked in Python; scalars, keys and errors (an object json cannot write, a circular
+    reference) are the C encoder's or the same as its own, so the text is the same."""
+    encoder = _level_encoder(level + 1)
+    if not isinstance(value, _CONTAINERS) or not value:
+        return _inert(encoder.encode(value))
+    if id(value) in path:
+        raise ValueError("Circular reference detected")
+    items: Iterable[object] = value.values() if isinstance(value, dict) else value
+    indent = "  " * (level + 1)
+    if not any([v for v in items if isinstance(v, _CONTAINERS)]):  # scalars or empty: whole
+        text = _inert(encoder.encode(value))
+        return f"{text[0]}\n{indent}{text[1:-1]}\n{'  ' * level}{text[-1]}"
+    path.add(id(value))
+    if isinstance(value, dict):
+        parts = [f"{_key(k, encoder)}: {_indented(v, level + 1, path)}" for k, v in value.items()]
+    else:
+        parts = [_indented(v, level + 1, path) for v in value]
+    path.discard(id(value))
+    opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+    body = (",\n" + indent).join(parts)
+    return f"{opening}\n{indent}{body}\n{'  ' * level}{closing}"
+
+
+def _key(key: object, encoder: json.JSONEncoder) -> str:
+    """An object's key as json.dumps writes it (a number, true, false and null as text)."""
+    if isinstance(key, str):
+        return _inert(_encode_string(key))
+    text = _inert(encoder.encode({key: None}))  # '{"1.5": null}'
+    return text[1:-len(": null}")]
 
 
 class TerminalText:

@@ -242,6 +242,8 @@ def escape_name(name: str) -> str:
 # text has none).
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
 _MAYBE_CONTROL = re.compile(r"[^\n\x20-\x7e]")
+#: The characters :data:`_MAYBE_CONTROL` leaves, as bytes (``bytes.translate`` deletes them).
+_PLAIN_ASCII = bytes([0x0A, *range(0x20, 0x7F)])
 
 
 def _escaped_char(m: re.Match[str]) -> str:
@@ -259,6 +261,8 @@ def escape_text(text: str) -> str:
     """Text for a terminal, escaped as :func:`escape_name` escapes a name, except that its
     line breaks (``\\n``) are kept: what a command writes, whole lines at a time. Letters of
     every script are kept as they are."""
+    if text.isascii() and not text.encode("ascii").translate(None, _PLAIN_ASCII):
+        return text  # nothing to escape, told without a search (a JSON document of many MB)
     return _MAYBE_CONTROL.sub(_escaped_char, text)
 
 
