@@ -92,19 +92,20 @@ def test_sync_and_check_load_neither_textual_nor_polars_nor_the_reader(sshd, ser
     assert code in (0, 1), doc  # really synced: three files downloaded and verified
     assert len(doc["downloaded"]) == 3 and {f["status"] for f in doc["files"]} <= {"ok", "empty"}
     assert "asyncssh" in modules  # (it talked to the server)
-    # rich draws progress on a terminal only; polars is for the health evaluation (alerts);
-    # without a [notify] table no alert machinery (mail, HTTP, the health evaluation) loads
+    # rich draws progress on a terminal only; polars is for the export alone; without a
+    # [notify] table no alert machinery (mail, HTTP, the health evaluation) loads
     assert present(modules, ("polars", "rich", *UI, *READER)) == []
     assert present(modules, ("tui.notify", "tui.core.health", "smtplib", "urllib.request")) == []
     assert doc["notify"] == {"configured": False, "sent": [], "failed": []}
 
+    # The health evaluation is plain Python: a check (a cron job) pays no polars start-up.
     code, modules, stdout = loaded_by("check", "--config", cfg, "--json")
     assert json.loads(stdout)["connection"]["ok"] is True
-    assert present(modules, ("rich", *UI, *READER)) == []
+    assert present(modules, ("polars", "rich", *UI, *READER)) == []
 
     code, modules, stdout = loaded_by("check", "--config", cfg, "--json", "--offline")
     assert "reports" in json.loads(stdout)
-    assert present(modules, ("asyncssh", "rich", *UI, *READER)) == []
+    assert present(modules, ("asyncssh", "polars", "rich", *UI, *READER)) == []
 
 
 def test_verify_loads_no_ssh_no_polars_no_textual(tmp_path):
