@@ -1,6 +1,7 @@
 """Benchmark: `report-keeper check --offline` over 11 years of daily deliveries.
 
     .venv/bin/python benchmarks/check_history.py [--years 11] [--runs 5] [--baseline DIR]
+                                                  [--ahead-years N]
 
 Builds a ledger holding ``years`` of one daily report (one delivery a day, listed, downloaded
 and verified; every verification with a row fingerprint and date coverage, as the content
@@ -8,8 +9,13 @@ checks record them, including a stale repeat, a wrong-day file and a few-rows da
 then times, as whole processes (interpreter start-up included), best of ``runs``:
 
     report-keeper check --offline --json        (this tree)
-    the same command of the tree in --baseline  (e.g. a checkout of an earlier release, made
+    report-keeper check --offline               (the human output)
+    the same commands of the tree in --baseline (e.g. a checkout of an earlier release, made
                                                  with: git archive main | tar -x -C DIR)
+
+``--ahead-years N`` moves the clock N years past the last delivery: the report has stopped,
+and the evaluation walks N years of missing runs (each one a run and, within its
+``retention_days``, a problem), the JSON document lists them all.
 
 Each tree builds its own ledger (an older release refuses a newer ledger), in a subprocess with
 that tree first on PYTHONPATH. It also times the health evaluation alone (``evaluate`` over the
@@ -121,33 +127,41 @@ print(json.dumps({"evaluate_s": best, "ledger_read_s": read, "problems": len(hea
 """
 
 
-def env_for(tree: Path) -> dict[str, str]:
+def env_for(tree: Path, now: str = "2026-12-11T10:00:00-06:00") -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(tree)
-    env["REPORT_KEEPER_NOW"] = "2026-12-11T10:00:00-06:00"
+    env["REPORT_KEEPER_NOW"] = now
     return env
 
 
-def measure(tree: Path, years: int, runs: int) -> dict:
+def measure(tree: Path, years: int, runs: int, ahead_years: int = 0) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="check-history-"))
     env = env_for(tree)
     # cwd: the folder, so that "-c" code imports the tree on PYTHONPATH, not the current one
     built = json.loads(subprocess.run([sys.executable, "-c", BUILD, str(folder), str(years)], env=env,
                                       capture_output=True, text=True, check=True, cwd=folder).stdout)
-    cmd = [sys.executable, "-m", "tui", "check", "--config", str(folder / "config.toml"), "--offline", "--json"]
-    times = []
+    env = env_for(tree, f"{2026 + ahead_years}-12-11T10:00:00-06:00")
+    cmd = [sys.executable, "-m", "tui", "check", "--config", str(folder / "config.toml"), "--offline"]
+    times, human_times = [], []
     doc = None
+    size = 0
     for _ in range(runs):
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=folder)
+        proc = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, cwd=folder)
         times.append(time.perf_counter() - t0)
         doc = json.loads(proc.stdout)
+        size = len(proc.stdout.encode())
+        t0 = time.perf_counter()
+        subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=folder)
+        human_times.append(time.perf_counter() - t0)
     inner = json.loads(subprocess.run([sys.executable, "-c", EVALUATE, str(folder), str(runs)], env=env,
                                       capture_output=True, text=True, check=True, cwd=folder).stdout)
     from collections import Counter
 
     kinds = dict(sorted(Counter(p["kind"] for r in doc["reports"] for p in r["problems"]).items()))
-    return {"tree": str(tree), "deliveries": built["deliveries"], "check_process_s": min(times),
+    return {"tree": str(tree), "deliveries": built["deliveries"], "ahead_years": ahead_years,
+            "runs": sum(len(r["runs"]) for r in doc["reports"]), "json_bytes": size,
+            "check_process_s": min(times), "check_human_process_s": min(human_times),
             "evaluate_s": inner["evaluate_s"], "ledger_read_s": inner["ledger_read_s"], "kinds": kinds}
 
 
@@ -156,17 +170,20 @@ def main() -> int:
     ap.add_argument("--years", type=int, default=11)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--baseline", type=Path, help="another source tree to measure in the same run")
+    ap.add_argument("--ahead-years", type=int, default=0,
+                    help="the clock this many years past the last delivery (years of missing runs)")
     args = ap.parse_args()
-    out = {"this": measure(ROOT, args.years, args.runs)}
+    out = {"this": measure(ROOT, args.years, args.runs, args.ahead_years)}
     if args.baseline:
-        out["baseline"] = measure(args.baseline.resolve(), args.years, args.runs)
-        for key in ("check_process_s", "evaluate_s"):
+        out["baseline"] = measure(args.baseline.resolve(), args.years, args.runs, args.ahead_years)
+        for key in ("check_process_s", "check_human_process_s", "evaluate_s"):
             out[f"{key}_ratio"] = out["this"][key] / out["baseline"][key]
     for name, m in out.items():
         if isinstance(m, dict):
-            sys.stderr.write(f"{name}: {m['deliveries']} deliveries, check --offline {m['check_process_s']:.3f} s, "
-                             f"evaluate {m['evaluate_s']:.3f} s, ledger read {m['ledger_read_s']:.3f} s, "
-                             f"problems {m['kinds']}\n")
+            sys.stderr.write(f"{name}: {m['deliveries']} deliveries, {m['runs']} runs, check --offline "
+                             f"--json {m['check_process_s']:.3f} s ({m['json_bytes']:,} bytes), human "
+                             f"{m['check_human_process_s']:.3f} s, evaluate {m['evaluate_s']:.3f} s, "
+                             f"ledger read {m['ledger_read_s']:.3f} s, problems {m['kinds']}\n")
     print(json.dumps(out, indent=2))
     return 0
 
