@@ -76,6 +76,10 @@ class Scripted:
 
     def close(self) -> None:
         self.stop.set()
+        try:  # wakes the accept loop now, not at its next timeout
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:  # closed already (a test may close it before the fixture does)
+            pass
         self.listener.close()
         self.thread.join(5)
         for t in self.threads:
