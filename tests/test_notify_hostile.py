@@ -1073,6 +1073,30 @@ def test_a_hung_name_server_is_inside_the_send_deadline(tmp_path):
     assert out["literal"]["delivered"] == [["circ-team@example.edu"]] and out["literal"]["took"] < 8, out
 
 
+def test_a_plain_send_loads_no_certificates(scripted, monkeypatch, http_server_local):
+    """A TLS context loads the system's certificates (tens of milliseconds of CPU each time):
+    an e-mail over smtp_security = "none" and a request to http:// make none; a request to
+    https:// makes its own, which is used."""
+    import ssl
+
+    made: list[ssl.SSLContext] = []
+    real = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    server = scripted(smtp_script())
+    assert "1 recipient" in str(bounded(lambda: send_email(_plain(server.port), "s", "b\n", timeout=10))["value"])
+    assert http_request(http_server_local.url("/hook"), method="POST", document={"a": 1}, timeout=5) == 200
+    assert made == []
+    with pytest.raises(SendError, match="could not reach"):  # the TLS handshake with a plain HTTP server
+        http_request(f"https://127.0.0.1:{http_server_local.port}/hook", method="POST", document={"a": 1},
+                     timeout=5)
+    assert len(made) == 1
+
+
 def test_notify_test_with_a_refused_recipient_is_no_working_channel(scripted, tmp_path, capsys):
     """``notify --test`` against a server that takes one recipient and refuses the other said
     "sent" and exited 0: the person setting alerts up believed both would hear of problems."""
