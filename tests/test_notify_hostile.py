@@ -11,14 +11,17 @@ does not send it again.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import subprocess
 import sys
 import threading
+import time as time_
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -618,7 +621,8 @@ from tui.core.model import Delivery
 from tui.notify import dispatch
 
 tz = ZoneInfo("America/Chicago")
-profile = parse_config(tomllib.loads(open(sys.argv[1]).read())).profile()
+with open(sys.argv[1]) as f:
+    profile = parse_config(tomllib.loads(f.read())).profile()
 deliveries = []
 for i in range(6):  # daily until Fri 20 Nov, then nothing
     at = datetime(2026, 11, 15, 7, 5, tzinfo=tz) + timedelta(days=i)
@@ -660,6 +664,41 @@ def _counting_smtp(received: list[bytes], holds: list[threading.Event | None],
     return smtp_script(received=received, holds=holds, in_data=in_data)
 
 
+def _run_here(command: list[str], monkeypatch, capsys) -> dict[str, Any]:
+    """The run ``command`` starts, in this process (a run after the one a test is about)."""
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", command[1:])
+    capsys.readouterr()
+    runpy.run_path(command[1], run_name="__main__")
+    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return doc
+
+
+def _opened(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` open."""
+    target = os.path.realpath(path)
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:  # it has ended
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd) == target:
+                return True
+        except OSError:  # closed meanwhile
+            continue
+    return False
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for ``condition`` (looked at every 10 ms) for at most BOUND seconds."""
+    stop = time_.monotonic() + BOUND
+    while not condition():
+        assert time_.monotonic() < stop, f"{what} after {BOUND:g} s"
+        time_.sleep(0.01)
+
+
 def test_two_overlapping_runs_send_one_alert(scripted, tmp_path):
     """Cron starts a second check while the first is still sending: one e-mail, not two, and
     the second run reports nothing failed."""
@@ -668,13 +707,19 @@ def test_two_overlapping_runs_send_one_alert(scripted, tmp_path):
     in_data = threading.Event()
     server = scripted(_counting_smtp(received, [release], in_data))
     command = _process_config(tmp_path, server.port)
+    with open(command[2]) as f:
+        lock = dispatch.lock_path(parse_config(tomllib.loads(f.read())).profile())
     first = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert in_data.wait(BOUND), "the first run never reached the message"
         second = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         try:
-            # the second run is started and waits for the notify lock while the first is in DATA
-            threading.Timer(2.0, release.set).start()
+            # The first run is in DATA; the message is answered once the second run is at the
+            # notify lock (it has the lock's file open: it waits for the lock). Without a lock
+            # the second run would send on its own (a second connection), or end.
+            _until(lambda: _opened(second.pid, lock) or server.connections > 1 or second.poll() is not None,
+                   "the second run never reached the notify lock")
+            release.set()
             out1, _ = first.communicate(timeout=BOUND)
             out2, _ = second.communicate(timeout=BOUND)
         finally:
@@ -688,7 +733,7 @@ def test_two_overlapping_runs_send_one_alert(scripted, tmp_path):
     assert all(d["failed"] == [] for d in docs), docs
 
 
-def test_a_run_killed_mid_send_loses_nothing(scripted, tmp_path):
+def test_a_run_killed_mid_send_loses_nothing(scripted, tmp_path, monkeypatch, capsys):
     """kill -9 while the server holds the message: nothing was recorded as told, the ledger is
     intact, the next run sends the alert, and the one after that sends nothing more."""
     received: list[bytes] = []
@@ -705,9 +750,10 @@ def test_a_run_killed_mid_send_loses_nothing(scripted, tmp_path):
     with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert db.execute("SELECT COUNT(*) FROM alerts").fetchone() == (0,)
-    again = json.loads(subprocess.run(command, capture_output=True, text=True, timeout=BOUND).stdout)
+    # the runs after it: in this process (the killed one was a process of its own)
+    again = _run_here(command, monkeypatch, capsys)
     assert [(s["channel"], s["message"], s["new"]) for s in again["sent"]] == [("email", "alert", 1)]
-    quiet = json.loads(subprocess.run(command, capture_output=True, text=True, timeout=BOUND).stdout)
+    quiet = _run_here(command, monkeypatch, capsys)
     assert quiet["sent"] == [] and quiet["failed"] == []
     assert len(received) == 1  # the killed run's message was never answered, so never counted
 
