@@ -118,39 +118,48 @@ def test_systemd_accepts_the_generated_units(tmp_path, capsys):
     assert res.returncode == 0 and "09:25:00 America/Chicago" in res.stdout, res.stdout + res.stderr
 
 
-_RECORDER = """#!{python}
-import os, sys
-from pathlib import Path
-log = Path({log!r})
-with log.open("a") as f:
-    f.write(" ".join([Path(sys.argv[0]).name] + sys.argv[1:]) + "\\n")
-name = Path(sys.argv[0]).name
-fails = os.environ.get("TOOL_FAILS")  # a call the test makes fail
-if fails and fails == " ".join([name] + sys.argv[1:]):
-    sys.stderr.write("Failed: Access denied\\n")
-    sys.exit(1)
-if name == "systemctl":
-    if sys.argv[1:] == ["--user", "show-environment"]:
-        if not {systemd!r}:
-            sys.exit(1)
+# The recorders are sh scripts: the install and uninstall tests call them a few hundred times,
+# and a Python interpreter's start-up (tens of milliseconds each, far more on a loaded machine)
+# was most of those tests' time. TOOL_FAILS names one call (as logged) that fails.
+_RECORDER = """#!/bin/sh
+IFS=' '
+name=${{0##*/}}
+call="$name $*"
+printf '%s\\n' "$call" >> {log}
+if [ -n "${{TOOL_FAILS-}}" ] && [ "$TOOL_FAILS" = "$call" ]; then
+    echo 'Failed: Access denied' >&2
+    exit 1
+fi
+if [ "$name" = systemctl ]; then
+    if [ "$#" -eq 2 ] && [ "$1" = --user ] && [ "$2" = show-environment ]; then
+        {systemd} || exit 1
         # the manager's environment: the caller's, unless the test names another
-        for k in ("HOME", "XDG_CONFIG_HOME"):
-            v = os.environ.get("MANAGER_" + k, os.environ.get(k))
-            if v:
-                print(f"{{k}}={{v}}")
-        if os.environ.get("MANAGER_SSH_AUTH_SOCK"):  # never the caller's: only what the test names
-            print("SSH_AUTH_SOCK=" + os.environ["MANAGER_SSH_AUTH_SOCK"])
-        sys.exit(0)
-    sys.exit(0)
-tab = Path({crontab!r})
-if sys.argv[1:] == ["-l"]:
-    if not tab.exists():
-        sys.stderr.write("no crontab for tester\\n")
-        sys.exit(1)
-    sys.stdout.buffer.write(tab.read_bytes())
-elif sys.argv[1:] == ["-"]:
-    tab.write_bytes(sys.stdin.buffer.read())
+        if [ -n "${{MANAGER_HOME+set}}" ]; then v=$MANAGER_HOME; else v=${{HOME-}}; fi
+        if [ -n "$v" ]; then printf 'HOME=%s\\n' "$v"; fi
+        if [ -n "${{MANAGER_XDG_CONFIG_HOME+set}}" ]; then v=$MANAGER_XDG_CONFIG_HOME; else v=${{XDG_CONFIG_HOME-}}; fi
+        if [ -n "$v" ]; then printf 'XDG_CONFIG_HOME=%s\\n' "$v"; fi
+        # never the caller's agent: only what the test names
+        if [ -n "${{MANAGER_SSH_AUTH_SOCK-}}" ]; then printf 'SSH_AUTH_SOCK=%s\\n' "$MANAGER_SSH_AUTH_SOCK"; fi
+    fi
+    exit 0
+fi
+if [ "$#" -eq 1 ] && [ "$1" = -l ]; then
+    if [ ! -e {crontab} ]; then
+        echo 'no crontab for tester' >&2
+        exit 1
+    fi
+    exec cat {crontab}
+elif [ "$#" -eq 1 ] && [ "$1" = - ]; then
+    exec cat > {crontab}
+fi
+exit 0
 """
+
+
+def _recorder(log: Path, crontab: Path, *, systemd: bool) -> str:
+    """The text of a recorder (``systemctl`` or ``crontab``, by the name it is called by)."""
+    return _RECORDER.format(log=shlex.quote(str(log)), crontab=shlex.quote(str(crontab)),
+                            systemd="true" if systemd else "false")
 
 
 def _tools(tmp_path: Path, monkeypatch, *, systemd: bool, login_key: bool = True) -> tuple[Path, Path]:
@@ -170,7 +179,7 @@ def _tools(tmp_path: Path, monkeypatch, *, systemd: bool, login_key: bool = True
     log, tab = tmp_path / "calls.log", tmp_path / "crontab.txt"
     for name in ("systemctl", "crontab"):
         p = bin_dir / name
-        p.write_text(_RECORDER.format(python=sys.executable, log=str(log), systemd=systemd, crontab=str(tab)))
+        p.write_text(_recorder(log, tab, systemd=systemd))
         p.chmod(p.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
@@ -246,7 +255,9 @@ def test_a_refusing_systemctl_is_reported(tmp_path, monkeypatch, capsys):
 # --------------------------------------------------------------------------------------------
 # Hostile paths: the installed line must run exactly our command with exactly that path.
 
-_STUB = """#!{python}
+# The program's stand-in records how it was run. -IS: no site-packages, no PYTHON* variables
+# (it needs only the standard library): a third less start-up, run some 130 times here.
+_STUB = """#!{python} -IS
 import json, os, sys
 with open({record!r}, "a", encoding="utf-8", errors="surrogateescape") as f:
     f.write(json.dumps({{"argv": sys.argv[1:], "secret": os.environ.get("RK_SMTP_PASSWORD"),
@@ -333,8 +344,7 @@ def test_the_installed_crontab_line_runs_exactly_our_command(tmp_path, monkeypat
 
 def _set_systemd(tmp_path: Path, available: bool) -> None:
     p = tmp_path / "bin" / "systemctl"
-    p.write_text(_RECORDER.format(python=sys.executable, log=str(tmp_path / "calls.log"), systemd=available,
-                                  crontab=str(tmp_path / "crontab.txt")))
+    p.write_text(_recorder(tmp_path / "calls.log", tmp_path / "crontab.txt", systemd=available))
 
 
 def test_installing_with_the_other_scheduler_never_leaves_two_nightly_runs(tmp_path, monkeypatch, capsys):
@@ -404,6 +414,50 @@ def test_the_users_own_crontab_lines_are_kept_byte_for_byte(tmp_path, monkeypatc
     assert tab.read_bytes() == own
 
 
+_MEETING_CRONTAB = """#!{python}
+import os, sys, time
+from pathlib import Path
+
+tab, reads, pids = Path({tab!r}), Path({reads!r}), Path({pids!r})
+me = str(os.getppid())  # the install that runs this crontab
+
+
+def others() -> set[str]:
+    try:
+        return set(pids.read_text().split()) - {{me}}
+    except OSError:  # the test has not written them yet
+        return set()
+
+
+def another_read() -> bool:
+    return bool(set(reads.read_text().split()) - {{me}})
+
+
+def another_waits_for_a_lock() -> bool:
+    waiting = others()
+    with open("/proc/locks") as f:  # "N: -> FLOCK  ADVISORY  WRITE <pid> ...": a blocked request
+        return any(w[1:2] == ["->"] and w[5:6] and w[5] in waiting for w in map(str.split, f))
+
+
+if sys.argv[1:] == ["-l"]:
+    # The read waits until the other install has read the crontab too (without a lock both
+    # write back what they read, and one line is lost) or waits for a lock (it cannot read
+    # until this one has written): a condition, not a time, so the two are surely at work at
+    # once. The bound only keeps a broken test from hanging.
+    with reads.open("a") as f:
+        f.write(me + "\\n")
+    stop = time.monotonic() + 60
+    while not (another_read() or another_waits_for_a_lock()) and time.monotonic() < stop:
+        time.sleep(0.01)
+    if not tab.exists():
+        sys.stderr.write("no crontab for tester\\n")
+        sys.exit(1)
+    sys.stdout.buffer.write(tab.read_bytes())
+elif sys.argv[1:] == ["-"]:
+    tab.write_bytes(sys.stdin.buffer.read())
+"""
+
+
 def test_two_installs_at_once_keep_both_lines(tmp_path, monkeypatch):
     """Two profiles installed at the same moment (a script looping over profiles in the
     background): each reads the crontab, adds its line and writes it back; the second write
@@ -412,18 +466,20 @@ def test_two_installs_at_once_keep_both_lines(tmp_path, monkeypatch):
     other = cfg.parent / "other.toml"
     other.write_text(cfg.read_text())
     _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
-    slow = tmp_path / "bin" / "crontab"
-    # every 'crontab -l' takes a while: the two reads happen before either write
-    slow.write_text(slow.read_text().replace("if sys.argv[1:] == [\"-l\"]:",
-                                             "if sys.argv[1:] == [\"-l\"]:\n    import time; time.sleep(1.0)", 1))
+    reads, pids = tmp_path / "crontab-reads", tmp_path / "installs"
+    reads.write_text("")
+    (tmp_path / "bin" / "crontab").write_text(_MEETING_CRONTAB.format(
+        python=sys.executable, tab=str(tab), reads=str(reads), pids=str(pids)))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
            "XDG_STATE_HOME": str(tmp_path / "state")}
     procs = [subprocess.Popen([sys.executable, "-m", "tui", "schedule", "--config", str(c), "--profile",
                                "library", "--install"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for c in (cfg, other)]
+    pids.write_text(" ".join(str(p.pid) for p in procs))
     for p in procs:
-        out, err = p.communicate(timeout=60)
+        out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
+    assert len(reads.read_text().split()) == 2  # each read the crontab once
     lines = tab.read_text().splitlines()
     assert len(lines) == 2 and {line.rsplit("/", 1)[1] for line in lines} == {"config.toml", "other.toml"}
 

@@ -429,12 +429,14 @@ def send_email(cfg: NotifyConfig, subject: str, body: str, *, to: Sequence[str] 
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(body)
     where = f"{host} port {port}"
-    context = ssl.create_default_context()
+    # Loading the system's certificates takes tens of milliseconds: only for implicit TLS
+    # here (STARTTLS makes its own context when the server has agreed to it).
+    context = ssl.create_default_context() if security == "tls" else None
     try:
         with _Deadline(limit, f"{where} did not finish within {limit:g} s (it answers too slowly); "
                        "the e-mail was not sent") as watch:
             msg["From"] = sender(cfg, watch)
-            smtp = _SMTP(watch, context if security == "tls" else None, timeout)
+            smtp = _SMTP(watch, context, timeout)
             try:
                 refused = _exchange(smtp, cfg, msg, recipients, password, where)
             finally:
@@ -543,14 +545,22 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, watch: _Deadline, context: ssl.SSLContext) -> None:
-        super().__init__(context=context)
+    """https, with the TLS context made at its first connection: loading the system's
+    certificates takes tens of milliseconds, which a request over http never needs."""
+
+    def __init__(self, watch: _Deadline) -> None:
+        # not HTTPSHandler's own __init__: from Python 3.12 on it makes a default context
+        urllib.request.AbstractHTTPHandler.__init__(self)
+        self._context = None  # what HTTPSHandler would hold; https_open below never reads it
+        self._check_hostname = None
         self._watch = watch
-        self._tls = context
+        self._tls: ssl.SSLContext | None = None
 
     def _connection(self, host: str, /, *, port: int | None = None, timeout: float = HTTP_TIMEOUT,
                     source_address: tuple[str, int] | None = None,
                     blocksize: int = 8192) -> http.client.HTTPConnection:
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
         conn = _HTTPS(host, port, timeout=timeout, source_address=source_address, context=self._tls,
                       blocksize=blocksize)
         conn.watch_with(self._watch)
@@ -564,7 +574,7 @@ def _opener(watch: _Deadline) -> urllib.request.OpenerDirector:
     handlers: list[urllib.request.BaseHandler] = [
         urllib.request.ProxyHandler(),
         _HTTPHandler(watch),
-        _HTTPSHandler(watch, ssl.create_default_context()),
+        _HTTPSHandler(watch),
         _Redirects(),
         urllib.request.HTTPDefaultErrorHandler(),  # a non-2xx answer raises HTTPError
         urllib.request.HTTPErrorProcessor(),
