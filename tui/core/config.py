@@ -326,6 +326,10 @@ class Profile:
     #: A path setting that names an existing entry of the wrong kind (a state of the disk):
     #: raised when this profile is picked (``Config.profile``), so it stops only this profile.
     problem: ConfigError | None = field(default=None, compare=False, repr=False)
+    #: Every profile name of the config it came from, its own and broken ones included, in the
+    #: config's order (empty: not read from a config). The pseudonym key needs them: a key an
+    #: earlier release kept under a file name several profiles had is never guessed.
+    config_profiles: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -690,7 +694,8 @@ def _zone(value: object) -> tzinfo:
         raise ValueError(f"unknown time zone {_shown(value)}; use an IANA name like \"America/Chicago\"") from None
 
 
-def _profile(file: Path | None, name: str, table: object, top_defaults: ReportConfig) -> Profile:
+def _profile(file: Path | None, name: str, table: object, top_defaults: ReportConfig,
+             names: tuple[str, ...] = ()) -> Profile:
     prefix = f"profile.{name}"
     if not isinstance(table, dict):
         raise ConfigError(file, prefix, "expected a table: [profile.NAME]")
@@ -779,6 +784,7 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
         local_dir=local_dir,
         **({"known_hosts": known_hosts} if known_hosts is not None else {}),
         problem=problem,
+        config_profiles=names,
     )
     _check_own_files(r, profile, explicit_ledger="ledger" in table)
     return profile
@@ -1141,7 +1147,7 @@ def parse_config(data: Table, file: Path | None = None) -> Config:
         own = {name: table}  # its name is checked as part of the profile table's keys
         try:
             _refuse_controls(file, own, "profile", values=False)
-            profile = _profile(file, name, table, top_defaults)
+            profile = _profile(file, name, table, top_defaults, tuple(profiles_table))
             _refuse_controls(file, own, "profile", values=True)
         except ConfigError as exc:
             broken[name] = exc

@@ -42,6 +42,7 @@ Public API (``profile`` defaults to the one the ledger was opened for)::
                                                | "missing-locally" | "purged"
     led.downloads(name=None), partials(), refused(current=False), lost(), last_listing()
     led.mark_purging(copies) / mark_purged(copies, links=) / clear_purging(copies)   # local retention
+    led.exports() -> list[ExportRecord]; led.export_key_ids() -> set[str]   # the recorded exports
     led.watch_waits(watcher) -> stop   # told while writes wait for another process's lock
     lock_holder(path) -> str | None     # that process, in words (Linux)
 
@@ -2269,6 +2270,14 @@ class Ledger:
                  for s in sources],
             )
         return export_id
+
+    def export_key_ids(self, profile: str | None = None) -> set[str]:
+        """The ids of the pseudonym keys the profile's recorded exports used."""
+        with self._lock:
+            return {r[0] for r in self._conn.execute(
+                "SELECT DISTINCT key_id FROM exports WHERE profile = ? AND key_id IS NOT NULL",
+                (self._p(profile),),
+            )}
 
     def exports(self, profile: str | None = None) -> list[ExportRecord]:
         """Every recorded export of the profile, oldest first, each with its ``sources``."""
