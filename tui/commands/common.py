@@ -22,7 +22,7 @@ from typing import Literal, TextIO
 
 from tui.core.config import ConfigError, Profile, load_config
 from tui.core.model import VerifyResult
-from tui.core.names import escape_text
+from tui.core.names import escape_text, profile_args
 from tui.core.status import Exit
 
 log = logging.getLogger("report_keeper.commands")
@@ -62,7 +62,7 @@ def for_shell(results: Iterable[VerifyResult], args: argparse.Namespace,
     if getattr(args, "config", None):
         words += ["--config", str(args.config)]
     if profile:
-        words += ["--profile", profile]
+        words += profile_args(profile)
     out = []
     for r in results:
         message = said_for_shell(r.message, " ".join(map(shell_word, [*words, r.path])))

@@ -69,10 +69,8 @@ from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
-from platformdirs import user_data_dir
-
 from tui.core import clock, isolation
-from tui.core.config import ReportConfig
+from tui.core.config import ReportConfig, default_ledger_path
 from tui.core.content import CONTENT_VERSION, DateCoverage
 from tui.core.durable import fsync_dir
 from tui.core.model import Delivery, EntryKind, LocalState, OtherEntry, RemoteFile, VerifyResult
@@ -80,8 +78,6 @@ from tui.core.names import collision_key, distinct_local_name, escape_name, fit_
 from tui.core.status import VerifyStatus
 
 log = logging.getLogger("report_keeper.ledger")
-
-APP_NAME = "report-keeper"
 
 
 MIGRATIONS: list[str] = [
@@ -457,9 +453,9 @@ def _remove_unheld(folder: Path, stem: str, members: list[str], info: os.stat_re
 
 
 def default_path(profile: str = "default") -> Path:
-    """``<user data dir>/report-keeper/ledger-<profile>.sqlite3``."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in profile) or "default"
-    return Path(user_data_dir(APP_NAME, appauthor=False)) / f"ledger-{safe}.sqlite3"
+    """``<user data dir>/report-keeper/ledger-<profile>.sqlite3``, as a profile without
+    ``ledger`` has it (:func:`tui.core.config.default_ledger_path`); an empty name: ``default``'s."""
+    return default_ledger_path(profile or "default")
 
 
 class ExportSource(TypedDict):

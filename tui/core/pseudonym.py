@@ -47,6 +47,7 @@ from pathlib import Path
 
 from tui.core.config import default_data_dir
 from tui.core.durable import fsync_dir
+from tui.core.names import kept_in_file_name, profile_file_part
 
 KEY_BYTES = 32
 PSEUDONYM_CHARS = 16
@@ -94,11 +95,6 @@ def pseudonym(secret: bytes, value: str) -> str:
     return hmac.digest(secret, value.strip().encode("utf-8", "surrogatepass"), "sha256").hex()[:PSEUDONYM_CHARS]
 
 
-def _kept(c: str) -> bool:
-    """A character a key file's name holds as it is."""
-    return c.isalnum() or c in "-_."
-
-
 def default_key_path(profile: str) -> Path:
     """The profile's own key file: one per profile name, never another's.
 
@@ -106,19 +102,17 @@ def default_key_path(profile: str) -> Path:
     (a new one would orphan the key and change every pseudonym). In any other name each other
     character (``%`` included) is written ``%XX``, its UTF-8 bytes in capital hex digits: such
     a name holds a ``%`` and no kept name does, and the writing can be read back, so no two
-    names share a file. An empty name is ``pseudonym-.key``."""
-    if profile and all(_kept(c) for c in profile):
-        return default_data_dir() / f"pseudonym-{profile}.key"
-    stem = "".join(c if _kept(c) else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
-                   for c in profile)
-    return default_data_dir() / f"pseudonym-{stem}.key"
+    names share a file (:func:`tui.core.names.profile_file_part`, which names the profile's
+    ledger and folder too). An empty name is ``pseudonym-.key``."""
+    return default_data_dir() / f"pseudonym-{profile_file_part(profile)}.key"
 
 
 def earlier_key_path(profile: str) -> Path:
     """Where releases before :func:`default_key_path` kept the profile's key: each character
     other than a letter, digit, ``-``, ``_`` or ``.`` written ``_``, an empty name ``default``
     (so ``a/b``, ``a b`` and ``a_b`` shared one file). The same file for every kept name."""
-    return default_data_dir() / f"pseudonym-{''.join(c if _kept(c) else '_' for c in profile) or 'default'}.key"
+    written = "".join(c if kept_in_file_name(c) else "_" for c in profile) or "default"
+    return default_data_dir() / f"pseudonym-{written}.key"
 
 
 def load_key(key_file: str | os.PathLike[str] | None, profile: str, profiles: Collection[str] = (),
