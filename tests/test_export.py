@@ -520,6 +520,76 @@ def test_the_pseudonym_key_is_never_replaced_by_an_export(shared, now, tmp_path,
         assert own.read_bytes() == kept
 
 
+def _renamed_profile(env, name: str, extra: str = "") -> None:
+    """The env's profile (and its ledger's rows) under another name; ``extra``: more config."""
+    import sqlite3
+
+    quoted = '"' + name + '"'
+    text = env.config.read_text().replace("[profile.default]", f"[profile.{quoted}]")
+    env.config.write_text(text.replace("[[profile.default.report]]", f"[[profile.{quoted}.report]]") + extra)
+    with sqlite3.connect(env.ledger_path) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            if "profile" in [c[1] for c in db.execute(f"PRAGMA table_info({table})")]:
+                db.execute(f"UPDATE {table} SET profile = ?", (name,))
+
+
+def test_a_key_an_earlier_release_kept_under_a_shared_file_name(tmp_path, now, capsys):
+    """Profile ``Main Library``: earlier releases kept its key in ``pseudonym-Main_Library.key``,
+    the file a profile named ``Main_Library`` has too. Its ledger shows exports made with that
+    key and no other profile of the config has the name: the export moves the key to the
+    profile's own file, says so, and the pseudonyms stay what they were. With ``Main_Library``
+    in the config too, nothing is guessed: exit 3, both profiles and the file named."""
+    from tui.core.ledger import Ledger
+    from tui.core.pseudonym import PseudonymKey, default_key_path
+
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 4))
+    _renamed_profile(env, "Main Library")
+    data = Path(os.environ["XDG_DATA_HOME"]) / "report-keeper"
+    data.mkdir(parents=True, exist_ok=True)
+    old = data / "pseudonym-Main_Library.key"
+    secret = os.urandom(32)
+    old.write_text(secret.hex() + "\n")
+    old.chmod(0o600)
+    with Ledger.open(env.ledger_path, profile="Main Library") as ledger:  # an earlier export
+        ledger.record_export(out=str(tmp_path / "before.parquet"), format="parquet", reports=[ed.REPORT],
+                             since=None, until=None, pseudonymized_columns=["Primary Identifier"],
+                             key_id=PseudonymKey(old, secret).key_id, rows=1, files=1, status="ok", sources=[])
+
+    shared_config = env.config.read_text() + '\n[profile.Main_Library]\nhost = "127.0.0.1"\n'
+    alone_config = env.config.read_text()
+    env.config.write_text(shared_config)
+    code = main(["export", "--config", str(env.config), "--profile", "Main Library",
+                 "--out", str(tmp_path / "p.parquet"), "--pseudonymize"])
+    err = capsys.readouterr().err
+    assert code == 3 and "'Main Library' and 'Main_Library'" in err and str(old) in err, err
+    assert old.exists() and not default_key_path("Main Library").exists()
+    assert not (tmp_path / "p.parquet").exists()
+    through = tmp_path / "old.parquet"
+    through.symlink_to(old)  # never written over, not even with --force
+    code = main(["export", "--config", str(env.config), "--profile", "Main Library", "--out", str(through),
+                 "--force"])
+    assert code == 3 and "is the pseudonym key" in capsys.readouterr().err
+    assert old.read_text() == secret.hex() + "\n"
+
+    env.config.write_text(alone_config)
+    code = main(["export", "--config", str(env.config), "--profile", "Main Library",
+                 "--out", str(tmp_path / "p.parquet"), "--pseudonymize"])
+    out = " ".join(capsys.readouterr().out.split())
+    own = data / "pseudonym-Main%20Library.key"
+    assert f"pseudonym key was moved from {old} to {own}" in out, out
+    assert not old.exists() and own.read_text() == secret.hex() + "\n"
+    expected = hmac.new(secret, ed.ALWAYS_ID.encode(), hashlib.sha256).hexdigest()[:16]
+    assert expected in pl.read_parquet(tmp_path / "p.parquet")["Primary Identifier"].to_list()
+    code, doc = export(env, capsys, "--profile", "Main Library", "--out", str(tmp_path / "q.parquet"),
+                       "--pseudonymize")
+    assert doc["key_file"] == str(own) and doc["key_moved_from"] is None and doc["key_created"] is False
+    own.rename(old)  # put back as the earlier release had it: the JSON says the move too
+    code, doc = export(env, capsys, "--profile", "Main Library", "--out", str(tmp_path / "r.parquet"),
+                       "--pseudonymize")
+    assert doc["key_file"] == str(own) and doc["key_moved_from"] == str(old) and not old.exists()
+
+
 # ------------------------------------------------------------------------ more odd cases
 
 

@@ -327,3 +327,102 @@ def test_a_local_folder_that_is_not_there_records_nothing(tmp_path, pinned, caps
     assert code == 0 and [p["name"] for p in doc["purged"]] == [rd.name(i) for i in rd.OLD]
     assert not any(p["already_gone"] for p in doc["purged"])
     assert env.files() == {rd.name(i) for i in range(10, rd.DAYS)}
+
+
+# ----------------------------------------------------------------------------- other names
+
+
+def _linked(env, tmp_path) -> tuple[Path, int]:
+    """A backup tool's snapshot of the folder made of hard links (as rsnapshot or a ``cp -al``
+    makes it), holding runs 0 (twice: two other names) and 1 (one)."""
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    os.link(env.path(0), snapshot / rd.name(0))
+    os.link(env.path(0), snapshot / "Loans for the study.xlsx")
+    os.link(env.path(1), snapshot / rd.name(1))
+    return snapshot, env.path(0).stat().st_ino
+
+
+def test_a_copy_with_another_hard_link_is_not_reported_as_gone(tmp_path, pinned, capsys):
+    """A copy whose file has another name (a hard link: a ``cp -l``, a backup tool's snapshot)
+    loses only its own name when the purge deletes it: its bytes, patron data, stay on disk
+    under the other. The copy leaves the report folder as the policy says, but neither the dry
+    run nor the purge says its data is gone: each lists it apart with the count of other names
+    and where to look, the ledger records it, and the run is a warning (a person must act)."""
+    env = rd.build(tmp_path / "h", profile_extra=DELETE_ALL)
+    snapshot, inode = _linked(env, tmp_path)
+    linked = {rd.name(0): 2, rd.name(1): 1}
+
+    # --dry-run tells the same as the purge will (and changes nothing).
+    code = main(["purge", "--dry-run", "--json", "--config", str(env.config)])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1 and doc["status"] == "warning", doc
+    entries = {p["name"]: p for p in doc["purged"]}
+    assert {n: p["other_links"] for n, p in entries.items() if p["other_links"]} == linked
+    assert entries[rd.name(0)]["inode"] == inode and entries[rd.name(2)]["inode"] is None
+    assert Path(entries[rd.name(0)]["mount_point"]).is_dir()
+    assert env.path(0).exists() and env.path(1).exists()
+    assert main(["purge", "--dry-run", "--config", str(env.config)]) == 1
+    dry = capsys.readouterr().out
+    assert "Still on disk: 2 local copies past local_retention_days would be deleted from the folder" in dry, dry
+    assert "Purged: 8 local copies" in dry, dry
+
+    code, doc = _purge(env, capsys)
+    assert code == 1 and doc["status"] == "warning", doc
+    entries = {p["name"]: p for p in doc["purged"]}
+    assert {n: p["other_links"] for n, p in entries.items() if p["other_links"]} == linked
+    assert all(not p["already_gone"] for p in entries.values())
+    # Gone from the report folder, as the policy says; the other names keep the bytes.
+    assert not env.path(0).exists() and not env.path(1).exists()
+    assert (snapshot / rd.name(0)).exists() and (snapshot / rd.name(1)).exists()
+    with env.ledger() as ledger:
+        assert ledger.local_state(rd.name(0)) == "purged"  # never fetched again, never lost
+        (dl,) = ledger.downloads(rd.name(0))
+        assert dl.purged_at is not None and (dl.purge_links, dl.purge_inode) == (2, inode)
+        (dl,) = ledger.downloads(rd.name(2))
+        assert dl.purged_at is not None and (dl.purge_links, dl.purge_inode) == (0, None)
+
+
+def test_the_human_purge_says_where_the_other_names_are_looked_for(tmp_path, pinned, capsys):
+    env = rd.build(tmp_path / "h", profile_extra=DELETE_ALL)
+    _snapshot, inode = _linked(env, tmp_path)
+    assert main(["purge", "--config", str(env.config)]) == 1
+    out = capsys.readouterr().out
+    assert "Purged: 8 local copies past local_retention_days deleted" in out, out
+    assert "Still on disk: 2 local copies past local_retention_days were deleted from the folder" in out, out
+    assert "cannot be known" in out and "Status: WARNING" in out
+    [line] = [line for line in out.splitlines() if line.startswith("  STILL ON DISK") and rd.name(0) in line]
+    assert "2 other names" in line and f"-xdev -inum {inode}" in line, line
+    assert not [line for line in out.splitlines() if line.startswith("  PURGED") and rd.name(0) in line]
+
+
+def test_sync_warns_of_a_purged_copy_still_on_disk(tmp_path, pinned):
+    from tui.sftp.sync import SyncResult
+
+    env = rd.build(tmp_path / "h", profile_extra=DELETE_ALL)
+    _linked(env, tmp_path)
+    with env.ledger() as ledger:
+        result = SyncResult(retention=retention.purge(env.profile(), ledger, now=rd.NOW)).finish()
+    assert result.status == 1
+    assert {p["name"]: p["other_links"] for p in result.to_json()["purged"] if p["other_links"]} == {
+        rd.name(0): 2, rd.name(1): 1}
+
+
+def test_a_part_file_left_linked_to_its_copy_is_not_another_name(tmp_path, pinned):
+    """A download killed between placing its file (a hard link of the part file) and removing
+    the part file leaves the part as a second name of the copy. The purge removes the part
+    files of the deliveries it purges before it deletes their copies, so that name is gone too
+    and the copy is not reported as still on disk."""
+    from tui.core.model import RemoteFile
+    from tui.sftp import parts
+
+    env = rd.build(tmp_path / "h", profile_extra=DELETE_ALL)
+    work = parts.work_dir(env.local)
+    work.mkdir(mode=0o700, parents=True, exist_ok=True)
+    part = work / parts.part_name(RemoteFile(rd.name(0), env.path(0).stat().st_size, None))
+    os.link(env.path(0), part)
+    with env.ledger() as ledger:
+        result = retention.purge(env.profile(), ledger, now=rd.NOW, remove_parts=parts.remove_stale_parts)
+        assert not part.exists() and not env.path(0).exists()
+        assert [c.name for c in result.purged if c.linked] == [] and result.exit_code == 0
+        assert ledger.downloads(rd.name(0))[0].purge_links == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -143,6 +144,49 @@ async def test_verify_lists_purged_copies_with_their_last_result(demo_remote, pu
         console.print(screen.detail_renderable(gone[0]))
         detail = console.export_text()
         assert "local copy purged" in detail and "retention policy deleted the local copy" in detail
+
+
+async def test_a_purged_copy_still_on_disk_under_another_name_says_so(demo_remote, purged_home, home):
+    """A copy whose file had other names (hard links: a backup's snapshot) when the purge
+    deleted it from the folder: the Verify list and its details, and the Remote screen's
+    details, say what the purge said: its data is still on disk, and how to find it."""
+    from tui.screens.modals import FileDetailsModal
+
+    template, purged = purged_home
+    _copy(template, home)
+    profile = with_retention(profile_for(demo_remote, home))
+    linked = sorted(purged)[-1]
+    with Ledger.open(profile.ledger_path, profile=profile.name) as ledger:
+        path = ledger.downloads(linked)[-1].local_path
+    with sqlite3.connect(profile.ledger_path) as db:  # as the purge records it
+        db.execute("UPDATE downloads SET purge_links = 2, purge_inode = 4242 WHERE name = ?", (linked,))
+    app = _app(demo_remote, home, auto_connect=False)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.outcomes and not any(
+            w.group == "verify" and not w.is_finished for w in screen.workers), 120)
+        (outcome,) = [o for o in screen.outcomes if o.result.path == path]
+        others = [o for o in screen.outcomes if o.purged_at is not None and o is not outcome]
+        assert outcome.purge_links == 2 and all(o.purge_links == 0 for o in others)
+        reason = str(screen.query_one("DataTable").get_row(f"purged:{path}")[-1])
+        assert "still on disk" in reason, reason
+        console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
+        console.print(screen.detail_renderable(outcome))
+        detail = " ".join(console.export_text().split())
+        assert "2 other names" in detail and "-xdev -inum 4242" in detail, detail
+        assert "cannot be known" in detail
+        console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
+        console.print(screen.detail_renderable(others[0]))
+        assert "still on disk" not in console.export_text()
+
+        await wait_for(pilot, lambda: any(r.name == linked for r in app.snapshot.rows), 60)
+        row = next(r for r in app.snapshot.rows if r.name == linked)
+        app.push_screen(FileDetailsModal(row, None, tz=profile.timezone))
+        await pilot.pause()
+        body = " ".join(" ".join(str(s.render()) for s in app.screen.query("Static")).split())
+        assert "2 other names" in body and "-xdev -inum 4242" in body, body
+        await pilot.press("escape")
 
 
 def test_remote_shows_purged_files(snap_compare, demo_remote, purged_home, home):

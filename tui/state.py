@@ -35,8 +35,9 @@ from tui.core.config import Profile
 from tui.core.health import ConnectionStatus, HealthReport, evaluate
 from tui.core.ledger import LEDGER_ERRORS, Ledger
 from tui.core.local_reports import VerifyOutcome, find_local_reports, purged_reports, verify_local
-from tui.core.model import ConnTestResult, EntryKind, JobState, LocalState, VerifyResult, WriteTest
+from tui.core.model import ConnTestResult, Delivery, EntryKind, JobState, LocalState, VerifyResult, WriteTest
 from tui.core.names import escape_name
+from tui.core.retention import still_on_disk
 from tui.core.status import VerifyStatus
 from tui.sftp.download import Placed
 from tui.sftp.errors import FileBusy
@@ -143,6 +144,9 @@ class RemoteRow:
     folder: str = ""  # the server folder it is in (normalized)
     server_name: str = ""  # the server's exact name ("": ``name``)
     local_name: str = ""  # the name of its local copy ("": not assigned yet)
+    #: Purged, but its file had other names (hard links) then: what to say of its data still
+    #: on disk (``retention.still_on_disk``); "" otherwise.
+    purge_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,14 @@ def partial_names(listing: RemoteListing | None) -> frozenset[str]:
     return frozenset(e.name for e in listing.entries if e.local_state == LocalState.PARTIAL)
 
 
+def _purge_note(d: Delivery) -> str:
+    """A purged copy whose file had other names (hard links): what to say of its data."""
+    links = d.extra.get("purge_links", 0)
+    if not links or not d.local_path:
+        return ""
+    return still_on_disk(d.local_path, links, d.extra.get("purge_inode"))
+
+
 def build_snapshot(profile: Profile, ledger: Ledger, *, connection: ConnectionStatus | None = None,
                    version: int = 0, partial: frozenset[str] = frozenset()) -> DataSnapshot:
     """Check the held copies against the disk, read the ledger, evaluate health, size the
@@ -265,6 +277,7 @@ def build_snapshot(profile: Profile, ledger: Ledger, *, connection: ConnectionSt
                 folder=d.folder or profile.folders[0],
                 server_name=d.extra.get("rolling_of") or d.server_name or d.name,
                 local_name=d.local_name or (d.name if d.extra.get("rolling_of") else ""),
+                purge_note=_purge_note(d),
             )
         )
     health = None

@@ -23,7 +23,7 @@ from typing import Literal, TextIO
 
 from tui.core.config import ConfigError, Profile, load_config
 from tui.core.model import VerifyResult
-from tui.core.names import escape_text
+from tui.core.names import escape_text, profile_args
 from tui.core.status import Exit
 
 log = logging.getLogger("report_keeper.commands")
@@ -63,7 +63,7 @@ def for_shell(results: Iterable[VerifyResult], args: argparse.Namespace,
     if getattr(args, "config", None):
         words += ["--config", str(args.config)]
     if profile:
-        words += ["--profile", profile]
+        words += profile_args(profile)
     out = []
     for r in results:
         message = said_for_shell(r.message, " ".join(map(shell_word, [*words, r.path])))
@@ -418,7 +418,8 @@ _EMPTY_FIELDS: dict[str | None, dict[str, object]] = {
     "export": {"out": None, "format": None, "rows": 0, "files": 0, "reports": [], "since": None, "until": None,
                "columns": [], "pseudonymized_columns": [], "pseudonymized": False, "identifier_columns": [],
                "identifier_columns_not_found": [], "identifier_columns_absent": [], "key_file": None,
-               "key_id": None, "key_created": False, "pseudonym_rule": None, "imprecise_identifiers": [],
+               "key_id": None, "key_created": False, "key_moved_from": None, "pseudonym_rule": None,
+               "imprecise_identifiers": [],
                "days": {"included": [], "empty": [], "closed": [], "missing": [], "excluded": []},
                "days_by_report": {}, "superseded": [], "column_drift": [], "merged_columns": [],
                "columns_not_merged": [], "renamed_columns": [], "not_held": [], "few_rows": [], "in_no_run": [],

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from tui.commands.common import fail_usage, one_line, terminal_passphrase_cb
 from tui.core import setup as su
 from tui.core.config import DEFAULT_PROFILE, ConfigError, default_config_path, load_config
-from tui.core.names import escape_name
+from tui.core.names import escape_name, profile_name_refusal
 from tui.core.schedule import parse_at
 from tui.core.status import Exit
 from tui.sftp import setup as ss
@@ -168,6 +168,9 @@ def _check_given(args: argparse.Namespace, path: Path, profile: str) -> None:
     """Every answer given as a flag (and with ``--yes`` every default), checked before anything
     is made: a usage error found after the new key pair was written left a key behind for a
     config never written (and the next try made a second one). Raises ``UsageError``."""
+    refused = profile_name_refusal(profile, "choose another name with --profile")
+    if refused is not None:
+        raise UsageError(f"--profile: {refused}")
     given = {"host": args.host, "port": args.port, "username": args.username, "remote_dir": args.remote_dir,
              "local_dir": args.local_dir, "timezone": args.timezone}
     answers, errors = su.answers_from_form(

@@ -32,17 +32,23 @@ older copy no export has included is kept and listed under waiting_for_export, w
 
 --dry-run lists the same and deletes nothing (and writes nothing to the ledger).
 
+A copy whose file has other names (hard links: a 'cp -l', a backup tool's snapshot) leaves the
+folder, but its data stays on disk under them: it is listed apart (STILL ON DISK, other_links)
+with the command that finds them, and the purge is a warning.
+
 A clock past the moment even the newest delivery the ledger knows would be purged deletes
 nothing (every copy would look old: a clock set ahead, REPORT_KEEPER_NOW left set); the output
 says so ("refused") and exits 1. --trust-clock purges anyway, when nothing was delivered for
 that long.
 
 Exit codes: 0 the policy is applied (or none is set); 1 some copy is past its age but kept
-(waiting for an export) or could not be deleted (reported, tried again next time); 2 the
+(waiting for an export), is still on disk under other names, or could not be deleted
+(reported, tried again next time); 2 the
 ledger could not be written; 3 usage or configuration error.
 With --json one document: {"status", "dry_run", "policy": {report: {"local_retention_days",
 "keep_until_exported"}}, "purged": [{"name", "file", "path", "report", "delivered_at",
-"purge_after", "sha256", "size", "verification", "changed_copy", "interrupted"}],
+"purge_after", "sha256", "size", "verification", "changed_copy", "interrupted", "already_gone",
+"other_links", "inode", "mount_point"}],
 "waiting_for_export": [{..., "reason": "not-exported|superseded|excluded|unverified",
 "days_waiting"}], "errors": [{..., "error"}], "withdrawn": [...], "parts_removed",
 "cache_entries_removed", "refused": null or why nothing was deleted}.

@@ -10,7 +10,7 @@ from tui.commands import all_profiles
 from tui.commands.common import add_profile_arguments, fail_usage, load_profile, one_line, shell_word
 from tui.core import unattended as un
 from tui.core.config import ConfigError, Profile, load_config
-from tui.core.names import escape_name
+from tui.core.names import escape_name, profile_args
 from tui.core.status import Exit
 
 EPILOG = """\
@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
             # The timer runs every profile, a broken one too (its run says why it cannot, until
             # it is fixed); its time comes from the profiles whose settings load.
             plan = un.plan_all(profiles_of, getattr(args, "config", None) or profiles_of[0].source)
-            replaces = {un.unit_name(name, plan.config): name for name in every.names}
+            replaces = {unit: name for name in every.names
+                        for unit in (un.unit_name(name, plan.config), *un.earlier_unit_names(name, plan.config))}
             gone = un.left_behind(plan.config, every.names)
         else:
             profile = load_profile(args)
@@ -225,10 +226,10 @@ def _login_warnings(profiles: list[Profile], plan: un.SchedulePlan, *, agent: bo
         who = ", ".join(f"'{escape_name(n)}'" for n in names[:5])
         if len(names) > 5:
             who += f" and {len(names) - 5} more"
-        which = shell_word(names[0]) if len(names) == 1 else "NAME"
+        which = " ".join(map(shell_word, profile_args(names[0]))) if len(names) == 1 else "--profile NAME"
         lines.append(
             f"profile{'s' if len(names) > 1 else ''} {who}: {problem}, so the nightly run would fail to log "
-            f"in every night: 'report-keeper init --new-key --force --config {config} --profile {which}' makes a "
+            f"in every night: 'report-keeper init --new-key --force --config {config} {which}' makes a "
             "key without passphrase for it (the server's administrator adds its public line), or name such a "
             "key in the profile's 'key'")
     return lines

@@ -24,6 +24,7 @@ defaults.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 import re
@@ -54,6 +55,8 @@ from tui.core.names import (
     local_folder_parts,
     normalize_folder,
     parse_name,
+    profile_file_part,
+    profile_name_refusal,
 )
 from tui.core.schedule import (
     Timing,
@@ -108,6 +111,19 @@ def default_config_path() -> Path:
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def default_ledger_path(profile: str) -> Path:
+    """The ledger of a profile without ``ledger``: ``<data dir>/ledger-<name>.sqlite3``, the
+    name as file names hold it (:func:`tui.core.names.profile_file_part`: one file per name,
+    always in the data folder; a name of letters, digits, ``-``, ``_`` and ``.`` as it is)."""
+    return default_data_dir() / f"ledger-{profile_file_part(profile)}.sqlite3"
+
+
+def default_local_dir(profile: str) -> Path:
+    """The folder of a profile without ``local_dir``: ``<data dir>/reports/<name>``, the name
+    as :func:`default_ledger_path` writes it (one folder per name, never another's)."""
+    return default_data_dir() / "reports" / profile_file_part(profile)
 
 
 #: What ``ZoneInfo(name)`` raises for a name that names no zone: besides the two it documents,
@@ -349,6 +365,10 @@ class Profile:
     #: A path setting that names an existing entry of the wrong kind (a state of the disk):
     #: raised when this profile is picked (``Config.profile``), so it stops only this profile.
     problem: ConfigError | None = field(default=None, compare=False, repr=False)
+    #: Every profile name of the config it came from, its own and broken ones included, in the
+    #: config's order (empty: not read from a config). The pseudonym key needs them: a key an
+    #: earlier release kept under a file name several profiles had is never guessed.
+    config_profiles: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -376,7 +396,7 @@ class Profile:
 
     @property
     def ledger_path(self) -> Path:
-        return self.ledger or default_data_dir() / f"ledger-{self.name}.sqlite3"
+        return self.ledger or default_ledger_path(self.name)
 
     def report_for(self, base_name: str) -> ReportConfig:
         """The configured report of this base name, else the defaults under that name."""
@@ -713,10 +733,14 @@ def _zone(value: object) -> tzinfo:
         raise ValueError(f"unknown time zone {_shown(value)}; use an IANA name like \"America/Chicago\"") from None
 
 
-def _profile(file: Path | None, name: str, table: object, top_defaults: ReportConfig) -> Profile:
+def _profile(file: Path | None, name: str, table: object, top_defaults: ReportConfig,
+             names: tuple[str, ...] = ()) -> Profile:
     prefix = f"profile.{name}"
     if not isinstance(table, dict):
         raise ConfigError(file, prefix, "expected a table: [profile.NAME]")
+    refused = profile_name_refusal(name)
+    if refused is not None:
+        raise ConfigError(file, f"profile.{_key_part(name)}", refused)
     r = _Reader(file, prefix, table)
     r.unknown(PROFILE_KEYS)
     host = r.get("host", str, "")
@@ -772,10 +796,12 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
     ledger = r.convert("ledger", in_base, None)
     notify = _notify(_Reader(file, f"{prefix}.notify", r.table_at("notify"))) if "notify" in table else NotifyConfig()
     known_hosts = r.convert("known_hosts", in_base, None)
-    local_dir = r.convert("local_dir", in_base, None) or default_data_dir() / "reports" / name
+    own_local_dir = r.convert("local_dir", in_base, None)
+    local_dir = own_local_dir or default_local_dir(name)
     try:  # the disk's state, not the text's: it stops this profile only (Config.profile)
         _check_kinds(r, {"key": key_file, "known_hosts": known_hosts, "ssh_config": ssh_config,
                          "ledger": ledger, "local_dir": local_dir})
+        _check_earlier_defaults(r, name, names, ledger=ledger is None, local_dir=own_local_dir is None)
         problem = None
     except ConfigError as exc:
         problem = exc
@@ -802,9 +828,97 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
         local_dir=local_dir,
         **({"known_hosts": known_hosts} if known_hosts is not None else {}),
         problem=problem,
+        config_profiles=names,
     )
     _check_own_files(r, profile, explicit_ledger="ledger" in table)
     return profile
+
+
+def _check_earlier_defaults(r: _Reader, name: str, names: tuple[str, ...], *, ledger: bool,
+                            local_dir: bool) -> None:
+    """Releases before :func:`default_ledger_path` named a profile's default ledger and folder
+    after its raw name (``a/b`` a sub-folder, ``../x`` outside the data folder). A profile
+    whose name they wrote otherwise (``ledger``, ``local_dir``: the setting is left out) never
+    starts an empty ledger or folder beside what they kept: raises ``ConfigError`` naming the
+    paths and what to do. ``names``: every profile of the config; a file an earlier release
+    kept for one may be another's by name now (``a%20b``'s old ledger is ``a b``'s new one),
+    and is then neither taken for this one nor offered to be moved."""
+    if profile_file_part(name) == name:
+        return  # the very paths earlier releases gave it
+    found: list[tuple[str, str]] = []
+    checks = ((ledger, "ledger", _earlier_ledger_path, default_ledger_path, os.path.lexists),
+              (local_dir, "local_dir", _earlier_local_dir, default_local_dir, _holds_something))
+    for wanted, key, earlier, current, holds in checks:
+        old, new = earlier(name), current(name)
+        if not wanted or not holds(old):
+            continue
+        others = [p for p in names if p != name and current(p) == old]
+        theirs = [p for p in names if p != name and profile_file_part(p) != p and earlier(p) == new]
+        if not holds(new) or theirs:
+            found.append((key, _left_behind(key, old, new, others, theirs if holds(new) else [],
+                                            first=not found)))
+    if found:
+        raise r.error(found[0][0], "; ".join(text for _key, text in found))
+
+
+_WHY_NEW_NAMES = ("a character of a profile's name other than a letter, digit, '-', '_' or '.' is "
+                  "written %XX in file names, so that no two profiles share a file and no name "
+                  "reaches another folder")
+#: Per setting: what it is, what earlier releases did with it, why it is not started anew, and
+#: how it is moved.
+_LEFT = {
+    "ledger": ("ledger", "kept this profile's ledger at", "a new ledger is never started beside a history",
+               "move it to the new name (with any -wal and -shm file beside it, while no report-keeper runs)"),
+    "local_dir": ("folder", "put this profile's downloads in", "downloads are never left behind for an "
+                  "empty folder", "move the folder to the new name (each copy is found there under its name)"),
+}
+
+
+def _earlier_ledger_path(name: str) -> Path:
+    """Where releases before :func:`default_ledger_path` kept the profile's default ledger."""
+    return Path(os.path.normpath(default_data_dir() / f"ledger-{name}.sqlite3"))
+
+
+def _earlier_local_dir(name: str) -> Path:
+    """Where releases before :func:`default_local_dir` put the profile's downloads."""
+    return Path(os.path.normpath(default_data_dir() / "reports" / name))
+
+
+def _left_behind(key: str, old: Path, new: Path, others: list[str], theirs: list[str], *, first: bool) -> str:
+    """What a person decides for a ledger or folder an earlier release kept under the
+    profile's raw name (``first``: the sentence that says why the names changed)."""
+    noun, did, never, move = _LEFT[key]
+    text = f"earlier releases {did} {old}; this release names its {noun} {new}"
+    text += f" ({_WHY_NEW_NAMES}), and {never}" if first else f", and {never}"
+    if theirs:
+        text += f"; {new} is where earlier releases kept the {noun} of profile {_names_text(theirs)}"
+    text += f": keep it where it is with {key} = {_toml_text(old)} in this profile"
+    if others:  # moved, it would leave that profile without it; one folder is no two profiles'
+        text += f" (it is also the {noun} of profile {_names_text(others)} now, by name"
+        text += ")" if key == "ledger" else ": give that profile a local_dir of its own)"
+    elif not theirs:
+        text += f", or {move}"
+    return text
+
+
+def _names_text(names: list[str]) -> str:
+    return " and ".join(f"'{escape_name(n)}'" for n in names)
+
+
+def _toml_text(path: Path) -> str:
+    """``path`` as a TOML string to paste into the config."""
+    return json.dumps(str(path), ensure_ascii=False)
+
+
+def _holds_something(folder: Path) -> bool:
+    """The folder exists and holds an entry (one that cannot be read may: it counts)."""
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is not None
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
 
 
 def _refuse_rolling(file: Path | None, prefix: str, table: dict[str, object], top_defaults: ReportConfig,
@@ -1164,7 +1278,7 @@ def parse_config(data: Table, file: Path | None = None) -> Config:
         own = {name: table}  # its name is checked as part of the profile table's keys
         try:
             _refuse_controls(file, own, "profile", values=False)
-            profile = _profile(file, name, table, top_defaults)
+            profile = _profile(file, name, table, top_defaults, tuple(profiles_table))
             _refuse_controls(file, own, "profile", values=True)
         except ConfigError as exc:
             broken[name] = exc

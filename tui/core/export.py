@@ -84,6 +84,7 @@ from tui.core.pseudonym import (
     PseudonymKey,
     PseudonymKeyError,
     default_key_path,
+    earlier_key_path,
     identifier_columns,
     load_key,
 )
@@ -414,6 +415,7 @@ class ExportResult:
             "key_file": str(self.key.path) if self.key else None,
             "key_id": self.key.key_id if self.key else None,
             "key_created": bool(self.key and self.key.created),
+            "key_moved_from": str(self.key.moved_from) if self.key and self.key.moved_from else None,
             "pseudonym_rule": PSEUDONYM_RULE if self.pseudonymized_columns is not None else None,
             "days": days,
             "days_by_report": by_report,
@@ -557,6 +559,10 @@ class ExportResult:
             if self.key is not None and self.key.created:
                 lines.append("  A new pseudonym key was created: back it up (see README, Pseudonyms); "
                              "without it later exports cannot be joined with this one.")
+            if self.key is not None and self.key.moved_from is not None:
+                lines.append(f"  The profile's pseudonym key was moved from {escape_name(str(self.key.moved_from))} "
+                             f"to {escape_name(str(self.key.path))}, a file name no other profile can have: "
+                             "the pseudonyms stay the same; back it up under its new name.")
         elif self.identifier_columns:
             lines.append("Not pseudonymized: " + ", ".join(repr(c) for c in self.identifier_columns)
                          + " hold raw identifiers (use --pseudonymize before sharing)")
@@ -645,7 +651,7 @@ def run_export(
     key = None
     if request.pseudonymize:
         try:
-            key = load_key(request.key_file, profile.name)
+            key = load_key(request.key_file, profile.name, profile.config_profiles, ledger.export_key_ids)
         except PseudonymKeyError as exc:
             raise ExportError(str(exc)) from None
     pool = pool or isolation.shared_pool()
@@ -746,7 +752,8 @@ def _refuse_own_folder(out: Path, cache_folder: Path, profile: Profile, key_file
         raise ExportError(f"{escape_name(str(out))} lies in the export cache; name a file elsewhere")
     if resolved == Path(os.path.realpath(Path(profile.ledger_path))):
         raise ExportError(f"{escape_name(str(out))} is the ledger; name another file")
-    keys = [default_key_path(profile.name)] + ([Path(key_file).expanduser()] if key_file is not None else [])
+    keys = [default_key_path(profile.name), earlier_key_path(profile.name)]
+    keys += [Path(key_file).expanduser()] if key_file is not None else []
     if any(resolved == Path(os.path.realpath(k)) for k in keys):
         raise ExportError(f"{escape_name(str(out))} is the pseudonym key; name another output file "
                           "(the key must be kept for the pseudonyms to stay the same)")

@@ -41,7 +41,8 @@ Public API (``profile`` defaults to the one the ledger was opened for)::
     led.local_state(name) / local_states() -> "new" | "downloaded" | "changed" | "partial"
                                                | "missing-locally" | "purged"
     led.downloads(name=None), partials(), refused(current=False), lost(), last_listing()
-    led.mark_purging(copies) / mark_purged(copies) / clear_purging(copies)   # local retention
+    led.mark_purging(copies) / mark_purged(copies, links=) / clear_purging(copies)   # local retention
+    led.exports() -> list[ExportRecord]; led.export_key_ids() -> set[str]   # the recorded exports
     led.watch_waits(watcher) -> stop   # told while writes wait for another process's lock
     lock_holder(path) -> str | None     # that process, in words (Linux)
 
@@ -68,10 +69,8 @@ from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
-from platformdirs import user_data_dir
-
 from tui.core import clock, isolation
-from tui.core.config import ReportConfig
+from tui.core.config import ReportConfig, default_ledger_path
 from tui.core.content import CONTENT_VERSION, DateCoverage
 from tui.core.durable import fsync_dir
 from tui.core.model import Delivery, EntryKind, LocalState, OtherEntry, RemoteFile, VerifyResult
@@ -79,8 +78,6 @@ from tui.core.names import collision_key, distinct_local_name, escape_name, fit_
 from tui.core.status import VerifyStatus
 
 log = logging.getLogger("report_keeper.ledger")
-
-APP_NAME = "report-keeper"
 
 
 MIGRATIONS: list[str] = [
@@ -289,6 +286,14 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE alerts ADD COLUMN clear_since TEXT
     """,
+    # Local retention: a purged copy whose file had other names (hard links: a backup's
+    # snapshot, a ``cp -l``) lost only its own name, and its bytes stayed on disk under the
+    # others. ``purge_links``: how many other names it had when the purge deleted its own
+    # (0 or NULL: its data went with it); ``purge_inode``: its inode, to find them by.
+    """
+    ALTER TABLE downloads ADD COLUMN purge_links INTEGER;
+    ALTER TABLE downloads ADD COLUMN purge_inode INTEGER
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -448,9 +453,9 @@ def _remove_unheld(folder: Path, stem: str, members: list[str], info: os.stat_re
 
 
 def default_path(profile: str = "default") -> Path:
-    """``<user data dir>/report-keeper/ledger-<profile>.sqlite3``."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in profile) or "default"
-    return Path(user_data_dir(APP_NAME, appauthor=False)) / f"ledger-{safe}.sqlite3"
+    """``<user data dir>/report-keeper/ledger-<profile>.sqlite3``, as a profile without
+    ``ledger`` has it (:func:`tui.core.config.default_ledger_path`); an empty name: ``default``'s."""
+    return default_ledger_path(profile or "default")
 
 
 class ExportSource(TypedDict):
@@ -559,6 +564,10 @@ class Download:
     missing_since: datetime | None = None  # noticed missing on disk (latest copy of a name)
     purge_started: datetime | None = None  # a purge decided to delete it (not finished yet)
     purged_at: datetime | None = None  # deleted by the local retention policy
+    #: Other names (hard links) its file still had when the purge deleted this one: its data
+    #: is still on disk under them (0: none, or none known).
+    purge_links: int = 0
+    purge_inode: int | None = None  # the file's inode then (with purge_links), to find them by
 
     @property
     def purged(self) -> bool:
@@ -1782,14 +1791,15 @@ class Ledger:
         """Completed downloads, oldest first (of one remote name when given); purged copies too
         (``Download.purged``)."""
         sql = ("SELECT name, size, mtime, sha256, local_path, downloaded_at, missing_since,"
-               " purge_started, purged_at FROM downloads WHERE profile = ?")
+               " purge_started, purged_at, purge_links, purge_inode FROM downloads WHERE profile = ?")
         args: list[str] = [self._p(profile)]
         if name is not None:
             sql += " AND name = ?"
             args.append(name)
         with self._lock:
             rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [Download(r[0], r[1], _dt(r[2]), r[3], r[4], _at(r[5]), _dt(r[6]), _dt(r[7]), _dt(r[8]))
+        return [Download(r[0], r[1], _dt(r[2]), r[3], r[4], _at(r[5]), _dt(r[6]), _dt(r[7]), _dt(r[8]),
+                         r[9] or 0, r[10] if r[9] else None)
                 for r in rows]
 
     # ------------------------------------------------------------------ local retention
@@ -1802,11 +1812,28 @@ class Ledger:
                            "purge_started IS NULL AND purged_at IS NULL")
 
     def mark_purged(self, copies: Iterable[tuple[str, str]], *, when: datetime | None = None,
-                    profile: str | None = None) -> None:
-        """These copies' files are deleted: purged for good (their records stay)."""
+                    profile: str | None = None,
+                    links: Mapping[tuple[str, str], tuple[int, int]] | None = None) -> None:
+        """These copies' names are gone from the folder: purged for good (their records stay).
+        ``links``: the copies whose file had other names (hard links) when its own was deleted,
+        each with how many and its inode: their data is still on disk under those names."""
         at = _ts(when or clock.now())
-        self._purge_update("purged_at = ?, purge_started = COALESCE(purge_started, ?)", (at, at), copies,
-                           profile, "purged_at IS NULL")
+        who = self._p(profile)
+        found = links or {}
+        rows = []
+        for name, path in copies:
+            others, inode = found.get((name, str(path)), (0, None))
+            rows.append((at, at, others, inode if others else None, who, name, str(path)))
+        if not rows:
+            return
+        with self._write() as conn:
+            # Every record of that file (a copy fetched again at the same path has several).
+            conn.executemany(
+                "UPDATE downloads SET purged_at = ?, purge_started = COALESCE(purge_started, ?),"
+                " purge_links = ?, purge_inode = ? WHERE profile = ? AND name = ? AND local_path = ?"
+                " AND purged_at IS NULL",
+                rows,
+            )
 
     def clear_purging(self, copies: Iterable[tuple[str, str]], *, profile: str | None = None) -> None:
         """A started purge of these copies did not happen (the file could not be deleted, or the
@@ -1949,7 +1976,8 @@ class Ledger:
         content. ``extra`` holds ``local_state``, ``lost`` (gone, never downloaded),
         ``changed_at``, ``downloads`` (count), ``missing_locally``/``missing_since`` (the
         latest copy is not on disk, see :meth:`reconcile_local`), ``header_row``/``columns``,
-        ``purged``/``purged_at`` (the retention policy deleted the latest copy) and
+        ``purged``/``purged_at`` (the retention policy deleted the latest copy),
+        ``purge_links``/``purge_inode`` (the other names its file still had then, its inode) and
         ``export_pending`` (the latest copy is held and no export has included it or passed
         it over yet: what ``keep_until_exported`` waits for). ``names``: only these files (only
         their rows are read).
@@ -1970,11 +1998,13 @@ class Ledger:
         with self._lock:
             rows = self._conn.execute(sql, [*args, *picked]).fetchall()
             # Latest download per name and how many: one ordered pass (no correlated joins).
-            latest: dict[str, tuple[int, str | None, str, str, str, str | None, str | None, str | None]] = {}
+            latest: dict[str, tuple[int, str | None, str, str, str, str | None, str | None, str | None,
+                                    int | None, int | None]] = {}
             count: dict[str, int] = {}
             for d in self._conn.execute(
                 "SELECT name, size, mtime, sha256, local_path, downloaded_at, missing_since,"
-                " purge_started, purged_at FROM downloads WHERE profile = ?" + of_names + " ORDER BY id",
+                " purge_started, purged_at, purge_links, purge_inode FROM downloads WHERE profile = ?"
+                + of_names + " ORDER BY id",
                 (profile, *picked),
             ):
                 latest[d[0]] = d[1:]
@@ -2008,7 +2038,7 @@ class Ledger:
             (name, rep, delivered_at, size, mtime, first_seen, last_seen, gone_at, changed_at,
              rolling_of, folder, server_name, local_name) = r
             (dsize, dmtime, sha, local_path, downloaded_at, missing_since, purge_started,
-             purged_at) = latest.get(name, (None,) * 8)
+             purged_at, purge_links, purge_inode) = latest.get(name, (None,) * 10)
             v = verifs.get(sha) if sha else None
             purged = purge_started is not None or purged_at is not None
             missing = missing_since is not None and not purged
@@ -2047,6 +2077,9 @@ class Ledger:
                         "content_checked": bool(v and v[8] is not None and v[8] >= CONTENT_VERSION),
                         "purged": purged,
                         "purged_at": _dt(purged_at or purge_started),
+                        # other names (hard links) its file still had when purged, its inode
+                        "purge_links": (purge_links or 0) if purged_at is not None else 0,
+                        "purge_inode": purge_inode if purged_at is not None and purge_links else None,
                         "export_pending": bool(sha and not purged and not missing and sha not in exported),
                     },
                     fingerprint=v[5] if v else None,
@@ -2233,6 +2266,14 @@ class Ledger:
                  for s in sources],
             )
         return export_id
+
+    def export_key_ids(self, profile: str | None = None) -> set[str]:
+        """The ids of the pseudonym keys the profile's recorded exports used."""
+        with self._lock:
+            return {r[0] for r in self._conn.execute(
+                "SELECT DISTINCT key_id FROM exports WHERE profile = ? AND key_id IS NOT NULL",
+                (self._p(profile),),
+            )}
 
     def exports(self, profile: str | None = None) -> list[ExportRecord]:
         """Every recorded export of the profile, oldest first, each with its ``sources``."""

@@ -29,6 +29,7 @@ from tui.core.config import Profile, ReportConfig
 from tui.core.ledger import LEDGER_ERRORS, Download, Ledger, verification_context
 from tui.core.model import Delivery, VerifyResult
 from tui.core.names import escape_name, is_report_name, parse_name
+from tui.core.retention import still_on_disk
 from tui.core.validate import validate_file, validate_file_async
 
 log = logging.getLogger("report_keeper.local_reports")
@@ -56,6 +57,10 @@ class VerifyOutcome:
     cached: bool  # came from the ledger's cache (not read again)
     #: The local copy was deleted by the retention policy: ``result`` is its last verification.
     purged_at: datetime | None = None
+    #: Other names (hard links) its file still had when purged: its data is still on disk;
+    #: ``purge_note`` says so and how to find them (``retention.still_on_disk``).
+    purge_links: int = 0
+    purge_note: str = ""
 
 
 def purged_reports(ledger: Ledger | None, profile: Profile | None = None) -> list[VerifyOutcome]:
@@ -94,7 +99,9 @@ def purged_reports(ledger: Ledger | None, profile: Profile | None = None) -> lis
             continue
         result = replace(v, path=dl.local_path, name=name, delivered_at=delivered_at,
                          report=report_name or v.report, covered_day=covered)
-        out.append(VerifyOutcome(result, dl.sha256, True, purged_at=dl.purged_at))
+        note = still_on_disk(dl.local_path, dl.purge_links, dl.purge_inode) if dl.purge_links else ""
+        out.append(VerifyOutcome(result, dl.sha256, True, purged_at=dl.purged_at, purge_links=dl.purge_links,
+                                 purge_note=note))
     out.sort(key=lambda o: (-(o.result.delivered_at.timestamp() if o.result.delivered_at else 0), o.result.name))
     return out
 

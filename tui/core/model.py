@@ -257,6 +257,10 @@ class DeliveryExtra(TypedDict, total=False):
     content_checked: bool  # verified by a release that computes fingerprints and dates
     purged: bool  # the retention policy deleted (or is deleting) the latest copy
     purged_at: datetime | None
+    #: Other names (hard links) the purged copy's file still had when purged (its data is still
+    #: on disk under them; 0: none known), and its inode then (None with 0).
+    purge_links: int
+    purge_inode: int | None
     export_pending: bool  # the latest copy is held and no export has included or passed it over
 
 

@@ -1,4 +1,5 @@
-"""Report file names: base name and delivery time (docs/DOMAIN.md), and untrusted names.
+"""Report file names: base name and delivery time (docs/DOMAIN.md), and untrusted names;
+profile names in file names and command lines (the end of this module).
 
 Alma appends a timestamp to the report name when "Add Timestamp" is ticked; its exact format is
 not documented, so parsing is tolerant: a trailing ``YYYYMMDD_HHMMSS``, ``YYYYMMDDHHMMSS``,
@@ -371,3 +372,63 @@ def local_folder_parts(folder: str) -> tuple[str, ...]:
 def size_text(n: int) -> str:
     """A byte count as the commands print it: ``512 B``, ``12.3 KB``, ``1.5 GB`` (1024-based)."""
     return byte_size(n, ("B", "KB", "MB", "GB"))
+
+
+# --------------------------------------------------------------------------------------------
+# Profile names: the config's untrusted text, in file names and command lines
+
+#: The most bytes a profile name takes in a file name (:func:`profile_file_part`). The longest
+#: file named after it, the ledger's journal while the ledger is first made
+#: (``.ledger-<part>.sqlite3.new-<pid>-<8 hex digits>-journal``), stays within the 255 bytes a
+#: file name may hold.
+MAX_PROFILE_FILE_PART = 200
+#: Names no folder can have: the empty name, ``.`` (the folder itself) and ``..`` (the one above).
+UNNAMEABLE = frozenset({"", ".", ".."})
+#: What a person does about a profile name refused (config, init).
+RENAME_PROFILE = "rename the profile (its [profile.NAME] table)"
+
+
+def kept_in_file_name(c: str) -> bool:
+    """A character of a profile's name that its file names hold as it is: a letter or digit
+    (of any script), ``-``, ``_`` or ``.``."""
+    return c.isalnum() or c in "-_."
+
+
+def profile_file_part(profile: str) -> str:
+    """The profile's name as its files' names hold it (its ledger ``ledger-<part>.sqlite3``,
+    its default folder ``reports/<part>``, its pseudonym key ``pseudonym-<part>.key``, the
+    export's suggested file): one per name, never another's, never a path.
+
+    A name of letters, digits, ``-``, ``_`` and ``.`` is the part as it always was (a new one
+    would move an existing library's ledger, downloads and key). In any other name each other
+    character (``%`` and ``/`` included) is written ``%XX``, its UTF-8 bytes in capital hex
+    digits: such a part holds a ``%`` and no kept name does, and the writing reads back, so no
+    two names share a part. The part of ``.`` and ``..`` is the name itself, which no folder
+    can be: :func:`profile_name_refusal` refuses them, as it does the empty name."""
+    return "".join(c if kept_in_file_name(c) else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+                   for c in profile)
+
+
+def profile_name_refusal(profile: str, todo: str = RENAME_PROFILE) -> str | None:
+    """Why ``profile`` cannot name a profile's files and folder (one sentence, ending with what
+    to do: ``todo``), or None."""
+    if profile in UNNAMEABLE:
+        what = "is empty" if not profile else (
+            f"'{profile}' names {'the folder itself' if profile == '.' else 'the folder above'}")
+        return (f"the profile's name {what}, and its default folder and files are named after it "
+                f"(its downloads would land among other profiles' folders or report-keeper's own "
+                f"files): {todo}")
+    size = len(profile_file_part(profile).encode("utf-8", "surrogatepass"))
+    if size > MAX_PROFILE_FILE_PART:
+        return (f"the profile's name is too long to name its files: written in a file name it takes "
+                f"{size} bytes (a character other than a letter, digit, '-', '_' or '.' is written "
+                f"%XX for each of its UTF-8 bytes), and at most {MAX_PROFILE_FILE_PART} fit: "
+                f"{todo}")
+    return None
+
+
+def profile_args(profile: str) -> list[str]:
+    """``--profile NAME`` as command-line words: ``--profile=NAME`` for a name beginning with
+    ``-``, which after ``--profile`` would be read as an option (the run stopped at a usage
+    error)."""
+    return [f"--profile={profile}"] if profile.startswith("-") else ["--profile", profile]

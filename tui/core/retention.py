@@ -19,18 +19,28 @@ The order of a purge, so that a crash at any point loses nothing and mislabels n
 
 1. the ledger records the decision (``purge_started``) for every copy about to go: from now
    on the copy is never ``missing-locally``, ``lost`` or fetched again;
-2. each file is checked (a regular file with the recorded size and sha256: never delete what
+2. the part files of those deliveries go (they can never complete now; one left linked to
+   its copy by a download killed while placing it would be a second name of the copy);
+3. each file is checked (a regular file with the recorded size and sha256: never delete what
    is not the downloaded copy) and deleted, and the folder fsynced;
-3. the ledger records ``purged_at`` for the files really gone, and withdraws the decision for
-   those that could not be deleted (reported, never a traceback);
-4. part files of purged deliveries and export-cache tables of contents no longer held go.
+4. the ledger records ``purged_at`` for the files really gone (and, for a file that had other
+   names, how many and its inode), and withdraws the decision for those that could not be
+   deleted (reported, never a traceback);
+5. export-cache tables of contents no longer held go.
 
-A purge that died between 1 and 3 is finished by the next one: a file already gone is
+A copy whose file has other names (hard links: a ``cp -l``, a backup tool's snapshot) loses
+only its own name: its bytes stay on disk under the others. It leaves the folder as the policy
+says and is recorded purged, but is reported apart (``Copy.linked``: how many other names, its
+inode, the file system to search), and the purge is a warning: which names they are cannot be
+known without searching the whole file system, so a person must look.
+
+A purge that died between 1 and 4 is finished by the next one: a file already gone is
 recorded purged; a file still there is deleted if the policy still allows it, else the
 decision is withdrawn. ``dry_run`` decides the same and changes nothing (no file, no record).
 
 Public API: ``purge(profile, ledger, *, dry_run=False, now=None, remove_parts=None) ->
-PurgeResult``; ``policy_set(profile)``; ``policies(profile, ledger)``.
+PurgeResult``; ``policy_set(profile)``; ``policies(profile, ledger)``; ``still_on_disk(path,
+others, inode)``: what to say of a purged copy whose file had other names.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import shlex
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -88,6 +99,45 @@ class Policy(TypedDict):
 
 
 @dataclass(frozen=True)
+class Linked:
+    """Other names (hard links) of a copy's file: deleting the copy's own name leaves its data
+    on disk under them. Which names they are is not known (finding them means searching the
+    file system); they are on the same file system, the one mounted at ``mount_point``."""
+
+    others: int  # how many other names the file had when it was looked at (deleted)
+    inode: int
+    mount_point: str
+
+    @property
+    def find(self) -> str:
+        """The command that lists the other names (run by a user who can read every folder)."""
+        return f"find {shlex.quote(self.mount_point)} -xdev -inum {self.inode}"
+
+
+def mount_point(path: Path) -> Path:
+    """The mount point of the file system holding ``path`` (its nearest existing folder's)."""
+    here = Path(os.path.abspath(path))
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    while not os.path.ismount(here) and here != here.parent:
+        here = here.parent
+    return here
+
+
+def still_on_disk(path: Path | str, others: int, inode: int | None) -> str:
+    """What to say of a purged copy whose file had ``others`` other names (hard links) when the
+    purge deleted its own: its patron data is still on disk, and how to find the names.
+    Looks at the disk (the mount point): call it off the UI thread."""
+    names = f"{others} other name{'s' if others != 1 else ''}"
+    where = ""
+    if inode is not None:
+        where = f": '{Linked(others, inode, str(mount_point(Path(path).parent))).find}' lists them"
+    return (f"its file had {names} (hard links: a 'cp -l', a backup tool's snapshot) when the purge deleted "
+            f"it from the folder; {'they still hold' if others != 1 else 'it still holds'} its patron data. "
+            f"Which names cannot be known without searching the disk{where}.")
+
+
+@dataclass(frozen=True)
 class Copy:
     """One local copy of a delivery, as the ledger recorded it."""
 
@@ -104,6 +154,8 @@ class Copy:
     #: Not in its place when the purge looked (moved, renamed or deleted by hand): recorded
     #: purged, but this purge deleted nothing (its content may still be elsewhere).
     absent: bool = False
+    #: Its file has other names (hard links): deleting this one leaves its data on disk.
+    linked: Linked | None = None
 
     @property
     def file(self) -> str:
@@ -148,9 +200,16 @@ class PurgeResult:
 
     @property
     def exit_code(self) -> st.Exit:
-        """Warning while the policy is not fully applied (a copy could not be deleted, or
-        waits for an export); nothing here is critical: no data is at risk."""
-        return st.Exit.WARNING if (self.errors or self.waiting or self.refused) else st.Exit.OK
+        """Warning while the policy is not fully applied (a copy could not be deleted, waits
+        for an export, or its data is still on disk under another name); nothing here is
+        critical: no data is at risk."""
+        return (st.Exit.WARNING if (self.errors or self.waiting or self.refused or self.still_linked)
+                else st.Exit.OK)
+
+    @property
+    def still_linked(self) -> list[Copy]:
+        """The copies gone from the folder (or that would go) whose data other names still hold."""
+        return [c for c in self.gone if c.linked is not None]
 
     @property
     def status(self) -> str:
@@ -178,7 +237,10 @@ class PurgeResult:
             "policy": {name: {"local_retention_days": p["local_retention_days"],
                               "keep_until_exported": p["keep_until_exported"]}
                        for name, p in self.policy.items()},
-            "purged": [c.to_json() | {"interrupted": c.interrupted, "already_gone": c.absent}
+            "purged": [c.to_json() | {"interrupted": c.interrupted, "already_gone": c.absent,
+                                      "other_links": c.linked.others if c.linked else 0,
+                                      "inode": c.linked.inode if c.linked else None,
+                                      "mount_point": escape_name(c.linked.mount_point) if c.linked else None}
                        for c in self.gone],
             "waiting_for_export": self.waiting_json(),
             "errors": self.to_json_errors(),
@@ -198,8 +260,9 @@ class PurgeResult:
         lines: list[str] = []
         if not self.policy:
             return ["No local retention is configured (local_retention_days): every local copy is kept."]
-        gone = [c for c in self.gone if not c.absent]
+        gone = [c for c in self.gone if not c.absent and c.linked is None]
         absent = [c for c in self.gone if c.absent]
+        linked = self.still_linked
         verb = "would be deleted" if self.dry_run else "deleted"
         if gone:
             size = sum(c.size for c in gone)
@@ -219,6 +282,22 @@ class PurgeResult:
                 lines.append(f"  NOT FOUND    {escape_name(c.file)}")
             if n > limit:
                 lines.append(f"  ... and {n - limit} more (see --json)")
+        if linked:
+            n = len(linked)
+            were = "would be" if self.dry_run else ("was" if n == 1 else "were")
+            lines.append(f"Still on disk: {n} local cop{'y' if n == 1 else 'ies'} past local_retention_days "
+                         f"{were} deleted from the folder, but not {'its' if n == 1 else 'their'} data: "
+                         f"{'its file has' if n == 1 else 'each file has'} "
+                         "other names (hard links: a 'cp -l', a backup tool's snapshot) that still hold its "
+                         "patron data. Which names cannot be known without searching the disk: the command on "
+                         "each line lists them (run it as a user who can read every folder). Delete them, or "
+                         "make sure the backup's own retention covers them.")
+            for c in linked[:limit]:
+                if c.linked is not None:
+                    others = f"{c.linked.others} other name{'s' if c.linked.others != 1 else ''}"
+                    lines.append(f"  STILL ON DISK {escape_name(c.file)}: {others}; {escape_name(c.linked.find)}")
+            if n > limit:
+                lines.append(f"  ... and {n - limit} more (see --json)")
         if self.waiting:
             n = len(self.waiting)
             lines.append(f"Waiting for export: {n} local cop{'y is' if n == 1 else 'ies are'} past "
@@ -234,7 +313,7 @@ class PurgeResult:
             lines.append(f"  NOT DELETED  {escape_name(c.file)}: {escape_name(why)}")
         if len(self.errors) > limit:
             lines.append(f"  ... and {len(self.errors) - limit} more not deleted (see --json)")
-        if not gone and not absent and not self.waiting and not self.errors and not self.refused:
+        if not gone and not absent and not linked and not self.waiting and not self.errors and not self.refused:
             lines.append("Purge: no local copy is past local_retention_days.")
         return lines
 
@@ -259,12 +338,20 @@ def policies(profile: Profile, report_names: Iterable[str]) -> dict[str, Policy]
     return out
 
 
-def _present(path: Path, size: int) -> bool:
+def _look(path: Path, size: int) -> os.stat_result | None:
+    """The copy's file as it is now, when it is in its place (a regular file of its size)."""
     try:
         info = os.lstat(path)
     except (OSError, ValueError):
-        return False
-    return stat.S_ISREG(info.st_mode) and info.st_size == size
+        return None
+    return info if stat.S_ISREG(info.st_mode) and info.st_size == size else None
+
+
+def _linked(path: Path, info: os.stat_result) -> Linked | None:
+    """The other names of the file ``info`` describes (named ``path``), if it has any."""
+    if info.st_nlink <= 1:
+        return None
+    return Linked(info.st_nlink - 1, info.st_ino, str(mount_point(path.parent)))
 
 
 @dataclass
@@ -308,7 +395,8 @@ def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
                         size=dl.size, delivered_at=delivery.delivered_at, purge_after=due,
                         latest=path == latest_path, verification=v.status if v else None,
                         interrupted=dl.purge_started is not None)
-            present = _present(copy.path, copy.size)
+            info = _look(copy.path, copy.size)
+            present = info is not None
             old = due is not None and now > due
             exported = bool(roles.get(dl.sha256, set()) & {"rows", "empty"})
             # A copy is never purged unverified: its record would hold no rows, no result.
@@ -322,7 +410,10 @@ def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
                 plan.finish.append(copy)  # the file went before the purge could record it
                 continue
             if allowed:
-                plan.purge.append(copy if copy.interrupted or present else replace(copy, absent=True))
+                if info is not None:  # what the dry run tells; the purge looks again as it deletes
+                    plan.purge.append(replace(copy, linked=_linked(copy.path, info)))
+                else:
+                    plan.purge.append(copy if copy.interrupted else replace(copy, absent=True))
                 continue
             if copy.interrupted:
                 plan.undo.append(copy)
@@ -397,38 +488,45 @@ def _purge(profile: Profile, ledger: Ledger, now: datetime, result: PurgeResult,
     if plan.purge:
         # 1. The decision first: from here on these copies are never missing or lost.
         ledger.mark_purging([c.key for c in plan.purge], when=now)
+    # 2. Their deliveries' part files: never completed now, and one left linked to its copy (a
+    # download killed while placing it) would keep the copy's bytes under a second name.
+    going = {c.name for c in [*plan.purge, *plan.finish] if c.latest}
+    if going:
+        result.parts_removed = _remove_parts(profile, ledger, going, remove_parts)
     deleted: list[Copy] = []
     failed: list[Copy] = []
     folders = _Folders(Path(profile.local_dir).expanduser())
     try:
         for copy in plan.purge:
-            # 2. Each file, checked to be the downloaded copy, then deleted.
-            why = _delete(copy, folders)
-            if why is None:
-                deleted.append(copy)
-            else:
+            # 3. Each file, checked to be the downloaded copy, then deleted.
+            outcome = _delete(copy, folders)
+            if isinstance(outcome, str):
                 failed.append(copy)
-                result.errors.append((copy, why))
-                log.warning("purge: %s not deleted: %s", escape_name(copy.file), why)
+                result.errors.append((copy, outcome))
+                log.warning("purge: %s not deleted: %s", escape_name(copy.file), outcome)
+                continue
+            deleted.append(replace(copy, linked=outcome))
+            if outcome is not None:
+                log.warning("purge: %s deleted, but its file has %d other name(s): its data is still on disk",
+                            escape_name(copy.file), outcome.others)
         if deleted:
             folders.sync()
     finally:
         folders.close()
-    # 3. Only what is really gone is recorded purged; the rest is held again.
+    # 4. Only what is really gone is recorded purged; the rest is held again.
     if deleted or plan.finish:
-        ledger.mark_purged([c.key for c in [*deleted, *plan.finish]], when=now)
+        links = {c.key: (c.linked.others, c.linked.inode) for c in deleted if c.linked is not None}
+        ledger.mark_purged([c.key for c in [*deleted, *plan.finish]], when=now, links=links)
     if failed or plan.undo:
         ledger.clear_purging([c.key for c in [*failed, *plan.undo]])
     result.purged, result.finished, result.undone = deleted, plan.finish, plan.undo
-    # 4. What goes with them: part files of purged deliveries, cached tables of their content.
-    gone = {c.name for c in [*deleted, *plan.finish] if c.latest}
-    if gone:
-        result.parts_removed = _remove_parts(profile, ledger, gone, remove_parts)
+    # 5. What goes with them: cached tables of their content.
     if deleted or plan.finish:
         result.cache_removed = _prune_cache(ledger)
     if deleted or plan.finish or failed:
-        log.info("purge: %d deleted, %d finished, %d not deleted, %d waiting for export",
-                 len(deleted), len(plan.finish), len(failed), len(plan.waiting))
+        log.info("purge: %d deleted (%d still on disk under other names), %d finished, %d not deleted, "
+                 "%d waiting for export", len(deleted), len(result.still_linked), len(plan.finish),
+                 len(failed), len(plan.waiting))
     return result
 
 
@@ -590,9 +688,14 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
 
 
-def _delete(copy: Copy, folders: _Folders) -> str | None:
-    """Delete the copy if it is the file that was downloaded; None when it is gone, else why
-    not (one sentence, no traceback)."""
+def _delete(copy: Copy, folders: _Folders) -> str | Linked | None:
+    """Delete the copy if it is the file that was downloaded: None when it is gone, its
+    :class:`Linked` when its name is gone but other names of its file keep the bytes, else why
+    not (one sentence, no traceback).
+
+    The other names are counted from the last look at the name before it is deleted: after
+    it, a network file system may count a name of its own for a file still open (NFS renames
+    it ``.nfsXXXX`` until it is closed)."""
     path = copy.path
     name = path.name
     try:
@@ -640,7 +743,7 @@ def _delete(copy: Copy, folders: _Folders) -> str | None:
                     f"{escape_name(str(path.parent))} (the next sync or purge tries again)")
     finally:
         os.close(fd)
-    return None
+    return _linked(path, now)
 
 
 _FOLDER_MISSING = ("its folder {folder} is missing (a share not mounted, a folder moved?); nothing was "
@@ -705,5 +808,5 @@ def _prune_cache(ledger: Ledger) -> int:
         return 0
 
 
-__all__ = ["EXCLUDED", "NOT_EXPORTED", "SUPERSEDED", "UNVERIFIED", "Copy", "PurgeResult", "RemoveParts", "policies",
-           "policy_set", "purge"]
+__all__ = ["EXCLUDED", "NOT_EXPORTED", "SUPERSEDED", "UNVERIFIED", "Copy", "Linked", "PurgeResult", "RemoveParts",
+           "mount_point", "policies", "policy_set", "purge", "still_on_disk"]

@@ -52,16 +52,18 @@ from tui.core.config import (
     ZONE_ERRORS,
     ConfigError,
     default_config_path,
-    default_data_dir,
     not_utf8,
     parse_config,
     parse_grace,
     read_config_bytes,
     system_timezone,
 )
+from tui.core.config import (
+    default_local_dir as default_local_dir,  # what the local folder question offers
+)
 from tui.core.durable import fsync_dir
 from tui.core.model import ConnTestResult, RemoteFile
-from tui.core.names import folder_refusal, parse_name
+from tui.core.names import folder_refusal, parse_name, profile_args
 from tui.core.schedule import TRUSTED_CONFIDENCE, infer_schedule, parse_schedule, trusted
 
 REPORT_SUFFIXES = (".xlsx", ".xlsm")
@@ -158,10 +160,6 @@ def default_username() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no user name in the environment or the password database
         return ""
-
-
-def default_local_dir(profile: str) -> Path:
-    return default_data_dir() / "reports" / profile
 
 
 def default_zone() -> str:
@@ -522,7 +520,7 @@ def command_options(path: Path, profile: str) -> str:
     """`` --config F --profile P`` as far as they differ from the defaults, quoted for a
     shell: the commands shown are pasted into one, and a path may hold spaces or ``;``."""
     opt = "" if str(path) == str(default_config_path()) else f" --config {shlex.quote(str(path))}"
-    return opt + ("" if profile == DEFAULT_PROFILE else f" --profile {shlex.quote(profile)}")
+    return opt + ("" if profile == DEFAULT_PROFILE else "".join(f" {shlex.quote(w)}" for w in profile_args(profile)))
 
 
 def next_steps(path: Path, profile: str, pending: bool) -> list[str]:

@@ -42,7 +42,7 @@ from tui.core import clock
 from tui.core.config import APP_NAME, Profile, default_config_path, system_timezone
 from tui.core.health import evaluate
 from tui.core.ledger import Ledger, LedgerError
-from tui.core.names import escape_name
+from tui.core.names import MAX_PROFILE_FILE_PART, escape_name, profile_args
 
 MARGIN = timedelta(minutes=10)
 # The folders the default ledger, local folder, log and caches are under, and the zone of a
@@ -59,6 +59,12 @@ ALL_NAME = "report-keeper.all-profiles"
 CRON_MAX_COMMAND = 999
 HEADER = "# Written by 'report-keeper schedule --install'; 'report-keeper schedule --uninstall' removes it."
 SECRETS_FILE = "secrets.env"
+#: The characters of a profile's name a unit's name holds as they are (each other one is
+#: written ``_``, and a hash tells the names apart): ASCII only, as systemd's unit names are.
+_UNIT_KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+#: The most characters of a profile's name a unit's name holds: the name, ``.service`` and
+#: the temporary file written before it stay within the 255 bytes of a unit's or file's name.
+MAX_UNIT_PART = MAX_PROFILE_FILE_PART
 
 class Runner(Protocol):
     """How commands are run (``subprocess.run``; the tests pass a recorder)."""
@@ -83,9 +89,12 @@ class SchedulePlan:
     reason: str  # which report decided the time
     environment: tuple[tuple[str, str], ...] = ()  # PATH_ENV values (and PYTHONPATH) to pass on
     all_profiles: bool = False  # runs every profile of the config (``profile`` is empty)
+    #: The names earlier releases gave this profile's units and crontab line
+    #: (:func:`earlier_unit_names`): installing removes what they left, uninstalling too.
+    earlier: tuple[str, ...] = ()
 
     def argv(self, sub: str) -> list[str]:
-        which = ["--all-profiles"] if self.all_profiles else ["--profile", self.profile]
+        which = ["--all-profiles"] if self.all_profiles else profile_args(self.profile)
         return [*self.command, sub, "--config", str(self.config), *which]
 
     @property
@@ -179,17 +188,42 @@ def _environment(command: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 def unit_name(profile: str, config: Path) -> str:
-    """The timer's and service's base name of one profile of ``config`` (absolute)."""
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in profile)
+    """The timer's and service's base name of one profile of ``config`` (absolute):
+    ``report-keeper-<name>``, the name's ASCII letters, digits, ``-`` and ``_`` as they are and
+    each other character written ``_`` (systemd loads no unit whose name holds a letter of
+    another script; its escapes, ``\\xNN``, would need quoting in every command shown), at most
+    ``MAX_UNIT_PART`` of them; followed by ``-<hash>`` of the config's path and the whole name
+    whenever that is not the name itself or the config is not the default one, so no two
+    profiles share a unit."""
+    return _unit_name(profile, config, "".join(c if c in _UNIT_KEPT else "_" for c in profile)[:MAX_UNIT_PART])
+
+
+def earlier_unit_names(profile: str, config: Path) -> tuple[str, ...]:
+    """The names earlier releases gave the profile's units and crontab line where
+    :func:`unit_name` gives another: they kept a letter or digit of any script, and every
+    character of a long name (a unit holding a letter of another script never loaded, so its
+    timer never ran; its crontab line did)."""
+    earlier = _unit_name(profile, config, "".join(c if c.isalnum() or c in "-_" else "_" for c in profile))
+    return () if earlier == unit_name(profile, config) else (earlier,)
+
+
+def _unit_name(profile: str, config: Path, safe: str) -> str:
+    """``report-keeper-<safe>``, and the hash when ``safe`` is not the name or the config not the default."""
     name = f"report-keeper-{safe}"
     if safe != profile or config != default_config_path().expanduser().absolute():
-        name += "-" + hashlib.sha256(f"{config}\0{profile}".encode()).hexdigest()[:8]
+        name += "-" + hashlib.sha256(f"{config}\0{profile}".encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return name
+
+
+def _loadable(name: str) -> bool:
+    """systemd loads a unit of this base name (its characters and length): one it cannot
+    load was never enabled, so it is removed without asking systemctl."""
+    return all(c in _UNIT_KEPT or c in ":.\\" for c in name) and len(f"{name}.service") <= 255
 
 
 def all_unit_name(config: Path) -> str:
     """The base name of the one timer of ``--all-profiles`` for ``config`` (absolute). The dot
-    keeps it apart from every profile's name, which holds only letters, digits, - and _."""
+    keeps it apart from every profile's unit name, which holds only ASCII letters, digits, - and _."""
     name = ALL_NAME
     if config != default_config_path().expanduser().absolute():
         name += "-" + hashlib.sha256(f"{config}\0".encode()).hexdigest()[:8]
@@ -213,6 +247,7 @@ class Installed:
     name: str
     config: Path  # absolute
     what: str
+    earlier: tuple[str, ...] = ()  # the names earlier releases gave them (earlier_unit_names)
 
     @property
     def tag(self) -> str:
@@ -228,7 +263,8 @@ def installed(config_path: str | os.PathLike[str] | None, profile: str | None) -
     config = _config_file(config_path)
     if profile is None:
         return Installed(all_unit_name(config), config, "every profile of the config")
-    return Installed(unit_name(profile, config), config, f"profile '{escape_name(profile)}'")
+    return Installed(unit_name(profile, config), config, f"profile '{escape_name(profile)}'",
+                     earlier_unit_names(profile, config))
 
 
 def left_behind(config_path: str | os.PathLike[str] | None, names: Collection[str],
@@ -246,7 +282,7 @@ def left_behind(config_path: str | os.PathLike[str] | None, names: Collection[st
     with contextlib.suppress(OSError):
         for service in folder.glob("report-keeper-*.service"):
             profile = _unit_profile(service, config)
-            if profile is not None and unit_name(profile, config) == service.name.removesuffix(".service"):
+            if profile is not None and service.name.removesuffix(".service") in _names_of(profile, config):
                 found.add(profile)
     try:
         lines = _crontab(runner) or []
@@ -254,15 +290,23 @@ def left_behind(config_path: str | os.PathLike[str] | None, names: Collection[st
         lines = []
     for line in lines:
         profile = _line_profile(line, config)
-        if profile is not None and line.endswith(_tag(unit_name(profile, config), config)):
+        if profile is not None and any(line.endswith(_tag(n, config)) for n in _names_of(profile, config)):
             found.add(profile)
     return [installed(config, p) for p in sorted(found - set(names))]
 
 
+def _names_of(profile: str, config: Path) -> tuple[str, ...]:
+    """Every name the profile's units and crontab line have had: this release's, then earlier ones."""
+    return (unit_name(profile, config), *earlier_unit_names(profile, config))
+
+
 def _profile_of(words: Sequence[str], config: Path) -> str | None:
-    """The profile of ``words`` ending a command that runs ``--config CONFIG --profile P``."""
+    """The profile of ``words`` ending a command that runs ``--config CONFIG --profile P`` (or
+    ``--profile=P``, as a name beginning with ``-`` is written)."""
     if len(words) >= 4 and words[-4] == "--config" and words[-3] == str(config) and words[-2] == "--profile":
         return words[-1]
+    if len(words) >= 3 and words[-3] == "--config" and words[-2] == str(config) and words[-1].startswith("--profile="):
+        return words[-1].removeprefix("--profile=")
     return None
 
 
@@ -299,7 +343,7 @@ def _line_profile(line: str, config: Path) -> str | None:
     if "$s" not in words:
         return None
     start = len(words) - words[::-1].index("$s")
-    return _profile_of(words[start:start + 4], config)
+    return _profile_of(words[start:start + 3], config) or _profile_of(words[start:start + 4], config)
 
 
 def _latest_due(profile: Profile) -> tuple[timedelta, str]:
@@ -358,7 +402,8 @@ def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) 
     _refuse_unrunnable(str(config))
     due, reason = _latest_due(profile)
     return _plan(profile=profile.name, config=config, name=unit_name(profile.name, config),
-                 when=due + MARGIN, tz=profile.timezone, reason=reason)
+                 when=due + MARGIN, tz=profile.timezone, reason=reason,
+                 earlier=earlier_unit_names(profile.name, config))
 
 
 def plan_all(profiles: Sequence[Profile], config_path: str | os.PathLike[str] | None) -> SchedulePlan:
@@ -392,7 +437,7 @@ def plan_all(profiles: Sequence[Profile], config_path: str | os.PathLike[str] | 
 
 
 def _plan(*, profile: str, config: Path, name: str, when: timedelta, tz: tzinfo, reason: str,
-          all_profiles: bool = False) -> SchedulePlan:
+          all_profiles: bool = False, earlier: tuple[str, ...] = ()) -> SchedulePlan:
     """The plan running at ``when`` after midnight (``MARGIN`` included) rounded up to five
     minutes, with this copy's program and environment; raises ``ScheduleError`` when a path
     of it cannot be written into a unit or a crontab line."""
@@ -402,7 +447,7 @@ def _plan(*, profile: str, config: Path, name: str, when: timedelta, tz: tzinfo,
         profile=profile, config=config, name=name, at=time(minutes // 60, minutes % 60), tz=tz,
         command=(command := program()), env_file=config.parent / SECRETS_FILE,
         reason=f"{reason} + {int(MARGIN.total_seconds() // 60)} min",
-        environment=_environment(command), all_profiles=all_profiles,
+        environment=_environment(command), all_profiles=all_profiles, earlier=earlier,
     )
     for arg in (*plan.argv("sync"), str(plan.env_file), *(v for _k, v in plan.environment)):
         _refuse_unrunnable(arg)
@@ -659,7 +704,7 @@ def _unit_files(name: str, folder: Path) -> list[Path]:
     the same name the user wrote by hand): it is never replaced or removed."""
     files = [folder / f"{name}{suffix}" for suffix in (".service", ".timer")]
     for f in files:
-        if (f.exists() or f.is_symlink()) and not _written_by_us(f):
+        if os.path.lexists(f) and not _written_by_us(f):
             raise ScheduleError(f"{f} exists and was not written by report-keeper: it is left as it is; "
                                 "rename or remove it, then run this again")
     return files
@@ -687,7 +732,7 @@ def _ours(folder: Path, name: str) -> list[Path]:
     """The unit files named ``name`` in ``folder`` that ``schedule`` wrote (a hand-written
     unit of that name is never touched)."""
     files = [folder / f"{name}{suffix}" for suffix in (".service", ".timer")]
-    return [f for f in files if (f.exists() or f.is_symlink()) and _written_by_us(f)]
+    return [f for f in files if os.path.lexists(f) and _written_by_us(f)]
 
 
 def _profiles_words(names: Sequence[str]) -> str:
@@ -780,6 +825,8 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run, *,
     it is written back."""
     done: list[str] = []
     members = dict(replaces or {})
+    # What an earlier release named this profile's timer and line: this one runs it now.
+    members.update({name: plan.profile for name in plan.earlier})
     systemd = _systemd(runner)
     folder = unit_dir(systemd.stdout if systemd.returncode == 0 else None)
     files = _unit_files(plan.name, folder)
@@ -803,15 +850,16 @@ def install(plan: SchedulePlan, runner: Runner = subprocess.run, *,
                 _set_crontab(runner, kept)
                 done.extend(f"removed the crontab line {_of(r)}(the systemd timer replaces it)" for r in removed)
             return done
-        if any(f.exists() for f in files):
+        if any(os.path.lexists(f) for f in files):
             raise ScheduleError(
                 f"the systemd timer {plan.name}.timer is installed in {folder}, but systemctl --user "
                 f"cannot reach your user service manager here ({_said(systemd)}); a crontab line would run "
                 "every night beside it: run this in a login session instead, or 'report-keeper "
                 "schedule --uninstall' there first")
-        if timers:
+        loaded = [n for n in timers if _loadable(n)]  # a unit systemd cannot load never ran
+        if loaded:
             raise ScheduleError(
-                f"profile {_profiles_words([members[n] for n in timers])} of this config has its own systemd "
+                f"profile {_profiles_words([members[n] for n in loaded])} of this config has its own systemd "
                 f"timer in {folder}, but systemctl --user cannot reach your user service manager here "
                 f"({_said(systemd)}) to remove it; a crontab line would run it a second time every night: "
                 "run this in a login session instead")
@@ -857,8 +905,10 @@ def _install_timer(plan: SchedulePlan, runner: Runner, folder: Path, members: Ma
     done.append(f"enabled {plan.name}.timer (systemd user timer)")
     # The profiles' own timers would run them a second time: this one runs them now.
     for name, found in timers.items():
-        disabled = _run(runner, ["systemctl", "--user", "disable", "--now", f"{name}.timer"])
-        if disabled.returncode != 0:  # kept: its files say it is still there, as it is
+        # A unit systemd cannot load (an earlier release's name) was never enabled: its files go.
+        disabled = _run(runner, ["systemctl", "--user", "disable", "--now", f"{name}.timer"]) \
+            if _loadable(name) else None
+        if disabled is not None and disabled.returncode != 0:  # kept: its files say it is still there
             raise ScheduleError(
                 f"{plan.name}.timer is enabled, but the own timer of profile "
                 f"'{escape_name(members[name])}' could not be disabled ({_said(disabled)}), so that "
@@ -896,29 +946,37 @@ def _of(profile: str | None) -> str:
 
 def uninstall(plan: SchedulePlan | Installed, runner: Runner = subprocess.run) -> list[str]:
     """Remove the timer and the crontab line of this profile (or of ``--all-profiles``)
-    wherever they are; only their names are needed (:func:`installed`)."""
+    wherever they are, and those an earlier release named otherwise (``plan.earlier``); only
+    their names are needed (:func:`installed`)."""
     done: list[str] = []
     systemd = _systemd(runner)
     folder = unit_dir(systemd.stdout if systemd.returncode == 0 else None)
-    files = _unit_files(plan.name, folder)
-    if any(f.exists() for f in files):
-        if systemd.returncode != 0:
-            # Deleting the files would not stop a timer a running (lingering) manager has
-            # loaded, and would leave its timers.target.wants link behind.
-            raise ScheduleError(
-                f"the systemd timer {plan.name}.timer is installed in {folder}, but systemctl "
-                f"--user cannot reach your user service manager here ({_said(systemd)}): run this "
-                "in a login session; if no service manager ever runs for you, remove "
-                f"{plan.name}.timer and {plan.name}.service from that folder by hand")
-        _run(runner, ["systemctl", "--user", "disable", "--now", f"{plan.name}.timer"])
+    units = [(plan.name, [f for f in _unit_files(plan.name, folder) if f.exists()])]
+    units += [(name, _ours(folder, name)) for name in plan.earlier]
+    reload = False
+    for name, files in units:
+        if not files:
+            continue
+        if _loadable(name):  # else systemd never loaded it: there is nothing to stop
+            if systemd.returncode != 0:
+                # Deleting the files would not stop a timer a running (lingering) manager has
+                # loaded, and would leave its timers.target.wants link behind.
+                raise ScheduleError(
+                    f"the systemd timer {name}.timer is installed in {folder}, but systemctl "
+                    f"--user cannot reach your user service manager here ({_said(systemd)}): run this "
+                    "in a login session; if no service manager ever runs for you, remove "
+                    f"{name}.timer and {name}.service from that folder by hand")
+            _run(runner, ["systemctl", "--user", "disable", "--now", f"{name}.timer"])
+            reload = True
         for f in files:
-            if f.exists():
-                f.unlink()
-                done.append(f"removed {f}")
+            f.unlink(missing_ok=True)
+            done.append(f"removed {f}")
+    if reload:
         _check(_run(runner, ["systemctl", "--user", "daemon-reload"]), "systemctl --user daemon-reload")
+    tags = [plan.tag, *(_tag(name, plan.config) for name in plan.earlier)]
     with _crontab_lock():
         current = _crontab(runner)
-        kept = [line for line in current or [] if not line.endswith(plan.tag)]
+        kept = [line for line in current or [] if not any(line.endswith(t) for t in tags)]
         if current is not None and kept != current:
             _set_crontab(runner, kept)
             done.append("removed the crontab line")

@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState
 
 from tui.core import clock
 from tui.core.export_request import Cancelled, ExportError, ExportRequest, output_format, parse_day
-from tui.core.names import escape_name
+from tui.core.names import escape_name, profile_file_part
 from tui.messages import ExportProgress
 
 if TYPE_CHECKING:
@@ -45,11 +45,11 @@ FORMATS = (("Parquet (analysis tools)", ".parquet"), ("CSV (spreadsheets)", ".cs
 
 
 def default_output(profile: str, today: date, suffix: str = ".parquet") -> Path:
-    """``~/Documents/report-keeper-<profile>-<day>.parquet`` (the home folder without one)."""
+    """``~/Documents/report-keeper-<profile>-<day>.parquet`` (the home folder without one), the
+    profile's name as its other files' names hold it: one file name per profile."""
     home = Path.home()
     folder = home / "Documents" if (home / "Documents").is_dir() else home
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in profile)
-    return folder / f"report-keeper-{name}-{today.isoformat()}{suffix}"
+    return folder / f"report-keeper-{profile_file_part(profile)}-{today.isoformat()}{suffix}"
 
 
 def open_export(app: App[None], profile_name: str, timezone: tzinfo) -> None:

@@ -273,7 +273,10 @@ class FileDetailsModal(ModalScreen[None]):
         if row.delete_on is not None:
             line("Deleted on", f"{short_day(row.delete_on)} {row.delete_on:%Y} ({row.days_left} days)")
         line("Local state", state_cell(row.state))
-        if row.local_path and row.state == LocalState.PURGED:
+        if row.local_path and row.state == LocalState.PURGED and row.purge_note:
+            line("Local copy", Text("deleted from the folder by the local retention policy, but not its data: "
+                                    + escape_name(row.purge_note)))
+        elif row.local_path and row.state == LocalState.PURGED:
             line("Local copy", Text("deleted by the local retention policy; the ledger keeps its record",
                                     style="dim"))
         elif row.local_path:

@@ -348,28 +348,33 @@ class VerifyScreen(AppScreen):
         r = o.result
         status, problems = self._shown_status(o, content)
         reason = (problems[0].message if problems else r.message or "").split("\n", 1)[0]
+        mark = ""
         if o.purged_at is not None:
-            reason = (f"⊘ purged {local_time(o.purged_at, self.app.profile.timezone)} (local retention)"
-                      + (f"; {reason}" if reason else ""))
+            still = "; still on disk under other names" if o.purge_links else ""
+            mark = f"⊘ purged {local_time(o.purged_at, self.app.profile.timezone)} (local retention{still})"
         cells = (
             self._status_cell(status),
             local_time(r.delivered_at, self.app.profile.timezone),
             Text(f"{r.rows:,}" if r.rows is not None else "—", justify="right"),
             (short_name(r.name, self._file_width) if self._file_width != REPORT_WIDTH
              else Text(short[escape_name(r.report or r.name)], no_wrap=True)),
-            Text(self._reason_text(r, status, reason), no_wrap=True),
+            Text(self._reason_text(r, status, reason, mark), no_wrap=True),
         )
         return ("purged:" if o.purged_at is not None else "") + r.path, cells
 
-    def _reason_text(self, r: VerifyResult, status: st.VerifyStatus | ProblemKind, reason: str) -> str:
-        """The reason in its column: whole, else the status's short reason, else whole words."""
+    def _reason_text(self, r: VerifyResult, status: st.VerifyStatus | ProblemKind, reason: str,
+                     mark: str = "") -> str:
+        """The reason in its column: whole, else the status's short reason, else whole words.
+        ``mark`` (a purged copy's) leads and is kept: only the reason after it is shortened."""
         shown = escape_name(reason)
-        if len(shown) <= self._reason_width:
-            return shown
+        whole = f"{mark}; {shown}" if mark and shown else (mark or shown)
+        if len(whole) <= self._reason_width:
+            return whole
         short = _SHORT_REASON.get(status)
         if status == st.OK and r.rows is not None:
             short = plural(r.rows, "data row")
-        return fit_words(short or shown, self._reason_width)
+        rest = short or shown
+        return fit_words(f"{mark}; {rest}" if mark and rest else (mark or rest), self._reason_width)
 
     def _current(self) -> VerifyOutcome | None:
         table = self.query_one(DataTable)
@@ -520,6 +525,8 @@ class VerifyScreen(AppScreen):
             lead = self._status_cell(problem.kind) + Text(f" ({problem.severity}): ", style="bold")
             parts.append(hang(lead, Text(escape_name(problem.message))))
             parts.append(hang(Text("Next: ", style="bold"), Text(escape_name(problem.step(Audience.APP)))))
+        if outcome.purge_note:  # purged, but other names of its file still hold its data
+            parts.append(hang(Text("Still on disk: ", style="bold"), Text(escape_name(outcome.purge_note))))
         if outcome.purged_at is not None:
             note = Text()
             note.append(f"First {PREVIEW_ROWS} rows", style="bold")

@@ -350,7 +350,9 @@ class SyncResult:
 
     def finish(self) -> SyncResult:
         codes = [st.severity(f.status) for f in self.files]
-        if self.refused or self.purge_error or (self.retention is not None and self.retention.errors):
+        # A copy the purge could not delete, or whose data another name (a hard link) still holds.
+        if self.refused or self.purge_error or (self.retention is not None
+                                                and (self.retention.errors or self.retention.still_linked)):
             codes.append(st.Exit.WARNING)
         if self.failed or self.lost or self.error:
             codes.append(st.Exit.CRITICAL)
