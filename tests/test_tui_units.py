@@ -6,7 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.containers import Horizontal
+from textual.geometry import Region
 from textual.widgets import DataTable
+from textual.widgets.data_table import RowKey
 
 from tui.core.model import CANCELLED, DONE, FAILED, QUEUED, RETRYING, RUNNING
 from tui.sftp.queue import Done, Failed, Queued, Retrying, Running
@@ -167,3 +170,58 @@ async def test_fast_table_matches_add_row():
             assert "already exists" in str(exc)
         else:  # pragma: no cover
             raise AssertionError("a duplicate key must be refused")
+
+
+class _TwoTables(App):
+    CSS = "DataTable { width: 40; height: 12; }"
+    AUTO_FOCUS = None  # neither table focused: both drawn alike
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield DataTable(id="plain", cursor_type="row", zebra_stripes=True)
+            yield FastTable(id="fast", cursor_type="row", zebra_stripes=True)
+
+
+def _drawn(table: DataTable) -> list[list[tuple[str, str]]]:
+    """The table's lines as the terminal gets them: text and style of every segment."""
+    return [[(segment.text, str(segment.style)) for segment in strip]
+            for strip in table.render_lines(Region(0, 0, *table.size))]
+
+
+async def test_fast_table_cell_updates_draw_as_datatable_and_only_their_rows():
+    app = _TwoTables()
+    rows = [(f"k{i}", [Text(f"name {i}"), f"{i:05d}", Text(str(i * 3), justify="right")]) for i in range(100)]
+    async with app.run_test(size=(80, 24)) as pilot:
+        plain = app.query_one("#plain", DataTable)
+        fast = app.query_one("#fast", FastTable)
+        for table in (plain, fast):
+            table.add_column("Name", key="name", width=12)
+            table.add_column("Id", key="id", width=6)
+            table.add_column("N", key="n", width=5)
+            for key, cells in rows:
+                table.add_row(*cells, key=key)
+        await pilot.pause()
+        assert _drawn(fast) == _drawn(plain)
+        cells = fast._cell_render_cache
+        drawn_before = {key: cells.get(key) for key in list(cells.keys())}
+        # a visible row, the cursor's row (twice), a row below the view
+        changes = [("k2", "id", Text("X", style="bold red")), ("k0", "name", "cursor here"),
+                   ("k0", "n", Text("7", justify="right")), ("k50", "name", Text("far below"))]
+        for table in (plain, fast):
+            for row, column, value in changes:
+                table.update_cell(row, column, value)
+        await pilot.pause()
+        assert _drawn(fast) == _drawn(plain)
+        drawn_again = {key[0] for key in list(cells.keys()) if cells.get(key) is not drawn_before.get(key)}
+        assert drawn_again == {RowKey("k0"), RowKey("k2")}  # DataTable's: every row in view
+        for table in (plain, fast):
+            table.move_cursor(row=50, animate=False)
+        await pilot.pause()
+        assert _drawn(fast) == _drawn(plain)
+        assert str(fast.get_cell("k50", "name")) == "far below"
+        for table in (plain, fast):  # the cursor's row changed, then the rows filled again
+            table.update_cell("k50", "id", "Y")
+            table.clear()
+            table.add_row("again", "1", "2", key="k0")
+        await pilot.pause()
+        assert _drawn(fast) == _drawn(plain)
