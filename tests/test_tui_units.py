@@ -1,4 +1,4 @@
-"""Unit tests of the TUI's plain parts: formatting, the transfer board, the bulk table."""
+"""Unit tests of the TUI's plain parts: formatting, the transfer board, the bulk table, the footer."""
 
 from __future__ import annotations
 
@@ -6,15 +6,18 @@ from datetime import UTC, datetime, timedelta
 
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.geometry import Region
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
+from textual.widgets._footer import FooterKey
 from textual.widgets.data_table import RowKey
 
 from tui.core.model import CANCELLED, DONE, FAILED, QUEUED, RETRYING, RUNNING
 from tui.sftp.queue import Done, Failed, Queued, Retrying, Running
 from tui.state import TransferBoard
 from tui.widgets import formatting as fmt
+from tui.widgets.footer import FitFooter
 from tui.widgets.table import FastTable
 
 #: Byte counts in the three conventions (commands, validator messages, screens): the outputs
@@ -225,3 +228,46 @@ async def test_fast_table_cell_updates_draw_as_datatable_and_only_their_rows():
             table.add_row("again", "1", "2", key="k0")
         await pilot.pause()
         assert _drawn(fast) == _drawn(plain)
+
+
+class _Spot(Static, can_focus=True):
+    pass
+
+
+class _Keys(App):
+    BINDINGS = [Binding("a", "first", "First"), Binding("b", "second", "Second"),
+                Binding("question_mark", "help", "Help")]
+    second_enabled = True
+
+    def compose(self) -> ComposeResult:
+        yield _Spot("one", id="one")
+        yield _Spot("two", id="two")
+        yield FitFooter()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return None if action == "second" and not self.second_enabled else True
+
+
+async def test_the_footer_builds_its_keys_again_only_when_they_change():
+    app = _Keys()
+    async with app.run_test(size=(80, 10)) as pilot:
+        footer = app.query_one(FitFooter)
+        await pilot.pause()
+        keys = list(footer.query(FooterKey))
+        assert [k.description for k in keys] == ["First", "Second", "Help", "palette"]
+        assert not any(k.has_class("-compact") for k in keys[:3]) and keys[3].has_class("-compact")
+        # focus moves, bindings refreshed (several times a frame): the same keys stay
+        for spot in ("#two", "#one", "#two"):
+            app.query_one(spot).focus()
+            app.screen.refresh_bindings()
+            app.screen.refresh_bindings()
+            await pilot.pause()
+        assert list(footer.query(FooterKey)) == keys
+        app.second_enabled = False  # a key's state changed: shown
+        app.screen.refresh_bindings()
+        await pilot.pause()
+        assert [k.has_class("-disabled") for k in footer.query(FooterKey)] == [False, True, False, False]
+        await pilot.resize_terminal(20, 10)  # narrower: whole keys left out, help kept
+        await pilot.pause()
+        await pilot.pause()
+        assert [k.description for k in footer.query(FooterKey)] == ["First", "Help"]
