@@ -1,6 +1,6 @@
-"""TUI benchmark: cold start to the first frame, and 10,000 remote files to an interactive table.
+"""TUI benchmark: cold start to the first frame, 10,000 remote files to an interactive table, files landing.
 
-    .venv/bin/python benchmarks/tui.py [--files 10000] [--verify-files 3000] [--runs 3]
+    .venv/bin/python benchmarks/tui.py [--files 10000] [--verify-files 3000] [--land-files 300] [--runs 3]
 
 1. **Cold start**: a fresh Python process imports the app, opens a ledger holding the demo
    history, and runs headless at 80x24; measured from just before the process is spawned to the
@@ -12,6 +12,9 @@
    and a key press (``down``) has moved its cursor. Target: < 1.5 s.
 3. **The Verify list**: ``--verify-files`` verification results filling the Verify screen's
    list (``benchmarks/verify_list.py``, which says what it measures).
+4. **Files landing**: ``--land-files`` files downloaded at 80x24 while the Remote list, then
+   the Queue screen, is shown: the app's CPU time and what it drew (``benchmarks/landing.py``,
+   which says what it measures).
 
 Figures are printed as one JSON document on stdout (human lines on stderr).
 """
@@ -185,14 +188,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--verify-files", type=int, default=3000)
+    parser.add_argument("--land-files", type=int, default=300)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     os.environ["REPORT_KEEPER_NOW"] = NOW
     os.environ["TEXTUAL_ANIMATIONS"] = "none"
+    from benchmarks.landing import land_files
     from benchmarks.verify_list import fill_list
 
     result = {"cold_start": cold_start(args.runs), "listing": asyncio.run(big_listing(args.files)),
-              "verify_list": asyncio.run(fill_list(args.verify_files, args.runs))}
+              "verify_list": asyncio.run(fill_list(args.verify_files, args.runs)),
+              "landing": asyncio.run(land_files(args.land_files, args.runs))}
     print(json.dumps(result, indent=2))
     return 0
 

@@ -1,4 +1,4 @@
-"""Unit tests of the TUI's plain parts: formatting, the transfer board, the bulk table."""
+"""Unit tests of the TUI's plain parts: formatting, the transfer board, the bulk table, the footer."""
 
 from __future__ import annotations
 
@@ -6,12 +6,18 @@ from datetime import UTC, datetime, timedelta
 
 from rich.text import Text
 from textual.app import App, ComposeResult
-from textual.widgets import DataTable
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.geometry import Region
+from textual.widgets import DataTable, Static
+from textual.widgets._footer import FooterKey
+from textual.widgets.data_table import RowKey
 
 from tui.core.model import CANCELLED, DONE, FAILED, QUEUED, RETRYING, RUNNING
 from tui.sftp.queue import Done, Failed, Queued, Retrying, Running
 from tui.state import TransferBoard
 from tui.widgets import formatting as fmt
+from tui.widgets.footer import FitFooter
 from tui.widgets.table import FastTable
 
 #: Byte counts in the three conventions (commands, validator messages, screens): the outputs
@@ -167,3 +173,101 @@ async def test_fast_table_matches_add_row():
             assert "already exists" in str(exc)
         else:  # pragma: no cover
             raise AssertionError("a duplicate key must be refused")
+
+
+class _TwoTables(App):
+    CSS = "DataTable { width: 40; height: 12; }"
+    AUTO_FOCUS = None  # neither table focused: both drawn alike
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield DataTable(id="plain", cursor_type="row", zebra_stripes=True)
+            yield FastTable(id="fast", cursor_type="row", zebra_stripes=True)
+
+
+def _drawn(table: DataTable) -> list[list[tuple[str, str]]]:
+    """The table's lines as the terminal gets them: text and style of every segment."""
+    return [[(segment.text, str(segment.style)) for segment in strip]
+            for strip in table.render_lines(Region(0, 0, *table.size))]
+
+
+async def test_fast_table_cell_updates_draw_as_datatable_and_only_their_rows():
+    app = _TwoTables()
+    rows = [(f"k{i}", [Text(f"name {i}"), f"{i:05d}", Text(str(i * 3), justify="right")]) for i in range(100)]
+    async with app.run_test(size=(80, 24)) as pilot:
+        plain = app.query_one("#plain", DataTable)
+        fast = app.query_one("#fast", FastTable)
+        for table in (plain, fast):
+            table.add_column("Name", key="name", width=12)
+            table.add_column("Id", key="id", width=6)
+            table.add_column("N", key="n", width=5)
+            for key, cells in rows:
+                table.add_row(*cells, key=key)
+        await pilot.pause()
+        assert _drawn(fast) == _drawn(plain)
+        cells = fast._cell_render_cache
+        drawn_before = {key: cells.get(key) for key in list(cells.keys())}
+        # a visible row, the cursor's row (twice), a row below the view
+        changes = [("k2", "id", Text("X", style="bold red")), ("k0", "name", "cursor here"),
+                   ("k0", "n", Text("7", justify="right")), ("k50", "name", Text("far below"))]
+        for table in (plain, fast):
+            for row, column, value in changes:
+                table.update_cell(row, column, value)
+        await pilot.pause()
+        assert _drawn(fast) == _drawn(plain)
+        drawn_again = {key[0] for key in list(cells.keys()) if cells.get(key) is not drawn_before.get(key)}
+        assert drawn_again == {RowKey("k0"), RowKey("k2")}  # DataTable's: every row in view
+        for table in (plain, fast):
+            table.move_cursor(row=50, animate=False)
+        await pilot.pause()
+        assert _drawn(fast) == _drawn(plain)
+        assert str(fast.get_cell("k50", "name")) == "far below"
+        for table in (plain, fast):  # the cursor's row changed, then the rows filled again
+            table.update_cell("k50", "id", "Y")
+            table.clear()
+            table.add_row("again", "1", "2", key="k0")
+        await pilot.pause()
+        assert _drawn(fast) == _drawn(plain)
+
+
+class _Spot(Static, can_focus=True):
+    pass
+
+
+class _Keys(App):
+    BINDINGS = [Binding("a", "first", "First"), Binding("b", "second", "Second"),
+                Binding("question_mark", "help", "Help")]
+    second_enabled = True
+
+    def compose(self) -> ComposeResult:
+        yield _Spot("one", id="one")
+        yield _Spot("two", id="two")
+        yield FitFooter()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return None if action == "second" and not self.second_enabled else True
+
+
+async def test_the_footer_builds_its_keys_again_only_when_they_change():
+    app = _Keys()
+    async with app.run_test(size=(80, 10)) as pilot:
+        footer = app.query_one(FitFooter)
+        await pilot.pause()
+        keys = list(footer.query(FooterKey))
+        assert [k.description for k in keys] == ["First", "Second", "Help", "palette"]
+        assert not any(k.has_class("-compact") for k in keys[:3]) and keys[3].has_class("-compact")
+        # focus moves, bindings refreshed (several times a frame): the same keys stay
+        for spot in ("#two", "#one", "#two"):
+            app.query_one(spot).focus()
+            app.screen.refresh_bindings()
+            app.screen.refresh_bindings()
+            await pilot.pause()
+        assert list(footer.query(FooterKey)) == keys
+        app.second_enabled = False  # a key's state changed: shown
+        app.screen.refresh_bindings()
+        await pilot.pause()
+        assert [k.has_class("-disabled") for k in footer.query(FooterKey)] == [False, True, False, False]
+        await pilot.resize_terminal(20, 10)  # narrower: whole keys left out, help kept
+        await pilot.pause()
+        await pilot.pause()
+        assert [k.description for k in footer.query(FooterKey)] == ["First", "Help"]

@@ -24,6 +24,14 @@ class AppScreen(Screen[None]):
 
     PALETTE_COMMANDS: ClassVar[tuple[PaletteCommand, ...]] = ()
 
+    def __init__(self) -> None:
+        super().__init__()
+        # Textual marks a new screen as having seen no CSS update, so the first time a mode is
+        # shown it parses every stylesheet again and restyles the screen shown, twice. This
+        # screen is styled as it mounts, with the CSS of now: it has seen the app's updates so
+        # far (a later theme change still refreshes it when it is shown).
+        self._css_update_count = self.app._css_update_count
+
     @property
     def app(self) -> ReportKeeperApp:  # type: ignore[override]  # narrower: the one app it runs in
         return cast("ReportKeeperApp", super().app)

@@ -98,12 +98,10 @@ class FirstRunScreen(Screen[None]):
     FirstRunScreen .buttons { height: 1; margin-top: 1; }
     FirstRunScreen .buttons Button { margin-right: 2; }
     FirstRunScreen #save-pending { display: none; }
-    FirstRunScreen.can-save-pending #save-pending { display: block; }
     FirstRunScreen .text { height: auto; }
     FirstRunScreen #public-line { height: auto; margin: 1 0; background: $boost; }
     FirstRunScreen #folder-list, FirstRunScreen #report-table { height: 1fr; }
     FirstRunScreen #busy { height: 1; display: none; padding: 0 1; }
-    FirstRunScreen.busy #busy { display: block; }
     FirstRunScreen #busy LoadingIndicator { width: 6; height: 1; min-height: 1; }
     FirstRunScreen #busy-text { width: 1fr; }
     FirstRunScreen #message { height: auto; max-height: 4; padding: 0 1; }
@@ -218,8 +216,9 @@ class FirstRunScreen(Screen[None]):
         if view.version == self._shown_version:
             return
         self._shown_version = view.version
-        self.set_class(bool(view.busy), "busy")
-        self.set_class(view.can_save_pending, "can-save-pending")
+        # Shown or hidden on the widgets themselves: a class on the screen restyles all of it.
+        self.query_one("#busy").display = bool(view.busy)
+        self.query_one("#save-pending").display = view.can_save_pending
         self.query_one("#busy-text", Static).update(Text(escape_name(view.busy)))
         self._show_keys(view)
         for name, _label in FIELDS:

@@ -350,7 +350,7 @@ class HealthScreen(AppScreen):
             text.stylize("bold reverse")
         banner.update(text)
         line = status_line(app.connection, snapshot, (self.size.width or 80) - 2)
-        self.query_one("#health-status", Static).update(mono(line, app.no_color))
+        self.query_one("#health-status", Static).update(mono(line, app.no_color), layout=False)  # one line
         sections = {
             "#health-reports": reports_text(health, tz, now),
             "#health-local": local_text(app.profile, snapshot),

@@ -164,13 +164,14 @@ class HeatmapScreen(AppScreen):
         self._selected = None
         self._show()
 
+    # Asked for every binding each time the footer or a key looks at them, also before the
+    # day's details are mounted: no query of the DOM.
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        detail_focused = self.query_one("#heatmap-detail").has_focus
-        if action == "focus_detail":
-            return not detail_focused
-        if action == "focus_calendar":
-            return detail_focused
-        return True
+        if action not in ("focus_detail", "focus_calendar"):
+            return True
+        focused = self.focused
+        detail_focused = focused is not None and focused.id == "heatmap-detail"
+        return detail_focused if action == "focus_calendar" else not detail_focused
 
     def on_descendant_focus(self) -> None:
         self.refresh_bindings()  # the footer's tab says where it goes now

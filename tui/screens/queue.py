@@ -100,6 +100,7 @@ class QueueScreen(AppScreen):
         self._wide: bool | None = None
         self._bar_waits = False  # the overall bar waits for the first layout
         self._last_summary = 0.0
+        self._detail_of: tuple[str | None, int] | None = None  # the file and version the detail shows
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -232,7 +233,9 @@ class QueueScreen(AppScreen):
             parts.append((human_rate(rate), 3))
             parts.append((f"ETA {human_eta((total_bytes - done_bytes) / rate)}", 1))
         width = (self.size.width or self.app.size.width or 80) - 2
-        self.query_one("#queue-summary", Static).update(mono(fit_parts(parts, width), self.app.no_color))
+        # one line, always: no layout of the screen for each figure
+        self.query_one("#queue-summary", Static).update(mono(fit_parts(parts, width), self.app.no_color),
+                                                        layout=False)
         self._update_bar(done_bytes, total_bytes, bool(counts.get(DONE)))
 
     def _update_bar(self, done_bytes: int, total_bytes: int, any_done: bool) -> None:
@@ -273,7 +276,14 @@ class QueueScreen(AppScreen):
         job = self.app.board.jobs.get(name) if name else None
         if job is None or not (job.reason or job.state == DONE):
             detail.display = False
+            self._detail_of = None
             return
+        # Every redraw asks (each figure of any file): the line is set again only when the
+        # cursor's file changed, since setting it lays the screen out again.
+        if self._detail_of == (name, job.version):
+            detail.display = True
+            return
+        self._detail_of = (name, job.version)
         # Wrapped lines start under the first word after the label, not at the left edge.
         text = Text()
         if job.state == DONE:

@@ -480,7 +480,7 @@ class RemoteScreen(AppScreen):
             parts.append((Text(shown + (", …" if n > 3 else ""), style="red"), 3))  # Text: never markup
         width = (self.size.width or self.app.size.width or 80) - 2
         line = mono(fit_parts(parts, width), self.app.no_color)
-        self.query_one("#remote-status", Static).update(line)
+        self.query_one("#remote-status", Static).update(line, layout=False)  # one line, always
 
     def _update_queue_cells(self) -> None:
         """Show queued/running/done in the Local column for files on the transfer board."""

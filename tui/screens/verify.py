@@ -288,7 +288,7 @@ class VerifyScreen(AppScreen):
         return cell
 
     def _status(self, text: Text) -> None:
-        self.query_one("#verify-status", Static).update(text)
+        self.query_one("#verify-status", Static).update(text, layout=False)  # one line, always
 
     def _summary(self) -> Text:
         counts: dict[st.VerifyStatus | ProblemKind, int] = {}
@@ -410,11 +410,12 @@ class VerifyScreen(AppScreen):
 
     def _in_detail(self) -> bool:
         focused = self.focused
-        return focused is not None and self.query_one("#verify-detail") in focused.ancestors_with_self
+        return focused is not None and any(node.id == "verify-detail" for node in focused.ancestors_with_self)
 
+    # Asked for every binding each time the footer or a key looks at them: no query of the DOM.
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "focus_detail":
-            return self.query_one("#verify-detail").has_class("shown") and not self._in_detail()
+            return self._detail is not None and not self._in_detail()  # shown, not in it
         if action == "focus_list":
             return self._in_detail()
         return True

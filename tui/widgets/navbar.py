@@ -26,12 +26,12 @@ class NavBar(Static):
         self.summary = ""
 
     def on_mount(self) -> None:
-        self.update(self._render_bar())
+        self.update(self._render_bar(), layout=False)
 
     def set_summary(self, summary: str) -> None:
         if summary != self.summary:
             self.summary = summary
-            self.update(self._render_bar())
+            self.update(self._render_bar(), layout=False)  # one line, always: no layout
 
     def _render_bar(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")

@@ -1,4 +1,4 @@
-"""A DataTable that takes thousands of rows in one call.
+"""A DataTable that takes thousands of rows in one call and redraws only the rows that change.
 
 ``DataTable.add_row`` does per-row work meant for small tables (it re-derives the column
 order twice per row, fires the cursor reactive, and later measures every cell of every new
@@ -7,23 +7,76 @@ inserts all rows in one pass, and :meth:`FastTable._update_dimensions` skips mea
 every column has a fixed width (it only recomputes the virtual size). This keeps a 10,000-file
 listing interactive in well under a second.
 
+``DataTable.update_cell`` throws away every cell and line the table has drawn (its caches are
+keyed by a count of changes), so one cell changed draws every visible row again at the next
+frame: while files land, a progress figure a second redrew the whole list. The
+:meth:`FastTable.update_cell` here forgets only the changed rows' drawings (once per frame,
+however many cells changed) and repaints only those rows.
+
 It relies on DataTable internals of Textual 8 (``_row_locations``, ``_data``, ``rows``,
-``_new_rows``); ``tests/test_tui_units.py`` checks the result against ``add_row``.
+``_new_rows``, and the render caches ``_cell_render_cache``, ``_row_render_cache``,
+``_line_cache``, ``_row_renderable_cache`` with their keys); ``tests/test_tui_units.py`` checks
+the result against ``add_row`` and ``DataTable.update_cell``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.cache import LRUCache
+from textual.geometry import Region, Size
+from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets._data_table import DuplicateKey, Row, RowKey
+from textual.widgets._data_table import CellDoesNotExist, ColumnKey, DuplicateKey, Row, RowKey
 
 
 class FastTable(DataTable[Text | str]):
-    """DataTable with a bulk insert for keyed rows and no measuring of fixed-width columns."""
+    """DataTable with a bulk insert for keyed rows, no measuring of fixed-width columns, and
+    cell updates that redraw only their rows."""
+
+    #: Rows whose cells changed since the last frame: their drawings are forgotten then.
+    _changed_rows: set[RowKey] | None = None
+
+    def update_cell(self, row_key: RowKey | str, column_key: ColumnKey | str, value: Text | str, *,
+                    update_width: bool = False) -> None:
+        """Change one cell; only its row is drawn again (see the module's docstring). Rows of
+        other heights than one line, fixed rows or columns and a column fitted to its cells
+        take DataTable's own way."""
+        if update_width or self.fixed_rows or self.fixed_columns or self._total_row_height != len(self.rows):
+            super().update_cell(row_key, column_key, value, update_width=update_width)
+            return
+        row_key = RowKey(row_key) if isinstance(row_key, str) else row_key
+        column_key = ColumnKey(column_key) if isinstance(column_key, str) else column_key
+        index = self._row_locations.get(row_key)
+        if index is None or column_key not in self._column_locations:
+            raise CellDoesNotExist(f"No cell exists for row_key={row_key!r}, column_key={column_key!r}.")
+        self._data[row_key][column_key] = value
+        if self._changed_rows is None:
+            self._changed_rows = set()
+        self._changed_rows.add(row_key)
+        y = index + (self.header_height if self.show_header else 0)
+        self._refresh_region(Region(0, y, max(self.size.width, self.virtual_size.width), 1))
+
+    def _forget_changed_rows(self) -> None:
+        """Drop the drawings of the rows changed since the last frame from every render cache."""
+        keys, self._changed_rows = self._changed_rows or set(), None
+        header = self.header_height if self.show_header else 0
+        indexes = {index for key in keys if (index := self._row_locations.get(key)) is not None}
+        lines = {index + header for index in indexes}
+        # Cells and rows are cached under their row's key first, lines under their y first.
+        _discard_where(self._cell_render_cache, keys)
+        _discard_where(self._row_render_cache, keys)
+        _discard_where(self._line_cache, lines)
+        for index in indexes:
+            self._row_renderable_cache.discard((self._update_count, index))
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        if self._changed_rows:
+            self._forget_changed_rows()
+        return super().render_lines(crop)
 
     def add_keyed_rows(self, rows: Iterable[tuple[str, Sequence[Text | str]]]) -> int:
         """Append ``(key, cells)`` rows; returns how many were added."""
@@ -86,6 +139,12 @@ class FastTable(DataTable[Text | str]):
             data_cells_width + self._row_label_column_width,
             self._total_row_height + header_height,
         )
+
+
+def _discard_where(cache: LRUCache[Any, Any], firsts: set[Any]) -> None:
+    """Drop the entries of ``cache`` whose key (a tuple) starts with one of ``firsts``."""
+    for key in [key for key in cache.keys() if key[0] in firsts]:
+        cache.discard(key)
 
 
 def cached_text(cache: dict, text: str, style: str = "", justify: str | None = None) -> Text:
