@@ -119,15 +119,21 @@ async def test_remote_never_queues_a_purged_file(demo_remote, purged_home, home)
         assert app.queue_downloads([first]) == 0 and first not in app.board.jobs
 
 
+async def _verify_shown(pilot, app):
+    """The Verify screen, once its list is read."""
+    await pilot.press("4")
+    screen = app.screen
+    await wait_for(pilot, lambda: screen.outcomes and not any(
+        w.group == "verify" and not w.is_finished for w in screen.workers), 120)
+    return screen
+
+
 async def test_verify_lists_purged_copies_with_their_last_result(demo_remote, purged_home, home):
     template, purged = purged_home
     _copy(template, home)
     app = _app(demo_remote, home, auto_connect=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("4")
-        screen = app.screen
-        await wait_for(pilot, lambda: screen.outcomes and not any(
-            w.group == "verify" and not w.is_finished for w in screen.workers), 120)
+        screen = await _verify_shown(pilot, app)
         gone = [o for o in screen.outcomes if o.purged_at is not None]
         assert {Path(o.result.path).name for o in gone} == purged
         assert all(o.result.status in ("ok", "empty", "empty-closed", "unreadable", "schema") for o in gone)
@@ -162,10 +168,7 @@ async def test_a_purged_copy_still_on_disk_under_another_name_says_so(demo_remot
         db.execute("UPDATE downloads SET purge_links = 2, purge_inode = 4242 WHERE name = ?", (linked,))
     app = _app(demo_remote, home, auto_connect=False)
     async with app.run_test(size=(200, 40)) as pilot:
-        await pilot.press("4")
-        screen = app.screen
-        await wait_for(pilot, lambda: screen.outcomes and not any(
-            w.group == "verify" and not w.is_finished for w in screen.workers), 120)
+        screen = await _verify_shown(pilot, app)
         (outcome,) = [o for o in screen.outcomes if o.result.path == path]
         others = [o for o in screen.outcomes if o.purged_at is not None and o is not outcome]
         assert outcome.purge_links == 2 and all(o.purge_links == 0 for o in others)

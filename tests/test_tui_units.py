@@ -143,16 +143,26 @@ class _Tables(App):
         yield FastTable(id="fast")
 
 
+def _rows(n: int) -> list:
+    return [(f"k{i}", [Text(f"name {i}"), f"{i:05d}", Text(str(i * 3), justify="right")]) for i in range(n)]
+
+
+def _tables(app: App) -> tuple[DataTable, FastTable]:
+    """Textual's table and ours, with the same columns."""
+    plain = app.query_one("#plain", DataTable)
+    fast = app.query_one("#fast", FastTable)
+    for table in (plain, fast):
+        table.add_column("Name", key="name", width=12)
+        table.add_column("Id", key="id", width=6)
+        table.add_column("N", key="n", width=5)
+    return plain, fast
+
+
 async def test_fast_table_matches_add_row():
     app = _Tables()
-    rows = [(f"k{i}", [Text(f"name {i}"), f"{i:05d}", Text(str(i * 3), justify="right")]) for i in range(500)]
+    rows = _rows(500)
     async with app.run_test(size=(80, 24)) as pilot:
-        plain = app.query_one("#plain", DataTable)
-        fast = app.query_one("#fast", FastTable)
-        for table in (plain, fast):
-            table.add_column("Name", key="name", width=12)
-            table.add_column("Id", key="id", width=6)
-            table.add_column("N", key="n", width=5)
+        plain, fast = _tables(app)
         for key, cells in rows:
             plain.add_row(*cells, key=key)
         assert fast.add_keyed_rows(rows) == 500
@@ -193,14 +203,10 @@ def _drawn(table: DataTable) -> list[list[tuple[str, str]]]:
 
 async def test_fast_table_cell_updates_draw_as_datatable_and_only_their_rows():
     app = _TwoTables()
-    rows = [(f"k{i}", [Text(f"name {i}"), f"{i:05d}", Text(str(i * 3), justify="right")]) for i in range(100)]
+    rows = _rows(100)
     async with app.run_test(size=(80, 24)) as pilot:
-        plain = app.query_one("#plain", DataTable)
-        fast = app.query_one("#fast", FastTable)
+        plain, fast = _tables(app)
         for table in (plain, fast):
-            table.add_column("Name", key="name", width=12)
-            table.add_column("Id", key="id", width=6)
-            table.add_column("N", key="n", width=5)
             for key, cells in rows:
                 table.add_row(*cells, key=key)
         await pilot.pause()
