@@ -186,7 +186,10 @@ async def test_fast_table_matches_add_row():
 
 
 class _TwoTables(App):
-    CSS = "DataTable { width: 40; height: 12; }"
+    CSS = """
+    DataTable { width: 40; height: 12; }
+    Screen.alt DataTable > .datatable--cursor { background: red; }
+    """
     AUTO_FOCUS = None  # neither table focused: both drawn alike
 
     def compose(self) -> ComposeResult:
@@ -228,6 +231,20 @@ async def test_fast_table_cell_updates_draw_as_datatable_and_only_their_rows():
         await pilot.pause()
         assert _drawn(fast) == _drawn(plain)
         assert str(fast.get_cell("k50", "name")) == "far below"
+        # focused, its cursor is drawn in other colours; unfocused again, as before
+        drawn = {}
+        for table in (plain, fast):
+            table.focus()
+            await pilot.pause()
+            drawn[table.id] = _drawn(table)
+        assert drawn["fast"] == drawn["plain"] != _drawn(plain)
+        app.set_focus(None)
+        await pilot.pause()
+        assert _drawn(fast) == _drawn(plain)
+        before = _drawn(fast)
+        app.screen.add_class("alt")  # only the cursor's style changes: drawn again
+        await pilot.pause()
+        assert _drawn(fast) == _drawn(plain) != before
         for table in (plain, fast):  # the cursor's row changed, then the rows filled again
             table.update_cell("k50", "id", "Y")
             table.clear()

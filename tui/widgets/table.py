@@ -11,12 +11,15 @@ listing interactive in well under a second.
 keyed by a count of changes), so one cell changed draws every visible row again at the next
 frame: while files land, a progress figure a second redrew the whole list. The
 :meth:`FastTable.update_cell` here forgets only the changed rows' drawings (once per frame,
-however many cells changed) and repaints only those rows.
+however many cells changed) and repaints only those rows. DataTable also forgets them all on
+every restyle (every widget of a screen shown again is restyled); this table only when the
+styles it draws with changed.
 
 It relies on DataTable internals of Textual 8 (``_row_locations``, ``_data``, ``rows``,
 ``_new_rows``, and the render caches ``_cell_render_cache``, ``_row_render_cache``,
-``_line_cache``, ``_row_renderable_cache`` with their keys); ``tests/test_tui_units.py`` checks
-the result against ``add_row`` and ``DataTable.update_cell``.
+``_line_cache``, ``_row_renderable_cache`` with their keys, ``_clear_caches`` and
+``_get_styles_to_render_cell``); ``tests/test_tui_units.py`` checks what it draws against
+``add_row``, ``DataTable.update_cell`` and a restyle.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.strip import Strip
+from textual.widget import Widget
 from textual.widgets import DataTable
 from textual.widgets._data_table import CellDoesNotExist, ColumnKey, DuplicateKey, Row, RowKey
 
@@ -39,6 +43,8 @@ class FastTable(DataTable[Text | str]):
 
     #: Rows whose cells changed since the last frame: their drawings are forgotten then.
     _changed_rows: set[RowKey] | None = None
+    #: The styles the cached drawings were made with (:meth:`_drawing_styles`).
+    _drawn_with: tuple[object, ...] | None = None
 
     def update_cell(self, row_key: RowKey | str, column_key: ColumnKey | str, value: Text | str, *,
                     update_width: bool = False) -> None:
@@ -73,8 +79,26 @@ class FastTable(DataTable[Text | str]):
         for index in indexes:
             self._row_renderable_cache.discard((self._update_count, index))
 
+    def notify_style_update(self) -> None:
+        """A restyle (every widget of a screen shown again, the table on each focus change):
+        DataTable forgets every drawing here; this table only when the styles it draws with
+        changed (:meth:`render_lines` compares them)."""
+        Widget.notify_style_update(self)
+        self._get_styles_to_render_cell.cache_clear()
+        self.refresh()
+
+    def _drawing_styles(self) -> tuple[object, ...]:
+        """What the drawn cells, rows and lines depend on in the stylesheet."""
+        return (self.rich_style, self.background_colors,
+                *(self.get_component_rich_style(name) for name in sorted(self.COMPONENT_CLASSES)))
+
     def render_lines(self, crop: Region) -> list[Strip]:
-        if self._changed_rows:
+        styles = self._drawing_styles()
+        if styles != self._drawn_with:
+            self._drawn_with = styles
+            self._changed_rows = None
+            self._clear_caches()
+        elif self._changed_rows:
             self._forget_changed_rows()
         return super().render_lines(crop)
 
