@@ -22,7 +22,7 @@ from tui.core.model import RemoteFile
 from tui.sftp.client import connect
 from tui.sftp.download import CHANGED, NEW, SAME, changed_name, download
 from tui.sftp.errors import AuthFailed, FileBusy, PermissionDenied, RemoteFileGone
-from tui.sftp.parts import part_path, part_progress, work_dir
+from tui.sftp.parts import ensure_work_dir, part_path, part_progress, work_dir
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running, TransferQueue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -590,6 +590,50 @@ async def test_a_file_another_process_is_downloading_is_left_to_it(embedded_sftp
         result = await download(conn, files["busy.xlsx"], embedded_sftp.remote_dir, out)
     assert result.resumed_from == have
     assert (out / "busy.xlsx").read_bytes() == data
+
+
+async def test_whether_another_process_holds_the_copy_is_asked_at_once_or_else_in_a_thread(embedded_sftp, tmp_path):
+    """The claim asks ``already_held`` on the event loop first, where it must not wait; when it
+    cannot tell at once (None) it is asked again in a thread, where it may wait, the part
+    staying locked meanwhile. Either way True stops the download before a byte is read."""
+    import threading
+
+    _put(embedded_sftp, "a.xlsx", 5000)
+    _put(embedded_sftp, "b.xlsx", 5000, seed=1)
+    files = await _listing(embedded_sftp)
+    out = tmp_path / "out"
+    ensure_work_dir(out)  # made by an earlier run (the first claim of a run makes it in a thread)
+    asked: list[tuple[str, bool, bool]] = []
+
+    def cannot_tell_at_once(answer: bool):
+        def held(remote: RemoteFile, *, wait: bool = True) -> bool | None:
+            in_thread = threading.current_thread() is not threading.main_thread()
+            asked.append((remote.name, wait, in_thread))
+            assert part_path(out, remote).exists()  # asked once the part is there, locked
+            return answer if wait else None
+        return held
+
+    async with await connect(embedded_sftp.options()) as conn:
+        result = await download(conn, files["a.xlsx"], embedded_sftp.remote_dir, out,
+                                already_held=cannot_tell_at_once(False))
+        assert result.status == NEW and (out / "a.xlsx").exists()
+        with pytest.raises(FileBusy):
+            await download(conn, files["b.xlsx"], embedded_sftp.remote_dir, out,
+                           already_held=cannot_tell_at_once(True))
+    assert asked == [("a.xlsx", False, False), ("a.xlsx", True, True),
+                     ("b.xlsx", False, False), ("b.xlsx", True, True)]
+    assert not (out / "b.xlsx").exists() and _parts(out) == []
+
+    asked.clear()
+
+    def at_once(remote: RemoteFile, *, wait: bool = True) -> bool | None:
+        asked.append((remote.name, wait, threading.current_thread() is not threading.main_thread()))
+        return False
+
+    (out / "a.xlsx").unlink()
+    async with await connect(embedded_sftp.options()) as conn:
+        result = await download(conn, files["a.xlsx"], embedded_sftp.remote_dir, out, already_held=at_once)
+    assert result.status == NEW and asked == [("a.xlsx", False, False)]  # no thread needed
 
 
 async def test_a_part_is_resumed_only_when_its_record_names_this_server_copy(sftp_server, tmp_path):

@@ -66,7 +66,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import NotRequired, TypedDict, TypeVar
 
 from platformdirs import user_data_dir
 
@@ -79,6 +79,8 @@ from tui.core.names import collision_key, distinct_local_name, escape_name, fit_
 from tui.core.status import VerifyStatus
 
 log = logging.getLogger("report_keeper.ledger")
+
+_T = TypeVar("_T")
 
 APP_NAME = "report-keeper"
 
@@ -1039,6 +1041,36 @@ class Ledger:
                 batch.after_commit.append(step)
                 return
         step()
+
+    def write_at_once(self, call: Callable[[], _T]) -> tuple[bool, _T | None]:
+        """Run ``call`` (writes of this ledger) in the calling thread if it cannot wait: no
+        other thread holds the ledger (its lock is free now) and the open batch's transaction
+        is begun (so no write has to wait for another process's lock on the file); ``(True,
+        its result)``. Otherwise ``(False, None)`` and ``call`` is not run: run it where a wait
+        holds up nothing (a writer thread). What ``call`` raises is raised. Lets an event loop
+        make the many quick writes of a batch itself instead of handing each to a thread."""
+        if not self._lock.acquire(blocking=False):
+            return False, None
+        try:
+            batch = self._batch[0]
+            if (batch is None or batch.suspended or batch.failed is not None or batch.locked_out
+                    or not self._conn.in_transaction):
+                return False, None
+            return True, call()
+        finally:
+            self._lock.release()
+
+    def read_at_once(self, call: Callable[[], _T]) -> tuple[bool, _T | None]:
+        """Run ``call`` (reads of this ledger) in the calling thread if no other thread holds
+        the ledger now (a commit, a write waiting for another process's lock, the app's
+        snapshot); ``(True, its result)``, else ``(False, None)`` without running it. Reads
+        never wait for other processes (WAL), so an event loop may ask this itself."""
+        if not self._lock.acquire(blocking=False):
+            return False, None
+        try:
+            return True, call()
+        finally:
+            self._lock.release()
 
     @property
     def batch_open(self) -> bool:

@@ -17,10 +17,11 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 
 from tui.core import clock, isolation
@@ -232,11 +233,14 @@ async def verify_cached_async(
     sha256: str | None,
     run_day: date | None = None,
     name: str | None = None,
+    writer: Callable[[Callable[[], VerifyOutcome]], Awaitable[VerifyOutcome]] | None = None,
 ) -> VerifyOutcome:
     """:func:`verify_cached` for asyncio code (``sync``): the worker's reply is read by the
     event loop and the ledger asked on it (its record is written in a thread, where a wait for
     another process's lock on the ledger holds up nothing else), so no thread waits per file. Cancelling
-    the awaiting task stops the worker reading the file."""
+    the awaiting task stops the worker reading the file. ``writer(call)``: runs the record's
+    write in a thread and awaits it (the sync's writer thread, with its other records; default:
+    a thread of the loop's pool)."""
     pool = isolation.shared_pool()
     context, hit = _from_cache(path, report, delivered_at, ledger=ledger, sha256=sha256,
                                run_day=run_day, judge_day=True, name=name, pool=pool)
@@ -244,8 +248,10 @@ async def verify_cached_async(
         return hit
     result = await validate_file_async(path, report, delivered_at, run_day=run_day, name=name, pool=pool)
     # Recording may wait for another process's lock on the ledger: in a thread, not on the loop.
-    return await asyncio.to_thread(_remembered, result, context, ledger=ledger, sha256=sha256,
-                                   path=path, name=name)
+    remember = partial(_remembered, result, context, ledger=ledger, sha256=sha256, path=path, name=name)
+    if writer is not None:
+        return await writer(remember)
+    return await asyncio.to_thread(remember)
 
 
 def _from_cache(path: Path, report: ReportConfig | None, delivered_at: datetime | None, *,

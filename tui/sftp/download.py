@@ -65,7 +65,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from enum import StrEnum
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 import asyncssh
 
@@ -321,14 +321,22 @@ async def _resumable(conn: SftpConnection, f: asyncssh.SFTPClientFile, fd: int, 
     return False
 
 
+class HeldCheck(Protocol):
+    """``already_held(remote)``: whether another process has just finished this very copy (it
+    may wait for that process's record, in a thread). With ``wait=False`` (asked on the event
+    loop) it must not wait: None when it cannot tell at once."""
+
+    def __call__(self, remote: RemoteFile, *, wait: bool = True) -> bool | None: ...
+
+
 def _claim(local_dir: Path, work: Path, remote: RemoteFile,
-           already_held: Callable[[RemoteFile], bool] | None) -> tuple[int, int, bool]:
+           already_held: HeldCheck | None) -> tuple[int, int, bool]:
     """Check the working folder, open and lock the part file; ``(fd, bytes to resume from,
     held by now)`` (in a thread)."""
     work = parts.ensure_work_dir(local_dir)
     fd, have = parts.lock_part(work, remote)
     try:
-        held = already_held is not None and already_held(remote)
+        held = already_held is not None and bool(already_held(remote))
     except BaseException:
         os.close(fd)
         raise
@@ -336,9 +344,25 @@ def _claim(local_dir: Path, work: Path, remote: RemoteFile,
 
 
 async def _claimed(local_dir: Path, work: Path, remote: RemoteFile,
-                   already_held: Callable[[RemoteFile], bool] | None) -> tuple[int, int, bool]:
-    """:func:`_claim` in a thread. Cancelled meanwhile, the thread still finishes: what it
+                   already_held: HeldCheck | None) -> tuple[int, int, bool]:
+    """:func:`_claim`: on the event loop when the working folder is in order (the part file
+    is then made and locked here: a few quick system calls, as each block's write is), with
+    ``already_held`` asked here first and, only when it cannot tell at once, in a thread (where
+    it may wait), the part staying locked meanwhile. A hop to a thread per file (waking it,
+    passing the interpreter's lock back and forth) cost more than all of that. Otherwise all
+    of it in a thread; cancelled while the thread runs, the thread still finishes: what it
     opened is closed then (the part's lock with it), never left open."""
+    if parts.work_dir_ready(local_dir):
+        fd, have = parts.lock_part(work, remote)
+        try:
+            held = False if already_held is None else already_held(remote, wait=False)
+            if held is None:
+                assert already_held is not None
+                held = await asyncio.to_thread(already_held, remote)
+        except BaseException:  # cancelled too: the thread only reads, the part is let go
+            os.close(fd)
+            raise
+        return fd, have, bool(held)
     claim = asyncio.ensure_future(asyncio.to_thread(_claim, local_dir, work, remote, already_held))
     try:
         return await asyncio.shield(claim)
@@ -355,7 +379,7 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
                    progress: Callable[[int, int], object] | None = None,
                    gate: asyncio.Event | None = None,
                    max_requests: int = MAX_REQUESTS,
-                   already_held: Callable[[RemoteFile], bool] | None = None,
+                   already_held: HeldCheck | None = None,
                    local_name: str | None = None,
                    sync_dir: Callable[[Path], object] | None = None,
                    hold_placed: Callable[[Path, int], object] | None = None) -> DownloadResult:
@@ -392,7 +416,7 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
 async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, local_dir: Path,
                     work: Path, progress: Callable[[int, int], object] | None,
                     gate: asyncio.Event | None, max_requests: int, counter: list[int],
-                    already_held: Callable[[RemoteFile], bool] | None,
+                    already_held: HeldCheck | None,
                     local_name: str | None = None,
                     sync_dir: Callable[[Path], object] | None = None,
                     hold_placed: Callable[[Path, int], object] | None = None) -> DownloadResult:
@@ -421,8 +445,8 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
     writing: asyncio.Future[int] | None = None  # the block the writer thread is writing
     try:
         try:
-            # Creating and locking the part (and asking the ledger) waits on the file system:
-            # one hop to a thread, so the other transfers go on meanwhile.
+            # Creating and locking the part, and asking the ledger: here when nothing has to
+            # wait, else in a thread, so the other transfers go on meanwhile (_claimed).
             fd, have, held = await _claimed(local_dir, work, remote, already_held)
             if held:
                 if have == 0:
