@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email.utils import getaddresses
+from functools import cached_property
 from pathlib import Path
 from typing import TypeAlias, TypeVar
 from urllib.parse import urlsplit
@@ -327,7 +328,7 @@ class Profile:
     #: raised when this profile is picked (``Config.profile``), so it stops only this profile.
     problem: ConfigError | None = field(default=None, compare=False, repr=False)
 
-    @property
+    @cached_property
     def folders(self) -> tuple[str, ...]:
         """The watched server folders, normalized (``remote_dirs``, else ``remote_dir``)."""
         return tuple(normalize_folder(f) for f in (self.remote_dirs or (self.remote_dir,)))
@@ -356,7 +357,8 @@ class Profile:
         return self.ledger or default_data_dir() / f"ledger-{self.name}.sqlite3"
 
     def report_for(self, base_name: str) -> ReportConfig:
-        """The configured report of this base name, else the defaults under that name."""
+        """The configured report of this base name, else the defaults under that name (made
+        once per name: a sync asks for each file's report several times)."""
         for report in self.reports:
             if report.name == base_name:
                 return report
@@ -364,7 +366,15 @@ class Profile:
         for report in self.reports:
             if report.name.casefold().strip() == folded:
                 return report
-        return replace(self.defaults, name=base_name, configured=False)
+        made = self._unconfigured.get(base_name)
+        if made is None:
+            made = self._unconfigured[base_name] = replace(self.defaults, name=base_name, configured=False)
+        return made
+
+    @cached_property
+    def _unconfigured(self) -> dict[str, ReportConfig]:
+        """:meth:`report_for`'s defaults by name (both frozen: the same object every time)."""
+        return {}
 
     def classify(self, filename: str, mtime: datetime | None = None) -> tuple[ReportConfig, ParsedName]:
         """Which report a file belongs to, and what its name says about the delivery."""

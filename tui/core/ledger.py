@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -515,8 +516,8 @@ def verification_context(report: ReportConfig | None, delivered_at: datetime | N
     key: dict[str, object] = {
         "v": VERIFY_CACHE_VERSION,
         "report": report.name if report is not None else None,
-        "expected_columns": [" ".join(c.split()).casefold()
-                             for c in (report.expected_columns if report is not None else ())],
+        "expected_columns": tuple(" ".join(c.split()).casefold()
+                                  for c in (report.expected_columns if report is not None else ())),
         "min_rows": report.min_rows if report is not None else None,
         "anonymize_days": report.anonymize_days if report is not None else None,
         "covered": covered.isoformat() if covered else None,
@@ -528,7 +529,14 @@ def verification_context(report: ReportConfig | None, delivered_at: datetime | N
         key["memory_limit"] = int(memory_limit)
     if time_limit is not None and float(time_limit) != isolation.DEFAULT_TIME_LIMIT:
         key["time_limit"] = float(time_limit)
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    return _context_digest(tuple(sorted(key.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _context_digest(items: tuple[tuple[str, object], ...]) -> str:
+    """The digest of a verification context's key (the same for every file of a report and
+    run: a sync asks once per file). Tuples are written as JSON lists, as the lists were."""
+    return hashlib.sha256(json.dumps(dict(items), sort_keys=True).encode()).hexdigest()[:32]
 
 
 def _ts(value: datetime | None) -> str | None:
