@@ -304,8 +304,9 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         return fail_usage(exc, args)
     # A profile whose own settings are wrong, whose local_dir cannot be used, or whose ledger
     # file cannot be opened, gets what `sync --profile NAME` says of it (exit 3); the others
-    # are synced.
-    ledgers, failed = all_profiles.open_runnable(profiles, need_local_dir=True, selection=every)
+    # are synced. Each profile opens its ledger as it starts (a new one is made meanwhile
+    # others download).
+    ledgers, failed = all_profiles.open_runnable(profiles, need_local_dir=True, selection=every, lazy=True)
     runnable = [p for p in profiles if p.name not in failed]
     out: TextIO = sys.stderr if args.json else sys.stdout
     if share:  # a pipe to the run's parent, which may be gone
@@ -319,7 +320,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
                 lambda: _sync_all(runnable, ledgers, policy, args.parallel, out, services, results)))
         except (KeyboardInterrupt, asyncio.CancelledError):
             for profile in runnable:
-                if profile.name not in results:
+                if profile.name not in results and profile.name not in ledgers.failed:
                     service = services.get(profile.name)
                     result = (service.current if service is not None else None) or SyncResult()
                     result.error, result.error_kind = INTERRUPTED, "interrupted"
@@ -336,6 +337,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
                     refused[key] = failure
     finally:
         ledgers.close()
+    failed.update(ledgers.failures())
     documents: dict[str, dict[str, object]] = {}
     codes: dict[str, int] = {}
     by_name = {p.name: p for p in profiles}
@@ -363,7 +365,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     if share:
         processes.check_parent(args.share_parent)
     if args.json:
-        print_json(document)
+        print_json(document, for_parent=share)
     if not share:  # the run's own line is the parent's
         out.write(f"All {len(every.names)} profiles: {st.overall_name(code).upper()}\n")
     out.flush()
@@ -412,7 +414,9 @@ async def _sync_all(profiles: list[Profile], ledgers: all_profiles.Ledgers, poli
     passphrase_cb = all_profiles.shared_passphrase_cb()
 
     async def one(profile: Profile) -> None:
-        ledger = ledgers.by_profile[profile.name]
+        ledger = await ledgers.opened(profile)
+        if ledger is None:  # its ledger file cannot be opened: said with the documents
+            return
         service = services[profile.name] = SyncService(
             profile, ledger, host_key_policy=policy, passphrase_cb=passphrase_cb)
         try:

@@ -1263,8 +1263,11 @@ class Ledger:
                     f"the ledger {self.path} has schema version {version}, newer than this "
                     f"release understands ({SCHEMA_VERSION}); upgrade report-keeper"
                 )
+            if version == 0:
+                log.info("ledger: a new ledger, schema %d", SCHEMA_VERSION)
             for number in range(version, SCHEMA_VERSION):
-                log.info("ledger: migrating schema %d -> %d", number, number + 1)
+                if version:  # (a new ledger's steps are not news)
+                    log.info("ledger: migrating schema %d -> %d", number, number + 1)
                 # executescript would COMMIT our transaction; run statement by statement.
                 for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():
