@@ -592,6 +592,20 @@ async def test_a_file_another_process_is_downloading_is_left_to_it(embedded_sftp
     assert (out / "busy.xlsx").read_bytes() == data
 
 
+async def test_a_placed_copy_is_0600_whatever_the_umask(embedded_sftp, tmp_path):
+    """The part file is made 0600 less the umask; the copy placed from it is 0600 all the
+    same (set only when it is not that already)."""
+    _put(embedded_sftp, "u.xlsx", 5000)
+    files = await _listing(embedded_sftp)
+    old = os.umask(0o277)  # the part is made 0400
+    try:
+        async with await connect(embedded_sftp.options()) as conn:
+            result = await download(conn, files["u.xlsx"], embedded_sftp.remote_dir, tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert result.status == NEW and result.path.stat().st_mode & 0o777 == 0o600
+
+
 async def test_whether_another_process_holds_the_copy_is_asked_at_once_or_else_in_a_thread(embedded_sftp, tmp_path):
     """The claim asks ``already_held`` on the event loop first, where it must not wait; when it
     cannot tell at once (None) it is asked again in a thread, where it may wait, the part

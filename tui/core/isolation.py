@@ -430,7 +430,7 @@ class WorkerPool:
             healthy = False
             try:
                 reply = self._judged(await worker.arun(line, limit))
-                healthy = worker.alive
+                healthy = True  # it answered; one that died since is found out when next taken
                 return reply
             except _NotDelivered:
                 continue
@@ -444,7 +444,7 @@ class WorkerPool:
         healthy = False
         try:
             reply = self._judged(worker.run(line, limit, cancel))
-            healthy = worker.alive
+            healthy = True  # it answered; one that died since is found out when next taken
             return reply
         except Cancelled:
             raise

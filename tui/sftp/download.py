@@ -221,7 +221,8 @@ def _finish(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: st
             sync_dir: Callable[[Path], object] | None = None) -> tuple[Path, Placed]:
     """fsync, size check, placing under the final name, fsync of the folder (in a thread)."""
     os.fsync(fd)
-    if os.fstat(fd).st_size != remote.size:
+    info = os.fstat(fd)
+    if info.st_size != remote.size:
         err = TransferFailed(f"The part file of '{remote.name}' has the wrong size after writing.",
                              "It is downloaded again.", transient=True)
         err.todo_given_up = (
@@ -229,7 +230,9 @@ def _finish(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: st
             "again; if it fails the same way, check the disk that holds the local folder.")
         raise err
     final, status = _place(part, local_dir, remote, digest, local_name)
-    if status != SAME:  # a file found in place keeps its permissions: it is not ours to change
+    # A file found in place keeps its permissions: it is not ours to change. Ours (the part's
+    # inode, made 0600 less the umask) is set to 0600 unless it is that already.
+    if status != SAME and stat.S_IMODE(info.st_mode) != 0o600:
         os.chmod(final, 0o600)
     if sync_dir is None:
         fsync_dir(local_dir)
