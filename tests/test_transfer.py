@@ -592,6 +592,52 @@ async def test_a_file_another_process_is_downloading_is_left_to_it(embedded_sftp
     assert (out / "busy.xlsx").read_bytes() == data
 
 
+async def test_placing_is_made_at_once_or_else_in_a_thread_and_its_folder_always_handed_on(embedded_sftp, tmp_path, monkeypatch):
+    """With ``sync_dir`` (the sync's batches) only the fsync goes to a thread when the copy's
+    name is free; a taken name (another copy there) or a file system without hard links (the
+    placing renames instead) is placed in a thread as before. Either way the folder is handed
+    to ``sync_dir`` once the copy is in place: at once when it takes it so, else in a thread."""
+    import errno
+    import threading
+
+    from tui.sftp import download as download_mod
+
+    for name, seed in (("a.xlsx", 0), ("b.xlsx", 1), ("c.xlsx", 2)):
+        _put(embedded_sftp, name, 5000, seed=seed)
+    files = await _listing(embedded_sftp)
+    out = tmp_path / "out"
+    handed: list[tuple[str, bool, bool, bool]] = []
+
+    def sync_dir(folder: Path, *, wait: bool = True) -> bool:
+        in_thread = threading.current_thread() is not threading.main_thread()
+        placed = sorted(n for n in os.listdir(folder) if n.endswith(".xlsx"))
+        handed.append((",".join(placed), wait, in_thread, folder == out))
+        return wait  # takes it only where it may wait
+
+    async with await connect(embedded_sftp.options()) as conn:
+        a = await download(conn, files["a.xlsx"], embedded_sftp.remote_dir, out, sync_dir=sync_dir)
+        (out / "b.xlsx").write_bytes(b"another copy")  # its name is taken
+        b = await download(conn, files["b.xlsx"], embedded_sftp.remote_dir, out, sync_dir=sync_dir)
+        real_link = os.link
+
+        def no_links(src, dst, *args, **kwargs):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(download_mod.os, "link", no_links)
+        try:
+            c = await download(conn, files["c.xlsx"], embedded_sftp.remote_dir, out, sync_dir=sync_dir)
+        finally:
+            monkeypatch.setattr(download_mod.os, "link", real_link)
+    assert (a.status, b.status, c.status) == (NEW, CHANGED, NEW)
+    assert a.path == out / "a.xlsx" and c.path == out / "c.xlsx" and b.path.name.startswith("b (changed")
+    for result in (a, b, c):
+        assert result.path.read_bytes() == (embedded_sftp.root / result.name).read_bytes()
+    assert _parts(out) == []
+    assert handed == [("a.xlsx", False, False, True), ("a.xlsx", True, True, True),  # asked at once, then in a thread
+                      (f"a.xlsx,{b.path.name},b.xlsx", True, True, True),  # placed in a thread
+                      (f"a.xlsx,{b.path.name},b.xlsx,c.xlsx", True, True, True)]
+
+
 async def test_a_placed_copy_is_0600_whatever_the_umask(embedded_sftp, tmp_path):
     """The part file is made 0600 less the umask; the copy placed from it is 0600 all the
     same (set only when it is not that already)."""

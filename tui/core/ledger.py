@@ -1025,17 +1025,33 @@ class Ledger:
                 with self._lock:
                     batch.suspended -= 1
 
-    def before_commit(self, key: str, step: Callable[[], object]) -> None:
+    def before_commit(self, key: str, step: Callable[[], object], *, wait: bool = True) -> bool:
         """Have ``step`` done before any record written from now on is committed: inside a
         batch, once (per ``key``) just before the batch's next commit; otherwise now. For what
         records rely on being on the disk first (a folder's new entries: one fsync per folder
-        and commit instead of one per file). ``step`` runs with the ledger's lock held."""
+        and commit instead of one per file). ``step`` runs with the ledger's lock held.
+
+        ``wait=False`` (asked on an event loop): only if that is quick, a batch open and no
+        other thread holding the ledger (a commit runs its steps and fsyncs with it held);
+        False, and nothing done, otherwise (ask again where waiting holds up nothing)."""
+        if not wait:
+            if not self._lock.acquire(blocking=False):
+                return False
+            try:
+                batch = self._batch[0]
+                if batch is None or batch.suspended:
+                    return False  # the step would run now: an fsync
+                batch.before_commit.setdefault(key, step)
+                return True
+            finally:
+                self._lock.release()
         with self._lock:
             batch = self._batch[0]
             if batch is not None and not batch.suspended:
                 batch.before_commit.setdefault(key, step)
-                return
+                return True
         step()
+        return True
 
     def after_commit(self, step: Callable[[], object]) -> None:
         """Have ``step`` done once what was written until now is committed: inside a batch

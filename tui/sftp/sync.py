@@ -1101,11 +1101,12 @@ class SyncService:
         result.files.sort(key=lambda v: (v.delivered_at is None, v.delivered_at, v.name))
         result.downloaded.sort(key=lambda d: d["name"])
 
-    def _sync_dir_before_commit(self, folder: Path) -> None:
+    def _sync_dir_before_commit(self, folder: Path, *, wait: bool = True) -> bool:
         """A download was placed in ``folder``: the folder is fsync'ed before the ledger commits
         anything written from now on (its record is written after this), once per folder and
-        commit instead of once per file."""
-        self.ledger.before_commit(f"fsync {folder}", partial(fsync_dir, folder))
+        commit instead of once per file. ``wait=False``: only if the ledger takes it at once
+        (False: nothing done, ask again in a thread)."""
+        return self.ledger.before_commit(f"fsync {folder}", partial(fsync_dir, folder), wait=wait)
 
     def _record_done(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
                      result: SyncResult, *, then: Callable[[], object] | None = None,
