@@ -17,11 +17,18 @@ OpenSSH ``sshd`` on 127.0.0.1, the same files, median of ``--runs`` alternating 
 
 The files are random bytes named like reports (``Loans_001_20260601_070000.xlsx``), as the
 engine benchmark (``benchmarks/download.py``) uses: every one is verified, and found not to
-be a workbook, so verification costs a worker round trip per file, not a workbook parse.
+be a workbook, so verification costs a worker round trip per file, not a workbook parse (and
+a log line saying it is unreadable). Each name is a report of its own (``Loans_001`` ...), so
+each file's schedule is placed on its own; every profile starts with a new ledger, a new
+local folder and its own login. The case is bound by CPU on a small machine: read it with
+the CPU columns, which vary much less than the times when others use the machine, and
+profile a ``sync`` process (``python -m cProfile``, or a sampler) for where the time goes
+(docs/ARCHITECTURE.md, "Where the time of a many-profile run goes").
 
 ``--baseline REF`` also runs ``report-keeper`` of another commit (``git archive REF``, run
 with this checkout's virtualenv) in the same run, alternating with the current one, so
-before and after are measured under the same load. For the 90-profile case a baseline
+before and after are measured under the same load; the current one is this checkout's
+working tree as it is (commit or copy it aside before editing during a run). For the 90-profile case a baseline
 without ``--all-profiles`` runs the 90 profiles one ``sync`` after another.
 
 ``--floor`` also times ``benchmarks/bare_client.py`` in the two loopback cases: a bare

@@ -206,6 +206,49 @@ async def test_a_job_waiting_for_a_worker_can_be_cancelled(good, hung):
     assert (await validate_file_async(good, pool=pool)).status == st.OK
 
 
+async def test_a_released_worker_wakes_one_waiting_job_and_a_wake_up_lost_to_a_cancel_is_passed_on(good, tmp_path):
+    """A worker released wakes the job waiting longest, not every waiting job (each would
+    look, and all but one wait again: once per file). A job woken and cancelled before it
+    looked passes the wake-up on: the other waiting jobs still get the worker."""
+    pool = isolation.WorkerPool(1, time_limit=120)
+    try:
+        pid = hang(pool)
+        running = asyncio.ensure_future(validate_file_async(good, pool=pool))
+        await _busy(pool)
+        waiting = [asyncio.ensure_future(validate_file_async(good, pool=pool)) for _ in range(3)]
+        deadline = time.monotonic() + HANG
+        while len(pool._async_waiters) < 3:
+            assert time.monotonic() < deadline, "the jobs never took their places"
+            await asyncio.sleep(0.01)
+        woken: list[int] = []
+        still_waiting: list[int] = []
+        real_wake = isolation._wake
+
+        def wake(waiter):
+            woken.append(id(waiter))
+            still_waiting.append(len(pool._async_waiters))
+            real_wake(waiter)
+            if len(woken) == 1:
+                waiting[0].cancel()  # woken, then cancelled before it looks
+
+        isolation._wake, first = wake, pool._async_waiters[0][1]
+        try:
+            running.cancel()  # its worker is killed and released: one may start another
+            with pytest.raises(asyncio.CancelledError):
+                await running
+            with pytest.raises(asyncio.CancelledError):
+                await waiting[0]
+            results = await asyncio.wait_for(asyncio.gather(*waiting[1:]), HANG)
+        finally:
+            isolation._wake = real_wake
+        assert [r.status for r in results] == [st.OK, st.OK]
+        assert woken[0] == id(first) and still_waiting[0] == 2  # the others were left waiting
+        assert len(woken) == len(set(woken)) <= 3
+        assert gone(pid)
+    finally:
+        pool.close()
+
+
 async def test_closing_the_pool_ends_running_and_waiting_jobs_with_pool_closed(good, hung):
     pool, pid = hung
     running, waiting = await _running_and_waiting(good, pool)

@@ -108,6 +108,25 @@ def test_sync_and_check_load_neither_textual_nor_polars_nor_the_reader(sshd, ser
     assert present(modules, ("asyncssh", "polars", "rich", *UI, *READER)) == []
 
 
+@pytest.mark.sshd
+def test_the_parent_of_a_run_in_several_processes_loads_no_ssh(sshd, served, tmp_path):
+    """``sync --all-profiles`` shared out among processes: the parent only starts them and
+    joins their documents; the SSH library (a fifth of a start) is loaded by the processes that
+    go online, not by the parent before it starts them."""
+    cfg = write_plain_config(tmp_path, sshd, served)
+    text = cfg.read_text()
+    second = text.replace("[profile.main]", "[profile.other]").replace(
+        str(tmp_path / "local"), str(tmp_path / "local2")).replace(
+        str(tmp_path / "ledger.sqlite3"), str(tmp_path / "ledger2.sqlite3"))
+    cfg.write_text(text + "\n" + second)
+    code, modules, stdout = loaded_by("sync", "--config", str(cfg), "--all-profiles", "--json",
+                                      "--processes", "2")
+    doc = json.loads(stdout)
+    assert code in (0, 1), doc
+    assert [len(d["downloaded"]) for d in doc["profiles"].values()] == [3, 3]  # really synced
+    assert present(modules, ("asyncssh", "tui.sftp")) == []
+
+
 def test_verify_loads_no_ssh_no_polars_no_textual(tmp_path):
     path = write_report(tmp_path / f"{demo_data.DAILY}_20260610_070012.xlsx", n_rows=5,
                         day=date(2026, 6, 7), seed=1)

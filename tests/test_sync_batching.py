@@ -8,6 +8,7 @@ check what the next run finds and says.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -184,6 +186,90 @@ def test_steps_after_a_commit_run_once_it_is_over_and_at_once_without_records_wa
             led.record_download("c.xlsx", size=1, sha256="2" * 64, local_path=tmp_path / "c.xlsx")
             led.after_commit(step("c"))
         assert seen[-1] == ("c", ["a.xlsx", "b.xlsx"])  # run all the same, the record lost
+
+
+def test_a_write_is_made_at_once_only_where_it_cannot_wait(tmp_path):
+    """``write_at_once`` (what lets the event loop record a landed file itself) runs the write
+    only inside a batch whose transaction is begun (no wait for another process's lock) and
+    while no other thread holds the ledger; otherwise it runs nothing and says so."""
+    path = tmp_path / "ledger.sqlite3"
+    ran: list[str] = []
+
+    def write(name: str) -> Callable[[], bool]:
+        def call() -> bool:
+            ran.append(name)
+            return led.record_download(name, size=1, sha256=name.ljust(64, "0"), local_path=tmp_path / name)
+        return call
+
+    with Ledger.open(path, profile="p") as led, Ledger.open(path, profile="p") as other:
+        assert led.write_at_once(write("a")) == (False, None)  # no batch: its own commit, may wait
+        with led.batched(every=3600):
+            assert led.write_at_once(write("b")) == (False, None)  # the transaction is not begun
+            led.record_download("c", size=1, sha256="c" * 64, local_path=tmp_path / "c")
+            assert led.write_at_once(write("d")) == (True, True)
+            held, release = threading.Event(), threading.Event()
+
+            def hold() -> None:  # another thread in the ledger (a commit, the app's snapshot)
+                with led._lock:
+                    held.set()
+                    release.wait(60)
+
+            holder = threading.Thread(target=hold)
+            holder.start()
+            try:
+                assert held.wait(60)
+                assert led.write_at_once(write("e")) == (False, None)
+                assert led.read_at_once(led.downloads) == (False, None)
+            finally:
+                release.set()
+                holder.join()
+            assert led.read_at_once(lambda: [d.name for d in led.downloads()]) == (True, ["c", "d"])
+            with led.unbatched():  # each write its own transaction meanwhile
+                assert led.write_at_once(write("f")) == (False, None)
+        assert ran == ["d"]
+        assert [d.name for d in other.downloads()] == ["c", "d"]
+
+
+async def test_records_handed_to_the_writer_are_never_overtaken_by_one_made_at_once(tmp_path, monkeypatch):
+    """The first write of a batch goes to the writer thread (it may wait for another process's
+    lock); a write asked for while it is there must wait its turn, even though, once the
+    transaction is begun, it could be made at once on the event loop."""
+    from tui.sftp.sync import SyncService
+
+    path = tmp_path / "ledger.sqlite3"
+    order: list[str] = []
+    first_in, go_on = threading.Event(), threading.Event()
+    with Ledger.open(path, profile="p") as led:
+        service = SyncService.__new__(SyncService)  # only its writer is used here
+        service.ledger = led
+        service._writer = None
+        service._writes = []
+        service._writes_lock = threading.Lock()
+        service._draining = False
+
+        def first() -> None:
+            first_in.set()
+            go_on.wait(60)  # a slow first write: another process's lock held a while
+            led.record_download("1", size=1, sha256="1" * 64, local_path=tmp_path / "1")
+            order.append("1")
+
+        def later(name: str) -> Callable[[], None]:
+            def call() -> None:
+                led.record_download(name, size=1, sha256=name * 64, local_path=tmp_path / name)
+                order.append(name)
+            return call
+
+        with led.batched(every=3600):
+            one = service._in_writer(first)
+            assert await asyncio.to_thread(first_in.wait, 60)
+            two, three = service._in_writer(later("2")), service._in_writer(later("3"))
+            go_on.set()
+            await asyncio.wait_for(asyncio.gather(one, two, three), 60)
+            assert order == ["1", "2", "3"]
+            four = service._in_writer(later("4"))  # the thread is idle: made at once, here
+            assert four.done() and order == ["1", "2", "3", "4"]
+        assert [d.name for d in led.downloads()] == ["1", "2", "3", "4"]
+        service._writer.shutdown(wait=True)
 
 
 # ------------------------------------------------------------------ killed syncs

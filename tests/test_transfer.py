@@ -22,7 +22,7 @@ from tui.core.model import RemoteFile
 from tui.sftp.client import connect
 from tui.sftp.download import CHANGED, NEW, SAME, changed_name, download
 from tui.sftp.errors import AuthFailed, FileBusy, PermissionDenied, RemoteFileGone
-from tui.sftp.parts import part_path, part_progress, work_dir
+from tui.sftp.parts import ensure_work_dir, part_path, part_progress, work_dir
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running, TransferQueue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -590,6 +590,110 @@ async def test_a_file_another_process_is_downloading_is_left_to_it(embedded_sftp
         result = await download(conn, files["busy.xlsx"], embedded_sftp.remote_dir, out)
     assert result.resumed_from == have
     assert (out / "busy.xlsx").read_bytes() == data
+
+
+async def test_placing_is_made_at_once_or_else_in_a_thread_and_its_folder_always_handed_on(embedded_sftp, tmp_path, monkeypatch):
+    """With ``sync_dir`` (the sync's batches) only the fsync goes to a thread when the copy's
+    name is free; a taken name (another copy there) or a file system without hard links (the
+    placing renames instead) is placed in a thread as before. Either way the folder is handed
+    to ``sync_dir`` once the copy is in place: at once when it takes it so, else in a thread."""
+    import errno
+    import threading
+
+    from tui.sftp import download as download_mod
+
+    for name, seed in (("a.xlsx", 0), ("b.xlsx", 1), ("c.xlsx", 2)):
+        _put(embedded_sftp, name, 5000, seed=seed)
+    files = await _listing(embedded_sftp)
+    out = tmp_path / "out"
+    handed: list[tuple[str, bool, bool, bool]] = []
+
+    def sync_dir(folder: Path, *, wait: bool = True) -> bool:
+        in_thread = threading.current_thread() is not threading.main_thread()
+        placed = sorted(n for n in os.listdir(folder) if n.endswith(".xlsx"))
+        handed.append((",".join(placed), wait, in_thread, folder == out))
+        return wait  # takes it only where it may wait
+
+    async with await connect(embedded_sftp.options()) as conn:
+        a = await download(conn, files["a.xlsx"], embedded_sftp.remote_dir, out, sync_dir=sync_dir)
+        (out / "b.xlsx").write_bytes(b"another copy")  # its name is taken
+        b = await download(conn, files["b.xlsx"], embedded_sftp.remote_dir, out, sync_dir=sync_dir)
+        real_link = os.link
+
+        def no_links(src, dst, *args, **kwargs):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(download_mod.os, "link", no_links)
+        try:
+            c = await download(conn, files["c.xlsx"], embedded_sftp.remote_dir, out, sync_dir=sync_dir)
+        finally:
+            monkeypatch.setattr(download_mod.os, "link", real_link)
+    assert (a.status, b.status, c.status) == (NEW, CHANGED, NEW)
+    assert a.path == out / "a.xlsx" and c.path == out / "c.xlsx" and b.path.name.startswith("b (changed")
+    for result in (a, b, c):
+        assert result.path.read_bytes() == (embedded_sftp.root / result.name).read_bytes()
+    assert _parts(out) == []
+    assert handed == [("a.xlsx", False, False, True), ("a.xlsx", True, True, True),  # asked at once, then in a thread
+                      (f"a.xlsx,{b.path.name},b.xlsx", True, True, True),  # placed in a thread
+                      (f"a.xlsx,{b.path.name},b.xlsx,c.xlsx", True, True, True)]
+
+
+async def test_a_placed_copy_is_0600_whatever_the_umask(embedded_sftp, tmp_path):
+    """The part file is made 0600 less the umask; the copy placed from it is 0600 all the
+    same (set only when it is not that already)."""
+    _put(embedded_sftp, "u.xlsx", 5000)
+    files = await _listing(embedded_sftp)
+    old = os.umask(0o277)  # the part is made 0400
+    try:
+        async with await connect(embedded_sftp.options()) as conn:
+            result = await download(conn, files["u.xlsx"], embedded_sftp.remote_dir, tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert result.status == NEW and result.path.stat().st_mode & 0o777 == 0o600
+
+
+async def test_whether_another_process_holds_the_copy_is_asked_at_once_or_else_in_a_thread(embedded_sftp, tmp_path):
+    """The claim asks ``already_held`` on the event loop first, where it must not wait; when it
+    cannot tell at once (None) it is asked again in a thread, where it may wait, the part
+    staying locked meanwhile. Either way True stops the download before a byte is read."""
+    import threading
+
+    _put(embedded_sftp, "a.xlsx", 5000)
+    _put(embedded_sftp, "b.xlsx", 5000, seed=1)
+    files = await _listing(embedded_sftp)
+    out = tmp_path / "out"
+    ensure_work_dir(out)  # made by an earlier run (the first claim of a run makes it in a thread)
+    asked: list[tuple[str, bool, bool]] = []
+
+    def cannot_tell_at_once(answer: bool):
+        def held(remote: RemoteFile, *, wait: bool = True) -> bool | None:
+            in_thread = threading.current_thread() is not threading.main_thread()
+            asked.append((remote.name, wait, in_thread))
+            assert part_path(out, remote).exists()  # asked once the part is there, locked
+            return answer if wait else None
+        return held
+
+    async with await connect(embedded_sftp.options()) as conn:
+        result = await download(conn, files["a.xlsx"], embedded_sftp.remote_dir, out,
+                                already_held=cannot_tell_at_once(False))
+        assert result.status == NEW and (out / "a.xlsx").exists()
+        with pytest.raises(FileBusy):
+            await download(conn, files["b.xlsx"], embedded_sftp.remote_dir, out,
+                           already_held=cannot_tell_at_once(True))
+    assert asked == [("a.xlsx", False, False), ("a.xlsx", True, True),
+                     ("b.xlsx", False, False), ("b.xlsx", True, True)]
+    assert not (out / "b.xlsx").exists() and _parts(out) == []
+
+    asked.clear()
+
+    def at_once(remote: RemoteFile, *, wait: bool = True) -> bool | None:
+        asked.append((remote.name, wait, threading.current_thread() is not threading.main_thread()))
+        return False
+
+    (out / "a.xlsx").unlink()
+    async with await connect(embedded_sftp.options()) as conn:
+        result = await download(conn, files["a.xlsx"], embedded_sftp.remote_dir, out, already_held=at_once)
+    assert result.status == NEW and asked == [("a.xlsx", False, False)]  # no thread needed
 
 
 async def test_a_part_is_resumed_only_when_its_record_names_this_server_copy(sftp_server, tmp_path):

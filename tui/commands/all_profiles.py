@@ -110,17 +110,20 @@ def unusable(profiles: Iterable[Profile], *, need_local_dir: bool) -> dict[str, 
 
 
 def open_runnable(profiles: Sequence[Profile], *, need_local_dir: bool,
-                  selection: Selection | None = None) -> tuple[Ledgers, dict[str, tuple[str, str]]]:
+                  selection: Selection | None = None,
+                  lazy: bool = False) -> tuple[Ledgers, dict[str, tuple[str, str]]]:
     """The ledgers of the profiles that can run, and for each profile that cannot, its error
     (one line) and ``error_kind``: ``config`` (its settings are wrong, ``selection.broken``; or
     :func:`unusable`; its ledger is not opened, as alone) or ``ledger`` (its ledger file
     cannot be opened, :class:`Ledgers`). What its single-profile command would say of it,
-    exit 3; the others run."""
+    exit 3; the others run. ``lazy``: the ledgers are not opened here but by each profile as
+    it starts (:meth:`Ledgers.opened`; :meth:`Ledgers.failures` then tells the ``ledger``
+    failures)."""
     failed = selection.failed() if selection is not None else {}
     failed.update((name, (one_line(str(exc)), "config"))
                   for name, exc in unusable(profiles, need_local_dir=need_local_dir).items())
-    ledgers = Ledgers([p for p in profiles if p.name not in failed])
-    failed.update((name, (one_line(str(exc)), "ledger")) for name, exc in ledgers.failed.items())
+    ledgers = Ledgers([p for p in profiles if p.name not in failed], lazy=lazy)
+    failed.update(ledgers.failures())
     return ledgers, failed
 
 
@@ -138,34 +141,64 @@ class Ledgers:
 
     A ledger file that cannot be opened (damaged, not a database, a folder it cannot be made
     in) stops only the profiles that name it: they are in ``failed`` with the error, the others
-    run. One broken file must not leave every other library's reports unfetched."""
+    run. One broken file must not leave every other library's reports unfetched.
 
-    def __init__(self, profiles: Iterable[Profile]) -> None:
+    ``lazy``: nothing is opened at first; each profile's ledger is opened when it starts
+    (:meth:`opened`, in a thread): a new ledger is made (its schema written and fsync'ed) while
+    the other profiles already download, instead of every ledger of the run before any
+    profile starts."""
+
+    def __init__(self, profiles: Iterable[Profile], *, lazy: bool = False) -> None:
         self.by_profile: dict[str, Ledger] = {}
         self.files: list[Ledger] = []
         #: The profiles whose ledger file could not be opened, and why.
         self.failed: dict[str, LedgerError] = {}
-        opened: dict[Path, Ledger] = {}
-        broken: dict[Path, LedgerError] = {}
-        for profile in profiles:
-            key = ledger_key(profile.ledger_path)
-            if key in broken:
-                self.failed[profile.name] = broken[key]
-                continue
-            base = opened.get(key)
-            if base is None:
-                try:
-                    base = opened[key] = Ledger.open(profile.ledger_path, profile=profile.name)
-                except LedgerError as exc:
-                    log.error("the ledger of profile %s cannot be opened: %s", profile.name, escape_name(str(exc)))
-                    broken[key] = self.failed[profile.name] = exc
-                    continue
-                self.files.append(base)
-                self.by_profile[profile.name] = base
-            else:
-                self.by_profile[profile.name] = base.for_profile(profile.name)
+        self._opened: dict[Path, Ledger] = {}
+        self._broken: dict[Path, LedgerError] = {}
+        self._locks: dict[Path, asyncio.Lock] = {}
+        self._closed = False
+        if not lazy:
+            for profile in profiles:
+                self._open(profile)
+
+    def _open(self, profile: Profile) -> Ledger | None:
+        key = ledger_key(profile.ledger_path)
+        if key in self._broken:
+            self.failed[profile.name] = self._broken[key]
+            return None
+        base = self._opened.get(key)
+        if base is None:
+            try:
+                base = Ledger.open(profile.ledger_path, profile=profile.name)
+            except LedgerError as exc:
+                log.error("the ledger of profile %s cannot be opened: %s", profile.name, escape_name(str(exc)))
+                self._broken[key] = self.failed[profile.name] = exc
+                return None
+            if self._closed:  # the run ended while this one was being opened
+                base.close()
+                return None
+            self._opened[key] = base
+            self.files.append(base)
+            self.by_profile[profile.name] = base
+        else:
+            self.by_profile[profile.name] = base.for_profile(profile.name)
+        return self.by_profile[profile.name]
+
+    async def opened(self, profile: Profile) -> Ledger | None:
+        """``profile``'s ledger, opened now in a thread if it is not yet (the profiles naming
+        one file wait for its one opening); None when it cannot be opened (``failed``)."""
+        if profile.name in self.by_profile:
+            return self.by_profile[profile.name]
+        lock = self._locks.setdefault(ledger_key(profile.ledger_path), asyncio.Lock())
+        async with lock:
+            return await asyncio.to_thread(self._open, profile)
+
+    def failures(self) -> dict[str, tuple[str, str]]:
+        """Each profile whose ledger could not be opened: its error (one line) and ``ledger``."""
+        return {name: (one_line(str(exc)), "ledger") for name, exc in self.failed.items()}
 
     def close(self) -> None:
+        self._closed = True
         for ledger in self.files:
             ledger.close()
         self.files = []

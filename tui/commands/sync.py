@@ -39,13 +39,17 @@ from tui.core.config import ConfigError, Profile
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.model import EntryKind
 from tui.core.names import escape_name, size_text
-from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running
-from tui.sftp.sync import Listed, SyncEvent, SyncResult, SyncService, Verified, ledger_problem
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
     from tui.notify.dispatch import NotifyDocument
+    from tui.sftp.queue import Done
+    from tui.sftp.sync import SyncEvent, SyncResult, SyncService
+
+# The SFTP side (asyncssh: a fifth of a process's start) is imported where a run goes online:
+# the parent of a run in several processes never does, and starts its processes that much
+# sooner.
 
 log = logging.getLogger("report_keeper.commands.sync")
 
@@ -118,6 +122,8 @@ def _run(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         profile = load_profile(args, need_local_dir=True)
     except ConfigError as exc:
         return fail_usage(exc, args)
+    from tui.sftp.sync import SyncResult, ledger_problem  # noqa: PLC0415 - start-up time (see the imports)
+
     isolation.use_reader_limits([profile])
     try:
         ledger = Ledger.open(profile.ledger_path, profile=profile.name)
@@ -262,6 +268,8 @@ def _alerts_line(notify: NotifyDocument | None) -> str | None:
 
 async def _sync(profile: Profile, ledger: Ledger, policy: str, out: TextIO,
                 holder: dict[str, SyncService]) -> SyncResult:
+    from tui.sftp.sync import SyncService  # noqa: PLC0415 - start-up time (see the imports)
+
     async with SyncService(profile, ledger, host_key_policy=policy,
                            passphrase_cb=terminal_passphrase_cb()) as service:
         holder["service"] = service
@@ -302,10 +310,13 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
                 isolation.use_reader_limits(profiles)
     except ConfigError as exc:
         return fail_usage(exc, args)
+    from tui.sftp.sync import SyncResult  # noqa: PLC0415 - start-up time (see the imports)
+
     # A profile whose own settings are wrong, whose local_dir cannot be used, or whose ledger
     # file cannot be opened, gets what `sync --profile NAME` says of it (exit 3); the others
-    # are synced.
-    ledgers, failed = all_profiles.open_runnable(profiles, need_local_dir=True, selection=every)
+    # are synced. Each profile opens its ledger as it starts (a new one is made meanwhile
+    # others download).
+    ledgers, failed = all_profiles.open_runnable(profiles, need_local_dir=True, selection=every, lazy=True)
     runnable = [p for p in profiles if p.name not in failed]
     out: TextIO = sys.stderr if args.json else sys.stdout
     if share:  # a pipe to the run's parent, which may be gone
@@ -319,7 +330,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
                 lambda: _sync_all(runnable, ledgers, policy, args.parallel, out, services, results)))
         except (KeyboardInterrupt, asyncio.CancelledError):
             for profile in runnable:
-                if profile.name not in results:
+                if profile.name not in results and profile.name not in ledgers.failed:
                     service = services.get(profile.name)
                     result = (service.current if service is not None else None) or SyncResult()
                     result.error, result.error_kind = INTERRUPTED, "interrupted"
@@ -336,6 +347,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
                     refused[key] = failure
     finally:
         ledgers.close()
+    failed.update(ledgers.failures())
     documents: dict[str, dict[str, object]] = {}
     codes: dict[str, int] = {}
     by_name = {p.name: p for p in profiles}
@@ -363,7 +375,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     if share:
         processes.check_parent(args.share_parent)
     if args.json:
-        print_json(document)
+        print_json(document, for_parent=share)
     if not share:  # the run's own line is the parent's
         out.write(f"All {len(every.names)} profiles: {st.overall_name(code).upper()}\n")
     out.flush()
@@ -409,10 +421,14 @@ def _run_shares(args: argparse.Namespace, ctrl_c: _CtrlC, every: all_profiles.Se
 async def _sync_all(profiles: list[Profile], ledgers: all_profiles.Ledgers, policy: str,
                     parallel: int, out: TextIO, services: dict[str, SyncService],
                     results: dict[str, SyncResult]) -> None:
+    from tui.sftp.sync import SyncResult, SyncService, ledger_problem  # noqa: PLC0415 - start-up time (see the imports)
+
     passphrase_cb = all_profiles.shared_passphrase_cb()
 
     async def one(profile: Profile) -> None:
-        ledger = ledgers.by_profile[profile.name]
+        ledger = await ledgers.opened(profile)
+        if ledger is None:  # its ledger file cannot be opened: said with the documents
+            return
         service = services[profile.name] = SyncService(
             profile, ledger, host_key_policy=policy, passphrase_cb=passphrase_cb)
         try:
@@ -471,6 +487,9 @@ class _PlainProgress:
             self.flush()
 
     def on_event(self, event: SyncEvent) -> None:
+        from tui.sftp.queue import Done, Failed, Retrying  # noqa: PLC0415 - start-up time (see the imports)
+        from tui.sftp.sync import Listed, Verified  # noqa: PLC0415 - start-up time (see the imports)
+
         match event:
             case Listed(files=files, wanted=wanted, refused=refused):
                 self.line(f"Listed {files} files: {wanted} to download"
@@ -535,6 +554,9 @@ class _RichProgress:
         return name if len(name) <= 48 else name[:22] + "…" + name[-25:]
 
     def on_event(self, event: SyncEvent) -> None:
+        from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running  # noqa: PLC0415 - start-up time (see the imports)
+        from tui.sftp.sync import Listed, Verified  # noqa: PLC0415 - start-up time (see the imports)
+
         p = self.progress
         match event:
             case Listed(files=files, wanted=wanted):

@@ -370,7 +370,7 @@ class Profile:
     #: earlier release kept under a file name several profiles had is never guessed.
     config_profiles: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
-    @property
+    @cached_property
     def folders(self) -> tuple[str, ...]:
         """The watched server folders, normalized (``remote_dirs``, else ``remote_dir``)."""
         return tuple(normalize_folder(f) for f in (self.remote_dirs or (self.remote_dir,)))
@@ -399,7 +399,8 @@ class Profile:
         return self.ledger or default_ledger_path(self.name)
 
     def report_for(self, base_name: str) -> ReportConfig:
-        """The configured report of this base name, else the defaults under that name."""
+        """The configured report of this base name, else the defaults under that name (made
+        once per name: a sync asks for each file's report several times)."""
         for report in self.reports:
             if report.name == base_name:
                 return report
@@ -407,7 +408,15 @@ class Profile:
         for report in self.reports:
             if report.name.casefold().strip() == folded:
                 return report
-        return replace(self.defaults, name=base_name, configured=False)
+        made = self._unconfigured.get(base_name)
+        if made is None:
+            made = self._unconfigured[base_name] = replace(self.defaults, name=base_name, configured=False)
+        return made
+
+    @cached_property
+    def _unconfigured(self) -> dict[str, ReportConfig]:
+        """:meth:`report_for`'s defaults by name (both frozen: the same object every time)."""
+        return {}
 
     def classify(self, filename: str, mtime: datetime | None = None) -> tuple[ReportConfig, ParsedName]:
         """Which report a file belongs to, and what its name says about the delivery."""

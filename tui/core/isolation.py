@@ -350,6 +350,20 @@ def _wake(waiter: Future[None]) -> None:
         waiter.set_result(None)
 
 
+def _wake_in(loop: AbstractEventLoop, waiter: Future[None]) -> bool:
+    """Wake ``waiter`` of ``loop``: at once from that loop's own thread, else through the
+    loop (False: the loop is closed, nobody waits there any more)."""
+    asyncio = sys.modules.get("asyncio")  # (loaded: a task waits) - workers never load it
+    if asyncio is not None and asyncio.events._get_running_loop() is loop:
+        _wake(waiter)
+        return True
+    try:
+        loop.call_soon_threadsafe(_wake, waiter)
+    except RuntimeError:
+        return False
+    return True
+
+
 def _signal_name(sig: int) -> str:
     try:
         return signal.Signals(sig).name
@@ -416,7 +430,7 @@ class WorkerPool:
             healthy = False
             try:
                 reply = self._judged(await worker.arun(line, limit))
-                healthy = worker.alive
+                healthy = True  # it answered; one that died since is found out when next taken
                 return reply
             except _NotDelivered:
                 continue
@@ -430,7 +444,7 @@ class WorkerPool:
         healthy = False
         try:
             reply = self._judged(worker.run(line, limit, cancel))
-            healthy = worker.alive
+            healthy = True  # it answered; one that died since is found out when next taken
             return reply
         except Cancelled:
             raise
@@ -589,20 +603,31 @@ class WorkerPool:
                 return self._started()  # a process start: a few milliseconds, rare
             try:
                 await waiter
-            finally:
+            except BaseException:
                 with self._cond:
-                    if (loop, waiter) in self._async_waiters:
+                    woken = (loop, waiter) not in self._async_waiters
+                    if not woken:
                         self._async_waiters.remove((loop, waiter))
+                if woken:  # woken, then cancelled before it looked: the next one looks instead
+                    self._wake_async(one=True)
+                raise
 
-    def _wake_async(self) -> None:
-        """Let every task waiting for a worker look again (from any thread)."""
-        with self._cond:
-            waiters, self._async_waiters = self._async_waiters, []
-        for loop, waiter in waiters:
-            try:
-                loop.call_soon_threadsafe(_wake, waiter)
-            except RuntimeError:  # that loop is closed: nobody waits there any more
-                pass
+    def _wake_async(self, *, one: bool = False) -> None:
+        """Let every task waiting for a worker look again (from any thread); with ``one``, the
+        one waiting longest (a worker was released: one can have it). Waking them all at each
+        release woke every waiting verification, once per file, for one to find the worker."""
+        while True:
+            with self._cond:
+                if one:
+                    waiters = self._async_waiters[:1]
+                    del self._async_waiters[:1]
+                else:
+                    waiters, self._async_waiters = self._async_waiters, []
+            woke = False
+            for loop, waiter in waiters:
+                woke = _wake_in(loop, waiter) or woke
+            if woke or not waiters or not one:
+                return
 
     def _release(self, w: _Worker, healthy: bool) -> None:
         with self._cond:
@@ -611,7 +636,7 @@ class WorkerPool:
             if keep:
                 self._idle.append(w)
             self._cond.notify()
-        self._wake_async()
+        self._wake_async(one=True)
         if not keep:
             if healthy:
                 w.stop()  # the pool closed meanwhile

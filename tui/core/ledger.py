@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -67,7 +68,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import NotRequired, TypedDict, TypeVar
 
 from tui.core import clock, isolation
 from tui.core.config import ReportConfig, default_ledger_path
@@ -79,6 +80,7 @@ from tui.core.status import VerifyStatus
 
 log = logging.getLogger("report_keeper.ledger")
 
+_T = TypeVar("_T")
 
 MIGRATIONS: list[str] = [
     # 1: the first schema.
@@ -518,8 +520,8 @@ def verification_context(report: ReportConfig | None, delivered_at: datetime | N
     key: dict[str, object] = {
         "v": VERIFY_CACHE_VERSION,
         "report": report.name if report is not None else None,
-        "expected_columns": [" ".join(c.split()).casefold()
-                             for c in (report.expected_columns if report is not None else ())],
+        "expected_columns": tuple(" ".join(c.split()).casefold()
+                                  for c in (report.expected_columns if report is not None else ())),
         "min_rows": report.min_rows if report is not None else None,
         "anonymize_days": report.anonymize_days if report is not None else None,
         "covered": covered.isoformat() if covered else None,
@@ -531,7 +533,14 @@ def verification_context(report: ReportConfig | None, delivered_at: datetime | N
         key["memory_limit"] = int(memory_limit)
     if time_limit is not None and float(time_limit) != isolation.DEFAULT_TIME_LIMIT:
         key["time_limit"] = float(time_limit)
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    return _context_digest(tuple(sorted(key.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _context_digest(items: tuple[tuple[str, object], ...]) -> str:
+    """The digest of a verification context's key (the same for every file of a report and
+    run: a sync asks once per file). Tuples are written as JSON lists, as the lists were."""
+    return hashlib.sha256(json.dumps(dict(items), sort_keys=True).encode()).hexdigest()[:32]
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -1024,17 +1033,33 @@ class Ledger:
                 with self._lock:
                     batch.suspended -= 1
 
-    def before_commit(self, key: str, step: Callable[[], object]) -> None:
+    def before_commit(self, key: str, step: Callable[[], object], *, wait: bool = True) -> bool:
         """Have ``step`` done before any record written from now on is committed: inside a
         batch, once (per ``key``) just before the batch's next commit; otherwise now. For what
         records rely on being on the disk first (a folder's new entries: one fsync per folder
-        and commit instead of one per file). ``step`` runs with the ledger's lock held."""
+        and commit instead of one per file). ``step`` runs with the ledger's lock held.
+
+        ``wait=False`` (asked on an event loop): only if that is quick, a batch open and no
+        other thread holding the ledger (a commit runs its steps and fsyncs with it held);
+        False, and nothing done, otherwise (ask again where waiting holds up nothing)."""
+        if not wait:
+            if not self._lock.acquire(blocking=False):
+                return False
+            try:
+                batch = self._batch[0]
+                if batch is None or batch.suspended:
+                    return False  # the step would run now: an fsync
+                batch.before_commit.setdefault(key, step)
+                return True
+            finally:
+                self._lock.release()
         with self._lock:
             batch = self._batch[0]
             if batch is not None and not batch.suspended:
                 batch.before_commit.setdefault(key, step)
-                return
+                return True
         step()
+        return True
 
     def after_commit(self, step: Callable[[], object]) -> None:
         """Have ``step`` done once what was written until now is committed: inside a batch
@@ -1048,6 +1073,36 @@ class Ledger:
                 batch.after_commit.append(step)
                 return
         step()
+
+    def write_at_once(self, call: Callable[[], _T]) -> tuple[bool, _T | None]:
+        """Run ``call`` (writes of this ledger) in the calling thread if it cannot wait: no
+        other thread holds the ledger (its lock is free now) and the open batch's transaction
+        is begun (so no write has to wait for another process's lock on the file); ``(True,
+        its result)``. Otherwise ``(False, None)`` and ``call`` is not run: run it where a wait
+        holds up nothing (a writer thread). What ``call`` raises is raised. Lets an event loop
+        make the many quick writes of a batch itself instead of handing each to a thread."""
+        if not self._lock.acquire(blocking=False):
+            return False, None
+        try:
+            batch = self._batch[0]
+            if (batch is None or batch.suspended or batch.failed is not None or batch.locked_out
+                    or not self._conn.in_transaction):
+                return False, None
+            return True, call()
+        finally:
+            self._lock.release()
+
+    def read_at_once(self, call: Callable[[], _T]) -> tuple[bool, _T | None]:
+        """Run ``call`` (reads of this ledger) in the calling thread if no other thread holds
+        the ledger now (a commit, a write waiting for another process's lock, the app's
+        snapshot); ``(True, its result)``, else ``(False, None)`` without running it. Reads
+        never wait for other processes (WAL), so an event loop may ask this itself."""
+        if not self._lock.acquire(blocking=False):
+            return False, None
+        try:
+            return True, call()
+        finally:
+            self._lock.release()
 
     @property
     def batch_open(self) -> bool:
@@ -1232,8 +1287,11 @@ class Ledger:
                     f"the ledger {self.path} has schema version {version}, newer than this "
                     f"release understands ({SCHEMA_VERSION}); upgrade report-keeper"
                 )
+            if version == 0:
+                log.info("ledger: a new ledger, schema %d", SCHEMA_VERSION)
             for number in range(version, SCHEMA_VERSION):
-                log.info("ledger: migrating schema %d -> %d", number, number + 1)
+                if version:  # (a new ledger's steps are not news)
+                    log.info("ledger: migrating schema %d -> %d", number, number + 1)
                 # executescript would COMMIT our transaction; run statement by statement.
                 for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():

@@ -17,10 +17,11 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 
 from tui.core import clock, isolation
@@ -239,30 +240,33 @@ async def verify_cached_async(
     sha256: str | None,
     run_day: date | None = None,
     name: str | None = None,
+    writer: Callable[[Callable[[], VerifyOutcome]], Awaitable[VerifyOutcome]] | None = None,
 ) -> VerifyOutcome:
     """:func:`verify_cached` for asyncio code (``sync``): the worker's reply is read by the
-    event loop and the ledger asked on it (its record is written in a thread, where a wait for
-    another process's lock on the ledger holds up nothing else), so no thread waits per file. Cancelling
-    the awaiting task stops the worker reading the file."""
+    event loop and the ledger asked on it when no other thread holds it (else in a thread; its
+    record is written in a thread, where a wait for another process's lock on the ledger holds
+    up nothing else), so no thread waits per file. Cancelling
+    the awaiting task stops the worker reading the file. ``writer(call)``: runs the record's
+    write in a thread and awaits it (the sync's writer thread, with its other records; default:
+    a thread of the loop's pool)."""
     pool = isolation.shared_pool()
-    context, hit = _from_cache(path, report, delivered_at, ledger=ledger, sha256=sha256,
-                               run_day=run_day, judge_day=True, name=name, pool=pool)
+    context, hit = await _from_cache_async(path, report, delivered_at, ledger=ledger, sha256=sha256,
+                                           run_day=run_day, name=name, pool=pool)
     if hit is not None:
         return hit
     result = await validate_file_async(path, report, delivered_at, run_day=run_day, name=name, pool=pool)
     # Recording may wait for another process's lock on the ledger: in a thread, not on the loop.
-    return await asyncio.to_thread(_remembered, result, context, ledger=ledger, sha256=sha256,
-                                   path=path, name=name)
+    remember = partial(_remembered, result, context, ledger=ledger, sha256=sha256, path=path, name=name)
+    if writer is not None:
+        return await writer(remember)
+    return await asyncio.to_thread(remember)
 
 
 def _from_cache(path: Path, report: ReportConfig | None, delivered_at: datetime | None, *,
                 ledger: Ledger | None, sha256: str | None, run_day: date | None, judge_day: bool,
                 name: str | None, pool: isolation.WorkerPool) -> tuple[str, VerifyOutcome | None]:
     """The cache key of this verification, and the cached outcome when there is one."""
-    # The limits the file would be read under belong to the key: after they are raised, a
-    # file found too large before is read again (docs/WORKBOOK_ISOLATION.md).
-    context = verification_context(report, delivered_at, run_day, judge_day=judge_day,
-                                   memory_limit=pool.memory_limit, time_limit=pool.time_limit)
+    context = _context(report, delivered_at, run_day, judge_day, pool)
     if sha256 is None or ledger is None:
         return context, None
     try:
@@ -270,13 +274,45 @@ def _from_cache(path: Path, report: ReportConfig | None, delivered_at: datetime 
     except LEDGER_ERRORS as exc:
         log.warning("verification cache unavailable: %s", type(exc).__name__)
         return context, None
-    if cached is None:
+    return context, _cached_outcome(cached, report, delivered_at, run_day, sha256)
+
+
+async def _from_cache_async(path: Path, report: ReportConfig | None, delivered_at: datetime | None, *,
+                            ledger: Ledger | None, sha256: str | None, run_day: date | None,
+                            name: str | None, pool: isolation.WorkerPool) -> tuple[str, VerifyOutcome | None]:
+    """:func:`_from_cache` on an event loop: the ledger asked there when no other thread holds
+    it, else in a thread (a commit holds it through its fsync: the loop does not wait for that)."""
+    context = _context(report, delivered_at, run_day, True, pool)
+    if sha256 is None or ledger is None:
         return context, None
+    lookup = partial(ledger.cached_verification, sha256, context, path=str(path), name=name)
+    try:
+        asked, cached = ledger.read_at_once(lookup)
+        if not asked:
+            cached = await asyncio.to_thread(lookup)
+    except LEDGER_ERRORS as exc:
+        log.warning("verification cache unavailable: %s", type(exc).__name__)
+        return context, None
+    return context, _cached_outcome(cached, report, delivered_at, run_day, sha256)
+
+
+def _context(report: ReportConfig | None, delivered_at: datetime | None, run_day: date | None,
+             judge_day: bool, pool: isolation.WorkerPool) -> str:
+    # The limits the file would be read under belong to the key: after they are raised, a
+    # file found too large before is read again (docs/WORKBOOK_ISOLATION.md).
+    return verification_context(report, delivered_at, run_day, judge_day=judge_day,
+                                memory_limit=pool.memory_limit, time_limit=pool.time_limit)
+
+
+def _cached_outcome(cached: VerifyResult | None, report: ReportConfig | None, delivered_at: datetime | None,
+                    run_day: date | None, sha256: str) -> VerifyOutcome | None:
+    if cached is None:
+        return None
     covered = None
     if report is not None and delivered_at is not None:
         run = run_day or report.placed_run_day(delivered_at)
         covered = report.covered_day(run) if run is not None else None
-    return context, VerifyOutcome(replace(cached, delivered_at=delivered_at, covered_day=covered), sha256, True)
+    return VerifyOutcome(replace(cached, delivered_at=delivered_at, covered_day=covered), sha256, True)
 
 
 def _remembered(result: VerifyResult, context: str, *, ledger: Ledger | None, sha256: str | None,

@@ -37,6 +37,8 @@ class SharedRotatingHandler(logging.handlers.RotatingFileHandler):
     """
 
     _identity: tuple[int, int] | None = None  # (device, inode) of the file this handler writes to
+    #: The size of that file as the last look at the log found it (None: not known).
+    _size: int | None = None
 
     def _open(self) -> io.TextIOWrapper:
         # Made private (0600) whatever the umask, also the new log a rotation starts; never
@@ -56,6 +58,7 @@ class SharedRotatingHandler(logging.handlers.RotatingFileHandler):
         """Make sure this handler writes to the file that is the log now (the log may have
         been rotated or removed by another process); False if the log is not a regular file
         (never rotated, as the standard handler does)."""
+        self._size = None
         try:
             now = os.stat(self.baseFilename)
         except OSError:
@@ -69,8 +72,11 @@ class SharedRotatingHandler(logging.handlers.RotatingFileHandler):
                 return True
             self.stream.close()
             self.stream = fresh
+            return True
         if self.stream is None:
             self.stream = self._open()
+        elif now is not None:  # the file this handler writes to: its size, without asking again
+            self._size = now.st_size
         return True
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:
@@ -81,7 +87,8 @@ class SharedRotatingHandler(logging.handlers.RotatingFileHandler):
         log to the file that is the log now)."""
         if not self._follow() or self.maxBytes <= 0 or self.stream is None:
             return False
-        return os.fstat(self.stream.fileno()).st_size + size >= self.maxBytes
+        have = self._size if self._size is not None else os.fstat(self.stream.fileno()).st_size
+        return have + size >= self.maxBytes
 
     def emit(self, record: logging.LogRecord) -> None:
         """One record, one ``write()`` on the log's ``O_APPEND`` descriptor: Linux appends it
@@ -140,6 +147,12 @@ def setup_logging(level: int = logging.INFO) -> Path | None:
     except OSError:
         return None
     handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
+    # What no record shows is not gathered for each (the logging module's documented switches):
+    # the caller's file, line and function (a walk up the stack per record), thread names and
+    # the multiprocessing name. A sync logs a line or two per file.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False

@@ -65,7 +65,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from enum import StrEnum
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 import asyncssh
 
@@ -216,20 +216,57 @@ def _place(part: Path, local_dir: Path, remote: RemoteFile, digest: str,
                          "Move the old copies out of the folder and download again.")
 
 
-def _finish(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: str,
-            local_name: str | None = None,
-            sync_dir: Callable[[Path], object] | None = None) -> tuple[Path, Placed]:
-    """fsync, size check, placing under the final name, fsync of the folder (in a thread)."""
-    os.fsync(fd)
-    if os.fstat(fd).st_size != remote.size:
+class DirSync(Protocol):
+    """``sync_dir(folder)``: makes ``folder``'s new entry durable before anything relies on it
+    (may wait: called in a thread). With ``wait=False`` (asked on the event loop) only when it
+    can at once: a false answer means nothing was done."""
+
+    def __call__(self, folder: Path, *, wait: bool = True) -> object: ...
+
+
+def _size_checked(fd: int, remote: RemoteFile) -> os.stat_result:
+    info = os.fstat(fd)
+    if info.st_size != remote.size:
         err = TransferFailed(f"The part file of '{remote.name}' has the wrong size after writing.",
                              "It is downloaded again.", transient=True)
         err.todo_given_up = (
             "No attempt is left ({attempts} made), so it was not downloaded. The next sync tries "
             "again; if it fails the same way, check the disk that holds the local folder.")
         raise err
+    return info
+
+
+def _placed_at_once(fd: int, part: Path, local_dir: Path, remote: RemoteFile,
+                    local_name: str | None) -> Path | None:
+    """The usual placing, on the event loop: the fsync'ed part linked under the copy's first
+    name (a few quick system calls, as a block's write is), as :func:`_place` would; None when
+    that name is taken or the file system has no hard links (then :func:`_finish`, in a thread:
+    comparing with a file in place reads it)."""
+    info = _size_checked(fd, remote)
+    target = local_dir / (local_name if local_name is not None else local_name_of(remote))
+    try:
+        os.link(part, target)
+    except OSError:
+        return None
+    part.unlink()
+    parts.drop_record(part.parent, remote)
+    if stat.S_IMODE(info.st_mode) != 0o600:
+        os.chmod(target, 0o600)
+    return target
+
+
+def _finish(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: str,
+            local_name: str | None = None,
+            sync_dir: DirSync | None = None, *, fsynced: bool = False) -> tuple[Path, Placed]:
+    """fsync (unless ``fsynced``), size check, placing under the final name, fsync of the
+    folder (in a thread)."""
+    if not fsynced:
+        os.fsync(fd)
+    info = _size_checked(fd, remote)
     final, status = _place(part, local_dir, remote, digest, local_name)
-    if status != SAME:  # a file found in place keeps its permissions: it is not ours to change
+    # A file found in place keeps its permissions: it is not ours to change. Ours (the part's
+    # inode, made 0600 less the umask) is set to 0600 unless it is that already.
+    if status != SAME and stat.S_IMODE(info.st_mode) != 0o600:
         os.chmod(final, 0o600)
     if sync_dir is None:
         fsync_dir(local_dir)
@@ -321,14 +358,22 @@ async def _resumable(conn: SftpConnection, f: asyncssh.SFTPClientFile, fd: int, 
     return False
 
 
+class HeldCheck(Protocol):
+    """``already_held(remote)``: whether another process has just finished this very copy (it
+    may wait for that process's record, in a thread). With ``wait=False`` (asked on the event
+    loop) it must not wait: None when it cannot tell at once."""
+
+    def __call__(self, remote: RemoteFile, *, wait: bool = True) -> bool | None: ...
+
+
 def _claim(local_dir: Path, work: Path, remote: RemoteFile,
-           already_held: Callable[[RemoteFile], bool] | None) -> tuple[int, int, bool]:
+           already_held: HeldCheck | None) -> tuple[int, int, bool]:
     """Check the working folder, open and lock the part file; ``(fd, bytes to resume from,
     held by now)`` (in a thread)."""
     work = parts.ensure_work_dir(local_dir)
     fd, have = parts.lock_part(work, remote)
     try:
-        held = already_held is not None and already_held(remote)
+        held = already_held is not None and bool(already_held(remote))
     except BaseException:
         os.close(fd)
         raise
@@ -336,9 +381,25 @@ def _claim(local_dir: Path, work: Path, remote: RemoteFile,
 
 
 async def _claimed(local_dir: Path, work: Path, remote: RemoteFile,
-                   already_held: Callable[[RemoteFile], bool] | None) -> tuple[int, int, bool]:
-    """:func:`_claim` in a thread. Cancelled meanwhile, the thread still finishes: what it
+                   already_held: HeldCheck | None) -> tuple[int, int, bool]:
+    """:func:`_claim`: on the event loop when the working folder is in order (the part file
+    is then made and locked here: a few quick system calls, as each block's write is), with
+    ``already_held`` asked here first and, only when it cannot tell at once, in a thread (where
+    it may wait), the part staying locked meanwhile. A hop to a thread per file (waking it,
+    passing the interpreter's lock back and forth) cost more than all of that. Otherwise all
+    of it in a thread; cancelled while the thread runs, the thread still finishes: what it
     opened is closed then (the part's lock with it), never left open."""
+    if parts.work_dir_ready(local_dir):
+        fd, have = parts.lock_part(work, remote)
+        try:
+            held = False if already_held is None else already_held(remote, wait=False)
+            if held is None:
+                assert already_held is not None
+                held = await asyncio.to_thread(already_held, remote)
+        except BaseException:  # cancelled too: the thread only reads, the part is let go
+            os.close(fd)
+            raise
+        return fd, have, bool(held)
     claim = asyncio.ensure_future(asyncio.to_thread(_claim, local_dir, work, remote, already_held))
     try:
         return await asyncio.shield(claim)
@@ -351,13 +412,32 @@ async def _claimed(local_dir: Path, work: Path, remote: RemoteFile,
         raise
 
 
+async def _finished(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: str,
+                    local_name: str | None, sync_dir: DirSync) -> tuple[Path, Placed]:
+    """:func:`_finish` with only what may wait in a thread: the fsync (waited for, also when
+    cancelled meanwhile: the descriptor is closed only after it), and, when the usual
+    placing cannot be done at once, the placing; the folder's entry is handed to ``sync_dir``
+    at once when it takes it so. Each hop to a thread wakes it and passes the interpreter's
+    lock back and forth once for every system call it makes while the event loop runs."""
+    syncing = asyncio.ensure_future(asyncio.to_thread(os.fsync, fd))
+    await _settle([syncing])
+    syncing.result()
+    final = _placed_at_once(fd, part, local_dir, remote, local_name)
+    if final is None:
+        return await asyncio.to_thread(_finish, fd, part, local_dir, remote, digest, local_name,
+                                       sync_dir, fsynced=True)
+    if not sync_dir(local_dir, wait=False):
+        await asyncio.to_thread(sync_dir, local_dir)
+    return final, NEW
+
+
 async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, local_dir: Path | str, *,
                    progress: Callable[[int, int], object] | None = None,
                    gate: asyncio.Event | None = None,
                    max_requests: int = MAX_REQUESTS,
-                   already_held: Callable[[RemoteFile], bool] | None = None,
+                   already_held: HeldCheck | None = None,
                    local_name: str | None = None,
-                   sync_dir: Callable[[Path], object] | None = None,
+                   sync_dir: DirSync | None = None,
                    hold_placed: Callable[[Path, int], object] | None = None) -> DownloadResult:
     """Download one file into ``local_dir`` safely; see the module docstring.
 
@@ -392,9 +472,9 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
 async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, local_dir: Path,
                     work: Path, progress: Callable[[int, int], object] | None,
                     gate: asyncio.Event | None, max_requests: int, counter: list[int],
-                    already_held: Callable[[RemoteFile], bool] | None,
+                    already_held: HeldCheck | None,
                     local_name: str | None = None,
-                    sync_dir: Callable[[Path], object] | None = None,
+                    sync_dir: DirSync | None = None,
                     hold_placed: Callable[[Path, int], object] | None = None) -> DownloadResult:
     size = remote.size
     part = work / parts.part_name(remote)
@@ -421,8 +501,8 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
     writing: asyncio.Future[int] | None = None  # the block the writer thread is writing
     try:
         try:
-            # Creating and locking the part (and asking the ledger) waits on the file system:
-            # one hop to a thread, so the other transfers go on meanwhile.
+            # Creating and locking the part, and asking the ledger: here when nothing has to
+            # wait, else in a thread, so the other transfers go on meanwhile (_claimed).
             fd, have, held = await _claimed(local_dir, work, remote, already_held)
             if held:
                 if have == 0:
@@ -554,9 +634,12 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
         if written != size:
             raise _changed(remote, f"it ended after {pos} of the listed {size} bytes")
         digest = h.hexdigest()
-        try:  # one hop to a thread for all the blocking file-system work
-            final, status = await asyncio.to_thread(_finish, fd, part, local_dir, remote, digest,
-                                                    local_name, sync_dir)
+        try:
+            if sync_dir is None:  # one hop to a thread for all the blocking file-system work
+                final, status = await asyncio.to_thread(_finish, fd, part, local_dir, remote, digest,
+                                                        local_name, sync_dir)
+            else:
+                final, status = await _finished(fd, part, local_dir, remote, digest, local_name, sync_dir)
         except OSError as exc:
             raise local_err(exc) from None
         placed = True

@@ -123,6 +123,8 @@ def ensure_work_dir(local_dir: Path | str) -> Path:
     refused with :class:`LocalWriteFailed` rather than written through.
     """
     local_dir = Path(local_dir)
+    if work_dir_ready(local_dir):  # every download asks: three stats when all is in order
+        return work_dir(local_dir)
     ensure_private_dir(local_dir)
     for folder in (local_dir / WORK_DIR_NAME, work_dir(local_dir)):
         try:
@@ -142,6 +144,21 @@ def ensure_work_dir(local_dir: Path | str) -> Path:
         if info.st_mode & 0o777 != 0o700:
             os.chmod(folder, 0o700)
     return work_dir(local_dir)
+
+
+def work_dir_ready(local_dir: Path | str) -> bool:
+    """``local_dir`` is a private folder (0700, ours; it may be reached through a link) and
+    each level of the working folder in it a real folder of ours, 0700: nothing to create,
+    refuse or tighten (what :func:`ensure_work_dir` does otherwise)."""
+    uid = os.getuid()
+    top = os.path.join(local_dir, WORK_DIR_NAME)
+    try:
+        for info in (os.stat(local_dir), os.lstat(top), os.lstat(os.path.join(top, PARTS_DIR))):
+            if not statmod.S_ISDIR(info.st_mode) or info.st_uid != uid or info.st_mode & 0o777 != 0o700:
+                return False
+    except OSError:
+        return False
+    return True
 
 
 def part_progress(local_dir: Path | str, remote: RemoteFile) -> int:

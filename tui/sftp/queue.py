@@ -33,7 +33,7 @@ from tui.core import clock
 from tui.core.model import JobState, RemoteFile
 from tui.sftp import parts
 from tui.sftp.client import SftpConnection
-from tui.sftp.download import DownloadResult, Placed, download
+from tui.sftp.download import DirSync, DownloadResult, HeldCheck, Placed, download
 from tui.sftp.errors import (
     AuthFailed,
     ConnectFailed,
@@ -135,7 +135,7 @@ class Job:
     cancel_requested: bool = False
     finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     #: Asked before the first byte: True when another process has just fetched this copy.
-    already_held: Callable[[RemoteFile], bool] | None = field(default=None, repr=False)
+    already_held: HeldCheck | None = field(default=None, repr=False)
     #: Placed under this name instead of the server's (a version of a rolling report).
     local_name: str | None = None
 
@@ -153,7 +153,7 @@ class TransferQueue:
                  events: asyncio.Queue[TransferEvent] | None = None, max_attempts: int = 5,
                  backoff_base: float = 1.0, backoff_max: float = 30.0,
                  progress_interval: float = 0.1, connection: SftpConnection | None = None,
-                 sync_dir: Callable[[Path], object] | None = None,
+                 sync_dir: DirSync | None = None,
                  hold_placed: Callable[[Path, int], object] | None = None) -> None:
         """``sync_dir``: given to every :func:`tui.sftp.download.download` (the caller makes
         each download's folder durable before relying on it, instead of one fsync per file);
@@ -184,7 +184,7 @@ class TransferQueue:
 
     # -- control
     def add(self, remote: RemoteFile, remote_dir: str, local_dir: Path | str, *,
-            already_held: Callable[[RemoteFile], bool] | None = None,
+            already_held: HeldCheck | None = None,
             local_name: str | None = None) -> Job:
         """Queue one download; returns its :class:`Job` (``job.id`` for cancel).
 
