@@ -7,7 +7,8 @@ files of its own, inside the data folder, and a name of letters, digits, ``-``, 
 ``.`` keeps the very paths earlier releases gave it (an existing library's history and
 downloads never move). Names that cannot name a folder (empty, ``.``, ``..``) or that are too
 long for a file name are refused with what to do; a history an earlier release kept under
-the raw name is never left behind for a new, empty ledger.
+the raw name is never left behind for a new, empty ledger (used where it is when it is the
+profile's beyond doubt, tests/test_profile_upgrade.py; else the profile stops and says why).
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def test_a_name_with_a_line_break_is_refused_already(tmp_path):
 
 def _earlier_ledger(name: str) -> Path:
     """Where an earlier release kept the ledger of profile ``name``: its raw name."""
-    path = _data() / f"ledger-{name}.sqlite3"
+    path = Path(os.path.normpath(_data() / f"ledger-{name}.sqlite3"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"SQLite format 3\x00 (a history)")
     return path
@@ -155,28 +156,37 @@ def _earlier_ledger(name: str) -> Path:
 def test_a_ledger_an_earlier_release_kept_under_the_raw_name_is_never_left_behind(tmp_path, capsys):
     """A library named 'Main Library' kept its history in 'ledger-Main Library.sqlite3':
     starting an empty ledger under the new name would download everything again and forget
-    every verdict. The profile stops (exit 3) naming both files and the two ways on."""
+    every verdict. Its own beyond doubt, it is used where it is (tests/test_profile_upgrade.py);
+    while another profile's settings name it too, the profile stops (exit 3) naming both files
+    and the way on."""
     old = _earlier_ledger("Main Library")
     cfg = _config(tmp_path, ["Main Library", "other"])
     config = load_config(cfg)
     assert config.profile("other").problem is None
     new = _data() / "ledger-Main%20Library.sqlite3"
+    assert config.profile("Main Library").ledger_path == old
+    assert [k.setting for k in config.profile("Main Library").earlier_paths] == ["ledger"]
+    shared = _config(tmp_path, ["Main Library", "other"], {"other": f"ledger = {_toml(str(old))}"},
+                     file="shared.toml")
     with pytest.raises(ConfigError) as info:
-        config.profile("Main Library")
+        load_config(shared).profile("Main Library")
     message = str(info.value)
     assert info.value.key.endswith(".ledger")
     assert str(old) in message and str(new) in message and "ledger = " in message, message
-    assert main(["check", "--offline", "--config", str(cfg), "--profile", "Main Library"]) == 3
+    assert "'other'" in message and "move it" not in message, message
+    assert main(["check", "--offline", "--config", str(shared), "--profile", "Main Library"]) == 3
     err = capsys.readouterr().err
     assert str(old) in err and str(new) in err and len(err.splitlines()) == 1, err
     assert not new.exists() and old.read_bytes().startswith(b"SQLite format 3")
-    # kept where it is: the profile names it
+    # kept where it is: the profile names it, and nothing is said
     kept = load_config(_config(tmp_path, ["Main Library"], {"Main Library": f"ledger = {_toml(str(old))}"},
                                file="kept.toml"))
     assert kept.profile("Main Library").ledger_path == old
+    assert kept.profile("Main Library").earlier_paths == ()
     # moved to the new name: that one is used
     old.rename(new)
     assert load_config(cfg).profile("Main Library").ledger_path == new
+    assert load_config(cfg).profile("Main Library").earlier_paths == ()
 
 
 def test_a_ledger_file_another_profile_kept_under_this_profiles_new_name_is_not_taken(tmp_path):
@@ -230,16 +240,17 @@ def test_profile_built_in_code_uses_the_same_names():
 
 
 def test_a_ledger_and_a_folder_left_behind_are_named_in_one_line(tmp_path):
-    """Both at once: one line says both, so the profile is fixed in one go."""
-    old_ledger = _earlier_ledger("Main Library")
-    old_folder = _data() / "reports" / "Main Library"
+    """Both at once: one line says both, so the profile is fixed in one go ('x/y' made
+    sub-folders of the raw name: nothing there is taken for the profile without a word)."""
+    old_ledger = _earlier_ledger("x/y")
+    old_folder = _data() / "reports" / "x" / "y"
     old_folder.mkdir(parents=True)
     (old_folder / "Loans_20260301_070000.xlsx").write_bytes(b"PK")
-    problem = load_config(_config(tmp_path, ["Main Library"])).profiles["Main Library"].problem
+    problem = load_config(_config(tmp_path, ["x/y"])).profiles["x/y"].problem
     assert problem is not None and problem.key.endswith(".ledger")
     message = str(problem)
-    for path in (old_ledger, old_folder, _data() / "ledger-Main%20Library.sqlite3",
-                 _data() / "reports" / "Main%20Library"):
+    for path in (old_ledger, old_folder, _data() / "ledger-x%2Fy.sqlite3",
+                 _data() / "reports" / "x%2Fy"):
         assert str(path) in message, message
     assert "ledger = " in message and "local_dir = " in message and len(message.splitlines()) == 1
     assert message.count("%XX") == 1

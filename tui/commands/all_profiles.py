@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from tui.commands.common import OptionError, one_line, require_local_dir, terminal_passphrase_cb
+from tui.commands.common import (
+    OptionError,
+    log_earlier_paths,
+    one_line,
+    require_local_dir,
+    terminal_passphrase_cb,
+)
 from tui.core import status as st
 from tui.core.config import ConfigError, Profile, load_config
 from tui.core.ledger import Ledger, LedgerError
@@ -106,6 +112,8 @@ def unusable(profiles: Iterable[Profile], *, need_local_dir: bool) -> dict[str, 
         except ConfigError as exc:
             log.error("profile %s cannot run: %s", profile.name, escape_name(str(exc)))
             found[profile.name] = exc
+        else:
+            log_earlier_paths(profile)
     return found
 
 

@@ -25,6 +25,8 @@ from tui.commands import all_profiles
 from tui.commands.common import (
     INTERRUPTED,
     add_profile_arguments,
+    earlier_paths_json,
+    earlier_paths_lines,
     error_document,
     fail_usage,
     interrupted_document,
@@ -148,7 +150,8 @@ def _check(profile: Profile, ledger: Ledger, connection: ConnectionStatus) -> _C
     except (sqlite3.Error, LedgerError) as exc:  # locked by another run too long, disk full, damaged
         return _ledger_failed(profile, connection, exc)
     document: dict[str, object] = {**_with_folders(report.to_json(), folder_of), "refused": refused,
-                                   "ignored": ignored, "folders": [escape_name(f) for f in profile.folders]}
+                                   "ignored": ignored, "folders": [escape_name(f) for f in profile.folders],
+                                   "earlier_paths": earlier_paths_json(profile)}
     return _Checked(int(report.exit_code), document, report)
 
 
@@ -158,7 +161,7 @@ def _ledger_failed(profile: Profile, connection: ConnectionStatus, exc: BaseExce
                "wait for a running sync to finish and try again, or check the disk")
     return _Checked(int(st.Exit.CRITICAL), {
         "status": "critical", "connection": connection.to_json(), "reports": [], "refused": [],
-        "error": message, "error_kind": "ledger"})
+        "earlier_paths": earlier_paths_json(profile), "error": message, "error_kind": "ledger"})
 
 
 def _interrupted() -> _Checked:
@@ -180,6 +183,10 @@ def _write_human(checked: _Checked, profile: Profile, width: int) -> None:
     sys.stdout.write(render(checked.report, profile, width=width))
     line = summary_line(checked.notify) if checked.notify is not None else None
     if line:
+        sys.stdout.write(line + "\n")
+    # A ledger or folder of an earlier release used where it is: the run goes on, a person
+    # reads it here (and in the log, and in the document's earlier_paths).
+    for line in earlier_paths_lines(profile):
         sys.stdout.write(line + "\n")
 
 

@@ -49,7 +49,25 @@ def load_profile(args: argparse.Namespace, *, need_local_dir: bool = False):
     profile = config.profile(getattr(args, "profile", None))
     if need_local_dir:
         require_local_dir(profile)
+    log_earlier_paths(profile)
     return profile
+
+
+def log_earlier_paths(profile: Profile) -> None:
+    """A warning in the log for each ledger or folder an earlier release kept under the
+    profile's raw name that the profile uses where it is (``Profile.earlier_paths``)."""
+    for kept in profile.earlier_paths:
+        log.warning("%s", kept.message)
+
+
+def earlier_paths_lines(profile: Profile) -> list[str]:
+    """The same for a person (the commands' human output), one line each."""
+    return [f"report-keeper: warning: {escape_text(kept.message)}" for kept in profile.earlier_paths]
+
+
+def earlier_paths_json(profile: Profile) -> list[dict[str, str]]:
+    """The same for the JSON documents of ``sync`` and ``check`` (``earlier_paths``)."""
+    return [kept.to_json() for kept in profile.earlier_paths]
 
 
 def for_shell(results: Iterable[VerifyResult], args: argparse.Namespace,
@@ -415,12 +433,12 @@ def fail_usage(message: str | Exception, args: argparse.Namespace | None = None,
 _EMPTY_FIELDS: dict[str | None, dict[str, object]] = {
     "sync": {"downloaded": [], "skipped": [], "failed": [], "refused": [], "files": [], "lost": [],
              "lost_versions": [], "refetched": [], "missing_locally": [], "ignored": [], "folders": [],
-             "purged": [], "waiting_for_export": [], "purge_errors": []},
+             "purged": [], "waiting_for_export": [], "purge_errors": [], "earlier_paths": []},
     "purge": {"dry_run": False, "policy": {}, "purged": [], "waiting_for_export": [], "errors": [],
               "withdrawn": [], "parts_removed": 0, "cache_entries_removed": 0,
               "refused": None},
     "check": {"now": None, "connection": {"ok": None, "message": "", "write_test": "skipped", "steps": {}},
-              "reports": [], "refused": [], "ignored": [], "folders": []},
+              "reports": [], "refused": [], "ignored": [], "folders": [], "earlier_paths": []},
     "verify": {"files": []},
     "export": {"out": None, "format": None, "rows": 0, "files": 0, "reports": [], "since": None, "until": None,
                "columns": [], "pseudonymized_columns": [], "pseudonymized": False, "identifier_columns": [],

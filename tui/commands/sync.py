@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, TextIO, TypeVar
 from tui.commands import all_profiles, processes
 from tui.commands.common import (
     add_profile_arguments,
+    earlier_paths_json,
+    earlier_paths_lines,
     error_document,
     fail_usage,
     for_shell,
@@ -154,14 +156,29 @@ def _run(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     # Alerts (e-mail, webhook, ping) once the result is recorded; they never change it.
     notify = _alerts(profile, result)
     if args.json:
-        print_json({**result.to_json(), **({"notify": notify} if notify is not None else {})})
+        print_json(_document(result, profile, notify))
     _summary(result, profile, out)
     line = _alerts_line(notify)
     if line:
         out.write(line + "\n")
+    _earlier_paths(profile, out)
     log.info("sync finished: %s, %d downloaded, %d failed", st.overall_name(result.status),
              len(result.downloaded), len(result.failed))
     return int(result.status)
+
+
+def _document(result: SyncResult, profile: Profile, notify: NotifyDocument | None) -> dict[str, object]:
+    """A profile's ``sync --json`` document: the result's, the ledger and folder an earlier
+    release kept that it uses where they are, and the alerts' outcome."""
+    return {**result.to_json(), "earlier_paths": earlier_paths_json(profile),
+            **({"notify": notify} if notify is not None else {})}
+
+
+def _earlier_paths(profile: Profile, out: TextIO) -> None:
+    """Each ledger or folder of an earlier release used where it is, said after the summary
+    (a cron job mails it; the run goes on)."""
+    for line in earlier_paths_lines(profile):
+        out.write(line + "\n")
 
 
 T = TypeVar("T")
@@ -364,13 +381,14 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         if share:  # the parent may have gone since the watch ended (or while an alert is sent)
             processes.check_parent(args.share_parent)
         notify = _alerts(profile, result)
-        documents[profile.name] = {**result.to_json(), **({"notify": notify} if notify is not None else {})}
+        documents[profile.name] = _document(result, profile, notify)
         codes[profile.name] = int(result.status)
         out.write(f"== {escape_name(profile.name)}\n")
         _summary(result, profile, out)
         line = _alerts_line(notify)
         if line:
             out.write(line + "\n")
+        _earlier_paths(profile, out)
     code, document = all_profiles.combined(codes, documents)
     if share:
         processes.check_parent(args.share_parent)

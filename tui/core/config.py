@@ -369,6 +369,9 @@ class Profile:
     #: config's order (empty: not read from a config). The pseudonym key needs them: a key an
     #: earlier release kept under a file name several profiles had is never guessed.
     config_profiles: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    #: The default ledger and folder an earlier release kept under the profile's raw name that
+    #: it uses where they are (:class:`EarlierPath`): told by the commands (log, check, JSON).
+    earlier_paths: tuple[EarlierPath, ...] = field(default=(), compare=False, repr=False)
 
     @cached_property
     def folders(self) -> tuple[str, ...]:
@@ -743,7 +746,7 @@ def _zone(value: object) -> tzinfo:
 
 
 def _profile(file: Path | None, name: str, table: object, top_defaults: ReportConfig,
-             names: tuple[str, ...] = ()) -> Profile:
+             names: tuple[str, ...] = (), claimed: Mapping[str, tuple[Path, ...]] | None = None) -> Profile:
     prefix = f"profile.{name}"
     if not isinstance(table, dict):
         raise ConfigError(file, prefix, "expected a table: [profile.NAME]")
@@ -807,13 +810,20 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
     known_hosts = r.convert("known_hosts", in_base, None)
     own_local_dir = r.convert("local_dir", in_base, None)
     local_dir = own_local_dir or default_local_dir(name)
+    earlier: tuple[EarlierPath, ...] = ()
     try:  # the disk's state, not the text's: it stops this profile only (Config.profile)
         _check_kinds(r, {"key": key_file, "known_hosts": known_hosts, "ssh_config": ssh_config,
                          "ledger": ledger, "local_dir": local_dir})
-        _check_earlier_defaults(r, name, names, ledger=ledger is None, local_dir=own_local_dir is None)
+        earlier = _check_earlier_defaults(r, name, names, ledger=ledger is None,
+                                          local_dir=own_local_dir is None, claimed=claimed or {})
         problem = None
     except ConfigError as exc:
         problem = exc
+    for kept in earlier:  # used where they are: nothing is moved (another process may use them)
+        if kept.setting == "ledger":
+            ledger = kept.path
+        else:
+            local_dir = kept.path
     profile = Profile(
         name=name,
         host=host,
@@ -838,23 +848,29 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
         **({"known_hosts": known_hosts} if known_hosts is not None else {}),
         problem=problem,
         config_profiles=names,
+        earlier_paths=earlier,
     )
     _check_own_files(r, profile, explicit_ledger="ledger" in table)
     return profile
 
 
 def _check_earlier_defaults(r: _Reader, name: str, names: tuple[str, ...], *, ledger: bool,
-                            local_dir: bool) -> None:
+                            local_dir: bool, claimed: Mapping[str, tuple[Path, ...]]) -> tuple[EarlierPath, ...]:
     """Releases before :func:`default_ledger_path` named a profile's default ledger and folder
     after its raw name (``a/b`` a sub-folder, ``../x`` outside the data folder). A profile
     whose name they wrote otherwise (``ledger``, ``local_dir``: the setting is left out) never
-    starts an empty ledger or folder beside what they kept: raises ``ConfigError`` naming the
+    starts an empty ledger or folder beside what they kept.
+
+    What they kept is used where it is (returned, one :class:`EarlierPath` each) when it is this
+    profile's beyond doubt (:func:`_unambiguous`); otherwise raises ``ConfigError`` naming the
     paths and what to do. ``names``: every profile of the config; a file an earlier release
     kept for one may be another's by name now (``a%20b``'s old ledger is ``a b``'s new one),
-    and is then neither taken for this one nor offered to be moved."""
+    and is then neither taken for this one nor offered to be moved. ``claimed``: the paths
+    each profile's own ``ledger`` and ``local_dir`` settings name."""
     if profile_file_part(name) == name:
-        return  # the very paths earlier releases gave it
+        return ()  # the very paths earlier releases gave it
     found: list[tuple[str, str]] = []
+    kept: list[EarlierPath] = []
     checks = ((ledger, "ledger", _earlier_ledger_path, default_ledger_path, os.path.lexists),
               (local_dir, "local_dir", _earlier_local_dir, default_local_dir, _holds_something))
     for wanted, key, earlier, current, holds in checks:
@@ -862,12 +878,82 @@ def _check_earlier_defaults(r: _Reader, name: str, names: tuple[str, ...], *, le
         if not wanted or not holds(old):
             continue
         others = [p for p in names if p != name and current(p) == old]
+        setting = [p for p in names if p != name and p not in others
+                   and any(_overlap(old, path) for path in claimed.get(p, ()))]
         theirs = [p for p in names if p != name and profile_file_part(p) != p and earlier(p) == new]
-        if not holds(new) or theirs:
+        if not holds(new) and _unambiguous(key, name, old, names, claimed):
+            kept.append(EarlierPath(name, key, old, new))
+        elif not holds(new) or theirs:
             found.append((key, _left_behind(key, old, new, others, theirs if holds(new) else [],
-                                            first=not found)))
+                                            first=not found, setting=setting)))
     if found:
         raise r.error(found[0][0], "; ".join(text for _key, text in found))
+    return tuple(kept)
+
+
+def _unambiguous(key: str, name: str, old: Path, names: tuple[str, ...],
+                 claimed: Mapping[str, tuple[Path, ...]]) -> bool:
+    """The ledger (``key`` ``ledger``) or folder an earlier release kept at ``old`` for profile
+    ``name`` is its own beyond doubt: the raw name made a path right inside the folder such
+    paths live in (no '/' or '..' reached another folder or another profile's place), it is
+    the kind expected (a regular file; a folder), not a link (which could lead anywhere), and
+    no other profile of the config is given it or anything in or around it, now (its default
+    or its own setting) or by an earlier release."""
+    parent = default_data_dir() if key == "ledger" else default_data_dir() / "reports"
+    raw = f"ledger-{name}.sqlite3" if key == "ledger" else name
+    if os.sep in raw or (os.altsep and os.altsep in raw) or raw in (".", "..") or old != parent / raw:
+        return False
+    try:
+        mode = os.lstat(old).st_mode
+    except OSError:
+        return False
+    if not (stat.S_ISREG(mode) if key == "ledger" else stat.S_ISDIR(mode)):
+        return False
+    for other in names:
+        if other == name:
+            continue
+        paths = (*claimed.get(other, ()), default_ledger_path(other), default_local_dir(other),
+                 _earlier_ledger_path(other), _earlier_local_dir(other))
+        if any(_overlap(old, path) for path in paths):
+            return False
+    return True
+
+
+def _overlap(one: Path, other: Path) -> bool:
+    """The two paths name one entry, or one lies inside the other (links resolved)."""
+    a, b = _resolved(one), _resolved(other)
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
+
+@dataclass(frozen=True)
+class EarlierPath:
+    """A default ledger (``setting`` ``ledger``) or downloads folder (``local_dir``) an earlier
+    release kept under the profile's raw name (``path``), used where it is because it is the
+    profile's beyond doubt and nothing is at this release's name for it (``new_path``). Nothing
+    is moved or renamed: another process (a running sync, the app) may be using it."""
+
+    profile: str
+    setting: str
+    path: Path
+    new_path: Path
+
+    @property
+    def config_line(self) -> str:
+        """The line that makes it explicit, to paste into the profile's table."""
+        return f"{self.setting} = {_toml_text(self.path)}"
+
+    @property
+    def message(self) -> str:
+        """One line for a person: what was found, what is used, and the line to paste."""
+        noun = _LEFT[self.setting][0]
+        return (f"profile '{escape_name(self.profile)}': earlier releases kept its {noun} at {self.path}; "
+                f"this release names it {self.new_path}, where there is nothing, so it is used where "
+                f"it is (nothing was moved); to make that explicit, add "
+                f"{self.config_line} to [profile.{_key_part(self.profile)}]")
+
+    def to_json(self) -> dict[str, str]:
+        return {"setting": self.setting, "path": str(self.path), "new_path": str(self.new_path),
+                "config_line": self.config_line, "message": self.message}
 
 
 _WHY_NEW_NAMES = ("a character of a profile's name other than a letter, digit, '-', '_' or '.' is "
@@ -893,7 +979,8 @@ def _earlier_local_dir(name: str) -> Path:
     return Path(os.path.normpath(default_data_dir() / "reports" / name))
 
 
-def _left_behind(key: str, old: Path, new: Path, others: list[str], theirs: list[str], *, first: bool) -> str:
+def _left_behind(key: str, old: Path, new: Path, others: list[str], theirs: list[str], *, first: bool,
+                 setting: list[str] | None = None) -> str:
     """What a person decides for a ledger or folder an earlier release kept under the
     profile's raw name (``first``: the sentence that says why the names changed)."""
     noun, did, never, move = _LEFT[key]
@@ -905,6 +992,8 @@ def _left_behind(key: str, old: Path, new: Path, others: list[str], theirs: list
     if others:  # moved, it would leave that profile without it; one folder is no two profiles'
         text += f" (it is also the {noun} of profile {_names_text(others)} now, by name"
         text += ")" if key == "ledger" else ": give that profile a local_dir of its own)"
+    elif setting:  # another profile's own ledger or local_dir names it, or a folder around it
+        text += f" (profile {_names_text(setting)} names it, or a folder around it, in its own settings)"
     elif not theirs:
         text += f", or {move}"
     return text
@@ -1283,17 +1372,35 @@ def parse_config(data: Table, file: Path | None = None) -> Config:
             raise ConfigError(file, f"profile.{name}", "expected a table: [profile.NAME]")
     profiles: dict[str, Profile] = {}
     broken: dict[str, ConfigError] = {}
+    claimed = _claimed_paths(file, profiles_table)
     for name, table in profiles_table.items():
         own = {name: table}  # its name is checked as part of the profile table's keys
         try:
             _refuse_controls(file, own, "profile", values=False)
-            profile = _profile(file, name, table, top_defaults, tuple(profiles_table))
+            profile = _profile(file, name, table, top_defaults, tuple(profiles_table), claimed)
             _refuse_controls(file, own, "profile", values=True)
         except ConfigError as exc:
             broken[name] = exc
         else:
             profiles[name] = profile
     return Config(path=file, profiles=profiles, broken=broken, order=tuple(profiles_table))
+
+
+def _claimed_paths(file: Path | None, profiles_table: Mapping[str, object]) -> dict[str, tuple[Path, ...]]:
+    """Each profile's own ``ledger`` and ``local_dir`` settings (those that name a path; a
+    broken profile's too, since what it names may be meant for it)."""
+    base_dir = file.parent if file else None
+    claimed: dict[str, tuple[Path, ...]] = {}
+    for name, table in profiles_table.items():
+        paths = []
+        for key in ("ledger", "local_dir"):
+            value = table.get(key) if isinstance(table, dict) else None
+            try:
+                paths.append(_path(value, base_dir))
+            except (TypeError, ValueError):
+                continue
+        claimed[name] = tuple(paths)
+    return claimed
 
 
 def read_config_bytes(file: Path, explicit: bool) -> bytes:
