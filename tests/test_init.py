@@ -621,7 +621,7 @@ def test_saving_a_profile_that_takes_the_config_over_the_size_limit_raises(tmp_p
     path.write_bytes(raw)
     assert load_config(path).profile("main").host == "files.example.org"  # at the limit: it loads
     answers = su.Answers(profile="b", host="b.example", username="u", local_dir=tmp_path / "b")
-    with pytest.raises(ConfigError, match="larger than"):
+    with pytest.raises(ConfigError, match=f"over the limit of {MAX_CONFIG_BYTES:,} bytes"):
         su.save_config(path, answers, force=True)
     assert path.read_bytes() == raw
     assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
@@ -637,3 +637,30 @@ def test_a_config_that_is_not_utf8_and_no_toml_either_is_still_replaced_whole_wi
     saved = su.save_config(path, answers, force=True)
     assert saved.backup is not None and saved.backup.read_bytes() == raw
     assert load_config(path).profile("b").host == "b.example"
+
+
+def test_init_refuses_before_the_first_question_when_this_profile_would_take_the_config_over_the_limit(tmp_path):
+    """A config just under the size limit loads, but with this profile merged in it would be
+    over it: init made a new key pair and tried the server, then said 'nothing was written'
+    at the save. It now stops before the first step, saying the size and the limit: no key is
+    made, the file keeps its bytes, no backup."""
+    from tui.core.config import MAX_CONFIG_BYTES
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    cfg = tmp_path / "config.toml"
+    head = _KEPT_PROFILE.encode("utf-8")
+    raw = b"# " + b"x" * (MAX_CONFIG_BYTES - len(head) - 3) + b"\n" + head
+    cfg.write_bytes(raw)
+    assert load_config(cfg).profile("main").host == "files.example.org"
+    res = _init(home, "--config", str(cfg), "--force", "--profile", "branch", "--host", "127.0.0.1",
+                "--port", "1", "--username", "librarian", "--new-key", "--timezone", "UTC", "--yes")
+    assert res.returncode == 3, res.stdout + res.stderr
+    [line] = res.stderr.splitlines()
+    assert str(cfg) in line and "nothing was written" in line, line
+    assert f"{MAX_CONFIG_BYTES:,} bytes" in line and "1024 KiB" in line, line
+    size = int(line.split(" would be ")[1].split(" bytes")[0].replace(",", ""))
+    assert size > MAX_CONFIG_BYTES
+    assert res.stdout == "" and list((home / ".ssh").iterdir()) == []
+    assert cfg.read_bytes() == raw
+    assert [p.name for p in tmp_path.iterdir() if ".bak-" in p.name] == []

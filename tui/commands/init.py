@@ -207,6 +207,7 @@ def _say_existing(p: Prompter, path: Path, profile: str) -> None:
     except ConfigError as error:
         _check_merge(p, path, profile, error)
         return
+    _check_size(path, profile)
     others = [(name, exc) for name, exc in config.broken.items() if name != profile]
     if not others:
         return
@@ -215,6 +216,21 @@ def _say_existing(p: Prompter, path: Path, profile: str) -> None:
     for name, exc in others:
         where = f"{exc.key}: " if exc.key else ""
         p.say(f"  - '{escape_name(name)}': {one_line(where + exc.reason)}")
+
+
+def _check_size(path: Path, profile: str) -> None:
+    """A file that loads may still be too close to the size limit to take this profile: the
+    merge's dry run with a stand-in for it (the smallest it can be) stops init before the
+    first question (no key made, nothing typed for nothing), saying the size and the limit.
+    The save checks the real profile again."""
+    stand_in = su.Answers(profile=profile, host="report-keeper.invalid", username="report-keeper")
+    try:
+        su.render_config(stand_in, su.text_to_merge_into(path))
+    except su.ConfigTooLarge as exc:
+        raise UsageError(f"{one_line(str(path))}: {exc.reason}; nothing was written: remove what the file "
+                         "no longer needs, or set this profile up in another file with --config") from None
+    except ConfigError:
+        return  # the rest of the file is said (or refused) as before; the save checks it again
 
 
 def _check_merge(p: Prompter, path: Path, profile: str, error: ConfigError) -> None:

@@ -78,6 +78,17 @@ class ConfigExists(Exception):
     """The config file exists and ``force`` was not given (or it changed since it was read)."""
 
 
+class ConfigTooLarge(ConfigError):
+    """The config with this profile would be larger than ``MAX_CONFIG_BYTES``: written, it
+    would not load. Nothing is written."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        super().__init__(None, None, f"with this profile it would be {size:,} bytes, over the limit of "
+                         f"{MAX_CONFIG_BYTES:,} bytes ({MAX_CONFIG_BYTES // 1024} KiB) a config file may have; "
+                         "remove what it no longer needs")
+
+
 def check_host(text: str) -> str:
     text = text.strip()
     if not text:
@@ -350,9 +361,9 @@ def render_config(answers: Answers, existing: str | None = None) -> str:
     profiles[answers.profile] = t
     text = tomlkit.dumps(doc)
     # What we write must load, its new profile included (raises ConfigError if not).
-    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
-        raise ConfigError(None, None, f"with this profile it would be larger than {MAX_CONFIG_BYTES // 1024} "
-                          "KiB, too large for a config file; remove what it no longer needs")
+    size = len(text.encode("utf-8"))
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigTooLarge(size)
     parse_config(tomllib.loads(text)).profile(answers.profile)
     return text
 
