@@ -623,6 +623,37 @@ async def test_a_job_cancelled_before_its_task_first_ran_still_ends(sftp_server,
     assert not (tmp_path / "out" / "r.xlsx").exists()
 
 
+class _CappingSFTP(asyncssh.SFTPServer):
+    """Answers every read with at most an odd number of bytes (a server capping reads)."""
+
+    CAP = 100_003
+
+    async def read(self, file_obj, offset, size):
+        return super().read(file_obj, offset, min(size, self.CAP))
+
+
+async def test_a_big_file_from_a_server_capping_its_reads_lands_whole(make_embedded_sftp, tmp_path):
+    """Short reads of a big file (writer thread, write-back) are asked for again in order."""
+    info = await make_embedded_sftp(_CappingSFTP)
+    size = download_mod.WRITE_BACK_EVERY + 3 * 1024 * 1024 + 17
+    data = _put(info, "big.xlsx", size)
+    remote = (await _listing(info))["big.xlsx"]
+    async with await connect(info.options()) as conn:
+        result = await download(conn, remote, info.remote_dir, tmp_path / "out")
+    assert result.sha256 == _sha(data) and result.path.read_bytes() == data
+
+
+async def test_a_big_file_read_in_blocks_larger_than_sshd_answers_lands_whole(sftp_server_sshd, tmp_path):
+    """OpenSSH answers at most 255 KB per read: asked for 1 MiB blocks, every answer is short."""
+    info = sftp_server_sshd
+    size = download_mod.WRITE_BACK_EVERY + 3 * 1024 * 1024 + 17
+    data = _put(info, "big.xlsx", size)
+    remote = (await _listing(info))["big.xlsx"]
+    async with await connect(info.options(block_size=1024 * 1024)) as conn:
+        result = await download(conn, remote, info.remote_dir, tmp_path / "out", max_requests=8)
+    assert result.sha256 == _sha(data) and result.path.read_bytes() == data
+
+
 class _HostileSFTP(asyncssh.SFTPServer):
     """Lists names no client may write, and serves data for them if asked."""
 
