@@ -3,7 +3,8 @@
 A deliberately bare asyncssh client, run as its own process by ``sync_process.py --floor``:
 it lists one folder and downloads every file the way ``sync`` must at least (reads pipelined,
 at most ``--concurrency`` files at a time, each written to a temporary name, hashed with
-sha256, fsync'ed, linked to its final name, the folder fsync'ed at the end), and nothing
+sha256, written back to the disk every 8 MB while more arrives, fsync'ed, linked to its final
+name, the folder fsync'ed at the end), and nothing
 else: no ledger, no verification, no part-file records or locks, no resuming, no checks of
 names or folders, no events, no logging. It is not a product; its time says how much of
 ``sync``'s time is the SSH library and the disk, and how much is report-keeper's own work.
@@ -30,6 +31,7 @@ import asyncssh
 
 BLOCK = 255 * 1024  # OpenSSH's largest read, as sync uses
 IN_FLIGHT = 32  # read requests outstanding per file, as sync uses
+WRITE_BACK_EVERY = 8 * 1024 * 1024  # as sync (tui.sftp.download), not imported: it loads the app
 
 
 def _place(fd: int, tmp: str, final: str, fsync: bool = True) -> None:
@@ -48,6 +50,8 @@ async def _one(sftp: asyncssh.SFTPClient, remote: str, size: int, dest: str, fsy
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         h = hashlib.sha256()
         inflight: deque[asyncio.Future[bytes]] = deque()
+        back: asyncio.Future[None] | None = None  # the part written back while more arrives, as sync does
+        backed = written = 0
         offset = 0
         end = size + 1  # one byte past the listed size, as sync asks
         while offset < end or inflight:
@@ -60,8 +64,14 @@ async def _one(sftp: asyncssh.SFTPClient, remote: str, size: int, dest: str, fsy
                 break
             os.write(fd, data)
             h.update(data)
+            written += len(data)
+            if fsync and written - backed >= WRITE_BACK_EVERY and (back is None or back.done()):
+                back = asyncio.get_running_loop().run_in_executor(None, os.fdatasync, fd)
+                backed = written
         for rest in inflight:
             rest.cancel()
+        if back is not None:
+            await back
         h.hexdigest()
     finally:
         await f.close()

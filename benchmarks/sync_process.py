@@ -180,7 +180,7 @@ class Bench:
 
 
     def bare(self, remote_dir: str, *, fsync: bool = True) -> dict:
-        """The floor: ``bare_client.py`` (asyncssh, write, sha256, fsync, link; nothing else)."""
+        """The floor: ``bare_client.py`` (asyncssh, write, sha256, write-back, fsync, link; nothing else)."""
         i = self.info
         run = self.fresh_run_dir()
         dest = run / "dl"
@@ -402,7 +402,7 @@ def main() -> int:
         floors = [r for r in rows if r.get("floor") is not None]
         if floors:
             print("\nthe floor: benchmarks/bare_client.py, the same durable download with nothing else "
-                  "(asyncssh, write, sha256, fsync, link; no ledger, no verification)")
+                  "(asyncssh, write, sha256, write-back, fsync, link; no ledger, no verification)")
             print(f"{'case':34} {'floor s':>7} {'floor/sftp':>10} {'sync/floor':>10} {'floor CPU':>9} "
                   f"{'no fsync s':>10} {'/sftp':>6}")
             for r in floors:

@@ -19,9 +19,10 @@ import pytest
 from tests.fixtures_sshd import ServerInfo, TcpProxy
 from tests.locks import flock_held_elsewhere
 from tui.core.model import RemoteFile
+from tui.sftp import download as download_mod
 from tui.sftp.client import connect
 from tui.sftp.download import CHANGED, NEW, SAME, changed_name, download
-from tui.sftp.errors import AuthFailed, FileBusy, PermissionDenied, RemoteFileGone
+from tui.sftp.errors import AuthFailed, FileBusy, LocalWriteFailed, PermissionDenied, RemoteFileGone
 from tui.sftp.parts import ensure_work_dir, part_path, part_progress, work_dir
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running, TransferQueue
 
@@ -362,6 +363,109 @@ async def test_a_cancelled_download_ends_only_once_its_part_holds_what_it_report
     assert _entries(out) == []
 
 
+async def test_a_big_download_is_written_back_while_it_arrives_and_fsynced_before_its_name(
+        sftp_server, tmp_path, monkeypatch):
+    """A big file's part is handed to the disk every ``WRITE_BACK_EVERY`` bytes while the rest
+    still arrives, so the fsync at the end has little left to write; the part is still
+    fsync'ed whole, after every write-back ended, before it gets its final name."""
+    step = download_mod.WRITE_BACK_EVERY
+    size = 3 * step + 12_345
+    data = _put(sftp_server, "big.xlsx", size)
+    remote = (await _listing(sftp_server))["big.xlsx"]
+    out = tmp_path / "out"
+    part = part_path(out, remote)
+    steps: list[tuple[str, int]] = []
+    real_back, real_fsync, real_link = download_mod._write_back, os.fsync, os.link
+
+    def write_back(fd: int) -> None:
+        size_then = os.fstat(fd).st_size
+        real_back(fd)
+        steps.append(("written back", size_then))
+
+    def fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        if part.exists() and info.st_ino == part.stat().st_ino:
+            steps.append(("fsync", info.st_size))
+        real_fsync(fd)
+
+    def link(src, dst, *args, **kwargs):
+        steps.append(("link", Path(dst).name))
+        return real_link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(download_mod, "_write_back", write_back)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    async with await connect(sftp_server.options()) as conn:
+        result = await download(conn, remote, sftp_server.remote_dir, out)
+    assert result.sha256 == _sha(data) and (out / "big.xlsx").read_bytes() == data
+    backs = [n for what, n in steps if what == "written back"]
+    assert backs and all(step <= n <= size for n in backs), steps
+    assert [what for what, _n in steps][len(backs):] == ["fsync", "link"], steps
+    assert steps[len(backs)] == ("fsync", size)
+
+
+async def test_a_write_back_that_fails_fails_the_download_and_names_nothing(
+        sftp_server, tmp_path, monkeypatch):
+    """An error of the write-back (a disk that fails) is the download's: the fsync at the end
+    would not report it again (an error is reported once per open file), so a file whose
+    bytes may not be on the disk must never get its final name."""
+    size = 2 * download_mod.WRITE_BACK_EVERY + 1
+    _put(sftp_server, "big.xlsx", size)
+    remote = (await _listing(sftp_server))["big.xlsx"]
+    out = tmp_path / "out"
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(download_mod, "_write_back", failing)
+    async with await connect(sftp_server.options()) as conn:
+        with pytest.raises(LocalWriteFailed, match="Input/output error"):
+            await download(conn, remote, sftp_server.remote_dir, out)
+    assert _entries(out) == []
+
+
+async def test_a_stopped_download_ends_only_once_its_write_back_is_over(
+        sftp_server, tmp_path, monkeypatch):
+    """Cancelled while the disk is still taking a write-back (a slow disk), the download ends
+    only once that write-back is over: its descriptor is never closed under it (the number
+    could be another file's by then) and the part is unlocked when the download ends."""
+    import threading
+
+    size = 3 * download_mod.WRITE_BACK_EVERY
+    data = _put(sftp_server, "big.xlsx", size)
+    remote = (await _listing(sftp_server))["big.xlsx"]
+    out = tmp_path / "out"
+    started, release = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def held_back(fd: int) -> None:
+        ino = os.fstat(fd).st_ino
+        started.set()
+        release.wait(60)
+        seen.append(os.fstat(fd).st_ino == ino)  # still this file's descriptor
+
+    monkeypatch.setattr(download_mod, "_write_back", held_back)
+    async with await connect(sftp_server.options()) as conn:
+        task = asyncio.ensure_future(download(conn, remote, sftp_server.remote_dir, out))
+        assert await asyncio.to_thread(started.wait, 30)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=0.5)
+        assert not done, "the download ended while its write-back was still running"
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert seen == [True]
+    part = part_path(out, remote)
+    have = part.stat().st_size
+    assert 0 < have < size and part.read_bytes() == data[:have]
+    fd = os.open(part, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nothing holds the part's lock any more
+    finally:
+        os.close(fd)
+    assert _entries(out) == []
+
+
 async def test_cancel_all_and_pause_hold_queued_jobs(embedded_sftp, tmp_path):
     for i in range(3):
         _put(embedded_sftp, f"f{i}.xlsx", 1000)
@@ -517,6 +621,37 @@ async def test_a_job_cancelled_before_its_task_first_ran_still_ends(sftp_server,
         await asyncio.wait_for(q.join(), 10)
     assert job.state == "cancelled" and job.finished.is_set()
     assert not (tmp_path / "out" / "r.xlsx").exists()
+
+
+class _CappingSFTP(asyncssh.SFTPServer):
+    """Answers every read with at most an odd number of bytes (a server capping reads)."""
+
+    CAP = 100_003
+
+    async def read(self, file_obj, offset, size):
+        return super().read(file_obj, offset, min(size, self.CAP))
+
+
+async def test_a_big_file_from_a_server_capping_its_reads_lands_whole(make_embedded_sftp, tmp_path):
+    """Short reads of a big file (writer thread, write-back) are asked for again in order."""
+    info = await make_embedded_sftp(_CappingSFTP)
+    size = download_mod.WRITE_BACK_EVERY + 3 * 1024 * 1024 + 17
+    data = _put(info, "big.xlsx", size)
+    remote = (await _listing(info))["big.xlsx"]
+    async with await connect(info.options()) as conn:
+        result = await download(conn, remote, info.remote_dir, tmp_path / "out")
+    assert result.sha256 == _sha(data) and result.path.read_bytes() == data
+
+
+async def test_a_big_file_read_in_blocks_larger_than_sshd_answers_lands_whole(sftp_server_sshd, tmp_path):
+    """OpenSSH answers at most 255 KB per read: asked for 1 MiB blocks, every answer is short."""
+    info = sftp_server_sshd
+    size = download_mod.WRITE_BACK_EVERY + 3 * 1024 * 1024 + 17
+    data = _put(info, "big.xlsx", size)
+    remote = (await _listing(info))["big.xlsx"]
+    async with await connect(info.options(block_size=1024 * 1024)) as conn:
+        result = await download(conn, remote, info.remote_dir, tmp_path / "out", max_requests=8)
+    assert result.sha256 == _sha(data) and result.path.read_bytes() == data
 
 
 class _HostileSFTP(asyncssh.SFTPServer):

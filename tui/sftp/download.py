@@ -27,6 +27,10 @@ How a file is written (docs/ARCHITECTURE.md, "Local files"):
   folders of a batch's downloads once, just before the commit that records them);
 - files of 4 MB and more are written and hashed by a writer thread of their own, so the
   disk and the network overlap; memory stays bounded by the reads in flight (32 x 255 KB);
+  their part is written back to the disk (``fdatasync`` in a thread, one at a time) every
+  8 MB while the rest arrives, so the fsync before the final name has little left to write;
+  a write-back's error fails the download (the fsync would not report it again), and the
+  part's descriptor is closed only once its write-back is over;
 - a final name that already exists is never overwritten: identical content gives status
   ``same``; different content is written beside it as ``<stem> (changed <server mtime
   YYYY-MM-DDTHHMMZ>)<suffix>`` (then `` 2``, `` 3``... if needed) with status ``changed``,
@@ -96,6 +100,9 @@ CHANGED = Placed.CHANGED
 MAX_REQUESTS = 32
 #: Downloads from this size on write through a thread of their own.
 THREADED_WRITES_FROM = 4 * 1024 * 1024
+#: Such a download hands its part to the disk every time this much more has been written
+#: (in the background), so the fsync before its final name has at most about this much left.
+WRITE_BACK_EVERY = 8 * 1024 * 1024
 _HASH_CHUNK = 1024 * 1024
 #: A part's record is written once this much is in it (or when the transfer stops before).
 RECORD_FROM = 1024 * 1024
@@ -162,6 +169,15 @@ def _write_and_hash(fd: int, h: hashlib._Hash, data: bytes) -> int:
         view = view[n:]
     h.update(data)
     return len(data)
+
+
+def _write_back(fd: int) -> None:
+    """Write the part's bytes so far to the disk (in a thread, while more arrive); its error,
+    if any, is the download's: the fsync at the end would not report it again."""
+    _sync_data(fd)
+
+
+_sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 def local_name_of(remote: RemoteFile) -> str:
@@ -536,9 +552,21 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rk-write")
         loop = asyncio.get_running_loop()
         reported = -1  # bytes last given to progress()
+        # The writer's part is written back to the disk in the background as it grows, one
+        # write-back at a time, so the disk works while the network does (the fsync at the
+        # end used to write the whole file while nothing else happened).
+        back: asyncio.Future[None] | None = None
+        backed = have  # bytes of the part when the last write-back began
+
+        def written_back() -> None:
+            """The last write-back's error, if it failed (it is over)."""
+            assert back is not None
+            exc = back.exception()
+            if exc is not None:
+                raise local_err(exc) from None
 
         async def flush() -> None:
-            nonlocal writing, written
+            nonlocal writing, written, back, backed
             if writing is not None:
                 try:  # shielded: cancelled meanwhile, the write still lands and is waited for
                     n = await asyncio.shield(writing)
@@ -547,6 +575,11 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
                     raise local_err(exc) from None
                 writing = None
                 written += n
+                if written - backed >= WRITE_BACK_EVERY and (back is None or back.done()):
+                    if back is not None:
+                        written_back()
+                    back = loop.run_in_executor(None, _write_back, fd)
+                    backed = written
 
         # The requests cover one byte past the listed size: getting it means the file grew
         # (still being written, or replaced) without a separate stat round trip.
@@ -604,6 +637,9 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
                 if gate is not None and not gate.is_set():
                     await gate.wait()
             await flush()
+            if back is not None:  # over before the fsync, and its error is the download's
+                await asyncio.wait([back])
+                written_back()
             if progress is not None and written != reported:
                 progress(written, size)
             if after is not None and written == size:
@@ -627,6 +663,8 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             for _off, _n, task in inflight:
                 task.cancel()
             extra: list[_Pending] = [writing] if writing is not None else []
+            if back is not None:  # never close the descriptor under a write-back
+                extra.append(back)
             if after is not None:
                 after.cancel()
                 extra.append(cast("_Pending", after))
