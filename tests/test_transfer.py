@@ -22,7 +22,7 @@ from tui.core.model import RemoteFile
 from tui.sftp import download as download_mod
 from tui.sftp.client import connect
 from tui.sftp.download import CHANGED, NEW, SAME, changed_name, download
-from tui.sftp.errors import AuthFailed, FileBusy, LocalWriteFailed, PermissionDenied, RemoteFileGone
+from tui.sftp.errors import AuthFailed, FileBusy, LocalDiskFull, LocalWriteFailed, PermissionDenied, RemoteFileGone
 from tui.sftp.parts import ensure_work_dir, part_path, part_progress, work_dir
 from tui.sftp.queue import Cancelled, Done, Failed, Queued, Retrying, Running, TransferQueue
 
@@ -464,6 +464,151 @@ async def test_a_stopped_download_ends_only_once_its_write_back_is_over(
     finally:
         os.close(fd)
     assert _entries(out) == []
+
+
+def _fails_for(part: Path, real, err: int):
+    """``real`` (an fsync/fdatasync), failing with ``err`` for the descriptor of ``part`` only
+    (the disk dropped its dirty pages: marked clean, not written), as a failing disk does."""
+    def sync(fd: int) -> None:
+        info = os.fstat(fd)
+        if part.exists() and info.st_ino == part.stat().st_ino:
+            raise OSError(err, os.strerror(err))
+        real(fd)
+
+    return sync
+
+
+_LOST = {errno.EIO: (LocalWriteFailed, "Input/output error"),
+         errno.ENOSPC: (LocalDiskFull, "no room"),
+         errno.EDQUOT: (LocalDiskFull, "no room")}
+
+
+async def _again_from_zero(info: ServerInfo, remote: RemoteFile, out: Path, data: bytes) -> None:
+    """Nothing of the failed part is trusted: the next attempt starts from byte 0."""
+    assert part_progress(out, remote) == 0
+    part = part_path(out, remote)
+    assert not part.exists() or part.stat().st_size == 0
+    assert not part.with_suffix(".json").exists()  # nor its record
+    async with await connect(info.options()) as conn:
+        result = await download(conn, remote, info.remote_dir, out)
+    assert result.resumed_from == 0 and result.transferred == len(data)
+    assert result.sha256 == _sha(data) and (out / remote.name).read_bytes() == data
+    assert _parts(out) == []
+
+
+@pytest.mark.parametrize("err", [errno.EIO, errno.ENOSPC, errno.EDQUOT],
+                         ids=["EIO", "ENOSPC", "EDQUOT"])
+async def test_a_failed_write_back_discards_the_part_and_the_next_attempt_starts_again(
+        embedded_sftp, tmp_path, monkeypatch, err):
+    """A write-back (fdatasync) that fails may have left the part's bytes only in the cache,
+    marked clean though never written: a later fsync would not say so, and resuming would
+    trust them (the tail check reads the cache, and only 64 KiB). The part and its record go,
+    under the part's lock, and the error says what happened and that it starts again."""
+    size = 2 * download_mod.WRITE_BACK_EVERY + 12_345
+    data = _put(embedded_sftp, "big.xlsx", size)
+    remote = (await _listing(embedded_sftp))["big.xlsx"]
+    out = tmp_path / "out"
+    real = download_mod._sync_data
+    monkeypatch.setattr(download_mod, "_sync_data", _fails_for(part_path(out, remote), real, err))
+    kind, text = _LOST[err]
+    async with await connect(embedded_sftp.options()) as conn:
+        with pytest.raises(kind) as caught:
+            await download(conn, remote, embedded_sftp.remote_dir, out)
+    message = str(caught.value)
+    assert text in message and "starts again from the beginning" in message
+    assert "resumes from there" not in message
+    assert _entries(out) == []
+    monkeypatch.setattr(download_mod, "_sync_data", real)
+    await _again_from_zero(embedded_sftp, remote, out, data)
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["alone", "sync_dir"])
+@pytest.mark.parametrize("err", [errno.EIO, errno.ENOSPC], ids=["EIO", "ENOSPC"])
+async def test_a_failed_final_fsync_discards_the_part_and_the_next_attempt_starts_again(
+        embedded_sftp, tmp_path, monkeypatch, err, batched):
+    """The fsync before the final name fails: the whole part may not be on the disk, and no
+    later fsync would say so. It is not kept for resuming (it used to be, and the next attempt
+    placed it as it was: every byte of it already there)."""
+    size = 2_000_000  # its record is written (more than RECORD_FROM), no write-back
+    data = _put(embedded_sftp, "r.xlsx", size)
+    remote = (await _listing(embedded_sftp))["r.xlsx"]
+    out = tmp_path / "out"
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", _fails_for(part_path(out, remote), real, err))
+    kind, text = _LOST[err]
+    sync_dir = (lambda folder, wait=True: True) if batched else None
+    async with await connect(embedded_sftp.options()) as conn:
+        with pytest.raises(kind) as caught:
+            await download(conn, remote, embedded_sftp.remote_dir, out, sync_dir=sync_dir)
+    message = str(caught.value)
+    assert text in message and "starts again from the beginning" in message
+    assert _entries(out) == []
+    monkeypatch.setattr(os, "fsync", real)
+    await _again_from_zero(embedded_sftp, remote, out, data)
+
+
+async def test_a_write_back_failing_while_the_download_is_cancelled_discards_the_part(
+        embedded_sftp, tmp_path, monkeypatch):
+    """Cancelled while a write-back is still on the disk, which then fails: the cancel stays
+    a cancel, but the part is not kept for resuming either."""
+    import threading
+
+    size = 3 * download_mod.WRITE_BACK_EVERY
+    data = _put(embedded_sftp, "big.xlsx", size)
+    remote = (await _listing(embedded_sftp))["big.xlsx"]
+    out = tmp_path / "out"
+    started, release = threading.Event(), threading.Event()
+
+    def held_then_failing(fd: int) -> None:
+        started.set()
+        release.wait(60)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(download_mod, "_sync_data", held_then_failing)
+    async with await connect(embedded_sftp.options()) as conn:
+        task = asyncio.ensure_future(download(conn, remote, embedded_sftp.remote_dir, out))
+        assert await asyncio.to_thread(started.wait, 30)
+        task.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    monkeypatch.undo()
+    await _again_from_zero(embedded_sftp, remote, out, data)
+
+
+@pytest.mark.parametrize("size", [3_000_000, 2 * 8 * 1024 * 1024 + 1],
+                         ids=["inline-writes", "writer-thread"])
+async def test_a_full_disk_at_write_keeps_the_part_for_resuming(
+        embedded_sftp, tmp_path, monkeypatch, size):
+    """ENOSPC from write() (what the disk shows when it is full) leaves what was written
+    before intact: the part stays, and once space is freed the download resumes from it."""
+    data = _put(embedded_sftp, "r.xlsx", size)
+    remote = (await _listing(embedded_sftp))["r.xlsx"]
+    out = tmp_path / "out"
+    part = part_path(out, remote)
+    limit = size - 1_500_000  # after one write-back at least, for the writer thread
+    real_write = os.write
+
+    def write(fd: int, data_: bytes) -> int:
+        info = os.fstat(fd)
+        if (part.exists() and info.st_ino == part.stat().st_ino
+                and info.st_size + len(data_) > limit):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data_)
+
+    monkeypatch.setattr(os, "write", write)
+    async with await connect(embedded_sftp.options()) as conn:
+        with pytest.raises(LocalDiskFull) as caught:
+            await download(conn, remote, embedded_sftp.remote_dir, out)
+    assert "resumes from there" in str(caught.value) and "Free some space" in str(caught.value)
+    monkeypatch.setattr(os, "write", real_write)
+    have = part.stat().st_size
+    assert 0 < have <= limit and part.read_bytes() == data[:have]
+    assert part_progress(out, remote) == have
+    async with await connect(embedded_sftp.options()) as conn:
+        result = await download(conn, remote, embedded_sftp.remote_dir, out)
+    assert result.resumed_from == have and result.sha256 == _sha(data)
+    assert (out / remote.name).read_bytes() == data and _parts(out) == []
 
 
 async def test_cancel_all_and_pause_hold_queued_jobs(embedded_sftp, tmp_path):
