@@ -173,11 +173,34 @@ def _write_and_hash(fd: int, h: hashlib._Hash, data: bytes) -> int:
 
 def _write_back(fd: int) -> None:
     """Write the part's bytes so far to the disk (in a thread, while more arrive); its error,
-    if any, is the download's: the fsync at the end would not report it again."""
+    if any, is the download's: the fsync at the end would not report it again, so the part
+    is then discarded, never resumed."""
     _sync_data(fd)
 
 
 _sync_data = getattr(os, "fdatasync", os.fsync)
+
+
+def _fsync_part(fd: int, lost: list[bool]) -> None:
+    """The fsync of a complete part before its final name. Failed (EIO; ENOSPC or EDQUOT on
+    some file systems), its pages may have been dropped (marked clean, never written) and no
+    later fsync would say so: ``lost[0]`` is set, and the part is not kept for resuming."""
+    try:
+        os.fsync(fd)
+    except OSError:
+        lost[0] = True
+        raise
+
+
+def _discard(fd: int, work: Path, remote: RemoteFile) -> None:
+    """Under the part's lock (``fd``): its record first (what lets a part be resumed), then
+    its bytes and its name, so the next attempt starts from byte 0."""
+    parts.drop_record(work, remote)
+    try:
+        os.ftruncate(fd, 0)
+    except OSError as exc:
+        log.warning("could not empty the part of %r: %s", remote.name, exc)
+    parts.discard_part(work, remote)
 
 
 def local_name_of(remote: RemoteFile) -> str:
@@ -273,11 +296,12 @@ def _placed_at_once(fd: int, part: Path, local_dir: Path, remote: RemoteFile,
 
 def _finish(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: str,
             local_name: str | None = None,
-            sync_dir: DirSync | None = None, *, fsynced: bool = False) -> tuple[Path, Placed]:
-    """fsync (unless ``fsynced``), size check, placing under the final name, fsync of the
-    folder (in a thread)."""
+            sync_dir: DirSync | None = None, *, fsynced: bool = False,
+            lost: list[bool] | None = None) -> tuple[Path, Placed]:
+    """fsync (unless ``fsynced``; its failure sets ``lost[0]``, :func:`_fsync_part`), size
+    check, placing under the final name, fsync of the folder (in a thread)."""
     if not fsynced:
-        os.fsync(fd)
+        _fsync_part(fd, [False] if lost is None else lost)
     info = _size_checked(fd, remote)
     final, status = _place(part, local_dir, remote, digest, local_name)
     # A file found in place keeps its permissions: it is not ours to change. Ours (the part's
@@ -429,13 +453,14 @@ async def _claimed(local_dir: Path, work: Path, remote: RemoteFile,
 
 
 async def _finished(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: str,
-                    local_name: str | None, sync_dir: DirSync) -> tuple[Path, Placed]:
+                    local_name: str | None, sync_dir: DirSync,
+                    lost: list[bool]) -> tuple[Path, Placed]:
     """:func:`_finish` with only what may wait in a thread: the fsync (waited for, also when
     cancelled meanwhile: the descriptor is closed only after it), and, when the usual
     placing cannot be done at once, the placing; the folder's entry is handed to ``sync_dir``
     at once when it takes it so. Each hop to a thread wakes it and passes the interpreter's
     lock back and forth once for every system call it makes while the event loop runs."""
-    syncing = asyncio.ensure_future(asyncio.to_thread(os.fsync, fd))
+    syncing = asyncio.ensure_future(asyncio.to_thread(_fsync_part, fd, lost))
     await _settle([syncing])
     syncing.result()
     final = _placed_at_once(fd, part, local_dir, remote, local_name)
@@ -502,6 +527,11 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
     def remote_err(exc: BaseException) -> SftpError:
         return translate(exc, host=conn.host, port=conn.port, path=remote.name)
 
+    def lost_err(exc: BaseException) -> SftpError:
+        """A failed write-back or fsync of the part: the part is discarded (below)."""
+        return translate(exc, host=conn.host, port=conn.port, path=remote.name,
+                         local_path=str(local_dir / local_name_of(remote)), part_lost=True)
+
     # The remote file first: a file gone from the server leaves nothing behind locally.
     try:
         # block_size=0: every f.read() below is exactly one SFTP request (no hidden tasks);
@@ -515,6 +545,20 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
     placed = recorded = False
     pos = have = 0
     writing: asyncio.Future[int] | None = None  # the block the writer thread is writing
+    # The writer's part is written back to the disk in the background as it grows, one
+    # write-back at a time, so the disk works while the network does (the fsync at the
+    # end used to write the whole file while nothing else happened).
+    back: asyncio.Future[None] | None = None
+    # A write-back or the final fsync of the part failed: its bytes may never reach the disk
+    # (dropped pages are marked clean, and no later fsync says so), so it is not resumed.
+    lost = [False]
+
+    def back_failed() -> BaseException | None:
+        """The error of the last write-back, once it is over."""
+        if back is None or not back.done() or back.cancelled():
+            return None
+        return back.exception()
+
     try:
         try:
             # Creating and locking the part, and asking the ledger: here when nothing has to
@@ -552,18 +596,13 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rk-write")
         loop = asyncio.get_running_loop()
         reported = -1  # bytes last given to progress()
-        # The writer's part is written back to the disk in the background as it grows, one
-        # write-back at a time, so the disk works while the network does (the fsync at the
-        # end used to write the whole file while nothing else happened).
-        back: asyncio.Future[None] | None = None
         backed = have  # bytes of the part when the last write-back began
 
         def written_back() -> None:
             """The last write-back's error, if it failed (it is over)."""
-            assert back is not None
-            exc = back.exception()
+            exc = back_failed()
             if exc is not None:
-                raise local_err(exc) from None
+                raise lost_err(exc) from None
 
         async def flush() -> None:
             nonlocal writing, written, back, backed
@@ -674,12 +713,17 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
         digest = h.hexdigest()
         try:
             if sync_dir is None:  # one hop to a thread for all the blocking file-system work
-                final, status = await asyncio.to_thread(_finish, fd, part, local_dir, remote, digest,
-                                                        local_name, sync_dir)
+                # Waited for, also when cancelled meanwhile: the descriptor is closed (and the
+                # part discarded, if its fsync failed) only after it.
+                finishing = asyncio.ensure_future(asyncio.to_thread(
+                    _finish, fd, part, local_dir, remote, digest, local_name, sync_dir, lost=lost))
+                await _settle([cast("_Pending", finishing)])
+                final, status = finishing.result()
             else:
-                final, status = await _finished(fd, part, local_dir, remote, digest, local_name, sync_dir)
+                final, status = await _finished(fd, part, local_dir, remote, digest, local_name,
+                                                sync_dir, lost)
         except OSError as exc:
-            raise local_err(exc) from None
+            raise (lost_err(exc) if lost[0] else local_err(exc)) from None
         placed = True
         if hold_placed is not None and status != SAME:  # the part's inode is the final file now
             try:
@@ -688,8 +732,17 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
                 log.warning("could not keep %r locked until it is recorded: %s", remote.name, exc)
             else:
                 hold_placed(final, kept)
+    except SftpError:
+        failed = back_failed()  # a write-back that failed while the download stopped otherwise
+        if failed is not None:
+            raise lost_err(failed) from None
+        raise
     finally:
-        if fd >= 0 and not placed and not recorded and pos > have:
+        if back_failed() is not None:
+            lost[0] = True
+        if fd >= 0 and not placed and lost[0]:
+            _discard(fd, work, remote)
+        elif fd >= 0 and not placed and not recorded and pos > have:
             try:  # stopped early: what arrived can be resumed next time
                 parts.write_record(work, remote)
             except OSError:

@@ -217,6 +217,10 @@ class Cancelled(SftpError):
     kind = "cancelled"
 
 
+#: What a download whose part could not be made durable says of it (``translate(part_lost=True)``).
+PART_LOST = ("what arrived may not have reached the disk, so it was discarded and the "
+             "download starts again from the beginning.")
+
 #: At most this many characters of a reason a server chose are shown.
 REASON_CHARS = 200
 
@@ -233,10 +237,13 @@ def _short(exc: BaseException) -> str:
 
 
 def translate(exc: BaseException, *, host: str = "", port: int | None = None,
-              path: str | None = None, local_path: str | None = None) -> SftpError:
+              path: str | None = None, local_path: str | None = None,
+              part_lost: bool = False) -> SftpError:
     """An :class:`SftpError` for any exception raised while talking to a server.
 
     ``path`` is the remote file concerned (for messages), ``local_path`` the local one.
+    ``part_lost``: the local error is a failed fsync of the download's part, which is then
+    not kept (its bytes may never have reached the disk): the message says it starts again.
     """
     if isinstance(exc, SftpError):
         return exc
@@ -292,11 +299,13 @@ def translate(exc: BaseException, *, host: str = "", port: int | None = None,
     if isinstance(exc, OSError):
         if local_path is not None:
             if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                kept = (PART_LOST if part_lost else
+                        "what arrived is kept in a hidden .part file and the download resumes "
+                        "from there.")
                 return LocalDiskFull(
                     f"The local disk has no room left for '{local_path}' "
                     f"({'disk full' if exc.errno == errno.ENOSPC else 'file size or quota limit reached'}). "
-                    "Nothing partial was written under the final name; what arrived is kept in a "
-                    "hidden .part file and the download resumes from there.",
+                    f"Nothing partial was written under the final name; {kept}",
                     "Free some space in the local folder (or choose another local_dir) and run again.",
                 )
             if exc.errno in (errno.EMFILE, errno.ENFILE):
@@ -308,7 +317,8 @@ def translate(exc: BaseException, *, host: str = "", port: int | None = None,
                     "systemd unit) or lower the profile's concurrency, and run again.",
                 )
             return LocalWriteFailed(
-                f"Could not write '{local_path}': {exc.strerror or exc}.",
+                f"Could not write '{local_path}': {exc.strerror or exc}."
+                + (f" Nothing partial was written under the final name; {PART_LOST}" if part_lost else ""),
                 "Check that the local folder exists and is writable by you.",
             )
         if exc.errno in (errno.ECONNREFUSED,):
