@@ -31,6 +31,11 @@ How a file is written (docs/ARCHITECTURE.md, "Local files"):
   8 MB while the rest arrives, so the fsync before the final name has little left to write;
   a write-back's error fails the download (the fsync would not report it again), and the
   part's descriptor is closed only once its write-back is over;
+- a write-back or final fsync that fails (EIO; ENOSPC or EDQUOT on some file systems) may
+  leave the part's pages marked clean though never written, and no later fsync says so: the
+  part is then not kept for resuming (emptied, removed with its record, under its lock, also
+  when the download was cancelled or failed otherwise meanwhile), and the error, of its usual
+  class and message, says the download starts again from the beginning;
 - a final name that already exists is never overwritten: identical content gives status
   ``same``; different content is written beside it as ``<stem> (changed <server mtime
   YYYY-MM-DDTHHMMZ>)<suffix>`` (then `` 2``, `` 3``... if needed) with status ``changed``,
@@ -46,7 +51,8 @@ How a file is written (docs/ARCHITECTURE.md, "Local files"):
   process, so a killed run leaves none).
 
 Errors are :mod:`tui.sftp.errors` classes; a full local disk fails with
-:class:`LocalDiskFull` and keeps the part file for resuming once space is freed. Nothing
+:class:`LocalDiskFull` and, when it shows at a write (what was written before is intact),
+keeps the part file for resuming once space is freed (at a write-back or fsync: see above). Nothing
 partial ever has the final name. Retrying is the queue's business (:mod:`tui.sftp.queue`).
 However it stops (an error, a cancel, a second cancel while it stops), a download ends only
 once its reads in flight are over, every block it received is in the part file and the part
