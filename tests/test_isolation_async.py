@@ -386,3 +386,23 @@ async def test_a_worker_found_dead_while_idle_is_reaped_and_replaced(tmp_path):
         assert gone(pid) and pool.started == 2 and pool.busy_pids() == []
     finally:
         pool.close()
+
+
+async def test_a_task_finding_the_one_worker_busy_waits_and_the_next_one_starts_another(tmp_path):
+    """From asyncio code a worker is added only once a job is already waiting for a busy one:
+    files read as fast as they arrive keep one worker (a worker's start is an interpreter and
+    the reader's import), a backlog gets the pool's next worker at once. Two jobs at a time:
+    one worker; three at a time: two (the pool's size)."""
+    bad = tmp_path / "x.xlsx"
+    bad.write_bytes(b"not a workbook" * 100)
+    pool = isolation.WorkerPool(2)
+    try:
+        async with asyncio.timeout(HANG):
+            two = await asyncio.gather(*(validate_file_async(bad, pool=pool) for _ in range(2)))
+            assert [r.status for r in two] == [st.UNREADABLE] * 2
+            assert pool.started == 1
+            three = await asyncio.gather(*(validate_file_async(bad, pool=pool) for _ in range(3)))
+            assert [r.status for r in three] == [st.UNREADABLE] * 3
+            assert pool.started == 2
+    finally:
+        pool.close()
