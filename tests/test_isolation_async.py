@@ -386,3 +386,49 @@ async def test_a_worker_found_dead_while_idle_is_reaped_and_replaced(tmp_path):
         assert gone(pid) and pool.started == 2 and pool.busy_pids() == []
     finally:
         pool.close()
+
+
+async def test_a_task_finding_the_one_worker_busy_waits_and_the_next_one_starts_another(tmp_path):
+    """From asyncio code a worker is added only once a job is already waiting for a busy one:
+    files read as fast as they arrive keep one worker (a worker's start is an interpreter and
+    the reader's import), a backlog gets the pool's next worker at once. Two jobs at a time:
+    one worker; three at a time: two (the pool's size)."""
+    bad = tmp_path / "x.xlsx"
+    bad.write_bytes(b"not a workbook" * 100)
+    pool = isolation.WorkerPool(2)
+    try:
+        async with asyncio.timeout(HANG):
+            two = await asyncio.gather(*(validate_file_async(bad, pool=pool) for _ in range(2)))
+            assert [r.status for r in two] == [st.UNREADABLE] * 2
+            assert pool.started == 1
+            three = await asyncio.gather(*(validate_file_async(bad, pool=pool) for _ in range(3)))
+            assert [r.status for r in three] == [st.UNREADABLE] * 3
+            assert pool.started == 2
+    finally:
+        pool.close()
+
+
+async def test_a_task_never_waits_behind_a_worker_busy_with_a_thread_s_job(good, tmp_path):
+    """Only jobs of asyncio code (a sync's quick verifications) are waited for rather than
+    starting another worker: a worker held by a thread's job (the app verifying a large
+    workbook) may be busy for minutes, so a task then starts the pool's next worker."""
+    pool = isolation.WorkerPool(2, time_limit=120)
+    try:
+        stuck = hang(pool)  # the one worker, frozen: the thread's job below hangs in it
+        def thread_job() -> None:
+            try:
+                validate_file(good, pool=pool)
+            except isolation.PoolClosed:  # the pool is closed under it at the end
+                pass
+
+        held = threading.Thread(target=thread_job, daemon=True)
+        held.start()
+        async with asyncio.timeout(HANG):
+            while pool.busy_pids() != [stuck]:
+                await asyncio.sleep(0.01)
+            result = await validate_file_async(good, pool=pool)
+        assert result.status == st.OK
+        assert pool.started == 2
+    finally:
+        pool.close()
+        held.join(HANG)

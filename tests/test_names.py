@@ -88,3 +88,21 @@ def test_escape_name_shows_controls():
     assert escape_name("a\x1b[31mb") == "a\\u001b[31mb"
     assert escape_name("spoof\u202e") == "spoof\\u202e"
     assert escape_name("l\u00e9gal\u200d\n") == "l\u00e9gal\\u200d\\u000a"  # letters kept
+
+
+@pytest.mark.parametrize("char", [chr(c) for c in range(128)])
+def test_every_ascii_character_is_judged_as_the_full_check_judges_it(char):
+    """Plain ASCII names take a quick path: it must refuse and accept exactly what the
+    character-by-character check does, wherever the character stands."""
+    from tui.core import names
+
+    for name in (char, f"a{char}b.xlsx", f"{char}x.xlsx", f"x.xlsx{char}", char * 2):
+        assert refusal_reason(name) == names._full_refusal_reason(name), repr(name)
+
+
+@pytest.mark.parametrize("name", ["x" * 255, "x" * 256, ".Report-Keeper-probe.txt", ".report-keeperx",
+                                  ".report-keepe", "...", "a.", " "])
+def test_the_quick_path_keeps_the_length_limit_and_the_reserved_prefix(name):
+    from tui.core import names
+
+    assert refusal_reason(name) == names._full_refusal_reason(name)

@@ -196,8 +196,16 @@ def main(argv: list[str] | None = None) -> int:
                 # collector need not walk it on every collection, nor once more at exit
                 # (a tenth of a second or more of a sync on a busy machine).
                 gc.freeze()
-            with guarded_output():  # no text a command quotes can drive the terminal
-                return int(module.run(args))
+            try:
+                with guarded_output():  # no text a command quotes can drive the terminal
+                    return int(module.run(args))
+            finally:
+                if argv is None:
+                    # Once more at the end: what the command loaded and made since (the SSH
+                    # library above all) lives until the exit too, and the interpreter's
+                    # collections at exit walked it all (a tenth of a second of a sync's
+                    # process on a busy machine, spent after its work was done).
+                    gc.freeze()
         from tui.commands import tui_app  # noqa: PLC0415 - Textual is loaded for the TUI only (the headless commands start without it)
 
         return int(tui_app.run(args))

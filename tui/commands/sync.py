@@ -124,13 +124,19 @@ def _run(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         profile = load_profile(args, need_local_dir=True)
     except ConfigError as exc:
         return fail_usage(exc, args)
-    from tui.sftp.sync import SyncResult, ledger_problem  # noqa: PLC0415 - start-up time (see the imports)
-
-    isolation.use_reader_limits([profile])
+    # The ledger is opened (a new one: its schema written and fsync'ed) while the SFTP side
+    # loads (a fifth of the start-up, all of it the interpreter's work): the disk's waits
+    # are then not on the way to the first download.
+    opening = _Opening(profile)
     try:
-        ledger = Ledger.open(profile.ledger_path, profile=profile.name)
-    except LedgerError as exc:
-        return fail_usage(exc, args, kind="ledger")
+        from tui.sftp.sync import SyncResult, ledger_problem  # noqa: PLC0415 - start-up time (see the imports)
+
+        isolation.use_reader_limits([profile])
+    finally:
+        opened = opening.result()
+    if isinstance(opened, LedgerError):
+        return fail_usage(opened, args, kind="ledger")
+    ledger = opened
     out: TextIO = sys.stderr if args.json else sys.stdout
     policy = "remember" if args.accept_new_host_key else "reject"
     holder: dict[str, SyncService] = {}
@@ -182,6 +188,32 @@ def _earlier_paths(profile: Profile, out: TextIO) -> None:
 
 
 T = TypeVar("T")
+
+
+class _Opening:
+    """``Ledger.open`` of a profile's ledger in a thread of its own, started at once;
+    :meth:`result` waits for it: the ledger, or the ``LedgerError`` it raised (anything else
+    is raised there)."""
+
+    def __init__(self, profile: Profile) -> None:
+        self._outcome: Ledger | BaseException | None = None
+        self._thread = threading.Thread(target=self._open, args=(profile,), name="ledger-open",
+                                        daemon=True)
+        self._thread.start()
+
+    def _open(self, profile: Profile) -> None:
+        try:
+            self._outcome = Ledger.open(profile.ledger_path, profile=profile.name)
+        except BaseException as exc:  # noqa: BLE001 - handed to result(), in the main thread
+            self._outcome = exc
+
+    def result(self) -> Ledger | LedgerError:
+        self._thread.join()  # (a Ctrl-C meanwhile only asks the sync to stop: see _CtrlC)
+        outcome = self._outcome
+        if isinstance(outcome, LedgerError | Ledger):
+            return outcome
+        assert outcome is not None
+        raise outcome
 
 
 class _CtrlC:

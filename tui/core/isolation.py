@@ -392,6 +392,8 @@ class WorkerPool:
         self._cond = threading.Condition()
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
+        #: The busy workers running a job of asyncio code (:meth:`acall`).
+        self._async_busy: set[_Worker] = set()
         self._starting = 0
         self._closed = False
         self._retired = False  # no longer the shared pool: each worker stops after its job
@@ -545,9 +547,11 @@ class WorkerPool:
         log.debug("started workbook worker %d", w.pid)
         return w
 
-    def _take(self) -> _Worker | bool:
+    def _take(self, *, grow: bool = True) -> _Worker | bool:
         """(Under the lock.) An idle worker, now busy; True when the caller may start one
-        (counted as starting); False when it must wait for one."""
+        (counted as starting); False when it must wait for one. Without ``grow`` no other
+        worker is started while one is starting, or every busy one runs a job of asyncio code
+        (a thread's job may take minutes), unless a task is already waiting for one."""
         if self._closed:
             raise PoolClosed(Failure(CLOSED, "the pool was closed"))
         while self._idle:
@@ -556,6 +560,9 @@ class WorkerPool:
                 self._busy.add(w)
                 return w
             w.kill()  # died while idle (killed from outside): reap it, try another
+        if (not grow and not self._async_waiters and (self._busy or self._starting)
+                and self._busy <= self._async_busy):
+            return False
         if len(self._busy) + self._starting < self.size:
             self._starting += 1
             return True
@@ -593,14 +600,23 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         while True:
             with self._cond:
-                got = self._take()
+                # A worker busy with a job of asyncio code (or starting) is waited for by the
+                # first task that finds it so; the next one starts another (up to the pool's
+                # size). Files that are read as fast as they come (a sync's many small ones)
+                # keep one worker: each worker's start is an interpreter and the reader's
+                # import, 0.1-0.2 s of CPU on the machine the downloads run on.
+                got = self._take(grow=False)
                 if got is False:
                     waiter: asyncio.Future[None] = loop.create_future()
                     self._async_waiters.append((loop, waiter))
+                elif isinstance(got, _Worker):
+                    self._async_busy.add(got)
+            if got is True:
+                got = self._started()  # a process start: a few milliseconds, rare
+                with self._cond:
+                    self._async_busy.add(got)
             if isinstance(got, _Worker):
                 return got
-            if got is True:
-                return self._started()  # a process start: a few milliseconds, rare
             try:
                 await waiter
             except BaseException:
@@ -632,6 +648,7 @@ class WorkerPool:
     def _release(self, w: _Worker, healthy: bool) -> None:
         with self._cond:
             self._busy.discard(w)
+            self._async_busy.discard(w)
             keep = healthy and not (self._closed or self._retired)
             if keep:
                 self._idle.append(w)

@@ -367,7 +367,10 @@ async def _settle(pending: Collection[_Pending]) -> None:
     whoever looks next (the sync recording the partial download, the next attempt locking the
     part) finds what arrived. Their own outcomes are not the error to report (retrieved here,
     so never logged as lost)."""
-    if not pending:
+    if all(fut.done() for fut in pending):  # (a stat answered with the last read): no wait
+        for fut in pending:
+            if not fut.cancelled():
+                fut.exception()
         return
     cancelled = False
     while True:
@@ -466,7 +469,7 @@ async def _finished(fd: int, part: Path, local_dir: Path, remote: RemoteFile, di
     placing cannot be done at once, the placing; the folder's entry is handed to ``sync_dir``
     at once when it takes it so. Each hop to a thread wakes it and passes the interpreter's
     lock back and forth once for every system call it makes while the event loop runs."""
-    syncing = asyncio.ensure_future(asyncio.to_thread(_fsync_part, fd, lost))
+    syncing = asyncio.get_running_loop().run_in_executor(None, _fsync_part, fd, lost)  # (no task needed)
     await _settle([syncing])
     syncing.result()
     final = _placed_at_once(fd, part, local_dir, remote, local_name)

@@ -1009,10 +1009,12 @@ class SyncService:
             except LEDGER_ERRORS:  # when in doubt, download
                 return False
 
-        # The workbook workers start while the first files download, not when the first one
-        # is ready to verify (a worker's start-up is an interpreter and the reader's import).
+        # A workbook worker starts while the first files download, not when the first one is
+        # ready to verify (a worker's start-up is an interpreter and the reader's import).
+        # One: the pool adds the next once a verification waits behind another
+        # (``WorkerPool.acall``), so files read as fast as they land keep one worker.
         warm = asyncio.ensure_future(asyncio.to_thread(
-            isolation.shared_pool().prestart, min(len(targets), VERIFY_AT_ONCE)))
+            isolation.shared_pool().prestart, min(len(targets), 1)))
         _background.add(warm)
         warm.add_done_callback(_background.discard)
         try:
