@@ -21,6 +21,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     copy_home,
     demo_app,
     demo_remote,
+    download,
     home,
     known_hosts_for_port,
     profile_for,
@@ -83,7 +84,8 @@ async def test_health_and_heatmap_follow_a_long_batch_and_a_paused_one(slow):
         assert app.snapshot.local_files == 0
         before = app.snapshot.health
         proxy.delay = 0.2  # a slow link: the whole batch takes far longer than the test looks
-        await pilot.press("2", "a", "d", "1")
+        await pilot.press("2", "a")
+        await download(pilot, "1")
         total = len(app.board.jobs)
         assert total > 20
 
@@ -127,7 +129,8 @@ async def test_hundreds_of_files_landing_build_the_snapshot_about_once_a_second(
         proxy.delay = 0.0
         first = app._snapshot_version
         started = time.monotonic()
-        await pilot.press("2", "a", "d", "1")
+        await pilot.press("2", "a")
+        await download(pilot, "1")
         files = len(app.board.jobs)
         await wait_for(pilot, lambda: not app.board.active and settled(app), 90)
         seconds = time.monotonic() - started
@@ -146,7 +149,8 @@ async def test_the_remote_list_keeps_its_place_while_the_snapshot_follows_a_batc
         await pilot.press("2")
         remote = app.screen
         table = remote.query_one("DataTable")
-        await pilot.press("a", "d")
+        await pilot.press("a")
+        await download(pilot)
         await wait_for(pilot, lambda: len(_done(app)) >= 1, 60)
         # The rest crawl, and the cursor goes down 30 rows and up 6 without a key press each
         # (a press waits for an idle app, about 2 s while files land: on a loaded machine the

@@ -24,8 +24,10 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     copy_home,
     demo_app,
     demo_remote,
+    download,
     home,
     known_hosts_for_port,
+    press_until,
     profile_for,
     server_loop,
     settled,
@@ -95,7 +97,7 @@ async def test_a_report_moved_out_of_local_dir_is_missing_locally_on_every_scree
         # d downloads it again; then every screen says so
         await pilot.press("2")
         app.screen.selected = {name}
-        await pilot.press("d")
+        await download(pilot)
         await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
         await wait_for(pilot, lambda: next(r for r in app.snapshot.rows if r.name == name).state
                        == "downloaded")
@@ -196,9 +198,10 @@ async def test_a_paused_queue_is_visible_everywhere_and_queueing_onto_it_offers_
             await pilot.press("2")
             remote = app.screen
             remote.selected = set(remote.shown[:12])
-            await pilot.press("d")
+            await download(pilot)
             await wait_for(pilot, lambda: app.board.counts()["running"] > 0)
-            await pilot.press("3", "p")
+            await press_until(pilot, "3", lambda: app.current_mode == "queue")
+            await press_until(pilot, "p", lambda: app.board.paused)
             assert app.board.paused
             first = next(n for n in remote.shown[:12] if app.board.jobs[n].state == "running")
             # every screen says so: the header is on all of them, first so it is never cut
@@ -255,7 +258,7 @@ async def test_the_question_before_quitting_counts_what_is_left_as_it_shrinks(
             await pilot.press("2")
             remote = app.screen
             remote.selected = set(remote.shown[:16])
-            await pilot.press("d")
+            await download(pilot)
             await wait_for(pilot, lambda: app.board.counts()["running"] > 0)
             await pilot.press("3")  # x is the Queue screen's
             asked = []
@@ -310,7 +313,7 @@ async def test_destructive_keys_ask_and_toasts_count_the_batch_with_reasons(
             (folder / gone).rename(tmp_path / "hidden.xlsx")
             try:
                 remote.selected = {gone, ok}
-                await pilot.press("d")
+                await download(pilot)
                 await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
             finally:
                 (tmp_path / "hidden.xlsx").rename(folder / gone)
@@ -321,7 +324,8 @@ async def test_destructive_keys_ask_and_toasts_count_the_batch_with_reasons(
             # the next batch is counted alone; x asks first while transfers run
             app.clear_notifications()
             proxy.delay = 0.3
-            await pilot.press("a", "d")
+            await pilot.press("a")
+            await download(pilot)
             await wait_for(pilot, lambda: app.board.counts()["running"] > 0)
             await pilot.press("3", "x")
             assert type(app.screen).__name__ == "ConfirmModal"
@@ -370,7 +374,8 @@ async def test_download_it_again_fetches_compares_and_says_what_it_found(demo_re
         remote = app.screen
         table = remote.query_one("DataTable")
         table.move_cursor(row=remote.shown.index(corrupt), animate=False)
-        await pilot.press("space", "d")
+        await pilot.press("space")
+        await download(pilot)
         await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
         toast = [t for t in _toasts(app) if t.startswith("Downloads")][-1]
         assert "1 downloaded again" in toast and "identical" in toast and "damaged" in toast, toast
@@ -482,7 +487,7 @@ async def test_the_keys_the_screens_name_work_and_are_in_the_footer(demo_remote,
         await wait_for(pilot, lambda: settled(app))
         # d on Health does what the advice says
         assert app.screen.__class__.__name__ == "HealthScreen"
-        await pilot.press("d")
+        await download(pilot)
         assert name in app.board.jobs
         await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
         assert (home / "reports" / name).exists()
