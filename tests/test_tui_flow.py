@@ -269,7 +269,7 @@ async def test_connection_test_shows_alma_steps(demo_remote, home):
     app = _app(profile_for(demo_remote, home))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: settled(app))
-        await pilot.press("t")
+        await press_until(pilot, "t", lambda: app.connection.testing or app.connection.test is not None)
         await wait_for(pilot, lambda: app.connection.test is not None and settled(app))
         test = app.connection.test
         assert (test.upload, test.download, test.delete) == ("ok", "ok", "ok")

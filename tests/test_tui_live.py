@@ -24,6 +24,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     download,
     home,
     known_hosts_for_port,
+    press_until,
     profile_for,
     server_loop,
     settled,
@@ -201,7 +202,7 @@ async def test_the_verify_list_keeps_its_cursor_and_scroll_when_the_list_refresh
         where = place()
         # a new snapshot lands (a listing, a batch's files): the list stays where it was
         version = app.snapshot.version
-        await pilot.press("r")
+        await press_until(pilot, "r", lambda: app.snapshot.version > version)
         await wait_for(pilot, lambda: app.snapshot.version > version and settled(app))
         await pilot.pause()
         assert place() == where

@@ -24,6 +24,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     demo_remote,
     download,
     home,
+    press_until,
     profile_for,
     server_loop,
     settled,
@@ -72,7 +73,7 @@ def test_health_after_listing(snap_compare, demo_remote, home, size):
 
     async def run_before(pilot):
         await _settle(pilot)
-        await pilot.press("t")
+        await press_until(pilot, "t", lambda: app.connection.testing or app.connection.test is not None)
         await wait_for(pilot, lambda: app.connection.test is not None)
         await _settle(pilot)
         await _finish(pilot)

@@ -136,7 +136,7 @@ async def test_a_successful_listing_clears_a_failed_connection_and_a_failed_one_
         app = _app(profile_for(demo_remote, home, port=proxy.port, known_hosts=known))
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: settled(app))
-            await pilot.press("t")
+            await press_until(pilot, "t", lambda: app.connection.testing or app.connection.test is not None)
             await wait_for(pilot, lambda: app.connection.test is not None and settled(app)
                            and not app.connection.testing)
             conn = [p for p in app.snapshot.health.problems if p.kind == "connection"]
@@ -145,7 +145,7 @@ async def test_a_successful_listing_clears_a_failed_connection_and_a_failed_one_
 
             proxy.target = ("127.0.0.1", demo_remote.port)  # the server is back
             version = app.snapshot.version
-            await pilot.press("r")
+            await press_until(pilot, "r", lambda: app.snapshot.version > version)
             await wait_for(pilot, lambda: settled(app) and app.snapshot.version > version)
             assert app.connection.state == "connected"
             assert not [p for p in app.snapshot.health.problems if p.kind == "connection"]
@@ -158,7 +158,7 @@ async def test_a_successful_listing_clears_a_failed_connection_and_a_failed_one_
             proxy.target = ("127.0.0.1", free_port())  # down again: an old good test hides nothing
             server_loop.run(_cut(proxy))
             version = app.snapshot.version
-            await pilot.press("r")
+            await press_until(pilot, "r", lambda: app.snapshot.version > version)
             await wait_for(pilot, lambda: settled(app) and app.snapshot.version > version)
             assert app.connection.state == "failed"
             conn = [p for p in app.snapshot.health.problems if p.kind == "connection"]
