@@ -337,3 +337,44 @@ async def test_a_static_given_what_it_shows_already_lays_out_nothing_again():
         assert one._layout_required and lines._layout_required
         await pilot.pause()
         assert "status: late" in str(one.render()) and "second" in str(lines.render())
+
+
+class _Asks:
+    """Apps of the product's base class, with CSS of their own that uses the theme."""
+
+    @staticmethod
+    def make(theme: str | None = None):
+        from tui.screens.modals import SshQuestionsApp
+
+        class Asks(SshQuestionsApp[None]):
+            CSS = "#one { background: $accent; color: $text; border: round $primary; }"
+
+            def compose(self) -> ComposeResult:
+                yield Static("parsed once", id="one")
+
+            def on_mount(self) -> None:
+                if theme is not None:
+                    self.theme = theme
+
+        return Asks()
+
+
+async def _screen_of(app) -> str:
+    async with app.run_test(size=(30, 5)) as pilot:
+        await pilot.pause()
+        return app.export_screenshot()
+
+
+async def test_a_second_app_parses_no_css_again_and_draws_the_same():
+    from tui.widgets import css_cache
+
+    first = await _screen_of(_Asks.make())
+    parsed = len(css_cache._PARSED._cache)
+    assert parsed > 0
+    assert await _screen_of(_Asks.make()) == first
+    assert len(css_cache._PARSED._cache) == parsed  # nothing parsed again
+    # another theme (its colours are substituted while parsing): drawn in it, and the next
+    # app in the default theme is drawn as the first
+    light = await _screen_of(_Asks.make("textual-light"))
+    assert light != first
+    assert await _screen_of(_Asks.make()) == first
