@@ -23,6 +23,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     profile_for,
     server_loop,
     settled,
+    show,
     until_fitted,
     wait_for,
 )
@@ -347,7 +348,7 @@ async def test_verify_and_queue_at_80_columns_cut_no_word(demo_remote, home):
         await pilot.press("3")
         await until_fitted(pilot)
         assert await cut_words(pilot) == set()
-        await pilot.press("4")
+        await show(pilot, "4")
         await wait_for(pilot, lambda: len(app.screen.outcomes) > 0)
         await until_fitted(pilot)
         lines = screen_lines(app)

@@ -163,6 +163,15 @@ async def download(pilot: Any, *then: str) -> None:
         await press_until(pilot, key, lambda mode=modes[key]: app.current_mode == mode)
 
 
+async def show(pilot: Any, key: str) -> None:
+    """A screen's key (``"1"`` to ``"5"``), waiting until that screen is shown, not for an idle
+    app: Verify starts reading its list at once (:func:`press_until`)."""
+    from tui.state import SCREENS
+
+    mode = next(screen.name.value for screen in SCREENS if screen.key == key)
+    await press_until(pilot, key, lambda: pilot.app.current_mode == mode)
+
+
 def _pending(timer: Any) -> bool:
     return timer is not None and timer._task is not None and not timer._task.done()
 

@@ -28,6 +28,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     profile_for,
     server_loop,
     settled,
+    show,
     synced,
     wait_for,
 )
@@ -187,7 +188,7 @@ async def test_the_verify_list_keeps_its_cursor_and_scroll_when_the_list_refresh
     app = demo_app(profile_for(demo_remote, home))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: settled(app))
-        await pilot.press("4")
+        await show(pilot, "4")
         screen = app.screen
         table = screen.query_one("DataTable")
         await wait_for(pilot, lambda: bool(screen.outcomes) and not any(

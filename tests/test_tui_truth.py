@@ -31,6 +31,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     profile_for,
     server_loop,
     settled,
+    show,
     synced,
     until_fitted,
     wait_for,
@@ -424,7 +425,7 @@ async def test_the_palette_offers_the_actions_of_the_screen_under_it(demo_remote
         await pilot.pause()
         assert app.screen is remote and remote.sort_index == 1  # it ran on the Remote screen
 
-        await pilot.press("4")
+        await show(pilot, "4")
         await wait_for(pilot, lambda: not app.screen.workers or all(w.is_finished for w in app.screen.workers))
         for query, title in (("mask", "Verify: show or mask identifier columns"),
                              ("verify", "Verify: verify every local report again")):
@@ -498,7 +499,7 @@ async def test_the_keys_the_screens_name_work_and_are_in_the_footer(demo_remote,
         await pilot.press("enter")
         assert type(app.screen).__name__ == "FileDetailsModal"
         await pilot.press("escape")
-        await pilot.press("4")
+        await show(pilot, "4")
         verify = app.screen
         await wait_for(pilot, lambda: verify._shown)
         assert _footer_key(verify, "enter") == "Details"
