@@ -218,3 +218,34 @@ def test_a_closed_day_is_found_without_walking_the_list_of_closed_days(monkeypat
     closed = [report.is_closed(day) for day in days]
     assert closed == [day >= date(1990, 1, 1) and (day - date(1990, 1, 1)).days % 3 == 0 for day in days]
     assert not looked  # no range was looked at one by one
+
+
+def test_a_config_of_many_profiles_resolves_each_path_once(tmp_path, monkeypatch):
+    """Each profile is checked against report-keeper's own folders: those (and a known_hosts
+    the profiles share) are resolved once per file read, not once per profile."""
+    from tui.core import config
+
+    calls: list[object] = []
+    real = config._resolved
+
+    def counting(path):
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(config, "_resolved", counting)
+    text = "".join(f"[profile.p{i}]\nhost = 'files.example.org'\nlocal_dir = 'reports/{i}'\n"
+                   f"known_hosts = 'keys/known_hosts'\n" for i in range(50))
+    cfg = load_config(write(tmp_path, text))
+    assert len(cfg.profiles) == 50
+    # per profile its local_dir and its ledger; once: the six own folders and the known_hosts
+    assert len(calls) <= 50 * 2 + 6 + 1, len(calls)
+
+
+def test_a_local_dir_in_a_folder_of_ssh_files_names_the_file_it_holds(tmp_path, monkeypatch):
+    """The SSH folder that holds the profile's known_hosts is named as that folder."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    text = "[profile.a]\nhost = 'files.example.org'\nlocal_dir = '~/.ssh'\n"
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text)).profile()
+    assert err.value.key == "profile.a.local_dir"
+    assert "is the folder of known_hosts" in err.value.reason

@@ -18,10 +18,12 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     _pinned_clock,
     demo_app,
     demo_remote,
+    download,
     home,
     profile_for,
     server_loop,
     settled,
+    show,
     until_fitted,
     wait_for,
 )
@@ -340,12 +342,13 @@ async def test_verify_and_queue_at_80_columns_cut_no_word(demo_remote, home):
     app = _app(profile_for(demo_remote, home))
     async with app.run_test(size=(80, 24)) as pilot:
         await _settle(pilot)
-        await pilot.press("2", "a", "d")
+        await pilot.press("2", "a")
+        await download(pilot)
         await _settle(pilot)
         await pilot.press("3")
         await until_fitted(pilot)
         assert await cut_words(pilot) == set()
-        await pilot.press("4")
+        await show(pilot, "4")
         await wait_for(pilot, lambda: len(app.screen.outcomes) > 0)
         await until_fitted(pilot)
         lines = screen_lines(app)
@@ -367,7 +370,8 @@ async def test_queue_detail_line_wraps_under_its_first_word(demo_remote, home):
     app = _app(profile_for(demo_remote, home))
     async with app.run_test(size=(80, 24)) as pilot:
         await _settle(pilot)
-        await pilot.press("2", "a", "d", "3")
+        await pilot.press("2", "a")
+        await download(pilot, "3")
         await _settle(pilot)
         job = app.board.jobs[app.screen._cursor_name()]
         job.state = JobState.FAILED  # as a failed transfer leaves it, with a long reason
@@ -528,7 +532,8 @@ async def test_queue_summary_at_80_columns_never_ends_in_a_bare_label(demo_remot
     app = _app(profile_for(demo_remote, home))
     async with app.run_test(size=(80, 24)) as pilot:
         await _settle(pilot)
-        await pilot.press("2", "a", "d", "3")
+        await pilot.press("2", "a")
+        await download(pilot, "3")
         await _settle(pilot)
         # As a busy queue looks: some running fast, some queued, some failed, paused.
         states = (JobState.RUNNING, JobState.QUEUED, JobState.FAILED, JobState.DONE)

@@ -149,6 +149,29 @@ async def press_until(pilot: Any, key: str, done: Callable[[], bool], timeout: f
     await wait_for(pilot, done, timeout, 0.02)
 
 
+async def download(pilot: Any, *then: str) -> None:
+    """``d`` (what is selected is queued), then screen keys (``"1"`` to ``"5"``) while the files
+    move. Each key waits for its own effect, the board changed or the screen shown, not for an
+    idle app (:func:`press_until`)."""
+    from tui.state import SCREENS
+
+    app = pilot.app
+    version = app.board.version
+    await press_until(pilot, "d", lambda: app.board.version > version)
+    modes = {screen.key: screen.name.value for screen in SCREENS}
+    for key in then:
+        await press_until(pilot, key, lambda mode=modes[key]: app.current_mode == mode)
+
+
+async def show(pilot: Any, key: str) -> None:
+    """A screen's key (``"1"`` to ``"5"``), waiting until that screen is shown, not for an idle
+    app: Verify starts reading its list at once (:func:`press_until`)."""
+    from tui.state import SCREENS
+
+    mode = next(screen.name.value for screen in SCREENS if screen.key == key)
+    await press_until(pilot, key, lambda: pilot.app.current_mode == mode)
+
+
 def _pending(timer: Any) -> bool:
     return timer is not None and timer._task is not None and not timer._task.done()
 

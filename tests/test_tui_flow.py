@@ -16,6 +16,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     _pinned_clock,
     demo_app,
     demo_remote,
+    download,
     home,
     known_hosts_for_port,
     press_until,
@@ -52,9 +53,9 @@ async def test_select_all_new_download_and_see_it_everywhere(demo_remote, home):
         assert table.row_count == len(on_server)
         await pilot.press("a")
         assert remote.selected == on_server
-        await pilot.press("d")
+        await download(pilot)
         assert set(app.board.jobs) == on_server
-        await pilot.press("3")
+        await press_until(pilot, "3", lambda: app.current_mode == "queue")
         assert app.screen.__class__.__name__ == "QueueScreen"
         await wait_for(pilot, lambda: not app.board.active and app.snapshot.version > 2 and settled(app), 60)
 
@@ -268,7 +269,7 @@ async def test_connection_test_shows_alma_steps(demo_remote, home):
     app = _app(profile_for(demo_remote, home))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: settled(app))
-        await pilot.press("t")
+        await press_until(pilot, "t", lambda: app.connection.testing or app.connection.test is not None)
         await wait_for(pilot, lambda: app.connection.test is not None and settled(app))
         test = app.connection.test
         assert (test.upload, test.download, test.delete) == ("ok", "ok", "ok")

@@ -17,6 +17,7 @@ import pytest
 from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     FIXED_NOW,
     _pinned_clock,
+    download,
     home,
     server_loop,
     settled,
@@ -94,7 +95,7 @@ async def test_folders_and_other_entries_on_the_remote_screen(folders_remote, ho
                         if r.folder == DEMO_REMOTE_DIR and f"{PARENT}/{r.server_name}" in upper)
         screen.selected = set(upper)
         seen_on_board: set[str] = set()
-        await pilot.press("d")
+        await download(pilot)
         await wait_for(pilot, lambda: (seen_on_board.update(app.board.jobs) or True)
                        and not app.board.active and settled(app)
                        and all(screen.rows[n].state == "downloaded" for n in upper), 120)

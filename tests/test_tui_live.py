@@ -21,11 +21,14 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     copy_home,
     demo_app,
     demo_remote,
+    download,
     home,
     known_hosts_for_port,
+    press_until,
     profile_for,
     server_loop,
     settled,
+    show,
     synced,
     wait_for,
 )
@@ -83,7 +86,8 @@ async def test_health_and_heatmap_follow_a_long_batch_and_a_paused_one(slow):
         assert app.snapshot.local_files == 0
         before = app.snapshot.health
         proxy.delay = 0.2  # a slow link: the whole batch takes far longer than the test looks
-        await pilot.press("2", "a", "d", "1")
+        await pilot.press("2", "a")
+        await download(pilot, "1")
         total = len(app.board.jobs)
         assert total > 20
 
@@ -127,7 +131,8 @@ async def test_hundreds_of_files_landing_build_the_snapshot_about_once_a_second(
         proxy.delay = 0.0
         first = app._snapshot_version
         started = time.monotonic()
-        await pilot.press("2", "a", "d", "1")
+        await pilot.press("2", "a")
+        await download(pilot, "1")
         files = len(app.board.jobs)
         await wait_for(pilot, lambda: not app.board.active and settled(app), 90)
         seconds = time.monotonic() - started
@@ -146,7 +151,8 @@ async def test_the_remote_list_keeps_its_place_while_the_snapshot_follows_a_batc
         await pilot.press("2")
         remote = app.screen
         table = remote.query_one("DataTable")
-        await pilot.press("a", "d")
+        await pilot.press("a")
+        await download(pilot)
         await wait_for(pilot, lambda: len(_done(app)) >= 1, 60)
         # The rest crawl, and the cursor goes down 30 rows and up 6 without a key press each
         # (a press waits for an idle app, about 2 s while files land: on a loaded machine the
@@ -182,7 +188,7 @@ async def test_the_verify_list_keeps_its_cursor_and_scroll_when_the_list_refresh
     app = demo_app(profile_for(demo_remote, home))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: settled(app))
-        await pilot.press("4")
+        await show(pilot, "4")
         screen = app.screen
         table = screen.query_one("DataTable")
         await wait_for(pilot, lambda: bool(screen.outcomes) and not any(
@@ -197,7 +203,7 @@ async def test_the_verify_list_keeps_its_cursor_and_scroll_when_the_list_refresh
         where = place()
         # a new snapshot lands (a listing, a batch's files): the list stays where it was
         version = app.snapshot.version
-        await pilot.press("r")
+        await press_until(pilot, "r", lambda: app.snapshot.version > version)
         await wait_for(pilot, lambda: app.snapshot.version > version and settled(app))
         await pilot.pause()
         assert place() == where

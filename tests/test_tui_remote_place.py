@@ -22,6 +22,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     demo_app,
     demo_remote,
     home,
+    press_until,
     profile_for,
     server_loop,
     settled,
@@ -104,7 +105,7 @@ async def _list_again(pilot, remote, shown: set[str] | None = None) -> None:
     when given, until exactly these keys are what its rows and other entries are)."""
     app = pilot.app
     version = app.snapshot.version
-    await pilot.press("r")
+    await press_until(pilot, "r", lambda: app.snapshot.version > version)
     await wait_for(pilot, lambda: app.snapshot.version > version and settled(app))
     await pilot.pause()
     if shown is not None:

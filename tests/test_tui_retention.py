@@ -26,6 +26,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     profile_for,
     server_loop,
     settled,
+    show,
     until_fitted,
     wait_for,
 )
@@ -121,7 +122,7 @@ async def test_remote_never_queues_a_purged_file(demo_remote, purged_home, home)
 
 async def _verify_shown(pilot, app):
     """The Verify screen, once its list is read."""
-    await pilot.press("4")
+    await show(pilot, "4")
     screen = app.screen
     await wait_for(pilot, lambda: screen.outcomes and not any(
         w.group == "verify" and not w.is_finished for w in screen.workers), 120)

@@ -22,7 +22,9 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     copy_home,
     demo_app,
     demo_remote,
+    download,
     home,
+    press_until,
     profile_for,
     server_loop,
     settled,
@@ -71,7 +73,7 @@ def test_health_after_listing(snap_compare, demo_remote, home, size):
 
     async def run_before(pilot):
         await _settle(pilot)
-        await pilot.press("t")
+        await press_until(pilot, "t", lambda: app.connection.testing or app.connection.test is not None)
         await wait_for(pilot, lambda: app.connection.test is not None)
         await _settle(pilot)
         await _finish(pilot)
@@ -98,7 +100,8 @@ def test_queue_after_download(snap_compare, demo_remote, home, size):
 
     async def run_before(pilot):
         await _settle(pilot)
-        await pilot.press("2", "slash", *"Weekly", "enter", "a", "d", "3")
+        await pilot.press("2", "slash", *"Weekly", "enter", "a")
+        await download(pilot, "3")
         await _settle(pilot)
         await pilot.press("down")
         await _finish(pilot)
@@ -197,7 +200,8 @@ def test_queue_with_a_failed_file(snap_compare, demo_remote, home, size):
     async def run_before(pilot):
         await _settle(pilot)
         path.unlink()
-        await pilot.press("2", "slash", *"Weekly", "enter", "a", "d", "3")
+        await pilot.press("2", "slash", *"Weekly", "enter", "a")
+        await download(pilot, "3")
         await _settle(pilot)
         await _mask_port(pilot, demo_remote.port)
         table = app.screen.query_one("DataTable")

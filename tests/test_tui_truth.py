@@ -24,11 +24,14 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     copy_home,
     demo_app,
     demo_remote,
+    download,
     home,
     known_hosts_for_port,
+    press_until,
     profile_for,
     server_loop,
     settled,
+    show,
     synced,
     until_fitted,
     wait_for,
@@ -95,7 +98,7 @@ async def test_a_report_moved_out_of_local_dir_is_missing_locally_on_every_scree
         # d downloads it again; then every screen says so
         await pilot.press("2")
         app.screen.selected = {name}
-        await pilot.press("d")
+        await download(pilot)
         await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
         await wait_for(pilot, lambda: next(r for r in app.snapshot.rows if r.name == name).state
                        == "downloaded")
@@ -134,7 +137,7 @@ async def test_a_successful_listing_clears_a_failed_connection_and_a_failed_one_
         app = _app(profile_for(demo_remote, home, port=proxy.port, known_hosts=known))
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: settled(app))
-            await pilot.press("t")
+            await press_until(pilot, "t", lambda: app.connection.testing or app.connection.test is not None)
             await wait_for(pilot, lambda: app.connection.test is not None and settled(app)
                            and not app.connection.testing)
             conn = [p for p in app.snapshot.health.problems if p.kind == "connection"]
@@ -143,7 +146,7 @@ async def test_a_successful_listing_clears_a_failed_connection_and_a_failed_one_
 
             proxy.target = ("127.0.0.1", demo_remote.port)  # the server is back
             version = app.snapshot.version
-            await pilot.press("r")
+            await press_until(pilot, "r", lambda: app.snapshot.version > version)
             await wait_for(pilot, lambda: settled(app) and app.snapshot.version > version)
             assert app.connection.state == "connected"
             assert not [p for p in app.snapshot.health.problems if p.kind == "connection"]
@@ -156,7 +159,7 @@ async def test_a_successful_listing_clears_a_failed_connection_and_a_failed_one_
             proxy.target = ("127.0.0.1", free_port())  # down again: an old good test hides nothing
             server_loop.run(_cut(proxy))
             version = app.snapshot.version
-            await pilot.press("r")
+            await press_until(pilot, "r", lambda: app.snapshot.version > version)
             await wait_for(pilot, lambda: settled(app) and app.snapshot.version > version)
             assert app.connection.state == "failed"
             conn = [p for p in app.snapshot.health.problems if p.kind == "connection"]
@@ -196,9 +199,10 @@ async def test_a_paused_queue_is_visible_everywhere_and_queueing_onto_it_offers_
             await pilot.press("2")
             remote = app.screen
             remote.selected = set(remote.shown[:12])
-            await pilot.press("d")
+            await download(pilot)
             await wait_for(pilot, lambda: app.board.counts()["running"] > 0)
-            await pilot.press("3", "p")
+            await press_until(pilot, "3", lambda: app.current_mode == "queue")
+            await press_until(pilot, "p", lambda: app.board.paused)
             assert app.board.paused
             first = next(n for n in remote.shown[:12] if app.board.jobs[n].state == "running")
             # every screen says so: the header is on all of them, first so it is never cut
@@ -255,7 +259,7 @@ async def test_the_question_before_quitting_counts_what_is_left_as_it_shrinks(
             await pilot.press("2")
             remote = app.screen
             remote.selected = set(remote.shown[:16])
-            await pilot.press("d")
+            await download(pilot)
             await wait_for(pilot, lambda: app.board.counts()["running"] > 0)
             await pilot.press("3")  # x is the Queue screen's
             asked = []
@@ -310,7 +314,7 @@ async def test_destructive_keys_ask_and_toasts_count_the_batch_with_reasons(
             (folder / gone).rename(tmp_path / "hidden.xlsx")
             try:
                 remote.selected = {gone, ok}
-                await pilot.press("d")
+                await download(pilot)
                 await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
             finally:
                 (tmp_path / "hidden.xlsx").rename(folder / gone)
@@ -321,7 +325,8 @@ async def test_destructive_keys_ask_and_toasts_count_the_batch_with_reasons(
             # the next batch is counted alone; x asks first while transfers run
             app.clear_notifications()
             proxy.delay = 0.3
-            await pilot.press("a", "d")
+            await pilot.press("a")
+            await download(pilot)
             await wait_for(pilot, lambda: app.board.counts()["running"] > 0)
             await pilot.press("3", "x")
             assert type(app.screen).__name__ == "ConfirmModal"
@@ -370,7 +375,8 @@ async def test_download_it_again_fetches_compares_and_says_what_it_found(demo_re
         remote = app.screen
         table = remote.query_one("DataTable")
         table.move_cursor(row=remote.shown.index(corrupt), animate=False)
-        await pilot.press("space", "d")
+        await pilot.press("space")
+        await download(pilot)
         await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
         toast = [t for t in _toasts(app) if t.startswith("Downloads")][-1]
         assert "1 downloaded again" in toast and "identical" in toast and "damaged" in toast, toast
@@ -419,7 +425,7 @@ async def test_the_palette_offers_the_actions_of_the_screen_under_it(demo_remote
         await pilot.pause()
         assert app.screen is remote and remote.sort_index == 1  # it ran on the Remote screen
 
-        await pilot.press("4")
+        await show(pilot, "4")
         await wait_for(pilot, lambda: not app.screen.workers or all(w.is_finished for w in app.screen.workers))
         for query, title in (("mask", "Verify: show or mask identifier columns"),
                              ("verify", "Verify: verify every local report again")):
@@ -482,7 +488,7 @@ async def test_the_keys_the_screens_name_work_and_are_in_the_footer(demo_remote,
         await wait_for(pilot, lambda: settled(app))
         # d on Health does what the advice says
         assert app.screen.__class__.__name__ == "HealthScreen"
-        await pilot.press("d")
+        await download(pilot)
         assert name in app.board.jobs
         await wait_for(pilot, lambda: not app.board.active and settled(app), 60)
         assert (home / "reports" / name).exists()
@@ -493,7 +499,7 @@ async def test_the_keys_the_screens_name_work_and_are_in_the_footer(demo_remote,
         await pilot.press("enter")
         assert type(app.screen).__name__ == "FileDetailsModal"
         await pilot.press("escape")
-        await pilot.press("4")
+        await show(pilot, "4")
         verify = app.screen
         await wait_for(pilot, lambda: verify._shown)
         assert _footer_key(verify, "enter") == "Details"

@@ -294,3 +294,87 @@ async def test_the_footer_builds_its_keys_again_only_when_they_change():
         await pilot.pause()
         await pilot.pause()
         assert [k.description for k in footer.query(FooterKey)] == ["First", "Help"]
+
+
+def test_the_same_text_is_told_from_text_that_draws_otherwise():
+    from tui.widgets.hanging import same_text
+
+    assert same_text("a", "a") and not same_text("a", "b")
+    bold = Text("x", style="bold")
+    assert same_text(bold, Text("x", style="bold"))
+    assert not same_text(bold, Text("x"))  # Text's own == leaves the base style out
+    assert not same_text(Text("x", justify="right"), Text("x"))
+    assert not same_text(Text("x", no_wrap=True), Text("x"))
+    assert not same_text(Text.assemble(("x", "red")), Text.assemble(("x", "blue")))
+    assert not same_text(bold, bold)  # one object: it may have changed in place since
+    assert not same_text("x", Text("x"))
+
+
+class _Sections(App):
+    def compose(self) -> ComposeResult:
+        from tui.widgets.hanging import HangingText
+
+        yield Static("", id="one")
+        yield HangingText(id="lines")
+
+
+async def test_a_static_given_what_it_shows_already_lays_out_nothing_again():
+    from tui.widgets.hanging import HangingText, update_static
+
+    app = _Sections()
+    async with app.run_test(size=(40, 10)) as pilot:
+        one = app.query_one("#one", Static)
+        lines = app.query_one("#lines", HangingText)
+        update_static(one, Text("status: fine", style="bold"))
+        lines.set_lines([("a ", Text("first line"))])
+        await pilot.pause()
+        assert not one._layout_required and not lines._layout_required
+        update_static(one, Text("status: fine", style="bold"))  # what it shows: nothing to do
+        lines.set_lines([("a ", Text("first line"))])
+        assert not one._layout_required and not lines._layout_required
+        update_static(one, Text("status: late", style="bold"))  # a change: laid out and drawn
+        lines.set_lines([("a ", Text("first line")), ("b ", Text("second"))])
+        assert one._layout_required and lines._layout_required
+        await pilot.pause()
+        assert "status: late" in str(one.render()) and "second" in str(lines.render())
+
+
+class _Asks:
+    """Apps of the product's base class, with CSS of their own that uses the theme."""
+
+    @staticmethod
+    def make(theme: str | None = None):
+        from tui.screens.modals import SshQuestionsApp
+
+        class Asks(SshQuestionsApp[None]):
+            CSS = "#one { background: $accent; color: $text; border: round $primary; }"
+
+            def compose(self) -> ComposeResult:
+                yield Static("parsed once", id="one")
+
+            def on_mount(self) -> None:
+                if theme is not None:
+                    self.theme = theme
+
+        return Asks()
+
+
+async def _screen_of(app) -> str:
+    async with app.run_test(size=(30, 5)) as pilot:
+        await pilot.pause()
+        return app.export_screenshot()
+
+
+async def test_a_second_app_parses_no_css_again_and_draws_the_same():
+    from tui.widgets import css_cache
+
+    first = await _screen_of(_Asks.make())
+    parsed = len(css_cache._PARSED._cache)
+    assert parsed > 0
+    assert await _screen_of(_Asks.make()) == first
+    assert len(css_cache._PARSED._cache) == parsed  # nothing parsed again
+    # another theme (its colours are substituted while parsing): drawn in it, and the next
+    # app in the default theme is drawn as the first
+    light = await _screen_of(_Asks.make("textual-light"))
+    assert light != first
+    assert await _screen_of(_Asks.make()) == first

@@ -11,6 +11,7 @@ from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     _pinned_clock,
     demo_app,
     demo_remote,
+    download,
     home,
     profile_for,
     server_loop,
@@ -44,7 +45,8 @@ async def test_cancel_on_a_finished_file_says_why_nothing_happens(demo_remote, h
     app = demo_app(profile_for(demo_remote, home))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: settled(app))
-        await pilot.press("2", "space", "d", "3")
+        await pilot.press("2", "space")
+        await download(pilot, "3")
         await wait_for(pilot, lambda: not app.board.active and settled(app))
         assert [j.state for j in app.board.jobs.values()] == [DONE]
         app.clear_notifications()

@@ -746,7 +746,8 @@ def _zone(value: object) -> tzinfo:
 
 
 def _profile(file: Path | None, name: str, table: object, top_defaults: ReportConfig,
-             names: tuple[str, ...] = (), claimed: Mapping[str, tuple[Path, ...]] | None = None) -> Profile:
+             names: tuple[str, ...] = (), paths: _Paths | None = None,
+             claimed: Mapping[str, tuple[Path, ...]] | None = None) -> Profile:
     prefix = f"profile.{name}"
     if not isinstance(table, dict):
         raise ConfigError(file, prefix, "expected a table: [profile.NAME]")
@@ -850,7 +851,7 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
         config_profiles=names,
         earlier_paths=earlier,
     )
-    _check_own_files(r, profile, explicit_ledger="ledger" in table)
+    _check_own_files(r, profile, paths or _Paths(), explicit_ledger="ledger" in table)
     return profile
 
 
@@ -1088,33 +1089,56 @@ def _resolved(path: str | Path) -> Path:
         return Path(os.path.abspath(Path(path).expanduser()))
 
 
-def _check_own_files(r: _Reader, profile: Profile, *, explicit_ledger: bool) -> None:
+class _Paths:
+    """The paths one parse resolves, each once: report-keeper's own folders are the same for
+    every profile, and profiles often share a known_hosts or a key folder (resolving a path
+    asks the file system about each of its parts, which dominated parsing a config of many
+    profiles)."""
+
+    def __init__(self) -> None:
+        self._resolved: dict[str | Path, Path] = {}
+        self._own: dict[Path, str] | None = None
+
+    def resolved(self, path: str | Path) -> Path:
+        found = self._resolved.get(path)
+        if found is None:
+            found = self._resolved[path] = _resolved(path)
+        return found
+
+    def own_folders(self) -> dict[Path, str]:
+        """report-keeper's own folders and the SSH folder, with what each one is."""
+        if self._own is None:
+            self._own = {
+                self.resolved(default_data_dir()): "report-keeper's data folder",
+                self.resolved(platformdirs.user_config_dir(APP_NAME)): "report-keeper's config folder",
+                self.resolved(platformdirs.user_state_dir(APP_NAME)): "report-keeper's state and log folder",
+                self.resolved(platformdirs.user_cache_dir(APP_NAME)): "report-keeper's cache folder",
+                self.resolved(platformdirs.user_log_dir(APP_NAME)): "report-keeper's log folder",
+                self.resolved(Path("~/.ssh")): "the SSH folder",
+            }
+        return self._own
+
+
+def _check_own_files(r: _Reader, profile: Profile, paths: _Paths, *, explicit_ledger: bool) -> None:
     """Downloads land in ``local_dir`` under names the server chooses: no file of our own
     may sit there. The ledger (with SQLite's ``-journal``/``-wal``/``-shm`` files beside it)
     may not lie anywhere inside it, and it may not be a folder of report-keeper's own files
     or of the SSH files it trusts (a server file named ``known_hosts`` or ``config`` would
     land next to them)."""
-    local = _resolved(profile.local_dir)
-    ledger = _resolved(profile.ledger_path)
+    local = paths.resolved(profile.local_dir)
+    ledger = paths.resolved(profile.ledger_path)
     if ledger.is_relative_to(local):
         key = "ledger" if explicit_ledger else "local_dir"
         raise r.error(key, f"the ledger {profile.ledger_path} lies inside local_dir "
                       f"{profile.local_dir}: a server file named like it or its journal could "
                       "replace its history; keep the ledger outside local_dir (the default is "
                       f"{default_data_dir()})")
-    own = {
-        _resolved(default_data_dir()): "report-keeper's data folder",
-        _resolved(platformdirs.user_config_dir(APP_NAME)): "report-keeper's config folder",
-        _resolved(platformdirs.user_state_dir(APP_NAME)): "report-keeper's state and log folder",
-        _resolved(platformdirs.user_cache_dir(APP_NAME)): "report-keeper's cache folder",
-        _resolved(platformdirs.user_log_dir(APP_NAME)): "report-keeper's log folder",
-        _resolved(Path("~/.ssh")): "the SSH folder",
-        _resolved(profile.known_hosts).parent: "the folder of known_hosts",
-    }
+    own = dict(paths.own_folders())
+    own[paths.resolved(profile.known_hosts).parent] = "the folder of known_hosts"
     if profile.key is not None:
-        own.setdefault(_resolved(profile.key).parent, "the folder of the key file")
+        own.setdefault(paths.resolved(profile.key).parent, "the folder of the key file")
     if profile.ssh_config is not None:
-        own.setdefault(_resolved(profile.ssh_config).parent, "the folder of the ssh config file")
+        own.setdefault(paths.resolved(profile.ssh_config).parent, "the folder of the ssh config file")
     what = own.get(local)
     if what is not None:
         raise r.error("local_dir", f"{profile.local_dir} is {what}: downloads get the names the "
@@ -1372,12 +1396,13 @@ def parse_config(data: Table, file: Path | None = None) -> Config:
             raise ConfigError(file, f"profile.{name}", "expected a table: [profile.NAME]")
     profiles: dict[str, Profile] = {}
     broken: dict[str, ConfigError] = {}
+    paths = _Paths()
     claimed = _claimed_paths(file, profiles_table)
     for name, table in profiles_table.items():
         own = {name: table}  # its name is checked as part of the profile table's keys
         try:
             _refuse_controls(file, own, "profile", values=False)
-            profile = _profile(file, name, table, top_defaults, tuple(profiles_table), claimed)
+            profile = _profile(file, name, table, top_defaults, tuple(profiles_table), paths, claimed)
             _refuse_controls(file, own, "profile", values=True)
         except ConfigError as exc:
             broken[name] = exc

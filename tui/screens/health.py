@@ -46,7 +46,7 @@ from tui.widgets.formatting import (
     severity_text,
     short_day,
 )
-from tui.widgets.hanging import HangingText, Line
+from tui.widgets.hanging import HangingText, Line, update_static
 from tui.widgets.navbar import NavBar
 
 _STEP_STYLE = {StepOutcome.OK: "green", StepOutcome.DENIED: "yellow", StepOutcome.FAILED: "bold red",
@@ -348,16 +348,16 @@ class HealthScreen(AppScreen):
         banner.set_classes(css)
         if app.no_color and css == Severity.CRITICAL:  # no red band: the banner itself reversed
             text.stylize("bold reverse")
-        banner.update(text)
+        update_static(banner, text)
         line = status_line(app.connection, snapshot, (self.size.width or 80) - 2)
-        self.query_one("#health-status", Static).update(mono(line, app.no_color), layout=False)  # one line
+        update_static(self.query_one("#health-status", Static), mono(line, app.no_color), layout=False)  # one line
         sections = {
             "#health-reports": reports_text(health, tz, now),
             "#health-local": local_text(app.profile, snapshot),
         }
         for selector, text in sections.items():
             text.rstrip()  # the sections' margin is the only gap between them
-            self.query_one(selector, Static).update(mono(text, app.no_color))
+            update_static(self.query_one(selector, Static), mono(text, app.no_color))
         lines = connection_lines(app.connection, tz)
         if app.no_color:
             lines = [(lead, mono(body)) for lead, body in lines]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from datetime import tzinfo
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from rich.text import Text
 from textual import on
@@ -29,6 +29,7 @@ from textual.widgets import Button, Input, Static
 from tui.core.model import LocalState
 from tui.core.names import escape_name
 from tui.state import JobView, RemoteRow
+from tui.widgets.css_cache import share_parsed_css
 from tui.widgets.formatting import home_relative, human_size, local_time, short_day, state_cell, verify_cell
 from tui.widgets.hanging import HangingText, Line
 
@@ -66,7 +67,13 @@ class PresentedKey(Protocol):
 
 class SshQuestionsApp(App[R]):
     """An app that answers the SFTP client's host-key policy and passphrase callback, each in
-    its modal (``host_key_policy=app.confirm_host_key``, ``passphrase_cb=app.ask_passphrase``)."""
+    its modal (``host_key_policy=app.confirm_host_key``, ``passphrase_cb=app.ask_passphrase``).
+    Its CSS is parsed once per process (:func:`share_parsed_css`): the first-run app and the
+    app after it, or one app after another in tests, parse none of it again."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        share_parsed_css(self.stylesheet)
 
     async def confirm_host_key(self, info: PresentedKey) -> str:
         """``"once"``, ``"remember"`` or ``"reject"`` (also when the modal closes unanswered)."""

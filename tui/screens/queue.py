@@ -40,7 +40,7 @@ from tui.widgets.formatting import (
     size_of,
     verify_cell,
 )
-from tui.widgets.hanging import HangingText
+from tui.widgets.hanging import HangingText, update_static
 from tui.widgets.navbar import NavBar
 from tui.widgets.table import FastTable
 
@@ -234,8 +234,8 @@ class QueueScreen(AppScreen):
             parts.append((f"ETA {human_eta((total_bytes - done_bytes) / rate)}", 1))
         width = (self.size.width or self.app.size.width or 80) - 2
         # one line, always: no layout of the screen for each figure
-        self.query_one("#queue-summary", Static).update(mono(fit_parts(parts, width), self.app.no_color),
-                                                        layout=False)
+        update_static(self.query_one("#queue-summary", Static), mono(fit_parts(parts, width), self.app.no_color),
+                      layout=False)
         self._update_bar(done_bytes, total_bytes, bool(counts.get(DONE)))
 
     def _update_bar(self, done_bytes: int, total_bytes: int, any_done: bool) -> None:

@@ -63,6 +63,7 @@ from tui.widgets.formatting import (
     state_cell,
     verify_cell,
 )
+from tui.widgets.hanging import update_static
 from tui.widgets.navbar import NavBar
 from tui.widgets.table import DetailsTable, FastTable, cached_text
 
@@ -480,7 +481,7 @@ class RemoteScreen(AppScreen):
             parts.append((Text(shown + (", …" if n > 3 else ""), style="red"), 3))  # Text: never markup
         width = (self.size.width or self.app.size.width or 80) - 2
         line = mono(fit_parts(parts, width), self.app.no_color)
-        self.query_one("#remote-status", Static).update(line, layout=False)  # one line, always
+        update_static(self.query_one("#remote-status", Static), line, layout=False)  # one line, always
 
     def _update_queue_cells(self) -> None:
         """Show queued/running/done in the Local column for files on the transfer board."""
