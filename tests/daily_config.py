@@ -9,6 +9,7 @@ report's table, ``tail`` after it (another table, such as the profile's ``notify
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -73,3 +74,16 @@ def write_plain_config(tmp: Path, server, remote_dir: str) -> Path:
         f'ledger = "{tmp / "ledger.sqlite3"}"\ntimezone = "UTC"\n'
     )
     return cfg
+
+
+def write_profiles_config(tmp: Path, names: list[str], extra: dict[str, str] | None = None,
+                          file: str = "config.toml", common: str = "") -> Path:
+    """A config of one bare profile per name (host 127.0.0.1, then ``common``, then the
+    name's ``extra`` lines): for tests of how profile names map to files."""
+    path = tmp / file
+    text = ""
+    for name in names:
+        key = json.dumps(name, ensure_ascii=False)  # json's escapes are TOML's
+        text += f'[profile.{key}]\nhost = "127.0.0.1"\n{common}{(extra or {}).get(name, "")}\n'
+    path.write_text(text, encoding="utf-8")
+    return path

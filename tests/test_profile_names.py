@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.daily_config import write_profiles_config
 from tui.cli import main
 from tui.core import ledger as ledger_module
 from tui.core.config import ConfigError, Profile, default_data_dir, load_config
@@ -40,12 +41,7 @@ def _toml(name: str) -> str:
 
 def _config(tmp_path: Path, names: list[str], extra: dict[str, str] | None = None,
             file: str = "config.toml") -> Path:
-    path = tmp_path / file
-    text = ""
-    for name in names:
-        text += f'[profile.{_toml(name)}]\nhost = "127.0.0.1"\n{(extra or {}).get(name, "")}\n'
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_profiles_config(tmp_path, names, extra, file)
 
 
 def _data() -> Path:

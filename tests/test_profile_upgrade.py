@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.daily_config import server_folder
+from tests.daily_config import server_folder, write_profiles_config
 from tests.xlsx_factory import write_report
 from tui.cli import main
 from tui.core.config import ConfigError, default_data_dir, load_config
@@ -63,12 +63,7 @@ def _new_folder(name: str = NAME) -> Path:
 
 def _config_file(tmp: Path, names: list[str], extra: dict[str, str] | None = None,
                  file: str = "config.toml") -> Path:
-    path = tmp / file
-    text = ""
-    for name in names:
-        text += f'[profile.{_toml(name)}]\nhost = "127.0.0.1"\ntimezone = "UTC"\n{(extra or {}).get(name, "")}\n'
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_profiles_config(tmp, names, extra, file, common='timezone = "UTC"\n')
 
 
 def _real_ledger(path: Path, name: str = NAME) -> Path:
