@@ -378,3 +378,19 @@ async def test_a_second_app_parses_no_css_again_and_draws_the_same():
     light = await _screen_of(_Asks.make("textual-light"))
     assert light != first
     assert await _screen_of(_Asks.make()) == first
+
+
+def test_a_stylesheet_without_the_variables_it_is_keyed_by_keeps_its_own_entries():
+    # A Textual whose stylesheet no longer has the private name: no error while parsing, and
+    # no rules shared with another stylesheet (they may have been parsed under other colours).
+    from tui.widgets import css_cache
+
+    class Bare:
+        pass
+
+    one, other = css_cache.SharedParseCache(Bare()), css_cache.SharedParseCache(Bare())  # type: ignore[arg-type]
+    key = ("Screen { color: red; }", ("nowhere", ""))
+    assert key not in one
+    one[key] = []
+    assert key in one and one[key] == []
+    assert key not in other

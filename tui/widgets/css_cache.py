@@ -9,8 +9,9 @@ parsing). Rules, once parsed, are only read (the stylesheet keeps the same parse
 every parse of an unchanged source), so sharing them is what one app already does.
 
 It relies on Textual 8's ``Stylesheet._parse_cache`` (read and written with ``[]``, emptied
-with ``clear()`` when the variables change) and ``Stylesheet._variables``;
-``tests/test_tui_units.py`` checks that a second app parses nothing and draws the same.
+with ``clear()`` when the variables change) and ``Stylesheet._variables`` (without the latter,
+each stylesheet keeps to its own entries, as before); ``tests/test_tui_units.py`` checks that
+a second app parses nothing and draws the same.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ class SharedParseCache(LRUCache[tuple[Any, ...], list[RuleSet]]):
         self._variables_key: tuple[tuple[str, str], ...] = ()
 
     def _key(self, key: tuple[Any, ...]) -> tuple[Any, ...]:
-        variables = self._stylesheet._variables
+        variables = getattr(self._stylesheet, "_variables", None)
+        if not isinstance(variables, dict):  # a Textual without it: this stylesheet's own entries
+            return (id(self._stylesheet), key)
         if variables != self._variables:
             self._variables = dict(variables)
             self._variables_key = tuple(sorted(variables.items()))
