@@ -322,3 +322,24 @@ def test_the_cron_job_goes_on_with_its_history_after_the_upgrade(sshd, tmp_path,
         doc = json.loads(capsys.readouterr().out)
         assert [n["setting"] for n in doc["profiles"][NAME]["earlier_paths"]] == ["ledger", "local_dir"]
         assert not _new_ledger().exists() and not _new_folder().exists()
+
+
+def test_the_app_says_in_a_toast_which_earlier_ledger_it_uses(tmp_path):
+    """The librarian who starts the app (not cron) learns it too, without looking in the log."""
+    import asyncio
+
+    from tui.app import create_app
+
+    old = _real_ledger(_old_ledger())
+    profile = load_config(_config_file(tmp_path, [NAME])).profile(NAME)
+    [note] = profile.earlier_paths
+    app = create_app(profile, auto_connect=False)
+
+    async def run() -> list[tuple[str, str]]:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            return [(str(n.severity), n.message) for n in app._notifications]
+
+    toasts = asyncio.run(run())
+    assert ("warning", note.message) in toasts, toasts
+    assert old.exists() and not _new_ledger().exists()

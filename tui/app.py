@@ -269,6 +269,11 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         self._unwatch_ledger = self.ledger.watch_waits(
             lambda waiting, holder: self.post_message(LedgerWaiting(waiting, holder)))
         self.load_snapshot()
+        # A ledger or folder an earlier release kept under the profile's raw name, used where
+        # it is: said to the person at the screen too, with the line that makes it explicit.
+        for kept in self.profile.earlier_paths:
+            self.notify(kept.message, title="An earlier release's file in use", severity="warning",
+                        markup=False, timeout=30)
         if self.auto_connect:
             self.refresh_listing()
 
