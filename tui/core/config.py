@@ -812,10 +812,11 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
     own_local_dir = r.convert("local_dir", in_base, None)
     local_dir = own_local_dir or default_local_dir(name)
     earlier: tuple[EarlierPath, ...] = ()
+    paths = paths or _Paths()
     try:  # the disk's state, not the text's: it stops this profile only (Config.profile)
         _check_kinds(r, {"key": key_file, "known_hosts": known_hosts, "ssh_config": ssh_config,
                          "ledger": ledger, "local_dir": local_dir})
-        earlier = _check_earlier_defaults(r, name, names, ledger=ledger is None,
+        earlier = _check_earlier_defaults(r, name, names, paths, ledger=ledger is None,
                                           local_dir=own_local_dir is None, claimed=claimed or {})
         problem = None
     except ConfigError as exc:
@@ -851,12 +852,13 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
         config_profiles=names,
         earlier_paths=earlier,
     )
-    _check_own_files(r, profile, paths or _Paths(), explicit_ledger="ledger" in table)
+    _check_own_files(r, profile, paths, explicit_ledger="ledger" in table)
     return profile
 
 
-def _check_earlier_defaults(r: _Reader, name: str, names: tuple[str, ...], *, ledger: bool,
-                            local_dir: bool, claimed: Mapping[str, tuple[Path, ...]]) -> tuple[EarlierPath, ...]:
+def _check_earlier_defaults(r: _Reader, name: str, names: tuple[str, ...], paths: _Paths, *,
+                            ledger: bool, local_dir: bool,
+                            claimed: Mapping[str, tuple[Path, ...]]) -> tuple[EarlierPath, ...]:
     """Releases before :func:`default_ledger_path` named a profile's default ledger and folder
     after its raw name (``a/b`` a sub-folder, ``../x`` outside the data folder). A profile
     whose name they wrote otherwise (``ledger``, ``local_dir``: the setting is left out) never
@@ -880,9 +882,9 @@ def _check_earlier_defaults(r: _Reader, name: str, names: tuple[str, ...], *, le
             continue
         others = [p for p in names if p != name and current(p) == old]
         setting = [p for p in names if p != name and p not in others
-                   and any(_overlap(old, path) for path in claimed.get(p, ()))]
+                   and any(_overlap(paths, old, path) for path in claimed.get(p, ()))]
         theirs = [p for p in names if p != name and profile_file_part(p) != p and earlier(p) == new]
-        if not holds(new) and _unambiguous(key, name, old, names, claimed):
+        if not holds(new) and _unambiguous(key, name, old, names, claimed, paths):
             kept.append(EarlierPath(name, key, old, new))
         elif not holds(new) or theirs:
             found.append((key, _left_behind(key, old, new, others, theirs if holds(new) else [],
@@ -893,7 +895,7 @@ def _check_earlier_defaults(r: _Reader, name: str, names: tuple[str, ...], *, le
 
 
 def _unambiguous(key: str, name: str, old: Path, names: tuple[str, ...],
-                 claimed: Mapping[str, tuple[Path, ...]]) -> bool:
+                 claimed: Mapping[str, tuple[Path, ...]], paths: _Paths) -> bool:
     """The ledger (``key`` ``ledger``) or folder an earlier release kept at ``old`` for profile
     ``name`` is its own beyond doubt: the raw name made a path right inside the folder such
     paths live in (no '/' or '..' reached another folder or another profile's place), it is
@@ -913,16 +915,17 @@ def _unambiguous(key: str, name: str, old: Path, names: tuple[str, ...],
     for other in names:
         if other == name:
             continue
-        paths = (*claimed.get(other, ()), default_ledger_path(other), default_local_dir(other),
-                 _earlier_ledger_path(other), _earlier_local_dir(other))
-        if any(_overlap(old, path) for path in paths):
+        theirs = (*claimed.get(other, ()), default_ledger_path(other), default_local_dir(other),
+                  _earlier_ledger_path(other), _earlier_local_dir(other))
+        if any(_overlap(paths, old, path) for path in theirs):
             return False
     return True
 
 
-def _overlap(one: Path, other: Path) -> bool:
-    """The two paths name one entry, or one lies inside the other (links resolved)."""
-    a, b = _resolved(one), _resolved(other)
+def _overlap(paths: _Paths, one: Path, other: Path) -> bool:
+    """The two paths name one entry, or one lies inside the other (links resolved, each once
+    per read of the config: ``paths``)."""
+    a, b = paths.resolved(one), paths.resolved(other)
     return a == b or a.is_relative_to(b) or b.is_relative_to(a)
 
 
