@@ -1023,3 +1023,22 @@ def test_running_out_of_open_files_is_not_blamed_on_the_folder(code):
     text = str(err)  # what happened, then what to do
     assert "open files" in text and "ulimit -n" in text, text
     assert "writable" not in text, text
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.EROFS])
+def test_a_failing_or_read_only_disk_is_not_blamed_on_the_folders_permissions(code):
+    """A write the disk itself failed (an input/output error) or refused (the file system is
+    mounted read-only, which is what Linux does to one after disk errors) is told as that, with
+    what to do: not as a folder that may be missing or not writable, which would send a person to
+    check permissions while the disk fails."""
+    from tui.sftp.errors import LocalWriteFailed, translate
+
+    err = translate(OSError(code, os.strerror(code)), local_path="/srv/reports/Loans_20260601.xlsx")
+    text = str(err)
+    assert isinstance(err, LocalWriteFailed), type(err)
+    assert "writable by you" not in text, text
+    if code == errno.EIO:
+        assert "input/output error" in text.lower() and "dmesg" in text, text
+    else:
+        assert "read-only" in text and "mount" in text, text
+    assert "kept" in text, text  # the copies already kept are said to be unaffected

@@ -316,6 +316,24 @@ def translate(exc: BaseException, *, host: str = "", port: int | None = None,
                     "Raise the limit (ulimit -n in the shell or cron line, LimitNOFILE= in a "
                     "systemd unit) or lower the profile's concurrency, and run again.",
                 )
+            partial = (f" Nothing partial was written under the final name; {PART_LOST}" if part_lost
+                       else " Nothing partial was written under the final name.")
+            if exc.errno == errno.EIO:
+                return LocalWriteFailed(
+                    f"The local disk failed to write '{local_path}' ({exc.strerror or 'input/output error'}): "
+                    f"the disk (or the share or drive it is on) may be failing.{partial}",
+                    "Check the disk before anything else (the system log: dmesg or journalctl -k); "
+                    "the copies already kept are not touched by this, but may be on the same disk: "
+                    "copy them elsewhere if it is failing. Then run again.",
+                )
+            if exc.errno == errno.EROFS:
+                return LocalWriteFailed(
+                    f"Could not write '{local_path}': the file system of the local folder is "
+                    f"mounted read-only.{partial}",
+                    "Linux remounts a disk read-only after errors on it: check the system log "
+                    "(dmesg or journalctl -k) and the mount (findmnt on the folder), or choose "
+                    "another local_dir. The copies already kept are not touched. Then run again.",
+                )
             return LocalWriteFailed(
                 f"Could not write '{local_path}': {exc.strerror or exc}."
                 + (f" Nothing partial was written under the final name; {PART_LOST}" if part_lost else ""),
