@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,19 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
             product.removeHandler(handler)
             handler.close()
     product.propagate, product.level = saved[1], saved[2]
+
+
+@pytest.fixture(autouse=True)
+def _toasts_outlast_a_loaded_machine(monkeypatch):
+    """A toast lives a few seconds from when it is raised. On a loaded machine the steps a test
+    takes after the action (waiting for a download, a redraw) can take longer than that, and
+    the toast it then looks for is gone: the test failed for the machine's speed, not the app's
+    words. In tests every toast lives ten minutes longer than the app asks (on the screen and in
+    ``App._notifications`` alike); no test is about how long a toast stays."""
+    from textual.notifications import Notification
+
+    monkeypatch.setattr(Notification, "time_left",
+                        property(lambda self: self.raised_at + self.timeout + 600 - time.time()))
 
 
 # pytest-textual-snapshot keeps SVGs next to the tests by default (and its snap_compare fixture
