@@ -193,6 +193,20 @@ class Env:
         replay_day(self, ledger, self.profile(), day)
 
 
+#: Each delivery's workbook as written the first time in this process (``plan`` is the same
+#: every time): the other builds copy it instead of writing it again (half with openpyxl)
+_ARCHIVED: dict[str, bytes] = {}
+
+
+def _archived(path: Path, d: Delivery) -> bytes:
+    data = _ARCHIVED.get(path.name)
+    if data is None:
+        data = _ARCHIVED[path.name] = write_workbook(path, d).read_bytes()
+    else:
+        path.write_bytes(data)
+    return data
+
+
 def build(root: Path, *, extra_config: str = "", until: date = LAST) -> Env:
     """Write the workbooks and replay the nightly syncs into a real ledger (up to ``until``)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -204,9 +218,9 @@ def build(root: Path, *, extra_config: str = "", until: date = LAST) -> Env:
     config.write_text(CONFIG.format(report=REPORT, closed=CLOSED_DAY.isoformat(), extra=extra_config))
     env = Env(root, plan(), local, config, root / "ledger.sqlite3")
     for d in env.deliveries:
-        env.content[d.name] = write_workbook(archive / d.name, d).read_bytes()
+        env.content[d.name] = _archived(archive / d.name, d)
         if d.changed is not None:
-            env.changed[d.name] = write_workbook(archive / ("changed-" + d.name), d.changed).read_bytes()
+            env.changed[d.name] = _archived(archive / ("changed-" + d.name), d.changed)
     profile = env.profile()
     ledger = env.ledger()
     try:

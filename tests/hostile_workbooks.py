@@ -17,12 +17,15 @@ somehow".
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.xlsx_factory import crc32_repeated
 
 NS = "http://schemas.openxmlformats.org"
 MAIN = f"{NS}/spreadsheetml/2006/main"
@@ -174,10 +177,7 @@ def inflating_sheet(filler_mib: int, *, declared_size: int | None = None, filler
     block = comp.compress(chunk) + comp.flush(zlib.Z_FULL_FLUSH)
     again = comp.compress(chunk) + comp.flush(zlib.Z_FULL_FLUSH)
     body = first + block + again * (filler_mib - 1) + comp.compress(tail) + comp.flush()
-    crc = zlib.crc32(head)
-    for _ in range(filler_mib):
-        crc = zlib.crc32(chunk, crc)
-    crc = zlib.crc32(tail, crc)
+    crc = zlib.crc32(tail, crc32_repeated(chunk, filler_mib, zlib.crc32(head)))
     size = len(head) + len(chunk) * filler_mib + len(tail)
     return RawEntry(body, crc, size if declared_size is None else declared_size)
 
@@ -286,10 +286,7 @@ def w_text_bomb(folder: Path) -> Path:
     body = comp.compress(head) + comp.flush(zlib.Z_FULL_FLUSH)
     block = comp.compress(chunk) + comp.flush(zlib.Z_FULL_FLUSH)
     body += block * 300 + comp.compress(tail) + comp.flush()
-    crc = zlib.crc32(head)
-    for _ in range(300):
-        crc = zlib.crc32(chunk, crc)
-    crc = zlib.crc32(tail, crc)
+    crc = zlib.crc32(tail, crc32_repeated(chunk, 300, zlib.crc32(head)))
     size = len(head) + (300 << 20) + len(tail)
     return package(_p(folder, "text-node-bomb"), RawEntry(body, crc, size))
 
@@ -444,3 +441,18 @@ def write_all(folder: str | Path) -> dict[str, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return {name: case.write(folder) for name, case in CASES.items()}
+
+
+def copy_all(written: dict[str, Path], folder: str | Path) -> dict[str, Path]:
+    """The cases ``write_all`` wrote, in another folder as if written there: the files copied
+    (the zip bombs are costly to write), the named pipe and the link made anew."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = {}
+    for name, path in written.items():
+        if path.is_symlink() or not path.is_file():
+            copies[name] = CASES[name].write(folder)
+        else:
+            copies[name] = folder / path.name
+            shutil.copyfile(path, copies[name])
+    return copies

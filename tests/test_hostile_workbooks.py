@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile_workbooks import CASES, HEADER, SECRET, inline_row, package, sheet, write_all
+from tests.hostile_workbooks import CASES, HEADER, SECRET, copy_all, inline_row, package, sheet, write_all
 from tests.xlsx_factory import daily_names, loan_rows, write_report
 from tui.core import isolation
 from tui.core import status as st
@@ -326,7 +326,7 @@ def test_no_cell_value_reaches_the_ledger_or_the_log(tmp_path, caplog):
 # ------------------------------------------------------------------ the commands and the app
 
 
-def test_verify_cli_on_100_good_reports_and_every_hostile_case(tmp_path):
+def test_verify_cli_on_100_good_reports_and_every_hostile_case(hostile, tmp_path):
     """One JSON document listing all of them; the peak memory of the whole process tree is
     measured (the largest process by getrusage, the sum by sampling /proc) and stays under 1 GiB."""
     folder = tmp_path / "reports"
@@ -334,7 +334,7 @@ def test_verify_cli_on_100_good_reports_and_every_hostile_case(tmp_path):
     for i, (name, day) in enumerate(daily_names("Loans Daily", date(2026, 1, 1), 100)):
         # the rows describe the day each run covers (the default lag_days is 3)
         write_report(folder / name, loan_rows(5 + i % 7, day=day - timedelta(days=3), seed=i))
-    write_all(folder)
+    copy_all(hostile, folder)
     probe = ROOT / "tests" / "hostile_workbooks.py"
     script = f"""
 import json, os, resource, subprocess, sys, time

@@ -14,8 +14,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -70,24 +68,14 @@ def _replace(folder: Path, day: date, hhmm: tuple[int, int] = (7, 5), *, fixed: 
     return at
 
 
-def _run(command: str, cfg: Path, moment: datetime, *extra: str) -> tuple[int, dict]:
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    proc = subprocess.run(
-        [sys.executable, "-m", "tui", command, "--config", str(cfg), "--json", *extra],
-        env={**env, "REPORT_KEEPER_NOW": moment.isoformat()}, capture_output=True, text=True,
-        timeout=120,
-    )
-    assert proc.returncode != 3, proc.stderr
-    return proc.returncode, json.loads(proc.stdout)
-
-
-def _run_here(capsys, monkeypatch, command: str, cfg: Path, moment: datetime) -> tuple[int, dict]:
-    """One ``report-keeper COMMAND --json`` run in this process (the daily syncs: quicker)."""
+def _run_here(capsys, monkeypatch, command: str, cfg: Path, moment: datetime, *extra: str) -> tuple[int, dict]:
+    """One ``report-keeper COMMAND --json`` run in this process (an interpreter started per
+    command would only cost time)."""
     from tui.cli import main
 
     monkeypatch.setenv("REPORT_KEEPER_NOW", moment.isoformat())
     capsys.readouterr()
-    code = main([command, "--config", str(cfg), "--json"])
+    code = main([command, "--config", str(cfg), "--json", *extra])
     out = capsys.readouterr().out
     assert code != 3, out
     return code, json.loads(out)
@@ -120,7 +108,7 @@ def test_two_weeks_of_a_daily_rolling_report(sshd, server_dir, tmp_path, capsys,
             versions[day] = (at, (server_dir / SERVER_NAME).stat().st_size)
         if day == UNSEEN_SYNC:
             # cron's sync did not run that day; the morning check listed the folder
-            code, doc = _run("check", cfg, _at(day, 8))
+            code, doc = _run_here(capsys, monkeypatch, "check", cfg, _at(day, 8))
             continue
         syncs[day] = _run_here(capsys, monkeypatch, "sync", cfg, _at(day, 10))
 
@@ -158,7 +146,7 @@ def test_two_weeks_of_a_daily_rolling_report(sshd, server_dir, tmp_path, capsys,
         assert (local / _local_name(d)).stat().st_size == versions[d][1]
 
     # check: the schedule is evaluated from the versions
-    code, doc = _run("check", cfg, _at(DAYS[-1], 11), "--offline")
+    code, doc = _run_here(capsys, monkeypatch, "check", cfg, _at(DAYS[-1], 11), "--offline")
     (report,) = doc["reports"]
     assert report["name"] == REPORT and report["rolling"] is True and report["rolling_inferred"] is False
     runs = {r["day"]: r for r in report["runs"]}
@@ -185,7 +173,7 @@ def test_two_weeks_of_a_daily_rolling_report(sshd, server_dir, tmp_path, capsys,
 
     # export: each version is its run day's delivery
     out = tmp_path / "study.csv"
-    code, doc = _run("export", cfg, _at(DAYS[-1], 11), "--out", str(out))
+    code, doc = _run_here(capsys, monkeypatch, "export", cfg, _at(DAYS[-1], 11), "--out", str(out))
     included = {date.fromisoformat(d) for d in doc["days"]["included"]}
     assert included == {d - timedelta(days=3) for d in expected_days}
     assert MISSED - timedelta(days=3) in {date.fromisoformat(d) for d in doc["days"]["missing"]}
@@ -284,7 +272,7 @@ def test_a_rolling_reports_versions_get_portable_local_names(sshd, server_dir, t
     assert held == sorted([old, _portable_version(day2), got[other][0]])
 
     # check: both versions are their run days' deliveries; nothing lost, missing or changed
-    code, doc = _run("check", cfg, _at(day2, 11), "--offline")
+    code, doc = _run_here(capsys, monkeypatch, "check", cfg, _at(day2, 11), "--offline")
     (report,) = [r for r in doc["reports"] if r["name"] == UNPORTABLE_REPORT]
     assert report["rolling"] is True
     assert [(r["day"], r["files"]) for r in report["runs"]] == [
@@ -493,14 +481,15 @@ async def test_a_version_replaced_during_its_download_is_not_saved_under_its_nam
 
 
 @pytest.mark.sshd
-def test_an_unconfigured_rolling_report_is_inferred_on_the_third_version(sshd, server_dir, tmp_path):
+def test_an_unconfigured_rolling_report_is_inferred_on_the_third_version(sshd, server_dir, tmp_path, capsys,
+                                                                        monkeypatch):
     cfg = _config(tmp_path, sshd, server_dir.name)
     text = cfg.read_text()
     cfg.write_text(text[:text.index("[[profile.default.report]]")])  # no report configured
     docs = []
     for day in DAYS[:3]:
         _replace(server_dir, day)
-        docs.append(_run("sync", cfg, _at(day, 10)))
+        docs.append(_run_here(capsys, monkeypatch, "sync", cfg, _at(day, 10)))
     (c1, d1), (c2, d2), (c3, d3) = docs
     assert [Path(d["path"]).name for d in d1["downloaded"]] == [SERVER_NAME]
     # the second copy: still an ordinary file whose server copy changed (kept beside it)
@@ -509,7 +498,7 @@ def test_an_unconfigured_rolling_report_is_inferred_on_the_third_version(sshd, s
     assert [(Path(d["path"]).name, d["changed"], d["version"]) for d in d3["downloaded"]] == [
         (_local_name(DAYS[2]), False, _local_name(DAYS[2]))]
     assert c3 == 0 and d3["status"] == "ok" and d3["lost"] == []
-    code, doc = _run("check", cfg, _at(DAYS[2], 11), "--offline")
+    code, doc = _run_here(capsys, monkeypatch, "check", cfg, _at(DAYS[2], 11), "--offline")
     (report,) = doc["reports"]
     assert report["rolling"] is True and report["rolling_inferred"] is True
     assert [r["files"] for r in report["runs"]] == [[_local_name(d)] for d in DAYS[:3]]

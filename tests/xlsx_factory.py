@@ -30,6 +30,9 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 ENGINES = ("xlsxwriter", "openpyxl")
+#: xlsxwriter assembles the package in memory instead of one temporary file per part (the same
+#: parts, a third of the time per workbook; the demo's workbooks are written so too)
+_IN_MEMORY = {"in_memory": True}
 
 TITLE = "Loans Per Patron From 3 Days Ago"
 LOANS_COLUMNS = (
@@ -130,7 +133,7 @@ def write_empty_first_sheet(
     if engine == "xlsxwriter":
         import xlsxwriter
 
-        wb = xlsxwriter.Workbook(str(path))
+        wb = xlsxwriter.Workbook(str(path), _IN_MEMORY)
         wb.add_worksheet("Sheet1")
         if second_sheet_rows:
             ws = wb.add_worksheet("Loans")
@@ -161,7 +164,7 @@ def _write(path, engine, sheet_name, grid, *, merge=None, blank_rows=(), width=1
     if engine == "xlsxwriter":
         import xlsxwriter
 
-        wb = xlsxwriter.Workbook(str(path))
+        wb = xlsxwriter.Workbook(str(path), _IN_MEMORY)
         ws = wb.add_worksheet(sheet_name)
         _xlsxwriter_fill(wb, ws, grid, merge=merge, blank_rows=blank_rows, width=width)
         wb.close()
@@ -314,6 +317,54 @@ def write_no_sheets(path: str | Path) -> Path:
     return path
 
 
+def _gf2_times(matrix: list[int], vector: int) -> int:
+    total, i = 0, 0
+    while vector:
+        if vector & 1:
+            total ^= matrix[i]
+        vector >>= 1
+        i += 1
+    return total
+
+
+def _crc32_shift(crc: int, length: int) -> int:
+    """``crc`` as if ``length`` zero bytes followed what it covers, less their own CRC (zlib's
+    crc32_combine: the operator for one zero bit, squared up to ``length`` bytes)."""
+    odd = [0xEDB88320] + [1 << n for n in range(31)]  # one zero bit
+    even = [_gf2_times(odd, odd[n]) for n in range(32)]  # two
+    odd = [_gf2_times(even, even[n]) for n in range(32)]  # four
+    while length:
+        even = [_gf2_times(odd, odd[n]) for n in range(32)]  # one byte, then 4, 16, ...
+        if length & 1:
+            crc = _gf2_times(even, crc)
+        length >>= 1
+        if not length:
+            break
+        odd = [_gf2_times(even, even[n]) for n in range(32)]
+        if length & 1:
+            crc = _gf2_times(odd, crc)
+        length >>= 1
+    return crc
+
+
+def crc32_repeated(data: bytes, times: int, crc: int = 0) -> int:
+    """``zlib.crc32(data * times, crc)`` without reading GiBs: the bombs' CRC in microseconds."""
+    one = zlib.crc32(data)
+    block, block_len = one, len(data)  # the CRC of data * 2**k, and its length
+    whole, whole_len = 0, 0  # the CRC of the repeats taken so far, and their length
+    while times:
+        if times & 1:
+            whole = _crc32_shift(whole, block_len) ^ block if whole_len else block
+            whole_len += block_len
+        times >>= 1
+        if times:
+            block = _crc32_shift(block, block_len) ^ block
+            block_len *= 2
+    if not whole_len:
+        return crc
+    return _crc32_shift(crc, whole_len) ^ whole if crc else whole
+
+
 def write_zip_bomb(path: str | Path, uncompressed_mib: int = 2048) -> Path:
     """A structurally valid xlsx whose worksheet inflates to ``uncompressed_mib`` MiB.
 
@@ -327,9 +378,7 @@ def write_zip_bomb(path: str | Path, uncompressed_mib: int = 2048) -> Path:
     block = comp.compress(chunk) + comp.flush(zlib.Z_FULL_FLUSH)
     again = comp.compress(chunk) + comp.flush(zlib.Z_FULL_FLUSH)
     body = block + again * (uncompressed_mib - 1) + comp.flush()
-    crc = 0
-    for _ in range(uncompressed_mib):
-        crc = zlib.crc32(chunk, crc)
+    crc = crc32_repeated(chunk, uncompressed_mib)
     size = len(chunk) * uncompressed_mib
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path, "w", allowZip64=True) as zout:
         for info in zin.infolist():
