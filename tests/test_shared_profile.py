@@ -446,7 +446,7 @@ async def test_a_purge_held_up_by_a_stopped_purge_says_so_and_deletes_nothing(tm
     lock.touch(mode=0o600)
     before = env.files()
     with flock_held_elsewhere(lock):
-        code, out, err = await run_cli(tmp_path, "purge", "--json", "--config", str(env.config), busy=1,
+        code, out, err = await run_cli(tmp_path, "purge", "--json", "--config", str(env.config), busy=0.2,
                                        now=rd.NOW_ISO)
     assert "Traceback" not in err, err
     doc = json.loads(out)
