@@ -421,7 +421,7 @@ def test_a_hostile_note_is_ignored_never_a_crash(tmp_path):
 # ------------------------------------------------------------------ descriptors while records wait
 
 
-MANY = 200  # files landing while the ledger is locked: more than the sync's descriptor limit
+MANY = 128  # files landing while the ledger is locked: a third more than the sync's descriptor limit
 FD_LIMIT = 96  # the sync's RLIMIT_NOFILE: what a low ``ulimit -n`` gives it (Python, ssh, SQLite: ~20)
 
 
