@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.demo_cache import demo_generated_once, demo_once  # noqa: F401 - fixtures
 from tui.core import status as st
 from tui.core.ledger import Ledger
 from tui.demo import data as demo_data
@@ -35,7 +36,7 @@ def pinned(monkeypatch):
 
 
 @pytest.fixture(params=["embedded", "sshd"])
-async def served(request, tmp_path, pinned):
+async def served(request, tmp_path, pinned, demo_generated_once):
     """(profile, scenario) of the demo reports, served by the embedded server or by sshd."""
     if request.param == "embedded":
         server = await start_demo_server(tmp_path / "server", local_dir=tmp_path / "local",

@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from tests.demo_cache import demo_generated_once, demo_once  # noqa: F401 - fixtures
 from tests.fixtures_sshd import ServerInfo
 from tests.xlsx_factory import write_report
 from tui.core import status as st
@@ -623,7 +624,7 @@ def test_ledgers_that_recorded_a_probe_file_stop_showing_it(tmp_path):
 
 
 @pytest.mark.sshd
-def test_two_syncs_at_once_count_each_file_once(sshd, tmp_path):
+def test_two_syncs_at_once_count_each_file_once(sshd, tmp_path, demo_generated_once):
     """Two real ``report-keeper sync --json`` processes on one local_dir and one ledger."""
     import tempfile
 

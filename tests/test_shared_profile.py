@@ -107,6 +107,13 @@ async def run_cli(tmp_path: Path, *argv: str, busy: float = 30.0, now: str = NOW
     return proc.returncode, out.decode(), err.decode()
 
 
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 def part_files(tmp_path: Path) -> list[Path]:
     work = tmp_path / "local" / ".report-keeper" / "parts"
     return sorted(work.iterdir()) if work.is_dir() else []
@@ -400,7 +407,12 @@ async def test_two_purges_at_once_each_report_only_what_they_deleted(tmp_path, m
         assert (await asyncio.wait_for(first.stdout.readline(), 60)).strip() == b"deleting"
         second = asyncio.ensure_future(run_cli(tmp_path, "purge", "--json", "--config", str(env.config),
                                                now=rd.NOW_ISO))
-        await asyncio.wait([second], timeout=3)  # it may answer at once, or wait for the first
+        # It waits for the first (its log says so as it starts waiting), or has answered.
+        log = tmp_path / "state" / "report-keeper" / "log" / "report-keeper.log"
+        for _ in range(6000):  # a bound, not a timing
+            if second.done() or "another process is purging the copies" in _text(log):
+                break
+            await asyncio.sleep(0.01)
         first.stdin.write(b"go\n")
         await first.stdin.drain()
         theirs = json.loads(await asyncio.wait_for(first.stdout.readline(), 60))
@@ -434,7 +446,7 @@ async def test_a_purge_held_up_by_a_stopped_purge_says_so_and_deletes_nothing(tm
     lock.touch(mode=0o600)
     before = env.files()
     with flock_held_elsewhere(lock):
-        code, out, err = await run_cli(tmp_path, "purge", "--json", "--config", str(env.config), busy=1,
+        code, out, err = await run_cli(tmp_path, "purge", "--json", "--config", str(env.config), busy=0.2,
                                        now=rd.NOW_ISO)
     assert "Traceback" not in err, err
     doc = json.loads(out)

@@ -22,6 +22,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from tests.demo_cache import demo_generated_once, demo_once  # noqa: F401 - fixtures
 from tests.locks import flock_held_elsewhere
 from tui.core import status as st
 from tui.core.ledger import Ledger
@@ -45,7 +46,7 @@ def pinned(monkeypatch):
 
 
 @pytest.fixture
-async def demo(tmp_path, pinned):
+async def demo(tmp_path, pinned, demo_generated_once):
     server = await start_demo_server(
         tmp_path / "server", local_dir=tmp_path / "local", ledger=tmp_path / "ledger.sqlite3"
     )
@@ -334,7 +335,7 @@ async def test_unknown_host_key_is_refused_unless_accepted(demo, ledger):
 
 
 @pytest.mark.sshd
-async def test_sync_against_real_openssh(sshd, tmp_path, pinned):
+async def test_sync_against_real_openssh(sshd, tmp_path, pinned, demo_generated_once):
     """The same sync against OpenSSH's sshd (internal-sftp)."""
     import tempfile
 

@@ -41,7 +41,7 @@ from tui.demo import data as demo_data
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-06-10T14:00:00+00:00"
 N_FILES = 10  # per server folder
-ROWS = 2000  # about 90 KB a workbook: far more than a sync's own traffic without files
+ROWS = 500  # about 28 KB a workbook: several times a sync's own traffic without files (~5 KB a connection)
 BUSY = 0.3  # the sync's lock wait in these tests (seconds)
 #: The profiles of a run: one, or two sharing the ledger file (``sync --all-profiles``).
 MODES = {"one": {"main": "a"}, "all": {"alpha": "a", "beta": "b"}}
@@ -212,7 +212,9 @@ class Run:
 
     async def check_next_run_recovers(self, proxy: TcpProxy) -> None:
         """The ledger takes records again: the next sync records the copies in place without
-        fetching their bytes again (less traffic than the smallest file)."""
+        fetching their bytes again (less traffic than the smallest file). The proxy only counts
+        now: no delay (what it would slow down is the very traffic that must not happen)."""
+        proxy.delay = 0.0
         before = proxy.bytes_down
         code, out, err = await self.sync()
         fetched = proxy.bytes_down - before
@@ -245,8 +247,19 @@ async def start_holder(ledger: Path, after: int, until: tuple[int, Path] | None 
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
 
 
-async def release(holder: asyncio.subprocess.Process) -> None:
-    assert (await asyncio.wait_for(holder.stdout.readline(), 60)).strip() == b"locked"
+async def locked_then_fast(holder: asyncio.subprocess.Process, proxy: TcpProxy) -> bytes:
+    """The holder's first line; once it holds the lock the failure has come mid-sync, so the
+    proxy's delay is dropped for the rest of the downloads (read per chunk, so at once)."""
+    line = await holder.stdout.readline()
+    if line.strip() == b"locked":
+        proxy.delay = 0.0
+    return line
+
+
+async def release(holder: asyncio.subprocess.Process, locked: asyncio.Future | None = None) -> None:
+    """``locked``: the holder's first line already being read (``locked_then_fast``)."""
+    first = locked if locked is not None else holder.stdout.readline()
+    assert (await asyncio.wait_for(first, 60)).strip() == b"locked"
     holder.stdin.write(b"go\n")
     await holder.stdin.drain()
     assert (await asyncio.wait_for(holder.stdout.readline(), 60)).strip() == b"released"
@@ -262,10 +275,11 @@ async def test_a_ledger_locked_until_the_sync_ends_is_reported_and_the_next_sync
     async with TcpProxy(sshd.port, delay=0.06) as proxy:
         run = Run(tmp_path, sshd, served, proxy.port, mode)
         holder = await start_holder(run.ledger, after=2)
+        locked = asyncio.ensure_future(locked_then_fast(holder, proxy))
         try:
             code, out, err = await run.sync()
         finally:
-            await release(holder)
+            await release(holder, locked)
         run.check_failed_run(code, out, err, ("locked", "let it finish or close it"))
         await run.check_next_run_recovers(proxy)
 
@@ -303,6 +317,7 @@ async def test_a_commit_that_fails_mid_sync_takes_no_download_with_it(sshd, serv
             # From now on the journal cannot grow: each commit fails, as on a full disk.
             _soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
             resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (wal.stat().st_size, hard))
+            proxy.delay = 0.0  # the failure has come mid-sync: the rest may download at full speed
             out, err = await asyncio.wait_for(reading, 300)
         finally:
             conn.close()
@@ -406,7 +421,7 @@ def test_a_hostile_note_is_ignored_never_a_crash(tmp_path):
 # ------------------------------------------------------------------ descriptors while records wait
 
 
-MANY = 200  # files landing while the ledger is locked: more than the sync's descriptor limit
+MANY = 128  # files landing while the ledger is locked: a third more than the sync's descriptor limit
 FD_LIMIT = 96  # the sync's RLIMIT_NOFILE: what a low ``ulimit -n`` gives it (Python, ssh, SQLite: ~20)
 
 
