@@ -99,6 +99,12 @@ async def _wait(pilot, condition, timeout: float = 30) -> None:
     raise AssertionError(f"timed out: step {view.step}, busy {view.busy!r}, error {view.error!r}")
 
 
+def _host_key_asked(app) -> bool:
+    """The host key question is up: its modal composed, not only pushed (its words and keys are
+    there only once it is mounted, which on a busy machine can come a while after)."""
+    return isinstance(app.screen, HostKeyModal) and bool(app.screen.query("#reject"))
+
+
 def _screen_text(app) -> str:
     """What the screen shows, as text (the SVG screenshot's characters, entities decoded)."""
     import html
@@ -149,7 +155,7 @@ async def test_first_run_sets_up_a_profile_and_lands_on_health(sshd, site, home)
         await _fill_form(pilot, port=sshd.port, username=sshd.username, typed=True, remote_dir="no/such")
         await pilot.press("enter")  # enter on the last field connects
         # the host key is shown with its fingerprint and confirmed once
-        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await _wait(pilot, lambda: _host_key_asked(app))
         modal = app.screen
         assert modal.info.fingerprint == sshd.host_key.get_fingerprint("sha256")
         shown = " ".join(str(s.render()) for s in modal.query("Static"))
@@ -327,7 +333,7 @@ async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds
         assert app.clipboard == public
         # before the administrator added it: the login is refused, and the reason says why
         await pilot.press("c")
-        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await _wait(pilot, lambda: _host_key_asked(app))
         await pilot.press("o")  # accept once
         await _wait(pilot, lambda: app.view.error and not app.view.busy)
         assert app.view.step is SetupStep.FORM and "does not accept the new key yet" in app.view.error
@@ -338,7 +344,7 @@ async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds
         await pilot.press("enter")
         await _wait(pilot, lambda: app.view.step is SetupStep.NEW_KEY)
         await pilot.press("c")
-        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await _wait(pilot, lambda: _host_key_asked(app))
         await pilot.press("m")
         await _wait(pilot, lambda: app.view.step is SetupStep.FOLDER and not app.view.busy)
         assert app.view.folder.path == f"{sshd.root}/{site.name}"  # the folder typed on the form
@@ -373,7 +379,7 @@ async def test_a_folder_typed_that_does_not_exist_is_said_in_the_pickers_words(s
     async with app.run_test(size=(80, 24)) as pilot:
         await _fill_form(pilot, port=sshd.port, username=sshd.username, remote_dir=f"{site.name}/nosuch")
         await pilot.press("enter")
-        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await _wait(pilot, lambda: _host_key_asked(app))
         await pilot.press("o")
         await _wait(pilot, lambda: app.view.step is SetupStep.FOLDER and not app.view.busy)
         assert app.view.folder.path == str(sshd.root)
@@ -412,7 +418,7 @@ async def test_the_keys_of_ssh_agent_are_offered_and_used(sshd, home, ssh_agent,
         assert "ssh-agent (1 key)" in _screen_text(app)
         await _fill_form(pilot, port=sshd.port, username=sshd.username)
         await pilot.press("enter")
-        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await _wait(pilot, lambda: _host_key_asked(app))
         await pilot.press("o")
         await _wait(pilot, lambda: app.view.step is SetupStep.FOLDER and not app.view.busy)
     assert not list((home / ".ssh").glob("id_*"))  # no key pair was made
