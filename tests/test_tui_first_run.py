@@ -61,10 +61,10 @@ def home(tmp_path, monkeypatch, ssh_keys) -> Path:
     return home
 
 
-@pytest.fixture
-def site(sshd):
-    """A report folder on the sshd: a week of daily deliveries, a sibling folder."""
-    sub = Path(tempfile.mkdtemp(prefix="first-run-", dir=sshd.root))
+@pytest.fixture(scope="module")
+def site_template(tmp_path_factory) -> Path:
+    """A report folder: a week of daily deliveries, a sibling folder (written once per module)."""
+    sub = tmp_path_factory.mktemp("first-run-site")
     folder = sub / "upload" / "ALMA"
     folder.mkdir(parents=True)
     (sub / "upload" / "other").mkdir()
@@ -81,6 +81,15 @@ def site(sshd):
     for p in [sub, *sub.rglob("*")]:
         os.chmod(p, 0o755 if p.is_dir() else 0o644)
     (sub / "alma-link").symlink_to("upload/ALMA")  # a link: the listing shows no way into it
+    return sub
+
+
+@pytest.fixture
+def site(sshd, site_template):
+    """This test's own copy of the report folder on the sshd (modes, times and link kept)."""
+    sub = Path(tempfile.mkdtemp(prefix="first-run-", dir=sshd.root))
+    shutil.copytree(site_template, sub, symlinks=True, dirs_exist_ok=True)
+    os.chmod(sub, 0o755)
     yield sub
     shutil.rmtree(sub, ignore_errors=True)
 
@@ -90,11 +99,11 @@ def _app(home: Path) -> FirstRunApp:
                        connect_timeout=10)
 
 
-async def _wait(pilot, condition, timeout: float = 30) -> None:
-    for _ in range(int(timeout / 0.05)):
+async def _wait(pilot, condition, timeout: float = 30, step: float = 0.02) -> None:
+    for _ in range(int(timeout / step)):
         if condition():
             return
-        await pilot.pause(0.05)
+        await pilot.pause(step)
     view = pilot.app.view
     raise AssertionError(f"timed out: step {view.step}, busy {view.busy!r}, error {view.error!r}")
 
