@@ -3,8 +3,9 @@
 The embedded demo server (``tui.demo.server``) runs on 127.0.0.1 in a background event
 loop, so both Pilot tests (pytest-asyncio's loop) and snapshot tests (``snap_compare`` runs
 the app with ``app.run()``, its own loop) talk to it over real TCP. The scenario is generated
-once per test module with the clock pinned; every test gets its own ledger and download
-folder (a profile copy), so tests never share state.
+once per test process with the clock pinned and each module serves its own copy of it; every
+test gets its own ledger and download folder (a profile copy), so tests never share state.
+Pilot's keys wait once for the idle app, not twice (``tests/conftest.py``).
 """
 
 from __future__ import annotations
