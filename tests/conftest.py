@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -46,6 +47,53 @@ def _toasts_outlast_a_loaded_machine(monkeypatch):
 
     monkeypatch.setattr(Notification, "time_left",
                         property(lambda self: self.raised_at + self.timeout + 600 - time.time()))
+
+
+async def _press_keys_waiting_idle_once(self, keys):
+    """Textual's ``App._press_keys`` with one wait for an idle app per key instead of two.
+
+    Textual waits for the process to be idle (at least one 20 ms look at its CPU time), then
+    for animations, then for idle again. The tests run without animations (TEXTUAL_ANIMATIONS
+    is "none"), so after a key that started no animation the second look only found the idle
+    app the first one had found: 20 ms or more of every key pressed. A key still waits until
+    the app is idle after it (and after its animations, when one runs), and ``Pilot.press``
+    still waits for the screen's pending messages."""
+    import unicodedata
+
+    from textual import app as textual_app
+    from textual import events
+
+    driver = self._driver
+    assert driver is not None
+    for key in keys:
+        if key.startswith("wait:"):
+            _, wait_ms = key.split(":")
+            await asyncio.sleep(float(wait_ms) / 1000)
+            await self._animator.wait_until_complete()
+            continue
+        if len(key) == 1 and not key.isalnum():
+            key = textual_app._character_to_key(key)
+        original_key = textual_app.REPLACED_KEYS.get(key, key)
+        char: str | None
+        try:
+            char = unicodedata.lookup(textual_app._get_unicode_name_from_key(original_key))
+        except KeyError:
+            char = key if len(key) == 1 else None
+        key_event = events.Key(key, char)
+        key_event.set_sender(self)
+        driver.send_message(key_event)
+        await textual_app.wait_for_idle(0)
+        animator = self._animator
+        if animator._animations or animator._scheduled:  # an animation ran: idle after it too
+            await animator.wait_until_complete()
+            await textual_app.wait_for_idle(0)
+
+
+@pytest.fixture(autouse=True)
+def _keys_wait_for_idle_once(monkeypatch):
+    from textual.app import App
+
+    monkeypatch.setattr(App, "_press_keys", _press_keys_waiting_idle_once)
 
 
 # pytest-textual-snapshot keeps SVGs next to the tests by default (and its snap_compare fixture

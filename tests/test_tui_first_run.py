@@ -61,10 +61,10 @@ def home(tmp_path, monkeypatch, ssh_keys) -> Path:
     return home
 
 
-@pytest.fixture
-def site(sshd):
-    """A report folder on the sshd: a week of daily deliveries, a sibling folder."""
-    sub = Path(tempfile.mkdtemp(prefix="first-run-", dir=sshd.root))
+@pytest.fixture(scope="module")
+def site_template(tmp_path_factory) -> Path:
+    """A report folder: a week of daily deliveries, a sibling folder (written once per module)."""
+    sub = tmp_path_factory.mktemp("first-run-site")
     folder = sub / "upload" / "ALMA"
     folder.mkdir(parents=True)
     (sub / "upload" / "other").mkdir()
@@ -81,6 +81,15 @@ def site(sshd):
     for p in [sub, *sub.rglob("*")]:
         os.chmod(p, 0o755 if p.is_dir() else 0o644)
     (sub / "alma-link").symlink_to("upload/ALMA")  # a link: the listing shows no way into it
+    return sub
+
+
+@pytest.fixture
+def site(sshd, site_template):
+    """This test's own copy of the report folder on the sshd (modes, times and link kept)."""
+    sub = Path(tempfile.mkdtemp(prefix="first-run-", dir=sshd.root))
+    shutil.copytree(site_template, sub, symlinks=True, dirs_exist_ok=True)
+    os.chmod(sub, 0o755)
     yield sub
     shutil.rmtree(sub, ignore_errors=True)
 
@@ -90,13 +99,19 @@ def _app(home: Path) -> FirstRunApp:
                        connect_timeout=10)
 
 
-async def _wait(pilot, condition, timeout: float = 30) -> None:
-    for _ in range(int(timeout / 0.05)):
+async def _wait(pilot, condition, timeout: float = 30, step: float = 0.02) -> None:
+    for _ in range(int(timeout / step)):
         if condition():
             return
-        await pilot.pause(0.05)
+        await pilot.pause(step)
     view = pilot.app.view
     raise AssertionError(f"timed out: step {view.step}, busy {view.busy!r}, error {view.error!r}")
+
+
+def _host_key_asked(app) -> bool:
+    """The host key question is up: its modal composed, not only pushed (its words and keys are
+    there only once it is mounted, which on a busy machine can come a while after)."""
+    return isinstance(app.screen, HostKeyModal) and bool(app.screen.query("#reject"))
 
 
 def _screen_text(app) -> str:
@@ -149,7 +164,7 @@ async def test_first_run_sets_up_a_profile_and_lands_on_health(sshd, site, home)
         await _fill_form(pilot, port=sshd.port, username=sshd.username, typed=True, remote_dir="no/such")
         await pilot.press("enter")  # enter on the last field connects
         # the host key is shown with its fingerprint and confirmed once
-        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await _wait(pilot, lambda: _host_key_asked(app))
         modal = app.screen
         assert modal.info.fingerprint == sshd.host_key.get_fingerprint("sha256")
         shown = " ".join(str(s.render()) for s in modal.query("Static"))
@@ -327,7 +342,7 @@ async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds
         assert app.clipboard == public
         # before the administrator added it: the login is refused, and the reason says why
         await pilot.press("c")
-        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await _wait(pilot, lambda: _host_key_asked(app))
         await pilot.press("o")  # accept once
         await _wait(pilot, lambda: app.view.error and not app.view.busy)
         assert app.view.step is SetupStep.FORM and "does not accept the new key yet" in app.view.error
@@ -338,7 +353,7 @@ async def test_a_new_key_pair_is_made_shown_and_used_once_the_administrator_adds
         await pilot.press("enter")
         await _wait(pilot, lambda: app.view.step is SetupStep.NEW_KEY)
         await pilot.press("c")
-        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await _wait(pilot, lambda: _host_key_asked(app))
         await pilot.press("m")
         await _wait(pilot, lambda: app.view.step is SetupStep.FOLDER and not app.view.busy)
         assert app.view.folder.path == f"{sshd.root}/{site.name}"  # the folder typed on the form
@@ -373,7 +388,7 @@ async def test_a_folder_typed_that_does_not_exist_is_said_in_the_pickers_words(s
     async with app.run_test(size=(80, 24)) as pilot:
         await _fill_form(pilot, port=sshd.port, username=sshd.username, remote_dir=f"{site.name}/nosuch")
         await pilot.press("enter")
-        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await _wait(pilot, lambda: _host_key_asked(app))
         await pilot.press("o")
         await _wait(pilot, lambda: app.view.step is SetupStep.FOLDER and not app.view.busy)
         assert app.view.folder.path == str(sshd.root)
@@ -412,7 +427,7 @@ async def test_the_keys_of_ssh_agent_are_offered_and_used(sshd, home, ssh_agent,
         assert "ssh-agent (1 key)" in _screen_text(app)
         await _fill_form(pilot, port=sshd.port, username=sshd.username)
         await pilot.press("enter")
-        await _wait(pilot, lambda: isinstance(app.screen, HostKeyModal))
+        await _wait(pilot, lambda: _host_key_asked(app))
         await pilot.press("o")
         await _wait(pilot, lambda: app.view.step is SetupStep.FOLDER and not app.view.busy)
     assert not list((home / ".ssh").glob("id_*"))  # no key pair was made

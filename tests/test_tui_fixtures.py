@@ -3,8 +3,9 @@
 The embedded demo server (``tui.demo.server``) runs on 127.0.0.1 in a background event
 loop, so both Pilot tests (pytest-asyncio's loop) and snapshot tests (``snap_compare`` runs
 the app with ``app.run()``, its own loop) talk to it over real TCP. The scenario is generated
-once per test module with the clock pinned; every test gets its own ledger and download
-folder (a profile copy), so tests never share state.
+once per test process with the clock pinned and each module serves its own copy of it; every
+test gets its own ledger and download folder (a profile copy), so tests never share state.
+Pilot's keys wait once for the idle app, not twice (``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -64,18 +65,43 @@ def server_loop():
     loop.stop()
 
 
-@pytest.fixture(scope="module")
-def demo_remote(server_loop, tmp_path_factory):
-    """A running demo server with the demo scenario (generated at FIXED_NOW)."""
+# Made once per test process and only ever copied: the generated demo folder (with what is
+# where in it) and a home after one full sync of it.
+_TEMPLATES: dict[str, Any] = {}
+
+
+def _demo_template(tmp_path_factory: Any) -> tuple[Path, Any]:
+    """The demo scenario generated at FIXED_NOW once per process: its folder and scenario."""
+    if "demo" not in _TEMPLATES:
+        from datetime import datetime
+
+        from tui.demo import data as demo_data
+
+        folder = tmp_path_factory.mktemp("demo-template") / "root"
+        _TEMPLATES["demo"] = (folder, demo_data.generate(folder, datetime.fromisoformat(FIXED_NOW)))
+    return _TEMPLATES["demo"]
+
+
+async def _serve_copy(template: Path, scenario: Any, root: Path) -> Any:
+    """A demo server on a fresh copy of the generated folder, as if it had generated it there
+    (a folder that already holds the reports is served as it is; its days are the template's)."""
     from datetime import datetime
 
     from tui.demo.server import start_demo_server
 
-    root = tmp_path_factory.mktemp("demo-server")
-    now = datetime.fromisoformat(FIXED_NOW)
+    await asyncio.to_thread(shutil.copytree, template, root / "root")  # copy2: the mtimes stay
     # writable like the demo of `report-keeper --demo`: the connection test uploads a probe
-    server = server_loop.run(start_demo_server(dir=root / "root", now=now, keys_dir=root / "keys",
-                                               writable=True))
+    server = await start_demo_server(dir=root / "root", now=datetime.fromisoformat(FIXED_NOW),
+                                     keys_dir=root / "keys", writable=True)
+    server.scenario = replace(scenario, folder=root / "root")
+    return server
+
+
+@pytest.fixture(scope="module")
+def demo_remote(server_loop, tmp_path_factory):
+    """A running demo server with the demo scenario (generated at FIXED_NOW), its own copy."""
+    template, scenario = _demo_template(tmp_path_factory)
+    server = server_loop.run(_serve_copy(template, scenario, tmp_path_factory.mktemp("demo-server")))
     yield server
     server_loop.run(server.close())
 
@@ -209,26 +235,33 @@ def settled(app: Any) -> bool:
 
 @pytest.fixture(scope="module")
 def synced(demo_remote, server_loop, tmp_path_factory):
-    """A home folder after one full sync (downloads, ledger, verifications), made once."""
-    from tui.core.ledger import Ledger
-    from tui.sftp.sync import SyncService
+    """A home folder after one full sync (downloads, ledger, verifications) of the untouched
+    demo folder, made once per process (against a server of its own, so what a module's
+    earlier tests did to its server is not in it); tests copy it (:func:`copy_home`)."""
+    if "synced" not in _TEMPLATES:
+        from tui.core.ledger import Ledger
+        from tui.sftp.sync import SyncService
 
-    base = tmp_path_factory.mktemp("synced")
-    profile = profile_for(demo_remote, base)
+        template, scenario = _demo_template(tmp_path_factory)
+        base = tmp_path_factory.mktemp("synced")
 
-    async def sync() -> None:
-        ledger = Ledger.open(profile.ledger_path, profile=profile.name)
-        try:
-            async with SyncService(profile, ledger) as service:
-                result = await service.sync()
-            assert not result.failed
-        finally:
-            ledger.close()
+        async def sync() -> None:
+            server = await _serve_copy(template, scenario, tmp_path_factory.mktemp("sync-server"))
+            profile = profile_for(server, base)
+            ledger = Ledger.open(profile.ledger_path, profile=profile.name)
+            try:
+                async with SyncService(profile, ledger) as service:
+                    result = await service.sync()
+                assert not result.failed and result.retention is None  # the demo keeps every copy
+            finally:
+                ledger.close()
+                await server.close()
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REPORT_KEEPER_NOW", FIXED_NOW)
-        server_loop.run(sync(), 120)
-    return base
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("REPORT_KEEPER_NOW", FIXED_NOW)
+            server_loop.run(sync(), 120)
+        _TEMPLATES["synced"] = base
+    return _TEMPLATES["synced"]
 
 
 def copy_home(template: Path, home: Path) -> None:

@@ -21,12 +21,14 @@ from rich.console import Console
 from tests.test_tui_fixtures import (  # noqa: F401 - fixtures
     FIXED_NOW,
     _pinned_clock,
+    copy_home,
     demo_remote,
     home,
     profile_for,
     server_loop,
     settled,
     show,
+    synced,
     until_fitted,
     wait_for,
 )
@@ -44,27 +46,16 @@ def with_retention(profile):
 
 
 @pytest.fixture(scope="module")
-def purged_home(demo_remote, server_loop, tmp_path_factory):
-    """A home after one full sync and a purge of copies older than 30 days, made once."""
+def purged_home(demo_remote, synced, tmp_path_factory):
+    """A home after one full sync (the demo's own policy: nothing purged in it) and a purge of
+    copies older than 30 days, made once."""
     from tui.core import retention
-    from tui.sftp.sync import SyncService
 
     base = tmp_path_factory.mktemp("purged")
+    copy_home(synced, base)
     profile = with_retention(profile_for(demo_remote, base))
-
-    async def sync() -> None:
-        ledger = Ledger.open(profile.ledger_path, profile=profile.name)
-        try:
-            async with SyncService(replace(profile, defaults=demo_remote.profile.defaults,
-                                           reports=demo_remote.profile.reports), ledger) as service:
-                result = await service.sync()
-            assert not result.failed and result.retention is None  # no policy in that sync
-        finally:
-            ledger.close()
-
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("REPORT_KEEPER_NOW", FIXED_NOW)
-        server_loop.run(sync(), 120)
         with Ledger.open(profile.ledger_path, profile=profile.name) as ledger:
             result = retention.purge(profile, ledger)
     assert len(result.purged) > 20 and not result.errors and not result.waiting

@@ -22,14 +22,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tui.app import create_app
 from tui.commands.common import load_profile, one_line
 from tui.core.config import CONFIG_ENV, DEFAULT_PROFILE, ConfigError, default_config_path
 from tui.core.ledger import LedgerError
 from tui.core.model import ConnTestResult
 from tui.core.status import Exit
-from tui.demo.seed import seed_history
-from tui.demo.server import start_demo_server
 
 log = logging.getLogger("report_keeper.commands.tui_app")
 
@@ -90,6 +87,10 @@ async def _run_configured(args: argparse.Namespace, connection_test: ConnTestRes
         _error(str(exc))
         return int(Exit.USAGE)
 
+    # Textual is loaded once the profile is known to be good: a configuration problem (cron
+    # starting the app without a config, a typo) prints its one line without it.
+    from tui.app import create_app  # noqa: PLC0415 - see above
+
     try:
         app = create_app(profile, connection_test=connection_test)
     except LedgerError as exc:
@@ -116,6 +117,10 @@ def _exit_on_hangup(app) -> None:
 
 
 async def _run_demo(args: argparse.Namespace) -> int:
+    from tui.app import create_app  # noqa: PLC0415 - Textual only for the app (see _run_configured)
+    from tui.demo.seed import seed_history  # noqa: PLC0415 - the demo's own
+    from tui.demo.server import start_demo_server  # noqa: PLC0415 - the demo's own
+
     local_dir = getattr(args, "local_dir", None)
     scratch = None
     if local_dir is None:
