@@ -391,11 +391,19 @@ class Profile:
 
     def local_dir_of(self, folder: str) -> Path:
         """Where copies of ``folder``'s files go: ``local_dir`` itself when one folder is
-        watched, else ``local_dir/<folder>`` (:func:`tui.core.names.local_folder_parts`)."""
-        root = Path(self.local_dir).expanduser()
-        if not self.several_folders:
-            return root
-        return root.joinpath(*local_folder_parts(folder))
+        watched, else ``local_dir/<folder>`` (:func:`tui.core.names.local_folder_parts`).
+        Made once per folder for this profile (a sync asks several times for every file)."""
+        made = self._local_dirs.get(folder)
+        if made is None:
+            root = Path(self.local_dir).expanduser()
+            made = root.joinpath(*local_folder_parts(folder)) if self.several_folders else root
+            self._local_dirs[folder] = made
+        return made
+
+    @cached_property
+    def _local_dirs(self) -> dict[str, Path]:
+        """The folders :meth:`local_dir_of` made, by server folder."""
+        return {}
 
     @property
     def ledger_path(self) -> Path:

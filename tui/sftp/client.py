@@ -325,9 +325,6 @@ class SftpConnection:
         if fut.done():  # answered already (a request sent right behind another, a stat
             self._answered = time.monotonic()  # behind the last read): no wait to set up
             return fut.result()
-        # Given up on (stalled, or the wait cancelled), the request may still end in an error
-        # (its connection closed under it): taken here, never "exception was never retrieved".
-        fut.add_done_callback(_retrieved)
         began = time.monotonic()
         try:
             while True:
@@ -357,6 +354,14 @@ class SftpConnection:
         except asyncio.CancelledError:
             fut.cancel()
             raise
+        finally:
+            # Given up on (stalled, or the wait cancelled), the request may still end in an
+            # error (its connection closed under it): taken then, never "exception was never
+            # retrieved". A request waited for to its end needs no callback for that.
+            if fut.done():
+                _retrieved(fut)
+            else:
+                fut.add_done_callback(_retrieved)
         self._answered = time.monotonic()
         return fut.result()
 

@@ -54,8 +54,10 @@ def _record_name(remote: RemoteFile) -> str:
     return f"{_part_id(remote.name)}.json"
 
 
+@functools.lru_cache(maxsize=256)
 def work_dir(local_dir: Path | str) -> Path:
-    """``<local_dir>/.report-keeper/parts``: where part files live."""
+    """``<local_dir>/.report-keeper/parts``: where part files live (the same few folders are
+    asked for again and again: made once each)."""
     return Path(local_dir) / WORK_DIR_NAME / PARTS_DIR
 
 
@@ -109,9 +111,9 @@ def write_record(work: Path, remote: RemoteFile) -> None:
         os.close(fd)
 
 
-def drop_record(work: Path, remote: RemoteFile) -> None:
+def drop_record(work: Path | str, remote: RemoteFile) -> None:
     try:
-        os.unlink(work / _record_name(remote))
+        os.unlink(os.path.join(work, _record_name(remote)))
     except OSError:
         pass
 
@@ -165,7 +167,7 @@ def part_progress(local_dir: Path | str, remote: RemoteFile) -> int:
     """Bytes of this very server copy held in its part file (0: none, or another copy's)."""
     work = work_dir(local_dir)
     try:  # the part first: most files have none, and then there is no record to read
-        info = os.lstat(work / part_name(remote))
+        info = os.lstat(os.path.join(work, part_name(remote)))
     except OSError:
         return 0
     record = _read_record(work / _record_name(remote))

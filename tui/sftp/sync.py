@@ -957,8 +957,7 @@ class SyncService:
                     # One writer job: the record, then (written or refused) the file's lock
                     # is handed to the commit that holds it.
                     record, placed = self._record_done(entry, remote, event, result,
-                                                       then=partial(unlock, event.path))
-                    record.add_done_callback(partial(_say_recorded, emit, event))
+                                                       then=partial(unlock, event.path), emit=emit)
                     records.append(record)
                     unwritten[entry.name] = (record, placed)
                     if waiting[0]:
@@ -1114,11 +1113,14 @@ class SyncService:
 
     def _record_done(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
                      result: SyncResult, *, then: Callable[[], object] | None = None,
+                     emit: Callable[[SyncEvent], None] | None = None,
                      ) -> tuple[asyncio.Future[bool], DownloadedFile]:
         """Record one finished download (in the writer thread, :meth:`_in_writer`); the future
         of the write (True when it recorded the file now) and what it records. Once it is
         written the file is booked in ``result`` (on the event loop, whatever awaits it or not).
         ``then()`` runs in the same writer job right after the write, whether it succeeded or not.
+        ``emit``: told ``Recorded`` once the file is booked, if its record was written (one
+        callback for both: a file costs the event loop one callback less).
 
         A file placed by this run is ``downloaded``. ``same`` means those exact bytes were
         already in place under the name (another process put them there a moment ago): it is
@@ -1141,7 +1143,8 @@ class SyncService:
         record = partial(self.ledger.record_download, entry.key, size=event.size, sha256=event.sha256,
                          local_path=event.path, mtime=remote.mtime)
         write = self._in_writer(record if then is None else partial(_and_then, record, then))
-        write.add_done_callback(partial(_book, result, placed))
+        write.add_done_callback(partial(_book, result, placed) if emit is None
+                                else partial(_book_and_say, result, placed, emit, event))
         return write, placed
 
     async def _verify_recorded(self, record: asyncio.Future[bool], entry: RemoteEntry, event: Done,
@@ -1695,6 +1698,15 @@ def _and_then(call: Callable[[], _T], then: Callable[[], object]) -> _T:
         return call()
     finally:
         then()
+
+
+def _book_and_say(result: SyncResult, placed: DownloadedFile, emit: Callable[[SyncEvent], None],
+                  event: Done, write: asyncio.Future[bool]) -> None:
+    """:func:`_book`, then :func:`_say_recorded` (one done-callback of the record's write)."""
+    try:
+        _book(result, placed, write)
+    finally:
+        _say_recorded(emit, event, write)
 
 
 def _say_recorded(emit: Callable[[SyncEvent], None], event: Done, write: asyncio.Future[bool]) -> None:
