@@ -391,11 +391,19 @@ class Profile:
 
     def local_dir_of(self, folder: str) -> Path:
         """Where copies of ``folder``'s files go: ``local_dir`` itself when one folder is
-        watched, else ``local_dir/<folder>`` (:func:`tui.core.names.local_folder_parts`)."""
-        root = Path(self.local_dir).expanduser()
-        if not self.several_folders:
-            return root
-        return root.joinpath(*local_folder_parts(folder))
+        watched, else ``local_dir/<folder>`` (:func:`tui.core.names.local_folder_parts`).
+        Worked out once per folder: a sync asks it several times for every file."""
+        found = self._local_dirs.get(folder)
+        if found is None:
+            root = Path(self.local_dir).expanduser()
+            found = root if not self.several_folders else root.joinpath(*local_folder_parts(folder))
+            self._local_dirs[folder] = found
+        return found
+
+    @cached_property
+    def _local_dirs(self) -> dict[str, Path]:
+        """:meth:`local_dir_of`'s answers so far, by folder as asked."""
+        return {}
 
     @property
     def ledger_path(self) -> Path:
