@@ -530,3 +530,28 @@ def test_listed_copies_are_what_deliveries_say_of_each_server_copy(led):
     led.record_listing(None, report_of, [RemoteFile(fs[0].name, 7, T0 + timedelta(days=3))], T0 + timedelta(days=3))
     assert sorted(led.listed_copies()) == sorted(
         (d.extra.get("rolling_of") or d.name, d.mtime, d.size) for d in led.deliveries() if d.mtime is not None)
+
+
+def test_a_new_ledger_has_the_schema_every_step_makes(tmp_path):
+    """A new ledger's schema is copied from one made once per process: it is the one the
+    schema steps make (tables, indexes, triggers, their SQL), with this release's version,
+    its own creation time, in WAL mode; and a second new ledger is made the same way."""
+    stepwise = sqlite3.connect(":memory:", isolation_level=None)
+    Ledger(stepwise, None, "x")._migrate()
+    query = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+    expected = stepwise.execute(query).fetchall()
+    for name in ("a.sqlite3", "b.sqlite3"):
+        before = ledger_mod._ts(ledger_mod.clock.now())
+        Ledger.open(tmp_path / name).close()
+        made = sqlite3.connect(tmp_path / name)
+        try:
+            assert made.execute(query).fetchall() == expected
+            meta = dict(made.execute("SELECT key, value FROM meta"))
+            assert meta.keys() == {"schema_version", "created_at"}
+            assert meta["schema_version"] == str(ledger_mod.SCHEMA_VERSION)
+            assert meta["created_at"] >= before
+            assert made.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert made.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert made.execute("PRAGMA foreign_key_check").fetchall() == []
+        finally:
+            made.close()

@@ -1335,8 +1335,16 @@ _REFUSED_FORMAT = SPOOFING_FORMAT_CHARS | {"\u2028", "\u2029"}
 _NAMES = {0x09: "a tab", 0x0A: "a line break", 0x0D: "a carriage return", 0x1B: "ESC", 0x7F: "DEL"}
 
 
+#: The characters of ASCII text that :func:`_refused_char` refuses (its only ones there).
+_ASCII_REFUSED = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _refused_char(text: str) -> str | None:
-    """The first character of ``text`` no config string may hold, as ``U+XXXX (what)``."""
+    """The first character of ``text`` no config string may hold, as ``U+XXXX (what)``. ASCII
+    text (nearly every string of a config) is searched in one call rather than a character at
+    a time: every string of every profile is looked at, in each process of a run."""
+    if text.isascii() and _ASCII_REFUSED.search(text) is None:
+        return None
     for ch in text:
         if unicodedata.category(ch) == "Cc" or ch in _REFUSED_FORMAT:
             what = _NAMES.get(ord(ch), "a control character" if unicodedata.category(ch) == "Cc"
