@@ -410,9 +410,6 @@ def test_v_applies_the_limits_the_config_says_now(big, tmp_path, monkeypatch):
     cfg = tmp_path / "config.toml"
     cfg.write_text(_app_profile_toml(tmp_path, f"reader_memory_mib = {LOW}"))
     app = create_app(load_config(cfg).profile("default"), auto_connect=False)
-    # the toast saying the new limits is posted before the read it applies to; under load that
-    # read outlasts a toast's few seconds, and the toast must still be there to be looked at
-    app.NOTIFICATION_TIMEOUT = 600
     workers: set[int] = set()  # the readers' processes, under the old limits and the new
 
     async def run() -> None:

@@ -1340,7 +1340,8 @@ _ASCII_REFUSED = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _refused_char(text: str) -> str | None:
-    """The first character of ``text`` no config string may hold, as ``U+XXXX (what)``. ASCII
+    """The first character of ``text`` no config string may hold, as its code point and what it
+    is (``U+0007 (a control character)``), or None. ASCII
     text (nearly every string of a config) is searched in one call rather than a character at
     a time: every string of every profile is looked at, in each process of a run."""
     if text.isascii() and _ASCII_REFUSED.search(text) is None:
