@@ -476,7 +476,7 @@ async def _start(served: str | Path | None, port: int, local_dir: str | Path | N
         known_hosts=known_hosts_path,
         local_dir=local_dir,
         ledger=ledger,
-        closed_day=scenario.closed_day if scenario else None,
+        closed_day=scenario.closed_day if scenario else demo_data.generated_closed_day(root),
         now=now,
     )
     profile = replace(profile, ssh_config=ssh_config_path)
