@@ -86,7 +86,7 @@ from tui.core.model import RemoteFile
 from tui.core.names import fit_name, portable_name, refusal_reason
 from tui.sftp import parts
 from tui.sftp.client import SftpConnection
-from tui.sftp.errors import FileBusy, SftpError, TransferFailed, translate
+from tui.sftp.errors import FileBusy, SftpError, TransferFailed, given_up_next_sync, translate
 
 log = logging.getLogger("report_keeper.sftp.download")
 
@@ -275,9 +275,7 @@ def _size_checked(fd: int, remote: RemoteFile) -> os.stat_result:
     if info.st_size != remote.size:
         err = TransferFailed(f"The part file of '{remote.name}' has the wrong size after writing.",
                              "It is downloaded again.", transient=True)
-        err.todo_given_up = (
-            "No attempt is left ({attempts} made), so it was not downloaded. The next sync tries "
-            "again; if it fails the same way, check the disk that holds the local folder.")
+        err.todo_given_up = given_up_next_sync("check the disk that holds the local folder", it="it")
         raise err
     return info
 
@@ -328,10 +326,9 @@ def _changed(remote: RemoteFile, how: str) -> TransferFailed:
         "It is downloaded again from the start.",
         transient=True,
     )
-    err.todo_given_up = (
-        "No attempt is left ({attempts} made), so it was not downloaded; a file that keeps "
-        "changing is probably still being written on the server. The next sync tries again; "
-        "if it fails the same way, ask the server's administrator what rewrites the file.")
+    err.todo_given_up = given_up_next_sync(
+        "ask the server's administrator what rewrites the file", it="it",
+        why="; a file that keeps changing is probably still being written on the server")
     return err
 
 
