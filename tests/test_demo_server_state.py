@@ -11,26 +11,30 @@ import signal
 import subprocess
 import sys
 import tomllib
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from tui.demo import data as demo_data
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-06-10T14:00:00+00:00"
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, now: str = NOW) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REPORT_KEEPER_")}
     env.update({"XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "data"),
                 "XDG_STATE_HOME": str(home / "state"), "XDG_CACHE_HOME": str(home / "cache"),
                 "HOME": str(home), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
-                "REPORT_KEEPER_NOW": NOW})
+                "REPORT_KEEPER_NOW": now})
     return env
 
 
 class Server:
-    def __init__(self, home: Path, *args: str) -> None:
+    def __init__(self, home: Path, *args: str, now: str = NOW) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "tui", "demo-server", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=_env(home), cwd=ROOT)
+                                     env=_env(home, now), cwd=ROOT)
         self.info: dict[str, str] = {}
         lines = []
         for line in self.proc.stdout:
@@ -100,6 +104,30 @@ def test_a_served_folder_keeps_its_host_key_downloads_and_ledger_across_restarts
         assert code3 in (0, 1, 2)  # a sync, not a usage or configuration error
         _code, check, _ = _rk(home, "check", "--config", str(second.config), "--profile", "demo", "--json")
         assert check["connection"]["write_test"] == "ok", check["connection"]["message"]
+    finally:
+        second.stop()
+
+
+def _closed_days(config: Path) -> dict[str, list[str]]:
+    reports = tomllib.loads(config.read_text())["profile"]["demo"]["report"]
+    return {r["name"]: r["closed_days"] for r in reports}
+
+
+def test_a_served_folder_restarted_days_later_keeps_the_holiday_it_was_generated_with(tmp_path):
+    home = tmp_path / "home"
+    served = tmp_path / "served"
+    first = Server(home, "--dir", str(served))
+    try:
+        generated = _closed_days(first.config)
+    finally:
+        first.stop()
+    holiday = (datetime.fromisoformat(NOW).astimezone(ZoneInfo(demo_data.DEMO_TZ)).date()
+               - timedelta(days=demo_data.HOLIDAY_AGO + 3)).isoformat()
+    assert set(map(tuple, generated.values())) == {(holiday,)}
+    later = (datetime.fromisoformat(NOW) + timedelta(days=9)).isoformat()
+    second = Server(home, "--dir", str(served), now=later)
+    try:
+        assert _closed_days(second.config) == generated  # the files' holiday, not nine days on
     finally:
         second.stop()
 

@@ -664,3 +664,69 @@ def test_init_refuses_before_the_first_question_when_this_profile_would_take_the
     assert res.stdout == "" and list((home / ".ssh").iterdir()) == []
     assert cfg.read_bytes() == raw
     assert [p.name for p in tmp_path.iterdir() if ".bak-" in p.name] == []
+
+
+def test_init_refuses_a_config_the_profile_it_will_write_takes_over_the_limit(tmp_path):
+    """The early size check measured the smallest profile there is (no folder, no time zone, no
+    key), so a file with room for that but not for the profile init writes (its local folder,
+    time zone and key always go in) passed it: init made a new key pair, tried the server,
+    then said 'nothing was written' at the save. The check now measures the profile from what
+    the options already say (and the defaults for the rest)."""
+    from tui.core.config import MAX_CONFIG_BYTES
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    cfg = tmp_path / "config.toml"
+    smallest = su.render_config(
+        su.Answers(profile="branch", host="report-keeper.invalid", username="report-keeper"), "")
+    head = _KEPT_PROFILE.encode("utf-8")
+    room = len(smallest.encode("utf-8")) + 10  # the smallest profile fits, with 10 bytes to spare
+    raw = b"# " + b"x" * (MAX_CONFIG_BYTES - room - len(head) - 3) + b"\n" + head
+    cfg.write_bytes(raw)
+    res = _init(home, "--config", str(cfg), "--force", "--profile", "branch", "--host", "127.0.0.1",
+                "--port", "1", "--username", "librarian", "--new-key", "--timezone", "America/Chicago",
+                "--local-dir", str(tmp_path / "reports of the branch library"), "--yes")
+    assert res.returncode == 3, res.stdout + res.stderr
+    [line] = res.stderr.splitlines()
+    assert str(cfg) in line and "nothing was written" in line and "would be" in line, line
+    assert res.stdout == "" and list((home / ".ssh").iterdir()) == []  # no key pair made
+    assert cfg.read_bytes() == raw
+
+
+def test_init_refuses_a_config_over_the_limit_by_its_size_before_reading_it_for_the_merge(
+        tmp_path, monkeypatch, capsys):
+    """A config near the size limit (profiles and many lines of notes), to which init would add
+    a new profile: its size and the profile's decide the refusal, so the file is not parsed
+    again for the merge's dry run first (seconds of CPU for a file near 1 MiB)."""
+    import tomlkit
+
+    from tui.cli import main
+    from tui.core.config import MAX_CONFIG_BYTES
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("REPORT_KEEPER_NOW", "2026-11-26T16:00:00+00:00")
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    cfg = tmp_path / "config.toml"
+    one = '[profile.p{}]\nhost = "h{}.example.org"\nusername = "u"\n'
+    note = "# a note kept by the library's staff about this profile's server and its reports\n"
+    text = "".join(one.format(i, i) + note * 20 for i in range(50))
+    text += note * ((MAX_CONFIG_BYTES - 120 - len(text)) // len(note))
+    cfg.write_text(text)
+    parsed: list[int] = []
+    real_parse = tomlkit.parse
+
+    def parse(string, *a, **kw):  # what the merge's dry run reads the whole file with
+        parsed.append(len(string))
+        return real_parse(string, *a, **kw)
+
+    monkeypatch.setattr(tomlkit, "parse", parse)
+    code = main(["init", "--config", str(cfg), "--force", "--profile", "branch", "--host", "127.0.0.1",
+                 "--port", "1", "--username", "librarian", "--new-key", "--timezone", "UTC", "--yes"])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "nothing was written" in err and f"{MAX_CONFIG_BYTES:,} bytes" in err, err
+    assert [n for n in parsed if n > 100_000] == []  # the big file was never parsed for the merge
+    assert list((home / ".ssh").iterdir()) == []
+    assert cfg.read_text() == text

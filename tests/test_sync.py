@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -28,7 +29,7 @@ from tui.core import status as st
 from tui.core.ledger import Ledger
 from tui.demo import data as demo_data
 from tui.demo.server import profile_toml, start_demo_server
-from tui.sftp.parts import open_part, part_path, work_dir
+from tui.sftp.parts import open_part, part_path, work_dir, write_record
 from tui.sftp.queue import Done, Queued, Running, TransferQueue
 from tui.sftp.sync import Listed, Recorded, SyncService, Verified
 
@@ -700,3 +701,101 @@ async def test_a_placed_file_stays_locked_until_its_record_is_committed(demo, le
         other.close()
     assert len(closed) == len(result.downloaded) == len(demo.scenario.files)
     assert early == []
+
+
+class _LedgerHolder:
+    """Another thread in the ledger (a commit, the app's snapshot build) for as long as the
+    test says: ``take()`` returns once that thread holds the ledger's lock."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._held = threading.Event()
+        self._release = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _hold(self) -> None:
+        with self._ledger._lock:
+            self._held.set()
+            self._release.wait(60)
+
+    def take(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._hold, daemon=True)
+            self._thread.start()
+            assert self._held.wait(60)
+
+    def release(self) -> None:
+        self._release.set()
+        if self._thread is not None:
+            self._thread.join(60)
+
+
+@pytest.mark.parametrize("earlier", ["fresh", "resumed"])
+async def test_a_sync_cancelled_once_its_file_is_placed_records_it_as_downloaded(demo, ledger, earlier):
+    """Cancelled while a placed file's folder waits to be made durable (the ledger busy in
+    another thread): the file is complete under its final name, so the ledger says downloaded,
+    keeps no partial record of a part that is gone, and no part record is left behind."""
+    victim = max(demo.scenario.files, key=lambda f: f.size)
+    local = Path(demo.profile.local_dir)
+    final = local / victim.name
+    holder = _LedgerHolder(ledger)
+
+    def on_event(event):
+        if isinstance(event, Running) and event.name == victim.name and event.bytes >= event.total > 0:
+            holder.take()  # the last block is written: placing comes next
+
+    try:
+        async with SyncService(demo.profile, ledger) as service:
+            listing = await service.list_remote()
+            remote = listing.entry(victim.name).remote
+            if earlier == "resumed":  # what a run stopped halfway left: a part and its record
+                data = (demo.root / demo.remote_dir / victim.name).read_bytes()
+                fd, _have = open_part(local, remote)
+                try:
+                    os.write(fd, data[: len(data) // 2])
+                finally:
+                    os.close(fd)
+                write_record(work_dir(local), remote)
+                ledger.record_partial(victim.name, size=remote.size, mtime=remote.mtime,
+                                      part_path=part_path(local, remote), bytes_done=len(data) // 2)
+                assert ledger.local_state(victim.name) == "partial"
+            task = asyncio.ensure_future(service.download([victim.name], on_event=on_event))
+            deadline = time.monotonic() + 60
+            while not final.exists():
+                assert time.monotonic() < deadline and not task.done(), "the file was never placed"
+                await asyncio.sleep(0.01)
+            task.cancel()
+            holder.release()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    finally:
+        holder.release()
+    assert sha(final) == sha(demo.root / demo.remote_dir / victim.name)
+    assert ledger.local_state(victim.name) == "downloaded"
+    assert [d.local_path for d in ledger.downloads(victim.name)] == [str(final)]
+    assert ledger.partials() == {}
+    assert list(work_dir(local).iterdir()) == []  # neither a part nor a record of one
+
+
+async def test_a_stopped_download_whose_part_is_gone_keeps_no_partial_record(demo, ledger):
+    """The ledger called a file partial (a part left by an earlier run), and the part is gone
+    (the working folder cleared by hand): once its download is stopped with no part on the
+    disk, the ledger no longer calls it partial."""
+    victim = demo.scenario.files[5]
+    local = Path(demo.profile.local_dir)
+    seen = {}
+
+    def on_event(event):
+        if isinstance(event, Queued) and event.name == victim.name:
+            seen["queue"].cancel(event.job_id)
+
+    async with SyncService(demo.profile, ledger) as service:
+        remote = (await service.list_remote()).entry(victim.name).remote
+        ledger.record_partial(victim.name, size=remote.size, mtime=remote.mtime,
+                              part_path=part_path(local, remote), bytes_done=remote.size // 2)
+        result = await service.download([victim.name], on_event=on_event,
+                                        on_queue=lambda q: seen.setdefault("queue", q))
+    assert [f["name"] for f in result.failed] == [victim.name]
+    assert not part_path(local, remote).exists()
+    assert ledger.partials() == {}
+    assert ledger.local_state(victim.name) == "new"

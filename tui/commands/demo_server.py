@@ -7,7 +7,9 @@ and a config file for the headless commands), then serves until Ctrl-C or SIGTER
 Where things go: with ``--dir D`` the keys, the printed config, the downloads and the ledger
 live in a folder of the user data dir that belongs to D (``demo-server/<name>-<hash of D's
 path>``), kept when the server stops, so a restart on the same D presents the same host key
-and a client's earlier downloads stay where the config says. Without ``--dir`` the served
+and a client's earlier downloads stay where the config says; the config's closed day is the
+one of D's reports (``demo_data.generated_closed_day``), not one counted back from the day of
+the restart. Without ``--dir`` the served
 folder and the keys are throwaway (removed on exit); the downloads and ledger of the printed
 config go to a temporary folder of their own that is kept on exit (its path is printed) once
 something was written there.

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from tui.commands.common import fail_usage, one_line, terminal_passphrase_cb
 from tui.core import setup as su
-from tui.core.config import DEFAULT_PROFILE, ConfigError, default_config_path, load_config
+from tui.core.config import DEFAULT_PROFILE, MAX_CONFIG_BYTES, ConfigError, default_config_path, load_config
 from tui.core.names import escape_name, profile_name_refusal
 from tui.core.schedule import parse_at
 from tui.core.status import Exit
@@ -155,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
                           "(a backup is kept), or choose another file with --config")
     prompter = Prompter(not args.yes, sys.stdout)
     try:
-        _check_given(args, path, profile)
-        return asyncio.run(_init(args, path, profile, prompter))
+        to_write = _check_given(args, path, profile)
+        return asyncio.run(_init(args, path, profile, prompter, to_write))
     except UsageError as exc:
         return fail_usage(f"init: {exc}")
     except Abort:
@@ -164,10 +164,13 @@ def run(args: argparse.Namespace) -> int:
         return fail_usage("init: stopped before the end; nothing was written")
 
 
-def _check_given(args: argparse.Namespace, path: Path, profile: str) -> None:
+def _check_given(args: argparse.Namespace, path: Path, profile: str) -> su.Answers:
     """Every answer given as a flag (and with ``--yes`` every default), checked before anything
     is made: a usage error found after the new key pair was written left a key behind for a
-    config never written (and the next try made a second one). Raises ``UsageError``."""
+    config never written (and the next try made a second one). Raises ``UsageError``.
+
+    Returns the profile as far as it is known now (the flags, the defaults for the rest, the
+    key a flag names or ``--new-key`` will make): what the size check measures."""
     refused = profile_name_refusal(profile, "choose another name with --profile")
     if refused is not None:
         raise UsageError(f"--profile: {refused}")
@@ -187,9 +190,14 @@ def _check_given(args: argparse.Namespace, path: Path, profile: str) -> None:
     if not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
         raise UsageError(f"{path} cannot be written ({folder} is not a folder you can write to); "
                          "choose another file with --config")
+    if args.key is not None:
+        answers.key = Path(args.key).expanduser().absolute()
+    elif args.new_key:
+        answers.key = ss.free_key_path(Path("~/.ssh"))
+    return answers
 
 
-def _say_existing(p: Prompter, path: Path, profile: str) -> None:
+def _say_existing(p: Prompter, path: Path, profile: str, to_write: su.Answers) -> None:
     """What ``--force`` will do to the existing config, said (or refused) before the first
     question, so nothing is typed for nothing:
 
@@ -207,7 +215,7 @@ def _say_existing(p: Prompter, path: Path, profile: str) -> None:
     except ConfigError as error:
         _check_merge(p, path, profile, error)
         return
-    _check_size(path, profile)
+    _check_size(path, to_write, present=profile in config.names)
     others = [(name, exc) for name, exc in config.broken.items() if name != profile]
     if not others:
         return
@@ -218,19 +226,38 @@ def _say_existing(p: Prompter, path: Path, profile: str) -> None:
         p.say(f"  - '{escape_name(name)}': {one_line(where + exc.reason)}")
 
 
-def _check_size(path: Path, profile: str) -> None:
-    """A file that loads may still be too close to the size limit to take this profile: the
-    merge's dry run with a stand-in for it (the smallest it can be) stops init before the
-    first question (no key made, nothing typed for nothing), saying the size and the limit.
-    The save checks the real profile again."""
-    stand_in = su.Answers(profile=profile, host="report-keeper.invalid", username="report-keeper")
+def _check_size(path: Path, to_write: su.Answers, *, present: bool) -> None:
+    """A file that loads may still be too close to the size limit to take this profile: init
+    stops before the first question (no key made, nothing typed for nothing), saying the size
+    and the limit. Measured with the profile as far as the flags and defaults tell it
+    (``to_write``: its local folder, time zone and key go in too; the reports found, the notes
+    of what is pending and the answers typed later may change its size, and the save checks
+    the real profile again).
+
+    The merge adds the profile's table to the file's text as it is (a line break at most
+    between them), so the sizes alone decide: a file with room for it passes, and one without
+    room for a profile it does not hold yet is refused, without the merge's dry run (a file
+    near the limit takes seconds to parse for it). Only a file that holds this profile already
+    (whose old table the new one replaces), or one within a line break of the limit, needs
+    the dry run to tell."""
+    stop = ("; nothing was written: remove what the file no longer needs, or set this profile up "
+            "in another file with --config")
     try:
-        su.render_config(stand_in, su.text_to_merge_into(path))
-    except su.ConfigTooLarge as exc:
-        raise UsageError(f"{one_line(str(path))}: {exc.reason}; nothing was written: remove what the file "
-                         "no longer needs, or set this profile up in another file with --config") from None
+        existing = su.text_to_merge_into(path)
+        added = len(su.render_config(to_write, "").encode("utf-8"))
     except ConfigError:
         return  # the rest of the file is said (or refused) as before; the save checks it again
+    size = len(existing.encode("utf-8")) + added
+    if size + su.MERGE_SEPARATOR_BYTES <= MAX_CONFIG_BYTES:
+        return
+    if not present and size > MAX_CONFIG_BYTES:
+        raise UsageError(f"{one_line(str(path))}: {su.ConfigTooLarge(size).reason}{stop}")
+    try:
+        su.render_config(to_write, existing)
+    except su.ConfigTooLarge as exc:
+        raise UsageError(f"{one_line(str(path))}: {exc.reason}{stop}") from None
+    except ConfigError:
+        return
 
 
 def _check_merge(p: Prompter, path: Path, profile: str, error: ConfigError) -> None:
@@ -262,13 +289,14 @@ async def _ask(prompter: Prompter, fn: Callable[P, T], *a: P.args, **kw: P.kwarg
     return await asyncio.to_thread(fn, *a, **kw)
 
 
-async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter) -> int:
+async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter,
+                to_write: su.Answers) -> int:
     answers = su.Answers(profile=profile, host="")
     if p.interactive:
         p.say(f"Setting up profile '{profile}' in {path}. Enter keeps the [default]; Ctrl-C stops "
               "without writing anything.")
     if path.exists():
-        _say_existing(p, path, profile)
+        _say_existing(p, path, profile, to_write)
     aliases = su.ssh_config_hosts(Path("~/.ssh/config"))
     if aliases and p.interactive and args.host is None:
         p.say("Hosts of ~/.ssh/config: " + ", ".join(aliases))

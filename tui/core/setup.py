@@ -78,6 +78,11 @@ class ConfigExists(Exception):
     """The config file exists and ``force`` was not given (or it changed since it was read)."""
 
 
+#: What the merge puts between a config's text and the profile table it adds, at most (a line
+#: break where the text does not end with an empty line; none where it does).
+MERGE_SEPARATOR_BYTES = 2
+
+
 class ConfigTooLarge(ConfigError):
     """The config with this profile would be larger than ``MAX_CONFIG_BYTES``: written, it
     would not load. Nothing is written."""

@@ -16,6 +16,7 @@ Public API:
 - ``generate(folder, now=None) -> DemoScenario`` writes the ``.xlsx`` files (mtimes set to
   the delivery times) under ``folder / DEMO_REMOTE_DIR`` and describes which day is which.
 - ``demo_config(...) -> Profile`` the profile (time zone, reports, closed days) for them.
+- ``generated_closed_day(folder)`` the holiday of a folder generated earlier (a restart).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -204,6 +206,31 @@ def generate(folder: str | Path, now: datetime | None = None) -> DemoScenario:
         oldest_day=ago(OLDEST_AGE),
         expired_days=tuple(expired),
     )
+
+
+def generated_closed_day(folder: str | Path) -> date | None:
+    """The holiday of the demo reports ``generate`` wrote earlier into ``folder``, or None.
+
+    A served folder keeps its files while days pass, so the holiday is the files' own (the
+    oldest daily report was written ``OLDEST_AGE`` days before the day of the generation),
+    not one counted back from today. Told from the names only: nothing is opened.
+    """
+    pattern = re.compile(re.escape(DAILY) + r"_(\d{8})_\d{6}\.xlsx")
+    days = []
+    try:
+        names = os.listdir(Path(folder) / DEMO_REMOTE_DIR)
+    except OSError:
+        return None
+    for name in names:
+        found = pattern.fullmatch(name)
+        if found:
+            try:
+                days.append(datetime.strptime(found[1], "%Y%m%d").date())
+            except ValueError:
+                continue
+    if not days:
+        return None
+    return min(days) + timedelta(days=OLDEST_AGE - HOLIDAY_AGO - 3)
 
 
 def demo_reports(closed_day: date | None = None) -> tuple[ReportConfig, ...]:

@@ -361,7 +361,8 @@ async def start_demo_server(
     """Generate (if needed) and serve the demo folder on 127.0.0.1.
 
     ``dir``: the folder to serve (generated into when its report folder is missing or
-    empty; a temporary folder removed on close when None). ``port=0``: an ephemeral
+    empty; a temporary folder removed on close when None). A folder generated earlier keeps
+    its own holiday as the profile's closed day (``demo_data.generated_closed_day``). ``port=0``: an ephemeral
     port. ``local_dir``/``ledger``: where the profile downloads to and keeps its ledger
     (inside the keys folder when None). ``keys_dir``: where the keys go: a temporary 0700
     folder removed on close when None; a given folder keeps them, and the keys found there
@@ -476,7 +477,7 @@ async def _start(served: str | Path | None, port: int, local_dir: str | Path | N
         known_hosts=known_hosts_path,
         local_dir=local_dir,
         ledger=ledger,
-        closed_day=scenario.closed_day if scenario else None,
+        closed_day=scenario.closed_day if scenario else demo_data.generated_closed_day(root),
         now=now,
     )
     profile = replace(profile, ssh_config=ssh_config_path)

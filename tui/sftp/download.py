@@ -57,7 +57,8 @@ partial ever has the final name. Retrying is the queue's business (:mod:`tui.sft
 However it stops (an error, a cancel, a second cancel while it stops), a download ends only
 once its reads in flight are over, every block it received is in the part file and the part
 is unlocked: what the caller then reads of the part (the sync records it as partial) is what
-arrived, and the next attempt can lock it at once.
+arrived, and the next attempt can lock it at once. Once the file is placed under its final
+name a cancel no longer stops it: it ends as done, returning the placed file.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ from tui.core.model import RemoteFile
 from tui.core.names import fit_name, portable_name, refusal_reason
 from tui.sftp import parts
 from tui.sftp.client import SftpConnection
-from tui.sftp.errors import FileBusy, SftpError, TransferFailed, translate
+from tui.sftp.errors import FileBusy, SftpError, TransferFailed, given_up_next_sync, translate
 
 log = logging.getLogger("report_keeper.sftp.download")
 
@@ -274,9 +275,7 @@ def _size_checked(fd: int, remote: RemoteFile) -> os.stat_result:
     if info.st_size != remote.size:
         err = TransferFailed(f"The part file of '{remote.name}' has the wrong size after writing.",
                              "It is downloaded again.", transient=True)
-        err.todo_given_up = (
-            "No attempt is left ({attempts} made), so it was not downloaded. The next sync tries "
-            "again; if it fails the same way, check the disk that holds the local folder.")
+        err.todo_given_up = given_up_next_sync("check the disk that holds the local folder", it="it")
         raise err
     return info
 
@@ -327,10 +326,9 @@ def _changed(remote: RemoteFile, how: str) -> TransferFailed:
         "It is downloaded again from the start.",
         transient=True,
     )
-    err.todo_given_up = (
-        "No attempt is left ({attempts} made), so it was not downloaded; a file that keeps "
-        "changing is probably still being written on the server. The next sync tries again; "
-        "if it fails the same way, ask the server's administrator what rewrites the file.")
+    err.todo_given_up = given_up_next_sync(
+        "ask the server's administrator what rewrites the file", it="it",
+        why="; a file that keeps changing is probably still being written on the server")
     return err
 
 
@@ -367,11 +365,17 @@ async def _settle(pending: Collection[_Pending]) -> None:
     whoever looks next (the sync recording the partial download, the next attempt locking the
     part) finds what arrived. Their own outcomes are not the error to report (retrieved here,
     so never logged as lost)."""
+    if await _outlasted(pending):
+        raise asyncio.CancelledError
+
+
+async def _outlasted(pending: Collection[_Pending]) -> bool:
+    """:func:`_settle` that says whether it was cancelled meanwhile instead of raising it."""
     if all(fut.done() for fut in pending):  # (a stat answered with the last read): no wait
         for fut in pending:
             if not fut.cancelled():
                 fut.exception()
-        return
+        return False
     cancelled = False
     while True:
         try:
@@ -382,8 +386,19 @@ async def _settle(pending: Collection[_Pending]) -> None:
     for fut in pending:
         if not fut.cancelled():
             fut.exception()
-    if cancelled:
+    return cancelled
+
+
+def _placed_though_cancelled(placing: asyncio.Future[tuple[Path, Placed]],
+                             remote: RemoteFile) -> tuple[Path, Placed]:
+    """The outcome of a placing that a cancel came during (it went on in its thread): placed,
+    the file is complete under its final name, and the download ends as done (a cancel
+    stops what is still to fetch; this is fetched), so its record is written and nothing
+    partial of it remains; not placed, the cancel stands."""
+    if placing.cancelled() or placing.exception() is not None:
         raise asyncio.CancelledError
+    log.info("%r was in place when its download was cancelled: kept as downloaded", remote.name)
+    return placing.result()
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -470,14 +485,23 @@ async def _finished(fd: int, part: Path, local_dir: Path, remote: RemoteFile, di
     at once when it takes it so. Each hop to a thread wakes it and passes the interpreter's
     lock back and forth once for every system call it makes while the event loop runs."""
     syncing = asyncio.get_running_loop().run_in_executor(None, _fsync_part, fd, lost)  # (no task needed)
-    await _settle([syncing])
+    await _settle([syncing])  # cancelled meanwhile: nothing placed, the complete part is kept
     syncing.result()
     final = _placed_at_once(fd, part, local_dir, remote, local_name)
     if final is None:
-        return await asyncio.to_thread(_finish, fd, part, local_dir, remote, digest, local_name,
-                                       sync_dir, fsynced=True)
+        placing = asyncio.ensure_future(asyncio.to_thread(
+            _finish, fd, part, local_dir, remote, digest, local_name, sync_dir, fsynced=True))
+        if await _outlasted([cast("_Pending", placing)]):
+            return _placed_though_cancelled(placing, remote)
+        return placing.result()
+    # In place from here on: a cancel no longer undoes the download (_placed_though_cancelled).
     if not sync_dir(local_dir, wait=False):
-        await asyncio.to_thread(sync_dir, local_dir)
+        handing = asyncio.ensure_future(asyncio.to_thread(sync_dir, local_dir))
+        cancelled = await _outlasted([cast("_Pending", handing)])
+        handing.result()
+        if cancelled:
+            log.info("%r was in place when its download was cancelled: kept as downloaded",
+                     remote.name)
     return final, NEW
 
 
@@ -499,7 +523,9 @@ async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, lo
 
     ``progress(bytes_done, total)`` is called after every written block; ``gate``, when
     given, is awaited between blocks (pause). Raises :class:`SftpError` subclasses only
-    (and ``asyncio.CancelledError`` when cancelled; the part file is then kept).
+    (and ``asyncio.CancelledError`` when cancelled; the part file is then kept). A cancel
+    that comes once the file is in place under its final name does not undo it: the
+    download then ends as done.
     """
     local_dir = Path(local_dir)
     reason = refusal_reason(remote.name) or refusal_reason(
@@ -726,8 +752,10 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
                 # part discarded, if its fsync failed) only after it.
                 finishing = asyncio.ensure_future(asyncio.to_thread(
                     _finish, fd, part, local_dir, remote, digest, local_name, sync_dir, lost=lost))
-                await _settle([cast("_Pending", finishing)])
-                final, status = finishing.result()
+                if await _outlasted([cast("_Pending", finishing)]):
+                    final, status = _placed_though_cancelled(finishing, remote)
+                else:
+                    final, status = finishing.result()
             else:
                 final, status = await _finished(fd, part, local_dir, remote, digest, local_name,
                                                 sync_dir, lost)
@@ -767,7 +795,8 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
         _background.add(closing)
         closing.add_done_callback(_background.discard)
         if closed is not None:  # the part is unlocked when the download ends
-            await _settle([asyncio.wrap_future(closed)])
+            if await _outlasted([asyncio.wrap_future(closed)]) and not placed:
+                raise asyncio.CancelledError
     # Debug only: the caller logs what it did with the file (the sync: one line per file).
     log.debug("downloaded %r: %d bytes, %s (resumed from %d)", remote.name, size, status, have)
     return DownloadResult(name=remote.ident, size=size, sha256=digest, path=final, status=status,

@@ -49,9 +49,23 @@ class SftpError(Exception):
         return f"{self.what} {self.todo}".strip()
 
 
-#: ``todo_given_up`` of a transient error whose cause lies with the server or the network.
-GIVEN_UP_TRIES_NEXT_SYNC = ("No attempt is left ({attempts} made), so the file was not downloaded. "
-                            "The next sync tries again; if it fails the same way, {who}.")
+def given_up_todo(after: str, *, it: str = "the file") -> str:
+    """A ``todo_given_up`` (its ``{attempts}`` filled in by :meth:`SftpError.given_up`): no
+    attempt is left, so ``it`` was not downloaded, then ``after`` from its own separator on
+    (``"; the next sync ..."``, ``". The next sync ..."``)."""
+    return ("No attempt is left ({attempts} made), so " + _literal(it) + " was not downloaded"
+            + _literal(after))
+
+
+def given_up_next_sync(who: str, *, it: str = "the file", why: str = "") -> str:
+    """:func:`given_up_todo` saying the next sync tries again and, if it fails the same way,
+    what to do (``who``: "check the server", ...); ``why`` (from its separator on) comes first."""
+    return given_up_todo(f"{why}. The next sync tries again; if it fails the same way, {who}.", it=it)
+
+
+def _literal(text: str) -> str:
+    """``text`` as it reads once ``str.format`` has filled in the attempts."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _given_up(err: E, todo: str) -> E:
@@ -263,8 +277,8 @@ def translate(exc: BaseException, *, host: str = "", port: int | None = None,
         return _given_up(ConnectionLost(
             f"The connection to {where} was lost ({_short(exc)}).",
             "The transfer resumes from where it stopped once the server is reachable again.",
-        ), "No attempt is left ({attempts} made), so the file was not downloaded; the next sync "
-           "resumes it from where it stopped once the server is reachable again.")
+        ), given_up_todo("; the next sync resumes it from where it stopped once the server is "
+                         "reachable again."))
     if isinstance(exc, asyncssh.PermissionDenied):
         return AuthFailed(
             f"{where} refused the login ({_short(exc)}).",
@@ -284,12 +298,12 @@ def translate(exc: BaseException, *, host: str = "", port: int | None = None,
             f"{where} reported an error for {what_file}: {_short(exc)}.",
             "It is retried automatically; if it persists, ask the server's administrator.",
             transient=True,
-        ), GIVEN_UP_TRIES_NEXT_SYNC.replace("{who}", "ask the server's administrator"))
+        ), given_up_next_sync("ask the server's administrator"))
     if isinstance(exc, asyncssh.DisconnectError):
         return _given_up(ConnectionLost(
             f"{where} closed the connection ({_short(exc)}).",
             "It is retried automatically; if it persists, check the server.",
-        ), GIVEN_UP_TRIES_NEXT_SYNC.replace("{who}", "check the server"))
+        ), given_up_next_sync("check the server"))
     if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError since 3.11
         return ConnectTimeout(
             f"{where} did not answer in time.",
@@ -348,7 +362,7 @@ def translate(exc: BaseException, *, host: str = "", port: int | None = None,
             return _given_up(ConnectionLost(
                 f"The connection to {where} was lost ({exc.strerror or exc}).",
                 "It is retried automatically.",
-            ), GIVEN_UP_TRIES_NEXT_SYNC.replace("{who}", "check the server and the network"))
+            ), given_up_next_sync("check the server and the network"))
         return ConnectFailed(
             f"Could not reach {where}: {exc.strerror or exc}.",
             "Check the host name, the port and the network.",

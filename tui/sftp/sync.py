@@ -20,8 +20,10 @@ listed; ``sync`` turns that into a critical :class:`SyncResult` instead (``resul
 ``Running``, ``Retrying``, ``Done``, ``Failed``, ``Cancelled``) and this module's
 :class:`Listed` and :class:`Verified`. Cancelling the task that runs ``download``/``sync``
 stops the transfers, keeps their part files (the next run resumes them) and records them
-as partial in the ledger, with the bytes each holds; cancelled again while it does that, it
-still finishes it (docs/ARCHITECTURE.md, "A stopped download is settled").
+as partial in the ledger, with the bytes each holds (a stopped file with no part left has no
+partial record); cancelled again while it does that, it still finishes it; a file already in
+place when the cancel came is recorded as downloaded (docs/ARCHITECTURE.md, "A stopped
+download is settled").
 
 Each completed download is recorded in the ledger as soon as it is in place (complete,
 fsync'ed, under its final name), before it is verified, by the service's one writer thread
@@ -1226,15 +1228,17 @@ class SyncService:
             self._record_partial(job, by_name.get(job.name))
 
     def _record_partial(self, job: Job, entry: RemoteEntry | None = None) -> None:
+        """The ledger says what the disk holds of a stopped download: its part's bytes, or,
+        with no part of this copy left (gone, emptied, another copy's), no partial record."""
         part = parts.part_path(job.local_dir, job.remote)
         have = parts.part_progress(job.local_dir, job.remote)
-        if not have:
-            return
+        key = entry.key if entry is not None else job.name
         try:
-            self.ledger.record_partial(
-                entry.key if entry is not None else job.name, size=job.remote.size,
-                mtime=job.remote.mtime, part_path=part, bytes_done=have,
-            )
+            if have:
+                self.ledger.record_partial(key, size=job.remote.size, mtime=job.remote.mtime,
+                                           part_path=part, bytes_done=have)
+            else:
+                self.ledger.clear_partial(key)
         except LEDGER_ERRORS:  # the part file on disk is what resumes anyway
             log.exception("could not record the partial download of %s", escape_name(job.name))
 
