@@ -106,5 +106,6 @@ def _snapshot_dirname(cls, *, test_location):
 
 
 pytest_textual_snapshot.SVGImageExtension.dirname = classmethod(_snapshot_dirname)
+from tests.demo_cache import demo_generated_once, demo_once  # noqa: E402, F401 - fixtures, for every test module
 from tests.fixtures_sshd import *  # noqa: E402, F403 - its fixtures, for every test module
 from tests.held_writes import held_writes  # noqa: E402, F401 - a fixture, for every test module

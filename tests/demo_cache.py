@@ -2,11 +2,15 @@
 
 ``tui.demo.data.generate`` writes the same files for the same ``now`` (each day's numbers are
 seeded by the day; the files' times are their delivery times), about 0.75 s of CPU each time.
-``demo_once.generate`` writes them once per ``now`` into a session folder and copies them
-(times kept) into the folder asked for, returning the scenario with that folder: each test
-still gets its own files, the bytes a fresh generation would have written.
+``DemoOnce.template(now)`` writes them once per ``now`` (per test process) into a session
+folder that is only ever copied; ``DemoOnce.generate`` copies them (times kept) into the
+folder asked for and returns the scenario with that folder: each test still gets its own
+files, the bytes a fresh generation would have written (``tests/test_demo.py`` checks).
 
-``demo_generated_once`` makes ``start_demo_server`` (which calls ``demo_data.generate``) use it.
+The fixtures are shared by every module (``tests/conftest.py`` imports them):
+``demo_once`` is the session's cache; ``demo_generated_once`` makes ``demo_data.generate``
+(and so ``start_demo_server``) use it for the test. The TUI modules' demo servers serve a
+copy of ``template(FIXED_NOW)`` (``tests/test_tui_fixtures.py``).
 """
 
 from __future__ import annotations
@@ -30,16 +34,21 @@ class DemoOnce:
         self.root = root
         self.written: dict[datetime, tuple[Path, demo_data.DemoScenario]] = {}
 
-    def generate(self, folder: str | Path, now: datetime | None = None) -> demo_data.DemoScenario:
-        """What ``demo_data.generate(folder, now)`` writes and returns, from the session's copy."""
+    def template(self, now: datetime | None = None) -> tuple[Path, demo_data.DemoScenario]:
+        """The session's generation at ``now``: its folder (a server root holding only
+        ``DEMO_REMOTE_DIR``) and scenario. Copy it, never change it."""
         when = (now or clock.now()).astimezone(ZoneInfo(demo_data.DEMO_TZ))
         if when not in self.written:
             source = self.root / str(len(self.written))
             self.written[when] = (source, _generate(source, when))
-        source, scenario = self.written[when]
+        return self.written[when]
+
+    def generate(self, folder: str | Path, now: datetime | None = None) -> demo_data.DemoScenario:
+        """What ``demo_data.generate(folder, now)`` writes and returns, from the session's copy."""
+        source, scenario = self.template(now)
         target = Path(folder)
         shutil.copytree(source / demo_data.DEMO_REMOTE_DIR, target / demo_data.DEMO_REMOTE_DIR,
-                        dirs_exist_ok=True)
+                        dirs_exist_ok=True)  # copy2: the files' times stay
         return dataclasses.replace(scenario, folder=target)
 
 

@@ -8,7 +8,12 @@ on day 40, so with ``local_retention_days = 30`` runs 0..9 are past their age.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import os
+import shutil
+import sqlite3
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -108,9 +113,68 @@ def _workbook(i: int, path: Path) -> Path:
     return path
 
 
+#: Histories built in this process, by what they were built with (the settings, the pinned
+#: clock, the reader's limits): the template folder and its files' sha256s. A later build
+#: with the same copies it.
+_HISTORIES: dict[tuple[str, str, int, str, int, float], tuple[Path, dict[str, str]]] = {}
+_TEMPLATES = Path(tempfile.mkdtemp(prefix="rk-histories-"))
+_OWNER = os.getpid()
+
+
+@atexit.register
+def _remove_templates() -> None:
+    if os.getpid() == _OWNER:  # not a forked child's exit
+        shutil.rmtree(_TEMPLATES, ignore_errors=True)
+
+
 def build(root: Path, *, profile_extra: str = "local_retention_days = 30", report_extra: str = "",
           days: int = DAYS) -> Local:
-    """Workbooks of ``days`` runs, downloaded and verified into a real ledger."""
+    """Workbooks of ``days`` runs, downloaded and verified into a real ledger.
+
+    Built for real the first time in this process for these settings, a pinned clock and the
+    reader's limits; a later build is a copy of that one, as if built here: fresh files (new
+    times, the same bytes and modes), the ledger's rows as they were (its timestamps are the
+    pinned clock's and the given delivery times), its paths pointing here. Without a pinned
+    clock every build is made for real (the ledger's own timestamps are then the build's)."""
+    now = os.environ.get("REPORT_KEEPER_NOW")
+    if not now:
+        return _build(root, profile_extra=profile_extra, report_extra=report_extra, days=days)
+    from tui.core import isolation
+
+    pool = isolation.shared_pool()  # its limits are in a verification's context
+    key = (profile_extra, report_extra, days, now, pool.memory_limit, pool.time_limit)
+    if key not in _HISTORIES:
+        template = _TEMPLATES / str(len(_HISTORIES))
+        made = _build(template, profile_extra=profile_extra, report_extra=report_extra, days=days)
+        _HISTORIES[key] = (template, dict(made.shas))
+    template, shas = _HISTORIES[key]
+    root.mkdir(parents=True, exist_ok=True)
+    local = root / "local"
+    local.mkdir(mode=0o700, exist_ok=True)
+    config = root / "config.toml"
+    config.write_text(CONFIG.format(local=local, ledger=root / "ledger.sqlite3", report=REPORT,
+                                    profile_extra=profile_extra, report_extra=report_extra))
+    for i in range(days):
+        shutil.copy(template / "local" / name(i), local / name(i))  # bytes and mode
+    env = Local(root, local, config, root / "ledger.sqlite3", dict(shas))
+    source = sqlite3.connect(template / "ledger.sqlite3")
+    copy = sqlite3.connect(env.ledger_path)
+    try:
+        source.backup(copy)
+        with copy:
+            copy.execute("UPDATE downloads SET local_path = replace(local_path, ?, ?)",
+                         (str(template / "local"), str(local)))
+            copy.execute("UPDATE verifications SET path = replace(path, ?, ?)",
+                         (str(template / "local"), str(local)))
+    finally:
+        copy.close()
+        source.close()
+    shutil.copymode(template / "ledger.sqlite3", env.ledger_path)
+    return env
+
+
+def _build(root: Path, *, profile_extra: str, report_extra: str, days: int) -> Local:
+    """``build`` for real."""
     from tui.core.ledger import Ledger, verification_context
     from tui.core.model import RemoteFile
     from tui.core.names import parse_name

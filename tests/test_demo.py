@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -118,6 +119,26 @@ def test_generation_is_deterministic_and_respects_the_clock(tmp_path, pinned, mo
     monkeypatch.setenv("REPORT_KEEPER_NOW", "2026-06-10T11:00:00+00:00")
     early = demo_data.generate(tmp_path / "early")
     assert max(f.run_day for f in early.files) == early.today - timedelta(days=1)
+
+
+def test_the_tests_demo_cache_gives_what_a_fresh_generation_writes(tmp_path, pinned, demo_once):
+    """The suite writes the demo once per ``now`` and copies it (``tests/demo_cache.py``, for
+    the CLI tests at the clock's time and the TUI tests at FIXED_NOW): a copy holds the same
+    files with the same bytes and times as a fresh generation, and its scenario is the fresh
+    one but for the folder."""
+    from tests.test_tui_fixtures import FIXED_NOW
+
+    def tree(root: Path) -> dict[str, tuple[str, int]]:
+        return {str(p.relative_to(root)): (sha(p), p.stat().st_mtime_ns)
+                for p in root.rglob("*") if p.is_file()}
+
+    for i, now in enumerate((None, datetime.fromisoformat(FIXED_NOW))):
+        demo_once.template(now)  # the cache made before the fresh one, as in a test session
+        fresh = demo_data.generate(tmp_path / f"fresh{i}", now)
+        copied = demo_once.generate(tmp_path / f"copied{i}", now)
+        assert copied.folder == tmp_path / f"copied{i}"
+        assert copied == replace(fresh, folder=copied.folder)
+        assert len(fresh.files) > 10 and tree(copied.folder) == tree(fresh.folder)
 
 
 async def test_demo_server_serves_the_scenario_chrooted(tmp_path, pinned):

@@ -96,15 +96,17 @@ async def _jail(tmp_path: Path, writable: bool) -> Jail:
     return jail
 
 
+# The jails' demo reports are copied from the session's generation at NOW (``demo_generated_once``,
+# tests/demo_cache.py: the files, bytes and times a fresh one writes).
 @pytest.fixture
-async def writable_jail(tmp_path, pinned):
+async def writable_jail(tmp_path, pinned, demo_generated_once):
     jail = await _jail(tmp_path, True)
     yield jail
     await jail.server.close()
 
 
 @pytest.fixture
-async def readonly_jail(tmp_path, pinned):
+async def readonly_jail(tmp_path, pinned, demo_generated_once):
     jail = await _jail(tmp_path, False)
     yield jail
     await jail.server.close()
@@ -261,7 +263,8 @@ async def test_asyncssh_on_a_read_only_folder(readonly_jail: Jail, version):
 # ---------------------------------------------------------------------------- the connection test
 
 
-async def test_the_connection_test_writes_on_a_writable_demo_and_reports_read_only_otherwise(tmp_path, pinned):
+async def test_the_connection_test_writes_on_a_writable_demo_and_reports_read_only_otherwise(tmp_path, pinned,
+                                                                                           demo_generated_once):
     from tui.sftp.client import ConnectOptions, connect
     from tui.sftp.conntest import probe_connection
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo_cache import demo_generated_once, demo_once  # noqa: F401 - fixtures
 from tui.core import status as st
 from tui.core.ledger import Ledger
 from tui.demo import data as demo_data

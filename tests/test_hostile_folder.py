@@ -19,7 +19,6 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from tests.demo_cache import demo_generated_once, demo_once  # noqa: F401 - fixtures
 from tests.fixtures_sshd import ServerInfo
 from tests.xlsx_factory import write_report
 from tui.core import status as st

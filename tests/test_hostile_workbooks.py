@@ -222,7 +222,9 @@ for pid in pool.worker_pids():
     os.kill(pid, signal.SIGSTOP)
 ex = ThreadPoolExecutor(2)
 futures = [ex.submit(validate_file, {str(good)!r}) for _ in range(2)]
-time.sleep(0.5)
+deadline = time.monotonic() + 30
+while not pool.busy_pids() and time.monotonic() < deadline:  # a thread waits on the hung one
+    time.sleep(0.01)
 print(" ".join(map(str, pool.worker_pids())), flush=True)
 """
     started = time.monotonic()

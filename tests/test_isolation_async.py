@@ -354,14 +354,14 @@ async def test_limits_changed_mid_sync_let_running_and_waiting_jobs_finish(tmp_p
     """The app's ``v`` (``configure(let_jobs_finish=True)``) while async jobs run and wait on
     the shared pool: each ends with its verdict under the old limits, the old workers end."""
     good = write_report(tmp_path / "good.xlsx", n_rows=2)
-    isolation.configure(size=1)
+    isolation.configure(size=1, memory_limit=512 << 20)
     try:
         old = isolation.shared_pool()
         pid = hang(old)
         running = asyncio.ensure_future(validate_file_async(good))
         waiting = asyncio.ensure_future(validate_file_async(good))
         await _busy(old, waiting=True)
-        isolation.configure(size=1, let_jobs_finish=True)
+        isolation.configure(size=1, let_jobs_finish=True)  # a higher memory limit
         assert isolation.shared_pool() is not old
         os.kill(pid, signal.SIGCONT)
         results = await asyncio.wait_for(asyncio.gather(running, waiting), HANG)

@@ -460,6 +460,75 @@ def test_v_applies_the_limits_the_config_says_now(big, tmp_path, monkeypatch):
             os.kill(pid, 0)
 
 
+def test_the_limits_in_use_set_again_keep_the_readers(tmp_path):
+    """Setting the limits the shared pool already has (a command ending under the defaults,
+    the next one starting under them in the same process) keeps the pool and its workers: no
+    reader stopped and another started for nothing. Other limits (memory, time or size)
+    replace it and stop its workers. A job running when ``configure()`` is called without
+    ``let_jobs_finish`` (the app quitting, a command interrupted) is stopped as before."""
+    import threading
+
+    from tests.test_hostile_workbooks import gone, hang
+
+    good = write_report(tmp_path / "good.xlsx", n_rows=2)
+    isolation.configure()
+    try:
+        pool = isolation.shared_pool()
+        pool.prestart(1)
+        pids = pool.worker_pids()
+        assert len(pids) == 1
+        for same in ({}, {"let_jobs_finish": True},
+                     {"memory_limit": isolation.DEFAULT_MEMORY_BYTES, "time_limit": isolation.DEFAULT_TIME_LIMIT,
+                      "size": isolation.default_size()}):
+            isolation.configure(**same)
+            assert isolation.shared_pool() is pool and not pool.closed, same
+            assert pool.worker_pids() == pids and not any(gone(pid) for pid in pids), same
+        for other in ({"memory_limit": 512 << 20}, {"time_limit": 60.0}, {"size": pool.size + 1}):
+            isolation.configure(**other)
+            new = isolation.shared_pool()
+            assert new is not pool and pool.closed, other
+            assert all(gone(pid) for pid in pids), other
+            new.prestart(1)
+            pool, pids = new, new.worker_pids()
+            isolation.configure(**other)  # the same again: kept
+            assert isolation.shared_pool() is pool and pool.worker_pids() == pids, other
+            isolation.configure()
+            assert isolation.shared_pool() is not pool and all(gone(pid) for pid in pids), other
+            pool = isolation.shared_pool()
+            pool.prestart(1)
+            pids = pool.worker_pids()
+
+        isolation.configure(size=1)
+        pool = isolation.shared_pool()
+        stuck = hang(pool)  # a job under way, its worker frozen
+        ended: list[BaseException] = []
+
+        def job() -> None:
+            try:
+                pool.call("verify", {"path": str(good), "rules": {"date_column": None}})
+            except isolation.PoolClosed as exc:
+                ended.append(exc)
+
+        running = threading.Thread(target=job, daemon=True)
+        running.start()
+        for _ in range(6000):  # until its worker has the job
+            if pool.busy_pids():
+                break
+            running.join(0.01)
+        assert pool.busy_pids() == [stuck]
+        isolation.configure(size=1)  # the same limits, without let_jobs_finish
+        running.join(60)
+        assert not running.is_alive() and len(ended) == 1
+        assert pool.closed and isolation.shared_pool() is not pool
+        for _ in range(6000):
+            if gone(stuck):
+                break
+            running.join(0.01)
+        assert gone(stuck)
+    finally:
+        isolation.configure()
+
+
 def test_new_limits_let_the_reads_under_way_finish(big):
     """The app's new limits must not cost a read already under way (a download's verification,
     an export): the old pool's busy worker finishes its job, then stops; the next read is

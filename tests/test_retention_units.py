@@ -36,6 +36,31 @@ BASE = '[profile.default]\nhost = "h"\n'
 REPORT = '[[profile.default.report]]\nname = "R"\n'
 
 
+def test_a_history_copied_for_a_test_is_the_one_a_build_makes(tmp_path, pinned):
+    """``rd.build`` copies a history built earlier in the process with the same settings: the
+    same files (bytes, modes), the same ledger rows but for its own paths, the same modes."""
+    import sqlite3
+    import stat
+
+    def seen(env: rd.Local) -> tuple:
+        with sqlite3.connect(env.ledger_path) as db:
+            tables = [t for t, in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+            rows = {t: [tuple(str(v).replace(str(env.root), "ROOT") for v in row)
+                        for row in db.execute(f"SELECT * FROM {t}")] for t in tables}
+            pragmas = [db.execute(f"PRAGMA {p}").fetchall() for p in ("journal_mode", "user_version")]
+        db.close()
+        files = {p.name: (p.read_bytes(), stat.S_IMODE(p.stat().st_mode)) for p in env.local.iterdir()}
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [env.local, *env.root.iterdir()]}
+        return rows, pragmas, files, modes, env.shas
+
+    rd.build(tmp_path / "first")  # the one later builds copy, if no test made it before
+    fresh = rd._build(tmp_path / "fresh", profile_extra="local_retention_days = 30", report_extra="",
+                      days=rd.DAYS)
+    copied = rd.build(tmp_path / "copied")
+    assert len(fresh.shas) == rd.DAYS and seen(copied) == seen(fresh)
+    assert str(tmp_path / "copied") in copied.profile().local_dir.as_posix()
+
+
 # ----------------------------------------------------------------------------- config
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from tests.demo_cache import demo_generated_once, demo_once  # noqa: F401 - fixtures
 from tests.locks import flock_held_elsewhere
 from tui.core import status as st
 from tui.core.ledger import Ledger

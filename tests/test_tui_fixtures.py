@@ -65,43 +65,30 @@ def server_loop():
     loop.stop()
 
 
-# Made once per test process and only ever copied: the generated demo folder (with what is
-# where in it) and a home after one full sync of it.
+# Made once per test process and only ever copied: a home after one full sync of the demo
+# folder. The demo folder itself is the session's (``demo_once``, ``tests/demo_cache.py``).
 _TEMPLATES: dict[str, Any] = {}
 
 
-def _demo_template(tmp_path_factory: Any) -> tuple[Path, Any]:
-    """The demo scenario generated at FIXED_NOW once per process: its folder and scenario."""
-    if "demo" not in _TEMPLATES:
-        from datetime import datetime
-
-        from tui.demo import data as demo_data
-
-        folder = tmp_path_factory.mktemp("demo-template") / "root"
-        _TEMPLATES["demo"] = (folder, demo_data.generate(folder, datetime.fromisoformat(FIXED_NOW)))
-    return _TEMPLATES["demo"]
-
-
-async def _serve_copy(template: Path, scenario: Any, root: Path) -> Any:
-    """A demo server on a fresh copy of the generated folder, as if it had generated it there
-    (a folder that already holds the reports is served as it is; its days are the template's)."""
+async def _serve_copy(demo_once: Any, root: Path) -> Any:
+    """A demo server on a fresh copy of the demo generated at FIXED_NOW, as if it had generated
+    it there (a folder that already holds the reports is served as it is)."""
     from datetime import datetime
 
     from tui.demo.server import start_demo_server
 
-    await asyncio.to_thread(shutil.copytree, template, root / "root")  # copy2: the mtimes stay
+    now = datetime.fromisoformat(FIXED_NOW)
+    scenario = await asyncio.to_thread(demo_once.generate, root / "root", now)
     # writable like the demo of `report-keeper --demo`: the connection test uploads a probe
-    server = await start_demo_server(dir=root / "root", now=datetime.fromisoformat(FIXED_NOW),
-                                     keys_dir=root / "keys", writable=True)
-    server.scenario = replace(scenario, folder=root / "root")
+    server = await start_demo_server(dir=root / "root", now=now, keys_dir=root / "keys", writable=True)
+    server.scenario = scenario
     return server
 
 
 @pytest.fixture(scope="module")
-def demo_remote(server_loop, tmp_path_factory):
+def demo_remote(server_loop, tmp_path_factory, demo_once):
     """A running demo server with the demo scenario (generated at FIXED_NOW), its own copy."""
-    template, scenario = _demo_template(tmp_path_factory)
-    server = server_loop.run(_serve_copy(template, scenario, tmp_path_factory.mktemp("demo-server")))
+    server = server_loop.run(_serve_copy(demo_once, tmp_path_factory.mktemp("demo-server")))
     yield server
     server_loop.run(server.close())
 
@@ -234,7 +221,7 @@ def settled(app: Any) -> bool:
 
 
 @pytest.fixture(scope="module")
-def synced(demo_remote, server_loop, tmp_path_factory):
+def synced(demo_remote, server_loop, tmp_path_factory, demo_once):
     """A home folder after one full sync (downloads, ledger, verifications) of the untouched
     demo folder, made once per process (against a server of its own, so what a module's
     earlier tests did to its server is not in it); tests copy it (:func:`copy_home`)."""
@@ -242,11 +229,10 @@ def synced(demo_remote, server_loop, tmp_path_factory):
         from tui.core.ledger import Ledger
         from tui.sftp.sync import SyncService
 
-        template, scenario = _demo_template(tmp_path_factory)
         base = tmp_path_factory.mktemp("synced")
 
         async def sync() -> None:
-            server = await _serve_copy(template, scenario, tmp_path_factory.mktemp("sync-server"))
+            server = await _serve_copy(demo_once, tmp_path_factory.mktemp("sync-server"))
             profile = profile_for(server, base)
             ledger = Ledger.open(profile.ledger_path, profile=profile.name)
             try:

@@ -82,6 +82,12 @@ class HeatmapApp(App[None]):
         self.push_screen(HeatmapScreen())
 
 
+@pytest.fixture(autouse=True)
+def _demo_written_once(demo_generated_once):
+    """``demo_data.generate`` copies the session's generation at NOW (``tests/demo_cache.py``:
+    the files, bytes and times a fresh one writes) instead of writing it for every test."""
+
+
 @pytest.fixture
 def scenario(tmp_path, monkeypatch):
     monkeypatch.setenv("REPORT_KEEPER_NOW", NOW)

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         return fail_usage(exc, args, kind="ledger")
     finally:
         ledger.close()
-        isolation.configure()  # readers stopped, the defaults back for whatever runs next
+        isolation.configure()  # the defaults back for whatever runs next (readers under other limits stopped)
     if args.json:
         print_json(result.to_json())
     else:

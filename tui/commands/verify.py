@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args, profile)
     finally:
-        isolation.configure()  # workers stopped, the defaults back for whatever runs next
+        isolation.configure()  # the defaults back for whatever runs next (readers under other limits stopped)
 
 
 def _run(args: argparse.Namespace, profile: Profile | None) -> int:

@@ -540,6 +540,11 @@ class WorkerPool:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def limits(self) -> tuple[int, int, float]:
+        """What its workers are started and run under: size, memory limit, time limit."""
+        return (self.size, self.memory_limit, self.time_limit)
+
     # ------------------------------------------------------------------ internals
     def _spawn(self) -> _Worker:
         w = _started(self.memory_limit)
@@ -708,19 +713,28 @@ def configure(
     *, memory_limit: int | None = None, time_limit: float | None = None, size: int | None = None,
     let_jobs_finish: bool = False,
 ) -> None:
-    """Set the shared pool's limits; None means the default. A running pool is replaced: closed
-    (the callers of busy workers get ``PoolClosed``), or with ``let_jobs_finish`` retired
-    (``WorkerPool.retire``: its running jobs end under the old limits, nothing is lost)."""
+    """Set the shared pool's limits; None means the default.
+
+    A running pool that already has these limits (its size, memory and time limit) is kept,
+    workers and all, unless a job runs in it and ``let_jobs_finish`` is false: whoever stops
+    the readers with a job under way (the app quitting, a command interrupted) means it
+    stopped. Otherwise a running pool is replaced: closed (the callers of busy workers get
+    ``PoolClosed``), or with ``let_jobs_finish`` retired (``WorkerPool.retire``: its running
+    jobs end under the old limits, nothing is lost). Without ``let_jobs_finish`` the pools
+    retired earlier are closed too."""
     global _SHARED, _SETTINGS
+    settings: _Settings = {}
+    if memory_limit is not None:
+        settings["memory_limit"] = int(memory_limit)
+    if time_limit is not None:
+        settings["time_limit"] = float(time_limit)
+    if size is not None:
+        settings["size"] = int(size)
     with _SHARED_LOCK:
-        _SETTINGS = {}
-        if memory_limit is not None:
-            _SETTINGS["memory_limit"] = int(memory_limit)
-        if time_limit is not None:
-            _SETTINGS["time_limit"] = float(time_limit)
-        if size is not None:
-            _SETTINGS["size"] = int(size)
+        _SETTINGS = settings
         old, _SHARED = _SHARED, None
+        if old is not None and _keeps(old, settings, let_jobs_finish):
+            _SHARED, old = old, None
         if let_jobs_finish:
             if old is not None:
                 _RETIRED.append(old)
@@ -733,6 +747,17 @@ def configure(
     for pool in (*retired, old):
         if pool is not None:
             pool.close()
+
+
+def _keeps(pool: WorkerPool, settings: _Settings, let_jobs_finish: bool) -> bool:
+    """Whether ``configure`` keeps ``pool`` as the shared pool under ``settings``: it is this
+    process's, open, and has the limits a pool made now would have; and no job runs in it
+    unless those jobs may finish."""
+    if pool.closed or pool._owner != os.getpid():
+        return False
+    if pool.limits != WorkerPool(**settings).limits:  # a pool starts no worker until asked
+        return False
+    return let_jobs_finish or not pool.busy_pids()
 
 
 class ReaderSettings(Protocol):
@@ -753,8 +778,8 @@ def reader_limits(profiles: Iterable[ReaderSettings]) -> tuple[int, float]:
 
 
 def use_reader_limits(profiles: Iterable[ReaderSettings], *, let_jobs_finish: bool = False) -> None:
-    """Give the shared pool these profiles' limits (``configure``: a running pool is
-    replaced); ``configure()`` gives the defaults back."""
+    """Give the shared pool these profiles' limits (``configure``: a running pool under other
+    limits is replaced); ``configure()`` gives the defaults back."""
     memory, seconds = reader_limits(profiles)
     configure(memory_limit=memory, time_limit=seconds, let_jobs_finish=let_jobs_finish)
 
