@@ -1,4 +1,6 @@
-"""How every SSH connection is set up for speed: cipher order, channel window, packet size.
+"""How every SSH connection is set up for speed: cipher order, channel window, packet size,
+no needless SSH_MSG_IGNORE packet before each packet sent, and no log message built that
+no logger takes.
 
 A module of its own, importing nothing but asyncssh, so that the benchmark's bare client
 (``benchmarks/bare_client.py``) sets up the very same transport as ``sync`` without loading
@@ -7,7 +9,13 @@ the rest of the application.
 
 from __future__ import annotations
 
+import logging
+
+from asyncssh.connection import SSHConnection
+from asyncssh.constants import MSG_IGNORE
 from asyncssh.encryption import get_default_encryption_algs
+from asyncssh.logging import SSHLogger
+from asyncssh.packet import SSHPacket, SSHPacketLogger, String
 
 #: Preferred ciphers first (AES-GCM: one call into OpenSSL per packet, and AES-NI where the
 #: CPU has it); the rest of asyncssh's defaults follow.
@@ -22,3 +30,70 @@ def cipher_list() -> list[str]:
     defaults = get_default_encryption_algs()
     ordered = [c for c in PREFERRED_CIPHERS if c in defaults] + [c for c in defaults if c not in PREFERRED_CIPHERS]
     return [c.decode("ascii") for c in ordered]
+
+
+#: The empty SSH_MSG_IGNORE asyncssh sends ahead of every packet once the transport is
+#: encrypted.
+_EMPTY_IGNORE = String(b"")
+
+
+def _no_iv_to_hide(cipher: object) -> bool:
+    """Whether a cipher's next packet cannot be predicted from the last one sent: counter
+    mode and the AEAD modes (AES-GCM, chacha20-poly1305) - every cipher this client offers.
+    CBC (never offered; an unknown name counts as CBC) chains its IV from the last block."""
+    return isinstance(cipher, str) and (
+        cipher.endswith("-ctr") or cipher in ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
+                                              "chacha20-poly1305@openssh.com"))
+
+
+def _skip_needless_ignore_packets() -> None:
+    """asyncssh sends an empty SSH_MSG_IGNORE before every packet once the transport is
+    encrypted (a countermeasure against the chosen-plaintext attack on CBC mode, RFC 4251
+    9.3.1), whatever the cipher: every SFTP request went out as two packets, each encrypted,
+    written to the socket with a system call of its own, and received, decrypted and dropped
+    by the server. With the ciphers this client negotiates the countermeasure protects
+    nothing (OpenSSH sends none), so the empty ignore packet is left out for them; with a
+    CBC cipher it is still sent."""
+    send_packet = SSHConnection.send_packet
+    if getattr(send_packet, "_skips_ignore", False):
+        return
+
+    def without_needless_ignore(self: SSHConnection, pkttype: int, *args: bytes,
+                                handler: SSHPacketLogger | None = None) -> None:
+        if pkttype == MSG_IGNORE and args == (_EMPTY_IGNORE,) and handler is None \
+                and _no_iv_to_hide(self.get_extra_info("send_cipher")):
+            return
+        send_packet(self, pkttype, *args, handler=handler)
+
+    without_needless_ignore._skips_ignore = True  # type: ignore[attr-defined]
+    SSHConnection.send_packet = without_needless_ignore  # type: ignore[method-assign]
+
+
+def _log_only_what_is_logged() -> None:
+    """asyncssh builds the text of each of its log messages (its arguments made strings) and
+    of each packet's debug line (the packet's name and size) before it asks whether anyone
+    logs it: ~10 debug messages and ~20 packet lines per file downloaded, all dropped unless
+    asyncssh's debug logging is on. Asked first, they cost a look-up each; when they are
+    logged, they are logged exactly as before."""
+    log = SSHLogger.log
+    if getattr(log, "_asks_first", False):
+        return
+
+    def log_if_enabled(self: SSHLogger, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if self.isEnabledFor(level):
+            log(self, level, msg, *args, **kwargs)
+
+    log_packet = SSHPacketLogger._log_packet
+
+    def log_packet_if_enabled(self: SSHPacketLogger, msg: str, pkttype: int, pktid: int | None,
+                              packet: bytes | SSHPacket, note: str) -> None:
+        if SSHLogger._debug_level >= 3 and self.logger.isEnabledFor(logging.DEBUG):
+            log_packet(self, msg, pkttype, pktid, packet, note)
+
+    log_if_enabled._asks_first = True  # type: ignore[attr-defined]
+    SSHLogger.log = log_if_enabled  # type: ignore[method-assign]
+    SSHPacketLogger._log_packet = log_packet_if_enabled  # type: ignore[method-assign]
+
+
+_skip_needless_ignore_packets()
+_log_only_what_is_logged()
