@@ -350,10 +350,14 @@ def _read(f: asyncssh.SFTPClientFile, n: int, offset: int) -> Awaitable[bytes]:
 
 
 async def _close_quietly(f: asyncssh.SFTPClientFile) -> None:
+    """Close ``f`` in a task kept in ``_background`` until this ends (it lets itself go: no
+    done-callback per file)."""
     try:
         await f.close()
     except Exception:  # noqa: BLE001 - the handle dies with a broken connection anyway
         pass
+    finally:
+        _background.discard(asyncio.current_task())
 
 
 #: What a stopping download waits for: its reads, its last write, its part's closing.
@@ -763,9 +767,7 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             writer.shutdown(wait=False)
         elif fd >= 0:
             os.close(fd)
-        closing = asyncio.ensure_future(_close_quietly(f))  # closing needs no wait: saves a round trip
-        _background.add(closing)
-        closing.add_done_callback(_background.discard)
+        _background.add(asyncio.ensure_future(_close_quietly(f)))  # no wait: saves a round trip
         if closed is not None:  # the part is unlocked when the download ends
             await _settle([asyncio.wrap_future(closed)])
     # Debug only: the caller logs what it did with the file (the sync: one line per file).

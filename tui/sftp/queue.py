@@ -232,7 +232,9 @@ class TransferQueue:
 
         Then removes part files of finished files left by older server copies.
         """
-        for job in list(self.jobs.values()):
+        # The last added first: the others have mostly ended by then (a wake for the run, not
+        # for each file).
+        for job in reversed(list(self.jobs.values())):
             await job.finished.wait()
         done: dict[Path, set[str]] = {}
         for job in self.jobs.values():

@@ -945,6 +945,22 @@ class SyncService:
         #: Set once the transfers are over (or stop): a record written after that starts no
         #: verification.
         stopping = [False]
+        #: Verifications not over yet, and the future the end of the last one sets (one wake
+        #: for the run, where a gather took a done-callback per file).
+        verifying = [0]
+        all_verified: list[asyncio.Future[None]] = []
+
+        async def counted(work: Awaitable[None]) -> None:
+            try:
+                await work
+            finally:
+                verifying[0] -= 1
+                if not verifying[0] and all_verified and not all_verified[0].done():
+                    all_verified[0].set_result(None)
+
+        def start(work: Awaitable[None]) -> None:
+            verifying[0] += 1
+            verifications.append(asyncio.ensure_future(counted(work)))
 
         def verify_recorded(entry: RemoteEntry, event: Done, record: asyncio.Future[bool]) -> None:
             """Once a landed file's record is written (or refused), on the event loop: verify
@@ -956,7 +972,7 @@ class SyncService:
                 return
             if record.exception() is None and not record.result() and event.status == Placed.SAME:
                 return
-            verifications.append(asyncio.ensure_future(self._verify(entry, event, result, emit)))
+            start(self._verify(entry, event, result, emit))
 
         def on_transfer(event: TransferEvent) -> None:
             emit(event)
@@ -966,9 +982,8 @@ class SyncService:
                 # The queue re-reads size and mtime when a file changed mid-download.
                 remote = job.remote if job is not None else entry.remote
                 if entry.name in again:
-                    verifications.append(asyncio.ensure_future(
-                        self._fetched_again(entry, remote, event, result, emit,
-                                            partial(unlock, event.path))))
+                    start(self._fetched_again(entry, remote, event, result, emit,
+                                              partial(unlock, event.path)))
                 else:
                     # One writer job: the record, then (written or refused) the file's lock
                     # is handed to the commit that holds it.
@@ -1061,8 +1076,11 @@ class SyncService:
             pending = [record for record in records if not record.done()]
             if pending:  # their done-callbacks (booking, starting the verification) run first
                 await asyncio.wait(pending)
-            if verifications:
-                await asyncio.gather(*verifications)
+            if verifying[0]:
+                all_verified.append(loop.create_future())
+                await all_verified[0]
+            for task in verifications:  # the first error, as a gather raises it
+                task.result()
         except asyncio.CancelledError:
             # The transfers stop, then their part files are recorded: also when this is cancelled
             # again meanwhile (the app's cancel, then quitting), which would otherwise leave part
