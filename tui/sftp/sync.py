@@ -945,21 +945,25 @@ class SyncService:
         #: Set once the transfers are over (or stop): a record written after that starts no
         #: verification.
         stopping = [False]
-        #: Verifications not over yet, and the future the end of the last one sets (one wake
-        #: for the run, where a gather took a done-callback per file).
-        verifying = [0]
+        #: Landed files whose record is not booked yet or whose verification is not over,
+        #: and the future the last of them to end sets (one wake for the run, where a gather
+        #: took a done-callback per file).
+        outstanding = [0]
         all_verified: list[asyncio.Future[None]] = []
+
+        def settled() -> None:
+            outstanding[0] -= 1
+            if not outstanding[0] and all_verified and not all_verified[0].done():
+                all_verified[0].set_result(None)
 
         async def counted(work: Awaitable[None]) -> None:
             try:
                 await work
             finally:
-                verifying[0] -= 1
-                if not verifying[0] and all_verified and not all_verified[0].done():
-                    all_verified[0].set_result(None)
+                settled()
 
         def start(work: Awaitable[None]) -> None:
-            verifying[0] += 1
+            """Verify (a task counted in ``outstanding`` until it ends)."""
             verifications.append(asyncio.ensure_future(counted(work)))
 
         def verify_recorded(entry: RemoteEntry, event: Done, record: asyncio.Future[bool]) -> None:
@@ -967,10 +971,12 @@ class SyncService:
             it when this process should (always for a file it placed, refused by the ledger
             too: the verification still tells what the file holds; for one found in place
             only if nobody had recorded it yet). Started from the record's own completion,
-            not by a task that waits for it: a task step and a wake less per file."""
-            if stopping[0] or record.cancelled():
-                return
-            if record.exception() is None and not record.result() and event.status == Placed.SAME:
+            not by a task that waits for it: a task step and a wake less per file. Counted in
+            ``outstanding`` since the record was asked for: the count passes to the
+            verification, or ends here."""
+            if (stopping[0] or record.cancelled() or (
+                    record.exception() is None and not record.result() and event.status == Placed.SAME)):
+                settled()
                 return
             start(self._verify(entry, event, result, emit))
 
@@ -981,15 +987,20 @@ class SyncService:
                 job = queue.jobs.get(event.job_id)
                 # The queue re-reads size and mtime when a file changed mid-download.
                 remote = job.remote if job is not None else entry.remote
+                outstanding[0] += 1
                 if entry.name in again:
                     start(self._fetched_again(entry, remote, event, result, emit,
                                               partial(unlock, event.path)))
                 else:
                     # One writer job: the record, then (written or refused) the file's lock
                     # is handed to the commit that holds it.
-                    record, placed = self._record_done(
-                        entry, remote, event, result, then=partial(unlock, event.path), emit=emit,
-                        recorded=partial(verify_recorded, entry, event))
+                    try:
+                        record, placed = self._record_done(
+                            entry, remote, event, result, then=partial(unlock, event.path),
+                            emit=emit, recorded=partial(verify_recorded, entry, event))
+                    except BaseException:
+                        settled()  # nothing asked for: nothing to wait for
+                        raise
                     records.append(record)
                     unwritten[entry.name] = (record, placed)
                     if waiting[0]:
@@ -1073,10 +1084,7 @@ class SyncService:
                 queue.add(e.remote, e.folder, self.profile.local_dir_of(e.folder),
                           already_held=already_held if e.wanted else None, local_name=e.version)
             jobs = await queue.join()
-            pending = [record for record in records if not record.done()]
-            if pending:  # their done-callbacks (booking, starting the verification) run first
-                await asyncio.wait(pending)
-            if verifying[0]:
+            if outstanding[0]:  # records still to book, verifications still to end
                 all_verified.append(loop.create_future())
                 await all_verified[0]
             for task in verifications:  # the first error, as a gather raises it
