@@ -533,3 +533,33 @@ async def test_a_stalled_wait_leaves_no_cancellation_behind(make_embedded_sftp, 
             return left
 
     assert await asyncio.wait_for(fetch(), 15) == 0
+
+
+class _OrderSFTP(asyncssh.SFTPServer):
+    """Records, in order, the reads and FSTATs it is asked for."""
+
+    ops: list[str] = []
+
+    async def read(self, file_obj, offset, size):
+        _OrderSFTP.ops.append("read")
+        return super().read(file_obj, offset, size)
+
+    async def fstat(self, file_obj):
+        _OrderSFTP.ops.append("fstat")
+        return super().fstat(file_obj)
+
+
+@pytest.mark.parametrize("size", [20_000, 700_000])
+async def test_the_open_file_is_asked_about_after_its_last_read(make_embedded_sftp, tmp_path, size):
+    # The check that the file was not rewritten in place relies on the FSTAT being answered
+    # after every read: it is sent after the last one, whether the file takes one read (no
+    # task of its own) or many.
+    _OrderSFTP.ops = []
+    info = await make_embedded_sftp(_OrderSFTP)
+    data = _put(info, "r.xlsx", size)
+    remote = await _one(info, "r.xlsx")
+    async with await connect(info.options()) as conn:
+        result = await download(conn, remote, info.remote_dir, tmp_path / "out")
+    assert result.path.read_bytes() == data
+    assert _OrderSFTP.ops[-1] == "fstat" and _OrderSFTP.ops.count("fstat") == 1, _OrderSFTP.ops
+    assert _OrderSFTP.ops.count("read") == (1 if size < 261120 else -(-(size + 1) // 261120))

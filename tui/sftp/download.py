@@ -651,13 +651,26 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
                 after = asyncio.ensure_future(cast("Awaitable[asyncssh.SFTPAttrs]", f.stat()))
 
         try:
-            fill()
+            first: tuple[int, bytes] | None = None
+            if end - next_off <= block and writer is None:
+                # The whole rest in one read (most reports): awaited here, no task of its own.
+                # The FSTAT's task sends its request on the loop's next turn, so after this
+                # read, which is sent as it is awaited, right below.
+                n = end - next_off
+                next_off = end
+                after = asyncio.ensure_future(cast("Awaitable[asyncssh.SFTPAttrs]", f.stat()))
+                first = (n, await conn.answer(_read(f, n, pos), "reading", remote.name))
+            else:
+                fill()
             # Many reads in flight; each is written and hashed in file order as it lands,
             # so the part file is always a valid prefix of the server's file.
-            while inflight:
-                _off, n, task = inflight[0]
-                data = await conn.answer(task, "reading", remote.name)
-                inflight.popleft()
+            while first is not None or inflight:
+                if first is not None:
+                    (n, data), first = first, None
+                else:
+                    _off, n, task = inflight[0]
+                    data = await conn.answer(task, "reading", remote.name)
+                    inflight.popleft()
                 if not data:
                     break  # end of file
                 if pos + len(data) > size:
