@@ -337,33 +337,3 @@ async def test_init_lists_the_keys_ssh_agent_holds(sftp_server: ServerInfo, ssh_
     key = asyncssh.read_private_key(str(sftp_server.key))
     [listed] = await agent_keys()
     assert (listed.algorithm, listed.fingerprint) == (key.get_algorithm(), key.get_fingerprint("sha256"))
-
-
-async def test_asyncssh_debug_lines_are_made_only_when_logged(sftp_server: ServerInfo, monkeypatch, caplog):
-    # asyncssh made the text of a debug line for every packet before its logger dropped it
-    # (a few percent of a many-file sync's CPU): made now only when it is logged, and then
-    # the same as before.
-    import logging
-
-    import asyncssh.packet
-
-    made: list[tuple] = []
-    plural = asyncssh.packet.plural
-    monkeypatch.setattr(asyncssh.packet, "plural", lambda *a: made.append(a) or plural(*a))
-    _files(sftp_server, {"a.xlsx": b"x" * 10})
-    caplog.set_level(logging.INFO, logger="asyncssh")
-    async with await connect(sftp_server.options()) as conn:
-        assert [f.name for f in (await conn.listdir(sftp_server.remote_dir)).files] == ["a.xlsx"]
-    assert made == []
-    assert not [r for r in caplog.records if r.levelno < logging.INFO]
-    level = asyncssh.logging.SSHLogger._debug_level
-    asyncssh.set_debug_level(3)
-    try:
-        caplog.set_level(logging.DEBUG, logger="asyncssh")
-        async with await connect(sftp_server.options()) as conn:
-            await conn.listdir(sftp_server.remote_dir)
-    finally:
-        asyncssh.set_debug_level(level)
-    texts = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
-    assert made and any(t.startswith("[") and "Sent " in t for t in texts), texts[:5]
-    assert any("Received " in t for t in texts)
