@@ -454,3 +454,112 @@ def test_a_part_file_of_the_wrong_size_after_writing_says_no_attempt_is_left_onc
     assert "downloaded again" not in str(err)
     assert "No attempt is left (5 made), so it was not downloaded" in str(err)
     assert not (tmp_path / "r.xlsx").exists()
+
+
+async def _waiting_on(conn, within: float = 20.0) -> None:
+    """Until some request of ``conn`` waits for its answer (a generous bound, then fail)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not conn._waiting:
+        assert asyncio.get_running_loop().time() < deadline, "no request ever waited"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_wait_cancelled_from_outside_on_a_stalled_server_stays_a_cancel(make_embedded_sftp, tmp_path):
+    # Requests are awaited in the caller's task and the stall watch cancels that task: a
+    # cancel from outside (Ctrl-C, the app's cancel) must end as a cancel, at once, the
+    # connection left open, for a read and for a listing (whose closing of the folder would
+    # itself wait for the stalled server).
+    info = await make_embedded_sftp(_StallingSFTP)
+    _put(info, "r.xlsx", 20_000)
+    remote = await _one(info, "r.xlsx")
+    conn = await connect(info.options(request_timeout=600, block_size=1024))
+    async with conn:
+        task = asyncio.ensure_future(download(conn, remote, info.remote_dir, tmp_path / "out"))
+        await _waiting_on(conn)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        assert not conn.closed and not conn._waiting
+    listing = await make_embedded_sftp(_StallingListSFTP)
+    _put(listing, "r.xlsx", 10)
+    conn = await connect(listing.options(request_timeout=600))
+    async with conn:
+        task = asyncio.ensure_future(conn.listdir(listing.remote_dir))
+        await _waiting_on(conn)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        assert not conn.closed and not conn._waiting
+
+
+async def test_a_stall_and_a_cancel_from_outside_at_once_end_as_the_cancel(make_embedded_sftp, tmp_path):
+    # The stall watch and an outside cancel reach the waiting task in the same turn of the
+    # loop: the connection is closed (it stalled), and the task ends cancelled, not stalled.
+    info = await make_embedded_sftp(_StallingSFTP)
+    _put(info, "r.xlsx", 20_000)
+    remote = await _one(info, "r.xlsx")
+    conn = await connect(info.options(request_timeout=600, block_size=1024))
+    async with conn:
+        task = asyncio.ensure_future(download(conn, remote, info.remote_dir, tmp_path / "out"))
+        await _waiting_on(conn)
+        for waiter in conn._waiting:  # as if it had waited for the whole limit
+            waiter.began -= 601
+        conn._answered -= 601
+        conn._watch_stall()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        assert conn.closed
+
+
+async def test_a_stalled_wait_leaves_no_cancellation_behind(make_embedded_sftp, tmp_path):
+    # The stall is raised in the waiting task by cancelling it: once ServerStalled is raised,
+    # nothing of that cancellation may remain (the queue waits and retries in the same task).
+    info = await make_embedded_sftp(_StallingSFTP)
+    _put(info, "r.xlsx", 20_000)
+    remote = await _one(info, "r.xlsx")
+
+    async def fetch() -> int:
+        conn = await connect(info.options(request_timeout=0.3, block_size=1024))
+        async with conn:
+            try:
+                await download(conn, remote, info.remote_dir, tmp_path / "out")
+            except ServerStalled:
+                pass
+            left = asyncio.current_task().cancelling()
+            await asyncio.sleep(0.01)  # not cancelled by anything left over
+            async with asyncio.timeout(5):  # which counts the task's cancellations
+                await asyncio.sleep(0)
+            return left
+
+    assert await asyncio.wait_for(fetch(), 15) == 0
+
+
+class _OrderSFTP(asyncssh.SFTPServer):
+    """Records, in order, the reads and FSTATs it is asked for."""
+
+    ops: list[str] = []
+
+    async def read(self, file_obj, offset, size):
+        _OrderSFTP.ops.append("read")
+        return super().read(file_obj, offset, size)
+
+    async def fstat(self, file_obj):
+        _OrderSFTP.ops.append("fstat")
+        return super().fstat(file_obj)
+
+
+@pytest.mark.parametrize("size", [20_000, 700_000])
+async def test_the_open_file_is_asked_about_after_its_last_read(make_embedded_sftp, tmp_path, size):
+    # The check that the file was not rewritten in place relies on the FSTAT being answered
+    # after every read: it is sent after the last one, whether the file takes one read (no
+    # task of its own) or many.
+    _OrderSFTP.ops = []
+    info = await make_embedded_sftp(_OrderSFTP)
+    data = _put(info, "r.xlsx", size)
+    remote = await _one(info, "r.xlsx")
+    async with await connect(info.options()) as conn:
+        result = await download(conn, remote, info.remote_dir, tmp_path / "out")
+    assert result.path.read_bytes() == data
+    assert _OrderSFTP.ops[-1] == "fstat" and _OrderSFTP.ops.count("fstat") == 1, _OrderSFTP.ops
+    assert _OrderSFTP.ops.count("read") == (1 if size < 261120 else -(-(size + 1) // 261120))

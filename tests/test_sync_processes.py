@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,9 @@ from tests.xlsx_factory import write_report
 from tui.commands.processes import plan, share_output
 from tui.core.config import load_config
 from tui.core.ledger import Ledger
+from tui.core.model import RemoteFile
 from tui.demo import data as demo_data
+from tui.sftp.parts import part_name
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-06-10T14:00:00+00:00"
@@ -408,10 +410,13 @@ async def test_a_run_killed_outright_leaves_no_process_and_the_next_run_resumes(
              "--processes", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=_env(tmp_path, RK_TEST_RUN=marker), cwd=ROOT, stdin=subprocess.DEVNULL)
         try:
+            # The big file's own part: a small file, read whole in one request, may land first.
+            big = part_name(RemoteFile("Full Loan History_20260601_060000.xlsx", BIG, datetime.now(UTC)))
+
             def downloading(name: str) -> bool:
                 try:
-                    parts = (tmp_path / "local" / name / ".report-keeper" / "parts").glob("*.part")
-                    return any(p.stat().st_size > 0 for p in parts)
+                    part = tmp_path / "local" / name / ".report-keeper" / "parts" / big
+                    return part.stat().st_size > 0
                 except OSError:  # not there yet
                     return False
 

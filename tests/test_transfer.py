@@ -768,6 +768,45 @@ async def test_a_job_cancelled_before_its_task_first_ran_still_ends(sftp_server,
     assert not (tmp_path / "out" / "r.xlsx").exists()
 
 
+async def test_jobs_cancelled_before_any_of_their_tasks_ran_end_and_free_their_places(sftp_server, tmp_path):
+    """A job's task is made as it is added; cancelled before its first step it never runs the
+    body that ends the job: the queue ends it, and the next job still gets its place."""
+    data = {n: _put(sftp_server, n, 10_000, seed=i) for i, n in enumerate(("a.xlsx", "b.xlsx", "c.xlsx"))}
+    files = await _listing(sftp_server)
+    async with TransferQueue(_factory(sftp_server), concurrency=1) as q:
+        a = q.add(files["a.xlsx"], sftp_server.remote_dir, tmp_path / "out")
+        assert a.task is not None and not a.started
+        q.cancel(a.id)  # before its task ever ran
+        b = q.add(files["b.xlsx"], sftp_server.remote_dir, tmp_path / "out")
+        c = q.add(files["c.xlsx"], sftp_server.remote_dir, tmp_path / "out")
+        await asyncio.wait_for(q.join(), 30)
+        assert a.state == "cancelled" and a.finished.is_set()
+        assert b.state == c.state == "done", (b.error, c.error)
+        d = q.add(files["a.xlsx"], sftp_server.remote_dir, tmp_path / "out")
+        e = q.add(files["c.xlsx"], sftp_server.remote_dir, tmp_path / "again")
+        q.cancel_all()  # one running (not yet begun), one queued
+        await asyncio.wait_for(q.join(), 30)
+        assert d.state == e.state == "cancelled"
+    assert (tmp_path / "out" / "b.xlsx").read_bytes() == data["b.xlsx"]
+    assert not (tmp_path / "out" / "a.xlsx").exists()
+
+
+async def test_jobs_added_while_paused_start_on_resume(sftp_server, tmp_path):
+    data = {n: _put(sftp_server, n, 10_000, seed=i) for i, n in enumerate(("a.xlsx", "b.xlsx"))}
+    files = await _listing(sftp_server)
+    async with TransferQueue(_factory(sftp_server), concurrency=1) as q:
+        q.pause()
+        jobs = [q.add(files[n], sftp_server.remote_dir, tmp_path / "out") for n in sorted(data)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert [j.state for j in jobs] == ["queued", "queued"]
+        q.resume()
+        await asyncio.wait_for(q.join(), 30)
+    assert [j.state for j in jobs] == ["done", "done"]
+    for n, d in data.items():
+        assert (tmp_path / "out" / n).read_bytes() == d
+
+
 class _CappingSFTP(asyncssh.SFTPServer):
     """Answers every read with at most an odd number of bytes (a server capping reads)."""
 

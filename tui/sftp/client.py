@@ -54,7 +54,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, NoReturn, TypeVar, cast
 
 import asyncssh
 from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
@@ -283,25 +283,16 @@ def _retrieved(fut: asyncio.Future[T]) -> None:
         fut.exception()
 
 
-async def _answered_within(fut: asyncio.Future[T], seconds: float) -> bool:
-    """Whether ``fut`` is done within ``seconds`` (it is left running either way): what
-    ``asyncio.wait({fut}, timeout=seconds)`` tells, for one future and with less to set up
-    and take down (a wait per SFTP request, several per file)."""
-    loop = asyncio.get_running_loop()
-    woken: asyncio.Future[None] = loop.create_future()
+class _Waiter:
+    """A task waiting in :meth:`SftpConnection.answer`: since when, and whether the stall
+    watch has cancelled it (its cancellation is then turned into :class:`ServerStalled`)."""
 
-    def wake(_: object = None) -> None:
-        if not woken.done():
-            woken.set_result(None)
+    __slots__ = ("began", "stalled", "task")
 
-    fut.add_done_callback(wake)
-    timer = loop.call_later(seconds, wake)
-    try:
-        await woken
-    finally:
-        timer.cancel()
-        fut.remove_done_callback(wake)
-    return fut.done()
+    def __init__(self, task: asyncio.Task[object], began: float) -> None:
+        self.task = task
+        self.began = began
+        self.stalled = False
 
 
 class SftpConnection:
@@ -315,55 +306,103 @@ class SftpConnection:
         self.host_key = host_key
         self._closed = False
         self._answered = time.monotonic()  # when a request last got its answer
+        # The requests waited for, oldest first, and the one timer that watches them all
+        # (_watch_stall): a timer and a wait set up per request cost more than the request.
+        self._waiting: dict[_Waiter, None] = {}
+        self._watch: asyncio.TimerHandle | None = None
 
-    async def answer(self, request: Awaitable[T], what: str, path: str | None = None) -> T:
+    async def answer(self, request: Awaitable[T], what: str, path: str | None = None, *,
+                     detached: bool = False) -> T:
         """The result of one SFTP request, or :class:`ServerStalled` (the connection then
         closed) once the connection has answered nothing, to any request, for
         ``opts.request_timeout`` seconds since this wait began. Cancelled, the request is
-        cancelled too."""
-        fut = asyncio.ensure_future(request)
-        if fut.done():  # answered already (a request sent right behind another, a stat
-            self._answered = time.monotonic()  # behind the last read): no wait to set up
-            return fut.result()
-        began = time.monotonic()
+        cancelled too.
+
+        The request is awaited in the caller's task; the connection's one stall watch
+        (:meth:`_watch_stall`) cancels a wait that has outlived the limit, and that
+        cancellation, only that one, is raised here as :class:`ServerStalled`. A request
+        whose cancellation itself waits for the server (a listing closes its folder) is
+        ``detached``: it runs in a task of its own, left to end when the connection does."""
+        if isinstance(request, asyncio.Future) and request.done():
+            # answered already (a request sent right behind another, a stat behind the last
+            # read): nothing to watch
+            self._answered = time.monotonic()
+            return cast("T", request.result())
+        task = asyncio.current_task()
+        assert task is not None
+        fut: asyncio.Future[T] | None = None
+        if detached:
+            fut = asyncio.ensure_future(request)
+            request = asyncio.shield(fut)
+        elif isinstance(request, asyncio.Future):
+            fut = request
+        waiter = _Waiter(task, time.monotonic())
+        self._waiting[waiter] = None
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().call_later(
+                self.opts.request_timeout, self._watch_stall)
         try:
-            while True:
-                deadline = max(began, self._answered) + self.opts.request_timeout
-                left = deadline - time.monotonic()
-                if left > 0:
-                    if await _answered_within(fut, left):
-                        break
-                    continue
+            result = await request
+        except BaseException as exc:
+            if fut is not None:
+                # Given up on (stalled, or the wait cancelled), a request of its own task
+                # may still end in an error (its connection closed under it): taken then,
+                # never "exception was never retrieved".
                 fut.cancel()
-                seconds = f"{self.opts.request_timeout:g}"
-                log.warning("the server answered nothing for %s s while %s %s; closing the connection",
-                            seconds, what, escape_name(path or ""))
-                await self.close()
-                stalled = ServerStalled(
-                    f"The server {self.opts.host} port {self.opts.display_port} answered nothing for "
-                    f"{seconds} s while {what}" + (f" '{escape_name(path)}'" if path else "")
-                    + "; the connection was closed.",
-                    "It is tried again on a new connection. If it keeps happening, the server's "
-                    "SFTP process may be stuck (on that file, or its disk): tell its administrator.",
-                )
-                stalled.todo_given_up = (
-                    "No attempt is left ({attempts} made), so the file was not downloaded. The "
-                    "server's SFTP process may be stuck (on that file, or its disk): tell its "
-                    "administrator; the next sync tries again.")
-                raise stalled
-        except asyncio.CancelledError:
-            fut.cancel()
-            raise
+                if fut.done():
+                    _retrieved(fut)
+                else:
+                    fut.add_done_callback(_retrieved)
+            if not waiter.stalled:
+                raise
+            if task.uncancel() > 0:  # cancelled from outside as well: that it stays
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise asyncio.CancelledError from exc
+            await self._stalled(what, path)
         finally:
-            # Given up on (stalled, or the wait cancelled), the request may still end in an
-            # error (its connection closed under it): taken then, never "exception was never
-            # retrieved". A request waited for to its end needs no callback for that.
-            if fut.done():
-                _retrieved(fut)
-            else:
-                fut.add_done_callback(_retrieved)
+            self._waiting.pop(waiter, None)
         self._answered = time.monotonic()
-        return fut.result()
+        return result
+
+    def _watch_stall(self) -> None:
+        """The connection's stall watch (a timer, re-armed only when it fires): every wait
+        that has seen no answer on the connection for ``request_timeout`` seconds since it
+        began is cancelled, marked stalled (:meth:`answer` raises :class:`ServerStalled`)."""
+        self._watch = None
+        limit = self.opts.request_timeout
+        now = time.monotonic()
+        while self._waiting:
+            waiter = next(iter(self._waiting))  # the oldest: the first to outlive the limit
+            due = max(waiter.began, self._answered) + limit
+            if due > now:
+                self._watch = asyncio.get_running_loop().call_later(due - now, self._watch_stall)
+                return
+            del self._waiting[waiter]
+            if not waiter.task.done():
+                waiter.stalled = True
+                waiter.task.cancel()
+                # Closing now, not once the waiter runs: a request that still waits for the
+                # server as it is cancelled then fails instead of waiting on.
+                self._shut()
+
+    async def _stalled(self, what: str, path: str | None) -> NoReturn:
+        seconds = f"{self.opts.request_timeout:g}"
+        log.warning("the server answered nothing for %s s while %s %s; closing the connection",
+                    seconds, what, escape_name(path or ""))
+        await self._wait_closed()
+        stalled = ServerStalled(
+            f"The server {self.opts.host} port {self.opts.display_port} answered nothing for "
+            f"{seconds} s while {what}" + (f" '{escape_name(path)}'" if path else "")
+            + "; the connection was closed.",
+            "It is tried again on a new connection. If it keeps happening, the server's "
+            "SFTP process may be stuck (on that file, or its disk): tell its administrator.",
+        )
+        stalled.todo_given_up = (
+            "No attempt is left ({attempts} made), so the file was not downloaded. The "
+            "server's SFTP process may be stuck (on that file, or its disk): tell its "
+            "administrator; the next sync tries again.")
+        raise stalled from None
 
     @property
     def host(self) -> str:
@@ -395,7 +434,7 @@ class SftpConnection:
         path = (remote_dir or ".").encode("utf-8", "surrogateescape")
         try:
             # A bytes path makes the server's names arrive as the bytes they are.
-            entries = await self.answer(self._scan(path), "listing", remote_dir or ".")
+            entries = await self.answer(self._scan(path), "listing", remote_dir or ".", detached=True)
         except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath, asyncssh.SFTPNotADirectory,
                 asyncssh.SFTPPermissionDenied) as exc:
             denied = isinstance(exc, asyncssh.SFTPPermissionDenied)
@@ -483,19 +522,30 @@ class SftpConnection:
         except (asyncssh.Error, OSError) as exc:
             raise self._err(exc, path=path) from None
 
-    async def close(self) -> None:
+    def _shut(self) -> bool:
+        """Start closing (False: closed already)."""
         if self._closed:
-            return
+            return False
         self._closed = True
+        if self._watch is not None and not self._waiting:
+            self._watch.cancel()
+            self._watch = None
         try:
             self.sftp.exit()
         except Exception:  # noqa: BLE001 - closing a broken session must not raise
             pass
         self.ssh.close()
+        return True
+
+    async def _wait_closed(self) -> None:
         try:
             await asyncio.wait_for(self.ssh.wait_closed(), 5)
         except (TimeoutError, OSError, asyncssh.Error):
             pass
+
+    async def close(self) -> None:
+        if self._shut():
+            await self._wait_closed()
 
     async def __aenter__(self) -> SftpConnection:
         return self

@@ -348,10 +348,14 @@ def _read(f: asyncssh.SFTPClientFile, n: int, offset: int) -> Awaitable[bytes]:
 
 
 async def _close_quietly(f: asyncssh.SFTPClientFile) -> None:
+    """Close ``f`` in a task kept in ``_background`` until this ends (it lets itself go: no
+    done-callback per file)."""
     try:
         await f.close()
     except Exception:  # noqa: BLE001 - the handle dies with a broken connection anyway
         pass
+    finally:
+        _background.discard(asyncio.current_task())
 
 
 #: What a stopping download waits for: its reads, its last write, its part's closing.
@@ -673,13 +677,26 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
                 after = asyncio.ensure_future(cast("Awaitable[asyncssh.SFTPAttrs]", f.stat()))
 
         try:
-            fill()
+            first: tuple[int, bytes] | None = None
+            if end - next_off <= block and writer is None:
+                # The whole rest in one read (most reports): awaited here, no task of its own.
+                # The FSTAT's task sends its request on the loop's next turn, so after this
+                # read, which is sent as it is awaited, right below.
+                n = end - next_off
+                next_off = end
+                after = asyncio.ensure_future(cast("Awaitable[asyncssh.SFTPAttrs]", f.stat()))
+                first = (n, await conn.answer(_read(f, n, pos), "reading", remote.name))
+            else:
+                fill()
             # Many reads in flight; each is written and hashed in file order as it lands,
             # so the part file is always a valid prefix of the server's file.
-            while inflight:
-                _off, n, task = inflight[0]
-                data = await conn.answer(task, "reading", remote.name)
-                inflight.popleft()
+            while first is not None or inflight:
+                if first is not None:
+                    (n, data), first = first, None
+                else:
+                    _off, n, task = inflight[0]
+                    data = await conn.answer(task, "reading", remote.name)
+                    inflight.popleft()
                 if not data:
                     break  # end of file
                 if pos + len(data) > size:
@@ -791,9 +808,7 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             writer.shutdown(wait=False)
         elif fd >= 0:
             os.close(fd)
-        closing = asyncio.ensure_future(_close_quietly(f))  # closing needs no wait: saves a round trip
-        _background.add(closing)
-        closing.add_done_callback(_background.discard)
+        _background.add(asyncio.ensure_future(_close_quietly(f)))  # no wait: saves a round trip
         if closed is not None:  # the part is unlocked when the download ends
             if await _outlasted([asyncio.wrap_future(closed)]) and not placed:
                 raise asyncio.CancelledError

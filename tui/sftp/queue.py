@@ -132,6 +132,8 @@ class Job:
     result: DownloadResult | None = None
     error: SftpError | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    #: Its task has begun to run (a task cancelled before its first step never runs its body).
+    started: bool = field(default=False, repr=False)
     cancel_requested: bool = False
     finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     #: Asked before the first byte: True when another process has just fetched this copy.
@@ -175,7 +177,10 @@ class TransferQueue:
         self._todo: asyncio.Queue[Job] = asyncio.Queue()
         self._gate = asyncio.Event()
         self._gate.set()
-        self._workers: list[asyncio.Task[None]] = []
+        #: The jobs' tasks now running (at most ``concurrency``): each job's end starts the
+        #: next, so no worker task waits on each job's task.
+        self._running: set[asyncio.Task[None]] = set()
+        self._closing = False  # no job starts meanwhile (closing, or cancelling them all)
         self.jobs: dict[int, Job] = {}
         self._next_id = 1
         self.connections_opened = 0
@@ -197,7 +202,7 @@ class TransferQueue:
         self.jobs[job.id] = job
         self._emit(Queued(job.id, job.name, remote.size))
         self._todo.put_nowait(job)
-        self._start_workers()
+        self._start_jobs()
         return job
 
     def cancel(self, job_id: int) -> bool:
@@ -208,13 +213,20 @@ class TransferQueue:
         job.cancel_requested = True
         if job.task is not None and not job.task.done():
             job.task.cancel()
+            if not job.started:  # its body never runs: nothing in it will end the job
+                self._finish_cancel(job)
+                self._ended(job)
         elif job.state == JobState.QUEUED:
             self._finish_cancel(job)
         return True
 
     def cancel_all(self) -> None:
-        for job_id in list(self.jobs):
-            self.cancel(job_id)
+        held, self._closing = self._closing, True  # none starts while the others are cancelled
+        try:
+            for job_id in list(self.jobs):
+                self.cancel(job_id)
+        finally:
+            self._closing = held
 
     def pause(self) -> None:
         """Stop starting new files and hold running ones between blocks."""
@@ -222,6 +234,7 @@ class TransferQueue:
 
     def resume(self) -> None:
         self._gate.set()
+        self._start_jobs()
 
     @property
     def paused(self) -> bool:
@@ -232,7 +245,9 @@ class TransferQueue:
 
         Then removes part files of finished files left by older server copies.
         """
-        for job in list(self.jobs.values()):
+        # The last added first: the others have mostly ended by then (a wake for the run, not
+        # for each file).
+        for job in reversed(list(self.jobs.values())):
             await job.finished.wait()
         done: dict[Path, set[str]] = {}
         for job in self.jobs.values():
@@ -244,11 +259,12 @@ class TransferQueue:
 
     async def close(self) -> None:
         """Cancel everything still running and close the connection the queue opened."""
-        self.cancel_all()
-        for w in self._workers:
-            w.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers.clear()
+        self._closing = True
+        try:
+            self.cancel_all()
+            await asyncio.gather(*self._running, return_exceptions=True)
+        finally:
+            self._closing = False
         if self._conn is not None and self._owns_conn:
             await self._conn.close()
         self._conn = None
@@ -269,10 +285,27 @@ class TransferQueue:
         if self._events is not None:
             self._events.put_nowait(event)
 
-    def _start_workers(self) -> None:
-        self._workers = [w for w in self._workers if not w.done()]
-        while len(self._workers) < min(self.concurrency, self._todo.qsize() + len(self._workers)):
-            self._workers.append(asyncio.ensure_future(self._worker()))
+    def _start_jobs(self) -> None:
+        """Start queued jobs, each in a task of its own, while fewer than ``concurrency`` run
+        and the queue is neither paused nor closing (asked by ``add``, ``resume`` and the end
+        of each job)."""
+        while len(self._running) < self.concurrency and self._gate.is_set() and not self._closing:
+            try:
+                job = self._todo.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            if job.state != JobState.QUEUED:  # cancelled while queued
+                continue
+            job.state = JobState.RUNNING
+            job.task = asyncio.ensure_future(self._run(job))
+            self._running.add(job.task)
+
+    def _ended(self, job: Job) -> None:
+        """``job`` is over: its place goes to the next."""
+        job.finished.set()
+        if job.task is not None:
+            self._running.discard(job.task)
+        self._start_jobs()
 
     def _finish_cancel(self, job: Job) -> None:
         job.state = JobState.CANCELLED
@@ -280,33 +313,6 @@ class TransferQueue:
                                     "Its part file is kept; downloading it again resumes there.")
         self._emit(Cancelled(job.id, job.name))
         job.finished.set()
-
-    async def _worker(self) -> None:
-        while True:
-            try:
-                job = self._todo.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            if job.state != JobState.QUEUED:
-                continue
-            await self._gate.wait()
-            if job.cancel_requested:
-                if job.state == JobState.QUEUED:
-                    self._finish_cancel(job)
-                continue
-            job.state = JobState.RUNNING
-            job.task = asyncio.ensure_future(self._run(job))
-            try:
-                await asyncio.wait([job.task])  # returns also when the job alone is cancelled
-            except asyncio.CancelledError:  # the worker itself (queue closing)
-                job.task.cancel()
-                await asyncio.gather(job.task, return_exceptions=True)
-                raise
-            finally:
-                # A task cancelled before its first step never ran its body, which is what
-                # marks the job: without this, join() would wait for it for ever.
-                if not job.finished.is_set():
-                    self._finish_cancel(job)
 
     async def _connection(self) -> SftpConnection:
         async with self._conn_lock:
@@ -333,6 +339,7 @@ class TransferQueue:
                 await conn.close()
 
     async def _run(self, job: Job) -> None:
+        job.started = True
         started = time.monotonic()
         last = [float("-inf")]
 
@@ -414,7 +421,7 @@ class TransferQueue:
         except Exception as exc:  # noqa: BLE001 - raised while a failed attempt was handled: the same
             self._fail_unexpected(job, exc)
         finally:
-            job.finished.set()
+            self._ended(job)
 
     def _fail_unexpected(self, job: Job, exc: Exception) -> None:
         """A bug fails this one file, with the log to report, never the queue."""

@@ -944,6 +944,44 @@ class SyncService:
         def emit(event: SyncEvent) -> None:
             _emit(on_event, event)
 
+        #: Set once the transfers are over (or stop): a record written after that starts no
+        #: verification.
+        stopping = [False]
+        #: Landed files whose record is not booked yet or whose verification is not over,
+        #: and the future the last of them to end sets (one wake for the run, where a gather
+        #: took a done-callback per file).
+        outstanding = [0]
+        all_verified: list[asyncio.Future[None]] = []
+
+        def settled() -> None:
+            outstanding[0] -= 1
+            if not outstanding[0] and all_verified and not all_verified[0].done():
+                all_verified[0].set_result(None)
+
+        async def counted(work: Awaitable[None]) -> None:
+            try:
+                await work
+            finally:
+                settled()
+
+        def start(work: Awaitable[None]) -> None:
+            """Verify (a task counted in ``outstanding`` until it ends)."""
+            verifications.append(asyncio.ensure_future(counted(work)))
+
+        def verify_recorded(entry: RemoteEntry, event: Done, record: asyncio.Future[bool]) -> None:
+            """Once a landed file's record is written (or refused), on the event loop: verify
+            it when this process should (always for a file it placed, refused by the ledger
+            too: the verification still tells what the file holds; for one found in place
+            only if nobody had recorded it yet). Started from the record's own completion,
+            not by a task that waits for it: a task step and a wake less per file. Counted in
+            ``outstanding`` since the record was asked for: the count passes to the
+            verification, or ends here."""
+            if (stopping[0] or record.cancelled() or (
+                    record.exception() is None and not record.result() and event.status == Placed.SAME)):
+                settled()
+                return
+            start(self._verify(entry, event, result, emit))
+
         def on_transfer(event: TransferEvent) -> None:
             emit(event)
             if isinstance(event, Done):
@@ -951,21 +989,24 @@ class SyncService:
                 job = queue.jobs.get(event.job_id)
                 # The queue re-reads size and mtime when a file changed mid-download.
                 remote = job.remote if job is not None else entry.remote
+                outstanding[0] += 1
                 if entry.name in again:
-                    verifications.append(asyncio.ensure_future(
-                        self._fetched_again(entry, remote, event, result, emit,
-                                            partial(unlock, event.path))))
+                    start(self._fetched_again(entry, remote, event, result, emit,
+                                              partial(unlock, event.path)))
                 else:
                     # One writer job: the record, then (written or refused) the file's lock
                     # is handed to the commit that holds it.
-                    record, placed = self._record_done(entry, remote, event, result,
-                                                       then=partial(unlock, event.path), emit=emit)
+                    try:
+                        record, placed = self._record_done(
+                            entry, remote, event, result, then=partial(unlock, event.path),
+                            emit=emit, recorded=partial(verify_recorded, entry, event))
+                    except BaseException:
+                        settled()  # nothing asked for: nothing to wait for
+                        raise
                     records.append(record)
                     unwritten[entry.name] = (record, placed)
                     if waiting[0]:
                         note([placed])
-                    verifications.append(asyncio.ensure_future(
-                        self._verify_recorded(record, entry, event, result, emit)))
 
         def already_held(remote: RemoteFile, *, wait: bool = True) -> bool | None:
             # Asked once the part file is locked: another process may have just fetched it.
@@ -1045,8 +1086,11 @@ class SyncService:
                 queue.add(e.remote, e.folder, self.profile.local_dir_of(e.folder),
                           already_held=already_held if e.wanted else None, local_name=e.version)
             jobs = await queue.join()
-            if verifications:
-                await asyncio.gather(*verifications)
+            if outstanding[0]:  # records still to book, verifications still to end
+                all_verified.append(loop.create_future())
+                await all_verified[0]
+            for task in verifications:  # the first error, as a gather raises it
+                task.result()
         except asyncio.CancelledError:
             # The transfers stop, then their part files are recorded: also when this is cancelled
             # again meanwhile (the app's cancel, then quitting), which would otherwise leave part
@@ -1074,10 +1118,12 @@ class SyncService:
                                  "part file and the next sync resumes from there." if started else
                                  INTERRUPTED_BEFORE,
                     })
+            stopping[0] = True
             for task in verifications:
                 task.cancel()
             raise
         finally:
+            stopping[0] = True
             await _outlast(records)  # nothing ends (nor commits the batch) before its records
             # Placed and never recorded by this run (cancelled first): let go with the next
             # commit, in the writer, after every unlock asked for before (each one's record is
@@ -1116,13 +1162,15 @@ class SyncService:
     def _record_done(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
                      result: SyncResult, *, then: Callable[[], object] | None = None,
                      emit: Callable[[SyncEvent], None] | None = None,
+                     recorded: Callable[[asyncio.Future[bool]], object] | None = None,
                      ) -> tuple[asyncio.Future[bool], DownloadedFile]:
         """Record one finished download (in the writer thread, :meth:`_in_writer`); the future
         of the write (True when it recorded the file now) and what it records. Once it is
         written the file is booked in ``result`` (on the event loop, whatever awaits it or not).
         ``then()`` runs in the same writer job right after the write, whether it succeeded or not.
-        ``emit``: told ``Recorded`` once the file is booked, if its record was written (one
-        callback for both: a file costs the event loop one callback less).
+        ``emit``: told ``Recorded`` once the file is booked, if its record was written, and
+        then ``recorded(write)`` (one callback for all: a file costs the event loop fewer),
+        at once when the write was made at once (on the event loop: most of a batch's).
 
         A file placed by this run is ``downloaded``. ``same`` means those exact bytes were
         already in place under the name (another process put them there a moment ago): it is
@@ -1145,21 +1193,13 @@ class SyncService:
         record = partial(self.ledger.record_download, entry.key, size=event.size, sha256=event.sha256,
                          local_path=event.path, mtime=remote.mtime)
         write = self._in_writer(record if then is None else partial(_and_then, record, then))
-        write.add_done_callback(partial(_book, result, placed) if emit is None
-                                else partial(_book_and_say, result, placed, emit, event))
+        booking = (partial(_book, result, placed) if emit is None
+                   else partial(_book_and_say, result, placed, emit, event, recorded))
+        if write.done():
+            booking(write)
+        else:
+            write.add_done_callback(booking)
         return write, placed
-
-    async def _verify_recorded(self, record: asyncio.Future[bool], entry: RemoteEntry, event: Done,
-                               result: SyncResult, emit: Callable[[SyncEvent], None]) -> None:
-        """Verify a landed file once its record is written, when this process should: always
-        for a file it placed (refused by the ledger too: the verification still tells what the
-        file holds), for one found in place only if nobody had recorded it yet."""
-        try:
-            recorded = await asyncio.shield(record)  # cancelled, this leaves the record alone
-        except Exception:  # noqa: BLE001 - not recorded: booked as failed by _book
-            recorded = True
-        if recorded or event.status != Placed.SAME:
-            await self._verify(entry, event, result, emit)
 
     async def _fetched_again(self, entry: RemoteEntry, remote: RemoteFile, event: Done,
                              result: SyncResult, emit: Callable[[SyncEvent], None],
@@ -1705,12 +1745,18 @@ def _and_then(call: Callable[[], _T], then: Callable[[], object]) -> _T:
 
 
 def _book_and_say(result: SyncResult, placed: DownloadedFile, emit: Callable[[SyncEvent], None],
-                  event: Done, write: asyncio.Future[bool]) -> None:
-    """:func:`_book`, then :func:`_say_recorded` (one done-callback of the record's write)."""
+                  event: Done, recorded: Callable[[asyncio.Future[bool]], object] | None,
+                  write: asyncio.Future[bool]) -> None:
+    """:func:`_book`, then :func:`_say_recorded`, then ``recorded(write)`` (one done-callback
+    of the record's write)."""
     try:
         _book(result, placed, write)
     finally:
-        _say_recorded(emit, event, write)
+        try:
+            _say_recorded(emit, event, write)
+        finally:
+            if recorded is not None:
+                recorded(write)
 
 
 def _say_recorded(emit: Callable[[SyncEvent], None], event: Done, write: asyncio.Future[bool]) -> None:
