@@ -73,6 +73,7 @@ from tui.sftp.errors import (
     HostKeyUnknown,
     ServerStalled,
     SftpError,
+    given_up_todo,
     translate,
 )
 from tui.sftp.transport import MAX_PKTSIZE, WINDOW, cipher_list
@@ -398,9 +399,8 @@ class SftpConnection:
             "It is tried again on a new connection. If it keeps happening, the server's "
             "SFTP process may be stuck (on that file, or its disk): tell its administrator.",
         )
-        stalled.todo_given_up = (
-            "No attempt is left ({attempts} made), so the file was not downloaded. The "
-            "server's SFTP process may be stuck (on that file, or its disk): tell its "
+        stalled.todo_given_up = given_up_todo(
+            ". The server's SFTP process may be stuck (on that file, or its disk): tell its "
             "administrator; the next sync tries again.")
         raise stalled from None
 
