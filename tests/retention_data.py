@@ -148,12 +148,7 @@ def build(root: Path, *, profile_extra: str = "local_retention_days = 30", repor
         made = _build(template, profile_extra=profile_extra, report_extra=report_extra, days=days)
         _HISTORIES[key] = (template, dict(made.shas))
     template, shas = _HISTORIES[key]
-    root.mkdir(parents=True, exist_ok=True)
-    local = root / "local"
-    local.mkdir(mode=0o700, exist_ok=True)
-    config = root / "config.toml"
-    config.write_text(CONFIG.format(local=local, ledger=root / "ledger.sqlite3", report=REPORT,
-                                    profile_extra=profile_extra, report_extra=report_extra))
+    local, config = _home(root, profile_extra, report_extra)
     for i in range(days):
         shutil.copy(template / "local" / name(i), local / name(i))  # bytes and mode
     env = Local(root, local, config, root / "ledger.sqlite3", dict(shas))
@@ -173,6 +168,18 @@ def build(root: Path, *, profile_extra: str = "local_retention_days = 30", repor
     return env
 
 
+def _home(root: Path, profile_extra: str, report_extra: str) -> tuple[Path, Path]:
+    """``root``'s local folder (made, private) and config (written): the two a history needs
+    besides its ledger and its reports."""
+    root.mkdir(parents=True, exist_ok=True)
+    local = root / "local"
+    local.mkdir(mode=0o700, exist_ok=True)
+    config = root / "config.toml"
+    config.write_text(CONFIG.format(local=local, ledger=root / "ledger.sqlite3", report=REPORT,
+                                    profile_extra=profile_extra, report_extra=report_extra))
+    return local, config
+
+
 def _build(root: Path, *, profile_extra: str, report_extra: str, days: int) -> Local:
     """``build`` for real."""
     from tui.core.ledger import Ledger, verification_context
@@ -180,12 +187,7 @@ def _build(root: Path, *, profile_extra: str, report_extra: str, days: int) -> L
     from tui.core.names import parse_name
     from tui.core.validate import validate_file
 
-    root.mkdir(parents=True, exist_ok=True)
-    local = root / "local"
-    local.mkdir(mode=0o700, exist_ok=True)
-    config = root / "config.toml"
-    config.write_text(CONFIG.format(local=local, ledger=root / "ledger.sqlite3", report=REPORT,
-                                    profile_extra=profile_extra, report_extra=report_extra))
+    local, config = _home(root, profile_extra, report_extra)
     env = Local(root, local, config, root / "ledger.sqlite3")
     profile = env.profile()
     report = profile.report_for(REPORT)

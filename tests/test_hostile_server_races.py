@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -464,11 +465,10 @@ async def _waiting_on(conn, within: float = 20.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_a_wait_cancelled_from_outside_on_a_stalled_server_stays_a_cancel(make_embedded_sftp, tmp_path):
-    # Requests are awaited in the caller's task and the stall watch cancels that task: a
-    # cancel from outside (Ctrl-C, the app's cancel) must end as a cancel, at once, the
-    # connection left open, for a read and for a listing (whose closing of the folder would
-    # itself wait for the stalled server).
+@contextlib.asynccontextmanager
+async def _download_waiting_on_a_stalled_server(make_embedded_sftp, tmp_path):
+    """A download whose request the server never answers, waiting for it (a limit of 600 s):
+    its connection and its task."""
     info = await make_embedded_sftp(_StallingSFTP)
     _put(info, "r.xlsx", 20_000)
     remote = await _one(info, "r.xlsx")
@@ -476,6 +476,15 @@ async def test_a_wait_cancelled_from_outside_on_a_stalled_server_stays_a_cancel(
     async with conn:
         task = asyncio.ensure_future(download(conn, remote, info.remote_dir, tmp_path / "out"))
         await _waiting_on(conn)
+        yield conn, task
+
+
+async def test_a_wait_cancelled_from_outside_on_a_stalled_server_stays_a_cancel(make_embedded_sftp, tmp_path):
+    # Requests are awaited in the caller's task and the stall watch cancels that task: a
+    # cancel from outside (Ctrl-C, the app's cancel) must end as a cancel, at once, the
+    # connection left open, for a read and for a listing (whose closing of the folder would
+    # itself wait for the stalled server).
+    async with _download_waiting_on_a_stalled_server(make_embedded_sftp, tmp_path) as (conn, task):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 10)
@@ -495,13 +504,7 @@ async def test_a_wait_cancelled_from_outside_on_a_stalled_server_stays_a_cancel(
 async def test_a_stall_and_a_cancel_from_outside_at_once_end_as_the_cancel(make_embedded_sftp, tmp_path):
     # The stall watch and an outside cancel reach the waiting task in the same turn of the
     # loop: the connection is closed (it stalled), and the task ends cancelled, not stalled.
-    info = await make_embedded_sftp(_StallingSFTP)
-    _put(info, "r.xlsx", 20_000)
-    remote = await _one(info, "r.xlsx")
-    conn = await connect(info.options(request_timeout=600, block_size=1024))
-    async with conn:
-        task = asyncio.ensure_future(download(conn, remote, info.remote_dir, tmp_path / "out"))
-        await _waiting_on(conn)
+    async with _download_waiting_on_a_stalled_server(make_embedded_sftp, tmp_path) as (conn, task):
         for waiter in conn._waiting:  # as if it had waited for the whole limit
             waiter.began -= 601
         conn._answered -= 601
