@@ -7,6 +7,7 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from rich.text import Text
 
 from tests import scenario as sc
 from tui.core import model
@@ -295,3 +296,26 @@ def test_a_last_delivery_stamped_later_than_now_is_not_0m_ago():
     line = next(x for x in reports_text(health, sc.TZ, sc.NOW).plain.splitlines()
                 if "last:" in x and f"{ahead.delivered_at.astimezone(sc.TZ):%H:%M}" in x)
     assert "0m ago" not in line and "(in 3h)" in line, line
+
+
+def test_a_report_line_too_long_for_the_screen_goes_on_under_its_first_word():
+    """At 80 columns "last: … · on time 1 in a row" can be a few cells too long: its rest went
+    to the screen's first column ("row" under the glyphs), unlike the problem lines. Each
+    report line now goes on under its own first word, as drawn by the Health screen's
+    widget."""
+    from tui.screens.health import reports_lines
+    from tui.widgets.formatting import hang_text
+
+    health = evaluate(sc.profile(), sc.deliveries(), now=sc.NOW)
+    lines = reports_lines(health, sc.TZ, sc.NOW)
+    last_lines = [(lead, body) for lead, body in lines if body.plain.startswith("last: ")]
+    assert last_lines
+    for lead, body in last_lines:
+        width = len(str(lead)) + body.cell_len - 4  # the last word cannot fit
+        drawn = hang_text(lead, body, width).plain.splitlines()
+        assert len(drawn) == 2, drawn
+        assert drawn[0].startswith("    last: ") and drawn[1].startswith("    ") and drawn[1].strip(), drawn
+    heads = [(lead, body) for lead, body in lines if isinstance(lead, Text)]
+    for lead, body in heads:  # a name and schedule go on under the name
+        drawn = hang_text(lead, body, lead.cell_len + body.cell_len - 3).plain.splitlines()
+        assert all(line.startswith(" " * lead.cell_len) for line in drawn[1:]), drawn

@@ -85,22 +85,24 @@ def banner_text(health: HealthReport | None, connection: ConnectionInfo | None,
     return status, text
 
 
-def reports_text(health: HealthReport | None, tz: tzinfo, now: datetime) -> Text:
-    text = Text()
-    text.append("Reports\n", style="bold underline")
+def reports_lines(health: HealthReport | None, tz: tzinfo, now: datetime) -> list[Line]:
+    """The reports, two lines each (the name and schedule; the last delivery); a line too long
+    for the screen goes on under its own first word."""
+    lines: list[Line] = [("", Text("Reports", style="bold underline"))]
     if health is None or not health.reports:
-        text.append("  No report seen yet: list the server with r.\n", style="dim")
-        return text
+        lines.append(("  ", Text("No report seen yet: list the server with r.", style="dim")))
+        return lines
     for report in health.reports:
         glyph, style = _REPORT_GLYPH[report.status]
-        text.append(f"  {glyph} ", style=style)
-        text.append(escape_name(report.name), style="bold")
+        head = Text()
+        head.append(escape_name(report.name), style="bold")
         schedule = report.schedule.describe() if report.schedule_known else "schedule unknown"
         rolling = (", rolling (inferred)" if report.rolling_inferred else ", rolling") if report.rolling else ""
         inferred = ", inferred" if report.inferred and report.schedule_known else ""
-        text.append(f"  ({schedule}{inferred}{rolling})\n", style="dim")
+        head.append(f"  ({schedule}{inferred}{rolling})", style="dim")
+        lines.append((Text(f"  {glyph} ", style=style), head))
+        text = Text("last: ")
         last = report.last_delivery
-        text.append("    last: ")
         if last is None:
             text.append("never delivered", style="yellow")
         else:
@@ -115,8 +117,19 @@ def reports_text(health: HealthReport | None, tz: tzinfo, now: datetime) -> Text
                 text.append(f" · {held_state(last)}", style="bold red" if found else "dim")
             else:
                 text.append(f" · {rows:,} rows", style="yellow" if rows == 0 else "")
-        text.append(f" · on time {report.on_time_streak} in a row\n",
+        text.append(f" · on time {report.on_time_streak} in a row",
                     style="green" if report.on_time_streak else "yellow")
+        lines.append(("    ", text))
+    return lines
+
+
+def reports_text(health: HealthReport | None, tz: tzinfo, now: datetime) -> Text:
+    """:func:`reports_lines` unwrapped, one per line."""
+    text = Text()
+    for lead, body in reports_lines(health, tz, now):
+        text.append_text(lead if isinstance(lead, Text) else Text(lead))
+        text.append_text(body)
+        text.append("\n")
     return text
 
 
@@ -305,7 +318,7 @@ class HealthScreen(AppScreen):
         yield Static("", id="health-banner")
         yield Static("", id="health-status")
         with VerticalScroll(id="health-body"):
-            yield Static("", id="health-reports")
+            yield HangingText(id="health-reports")
             yield HangingText(id="health-problems")
             yield HangingText(id="health-connection")
             yield Static("", id="health-local")
@@ -351,13 +364,13 @@ class HealthScreen(AppScreen):
         update_static(banner, text)
         line = status_line(app.connection, snapshot, (self.size.width or 80) - 2)
         update_static(self.query_one("#health-status", Static), mono(line, app.no_color), layout=False)  # one line
-        sections = {
-            "#health-reports": reports_text(health, tz, now),
-            "#health-local": local_text(app.profile, snapshot),
-        }
-        for selector, text in sections.items():
-            text.rstrip()  # the sections' margin is the only gap between them
-            update_static(self.query_one(selector, Static), mono(text, app.no_color))
+        reports = reports_lines(health, tz, now)
+        if app.no_color:
+            reports = [(mono(lead) if isinstance(lead, Text) else lead, mono(body)) for lead, body in reports]
+        self.query_one("#health-reports", HangingText).set_lines(reports)
+        local = local_text(app.profile, snapshot)
+        local.rstrip()  # the sections' margin is the only gap between them
+        update_static(self.query_one("#health-local", Static), mono(local, app.no_color))
         lines = connection_lines(app.connection, tz)
         if app.no_color:
             lines = [(lead, mono(body)) for lead, body in lines]
