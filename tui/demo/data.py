@@ -137,6 +137,11 @@ def file_name(report: str, delivered_at: datetime) -> str:
     return f"{report}_{delivered_at.strftime('%Y%m%d_%H%M%S')}.xlsx"
 
 
+def _closed_day(generated_on: date) -> date:
+    """The holiday of the reports generated on ``generated_on``."""
+    return generated_on - timedelta(days=HOLIDAY_AGO + 3)
+
+
 def generate(folder: str | Path, now: datetime | None = None) -> DemoScenario:
     """Write the demo reports under ``folder/DEMO_REMOTE_DIR``; return what is where."""
     tz = ZoneInfo(DEMO_TZ)
@@ -149,7 +154,7 @@ def generate(folder: str | Path, now: datetime | None = None) -> DemoScenario:
     def ago(n: int) -> date:
         return today - timedelta(days=n)
 
-    closed_day = ago(HOLIDAY_AGO + 3)
+    closed_day = _closed_day(today)
     files: list[DemoFile] = []
     expired: list[date] = []
 
@@ -215,7 +220,7 @@ def generated_closed_day(folder: str | Path) -> date | None:
     oldest daily report was written ``OLDEST_AGE`` days before the day of the generation),
     not one counted back from today. Told from the names only: nothing is opened.
     """
-    pattern = re.compile(re.escape(DAILY) + r"_(\d{8})_\d{6}\.xlsx")
+    pattern = re.compile(re.escape(DAILY) + r"_([0-9]{8})_[0-9]{6}\.xlsx")
     days = []
     try:
         names = os.listdir(Path(folder) / DEMO_REMOTE_DIR)
@@ -230,7 +235,7 @@ def generated_closed_day(folder: str | Path) -> date | None:
                 continue
     if not days:
         return None
-    return min(days) + timedelta(days=OLDEST_AGE - HOLIDAY_AGO - 3)
+    return _closed_day(min(days) + timedelta(days=OLDEST_AGE))
 
 
 def demo_reports(closed_day: date | None = None) -> tuple[ReportConfig, ...]:
@@ -269,8 +274,7 @@ def demo_config(
     """
     tz = ZoneInfo(DEMO_TZ)
     if closed_day is None:
-        today = (now or clock.now()).astimezone(tz).date()
-        closed_day = today - timedelta(days=HOLIDAY_AGO + 3)
+        closed_day = _closed_day((now or clock.now()).astimezone(tz).date())
     profile = Profile(
         name=name,
         host=host,
