@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -131,11 +130,6 @@ class Sampler(threading.Thread):
                 rec["threads"][int(tid)] = (t[1], max(old[1], t[2] + t[3]))
 
 
-def _children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
 def classify(sampler: Sampler, sync_pid: int, sshd_pid: int) -> dict[str, float]:
     parts: dict[str, Any] = defaultdict(float)
     procs = sampler.procs
@@ -197,7 +191,7 @@ def main() -> int:
 
     import asyncssh
 
-    from benchmarks.sync_process import Bench, _precompile
+    from benchmarks.sync_process import Bench, _cpu, _precompile
     from tests.fixtures_sshd import _write_key, start_sshd
 
     sources = [Path(s).resolve() for s in (ns.source or [str(ROOT)])]
@@ -230,13 +224,13 @@ def main() -> int:
                        *ns.extra.split()]
                 s0 = _stat(f"/proc/{sshd_pid}/stat")
                 assert s0 is not None
-                c0, t0 = _children_cpu(), time.perf_counter()
+                c0, t0 = _cpu(), time.perf_counter()
                 proc = subprocess.Popen(cmd, cwd=source, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
                 sampler = Sampler([proc.pid, sshd_pid])
                 sampler.start()
                 out, err = proc.communicate()
-                wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
+                wall, cpu = time.perf_counter() - t0, _cpu() - c0
                 time.sleep(0.3)  # sshd reaps its last connections
                 sampler.stop_flag = True
                 sampler.join()
