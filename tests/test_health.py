@@ -319,3 +319,25 @@ def test_a_report_line_too_long_for_the_screen_goes_on_under_its_first_word():
     for lead, body in heads:  # a name and schedule go on under the name
         drawn = hang_text(lead, body, lead.cell_len + body.cell_len - 3).plain.splitlines()
         assert all(line.startswith(" " * lead.cell_len) for line in drawn[1:]), drawn
+
+
+@pytest.mark.parametrize("now", [datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC),
+                                 datetime(2099, 12, 31, 11, 59, 59, tzinfo=UTC)])
+def test_a_clock_far_ahead_gives_the_runs_and_problems_of_every_day_looked_at(now, monkeypatch):
+    """A check with the clock pinned at 2099 evaluated the runs since 2026 slowly (weekly and
+    monthly schedules asked about every day, every old missing run worked out its due time).
+    Whatever makes it quicker, the result is what the schedule's definition gives: each day
+    of the span looked at one by one."""
+    from tui.core.schedule import Schedule
+
+    profile = sc.profile()
+    fast = evaluate(profile, sc.deliveries(), now=now).to_json()
+
+    def day_by_day(self, start, end):
+        days = (date.fromordinal(n) for n in range(start.toordinal(), end.toordinal() + 1))
+        return [day for day in days if self.occurs_on(day)]
+
+    monkeypatch.setattr(Schedule, "run_days", day_by_day)
+    slow = evaluate(profile, sc.deliveries(), now=now).to_json()
+    assert fast == slow
+    assert len(fast["reports"][0]["runs"]) > 26_000  # every run since 2026 is in the result

@@ -594,6 +594,8 @@ def _run_problems(report: ReportConfig, run: RunDay, files: list[Delivery], toda
     rescuable = today < rescue_by
     out: list[Problem] = []
     if run.status == model.MISSING:
+        if not within_retention and not rescuable:  # years of old runs with a clock far ahead
+            return out
         local = deadline.astimezone(timing.tz)
         due = f"{local.hour:02d}:{local.minute:02d}"  # %H:%M
         if run.closed:
