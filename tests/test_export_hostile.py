@@ -767,3 +767,62 @@ def test_number_cells_that_are_not_finite_are_not_counted_as_rounded_identifiers
     built = cache.build(path, hashlib.sha256(path.read_bytes()).hexdigest(), 1)
     assert not isinstance(built, ReadFailure)
     assert dict(built.imprecise) == {"numbers": 1}  # the one finite number of 2**53 or more
+
+
+def _cached_entry(tmp_path):
+    from tui.core.export_cache import TableCache
+
+    path = tmp_path / "r.xlsx"
+    xf.write_report(path, [[2**53, "a"], [2, "b"], [3, "c"]], columns=["numbers", "text"], header_row=1)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    cache = TableCache(tmp_path / "cache").open()
+    built = cache.build(path, sha, 1)
+    assert not isinstance(built, ReadFailure)
+    return cache, sha, built
+
+
+def test_a_cached_table_is_read_from_its_file_once(tmp_path, monkeypatch):
+    """A cache hit read the entry's footer three times (its schema, its row count, its counts
+    of large numbers: each call opened the file and parsed the footer again). The footer is
+    read once and all three come from it; the table is the same."""
+    cache, sha, built = _cached_entry(tmp_path)
+    entry = str(cache.entry(sha, 1))
+    reads: list[str] = []
+
+    def counting(name, real):
+        def call(source, *a, **kw):
+            if isinstance(source, (str, os.PathLike)) and os.fspath(source) == entry:
+                reads.append(name)
+            return real(source, *a, **kw)
+        return call
+
+    for name in ("read_parquet_schema", "read_parquet_metadata", "scan_parquet", "read_parquet"):
+        monkeypatch.setattr(pl, name, counting(name, getattr(pl, name)))
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda p, *a, **kw: (
+        reads.append("open") if os.fspath(p) == entry else None) or real_open(p, *a, **kw))
+    got = cache.get(sha, 1)
+    assert got is not None
+    assert (got.rows, got.schema, got.imprecise) == (built.rows, built.schema, built.imprecise)
+    assert len(reads) == 1, reads
+
+
+@pytest.mark.parametrize("damage", ["truncated", "no magic", "footer longer than the file", "empty",
+                                    "footer garbage"])
+def test_a_damaged_cache_entry_is_read_again(tmp_path, damage):
+    """An entry whose end is not a parquet footer (a disk that lost its end, bytes written over
+    it) is removed and the table read again, never trusted."""
+    cache, sha, _built = _cached_entry(tmp_path)
+    entry = cache.entry(sha, 1)
+    raw = entry.read_bytes()
+    n = int.from_bytes(raw[-8:-4], "little")
+    damaged = {
+        "truncated": raw[:-5],
+        "no magic": raw[:-4] + b"PAR0",
+        "footer longer than the file": raw[:-8] + (len(raw) * 2).to_bytes(4, "little") + b"PAR1",
+        "empty": b"",
+        "footer garbage": raw[:-(n + 8)] + b"\xff" * n + raw[-8:],
+    }[damage]
+    entry.write_bytes(damaged)
+    assert cache.get(sha, 1) is None
+    assert not entry.exists()

@@ -1448,7 +1448,9 @@ def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, pl.D
         )
         present = {renames.get(n, n): n for n in group[0][1].columns}
         source_types = dict(group[0][1].schema)
-        lf = pl.scan_parquet(paths, include_file_paths=path_col).join(
+        # The group's schema as the cache read it from each footer: the plan's schema is
+        # settled without opening the files again (the write reads them, once).
+        lf = pl.scan_parquet(paths, include_file_paths=path_col, schema=source_types).join(
             meta.lazy(), on=path_col, how="left", maintain_order="left"
         )
         exprs = [pl.col(prefix + k).alias(k) for k in FIXED_COLUMNS]

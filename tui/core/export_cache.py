@@ -147,9 +147,10 @@ class TableCache:
             _unlink(path)
             return None
         try:
-            schema = pl.read_parquet_schema(path)
-            rows = pl.scan_parquet(path).select(pl.len()).collect().item()
-            imprecise = _imprecise_of(pl.read_parquet_metadata(path), list(schema))
+            footer = _footer(path)  # read once: the schema, the row count and the counts are in it
+            schema = pl.read_parquet_schema(footer)
+            rows = pl.scan_parquet(footer).select(pl.len()).collect().item()
+            imprecise = _imprecise_of(pl.read_parquet_metadata(footer), list(schema))
         except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
             log.warning("export cache entry %s unusable (%s): read again", path.name, type(exc).__name__)
             _unlink(path)
@@ -270,6 +271,37 @@ class TableCache:
         if removed:
             log.info("export cache: %d entries removed", removed)
         return removed
+
+
+#: A parquet file begins and ends with these bytes; before the last ones, its footer's length.
+PARQUET_MAGIC = b"PAR1"
+#: The end of an entry read at once: its footer and the 8 bytes after it (a table of a few
+#: hundred columns); a longer footer takes one more read.
+FOOTER_READ = 64 * 1024
+
+
+def _footer(path: Path) -> bytes:
+    """The entry's footer as a parquet file of its own (the magic, the footer, its length and
+    the magic again): what its schema, row count and key-value metadata are read from, by one
+    open and one read of its end instead of a parse of the file per question. Its column
+    chunks point past these bytes, so no data is ever read from it. ``ValueError`` for an end
+    that is no parquet footer (the entry is read again)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        end = os.pread(fd, min(size, FOOTER_READ), max(0, size - FOOTER_READ))
+        if len(end) < 12 or end[-4:] != PARQUET_MAGIC:
+            raise ValueError("no parquet footer")
+        length = int.from_bytes(end[-8:-4], "little")
+        if length + 12 > size:
+            raise ValueError("a footer longer than the file")
+        if length + 8 > len(end):
+            end = os.pread(fd, length + 8, size - length - 8)
+            if len(end) != length + 8:
+                raise ValueError("the file ended while its footer was read")
+        return PARQUET_MAGIC + end[-(length + 8):]
+    finally:
+        os.close(fd)
 
 
 def still_holds(path: Path, sha256: str) -> ReadFailure | None:
