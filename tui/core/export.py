@@ -64,7 +64,7 @@ import polars as pl
 from tui.core import clock, content, isolation, model
 from tui.core import status as st
 from tui.core.durable import fsync_dir
-from tui.core.export_cache import CachedTable, CacheError, ReadFailure, TableCache, cache_dir
+from tui.core.export_cache import CachedTable, CacheError, ReadFailure, TableCache, cache_dir, forget_moved
 from tui.core.export_read import positional
 from tui.core.export_request import (
     Cancelled,
@@ -660,6 +660,7 @@ def run_export(
     except CacheError as exc:
         raise ExportError(str(exc)) from None
     _refuse_own_folder(out, cache.folder, profile, request.key_file)
+    forget_moved(Path(profile.ledger_path))  # the cache of a ledger moved away goes
 
 
     now = now or clock.now()
