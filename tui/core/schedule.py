@@ -142,6 +142,11 @@ class Schedule:
     def _max_gap(self) -> int:
         return {"daily": 1, "every": self.interval, "weekly": 7, "monthly": 62}[self.kind]
 
+    @property
+    def max_gap(self) -> int:
+        """The most days from one run day to the next."""
+        return self._max_gap()
+
     def next_run(self, day: date) -> date:
         """The first run day strictly after ``day``."""
         for n in range(1, self._max_gap() + 1):
