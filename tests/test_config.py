@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from datetime import date, time, timedelta
 from pathlib import Path
 
@@ -249,3 +250,41 @@ def test_a_local_dir_in_a_folder_of_ssh_files_names_the_file_it_holds(tmp_path, 
         load_config(write(tmp_path, text)).profile()
     assert err.value.key == "profile.a.local_dir"
     assert "is the folder of known_hosts" in err.value.reason
+
+
+def test_a_config_of_many_profiles_asks_the_machine_for_its_defaults_once(tmp_path, monkeypatch):
+    """A config of ~17,500 small profiles took ~30 s of CPU to load: each profile looked up the
+    data folder (twice), the machine's time zone and the SSH folder again, and resolved its
+    folder and ledger one path part at a time. What is the same for every profile is found
+    once per read; each profile's own paths cost a few looks at the disk, whatever the number
+    of profiles."""
+    import platformdirs
+
+    from tui.core import config
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    counts = {"disk": 0, "data": 0, "zone": 0}
+
+    def counting(what, real):
+        def call(*a, **kw):
+            counts[what] += 1
+            return real(*a, **kw)
+        return call
+
+    def load(n: int) -> dict[str, int]:
+        text = "".join(f"[profile.p{i}]\nhost = 'h{i}.example.org'\nusername = 'u'\n" for i in range(n))
+        path = write(tmp_path, text)
+        counts.update(disk=0, data=0, zone=0)
+        with monkeypatch.context() as m:
+            m.setattr(os, "lstat", counting("disk", os.lstat))
+            m.setattr(os, "stat", counting("disk", os.stat))
+            m.setattr(platformdirs, "user_data_dir", counting("data", platformdirs.user_data_dir))
+            m.setattr(config, "system_timezone", counting("zone", config.system_timezone))
+            cfg = load_config(path)
+        assert len(cfg.profiles) == n and not cfg.broken
+        return dict(counts)
+
+    few, many = load(20), load(60)
+    assert many["data"] == few["data"] <= 2, (few, many)
+    assert many["zone"] == few["zone"] <= 1, (few, many)
+    assert many["disk"] - few["disk"] <= 4 * 40, (few, many)

@@ -823,3 +823,34 @@ def test_a_line_break_in_an_excluded_file_or_its_message_cannot_forge_a_line(tmp
     assert [line for line in lines if "forged" in line] == [
         f"  excluded {day.covered_day.isoformat()}: {result.excluded()[0]['file']} (unreadable): "
         "unreadable\\u000a  excluded 2026-01-01: forged\\u000d"]
+
+
+def test_the_exports_plan_takes_each_tables_schema_from_the_cache_not_from_its_file_again(
+        shared, now, tmp_path, capsys, monkeypatch):
+    """The cache read each entry's footer for its schema; the plan scanned the entries without
+    it, so settling the plan's columns (the csv's formula guard asks for them) opened and
+    parsed a footer again before the write read them all. The plan is given the schemas the
+    cache found: its columns are known with the entries out of reach."""
+    from tui.core import export as ex
+
+    schemas: list[object] = []
+    real = ex._plan_frame
+
+    def plan_frame(included, *a, **kw):
+        plan = real(included, *a, **kw)
+        entries = [d.table.path for d in included]
+        hidden = [p.with_name(p.name + ".hidden") for p in entries]
+        for p, h in zip(entries, hidden, strict=True):
+            p.rename(h)
+        try:
+            schemas.append(plan.collect_schema())
+        finally:
+            for p, h in zip(entries, hidden, strict=True):
+                h.rename(p)
+        return plan
+
+    monkeypatch.setattr(ex, "_plan_frame", plan_frame)
+    out = tmp_path / "loans.csv"
+    _code, doc = export(shared, capsys, "--out", str(out))
+    assert len(schemas) == 1 and "Primary Identifier" in schemas[0]
+    assert doc["rows"] > 0 and out.exists()

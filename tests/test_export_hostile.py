@@ -767,3 +767,140 @@ def test_number_cells_that_are_not_finite_are_not_counted_as_rounded_identifiers
     built = cache.build(path, hashlib.sha256(path.read_bytes()).hexdigest(), 1)
     assert not isinstance(built, ReadFailure)
     assert dict(built.imprecise) == {"numbers": 1}  # the one finite number of 2**53 or more
+
+
+def _cached_entry(tmp_path):
+    from tui.core.export_cache import TableCache
+
+    path = tmp_path / "r.xlsx"
+    xf.write_report(path, [[2**53, "a"], [2, "b"], [3, "c"]], columns=["numbers", "text"], header_row=1)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    cache = TableCache(tmp_path / "cache").open()
+    built = cache.build(path, sha, 1)
+    assert not isinstance(built, ReadFailure)
+    return cache, sha, built
+
+
+def test_a_cached_table_is_read_from_its_file_once(tmp_path, monkeypatch):
+    """A cache hit read the entry's footer three times (its schema, its row count, its counts
+    of large numbers: each call opened the file and parsed the footer again). The footer is
+    read once and all three come from it; the table is the same."""
+    cache, sha, built = _cached_entry(tmp_path)
+    entry = str(cache.entry(sha, 1))
+    reads: list[str] = []
+
+    def counting(name, real):
+        def call(source, *a, **kw):
+            if isinstance(source, (str, os.PathLike)) and os.fspath(source) == entry:
+                reads.append(name)
+            return real(source, *a, **kw)
+        return call
+
+    for name in ("read_parquet_schema", "read_parquet_metadata", "scan_parquet", "read_parquet"):
+        monkeypatch.setattr(pl, name, counting(name, getattr(pl, name)))
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda p, *a, **kw: (
+        reads.append("open") if os.fspath(p) == entry else None) or real_open(p, *a, **kw))
+    got = cache.get(sha, 1)
+    assert got is not None
+    assert (got.rows, got.schema, got.imprecise) == (built.rows, built.schema, built.imprecise)
+    assert len(reads) == 1, reads
+
+
+@pytest.mark.parametrize("damage", ["truncated", "no magic", "footer longer than the file", "empty",
+                                    "footer garbage"])
+def test_a_damaged_cache_entry_is_read_again(tmp_path, damage):
+    """An entry whose end is not a parquet footer (a disk that lost its end, bytes written over
+    it) is removed and the table read again, never trusted."""
+    cache, sha, _built = _cached_entry(tmp_path)
+    entry = cache.entry(sha, 1)
+    raw = entry.read_bytes()
+    n = int.from_bytes(raw[-8:-4], "little")
+    damaged = {
+        "truncated": raw[:-5],
+        "no magic": raw[:-4] + b"PAR0",
+        "footer longer than the file": raw[:-8] + (len(raw) * 2).to_bytes(4, "little") + b"PAR1",
+        "empty": b"",
+        "footer garbage": raw[:-(n + 8)] + b"\xff" * n + raw[-8:],
+    }[damage]
+    entry.write_bytes(damaged)
+    assert cache.get(sha, 1) is None
+    assert not entry.exists()
+
+
+# ---------------------------------------------------------------- a ledger moved elsewhere
+
+
+def _moved(tmp_path, capsys):
+    """The two weeks exported once (the cache filled beside the ledger), then the ledger moved
+    to another folder and the profile's ``ledger`` setting changed to it."""
+    env = ed.build(tmp_path / "site")
+    assert main(["export", "--config", str(env.config), "--out", str(tmp_path / "one.parquet")]) in (0, 1, 2)
+    capsys.readouterr()
+    old_cache = env.root / "ledger-export-cache"
+    assert len(list(old_cache.glob("*.parquet"))) > 5
+    moved = env.root / "moved"
+    moved.mkdir()
+    for side in ("", "-wal", "-shm"):
+        if (env.root / f"ledger.sqlite3{side}").exists():
+            (env.root / f"ledger.sqlite3{side}").rename(moved / f"ledger.sqlite3{side}")
+    env.config.write_text(env.config.read_text().replace('ledger = "ledger.sqlite3"',
+                                                         'ledger = "moved/ledger.sqlite3"'))
+    return env, old_cache, moved
+
+
+def _export_again(env, tmp_path, capsys):
+    code = main(["export", "--config", str(env.config), "--out", str(tmp_path / "two.parquet")])
+    capsys.readouterr()
+    assert code in (0, 1, 2)
+
+
+def test_the_export_cache_of_a_ledger_moved_away_goes_with_it(tmp_path, now, capsys):
+    """The cache lives beside its ledger and holds the reports' raw values: once the ledger
+    was moved (and the profile's ledger setting changed), the old cache stayed behind, a copy
+    of patron data nobody looks after any more. The next export removes it; the new cache is
+    beside the ledger where it is now."""
+    env, old_cache, moved = _moved(tmp_path, capsys)
+    _export_again(env, tmp_path, capsys)
+    assert not old_cache.exists()
+    assert len(list((moved / "ledger-export-cache").glob("*.parquet"))) > 5
+
+
+def test_the_cache_of_a_ledger_still_there_is_kept(tmp_path, now, capsys):
+    """A ledger copied rather than moved (or another profile's, still in use) keeps its cache."""
+    env, old_cache, moved = _moved(tmp_path, capsys)
+    shutil.copy(moved / "ledger.sqlite3", env.root / "ledger.sqlite3")
+    before = sorted(p.name for p in old_cache.iterdir())
+    _export_again(env, tmp_path, capsys)
+    assert sorted(p.name for p in old_cache.iterdir()) == before
+
+
+def test_a_moved_ledgers_old_cache_never_takes_what_is_not_its_own(tmp_path, now, capsys):
+    """What lies in the old cache folder and is not an entry of ours (a file of another name,
+    a folder, a link named like an entry) is kept, the folder with it; a link to the user's
+    file, named like an entry, is never followed (the user's file is untouched)."""
+    env, old_cache, moved = _moved(tmp_path, capsys)
+    mine = tmp_path / "thesis.parquet"
+    mine.write_bytes(b"the user's own file")
+    (old_cache / "notes.txt").write_text("kept")
+    (old_cache / "sub").mkdir()
+    link = old_cache / f"{'a' * 64}-r9.9-h1.parquet"
+    link.symlink_to(mine)
+    _export_again(env, tmp_path, capsys)
+    assert mine.read_bytes() == b"the user's own file"
+    assert sorted(p.name for p in old_cache.iterdir()) == sorted(["notes.txt", "sub", link.name])
+    assert link.is_symlink()
+
+
+def test_a_link_in_place_of_the_moved_ledgers_old_cache_is_not_followed(tmp_path, now, capsys):
+    """The old cache's name now a link to a folder of the user's holding files named like
+    entries: nothing in it is deleted, and the link stays."""
+    env, old_cache, moved = _moved(tmp_path, capsys)
+    shutil.rmtree(old_cache)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    entry = theirs / f"{'b' * 64}-r9.9-h1.parquet"
+    entry.write_bytes(b"not ours")
+    old_cache.symlink_to(theirs)
+    _export_again(env, tmp_path, capsys)
+    assert old_cache.is_symlink() and entry.read_bytes() == b"not ours"

@@ -319,3 +319,74 @@ def test_a_report_line_too_long_for_the_screen_goes_on_under_its_first_word():
     for lead, body in heads:  # a name and schedule go on under the name
         drawn = hang_text(lead, body, lead.cell_len + body.cell_len - 3).plain.splitlines()
         assert all(line.startswith(" " * lead.cell_len) for line in drawn[1:]), drawn
+
+
+@pytest.mark.parametrize("now", [datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC),
+                                 datetime(2099, 12, 31, 11, 59, 59, tzinfo=UTC)])
+def test_a_clock_far_ahead_gives_the_runs_and_problems_of_every_day_looked_at(now, monkeypatch):
+    """A check with the clock pinned at 2099 evaluated the runs since 2026 slowly (weekly and
+    monthly schedules asked about every day, every old missing run worked out its due time).
+    Whatever makes it quicker, the result is what the schedule's definition gives: each day
+    of the span looked at one by one."""
+    from tui.core.schedule import Schedule
+
+    profile = sc.profile()
+    fast = evaluate(profile, sc.deliveries(), now=now).to_json()
+
+    def day_by_day(self, start, end):
+        days = (date.fromordinal(n) for n in range(start.toordinal(), end.toordinal() + 1))
+        return [day for day in days if self.occurs_on(day)]
+
+    monkeypatch.setattr(Schedule, "run_days", day_by_day)
+    slow = evaluate(profile, sc.deliveries(), now=now).to_json()
+    assert fast == slow
+    assert len(fast["reports"][0]["runs"]) > 26_000  # every run since 2026 is in the result
+
+
+def test_a_schedule_not_known_is_not_walked_day_by_day_to_a_clock_far_ahead(monkeypatch):
+    """A report whose schedule the history cannot tell (two deliveries) keeps only the runs
+    with files, yet the evaluation placed every run day of the guessed schedule from its
+    first delivery to the clock: ~27,000 days at 2099 for two runs. Only the days near the
+    deliveries and today are looked at now, with the same result as all of them."""
+    import random
+    from zoneinfo import ZoneInfo
+
+    from tui.core import health
+    from tui.core.config import ReportConfig
+    from tui.core.schedule import Timing
+
+    tz = ZoneInfo("America/Chicago")
+    everything = [d for d in sc.deliveries() if d.report == sc.DAILY]
+    rng = random.Random(7)
+    histories = [everything[:2], everything[:1], everything[-2:], everything[::9],
+                 *(rng.sample(everything, rng.randint(2, 6)) for _ in range(12))]
+    clocks = [sc.NOW, datetime(2099, 12, 31, 23, 59, tzinfo=UTC), datetime(2026, 11, 20, 6, tzinfo=UTC),
+              everything[0].delivered_at + timedelta(hours=1)]
+    looked: list[int] = []
+    real = Timing.run_days
+
+    def counted(self, start, end):
+        found = real(self, start, end)
+        looked.append(len(found))
+        return found
+
+    def all_days(timing, first, today, moments):
+        return real(timing, first, today)
+
+    unknown = 0
+    for history in histories:
+        for now in clocks:
+            report = ReportConfig(name=sc.DAILY)
+            with monkeypatch.context() as m:
+                m.setattr(Timing, "run_days", counted)
+                looked.clear()
+                fast = evaluate_report(report, history, tz=tz, now=now)
+                days = sum(looked)
+            with monkeypatch.context() as m:
+                m.setattr(health, "_days_near", all_days)
+                slow = evaluate_report(report, history, tz=tz, now=now)
+            assert fast == slow, (history, now)
+            if not fast.schedule_known:
+                unknown += 1
+                assert days <= 10 * (len(history) + 1), days
+    assert unknown >= 20

@@ -730,3 +730,68 @@ def test_init_refuses_a_config_over_the_limit_by_its_size_before_reading_it_for_
     assert [n for n in parsed if n > 100_000] == []  # the big file was never parsed for the merge
     assert list((home / ".ssh").iterdir()) == []
     assert cfg.read_text() == text
+
+
+def test_init_refuses_a_config_of_many_profiles_too_full_for_one_more_before_checking_each(
+        tmp_path, monkeypatch, capsys):
+    """A config of many small profiles filling the size limit, to which init would add one
+    more: its size and the profile's decide, so init refuses before it reads every profile
+    with every check (seconds of CPU for a file near 1 MiB: 17,500 profiles took ~30 s). The
+    file's TOML is read (the new profile may be one it holds already, replaced then), not
+    each profile's settings."""
+    from tui.cli import main
+    from tui.core import config
+    from tui.core.config import MAX_CONFIG_BYTES
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("REPORT_KEEPER_NOW", "2026-11-26T16:00:00+00:00")
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    cfg = tmp_path / "config.toml"
+    one = '[profile.p{}]\nhost = "h{}.example.org"\nusername = "u"\n'
+    text = ""
+    i = 0
+    while len(text) < MAX_CONFIG_BYTES - 100:
+        text += one.format(i, i)
+        i += 1
+    cfg.write_text(text)
+    read: list[str] = []
+    real_profile = config._profile
+
+    def profile(file, name, *a, **kw):
+        read.append(name)
+        return real_profile(file, name, *a, **kw)
+
+    monkeypatch.setattr(config, "_profile", profile)
+    code = main(["init", "--config", str(cfg), "--force", "--profile", "branch", "--host", "127.0.0.1",
+                 "--port", "1", "--username", "librarian", "--new-key", "--timezone", "UTC", "--yes"])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "nothing was written" in err and f"{MAX_CONFIG_BYTES:,} bytes" in err, err
+    assert [n for n in read if n != "branch"] == []  # no profile of the file was read for it
+    assert list((home / ".ssh").iterdir()) == []
+    assert cfg.read_text() == text
+
+
+def test_init_still_says_what_is_wrong_with_a_too_full_config_as_a_whole(tmp_path, monkeypatch, capsys):
+    """The early refusal by size leaves a file wrong as a whole (an unknown top-level key) to
+    be named as before: its own error is what to fix first."""
+    from tui.cli import main
+    from tui.core.config import MAX_CONFIG_BYTES
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("REPORT_KEEPER_NOW", "2026-11-26T16:00:00+00:00")
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    cfg = tmp_path / "config.toml"
+    text = "colour = 'blue'\n" + _KEPT_PROFILE
+    text = "# " + "x" * (MAX_CONFIG_BYTES - 100 - len(text)) + "\n" + text
+    cfg.write_text(text)
+    code = main(["init", "--config", str(cfg), "--force", "--profile", "branch", "--host", "127.0.0.1",
+                 "--port", "1", "--username", "librarian", "--new-key", "--timezone", "UTC", "--yes"])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "colour" in err and "nothing was written" in err, err
+    assert cfg.read_text() == text

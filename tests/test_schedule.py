@@ -183,3 +183,36 @@ def test_infer_with_little_history():
     assert infer_schedule([], CHICAGO).confidence == 0.0
     one = infer_schedule([datetime(2026, 3, 2, 9, 20, tzinfo=CHICAGO)], CHICAGO)
     assert one.schedule == Schedule("daily") and one.at == time(9, 15) and one.confidence < 0.5
+
+
+def _day_by_day(schedule: Schedule, start: date, end: date) -> list[date]:
+    """What run days are by definition: every day of the span the schedule occurs on."""
+    days = (date.fromordinal(n) for n in range(start.toordinal(), end.toordinal() + 1))
+    return [day for day in days if schedule.occurs_on(day)]
+
+
+@pytest.mark.parametrize("text", ["daily", "every 3 days from 2026-06-02", "weekly:MON,THU", "weekly:SUN",
+                                  "weekly:MON,TUE,WED,THU,FRI,SAT,SUN", "monthly:1", "monthly:31",
+                                  "monthly:1,15,last", "monthly:29,30,31,last"])
+def test_run_days_are_the_days_the_schedule_occurs_on_at_any_span(text):
+    schedule = parse_schedule(text)
+    spans = [(date(2026, 1, 1), date(2026, 12, 31)), (date(2024, 2, 28), date(2024, 3, 2)),
+             (date(2026, 12, 10), date(2099, 12, 31)), (date(2026, 5, 5), date(2026, 5, 5)),
+             (date(2026, 5, 6), date(2026, 5, 5)), (date(1, 1, 1), date(1, 3, 1)),
+             (date(9999, 10, 1), date(9999, 12, 31))]
+    for start, end in spans:
+        assert schedule.run_days(start, end) == _day_by_day(schedule, start, end), (text, start, end)
+
+
+@pytest.mark.parametrize("text", ["weekly:MON,THU", "monthly:1,15"])
+def test_run_days_over_decades_look_at_the_runs_not_at_every_day(text, monkeypatch):
+    """A check with the clock at 2099 asked a weekly or monthly schedule about every day
+    since its first delivery (26,000 days for ~7,600 or ~1,750 runs): the days are found
+    from the week's and the month's own days."""
+    schedule = parse_schedule(text)
+    expected = _day_by_day(schedule, date(2026, 12, 10), date(2099, 12, 31))
+    asked = []
+    real = Schedule.occurs_on
+    monkeypatch.setattr(Schedule, "occurs_on", lambda self, day: asked.append(day) or real(self, day))
+    assert schedule.run_days(date(2026, 12, 10), date(2099, 12, 31)) == expected
+    assert len(asked) <= 2 * len(expected), len(asked)

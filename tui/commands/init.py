@@ -24,6 +24,7 @@ import asyncio
 import functools
 import os
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TextIO, TypeVar
@@ -31,7 +32,14 @@ from zoneinfo import ZoneInfo
 
 from tui.commands.common import fail_usage, one_line, terminal_passphrase_cb
 from tui.core import setup as su
-from tui.core.config import DEFAULT_PROFILE, MAX_CONFIG_BYTES, ConfigError, default_config_path, load_config
+from tui.core.config import (
+    DEFAULT_PROFILE,
+    MAX_CONFIG_BYTES,
+    ConfigError,
+    default_config_path,
+    load_config,
+    profile_names,
+)
 from tui.core.names import escape_name, profile_name_refusal
 from tui.core.schedule import parse_at
 from tui.core.status import Exit
@@ -210,6 +218,7 @@ def _say_existing(p: Prompter, path: Path, profile: str, to_write: su.Answers) -
     - else each other profile whose own settings are wrong is named with its error: init leaves
       them as they are, and their runs fail until they are fixed (the profile set up now
       replaces its own entry, so it is not named)."""
+    _refuse_too_full(path, profile, to_write)
     try:
         config = load_config(path)
     except ConfigError as error:
@@ -226,6 +235,32 @@ def _say_existing(p: Prompter, path: Path, profile: str, to_write: su.Answers) -
         p.say(f"  - '{escape_name(name)}': {one_line(where + exc.reason)}")
 
 
+#: What follows a refusal for the config's size.
+_TOO_LARGE_TODO = ("; nothing was written: remove what the file no longer needs, or set this profile up "
+                   "in another file with --config")
+
+
+def _refuse_too_full(path: Path, profile: str, to_write: su.Answers) -> None:
+    """A file without room for a profile it does not hold yet is refused by the sizes before
+    its profiles are read (every check of every profile: seconds of CPU for a file near the
+    limit): its TOML is read, for the profile's name and what the file as a whole must hold
+    (that error, if any, is the one said, by the full read that follows). Anything else is
+    left to that full read and :func:`_check_size`."""
+    try:
+        existing = su.text_to_merge_into(path)
+        size = len(existing.encode("utf-8")) + len(su.render_config(to_write, "").encode("utf-8"))
+    except ConfigError:
+        return
+    if size <= MAX_CONFIG_BYTES:
+        return
+    try:
+        names = profile_names(tomllib.loads(existing), path)
+    except (ConfigError, ValueError, RecursionError):  # no TOML, or wrong as a whole: said next
+        return
+    if profile not in names:
+        raise UsageError(f"{one_line(str(path))}: {su.ConfigTooLarge(size).reason}{_TOO_LARGE_TODO}")
+
+
 def _check_size(path: Path, to_write: su.Answers, *, present: bool) -> None:
     """A file that loads may still be too close to the size limit to take this profile: init
     stops before the first question (no key made, nothing typed for nothing), saying the size
@@ -240,8 +275,7 @@ def _check_size(path: Path, to_write: su.Answers, *, present: bool) -> None:
     near the limit takes seconds to parse for it). Only a file that holds this profile already
     (whose old table the new one replaces), or one within a line break of the limit, needs
     the dry run to tell."""
-    stop = ("; nothing was written: remove what the file no longer needs, or set this profile up "
-            "in another file with --config")
+    stop = _TOO_LARGE_TODO
     try:
         existing = su.text_to_merge_into(path)
         added = len(su.render_config(to_write, "").encode("utf-8"))

@@ -113,17 +113,28 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
 
 
-def default_ledger_path(profile: str) -> Path:
+def default_ledger_path(profile: str, data_dir: Path | None = None) -> Path:
     """The ledger of a profile without ``ledger``: ``<data dir>/ledger-<name>.sqlite3``, the
     name as file names hold it (:func:`tui.core.names.profile_file_part`: one file per name,
-    always in the data folder; a name of letters, digits, ``-``, ``_`` and ``.`` as it is)."""
-    return default_data_dir() / f"ledger-{profile_file_part(profile)}.sqlite3"
+    always in the data folder; a name of letters, digits, ``-``, ``_`` and ``.`` as it is).
+    ``data_dir``: :func:`default_data_dir` as the caller found it already."""
+    return (data_dir or default_data_dir()) / f"ledger-{_file_part(profile)}.sqlite3"
 
 
-def default_local_dir(profile: str) -> Path:
+def default_local_dir(profile: str, data_dir: Path | None = None) -> Path:
     """The folder of a profile without ``local_dir``: ``<data dir>/reports/<name>``, the name
     as :func:`default_ledger_path` writes it (one folder per name, never another's)."""
-    return default_data_dir() / "reports" / profile_file_part(profile)
+    return (data_dir or default_data_dir()) / "reports" / _file_part(profile)
+
+
+#: A name of ASCII letters, digits, '-', '_' and '.', which file names hold as it is.
+_KEPT_ASCII = re.compile(r"[A-Za-z0-9._-]*")
+
+
+def _file_part(profile: str) -> str:
+    """:func:`tui.core.names.profile_file_part`, a name it keeps as it is found in one match
+    (most names; a config's profiles ask for it several times each)."""
+    return profile if _KEPT_ASCII.fullmatch(profile) else profile_file_part(profile)
 
 
 #: What ``ZoneInfo(name)`` raises for a name that names no zone: besides the two it documents,
@@ -753,6 +764,10 @@ def _zone(value: object) -> tzinfo:
         raise ValueError(f"unknown time zone {_shown(value)}; use an IANA name like \"America/Chicago\"") from None
 
 
+#: What a host name cannot hold: white space (``str.isspace``'s) and control characters.
+_NOT_IN_HOST = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def _profile(file: Path | None, name: str, table: object, top_defaults: ReportConfig,
              names: tuple[str, ...] = (), paths: _Paths | None = None,
              claimed: Mapping[str, tuple[Path, ...]] | None = None) -> Profile:
@@ -767,7 +782,7 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
     host = r.get("host", str, "")
     if not host.strip():
         raise r.error("host", "missing: the SFTP server's host name or a Host alias from ~/.ssh/config")
-    if len(host) > 255 or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in host):
+    if len(host) > 255 or _NOT_IN_HOST.search(host):
         raise r.error("host", f"{_shown(host)} is not a host name (no spaces or control characters, "
                       "at most 255 characters)")
     base_dir = file.parent if file else None
@@ -805,7 +820,8 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
     remote_dirs = _remote_dirs(r, remote_dir, "remote_dir" in table)
     if len(remote_dirs) > 1:
         _refuse_rolling(file, prefix, table, top_defaults, defaults, len(remote_dirs))
-    timezone = r.convert("timezone", _zone, None) or system_timezone()
+    paths = paths or _Paths()
+    timezone = r.convert("timezone", _zone, None) or paths.system_zone
     concurrency = r.int_in("concurrency", 1, 32, 4)
     connect_timeout = r.seconds("connect_timeout", 0.0, MAX_CONNECT_TIMEOUT, 15.0)
     request_timeout = r.seconds("request_timeout", *REQUEST_TIMEOUT_RANGE, DEFAULT_REQUEST_TIMEOUT,
@@ -818,9 +834,8 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
     notify = _notify(_Reader(file, f"{prefix}.notify", r.table_at("notify"))) if "notify" in table else NotifyConfig()
     known_hosts = r.convert("known_hosts", in_base, None)
     own_local_dir = r.convert("local_dir", in_base, None)
-    local_dir = own_local_dir or default_local_dir(name)
+    local_dir = own_local_dir or default_local_dir(name, paths.data_dir)
     earlier: tuple[EarlierPath, ...] = ()
-    paths = paths or _Paths()
     try:  # the disk's state, not the text's: it stops this profile only (Config.profile)
         _check_kinds(r, {"key": key_file, "known_hosts": known_hosts, "ssh_config": ssh_config,
                          "ledger": ledger, "local_dir": local_dir})
@@ -855,7 +870,7 @@ def _profile(file: Path | None, name: str, table: object, top_defaults: ReportCo
         source=str(file) if file else None,
         notify=notify,
         local_dir=local_dir,
-        **({"known_hosts": known_hosts} if known_hosts is not None else {}),
+        known_hosts=known_hosts if known_hosts is not None else paths.known_hosts,
         problem=problem,
         config_profiles=names,
         earlier_paths=earlier,
@@ -878,20 +893,21 @@ def _check_earlier_defaults(r: _Reader, name: str, names: tuple[str, ...], paths
     kept for one may be another's by name now (``a%20b``'s old ledger is ``a b``'s new one),
     and is then neither taken for this one nor offered to be moved. ``claimed``: the paths
     each profile's own ``ledger`` and ``local_dir`` settings name."""
-    if profile_file_part(name) == name:
+    if _file_part(name) == name:
         return ()  # the very paths earlier releases gave it
     found: list[tuple[str, str]] = []
     kept: list[EarlierPath] = []
+    data = paths.data_dir
     checks = ((ledger, "ledger", _earlier_ledger_path, default_ledger_path, os.path.lexists),
               (local_dir, "local_dir", _earlier_local_dir, default_local_dir, _holds_something))
     for wanted, key, earlier, current, holds in checks:
-        old, new = earlier(name), current(name)
+        old, new = earlier(name, data), current(name, data)
         if not wanted or not holds(old):
             continue
-        others = [p for p in names if p != name and current(p) == old]
+        others = [p for p in names if p != name and current(p, data) == old]
         setting = [p for p in names if p != name and p not in others
                    and any(_overlap(paths, old, path) for path in claimed.get(p, ()))]
-        theirs = [p for p in names if p != name and profile_file_part(p) != p and earlier(p) == new]
+        theirs = [p for p in names if p != name and profile_file_part(p) != p and earlier(p, data) == new]
         if not holds(new) and _unambiguous(key, name, old, names, claimed, paths):
             kept.append(EarlierPath(name, key, old, new))
         elif not holds(new) or theirs:
@@ -910,7 +926,8 @@ def _unambiguous(key: str, name: str, old: Path, names: tuple[str, ...],
     the kind expected (a regular file; a folder), not a link (which could lead anywhere), and
     no other profile of the config is given it or anything in or around it, now (its default
     or its own setting) or by an earlier release."""
-    parent = default_data_dir() if key == "ledger" else default_data_dir() / "reports"
+    data = paths.data_dir
+    parent = data if key == "ledger" else data / "reports"
     raw = f"ledger-{name}.sqlite3" if key == "ledger" else name
     if os.sep in raw or (os.altsep and os.altsep in raw) or raw in (".", "..") or old != parent / raw:
         return False
@@ -923,8 +940,8 @@ def _unambiguous(key: str, name: str, old: Path, names: tuple[str, ...],
     for other in names:
         if other == name:
             continue
-        theirs = (*claimed.get(other, ()), default_ledger_path(other), default_local_dir(other),
-                  _earlier_ledger_path(other), _earlier_local_dir(other))
+        theirs = (*claimed.get(other, ()), default_ledger_path(other, data), default_local_dir(other, data),
+                  _earlier_ledger_path(other, data), _earlier_local_dir(other, data))
         if any(_overlap(paths, old, path) for path in theirs):
             return False
     return True
@@ -934,7 +951,14 @@ def _overlap(paths: _Paths, one: Path, other: Path) -> bool:
     """The two paths name one entry, or one lies inside the other (links resolved, each once
     per read of the config: ``paths``)."""
     a, b = paths.resolved(one), paths.resolved(other)
-    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+    return _inside(a, b) or _inside(b, a)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """``path.is_relative_to(folder)`` for two resolved paths, compared as text (pathlib's
+    comparison of parts cost more than the rest of a profile's path checks)."""
+    a, b = os.fspath(path), os.fspath(folder)
+    return a == b or a.startswith(b if b.endswith("/") else b + "/")
 
 
 @dataclass(frozen=True)
@@ -981,14 +1005,14 @@ _LEFT = {
 }
 
 
-def _earlier_ledger_path(name: str) -> Path:
+def _earlier_ledger_path(name: str, data_dir: Path | None = None) -> Path:
     """Where releases before :func:`default_ledger_path` kept the profile's default ledger."""
-    return Path(os.path.normpath(default_data_dir() / f"ledger-{name}.sqlite3"))
+    return Path(os.path.normpath((data_dir or default_data_dir()) / f"ledger-{name}.sqlite3"))
 
 
-def _earlier_local_dir(name: str) -> Path:
+def _earlier_local_dir(name: str, data_dir: Path | None = None) -> Path:
     """Where releases before :func:`default_local_dir` put the profile's downloads."""
-    return Path(os.path.normpath(default_data_dir() / "reports" / name))
+    return Path(os.path.normpath((data_dir or default_data_dir()) / "reports" / name))
 
 
 def _left_behind(key: str, old: Path, new: Path, others: list[str], theirs: list[str], *, first: bool,
@@ -1101,26 +1125,75 @@ def _resolved(path: str | Path) -> Path:
 
 
 class _Paths:
-    """The paths one parse resolves, each once: report-keeper's own folders are the same for
-    every profile, and profiles often share a known_hosts or a key folder (resolving a path
-    asks the file system about each of its parts, which dominated parsing a config of many
-    profiles)."""
+    """What one read of the config finds once for all its profiles: the paths it resolves
+    (report-keeper's own folders are the same for every profile, and profiles often share a
+    known_hosts or a key folder), the data folder, the machine's time zone and the default
+    known_hosts. Each was looked up again for every profile: a config of ~17,500 small
+    profiles took ~30 s of CPU to load, most of it in these."""
 
     def __init__(self) -> None:
-        self._resolved: dict[str | Path, Path] = {}
+        self._resolved: dict[str, Path] = {}
+        self._texts: dict[str, str] = {}
         self._own: dict[Path, str] | None = None
 
+    @cached_property
+    def data_dir(self) -> Path:
+        return default_data_dir()
+
+    @cached_property
+    def system_zone(self) -> tzinfo:
+        """The zone of a profile without ``timezone``."""
+        return system_timezone()
+
+    @cached_property
+    def known_hosts(self) -> Path:
+        """The known_hosts of a profile without ``known_hosts``."""
+        return Path("~/.ssh/known_hosts").expanduser()
+
     def resolved(self, path: str | Path) -> Path:
-        found = self._resolved.get(path)
+        """``path`` with links resolved (:func:`_resolved`), found as the folder it is in
+        resolved once (for every path in it) and its last part: a profile's folder and ledger
+        in the data folder cost one look at the disk each, not one per part of the path."""
+        key = os.fspath(path)
+        found = self._resolved.get(key)
         if found is None:
-            found = self._resolved[path] = _resolved(path)
+            try:  # normalized as a Path is: no '.', '//' or trailing '/'
+                whole = key if isinstance(path, Path) and key[:1] != "~" else os.fspath(Path(key).expanduser())
+            except RuntimeError:  # ~name of no such user: as _resolved says it
+                found = _resolved(key)
+            else:
+                found = Path(self._text_resolved(whole))
+            self._resolved[key] = found
+        return found
+
+    def _text_resolved(self, path: str) -> str:
+        """What ``os.path.realpath`` makes of the normalized ``path``: its folder resolved,
+        then its last part, which is taken as it is unless it is a link (then the whole path is
+        resolved, loops as :func:`_resolved` treats them); a part that cannot be looked at is
+        taken as it is, as realpath does. ``..``, the root and a relative path's first part go
+        to :func:`_resolved` whole."""
+        found = self._texts.get(path)
+        if found is not None:
+            return found
+        folder, _, name = path.rpartition("/")
+        if not name or name == ".." or not _:
+            found = os.fspath(_resolved(path))
+        else:
+            found = os.path.join(self._text_resolved(folder or "/"), name)
+            try:
+                link = stat.S_ISLNK(os.lstat(found).st_mode)
+            except (OSError, ValueError):
+                link = False
+            if link:
+                found = os.fspath(_resolved(path))
+        self._texts[path] = found
         return found
 
     def own_folders(self) -> dict[Path, str]:
         """report-keeper's own folders and the SSH folder, with what each one is."""
         if self._own is None:
             self._own = {
-                self.resolved(default_data_dir()): "report-keeper's data folder",
+                self.resolved(self.data_dir): "report-keeper's data folder",
                 self.resolved(platformdirs.user_config_dir(APP_NAME)): "report-keeper's config folder",
                 self.resolved(platformdirs.user_state_dir(APP_NAME)): "report-keeper's state and log folder",
                 self.resolved(platformdirs.user_cache_dir(APP_NAME)): "report-keeper's cache folder",
@@ -1137,13 +1210,14 @@ def _check_own_files(r: _Reader, profile: Profile, paths: _Paths, *, explicit_le
     or of the SSH files it trusts (a server file named ``known_hosts`` or ``config`` would
     land next to them)."""
     local = paths.resolved(profile.local_dir)
-    ledger = paths.resolved(profile.ledger_path)
-    if ledger.is_relative_to(local):
+    ledger_path = profile.ledger or default_ledger_path(profile.name, paths.data_dir)
+    ledger = paths.resolved(ledger_path)
+    if _inside(ledger, local):
         key = "ledger" if explicit_ledger else "local_dir"
-        raise r.error(key, f"the ledger {profile.ledger_path} lies inside local_dir "
+        raise r.error(key, f"the ledger {ledger_path} lies inside local_dir "
                       f"{profile.local_dir}: a server file named like it or its journal could "
                       "replace its history; keep the ledger outside local_dir (the default is "
-                      f"{default_data_dir()})")
+                      f"{paths.data_dir})")
     own = dict(paths.own_folders())
     own[paths.resolved(profile.known_hosts).parent] = "the folder of known_hosts"
     if profile.key is not None:
@@ -1388,11 +1462,9 @@ def _refuse_controls(file: Path | None, value: object, key: str, *, values: bool
             _refuse_controls(file, item, f"{key}[{i}]", values=values)
 
 
-def parse_config(data: Table, file: Path | None = None) -> Config:
-    """The config of a TOML document. What the file as a whole gets wrong (a top-level key,
-    the shared ``[defaults]``, a ``profile`` that is no table or holds no profile) raises
-    ``ConfigError``; what one profile's table gets wrong makes that profile broken
-    (:attr:`Config.broken`), and the others load."""
+def _whole_file(data: Table, file: Path | None) -> tuple[ReportConfig, Table]:
+    """What :func:`parse_config` checks of the file as a whole (``ConfigError``): the shared
+    ``[defaults]`` and the ``[profile]`` table, each of whose values is a profile's table."""
     shared = {k: v for k, v in data.items() if k != "profile"}
     # Names first: they are part of every message about what they hold.
     _refuse_controls(file, shared, "", values=False)
@@ -1414,15 +1486,32 @@ def parse_config(data: Table, file: Path | None = None) -> Config:
     for name, table in profiles_table.items():
         if not isinstance(table, dict):
             raise ConfigError(file, f"profile.{name}", "expected a table: [profile.NAME]")
+    return top_defaults, profiles_table
+
+
+def profile_names(data: Table, file: Path | None = None) -> tuple[str, ...]:
+    """The profile names of a TOML document in its order, once what :func:`parse_config`
+    checks of the file as a whole holds (else ``ConfigError``), without reading any profile's
+    own settings (the names of :attr:`Config.names`, for a fraction of the time)."""
+    return tuple(_whole_file(data, file)[1])
+
+
+def parse_config(data: Table, file: Path | None = None) -> Config:
+    """The config of a TOML document. What the file as a whole gets wrong (a top-level key,
+    the shared ``[defaults]``, a ``profile`` that is no table or holds no profile) raises
+    ``ConfigError``; what one profile's table gets wrong makes that profile broken
+    (:attr:`Config.broken`), and the others load."""
+    top_defaults, profiles_table = _whole_file(data, file)
     profiles: dict[str, Profile] = {}
     broken: dict[str, ConfigError] = {}
     paths = _Paths()
     claimed = _claimed_paths(file, profiles_table)
+    names = tuple(profiles_table)
     for name, table in profiles_table.items():
         own = {name: table}  # its name is checked as part of the profile table's keys
         try:
             _refuse_controls(file, own, "profile", values=False)
-            profile = _profile(file, name, table, top_defaults, tuple(profiles_table), paths, claimed)
+            profile = _profile(file, name, table, top_defaults, names, paths, claimed)
             _refuse_controls(file, own, "profile", values=True)
         except ConfigError as exc:
             broken[name] = exc

@@ -64,7 +64,7 @@ import polars as pl
 from tui.core import clock, content, isolation, model
 from tui.core import status as st
 from tui.core.durable import fsync_dir
-from tui.core.export_cache import CachedTable, CacheError, ReadFailure, TableCache, cache_dir
+from tui.core.export_cache import CachedTable, CacheError, ReadFailure, TableCache, cache_dir, forget_moved
 from tui.core.export_read import positional
 from tui.core.export_request import (
     Cancelled,
@@ -660,6 +660,7 @@ def run_export(
     except CacheError as exc:
         raise ExportError(str(exc)) from None
     _refuse_own_folder(out, cache.folder, profile, request.key_file)
+    forget_moved(Path(profile.ledger_path))  # the cache of a ledger moved away goes
 
 
     now = now or clock.now()
@@ -1448,7 +1449,9 @@ def _plan_frame(included: list[Day], columns: list[str], targets: dict[str, pl.D
         )
         present = {renames.get(n, n): n for n in group[0][1].columns}
         source_types = dict(group[0][1].schema)
-        lf = pl.scan_parquet(paths, include_file_paths=path_col).join(
+        # The group's schema as the cache read it from each footer: the plan's schema is
+        # settled without opening the files again (the write reads them, once).
+        lf = pl.scan_parquet(paths, include_file_paths=path_col, schema=source_types).join(
             meta.lazy(), on=path_col, how="left", maintain_order="left"
         )
         exprs = [pl.col(prefix + k).alias(k) for k in FIXED_COLUMNS]

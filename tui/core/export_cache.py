@@ -28,6 +28,12 @@ the reports' data as the workbooks do, raw values included also for pseudonymize
 local temporary storage like the reports themselves. It is safe to delete at any time: the
 next export reads the workbooks again. Entries of files no longer held are removed by
 :func:`TableCache.prune` (every export calls it).
+
+A ledger moved elsewhere (the profile's ``ledger`` changed to its new place) gets a new cache
+beside it; the old one would stay behind, a copy of patron data nobody looks after. Every
+export notes the ledger its cache serves (:func:`forget_moved`, in report-keeper's state
+folder) and removes the cache of a ledger noted earlier that is no longer where it was
+(:func:`remove_cache`: only entries of ours, never through a link).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import stat
 import threading
@@ -44,9 +51,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import platformdirs
 import polars as pl
 
 from tui.core import isolation
+from tui.core.config import APP_NAME
 from tui.core.export_read import TABLE_READER_VERSION
 from tui.core.validate import Unreadable, failure_message, open_regular, said_for_export
 
@@ -147,9 +156,10 @@ class TableCache:
             _unlink(path)
             return None
         try:
-            schema = pl.read_parquet_schema(path)
-            rows = pl.scan_parquet(path).select(pl.len()).collect().item()
-            imprecise = _imprecise_of(pl.read_parquet_metadata(path), list(schema))
+            footer = _footer(path)  # read once: the schema, the row count and the counts are in it
+            schema = pl.read_parquet_schema(footer)
+            rows = pl.scan_parquet(footer).select(pl.len()).collect().item()
+            imprecise = _imprecise_of(pl.read_parquet_metadata(footer), list(schema))
         except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
             log.warning("export cache entry %s unusable (%s): read again", path.name, type(exc).__name__)
             _unlink(path)
@@ -272,6 +282,133 @@ class TableCache:
         return removed
 
 
+#: A parquet file begins and ends with these bytes; before the last ones, its footer's length.
+PARQUET_MAGIC = b"PAR1"
+#: The end of an entry read at once: its footer and the 8 bytes after it (a table of a few
+#: hundred columns); a longer footer takes one more read.
+FOOTER_READ = 64 * 1024
+
+
+def _footer(path: Path) -> bytes:
+    """The entry's footer as a parquet file of its own (the magic, the footer, its length and
+    the magic again): what its schema, row count and key-value metadata are read from, by one
+    open and one read of its end instead of a parse of the file per question. Its column
+    chunks point past these bytes, so no data is ever read from it. ``ValueError`` for an end
+    that is no parquet footer (the entry is read again)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        end = os.pread(fd, min(size, FOOTER_READ), max(0, size - FOOTER_READ))
+        if len(end) < 12 or end[-4:] != PARQUET_MAGIC:
+            raise ValueError("no parquet footer")
+        length = int.from_bytes(end[-8:-4], "little")
+        if length + 12 > size:
+            raise ValueError("a footer longer than the file")
+        if length + 8 > len(end):
+            end = os.pread(fd, length + 8, size - length - 8)
+            if len(end) != length + 8:
+                raise ValueError("the file ended while its footer was read")
+        return PARQUET_MAGIC + end[-(length + 8):]
+    finally:
+        os.close(fd)
+
+
+#: The names of the files a cache folder holds: its entries and the temporary files of a write.
+_OWN_NAME = re.compile(r"[0-9a-f]{64}-r[0-9A-Za-z.]+-h[0-9]+\.parquet|\.tmp-[0-9a-f]{16}\.(?:arrows|parquet)")
+
+
+def noted_ledgers() -> Path:
+    """Where each export notes the ledger its cache serves (one small file per ledger)."""
+    return Path(platformdirs.user_state_dir(APP_NAME)) / "export-caches"
+
+
+def forget_moved(ledger_path: Path) -> list[Path]:
+    """Note that ``ledger_path``'s cache is in use, and remove the caches of ledgers noted
+    earlier that are gone from where they were (moved, the profile's ``ledger`` changed; or
+    deleted). A ledger still there keeps its cache (copied rather than moved, another
+    profile's). Returns the cache folders that were removed. Never raises for the disk: a
+    note that cannot be kept or read leaves the cache as it was before this existed."""
+    folder = noted_ledgers()
+    here = os.path.abspath(ledger_path)
+    removed: list[Path] = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _note(folder, here)
+        names = os.listdir(folder)
+    except OSError as exc:
+        log.warning("export cache: the ledgers' notes cannot be kept: %s", exc.strerror or type(exc).__name__)
+        return removed
+    for name in names:
+        if not re.fullmatch(r"[0-9a-f]{32}", name):
+            continue
+        note = folder / name
+        try:
+            with open_regular(note) as fh:
+                noted = json.loads(fh.read(16384)).get("ledger")
+        except (Unreadable, OSError, ValueError, AttributeError):
+            continue
+        if not isinstance(noted, str) or not os.path.isabs(noted) or noted == here or os.path.lexists(noted):
+            continue
+        cache = cache_dir(Path(noted))
+        if remove_cache(cache):
+            removed.append(cache)
+            log.info("export cache of a ledger no longer at %s removed", noted)
+        else:
+            log.warning("export cache %s of a ledger no longer there holds what is not an entry of "
+                        "ours, or is no folder of ours; left as it is", cache)
+        _unlink(note)
+    return removed
+
+
+def _note(folder: Path, ledger: str) -> None:
+    """The note of one ledger, written whole (a temporary file renamed into place)."""
+    note = folder / hashlib.sha256(os.fsencode(ledger)).hexdigest()[:32]
+    if note.exists():
+        return
+    part = folder / f".tmp-{secrets.token_hex(8)}"
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
+            json.dump({"ledger": ledger}, fh, ensure_ascii=False)
+        os.replace(part, note)
+    finally:
+        _unlink(part)
+
+
+def remove_cache(folder: Path) -> bool:
+    """Remove a cache folder: the files of its own naming that are regular files, then the
+    folder once empty. Whatever else is there (a link, a folder, a file of another name) is
+    left, and so is the folder then; a link or anything not a folder of this user's in the
+    folder's place is never followed. True when the folder is gone (or was not there)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return True
+    except OSError:  # a link (ELOOP), a file (ENOTDIR), no permission: not ours to empty
+        return False
+    try:
+        info = os.fstat(fd)
+        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+            return False
+        for name in os.listdir(fd):
+            if not _OWN_NAME.fullmatch(name):
+                continue
+            try:
+                if stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                    os.unlink(name, dir_fd=fd)
+            except OSError:
+                continue
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(folder)  # only an empty folder, never a link
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 def still_holds(path: Path, sha256: str) -> ReadFailure | None:
     """None when the file at ``path`` holds the bytes whose hash is ``sha256``; else why not
     (``modified``, or ``unreadable`` for a file that is gone or not a regular file). Only
@@ -344,5 +481,5 @@ def _unlink(path: Path) -> None:
         log.warning("cannot remove %s: %s", path.name, exc.strerror or exc)
 
 
-__all__ = ["MODIFIED_MESSAGE", "CacheError", "CachedTable", "ReadFailure", "TableCache", "cache_dir", "settle_types",
-           "still_holds"]
+__all__ = ["MODIFIED_MESSAGE", "CacheError", "CachedTable", "ReadFailure", "TableCache", "cache_dir", "forget_moved",
+           "noted_ledgers", "remove_cache", "settle_types", "still_holds"]

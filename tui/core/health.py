@@ -411,8 +411,11 @@ def evaluate_report(
     # Expected run days: from the run of the first delivery (the ledger knows nothing earlier)
     # to today, and a coming run whose on-time window has opened (a run at 00:30 is on time
     # from 23:30 the evening before).
-    if history:
+    if history and timing.known:
         days = timing.run_days(report.run_day_of(history[0].delivered_at, timing), today)
+    elif history:  # only runs with files are kept: the days around them, and the last ones
+        days = _days_near(timing, report.run_day_of(history[0].delivered_at, timing), today,
+                          [d.delivered_at for d in history])
     elif report.schedule is not None:  # configured, nothing seen yet: expect the last week
         days = timing.run_days(today - timedelta(days=NO_HISTORY_DAYS), today)
     else:  # no schedule and no history: nothing to infer from, nothing to expect yet
@@ -547,6 +550,27 @@ def evaluate_report(
     )
 
 
+def _days_near(timing: Timing, first: date, today: date, moments: list[datetime]) -> list[date]:
+    """The run days from ``first`` to ``today`` that a schedule not known (``Timing.known``
+    False, whose runs without files are not kept) needs: those within its longest gap (and a
+    margin for a day the zone skipped) of a delivery's local day, where the as-of join may
+    place it, and of today, the last of which starts the next run's window. The join finds
+    the same run for every delivery as among all the days (window starts grow with the day,
+    and the latest run whose window had opened is never further than the gap from the
+    delivery's day), and the statuses need no other day; a schedule inferred from two
+    deliveries years before the clock no longer walks every day since."""
+    margin = timing.schedule.max_gap + 2
+    spans = sorted((max(first, day - timedelta(days=margin)), min(today, day + timedelta(days=2)))
+                   for day in {m.astimezone(timing.tz).date() for m in moments} | {today})
+    merged: list[list[date]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1] + timedelta(days=1):
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [day for start, end in merged for day in timing.run_days(start, end)]
+
+
 def _normalise(verification: VerifyStatus | None, closed: bool) -> VerifyStatus | None:
     """Empty is fine when the covered loan day is closed, and only then."""
     if verification in (st.EMPTY, st.EMPTY_CLOSED):
@@ -594,6 +618,8 @@ def _run_problems(report: ReportConfig, run: RunDay, files: list[Delivery], toda
     rescuable = today < rescue_by
     out: list[Problem] = []
     if run.status == model.MISSING:
+        if not within_retention and not rescuable:  # years of old runs with a clock far ahead
+            return out
         local = deadline.astimezone(timing.tz)
         due = f"{local.hour:02d}:{local.minute:02d}"  # %H:%M
         if run.closed:

@@ -110,26 +110,42 @@ class Schedule:
         return False
 
     def run_days(self, start: date, end: date) -> list[date]:
-        """Every run day from ``start`` to ``end``, both included."""
-        days: list[date] = []
-        if end < start:
-            return days
+        """Every run day from ``start`` to ``end``, both included: the days :meth:`occurs_on`
+        says, found from the schedule's own days (a week's, a month's, every N-th), not by
+        asking about each day of the span (decades of a weekly report are ~3.5 times as many
+        days as runs). Counted in day ordinals, so a span up to the calendar's last day ends."""
+        first, last = start.toordinal(), end.toordinal()
+        if last < first:
+            return []
         if self.kind == "every" and self.interval > 1:
-            offset = (start - (self.anchor or EPOCH)).days % self.interval
-            day = start + timedelta(days=(self.interval - offset) % self.interval)
-            while day <= end:
-                days.append(day)
-                day += timedelta(days=self.interval)
+            offset = (first - (self.anchor or EPOCH).toordinal()) % self.interval
+            return [date.fromordinal(n) for n in range(first + (self.interval - offset) % self.interval,
+                                                       last + 1, self.interval)]
+        if self.kind == "weekly":
+            wanted = sorted({w for w in self.weekdays if 0 <= w <= 6})
+            monday = first - start.weekday()
+            return [date.fromordinal(n) for week in range(monday, last + 1, 7) for w in wanted
+                    if first <= (n := week + w) <= last]
+        if self.kind == "monthly":
+            days: list[date] = []
+            year, month = start.year, start.month
+            while (year, month) <= (end.year, end.month):
+                month_end = calendar.monthrange(year, month)[1]
+                for target in sorted({min(wanted, month_end) for wanted in self.monthdays if wanted >= 1}):
+                    day = date(year, month, target)
+                    if start <= day <= end:
+                        days.append(day)
+                year, month = (year + 1, 1) if month == 12 else (year, month + 1)
             return days
-        day = start
-        while day <= end:
-            if self.occurs_on(day):
-                days.append(day)
-            day += timedelta(days=1)
-        return days
+        return [date.fromordinal(n) for n in range(first, last + 1)]  # daily, every day
 
     def _max_gap(self) -> int:
         return {"daily": 1, "every": self.interval, "weekly": 7, "monthly": 62}[self.kind]
+
+    @property
+    def max_gap(self) -> int:
+        """The most days from one run day to the next."""
+        return self._max_gap()
 
     def next_run(self, day: date) -> date:
         """The first run day strictly after ``day``."""
