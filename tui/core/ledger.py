@@ -9,7 +9,8 @@ IMMEDIATE … COMMIT`` transaction, so a crash at any point leaves the file cons
 and the next run picks up where this one stopped (a download is recorded only once its
 file is complete under the final name; a part file is recorded separately as partial).
 Inside :meth:`Ledger.batched` (a sync run) each write is a savepoint of one open transaction
-that a timer commits every ``BATCH_SECONDS`` and at the end: one disk flush for many records.
+(a write of one statement needs none: SQLite undoes a refused statement by itself) that a
+timer commits every ``BATCH_SECONDS`` and at the end: one disk flush for many records.
 A write that finds another process holding the file's write lock waits for it (up to
 ``BUSY_TIMEOUT``) without holding this ledger's own lock, so the other threads go on reading.
 
@@ -1025,7 +1026,7 @@ class Ledger:
         """Group the writes made meanwhile (by any thread) into few transactions.
 
         Each write still either happens whole or not at all (a savepoint inside the open
-        transaction), and reads on this ledger see it at once; a timer thread commits the open
+        transaction, or a single statement), and reads on this ledger see it at once; a timer thread commits the open
         transaction every ``every`` seconds, and the rest is committed when the block ends
         (normally, by an exception or by cancellation). What a process killed in between loses
         is at most the last ``every`` seconds of records, never a record of something that did
