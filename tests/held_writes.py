@@ -7,9 +7,8 @@ the part file while the download is being stopped. ``HeldWrites`` makes that mom
 long as a test needs, so what the download (and the sync around it) does then is checked
 deterministically, not left to the machine's load.
 
-Only the writer thread's writes are held (a small file's one block is written by the thread
-that fsyncs its part, and blocks that arrive otherwise by the event loop's, which must never
-block).
+Only the writer thread's writes are held (small files are written on the event loop's thread,
+which must never block).
 """
 
 from __future__ import annotations

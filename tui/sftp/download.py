@@ -81,7 +81,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, TypeVar, cast
+from typing import Protocol, cast
 
 import asyncssh
 
@@ -94,8 +94,6 @@ from tui.sftp.client import SftpConnection
 from tui.sftp.errors import FileBusy, SftpError, TransferFailed, given_up_next_sync, translate
 
 log = logging.getLogger("report_keeper.sftp.download")
-
-_P = TypeVar("_P", tuple[Path, "Placed"], tuple[Path, "Placed", str])
 
 
 class Placed(StrEnum):
@@ -193,25 +191,6 @@ def _write_back(fd: int) -> None:
 
 
 _sync_data = getattr(os, "fdatasync", os.fsync)
-
-
-def _landed(fd: int, h: hashlib._Hash, last: bytes | None, lost: list[bool]) -> str:
-    """In a thread: the last block's write and hash (``last``: a small file's one block, left
-    to this thread), then the part's fsync (:func:`_fsync_part`); the file's sha256. Off the
-    event loop, in the hop to a thread the fsync needs anyway: writing and hashing 200 kB
-    cost the loop about as much as all the rest of the file's placing."""
-    if last is not None:
-        _write_and_hash(fd, h, last)  # its error is a write's, not a lost fsync's
-    _fsync_part(fd, lost)
-    return h.hexdigest()
-
-
-def _landed_and_finished(fd: int, h: hashlib._Hash, last: bytes | None, part: Path, local_dir: Path,
-                         remote: RemoteFile, local_name: str | None, lost: list[bool],
-                         ) -> tuple[Path, Placed, str]:
-    """:func:`_landed`, then :func:`_finish` (one hop to a thread for all of it)."""
-    digest = _landed(fd, h, last, lost)
-    return (*_finish(fd, part, local_dir, remote, digest, local_name, fsynced=True), digest)
 
 
 def _fsync_part(fd: int, lost: list[bool]) -> None:
@@ -385,7 +364,7 @@ async def _close_quietly(f: asyncssh.SFTPClientFile) -> None:
 
 
 #: What a stopping download waits for: its reads, its last write, its part's closing.
-_Pending = asyncio.Future[bytes] | asyncio.Future[int] | asyncio.Future[None] | asyncio.Future[str]
+_Pending = asyncio.Future[bytes] | asyncio.Future[int] | asyncio.Future[None]
 
 
 async def _settle(pending: Collection[_Pending]) -> None:
@@ -419,7 +398,8 @@ async def _outlasted(pending: Collection[_Pending]) -> bool:
     return cancelled
 
 
-def _placed_though_cancelled(placing: asyncio.Future[_P], remote: RemoteFile) -> _P:
+def _placed_though_cancelled(placing: asyncio.Future[tuple[Path, Placed]],
+                             remote: RemoteFile) -> tuple[Path, Placed]:
     """The outcome of a placing that a cancel came during (it went on in its thread): placed,
     the file is complete under its final name, and the download ends as done (a cancel
     stops what is still to fetch; this is fetched), so its record is written and nothing
@@ -505,25 +485,24 @@ async def _claimed(local_dir: Path, work: Path, remote: RemoteFile,
         raise
 
 
-async def _finished(fd: int, part: Path, local_dir: Path, remote: RemoteFile, h: hashlib._Hash,
-                    last: bytes | None, local_name: str | None, sync_dir: DirSync,
-                    lost: list[bool]) -> tuple[Path, Placed, str]:
-    """:func:`_finish` with only what may wait in a thread: the last block's write and hash
-    when left to it, and the fsync (:func:`_landed`: waited for, also when cancelled
-    meanwhile: the descriptor is closed only after it), and, when the usual placing cannot
-    be done at once, the placing; the folder's entry is handed to ``sync_dir`` at once when
-    it takes it so. Each hop to a thread wakes it and passes the interpreter's lock back and
-    forth once for every system call it makes while the event loop runs. The sha256 last."""
-    syncing = asyncio.get_running_loop().run_in_executor(None, _landed, fd, h, last, lost)  # (no task needed)
+async def _finished(fd: int, part: Path, local_dir: Path, remote: RemoteFile, digest: str,
+                    local_name: str | None, sync_dir: DirSync,
+                    lost: list[bool]) -> tuple[Path, Placed]:
+    """:func:`_finish` with only what may wait in a thread: the fsync (waited for, also when
+    cancelled meanwhile: the descriptor is closed only after it), and, when the usual
+    placing cannot be done at once, the placing; the folder's entry is handed to ``sync_dir``
+    at once when it takes it so. Each hop to a thread wakes it and passes the interpreter's
+    lock back and forth once for every system call it makes while the event loop runs."""
+    syncing = asyncio.get_running_loop().run_in_executor(None, _fsync_part, fd, lost)  # (no task needed)
     await _settle([syncing])  # cancelled meanwhile: nothing placed, the complete part is kept
-    digest = syncing.result()
+    syncing.result()
     final = _placed_at_once(fd, part, local_dir, remote, local_name)
     if final is None:
         placing = asyncio.ensure_future(asyncio.to_thread(
             _finish, fd, part, local_dir, remote, digest, local_name, sync_dir, fsynced=True))
         if await _outlasted([cast("_Pending", placing)]):
-            return (*_placed_though_cancelled(placing, remote), digest)
-        return (*placing.result(), digest)
+            return _placed_though_cancelled(placing, remote)
+        return placing.result()
     # In place from here on: a cancel no longer undoes the download (_placed_though_cancelled).
     if not sync_dir(local_dir, wait=False):
         handing = asyncio.ensure_future(asyncio.to_thread(sync_dir, local_dir))
@@ -532,7 +511,7 @@ async def _finished(fd: int, part: Path, local_dir: Path, remote: RemoteFile, h:
         if cancelled:
             log.info("%r was in place when its download was cancelled: kept as downloaded",
                      remote.name)
-    return final, NEW, digest
+    return final, NEW
 
 
 async def download(conn: SftpConnection, remote: RemoteFile, remote_dir: str, local_dir: Path | str, *,
@@ -617,10 +596,6 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
     # A write-back or the final fsync of the part failed: its bytes may never reach the disk
     # (dropped pages are marked clean, and no later fsync says so), so it is not resumed.
     lost = [False]
-    # A small file's one block, received whole: written and hashed in the thread that
-    # fsyncs the part (_landed), not on the event loop; written here if the download stops
-    # before it was handed over (every block received is in the part when a download ends).
-    last: bytes | None = None
 
     def back_failed() -> BaseException | None:
         """The error of the last write-back, once it is over."""
@@ -737,9 +712,6 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
                 if writer is not None:
                     await flush()  # the previous block; this one is written while more arrive
                     writing = loop.run_in_executor(writer, _write_and_hash, fd, h, data)
-                elif pos == size and written == have and not inflight:
-                    last = data  # the whole rest: left to the fsync's thread (_landed)
-                    written += len(data)
                 else:
                     try:
                         written += _write_and_hash(fd, h, data)
@@ -795,20 +767,20 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             await _settle([t for _o, _n, t in inflight] + extra)
         if written != size:
             raise _changed(remote, f"it ended after {pos} of the listed {size} bytes")
+        digest = h.hexdigest()
         try:
-            handed, last = last, None  # the thread writes it now, whatever happens here
             if sync_dir is None:  # one hop to a thread for all the blocking file-system work
                 # Waited for, also when cancelled meanwhile: the descriptor is closed (and the
                 # part discarded, if its fsync failed) only after it.
                 finishing = asyncio.ensure_future(asyncio.to_thread(
-                    _landed_and_finished, fd, h, handed, part, local_dir, remote, local_name, lost))
+                    _finish, fd, part, local_dir, remote, digest, local_name, sync_dir, lost=lost))
                 if await _outlasted([cast("_Pending", finishing)]):
-                    final, status, digest = _placed_though_cancelled(finishing, remote)
+                    final, status = _placed_though_cancelled(finishing, remote)
                 else:
-                    final, status, digest = finishing.result()
+                    final, status = finishing.result()
             else:
-                final, status, digest = await _finished(fd, part, local_dir, remote, h, handed,
-                                                        local_name, sync_dir, lost)
+                final, status = await _finished(fd, part, local_dir, remote, digest, local_name,
+                                                sync_dir, lost)
         except OSError as exc:
             raise (lost_err(exc) if lost[0] else local_err(exc)) from None
         placed = True
@@ -825,11 +797,6 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
             raise lost_err(failed) from None
         raise
     finally:
-        if last is not None and fd >= 0:  # stopped before the fsync's thread took it
-            try:
-                _write_and_hash(fd, h, last)
-            except OSError:  # (a full disk: what was written before stays, as for any block)
-                pass
         if back_failed() is not None:
             lost[0] = True
         if fd >= 0 and not placed and lost[0]:
