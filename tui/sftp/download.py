@@ -25,11 +25,6 @@ How a file is written (docs/ARCHITECTURE.md, "Local files"):
   then the folder is fsync'ed, or, given ``sync_dir``, handed to ``sync_dir(folder)``, whose
   caller makes it durable before anything relies on the new entry (the ledger fsyncs the
   folders of a batch's downloads once, just before the commit that records them);
-- a file that arrives in one read (most reports) is written to its part and hashed by the
-  thread that fsyncs the part, in the hop to a thread the fsync needs anyway, not by the
-  event loop (stopped before that, the download writes the block itself: every block
-  received is in the part when a download ends); other blocks below 4 MB are written on
-  the event loop as they land;
 - files of 4 MB and more are written and hashed by a writer thread of their own, so the
   disk and the network overlap; memory stays bounded by the reads in flight (32 x 255 KB);
   their part is written back to the disk (``fdatasync`` in a thread, one at a time) every
