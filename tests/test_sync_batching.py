@@ -14,12 +14,14 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +29,7 @@ import pytest
 
 from tests.daily_config import write_plain_config
 from tui.core.ledger import Ledger, LedgerError
-from tui.core.model import RemoteFile
+from tui.core.model import RemoteFile, VerifyResult
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-06-10T14:00:00+00:00"
@@ -58,6 +60,26 @@ def test_a_batch_is_committed_at_its_end_and_each_write_stays_whole(tmp_path):
             led.record_download("c.xlsx", size=1, sha256="1" * 64, local_path=tmp_path / "c.xlsx")
         # the failed write left nothing; the others are committed together at the end
         assert [d.name for d in other.downloads()] == ["a.xlsx", "c.xlsx"]
+
+
+def test_a_refused_one_statement_write_leaves_the_batch_as_it_was(tmp_path):
+    """A verification's record is one statement, written without a savepoint of its own:
+    refused, SQLite undoes that statement alone and the batch goes on with what it held."""
+    path = tmp_path / "ledger.sqlite3"
+    ok = VerifyResult(path=str(tmp_path / "a.xlsx"), name="a.xlsx", report="Loans", delivered_at=None,
+                      status="ok", rows=1, header_row=1, message="1 row")
+    with Ledger.open(path, profile="p") as led, Ledger.open(path, profile="p") as other:
+        with led.batched(every=3600):
+            assert led.record_download("a.xlsx", size=1, sha256="0" * 64, local_path=tmp_path / "a.xlsx")
+            assert not led.record_download("a.xlsx", size=1, sha256="0" * 64, local_path=tmp_path / "a.xlsx")
+            led.record_verification(ok, sha256="0" * 64, context="c")
+            with pytest.raises(sqlite3.IntegrityError):
+                led.record_verification(replace(ok, message=None), sha256="1" * 64, context="c")
+            led.record_download("c.xlsx", size=1, sha256="1" * 64, local_path=tmp_path / "c.xlsx")
+            assert led.cached_verification("1" * 64, "c") is None
+        assert [d.name for d in other.downloads()] == ["a.xlsx", "c.xlsx"]
+        assert other.cached_verification("0" * 64, "c") == ok
+        assert other.cached_verification("1" * 64, "c") is None
         assert other.last_listing() is None
         assert led.integrity_ok()
 

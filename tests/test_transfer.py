@@ -1081,3 +1081,32 @@ def test_a_failing_or_read_only_disk_is_not_blamed_on_the_folders_permissions(co
     else:
         assert "read-only" in text and "mount" in text, text
     assert "kept" in text, text  # the copies already kept are said to be unaffected
+
+
+async def test_a_small_download_stopped_before_its_fsync_leaves_what_arrived_in_the_part(
+        embedded_sftp, tmp_path, monkeypatch):
+    """Its one block arrived, then the download is cancelled while it waits for the file's
+    size and time (the FSTAT after the last read): it ends with the block in its part file
+    and the part's record written, as for any block received (the next attempt resumes it)."""
+    data = _put(embedded_sftp, "small.xlsx", 200_000)
+    remote = (await _listing(embedded_sftp))["small.xlsx"]
+    arrived = asyncio.Event()
+    never = asyncio.Event()
+
+    async def stat_held(self, *args, **kwargs):
+        await never.wait()
+
+    monkeypatch.setattr(asyncssh.SFTPClientFile, "stat", stat_held)
+    out = tmp_path / "out"
+    async with await connect(embedded_sftp.options()) as conn:
+        task = asyncio.ensure_future(download(
+            conn, remote, embedded_sftp.remote_dir, out, sync_dir=lambda folder, *, wait=True: True,
+            progress=lambda done, total: arrived.set() if done == total else None))
+        await asyncio.wait_for(arrived.wait(), 30)  # received: it waits for the FSTAT now
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    part = part_path(out, remote)
+    assert part.read_bytes() == data
+    assert part_progress(out, remote) == len(data)
+    assert _entries(out) == []

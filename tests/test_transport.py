@@ -3,6 +3,7 @@ and asyncssh's own debug logging still there when it is turned on."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import pwd
@@ -117,3 +118,62 @@ async def test_asyncssh_debug_logging_still_logs_when_turned_on(sftp_server: Ser
     finally:
         logger.removeHandler(handler)
     assert all(r.levelno >= logging.INFO for r in records)
+
+
+async def _connect(server: ServerInfo, **options: Any) -> asyncssh.SSHClientConnection:
+    return await asyncssh.connect(server.host, port=server.port, username=server.username,
+                                  client_keys=[str(server.key)], known_hosts=str(server.known_hosts),
+                                  config=None, agent_path=None, **options)
+
+
+async def test_an_incoming_packet_arms_no_keepalive_timer(sftp_server: ServerInfo, monkeypatch):
+    """asyncssh cancelled its keepalive timer and armed a new one on every read from the
+    socket (about two per file downloaded); the silence is now measured from the last packet
+    when the one timer fires."""
+    armed = [0]
+    async with await _connect(sftp_server, keepalive_interval=30) as conn:
+        loop = asyncio.get_running_loop()
+        call_later, call_at = loop.call_later, loop.call_at
+
+        def counted(real: Any) -> Any:
+            def arm(delay: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+                if getattr(callback, "__func__", None) is SSHConnection._keepalive_timer_callback:
+                    armed[0] += 1
+                return real(delay, callback, *args, **kwargs)
+            return arm
+
+        monkeypatch.setattr(loop, "call_later", counted(call_later))
+        monkeypatch.setattr(loop, "call_at", counted(call_at))
+        async with conn.start_sftp_client() as sftp:
+            for _ in range(20):
+                await sftp.stat(".")
+    assert armed[0] <= 1
+
+
+async def test_a_keepalive_still_goes_out_after_the_silence_since_the_last_packet(
+        sftp_server: ServerInfo, monkeypatch):
+    """Not before ``keepalive_interval`` has passed since the last packet arrived, and then
+    it does (the server answers it: the count starts again)."""
+    sent: list[float] = []
+    asked = SSHConnection._make_keepalive_request
+
+    async def counted(self: SSHConnection) -> None:
+        sent.append(asyncio.get_running_loop().time())
+        await asked(self)
+
+    monkeypatch.setattr(SSHConnection, "_make_keepalive_request", counted)
+    async with await _connect(sftp_server, keepalive_interval=0.3) as conn:
+        async with conn.start_sftp_client() as sftp:
+            last = 0.0
+            for _ in range(3):
+                last = asyncio.get_running_loop().time()  # its answer arrives after this
+                await sftp.stat(".")
+            deadline = last + 30
+            while not sent and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            assert sent, "no keepalive went out"
+            assert sent[0] >= last + 0.3  # never before the silence
+            while len(sent) < 2 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            assert len(sent) >= 2 and not conn.is_closed()
+            await sftp.stat(".")  # answered: the connection lives on

@@ -9,7 +9,8 @@ IMMEDIATE … COMMIT`` transaction, so a crash at any point leaves the file cons
 and the next run picks up where this one stopped (a download is recorded only once its
 file is complete under the final name; a part file is recorded separately as partial).
 Inside :meth:`Ledger.batched` (a sync run) each write is a savepoint of one open transaction
-that a timer commits every ``BATCH_SECONDS`` and at the end: one disk flush for many records.
+(a write of one statement needs none: SQLite undoes a refused statement by itself) that a
+timer commits every ``BATCH_SECONDS`` and at the end: one disk flush for many records.
 A write that finds another process holding the file's write lock waits for it (up to
 ``BUSY_TIMEOUT``) without holding this ledger's own lock, so the other threads go on reading.
 
@@ -1025,7 +1026,7 @@ class Ledger:
         """Group the writes made meanwhile (by any thread) into few transactions.
 
         Each write still either happens whole or not at all (a savepoint inside the open
-        transaction), and reads on this ledger see it at once; a timer thread commits the open
+        transaction, or a single statement), and reads on this ledger see it at once; a timer thread commits the open
         transaction every ``every`` seconds, and the rest is committed when the block ends
         (normally, by an exception or by cancellation). What a process killed in between loses
         is at most the last ``every`` seconds of records, never a record of something that did
@@ -1199,13 +1200,14 @@ class Ledger:
                     log.exception("ledger: a step after a commit failed")
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, one_statement: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction; rolled back on any exception. Inside :meth:`batched`, one
-        savepoint of the batch's open transaction instead."""
+        savepoint of the batch's open transaction instead; ``one_statement`` (the block runs
+        a single statement, which SQLite makes whole or undoes by itself): no savepoint."""
         with self._lock:
             batch = self._begin_write()
             if batch is not None:
-                with self._batched_write(batch) as conn:
+                with self._batched_write(batch, savepoint=not one_statement) as conn:
                     yield conn
                 return
             conn = self._conn
@@ -1282,16 +1284,18 @@ class Ledger:
         return None
 
     @contextmanager
-    def _batched_write(self, batch: _Batch) -> Iterator[sqlite3.Connection]:
+    def _batched_write(self, batch: _Batch, *, savepoint: bool = True) -> Iterator[sqlite3.Connection]:
         conn = self._conn
         try:
-            conn.execute("SAVEPOINT one_write")
+            if savepoint:
+                conn.execute("SAVEPOINT one_write")
             try:
                 yield conn
             except BaseException:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK TO one_write")
-                    conn.execute("RELEASE one_write")
+                    if savepoint:
+                        conn.execute("ROLLBACK TO one_write")
+                        conn.execute("RELEASE one_write")
                 else:  # SQLite rolled the whole batch back (a full disk, an I/O error)
                     batch.failed = LedgerError(
                         f"could not write the ledger {self.path or ':memory:'}; the records of "
@@ -1300,7 +1304,8 @@ class Ledger:
                         "permissions")
                 raise
             else:
-                conn.execute("RELEASE one_write")
+                if savepoint:
+                    conn.execute("RELEASE one_write")
         except sqlite3.OperationalError as exc:
             if _locked(exc):
                 batch.locked_out = True
@@ -1698,20 +1703,16 @@ class Ledger:
         """
         profile = self._p(profile)
         with self._write() as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM downloads WHERE profile = ? AND name = ? AND size = ?"
-                " AND mtime IS ? AND sha256 = ? AND local_path = ? AND missing_since IS NULL",
-                (profile, name, size, _ts(mtime), sha256, str(local_path)),
-            ).fetchone()
-            if exists is None:
-                conn.execute(
-                    "INSERT INTO downloads (profile, name, size, mtime, sha256, local_path, downloaded_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (profile, name, size, _ts(mtime), sha256, str(local_path),
-                     _ts(when or clock.now())),
-                )
+            # One statement: inserted unless exactly this copy is recorded and on disk.
+            inserted = conn.execute(
+                "INSERT INTO downloads (profile, name, size, mtime, sha256, local_path, downloaded_at)"
+                " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM downloads"
+                " WHERE profile = ?1 AND name = ?2 AND size = ?3 AND mtime IS ?4 AND sha256 = ?5"
+                " AND local_path = ?6 AND missing_since IS NULL)",
+                (profile, name, size, _ts(mtime), sha256, str(local_path), _ts(when or clock.now())),
+            ).rowcount
             conn.execute("DELETE FROM partials WHERE profile = ? AND name = ?", (profile, name))
-        return exists is None
+        return inserted > 0
 
     def durable_downloads(self, rows: Iterable[tuple[str, str, str]], profile: str | None = None) -> set[str]:
         """Which of these downloads (``(name, sha256, local_path)``) the ledger file holds: the
@@ -1843,7 +1844,7 @@ class Ledger:
         expected columns, min_rows, whether its day is closed); ``""`` when nothing.
         """
         dates = result.dates
-        with self._write() as conn:
+        with self._write(one_statement=True) as conn:
             conn.execute(
                 "INSERT INTO verifications (sha256, context, path, name, report, delivered_at,"
                 " status, rows, header_row, columns, message, sheet, missing_columns, verified_at,"

@@ -493,7 +493,7 @@ class SyncService:
         still reach the ledger in the order the files landed.
 
         Most writes of a batch need not wait: once its transaction is begun, nobody else can
-        take the file's lock, and a write is a quick savepoint. Such a write, with none asked
+        take the file's lock, and a write is a quick savepoint (or one statement). Such a write, with none asked
         before it still waiting for the thread, is made at once on the event loop
         (``Ledger.write_at_once``, which also refuses while another thread holds the ledger:
         a commit, the app's snapshot). The others (the first of each batch, which may wait for

@@ -1,6 +1,6 @@
 """How every SSH connection is set up for speed: cipher order, channel window, packet size,
-no needless SSH_MSG_IGNORE packet before each packet sent, and no log message built that
-no logger takes.
+no needless SSH_MSG_IGNORE packet before each packet sent, no log message built that no
+logger takes, and no keepalive timer armed again for every read from the socket.
 
 A module of its own, importing nothing but asyncssh, so that the benchmark's bare client
 (``benchmarks/bare_client.py``) sets up the very same transport as ``sync`` without loading
@@ -96,6 +96,48 @@ def _log_only_what_is_logged() -> None:
     SSHPacketLogger._log_packet = log_packet_if_enabled  # type: ignore[method-assign]
 
 
+def _keepalive_from_the_last_packet() -> None:
+    """asyncssh measures a connection's silence (``keepalive_interval``) by cancelling its
+    keepalive timer and arming a new one at every read from the socket: a timer handle made
+    and pushed onto the event loop's heap, and one cancelled, about twice per file downloaded.
+    Now a read only notes its time; when the one timer fires it is armed again for the
+    interval after the last read, if anything arrived since it was armed, and only otherwise
+    does what asyncssh does then (count a keepalive and send it). A keepalive therefore goes
+    out exactly when it did. A changed interval (``set_keepalive``) re-arms as before."""
+    reset = SSHConnection._reset_keepalive_timer
+    arm = SSHConnection._set_keepalive_timer
+    fire = SSHConnection._keepalive_timer_callback
+    if getattr(reset, "_notes_time", False):
+        return
+
+    def note_time(self: SSHConnection) -> None:
+        if (self._keepalive_timer is not None and self._auth_complete
+                and getattr(self, "_rk_armed_for", None) == self._keepalive_interval):
+            self._rk_heard = self._loop.time()  # type: ignore[attr-defined]
+        else:
+            reset(self)
+
+    def arm_noting(self: SSHConnection) -> None:
+        arm(self)
+        self._rk_armed_for = self._keepalive_interval  # type: ignore[attr-defined]
+        self._rk_heard = None  # type: ignore[attr-defined]
+
+    def fire_after_silence(self: SSHConnection) -> None:
+        heard: float | None = getattr(self, "_rk_heard", None)
+        if heard is not None:
+            self._rk_heard = None  # type: ignore[attr-defined]
+            due = heard + self._keepalive_interval
+            if due > self._loop.time():  # something arrived since: not silent yet
+                self._keepalive_timer = self._loop.call_at(due, self._keepalive_timer_callback)
+                return
+        fire(self)
+
+    note_time._notes_time = True  # type: ignore[attr-defined]
+    SSHConnection._reset_keepalive_timer = note_time  # type: ignore[method-assign]
+    SSHConnection._set_keepalive_timer = arm_noting  # type: ignore[method-assign]
+    SSHConnection._keepalive_timer_callback = fire_after_silence  # type: ignore[method-assign]
+
+
 def _apply(patch: Callable[[], None]) -> None:
     """A patch of asyncssh's internals is only a saving: an asyncssh whose internals moved
     (a method renamed) runs as it ships, at its own cost, and the transport tests then fail
@@ -109,3 +151,4 @@ def _apply(patch: Callable[[], None]) -> None:
 
 _apply(_skip_needless_ignore_packets)
 _apply(_log_only_what_is_logged)
+_apply(_keepalive_from_the_last_packet)
