@@ -6,9 +6,12 @@ sha256, fsync, placement, the verification of every new file and the ledger) aga
 OpenSSH ``sshd`` on 127.0.0.1, the same files, median of ``--runs`` alternating runs:
 
 1. 300 files of 200 kB              (``sftp``: ``get -r`` of the folder)
-2. one file of 100 MB
-3. 100 files of 200 kB through a local TCP proxy adding 20 ms each way
-4. 90 profiles of 60 files of 20 kB each (a consortium office's view):
+   (random bytes: each one is found to be no workbook, see below)
+2. 300 real workbooks of ~200 kB (7,000 rows of made-up loans each): every one read and
+   counted by a workbook worker, as a real delivery is
+3. one file of 100 MB
+4. 100 files of 200 kB through a local TCP proxy adding 20 ms each way
+5. 90 profiles of 60 files of 20 kB each (a consortium office's view):
    ``sync --all-profiles`` against ``sftp`` fetching the 90 folders one after another (one
    process per folder, as a script per folder would; one session with 90 ``get -r`` is shown
    too). ``sync`` runs as cron runs it (stdin not a terminal), so it shares the profiles out
@@ -66,7 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 #: Goals: report-keeper's time / sftp's time (whole processes, medians).
-TARGETS = {"small": 1.0, "big": 1.1, "proxy": 0.25, "profiles": 0.5}
+TARGETS = {"small": 1.0, "workbooks": 1.0, "big": 1.1, "proxy": 0.25, "profiles": 0.5}
 
 
 def _proxy_child(target_port: int, delay: float) -> None:
@@ -199,6 +202,44 @@ class Bench:
         return {"seconds": seconds, "cpu": cpu, "bytes": nbytes}
 
 
+def _workbooks(folder: Path, n: int) -> int:
+    """``n`` real workbooks of ~200 kB in ``folder`` (made-up loans: numbers, dates, codes; no
+    person's data), each one a readable report with rows, so ``sync`` verifies every one by
+    reading it in a workbook worker as it would a real delivery. One workbook is written and
+    the others are its bytes with a zip comment of their own (a different file, the same
+    table). Returns the bytes written."""
+    import random
+    import struct
+    from datetime import date, timedelta
+
+    import xlsxwriter
+
+    folder.mkdir(parents=True)
+    first = folder / "Loans_000_20260601_070000.xlsx"
+    rng = random.Random(14)
+    book = xlsxwriter.Workbook(str(first))
+    sheet = book.add_worksheet("Loans")
+    dates = book.add_format({"num_format": "yyyy-mm-dd"})
+    for col, title in enumerate(("Loan Id", "Loan Date", "Item Barcode", "User Group", "Loans")):
+        sheet.write(0, col, title)
+    for row in range(1, 7001):
+        sheet.write_number(row, 0, 1_000_000 + row)
+        sheet.write_datetime(row, 1, date(2026, 5, 29) + timedelta(minutes=rng.randrange(1440)), dates)
+        sheet.write_string(row, 2, f"39{rng.randrange(10**10):010d}")
+        sheet.write_string(row, 3, rng.choice(("Undergraduate", "Graduate", "Faculty", "Staff")))
+        sheet.write_number(row, 4, rng.randrange(1, 9))
+    book.close()
+    data = first.read_bytes()
+    assert data[-22:-18] == b"PK\x05\x06", "xlsxwriter wrote a zip comment: the copies need another way"
+    total = len(data)
+    for k in range(1, n):
+        comment = f"copy {k}".encode()
+        copy = data[:-2] + struct.pack("<H", len(comment)) + comment
+        (folder / f"Loans_{k:03d}_20260601_070000.xlsx").write_bytes(copy)
+        total += len(copy)
+    return total
+
+
 def _median(runs: list[dict], key: str = "seconds") -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -230,8 +271,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="alternating runs of each case (median)")
     parser.add_argument("--delay", type=float, default=0.020, help="proxy delay each way (s)")
     parser.add_argument("--baseline", metavar="REF", help="also time report-keeper of this git commit")
-    parser.add_argument("--cases", default="small,big,proxy,profiles",
-                        help="comma-separated subset of small,big,proxy,profiles")
+    parser.add_argument("--cases", default="small,workbooks,big,proxy,profiles",
+                        help="comma-separated subset of small,workbooks,big,proxy,profiles")
     parser.add_argument("--profiles", type=int, default=90, help="profiles in the many-folders case")
     parser.add_argument("--per-profile", type=int, default=60, help="files per profile")
     parser.add_argument("--floor", action="store_true",
@@ -329,6 +370,13 @@ def main() -> int:
                  lambda src: bench.sync(src, {"p": "small"}, all_profiles=False),
                  lambda src: bench.sync(src, {"p": "small"}, all_profiles=False),
                  300 * 200 * 1024, ns.runs, floor=lambda fsync: bench.bare("small", fsync=fsync))
+        if "workbooks" in cases:
+            n = _workbooks(info.root / "books", 300)
+            case("300 x ~200 kB workbooks, loopback", "workbooks",
+                 lambda: bench.sftp(["get -r books\n"]),
+                 lambda src: bench.sync(src, {"p": "books"}, all_profiles=False),
+                 lambda src: bench.sync(src, {"p": "books"}, all_profiles=False),
+                 n, ns.runs, floor=lambda fsync: bench.bare("books", fsync=fsync))
         if "big" in cases:
             d = info.root / "big"
             d.mkdir()
