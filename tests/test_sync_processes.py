@@ -1,7 +1,14 @@
-"""``sync --all-profiles`` with the profiles shared out among processes (``--processes``).
+"""``sync --all-profiles`` with the profiles handed out among processes (``--processes``).
 
-- How profiles are shared out: a ledger file's profiles stay together, the shares balanced,
-  no more processes than ``--parallel`` or than groups; one process when that is all it makes.
+- How profiles are handed out: a ledger file's profiles are one group, the largest first;
+  no more processes than ``--parallel`` or than groups, each with its part of ``--parallel``;
+  each process filled to its part first, then the next group to the process whose profile
+  ended; nothing more to a process gone or once the run is stopped. A name handed out that
+  left the config meanwhile is that profile's configuration error.
+- Against the real sshd, with a paused proxy holding some profiles still: the process held
+  up leaves every other profile to the other; a process killed leaves its own profiles
+  critical and the rest go to the other; every process killed leaves the profiles never
+  handed out critical saying so; Ctrl-C lists those never handed out as interrupted.
 - Against the real sshd: the run's one document lists every profile in the config's order
   with its own result, the human output has each profile's summary once and the run's line
   last, the log names the processes, and a run in one process afterwards finds everything held.
@@ -16,12 +23,14 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +43,8 @@ import pytest
 
 from tests.fixtures_sshd import TcpProxy, threaded_proxy
 from tests.xlsx_factory import write_report
-from tui.commands.processes import HandOut, plan, share_output
+from tui.commands.all_profiles import load_every
+from tui.commands.processes import Handed, HandOut, plan, share_output
 from tui.core.config import load_config
 from tui.core.ledger import Ledger
 from tui.core.model import RemoteFile
@@ -119,6 +129,29 @@ def test_a_process_gone_gets_nothing_more_and_a_stopped_run_hands_nothing_out(tm
     every_gone.closed(0)
     every_gone.closed(1)
     assert every_gone.next() == [] and len(every_gone.left()) == 7
+
+
+async def test_a_profile_handed_out_that_left_the_config_is_listed_with_that_error(tmp_path):
+    """The config changed between the parent's reading and the process's: a name handed out
+    that the process does not know is a configuration error of that profile alone (exit 3,
+    as alone), its slot free at once; one whose settings became wrong gets its own error."""
+    cfg = _config(tmp_path, {"a": "a.sqlite3", "b": "b.sqlite3"})
+    cfg.write_text(cfg.read_text() + '[profile.bad]\nhost = "h"\nconcurrency = "lots"\n')
+    every = load_every(argparse.Namespace(config=str(cfg)))
+    parent, child = socket.socketpair()
+    handed = Handed(child.detach(), every)
+    words, tell = await asyncio.open_connection(sock=parent)
+    tell.write(b'{"profiles": ["gone", "b"]}\n{"profiles": ["bad"]}\n{"end": true}\n')
+    failed: dict[str, tuple[str, str]] = {}
+    assert [p.name async for p in handed.profiles(failed)] == ["b"]
+    assert failed["gone"] == ("configuration: profile: 'gone' is no longer in the config (it changed "
+                              "during the run)", "config")
+    assert failed["bad"][1] == "config" and "concurrency" in failed["bad"][0]
+    assert [await words.readline() for _ in range(2)] == [b"free\n"] * 2  # gone's and bad's slots
+    mine = handed.selection()
+    assert mine.names == ("b", "bad", "gone") and [p.name for p in mine.profiles] == ["b"]
+    handed.close()
+    tell.close()
 
 
 def _sha(path: Path) -> str:

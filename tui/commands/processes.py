@@ -239,9 +239,9 @@ _HANDOUT_LINE_LIMIT = 1 << 24
 
 
 class Handed:
-    """A process's side of the hand-out (``--share-handout=FD``): the profiles the run's
-    parent hands it, and a word back each time one of them ends (a slot of its ``--parallel``
-    is free). The socket is ``socket`` (the descriptor given); :meth:`profiles` reads it."""
+    """A process's side of the hand-out (``--share-handout=FD``, its end of a socket pair):
+    the profiles the run's parent hands it (:meth:`profiles`), and a word back each time one
+    of them ends (:meth:`free`: a slot of its ``--parallel`` is free)."""
 
     def __init__(self, fd: int, every: Selection) -> None:
         self._sock = socket.socket(fileno=fd)  # OSError: no such descriptor, or no socket
@@ -251,6 +251,7 @@ class Handed:
         self._writer: asyncio.StreamWriter | None = None
         #: Every name handed to this process, in the order handed.
         self.names: list[str] = []
+        self._seen: set[str] = set()
 
     async def profiles(self, failed: dict[str, tuple[str, str]]) -> AsyncIterator[Profile]:
         """Each profile handed out that can run, as it comes, until the parent says there is
@@ -271,8 +272,9 @@ class Handed:
             if names is None:
                 return
             for name in names:
-                if name in self.names:  # never twice; said only to be sure
+                if name in self._seen:  # never twice; said only to be sure
                     continue
+                self._seen.add(name)
                 self.names.append(name)
                 problem = self._problem(name)
                 if problem is not None:
