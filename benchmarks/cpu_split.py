@@ -155,7 +155,7 @@ def classify(sampler: Sampler, sync_pid: int, sshd_pid: int) -> dict[str, float]
             parts["workbook workers"] += rec["cpu"]
             parts["(workbook workers: count)"] += 1
             continue
-        if rec["ppid"] == sync_pid and "--share-profile" in rec["cmd"]:
+        if rec["ppid"] == sync_pid and "--share-parent" in rec["cmd"]:
             main = sum(c for tid, (_, c) in rec["threads"].items() if tid == pid)
             others: dict[str, float] = defaultdict(float)
             for tid, (comm, c) in rec["threads"].items():

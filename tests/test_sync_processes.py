@@ -1,7 +1,14 @@
-"""``sync --all-profiles`` with the profiles shared out among processes (``--processes``).
+"""``sync --all-profiles`` with the profiles handed out among processes (``--processes``).
 
-- How profiles are shared out: a ledger file's profiles stay together, the shares balanced,
-  no more processes than ``--parallel`` or than groups; one process when that is all it makes.
+- How profiles are handed out: a ledger file's profiles are one group, the largest first;
+  no more processes than ``--parallel`` or than groups, each with its part of ``--parallel``;
+  each process filled to its part first, then the next group to the process whose profile
+  ended; nothing more to a process gone or once the run is stopped. A name handed out that
+  left the config meanwhile is that profile's configuration error.
+- Against the real sshd, with a paused proxy holding some profiles still: the process held
+  up leaves every other profile to the other; a process killed leaves its own profiles
+  critical and the rest go to the other; every process killed leaves the profiles never
+  handed out critical saying so; Ctrl-C lists those never handed out as interrupted.
 - Against the real sshd: the run's one document lists every profile in the config's order
   with its own result, the human output has each profile's summary once and the run's line
   last, the log names the processes, and a run in one process afterwards finds everything held.
@@ -16,12 +23,14 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +43,8 @@ import pytest
 
 from tests.fixtures_sshd import TcpProxy, threaded_proxy
 from tests.xlsx_factory import write_report
-from tui.commands.processes import plan, share_output
+from tui.commands.all_profiles import load_every
+from tui.commands.processes import Handed, HandOut, plan, share_output
 from tui.core.config import load_config
 from tui.core.ledger import Ledger
 from tui.core.model import RemoteFile
@@ -56,22 +66,92 @@ def _config(tmp_path: Path, ledgers: dict[str, str], *, port: int = 22, extra: s
     return path
 
 
-def _names(shares) -> list[list[str]]:
-    return [[p.name for p in share] for share in shares]
+def _names(groups) -> list[list[str]]:
+    return [[p.name for p in group] for group in groups]
 
 
-def test_a_ledger_files_profiles_share_one_process_and_the_shares_are_balanced(tmp_path):
+def _sent(sends) -> list[tuple[int, list[str] | None]]:
+    return [(k, None if group is None else [p.name for p in group]) for k, group in sends]
+
+
+def test_a_ledger_files_profiles_are_one_group_handed_out_largest_first(tmp_path):
     ledgers = {"a": "x.sqlite3", "b": "x.sqlite3", "c": "c.sqlite3", "d": "d.sqlite3",
-               "e": "x.sqlite3", "f": "f.sqlite3"}
+               "e": "x.sqlite3", "f": "f.sqlite3", "g": "g.sqlite3"}
     profiles = list(load_config(_config(tmp_path, ledgers)).profiles.values())
-    # The group of three first, then the single ones where fewest are; each in config order.
-    assert _names(plan(profiles, 2, 8)) == [["a", "b", "e"], ["c", "d", "f"]]
-    assert _names(plan(profiles, 3, 8)) == [["a", "b", "e"], ["c", "f"], ["d"]]
-    assert _names(plan(profiles, 8, 8)) == [["a", "b", "e"], ["c"], ["d"], ["f"]]  # 4 groups
-    assert _names(plan(profiles, 8, 2)) == [["a", "b", "e"], ["c", "d", "f"]]  # --parallel 2
-    assert _names(plan(profiles, 1, 8)) == [["a", "b", "c", "d", "e", "f"]]
+    # The group of three first, then the single ones in config order.
+    run = plan(profiles, 2, 4)
+    assert _names(run.groups) == [["a", "b", "e"], ["c"], ["d"], ["f"], ["g"]]
+    assert run.parallel == [2, 2]  # --parallel shared out: a bound over every process
+    assert plan(profiles, 2, 5).parallel == [3, 2]
+    assert plan(profiles, 8, 8).parallel == [2, 2, 2, 1, 1]  # no more processes than groups
+    assert plan(profiles, 8, 2).parallel == [1, 1]  # nor than --parallel
+    assert plan(profiles, 1, 8).parallel == [8]
     one_file = list(load_config(_config(tmp_path, dict.fromkeys("abc", "x.sqlite3"))).profiles.values())
-    assert _names(plan(one_file, 4, 8)) == [["a", "b", "c"]]
+    assert plan(one_file, 4, 8).parallel == [8]
+
+
+def test_profiles_are_handed_to_the_process_that_has_room(tmp_path):
+    ledgers = {"a": "x.sqlite3", "b": "x.sqlite3", "c": "c.sqlite3", "d": "d.sqlite3",
+               "e": "x.sqlite3", "f": "f.sqlite3", "g": "g.sqlite3"}
+    run = plan(list(load_config(_config(tmp_path, ledgers)).profiles.values()), 2, 4)
+    hand = HandOut(run.groups, run.parallel)
+    # The first wave: each process up to its part of --parallel, where fewest are held; a
+    # ledger file's group whole, even beyond it (the process runs it two at a time).
+    assert _sent(hand.next()) == [(0, ["a", "b", "e"]), (1, ["c"]), (1, ["d"])]
+    assert hand.next() == []  # no room anywhere
+    hand.freed(1)  # a profile of process 1 ended: its slot takes the next group
+    assert _sent(hand.next()) == [(1, ["f"])]
+    hand.freed(0)
+    assert hand.next() == []  # process 0 still holds two
+    hand.freed(0)
+    # The last group, and "no more" to every process, once.
+    assert _sent(hand.next()) == [(0, ["g"]), (0, None), (1, None)]
+    hand.freed(1)
+    assert hand.next() == [] and hand.left() == []
+    assert _names(hand.handed) == [["a", "b", "e", "g"], ["c", "d", "f"]]
+
+
+def test_a_process_gone_gets_nothing_more_and_a_stopped_run_hands_nothing_out(tmp_path):
+    ledgers = {"a": "x.sqlite3", "b": "x.sqlite3", "c": "c.sqlite3", "d": "d.sqlite3",
+               "e": "x.sqlite3", "f": "f.sqlite3", "g": "g.sqlite3"}
+    run = plan(list(load_config(_config(tmp_path, ledgers)).profiles.values()), 2, 2)
+    hand = HandOut(run.groups, run.parallel)
+    assert _sent(hand.next()) == [(0, ["a", "b", "e"]), (1, ["c"])]
+    hand.closed(0)  # killed: what it held stays its own, the rest goes to the others
+    hand.freed(1)
+    assert _sent(hand.next()) == [(1, ["d"])]
+    hand.stop()  # Ctrl-C: nothing more is handed out, and no "no more" either (each is stopped)
+    hand.freed(1)
+    assert hand.next() == []
+    assert _names([hand.left()]) == [["f", "g"]]
+    assert _names(hand.handed) == [["a", "b", "e"], ["c", "d"]]
+    every_gone = HandOut(run.groups, run.parallel)
+    every_gone.closed(0)
+    every_gone.closed(1)
+    assert every_gone.next() == [] and len(every_gone.left()) == 7
+
+
+async def test_a_profile_handed_out_that_left_the_config_is_listed_with_that_error(tmp_path):
+    """The config changed between the parent's reading and the process's: a name handed out
+    that the process does not know is a configuration error of that profile alone (exit 3,
+    as alone), its slot free at once; one whose settings became wrong gets its own error."""
+    cfg = _config(tmp_path, {"a": "a.sqlite3", "b": "b.sqlite3"})
+    cfg.write_text(cfg.read_text() + '[profile.bad]\nhost = "h"\nconcurrency = "lots"\n')
+    every = load_every(argparse.Namespace(config=str(cfg)))
+    parent, child = socket.socketpair()
+    handed = Handed(child.detach(), every)
+    words, tell = await asyncio.open_connection(sock=parent)
+    tell.write(b'{"profiles": ["gone", "b"]}\n{"profiles": ["bad"]}\n{"end": true}\n')
+    failed: dict[str, tuple[str, str]] = {}
+    assert [p.name async for p in handed.profiles(failed)] == ["b"]
+    assert failed["gone"] == ("configuration: profile: 'gone' is no longer in the config (it changed "
+                              "during the run)", "config")
+    assert failed["bad"][1] == "config" and "concurrency" in failed["bad"][0]
+    assert [await words.readline() for _ in range(2)] == [b"free\n"] * 2  # gone's and bad's slots
+    mine = handed.selection()
+    assert mine.names == ("b", "bad", "gone") and [p.name for p in mine.profiles] == ["b"]
+    handed.close()
+    tell.close()
 
 
 def _sha(path: Path) -> str:
@@ -103,20 +183,25 @@ def served(sshd):
 
 
 def _sshd_config(tmp_path: Path, sshd, base: Path, ledgers: dict[str, str], *,
-                 port: int | None = None) -> Path:
-    """``port``: a proxy's in front of the sshd (the sshd's host key, known under that port)."""
+                 port: int | None = None, proxied: set[str] | None = None) -> Path:
+    """``port``: a proxy's in front of the sshd (the sshd's host key, known under that port),
+    for every profile or, with ``proxied``, for those only (their requests then wait on a
+    paused proxy for as long as it takes: the test resumes it)."""
     known_hosts = sshd.known_hosts
     if port is not None:
         known_hosts = tmp_path / "known_hosts"
         known_hosts.write_text(sshd.known_hosts.read_text().replace(f"]:{sshd.port} ", f"]:{port} "))
     text = ""
     for name, ledger in ledgers.items():
+        through = port is not None and (proxied is None or name in proxied)
         text += (
             f"[profile.{name}]\n"
-            f'host = "127.0.0.1"\nport = {port or sshd.port}\nusername = "{sshd.username}"\n'
-            f'key = "{sshd.key}"\nknown_hosts = "{known_hosts}"\nssh_config = "{sshd.ssh_config}"\n'
+            f'host = "127.0.0.1"\nport = {port if through else sshd.port}\nusername = "{sshd.username}"\n'
+            f'key = "{sshd.key}"\nknown_hosts = "{known_hosts if through else sshd.known_hosts}"\n'
+            f'ssh_config = "{sshd.ssh_config}"\n'
             f'remote_dir = "{base.name}/{name}"\nlocal_dir = "{tmp_path / "local" / name}"\n'
-            f'ledger = "{tmp_path / ledger}"\ntimezone = "UTC"\nconcurrency = 2\n\n'
+            f'ledger = "{tmp_path / ledger}"\ntimezone = "UTC"\nconcurrency = 2\n'
+            + ("request_timeout = 3600\n" if proxied is not None and through else "") + "\n"
         )
     cfg = tmp_path / "config.toml"
     cfg.write_text(text)
@@ -191,6 +276,18 @@ def test_a_share_option_out_of_range_typed_by_hand_is_a_usage_error(tmp_path):
     assert not (tmp_path / "a.sqlite3").exists()  # nothing was started
 
 
+def test_a_hand_out_typed_by_hand_without_its_socket_is_a_usage_error(tmp_path):
+    # The descriptor of the socket a process is handed its profiles over: typed by hand, it
+    # is no socket (or a descriptor the process was meant to write to), or beside named ones.
+    cfg = _config(tmp_path, {"a": "a.sqlite3", "b": "b.sqlite3"})
+    for bad, said in ((["--share-handout=2"], "is not between"), (["--share-handout=7"], "is no socket"),
+                      (["--share-handout=7", "--share-profile=a"], "not both")):
+        done = _sync(tmp_path, cfg, "--processes", "1", *bad)
+        assert done.returncode == 3 and "--share-handout" in done.stderr and said in done.stderr, done.stderr
+        assert json.loads(done.stdout)["error_kind"] == "usage"
+    assert not (tmp_path / "a.sqlite3").exists()  # nothing was started
+
+
 def _run_processes(marker: str) -> list[str]:
     """Live processes of the run ``marker`` (its own, its children's, their readers)."""
     found = []
@@ -219,10 +316,24 @@ def children_with(parent: int, word: bytes) -> list[int]:
     return found
 
 
-def _sharing(parent: int, profile: str) -> list[int]:
-    """The processes the run ``parent`` started to sync ``profile`` as their share (not their
-    own children, the workbook readers, which may carry the same command line)."""
-    return children_with(parent, f"--share-profile={profile}".encode())
+def _holding(parent: int, folder: Path) -> list[int]:
+    """The processes the run ``parent`` started (not their own children, the workbook readers)
+    that hold a file under ``folder`` open: the one syncing the profile of that local folder
+    (which one is the hand-out's choice), downloading into its part file."""
+    found = []
+    for pid in children_with(parent, b"--all-profiles"):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(f"{folder}/"):
+                    found.append(pid)
+                    break
+            except OSError:
+                continue
+    return found
 
 
 @pytest.mark.sshd
@@ -252,7 +363,7 @@ def test_a_process_killed_mid_run_costs_only_its_own_profiles(sshd, served, tmp_
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the big file was not seen downloading: {proc.communicate(timeout=60)[1][-3000:]}")
             time.sleep(0.005)
-        (victim,) = _sharing(proc.pid, "alpha")
+        (victim,) = _holding(proc.pid, tmp_path / "local" / "alpha")
         os.kill(victim, signal.SIGKILL)
         out, err = proc.communicate(timeout=120)
     cfg = _sshd_config(tmp_path, sshd, served, ledgers)  # the next run: straight to the sshd
@@ -425,7 +536,7 @@ async def test_a_run_killed_outright_leaves_no_process_and_the_next_run_resumes(
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"the downloads were not seen: {proc.communicate(timeout=60)[1][-3000:]}")
                 await asyncio.sleep(0.01)
-            children = _sharing(proc.pid, "alpha") + _sharing(proc.pid, "gamma")
+            children = _holding(proc.pid, tmp_path / "local" / "alpha") + _holding(proc.pid, tmp_path / "local" / "gamma")
             assert len(children) == 2
             proc.kill()  # the run alone: its processes are in process groups of their own
             proc.communicate(timeout=60)
@@ -505,3 +616,256 @@ def test_the_human_output_of_a_share_drops_what_a_parent_gone_cannot_read():
             raw.close()
         except BrokenPipeError:
             pass
+
+
+# ------------------------------------------------- profiles handed out as processes have room
+
+BIG_NAME = "Full Loan History_20260601_060000.xlsx"  # the oldest: its profile starts with it
+
+
+def _serve_more(served: Path, names: list[str]) -> None:
+    """A folder of one or two good workbooks for each of ``names`` beside the fixture's."""
+    for k, name in enumerate(names):
+        d = served / name
+        d.mkdir(exist_ok=True)
+        os.chmod(d, 0o755)
+        for n in range(1 + k % 2):
+            day = date(2026, 6, 8 + n)
+            write_report(d / f"{demo_data.DAILY}_{day:%Y%m%d}_070012.xlsx", n_rows=3,
+                         day=day - timedelta(days=3), seed=100 + 10 * k + n)
+
+
+def _big_part(tmp_path: Path, name: str) -> Path:
+    return (tmp_path / "local" / name / ".report-keeper" / "parts"
+            / part_name(RemoteFile(BIG_NAME, BIG, datetime.now(UTC))))
+
+
+def _downloading(tmp_path: Path, name: str) -> bool:
+    try:
+        return _big_part(tmp_path, name).stat().st_size > 0
+    except OSError:  # not there yet
+        return False
+
+
+async def _until(check, proc, what: str, bound: float = 120) -> None:
+    deadline = time.monotonic() + bound  # a generous bound for a busy machine, not a timing
+    while not check():
+        if proc.returncode is not None or time.monotonic() > deadline:
+            pytest.fail(f"{what} was not seen (exit {proc.returncode})")
+        await asyncio.sleep(0.01)
+
+
+async def _lines(stream: asyncio.StreamReader, into: list[str]) -> None:
+    async for line in stream:
+        into.append(line.decode(errors="replace").rstrip("\n"))
+
+
+async def _start(tmp_path: Path, cfg: Path, marker: str, *extra: str):
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tui", "sync", "--config", str(cfg), "--all-profiles", "--json",
+        "--processes", "2", "--parallel", "2", *extra, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=_env(tmp_path, RK_TEST_RUN=marker), cwd=ROOT,
+        stdin=asyncio.subprocess.DEVNULL)
+
+
+def _served_names(served: Path, name: str) -> set[str]:
+    return {p.name for p in (served / name).iterdir()}
+
+
+def _profiles_per_process(tmp_path: Path) -> list[int]:
+    """How many profiles each process of the run synced, as each said in the log."""
+    log = (tmp_path / "state" / "report-keeper" / "log" / "report-keeper.log").read_text()
+    return sorted(int(line.split(" over ", 1)[1].split()[0]) for line in log.splitlines()
+                  if "sync --all-profiles finished" in line and " processes" not in line)
+
+
+@pytest.mark.sshd
+async def test_a_process_held_up_by_one_profile_leaves_the_others_to_the_process_with_room(
+        sshd, served, tmp_path):
+    """Each process takes profiles as a slot of its --parallel frees, not a share fixed at the
+    start: while alpha's download stands still (its server's replies held), the other process
+    syncs every other profile, one after the other, and the run ends when alpha's does."""
+    names = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    _serve_more(served, ["epsilon"])
+    (served / "alpha" / BIG_NAME).write_bytes(os.urandom(BIG))
+    marker = uuid.uuid4().hex
+    async with TcpProxy(sshd.port) as proxy:
+        cfg = _sshd_config(tmp_path, sshd, served, {n: f"{n}.sqlite3" for n in names},
+                           port=proxy.port, proxied={"alpha"})
+        proc = await _start(tmp_path, cfg, marker)
+        said: list[str] = []
+        assert proc.stdout is not None and proc.stderr is not None
+        reading = asyncio.ensure_future(_lines(proc.stderr, said))
+        document = asyncio.ensure_future(proc.stdout.read())
+        try:
+            await _until(lambda: _downloading(tmp_path, "alpha"), proc, "alpha's big download")
+            proxy.pause()
+            others = names[1:]
+            await _until(lambda: all(any(line.startswith(f"{n}: ") for line in said) for n in others),
+                         proc, "the other profiles' ends while alpha stood still")
+            assert not any(line.startswith("alpha: ") for line in said)
+            proxy.resume()
+            out = await asyncio.wait_for(document, 300)
+            await asyncio.wait_for(reading, 60)
+            await asyncio.wait_for(proc.wait(), 60)
+        finally:
+            proxy.resume()
+            for pid in _run_pids(marker):  # what a failed test left: it ends with the test
+                os.kill(pid, signal.SIGKILL)
+    assert "Traceback" not in "\n".join(said), said[-40:]
+    assert proc.returncode == 2, said[-40:]  # alpha's big file of random bytes is no workbook
+    doc = json.loads(out)
+    assert list(doc["profiles"]) == names
+    for name in names:
+        one = doc["profiles"][name]
+        assert one["error"] is None and one["failed"] == [], (name, one)
+        assert {d["name"] for d in one["downloaded"]} == _served_names(served, name)
+    assert said.count("== alpha") == 1 and said[-1] == "All 5 profiles: CRITICAL", said
+    assert _profiles_per_process(tmp_path) == [1, 4]
+
+
+@pytest.mark.sshd
+async def test_a_process_killed_leaves_its_own_profiles_and_the_rest_go_to_the_others(
+        sshd, served, tmp_path):
+    """alpha and beta are handed to one process each and stand still; alpha's process is
+    killed: alpha is critical (internal), and gamma and delta, not handed out yet, go to the
+    process left, which syncs them after beta."""
+    names = ["alpha", "beta", "gamma", "delta"]
+    for name in ("alpha", "beta"):
+        (served / name / BIG_NAME).write_bytes(os.urandom(BIG))
+    marker = uuid.uuid4().hex
+    async with TcpProxy(sshd.port) as proxy:
+        cfg = _sshd_config(tmp_path, sshd, served, {n: f"{n}.sqlite3" for n in names},
+                           port=proxy.port, proxied={"alpha", "beta"})
+        proc = await _start(tmp_path, cfg, marker)
+        said: list[str] = []
+        assert proc.stdout is not None and proc.stderr is not None
+        reading = asyncio.ensure_future(_lines(proc.stderr, said))
+        document = asyncio.ensure_future(proc.stdout.read())
+        try:
+            await _until(lambda: _downloading(tmp_path, "alpha") and _downloading(tmp_path, "beta"),
+                         proc, "alpha's and beta's big downloads")
+            proxy.pause()
+            (victim,) = _holding(proc.pid, tmp_path / "local" / "alpha")
+            assert _holding(proc.pid, tmp_path / "local" / "beta") != [victim]
+            os.kill(victim, signal.SIGKILL)
+            await _until(lambda: victim not in children_with(proc.pid, b"--all-profiles"), proc,
+                         "the killed process's end")
+            proxy.resume()
+            out = await asyncio.wait_for(document, 300)
+            await asyncio.wait_for(reading, 60)
+            await asyncio.wait_for(proc.wait(), 60)
+        finally:
+            proxy.resume()
+            for pid in _run_pids(marker):
+                os.kill(pid, signal.SIGKILL)
+    assert "Traceback" not in "\n".join(said), said[-40:]
+    assert proc.returncode == 2
+    doc = json.loads(out)
+    assert list(doc["profiles"]) == names
+    alpha = doc["profiles"]["alpha"]
+    assert alpha["status"] == "critical" and alpha["error_kind"] == "internal", alpha
+    assert "stopped from outside (SIGKILL)" in alpha["error"] and alpha["downloaded"] == []
+    for name in ("beta", "gamma", "delta"):
+        one = doc["profiles"][name]
+        assert one["error"] is None and one["failed"] == [], (name, one)
+        assert {d["name"] for d in one["downloaded"]} == _served_names(served, name)
+
+
+@pytest.mark.sshd
+async def test_ctrl_c_lists_the_profiles_never_handed_out_as_interrupted(sshd, served, tmp_path):
+    """Stopped while alpha and beta hold both slots: they record what is complete and end
+    interrupted; gamma, delta and epsilon, never handed out, are listed interrupted too
+    (nothing of them downloaded, no ledger made), each said once, in the config's order."""
+    names = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    _serve_more(served, ["epsilon"])
+    for name in ("alpha", "beta"):
+        (served / name / BIG_NAME).write_bytes(os.urandom(BIG))
+    marker = uuid.uuid4().hex
+    async with TcpProxy(sshd.port) as proxy:
+        cfg = _sshd_config(tmp_path, sshd, served, {n: f"{n}.sqlite3" for n in names},
+                           port=proxy.port, proxied={"alpha", "beta"})
+        proc = await _start(tmp_path, cfg, marker)
+        said: list[str] = []
+        assert proc.stdout is not None and proc.stderr is not None
+        reading = asyncio.ensure_future(_lines(proc.stderr, said))
+        document = asyncio.ensure_future(proc.stdout.read())
+        try:
+            await _until(lambda: _downloading(tmp_path, "alpha") and _downloading(tmp_path, "beta"),
+                         proc, "alpha's and beta's big downloads")
+            proxy.pause()
+            proc.send_signal(signal.SIGINT)
+            proxy.rate = RATE  # the rest of the big files would take a minute: they are stopped first
+            proxy.resume()
+            out = await asyncio.wait_for(document, 300)
+            await asyncio.wait_for(reading, 60)
+            await asyncio.wait_for(proc.wait(), 60)
+        finally:
+            proxy.resume()
+            for pid in _run_pids(marker):
+                os.kill(pid, signal.SIGKILL)
+    assert "Traceback" not in "\n".join(said), said[-40:]
+    assert proc.returncode == 2
+    doc = json.loads(out)
+    assert doc["status"] == "critical" and list(doc["profiles"]) == names
+    for name in names:
+        one = doc["profiles"][name]
+        assert one["status"] == "critical" and one["error_kind"] == "interrupted", (name, one)
+        assert said.count(f"== {name}") == 1, said
+    for name in ("gamma", "delta", "epsilon"):
+        one = doc["profiles"][name]
+        assert one["downloaded"] == one["files"] == one["failed"] == [], (name, one)
+        assert not (tmp_path / f"{name}.sqlite3").exists()
+        assert not (tmp_path / "local" / name).exists()
+    assert said[-1] == "All 5 profiles: CRITICAL", said
+
+
+@pytest.mark.sshd
+async def test_every_process_killed_leaves_the_profiles_not_handed_out_critical_saying_so(
+        sshd, served, tmp_path):
+    """Both processes killed while alpha and beta hold them: gamma and delta, never handed out,
+    are critical (internal) saying that every process ended before their turn; nothing of them
+    was made."""
+    names = ["alpha", "beta", "gamma", "delta"]
+    for name in ("alpha", "beta"):
+        (served / name / BIG_NAME).write_bytes(os.urandom(BIG))
+    marker = uuid.uuid4().hex
+    async with TcpProxy(sshd.port) as proxy:
+        cfg = _sshd_config(tmp_path, sshd, served, {n: f"{n}.sqlite3" for n in names},
+                           port=proxy.port, proxied={"alpha", "beta"})
+        proc = await _start(tmp_path, cfg, marker)
+        said: list[str] = []
+        assert proc.stdout is not None and proc.stderr is not None
+        reading = asyncio.ensure_future(_lines(proc.stderr, said))
+        document = asyncio.ensure_future(proc.stdout.read())
+        try:
+            await _until(lambda: _downloading(tmp_path, "alpha") and _downloading(tmp_path, "beta"),
+                         proc, "alpha's and beta's big downloads")
+            proxy.pause()
+            victims = children_with(proc.pid, b"--all-profiles")
+            assert len(victims) == 2
+            for victim in victims:
+                os.kill(victim, signal.SIGKILL)
+            out = await asyncio.wait_for(document, 300)
+            await asyncio.wait_for(reading, 60)
+            await asyncio.wait_for(proc.wait(), 60)
+        finally:
+            proxy.resume()
+            for pid in _run_pids(marker):
+                os.kill(pid, signal.SIGKILL)
+    assert "Traceback" not in "\n".join(said), said[-40:]
+    assert proc.returncode == 2
+    doc = json.loads(out)
+    assert list(doc["profiles"]) == names
+    for name in ("alpha", "beta"):
+        one = doc["profiles"][name]
+        assert one["error_kind"] == "internal" and "stopped from outside (SIGKILL)" in one["error"], one
+    for name in ("gamma", "delta"):
+        one = doc["profiles"][name]
+        assert one["status"] == "critical" and one["error_kind"] == "internal", one
+        assert one["error"].startswith("not synced: every process of the run ended before this "
+                                       "profile's turn (stopped from outside (SIGKILL))"), one
+        assert one["downloaded"] == [] and not (tmp_path / f"{name}.sqlite3").exists()
+        at = said.index(f"== {name}")
+        assert said[at + 1].startswith("report-keeper: not synced"), said
+    assert said[-1] == "All 4 profiles: CRITICAL", said

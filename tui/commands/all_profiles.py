@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -212,9 +212,11 @@ class Ledgers:
         self.files = []
 
 
-async def run_bounded(items: Iterable[T], parallel: int,
+async def run_bounded(items: Iterable[T] | AsyncIterable[T], parallel: int,
                       one: Callable[[T], Awaitable[object]]) -> None:
-    """``one(item)`` for every item, at most ``parallel`` at a time.
+    """``one(item)`` for every item, at most ``parallel`` at a time, in the items' order;
+    items that come one by one (an async iterable: profiles handed out by a run's parent) are
+    started as they come.
 
     Cancelled (Ctrl-C), it cancels every ``one`` and returns (raising ``CancelledError``) only
     once each has ended: their clean-up (recording what is complete, keeping part files) runs
@@ -225,15 +227,20 @@ async def run_bounded(items: Iterable[T], parallel: int,
         async with gate:
             await one(item)
 
-    tasks = [asyncio.ensure_future(guarded(item)) for item in items]
-    if not tasks:
-        return
+    tasks: list[asyncio.Future[None]] = []
     try:
-        await asyncio.wait(tasks)
+        if isinstance(items, AsyncIterable):
+            async for item in items:
+                tasks.append(asyncio.ensure_future(guarded(item)))
+        else:
+            tasks.extend(asyncio.ensure_future(guarded(item)) for item in items)
+        if tasks:
+            await asyncio.wait(tasks)
     except asyncio.CancelledError:
         for task in tasks:
             task.cancel()
-        await asyncio.wait(tasks)
+        if tasks:
+            await asyncio.wait(tasks)
         raise
     for task in tasks:
         task.result()  # the first failure of one item, as gather() would raise it

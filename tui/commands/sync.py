@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO, TypeVar
@@ -352,24 +352,29 @@ INTERRUPTED = ("Interrupted. Files completed so far are recorded; partial downlo
                "resume on the next sync.")
 
 
+NOT_STARTED = "Not started: the run was stopped before this profile's turn; nothing of it was downloaded."
+
+
 def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     """``sync --all-profiles``: every profile at once (bounded), one document, the worst code."""
     share = processes.is_share(args)
+    handed: processes.Handed | None = None
     try:
         every = all_profiles.load_every(args)
         profiles = every.profiles
         problem = processes.check_arguments(args)
         if problem is not None:
             return fail_usage(problem, args)
-        if share:  # this process runs its share of a run over several processes
+        if share:  # this process runs a part of a run over several processes
             ctrl_c.quiet, ctrl_c.parent = True, args.share_parent
             every = processes.share_limits(args, every)
             profiles = every.profiles
+            handed = processes.handed(args, every)  # its profiles come as it has room (or a fixed share)
         else:
-            shares = processes.plan(profiles, args.processes or processes.default_processes(),
-                                    args.parallel)
-            if len(shares) > 1:
-                return _run_shares(args, ctrl_c, every, shares)
+            run = processes.plan(profiles, args.processes or processes.default_processes(),
+                                 args.parallel)
+            if len(run.parallel) > 1:
+                return _run_shares(args, ctrl_c, every, run)
             if profiles:  # one pool reads for them all: the largest limits (none: all broken)
                 isolation.use_reader_limits(profiles)
     except ConfigError as exc:
@@ -379,9 +384,14 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     # A profile whose own settings are wrong, whose local_dir cannot be used, or whose ledger
     # file cannot be opened, gets what `sync --profile NAME` says of it (exit 3); the others
     # are synced. Each profile opens its ledger as it starts (a new one is made meanwhile
-    # others download).
-    ledgers, failed = all_profiles.open_runnable(profiles, need_local_dir=True, selection=every, lazy=True)
-    runnable = [p for p in profiles if p.name not in failed]
+    # others download). Profiles handed out are checked as they come (processes.Handed).
+    source: list[Profile] | AsyncIterator[Profile]
+    if handed is None:
+        ledgers, failed = all_profiles.open_runnable(profiles, need_local_dir=True, selection=every, lazy=True)
+        source = [p for p in profiles if p.name not in failed]
+    else:
+        ledgers, failed = all_profiles.Ledgers((), lazy=True), {}
+        source = handed.profiles(failed)
     out: TextIO = sys.stderr if args.json else sys.stdout
     if share:  # a pipe to the run's parent, which may be gone
         out = processes.share_output(out)
@@ -389,12 +399,20 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     services: dict[str, SyncService] = {}
     results: dict[str, SyncResult] = {}
     try:
+        interrupted = False
         try:
             asyncio.run(ctrl_c.run(
-                lambda: _sync_all(runnable, ledgers, policy, args.parallel, out, services, results)))
+                lambda: _sync_all(source, ledgers, policy, args.parallel, out, services, results,
+                                  ended=handed.free if handed is not None else None)))
         except (KeyboardInterrupt, asyncio.CancelledError):
-            for profile in runnable:
-                if profile.name not in results and profile.name not in ledgers.failed:
+            interrupted = True
+        if handed is not None:  # the profiles it was handed, each listed in its document
+            every = handed.selection()
+            profiles = every.profiles
+        if interrupted:
+            for profile in profiles:
+                if (profile.name not in results and profile.name not in failed
+                        and profile.name not in ledgers.failed):
                     service = services.get(profile.name)
                     result = (service.current if service is not None else None) or SyncResult()
                     result.error, result.error_kind = INTERRUPTED, "interrupted"
@@ -411,6 +429,8 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
                     refused[key] = failure
     finally:
         ledgers.close()
+        if handed is not None:
+            handed.close()
     failed.update(ledgers.failures())
     documents: dict[str, dict[str, object]] = {}
     codes: dict[str, int] = {}
@@ -449,11 +469,11 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
 
 
 def _run_shares(args: argparse.Namespace, ctrl_c: _CtrlC, every: all_profiles.Selection,
-                shares: list[list[Profile]]) -> int:
-    """``sync --all-profiles`` with the profiles shared out among processes
+                run: processes.Plan) -> int:
+    """``sync --all-profiles`` with the profiles handed out among processes
     (:mod:`tui.commands.processes`): their documents joined into one, the worst code. A
     profile whose own settings are wrong goes to no process: its document is its config error
-    (exit 3), said here."""
+    (exit 3), said here; so is each profile never handed out (the run was stopped first)."""
     profiles = every.profiles
     out: TextIO = sys.stderr if args.json else sys.stdout
     failed = every.failed()
@@ -462,12 +482,17 @@ def _run_shares(args: argparse.Namespace, ctrl_c: _CtrlC, every: all_profiles.Se
     out.flush()
     stopped = [False]
     children: list[processes.Child] = []
+    left: list[Profile] = []
     try:
-        children = asyncio.run(ctrl_c.run(lambda: processes.run_shares(args, shares, out, stopped)))
+        children, left = asyncio.run(ctrl_c.run(lambda: processes.run_shares(args, run, out, stopped)))
     except (KeyboardInterrupt, asyncio.CancelledError):  # stopped before any process started
         stopped[0] = True
     if children:
-        codes, documents = processes.documents(children, profiles, stopped=stopped[0])
+        codes, documents = processes.documents(children, profiles, stopped=stopped[0], left=left)
+        for profile in left:  # said here: no process had them
+            what = (NOT_STARTED if stopped[0]
+                    else f"report-keeper: {escape_name(str(documents[profile.name]['error']))}")
+            out.write(f"== {escape_name(profile.name)}\n{what}\n")
     else:
         documents = {p.name: interrupted_document("sync") for p in profiles}
         codes = {p.name: int(st.Exit.CRITICAL) for p in profiles}
@@ -479,18 +504,27 @@ def _run_shares(args: argparse.Namespace, ctrl_c: _CtrlC, every: all_profiles.Se
     out.write(f"All {len(every.names)} profiles: {st.overall_name(code).upper()}\n")
     out.flush()
     log.info("sync --all-profiles finished: %s over %d profiles in %d processes",
-             st.overall_name(code), len(every.names), len(shares))
+             st.overall_name(code), len(every.names), len(run.parallel))
     return code
 
 
-async def _sync_all(profiles: list[Profile], ledgers: all_profiles.Ledgers, policy: str,
-                    parallel: int, out: TextIO, services: dict[str, SyncService],
-                    results: dict[str, SyncResult]) -> None:
+async def _sync_all(profiles: list[Profile] | AsyncIterator[Profile], ledgers: all_profiles.Ledgers,
+                    policy: str, parallel: int, out: TextIO, services: dict[str, SyncService],
+                    results: dict[str, SyncResult], *, ended: Callable[[], None] | None = None) -> None:
+    """Each profile synced, at most ``parallel`` at a time: ``profiles`` as listed or as they
+    are handed out; ``ended()`` each time one has ended (its slot free)."""
     from tui.sftp.sync import SyncResult, SyncService, ledger_problem  # noqa: PLC0415 - start-up time (see the imports)
 
     passphrase_cb = all_profiles.shared_passphrase_cb()
 
     async def one(profile: Profile) -> None:
+        try:
+            await each(profile)
+        finally:
+            if ended is not None:
+                ended()
+
+    async def each(profile: Profile) -> None:
         ledger = await ledgers.opened(profile)
         if ledger is None:  # its ledger file cannot be opened: said with the documents
             return
