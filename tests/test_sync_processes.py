@@ -689,7 +689,7 @@ async def test_a_process_held_up_by_one_profile_leaves_the_others_to_the_process
     _serve_more(served, ["epsilon"])
     (served / "alpha" / BIG_NAME).write_bytes(os.urandom(BIG))
     marker = uuid.uuid4().hex
-    async with TcpProxy(sshd.port) as proxy:
+    async with TcpProxy(sshd.port, rate=RATE) as proxy:  # a big file outlasts the looks
         cfg = _sshd_config(tmp_path, sshd, served, {n: f"{n}.sqlite3" for n in names},
                            port=proxy.port, proxied={"alpha"})
         proc = await _start(tmp_path, cfg, marker)
@@ -704,6 +704,7 @@ async def test_a_process_held_up_by_one_profile_leaves_the_others_to_the_process
             await _until(lambda: all(any(line.startswith(f"{n}: ") for line in said) for n in others),
                          proc, "the other profiles' ends while alpha stood still")
             assert not any(line.startswith("alpha: ") for line in said)
+            proxy.rate = None
             proxy.resume()
             out = await asyncio.wait_for(document, 300)
             await asyncio.wait_for(reading, 60)
@@ -734,7 +735,7 @@ async def test_a_process_killed_leaves_its_own_profiles_and_the_rest_go_to_the_o
     for name in ("alpha", "beta"):
         (served / name / BIG_NAME).write_bytes(os.urandom(BIG))
     marker = uuid.uuid4().hex
-    async with TcpProxy(sshd.port) as proxy:
+    async with TcpProxy(sshd.port, rate=RATE) as proxy:  # a big file outlasts the looks
         cfg = _sshd_config(tmp_path, sshd, served, {n: f"{n}.sqlite3" for n in names},
                            port=proxy.port, proxied={"alpha", "beta"})
         proc = await _start(tmp_path, cfg, marker)
@@ -751,6 +752,7 @@ async def test_a_process_killed_leaves_its_own_profiles_and_the_rest_go_to_the_o
             os.kill(victim, signal.SIGKILL)
             await _until(lambda: victim not in children_with(proc.pid, b"--all-profiles"), proc,
                          "the killed process's end")
+            proxy.rate = None  # beta's big file, then gamma and delta, at full speed
             proxy.resume()
             out = await asyncio.wait_for(document, 300)
             await asyncio.wait_for(reading, 60)
@@ -782,7 +784,7 @@ async def test_ctrl_c_lists_the_profiles_never_handed_out_as_interrupted(sshd, s
     for name in ("alpha", "beta"):
         (served / name / BIG_NAME).write_bytes(os.urandom(BIG))
     marker = uuid.uuid4().hex
-    async with TcpProxy(sshd.port) as proxy:
+    async with TcpProxy(sshd.port, rate=RATE) as proxy:  # a big file outlasts the looks
         cfg = _sshd_config(tmp_path, sshd, served, {n: f"{n}.sqlite3" for n in names},
                            port=proxy.port, proxied={"alpha", "beta"})
         proc = await _start(tmp_path, cfg, marker)
@@ -795,8 +797,7 @@ async def test_ctrl_c_lists_the_profiles_never_handed_out_as_interrupted(sshd, s
                          proc, "alpha's and beta's big downloads")
             proxy.pause()
             proc.send_signal(signal.SIGINT)
-            proxy.rate = RATE  # the rest of the big files would take a minute: they are stopped first
-            proxy.resume()
+            proxy.resume()  # the rest of the big files would take a minute: they are stopped first
             out = await asyncio.wait_for(document, 300)
             await asyncio.wait_for(reading, 60)
             await asyncio.wait_for(proc.wait(), 60)
@@ -830,7 +831,7 @@ async def test_every_process_killed_leaves_the_profiles_not_handed_out_critical_
     for name in ("alpha", "beta"):
         (served / name / BIG_NAME).write_bytes(os.urandom(BIG))
     marker = uuid.uuid4().hex
-    async with TcpProxy(sshd.port) as proxy:
+    async with TcpProxy(sshd.port, rate=RATE) as proxy:  # a big file outlasts the looks
         cfg = _sshd_config(tmp_path, sshd, served, {n: f"{n}.sqlite3" for n in names},
                            port=proxy.port, proxied={"alpha", "beta"})
         proc = await _start(tmp_path, cfg, marker)
