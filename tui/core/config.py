@@ -118,23 +118,13 @@ def default_ledger_path(profile: str, data_dir: Path | None = None) -> Path:
     name as file names hold it (:func:`tui.core.names.profile_file_part`: one file per name,
     always in the data folder; a name of letters, digits, ``-``, ``_`` and ``.`` as it is).
     ``data_dir``: :func:`default_data_dir` as the caller found it already."""
-    return (data_dir or default_data_dir()) / f"ledger-{_file_part(profile)}.sqlite3"
+    return (data_dir or default_data_dir()) / f"ledger-{profile_file_part(profile)}.sqlite3"
 
 
 def default_local_dir(profile: str, data_dir: Path | None = None) -> Path:
     """The folder of a profile without ``local_dir``: ``<data dir>/reports/<name>``, the name
     as :func:`default_ledger_path` writes it (one folder per name, never another's)."""
-    return (data_dir or default_data_dir()) / "reports" / _file_part(profile)
-
-
-#: A name of ASCII letters, digits, '-', '_' and '.', which file names hold as it is.
-_KEPT_ASCII = re.compile(r"[A-Za-z0-9._-]*")
-
-
-def _file_part(profile: str) -> str:
-    """:func:`tui.core.names.profile_file_part`, a name it keeps as it is found in one match
-    (most names; a config's profiles ask for it several times each)."""
-    return profile if _KEPT_ASCII.fullmatch(profile) else profile_file_part(profile)
+    return (data_dir or default_data_dir()) / "reports" / profile_file_part(profile)
 
 
 #: What ``ZoneInfo(name)`` raises for a name that names no zone: besides the two it documents,
@@ -893,7 +883,7 @@ def _check_earlier_defaults(r: _Reader, name: str, names: tuple[str, ...], paths
     kept for one may be another's by name now (``a%20b``'s old ledger is ``a b``'s new one),
     and is then neither taken for this one nor offered to be moved. ``claimed``: the paths
     each profile's own ``ledger`` and ``local_dir`` settings name."""
-    if _file_part(name) == name:
+    if profile_file_part(name) == name:
         return ()  # the very paths earlier releases gave it
     found: list[tuple[str, str]] = []
     kept: list[EarlierPath] = []
