@@ -227,3 +227,16 @@ def test_two_exports_at_once_remove_the_cache_once_and_both_go_on(tmp_path):
     assert errors == [] and not cache.exists()
     assert all(cache_dir(p).exists() for p in here)
 
+
+def test_the_purge_removes_a_moved_ledgers_cache_by_the_same_path(tmp_path):
+    """The retention purge gives disk space back (and the old cache holds the purged contents'
+    tables too): it removes a moved ledger's cache as the export does."""
+    from tui.core import retention
+    from tui.core.ledger import Ledger
+
+    cache = _gone_with_cache(tmp_path)
+    here = tmp_path / "new" / "ledger.sqlite3"
+    here.parent.mkdir()
+    with Ledger.open(here) as ledger:
+        retention._prune_cache(ledger)
+    assert not cache.exists()
