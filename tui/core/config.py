@@ -1498,16 +1498,39 @@ def parse_config(data: Table, file: Path | None = None) -> Config:
     claimed = _claimed_paths(file, profiles_table)
     names = tuple(profiles_table)
     for name, table in profiles_table.items():
-        own = {name: table}  # its name is checked as part of the profile table's keys
         try:
-            _refuse_controls(file, own, "profile", values=False)
-            profile = _profile(file, name, table, top_defaults, names, paths, claimed)
-            _refuse_controls(file, own, "profile", values=True)
+            profile = _checked_profile(file, name, table, top_defaults, names, paths, claimed)
         except ConfigError as exc:
             broken[name] = exc
         else:
             profiles[name] = profile
     return Config(path=file, profiles=profiles, broken=broken, order=tuple(profiles_table))
+
+
+def parse_profile(data: Table, name: str, file: Path | None = None) -> Profile:
+    """``parse_config(data, file).profile(name)``, reading only that profile's settings (and
+    every profile's ``ledger`` and ``local_dir``, which its checks compare with its own): the
+    same profile, or the same ``ConfigError``, for a fraction of the time in a file of many
+    profiles (what ``init`` checks of the text it writes)."""
+    top_defaults, profiles_table = _whole_file(data, file)
+    table = profiles_table.get(name)
+    if table is None:
+        return parse_config(data, file).profile(name)  # says which profiles there are
+    profile = _checked_profile(file, name, table, top_defaults, tuple(profiles_table), _Paths(),
+                               _claimed_paths(file, profiles_table))
+    if profile.problem is not None:
+        raise profile.problem
+    return profile
+
+
+def _checked_profile(file: Path | None, name: str, table: object, top_defaults: ReportConfig,
+                     names: tuple[str, ...], paths: _Paths, claimed: dict[str, tuple[Path, ...]]) -> Profile:
+    """One profile of the file, its control and direction characters refused too."""
+    own = {name: table}  # its name is checked as part of the profile table's keys
+    _refuse_controls(file, own, "profile", values=False)
+    profile = _profile(file, name, table, top_defaults, names, paths, claimed)
+    _refuse_controls(file, own, "profile", values=True)
+    return profile
 
 
 def _claimed_paths(file: Path | None, profiles_table: Mapping[str, object]) -> dict[str, tuple[Path, ...]]:
