@@ -240,3 +240,21 @@ def test_the_purge_removes_a_moved_ledgers_cache_by_the_same_path(tmp_path):
     with Ledger.open(here) as ledger:
         retention._prune_cache(ledger)
     assert not cache.exists()
+
+
+def test_a_cache_an_export_is_using_is_never_removed_under_it(tmp_path):
+    """Two exports at once: one has opened its cache (its ledger, ``ledger.db``, not noted yet:
+    its first export) while the other finds the note of a gone ``ledger.sqlite3`` of the same
+    folder and stem, whose cache folder is that very one. It is left whole while in use."""
+    from tui.core.export_cache import TableCache
+
+    cache = _gone_with_cache(tmp_path)
+    (tmp_path / "old" / "ledger.db").write_bytes(b"ledger")
+    using = TableCache(cache).open()
+    here = tmp_path / "new" / "ledger.sqlite3"
+    _ledger(here)
+    assert forget_moved(here) == []
+    assert len(list(cache.glob("*.parquet"))) == 2
+    del using
+    (tmp_path / "old" / "ledger.db").unlink()
+    assert forget_moved(here) == [cache]  # no longer in use, its ledger gone: it goes

@@ -39,6 +39,7 @@ folder) and removes the cache of a ledger noted earlier that is no longer where 
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -48,6 +49,7 @@ import secrets
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,12 +127,19 @@ class TableCache:
         self.built = 0  # tables read from workbooks by this instance (tests, the summary)
         self.hits = 0
         self._count = threading.Lock()  # the export reads several files at a time
+        self._held: int | None = None
 
     def open(self) -> TableCache:
-        """Create the folder (0700) or check it: a real folder of ours, not a link."""
+        """Create the folder (0700) or check it: a real folder of ours, not a link. The folder
+        is held in use (a shared ``flock``) while this object lives: the removal of a moved
+        ledger's cache (:func:`forget_moved`) leaves a folder in use alone."""
         try:
-            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            info = os.lstat(self.folder)
+            for _ in range(3):  # a folder removed between its creation and its hold: again
+                self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                info = os.lstat(self.folder)
+                if (not stat.S_ISDIR(info.st_mode) or (hasattr(os, "geteuid") and info.st_uid != os.geteuid())
+                        or self._hold(info)):
+                    break  # what is no folder of ours is refused below
         except OSError as exc:
             raise CacheError(
                 f"cannot create the export cache {self.folder} ({exc.strerror or exc}); check "
@@ -143,6 +152,27 @@ class TableCache:
         if stat.S_IMODE(info.st_mode) & 0o077:
             os.chmod(self.folder, 0o700)
         return self
+
+    def _hold(self, info: os.stat_result) -> bool:
+        """Hold the folder ``info`` describes in use; False when its name is no longer that
+        folder once held (removed meanwhile)."""
+        if self._held is not None:
+            return True
+        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits for a removal under way (it holds it alone)
+            held = os.fstat(fd)
+            now = os.lstat(self.folder)
+        except BaseException:
+            os.close(fd)
+            raise
+        if (held.st_dev, held.st_ino) != (info.st_dev, info.st_ino) or (now.st_dev, now.st_ino) != (
+                held.st_dev, held.st_ino):
+            os.close(fd)
+            return False
+        self._held = fd
+        weakref.finalize(self, os.close, fd)
+        return True
 
     def entry(self, sha256: str, header_row: int | None) -> Path:
         return self.folder / f"{sha256}-r{CACHE_VERSION}-h{header_row or 0}.parquet"
@@ -333,6 +363,7 @@ _OPEN_FLAGS = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 REMOVED = "removed"  # it was there and is gone
 ABSENT = "absent"  # nothing there (moved with its ledger, deleted, or on a disk not mounted)
 IN_USE = "in-use"  # the folder is the cache of a ledger that is there (the same name's, or a link's)
+BUSY = "busy"  # an export holds the folder open now (:meth:`TableCache.open`): later
 KEPT = "kept"  # not ours (a link, another user's) or holding what is not ours: left as it is
 UNREACHABLE = "unreachable"  # the folder cannot be looked at now (permissions, the disk): later
 
@@ -384,7 +415,7 @@ def forget_moved(ledger_path: Path) -> list[Path]:
         for name, path in gone:
             cache = cache_dir(Path(path))
             outcome = _remove_cache(cache, spare)
-            if outcome in (ABSENT, UNREACHABLE):
+            if outcome in (ABSENT, UNREACHABLE, BUSY):
                 continue  # the note stays: its cache may be seen again (a disk mounted later)
             if outcome == REMOVED:
                 removed.append(cache)
@@ -526,6 +557,10 @@ def _remove_cache(folder: Path, spare: frozenset[tuple[int, int]]) -> str:
                 return IN_USE
             if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
                 return KEPT
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until the folder is closed
+            except BlockingIOError:
+                return BUSY
             for name in os.listdir(fd):
                 if not _OWN_NAME.fullmatch(name):
                     continue
