@@ -904,3 +904,23 @@ def test_a_link_in_place_of_the_moved_ledgers_old_cache_is_not_followed(tmp_path
     old_cache.symlink_to(theirs)
     _export_again(env, tmp_path, capsys)
     assert old_cache.is_symlink() and entry.read_bytes() == b"not ours"
+
+
+def test_a_ledger_renamed_in_its_folder_exports_from_the_cache_it_keeps(tmp_path, now, capsys):
+    """``ledger.sqlite3`` renamed ``ledger.db`` (the setting changed with it): its cache folder
+    is named after the stem, the same. The old ledger's note made the export remove that very
+    folder after opening it, and every workbook was excluded as unreadable (the worker's table
+    had no folder to go to). Now the folder is kept, entries and all, and used."""
+    env = ed.build(tmp_path / "site")
+    assert main(["export", "--config", str(env.config), "--out", str(tmp_path / "one.parquet")]) in (0, 1, 2)
+    capsys.readouterr()
+    cache = env.root / "ledger-export-cache"
+    before = sorted(p.name for p in cache.glob("*.parquet"))
+    for side in ("", "-wal", "-shm"):
+        if (env.root / f"ledger.sqlite3{side}").exists():
+            (env.root / f"ledger.sqlite3{side}").rename(env.root / f"ledger.db{side}")
+    env.config.write_text(env.config.read_text().replace('ledger = "ledger.sqlite3"', 'ledger = "ledger.db"'))
+    code = main(["export", "--config", str(env.config), "--json", "--out", str(tmp_path / "two.parquet")])
+    out = capsys.readouterr().out
+    assert code in (0, 1, 2) and "could not be read" not in out
+    assert sorted(p.name for p in cache.glob("*.parquet")) == before

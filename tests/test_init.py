@@ -795,3 +795,43 @@ def test_init_still_says_what_is_wrong_with_a_too_full_config_as_a_whole(tmp_pat
     assert code == 3, err
     assert "colour" in err and "nothing was written" in err, err
     assert cfg.read_text() == text
+
+
+# ------------------------------------------------------------------ the check of what is written
+
+_OTHER = '[profile.main]\nhost = "a.example"\nlocal_dir = "/srv/main"\nledger = "/srv/main.sqlite3"\n'
+_CHECKED = {
+    "fine": _OTHER + '[profile.new]\nhost = "b.example"\nlocal_dir = "/srv/new"\n',
+    "defaults": '[defaults]\ngrace = "3h"\n' + _OTHER + '[profile.new]\nhost = "b"\nlocal_dir = "/srv/n"\n',
+    "unknown key": _OTHER + '[profile.new]\nhost = "b"\ncolour = "red"\n',
+    "another's folder": _OTHER + '[profile.new]\nhost = "b"\nlocal_dir = "/srv/main"\n',
+    "inside another's folder": _OTHER + '[profile.new]\nhost = "b"\nlocal_dir = "/srv/main/x"\n',
+    "another's ledger": _OTHER + '[profile.new]\nhost = "b"\nledger = "/srv/main.sqlite3"\n',
+    "a control": _OTHER + '[profile.new]\nhost = "b\\u0007"\n',
+    "a direction mark": _OTHER + '[profile.new]\nhost = "b"\nremote_dir = "x\\u202ey"\n',
+    "bad report": _OTHER + '[profile.new]\nhost = "b"\n[[profile.new.report]]\nname = "R"\nschedule = "yearly"\n',
+    "no table": _OTHER + "[profile]\nnew = 3\n",
+    "top-level key": 'colour = 1\n' + _OTHER + '[profile.new]\nhost = "b"\n',
+    "broken other": '[profile.main]\nhost = 3\n[profile.new]\nhost = "b"\n',
+    "no such": _OTHER,
+}
+
+
+@pytest.mark.parametrize("text", list(_CHECKED.values()), ids=list(_CHECKED))
+def test_the_written_profiles_check_reads_it_alone_with_the_same_outcome(tmp_path, text):
+    """What ``render_config`` checks of the text it writes (``parse_profile``: the new profile
+    read, the others only for the paths its checks compare with) is what the whole file's
+    read says of that profile: the same profile, or the same error."""
+    from tui.core.config import ConfigError, parse_config, parse_profile
+
+    data = tomllib.loads(text)
+    for file in (None, tmp_path / "config.toml"):
+        try:
+            want: object = parse_config(data, file).profile("new")
+        except ConfigError as exc:
+            want = ("error", str(exc), exc.key)
+        try:
+            got: object = parse_profile(data, "new", file)
+        except ConfigError as exc:
+            got = ("error", str(exc), exc.key)
+        assert got == want

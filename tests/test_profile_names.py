@@ -263,3 +263,28 @@ def test_a_folder_another_profile_had_under_this_profiles_new_name_is_not_taken(
     ab, other = str(config.profiles["a b"].problem), str(config.profiles["a%20b"].problem)
     assert str(ours) in ab and "'a%20b'" in ab, ab
     assert str(theirs) in other and "'a b'" in other and "move the folder" not in other, other
+
+
+def _part_by_character(profile: str) -> str:
+    """The part's definition, one character at a time (what the fast path must equal)."""
+    return "".join(c if (c.isalnum() or c in "-_.") else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+                   for c in profile)
+
+
+def test_the_file_part_of_every_kind_of_name_is_its_definitions():
+    """A plain ASCII name is kept in one match, every other name is written a character at a
+    time: the same part either way, and the config's paths use this very function."""
+    import random
+
+    from tui.core.config import default_ledger_path, default_local_dir
+
+    rng = random.Random(7)
+    alphabet = ("abcXYZ019-_." + "%/\\ :*\x00\x01\x1f\x7f\t\n" + "éß図書館📚\u0301\u200e\ud800İ" + "٣")
+    names = KEPT + HOSTILE + ["", ".", "..", "a..b", "%41", "a\nb", "\udcff", "x" * 300, "ÿ" * 10]
+    names += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(3000)]
+    data = Path("/data")
+    for name in names:
+        want = _part_by_character(name)
+        assert profile_file_part(name) == want, repr(name)
+        assert default_ledger_path(name, data) == data / f"ledger-{want}.sqlite3", repr(name)
+        assert default_local_dir(name, data) == data / "reports" / want, repr(name)

@@ -14,6 +14,7 @@ verify at 128 MiB; the export's table read of them needs more than 96 MiB.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import shlex
@@ -40,9 +41,25 @@ LOW, HIGH = 64, 256
 
 
 @pytest.fixture(scope="module")
-def big(tmp_path_factory) -> Path:
-    """A genuine loans report of 60,000 rows, written once for the module."""
-    return write_report(tmp_path_factory.mktemp("big") / "big.xlsx", n_rows=BIG_ROWS, day=DAY - timedelta(days=3))
+def big(tmp_path_factory, worker_id) -> Path:
+    """A genuine loans report of 60,000 rows, written once for the whole run: its writing
+    costs ~6-8 s of CPU, and with ``-n 2`` both workers ran tests of this module and each
+    wrote its own. Under xdist the first worker to get here writes it in the run's shared
+    temporary folder (under a lock) and the other reads that one; the tests only read it
+    (copied where a test needs it elsewhere)."""
+    def write(path: Path) -> Path:
+        return write_report(path, n_rows=BIG_ROWS, day=DAY - timedelta(days=3))
+
+    if worker_id == "master":  # no xdist: this process is the whole run
+        return write(tmp_path_factory.mktemp("big") / "big.xlsx")
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, every worker's parent
+    path = shared / f"reader-limits-big-{BIG_ROWS}.xlsx"
+    with open(shared / "reader-limits-big.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, whatever happens
+        if not path.exists():
+            part = write(shared / f".reader-limits-big-{os.getpid()}.xlsx")
+            part.rename(path)
+    return path
 
 
 def _profile_toml(extra: str) -> str:

@@ -118,23 +118,13 @@ def default_ledger_path(profile: str, data_dir: Path | None = None) -> Path:
     name as file names hold it (:func:`tui.core.names.profile_file_part`: one file per name,
     always in the data folder; a name of letters, digits, ``-``, ``_`` and ``.`` as it is).
     ``data_dir``: :func:`default_data_dir` as the caller found it already."""
-    return (data_dir or default_data_dir()) / f"ledger-{_file_part(profile)}.sqlite3"
+    return (data_dir or default_data_dir()) / f"ledger-{profile_file_part(profile)}.sqlite3"
 
 
 def default_local_dir(profile: str, data_dir: Path | None = None) -> Path:
     """The folder of a profile without ``local_dir``: ``<data dir>/reports/<name>``, the name
     as :func:`default_ledger_path` writes it (one folder per name, never another's)."""
-    return (data_dir or default_data_dir()) / "reports" / _file_part(profile)
-
-
-#: A name of ASCII letters, digits, '-', '_' and '.', which file names hold as it is.
-_KEPT_ASCII = re.compile(r"[A-Za-z0-9._-]*")
-
-
-def _file_part(profile: str) -> str:
-    """:func:`tui.core.names.profile_file_part`, a name it keeps as it is found in one match
-    (most names; a config's profiles ask for it several times each)."""
-    return profile if _KEPT_ASCII.fullmatch(profile) else profile_file_part(profile)
+    return (data_dir or default_data_dir()) / "reports" / profile_file_part(profile)
 
 
 #: What ``ZoneInfo(name)`` raises for a name that names no zone: besides the two it documents,
@@ -893,7 +883,7 @@ def _check_earlier_defaults(r: _Reader, name: str, names: tuple[str, ...], paths
     kept for one may be another's by name now (``a%20b``'s old ledger is ``a b``'s new one),
     and is then neither taken for this one nor offered to be moved. ``claimed``: the paths
     each profile's own ``ledger`` and ``local_dir`` settings name."""
-    if _file_part(name) == name:
+    if profile_file_part(name) == name:
         return ()  # the very paths earlier releases gave it
     found: list[tuple[str, str]] = []
     kept: list[EarlierPath] = []
@@ -1508,16 +1498,39 @@ def parse_config(data: Table, file: Path | None = None) -> Config:
     claimed = _claimed_paths(file, profiles_table)
     names = tuple(profiles_table)
     for name, table in profiles_table.items():
-        own = {name: table}  # its name is checked as part of the profile table's keys
         try:
-            _refuse_controls(file, own, "profile", values=False)
-            profile = _profile(file, name, table, top_defaults, names, paths, claimed)
-            _refuse_controls(file, own, "profile", values=True)
+            profile = _checked_profile(file, name, table, top_defaults, names, paths, claimed)
         except ConfigError as exc:
             broken[name] = exc
         else:
             profiles[name] = profile
     return Config(path=file, profiles=profiles, broken=broken, order=tuple(profiles_table))
+
+
+def parse_profile(data: Table, name: str, file: Path | None = None) -> Profile:
+    """``parse_config(data, file).profile(name)``, reading only that profile's settings (and
+    every profile's ``ledger`` and ``local_dir``, which its checks compare with its own): the
+    same profile, or the same ``ConfigError``, for a fraction of the time in a file of many
+    profiles (what ``init`` checks of the text it writes)."""
+    top_defaults, profiles_table = _whole_file(data, file)
+    table = profiles_table.get(name)
+    if table is None:
+        return parse_config(data, file).profile(name)  # says which profiles there are
+    profile = _checked_profile(file, name, table, top_defaults, tuple(profiles_table), _Paths(),
+                               _claimed_paths(file, profiles_table))
+    if profile.problem is not None:
+        raise profile.problem
+    return profile
+
+
+def _checked_profile(file: Path | None, name: str, table: object, top_defaults: ReportConfig,
+                     names: tuple[str, ...], paths: _Paths, claimed: dict[str, tuple[Path, ...]]) -> Profile:
+    """One profile of the file, its control and direction characters refused too."""
+    own = {name: table}  # its name is checked as part of the profile table's keys
+    _refuse_controls(file, own, "profile", values=False)
+    profile = _profile(file, name, table, top_defaults, names, paths, claimed)
+    _refuse_controls(file, own, "profile", values=True)
+    return profile
 
 
 def _claimed_paths(file: Path | None, profiles_table: Mapping[str, object]) -> dict[str, tuple[Path, ...]]:

@@ -38,6 +38,8 @@ folder) and removes the cache of a ledger noted earlier that is no longer where 
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -47,6 +49,7 @@ import secrets
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,12 +127,19 @@ class TableCache:
         self.built = 0  # tables read from workbooks by this instance (tests, the summary)
         self.hits = 0
         self._count = threading.Lock()  # the export reads several files at a time
+        self._held: int | None = None
 
     def open(self) -> TableCache:
-        """Create the folder (0700) or check it: a real folder of ours, not a link."""
+        """Create the folder (0700) or check it: a real folder of ours, not a link. The folder
+        is held in use (a shared ``flock``) while this object lives: the removal of a moved
+        ledger's cache (:func:`forget_moved`) leaves a folder in use alone."""
         try:
-            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            info = os.lstat(self.folder)
+            for _ in range(3):  # a folder removed between its creation and its hold: again
+                self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                info = os.lstat(self.folder)
+                if (not stat.S_ISDIR(info.st_mode) or (hasattr(os, "geteuid") and info.st_uid != os.geteuid())
+                        or self._hold(info)):
+                    break  # what is no folder of ours is refused below
         except OSError as exc:
             raise CacheError(
                 f"cannot create the export cache {self.folder} ({exc.strerror or exc}); check "
@@ -142,6 +152,27 @@ class TableCache:
         if stat.S_IMODE(info.st_mode) & 0o077:
             os.chmod(self.folder, 0o700)
         return self
+
+    def _hold(self, info: os.stat_result) -> bool:
+        """Hold the folder ``info`` describes in use; False when its name is no longer that
+        folder once held (removed meanwhile)."""
+        if self._held is not None:
+            return True
+        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits for a removal under way (it holds it alone)
+            held = os.fstat(fd)
+            now = os.lstat(self.folder)
+        except BaseException:
+            os.close(fd)
+            raise
+        if (held.st_dev, held.st_ino) != (info.st_dev, info.st_ino) or (now.st_dev, now.st_ino) != (
+                held.st_dev, held.st_ino):
+            os.close(fd)
+            return False
+        self._held = fd
+        weakref.finalize(self, os.close, fd)
+        return True
 
     def entry(self, sha256: str, header_row: int | None) -> Path:
         return self.folder / f"{sha256}-r{CACHE_VERSION}-h{header_row or 0}.parquet"
@@ -322,57 +353,173 @@ def noted_ledgers() -> Path:
     return Path(platformdirs.user_state_dir(APP_NAME)) / "export-caches"
 
 
+#: A note's name: the first 32 hex digits of the sha256 of its ledger's path (as bytes).
+_NOTE_NAME = re.compile(r"[0-9a-f]{32}")
+#: The most a note may hold: the longest path (4096 bytes), each byte written ``\\uXXXX``.
+NOTE_MAX = 64 * 1024
+_OPEN_FLAGS = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+#: What became of a cache folder asked to go (:func:`_remove_cache`).
+REMOVED = "removed"  # it was there and is gone
+ABSENT = "absent"  # nothing there (moved with its ledger, deleted, or on a disk not mounted)
+IN_USE = "in-use"  # the folder is the cache of a ledger that is there (the same name's, or a link's)
+BUSY = "busy"  # an export holds the folder open now (:meth:`TableCache.open`): later
+KEPT = "kept"  # not ours (a link, another user's) or holding what is not ours: left as it is
+UNREACHABLE = "unreachable"  # the folder cannot be looked at now (permissions, the disk): later
+
+
+def _note_name(ledger: str) -> str:
+    return hashlib.sha256(os.fsencode(ledger)).hexdigest()[:32]
+
+
 def forget_moved(ledger_path: Path) -> list[Path]:
     """Note that ``ledger_path``'s cache is in use, and remove the caches of ledgers noted
     earlier that are gone from where they were (moved, the profile's ``ledger`` changed; or
     deleted). A ledger still there keeps its cache (copied rather than moved, another
-    profile's). Returns the cache folders that were removed. Never raises for the disk: a
-    note that cannot be kept or read leaves the cache as it was before this existed."""
-    folder = noted_ledgers()
-    here = os.path.abspath(ledger_path)
+    profile's), and so does a folder that is also the cache of a ledger still there (a ledger
+    renamed within its folder keeps its stem, and so its cache). A noted ledger whose cache is
+    not there either (a disk not mounted) keeps its note, and its cache goes once it is seen
+    again without its ledger. Returns the cache folders that were removed. Never raises for
+    the disk or for what a note holds: a note that cannot be kept or read leaves the cache as
+    it was before notes existed."""
     removed: list[Path] = []
     try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _note(folder, here)
-        names = os.listdir(folder)
-    except OSError as exc:
-        log.warning("export cache: the ledgers' notes cannot be kept: %s", exc.strerror or type(exc).__name__)
+        here = os.path.abspath(ledger_path)
+        notes = _open_notes()
+    except (OSError, ValueError) as exc:
+        log.warning("export cache: the ledgers' notes cannot be kept: %s",
+                    getattr(exc, "strerror", None) or type(exc).__name__)
         return removed
-    for name in names:
-        if not re.fullmatch(r"[0-9a-f]{32}", name):
-            continue
-        note = folder / name
+    try:
         try:
-            with open_regular(note) as fh:
-                noted = json.loads(fh.read(16384)).get("ledger")
-        except (Unreadable, OSError, ValueError, AttributeError):
-            continue
-        if not isinstance(noted, str) or not os.path.isabs(noted) or noted == here or os.path.lexists(noted):
-            continue
-        cache = cache_dir(Path(noted))
-        if remove_cache(cache):
-            removed.append(cache)
-            log.info("export cache of a ledger no longer at %s removed", noted)
-        else:
-            log.warning("export cache %s of a ledger no longer there holds what is not an entry of "
-                        "ours, or is no folder of ours; left as it is", cache)
-        _unlink(note)
+            _note(notes, here)
+            names = [n for n in os.listdir(notes) if _NOTE_NAME.fullmatch(n)]
+        except (OSError, ValueError) as exc:
+            log.warning("export cache: the ledgers' notes cannot be kept: %s",
+                        getattr(exc, "strerror", None) or type(exc).__name__)
+            return removed
+        noted = {name: path for name in names if (path := _read_note(notes, name)) is not None}
+        live = {here}
+        gone: list[tuple[str, str]] = []
+        for name, path in noted.items():
+            try:
+                os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                if path != here:
+                    gone.append((name, path))
+            except OSError:
+                continue  # cannot tell now (permissions, the disk): asked again next time
+            else:
+                live.add(path)
+        spare = _identities(cache_dir(Path(path)) for path in live)
+        for name, path in gone:
+            cache = cache_dir(Path(path))
+            outcome = _remove_cache(cache, spare)
+            if outcome in (ABSENT, UNREACHABLE, BUSY):
+                continue  # the note stays: its cache may be seen again (a disk mounted later)
+            if outcome == REMOVED:
+                removed.append(cache)
+                log.info("export cache of a ledger no longer at %s removed", path)
+            elif outcome == KEPT:
+                log.warning("export cache %s of a ledger no longer there holds what is not an entry of "
+                            "ours, or is no folder of ours; left as it is", cache)
+            try:
+                os.unlink(name, dir_fd=notes)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("cannot remove the note %s: %s", name, exc.strerror or exc)
+    finally:
+        os.close(notes)
     return removed
 
 
-def _note(folder: Path, ledger: str) -> None:
-    """The note of one ledger, written whole (a temporary file renamed into place)."""
-    note = folder / hashlib.sha256(os.fsencode(ledger)).hexdigest()[:32]
-    if note.exists():
-        return
-    part = folder / f".tmp-{secrets.token_hex(8)}"
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+def _open_notes() -> int:
+    """The notes folder, opened: a folder of this user's (0700), never through a link in its
+    place (nothing written to, nor read from, a folder another may fill)."""
+    folder = noted_ledgers()
+    folder.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
-            json.dump({"ledger": ledger}, fh, ensure_ascii=False)
-        os.replace(part, note)
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS)
+    try:
+        info = os.fstat(fd)
+        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+            raise PermissionError(errno.EPERM, "the notes folder belongs to another user")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.fchmod(fd, 0o700)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_note(notes: int, name: str) -> str | None:
+    """The ledger a note names: an absolute path, the one its name was made of; None for
+    anything else (a link, a pipe, another user's file, too long, not JSON, ...)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | _OPEN_FLAGS, dir_fd=notes)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if (not stat.S_ISREG(info.st_mode) or info.st_size > NOTE_MAX
+                or (hasattr(os, "geteuid") and info.st_uid != os.geteuid())):
+            return None
+        data = b""
+        while len(data) <= NOTE_MAX and (chunk := os.read(fd, NOTE_MAX + 1 - len(data))):
+            data += chunk
+    except OSError:
+        return None
     finally:
-        _unlink(part)
+        os.close(fd)
+    if len(data) > NOTE_MAX:
+        return None
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    path = doc.get("ledger") if isinstance(doc, dict) else None
+    if not isinstance(path, str) or "\x00" in path or not os.path.isabs(path):
+        return None
+    try:
+        return path if _note_name(path) == name else None
+    except UnicodeError:  # a lone surrogate no file name is made of
+        return None
+
+
+def _note(notes: int, ledger: str) -> None:
+    """The note of one ledger, written whole (a temporary file renamed into place), in ASCII
+    (a path of bytes that are not UTF-8 reads back); one that does not read back is written
+    again."""
+    name = _note_name(ledger)
+    if _read_note(notes, name) == ledger:
+        return
+    part = f".tmp-{secrets.token_hex(8)}"
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600, dir_fd=notes)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(json.dumps({"ledger": ledger}).encode("ascii"))
+        os.replace(part, name, src_dir_fd=notes, dst_dir_fd=notes)
+    finally:
+        try:
+            os.unlink(part, dir_fd=notes)
+        except FileNotFoundError:
+            pass
+
+
+def _identities(folders: Iterable[Path]) -> frozenset[tuple[int, int]]:
+    """The device and inode of each folder that is there (however its path is spelt)."""
+    found = set()
+    for folder in folders:
+        try:
+            info = os.stat(folder)
+        except (OSError, ValueError):
+            continue
+        found.add((info.st_dev, info.st_ino))
+    return frozenset(found)
 
 
 def remove_cache(folder: Path) -> bool:
@@ -380,33 +527,62 @@ def remove_cache(folder: Path) -> bool:
     folder once empty. Whatever else is there (a link, a folder, a file of another name) is
     left, and so is the folder then; a link or anything not a folder of this user's in the
     folder's place is never followed. True when the folder is gone (or was not there)."""
+    return _remove_cache(folder, frozenset()) in (REMOVED, ABSENT)
+
+
+def _remove_cache(folder: Path, spare: frozenset[tuple[int, int]]) -> str:
+    """:func:`remove_cache`, saying what became of the folder; a folder whose device and inode
+    are in ``spare`` (the cache of a ledger still there) is left whole. The folder is opened
+    once, without following a link, from its parent opened once: what is removed is in that
+    folder, whatever its name comes to point at meanwhile."""
+    if not folder.name:
+        return KEPT
     try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return True
-    except OSError:  # a link (ELOOP), a file (ENOTDIR), no permission: not ours to empty
-        return False
-    try:
-        info = os.fstat(fd)
-        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
-            return False
-        for name in os.listdir(fd):
-            if not _OWN_NAME.fullmatch(name):
-                continue
-            try:
-                if stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
-                    os.unlink(name, dir_fd=fd)
-            except OSError:
-                continue
-    finally:
-        os.close(fd)
-    try:
-        os.rmdir(folder)  # only an empty folder, never a link
-    except FileNotFoundError:
-        return True
+        parent = os.open(folder.parent, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        return ABSENT
     except OSError:
-        return False
-    return True
+        return UNREACHABLE
+    try:
+        try:
+            fd = os.open(folder.name, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            return ABSENT
+        except (NotADirectoryError, OSError) as exc:  # a link (ELOOP), a file (ENOTDIR): not ours
+            return UNREACHABLE if isinstance(exc, PermissionError) else KEPT
+        try:
+            info = os.fstat(fd)
+            identity = (info.st_dev, info.st_ino)
+            if identity in spare:
+                return IN_USE
+            if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+                return KEPT
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until the folder is closed
+            except BlockingIOError:
+                return BUSY
+            for name in os.listdir(fd):
+                if not _OWN_NAME.fullmatch(name):
+                    continue
+                try:
+                    if stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                        os.unlink(name, dir_fd=fd)
+                except OSError:
+                    continue
+        finally:
+            os.close(fd)
+        try:
+            now = os.stat(folder.name, dir_fd=parent, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) != identity:
+                return KEPT  # its name is another's now: that one is not emptied, nor removed
+            os.rmdir(folder.name, dir_fd=parent)  # only an empty folder, never a link
+        except FileNotFoundError:
+            return REMOVED
+        except OSError:
+            return KEPT
+        return REMOVED
+    finally:
+        os.close(parent)
 
 
 def still_holds(path: Path, sha256: str) -> ReadFailure | None:

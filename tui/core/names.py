@@ -409,6 +409,11 @@ def kept_in_file_name(c: str) -> bool:
     return c.isalnum() or c in "-_."
 
 
+#: A name of ASCII letters, digits, '-', '_' and '.': its part is the name itself, found in one
+#: match (most names; a config's profiles ask for theirs several times each).
+_KEPT_ASCII = re.compile(r"[A-Za-z0-9._-]*")
+
+
 def profile_file_part(profile: str) -> str:
     """The profile's name as its files' names hold it (its ledger ``ledger-<part>.sqlite3``,
     its default folder ``reports/<part>``, its pseudonym key ``pseudonym-<part>.key``, the
@@ -420,6 +425,8 @@ def profile_file_part(profile: str) -> str:
     digits: such a part holds a ``%`` and no kept name does, and the writing reads back, so no
     two names share a part. The part of ``.`` and ``..`` is the name itself, which no folder
     can be: :func:`profile_name_refusal` refuses them, as it does the empty name."""
+    if _KEPT_ASCII.fullmatch(profile):
+        return profile
     return "".join(c if kept_in_file_name(c) else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
                    for c in profile)
 

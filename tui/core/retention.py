@@ -26,7 +26,8 @@ The order of a purge, so that a crash at any point loses nothing and mislabels n
 4. the ledger records ``purged_at`` for the files really gone (and, for a file that had other
    names, how many and its inode), and withdraws the decision for those that could not be
    deleted (reported, never a traceback);
-5. export-cache tables of contents no longer held go.
+5. export-cache tables of contents no longer held go, and so does the cache of a ledger moved
+   away (``export_cache.forget_moved``, as every export does).
 
 A copy whose file has other names (hard links: a ``cp -l``, a backup tool's snapshot) loses
 only its own name: its bytes stay on disk under the others. It leaves the folder as the policy
@@ -792,12 +793,14 @@ def _remove_parts(profile: Profile, ledger: Ledger, names: set[str], remove_part
 
 def _prune_cache(ledger: Ledger) -> int:
     """The export cache's tables of contents no copy holds any more (they hold the same
-    patron data as the files)."""
+    patron data as the files), and the whole cache of a ledger moved away from where an
+    export noted it (it holds the purged contents' tables too), as the export removes it."""
     if ledger.path is None:
         return 0
     # start-up time: the cache module loads polars, which a sync that deletes nothing never needs
-    from tui.core.export_cache import TableCache, cache_dir  # noqa: PLC0415 - see above
+    from tui.core.export_cache import TableCache, cache_dir, forget_moved  # noqa: PLC0415 - see above
 
+    forget_moved(Path(ledger.path))
     folder = cache_dir(Path(ledger.path))
     if not folder.is_dir():
         return 0

@@ -12,7 +12,7 @@
 - ``propose_reports(files, tz)``: the reports a folder holds, each with its inferred schedule;
 - ``render_config(answers, existing=None)``: the TOML text (tomlkit), merged into an existing
   file's text when given (its other profiles and comments are kept); checked by loading it
-  with ``parse_config`` (and the size limit) before anything is written;
+  with ``parse_profile`` (and the size limit) before anything is written;
 - ``text_to_merge_into(path)``: an existing config's text as ``load_config`` reads it, or
   ``ConfigError`` for one over the size limit or not UTF-8 (its bytes are never replaced);
 - ``write_config(path, text, force=False)``: written 0600 through a temporary file; without
@@ -53,8 +53,8 @@ from tui.core.config import (
     ConfigError,
     default_config_path,
     not_utf8,
-    parse_config,
     parse_grace,
+    parse_profile,
     read_config_bytes,
     system_timezone,
 )
@@ -365,11 +365,14 @@ def render_config(answers: Answers, existing: str | None = None) -> str:
             "Found but not configured (tracked with an inferred schedule): " + ", ".join(skipped))))
     profiles[answers.profile] = t
     text = tomlkit.dumps(doc)
-    # What we write must load, its new profile included (raises ConfigError if not).
+    # What we write must load, its new profile included (raises ConfigError if not): the whole
+    # text is read as TOML (the merge may have made it something the reader refuses) and its
+    # file-wide settings checked, but of its profiles only the new one is read (the others'
+    # paths, which its checks compare with, excepted): what the file's read says of it.
     size = len(text.encode("utf-8"))
     if size > MAX_CONFIG_BYTES:
         raise ConfigTooLarge(size)
-    parse_config(tomllib.loads(text)).profile(answers.profile)
+    parse_profile(tomllib.loads(text), answers.profile)
     return text
 
 
