@@ -394,7 +394,7 @@ async def test_a_task_finding_the_one_worker_busy_waits_and_the_next_one_starts_
     the reader's import), a backlog gets the pool's next worker at once. Two jobs at a time:
     one worker; three at a time: two (the pool's size)."""
     bad = tmp_path / "x.xlsx"
-    bad.write_bytes(b"not a workbook" * 100)
+    bad.write_bytes(b"PK\x03\x04" + b"not a workbook" * 100)  # a zip's start: read by a worker
     pool = isolation.WorkerPool(2)
     try:
         async with asyncio.timeout(HANG):
@@ -432,3 +432,43 @@ async def test_a_task_never_waits_behind_a_worker_busy_with_a_thread_s_job(good,
     finally:
         pool.close()
         held.join(HANG)
+
+
+# ------------------------------------------------------------------ no worker for what is no workbook
+
+
+def _not_workbooks(folder: Path) -> dict[str, Path]:
+    from tests.xlsx_factory import BAD_INPUTS
+
+    made = {kind: BAD_INPUTS[kind](folder / f"{kind}.xlsx") for kind in ("csv-renamed", "xls-renamed", "encrypted")}
+    (folder / "random.xlsx").write_bytes(os.urandom(200 * 1024))
+    (folder / "empty.xlsx").write_bytes(b"")
+    (folder / "html.xlsx").write_bytes(b"<!DOCTYPE html><html><body>no report</body></html>")
+    return {**made, "random": folder / "random.xlsx", "empty": folder / "empty.xlsx",
+            "html": folder / "html.xlsx"}
+
+
+async def test_a_file_that_is_no_workbook_is_judged_without_a_worker(tmp_path):
+    """A download that is no zip package at all (random bytes, text, an old .xls) gets the
+    verdict a worker would give, from its first bytes, with no worker started: the round trip
+    and the worker's start are what verifying it cost. The bytes judged are hashed as a
+    worker hashes them. A zip package still goes to a worker."""
+    files = _not_workbooks(tmp_path)
+    reference = isolation.WorkerPool(1)
+    here = isolation.WorkerPool(1)
+    try:
+        for kind, path in files.items():
+            expected = await asyncio.to_thread(
+                reference.call, "verify", {"path": str(path), "rules": {"date_column": None}})
+            threaded = await asyncio.to_thread(validate_file, path, pool=here)
+            awaited = await asyncio.wait_for(validate_file_async(path, pool=here), HANG)
+            assert awaited == threaded, kind
+            assert awaited.status == st.UNREADABLE and awaited.message == expected["result"]["message"], kind
+            assert awaited.read_sha256 == threaded.read_sha256 == expected["result"]["sha256"], kind
+        assert here.started == 0 and here.worker_pids() == []
+        good = write_report(tmp_path / "good.xlsx", n_rows=2)
+        assert (await asyncio.wait_for(validate_file_async(good, pool=here), HANG)).status == st.OK
+        assert here.started == 1
+    finally:
+        reference.close()
+        here.close()
