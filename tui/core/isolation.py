@@ -470,9 +470,12 @@ class WorkerPool:
         log.warning("workbook worker %d: %s (%s)", worker.pid, exc.failure.kind, exc.failure.detail)
         return exc
 
-    def prestart(self, n: int | None = None) -> None:
-        """Start up to ``n`` (default: all) workers now, so their start-up overlaps other work."""
-        want = self.size if n is None else max(0, min(n, self.size))
+    def prestart(self, n: int = 1) -> None:
+        """Start up to ``n`` workers now (one by default: a caller that does not know yet how
+        much it will read), so their start-up overlaps other work. Each is an interpreter and
+        the reader's import, so no more than there is work for: the threads' jobs (``call``)
+        start the others as they need them, up to ``size``."""
+        want = max(0, min(n, self.size))
         started: list[_Worker | None] = []
         with self._cond:
             if not (self._closed or self._retired):
@@ -715,8 +718,9 @@ def configure(
 ) -> None:
     """Set the shared pool's limits; None means the default.
 
-    A running pool that already has these limits (its size, memory and time limit) is kept,
-    workers and all, unless a job runs in it and ``let_jobs_finish`` is false: whoever stops
+    A running pool that already has this size and memory limit is kept, workers and all,
+    under the new time limit (given with each job), unless a job runs in it and
+    ``let_jobs_finish`` is false: whoever stops
     the readers with a job under way (the app quitting, a command interrupted) means it
     stopped. Otherwise a running pool is replaced: closed (the callers of busy workers get
     ``PoolClosed``), or with ``let_jobs_finish`` retired (``WorkerPool.retire``: its running
@@ -750,14 +754,20 @@ def configure(
 
 
 def _keeps(pool: WorkerPool, settings: _Settings, let_jobs_finish: bool) -> bool:
-    """Whether ``configure`` keeps ``pool`` as the shared pool under ``settings``: it is this
-    process's, open, and has the limits a pool made now would have; and no job runs in it
-    unless those jobs may finish."""
+    """Whether ``configure`` keeps ``pool`` as the shared pool under ``settings`` (then with
+    their time limit): it is this process's, open, and has the size and memory limit a pool
+    made now would have; and no job runs in it unless those jobs may finish."""
     if pool.closed or pool._owner != os.getpid():
         return False
-    if pool.limits != WorkerPool(**settings).limits:  # a pool starts no worker until asked
+    wanted = WorkerPool(**settings)  # a pool starts no worker until asked
+    if pool.limits[:2] != wanted.limits[:2]:  # its size, and the memory its workers start under
         return False
-    return let_jobs_finish or not pool.busy_pids()
+    if not (let_jobs_finish or not pool.busy_pids()):
+        return False
+    # The time limit goes with each job (the caller's deadline, the worker's CPU limit): the
+    # next job has the new one, a running one keeps its own.
+    pool.time_limit = wanted.time_limit
+    return True
 
 
 class ReaderSettings(Protocol):
