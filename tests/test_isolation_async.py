@@ -472,3 +472,23 @@ async def test_a_file_that_is_no_workbook_is_judged_without_a_worker(tmp_path):
     finally:
         reference.close()
         here.close()
+
+
+def test_a_process_whose_first_pool_is_the_shared_one_starts_and_closes_it_at_exit(tmp_path):
+    """The exit hook is registered by a process's first pool (a worker makes none, and starts
+    without it): made by ``shared_pool`` (under its lock), it must neither wait for itself nor
+    miss the hook that closes the pool at exit."""
+    script = (
+        "import sys\n"
+        "from tui.core import isolation\n"
+        "pool = isolation.shared_pool()\n"
+        "pool.prestart(1)\n"
+        "print(pool.worker_pids()[0], flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                         timeout=HANG, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + HANG
+    while not gone(pid):  # stopped by the exit hook (reaped: not even a zombie)
+        assert time.monotonic() < deadline, "the reader outlived its process"
+        time.sleep(0.01)

@@ -386,6 +386,7 @@ class WorkerPool:
         memory_limit: int = DEFAULT_MEMORY_BYTES,
         time_limit: float = DEFAULT_TIME_LIMIT,
     ) -> None:
+        _exit_hook_once()
         self.size = max(1, int(size or default_size()))
         self.memory_limit = max(MIN_MEMORY_BYTES, int(memory_limit))
         self.time_limit = float(time_limit)
@@ -833,7 +834,21 @@ def _register_exit_hook() -> None:
     atexit.register(shutdown)
 
 
-_register_exit_hook()
+_EXIT_HOOK: list[bool] = []  # registered (once per process: by its first pool)
+#: Its own lock: pools are made under ``_SHARED_LOCK`` (``shared_pool``, ``_keeps``).
+_EXIT_HOOK_LOCK = threading.Lock()
+
+
+def _exit_hook_once() -> None:
+    """Register the exit hook when the process makes its first pool (a worker, which makes
+    none, starts without ``concurrent.futures`` and its hook)."""
+    if _EXIT_HOOK:
+        return
+    with _EXIT_HOOK_LOCK:
+        if _EXIT_HOOK:
+            return
+        _register_exit_hook()
+        _EXIT_HOOK.append(True)
 
 
 # ---------------------------------------------------------------------- the worker side
@@ -869,8 +884,8 @@ def _worker_main(argv: list[str]) -> int:
     product.addHandler(logging.NullHandler())
     product.propagate = False
 
-    # Both import this module (a cycle at import time): loaded here, in the worker.
-    from tui.core import export_read, validate  # noqa: PLC0415 - see above
+    # It imports this module (a cycle at import time): loaded here, in the worker.
+    from tui.core import validate  # noqa: PLC0415 - see above
 
     validate.warm_up()
     out = sys.stdout.buffer
@@ -889,7 +904,9 @@ def _worker_main(argv: list[str]) -> int:
                     result = validate.worker_verify(**args)
                 case "preview":
                     result = validate.worker_preview(**args)
-                case _:
+                case _:  # an export's job only (most workers never get one)
+                    from tui.core import export_read  # noqa: PLC0415 - a worker's start-up time
+
                     result = export_read.worker_table(**args)
             reply: dict[str, object] = {"ok": True, "result": result}
         except MemoryError:

@@ -59,8 +59,6 @@ from typing import TYPE_CHECKING, BinaryIO, TypedDict
 
 from tui.core import content, isolation
 from tui.core import status as st
-from tui.core.model import VerifyResult
-from tui.core.names import escape_name
 from tui.core.sizes import byte_size
 
 #: A worker's answer for one file: status, message and counts (never a cell value).
@@ -68,8 +66,9 @@ Verdict = dict[str, object]
 #: One row of the sheet as strings (None: an empty cell).
 _Row = tuple[str | None, ...]
 
-if TYPE_CHECKING:  # the workers import this module: they never need the config's modules
+if TYPE_CHECKING:  # the workers import this module: they never need the config's (nor the model's) modules
     from tui.core.config import ReportConfig
+    from tui.core.model import VerifyResult
 
 log = logging.getLogger("report_keeper.validate")
 
@@ -259,6 +258,9 @@ class _Job:
         )
 
     def verdict(self, fields: _Fields, judge_day: bool) -> VerifyResult:
+        # (Workers import this module and never make a result: they start without the model.)
+        from tui.core.model import VerifyResult  # noqa: PLC0415 - a worker's start-up time
+
         report, run, covered, name = self.report, self.run, self.covered, self.name
         status, message, dates = fields.status, fields.message, fields.dates
         described = content.wrong_day(dates, covered) if judge_day else None
@@ -413,6 +415,8 @@ def _names(value: object) -> tuple[str, ...]:
 
 def _wrong_day_message(report: ReportConfig, dates: content.DateCoverage, described: date,
                        run_day: date) -> str:
+    from tui.core.names import escape_name  # noqa: PLC0415 - a worker's start-up time (it never says this)
+
     top = dates.days[0][1] if dates.days else 0
     covered = report.covered_day(run_day)
     return (
