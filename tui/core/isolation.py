@@ -393,8 +393,6 @@ class WorkerPool:
         self._cond = threading.Condition()
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
-        #: The busy workers running a job of asyncio code (:meth:`acall`).
-        self._async_busy: set[_Worker] = set()
         self._starting = 0
         self._closed = False
         self._retired = False  # no longer the shared pool: each worker stops after its job
@@ -559,8 +557,8 @@ class WorkerPool:
     def _take(self, *, grow: bool = True) -> _Worker | bool:
         """(Under the lock.) An idle worker, now busy; True when the caller may start one
         (counted as starting); False when it must wait for one. Without ``grow`` no other
-        worker is started while one is starting, or every busy one runs a job of asyncio code
-        (a thread's job may take minutes), unless a task is already waiting for one."""
+        worker is started while one is starting and none is busy, unless a task is already
+        waiting for it."""
         if self._closed:
             raise PoolClosed(Failure(CLOSED, "the pool was closed"))
         while self._idle:
@@ -569,8 +567,7 @@ class WorkerPool:
                 self._busy.add(w)
                 return w
             w.kill()  # died while idle (killed from outside): reap it, try another
-        if (not grow and not self._async_waiters and (self._busy or self._starting)
-                and self._busy <= self._async_busy):
+        if not grow and not self._async_waiters and self._starting and not self._busy:
             return False
         if len(self._busy) + self._starting < self.size:
             self._starting += 1
@@ -609,21 +606,17 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         while True:
             with self._cond:
-                # A worker busy with a job of asyncio code (or starting) is waited for by the
-                # first task that finds it so; the next one starts another (up to the pool's
-                # size). Files that are read as fast as they come (a sync's many small ones)
-                # keep one worker: each worker's start is an interpreter and the reader's
-                # import, 0.1-0.2 s of CPU on the machine the downloads run on.
+                # A worker still starting is waited for by the first task that finds it so
+                # (a start is an interpreter and the reader's import, ~0.14 s of CPU); the
+                # next one, or one that finds every worker busy with a job, starts another
+                # (up to the pool's size): what reaches a worker is a workbook to parse
+                # (``validate._judged_here`` judges the files that are no zip package).
                 got = self._take(grow=False)
                 if got is False:
                     waiter: asyncio.Future[None] = loop.create_future()
                     self._async_waiters.append((loop, waiter))
-                elif isinstance(got, _Worker):
-                    self._async_busy.add(got)
             if got is True:
                 got = self._started()  # a process start: a few milliseconds, rare
-                with self._cond:
-                    self._async_busy.add(got)
             if isinstance(got, _Worker):
                 return got
             try:
@@ -657,7 +650,6 @@ class WorkerPool:
     def _release(self, w: _Worker, healthy: bool) -> None:
         with self._cond:
             self._busy.discard(w)
-            self._async_busy.discard(w)
             keep = healthy and not (self._closed or self._retired)
             if keep:
                 self._idle.append(w)
