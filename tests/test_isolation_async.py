@@ -388,21 +388,20 @@ async def test_a_worker_found_dead_while_idle_is_reaped_and_replaced(tmp_path):
         pool.close()
 
 
-async def test_a_task_finding_the_one_worker_busy_waits_and_the_next_one_starts_another(tmp_path):
-    """From asyncio code a worker is added only once a job is already waiting for a busy one:
-    files read as fast as they arrive keep one worker (a worker's start is an interpreter and
-    the reader's import), a backlog gets the pool's next worker at once. Two jobs at a time:
-    one worker; three at a time: two (the pool's size)."""
-    bad = tmp_path / "x.xlsx"
-    bad.write_bytes(b"not a workbook" * 100)
+async def test_a_task_finding_the_workers_busy_starts_another_but_waits_for_one_starting(tmp_path):
+    """From asyncio code a task that finds every worker busy with a job starts the pool's
+    next one: what reaches a worker is a zip package to parse (files that are no zip at all
+    are judged without one), and ``sync`` verifies two files at a time, so waiting there kept
+    a 2-core machine parsing on one core. A worker still starting is waited for by the first
+    task that finds it so (its start is an interpreter and the reader's import)."""
+    good = write_report(tmp_path / "good.xlsx", n_rows=200)
     pool = isolation.WorkerPool(2)
     try:
         async with asyncio.timeout(HANG):
-            two = await asyncio.gather(*(validate_file_async(bad, pool=pool) for _ in range(2)))
-            assert [r.status for r in two] == [st.UNREADABLE] * 2
-            assert pool.started == 1
-            three = await asyncio.gather(*(validate_file_async(bad, pool=pool) for _ in range(3)))
-            assert [r.status for r in three] == [st.UNREADABLE] * 3
+            one = await validate_file_async(good, pool=pool)
+            assert one.status == st.OK and pool.started == 1
+            two = await asyncio.gather(*(validate_file_async(good, pool=pool) for _ in range(2)))
+            assert [r.status for r in two] == [st.OK] * 2
             assert pool.started == 2
     finally:
         pool.close()
@@ -432,3 +431,63 @@ async def test_a_task_never_waits_behind_a_worker_busy_with_a_thread_s_job(good,
     finally:
         pool.close()
         held.join(HANG)
+
+
+# ------------------------------------------------------------------ no worker for what is no workbook
+
+
+def _not_workbooks(folder: Path) -> dict[str, Path]:
+    from tests.xlsx_factory import BAD_INPUTS
+
+    made = {kind: BAD_INPUTS[kind](folder / f"{kind}.xlsx") for kind in ("csv-renamed", "xls-renamed", "encrypted")}
+    (folder / "random.xlsx").write_bytes(os.urandom(200 * 1024))
+    (folder / "empty.xlsx").write_bytes(b"")
+    (folder / "html.xlsx").write_bytes(b"<!DOCTYPE html><html><body>no report</body></html>")
+    return {**made, "random": folder / "random.xlsx", "empty": folder / "empty.xlsx",
+            "html": folder / "html.xlsx"}
+
+
+async def test_a_file_that_is_no_workbook_is_judged_without_a_worker(tmp_path):
+    """A download that is no zip package at all (random bytes, text, an old .xls) gets the
+    verdict a worker would give, from its first bytes, with no worker started: the round trip
+    and the worker's start are what verifying it cost. The bytes judged are hashed as a
+    worker hashes them. A zip package still goes to a worker."""
+    files = _not_workbooks(tmp_path)
+    reference = isolation.WorkerPool(1)
+    here = isolation.WorkerPool(1)
+    try:
+        for kind, path in files.items():
+            expected = await asyncio.to_thread(
+                reference.call, "verify", {"path": str(path), "rules": {"date_column": None}})
+            threaded = await asyncio.to_thread(validate_file, path, pool=here)
+            awaited = await asyncio.wait_for(validate_file_async(path, pool=here), HANG)
+            assert awaited == threaded, kind
+            assert awaited.status == st.UNREADABLE and awaited.message == expected["result"]["message"], kind
+            assert awaited.read_sha256 == threaded.read_sha256 == expected["result"]["sha256"], kind
+        assert here.started == 0 and here.worker_pids() == []
+        good = write_report(tmp_path / "good.xlsx", n_rows=2)
+        assert (await asyncio.wait_for(validate_file_async(good, pool=here), HANG)).status == st.OK
+        assert here.started == 1
+    finally:
+        reference.close()
+        here.close()
+
+
+def test_a_process_whose_first_pool_is_the_shared_one_starts_and_closes_it_at_exit(tmp_path):
+    """The exit hook is registered by a process's first pool (a worker makes none, and starts
+    without it): made by ``shared_pool`` (under its lock), it must neither wait for itself nor
+    miss the hook that closes the pool at exit."""
+    script = (
+        "import sys\n"
+        "from tui.core import isolation\n"
+        "pool = isolation.shared_pool()\n"
+        "pool.prestart(1)\n"
+        "print(pool.worker_pids()[0], flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                         timeout=HANG, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + HANG
+    while not gone(pid):  # stopped by the exit hook (reaped: not even a zombie)
+        assert time.monotonic() < deadline, "the reader outlived its process"
+        time.sleep(0.01)

@@ -480,8 +480,8 @@ def test_v_applies_the_limits_the_config_says_now(big, tmp_path, monkeypatch):
 def test_the_limits_in_use_set_again_keep_the_readers(tmp_path):
     """Setting the limits the shared pool already has (a command ending under the defaults,
     the next one starting under them in the same process) keeps the pool and its workers: no
-    reader stopped and another started for nothing. Other limits (memory, time or size)
-    replace it and stop its workers. A job running when ``configure()`` is called without
+    reader stopped and another started for nothing (nor for a new time limit alone: see
+    below). Other limits (memory or size) replace it and stop its workers. A job running when ``configure()`` is called without
     ``let_jobs_finish`` (the app quitting, a command interrupted) is stopped as before."""
     import threading
 
@@ -500,7 +500,7 @@ def test_the_limits_in_use_set_again_keep_the_readers(tmp_path):
             isolation.configure(**same)
             assert isolation.shared_pool() is pool and not pool.closed, same
             assert pool.worker_pids() == pids and not any(gone(pid) for pid in pids), same
-        for other in ({"memory_limit": 512 << 20}, {"time_limit": 60.0}, {"size": pool.size + 1}):
+        for other in ({"memory_limit": 512 << 20}, {"size": pool.size + 1}):
             isolation.configure(**other)
             new = isolation.shared_pool()
             assert new is not pool and pool.closed, other
@@ -630,3 +630,57 @@ def test_the_command_named_for_a_hostile_path_is_one_escaped_line_the_shell_read
     said = subprocess.run(["bash", "-c", f"printf '%s\\0' {words}"], capture_output=True, check=True,
                           env={**os.environ, "LC_ALL": "C.UTF-8"}).stdout
     assert said.split(b"\0")[:-1] == [b"--config", os.fsencode(cfg), os.fsencode(hostile)]
+
+
+def test_a_new_time_limit_alone_keeps_the_readers(tmp_path):
+    """The time limit is given with each job (the worker's CPU limit is set per job, the wall
+    time is watched by the caller), so a change of it alone keeps the pool and its workers,
+    under the new limit from the next job on (and in the verification cache's key). With a job
+    under way, and no ``let_jobs_finish``, the pool is stopped as for any other change."""
+    from tests.test_hostile_workbooks import gone
+
+    good = write_report(tmp_path / "good.xlsx", n_rows=2)
+    isolation.configure()
+    try:
+        pool = isolation.shared_pool()
+        pool.prestart(1)
+        pids = pool.worker_pids()
+        for seconds, let in ((60.0, False), (30.0, True), (isolation.DEFAULT_TIME_LIMIT, False)):
+            isolation.configure(time_limit=seconds, let_jobs_finish=let)
+            assert isolation.shared_pool() is pool and not pool.closed, seconds
+            assert pool.time_limit == seconds and pool.limits[2] == seconds
+            assert pool.worker_pids() == pids and not any(gone(pid) for pid in pids)
+            reply = pool.call("verify", {"path": str(good), "rules": {"date_column": None}})
+            assert reply["ok"] and pool.worker_pids() == pids
+        isolation.configure(memory_limit=512 << 20)  # a worker's start-up limit: new workers
+        assert isolation.shared_pool() is not pool and pool.closed
+        assert all(gone(pid) for pid in pids)
+    finally:
+        isolation.configure()
+
+
+def test_verify_starts_only_the_readers_there_is_work_for(tmp_path, monkeypatch):
+    """``verify`` of one file starts one workbook reader, not the pool's whole size (each is
+    an interpreter and the reader's import; ``export`` starts its readers ahead the same way).
+    More files start more, up to ``--jobs``."""
+    from tui.cli import main
+
+    started: list[int] = []
+    spawn = isolation.WorkerPool._spawn
+
+    def counted(self):
+        worker = spawn(self)
+        started.append(worker.pid)
+        return worker
+
+    monkeypatch.setattr(isolation.WorkerPool, "_spawn", counted)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "three").mkdir()
+    one = write_report(tmp_path / "one" / "Loans_20261126_070012.xlsx", n_rows=2)
+    assert main(["verify", "--jobs", "3", "--json", str(one)]) == 0
+    assert len(started) == 1
+    started.clear()
+    for k in range(3):
+        write_report(tmp_path / "three" / f"Loans_2026112{k}_070012.xlsx", n_rows=2)
+    main(["verify", "--jobs", "3", "--json", str(tmp_path / "three")])
+    assert 1 <= len(started) <= 3

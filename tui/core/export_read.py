@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 from tui.core import validate
-from tui.core.model import JSONObject
 
-if TYPE_CHECKING:  # the reader is loaded in worker processes only
+if TYPE_CHECKING:  # the reader is loaded in worker processes only (and the model never)
     from fastexcel import DTypeMap, ExcelReader, ExcelSheet
+
+    from tui.core.model import JSONObject
 
 #: Bump when what a cached table holds for the same bytes changes (it is part of the cache key).
 TABLE_READER_VERSION = "2"

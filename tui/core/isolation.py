@@ -386,14 +386,13 @@ class WorkerPool:
         memory_limit: int = DEFAULT_MEMORY_BYTES,
         time_limit: float = DEFAULT_TIME_LIMIT,
     ) -> None:
+        _exit_hook_once()
         self.size = max(1, int(size or default_size()))
         self.memory_limit = max(MIN_MEMORY_BYTES, int(memory_limit))
         self.time_limit = float(time_limit)
         self._cond = threading.Condition()
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
-        #: The busy workers running a job of asyncio code (:meth:`acall`).
-        self._async_busy: set[_Worker] = set()
         self._starting = 0
         self._closed = False
         self._retired = False  # no longer the shared pool: each worker stops after its job
@@ -470,9 +469,12 @@ class WorkerPool:
         log.warning("workbook worker %d: %s (%s)", worker.pid, exc.failure.kind, exc.failure.detail)
         return exc
 
-    def prestart(self, n: int | None = None) -> None:
-        """Start up to ``n`` (default: all) workers now, so their start-up overlaps other work."""
-        want = self.size if n is None else max(0, min(n, self.size))
+    def prestart(self, n: int = 1) -> None:
+        """Start up to ``n`` workers now (one by default: a caller that does not know yet how
+        much it will read), so their start-up overlaps other work. Each is an interpreter and
+        the reader's import, so no more than there is work for: the threads' jobs (``call``)
+        start the others as they need them, up to ``size``."""
+        want = max(0, min(n, self.size))
         started: list[_Worker | None] = []
         with self._cond:
             if not (self._closed or self._retired):
@@ -555,8 +557,8 @@ class WorkerPool:
     def _take(self, *, grow: bool = True) -> _Worker | bool:
         """(Under the lock.) An idle worker, now busy; True when the caller may start one
         (counted as starting); False when it must wait for one. Without ``grow`` no other
-        worker is started while one is starting, or every busy one runs a job of asyncio code
-        (a thread's job may take minutes), unless a task is already waiting for one."""
+        worker is started while one is starting and none is busy, unless a task is already
+        waiting for it."""
         if self._closed:
             raise PoolClosed(Failure(CLOSED, "the pool was closed"))
         while self._idle:
@@ -565,8 +567,7 @@ class WorkerPool:
                 self._busy.add(w)
                 return w
             w.kill()  # died while idle (killed from outside): reap it, try another
-        if (not grow and not self._async_waiters and (self._busy or self._starting)
-                and self._busy <= self._async_busy):
+        if not grow and not self._async_waiters and self._starting and not self._busy:
             return False
         if len(self._busy) + self._starting < self.size:
             self._starting += 1
@@ -605,21 +606,17 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         while True:
             with self._cond:
-                # A worker busy with a job of asyncio code (or starting) is waited for by the
-                # first task that finds it so; the next one starts another (up to the pool's
-                # size). Files that are read as fast as they come (a sync's many small ones)
-                # keep one worker: each worker's start is an interpreter and the reader's
-                # import, 0.1-0.2 s of CPU on the machine the downloads run on.
+                # A worker still starting is waited for by the first task that finds it so
+                # (a start is an interpreter and the reader's import, ~0.14 s of CPU); the
+                # next one, or one that finds every worker busy with a job, starts another
+                # (up to the pool's size): what reaches a worker is a workbook to parse
+                # (``validate._judged_here`` judges the files that are no zip package).
                 got = self._take(grow=False)
                 if got is False:
                     waiter: asyncio.Future[None] = loop.create_future()
                     self._async_waiters.append((loop, waiter))
-                elif isinstance(got, _Worker):
-                    self._async_busy.add(got)
             if got is True:
                 got = self._started()  # a process start: a few milliseconds, rare
-                with self._cond:
-                    self._async_busy.add(got)
             if isinstance(got, _Worker):
                 return got
             try:
@@ -653,7 +650,6 @@ class WorkerPool:
     def _release(self, w: _Worker, healthy: bool) -> None:
         with self._cond:
             self._busy.discard(w)
-            self._async_busy.discard(w)
             keep = healthy and not (self._closed or self._retired)
             if keep:
                 self._idle.append(w)
@@ -715,8 +711,9 @@ def configure(
 ) -> None:
     """Set the shared pool's limits; None means the default.
 
-    A running pool that already has these limits (its size, memory and time limit) is kept,
-    workers and all, unless a job runs in it and ``let_jobs_finish`` is false: whoever stops
+    A running pool that already has this size and memory limit is kept, workers and all,
+    under the new time limit (given with each job), unless a job runs in it and
+    ``let_jobs_finish`` is false: whoever stops
     the readers with a job under way (the app quitting, a command interrupted) means it
     stopped. Otherwise a running pool is replaced: closed (the callers of busy workers get
     ``PoolClosed``), or with ``let_jobs_finish`` retired (``WorkerPool.retire``: its running
@@ -750,14 +747,20 @@ def configure(
 
 
 def _keeps(pool: WorkerPool, settings: _Settings, let_jobs_finish: bool) -> bool:
-    """Whether ``configure`` keeps ``pool`` as the shared pool under ``settings``: it is this
-    process's, open, and has the limits a pool made now would have; and no job runs in it
-    unless those jobs may finish."""
+    """Whether ``configure`` keeps ``pool`` as the shared pool under ``settings`` (then with
+    their time limit): it is this process's, open, and has the size and memory limit a pool
+    made now would have; and no job runs in it unless those jobs may finish."""
     if pool.closed or pool._owner != os.getpid():
         return False
-    if pool.limits != WorkerPool(**settings).limits:  # a pool starts no worker until asked
+    wanted = WorkerPool(**settings)  # a pool starts no worker until asked
+    if pool.limits[:2] != wanted.limits[:2]:  # its size, and the memory its workers start under
         return False
-    return let_jobs_finish or not pool.busy_pids()
+    if not (let_jobs_finish or not pool.busy_pids()):
+        return False
+    # The time limit goes with each job (the caller's deadline, the worker's CPU limit): the
+    # next job has the new one, a running one keeps its own.
+    pool.time_limit = wanted.time_limit
+    return True
 
 
 class ReaderSettings(Protocol):
@@ -823,7 +826,21 @@ def _register_exit_hook() -> None:
     atexit.register(shutdown)
 
 
-_register_exit_hook()
+_EXIT_HOOK: list[bool] = []  # registered (once per process: by its first pool)
+#: Its own lock: pools are made under ``_SHARED_LOCK`` (``shared_pool``, ``_keeps``).
+_EXIT_HOOK_LOCK = threading.Lock()
+
+
+def _exit_hook_once() -> None:
+    """Register the exit hook when the process makes its first pool (a worker, which makes
+    none, starts without ``concurrent.futures`` and its hook)."""
+    if _EXIT_HOOK:
+        return
+    with _EXIT_HOOK_LOCK:
+        if _EXIT_HOOK:
+            return
+        _register_exit_hook()
+        _EXIT_HOOK.append(True)
 
 
 # ---------------------------------------------------------------------- the worker side
@@ -859,8 +876,8 @@ def _worker_main(argv: list[str]) -> int:
     product.addHandler(logging.NullHandler())
     product.propagate = False
 
-    # Both import this module (a cycle at import time): loaded here, in the worker.
-    from tui.core import export_read, validate  # noqa: PLC0415 - see above
+    # It imports this module (a cycle at import time): loaded here, in the worker.
+    from tui.core import validate  # noqa: PLC0415 - see above
 
     validate.warm_up()
     out = sys.stdout.buffer
@@ -879,7 +896,9 @@ def _worker_main(argv: list[str]) -> int:
                     result = validate.worker_verify(**args)
                 case "preview":
                     result = validate.worker_preview(**args)
-                case _:
+                case _:  # an export's job only (most workers never get one)
+                    from tui.core import export_read  # noqa: PLC0415 - a worker's start-up time
+
                     result = export_read.worker_table(**args)
             reply: dict[str, object] = {"ok": True, "result": result}
         except MemoryError:

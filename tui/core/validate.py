@@ -59,8 +59,6 @@ from typing import TYPE_CHECKING, BinaryIO, TypedDict
 
 from tui.core import content, isolation
 from tui.core import status as st
-from tui.core.model import VerifyResult
-from tui.core.names import escape_name
 from tui.core.sizes import byte_size
 
 #: A worker's answer for one file: status, message and counts (never a cell value).
@@ -68,8 +66,9 @@ Verdict = dict[str, object]
 #: One row of the sheet as strings (None: an empty cell).
 _Row = tuple[str | None, ...]
 
-if TYPE_CHECKING:  # the workers import this module: they never need the config's modules
+if TYPE_CHECKING:  # the workers import this module: they never need the config's (nor the model's) modules
     from tui.core.config import ReportConfig
+    from tui.core.model import VerifyResult
 
 log = logging.getLogger("report_keeper.validate")
 
@@ -161,7 +160,8 @@ def validate_file(
     job = _Job.of(path, report, delivered_at, run_day, name, report_name)
     pool = pool or isolation.shared_pool()
     try:
-        fields = _checked_fields(pool.call("verify", job.args, cancel=cancel))
+        reply = _judged_here(job.path)
+        fields = _checked_fields(reply if reply is not None else pool.call("verify", job.args, cancel=cancel))
     except isolation.PoolClosed:
         raise
     except (isolation.WorkerFailed, OSError) as exc:
@@ -185,12 +185,48 @@ async def validate_file_async(
     job = _Job.of(path, report, delivered_at, run_day, name, report_name)
     pool = pool or isolation.shared_pool()
     try:
-        fields = _checked_fields(await pool.acall("verify", job.args))
+        reply = _judged_here(job.path)
+        fields = _checked_fields(reply if reply is not None else await pool.acall("verify", job.args))
     except isolation.PoolClosed:
         raise
     except (isolation.WorkerFailed, OSError) as exc:
         fields = _failed_fields(exc, pool, job.name)
     return job.verdict(fields, judge_day)
+
+
+#: A file up to this size that is no zip package at all is judged in the calling process
+#: (``_judged_here``); a larger one is read by a worker, off the caller's thread.
+JUDGED_HERE_BYTES = 1 << 20
+
+
+def _judged_here(path: Path) -> isolation.Reply | None:
+    """A worker's reply for a small regular file that is no zip package (random bytes, text,
+    HTML, an old .xls), made here from its first bytes: the verdict is the unreadable message
+    ``sniff`` gives, as the worker's, and the hash of the bytes read, as the worker's. No
+    workbook is parsed (only its first and last bytes are looked at, and an OLE2 container's
+    are searched for three stream names), so a worker's round trip, and perhaps its start,
+    is not worth it. None for anything else (a zip package, a larger file, one that cannot
+    be opened or read): a worker judges it, as ever."""
+    try:
+        fh = open_regular(path)
+    except Unreadable:
+        return None
+    try:
+        with fh:
+            if os.fstat(fh.fileno()).st_size > JUDGED_HERE_BYTES:
+                return None
+            kind = sniff(path, fh)
+            if kind == "zip":
+                return None
+            fh.seek(0)
+            data = fh.read(JUDGED_HERE_BYTES + 1)
+    except OSError:
+        return None
+    if len(data) > JUDGED_HERE_BYTES:  # grown since: a worker reads it
+        return None
+    verdict = {"status": st.UNREADABLE, "message": kind, "reason": "not-xlsx",
+               "sha256": hashlib.sha256(data).hexdigest()}
+    return {"ok": True, "result": verdict}
 
 
 @dataclass(frozen=True)
@@ -222,6 +258,9 @@ class _Job:
         )
 
     def verdict(self, fields: _Fields, judge_day: bool) -> VerifyResult:
+        # (Workers import this module and never make a result: they start without the model.)
+        from tui.core.model import VerifyResult  # noqa: PLC0415 - a worker's start-up time
+
         report, run, covered, name = self.report, self.run, self.covered, self.name
         status, message, dates = fields.status, fields.message, fields.dates
         described = content.wrong_day(dates, covered) if judge_day else None
@@ -376,6 +415,8 @@ def _names(value: object) -> tuple[str, ...]:
 
 def _wrong_day_message(report: ReportConfig, dates: content.DateCoverage, described: date,
                        run_day: date) -> str:
+    from tui.core.names import escape_name  # noqa: PLC0415 - a worker's start-up time (it never says this)
+
     top = dates.days[0][1] if dates.days else 0
     covered = report.covered_day(run_day)
     return (
