@@ -22,7 +22,7 @@ def _load_asyncssh() -> None:
         import asyncssh  # noqa: PLC0415 - elsewhere the stdlib's lookup is quick enough
         return
     original = ctypes.util.find_library
-    ctypes.util.find_library = _one_listing()
+    ctypes.util.find_library = _one_listing()  # type: ignore[assignment]  # the same signature
     try:
         import asyncssh  # noqa: F401, PLC0415 - loaded once, here
     finally:
