@@ -110,3 +110,42 @@ def test_lengths_are_measured_only_when_a_string_is_long(tmp_path):
     assert scan.long_strings and len(scan.si_lengths) == 20_000
     assert scan.longest == len(long[12_345])
     assert scan.si_lengths[12_345] == len(long[12_345]) and scan.si_lengths[0] == len(short[0])
+
+
+REFS = (b"A1", b"XFD1048576", b"XFE1", b"AAA12", b"ZZZZ9", b"A1000000", b"AB99999999999", b"1234567",
+        b"abc", b"Ab", b"", b"A", b"$A$1", b"XFD", b"A12345678", b"ABCDEFGHIJK1")
+
+
+def _sheet_part(rng: random.Random) -> bytes:
+    out = [b'<worksheet xmlns:r="http://x"><dimension ref="A1:B2"/><sheetData>']
+    for _ in range(rng.randrange(0, 60)):
+        sep = rng.choice((b" ", b" ", b"\t", b"\n", b"\r", b"", b"x", b":"))
+        quote = rng.choice((b'"', b'"', b"'"))
+        ref = rng.choice(REFS)
+        out.append(b"<c" + sep + b"r=" + quote + ref + quote + rng.choice((b">", b' t="str">', b"/>")))
+        out.append(rng.choice((b"<v>1234567</v></c>", b"</c>", b"r=", b"")))
+    out.append(b"</sheetData></worksheet>")
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_sheet_scan_checks_the_references_the_full_pattern_finds(monkeypatch, seed):
+    """Candidates first, then the full pattern at each: the same references reach the check,
+    in the same order, as with the full pattern alone."""
+    rng = random.Random(seed)
+    for _ in range(50):
+        part = _sheet_part(rng)
+        expected = [
+            (m.group(1) + m.group(2)).decode("latin-1")
+            for m in validate._FAR_REF.finditer(part)
+            if m.start() and part[m.start() - 1] in b" \t\r\n"
+        ]
+        seen: list[str] = []
+
+        def check(ref: str, where: str, seen: list[str] = seen) -> None:
+            if where == "cell":
+                seen.append(ref)
+
+        monkeypatch.setattr(validate, "_check_reference", check)
+        _scanned(part, [len(part) + 1], "sheet")
+        assert seen == expected, part

@@ -165,6 +165,6 @@ def write_corpus(folder: str | Path) -> dict[str, tuple[Path, Rules]]:
 
 def record(folder: str | Path, out: Path = VERDICTS) -> None:
     """Ask a worker for every verdict (of the corpus and the hostile cases) and write them."""
-    from tests.test_verify_verdicts import verdicts_of  # noqa: PLC0415 - a maintenance helper
+    from tests.test_verify_verdicts import verdicts_of  # a maintenance helper: imported when used
 
     out.write_text(json.dumps(verdicts_of(Path(folder)), indent=1, sort_keys=True) + "\n")

@@ -1100,6 +1100,10 @@ def _inflate_part(fh: BinaryIO, info: zipfile.ZipInfo, total: int, scan: _Scan, 
     return total + size
 
 
+# Where ``_FAR_REF`` can match: the same start, found without its backtracking (two letters at
+# most taken for good, then a third letter or seven digits), a third cheaper per ``r=`` of a
+# sheet; each candidate is then matched with ``_FAR_REF`` itself.
+_FAR_CANDIDATE = re.compile(rb'r=["\'][A-Za-z]{0,2}+(?:[A-Za-z]|[0-9]{7})')
 _SI_NEXT = frozenset(b" \t\n\r\f\v>/")  # what follows ``<si`` in a string's start (``[\s>/]``)
 
 
@@ -1129,8 +1133,9 @@ class _PartScan:
                 m = _DIMENSION.search(window, 0, 65536)
                 if m:
                     _check_reference(m.group(1).decode("latin-1"), "dimension")
-            for m in _FAR_REF.finditer(window):
-                if m.start() and window[m.start() - 1] in b" \t\r\n":  # the attribute r, not xr
+            for c in _FAR_CANDIDATE.finditer(window):
+                m = _FAR_REF.match(window, c.start())
+                if m and m.start() and window[m.start() - 1] in b" \t\r\n":  # the attribute r, not xr
                     _check_reference((m.group(1) + m.group(2)).decode("latin-1"), "cell")
             if self.scan.longest > LONG_SHARED_STRING:
                 self._count_copies(data)
