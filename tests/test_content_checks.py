@@ -583,3 +583,48 @@ def test_a_damaged_date_summary_in_the_ledger_is_ignored(tmp_path, files):
                 conn.execute("UPDATE verifications SET dates = ?", (damage,))
             (d,) = led.deliveries()
             assert d.coverage is None and d.fingerprint
+
+
+def _cells(values: list[str | None]) -> content.ColumnParts:
+    from array import array
+
+    data = b"".join((v or "").encode() for v in values)
+    offsets = array("i", [0])
+    valid = 0
+    for i, v in enumerate(values):
+        offsets.append(offsets[-1] + len((v or "").encode()))
+        valid |= (v is not None) << i
+    return content.ColumnParts(valid, memoryview(offsets), memoryview(data))
+
+
+@pytest.mark.parametrize("values", [
+    ["2026-05-29 08:00:00"] * 50,
+    ["2026-05-29 08:00:00"] * 49 + ["2026-05-29T08:00:00"],
+    ["2026-05-29 08:00:00"] * 49 + ["2026-05-29X08:00:00"],
+    ["2026-05-29 08:00:00"] * 49 + ["2026-05-30 08:00:00"],
+    ["2026-05-29 08:00:00"] * 49 + ["3026-05-29 08:00:00"],
+    ["1899-12-31 08:00:00"] * 20,
+    ["2026-02-30 00:00:00"] * 20,
+    ["2026-05-29"] * 30,
+    ["2026-05-29"] * 29 + ["2026-05-2x"],
+    ["abcdefghijklmnopq"] * 10,
+    ["2026-05-29 08:00:00", None, "2026-05-29 09:00:00"],
+])
+def test_coverage_of_a_uniform_column_is_what_each_cell_gives(values):
+    """The shortcut for a column whose cells all start with the same day gives what counting
+    cell by cell gives."""
+    got = content.coverage_of("Loan Date", _cells(values))
+    per_day: dict = {}
+    filled = 0
+    for v in values:
+        if v is None:
+            continue
+        filled += 1
+        day = content._day_of(v.encode()[: 11 if len(v) > 10 else 10])
+        if day is not None:
+            per_day[day] = per_day.get(day, 0) + 1
+    assert got.values == sum(per_day.values())
+    assert got.not_dates == filled - got.values
+    assert got.distinct == len(per_day)
+    assert dict(got.days) == dict(sorted(per_day.items(), key=lambda kv: (-kv[1], kv[0]))[: content.TOP_DAYS])
+    assert got.first == (min(per_day) if per_day else None) and got.last == (max(per_day) if per_day else None)

@@ -1036,6 +1036,7 @@ def precheck_zip(path: Path, fh: BinaryIO) -> set[str]:
     parts.sort(key=lambda i: not i.filename.lower().endswith("sharedstrings.xml"))
     scan = _Scan(_memory_budget())
     total = 0
+    strings: list[tuple[zipfile.ZipInfo, int]] = []  # shared-string parts, the total before each
     for info in parts:
         lower = info.filename.replace("\\", "/").lower()
         if lower.endswith("sharedstrings.xml"):
@@ -1047,7 +1048,18 @@ def precheck_zip(path: Path, fh: BinaryIO) -> set[str]:
             continue
         else:
             mode = None
+        if mode == "sst" and scan.long_strings:
+            mode = "sst-lengths"  # the lengths are being measured already
+        before = total
         total = _inflate_part(fh, info, total, scan, mode)
+        if mode == "sst":
+            strings.append((info, before))
+            if scan.long_strings:
+                # A string longer than LONG_SHARED_STRING: the sheets' scan needs every
+                # string's length, measured in a second pass over the shared strings read so
+                # far (the first pass refused whatever it had to).
+                for part, at in strings:
+                    _inflate_part(fh, part, at, scan, "sst-lengths")
     return names
 
 
@@ -1056,7 +1068,8 @@ class _Scan:
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self.si_lengths: list[int] = []
+        self.long_strings = False  # a shared string longer than LONG_SHARED_STRING was seen
+        self.si_lengths: list[int] = []  # each string's length (measured only when one is long)
         self.longest = 0
         self.copy_bytes = 0
 
@@ -1128,6 +1141,13 @@ def _inflate_part(fh: BinaryIO, info: zipfile.ZipInfo, total: int, scan: _Scan, 
     return total + size
 
 
+# Where ``_FAR_REF`` can match: the same start, found without its backtracking (two letters at
+# most taken for good, then a third letter or seven digits), a third cheaper per ``r=`` of a
+# sheet; each candidate is then matched with ``_FAR_REF`` itself.
+_FAR_CANDIDATE = re.compile(rb'r=["\'][A-Za-z]{0,2}+(?:[A-Za-z]|[0-9]{7})')
+_SI_NEXT = frozenset(b" \t\n\r\f\v>/")  # what follows ``<si`` in a string's start (``[\s>/]``)
+
+
 class _PartScan:
     """Scanning of one part's inflated chunks. References are searched in each chunk plus the
     previous chunk's last bytes (a match seen twice only raises twice); shared-string cells are
@@ -1154,29 +1174,69 @@ class _PartScan:
                 m = _DIMENSION.search(window, 0, 65536)
                 if m:
                     _check_reference(m.group(1).decode("latin-1"), "dimension")
-            for m in _FAR_REF.finditer(window):
-                if m.start() and window[m.start() - 1] in b" \t\r\n":  # the attribute r, not xr
+            for c in _FAR_CANDIDATE.finditer(window):
+                m = _FAR_REF.match(window, c.start())
+                if m and m.start() and window[m.start() - 1] in b" \t\r\n":  # the attribute r, not xr
                     _check_reference((m.group(1) + m.group(2)).decode("latin-1"), "cell")
             if self.scan.longest > LONG_SHARED_STRING:
                 self._count_copies(data)
-        elif self.mode == "sst":
+        elif self.mode in ("sst", "sst-lengths"):
             if self.seen + len(window) <= LONG_SHARED_STRING and not self.scanning:
                 # no string of a part this short can be long: wait until the part is longer
                 self.tail = window
                 return
             self.scanning = True
-            for m in _SI_START.finditer(window):
-                pos = self.seen + m.start()
-                if self.last_si is None or pos > self.last_si:
-                    if self.last_si is not None:
-                        self._string(pos - self.last_si)
-                    self.last_si = pos
+            if self.mode == "sst-lengths" or b":si" in window:
+                self._each_string(window)
+            elif not self.scan.long_strings:
+                self._long_string_in(window)
         self.first = False
         keep = min(len(window), self.OVERLAP)
         self.seen += len(window) - keep
         self.tail = window[len(window) - keep :]
 
+    def _each_string(self, window: bytes) -> None:
+        """Every string's start (a Python step each): its length once the next one starts."""
+        for m in _SI_START.finditer(window):
+            pos = self.seen + m.start()
+            if self.last_si is None or pos > self.last_si:
+                if self.last_si is not None:
+                    self._string(pos - self.last_si)
+                self.last_si = pos
+
+    def _long_string_in(self, window: bytes) -> None:
+        """Whether a string is longer than LONG_SHARED_STRING, found without visiting each
+        string: from a string's start, the last start within LONG_SHARED_STRING bytes is the
+        next one to look from (every string between is shorter); none there, and the string
+        is long. For a window without a namespace prefix on its tags (no ``:si``), where a
+        start is ``<si`` followed by whitespace, ``>`` or ``/`` (as ``_SI_START`` finds it);
+        a start in the window's last bytes is looked at again in the next window."""
+        base, end = self.seen, len(window) - 4  # a start at ``end`` at most has its next byte here
+        if self.last_si is None:
+            at = window.find(b"<si")
+            while at != -1 and at <= end and window[at + 3] not in _SI_NEXT:
+                at = window.find(b"<si", at + 1)
+            if at == -1 or at > end:
+                return
+            self.last_si = base + at
+        while True:
+            start = self.last_si - base
+            reach = start + LONG_SHARED_STRING  # the next start must be at or before this
+            stop = min(reach, end) + 3
+            at = window.rfind(b"<si", max(start + 1, 0), stop)
+            while at != -1 and window[at + 3] not in _SI_NEXT:
+                at = window.rfind(b"<si", max(start + 1, 0), at + 2)
+            if at != -1:
+                self.last_si = base + at
+                continue
+            if reach <= end:
+                self.scan.long_strings = True  # no start within reach: this string is long
+            return
+
     def _string(self, length: int) -> None:
+        if self.mode == "sst":
+            self.scan.long_strings |= length > LONG_SHARED_STRING
+            return
         self.scan.si_lengths.append(length)
         self.scan.longest = max(self.scan.longest, length)
 
@@ -1207,9 +1267,9 @@ class _PartScan:
             )
 
     def finish(self) -> None:
-        if self.mode == "sst" and not self.scanning:
+        if self.mode in ("sst", "sst-lengths") and not self.scanning:
             return  # the whole part is shorter than a long string
-        if self.mode == "sst" and self.last_si is not None:
+        if self.mode in ("sst", "sst-lengths") and self.last_si is not None:
             end = self.seen + len(self.tail)
             if end > self.last_si:
                 self._string(end - self.last_si)
