@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -679,6 +680,51 @@ def _profiles_per_process(tmp_path: Path) -> list[int]:
                   if "sync --all-profiles finished" in line and " processes" not in line)
 
 
+class _HeldRun:
+    """A run of ``sync --all-profiles --processes 2 --parallel 2`` (:func:`_held_run`): its
+    process, its proxy and the lines it says."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, proxy: TcpProxy) -> None:
+        assert proc.stdout is not None and proc.stderr is not None
+        self.proc, self.proxy = proc, proxy
+        self.said: list[str] = []
+        self._reading = asyncio.ensure_future(_lines(proc.stderr, self.said))
+        self._document = asyncio.ensure_future(proc.stdout.read())
+
+    async def until_downloading(self, tmp_path: Path, *names: str) -> None:
+        await _until(lambda: all(_downloading(tmp_path, n) for n in names), self.proc,
+                     f"the big downloads of {', '.join(names)}")
+
+    async def ended(self) -> dict:
+        """The run's document once it has ended (having said no Traceback)."""
+        out = await asyncio.wait_for(self._document, 300)
+        await asyncio.wait_for(self._reading, 60)
+        await asyncio.wait_for(self.proc.wait(), 60)
+        assert "Traceback" not in "\n".join(self.said), self.said[-40:]
+        return json.loads(out)
+
+
+@contextlib.asynccontextmanager
+async def _held_run(sshd, served: Path, tmp_path: Path, names: list[str], held: set[str]):
+    """A run over ``names`` whose ``held`` profiles each start with a big file that comes
+    through a proxy slowed until the test has looked (the others connect directly); whatever
+    a failed test left of it ends with the test."""
+    for name in held:
+        (served / name / BIG_NAME).write_bytes(os.urandom(BIG))
+    marker = uuid.uuid4().hex
+    async with TcpProxy(sshd.port, rate=RATE) as proxy:
+        cfg = _sshd_config(tmp_path, sshd, served, {n: f"{n}.sqlite3" for n in names},
+                           port=proxy.port, proxied=held)
+        run = _HeldRun(await _start(tmp_path, cfg, marker), proxy)
+        try:
+            yield run
+        finally:
+            proxy.resume()
+            for pid in _run_pids(marker):
+                os.kill(pid, signal.SIGKILL)
+
+
+
 @pytest.mark.sshd
 async def test_a_process_held_up_by_one_profile_leaves_the_others_to_the_process_with_room(
         sshd, served, tmp_path):
@@ -687,35 +733,18 @@ async def test_a_process_held_up_by_one_profile_leaves_the_others_to_the_process
     syncs every other profile, one after the other, and the run ends when alpha's does."""
     names = ["alpha", "beta", "gamma", "delta", "epsilon"]
     _serve_more(served, ["epsilon"])
-    (served / "alpha" / BIG_NAME).write_bytes(os.urandom(BIG))
-    marker = uuid.uuid4().hex
-    async with TcpProxy(sshd.port, rate=RATE) as proxy:  # a big file outlasts the looks
-        cfg = _sshd_config(tmp_path, sshd, served, {n: f"{n}.sqlite3" for n in names},
-                           port=proxy.port, proxied={"alpha"})
-        proc = await _start(tmp_path, cfg, marker)
-        said: list[str] = []
-        assert proc.stdout is not None and proc.stderr is not None
-        reading = asyncio.ensure_future(_lines(proc.stderr, said))
-        document = asyncio.ensure_future(proc.stdout.read())
-        try:
-            await _until(lambda: _downloading(tmp_path, "alpha"), proc, "alpha's big download")
-            proxy.pause()
-            others = names[1:]
-            await _until(lambda: all(any(line.startswith(f"{n}: ") for line in said) for n in others),
-                         proc, "the other profiles' ends while alpha stood still")
-            assert not any(line.startswith("alpha: ") for line in said)
-            proxy.rate = None
-            proxy.resume()
-            out = await asyncio.wait_for(document, 300)
-            await asyncio.wait_for(reading, 60)
-            await asyncio.wait_for(proc.wait(), 60)
-        finally:
-            proxy.resume()
-            for pid in _run_pids(marker):  # what a failed test left: it ends with the test
-                os.kill(pid, signal.SIGKILL)
-    assert "Traceback" not in "\n".join(said), said[-40:]
-    assert proc.returncode == 2, said[-40:]  # alpha's big file of random bytes is no workbook
-    doc = json.loads(out)
+    async with _held_run(sshd, served, tmp_path, names, {"alpha"}) as run:
+        await run.until_downloading(tmp_path, "alpha")
+        run.proxy.pause()
+        said = run.said
+        others = names[1:]
+        await _until(lambda: all(any(line.startswith(f"{n}: ") for line in said) for n in others),
+                     run.proc, "the other profiles' ends while alpha stood still")
+        assert not any(line.startswith("alpha: ") for line in said)
+        run.proxy.rate = None
+        run.proxy.resume()
+        doc = await run.ended()
+    assert run.proc.returncode == 2, said[-40:]  # alpha's big file of random bytes is no workbook
     assert list(doc["profiles"]) == names
     for name in names:
         one = doc["profiles"][name]
@@ -732,38 +761,18 @@ async def test_a_process_killed_leaves_its_own_profiles_and_the_rest_go_to_the_o
     killed: alpha is critical (internal), and gamma and delta, not handed out yet, go to the
     process left, which syncs them after beta."""
     names = ["alpha", "beta", "gamma", "delta"]
-    for name in ("alpha", "beta"):
-        (served / name / BIG_NAME).write_bytes(os.urandom(BIG))
-    marker = uuid.uuid4().hex
-    async with TcpProxy(sshd.port, rate=RATE) as proxy:  # a big file outlasts the looks
-        cfg = _sshd_config(tmp_path, sshd, served, {n: f"{n}.sqlite3" for n in names},
-                           port=proxy.port, proxied={"alpha", "beta"})
-        proc = await _start(tmp_path, cfg, marker)
-        said: list[str] = []
-        assert proc.stdout is not None and proc.stderr is not None
-        reading = asyncio.ensure_future(_lines(proc.stderr, said))
-        document = asyncio.ensure_future(proc.stdout.read())
-        try:
-            await _until(lambda: _downloading(tmp_path, "alpha") and _downloading(tmp_path, "beta"),
-                         proc, "alpha's and beta's big downloads")
-            proxy.pause()
-            (victim,) = _holding(proc.pid, tmp_path / "local" / "alpha")
-            assert _holding(proc.pid, tmp_path / "local" / "beta") != [victim]
-            os.kill(victim, signal.SIGKILL)
-            await _until(lambda: victim not in children_with(proc.pid, b"--all-profiles"), proc,
-                         "the killed process's end")
-            proxy.rate = None  # beta's big file, then gamma and delta, at full speed
-            proxy.resume()
-            out = await asyncio.wait_for(document, 300)
-            await asyncio.wait_for(reading, 60)
-            await asyncio.wait_for(proc.wait(), 60)
-        finally:
-            proxy.resume()
-            for pid in _run_pids(marker):
-                os.kill(pid, signal.SIGKILL)
-    assert "Traceback" not in "\n".join(said), said[-40:]
-    assert proc.returncode == 2
-    doc = json.loads(out)
+    async with _held_run(sshd, served, tmp_path, names, {"alpha", "beta"}) as run:
+        await run.until_downloading(tmp_path, "alpha", "beta")
+        run.proxy.pause()
+        (victim,) = _holding(run.proc.pid, tmp_path / "local" / "alpha")
+        assert _holding(run.proc.pid, tmp_path / "local" / "beta") != [victim]
+        os.kill(victim, signal.SIGKILL)
+        await _until(lambda: victim not in children_with(run.proc.pid, b"--all-profiles"), run.proc,
+                     "the killed process's end")
+        run.proxy.rate = None  # beta's big file, then gamma and delta, at full speed
+        run.proxy.resume()
+        doc = await run.ended()
+    assert run.proc.returncode == 2
     assert list(doc["profiles"]) == names
     alpha = doc["profiles"]["alpha"]
     assert alpha["status"] == "critical" and alpha["error_kind"] == "internal", alpha
@@ -781,33 +790,14 @@ async def test_ctrl_c_lists_the_profiles_never_handed_out_as_interrupted(sshd, s
     (nothing of them downloaded, no ledger made), each said once, in the config's order."""
     names = ["alpha", "beta", "gamma", "delta", "epsilon"]
     _serve_more(served, ["epsilon"])
-    for name in ("alpha", "beta"):
-        (served / name / BIG_NAME).write_bytes(os.urandom(BIG))
-    marker = uuid.uuid4().hex
-    async with TcpProxy(sshd.port, rate=RATE) as proxy:  # a big file outlasts the looks
-        cfg = _sshd_config(tmp_path, sshd, served, {n: f"{n}.sqlite3" for n in names},
-                           port=proxy.port, proxied={"alpha", "beta"})
-        proc = await _start(tmp_path, cfg, marker)
-        said: list[str] = []
-        assert proc.stdout is not None and proc.stderr is not None
-        reading = asyncio.ensure_future(_lines(proc.stderr, said))
-        document = asyncio.ensure_future(proc.stdout.read())
-        try:
-            await _until(lambda: _downloading(tmp_path, "alpha") and _downloading(tmp_path, "beta"),
-                         proc, "alpha's and beta's big downloads")
-            proxy.pause()
-            proc.send_signal(signal.SIGINT)
-            proxy.resume()  # the rest of the big files would take a minute: they are stopped first
-            out = await asyncio.wait_for(document, 300)
-            await asyncio.wait_for(reading, 60)
-            await asyncio.wait_for(proc.wait(), 60)
-        finally:
-            proxy.resume()
-            for pid in _run_pids(marker):
-                os.kill(pid, signal.SIGKILL)
-    assert "Traceback" not in "\n".join(said), said[-40:]
-    assert proc.returncode == 2
-    doc = json.loads(out)
+    async with _held_run(sshd, served, tmp_path, names, {"alpha", "beta"}) as run:
+        await run.until_downloading(tmp_path, "alpha", "beta")
+        run.proxy.pause()
+        run.proc.send_signal(signal.SIGINT)
+        run.proxy.resume()  # the rest of the big files would take a minute: they are stopped first
+        doc = await run.ended()
+    said = run.said
+    assert run.proc.returncode == 2
     assert doc["status"] == "critical" and list(doc["profiles"]) == names
     for name in names:
         one = doc["profiles"][name]
@@ -828,35 +818,16 @@ async def test_every_process_killed_leaves_the_profiles_not_handed_out_critical_
     are critical (internal) saying that every process ended before their turn; nothing of them
     was made."""
     names = ["alpha", "beta", "gamma", "delta"]
-    for name in ("alpha", "beta"):
-        (served / name / BIG_NAME).write_bytes(os.urandom(BIG))
-    marker = uuid.uuid4().hex
-    async with TcpProxy(sshd.port, rate=RATE) as proxy:  # a big file outlasts the looks
-        cfg = _sshd_config(tmp_path, sshd, served, {n: f"{n}.sqlite3" for n in names},
-                           port=proxy.port, proxied={"alpha", "beta"})
-        proc = await _start(tmp_path, cfg, marker)
-        said: list[str] = []
-        assert proc.stdout is not None and proc.stderr is not None
-        reading = asyncio.ensure_future(_lines(proc.stderr, said))
-        document = asyncio.ensure_future(proc.stdout.read())
-        try:
-            await _until(lambda: _downloading(tmp_path, "alpha") and _downloading(tmp_path, "beta"),
-                         proc, "alpha's and beta's big downloads")
-            proxy.pause()
-            victims = children_with(proc.pid, b"--all-profiles")
-            assert len(victims) == 2
-            for victim in victims:
-                os.kill(victim, signal.SIGKILL)
-            out = await asyncio.wait_for(document, 300)
-            await asyncio.wait_for(reading, 60)
-            await asyncio.wait_for(proc.wait(), 60)
-        finally:
-            proxy.resume()
-            for pid in _run_pids(marker):
-                os.kill(pid, signal.SIGKILL)
-    assert "Traceback" not in "\n".join(said), said[-40:]
-    assert proc.returncode == 2
-    doc = json.loads(out)
+    async with _held_run(sshd, served, tmp_path, names, {"alpha", "beta"}) as run:
+        await run.until_downloading(tmp_path, "alpha", "beta")
+        run.proxy.pause()
+        victims = children_with(run.proc.pid, b"--all-profiles")
+        assert len(victims) == 2
+        for victim in victims:
+            os.kill(victim, signal.SIGKILL)
+        doc = await run.ended()
+    said = run.said
+    assert run.proc.returncode == 2
     assert list(doc["profiles"]) == names
     for name in ("alpha", "beta"):
         one = doc["profiles"][name]
