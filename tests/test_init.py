@@ -693,6 +693,23 @@ def test_init_refuses_a_config_the_profile_it_will_write_takes_over_the_limit(tm
     assert cfg.read_bytes() == raw
 
 
+def _full_config_home(tmp_path: Path, monkeypatch) -> Path:
+    """A home with an empty ~/.ssh for init run in this process on a config near the size
+    limit (no agent, the clock pinned)."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("REPORT_KEEPER_NOW", "2026-11-26T16:00:00+00:00")
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    return home
+
+
+def _add_branch(cfg: Path) -> list[str]:
+    """init adding the profile ``branch`` (a new key, no questions) to ``cfg``."""
+    return ["init", "--config", str(cfg), "--force", "--profile", "branch", "--host", "127.0.0.1",
+            "--port", "1", "--username", "librarian", "--new-key", "--timezone", "UTC", "--yes"]
+
+
 def test_init_refuses_a_config_over_the_limit_by_its_size_before_reading_it_for_the_merge(
         tmp_path, monkeypatch, capsys):
     """A config near the size limit (profiles and many lines of notes), to which init would add
@@ -703,11 +720,7 @@ def test_init_refuses_a_config_over_the_limit_by_its_size_before_reading_it_for_
     from tui.cli import main
     from tui.core.config import MAX_CONFIG_BYTES
 
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True, mode=0o700)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("REPORT_KEEPER_NOW", "2026-11-26T16:00:00+00:00")
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    home = _full_config_home(tmp_path, monkeypatch)
     cfg = tmp_path / "config.toml"
     one = '[profile.p{}]\nhost = "h{}.example.org"\nusername = "u"\n'
     note = "# a note kept by the library's staff about this profile's server and its reports\n"
@@ -722,8 +735,7 @@ def test_init_refuses_a_config_over_the_limit_by_its_size_before_reading_it_for_
         return real_parse(string, *a, **kw)
 
     monkeypatch.setattr(tomlkit, "parse", parse)
-    code = main(["init", "--config", str(cfg), "--force", "--profile", "branch", "--host", "127.0.0.1",
-                 "--port", "1", "--username", "librarian", "--new-key", "--timezone", "UTC", "--yes"])
+    code = main(_add_branch(cfg))
     err = capsys.readouterr().err
     assert code == 3, err
     assert "nothing was written" in err and f"{MAX_CONFIG_BYTES:,} bytes" in err, err
@@ -743,11 +755,7 @@ def test_init_refuses_a_config_of_many_profiles_too_full_for_one_more_before_che
     from tui.core import config
     from tui.core.config import MAX_CONFIG_BYTES
 
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True, mode=0o700)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("REPORT_KEEPER_NOW", "2026-11-26T16:00:00+00:00")
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    home = _full_config_home(tmp_path, monkeypatch)
     cfg = tmp_path / "config.toml"
     one = '[profile.p{}]\nhost = "h{}.example.org"\nusername = "u"\n'
     text = ""
@@ -764,8 +772,7 @@ def test_init_refuses_a_config_of_many_profiles_too_full_for_one_more_before_che
         return real_profile(file, name, *a, **kw)
 
     monkeypatch.setattr(config, "_profile", profile)
-    code = main(["init", "--config", str(cfg), "--force", "--profile", "branch", "--host", "127.0.0.1",
-                 "--port", "1", "--username", "librarian", "--new-key", "--timezone", "UTC", "--yes"])
+    code = main(_add_branch(cfg))
     err = capsys.readouterr().err
     assert code == 3, err
     assert "nothing was written" in err and f"{MAX_CONFIG_BYTES:,} bytes" in err, err
@@ -780,17 +787,12 @@ def test_init_still_says_what_is_wrong_with_a_too_full_config_as_a_whole(tmp_pat
     from tui.cli import main
     from tui.core.config import MAX_CONFIG_BYTES
 
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True, mode=0o700)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("REPORT_KEEPER_NOW", "2026-11-26T16:00:00+00:00")
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    _full_config_home(tmp_path, monkeypatch)
     cfg = tmp_path / "config.toml"
     text = "colour = 'blue'\n" + _KEPT_PROFILE
     text = "# " + "x" * (MAX_CONFIG_BYTES - 100 - len(text)) + "\n" + text
     cfg.write_text(text)
-    code = main(["init", "--config", str(cfg), "--force", "--profile", "branch", "--host", "127.0.0.1",
-                 "--port", "1", "--username", "librarian", "--new-key", "--timezone", "UTC", "--yes"])
+    code = main(_add_branch(cfg))
     err = capsys.readouterr().err
     assert code == 3, err
     assert "colour" in err and "nothing was written" in err, err
