@@ -7,7 +7,7 @@ OpenSSH ``sshd`` on 127.0.0.1, the same files, median of ``--runs`` alternating 
 
 1. 300 files of 200 kB              (``sftp``: ``get -r`` of the folder)
    (random bytes: each one is found to be no workbook, see below)
-2. 300 real workbooks of ~200 kB (7,000 rows of made-up loans each): every one read and
+2. 300 real workbooks of ~240 kB (7,000 rows of made-up loans each): every one read and
    counted by a workbook worker, as a real delivery is
 3. one file of 100 MB
 4. 100 files of 200 kB through a local TCP proxy adding 20 ms each way
@@ -203,33 +203,18 @@ class Bench:
 
 
 def _workbooks(folder: Path, n: int) -> int:
-    """``n`` real workbooks of ~200 kB in ``folder`` (made-up loans: numbers, dates, codes; no
-    person's data), each one a readable report with rows, so ``sync`` verifies every one by
-    reading it in a workbook worker as it would a real delivery. One workbook is written and
-    the others are its bytes with a zip comment of their own (a different file, the same
-    table). Returns the bytes written."""
-    import random
+    """``n`` real workbooks of ~240 kB in ``folder`` (made-up loans: numbers, dates, codes; no
+    person's data; the one whose verdict tests/test_verify_verdicts.py pins), each one a
+    readable report with rows, so ``sync`` verifies every one by reading it in a workbook
+    worker as it would a real delivery. One workbook is written and the others are its bytes
+    with a zip comment of their own (a different file, the same table). Returns the bytes
+    written."""
     import struct
-    from datetime import date, timedelta
 
-    import xlsxwriter
+    from tests.verdict_corpus import loans_7000
 
     folder.mkdir(parents=True)
-    first = folder / "Loans_000_20260601_070000.xlsx"
-    rng = random.Random(14)
-    book = xlsxwriter.Workbook(str(first))
-    sheet = book.add_worksheet("Loans")
-    dates = book.add_format({"num_format": "yyyy-mm-dd"})
-    for col, title in enumerate(("Loan Id", "Loan Date", "Item Barcode", "User Group", "Loans")):
-        sheet.write(0, col, title)
-    for row in range(1, 7001):
-        sheet.write_number(row, 0, 1_000_000 + row)
-        sheet.write_datetime(row, 1, date(2026, 5, 29) + timedelta(minutes=rng.randrange(1440)), dates)
-        sheet.write_string(row, 2, f"39{rng.randrange(10**10):010d}")
-        sheet.write_string(row, 3, rng.choice(("Undergraduate", "Graduate", "Faculty", "Staff")))
-        sheet.write_number(row, 4, rng.randrange(1, 9))
-    book.close()
-    data = first.read_bytes()
+    data = loans_7000(folder / "Loans_000_20260601_070000.xlsx").read_bytes()
     assert data[-22:-18] == b"PK\x05\x06", "xlsxwriter wrote a zip comment: the copies need another way"
     total = len(data)
     for k in range(1, n):
@@ -372,7 +357,7 @@ def main() -> int:
                  300 * 200 * 1024, ns.runs, floor=lambda fsync: bench.bare("small", fsync=fsync))
         if "workbooks" in cases:
             n = _workbooks(info.root / "books", 300)
-            case("300 x ~200 kB workbooks, loopback", "workbooks",
+            case("300 x ~240 kB workbooks, loopback", "workbooks",
                  lambda: bench.sftp(["get -r books\n"]),
                  lambda src: bench.sync(src, {"p": "books"}, all_profiles=False),
                  lambda src: bench.sync(src, {"p": "books"}, all_profiles=False),

@@ -30,8 +30,9 @@ VERDICTS = Path(__file__).with_name("verify_verdicts.json")
 Rules = dict[str, object]
 
 
-def _loans_7000(path: Path) -> Path:
-    """The shape of the benchmark's delivery: 7,000 rows, numbers, date cells, unique codes."""
+def loans_7000(path: Path) -> Path:
+    """A large delivery (benchmarks/sync_process.py's real workbooks): 7,000 rows of made-up
+    loans, numbers, date cells, unique codes."""
     import xlsxwriter
 
     rng = random.Random(14)
@@ -134,7 +135,7 @@ def write_corpus(folder: str | Path) -> dict[str, tuple[Path, Rules]]:
     strict: Rules = {"expected": ["Loan Id", "Item Barcode"], "date_column": "Loan Date",
                      "min_rows": 10, "covered": "2026-05-29"}
     cases: dict[str, tuple[Path, Rules]] = {}
-    big = _loans_7000(p("loans-7000.xlsx"))
+    big = loans_7000(p("loans-7000.xlsx"))
     cases["loans-7000"] = (big, {})
     cases["loans-7000-rules"] = (big, strict)
     cases["loans-7000-missing"] = (big, {"expected": ["Patron"], "min_rows": 3})
