@@ -236,8 +236,8 @@ def _say_existing(p: Prompter, path: Path, profile: str, to_write: su.Answers) -
 
 
 #: What follows a refusal for the config's size.
-_TOO_LARGE_TODO = ("; nothing was written: remove what the file no longer needs, or set this profile up "
-                   "in another file with --config")
+_TOO_LARGE_WAY_OUT = ("; nothing was written: remove what the file no longer needs, or set this profile "
+                      "up in another file with --config")
 
 
 def _refuse_too_full(path: Path, profile: str, to_write: su.Answers) -> None:
@@ -258,7 +258,7 @@ def _refuse_too_full(path: Path, profile: str, to_write: su.Answers) -> None:
     except (ConfigError, ValueError, RecursionError):  # no TOML, or wrong as a whole: said next
         return
     if profile not in names:
-        raise UsageError(f"{one_line(str(path))}: {su.ConfigTooLarge(size).reason}{_TOO_LARGE_TODO}")
+        raise UsageError(f"{one_line(str(path))}: {su.ConfigTooLarge(size).reason}{_TOO_LARGE_WAY_OUT}")
 
 
 def _check_size(path: Path, to_write: su.Answers, *, present: bool) -> None:
@@ -275,7 +275,7 @@ def _check_size(path: Path, to_write: su.Answers, *, present: bool) -> None:
     near the limit takes seconds to parse for it). Only a file that holds this profile already
     (whose old table the new one replaces), or one within a line break of the limit, needs
     the dry run to tell."""
-    stop = _TOO_LARGE_TODO
+    stop = _TOO_LARGE_WAY_OUT
     try:
         existing = su.text_to_merge_into(path)
         added = len(su.render_config(to_write, "").encode("utf-8"))

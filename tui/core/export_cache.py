@@ -355,7 +355,8 @@ def noted_ledgers() -> Path:
 
 #: A note's name: the first 32 hex digits of the sha256 of its ledger's path (as bytes).
 _NOTE_NAME = re.compile(r"[0-9a-f]{32}")
-#: The most a note may hold: the longest path (4096 bytes), each byte written ``\\uXXXX``.
+#: The most a note may hold: the longest path (4096 bytes), each byte written as six
+#: characters (``\\u`` and four hex digits).
 NOTE_MAX = 64 * 1024
 _OPEN_FLAGS = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
