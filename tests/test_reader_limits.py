@@ -477,6 +477,13 @@ def test_v_applies_the_limits_the_config_says_now(big, tmp_path, monkeypatch):
             os.kill(pid, 0)
 
 
+def _shared_pool_started() -> tuple[isolation.WorkerPool, list[int]]:
+    """The shared pool with one reader started, and the readers' pids."""
+    pool = isolation.shared_pool()
+    pool.prestart(1)
+    return pool, pool.worker_pids()
+
+
 def test_the_limits_in_use_set_again_keep_the_readers(tmp_path):
     """Setting the limits the shared pool already has (a command ending under the defaults,
     the next one starting under them in the same process) keeps the pool and its workers: no
@@ -490,9 +497,7 @@ def test_the_limits_in_use_set_again_keep_the_readers(tmp_path):
     good = write_report(tmp_path / "good.xlsx", n_rows=2)
     isolation.configure()
     try:
-        pool = isolation.shared_pool()
-        pool.prestart(1)
-        pids = pool.worker_pids()
+        pool, pids = _shared_pool_started()
         assert len(pids) == 1
         for same in ({}, {"let_jobs_finish": True},
                      {"memory_limit": isolation.DEFAULT_MEMORY_BYTES, "time_limit": isolation.DEFAULT_TIME_LIMIT,
@@ -505,15 +510,12 @@ def test_the_limits_in_use_set_again_keep_the_readers(tmp_path):
             new = isolation.shared_pool()
             assert new is not pool and pool.closed, other
             assert all(gone(pid) for pid in pids), other
-            new.prestart(1)
-            pool, pids = new, new.worker_pids()
+            pool, pids = _shared_pool_started()
             isolation.configure(**other)  # the same again: kept
             assert isolation.shared_pool() is pool and pool.worker_pids() == pids, other
             isolation.configure()
             assert isolation.shared_pool() is not pool and all(gone(pid) for pid in pids), other
-            pool = isolation.shared_pool()
-            pool.prestart(1)
-            pids = pool.worker_pids()
+            pool, pids = _shared_pool_started()
 
         isolation.configure(size=1)
         pool = isolation.shared_pool()
@@ -642,9 +644,7 @@ def test_a_new_time_limit_alone_keeps_the_readers(tmp_path):
     good = write_report(tmp_path / "good.xlsx", n_rows=2)
     isolation.configure()
     try:
-        pool = isolation.shared_pool()
-        pool.prestart(1)
-        pids = pool.worker_pids()
+        pool, pids = _shared_pool_started()
         for seconds, let in ((60.0, False), (30.0, True), (isolation.DEFAULT_TIME_LIMIT, False)):
             isolation.configure(time_limit=seconds, let_jobs_finish=let)
             assert isolation.shared_pool() is pool and not pool.closed, seconds
