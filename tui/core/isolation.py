@@ -755,7 +755,7 @@ def _keeps(pool: WorkerPool, settings: _Settings, let_jobs_finish: bool) -> bool
     wanted = WorkerPool(**settings)  # a pool starts no worker until asked
     if pool.limits[:2] != wanted.limits[:2]:  # its size, and the memory its workers start under
         return False
-    if not (let_jobs_finish or not pool.busy_pids()):
+    if pool.busy_pids() and not let_jobs_finish:
         return False
     # The time limit goes with each job (the caller's deadline, the worker's CPU limit): the
     # next job has the new one, a running one keeps its own.

@@ -139,29 +139,26 @@ class Schedule:
             return days
         return [date.fromordinal(n) for n in range(first, last + 1)]  # daily, every day
 
-    def _max_gap(self) -> int:
-        return {"daily": 1, "every": self.interval, "weekly": 7, "monthly": 62}[self.kind]
-
     @property
     def max_gap(self) -> int:
         """The most days from one run day to the next."""
-        return self._max_gap()
+        return {"daily": 1, "every": self.interval, "weekly": 7, "monthly": 62}[self.kind]
 
     def next_run(self, day: date) -> date:
         """The first run day strictly after ``day``."""
-        for n in range(1, self._max_gap() + 1):
+        for n in range(1, self.max_gap + 1):
             candidate = day + timedelta(days=n)
             if self.occurs_on(candidate):
                 return candidate
-        raise AssertionError(f"schedule {self} has no run within {self._max_gap()} days")
+        raise AssertionError(f"schedule {self} has no run within {self.max_gap} days")
 
     def previous_run(self, day: date) -> date:
         """The last run day strictly before ``day``."""
-        for n in range(1, self._max_gap() + 1):
+        for n in range(1, self.max_gap + 1):
             candidate = day - timedelta(days=n)
             if self.occurs_on(candidate):
                 return candidate
-        raise AssertionError(f"schedule {self} has no run within {self._max_gap()} days")
+        raise AssertionError(f"schedule {self} has no run within {self.max_gap} days")
 
 
 def _weekday(token: str) -> int:
