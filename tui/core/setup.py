@@ -12,7 +12,9 @@
 - ``propose_reports(files, tz)``: the reports a folder holds, each with its inferred schedule;
 - ``render_config(answers, existing=None)``: the TOML text (tomlkit), merged into an existing
   file's text when given (its other profiles and comments are kept); checked by loading it
-  with ``parse_profile`` (and the size limit) before anything is written;
+  with ``parse_profile`` (and the size limit) before anything is written; within
+  ``parsed_once()`` (all of ``init``) a text merged into is parsed once, however often it is
+  rendered with one profile (the checks before the questions, then the save);
 - ``text_to_merge_into(path)``: an existing config's text as ``load_config`` reads it, or
   ``ConfigError`` for one over the size limit or not UTF-8 (its bytes are never replaced);
 - ``write_config(path, text, force=False)``: written 0600 through a temporary file; without
@@ -344,7 +346,7 @@ class _Parsed:
         self.key, self.doc, self.error = None, None, None
         try:
             doc = tomlkit.parse(text)
-        except Exception as exc:  # noqa: BLE001 - raised again to each caller, as the parse's
+        except Exception as exc:  # kept: raised again to each caller, as the parse's
             self.key, self.error = (text, None), exc
             raise
         self.key, self.doc = (text, profile), doc
