@@ -520,10 +520,10 @@ def forget_moved(ledger_path: Path) -> list[Path]:
                 outcomes.append(outcome)
                 if outcome == REMOVED:
                     removed.append(cache)
-                    log.info("export cache of a ledger no longer at %s removed", path)
+                    log.info("export cache of a ledger no longer at %s removed", _shown(path))
                 elif outcome == KEPT:
                     log.warning("export cache %s of a ledger no longer there holds what is not an entry of "
-                                "ours, or is no folder of ours; left as it is", cache)
+                                "ours, or is no folder of ours; left as it is", _shown(cache))
             if UNREACHABLE in outcomes or BUSY in outcomes:
                 continue  # the note stays: asked again next time
             if all(o == ABSENT for o in outcomes) and not _disk_seen(path, device):
@@ -537,6 +537,11 @@ def forget_moved(ledger_path: Path) -> list[Path]:
     finally:
         os.close(notes)
     return removed
+
+
+def _shown(path: str | Path) -> str:
+    """A path for the log: bytes that are not UTF-8 escaped (the log file takes UTF-8 only)."""
+    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _cache_folders(ledger_path: Path) -> list[Path]:
