@@ -252,7 +252,10 @@ class TableCache:
         folder once held (removed meanwhile)."""
         if self._held is not None:
             return True
-        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS)
+        try:
+            fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS)
+        except FileNotFoundError:  # removed since it was made: made again
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)  # waits for a removal under way (it holds it alone)
             held = os.fstat(fd)
