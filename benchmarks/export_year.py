@@ -189,7 +189,7 @@ def main() -> int:
 
         env = dict(os.environ, REPORT_KEEPER_NOW=NOW.isoformat(), XDG_DATA_HOME=str(base / "data"),
                    XDG_STATE_HOME=str(base / "state"))
-        cache = base / "ledger-export-cache"
+        cache = base / "ledger.sqlite3-export-cache"
         ours_cmd = [rk, "export", "--config", str(base / "config.toml"), "--out", str(base / "ours.parquet"),
                     "--force", "--json"]
         theirs_cmd = [sys.executable, str(ROOT / "benchmarks" / "pandas_export.py"), str(year),

@@ -504,7 +504,7 @@ def test_no_identifier_reaches_the_log_the_ledger_or_the_messages(tmp_path, now,
         fh.seek(start)
         logs = fh.read()
     assert b"export:" in logs  # the exports logged (the file names of what they excluded, ...)
-    ledger = b"".join(p.read_bytes() for p in env.root.glob("ledger.sqlite3*"))
+    ledger = b"".join(p.read_bytes() for p in env.root.glob("ledger.sqlite3*") if p.is_file())
     for where, blob in (("log", logs), ("ledger", ledger), ("output", "".join(said).encode())):
         assert sorted(i for i in ids if i.encode() in blob) == [], where
 
@@ -837,7 +837,7 @@ def _moved(tmp_path, capsys):
     env = ed.build(tmp_path / "site")
     assert main(["export", "--config", str(env.config), "--out", str(tmp_path / "one.parquet")]) in (0, 1, 2)
     capsys.readouterr()
-    old_cache = env.root / "ledger-export-cache"
+    old_cache = env.root / "ledger.sqlite3-export-cache"
     assert len(list(old_cache.glob("*.parquet"))) > 5
     moved = env.root / "moved"
     moved.mkdir()
@@ -863,7 +863,7 @@ def test_the_export_cache_of_a_ledger_moved_away_goes_with_it(tmp_path, now, cap
     env, old_cache, moved = _moved(tmp_path, capsys)
     _export_again(env, tmp_path, capsys)
     assert not old_cache.exists()
-    assert len(list((moved / "ledger-export-cache").glob("*.parquet"))) > 5
+    assert len(list((moved / "ledger.sqlite3-export-cache").glob("*.parquet"))) > 5
 
 
 def test_the_cache_of_a_ledger_still_there_is_kept(tmp_path, now, capsys):
@@ -906,15 +906,14 @@ def test_a_link_in_place_of_the_moved_ledgers_old_cache_is_not_followed(tmp_path
     assert old_cache.is_symlink() and entry.read_bytes() == b"not ours"
 
 
-def test_a_ledger_renamed_in_its_folder_exports_from_the_cache_it_keeps(tmp_path, now, capsys):
-    """``ledger.sqlite3`` renamed ``ledger.db`` (the setting changed with it): its cache folder
-    is named after the stem, the same. The old ledger's note made the export remove that very
-    folder after opening it, and every workbook was excluded as unreadable (the worker's table
-    had no folder to go to). Now the folder is kept, entries and all, and used."""
+def test_a_ledger_renamed_in_its_folder_exports_into_a_cache_of_its_new_name(tmp_path, now, capsys):
+    """``ledger.sqlite3`` renamed ``ledger.db`` (the setting changed with it): the cache folder
+    is named after the whole file name, so the old one goes as a moved ledger's does and the
+    export reads every workbook into the new one (nothing is excluded as unreadable)."""
     env = ed.build(tmp_path / "site")
     assert main(["export", "--config", str(env.config), "--out", str(tmp_path / "one.parquet")]) in (0, 1, 2)
     capsys.readouterr()
-    cache = env.root / "ledger-export-cache"
+    cache = env.root / "ledger.sqlite3-export-cache"
     before = sorted(p.name for p in cache.glob("*.parquet"))
     for side in ("", "-wal", "-shm"):
         if (env.root / f"ledger.sqlite3{side}").exists():
@@ -923,4 +922,21 @@ def test_a_ledger_renamed_in_its_folder_exports_from_the_cache_it_keeps(tmp_path
     code = main(["export", "--config", str(env.config), "--json", "--out", str(tmp_path / "two.parquet")])
     out = capsys.readouterr().out
     assert code in (0, 1, 2) and "could not be read" not in out
+    assert not cache.exists()
+    assert sorted(p.name for p in (env.root / "ledger.db-export-cache").glob("*.parquet")) == before
+
+
+def test_an_earlier_releases_cache_folder_is_used_and_renamed(tmp_path, now, capsys):
+    """A cache an earlier release kept under the ledger's stem (``ledger-export-cache``): the
+    export after the upgrade reads nothing again, from the folder renamed to its new name."""
+    env = ed.build(tmp_path / "site")
+    assert main(["export", "--config", str(env.config), "--out", str(tmp_path / "one.parquet")]) in (0, 1, 2)
+    capsys.readouterr()
+    cache = env.root / "ledger.sqlite3-export-cache"
+    before = sorted(p.name for p in cache.glob("*.parquet"))
+    cache.rename(env.root / "ledger-export-cache")
+    code = main(["export", "--config", str(env.config), "--json", "--out", str(tmp_path / "two.parquet")])
+    doc = json.loads(capsys.readouterr().out)
+    assert code in (0, 1, 2) and doc["files_read"] == 0 and doc["files_from_cache"] == len(before)
+    assert not (env.root / "ledger-export-cache").exists()
     assert sorted(p.name for p in cache.glob("*.parquet")) == before

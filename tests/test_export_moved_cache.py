@@ -116,26 +116,38 @@ def test_a_notes_folder_that_is_a_link_is_neither_written_nor_read(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["3" * 32]
 
 
-def test_a_ledger_renamed_beside_its_cache_keeps_the_cache_it_still_uses(tmp_path):
-    """``ledger.sqlite3`` renamed ``ledger.db`` in its folder: the cache folder is named after
-    the stem, so the gone ledger's cache is the one the renamed ledger uses now. It stays,
-    entries and all (removing it would also break the export that is using it)."""
+def _legacy(path: Path) -> Path:
+    """A ledger and the cache folder an earlier release kept beside it (named after the
+    stem), with two entries."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"ledger")
+    legacy = ec.legacy_cache_dir(path)
+    assert legacy is not None
+    legacy.mkdir(mode=0o700, exist_ok=True)
+    for sha in (SHA, "b" * 64):
+        (legacy / f"{sha}-r1.1-h1.parquet").write_bytes(b"entry")
+    return legacy
+
+
+def test_a_ledger_renamed_in_its_folder_leaves_its_old_cache_to_go(tmp_path):
+    """``ledger.sqlite3`` renamed ``ledger.db``: the cache folder is named after the whole
+    file name, so the old one is nobody's now and goes as a moved ledger's does."""
     old = tmp_path / "lib" / "ledger.sqlite3"
     cache = _ledger(old)
     forget_moved(old)
     new = old.with_suffix(".db")
     old.rename(new)
-    assert cache_dir(new) == cache
-    assert forget_moved(new) == []
-    assert len(list(cache.iterdir())) == 2
+    assert cache_dir(new) != cache
+    assert forget_moved(new) == [cache]
 
 
-def test_a_cache_another_ledger_still_uses_is_kept_also_by_another_name(tmp_path):
-    """The gone ledger was noted through a link to its folder; the ledger there now (another
-    profile's, of the same stem) uses the same folder under another spelling: kept."""
+def test_an_earlier_releases_folder_another_ledger_of_its_stem_may_adopt_is_kept(tmp_path):
+    """The gone ledger was noted through a link to its folder; a ledger still there, of the
+    same stem (another profile's), may still adopt the stem-named folder of an earlier
+    release, reached by another spelling: kept."""
     real = tmp_path / "real"
     old = real / "ledger.sqlite3"
-    cache = _ledger(old)
+    legacy = _legacy(old)
     link = tmp_path / "link"
     link.symlink_to(real)
     forget_moved(link / "ledger.sqlite3")
@@ -146,7 +158,161 @@ def test_a_cache_another_ledger_still_uses_is_kept_also_by_another_name(tmp_path
     here = tmp_path / "new" / "ledger.sqlite3"
     _ledger(here)
     assert forget_moved(here) == []
-    assert len(list(cache.iterdir())) == 2
+    assert len(list(legacy.iterdir())) == 2
+
+
+def test_a_gone_ledgers_cache_of_an_earlier_release_goes_too(tmp_path):
+    old = tmp_path / "lib" / "ledger.sqlite3"
+    legacy = _legacy(old)
+    forget_moved(old)
+    old.unlink()
+    here = tmp_path / "new" / "ledger.sqlite3"
+    _ledger(here)
+    assert forget_moved(here) == [legacy]
+    assert not legacy.exists()
+
+
+# ------------------------------------------------------------ a cache folder per ledger name
+
+
+def test_two_ledgers_of_one_stem_in_one_folder_have_a_cache_each(tmp_path):
+    """``ledger.sqlite3`` and ``ledger.db`` side by side (two profiles): one's prune (every
+    export's, the purge's) removed the other's entries, both being named after the stem."""
+    from tui.core import retention
+    from tui.core.export_cache import TableCache
+    from tui.core.ledger import Ledger
+
+    one, two = tmp_path / "lib" / "ledger.sqlite3", tmp_path / "lib" / "ledger.db"
+    _ledger(one)
+    theirs = _ledger(two)
+    assert cache_dir(one) != cache_dir(two)
+    TableCache(cache_dir(one)).open().prune([])
+    assert len(list(theirs.iterdir())) == 2
+    one.unlink()
+    with Ledger.open(one) as ledger:  # a real ledger holding nothing: its purge prunes all
+        retention._prune_cache(ledger)
+    assert len(list(theirs.iterdir())) == 2
+
+
+@pytest.mark.parametrize("name", [
+    "x" * 240 + ".sqlite3",  # the stem and the suffix past the longest file name
+    "x" * 250,
+    "led\nger.db",  # a control character
+    os.fsdecode(b"caf\xe9.db"),  # bytes that are not UTF-8
+], ids=["long-stem", "long", "newline", "not-utf8"])
+def test_a_ledger_of_any_name_gets_a_folder_of_its_own_that_opens(tmp_path, name):
+    from tui.core.export_cache import TableCache
+
+    ledger = tmp_path / name
+    folder = cache_dir(ledger)
+    assert folder.parent == tmp_path
+    raw = os.fsencode(folder.name)
+    assert len(raw) <= 255 and "\n" not in folder.name and folder.name.endswith("-export-cache")
+    assert folder != cache_dir(tmp_path / (name + "2"))
+    try:
+        TableCache(folder).open()
+    except ec.CacheError:
+        pytest.fail(f"the cache of {name!r} cannot be made")
+    assert folder.is_dir()
+
+
+def test_names_that_differ_only_after_the_stem_get_different_folders():
+    names = ["ledger", "ledger.db", "ledger.sqlite3", "ledger.db.bak", "x" * 250 + ".a", "x" * 250 + ".b"]
+    assert len({ec.cache_name(n) for n in names}) == len(names)
+    assert ec.cache_name("ledger") == "ledger-export-cache"  # a name without a suffix: the same folder
+
+
+def test_an_earlier_releases_cache_is_adopted_whole(tmp_path):
+    ledger = tmp_path / "lib" / "ledger.sqlite3"
+    legacy = _legacy(ledger)
+    cache = ec.open_cache(ledger)
+    assert cache.folder == cache_dir(ledger) and not legacy.exists()
+    assert sorted(p.name for p in cache.folder.iterdir()) == sorted(
+        f"{s}-r1.1-h1.parquet" for s in (SHA, "b" * 64))
+
+
+def test_an_earlier_releases_folder_is_not_adopted_when_not_ours(tmp_path):
+    """A link in the old folder's place (to a folder holding files named like entries), a
+    folder of another user's, a folder an export is using: each is left as it is, and a new
+    cache is made."""
+    from tui.core.export_cache import TableCache
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / f"{SHA}-r1.1-h1.parquet").write_bytes(b"not ours")
+    linked = tmp_path / "a" / "ledger.sqlite3"
+    linked.parent.mkdir()
+    linked.write_bytes(b"ledger")
+    legacy = ec.legacy_cache_dir(linked)
+    assert legacy is not None
+    legacy.symlink_to(theirs)
+    assert ec.open_cache(linked).folder == cache_dir(linked)
+    assert legacy.is_symlink() and (theirs / f"{SHA}-r1.1-h1.parquet").read_bytes() == b"not ours"
+    assert list(cache_dir(linked).iterdir()) == []
+
+    in_use = tmp_path / "b" / "ledger.sqlite3"
+    folder = _legacy(in_use)
+    using = TableCache(folder).open()
+    assert ec.open_cache(in_use).folder == cache_dir(in_use)
+    assert len(list(folder.iterdir())) == 2
+    del using
+
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        another = tmp_path / "c" / "ledger.sqlite3"
+        folder = _legacy(another)
+        os.chown(folder, 4242, 4242)
+        assert ec.open_cache(another).folder == cache_dir(another)
+        assert len(list(folder.iterdir())) == 2
+
+
+def test_an_earlier_releases_folder_is_left_when_todays_is_there(tmp_path):
+    ledger = tmp_path / "lib" / "ledger.sqlite3"
+    legacy = _legacy(ledger)
+    cache_dir(ledger).mkdir(mode=0o700)
+    assert not ec.adopt_legacy(ledger)
+    assert len(list(legacy.iterdir())) == 2
+
+
+# ------------------------------------------------------------ notes of ledgers gone for good
+
+
+def _note_of(path: Path) -> Path:
+    return noted_ledgers() / ec._note_name(os.path.abspath(path))
+
+
+def test_the_note_of_a_gone_ledger_whose_cache_is_gone_too_goes(tmp_path):
+    """A ledger deleted with its cache (its folder still there, or deleted too): nothing will
+    ever come back for its note, which was kept for ever."""
+    here = tmp_path / "new" / "ledger.sqlite3"
+    _ledger(here)
+    ledgers = [tmp_path / name / "sub" / "ledger.sqlite3" for name in ("kept-folder", "deleted-folder")]
+    for ledger in ledgers:
+        _ledger(ledger)
+        forget_moved(ledger)
+    notes = [_note_of(ledger) for ledger in ledgers]
+    for ledger, whole_folder in zip(ledgers, (False, True), strict=True):
+        cache = cache_dir(ledger)
+        ledger.unlink()
+        for entry in cache.iterdir():
+            entry.unlink()
+        cache.rmdir()
+        if whole_folder:
+            ledger.parent.rmdir()
+    assert all(n.exists() for n in notes)
+    assert forget_moved(here) == []
+    assert not any(n.exists() for n in notes)
+    assert _note_of(here).exists()
+
+
+def test_the_note_of_an_earlier_release_is_kept_while_its_cache_is_absent(tmp_path):
+    """A note without the device its ledger's folder was on: it cannot tell a disk not
+    mounted from one whose folder was deleted, so it stays as before."""
+    gone = tmp_path / "gone" / "ledger.sqlite3"
+    note = _note_by_hand(json.dumps({"ledger": str(gone)}), ec._note_name(str(gone)))
+    here = tmp_path / "new" / "ledger.sqlite3"
+    _ledger(here)
+    assert forget_moved(here) == []
+    assert note.exists()
 
 
 def test_a_ledger_on_a_disk_not_mounted_is_remembered_until_it_is_back(tmp_path):
@@ -156,8 +322,11 @@ def test_a_ledger_on_a_disk_not_mounted_is_remembered_until_it_is_back(tmp_path)
     ledger = disk / "ledger.sqlite3"
     cache = _ledger(ledger)
     forget_moved(ledger)
+    note = _note_of(ledger)
+    doc = json.loads(note.read_text())
+    note.write_text(json.dumps(dict(doc, device=doc["device"] + 1)))  # the disk's own device
     away = tmp_path / "unmounted"
-    disk.rename(away)  # what the mount point shows without its disk: nothing
+    disk.rename(away)  # what the mount point shows without its disk: nothing (on the root's device)
     disk.mkdir()
     here = tmp_path / "new" / "ledger.sqlite3"
     _ledger(here)
@@ -243,18 +412,65 @@ def test_the_purge_removes_a_moved_ledgers_cache_by_the_same_path(tmp_path):
 
 
 def test_a_cache_an_export_is_using_is_never_removed_under_it(tmp_path):
-    """Two exports at once: one has opened its cache (its ledger, ``ledger.db``, not noted yet:
-    its first export) while the other finds the note of a gone ``ledger.sqlite3`` of the same
-    folder and stem, whose cache folder is that very one. It is left whole while in use."""
+    """Two exports at once: one (of ``ledger.db``, by an earlier release) uses the stem-named
+    folder while the other finds the note of a gone ``ledger.sqlite3`` of the same folder and
+    stem, whose earlier release's cache folder is that very one. It is left whole while in
+    use."""
     from tui.core.export_cache import TableCache
 
-    cache = _gone_with_cache(tmp_path)
+    old = tmp_path / "old" / "ledger.sqlite3"
+    legacy = _legacy(old)
+    forget_moved(old)
+    old.unlink()
     (tmp_path / "old" / "ledger.db").write_bytes(b"ledger")
-    using = TableCache(cache).open()
+    using = TableCache(legacy).open()
     here = tmp_path / "new" / "ledger.sqlite3"
     _ledger(here)
     assert forget_moved(here) == []
-    assert len(list(cache.glob("*.parquet"))) == 2
+    assert len(list(legacy.glob("*.parquet"))) == 2
     del using
     (tmp_path / "old" / "ledger.db").unlink()
-    assert forget_moved(here) == [cache]  # no longer in use, its ledger gone: it goes
+    assert forget_moved(here) == [legacy]  # no longer in use, its ledger gone: it goes
+
+
+def _waiting_for_lock(folder: Path) -> bool:
+    """Whether some process waits for a ``flock`` on ``folder`` (``/proc/locks`` lists a
+    waiter with ``->``)."""
+    ino = os.stat(folder).st_ino
+    with open("/proc/locks") as fh:
+        return any("->" in line and "FLOCK" in line and f":{ino} " in line for line in fh)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs /proc/locks")
+def test_a_cache_opened_while_its_removal_runs_is_there_for_its_export(tmp_path, monkeypatch):
+    """A removal had emptied the folder and let go of its lock before removing it: an export
+    that opened the folder in between (its ledger back at the gone path) held a folder then
+    removed, and every workbook it read had no folder to go to. Now the folder is removed
+    while still held; the export waits, finds it gone, and makes it again."""
+    from tui.core.export_cache import TableCache
+
+    cache = _gone_with_cache(tmp_path)
+    opened: list[TableCache] = []
+    started: list[threading.Thread] = []
+    real_stat = os.stat
+
+    def opening(path, *args, **kwargs):
+        if path == cache.name and kwargs.get("dir_fd") is not None and not started:
+            t = threading.Thread(target=lambda: opened.append(TableCache(cache).open()))
+            started.append(t)
+            t.start()
+            for _ in range(6000):  # the export holds the folder, or waits for the removal's lock
+                if opened or _waiting_for_lock(cache):
+                    break
+                t.join(0.01)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(ec.os, "stat", opening)
+    here = tmp_path / "new" / "ledger.sqlite3"
+    _ledger(here)
+    forget_moved(here)
+    monkeypatch.undo()
+    assert started
+    started[0].join(120)
+    assert opened and opened[0].folder.is_dir()
+    (opened[0].folder / "probe").write_bytes(b"")  # its entries have a folder to go to

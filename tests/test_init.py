@@ -799,6 +799,103 @@ def test_init_still_says_what_is_wrong_with_a_too_full_config_as_a_whole(tmp_pat
     assert cfg.read_text() == text
 
 
+def _counting_parses(monkeypatch) -> list[int]:
+    """The sizes of the texts tomlkit parses from now on (what the merge reads a config with)."""
+    import tomlkit
+
+    parsed: list[int] = []
+    real_parse = tomlkit.parse
+
+    def parse(string, *a, **kw):
+        parsed.append(len(string))
+        return real_parse(string, *a, **kw)
+
+    monkeypatch.setattr(tomlkit, "parse", parse)
+    return parsed
+
+
+def test_init_parses_a_full_config_holding_its_profile_once(tmp_path, monkeypatch, capsys):
+    """A profile set up again in a config near the size limit: the dry run of the merge before
+    the questions and the save each parsed the whole file with tomlkit (~4 s of CPU a MiB).
+    Once now. (The limit is lowered so that a file of 150 kB is near it.)"""
+    from tui.cli import main
+    from tui.commands import init as init_cmd
+
+    _full_config_home(tmp_path, monkeypatch)
+    cfg = tmp_path / "config.toml"
+    note = "# a note kept by the library's staff about this profile's server and its reports\n"
+    text = '[profile.branch]\nhost = "old.example.org"\n' + note * 40
+    i = 0
+    while len(text) < 150_000:
+        text += f'[profile.p{i}]\nhost = "h{i}.example.org"\nusername = "u"\n'
+        i += 1
+    cfg.write_text(text)
+    limit = len(text) + 50  # the new table alone would not fit beside the file: the dry run tells
+    monkeypatch.setattr(init_cmd, "MAX_CONFIG_BYTES", limit)
+    monkeypatch.setattr(su, "MAX_CONFIG_BYTES", limit)
+    parsed = _counting_parses(monkeypatch)
+    code = main(_add_branch(cfg))
+    err = capsys.readouterr().err
+    assert code in (0, 1), err
+    assert len([n for n in parsed if n > 100_000]) == 1
+    written = load_config(cfg)
+    assert written.profile("branch").host == "127.0.0.1" and f"p{i - 1}" in written.names
+
+
+def test_init_parses_a_config_that_is_no_toml_once(tmp_path, monkeypatch, capsys):
+    """A config that is no TOML (replaced whole, a backup kept): whether it is, and the save's
+    merge, each parsed it (three times in all)."""
+    from tui.cli import main
+
+    _full_config_home(tmp_path, monkeypatch)
+    cfg = tmp_path / "config.toml"
+    text = "".join(f'[profile.p{i}]\nhost = "h{i}.example.org"\n' for i in range(4000)) + "this is not TOML\n"
+    cfg.write_text(text)
+    parsed = _counting_parses(monkeypatch)
+    code = main(_add_branch(cfg))
+    err = capsys.readouterr().err
+    assert code in (0, 1), err
+    assert len([n for n in parsed if n > 100_000]) == 1
+    assert list(load_config(cfg).names) == ["branch"]
+
+
+_RENDERED = {
+    "plain": _KEPT_PROFILE + '[profile.branch]\nhost = "old"\n# its note\n',
+    "first": '[profile.branch]\nhost = "old"\n# its note\n' + _KEPT_PROFILE,
+    "absent": _KEPT_PROFILE,
+    "no profiles": '[defaults]\ngrace = "3h"\n',
+    "out of order": ('[profile.branch]\nhost = "old"\n' + _KEPT_PROFILE
+                     + '[[profile.branch.report]]\nname = "loans"\nschedule = "daily"\nat = "06:00"\n'),
+    "dotted": 'profile.branch.host = "old"\n' + _KEPT_PROFILE,
+    "empty": "",
+    "inline": 'profile = {branch = {host = "x"}}\n',
+    "no table": "profile = 3\n",
+    "no TOML": "[profile.branch\n",
+}
+
+
+@pytest.mark.parametrize("existing", list(_RENDERED.values()), ids=list(_RENDERED))
+def test_renders_within_one_command_are_what_a_fresh_parse_renders(existing, monkeypatch):
+    """``render_config`` within ``parsed_once`` reads a text once: each render, in any order,
+    is the text a render of its own would give."""
+    monkeypatch.setenv("REPORT_KEEPER_NOW", "2026-11-26T16:00:00+00:00")
+    a = su.Answers(profile="branch", host="a.example.org", username="x")
+    b = su.Answers(profile="branch", host="b.example.org", port=2222, pending=["a note"],
+                   reports=[su.ReportProposal("loans", 3, "daily", time(6))])
+    c = su.Answers(profile="other", host="c.example.org")
+
+    def fresh(answers):
+        try:
+            return su.render_config(answers, existing)
+        except Exception as exc:  # noqa: BLE001 - compared below
+            return type(exc), str(exc)
+
+    want = [fresh(x) for x in (a, b, c, a, c, b)]
+    with su.parsed_once():
+        got = [fresh(x) for x in (a, b, c, a, c, b)]
+    assert got == want
+
+
 # ------------------------------------------------------------------ the check of what is written
 
 _OTHER = '[profile.main]\nhost = "a.example"\nlocal_dir = "/srv/main"\nledger = "/srv/main.sqlite3"\n'

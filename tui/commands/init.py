@@ -164,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
     prompter = Prompter(not args.yes, sys.stdout)
     try:
         to_write = _check_given(args, path, profile)
-        return asyncio.run(_init(args, path, profile, prompter, to_write))
+        with su.parsed_once():  # the checks before the questions and the save read the file once
+            return asyncio.run(_init(args, path, profile, prompter, to_write))
     except UsageError as exc:
         return fail_usage(f"init: {exc}")
     except Abort:

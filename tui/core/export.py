@@ -64,7 +64,7 @@ import polars as pl
 from tui.core import clock, content, isolation, model
 from tui.core import status as st
 from tui.core.durable import fsync_dir
-from tui.core.export_cache import CachedTable, CacheError, ReadFailure, TableCache, cache_dir, forget_moved
+from tui.core.export_cache import CachedTable, CacheError, ReadFailure, TableCache, forget_moved, open_cache
 from tui.core.export_read import positional
 from tui.core.export_request import (
     Cancelled,
@@ -656,7 +656,7 @@ def run_export(
             raise ExportError(str(exc)) from None
     pool = pool or isolation.shared_pool()
     try:
-        cache = TableCache(cache_dir(Path(profile.ledger_path)), pool).open()
+        cache = open_cache(Path(profile.ledger_path), pool)
     except CacheError as exc:
         raise ExportError(str(exc)) from None
     _refuse_own_folder(out, cache.folder, profile, request.key_file)

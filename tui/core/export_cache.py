@@ -22,7 +22,9 @@ With the table, an entry keeps (in the parquet file's key-value metadata) how ma
 of each column the worker found of 2**53 or more: values that may already be rounded in the
 workbook, which the export reports for its identifier columns. Counts and header names only.
 
-The folder: ``<ledger's folder>/<ledger's name>-export-cache/`` (0700, files 0600). It holds
+The folder: ``<ledger's folder>/<ledger's file name>-export-cache/`` (0700, files 0600; a
+name that makes no plain folder name is shortened with a hash, :func:`cache_name`; the folder
+of an earlier release, named after the stem, is adopted: :func:`adopt_legacy`). It holds
 the reports' data as the workbooks do, raw values included also for pseudonymized exports
 (pseudonyms are computed when an export is written, so one cache serves every key), and is
 local temporary storage like the reports themselves. It is safe to delete at any time: the
@@ -114,8 +116,100 @@ class ReadFailure:
     message: str
 
 
+#: What a cache folder's name ends with (after its ledger's file name).
+CACHE_SUFFIX = "-export-cache"
+#: The longest file name most file systems take, in bytes.
+_NAME_MAX = 255
+
+
 def cache_dir(ledger_path: Path) -> Path:
-    return ledger_path.parent / f"{ledger_path.stem}-export-cache"
+    """The cache folder of the ledger at ``ledger_path``: beside it, named after its whole file
+    name (two ledgers of one stem in one folder, ``ledger.sqlite3`` and ``ledger.db``, have a
+    folder each)."""
+    return ledger_path.parent / cache_name(ledger_path.name)
+
+
+def cache_name(ledger_name: str) -> str:
+    """``<ledger's file name>-export-cache``; for a name that would not make a plain folder
+    name (too long with the suffix, a control character, bytes that are not UTF-8) a readable
+    part of it and 16 hex digits of its hash, so every ledger name has a folder of its own."""
+    raw = os.fsencode(ledger_name)
+    if (ledger_name.isprintable() and ledger_name not in ("", ".", "..")
+            and len(raw) + len(CACHE_SUFFIX) <= _NAME_MAX):
+        return ledger_name + CACHE_SUFFIX
+    readable = "".join(c for c in ledger_name if c.isascii() and c.isprintable() and c != "/")[:64]
+    return f"{readable or 'ledger'}-{hashlib.sha256(raw).hexdigest()[:16]}{CACHE_SUFFIX}"
+
+
+def legacy_cache_dir(ledger_path: Path) -> Path | None:
+    """Where releases before the folder was named after the whole file name kept this ledger's
+    cache (``<stem>-export-cache``, shared by ledgers of one stem); None when that is the
+    folder of today (a ledger name without a suffix)."""
+    stem = ledger_path.stem
+    if not stem:
+        return None
+    folder = ledger_path.parent / f"{stem}{CACHE_SUFFIX}"
+    return None if folder == cache_dir(ledger_path) else folder
+
+
+def open_cache(ledger_path: Path, pool: isolation.WorkerPool | None = None) -> TableCache:
+    """The ledger's cache, opened (:meth:`TableCache.open`), after adopting the folder an
+    earlier release kept it in (:func:`adopt_legacy`)."""
+    adopt_legacy(ledger_path)
+    return TableCache(cache_dir(ledger_path), pool).open()
+
+
+def adopt_legacy(ledger_path: Path) -> bool:
+    """Rename the ledger's cache folder of an earlier release (:func:`legacy_cache_dir`) to
+    its name of today, when that name is free: its entries are tables of contents, right for
+    any ledger, and the export's prune drops what this ledger does not hold. Only a real
+    folder of this user's that no export is using (an exclusive ``flock``, not waited for) is
+    renamed, through its parent opened once; a link or anything else in its place is left as
+    it is (never followed). True when it was adopted. Never raises for the disk."""
+    legacy = legacy_cache_dir(ledger_path)
+    if legacy is None:
+        return False
+    target = cache_dir(ledger_path).name
+    try:
+        parent = os.open(legacy.parent, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        try:
+            os.stat(target, dir_fd=parent, follow_symlinks=False)
+            return False  # today's folder is there (or something in its place): nothing to adopt
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        try:
+            fd = os.open(legacy.name, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS, dir_fd=parent)
+        except OSError:  # absent, a link (ELOOP), a file (ENOTDIR), ...: nothing of ours to adopt
+            return False
+        try:
+            info = os.fstat(fd)
+            if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+                return False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until the folder is closed
+            except BlockingIOError:
+                return False  # an export of an earlier release is using it: today's folder is new
+            now = os.stat(legacy.name, dir_fd=parent, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+                return False  # its name is another's now
+            # A folder renamed onto an empty folder made meanwhile replaces it (an export that
+            # made it then writes into this one by name); never onto a file or a link.
+            os.rename(legacy.name, target, src_dir_fd=parent, dst_dir_fd=parent)
+        except OSError as exc:
+            log.warning("export cache: the folder of an earlier release not adopted: %s",
+                        exc.strerror or type(exc).__name__)
+            return False
+        finally:
+            os.close(fd)
+    finally:
+        os.close(parent)
+    log.info("export cache: the folder of an earlier release renamed to %s", target)
+    return True
 
 
 class TableCache:
@@ -158,11 +252,17 @@ class TableCache:
         folder once held (removed meanwhile)."""
         if self._held is not None:
             return True
-        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS)
+        try:
+            fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS)
+        except FileNotFoundError:  # removed since it was made: made again
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)  # waits for a removal under way (it holds it alone)
             held = os.fstat(fd)
             now = os.lstat(self.folder)
+        except FileNotFoundError:  # removed while this waited: made again
+            os.close(fd)
+            return False
         except BaseException:
             os.close(fd)
             raise
@@ -376,13 +476,16 @@ def _note_name(ledger: str) -> str:
 def forget_moved(ledger_path: Path) -> list[Path]:
     """Note that ``ledger_path``'s cache is in use, and remove the caches of ledgers noted
     earlier that are gone from where they were (moved, the profile's ``ledger`` changed; or
-    deleted). A ledger still there keeps its cache (copied rather than moved, another
-    profile's), and so does a folder that is also the cache of a ledger still there (a ledger
-    renamed within its folder keeps its stem, and so its cache). A noted ledger whose cache is
-    not there either (a disk not mounted) keeps its note, and its cache goes once it is seen
-    again without its ledger. Returns the cache folders that were removed. Never raises for
-    the disk or for what a note holds: a note that cannot be kept or read leaves the cache as
-    it was before notes existed."""
+    deleted): the folder of today's name and the one of an earlier release's
+    (:func:`legacy_cache_dir`). A ledger still there keeps its cache (copied rather than
+    moved, another profile's), and so does a folder that is also the cache of a ledger still
+    there (another spelling of its path; an earlier release's folder, named after the stem,
+    that another ledger of that stem may still adopt). A noted ledger whose cache is not there
+    either keeps its note while the disk it was on may not be mounted (its cache goes once it
+    is seen again without its ledger); the note goes once that disk is seen (the folder it
+    was in, or the nearest folder above it, on the device the note recorded). Returns the
+    cache folders that were removed. Never raises for the disk or for what a note holds: a
+    note that cannot be kept or read leaves the cache as it was before notes existed."""
     removed: list[Path] = []
     try:
         here = os.path.abspath(ledger_path)
@@ -399,31 +502,35 @@ def forget_moved(ledger_path: Path) -> list[Path]:
             log.warning("export cache: the ledgers' notes cannot be kept: %s",
                         getattr(exc, "strerror", None) or type(exc).__name__)
             return removed
-        noted = {name: path for name in names if (path := _read_note(notes, name)) is not None}
+        noted = {name: doc for name in names if (doc := _read_note_doc(notes, name)) is not None}
         live = {here}
-        gone: list[tuple[str, str]] = []
-        for name, path in noted.items():
+        gone: list[tuple[str, str, int | None]] = []
+        for name, (path, device) in noted.items():
             try:
                 os.lstat(path)
             except (FileNotFoundError, NotADirectoryError):
                 if path != here:
-                    gone.append((name, path))
+                    gone.append((name, path, device))
             except OSError:
                 continue  # cannot tell now (permissions, the disk): asked again next time
             else:
                 live.add(path)
-        spare = _identities(cache_dir(Path(path)) for path in live)
-        for name, path in gone:
-            cache = cache_dir(Path(path))
-            outcome = _remove_cache(cache, spare)
-            if outcome in (ABSENT, UNREACHABLE, BUSY):
+        spare = _identities(folder for path in live for folder in _cache_folders(Path(path)))
+        for name, path, device in gone:
+            outcomes = []
+            for cache in _cache_folders(Path(path)):
+                outcome = _remove_cache(cache, spare)
+                outcomes.append(outcome)
+                if outcome == REMOVED:
+                    removed.append(cache)
+                    log.info("export cache of a ledger no longer at %s removed", _shown(path))
+                elif outcome == KEPT:
+                    log.warning("export cache %s of a ledger no longer there holds what is not an entry of "
+                                "ours, or is no folder of ours; left as it is", _shown(cache))
+            if UNREACHABLE in outcomes or BUSY in outcomes:
+                continue  # the note stays: asked again next time
+            if all(o == ABSENT for o in outcomes) and not _disk_seen(path, device):
                 continue  # the note stays: its cache may be seen again (a disk mounted later)
-            if outcome == REMOVED:
-                removed.append(cache)
-                log.info("export cache of a ledger no longer at %s removed", path)
-            elif outcome == KEPT:
-                log.warning("export cache %s of a ledger no longer there holds what is not an entry of "
-                            "ours, or is no folder of ours; left as it is", cache)
             try:
                 os.unlink(name, dir_fd=notes)
             except FileNotFoundError:
@@ -433,6 +540,45 @@ def forget_moved(ledger_path: Path) -> list[Path]:
     finally:
         os.close(notes)
     return removed
+
+
+def _shown(path: str | Path) -> str:
+    """A path for the log: bytes that are not UTF-8 escaped (the log file takes UTF-8 only)."""
+    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _cache_folders(ledger_path: Path) -> list[Path]:
+    """The folders a ledger's cache may be in: today's and an earlier release's."""
+    legacy = legacy_cache_dir(ledger_path)
+    return [cache_dir(ledger_path)] + ([legacy] if legacy is not None else [])
+
+
+def _folder_device(ledger: str) -> int | None:
+    """The device of the folder a ledger is in (None when it cannot be seen)."""
+    try:
+        return os.stat(os.path.dirname(ledger)).st_dev
+    except (OSError, ValueError):
+        return None
+
+
+def _disk_seen(ledger: str, device: int | None) -> bool:
+    """Whether the disk a gone ledger's folder was on (``device``, noted with it) is mounted:
+    its folder, or the nearest folder above it that is there, is on that device. Then its
+    cache, which was beside it, is really not there. False when the note has no device (one
+    written by an earlier release) or nothing can be seen."""
+    if device is None:
+        return False
+    folder = os.path.dirname(ledger)
+    while True:
+        try:
+            return os.stat(folder).st_dev == device
+        except (FileNotFoundError, NotADirectoryError):
+            above = os.path.dirname(folder)
+            if above == folder:
+                return False
+            folder = above
+        except (OSError, ValueError):
+            return False
 
 
 def _open_notes() -> int:
@@ -457,8 +603,9 @@ def _open_notes() -> int:
     return fd
 
 
-def _read_note(notes: int, name: str) -> str | None:
-    """The ledger a note names: an absolute path, the one its name was made of; None for
+def _read_note_doc(notes: int, name: str) -> tuple[str, int | None] | None:
+    """The ledger a note names, an absolute path (the one its name was made of), and the
+    device its folder was on when noted (None in a note of an earlier release); None for
     anything else (a link, a pipe, another user's file, too long, not JSON, ...)."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | _OPEN_FLAGS, dir_fd=notes)
@@ -485,24 +632,28 @@ def _read_note(notes: int, name: str) -> str | None:
     path = doc.get("ledger") if isinstance(doc, dict) else None
     if not isinstance(path, str) or "\x00" in path or not os.path.isabs(path):
         return None
+    device = doc.get("device")
+    if type(device) is not int or device < 0:
+        device = None
     try:
-        return path if _note_name(path) == name else None
+        return (path, device) if _note_name(path) == name else None
     except UnicodeError:  # a lone surrogate no file name is made of
         return None
 
 
 def _note(notes: int, ledger: str) -> None:
-    """The note of one ledger, written whole (a temporary file renamed into place), in ASCII
-    (a path of bytes that are not UTF-8 reads back); one that does not read back is written
-    again."""
+    """The note of one ledger and the device of its folder, written whole (a temporary file
+    renamed into place), in ASCII (a path of bytes that are not UTF-8 reads back); one that
+    does not read back so is written again."""
     name = _note_name(ledger)
-    if _read_note(notes, name) == ledger:
+    device = _folder_device(ledger)
+    if _read_note_doc(notes, name) == (ledger, device):
         return
     part = f".tmp-{secrets.token_hex(8)}"
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600, dir_fd=notes)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(json.dumps({"ledger": ledger}).encode("ascii"))
+            fh.write(json.dumps({"ledger": ledger, "device": device}).encode("ascii"))
         os.replace(part, name, src_dir_fd=notes, dst_dir_fd=notes)
     finally:
         try:
@@ -570,18 +721,21 @@ def _remove_cache(folder: Path, spare: frozenset[tuple[int, int]]) -> str:
                         os.unlink(name, dir_fd=fd)
                 except OSError:
                     continue
+            # Removed while still held: an export that opens the folder meanwhile waits for
+            # the lock and then finds it gone (and makes it again), never keeps a folder
+            # removed under it.
+            try:
+                now = os.stat(folder.name, dir_fd=parent, follow_symlinks=False)
+                if (now.st_dev, now.st_ino) != identity:
+                    return KEPT  # its name is another's now: that one is not emptied, nor removed
+                os.rmdir(folder.name, dir_fd=parent)  # only an empty folder, never a link
+            except FileNotFoundError:
+                return REMOVED
+            except OSError:
+                return KEPT
+            return REMOVED
         finally:
             os.close(fd)
-        try:
-            now = os.stat(folder.name, dir_fd=parent, follow_symlinks=False)
-            if (now.st_dev, now.st_ino) != identity:
-                return KEPT  # its name is another's now: that one is not emptied, nor removed
-            os.rmdir(folder.name, dir_fd=parent)  # only an empty folder, never a link
-        except FileNotFoundError:
-            return REMOVED
-        except OSError:
-            return KEPT
-        return REMOVED
     finally:
         os.close(parent)
 
@@ -658,5 +812,6 @@ def _unlink(path: Path) -> None:
         log.warning("cannot remove %s: %s", path.name, exc.strerror or exc)
 
 
-__all__ = ["MODIFIED_MESSAGE", "CacheError", "CachedTable", "ReadFailure", "TableCache", "cache_dir", "forget_moved",
-           "noted_ledgers", "remove_cache", "settle_types", "still_holds"]
+__all__ = ["MODIFIED_MESSAGE", "CacheError", "CachedTable", "ReadFailure", "TableCache", "adopt_legacy", "cache_dir",
+           "cache_name", "forget_moved", "legacy_cache_dir", "noted_ledgers", "open_cache", "remove_cache",
+           "settle_types", "still_holds"]

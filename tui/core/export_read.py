@@ -74,10 +74,15 @@ def worker_table(path: str, out: str, header_row: int | None) -> JSONObject:
 
 def _read_table(path: Path, out: str, header_row: int | None) -> JSONObject:
     import fastexcel  # noqa: PLC0415 - the reader is loaded in worker processes only
-    import nanoarrow  # noqa: PLC0415 - the reader is loaded in worker processes only
-    import nanoarrow.ipc  # noqa: PLC0415 - the reader is loaded in worker processes only
 
     with validate.open_regular(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > validate.READ_WHOLE_BYTES and os.path.isdir(validate.FD_FOLDER):
+            if (kind := validate.sniff(path, fh)) != "zip":
+                raise validate.Unreadable(kind, "not-xlsx")
+            fh.seek(0)
+            with validate.LargeZip(path, fh, None) as large:
+                return large.checked(_table_of(large.reader(), large.names, large.sha256, out, header_row))
         data = fh.read()
     sha256 = hashlib.sha256(data).hexdigest()
     buf = io.BytesIO(data)
@@ -85,9 +90,22 @@ def _read_table(path: Path, out: str, header_row: int | None) -> JSONObject:
     if kind != "zip":
         raise validate.Unreadable(kind, "not-xlsx")
     names = validate.precheck_zip(path, buf)
-    top = header_row if header_row is not None and header_row >= 1 else 0
     try:
         reader = fastexcel.read_excel(data)
+        del data
+    except fastexcel.FastExcelError as exc:
+        raise validate.Unreadable(validate.reader_failed_message(exc, names), "reader") from None
+    return _table_of(reader, names, sha256, out, header_row)
+
+
+def _table_of(reader: ExcelReader, names: set[str], sha256: str, out: str, header_row: int | None) -> JSONObject:
+    """The first sheet of an opened workbook below ``header_row``, written to ``out``."""
+    import fastexcel  # noqa: PLC0415 - the reader is loaded in worker processes only
+    import nanoarrow  # noqa: PLC0415 - the reader is loaded in worker processes only
+    import nanoarrow.ipc  # noqa: PLC0415 - the reader is loaded in worker processes only
+
+    top = header_row if header_row is not None and header_row >= 1 else 0
+    try:
         if not reader.sheet_names:
             raise validate.Unreadable("The workbook has no sheets.", "no-sheets")
         # The whole sheet as text: the header's exact cells, and how many cells of each

@@ -798,9 +798,10 @@ def _prune_cache(ledger: Ledger) -> int:
     if ledger.path is None:
         return 0
     # start-up time: the cache module loads polars, which a sync that deletes nothing never needs
-    from tui.core.export_cache import TableCache, cache_dir, forget_moved  # noqa: PLC0415 - see above
+    from tui.core.export_cache import TableCache, adopt_legacy, cache_dir, forget_moved  # noqa: PLC0415 - see above
 
     forget_moved(Path(ledger.path))
+    adopt_legacy(Path(ledger.path))  # an earlier release's folder holds the purged contents' tables too
     folder = cache_dir(Path(ledger.path))
     if not folder.is_dir():
         return 0

@@ -12,7 +12,9 @@
 - ``propose_reports(files, tz)``: the reports a folder holds, each with its inferred schedule;
 - ``render_config(answers, existing=None)``: the TOML text (tomlkit), merged into an existing
   file's text when given (its other profiles and comments are kept); checked by loading it
-  with ``parse_profile`` (and the size limit) before anything is written;
+  with ``parse_profile`` (and the size limit) before anything is written; within
+  ``parsed_once()`` (all of ``init``) a text merged into is parsed once, however often it is
+  rendered with one profile (the checks before the questions, then the save);
 - ``text_to_merge_into(path)``: an existing config's text as ``load_config`` reads it, or
   ``ConfigError`` for one over the size limit or not UTF-8 (its bytes are never replaced);
 - ``write_config(path, text, force=False)``: written 0600 through a temporary file; without
@@ -26,6 +28,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import getpass
@@ -34,9 +37,10 @@ import posixpath
 import re
 import shlex
 import shutil
+import threading
 import tomllib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
 from pathlib import Path
@@ -319,17 +323,95 @@ def _comment(text: str) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
+class _Parsed:
+    """The last text a command's merge parsed with tomlkit, and its document (or the error
+    its parse raised), for one profile's name. A render sets that profile's table in the
+    document and leaves it there: setting it again gives the text a fresh parse of the file
+    would (the file's other tables are never touched). A render that raises forgets it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.key: tuple[str, str | None] | None = None
+        self.doc: tomlkit.TOMLDocument | None = None
+        self.error: Exception | None = None
+
+    def parse(self, text: str, profile: str | None) -> tomlkit.TOMLDocument:
+        """``text`` parsed, for a render of ``profile`` (None: only whether it parses)."""
+        if self.key is not None and self.key[0] == text and (profile is None or self.key[1] in (None, profile)):
+            if self.error is not None:
+                raise self.error
+            assert self.doc is not None
+            self.key = (text, profile if profile is not None else self.key[1])
+            return self.doc
+        self.key, self.doc, self.error = None, None, None
+        try:
+            doc = tomlkit.parse(text)
+        except Exception as exc:  # kept: raised again to each caller, as the parse's
+            self.key, self.error = (text, None), exc
+            raise
+        self.key, self.doc = (text, profile), doc
+        return doc
+
+    def forget(self) -> None:
+        self.key, self.doc, self.error = None, None, None
+
+
+_parsed: _Parsed | None = None
+
+
+@contextlib.contextmanager
+def parsed_once() -> Iterator[None]:
+    """Within this, a config text merged into is parsed once, however often it is rendered
+    with one profile or asked whether it is TOML (``init``'s checks before its questions, then
+    its save: a file of 1 MiB takes ~4 s of CPU to parse with tomlkit)."""
+    global _parsed
+    before, _parsed = _parsed, _Parsed()
+    try:
+        yield
+    finally:
+        _parsed = before
+
+
 def render_config(answers: Answers, existing: str | None = None) -> str:
     """The config text with this profile (replacing one of the same name in ``existing``)."""
-    doc = tomlkit.parse(existing) if existing is not None else tomlkit.document()
     if existing is None:
+        doc = tomlkit.document()
         doc.add(tomlkit.comment("Report Keeper configuration (see the README: Configuration)."))
+        text = _render_into(doc, answers)
+    elif (kept := _parsed) is None or not existing:  # an empty text: nothing to keep
+        text = _render_into(tomlkit.parse(existing), answers)
+    else:
+        with kept.lock:
+            doc = kept.parse(existing, answers.profile)  # the parse's own error is kept
+            try:
+                text = _render_into(doc, answers)
+            except BaseException:
+                kept.forget()
+                raise
+    # What we write must load, its new profile included (raises ConfigError if not): the whole
+    # text is read as TOML (the merge may have made it something the reader refuses) and its
+    # file-wide settings checked, but of its profiles only the new one is read (the others'
+    # paths, which its checks compare with, excepted): what the file's read says of it.
+    size = len(text.encode("utf-8"))
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigTooLarge(size)
+    parse_profile(tomllib.loads(text), answers.profile)
+    return text
+
+
+def _render_into(doc: tomlkit.TOMLDocument, answers: Answers) -> str:
+    """``doc`` with this profile's table set in it (replacing its old one), as text."""
     profiles = doc.get("profile")
     if profiles is None:
         profiles = tomlkit.table(is_super_table=True)
         doc.add("profile", profiles)
     elif not isinstance(profiles, MutableMapping):  # ``profile = 3``: nothing to merge into
         raise ConfigError(None, "profile", "expected a table: [profile.NAME]")
+    profiles[answers.profile] = _profile_table(answers)
+    return tomlkit.dumps(doc)
+
+
+def _profile_table(answers: Answers) -> tomlkit.items.Table:
     t = tomlkit.table()
     now = clock.now()
     t.add(tomlkit.comment(_comment(f"Written by {answers.written_by} on {now:%Y-%m-%d %H:%M} UTC.")))
@@ -363,17 +445,7 @@ def render_config(answers: Answers, existing: str | None = None) -> str:
     if skipped:
         t.add(tomlkit.comment(_comment(
             "Found but not configured (tracked with an inferred schedule): " + ", ".join(skipped))))
-    profiles[answers.profile] = t
-    text = tomlkit.dumps(doc)
-    # What we write must load, its new profile included (raises ConfigError if not): the whole
-    # text is read as TOML (the merge may have made it something the reader refuses) and its
-    # file-wide settings checked, but of its profiles only the new one is read (the others'
-    # paths, which its checks compare with, excepted): what the file's read says of it.
-    size = len(text.encode("utf-8"))
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigTooLarge(size)
-    parse_profile(tomllib.loads(text), answers.profile)
-    return text
+    return t
 
 
 def write_config(path: Path, text: str, *, force: bool = False) -> Path | None:
@@ -446,8 +518,13 @@ class Saved:
 def replaced_whole(existing: str) -> bool:
     """Whether ``save_config(force=True)`` replaces a file holding ``existing`` as a whole:
     it is no TOML document, so this profile cannot be merged into it."""
+    kept = _parsed
     try:
-        tomlkit.parse(existing)
+        if kept is None:
+            tomlkit.parse(existing)
+        else:
+            with kept.lock:
+                kept.parse(existing, None)
     except Exception:  # noqa: BLE001 - as save_config: whatever the parser raises
         return True
     return False

@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypedDict
+from typing import TYPE_CHECKING, BinaryIO, TypedDict, TypeVar
 
 from tui.core import content, isolation
 from tui.core import status as st
@@ -67,6 +67,8 @@ Verdict = dict[str, object]
 _Row = tuple[str | None, ...]
 
 if TYPE_CHECKING:  # the workers import this module: they never need the config's (nor the model's) modules
+    import fastexcel
+
     from tui.core.config import ReportConfig
     from tui.core.model import VerifyResult
 
@@ -790,6 +792,9 @@ def _read_first_sheet(path: Path, n_rows: int | None = None, *, read: list[str] 
                 "Delete it and check where it came from; if it is a genuine report, ask for a "
                 "smaller one.", "too-large")
         fh.seek(0)
+        if kind == "zip" and size > READ_WHOLE_BYTES and os.path.isdir(FD_FOLDER):
+            with LargeZip(path, fh, read) as large:
+                return large.checked(_sheet_of(large.reader(), large.names, n_rows))
         data: bytes | None = None
         if kind == "zip":
             data = fh.read()
@@ -813,6 +818,16 @@ def _read_first_sheet(path: Path, n_rows: int | None = None, *, read: list[str] 
     try:
         reader = fastexcel.read_excel(data)
         del data  # the reader holds its own copy: ours goes before the sheet is parsed
+    except fastexcel.FastExcelError as exc:
+        raise Unreadable(reader_failed_message(exc, names), "reader") from None
+    return _sheet_of(reader, names, n_rows)
+
+
+def _sheet_of(reader: fastexcel.ExcelReader, names: set[str], n_rows: int | None) -> _Sheet:
+    """The first sheet of an opened workbook, as text."""
+    import fastexcel  # noqa: PLC0415 - the reader is loaded in worker processes only
+
+    try:
         sheet_names = reader.sheet_names
     except fastexcel.FastExcelError as exc:
         raise Unreadable(reader_failed_message(exc, names), "reader") from None
@@ -834,6 +849,77 @@ def _read_first_sheet(path: Path, n_rows: int | None = None, *, read: list[str] 
     except fastexcel.FastExcelError as exc:
         raise Unreadable(reader_failed_message(exc, names), "reader") from None
     return _Sheet(name=sheet_names[0], grid=grid, sheet_count=len(sheet_names))
+
+
+#: A zip package larger than this is not read into memory whole (:class:`LargeZip`): a real
+#: report is a few MiB; a file of hundreds of MiB held whole (twice: ours and the reader's
+#: copy) was bounded by the worker's memory limit alone.
+READ_WHOLE_BYTES = 64 << 20
+#: Where an open file can be opened again as itself (Linux).
+FD_FOLDER = "/proc/self/fd"
+_Result = TypeVar("_Result")
+
+
+class LargeZip:
+    """A zip package too large to hold in memory whole, in a worker: hashed as it streams by,
+    its zip checked from the file, and opened by the reader as the very file the checks read
+    (its descriptor, duplicated, through :data:`FD_FOLDER`; a file renamed over it meanwhile
+    is not what is read). Bytes written into that file meanwhile are caught by hashing it
+    again once read (:meth:`checked`): the file is then refused as changed, and the hash taken
+    back from ``read`` (the verdict is of no known content). The reader reads only the parts
+    it needs."""
+
+    def __init__(self, path: Path, fh: BinaryIO, read: list[str] | None) -> None:
+        self.path, self.fh, self.read = path, fh, read
+        self.sha256 = _streamed_sha256(fh)
+        if read is not None:
+            read.append(self.sha256)
+        fh.seek(0)
+        self.names: set[str] = set()
+        self._fd = -1
+
+    def __enter__(self) -> LargeZip:
+        try:
+            self.names = precheck_zip(self.path, self.fh)
+        except Unreadable:
+            self._unchanged()
+            raise
+        self._fd = os.dup(self.fh.fileno())
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        if isinstance(exc, Unreadable) and exc.reason != "changed":
+            self._unchanged()  # a refusal is of the content hashed only while it is that content
+
+    def reader(self) -> fastexcel.ExcelReader:
+        import fastexcel  # noqa: PLC0415 - the reader is loaded in worker processes only
+
+        try:
+            return fastexcel.read_excel(f"{FD_FOLDER}/{self._fd}")
+        except fastexcel.FastExcelError as exc:
+            raise Unreadable(reader_failed_message(exc, self.names), "reader") from None
+
+    def checked(self, result: _Result) -> _Result:
+        """``result``, read from the file, once the file is seen to hold what was hashed still."""
+        self._unchanged()
+        return result
+
+    def _unchanged(self) -> None:
+        self.fh.seek(0)
+        if _streamed_sha256(self.fh) != self.sha256:
+            if self.read is not None and self.sha256 in self.read:
+                self.read.remove(self.sha256)
+            raise Unreadable("The file changed while it was being checked, so no verdict is given for "
+                             "it. Verify it again once nothing writes to it.", "changed")
+
+
+def _streamed_sha256(fh: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    while chunk := fh.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def open_regular(path: Path) -> BinaryIO:
