@@ -4,7 +4,8 @@ Writes ``--files`` copies of the pinned 7,000-row workbook (``tests/verdict_corp
 what ``benchmarks/sync_process.py``'s ``workbooks`` case downloads: each copy the same table
 with a zip comment of its own) and then:
 
-1. **stages**: runs the worker's own steps in this process, one file after another, and
+1. **stages**: runs the worker's own steps in a process set up as a worker is (its C heap;
+   not its limits), one file after another, and
    prints each stage's CPU per workbook (milliseconds, median over the files): reading and
    hashing the bytes, the zip pre-check, the reader's open (``read_excel``), its sheet
    (``load_sheet``), the Arrow view (``Grid``), the classification (header, rows,
@@ -17,11 +18,13 @@ with a zip comment of its own) and then:
    CPU per file beside the sum of the stages is what the round trip and running two at
    once on the machine's cores add.
 
-``--source DIR`` runs the same with the ``tui`` of another checkout (``git worktree`` or
-``git archive`` of a commit) in a child process, so before and after print side by side.
+``--source DIR`` runs the same with the ``tui`` of another checkout (``git archive`` of a
+commit) in a child process, so before and after print side by side; ``--rounds N`` measures
+each checkout N times, interleaved, and prints medians (CPU time on a shared machine varies
+with the load: compare only columns of one run).
 
 Run from the repository root:
-  .venv/bin/python benchmarks/verify_stages.py [--files 300] [--source /tmp/base]
+  .venv/bin/python benchmarks/verify_stages.py [--files 300] [--rounds 3] [--source /tmp/base]
 """
 
 from __future__ import annotations
@@ -64,8 +67,11 @@ def _stages(paths: list[Path]) -> dict[str, float]:
     import hashlib
     import io
 
-    from tui.core import validate
+    from tui.core import isolation, validate
 
+    keep = getattr(isolation, "_keep_freed_heap", None)
+    if keep is not None:  # set up as a worker is (its C heap)
+        keep(isolation.DEFAULT_MEMORY_BYTES)
     validate.warm_up()
     import fastexcel
 
@@ -162,6 +168,7 @@ def _measure(folder: Path, n: int) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians)")
     parser.add_argument("--source", action="append", default=[], help="another checkout to measure too")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: measure this folder here
     args = parser.parse_args()
@@ -170,26 +177,29 @@ def main() -> None:
         print(json.dumps(_measure(Path(args.measure), args.files)))
         return
     sys.path.insert(0, str(ROOT))
+    sources = [str(ROOT), *args.source]
+    runs: dict[str, list[dict[str, dict[str, float]]]] = {source: [] for source in sources}
     with tempfile.TemporaryDirectory(prefix="verify-stages-") as tmp:
         folder = Path(tmp)
         _files(folder, args.files)
-        results: dict[str, dict[str, dict[str, float]]] = {}
-        for source in [str(ROOT), *args.source]:
-            env = dict(os.environ, PYTHONPATH=source + os.pathsep + str(ROOT))
-            out = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), "--measure", str(folder),
-                 "--files", str(args.files)], env=env, cwd=source, capture_output=True, text=True,
-            )
-            if out.returncode:
-                sys.exit(f"{source}: {out.stderr}")
-            results[source] = json.loads(out.stdout)
-    sources = list(results)
-    print(f"{args.files} copies of the 7,000-row workbook; CPU ms per workbook (load {os.getloadavg()[0]:.1f})")
-    print(f"{'stage':32}" + "".join(f"{Path(s).name[:14]:>16}" for s in sources))
+        for _ in range(args.rounds):  # interleaved: each round measures every checkout once
+            for source in sources:
+                env = dict(os.environ, PYTHONPATH=source + os.pathsep + str(ROOT))
+                out = subprocess.run(
+                    [sys.executable, str(Path(__file__).resolve()), "--measure", str(folder),
+                     "--files", str(args.files)], env=env, cwd=source, capture_output=True, text=True,
+                )
+                if out.returncode:
+                    sys.exit(f"{source}: {out.stderr}")
+                runs[source].append(json.loads(out.stdout))
+    print(f"{args.files} copies of the 7,000-row workbook, {args.rounds} interleaved round(s), medians; "
+          f"ms per workbook (load {os.getloadavg()[0]:.1f})")
+    print(f"{'':40}" + "".join(f"{Path(s).name[:14]:>16}" for s in sources))
+    first = runs[sources[0]][0]
     for part in ("stages", "worker"):
-        for key in results[sources[0]][part]:
-            print(f"{key:32}" + "".join(f"{results[s][part].get(key, float('nan')):16.2f}" for s in sources))
-
+        for key in first[part]:
+            cells = [statistics.median(r[part].get(key, float("nan")) for r in runs[s]) for s in sources]
+            print(f"{key:40}" + "".join(f"{c:16.2f}" for c in cells))
 
 if __name__ == "__main__":
     main()
