@@ -628,3 +628,28 @@ def test_coverage_of_a_uniform_column_is_what_each_cell_gives(values):
     assert got.distinct == len(per_day)
     assert dict(got.days) == dict(sorted(per_day.items(), key=lambda kv: (-kv[1], kv[0]))[: content.TOP_DAYS])
     assert got.first == (min(per_day) if per_day else None) and got.last == (max(per_day) if per_day else None)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_equal_lengths_is_offsets_compared_one_by_one(seed):
+    """The check that every cell of a column is ``width`` bytes (the coverage's shortcut) says
+    what comparing the offsets with ``0, width, 2 * width, ...`` one by one says, for offsets
+    changed anywhere, by a little or to the ends of their range."""
+    import random
+    from array import array
+
+    rng = random.Random(seed)
+    for _ in range(3000):
+        fmt = rng.choice("iq")
+        n = rng.choice((0, 1, 2, 3, 7, 50, 300))
+        width = rng.choice((10, 11, 19, 20))
+        offsets = [i * width for i in range(n + 1)]
+        top = 1 << (31 if fmt == "i" else 63)
+        for _ in range(rng.choice((0, 1, 1, 2, 3)) if n else 0):
+            j = rng.randrange(n + 1)
+            changed = rng.choice((offsets[j] - 1, offsets[j] + 1, offsets[j] + width, -1, -width, top - 1,
+                                  -top, top - width, offsets[j] + (1 << 32), rng.randrange(-top, top)))
+            offsets[j] = max(-top, min(top - 1, changed))
+        view = memoryview(array(fmt, offsets))
+        expected = offsets == list(range(0, n * width + 1, width))
+        assert content.equal_lengths(view, width) == expected, (fmt, width, offsets)

@@ -862,6 +862,31 @@ def _die_with_parent(parent: int) -> bool:
     return os.getppid() == parent
 
 
+#: The C heap a worker keeps at its top when freeing (``M_TOP_PAD``): this share of its memory
+#: limit, at most ``HEAP_PAD_MAX``.
+HEAP_PAD_SHARE = 128
+HEAP_PAD_MAX = 8 << 20
+
+
+def _keep_freed_heap(memory_limit: int) -> None:
+    """Let the C heap keep some freed memory at its top for the next workbook (glibc's
+    ``M_TOP_PAD``), instead of returning it to the kernel after each job and taking it back,
+    zeroed page by page, in the next: a 7,000-row workbook freed and faulted ~3 MB again
+    (~730 page faults, 1-2 ms of system time of its ~30 ms). Each growth of the heap asks the
+    pad more, so near the memory limit a workbook has up to the pad less: 1/128 of the limit
+    (8 MiB of the default 1 GiB). Elsewhere (no glibc) nothing changes."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes  # noqa: PLC0415 - in the worker only
+
+    m_top_pad = -2
+    pad = min(HEAP_PAD_MAX, memory_limit // HEAP_PAD_SHARE) if memory_limit > 0 else HEAP_PAD_MAX
+    try:
+        ctypes.CDLL(None).mallopt(m_top_pad, pad)
+    except (OSError, AttributeError):  # no mallopt (another C library): the default heap
+        pass
+
+
 def _worker_main(argv: list[str]) -> int:
     memory_limit, parent = int(argv[0]), int(argv[1])
     if not _die_with_parent(parent):
@@ -869,6 +894,7 @@ def _worker_main(argv: list[str]) -> int:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort must not dump a GiB to disk
     if memory_limit > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    _keep_freed_heap(memory_limit)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Worker log records would go to stderr via logging's last resort: keep them quiet, the
     # parent logs each result.
