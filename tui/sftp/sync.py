@@ -1251,7 +1251,7 @@ class SyncService:
         report = self.profile.report_for(entry.report)
         verdict, cached = await self.verify_file(
             Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.key,
-            run_day=entry.run_day,
+            run_day=entry.run_day, sniffed=event.sniffed,
         )
         verdict = replace(verdict, folder=entry.folder)
         if outcome != AgainOutcome.IDENTICAL:
@@ -1287,7 +1287,7 @@ class SyncService:
         report = self.profile.report_for(entry.report)
         verdict, cached = await self.verify_file(
             Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.key,
-            run_day=entry.run_day,
+            run_day=entry.run_day, sniffed=event.sniffed,
         )
         if (event.status == Placed.CHANGED and verdict.status == st.OK
                 and entry.local_state != LocalState.MISSING_LOCALLY and entry.version is None):
@@ -1305,10 +1305,12 @@ class SyncService:
 
     async def verify_file(self, path: Path, report: ReportConfig, delivered_at: datetime | None, *,
                           sha256: str, name: str | None = None,
-                          run_day: date | None = None) -> tuple[VerifyResult, bool]:
+                          run_day: date | None = None,
+                          sniffed: str | None = None) -> tuple[VerifyResult, bool]:
         """Verify one local file (from the ledger's cache when possible) and record it;
         ``(result, cached)``. ``run_day``: the delivery's run (default: from the report's
-        history in the ledger)."""
+        history in the ledger). ``sniffed``: the download found its bytes no zip package
+        (``Done.sniffed``): judged from that, not read again."""
         if run_day is None and delivered_at is not None:
             if self._timings is None:
                 self._timings = self.profile.timings(await asyncio.to_thread(self.ledger.deliveries))
@@ -1321,6 +1323,7 @@ class SyncService:
             outcome = await verify_cached_async(
                 path, report, delivered_at, ledger=self.ledger, sha256=sha256, run_day=run_day, name=name,
                 writer=self._in_writer,  # with the run's other records, in its writer thread
+                sniffed=sniffed,
             )
         return outcome.result, outcome.cached
 
