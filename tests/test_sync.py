@@ -839,3 +839,30 @@ async def test_a_download_that_is_no_workbook_is_judged_from_the_bytes_that_arri
         assert held[name].verification == st.UNREADABLE and held[name].message == verdicts[name].message
     assert not set(read_again) & set(strays)  # judged from what arrived, not read again
     assert {v.status for n, v in verdicts.items() if n not in strays} != {st.UNREADABLE}
+
+
+async def test_a_run_of_files_that_are_no_workbooks_starts_no_workbook_reader(demo, ledger, monkeypatch):
+    """Files judged from their bytes as they arrived need no workbook reader: none is started
+    (its start is an interpreter and the reader's import). The first file a reader must read
+    starts one, as a verification does."""
+    from tui.core import isolation
+
+    server_dir = demo.root / demo.remote_dir
+    for old in server_dir.iterdir():
+        old.unlink()
+    for k in range(3):
+        (server_dir / f"Stray{k}_20260610_070000.xlsx").write_bytes(os.urandom(20 * 1024))
+    pool = isolation.WorkerPool(1)
+    monkeypatch.setattr(isolation, "shared_pool", lambda: pool)
+    try:
+        async with SyncService(demo.profile, ledger) as service:
+            result = await service.sync()
+            assert len(result.downloaded) == 3 and {v.status for v in result.files} == {st.UNREADABLE}
+            assert pool.started == 0 and pool.worker_pids() == []
+            from tests.xlsx_factory import write_report
+
+            write_report(server_dir / "Loans_20260610_070000.xlsx", n_rows=2)
+            result = await service.sync()
+        assert [v.status for v in result.files] != [st.UNREADABLE] and pool.started == 1
+    finally:
+        pool.close()

@@ -982,9 +982,27 @@ class SyncService:
                 return
             start(self._verify(entry, event, result, emit))
 
+        warmed = [False]
+
+        def warm() -> None:
+            """A workbook worker starts (in a thread) once the first file a worker must read
+            has landed, or at once when a file will take several reads: a worker's start is
+            an interpreter and the reader's import (~0.14 s of CPU), which a run whose files
+            are no workbooks (judged from their bytes as they arrived, ``Done.sniffed``) never
+            needs, and a small file lands within milliseconds. One: the pool adds the next
+            once a verification waits behind another (``WorkerPool.acall``), so files read as
+            fast as they land keep one worker."""
+            if not warmed[0]:
+                warmed[0] = True
+                started = asyncio.ensure_future(asyncio.to_thread(isolation.shared_pool().prestart, 1))
+                _background.add(started)
+                started.add_done_callback(_background.discard)
+
         def on_transfer(event: TransferEvent) -> None:
             emit(event)
             if isinstance(event, Done):
+                if event.sniffed is None:
+                    warm()
                 entry = by_name[event.name]
                 job = queue.jobs.get(event.job_id)
                 # The queue re-reads size and mtime when a file changed mid-download.
@@ -1051,14 +1069,10 @@ class SyncService:
             except LEDGER_ERRORS:  # when in doubt, download
                 return False
 
-        # A workbook worker starts while the first files download, not when the first one is
-        # ready to verify (a worker's start-up is an interpreter and the reader's import).
-        # One: the pool adds the next once a verification waits behind another
-        # (``WorkerPool.acall``), so files read as fast as they land keep one worker.
-        warm = asyncio.ensure_future(asyncio.to_thread(
-            isolation.shared_pool().prestart, min(len(targets), 1)))
-        _background.add(warm)
-        warm.add_done_callback(_background.discard)
+        if any(e.remote.size >= self._opts.block_size for e in targets):
+            # A file read in several blocks (a large report) may take a while to arrive: its
+            # worker starts now, while it (and the connection) is on the way.
+            warm()
         try:
             first = await self.connection()
         except SftpError as exc:
