@@ -8,6 +8,7 @@ from __future__ import annotations
 import array
 import asyncio
 import fcntl
+import hashlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import termios
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ import pytest
 from tests.hostile_workbooks import CASES, write_all
 from tests.test_hostile_workbooks import gone, hang
 from tests.xlsx_factory import write_report
-from tui.core import isolation
+from tui.core import isolation, validate
 from tui.core import status as st
 from tui.core.validate import validate_file, validate_file_async
 
@@ -464,8 +466,19 @@ async def test_a_file_that_is_no_workbook_is_judged_without_a_worker(tmp_path):
             assert awaited == threaded, kind
             assert awaited.status == st.UNREADABLE and awaited.message == expected["result"]["message"], kind
             assert awaited.read_sha256 == threaded.read_sha256 == expected["result"]["sha256"], kind
+            # The same verdict from bytes in hand (a download's): nothing read again.
+            data = path.read_bytes()
+            sniffed = validate.sniffed_bytes(data)
+            assert sniffed == expected["result"]["message"], kind
+            from_bytes = await validate_file_async(
+                tmp_path / "gone.xlsx", pool=here, name=path.name,
+                sniffed=(sniffed, hashlib.sha256(data).hexdigest()))
+            assert replace(from_bytes, path=str(path)) == awaited, kind
+            assert from_bytes.read_sha256 == awaited.read_sha256, kind
         assert here.started == 0 and here.worker_pids() == []
         good = write_report(tmp_path / "good.xlsx", n_rows=2)
+        assert validate.sniffed_bytes(good.read_bytes()) is None  # a zip package: a worker's
+        assert validate.sniffed_bytes(b"a,b\n" * (validate.JUDGED_HERE_BYTES // 4 + 1)) is None
         assert (await asyncio.wait_for(validate_file_async(good, pool=here), HANG)).status == st.OK
         assert here.started == 1
     finally:

@@ -798,3 +798,71 @@ async def test_a_stopped_download_whose_part_is_gone_keeps_no_partial_record(dem
     assert not part_path(local, remote).exists()
     assert ledger.partials() == {}
     assert ledger.local_state(victim.name) == "new"
+
+
+async def test_a_download_that_is_no_workbook_is_judged_from_the_bytes_that_arrived(demo, ledger, monkeypatch):
+    """A file that arrives whole in one read and is no zip package (random bytes, an HTML page,
+    a CSV saved as .xlsx) is verified from the bytes the download hashed: the verdict a reader
+    of the file gives, recorded for that sha256, without opening the file again. A workbook
+    still goes to a worker, which reads the file."""
+    from tui.core import validate
+
+    server_dir = demo.root / demo.remote_dir
+    strays = {
+        "Stray_20260610_070000.xlsx": os.urandom(100 * 1024),
+        "Page_20260610_070000.xlsx": b"<!DOCTYPE html><html><body>no report</body></html>",
+        "Comma_20260610_070000.xlsx": b"a,b,c\n1,2,3\n",
+    }
+    for name, data in strays.items():
+        (server_dir / name).write_bytes(data)
+    expected = {name: validate._judged_here(server_dir / name) for name in strays}
+    read_again: list[str] = []
+    real = validate._judged_here
+
+    def judged_here(path: Path):
+        read_again.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(validate, "_judged_here", judged_here)
+    async with SyncService(demo.profile, ledger) as service:
+        result = await service.sync()
+    verdicts = {v.name: v for v in result.files}
+    for name, data in strays.items():
+        verdict = verdicts[name]
+        reply = expected[name]
+        assert reply is not None
+        assert verdict.status == st.UNREADABLE and verdict.message == reply["result"]["message"], name
+        assert verdict.read_sha256 == reply["result"]["sha256"] == hashlib.sha256(data).hexdigest()
+    held = {d.name: d for d in ledger.deliveries()}
+    for name, data in strays.items():  # recorded as verified, for the bytes that arrived
+        assert held[name].sha256 == hashlib.sha256(data).hexdigest()
+        assert held[name].verification == st.UNREADABLE and held[name].message == verdicts[name].message
+    assert not set(read_again) & set(strays)  # judged from what arrived, not read again
+    assert {v.status for n, v in verdicts.items() if n not in strays} != {st.UNREADABLE}
+
+
+async def test_a_run_of_files_that_are_no_workbooks_starts_no_workbook_reader(demo, ledger, monkeypatch):
+    """Files judged from their bytes as they arrived need no workbook reader: none is started
+    (its start is an interpreter and the reader's import). The first file a reader must read
+    starts one, as a verification does."""
+    from tui.core import isolation
+
+    server_dir = demo.root / demo.remote_dir
+    for old in server_dir.iterdir():
+        old.unlink()
+    for k in range(3):
+        (server_dir / f"Stray{k}_20260610_070000.xlsx").write_bytes(os.urandom(20 * 1024))
+    pool = isolation.WorkerPool(1)
+    monkeypatch.setattr(isolation, "shared_pool", lambda: pool)
+    try:
+        async with SyncService(demo.profile, ledger) as service:
+            result = await service.sync()
+            assert len(result.downloaded) == 3 and {v.status for v in result.files} == {st.UNREADABLE}
+            assert pool.started == 0 and pool.worker_pids() == []
+            from tests.xlsx_factory import write_report
+
+            write_report(server_dir / "Loans_20260610_070000.xlsx", n_rows=2)
+            result = await service.sync()
+        assert [v.status for v in result.files] != [st.UNREADABLE] and pool.started == 1
+    finally:
+        pool.close()

@@ -84,6 +84,31 @@ def test_a_refused_one_statement_write_leaves_the_batch_as_it_was(tmp_path):
         assert led.integrity_ok()
 
 
+def test_a_download_record_in_a_batch_is_its_two_statements_and_no_savepoint(tmp_path):
+    """A file's download record clears its partial record and inserts the download: two
+    statements, each of which may stand alone (the partial went with the placing), so no
+    savepoint around them (two statements more per file). Refused, the partial is gone and
+    the batch holds what it held; outside a batch both are one transaction."""
+    path = tmp_path / "ledger.sqlite3"
+    part = tmp_path / "a.part"
+    with Ledger.open(path, profile="p") as led, Ledger.open(path, profile="p") as other:
+        led.record_partial("a.xlsx", size=1, mtime=None, part_path=part, bytes_done=1)
+        led.record_partial("b.xlsx", size=1, mtime=None, part_path=part, bytes_done=1)
+        run: list[str] = []
+        with led.batched(every=3600):
+            led.record_download("warm.xlsx", size=1, sha256="9" * 64, local_path=tmp_path / "w.xlsx")
+            led._conn.set_trace_callback(run.append)
+            assert led.record_download("a.xlsx", size=1, sha256="0" * 64, local_path=tmp_path / "a.xlsx")
+            led._conn.set_trace_callback(None)
+            with pytest.raises(sqlite3.IntegrityError):  # a NOT NULL column refused
+                led.record_download("b.xlsx", size=1, sha256=None, local_path=tmp_path / "b.xlsx")  # type: ignore[arg-type]
+            assert led.partials() == {}
+        assert [s.split()[0] for s in run] == ["DELETE", "INSERT"]
+        assert [d.name for d in other.downloads()] == ["warm.xlsx", "a.xlsx"]
+        assert other.partials() == {}
+        assert led.integrity_ok()
+
+
 def test_a_batch_commits_on_its_own_while_it_is_open(tmp_path):
     path = tmp_path / "ledger.sqlite3"
     with Ledger.open(path, profile="p") as led, Ledger.open(path, profile="p") as other:

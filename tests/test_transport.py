@@ -177,3 +177,49 @@ async def test_a_keepalive_still_goes_out_after_the_silence_since_the_last_packe
                 await asyncio.sleep(0.05)
             assert len(sent) >= 2 and not conn.is_closed()
             await sftp.stat(".")  # answered: the connection lives on
+
+
+async def test_a_key_schedule_is_made_once_per_key_not_per_packet(sftp_server: ServerInfo, monkeypatch):
+    """asyncssh's AES-GCM shim made an ``AESGCM`` (the key's schedule) for every packet it
+    sealed or opened: now one per key and direction, whatever the number of packets, and
+    the connection works as before."""
+    from asyncssh.crypto import cipher as cipher_mod
+
+    made = [0]
+    real = cipher_mod.AESGCM
+
+    def Counted(key: bytes) -> object:  # stands in for the class
+        made[0] += 1
+        return real(key)
+
+    monkeypatch.setattr(cipher_mod, "AESGCM", Counted)
+    sent = _count_client_packets(monkeypatch)
+    per_request, cipher = await _requests_per_packet(
+        sftp_server.host, sftp_server.port, sftp_server.key, sftp_server.known_hosts,
+        sftp_server.username, sent, encryption_algs=["aes128-gcm@openssh.com"],
+        window=transport.WINDOW, max_pktsize=transport.MAX_PKTSIZE)
+    assert cipher == "aes128-gcm@openssh.com" and per_request == 1
+    # One per key and direction: the client's two (and the embedded server's two, in this
+    # process); asyncssh as it ships made one per packet (70 and more here).
+    assert 1 <= made[0] <= 4
+
+
+def test_the_gcm_shim_answers_as_asyncssh_ships_it_or_is_left_alone(monkeypatch):
+    """The patched shim seals, opens and refuses (a bad tag) exactly as asyncssh's own does;
+    one that would not is not installed (asyncssh's own stays)."""
+    from asyncssh.crypto import cipher as cipher_mod
+    from asyncssh.encryption import GCMEncryption
+
+    gcm = cipher_mod.GCMCipher
+    assert getattr(gcm.encrypt_and_sign, "_schedules_once", False)
+    patched = (gcm.encrypt_and_sign, gcm.verify_and_decrypt, GCMEncryption.decrypt_packet)
+    shipped = transport._gcm_shipped[0]
+    assert transport._gcm_answers_as_shipped(gcm, GCMEncryption, shipped)
+    # Installed afresh against a shim that answers otherwise: not installed.
+    for cls, name, func in ((gcm, "encrypt_and_sign", shipped[0]), (gcm, "verify_and_decrypt", shipped[1]),
+                            (GCMEncryption, "decrypt_packet", shipped[2])):
+        monkeypatch.setattr(cls, name, func)
+    monkeypatch.setattr(transport, "_gcm_answers_as_shipped", lambda *_a: False)
+    transport._gcm_key_schedule_once()
+    assert (gcm.encrypt_and_sign, gcm.verify_and_decrypt, GCMEncryption.decrypt_packet) == shipped
+    assert patched[0] is not shipped[0]

@@ -584,6 +584,12 @@ def _context_digest(items: tuple[tuple[str, object], ...]) -> str:
     return hashlib.sha256(json.dumps(dict(items), sort_keys=True).encode()).hexdigest()[:32]
 
 
+def _names_json(names: Sequence[str]) -> str:
+    """A verification's column names as stored (a JSON list); none (every file that is no
+    workbook) without the JSON encoder."""
+    return json.dumps(list(names), ensure_ascii=False) if names else "[]"
+
+
 def _ts(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -1203,7 +1209,8 @@ class Ledger:
     def _write(self, *, one_statement: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction; rolled back on any exception. Inside :meth:`batched`, one
         savepoint of the batch's open transaction instead; ``one_statement`` (the block runs
-        a single statement, which SQLite makes whole or undoes by itself): no savepoint."""
+        a single statement, which SQLite makes whole or undoes by itself, or statements each
+        of which may stand without the others): no savepoint."""
         with self._lock:
             batch = self._begin_write()
             if batch is not None:
@@ -1702,8 +1709,15 @@ class Ledger:
         that both saw it arrive record it once.
         """
         profile = self._p(profile)
-        with self._write() as conn:
-            # One statement: inserted unless exactly this copy is recorded and on disk.
+        # No savepoint of its own in a batch (two statements fewer per file): each statement
+        # is whole or undone by SQLite itself, and the partial record goes first, since the
+        # part it described is the placed file by now. Refused after that, the file is in
+        # place and known as neither partial nor downloaded: what a run killed before its
+        # commit leaves, which the next sync records (``same``). Outside a batch the two are
+        # one transaction, as ever.
+        with self._write(one_statement=True) as conn:
+            conn.execute("DELETE FROM partials WHERE profile = ? AND name = ?", (profile, name))
+            # Inserted unless exactly this copy is recorded and on disk.
             inserted = conn.execute(
                 "INSERT INTO downloads (profile, name, size, mtime, sha256, local_path, downloaded_at)"
                 " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM downloads"
@@ -1711,7 +1725,6 @@ class Ledger:
                 " AND local_path = ?6 AND missing_since IS NULL)",
                 (profile, name, size, _ts(mtime), sha256, str(local_path), _ts(when or clock.now())),
             ).rowcount
-            conn.execute("DELETE FROM partials WHERE profile = ? AND name = ?", (profile, name))
         return inserted > 0
 
     def durable_downloads(self, rows: Iterable[tuple[str, str, str]], profile: str | None = None) -> set[str]:
@@ -1853,8 +1866,8 @@ class Ledger:
                 (
                     sha256, context, result.path, result.name, result.report,
                     _ts(result.delivered_at), result.status, result.rows, result.header_row,
-                    json.dumps(list(result.columns), ensure_ascii=False), result.message,
-                    result.sheet, json.dumps(list(result.missing_columns), ensure_ascii=False),
+                    _names_json(result.columns), result.message,
+                    result.sheet, _names_json(result.missing_columns),
                     _ts(when or clock.now()),
                     result.fingerprint, dates.column if dates is not None else None,
                     json.dumps(dates.stored()) if dates is not None else None,

@@ -241,6 +241,7 @@ async def verify_cached_async(
     run_day: date | None = None,
     name: str | None = None,
     writer: Callable[[Callable[[], VerifyOutcome]], Awaitable[VerifyOutcome]] | None = None,
+    sniffed: str | None = None,
 ) -> VerifyOutcome:
     """:func:`verify_cached` for asyncio code (``sync``): the worker's reply is read by the
     event loop and the ledger asked on it when no other thread holds it (else in a thread; its
@@ -248,13 +249,17 @@ async def verify_cached_async(
     up nothing else), so no thread waits per file. Cancelling
     the awaiting task stops the worker reading the file. ``writer(call)``: runs the record's
     write in a thread and awaits it (the sync's writer thread, with its other records; default:
-    a thread of the loop's pool)."""
+    a thread of the loop's pool). ``sniffed``: what the file's bytes were found to be as they
+    arrived, no zip package (``validate.sniffed_bytes``, hashed to ``sha256``): judged from
+    that, the file is not read again."""
     pool = isolation.shared_pool()
     context, hit = await _from_cache_async(path, report, delivered_at, ledger=ledger, sha256=sha256,
                                            run_day=run_day, name=name, pool=pool)
     if hit is not None:
         return hit
-    result = await validate_file_async(path, report, delivered_at, run_day=run_day, name=name, pool=pool)
+    result = await validate_file_async(
+        path, report, delivered_at, run_day=run_day, name=name, pool=pool,
+        sniffed=(sniffed, sha256) if sniffed is not None and sha256 is not None else None)
     # Recording may wait for another process's lock on the ledger: in a thread, not on the loop.
     remember = partial(_remembered, result, context, ledger=ledger, sha256=sha256, path=path, name=name)
     if writer is not None:

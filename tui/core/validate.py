@@ -181,13 +181,19 @@ async def validate_file_async(
     report_name: str | None = None,
     pool: isolation.WorkerPool | None = None,
     judge_day: bool = True,
+    sniffed: tuple[str, str] | None = None,
 ) -> VerifyResult:
     """:func:`validate_file` for asyncio code: the event loop reads the worker's reply, no
-    thread waits on it. Cancelling the awaiting task stops the worker (as ``cancel`` does)."""
+    thread waits on it. Cancelling the awaiting task stops the worker (as ``cancel`` does).
+
+    ``sniffed``: ``(message, sha256)`` of the file's whole bytes as they were hashed when they
+    arrived (a download), which :func:`sniffed_bytes` found to be no zip package: the verdict
+    is the one :func:`_judged_here` would give reading those bytes again, made without
+    reading the file again, for the bytes that ``sha256`` names."""
     job = _Job.of(path, report, delivered_at, run_day, name, report_name)
     pool = pool or isolation.shared_pool()
     try:
-        reply = _judged_here(job.path)
+        reply = _not_zip_reply(*sniffed) if sniffed is not None else _judged_here(job.path)
         fields = _checked_fields(reply if reply is not None else await pool.acall("verify", job.args))
     except isolation.PoolClosed:
         raise
@@ -226,9 +232,24 @@ def _judged_here(path: Path) -> isolation.Reply | None:
         return None
     if len(data) > JUDGED_HERE_BYTES:  # grown since: a worker reads it
         return None
-    verdict = {"status": st.UNREADABLE, "message": kind, "reason": "not-xlsx",
-               "sha256": hashlib.sha256(data).hexdigest()}
+    return _not_zip_reply(kind, hashlib.sha256(data).hexdigest())
+
+
+def _not_zip_reply(kind: str, sha256: str) -> isolation.Reply:
+    """The worker's reply for bytes that are no zip package: ``kind``, what :func:`sniff` said."""
+    verdict = {"status": st.UNREADABLE, "message": kind, "reason": "not-xlsx", "sha256": sha256}
     return {"ok": True, "result": verdict}
+
+
+def sniffed_bytes(data: bytes) -> str | None:
+    """What the whole bytes of a small file are when they are no zip package: the unreadable
+    message :func:`sniff` gives for them (what :func:`_judged_here` finds reading the file);
+    None for a zip package or more than ``JUDGED_HERE_BYTES`` (a worker judges those). For
+    bytes in hand (a download's): nothing is read again."""
+    if len(data) > JUDGED_HERE_BYTES:
+        return None
+    kind = sniff(None, io.BytesIO(data))
+    return None if kind == "zip" else kind
 
 
 @dataclass(frozen=True)
@@ -967,7 +988,7 @@ def not_regular_message(mode: int) -> str:
     )
 
 
-def sniff(path: Path, fh: BinaryIO) -> str:
+def sniff(path: Path | None, fh: BinaryIO) -> str:
     """``"zip"`` or the unreadable message for what the file really is."""
     try:
         head = fh.read(4096)

@@ -84,6 +84,7 @@ from tui.core import clock
 from tui.core.durable import fsync_dir
 from tui.core.model import RemoteFile
 from tui.core.names import fit_name, portable_name, refusal_reason
+from tui.core.validate import sniffed_bytes
 from tui.sftp import parts
 from tui.sftp.client import SftpConnection
 from tui.sftp.errors import FileBusy, SftpError, TransferFailed, given_up_next_sync, translate
@@ -126,6 +127,10 @@ class DownloadResult:
     status: Placed
     resumed_from: int = 0  # bytes taken from an existing part file
     transferred: int = 0  # bytes received from the server in this call
+    #: A file that arrived whole in one read and is no zip package: what it is (the unreadable
+    #: message, :func:`tui.core.validate.sniffed_bytes` of the bytes hashed to ``sha256``), so
+    #: its verification need not read it again. None otherwise.
+    sniffed: str | None = None
 
 
 def changed_name(name: str, remote: RemoteFile, n: int = 1) -> str:
@@ -763,6 +768,9 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
         if written != size:
             raise _changed(remote, f"it ended after {pos} of the listed {size} bytes")
         digest = h.hexdigest()
+        # The whole file in one read (most reports), its bytes in hand: a file that is no zip
+        # package is judged from them (a look at its first and last bytes), not read again.
+        sniffed = sniffed_bytes(data) if have == 0 and len(data) == size else None
         try:
             if sync_dir is None:  # one hop to a thread for all the blocking file-system work
                 # Waited for, also when cancelled meanwhile: the descriptor is closed (and the
@@ -815,4 +823,4 @@ async def _download(conn: SftpConnection, remote: RemoteFile, remote_path: str, 
     # Debug only: the caller logs what it did with the file (the sync: one line per file).
     log.debug("downloaded %r: %d bytes, %s (resumed from %d)", remote.name, size, status, have)
     return DownloadResult(name=remote.ident, size=size, sha256=digest, path=final, status=status,
-                          resumed_from=have, transferred=received)
+                          resumed_from=have, transferred=received, sniffed=sniffed)

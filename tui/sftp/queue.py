@@ -102,6 +102,7 @@ class Done(TransferEvent):
     resumed_from: int = 0  # offset the last attempt started at
     transferred: int = 0  # bytes received from the server over all attempts
     attempts: int = 1
+    sniffed: str | None = None  # DownloadResult.sniffed: no zip package, judged as it arrived
 
 
 @dataclass(frozen=True)
@@ -412,7 +413,8 @@ class TransferQueue:
                 job.result = result
                 job.state = JobState.DONE
                 self._emit(Done(job.id, job.name, result.size, result.sha256, str(result.path),
-                                result.status, result.resumed_from, job.transferred, job.attempts))
+                                result.status, result.resumed_from, job.transferred, job.attempts,
+                                result.sniffed))
                 return
         except asyncio.CancelledError:
             if not job.finished.is_set():

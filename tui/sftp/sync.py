@@ -982,9 +982,27 @@ class SyncService:
                 return
             start(self._verify(entry, event, result, emit))
 
+        warmed = [False]
+
+        def warm() -> None:
+            """A workbook worker starts (in a thread) once the first file a worker must read
+            has landed, or at once when a file will take several reads: a worker's start is
+            an interpreter and the reader's import (~0.14 s of CPU), which a run whose files
+            are no workbooks (judged from their bytes as they arrived, ``Done.sniffed``) never
+            needs, and a small file lands within milliseconds. One: the pool adds the next
+            once a verification waits behind another (``WorkerPool.acall``), so files read as
+            fast as they land keep one worker."""
+            if not warmed[0]:
+                warmed[0] = True
+                started = asyncio.ensure_future(asyncio.to_thread(isolation.shared_pool().prestart, 1))
+                _background.add(started)
+                started.add_done_callback(_background.discard)
+
         def on_transfer(event: TransferEvent) -> None:
             emit(event)
             if isinstance(event, Done):
+                if event.sniffed is None:
+                    warm()
                 entry = by_name[event.name]
                 job = queue.jobs.get(event.job_id)
                 # The queue re-reads size and mtime when a file changed mid-download.
@@ -1051,14 +1069,10 @@ class SyncService:
             except LEDGER_ERRORS:  # when in doubt, download
                 return False
 
-        # A workbook worker starts while the first files download, not when the first one is
-        # ready to verify (a worker's start-up is an interpreter and the reader's import).
-        # One: the pool adds the next once a verification waits behind another
-        # (``WorkerPool.acall``), so files read as fast as they land keep one worker.
-        warm = asyncio.ensure_future(asyncio.to_thread(
-            isolation.shared_pool().prestart, min(len(targets), 1)))
-        _background.add(warm)
-        warm.add_done_callback(_background.discard)
+        if any(e.remote.size >= self._opts.block_size for e in targets):
+            # A file read in several blocks (a large report) may take a while to arrive: its
+            # worker starts now, while it (and the connection) is on the way.
+            warm()
         try:
             first = await self.connection()
         except SftpError as exc:
@@ -1251,7 +1265,7 @@ class SyncService:
         report = self.profile.report_for(entry.report)
         verdict, cached = await self.verify_file(
             Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.key,
-            run_day=entry.run_day,
+            run_day=entry.run_day, sniffed=event.sniffed,
         )
         verdict = replace(verdict, folder=entry.folder)
         if outcome != AgainOutcome.IDENTICAL:
@@ -1287,7 +1301,7 @@ class SyncService:
         report = self.profile.report_for(entry.report)
         verdict, cached = await self.verify_file(
             Path(event.path), report, entry.delivered_at, sha256=event.sha256, name=entry.key,
-            run_day=entry.run_day,
+            run_day=entry.run_day, sniffed=event.sniffed,
         )
         if (event.status == Placed.CHANGED and verdict.status == st.OK
                 and entry.local_state != LocalState.MISSING_LOCALLY and entry.version is None):
@@ -1305,10 +1319,12 @@ class SyncService:
 
     async def verify_file(self, path: Path, report: ReportConfig, delivered_at: datetime | None, *,
                           sha256: str, name: str | None = None,
-                          run_day: date | None = None) -> tuple[VerifyResult, bool]:
+                          run_day: date | None = None,
+                          sniffed: str | None = None) -> tuple[VerifyResult, bool]:
         """Verify one local file (from the ledger's cache when possible) and record it;
         ``(result, cached)``. ``run_day``: the delivery's run (default: from the report's
-        history in the ledger)."""
+        history in the ledger). ``sniffed``: the download found its bytes no zip package
+        (``Done.sniffed``): judged from that, not read again."""
         if run_day is None and delivered_at is not None:
             if self._timings is None:
                 self._timings = self.profile.timings(await asyncio.to_thread(self.ledger.deliveries))
@@ -1321,6 +1337,7 @@ class SyncService:
             outcome = await verify_cached_async(
                 path, report, delivered_at, ledger=self.ledger, sha256=sha256, run_day=run_day, name=name,
                 writer=self._in_writer,  # with the run's other records, in its writer thread
+                sniffed=sniffed,
             )
         return outcome.result, outcome.cached
 
