@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol, cast
 
 from asyncssh.connection import SSHConnection
 from asyncssh.constants import MSG_IGNORE
@@ -139,137 +138,6 @@ def _keepalive_from_the_last_packet() -> None:
     SSHConnection._keepalive_timer_callback = fire_after_silence  # type: ignore[method-assign]
 
 
-class _Aead(Protocol):
-    """cryptography's ``AESGCM`` as the shim uses it."""
-
-    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes) -> bytes: ...
-
-    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes) -> bytes: ...
-
-
-class _GcmShim(Protocol):
-    """asyncssh's ``GCMCipher`` (one direction's key and nonce)."""
-
-    _key: bytes
-    _iv: bytes
-
-    def _update_iv(self) -> None: ...
-
-
-class _GcmPackets(Protocol):
-    """asyncssh's ``GCMEncryption`` (the packet layer over the shim)."""
-
-    _cipher: _GcmShim
-
-
-_Seal = Callable[[_GcmShim, bytes, bytes], tuple[bytes, bytes]]
-_Open = Callable[[_GcmShim, bytes, bytes, bytes], "bytes | None"]
-_OpenPacket = Callable[[_GcmPackets, int, bytes, bytes, int, bytes], "bytes | None"]
-#: asyncssh's own AES-GCM methods (encrypt_and_sign, verify_and_decrypt, decrypt_packet).
-_gcm_shipped: list[tuple[_Seal, _Open, _OpenPacket]] = []
-
-
-def _gcm_key_schedule_once() -> None:
-    """asyncssh's AES-GCM shim makes a new ``AESGCM`` object (the key's schedule) for every
-    packet it encrypts or decrypts, about a dozen per file downloaded, and copies each packet
-    it decrypts twice on the way (its first block joined to the rest, then the tag to that:
-    the whole 200 kB of a report, twice). Now each direction's key gets its one ``AESGCM`` at
-    its first packet (a new key after a key exchange is a new shim, with its own), and a
-    packet is joined once. The bytes sent, the nonces and a bad tag (None, which asyncssh
-    turns into its MAC error) are what they were: at start, the patched shim is compared with
-    asyncssh's own on a made-up key, and a shim that answers otherwise is left as it ships."""
-    from asyncssh.crypto import cipher as cipher_mod  # noqa: PLC0415 - with the patch only
-    from asyncssh.encryption import GCMEncryption  # noqa: PLC0415
-
-    gcm = cipher_mod.GCMCipher
-    if getattr(gcm.encrypt_and_sign, "_schedules_once", False):
-        return
-    mac_size: int = cipher_mod._GCM_MAC_SIZE  # asyncssh's (the self-test below checks it)
-    invalid_tag: type[Exception] = cipher_mod.InvalidTag
-    shipped = cast("tuple[_Seal, _Open, _OpenPacket]",
-                   (gcm.encrypt_and_sign, gcm.verify_and_decrypt, GCMEncryption.decrypt_packet))
-    _gcm_shipped[:] = [shipped]
-
-    def _aead_of(shim: _GcmShim) -> _Aead:
-        """The one ``AESGCM`` of this key, made at its first packet."""
-        made: _Aead | None = shim.__dict__.get("_rk_aead")
-        if made is None:
-            made = shim.__dict__["_rk_aead"] = cast("_Aead", cipher_mod.AESGCM(shim._key))
-        return made
-
-    def encrypt_and_sign(self: _GcmShim, header: bytes, data: bytes) -> tuple[bytes, bytes]:
-        data = _aead_of(self).encrypt(self._iv, data, header)
-        self._update_iv()
-        return header + data[:-mac_size], data[-mac_size:]
-
-    def verify_and_decrypt(self: _GcmShim, header: bytes, data: bytes, mac: bytes) -> bytes | None:
-        try:
-            plain: bytes | None = _aead_of(self).decrypt(self._iv, data + mac, header)
-        except invalid_tag:
-            plain = None
-        self._update_iv()
-        return plain
-
-    def decrypt_packet(self: _GcmPackets, seq: int, first: bytes, rest: bytes, header_len: int,
-                       mac: bytes) -> bytes | None:
-        shim = self._cipher
-        try:
-            plain: bytes | None = _aead_of(shim).decrypt(
-                shim._iv, b"".join((first[header_len:], rest, mac)), first[:header_len])
-        except invalid_tag:
-            plain = None
-        shim._update_iv()
-        return plain
-
-    encrypt_and_sign._schedules_once = True  # type: ignore[attr-defined]
-
-    def install(seal: _Seal, open_: _Open, open_packet: _OpenPacket) -> None:
-        gcm.encrypt_and_sign = seal  # type: ignore[assignment]
-        gcm.verify_and_decrypt = open_  # type: ignore[assignment]
-        GCMEncryption.decrypt_packet = open_packet  # type: ignore[assignment]
-
-    install(encrypt_and_sign, verify_and_decrypt, decrypt_packet)
-    try:
-        same = _gcm_answers_as_shipped(gcm, cast("Callable[[object], object]", GCMEncryption), shipped)
-    except Exception:  # noqa: BLE001 - any surprise: asyncssh's own shim, as it ships
-        same = False
-    if not same:
-        install(*shipped)
-        logging.getLogger("report_keeper.sftp").debug("asyncssh's AES-GCM shim not patched: it "
-                                                     "answers otherwise")
-
-
-def _gcm_answers_as_shipped(gcm: Callable[[str, bytes, bytes], object],
-                            packets: Callable[[object], object],
-                            shipped: tuple[_Seal, _Open, _OpenPacket]) -> bool:
-    """The patched AES-GCM shim (``gcm``, under ``packets``) gives the very packets,
-    plaintexts and bad-tag answers of asyncssh's own methods (``shipped``) on a made-up key,
-    several packets in a row (the nonce moves on with each)."""
-    encrypt, verify, decrypt_packet = shipped
-    key, iv, name = bytes(range(16)), bytes(range(100, 112)), "aes128-gcm"
-
-    def two() -> tuple[_GcmShim, _GcmShim]:
-        return cast("_GcmShim", gcm(name, key, iv)), cast("_GcmShim", gcm(name, key, iv))
-
-    ours, theirs = two()
-    ours_in, theirs_in = (cast("_GcmPackets", packets(gcm(name, key, iv))) for _ in range(2))
-    for n, body in enumerate((b"\x05" + bytes(27), bytes(range(256)) * 9, b"x" * 44)):
-        header = len(body).to_bytes(4, "big")
-        sealed = ours.encrypt_and_sign(header, body)  # type: ignore[attr-defined]
-        if sealed != encrypt(theirs, header, body):
-            return False
-        packet, mac = sealed
-        first, rest = packet[:16], packet[16:]
-        tag = bytes([mac[0] ^ 1]) + mac[1:] if n == 1 else mac  # the second one tampered with
-        mine = ours_in.decrypt_packet(n, first, rest, 4, tag)  # type: ignore[attr-defined]
-        if mine != decrypt_packet(theirs_in, n, first, rest, 4, tag) or (mine == body) != (n != 1):
-            return False
-    sealer, ours, theirs = cast("_GcmShim", gcm(name, key, iv)), *two()
-    packet, tag = sealer.encrypt_and_sign(b"\0\0\0\4", b"abcd")  # type: ignore[attr-defined]
-    opened = ours.verify_and_decrypt(b"\0\0\0\4", packet[4:], tag)  # type: ignore[attr-defined]
-    return bool(opened == verify(theirs, b"\0\0\0\4", packet[4:], tag) == b"abcd")
-
-
 def _apply(patch: Callable[[], None]) -> None:
     """A patch of asyncssh's internals is only a saving: an asyncssh whose internals moved
     (a method renamed) runs as it ships, at its own cost, and the transport tests then fail
@@ -284,4 +152,3 @@ def _apply(patch: Callable[[], None]) -> None:
 _apply(_skip_needless_ignore_packets)
 _apply(_log_only_what_is_logged)
 _apply(_keepalive_from_the_last_packet)
-_apply(_gcm_key_schedule_once)
