@@ -13,6 +13,7 @@ from textual.widgets import Checkbox, Input, Select
 
 from tests import export_data as ed
 from tests.stand_in import StandInApp
+from tests.test_tui_fixtures import holds_settled
 from tui.messages import ExportProgress
 from tui.screens.export import ExportModal
 from tui.screens.verify import VerifyScreen
@@ -59,7 +60,7 @@ async def until(pilot, condition, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
+        await holds_settled(pilot, condition, 0.05)
     await settle(pilot)
 
 

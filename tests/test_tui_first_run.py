@@ -22,6 +22,7 @@ from textual.widgets import Input, OptionList
 
 from tests.fixtures_sshd import free_port
 from tests.test_sftp_client import ssh_agent  # noqa: F401 - a fixture: a real ssh-agent
+from tests.test_tui_fixtures import holds_settled
 from tests.xlsx_factory import write_report
 from tui.app import create_app
 from tui.commands import tui_app
@@ -100,10 +101,11 @@ def _app(home: Path) -> FirstRunApp:
 
 
 async def _wait(pilot, condition, timeout: float = 30, step: float = 0.02) -> None:
+    if condition():
+        return
     for _ in range(int(timeout / step)):
-        if condition():
+        if await holds_settled(pilot, condition, step):
             return
-        await pilot.pause(step)
     view = pilot.app.view
     raise AssertionError(f"timed out: step {view.step}, busy {view.busy!r}, error {view.error!r}")
 
@@ -235,10 +237,13 @@ async def test_first_run_sets_up_a_profile_and_lands_on_health(sshd, site, home)
             assert isinstance(main.screen, HealthScreen)
             status = str(main.screen.query_one("#health-status").render())
             assert "press t" not in status and "upload, download, delete ok" in status, status
+            def tried() -> bool:
+                return main.connection.state in (ConnectionState.CONNECTED, ConnectionState.FAILED)
+
             for _ in range(600):
-                if main.connection.state in (ConnectionState.CONNECTED, ConnectionState.FAILED):
+                if tried():
                     break
-                await pilot.pause(0.05)
+                await holds_settled(pilot, tried, 0.05)
             assert main.connection.state is ConnectionState.CONNECTED, main.connection.message
             assert not isinstance(main.screen, HostKeyModal)
     finally:
