@@ -83,12 +83,12 @@ def _stages(paths: list[Path]) -> dict[str, float]:
     for path in paths:
         t0 = _cpu_ms()
         with validate.open_regular(path) as fh:
-            validate.sniff(path, fh)
+            validate.sniff(fh)
             data = fh.read()
         hashlib.sha256(data).hexdigest()
         t1 = _cpu_ms()
         buf = io.BytesIO(data)
-        validate.sniff(path, buf)
+        validate.sniff(buf)
         validate.precheck_zip(path, buf)
         t2 = _cpu_ms()
         reader = fastexcel.read_excel(data)

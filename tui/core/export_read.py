@@ -78,7 +78,7 @@ def _read_table(path: Path, out: str, header_row: int | None) -> JSONObject:
     with validate.open_regular(path) as fh:
         size = os.fstat(fh.fileno()).st_size
         if size > validate.READ_WHOLE_BYTES and os.path.isdir(validate.FD_FOLDER):
-            if (kind := validate.sniff(path, fh)) != "zip":
+            if (kind := validate.sniff(fh)) != "zip":
                 raise validate.Unreadable(kind, "not-xlsx")
             fh.seek(0)
             with validate.LargeZip(path, fh, None) as large:
@@ -86,7 +86,7 @@ def _read_table(path: Path, out: str, header_row: int | None) -> JSONObject:
         data = fh.read()
     sha256 = hashlib.sha256(data).hexdigest()
     buf = io.BytesIO(data)
-    kind = validate.sniff(path, buf)
+    kind = validate.sniff(buf)
     if kind != "zip":
         raise validate.Unreadable(kind, "not-xlsx")
     names = validate.precheck_zip(path, buf)

@@ -223,7 +223,7 @@ def _judged_here(path: Path) -> isolation.Reply | None:
         with fh:
             if os.fstat(fh.fileno()).st_size > JUDGED_HERE_BYTES:
                 return None
-            kind = sniff(path, fh)
+            kind = sniff(fh)
             if kind == "zip":
                 return None
             fh.seek(0)
@@ -248,7 +248,7 @@ def sniffed_bytes(data: bytes) -> str | None:
     bytes in hand (a download's): nothing is read again."""
     if len(data) > JUDGED_HERE_BYTES:
         return None
-    kind = sniff(None, io.BytesIO(data))
+    kind = sniff(io.BytesIO(data))
     return None if kind == "zip" else kind
 
 
@@ -802,7 +802,7 @@ def _read_first_sheet(path: Path, n_rows: int | None = None, *, read: list[str] 
     parsed as another, nor be swapped for a named pipe after the regular-file check. The hash
     of what was read is appended to ``read`` (the caller's proof of which bytes it judged)."""
     with open_regular(path) as fh:
-        kind = sniff(path, fh)
+        kind = sniff(fh)
         size = os.fstat(fh.fileno()).st_size
         if size > MAX_TOTAL_BYTES:  # never read (nor hashed): refused from its size alone
             if kind != "zip":
@@ -821,15 +821,13 @@ def _read_first_sheet(path: Path, n_rows: int | None = None, *, read: list[str] 
             data = fh.read()
             digest = hashlib.sha256(data)
         else:  # hashed as it streams by: a large file of another kind is never held in memory
-            digest = hashlib.sha256()
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
+            digest = hashlib.file_digest(fh, "sha256")
     if read is not None:
         read.append(digest.hexdigest())
     if data is None:
         raise Unreadable(kind, "not-xlsx")
     buf = io.BytesIO(data)
-    kind = sniff(path, buf)  # of the bytes read (the file may have been written to meanwhile)
+    kind = sniff(buf)  # of the bytes read (the file may have been written to meanwhile)
     if kind != "zip":
         raise Unreadable(kind, "not-xlsx")
     names = precheck_zip(path, buf)
@@ -890,7 +888,7 @@ class LargeZip:
     back from ``read`` (the verdict is of no known content). The reader reads only the parts
     it needs."""
 
-    def __init__(self, path: Path, fh: BinaryIO, read: list[str] | None) -> None:
+    def __init__(self, path: Path, fh: io.BufferedReader, read: list[str] | None) -> None:
         self.path, self.fh, self.read = path, fh, read
         self.sha256 = _streamed_sha256(fh)
         if read is not None:
@@ -936,14 +934,11 @@ class LargeZip:
                              "it. Verify it again once nothing writes to it.", "changed")
 
 
-def _streamed_sha256(fh: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    while chunk := fh.read(1 << 20):
-        digest.update(chunk)
-    return digest.hexdigest()
+def _streamed_sha256(fh: io.BufferedReader) -> str:
+    return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def open_regular(path: Path) -> BinaryIO:
+def open_regular(path: Path) -> io.BufferedReader:
     """The file opened for reading, only if it is a regular file: a named pipe, a device or a
     socket is never read (opening a pipe without O_NONBLOCK would wait for a writer)."""
     try:
@@ -988,7 +983,7 @@ def not_regular_message(mode: int) -> str:
     )
 
 
-def sniff(path: Path | None, fh: BinaryIO) -> str:
+def sniff(fh: BinaryIO) -> str:
     """``"zip"`` or the unreadable message for what the file really is."""
     try:
         head = fh.read(4096)
