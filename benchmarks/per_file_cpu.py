@@ -23,7 +23,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -43,19 +42,14 @@ def main() -> int:
     ns = parser.parse_args()
 
     import asyncssh
-    from sync_process import Bench, _load, _precompile
+    from sync_process import Bench, _checkout, _load, _precompile
 
     from tests.fixtures_sshd import _write_key, start_sshd
 
     work = Path(tempfile.mkdtemp(prefix="rk-bench-perfile-"))
     sources: dict[str, Path] = {"now": ROOT}
     if ns.baseline:
-        base = work / "baseline"
-        base.mkdir()
-        archive = subprocess.run(["git", "archive", ns.baseline], cwd=ROOT, capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
-        _precompile(base)
-        sources = {f"before ({ns.baseline})": base, **sources}
+        sources = {f"before ({ns.baseline})": _checkout(ns.baseline, work / "baseline"), **sources}
     _precompile(ROOT)
     key = asyncssh.generate_private_key("ssh-ed25519")
     _write_key(key, work / "id_ed25519")

@@ -246,6 +246,15 @@ def _precompile(source: Path) -> None:
                    capture_output=True, check=True)
 
 
+def _checkout(ref: str, into: Path) -> Path:
+    """The tree of git commit ``ref`` extracted into ``into``, its modules compiled."""
+    into.mkdir()
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    _precompile(into)
+    return into
+
+
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -276,13 +285,7 @@ def main() -> int:
         raise SystemExit("OpenSSH sftp is not installed")
     cases = set(ns.cases.split(","))
     work = Path(tempfile.mkdtemp(prefix="rk-bench-sync-"))
-    baseline = None
-    if ns.baseline:
-        baseline = work / "baseline"
-        baseline.mkdir()
-        archive = subprocess.run(["git", "archive", ns.baseline], cwd=ROOT, capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive.stdout, check=True)
-        _precompile(baseline)
+    baseline = _checkout(ns.baseline, work / "baseline") if ns.baseline else None
     _precompile(ROOT)
     key = asyncssh.generate_private_key("ssh-ed25519")
     _write_key(key, work / "id_ed25519")
