@@ -229,7 +229,10 @@ class TableCache:
         ledger's cache (:func:`forget_moved`) leaves a folder in use alone."""
         try:
             for _ in range(3):  # a folder removed between its creation and its hold: again
-                self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                try:
+                    self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                except FileExistsError:  # no folder in its place (a link, dangling or not; a file)
+                    pass  # said below, as what it is
                 info = os.lstat(self.folder)
                 if (not stat.S_ISDIR(info.st_mode) or (hasattr(os, "geteuid") and info.st_uid != os.geteuid())
                         or self._hold(info)):
