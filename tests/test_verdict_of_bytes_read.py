@@ -150,3 +150,37 @@ def test_a_workbook_at_the_streaming_limit_gets_one_verdict(padded, monkeypatch,
     assert verdict["status"] == "ok" and verdict["sha256"] == _sha(padded), verdict
     assert table["ok"], table
     assert len(streamed) == (2 if size > size + delta else 0)  # streamed only past the limit
+
+
+def test_a_large_workbook_renamed_over_while_it_is_read_gets_the_verdict_of_the_file_hashed(
+        padded, lowered, monkeypatch, tmp_path):
+    """Another workbook (other rows) renamed over the path between the zip checks and the
+    reader's open: the reader reads the file that was hashed and checked (its descriptor),
+    so the verdict, its rows and its hash are that file's, and the table too."""
+    path = tmp_path / "report.xlsx"
+    shutil.copy(padded, path)
+    other = tmp_path / "other.xlsx"
+    write_report(other, n_rows=7)
+    with zipfile.ZipFile(other, "a", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("xl/media/image1.bin", os.urandom(2 * LIMIT))
+    others = tmp_path / "others"
+    others.mkdir()
+    real = validate.precheck_zip
+
+    def precheck_then_replace(p, fh):
+        names = real(p, fh)
+        replacement = others / f"{len(list(others.iterdir()))}.xlsx"
+        shutil.copy(other, replacement)
+        os.replace(replacement, path)
+        return names
+
+    expected = validate.worker_verify(str(padded), {})
+    expected_table = export_read.worker_table(str(padded), str(tmp_path / "a.arrows"), 4)
+    monkeypatch.setattr(validate, "precheck_zip", precheck_then_replace)
+    verdict = validate.worker_verify(str(path), {})
+    assert verdict == expected and verdict["rows"] == 40, verdict
+    assert _sha(path) == _sha(other)  # the path holds the other workbook now
+    shutil.copy(padded, path)
+    table = export_read.worker_table(str(path), str(tmp_path / "b.arrows"), 4)
+    assert table == expected_table
+    assert (tmp_path / "a.arrows").read_bytes() == (tmp_path / "b.arrows").read_bytes()
