@@ -184,3 +184,26 @@ def test_a_large_workbook_renamed_over_while_it_is_read_gets_the_verdict_of_the_
     table = export_read.worker_table(str(path), str(tmp_path / "b.arrows"), 4)
     assert table == expected_table
     assert (tmp_path / "a.arrows").read_bytes() == (tmp_path / "b.arrows").read_bytes()
+
+
+def test_a_large_workbook_the_disk_fails_to_read_again_is_given_no_verdict_of_its_content(
+        padded, lowered, monkeypatch):
+    """Hashed once, then the disk fails (an I/O error) when the file is read again to be sure
+    it is unchanged: that says nothing of its content, so no hash goes with the verdict (an
+    "unreadable" under a good workbook's hash would stay with it in the ledger)."""
+    import errno
+
+    real = validate._streamed_sha256
+    calls: list[int] = []
+
+    def failing_the_second_time(fh):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(fh)
+
+    monkeypatch.setattr(validate, "_streamed_sha256", failing_the_second_time)
+    verdict = validate.worker_verify(str(padded), {})
+    assert len(calls) == 2
+    assert verdict["status"] == "unreadable" and "sha256" not in verdict, verdict
+    assert verdict["reason"] == "os-error" and os.strerror(errno.EIO) in verdict["message"]

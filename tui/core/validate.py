@@ -617,6 +617,13 @@ def worker_verify(path: str, rules: Mapping[str, object]) -> Verdict:
         verdict = {"status": st.UNREADABLE, "message": str(exc), "reason": exc.reason}
     except MemoryError:
         raise
+    except OSError as exc:
+        # The disk, not the content (a large file is read again after its hash): a verdict of
+        # no known content, so no hash goes with it.
+        read.clear()
+        verdict = {"status": st.UNREADABLE, "reason": "os-error",
+                   "message": f"The file cannot be read ({exc.strerror or type(exc).__name__}). "
+                   "Check the disk and path, then verify it again."}
     except Exception as exc:  # noqa: BLE001 - a bad file must never stop the rest
         # The exception text may quote cell contents: only its type is passed on.
         verdict = {
