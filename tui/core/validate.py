@@ -225,6 +225,7 @@ def _judged_here(path: Path) -> isolation.Reply | None:
                 return None
             if sniff(fh) == "zip":
                 return None
+            fh.seek(0)
             data = fh.read(JUDGED_HERE_BYTES + 1)
     except OSError:
         return None
