@@ -265,12 +265,54 @@ def test_an_earlier_releases_folder_is_not_adopted_when_not_ours(tmp_path):
         assert len(list(folder.iterdir())) == 2
 
 
-def test_an_earlier_releases_folder_is_left_when_todays_is_there(tmp_path):
+@pytest.mark.parametrize("foreign", [False, True], ids=["only-entries", "a-file-of-the-users"])
+def test_an_earlier_releases_folder_is_merged_into_todays_when_that_is_there(tmp_path, foreign):
+    """Today's folder made already (an earlier release run again after the upgrade, or busy at
+    the first export): the old folder's entries join today's (one of today's of the same name
+    kept), so a purge's prune, which prunes today's, drops the purged contents' tables of
+    both; the old folder goes once empty, and what is not an entry of ours stays in it."""
     ledger = tmp_path / "lib" / "ledger.sqlite3"
     legacy = _legacy(ledger)
-    cache_dir(ledger).mkdir(mode=0o700)
+    (legacy / ".tmp-0123456789abcdef.arrows").write_bytes(b"left by a killed export")
+    if foreign:
+        (legacy / "notes.txt").write_text("mine")
+    today = cache_dir(ledger)
+    today.mkdir(mode=0o700)
+    (today / f"{SHA}-r1.1-h1.parquet").write_bytes(b"today's")
+    (today / f"{'c' * 64}-r1.1-h1.parquet").write_bytes(b"entry")
+    assert ec.adopt_legacy(ledger) == (not foreign)
+    assert sorted(p.name for p in today.iterdir()) == sorted(f"{s}-r1.1-h1.parquet" for s in (SHA, "b" * 64, "c" * 64))
+    assert (today / f"{SHA}-r1.1-h1.parquet").read_bytes() == b"today's"
+    if foreign:
+        assert [p.name for p in legacy.iterdir()] == ["notes.txt"]
+    else:
+        assert not legacy.exists()
+
+
+def test_a_purge_drops_the_purged_tables_of_an_earlier_releases_folder_left_beside_todays(tmp_path):
+    """What RETENTION.md promises of the tidy step, for a ledger whose folder of today is there
+    beside an earlier release's: no table of a content no copy holds stays in either."""
+    from tui.core import retention
+    from tui.core.ledger import Ledger
+
+    path = tmp_path / "lib" / "ledger.sqlite3"
+    legacy = _legacy(path)
+    path.unlink()
+    cache_dir(path).mkdir(mode=0o700)
+    with Ledger.open(path) as ledger:  # a real ledger holding nothing: its purge prunes all
+        retention._prune_cache(ledger)
+    assert not legacy.exists()
+    assert list(cache_dir(path).iterdir()) == []
+
+
+def test_an_earlier_releases_folder_is_not_merged_into_what_is_no_folder_of_ours(tmp_path):
+    ledger = tmp_path / "lib" / "ledger.sqlite3"
+    legacy = _legacy(ledger)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    cache_dir(ledger).symlink_to(theirs)
     assert not ec.adopt_legacy(ledger)
-    assert len(list(legacy.iterdir())) == 2
+    assert len(list(legacy.iterdir())) == 2 and list(theirs.iterdir()) == []
 
 
 # ------------------------------------------------------------ notes of ledgers gone for good

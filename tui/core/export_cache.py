@@ -162,10 +162,13 @@ def open_cache(ledger_path: Path, pool: isolation.WorkerPool | None = None) -> T
 def adopt_legacy(ledger_path: Path) -> bool:
     """Rename the ledger's cache folder of an earlier release (:func:`legacy_cache_dir`) to
     its name of today, when that name is free: its entries are tables of contents, right for
-    any ledger, and the export's prune drops what this ledger does not hold. Only a real
-    folder of this user's that no export is using (an exclusive ``flock``, not waited for) is
-    renamed, through its parent opened once; a link or anything else in its place is left as
-    it is (never followed). True when it was adopted. Never raises for the disk."""
+    any ledger, and the export's prune drops what this ledger does not hold. When today's
+    folder is there already (a real folder of this user's), the old one's entries are moved
+    into it instead (:func:`_merge`), so that the prune of today's folder (the export's, the
+    purge's) covers them too. Only a real folder of this user's that no export is using (an
+    exclusive ``flock``, not waited for) is adopted, through its parent opened once; a link or
+    anything else in its place, or in today's, is left as it is (never followed). True when
+    the old folder is gone into today's. Never raises for the disk."""
     legacy = legacy_cache_dir(ledger_path)
     if legacy is None:
         return False
@@ -176,12 +179,14 @@ def adopt_legacy(ledger_path: Path) -> bool:
         return False
     try:
         try:
-            os.stat(target, dir_fd=parent, follow_symlinks=False)
-            return False  # today's folder is there (or something in its place): nothing to adopt
+            there: os.stat_result | None = os.stat(target, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
-            pass
+            there = None
         except OSError:
             return False
+        if there is not None and (not stat.S_ISDIR(there.st_mode)
+                                  or (hasattr(os, "geteuid") and there.st_uid != os.geteuid())):
+            return False  # something else in today's place: refused by the export, nothing moved into it
         try:
             fd = os.open(legacy.name, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS, dir_fd=parent)
         except OSError:  # absent, a link (ELOOP), a file (ENOTDIR), ...: nothing of ours to adopt
@@ -197,6 +202,8 @@ def adopt_legacy(ledger_path: Path) -> bool:
             now = os.stat(legacy.name, dir_fd=parent, follow_symlinks=False)
             if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
                 return False  # its name is another's now
+            if there is not None:
+                return _merge(parent, fd, legacy.name, target, there)
             # A folder renamed onto an empty folder made meanwhile replaces it (an export that
             # made it then writes into this one by name); never onto a file or a link.
             os.rename(legacy.name, target, src_dir_fd=parent, dst_dir_fd=parent)
@@ -209,6 +216,48 @@ def adopt_legacy(ledger_path: Path) -> bool:
     finally:
         os.close(parent)
     log.info("export cache: the folder of an earlier release renamed to %s", target)
+    return True
+
+
+def _merge(parent: int, fd: int, name: str, target: str, there: os.stat_result) -> bool:
+    """Move the entries of the old folder (``fd``, held alone, named ``name`` in ``parent``)
+    into today's (``target``, the folder ``there`` describes, opened without following a
+    link): an entry today's has already stays today's, a temporary file of a killed export of
+    the old release goes; the old folder is removed once empty. What is not an entry of ours
+    (another name, a link, a folder) stays in it, and it with them. True when it is gone."""
+    into = os.open(target, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS, dir_fd=parent)
+    try:
+        now = os.fstat(into)
+        if (now.st_dev, now.st_ino) != (there.st_dev, there.st_ino):
+            return False  # its name is another's now
+        for entry in os.listdir(fd):
+            if not _OWN_NAME.fullmatch(entry):
+                continue
+            try:
+                if not stat.S_ISREG(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                    continue
+                try:
+                    os.stat(entry, dir_fd=into, follow_symlinks=False)
+                except FileNotFoundError:
+                    if not entry.startswith(".tmp-"):
+                        os.rename(entry, entry, src_dir_fd=fd, dst_dir_fd=into)
+                        continue
+                os.unlink(entry, dir_fd=fd)
+            except OSError:
+                continue
+    finally:
+        os.close(into)
+    held = os.fstat(fd)
+    now = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+        return False
+    try:
+        os.rmdir(name, dir_fd=parent)  # only an empty folder, never a link
+    except OSError:
+        log.warning("export cache: the folder of an earlier release holds what is not an entry of ours; "
+                    "its entries moved to %s, the rest left as it is", _shown(target))
+        return False
+    log.info("export cache: the entries of an earlier release's folder moved to %s", _shown(target))
     return True
 
 
@@ -229,7 +278,10 @@ class TableCache:
         ledger's cache (:func:`forget_moved`) leaves a folder in use alone."""
         try:
             for _ in range(3):  # a folder removed between its creation and its hold: again
-                self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                try:
+                    self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                except FileExistsError:  # no folder in its place (a link, dangling or not; a file)
+                    pass  # said below, as what it is
                 info = os.lstat(self.folder)
                 if (not stat.S_ISDIR(info.st_mode) or (hasattr(os, "geteuid") and info.st_uid != os.geteuid())
                         or self._hold(info)):

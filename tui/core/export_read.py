@@ -77,7 +77,7 @@ def _read_table(path: Path, out: str, header_row: int | None) -> JSONObject:
 
     with validate.open_regular(path) as fh:
         size = os.fstat(fh.fileno()).st_size
-        if size > validate.READ_WHOLE_BYTES and os.path.isdir(validate.FD_FOLDER):
+        if size > validate.READ_WHOLE_BYTES and validate.reopens(fh):
             if (kind := validate.sniff(fh)) != "zip":
                 raise validate.Unreadable(kind, "not-xlsx")
             fh.seek(0)

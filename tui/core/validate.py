@@ -223,14 +223,16 @@ def _judged_here(path: Path) -> isolation.Reply | None:
         with fh:
             if os.fstat(fh.fileno()).st_size > JUDGED_HERE_BYTES:
                 return None
-            kind = sniff(fh)
-            if kind == "zip":
+            if sniff(fh) == "zip":
                 return None
             fh.seek(0)
             data = fh.read(JUDGED_HERE_BYTES + 1)
     except OSError:
         return None
-    if len(data) > JUDGED_HERE_BYTES:  # grown since: a worker reads it
+    # Judged from the bytes read and hashed, not from the first look (the file may have been
+    # written to in between: empty when looked at, a workbook when read).
+    kind = sniffed_bytes(data)
+    if kind is None:  # a zip package by now, or grown past the size: a worker reads it
         return None
     return _not_zip_reply(kind, hashlib.sha256(data).hexdigest())
 
@@ -616,6 +618,13 @@ def worker_verify(path: str, rules: Mapping[str, object]) -> Verdict:
         verdict = {"status": st.UNREADABLE, "message": str(exc), "reason": exc.reason}
     except MemoryError:
         raise
+    except OSError as exc:
+        # The disk, not the content (a large file is read again after its hash): a verdict of
+        # no known content, so no hash goes with it.
+        read.clear()
+        verdict = {"status": st.UNREADABLE, "reason": "os-error",
+                   "message": f"The file cannot be read ({exc.strerror or type(exc).__name__}). "
+                   "Check the disk and path, then verify it again."}
     except Exception as exc:  # noqa: BLE001 - a bad file must never stop the rest
         # The exception text may quote cell contents: only its type is passed on.
         verdict = {
@@ -813,7 +822,7 @@ def _read_first_sheet(path: Path, n_rows: int | None = None, *, read: list[str] 
                 "Delete it and check where it came from; if it is a genuine report, ask for a "
                 "smaller one.", "too-large")
         fh.seek(0)
-        if kind == "zip" and size > READ_WHOLE_BYTES and os.path.isdir(FD_FOLDER):
+        if kind == "zip" and size > READ_WHOLE_BYTES and reopens(fh):
             with LargeZip(path, fh, read) as large:
                 return large.checked(_sheet_of(large.reader(), large.names, n_rows))
         data: bytes | None = None
@@ -822,6 +831,9 @@ def _read_first_sheet(path: Path, n_rows: int | None = None, *, read: list[str] 
             digest = hashlib.sha256(data)
         else:  # hashed as it streams by: a large file of another kind is never held in memory
             digest = hashlib.file_digest(fh, "sha256")
+            fh.seek(0)
+            if sniff(fh) != kind:  # written to since it was looked at: the hash is of neither
+                raise changed()
     if read is not None:
         read.append(digest.hexdigest())
     if data is None:
@@ -909,7 +921,7 @@ class LargeZip:
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if self._fd >= 0:
             os.close(self._fd)
-        if isinstance(exc, Unreadable) and exc.reason != "changed":
+        if isinstance(exc, Unreadable) and exc.reason not in ("changed", "reopen"):
             self._unchanged()  # a refusal is of the content hashed only while it is that content
 
     def reader(self) -> fastexcel.ExcelReader:
@@ -918,6 +930,12 @@ class LargeZip:
         try:
             return fastexcel.read_excel(f"{FD_FOLDER}/{self._fd}")
         except fastexcel.FastExcelError as exc:
+            if not _reopens(self._fd):  # the reader could not open it: nothing of its content
+                self._forget()
+                raise Unreadable(
+                    f"The file could not be opened again through {FD_FOLDER} to be read, so no "
+                    "verdict is given for it. Verify it again; if this repeats, check what "
+                    "refuses the process access to its own open files.", "reopen") from None
             raise Unreadable(reader_failed_message(exc, self.names), "reader") from None
 
     def checked(self, result: _Result) -> _Result:
@@ -928,10 +946,38 @@ class LargeZip:
     def _unchanged(self) -> None:
         self.fh.seek(0)
         if _streamed_sha256(self.fh) != self.sha256:
-            if self.read is not None and self.sha256 in self.read:
-                self.read.remove(self.sha256)
-            raise Unreadable("The file changed while it was being checked, so no verdict is given for "
-                             "it. Verify it again once nothing writes to it.", "changed")
+            self._forget()
+            raise changed()
+
+    def _forget(self) -> None:
+        """The hash taken back from ``read``: the verdict is of no known content."""
+        if self.read is not None and self.sha256 in self.read:
+            self.read.remove(self.sha256)
+
+
+def changed() -> Unreadable:
+    """The refusal of a file written to while it was being checked (given with no hash)."""
+    return Unreadable("The file changed while it was being checked, so no verdict is given for "
+                      "it. Verify it again once nothing writes to it.", "changed")
+
+
+def reopens(fh: io.BufferedReader) -> bool:
+    """Whether the open file opens again as itself through :data:`FD_FOLDER`, as
+    :class:`LargeZip`'s reader opens it (not where there is no such folder, nor where it is
+    there but refuses: a sandbox, a security module); if not, the file is read whole."""
+    return _reopens(fh.fileno())
+
+
+def _reopens(fd: int) -> bool:
+    try:
+        again = os.open(f"{FD_FOLDER}/{fd}", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        now, was = os.fstat(again), os.fstat(fd)
+        return (now.st_dev, now.st_ino) == (was.st_dev, was.st_ino)
+    finally:
+        os.close(again)
 
 
 def _streamed_sha256(fh: io.BufferedReader) -> str:
