@@ -45,3 +45,34 @@ def test_an_identifier_column_repeated_in_a_header_is_pseudonymized_both_times(t
     assert ed.ALWAYS_ID not in text and not any(str(r[0]) in text for r in d.rows)
     df = pl.read_csv(out, infer_schema=False).filter(pl.col("run_day") == D(2026, 3, 2).isoformat())
     assert df["Primary Identifier"].to_list() == df["Primary Identifier (2)"].to_list()  # one pseudonym each
+
+
+def test_force_replaces_a_link_or_a_second_name_never_the_file_behind_it(tmp_path, now, capsys):
+    """``--out`` naming a link to a downloaded report, or a second name (hard link) of the
+    ledger: with ``--force`` only that name is replaced, never the bytes behind it; the report
+    stays what was downloaded and the ledger opens with every record. Through a link, the
+    ledger itself is refused (it is the file the name leads to)."""
+    import hashlib
+
+    from tui.core.ledger import Ledger
+
+    env = ed.build(tmp_path / "env", until=D(2026, 3, 2))
+    report = env.paths[env.delivery(D(2026, 3, 1)).name]
+    before = hashlib.sha256(report.read_bytes()).hexdigest()
+    link = tmp_path / "link.csv"
+    link.symlink_to(report)
+    second = tmp_path / "ledger-second-name.parquet"
+    second.hardlink_to(env.ledger_path)
+    args = ["export", "--config", str(env.config), "--until", UNTIL.isoformat(), "--force", "--out"]
+    for out in (link, second):
+        assert main([*args, str(out)]) == 0, capsys.readouterr().err
+        capsys.readouterr()
+        assert out.is_file() and not out.is_symlink() and out.stat().st_mode & 0o777 == 0o600
+    assert hashlib.sha256(report.read_bytes()).hexdigest() == before and not report.is_symlink()
+    assert pl.read_parquet(second)["run_day"].to_list()  # an export now, the ledger untouched
+    with Ledger.open(env.ledger_path, profile="default") as ledger:
+        assert len(ledger.exports()) == 2
+    through = tmp_path / "ledger-link.csv"
+    through.symlink_to(env.ledger_path)
+    assert main([*args, str(through)]) == 3
+    assert "is the ledger" in capsys.readouterr().err and through.is_symlink()
