@@ -87,6 +87,7 @@ from tui.core.pseudonym import (
     earlier_key_path,
     identifier_columns,
     load_key,
+    repeated_name,
 )
 from tui.core.validate import normalize_column
 
@@ -1225,7 +1226,9 @@ def _identifiers(profile: Profile, reports: list[str], included: list[Day], rena
         if configured and cols:
             have = {normalize_column(c) for c in cols}
             missing.extend(c for c in configured if normalize_column(c) not in have and c not in missing)
-        wanted = {normalize_column(h): h for h in hits}  # "Primary Identifier " is the same one
+        # "Primary Identifier " is the same one; so is a repeat in one header row ("Primary
+        # Identifier (2)"): a file with the column once is not one without it.
+        wanted = {normalize_column(repeated_name(h)): repeated_name(h) for h in hits}
         for d in mine:
             assert d.table is not None and d.winner is not None
             here = {normalize_column(c) for c in d.table.columns}

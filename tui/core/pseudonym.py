@@ -22,7 +22,8 @@ typo would silently start a new key and break the joins). The key never reaches 
 ledger or the JSON; its *id* (8 hex digits of a hash of the key) does, so two exports can be
 seen to share a key.
 
-Which columns: the report's ``identifier_columns`` (case and spacing ignored), else every
+Which columns: the report's ``identifier_columns`` (case and spacing ignored; their repeats in
+one header row, ``NAME (2)``, too), else every
 column whose header contains "identifier", "user id", "patron id" or "email"
 (case-insensitive; ``_`` and ``-`` count as spaces, and "userid", "patronid", "e mail" too).
 The export also pseudonymizes every column it named by position (``column N``: no usable
@@ -283,9 +284,23 @@ def _fold(name: str) -> str:
     return _SEPARATORS.sub(" ", name).strip().casefold()
 
 
+#: The name the export's reader gives a header name that repeats in one header row
+#: (``Primary Identifier (2)``): the same column again.
+_REPEAT = re.compile(r"(.+) \((?:[2-9]|[1-9][0-9]+)\)", re.DOTALL)
+
+
+def repeated_name(name: str) -> str:
+    """``Primary Identifier`` for ``Primary Identifier (2)`` (the reader's name of a repeated
+    header); any other name as it is."""
+    m = _REPEAT.fullmatch(name)
+    return m.group(1) if m else name
+
+
 def identifier_columns(columns: Iterable[str], configured: Sequence[str] = ()) -> list[str]:
-    """Which of ``columns`` are identifier columns (in their order)."""
+    """Which of ``columns`` are identifier columns (in their order). A configured name also
+    marks its repeats in one header row (``NAME (2)``, as the reader names them): a report
+    holding the identifier twice must not leave the second copy raw."""
     if configured:
         wanted = {_fold(c) for c in configured}
-        return [c for c in columns if _fold(c) in wanted]
+        return [c for c in columns if _fold(c) in wanted or _fold(repeated_name(c)) in wanted]
     return [c for c in columns if any(n in _fold(c) for n in DEFAULT_NEEDLES)]

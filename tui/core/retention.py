@@ -348,6 +348,18 @@ def _look(path: Path, size: int) -> os.stat_result | None:
     return info if stat.S_ISREG(info.st_mode) and info.st_size == size else None
 
 
+def _other_at(path: Path) -> str | None:
+    """Why what is at a copy's name (not the copy: :func:`_look` found no regular file of its
+    size there) is not deleted; None when nothing is there (the copy is gone)."""
+    try:
+        info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
+    except OSError as exc:
+        return f"it cannot be looked at ({exc.strerror or exc}); check the folder's permissions"
+    return _NOT_REGULAR if not stat.S_ISREG(info.st_mode) else _NOT_OURS
+
+
 def _linked(path: Path, info: os.stat_result) -> Linked | None:
     """The other names of the file ``info`` describes (named ``path``), if it has any."""
     if info.st_nlink <= 1:
@@ -364,6 +376,8 @@ class _Plan:
     newest: datetime | None = None  # the newest delivery the ledger knows (the server's clock)
     #: Not in place, and neither is their folder (a share not mounted): nothing is decided.
     unreachable: list[tuple[Copy, str]] = field(default_factory=list)
+    #: Due, but their name holds something else (a link, another size): left, with why.
+    kept: list[tuple[Copy, str]] = field(default_factory=list)
 
 
 def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
@@ -402,12 +416,21 @@ def _plan(profile: Profile, ledger: Ledger, now: datetime) -> _Plan:
             exported = bool(roles.get(dl.sha256, set()) & {"rows", "empty"})
             # A copy is never purged unverified: its record would hold no rows, no result.
             allowed = old and v is not None and (exported or not cfg.keeps_until_exported)
+            other = None if present or not (allowed or copy.interrupted) else _other_at(copy.path)
+            if other is not None and allowed:
+                # Its name holds something else (a link, a file edited to another size): not
+                # the download, and not gone. Left, and said, as the purge itself would say it;
+                # recorded purged, its patron data would stay on disk under a purged record.
+                plan.kept.append((copy, other))
+                if copy.interrupted:
+                    plan.undo.append(copy)
+                continue
             if not present and (allowed or copy.interrupted) and not os.path.isdir(copy.path.parent):
                 # Its folder is missing, not the copy (local_dir on a share not mounted): a
                 # copy recorded purged now would keep its data for ever once the share is back.
                 plan.unreachable.append((copy, _FOLDER_MISSING.format(folder=escape_name(str(copy.path.parent)))))
                 continue
-            if copy.interrupted and not present:
+            if copy.interrupted and not present and other is None:
                 plan.finish.append(copy)  # the file went before the purge could record it
                 continue
             if allowed:
@@ -473,6 +496,7 @@ def _purge(profile: Profile, ledger: Ledger, now: datetime, result: PurgeResult,
     plan = _plan(profile, ledger, now)
     result.waiting = plan.waiting
     result.errors.extend(plan.unreachable)
+    result.errors.extend(plan.kept)
     if plan.purge and not trust_clock:
         result.refused = _clock_refusal(profile, result.policy, plan.newest, now)
         if result.refused is not None:
@@ -715,7 +739,7 @@ def _delete(copy: Copy, folders: _Folders) -> str | Linked | None:
     except OSError as exc:
         return f"it cannot be looked at ({exc.strerror or exc}); check the folder's permissions"
     if not stat.S_ISREG(info.st_mode):
-        return "it is no longer a regular file (a link or a folder is there); left as it is"
+        return _NOT_REGULAR
     if info.st_size != copy.size:
         return _NOT_OURS
     try:
@@ -749,6 +773,7 @@ def _delete(copy: Copy, folders: _Folders) -> str | Linked | None:
 
 _FOLDER_MISSING = ("its folder {folder} is missing (a share not mounted, a folder moved?); nothing was "
                    "deleted or recorded: the next purge with the folder back decides")
+_NOT_REGULAR = "it is no longer a regular file (a link or a folder is there); left as it is"
 _NOT_OURS = ("its content is no longer what was downloaded (another size or sha256); it was "
              "left as it is: move it out of local_dir if it is yours")
 _REPLACED = ("it was replaced while it was being checked (saved over, moved); it was left as it "

@@ -14,7 +14,9 @@ summer time, the line runs an hour late part of the year rather than an hour ear
 ``Persistent=true`` makes a timer missed while the machine was off run at the next boot.
 
 Secrets: an SMTP password is never written into a unit or a crontab. Both read
-``secrets.env`` beside the config file when it exists (``KEY='value'`` lines, mode 0600).
+``secrets.env`` beside the config file when it exists (``KEY='value'`` lines, mode 0600);
+the crontab line runs it as sh, so nothing is scheduled while another user could write it or
+its folder (:func:`_refuse_writable_by_others`).
 """
 
 from __future__ import annotations
@@ -451,7 +453,55 @@ def _plan(*, profile: str, config: Path, name: str, when: timedelta, tz: tzinfo,
     )
     for arg in (*plan.argv("sync"), str(plan.env_file), *(v for _k, v in plan.environment)):
         _refuse_unrunnable(arg)
+    _refuse_writable_by_others(plan.env_file)
     return plan
+
+
+def _refuse_writable_by_others(env_file: Path) -> None:
+    """Whoever can create or change the secrets file runs commands as this user every night:
+    the crontab line reads it with sh's ``.``, and a unit's ``EnvironmentFile=`` may set any
+    variable (``LD_PRELOAD``, ``PYTHONPATH``). So its folder, and the file when it is there,
+    must belong to this user (or root) and be writable by nobody else, as ssh demands of a
+    user's ``~/.ssh``; writable by the user's own group is fine when that group is the user
+    alone (a umask of 002 with a group per user). Raises ``ScheduleError`` saying what to do."""
+    if not hasattr(os, "geteuid"):
+        return
+    me = os.geteuid()
+    for path, what in ((env_file.parent, "folder"), (env_file, "file")):
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            continue  # no secrets file (yet): its folder decides who may add one
+        except OSError as exc:
+            raise ScheduleError(f"cannot look at {escape_name(str(path))} ({exc.strerror or exc}), from which "
+                                "the nightly run reads its secrets; fix its permissions") from None
+        holds = f"which holds {SECRETS_FILE}" if what == "folder" else "which"
+        if info.st_uid not in (me, 0):
+            raise ScheduleError(
+                f"the {what} {escape_name(str(path))}, {holds} the nightly run reads as a shell script, "
+                "belongs to another user, who could run commands as you; keep the config in a folder "
+                "of your own (chmod go-w), then schedule again")
+        others = stat.S_IWOTH | (0 if _own_group(info.st_gid, me) else stat.S_IWGRP)
+        if info.st_mode & others:
+            raise ScheduleError(
+                f"the {what} {escape_name(str(path))}, {holds} the nightly run reads as a shell script, "
+                f"can be written by other users (mode {stat.S_IMODE(info.st_mode):04o}): whoever "
+                f"{'adds' if what == 'folder' else 'changes'} it runs commands as you. Run "
+                f"'chmod go-w {shlex.quote(str(path))}' (or keep the config in a folder of your own), "
+                "then schedule again")
+
+
+def _own_group(gid: int, uid: int) -> bool:
+    """Whether group ``gid`` is the user's own: named as the user, no other member."""
+    import grp  # noqa: PLC0415 - POSIX only, as geteuid
+    import pwd  # noqa: PLC0415
+
+    try:
+        user = pwd.getpwuid(uid).pw_name
+        group = grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return group.gr_name == user and set(group.gr_mem) <= {user}
 
 
 def _largest_shift(src: tzinfo, dst: tzinfo, after_midnight: timedelta) -> timedelta:
