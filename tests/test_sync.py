@@ -866,3 +866,35 @@ async def test_a_run_of_files_that_are_no_workbooks_starts_no_workbook_reader(de
         assert [v.status for v in result.files] != [st.UNREADABLE] and pool.started == 1
     finally:
         pool.close()
+
+
+def test_an_interrupted_sync_says_in_one_line_which_files_it_had_not_begun(tmp_path):
+    """Ctrl-C in a sync of 66 files: each of the 54 not begun was a "FAILED" line of its own
+    (two screen lines each at 120 columns), so the line saying what the interruption kept
+    scrolled out of sight. They are one line now, naming the first few; a file that failed
+    otherwise keeps its own line, and --json still lists every one under "failed"."""
+    import io
+
+    from tui.commands.sync import INTERRUPTED, _summary
+    from tui.core.config import load_config
+    from tui.sftp.sync import INTERRUPTED_BEFORE, SyncResult
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[profile.default]\nhost = "127.0.0.1"\nusername = "u"\nremote_dir = "r"\n'
+                   f'local_dir = "{tmp_path / "local"}"\ntimezone = "UTC"\n')
+    profile = load_config(cfg).profile()
+    not_begun = [f"Report_202611{d:02d}_070000.xlsx" for d in range(1, 25)]
+    result = SyncResult(error=INTERRUPTED, error_kind="interrupted", failed=[
+        {"name": "Other_20261101_070000.xlsx", "error": "the server closed the connection"},
+        *({"name": n, "error": INTERRUPTED_BEFORE} for n in not_begun)])
+    out = io.StringIO()
+    _summary(result, profile, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("Interrupted."), lines
+    assert [line for line in lines if "Other_20261101" in line] == [
+        "  FAILED       Other_20261101_070000.xlsx: the server closed the connection"]
+    [grouped] = [line for line in lines if "Report_" in line]
+    assert grouped.startswith("  NOT BEGUN    24 files") and "the next sync downloads them" in grouped, grouped
+    assert not_begun[0] in grouped and not_begun[-1] not in grouped and "--json" in grouped, grouped
+    assert len(lines) == 4 and lines[-1] == "Status: OK", lines
+    assert len(result.to_json()["failed"]) == 25

@@ -691,6 +691,10 @@ class _RichProgress:
                     p.console.print(self.text(f"{result.status}: {escape_name(name)}", style="yellow"))
 
 
+#: Files named on the human summary's line of those an interruption kept from beginning.
+NOT_BEGUN_NAMED = 3
+
+
 def _summary(result: SyncResult, profile: Profile, out: TextIO) -> None:
     """The run's human summary. Every value in it that a server, a workbook, the config or an
     operating-system error chose is escaped (``escape_name``): one value stays on its line."""
@@ -713,8 +717,21 @@ def _summary(result: SyncResult, profile: Profile, out: TextIO) -> None:
         for f in result.files:
             if f.status != st.OK:
                 w(f"  {f.status.upper():12} {e(f.name)}: {e(f.message)}\n")
+    from tui.sftp.sync import INTERRUPTED_BEFORE  # noqa: PLC0415 - start-up time (see the imports)
+
+    # The files an interruption kept from beginning are one line: one each (every file of a
+    # large first sync) pushed the line saying what was kept out of sight.
+    not_begun = [item["name"] for item in result.failed if item["error"] == INTERRUPTED_BEFORE]
     for item in result.failed:
-        w(f"  FAILED       {e(item['name'])}: {e(item['error'])}\n")
+        if item["error"] != INTERRUPTED_BEFORE:
+            w(f"  FAILED       {e(item['name'])}: {e(item['error'])}\n")
+    if not_begun:
+        shown = ", ".join(e(name) for name in not_begun[:NOT_BEGUN_NAMED])
+        more = f" and {len(not_begun) - NOT_BEGUN_NAMED:,} more (--json lists them)" \
+            if len(not_begun) > NOT_BEGUN_NAMED else ""
+        w(f"  NOT BEGUN    {len(not_begun):,} file{'s' if len(not_begun) != 1 else ''}, interrupted before "
+          f"{'their downloads' if len(not_begun) != 1 else 'its download'} began: {shown}{more}; "
+          f"the next sync downloads {'them' if len(not_begun) != 1 else 'it'}\n")
     for item in result.refused:
         w(f"  REFUSED      {e(item['name'])}: {e(item['reason'])} (not downloaded)\n")
     new = [o for o in result.ignored if o.new]
