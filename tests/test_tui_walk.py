@@ -4,6 +4,8 @@ opened on, and the demo says nothing about a config file it does not have."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
@@ -158,3 +160,39 @@ async def test_the_export_form_stops_saying_no_days_once_days_are_typed(tmp_path
         await pilot.press(*["backspace"] * 10)
         await pilot.pause()
         assert "No days given" in message_of(modal)
+
+
+async def test_v_on_verify_says_what_it_did_when_nothing_changed(tmp_path, monkeypatch):
+    """v on Verify ("verify every local report again") took every result from the ledger's
+    cache when no file had changed: the list stayed as it was and nothing said v had run.
+    It says how many files were checked and how many were read again."""
+    from tests.test_tui_heatmap import NOW, build_demo
+    from tests.test_tui_verify import VerifyApp, settle
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", NOW)
+    scenario = build_demo(tmp_path, verify=False)
+    try:
+        app = VerifyApp(scenario)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            total = len(app.screen.outcomes)
+            assert total > 10
+            # showing the screen verifies on its own: no toast about it
+            assert not [t for t in _toasts(app) if "checked" in t], _toasts(app)
+            app.clear_notifications()
+            await pilot.press("v")
+            await settle(pilot)
+            said = [t for t in _toasts(app) if "checked" in t]
+            assert said == [f": {total} local reports checked: none has changed since its last "
+                            "verification (the list shows those results)."], _toasts(app)
+            # one file changed on the disk: it is read again, and said so
+            app.clear_notifications()
+            changed = Path(app.screen.outcomes[0].result.path)
+            changed.write_bytes(changed.read_bytes() + b"\0")
+            await pilot.press("v")
+            await settle(pilot)
+            said = [t for t in _toasts(app) if "checked" in t]
+            assert said == [f": {total} local reports checked: 1 read again (changed or new), "
+                            f"{total - 1} unchanged since their last verification."], _toasts(app)
+    finally:
+        scenario.ledger.close()
