@@ -614,6 +614,54 @@ def test_sync_cli_asks_for_a_key_passphrase_on_a_terminal(cli_server, tmp_path):
     assert b'"downloaded"' in seen and b"refused the login" not in seen
 
 
+def test_the_passphrase_question_is_not_wiped_by_the_progress_display(cli_server, tmp_path):
+    """On a terminal, sync's progress display (rich) was started before the connection: it
+    redrew its empty line (carriage return, erase line) ten times a second over the key's
+    passphrase question, so the librarian saw a blank screen that took what they typed. The
+    display starts once the server is listed; the question stands (and the cursor shows)
+    until it is answered."""
+    import pty
+
+    config, _served = cli_server
+    text = config.read_text()
+    plain = Path(re.search(r'key = "(.*)"', text)[1])
+    locked = tmp_path / "locked_key"
+    key = asyncssh.import_private_key(plain.read_bytes())
+    locked.write_bytes(key.export_private_key("pkcs8-pem", passphrase="correct horse"))
+    locked.chmod(0o600)
+    mine = tmp_path / "config.toml"
+    mine.write_text(text.replace(str(plain), str(locked)))
+    env = {**os.environ, "REPORT_KEEPER_NOW": NOW, "SSH_AUTH_SOCK": "", "COLUMNS": "120"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: report-keeper on a terminal of its own, as a librarian runs it
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "tui", "sync", "--config", str(mine),
+                                   "--profile", "demo"], env)
+    seen = b""
+    try:
+        while b"Passphrase for" not in seen:
+            chunk = os.read(fd, 1024)
+            assert chunk, f"no passphrase prompt; got {seen!r}"
+            seen += chunk
+        os.write(fd, b"correct horse\n")
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 2, seen  # the corrupt demo file, not a login failure
+    asked = seen.index(b"Passphrase for")
+    until_answered = seen[:seen.index(b"\n", asked)]  # the question, up to the Enter after the answer
+    assert b"\x1b[2K" not in until_answered and b"\x1b[?25l" not in until_answered, until_answered
+    assert b"Listed " in seen[asked:]
+    assert b"Status: CRITICAL" in seen
+
+
 async def test_the_folder_is_fsynced_before_the_commit_that_records_its_downloads(demo, ledger,
                                                                                  monkeypatch):
     """One folder fsync per commit instead of one per file, and never after the commit: at every

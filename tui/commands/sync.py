@@ -640,13 +640,22 @@ class _RichProgress:
         self.tasks: dict[int, TaskID] = {}
         self.sizes: dict[int, int] = {}
         self.done_bytes: dict[int, int] = {}
+        self.started = False
 
     def __enter__(self) -> _RichProgress:
-        self.progress.__enter__()
+        # The bars are drawn from the listing on: before it, the connection may ask for the
+        # key's passphrase on this terminal, and the display's redraws (ten a second) would
+        # erase the question and hide the cursor.
         return self
 
+    def _start(self) -> None:
+        if not self.started:
+            self.started = True
+            self.progress.start()
+
     def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(None, None, None)
+        if self.started:
+            self.progress.stop()
 
     def _label(self, name: str) -> str:
         name = escape_name(name)
@@ -659,6 +668,7 @@ class _RichProgress:
         p = self.progress
         match event:
             case Listed(files=files, wanted=wanted):
+                self._start()
                 p.console.print(self.text(f"Listed {files} files: {wanted} to download."))
                 self.overall = p.add_task("all files", total=0)
             case Queued(job_id=job_id, size=size):
