@@ -196,3 +196,23 @@ async def test_v_on_verify_says_what_it_did_when_nothing_changed(tmp_path, monke
                             f"{total - 1} unchanged since their last verification."], _toasts(app)
     finally:
         scenario.ledger.close()
+
+
+async def test_the_palette_offers_the_apps_help_not_textuals_keys_panel(demo_remote, home):
+    """ctrl+p offered Textual's own "Keys" panel beside the app's Help: at 80 columns it took
+    a third of the screen with Textual's descriptions of the keys, and escape did not close
+    it (only the palette again). The palette's help is the app's (?), which escape closes."""
+    app = demo_app(profile_for(demo_remote, home), auto_connect=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Keys" not in titles, titles
+        assert "Theme" in titles  # the others stay
+        from tests.test_tui_truth import _palette
+
+        found = await _palette(pilot, "keys")
+        assert "Keys" not in found, found
+        await pilot.press("escape")
+        await pilot.pause()
+        found = await _palette(pilot, "help")
+        assert "Help" in found, found
+

@@ -244,9 +244,11 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         return f"config {escape_name(home_relative(self.profile.source))} · profile '{name}'"
 
     #: Textual's own palette entries left out: its Quit (ours asks while downloads run; it
-    #: would be listed twice) and Screenshot (it writes an SVG into a folder the user did not
-    #: choose, and fails where there is none).
-    _SYSTEM_LEFT_OUT = frozenset({"Quit", "Screenshot"})
+    #: would be listed twice), Screenshot (it writes an SVG into a folder the user did not
+    #: choose, and fails where there is none) and Keys (a side panel of Textual's own key
+    #: descriptions that takes a third of 80 columns and that escape does not close; the
+    #: palette's Help is the app's, ``?``).
+    _SYSTEM_LEFT_OUT = frozenset({"Quit", "Screenshot", "Keys"})
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for command in super().get_system_commands(screen):
