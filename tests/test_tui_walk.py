@@ -216,3 +216,27 @@ async def test_the_palette_offers_the_apps_help_not_textuals_keys_panel(demo_rem
         found = await _palette(pilot, "help")
         assert "Help" in found, found
 
+
+
+async def test_remote_says_its_list_is_the_last_one_when_the_server_cannot_be_listed(demo_remote, home):
+    """With the server unreachable, Remote's status line still said "66 on server · 0 new",
+    a claim about a server nobody could see (the list is the last listing, from the ledger).
+    It says the server is not listed now and that the figures are the last listing's."""
+    from dataclasses import replace
+
+    from tests.fixtures_sshd import free_port
+
+    profile = profile_for(demo_remote, home)
+    app = demo_app(profile)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        listed = len(app.snapshot.rows)
+    assert listed > 10
+    app = demo_app(replace(profile, port=free_port()))  # nothing listens there
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        assert app.connection.state == "failed"
+        await pilot.press("2")
+        await until_fitted(pilot)
+        line = str(app.screen.query_one("#remote-status", Static).render())
+        assert line.startswith(f"✗ not listed (1 says why) · last listing: {listed} on server"), line
