@@ -1013,3 +1013,31 @@ def test_the_key_question_takes_the_path_of_a_key_file(tmp_path, monkeypatch):
     assert "path of a private key file" in text, text
     assert f"{tmp_path / 'nope' / 'alma_key'} does not exist" in text, text
     assert not list((home / ".ssh").iterdir())  # no key pair made
+
+
+def test_stopping_after_a_new_key_was_made_says_the_key_is_kept(tmp_path):
+    """Ctrl-C (or end of input) at "Press Enter once the administrator has added it": init
+    said "nothing was written", but the new key pair was in ~/.ssh, its public line perhaps
+    sent to the administrator already. It says the key is kept and that init offers it."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    cfg = tmp_path / "config.toml"
+    child = pexpect.spawn(sys.executable, ["-m", "tui", "init", "--config", str(cfg)],
+                          env=_env(home), encoding="utf-8", timeout=30, dimensions=(40, 200))
+    child.expect(r"SFTP server .*: ")
+    child.sendline("files.example.org")
+    child.expect(r"Port \[22\]: ")
+    child.sendline("")
+    child.expect(r"User name on the server \[.*\]: ")
+    child.sendline("librarian")
+    child.expect(r"Choice \[n\]: ")
+    child.sendline("")
+    child.expect("Press Enter once the administrator has added it")
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    key = home / ".ssh" / "id_ed25519_report_keeper"
+    assert child.exitstatus == 3 and key.is_file() and not cfg.exists()
+    said = " ".join(child.before.split())
+    assert ("init: stopped before the end; no config was written; the new key pair "
+            f"{key} is kept: run init again and choose it") in said, said

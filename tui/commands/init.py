@@ -101,6 +101,8 @@ class Prompter:
     def __init__(self, ask: bool, out: TextIO, read: Callable[[str], str] | None = None) -> None:
         self.interactive = ask
         self.out = out
+        #: The key pair this run made, if any: kept when the run stops before the end.
+        self.made_key: Path | None = None
         self._read = read or _read_line
 
     def say(self, text: str = "") -> None:
@@ -198,6 +200,9 @@ def run(args: argparse.Namespace) -> int:
         return fail_usage(f"init: {exc}")
     except (Abort, KeyboardInterrupt):  # end of input, or Ctrl-C while a question waits
         sys.stdout.write("\n")
+        if prompter.made_key is not None:  # its public line may be with the administrator already
+            return fail_usage(f"init: stopped before the end; no config was written; the new key pair "
+                              f"{prompter.made_key} is kept: run init again and choose it")
         return fail_usage("init: stopped before the end; nothing was written")
 
 
@@ -510,7 +515,7 @@ async def _choose_key(args: argparse.Namespace, p: Prompter, answers: su.Answers
             answers.key = choice
             return None
     new = ss.create_key(ssh_dir)
-    answers.key = new.path
+    p.made_key = answers.key = new.path
     p.say("")
     shown = ss.home_relative(new.path)
     p.say(f"New key pair: {shown} (private, readable only by you) and {shown}.pub")
