@@ -240,3 +240,31 @@ async def test_remote_says_its_list_is_the_last_one_when_the_server_cannot_be_li
         await until_fitted(pilot)
         line = str(app.screen.query_one("#remote-status", Static).render())
         assert line.startswith(f"✗ not listed (1 says why) · last listing: {listed} on server"), line
+
+
+async def test_escape_dismisses_the_toasts_when_it_has_nothing_else_to_close(demo_remote, home):
+    """Toasts went only by a mouse click or their time: the export's stays 20 s over the top
+    right of the screen (the calendar, the first rows). With nothing else to close, escape
+    dismisses them, on every screen; where escape closes something, it does that first."""
+    app = demo_app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        for key in ("1", "2", "3", "4", "5"):
+            await pilot.press(key)
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+            app.notify("a message", timeout=60)
+            await pilot.pause()
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not _toasts(app), (key, _toasts(app))
+        # Remote with a selection: escape clears it and leaves the toast
+        await pilot.press("2", "space")
+        await until_fitted(pilot)
+        app.notify("a message", timeout=60)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not app.screen.selected and _toasts(app) == [": a message"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not _toasts(app)

@@ -183,6 +183,11 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         Binding("r", "refresh", "Refresh", show=False, id="refresh"),
         Binding("t", "test_connection", "Test connection", show=False, id="test"),
         Binding("q", "quit", "Quit", id="quit"),
+        # Toasts go by a click or their time otherwise (an export's stays 20 s); a screen
+        # whose escape closes something (a filter, details, a selection) does that first.
+        # No description: the help's first page keeps the current screen's keys in view
+        # (docs/KEYS.md says it).
+        Binding("escape", "dismiss_toasts", "", show=False, id="dismiss"),
     ]
     PALETTE_COMMANDS: ClassVar[tuple[PaletteCommand, ...]] = (
         *((f"Go to {s.label}", f"switch_mode('{s.name}')", f"{s.key}: {s.about}") for s in SCREENS),
@@ -646,6 +651,9 @@ class ReportKeeperApp(SshQuestionsApp[None]):
 
     def action_refresh(self) -> None:
         self.refresh_listing()
+
+    def action_dismiss_toasts(self) -> None:
+        self.clear_notifications()
 
     def action_test_connection(self) -> None:
         if self.connection.testing:

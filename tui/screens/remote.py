@@ -609,6 +609,8 @@ class RemoteScreen(AppScreen):
             cleared = set(self.selected)
             self.selected.clear()
             self._redraw_selection(cleared)
+            return
+        self.app.clear_notifications()  # nothing else to close: the toasts
 
     @on(Input.Changed, "#remote-filter")
     def _filter_changed(self, event: Input.Changed) -> None:

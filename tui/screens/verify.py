@@ -461,6 +461,8 @@ class VerifyScreen(AppScreen):
             self._detail = None
             self.query_one(DataTable).focus()
             self.refresh_bindings()  # no details: tab has nowhere to go
+            return
+        self.app.clear_notifications()  # nothing else to close: the toasts
 
     # ------------------------------------------------------------------ export
     def action_export(self) -> None:
