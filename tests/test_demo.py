@@ -305,3 +305,20 @@ async def test_seed_history_is_a_real_previous_sync(tmp_path, pinned):
         assert {"unreadable", "empty", "missing", "late", "near-deletion"} <= kinds
     finally:
         await server.close()
+
+
+def test_demo_local_dir_that_cannot_hold_the_downloads_is_a_usage_error(tmp_path):
+    """--demo --local-dir naming a file opened the app anyway, and every download then failed
+    with "Could not create the local folder ... Check local_dir in the profile" (the demo has
+    no profile). It is refused before anything starts, naming --local-dir (exit 3)."""
+    a_file = tmp_path / "reports.txt"
+    a_file.write_text("not a folder")
+    done = subprocess.run(
+        [sys.executable, "-m", "tui", "--demo", "--local-dir", str(a_file)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL,
+        env={**os.environ, "HOME": str(tmp_path / "home")},
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr == (f"report-keeper: --local-dir: {a_file} exists but is not a folder; "
+                           "name a folder you can write to\n"), done.stderr
+    assert a_file.read_text() == "not a folder"

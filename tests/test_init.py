@@ -934,3 +934,110 @@ def test_the_written_profiles_check_reads_it_alone_with_the_same_outcome(tmp_pat
         except ConfigError as exc:
             got = ("error", str(exc), exc.key)
         assert got == want
+
+
+def test_ctrl_c_at_a_question_stops_at_once_and_writes_nothing(tmp_path):
+    """Ctrl-C while init waits for an answer: the question was read in a worker thread, which
+    the interpreter waited for at exit, so init hung until Enter was pressed and then said
+    "nothing it did is lost" (exit 2). It stops at once, says nothing was written (exit 3)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    cfg = tmp_path / "config.toml"
+    child = pexpect.spawn(sys.executable, ["-m", "tui", "init", "--config", str(cfg)],
+                          env=_env(home), encoding="utf-8", timeout=30)
+    child.expect(r"SFTP server .*: ")
+    child.sendline("files.example.org")
+    child.expect(r"Port \[22\]: ")
+    child.sendintr()
+    child.expect("nothing was written")  # without a line typed: a hang fails here
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 3, child.before
+    assert "Traceback" not in child.before and not cfg.exists()
+
+
+def test_ctrl_c_at_a_question_read_from_a_pipe_stops_cleanly(tmp_path):
+    """The same with the answers coming through a pipe (a script feeding init): the line is
+    not read through ``sys.stdin``'s buffer, whose lock the interpreter's exit would wait for
+    ("Fatal Python error ... possibly due to daemon threads", exit 134)."""
+    import signal
+
+    home = tmp_path / "home"
+    home.mkdir()
+    cfg = tmp_path / "config.toml"
+    proc = subprocess.Popen([sys.executable, "-m", "tui", "init", "--config", str(cfg)], env=_env(home),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        proc.stdin.write(b"files.example.org\n")
+        proc.stdin.flush()
+        seen = b""
+        while b"Port [22]: " not in seen:
+            chunk = proc.stdout.read1(4096)
+            assert chunk, seen
+            seen += chunk
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)  # the pipe stays open: a hang fails here
+    finally:
+        proc.kill()
+    assert proc.returncode == 3, (seen + out, err)
+    assert b"nothing was written" in err and b"Fatal" not in err and not cfg.exists(), err
+
+
+def test_the_key_question_takes_the_path_of_a_key_file(tmp_path, monkeypatch):
+    """A librarian given a key file (or keeping one without its .pub, which the list of
+    ~/.ssh leaves out) typed its path at "Choice [n]" and was told "type one of n": only
+    --key took a path. The path of an existing file is taken; one that does not exist is
+    asked again, saying so."""
+    import argparse
+    import asyncio
+    import io
+
+    from tui.commands import init
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    given = tmp_path / "from the admin" / "alma_key"
+    given.parent.mkdir()
+    given.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    typed = iter([str(tmp_path / "nope" / "alma_key"), str(given)])
+    out = io.StringIO()
+    prompter = init.Prompter(True, out, read=lambda prompt: (out.write(prompt), next(typed))[1])
+    args = argparse.Namespace(key=None, agent=False, new_key=False)
+    answers = su.Answers(profile="default", host="h")
+    assert asyncio.run(init._choose_key(args, prompter, answers)) is None
+    assert answers.key == given
+    text = out.getvalue()
+    assert "path of a private key file" in text, text
+    assert f"{tmp_path / 'nope' / 'alma_key'} does not exist" in text, text
+    assert not list((home / ".ssh").iterdir())  # no key pair made
+
+
+def test_stopping_after_a_new_key_was_made_says_the_key_is_kept(tmp_path):
+    """Ctrl-C (or end of input) at "Press Enter once the administrator has added it": init
+    said "nothing was written", but the new key pair was in ~/.ssh, its public line perhaps
+    sent to the administrator already. It says the key is kept and that init offers it."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    cfg = tmp_path / "config.toml"
+    child = pexpect.spawn(sys.executable, ["-m", "tui", "init", "--config", str(cfg)],
+                          env=_env(home), encoding="utf-8", timeout=30, dimensions=(40, 200))
+    child.expect(r"SFTP server .*: ")
+    child.sendline("files.example.org")
+    child.expect(r"Port \[22\]: ")
+    child.sendline("")
+    child.expect(r"User name on the server \[.*\]: ")
+    child.sendline("librarian")
+    child.expect(r"Choice \[n\]: ")
+    child.sendline("")
+    child.expect("Press Enter once the administrator has added it")
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    key = home / ".ssh" / "id_ed25519_report_keeper"
+    assert child.exitstatus == 3 and key.is_file() and not cfg.exists()
+    said = " ".join(child.before.split())
+    assert ("init: stopped before the end; no config was written; the new key pair "
+            f"{key} is kept: run init again and choose it") in said, said

@@ -614,6 +614,54 @@ def test_sync_cli_asks_for_a_key_passphrase_on_a_terminal(cli_server, tmp_path):
     assert b'"downloaded"' in seen and b"refused the login" not in seen
 
 
+def test_the_passphrase_question_is_not_wiped_by_the_progress_display(cli_server, tmp_path):
+    """On a terminal, sync's progress display (rich) was started before the connection: it
+    redrew its empty line (carriage return, erase line) ten times a second over the key's
+    passphrase question, so the librarian saw a blank screen that took what they typed. The
+    display starts once the server is listed; the question stands (and the cursor shows)
+    until it is answered."""
+    import pty
+
+    config, _served = cli_server
+    text = config.read_text()
+    plain = Path(re.search(r'key = "(.*)"', text)[1])
+    locked = tmp_path / "locked_key"
+    key = asyncssh.import_private_key(plain.read_bytes())
+    locked.write_bytes(key.export_private_key("pkcs8-pem", passphrase="correct horse"))
+    locked.chmod(0o600)
+    mine = tmp_path / "config.toml"
+    mine.write_text(text.replace(str(plain), str(locked)))
+    env = {**os.environ, "REPORT_KEEPER_NOW": NOW, "SSH_AUTH_SOCK": "", "COLUMNS": "120"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: report-keeper on a terminal of its own, as a librarian runs it
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "tui", "sync", "--config", str(mine),
+                                   "--profile", "demo"], env)
+    seen = b""
+    try:
+        while b"Passphrase for" not in seen:
+            chunk = os.read(fd, 1024)
+            assert chunk, f"no passphrase prompt; got {seen!r}"
+            seen += chunk
+        os.write(fd, b"correct horse\n")
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 2, seen  # the corrupt demo file, not a login failure
+    asked = seen.index(b"Passphrase for")
+    until_answered = seen[:seen.index(b"\n", asked)]  # the question, up to the Enter after the answer
+    assert b"\x1b[2K" not in until_answered and b"\x1b[?25l" not in until_answered, until_answered
+    assert b"Listed " in seen[asked:]
+    assert b"Status: CRITICAL" in seen
+
+
 async def test_the_folder_is_fsynced_before_the_commit_that_records_its_downloads(demo, ledger,
                                                                                  monkeypatch):
     """One folder fsync per commit instead of one per file, and never after the commit: at every
@@ -866,3 +914,35 @@ async def test_a_run_of_files_that_are_no_workbooks_starts_no_workbook_reader(de
         assert [v.status for v in result.files] != [st.UNREADABLE] and pool.started == 1
     finally:
         pool.close()
+
+
+def test_an_interrupted_sync_says_in_one_line_which_files_it_had_not_begun(tmp_path):
+    """Ctrl-C in a sync of 66 files: each of the 54 not begun was a "FAILED" line of its own
+    (two screen lines each at 120 columns), so the line saying what the interruption kept
+    scrolled out of sight. They are one line now, naming the first few; a file that failed
+    otherwise keeps its own line, and --json still lists every one under "failed"."""
+    import io
+
+    from tui.commands.sync import INTERRUPTED, _summary
+    from tui.core.config import load_config
+    from tui.sftp.sync import INTERRUPTED_BEFORE, SyncResult
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[profile.default]\nhost = "127.0.0.1"\nusername = "u"\nremote_dir = "r"\n'
+                   f'local_dir = "{tmp_path / "local"}"\ntimezone = "UTC"\n')
+    profile = load_config(cfg).profile()
+    not_begun = [f"Report_202611{d:02d}_070000.xlsx" for d in range(1, 25)]
+    result = SyncResult(error=INTERRUPTED, error_kind="interrupted", failed=[
+        {"name": "Other_20261101_070000.xlsx", "error": "the server closed the connection"},
+        *({"name": n, "error": INTERRUPTED_BEFORE} for n in not_begun)])
+    out = io.StringIO()
+    _summary(result, profile, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("Interrupted."), lines
+    assert [line for line in lines if "Other_20261101" in line] == [
+        "  FAILED       Other_20261101_070000.xlsx: the server closed the connection"]
+    [grouped] = [line for line in lines if "Report_" in line]
+    assert grouped.startswith("  NOT BEGUN    24 files") and "the next sync downloads them" in grouped, grouped
+    assert not_begun[0] in grouped and not_begun[-1] not in grouped and "--json" in grouped, grouped
+    assert len(lines) == 4 and lines[-1] == "Status: OK", lines
+    assert len(result.to_json()["failed"]) == 25

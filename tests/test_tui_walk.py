@@ -4,6 +4,8 @@ opened on, and the demo says nothing about a config file it does not have."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
@@ -158,3 +160,111 @@ async def test_the_export_form_stops_saying_no_days_once_days_are_typed(tmp_path
         await pilot.press(*["backspace"] * 10)
         await pilot.pause()
         assert "No days given" in message_of(modal)
+
+
+async def test_v_on_verify_says_what_it_did_when_nothing_changed(tmp_path, monkeypatch):
+    """v on Verify ("verify every local report again") took every result from the ledger's
+    cache when no file had changed: the list stayed as it was and nothing said v had run.
+    It says how many files were checked and how many were read again."""
+    from tests.test_tui_heatmap import NOW, build_demo
+    from tests.test_tui_verify import VerifyApp, settle
+
+    monkeypatch.setenv("REPORT_KEEPER_NOW", NOW)
+    scenario = build_demo(tmp_path, verify=False)
+    try:
+        app = VerifyApp(scenario)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            total = len(app.screen.outcomes)
+            assert total > 10
+            # showing the screen verifies on its own: no toast about it
+            assert not [t for t in _toasts(app) if "checked" in t], _toasts(app)
+            app.clear_notifications()
+            await pilot.press("v")
+            await settle(pilot)
+            said = [t for t in _toasts(app) if "checked" in t]
+            assert said == [f": {total} local reports checked: none has changed since its last "
+                            "verification (the list shows those results)."], _toasts(app)
+            # one file changed on the disk: it is read again, and said so
+            app.clear_notifications()
+            changed = Path(app.screen.outcomes[0].result.path)
+            changed.write_bytes(changed.read_bytes() + b"\0")
+            await pilot.press("v")
+            await settle(pilot)
+            said = [t for t in _toasts(app) if "checked" in t]
+            assert said == [f": {total} local reports checked: 1 read again (changed or new), "
+                            f"{total - 1} unchanged since their last verification."], _toasts(app)
+    finally:
+        scenario.ledger.close()
+
+
+async def test_the_palette_offers_the_apps_help_not_textuals_keys_panel(demo_remote, home):
+    """ctrl+p offered Textual's own "Keys" panel beside the app's Help: at 80 columns it took
+    a third of the screen with Textual's descriptions of the keys, and escape did not close
+    it (only the palette again). The palette's help is the app's (?), which escape closes."""
+    app = demo_app(profile_for(demo_remote, home), auto_connect=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Keys" not in titles, titles
+        assert "Theme" in titles  # the others stay
+        from tests.test_tui_truth import _palette
+
+        found = await _palette(pilot, "keys")
+        assert "Keys" not in found, found
+        await pilot.press("escape")
+        await pilot.pause()
+        found = await _palette(pilot, "help")
+        assert "Help" in found, found
+
+
+
+async def test_remote_says_its_list_is_the_last_one_when_the_server_cannot_be_listed(demo_remote, home):
+    """With the server unreachable, Remote's status line still said "66 on server · 0 new",
+    a claim about a server nobody could see (the list is the last listing, from the ledger).
+    It says the server is not listed now and that the figures are the last listing's."""
+    from dataclasses import replace
+
+    from tests.fixtures_sshd import free_port
+
+    profile = profile_for(demo_remote, home)
+    app = demo_app(profile)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        listed = len(app.snapshot.rows)
+    assert listed > 10
+    app = demo_app(replace(profile, port=free_port()))  # nothing listens there
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        assert app.connection.state == "failed"
+        await pilot.press("2")
+        await until_fitted(pilot)
+        line = str(app.screen.query_one("#remote-status", Static).render())
+        assert line.startswith(f"✗ not listed (1 says why) · last listing: {listed} on server"), line
+
+
+async def test_escape_dismisses_the_toasts_when_it_has_nothing_else_to_close(demo_remote, home):
+    """Toasts went only by a mouse click or their time: the export's stays 20 s over the top
+    right of the screen (the calendar, the first rows). With nothing else to close, escape
+    dismisses them, on every screen; where escape closes something, it does that first."""
+    app = demo_app(profile_for(demo_remote, home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: settled(app))
+        for key in ("1", "2", "3", "4", "5"):
+            await pilot.press(key)
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+            app.notify("a message", timeout=60)
+            await pilot.pause()
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not _toasts(app), (key, _toasts(app))
+        # Remote with a selection: escape clears it and leaves the toast
+        await pilot.press("2", "space")
+        await until_fitted(pilot)
+        app.notify("a message", timeout=60)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not app.screen.selected and _toasts(app) == [": a message"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not _toasts(app)

@@ -183,6 +183,11 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         Binding("r", "refresh", "Refresh", show=False, id="refresh"),
         Binding("t", "test_connection", "Test connection", show=False, id="test"),
         Binding("q", "quit", "Quit", id="quit"),
+        # Toasts go by a click or their time otherwise (an export's stays 20 s); a screen
+        # whose escape closes something (a filter, details, a selection) does that first.
+        # No description: the help's first page keeps the current screen's keys in view
+        # (docs/KEYS.md says it).
+        Binding("escape", "dismiss_toasts", "", show=False, id="dismiss"),
     ]
     PALETTE_COMMANDS: ClassVar[tuple[PaletteCommand, ...]] = (
         *((f"Go to {s.label}", f"switch_mode('{s.name}')", f"{s.key}: {s.about}") for s in SCREENS),
@@ -244,9 +249,11 @@ class ReportKeeperApp(SshQuestionsApp[None]):
         return f"config {escape_name(home_relative(self.profile.source))} · profile '{name}'"
 
     #: Textual's own palette entries left out: its Quit (ours asks while downloads run; it
-    #: would be listed twice) and Screenshot (it writes an SVG into a folder the user did not
-    #: choose, and fails where there is none).
-    _SYSTEM_LEFT_OUT = frozenset({"Quit", "Screenshot"})
+    #: would be listed twice), Screenshot (it writes an SVG into a folder the user did not
+    #: choose, and fails where there is none) and Keys (a side panel of Textual's own key
+    #: descriptions that takes a third of 80 columns and that escape does not close; the
+    #: palette's Help is the app's, ``?``).
+    _SYSTEM_LEFT_OUT = frozenset({"Quit", "Screenshot", "Keys"})
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for command in super().get_system_commands(screen):
@@ -644,6 +651,9 @@ class ReportKeeperApp(SshQuestionsApp[None]):
 
     def action_refresh(self) -> None:
         self.refresh_listing()
+
+    def action_dismiss_toasts(self) -> None:
+        self.clear_notifications()
 
     def action_test_connection(self) -> None:
         if self.connection.testing:

@@ -115,19 +115,28 @@ def shell_word(word: str) -> str:
 
 def require_local_dir(profile: Profile) -> None:
     """Create ``profile.local_dir`` when missing and check that it can be written."""
-    path = Path(profile.local_dir)
-    key = f"profile.{profile.name}.local_dir"
-    todo = "choose a folder you can write to in local_dir, or fix the folder's permissions"
+    problem = local_dir_problem(Path(profile.local_dir))
+    if problem is not None:
+        raise ConfigError(profile.source, f"profile.{profile.name}.local_dir",
+                          f"{problem}; choose a folder you can write to in local_dir, or fix the "
+                          "folder's permissions")
+
+
+def local_dir_problem(path: Path) -> str | None:
+    """Create the download folder ``path`` when missing (0700); None when it is a folder that
+    can be written, else what is wrong with it (without what to do: that depends on where
+    the path was given)."""
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        raise ConfigError(profile.source, key,
-                          f"{path} cannot be created ({exc.strerror or exc}); {todo}") from None
+        if path.exists() and not path.is_dir():  # mkdir's "File exists" for a file there
+            return f"{path} exists but is not a folder"
+        return f"{path} cannot be created ({exc.strerror or exc})"
     if not path.is_dir():
-        raise ConfigError(profile.source, key, f"{path} exists but is not a folder; {todo}")
+        return f"{path} exists but is not a folder"
     if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(profile.source, key,
-                          f"{path} cannot be written (Permission denied); {todo}")
+        return f"{path} cannot be written (Permission denied)"
+    return None
 
 
 def terminal_passphrase_cb():

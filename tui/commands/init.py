@@ -24,6 +24,7 @@ import asyncio
 import functools
 import os
 import sys
+import threading
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -100,7 +101,9 @@ class Prompter:
     def __init__(self, ask: bool, out: TextIO, read: Callable[[str], str] | None = None) -> None:
         self.interactive = ask
         self.out = out
-        self._read = read or input
+        #: The key pair this run made, if any: kept when the run stops before the end.
+        self.made_key: Path | None = None
+        self._read = read or _read_line
 
     def say(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -153,6 +156,33 @@ class UsageError(Exception):
     pass
 
 
+def _read_line(prompt: str) -> str:
+    """``input(prompt)``, in a form a Ctrl-C can leave behind (``_ask``): on a terminal
+    ``input`` waits in the C library's line reader; on a pipe it would wait holding the lock
+    of ``sys.stdin``'s buffer, and the interpreter's exit, needing that lock, would abort. So
+    a line that is not typed on a terminal is read from the file descriptor itself, a byte
+    at a time (nothing read ahead is lost to a buffer)."""
+    stdin, stdout = sys.stdin, sys.stdout
+    if stdin is None:
+        raise EOFError
+    try:
+        fd = stdin.fileno()
+        on_terminal = os.isatty(fd) and stdout is not None and stdout.isatty()
+    except (OSError, ValueError):  # no file descriptor (a test's stream): its own reader
+        return input(prompt)
+    if on_terminal:
+        return input(prompt)
+    if stdout is not None:
+        stdout.write(prompt)
+        stdout.flush()
+    line = bytearray()
+    while (byte := os.read(fd, 1)) and byte != b"\n":
+        line += byte
+    if not byte and not line:
+        raise EOFError
+    return line.decode("utf-8", "replace").removesuffix("\r")
+
+
 def run(args: argparse.Namespace) -> int:
     path = Path(getattr(args, "config", None) or default_config_path()).expanduser()
     profile = getattr(args, "profile", None) or DEFAULT_PROFILE
@@ -168,8 +198,11 @@ def run(args: argparse.Namespace) -> int:
             return asyncio.run(_init(args, path, profile, prompter, to_write))
     except UsageError as exc:
         return fail_usage(f"init: {exc}")
-    except Abort:
+    except (Abort, KeyboardInterrupt):  # end of input, or Ctrl-C while a question waits
         sys.stdout.write("\n")
+        if prompter.made_key is not None:  # its public line may be with the administrator already
+            return fail_usage(f"init: stopped before the end; no config was written; the new key pair "
+                              f"{prompter.made_key} is kept: run init again and choose it")
         return fail_usage("init: stopped before the end; nothing was written")
 
 
@@ -320,8 +353,39 @@ def _check_merge(p: Prompter, path: Path, profile: str, error: ConfigError) -> N
 
 
 async def _ask(prompter: Prompter, fn: Callable[P, T], *a: P.args, **kw: P.kwargs) -> T:
-    """A question without blocking the event loop (the SSH connection keeps alive meanwhile)."""
-    return await asyncio.to_thread(fn, *a, **kw)
+    """A question without blocking the event loop (the SSH connection keeps alive meanwhile).
+
+    It is read in a daemon thread of its own, not in asyncio's executor: Ctrl-C reaches the
+    main thread (the loop), and ``asyncio.run`` waits for its executor's threads before it
+    returns, so a question still waiting for a line held init until Enter was pressed."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: T | None, error: BaseException | None) -> None:
+        if answer.done():  # stopped meanwhile (Ctrl-C): nobody waits for it any more
+            return
+        if isinstance(error, StopIteration):  # a Future refuses to hold this one
+            error = RuntimeError(f"a question's reader ended: {error!r}")
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(value)  # type: ignore[arg-type]
+
+    def read() -> None:
+        try:
+            value = fn(*a, **kw)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting task as it is
+            error: BaseException | None = exc
+            value = None
+        else:
+            error = None
+        try:
+            loop.call_soon_threadsafe(settle, value, error)
+        except RuntimeError:  # the loop is closed: init has ended
+            pass
+
+    threading.Thread(target=read, name="init question", daemon=True).start()
+    return await answer
 
 
 async def _init(args: argparse.Namespace, path: Path, profile: str, p: Prompter,
@@ -426,13 +490,20 @@ async def _choose_key(args: argparse.Namespace, p: Prompter, answers: su.Answers
                   + ", ".join(k.comment or k.fingerprint for k in agent[:3]) + ")")
         choices["n"] = "new"
         p.say("  n) create a new ed25519 key pair for report-keeper")
+        p.say("  or type the path of a private key file (one the administrator gave you)")
         default = "1" if locals_ else ("a" if agent else "n")
 
-        def pick(t: str) -> LocalKey | str:
-            t = t.strip().lower()
-            if t not in choices:
-                raise ValueError(f"type one of {', '.join(choices)}")
-            return choices[t]
+        def pick(t: str) -> LocalKey | Path | str:
+            t = t.strip()
+            if t.lower() in choices:
+                return choices[t.lower()]
+            if "/" in t or t.startswith("~"):  # a path, as --key takes it
+                key = Path(t).expanduser().absolute()
+                if not key.is_file():
+                    raise ValueError(f"{escape_name(str(key))} does not exist (or is no file); "
+                                     f"type its path again, or one of {', '.join(choices)}")
+                return key
+            raise ValueError(f"type one of {', '.join(choices)}, or the path of a key file")
 
         choice = await _ask(p, p.ask, "Choice", default, pick)
         if choice == "agent":
@@ -440,8 +511,11 @@ async def _choose_key(args: argparse.Namespace, p: Prompter, answers: su.Answers
         if isinstance(choice, LocalKey):
             answers.key = choice.path
             return None
+        if isinstance(choice, Path):
+            answers.key = choice
+            return None
     new = ss.create_key(ssh_dir)
-    answers.key = new.path
+    p.made_key = answers.key = new.path
     p.say("")
     shown = ss.home_relative(new.path)
     p.say(f"New key pair: {shown} (private, readable only by you) and {shown}.pub")

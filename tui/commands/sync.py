@@ -640,13 +640,22 @@ class _RichProgress:
         self.tasks: dict[int, TaskID] = {}
         self.sizes: dict[int, int] = {}
         self.done_bytes: dict[int, int] = {}
+        self.started = False
 
     def __enter__(self) -> _RichProgress:
-        self.progress.__enter__()
+        # The bars are drawn from the listing on: before it, the connection may ask for the
+        # key's passphrase on this terminal, and the display's redraws (ten a second) would
+        # erase the question and hide the cursor.
         return self
 
+    def _start(self) -> None:
+        if not self.started:
+            self.started = True
+            self.progress.start()
+
     def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(None, None, None)
+        if self.started:
+            self.progress.stop()
 
     def _label(self, name: str) -> str:
         name = escape_name(name)
@@ -659,6 +668,7 @@ class _RichProgress:
         p = self.progress
         match event:
             case Listed(files=files, wanted=wanted):
+                self._start()
                 p.console.print(self.text(f"Listed {files} files: {wanted} to download."))
                 self.overall = p.add_task("all files", total=0)
             case Queued(job_id=job_id, size=size):
@@ -691,6 +701,10 @@ class _RichProgress:
                     p.console.print(self.text(f"{result.status}: {escape_name(name)}", style="yellow"))
 
 
+#: Files named on the human summary's line of those an interruption kept from beginning.
+NOT_BEGUN_NAMED = 3
+
+
 def _summary(result: SyncResult, profile: Profile, out: TextIO) -> None:
     """The run's human summary. Every value in it that a server, a workbook, the config or an
     operating-system error chose is escaped (``escape_name``): one value stays on its line."""
@@ -713,8 +727,21 @@ def _summary(result: SyncResult, profile: Profile, out: TextIO) -> None:
         for f in result.files:
             if f.status != st.OK:
                 w(f"  {f.status.upper():12} {e(f.name)}: {e(f.message)}\n")
+    from tui.sftp.sync import INTERRUPTED_BEFORE  # noqa: PLC0415 - start-up time (see the imports)
+
+    # The files an interruption kept from beginning are one line: one each (every file of a
+    # large first sync) pushed the line saying what was kept out of sight.
+    not_begun = [item["name"] for item in result.failed if item["error"] == INTERRUPTED_BEFORE]
     for item in result.failed:
-        w(f"  FAILED       {e(item['name'])}: {e(item['error'])}\n")
+        if item["error"] != INTERRUPTED_BEFORE:
+            w(f"  FAILED       {e(item['name'])}: {e(item['error'])}\n")
+    if not_begun:
+        shown = ", ".join(e(name) for name in not_begun[:NOT_BEGUN_NAMED])
+        more = f" and {len(not_begun) - NOT_BEGUN_NAMED:,} more (--json lists them)" \
+            if len(not_begun) > NOT_BEGUN_NAMED else ""
+        w(f"  NOT BEGUN    {len(not_begun):,} file{'s' if len(not_begun) != 1 else ''}, interrupted before "
+          f"{'their downloads' if len(not_begun) != 1 else 'its download'} began: {shown}{more}; "
+          f"the next sync downloads {'them' if len(not_begun) != 1 else 'it'}\n")
     for item in result.refused:
         w(f"  REFUSED      {e(item['name'])}: {e(item['reason'])} (not downloaded)\n")
     new = [o for o in result.ignored if o.new]

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tui.commands.common import load_profile, one_line
+from tui.commands.common import load_profile, local_dir_problem, one_line
 from tui.core.config import CONFIG_ENV, DEFAULT_PROFILE, ConfigError, default_config_path
 from tui.core.ledger import LedgerError
 from tui.core.model import ConnTestResult
@@ -123,6 +123,11 @@ async def _run_demo(args: argparse.Namespace) -> int:
 
     local_dir = getattr(args, "local_dir", None)
     scratch = None
+    if local_dir is not None:  # checked before anything starts: else every download fails in the app
+        problem = local_dir_problem(Path(local_dir).expanduser())
+        if problem is not None:
+            _error(f"--local-dir: {problem}; name a folder you can write to")
+            return int(Exit.USAGE)
     if local_dir is None:
         scratch = Path(tempfile.mkdtemp(prefix="report-keeper-demo-downloads-"))
         local_dir = scratch / "reports"

@@ -458,6 +458,10 @@ class RemoteScreen(AppScreen):
         # Whole parts, the least needed left out first when the line is too long.
         parts: list[tuple[Text | str, int]] = [(Text(f"{len(self.rows):,} on server", style="bold"), 0),
                                                (Text(f"{new:,} new", style="bold cyan" if new else ""), 0)]
+        if self.app.connection.listing_error:  # the rows are the last listing's (the ledger's)
+            unlisted = Text("✗ not listed (1 says why)", style="bold red")
+            parts[:2] = ([(unlisted + Text(" · last listing: ") + parts[0][0], 0), parts[1]] if self.rows
+                         else [(unlisted + Text(": nothing is known of the server yet"), 0)])
         if missing:
             parts.append((Text(f"{missing:,} missing here", style="bold red"), 0))
         if purged:
@@ -605,6 +609,8 @@ class RemoteScreen(AppScreen):
             cleared = set(self.selected)
             self.selected.clear()
             self._redraw_selection(cleared)
+            return
+        self.app.clear_notifications()  # nothing else to close: the toasts
 
     @on(Input.Changed, "#remote-filter")
     def _filter_changed(self, event: Input.Changed) -> None:

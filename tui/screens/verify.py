@@ -150,6 +150,8 @@ class VerifyScreen(AppScreen):
         self._preview: tuple[list[str], list[tuple[str, ...]]] | None = None
         self.last_run_seconds: float | None = None
         self.last_run_cached = 0
+        #: The run under way was asked for (v, the palette): its end is said in a toast.
+        self._asked = False
         self._columns_for = 0
         #: The content problems the list was filled with (a new snapshot may not change them).
         self._content_shown: dict[str, list[Problem]] = {}
@@ -204,10 +206,17 @@ class VerifyScreen(AppScreen):
         """Each time the screen is shown: list and verify again (unchanged files come from the
         cache at once), so downloads made meanwhile appear."""
         if not any(w.group == "verify" and w.is_running for w in self.workers):
-            self.action_verify()
+            self._verify()
 
     # ------------------------------------------------------------------ verification
     def action_verify(self) -> None:
+        """v (and the palette): verify again, and say what that did when it ends (files
+        unchanged since their last verification take its result at once, so the list may
+        not change at all)."""
+        self._asked = True
+        self._verify()
+
+    def _verify(self) -> None:
         row = self.query_one("#verify-progress-row")
         row.add_class("running")
         self.query_one(ProgressBar).update(total=None, progress=0)
@@ -239,8 +248,18 @@ class VerifyScreen(AppScreen):
         toasts.empty_reports(self, empty)
         if any(not o.cached for o in self.outcomes):  # the ledger changed: the app follows
             self.post_message(ReportsVerified(empty))
+        asked, self._asked = self._asked, False
         if message.cancelled:
             self.notify("Verification stopped; the list shows the files done so far.", timeout=4)
+        elif asked and self.outcomes:
+            total, cached = len(self.outcomes), self.last_run_cached
+            checked = f"{plural(total, 'local report')} checked: "
+            if cached == total:
+                self.notify(checked + "none has changed since its last verification (the list shows "
+                            "those results).")
+            else:
+                self.notify(checked + f"{total - cached:,} read again (changed or new)"
+                            + (f", {cached:,} unchanged since their last verification." if cached else "."))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "verify" or event.state != WorkerState.ERROR:
@@ -442,6 +461,8 @@ class VerifyScreen(AppScreen):
             self._detail = None
             self.query_one(DataTable).focus()
             self.refresh_bindings()  # no details: tab has nowhere to go
+            return
+        self.app.clear_notifications()  # nothing else to close: the toasts
 
     # ------------------------------------------------------------------ export
     def action_export(self) -> None:
