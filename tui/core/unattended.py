@@ -463,7 +463,9 @@ def _refuse_writable_by_others(env_file: Path) -> None:
     variable (``LD_PRELOAD``, ``PYTHONPATH``). So its folder, and the file when it is there,
     must belong to this user (or root) and be writable by nobody else, as ssh demands of a
     user's ``~/.ssh``; writable by the user's own group is fine when that group is the user
-    alone (a umask of 002 with a group per user). Raises ``ScheduleError`` saying what to do."""
+    alone (a umask of 002 with a group per user). The file holds the SMTP password, so others
+    may not read it either (as ssh refuses a private key others can read). The folders above
+    are judged too (:func:`_replaceable_folder`). Raises ``ScheduleError`` saying what to do."""
     if not hasattr(os, "geteuid"):
         return
     me = os.geteuid()
@@ -481,7 +483,8 @@ def _refuse_writable_by_others(env_file: Path) -> None:
                 f"the {what} {escape_name(str(path))}, {holds} the nightly run reads as a shell script, "
                 "belongs to another user, who could run commands as you; keep the config in a folder "
                 "of your own (chmod go-w), then schedule again")
-        others = stat.S_IWOTH | (0 if _own_group(info.st_gid, me) else stat.S_IWGRP)
+        own = _own_group(info.st_gid, me)
+        others = stat.S_IWOTH | (0 if own else stat.S_IWGRP)
         if info.st_mode & others:
             raise ScheduleError(
                 f"the {what} {escape_name(str(path))}, {holds} the nightly run reads as a shell script, "
@@ -489,6 +492,63 @@ def _refuse_writable_by_others(env_file: Path) -> None:
                 f"{'adds' if what == 'folder' else 'changes'} it runs commands as you. Run "
                 f"'chmod go-w {shlex.quote(str(path))}' (or keep the config in a folder of your own), "
                 "then schedule again")
+        if what == "file" and info.st_mode & (stat.S_IROTH | (0 if own else stat.S_IRGRP)):
+            raise ScheduleError(
+                f"the file {escape_name(str(path))}, which holds the password the nightly run sends "
+                f"mail with, can be read by other users (mode {stat.S_IMODE(info.st_mode):04o}). Run "
+                f"'chmod 600 {shlex.quote(str(path))}', then schedule again (and change the password "
+                "if others may have read it)")
+    found = _replaceable_folder(env_file.parent)
+    if found is not None:
+        raise ScheduleError(found)
+
+
+def _replaceable_folder(folder: Path, *, home: Path | None = None) -> str | None:
+    """Why another user could put a folder of their own in the place of ``folder`` (and so
+    their own secrets file), or None. As ssh's StrictModes: each folder above it (its real
+    path), up to the user's home folder (``home``: the one the user database gives, not
+    ``$HOME``) or up to ``/`` outside it, must belong to this user or root and be writable by
+    nobody else (the user's own group aside): whoever can write a folder may rename what is in
+    it. Unless that folder has the sticky bit (``/tmp``): there only the owner of an entry may
+    rename it, and every entry on the way belongs to this user or root."""
+    me = os.geteuid()
+    if home is None:
+        import pwd  # noqa: PLC0415 - POSIX only, as geteuid
+
+        try:
+            home = Path(pwd.getpwuid(me).pw_dir)
+        except KeyError:
+            home = None
+    real = Path(os.path.realpath(folder))
+    top = Path(os.path.realpath(home)) if home is not None else None
+    if top is not None and real == top:
+        return None  # the home folder itself: what is above it is the system's
+    if top is None or top == Path("/") or top not in real.parents:
+        top = None  # outside home: up to /
+    below = real
+    for above in real.parents:
+        try:
+            info = os.stat(above)
+        except OSError as exc:
+            return (f"cannot look at the folder {escape_name(str(above))} ({exc.strerror or exc}), above "
+                    f"the one the nightly run reads {SECRETS_FILE} from; fix its permissions")
+        if info.st_uid not in (me, 0):
+            return (f"the folder {escape_name(str(above))}, above the config's folder, belongs to another "
+                    f"user, who could rename {escape_name(below.name)} away and put a folder of their own "
+                    f"there, with a {SECRETS_FILE} the nightly run reads as a shell script; keep the "
+                    "config in a folder of your own under your home folder, then schedule again")
+        writable = info.st_mode & (stat.S_IWOTH | (0 if _own_group(info.st_gid, me) else stat.S_IWGRP))
+        if writable and not info.st_mode & stat.S_ISVTX:
+            return (f"the folder {escape_name(str(above))}, above the config's folder, can be written by "
+                    f"other users (mode {stat.S_IMODE(info.st_mode):04o}, no sticky bit): whoever writes "
+                    f"it may rename {escape_name(below.name)} away and put a folder of their own there, "
+                    f"with a {SECRETS_FILE} the nightly run reads as a shell script. Run 'chmod go-w "
+                    f"{shlex.quote(str(above))}' (or 'chmod +t', or keep the config in a folder of your "
+                    "own under your home folder), then schedule again")
+        if above == top:
+            break
+        below = above
+    return None
 
 
 def _own_group(gid: int, uid: int) -> bool:
