@@ -199,3 +199,31 @@ def test_the_folders_above_home_are_not_judged(tmp_path):
     found = un._replaceable_folder(folder, home=tmp_path / "elsewhere")
     assert found is not None and f"the folder {tmp_path / 'open'}," in found
     assert un._replaceable_folder(home, home=home) is None  # the config in the home folder itself
+
+
+def test_a_run_can_tell_the_secrets_are_open_to_others_without_failing(tmp_path, monkeypatch):
+    """What schedule refuses, for a run of a schedule written earlier (or a file opened to
+    others since): one line a run can show among its warnings, saying what to do before the
+    next night; nothing when the file is the user's alone or there is none."""
+    from tui.core import unattended as un
+
+    cfg, _stub, _record = _hostile_setup(tmp_path, monkeypatch, "configs")
+    cfg.parent.chmod(0o755)
+    secrets = cfg.parent / "secrets.env"
+    secrets.chmod(0o644)
+    why = un.secrets_exposure(cfg)
+    assert why is not None and f"chmod 600 {secrets}" in why and "before the next night's run" in why, why
+    assert "\n" not in why
+    secrets.chmod(0o664 if not _own_group_is_private() else 0o606)
+    assert "chmod go-w" in (un.secrets_exposure(cfg) or "")
+    secrets.chmod(0o600)
+    assert un.secrets_exposure(cfg) is None
+    secrets.unlink()
+    assert un.secrets_exposure(cfg) is None
+    assert un.secrets_exposure(str(cfg) + "\0") is None  # a path the system refuses: no crash
+
+
+def _own_group_is_private() -> bool:
+    me = pwd.getpwuid(os.geteuid())
+    own = grp.getgrgid(me.pw_gid)
+    return own.gr_name == me.pw_name and set(own.gr_mem) <= {me.pw_name}
