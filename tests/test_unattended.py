@@ -304,6 +304,7 @@ timezone = "America/Chicago"
 ledger = {str(tmp_path / 'ledger.sqlite3')!r}
 """)
     (folder / "secrets.env").write_text("RK_SMTP_PASSWORD='s3 cr$et'\n")
+    (folder / "secrets.env").chmod(0o600)  # the password: the user's alone
     record = tmp_path / "record.jsonl"
     stub = folder / "report-keeper"
     stub.write_text(_STUB.format(python=sys.executable, record=str(record)))
@@ -611,6 +612,7 @@ def test_a_secrets_file_sh_cannot_read_does_not_stop_the_nightly_run(tmp_path, m
 
     cfg, _stub, record = _hostile_setup(tmp_path, monkeypatch, "configs")
     (cfg.parent / "secrets.env").write_text("RK_SMTP_PASSWORD='it's'\n")
+    (cfg.parent / "secrets.env").chmod(0o600)  # the password: the user's alone
     _log, tab = _tools(tmp_path, monkeypatch, systemd=False)
     assert main(["schedule", "--config", str(cfg), "--profile", "library", "--install"]) == 0
     [line] = tab.read_text(encoding="utf-8").splitlines()

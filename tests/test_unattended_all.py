@@ -57,6 +57,7 @@ grace = "2h"
     cfg = folder / "config.toml"
     cfg.write_text("".join(lines))
     (folder / "secrets.env").write_text("RK_SMTP_PASSWORD='s3 cr$et'\n")
+    (folder / "secrets.env").chmod(0o600)  # the password: the user's alone
     record = tmp_path / "record.jsonl"
     stub = folder / "report-keeper"
     stub.write_text(_STUB.format(python=sys.executable, record=str(record)))

@@ -207,3 +207,31 @@ def test_a_large_workbook_the_disk_fails_to_read_again_is_given_no_verdict_of_it
     assert len(calls) == 2
     assert verdict["status"] == "unreadable" and "sha256" not in verdict, verdict
     assert verdict["reason"] == "os-error" and os.strerror(errno.EIO) in verdict["message"]
+
+
+def test_a_large_workbook_rewritten_as_text_before_it_is_hashed_is_called_changed(
+        padded, lowered, monkeypatch, tmp_path):
+    """A zip when first looked at, text by the time it is hashed (a copy written over while it
+    was verified): the refusal says the file changed while it was checked, not that it is a
+    damaged zip (which sent the librarian to download a sound report again), and carries no
+    hash (the verdict is of neither content)."""
+    path = tmp_path / "arriving.xlsx"
+    shutil.copy(padded, path)
+    text = b"a,b,c\n" * (2 * LIMIT // 6)
+    real = validate.reopens
+    done: list[bool] = []
+
+    def reopens_then_rewrite(fh):
+        if not done:
+            done.append(True)
+            with open(path, "r+b") as f:
+                f.write(text)
+                f.truncate()
+        return real(fh)
+
+    monkeypatch.setattr(validate, "reopens", reopens_then_rewrite)
+    verdict = validate.worker_verify(str(path), {})
+    assert done and path.read_bytes() == text  # the rewrite happened, after the look, before the hash
+    assert verdict["status"] == "unreadable", verdict
+    assert verdict["reason"] == "changed" and "changed while it was being checked" in verdict["message"], verdict
+    assert "sha256" not in verdict, verdict

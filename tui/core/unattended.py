@@ -15,8 +15,8 @@ summer time, the line runs an hour late part of the year rather than an hour ear
 
 Secrets: an SMTP password is never written into a unit or a crontab. Both read
 ``secrets.env`` beside the config file when it exists (``KEY='value'`` lines, mode 0600);
-the crontab line runs it as sh, so nothing is scheduled while another user could write it or
-its folder (:func:`_refuse_writable_by_others`).
+the crontab line runs it as sh, so nothing is scheduled while another user could read it,
+write it or its folder, or replace a folder above (:func:`_refuse_writable_by_others`).
 """
 
 from __future__ import annotations
@@ -458,14 +458,35 @@ def _plan(*, profile: str, config: Path, name: str, when: timedelta, tz: tzinfo,
 
 
 def _refuse_writable_by_others(env_file: Path) -> None:
+    """Raises ``ScheduleError`` when :func:`_secrets_exposure` finds the secrets file exposed."""
+    why = _secrets_exposure(env_file, then="then schedule again")
+    if why is not None:
+        raise ScheduleError(why)
+
+
+def secrets_exposure(config_path: str | os.PathLike[str] | None) -> str | None:
+    """Why the secrets file beside the config (or its folder, or one above) is open to other
+    users, in one line for a run's warnings, or None: what ``schedule`` refuses, for a run of
+    a schedule written before (or a file opened to others since). Never an error: the night's
+    run goes on as it did."""
+    try:
+        return _secrets_exposure(_config_file(config_path).parent / SECRETS_FILE,
+                                 then="before the next night's run")
+    except (OSError, ValueError):  # a path the system refuses: nothing to say of its secrets
+        return None
+
+
+def _secrets_exposure(env_file: Path, *, then: str) -> str | None:
     """Whoever can create or change the secrets file runs commands as this user every night:
     the crontab line reads it with sh's ``.``, and a unit's ``EnvironmentFile=`` may set any
     variable (``LD_PRELOAD``, ``PYTHONPATH``). So its folder, and the file when it is there,
     must belong to this user (or root) and be writable by nobody else, as ssh demands of a
     user's ``~/.ssh``; writable by the user's own group is fine when that group is the user
-    alone (a umask of 002 with a group per user). Raises ``ScheduleError`` saying what to do."""
+    alone (a umask of 002 with a group per user). The file holds the SMTP password, so others
+    may not read it either (as ssh refuses a private key others can read). The folders above
+    are judged too (:func:`_replaceable_folder`). Returns why, with what to do and ``then``."""
     if not hasattr(os, "geteuid"):
-        return
+        return None
     me = os.geteuid()
     for path, what in ((env_file.parent, "folder"), (env_file, "file")):
         try:
@@ -473,22 +494,78 @@ def _refuse_writable_by_others(env_file: Path) -> None:
         except FileNotFoundError:
             continue  # no secrets file (yet): its folder decides who may add one
         except OSError as exc:
-            raise ScheduleError(f"cannot look at {escape_name(str(path))} ({exc.strerror or exc}), from which "
-                                "the nightly run reads its secrets; fix its permissions") from None
+            return (f"cannot look at {escape_name(str(path))} ({exc.strerror or exc}), from which "
+                    "the nightly run reads its secrets; fix its permissions")
         holds = f"which holds {SECRETS_FILE}" if what == "folder" else "which"
         if info.st_uid not in (me, 0):
-            raise ScheduleError(
+            return (
                 f"the {what} {escape_name(str(path))}, {holds} the nightly run reads as a shell script, "
                 "belongs to another user, who could run commands as you; keep the config in a folder "
-                "of your own (chmod go-w), then schedule again")
-        others = stat.S_IWOTH | (0 if _own_group(info.st_gid, me) else stat.S_IWGRP)
+                f"of your own (chmod go-w), {then}")
+        own = _own_group(info.st_gid, me)
+        others = stat.S_IWOTH | (0 if own else stat.S_IWGRP)
         if info.st_mode & others:
-            raise ScheduleError(
+            return (
                 f"the {what} {escape_name(str(path))}, {holds} the nightly run reads as a shell script, "
                 f"can be written by other users (mode {stat.S_IMODE(info.st_mode):04o}): whoever "
                 f"{'adds' if what == 'folder' else 'changes'} it runs commands as you. Run "
                 f"'chmod go-w {shlex.quote(str(path))}' (or keep the config in a folder of your own), "
-                "then schedule again")
+                f"{then}")
+        if what == "file" and info.st_mode & (stat.S_IROTH | (0 if own else stat.S_IRGRP)):
+            return (
+                f"the file {escape_name(str(path))}, which holds the password the nightly run sends "
+                f"mail with, can be read by other users (mode {stat.S_IMODE(info.st_mode):04o}). Run "
+                f"'chmod 600 {shlex.quote(str(path))}', {then} (and change the password "
+                "if others may have read it)")
+    return _replaceable_folder(env_file.parent, then=then)
+
+
+def _replaceable_folder(folder: Path, *, home: Path | None = None, then: str = "then schedule again") -> str | None:
+    """Why another user could put a folder of their own in the place of ``folder`` (and so
+    their own secrets file), or None. As ssh's StrictModes: each folder above it (its real
+    path), up to the user's home folder (``home``: the one the user database gives, not
+    ``$HOME``) or up to ``/`` outside it, must belong to this user or root and be writable by
+    nobody else (the user's own group aside): whoever can write a folder may rename what is in
+    it. Unless that folder has the sticky bit (``/tmp``): there only the owner of an entry may
+    rename it, and every entry on the way belongs to this user or root."""
+    me = os.geteuid()
+    if home is None:
+        import pwd  # noqa: PLC0415 - POSIX only, as geteuid
+
+        try:
+            home = Path(pwd.getpwuid(me).pw_dir)
+        except KeyError:
+            home = None
+    real = Path(os.path.realpath(folder))
+    top = Path(os.path.realpath(home)) if home is not None else None
+    if top is not None and real == top:
+        return None  # the home folder itself: what is above it is the system's
+    if top is None or top == Path("/") or top not in real.parents:
+        top = None  # outside home: up to /
+    below = real
+    for above in real.parents:
+        try:
+            info = os.stat(above)
+        except OSError as exc:
+            return (f"cannot look at the folder {escape_name(str(above))} ({exc.strerror or exc}), above "
+                    f"the one the nightly run reads {SECRETS_FILE} from; fix its permissions")
+        if info.st_uid not in (me, 0):
+            return (f"the folder {escape_name(str(above))}, above the config's folder, belongs to another "
+                    f"user, who could rename {escape_name(below.name)} away and put a folder of their own "
+                    f"there, with a {SECRETS_FILE} the nightly run reads as a shell script; keep the "
+                    f"config in a folder of your own under your home folder, {then}")
+        writable = info.st_mode & (stat.S_IWOTH | (0 if _own_group(info.st_gid, me) else stat.S_IWGRP))
+        if writable and not info.st_mode & stat.S_ISVTX:
+            return (f"the folder {escape_name(str(above))}, above the config's folder, can be written by "
+                    f"other users (mode {stat.S_IMODE(info.st_mode):04o}, no sticky bit): whoever writes "
+                    f"it may rename {escape_name(below.name)} away and put a folder of their own there, "
+                    f"with a {SECRETS_FILE} the nightly run reads as a shell script. Run 'chmod go-w "
+                    f"{shlex.quote(str(above))}' (or 'chmod +t', or keep the config in a folder of your "
+                    f"own under your home folder), {then}")
+        if above == top:
+            break
+        below = above
+    return None
 
 
 def _own_group(gid: int, uid: int) -> bool:

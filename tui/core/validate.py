@@ -910,6 +910,10 @@ class LargeZip:
         self._fd = -1
 
     def __enter__(self) -> LargeZip:
+        if sniff(self.fh) != "zip":  # a zip when looked at, another kind when hashed
+            self._forget()
+            raise changed()
+        self.fh.seek(0)
         try:
             self.names = precheck_zip(self.path, self.fh)
         except Unreadable:
