@@ -572,8 +572,11 @@ async def test_a_file_another_process_is_fetching_is_skipped_not_failed(demo, le
     assert ledger.local_state(busy.name) == "new"
 
 
-def test_sync_cli_asks_for_a_key_passphrase_on_a_terminal(cli_server, tmp_path):
-    """An encrypted key, no ssh-agent: on a terminal ``sync`` asks (getpass) and gets in."""
+def _sync_on_a_terminal(cli_server, tmp_path, *args: str, columns: str | None = None) -> tuple[int, bytes, Path]:
+    """``report-keeper sync`` on a terminal of its own (a pty), with the demo profile's key
+    locked by a passphrase and no ssh-agent: waits for the passphrase question, answers it
+    (``correct horse``) and reads everything until the command ends. Returns its exit code,
+    all it wrote to the terminal, and the locked key's path."""
     import pty
 
     config, _served = cli_server
@@ -586,18 +589,19 @@ def test_sync_cli_asks_for_a_key_passphrase_on_a_terminal(cli_server, tmp_path):
     mine = tmp_path / "config.toml"
     mine.write_text(text.replace(str(plain), str(locked)))
     env = {**os.environ, "REPORT_KEEPER_NOW": NOW, "SSH_AUTH_SOCK": ""}
+    if columns is not None:
+        env["COLUMNS"] = columns
     pid, fd = pty.fork()
-    if pid == 0:  # the child: report-keeper on a terminal of its own
+    if pid == 0:  # the child: report-keeper on a terminal of its own, as a librarian runs it
         os.chdir(ROOT)
         os.execve(sys.executable, [sys.executable, "-m", "tui", "sync", "--config", str(mine),
-                                   "--profile", "demo", "--json"], env)
+                                   "--profile", "demo", *args], env)
     seen = b""
     try:
         while b"Passphrase for" not in seen:
             chunk = os.read(fd, 1024)
             assert chunk, f"no passphrase prompt; got {seen!r}"
             seen += chunk
-        assert str(locked).encode() in seen
         os.write(fd, b"correct horse\n")
         while True:
             try:
@@ -609,7 +613,14 @@ def test_sync_cli_asks_for_a_key_passphrase_on_a_terminal(cli_server, tmp_path):
             seen += chunk
     finally:
         _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 2  # the corrupt demo file, not a login failure
+    return os.waitstatus_to_exitcode(status), seen, locked
+
+
+def test_sync_cli_asks_for_a_key_passphrase_on_a_terminal(cli_server, tmp_path):
+    """An encrypted key, no ssh-agent: on a terminal ``sync`` asks (getpass) and gets in."""
+    code, seen, locked = _sync_on_a_terminal(cli_server, tmp_path, "--json")
+    assert str(locked).encode() in seen
+    assert code == 2  # the corrupt demo file, not a login failure
     assert b"correct horse" not in seen.split(b"Passphrase for", 1)[1].split(b"\n", 1)[1]
     assert b'"downloaded"' in seen and b"refused the login" not in seen
 
@@ -620,41 +631,8 @@ def test_the_passphrase_question_is_not_wiped_by_the_progress_display(cli_server
     passphrase question, so the librarian saw a blank screen that took what they typed. The
     display starts once the server is listed; the question stands (and the cursor shows)
     until it is answered."""
-    import pty
-
-    config, _served = cli_server
-    text = config.read_text()
-    plain = Path(re.search(r'key = "(.*)"', text)[1])
-    locked = tmp_path / "locked_key"
-    key = asyncssh.import_private_key(plain.read_bytes())
-    locked.write_bytes(key.export_private_key("pkcs8-pem", passphrase="correct horse"))
-    locked.chmod(0o600)
-    mine = tmp_path / "config.toml"
-    mine.write_text(text.replace(str(plain), str(locked)))
-    env = {**os.environ, "REPORT_KEEPER_NOW": NOW, "SSH_AUTH_SOCK": "", "COLUMNS": "120"}
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: report-keeper on a terminal of its own, as a librarian runs it
-        os.chdir(ROOT)
-        os.execve(sys.executable, [sys.executable, "-m", "tui", "sync", "--config", str(mine),
-                                   "--profile", "demo"], env)
-    seen = b""
-    try:
-        while b"Passphrase for" not in seen:
-            chunk = os.read(fd, 1024)
-            assert chunk, f"no passphrase prompt; got {seen!r}"
-            seen += chunk
-        os.write(fd, b"correct horse\n")
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 2, seen  # the corrupt demo file, not a login failure
+    code, seen, _locked = _sync_on_a_terminal(cli_server, tmp_path, columns="120")
+    assert code == 2, seen  # the corrupt demo file, not a login failure
     asked = seen.index(b"Passphrase for")
     until_answered = seen[:seen.index(b"\n", asked)]  # the question, up to the Enter after the answer
     assert b"\x1b[2K" not in until_answered and b"\x1b[?25l" not in until_answered, until_answered
