@@ -924,3 +924,32 @@ def test_an_interrupted_sync_says_in_one_line_which_files_it_had_not_begun(tmp_p
     assert not_begun[0] in grouped and not_begun[-1] not in grouped and "--json" in grouped, grouped
     assert len(lines) == 4 and lines[-1] == "Status: OK", lines
     assert len(result.to_json()["failed"]) == 25
+
+
+def test_a_secrets_file_others_can_read_is_a_warning_of_the_run_not_a_failure(cli_server, tmp_path):
+    """The nightly run's SMTP password lives in ``secrets.env`` beside the config; one that
+    other users can read (or replace) is refused by ``schedule``, and a run finds it too: one
+    warning line on the human side (stderr with ``--json``) and in the log, once per run (the
+    parent of ``--all-profiles`` alone), the exit code and the JSON document as without it."""
+    config, _served = cli_server
+    folder = tmp_path / "cfg"
+    folder.mkdir(mode=0o700)
+    mine = folder / "config.toml"
+    mine.write_text(config.read_text())
+    secrets = folder / "secrets.env"
+    secrets.write_text("RK_SMTP_PASSWORD='not a real one'\n")
+    secrets.chmod(0o644)
+
+    done = run_cli("sync", "--config", str(mine), "--profile", "demo", "--json")
+    assert done.returncode == 2, done.stderr  # the corrupt demo file, as without the warning
+    json.loads(done.stdout)  # still exactly one JSON document
+    assert done.stderr.count("chmod 600") == 1 and str(secrets) in done.stderr, done.stderr
+    assert "not a real one" not in done.stderr + done.stdout
+
+    every = run_cli("sync", "--config", str(mine), "--all-profiles", "--json")
+    assert set(json.loads(every.stdout)["profiles"]) == {"demo"}
+    assert every.stderr.count("chmod 600") == 1, every.stderr
+
+    secrets.chmod(0o600)
+    quiet = run_cli("sync", "--config", str(mine), "--profile", "demo")
+    assert "secrets.env" not in quiet.stdout + quiet.stderr, quiet.stdout + quiet.stderr

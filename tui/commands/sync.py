@@ -38,7 +38,7 @@ from tui.commands.common import (
 )
 from tui.core import isolation
 from tui.core import status as st
-from tui.core.config import ConfigError, Profile
+from tui.core.config import SECRETS_FILE, ConfigError, Profile, default_config_path
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.model import EntryKind
 from tui.core.names import escape_name, size_text
@@ -183,6 +183,7 @@ def _run(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     if line:
         out.write(line + "\n")
     _earlier_paths(profile, out)
+    _secrets_warning(args, out)
     log.info("sync finished: %s, %d downloaded, %d failed", st.overall_name(result.status),
              len(result.downloaded), len(result.failed))
     return int(result.status)
@@ -193,6 +194,24 @@ def _document(result: SyncResult, profile: Profile, notify: NotifyDocument | Non
     release kept that it uses where they are, and the alerts' outcome."""
     return {**result.to_json(), "earlier_paths": earlier_paths_json(profile),
             **({"notify": notify} if notify is not None else {})}
+
+
+def _secrets_warning(args: argparse.Namespace, out: TextIO) -> None:
+    """A secrets file beside the config (a scheduled run's SMTP password) that other users can
+    read or replace: one warning line of the run and the log, never a failure (a nightly run
+    that worked goes on working; ``schedule`` refuses it). Looked at only where there is one."""
+    config = Path(args.config).expanduser() if args.config else default_config_path()
+    try:
+        if not (config.absolute().parent / SECRETS_FILE).exists():
+            return
+    except (OSError, ValueError):
+        return
+    from tui.core import unattended  # noqa: PLC0415 - only where a secrets file is there
+
+    why = unattended.secrets_exposure(args.config)
+    if why:
+        log.warning("secrets file: %s", why)
+        out.write(f"Warning: {why}\n")
 
 
 def _earlier_paths(profile: Profile, out: TextIO) -> None:
@@ -463,6 +482,7 @@ def _run_all(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
         print_json(document, for_parent=share)
     if not share:  # the run's own line is the parent's
         out.write(f"All {len(every.names)} profiles: {st.overall_name(code).upper()}\n")
+        _secrets_warning(args, out)
     out.flush()
     log.info("sync --all-profiles finished: %s over %d profiles", st.overall_name(code), len(every.names))
     return code
@@ -502,6 +522,7 @@ def _run_shares(args: argparse.Namespace, ctrl_c: _CtrlC, every: all_profiles.Se
     if args.json:
         print_json(document)
     out.write(f"All {len(every.names)} profiles: {st.overall_name(code).upper()}\n")
+    _secrets_warning(args, out)
     out.flush()
     log.info("sync --all-profiles finished: %s over %d profiles in %d processes",
              st.overall_name(code), len(every.names), len(run.parallel))

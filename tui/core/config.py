@@ -69,6 +69,8 @@ from tui.core.schedule import (
 )
 
 APP_NAME = "report-keeper"
+#: Beside the config file: the secrets (``KEY='value'`` lines, mode 0600) a scheduled run reads.
+SECRETS_FILE = "secrets.env"
 CONFIG_ENV = "REPORT_KEEPER_CONFIG"
 DEFAULT_PROFILE = "default"
 #: A config file is a few kilobytes; anything past this is not one (and /dev/zero never ends).

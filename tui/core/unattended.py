@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 import platformdirs
 
 from tui.core import clock
-from tui.core.config import APP_NAME, Profile, default_config_path, system_timezone
+from tui.core.config import APP_NAME, SECRETS_FILE, Profile, default_config_path, system_timezone
 from tui.core.health import evaluate
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.names import MAX_PROFILE_FILE_PART, escape_name, profile_args
@@ -60,7 +60,6 @@ ALL_NAME = "report-keeper.all-profiles"
 # MAX_COMMAND less the final NUL) and drops the rest without a word.
 CRON_MAX_COMMAND = 999
 HEADER = "# Written by 'report-keeper schedule --install'; 'report-keeper schedule --uninstall' removes it."
-SECRETS_FILE = "secrets.env"
 #: The characters of a profile's name a unit's name holds as they are (each other one is
 #: written ``_``, and a hash tells the names apart): ASCII only, as systemd's unit names are.
 _UNIT_KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
