@@ -173,14 +173,32 @@ def _read_line(prompt: str) -> str:
     if on_terminal:
         return input(prompt)
     if stdout is not None:
-        stdout.write(prompt)
-        stdout.flush()
+        _show_question(stdout, prompt)
     line = bytearray()
     while (byte := os.read(fd, 1)) and byte != b"\n":
         line += byte
     if not byte and not line:
         raise EOFError
     return line.decode("utf-8", "replace").removesuffix("\r")
+
+
+def _show_question(stdout: TextIO, prompt: str) -> None:
+    """Write a question that a pipe answers. What was said before it is flushed first, and
+    the question itself goes to the file descriptor, not through ``stdout``'s buffer: once
+    the question can be seen (and answered with a Ctrl-C) this thread holds none of the
+    buffer's locks. A daemon thread still holding one when the interpreter exits (it is
+    stopped where it waits for the interpreter's lock) makes the exit's flush of ``stdout``
+    abort the process ("could not acquire lock ... possibly due to daemon threads")."""
+    stdout.flush()
+    try:
+        fd = stdout.fileno()
+    except (OSError, ValueError):  # no file descriptor (a test's stream): its own writer
+        stdout.write(prompt)
+        stdout.flush()
+        return
+    data = prompt.encode(stdout.encoding or "utf-8", "replace")
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def run(args: argparse.Namespace) -> int:
