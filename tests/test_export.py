@@ -164,7 +164,7 @@ def test_human_summary(shared, now, tmp_path, capsys):
     assert "9 included, 1 empty on an open day, 1 closed, 2 missing, 1 excluded" in lines[1]
     assert any("never downloaded" in line for line in lines)
     assert any("Column drift" in line and "'Due Date'" in line for line in lines)
-    assert any(line.startswith("Not pseudonymized: 'Primary Identifier'") for line in lines)
+    assert "Not pseudonymized: 'Primary Identifier' holds raw identifiers (use --pseudonymize before sharing)" in lines
 
 
 # ------------------------------------------------------------------------ pseudonyms

@@ -565,8 +565,9 @@ class ExportResult:
                              f"to {escape_name(str(self.key.path))}, a file name no other profile can have: "
                              "the pseudonyms stay the same; back it up under its new name.")
         elif self.identifier_columns:
+            verb = "holds" if len(self.identifier_columns) == 1 else "hold"
             lines.append("Not pseudonymized: " + ", ".join(repr(c) for c in self.identifier_columns)
-                         + " hold raw identifiers (use --pseudonymize before sharing)")
+                         + f" {verb} raw identifiers (use --pseudonymize before sharing)")
         for imprecise in self.imprecise_identifiers[:limit]:
             n, files = imprecise.cells, len(imprecise.files)
             first = imprecise.files[0]
