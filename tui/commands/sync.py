@@ -38,7 +38,7 @@ from tui.commands.common import (
 )
 from tui.core import isolation
 from tui.core import status as st
-from tui.core.config import SECRETS_FILE, ConfigError, Profile, default_config_path
+from tui.core.config import ConfigError, Profile, secrets_file
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.model import EntryKind
 from tui.core.names import escape_name, size_text
@@ -200,9 +200,8 @@ def _secrets_warning(args: argparse.Namespace, out: TextIO) -> None:
     """A secrets file beside the config (a scheduled run's SMTP password) that other users can
     read or replace: one warning line of the run and the log, never a failure (a nightly run
     that worked goes on working; ``schedule`` refuses it). Looked at only where there is one."""
-    config = Path(args.config).expanduser() if args.config else default_config_path()
     try:
-        if not (config.absolute().parent / SECRETS_FILE).exists():
+        if not secrets_file(args.config).exists():
             return
     except (OSError, ValueError):
         return

@@ -111,6 +111,17 @@ def default_config_path() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
 
 
+def config_file(config_path: str | os.PathLike[str] | None) -> Path:
+    """The config file's absolute path (``None``: the default one)."""
+    config = Path(config_path).expanduser() if config_path else default_config_path()
+    return config.absolute()
+
+
+def secrets_file(config_path: str | os.PathLike[str] | None) -> Path:
+    """The secrets file beside the config (``None``: the default config)."""
+    return config_file(config_path).parent / SECRETS_FILE
+
+
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
 

@@ -41,7 +41,15 @@ from zoneinfo import ZoneInfo
 import platformdirs
 
 from tui.core import clock
-from tui.core.config import APP_NAME, SECRETS_FILE, Profile, default_config_path, system_timezone
+from tui.core.config import (
+    APP_NAME,
+    SECRETS_FILE,
+    Profile,
+    config_file,
+    default_config_path,
+    secrets_file,
+    system_timezone,
+)
 from tui.core.health import evaluate
 from tui.core.ledger import Ledger, LedgerError
 from tui.core.names import MAX_PROFILE_FILE_PART, escape_name, profile_args
@@ -232,13 +240,6 @@ def all_unit_name(config: Path) -> str:
 
 
 
-def _config_file(config_path: str | os.PathLike[str] | None) -> Path:
-    """The config file's absolute path (``None``: the default one), as the names and the
-    crontab marker hold it."""
-    config = Path(config_path).expanduser() if config_path else default_config_path()
-    return config.absolute()
-
-
 @dataclass(frozen=True)
 class Installed:
     """What removing a timer or crontab line needs: its unit name and its config's path. No
@@ -261,7 +262,7 @@ def installed(config_path: str | os.PathLike[str] | None, profile: str | None) -
     still holds that profile, or exists."""
     if config_path is not None and not str(config_path).strip():
         raise ScheduleError("the config file name is empty; name a config file (--config FILE)")
-    config = _config_file(config_path)
+    config = config_file(config_path)
     if profile is None:
         return Installed(all_unit_name(config), config, "every profile of the config")
     return Installed(unit_name(profile, config), config, f"profile '{escape_name(profile)}'",
@@ -276,7 +277,7 @@ def left_behind(config_path: str | os.PathLike[str] | None, names: Collection[st
     ``ExecStart=``, the line's command), and kept only when the profile named there gives the
     very unit name and the config's path (never another config's, never a unit the user
     wrote). Each is removed by :func:`uninstall`, by name, as ``--uninstall --profile`` does."""
-    config = _config_file(config_path)
+    config = config_file(config_path)
     found: set[str] = set()
     systemd = _systemd(runner)
     folder = unit_dir(systemd.stdout if systemd.returncode == 0 else None)
@@ -399,7 +400,7 @@ def _refuse_unrunnable(arg: str) -> None:
 
 
 def plan_schedule(profile: Profile, config_path: str | os.PathLike[str] | None) -> SchedulePlan:
-    config = _config_file(config_path)
+    config = config_file(config_path)
     _refuse_unrunnable(str(config))
     due, reason = _latest_due(profile)
     return _plan(profile=profile.name, config=config, name=unit_name(profile.name, config),
@@ -418,7 +419,7 @@ def plan_all(profiles: Sequence[Profile], config_path: str | os.PathLike[str] | 
     wrapping at midnight, so a profile due after midnight still counts as the latest."""
     if not profiles:
         raise ScheduleError("the config has no profile")
-    config = _config_file(config_path)
+    config = config_file(config_path)
     _refuse_unrunnable(str(config))
     zones = Counter(_tz_name(p.timezone) for p in profiles)
     top = max(zones.values())
@@ -469,7 +470,7 @@ def secrets_exposure(config_path: str | os.PathLike[str] | None) -> str | None:
     a schedule written before (or a file opened to others since). Never an error: the night's
     run goes on as it did."""
     try:
-        return _secrets_exposure(_config_file(config_path).parent / SECRETS_FILE,
+        return _secrets_exposure(secrets_file(config_path),
                                  then="before the next night's run")
     except (OSError, ValueError):  # a path the system refuses: nothing to say of its secrets
         return None
