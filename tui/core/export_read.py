@@ -266,7 +266,9 @@ def positional(name: str) -> bool:
 
 
 def column_names(header_cells: list[str | None] | None, width: int) -> list[str]:
-    """The export's name for each of ``width`` columns (see the module's docstring)."""
+    """The export's name for each of ``width`` columns (see the module's docstring). A
+    repeat's `` (N)`` is undone by :func:`tui.core.pseudonym.repeated_name` (kept there, in a
+    module without the reader): change the two together."""
     names: list[str] = []
     seen: set[str] = set()
     for i in range(width):
